@@ -1,0 +1,81 @@
+// rwg.admin.v1.AdminService on the control store.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <string>
+
+#include "rwg/admin/v1/admin.grpc.pb.h"
+#include "services/control/auth.h"
+#include "services/control/store.h"
+#include "services/core/crypto.h"
+
+namespace rwg::control {
+
+class AdminServiceImpl final : public admin::v1::AdminService::Service {
+ public:
+  AdminServiceImpl(RedisControlStore& store, Authenticator& auth, core::SecretBox& box,
+                   core::Clock& clock, core::Random& rng, prometheus::Registry& registry);
+
+  // Writes the default configuration unless one exists (first start).
+  absl::Status EnsureConfig(const std::string& public_name);
+
+  grpc::Status Login(grpc::ServerContext*, const admin::v1::LoginRequest*,
+                     admin::v1::LoginResponse*) override;
+  grpc::Status Logout(grpc::ServerContext*, const admin::v1::LogoutRequest*,
+                      admin::v1::LogoutResponse*) override;
+  grpc::Status ChangePassword(grpc::ServerContext*, const admin::v1::ChangePasswordRequest*,
+                              admin::v1::ChangePasswordResponse*) override;
+  grpc::Status GetConfig(grpc::ServerContext*, const admin::v1::GetConfigRequest*,
+                         admin::v1::GatewayConfig*) override;
+  grpc::Status UpdateConfig(grpc::ServerContext*, const admin::v1::UpdateConfigRequest*,
+                            admin::v1::UpdateConfigResponse*) override;
+  grpc::Status CreateDevice(grpc::ServerContext*, const admin::v1::CreateDeviceRequest*,
+                            admin::v1::Device*) override;
+  grpc::Status GetDevice(grpc::ServerContext*, const admin::v1::GetDeviceRequest*,
+                         admin::v1::Device*) override;
+  grpc::Status UpdateDevice(grpc::ServerContext*, const admin::v1::UpdateDeviceRequest*,
+                            admin::v1::Device*) override;
+  grpc::Status DeleteDevice(grpc::ServerContext*, const admin::v1::DeleteDeviceRequest*,
+                            admin::v1::DeleteDeviceResponse*) override;
+  grpc::Status ListDevices(grpc::ServerContext*, const admin::v1::ListDevicesRequest*,
+                           admin::v1::ListDevicesResponse*) override;
+  grpc::Status ImportDevices(grpc::ServerContext*, const admin::v1::ImportDevicesRequest*,
+                             admin::v1::ImportDevicesResponse*) override;
+  grpc::Status ExportDevices(grpc::ServerContext*, const admin::v1::ExportDevicesRequest*,
+                             admin::v1::ExportDevicesResponse*) override;
+  grpc::Status GetHashKey(grpc::ServerContext*, const admin::v1::GetHashKeyRequest*,
+                          admin::v1::HashKey*) override;
+  grpc::Status GenerateHashKey(grpc::ServerContext*, const admin::v1::GenerateHashKeyRequest*,
+                               admin::v1::HashKey*) override;
+  grpc::Status RegenerateHashKey(grpc::ServerContext*, const admin::v1::RegenerateHashKeyRequest*,
+                                 admin::v1::HashKey*) override;
+  grpc::Status ImportHashKey(grpc::ServerContext*, const admin::v1::ImportHashKeyRequest*,
+                             admin::v1::HashKey*) override;
+
+ private:
+  // Authenticates (unless `public_rpc`), runs `fn`, counts and logs the outcome.
+  grpc::Status Run(const char* method, grpc::ServerContext* ctx, bool public_rpc,
+                   const std::function<absl::Status(const std::string& user)>& fn);
+
+  absl::StatusOr<admin::v1::GatewayConfig> LoadConfig(std::string* raw);
+  absl::Status SealDevice(admin::v1::Device& d) const;
+  absl::Status OpenDevice(admin::v1::Device& d, bool show_secrets) const;
+  absl::StatusOr<admin::v1::HashKey> LoadHash();
+  absl::StatusOr<admin::v1::HashKey> StoreHash(const std::string& key, bool must_be_new,
+                                               const char* action, const std::string& user);
+
+  RedisControlStore& store_;
+  Authenticator& auth_;
+  core::SecretBox& box_;
+  core::Clock& clock_;
+  core::Random& rng_;
+  prometheus::Family<prometheus::Counter>& rpcs_;
+  prometheus::Family<prometheus::Histogram>& latency_;
+  prometheus::Counter& login_failures_;
+};
+
+}  // namespace rwg::control

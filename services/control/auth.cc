@@ -1,0 +1,104 @@
+#include "services/control/auth.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "services/core/crypto.h"
+
+namespace rwg::control {
+namespace {
+
+// Verified against when the user does not exist, so that both cases take the same time.
+const std::string& DummyHash() {
+  static const std::string* hash =
+      new std::string(*core::HashPassword("rwg-dummy-password", core::Random::System()));
+  return *hash;
+}
+
+absl::Status Unauthenticated() { return absl::UnauthenticatedError("wrong username or password"); }
+
+}  // namespace
+
+absl::Status Authenticator::Bootstrap(const std::string& user, const std::string& password,
+                                      std::string* generated) {
+  absl::StatusOr<std::optional<std::string>> existing = admins_.GetAdminHash(user);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) return absl::OkStatus();
+  std::string pw = password;
+  if (pw.empty()) {
+    pw = core::RandomPassword(rng_, 20);
+    *generated = pw;
+  } else if (pw.size() < 8) {
+    return absl::InvalidArgumentError("admin password must be at least 8 characters long");
+  }
+  absl::StatusOr<std::string> hash = core::HashPassword(pw, rng_);
+  if (!hash.ok()) return hash.status();
+  absl::StatusOr<bool> created = admins_.CreateAdmin(user, *hash);
+  if (!created.ok()) return created.status();
+  if (!*created) generated->clear();  // another replica created it first
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Token> Authenticator::Login(const std::string& user, const std::string& password) {
+  absl::StatusOr<std::optional<std::string>> hash = admins_.GetAdminHash(user);
+  if (!hash.ok()) return hash.status();
+  if (!hash->has_value()) {
+    (void)core::VerifyPassword(password, DummyHash());
+    return Unauthenticated();
+  }
+  if (!core::VerifyPassword(password, **hash)) return Unauthenticated();
+  Token t{core::RandomHex(rng_, 32), clock_.Now() + ttl_};
+  absl::Status put = sessions_.PutSession(core::Sha256Hex(t.token), {user, t.expires_at}, ttl_);
+  if (!put.ok()) return put;
+  return t;
+}
+
+absl::StatusOr<std::string> Authenticator::TokenId(absl::string_view authorization) {
+  if (authorization.empty()) {
+    return absl::UnauthenticatedError("no token: log in first (rwgctl login)");
+  }
+  if (!absl::ConsumePrefix(&authorization, "Bearer ") || authorization.size() != 64) {
+    return absl::UnauthenticatedError("malformed authorization: expected 'Bearer <token>'");
+  }
+  return core::Sha256Hex(authorization);
+}
+
+absl::StatusOr<std::string> Authenticator::Check(absl::string_view authorization) {
+  absl::StatusOr<std::string> id = TokenId(authorization);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<std::optional<Session>> s = sessions_.GetSession(*id);
+  if (!s.ok()) return s.status();
+  if (!s->has_value() || (*s)->expires_at <= clock_.Now()) {
+    return absl::UnauthenticatedError("token expired or revoked: log in again (rwgctl login)");
+  }
+  return (*s)->username;
+}
+
+absl::Status Authenticator::Logout(absl::string_view authorization) {
+  absl::StatusOr<std::string> id = TokenId(authorization);
+  if (!id.ok()) return id.status();
+  return sessions_.DeleteSession(*id);
+}
+
+absl::Status Authenticator::VerifyPassword(const std::string& user, const std::string& password) {
+  absl::StatusOr<std::optional<std::string>> hash = admins_.GetAdminHash(user);
+  if (!hash.ok()) return hash.status();
+  if (!hash->has_value() || !core::VerifyPassword(password, **hash)) {
+    return absl::PermissionDeniedError("current_password: wrong password");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Authenticator::ChangePassword(const std::string& user, const std::string& current,
+                                           const std::string& fresh) {
+  if (fresh.size() < 8 || fresh.size() > 128) {
+    return absl::InvalidArgumentError("new_password: must be 8 to 128 characters long");
+  }
+  absl::Status ok = VerifyPassword(user, current);
+  if (!ok.ok()) return ok;
+  absl::StatusOr<std::string> hash = core::HashPassword(fresh, rng_);
+  if (!hash.ok()) return hash.status();
+  return admins_.SetAdminHash(user, *hash);
+}
+
+}  // namespace rwg::control

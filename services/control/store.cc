@@ -1,0 +1,264 @@
+#include "services/control/store.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace rwg::control {
+namespace {
+
+using core::RedisReply;
+namespace adminpb = ::rwg::admin::v1;
+
+constexpr char kDevices[] = "rwg:devices";
+constexpr char kDevicesByMac[] = "rwg:devices:mac";
+constexpr char kDevicesByIcp[] = "rwg:devices:icp";
+constexpr char kAdmins[] = "rwg:admins";
+constexpr char kSessionPrefix[] = "rwg:session:";
+
+// KEYS: key. ARGV: expected ('' = absent), value, event.
+constexpr char kCompareAndSet[] = R"lua(
+local cur = redis.call('GET', KEYS[1])
+if (ARGV[1] == '' and not cur) or (cur and cur == ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('PUBLISH', 'rwg:events', ARGV[3])
+  return 1
+end
+return 0
+)lua";
+
+// KEYS: devices, by-mac, by-icp. ARGV: mode, then (user, mac, icp, json) per device.
+// Checks everything first; writes only when nothing conflicts.
+constexpr char kPutDevices[] = R"lua(
+local mode = ARGV[1]
+local n = (#ARGV - 1) / 4
+local errs = {}
+for i = 0, n - 1 do
+  local u, mac, icp = ARGV[2 + i * 4], ARGV[3 + i * 4], ARGV[4 + i * 4]
+  local exists = redis.call('HEXISTS', KEYS[1], u) == 1
+  if mode == 'create' and exists then
+    table.insert(errs, u .. '\tset_username\tdevice already exists')
+  elseif mode == 'update' and not exists then
+    table.insert(errs, u .. '\tset_username\tno such device')
+  end
+  if mac ~= '' then
+    local o = redis.call('HGET', KEYS[2], mac)
+    if o and o ~= u then table.insert(errs, u .. '\tmac\t' .. mac .. ' belongs to device ' .. o) end
+  end
+  local o = redis.call('HGET', KEYS[3], icp)
+  if o and o ~= u then
+    table.insert(errs, u .. '\ticp_username\t' .. icp .. ' belongs to device ' .. o)
+  end
+end
+if #errs > 0 then
+  table.insert(errs, 1, 'conflict')
+  return errs
+end
+local created, updated = 0, 0
+for i = 0, n - 1 do
+  local u, mac, icp, json = ARGV[2 + i * 4], ARGV[3 + i * 4], ARGV[4 + i * 4], ARGV[5 + i * 4]
+  local old = redis.call('HGET', KEYS[1], u)
+  if old then
+    updated = updated + 1
+    local o = cjson.decode(old)
+    if o.mac and o.mac ~= mac and redis.call('HGET', KEYS[2], o.mac) == u then
+      redis.call('HDEL', KEYS[2], o.mac)
+    end
+    if o.icp_username and o.icp_username ~= icp and redis.call('HGET', KEYS[3], o.icp_username) == u then
+      redis.call('HDEL', KEYS[3], o.icp_username)
+    end
+  else
+    created = created + 1
+  end
+  redis.call('HSET', KEYS[1], u, json)
+  if mac ~= '' then redis.call('HSET', KEYS[2], mac, u) end
+  redis.call('HSET', KEYS[3], icp, u)
+end
+redis.call('PUBLISH', 'rwg:events', 'devices')
+return {'ok', created, updated}
+)lua";
+
+// KEYS: devices, by-mac, by-icp. ARGV: user.
+constexpr char kDeleteDevice[] = R"lua(
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+local o = cjson.decode(old)
+redis.call('HDEL', KEYS[1], ARGV[1])
+if o.mac and redis.call('HGET', KEYS[2], o.mac) == ARGV[1] then redis.call('HDEL', KEYS[2], o.mac) end
+if o.icp_username and redis.call('HGET', KEYS[3], o.icp_username) == ARGV[1] then
+  redis.call('HDEL', KEYS[3], o.icp_username)
+end
+redis.call('PUBLISH', 'rwg:events', 'devices')
+return 1
+)lua";
+
+class RedisValue final : public ValueStore {
+ public:
+  RedisValue(core::RedisClient& redis, std::string key, std::string event)
+      : redis_(redis), key_(std::move(key)), event_(std::move(event)) {}
+
+  absl::StatusOr<std::optional<std::string>> Get() override {
+    absl::StatusOr<RedisReply> r = redis_.Command({"GET", key_});
+    if (!r.ok()) return r.status();
+    if (r->is_nil()) return std::nullopt;
+    return r->str;
+  }
+
+  absl::StatusOr<bool> CompareAndSet(const std::string& expected,
+                                     const std::string& value) override {
+    absl::StatusOr<RedisReply> r = redis_.Eval(kCompareAndSet, {key_}, {expected, value, event_});
+    if (!r.ok()) return r.status();
+    return r->integer == 1;
+  }
+
+ private:
+  core::RedisClient& redis_;
+  std::string key_;
+  std::string event_;
+};
+
+}  // namespace
+
+std::string DeviceToJson(const adminpb::Device& d) {
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(d, &out, opts);
+  return out;
+}
+
+absl::StatusOr<adminpb::Device> DeviceFromJson(const std::string& json) {
+  adminpb::Device d;
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = true;
+  if (!google::protobuf::util::JsonStringToMessage(json, &d, opts).ok()) {
+    return absl::DataLossError("a stored device record is not valid JSON");
+  }
+  return d;
+}
+
+RedisControlStore::RedisControlStore(core::RedisClient& redis)
+    : redis_(redis),
+      config_(std::make_unique<RedisValue>(redis, "rwg:config", "config")),
+      hash_(std::make_unique<RedisValue>(redis, "rwg:hash", "hash")) {}
+
+absl::StatusOr<std::optional<std::string>> RedisControlStore::GetAdminHash(
+    const std::string& user) {
+  absl::StatusOr<RedisReply> r = redis_.Command({"HGET", kAdmins, user});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::nullopt;
+  return r->str;
+}
+
+absl::StatusOr<bool> RedisControlStore::CreateAdmin(const std::string& user,
+                                                    const std::string& hash) {
+  absl::StatusOr<RedisReply> r = redis_.Command({"HSETNX", kAdmins, user, hash});
+  if (!r.ok()) return r.status();
+  return r->integer == 1;
+}
+
+absl::Status RedisControlStore::SetAdminHash(const std::string& user, const std::string& hash) {
+  return redis_.Command({"HSET", kAdmins, user, hash}).status();
+}
+
+absl::Status RedisControlStore::PutSession(const std::string& id, const Session& s,
+                                           absl::Duration ttl) {
+  nlohmann::json j = {{"user", s.username}, {"exp", absl::ToUnixSeconds(s.expires_at)}};
+  int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl));
+  return redis_.Command({"SET", kSessionPrefix + id, j.dump(), "PX", std::to_string(ms)}).status();
+}
+
+absl::StatusOr<std::optional<Session>> RedisControlStore::GetSession(const std::string& id) {
+  absl::StatusOr<RedisReply> r = redis_.Command({"GET", kSessionPrefix + id});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::nullopt;
+  nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
+  if (j.is_discarded() || !j.contains("user") || !j.contains("exp") || !j["user"].is_string() ||
+      !j["exp"].is_number_integer()) {
+    return std::nullopt;  // a damaged session is no session
+  }
+  return Session{j["user"].get<std::string>(), absl::FromUnixSeconds(j["exp"].get<int64_t>())};
+}
+
+absl::Status RedisControlStore::DeleteSession(const std::string& id) {
+  return redis_.Command({"DEL", kSessionPrefix + id}).status();
+}
+
+absl::StatusOr<DeviceWriteResult> RedisControlStore::PutDevices(
+    const std::vector<adminpb::Device>& devices, WriteMode mode) {
+  std::vector<std::string> args;
+  args.reserve(1 + devices.size() * 4);
+  args.push_back(mode == WriteMode::kCreate   ? "create"
+                 : mode == WriteMode::kUpdate ? "update"
+                                              : "upsert");
+  for (const adminpb::Device& d : devices) {
+    args.push_back(d.set_username());
+    args.push_back(d.mac());
+    args.push_back(d.icp_username());
+    args.push_back(DeviceToJson(d));
+  }
+  absl::StatusOr<RedisReply> r =
+      redis_.Eval(kPutDevices, {kDevices, kDevicesByMac, kDevicesByIcp}, args);
+  if (!r.ok()) return r.status();
+  DeviceWriteResult out;
+  if (r->type != RedisReply::Type::kArray || r->elements.empty()) {
+    return absl::InternalError("unexpected reply from the device script");
+  }
+  if (r->elements[0].str == "conflict") {
+    for (size_t i = 1; i < r->elements.size(); ++i) {
+      const std::string& e = r->elements[i].str;
+      size_t tab = e.find('\t');
+      out.conflicts.emplace_back(e.substr(0, tab), e.substr(tab + 1));
+    }
+    return out;
+  }
+  if (r->elements.size() == 3) {
+    out.created = static_cast<int>(r->elements[1].integer);
+    out.updated = static_cast<int>(r->elements[2].integer);
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<adminpb::Device>> RedisControlStore::GetDevice(
+    const std::string& user) {
+  absl::StatusOr<RedisReply> r = redis_.Command({"HGET", kDevices, user});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::nullopt;
+  absl::StatusOr<adminpb::Device> d = DeviceFromJson(r->str);
+  if (!d.ok()) return d.status();
+  return *d;
+}
+
+absl::StatusOr<std::vector<adminpb::Device>> RedisControlStore::ListDevices() {
+  absl::StatusOr<RedisReply> r = redis_.Command({"HVALS", kDevices});
+  if (!r.ok()) return r.status();
+  std::vector<adminpb::Device> out;
+  out.reserve(r->elements.size());
+  for (const RedisReply& e : r->elements) {
+    absl::StatusOr<adminpb::Device> d = DeviceFromJson(e.str);
+    if (!d.ok()) return d.status();
+    out.push_back(std::move(*d));
+  }
+  std::sort(out.begin(), out.end(), [](const adminpb::Device& a, const adminpb::Device& b) {
+    return a.set_username() < b.set_username();
+  });
+  return out;
+}
+
+absl::StatusOr<bool> RedisControlStore::DeleteDevice(const std::string& user) {
+  absl::StatusOr<RedisReply> r =
+      redis_.Eval(kDeleteDevice, {kDevices, kDevicesByMac, kDevicesByIcp}, {user});
+  if (!r.ok()) return r.status();
+  return r->integer == 1;
+}
+
+absl::StatusOr<int64_t> RedisControlStore::CountDevices() {
+  absl::StatusOr<RedisReply> r = redis_.Command({"HLEN", kDevices});
+  if (!r.ok()) return r.status();
+  return r->integer;
+}
+
+}  // namespace rwg::control

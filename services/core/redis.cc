@@ -1,0 +1,164 @@
+#include "services/core/redis.h"
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+namespace rwg::core {
+namespace {
+
+RedisReply Convert(const redisReply* r) {
+  RedisReply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = RedisReply::Type::kString;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = RedisReply::Type::kStatus;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = RedisReply::Type::kInteger;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = RedisReply::Type::kArray;
+      out.elements.reserve(r->elements);
+      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(Convert(r->element[i]));
+      break;
+    default:
+      out.type = RedisReply::Type::kNil;
+  }
+  return out;
+}
+
+}  // namespace
+
+RedisClient::RedisClient(RedisOptions options) : options_(std::move(options)) {}
+
+RedisClient::~RedisClient() {
+  for (redisContext* c : idle_) redisFree(c);
+}
+
+absl::StatusOr<redisContext*> RedisClient::Acquire() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!idle_.empty()) {
+      redisContext* c = idle_.back();
+      idle_.pop_back();
+      return c;
+    }
+  }
+  timeval tv = absl::ToTimeval(options_.connect_timeout);
+  redisContext* c = nullptr;
+  absl::string_view addr = options_.address;
+  if (absl::ConsumePrefix(&addr, "unix:")) {
+    c = redisConnectUnixWithTimeout(std::string(addr).c_str(), tv);
+  } else {
+    size_t colon = addr.rfind(':');
+    int port = 0;
+    if (colon == absl::string_view::npos || !absl::SimpleAtoi(addr.substr(colon + 1), &port)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("redis address '", options_.address, "' is not host:port or unix:/path"));
+    }
+    std::string host(addr.substr(0, colon));
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    c = redisConnectWithTimeout(host.c_str(), port, tv);
+  }
+  if (c == nullptr) return absl::UnavailableError("redis: out of memory");
+  if (c->err) {
+    std::string why = c->errstr;
+    redisFree(c);
+    return absl::UnavailableError(
+        absl::StrCat("redis at ", options_.address, " is unavailable: ", why));
+  }
+  timeval ctv = absl::ToTimeval(options_.command_timeout);
+  redisSetTimeout(c, ctv);
+  if (!options_.password.empty()) {
+    auto* r = static_cast<redisReply*>(
+        redisCommand(c, "AUTH %b", options_.password.data(), options_.password.size()));
+    bool ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
+    if (r) freeReplyObject(r);
+    if (!ok) {
+      redisFree(c);
+      return absl::UnavailableError(
+          absl::StrCat("redis at ", options_.address, " refused the password"));
+    }
+  }
+  return c;
+}
+
+void RedisClient::Release(redisContext* ctx, bool healthy) {
+  if (healthy) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < options_.max_idle_connections) {
+      idle_.push_back(ctx);
+      return;
+    }
+  }
+  redisFree(ctx);
+}
+
+absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& args) {
+  absl::StatusOr<redisContext*> ctx = Acquire();
+  if (!ctx.ok()) return ctx.status();
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  argv.reserve(args.size());
+  lens.reserve(args.size());
+  for (const std::string& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(*ctx, static_cast<int>(args.size()), argv.data(), lens.data()));
+  if (r == nullptr) {
+    std::string why = (*ctx)->errstr;
+    Release(*ctx, false);
+    return absl::UnavailableError(
+        absl::StrCat("redis at ", options_.address, " is unavailable: ", why));
+  }
+  if (r->type == REDIS_REPLY_ERROR) {
+    std::string msg(r->str, r->len);
+    freeReplyObject(r);
+    Release(*ctx, true);
+    // A server that is loading its data set or lost its replica is unavailable, not broken.
+    if (absl::StartsWith(msg, "LOADING") || absl::StartsWith(msg, "MASTERDOWN") ||
+        absl::StartsWith(msg, "BUSY") || absl::StartsWith(msg, "MISCONF")) {
+      return absl::UnavailableError(
+          absl::StrCat("redis at ", options_.address, " is unavailable: ", msg));
+    }
+    return absl::InternalError(absl::StrCat("redis error: ", msg));
+  }
+  RedisReply out = Convert(r);
+  freeReplyObject(r);
+  Release(*ctx, true);
+  return out;
+}
+
+absl::StatusOr<RedisReply> RedisClient::Eval(const std::string& script,
+                                             const std::vector<std::string>& keys,
+                                             const std::vector<std::string>& args) {
+  std::vector<std::string> cmd;
+  cmd.reserve(3 + keys.size() + args.size());
+  cmd.push_back("EVAL");
+  cmd.push_back(script);
+  cmd.push_back(std::to_string(keys.size()));
+  cmd.insert(cmd.end(), keys.begin(), keys.end());
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  return Command(cmd);
+}
+
+absl::Status RedisClient::Ping() {
+  absl::StatusOr<RedisReply> r = Command({"PING"});
+  return r.status();
+}
+
+}  // namespace rwg::core

@@ -1,0 +1,59 @@
+// A small synchronous Redis client on hiredis with a connection pool. Every failure to reach
+// Redis is absl::UnavailableError naming the address, so callers can map it straight to gRPC
+// UNAVAILABLE; an error reply from Redis is absl::InternalError with Redis' message.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+struct redisContext;
+
+namespace rwg::core {
+
+struct RedisReply {
+  enum class Type { kNil, kString, kInteger, kArray, kStatus };
+  Type type = Type::kNil;
+  std::string str;
+  long long integer = 0;
+  std::vector<RedisReply> elements;
+
+  bool is_nil() const { return type == Type::kNil; }
+};
+
+struct RedisOptions {
+  std::string address = "127.0.0.1:6379";  // host:port or unix:/path
+  std::string password;                    // AUTH on connect when set; never logged
+  absl::Duration connect_timeout = absl::Seconds(2);
+  absl::Duration command_timeout = absl::Seconds(5);
+  size_t max_idle_connections = 8;
+};
+
+class RedisClient {
+ public:
+  explicit RedisClient(RedisOptions options);
+  ~RedisClient();
+  RedisClient(const RedisClient&) = delete;
+  RedisClient& operator=(const RedisClient&) = delete;
+
+  absl::StatusOr<RedisReply> Command(const std::vector<std::string>& args);
+  // EVAL with the given script, keys and arguments.
+  absl::StatusOr<RedisReply> Eval(const std::string& script, const std::vector<std::string>& keys,
+                                  const std::vector<std::string>& args);
+  absl::Status Ping();
+  const std::string& address() const { return options_.address; }
+
+ private:
+  absl::StatusOr<redisContext*> Acquire();
+  void Release(redisContext* ctx, bool healthy);
+
+  RedisOptions options_;
+  std::mutex mu_;
+  std::vector<redisContext*> idle_;
+};
+
+}  // namespace rwg::core

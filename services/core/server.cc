@@ -1,0 +1,129 @@
+#include "services/core/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "services/core/log.h"
+
+namespace rwg::core {
+
+void ServerFlags::Register(Options& o) {
+  o.Add("grpc-listen", grpc_listen, "gRPC listen address host:port (port 0 picks a free one)");
+  o.Add("metrics-listen", metrics_listen, "Prometheus /metrics listen address host:port");
+  o.Add("tls-cert-file", tls_cert_file, "PEM certificate chain for the gRPC port");
+  o.Add("tls-key-file", tls_key_file, "PEM private key for the gRPC port");
+  o.Add("port-file", port_file, "write the bound ports here as JSON once listening");
+  o.Add("drain-seconds", drain_seconds, "time allowed for in-flight calls on SIGTERM");
+  o.Add("log-level", log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+ServiceHost::ServiceHost(std::string service, ServerFlags flags)
+    : service_(std::move(service)),
+      flags_(std::move(flags)),
+      registry_(std::make_shared<prometheus::Registry>()) {}
+
+ServiceHost::~ServiceHost() = default;
+
+absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (!flags_.tls_cert_file.empty() || !flags_.tls_key_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadFile(flags_.tls_cert_file);
+    if (!cert.ok())
+      return absl::InvalidArgumentError(absl::StrCat("tls-cert-file: ", cert.status().message()));
+    absl::StatusOr<std::string> key = ReadFile(flags_.tls_key_file);
+    if (!key.ok())
+      return absl::InvalidArgumentError(absl::StrCat("tls-key-file: ", key.status().message()));
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    creds = grpc::SslServerCredentials(ssl);
+  } else {
+    log::Warn("gRPC port without TLS; set tls-cert-file and tls-key-file outside development");
+    creds = grpc::InsecureServerCredentials();
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(flags_.grpc_listen, creds, &grpc_port_);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  server_ = builder.BuildAndStart();
+  if (!server_ || grpc_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", flags_.grpc_listen));
+  }
+
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(flags_.metrics_listen);
+  } catch (const std::exception& e) {
+    server_->Shutdown();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for metrics on ", flags_.metrics_listen, ": ", e.what()));
+  }
+  exposer_->RegisterCollectable(registry_);
+  int metrics_port = exposer_->GetListeningPorts().empty() ? 0 : exposer_->GetListeningPorts()[0];
+
+  if (!flags_.port_file.empty()) {
+    std::string tmp = flags_.port_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << "{\"grpc\":" << grpc_port_ << ",\"metrics\":" << metrics_port << "}\n";
+      if (!out) return absl::InternalError(absl::StrCat("cannot write port-file ", tmp));
+    }
+    if (std::rename(tmp.c_str(), flags_.port_file.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("cannot write port-file ", flags_.port_file));
+    }
+  }
+  log::Info("listening",
+            {{"grpc_port", std::to_string(grpc_port_)},
+             {"metrics_port", std::to_string(metrics_port)},
+             {"tls", creds == nullptr ? "?" : (flags_.tls_cert_file.empty() ? "off" : "on")}});
+  return absl::OkStatus();
+}
+
+void ServiceHost::SetServing(bool serving) {
+  if (server_ && server_->GetHealthCheckService()) {
+    server_->GetHealthCheckService()->SetServingStatus(serving);
+  }
+}
+
+void ServiceHost::WaitForTermination() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  log::Info("terminating", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+                            {"drain_seconds", absl::StrCat(flags_.drain_seconds)}});
+  SetServing(false);
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(flags_.drain_seconds * 1000)));
+  server_->Wait();
+  exposer_.reset();
+  log::Info("stopped");
+}
+
+}  // namespace rwg::core

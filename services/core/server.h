@@ -1,0 +1,62 @@
+// Bootstrap shared by every rwg gRPC server: TLS or plaintext listener, grpc.health.v1,
+// server reflection, Prometheus /metrics, port file for tests, SIGTERM/SIGINT drain.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "services/core/options.h"
+
+namespace rwg::core {
+
+struct ServerFlags {
+  std::string grpc_listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";
+  std::string tls_cert_file;  // PEM; with tls-key-file, the gRPC port speaks TLS 1.2+
+  std::string tls_key_file;
+  std::string port_file;  // written as {"grpc":N,"metrics":M} once listening
+  double drain_seconds = 10;
+  std::string log_level = "info";
+
+  void Register(Options& options);
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later, so that
+// ServiceHost::WaitForTermination can take them. Call first thing in main().
+void BlockTerminationSignals();
+
+class ServiceHost {
+ public:
+  ServiceHost(std::string service, ServerFlags flags);
+  ~ServiceHost();
+
+  prometheus::Registry& registry() { return *registry_; }
+  std::shared_ptr<prometheus::Registry> shared_registry() { return registry_; }
+
+  // Starts the gRPC server with `services` plus health and reflection, and /metrics.
+  absl::Status Start(const std::vector<grpc::Service*>& services);
+  void SetServing(bool serving);
+  // Waits for SIGTERM/SIGINT, then stops accepting and drains in-flight calls.
+  void WaitForTermination();
+  int grpc_port() const { return grpc_port_; }
+
+ private:
+  std::string service_;
+  ServerFlags flags_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<grpc::Server> server_;
+  int grpc_port_ = 0;
+};
+
+// Reads a whole file; NotFound naming the path when it cannot.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+}  // namespace rwg::core

@@ -1,0 +1,818 @@
+// rwgctl: the command line over the rwg admin API (also installed as kubectl-rwg, so that
+// `kubectl rwg ...` works). Human tables by default, `-o json` for scripts; any failure prints
+// one line on stderr and exits non-zero.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "rwg/admin/v1/admin.grpc.pb.h"
+
+namespace {
+
+namespace adminpb = ::rwg::admin::v1;
+namespace pb = ::google::protobuf;
+
+struct Global {
+  std::string server = "127.0.0.1:50051";
+  std::string ca_cert;
+  bool insecure = false;
+  std::string token_file;
+  std::string output = "table";
+  double timeout = 30;
+};
+
+// Exits with a one-line error.
+[[noreturn]] void Fail(const std::string& msg, int code = 1) {
+  std::cerr << "rwgctl: " << msg << "\n";
+  std::exit(code);
+}
+
+const char* CodeName(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::OK:
+      return "OK";
+    case grpc::CANCELLED:
+      return "CANCELLED";
+    case grpc::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::ABORTED:
+      return "ABORTED";
+    case grpc::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::INTERNAL:
+      return "INTERNAL";
+    case grpc::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "ERROR";
+  }
+}
+
+void Check(const grpc::Status& s) {
+  if (!s.ok()) Fail(absl::StrCat(CodeName(s.error_code()), ": ", s.error_message()));
+}
+
+std::string ReadAll(std::istream& in) {
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string ReadFileOrDie(const std::string& path) {
+  if (path == "-") return ReadAll(std::cin);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) Fail(absl::StrCat("cannot read ", path));
+  return ReadAll(in);
+}
+
+std::string DefaultTokenFile() {
+  if (const char* d = std::getenv("RWG_CONFIG_DIR")) return absl::StrCat(d, "/token");
+  if (const char* x = std::getenv("XDG_CONFIG_HOME")) return absl::StrCat(x, "/rwg/token");
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home ? home : ".", "/.config/rwg/token");
+}
+
+// Reads a secret: from the environment variable if set, else from the terminal without echo.
+std::string ReadSecret(const char* env, const std::string& prompt, bool from_stdin) {
+  if (from_stdin) {
+    std::string line;
+    std::getline(std::cin, line);
+    return std::string(absl::StripTrailingAsciiWhitespace(line));
+  }
+  if (const char* v = std::getenv(env)) return v;
+  if (!isatty(STDIN_FILENO)) {
+    Fail(absl::StrCat("no terminal to ask for the ", prompt, "; set ", env,
+                      " or use --password-stdin"));
+  }
+  std::cerr << prompt << ": " << std::flush;
+  termios old{};
+  tcgetattr(STDIN_FILENO, &old);
+  termios quiet = old;
+  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  std::string line;
+  std::getline(std::cin, line);
+  tcsetattr(STDIN_FILENO, TCSANOW, &old);
+  std::cerr << "\n";
+  return line;
+}
+
+class Client {
+ public:
+  explicit Client(const Global& g) : g_(g) {}
+
+  std::shared_ptr<grpc::Channel> Channel() {
+    if (channel_) return channel_;
+    std::shared_ptr<grpc::ChannelCredentials> creds;
+    if (g_.insecure) {
+      creds = grpc::InsecureChannelCredentials();
+    } else {
+      grpc::SslCredentialsOptions ssl;
+      if (!g_.ca_cert.empty()) ssl.pem_root_certs = ReadFileOrDie(g_.ca_cert);
+      creds = grpc::SslCredentials(ssl);
+    }
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    args.SetMaxSendMessageSize(64 << 20);
+    channel_ = grpc::CreateCustomChannel(g_.server, creds, args);
+    return channel_;
+  }
+
+  adminpb::AdminService::Stub& Admin() {
+    if (!admin_) admin_ = adminpb::AdminService::NewStub(Channel());
+    return *admin_;
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context(bool with_token = true) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(static_cast<int64_t>(g_.timeout * 1000)));
+    if (with_token) {
+      std::string token;
+      if (const char* t = std::getenv("RWG_TOKEN")) {
+        token = t;
+      } else {
+        std::ifstream in(TokenFile());
+        if (in) std::getline(in, token);
+      }
+      token = std::string(absl::StripAsciiWhitespace(token));
+      if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+    }
+    return ctx;
+  }
+
+  std::string TokenFile() const {
+    return g_.token_file.empty() ? DefaultTokenFile() : g_.token_file;
+  }
+
+ private:
+  const Global& g_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<adminpb::AdminService::Stub> admin_;
+};
+
+std::string ToJson(const pb::Message& m) {
+  pb::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  o.add_whitespace = true;
+  std::string out;
+  (void)pb::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+std::string FieldValue(const pb::Message& m, const pb::FieldDescriptor* f) {
+  const pb::Reflection* r = m.GetReflection();
+  if (f->is_repeated()) {
+    std::vector<std::string> items;
+    for (int i = 0; i < r->FieldSize(m, f); ++i) {
+      switch (f->cpp_type()) {
+        case pb::FieldDescriptor::CPPTYPE_ENUM:
+          items.push_back(r->GetRepeatedEnum(m, f, i)->name());
+          break;
+        case pb::FieldDescriptor::CPPTYPE_STRING:
+          items.push_back(r->GetRepeatedString(m, f, i));
+          break;
+        default:
+          items.push_back("?");
+      }
+    }
+    return absl::StrJoin(items, ",");
+  }
+  switch (f->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      return r->GetString(m, f);
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      return absl::StrCat(r->GetUInt32(m, f));
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return absl::StrCat(r->GetInt32(m, f));
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      return absl::StrCat(r->GetInt64(m, f));
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      return absl::StrCat(r->GetUInt64(m, f));
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      return r->GetBool(m, f) ? "true" : "false";
+    case pb::FieldDescriptor::CPPTYPE_ENUM:
+      return r->GetEnum(m, f)->name();
+    default:
+      return "?";
+  }
+}
+
+// Flattens a message into "a.b = value" rows.
+void Flatten(const pb::Message& m, const std::string& prefix,
+             std::vector<std::pair<std::string, std::string>>& out) {
+  const pb::Descriptor* d = m.GetDescriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const pb::FieldDescriptor* f = d->field(i);
+    std::string name = prefix.empty() ? f->name() : absl::StrCat(prefix, ".", f->name());
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !f->is_repeated()) {
+      Flatten(m.GetReflection()->GetMessage(m, f), name, out);
+    } else {
+      out.emplace_back(name, FieldValue(m, f));
+    }
+  }
+}
+
+std::vector<std::string> FieldNames(const pb::Descriptor* d) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  std::unique_ptr<pb::Message> m(pb::MessageFactory::generated_factory()->GetPrototype(d)->New());
+  Flatten(*m, "", rows);
+  std::vector<std::string> names;
+  for (auto& r : rows) names.push_back(r.first);
+  return names;
+}
+
+// Sets `path` (e.g. "icp.host") in `msg` from text.
+void SetByPath(pb::Message& msg, const std::string& path, const std::string& value) {
+  std::vector<std::string> parts = absl::StrSplit(path, '.');
+  pb::Message* m = &msg;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const pb::FieldDescriptor* f = m->GetDescriptor()->FindFieldByName(parts[i]);
+    if (f == nullptr ||
+        (i + 1 < parts.size()) != (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE)) {
+      Fail(absl::StrCat("'", path, "' is not a configuration field; fields: ",
+                        absl::StrJoin(FieldNames(msg.GetDescriptor()), ", ")));
+    }
+    const pb::Reflection* r = m->GetReflection();
+    if (i + 1 < parts.size()) {
+      m = r->MutableMessage(m, f);
+      continue;
+    }
+    auto parse_enum = [&](const std::string& v) -> int {
+      const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByName(absl::AsciiStrToUpper(v));
+      if (e == nullptr || e->number() == 0) {
+        std::vector<std::string> names;
+        for (int k = 1; k < f->enum_type()->value_count(); ++k)
+          names.push_back(f->enum_type()->value(k)->name());
+        Fail(absl::StrCat(path, ": '", v, "' is not one of ", absl::StrJoin(names, ", ")));
+      }
+      return e->number();
+    };
+    if (f->is_repeated()) {
+      r->ClearField(m, f);
+      for (absl::string_view item : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+        std::string it(absl::StripAsciiWhitespace(item));
+        if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM) {
+          r->AddEnumValue(m, f, parse_enum(it));
+        } else {
+          r->AddString(m, f, it);
+        }
+      }
+      return;
+    }
+    switch (f->cpp_type()) {
+      case pb::FieldDescriptor::CPPTYPE_STRING:
+        r->SetString(m, f, value);
+        return;
+      case pb::FieldDescriptor::CPPTYPE_UINT32: {
+        uint32_t v;
+        if (!absl::SimpleAtoi(value, &v))
+          Fail(absl::StrCat(path, ": '", value, "' is not a number"));
+        r->SetUInt32(m, f, v);
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_BOOL: {
+        std::string v = absl::AsciiStrToLower(value);
+        if (v == "true" || v == "yes" || v == "on" || v == "1")
+          r->SetBool(m, f, true);
+        else if (v == "false" || v == "no" || v == "off" || v == "0")
+          r->SetBool(m, f, false);
+        else
+          Fail(absl::StrCat(path, ": '", value, "' is not true or false"));
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_ENUM:
+        r->SetEnumValue(m, f, parse_enum(value));
+        return;
+      default:
+        Fail(absl::StrCat(path, ": cannot be set from the command line"));
+    }
+  }
+}
+
+std::string FormatTime(int64_t unix) {
+  if (unix == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(unix),
+                          absl::UTCTimeZone());
+}
+
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w(header.size());
+  for (size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string out;
+    for (size_t i = 0; i < r.size(); ++i) {
+      out += r[i];
+      if (i + 1 < r.size()) out += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << absl::StripTrailingAsciiWhitespace(out) << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+}
+
+void PrintDevices(const std::vector<adminpb::Device>& devices, bool secrets) {
+  std::vector<std::string> header = {"SET USERNAME", "ICP USERNAME", "MAC",        "SITE",
+                                     "LOCATION",     "SRTP",         "DESCRIPTION"};
+  if (secrets) {
+    header.insert(header.begin() + 1, "SET PASSWORD");
+    header.insert(header.begin() + 3, "ICP PASSWORD");
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const adminpb::Device& d : devices) {
+    std::vector<std::string> r = {d.set_username(),
+                                  d.icp_username(),
+                                  d.mac().empty() ? "-" : d.mac(),
+                                  d.site().empty() ? "-" : d.site(),
+                                  d.location().empty() ? "-" : d.location(),
+                                  d.srtp_optional() ? "optional" : "required",
+                                  d.description()};
+    if (secrets) {
+      r.insert(r.begin() + 1, d.set_password());
+      r.insert(r.begin() + 3, d.icp_password());
+    }
+    rows.push_back(std::move(r));
+  }
+  PrintTable(header, rows);
+}
+
+void PrintHash(const adminpb::HashKey& h, const Global& g) {
+  if (g.output == "json") {
+    std::cout << ToJson(h);
+    return;
+  }
+  std::cout << "hash key:      " << h.key() << "\n"
+            << "download path: " << h.download_path() << "\n"
+            << "created:       " << FormatTime(h.create_time_unix()) << "\n";
+  if (!h.warning().empty()) std::cerr << "WARNING: " << h.warning() << "\n";
+}
+
+struct DeviceFlags {
+  std::string set_username, set_password, icp_username, icp_password, description, mac, site,
+      location;
+  bool srtp_optional = false;
+  bool generate = false;
+  CLI::Option *o_set_password, *o_icp_username, *o_icp_password, *o_description, *o_mac, *o_site,
+      *o_location, *o_srtp;
+
+  void Register(CLI::App* app, bool positional_user) {
+    if (positional_user) {
+      app->add_option("set_username", set_username, "set-side username (login)")->required();
+    } else {
+      app->add_option("--set-username", set_username, "set-side username (login) the phone uses")
+          ->required();
+    }
+    o_set_password =
+        app->add_option("--set-password", set_password, "set-side password (8-64 characters)");
+    app->add_flag("--generate-password", generate, "generate a random set-side password");
+    o_icp_username =
+        app->add_option("--icp-username", icp_username, "ICP-side username (subscription number)");
+    o_icp_password = app->add_option("--icp-password", icp_password, "ICP-side password");
+    o_description = app->add_option("--description", description, "free text");
+    o_mac = app->add_option("--mac", mac, "phone MAC address");
+    o_site = app->add_option("--site", site, "site name");
+    o_location =
+        app->add_option("--location", location, "location for emergency calls, e.g. FR/Paris/HQ");
+    o_srtp =
+        app->add_option("--srtp-optional", srtp_optional, "true: SRTP allowed but not required");
+  }
+
+  adminpb::Device ToDevice() const {
+    adminpb::Device d;
+    d.set_set_username(set_username);
+    d.set_set_password(set_password);
+    d.set_icp_username(icp_username);
+    d.set_icp_password(icp_password);
+    d.set_description(description);
+    d.set_mac(mac);
+    d.set_site(site);
+    d.set_location(location);
+    d.set_srtp_optional(srtp_optional);
+    return d;
+  }
+
+  std::vector<std::string> Mask() const {
+    std::vector<std::string> m;
+    auto add = [&](CLI::Option* o, const char* name) {
+      if (o->count() > 0) m.push_back(name);
+    };
+    add(o_set_password, "set_password");
+    add(o_icp_username, "icp_username");
+    add(o_icp_password, "icp_password");
+    add(o_description, "description");
+    add(o_mac, "mac");
+    add(o_site, "site");
+    add(o_location, "location");
+    add(o_srtp, "srtp_optional");
+    return m;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Global g;
+  CLI::App app("rwgctl: administer an rwg Remote Worker Gateway", "rwgctl");
+  app.require_subcommand(1);
+  app.add_option("-s,--server", g.server, "admin API address host:port")
+      ->envname("RWG_SERVER")
+      ->capture_default_str();
+  app.add_option("--ca-cert", g.ca_cert, "PEM CA certificate that signed the server's certificate")
+      ->envname("RWG_CA_CERT");
+  app.add_flag("--insecure", g.insecure, "plaintext gRPC (development only)")
+      ->envname("RWG_INSECURE");
+  app.add_option("--token-file", g.token_file,
+                 "where the login token is kept (default ~/.config/rwg/token)")
+      ->envname("RWG_TOKEN_FILE");
+  app.add_option("-o,--output", g.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  app.add_option("--timeout", g.timeout, "seconds to wait for an answer")->capture_default_str();
+  Client client(g);
+
+  // login / logout / passwd / health
+  std::string user = "admin";
+  bool password_stdin = false;
+  auto* login = app.add_subcommand("login", "log in and keep the session token");
+  login->add_option("-u,--user", user, "admin username")
+      ->envname("RWG_USER")
+      ->capture_default_str();
+  login->add_flag("--password-stdin", password_stdin,
+                  "read the password from standard input (else RWG_PASSWORD or a prompt)");
+  login->callback([&]() {
+    adminpb::LoginRequest req;
+    req.set_username(user);
+    req.set_password(ReadSecret("RWG_PASSWORD", "password", password_stdin));
+    adminpb::LoginResponse resp;
+    auto ctx = client.Context(false);
+    Check(client.Admin().Login(ctx.get(), req, &resp));
+    std::string path = client.TokenFile();
+    std::string dir = path.substr(0, path.rfind('/'));
+    if (!dir.empty() && dir != path) {
+      std::string cmd;  // create parent directories one by one
+      for (absl::string_view part : absl::StrSplit(dir, '/', absl::SkipEmpty())) {
+        cmd = absl::StrCat(cmd, "/", part);
+        mkdir(cmd.c_str(), 0700);
+      }
+    }
+    {
+      std::ofstream out(path, std::ios::trunc);
+      if (!out) Fail(absl::StrCat("cannot write the token to ", path));
+      out << resp.token() << "\n";
+    }
+    chmod(path.c_str(), 0600);
+    if (g.output == "json") {
+      std::cout << "{\"user\": \"" << user << "\", \"expires_at_unix\": " << resp.expires_at_unix()
+                << "}\n";
+    } else {
+      std::cout << "logged in as " << user << " until " << FormatTime(resp.expires_at_unix())
+                << "\n";
+    }
+  });
+
+  auto* logout = app.add_subcommand("logout", "end the session");
+  logout->callback([&]() {
+    adminpb::LogoutResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().Logout(ctx.get(), adminpb::LogoutRequest(), &resp));
+    std::remove(client.TokenFile().c_str());
+    std::cout << "logged out\n";
+  });
+
+  auto* passwd = app.add_subcommand(
+      "passwd", "change your admin password (RWG_PASSWORD/RWG_NEW_PASSWORD or prompts)");
+  passwd->callback([&]() {
+    adminpb::ChangePasswordRequest req;
+    req.set_current_password(ReadSecret("RWG_PASSWORD", "current password", false));
+    req.set_new_password(ReadSecret("RWG_NEW_PASSWORD", "new password", false));
+    adminpb::ChangePasswordResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().ChangePassword(ctx.get(), req, &resp));
+    std::cout << "password changed\n";
+  });
+
+  auto* health = app.add_subcommand("health", "ask the server's grpc.health.v1 service");
+  health->callback([&]() {
+    auto stub = grpc::health::v1::Health::NewStub(client.Channel());
+    grpc::health::v1::HealthCheckResponse resp;
+    auto ctx = client.Context(false);
+    Check(stub->Check(ctx.get(), grpc::health::v1::HealthCheckRequest(), &resp));
+    std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()) << "\n";
+    if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) std::exit(1);
+  });
+
+  // config
+  auto* config = app.add_subcommand("config", "gateway configuration");
+  config->require_subcommand(1);
+  std::string config_path;
+  auto* config_get = config->add_subcommand("get", "show the configuration, or one field");
+  config_get->add_option("field", config_path, "e.g. icp.host");
+  config_get->callback([&]() {
+    adminpb::GatewayConfig c;
+    auto ctx = client.Context();
+    Check(client.Admin().GetConfig(ctx.get(), adminpb::GetConfigRequest(), &c));
+    std::vector<std::pair<std::string, std::string>> rows;
+    Flatten(c, "", rows);
+    if (!config_path.empty()) {
+      for (auto& [k, v] : rows) {
+        if (k == config_path) {
+          std::cout << v << "\n";
+          return;
+        }
+      }
+      Fail(absl::StrCat("'", config_path, "' is not a configuration field"));
+    }
+    if (g.output == "json") {
+      std::cout << ToJson(c);
+      return;
+    }
+    std::vector<std::vector<std::string>> table;
+    for (auto& [k, v] : rows) table.push_back({k, v});
+    PrintTable({"FIELD", "VALUE"}, table);
+  });
+  std::vector<std::string> assignments;
+  auto* config_set = config->add_subcommand(
+      "set",
+      "change fields: rwgctl config set icp.host=10.0.0.5 sip.srtp_suite=AES_CM_128_HMAC_SHA1_32");
+  config_set->add_option("field=value", assignments, "one or more assignments")->required();
+  config_set->callback([&]() {
+    adminpb::UpdateConfigRequest req;
+    for (const std::string& a : assignments) {
+      size_t eq = a.find('=');
+      if (eq == std::string::npos) Fail(absl::StrCat("'", a, "' is not field=value"));
+      std::string path(absl::StripAsciiWhitespace(a.substr(0, eq)));
+      SetByPath(*req.mutable_config(), path, a.substr(eq + 1));
+      req.mutable_update_mask()->add_paths(path);
+    }
+    adminpb::UpdateConfigResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().UpdateConfig(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::cout << "configuration updated\n";
+    for (const std::string& r : resp.restart_required())
+      std::cout << "restart needed: " << r << "\n";
+  });
+
+  // device
+  auto* device = app.add_subcommand("device", "SIP devices");
+  device->require_subcommand(1);
+  DeviceFlags add_flags;
+  auto* dev_add = device->add_subcommand("add", "declare a SIP device");
+  add_flags.Register(dev_add, false);
+  dev_add->callback([&]() {
+    adminpb::CreateDeviceRequest req;
+    *req.mutable_device() = add_flags.ToDevice();
+    req.set_generate_set_password(add_flags.generate);
+    adminpb::Device resp;
+    auto ctx = client.Context();
+    Check(client.Admin().CreateDevice(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::cout << "device " << resp.set_username() << " created\n";
+    if (!resp.set_password().empty())
+      std::cout << "set-side password: " << resp.set_password() << "\n";
+  });
+
+  std::string dev_user;
+  bool show_secrets = false;
+  auto* dev_get = device->add_subcommand("get", "show one device");
+  dev_get->add_option("set_username", dev_user, "set-side username")->required();
+  dev_get->add_flag("--show-secrets", show_secrets, "include the passwords");
+  dev_get->callback([&]() {
+    adminpb::GetDeviceRequest req;
+    req.set_set_username(dev_user);
+    req.set_show_secrets(show_secrets);
+    adminpb::Device d;
+    auto ctx = client.Context();
+    Check(client.Admin().GetDevice(ctx.get(), req, &d));
+    if (g.output == "json") {
+      std::cout << ToJson(d);
+      return;
+    }
+    std::vector<std::pair<std::string, std::string>> rows;
+    Flatten(d, "", rows);
+    std::vector<std::vector<std::string>> table;
+    for (auto& [k, v] : rows) {
+      if (!show_secrets && absl::EndsWith(k, "_password")) continue;
+      if (absl::EndsWith(k, "_time_unix")) {
+        int64_t t = 0;
+        (void)absl::SimpleAtoi(v, &t);
+        table.push_back({k.substr(0, k.size() - 5), FormatTime(t)});
+      } else {
+        table.push_back({k, v});
+      }
+    }
+    PrintTable({"FIELD", "VALUE"}, table);
+  });
+
+  std::string filter, site;
+  int page_size = 0;
+  auto* dev_list = device->add_subcommand("list", "list devices");
+  dev_list->add_option("--filter", filter,
+                       "substring of usernames, description, MAC, site, location");
+  dev_list->add_option("--site", site, "only this site");
+  dev_list->add_option("--page-size", page_size, "devices per request (all pages are fetched)");
+  dev_list->add_flag("--show-secrets", show_secrets, "include the passwords");
+  dev_list->callback([&]() {
+    adminpb::ListDevicesRequest req;
+    req.set_filter(filter);
+    req.set_site(site);
+    req.set_page_size(page_size);
+    req.set_show_secrets(show_secrets);
+    std::vector<adminpb::Device> all;
+    int total = 0;
+    do {
+      adminpb::ListDevicesResponse resp;
+      auto ctx = client.Context();
+      Check(client.Admin().ListDevices(ctx.get(), req, &resp));
+      for (auto& d : resp.devices()) all.push_back(d);
+      total = resp.total_size();
+      req.set_page_token(resp.next_page_token());
+    } while (!req.page_token().empty());
+    if (g.output == "json") {
+      adminpb::ListDevicesResponse out;
+      for (auto& d : all) *out.add_devices() = d;
+      out.set_total_size(total);
+      std::cout << ToJson(out);
+      return;
+    }
+    PrintDevices(all, show_secrets);
+    std::cout << total << " device(s)\n";
+  });
+
+  DeviceFlags upd_flags;
+  auto* dev_update =
+      device->add_subcommand("update", "change fields of a device (only the flags given)");
+  upd_flags.Register(dev_update, true);
+  dev_update->callback([&]() {
+    adminpb::UpdateDeviceRequest req;
+    *req.mutable_device() = upd_flags.ToDevice();
+    for (const std::string& p : upd_flags.Mask()) req.mutable_update_mask()->add_paths(p);
+    req.set_generate_set_password(upd_flags.generate);
+    adminpb::Device resp;
+    auto ctx = client.Context();
+    Check(client.Admin().UpdateDevice(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::cout << "device " << resp.set_username() << " updated\n";
+    if (!resp.set_password().empty())
+      std::cout << "set-side password: " << resp.set_password() << "\n";
+  });
+
+  std::vector<std::string> del_users;
+  auto* dev_delete = device->add_subcommand("delete", "delete devices");
+  dev_delete->add_option("set_username", del_users, "set-side usernames")->required();
+  dev_delete->callback([&]() {
+    for (const std::string& u : del_users) {
+      adminpb::DeleteDeviceRequest req;
+      req.set_set_username(u);
+      adminpb::DeleteDeviceResponse resp;
+      auto ctx = client.Context();
+      Check(client.Admin().DeleteDevice(ctx.get(), req, &resp));
+      if (g.output != "json") std::cout << "device " << u << " deleted\n";
+    }
+  });
+
+  std::string import_file;
+  bool replace = false;
+  auto* dev_import =
+      device->add_subcommand("import", "import devices from a CSV file (all or nothing)");
+  dev_import->add_option("file", import_file, "CSV file, - for standard input")->required();
+  dev_import->add_flag("--replace", replace, "update devices that exist already");
+  dev_import->callback([&]() {
+    adminpb::ImportDevicesRequest req;
+    req.set_csv(ReadFileOrDie(import_file));
+    req.set_replace_existing(replace);
+    adminpb::ImportDevicesResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().ImportDevices(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::cout << "imported: " << resp.created() << " created, " << resp.updated() << " updated\n";
+  });
+
+  std::string export_file;
+  auto* dev_export = device->add_subcommand("export", "export all devices as CSV (with passwords)");
+  dev_export->add_option("-f,--file", export_file, "write here instead of standard output");
+  dev_export->callback([&]() {
+    adminpb::ExportDevicesResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().ExportDevices(ctx.get(), adminpb::ExportDevicesRequest(), &resp));
+    if (export_file.empty()) {
+      std::cout << resp.csv();
+      return;
+    }
+    std::ofstream out(export_file, std::ios::trunc | std::ios::binary);
+    out << resp.csv();
+    if (!out) Fail(absl::StrCat("cannot write ", export_file));
+    chmod(export_file.c_str(), 0600);
+    std::cerr << resp.count() << " device(s) written to " << export_file << "\n";
+  });
+
+  // hash
+  auto* hash = app.add_subcommand("hash", "provisioning hash key");
+  hash->require_subcommand(1);
+  hash->add_subcommand("show", "show the key and the download path")->callback([&]() {
+    adminpb::HashKey h;
+    auto ctx = client.Context();
+    Check(client.Admin().GetHashKey(ctx.get(), adminpb::GetHashKeyRequest(), &h));
+    PrintHash(h, g);
+  });
+  hash->add_subcommand("generate", "generate the first key")->callback([&]() {
+    adminpb::HashKey h;
+    auto ctx = client.Context();
+    Check(client.Admin().GenerateHashKey(ctx.get(), adminpb::GenerateHashKeyRequest(), &h));
+    PrintHash(h, g);
+  });
+  bool confirm = false;
+  auto* regen =
+      hash->add_subcommand("regenerate", "replace the key: EVERY DEPLOYED PHONE LOSES ITS PATH");
+  regen->add_flag("--confirm", confirm, "yes, break every deployed phone's download path");
+  regen->add_flag("--password-stdin", password_stdin, "read your password from standard input");
+  regen->callback([&]() {
+    adminpb::RegenerateHashKeyRequest req;
+    req.set_confirm(confirm);
+    if (confirm)
+      req.set_current_password(ReadSecret("RWG_PASSWORD", "your admin password", password_stdin));
+    adminpb::HashKey h;
+    auto ctx = client.Context();
+    Check(client.Admin().RegenerateHashKey(ctx.get(), req, &h));
+    PrintHash(h, g);
+  });
+  std::string import_key;
+  auto* himport =
+      hash->add_subcommand("import", "use an existing key (e.g. from the MiVoice 5000)");
+  himport->add_option("key", import_key, "32 hex digits")->required();
+  himport->add_flag("--confirm", confirm, "replace an existing key");
+  himport->add_flag("--password-stdin", password_stdin, "read your password from standard input");
+  himport->callback([&]() {
+    adminpb::ImportHashKeyRequest req;
+    req.set_key(import_key);
+    req.set_confirm(confirm);
+    if (confirm)
+      req.set_current_password(ReadSecret("RWG_PASSWORD", "your admin password", password_stdin));
+    adminpb::HashKey h;
+    auto ctx = client.Context();
+    Check(client.Admin().ImportHashKey(ctx.get(), req, &h));
+    PrintHash(h, g);
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    Fail(e.what(), 2);
+  }
+  return 0;
+}
