@@ -13,13 +13,17 @@ namespace {
 
 struct Parsed {
   std::vector<std::vector<std::string>> rows;
+  std::vector<int> lines;  // line on which each row starts
   std::vector<std::string> current;
+  int line = 1;
+  int current_line = 1;
   size_t max_rows;
   bool too_many = false;
 };
 
 void OnField(void* data, size_t len, void* ctx) {
   auto* p = static_cast<Parsed*>(ctx);
+  if (p->current.empty()) p->current_line = p->line;
   p->current.emplace_back(static_cast<const char*>(data), len);
 }
 
@@ -30,7 +34,9 @@ void OnRow(int, void* ctx) {
     p->current.clear();
     return;
   }
+  if (p->current.empty()) p->current_line = p->line;
   p->rows.push_back(std::move(p->current));
+  p->lines.push_back(p->current_line);
   p->current.clear();
 }
 
@@ -56,13 +62,22 @@ absl::StatusOr<std::vector<CsvDevice>> ParseDeviceCsv(absl::string_view csv,
   if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) {
     return absl::ResourceExhaustedError("cannot initialise the CSV parser");
   }
-  size_t done = csv_parse(&parser, csv.data(), csv.size(), OnField, OnRow, &parsed);
-  bool ok = done == csv.size() && csv_fini(&parser, OnField, OnRow, &parsed) == 0;
+  // Fed line by line so that each row is known by the line it starts on.
+  bool ok = true;
+  size_t pos = 0;
+  while (ok && pos < csv.size()) {
+    size_t nl = csv.find('\n', pos);
+    size_t end = nl == absl::string_view::npos ? csv.size() : nl + 1;
+    ok = csv_parse(&parser, csv.data() + pos, end - pos, OnField, OnRow, &parsed) == end - pos;
+    if (nl != absl::string_view::npos) ++parsed.line;
+    pos = end;
+  }
+  ok = ok && csv_fini(&parser, OnField, OnRow, &parsed) == 0;
   std::string parse_error = ok ? "" : csv_strerror(csv_error(&parser));
   csv_free(&parser);
   if (!ok) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "row ", parsed.rows.size() + 1, ": malformed CSV (", parse_error,
+        "row ", parsed.line, ": malformed CSV (", parse_error,
         "); a field with a comma, quote or line break must be quoted, quotes doubled"));
   }
   if (parsed.too_many) {
@@ -108,7 +123,7 @@ absl::StatusOr<std::vector<CsvDevice>> ParseDeviceCsv(absl::string_view csv,
   std::map<std::string, int> users, icps, macs;
   for (size_t r = 1; r < parsed.rows.size(); ++r) {
     const std::vector<std::string>& row = parsed.rows[r];
-    const int rowno = static_cast<int>(r) + 1;
+    const int rowno = parsed.lines[r];
     bool blank = true;
     for (const std::string& f : row) blank &= absl::StripAsciiWhitespace(f).empty();
     if (blank) continue;  // empty lines are allowed anywhere

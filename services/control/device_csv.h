@@ -1,7 +1,8 @@
 // Bulk device files (R-DEV): CSV with a header row. Columns (any order, names
 // case-insensitive): set_username, set_password, icp_username, icp_password, description,
-// mac, site, location, srtp_optional. Rows are numbered as in a spreadsheet: the header is
-// row 1, the first device row 2.
+// mac, site, location, srtp_optional. A row is known by the line of the file it starts on, as
+// in a text editor: with the header on line 1, the first device is row 2. Blank lines are
+// skipped (and counted).
 #pragma once
 
 #include <string>

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 
 #include "absl/strings/ascii.h"
@@ -12,8 +13,12 @@ namespace rwg::core {
 namespace {
 
 // Reads a flat YAML mapping: scalars and sequences of scalars.
+// An option set through its environment variable keeps that value: the environment
+// overrides the file.
 class YamlConfig final : public CLI::Config {
  public:
+  explicit YamlConfig(const CLI::App* app) : app_(app) {}
+
   std::string to_config(const CLI::App*, bool, bool, std::string) const override { return ""; }
 
   std::vector<CLI::ConfigItem> from_config(std::istream& in) const override {
@@ -44,16 +49,24 @@ class YamlConfig final : public CLI::Config {
         throw CLI::ConversionError(
             absl::StrCat("config file: key '", item.name, "' must be a scalar or a list"));
       }
+      const CLI::Option* opt = app_->get_option_no_throw("--" + item.name);
+      if (opt != nullptr && !opt->get_envname().empty() &&
+          std::getenv(opt->get_envname().c_str()) != nullptr) {
+        continue;
+      }
       items.push_back(std::move(item));
     }
     return items;
   }
+
+ private:
+  const CLI::App* app_;
 };
 
 }  // namespace
 
 Options::Options(std::string program, std::string description) : app_(description, program) {
-  app_.config_formatter(std::make_shared<YamlConfig>());
+  app_.config_formatter(std::make_shared<YamlConfig>(&app_));
   app_.set_config("--config", "", "YAML file with options (same names as the flags)")
       ->envname("RWG_CONFIG");
   app_.allow_config_extras(CLI::config_extras_mode::error);
