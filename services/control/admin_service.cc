@@ -84,7 +84,7 @@ AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, Authenticator& auth
                           .Add({})) {}
 
 grpc::Status AdminServiceImpl::Run(const char* method, grpc::ServerContext* ctx, bool public_rpc,
-                                   const std::function<absl::Status(const std::string&)>& fn) {
+                                   const std::function<absl::Status(std::string&)>& fn) {
   absl::Time start = absl::Now();
   std::string user;
   absl::Status st;
@@ -125,7 +125,8 @@ grpc::Status AdminServiceImpl::Run(const char* method, grpc::ServerContext* ctx,
 
 grpc::Status AdminServiceImpl::Login(grpc::ServerContext* ctx, const adminpb::LoginRequest* req,
                                      adminpb::LoginResponse* resp) {
-  return Run("Login", ctx, true, [&](const std::string&) {
+  return Run("Login", ctx, true, [&](std::string& user) {
+    user = req->username();
     absl::StatusOr<Token> t = auth_.Login(req->username(), req->password());
     if (!t.ok()) {
       if (absl::IsUnauthenticated(t.status())) login_failures_.Increment();

@@ -59,7 +59,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
  private:
   // Authenticates (unless `public_rpc`), runs `fn`, counts and logs the outcome.
   grpc::Status Run(const char* method, grpc::ServerContext* ctx, bool public_rpc,
-                   const std::function<absl::Status(const std::string& user)>& fn);
+                   const std::function<absl::Status(std::string& user)>& fn);
 
   absl::StatusOr<admin::v1::GatewayConfig> LoadConfig(std::string* raw);
   absl::Status SealDevice(admin::v1::Device& d) const;

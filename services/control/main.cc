@@ -134,6 +134,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
+  host.SetServing(false);  // until Redis answers and the first start is set up
   std::atomic<bool> stop{false};
   std::thread watcher([&]() {
     while (!stop.load()) {

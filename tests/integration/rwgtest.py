@@ -1,0 +1,202 @@
+"""Helpers for rwg integration tests: real redis-server, real rwg services, rwgctl.
+
+Everything listens on 127.0.0.1 with free ports and lives in a temporary directory; every
+process a test starts is stopped by the test.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+BIN = os.environ.get("RWG_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/bin"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, fn, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = fn()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def resp_command(port, *args, timeout=5.0):
+    """Sends one Redis command over RESP and returns the raw reply bytes."""
+    payload = f"*{len(args)}\r\n".encode()
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        payload += b"$%d\r\n%s\r\n" % (len(b), b)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        # Bulk strings: read the announced length.
+        if data.startswith(b"$") and not data.startswith(b"$-1"):
+            n = int(data[1:data.index(b"\r\n")])
+            need = data.index(b"\r\n") + 2 + n + 2
+            while len(data) < need:
+                data += s.recv(65536)
+        return data
+
+
+class Redis:
+    """A real redis-server with AOF persistence in `directory`."""
+
+    def __init__(self, directory, port=None):
+        self.dir = directory
+        self.port = port or free_port()
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--enable-debug-command", "local", "--logfile", os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until("redis PING", self._pong)
+        return self
+
+    def _pong(self):
+        try:
+            return resp_command(self.port, "PING", timeout=0.5).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        self.proc = None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def cmd(self, *args):
+        return resp_command(self.port, *args)
+
+
+class Service:
+    """An rwg service binary started with --port-file; logs go to a file."""
+
+    def __init__(self, name, workdir, args):
+        self.name = name
+        self.workdir = workdir
+        self.args = args
+        self.proc = None
+        self.ports = None
+        self.log_path = os.path.join(workdir, f"{name}.log")
+
+    def start(self, expect_healthy=True):
+        port_file = os.path.join(self.workdir, f"{self.name}.ports")
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, self.name), "--grpc-listen", "127.0.0.1:0", "--metrics-listen",
+             "127.0.0.1:0", "--port-file", port_file] + self.args,
+            stdout=self.log, stderr=self.log)
+        wait_until(f"{self.name} port file",
+                   lambda: os.path.exists(port_file) or self.proc.poll() is not None)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited: {self.read_log()}")
+        with open(port_file) as f:
+            self.ports = json.load(f)
+        return self
+
+    def stop(self):
+        """SIGTERM; returns the exit code."""
+        code = None
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            code = self.proc.wait(timeout=30)
+        elif self.proc:
+            code = self.proc.returncode
+        self.proc = None
+        if getattr(self, "log", None):
+            self.log.close()
+        return code
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def read_log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    @property
+    def grpc_address(self):
+        return f"127.0.0.1:{self.ports['grpc']}"
+
+    @property
+    def metrics_url(self):
+        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+
+
+def make_certs(directory):
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost."""
+    def run(*args):
+        subprocess.run(args, check=True, cwd=directory, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-days", "2", "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
+    with open(os.path.join(directory, "ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "server.pem")
+    return {k: os.path.join(directory, f) for k, f in
+            (("ca", "ca.pem"), ("cert", "server.pem"), ("key", "server.key"))}
+
+
+class Rwgctl:
+    def __init__(self, server, ca_cert, config_dir):
+        self.env = dict(os.environ)
+        for k in list(self.env):
+            if k.startswith("RWG_"):
+                del self.env[k]
+        self.env.update({"RWG_SERVER": server, "RWG_CA_CERT": ca_cert,
+                         "RWG_CONFIG_DIR": config_dir})
+
+    def run(self, *args, password=None, stdin=None, env=None, timeout=60):
+        e = dict(self.env)
+        if password is not None:
+            e["RWG_PASSWORD"] = password
+        if env:
+            e.update(env)
+        return subprocess.run([os.path.join(BIN, "rwgctl"), *args], input=stdin, env=e,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, *args, **kw):
+        r = self.run(*args, **kw)
+        if r.returncode != 0:
+            raise AssertionError(f"rwgctl {' '.join(args)} failed: {r.stderr.strip()}")
+        return r.stdout
+
+    def json(self, *args, **kw):
+        return json.loads(self.ok("-o", "json", *args, **kw))
+
+
+class TempDirTest(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="rwg-it-")
+        self.tmp = self._tmp.name
+        self.addCleanup(self._tmp.cleanup)

@@ -1,0 +1,351 @@
+"""Integration: rwgctl -> control (gRPC over TLS) -> a real redis-server."""
+import glob
+import os
+import re
+import subprocess
+import threading
+import time
+import unittest
+import urllib.request
+
+import rwgtest
+
+ADMIN_PASSWORD = "it-admin-password-1"
+
+
+def device_csv(count, start=0, prefix="u"):
+    lines = ["set_username,set_password,icp_username,icp_password,description,mac,site,"
+             "location,srtp_optional"]
+    for i in range(start, start + count):
+        lines.append(f"{prefix}{i},pw-{prefix}-{i}-secret,{prefix}n{i},icp-{prefix}-{i},"
+                     f"\"Desk {i}, floor {i % 7}\",00:08:5d:{(i >> 16) & 255:02x}:"
+                     f"{(i >> 8) & 255:02x}:{i & 255:02x},site{i % 3},FR/Paris/{i % 5},"
+                     f"{'yes' if i % 10 == 0 else 'no'}")
+    return "\n".join(lines) + "\n"
+
+
+class ControlTest(rwgtest.TempDirTest):
+    def setUp(self):
+        super().setUp()
+        self.certs = rwgtest.make_certs(self.tmp)
+        self.data = os.path.join(self.tmp, "redis")
+        os.mkdir(self.data)
+        self.redis = rwgtest.Redis(self.data).start()
+        self.addCleanup(self.redis.kill)
+        key = os.path.join(self.tmp, "secret.key")
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        pw = os.path.join(self.tmp, "admin-password")
+        with open(pw, "w") as f:
+            f.write(ADMIN_PASSWORD + "\n")
+        self.control = rwgtest.Service("control", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", key,
+            "--admin-password-file", pw, "--tls-cert-file", self.certs["cert"],
+            "--tls-key-file", self.certs["key"], "--public-name", "rwg.example.net"])
+        self.control.start()
+        self.addCleanup(self.control.stop)
+        self.ctl = rwgtest.Rwgctl(self.control.grpc_address, self.certs["ca"],
+                                  os.path.join(self.tmp, "cli"))
+        rwgtest.wait_until("control SERVING",
+                           lambda: self.ctl.run("health").stdout.strip() == "SERVING")
+
+    def login(self):
+        self.ctl.ok("login", password=ADMIN_PASSWORD)
+
+    def restart_control(self):
+        self.assertEqual(self.control.stop(), 0, "control must exit 0 on SIGTERM")
+        self.control.start()
+        self.ctl.env["RWG_SERVER"] = self.control.grpc_address
+        rwgtest.wait_until("control SERVING",
+                           lambda: self.ctl.run("health").stdout.strip() == "SERVING")
+
+    def device_count(self):
+        return self.ctl.json("device", "list")["total_size"]
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def test_calls_without_valid_token_are_refused(self):
+        r = self.ctl.run("device", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAUTHENTICATED", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, "one-line error")
+
+        r = self.ctl.run("login", password="not-the-password")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAUTHENTICATED: wrong username or password", r.stderr)
+        r2 = self.ctl.run("login", "-u", "nobody", password=ADMIN_PASSWORD)
+        self.assertEqual(r.stderr, r2.stderr, "unknown user and wrong password look alike")
+
+        r = self.ctl.run("config", "get", env={"RWG_TOKEN": "ab" * 32})
+        self.assertIn("UNAUTHENTICATED", r.stderr)
+
+        self.login()
+        self.assertEqual(self.ctl.ok("config", "get", "public_name").strip(), "rwg.example.net")
+        token_file = os.path.join(self.tmp, "cli", "token")
+        self.assertEqual(os.stat(token_file).st_mode & 0o777, 0o600)
+        self.ctl.ok("logout")
+        r = self.ctl.run("config", "get", env={"RWG_TOKEN": open(token_file).read().strip()}
+                         if os.path.exists(token_file) else None)
+        self.assertIn("UNAUTHENTICATED", r.stderr)
+
+        metrics = urllib.request.urlopen(self.control.metrics_url, timeout=5).read().decode()
+        self.assertRegex(metrics, r"rwg_control_login_failures_total 2")
+        self.assertRegex(metrics, r'rwg_control_rpcs_total\{code="UNAUTHENTICATED",'
+                                  r'method="ListDevices"\} 1')
+        self.assertRegex(metrics, r"rwg_control_redis_up 1")
+
+    def test_plaintext_client_cannot_talk_to_tls_port(self):
+        r = self.ctl.run("health", "--insecure", timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_change_password(self):
+        self.login()
+        r = self.ctl.run("passwd", password="wrong-current", env={"RWG_NEW_PASSWORD": "x" * 12})
+        self.assertIn("PERMISSION_DENIED", r.stderr)
+        self.ctl.ok("passwd", password=ADMIN_PASSWORD, env={"RWG_NEW_PASSWORD": "new-pass-123"})
+        self.assertIn("UNAUTHENTICATED", self.ctl.run("login", password=ADMIN_PASSWORD).stderr)
+        self.ctl.ok("login", password="new-pass-123")
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def test_config_validation_and_restart_hints(self):
+        self.login()
+        cfg = self.ctl.json("config", "get")
+        self.assertEqual(cfg["sip"]["set_side_inbound"], "SRTP_ONLY")
+        self.assertEqual(cfg["sip"]["icp_side_outbound"], "AVP_CRYPTO")
+        self.assertEqual(cfg["sip"]["srtp_suite"], "AES_CM_128_HMAC_SHA1_80")
+
+        r = self.ctl.run("config", "set", "icp.host=ipbx host", "ports.media_min=20001")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT", r.stderr)
+        self.assertIn("icp.host: 'ipbx host' is not a host name or IP address", r.stderr)
+        self.assertIn("ports.media_min: 20001 must be even", r.stderr)
+        self.assertEqual(self.ctl.ok("config", "get", "icp.host").strip(), cfg["icp"]["host"],
+                         "nothing of a refused change is applied")
+
+        r = self.ctl.run("config", "set", "sip.srtp_suite=AES_256")
+        self.assertIn("sip.srtp_suite: 'AES_256' is not one of", r.stderr)
+
+        out = self.ctl.ok("config", "set", "icp.host=10.20.30.40", "ports.sip_tls=5071",
+                          "sip.srtp_suite=AES_CM_128_HMAC_SHA1_32", "licences.teleworker=250")
+        self.assertIn("restart needed: ports.sip_tls (sip-edge)", out)
+        self.assertNotIn("icp.host", out)
+        cfg = self.ctl.json("config", "get")
+        self.assertEqual(cfg["icp"]["host"], "10.20.30.40")
+        self.assertEqual(cfg["licences"]["teleworker"], 250)
+        self.assertEqual(cfg["sip"]["srtp_suite"], "AES_CM_128_HMAC_SHA1_32")
+        self.assertEqual(cfg["sip"]["set_side_inbound"], "SRTP_ONLY", "other fields untouched")
+
+    # -- devices and persistence ------------------------------------------------------------
+
+    def test_devices_bulk_import_and_restart_of_everything(self):
+        self.login()
+        out = self.ctl.ok("device", "add", "--set-username", "alice", "--set-password",
+                          "alice-set-pw-1", "--icp-username", "31001", "--icp-password",
+                          "alice-icp-pw", "--mac", "00-08-5D-AA-BB-01", "--site", "Paris",
+                          "--location", "FR/Paris/HQ", "--description", "Alice's 6867i")
+        self.assertIn("device alice created", out)
+        r = self.ctl.run("device", "add", "--set-username", "alice2", "--set-password",
+                         "another-pw-1", "--icp-username", "31001", "--icp-password", "x")
+        self.assertIn("ALREADY_EXISTS", r.stderr)
+        self.assertIn("31001 belongs to device alice", r.stderr)
+        r = self.ctl.run("device", "add", "--set-username", "bob", "--set-password", "short",
+                         "--icp-username", "31002", "--icp-password", "x", "--mac", "nope")
+        self.assertIn("device.set_password: must be 8 to 64 characters long", r.stderr)
+        self.assertIn("device.mac: 'nope' is not a MAC address", r.stderr)
+
+        csv_path = os.path.join(self.tmp, "devices.csv")
+        with open(csv_path, "w") as f:
+            f.write(device_csv(1000))
+        out = self.ctl.ok("device", "import", csv_path)
+        self.assertIn("imported: 1000 created, 0 updated", out)
+        self.assertEqual(self.device_count(), 1001)
+
+        # A bad file is refused whole, naming every bad row and column.
+        bad = device_csv(5, start=2000).splitlines()
+        bad[2] = bad[2].replace(",site", ",site").replace("00:08:5d", "zz:08:5d")
+        bad[4] = "u2003,short,un2003,icp,,,,,"
+        bad.append("u10,pw-dup-secret,un99999,icp,,,,,")  # exists already
+        with open(csv_path, "w") as f:
+            f.write("\n".join(bad) + "\n")
+        r = self.ctl.run("device", "import", csv_path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("row 3, column mac:", r.stderr)
+        self.assertIn("row 5, column set_password: must be 8 to 64", r.stderr)
+        self.assertEqual(self.device_count(), 1001, "nothing of a bad file is imported")
+        bad.pop(4)
+        with open(csv_path, "w") as f:
+            f.write("\n".join(b for i, b in enumerate(bad) if i != 2) + "\n")
+        r = self.ctl.run("device", "import", csv_path)
+        self.assertIn("row 5, column set_username: device already exists", r.stderr)
+        self.assertEqual(self.device_count(), 1001)
+
+        listing = self.ctl.json("device", "list", "--filter", "FR/Paris/3", "--site", "site1")
+        self.assertTrue(all(d["site"] == "site1" and d["location"] == "FR/Paris/3"
+                            for d in listing["devices"]))
+        self.assertEqual(listing["total_size"], len(listing["devices"]))
+        self.assertGreater(listing["total_size"], 0)
+
+        exported = self.ctl.ok("device", "export")
+        self.assertIn('"u999","pw-u-999-secret","un999","icp-u-999"', exported)
+        self.assertEqual(len(exported.strip().splitlines()), 1002)
+
+        # Secrets are encrypted at rest and never logged.
+        raw = self.redis.cmd("HGET", "rwg:devices", "alice")
+        self.assertIn(b"v1:", raw)
+        self.assertNotIn(b"alice-set-pw-1", raw)
+        for path in glob.glob(os.path.join(self.data, "**"), recursive=True):
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    blob = f.read()
+                self.assertNotIn(b"alice-set-pw-1", blob, path)
+                self.assertNotIn(b"pw-u-999-secret", blob, path)
+        self.ctl.ok("hash", "generate")
+        before_hash = self.ctl.json("hash", "show")["key"]
+
+        # Restart Redis (AOF) and control: everything is still there.
+        self.redis.stop()
+        self.redis.start()
+        self.restart_control()
+        self.login()
+        self.assertEqual(self.device_count(), 1001)
+        alice = self.ctl.json("device", "get", "alice", "--show-secrets")
+        self.assertEqual(alice["set_password"], "alice-set-pw-1")
+        self.assertEqual(alice["icp_password"], "alice-icp-pw")
+        self.assertEqual(alice["mac"], "00085DAABB01")
+        self.assertEqual(self.ctl.json("hash", "show")["key"], before_hash)
+        self.assertEqual(self.ctl.ok("config", "get", "public_name").strip(), "rwg.example.net")
+
+        log = self.control.read_log()
+        for secret in ("alice-set-pw-1", "alice-icp-pw", "pw-u-999-secret", ADMIN_PASSWORD):
+            self.assertNotIn(secret, log)
+        self.assertRegex(log, r"level=info service=control msg=\"devices imported\"")
+        self.assertIn("msg=stopped", log)
+
+    def test_update_and_delete(self):
+        self.login()
+        self.ctl.ok("device", "add", "--set-username", "carol", "--generate-password",
+                    "--icp-username", "41001", "--icp-password", "icp-c", "--mac", "0008.5d00.0001")
+        out = self.ctl.ok("device", "update", "carol", "--description", "moved", "--site", "Lyon")
+        self.assertIn("device carol updated", out)
+        d = self.ctl.json("device", "get", "carol")
+        self.assertEqual((d["description"], d["site"], d["mac"]), ("moved", "Lyon", "00085D000001"))
+        self.assertEqual(d["set_password"], "", "secrets only on request")
+        r = self.ctl.run("device", "update", "carol", "--mac", "bad")
+        self.assertIn("device.mac", r.stderr)
+        out = self.ctl.ok("device", "update", "carol", "--generate-password")
+        new_pw = re.search(r"set-side password: (\S+)", out).group(1)
+        self.assertEqual(self.ctl.json("device", "get", "carol", "--show-secrets")["set_password"],
+                         new_pw)
+        self.ctl.ok("device", "delete", "carol")
+        self.assertIn("NOT_FOUND", self.ctl.run("device", "get", "carol").stderr)
+        self.assertIn("NOT_FOUND", self.ctl.run("device", "delete", "carol").stderr)
+        # The MAC and the ICP username are free again.
+        self.ctl.ok("device", "add", "--set-username", "dave", "--set-password", "dave-pw-123",
+                    "--icp-username", "41001", "--icp-password", "x", "--mac", "00085D000001")
+
+    def test_sso_mode_generates_set_side_passwords(self):
+        self.login()
+        self.ctl.ok("config", "set", "sso_mode=true")
+        r = self.ctl.run("device", "add", "--set-username", "erin", "--set-password",
+                         "typed-password", "--icp-username", "51001", "--icp-password", "x")
+        self.assertIn("must be empty in SSO mode", r.stderr)
+        out = self.ctl.ok("device", "add", "--set-username", "erin", "--icp-username", "51001",
+                          "--icp-password", "x")
+        self.assertRegex(out, r"set-side password: \S{16}")
+        csv_path = os.path.join(self.tmp, "sso.csv")
+        with open(csv_path, "w") as f:
+            f.write("set_username,icp_username,icp_password\nfrank,51002,x\n")
+        self.ctl.ok("device", "import", csv_path)
+        self.assertEqual(len(self.ctl.json("device", "get", "frank", "--show-secrets")
+                             ["set_password"]), 16)
+
+    # -- hash key ---------------------------------------------------------------------------
+
+    def test_hash_key_lifecycle(self):
+        self.login()
+        r = self.ctl.run("hash", "show")
+        self.assertIn("NOT_FOUND: no hash key yet", r.stderr)
+        h = self.ctl.json("hash", "generate")
+        self.assertRegex(h["key"], r"^[0-9a-f]{32}$")
+        self.assertEqual(h["download_path"], f"https://rwg.example.net:4445/{h['key']}/ftp_67xxi")
+        self.assertIn("ALREADY_EXISTS", self.ctl.run("hash", "generate").stderr)
+
+        r = self.ctl.run("hash", "regenerate")
+        self.assertIn("FAILED_PRECONDITION: confirm: must be set", r.stderr)
+        self.assertIn("every phone deployed with the previous key", r.stderr)
+        r = self.ctl.run("hash", "regenerate", "--confirm", password="wrong-password")
+        self.assertIn("PERMISSION_DENIED", r.stderr)
+        self.assertEqual(self.ctl.json("hash", "show")["key"], h["key"])
+        r = self.ctl.run("hash", "regenerate", "--confirm", password=ADMIN_PASSWORD)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("WARNING: every phone deployed", r.stderr)
+        h2 = self.ctl.json("hash", "show")
+        self.assertNotEqual(h2["key"], h["key"])
+
+        self.assertIn("key: must be 32 hex digits",
+                      self.ctl.run("hash", "import", "xyz", "--confirm",
+                                   password=ADMIN_PASSWORD).stderr)
+        self.assertIn("FAILED_PRECONDITION",
+                      self.ctl.run("hash", "import", "A" * 32).stderr)
+        self.ctl.ok("hash", "import", "0123456789ABCDEF0123456789abcdef", "--confirm",
+                    password=ADMIN_PASSWORD)
+        self.assertEqual(self.ctl.json("hash", "show")["key"], "0123456789abcdef0123456789abcdef")
+        self.ctl.ok("config", "set", "public_name=phones.example.org", "icp.xml_listen_port=4446")
+        self.assertEqual(self.ctl.json("hash", "show")["download_path"],
+                         "https://phones.example.org:4446/0123456789abcdef0123456789abcdef/ftp_67xxi")
+
+    # -- Redis failure ----------------------------------------------------------------------
+
+    def test_redis_killed_mid_request(self):
+        self.login()
+        csv_path = os.path.join(self.tmp, "first.csv")
+        with open(csv_path, "w") as f:
+            f.write(device_csv(20))
+        self.ctl.ok("device", "import", csv_path)
+        with open(csv_path, "w") as f:
+            f.write(device_csv(50, start=100))
+
+        # Keep Redis busy so that the import is in flight when Redis dies.
+        def block():
+            try:
+                self.redis.cmd("DEBUG", "SLEEP", "5")
+            except OSError:
+                pass
+        blocker = threading.Thread(target=block)
+        blocker.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        importer = subprocess.Popen(
+            [os.path.join(rwgtest.BIN, "rwgctl"), "device", "import", csv_path],
+            env=self.ctl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.7)
+        self.assertIsNone(importer.poll(), "the import is waiting on Redis")
+        self.redis.kill()
+        _, err = importer.communicate(timeout=30)
+        blocker.join()
+        self.assertEqual(importer.returncode, 1)
+        self.assertIn("UNAVAILABLE", err)
+        self.assertIn(f"redis at 127.0.0.1:{self.redis.port}", err)
+        self.assertLess(time.monotonic() - started, 10)
+
+        self.assertTrue(self.control.alive(), "control keeps running without Redis")
+        r = self.ctl.run("device", "list")
+        self.assertIn("UNAVAILABLE", r.stderr)
+        rwgtest.wait_until("health NOT_SERVING",
+                           lambda: self.ctl.run("health").stdout.strip() == "NOT_SERVING")
+
+        self.redis.start()
+        rwgtest.wait_until("health SERVING",
+                           lambda: self.ctl.run("health").stdout.strip() == "SERVING")
+        self.assertEqual(self.device_count(), 20, "nothing of the interrupted import was written")
+        self.ctl.ok("device", "import", csv_path)
+        self.assertEqual(self.device_count(), 70)
+
+    def test_sigterm_drains_and_exits_zero(self):
+        self.assertEqual(self.control.stop(), 0)
+        self.assertIn("msg=terminating signal=SIGTERM", self.control.read_log())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
