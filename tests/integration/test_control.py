@@ -342,9 +342,68 @@ class ControlTest(rwgtest.TempDirTest):
         self.ctl.ok("device", "import", csv_path)
         self.assertEqual(self.device_count(), 70)
 
+    def test_health_reflection_and_metrics(self):
+        services = self.ctl.ok("services").split()
+        self.assertIn("rwg.admin.v1.AdminService", services)
+        self.assertIn("grpc.health.v1.Health", services)
+        self.assertIn("grpc.reflection.v1alpha.ServerReflection", services)
+        metrics = urllib.request.urlopen(self.control.metrics_url, timeout=5).read().decode()
+        for name in ("rwg_control_redis_up 1", "rwg_control_devices 0",
+                     "# TYPE rwg_control_rpc_duration_seconds histogram",
+                     "# TYPE rwg_control_rpcs_total counter"):
+            self.assertIn(name, metrics)
+
     def test_sigterm_drains_and_exits_zero(self):
         self.assertEqual(self.control.stop(), 0)
         self.assertIn("msg=terminating signal=SIGTERM", self.control.read_log())
+
+
+class FirstStartTest(rwgtest.TempDirTest):
+    """Without a configured admin password, control generates one, once."""
+
+    def test_generated_admin_password_is_shown_once(self):
+        data = os.path.join(self.tmp, "redis")
+        os.mkdir(data)
+        redis = rwgtest.Redis(data).start()
+        self.addCleanup(redis.kill)
+        key = os.path.join(self.tmp, "secret.key")
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex())
+        out = os.path.join(self.tmp, "initial-password")
+        control = rwgtest.Service("control", self.tmp, [
+            "--redis-address", f"127.0.0.1:{redis.port}", "--secret-key-file", key,
+            "--initial-admin-password-out", out])
+        control.start()
+        self.addCleanup(control.stop)
+        rwgtest.wait_until("password file", lambda: os.path.exists(out))
+        password = open(out).read().strip()
+        self.assertGreaterEqual(len(password), 20)
+        self.assertNotIn(password, control.read_log())
+        ctl = rwgtest.Rwgctl(control.grpc_address, "", os.path.join(self.tmp, "cli"))
+        ctl.env["RWG_INSECURE"] = "1"
+        ctl.ok("login", password=password)
+
+        os.remove(out)
+        self.assertEqual(control.stop(), 0)
+        control.start()
+        ctl.env["RWG_SERVER"] = control.grpc_address
+        rwgtest.wait_until("SERVING", lambda: ctl.run("health").stdout.strip() == "SERVING")
+        self.assertFalse(os.path.exists(out), "no second password")
+        ctl.ok("login", password=password)
+
+    def test_refuses_to_start_without_a_usable_secret_key(self):
+        key = os.path.join(self.tmp, "bad.key")
+        with open(key, "w") as f:
+            f.write("too short")
+        r = subprocess.run([os.path.join(rwgtest.BIN, "control"), "--secret-key-file", key,
+                            "--grpc-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("must hold 64 hex digits", r.stderr)
+        r = subprocess.run([os.path.join(rwgtest.BIN, "control")], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("secret-key-file", r.stderr)
 
 
 if __name__ == "__main__":

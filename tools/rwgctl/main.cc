@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -21,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "rwg/admin/v1/admin.grpc.pb.h"
 
 namespace {
@@ -539,6 +541,27 @@ int main(int argc, char** argv) {
     Check(stub->Check(ctx.get(), grpc::health::v1::HealthCheckRequest(), &resp));
     std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()) << "\n";
     if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) std::exit(1);
+  });
+
+  auto* services = app.add_subcommand(
+      "services", "list the gRPC services the server offers (server reflection)");
+  services->callback([&]() {
+    namespace refl = grpc::reflection::v1alpha;
+    auto stub = refl::ServerReflection::NewStub(client.Channel());
+    auto ctx = client.Context(false);
+    auto stream = stub->ServerReflectionInfo(ctx.get());
+    refl::ServerReflectionRequest req;
+    req.set_list_services("");
+    stream->Write(req);
+    stream->WritesDone();
+    refl::ServerReflectionResponse resp;
+    std::vector<std::string> names;
+    while (stream->Read(&resp)) {
+      for (const auto& s : resp.list_services_response().service()) names.push_back(s.name());
+    }
+    Check(stream->Finish());
+    std::sort(names.begin(), names.end());
+    for (const std::string& n : names) std::cout << n << "\n";
   });
 
   // config
