@@ -347,10 +347,12 @@ class ControlTest(rwgtest.TempDirTest):
         self.assertIn("rwg.admin.v1.AdminService", services)
         self.assertIn("grpc.health.v1.Health", services)
         self.assertIn("grpc.reflection.v1alpha.ServerReflection", services)
+        self.ctl.run("config", "get")  # counted although refused
         metrics = urllib.request.urlopen(self.control.metrics_url, timeout=5).read().decode()
         for name in ("rwg_control_redis_up 1", "rwg_control_devices 0",
                      "# TYPE rwg_control_rpc_duration_seconds histogram",
-                     "# TYPE rwg_control_rpcs_total counter"):
+                     "# TYPE rwg_control_rpcs_total counter",
+                     'rwg_control_rpcs_total{code="UNAUTHENTICATED",method="GetConfig"} 1'):
             self.assertIn(name, metrics)
 
     def test_sigterm_drains_and_exits_zero(self):
@@ -376,7 +378,8 @@ class FirstStartTest(rwgtest.TempDirTest):
         control.start()
         self.addCleanup(control.stop)
         rwgtest.wait_until("password file", lambda: os.path.exists(out))
-        password = open(out).read().strip()
+        with open(out) as f:
+            password = f.read().strip()
         self.assertGreaterEqual(len(password), 20)
         self.assertNotIn(password, control.read_log())
         ctl = rwgtest.Rwgctl(control.grpc_address, "", os.path.join(self.tmp, "cli"))
