@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "services/control/device_csv.h"
 #include "services/control/validation.h"
+#include "services/core/devices.h"
 #include "services/core/log.h"
 #include "services/core/status.h"
 
@@ -36,7 +37,7 @@ std::string ConfigToJson(const adminpb::GatewayConfig& c) {
 }
 
 std::string SealContext(const std::string& user, const char* field) {
-  return absl::StrCat("device:", user, ":", field);
+  return core::DeviceSecretContext(user, field);
 }
 
 std::string Lower(absl::string_view s) { return absl::AsciiStrToLower(s); }

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/devices.h"
 
 namespace rwg::control {
 namespace {
@@ -13,9 +14,9 @@ namespace {
 using core::RedisReply;
 namespace adminpb = ::rwg::admin::v1;
 
-constexpr char kDevices[] = "rwg:devices";
-constexpr char kDevicesByMac[] = "rwg:devices:mac";
-constexpr char kDevicesByIcp[] = "rwg:devices:icp";
+constexpr const char* kDevices = core::kDevicesKey;
+constexpr const char* kDevicesByMac = core::kDevicesByMacKey;
+constexpr const char* kDevicesByIcp = core::kDevicesByIcpKey;
 constexpr char kAdmins[] = "rwg:admins";
 constexpr char kSessionPrefix[] = "rwg:session:";
 
@@ -142,7 +143,7 @@ absl::StatusOr<adminpb::Device> DeviceFromJson(const std::string& json) {
 
 RedisControlStore::RedisControlStore(core::RedisClient& redis)
     : redis_(redis),
-      config_(std::make_unique<RedisValue>(redis, "rwg:config", "config")),
+      config_(std::make_unique<RedisValue>(redis, core::kConfigKey, "config")),
       hash_(std::make_unique<RedisValue>(redis, "rwg:hash", "hash")) {}
 
 absl::StatusOr<std::optional<std::string>> RedisControlStore::GetAdminHash(

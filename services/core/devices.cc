@@ -1,0 +1,46 @@
+#include "services/core/devices.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace rwg::core {
+
+std::string DeviceSecretContext(absl::string_view set_username, absl::string_view field) {
+  return absl::StrCat("device:", set_username, ":", field);
+}
+
+absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::BySetUsername(
+    const std::string& user) {
+  absl::StatusOr<RedisReply> r = redis_.Command({"HGET", kDevicesKey, user});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::nullopt;
+  nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::DataLossError(absl::StrCat("device record ", user, " is not valid JSON"));
+  }
+  DeviceSecrets d;
+  d.set_username = user;
+  d.icp_username = j.value("icp_username", "");
+  d.srtp_optional = j.value("srtp_optional", false);
+  d.location = j.value("location", "");
+  absl::StatusOr<std::string> sp =
+      box_.Open(j.value("set_password", ""), DeviceSecretContext(user, "set_password"));
+  if (!sp.ok()) return sp.status();
+  absl::StatusOr<std::string> ip =
+      box_.Open(j.value("icp_password", ""), DeviceSecretContext(user, "icp_password"));
+  if (!ip.ok()) return ip.status();
+  d.set_password = *std::move(sp);
+  d.icp_password = *std::move(ip);
+  return d;
+}
+
+absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::ByIcpUsername(
+    const std::string& icp_user) {
+  absl::StatusOr<RedisReply> r = redis_.Command({"HGET", kDevicesByIcpKey, icp_user});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::nullopt;
+  return BySetUsername(r->str);
+}
+
+}  // namespace rwg::core

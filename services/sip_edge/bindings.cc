@@ -1,0 +1,135 @@
+#include "services/sip_edge/bindings.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace rwg::sip_edge {
+namespace {
+
+constexpr char kActive[] = "rwg:reg:active";
+std::string Key(const std::string& u) { return absl::StrCat("rwg:reg:", u); }
+std::string IcpKey(const std::string& u) { return absl::StrCat("rwg:reg:icp:", u); }
+
+constexpr char kReserve[] = R"lua(
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 2 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+)lua";
+
+// KEYS: binding, icp index, active. ARGV: json, set user, ttl ms, expires ms.
+constexpr char kPut[] = R"lua(
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+return 1
+)lua";
+
+// KEYS: binding, icp index, active. ARGV: set user.
+constexpr char kRemove[] = R"lua(
+redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+)lua";
+
+}  // namespace
+
+std::string BindingToJson(const Binding& b) {
+  nlohmann::json j = {{"set_username", b.set_username},
+                      {"icp_username", b.icp_username},
+                      {"contacts", b.contacts},
+                      {"source", b.source},
+                      {"transport", b.transport},
+                      {"instance", b.instance},
+                      {"connection", b.connection},
+                      {"since", absl::ToUnixSeconds(b.since)},
+                      {"expires_at", absl::ToUnixSeconds(b.expires_at)}};
+  return j.dump();
+}
+
+absl::StatusOr<Binding> BindingFromJson(const std::string& json) {
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return absl::DataLossError("damaged binding record");
+  Binding b;
+  b.set_username = j.value("set_username", "");
+  b.icp_username = j.value("icp_username", "");
+  if (j.contains("contacts") && j["contacts"].is_array()) {
+    for (const auto& c : j["contacts"]) {
+      if (c.is_string()) b.contacts.push_back(c.get<std::string>());
+    }
+  }
+  b.source = j.value("source", "");
+  b.transport = j.value("transport", "");
+  b.instance = j.value("instance", "");
+  b.connection = j.value("connection", "");
+  b.since = absl::FromUnixSeconds(j.value("since", int64_t{0}));
+  b.expires_at = absl::FromUnixSeconds(j.value("expires_at", int64_t{0}));
+  return b;
+}
+
+absl::StatusOr<BindingStore::Reservation> BindingStore::Reserve(const std::string& user,
+                                                                uint32_t limit, absl::Time now,
+                                                                absl::Time hold_until) {
+  absl::StatusOr<core::RedisReply> r =
+      redis_.Eval(kReserve, {kActive},
+                  {user, std::to_string(absl::ToUnixMillis(now)),
+                   std::to_string(absl::ToUnixMillis(hold_until)), std::to_string(limit)});
+  if (!r.ok()) return r.status();
+  switch (r->integer) {
+    case 0:
+      return Reservation::kRefused;
+    case 1:
+      return Reservation::kNew;
+    default:
+      return Reservation::kExisting;
+  }
+}
+
+absl::Status BindingStore::Release(const std::string& user) {
+  return redis_.Command({"ZREM", kActive, user}).status();
+}
+
+absl::Status BindingStore::Put(const Binding& b) {
+  // The record outlives the binding a little so that a late refresh still finds it.
+  const int64_t ttl_ms =
+      std::max<int64_t>(1000, absl::ToInt64Milliseconds(b.expires_at - absl::Now()) + 5000);
+  return redis_
+      .Eval(kPut, {Key(b.set_username), IcpKey(b.icp_username), kActive},
+            {BindingToJson(b), b.set_username, std::to_string(ttl_ms),
+             std::to_string(absl::ToUnixMillis(b.expires_at))})
+      .status();
+}
+
+absl::Status BindingStore::Remove(const std::string& user, const std::string& icp_user) {
+  return redis_.Eval(kRemove, {Key(user), IcpKey(icp_user), kActive}, {user}).status();
+}
+
+absl::StatusOr<std::optional<Binding>> BindingStore::Get(const std::string& user) {
+  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", Key(user)});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::nullopt;
+  absl::StatusOr<Binding> b = BindingFromJson(r->str);
+  if (!b.ok()) return b.status();
+  return *b;
+}
+
+absl::StatusOr<std::optional<std::string>> BindingStore::SetUsernameForIcp(
+    const std::string& icp_user) {
+  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", IcpKey(icp_user)});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::nullopt;
+  return r->str;
+}
+
+absl::StatusOr<int64_t> BindingStore::CountActive(absl::Time now) {
+  absl::StatusOr<core::RedisReply> r =
+      redis_.Command({"ZCOUNT", kActive, std::to_string(absl::ToUnixMillis(now) + 1), "+inf"});
+  if (!r.ok()) return r.status();
+  return r->integer;
+}
+
+}  // namespace rwg::sip_edge

@@ -1,0 +1,52 @@
+// Registrations in Redis, shared by every sip-edge instance:
+//   rwg:reg:<set_username>       JSON binding, expires with the registration
+//   rwg:reg:icp:<icp_username>   set_username, same expiry
+//   rwg:reg:active               sorted set: set_username scored by expiry (ms); licence count
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/core/redis.h"
+
+namespace rwg::sip_edge {
+
+struct Binding {
+  std::string set_username;
+  std::string icp_username;
+  std::vector<std::string> contacts;  // as the phone registered them
+  std::string source;                 // ip:port the phone connects from
+  std::string transport;              // tls, tcp or udp
+  std::string instance;               // sip-edge instance holding the connection
+  std::string connection;             // connection id within that instance
+  absl::Time since;
+  absl::Time expires_at;
+};
+
+std::string BindingToJson(const Binding& b);
+absl::StatusOr<Binding> BindingFromJson(const std::string& json);
+
+class BindingStore {
+ public:
+  explicit BindingStore(core::RedisClient& redis) : redis_(redis) {}
+
+  enum class Reservation { kRefused, kNew, kExisting };
+  // Counts `set_username` against `limit` until `hold_until` unless it is counted already.
+  absl::StatusOr<Reservation> Reserve(const std::string& set_username, uint32_t limit,
+                                      absl::Time now, absl::Time hold_until);
+  // Gives back a kNew reservation that did not become a registration.
+  absl::Status Release(const std::string& set_username);
+  absl::Status Put(const Binding& b);
+  absl::Status Remove(const std::string& set_username, const std::string& icp_username);
+  absl::StatusOr<std::optional<Binding>> Get(const std::string& set_username);
+  absl::StatusOr<std::optional<std::string>> SetUsernameForIcp(const std::string& icp_username);
+  absl::StatusOr<int64_t> CountActive(absl::Time now);
+
+ private:
+  core::RedisClient& redis_;
+};
+
+}  // namespace rwg::sip_edge

@@ -1,0 +1,736 @@
+#include "services/sip_edge/edge.h"
+
+#include <arpa/inet.h>
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/nta.h>
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su.h>
+#include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/su_wait.h>
+#include <sofia-sip/tport.h>
+#include <sofia-sip/tport_tag.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "services/core/crypto.h"
+#include "services/core/log.h"
+
+namespace rwg::sip_edge {
+
+struct EdgeMetrics {
+  prometheus::Family<prometheus::Counter>& requests;
+  prometheus::Family<prometheus::Counter>& responses;
+  prometheus::Counter& auth_failures;
+  prometheus::Counter& licence_refusals;
+  prometheus::Gauge& registered;
+  prometheus::Histogram& upstream_latency;
+
+  explicit EdgeMetrics(prometheus::Registry& r)
+      : requests(prometheus::BuildCounter()
+                     .Name("rwg_sip_edge_requests_total")
+                     .Help("SIP requests received, by method and side")
+                     .Register(r)),
+        responses(prometheus::BuildCounter()
+                      .Name("rwg_sip_edge_responses_total")
+                      .Help("Final responses sent, by method and code")
+                      .Register(r)),
+        auth_failures(prometheus::BuildCounter()
+                          .Name("rwg_sip_edge_auth_failures_total")
+                          .Help("Digest responses that did not match (wrong password, unknown "
+                                "user)")
+                          .Register(r)
+                          .Add({})),
+        licence_refusals(prometheus::BuildCounter()
+                             .Name("rwg_sip_edge_licence_refusals_total")
+                             .Help("Registrations refused because every licence is in use")
+                             .Register(r)
+                             .Add({})),
+        registered(prometheus::BuildGauge()
+                       .Name("rwg_sip_edge_registered_devices")
+                       .Help("Devices registered through rwg (all instances)")
+                       .Register(r)
+                       .Add({})),
+        upstream_latency(
+            prometheus::BuildHistogram()
+                .Name("rwg_sip_edge_upstream_registration_seconds")
+                .Help("Time from a phone's authenticated REGISTER to the iPBX's final answer")
+                .Register(r)
+                .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1,
+                                                                 0.25, 0.5, 1, 2.5, 5, 10})) {}
+};
+
+namespace {
+
+using Side = const char*;
+constexpr Side kSetSide = "set";
+constexpr Side kIcpSide = "icp";
+
+std::string SofiaUrl(const std::string& listen, const char* scheme, const char* transport) {
+  size_t colon = listen.rfind(':');
+  std::string host = listen.substr(0, colon);
+  std::string port = listen.substr(colon + 1);
+  if (host == "0.0.0.0" || host.empty()) host = "*";
+  return absl::StrCat(scheme, ":", host, ":", port, ";transport=", transport);
+}
+
+std::string HeaderString(su_home_t* home, const void* h) {
+  if (h == nullptr) return "";
+  char* s = sip_header_as_string(home, static_cast<const sip_header_t*>(h));
+  std::string out = s ? s : "";
+  su_free(home, s);
+  return out;
+}
+
+std::string UrlString(su_home_t* home, const url_t* u) {
+  if (u == nullptr) return "";
+  char* s = url_as_string(home, u);
+  std::string out = s ? s : "";
+  su_free(home, s);
+  return out;
+}
+
+std::string PeerAddress(msg_t* msg, std::string* port) {
+  su_addrinfo_t* ai = msg_addrinfo(msg);
+  if (ai == nullptr || ai->ai_addr == nullptr) return "";
+  char buf[INET6_ADDRSTRLEN] = {};
+  const sockaddr* sa = ai->ai_addr;
+  uint16_t p = 0;
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
+    p = ntohs(in->sin_port);
+  } else if (sa->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf));
+    p = ntohs(in6->sin6_port);
+  }
+  if (port) *port = std::to_string(p);
+  return buf;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct Edge::Impl {
+  struct LocalBinding {
+    tport_t* tport = nullptr;  // referenced
+    std::vector<std::string> contacts;
+    std::string icp_username;
+    absl::Time expires_at;
+  };
+
+  // A phone's REGISTER waiting for the iPBX.
+  struct PendingRegister {
+    Impl* impl = nullptr;
+    nta_incoming_t* irq = nullptr;
+    tport_t* tport = nullptr;  // referenced
+    core::DeviceSecrets device;
+    std::vector<std::string> contacts;
+    int expires = 0;
+    bool new_reservation = false;
+    int attempts = 0;
+    absl::Time started;
+    std::string source;
+    std::string transport;
+  };
+
+  // A request from the iPBX relayed to a phone.
+  struct PendingRelay {
+    Impl* impl;
+    nta_incoming_t* irq;
+    std::string method;
+  };
+
+  struct UpstreamDialog {
+    std::string call_id;
+    std::string from_tag;
+    uint32_t cseq = 0;
+  };
+
+  Impl(EdgeOptions o, core::RedisClient& redis, core::DeviceDirectory& devices,
+       GatewayConfigWatcher& config, core::Clock& clock, core::Random& rng,
+       prometheus::Registry& registry)
+      : options(std::move(o)),
+        devices(devices),
+        config(config),
+        bindings(redis),
+        clock(clock),
+        rng(rng),
+        nonces(options.nonce_secret.empty() ? rng.Bytes(32) : options.nonce_secret, clock, rng,
+               absl::Minutes(5)),
+        metrics(registry) {}
+
+  EdgeOptions options;
+  core::DeviceDirectory& devices;
+  GatewayConfigWatcher& config;
+  BindingStore bindings;
+  core::Clock& clock;
+  core::Random& rng;
+  NonceKeeper nonces;
+  EdgeMetrics metrics;
+
+  std::thread thread;
+  std::atomic<bool> stop{false};
+  su_home_t home[1] = {};
+  su_root_t* root = nullptr;
+  nta_agent_t* agent = nullptr;
+  nta_leg_t* leg = nullptr;
+  su_timer_t* sweeper = nullptr;
+  std::map<std::string, LocalBinding> local;       // by set_username
+  std::map<std::string, UpstreamDialog> upstream;  // by set_username
+  uint64_t next_connection = 1;
+
+  // -- lifecycle (SIP thread) ------------------------------------------------------------------
+
+  absl::Status Setup() {
+    su_init();
+    su_home_init(home);
+    root = su_root_create(nullptr);
+    if (root == nullptr) return absl::InternalError("cannot create the SIP event loop");
+    std::vector<std::pair<std::string, bool>> urls;  // url, is tls
+    if (!options.tcp_listen.empty())
+      urls.push_back({SofiaUrl(options.tcp_listen, "sip", "tcp"), false});
+    if (!options.tls_listen.empty())
+      urls.push_back({SofiaUrl(options.tls_listen, "sips", "tls"), true});
+    if (!options.icp_listen.empty())
+      urls.push_back({SofiaUrl(options.icp_listen, "sip", "tcp"), false});
+    if (urls.empty()) return absl::InvalidArgumentError("no SIP listener configured");
+    agent = nta_agent_create(
+        root, URL_STRING_MAKE(urls[0].first.c_str()), nullptr, nullptr,
+        NTATAG_SIP_T1X64(options.upstream_timeout_ms), NTATAG_UA(0), NTATAG_SERVER_RPORT(1),
+        NTATAG_MAXSIZE(65536),
+        TPTAG_CERTIFICATE(urls[0].second ? options.tls_cert_dir.c_str() : nullptr), TAG_END());
+    if (agent == nullptr) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", urls[0].first));
+    }
+    for (size_t i = 1; i < urls.size(); ++i) {
+      int rc = urls[i].second
+                   ? nta_agent_add_tport(agent, URL_STRING_MAKE(urls[i].first.c_str()),
+                                         TPTAG_CERTIFICATE(options.tls_cert_dir.c_str()), TAG_END())
+                   : nta_agent_add_tport(agent, URL_STRING_MAKE(urls[i].first.c_str()), TAG_END());
+      if (rc < 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", urls[i].first));
+    }
+    leg = nta_leg_tcreate(agent, &Impl::OnRequest, reinterpret_cast<nta_leg_magic_t*>(this),
+                          NTATAG_NO_DIALOG(1), TAG_END());
+    if (leg == nullptr) return absl::InternalError("cannot create the default SIP leg");
+    sweeper = su_timer_create(su_root_task(root), 1000);
+    su_timer_set_for_ever(sweeper, &Impl::OnSweep, reinterpret_cast<su_timer_arg_t*>(this));
+    for (const auto& u : urls) core::log::Info("SIP listening", {{"url", u.first}});
+    return absl::OkStatus();
+  }
+
+  void Teardown() {
+    for (auto& [user, b] : local) tport_unref(b.tport);
+    local.clear();
+    if (sweeper) su_timer_destroy(sweeper);
+    if (leg) nta_leg_destroy(leg);
+    if (agent) nta_agent_destroy(agent);
+    if (root) su_root_destroy(root);
+    su_home_deinit(home);
+    su_deinit();
+  }
+
+  static void OnSweep(su_root_magic_t*, su_timer_t*, su_timer_arg_t* arg) {
+    auto* self = reinterpret_cast<Impl*>(arg);
+    const absl::Time now = self->clock.Now();
+    for (auto it = self->local.begin(); it != self->local.end();) {
+      if (it->second.expires_at <= now) {
+        core::log::Info("registration expired", {{"device", it->first}});
+        tport_unref(it->second.tport);
+        it = self->local.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    absl::StatusOr<int64_t> n = self->bindings.CountActive(now);
+    if (n.ok()) self->metrics.registered.Set(static_cast<double>(*n));
+  }
+
+  // -- helpers -----------------------------------------------------------------------------
+
+  int Reply(nta_incoming_t* irq, const char* method, int status, const char* phrase, tag_type_t tag,
+            tag_value_t value, ...) {
+    ta_list ta;
+    ta_start(ta, tag, value);
+    nta_incoming_treply(irq, status, phrase, ta_tags(ta));
+    ta_end(ta);
+    metrics.responses.Add({{"method", method}, {"code", std::to_string(status)}}).Increment();
+    return status;
+  }
+
+  bool FromIcp(const std::string& peer) const {
+    auto view = config.Get();
+    return std::find(view->icp_addresses.begin(), view->icp_addresses.end(), peer) !=
+           view->icp_addresses.end();
+  }
+
+  std::string IcpContactHost() const {
+    if (!options.icp_advertise.empty()) return options.icp_advertise;
+    return options.icp_listen;
+  }
+
+  // -- requests ----------------------------------------------------------------------------
+
+  static int OnRequest(nta_leg_magic_t* magic, nta_leg_t*, nta_incoming_t* irq, const sip_t* sip) {
+    return reinterpret_cast<Impl*>(magic)->HandleRequest(irq, sip);
+  }
+
+  int HandleRequest(nta_incoming_t* irq, const sip_t* sip) {
+    const char* method = sip->sip_request->rq_method_name;
+    msg_t* msg = nta_incoming_getrequest(irq);
+    std::string port;
+    std::string peer = PeerAddress(msg, &port);
+    msg_destroy(msg);
+    const bool icp = FromIcp(peer);
+    metrics.requests.Add({{"method", method}, {"side", icp ? kIcpSide : kSetSide}}).Increment();
+    if (icp) return HandleFromIcp(irq, sip);
+    switch (sip->sip_request->rq_method) {
+      case sip_method_register:
+        return HandleRegister(irq, sip, absl::StrCat(peer, ":", port));
+      case sip_method_options:
+        if (sip->sip_request->rq_url->url_user == nullptr) {
+          return Reply(irq, method, SIP_200_OK, SIPTAG_ALLOW_STR("REGISTER, OPTIONS"), TAG_END());
+        }
+        [[fallthrough]];
+      default:
+        return Reply(irq, method, 501, "Not Implemented", TAG_END());
+    }
+  }
+
+  std::string Challenge(DigestAlgorithm a, const std::string& realm, bool stale) {
+    return absl::StrCat("Digest realm=\"", realm, "\", nonce=\"", nonces.Issue(),
+                        "\", algorithm=", AlgorithmName(a), ", qop=\"auth\"",
+                        stale ? ", stale=true" : "");
+  }
+
+  int SendChallenge(nta_incoming_t* irq, const std::string& realm, bool stale) {
+    std::string c0 = Challenge(options.algorithms[0], realm, stale);
+    if (options.algorithms.size() > 1) {
+      std::string c1 = Challenge(options.algorithms[1], realm, stale);
+      return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c0.c_str()),
+                   SIPTAG_WWW_AUTHENTICATE_STR(c1.c_str()), TAG_END());
+    }
+    return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c0.c_str()),
+                 TAG_END());
+  }
+
+  // Same answer for an unknown user and a wrong password.
+  int Forbidden(nta_incoming_t* irq, const std::string& user, const std::string& source,
+                const char* why) {
+    metrics.auth_failures.Increment();
+    core::log::Info("registration refused", {{"user", user}, {"source", source}, {"reason", why}});
+    return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
+  }
+
+  int HandleRegister(nta_incoming_t* irq, const sip_t* sip, const std::string& source) {
+    auto view = config.Get();
+    const std::string realm = view->public_name;
+    // Find our realm's credentials.
+    const msg_auth_t* au = sip->sip_authorization;
+    std::optional<DigestParams> creds;
+    for (; au != nullptr; au = au->au_next) {
+      if (au->au_scheme == nullptr || !absl::EqualsIgnoreCase(au->au_scheme, "Digest")) continue;
+      std::vector<std::string> params;
+      for (int i = 0; au->au_params && au->au_params[i]; ++i) params.push_back(au->au_params[i]);
+      absl::StatusOr<DigestParams> p = ParseDigestParams(params);
+      if (p.ok() && p->Get("realm") == realm) {
+        creds = *p;
+        break;
+      }
+    }
+    if (!creds) return SendChallenge(irq, realm, false);
+
+    const std::string user = creds->Get("username");
+    const std::string nonce = creds->Get("nonce");
+    switch (nonces.Check(nonce)) {
+      case NonceKeeper::Verdict::kForged:
+        return SendChallenge(irq, realm, false);
+      case NonceKeeper::Verdict::kStale:
+        return SendChallenge(irq, realm, true);
+      case NonceKeeper::Verdict::kValid:
+        break;
+    }
+    std::optional<DigestAlgorithm> alg = ParseAlgorithm(creds->Get("algorithm"));
+    if (!alg || std::find(options.algorithms.begin(), options.algorithms.end(), *alg) ==
+                    options.algorithms.end()) {
+      return SendChallenge(irq, realm, false);
+    }
+    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(user);
+    if (!dev.ok()) {
+      core::log::Warn("device lookup failed", {{"error", std::string(dev.status().message())}});
+      return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
+                   TAG_END());
+    }
+    const std::string qop = creds->Get("qop");
+    const std::string nc = creds->Get("nc");
+    // Unknown users are checked against a throwaway password so both paths cost the same.
+    const std::string password = dev->has_value() ? (*dev)->set_password : core::RandomHex(rng, 16);
+    const std::string expected =
+        DigestResponse(*alg, user, realm, password, "REGISTER", creds->Get("uri"), nonce, nc,
+                       creds->Get("cnonce"), qop);
+    if (!dev->has_value() || !core::ConstantTimeEquals(expected, creds->Get("response"))) {
+      return Forbidden(irq, user, source, dev->has_value() ? "wrong password" : "unknown user");
+    }
+    if (!nonces.AcceptCount(nonce, qop.empty() ? "" : nc)) return SendChallenge(irq, realm, true);
+    // The credentials may only register their own address of record.
+    const url_t* to = sip->sip_to ? sip->sip_to->a_url : nullptr;
+    if (to == nullptr || to->url_user == nullptr || user != to->url_user) {
+      return Forbidden(irq, user, source, "To user differs from the authenticated user");
+    }
+
+    // Contacts and expiry.
+    bool wildcard = false;
+    std::vector<std::string> contacts;
+    int expires = -1;
+    const int header_expires = sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : -1;
+    for (const sip_contact_t* m = sip->sip_contact; m != nullptr; m = m->m_next) {
+      if (m->m_url->url_type == url_any) {
+        wildcard = true;
+        continue;
+      }
+      contacts.push_back(UrlString(home, m->m_url));
+      int e = header_expires;
+      if (m->m_expires) {
+        unsigned long v = 0;
+        if (absl::SimpleAtoi(m->m_expires, &v))
+          e = static_cast<int>(std::min<unsigned long>(v, 1u << 30));
+      }
+      if (e < 0) e = options.default_expires;
+      expires = expires < 0 ? e : std::min(expires, e);
+    }
+    if (wildcard) {
+      if (header_expires != 0 || !contacts.empty()) {
+        return Reply(irq, "REGISTER", 400, "Wildcard Contact needs Expires: 0", TAG_END());
+      }
+      expires = 0;
+    }
+    if (contacts.empty() && !wildcard) {
+      // A query: answer with what is registered.
+      return ReplyBindings(irq, **dev);
+    }
+    if (expires > 0 && expires < options.min_expires) {
+      std::string min = std::to_string(options.min_expires);
+      return Reply(irq, "REGISTER", SIP_423_INTERVAL_TOO_BRIEF, SIPTAG_MIN_EXPIRES_STR(min.c_str()),
+                   TAG_END());
+    }
+    expires = std::min(expires, options.max_expires);
+
+    bool new_reservation = false;
+    if (expires > 0) {
+      const absl::Time now = clock.Now();
+      absl::StatusOr<BindingStore::Reservation> r = bindings.Reserve(
+          user, view->licences, now, now + absl::Milliseconds(options.upstream_timeout_ms + 5000));
+      if (!r.ok()) {
+        core::log::Warn("licence check failed", {{"error", std::string(r.status().message())}});
+        return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
+                     TAG_END());
+      }
+      if (*r == BindingStore::Reservation::kRefused) {
+        metrics.licence_refusals.Increment();
+        core::log::Warn("licence limit reached",
+                        {{"device", user}, {"licences", std::to_string(view->licences)}});
+        return Reply(irq, "REGISTER", 403, "Licence limit reached", TAG_END());
+      }
+      new_reservation = *r == BindingStore::Reservation::kNew;
+    }
+
+    auto* p = new PendingRegister();
+    p->impl = this;
+    p->irq = irq;
+    p->tport = nta_incoming_transport(agent, irq, nullptr);
+    p->device = **dev;
+    p->contacts = contacts;
+    p->expires = expires;
+    p->new_reservation = new_reservation;
+    p->started = clock.Now();
+    p->source = source;
+    const tp_name_t* tpn = p->tport ? tport_name(p->tport) : nullptr;
+    p->transport = tpn && tpn->tpn_proto ? tpn->tpn_proto : "";
+    if (!SendUpstream(p, nullptr)) {
+      FinishRegister(p, 503, "iPBX unreachable");
+    }
+    return 0;  // answered when the iPBX has answered
+  }
+
+  int ReplyBindings(nta_incoming_t* irq, const core::DeviceSecrets& dev) {
+    auto it = local.find(dev.set_username);
+    if (it == local.end()) return Reply(irq, "REGISTER", SIP_200_OK, TAG_END());
+    std::string contact = ContactList(it->second.contacts, it->second.expires_at);
+    return Reply(irq, "REGISTER", SIP_200_OK, SIPTAG_CONTACT_STR(contact.c_str()), TAG_END());
+  }
+
+  std::string ContactList(const std::vector<std::string>& contacts, absl::Time expires_at) {
+    int64_t left = std::max<int64_t>(0, absl::ToInt64Seconds(expires_at - clock.Now()));
+    std::vector<std::string> parts;
+    for (const std::string& c : contacts) parts.push_back(absl::StrCat("<", c, ">;expires=", left));
+    return absl::StrJoin(parts, ", ");
+  }
+
+  // Sends (or re-sends with credentials) the upstream REGISTER for `p`.
+  bool SendUpstream(PendingRegister* p, const char* authorization, bool proxy = false) {
+    auto view = config.Get();
+    if (view->icp_host.empty()) return false;
+    UpstreamDialog& d = upstream[p->device.set_username];
+    if (d.call_id.empty()) {
+      d.call_id = absl::StrCat(core::RandomHex(rng, 12), "@rwg");
+      d.from_tag = core::RandomHex(rng, 6);
+    }
+    ++d.cseq;
+    const std::string host = absl::StrCat(view->icp_host, ":", view->icp_port);
+    const std::string aor = absl::StrCat("sip:", p->device.icp_username, "@", view->icp_host);
+    const std::string request =
+        absl::StrCat("REGISTER sip:", host, ";transport=", view->icp_transport, " SIP/2.0");
+    const std::string from = absl::StrCat("<", aor, ">;tag=", d.from_tag);
+    const std::string to = absl::StrCat("<", aor, ">");
+    const std::string contact =
+        absl::StrCat("<sip:", p->device.icp_username, "@", IcpContactHost(), ";transport=tcp>");
+    const std::string cseq = absl::StrCat(d.cseq, " REGISTER");
+    const std::string expires = std::to_string(p->expires);
+    msg_t* msg = nta_msg_create(agent, 0);
+    sip_t* sip = sip_object(msg);
+    sip_add_tl(
+        msg, sip, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
+        SIPTAG_TO_STR(to.c_str()), SIPTAG_CALL_ID_STR(d.call_id.c_str()),
+        SIPTAG_CSEQ_STR(cseq.c_str()), SIPTAG_CONTACT_STR(contact.c_str()),
+        SIPTAG_EXPIRES_STR(expires.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
+        SIPTAG_USER_AGENT_STR("rwg"),
+        TAG_IF(authorization != nullptr && !proxy, SIPTAG_AUTHORIZATION_STR(authorization)),
+        TAG_IF(authorization != nullptr && proxy, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
+        TAG_END());
+    nta_outgoing_t* orq =
+        nta_outgoing_mcreate(agent, &Impl::OnUpstreamResponse,
+                             reinterpret_cast<nta_outgoing_magic_t*>(p), nullptr, msg, TAG_END());
+    return orq != nullptr;
+  }
+
+  static int OnUpstreamResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq,
+                                const sip_t* sip) {
+    auto* p = reinterpret_cast<PendingRegister*>(magic);
+    return p->impl->HandleUpstreamResponse(p, orq, sip);
+  }
+
+  int HandleUpstreamResponse(PendingRegister* p, nta_outgoing_t* orq, const sip_t* sip) {
+    const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    if (status < 200) return 0;
+    metrics.upstream_latency.Observe(absl::ToDoubleSeconds(clock.Now() - p->started));
+    if ((status == 401 || status == 407) && sip && p->attempts < 2) {
+      const msg_auth_t* ch =
+          status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
+      std::string challenge = HeaderString(home, ch);
+      auto view = config.Get();
+      const std::string uri = absl::StrCat("sip:", view->icp_host, ":", view->icp_port,
+                                           ";transport=", view->icp_transport);
+      absl::StatusOr<std::string> answer = AnswerChallenge(
+          challenge, p->device.icp_username, p->device.icp_password, "REGISTER", uri, 1, rng);
+      nta_outgoing_destroy(orq);
+      ++p->attempts;
+      if (!answer.ok()) {
+        core::log::Warn("cannot answer the iPBX's challenge",
+                        {{"device", p->device.set_username},
+                         {"error", std::string(answer.status().message())}});
+        FinishRegister(p, 403, "Forbidden");
+        return 0;
+      }
+      if (!SendUpstream(p, answer->c_str(), status == 407)) {
+        FinishRegister(p, 503, "iPBX unreachable");
+      }
+      return 0;
+    }
+    nta_outgoing_destroy(orq);
+    if (status >= 200 && status < 300) {
+      int granted = p->expires;
+      if (sip && sip->sip_expires) granted = std::min<int>(granted, sip->sip_expires->ex_delta);
+      for (const sip_contact_t* m = sip ? sip->sip_contact : nullptr; m; m = m->m_next) {
+        unsigned long v = 0;
+        if (m->m_expires && m->m_url->url_user && p->device.icp_username == m->m_url->url_user &&
+            absl::SimpleAtoi(m->m_expires, &v)) {
+          granted = std::min<int>(granted, static_cast<int>(v));
+        }
+      }
+      p->expires = p->expires == 0 ? 0 : std::max(granted, 1);
+      FinishRegister(p, 200, "OK");
+    } else if (status == 401 || status == 403 || status == 404 || status == 407) {
+      core::log::Warn("iPBX refused the registration", {{"device", p->device.set_username},
+                                                        {"icp_username", p->device.icp_username},
+                                                        {"status", std::to_string(status)}});
+      FinishRegister(p, 403, "Forbidden");
+    } else {
+      core::log::Warn("iPBX did not accept the registration",
+                      {{"device", p->device.set_username}, {"status", std::to_string(status)}});
+      FinishRegister(p, 503, "iPBX unreachable");
+    }
+    return 0;
+  }
+
+  void FinishRegister(PendingRegister* p, int status, const char* phrase) {
+    const std::string& user = p->device.set_username;
+    if (status == 200 && p->expires > 0) {
+      const absl::Time now = clock.Now();
+      Binding b;
+      b.set_username = user;
+      b.icp_username = p->device.icp_username;
+      b.contacts = p->contacts;
+      b.source = p->source;
+      b.transport = p->transport;
+      b.instance = options.instance;
+      auto it = local.find(user);
+      b.since = now;
+      absl::StatusOr<std::optional<Binding>> old = bindings.Get(user);
+      if (old.ok() && old->has_value() && (*old)->expires_at > now) b.since = (*old)->since;
+      b.expires_at = now + absl::Seconds(p->expires);
+      if (it != local.end()) {
+        tport_unref(it->second.tport);
+        local.erase(it);
+      }
+      b.connection = std::to_string(next_connection++);
+      absl::Status put = bindings.Put(b);
+      if (!put.ok()) {
+        core::log::Warn("cannot store the binding", {{"error", std::string(put.message())}});
+        Reply(p->irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
+              TAG_END());
+      } else {
+        local[user] = LocalBinding{tport_ref(p->tport), p->contacts, b.icp_username, b.expires_at};
+        std::string contact = ContactList(p->contacts, b.expires_at);
+        std::string exp = std::to_string(p->expires);
+        Reply(p->irq, "REGISTER", SIP_200_OK, SIPTAG_CONTACT_STR(contact.c_str()),
+              SIPTAG_EXPIRES_STR(exp.c_str()), TAG_END());
+        core::log::Info("registered", {{"device", user},
+                                       {"icp_username", b.icp_username},
+                                       {"source", p->source},
+                                       {"transport", p->transport},
+                                       {"expires", exp}});
+      }
+    } else if (status == 200) {  // de-registration
+      auto it = local.find(user);
+      if (it != local.end()) {
+        tport_unref(it->second.tport);
+        local.erase(it);
+      }
+      (void)bindings.Remove(user, p->device.icp_username);
+      Reply(p->irq, "REGISTER", SIP_200_OK, TAG_END());
+      core::log::Info("unregistered", {{"device", user}, {"source", p->source}});
+    } else {
+      if (p->new_reservation) (void)bindings.Release(user);
+      if (status == 503) {
+        Reply(p->irq, "REGISTER", 503, phrase, SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
+      } else {
+        Reply(p->irq, "REGISTER", status, phrase, TAG_END());
+      }
+    }
+    nta_incoming_destroy(p->irq);
+    if (p->tport) tport_unref(p->tport);
+    delete p;
+  }
+
+  // -- requests from the iPBX ---------------------------------------------------------------
+
+  int HandleFromIcp(nta_incoming_t* irq, const sip_t* sip) {
+    const char* method = sip->sip_request->rq_method_name;
+    const sip_method_t m = sip->sip_request->rq_method;
+    if (m == sip_method_options && sip->sip_request->rq_url->url_user == nullptr) {
+      return Reply(irq, method, SIP_200_OK, TAG_END());  // the iPBX's keep-alive to rwg
+    }
+    if (m != sip_method_options && m != sip_method_notify && m != sip_method_message &&
+        m != sip_method_info) {
+      return Reply(irq, method, 501, "Not Implemented", TAG_END());
+    }
+    const char* icp_user = sip->sip_request->rq_url->url_user;
+    if (icp_user == nullptr) return Reply(irq, method, SIP_404_NOT_FOUND, TAG_END());
+    std::string set_user;
+    for (const auto& [u, b] : local) {
+      if (b.icp_username == icp_user) set_user = u;
+    }
+    auto it = local.find(set_user);
+    if (it == local.end() || it->second.contacts.empty()) {
+      return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+    }
+    auto view = config.Get();
+    const LocalBinding& b = it->second;
+    // A fresh request: nothing of the iPBX's addressing reaches the phone.
+    const std::string request = absl::StrCat(method, " ", b.contacts[0], " SIP/2.0");
+    const char* from_user =
+        sip->sip_from && sip->sip_from->a_url->url_user ? sip->sip_from->a_url->url_user : "ipbx";
+    const std::string from = absl::StrCat(
+        "<sip:", from_user, "@", view->public_name, ">;tag=",
+        sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : core::RandomHex(rng, 6));
+    const std::string to = absl::StrCat("<sip:", set_user, "@", view->public_name, ">");
+    const std::string call_id = absl::StrCat(
+        core::Sha256Hex(sip->sip_call_id ? sip->sip_call_id->i_id : "").substr(0, 24), "@rwg");
+    const std::string cseq = absl::StrCat(sip->sip_cseq ? sip->sip_cseq->cs_seq : 1, " ", method);
+    msg_t* msg = nta_msg_create(agent, 0);
+    sip_t* out = sip_object(msg);
+    sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
+               SIPTAG_TO_STR(to.c_str()), SIPTAG_CALL_ID_STR(call_id.c_str()),
+               SIPTAG_CSEQ_STR(cseq.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
+               SIPTAG_EVENT(sip->sip_event), SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state),
+               SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
+               TAG_END());
+    auto* relay = new PendingRelay{this, irq, method};
+    nta_outgoing_t* orq = nta_outgoing_mcreate(agent, &Impl::OnRelayResponse,
+                                               reinterpret_cast<nta_outgoing_magic_t*>(relay),
+                                               nullptr, msg, NTATAG_TPORT(b.tport), TAG_END());
+    if (orq == nullptr) {
+      delete relay;
+      return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+    }
+    return 0;
+  }
+
+  static int OnRelayResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
+    auto* r = reinterpret_cast<PendingRelay*>(magic);
+    const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    if (status < 200) return 0;
+    const char* phrase = sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "";
+    r->impl->Reply(r->irq, r->method.c_str(), status, phrase, TAG_END());
+    nta_incoming_destroy(r->irq);
+    nta_outgoing_destroy(orq);
+    delete r;
+    return 0;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+
+Edge::Edge(EdgeOptions options, core::RedisClient& redis, core::DeviceDirectory& devices,
+           GatewayConfigWatcher& config, core::Clock& clock, core::Random& rng,
+           prometheus::Registry& registry)
+    : impl_(std::make_unique<Impl>(std::move(options), redis, devices, config, clock, rng,
+                                   registry)) {}
+
+Edge::~Edge() { Stop(); }
+
+absl::Status Edge::Start() {
+  std::promise<absl::Status> ready;
+  std::future<absl::Status> started = ready.get_future();
+  Impl* impl = impl_.get();
+  impl->thread = std::thread([impl, &ready]() {
+    absl::Status s = impl->Setup();
+    const bool ok = s.ok();
+    ready.set_value(s);
+    while (ok && !impl->stop.load()) su_root_step(impl->root, 100);
+    impl->Teardown();
+  });
+  absl::Status s = started.get();
+  if (!s.ok()) {
+    impl->thread.join();
+  }
+  return s;
+}
+
+void Edge::Stop() {
+  if (!impl_ || !impl_->thread.joinable()) return;
+  impl_->stop = true;
+  impl_->thread.join();
+}
+
+}  // namespace rwg::sip_edge

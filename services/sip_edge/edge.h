@@ -1,0 +1,63 @@
+// The SIP edge (R-SIP, part 1): phones register over TLS/TCP with their set-side credentials;
+// rwg registers them upstream to the iPBX with their ICP-side credentials and relays the
+// iPBX's out-of-dialog requests (OPTIONS, NOTIFY, MESSAGE, INFO) to the phone over the
+// phone's own connection. Runs sofia-sip's transaction engine on one thread of its own.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "services/core/clock.h"
+#include "services/core/devices.h"
+#include "services/core/random.h"
+#include "services/sip_edge/bindings.h"
+#include "services/sip_edge/digest.h"
+#include "services/sip_edge/gateway_config.h"
+
+namespace rwg::sip_edge {
+
+struct EdgeOptions {
+  std::string tls_listen = "0.0.0.0:5061";  // set side; empty: off
+  std::string tcp_listen = "0.0.0.0:5060";  // set side; empty: off
+  std::string icp_listen = "0.0.0.0:5070";  // TCP listener the iPBX sends requests to
+  std::string icp_advertise;                // host:port in the Contact sent to the iPBX
+  std::string tls_cert_dir;                 // holds agent.pem (key + chain) and cafile.pem
+  std::string instance = "sip-edge-0";
+  std::vector<DigestAlgorithm> algorithms = {DigestAlgorithm::kMd5, DigestAlgorithm::kSha256};
+  int min_expires = 60;
+  int max_expires = 3600;
+  int default_expires = 600;
+  int upstream_timeout_ms = 8000;
+  std::string nonce_secret;  // random when empty
+};
+
+struct EdgeMetrics;
+
+class Edge {
+ public:
+  Edge(EdgeOptions options, core::RedisClient& redis, core::DeviceDirectory& devices,
+       GatewayConfigWatcher& config, core::Clock& clock, core::Random& rng,
+       prometheus::Registry& registry);
+  ~Edge();
+
+  // Starts the SIP thread and its listeners; returns once they listen (or failed to).
+  absl::Status Start();
+  void Stop();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rwg::sip_edge

@@ -1,0 +1,151 @@
+// sip-edge: the SIP/TLS edge toward remote phones (R-SIP).
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_split.h"
+#include "services/core/devices.h"
+#include "services/core/log.h"
+#include "services/core/options.h"
+#include "services/core/server.h"
+#include "services/sip_edge/edge.h"
+
+namespace {
+
+using namespace rwg;
+
+// sofia-sip reads its TLS identity from a directory: agent.pem (key and chain), cafile.pem.
+absl::StatusOr<std::string> MakeCertDir(const std::string& cert_file, const std::string& key_file) {
+  absl::StatusOr<std::string> cert = core::ReadFile(cert_file);
+  if (!cert.ok())
+    return absl::InvalidArgumentError(absl::StrCat("sip-tls-cert-file: ", cert.status().message()));
+  absl::StatusOr<std::string> key = core::ReadFile(key_file);
+  if (!key.ok())
+    return absl::InvalidArgumentError(absl::StrCat("sip-tls-key-file: ", key.status().message()));
+  char tmpl[] = "/tmp/rwg-sip-tls-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr)
+    return absl::InternalError("cannot create a directory for TLS files");
+  std::string dir = tmpl;
+  {
+    std::ofstream agent(dir + "/agent.pem", std::ios::trunc);
+    agent << *key << "\n" << *cert;
+    std::ofstream ca(dir + "/cafile.pem", std::ios::trunc);
+    ca << *cert;
+  }
+  chmod((dir + "/agent.pem").c_str(), 0600);
+  return dir;
+}
+
+int Main(int argc, char** argv) {
+  core::BlockTerminationSignals();
+  core::ServerFlags server;
+  server.grpc_listen = "127.0.0.1:50052";
+  server.metrics_listen = "127.0.0.1:9462";
+  sip_edge::EdgeOptions edge;
+  std::string redis_address = "127.0.0.1:6379";
+  std::string secret_key_file;
+  std::string sip_cert, sip_key;
+  std::string algorithms = "md5,sha-256";
+  core::Options opts("sip-edge", "rwg sip-edge: SIP/TLS edge for remote phones");
+  server.Register(opts);
+  opts.Add("redis-address", redis_address, "Redis host:port or unix:/path");
+  opts.Add("secret-key-file", secret_key_file, "key that decrypts device secrets (as control)")
+      ->required();
+  opts.Add("sip-tls-listen", edge.tls_listen, "SIP over TLS toward phones (empty: off)");
+  opts.Add("sip-tcp-listen", edge.tcp_listen, "SIP over TCP toward phones (empty: off)");
+  opts.Add("sip-tls-cert-file", sip_cert, "PEM certificate chain for SIP over TLS");
+  opts.Add("sip-tls-key-file", sip_key, "PEM private key for SIP over TLS");
+  opts.Add("icp-listen", edge.icp_listen, "TCP listener the iPBX sends requests to");
+  opts.Add("icp-advertise", edge.icp_advertise,
+           "host:port the iPBX reaches icp-listen at (default: icp-listen)");
+  opts.Add("instance", edge.instance, "name of this instance (unique per Redis)");
+  opts.Add("digest-algorithms", algorithms, "challenge order, from md5 and sha-256");
+  opts.Add("min-expires", edge.min_expires, "shortest registration accepted (seconds)");
+  opts.Add("max-expires", edge.max_expires, "longest registration granted (seconds)");
+  opts.Add("default-expires", edge.default_expires, "registration time when the phone gives none");
+  opts.Add("upstream-timeout-ms", edge.upstream_timeout_ms, "time the iPBX has to answer");
+  int exit_code = 0;
+  absl::Status parsed = opts.Parse(argc, argv, &exit_code);
+  if (!parsed.ok()) {
+    if (exit_code != 0) std::cerr << "sip-edge: " << parsed.message() << "\n";
+    return exit_code;
+  }
+  core::log::Init("sip-edge", server.log_level);
+
+  edge.algorithms.clear();
+  for (absl::string_view a : absl::StrSplit(algorithms, ',', absl::SkipWhitespace())) {
+    std::optional<sip_edge::DigestAlgorithm> alg = sip_edge::ParseAlgorithm(a);
+    if (!alg) {
+      std::cerr << "sip-edge: digest-algorithms: '" << a << "' is not md5 or sha-256\n";
+      return 2;
+    }
+    edge.algorithms.push_back(*alg);
+  }
+  if (edge.algorithms.empty()) {
+    std::cerr << "sip-edge: digest-algorithms: name at least one\n";
+    return 2;
+  }
+  if (!edge.tls_listen.empty()) {
+    if (sip_cert.empty() || sip_key.empty()) {
+      std::cerr << "sip-edge: sip-tls-listen needs sip-tls-cert-file and sip-tls-key-file\n";
+      return 2;
+    }
+    absl::StatusOr<std::string> dir = MakeCertDir(sip_cert, sip_key);
+    if (!dir.ok()) {
+      std::cerr << "sip-edge: " << dir.status().message() << "\n";
+      return 2;
+    }
+    edge.tls_cert_dir = *dir;
+  }
+
+  absl::StatusOr<std::string> key = core::SecretBox::LoadKeyFile(secret_key_file);
+  if (!key.ok()) {
+    std::cerr << "sip-edge: " << key.status().message() << "\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<core::SecretBox>> box =
+      core::SecretBox::Create(*key, core::Random::System());
+  if (!box.ok()) {
+    std::cerr << "sip-edge: " << box.status().message() << "\n";
+    return 2;
+  }
+  core::RedisOptions ro;
+  ro.address = redis_address;
+  core::RedisClient redis(ro);
+  core::DeviceDirectory devices(redis, **box);
+  sip_edge::GatewayConfigWatcher config(redis);
+  absl::Status cfg = config.Start(std::chrono::milliseconds(2000));
+  if (!cfg.ok()) {
+    core::log::Warn("gateway configuration not readable yet; retrying",
+                    {{"error", std::string(cfg.message())}});
+  }
+
+  core::ServiceHost host("sip-edge", server);
+  sip_edge::Edge sip(edge, redis, devices, config, core::SystemClock::Get(), core::Random::System(),
+                     host.registry());
+  absl::Status started = sip.Start();
+  if (!started.ok()) {
+    core::log::Error("cannot start SIP", {{"error", std::string(started.message())}});
+    return 1;
+  }
+  started = host.Start({});
+  if (!started.ok()) {
+    core::log::Error("cannot start", {{"error", std::string(started.message())}});
+    return 1;
+  }
+  host.WaitForTermination();
+  sip.Stop();
+  config.Stop();
+  if (!edge.tls_cert_dir.empty()) {
+    std::remove((edge.tls_cert_dir + "/agent.pem").c_str());
+    std::remove((edge.tls_cert_dir + "/cafile.pem").c_str());
+    rmdir(edge.tls_cert_dir.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }
