@@ -252,8 +252,12 @@ struct Edge::Impl {
         ++it;
       }
     }
-    absl::StatusOr<int64_t> n = self->bindings.CountActive(now);
-    if (n.ok()) self->metrics.registered.Set(static_cast<double>(*n));
+    self->UpdateRegisteredGauge();
+  }
+
+  void UpdateRegisteredGauge() {
+    absl::StatusOr<int64_t> n = bindings.CountActive(clock.Now());
+    if (n.ok()) metrics.registered.Set(static_cast<double>(*n));
   }
 
   // -- helpers -----------------------------------------------------------------------------
@@ -627,6 +631,7 @@ struct Edge::Impl {
         Reply(p->irq, "REGISTER", status, phrase, TAG_END());
       }
     }
+    UpdateRegisteredGauge();
     nta_incoming_destroy(p->irq);
     if (p->tport) tport_unref(p->tport);
     delete p;

@@ -48,6 +48,7 @@ int Main(int argc, char** argv) {
   std::string secret_key_file;
   std::string sip_cert, sip_key;
   std::string algorithms = "md5,sha-256";
+  int config_refresh_ms = 2000;
   core::Options opts("sip-edge", "rwg sip-edge: SIP/TLS edge for remote phones");
   server.Register(opts);
   opts.Add("redis-address", redis_address, "Redis host:port or unix:/path");
@@ -66,6 +67,7 @@ int Main(int argc, char** argv) {
   opts.Add("max-expires", edge.max_expires, "longest registration granted (seconds)");
   opts.Add("default-expires", edge.default_expires, "registration time when the phone gives none");
   opts.Add("upstream-timeout-ms", edge.upstream_timeout_ms, "time the iPBX has to answer");
+  opts.Add("config-refresh-ms", config_refresh_ms, "how often the gateway configuration is re-read");
   int exit_code = 0;
   absl::Status parsed = opts.Parse(argc, argv, &exit_code);
   if (!parsed.ok()) {
@@ -116,7 +118,7 @@ int Main(int argc, char** argv) {
   core::RedisClient redis(ro);
   core::DeviceDirectory devices(redis, **box);
   sip_edge::GatewayConfigWatcher config(redis);
-  absl::Status cfg = config.Start(std::chrono::milliseconds(2000));
+  absl::Status cfg = config.Start(std::chrono::milliseconds(config_refresh_ms));
   if (!cfg.ok()) {
     core::log::Warn("gateway configuration not readable yet; retrying",
                     {{"error", std::string(cfg.message())}});

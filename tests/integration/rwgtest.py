@@ -4,6 +4,7 @@ Everything listens on 127.0.0.1 with free ports and lives in a temporary directo
 process a test starts is stopped by the test.
 """
 import json
+import re
 import os
 import signal
 import socket
@@ -200,3 +201,65 @@ class TempDirTest(unittest.TestCase):
         self._tmp = tempfile.TemporaryDirectory(prefix="rwg-it-")
         self.tmp = self._tmp.name
         self.addCleanup(self._tmp.cleanup)
+
+
+KAMAILIO_CFG = os.path.join(os.path.dirname(__file__), "../sip_edge/kamailio-ipbx.cfg.in")
+
+
+class Kamailio:
+    """Kamailio as the iPBX: a digest-authenticating registrar on `ip`:`port` (TCP and UDP)."""
+
+    def __init__(self, directory, ip, credentials, port=None):
+        self.dir = directory
+        self.ip = ip
+        self.port = port or free_port()
+        self.credentials = credentials  # ICP username -> password
+        self.ctl = os.path.join(directory, "kamailio.ctl")
+        self.pid_file = os.path.join(directory, "kamailio.pid")
+        self.log_path = os.path.join(directory, "kamailio.log")
+
+    def start(self):
+        with open(KAMAILIO_CFG) as f:
+            cfg = f.read()
+        creds = "\n".join(f'\t$sht(creds=>{u}) = "{p}";' for u, p in self.credentials.items())
+        for k, v in (("@IP@", self.ip), ("@PORT@", str(self.port)), ("@CTL@", self.ctl),
+                     ("@RUNDIR@", self.dir), ("@CREDENTIALS@", creds)):
+            cfg = cfg.replace(k, v)
+        path = os.path.join(self.dir, "kamailio.cfg")
+        with open(path, "w") as f:
+            f.write(cfg)
+        with open(self.log_path, "ab") as log:
+            subprocess.run(["kamailio", "-f", path, "-P", self.pid_file, "-E", "-w", self.dir],
+                           stdout=log, stderr=log, check=True, timeout=30)
+        wait_until("kamailio control socket", lambda: self.rpc("core.uptime") is not None)
+        return self
+
+    def rpc(self, *args):
+        r = subprocess.run(["kamcmd", "-s", f"unix:{self.ctl}", *args], capture_output=True,
+                           text=True, timeout=10)
+        return r.stdout if r.returncode == 0 else None
+
+    def registered(self):
+        """ICP usernames with a location record."""
+        out = self.rpc("ul.dump", "brief") or ""
+        return set(re.findall(r"AoR: (\S+)", out))
+
+    def stop(self):
+        try:
+            with open(self.pid_file) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        wait_until("kamailio exit", lambda: not _alive(pid), timeout=20)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False

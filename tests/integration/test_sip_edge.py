@@ -1,0 +1,271 @@
+"""Integration: phones register through sip-edge to Kamailio standing in for the iPBX.
+
+Kamailio listens on 127.0.0.2 (the iPBX's address), phones connect from 127.0.0.1.
+"""
+import os
+import shutil
+import subprocess
+import threading
+import time
+import unittest
+import urllib.request
+
+import rwgtest
+import sipclient
+
+ADMIN_PASSWORD = "it-admin-password-1"
+DOMAIN = "rwg.test"
+DEVICES = {"1001": ("phone-pw-1001", "21001", "icp-pw-21001"),
+           "1002": ("phone-pw-1002", "21002", "icp-pw-21002"),
+           "1003": ("phone-pw-1003", "21003", "icp-pw-21003")}
+# The iPBX knows 21003 with another password: its registrations are refused upstream.
+IPBX_CREDENTIALS = {"21001": "icp-pw-21001", "21002": "icp-pw-21002", "21003": "not-the-same"}
+
+
+class EdgeFixture(rwgtest.TempDirTest):
+    """Redis, control, Kamailio as the iPBX and sip-edge, configured with three devices."""
+    licences = 5
+
+    def setUp(self):
+        super().setUp()
+        self.certs = rwgtest.make_certs(self.tmp)
+        os.mkdir(os.path.join(self.tmp, "redis"))
+        self.redis = rwgtest.Redis(os.path.join(self.tmp, "redis")).start()
+        self.addCleanup(self.redis.kill)
+        self.key = os.path.join(self.tmp, "secret.key")
+        with open(self.key, "w") as f:
+            f.write(os.urandom(32).hex())
+        pw = os.path.join(self.tmp, "admin-password")
+        with open(pw, "w") as f:
+            f.write(ADMIN_PASSWORD)
+        self.control = rwgtest.Service("control", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--admin-password-file", pw, "--tls-cert-file", self.certs["cert"],
+            "--tls-key-file", self.certs["key"]]).start()
+        self.addCleanup(self.control.stop)
+        self.ctl = rwgtest.Rwgctl(self.control.grpc_address, self.certs["ca"],
+                                  os.path.join(self.tmp, "cli"))
+        rwgtest.wait_until("control", lambda: self.ctl.run("health").stdout.strip() == "SERVING")
+        self.ctl.ok("login", password=ADMIN_PASSWORD)
+
+        kdir = os.path.join(self.tmp, "kamailio")
+        os.mkdir(kdir)
+        self.kamailio = rwgtest.Kamailio(kdir, "127.0.0.2", IPBX_CREDENTIALS).start()
+        self.addCleanup(self.kamailio.stop)
+        self.ctl.ok("config", "set", f"public_name={DOMAIN}", "icp.host=127.0.0.2",
+                    f"icp.sip_port={self.kamailio.port}", "icp.sip_transports=tcp",
+                    f"licences.teleworker={self.licences}")
+        for user, (pw_set, icp, pw_icp) in DEVICES.items():
+            self.ctl.ok("device", "add", "--set-username", user, "--set-password", pw_set,
+                        "--icp-username", icp, "--icp-password", pw_icp, "--location", "FR/Paris")
+
+        self.tls_port = rwgtest.free_port()
+        self.tcp_port = rwgtest.free_port()
+        self.icp_port = rwgtest.free_port()
+        self.edge = rwgtest.Service("sip-edge", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--sip-tls-listen", f"127.0.0.1:{self.tls_port}",
+            "--sip-tcp-listen", f"127.0.0.1:{self.tcp_port}",
+            "--icp-listen", f"127.0.0.1:{self.icp_port}",
+            "--sip-tls-cert-file", self.certs["cert"], "--sip-tls-key-file", self.certs["key"],
+            "--min-expires", "2", "--config-refresh-ms", "200", "--upstream-timeout-ms", "3000"])
+        self.edge.start()
+        self.addCleanup(self.edge.stop)
+
+    def phone(self, tls=True):
+        c = sipclient.SipConnection("127.0.0.1", self.tls_port if tls else self.tcp_port, tls=tls,
+                                    ca=self.certs["ca"] if tls else None)
+        self.addCleanup(c.close)
+        return c
+
+    def register(self, user, conn=None, expires=600, password=None):
+        conn = conn or self.phone()
+        return conn, conn.register_with_auth(user, password or DEVICES[user][0], DOMAIN,
+                                             expires=expires)
+
+    def binding(self, user):
+        raw = self.redis.cmd("GET", f"rwg:reg:{user}")
+        return None if raw.startswith(b"$-1") else raw
+
+    def metrics(self):
+        return urllib.request.urlopen(self.edge.metrics_url, timeout=5).read().decode()
+
+
+class SipEdgeTest(EdgeFixture):
+
+    def test_tls_registration_reaches_ipbx_and_deregistration_removes_both(self):
+        conn, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertIn("Expires: 600", r)
+        self.assertIn(";expires=", r)
+        self.assertEqual(self.kamailio.registered(), {"21001"})
+        b = self.binding("1001")
+        self.assertIn(b'"icp_username":"21001"', b)
+        self.assertIn(b'"transport":"tls"', b)
+        self.assertIn(b'"source":"127.0.0.1:', b)
+        self.assertRegex(self.metrics(), r"rwg_sip_edge_registered_devices 1")
+
+        ch = sipclient.parse_challenges(conn.register("1001", DOMAIN, expires=0))
+        r = conn.register("1001", DOMAIN, expires=0, auth=sipclient.authorization(
+            ch[0], "1001", DEVICES["1001"][0], "REGISTER", f"sip:{DOMAIN}", nc=1))
+        self.assertEqual(sipclient.status(r), 200, r)
+        rwgtest.wait_until("iPBX binding gone", lambda: self.kamailio.registered() == set())
+        self.assertIsNone(self.binding("1001"))
+        log = self.edge.read_log()
+        self.assertIn("msg=unregistered device=1001", log)
+        for _, (pw_set, _, pw_icp) in DEVICES.items():
+            self.assertNotIn(pw_set, log)
+            self.assertNotIn(pw_icp, log)
+
+    def test_challenge_offers_md5_and_sha256(self):
+        r = self.phone().register("1001", DOMAIN)
+        self.assertEqual(sipclient.status(r), 401)
+        algs = [c.get("algorithm") for c in sipclient.parse_challenges(r)]
+        self.assertEqual(algs, ["MD5", "SHA-256"])
+        conn = self.phone()
+        first = conn.register("1002", DOMAIN)
+        sha = [c for c in sipclient.parse_challenges(first) if c["algorithm"] == "SHA-256"][0]
+        r = conn.register("1002", DOMAIN, auth=sipclient.authorization(
+            sha, "1002", DEVICES["1002"][0], "REGISTER", f"sip:{DOMAIN}"))
+        self.assertEqual(sipclient.status(r), 200, r)
+
+    def test_unknown_user_and_wrong_password_get_identical_answers(self):
+        answers = []
+        for user, password in (("1001", "wrong-password"), ("9999", "whatever-pw")):
+            conn = self.phone()
+            r = conn.register_with_auth(user, password, DOMAIN)
+            self.assertEqual(sipclient.status(r), 403, r)
+            answers.append(sipclient.strip_per_request(r))
+        self.assertEqual(answers[0], answers[1])
+        self.assertRegex(self.metrics(), r"rwg_sip_edge_auth_failures_total 2")
+        self.assertEqual(self.kamailio.registered(), set())
+        self.assertNotIn("wrong-password", self.edge.read_log())
+
+    def test_replayed_credentials_are_refused(self):
+        conn = self.phone()
+        first = conn.register("1001", DOMAIN)
+        ch = sipclient.parse_challenges(first)[0]
+        auth = sipclient.authorization(ch, "1001", DEVICES["1001"][0], "REGISTER", f"sip:{DOMAIN}")
+        self.assertEqual(sipclient.status(conn.register("1001", DOMAIN, auth=auth)), 200)
+        replay = self.phone().register("1001", DOMAIN, auth=auth)
+        self.assertEqual(sipclient.status(replay), 401, "same nonce and nc again")
+
+    def test_ipbx_refusal_and_ipbx_down(self):
+        _, r = self.register("1003")
+        self.assertEqual(sipclient.status(r), 403, r)
+        self.assertIsNone(self.binding("1003"))
+        self.assertIn("iPBX refused the registration", self.edge.read_log())
+        self.kamailio.stop()
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 503, r)
+        self.assertIn("Retry-After: 30", r)
+        self.assertIsNone(self.binding("1001"))
+
+    def test_expiry_is_honoured_on_both_sides(self):
+        conn, r = self.register("1002", expires=3)
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertEqual(self.kamailio.registered(), {"21002"})
+        rwgtest.wait_until("binding expired", lambda: self.binding("1002") is None, timeout=15)
+        rwgtest.wait_until("iPBX record expired", lambda: self.kamailio.registered() == set(),
+                           timeout=15)
+        r = conn.register_with_auth("1002", DEVICES["1002"][0], DOMAIN, expires=1)
+        self.assertEqual(sipclient.status(r), 423, r)
+        self.assertIn("Min-Expires: 2", r)
+
+    def test_ipbx_requests_reach_the_phone_over_its_connection(self):
+        conn, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        received = []
+
+        def answer():
+            for _ in range(2):
+                m = conn.read_message()
+                received.append(m)
+                keep = [l for l in m.split("\r\n")
+                        if l.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
+                conn.send_raw("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) +
+                              "\r\nContent-Length: 0\r\n\r\n")
+        t = threading.Thread(target=answer)
+        t.start()
+        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(office.close)
+        host, port = office.local
+        body = "Messages-Waiting: yes\r\nVoice-Message: 2/0 (0/0)\r\n"
+        for method, extra, payload in (
+                ("OPTIONS", "", ""),
+                ("NOTIFY", "Event: message-summary\r\nSubscription-State: active\r\n"
+                           "Content-Type: application/simple-message-summary\r\n", body)):
+            office.send_raw(
+                f"{method} sip:21001@127.0.0.2 SIP/2.0\r\n"
+                f"Via: SIP/2.0/TCP {host}:{port};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                f"From: <sip:voicemail@127.0.0.2>;tag=vm1\r\nTo: <sip:21001@127.0.0.2>\r\n"
+                f"Call-ID: {os.urandom(4).hex()}@10.1.1.1\r\nCSeq: 7 {method}\r\n"
+                f"Max-Forwards: 70\r\n{extra}Content-Length: {len(payload)}\r\n\r\n{payload}")
+            self.assertEqual(sipclient.status(office.read_message()), 200)
+        t.join(timeout=10)
+        self.assertEqual(len(received), 2)
+        self.assertTrue(received[0].startswith("OPTIONS sip:1001@127.0.0.1:"), received[0])
+        self.assertTrue(received[1].startswith("NOTIFY sip:1001@127.0.0.1:"), received[1])
+        self.assertIn("Event: message-summary", received[1])
+        self.assertTrue(received[1].endswith(body), received[1])
+        for m in received:
+            self.assertNotIn("127.0.0.2", m, "no iPBX address reaches the phone")
+            self.assertNotIn("10.1.1.1", m)
+            self.assertIn(f"To: <sip:1001@{DOMAIN}>", m)
+
+    def test_old_tls_versions_are_refused(self):
+        import ssl
+        import socket
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+            ctx.set_ciphers("ALL:@SECLEVEL=0")
+        except (ValueError, ssl.SSLError):
+            self.skipTest("this Python cannot offer TLS 1.1")
+        with socket.create_connection(("127.0.0.1", self.tls_port), timeout=5) as raw:
+            with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
+                with ctx.wrap_socket(raw) as s:
+                    s.sendall(b"\r\n\r\n")
+                    if not s.recv(10):
+                        raise ConnectionResetError("closed")
+
+    @unittest.skipUnless(shutil.which("sipp"), "sipp not installed")
+    def test_sipp_phone_registers(self):
+        scenario = os.path.join(os.path.dirname(__file__), "../sip_edge/sipp-register.xml")
+        inf = os.path.join(self.tmp, "users.csv")
+        with open(inf, "w") as f:
+            f.write("SEQUENTIAL\n")
+            f.write(f"1002;[authentication username=1002 password={DEVICES['1002'][0]}];{DOMAIN}\n")
+        r = subprocess.run(["sipp", "-sf", scenario, "-inf", inf, "-t", "t1", "-m", "1",
+                            "-i", "127.0.0.1", "-timeout", "20", "-nostdin", "-trace_err",
+                            f"127.0.0.1:{self.tcp_port}"],
+                           capture_output=True, text=True, cwd=self.tmp, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
+        self.assertEqual(self.kamailio.registered(), {"21002"})
+
+
+class LicenceTest(EdgeFixture):
+    licences = 1
+
+    def test_licence_limit(self):
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        _, r = self.register("1002")
+        self.assertEqual(sipclient.status(r), 403, r)
+        self.assertTrue(r.startswith("SIP/2.0 403 Licence limit reached"), r)
+        self.assertRegex(self.metrics(), r"rwg_sip_edge_licence_refusals_total 1")
+        self.assertIn("licence limit reached", self.edge.read_log())
+        _, r = self.register("1001")  # a refresh needs no new licence
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.ctl.ok("config", "set", "licences.teleworker=2")
+        time.sleep(0.6)  # the edge re-reads the configuration every 200 ms here
+        _, r = self.register("1002")
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertEqual(self.kamailio.registered(), {"21001", "21002"})
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
