@@ -203,7 +203,7 @@ class TempDirTest(unittest.TestCase):
         self.addCleanup(self._tmp.cleanup)
 
 
-KAMAILIO_CFG = os.path.join(os.path.dirname(__file__), "../sip_edge/kamailio-ipbx.cfg.in")
+KAMAILIO_CFG = os.path.join(os.path.dirname(__file__), "../../deploy/local/kamailio-ipbx.cfg.in")
 
 
 class Kamailio:
