@@ -62,10 +62,11 @@ bool IsHex32(absl::string_view s) {
 
 }  // namespace
 
-AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, Authenticator& auth,
-                                   core::SecretBox& box, core::Clock& clock, core::Random& rng,
-                                   prometheus::Registry& registry)
+AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& redis,
+                                   Authenticator& auth, core::SecretBox& box, core::Clock& clock,
+                                   core::Random& rng, prometheus::Registry& registry)
     : store_(store),
+      registrations_(redis),
       auth_(auth),
       box_(box),
       clock_(clock),
@@ -497,6 +498,61 @@ grpc::Status AdminServiceImpl::ExportDevices(grpc::ServerContext* ctx,
     resp->set_csv(WriteDeviceCsv(*all));
     resp->set_count(static_cast<int>(all->size()));
     core::log::Info("devices exported", {{"user", user}, {"count", std::to_string(all->size())}});
+    return absl::OkStatus();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registrations
+
+namespace {
+void ToProto(const core::Binding& b, adminpb::Registration* r) {
+  r->set_set_username(b.set_username);
+  r->set_icp_username(b.icp_username);
+  for (const std::string& c : b.contacts) r->add_contacts(c);
+  r->set_source(b.source);
+  r->set_transport(b.transport);
+  r->set_instance(b.instance);
+  r->set_since_unix(absl::ToUnixSeconds(b.since));
+  r->set_expires_at_unix(absl::ToUnixSeconds(b.expires_at));
+}
+}  // namespace
+
+grpc::Status AdminServiceImpl::ListRegistrations(grpc::ServerContext* ctx,
+                                                 const adminpb::ListRegistrationsRequest* req,
+                                                 adminpb::ListRegistrationsResponse* resp) {
+  return Run("ListRegistrations", ctx, false, [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::vector<core::Binding>> all = registrations_.ListActive(clock_.Now());
+    if (!all.ok()) return all.status();
+    const std::string needle = Lower(req->filter());
+    for (const core::Binding& b : *all) {
+      if (!needle.empty() && !absl::StrContains(Lower(b.set_username), needle) &&
+          !absl::StrContains(Lower(b.icp_username), needle) &&
+          !absl::StrContains(Lower(b.source), needle) &&
+          !absl::StrContains(Lower(b.instance), needle)) {
+        continue;
+      }
+      ToProto(b, resp->add_registrations());
+    }
+    std::string raw;
+    absl::StatusOr<adminpb::GatewayConfig> cfg = LoadConfig(&raw);
+    if (!cfg.ok()) return cfg.status();
+    resp->set_licences(cfg->licences().teleworker());
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::GetRegistration(grpc::ServerContext* ctx,
+                                               const adminpb::GetRegistrationRequest* req,
+                                               adminpb::Registration* resp) {
+  return Run("GetRegistration", ctx, false, [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::optional<core::Binding>> b = registrations_.Get(req->set_username());
+    if (!b.ok()) return b.status();
+    if (!b->has_value() || (*b)->expires_at <= clock_.Now()) {
+      return absl::NotFoundError(
+          absl::StrCat("set_username: '", req->set_username(), "' is not registered"));
+    }
+    ToProto(**b, resp);
     return absl::OkStatus();
   });
 }

@@ -12,13 +12,15 @@
 #include "services/control/auth.h"
 #include "services/control/store.h"
 #include "services/core/crypto.h"
+#include "services/core/registrations.h"
 
 namespace rwg::control {
 
 class AdminServiceImpl final : public admin::v1::AdminService::Service {
  public:
-  AdminServiceImpl(RedisControlStore& store, Authenticator& auth, core::SecretBox& box,
-                   core::Clock& clock, core::Random& rng, prometheus::Registry& registry);
+  AdminServiceImpl(RedisControlStore& store, core::RedisClient& redis, Authenticator& auth,
+                   core::SecretBox& box, core::Clock& clock, core::Random& rng,
+                   prometheus::Registry& registry);
 
   // Writes the default configuration unless one exists (first start).
   absl::Status EnsureConfig(const std::string& public_name);
@@ -47,6 +49,10 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
                              admin::v1::ImportDevicesResponse*) override;
   grpc::Status ExportDevices(grpc::ServerContext*, const admin::v1::ExportDevicesRequest*,
                              admin::v1::ExportDevicesResponse*) override;
+  grpc::Status ListRegistrations(grpc::ServerContext*, const admin::v1::ListRegistrationsRequest*,
+                                 admin::v1::ListRegistrationsResponse*) override;
+  grpc::Status GetRegistration(grpc::ServerContext*, const admin::v1::GetRegistrationRequest*,
+                               admin::v1::Registration*) override;
   grpc::Status GetHashKey(grpc::ServerContext*, const admin::v1::GetHashKeyRequest*,
                           admin::v1::HashKey*) override;
   grpc::Status GenerateHashKey(grpc::ServerContext*, const admin::v1::GenerateHashKeyRequest*,
@@ -69,6 +75,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
                                                const char* action, const std::string& user);
 
   RedisControlStore& store_;
+  core::BindingStore registrations_;
   Authenticator& auth_;
   core::SecretBox& box_;
   core::Clock& clock_;

@@ -88,7 +88,7 @@ int Main(int argc, char** argv) {
   control::Authenticator auth(store, store, core::SystemClock::Get(), core::Random::System(),
                               absl::Seconds(f.token_ttl_seconds));
   core::ServiceHost host("control", f.server);
-  control::AdminServiceImpl service(store, auth, **box, core::SystemClock::Get(),
+  control::AdminServiceImpl service(store, redis, auth, **box, core::SystemClock::Get(),
                                     core::Random::System(), host.registry());
 
   auto& redis_up = prometheus::BuildGauge()

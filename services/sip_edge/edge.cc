@@ -173,7 +173,7 @@ struct Edge::Impl {
   EdgeOptions options;
   core::DeviceDirectory& devices;
   GatewayConfigWatcher& config;
-  BindingStore bindings;
+  core::BindingStore bindings;
   core::Clock& clock;
   core::Random& rng;
   NonceKeeper nonces;
@@ -432,20 +432,20 @@ struct Edge::Impl {
     bool new_reservation = false;
     if (expires > 0) {
       const absl::Time now = clock.Now();
-      absl::StatusOr<BindingStore::Reservation> r = bindings.Reserve(
+      absl::StatusOr<core::BindingStore::Reservation> r = bindings.Reserve(
           user, view->licences, now, now + absl::Milliseconds(options.upstream_timeout_ms + 5000));
       if (!r.ok()) {
         core::log::Warn("licence check failed", {{"error", std::string(r.status().message())}});
         return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
                      TAG_END());
       }
-      if (*r == BindingStore::Reservation::kRefused) {
+      if (*r == core::BindingStore::Reservation::kRefused) {
         metrics.licence_refusals.Increment();
         core::log::Warn("licence limit reached",
                         {{"device", user}, {"licences", std::to_string(view->licences)}});
         return Reply(irq, "REGISTER", 403, "Licence limit reached", TAG_END());
       }
-      new_reservation = *r == BindingStore::Reservation::kNew;
+      new_reservation = *r == core::BindingStore::Reservation::kNew;
     }
 
     auto* p = new PendingRegister();
@@ -580,7 +580,7 @@ struct Edge::Impl {
     const std::string& user = p->device.set_username;
     if (status == 200 && p->expires > 0) {
       const absl::Time now = clock.Now();
-      Binding b;
+      core::Binding b;
       b.set_username = user;
       b.icp_username = p->device.icp_username;
       b.contacts = p->contacts;
@@ -589,7 +589,7 @@ struct Edge::Impl {
       b.instance = options.instance;
       auto it = local.find(user);
       b.since = now;
-      absl::StatusOr<std::optional<Binding>> old = bindings.Get(user);
+      absl::StatusOr<std::optional<core::Binding>> old = bindings.Get(user);
       if (old.ok() && old->has_value() && (*old)->expires_at > now) b.since = (*old)->since;
       b.expires_at = now + absl::Seconds(p->expires);
       if (it != local.end()) {

@@ -20,7 +20,7 @@
 #include "services/core/clock.h"
 #include "services/core/devices.h"
 #include "services/core/random.h"
-#include "services/sip_edge/bindings.h"
+#include "services/core/registrations.h"
 #include "services/sip_edge/digest.h"
 #include "services/sip_edge/gateway_config.h"
 

@@ -67,7 +67,8 @@ int Main(int argc, char** argv) {
   opts.Add("max-expires", edge.max_expires, "longest registration granted (seconds)");
   opts.Add("default-expires", edge.default_expires, "registration time when the phone gives none");
   opts.Add("upstream-timeout-ms", edge.upstream_timeout_ms, "time the iPBX has to answer");
-  opts.Add("config-refresh-ms", config_refresh_ms, "how often the gateway configuration is re-read");
+  opts.Add("config-refresh-ms", config_refresh_ms,
+           "how often the gateway configuration is re-read");
   int exit_code = 0;
   absl::Status parsed = opts.Parse(argc, argv, &exit_code);
   if (!parsed.ok()) {

@@ -104,6 +104,14 @@ class SipEdgeTest(EdgeFixture):
         self.assertIn(b'"transport":"tls"', b)
         self.assertIn(b'"source":"127.0.0.1:', b)
         self.assertRegex(self.metrics(), r"rwg_sip_edge_registered_devices 1")
+        regs = self.ctl.json("registration", "list")
+        self.assertEqual([r["set_username"] for r in regs["registrations"]], ["1001"])
+        self.assertEqual(regs["registrations"][0]["transport"], "tls")
+        self.assertEqual(regs["licences"], self.licences)
+        shown = self.ctl.json("registration", "show", "1001")
+        self.assertEqual(shown["icp_username"], "21001")
+        self.assertTrue(shown["source"].startswith("127.0.0.1:"))
+        self.assertIn("sip-edge-0", self.ctl.ok("registration", "list"))
 
         ch = sipclient.parse_challenges(conn.register("1001", DOMAIN, expires=0))
         r = conn.register("1001", DOMAIN, expires=0, auth=sipclient.authorization(
@@ -111,6 +119,8 @@ class SipEdgeTest(EdgeFixture):
         self.assertEqual(sipclient.status(r), 200, r)
         rwgtest.wait_until("iPBX binding gone", lambda: self.kamailio.registered() == set())
         self.assertIsNone(self.binding("1001"))
+        self.assertEqual(self.ctl.json("registration", "list")["registrations"], [])
+        self.assertIn("NOT_FOUND", self.ctl.run("registration", "show", "1001").stderr)
         log = self.edge.read_log()
         self.assertIn("msg=unregistered device=1001", log)
         for _, (pw_set, _, pw_icp) in DEVICES.items():

@@ -781,6 +781,57 @@ int main(int argc, char** argv) {
     std::cerr << resp.count() << " device(s) written to " << export_file << "\n";
   });
 
+  // registration
+  auto* registration = app.add_subcommand("registration", "phones registered through the SIP edge");
+  registration->require_subcommand(1);
+  std::string reg_filter;
+  auto* reg_list = registration->add_subcommand(
+      "list", "who is registered, from where, since when, on which instance");
+  reg_list->add_option("--filter", reg_filter, "substring of usernames, source or instance");
+  reg_list->callback([&]() {
+    adminpb::ListRegistrationsRequest req;
+    req.set_filter(reg_filter);
+    adminpb::ListRegistrationsResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().ListRegistrations(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& r : resp.registrations()) {
+      rows.push_back({r.set_username(), r.icp_username(), r.source(), r.transport(), r.instance(),
+                      FormatTime(r.since_unix()), FormatTime(r.expires_at_unix())});
+    }
+    PrintTable(
+        {"SET USERNAME", "ICP USERNAME", "SOURCE", "TRANSPORT", "INSTANCE", "SINCE", "EXPIRES"},
+        rows);
+    std::cout << resp.registrations_size() << " registered, " << resp.licences() << " licence(s)\n";
+  });
+  std::string reg_user;
+  auto* reg_show = registration->add_subcommand("show", "one registration in full");
+  reg_show->add_option("set_username", reg_user, "set-side username")->required();
+  reg_show->callback([&]() {
+    adminpb::GetRegistrationRequest req;
+    req.set_set_username(reg_user);
+    adminpb::Registration r;
+    auto ctx = client.Context();
+    Check(client.Admin().GetRegistration(ctx.get(), req, &r));
+    if (g.output == "json") {
+      std::cout << ToJson(r);
+      return;
+    }
+    std::vector<std::vector<std::string>> rows = {{"set_username", r.set_username()},
+                                                  {"icp_username", r.icp_username()},
+                                                  {"contacts", absl::StrJoin(r.contacts(), " ")},
+                                                  {"source", r.source()},
+                                                  {"transport", r.transport()},
+                                                  {"instance", r.instance()},
+                                                  {"since", FormatTime(r.since_unix())},
+                                                  {"expires", FormatTime(r.expires_at_unix())}};
+    PrintTable({"FIELD", "VALUE"}, rows);
+  });
+
   // hash
   auto* hash = app.add_subcommand("hash", "provisioning hash key");
   hash->require_subcommand(1);

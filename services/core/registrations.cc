@@ -1,11 +1,11 @@
-#include "services/sip_edge/bindings.h"
+#include "services/core/registrations.h"
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 
-namespace rwg::sip_edge {
+namespace rwg::core {
 namespace {
 
 constexpr char kActive[] = "rwg:reg:active";
@@ -74,7 +74,7 @@ absl::StatusOr<Binding> BindingFromJson(const std::string& json) {
 absl::StatusOr<BindingStore::Reservation> BindingStore::Reserve(const std::string& user,
                                                                 uint32_t limit, absl::Time now,
                                                                 absl::Time hold_until) {
-  absl::StatusOr<core::RedisReply> r =
+  absl::StatusOr<RedisReply> r =
       redis_.Eval(kReserve, {kActive},
                   {user, std::to_string(absl::ToUnixMillis(now)),
                    std::to_string(absl::ToUnixMillis(hold_until)), std::to_string(limit)});
@@ -109,7 +109,7 @@ absl::Status BindingStore::Remove(const std::string& user, const std::string& ic
 }
 
 absl::StatusOr<std::optional<Binding>> BindingStore::Get(const std::string& user) {
-  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", Key(user)});
+  absl::StatusOr<RedisReply> r = redis_.Command({"GET", Key(user)});
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::nullopt;
   absl::StatusOr<Binding> b = BindingFromJson(r->str);
@@ -119,17 +119,37 @@ absl::StatusOr<std::optional<Binding>> BindingStore::Get(const std::string& user
 
 absl::StatusOr<std::optional<std::string>> BindingStore::SetUsernameForIcp(
     const std::string& icp_user) {
-  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", IcpKey(icp_user)});
+  absl::StatusOr<RedisReply> r = redis_.Command({"GET", IcpKey(icp_user)});
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::nullopt;
   return r->str;
 }
 
 absl::StatusOr<int64_t> BindingStore::CountActive(absl::Time now) {
-  absl::StatusOr<core::RedisReply> r =
+  absl::StatusOr<RedisReply> r =
       redis_.Command({"ZCOUNT", kActive, std::to_string(absl::ToUnixMillis(now) + 1), "+inf"});
   if (!r.ok()) return r.status();
   return r->integer;
 }
 
-}  // namespace rwg::sip_edge
+absl::StatusOr<std::vector<Binding>> BindingStore::ListActive(absl::Time now) {
+  absl::StatusOr<RedisReply> users = redis_.Command(
+      {"ZRANGEBYSCORE", kActive, std::to_string(absl::ToUnixMillis(now) + 1), "+inf"});
+  if (!users.ok()) return users.status();
+  std::vector<Binding> out;
+  if (users->elements.empty()) return out;
+  std::vector<std::string> mget = {"MGET"};
+  for (const RedisReply& u : users->elements) mget.push_back(Key(u.str));
+  absl::StatusOr<RedisReply> records = redis_.Command(mget);
+  if (!records.ok()) return records.status();
+  for (const RedisReply& r : records->elements) {
+    if (r.is_nil()) continue;  // reserved for a registration in progress
+    absl::StatusOr<Binding> b = BindingFromJson(r.str);
+    if (b.ok() && b->expires_at > now) out.push_back(*std::move(b));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Binding& a, const Binding& b) { return a.set_username < b.set_username; });
+  return out;
+}
+
+}  // namespace rwg::core

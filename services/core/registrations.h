@@ -1,4 +1,4 @@
-// Registrations in Redis, shared by every sip-edge instance:
+// Registrations in Redis, written by sip-edge instances, read by control (rwgctl registration):
 //   rwg:reg:<set_username>       JSON binding, expires with the registration
 //   rwg:reg:icp:<icp_username>   set_username, same expiry
 //   rwg:reg:active               sorted set: set_username scored by expiry (ms); licence count
@@ -12,7 +12,7 @@
 #include "absl/time/time.h"
 #include "services/core/redis.h"
 
-namespace rwg::sip_edge {
+namespace rwg::core {
 
 struct Binding {
   std::string set_username;
@@ -31,7 +31,7 @@ absl::StatusOr<Binding> BindingFromJson(const std::string& json);
 
 class BindingStore {
  public:
-  explicit BindingStore(core::RedisClient& redis) : redis_(redis) {}
+  explicit BindingStore(RedisClient& redis) : redis_(redis) {}
 
   enum class Reservation { kRefused, kNew, kExisting };
   // Counts `set_username` against `limit` until `hold_until` unless it is counted already.
@@ -44,9 +44,11 @@ class BindingStore {
   absl::StatusOr<std::optional<Binding>> Get(const std::string& set_username);
   absl::StatusOr<std::optional<std::string>> SetUsernameForIcp(const std::string& icp_username);
   absl::StatusOr<int64_t> CountActive(absl::Time now);
+  // Every binding that has not expired at `now`, ordered by set_username.
+  absl::StatusOr<std::vector<Binding>> ListActive(absl::Time now);
 
  private:
-  core::RedisClient& redis_;
+  RedisClient& redis_;
 };
 
-}  // namespace rwg::sip_edge
+}  // namespace rwg::core
