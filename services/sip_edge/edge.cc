@@ -298,6 +298,11 @@ struct Edge::Impl {
     const bool icp = FromIcp(peer);
     metrics.requests.Add({{"method", method}, {"side", icp ? kIcpSide : kSetSide}}).Increment();
     if (icp) return HandleFromIcp(irq, sip);
+    // Extensions the phone requires that rwg does not support: 420 with Unsupported.
+    if (int st = nta_check_required(irq, sip, nullptr, TAG_END()); st != 0) {
+      metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();
+      return st;
+    }
     switch (sip->sip_request->rq_method) {
       case sip_method_register:
         return HandleRegister(irq, sip, absl::StrCat(peer, ":", port));

@@ -2,6 +2,7 @@
 
 Kamailio listens on 127.0.0.2 (the iPBX's address), phones connect from 127.0.0.1.
 """
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -255,6 +256,63 @@ class SipEdgeTest(EdgeFixture):
                            capture_output=True, text=True, cwd=self.tmp, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
         self.assertEqual(self.kamailio.registered(), {"21002"})
+
+
+TORTURE = os.path.join(os.path.dirname(__file__), "../../../shared/testdata/sip-torture")
+# RFC 4475 §3.1.1 and §3.3: messages a SIP element must accept and process normally. Everything
+# else there is malformed or unacceptable: answered with 4xx, or dropped.
+TORTURE_VALID = {"wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "longreq", "dblreq",
+                 "semiuri", "transports", "mpart01", "unreason", "noreason", "inv2543",
+                 "badbranch", "novelsc", "unkscm", "cparam01", "cparam02",
+                 # sofia-sip's parser tolerates whitespace after SIP-Version; the request is
+                 # otherwise well formed and is processed like a valid one.
+                 "trws"}
+
+
+class TortureTest(EdgeFixture):
+    """RFC 4475 / RFC 5118 messages over TCP and TLS: no crash, 4xx or dropped."""
+
+    def send_one(self, data, tls):
+        conn = sipclient.SipConnection("127.0.0.1", self.tls_port if tls else self.tcp_port,
+                                       tls=tls, ca=None, timeout=1.0)
+        try:
+            conn.send_raw(data)
+            try:
+                return conn.read_message()
+            except (TimeoutError, OSError):
+                return None
+        finally:
+            conn.close()
+
+    @unittest.skipUnless(os.path.isdir(TORTURE), "shared/testdata not beside the checkout")
+    def test_torture_messages(self):
+        files = []
+        for sub in ("rfc4475", "rfc5118"):
+            d = os.path.join(TORTURE, sub)
+            files += [os.path.join(d, f) for f in sorted(os.listdir(d))]
+        self.assertGreater(len(files), 40)
+        jobs = []
+        for path in files:
+            with open(path, "rb") as f:
+                data = f.read()
+            for tls in (False, True):
+                jobs.append((path, data, tls))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            replies = list(pool.map(lambda j: self.send_one(j[1], j[2]), jobs))
+        summary = []
+        for (path, _, tls), reply in zip(jobs, replies):
+            name = os.path.splitext(os.path.basename(path))[0]
+            code = sipclient.status(reply) if reply and reply.startswith("SIP/2.0") else None
+            summary.append(f"{name}/{'tls' if tls else 'tcp'}={code}")
+            expected_other = {"badvers": 505}.get(name)
+            if "rfc4475" in path and name not in TORTURE_VALID:
+                self.assertTrue(code is None or 400 <= code < 500 or code == expected_other,
+                                f"{name} over {'TLS' if tls else 'TCP'} got {code}; {summary}")
+        self.assertTrue(self.edge.alive(), "sip-edge died")
+        print("\n" + " ".join(summary))
+        # Still serving phones.
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
 
 
 class LicenceTest(EdgeFixture):
