@@ -67,6 +67,7 @@ AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& 
                                    core::Random& rng, prometheus::Registry& registry)
     : store_(store),
       registrations_(redis),
+      bans_(redis),
       auth_(auth),
       box_(box),
       clock_(clock),
@@ -553,6 +554,41 @@ grpc::Status AdminServiceImpl::GetRegistration(grpc::ServerContext* ctx,
           absl::StrCat("set_username: '", req->set_username(), "' is not registered"));
     }
     ToProto(**b, resp);
+    return absl::OkStatus();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bans
+
+grpc::Status AdminServiceImpl::ListBans(grpc::ServerContext* ctx, const adminpb::ListBansRequest*,
+                                        adminpb::ListBansResponse* resp) {
+  return Run("ListBans", ctx, false, [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::vector<core::Ban>> all = bans_.List();
+    if (!all.ok()) return all.status();
+    for (const core::Ban& b : *all) {
+      adminpb::BanInfo* out = resp->add_bans();
+      out->set_id(b.id);
+      out->set_kind(b.kind);
+      out->set_source(b.source);
+      out->set_user(b.user);
+      out->set_reason(b.reason);
+      out->set_instance(b.instance);
+      out->set_since_unix(absl::ToUnixSeconds(b.since));
+      out->set_until_unix(absl::ToUnixSeconds(b.until));
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::DeleteBan(grpc::ServerContext* ctx,
+                                         const adminpb::DeleteBanRequest* req,
+                                         adminpb::DeleteBanResponse*) {
+  return Run("DeleteBan", ctx, false, [&](const std::string& user) -> absl::Status {
+    absl::StatusOr<bool> removed = bans_.Remove(req->id());
+    if (!removed.ok()) return removed.status();
+    if (!*removed) return absl::NotFoundError(absl::StrCat("id: no ban '", req->id(), "'"));
+    core::log::Info("ban lifted", {{"user", user}, {"id", req->id()}});
     return absl::OkStatus();
   });
 }

@@ -11,6 +11,7 @@
 #include "rwg/admin/v1/admin.grpc.pb.h"
 #include "services/control/auth.h"
 #include "services/control/store.h"
+#include "services/core/bans.h"
 #include "services/core/crypto.h"
 #include "services/core/registrations.h"
 
@@ -53,6 +54,10 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
                                  admin::v1::ListRegistrationsResponse*) override;
   grpc::Status GetRegistration(grpc::ServerContext*, const admin::v1::GetRegistrationRequest*,
                                admin::v1::Registration*) override;
+  grpc::Status ListBans(grpc::ServerContext*, const admin::v1::ListBansRequest*,
+                        admin::v1::ListBansResponse*) override;
+  grpc::Status DeleteBan(grpc::ServerContext*, const admin::v1::DeleteBanRequest*,
+                         admin::v1::DeleteBanResponse*) override;
   grpc::Status GetHashKey(grpc::ServerContext*, const admin::v1::GetHashKeyRequest*,
                           admin::v1::HashKey*) override;
   grpc::Status GenerateHashKey(grpc::ServerContext*, const admin::v1::GenerateHashKeyRequest*,
@@ -76,6 +81,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
 
   RedisControlStore& store_;
   core::BindingStore registrations_;
+  core::BanStore bans_;
   Authenticator& auth_;
   core::SecretBox& box_;
   core::Clock& clock_;

@@ -33,6 +33,8 @@ struct EdgeMetrics {
   prometheus::Counter& licence_refusals;
   prometheus::Gauge& registered;
   prometheus::Histogram& upstream_latency;
+  prometheus::Family<prometheus::Counter>& bans;
+  prometheus::Counter& dropped_banned;
 
   explicit EdgeMetrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
@@ -65,7 +67,16 @@ struct EdgeMetrics {
                 .Help("Time from a phone's authenticated REGISTER to the iPBX's final answer")
                 .Register(r)
                 .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1,
-                                                                 0.25, 0.5, 1, 2.5, 5, 10})) {}
+                                                                 0.25, 0.5, 1, 2.5, 5, 10})),
+        bans(prometheus::BuildCounter()
+                 .Name("rwg_sip_edge_bans_total")
+                 .Help("Bans imposed by this instance, by kind (source flood, auth failures)")
+                 .Register(r)),
+        dropped_banned(prometheus::BuildCounter()
+                           .Name("rwg_sip_edge_dropped_total")
+                           .Help("Requests dropped unanswered, by reason")
+                           .Register(r)
+                           .Add({{"reason", "banned"}})) {}
 };
 
 namespace {
@@ -168,7 +179,9 @@ struct Edge::Impl {
         rng(rng),
         nonces(options.nonce_secret.empty() ? rng.Bytes(32) : options.nonce_secret, clock, rng,
                absl::Minutes(5)),
-        metrics(registry) {}
+        metrics(registry),
+        protection(options.protection, clock),
+        banstore(redis) {}
 
   EdgeOptions options;
   core::DeviceDirectory& devices;
@@ -178,6 +191,8 @@ struct Edge::Impl {
   core::Random& rng;
   NonceKeeper nonces;
   EdgeMetrics metrics;
+  Protection protection;
+  core::BanStore banstore;
 
   std::thread thread;
   std::atomic<bool> stop{false};
@@ -253,6 +268,29 @@ struct Edge::Impl {
       }
     }
     self->UpdateRegisteredGauge();
+    absl::StatusOr<std::vector<core::Ban>> bans = self->banstore.List();
+    if (bans.ok()) self->protection.SetBans(*bans);
+  }
+
+  void Impose(core::Ban ban) {
+    ban.instance = options.instance;
+    metrics.bans.Add({{"kind", ban.kind}}).Increment();
+    core::log::Warn(
+        "ban", {{"id", ban.id}, {"reason", ban.reason}, {"until", absl::FormatTime(ban.until)}});
+    absl::Status s = banstore.Put(ban);
+    if (!s.ok()) core::log::Warn("cannot store the ban", {{"error", std::string(s.message())}});
+  }
+
+  // Drops a request unanswered and closes the connection it came on.
+  int Drop(nta_incoming_t* irq) {
+    metrics.dropped_banned.Increment();
+    tport_t* tp = nta_incoming_transport(agent, irq, nullptr);
+    if (tp != nullptr) {
+      if (tport_is_reliable(tp) && !tport_is_primary(tp)) tport_shutdown(tp, 2);
+      tport_unref(tp);
+    }
+    nta_incoming_destroy(irq);
+    return 0;
   }
 
   void UpdateRegisteredGauge() {
@@ -297,7 +335,12 @@ struct Edge::Impl {
     msg_destroy(msg);
     const bool icp = FromIcp(peer);
     metrics.requests.Add({{"method", method}, {"side", icp ? kIcpSide : kSetSide}}).Increment();
-    if (icp) return HandleFromIcp(irq, sip);
+    if (icp) return HandleFromIcp(irq, sip);  // the iPBX is never banned
+    if (protection.SourceBanned(peer)) return Drop(irq);
+    if (std::optional<core::Ban> ban = protection.CountRequest(peer)) {
+      Impose(*ban);
+      return Drop(irq);
+    }
     // Extensions the phone requires that rwg does not support: 420 with Unsupported.
     if (int st = nta_check_required(irq, sip, nullptr, TAG_END()); st != 0) {
       metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();
@@ -305,7 +348,7 @@ struct Edge::Impl {
     }
     switch (sip->sip_request->rq_method) {
       case sip_method_register:
-        return HandleRegister(irq, sip, absl::StrCat(peer, ":", port));
+        return HandleRegister(irq, sip, peer, absl::StrCat(peer, ":", port));
       case sip_method_options:
         if (sip->sip_request->rq_url->url_user == nullptr) {
           return Reply(irq, method, SIP_200_OK, SIPTAG_ALLOW_STR("REGISTER, OPTIONS"), TAG_END());
@@ -334,14 +377,16 @@ struct Edge::Impl {
   }
 
   // Same answer for an unknown user and a wrong password.
-  int Forbidden(nta_incoming_t* irq, const std::string& user, const std::string& source,
-                const char* why) {
+  int Forbidden(nta_incoming_t* irq, const std::string& ip, const std::string& user,
+                const std::string& source, const char* why) {
     metrics.auth_failures.Increment();
+    if (std::optional<core::Ban> ban = protection.CountAuthFailure(ip, user)) Impose(*ban);
     core::log::Info("registration refused", {{"user", user}, {"source", source}, {"reason", why}});
     return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
   }
 
-  int HandleRegister(nta_incoming_t* irq, const sip_t* sip, const std::string& source) {
+  int HandleRegister(nta_incoming_t* irq, const sip_t* sip, const std::string& ip,
+                     const std::string& source) {
     auto view = config.Get();
     const std::string realm = view->public_name;
     // Find our realm's credentials.
@@ -361,6 +406,10 @@ struct Edge::Impl {
 
     const std::string user = creds->Get("username");
     const std::string nonce = creds->Get("nonce");
+    if (protection.AuthBanned(ip, user)) {
+      // The same answer as a wrong password: a guesser learns nothing from the ban.
+      return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
+    }
     switch (nonces.Check(nonce)) {
       case NonceKeeper::Verdict::kForged:
         return SendChallenge(irq, realm, false);
@@ -388,13 +437,13 @@ struct Edge::Impl {
         DigestResponse(*alg, user, realm, password, "REGISTER", creds->Get("uri"), nonce, nc,
                        creds->Get("cnonce"), qop);
     if (!dev->has_value() || !core::ConstantTimeEquals(expected, creds->Get("response"))) {
-      return Forbidden(irq, user, source, dev->has_value() ? "wrong password" : "unknown user");
+      return Forbidden(irq, ip, user, source, dev->has_value() ? "wrong password" : "unknown user");
     }
     if (!nonces.AcceptCount(nonce, qop.empty() ? "" : nc)) return SendChallenge(irq, realm, true);
     // The credentials may only register their own address of record.
     const url_t* to = sip->sip_to ? sip->sip_to->a_url : nullptr;
     if (to == nullptr || to->url_user == nullptr || user != to->url_user) {
-      return Forbidden(irq, user, source, "To user differs from the authenticated user");
+      return Forbidden(irq, ip, user, source, "To user differs from the authenticated user");
     }
 
     // Contacts and expiry.

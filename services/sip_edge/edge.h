@@ -23,6 +23,7 @@
 #include "services/core/registrations.h"
 #include "services/sip_edge/digest.h"
 #include "services/sip_edge/gateway_config.h"
+#include "services/sip_edge/protection.h"
 
 namespace rwg::sip_edge {
 
@@ -39,6 +40,7 @@ struct EdgeOptions {
   int default_expires = 600;
   int upstream_timeout_ms = 8000;
   std::string nonce_secret;  // random when empty
+  ProtectionOptions protection;
 };
 
 struct EdgeMetrics;

@@ -69,6 +69,15 @@ int Main(int argc, char** argv) {
   opts.Add("upstream-timeout-ms", edge.upstream_timeout_ms, "time the iPBX has to answer");
   opts.Add("config-refresh-ms", config_refresh_ms,
            "how often the gateway configuration is re-read");
+  int ban_seconds = 300, window_seconds = 2, auth_window_seconds = 300, auth_ban_seconds = 600;
+  opts.Add("pike-requests", edge.protection.requests,
+           "requests a source may send per pike-window-seconds before it is banned");
+  opts.Add("pike-window-seconds", window_seconds, "request counting window");
+  opts.Add("ban-seconds", ban_seconds, "how long a flooding source stays banned");
+  opts.Add("auth-failures", edge.protection.auth_failures,
+           "failed digest answers for one user from one source before that pair is banned");
+  opts.Add("auth-window-seconds", auth_window_seconds, "failed authentication counting window");
+  opts.Add("auth-ban-seconds", auth_ban_seconds, "how long a source+user pair stays banned");
   int exit_code = 0;
   absl::Status parsed = opts.Parse(argc, argv, &exit_code);
   if (!parsed.ok()) {
@@ -76,6 +85,10 @@ int Main(int argc, char** argv) {
     return exit_code;
   }
   core::log::Init("sip-edge", server.log_level);
+  edge.protection.window = absl::Seconds(window_seconds);
+  edge.protection.ban = absl::Seconds(ban_seconds);
+  edge.protection.auth_window = absl::Seconds(auth_window_seconds);
+  edge.protection.auth_ban = absl::Seconds(auth_ban_seconds);
 
   edge.algorithms.clear();
   for (absl::string_view a : absl::StrSplit(algorithms, ',', absl::SkipWhitespace())) {

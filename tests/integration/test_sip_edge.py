@@ -26,6 +26,7 @@ IPBX_CREDENTIALS = {"21001": "icp-pw-21001", "21002": "icp-pw-21002", "21003": "
 class EdgeFixture(rwgtest.TempDirTest):
     """Redis, control, Kamailio as the iPBX and sip-edge, configured with three devices."""
     licences = 5
+    edge_args = []
 
     def setUp(self):
         super().setUp()
@@ -69,7 +70,8 @@ class EdgeFixture(rwgtest.TempDirTest):
             "--sip-tcp-listen", f"127.0.0.1:{self.tcp_port}",
             "--icp-listen", f"127.0.0.1:{self.icp_port}",
             "--sip-tls-cert-file", self.certs["cert"], "--sip-tls-key-file", self.certs["key"],
-            "--min-expires", "2", "--config-refresh-ms", "200", "--upstream-timeout-ms", "3000"])
+            "--min-expires", "2", "--config-refresh-ms", "200", "--upstream-timeout-ms", "3000"]
+            + self.edge_args)
         self.edge.start()
         self.addCleanup(self.edge.stop)
 
@@ -313,6 +315,97 @@ class TortureTest(EdgeFixture):
         # Still serving phones.
         _, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 200, r)
+
+
+class ProtectionTest(EdgeFixture):
+    edge_args = ["--pike-requests", "6", "--pike-window-seconds", "2", "--ban-seconds", "3"]
+
+    def options(self, conn, user="somebody", host=None):
+        h, p = conn.local
+        conn.send_raw(f"OPTIONS sip:{host or DOMAIN} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/TCP {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                      f"From: <sip:{user}@{DOMAIN}>;tag=1\r\nTo: <sip:{DOMAIN}>\r\n"
+                      f"Call-ID: {os.urandom(4).hex()}\r\nCSeq: 1 OPTIONS\r\n"
+                      "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        try:
+            return conn.read_message()
+        except (TimeoutError, OSError):
+            return None
+
+    def test_flood_is_banned_then_released(self):
+        conn = sipclient.SipConnection("127.0.0.1", self.tcp_port, timeout=1)
+        self.addCleanup(conn.close)
+        answers = [self.options(conn) for _ in range(6)]
+        self.assertTrue(all(sipclient.status(a) == 200 for a in answers), answers)
+        self.assertIsNone(self.options(conn), "the 7th request in 2 s is dropped")
+        bans = self.ctl.json("ban", "list")["bans"]
+        self.assertEqual([b["id"] for b in bans], ["src:127.0.0.1"])
+        self.assertIn("ban id=src:127.0.0.1", self.edge.read_log())
+        fresh = sipclient.SipConnection("127.0.0.1", self.tcp_port, timeout=1)
+        self.addCleanup(fresh.close)
+        self.assertIsNone(self.options(fresh), "dropped on a new connection too")
+        time.sleep(3.5)  # the ban lasts 3 s
+        again = sipclient.SipConnection("127.0.0.1", self.tcp_port, timeout=2)
+        self.addCleanup(again.close)
+        self.assertEqual(sipclient.status(self.options(again)), 200)
+        self.assertRegex(self.metrics(), r'rwg_sip_edge_bans_total\{kind="source"\} 1')
+
+    def test_icp_is_never_banned(self):
+        # Requests from the iPBX's address: Kamailio relays OPTIONS to a registered phone.
+        conn, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        stop = threading.Event()
+
+        def answer():
+            while not stop.is_set():
+                try:
+                    m = conn.read_message()
+                except (TimeoutError, OSError):
+                    continue
+                if not m:
+                    return
+                keep = [l for l in m.split("\r\n")
+                        if l.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
+                conn.send_raw("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) +
+                              "\r\nContent-Length: 0\r\n\r\n")
+        conn.sock.settimeout(0.5)
+        t = threading.Thread(target=answer)
+        t.start()
+        self.addCleanup(lambda: (stop.set(), t.join()))
+        kam = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(kam.close)
+        for i in range(15):
+            h, p = kam.local
+            kam.send_raw(f"OPTIONS sip:21001@127.0.0.2 SIP/2.0\r\n"
+                         f"Via: SIP/2.0/TCP {h}:{p};branch=z9hG4bKk{i}\r\n"
+                         f"From: <sip:office@127.0.0.2>;tag=o{i}\r\nTo: <sip:21001@127.0.0.2>\r\n"
+                         f"Call-ID: ping{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                         "Content-Length: 0\r\n\r\n")
+            self.assertEqual(sipclient.status(kam.read_message()), 200, f"request {i}")
+        self.assertEqual(self.ctl.json("ban", "list")["bans"], [])
+
+
+
+class AuthBanTest(EdgeFixture):
+    edge_args = ["--auth-failures", "3", "--auth-ban-seconds", "60"]
+
+    def test_password_guessing_bans_that_user_from_that_source(self):
+        for _ in range(3):
+            _, r = self.register("1001", password="guess-guess")
+            self.assertEqual(sipclient.status(r), 403)
+        _, r = self.register("1001")  # right password, but banned now
+        self.assertEqual(sipclient.status(r), 403, r)
+        _, r = self.register("1002")  # a colleague behind the same address
+        self.assertEqual(sipclient.status(r), 200, r)
+        bans = self.ctl.json("ban", "list")["bans"]
+        self.assertEqual([(b["id"], b["kind"], b["user"]) for b in bans],
+                         [("auth:127.0.0.1|1001", "auth", "1001")])
+        self.assertIn("ban auth:127.0.0.1|1001 lifted",
+                      self.ctl.ok("ban", "remove", "auth:127.0.0.1|1001"))
+        time.sleep(1.5)  # instances re-read bans every second
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertIn("NOT_FOUND", self.ctl.run("ban", "remove", "auth:127.0.0.1|1001").stderr)
 
 
 class LicenceTest(EdgeFixture):

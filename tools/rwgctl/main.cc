@@ -832,6 +832,38 @@ int main(int argc, char** argv) {
     PrintTable({"FIELD", "VALUE"}, rows);
   });
 
+  // ban
+  auto* ban = app.add_subcommand("ban", "temporary bans of abusive SIP sources");
+  ban->require_subcommand(1);
+  ban->add_subcommand("list", "show the bans in force")->callback([&]() {
+    adminpb::ListBansResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().ListBans(ctx.get(), adminpb::ListBansRequest(), &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& b : resp.bans()) {
+      rows.push_back({b.id(), b.kind(), b.source(), b.user().empty() ? "-" : b.user(),
+                      FormatTime(b.until_unix()), b.reason()});
+    }
+    PrintTable({"ID", "KIND", "SOURCE", "USER", "UNTIL", "REASON"}, rows);
+  });
+  std::vector<std::string> ban_ids;
+  auto* ban_remove = ban->add_subcommand("remove", "lift bans now");
+  ban_remove->add_option("id", ban_ids, "ban ids as listed, e.g. src:198.51.100.7")->required();
+  ban_remove->callback([&]() {
+    for (const std::string& id : ban_ids) {
+      adminpb::DeleteBanRequest req;
+      req.set_id(id);
+      adminpb::DeleteBanResponse resp;
+      auto ctx = client.Context();
+      Check(client.Admin().DeleteBan(ctx.get(), req, &resp));
+      if (g.output != "json") std::cout << "ban " << id << " lifted\n";
+    }
+  });
+
   // hash
   auto* hash = app.add_subcommand("hash", "provisioning hash key");
   hash->require_subcommand(1);

@@ -1,0 +1,58 @@
+// Flood and password-guessing protection for the set side (R-SIP, design.md §2), in the manner
+// of Kamailio's pike: a source sending more than `requests` in `window` is banned for
+// `ban`; `auth_failures` wrong digest answers for one user from one source within
+// `auth_window` ban that source+user pair for `auth_ban`. The normal first 401 is not a failure.
+// The iPBX's addresses are never banned (the caller does not ask for them).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "services/core/bans.h"
+#include "services/core/clock.h"
+
+namespace rwg::sip_edge {
+
+struct ProtectionOptions {
+  int requests = 16;
+  absl::Duration window = absl::Seconds(2);
+  absl::Duration ban = absl::Minutes(5);
+  int auth_failures = 5;
+  absl::Duration auth_window = absl::Minutes(5);
+  absl::Duration auth_ban = absl::Minutes(10);
+};
+
+class Protection {
+ public:
+  Protection(ProtectionOptions options, core::Clock& clock) : options_(options), clock_(clock) {}
+
+  // Counts a request from `ip`. Returns a new ban when this request crossed the threshold.
+  std::optional<core::Ban> CountRequest(const std::string& ip);
+  // Counts a failed digest answer. Returns a new ban when this failure crossed the threshold.
+  std::optional<core::Ban> CountAuthFailure(const std::string& ip, const std::string& user);
+
+  bool SourceBanned(const std::string& ip) const;
+  bool AuthBanned(const std::string& ip, const std::string& user) const;
+
+  // Replaces the known bans (from Redis, all instances) keeping the ones made locally since.
+  void SetBans(const std::vector<core::Ban>& bans);
+
+ private:
+  struct Window {
+    absl::Time start;
+    int count = 0;
+  };
+  void Prune(absl::Time now);
+
+  ProtectionOptions options_;
+  core::Clock& clock_;
+  std::map<std::string, Window> requests_;
+  std::map<std::string, Window> failures_;
+  std::map<std::string, absl::Time> bans_;  // id -> until
+};
+
+}  // namespace rwg::sip_edge

@@ -1,0 +1,69 @@
+#include "services/sip_edge/protection.h"
+
+#include <gtest/gtest.h>
+
+namespace rwg::sip_edge {
+namespace {
+
+ProtectionOptions Small() {
+  ProtectionOptions o;
+  o.requests = 3;
+  o.window = absl::Seconds(2);
+  o.ban = absl::Seconds(10);
+  o.auth_failures = 2;
+  o.auth_window = absl::Seconds(60);
+  o.auth_ban = absl::Seconds(30);
+  return o;
+}
+
+TEST(ProtectionTest, FloodBansTheSourceForAWhile) {
+  core::ManualClock clock;
+  Protection p(Small(), clock);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(p.CountRequest("198.51.100.7")) << i;
+  auto ban = p.CountRequest("198.51.100.7");
+  ASSERT_TRUE(ban);
+  EXPECT_EQ(ban->id, "src:198.51.100.7");
+  EXPECT_EQ(ban->until, clock.Now() + absl::Seconds(10));
+  EXPECT_TRUE(p.SourceBanned("198.51.100.7"));
+  EXPECT_FALSE(p.SourceBanned("198.51.100.8"));
+  clock.Advance(absl::Seconds(10));
+  EXPECT_FALSE(p.SourceBanned("198.51.100.7"));
+}
+
+TEST(ProtectionTest, SlowSourcesAreNeverBanned) {
+  core::ManualClock clock;
+  Protection p(Small(), clock);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_FALSE(p.CountRequest("198.51.100.7"));
+    clock.Advance(absl::Milliseconds(700));
+  }
+}
+
+TEST(ProtectionTest, AuthFailuresBanOnlyThatUserFromThatSource) {
+  core::ManualClock clock;
+  Protection p(Small(), clock);
+  EXPECT_FALSE(p.CountAuthFailure("203.0.113.5", "1001"));
+  auto ban = p.CountAuthFailure("203.0.113.5", "1001");
+  ASSERT_TRUE(ban);
+  EXPECT_EQ(ban->id, "auth:203.0.113.5|1001");
+  EXPECT_TRUE(p.AuthBanned("203.0.113.5", "1001"));
+  EXPECT_FALSE(p.AuthBanned("203.0.113.5", "1002"));  // colleagues behind the same NAT
+  EXPECT_FALSE(p.AuthBanned("203.0.113.6", "1001"));
+  EXPECT_FALSE(p.SourceBanned("203.0.113.5"));
+}
+
+TEST(ProtectionTest, LiftedBansDisappearOnRefresh) {
+  core::ManualClock clock;
+  Protection p(Small(), clock);
+  for (int i = 0; i < 4; ++i) p.CountRequest("198.51.100.7");
+  ASSERT_TRUE(p.SourceBanned("198.51.100.7"));
+  p.SetBans({});
+  EXPECT_FALSE(p.SourceBanned("198.51.100.7"));
+  core::Ban other{"src:192.0.2.1", "source", "192.0.2.1", "", "x", "b", clock.Now(),
+                  clock.Now() + absl::Seconds(5)};
+  p.SetBans({other});
+  EXPECT_TRUE(p.SourceBanned("192.0.2.1"));
+}
+
+}  // namespace
+}  // namespace rwg::sip_edge
