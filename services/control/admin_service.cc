@@ -516,6 +516,7 @@ void ToProto(const core::Binding& b, adminpb::Registration* r) {
   r->set_instance(b.instance);
   r->set_since_unix(absl::ToUnixSeconds(b.since));
   r->set_expires_at_unix(absl::ToUnixSeconds(b.expires_at));
+  r->set_reachable(b.reachable);
 }
 }  // namespace
 

@@ -46,6 +46,7 @@ std::string BindingToJson(const Binding& b) {
                       {"transport", b.transport},
                       {"instance", b.instance},
                       {"connection", b.connection},
+                      {"reachable", b.reachable},
                       {"since", absl::ToUnixSeconds(b.since)},
                       {"expires_at", absl::ToUnixSeconds(b.expires_at)}};
   return j.dump();
@@ -66,6 +67,7 @@ absl::StatusOr<Binding> BindingFromJson(const std::string& json) {
   b.transport = j.value("transport", "");
   b.instance = j.value("instance", "");
   b.connection = j.value("connection", "");
+  b.reachable = j.value("reachable", true);
   b.since = absl::FromUnixSeconds(j.value("since", int64_t{0}));
   b.expires_at = absl::FromUnixSeconds(j.value("expires_at", int64_t{0}));
   return b;

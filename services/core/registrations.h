@@ -22,6 +22,7 @@ struct Binding {
   std::string transport;              // tls, tcp or udp
   std::string instance;               // sip-edge instance holding the connection
   std::string connection;             // connection id within that instance
+  bool reachable = true;              // false once the phone's connection is gone
   absl::Time since;
   absl::Time expires_at;
 };

@@ -138,6 +138,7 @@ struct Edge::Impl {
     std::vector<std::string> contacts;
     std::string icp_username;
     absl::Time expires_at;
+    bool reachable = true;
   };
 
   // A phone's REGISTER waiting for the iPBX.
@@ -259,13 +260,25 @@ struct Edge::Impl {
     auto* self = reinterpret_cast<Impl*>(arg);
     const absl::Time now = self->clock.Now();
     for (auto it = self->local.begin(); it != self->local.end();) {
-      if (it->second.expires_at <= now) {
+      LocalBinding& b = it->second;
+      if (b.expires_at <= now) {
         core::log::Info("registration expired", {{"device", it->first}});
-        tport_unref(it->second.tport);
+        tport_unref(b.tport);
         it = self->local.erase(it);
-      } else {
-        ++it;
+        continue;
       }
+      if (b.reachable && (tport_is_closed(b.tport) || tport_is_shutdown(b.tport))) {
+        // The phone's connection is gone: requests cannot reach it until it reconnects and
+        // registers again; the iPBX's binding runs out at its expiry.
+        b.reachable = false;
+        core::log::Warn("phone connection lost", {{"device", it->first}});
+        absl::StatusOr<std::optional<core::Binding>> stored = self->bindings.Get(it->first);
+        if (stored.ok() && stored->has_value() && (*stored)->instance == self->options.instance) {
+          (*stored)->reachable = false;
+          (void)self->bindings.Put(**stored);
+        }
+      }
+      ++it;
     }
     self->UpdateRegisteredGauge();
     absl::StatusOr<std::vector<core::Ban>> bans = self->banstore.List();
@@ -710,7 +723,7 @@ struct Edge::Impl {
       if (b.icp_username == icp_user) set_user = u;
     }
     auto it = local.find(set_user);
-    if (it == local.end() || it->second.contacts.empty()) {
+    if (it == local.end() || it->second.contacts.empty() || !it->second.reachable) {
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     }
     auto view = config.Get();

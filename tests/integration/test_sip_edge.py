@@ -226,6 +226,31 @@ class SipEdgeTest(EdgeFixture):
             self.assertNotIn("10.1.1.1", m)
             self.assertIn(f"To: <sip:1001@{DOMAIN}>", m)
 
+    def test_keepalive_and_lost_connection(self):
+        conn, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        for _ in range(3):
+            conn.send_raw(b"\r\n\r\n")  # RFC 5626 keep-alive pings keep the connection
+        self.assertEqual(sipclient.status(conn.register("1001", DOMAIN)), 401)
+        conn.close()
+        rwgtest.wait_until("marked unreachable",
+                           lambda: not self.ctl.json("registration", "show", "1001")
+                           .get("reachable", False), timeout=10)
+        self.assertIn("phone connection lost", self.edge.read_log())
+        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(office.close)
+        h, p = office.local
+        office.send_raw(f"OPTIONS sip:21001@127.0.0.2 SIP/2.0\r\n"
+                        f"Via: SIP/2.0/TCP {h}:{p};branch=z9hG4bKlost\r\n"
+                        f"From: <sip:office@127.0.0.2>;tag=o\r\nTo: <sip:21001@127.0.0.2>\r\n"
+                        f"Call-ID: lost1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                        "Content-Length: 0\r\n\r\n")
+        self.assertEqual(sipclient.status(office.read_message()), 480)
+        # The phone comes back: reachable again.
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertTrue(self.ctl.json("registration", "show", "1001")["reachable"])
+
     def test_old_tls_versions_are_refused(self):
         import ssl
         import socket

@@ -801,7 +801,8 @@ int main(int argc, char** argv) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& r : resp.registrations()) {
       rows.push_back({r.set_username(), r.icp_username(), r.source(), r.transport(), r.instance(),
-                      FormatTime(r.since_unix()), FormatTime(r.expires_at_unix())});
+                      r.reachable() ? "yes" : "no", FormatTime(r.since_unix()),
+                      FormatTime(r.expires_at_unix())});
     }
     PrintTable(
         {"SET USERNAME", "ICP USERNAME", "SOURCE", "TRANSPORT", "INSTANCE", "SINCE", "EXPIRES"},
