@@ -1,6 +1,8 @@
 #include "services/sip_edge/edge.h"
 
 #include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta.h>
 #include <sofia-sip/nta_tport.h>
@@ -16,11 +18,13 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
 
@@ -84,6 +88,8 @@ namespace {
 using Side = const char*;
 constexpr Side kSetSide = "set";
 constexpr Side kIcpSide = "icp";
+constexpr char kInstancesKey[] = "rwg:edge:instances";
+constexpr char kForwardHeader[] = "X-Rwg-Forwarded";
 
 std::string SofiaUrl(const std::string& listen, const char* scheme, const char* transport) {
   size_t colon = listen.rfind(':');
@@ -154,6 +160,7 @@ struct Edge::Impl {
     absl::Time started;
     std::string source;
     std::string transport;
+    std::string stale_contact;  // the iPBX-side contact of another instance, to remove
   };
 
   // A request from the iPBX relayed to a phone.
@@ -181,6 +188,7 @@ struct Edge::Impl {
         nonces(options.nonce_secret.empty() ? rng.Bytes(32) : options.nonce_secret, clock, rng,
                absl::Minutes(5)),
         metrics(registry),
+        redis(redis),
         protection(options.protection, clock),
         banstore(redis) {}
 
@@ -192,6 +200,7 @@ struct Edge::Impl {
   core::Random& rng;
   NonceKeeper nonces;
   EdgeMetrics metrics;
+  core::RedisClient& redis;
   Protection protection;
   core::BanStore banstore;
 
@@ -242,6 +251,7 @@ struct Edge::Impl {
     sweeper = su_timer_create(su_root_task(root), 1000);
     su_timer_set_for_ever(sweeper, &Impl::OnSweep, reinterpret_cast<su_timer_arg_t*>(this));
     for (const auto& u : urls) core::log::Info("SIP listening", {{"url", u.first}});
+    Advertise();
     return absl::OkStatus();
   }
 
@@ -281,6 +291,7 @@ struct Edge::Impl {
       ++it;
     }
     self->UpdateRegisteredGauge();
+    self->Advertise();
     absl::StatusOr<std::vector<core::Ban>> bans = self->banstore.List();
     if (bans.ok()) self->protection.SetBans(*bans);
   }
@@ -334,6 +345,44 @@ struct Edge::Impl {
     return options.icp_listen;
   }
 
+  // -- instances ---------------------------------------------------------------------------
+
+  void Advertise() {
+    nlohmann::json j = {{"icp", IcpContactHost()}, {"seen", absl::ToUnixSeconds(clock.Now())}};
+    (void)redis.Command({"HSET", kInstancesKey, options.instance, j.dump()});
+  }
+
+  std::string InstanceIcpAddress(const std::string& instance) {
+    absl::StatusOr<core::RedisReply> r = redis.Command({"HGET", kInstancesKey, instance});
+    if (!r.ok() || r->is_nil()) return "";
+    nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return "";
+    return j.value("icp", "");
+  }
+
+  std::string Signature(const std::string& instance, const sip_t* sip) const {
+    const std::string data = absl::StrCat(
+        instance, "|", sip->sip_call_id ? sip->sip_call_id->i_id : "", "|",
+        sip->sip_cseq ? sip->sip_cseq->cs_seq : 0, "|", sip->sip_request->rq_method_name);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), options.forward_key.data(), static_cast<int>(options.forward_key.size()),
+         reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
+    return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), 16));
+  }
+
+  // True when the request carries a valid X-Rwg-Forwarded header from another instance.
+  bool ForwardedByPeer(const sip_t* sip) const {
+    if (options.forward_key.empty()) return false;
+    for (const sip_unknown_t* u = sip->sip_unknown; u != nullptr; u = u->un_next) {
+      if (u->un_name == nullptr || !absl::EqualsIgnoreCase(u->un_name, kForwardHeader)) continue;
+      std::vector<std::string> parts = absl::StrSplit(u->un_value ? u->un_value : "", ";sig=");
+      if (parts.size() != 2 || parts[0] == options.instance) return false;
+      return core::ConstantTimeEquals(Signature(parts[0], sip), parts[1]);
+    }
+    return false;
+  }
+
   // -- requests ----------------------------------------------------------------------------
 
   static int OnRequest(nta_leg_magic_t* magic, nta_leg_t*, nta_incoming_t* irq, const sip_t* sip) {
@@ -348,7 +397,8 @@ struct Edge::Impl {
     msg_destroy(msg);
     const bool icp = FromIcp(peer);
     metrics.requests.Add({{"method", method}, {"side", icp ? kIcpSide : kSetSide}}).Increment();
-    if (icp) return HandleFromIcp(irq, sip);  // the iPBX is never banned
+    if (icp) return HandleFromIcp(irq, sip, false);  // the iPBX is never banned
+    if (ForwardedByPeer(sip)) return HandleFromIcp(irq, sip, true);
     if (protection.SourceBanned(peer)) return Drop(irq);
     if (std::optional<core::Ban> ban = protection.CountRequest(peer)) {
       Impose(*ban);
@@ -527,6 +577,18 @@ struct Edge::Impl {
     p->source = source;
     const tp_name_t* tpn = p->tport ? tport_name(p->tport) : nullptr;
     p->transport = tpn && tpn->tpn_proto ? tpn->tpn_proto : "";
+    // Registered through another instance before (it died, or the phone moved): remove that
+    // instance's contact at the iPBX so that nothing stale remains there.
+    absl::StatusOr<std::optional<core::Binding>> previous = bindings.Get(user);
+    if (previous.ok() && previous->has_value() && (*previous)->instance != options.instance) {
+      const std::string addr = InstanceIcpAddress((*previous)->instance);
+      if (!addr.empty() && addr != IcpContactHost()) {
+        p->stale_contact =
+            absl::StrCat("<sip:", p->device.icp_username, "@", addr, ";transport=tcp>;expires=0");
+        core::log::Info("removing the iPBX contact of another instance",
+                        {{"device", user}, {"instance", (*previous)->instance}});
+      }
+    }
     if (!SendUpstream(p, nullptr)) {
       FinishRegister(p, 503, "iPBX unreachable");
     }
@@ -573,6 +635,7 @@ struct Edge::Impl {
         msg, sip, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
         SIPTAG_TO_STR(to.c_str()), SIPTAG_CALL_ID_STR(d.call_id.c_str()),
         SIPTAG_CSEQ_STR(cseq.c_str()), SIPTAG_CONTACT_STR(contact.c_str()),
+        TAG_IF(!p->stale_contact.empty(), SIPTAG_CONTACT_STR(p->stale_contact.c_str())),
         SIPTAG_EXPIRES_STR(expires.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
         SIPTAG_USER_AGENT_STR("rwg"),
         TAG_IF(authorization != nullptr && !proxy, SIPTAG_AUTHORIZATION_STR(authorization)),
@@ -706,7 +769,7 @@ struct Edge::Impl {
 
   // -- requests from the iPBX ---------------------------------------------------------------
 
-  int HandleFromIcp(nta_incoming_t* irq, const sip_t* sip) {
+  int HandleFromIcp(nta_incoming_t* irq, const sip_t* sip, bool forwarded) {
     const char* method = sip->sip_request->rq_method_name;
     const sip_method_t m = sip->sip_request->rq_method;
     if (m == sip_method_options && sip->sip_request->rq_url->url_user == nullptr) {
@@ -723,6 +786,7 @@ struct Edge::Impl {
       if (b.icp_username == icp_user) set_user = u;
     }
     auto it = local.find(set_user);
+    if (it == local.end() && !forwarded) return ForwardToPeer(irq, sip, icp_user);
     if (it == local.end() || it->second.contacts.empty() || !it->second.reachable) {
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     }
@@ -755,6 +819,45 @@ struct Edge::Impl {
       delete relay;
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     }
+    return 0;
+  }
+
+  // The phone's connection is held by another instance: relay the request there, signed.
+  int ForwardToPeer(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user) {
+    const char* method = sip->sip_request->rq_method_name;
+    absl::StatusOr<std::optional<std::string>> user = bindings.SetUsernameForIcp(icp_user);
+    if (!user.ok() || !user->has_value()) {
+      return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+    }
+    absl::StatusOr<std::optional<core::Binding>> b = bindings.Get(**user);
+    if (!b.ok() || !b->has_value() || (*b)->instance == options.instance || !(*b)->reachable ||
+        (*b)->expires_at <= clock.Now()) {
+      return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+    }
+    const std::string peer = InstanceIcpAddress((*b)->instance);
+    if (peer.empty()) return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+    const std::string request =
+        absl::StrCat(method, " sip:", icp_user, "@", peer, ";transport=tcp SIP/2.0");
+    const std::string mark = absl::StrCat(kForwardHeader, ": ", options.instance,
+                                          ";sig=", Signature(options.instance, sip));
+    msg_t* msg = nta_msg_create(agent, 0);
+    sip_t* out = sip_object(msg);
+    sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM(sip->sip_from),
+               SIPTAG_TO(sip->sip_to), SIPTAG_CALL_ID(sip->sip_call_id), SIPTAG_CSEQ(sip->sip_cseq),
+               SIPTAG_MAX_FORWARDS_STR("70"), SIPTAG_EVENT(sip->sip_event),
+               SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state),
+               SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
+               SIPTAG_HEADER_STR(mark.c_str()), TAG_END());
+    auto* relay = new PendingRelay{this, irq, method};
+    nta_outgoing_t* orq = nta_outgoing_mcreate(agent, &Impl::OnRelayResponse,
+                                               reinterpret_cast<nta_outgoing_magic_t*>(relay),
+                                               nullptr, msg, TAG_END());
+    if (orq == nullptr) {
+      delete relay;
+      return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+    }
+    core::log::Debug("forwarded to the instance holding the phone",
+                     {{"device", **user}, {"instance", (*b)->instance}});
     return 0;
   }
 

@@ -40,6 +40,8 @@ struct EdgeOptions {
   int default_expires = 600;
   int upstream_timeout_ms = 8000;
   std::string nonce_secret;  // random when empty
+  // Authenticates requests relayed between instances (all instances share it).
+  std::string forward_key;
   ProtectionOptions protection;
 };
 

@@ -1,4 +1,6 @@
 // sip-edge: the SIP/TLS edge toward remote phones (R-SIP).
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -126,6 +128,16 @@ int Main(int argc, char** argv) {
   if (!box.ok()) {
     std::cerr << "sip-edge: " << box.status().message() << "\n";
     return 2;
+  }
+  {
+    // Instances sign the requests they relay to each other with a key derived from the
+    // shared secret key.
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    static constexpr char kLabel[] = "rwg sip-edge forwarding";
+    HMAC(EVP_sha256(), key->data(), static_cast<int>(key->size()),
+         reinterpret_cast<const unsigned char*>(kLabel), sizeof(kLabel) - 1, md, &len);
+    edge.forward_key.assign(reinterpret_cast<char*>(md), len);
   }
   core::RedisOptions ro;
   ro.address = redis_address;

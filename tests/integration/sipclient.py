@@ -38,8 +38,9 @@ def authorization(ch, user, password, method, uri, nc=1, cnonce="0a4f113b"):
 
 
 class SipConnection:
-    def __init__(self, host, port, tls=False, ca=None, timeout=10):
-        raw = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host, port, tls=False, ca=None, timeout=10, source=None):
+        raw = socket.create_connection((host, port), timeout=timeout,
+                                       source_address=(source, 0) if source else None)
         if tls:
             ctx = ssl.create_default_context(cafile=ca)
             ctx.check_hostname = False if ca is None else ctx.check_hostname

@@ -433,6 +433,101 @@ class AuthBanTest(EdgeFixture):
         self.assertIn("NOT_FOUND", self.ctl.run("ban", "remove", "auth:127.0.0.1|1001").stderr)
 
 
+def answer_requests(conn, received, count):
+    """Answers `count` requests on a phone connection with 200, keeping them in `received`."""
+    for _ in range(count):
+        m = conn.read_message()
+        if not m:
+            return
+        received.append(m)
+        keep = [l for l in m.split("\r\n")
+                if l.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
+        conn.send_raw("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n")
+
+
+def ipbx_options(host, port, icp_user, tag):
+    """An OPTIONS for `icp_user` sent from the iPBX's address (127.0.0.2); returns the answer."""
+    c = sipclient.SipConnection(host, port, source="127.0.0.2")
+    try:
+        h, p = c.local
+        c.send_raw(f"OPTIONS sip:{icp_user}@{host}:{port};transport=tcp SIP/2.0\r\n"
+                   f"Via: SIP/2.0/TCP {h}:{p};branch=z9hG4bK{tag}\r\n"
+                   f"From: <sip:office@127.0.0.2>;tag={tag}\r\nTo: <sip:{icp_user}@127.0.0.2>\r\n"
+                   f"Call-ID: {tag}@127.0.0.2\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                   "Content-Length: 0\r\n\r\n")
+        return c.read_message()
+    finally:
+        c.close()
+
+
+class TwoInstancesTest(EdgeFixture):
+    """Two sip-edge instances on one Redis."""
+
+    def setUp(self):
+        super().setUp()
+        self.b_tcp = rwgtest.free_port()
+        self.b_icp = rwgtest.free_port()
+        self.edge_b = rwgtest.Service("sip-edge", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--sip-tls-listen", "", "--sip-tcp-listen", f"127.0.0.1:{self.b_tcp}",
+            "--icp-listen", f"127.0.0.1:{self.b_icp}", "--instance", "sip-edge-1",
+            "--min-expires", "2", "--config-refresh-ms", "200"])
+        self.edge_b.log_path = os.path.join(self.tmp, "sip-edge-1.log")
+        self.edge_b.start()
+        self.addCleanup(self.edge_b.stop)
+
+    def test_request_to_the_other_instance_reaches_the_phone(self):
+        conn, r = self.register("1001")  # through instance A (sip-edge-0)
+        self.assertEqual(sipclient.status(r), 200, r)
+        received = []
+        t = threading.Thread(target=answer_requests, args=(conn, received, 1))
+        t.start()
+        reply = ipbx_options("127.0.0.1", self.b_icp, "21001", "viaB1")
+        t.join(timeout=10)
+        self.assertEqual(sipclient.status(reply), 200, reply)
+        self.assertEqual(len(received), 1)
+        self.assertTrue(received[0].startswith("OPTIONS sip:1001@127.0.0.1:"), received[0])
+        self.assertNotIn("X-Rwg-Forwarded", received[0])
+        self.assertNotIn("127.0.0.2", received[0])
+
+    def test_forged_forwarding_header_is_not_trusted(self):
+        conn, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        # A phone pretending to be instance B: treated as a phone, so not relayed to 1001.
+        c = sipclient.SipConnection("127.0.0.1", self.tcp_port)
+        self.addCleanup(c.close)
+        h, p = c.local
+        c.send_raw(f"OPTIONS sip:21001@127.0.0.1 SIP/2.0\r\n"
+                   f"Via: SIP/2.0/TCP {h}:{p};branch=z9hG4bKforge\r\n"
+                   "From: <sip:x@evil>;tag=1\r\nTo: <sip:21001@127.0.0.1>\r\n"
+                   "Call-ID: forge\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                   "X-Rwg-Forwarded: sip-edge-1;sig=00000000000000000000000000000000\r\n"
+                   "Content-Length: 0\r\n\r\n")
+        self.assertEqual(sipclient.status(c.read_message()), 501)
+
+    def test_instance_dies_phone_moves_nothing_stale(self):
+        conn, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.edge.proc.kill()
+        self.edge.proc.wait()
+        moved = sipclient.SipConnection("127.0.0.1", self.b_tcp)
+        self.addCleanup(moved.close)
+        r = moved.register_with_auth("1001", DEVICES["1001"][0], DOMAIN)
+        self.assertEqual(sipclient.status(r), 200, r)
+        reg = self.ctl.json("registration", "show", "1001")
+        self.assertEqual(reg["instance"], "sip-edge-1")
+        self.assertTrue(reg["reachable"])
+        contacts = self.kamailio.rpc("ul.dump") or ""
+        self.assertIn(f":{self.b_icp}", contacts)
+        self.assertNotIn(f":{self.icp_port}", contacts, "A's contact is gone from the iPBX")
+        received = []
+        t = threading.Thread(target=answer_requests, args=(moved, received, 1))
+        t.start()
+        reply = ipbx_options("127.0.0.1", self.b_icp, "21001", "afterMove")
+        t.join(timeout=10)
+        self.assertEqual(sipclient.status(reply), 200, reply)
+
+
 class LicenceTest(EdgeFixture):
     licences = 1
 
