@@ -34,7 +34,7 @@ struct EdgeOptions {
   std::string icp_advertise;                // host:port in the Contact sent to the iPBX
   std::string tls_cert_dir;                 // holds agent.pem (key + chain) and cafile.pem
   std::string instance = "sip-edge-0";
-  std::vector<DigestAlgorithm> algorithms = {DigestAlgorithm::kMd5, DigestAlgorithm::kSha256};
+  std::vector<DigestAlgorithm> algorithms = {DigestAlgorithm::kMd5};
   int min_expires = 60;
   int max_expires = 3600;
   int default_expires = 600;

@@ -49,7 +49,9 @@ int Main(int argc, char** argv) {
   std::string redis_address = "127.0.0.1:6379";
   std::string secret_key_file;
   std::string sip_cert, sip_key;
-  std::string algorithms = "md5,sha-256";
+  // MD5 only by default: common SIP stacks (e.g. libre/baresip) abandon a registration when any
+  // offered challenge uses an algorithm they lack, instead of answering the one they know.
+  std::string algorithms = "md5";
   int config_refresh_ms = 2000;
   core::Options opts("sip-edge", "rwg sip-edge: SIP/TLS edge for remote phones");
   server.Register(opts);

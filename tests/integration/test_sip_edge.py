@@ -95,6 +95,7 @@ class EdgeFixture(rwgtest.TempDirTest):
 
 
 class SipEdgeTest(EdgeFixture):
+    edge_args = ["--digest-algorithms", "md5,sha-256"]
 
     def test_tls_registration_reaches_ipbx_and_deregistration_removes_both(self):
         conn, r = self.register("1001")
@@ -526,6 +527,49 @@ class TwoInstancesTest(EdgeFixture):
         reply = ipbx_options("127.0.0.1", self.b_icp, "21001", "afterMove")
         t.join(timeout=10)
         self.assertEqual(sipclient.status(reply), 200, reply)
+
+
+BARESIP_CONFIG = """poll_method epoll
+sip_listen 127.0.0.1:{sip_port}
+sip_cafile {ca}
+sip_trans_def tls
+audio_player aubridge,nil
+audio_source aubridge,nil
+module_path /usr/lib/baresip/modules
+module g711.so
+module aubridge.so
+module_app account.so
+"""
+
+
+@unittest.skipUnless(shutil.which("baresip"), "baresip not installed")
+class BaresipTest(EdgeFixture):
+    """baresip as the remote phone over TLS, with the default challenge (MD5)."""
+
+    def test_baresip_registers_over_tls_and_unregisters_on_exit(self):
+        conf = os.path.join(self.tmp, "baresip")
+        os.mkdir(conf)
+        with open(os.path.join(conf, "config"), "w") as f:
+            f.write(BARESIP_CONFIG.format(sip_port=rwgtest.free_port(), ca=self.certs["ca"]))
+        with open(os.path.join(conf, "accounts"), "w") as f:
+            f.write(f"<sip:1001@{DOMAIN};transport=tls>;auth_pass={DEVICES['1001'][0]};"
+                    f"outbound=\"sip:127.0.0.1:{self.tls_port};transport=tls\";regint=600\n")
+        log = open(os.path.join(self.tmp, "baresip.log"), "wb")
+        phone = subprocess.Popen(["baresip", "-f", conf], stdout=log, stderr=log,
+                                 stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: phone.poll() is None and phone.kill())
+        rwgtest.wait_until("baresip registered", lambda: "1001" in [
+            r["set_username"] for r in self.ctl.json("registration", "list")["registrations"]])
+        reg = self.ctl.json("registration", "show", "1001")
+        self.assertEqual(reg["transport"], "tls")
+        self.assertEqual(self.kamailio.registered(), {"21001"})
+        # The iPBX reaches the phone: baresip answers OPTIONS itself.
+        reply = ipbx_options("127.0.0.2", self.kamailio.port, "21001", "bs1")
+        self.assertEqual(sipclient.status(reply), 200, reply)
+        phone.terminate()  # baresip unregisters on the way out
+        phone.wait(timeout=20)
+        rwgtest.wait_until("iPBX binding removed", lambda: self.kamailio.registered() == set())
+        self.assertEqual(self.ctl.json("registration", "list")["registrations"], [])
 
 
 class LicenceTest(EdgeFixture):
