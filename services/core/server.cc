@@ -24,6 +24,8 @@ void ServerFlags::Register(Options& o) {
 }
 
 void BlockTerminationSignals() {
+  // A peer closing its connection must never end the process: writes then fail with EPIPE.
+  signal(SIGPIPE, SIG_IGN);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

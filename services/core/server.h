@@ -29,7 +29,7 @@ struct ServerFlags {
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later, so that
-// ServiceHost::WaitForTermination can take them. Call first thing in main().
+// ServiceHost::WaitForTermination can take them, and ignores SIGPIPE. Call first thing in main().
 void BlockTerminationSignals();
 
 class ServiceHost {

@@ -680,9 +680,10 @@ struct Edge::Impl {
       }
       return 0;
     }
-    nta_outgoing_destroy(orq);
+    // Everything needed from the response is read before the transaction (which owns the
+    // response) is destroyed.
+    int granted = p->expires;
     if (status >= 200 && status < 300) {
-      int granted = p->expires;
       if (sip && sip->sip_expires) granted = std::min<int>(granted, sip->sip_expires->ex_delta);
       for (const sip_contact_t* m = sip ? sip->sip_contact : nullptr; m; m = m->m_next) {
         unsigned long v = 0;
@@ -691,6 +692,10 @@ struct Edge::Impl {
           granted = std::min<int>(granted, static_cast<int>(v));
         }
       }
+    }
+    nta_outgoing_destroy(orq);
+    sip = nullptr;
+    if (status >= 200 && status < 300) {
       p->expires = p->expires == 0 ? 0 : std::max(granted, 1);
       FinishRegister(p, 200, "OK");
     } else if (status == 401 || status == 403 || status == 404 || status == 407) {

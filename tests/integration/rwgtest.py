@@ -209,8 +209,9 @@ KAMAILIO_CFG = os.path.join(os.path.dirname(__file__), "../../deploy/local/kamai
 class Kamailio:
     """Kamailio as the iPBX: a digest-authenticating registrar on `ip`:`port` (TCP and UDP)."""
 
-    def __init__(self, directory, ip, credentials, port=None):
+    def __init__(self, directory, ip, credentials, port=None, extra_args=()):
         self.dir = directory
+        self.extra_args = list(extra_args)
         self.ip = ip
         self.port = port or free_port()
         self.credentials = credentials  # ICP username -> password
@@ -229,7 +230,8 @@ class Kamailio:
         with open(path, "w") as f:
             f.write(cfg)
         with open(self.log_path, "ab") as log:
-            subprocess.run(["kamailio", "-f", path, "-P", self.pid_file, "-E", "-w", self.dir],
+            subprocess.run(["kamailio", "-f", path, "-P", self.pid_file, "-E", "-w", self.dir]
+                           + self.extra_args,
                            stdout=log, stderr=log, check=True, timeout=30)
         wait_until("kamailio control socket", lambda: self.rpc("core.uptime") is not None)
         return self

@@ -4,6 +4,8 @@ Kamailio listens on 127.0.0.2 (the iPBX's address), phones connect from 127.0.0.
 """
 import concurrent.futures
 import os
+import socket
+import struct
 import shutil
 import subprocess
 import threading
@@ -95,7 +97,7 @@ class EdgeFixture(rwgtest.TempDirTest):
 
 
 class SipEdgeTest(EdgeFixture):
-    edge_args = ["--digest-algorithms", "md5,sha-256"]
+    edge_args = ["--digest-algorithms", "md5,sha-256", "--pike-requests", "100000"]
 
     def test_tls_registration_reaches_ipbx_and_deregistration_removes_both(self):
         conn, r = self.register("1001")
@@ -251,6 +253,33 @@ class SipEdgeTest(EdgeFixture):
         _, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 200, r)
         self.assertTrue(self.ctl.json("registration", "show", "1001")["reachable"])
+
+    def test_phones_vanishing_do_not_hurt(self):
+        # Phones that drop their connections, politely or not: the edge's writes then hit
+        # closed sockets (EPIPE), which must never end the process.
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        held = []
+        for i in range(150):
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.tls_port), timeout=5))
+            if i % 3 == 0:
+                s.sendall(f"REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;"
+                          f"branch=z9hG4bKv{i}\r\nFrom: <sip:1001@{DOMAIN}>;tag={i}\r\n"
+                          f"To: <sip:1001@{DOMAIN}>\r\nCall-ID: vanish{i}\r\n"
+                          "CSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n"
+                          "Content-Length: 0\r\n\r\n".encode())
+            if i % 5 == 0:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            held.append(s)
+        time.sleep(0.5)
+        for s in held:
+            s.close()
+        time.sleep(2)
+        self.assertTrue(self.edge.alive(), self.edge.read_log()[-2000:])
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
 
     def test_old_tls_versions_are_refused(self):
         import ssl
@@ -585,6 +614,13 @@ class LicenceTest(EdgeFixture):
         self.assertIn("licence limit reached", self.edge.read_log())
         _, r = self.register("1001")  # a refresh needs no new licence
         self.assertEqual(sipclient.status(r), 200, r)
+        # A restarted instance does not forget phones whose bindings have not expired.
+        self.assertEqual(self.edge.stop(), 0)
+        self.edge.start()
+        self.assertEqual([x["set_username"] for x in
+                          self.ctl.json("registration", "list")["registrations"]], ["1001"])
+        _, r = self.register("1002")
+        self.assertEqual(sipclient.status(r), 403, "the licence is still taken")
         self.ctl.ok("config", "set", "licences.teleworker=2")
         time.sleep(0.6)  # the edge re-reads the configuration every 200 ms here
         _, r = self.register("1002")
