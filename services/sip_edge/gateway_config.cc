@@ -28,6 +28,13 @@ absl::StatusOr<GatewayView> ParseGatewayView(const std::string& text) {
   }
   const nlohmann::json lic = j.value("licences", nlohmann::json::object());
   v.licences = lic.value("teleworker", 0u);
+  const nlohmann::json sip = j.value("sip", nlohmann::json::object());
+  v.tls_exposure = sip.value("tls", v.tls_exposure);
+  v.tcp_exposure = sip.value("tcp", v.tcp_exposure);
+  v.udp_exposure = sip.value("udp", v.udp_exposure);
+  const nlohmann::json ports = j.value("ports", nlohmann::json::object());
+  v.tls_port = ports.value("sip_tls", v.tls_port);
+  v.tcp_port = ports.value("sip_tcp", v.tcp_port);
   if (!v.icp_host.empty()) {
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
@@ -47,6 +54,13 @@ absl::StatusOr<GatewayView> ParseGatewayView(const std::string& text) {
   return v;
 }
 
+std::string ResolveListen(const std::string& option, const GatewayView& view, bool tls) {
+  if (option != "config") return option;
+  const std::string& exposure = tls ? view.tls_exposure : view.tcp_exposure;
+  if (exposure == "DISABLED") return "";
+  return absl::StrCat("0.0.0.0:", tls ? view.tls_port : view.tcp_port);
+}
+
 absl::Status GatewayConfigWatcher::Refresh() {
   absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", core::kConfigKey});
   if (!r.ok()) return r.status();
@@ -63,6 +77,10 @@ absl::Status GatewayConfigWatcher::Refresh() {
 
 absl::Status GatewayConfigWatcher::Start(std::chrono::milliseconds period) {
   absl::Status first = Refresh();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_ = first;
+  }
   thread_ = std::thread([this, period]() {
     bool last_ok = true;
     while (!stop_.load()) {
@@ -71,6 +89,10 @@ absl::Status GatewayConfigWatcher::Start(std::chrono::milliseconds period) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       absl::Status s = Refresh();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        last_ = s;
+      }
       if (!s.ok() && last_ok) {
         core::log::Warn("cannot refresh the gateway configuration",
                         {{"error", std::string(s.message())}});
@@ -84,6 +106,11 @@ absl::Status GatewayConfigWatcher::Start(std::chrono::milliseconds period) {
 void GatewayConfigWatcher::Stop() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
+}
+
+absl::Status GatewayConfigWatcher::last_status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_;
 }
 
 std::shared_ptr<const GatewayView> GatewayConfigWatcher::Get() const {

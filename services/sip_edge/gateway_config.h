@@ -21,7 +21,18 @@ struct GatewayView {
   std::string icp_transport = "tcp";       // tcp or tls, from the ICP's SIP transports
   std::vector<std::string> icp_addresses;  // icp_host resolved
   uint32_t licences = 0;
+  // Set-side SIP exposure (DISABLED, PRIVATE, PUBLIC) and ports.
+  std::string tls_exposure = "PUBLIC";
+  std::string tcp_exposure = "PUBLIC";
+  std::string udp_exposure = "DISABLED";
+  uint32_t tls_port = 5061;
+  uint32_t tcp_port = 5060;
 };
+
+// A listener option's value: "config" takes the address from the gateway configuration
+// ("0.0.0.0:<port>" when the transport is exposed, "" when it is DISABLED); anything else is
+// used as it is ("" turns the listener off).
+std::string ResolveListen(const std::string& option, const GatewayView& view, bool tls);
 
 // Parses rwg:config JSON; resolves the ICP host.
 absl::StatusOr<GatewayView> ParseGatewayView(const std::string& json);
@@ -32,6 +43,8 @@ class GatewayConfigWatcher {
   ~GatewayConfigWatcher() { Stop(); }
   // Reads once (error when Redis or the config is unavailable), then every `period`.
   absl::Status Start(std::chrono::milliseconds period);
+  // OK when the last read succeeded.
+  absl::Status last_status() const;
   void Stop();
   std::shared_ptr<const GatewayView> Get() const;
 
@@ -40,6 +53,7 @@ class GatewayConfigWatcher {
   core::RedisClient& redis_;
   mutable std::mutex mu_;
   std::shared_ptr<const GatewayView> view_ = std::make_shared<GatewayView>();
+  absl::Status last_ = absl::UnavailableError("not read yet");
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -3,11 +3,15 @@
 #include <openssl/hmac.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "services/core/devices.h"
 #include "services/core/log.h"
 #include "services/core/options.h"
@@ -58,8 +62,16 @@ int Main(int argc, char** argv) {
   opts.Add("redis-address", redis_address, "Redis host:port or unix:/path");
   opts.Add("secret-key-file", secret_key_file, "key that decrypts device secrets (as control)")
       ->required();
-  opts.Add("sip-tls-listen", edge.tls_listen, "SIP over TLS toward phones (empty: off)");
-  opts.Add("sip-tcp-listen", edge.tcp_listen, "SIP over TCP toward phones (empty: off)");
+  edge.tls_listen = "config";
+  edge.tcp_listen = "config";
+  std::string redis_password_file;
+  opts.Add("sip-tls-listen", edge.tls_listen,
+           "SIP over TLS toward phones: host:port, empty for off, or config (sip.tls exposure "
+           "and ports.sip_tls of the gateway configuration)");
+  opts.Add("sip-tcp-listen", edge.tcp_listen,
+           "SIP over TCP toward phones: host:port, empty for off, or config (sip.tcp and "
+           "ports.sip_tcp)");
+  opts.Add("redis-password-file", redis_password_file, "file holding the Redis password");
   opts.Add("sip-tls-cert-file", sip_cert, "PEM certificate chain for SIP over TLS");
   opts.Add("sip-tls-key-file", sip_key, "PEM private key for SIP over TLS");
   opts.Add("icp-listen", edge.icp_listen, "TCP listener the iPBX sends requests to");
@@ -107,19 +119,12 @@ int Main(int argc, char** argv) {
     std::cerr << "sip-edge: digest-algorithms: name at least one\n";
     return 2;
   }
-  if (!edge.tls_listen.empty()) {
-    if (sip_cert.empty() || sip_key.empty()) {
-      std::cerr << "sip-edge: sip-tls-listen needs sip-tls-cert-file and sip-tls-key-file\n";
-      return 2;
-    }
-    absl::StatusOr<std::string> dir = MakeCertDir(sip_cert, sip_key);
-    if (!dir.ok()) {
-      std::cerr << "sip-edge: " << dir.status().message() << "\n";
-      return 2;
-    }
-    edge.tls_cert_dir = *dir;
+  if (!edge.icp_listen.empty() && edge.icp_advertise.empty() &&
+      (absl::StartsWith(edge.icp_listen, "0.0.0.0:") || absl::StartsWith(edge.icp_listen, ":"))) {
+    std::cerr << "sip-edge: icp-advertise: required when icp-listen binds every address ("
+              << edge.icp_listen << "); give the address the iPBX reaches this instance at\n";
+    return 2;
   }
-
   absl::StatusOr<std::string> key = core::SecretBox::LoadKeyFile(secret_key_file);
   if (!key.ok()) {
     std::cerr << "sip-edge: " << key.status().message() << "\n";
@@ -141,16 +146,53 @@ int Main(int argc, char** argv) {
          reinterpret_cast<const unsigned char*>(kLabel), sizeof(kLabel) - 1, md, &len);
     edge.forward_key.assign(reinterpret_cast<char*>(md), len);
   }
+  // The SIP settings of the admin API decide which set-side listeners run (R-CFG).
   core::RedisOptions ro;
   ro.address = redis_address;
+  if (!redis_password_file.empty()) {
+    absl::StatusOr<std::string> pw = core::ReadFile(redis_password_file);
+    if (!pw.ok()) {
+      std::cerr << "sip-edge: redis-password-file: " << pw.status().message() << "\n";
+      return 2;
+    }
+    ro.password = std::string(absl::StripTrailingAsciiWhitespace(*pw));
+  }
   core::RedisClient redis(ro);
-  core::DeviceDirectory devices(redis, **box);
   sip_edge::GatewayConfigWatcher config(redis);
   absl::Status cfg = config.Start(std::chrono::milliseconds(config_refresh_ms));
-  if (!cfg.ok()) {
+  if (edge.tls_listen == "config" || edge.tcp_listen == "config") {
+    for (int i = 0; !cfg.ok(); ++i) {
+      if (i % 10 == 0) {
+        core::log::Warn("waiting for the gateway configuration to choose the SIP listeners",
+                        {{"error", std::string(cfg.message())}});
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      cfg = config.last_status();
+    }
+    auto view = config.Get();
+    edge.tls_listen = sip_edge::ResolveListen(edge.tls_listen, *view, true);
+    edge.tcp_listen = sip_edge::ResolveListen(edge.tcp_listen, *view, false);
+    if (view->udp_exposure != "DISABLED") {
+      core::log::Warn("sip.udp is enabled but sip-edge serves TLS and TCP only");
+    }
+  } else if (!cfg.ok()) {
     core::log::Warn("gateway configuration not readable yet; retrying",
                     {{"error", std::string(cfg.message())}});
   }
+  if (!edge.tls_listen.empty()) {
+    if (sip_cert.empty() || sip_key.empty()) {
+      std::cerr << "sip-edge: sip-tls-listen needs sip-tls-cert-file and sip-tls-key-file\n";
+      return 2;
+    }
+    absl::StatusOr<std::string> dir = MakeCertDir(sip_cert, sip_key);
+    if (!dir.ok()) {
+      std::cerr << "sip-edge: " << dir.status().message() << "\n";
+      return 2;
+    }
+    edge.tls_cert_dir = *dir;
+  }
+
+  core::DeviceDirectory devices(redis, **box);
 
   core::ServiceHost host("sip-edge", server);
   sip_edge::Edge sip(edge, redis, devices, config, core::SystemClock::Get(), core::Random::System(),
@@ -165,7 +207,19 @@ int Main(int argc, char** argv) {
     core::log::Error("cannot start", {{"error", std::string(started.message())}});
     return 1;
   }
+  // Health follows Redis: without it no phone can be authenticated.
+  std::atomic<bool> stop{false};
+  std::thread health([&]() {
+    while (!stop.load()) {
+      host.SetServing(redis.Ping().ok());
+      for (int i = 0; i < 10 && !stop.load(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  });
   host.WaitForTermination();
+  stop = true;
+  health.join();
   sip.Stop();
   config.Stop();
   if (!edge.tls_cert_dir.empty()) {

@@ -209,9 +209,11 @@ KAMAILIO_CFG = os.path.join(os.path.dirname(__file__), "../../deploy/local/kamai
 class Kamailio:
     """Kamailio as the iPBX: a digest-authenticating registrar on `ip`:`port` (TCP and UDP)."""
 
-    def __init__(self, directory, ip, credentials, port=None, extra_args=()):
+    def __init__(self, directory, ip, credentials, port=None, extra_args=(), tls_certs=None):
         self.dir = directory
         self.extra_args = list(extra_args)
+        self.tls_certs = tls_certs  # {"cert":..., "key":...}: also listen for SIP over TLS
+        self.tls_port = free_port() if tls_certs else None
         self.ip = ip
         self.port = port or free_port()
         self.credentials = credentials  # ICP username -> password
@@ -223,8 +225,19 @@ class Kamailio:
         with open(KAMAILIO_CFG) as f:
             cfg = f.read()
         creds = "\n".join(f'\t$sht(creds=>{u}) = "{p}";' for u, p in self.credentials.items())
+        tls = ""
+        if self.tls_certs:
+            tls_cfg = os.path.join(self.dir, "tls.cfg")
+            with open(tls_cfg, "w") as f:
+                f.write(f"[server:default]\nmethod = TLSv1.2+\n"
+                        f"certificate = {self.tls_certs['cert']}\n"
+                        f"private_key = {self.tls_certs['key']}\nverify_certificate = no\n"
+                        "require_certificate = no\n\n[client:default]\n"
+                        "verify_certificate = no\nrequire_certificate = no\n")
+            tls = (f'enable_tls=yes\nlisten=tls:{self.ip}:{self.tls_port}\n'
+                   f'loadmodule "tls.so"\nmodparam("tls", "config", "{tls_cfg}")\n')
         for k, v in (("@IP@", self.ip), ("@PORT@", str(self.port)), ("@CTL@", self.ctl),
-                     ("@RUNDIR@", self.dir), ("@CREDENTIALS@", creds)):
+                     ("@RUNDIR@", self.dir), ("@CREDENTIALS@", creds), ("@TLS@", tls)):
             cfg = cfg.replace(k, v)
         path = os.path.join(self.dir, "kamailio.cfg")
         with open(path, "w") as f:

@@ -601,6 +601,56 @@ class BaresipTest(EdgeFixture):
         self.assertEqual(self.ctl.json("registration", "list")["registrations"], [])
 
 
+class ConfigListenersTest(EdgeFixture):
+    """With `config` listeners the SIP settings of the admin API decide what listens."""
+
+    def test_listeners_follow_sip_settings(self):
+        tls_port, tcp_port = rwgtest.free_port(), rwgtest.free_port()
+        self.ctl.ok("config", "set", f"ports.sip_tls={tls_port}", f"ports.sip_tcp={tcp_port}",
+                    "sip.tcp=DISABLED", "sip.tls=PUBLIC")
+        edge = rwgtest.Service("sip-edge", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--icp-listen", f"127.0.0.1:{rwgtest.free_port()}", "--instance", "cfg",
+            "--sip-tls-cert-file", self.certs["cert"], "--sip-tls-key-file", self.certs["key"]])
+        edge.log_path = os.path.join(self.tmp, "sip-edge-cfg.log")
+        edge.start()
+        self.addCleanup(edge.stop)
+        conn = sipclient.SipConnection("127.0.0.1", tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(conn.close)
+        r = conn.register_with_auth("1002", DEVICES["1002"][0], DOMAIN)
+        self.assertEqual(sipclient.status(r), 200, r)
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", tcp_port), timeout=2)
+
+    def test_wildcard_icp_listener_needs_an_advertised_address(self):
+        r = subprocess.run([os.path.join(rwgtest.BIN, "sip-edge"), "--redis-address",
+                            f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+                            "--icp-listen", "0.0.0.0:5070", "--sip-tls-listen", "",
+                            "--sip-tcp-listen", ""], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("icp-advertise: required", r.stderr)
+
+
+class IcpTlsTest(EdgeFixture):
+    """rwg reaches the iPBX over TLS when the ICP's SIP capabilities include TLS."""
+
+    def test_upstream_registration_over_tls(self):
+        self.kamailio.stop()
+        kdir = os.path.join(self.tmp, "kamailio-tls")
+        os.mkdir(kdir)
+        self.kamailio = rwgtest.Kamailio(kdir, "127.0.0.2", IPBX_CREDENTIALS,
+                                         tls_certs=self.certs).start()
+        self.addCleanup(self.kamailio.stop)
+        self.ctl.ok("config", "set", "icp.sip_transports=tcp,tls",
+                    f"icp.sip_port={self.kamailio.tls_port}")
+        time.sleep(0.6)  # re-read every 200 ms
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertEqual(self.kamailio.registered(), {"21001"})
+        dump = self.kamailio.rpc("ul.dump") or ""
+        self.assertIn(f"Socket: tls:127.0.0.2:{self.kamailio.tls_port}", dump)
+
+
 class LicenceTest(EdgeFixture):
     licences = 1
 

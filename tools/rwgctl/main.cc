@@ -804,9 +804,9 @@ int main(int argc, char** argv) {
                       r.reachable() ? "yes" : "no", FormatTime(r.since_unix()),
                       FormatTime(r.expires_at_unix())});
     }
-    PrintTable(
-        {"SET USERNAME", "ICP USERNAME", "SOURCE", "TRANSPORT", "INSTANCE", "SINCE", "EXPIRES"},
-        rows);
+    PrintTable({"SET USERNAME", "ICP USERNAME", "SOURCE", "TRANSPORT", "INSTANCE", "REACHABLE",
+                "SINCE", "EXPIRES"},
+               rows);
     std::cout << resp.registrations_size() << " registered, " << resp.licences() << " licence(s)\n";
   });
   std::string reg_user;
@@ -828,6 +828,7 @@ int main(int argc, char** argv) {
                                                   {"source", r.source()},
                                                   {"transport", r.transport()},
                                                   {"instance", r.instance()},
+                                                  {"reachable", r.reachable() ? "yes" : "no"},
                                                   {"since", FormatTime(r.since_unix())},
                                                   {"expires", FormatTime(r.expires_at_unix())}};
     PrintTable({"FIELD", "VALUE"}, rows);
