@@ -59,7 +59,13 @@ TEST(ProtectionTest, LiftedBansDisappearOnRefresh) {
   ASSERT_TRUE(p.SourceBanned("198.51.100.7"));
   p.SetBans({});
   EXPECT_FALSE(p.SourceBanned("198.51.100.7"));
-  core::Ban other{"src:192.0.2.1", "source", "192.0.2.1", "", "x", "b", clock.Now(),
+  core::Ban other{"src:192.0.2.1",
+                  "source",
+                  "192.0.2.1",
+                  "",
+                  "x",
+                  "b",
+                  clock.Now(),
                   clock.Now() + absl::Seconds(5)};
   p.SetBans({other});
   EXPECT_TRUE(p.SourceBanned("192.0.2.1"));
