@@ -161,6 +161,7 @@ struct Edge::Impl {
     std::string source;
     std::string transport;
     std::string stale_contact;  // the iPBX-side contact of another instance, to remove
+    absl::Time previous_since;  // when the binding that this one refreshes began
   };
 
   // A request from the iPBX relayed to a phone.
@@ -211,8 +212,9 @@ struct Edge::Impl {
   nta_agent_t* agent = nullptr;
   nta_leg_t* leg = nullptr;
   su_timer_t* sweeper = nullptr;
-  std::map<std::string, LocalBinding> local;       // by set_username
-  std::map<std::string, UpstreamDialog> upstream;  // by set_username
+  std::map<std::string, LocalBinding> local;        // by set_username
+  std::map<std::string, std::string> local_by_icp;  // icp_username -> set_username
+  std::map<std::string, UpstreamDialog> upstream;   // by set_username
   uint64_t next_connection = 1;
 
   // -- lifecycle (SIP thread) ------------------------------------------------------------------
@@ -273,6 +275,7 @@ struct Edge::Impl {
       LocalBinding& b = it->second;
       if (b.expires_at <= now) {
         core::log::Info("registration expired", {{"device", it->first}});
+        self->local_by_icp.erase(b.icp_username);
         tport_unref(b.tport);
         it = self->local.erase(it);
         continue;
@@ -315,6 +318,16 @@ struct Edge::Impl {
     }
     nta_incoming_destroy(irq);
     return 0;
+  }
+
+  // Forgets this instance's connection to the phone `user`.
+  void DropLocal(const std::string& user) {
+    auto it = local.find(user);
+    if (it == local.end()) return;
+    auto idx = local_by_icp.find(it->second.icp_username);
+    if (idx != local_by_icp.end() && idx->second == user) local_by_icp.erase(idx);
+    tport_unref(it->second.tport);
+    local.erase(it);
   }
 
   void UpdateRegisteredGauge() {
@@ -580,6 +593,10 @@ struct Edge::Impl {
     // Registered through another instance before (it died, or the phone moved): remove that
     // instance's contact at the iPBX so that nothing stale remains there.
     absl::StatusOr<std::optional<core::Binding>> previous = bindings.Get(user);
+    p->previous_since =
+        previous.ok() && previous->has_value() && (*previous)->expires_at > p->started
+            ? (*previous)->since
+            : p->started;
     if (previous.ok() && previous->has_value() && (*previous)->instance != options.instance) {
       const std::string addr = InstanceIcpAddress((*previous)->instance);
       if (!addr.empty() && addr != IcpContactHost()) {
@@ -722,15 +739,9 @@ struct Edge::Impl {
       b.source = p->source;
       b.transport = p->transport;
       b.instance = options.instance;
-      auto it = local.find(user);
-      b.since = now;
-      absl::StatusOr<std::optional<core::Binding>> old = bindings.Get(user);
-      if (old.ok() && old->has_value() && (*old)->expires_at > now) b.since = (*old)->since;
+      b.since = p->previous_since;
       b.expires_at = now + absl::Seconds(p->expires);
-      if (it != local.end()) {
-        tport_unref(it->second.tport);
-        local.erase(it);
-      }
+      DropLocal(user);
       b.connection = std::to_string(next_connection++);
       absl::Status put = bindings.Put(b);
       if (!put.ok()) {
@@ -739,6 +750,7 @@ struct Edge::Impl {
               TAG_END());
       } else {
         local[user] = LocalBinding{tport_ref(p->tport), p->contacts, b.icp_username, b.expires_at};
+        local_by_icp[b.icp_username] = user;
         std::string contact = ContactList(p->contacts, b.expires_at);
         std::string exp = std::to_string(p->expires);
         Reply(p->irq, "REGISTER", SIP_200_OK, SIPTAG_CONTACT_STR(contact.c_str()),
@@ -750,11 +762,7 @@ struct Edge::Impl {
                                        {"expires", exp}});
       }
     } else if (status == 200) {  // de-registration
-      auto it = local.find(user);
-      if (it != local.end()) {
-        tport_unref(it->second.tport);
-        local.erase(it);
-      }
+      DropLocal(user);
       (void)bindings.Remove(user, p->device.icp_username);
       Reply(p->irq, "REGISTER", SIP_200_OK, TAG_END());
       core::log::Info("unregistered", {{"device", user}, {"source", p->source}});
@@ -766,7 +774,6 @@ struct Edge::Impl {
         Reply(p->irq, "REGISTER", status, phrase, TAG_END());
       }
     }
-    UpdateRegisteredGauge();
     nta_incoming_destroy(p->irq);
     if (p->tport) tport_unref(p->tport);
     delete p;
@@ -786,11 +793,8 @@ struct Edge::Impl {
     }
     const char* icp_user = sip->sip_request->rq_url->url_user;
     if (icp_user == nullptr) return Reply(irq, method, SIP_404_NOT_FOUND, TAG_END());
-    std::string set_user;
-    for (const auto& [u, b] : local) {
-      if (b.icp_username == icp_user) set_user = u;
-    }
-    auto it = local.find(set_user);
+    auto by_icp = local_by_icp.find(icp_user);
+    auto it = by_icp == local_by_icp.end() ? local.end() : local.find(by_icp->second);
     if (it == local.end() && !forwarded) return ForwardToPeer(irq, sip, icp_user);
     if (it == local.end() || it->second.contacts.empty() || !it->second.reachable) {
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
@@ -804,7 +808,7 @@ struct Edge::Impl {
     const std::string from = absl::StrCat(
         "<sip:", from_user, "@", view->public_name, ">;tag=",
         sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : core::RandomHex(rng, 6));
-    const std::string to = absl::StrCat("<sip:", set_user, "@", view->public_name, ">");
+    const std::string to = absl::StrCat("<sip:", it->first, "@", view->public_name, ">");
     const std::string call_id = absl::StrCat(
         core::Sha256Hex(sip->sip_call_id ? sip->sip_call_id->i_id : "").substr(0, 24), "@rwg");
     const std::string cseq = absl::StrCat(sip->sip_cseq ? sip->sip_cseq->cs_seq : 1, " ", method);

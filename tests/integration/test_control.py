@@ -83,10 +83,12 @@ class ControlTest(rwgtest.TempDirTest):
         self.assertEqual(self.ctl.ok("config", "get", "public_name").strip(), "rwg.example.net")
         token_file = os.path.join(self.tmp, "cli", "token")
         self.assertEqual(os.stat(token_file).st_mode & 0o777, 0o600)
+        with open(token_file) as f:
+            token = f.read().strip()
         self.ctl.ok("logout")
-        r = self.ctl.run("config", "get", env={"RWG_TOKEN": open(token_file).read().strip()}
-                         if os.path.exists(token_file) else None)
-        self.assertIn("UNAUTHENTICATED", r.stderr)
+        self.assertFalse(os.path.exists(token_file))
+        r = self.ctl.run("config", "get", env={"RWG_TOKEN": token})  # the old token
+        self.assertIn("UNAUTHENTICATED: token expired or revoked", r.stderr)
 
         metrics = urllib.request.urlopen(self.control.metrics_url, timeout=5).read().decode()
         self.assertRegex(metrics, r"rwg_control_login_failures_total 2")

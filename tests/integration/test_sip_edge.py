@@ -109,7 +109,8 @@ class SipEdgeTest(EdgeFixture):
         self.assertIn(b'"icp_username":"21001"', b)
         self.assertIn(b'"transport":"tls"', b)
         self.assertIn(b'"source":"127.0.0.1:', b)
-        self.assertRegex(self.metrics(), r"rwg_sip_edge_registered_devices 1")
+        rwgtest.wait_until("registered gauge", lambda: "rwg_sip_edge_registered_devices 1"
+                           in self.metrics(), timeout=5)
         regs = self.ctl.json("registration", "list")
         self.assertEqual([r["set_username"] for r in regs["registrations"]], ["1001"])
         self.assertEqual(regs["registrations"][0]["transport"], "tls")
