@@ -31,7 +31,7 @@ end
 return 0
 )lua";
 
-// KEYS: devices, by-mac, by-icp. ARGV: mode, then (user, mac, icp, json) per device.
+// KEYS: devices, by-mac, by-icp, revision. ARGV: mode, then (user, mac, icp, json) per device.
 // Checks everything first; writes only when nothing conflicts.
 constexpr char kPutDevices[] = R"lua(
 local mode = ARGV[1]
@@ -78,11 +78,12 @@ for i = 0, n - 1 do
   if mac ~= '' then redis.call('HSET', KEYS[2], mac, u) end
   redis.call('HSET', KEYS[3], icp, u)
 end
+redis.call('INCR', KEYS[4])
 redis.call('PUBLISH', 'rwg:events', 'devices')
 return {'ok', created, updated}
 )lua";
 
-// KEYS: devices, by-mac, by-icp. ARGV: user.
+// KEYS: devices, by-mac, by-icp, revision. ARGV: user.
 constexpr char kDeleteDevice[] = R"lua(
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
@@ -92,6 +93,7 @@ if o.mac and redis.call('HGET', KEYS[2], o.mac) == ARGV[1] then redis.call('HDEL
 if o.icp_username and redis.call('HGET', KEYS[3], o.icp_username) == ARGV[1] then
   redis.call('HDEL', KEYS[3], o.icp_username)
 end
+redis.call('INCR', KEYS[4])
 redis.call('PUBLISH', 'rwg:events', 'devices')
 return 1
 )lua";
@@ -201,8 +203,8 @@ absl::StatusOr<DeviceWriteResult> RedisControlStore::PutDevices(
     args.push_back(d.icp_username());
     args.push_back(DeviceToJson(d));
   }
-  absl::StatusOr<RedisReply> r =
-      redis_.Eval(kPutDevices, {kDevices, kDevicesByMac, kDevicesByIcp}, args);
+  absl::StatusOr<RedisReply> r = redis_.Eval(
+      kPutDevices, {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey}, args);
   if (!r.ok()) return r.status();
   DeviceWriteResult out;
   if (r->type != RedisReply::Type::kArray || r->elements.empty()) {
@@ -250,8 +252,8 @@ absl::StatusOr<std::vector<adminpb::Device>> RedisControlStore::ListDevices() {
 }
 
 absl::StatusOr<bool> RedisControlStore::DeleteDevice(const std::string& user) {
-  absl::StatusOr<RedisReply> r =
-      redis_.Eval(kDeleteDevice, {kDevices, kDevicesByMac, kDevicesByIcp}, {user});
+  absl::StatusOr<RedisReply> r = redis_.Eval(
+      kDeleteDevice, {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey}, {user});
   if (!r.ok()) return r.status();
   return r->integer == 1;
 }

@@ -12,6 +12,21 @@ std::string DeviceSecretContext(absl::string_view set_username, absl::string_vie
 
 absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::BySetUsername(
     const std::string& user) {
+  if (cache_enabled_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_set_.find(user);
+    if (it != by_set_.end()) return it->second;
+  }
+  absl::StatusOr<std::optional<DeviceSecrets>> d = Load(user);
+  if (cache_enabled_ && d.ok() && d->has_value()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    by_set_[user] = **d;
+    set_by_icp_[(*d)->icp_username] = user;
+  }
+  return d;
+}
+
+absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::Load(const std::string& user) {
   absl::StatusOr<RedisReply> r = redis_.Command({"HGET", kDevicesKey, user});
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::nullopt;
@@ -37,10 +52,36 @@ absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::BySetUsername(
 
 absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::ByIcpUsername(
     const std::string& icp_user) {
+  if (cache_enabled_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = set_by_icp_.find(icp_user);
+    if (it != set_by_icp_.end()) {
+      auto d = by_set_.find(it->second);
+      if (d != by_set_.end()) return d->second;
+    }
+  }
   absl::StatusOr<RedisReply> r = redis_.Command({"HGET", kDevicesByIcpKey, icp_user});
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::nullopt;
   return BySetUsername(r->str);
+}
+
+absl::Status DeviceDirectory::Revalidate() {
+  if (!cache_enabled_) return absl::OkStatus();
+  absl::StatusOr<RedisReply> r = redis_.Command({"GET", kDevicesRevisionKey});
+  if (!r.ok()) return r.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (r->str != revision_) {
+    revision_ = r->str;
+    by_set_.clear();
+    set_by_icp_.clear();
+  }
+  return absl::OkStatus();
+}
+
+size_t DeviceDirectory::cached() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return by_set_.size();
 }
 
 }  // namespace rwg::core

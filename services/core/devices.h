@@ -2,8 +2,10 @@
 // need their secrets: sip-edge (digest passwords), sync and tma later. Only control writes.
 #pragma once
 
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -17,6 +19,8 @@ inline constexpr char kDevicesKey[] = "rwg:devices";
 inline constexpr char kDevicesByMacKey[] = "rwg:devices:mac";
 inline constexpr char kDevicesByIcpKey[] = "rwg:devices:icp";
 inline constexpr char kConfigKey[] = "rwg:config";
+// Incremented by every device write: readers that cache devices compare it.
+inline constexpr char kDevicesRevisionKey[] = "rwg:devices:rev";
 
 // The additional authenticated data that binds a sealed device secret to its record.
 std::string DeviceSecretContext(absl::string_view set_username, absl::string_view field);
@@ -30,16 +34,32 @@ struct DeviceSecrets {
   std::string location;
 };
 
+// Devices by set-side or ICP-side username. With `cache` set, devices found are kept in
+// memory (unsealed) until Revalidate() sees that control changed any device; a service that
+// calls Revalidate() every second serves a change within a second, without a Redis round trip
+// per lookup. Unknown users are never cached (a guesser cannot fill the memory).
 class DeviceDirectory {
  public:
-  DeviceDirectory(RedisClient& redis, const SecretBox& box) : redis_(redis), box_(box) {}
+  DeviceDirectory(RedisClient& redis, const SecretBox& box, bool cache = false)
+      : redis_(redis), box_(box), cache_enabled_(cache) {}
 
   absl::StatusOr<std::optional<DeviceSecrets>> BySetUsername(const std::string& user);
   absl::StatusOr<std::optional<DeviceSecrets>> ByIcpUsername(const std::string& icp_user);
 
+  // Drops the cache when the devices' revision in Redis changed since the last call.
+  absl::Status Revalidate();
+  size_t cached() const;
+
  private:
+  absl::StatusOr<std::optional<DeviceSecrets>> Load(const std::string& user);
+
   RedisClient& redis_;
   const SecretBox& box_;
+  const bool cache_enabled_;
+  mutable std::mutex mu_;
+  std::string revision_;
+  std::unordered_map<std::string, DeviceSecrets> by_set_;
+  std::unordered_map<std::string, std::string> set_by_icp_;
 };
 
 }  // namespace rwg::core

@@ -1,8 +1,10 @@
 #include "services/core/redis.h"
 
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 #include <sys/time.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -146,13 +148,36 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
 absl::StatusOr<RedisReply> RedisClient::Eval(const std::string& script,
                                              const std::vector<std::string>& keys,
                                              const std::vector<std::string>& args) {
+  // EVALSHA saves sending (and Redis hashing) the script on every call; EVAL loads it when
+  // Redis does not know it (first use, or after a restart or SCRIPT FLUSH).
+  std::string sha;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = script_sha_.find(script);
+    if (it == script_sha_.end()) {
+      unsigned char md[SHA_DIGEST_LENGTH];
+      SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), md);
+      it = script_sha_
+               .emplace(script, absl::BytesToHexString(absl::string_view(
+                                    reinterpret_cast<const char*>(md), sizeof(md))))
+               .first;
+    }
+    sha = it->second;
+  }
   std::vector<std::string> cmd;
   cmd.reserve(3 + keys.size() + args.size());
-  cmd.push_back("EVAL");
-  cmd.push_back(script);
+  cmd.push_back("EVALSHA");
+  cmd.push_back(sha);
   cmd.push_back(std::to_string(keys.size()));
   cmd.insert(cmd.end(), keys.begin(), keys.end());
   cmd.insert(cmd.end(), args.begin(), args.end());
+  absl::StatusOr<RedisReply> r = Command(cmd);
+  if (r.ok() || !absl::IsInternal(r.status()) ||
+      !absl::StrContains(r.status().message(), "NOSCRIPT")) {
+    return r;
+  }
+  cmd[0] = "EVAL";
+  cmd[1] = script;
   return Command(cmd);
 }
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,7 +42,7 @@ class RedisClient {
   RedisClient& operator=(const RedisClient&) = delete;
 
   absl::StatusOr<RedisReply> Command(const std::vector<std::string>& args);
-  // EVAL with the given script, keys and arguments.
+  // Runs the script with the given keys and arguments (EVALSHA, EVAL when Redis lacks it).
   absl::StatusOr<RedisReply> Eval(const std::string& script, const std::vector<std::string>& keys,
                                   const std::vector<std::string>& args);
   absl::Status Ping();
@@ -54,6 +55,7 @@ class RedisClient {
   RedisOptions options_;
   std::mutex mu_;
   std::vector<redisContext*> idle_;
+  std::unordered_map<std::string, std::string> script_sha_;  // script -> SHA-1 hex
 };
 
 }  // namespace rwg::core

@@ -12,12 +12,14 @@ constexpr char kActive[] = "rwg:reg:active";
 std::string Key(const std::string& u) { return absl::StrCat("rwg:reg:", u); }
 std::string IcpKey(const std::string& u) { return absl::StrCat("rwg:reg:icp:", u); }
 
+// KEYS: active, binding. ARGV: set user, now ms, hold until ms, limit.
 constexpr char kReserve[] = R"lua(
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 2 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+local prev = redis.call('GET', KEYS[2]) or ''
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {2, prev} end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return {0, prev} end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return 1
+return {1, prev}
 )lua";
 
 // KEYS: binding, icp index, active. ARGV: json, set user, ttl ms, expires ms.
@@ -73,22 +75,31 @@ absl::StatusOr<Binding> BindingFromJson(const std::string& json) {
   return b;
 }
 
-absl::StatusOr<BindingStore::Reservation> BindingStore::Reserve(const std::string& user,
-                                                                uint32_t limit, absl::Time now,
-                                                                absl::Time hold_until) {
+absl::StatusOr<BindingStore::Reserved> BindingStore::Reserve(const std::string& user,
+                                                             uint32_t limit, absl::Time now,
+                                                             absl::Time hold_until) {
   absl::StatusOr<RedisReply> r =
-      redis_.Eval(kReserve, {kActive},
+      redis_.Eval(kReserve, {kActive, Key(user)},
                   {user, std::to_string(absl::ToUnixMillis(now)),
                    std::to_string(absl::ToUnixMillis(hold_until)), std::to_string(limit)});
   if (!r.ok()) return r.status();
-  switch (r->integer) {
+  if (r->elements.size() != 2) return absl::InternalError("unexpected reservation reply");
+  Reserved out;
+  switch (r->elements[0].integer) {
     case 0:
-      return Reservation::kRefused;
+      out.reservation = Reservation::kRefused;
+      break;
     case 1:
-      return Reservation::kNew;
+      out.reservation = Reservation::kNew;
+      break;
     default:
-      return Reservation::kExisting;
+      out.reservation = Reservation::kExisting;
   }
+  if (!r->elements[1].str.empty()) {
+    absl::StatusOr<Binding> b = BindingFromJson(r->elements[1].str);
+    if (b.ok()) out.previous = *std::move(b);
+  }
+  return out;
 }
 
 absl::Status BindingStore::Release(const std::string& user) {

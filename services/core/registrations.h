@@ -35,9 +35,14 @@ class BindingStore {
   explicit BindingStore(RedisClient& redis) : redis_(redis) {}
 
   enum class Reservation { kRefused, kNew, kExisting };
-  // Counts `set_username` against `limit` until `hold_until` unless it is counted already.
-  absl::StatusOr<Reservation> Reserve(const std::string& set_username, uint32_t limit,
-                                      absl::Time now, absl::Time hold_until);
+  struct Reserved {
+    Reservation reservation = Reservation::kRefused;
+    std::optional<Binding> previous;  // the binding stored before, if any (even expired)
+  };
+  // Counts `set_username` against `limit` until `hold_until` unless it is counted already,
+  // and returns the binding stored so far: one round trip for both.
+  absl::StatusOr<Reserved> Reserve(const std::string& set_username, uint32_t limit, absl::Time now,
+                                   absl::Time hold_until);
   // Gives back a kNew reservation that did not become a registration.
   absl::Status Release(const std::string& set_username);
   absl::Status Put(const Binding& b);

@@ -27,6 +27,7 @@
 #include "nlohmann/json.hpp"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
+#include "services/sip_edge/source_filter.h"
 
 namespace rwg::sip_edge {
 
@@ -39,6 +40,8 @@ struct EdgeMetrics {
   prometheus::Histogram& upstream_latency;
   prometheus::Family<prometheus::Counter>& bans;
   prometheus::Counter& dropped_banned;
+  prometheus::Family<prometheus::Counter>& upstream_refreshes;
+  prometheus::Gauge& filtered_sources;
 
   explicit EdgeMetrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
@@ -80,7 +83,16 @@ struct EdgeMetrics {
                            .Name("rwg_sip_edge_dropped_total")
                            .Help("Requests dropped unanswered, by reason")
                            .Register(r)
-                           .Add({{"reason", "banned"}})) {}
+                           .Add({{"reason", "banned"}})),
+        upstream_refreshes(prometheus::BuildCounter()
+                               .Name("rwg_sip_edge_upstream_refreshes_total")
+                               .Help("iPBX registrations refreshed by rwg itself, by result")
+                               .Register(r)),
+        filtered_sources(prometheus::BuildGauge()
+                             .Name("rwg_sip_edge_filtered_sources")
+                             .Help("Banned addresses whose connections the kernel drops")
+                             .Register(r)
+                             .Add({})) {}
 };
 
 namespace {
@@ -145,6 +157,9 @@ struct Edge::Impl {
     std::string icp_username;
     absl::Time expires_at;
     bool reachable = true;
+    absl::Time upstream_expires_at;  // when the iPBX's registration runs out
+    absl::Time upstream_refresh_at;  // when rwg refreshes it (if the phone's binding lasts)
+    bool refreshing = false;         // an rwg refresh is waiting for the iPBX
   };
 
   // A phone's REGISTER waiting for the iPBX.
@@ -154,7 +169,8 @@ struct Edge::Impl {
     tport_t* tport = nullptr;  // referenced
     core::DeviceSecrets device;
     std::vector<std::string> contacts;
-    int expires = 0;
+    int expires = 0;           // granted to the phone
+    int upstream_expires = 0;  // asked of the iPBX, then granted by it
     bool new_reservation = false;
     int attempts = 0;
     absl::Time started;
@@ -215,6 +231,7 @@ struct Edge::Impl {
   std::map<std::string, LocalBinding> local;        // by set_username
   std::map<std::string, std::string> local_by_icp;  // icp_username -> set_username
   std::map<std::string, UpstreamDialog> upstream;   // by set_username
+  std::unique_ptr<SourceFilter> source_filter;      // on the set-side listeners
   uint64_t next_connection = 1;
 
   // -- lifecycle (SIP thread) ------------------------------------------------------------------
@@ -235,16 +252,17 @@ struct Edge::Impl {
     agent = nta_agent_create(
         root, URL_STRING_MAKE(urls[0].first.c_str()), nullptr, nullptr,
         NTATAG_SIP_T1X64(options.upstream_timeout_ms), NTATAG_UA(0), NTATAG_SERVER_RPORT(1),
-        NTATAG_MAXSIZE(65536),
+        NTATAG_MAXSIZE(65536), TPTAG_PONG2PING(1),
         TPTAG_CERTIFICATE(urls[0].second ? options.tls_cert_dir.c_str() : nullptr), TAG_END());
     if (agent == nullptr) {
       return absl::UnavailableError(absl::StrCat("cannot listen on ", urls[0].first));
     }
     for (size_t i = 1; i < urls.size(); ++i) {
-      int rc = urls[i].second
-                   ? nta_agent_add_tport(agent, URL_STRING_MAKE(urls[i].first.c_str()),
-                                         TPTAG_CERTIFICATE(options.tls_cert_dir.c_str()), TAG_END())
-                   : nta_agent_add_tport(agent, URL_STRING_MAKE(urls[i].first.c_str()), TAG_END());
+      int rc = urls[i].second ? nta_agent_add_tport(agent, URL_STRING_MAKE(urls[i].first.c_str()),
+                                                    TPTAG_CERTIFICATE(options.tls_cert_dir.c_str()),
+                                                    TPTAG_PONG2PING(1), TAG_END())
+                              : nta_agent_add_tport(agent, URL_STRING_MAKE(urls[i].first.c_str()),
+                                                    TPTAG_PONG2PING(1), TAG_END());
       if (rc < 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", urls[i].first));
     }
     leg = nta_leg_tcreate(agent, &Impl::OnRequest, reinterpret_cast<nta_leg_magic_t*>(this),
@@ -253,6 +271,15 @@ struct Edge::Impl {
     sweeper = su_timer_create(su_root_task(root), 1000);
     su_timer_set_for_ever(sweeper, &Impl::OnSweep, reinterpret_cast<su_timer_arg_t*>(this));
     for (const auto& u : urls) core::log::Info("SIP listening", {{"url", u.first}});
+    std::vector<int> ports;
+    for (const std::string& l : {options.tls_listen, options.tcp_listen}) {
+      int port = 0;
+      if (!l.empty() && absl::SimpleAtoi(l.substr(l.rfind(':') + 1), &port)) ports.push_back(port);
+    }
+    source_filter = std::make_unique<SourceFilter>(SourceFilter::FindListeners(ports));
+    if (source_filter->fds().size() < ports.size()) {
+      core::log::Warn("banned sources are checked after parsing only: listening sockets not found");
+    }
     Advertise();
     return absl::OkStatus();
   }
@@ -275,6 +302,7 @@ struct Edge::Impl {
       LocalBinding& b = it->second;
       if (b.expires_at <= now) {
         core::log::Info("registration expired", {{"device", it->first}});
+        if (b.upstream_expires_at > now) self->RegisterUpstreamInBackground(it->first, b, 0);
         self->local_by_icp.erase(b.icp_username);
         tport_unref(b.tport);
         it = self->local.erase(it);
@@ -293,10 +321,15 @@ struct Edge::Impl {
       }
       ++it;
     }
+    self->RefreshUpstream(now);
     self->UpdateRegisteredGauge();
     self->Advertise();
+    if (absl::Status s = self->devices.Revalidate(); !s.ok()) {
+      core::log::Warn("cannot check devices for changes", {{"error", std::string(s.message())}});
+    }
     absl::StatusOr<std::vector<core::Ban>> bans = self->banstore.List();
     if (bans.ok()) self->protection.SetBans(*bans);
+    self->ApplySourceFilter();
   }
 
   void Impose(core::Ban ban) {
@@ -306,6 +339,19 @@ struct Edge::Impl {
         "ban", {{"id", ban.id}, {"reason", ban.reason}, {"until", absl::FormatTime(ban.until)}});
     absl::Status s = banstore.Put(ban);
     if (!s.ok()) core::log::Warn("cannot store the ban", {{"error", std::string(s.message())}});
+    if (ban.kind == "source") ApplySourceFilter();
+  }
+
+  // The kernel drops new connections from sources under a ban (IPv4).
+  void ApplySourceFilter() {
+    if (!source_filter || source_filter->fds().empty()) return;
+    absl::StatusOr<size_t> n = source_filter->Set(protection.BannedSources());
+    if (!n.ok()) {
+      core::log::Warn("cannot update the source filter",
+                      {{"error", std::string(n.status().message())}});
+      return;
+    }
+    metrics.filtered_sources.Set(static_cast<double>(*n));
   }
 
   // Drops a request unanswered and closes the connection it came on.
@@ -560,22 +606,27 @@ struct Edge::Impl {
     expires = std::min(expires, options.max_expires);
 
     bool new_reservation = false;
+    std::optional<core::Binding> previous;
     if (expires > 0) {
       const absl::Time now = clock.Now();
-      absl::StatusOr<core::BindingStore::Reservation> r = bindings.Reserve(
+      absl::StatusOr<core::BindingStore::Reserved> r = bindings.Reserve(
           user, view->licences, now, now + absl::Milliseconds(options.upstream_timeout_ms + 5000));
       if (!r.ok()) {
         core::log::Warn("licence check failed", {{"error", std::string(r.status().message())}});
         return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
                      TAG_END());
       }
-      if (*r == core::BindingStore::Reservation::kRefused) {
+      previous = std::move(r->previous);
+      if (r->reservation == core::BindingStore::Reservation::kRefused) {
         metrics.licence_refusals.Increment();
         core::log::Warn("licence limit reached",
                         {{"device", user}, {"licences", std::to_string(view->licences)}});
         return Reply(irq, "REGISTER", 403, "Licence limit reached", TAG_END());
       }
-      new_reservation = *r == core::BindingStore::Reservation::kNew;
+      new_reservation = r->reservation == core::BindingStore::Reservation::kNew;
+    } else {
+      absl::StatusOr<std::optional<core::Binding>> got = bindings.Get(user);
+      if (got.ok()) previous = *std::move(got);
     }
 
     auto* p = new PendingRegister();
@@ -585,6 +636,7 @@ struct Edge::Impl {
     p->device = **dev;
     p->contacts = contacts;
     p->expires = expires;
+    p->upstream_expires = UpstreamExpires(expires);
     p->new_reservation = new_reservation;
     p->started = clock.Now();
     p->source = source;
@@ -592,24 +644,57 @@ struct Edge::Impl {
     p->transport = tpn && tpn->tpn_proto ? tpn->tpn_proto : "";
     // Registered through another instance before (it died, or the phone moved): remove that
     // instance's contact at the iPBX so that nothing stale remains there.
-    absl::StatusOr<std::optional<core::Binding>> previous = bindings.Get(user);
     p->previous_since =
-        previous.ok() && previous->has_value() && (*previous)->expires_at > p->started
-            ? (*previous)->since
-            : p->started;
-    if (previous.ok() && previous->has_value() && (*previous)->instance != options.instance) {
-      const std::string addr = InstanceIcpAddress((*previous)->instance);
+        previous.has_value() && previous->expires_at > p->started ? previous->since : p->started;
+    if (previous.has_value() && previous->instance != options.instance) {
+      const std::string addr = InstanceIcpAddress(previous->instance);
       if (!addr.empty() && addr != IcpContactHost()) {
         p->stale_contact =
             absl::StrCat("<sip:", p->device.icp_username, "@", addr, ";transport=tcp>;expires=0");
         core::log::Info("removing the iPBX contact of another instance",
-                        {{"device", user}, {"instance", (*previous)->instance}});
+                        {{"device", user}, {"instance", previous->instance}});
       }
     }
     if (!SendUpstream(p, nullptr)) {
       FinishRegister(p, 503, "iPBX unreachable");
     }
     return 0;  // answered when the iPBX has answered
+  }
+
+  int UpstreamExpires(int phone_expires) const {
+    if (options.upstream_expires <= 0 || phone_expires == 0) return phone_expires;
+    return std::min(phone_expires, options.upstream_expires);
+  }
+
+  // rwg's own REGISTER to the iPBX for a phone whose binding is held here: a refresh before
+  // the iPBX's registration runs out, or (expires 0) its removal when the phone's ended.
+  void RegisterUpstreamInBackground(const std::string& user, const LocalBinding& b, int expires) {
+    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(user);
+    if (!dev.ok() || !dev->has_value()) {
+      core::log::Warn("cannot refresh the iPBX registration: device unavailable",
+                      {{"device", user}});
+      return;
+    }
+    auto* p = new PendingRegister();
+    p->impl = this;
+    p->device = **dev;
+    p->contacts = b.contacts;
+    p->expires = expires;
+    p->upstream_expires = expires;
+    p->started = clock.Now();
+    if (!SendUpstream(p, nullptr)) FinishRegister(p, 503, "iPBX unreachable");
+  }
+
+  // Called by the sweep: refreshes the iPBX registrations that are about to run out.
+  void RefreshUpstream(absl::Time now) {
+    for (auto& [user, b] : local) {
+      if (b.refreshing || b.upstream_refresh_at > now || b.upstream_expires_at >= b.expires_at) {
+        continue;
+      }
+      b.refreshing = true;
+      const int left = static_cast<int>(absl::ToInt64Seconds(b.expires_at - now));
+      RegisterUpstreamInBackground(user, b, UpstreamExpires(std::max(left, 1)));
+    }
   }
 
   int ReplyBindings(nta_incoming_t* irq, const core::DeviceSecrets& dev) {
@@ -645,7 +730,7 @@ struct Edge::Impl {
     const std::string contact =
         absl::StrCat("<sip:", p->device.icp_username, "@", IcpContactHost(), ";transport=tcp>");
     const std::string cseq = absl::StrCat(d.cseq, " REGISTER");
-    const std::string expires = std::to_string(p->expires);
+    const std::string expires = std::to_string(p->upstream_expires);
     msg_t* msg = nta_msg_create(agent, 0);
     sip_t* sip = sip_object(msg);
     sip_add_tl(
@@ -673,7 +758,9 @@ struct Edge::Impl {
   int HandleUpstreamResponse(PendingRegister* p, nta_outgoing_t* orq, const sip_t* sip) {
     const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
     if (status < 200) return 0;
-    metrics.upstream_latency.Observe(absl::ToDoubleSeconds(clock.Now() - p->started));
+    if (p->irq != nullptr) {
+      metrics.upstream_latency.Observe(absl::ToDoubleSeconds(clock.Now() - p->started));
+    }
     if ((status == 401 || status == 407) && sip && p->attempts < 2) {
       const msg_auth_t* ch =
           status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
@@ -699,7 +786,7 @@ struct Edge::Impl {
     }
     // Everything needed from the response is read before the transaction (which owns the
     // response) is destroyed.
-    int granted = p->expires;
+    int granted = p->upstream_expires;
     if (status >= 200 && status < 300) {
       if (sip && sip->sip_expires) granted = std::min<int>(granted, sip->sip_expires->ex_delta);
       for (const sip_contact_t* m = sip ? sip->sip_contact : nullptr; m; m = m->m_next) {
@@ -713,7 +800,7 @@ struct Edge::Impl {
     nta_outgoing_destroy(orq);
     sip = nullptr;
     if (status >= 200 && status < 300) {
-      p->expires = p->expires == 0 ? 0 : std::max(granted, 1);
+      p->upstream_expires = p->upstream_expires == 0 ? 0 : std::max(granted, 1);
       FinishRegister(p, 200, "OK");
     } else if (status == 401 || status == 403 || status == 404 || status == 407) {
       core::log::Warn("iPBX refused the registration", {{"device", p->device.set_username},
@@ -728,7 +815,33 @@ struct Edge::Impl {
     return 0;
   }
 
+  // The end of rwg's own refresh or removal of an iPBX registration.
+  void FinishBackgroundRegister(PendingRegister* p, int status) {
+    const std::string& user = p->device.set_username;
+    auto it = local.find(user);
+    if (p->expires > 0 && it != local.end()) {
+      LocalBinding& b = it->second;
+      b.refreshing = false;
+      const absl::Time now = clock.Now();
+      if (status == 200) {
+        b.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
+        b.upstream_refresh_at = now + absl::Seconds(p->upstream_expires) * 0.8;
+        metrics.upstream_refreshes.Add({{"result", "ok"}}).Increment();
+        core::log::Debug("iPBX registration refreshed",
+                         {{"device", user}, {"expires", std::to_string(p->upstream_expires)}});
+      } else {
+        // Try again shortly; the iPBX's registration lasts until it runs out.
+        b.upstream_refresh_at = now + absl::Seconds(5);
+        metrics.upstream_refreshes.Add({{"result", "failed"}}).Increment();
+        core::log::Warn("iPBX registration refresh failed",
+                        {{"device", user}, {"status", std::to_string(status)}});
+      }
+    }
+    delete p;
+  }
+
   void FinishRegister(PendingRegister* p, int status, const char* phrase) {
+    if (p->irq == nullptr) return FinishBackgroundRegister(p, status);
     const std::string& user = p->device.set_username;
     if (status == 200 && p->expires > 0) {
       const absl::Time now = clock.Now();
@@ -749,7 +862,14 @@ struct Edge::Impl {
         Reply(p->irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
               TAG_END());
       } else {
-        local[user] = LocalBinding{tport_ref(p->tport), p->contacts, b.icp_username, b.expires_at};
+        LocalBinding lb;
+        lb.tport = tport_ref(p->tport);
+        lb.contacts = p->contacts;
+        lb.icp_username = b.icp_username;
+        lb.expires_at = b.expires_at;
+        lb.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
+        lb.upstream_refresh_at = now + absl::Seconds(p->upstream_expires) * 0.8;
+        local[user] = std::move(lb);
         local_by_icp[b.icp_username] = user;
         std::string contact = ContactList(p->contacts, b.expires_at);
         std::string exp = std::to_string(p->expires);

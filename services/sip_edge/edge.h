@@ -39,6 +39,9 @@ struct EdgeOptions {
   int max_expires = 3600;
   int default_expires = 600;
   int upstream_timeout_ms = 8000;
+  // Registration time asked of the iPBX; 0: the phone's. rwg refreshes the iPBX registration
+  // itself before it runs out, for as long as the phone's binding lasts.
+  int upstream_expires = 0;
   std::string nonce_secret;  // random when empty
   // Authenticates requests relayed between instances (all instances share it).
   std::string forward_key;

@@ -83,6 +83,8 @@ int Main(int argc, char** argv) {
   opts.Add("max-expires", edge.max_expires, "longest registration granted (seconds)");
   opts.Add("default-expires", edge.default_expires, "registration time when the phone gives none");
   opts.Add("upstream-timeout-ms", edge.upstream_timeout_ms, "time the iPBX has to answer");
+  opts.Add("upstream-expires", edge.upstream_expires,
+           "registration time asked of the iPBX (0: the phone's); rwg refreshes it itself");
   opts.Add("config-refresh-ms", config_refresh_ms,
            "how often the gateway configuration is re-read");
   int ban_seconds = 300, window_seconds = 2, auth_window_seconds = 300, auth_ban_seconds = 600;
@@ -192,7 +194,8 @@ int Main(int argc, char** argv) {
     edge.tls_cert_dir = *dir;
   }
 
-  core::DeviceDirectory devices(redis, **box);
+  // Devices are cached; the edge's 1 s sweep drops the cache when control changed a device.
+  core::DeviceDirectory devices(redis, **box, /*cache=*/true);
 
   core::ServiceHost host("sip-edge", server);
   sip_edge::Edge sip(edge, redis, devices, config, core::SystemClock::Get(), core::Random::System(),

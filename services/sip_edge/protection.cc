@@ -1,5 +1,6 @@
 #include "services/sip_edge/protection.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace rwg::sip_edge {
@@ -61,6 +62,16 @@ bool Protection::SourceBanned(const std::string& ip) const {
 bool Protection::AuthBanned(const std::string& ip, const std::string& user) const {
   auto it = bans_.find(core::AuthBanId(ip, user));
   return it != bans_.end() && it->second > clock_.Now();
+}
+
+std::vector<std::string> Protection::BannedSources() const {
+  const std::string prefix = core::SourceBanId("");
+  const absl::Time now = clock_.Now();
+  std::vector<std::string> out;
+  for (const auto& [id, until] : bans_) {
+    if (until > now && absl::StartsWith(id, prefix)) out.push_back(id.substr(prefix.size()));
+  }
+  return out;
 }
 
 void Protection::SetBans(const std::vector<core::Ban>& bans) {

@@ -37,6 +37,8 @@ class Protection {
 
   bool SourceBanned(const std::string& ip) const;
   bool AuthBanned(const std::string& ip, const std::string& user) const;
+  // Addresses under a source ban now.
+  std::vector<std::string> BannedSources() const;
 
   // Replaces the known bans (from Redis, all instances) keeping the ones made locally since.
   void SetBans(const std::vector<core::Ban>& bans);

@@ -64,6 +64,19 @@ class SipConnection:
     def send_raw(self, data):
         self.sock.sendall(data if isinstance(data, bytes) else data.encode())
 
+    def read_raw(self, timeout=2.0):
+        """Whatever bytes arrive within `timeout` seconds (b"" if none)."""
+        if self.buf:
+            out, self.buf = self.buf, b""
+            return out
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(65536)
+        except (socket.timeout, TimeoutError):
+            return b""
+        finally:
+            self.sock.settimeout(10)
+
     def read_message(self):
         """One SIP message (headers + body) as text, or None when the connection closed."""
         while b"\r\n\r\n" not in self.buf:

@@ -231,10 +231,15 @@ class SipEdgeTest(EdgeFixture):
             self.assertIn(f"To: <sip:1001@{DOMAIN}>", m)
 
     def test_keepalive_and_lost_connection(self):
+        # Over TCP, an RFC 5626 ping (CRLF CRLF) is answered with a pong (CRLF).
+        tcp = self.phone(tls=False)
+        tcp.send_raw(b"\r\n\r\n")
+        self.assertEqual(tcp.read_raw(), b"\r\n")
+        self.assertEqual(sipclient.status(tcp.register("1002", DOMAIN)), 401)
         conn, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 200, r)
         for _ in range(3):
-            conn.send_raw(b"\r\n\r\n")  # RFC 5626 keep-alive pings keep the connection
+            conn.send_raw(b"\r\n\r\n")  # pings keep the TLS connection too
         self.assertEqual(sipclient.status(conn.register("1001", DOMAIN)), 401)
         conn.close()
         rwgtest.wait_until("marked unreachable",
@@ -254,6 +259,23 @@ class SipEdgeTest(EdgeFixture):
         _, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 200, r)
         self.assertTrue(self.ctl.json("registration", "show", "1001")["reachable"])
+
+    def test_device_changes_reach_the_edge_within_seconds(self):
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)  # the edge now holds 1001 in its cache
+        self.ctl.ok("device", "update", "1001", "--set-password", "changed-pw-1001")
+        # The edge checks for device changes every second (a few wrong tries would ban).
+        time.sleep(1.5)
+        _, r = self.register("1001", password="changed-pw-1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 403, "the old password no longer works")
+        _, r = self.register("1002")
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.ctl.ok("device", "delete", "1002")
+        time.sleep(1.5)
+        _, r = self.register("1002")
+        self.assertEqual(sipclient.status(r), 403, "a deleted device cannot register")
 
     def test_phones_vanishing_do_not_hurt(self):
         # Phones that drop their connections, politely or not: the edge's writes then hit
@@ -397,13 +419,20 @@ class ProtectionTest(EdgeFixture):
         bans = self.ctl.json("ban", "list")["bans"]
         self.assertEqual([b["id"] for b in bans], ["src:127.0.0.1"])
         self.assertIn("ban id=src:127.0.0.1", self.edge.read_log())
-        fresh = sipclient.SipConnection("127.0.0.1", self.tcp_port, timeout=1)
-        self.addCleanup(fresh.close)
-        self.assertIsNone(self.options(fresh), "dropped on a new connection too")
-        time.sleep(3.5)  # the ban lasts 3 s
-        again = sipclient.SipConnection("127.0.0.1", self.tcp_port, timeout=2)
+        # Dropped before parsing: the kernel discards the banned source's connection attempts.
+        for port in (self.tcp_port, self.tls_port):
+            with self.assertRaises(OSError, msg=f"connection to {port} while banned"):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        self.assertIn("rwg_sip_edge_filtered_sources 1", self.metrics())
+        # Another source still gets through.
+        other = sipclient.SipConnection("127.0.0.1", self.tcp_port, timeout=2, source="127.0.0.9")
+        self.addCleanup(other.close)
+        self.assertEqual(sipclient.status(self.options(other)), 200)
+        time.sleep(4)  # the ban lasts 3 s; the filter follows within a second
+        again = sipclient.SipConnection("127.0.0.1", self.tcp_port, timeout=3)
         self.addCleanup(again.close)
         self.assertEqual(sipclient.status(self.options(again)), 200)
+        self.assertIn("rwg_sip_edge_filtered_sources 0", self.metrics())
         self.assertRegex(self.metrics(), r'rwg_sip_edge_bans_total\{kind="source"\} 1')
 
     def test_icp_is_never_banned(self):
@@ -600,6 +629,27 @@ class BaresipTest(EdgeFixture):
         phone.wait(timeout=20)
         rwgtest.wait_until("iPBX binding removed", lambda: self.kamailio.registered() == set())
         self.assertEqual(self.ctl.json("registration", "list")["registrations"], [])
+
+
+class UpstreamRefreshTest(EdgeFixture):
+    edge_args = ["--upstream-expires", "3"]
+
+    def test_rwg_keeps_the_ipbx_registration_alive_for_the_phone(self):
+        conn, r = self.register("1001", expires=9)
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertIn("Expires: 9", r, "the phone keeps its own registration time")
+        started = time.monotonic()
+        # The iPBX granted 3 s; without rwg's refreshes its record would be gone after ~4 s.
+        while time.monotonic() - started < 7:
+            self.assertEqual(self.kamailio.registered(), {"21001"},
+                             f"iPBX record lost after {time.monotonic() - started:.1f}s")
+            time.sleep(0.5)
+        self.assertRegex(self.metrics(),
+                         r'rwg_sip_edge_upstream_refreshes_total\{result="ok"\} [2-9]')
+        # The phone does not refresh: when its binding ends, the iPBX's goes too.
+        rwgtest.wait_until("binding expired", lambda: self.binding("1001") is None, timeout=10)
+        rwgtest.wait_until("iPBX record removed", lambda: self.kamailio.registered() == set(),
+                           timeout=5)
 
 
 class ConfigListenersTest(EdgeFixture):
