@@ -11,9 +11,8 @@
 #include "absl/strings/strip.h"
 
 namespace rwg::core {
-namespace {
 
-RedisReply Convert(const redisReply* r) {
+RedisReply ConvertReply(const redisReply* r) {
   RedisReply out;
   switch (r->type) {
     case REDIS_REPLY_STRING:
@@ -31,7 +30,7 @@ RedisReply Convert(const redisReply* r) {
     case REDIS_REPLY_ARRAY:
       out.type = RedisReply::Type::kArray;
       out.elements.reserve(r->elements);
-      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(Convert(r->element[i]));
+      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(ConvertReply(r->element[i]));
       break;
     default:
       out.type = RedisReply::Type::kNil;
@@ -39,7 +38,20 @@ RedisReply Convert(const redisReply* r) {
   return out;
 }
 
-}  // namespace
+absl::Status ErrorReplyStatus(const std::string& address, const std::string& msg) {
+  // A server that is loading its data set or lost its replica is unavailable, not broken.
+  if (absl::StartsWith(msg, "LOADING") || absl::StartsWith(msg, "MASTERDOWN") ||
+      absl::StartsWith(msg, "BUSY") || absl::StartsWith(msg, "MISCONF")) {
+    return absl::UnavailableError(absl::StrCat("redis at ", address, " is unavailable: ", msg));
+  }
+  return absl::InternalError(absl::StrCat("redis error: ", msg));
+}
+
+std::string ScriptSha(const std::string& script) {
+  unsigned char md[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), md);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(md), sizeof(md)));
+}
 
 RedisClient::RedisClient(RedisOptions options) : options_(std::move(options)) {}
 
@@ -131,15 +143,9 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
     std::string msg(r->str, r->len);
     freeReplyObject(r);
     Release(*ctx, true);
-    // A server that is loading its data set or lost its replica is unavailable, not broken.
-    if (absl::StartsWith(msg, "LOADING") || absl::StartsWith(msg, "MASTERDOWN") ||
-        absl::StartsWith(msg, "BUSY") || absl::StartsWith(msg, "MISCONF")) {
-      return absl::UnavailableError(
-          absl::StrCat("redis at ", options_.address, " is unavailable: ", msg));
-    }
-    return absl::InternalError(absl::StrCat("redis error: ", msg));
+    return ErrorReplyStatus(options_.address, msg);
   }
-  RedisReply out = Convert(r);
+  RedisReply out = ConvertReply(r);
   freeReplyObject(r);
   Release(*ctx, true);
   return out;
@@ -154,14 +160,7 @@ absl::StatusOr<RedisReply> RedisClient::Eval(const std::string& script,
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = script_sha_.find(script);
-    if (it == script_sha_.end()) {
-      unsigned char md[SHA_DIGEST_LENGTH];
-      SHA1(reinterpret_cast<const unsigned char*>(script.data()), script.size(), md);
-      it = script_sha_
-               .emplace(script, absl::BytesToHexString(absl::string_view(
-                                    reinterpret_cast<const char*>(md), sizeof(md))))
-               .first;
-    }
+    if (it == script_sha_.end()) it = script_sha_.emplace(script, ScriptSha(script)).first;
     sha = it->second;
   }
   std::vector<std::string> cmd;

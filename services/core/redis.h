@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 
 struct redisContext;
+struct redisReply;
 
 namespace rwg::core {
 
@@ -25,6 +26,15 @@ struct RedisReply {
 
   bool is_nil() const { return type == Type::kNil; }
 };
+
+// A hiredis reply as a RedisReply (for clients built on hiredis' other APIs).
+RedisReply ConvertReply(const redisReply* r);
+// A Redis error reply as a status: Unavailable for a server that is loading, busy or cut from
+// its replica, Internal otherwise.
+absl::Status ErrorReplyStatus(const std::string& address, const std::string& message);
+
+// The SHA-1 (hex) that EVALSHA names `script` by.
+std::string ScriptSha(const std::string& script);
 
 struct RedisOptions {
   std::string address = "127.0.0.1:6379";  // host:port or unix:/path
@@ -47,6 +57,7 @@ class RedisClient {
                                   const std::vector<std::string>& args);
   absl::Status Ping();
   const std::string& address() const { return options_.address; }
+  const RedisOptions& options() const { return options_; }
 
  private:
   absl::StatusOr<redisContext*> Acquire();

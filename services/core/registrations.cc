@@ -9,11 +9,11 @@ namespace rwg::core {
 namespace {
 
 constexpr char kActive[] = "rwg:reg:active";
-std::string Key(const std::string& u) { return absl::StrCat("rwg:reg:", u); }
+std::string BindingKey(const std::string& u) { return absl::StrCat("rwg:reg:", u); }
 std::string IcpKey(const std::string& u) { return absl::StrCat("rwg:reg:icp:", u); }
 
 // KEYS: active, binding. ARGV: set user, now ms, hold until ms, limit.
-constexpr char kReserve[] = R"lua(
+const std::string kReserve = R"lua(
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local prev = redis.call('GET', KEYS[2]) or ''
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {2, prev} end
@@ -23,7 +23,7 @@ return {1, prev}
 )lua";
 
 // KEYS: binding, icp index, active. ARGV: json, set user, ttl ms, expires ms.
-constexpr char kPut[] = R"lua(
+const std::string kPut = R"lua(
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
@@ -75,17 +75,18 @@ absl::StatusOr<Binding> BindingFromJson(const std::string& json) {
   return b;
 }
 
-absl::StatusOr<BindingStore::Reserved> BindingStore::Reserve(const std::string& user,
-                                                             uint32_t limit, absl::Time now,
-                                                             absl::Time hold_until) {
-  absl::StatusOr<RedisReply> r =
-      redis_.Eval(kReserve, {kActive, Key(user)},
-                  {user, std::to_string(absl::ToUnixMillis(now)),
-                   std::to_string(absl::ToUnixMillis(hold_until)), std::to_string(limit)});
-  if (!r.ok()) return r.status();
-  if (r->elements.size() != 2) return absl::InternalError("unexpected reservation reply");
+BindingStore::ScriptCall BindingStore::ReserveCall(const std::string& user, uint32_t limit,
+                                                   absl::Time now, absl::Time hold_until) {
+  return {&kReserve,
+          {kActive, BindingKey(user)},
+          {user, std::to_string(absl::ToUnixMillis(now)),
+           std::to_string(absl::ToUnixMillis(hold_until)), std::to_string(limit)}};
+}
+
+absl::StatusOr<BindingStore::Reserved> BindingStore::ParseReserved(const RedisReply& r) {
+  if (r.elements.size() != 2) return absl::InternalError("unexpected reservation reply");
   Reserved out;
-  switch (r->elements[0].integer) {
+  switch (r.elements[0].integer) {
     case 0:
       out.reservation = Reservation::kRefused;
       break;
@@ -95,34 +96,49 @@ absl::StatusOr<BindingStore::Reserved> BindingStore::Reserve(const std::string& 
     default:
       out.reservation = Reservation::kExisting;
   }
-  if (!r->elements[1].str.empty()) {
-    absl::StatusOr<Binding> b = BindingFromJson(r->elements[1].str);
+  if (!r.elements[1].str.empty()) {
+    absl::StatusOr<Binding> b = BindingFromJson(r.elements[1].str);
     if (b.ok()) out.previous = *std::move(b);
   }
   return out;
 }
 
+absl::StatusOr<BindingStore::Reserved> BindingStore::Reserve(const std::string& user,
+                                                             uint32_t limit, absl::Time now,
+                                                             absl::Time hold_until) {
+  ScriptCall c = ReserveCall(user, limit, now, hold_until);
+  absl::StatusOr<RedisReply> r = redis_.Eval(*c.script, c.keys, c.args);
+  if (!r.ok()) return r.status();
+  return ParseReserved(*r);
+}
+
+std::string BindingStore::Key(const std::string& user) { return BindingKey(user); }
+
 absl::Status BindingStore::Release(const std::string& user) {
   return redis_.Command({"ZREM", kActive, user}).status();
 }
 
-absl::Status BindingStore::Put(const Binding& b) {
+BindingStore::ScriptCall BindingStore::PutCall(const Binding& b, absl::Time now) {
   // The record outlives the binding a little so that a late refresh still finds it.
   const int64_t ttl_ms =
-      std::max<int64_t>(1000, absl::ToInt64Milliseconds(b.expires_at - absl::Now()) + 5000);
-  return redis_
-      .Eval(kPut, {Key(b.set_username), IcpKey(b.icp_username), kActive},
-            {BindingToJson(b), b.set_username, std::to_string(ttl_ms),
-             std::to_string(absl::ToUnixMillis(b.expires_at))})
-      .status();
+      std::max<int64_t>(1000, absl::ToInt64Milliseconds(b.expires_at - now) + 5000);
+  return {&kPut,
+          {BindingKey(b.set_username), IcpKey(b.icp_username), kActive},
+          {BindingToJson(b), b.set_username, std::to_string(ttl_ms),
+           std::to_string(absl::ToUnixMillis(b.expires_at))}};
+}
+
+absl::Status BindingStore::Put(const Binding& b) {
+  ScriptCall c = PutCall(b, absl::Now());
+  return redis_.Eval(*c.script, c.keys, c.args).status();
 }
 
 absl::Status BindingStore::Remove(const std::string& user, const std::string& icp_user) {
-  return redis_.Eval(kRemove, {Key(user), IcpKey(icp_user), kActive}, {user}).status();
+  return redis_.Eval(kRemove, {BindingKey(user), IcpKey(icp_user), kActive}, {user}).status();
 }
 
 absl::StatusOr<std::optional<Binding>> BindingStore::Get(const std::string& user) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"GET", Key(user)});
+  absl::StatusOr<RedisReply> r = redis_.Command({"GET", BindingKey(user)});
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::nullopt;
   absl::StatusOr<Binding> b = BindingFromJson(r->str);
@@ -152,7 +168,7 @@ absl::StatusOr<std::vector<Binding>> BindingStore::ListActive(absl::Time now) {
   std::vector<Binding> out;
   if (users->elements.empty()) return out;
   std::vector<std::string> mget = {"MGET"};
-  for (const RedisReply& u : users->elements) mget.push_back(Key(u.str));
+  for (const RedisReply& u : users->elements) mget.push_back(BindingKey(u.str));
   absl::StatusOr<RedisReply> records = redis_.Command(mget);
   if (!records.ok()) return records.status();
   for (const RedisReply& r : records->elements) {

@@ -43,6 +43,19 @@ class BindingStore {
   // and returns the binding stored so far: one round trip for both.
   absl::StatusOr<Reserved> Reserve(const std::string& set_username, uint32_t limit, absl::Time now,
                                    absl::Time hold_until);
+
+  // The Lua calls behind Reserve and Put, for clients that send them asynchronously.
+  struct ScriptCall {
+    const std::string* script;
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+  };
+  static ScriptCall ReserveCall(const std::string& set_username, uint32_t limit, absl::Time now,
+                                absl::Time hold_until);
+  static absl::StatusOr<Reserved> ParseReserved(const RedisReply& reply);
+  static ScriptCall PutCall(const Binding& b, absl::Time now);
+  // The Redis key of a binding.
+  static std::string Key(const std::string& set_username);
   // Gives back a kNew reservation that did not become a registration.
   absl::Status Release(const std::string& set_username);
   absl::Status Put(const Binding& b);

@@ -15,6 +15,10 @@
 #include <sofia-sip/tport_tag.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -27,6 +31,7 @@
 #include "nlohmann/json.hpp"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
+#include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/source_filter.h"
 
 namespace rwg::sip_edge {
@@ -160,6 +165,7 @@ struct Edge::Impl {
     absl::Time upstream_expires_at;  // when the iPBX's registration runs out
     absl::Time upstream_refresh_at;  // when rwg refreshes it (if the phone's binding lasts)
     bool refreshing = false;         // an rwg refresh is waiting for the iPBX
+    std::string connection;          // the binding's connection id in Redis
   };
 
   // A phone's REGISTER waiting for the iPBX.
@@ -232,6 +238,13 @@ struct Edge::Impl {
   std::map<std::string, std::string> local_by_icp;  // icp_username -> set_username
   std::map<std::string, UpstreamDialog> upstream;   // by set_username
   std::unique_ptr<SourceFilter> source_filter;      // on the set-side listeners
+  std::unique_ptr<AsyncRedis> async_redis;          // Redis on the SIP thread's loop
+  std::thread housekeeper;
+  std::mutex hk_mu;
+  std::condition_variable hk_cv;
+  bool hk_stop = false;                              // guarded by hk_mu
+  std::optional<std::vector<core::Ban>> fresh_bans;  // guarded by hk_mu
+  std::map<std::string, std::string> instance_icp;   // guarded by hk_mu
   uint64_t next_connection = 1;
 
   // -- lifecycle (SIP thread) ------------------------------------------------------------------
@@ -241,6 +254,7 @@ struct Edge::Impl {
     su_home_init(home);
     root = su_root_create(nullptr);
     if (root == nullptr) return absl::InternalError("cannot create the SIP event loop");
+    async_redis = std::make_unique<AsyncRedis>(root, redis.options(), clock);
     std::vector<std::pair<std::string, bool>> urls;  // url, is tls
     if (!options.tcp_listen.empty())
       urls.push_back({SofiaUrl(options.tcp_listen, "sip", "tcp"), false});
@@ -284,10 +298,20 @@ struct Edge::Impl {
     return absl::OkStatus();
   }
 
+  void StopHousekeeping() {
+    {
+      std::lock_guard<std::mutex> lock(hk_mu);
+      hk_stop = true;
+    }
+    hk_cv.notify_all();
+    if (housekeeper.joinable()) housekeeper.join();
+  }
+
   void Teardown() {
     for (auto& [user, b] : local) tport_unref(b.tport);
     local.clear();
     if (sweeper) su_timer_destroy(sweeper);
+    async_redis.reset();  // what still waits on Redis is answered 503
     if (leg) nta_leg_destroy(leg);
     if (agent) nta_agent_destroy(agent);
     if (root) su_root_destroy(root);
@@ -313,22 +337,33 @@ struct Edge::Impl {
         // registers again; the iPBX's binding runs out at its expiry.
         b.reachable = false;
         core::log::Warn("phone connection lost", {{"device", it->first}});
-        absl::StatusOr<std::optional<core::Binding>> stored = self->bindings.Get(it->first);
-        if (stored.ok() && stored->has_value() && (*stored)->instance == self->options.instance) {
-          (*stored)->reachable = false;
-          (void)self->bindings.Put(**stored);
-        }
+        self->async_redis->Command(
+            {"GET", core::BindingStore::Key(it->first)},
+            [self, connection = b.connection](absl::StatusOr<core::RedisReply> r) {
+              if (!r.ok() || r->is_nil()) return;
+              absl::StatusOr<core::Binding> b = core::BindingFromJson(r->str);
+              // Only the binding of the lost connection (not a newer registration).
+              if (!b.ok() || b->instance != self->options.instance || b->connection != connection) {
+                return;
+              }
+              b->reachable = false;
+              core::BindingStore::ScriptCall call =
+                  core::BindingStore::PutCall(*b, self->clock.Now());
+              self->async_redis->Eval(*call.script, call.keys, call.args,
+                                      [](absl::StatusOr<core::RedisReply>) {});
+            });
       }
       ++it;
     }
+    self->async_redis->CheckTimeouts();
     self->RefreshUpstream(now);
-    self->UpdateRegisteredGauge();
-    self->Advertise();
-    if (absl::Status s = self->devices.Revalidate(); !s.ok()) {
-      core::log::Warn("cannot check devices for changes", {{"error", std::string(s.message())}});
+    {
+      std::lock_guard<std::mutex> lock(self->hk_mu);
+      if (self->fresh_bans) {
+        self->protection.SetBans(*self->fresh_bans);
+        self->fresh_bans.reset();
+      }
     }
-    absl::StatusOr<std::vector<core::Ban>> bans = self->banstore.List();
-    if (bans.ok()) self->protection.SetBans(*bans);
     self->ApplySourceFilter();
   }
 
@@ -411,12 +446,40 @@ struct Edge::Impl {
     (void)redis.Command({"HSET", kInstancesKey, options.instance, j.dump()});
   }
 
+  // Where another instance takes requests from the iPBX (as of the last housekeeping round).
   std::string InstanceIcpAddress(const std::string& instance) {
-    absl::StatusOr<core::RedisReply> r = redis.Command({"HGET", kInstancesKey, instance});
-    if (!r.ok() || r->is_nil()) return "";
-    nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return "";
-    return j.value("icp", "");
+    std::lock_guard<std::mutex> lock(hk_mu);
+    auto it = instance_icp.find(instance);
+    return it == instance_icp.end() ? "" : it->second;
+  }
+
+  // Redis work that runs once a second on a thread of its own, so that a slow or hung Redis
+  // never holds up the SIP thread: advertising this instance, the registered-devices gauge,
+  // device changes, bans and the other instances' addresses. Bans go to the SIP thread
+  // through `fresh_bans`.
+  void Housekeeping() {
+    std::unique_lock<std::mutex> lock(hk_mu);
+    while (!hk_stop) {
+      lock.unlock();
+      Advertise();
+      UpdateRegisteredGauge();
+      if (absl::Status s = devices.Revalidate(); !s.ok()) {
+        core::log::Warn("cannot check devices for changes", {{"error", std::string(s.message())}});
+      }
+      absl::StatusOr<std::vector<core::Ban>> bans = banstore.List();
+      std::map<std::string, std::string> icp;
+      absl::StatusOr<core::RedisReply> inst = redis.Command({"HGETALL", kInstancesKey});
+      if (inst.ok()) {
+        for (size_t i = 0; i + 1 < inst->elements.size(); i += 2) {
+          nlohmann::json j = nlohmann::json::parse(inst->elements[i + 1].str, nullptr, false);
+          if (j.is_object()) icp[inst->elements[i].str] = j.value("icp", "");
+        }
+      }
+      lock.lock();
+      if (bans.ok()) fresh_bans = *std::move(bans);
+      if (inst.ok()) instance_icp = std::move(icp);
+      hk_cv.wait_for(lock, std::chrono::seconds(1), [this] { return hk_stop; });
+    }
   }
 
   std::string Signature(const std::string& instance, const sip_t* sip) const {
@@ -605,30 +668,6 @@ struct Edge::Impl {
     }
     expires = std::min(expires, options.max_expires);
 
-    bool new_reservation = false;
-    std::optional<core::Binding> previous;
-    if (expires > 0) {
-      const absl::Time now = clock.Now();
-      absl::StatusOr<core::BindingStore::Reserved> r = bindings.Reserve(
-          user, view->licences, now, now + absl::Milliseconds(options.upstream_timeout_ms + 5000));
-      if (!r.ok()) {
-        core::log::Warn("licence check failed", {{"error", std::string(r.status().message())}});
-        return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
-                     TAG_END());
-      }
-      previous = std::move(r->previous);
-      if (r->reservation == core::BindingStore::Reservation::kRefused) {
-        metrics.licence_refusals.Increment();
-        core::log::Warn("licence limit reached",
-                        {{"device", user}, {"licences", std::to_string(view->licences)}});
-        return Reply(irq, "REGISTER", 403, "Licence limit reached", TAG_END());
-      }
-      new_reservation = r->reservation == core::BindingStore::Reservation::kNew;
-    } else {
-      absl::StatusOr<std::optional<core::Binding>> got = bindings.Get(user);
-      if (got.ok()) previous = *std::move(got);
-    }
-
     auto* p = new PendingRegister();
     p->impl = this;
     p->irq = irq;
@@ -637,11 +676,66 @@ struct Edge::Impl {
     p->contacts = contacts;
     p->expires = expires;
     p->upstream_expires = UpstreamExpires(expires);
-    p->new_reservation = new_reservation;
     p->started = clock.Now();
     p->source = source;
     const tp_name_t* tpn = p->tport ? tport_name(p->tport) : nullptr;
     p->transport = tpn && tpn->tpn_proto ? tpn->tpn_proto : "";
+    // Redis answers later; the SIP thread goes on with other messages meanwhile.
+    if (expires > 0) {
+      const uint32_t licences = view->licences;
+      core::BindingStore::ScriptCall call = core::BindingStore::ReserveCall(
+          user, licences, p->started,
+          p->started + absl::Milliseconds(options.upstream_timeout_ms + 5000));
+      async_redis->Eval(*call.script, call.keys, call.args,
+                        [this, p, licences](absl::StatusOr<core::RedisReply> r) {
+                          absl::StatusOr<core::BindingStore::Reserved> res =
+                              r.ok() ? core::BindingStore::ParseReserved(*r)
+                                     : absl::StatusOr<core::BindingStore::Reserved>(r.status());
+                          OnReserved(p, licences, std::move(res));
+                        });
+    } else {
+      async_redis->Command({"GET", core::BindingStore::Key(user)},
+                           [this, p](absl::StatusOr<core::RedisReply> r) {
+                             core::BindingStore::Reserved res;
+                             res.reservation = core::BindingStore::Reservation::kExisting;
+                             if (r.ok() && !r->is_nil()) {
+                               absl::StatusOr<core::Binding> b = core::BindingFromJson(r->str);
+                               if (b.ok()) res.previous = *std::move(b);
+                             }
+                             OnReserved(p, 0, std::move(res));
+                           });
+    }
+    return 0;  // answered when Redis and the iPBX have answered
+  }
+
+  // Ends a phone's REGISTER that has not gone upstream yet.
+  void Abandon(PendingRegister* p, int status, const char* phrase) {
+    if (status == 503) {
+      Reply(p->irq, "REGISTER", 503, phrase, SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
+    } else {
+      Reply(p->irq, "REGISTER", status, phrase, TAG_END());
+    }
+    nta_incoming_destroy(p->irq);
+    if (p->tport) tport_unref(p->tport);
+    delete p;
+  }
+
+  // The licence is reserved (or refused), the previous binding known: on to the iPBX.
+  void OnReserved(PendingRegister* p, uint32_t licences,
+                  absl::StatusOr<core::BindingStore::Reserved> r) {
+    const std::string& user = p->device.set_username;
+    if (!r.ok()) {
+      core::log::Warn("licence check failed", {{"error", std::string(r.status().message())}});
+      return Abandon(p, 503, "Service Unavailable");
+    }
+    if (r->reservation == core::BindingStore::Reservation::kRefused) {
+      metrics.licence_refusals.Increment();
+      core::log::Warn("licence limit reached",
+                      {{"device", user}, {"licences", std::to_string(licences)}});
+      return Abandon(p, 403, "Licence limit reached");
+    }
+    p->new_reservation = r->reservation == core::BindingStore::Reservation::kNew;
+    const std::optional<core::Binding>& previous = r->previous;
     // Registered through another instance before (it died, or the phone moved): remove that
     // instance's contact at the iPBX so that nothing stale remains there.
     p->previous_since =
@@ -658,7 +752,6 @@ struct Edge::Impl {
     if (!SendUpstream(p, nullptr)) {
       FinishRegister(p, 503, "iPBX unreachable");
     }
-    return 0;  // answered when the iPBX has answered
   }
 
   int UpstreamExpires(int phone_expires) const {
@@ -854,19 +947,47 @@ struct Edge::Impl {
       b.instance = options.instance;
       b.since = p->previous_since;
       b.expires_at = now + absl::Seconds(p->expires);
-      DropLocal(user);
       b.connection = std::to_string(next_connection++);
-      absl::Status put = bindings.Put(b);
+      core::BindingStore::ScriptCall call = core::BindingStore::PutCall(b, now);
+      async_redis->Eval(
+          *call.script, call.keys, call.args,
+          [this, p, b](absl::StatusOr<core::RedisReply> r) { OnStored(p, b, r.status()); });
+      return;
+    } else if (status == 200) {  // de-registration
+      DropLocal(user);
+      (void)bindings.Remove(user, p->device.icp_username);
+      Reply(p->irq, "REGISTER", SIP_200_OK, TAG_END());
+      core::log::Info("unregistered", {{"device", user}, {"source", p->source}});
+    } else {
+      if (p->new_reservation) (void)bindings.Release(user);
+      if (status == 503) {
+        Reply(p->irq, "REGISTER", 503, phrase, SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
+      } else {
+        Reply(p->irq, "REGISTER", status, phrase, TAG_END());
+      }
+    }
+    nta_incoming_destroy(p->irq);
+    if (p->tport) tport_unref(p->tport);
+    delete p;
+  }
+
+  // The binding is in Redis (or could not be stored): the phone gets its answer.
+  void OnStored(PendingRegister* p, const core::Binding& b, const absl::Status& put) {
+    const std::string& user = p->device.set_username;
+    const absl::Time now = clock.Now();
+    {
       if (!put.ok()) {
         core::log::Warn("cannot store the binding", {{"error", std::string(put.message())}});
         Reply(p->irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
               TAG_END());
       } else {
+        DropLocal(user);
         LocalBinding lb;
         lb.tport = tport_ref(p->tport);
         lb.contacts = p->contacts;
         lb.icp_username = b.icp_username;
         lb.expires_at = b.expires_at;
+        lb.connection = b.connection;
         lb.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
         lb.upstream_refresh_at = now + absl::Seconds(p->upstream_expires) * 0.8;
         local[user] = std::move(lb);
@@ -880,18 +1001,6 @@ struct Edge::Impl {
                                        {"source", p->source},
                                        {"transport", p->transport},
                                        {"expires", exp}});
-      }
-    } else if (status == 200) {  // de-registration
-      DropLocal(user);
-      (void)bindings.Remove(user, p->device.icp_username);
-      Reply(p->irq, "REGISTER", SIP_200_OK, TAG_END());
-      core::log::Info("unregistered", {{"device", user}, {"source", p->source}});
-    } else {
-      if (p->new_reservation) (void)bindings.Release(user);
-      if (status == 503) {
-        Reply(p->irq, "REGISTER", 503, phrase, SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
-      } else {
-        Reply(p->irq, "REGISTER", status, phrase, TAG_END());
       }
     }
     nta_incoming_destroy(p->irq);
@@ -1017,6 +1126,7 @@ absl::Status Edge::Start() {
   std::promise<absl::Status> ready;
   std::future<absl::Status> started = ready.get_future();
   Impl* impl = impl_.get();
+  impl->housekeeper = std::thread([impl]() { impl->Housekeeping(); });
   impl->thread = std::thread([impl, &ready]() {
     absl::Status s = impl->Setup();
     const bool ok = s.ok();
@@ -1027,6 +1137,7 @@ absl::Status Edge::Start() {
   absl::Status s = started.get();
   if (!s.ok()) {
     impl->thread.join();
+    impl->StopHousekeeping();
   }
   return s;
 }
@@ -1035,6 +1146,7 @@ void Edge::Stop() {
   if (!impl_ || !impl_->thread.joinable()) return;
   impl_->stop = true;
   impl_->thread.join();
+  impl_->StopHousekeeping();
 }
 
 }  // namespace rwg::sip_edge

@@ -59,15 +59,16 @@ def resp_command(port, *args, timeout=5.0):
 class Redis:
     """A real redis-server with AOF persistence in `directory`."""
 
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, fsync="always"):
         self.dir = directory
         self.port = port or free_port()
+        self.fsync = fsync
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "",
              "--enable-debug-command", "local", "--logfile", os.path.join(self.dir, "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until("redis PING", self._pong)

@@ -96,8 +96,8 @@ class SipConnection:
         self.buf = rest[n:]
         return (head + b"\r\n\r\n" + rest[:n]).decode(errors="replace")
 
-    def register(self, user, domain, expires=600, auth=None, contact_user=None, to_user=None,
-                 contacts=None):
+    def build_register(self, user, domain, expires=600, auth=None, contact_user=None,
+                       to_user=None, contacts=None):
         self.cseq += 1
         transport = "TLS" if self.tls else "TCP"
         host, port = self.local[0], self.local[1]
@@ -115,7 +115,11 @@ class SipConnection:
         if auth:
             lines.append(f"Authorization: {auth}")
         lines += ["Content-Length: 0", "", ""]
-        self.send_raw("\r\n".join(lines))
+        return "\r\n".join(lines)
+
+    def register(self, user, domain, **kw):
+        """Sends a REGISTER (see build_register) and returns the response."""
+        self.send_raw(self.build_register(user, domain, **kw))
         return self.read_message()
 
     def register_with_auth(self, user, password, domain, expires=600, **kw):

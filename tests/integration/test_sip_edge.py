@@ -4,6 +4,7 @@ Kamailio listens on 127.0.0.2 (the iPBX's address), phones connect from 127.0.0.
 """
 import concurrent.futures
 import os
+import signal
 import socket
 import struct
 import shutil
@@ -276,6 +277,43 @@ class SipEdgeTest(EdgeFixture):
         time.sleep(1.5)
         _, r = self.register("1002")
         self.assertEqual(sipclient.status(r), 403, "a deleted device cannot register")
+
+    def test_redis_down_answers_503_then_recovers(self):
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.redis.kill()
+        started = time.monotonic()
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 503, r)
+        self.assertIn("Retry-After: 30", r)
+        self.assertLess(time.monotonic() - started, 5, "answered promptly, not hung")
+        self.assertIn("licence check failed", self.edge.read_log())
+        self.redis.start()
+        # The edge reconnects by itself; the phone's next attempt works.
+        def registers():
+            _, r = self.register("1001")
+            return sipclient.status(r) == 200
+        rwgtest.wait_until("registration after Redis came back", registers, timeout=10)
+        self.assertIsNotNone(self.binding("1001"))
+        # A Redis that hangs: the registration is answered 503 after the command timeout (5 s),
+        # and the edge keeps answering other requests meanwhile.
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: os.kill(self.redis.proc.pid, signal.SIGCONT))
+        conn = self.phone()
+        conn.sock.settimeout(15)
+        started = time.monotonic()
+        first = conn.register("1001", DOMAIN)
+        self.assertEqual(sipclient.status(first), 401, "challenges need no Redis")
+        ch = sipclient.parse_challenges(first)[0]
+        conn.send_raw(conn.build_register("1001", DOMAIN, auth=sipclient.authorization(
+            ch, "1001", DEVICES["1001"][0], "REGISTER", f"sip:{DOMAIN}")))
+        other = self.phone().register("1002", DOMAIN)
+        self.assertEqual(sipclient.status(other), 401, "the edge is not blocked by Redis")
+        r = conn.read_message()
+        self.assertEqual(sipclient.status(r), 503, r)
+        self.assertLess(time.monotonic() - started, 9)
+        os.kill(self.redis.proc.pid, signal.SIGCONT)
+        rwgtest.wait_until("registration after Redis woke up", registers, timeout=10)
 
     def test_phones_vanishing_do_not_hurt(self):
         # Phones that drop their connections, politely or not: the edge's writes then hit
