@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -24,10 +25,12 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "rwg/admin/v1/admin.grpc.pb.h"
+#include "rwg/relay/v1/relay.grpc.pb.h"
 
 namespace {
 
 namespace adminpb = ::rwg::admin::v1;
+namespace relaypb = ::rwg::relay::v1;
 namespace pb = ::google::protobuf;
 
 struct Global {
@@ -156,6 +159,11 @@ class Client {
     return channel_;
   }
 
+  relaypb::RelayService::Stub& Relay() {
+    if (!relay_) relay_ = relaypb::RelayService::NewStub(Channel());
+    return *relay_;
+  }
+
   adminpb::AdminService::Stub& Admin() {
     if (!admin_) admin_ = adminpb::AdminService::NewStub(Channel());
     return *admin_;
@@ -187,6 +195,62 @@ class Client {
   const Global& g_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<adminpb::AdminService::Stub> admin_;
+  std::unique_ptr<relaypb::RelayService::Stub> relay_;
+};
+
+// "host:port" into a relay leg; empty leaves it unset.
+void ParseRemote(const std::string& flag, const std::string& value, std::string* host,
+                 uint32_t* port) {
+  if (value.empty()) return;
+  size_t colon = value.rfind(':');
+  uint32_t p = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(value.substr(colon + 1), &p) || p == 0 ||
+      p > 65535) {
+    Fail(absl::StrCat(flag, ": '", value, "' is not host:port"), 2);
+  }
+  *host = value.substr(0, colon);
+  *port = p;
+}
+
+std::string DecodeKey(const std::string& flag, const std::string& b64) {
+  if (b64.empty()) return "";
+  std::string raw;
+  if (!absl::Base64Unescape(b64, &raw)) Fail(absl::StrCat(flag, ": not base64"), 2);
+  return raw;
+}
+
+struct RelayLegFlags {
+  std::string suite, remote, key;
+  bool new_key = false;
+  void Add(CLI::App* cmd, const std::string& leg, bool update) {
+    cmd->add_option("--" + leg + "-suite", suite,
+                    "AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 or RTP");
+    cmd->add_option("--" + leg + "-remote", remote, "the remote end's RTP host:port");
+    cmd->add_option("--" + leg + "-key", key, "the remote end's SDES key (base64, 30 bytes)");
+    if (update) cmd->add_flag("--" + leg + "-new-key", new_key, "the relay makes a new key");
+  }
+  relaypb::LegRequest Request(const std::string& leg) const {
+    relaypb::LegRequest r;
+    r.set_suite(suite);
+    r.set_remote_key(DecodeKey("--" + leg + "-key", key));
+    std::string host;
+    uint32_t port = 0;
+    ParseRemote("--" + leg + "-remote", remote, &host, &port);
+    r.set_remote_address(host);
+    r.set_remote_port(port);
+    return r;
+  }
+  bool Given() const { return !suite.empty() || !remote.empty() || !key.empty() || new_key; }
+  relaypb::LegUpdate Update(const std::string& leg) const {
+    relaypb::LegRequest r = Request(leg);
+    relaypb::LegUpdate u;
+    u.set_suite(r.suite());
+    u.set_remote_key(r.remote_key());
+    u.set_remote_address(r.remote_address());
+    u.set_remote_port(r.remote_port());
+    u.set_new_local_key(new_key);
+    return u;
+  }
 };
 
 std::string ToJson(const pb::Message& m) {
@@ -864,6 +928,94 @@ int main(int argc, char** argv) {
       Check(client.Admin().DeleteBan(ctx.get(), req, &resp));
       if (g.output != "json") std::cout << "ban " << id << " lifted\n";
     }
+  });
+
+  // relay: a media-relay instance's API (--server points at it, --token-file holds its token)
+  auto* relay = app.add_subcommand(
+      "relay", "sessions of a media-relay instance (--server: its API, --token-file: its token)");
+  relay->require_subcommand(1);
+  auto print_session = [&](const relaypb::Session& s) { std::cout << ToJson(s); };
+  relay->add_subcommand("list", "sessions, ports in use")->callback([&]() {
+    relaypb::ListResponse resp;
+    auto ctx = client.Context();
+    Check(client.Relay().List(ctx.get(), relaypb::ListRequest(), &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& s : resp.sessions()) {
+      rows.push_back({s.id(), s.call_id(), absl::StrCat(s.set().local_port()), s.set().suite(),
+                      absl::StrCat(s.icp().local_port()), s.icp().suite(),
+                      absl::StrCat(s.set().stats().rtp_in().packets(), "/",
+                                   s.icp().stats().rtp_in().packets()),
+                      s.idle() ? "yes" : "no"});
+    }
+    PrintTable(
+        {"ID", "CALL", "SET PORT", "SET SUITE", "ICP PORT", "ICP SUITE", "IN SET/ICP", "IDLE"},
+        rows);
+    std::cout << "ports used " << resp.ports_used() << ", free " << resp.ports_free()
+              << (resp.draining() ? ", draining" : "") << "\n";
+  });
+  std::string relay_id, relay_call;
+  RelayLegFlags relay_set, relay_icp;
+  auto* r_alloc = relay->add_subcommand("allocate", "open a session (for tests and diagnosis)");
+  r_alloc->add_option("--call-id", relay_call, "the call it belongs to");
+  relay_set.Add(r_alloc, "set", false);
+  relay_icp.Add(r_alloc, "icp", false);
+  r_alloc->callback([&]() {
+    relaypb::AllocateRequest req;
+    req.set_call_id(relay_call);
+    *req.mutable_set() = relay_set.Request("set");
+    *req.mutable_icp() = relay_icp.Request("icp");
+    relaypb::Session resp;
+    auto ctx = client.Context();
+    Check(client.Relay().Allocate(ctx.get(), req, &resp));
+    print_session(resp);
+  });
+  auto* r_update = relay->add_subcommand("update", "new remote address or keys for a session");
+  r_update->add_option("id", relay_id, "session id")->required();
+  relay_set.Add(r_update, "set", true);
+  relay_icp.Add(r_update, "icp", true);
+  r_update->callback([&]() {
+    relaypb::UpdateRequest req;
+    req.set_id(relay_id);
+    if (relay_set.Given()) *req.mutable_set() = relay_set.Update("set");
+    if (relay_icp.Given()) *req.mutable_icp() = relay_icp.Update("icp");
+    relaypb::Session resp;
+    auto ctx = client.Context();
+    Check(client.Relay().Update(ctx.get(), req, &resp));
+    print_session(resp);
+  });
+  auto* r_show = relay->add_subcommand("show", "one session with its counters");
+  r_show->add_option("id", relay_id, "session id")->required();
+  r_show->callback([&]() {
+    relaypb::GetRequest req;
+    req.set_id(relay_id);
+    relaypb::Session resp;
+    auto ctx = client.Context();
+    Check(client.Relay().Get(ctx.get(), req, &resp));
+    print_session(resp);
+  });
+  auto* r_delete = relay->add_subcommand("delete", "close a session");
+  r_delete->add_option("id", relay_id, "session id")->required();
+  r_delete->callback([&]() {
+    relaypb::DeleteRequest req;
+    req.set_id(relay_id);
+    relaypb::DeleteResponse resp;
+    auto ctx = client.Context();
+    Check(client.Relay().Delete(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      print_session(resp.final());
+    } else {
+      std::cout << "session " << relay_id << " closed\n";
+    }
+  });
+  relay->add_subcommand("drain", "take no new sessions (existing ones go on)")->callback([&]() {
+    relaypb::DrainResponse resp;
+    auto ctx = client.Context();
+    Check(client.Relay().Drain(ctx.get(), relaypb::DrainRequest(), &resp));
+    std::cout << "draining; " << resp.sessions() << " sessions still open\n";
   });
 
   // hash

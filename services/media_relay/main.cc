@@ -1,0 +1,147 @@
+// media-relay: the SRTP<->RTP media relay (R-MEDIA).
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "services/core/crypto.h"
+#include "services/core/log.h"
+#include "services/core/options.h"
+#include "services/core/server.h"
+#include "services/media_relay/relay.h"
+#include "services/media_relay/relay_service.h"
+#include "services/media_relay/session.h"
+
+namespace {
+
+using namespace rwg;
+
+int Fail(const std::string& what) {
+  std::cerr << "media-relay: " << what << "\n";
+  return 2;
+}
+
+int Main(int argc, char** argv) {
+  core::BlockTerminationSignals();
+  core::ServerFlags server;
+  server.grpc_listen = "127.0.0.1:50053";
+  server.metrics_listen = "127.0.0.1:9463";
+  media_relay::RelayOptions relay;
+  relay.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string redis_address = "127.0.0.1:6379";
+  std::string redis_password_file, secret_key_file, api_token_file;
+  int idle_seconds = 60, orphan_seconds = 3600;
+  core::Options opts("media-relay", "rwg media-relay: SRTP<->RTP media relay");
+  server.Register(opts);
+  opts.Add("redis-address", redis_address, "Redis host:port or unix:/path");
+  opts.Add("redis-password-file", redis_password_file, "file holding the Redis password");
+  opts.Add("secret-key-file", secret_key_file, "key that seals SRTP keys kept in Redis")
+      ->required();
+  opts.Add("api-token-file", api_token_file,
+           "file holding the token callers present as 'authorization: Bearer <token>'")
+      ->required();
+  opts.Add("instance", relay.instance, "name of this instance (unique per Redis)");
+  opts.Add("bind-address", relay.bind_address, "address the media ports are opened on");
+  opts.Add("media-address", relay.media_address,
+           "address given to the ends as the relay's (default: bind-address)");
+  opts.Add("advertise-grpc", relay.grpc_address,
+           "host:port the SIP edge reaches this instance's API at (default: grpc-listen)");
+  opts.Add("port-min", relay.port_min, "lowest UDP port of this instance's pool");
+  opts.Add("port-max", relay.port_max, "highest UDP port of this instance's pool");
+  opts.Add("workers", relay.workers, "packet worker threads (default: one per core)");
+  opts.Add("max-sessions", relay.max_sessions, "session limit (0: what the pool allows)");
+  opts.Add("idle-timeout-seconds", idle_seconds, "no packet this long: the session is idle");
+  opts.Add("orphan-timeout-seconds", orphan_seconds,
+           "idle this long: the relay deletes the session itself");
+  int exit_code = 0;
+  absl::Status parsed = opts.Parse(argc, argv, &exit_code);
+  if (!parsed.ok()) {
+    if (exit_code != 0) std::cerr << "media-relay: " << parsed.message() << "\n";
+    return exit_code;
+  }
+  core::log::Init("media-relay", server.log_level);
+  relay.idle_timeout = absl::Seconds(idle_seconds);
+  relay.orphan_timeout = absl::Seconds(orphan_seconds);
+  if (relay.grpc_address.empty()) relay.grpc_address = server.grpc_listen;
+  media_relay::Address probe;
+  if (!media_relay::Address::Parse(relay.bind_address, 1, &probe)) {
+    return Fail(absl::StrCat("bind-address: '", relay.bind_address, "' is not an IP address"));
+  }
+  if (relay.port_min < 1024 || relay.port_max > 65535 || relay.port_max < relay.port_min + 1) {
+    return Fail(absl::StrCat("port-min/port-max: ", relay.port_min, "-", relay.port_max,
+                             " is not a range of at least 2 ports within 1024-65535"));
+  }
+  if (relay.workers < 1 || relay.workers > 256) return Fail("workers: between 1 and 256");
+
+  absl::StatusOr<std::string> key = core::SecretBox::LoadKeyFile(secret_key_file);
+  if (!key.ok()) return Fail(std::string(key.status().message()));
+  absl::StatusOr<std::unique_ptr<core::SecretBox>> box =
+      core::SecretBox::Create(*key, core::Random::System());
+  if (!box.ok()) return Fail(std::string(box.status().message()));
+  absl::StatusOr<std::string> token = core::ReadFile(api_token_file);
+  if (!token.ok()) return Fail(absl::StrCat("api-token-file: ", token.status().message()));
+  std::string api_token(absl::StripAsciiWhitespace(*token));
+  if (api_token.size() < 16) return Fail("api-token-file: the token needs 16 characters or more");
+
+  core::RedisOptions ro;
+  ro.address = redis_address;
+  if (!redis_password_file.empty()) {
+    absl::StatusOr<std::string> pw = core::ReadFile(redis_password_file);
+    if (!pw.ok()) return Fail(absl::StrCat("redis-password-file: ", pw.status().message()));
+    ro.password = std::string(absl::StripTrailingAsciiWhitespace(*pw));
+  }
+  core::RedisClient redis(ro);
+
+  core::ServiceHost host("media-relay", server);
+  media_relay::Relay relay_impl(relay, redis, **box, core::SystemClock::Get(),
+                                core::Random::System(), host.registry());
+  // Restoring needs Redis: wait for it rather than start without this instance's sessions.
+  absl::Status started = relay_impl.Start();
+  for (int i = 0; !started.ok() && absl::IsUnavailable(started); ++i) {
+    if (i % 10 == 0) {
+      core::log::Warn("waiting for Redis to restore sessions",
+                      {{"error", std::string(started.message())}});
+    }
+    relay_impl.Stop();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    started = relay_impl.Start();
+  }
+  if (!started.ok()) {
+    core::log::Error("cannot start", {{"error", std::string(started.message())}});
+    return 1;
+  }
+  core::log::Info("media relay ready",
+                  {{"instance", relay.instance},
+                   {"ports", absl::StrCat(relay.port_min, "-", relay.port_max)},
+                   {"workers", std::to_string(relay.workers)},
+                   {"restored", std::to_string(relay_impl.restored())}});
+  media_relay::RelayServiceImpl service(relay_impl, api_token);
+  started = host.Start({&service});
+  if (!started.ok()) {
+    core::log::Error("cannot start", {{"error", std::string(started.message())}});
+    return 1;
+  }
+  if (absl::EndsWith(relay.grpc_address, ":0")) {
+    relay.grpc_address.resize(relay.grpc_address.size() - 1);
+    relay_impl.SetGrpcAddress(absl::StrCat(relay.grpc_address, host.grpc_port()));
+  }
+  std::atomic<bool> stop{false};
+  std::thread health([&]() {
+    while (!stop.load()) {
+      host.SetServing(redis.Ping().ok());
+      for (int i = 0; i < 10 && !stop.load(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  });
+  host.WaitForTermination();
+  stop = true;
+  health.join();
+  relay_impl.Stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }

@@ -1,0 +1,701 @@
+#include "services/media_relay/relay.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "services/core/log.h"
+#include "services/media_relay/rtp.h"
+
+namespace rwg::media_relay {
+namespace {
+
+constexpr char kInstancesKey[] = "rwg:relay:instances";
+std::string SessionKey(const std::string& id) { return absl::StrCat("rwg:relay:session:", id); }
+std::string IndexKey(const std::string& instance) {
+  return absl::StrCat("rwg:relay:sessions:", instance);
+}
+const char* kLegNames[2] = {"set", "icp"};
+
+absl::StatusOr<SrtpSuite> SuiteOf(const std::string& s) {
+  if (s.empty() || s == "RTP") return SrtpSuite::kNone;
+  return ParseSuite(s);
+}
+std::string SuiteLabel(SrtpSuite s) { return s == SrtpSuite::kNone ? "RTP" : SuiteName(s); }
+
+}  // namespace
+
+struct RelayMetrics {
+  prometheus::Gauge& sessions;
+  prometheus::Gauge& ports_free;
+  prometheus::Gauge& ports_used;
+  prometheus::Family<prometheus::Counter>& packets;
+  prometheus::Family<prometheus::Counter>& bytes;
+  prometheus::Family<prometheus::Counter>& drops;
+  prometheus::Counter& auth_failures;
+  prometheus::Counter& idle;
+  // Totals of deleted sessions, so that the counters never go back.
+  std::map<std::string, uint64_t> last;
+
+  explicit RelayMetrics(prometheus::Registry& r)
+      : sessions(prometheus::BuildGauge()
+                     .Name("rwg_media_relay_sessions")
+                     .Help("Relay sessions on this instance")
+                     .Register(r)
+                     .Add({})),
+        ports_free(prometheus::BuildGauge()
+                       .Name("rwg_media_relay_ports_free")
+                       .Help("UDP ports of the pool not in use")
+                       .Register(r)
+                       .Add({})),
+        ports_used(prometheus::BuildGauge()
+                       .Name("rwg_media_relay_ports_used")
+                       .Help("UDP ports of the pool in use (RTP and RTCP)")
+                       .Register(r)
+                       .Add({})),
+        packets(prometheus::BuildCounter()
+                    .Name("rwg_media_relay_packets_total")
+                    .Help("Packets relayed, by leg (set, icp) and direction (in, out)")
+                    .Register(r)),
+        bytes(prometheus::BuildCounter()
+                  .Name("rwg_media_relay_bytes_total")
+                  .Help("Bytes relayed, by leg and direction")
+                  .Register(r)),
+        drops(prometheus::BuildCounter()
+                  .Name("rwg_media_relay_dropped_total")
+                  .Help("Packets dropped, by leg and reason")
+                  .Register(r)),
+        auth_failures(prometheus::BuildCounter()
+                          .Name("rwg_media_relay_srtp_auth_failures_total")
+                          .Help("SRTP/SRTCP packets that failed authentication")
+                          .Register(r)
+                          .Add({})),
+        idle(prometheus::BuildCounter()
+                 .Name("rwg_media_relay_idle_sessions_total")
+                 .Help("Sessions that went idle (no packet for the idle timeout)")
+                 .Register(r)
+                 .Add({})) {}
+
+  // Adds what a counter grew by since last time.
+  void Feed(prometheus::Counter& c, const std::string& key, uint64_t value) {
+    uint64_t& prev = last[key];
+    if (value > prev) c.Increment(static_cast<double>(value - prev));
+    prev = value;
+  }
+};
+
+Relay::Relay(RelayOptions options, core::RedisClient& redis, const core::SecretBox& box,
+             core::Clock& clock, core::Random& rng, prometheus::Registry& registry)
+    : options_(std::move(options)),
+      redis_(redis),
+      box_(box),
+      clock_(clock),
+      rng_(rng),
+      metrics_(std::make_unique<RelayMetrics>(registry)),
+      pool_(options_.bind_address, options_.port_min, options_.port_max) {
+  if (options_.media_address.empty()) options_.media_address = options_.bind_address;
+}
+
+Relay::~Relay() { Stop(); }
+
+absl::Status Relay::Start() {
+  workers_.clear();
+  {
+    std::lock_guard<std::mutex> lock(hk_mu_);
+    hk_stop_ = false;
+  }
+  for (int i = 0; i < std::max(1, options_.workers); ++i) {
+    workers_.push_back(std::make_unique<Worker>(i));
+    if (absl::Status s = workers_.back()->Start(); !s.ok()) return s;
+  }
+  if (absl::Status s = Restore(); !s.ok()) return s;
+  Heartbeat();
+  housekeeper_ = std::thread([this] { Housekeeping(); });
+  return absl::OkStatus();
+}
+
+void Relay::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(hk_mu_);
+    hk_stop_ = true;
+  }
+  hk_cv_.notify_all();
+  if (housekeeper_.joinable()) housekeeper_.join();
+  for (auto& w : workers_) w->Stop();
+  // Sessions stay in Redis: the next start of this instance restores them.
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, s] : sessions_) {
+    for (Leg& leg : s->legs) pool_.Release(leg.ports);
+  }
+  sessions_.clear();
+}
+
+Worker& Relay::LeastLoaded() {
+  Worker* best = workers_[0].get();
+  for (auto& w : workers_) {
+    if (w->sessions().load() < best->sessions().load()) best = w.get();
+  }
+  return *best;
+}
+
+// Sets up a leg from the control plane's request: suite, keys, contexts, SDP address.
+absl::Status Relay::ApplyLeg(Leg& leg, const relaypb::LegRequest& req, bool initial) {
+  absl::StatusOr<SrtpSuite> suite = SuiteOf(req.suite());
+  if (!suite.ok()) return suite.status();
+  leg.suite = *suite;
+  if (leg.suite == SrtpSuite::kNone) {
+    if (!req.remote_key().empty()) {
+      return absl::InvalidArgumentError("remote_key given for a plain RTP leg");
+    }
+    leg.local_key.clear();
+    leg.remote_key.clear();
+  } else {
+    if (!req.remote_key().empty()) {
+      if (absl::Status s = ValidateKey({leg.suite, req.remote_key()}); !s.ok()) return s;
+    }
+    leg.remote_key = req.remote_key();
+    if (initial || leg.local_key.empty()) leg.local_key = GenerateKey(leg.suite, rng_).master;
+  }
+  if (!req.remote_address().empty() || req.remote_port() != 0) {
+    if (!Address::Parse(req.remote_address(), static_cast<int>(req.remote_port()), &leg.sdp_rtp)) {
+      return absl::InvalidArgumentError(absl::StrCat("remote address '", req.remote_address(),
+                                                     "' port ", req.remote_port(),
+                                                     " is not an IP address and port"));
+    }
+    const int rtcp = req.remote_rtcp_port() != 0 ? static_cast<int>(req.remote_rtcp_port())
+                                                 : static_cast<int>(req.remote_port()) + 1;
+    if (!Address::Parse(req.remote_address(), rtcp, &leg.sdp_rtcp)) {
+      return absl::InvalidArgumentError(absl::StrCat("remote RTCP port ", rtcp, " is not valid"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// New SRTP contexts for a leg from its keys (plain legs get pass-through contexts).
+absl::Status BuildContexts(Leg& leg, bool inbound, bool outbound) {
+  if (inbound) {
+    leg.inbound.reset();
+    if (leg.suite == SrtpSuite::kNone || !leg.remote_key.empty()) {
+      absl::StatusOr<std::unique_ptr<SrtpContext>> c =
+          SrtpContext::Create({leg.suite, leg.remote_key}, SrtpContext::Direction::kInbound);
+      if (!c.ok()) return c.status();
+      leg.inbound = *std::move(c);
+    }
+    leg.in_ssrcs = {};
+  }
+  if (outbound) {
+    absl::StatusOr<std::unique_ptr<SrtpContext>> c =
+        SrtpContext::Create({leg.suite, leg.local_key}, SrtpContext::Direction::kOutbound);
+    if (!c.ok()) return c.status();
+    leg.outbound = *std::move(c);
+    leg.out_ssrcs = {};
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest& req) {
+  if (draining_) return absl::UnavailableError("relay instance is draining");
+  if (req.call_id().size() > 256) return absl::InvalidArgumentError("call_id longer than 256");
+  auto s = std::make_unique<Session>();
+  s->id = core::RandomHex(rng_, 12);
+  s->call_id = req.call_id();
+  s->created = clock_.Now();
+  const relaypb::LegRequest* reqs[2] = {&req.set(), &req.icp()};
+  for (int l = 0; l < 2; ++l) {
+    if (absl::Status st = ApplyLeg(s->legs[l], *reqs[l], true); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(kLegNames[l], ": ", st.message()));
+    }
+    if (absl::Status st = BuildContexts(s->legs[l], true, true); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(kLegNames[l], ": ", st.message()));
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (options_.max_sessions > 0 && sessions_.size() >= static_cast<size_t>(options_.max_sessions)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("session limit reached (", options_.max_sessions, ")"));
+  }
+  for (int l = 0; l < 2; ++l) {
+    absl::StatusOr<PortPair> p = pool_.Acquire();
+    if (!p.ok()) {
+      if (l == 1) pool_.Release(s->legs[0].ports);
+      return p.status();
+    }
+    s->legs[l].ports = *p;
+  }
+  Worker& w = LeastLoaded();
+  absl::Status attached;
+  w.Run([&] { attached = w.Attach(s.get()); });
+  if (!attached.ok()) {
+    w.Run([&] { w.Detach(s.get()); });
+    for (Leg& leg : s->legs) pool_.Release(leg.ports);
+    return attached;
+  }
+  if (absl::Status st = Persist(*s); !st.ok()) {
+    w.Run([&] { w.Detach(s.get()); });
+    for (Leg& leg : s->legs) pool_.Release(leg.ports);
+    return st;  // nothing half done: no session without its state in Redis
+  }
+  core::log::Info("session started", {{"session", s->id},
+                                      {"call_id", s->call_id},
+                                      {"set_port", std::to_string(s->legs[0].ports.port)},
+                                      {"icp_port", std::to_string(s->legs[1].ports.port)},
+                                      {"set_suite", SuiteLabel(s->legs[0].suite)},
+                                      {"icp_suite", SuiteLabel(s->legs[1].suite)}});
+  relaypb::Session out = Snapshot(*s);
+  sessions_[s->id] = std::move(s);
+  metrics_->sessions.Set(static_cast<double>(sessions_.size()));
+  return out;
+}
+
+// Computes a leg's next state from an update without touching the leg: `next` gets the new
+// suite, keys, addresses and (where they change) new contexts.
+absl::Status Relay::ApplyUpdate(const Leg& cur, const relaypb::LegUpdate& u, LegChange* next) {
+  relaypb::LegRequest req;
+  req.set_suite(u.suite().empty() ? SuiteLabel(cur.suite) : u.suite());
+  req.set_remote_key(u.remote_key().empty() ? cur.remote_key : u.remote_key());
+  if (!u.remote_address().empty() || u.remote_port() != 0) {
+    req.set_remote_address(u.remote_address().empty() ? cur.sdp_rtp.Host() : u.remote_address());
+    req.set_remote_port(u.remote_port() != 0 ? u.remote_port()
+                                             : static_cast<uint32_t>(cur.sdp_rtp.Port()));
+    req.set_remote_rtcp_port(u.remote_rtcp_port());
+  }
+  Leg& probe = next->leg;
+  probe.local_key = cur.local_key;
+  probe.sdp_rtp = cur.sdp_rtp;
+  probe.sdp_rtcp = cur.sdp_rtcp;
+  if (absl::Status s = ApplyLeg(probe, req, false); !s.ok()) return s;
+  if (u.new_local_key() && probe.suite != SrtpSuite::kNone) {
+    probe.local_key = GenerateKey(probe.suite, rng_).master;
+  }
+  const bool suite_changed = probe.suite != cur.suite;
+  next->inbound = suite_changed || probe.remote_key != cur.remote_key;
+  next->outbound = suite_changed || probe.local_key != cur.local_key;
+  next->address = !(probe.sdp_rtp == cur.sdp_rtp);
+  return BuildContexts(probe, next->inbound, next->outbound);
+}
+
+absl::StatusOr<relaypb::Session> Relay::Update(const relaypb::UpdateRequest& req) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(req.id());
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", req.id()));
+  Session& s = *it->second;
+  const relaypb::LegUpdate* ups[2] = {req.has_set() ? &req.set() : nullptr,
+                                      req.has_icp() ? &req.icp() : nullptr};
+  absl::Status result;
+  Worker& w = *workers_[s.worker];
+  w.Run([&] {
+    // Both legs are checked before either changes: nothing is half applied.
+    LegChange next[2];
+    for (int l = 0; l < 2; ++l) {
+      if (ups[l] == nullptr) continue;
+      if (absl::Status st = ApplyUpdate(s.legs[l], *ups[l], &next[l]); !st.ok()) {
+        result = absl::InvalidArgumentError(absl::StrCat(kLegNames[l], ": ", st.message()));
+        return;
+      }
+    }
+    for (int l = 0; l < 2; ++l) {
+      if (ups[l] == nullptr) continue;
+      Leg& leg = s.legs[l];
+      Leg& n = next[l].leg;
+      leg.suite = n.suite;
+      leg.remote_key = n.remote_key;
+      leg.local_key = n.local_key;
+      if (next[l].inbound) {
+        leg.inbound = std::move(n.inbound);
+        leg.in_ssrcs = {};
+      }
+      if (next[l].outbound) {
+        leg.outbound = std::move(n.outbound);
+        leg.out_ssrcs = {};
+      }
+      if (next[l].address) {
+        // A new remote address (re-INVITE): the source is learnt again.
+        leg.sdp_rtp = n.sdp_rtp;
+        leg.sdp_rtcp = n.sdp_rtcp;
+        leg.latched_rtp = {};
+        leg.latched_rtcp = {};
+      }
+    }
+  });
+  if (!result.ok()) return result;
+  if (absl::Status st = Persist(s); !st.ok()) return st;
+  core::log::Info("session updated", {{"session", s.id}, {"call_id", s.call_id}});
+  return Snapshot(s);
+}
+
+void Relay::DeleteLocked(std::unique_ptr<Session> s, const char* why) {
+  Worker& w = *workers_[s->worker];
+  w.Run([&] { w.Detach(s.get()); });
+  for (Leg& leg : s->legs) pool_.Release(leg.ports);
+  (void)redis_.Command({"DEL", SessionKey(s->id)});
+  (void)redis_.Command({"SREM", IndexKey(options_.instance), s->id});
+  const LegCounters& a = s->legs[0].counters;
+  const LegCounters& b = s->legs[1].counters;
+  core::log::Info(
+      "session ended",
+      {{"session", s->id},
+       {"call_id", s->call_id},
+       {"reason", why},
+       {"seconds", std::to_string(absl::ToInt64Seconds(clock_.Now() - s->created))},
+       {"set_in", std::to_string(a.rtp_in_packets.Get())},
+       {"set_out", std::to_string(a.rtp_out_packets.Get())},
+       {"icp_in", std::to_string(b.rtp_in_packets.Get())},
+       {"icp_out", std::to_string(b.rtp_out_packets.Get())},
+       {"set_auth_failures", std::to_string(a.drops[static_cast<int>(Drop::kAuthFailure)].Get())},
+       {"set_foreign", std::to_string(a.drops[static_cast<int>(Drop::kForeignSource)].Get())}});
+  CollectMetricsFor(*s);
+}
+
+absl::StatusOr<relaypb::Session> Relay::Delete(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+  relaypb::Session final = Snapshot(*it->second);
+  std::unique_ptr<Session> s = std::move(it->second);
+  sessions_.erase(it);
+  DeleteLocked(std::move(s), "deleted");
+  metrics_->sessions.Set(static_cast<double>(sessions_.size()));
+  return final;
+}
+
+absl::StatusOr<relaypb::Session> Relay::Get(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+  return Snapshot(*it->second);
+}
+
+relaypb::ListResponse Relay::List() {
+  std::lock_guard<std::mutex> lock(mu_);
+  relaypb::ListResponse out;
+  for (auto& [id, s] : sessions_) *out.add_sessions() = Snapshot(*s);
+  out.set_ports_used(static_cast<uint32_t>(pool_.used_pairs() * 2));
+  out.set_ports_free(static_cast<uint32_t>((pool_.total_pairs() - pool_.used_pairs()) * 2));
+  out.set_draining(draining_);
+  return out;
+}
+
+uint32_t Relay::Drain() {
+  draining_ = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  core::log::Info("draining", {{"sessions", std::to_string(sessions_.size())}});
+  return static_cast<uint32_t>(sessions_.size());
+}
+
+relaypb::Session Relay::Snapshot(Session& s) {
+  relaypb::Session out;
+  Worker& w = *workers_[s.worker];
+  w.Run([&] {
+    out.set_id(s.id);
+    out.set_call_id(s.call_id);
+    out.set_instance(options_.instance);
+    out.set_created_unix(absl::ToUnixSeconds(s.created));
+    out.set_last_packet_unix(s.last_packet_ns.load() / 1000000000);
+    out.set_idle(s.idle.load());
+    for (int l = 0; l < 2; ++l) {
+      const Leg& leg = s.legs[l];
+      relaypb::Leg* pl = l == 0 ? out.mutable_set() : out.mutable_icp();
+      pl->set_local_address(options_.media_address);
+      pl->set_local_port(static_cast<uint32_t>(leg.ports.port));
+      pl->set_suite(SuiteLabel(leg.suite));
+      pl->set_local_key(leg.local_key);
+      const Address& to = leg.latched_rtp.empty() ? leg.sdp_rtp : leg.latched_rtp;
+      pl->set_remote_address(to.Host());
+      pl->set_remote_port(static_cast<uint32_t>(to.Port()));
+      pl->set_latched(!leg.latched_rtp.empty());
+      const LegCounters& c = leg.counters;
+      relaypb::LegStats* st = pl->mutable_stats();
+      st->mutable_rtp_in()->set_packets(c.rtp_in_packets.Get());
+      st->mutable_rtp_in()->set_bytes(c.rtp_in_bytes.Get());
+      st->mutable_rtp_out()->set_packets(c.rtp_out_packets.Get());
+      st->mutable_rtp_out()->set_bytes(c.rtp_out_bytes.Get());
+      st->mutable_rtcp_in()->set_packets(c.rtcp_in_packets.Get());
+      st->mutable_rtcp_in()->set_bytes(c.rtcp_in_bytes.Get());
+      st->mutable_rtcp_out()->set_packets(c.rtcp_out_packets.Get());
+      st->mutable_rtcp_out()->set_bytes(c.rtcp_out_bytes.Get());
+      st->set_dropped_foreign_source(c.drops[static_cast<int>(Drop::kForeignSource)].Get());
+      st->set_dropped_auth_failure(c.drops[static_cast<int>(Drop::kAuthFailure)].Get());
+      st->set_dropped_replay(c.drops[static_cast<int>(Drop::kReplay)].Get());
+      st->set_dropped_malformed(c.drops[static_cast<int>(Drop::kMalformed)].Get());
+      st->set_fraction_lost(static_cast<uint32_t>(c.fraction_lost.Get()));
+      st->set_cumulative_lost(static_cast<int32_t>(c.cumulative_lost.Get()));
+      st->set_jitter(static_cast<uint32_t>(c.jitter.Get()));
+    }
+  });
+  return out;
+}
+
+// -- persistence ------------------------------------------------------------------------------
+
+namespace {
+
+nlohmann::json SsrcsJson(const std::array<SsrcState, kTrackedSsrcs>& slots) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const SsrcState& s : slots) {
+    if (!s.used) continue;
+    a.push_back({{"ssrc", s.ssrc}, {"roc", s.roc}, {"srtcp", s.srtcp_sent}, {"seq", s.last_seq}});
+  }
+  return a;
+}
+
+nlohmann::json AddressJson(const Address& a) {
+  if (a.empty()) return nullptr;
+  return {{"host", a.Host()}, {"port", a.Port()}};
+}
+
+Address AddressFrom(const nlohmann::json& j) {
+  Address a;
+  if (j.is_object()) Address::Parse(j.value("host", ""), j.value("port", 0), &a);
+  return a;
+}
+
+}  // namespace
+
+absl::Status Relay::Persist(Session& s) {
+  nlohmann::json j;
+  j["id"] = s.id;
+  j["call_id"] = s.call_id;
+  j["instance"] = options_.instance;
+  j["created"] = absl::ToUnixMillis(s.created);
+  Worker& w = *workers_[s.worker];
+  w.Run([&] {
+    s.dirty.store(false);
+    for (int l = 0; l < 2; ++l) {
+      const Leg& leg = s.legs[l];
+      const std::string ctx = absl::StrCat("relay:", s.id, ":", kLegNames[l]);
+      nlohmann::json lj = {{"port", leg.ports.port},
+                           {"suite", SuiteLabel(leg.suite)},
+                           {"sdp_rtp", AddressJson(leg.sdp_rtp)},
+                           {"sdp_rtcp", AddressJson(leg.sdp_rtcp)},
+                           {"latched_rtp", AddressJson(leg.latched_rtp)},
+                           {"latched_rtcp", AddressJson(leg.latched_rtcp)},
+                           {"in", SsrcsJson(leg.in_ssrcs)},
+                           {"out", SsrcsJson(leg.out_ssrcs)}};
+      if (!leg.local_key.empty()) lj["local_key"] = box_.Seal(leg.local_key, ctx + ":local");
+      if (!leg.remote_key.empty()) lj["remote_key"] = box_.Seal(leg.remote_key, ctx + ":remote");
+      j[kLegNames[l]] = lj;
+    }
+  });
+  absl::StatusOr<core::RedisReply> r = redis_.Command({"SET", SessionKey(s.id), j.dump()});
+  if (!r.ok()) return r.status();
+  r = redis_.Command({"SADD", IndexKey(options_.instance), s.id});
+  return r.status();
+}
+
+absl::Status Relay::Restore() {
+  absl::StatusOr<core::RedisReply> ids = redis_.Command({"SMEMBERS", IndexKey(options_.instance)});
+  if (!ids.ok()) return ids.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const core::RedisReply& id : ids->elements) {
+    absl::StatusOr<core::RedisReply> raw = redis_.Command({"GET", SessionKey(id.str)});
+    if (!raw.ok()) return raw.status();
+    auto forget = [&](const std::string& why) {
+      core::log::Warn("cannot restore a session; forgetting it",
+                      {{"session", id.str}, {"error", why}});
+      (void)redis_.Command({"SREM", IndexKey(options_.instance), id.str});
+      (void)redis_.Command({"DEL", SessionKey(id.str)});
+    };
+    if (raw->is_nil()) {
+      forget("record missing");
+      continue;
+    }
+    nlohmann::json j = nlohmann::json::parse(raw->str, nullptr, false);
+    if (!j.is_object()) {
+      forget("record is not JSON");
+      continue;
+    }
+    auto s = std::make_unique<Session>();
+    s->id = id.str;
+    s->call_id = j.value("call_id", "");
+    s->created = absl::FromUnixMillis(j.value("created", int64_t{0}));
+    std::string error;
+    int bound = 0;
+    for (int l = 0; l < 2 && error.empty(); ++l) {
+      const nlohmann::json& lj = j[kLegNames[l]];
+      Leg& leg = s->legs[l];
+      if (!lj.is_object()) {
+        error = absl::StrCat(kLegNames[l], " leg missing");
+        break;
+      }
+      absl::StatusOr<SrtpSuite> suite = SuiteOf(lj.value("suite", ""));
+      if (!suite.ok()) {
+        error = std::string(suite.status().message());
+        break;
+      }
+      leg.suite = *suite;
+      const std::string ctx = absl::StrCat("relay:", s->id, ":", kLegNames[l]);
+      for (auto [field, dest] : {std::pair<const char*, std::string*>{"local_key", &leg.local_key},
+                                 {"remote_key", &leg.remote_key}}) {
+        if (!lj.contains(field)) continue;
+        absl::StatusOr<std::string> k =
+            box_.Open(lj.value(field, ""), ctx + (dest == &leg.local_key ? ":local" : ":remote"));
+        if (!k.ok()) {
+          error = absl::StrCat(field, ": ", k.status().message());
+          break;
+        }
+        *dest = *std::move(k);
+      }
+      if (!error.empty()) break;
+      leg.sdp_rtp = AddressFrom(lj["sdp_rtp"]);
+      leg.sdp_rtcp = AddressFrom(lj["sdp_rtcp"]);
+      leg.latched_rtp = AddressFrom(lj["latched_rtp"]);
+      leg.latched_rtcp = AddressFrom(lj["latched_rtcp"]);
+      if (absl::Status st = BuildContexts(leg, true, true); !st.ok()) {
+        error = std::string(st.message());
+        break;
+      }
+      // SRTP continues where it was: rollover counters, and SRTCP indexes moved past the
+      // ones already used (each protected RTCP packet advances the index by one).
+      auto restore = [&](const nlohmann::json& arr, bool inbound) {
+        if (!arr.is_array()) return;
+        int slot = 0;
+        for (const nlohmann::json& e : arr) {
+          if (slot >= kTrackedSsrcs) break;
+          SsrcState& st = inbound ? leg.in_ssrcs[slot] : leg.out_ssrcs[slot];
+          st.used = true;
+          st.ssrc = e.value("ssrc", 0u);
+          st.roc = e.value("roc", 0u);
+          st.srtcp_sent = e.value("srtcp", uint64_t{0});
+          st.last_seq = static_cast<uint16_t>(e.value("seq", 0));
+          ++slot;
+          SrtpContext* c = inbound ? leg.inbound.get() : leg.outbound.get();
+          if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
+          (void)c->SetRoc(st.ssrc, st.roc);
+          if (!inbound) {
+            alignas(16) uint8_t pkt[8 + kMaxTrailer] = {0x80, 201, 0, 1};
+            for (uint64_t n = 0; n < st.srtcp_sent; ++n) {
+              pkt[4] = static_cast<uint8_t>(st.ssrc >> 24);
+              pkt[5] = static_cast<uint8_t>(st.ssrc >> 16);
+              pkt[6] = static_cast<uint8_t>(st.ssrc >> 8);
+              pkt[7] = static_cast<uint8_t>(st.ssrc);
+              size_t len = 8;
+              (void)c->ProtectRtcp(pkt, &len, sizeof(pkt));
+            }
+          }
+        }
+      };
+      restore(lj["in"], true);
+      restore(lj["out"], false);
+      absl::StatusOr<PortPair> p = pool_.AcquireExactly(lj.value("port", 0));
+      if (!p.ok()) {
+        error = std::string(p.status().message());
+        break;
+      }
+      leg.ports = *p;
+      ++bound;
+    }
+    if (!error.empty()) {
+      for (int l = 0; l < bound; ++l) pool_.Release(s->legs[l].ports);
+      forget(error);
+      continue;
+    }
+    Worker& w = LeastLoaded();
+    absl::Status attached;
+    w.Run([&] { attached = w.Attach(s.get()); });
+    if (!attached.ok()) return attached;
+    // The idle clock starts again at the restart.
+    s->last_packet_ns.store(absl::ToUnixNanos(clock_.Now()));
+    core::log::Info("session restored", {{"session", s->id}, {"call_id", s->call_id}});
+    sessions_[s->id] = std::move(s);
+    ++restored_;
+  }
+  metrics_->sessions.Set(static_cast<double>(sessions_.size()));
+  return absl::OkStatus();
+}
+
+// -- housekeeping ---------------------------------------------------------------------------
+
+void Relay::SetGrpcAddress(const std::string& address) {
+  std::lock_guard<std::mutex> lock(hk_mu_);
+  options_.grpc_address = address;
+}
+
+void Relay::Heartbeat() {
+  std::string grpc;
+  {
+    std::lock_guard<std::mutex> lock(hk_mu_);
+    grpc = options_.grpc_address;
+  }
+  nlohmann::json j = {{"grpc", grpc},
+                      {"media", options_.media_address},
+                      {"ports_free", (pool_.total_pairs() - pool_.used_pairs()) * 2},
+                      {"ports_used", pool_.used_pairs() * 2},
+                      {"sessions", metrics_->sessions.Value()},
+                      {"draining", draining_.load()},
+                      {"seen", absl::ToUnixSeconds(clock_.Now())}};
+  (void)redis_.Command({"HSET", kInstancesKey, options_.instance, j.dump()});
+}
+
+void Relay::CollectMetricsFor(Session& s) {
+  for (int l = 0; l < 2; ++l) {
+    const LegCounters& c = s.legs[l].counters;
+    const std::string leg = kLegNames[l];
+    const std::string k = s.id + leg;
+    auto feed = [&](const char* dir, const Counter& packets, const Counter& bytes) {
+      metrics_->Feed(metrics_->packets.Add({{"leg", leg}, {"direction", dir}}), k + dir + "p",
+                     packets.Get());
+      metrics_->Feed(metrics_->bytes.Add({{"leg", leg}, {"direction", dir}}), k + dir + "b",
+                     bytes.Get());
+    };
+    feed("in", c.rtp_in_packets, c.rtp_in_bytes);
+    feed("out", c.rtp_out_packets, c.rtp_out_bytes);
+    for (int d = 0; d < kDropReasons; ++d) {
+      const std::string reason = DropName(static_cast<Drop>(d));
+      metrics_->Feed(metrics_->drops.Add({{"leg", leg}, {"reason", reason}}), k + reason,
+                     c.drops[d].Get());
+      if (static_cast<Drop>(d) == Drop::kAuthFailure) {
+        metrics_->Feed(metrics_->auth_failures, k + "auth", c.drops[d].Get());
+      }
+    }
+  }
+}
+
+void Relay::CollectMetrics() {
+  for (auto& [id, s] : sessions_) CollectMetricsFor(*s);
+  metrics_->ports_used.Set(static_cast<double>(pool_.used_pairs() * 2));
+  metrics_->ports_free.Set(static_cast<double>((pool_.total_pairs() - pool_.used_pairs()) * 2));
+}
+
+void Relay::Housekeeping() {
+  std::unique_lock<std::mutex> hk(hk_mu_);
+  while (!hk_stop_) {
+    hk.unlock();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const absl::Time now = clock_.Now();
+      std::vector<std::string> orphans;
+      for (auto& [id, s] : sessions_) {
+        const int64_t last_ns = s->last_packet_ns.load();
+        const absl::Time last = last_ns ? absl::FromUnixNanos(last_ns) : s->created;
+        const bool idle = now - last > options_.idle_timeout;
+        if (idle && !s->idle.exchange(true)) {
+          metrics_->idle.Increment();
+          core::log::Info("session idle", {{"session", id}, {"call_id", s->call_id}});
+          (void)redis_.Command({"PUBLISH", "rwg:relay:events", absl::StrCat("idle ", id)});
+        } else if (!idle) {
+          s->idle.store(false);
+        }
+        if (now - last > options_.orphan_timeout) orphans.push_back(id);
+        if (s->dirty.load()) (void)Persist(*s);
+      }
+      for (const std::string& id : orphans) {
+        auto it = sessions_.find(id);
+        std::unique_ptr<Session> s = std::move(it->second);
+        sessions_.erase(it);
+        DeleteLocked(std::move(s), "orphaned");
+      }
+      metrics_->sessions.Set(static_cast<double>(sessions_.size()));
+      CollectMetrics();
+    }
+    Heartbeat();
+    hk.lock();
+    hk_cv_.wait_for(hk, std::chrono::seconds(1), [this] { return hk_stop_; });
+  }
+}
+
+}  // namespace rwg::media_relay

@@ -1,0 +1,106 @@
+// The media relay's control plane (R-MEDIA): sessions allocated from the port pool, spread
+// over the packet workers, kept in Redis (addresses, keys sealed with the secret key, SRTP
+// rollover counters) so that a restarted instance restores them and media continues. The
+// instance advertises itself and its load in Redis once a second for the SIP edge to choose.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "rwg/relay/v1/relay.pb.h"
+#include "services/core/clock.h"
+#include "services/core/crypto.h"
+#include "services/core/random.h"
+#include "services/core/redis.h"
+#include "services/media_relay/port_pool.h"
+#include "services/media_relay/session.h"
+#include "services/media_relay/worker.h"
+
+namespace rwg::media_relay {
+
+namespace relaypb = ::rwg::relay::v1;
+
+struct RelayOptions {
+  std::string instance = "media-relay-0";
+  std::string bind_address = "0.0.0.0";
+  std::string media_address;  // advertised in legs; empty: bind_address
+  std::string grpc_address;   // advertised for the SIP edge
+  int port_min = 20000;
+  int port_max = 31000;
+  int workers = 1;
+  int max_sessions = 0;  // 0: as many as the pool allows
+  absl::Duration idle_timeout = absl::Seconds(60);
+  absl::Duration orphan_timeout = absl::Hours(1);  // idle this long: deleted by the relay
+};
+
+struct RelayMetrics;
+
+class Relay {
+ public:
+  Relay(RelayOptions options, core::RedisClient& redis, const core::SecretBox& box,
+        core::Clock& clock, core::Random& rng, prometheus::Registry& registry);
+  ~Relay();
+
+  // Starts the workers, restores this instance's sessions from Redis, starts housekeeping.
+  absl::Status Start();
+  void Stop();
+
+  absl::StatusOr<relaypb::Session> Allocate(const relaypb::AllocateRequest& req);
+  absl::StatusOr<relaypb::Session> Update(const relaypb::UpdateRequest& req);
+  absl::StatusOr<relaypb::Session> Delete(const std::string& id);
+  absl::StatusOr<relaypb::Session> Get(const std::string& id);
+  relaypb::ListResponse List();
+  uint32_t Drain();
+
+  size_t restored() const { return restored_; }
+  // The API address advertised in Redis (known once the gRPC server listens).
+  void SetGrpcAddress(const std::string& address);
+
+ private:
+  struct Slot;
+  absl::Status ApplyLeg(Leg& leg, const relaypb::LegRequest& req, bool initial);
+  struct LegChange {
+    Leg leg;
+    bool inbound = false, outbound = false, address = false;
+  };
+  absl::Status ApplyUpdate(const Leg& cur, const relaypb::LegUpdate& u, LegChange* next);
+  relaypb::Session Snapshot(Session& s);
+  absl::Status Persist(Session& s);
+  absl::Status Restore();
+  void DeleteLocked(std::unique_ptr<Session> s, const char* why);
+  void Housekeeping();
+  void Heartbeat();
+  void CollectMetrics();
+  void CollectMetricsFor(Session& s);
+  Worker& LeastLoaded();
+
+  RelayOptions options_;
+  core::RedisClient& redis_;
+  const core::SecretBox& box_;
+  core::Clock& clock_;
+  core::Random& rng_;
+  std::unique_ptr<RelayMetrics> metrics_;
+  PortPool pool_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::mutex mu_;  // sessions_ and everything that allocates or frees ports
+  std::map<std::string, std::unique_ptr<Session>> sessions_;
+  std::atomic<bool> draining_{false};
+  size_t restored_ = 0;
+  std::thread housekeeper_;
+  std::mutex hk_mu_;
+  std::condition_variable hk_cv_;
+  bool hk_stop_ = false;
+};
+
+}  // namespace rwg::media_relay

@@ -1,0 +1,258 @@
+"""Integration: the media-relay service on loopback, with a real Redis.
+
+The relay's API is driven with `rwgctl relay ...`; plain RTP ends are Python sockets, SRTP
+ends are rwg-media-peer (libsrtp2 contexts of its own).
+"""
+import json
+import os
+import socket
+import struct
+import subprocess
+import time
+import unittest
+import urllib.request
+
+import rwgtest
+
+TOKEN = "relay-api-token-0123456789"
+
+
+def rtp(seq, ssrc, payload):
+    return struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, ssrc) + payload
+
+
+def udp(port=0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+    s.settimeout(1)
+    return s
+
+
+def udp_pair():
+    """Sockets on ports p (RTP) and p + 1 (RTCP)."""
+    for _ in range(100):
+        a = udp()
+        try:
+            return a, udp(a.getsockname()[1] + 1)
+        except OSError:
+            a.close()
+    raise AssertionError("no free port pair")
+
+
+class RelayFixture(rwgtest.TempDirTest):
+    port_min = 42000
+    port_max = 42099
+    relay_args = []
+
+    def setUp(self):
+        super().setUp()
+        os.mkdir(os.path.join(self.tmp, "redis"))
+        self.redis = rwgtest.Redis(os.path.join(self.tmp, "redis")).start()
+        self.addCleanup(self.redis.kill)
+        self.key = os.path.join(self.tmp, "secret.key")
+        with open(self.key, "w") as f:
+            f.write(os.urandom(32).hex())
+        self.token = os.path.join(self.tmp, "api-token")
+        with open(self.token, "w") as f:
+            f.write(TOKEN + "\n")
+        self.relay = self.start_relay()
+        cli = os.path.join(self.tmp, "cli")
+        os.makedirs(cli, exist_ok=True)
+        with open(os.path.join(cli, "token"), "w") as f:
+            f.write(TOKEN)
+        self.ctl = rwgtest.Rwgctl(self.relay.grpc_address, "", cli)
+        self.ctl.env["RWG_INSECURE"] = "1"
+
+    def start_relay(self, name="media-relay"):
+        r = rwgtest.Service("media-relay", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--api-token-file", self.token, "--bind-address", "127.0.0.1",
+            "--port-min", str(self.port_min), "--port-max", str(self.port_max),
+            "--workers", "2"] + self.relay_args)
+        r.start()
+        self.addCleanup(r.stop)
+        return r
+
+    def restart_relay(self):
+        ports = self.relay.ports
+        self.relay.stop()
+        self.relay = self.start_relay()
+        self.ctl.env["RWG_SERVER"] = self.relay.grpc_address
+        return ports
+
+    def allocate(self, *args):
+        return self.ctl.json("relay", "allocate", *args)
+
+    def metrics(self):
+        return urllib.request.urlopen(
+            f"http://127.0.0.1:{self.relay.ports['metrics']}/metrics", timeout=5).read().decode()
+
+
+class PlainRelayTest(RelayFixture):
+    def test_plain_rtp_both_ways_in_order_and_foreign_source_dropped(self):
+        (phone, phone_rtcp), (pbx, pbx_rtcp) = udp_pair(), udp_pair()
+        s = self.allocate("--call-id", "call-1", "--set-suite", "RTP",
+                          "--set-remote", f"127.0.0.1:{phone.getsockname()[1]}",
+                          "--icp-suite", "RTP", "--icp-remote",
+                          f"127.0.0.1:{pbx.getsockname()[1]}")
+        set_port, icp_port = s["set"]["local_port"], s["icp"]["local_port"]
+        self.assertEqual(set_port % 2, 0)
+        self.assertTrue(self.port_min <= set_port <= self.port_max)
+        for i in range(2000):
+            p = rtp(i, 0x1111, bytes([i % 256]) * 160)
+            phone.sendto(p, ("127.0.0.1", set_port))
+            got, src = pbx.recvfrom(2048)
+            self.assertEqual((got, src), (p, ("127.0.0.1", icp_port)))
+            q = rtp(i, 0x2222, bytes([(i * 7) % 256]) * 160)
+            pbx.sendto(q, ("127.0.0.1", icp_port))
+            got, src = phone.recvfrom(2048)
+            self.assertEqual((got, src), (q, ("127.0.0.1", set_port)))
+        # RTCP goes through the next ports, both ways.
+        sr = struct.pack("!BBHI", 0x80, 200, 6, 0x1111) + b"\0" * 20
+        phone_rtcp.sendto(sr, ("127.0.0.1", set_port + 1))
+        self.assertEqual(pbx_rtcp.recvfrom(2048), (sr, ("127.0.0.1", icp_port + 1)))
+        rr = struct.pack("!BBHI", 0x81, 201, 7, 0x2222) + struct.pack(
+            "!IBBHIIII", 0x1111, 12, 0, 5, 100, 33, 0, 0)
+        pbx_rtcp.sendto(rr, ("127.0.0.1", icp_port + 1))
+        self.assertEqual(phone_rtcp.recvfrom(2048), (rr, ("127.0.0.1", set_port + 1)))
+        # A source other than the phone's gets nothing through (RTP bleed).
+        intruder = udp()
+        for i in range(50):
+            intruder.sendto(rtp(5000 + i, 0x1111, b"evil" * 40), ("127.0.0.1", set_port))
+        with self.assertRaises(socket.timeout):
+            pbx.recvfrom(2048)
+        shown = self.ctl.json("relay", "show", s["id"])
+        self.assertEqual(int(shown["set"]["stats"]["rtp_in"]["packets"]), 2000)
+        self.assertEqual(int(shown["icp"]["stats"]["rtp_out"]["packets"]), 2000)
+        self.assertEqual(int(shown["set"]["stats"]["dropped_foreign_source"]), 50)
+        self.assertEqual(int(shown["set"]["stats"]["rtcp_in"]["packets"]), 1)
+        # The iPBX's receiver report: 12/256 lost, 5 in all, jitter 33.
+        self.assertEqual(shown["icp"]["stats"]["fraction_lost"], 12)
+        self.assertEqual(shown["icp"]["stats"]["cumulative_lost"], 5)
+        self.assertEqual(shown["icp"]["stats"]["jitter"], 33)
+        rwgtest.wait_until("metrics", lambda: 'rwg_media_relay_dropped_total{leg="set",reason='
+                           '"foreign_source"} 50' in self.metrics(), timeout=5)
+        self.assertIn('rwg_media_relay_packets_total{direction="in",leg="set"} 2000',
+                      self.metrics())
+        final = self.ctl.json("relay", "delete", s["id"])
+        self.assertEqual(final["id"], s["id"])
+        self.assertIn("NOT_FOUND", self.ctl.run("relay", "show", s["id"]).stderr)
+        log = self.relay.read_log()
+        self.assertIn(f'msg="session ended" session={s["id"]} call_id=call-1', log)
+
+    def test_update_moves_the_remote_end(self):
+        phone, pbx, pbx2 = udp(), udp(), udp()
+        s = self.allocate("--set-suite", "RTP", "--set-remote",
+                          f"127.0.0.1:{phone.getsockname()[1]}", "--icp-suite", "RTP",
+                          "--icp-remote", f"127.0.0.1:{pbx.getsockname()[1]}")
+        phone.sendto(rtp(1, 1, b"a" * 20), ("127.0.0.1", s["set"]["local_port"]))
+        self.assertEqual(pbx.recvfrom(2048)[0], rtp(1, 1, b"a" * 20))
+        self.ctl.json("relay", "update", s["id"], "--icp-remote",
+                      f"127.0.0.1:{pbx2.getsockname()[1]}")
+        phone.sendto(rtp(2, 1, b"b" * 20), ("127.0.0.1", s["set"]["local_port"]))
+        self.assertEqual(pbx2.recvfrom(2048)[0], rtp(2, 1, b"b" * 20))
+        # The old remote no longer gets through the ICP leg.
+        pbx.sendto(rtp(3, 2, b"c" * 20), ("127.0.0.1", s["icp"]["local_port"]))
+        with self.assertRaises(socket.timeout):
+            phone.recvfrom(2048)
+
+    def test_bad_requests_are_refused_clearly(self):
+        cases = [
+            (["--set-suite", "AES_CM_128_HMAC_SHA1_99"], "INVALID_ARGUMENT: set: unsupported"),
+            (["--set-suite", "AES_CM_128_HMAC_SHA1_80", "--set-key", "QUJD"],
+             "must be 30 bytes"),
+            (["--set-suite", "RTP", "--set-key", "QUJD"], "remote_key given for a plain"),
+            (["--icp-remote", "not-an-ip:4000"], "INVALID_ARGUMENT: icp: remote address"),
+        ]
+        for args, expected in cases:
+            r = self.ctl.run("relay", "allocate", *args)
+            self.assertEqual(r.returncode, 1, args)
+            self.assertIn(expected, r.stderr, args)
+        self.assertIn("NOT_FOUND", self.ctl.run("relay", "update", "nope", "--set-suite",
+                                                "RTP").stderr)
+        self.assertIn("NOT_FOUND", self.ctl.run("relay", "delete", "nope").stderr)
+        with open(os.path.join(self.tmp, "wrong"), "w") as f:
+            f.write("not-the-token-at-all")
+        r = self.ctl.run("--token-file", os.path.join(self.tmp, "wrong"), "relay", "list")
+        self.assertIn("UNAUTHENTICATED", r.stderr)
+        self.assertEqual(self.ctl.json("relay", "list").get("sessions", []), [])
+        self.assertTrue(self.relay.alive())
+
+
+class PoolTest(RelayFixture):
+    port_min = 43000
+    port_max = 43011  # six pairs: three sessions
+
+    def test_exhaustion_and_only_allocated_ports_are_open(self):
+        ids = []
+        for _ in range(3):
+            ids.append(self.allocate("--set-suite", "AES_CM_128_HMAC_SHA1_80")["id"])
+        r = self.ctl.run("relay", "allocate")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("RESOURCE_EXHAUSTED", r.stderr)
+        listed = self.ctl.json("relay", "list")
+        self.assertEqual(listed["ports_used"], 12)
+        self.assertEqual(listed["ports_free"], 0)
+        self.ctl.ok("relay", "delete", ids[0])
+        # A UDP sweep of the range: a closed port answers ICMP unreachable.
+        open_ports = self.sweep()
+        used = set()
+        for s in self.ctl.json("relay", "list")["sessions"]:
+            for leg in ("set", "icp"):
+                p = s[leg]["local_port"]
+                used |= {p, p + 1}
+        self.assertEqual(open_ports, used)
+        self.assertEqual(len(used), 8)
+        self.assertIn("rwg_media_relay_ports_used 8", self.metrics_eventually("ports_used 8"))
+
+    def metrics_eventually(self, needle):
+        rwgtest.wait_until(needle, lambda: needle in self.metrics(), timeout=5)
+        return self.metrics()
+
+    def sweep(self):
+        found = set()
+        for port in range(self.port_min, self.port_max + 1):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(0.2)
+            s.connect(("127.0.0.1", port))
+            s.send(b"probe")
+            try:
+                s.recv(100)
+            except ConnectionRefusedError:
+                s.close()
+                continue
+            except socket.timeout:
+                pass
+            found.add(port)
+            s.close()
+        return found
+
+
+class RestartTest(RelayFixture):
+    relay_args = ["--idle-timeout-seconds", "2"]
+
+    def test_sessions_survive_a_restart_and_go_idle(self):
+        phone, pbx = udp(), udp()
+        s = self.allocate("--call-id", "kept", "--set-suite", "RTP", "--set-remote",
+                          f"127.0.0.1:{phone.getsockname()[1]}", "--icp-suite", "RTP",
+                          "--icp-remote", f"127.0.0.1:{pbx.getsockname()[1]}")
+        phone.sendto(rtp(1, 1, b"x" * 20), ("127.0.0.1", s["set"]["local_port"]))
+        self.assertEqual(pbx.recvfrom(2048)[0], rtp(1, 1, b"x" * 20))
+        self.restart_relay()
+        self.assertIn("restored=1", self.relay.read_log())
+        phone.sendto(rtp(2, 1, b"y" * 20), ("127.0.0.1", s["set"]["local_port"]))
+        self.assertEqual(pbx.recvfrom(2048)[0], rtp(2, 1, b"y" * 20))
+        shown = self.ctl.json("relay", "show", s["id"])
+        self.assertEqual(shown["call_id"], "kept")
+        self.assertFalse(shown.get("idle", False))
+        rwgtest.wait_until("idle", lambda: self.ctl.json("relay", "show", s["id"]).get("idle"),
+                           timeout=8)
+        self.assertIn("rwg_media_relay_idle_sessions_total 1", self.metrics())
+        self.assertIn(f'msg="session idle" session={s["id"]}', self.relay.read_log())
+        # Keys at rest are sealed: no raw key material in Redis.
+        raw = self.redis.cmd("GET", f"rwg:relay:session:{s['id']}")
+        self.assertIn(b'"suite":"RTP"', raw)
+
+
+if __name__ == "__main__":
+    unittest.main()
