@@ -166,6 +166,7 @@ struct Edge::Impl {
     absl::Time upstream_refresh_at;  // when rwg refreshes it (if the phone's binding lasts)
     bool refreshing = false;         // an rwg refresh is waiting for the iPBX
     std::string connection;          // the binding's connection id in Redis
+    absl::Time since;                // when the phone first registered (kept across refreshes)
   };
 
   // A phone's REGISTER waiting for the iPBX.
@@ -239,6 +240,7 @@ struct Edge::Impl {
   std::map<std::string, UpstreamDialog> upstream;   // by set_username
   std::unique_ptr<SourceFilter> source_filter;      // on the set-side listeners
   std::unique_ptr<AsyncRedis> async_redis;          // Redis on the SIP thread's loop
+  std::vector<core::Ban> recent_bans;               // imposed here in the last seconds
   std::thread housekeeper;
   std::mutex hk_mu;
   std::condition_variable hk_cv;
@@ -362,6 +364,14 @@ struct Edge::Impl {
       if (self->fresh_bans) {
         self->protection.SetBans(*self->fresh_bans);
         self->fresh_bans.reset();
+        // Bans made here in the last seconds may be newer than what was read from Redis.
+        for (auto it = self->recent_bans.begin(); it != self->recent_bans.end();) {
+          if (now - it->since > absl::Seconds(5)) {
+            it = self->recent_bans.erase(it);
+          } else {
+            self->protection.AddBan(*it++);
+          }
+        }
       }
     }
     self->ApplySourceFilter();
@@ -374,6 +384,7 @@ struct Edge::Impl {
         "ban", {{"id", ban.id}, {"reason", ban.reason}, {"until", absl::FormatTime(ban.until)}});
     absl::Status s = banstore.Put(ban);
     if (!s.ok()) core::log::Warn("cannot store the ban", {{"error", std::string(s.message())}});
+    recent_bans.push_back(ban);
     if (ban.kind == "source") ApplySourceFilter();
   }
 
@@ -680,6 +691,20 @@ struct Edge::Impl {
     p->source = source;
     const tp_name_t* tpn = p->tport ? tport_name(p->tport) : nullptr;
     p->transport = tpn && tpn->tpn_proto ? tpn->tpn_proto : "";
+    // A refresh of a binding this instance holds: its licence is counted until the binding's
+    // expiry already, and the binding is known here, so Redis is only written at the end.
+    if (auto held = local.find(user);
+        expires > 0 && held != local.end() && held->second.expires_at > p->started) {
+      core::BindingStore::Reserved res;
+      res.reservation = core::BindingStore::Reservation::kExisting;
+      core::Binding prev;
+      prev.instance = options.instance;
+      prev.since = held->second.since;
+      prev.expires_at = held->second.expires_at;
+      res.previous = std::move(prev);
+      OnReserved(p, view->licences, std::move(res));
+      return 0;
+    }
     // Redis answers later; the SIP thread goes on with other messages meanwhile.
     if (expires > 0) {
       const uint32_t licences = view->licences;
@@ -988,6 +1013,7 @@ struct Edge::Impl {
         lb.icp_username = b.icp_username;
         lb.expires_at = b.expires_at;
         lb.connection = b.connection;
+        lb.since = b.since;
         lb.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
         lb.upstream_refresh_at = now + absl::Seconds(p->upstream_expires) * 0.8;
         local[user] = std::move(lb);

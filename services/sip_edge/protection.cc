@@ -74,6 +74,8 @@ std::vector<std::string> Protection::BannedSources() const {
   return out;
 }
 
+void Protection::AddBan(const core::Ban& b) { bans_[b.id] = b.until; }
+
 void Protection::SetBans(const std::vector<core::Ban>& bans) {
   std::map<std::string, absl::Time> next;
   for (const core::Ban& b : bans) next[b.id] = b.until;

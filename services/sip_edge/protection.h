@@ -40,8 +40,10 @@ class Protection {
   // Addresses under a source ban now.
   std::vector<std::string> BannedSources() const;
 
-  // Replaces the known bans (from Redis, all instances) keeping the ones made locally since.
+  // Replaces the known bans with those read from Redis (all instances).
   void SetBans(const std::vector<core::Ban>& bans);
+  // Adds one ban (made here, maybe not in the last read from Redis yet).
+  void AddBan(const core::Ban& ban);
 
  private:
   struct Window {

@@ -287,7 +287,8 @@ class SipEdgeTest(EdgeFixture):
         self.assertEqual(sipclient.status(r), 503, r)
         self.assertIn("Retry-After: 30", r)
         self.assertLess(time.monotonic() - started, 5, "answered promptly, not hung")
-        self.assertIn("licence check failed", self.edge.read_log())
+        # A refresh of a binding held here needs Redis only to store it.
+        self.assertRegex(self.edge.read_log(), "licence check failed|cannot store the binding")
         self.redis.start()
         # The edge reconnects by itself; the phone's next attempt works.
         def registers():
