@@ -349,6 +349,9 @@ void Relay::DeleteLocked(std::unique_ptr<Session> s, const char* why) {
        {"set_auth_failures", std::to_string(a.drops[static_cast<int>(Drop::kAuthFailure)].Get())},
        {"set_foreign", std::to_string(a.drops[static_cast<int>(Drop::kForeignSource)].Get())}});
   CollectMetricsFor(*s);
+  // The session's last counter values are no longer needed.
+  metrics_->last.erase(metrics_->last.lower_bound(s->id),
+                       metrics_->last.lower_bound(s->id + "\x7f"));
 }
 
 absl::StatusOr<relaypb::Session> Relay::Delete(const std::string& id) {
