@@ -33,6 +33,20 @@ void BlockTerminationSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
+bool TerminationRequested(absl::Duration wait) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  timespec ts = absl::ToTimespec(wait);
+  const int sig = sigtimedwait(&set, nullptr, &ts);
+  if (sig == SIGTERM || sig == SIGINT) {
+    log::Info("terminating before start", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));

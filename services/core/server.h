@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "services/core/options.h"
 
 namespace rwg::core {
@@ -31,6 +32,10 @@ struct ServerFlags {
 // Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later, so that
 // ServiceHost::WaitForTermination can take them, and ignores SIGPIPE. Call first thing in main().
 void BlockTerminationSignals();
+
+// Waits up to `wait` for SIGTERM/SIGINT (blocked by BlockTerminationSignals); true when one
+// came. For loops that wait for a dependency before the service starts.
+bool TerminationRequested(absl::Duration wait);
 
 class ServiceHost {
  public:

@@ -3,7 +3,9 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
@@ -49,6 +51,10 @@ int Main(int argc, char** argv) {
            "host:port the SIP edge reaches this instance's API at (default: grpc-listen)");
   opts.Add("port-min", relay.port_min, "lowest UDP port of this instance's pool");
   opts.Add("port-max", relay.port_max, "highest UDP port of this instance's pool");
+  std::string pool_part = "1/1";
+  opts.Add("pool-part", pool_part,
+           "i/n: this instance uses the i-th of n equal parts of port-min..port-max, so that "
+           "instances sharing an address get disjoint ports (e.g. a StatefulSet ordinal + 1)");
   opts.Add("workers", relay.workers, "packet worker threads (default: one per core)");
   opts.Add("max-sessions", relay.max_sessions, "session limit (0: what the pool allows)");
   opts.Add("idle-timeout-seconds", idle_seconds, "no packet this long: the session is idle");
@@ -73,6 +79,20 @@ int Main(int argc, char** argv) {
                              " is not a range of at least 2 ports within 1024-65535"));
   }
   if (relay.workers < 1 || relay.workers > 256) return Fail("workers: between 1 and 256");
+  {
+    int part = 0, parts = 0;
+    std::vector<std::string> p = absl::StrSplit(pool_part, '/');
+    if (p.size() != 2 || !absl::SimpleAtoi(p[0], &part) || !absl::SimpleAtoi(p[1], &parts) ||
+        parts < 1 || part < 1 || part > parts) {
+      return Fail(absl::StrCat("pool-part: '", pool_part, "' is not i/n with 1 <= i <= n"));
+    }
+    const int pairs = (relay.port_max - relay.port_min + 1) / 2;
+    const int per = pairs / parts;
+    if (per < 2) return Fail("pool-part: fewer than 2 port pairs per part");
+    const int min = relay.port_min + (relay.port_min % 2) + (part - 1) * per * 2;
+    relay.port_min = min;
+    relay.port_max = min + per * 2 - 1;
+  }
 
   absl::StatusOr<std::string> key = core::SecretBox::LoadKeyFile(secret_key_file);
   if (!key.ok()) return Fail(std::string(key.status().message()));
@@ -104,7 +124,7 @@ int Main(int argc, char** argv) {
                       {{"error", std::string(started.message())}});
     }
     relay_impl.Stop();
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+    if (core::TerminationRequested(absl::Seconds(1))) return 0;
     started = relay_impl.Start();
   }
   if (!started.ok()) {

@@ -168,7 +168,7 @@ int Main(int argc, char** argv) {
         core::log::Warn("waiting for the gateway configuration to choose the SIP listeners",
                         {{"error", std::string(cfg.message())}});
       }
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+      if (core::TerminationRequested(absl::Seconds(1))) return 0;
       cfg = config.last_status();
     }
     auto view = config.Get();

@@ -205,6 +205,28 @@ class PoolTest(RelayFixture):
         self.assertEqual(len(used), 8)
         self.assertIn("rwg_media_relay_ports_used 8", self.metrics_eventually("ports_used 8"))
 
+    def test_pool_part_gives_disjoint_ranges(self):
+        # Instance 2 of 2 on the same range takes the upper half: 43006-43011.
+        other = rwgtest.Service("media-relay", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--api-token-file", self.token, "--bind-address", "127.0.0.1",
+            "--port-min", str(self.port_min), "--port-max", str(self.port_max),
+            "--pool-part", "2/2", "--instance", "media-relay-1"])
+        other.log_path = os.path.join(self.tmp, "media-relay-1.log")
+        other.start()
+        self.addCleanup(other.stop)
+        ctl = rwgtest.Rwgctl(other.grpc_address, "", os.path.join(self.tmp, "cli"))
+        ctl.env["RWG_INSECURE"] = "1"
+        s = ctl.json("relay", "allocate")
+        self.assertEqual((s["set"]["local_port"], s["icp"]["local_port"]), (43006, 43008))
+        self.assertEqual(s["instance"], "media-relay-1")
+        self.assertIn("RESOURCE_EXHAUSTED", ctl.run("relay", "allocate").stderr)
+        bad = subprocess.run([os.path.join(rwgtest.BIN, "media-relay"), "--secret-key-file",
+                              self.key, "--api-token-file", self.token, "--pool-part", "3/2"],
+                             capture_output=True, text=True, timeout=10)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("pool-part: '3/2' is not i/n", bad.stderr)
+
     def metrics_eventually(self, needle):
         rwgtest.wait_until(needle, lambda: needle in self.metrics(), timeout=5)
         return self.metrics()
