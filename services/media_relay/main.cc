@@ -14,6 +14,7 @@
 #include "services/media_relay/relay.h"
 #include "services/media_relay/relay_service.h"
 #include "services/media_relay/session.h"
+#include "services/media_relay/srtp.h"
 
 namespace {
 
@@ -51,6 +52,10 @@ int Main(int argc, char** argv) {
            "host:port the SIP edge reaches this instance's API at (default: grpc-listen)");
   opts.Add("port-min", relay.port_min, "lowest UDP port of this instance's pool");
   opts.Add("port-max", relay.port_max, "highest UDP port of this instance's pool");
+  std::string srtp_engine = "openssl";
+  opts.Add("srtp-engine", srtp_engine,
+           "SRTP implementation: openssl (rwg's, on OpenSSL) or libsrtp (Debian's libsrtp2 on "
+           "NSS, whose cost per packet grows with the number of sessions)");
   std::string pool_part = "1/1";
   opts.Add("pool-part", pool_part,
            "i/n: this instance uses the i-th of n equal parts of port-min..port-max, so that "
@@ -79,6 +84,9 @@ int Main(int argc, char** argv) {
                              " is not a range of at least 2 ports within 1024-65535"));
   }
   if (relay.workers < 1 || relay.workers > 256) return Fail("workers: between 1 and 256");
+  absl::StatusOr<media_relay::SrtpEngine> engine = media_relay::ParseSrtpEngine(srtp_engine);
+  if (!engine.ok()) return Fail(absl::StrCat("srtp-engine: ", engine.status().message()));
+  media_relay::SetSrtpEngine(*engine);
   {
     int part = 0, parts = 0;
     std::vector<std::string> p = absl::StrSplit(pool_part, '/');
@@ -135,6 +143,7 @@ int Main(int argc, char** argv) {
                   {{"instance", relay.instance},
                    {"ports", absl::StrCat(relay.port_min, "-", relay.port_max)},
                    {"workers", std::to_string(relay.workers)},
+                   {"srtp_engine", srtp_engine},
                    {"restored", std::to_string(relay_impl.restored())}});
   media_relay::RelayServiceImpl service(relay_impl, api_token);
   started = host.Start({&service});

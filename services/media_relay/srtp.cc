@@ -5,11 +5,15 @@
 #include <string.h>  // explicit_bzero
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "services/media_relay/rtp.h"
+#include "services/media_relay/srtp_openssl.h"
 
 namespace rwg::media_relay {
 namespace {
@@ -53,7 +57,7 @@ SrtpResult FromLibsrtp(srtp_err_status_t status) {
 
 // The libsrtp policy for `key` applied to `ssrc` (a wildcard or one stream). `key.master`
 // must outlive the policy.
-srtp_policy_t MakePolicy(SrtpKey& key, srtp_ssrc_t ssrc, SrtpContext::Direction direction) {
+srtp_policy_t MakePolicy(const SrtpKey& key, srtp_ssrc_t ssrc, SrtpContext::Direction direction) {
   srtp_policy_t policy{};
   if (key.suite == SrtpSuite::kAesCm128HmacSha1_32) {
     srtp_crypto_policy_set_aes_cm_128_hmac_sha1_32(&policy.rtp);
@@ -63,7 +67,8 @@ srtp_policy_t MakePolicy(SrtpKey& key, srtp_ssrc_t ssrc, SrtpContext::Direction 
   // SRTCP keeps the 80-bit tag with both suites.
   srtp_crypto_policy_set_aes_cm_128_hmac_sha1_80(&policy.rtcp);
   policy.ssrc = ssrc;
-  policy.key = reinterpret_cast<unsigned char*>(key.master.data());
+  // libsrtp only reads the key, through a non-const pointer.
+  policy.key = reinterpret_cast<unsigned char*>(const_cast<char*>(key.master.data()));
   policy.window_size = kReplayWindow;
   // A retransmission the relay forwards unchanged (same index, same payload) is protected
   // again rather than dropped; inbound duplicates are always replays.
@@ -71,6 +76,115 @@ srtp_policy_t MakePolicy(SrtpKey& key, srtp_ssrc_t ssrc, SrtpContext::Direction 
   policy.next = nullptr;
   return policy;
 }
+
+std::atomic<SrtpEngine> g_engine{SrtpEngine::kLibsrtp};
+
+// A kNone context: the base class checks headers and passes packets through; nothing here is
+// ever called.
+class PlainContext final : public SrtpContext {
+ public:
+  explicit PlainContext(Direction direction)
+      : SrtpContext(SrtpKey{SrtpSuite::kNone, ""}, direction, CurrentSrtpEngine()) {}
+
+ private:
+  SrtpResult DoProtectRtp(uint8_t*, size_t*) override { return SrtpResult::kOk; }
+  SrtpResult DoUnprotectRtp(uint8_t*, size_t*) override { return SrtpResult::kOk; }
+  SrtpResult DoProtectRtcp(uint8_t*, size_t*) override { return SrtpResult::kOk; }
+  SrtpResult DoUnprotectRtcp(uint8_t*, size_t*) override { return SrtpResult::kOk; }
+  absl::StatusOr<uint32_t> DoGetRoc(uint32_t) const override {
+    return absl::FailedPreconditionError("plain RTP has no rollover counter");
+  }
+  absl::Status DoSetRoc(uint32_t, uint32_t) override {
+    return absl::FailedPreconditionError("plain RTP has no rollover counter");
+  }
+};
+
+// A context on libsrtp2: one session with a wildcard stream for the direction, plus one
+// stream per SSRC whose rollover counter was restored.
+class LibsrtpContext final : public SrtpContext {
+ public:
+  static absl::StatusOr<std::unique_ptr<SrtpContext>> Create(const SrtpKey& key, Direction d) {
+    if (absl::Status status = InitLibsrtp(); !status.ok()) return status;
+    std::unique_ptr<LibsrtpContext> ctx(new LibsrtpContext(key, d));
+    const srtp_ssrc_t any{d == Direction::kInbound ? ssrc_any_inbound : ssrc_any_outbound, 0};
+    const srtp_policy_t policy = MakePolicy(ctx->key(), any, d);
+    if (srtp_err_status_t status = srtp_create(&ctx->session_, &policy);
+        status != srtp_err_status_ok) {
+      ctx->session_ = nullptr;
+      return absl::InternalError(absl::StrCat("srtp_create failed: libsrtp error ", status));
+    }
+    return ctx;
+  }
+
+  ~LibsrtpContext() override {
+    if (session_ != nullptr) srtp_dealloc(session_);
+  }
+
+ private:
+  LibsrtpContext(const SrtpKey& key, Direction d) : SrtpContext(key, d, SrtpEngine::kLibsrtp) {}
+
+  SrtpResult DoProtectRtp(uint8_t* buf, size_t* len) override {
+    return Run(srtp_protect, buf, len);
+  }
+  SrtpResult DoUnprotectRtp(uint8_t* buf, size_t* len) override {
+    return Run(srtp_unprotect, buf, len);
+  }
+  SrtpResult DoProtectRtcp(uint8_t* buf, size_t* len) override {
+    return Run(srtp_protect_rtcp, buf, len);
+  }
+  SrtpResult DoUnprotectRtcp(uint8_t* buf, size_t* len) override {
+    return Run(srtp_unprotect_rtcp, buf, len);
+  }
+
+  SrtpResult Run(srtp_err_status_t (*fn)(srtp_t, void*, int*), uint8_t* buf, size_t* len) {
+    int n = static_cast<int>(*len);
+    const SrtpResult result = FromLibsrtp(fn(session_, buf, &n));
+    if (result == SrtpResult::kOk) *len = static_cast<size_t>(n);
+    return result;
+  }
+
+  absl::StatusOr<uint32_t> DoGetRoc(uint32_t ssrc) const override {
+    uint32_t roc = 0;
+    if (srtp_get_stream_roc(session_, ssrc, &roc) != srtp_err_status_ok) {
+      return absl::NotFoundError(absl::StrCat("no SRTP stream for SSRC ", ssrc));
+    }
+    // A restored counter takes effect with the stream's first packet; until then libsrtp
+    // reports 0. Counters only grow, so the larger of the two is the stream's.
+    for (const auto& [restored_ssrc, restored_roc] : restored_) {
+      if (restored_ssrc == ssrc) roc = std::max(roc, restored_roc);
+    }
+    return roc;
+  }
+
+  absl::Status DoSetRoc(uint32_t ssrc, uint32_t roc) override {
+    uint32_t current = 0;
+    if (srtp_get_stream_roc(session_, ssrc, &current) == srtp_err_status_ok) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("SSRC ", ssrc,
+                       " already has SRTP state in this context; its rollover counter can "
+                       "only be set before its first packet"));
+    }
+    // Wildcard policies create a stream on the first packet, with ROC 0; a stream for this
+    // SSRC created now can carry the restored counter instead.
+    const srtp_policy_t policy = MakePolicy(key(), srtp_ssrc_t{ssrc_specific, ssrc}, direction());
+    if (srtp_err_status_t status = srtp_add_stream(session_, &policy);
+        status != srtp_err_status_ok) {
+      return absl::InternalError(absl::StrCat("srtp_add_stream failed: libsrtp error ", status));
+    }
+    if (srtp_err_status_t status = srtp_set_stream_roc(session_, ssrc, roc);
+        status != srtp_err_status_ok) {
+      srtp_remove_stream(session_, htonl(ssrc));  // this one takes network order
+      return absl::InternalError(
+          absl::StrCat("srtp_set_stream_roc failed: libsrtp error ", status));
+    }
+    restored_.emplace_back(ssrc, roc);
+    return absl::OkStatus();
+  }
+
+  srtp_t session_ = nullptr;
+  // Rollover counters given to SetRoc, reported by GetRoc until the stream's first packet.
+  std::vector<std::pair<uint32_t, uint32_t>> restored_;
+};
 
 bool IsBase64Char(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
@@ -205,38 +319,38 @@ absl::Status ToStatus(SrtpResult result) {
   return absl::InternalError("SRTP processing failed");
 }
 
+void SetSrtpEngine(SrtpEngine engine) { g_engine.store(engine, std::memory_order_relaxed); }
+
+SrtpEngine CurrentSrtpEngine() { return g_engine.load(std::memory_order_relaxed); }
+
+absl::StatusOr<SrtpEngine> ParseSrtpEngine(absl::string_view name) {
+  if (name == "libsrtp") return SrtpEngine::kLibsrtp;
+  if (name == "openssl") return SrtpEngine::kOpenssl;
+  return absl::InvalidArgumentError(absl::StrCat("unknown SRTP engine '", absl::CHexEscape(name),
+                                                 "' (supported: libsrtp, openssl)"));
+}
+
+absl::string_view SrtpEngineName(SrtpEngine engine) {
+  return engine == SrtpEngine::kOpenssl ? "openssl" : "libsrtp";
+}
+
 absl::StatusOr<std::unique_ptr<SrtpContext>> SrtpContext::Create(const SrtpKey& key, Direction d) {
   if (absl::Status status = ValidateKey(key); !status.ok()) return status;
-  std::unique_ptr<SrtpContext> ctx(new SrtpContext(key, d));
-  if (key.suite == SrtpSuite::kNone) return ctx;
-  if (absl::Status status = InitLibsrtp(); !status.ok()) return status;
-
-  const srtp_ssrc_t any{d == Direction::kInbound ? ssrc_any_inbound : ssrc_any_outbound, 0};
-  const srtp_policy_t policy = MakePolicy(ctx->key_, any, d);
-  srtp_t session = nullptr;
-  if (srtp_err_status_t status = srtp_create(&session, &policy); status != srtp_err_status_ok) {
-    return absl::InternalError(absl::StrCat("srtp_create failed: libsrtp error ", status));
-  }
-  ctx->session_ = session;
-  return ctx;
+  if (key.suite == SrtpSuite::kNone) return std::make_unique<PlainContext>(d);
+  if (CurrentSrtpEngine() == SrtpEngine::kOpenssl) return CreateOpensslSrtpContext(key, d);
+  return LibsrtpContext::Create(key, d);
 }
 
-SrtpContext::~SrtpContext() {
-  if (session_ != nullptr) srtp_dealloc(session_);
-  explicit_bzero(key_.master.data(), key_.master.size());
-}
+SrtpContext::~SrtpContext() { explicit_bzero(key_.master.data(), key_.master.size()); }
 
 SrtpResult SrtpContext::ProtectRtp(uint8_t* buf, size_t* len, size_t capacity) {
   if (len == nullptr || *len > kMaxPacketSize || !IsValidRtp(buf, *len)) {
     return SrtpResult::kMalformed;
   }
   if (direction_ != Direction::kOutbound) return SrtpResult::kOther;
-  if (session_ == nullptr) return SrtpResult::kOk;
+  if (key_.suite == SrtpSuite::kNone) return SrtpResult::kOk;
   if (capacity < *len + kMaxTrailer) return SrtpResult::kOther;
-  int n = static_cast<int>(*len);
-  const SrtpResult result = FromLibsrtp(srtp_protect(session_, buf, &n));
-  if (result == SrtpResult::kOk) *len = static_cast<size_t>(n);
-  return result;
+  return DoProtectRtp(buf, len);
 }
 
 SrtpResult SrtpContext::UnprotectRtp(uint8_t* buf, size_t* len) {
@@ -246,11 +360,8 @@ SrtpResult SrtpContext::UnprotectRtp(uint8_t* buf, size_t* len) {
     return SrtpResult::kMalformed;
   }
   if (direction_ != Direction::kInbound) return SrtpResult::kOther;
-  if (session_ == nullptr) return SrtpResult::kOk;
-  int n = static_cast<int>(*len);
-  const SrtpResult result = FromLibsrtp(srtp_unprotect(session_, buf, &n));
-  if (result == SrtpResult::kOk) *len = static_cast<size_t>(n);
-  return result;
+  if (key_.suite == SrtpSuite::kNone) return SrtpResult::kOk;
+  return DoUnprotectRtp(buf, len);
 }
 
 SrtpResult SrtpContext::ProtectRtcp(uint8_t* buf, size_t* len, size_t capacity) {
@@ -258,12 +369,9 @@ SrtpResult SrtpContext::ProtectRtcp(uint8_t* buf, size_t* len, size_t capacity) 
     return SrtpResult::kMalformed;
   }
   if (direction_ != Direction::kOutbound) return SrtpResult::kOther;
-  if (session_ == nullptr) return SrtpResult::kOk;
+  if (key_.suite == SrtpSuite::kNone) return SrtpResult::kOk;
   if (capacity < *len + kMaxTrailer) return SrtpResult::kOther;
-  int n = static_cast<int>(*len);
-  const SrtpResult result = FromLibsrtp(srtp_protect_rtcp(session_, buf, &n));
-  if (result == SrtpResult::kOk) *len = static_cast<size_t>(n);
-  return result;
+  return DoProtectRtcp(buf, len);
 }
 
 SrtpResult SrtpContext::UnprotectRtcp(uint8_t* buf, size_t* len) {
@@ -273,53 +381,22 @@ SrtpResult SrtpContext::UnprotectRtcp(uint8_t* buf, size_t* len) {
     return SrtpResult::kMalformed;
   }
   if (direction_ != Direction::kInbound) return SrtpResult::kOther;
-  if (session_ == nullptr) return SrtpResult::kOk;
-  int n = static_cast<int>(*len);
-  const SrtpResult result = FromLibsrtp(srtp_unprotect_rtcp(session_, buf, &n));
-  if (result == SrtpResult::kOk) *len = static_cast<size_t>(n);
-  return result;
+  if (key_.suite == SrtpSuite::kNone) return SrtpResult::kOk;
+  return DoUnprotectRtcp(buf, len);
 }
 
 absl::StatusOr<uint32_t> SrtpContext::GetRoc(uint32_t ssrc) const {
-  if (session_ == nullptr) {
+  if (key_.suite == SrtpSuite::kNone) {
     return absl::FailedPreconditionError("plain RTP has no rollover counter");
   }
-  uint32_t roc = 0;
-  if (srtp_get_stream_roc(session_, ssrc, &roc) != srtp_err_status_ok) {
-    return absl::NotFoundError(absl::StrCat("no SRTP stream for SSRC ", ssrc));
-  }
-  // A restored counter takes effect with the stream's first packet; until then libsrtp
-  // reports 0. Counters only grow, so the larger of the two is the stream's.
-  for (const auto& [restored_ssrc, restored_roc] : restored_) {
-    if (restored_ssrc == ssrc) roc = std::max(roc, restored_roc);
-  }
-  return roc;
+  return DoGetRoc(ssrc);
 }
 
 absl::Status SrtpContext::SetRoc(uint32_t ssrc, uint32_t roc) {
-  if (session_ == nullptr) {
+  if (key_.suite == SrtpSuite::kNone) {
     return absl::FailedPreconditionError("plain RTP has no rollover counter");
   }
-  uint32_t current = 0;
-  if (srtp_get_stream_roc(session_, ssrc, &current) == srtp_err_status_ok) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("SSRC ", ssrc,
-                     " already has SRTP state in this context; its rollover counter can "
-                     "only be set before its first packet"));
-  }
-  // Wildcard policies create a stream on the first packet, with ROC 0; a stream for this
-  // SSRC created now can carry the restored counter instead.
-  const srtp_policy_t policy = MakePolicy(key_, srtp_ssrc_t{ssrc_specific, ssrc}, direction_);
-  if (srtp_err_status_t status = srtp_add_stream(session_, &policy); status != srtp_err_status_ok) {
-    return absl::InternalError(absl::StrCat("srtp_add_stream failed: libsrtp error ", status));
-  }
-  if (srtp_err_status_t status = srtp_set_stream_roc(session_, ssrc, roc);
-      status != srtp_err_status_ok) {
-    srtp_remove_stream(session_, htonl(ssrc));  // this one takes network order
-    return absl::InternalError(absl::StrCat("srtp_set_stream_roc failed: libsrtp error ", status));
-  }
-  restored_.emplace_back(ssrc, roc);
-  return absl::OkStatus();
+  return DoSetRoc(ssrc, roc);
 }
 
 }  // namespace rwg::media_relay

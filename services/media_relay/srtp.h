@@ -1,6 +1,8 @@
 // SRTP for the media relay: SDES key material (RFC 4568 a=crypto) and the per-direction
-// crypto contexts (RFC 3711, on libsrtp2) that turn SRTP from a phone into RTP or SRTP for the
-// iPBX and back.
+// crypto contexts (RFC 3711) that turn SRTP from a phone into RTP or SRTP for the iPBX and
+// back. Two engines implement the contexts, with identical packets and results: libsrtp2, and
+// rwg's own on OpenSSL (srtp_openssl.h), whose cost per packet does not grow with the number
+// of contexts in the process.
 //
 // Each direction of each leg has its own SrtpContext: an inbound one unprotects what the relay
 // receives on that leg, an outbound one protects what it sends. Transcrypting a packet from
@@ -20,8 +22,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "services/core/random.h"
-
-struct srtp_ctx_t_;
 
 namespace rwg::media_relay {
 
@@ -71,7 +71,8 @@ enum class SrtpResult : uint8_t {
   kAuthFailed,  // authentication tag mismatch: tampered, or another key
   kReplay,      // packet index already accepted, or older than the replay window
   kMalformed,   // too short, not version 2, header longer than the packet
-  kOther,       // wrong direction, buffer too small, or a libsrtp failure
+  kOther,       // wrong direction, buffer too small, an SSRC beyond what the context
+                // tracks (openssl engine), or a failure inside the engine
 };
 // Short lower-case name for metric labels: "ok", "auth_failed", "replay", "malformed", "other".
 absl::string_view SrtpResultName(SrtpResult result);
@@ -82,6 +83,20 @@ absl::Status ToStatus(SrtpResult result);
 // MKI) plus the SRTCP E flag and index.
 inline constexpr size_t kMaxTrailer = 16 + 128 + 4;
 
+// The implementation behind the SrtpContexts created from now on, for the whole process.
+enum class SrtpEngine {
+  kLibsrtp,  // libsrtp2 (the default)
+  kOpenssl,  // rwg's RFC 3711 implementation on OpenSSL 3
+};
+// Sets the engine of contexts created after the call; existing contexts keep theirs. Meant to
+// be called once at startup, from an option.
+void SetSrtpEngine(SrtpEngine engine);
+SrtpEngine CurrentSrtpEngine();
+// Parses an engine name: "libsrtp" or "openssl". Anything else is INVALID_ARGUMENT naming it.
+absl::StatusOr<SrtpEngine> ParseSrtpEngine(absl::string_view name);
+// "libsrtp" or "openssl".
+absl::string_view SrtpEngineName(SrtpEngine engine);
+
 // One direction of one leg. Not thread-safe: a relay session drives its contexts from one
 // thread. Buffers should be 4-byte aligned, as libsrtp reads headers as 32-bit words.
 class SrtpContext {
@@ -89,14 +104,16 @@ class SrtpContext {
   enum class Direction { kInbound, kOutbound };
 
   // INVALID_ARGUMENT for a key that fails ValidateKey. A kNone key gives a pass-through
-  // context that only checks headers.
+  // context that only checks headers. The context uses CurrentSrtpEngine().
   static absl::StatusOr<std::unique_ptr<SrtpContext>> Create(const SrtpKey& key, Direction d);
-  ~SrtpContext();
+  virtual ~SrtpContext();
   SrtpContext(const SrtpContext&) = delete;
   SrtpContext& operator=(const SrtpContext&) = delete;
 
   SrtpSuite suite() const { return key_.suite; }
   Direction direction() const { return direction_; }
+  // The engine this context was created with.
+  SrtpEngine engine() const { return engine_; }
 
   // In place; `len` is updated only on kOk. Protect needs `capacity` >= *len + kMaxTrailer.
   // Protect on an inbound context, or unprotect on an outbound one, is kOther. The first
@@ -114,14 +131,25 @@ class SrtpContext {
   // then has index roc * 65536 + its sequence number; the replay window starts there.
   absl::Status SetRoc(uint32_t ssrc, uint32_t roc);
 
+ protected:
+  SrtpContext(const SrtpKey& key, Direction direction, SrtpEngine engine)
+      : key_(key), direction_(direction), engine_(engine) {}
+  const SrtpKey& key() const { return key_; }
+
  private:
-  SrtpContext(const SrtpKey& key, Direction direction) : key_(key), direction_(direction) {}
+  // What each engine does once the public methods above have checked the packet's header and
+  // length, the direction and the room for the trailer; never called for kNone. `len` is
+  // updated only on kOk.
+  virtual SrtpResult DoProtectRtp(uint8_t* buf, size_t* len) = 0;
+  virtual SrtpResult DoUnprotectRtp(uint8_t* buf, size_t* len) = 0;
+  virtual SrtpResult DoProtectRtcp(uint8_t* buf, size_t* len) = 0;
+  virtual SrtpResult DoUnprotectRtcp(uint8_t* buf, size_t* len) = 0;
+  virtual absl::StatusOr<uint32_t> DoGetRoc(uint32_t ssrc) const = 0;
+  virtual absl::Status DoSetRoc(uint32_t ssrc, uint32_t roc) = 0;
 
   SrtpKey key_;
   Direction direction_;
-  srtp_ctx_t_* session_ = nullptr;  // null for kNone
-  // Rollover counters given to SetRoc, reported by GetRoc until the stream's first packet.
-  std::vector<std::pair<uint32_t, uint32_t>> restored_;
+  SrtpEngine engine_;
 };
 
 }  // namespace rwg::media_relay

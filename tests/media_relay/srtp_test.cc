@@ -10,6 +10,7 @@
 #include <ostream>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "services/media_relay/rtp.h"
@@ -261,18 +262,23 @@ TEST(SrtpResultTest, NamesAndStatuses) {
 
 // --- Packets, for each suite -----------------------------------------------------------------
 
-class SrtpSuiteTest : public ::testing::TestWithParam<SrtpSuite> {
+// Each test runs with both engines: contexts made in the test use the engine of the parameter.
+class SrtpSuiteTest : public ::testing::TestWithParam<std::tuple<SrtpEngine, SrtpSuite>> {
  protected:
-  SrtpKey KeyA() const { return Key(GetParam(), 1); }
-  SrtpKey KeyB() const { return Key(GetParam(), 2); }
+  void SetUp() override { SetSrtpEngine(std::get<0>(GetParam())); }
+  void TearDown() override { SetSrtpEngine(SrtpEngine::kLibsrtp); }
+
+  SrtpSuite suite() const { return std::get<1>(GetParam()); }
+  SrtpKey KeyA() const { return Key(suite(), 1); }
+  SrtpKey KeyB() const { return Key(suite(), 2); }
 };
 
 TEST_P(SrtpSuiteTest, RtpRoundTrip) {
   auto out = Make(KeyA(), Direction::kOutbound);
   auto in = Make(KeyA(), Direction::kInbound);
   ASSERT_TRUE(out && in);
-  const size_t tag = GetParam() == SrtpSuite::kAesCm128HmacSha1_80 ? 10 : 4;
-  EXPECT_EQ(RtpTrailerSize(GetParam()), tag);
+  const size_t tag = suite() == SrtpSuite::kAesCm128HmacSha1_80 ? 10 : 4;
+  EXPECT_EQ(RtpTrailerSize(suite()), tag);
   for (uint16_t seq = 1000; seq < 1010; ++seq) {
     const Packet original = Rtp(seq);
     Packet p = original;
@@ -292,7 +298,7 @@ TEST_P(SrtpSuiteTest, RtcpRoundTrip) {
   auto out = Make(KeyA(), Direction::kOutbound);
   auto in = Make(KeyA(), Direction::kInbound);
   ASSERT_TRUE(out && in);
-  EXPECT_EQ(RtcpTrailerSize(GetParam()), 14u);  // E flag + index, 80-bit tag for both suites
+  EXPECT_EQ(RtcpTrailerSize(suite()), 14u);  // E flag + index, 80-bit tag for both suites
   for (uint8_t n = 0; n < 5; ++n) {
     const Packet original = Rtcp(n);
     Packet p = original;
@@ -389,7 +395,7 @@ TEST_P(SrtpSuiteTest, OutboundProtectsAnUnchangedRetransmission) {
 
 TEST_P(SrtpSuiteTest, TranscryptsBetweenKeysAndSuites) {
   // Phone leg in this suite with key A, iPBX leg in the other suite with key B.
-  const SrtpSuite other = GetParam() == SrtpSuite::kAesCm128HmacSha1_80
+  const SrtpSuite other = suite() == SrtpSuite::kAesCm128HmacSha1_80
                               ? SrtpSuite::kAesCm128HmacSha1_32
                               : SrtpSuite::kAesCm128HmacSha1_80;
   auto phone_out = Make(KeyA(), Direction::kOutbound);  // the phone's own sender
@@ -565,7 +571,7 @@ TEST_P(SrtpSuiteTest, ShortOrMalformedPacketsAreMalformed) {
   auto out = Make(KeyA(), Direction::kOutbound);
   auto in = Make(KeyA(), Direction::kInbound);
   ASSERT_TRUE(out && in);
-  const size_t tag = RtpTrailerSize(GetParam());
+  const size_t tag = RtpTrailerSize(suite());
   for (size_t len = 0; len < kRtpHeaderSize; ++len) {
     Packet p = Rtp(1);
     p.len = len;
@@ -593,7 +599,7 @@ TEST_P(SrtpSuiteTest, ShortOrMalformedPacketsAreMalformed) {
     EXPECT_EQ(out->ProtectRtcp(r.data(), &r.len, kCapacity), SrtpResult::kMalformed) << len;
   }
   Packet r = Rtcp(1);
-  r.len = kRtcpHeaderSize + RtcpTrailerSize(GetParam()) - 1;
+  r.len = kRtcpHeaderSize + RtcpTrailerSize(suite()) - 1;
   EXPECT_EQ(in->UnprotectRtcp(r.data(), &r.len), SrtpResult::kMalformed);
   // Larger than any UDP datagram.
   Packet huge = Rtp(1);
@@ -641,13 +647,15 @@ TEST_P(SrtpSuiteTest, MisuseIsReportedNotProcessed) {
   EXPECT_EQ(out->GetRoc(kSsrc).value(), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Suites, SrtpSuiteTest,
-                         ::testing::Values(SrtpSuite::kAesCm128HmacSha1_80,
-                                           SrtpSuite::kAesCm128HmacSha1_32),
-                         [](const ::testing::TestParamInfo<SrtpSuite>& info) {
-                           return info.param == SrtpSuite::kAesCm128HmacSha1_80 ? "Sha1_80"
-                                                                                : "Sha1_32";
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    EnginesAndSuites, SrtpSuiteTest,
+    ::testing::Combine(::testing::Values(SrtpEngine::kLibsrtp, SrtpEngine::kOpenssl),
+                       ::testing::Values(SrtpSuite::kAesCm128HmacSha1_80,
+                                         SrtpSuite::kAesCm128HmacSha1_32)),
+    [](const ::testing::TestParamInfo<std::tuple<SrtpEngine, SrtpSuite>>& info) {
+      return std::string(SrtpEngineName(std::get<0>(info.param))) + "_" +
+             (std::get<1>(info.param) == SrtpSuite::kAesCm128HmacSha1_80 ? "Sha1_80" : "Sha1_32");
+    });
 
 TEST(SrtpPlainTest, PlainContextsPassPacketsThroughButCheckThem) {
   auto out = Make(SrtpKey{SrtpSuite::kNone, ""}, Direction::kOutbound);

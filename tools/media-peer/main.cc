@@ -56,6 +56,7 @@ std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop.store(true); }
 
 struct Flags {
+  std::string srtp_engine = "openssl";
   std::string relay_kind = "rwg";
   std::string relay;
   std::string ca;
@@ -199,6 +200,9 @@ std::vector<std::string> Failures(const RunResult& r, const Flags& f) {
 
 int Run(const Flags& f) {
   // Flag checks that CLI11 cannot express.
+  absl::StatusOr<media_relay::SrtpEngine> engine = media_relay::ParseSrtpEngine(f.srtp_engine);
+  if (!engine.ok()) Die(engine.status().message());
+  media_relay::SetSrtpEngine(*engine);
   absl::StatusOr<SrtpSuite> set_suite = ParseSuiteFlag("--set-suite", f.set_suite);
   if (!set_suite.ok()) Die(set_suite.status().message());
   absl::StatusOr<SrtpSuite> icp_suite = ParseSuiteFlag("--icp-suite", f.icp_suite);
@@ -447,6 +451,9 @@ int main(int argc, char** argv) {
   app.add_option("--timeout-ms", f.timeout_ms, "deadline of each control request")
       ->check(CLI::Range(1, 600000));
 
+  app.add_option("--srtp-engine", f.srtp_engine,
+                 "SRTP of the phone and iPBX ends: openssl or libsrtp (Debian's, slow with many "
+                 "contexts)");
   app.add_option("--set-suite", f.set_suite,
                  "phone leg: AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 or RTP");
   app.add_option("--icp-suite", f.icp_suite, "iPBX leg: RTP (plain) or an SRTP suite");

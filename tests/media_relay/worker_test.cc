@@ -1,0 +1,184 @@
+#include "services/media_relay/worker.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "services/media_relay/port_pool.h"
+#include "services/media_relay/session.h"
+#include "services/media_relay/srtp.h"
+
+namespace rwg::media_relay {
+namespace {
+
+// A UDP end on 127.0.0.1 with a kernel-chosen port.
+class End {
+ public:
+  End() {
+    fd_ = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    socklen_t len = sizeof(a);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~End() { close(fd_); }
+  int port() const { return port_; }
+  Address address() const {
+    Address a;
+    Address::Parse("127.0.0.1", port_, &a);
+    return a;
+  }
+  void SendTo(int port, const std::string& data) {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<uint16_t>(port));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+  }
+  // One datagram within `ms`, or "" when none came.
+  std::string Receive(int ms = 500) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, ms) != 1) return "";
+    char buf[2048];
+    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+std::string Rtp(uint16_t seq, uint32_t ssrc, const std::string& payload) {
+  std::string p(12, '\0');
+  p[0] = static_cast<char>(0x80);
+  p[2] = static_cast<char>(seq >> 8);
+  p[3] = static_cast<char>(seq);
+  p[8] = static_cast<char>(ssrc >> 24);
+  p[9] = static_cast<char>(ssrc >> 16);
+  p[10] = static_cast<char>(ssrc >> 8);
+  p[11] = static_cast<char>(ssrc);
+  return p + payload;
+}
+
+std::string Protect(SrtpContext& ctx, const std::string& plain) {
+  uint8_t buf[2048];
+  std::memcpy(buf, plain.data(), plain.size());
+  size_t len = plain.size();
+  EXPECT_EQ(ctx.ProtectRtp(buf, &len, sizeof(buf)), SrtpResult::kOk);
+  return std::string(reinterpret_cast<char*>(buf), len);
+}
+
+const std::string kPhoneKey(30, '\x11');
+const std::string kRelaySetKey(30, '\x22');
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(worker_.Start().ok());
+    for (int l = 0; l < 2; ++l) {
+      absl::StatusOr<PortPair> p = pool_.Acquire();
+      ASSERT_TRUE(p.ok()) << p.status();
+      session_.legs[l].ports = *p;
+    }
+    Leg& set = session_.legs[0];
+    set.suite = SrtpSuite::kAesCm128HmacSha1_80;
+    set.remote_key = kPhoneKey;
+    set.local_key = kRelaySetKey;
+    set.inbound = *SrtpContext::Create({set.suite, kPhoneKey}, SrtpContext::Direction::kInbound);
+    set.outbound =
+        *SrtpContext::Create({set.suite, kRelaySetKey}, SrtpContext::Direction::kOutbound);
+    set.sdp_rtp = phone_.address();
+    Leg& icp = session_.legs[1];
+    icp.suite = SrtpSuite::kNone;
+    icp.inbound = *SrtpContext::Create({SrtpSuite::kNone, ""}, SrtpContext::Direction::kInbound);
+    icp.outbound = *SrtpContext::Create({SrtpSuite::kNone, ""}, SrtpContext::Direction::kOutbound);
+    icp.sdp_rtp = pbx_.address();
+    absl::Status attached;
+    worker_.Run([&] { attached = worker_.Attach(&session_); });
+    ASSERT_TRUE(attached.ok()) << attached;
+  }
+  void TearDown() override {
+    worker_.Run([&] { worker_.Detach(&session_); });
+    worker_.Stop();
+    for (Leg& l : session_.legs) pool_.Release(l.ports);
+  }
+  uint64_t Dropped(int leg, Drop d) {
+    return session_.legs[leg].counters.drops[static_cast<int>(d)].Get();
+  }
+
+  PortPool pool_{"127.0.0.1", 46000, 46099};
+  Worker worker_{0};
+  Session session_;
+  End phone_, pbx_, intruder_;
+  std::unique_ptr<SrtpContext> phone_out_ = *SrtpContext::Create(
+      {SrtpSuite::kAesCm128HmacSha1_80, kPhoneKey}, SrtpContext::Direction::kOutbound);
+  std::unique_ptr<SrtpContext> phone_in_ = *SrtpContext::Create(
+      {SrtpSuite::kAesCm128HmacSha1_80, kRelaySetKey}, SrtpContext::Direction::kInbound);
+};
+
+TEST_F(WorkerTest, TranscryptsBothWaysAndLatchesOnTheFirstAuthenticPacket) {
+  const int set_port = session_.legs[0].ports.port;
+  const int icp_port = session_.legs[1].ports.port;
+  const std::string voice = Rtp(100, 0xabc, std::string(160, 'v'));
+  phone_.SendTo(set_port, Protect(*phone_out_, voice));
+  EXPECT_EQ(pbx_.Receive(), voice) << "plain RTP toward the iPBX";
+  const std::string back = Rtp(7, 0xdef, std::string(160, 'b'));
+  pbx_.SendTo(icp_port, back);
+  std::string got = phone_.Receive();
+  ASSERT_EQ(got.size(), back.size() + 10);
+  uint8_t buf[2048];
+  std::memcpy(buf, got.data(), got.size());
+  size_t len = got.size();
+  ASSERT_EQ(phone_in_->UnprotectRtp(buf, &len), SrtpResult::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(buf), len), back);
+  EXPECT_EQ(session_.legs[0].counters.rtp_in_packets.Get(), 1u);
+  EXPECT_EQ(session_.legs[1].counters.rtp_out_packets.Get(), 1u);
+}
+
+TEST_F(WorkerTest, ForeignSourcesAndForgeriesAreDropped) {
+  const int set_port = session_.legs[0].ports.port;
+  // Before latching: a forgery (wrong key) from anywhere fails authentication.
+  std::unique_ptr<SrtpContext> forger =
+      *SrtpContext::Create({SrtpSuite::kAesCm128HmacSha1_80, std::string(30, '\x33')},
+                           SrtpContext::Direction::kOutbound);
+  intruder_.SendTo(set_port, Protect(*forger, Rtp(1, 0xabc, "forged-forged-forged")));
+  EXPECT_EQ(pbx_.Receive(200), "");
+  // The phone's first authentic packet latches its address...
+  phone_.SendTo(set_port, Protect(*phone_out_, Rtp(2, 0xabc, "genuine-genuine")));
+  EXPECT_EQ(pbx_.Receive(), Rtp(2, 0xabc, "genuine-genuine"));
+  // ...after which even validly encrypted packets from another source get nothing through.
+  intruder_.SendTo(set_port, Protect(*phone_out_, Rtp(3, 0xabc, "stolen-key-stolen")));
+  EXPECT_EQ(pbx_.Receive(200), "");
+  // A replayed packet from the phone's own address is refused too.
+  const std::string p4 = Protect(*phone_out_, Rtp(4, 0xabc, "once-only-once"));
+  phone_.SendTo(set_port, p4);
+  EXPECT_EQ(pbx_.Receive(), Rtp(4, 0xabc, "once-only-once"));
+  phone_.SendTo(set_port, p4);
+  EXPECT_EQ(pbx_.Receive(200), "");
+  // Garbage is malformed.
+  phone_.SendTo(set_port, "xx");
+  EXPECT_EQ(pbx_.Receive(200), "");
+  // The plain iPBX leg only takes the SDP address.
+  intruder_.SendTo(session_.legs[1].ports.port, Rtp(9, 0x1, "bleed-bleed"));
+  EXPECT_EQ(phone_.Receive(200), "");
+
+  EXPECT_EQ(Dropped(0, Drop::kAuthFailure), 1u);
+  EXPECT_EQ(Dropped(0, Drop::kForeignSource), 1u);
+  EXPECT_EQ(Dropped(0, Drop::kReplay), 1u);
+  EXPECT_EQ(Dropped(0, Drop::kMalformed), 1u);
+  EXPECT_EQ(Dropped(1, Drop::kForeignSource), 1u);
+  EXPECT_EQ(session_.legs[0].counters.rtp_in_packets.Get(), 2u);
+}
+
+}  // namespace
+}  // namespace rwg::media_relay
