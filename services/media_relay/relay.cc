@@ -465,25 +465,39 @@ absl::Status Relay::Persist(Session& s) {
   j["call_id"] = s.call_id;
   j["instance"] = options_.instance;
   j["created"] = absl::ToUnixMillis(s.created);
+  // Only copying happens on the worker; JSON and sealing happen here, off the packet path.
+  struct LegCopy {
+    int port;
+    SrtpSuite suite;
+    std::string local_key, remote_key;
+    Address sdp_rtp, sdp_rtcp, latched_rtp, latched_rtcp;
+    std::array<SsrcState, kTrackedSsrcs> in, out;
+  } copies[2];
   Worker& w = *workers_[s.worker];
   w.Run([&] {
     s.dirty.store(false);
     for (int l = 0; l < 2; ++l) {
       const Leg& leg = s.legs[l];
-      const std::string ctx = absl::StrCat("relay:", s.id, ":", kLegNames[l]);
-      nlohmann::json lj = {{"port", leg.ports.port},
-                           {"suite", SuiteLabel(leg.suite)},
-                           {"sdp_rtp", AddressJson(leg.sdp_rtp)},
-                           {"sdp_rtcp", AddressJson(leg.sdp_rtcp)},
-                           {"latched_rtp", AddressJson(leg.latched_rtp)},
-                           {"latched_rtcp", AddressJson(leg.latched_rtcp)},
-                           {"in", SsrcsJson(leg.in_ssrcs)},
-                           {"out", SsrcsJson(leg.out_ssrcs)}};
-      if (!leg.local_key.empty()) lj["local_key"] = box_.Seal(leg.local_key, ctx + ":local");
-      if (!leg.remote_key.empty()) lj["remote_key"] = box_.Seal(leg.remote_key, ctx + ":remote");
-      j[kLegNames[l]] = lj;
+      copies[l] = {leg.ports.port, leg.suite,    leg.local_key,   leg.remote_key,
+                   leg.sdp_rtp,    leg.sdp_rtcp, leg.latched_rtp, leg.latched_rtcp,
+                   leg.in_ssrcs,   leg.out_ssrcs};
     }
   });
+  for (int l = 0; l < 2; ++l) {
+    const LegCopy& leg = copies[l];
+    const std::string ctx = absl::StrCat("relay:", s.id, ":", kLegNames[l]);
+    nlohmann::json lj = {{"port", leg.port},
+                         {"suite", SuiteLabel(leg.suite)},
+                         {"sdp_rtp", AddressJson(leg.sdp_rtp)},
+                         {"sdp_rtcp", AddressJson(leg.sdp_rtcp)},
+                         {"latched_rtp", AddressJson(leg.latched_rtp)},
+                         {"latched_rtcp", AddressJson(leg.latched_rtcp)},
+                         {"in", SsrcsJson(leg.in)},
+                         {"out", SsrcsJson(leg.out)}};
+    if (!leg.local_key.empty()) lj["local_key"] = box_.Seal(leg.local_key, ctx + ":local");
+    if (!leg.remote_key.empty()) lj["remote_key"] = box_.Seal(leg.remote_key, ctx + ":remote");
+    j[kLegNames[l]] = lj;
+  }
   absl::StatusOr<core::RedisReply> r = redis_.Command({"SET", SessionKey(s.id), j.dump()});
   if (!r.ok()) return r.status();
   r = redis_.Command({"SADD", IndexKey(options_.instance), s.id});
