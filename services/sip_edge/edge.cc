@@ -246,6 +246,7 @@ struct Edge::Impl {
   std::condition_variable hk_cv;
   bool hk_stop = false;                              // guarded by hk_mu
   std::optional<std::vector<core::Ban>> fresh_bans;  // guarded by hk_mu
+  absl::Time fresh_bans_read_at;                     // guarded by hk_mu
   std::map<std::string, std::string> instance_icp;   // guarded by hk_mu
   uint64_t next_connection = 1;
 
@@ -364,9 +365,10 @@ struct Edge::Impl {
       if (self->fresh_bans) {
         self->protection.SetBans(*self->fresh_bans);
         self->fresh_bans.reset();
-        // Bans made here in the last seconds may be newer than what was read from Redis.
+        // Bans made here after that read began are not in it yet; older ones are (or were
+        // lifted by an admin since).
         for (auto it = self->recent_bans.begin(); it != self->recent_bans.end();) {
-          if (now - it->since > absl::Seconds(5)) {
+          if (it->since <= self->fresh_bans_read_at) {
             it = self->recent_bans.erase(it);
           } else {
             self->protection.AddBan(*it++);
@@ -477,6 +479,7 @@ struct Edge::Impl {
       if (absl::Status s = devices.Revalidate(); !s.ok()) {
         core::log::Warn("cannot check devices for changes", {{"error", std::string(s.message())}});
       }
+      const absl::Time read_at = clock.Now();
       absl::StatusOr<std::vector<core::Ban>> bans = banstore.List();
       std::map<std::string, std::string> icp;
       absl::StatusOr<core::RedisReply> inst = redis.Command({"HGETALL", kInstancesKey});
@@ -487,7 +490,10 @@ struct Edge::Impl {
         }
       }
       lock.lock();
-      if (bans.ok()) fresh_bans = *std::move(bans);
+      if (bans.ok()) {
+        fresh_bans = *std::move(bans);
+        fresh_bans_read_at = read_at;
+      }
       if (inst.ok()) instance_icp = std::move(icp);
       hk_cv.wait_for(lock, std::chrono::seconds(1), [this] { return hk_stop; });
     }
