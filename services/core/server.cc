@@ -60,7 +60,7 @@ ServiceHost::ServiceHost(std::string service, ServerFlags flags)
       flags_(std::move(flags)),
       registry_(std::make_shared<prometheus::Registry>()) {}
 
-ServiceHost::~ServiceHost() = default;
+ServiceHost::~ServiceHost() { StopHealth(); }
 
 absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
   std::shared_ptr<grpc::ServerCredentials> creds;
@@ -125,6 +125,24 @@ void ServiceHost::SetServing(bool serving) {
   }
 }
 
+void ServiceHost::WatchHealth(std::function<bool()> healthy) {
+  StopHealth();
+  stop_health_ = false;
+  health_ = std::thread([this, healthy = std::move(healthy)] {
+    while (!stop_health_.load()) {
+      SetServing(healthy());
+      for (int i = 0; i < 10 && !stop_health_.load(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  });
+}
+
+void ServiceHost::StopHealth() {
+  stop_health_ = true;
+  if (health_.joinable()) health_.join();
+}
+
 void ServiceHost::WaitForTermination() {
   sigset_t set;
   sigemptyset(&set);
@@ -134,6 +152,7 @@ void ServiceHost::WaitForTermination() {
   sigwait(&set, &sig);
   log::Info("terminating", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
                             {"drain_seconds", absl::StrCat(flags_.drain_seconds)}});
+  StopHealth();
   SetServing(false);
   server_->Shutdown(std::chrono::system_clock::now() +
                     std::chrono::milliseconds(static_cast<int64_t>(flags_.drain_seconds * 1000)));

@@ -6,8 +6,11 @@
 #include <prometheus/exposer.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -48,6 +51,8 @@ class ServiceHost {
   // Starts the gRPC server with `services` plus health and reflection, and /metrics.
   absl::Status Start(const std::vector<grpc::Service*>& services);
   void SetServing(bool serving);
+  // Until termination, sets the health status from `healthy()` once a second.
+  void WatchHealth(std::function<bool()> healthy);
   // Waits for SIGTERM/SIGINT, then stops accepting and drains in-flight calls.
   void WaitForTermination();
   int grpc_port() const { return grpc_port_; }
@@ -59,6 +64,9 @@ class ServiceHost {
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<grpc::Server> server_;
   int grpc_port_ = 0;
+  std::thread health_;
+  std::atomic<bool> stop_health_{false};
+  void StopHealth();
 };
 
 // Reads a whole file; NotFound naming the path when it cannot.

@@ -155,18 +155,8 @@ int Main(int argc, char** argv) {
     relay.grpc_address.resize(relay.grpc_address.size() - 1);
     relay_impl.SetGrpcAddress(absl::StrCat(relay.grpc_address, host.grpc_port()));
   }
-  std::atomic<bool> stop{false};
-  std::thread health([&]() {
-    while (!stop.load()) {
-      host.SetServing(redis.Ping().ok());
-      for (int i = 0; i < 10 && !stop.load(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-  });
+  host.WatchHealth([&redis] { return redis.Ping().ok(); });
   host.WaitForTermination();
-  stop = true;
-  health.join();
   relay_impl.Stop();
   return 0;
 }

@@ -211,18 +211,8 @@ int Main(int argc, char** argv) {
     return 1;
   }
   // Health follows Redis: without it no phone can be authenticated.
-  std::atomic<bool> stop{false};
-  std::thread health([&]() {
-    while (!stop.load()) {
-      host.SetServing(redis.Ping().ok());
-      for (int i = 0; i < 10 && !stop.load(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-  });
+  host.WatchHealth([&redis] { return redis.Ping().ok(); });
   host.WaitForTermination();
-  stop = true;
-  health.join();
   sip.Stop();
   config.Stop();
   if (!edge.tls_cert_dir.empty()) {

@@ -177,6 +177,14 @@ class PlainRelayTest(RelayFixture):
         self.assertIn("UNAUTHENTICATED", r.stderr)
         self.assertEqual(self.ctl.json("relay", "list").get("sessions", []), [])
         self.assertTrue(self.relay.alive())
+        # Health follows Redis.
+        self.assertEqual(self.ctl.run("health").stdout.strip(), "SERVING")
+        self.redis.kill()
+        rwgtest.wait_until("NOT_SERVING", lambda: self.ctl.run("health").stdout.strip()
+                           == "NOT_SERVING", timeout=10)
+        r = self.ctl.run("relay", "allocate")
+        self.assertIn("UNAVAILABLE", r.stderr)
+        self.assertTrue(self.relay.alive())
 
 
 class PoolTest(RelayFixture):
