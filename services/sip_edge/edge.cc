@@ -739,16 +739,26 @@ struct Edge::Impl {
     return 0;  // answered when Redis and the iPBX have answered
   }
 
-  // Ends a phone's REGISTER that has not gone upstream yet.
-  void Abandon(PendingRegister* p, int status, const char* phrase) {
+  // A REGISTER refused; 503 tells the phone when to try again.
+  void ReplyFailure(nta_incoming_t* irq, int status, const char* phrase) {
     if (status == 503) {
-      Reply(p->irq, "REGISTER", 503, phrase, SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
+      Reply(irq, "REGISTER", 503, phrase, SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
     } else {
-      Reply(p->irq, "REGISTER", status, phrase, TAG_END());
+      Reply(irq, "REGISTER", status, phrase, TAG_END());
     }
+  }
+
+  // The phone's REGISTER has its answer: the pending state goes.
+  void Done(PendingRegister* p) {
     nta_incoming_destroy(p->irq);
     if (p->tport) tport_unref(p->tport);
     delete p;
+  }
+
+  // Ends a phone's REGISTER that has not gone upstream yet.
+  void Abandon(PendingRegister* p, int status, const char* phrase) {
+    ReplyFailure(p->irq, status, phrase);
+    Done(p);
   }
 
   // The licence is reserved (or refused), the previous binding known: on to the iPBX.
@@ -991,53 +1001,42 @@ struct Edge::Impl {
       core::log::Info("unregistered", {{"device", user}, {"source", p->source}});
     } else {
       if (p->new_reservation) (void)bindings.Release(user);
-      if (status == 503) {
-        Reply(p->irq, "REGISTER", 503, phrase, SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
-      } else {
-        Reply(p->irq, "REGISTER", status, phrase, TAG_END());
-      }
+      ReplyFailure(p->irq, status, phrase);
     }
-    nta_incoming_destroy(p->irq);
-    if (p->tport) tport_unref(p->tport);
-    delete p;
+    Done(p);
   }
 
   // The binding is in Redis (or could not be stored): the phone gets its answer.
   void OnStored(PendingRegister* p, const core::Binding& b, const absl::Status& put) {
     const std::string& user = p->device.set_username;
     const absl::Time now = clock.Now();
-    {
-      if (!put.ok()) {
-        core::log::Warn("cannot store the binding", {{"error", std::string(put.message())}});
-        Reply(p->irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
-              TAG_END());
-      } else {
-        DropLocal(user);
-        LocalBinding lb;
-        lb.tport = tport_ref(p->tport);
-        lb.contacts = p->contacts;
-        lb.icp_username = b.icp_username;
-        lb.expires_at = b.expires_at;
-        lb.connection = b.connection;
-        lb.since = b.since;
-        lb.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
-        lb.upstream_refresh_at = now + absl::Seconds(p->upstream_expires) * 0.8;
-        local[user] = std::move(lb);
-        local_by_icp[b.icp_username] = user;
-        std::string contact = ContactList(p->contacts, b.expires_at);
-        std::string exp = std::to_string(p->expires);
-        Reply(p->irq, "REGISTER", SIP_200_OK, SIPTAG_CONTACT_STR(contact.c_str()),
-              SIPTAG_EXPIRES_STR(exp.c_str()), TAG_END());
-        core::log::Info("registered", {{"device", user},
-                                       {"icp_username", b.icp_username},
-                                       {"source", p->source},
-                                       {"transport", p->transport},
-                                       {"expires", exp}});
-      }
+    if (!put.ok()) {
+      core::log::Warn("cannot store the binding", {{"error", std::string(put.message())}});
+      ReplyFailure(p->irq, 503, "Service Unavailable");
+      return Done(p);
     }
-    nta_incoming_destroy(p->irq);
-    if (p->tport) tport_unref(p->tport);
-    delete p;
+    DropLocal(user);
+    LocalBinding lb;
+    lb.tport = tport_ref(p->tport);
+    lb.contacts = p->contacts;
+    lb.icp_username = b.icp_username;
+    lb.expires_at = b.expires_at;
+    lb.connection = b.connection;
+    lb.since = b.since;
+    lb.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
+    lb.upstream_refresh_at = now + absl::Seconds(p->upstream_expires) * 0.8;
+    local[user] = std::move(lb);
+    local_by_icp[b.icp_username] = user;
+    std::string contact = ContactList(p->contacts, b.expires_at);
+    std::string exp = std::to_string(p->expires);
+    Reply(p->irq, "REGISTER", SIP_200_OK, SIPTAG_CONTACT_STR(contact.c_str()),
+          SIPTAG_EXPIRES_STR(exp.c_str()), TAG_END());
+    core::log::Info("registered", {{"device", user},
+                                   {"icp_username", b.icp_username},
+                                   {"source", p->source},
+                                   {"transport", p->transport},
+                                   {"expires", exp}});
+    Done(p);
   }
 
   // -- requests from the iPBX ---------------------------------------------------------------
