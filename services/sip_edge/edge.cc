@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -107,6 +108,18 @@ constexpr Side kSetSide = "set";
 constexpr Side kIcpSide = "icp";
 constexpr char kInstancesKey[] = "rwg:edge:instances";
 constexpr char kForwardHeader[] = "X-Rwg-Forwarded";
+// The largest SIP message a phone may send (R-SIP size limits).
+constexpr size_t kMaxPhoneMessage = 65536;
+
+// The message limit toward the iPBX: sofia-sip reads all that a TCP socket holds at once, so
+// the limit must exceed the most a socket's receive buffer grows to (net.ipv4.tcp_rmem).
+size_t IcpStreamLimit() {
+  size_t limit = size_t{8} << 20;
+  std::ifstream f("/proc/sys/net/ipv4/tcp_rmem");
+  size_t lo = 0, def = 0, max = 0;
+  if (f >> lo >> def >> max) limit = std::max(limit, 2 * max);
+  return std::min<size_t>(limit, UINT32_MAX);
+}
 
 std::string SofiaUrl(const std::string& listen, const char* scheme, const char* transport) {
   size_t colon = listen.rfind(':');
@@ -232,8 +245,10 @@ struct Edge::Impl {
   std::atomic<bool> stop{false};
   su_home_t home[1] = {};
   su_root_t* root = nullptr;
-  nta_agent_t* agent = nullptr;
-  nta_leg_t* leg = nullptr;
+  nta_agent_t* set_agent = nullptr;  // phones
+  nta_agent_t* icp_agent = nullptr;  // the iPBX and the other instances
+  nta_leg_t* set_leg = nullptr;
+  nta_leg_t* icp_leg = nullptr;
   su_timer_t* sweeper = nullptr;
   std::map<std::string, LocalBinding> local;        // by set_username
   std::map<std::string, std::string> local_by_icp;  // icp_username -> set_username
@@ -252,42 +267,75 @@ struct Edge::Impl {
 
   // -- lifecycle (SIP thread) ------------------------------------------------------------------
 
+  // A transaction agent whose first transport is `url` (listening when `server`).
+  nta_agent_t* CreateAgent(const std::string& url, bool tls, size_t max_message,
+                           bool server = true) {
+    return nta_agent_create(
+        root, URL_STRING_MAKE(url.c_str()), nullptr, nullptr,
+        NTATAG_SIP_T1X64(options.upstream_timeout_ms), NTATAG_UA(0), NTATAG_SERVER_RPORT(1),
+        NTATAG_MAXSIZE(max_message), TPTAG_PONG2PING(1), TPTAG_SERVER(server),
+        TAG_IF(tls, TPTAG_CERTIFICATE(options.tls_cert_dir.c_str())), TAG_END());
+  }
+
+  bool AddTport(nta_agent_t* a, const std::string& url, bool tls, bool server) {
+    return nta_agent_add_tport(
+               a, URL_STRING_MAKE(url.c_str()), TPTAG_PONG2PING(1), TPTAG_SERVER(server),
+               TAG_IF(tls, TPTAG_CERTIFICATE(options.tls_cert_dir.c_str())), TAG_END()) == 0;
+  }
+
   absl::Status Setup() {
     su_init();
     su_home_init(home);
     root = su_root_create(nullptr);
     if (root == nullptr) return absl::InternalError("cannot create the SIP event loop");
     async_redis = std::make_unique<AsyncRedis>(root, redis.options(), clock);
-    std::vector<std::pair<std::string, bool>> urls;  // url, is tls
+    // Phones and the iPBX are served by two transaction agents: each side has its own
+    // connections and its own limits. A phone's message may be at most kMaxPhoneMessage
+    // bytes; the iPBX's connections carry the traffic of every phone, and sofia-sip reads
+    // everything a TCP socket holds in one go, so their limit is above what a socket can
+    // hold (a backlog must never read as one oversized message and close the iPBX's link).
+    std::vector<std::pair<std::string, bool>> set_urls;  // url, is tls
     if (!options.tcp_listen.empty())
-      urls.push_back({SofiaUrl(options.tcp_listen, "sip", "tcp"), false});
+      set_urls.push_back({SofiaUrl(options.tcp_listen, "sip", "tcp"), false});
     if (!options.tls_listen.empty())
-      urls.push_back({SofiaUrl(options.tls_listen, "sips", "tls"), true});
-    if (!options.icp_listen.empty())
-      urls.push_back({SofiaUrl(options.icp_listen, "sip", "tcp"), false});
-    if (urls.empty()) return absl::InvalidArgumentError("no SIP listener configured");
-    agent = nta_agent_create(
-        root, URL_STRING_MAKE(urls[0].first.c_str()), nullptr, nullptr,
-        NTATAG_SIP_T1X64(options.upstream_timeout_ms), NTATAG_UA(0), NTATAG_SERVER_RPORT(1),
-        NTATAG_MAXSIZE(65536), TPTAG_PONG2PING(1),
-        TPTAG_CERTIFICATE(urls[0].second ? options.tls_cert_dir.c_str() : nullptr), TAG_END());
-    if (agent == nullptr) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", urls[0].first));
+      set_urls.push_back({SofiaUrl(options.tls_listen, "sips", "tls"), true});
+    if (set_urls.empty())
+      return absl::InvalidArgumentError("no SIP listener for phones configured");
+    set_agent = CreateAgent(set_urls[0].first, set_urls[0].second, kMaxPhoneMessage);
+    if (set_agent == nullptr) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", set_urls[0].first));
     }
-    for (size_t i = 1; i < urls.size(); ++i) {
-      int rc = urls[i].second ? nta_agent_add_tport(agent, URL_STRING_MAKE(urls[i].first.c_str()),
-                                                    TPTAG_CERTIFICATE(options.tls_cert_dir.c_str()),
-                                                    TPTAG_PONG2PING(1), TAG_END())
-                              : nta_agent_add_tport(agent, URL_STRING_MAKE(urls[i].first.c_str()),
-                                                    TPTAG_PONG2PING(1), TAG_END());
-      if (rc < 0) return absl::UnavailableError(absl::StrCat("cannot listen on ", urls[i].first));
+    if (set_urls.size() > 1 && !AddTport(set_agent, set_urls[1].first, set_urls[1].second, true)) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", set_urls[1].first));
     }
-    leg = nta_leg_tcreate(agent, &Impl::OnRequest, reinterpret_cast<nta_leg_magic_t*>(this),
-                          NTATAG_NO_DIALOG(1), TAG_END());
-    if (leg == nullptr) return absl::InternalError("cannot create the default SIP leg");
+    // Toward the iPBX: the listener for its requests (or, without one, a TCP client), and a
+    // TLS client for an iPBX that takes TLS.
+    const std::string icp_url = options.icp_listen.empty()
+                                    ? std::string("sip:*:*;transport=tcp")
+                                    : SofiaUrl(options.icp_listen, "sip", "tcp");
+    icp_agent = CreateAgent(icp_url, false, IcpStreamLimit(), !options.icp_listen.empty());
+    if (icp_agent == nullptr) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", icp_url));
+    }
+    if (!options.tls_cert_dir.empty() &&
+        !AddTport(icp_agent, "sips:*:*;transport=tls", true, false)) {
+      return absl::InternalError("cannot set up TLS toward the iPBX");
+    }
+    set_leg =
+        nta_leg_tcreate(set_agent, &Impl::OnSetRequest, reinterpret_cast<nta_leg_magic_t*>(this),
+                        NTATAG_NO_DIALOG(1), TAG_END());
+    icp_leg =
+        nta_leg_tcreate(icp_agent, &Impl::OnIcpRequest, reinterpret_cast<nta_leg_magic_t*>(this),
+                        NTATAG_NO_DIALOG(1), TAG_END());
+    if (set_leg == nullptr || icp_leg == nullptr) {
+      return absl::InternalError("cannot create the default SIP leg");
+    }
+    std::vector<std::string> urls;
+    for (const auto& u : set_urls) urls.push_back(u.first);
+    if (!options.icp_listen.empty()) urls.push_back(icp_url);
     sweeper = su_timer_create(su_root_task(root), 1000);
     su_timer_set_for_ever(sweeper, &Impl::OnSweep, reinterpret_cast<su_timer_arg_t*>(this));
-    for (const auto& u : urls) core::log::Info("SIP listening", {{"url", u.first}});
+    for (const auto& u : urls) core::log::Info("SIP listening", {{"url", u}});
     std::vector<int> ports;
     for (const std::string& l : {options.tls_listen, options.tcp_listen}) {
       int port = 0;
@@ -315,8 +363,10 @@ struct Edge::Impl {
     local.clear();
     if (sweeper) su_timer_destroy(sweeper);
     async_redis.reset();  // what still waits on Redis is answered 503
-    if (leg) nta_leg_destroy(leg);
-    if (agent) nta_agent_destroy(agent);
+    if (set_leg) nta_leg_destroy(set_leg);
+    if (icp_leg) nta_leg_destroy(icp_leg);
+    if (set_agent) nta_agent_destroy(set_agent);
+    if (icp_agent) nta_agent_destroy(icp_agent);
     if (root) su_root_destroy(root);
     su_home_deinit(home);
     su_deinit();
@@ -390,7 +440,8 @@ struct Edge::Impl {
     if (ban.kind == "source") ApplySourceFilter();
   }
 
-  // The kernel drops new connections from sources under a ban (IPv4).
+  // The kernel drops new connections from sources under a ban; the connections they had are
+  // shut down.
   void ApplySourceFilter() {
     if (!source_filter || source_filter->fds().empty()) return;
     absl::StatusOr<size_t> n = source_filter->Set(protection.BannedSources());
@@ -405,7 +456,7 @@ struct Edge::Impl {
   // Drops a request unanswered and closes the connection it came on.
   int Drop(nta_incoming_t* irq) {
     metrics.dropped_banned.Increment();
-    tport_t* tp = nta_incoming_transport(agent, irq, nullptr);
+    tport_t* tp = nta_incoming_transport(nullptr, irq, nullptr);
     if (tp != nullptr) {
       if (tport_is_reliable(tp) && !tport_is_primary(tp)) tport_shutdown(tp, 2);
       tport_unref(tp);
@@ -524,11 +575,19 @@ struct Edge::Impl {
 
   // -- requests ----------------------------------------------------------------------------
 
-  static int OnRequest(nta_leg_magic_t* magic, nta_leg_t*, nta_incoming_t* irq, const sip_t* sip) {
-    return reinterpret_cast<Impl*>(magic)->HandleRequest(irq, sip);
+  static int OnSetRequest(nta_leg_magic_t* magic, nta_leg_t*, nta_incoming_t* irq,
+                          const sip_t* sip) {
+    return reinterpret_cast<Impl*>(magic)->HandleRequest(irq, sip, false);
   }
 
-  int HandleRequest(nta_incoming_t* irq, const sip_t* sip) {
+  static int OnIcpRequest(nta_leg_magic_t* magic, nta_leg_t*, nta_incoming_t* irq,
+                          const sip_t* sip) {
+    return reinterpret_cast<Impl*>(magic)->HandleRequest(irq, sip, true);
+  }
+
+  // `icp_listener`: the request came to the listener for the iPBX, which serves only the iPBX
+  // and the other instances; anyone else there is refused.
+  int HandleRequest(nta_incoming_t* irq, const sip_t* sip, bool icp_listener) {
     const char* method = sip->sip_request->rq_method_name;
     msg_t* msg = nta_incoming_getrequest(irq);
     std::string port;
@@ -543,6 +602,7 @@ struct Edge::Impl {
       Impose(*ban);
       return Drop(irq);
     }
+    if (icp_listener) return Reply(irq, method, SIP_403_FORBIDDEN, TAG_END());
     // Extensions the phone requires that rwg does not support: 420 with Unsupported.
     if (int st = nta_check_required(irq, sip, nullptr, TAG_END()); st != 0) {
       metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();
@@ -567,10 +627,27 @@ struct Edge::Impl {
                         stale ? ", stale=true" : "");
   }
 
-  int SendChallenge(nta_incoming_t* irq, const std::string& realm, bool stale) {
-    std::string c0 = Challenge(options.algorithms[0], realm, stale);
-    if (options.algorithms.size() > 1) {
-      std::string c1 = Challenge(options.algorithms[1], realm, stale);
+  // The algorithms a phone is challenged with: all configured ones, or MD5 alone for a phone
+  // whose SIP stack gives up on other algorithms.
+  std::vector<DigestAlgorithm> ChallengeAlgorithms(const sip_t* sip) const {
+    const bool has_md5 = std::find(options.algorithms.begin(), options.algorithms.end(),
+                                   DigestAlgorithm::kMd5) != options.algorithms.end();
+    if (has_md5 && sip->sip_user_agent != nullptr && sip->sip_user_agent->g_string != nullptr) {
+      const std::string agent = absl::AsciiStrToLower(sip->sip_user_agent->g_string);
+      for (const std::string& ua : options.md5_only_user_agents) {
+        if (!ua.empty() && absl::StrContains(agent, absl::AsciiStrToLower(ua))) {
+          return {DigestAlgorithm::kMd5};
+        }
+      }
+    }
+    return options.algorithms;
+  }
+
+  int SendChallenge(nta_incoming_t* irq, const sip_t* sip, const std::string& realm, bool stale) {
+    const std::vector<DigestAlgorithm> algs = ChallengeAlgorithms(sip);
+    std::string c0 = Challenge(algs[0], realm, stale);
+    if (algs.size() > 1) {
+      std::string c1 = Challenge(algs[1], realm, stale);
       return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c0.c_str()),
                    SIPTAG_WWW_AUTHENTICATE_STR(c1.c_str()), TAG_END());
     }
@@ -604,7 +681,7 @@ struct Edge::Impl {
         break;
       }
     }
-    if (!creds) return SendChallenge(irq, realm, false);
+    if (!creds) return SendChallenge(irq, sip, realm, false);
 
     const std::string user = creds->Get("username");
     const std::string nonce = creds->Get("nonce");
@@ -614,16 +691,16 @@ struct Edge::Impl {
     }
     switch (nonces.Check(nonce)) {
       case NonceKeeper::Verdict::kForged:
-        return SendChallenge(irq, realm, false);
+        return SendChallenge(irq, sip, realm, false);
       case NonceKeeper::Verdict::kStale:
-        return SendChallenge(irq, realm, true);
+        return SendChallenge(irq, sip, realm, true);
       case NonceKeeper::Verdict::kValid:
         break;
     }
     std::optional<DigestAlgorithm> alg = ParseAlgorithm(creds->Get("algorithm"));
     if (!alg || std::find(options.algorithms.begin(), options.algorithms.end(), *alg) ==
                     options.algorithms.end()) {
-      return SendChallenge(irq, realm, false);
+      return SendChallenge(irq, sip, realm, false);
     }
     absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(user);
     if (!dev.ok()) {
@@ -641,7 +718,8 @@ struct Edge::Impl {
     if (!dev->has_value() || !core::ConstantTimeEquals(expected, creds->Get("response"))) {
       return Forbidden(irq, ip, user, source, dev->has_value() ? "wrong password" : "unknown user");
     }
-    if (!nonces.AcceptCount(nonce, qop.empty() ? "" : nc)) return SendChallenge(irq, realm, true);
+    if (!nonces.AcceptCount(nonce, qop.empty() ? "" : nc))
+      return SendChallenge(irq, sip, realm, true);
     // The credentials may only register their own address of record.
     const url_t* to = sip->sip_to ? sip->sip_to->a_url : nullptr;
     if (to == nullptr || to->url_user == nullptr || user != to->url_user) {
@@ -688,7 +766,7 @@ struct Edge::Impl {
     auto* p = new PendingRegister();
     p->impl = this;
     p->irq = irq;
-    p->tport = nta_incoming_transport(agent, irq, nullptr);
+    p->tport = nta_incoming_transport(nullptr, irq, nullptr);
     p->device = **dev;
     p->contacts = contacts;
     p->expires = expires;
@@ -865,7 +943,7 @@ struct Edge::Impl {
         absl::StrCat("<sip:", p->device.icp_username, "@", IcpContactHost(), ";transport=tcp>");
     const std::string cseq = absl::StrCat(d.cseq, " REGISTER");
     const std::string expires = std::to_string(p->upstream_expires);
-    msg_t* msg = nta_msg_create(agent, 0);
+    msg_t* msg = nta_msg_create(icp_agent, 0);
     sip_t* sip = sip_object(msg);
     sip_add_tl(
         msg, sip, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
@@ -878,7 +956,7 @@ struct Edge::Impl {
         TAG_IF(authorization != nullptr && proxy, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
         TAG_END());
     nta_outgoing_t* orq =
-        nta_outgoing_mcreate(agent, &Impl::OnUpstreamResponse,
+        nta_outgoing_mcreate(icp_agent, &Impl::OnUpstreamResponse,
                              reinterpret_cast<nta_outgoing_magic_t*>(p), nullptr, msg, TAG_END());
     return orq != nullptr;
   }
@@ -1072,7 +1150,7 @@ struct Edge::Impl {
     const std::string call_id = absl::StrCat(
         core::Sha256Hex(sip->sip_call_id ? sip->sip_call_id->i_id : "").substr(0, 24), "@rwg");
     const std::string cseq = absl::StrCat(sip->sip_cseq ? sip->sip_cseq->cs_seq : 1, " ", method);
-    msg_t* msg = nta_msg_create(agent, 0);
+    msg_t* msg = nta_msg_create(set_agent, 0);
     sip_t* out = sip_object(msg);
     sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
                SIPTAG_TO_STR(to.c_str()), SIPTAG_CALL_ID_STR(call_id.c_str()),
@@ -1081,7 +1159,7 @@ struct Edge::Impl {
                SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
                TAG_END());
     auto* relay = new PendingRelay{this, irq, method};
-    nta_outgoing_t* orq = nta_outgoing_mcreate(agent, &Impl::OnRelayResponse,
+    nta_outgoing_t* orq = nta_outgoing_mcreate(set_agent, &Impl::OnRelayResponse,
                                                reinterpret_cast<nta_outgoing_magic_t*>(relay),
                                                nullptr, msg, NTATAG_TPORT(b.tport), TAG_END());
     if (orq == nullptr) {
@@ -1109,7 +1187,7 @@ struct Edge::Impl {
         absl::StrCat(method, " sip:", icp_user, "@", peer, ";transport=tcp SIP/2.0");
     const std::string mark = absl::StrCat(kForwardHeader, ": ", options.instance,
                                           ";sig=", Signature(options.instance, sip));
-    msg_t* msg = nta_msg_create(agent, 0);
+    msg_t* msg = nta_msg_create(icp_agent, 0);
     sip_t* out = sip_object(msg);
     sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM(sip->sip_from),
                SIPTAG_TO(sip->sip_to), SIPTAG_CALL_ID(sip->sip_call_id), SIPTAG_CSEQ(sip->sip_cseq),
@@ -1118,7 +1196,7 @@ struct Edge::Impl {
                SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
                SIPTAG_HEADER_STR(mark.c_str()), TAG_END());
     auto* relay = new PendingRelay{this, irq, method};
-    nta_outgoing_t* orq = nta_outgoing_mcreate(agent, &Impl::OnRelayResponse,
+    nta_outgoing_t* orq = nta_outgoing_mcreate(icp_agent, &Impl::OnRelayResponse,
                                                reinterpret_cast<nta_outgoing_magic_t*>(relay),
                                                nullptr, msg, TAG_END());
     if (orq == nullptr) {

@@ -55,7 +55,7 @@ int Main(int argc, char** argv) {
   std::string sip_cert, sip_key;
   // MD5 only by default: common SIP stacks (e.g. libre/baresip) abandon a registration when any
   // offered challenge uses an algorithm they lack, instead of answering the one they know.
-  std::string algorithms = "md5";
+  std::string algorithms = "sha-256,md5";
   int config_refresh_ms = 2000;
   core::Options opts("sip-edge", "rwg sip-edge: SIP/TLS edge for remote phones");
   server.Register(opts);
@@ -79,6 +79,10 @@ int Main(int argc, char** argv) {
            "host:port the iPBX reaches icp-listen at (default: icp-listen)");
   opts.Add("instance", edge.instance, "name of this instance (unique per Redis)");
   opts.Add("digest-algorithms", algorithms, "challenge order, from md5 and sha-256");
+  std::string md5_only = "baresip";
+  opts.Add("digest-md5-only-user-agents", md5_only,
+           "comma-separated User-Agent substrings of phones challenged with MD5 alone (their "
+           "SIP stack gives up on any other algorithm); empty for none");
   opts.Add("min-expires", edge.min_expires, "shortest registration accepted (seconds)");
   opts.Add("max-expires", edge.max_expires, "longest registration granted (seconds)");
   opts.Add("default-expires", edge.default_expires, "registration time when the phone gives none");
@@ -120,6 +124,9 @@ int Main(int argc, char** argv) {
   if (edge.algorithms.empty()) {
     std::cerr << "sip-edge: digest-algorithms: name at least one\n";
     return 2;
+  }
+  for (absl::string_view ua : absl::StrSplit(md5_only, ',', absl::SkipWhitespace())) {
+    edge.md5_only_user_agents.push_back(std::string(absl::StripAsciiWhitespace(ua)));
   }
   if (!edge.icp_listen.empty() && edge.icp_advertise.empty() &&
       (absl::StartsWith(edge.icp_listen, "0.0.0.0:") || absl::StartsWith(edge.icp_listen, ":"))) {

@@ -54,18 +54,111 @@ std::vector<int> SourceFilter::FindListeners(const std::vector<int>& ports) {
   return out;
 }
 
+namespace {
+
+// An address in the form the filter compares: IPv4 as one word, IPv6 as four (both in host
+// order); an IPv4-mapped IPv6 address counts as IPv4.
+struct Parsed {
+  bool v4 = false;
+  bool v6 = false;
+  uint32_t a4 = 0;
+  std::array<uint32_t, 4> a6{};
+};
+
+Parsed ParseIp(const std::string& ip) {
+  Parsed out;
+  in_addr a{};
+  in6_addr a6{};
+  if (inet_pton(AF_INET, ip.c_str(), &a) == 1) {
+    out.v4 = true;
+    out.a4 = ntohl(a.s_addr);
+  } else if (inet_pton(AF_INET6, ip.c_str(), &a6) == 1) {
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+      out.v4 = true;
+      uint32_t w;
+      std::memcpy(&w, &a6.s6_addr[12], 4);
+      out.a4 = ntohl(w);
+    } else {
+      out.v6 = true;
+      for (int i = 0; i < 4; ++i) {
+        uint32_t w;
+        std::memcpy(&w, &a6.s6_addr[4 * i], 4);
+        out.a6[i] = ntohl(w);
+      }
+    }
+  }
+  return out;
+}
+
+Parsed PeerOf(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof(buf));
+  } else if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof(buf));
+  }
+  return ParseIp(buf);
+}
+
+bool Same(const Parsed& a, const Parsed& b) {
+  return (a.v4 && b.v4 && a.a4 == b.a4) || (a.v6 && b.v6 && a.a6 == b.a6);
+}
+
+}  // namespace
+
+size_t SourceFilter::ShutdownConnections(const std::vector<int>& ports, const std::string& ip) {
+  const Parsed banned = ParseIp(ip);
+  if (!banned.v4 && !banned.v6) return 0;
+  size_t n = 0;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return 0;
+  while (dirent* e = readdir(dir)) {
+    int fd = 0;
+    if (!absl::SimpleAtoi(e->d_name, &fd) || fd == dirfd(dir)) continue;
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || IsListeningTcp(fd)) continue;
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
+    if (std::find(ports.begin(), ports.end(), LocalPort(fd)) == ports.end()) continue;
+    if (!Same(PeerOf(fd), banned)) continue;
+    // The owner of the descriptor sees the end of the stream and closes it.
+    if (shutdown(fd, SHUT_RDWR) == 0) ++n;
+  }
+  closedir(dir);
+  return n;
+}
+
 absl::StatusOr<size_t> SourceFilter::Set(const std::vector<std::string>& ips) {
   std::vector<uint32_t> v4;
+  std::vector<std::array<uint32_t, 4>> v6;
   for (const std::string& ip : ips) {
-    in_addr a{};
-    if (inet_pton(AF_INET, ip.c_str(), &a) == 1) v4.push_back(ntohl(a.s_addr));
+    Parsed p = ParseIp(ip);
+    if (p.v4) v4.push_back(p.a4);
+    if (p.v6) v6.push_back(p.a6);
   }
   std::sort(v4.begin(), v4.end());
   v4.erase(std::unique(v4.begin(), v4.end()), v4.end());
   if (v4.size() > kMaxAddresses) v4.resize(kMaxAddresses);
-  if (v4 == applied_) return v4.size();
+  std::sort(v6.begin(), v6.end());
+  v6.erase(std::unique(v6.begin(), v6.end()), v6.end());
+  if (v6.size() > kMaxAddresses6) v6.resize(kMaxAddresses6);
+  if (v4 == applied_ && v6 == applied6_) return v4.size() + v6.size();
 
-  if (v4.empty()) {
+  // Connections opened before the ban: the filter only sees new ones.
+  std::vector<int> ports;
+  for (int fd : fds_) ports.push_back(LocalPort(fd));
+  for (const std::string& ip : ips) {
+    Parsed p = ParseIp(ip);
+    const bool fresh = (p.v4 && !std::binary_search(applied_.begin(), applied_.end(), p.a4)) ||
+                       (p.v6 && !std::binary_search(applied6_.begin(), applied6_.end(), p.a6));
+    if (fresh) ShutdownConnections(ports, ip);
+  }
+
+  if (v4.empty() && v6.empty()) {
     int unused = 0;  // the kernel wants an int-sized argument even here
     for (int fd : fds_) {
       if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof(unused)) != 0 &&
@@ -74,19 +167,38 @@ absl::StatusOr<size_t> SourceFilter::Set(const std::vector<std::string>& ips) {
       }
     }
     applied_.clear();
+    applied6_.clear();
     return size_t{0};
   }
-  // Not IPv4: accept. IPv4: drop when the source equals a banned address, else accept.
+  // The IP version decides which list the source is compared with; a match drops the packet,
+  // anything else is accepted.
   constexpr uint32_t kAccept = 0xffffffffu;
+  const auto net = [](uint32_t off) { return static_cast<uint32_t>(SKF_NET_OFF) + off; };
   std::vector<sock_filter> prog;
-  prog.reserve(5 + 2 * v4.size());
-  prog.push_back(BPF_STMT(BPF_LD | BPF_B | BPF_ABS, static_cast<uint32_t>(SKF_NET_OFF)));
+  prog.reserve(9 + 2 * v4.size() + 9 * v6.size());
+  prog.push_back(BPF_STMT(BPF_LD | BPF_B | BPF_ABS, net(0)));
   prog.push_back(BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf0));
-  prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x40, 1, 0));
+  prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x40, 0, 1));
+  const size_t to_v4 = prog.size();
+  prog.push_back(BPF_STMT(BPF_JMP | BPF_JA, 0));  // to the IPv4 list (set below)
+  prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x60, 0, 1));
+  const size_t to_v6 = prog.size();
+  prog.push_back(BPF_STMT(BPF_JMP | BPF_JA, 0));  // to the IPv6 list (set below)
   prog.push_back(BPF_STMT(BPF_RET | BPF_K, kAccept));
-  prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<uint32_t>(SKF_NET_OFF + 12)));
+  prog[to_v4].k = static_cast<uint32_t>(prog.size() - to_v4 - 1);
+  prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, net(12)));
   for (uint32_t a : v4) {
     prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, a, 0, 1));
+    prog.push_back(BPF_STMT(BPF_RET | BPF_K, 0));
+  }
+  prog.push_back(BPF_STMT(BPF_RET | BPF_K, kAccept));
+  prog[to_v6].k = static_cast<uint32_t>(prog.size() - to_v6 - 1);
+  for (const auto& a : v6) {
+    // Source address at offset 8 of the IPv6 header; a word that differs skips to the next.
+    for (uint32_t i = 0; i < 4; ++i) {
+      prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, net(8 + 4 * i)));
+      prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, a[i], 0, static_cast<uint8_t>(7 - 2 * i)));
+    }
     prog.push_back(BPF_STMT(BPF_RET | BPF_K, 0));
   }
   prog.push_back(BPF_STMT(BPF_RET | BPF_K, kAccept));
@@ -97,7 +209,8 @@ absl::StatusOr<size_t> SourceFilter::Set(const std::vector<std::string>& ips) {
     }
   }
   applied_ = std::move(v4);
-  return applied_.size();
+  applied6_ = std::move(v6);
+  return applied_.size() + applied6_.size();
 }
 
 }  // namespace rwg::sip_edge

@@ -1,9 +1,12 @@
 // Banned sources dropped before anything reads their packets: a classic BPF socket filter on
 // the set-side listening sockets makes the kernel discard the connection attempts (SYNs) of
-// banned IPv4 addresses, so a banned source never gets a connection, let alone a parser.
-// IPv6 sources and addresses beyond kMaxAddresses stay with the check after parsing.
+// banned IPv4 and IPv6 addresses, so a banned source never gets a connection, let alone a
+// parser. Connections a source already had when its ban began are shut down. Addresses beyond
+// kMaxAddresses / kMaxAddresses6 stay with the check after parsing.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,22 +16,30 @@ namespace rwg::sip_edge {
 
 class SourceFilter {
  public:
-  static constexpr size_t kMaxAddresses = 2000;  // 2 instructions each, BPF allows 4096
+  // BPF allows 4096 instructions: 2 per IPv4 address, 9 per IPv6 address.
+  static constexpr size_t kMaxAddresses = 1500;
+  static constexpr size_t kMaxAddresses6 = 100;
 
   // This process's listening TCP sockets bound to one of `ports`.
   static std::vector<int> FindListeners(const std::vector<int>& ports);
 
   explicit SourceFilter(std::vector<int> fds) : fds_(std::move(fds)) {}
 
-  // Replaces the filter on every socket; an empty list removes it. Returns how many addresses
-  // the kernel now drops (IPv4 only, at most kMaxAddresses).
+  // Replaces the filter on every socket; an empty list removes it. Established connections
+  // from addresses new to the list (accepted by these listeners) are shut down. Returns how
+  // many addresses the kernel now drops.
   absl::StatusOr<size_t> Set(const std::vector<std::string>& ips);
+
+  // Shuts down this process's TCP connections accepted on `ports` from the address `ip`;
+  // returns how many.
+  static size_t ShutdownConnections(const std::vector<int>& ports, const std::string& ip);
 
   const std::vector<int>& fds() const { return fds_; }
 
  private:
   std::vector<int> fds_;
   std::vector<uint32_t> applied_;
+  std::vector<std::array<uint32_t, 4>> applied6_;
 };
 
 }  // namespace rwg::sip_edge

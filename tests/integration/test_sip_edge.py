@@ -6,6 +6,7 @@ import concurrent.futures
 import os
 import signal
 import socket
+import ssl
 import struct
 import shutil
 import subprocess
@@ -449,15 +450,31 @@ class ProtectionTest(EdgeFixture):
         except (TimeoutError, OSError):
             return None
 
+    def closed_by_edge(self, conn):
+        """True when rwg ends the connection within 3 s (end of stream or reset)."""
+        conn.sock.settimeout(3)
+        try:
+            return conn.sock.recv(1) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+        except (TimeoutError, socket.timeout):
+            return False
+
     def test_flood_is_banned_then_released(self):
+        # A registered phone of the flooding address, connected before the ban (TLS).
+        idle, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
         conn = sipclient.SipConnection("127.0.0.1", self.tcp_port, timeout=1)
         self.addCleanup(conn.close)
-        answers = [self.options(conn) for _ in range(6)]
+        # The REGISTER and its authenticated retry counted 2 of the 6 allowed in 2 s.
+        answers = [self.options(conn) for _ in range(4)]
         self.assertTrue(all(sipclient.status(a) == 200 for a in answers), answers)
         self.assertIsNone(self.options(conn), "the 7th request in 2 s is dropped")
         bans = self.ctl.json("ban", "list")["bans"]
         self.assertEqual([b["id"] for b in bans], ["src:127.0.0.1"])
         self.assertIn("ban id=src:127.0.0.1", self.edge.read_log())
+        # Its connections open before the ban are shut down, not only new ones refused.
+        self.assertTrue(self.closed_by_edge(idle), "the TLS connection open before the ban")
         # Dropped before parsing: the kernel discards the banned source's connection attempts.
         for port in (self.tcp_port, self.tls_port):
             with self.assertRaises(OSError, msg=f"connection to {port} while banned"):
@@ -473,6 +490,47 @@ class ProtectionTest(EdgeFixture):
         self.assertEqual(sipclient.status(self.options(again)), 200)
         self.assertIn("rwg_sip_edge_filtered_sources 0", self.metrics())
         self.assertRegex(self.metrics(), r'rwg_sip_edge_bans_total\{kind="source"\} 1')
+
+    def test_ipv6_source_is_banned_by_the_kernel(self):
+        port = rwgtest.free_port()
+        edge6 = rwgtest.Service("sip-edge", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--sip-tls-listen", "", "--sip-tcp-listen", f"[::1]:{port}",
+            "--icp-listen", f"127.0.0.1:{rwgtest.free_port()}", "--instance", "v6",
+            "--config-refresh-ms", "200", "--pike-requests", "6", "--pike-window-seconds", "2",
+            "--ban-seconds", "3"])
+        edge6.log_path = os.path.join(self.tmp, "sip-edge-v6.log")
+        edge6.start()
+        self.addCleanup(edge6.stop)
+
+        def options(c):
+            h, p = c.local[0], c.local[1]
+            c.send_raw(f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+                       f"Via: SIP/2.0/TCP [{h}]:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                       f"From: <sip:v6@{DOMAIN}>;tag=1\r\nTo: <sip:{DOMAIN}>\r\n"
+                       f"Call-ID: {os.urandom(4).hex()}\r\nCSeq: 1 OPTIONS\r\n"
+                       "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+            try:
+                return c.read_message()
+            except (TimeoutError, OSError):
+                return None
+
+        idle = sipclient.SipConnection("::1", port, timeout=1)
+        self.addCleanup(idle.close)
+        self.assertEqual(sipclient.status(options(idle)), 200)
+        conn = sipclient.SipConnection("::1", port, timeout=1)
+        self.addCleanup(conn.close)
+        for _ in range(5):
+            self.assertEqual(sipclient.status(options(conn)), 200)
+        self.assertIsNone(options(conn), "the 7th request in 2 s is dropped")
+        self.assertEqual([b["id"] for b in self.ctl.json("ban", "list")["bans"]], ["src:::1"])
+        self.assertTrue(self.closed_by_edge(idle), "the connection open before the ban")
+        with self.assertRaises(OSError, msg="an IPv6 connection while banned"):
+            socket.create_connection(("::1", port), timeout=1).close()
+        time.sleep(4)  # the ban lasts 3 s; the filter follows within a second
+        again = sipclient.SipConnection("::1", port, timeout=3)
+        self.addCleanup(again.close)
+        self.assertEqual(sipclient.status(options(again)), 200)
 
     def test_icp_is_never_banned(self):
         # Requests from the iPBX's address: Kamailio relays OPTIONS to a registered phone.
@@ -645,7 +703,29 @@ module_app account.so
 
 @unittest.skipUnless(shutil.which("baresip"), "baresip not installed")
 class BaresipTest(EdgeFixture):
-    """baresip as the remote phone over TLS, with the default challenge (MD5)."""
+    """baresip as the remote phone over TLS, with the default challenge settings.
+
+    By default rwg offers SHA-256 first and MD5, except to User-Agents listed in
+    --digest-md5-only-user-agents (default "baresip": libre gives up on a SHA-256 challenge).
+    """
+
+    def test_default_challenge_offers_sha256_first_and_md5_only_to_listed_agents(self):
+        r = self.phone().register("1001", DOMAIN)
+        self.assertEqual([c.get("algorithm") for c in sipclient.parse_challenges(r)],
+                         ["SHA-256", "MD5"])
+        conn = self.phone()
+        conn.send_raw(conn.build_register("1001", DOMAIN).replace(
+            "Max-Forwards: 70", "Max-Forwards: 70\r\nUser-Agent: baresip v1.0.0 (x86_64/linux)"))
+        r = conn.read_message()
+        self.assertEqual([c.get("algorithm") for c in sipclient.parse_challenges(r)], ["MD5"])
+        # Any other agent still gets both, and a SHA-256 answer registers.
+        conn = self.phone()
+        first = conn.register("1002", DOMAIN)
+        sha = sipclient.parse_challenges(first)[0]
+        r = conn.register("1002", DOMAIN, auth=sipclient.authorization(
+            sha, "1002", DEVICES["1002"][0], "REGISTER", f"sip:{DOMAIN}"))
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertEqual(self.kamailio.registered(), {"21002"})
 
     def test_baresip_registers_over_tls_and_unregisters_on_exit(self):
         conf = os.path.join(self.tmp, "baresip")
