@@ -61,6 +61,10 @@ int Main(int argc, char** argv) {
            "i/n: this instance uses the i-th of n equal parts of port-min..port-max, so that "
            "instances sharing an address get disjoint ports (e.g. a StatefulSet ordinal + 1)");
   opts.Add("workers", relay.workers, "packet worker threads (default: one per core)");
+  std::string io = "uring";
+  opts.Add("io", io,
+           "how workers wait for packets: uring (io_uring, batches across sockets; falls back to "
+           "epoll where the kernel refuses it) or epoll");
   opts.Add("max-sessions", relay.max_sessions, "session limit (0: what the pool allows)");
   opts.Add("idle-timeout-seconds", idle_seconds, "no packet this long: the session is idle");
   opts.Add("orphan-timeout-seconds", orphan_seconds,
@@ -84,6 +88,9 @@ int Main(int argc, char** argv) {
                              " is not a range of at least 2 ports within 1024-65535"));
   }
   if (relay.workers < 1 || relay.workers > 256) return Fail("workers: between 1 and 256");
+  absl::StatusOr<media_relay::IoMode> io_mode = media_relay::ParseIoMode(io);
+  if (!io_mode.ok()) return Fail(absl::StrCat("io: ", io_mode.status().message()));
+  relay.io = *io_mode;
   absl::StatusOr<media_relay::SrtpEngine> engine = media_relay::ParseSrtpEngine(srtp_engine);
   if (!engine.ok()) return Fail(absl::StrCat("srtp-engine: ", engine.status().message()));
   media_relay::SetSrtpEngine(*engine);
@@ -144,6 +151,7 @@ int Main(int argc, char** argv) {
                    {"ports", absl::StrCat(relay.port_min, "-", relay.port_max)},
                    {"workers", std::to_string(relay.workers)},
                    {"srtp_engine", srtp_engine},
+                   {"io", media_relay::IoModeName(relay_impl.io())},
                    {"restored", std::to_string(relay_impl.restored())}});
   media_relay::RelayServiceImpl service(relay_impl, api_token);
   started = host.Start({&service});

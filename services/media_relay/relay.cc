@@ -106,7 +106,7 @@ absl::Status Relay::Start() {
     hk_stop_ = false;
   }
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
-    workers_.push_back(std::make_unique<Worker>(i));
+    workers_.push_back(std::make_unique<Worker>(i, options_.io));
     if (absl::Status s = workers_.back()->Start(); !s.ok()) return s;
   }
   if (absl::Status s = Restore(); !s.ok()) return s;

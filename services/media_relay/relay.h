@@ -39,7 +39,8 @@ struct RelayOptions {
   int port_min = 20000;
   int port_max = 31000;
   int workers = 1;
-  int max_sessions = 0;  // 0: as many as the pool allows
+  IoMode io = IoMode::kUring;  // how workers wait for packets
+  int max_sessions = 0;        // 0: as many as the pool allows
   absl::Duration idle_timeout = absl::Seconds(60);
   absl::Duration orphan_timeout = absl::Hours(1);  // idle this long: deleted by the relay
 };
@@ -55,6 +56,9 @@ class Relay {
   // Starts the workers, restores this instance's sessions from Redis, starts housekeeping.
   absl::Status Start();
   void Stop();
+
+  // How the workers wait for packets (epoll after a fallback from io_uring).
+  IoMode io() const { return workers_.empty() ? options_.io : workers_[0]->io(); }
 
   absl::StatusOr<relaypb::Session> Allocate(const relaypb::AllocateRequest& req);
   absl::StatusOr<relaypb::Session> Update(const relaypb::UpdateRequest& req);

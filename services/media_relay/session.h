@@ -78,11 +78,12 @@ struct Leg {
   Address latched_rtp, latched_rtcp;  // learnt from packets
   std::array<SsrcState, kTrackedSsrcs> in_ssrcs, out_ssrcs;
   LegCounters counters;
-  // Packet-path: epoll tags.
+  // Packet path: what the worker knows a socket by.
   struct Tag {
     struct Session* session;
     int leg;  // 0 set, 1 icp
     bool rtcp;
+    uint32_t slot;  // io_uring: the worker's receive slot
   } rtp_tag{}, rtcp_tag{};
 };
 

@@ -34,7 +34,7 @@ struct EdgeOptions {
   std::string icp_advertise;                // host:port in the Contact sent to the iPBX
   std::string tls_cert_dir;                 // holds agent.pem (key + chain) and cafile.pem
   std::string instance = "sip-edge-0";
-  std::vector<DigestAlgorithm> algorithms = {DigestAlgorithm::kSha256, DigestAlgorithm::kMd5};
+  std::vector<DigestAlgorithm> algorithms = {DigestAlgorithm::kMd5, DigestAlgorithm::kSha256};
   // Phones whose User-Agent contains one of these (case-insensitive) are challenged with MD5
   // alone, when MD5 is among `algorithms`: their SIP stack abandons the registration when any
   // challenge names another algorithm.

@@ -55,7 +55,7 @@ int Main(int argc, char** argv) {
   std::string sip_cert, sip_key;
   // MD5 only by default: common SIP stacks (e.g. libre/baresip) abandon a registration when any
   // offered challenge uses an algorithm they lack, instead of answering the one they know.
-  std::string algorithms = "sha-256,md5";
+  std::string algorithms = "md5,sha-256";
   int config_refresh_ms = 2000;
   core::Options opts("sip-edge", "rwg sip-edge: SIP/TLS edge for remote phones");
   server.Register(opts);

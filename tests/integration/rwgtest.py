@@ -16,10 +16,20 @@ import unittest
 BIN = os.environ.get("RWG_BIN_DIR", os.path.join(os.path.dirname(__file__), "../../build/bin"))
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port, never one this process was given before: ports are often chosen
+    several at a time before anything listens on them, and the kernel may offer the same one
+    twice."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_until(what, fn, timeout=20.0):
