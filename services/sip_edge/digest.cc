@@ -3,6 +3,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -101,8 +103,25 @@ std::string DigestResponse(DigestAlgorithm a, absl::string_view user, absl::stri
 }
 
 NonceKeeper::NonceKeeper(std::string secret, core::Clock& clock, core::Random& rng,
-                         absl::Duration lifetime)
-    : secret_(std::move(secret)), clock_(clock), rng_(rng), lifetime_(lifetime) {}
+                         absl::Duration lifetime, size_t max_tracked)
+    : secret_(std::move(secret)),
+      clock_(clock),
+      rng_(rng),
+      lifetime_(lifetime),
+      max_tracked_(std::max<size_t>(max_tracked, 1)) {}
+
+namespace {
+
+// When a nonce of ours was issued (its first 16 hex digits: Unix milliseconds).
+absl::Time IssuedAt(absl::string_view nonce) {
+  uint64_t ms = 0;
+  if (nonce.size() < 16 || !absl::SimpleHexAtoi(nonce.substr(0, 16), &ms)) {
+    return absl::InfinitePast();
+  }
+  return absl::FromUnixMillis(static_cast<int64_t>(ms));
+}
+
+}  // namespace
 
 std::string NonceKeeper::Mac(absl::string_view data) const {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -139,16 +158,31 @@ bool NonceKeeper::AcceptCount(absl::string_view nonce, absl::string_view nc) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   const absl::Time now = clock_.Now();
-  if (counts_.size() > 100000) {  // bounded: drop expired entries
-    for (auto it = counts_.begin(); it != counts_.end();) {
-      it = it->second.second < now ? counts_.erase(it) : std::next(it);
+  // A count first used more than a lifetime ago belongs to a nonce that Check() now calls
+  // stale: forget it. Over the limit, forget the oldest and refuse what was issued before.
+  while (!order_.empty() &&
+         (order_.front().first + lifetime_ < now || counts_.size() >= max_tracked_)) {
+    if (counts_.size() >= max_tracked_) {
+      horizon_ = std::max(horizon_, IssuedAt(order_.front().second));
     }
+    counts_.erase(order_.front().second);
+    order_.pop_front();
   }
-  auto [it, fresh] = counts_.emplace(std::string(nonce), std::make_pair(count, now + lifetime_));
-  if (fresh) return true;
-  if (count <= it->second.first) return false;
-  it->second.first = count;
+  auto it = counts_.find(std::string(nonce));
+  if (it == counts_.end()) {
+    if (IssuedAt(nonce) <= horizon_) return false;
+    counts_.emplace(std::string(nonce), count);
+    order_.emplace_back(now, std::string(nonce));
+    return true;
+  }
+  if (count <= it->second) return false;
+  it->second = count;
   return true;
+}
+
+size_t NonceKeeper::tracked() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counts_.size();
 }
 
 absl::StatusOr<std::string> AnswerChallenge(absl::string_view challenge, absl::string_view user,

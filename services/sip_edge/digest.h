@@ -3,10 +3,12 @@
 // iPBX's challenges with the ICP-side credentials. MD5 and SHA-256, qop=auth.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -51,13 +53,19 @@ std::string DigestResponse(DigestAlgorithm a, absl::string_view user, absl::stri
 // needed to recognise our own nonces; nonce counts are remembered for replay protection.
 class NonceKeeper {
  public:
-  NonceKeeper(std::string secret, core::Clock& clock, core::Random& rng, absl::Duration lifetime);
+  // `max_tracked`: nonces whose counts are remembered at most; beyond it the oldest are
+  // forgotten and any nonce issued before them is treated as stale (a new challenge), so a
+  // forgotten count can never be replayed.
+  NonceKeeper(std::string secret, core::Clock& clock, core::Random& rng, absl::Duration lifetime,
+              size_t max_tracked = 250000);
 
   std::string Issue();
   enum class Verdict { kValid, kStale, kForged };
   Verdict Check(absl::string_view nonce) const;
   // True the first time (nonce, nc) is used with nc above every earlier count of that nonce.
+  // Amortised constant time: counts are forgotten in the order they were first used.
   bool AcceptCount(absl::string_view nonce, absl::string_view nc);
+  size_t tracked();
 
  private:
   std::string Mac(absl::string_view data) const;
@@ -65,8 +73,11 @@ class NonceKeeper {
   core::Clock& clock_;
   core::Random& rng_;
   absl::Duration lifetime_;
+  size_t max_tracked_;
   std::mutex mu_;
-  std::map<std::string, std::pair<uint64_t, absl::Time>> counts_;  // nonce -> (last nc, expiry)
+  std::unordered_map<std::string, uint64_t> counts_;      // nonce -> last nc
+  std::deque<std::pair<absl::Time, std::string>> order_;  // (first use, nonce), oldest first
+  absl::Time horizon_ = absl::InfinitePast();             // nonces issued up to this are refused
 };
 
 // Builds the Authorization header value answering `challenge` (a WWW-Authenticate or

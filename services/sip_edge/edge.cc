@@ -180,6 +180,7 @@ struct Edge::Impl {
     bool refreshing = false;         // an rwg refresh is waiting for the iPBX
     std::string connection;          // the binding's connection id in Redis
     absl::Time since;                // when the phone first registered (kept across refreshes)
+    std::string route;               // UDP: where the phone's REGISTER came from (its NAT)
   };
 
   // A phone's REGISTER waiting for the iPBX.
@@ -198,6 +199,7 @@ struct Edge::Impl {
     std::string transport;
     std::string stale_contact;  // the iPBX-side contact of another instance, to remove
     absl::Time previous_since;  // when the binding that this one refreshes began
+    std::string route;          // UDP: the phone's source address as a SIP URI
   };
 
   // A request from the iPBX relayed to a phone.
@@ -299,14 +301,18 @@ struct Edge::Impl {
       set_urls.push_back({SofiaUrl(options.tcp_listen, "sip", "tcp"), false});
     if (!options.tls_listen.empty())
       set_urls.push_back({SofiaUrl(options.tls_listen, "sips", "tls"), true});
+    if (!options.udp_listen.empty())
+      set_urls.push_back({SofiaUrl(options.udp_listen, "sip", "udp"), false});
     if (set_urls.empty())
       return absl::InvalidArgumentError("no SIP listener for phones configured");
     set_agent = CreateAgent(set_urls[0].first, set_urls[0].second, kMaxPhoneMessage);
     if (set_agent == nullptr) {
       return absl::UnavailableError(absl::StrCat("cannot listen on ", set_urls[0].first));
     }
-    if (set_urls.size() > 1 && !AddTport(set_agent, set_urls[1].first, set_urls[1].second, true)) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", set_urls[1].first));
+    for (size_t i = 1; i < set_urls.size(); ++i) {
+      if (!AddTport(set_agent, set_urls[i].first, set_urls[i].second, true)) {
+        return absl::UnavailableError(absl::StrCat("cannot listen on ", set_urls[i].first));
+      }
     }
     // Toward the iPBX: the listener for its requests (or, without one, a TCP client), and a
     // TLS client for an iPBX that takes TLS.
@@ -336,13 +342,16 @@ struct Edge::Impl {
     sweeper = su_timer_create(su_root_task(root), 1000);
     su_timer_set_for_ever(sweeper, &Impl::OnSweep, reinterpret_cast<su_timer_arg_t*>(this));
     for (const auto& u : urls) core::log::Info("SIP listening", {{"url", u}});
-    std::vector<int> ports;
-    for (const std::string& l : {options.tls_listen, options.tcp_listen}) {
+    std::vector<int> ports, udp_ports;
+    for (const std::string* l : {&options.tls_listen, &options.tcp_listen, &options.udp_listen}) {
       int port = 0;
-      if (!l.empty() && absl::SimpleAtoi(l.substr(l.rfind(':') + 1), &port)) ports.push_back(port);
+      if (l->empty() || !absl::SimpleAtoi(l->substr(l->rfind(':') + 1), &port)) continue;
+      (l == &options.udp_listen ? udp_ports : ports).push_back(port);
     }
-    source_filter = std::make_unique<SourceFilter>(SourceFilter::FindListeners(ports));
-    if (source_filter->fds().size() < ports.size()) {
+    std::vector<int> fds = SourceFilter::FindListeners(ports);
+    for (int fd : SourceFilter::FindDatagramSockets(udp_ports)) fds.push_back(fd);
+    source_filter = std::make_unique<SourceFilter>(fds);
+    if (source_filter->fds().size() < ports.size() + udp_ports.size()) {
       core::log::Warn("banned sources are checked after parsing only: listening sockets not found");
     }
     Advertise();
@@ -775,6 +784,13 @@ struct Edge::Impl {
     p->source = source;
     const tp_name_t* tpn = p->tport ? tport_name(p->tport) : nullptr;
     p->transport = tpn && tpn->tpn_proto ? tpn->tpn_proto : "";
+    if (p->tport != nullptr && !tport_is_reliable(p->tport)) {
+      // Over UDP requests for the phone go to where its REGISTER came from (behind NAT its
+      // Contact is a private address), from the listener it used.
+      const std::string port = source.substr(source.rfind(':') + 1);
+      p->route = absl::StrCat("sip:", absl::StrContains(ip, ':') ? absl::StrCat("[", ip, "]") : ip,
+                              ":", port, ";transport=udp");
+    }
     // A refresh of a binding this instance holds: its licence is counted until the binding's
     // expiry already, and the binding is known here, so Redis is only written at the end.
     if (auto held = local.find(user);
@@ -1101,6 +1117,7 @@ struct Edge::Impl {
     lb.expires_at = b.expires_at;
     lb.connection = b.connection;
     lb.since = b.since;
+    lb.route = p->route;
     lb.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
     lb.upstream_refresh_at = now + absl::Seconds(p->upstream_expires) * 0.8;
     local[user] = std::move(lb);
@@ -1159,9 +1176,10 @@ struct Edge::Impl {
                SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
                TAG_END());
     auto* relay = new PendingRelay{this, irq, method};
-    nta_outgoing_t* orq = nta_outgoing_mcreate(set_agent, &Impl::OnRelayResponse,
-                                               reinterpret_cast<nta_outgoing_magic_t*>(relay),
-                                               nullptr, msg, NTATAG_TPORT(b.tport), TAG_END());
+    nta_outgoing_t* orq = nta_outgoing_mcreate(
+        set_agent, &Impl::OnRelayResponse, reinterpret_cast<nta_outgoing_magic_t*>(relay),
+        b.route.empty() ? nullptr : URL_STRING_MAKE(b.route.c_str()), msg, NTATAG_TPORT(b.tport),
+        TAG_END());
     if (orq == nullptr) {
       delete relay;
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());

@@ -30,6 +30,7 @@ namespace rwg::sip_edge {
 struct EdgeOptions {
   std::string tls_listen = "0.0.0.0:5061";  // set side; empty: off
   std::string tcp_listen = "0.0.0.0:5060";  // set side; empty: off
+  std::string udp_listen;                   // set side; empty: off (the default)
   std::string icp_listen = "0.0.0.0:5070";  // TCP listener the iPBX sends requests to
   std::string icp_advertise;                // host:port in the Contact sent to the iPBX
   std::string tls_cert_dir;                 // holds agent.pem (key + chain) and cafile.pem

@@ -35,6 +35,7 @@ absl::StatusOr<GatewayView> ParseGatewayView(const std::string& text) {
   const nlohmann::json ports = j.value("ports", nlohmann::json::object());
   v.tls_port = ports.value("sip_tls", v.tls_port);
   v.tcp_port = ports.value("sip_tcp", v.tcp_port);
+  v.udp_port = ports.value("sip_udp", v.udp_port);
   if (!v.icp_host.empty()) {
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
@@ -54,11 +55,15 @@ absl::StatusOr<GatewayView> ParseGatewayView(const std::string& text) {
   return v;
 }
 
-std::string ResolveListen(const std::string& option, const GatewayView& view, bool tls) {
+std::string ResolveListen(const std::string& option, const GatewayView& view, ListenerKind kind) {
   if (option != "config") return option;
-  const std::string& exposure = tls ? view.tls_exposure : view.tcp_exposure;
+  const std::string& exposure = kind == ListenerKind::kTls   ? view.tls_exposure
+                                : kind == ListenerKind::kTcp ? view.tcp_exposure
+                                                             : view.udp_exposure;
   if (exposure == "DISABLED") return "";
-  return absl::StrCat("0.0.0.0:", tls ? view.tls_port : view.tcp_port);
+  return absl::StrCat("0.0.0.0:", kind == ListenerKind::kTls   ? view.tls_port
+                                  : kind == ListenerKind::kTcp ? view.tcp_port
+                                                               : view.udp_port);
 }
 
 absl::Status GatewayConfigWatcher::Refresh() {

@@ -27,12 +27,15 @@ struct GatewayView {
   std::string udp_exposure = "DISABLED";
   uint32_t tls_port = 5061;
   uint32_t tcp_port = 5060;
+  uint32_t udp_port = 5060;
 };
+
+enum class ListenerKind { kTls, kTcp, kUdp };
 
 // A listener option's value: "config" takes the address from the gateway configuration
 // ("0.0.0.0:<port>" when the transport is exposed, "" when it is DISABLED); anything else is
 // used as it is ("" turns the listener off).
-std::string ResolveListen(const std::string& option, const GatewayView& view, bool tls);
+std::string ResolveListen(const std::string& option, const GatewayView& view, ListenerKind kind);
 
 // Parses rwg:config JSON; resolves the ICP host.
 absl::StatusOr<GatewayView> ParseGatewayView(const std::string& json);

@@ -71,6 +71,10 @@ int Main(int argc, char** argv) {
   opts.Add("sip-tcp-listen", edge.tcp_listen,
            "SIP over TCP toward phones: host:port, empty for off, or config (sip.tcp and "
            "ports.sip_tcp)");
+  edge.udp_listen = "config";
+  opts.Add("sip-udp-listen", edge.udp_listen,
+           "SIP over UDP toward phones: host:port, empty for off, or config (sip.udp, disabled "
+           "by default, and ports.sip_udp)");
   opts.Add("redis-password-file", redis_password_file, "file holding the Redis password");
   opts.Add("sip-tls-cert-file", sip_cert, "PEM certificate chain for SIP over TLS");
   opts.Add("sip-tls-key-file", sip_key, "PEM private key for SIP over TLS");
@@ -169,7 +173,7 @@ int Main(int argc, char** argv) {
   core::RedisClient redis(ro);
   sip_edge::GatewayConfigWatcher config(redis);
   absl::Status cfg = config.Start(std::chrono::milliseconds(config_refresh_ms));
-  if (edge.tls_listen == "config" || edge.tcp_listen == "config") {
+  if (edge.tls_listen == "config" || edge.tcp_listen == "config" || edge.udp_listen == "config") {
     for (int i = 0; !cfg.ok(); ++i) {
       if (i % 10 == 0) {
         core::log::Warn("waiting for the gateway configuration to choose the SIP listeners",
@@ -179,11 +183,9 @@ int Main(int argc, char** argv) {
       cfg = config.last_status();
     }
     auto view = config.Get();
-    edge.tls_listen = sip_edge::ResolveListen(edge.tls_listen, *view, true);
-    edge.tcp_listen = sip_edge::ResolveListen(edge.tcp_listen, *view, false);
-    if (view->udp_exposure != "DISABLED") {
-      core::log::Warn("sip.udp is enabled but sip-edge serves TLS and TCP only");
-    }
+    edge.tls_listen = sip_edge::ResolveListen(edge.tls_listen, *view, sip_edge::ListenerKind::kTls);
+    edge.tcp_listen = sip_edge::ResolveListen(edge.tcp_listen, *view, sip_edge::ListenerKind::kTcp);
+    edge.udp_listen = sip_edge::ResolveListen(edge.udp_listen, *view, sip_edge::ListenerKind::kUdp);
   } else if (!cfg.ok()) {
     core::log::Warn("gateway configuration not readable yet; retrying",
                     {{"error", std::string(cfg.message())}});

@@ -5,21 +5,28 @@
 
 namespace rwg::sip_edge {
 
-void Protection::Prune(absl::Time now) {
-  // Bounded memory under a spray of sources.
-  auto prune = [now](std::map<std::string, Window>& m, absl::Duration w) {
-    if (m.size() < 50000) return;
-    for (auto it = m.begin(); it != m.end();) it = now - it->second.start > w ? m.erase(it) : ++it;
-  };
-  prune(requests_, options_.window);
-  prune(failures_, options_.auth_window);
+Protection::Window& Protection::Counts::At(const std::string& key, absl::Time now,
+                                           absl::Duration length) {
+  // Windows that ended, and the oldest beyond the limit, are forgotten. A key whose window
+  // restarted has a newer entry further back: only the entry matching its start removes it.
+  while (!order.empty() && (now - order.front().first >= length || windows.size() >= kMaxCounted)) {
+    auto it = windows.find(order.front().second);
+    if (it != windows.end() && it->second.start == order.front().first) windows.erase(it);
+    order.pop_front();
+  }
+  auto [it, fresh] = windows.try_emplace(key, Window{now, 0});
+  if (fresh) {
+    order.emplace_back(now, key);
+  } else if (now - it->second.start >= length) {
+    it->second = Window{now, 0};
+    order.emplace_back(now, key);
+  }
+  return it->second;
 }
 
 std::optional<core::Ban> Protection::CountRequest(const std::string& ip) {
   const absl::Time now = clock_.Now();
-  Prune(now);
-  Window& w = requests_[ip];
-  if (now - w.start >= options_.window) w = Window{now, 0};
+  Window& w = requests_.At(ip, now, options_.window);
   if (++w.count != options_.requests + 1) return std::nullopt;
   core::Ban b{core::SourceBanId(ip),
               "source",
@@ -37,8 +44,7 @@ std::optional<core::Ban> Protection::CountRequest(const std::string& ip) {
 std::optional<core::Ban> Protection::CountAuthFailure(const std::string& ip,
                                                       const std::string& user) {
   const absl::Time now = clock_.Now();
-  Window& w = failures_[absl::StrCat(ip, "|", user)];
-  if (now - w.start >= options_.auth_window) w = Window{now, 0};
+  Window& w = failures_.At(absl::StrCat(ip, "|", user), now, options_.auth_window);
   if (++w.count != options_.auth_failures) return std::nullopt;
   core::Ban b{core::AuthBanId(ip, user),
               "auth",
@@ -50,7 +56,7 @@ std::optional<core::Ban> Protection::CountAuthFailure(const std::string& ip,
               now,
               now + options_.auth_ban};
   bans_[b.id] = b.until;
-  w = Window{now, 0};
+  w.count = 0;  // counting starts again (the window ends before the ban does)
   return b;
 }
 

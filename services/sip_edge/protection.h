@@ -5,10 +5,12 @@
 // The iPBX's addresses are never banned (the caller does not ask for them).
 #pragma once
 
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -50,12 +52,25 @@ class Protection {
     absl::Time start;
     int count = 0;
   };
-  void Prune(absl::Time now);
+  // Counting windows by key, forgotten in the order they started (amortised constant time
+  // per request, however many sources are counted). At most kMaxCounted keys: beyond, the
+  // oldest windows are forgotten early (a spray of sources costs memory, not time).
+  struct Counts {
+    std::unordered_map<std::string, Window> windows;
+    std::deque<std::pair<absl::Time, std::string>> order;  // (window start, key)
+    Window& At(const std::string& key, absl::Time now, absl::Duration length);
+    size_t size() const { return windows.size(); }
+  };
 
+ public:
+  static constexpr size_t kMaxCounted = 200000;
+  size_t counted() const { return requests_.size() + failures_.size(); }
+
+ private:
   ProtectionOptions options_;
   core::Clock& clock_;
-  std::map<std::string, Window> requests_;
-  std::map<std::string, Window> failures_;
+  Counts requests_;
+  Counts failures_;
   std::map<std::string, absl::Time> bans_;  // id -> until
 };
 

@@ -39,6 +39,26 @@ bool IsListeningTcp(int fd) {
 
 }  // namespace
 
+std::vector<int> SourceFilter::FindDatagramSockets(const std::vector<int>& ports) {
+  std::vector<int> out;
+  if (ports.empty()) return out;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return out;
+  while (dirent* e = readdir(dir)) {
+    int fd = 0;
+    if (!absl::SimpleAtoi(e->d_name, &fd) || fd == dirfd(dir)) continue;
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM) continue;
+    if (std::find(ports.begin(), ports.end(), LocalPort(fd)) != ports.end()) out.push_back(fd);
+  }
+  closedir(dir);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::vector<int> SourceFilter::FindListeners(const std::vector<int>& ports) {
   std::vector<int> out;
   DIR* dir = opendir("/proc/self/fd");

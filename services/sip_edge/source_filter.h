@@ -22,6 +22,9 @@ class SourceFilter {
 
   // This process's listening TCP sockets bound to one of `ports`.
   static std::vector<int> FindListeners(const std::vector<int>& ports);
+  // This process's UDP sockets bound to one of `ports` (a filter on them drops the banned
+  // sources' datagrams before they are read).
+  static std::vector<int> FindDatagramSockets(const std::vector<int>& ports);
 
   explicit SourceFilter(std::vector<int> fds) : fds_(std::move(fds)) {}
 

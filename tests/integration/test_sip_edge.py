@@ -4,6 +4,7 @@ Kamailio listens on 127.0.0.2 (the iPBX's address), phones connect from 127.0.0.
 """
 import concurrent.futures
 import os
+import re
 import signal
 import socket
 import ssl
@@ -620,6 +621,119 @@ def ipbx_options(host, port, icp_user, tag):
         c.close()
 
 
+def udp_options(local, tag):
+    h, p = local
+    return (f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {h}:{p};branch=z9hG4bK{tag};rport\r\n"
+            f"From: <sip:probe@{DOMAIN}>;tag={tag}\r\nTo: <sip:{DOMAIN}>\r\n"
+            f"Call-ID: {tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n")
+
+
+class UdpTest(EdgeFixture):
+    """Phones over UDP (sip.udp, off by default), behind NAT: their Contact is not reachable."""
+
+    def setUp(self):
+        self.udp_port = rwgtest.free_port()
+        self.edge_args = ["--sip-udp-listen", f"127.0.0.1:{self.udp_port}"]
+        super().setUp()
+
+    def test_phone_behind_nat_registers_over_udp_and_is_reached_at_its_source(self):
+        phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(phone.close)
+        phone.bind(("127.0.0.1", 0))
+        phone.settimeout(5)
+        # The address in the phone's Contact: what a NAT hides. Nothing must be sent there.
+        hidden = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(hidden.close)
+        hidden.bind(("127.0.0.1", 0))
+        h, p = phone.getsockname()
+        call_id = os.urandom(6).hex()
+
+        def register(cseq, auth=None):
+            lines = [f"REGISTER sip:{DOMAIN} SIP/2.0",
+                     f"Via: SIP/2.0/UDP {h}:{p};branch=z9hG4bK{os.urandom(6).hex()};rport",
+                     f"From: <sip:1001@{DOMAIN}>;tag=u1", f"To: <sip:1001@{DOMAIN}>",
+                     f"Call-ID: {call_id}", f"CSeq: {cseq} REGISTER", "Max-Forwards: 70",
+                     f"Contact: <sip:1001@127.0.0.1:{hidden.getsockname()[1]};transport=udp>",
+                     "Expires: 600"] + ([f"Authorization: {auth}"] if auth else [])
+            phone.sendto(("\r\n".join(lines + ["Content-Length: 0", "", ""])).encode(),
+                         ("127.0.0.1", self.udp_port))
+            return phone.recvfrom(65535)[0].decode()
+
+        first = register(1)
+        self.assertEqual(sipclient.status(first), 401, first)
+        ch = [c for c in sipclient.parse_challenges(first) if c["algorithm"] == "MD5"][0]
+        r = register(2, sipclient.authorization(ch, "1001", DEVICES["1001"][0], "REGISTER",
+                                                f"sip:{DOMAIN}"))
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertEqual(self.kamailio.registered(), {"21001"})
+        self.assertEqual(self.ctl.json("registration", "show", "1001")["transport"], "udp")
+
+        # The iPBX's OPTIONS reaches the phone at the address its REGISTER came from.
+        got = {}
+
+        def answer():
+            try:
+                data, src = phone.recvfrom(65535)
+            except OSError:
+                return
+            m = data.decode()
+            got["request"] = m
+            keep = [l for l in m.split("\r\n")
+                    if l.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
+            phone.sendto(("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) +
+                          "\r\nContent-Length: 0\r\n\r\n").encode(), src)
+        t = threading.Thread(target=answer)
+        t.start()
+        reply = ipbx_options("127.0.0.2", self.kamailio.port, "21001", "udp1")
+        t.join(timeout=10)
+        self.assertEqual(sipclient.status(reply), 200, reply)
+        self.assertTrue(got.get("request", "").startswith("OPTIONS "), got)
+        self.assertNotIn("127.0.0.2", got["request"], "no iPBX address toward the phone")
+        hidden.settimeout(0.5)
+        with self.assertRaises(OSError, msg="nothing goes to the Contact behind the NAT"):
+            hidden.recvfrom(65535)
+
+    def test_flooding_udp_source_is_dropped_by_the_kernel(self):
+        # The fixture's pike limits (16 in 2 s): the 17th request imposes the ban (over UDP
+        # sofia-sip answers the abandoned transaction 500), and the filter on the UDP socket
+        # keeps everything after it from being read at all.
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(s.close)
+        s.bind(("127.0.0.5", 0))
+        s.settimeout(1)
+        answers = []
+        for i in range(20):
+            s.sendto(udp_options(s.getsockname(), f"fl{i}").encode(), ("127.0.0.1", self.udp_port))
+            try:
+                answers.append(sipclient.status(s.recvfrom(65535)[0].decode()))
+            except OSError:
+                answers.append(None)
+        self.assertEqual(answers, [200] * 16 + [500] + [None] * 3)
+        self.assertEqual([b["id"] for b in self.ctl.json("ban", "list")["bans"]],
+                         ["src:127.0.0.5"])
+        rwgtest.wait_until("filter on", lambda: "rwg_sip_edge_filtered_sources 1" in
+                           self.metrics())
+
+        def dropped():
+            m = re.search(r'rwg_sip_edge_dropped_total\{reason="banned"\} (\d+)', self.metrics())
+            return int(m.group(1)) if m else 0
+        before = dropped()
+        for i in range(5):
+            s.sendto(udp_options(s.getsockname(), f"late{i}").encode(),
+                     ("127.0.0.1", self.udp_port))
+        time.sleep(0.5)
+        self.assertEqual(dropped(), before, "the kernel drops them: sip-edge never reads them")
+        # Another source is still answered.
+        o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(o.close)
+        o.bind(("127.0.0.6", 0))
+        o.settimeout(2)
+        o.sendto(udp_options(o.getsockname(), "other").encode(), ("127.0.0.1", self.udp_port))
+        self.assertEqual(sipclient.status(o.recvfrom(65535)[0].decode()), 200)
+
+
 class TwoInstancesTest(EdgeFixture):
     """Two sip-edge instances on one Redis."""
 
@@ -779,8 +893,10 @@ class ConfigListenersTest(EdgeFixture):
 
     def test_listeners_follow_sip_settings(self):
         tls_port, tcp_port = rwgtest.free_port(), rwgtest.free_port()
+        udp_port = rwgtest.free_port()
         self.ctl.ok("config", "set", f"ports.sip_tls={tls_port}", f"ports.sip_tcp={tcp_port}",
-                    "sip.tcp=DISABLED", "sip.tls=PUBLIC")
+                    f"ports.sip_udp={udp_port}", "sip.tcp=DISABLED", "sip.tls=PUBLIC",
+                    "sip.udp=PUBLIC")
         edge = rwgtest.Service("sip-edge", self.tmp, [
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--icp-listen", f"127.0.0.1:{rwgtest.free_port()}", "--instance", "cfg",
@@ -794,6 +910,13 @@ class ConfigListenersTest(EdgeFixture):
         self.assertEqual(sipclient.status(r), 200, r)
         with self.assertRaises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", tcp_port), timeout=2)
+        # sip.udp enabled: SIP over UDP on ports.sip_udp.
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(u.close)
+        u.bind(("127.0.0.1", 0))
+        u.settimeout(3)
+        u.sendto(udp_options(u.getsockname(), "cfgudp").encode(), ("127.0.0.1", udp_port))
+        self.assertEqual(sipclient.status(u.recvfrom(65535)[0].decode()), 200)
 
     def test_wildcard_icp_listener_needs_an_advertised_address(self):
         r = subprocess.run([os.path.join(rwgtest.BIN, "sip-edge"), "--redis-address",

@@ -87,6 +87,36 @@ TEST_F(NonceTest, CountsAreSingleUse) {
   EXPECT_FALSE(keeper_.AcceptCount(m, ""));
 }
 
+TEST_F(NonceTest, CountsAreForgottenOnceTheirNonceIsStale) {
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(keeper_.AcceptCount(keeper_.Issue(), "00000001"));
+  EXPECT_EQ(keeper_.tracked(), 1000u);
+  clock_.Advance(absl::Minutes(5) + absl::Seconds(1));
+  std::string n = keeper_.Issue();
+  EXPECT_TRUE(keeper_.AcceptCount(n, "00000001"));
+  EXPECT_EQ(keeper_.tracked(), 1u) << "the stale nonces' counts are gone";
+  EXPECT_FALSE(keeper_.AcceptCount(n, "00000001"));
+}
+
+TEST(NonceLimitTest, BeyondTheLimitOlderNoncesAreRefusedNotReplayable) {
+  core::ManualClock clock;
+  NonceKeeper keeper("secret", clock, core::Random::System(), absl::Minutes(5), 100);
+  std::vector<std::string> nonces;
+  for (int i = 0; i < 150; ++i) {
+    nonces.push_back(keeper.Issue());
+    clock.Advance(absl::Milliseconds(10));
+  }
+  for (const std::string& n : nonces) EXPECT_TRUE(keeper.AcceptCount(n, "00000001"));
+  EXPECT_LE(keeper.tracked(), 100u);
+  // The first ones were forgotten: a replay of them is refused, not taken as new.
+  EXPECT_FALSE(keeper.AcceptCount(nonces[0], "00000001"));
+  EXPECT_FALSE(keeper.AcceptCount(nonces[10], "00000002"));
+  // The newest are still tracked: their counts must still rise.
+  EXPECT_FALSE(keeper.AcceptCount(nonces[149], "00000001"));
+  EXPECT_TRUE(keeper.AcceptCount(nonces[149], "00000002"));
+  // A nonce issued now is accepted.
+  EXPECT_TRUE(keeper.AcceptCount(keeper.Issue(), "00000001"));
+}
+
 TEST(AnswerChallengeTest, AnswersWhatAServerChecks) {
   auto header = AnswerChallenge(
       "Digest realm=\"127.0.0.2\", nonce=\"n0nce\", qop=\"auth,auth-int\", opaque=\"op\"", "21001",

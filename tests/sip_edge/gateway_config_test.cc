@@ -26,10 +26,15 @@ TEST(GatewayConfigTest, ReadsWhatTheEdgeNeeds) {
 TEST(GatewayConfigTest, ListenersFollowTheSipSettings) {
   auto v = ParseGatewayView(kConfig);
   ASSERT_TRUE(v.ok());
-  EXPECT_EQ(ResolveListen("config", *v, true), "0.0.0.0:5063");
-  EXPECT_EQ(ResolveListen("config", *v, false), "");  // sip.tcp DISABLED
-  EXPECT_EQ(ResolveListen("127.0.0.1:7000", *v, false), "127.0.0.1:7000");
-  EXPECT_EQ(ResolveListen("", *v, true), "");
+  EXPECT_EQ(ResolveListen("config", *v, ListenerKind::kTls), "0.0.0.0:5063");
+  EXPECT_EQ(ResolveListen("config", *v, ListenerKind::kTcp), "");  // sip.tcp DISABLED
+  EXPECT_EQ(ResolveListen("config", *v, ListenerKind::kUdp), "");  // sip.udp: not given, off
+  EXPECT_EQ(ResolveListen("127.0.0.1:7000", *v, ListenerKind::kTcp), "127.0.0.1:7000");
+  EXPECT_EQ(ResolveListen("", *v, ListenerKind::kTls), "");
+  GatewayView udp = *v;
+  udp.udp_exposure = "PUBLIC";
+  udp.udp_port = 5090;
+  EXPECT_EQ(ResolveListen("config", udp, ListenerKind::kUdp), "0.0.0.0:5090");
 }
 
 TEST(GatewayConfigTest, DamagedConfigIsAnError) {

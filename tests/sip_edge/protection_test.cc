@@ -52,6 +52,25 @@ TEST(ProtectionTest, AuthFailuresBanOnlyThatUserFromThatSource) {
   EXPECT_FALSE(p.SourceBanned("203.0.113.5"));
 }
 
+TEST(ProtectionTest, ManySourcesCostMemoryWithinALimitAndNoMoreTime) {
+  core::ManualClock clock;
+  Protection p(Small(), clock);
+  // A spray of sources within one window: counting still works and memory stays bounded.
+  for (size_t i = 0; i < Protection::kMaxCounted + 50000; ++i) {
+    ASSERT_FALSE(p.CountRequest("2001:db8::" + std::to_string(i)).has_value());
+  }
+  EXPECT_LE(p.counted(), Protection::kMaxCounted);
+  // A flooding source among them is still caught.
+  std::optional<core::Ban> ban;
+  for (int i = 0; i <= Small().requests && !ban; ++i) ban = p.CountRequest("192.0.2.7");
+  ASSERT_TRUE(ban.has_value());
+  EXPECT_EQ(ban->id, "src:192.0.2.7");
+  // Once their window is over, the sprayed sources are forgotten.
+  clock.Advance(Small().window);
+  EXPECT_FALSE(p.CountRequest("192.0.2.8").has_value());
+  EXPECT_EQ(p.counted(), 1u);
+}
+
 TEST(ProtectionTest, LiftedBansDisappearOnRefresh) {
   core::ManualClock clock;
   Protection p(Small(), clock);
