@@ -349,6 +349,14 @@ struct Edge::Impl {
       (l == &options.udp_listen ? udp_ports : ports).push_back(port);
     }
     std::vector<int> fds = SourceFilter::FindListeners(ports);
+    if (options.tcp_keepalive_seconds > 0) {
+      // Phones' connections inherit these from the listening sockets.
+      for (int fd : fds) {
+        if (absl::Status s = SetDeadPeerDetection(fd, options.tcp_keepalive_seconds); !s.ok()) {
+          core::log::Warn("cannot set TCP keep-alive", {{"error", std::string(s.message())}});
+        }
+      }
+    }
     for (int fd : SourceFilter::FindDatagramSockets(udp_ports)) fds.push_back(fd);
     source_filter = std::make_unique<SourceFilter>(fds);
     if (source_filter->fds().size() < ports.size() + udp_ports.size()) {

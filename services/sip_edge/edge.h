@@ -51,6 +51,10 @@ struct EdgeOptions {
   // Authenticates requests relayed between instances (all instances share it).
   std::string forward_key;
   ProtectionOptions protection;
+  // A phone's TCP/TLS connection silent this long gets TCP keep-alive probes; one that
+  // answers none (or leaves data unacknowledged as long) is closed, and its phone marked
+  // unreachable. 0: off.
+  int tcp_keepalive_seconds = 60;
 };
 
 struct EdgeMetrics;

@@ -95,6 +95,9 @@ int Main(int argc, char** argv) {
            "registration time asked of the iPBX (0: the phone's); rwg refreshes it itself");
   opts.Add("config-refresh-ms", config_refresh_ms,
            "how often the gateway configuration is re-read");
+  opts.Add("tcp-keepalive-seconds", edge.tcp_keepalive_seconds,
+           "a phone's TCP/TLS connection silent this long is probed; one that answers no probe "
+           "for 30 s more is closed and the phone marked unreachable (0: off)");
   int ban_seconds = 300, window_seconds = 2, auth_window_seconds = 300, auth_ban_seconds = 600;
   opts.Add("pike-requests", edge.protection.requests,
            "requests a source may send per pike-window-seconds before it is banned");
@@ -111,6 +114,10 @@ int Main(int argc, char** argv) {
     return exit_code;
   }
   core::log::Init("sip-edge", server.log_level);
+  if (edge.tcp_keepalive_seconds < 0 || edge.tcp_keepalive_seconds > 7200) {
+    std::cerr << "sip-edge: tcp-keepalive-seconds: between 0 (off) and 7200\n";
+    return 2;
+  }
   edge.protection.window = absl::Seconds(window_seconds);
   edge.protection.ban = absl::Seconds(ban_seconds);
   edge.protection.auth_window = absl::Seconds(auth_window_seconds);

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -128,6 +129,21 @@ bool Same(const Parsed& a, const Parsed& b) {
 }
 
 }  // namespace
+
+absl::Status SetDeadPeerDetection(int fd, int idle_seconds) {
+  const int on = 1, interval = 10, probes = 3;
+  const unsigned int user_timeout_ms =
+      static_cast<unsigned int>(idle_seconds + interval * probes) * 1000u;
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_seconds, sizeof(idle_seconds)) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval)) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes)) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms)) !=
+          0) {
+    return absl::InternalError(absl::StrCat("TCP keep-alive: ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
 
 size_t SourceFilter::ShutdownConnections(const std::vector<int>& ports, const std::string& ip) {
   const Parsed banned = ParseIp(ip);

@@ -10,9 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace rwg::sip_edge {
+
+// Makes `fd` (a listening TCP socket, whose accepted connections inherit it) find dead peers:
+// keep-alive probes after `idle_seconds` of silence, every 10 s, 3 of them; and the same
+// bound (idle + 30 s) on data left unacknowledged (TCP_USER_TIMEOUT).
+absl::Status SetDeadPeerDetection(int fd, int idle_seconds);
 
 class SourceFilter {
  public:

@@ -263,6 +263,22 @@ class SipEdgeTest(EdgeFixture):
         self.assertEqual(sipclient.status(r), 200, r)
         self.assertTrue(self.ctl.json("registration", "show", "1001")["reachable"])
 
+    def test_phone_connections_are_probed_for_dead_peers(self):
+        # A phone that vanishes without closing its connection (power cut, NAT timeout) is
+        # found by TCP keep-alive: the kernel shows the probe timer on rwg's side.
+        conn, r = self.register("1001", conn=self.phone(tls=False))
+        self.assertEqual(sipclient.status(r), 200, r)
+        def rwg_side():
+            out = subprocess.run(["ss", "-tnoH", "state", "established",
+                                  f"( sport = :{self.tcp_port} )"], capture_output=True,
+                                 text=True).stdout
+            return [line for line in out.splitlines() if f":{conn.local[1]}" in line]
+
+        # ss shows one timer: while a reply is unacknowledged that is the retransmission timer.
+        rwgtest.wait_until("keep-alive timer on rwg's side of the connection",
+                           lambda: any("timer:(keepalive" in line for line in rwg_side()),
+                           timeout=5)
+
     def test_device_changes_reach_the_edge_within_seconds(self):
         _, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 200, r)  # the edge now holds 1001 in its cache

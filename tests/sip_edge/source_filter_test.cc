@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -168,6 +169,31 @@ TEST(SourceFilterTest, ConnectionsOpenWhenTheBanBeginsAreShutDown) {
   // Set again with the same list: nothing new to shut down.
   ASSERT_TRUE(filter.Set({"127.0.0.3"}).ok());
   for (int fd : {c1, c2, c3, s1, s2, s3}) close(fd);
+}
+
+TEST(SourceFilterTest, AcceptedConnectionsInheritDeadPeerDetection) {
+  Listener l;
+  ASSERT_TRUE(SetDeadPeerDetection(l.fd(), 45).ok());
+  int c = Connect("127.0.0.3", l.port());
+  ASSERT_GE(c, 0);
+  int s = Accept(l.fd());
+  ASSERT_GE(s, 0);
+  int on = 0, idle = 0, interval = 0, probes = 0;
+  unsigned int user_timeout = 0;
+  socklen_t len = sizeof(int);
+  ASSERT_EQ(getsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &on, &len), 0);
+  ASSERT_EQ(getsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &len), 0);
+  ASSERT_EQ(getsockopt(s, IPPROTO_TCP, TCP_KEEPINTVL, &interval, &len), 0);
+  ASSERT_EQ(getsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &probes, &len), 0);
+  len = sizeof(user_timeout);
+  ASSERT_EQ(getsockopt(s, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, &len), 0);
+  EXPECT_EQ(on, 1);
+  EXPECT_EQ(idle, 45);
+  EXPECT_EQ(interval, 10);
+  EXPECT_EQ(probes, 3);
+  EXPECT_EQ(user_timeout, 75000u);
+  close(s);
+  close(c);
 }
 
 TEST(SourceFilterTest, ManyAddressesAreCappedNotRefused) {
