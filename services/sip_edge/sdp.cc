@@ -1,0 +1,250 @@
+#include "services/sip_edge/sdp.h"
+
+#include <sofia-sip/sdp.h>
+#include <sofia-sip/su_alloc.h>
+
+#include <memory>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace rwg::sip_edge {
+namespace {
+
+constexpr size_t kSdesKeyBytes = 30;  // AES_CM_128: 16-byte master key + 14-byte salt
+
+bool KnownSuite(absl::string_view s) {
+  return s == "AES_CM_128_HMAC_SHA1_80" || s == "AES_CM_128_HMAC_SHA1_32";
+}
+
+// A memory home for one parse or print, freed on every path.
+struct Home {
+  Home() { su_home_init(home); }
+  ~Home() { su_home_deinit(home); }
+  su_home_t home[1] = {};
+};
+
+struct ParserFree {
+  void operator()(sdp_parser_t* p) const { sdp_parser_free(p); }
+};
+using Parser = std::unique_ptr<sdp_parser_t, ParserFree>;
+
+absl::StatusOr<sdp_session_t*> Parse(su_home_t* home, absl::string_view text, Parser* parser) {
+  if (text.empty()) return absl::InvalidArgumentError("sdp: empty body");
+  parser->reset(sdp_parse(home, text.data(), static_cast<issize_t>(text.size()), 0));
+  const char* error = sdp_parsing_error(parser->get());
+  sdp_session_t* session = sdp_session(parser->get());
+  if (error != nullptr || session == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sdp: ", error != nullptr ? error : "does not parse"));
+  }
+  return session;
+}
+
+sdp_media_t* FirstAudio(sdp_session_t* s) {
+  for (sdp_media_t* m = s->sdp_media; m != nullptr; m = m->m_next) {
+    if (m->m_type == sdp_media_audio) return m;
+  }
+  return nullptr;
+}
+
+const char* ModeName(unsigned mode) {
+  switch (mode) {
+    case sdp_sendonly:
+      return "sendonly";
+    case sdp_recvonly:
+      return "recvonly";
+    case sdp_inactive:
+      return "inactive";
+    default:
+      return "sendrecv";
+  }
+}
+
+void SetAddress(su_home_t* home, sdp_connection_t* c, const std::string& address) {
+  for (; c != nullptr; c = c->c_next) {
+    c->c_address = su_strdup(home, address.c_str());
+    c->c_addrtype = absl::StrContains(address, ':') ? sdp_addr_ip6 : sdp_addr_ip4;
+    c->c_nettype = sdp_net_in;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<SdesCrypto> ParseCrypto(absl::string_view value) {
+  std::vector<absl::string_view> parts =
+      absl::StrSplit(absl::StripAsciiWhitespace(value), absl::ByAnyChar(" \t"), absl::SkipEmpty());
+  if (parts.size() < 3) {
+    return absl::InvalidArgumentError("a=crypto: needs a tag, a crypto suite and key parameters");
+  }
+  SdesCrypto c;
+  if (parts[0].size() > 9 || !absl::SimpleAtoi(parts[0], &c.tag) || c.tag < 0 ||
+      !absl::ascii_isdigit(static_cast<unsigned char>(parts[0][0]))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a=crypto: tag '", parts[0], "' is not 1 to 9 digits"));
+  }
+  c.suite = std::string(parts[1]);
+  if (!KnownSuite(c.suite)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a=crypto ", c.tag, ": suite ", c.suite, " is not supported"));
+  }
+  absl::string_view params = parts[2];
+  if (absl::StrContains(params, ';')) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a=crypto ", c.tag, ": several keys are not supported"));
+  }
+  if (!absl::ConsumePrefix(&params, "inline:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a=crypto ", c.tag, ": key parameters must start with inline:"));
+  }
+  std::vector<absl::string_view> info = absl::StrSplit(params, '|');
+  std::string raw;
+  if (!absl::Base64Unescape(info[0], &raw) || raw.size() != kSdesKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("a=crypto ", c.tag, ": key must be ",
+                                                   kSdesKeyBytes, " bytes in base64 (", c.suite,
+                                                   "), got ", raw.size()));
+  }
+  for (size_t i = 1; i < info.size(); ++i) {
+    absl::string_view f = info[i];
+    if (absl::StrContains(f, ':')) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("a=crypto ", c.tag, ": MKI is not supported"));
+    }
+    absl::string_view digits = f;
+    absl::ConsumePrefix(&digits, "2^");
+    uint64_t n = 0;
+    if (i != 1 || digits.empty() || !absl::SimpleAtoi(digits, &n)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a=crypto ", c.tag, ": '", f, "' is not a key lifetime"));
+    }
+  }
+  if (parts.size() > 3) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a=crypto ", c.tag, ": session parameter ", parts[3], " is not supported"));
+  }
+  c.key = std::move(raw);
+  return c;
+}
+
+std::string FormatCrypto(const SdesCrypto& c) {
+  return absl::StrCat(c.tag, " ", c.suite, " inline:", absl::Base64Escape(c.key));
+}
+
+absl::StatusOr<AudioStream> ReadAudio(absl::string_view sdp, bool require_srtp) {
+  Home h;
+  Parser parser;
+  absl::StatusOr<sdp_session_t*> session = Parse(h.home, sdp, &parser);
+  if (!session.ok()) return session.status();
+  sdp_media_t* m = FirstAudio(*session);
+  if (m == nullptr) return absl::FailedPreconditionError("sdp: no m=audio stream");
+  AudioStream a;
+  a.port = m->m_rejected ? 0 : static_cast<int>(m->m_port);
+  if (m->m_proto == sdp_proto_srtp) {
+    a.secure = true;
+  } else if (m->m_proto != sdp_proto_rtp) {
+    return absl::FailedPreconditionError(absl::StrCat("sdp: m=audio transport ",
+                                                      m->m_proto_name ? m->m_proto_name : "?",
+                                                      " is not RTP/AVP or RTP/SAVP"));
+  }
+  const sdp_connection_t* c =
+      m->m_connections != nullptr ? m->m_connections : (*session)->sdp_connection;
+  if (c == nullptr || c->c_address == nullptr) {
+    return absl::InvalidArgumentError("sdp: no c= line for the m=audio stream");
+  }
+  a.address = c->c_address;
+  a.rtcp_port = a.port == 0 ? 0 : a.port + 1;
+  std::vector<std::string> unusable;
+  for (const sdp_attribute_t* at = m->m_attributes; at != nullptr; at = at->a_next) {
+    if (at->a_name == nullptr) continue;
+    const absl::string_view name = at->a_name;
+    const absl::string_view value = at->a_value ? at->a_value : "";
+    if (absl::EqualsIgnoreCase(name, "rtcp")) {
+      int port = 0;
+      std::vector<absl::string_view> f = absl::StrSplit(value, ' ', absl::SkipEmpty());
+      if (f.empty() || !absl::SimpleAtoi(f[0], &port) || port < 1 || port > 65535) {
+        return absl::InvalidArgumentError(absl::StrCat("sdp: a=rtcp:", value, ": not a port"));
+      }
+      a.rtcp_port = port;
+    } else if (absl::EqualsIgnoreCase(name, "crypto")) {
+      absl::StatusOr<SdesCrypto> k = ParseCrypto(value);
+      if (k.ok()) {
+        a.crypto.push_back(*std::move(k));
+      } else if (absl::IsFailedPrecondition(k.status())) {
+        unusable.emplace_back(k.status().message());
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("sdp: ", k.status().message()));
+      }
+    }
+  }
+  a.mode = ModeName(m->m_mode);
+  // sofia-sip keeps RTP payload types as rtpmaps (well-known ones without an a=rtpmap too).
+  for (const sdp_rtpmap_t* r = m->m_rtpmaps; r != nullptr; r = r->rm_next) {
+    a.payload_types.push_back(static_cast<int>(r->rm_pt));
+  }
+  if (require_srtp && !a.secure) {
+    return absl::FailedPreconditionError(
+        "sdp: m=audio is RTP/AVP (plain RTP) but SRTP (RTP/SAVP) is required");
+  }
+  if (a.secure && a.crypto.empty() && a.port != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "sdp: m=audio is RTP/SAVP without a usable a=crypto",
+        unusable.empty() ? "" : absl::StrCat(" (", absl::StrJoin(unusable, "; "), ")")));
+  }
+  return a;
+}
+
+absl::StatusOr<std::string> RewriteAudio(absl::string_view sdp, const std::string& address,
+                                         int port, const std::optional<SdesCrypto>& crypto) {
+  Home h;
+  Parser parser;
+  absl::StatusOr<sdp_session_t*> parsed = Parse(h.home, sdp, &parser);
+  if (!parsed.ok()) return parsed.status();
+  sdp_session_t* s = *parsed;
+  sdp_media_t* audio = FirstAudio(s);
+  if (audio == nullptr) return absl::FailedPreconditionError("sdp: no m=audio stream");
+  su_home_t* home = sdp_parser_home(parser.get());
+  if (s->sdp_origin != nullptr) {
+    s->sdp_origin->o_version += 1;
+    SetAddress(home, s->sdp_origin->o_address, address);
+  }
+  SetAddress(home, s->sdp_connection, address);
+  for (sdp_media_t* m = s->sdp_media; m != nullptr; m = m->m_next) {
+    SetAddress(home, m->m_connections, address);
+    if (m != audio) {
+      // Only the audio stream is relayed: the others are refused rather than pointed at an
+      // address on the other side.
+      m->m_port = 0;
+      m->m_rejected = 1;
+      continue;
+    }
+    m->m_port = static_cast<unsigned long>(port);
+    m->m_proto = crypto ? sdp_proto_srtp : sdp_proto_rtp;
+    m->m_proto_name = crypto ? "RTP/SAVP" : "RTP/AVP";
+    while (sdp_attribute_remove(&m->m_attributes, "crypto") != nullptr) {
+    }
+    while (sdp_attribute_remove(&m->m_attributes, "rtcp") != nullptr) {
+    }
+    if (crypto) {
+      auto* a = static_cast<sdp_attribute_t*>(su_zalloc(home, sizeof(sdp_attribute_t)));
+      a->a_size = sizeof(sdp_attribute_t);
+      a->a_name = "crypto";
+      a->a_value = su_strdup(home, FormatCrypto(*crypto).c_str());
+      sdp_attribute_append(&m->m_attributes, a);
+    }
+  }
+  sdp_printer_t* printer = sdp_print(h.home, s, nullptr, 0, 0);
+  const char* error = sdp_printing_error(printer);
+  std::string out = error == nullptr && sdp_message(printer) ? sdp_message(printer) : "";
+  sdp_printer_free(printer);
+  if (error != nullptr || out.empty()) {
+    return absl::InternalError(absl::StrCat("sdp: cannot print: ", error ? error : "empty"));
+  }
+  return out;
+}
+
+}  // namespace rwg::sip_edge
