@@ -68,6 +68,7 @@ AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& 
     : store_(store),
       registrations_(redis),
       bans_(redis),
+      emergency_(redis),
       auth_(auth),
       box_(box),
       clock_(clock),
@@ -590,6 +591,90 @@ grpc::Status AdminServiceImpl::DeleteBan(grpc::ServerContext* ctx,
     if (!removed.ok()) return removed.status();
     if (!*removed) return absl::NotFoundError(absl::StrCat("id: no ban '", req->id(), "'"));
     core::log::Info("ban lifted", {{"user", user}, {"id", req->id()}});
+    return absl::OkStatus();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Emergency numbers
+
+namespace {
+
+core::EmergencyRoute FromProto(const adminpb::EmergencyRoute& p) {
+  return {p.location(), p.number(), p.dial(), p.description()};
+}
+
+void ToProto(const core::EmergencyRoute& r, adminpb::EmergencyRoute* p) {
+  p->set_location(r.location);
+  p->set_number(r.number);
+  p->set_dial(r.dial);
+  p->set_description(r.description);
+}
+
+}  // namespace
+
+grpc::Status AdminServiceImpl::SetEmergencyRoute(grpc::ServerContext* ctx,
+                                                 const adminpb::SetEmergencyRouteRequest* req,
+                                                 adminpb::EmergencyRoute* resp) {
+  return Run("SetEmergencyRoute", ctx, false, [&](const std::string& user) -> absl::Status {
+    core::EmergencyRoute r = FromProto(req->route());
+    std::vector<FieldError> errs;
+    for (auto& [field, message] : core::NormalizeEmergencyRoute(r)) {
+      errs.push_back({field, message});
+    }
+    if (!errs.empty()) return absl::InvalidArgumentError(JoinErrors(errs));
+    if (absl::Status s = emergency_.Put(r); !s.ok()) return s;
+    core::log::Info(
+        "emergency route set",
+        {{"user", user}, {"location", r.location}, {"number", r.number}, {"dial", r.dial}});
+    ToProto(r, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::ListEmergencyRoutes(grpc::ServerContext* ctx,
+                                                   const adminpb::ListEmergencyRoutesRequest* req,
+                                                   adminpb::ListEmergencyRoutesResponse* resp) {
+  return Run("ListEmergencyRoutes", ctx, false, [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::vector<core::EmergencyRoute>> all = emergency_.List();
+    if (!all.ok()) return all.status();
+    const std::string location(absl::StripAsciiWhitespace(req->location()));
+    for (const core::EmergencyRoute& r : *all) {
+      if (location.empty() || r.location == location) ToProto(r, resp->add_routes());
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::DeleteEmergencyRoute(grpc::ServerContext* ctx,
+                                                    const adminpb::DeleteEmergencyRouteRequest* req,
+                                                    adminpb::DeleteEmergencyRouteResponse*) {
+  return Run("DeleteEmergencyRoute", ctx, false, [&](const std::string& user) -> absl::Status {
+    const std::string location(absl::StripAsciiWhitespace(req->location()));
+    const std::string number(absl::StripAsciiWhitespace(req->number()));
+    absl::StatusOr<bool> removed = emergency_.Remove(location, number);
+    if (!removed.ok()) return removed.status();
+    if (!*removed) {
+      return absl::NotFoundError(absl::StrCat("no emergency route for number '", number,
+                                              "' at location '", location, "'"));
+    }
+    core::log::Info("emergency route deleted",
+                    {{"user", user}, {"location", location}, {"number", number}});
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::ResolveEmergency(grpc::ServerContext* ctx,
+                                                const adminpb::ResolveEmergencyRequest* req,
+                                                adminpb::ResolveEmergencyResponse* resp) {
+  return Run("ResolveEmergency", ctx, false, [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::vector<core::EmergencyRoute>> all = emergency_.List();
+    if (!all.ok()) return all.status();
+    std::optional<core::EmergencyRoute> r =
+        core::ResolveEmergency(*all, req->location().empty() ? core::kAnyLocation : req->location(),
+                               absl::StripAsciiWhitespace(req->number()));
+    resp->set_found(r.has_value());
+    if (r) ToProto(*r, resp->mutable_route());
     return absl::OkStatus();
   });
 }

@@ -13,6 +13,7 @@
 #include "services/control/store.h"
 #include "services/core/bans.h"
 #include "services/core/crypto.h"
+#include "services/core/emergency.h"
 #include "services/core/registrations.h"
 
 namespace rwg::control {
@@ -58,6 +59,16 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
                         admin::v1::ListBansResponse*) override;
   grpc::Status DeleteBan(grpc::ServerContext*, const admin::v1::DeleteBanRequest*,
                          admin::v1::DeleteBanResponse*) override;
+  grpc::Status SetEmergencyRoute(grpc::ServerContext*, const admin::v1::SetEmergencyRouteRequest*,
+                                 admin::v1::EmergencyRoute*) override;
+  grpc::Status ListEmergencyRoutes(grpc::ServerContext*,
+                                   const admin::v1::ListEmergencyRoutesRequest*,
+                                   admin::v1::ListEmergencyRoutesResponse*) override;
+  grpc::Status DeleteEmergencyRoute(grpc::ServerContext*,
+                                    const admin::v1::DeleteEmergencyRouteRequest*,
+                                    admin::v1::DeleteEmergencyRouteResponse*) override;
+  grpc::Status ResolveEmergency(grpc::ServerContext*, const admin::v1::ResolveEmergencyRequest*,
+                                admin::v1::ResolveEmergencyResponse*) override;
   grpc::Status GetHashKey(grpc::ServerContext*, const admin::v1::GetHashKeyRequest*,
                           admin::v1::HashKey*) override;
   grpc::Status GenerateHashKey(grpc::ServerContext*, const admin::v1::GenerateHashKeyRequest*,
@@ -82,6 +93,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   RedisControlStore& store_;
   core::BindingStore registrations_;
   core::BanStore bans_;
+  core::EmergencyStore emergency_;
   Authenticator& auth_;
   core::SecretBox& box_;
   core::Clock& clock_;

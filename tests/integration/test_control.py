@@ -246,6 +246,50 @@ class ControlTest(rwgtest.TempDirTest):
         self.ctl.ok("device", "add", "--set-username", "dave", "--set-password", "dave-pw-123",
                     "--icp-username", "41001", "--icp-password", "x", "--mac", "00085D000001")
 
+    def test_emergency_numbers_by_location(self):
+        self.login()
+        # Two sites, a country-wide default and a fallback for everywhere else.
+        out = self.ctl.ok("emergency", "set", "FR/Paris", "112", "0145000112",
+                          "--description", "Paris operations desk")
+        self.assertIn("calls to 112 from FR/Paris dial 0145000112", out)
+        self.ctl.ok("emergency", "set", "FR/Lyon", "112", "0472000112")
+        self.ctl.ok("emergency", "set", "FR", "18", "0100000018")
+        self.ctl.ok("emergency", "set", "*", "112", "+33100000112")
+        routes = self.ctl.json("emergency", "list")["routes"]
+        self.assertEqual([(r["location"], r["number"], r["dial"]) for r in routes],
+                         [("*", "112", "+33100000112"), ("FR", "18", "0100000018"),
+                          ("FR/Lyon", "112", "0472000112"), ("FR/Paris", "112", "0145000112")])
+        self.assertEqual(len(self.ctl.json("emergency", "list", "--location", "FR/Lyon")["routes"]),
+                         1)
+
+        def resolve(location, number):
+            r = self.ctl.json("emergency", "resolve", location, number)
+            return r["route"]["dial"] if r.get("found") else None
+        self.assertEqual(resolve("FR/Paris/15e", "112"), "0145000112")  # the site under Paris
+        self.assertEqual(resolve("FR/Lyon", "112"), "0472000112")
+        self.assertEqual(resolve("FR/Lyon", "18"), "0100000018")        # the country's route
+        self.assertEqual(resolve("DE/Berlin", "112"), "+33100000112")  # the fallback
+        self.assertIsNone(resolve("DE/Berlin", "18"))
+        self.assertIn("no emergency route for 18 from DE/Berlin",
+                      self.ctl.ok("emergency", "resolve", "DE/Berlin", "18"))
+        # Setting again replaces; bad input is refused naming every field, nothing stored.
+        self.ctl.ok("emergency", "set", "FR/Lyon", "112", "0472999112")
+        self.assertEqual(resolve("FR/Lyon", "112"), "0472999112")
+        r = self.ctl.run("emergency", "set", "FR//Lyon", "11a2", "12-34")
+        self.assertEqual(r.returncode, 1)
+        for field in ("location", "number", "dial"):
+            self.assertIn(f"{field}:", r.stderr)
+        self.assertTrue(r.stderr.startswith("rwgctl: INVALID_ARGUMENT"), r.stderr)
+        self.assertEqual(len(self.ctl.json("emergency", "list")["routes"]), 4)
+        # Delete, and delete again.
+        self.ctl.ok("emergency", "delete", "FR/Paris", "112")
+        self.assertEqual(resolve("FR/Paris/15e", "112"), "+33100000112")
+        self.assertIn("NOT_FOUND", self.ctl.run("emergency", "delete", "FR/Paris", "112").stderr)
+        # The table survives a restart of control (it lives in Redis).
+        self.restart_control()
+        self.login()
+        self.assertEqual(resolve("FR/Lyon", "112"), "0472999112")
+
     def test_sso_mode_generates_set_side_passwords(self):
         self.login()
         self.ctl.ok("config", "set", "sso_mode=true")

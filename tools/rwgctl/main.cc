@@ -896,6 +896,94 @@ int main(int argc, char** argv) {
     }
   });
 
+  // emergency numbers by location (R-EMERG)
+  auto* emergency = app.add_subcommand("emergency", "emergency numbers by location");
+  emergency->require_subcommand(1);
+  std::string em_location, em_number, em_dial, em_description;
+  auto em_print = [&](const std::vector<const adminpb::EmergencyRoute*>& routes) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto* r : routes) {
+      rows.push_back({r->location(), r->number(), r->dial(),
+                      r->description().empty() ? "-" : r->description()});
+    }
+    PrintTable({"LOCATION", "NUMBER", "DIAL", "DESCRIPTION"}, rows);
+  };
+  auto* em_set = emergency->add_subcommand(
+      "set", "route a special number for a location and the locations under it");
+  em_set->add_option("location", em_location, "\"*\" (every location) or a path, e.g. FR/Paris")
+      ->required();
+  em_set->add_option("number", em_number, "what the phone dials, e.g. 112")->required();
+  em_set->add_option("dial", em_dial, "what the iPBX receives instead")->required();
+  em_set->add_option("--description", em_description, "free text");
+  em_set->callback([&]() {
+    adminpb::SetEmergencyRouteRequest req;
+    req.mutable_route()->set_location(em_location);
+    req.mutable_route()->set_number(em_number);
+    req.mutable_route()->set_dial(em_dial);
+    req.mutable_route()->set_description(em_description);
+    adminpb::EmergencyRoute resp;
+    auto ctx = client.Context();
+    Check(client.Admin().SetEmergencyRoute(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::cout << "calls to " << resp.number() << " from " << resp.location() << " dial "
+              << resp.dial() << "\n";
+  });
+  auto* em_list = emergency->add_subcommand("list", "show the emergency routes");
+  em_list->add_option("--location", em_location, "only this location's own routes");
+  em_list->callback([&]() {
+    adminpb::ListEmergencyRoutesRequest req;
+    req.set_location(em_location);
+    adminpb::ListEmergencyRoutesResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().ListEmergencyRoutes(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::vector<const adminpb::EmergencyRoute*> routes;
+    for (const auto& r : resp.routes()) routes.push_back(&r);
+    em_print(routes);
+  });
+  auto* em_delete = emergency->add_subcommand("delete", "remove a location's route of a number");
+  em_delete->add_option("location", em_location, "the route's location")->required();
+  em_delete->add_option("number", em_number, "the special number")->required();
+  em_delete->callback([&]() {
+    adminpb::DeleteEmergencyRouteRequest req;
+    req.set_location(em_location);
+    req.set_number(em_number);
+    adminpb::DeleteEmergencyRouteResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().DeleteEmergencyRoute(ctx.get(), req, &resp));
+    if (g.output != "json") {
+      std::cout << "route of " << em_number << " at " << em_location << " deleted\n";
+    }
+  });
+  auto* em_resolve =
+      emergency->add_subcommand("resolve", "which route a call from a location to a number takes");
+  em_resolve->add_option("location", em_location, "a device's location, e.g. FR/Paris/15e")
+      ->required();
+  em_resolve->add_option("number", em_number, "the number dialled")->required();
+  em_resolve->callback([&]() {
+    adminpb::ResolveEmergencyRequest req;
+    req.set_location(em_location);
+    req.set_number(em_number);
+    adminpb::ResolveEmergencyResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().ResolveEmergency(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    if (!resp.found()) {
+      std::cout << "no emergency route for " << em_number << " from " << em_location << "\n";
+      return;
+    }
+    em_print({&resp.route()});
+  });
+
   // relay: a media-relay instance's API (--server points at it, --token-file holds its token)
   auto* relay = app.add_subcommand(
       "relay", "sessions of a media-relay instance (--server: its API, --token-file: its token)");
