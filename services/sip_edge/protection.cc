@@ -1,5 +1,10 @@
 #include "services/sip_edge/protection.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -24,7 +29,21 @@ Protection::Window& Protection::Counts::At(const std::string& key, absl::Time no
   return it->second;
 }
 
-std::optional<core::Ban> Protection::CountRequest(const std::string& ip) {
+std::string SourceKey(const std::string& ip) {
+  in6_addr a6{};
+  if (inet_pton(AF_INET6, ip.c_str(), &a6) != 1) return ip;  // IPv4 (or not an address)
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+    inet_ntop(AF_INET, &a6.s6_addr[12], buf, sizeof(buf));
+    return buf;
+  }
+  std::memset(&a6.s6_addr[8], 0, 8);
+  inet_ntop(AF_INET6, &a6, buf, sizeof(buf));
+  return absl::StrCat(buf, "/64");
+}
+
+std::optional<core::Ban> Protection::CountRequest(const std::string& address) {
+  const std::string ip = SourceKey(address);
   const absl::Time now = clock_.Now();
   Window& w = requests_.At(ip, now, options_.window);
   if (++w.count != options_.requests + 1) return std::nullopt;
@@ -41,8 +60,9 @@ std::optional<core::Ban> Protection::CountRequest(const std::string& ip) {
   return b;
 }
 
-std::optional<core::Ban> Protection::CountAuthFailure(const std::string& ip,
+std::optional<core::Ban> Protection::CountAuthFailure(const std::string& address,
                                                       const std::string& user) {
+  const std::string ip = SourceKey(address);
   const absl::Time now = clock_.Now();
   Window& w = failures_.At(absl::StrCat(ip, "|", user), now, options_.auth_window);
   if (++w.count != options_.auth_failures) return std::nullopt;
@@ -61,12 +81,12 @@ std::optional<core::Ban> Protection::CountAuthFailure(const std::string& ip,
 }
 
 bool Protection::SourceBanned(const std::string& ip) const {
-  auto it = bans_.find(core::SourceBanId(ip));
+  auto it = bans_.find(core::SourceBanId(SourceKey(ip)));
   return it != bans_.end() && it->second > clock_.Now();
 }
 
 bool Protection::AuthBanned(const std::string& ip, const std::string& user) const {
-  auto it = bans_.find(core::AuthBanId(ip, user));
+  auto it = bans_.find(core::AuthBanId(SourceKey(ip), user));
   return it != bans_.end() && it->second > clock_.Now();
 }
 

@@ -28,6 +28,11 @@ struct ProtectionOptions {
   absl::Duration auth_ban = absl::Minutes(10);
 };
 
+// What flood and guessing counters and bans are kept per: an IPv4 address, or the /64 of an
+// IPv6 address ("2001:db8:1:2::/64"), since a single IPv6 host can use every address of its
+// /64; an IPv4-mapped IPv6 address counts as its IPv4 address.
+std::string SourceKey(const std::string& ip);
+
 class Protection {
  public:
   Protection(ProtectionOptions options, core::Clock& clock) : options_(options), clock_(clock) {}
@@ -39,7 +44,7 @@ class Protection {
 
   bool SourceBanned(const std::string& ip) const;
   bool AuthBanned(const std::string& ip, const std::string& user) const;
-  // Addresses under a source ban now.
+  // Sources under a ban now: IPv4 addresses and IPv6 /64 prefixes ("2001:db8::/64").
   std::vector<std::string> BannedSources() const;
 
   // Replaces the known bans with those read from Redis (all instances).

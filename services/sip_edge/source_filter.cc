@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -84,12 +85,29 @@ struct Parsed {
   bool v6 = false;
   uint32_t a4 = 0;
   std::array<uint32_t, 4> a6{};
+  bool prefix64 = false;  // "x::/64": only the first two words count
 };
 
-Parsed ParseIp(const std::string& ip) {
+Parsed ParseIp(const std::string& text) {
   Parsed out;
+  std::string ip = text;
+  if (absl::EndsWith(ip, "/64")) {
+    ip.resize(ip.size() - 3);
+    out.prefix64 = true;
+  }
   in_addr a{};
   in6_addr a6{};
+  if (out.prefix64) {
+    if (inet_pton(AF_INET6, ip.c_str(), &a6) == 1 && !IN6_IS_ADDR_V4MAPPED(&a6)) {
+      out.v6 = true;
+      for (int i = 0; i < 2; ++i) {
+        uint32_t w;
+        std::memcpy(&w, &a6.s6_addr[4 * i], 4);
+        out.a6[i] = ntohl(w);
+      }
+    }
+    return out;
+  }
   if (inet_pton(AF_INET, ip.c_str(), &a) == 1) {
     out.v4 = true;
     out.a4 = ntohl(a.s_addr);
@@ -124,8 +142,16 @@ Parsed PeerOf(int fd) {
   return ParseIp(buf);
 }
 
+// Whether the peer `a` is the banned source `b` (an address or a /64).
 bool Same(const Parsed& a, const Parsed& b) {
-  return (a.v4 && b.v4 && a.a4 == b.a4) || (a.v6 && b.v6 && a.a6 == b.a6);
+  if (a.v4 && b.v4) return a.a4 == b.a4;
+  if (!a.v6 || !b.v6) return false;
+  return b.prefix64 ? a.a6[0] == b.a6[0] && a.a6[1] == b.a6[1] : a.a6 == b.a6;
+}
+
+// The key the IPv6 list is kept in: the words, then whether only the first two count.
+std::array<uint32_t, 5> Key6(const Parsed& p) {
+  return {p.a6[0], p.a6[1], p.a6[2], p.a6[3], p.prefix64 ? 1u : 0u};
 }
 
 }  // namespace
@@ -170,11 +196,11 @@ size_t SourceFilter::ShutdownConnections(const std::vector<int>& ports, const st
 
 absl::StatusOr<size_t> SourceFilter::Set(const std::vector<std::string>& ips) {
   std::vector<uint32_t> v4;
-  std::vector<std::array<uint32_t, 4>> v6;
+  std::vector<std::array<uint32_t, 5>> v6;
   for (const std::string& ip : ips) {
     Parsed p = ParseIp(ip);
     if (p.v4) v4.push_back(p.a4);
-    if (p.v6) v6.push_back(p.a6);
+    if (p.v6) v6.push_back(Key6(p));
   }
   std::sort(v4.begin(), v4.end());
   v4.erase(std::unique(v4.begin(), v4.end()), v4.end());
@@ -190,7 +216,7 @@ absl::StatusOr<size_t> SourceFilter::Set(const std::vector<std::string>& ips) {
   for (const std::string& ip : ips) {
     Parsed p = ParseIp(ip);
     const bool fresh = (p.v4 && !std::binary_search(applied_.begin(), applied_.end(), p.a4)) ||
-                       (p.v6 && !std::binary_search(applied6_.begin(), applied6_.end(), p.a6));
+                       (p.v6 && !std::binary_search(applied6_.begin(), applied6_.end(), Key6(p)));
     if (fresh) ShutdownConnections(ports, ip);
   }
 
@@ -230,10 +256,13 @@ absl::StatusOr<size_t> SourceFilter::Set(const std::vector<std::string>& ips) {
   prog.push_back(BPF_STMT(BPF_RET | BPF_K, kAccept));
   prog[to_v6].k = static_cast<uint32_t>(prog.size() - to_v6 - 1);
   for (const auto& a : v6) {
-    // Source address at offset 8 of the IPv6 header; a word that differs skips to the next.
-    for (uint32_t i = 0; i < 4; ++i) {
+    // Source address at offset 8 of the IPv6 header; a word that differs skips to the next
+    // entry. A /64 compares the first two words only.
+    const uint32_t words = a[4] ? 2 : 4;
+    for (uint32_t i = 0; i < words; ++i) {
       prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, net(8 + 4 * i)));
-      prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, a[i], 0, static_cast<uint8_t>(7 - 2 * i)));
+      prog.push_back(
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, a[i], 0, static_cast<uint8_t>(2 * (words - i) - 1)));
     }
     prog.push_back(BPF_STMT(BPF_RET | BPF_K, 0));
   }

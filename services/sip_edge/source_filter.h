@@ -48,7 +48,7 @@ class SourceFilter {
  private:
   std::vector<int> fds_;
   std::vector<uint32_t> applied_;
-  std::vector<std::array<uint32_t, 4>> applied6_;
+  std::vector<std::array<uint32_t, 5>> applied6_;  // four words, then 1 for a /64
 };
 
 }  // namespace rwg::sip_edge

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+
 namespace rwg::sip_edge {
 namespace {
 
@@ -52,12 +54,41 @@ TEST(ProtectionTest, AuthFailuresBanOnlyThatUserFromThatSource) {
   EXPECT_FALSE(p.SourceBanned("203.0.113.5"));
 }
 
+TEST(ProtectionTest, Ipv6SourcesCountByTheirSlash64) {
+  EXPECT_EQ(SourceKey("192.0.2.7"), "192.0.2.7");
+  EXPECT_EQ(SourceKey("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  EXPECT_EQ(SourceKey("::ffff:192.0.2.7"), "192.0.2.7");
+  EXPECT_EQ(SourceKey("::1"), "::/64");
+  core::ManualClock clock;
+  Protection p(Small(), clock);
+  // A host rotating through its /64 is one source.
+  std::optional<core::Ban> ban;
+  for (int i = 1; i <= Small().requests + 1 && !ban; ++i) {
+    ban = p.CountRequest("2001:db8:1:2::" + std::to_string(i));
+  }
+  ASSERT_TRUE(ban.has_value());
+  EXPECT_EQ(ban->id, "src:2001:db8:1:2::/64");
+  EXPECT_TRUE(p.SourceBanned("2001:db8:1:2:ffff::9"));
+  EXPECT_FALSE(p.SourceBanned("2001:db8:1:3::1")) << "the next /64 is someone else";
+  EXPECT_EQ(p.BannedSources(), std::vector<std::string>{"2001:db8:1:2::/64"});
+  // Password guessing from rotating addresses is one guesser too.
+  std::optional<core::Ban> auth;
+  for (int i = 1; i <= Small().auth_failures && !auth; ++i) {
+    auth = p.CountAuthFailure("2001:db8:9::" + std::to_string(i), "1001");
+  }
+  ASSERT_TRUE(auth.has_value());
+  EXPECT_TRUE(p.AuthBanned("2001:db8:9::77", "1001"));
+}
+
 TEST(ProtectionTest, ManySourcesCostMemoryWithinALimitAndNoMoreTime) {
   core::ManualClock clock;
   Protection p(Small(), clock);
   // A spray of sources within one window: counting still works and memory stays bounded.
   for (size_t i = 0; i < Protection::kMaxCounted + 50000; ++i) {
-    ASSERT_FALSE(p.CountRequest("2001:db8::" + std::to_string(i)).has_value());
+    // Distinct /64s: 2001:db8:<high>:<low>::1.
+    ASSERT_FALSE(p.CountRequest(absl::StrCat("2001:db8:", absl::Hex(i >> 16), ":",
+                                             absl::Hex(i & 0xffff), "::1"))
+                     .has_value());
   }
   EXPECT_LE(p.counted(), Protection::kMaxCounted);
   // A flooding source among them is still caught.

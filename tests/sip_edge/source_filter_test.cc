@@ -144,6 +144,14 @@ TEST(SourceFilterTest, KernelDropsBannedIpv6SourcesOnDualStackListeners) {
   n = filter.Set({});
   ASSERT_TRUE(n.ok()) << n.status();
   EXPECT_TRUE(Connects("::1", l.port()));
+  // A /64: every address in it is dropped (::1 is in ::/64), others pass.
+  n = filter.Set({"2001:db8::/64"});
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_TRUE(Connects("::1", l.port()));
+  n = filter.Set({"::/64"});
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_FALSE(Connects("::1", l.port()));
+  EXPECT_TRUE(Connects("127.0.0.3", l.port()));
 }
 
 TEST(SourceFilterTest, ConnectionsOpenWhenTheBanBeginsAreShutDown) {
