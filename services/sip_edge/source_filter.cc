@@ -88,6 +88,13 @@ struct Parsed {
   bool prefix64 = false;  // "x::/64": only the first two words count
 };
 
+// The i-th 32-bit word of an IPv6 address, in host order.
+uint32_t Word(const in6_addr& a, int i) {
+  uint32_t w;
+  std::memcpy(&w, &a.s6_addr[4 * i], 4);
+  return ntohl(w);
+}
+
 Parsed ParseIp(const std::string& text) {
   Parsed out;
   std::string ip = text;
@@ -100,11 +107,8 @@ Parsed ParseIp(const std::string& text) {
   if (out.prefix64) {
     if (inet_pton(AF_INET6, ip.c_str(), &a6) == 1 && !IN6_IS_ADDR_V4MAPPED(&a6)) {
       out.v6 = true;
-      for (int i = 0; i < 2; ++i) {
-        uint32_t w;
-        std::memcpy(&w, &a6.s6_addr[4 * i], 4);
-        out.a6[i] = ntohl(w);
-      }
+      out.a6[0] = Word(a6, 0);
+      out.a6[1] = Word(a6, 1);
     }
     return out;
   }
@@ -114,16 +118,10 @@ Parsed ParseIp(const std::string& text) {
   } else if (inet_pton(AF_INET6, ip.c_str(), &a6) == 1) {
     if (IN6_IS_ADDR_V4MAPPED(&a6)) {
       out.v4 = true;
-      uint32_t w;
-      std::memcpy(&w, &a6.s6_addr[12], 4);
-      out.a4 = ntohl(w);
+      out.a4 = Word(a6, 3);
     } else {
       out.v6 = true;
-      for (int i = 0; i < 4; ++i) {
-        uint32_t w;
-        std::memcpy(&w, &a6.s6_addr[4 * i], 4);
-        out.a6[i] = ntohl(w);
-      }
+      for (int i = 0; i < 4; ++i) out.a6[i] = Word(a6, i);
     }
   }
   return out;
