@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace rwg::sip_edge {
 namespace {
@@ -29,21 +30,16 @@ int LocalPort(int fd) {
   return -1;
 }
 
-bool IsListeningTcp(int fd) {
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
-  int type = 0, listening = 0;
-  socklen_t len = sizeof(type);
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) return false;
-  len = sizeof(listening);
-  return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening == 1;
-}
+// A socket of this process: its type and whether it listens.
+struct OwnSocket {
+  int fd;
+  int type;  // SOCK_STREAM, SOCK_DGRAM, ...
+  bool listening;
+};
 
-}  // namespace
-
-std::vector<int> SourceFilter::FindDatagramSockets(const std::vector<int>& ports) {
-  std::vector<int> out;
-  if (ports.empty()) return out;
+// Every socket this process has open, found through /proc/self/fd.
+std::vector<OwnSocket> OwnSockets() {
+  std::vector<OwnSocket> out;
   DIR* dir = opendir("/proc/self/fd");
   if (dir == nullptr) return out;
   while (dirent* e = readdir(dir)) {
@@ -51,28 +47,39 @@ std::vector<int> SourceFilter::FindDatagramSockets(const std::vector<int>& ports
     if (!absl::SimpleAtoi(e->d_name, &fd) || fd == dirfd(dir)) continue;
     struct stat st {};
     if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    int type = 0;
+    int type = 0, listening = 0;
     socklen_t len = sizeof(type);
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM) continue;
-    if (std::find(ports.begin(), ports.end(), LocalPort(fd)) != ports.end()) out.push_back(fd);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) continue;
+    len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) listening = 0;
+    out.push_back({fd, type, listening == 1});
   }
   closedir(dir);
-  std::sort(out.begin(), out.end());
+  std::sort(out.begin(), out.end(),
+            [](const OwnSocket& a, const OwnSocket& b) { return a.fd < b.fd; });
+  return out;
+}
+
+bool OnPort(int fd, const std::vector<int>& ports) {
+  return std::find(ports.begin(), ports.end(), LocalPort(fd)) != ports.end();
+}
+
+}  // namespace
+
+std::vector<int> SourceFilter::FindDatagramSockets(const std::vector<int>& ports) {
+  std::vector<int> out;
+  if (ports.empty()) return out;
+  for (const OwnSocket& s : OwnSockets()) {
+    if (s.type == SOCK_DGRAM && OnPort(s.fd, ports)) out.push_back(s.fd);
+  }
   return out;
 }
 
 std::vector<int> SourceFilter::FindListeners(const std::vector<int>& ports) {
   std::vector<int> out;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return out;
-  while (dirent* e = readdir(dir)) {
-    int fd = 0;
-    if (!absl::SimpleAtoi(e->d_name, &fd) || fd == dirfd(dir)) continue;
-    if (!IsListeningTcp(fd)) continue;
-    if (std::find(ports.begin(), ports.end(), LocalPort(fd)) != ports.end()) out.push_back(fd);
+  for (const OwnSocket& s : OwnSockets()) {
+    if (s.type == SOCK_STREAM && s.listening && OnPort(s.fd, ports)) out.push_back(s.fd);
   }
-  closedir(dir);
-  std::sort(out.begin(), out.end());
   return out;
 }
 
@@ -95,49 +102,51 @@ uint32_t Word(const in6_addr& a, int i) {
   return ntohl(w);
 }
 
-Parsed ParseIp(const std::string& text) {
+Parsed FromIn6(const in6_addr& a6, bool prefix64) {
   Parsed out;
-  std::string ip = text;
-  if (absl::EndsWith(ip, "/64")) {
-    ip.resize(ip.size() - 3);
-    out.prefix64 = true;
-  }
-  in_addr a{};
-  in6_addr a6{};
-  if (out.prefix64) {
-    if (inet_pton(AF_INET6, ip.c_str(), &a6) == 1 && !IN6_IS_ADDR_V4MAPPED(&a6)) {
-      out.v6 = true;
-      out.a6[0] = Word(a6, 0);
-      out.a6[1] = Word(a6, 1);
+  if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+    if (!prefix64) {
+      out.v4 = true;
+      out.a4 = Word(a6, 3);
     }
     return out;
   }
-  if (inet_pton(AF_INET, ip.c_str(), &a) == 1) {
+  out.v6 = true;
+  out.prefix64 = prefix64;
+  for (int i = 0; i < (prefix64 ? 2 : 4); ++i) out.a6[i] = Word(a6, i);
+  return out;
+}
+
+// An address ("192.0.2.7", "2001:db8::1") or an IPv6 /64 ("2001:db8:1:2::/64").
+Parsed ParseIp(const std::string& text) {
+  absl::string_view ip = text;
+  const bool prefix64 = absl::ConsumeSuffix(&ip, "/64");
+  const std::string host(ip);
+  in_addr a{};
+  in6_addr a6{};
+  if (!prefix64 && inet_pton(AF_INET, host.c_str(), &a) == 1) {
+    Parsed out;
     out.v4 = true;
     out.a4 = ntohl(a.s_addr);
-  } else if (inet_pton(AF_INET6, ip.c_str(), &a6) == 1) {
-    if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-      out.v4 = true;
-      out.a4 = Word(a6, 3);
-    } else {
-      out.v6 = true;
-      for (int i = 0; i < 4; ++i) out.a6[i] = Word(a6, i);
-    }
+    return out;
   }
-  return out;
+  if (inet_pton(AF_INET6, host.c_str(), &a6) == 1) return FromIn6(a6, prefix64);
+  return {};
 }
 
 Parsed PeerOf(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return {};
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof(buf));
-  } else if (ss.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof(buf));
+  if (ss.ss_family == AF_INET6) {
+    return FromIn6(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, false);
   }
-  return ParseIp(buf);
+  Parsed out;
+  if (ss.ss_family == AF_INET) {
+    out.v4 = true;
+    out.a4 = ntohl(reinterpret_cast<sockaddr_in*>(&ss)->sin_addr.s_addr);
+  }
+  return out;
 }
 
 // Whether the peer `a` is the banned source `b` (an address or a /64).
@@ -169,36 +178,38 @@ absl::Status SetDeadPeerDetection(int fd, int idle_seconds) {
   return absl::OkStatus();
 }
 
-size_t SourceFilter::ShutdownConnections(const std::vector<int>& ports, const std::string& ip) {
-  const Parsed banned = ParseIp(ip);
-  if (!banned.v4 && !banned.v6) return 0;
-  size_t n = 0;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return 0;
-  while (dirent* e = readdir(dir)) {
-    int fd = 0;
-    if (!absl::SimpleAtoi(e->d_name, &fd) || fd == dirfd(dir)) continue;
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || IsListeningTcp(fd)) continue;
-    int type = 0;
-    socklen_t len = sizeof(type);
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
-    if (std::find(ports.begin(), ports.end(), LocalPort(fd)) == ports.end()) continue;
-    if (!Same(PeerOf(fd), banned)) continue;
-    // The owner of the descriptor sees the end of the stream and closes it.
-    if (shutdown(fd, SHUT_RDWR) == 0) ++n;
+size_t SourceFilter::ShutdownConnections(const std::vector<int>& ports,
+                                         const std::vector<std::string>& sources) {
+  std::vector<Parsed> banned;
+  for (const std::string& ip : sources) {
+    Parsed p = ParseIp(ip);
+    if (p.v4 || p.v6) banned.push_back(p);
   }
-  closedir(dir);
+  if (banned.empty()) return 0;
+  size_t n = 0;
+  for (const OwnSocket& s : OwnSockets()) {
+    if (s.type != SOCK_STREAM || s.listening || !OnPort(s.fd, ports)) continue;
+    const Parsed peer = PeerOf(s.fd);
+    const bool hit =
+        std::any_of(banned.begin(), banned.end(), [&](const Parsed& b) { return Same(peer, b); });
+    // The owner of the descriptor sees the end of the stream and closes it.
+    if (hit && shutdown(s.fd, SHUT_RDWR) == 0) ++n;
+  }
   return n;
 }
 
 absl::StatusOr<size_t> SourceFilter::Set(const std::vector<std::string>& ips) {
   std::vector<uint32_t> v4;
   std::vector<std::array<uint32_t, 5>> v6;
+  std::vector<std::string> fresh;  // not under the filter yet
   for (const std::string& ip : ips) {
     Parsed p = ParseIp(ip);
     if (p.v4) v4.push_back(p.a4);
     if (p.v6) v6.push_back(Key6(p));
+    if ((p.v4 && !std::binary_search(applied_.begin(), applied_.end(), p.a4)) ||
+        (p.v6 && !std::binary_search(applied6_.begin(), applied6_.end(), Key6(p)))) {
+      fresh.push_back(ip);
+    }
   }
   std::sort(v4.begin(), v4.end());
   v4.erase(std::unique(v4.begin(), v4.end()), v4.end());
@@ -209,13 +220,10 @@ absl::StatusOr<size_t> SourceFilter::Set(const std::vector<std::string>& ips) {
   if (v4 == applied_ && v6 == applied6_) return v4.size() + v6.size();
 
   // Connections opened before the ban: the filter only sees new ones.
-  std::vector<int> ports;
-  for (int fd : fds_) ports.push_back(LocalPort(fd));
-  for (const std::string& ip : ips) {
-    Parsed p = ParseIp(ip);
-    const bool fresh = (p.v4 && !std::binary_search(applied_.begin(), applied_.end(), p.a4)) ||
-                       (p.v6 && !std::binary_search(applied6_.begin(), applied6_.end(), Key6(p)));
-    if (fresh) ShutdownConnections(ports, ip);
+  if (!fresh.empty()) {
+    std::vector<int> ports;
+    for (int fd : fds_) ports.push_back(LocalPort(fd));
+    ShutdownConnections(ports, fresh);
   }
 
   if (v4.empty() && v6.empty()) {

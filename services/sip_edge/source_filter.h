@@ -39,9 +39,10 @@ class SourceFilter {
   // many addresses the kernel now drops.
   absl::StatusOr<size_t> Set(const std::vector<std::string>& ips);
 
-  // Shuts down this process's TCP connections accepted on `ports` from the address `ip`;
-  // returns how many.
-  static size_t ShutdownConnections(const std::vector<int>& ports, const std::string& ip);
+  // Shuts down this process's TCP connections accepted on `ports` from any of `sources`
+  // (addresses or IPv6 /64s), in one pass over its sockets; returns how many.
+  static size_t ShutdownConnections(const std::vector<int>& ports,
+                                    const std::vector<std::string>& sources);
 
   const std::vector<int>& fds() const { return fds_; }
 
