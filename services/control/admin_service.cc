@@ -670,9 +670,9 @@ grpc::Status AdminServiceImpl::ResolveEmergency(grpc::ServerContext* ctx,
   return Run("ResolveEmergency", ctx, false, [&](const std::string&) -> absl::Status {
     absl::StatusOr<std::vector<core::EmergencyRoute>> all = emergency_.List();
     if (!all.ok()) return all.status();
+    // A location without a route of its own (an empty one too) falls back to "*".
     std::optional<core::EmergencyRoute> r =
-        core::ResolveEmergency(*all, req->location().empty() ? core::kAnyLocation : req->location(),
-                               absl::StripAsciiWhitespace(req->number()));
+        core::ResolveEmergency(*all, req->location(), absl::StripAsciiWhitespace(req->number()));
     resp->set_found(r.has_value());
     if (r) ToProto(*r, resp->mutable_route());
     return absl::OkStatus();

@@ -136,14 +136,7 @@ absl::Status Worker::Start() {
   evfd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (evfd_ < 0) return absl::InternalError(absl::StrCat("worker ", index_, ": ", strerror(errno)));
   if (io_ == IoMode::kEpoll) {
-    epfd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd_ < 0) {
-      return absl::InternalError(absl::StrCat("worker ", index_, ": ", strerror(errno)));
-    }
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = nullptr;  // the wake-up event
-    epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev);
+    if (absl::Status s = EpollInit(); !s.ok()) return s;
     thread_ = std::thread([this] { EpollLoop(); });
     return absl::OkStatus();
   }
@@ -156,14 +149,10 @@ absl::Status Worker::Start() {
       core::log::Warn("io_uring unavailable, packets go through epoll",
                       {{"worker", std::to_string(index_)}, {"error", std::string(s.message())}});
       io_ = IoMode::kEpoll;
-      epfd_ = epoll_create1(EPOLL_CLOEXEC);
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.ptr = nullptr;
-      epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev);
-      ready.set_value(epfd_ >= 0 ? absl::OkStatus()
-                                 : absl::InternalError(absl::StrCat("epoll: ", strerror(errno))));
-      if (epfd_ >= 0) EpollLoop();
+      absl::Status e = EpollInit();
+      const bool ok = e.ok();
+      ready.set_value(std::move(e));
+      if (ok) EpollLoop();
       return;
     }
     ready.set_value(absl::OkStatus());
@@ -356,6 +345,18 @@ Worker::Forward Worker::Process(const Leg::Tag& tag, uint8_t* buf, size_t len, c
 
 // ---------------------------------------------------------------------------------------------
 // epoll
+
+absl::Status Worker::EpollInit() {
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0) {
+    return absl::InternalError(absl::StrCat("worker ", index_, ": epoll: ", strerror(errno)));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // the wake-up event
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, evfd_, &ev);
+  return absl::OkStatus();
+}
 
 void Worker::EpollLoop() {
   constexpr int kEpollEvents = 128;

@@ -69,6 +69,7 @@ class Worker {
                   socklen_t namelen);
 
   // epoll
+  absl::Status EpollInit();
   void EpollLoop();
   void Readable(Leg::Tag* tag);
   // io_uring

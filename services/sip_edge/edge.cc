@@ -652,7 +652,7 @@ struct Edge::Impl {
     if (has_md5 && sip->sip_user_agent != nullptr && sip->sip_user_agent->g_string != nullptr) {
       const std::string agent = absl::AsciiStrToLower(sip->sip_user_agent->g_string);
       for (const std::string& ua : options.md5_only_user_agents) {
-        if (!ua.empty() && absl::StrContains(agent, absl::AsciiStrToLower(ua))) {
+        if (!ua.empty() && absl::StrContains(agent, ua)) {
           return {DigestAlgorithm::kMd5};
         }
       }

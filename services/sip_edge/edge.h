@@ -36,9 +36,9 @@ struct EdgeOptions {
   std::string tls_cert_dir;                 // holds agent.pem (key + chain) and cafile.pem
   std::string instance = "sip-edge-0";
   std::vector<DigestAlgorithm> algorithms = {DigestAlgorithm::kMd5, DigestAlgorithm::kSha256};
-  // Phones whose User-Agent contains one of these (case-insensitive) are challenged with MD5
-  // alone, when MD5 is among `algorithms`: their SIP stack abandons the registration when any
-  // challenge names another algorithm.
+  // Phones whose lower-cased User-Agent contains one of these (lower case) are challenged
+  // with MD5 alone, when MD5 is among `algorithms`: their SIP stack abandons the registration
+  // when any challenge names another algorithm.
   std::vector<std::string> md5_only_user_agents;
   int min_expires = 60;
   int max_expires = 3600;

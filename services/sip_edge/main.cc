@@ -9,6 +9,7 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -53,8 +54,8 @@ int Main(int argc, char** argv) {
   std::string redis_address = "127.0.0.1:6379";
   std::string secret_key_file;
   std::string sip_cert, sip_key;
-  // MD5 only by default: common SIP stacks (e.g. libre/baresip) abandon a registration when any
-  // offered challenge uses an algorithm they lack, instead of answering the one they know.
+  // MD5 first: many SIP stacks answer only the first challenge and know only MD5; those that
+  // give up on any other algorithm get MD5 alone (digest-md5-only-user-agents).
   std::string algorithms = "md5,sha-256";
   int config_refresh_ms = 2000;
   core::Options opts("sip-edge", "rwg sip-edge: SIP/TLS edge for remote phones");
@@ -137,7 +138,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   for (absl::string_view ua : absl::StrSplit(md5_only, ',', absl::SkipWhitespace())) {
-    edge.md5_only_user_agents.push_back(std::string(absl::StripAsciiWhitespace(ua)));
+    edge.md5_only_user_agents.push_back(absl::AsciiStrToLower(absl::StripAsciiWhitespace(ua)));
   }
   if (!edge.icp_listen.empty() && edge.icp_advertise.empty() &&
       (absl::StartsWith(edge.icp_listen, "0.0.0.0:") || absl::StartsWith(edge.icp_listen, ":"))) {
