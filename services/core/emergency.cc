@@ -15,6 +15,14 @@ std::string Field(const std::string& location, const std::string& number) {
   return absl::StrCat(location, "\n", number);
 }
 
+// A route written or removed and the revision bumped in one step: a reader never sees the
+// table changed without the revision that tells it so.
+constexpr char kPutScript[] =
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return redis.call('INCR', KEYS[2])";
+constexpr char kRemoveScript[] =
+    "if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end "
+    "redis.call('INCR', KEYS[2]) return 1";
+
 bool AllOf(absl::string_view s, absl::string_view allowed_punct) {
   return std::all_of(s.begin(), s.end(), [&](char c) {
     return absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
@@ -87,20 +95,18 @@ absl::Status EmergencyStore::Put(const EmergencyRoute& r) {
                       {"number", r.number},
                       {"dial", r.dial},
                       {"description", r.description}};
-  absl::StatusOr<RedisReply> w =
-      redis_.Command({"HSET", kEmergencyKey, Field(r.location, r.number), j.dump()});
-  if (!w.ok()) return w.status();
-  return redis_.Command({"INCR", kEmergencyRevisionKey}).status();
+  return redis_
+      .Command({"EVAL", kPutScript, "2", kEmergencyKey, kEmergencyRevisionKey,
+                Field(r.location, r.number), j.dump()})
+      .status();
 }
 
 absl::StatusOr<bool> EmergencyStore::Remove(const std::string& location,
                                             const std::string& number) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"HDEL", kEmergencyKey, Field(location, number)});
+  absl::StatusOr<RedisReply> r = redis_.Command(
+      {"EVAL", kRemoveScript, "2", kEmergencyKey, kEmergencyRevisionKey, Field(location, number)});
   if (!r.ok()) return r.status();
-  if (r->integer == 0) return false;
-  absl::Status s = redis_.Command({"INCR", kEmergencyRevisionKey}).status();
-  if (!s.ok()) return s;
-  return true;
+  return r->integer == 1;
 }
 
 absl::StatusOr<std::vector<EmergencyRoute>> EmergencyStore::List() {

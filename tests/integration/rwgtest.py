@@ -32,6 +32,19 @@ def free_port():
             return port
 
 
+def process_cpu_seconds(pids):
+    """User + system CPU time of the processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def wait_until(what, fn, timeout=20.0):
     deadline = time.monotonic() + timeout
     while True:

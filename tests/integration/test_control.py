@@ -261,6 +261,9 @@ class ControlTest(rwgtest.TempDirTest):
                           ("FR/Lyon", "112", "0472000112"), ("FR/Paris", "112", "0145000112")])
         self.assertEqual(len(self.ctl.json("emergency", "list", "--location", "FR/Lyon")["routes"]),
                          1)
+        # Every change bumps the revision readers cache the table by.
+        rev = lambda: int(self.redis.cmd("GET", "rwg:emergency:rev").split(b"\r\n")[1])
+        self.assertEqual(rev(), 4)
 
         def resolve(location, number):
             r = self.ctl.json("emergency", "resolve", location, number)
@@ -281,10 +284,13 @@ class ControlTest(rwgtest.TempDirTest):
             self.assertIn(f"{field}:", r.stderr)
         self.assertTrue(r.stderr.startswith("rwgctl: INVALID_ARGUMENT"), r.stderr)
         self.assertEqual(len(self.ctl.json("emergency", "list")["routes"]), 4)
+        self.assertEqual(rev(), 5, "a refused route changes nothing")
         # Delete, and delete again.
         self.ctl.ok("emergency", "delete", "FR/Paris", "112")
+        self.assertEqual(rev(), 6)
         self.assertEqual(resolve("FR/Paris/15e", "112"), "+33100000112")
         self.assertIn("NOT_FOUND", self.ctl.run("emergency", "delete", "FR/Paris", "112").stderr)
+        self.assertEqual(rev(), 6, "deleting nothing changes nothing")
         # The table survives a restart of control (it lives in Redis).
         self.restart_control()
         self.login()
