@@ -34,6 +34,7 @@
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/source_filter.h"
+#include "services/sip_edge/tls_keepalive.h"
 
 namespace rwg::sip_edge {
 
@@ -48,6 +49,7 @@ struct EdgeMetrics {
   prometheus::Counter& dropped_banned;
   prometheus::Family<prometheus::Counter>& upstream_refreshes;
   prometheus::Gauge& filtered_sources;
+  prometheus::Family<prometheus::Counter>& tls_keepalive;
 
   explicit EdgeMetrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
@@ -98,7 +100,17 @@ struct EdgeMetrics {
                              .Name("rwg_sip_edge_filtered_sources")
                              .Help("Banned addresses whose connections the kernel drops")
                              .Register(r)
-                             .Add({})) {}
+                             .Add({})),
+        tls_keepalive(prometheus::BuildCounter()
+                          .Name("rwg_sip_edge_tls_keepalive_total")
+                          .Help("RFC 5626 keep-alive over TLS: pings received, pongs sent, "
+                                "pings left unanswered (the connection's send side was busy)")
+                          .Register(r)) {
+    SetTlsKeepaliveCounters({&tls_keepalive.Add({{"event", "ping"}}),
+                             &tls_keepalive.Add({{"event", "pong"}}),
+                             &tls_keepalive.Add({{"event", "unanswered"}})});
+  }
+  ~EdgeMetrics() { SetTlsKeepaliveCounters({}); }
 };
 
 namespace {
@@ -342,6 +354,9 @@ struct Edge::Impl {
     sweeper = su_timer_create(su_root_task(root), 1000);
     su_timer_set_for_ever(sweeper, &Impl::OnSweep, reinterpret_cast<su_timer_arg_t*>(this));
     for (const auto& u : urls) core::log::Info("SIP listening", {{"url", u}});
+    if (!options.tls_listen.empty() && !TlsKeepaliveActive()) {
+      core::log::Warn("RFC 5626 pings over TLS go unanswered: the TLS hooks are not bound");
+    }
     std::vector<int> ports, udp_ports;
     for (const std::string* l : {&options.tls_listen, &options.tcp_listen, &options.udp_listen}) {
       int port = 0;

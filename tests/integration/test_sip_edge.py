@@ -241,9 +241,31 @@ class SipEdgeTest(EdgeFixture):
         self.assertEqual(sipclient.status(tcp.register("1002", DOMAIN)), 401)
         conn, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 200, r)
-        for _ in range(3):
-            conn.send_raw(b"\r\n\r\n")  # pings keep the TLS connection too
-        self.assertEqual(sipclient.status(conn.register("1001", DOMAIN)), 401)
+        # Over TLS too: each ping gets its pong, also several in one record.
+        conn.send_raw(b"\r\n\r\n")
+        self.assertEqual(conn.read_raw(), b"\r\n")
+        conn.send_raw(b"\r\n\r\n\r\n\r\n")
+        got = b""
+        while len(got) < 4:
+            chunk = conn.read_raw()
+            self.assertTrue(chunk, f"two pongs expected, got {got!r}")
+            got += chunk
+        self.assertEqual(got, b"\r\n\r\n")
+        # Blank lines inside a message are no pings; a ping right after a message is one.
+        body = "v=0\r\n\r\n\r\n\r\nx"
+        msg = conn.build_register("1001", DOMAIN).replace(
+            "Content-Length: 0\r\n\r\n",
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+        self.assertIn(body, msg)
+        conn.send_raw(msg.encode() + b"\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got[2:]:
+            chunk = conn.read_raw()
+            self.assertTrue(chunk, f"a pong and a response expected, got {got!r}")
+            got += chunk
+        self.assertTrue(got.startswith(b"\r\nSIP/2.0 401 "), got)
+        self.assertRegex(self.metrics(), r'rwg_sip_edge_tls_keepalive_total\{event="pong"\} 4')
+        self.assertRegex(self.metrics(), r'rwg_sip_edge_tls_keepalive_total\{event="ping"\} 4')
         conn.close()
         rwgtest.wait_until("marked unreachable",
                            lambda: not self.ctl.json("registration", "show", "1001")

@@ -1,0 +1,261 @@
+#include "services/sip_edge/tls_keepalive.h"
+
+#include <dlfcn.h>
+#include <linux/sock_diag.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
+
+namespace rwg::sip_edge {
+
+namespace {
+
+constexpr size_t kLineKept = 128;  // a Content-Length line fits, whatever its spacing
+
+}  // namespace
+
+int PingDetector::Feed(std::string_view data) {
+  int pings = 0;
+  size_t i = 0;
+  while (i < data.size()) {
+    const char c = data[i];
+    switch (state_) {
+      case State::kBetween:
+        if (c == '\r' || c == '\n') {
+          if (++blank_bytes_ == 4) {
+            ++pings;
+            blank_bytes_ = 0;
+          }
+        } else {  // the first byte of a message
+          state_ = State::kHeaders;
+          blank_bytes_ = 0;
+          line_.assign(1, c);
+          line_empty_ = false;
+          content_length_ = 0;
+        }
+        ++i;
+        break;
+      case State::kHeaders:
+        if (c == '\n') {
+          EndHeaderLine();
+        } else {
+          if (c != '\r') line_empty_ = false;
+          if (line_.size() < kLineKept) line_.push_back(c);
+        }
+        ++i;
+        break;
+      case State::kBody: {
+        const size_t take = std::min<uint64_t>(body_left_, data.size() - i);
+        body_left_ -= take;
+        i += take;
+        if (body_left_ == 0) state_ = State::kBetween;
+        break;
+      }
+    }
+  }
+  return pings;
+}
+
+void PingDetector::EndHeaderLine() {
+  if (line_empty_) {  // the blank line that ends the headers
+    body_left_ = content_length_;
+    state_ = body_left_ > 0 ? State::kBody : State::kBetween;
+  } else {
+    absl::string_view line = line_;
+    const size_t colon = line.find(':');
+    if (colon != absl::string_view::npos) {
+      const std::string name =
+          absl::AsciiStrToLower(absl::StripAsciiWhitespace(line.substr(0, colon)));
+      if (name == "content-length" || name == "l") {
+        uint64_t n = 0;
+        if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(colon + 1)), &n)) {
+          content_length_ = n;
+        }
+      }
+    }
+  }
+  line_.clear();
+  line_empty_ = true;
+}
+
+namespace {
+
+// What one TLS connection's hooks need to know.
+struct Connection {
+  PingDetector incoming;
+  // sofia-sip's TLS write protocol: after a write that would block, the same buffer is kept
+  // in its TLS context until the retry (tls_want_write) and the caller's next tls_write have
+  // gone through; nothing else may be written in between.
+  enum class Write { kIdle, kBlocked, kRestored, kPongBlocked } write = Write::kIdle;
+};
+
+struct Hooks {
+  using ReadBufferFn = void* (*)(void*, size_t);
+  using WriteFn = ssize_t (*)(void*, void*, size_t);
+  using WantWriteFn = int (*)(void*, int);
+  using FreeFn = void (*)(void*);
+
+  ReadBufferFn read_buffer = nullptr;
+  WriteFn write = nullptr;
+  WantWriteFn want_write = nullptr;
+  FreeFn free = nullptr;
+
+  std::mutex mu;
+  std::unordered_map<const void*, Connection> connections;
+  bool in_want_write = false;
+  TlsKeepaliveCounters counters;
+
+  Hooks() {
+    read_buffer = reinterpret_cast<ReadBufferFn>(dlsym(RTLD_NEXT, "tls_read_buffer"));
+    write = reinterpret_cast<WriteFn>(dlsym(RTLD_NEXT, "tls_write"));
+    want_write = reinterpret_cast<WantWriteFn>(dlsym(RTLD_NEXT, "tls_want_write"));
+    free = reinterpret_cast<FreeFn>(dlsym(RTLD_NEXT, "tls_free"));
+    // Only reachable when sofia-sip itself calls these, so they exist.
+    if (!read_buffer || !write || !want_write || !free) std::abort();
+  }
+};
+
+Hooks& H() {
+  static Hooks* hooks = new Hooks();
+  return *hooks;
+}
+
+char kPong[] = "\r\n";
+
+void Count(prometheus::Counter* c) {
+  if (c != nullptr) c->Increment();
+}
+
+}  // namespace
+
+void SetTlsKeepaliveCounters(TlsKeepaliveCounters counters) {
+  std::lock_guard<std::mutex> lock(H().mu);
+  H().counters = counters;
+}
+
+}  // namespace rwg::sip_edge
+
+// The hooks, with sofia-sip's signatures (tport_tls.h); tls_get_socket is sofia-sip's own.
+extern "C" {
+int tls_get_socket(void* tls);
+void* tls_read_buffer(void* tls, size_t n);
+ssize_t tls_write(void* tls, void* buf, size_t size);
+int tls_want_write(void* tls, int events);
+void tls_free(void* tls);
+}
+
+namespace rwg::sip_edge {
+namespace {
+
+// Room for a pong without waiting: a peer that does not read its data gets no more of it.
+bool SendRoom(void* tls) {
+  const int fd = tls_get_socket(tls);
+  uint32_t mem[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof(mem);
+  if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0) return true;
+  return uint64_t{mem[SK_MEMINFO_WMEM_QUEUED]} + 4096 <= mem[SK_MEMINFO_SNDBUF];
+}
+
+}  // namespace
+
+bool TlsKeepaliveActive() {
+  return dlsym(RTLD_DEFAULT, "tls_write") == reinterpret_cast<void*>(&::tls_write) &&
+         dlsym(RTLD_DEFAULT, "tls_read_buffer") == reinterpret_cast<void*>(&::tls_read_buffer);
+}
+
+}  // namespace rwg::sip_edge
+
+using rwg::sip_edge::Connection;
+
+extern "C" void* tls_read_buffer(void* tls, size_t n) {
+  auto& h = rwg::sip_edge::H();
+  void* data = h.read_buffer(tls, n);
+  if (data == nullptr || n == 0) return data;
+  std::lock_guard<std::mutex> lock(h.mu);
+  Connection& c = h.connections[tls];
+  const int pings = c.incoming.Feed(std::string_view(static_cast<const char*>(data), n));
+  const int saved_errno = errno;
+  for (int i = 0; i < pings; ++i) {
+    rwg::sip_edge::Count(h.counters.pings);
+    if (c.write != Connection::Write::kIdle || !rwg::sip_edge::SendRoom(tls)) {
+      rwg::sip_edge::Count(h.counters.pongs_skipped);
+      continue;
+    }
+    const ssize_t w = h.write(tls, rwg::sip_edge::kPong, 2);
+    if (w == 2) {
+      rwg::sip_edge::Count(h.counters.pongs);
+    } else if (w < 0 && errno == EAGAIN) {
+      c.write = Connection::Write::kPongBlocked;  // flushed by the next tls_want_write
+    } else {
+      rwg::sip_edge::Count(h.counters.pongs_skipped);
+    }
+  }
+  errno = saved_errno;
+  return data;
+}
+
+extern "C" ssize_t tls_write(void* tls, void* buf, size_t size) {
+  auto& h = rwg::sip_edge::H();
+  std::unique_lock<std::mutex> lock(h.mu);
+  if (h.in_want_write) {  // the retry inside tls_want_write: its wrapper keeps the state
+    lock.unlock();
+    return h.write(tls, buf, size);
+  }
+  auto it = h.connections.find(tls);
+  if (it != h.connections.end() && it->second.write == Connection::Write::kPongBlocked) {
+    errno = EAGAIN;  // our pong goes first; sofia-sip waits for the socket like any block
+    return -1;
+  }
+  lock.unlock();
+  const ssize_t r = h.write(tls, buf, size);
+  const int saved_errno = errno;
+  lock.lock();
+  if (r < 0 && saved_errno == EAGAIN) {
+    h.connections[tls].write = Connection::Write::kBlocked;
+  } else if (it = h.connections.find(tls); it != h.connections.end()) {
+    it->second.write = Connection::Write::kIdle;
+  }
+  errno = saved_errno;
+  return r;
+}
+
+extern "C" int tls_want_write(void* tls, int events) {
+  auto& h = rwg::sip_edge::H();
+  std::unique_lock<std::mutex> lock(h.mu);
+  h.in_want_write = true;
+  lock.unlock();
+  const int r = h.want_write(tls, events);
+  const int saved_errno = errno;
+  lock.lock();
+  h.in_want_write = false;
+  auto it = h.connections.find(tls);
+  if (r > 0 && it != h.connections.end()) {
+    if (it->second.write == Connection::Write::kPongBlocked) {
+      // The retried write was our pong; the TLS context keeps the buffer until it is
+      // written again, which returns at once and clears it.
+      h.write(tls, rwg::sip_edge::kPong, 2);
+      it->second.write = Connection::Write::kIdle;
+      rwg::sip_edge::Count(h.counters.pongs);
+    } else if (it->second.write == Connection::Write::kBlocked) {
+      it->second.write = Connection::Write::kRestored;
+    }
+  }
+  errno = saved_errno;
+  return r;
+}
+
+extern "C" void tls_free(void* tls) {
+  auto& h = rwg::sip_edge::H();
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    h.connections.erase(tls);
+  }
+  h.free(tls);
+}
