@@ -30,9 +30,9 @@ class PingDetector {
   void EndHeaderLine();
 
   State state_ = State::kBetween;
-  int blank_bytes_ = 0;      // CR/LF bytes seen since the last message (or pong-worthy ping)
-  std::string line_;         // start of the current header line (enough for Content-Length)
-  bool line_empty_ = true;   // the current header line holds nothing but CR so far
+  int blank_bytes_ = 0;     // CR/LF bytes seen since the last message (or pong-worthy ping)
+  std::string line_;        // start of the current header line (enough for Content-Length)
+  bool line_empty_ = true;  // the current header line holds nothing but CR so far
   uint64_t content_length_ = 0;
   uint64_t body_left_ = 0;
 };

@@ -38,9 +38,15 @@ def authorization(ch, user, password, method, uri, nc=1, cnonce="0a4f113b"):
 
 
 class SipConnection:
-    def __init__(self, host, port, tls=False, ca=None, timeout=10, source=None):
-        raw = socket.create_connection((host, port), timeout=timeout,
-                                       source_address=(source, 0) if source else None)
+    def __init__(self, host, port, tls=False, ca=None, timeout=10, source=None, rcvbuf=None):
+        if rcvbuf is None:
+            raw = socket.create_connection((host, port), timeout=timeout,
+                                           source_address=(source, 0) if source else None)
+        else:  # a small receive window: a phone that reads slowly
+            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            raw.settimeout(timeout)
+            raw.connect((host, port))
         if tls:
             ctx = ssl.create_default_context(cafile=ca)
             ctx.check_hostname = False if ca is None else ctx.check_hostname

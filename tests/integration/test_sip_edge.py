@@ -474,6 +474,49 @@ class TortureTest(EdgeFixture):
         self.assertEqual(sipclient.status(r), 200, r)
 
 
+class TlsKeepaliveBusyTest(EdgeFixture):
+    edge_args = ["--pike-requests", "100000"]
+
+    def test_ping_while_the_phone_does_not_read(self):
+        """A pong never lands inside a message: with answers to the phone piled up (it does
+        not read), a ping goes unanswered; the stream it then reads holds whole messages only,
+        and the next ping is answered."""
+        conn = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True,
+                                       ca=self.certs["ca"], rcvbuf=4096)
+        self.addCleanup(conn.close)
+        h, p = conn.local
+        name = "x" * 8000  # echoed in each answer: 8 MB of answers, more than sockets hold
+        sent = 1000
+        for i in range(sent):
+            conn.send_raw(f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+                          f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bKbusy{i}\r\n"
+                          f"From: \"{name}\" <sip:p@{DOMAIN}>;tag=1\r\nTo: <sip:{DOMAIN}>\r\n"
+                          f"Call-ID: busy{i}\r\nCSeq: {i + 1} OPTIONS\r\n"
+                          "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        conn.send_raw(b"\r\n\r\n")
+        rwgtest.wait_until("the ping counted as unanswered", lambda: re.search(
+            r'rwg_sip_edge_tls_keepalive_total\{event="unanswered"\} 1', self.metrics()),
+            timeout=10)
+        stream = b""
+        while True:
+            chunk = conn.read_raw(timeout=2.0)
+            if not chunk:
+                break
+            stream += chunk
+        answers = 0
+        while stream:
+            self.assertFalse(stream.startswith(b"\r\n"), "no CRLF between these answers")
+            head, sep, rest = stream.partition(b"\r\n\r\n")
+            self.assertTrue(sep, stream[:200])
+            self.assertTrue(head.startswith(b"SIP/2.0 200 "), head[:200])
+            self.assertIn(b"Content-Length: 0", head)
+            answers += 1
+            stream = rest
+        self.assertGreater(answers, 20)
+        conn.send_raw(b"\r\n\r\n")
+        self.assertEqual(conn.read_raw(), b"\r\n")
+
+
 class ProtectionTest(EdgeFixture):
     edge_args = ["--pike-requests", "6", "--pike-window-seconds", "2", "--ban-seconds", "3"]
 
