@@ -690,14 +690,19 @@ def answer_requests(conn, received, count):
 
 def ipbx_options(host, port, icp_user, tag):
     """An OPTIONS for `icp_user` sent from the iPBX's address (127.0.0.2); returns the answer."""
+    return ipbx_request(host, port, icp_user, tag, "OPTIONS")
+
+
+def ipbx_request(host, port, icp_user, tag, method, extra="", body=""):
+    """A request for `icp_user` sent from the iPBX's address (127.0.0.2); returns the answer."""
     c = sipclient.SipConnection(host, port, source="127.0.0.2")
     try:
         h, p = c.local
-        c.send_raw(f"OPTIONS sip:{icp_user}@{host}:{port};transport=tcp SIP/2.0\r\n"
+        c.send_raw(f"{method} sip:{icp_user}@{host}:{port};transport=tcp SIP/2.0\r\n"
                    f"Via: SIP/2.0/TCP {h}:{p};branch=z9hG4bK{tag}\r\n"
                    f"From: <sip:office@127.0.0.2>;tag={tag}\r\nTo: <sip:{icp_user}@127.0.0.2>\r\n"
-                   f"Call-ID: {tag}@127.0.0.2\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-                   "Content-Length: 0\r\n\r\n")
+                   f"Call-ID: {tag}@127.0.0.2\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
+                   f"{extra}Content-Length: {len(body)}\r\n\r\n{body}")
         return c.read_message()
     finally:
         c.close()
@@ -940,9 +945,15 @@ class BaresipTest(EdgeFixture):
         reg = self.ctl.json("registration", "show", "1001")
         self.assertEqual(reg["transport"], "tls")
         self.assertEqual(self.kamailio.registered(), {"21001"})
-        # The iPBX reaches the phone: baresip answers OPTIONS itself.
+        # The iPBX reaches the phone: baresip answers an OPTIONS and a NOTIFY itself.
         reply = ipbx_options("127.0.0.2", self.kamailio.port, "21001", "bs1")
         self.assertEqual(sipclient.status(reply), 200, reply)
+        body = "Messages-Waiting: yes\r\nVoice-Message: 2/0 (0/0)\r\n"
+        reply = ipbx_request("127.0.0.2", self.kamailio.port, "21001", "bs2", "NOTIFY",
+                             "Event: message-summary\r\nSubscription-State: active\r\n"
+                             "Content-Type: application/simple-message-summary\r\n", body)
+        # baresip (libre) answers an unsolicited NOTIFY itself, with its own reason phrase.
+        self.assertTrue(reply.startswith("SIP/2.0 481 Subscription Does Not Exist"), reply)
         phone.terminate()  # baresip unregisters on the way out
         phone.wait(timeout=20)
         rwgtest.wait_until("iPBX binding removed", lambda: self.kamailio.registered() == set())
@@ -1027,6 +1038,97 @@ class IcpTlsTest(EdgeFixture):
         self.assertEqual(self.kamailio.registered(), {"21001"})
         dump = self.kamailio.rpc("ul.dump") or ""
         self.assertIn(f"Socket: tls:127.0.0.2:{self.kamailio.tls_port}", dump)
+
+
+SIPP_DIR = os.path.join(os.path.dirname(__file__), "../sip_edge")
+
+
+@unittest.skipUnless(shutil.which("sipp"), "sipp not installed")
+class SippTest(EdgeFixture):
+    """sipp as the phone (TCP) in the scenarios that refuse, expire and ban."""
+    licences = 1
+    edge_args = ["--pike-requests", "6", "--pike-window-seconds", "2", "--ban-seconds", "3"]
+
+    def sipp(self, scenario, users=(), calls=1, rate=10, expires=None):
+        """Runs one sipp scenario; returns (exit code, the messages it exchanged)."""
+        path = os.path.join(SIPP_DIR, scenario)
+        if expires is not None:
+            with open(path) as f:
+                text = f.read().replace("Expires: 600", f"Expires: {expires}")
+            path = os.path.join(self.tmp, f"expires-{expires}-{scenario}")
+            with open(path, "w") as f:
+                f.write(text)
+        argv = ["sipp", "-sf", path, "-t", "t1", "-m", str(calls), "-r", str(rate),
+                "-i", "127.0.0.1", "-s", DOMAIN, "-timeout", "15", "-nostdin", "-trace_msg",
+                "-message_file", os.path.join(self.tmp, "sipp-messages.log")]
+        if users:
+            inf = os.path.join(self.tmp, "users.csv")
+            with open(inf, "w") as f:
+                f.write("SEQUENTIAL\n")
+                for user, password in users:
+                    f.write(f"{user};[authentication username={user} password={password}];"
+                            f"{DOMAIN}\n")
+            argv += ["-inf", inf]
+        log = os.path.join(self.tmp, "sipp-messages.log")
+        if os.path.exists(log):
+            os.remove(log)
+        r = subprocess.run(argv + [f"127.0.0.1:{self.tcp_port}"], capture_output=True,
+                           text=True, cwd=self.tmp, timeout=60)
+        with open(log, errors="replace") as f:
+            return r.returncode, f.read()
+
+    @staticmethod
+    def received(messages, start):
+        """The messages sipp received whose first line starts with `start`."""
+        out = []
+        for block in re.split(r"\n-{20,}[^\n]*\n", messages):
+            m = re.match(r"\s*\S+ message received \[\d+\] bytes :\n\n(.*)", block, re.S)
+            if m and m.group(1).startswith(start):
+                out.append(m.group(1).replace("\n", "\r\n") if "\r\n" not in m.group(1)
+                           else m.group(1))
+        return out
+
+    def test_wrong_password_and_unknown_user_get_identical_answers(self):
+        code, unknown = self.sipp("sipp-register-refused.xml", [("9999", "whatever")])
+        self.assertEqual(code, 0, unknown[-2000:])
+        code, wrong = self.sipp("sipp-register-refused.xml", [("1001", "not-the-password")])
+        self.assertEqual(code, 0, wrong[-2000:])
+        a, b = self.received(unknown, "SIP/2.0 403"), self.received(wrong, "SIP/2.0 403")
+        self.assertEqual((len(a), len(b)), (1, 1), (unknown, wrong))
+        self.assertEqual(sipclient.strip_per_request(a[0]), sipclient.strip_per_request(b[0]))
+        self.assertEqual(self.kamailio.registered(), set())
+
+    def test_licence_limit(self):
+        code, out = self.sipp("sipp-register.xml", [("1001", DEVICES["1001"][0])])
+        self.assertEqual(code, 0, out[-2000:])
+        code, out = self.sipp("sipp-register-refused.xml", [("1002", DEVICES["1002"][0])])
+        self.assertEqual(code, 0, out[-2000:])
+        refused = self.received(out, "SIP/2.0 403")
+        self.assertEqual(len(refused), 1, out)
+        self.assertTrue(refused[0].startswith("SIP/2.0 403 Licence limit reached"), refused[0])
+        self.assertEqual(self.kamailio.registered(), {"21001"})
+
+    def test_expiry(self):
+        code, out = self.sipp("sipp-register.xml", [("1002", DEVICES["1002"][0])], expires=3)
+        self.assertEqual(code, 0, out[-2000:])
+        self.assertEqual(self.kamailio.registered(), {"21002"})
+        self.assertIsNotNone(self.binding("1002"))
+        rwgtest.wait_until("binding expired", lambda: self.binding("1002") is None, timeout=15)
+        rwgtest.wait_until("iPBX record expired", lambda: self.kamailio.registered() == set(),
+                           timeout=15)
+
+    def test_flood_is_banned_then_released(self):
+        # 12 OPTIONS at 50/s: the 7th in 2 s imposes the ban, the rest get nothing.
+        code, out = self.sipp("sipp-options.xml", calls=12, rate=50)
+        self.assertNotEqual(code, 0, "some calls must fail")
+        self.assertEqual(len(self.received(out, "SIP/2.0 200")), 6, out[-3000:])
+        self.assertEqual([b["id"] for b in self.ctl.json("ban", "list")["bans"]],
+                         ["src:127.0.0.1"])
+        time.sleep(4)  # the ban lasts 3 s; the kernel filter follows within a second
+        self.assertEqual(self.ctl.json("ban", "list")["bans"], [])
+        code, out = self.sipp("sipp-options.xml", calls=3, rate=10)
+        self.assertEqual(code, 0, out[-2000:])
+        self.assertEqual(len(self.received(out, "SIP/2.0 200")), 3)
 
 
 class LicenceTest(EdgeFixture):
