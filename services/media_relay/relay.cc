@@ -628,8 +628,11 @@ absl::Status Relay::Restore() {
 // -- housekeeping ---------------------------------------------------------------------------
 
 void Relay::SetGrpcAddress(const std::string& address) {
-  std::lock_guard<std::mutex> lock(hk_mu_);
-  options_.grpc_address = address;
+  {
+    std::lock_guard<std::mutex> lock(hk_mu_);
+    options_.grpc_address = address;
+  }
+  Heartbeat();  // the control plane learns the address at once, not at the next heartbeat
 }
 
 void Relay::Heartbeat() {

@@ -33,6 +33,9 @@
 #include "services/core/crypto.h"
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
+#include "services/sip_edge/calls.h"
+#include "services/sip_edge/loop_queue.h"
+#include "services/sip_edge/media_relays.h"
 #include "services/sip_edge/source_filter.h"
 #include "services/sip_edge/tls_keepalive.h"
 
@@ -180,7 +183,7 @@ std::string PeerAddress(msg_t* msg, std::string* port) {
 
 // ---------------------------------------------------------------------------------------------
 
-struct Edge::Impl {
+struct Edge::Impl : public CallHost {
   struct LocalBinding {
     tport_t* tport = nullptr;  // referenced
     std::vector<std::string> contacts;
@@ -239,6 +242,7 @@ struct Edge::Impl {
         nonces(options.nonce_secret.empty() ? rng.Bytes(32) : options.nonce_secret, clock, rng,
                absl::Minutes(5)),
         metrics(registry),
+        registry(registry),
         redis(redis),
         protection(options.protection, clock),
         banstore(redis) {}
@@ -251,6 +255,7 @@ struct Edge::Impl {
   core::Random& rng;
   NonceKeeper nonces;
   EdgeMetrics metrics;
+  prometheus::Registry& registry;
   core::RedisClient& redis;
   Protection protection;
   core::BanStore banstore;
@@ -269,7 +274,10 @@ struct Edge::Impl {
   std::map<std::string, UpstreamDialog> upstream;   // by set_username
   std::unique_ptr<SourceFilter> source_filter;      // on the set-side listeners
   std::unique_ptr<AsyncRedis> async_redis;          // Redis on the SIP thread's loop
-  std::vector<core::Ban> recent_bans;               // imposed here in the last seconds
+  std::unique_ptr<LoopQueue> loop_queue;            // other threads' results to the SIP thread
+  std::unique_ptr<MediaRelays> relays;
+  std::unique_ptr<Calls> calls;
+  std::vector<core::Ban> recent_bans;  // imposed here in the last seconds
   std::thread housekeeper;
   std::mutex hk_mu;
   std::condition_variable hk_cv;
@@ -377,8 +385,66 @@ struct Edge::Impl {
     if (source_filter->fds().size() < ports.size() + udp_ports.size()) {
       core::log::Warn("banned sources are checked after parsing only: listening sockets not found");
     }
+    loop_queue = std::make_unique<LoopQueue>(root);
+    if (!loop_queue->ok()) return absl::InternalError("cannot watch the SIP thread's queue");
+    relays = NewMediaRelays(MediaRelaysOptions{options.relay_token, options.relay_ca_file,
+                                               absl::Seconds(2), absl::Seconds(15)},
+                            *async_redis, *loop_queue, clock);
+    CallOptions call_options;
+    call_options.set_suite = options.set_srtp_suite;
+    calls = std::make_unique<Calls>(call_options, *this, set_agent, icp_agent, *relays, clock, rng,
+                                    registry);
     Advertise();
     return absl::OkStatus();
+  }
+
+  // -- CallHost ------------------------------------------------------------------------------
+
+  std::optional<CallPhone> PhoneOnConnection(tport_t* tport, const std::string& set_username,
+                                             const std::string& source) override {
+    auto it = local.find(set_username);
+    if (it == local.end() || !it->second.reachable || it->second.contacts.empty()) {
+      return std::nullopt;
+    }
+    const LocalBinding& b = it->second;
+    if (b.tport != tport) return std::nullopt;
+    // UDP: one socket for every phone; the phone is known by its source.
+    if (!b.route.empty() && !absl::StrContains(b.route, source)) return std::nullopt;
+    return PhoneOf(b, set_username);
+  }
+
+  std::optional<CallPhone> PhoneForIcpUser(const std::string& icp_username) override {
+    auto by_icp = local_by_icp.find(icp_username);
+    if (by_icp == local_by_icp.end()) return std::nullopt;
+    auto it = local.find(by_icp->second);
+    if (it == local.end() || !it->second.reachable || it->second.contacts.empty() ||
+        it->second.tport == nullptr) {
+      return std::nullopt;
+    }
+    return PhoneOf(it->second, it->first);
+  }
+
+  std::optional<CallPhone> PhoneOf(const LocalBinding& b, const std::string& set_username) {
+    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(set_username);
+    if (!dev.ok() || !dev->has_value()) return std::nullopt;
+    return CallPhone{**dev, b.tport, b.contacts[0], b.route};
+  }
+
+  std::shared_ptr<const GatewayView> Config() override { return config.Get(); }
+  std::string IcpContactHost() override { return IcpContactHostName(); }
+
+  std::string SetContact(tport_t* tport) override {
+    const bool tls = tport_has_tls(tport);
+    const bool udp = tport_is_udp(tport);
+    const std::string& listen =
+        tls ? options.tls_listen : (udp ? options.udp_listen : options.tcp_listen);
+    const std::string port = listen.substr(listen.rfind(':') + 1);
+    return absl::StrCat("<sip:", config.Get()->public_name, ":", port,
+                        ";transport=", tls ? "tls" : (udp ? "udp" : "tcp"), ">");
+  }
+
+  void CountResponse(const char* method, int status) override {
+    metrics.responses.Add({{"method", method}, {"code", std::to_string(status)}}).Increment();
   }
 
   void StopHousekeeping() {
@@ -391,6 +457,10 @@ struct Edge::Impl {
   }
 
   void Teardown() {
+    if (calls) calls->HangupAll("shutdown");
+    calls.reset();
+    relays.reset();
+    loop_queue.reset();
     for (auto& [user, b] : local) tport_unref(b.tport);
     local.clear();
     if (sweeper) su_timer_destroy(sweeper);
@@ -530,7 +600,7 @@ struct Edge::Impl {
            view->icp_addresses.end();
   }
 
-  std::string IcpContactHost() const {
+  std::string IcpContactHostName() const {
     if (!options.icp_advertise.empty()) return options.icp_advertise;
     return options.icp_listen;
   }
@@ -538,7 +608,7 @@ struct Edge::Impl {
   // -- instances ---------------------------------------------------------------------------
 
   void Advertise() {
-    nlohmann::json j = {{"icp", IcpContactHost()}, {"seen", absl::ToUnixSeconds(clock.Now())}};
+    nlohmann::json j = {{"icp", IcpContactHostName()}, {"seen", absl::ToUnixSeconds(clock.Now())}};
     (void)redis.Command({"HSET", kInstancesKey, options.instance, j.dump()});
   }
 
@@ -639,6 +709,12 @@ struct Edge::Impl {
     if (int st = nta_check_required(irq, sip, nullptr, TAG_END()); st != 0) {
       metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();
       return st;
+    }
+    if (Calls::IsCallMethod(sip->sip_request->rq_method)) {
+      tport_t* tp = nta_incoming_transport(nullptr, irq, nullptr);
+      const int r = calls->OnPhoneRequest(irq, sip, tp, absl::StrCat(peer, ":", port));
+      tport_unref(tp);
+      return r;
     }
     switch (sip->sip_request->rq_method) {
       case sip_method_register:
@@ -979,7 +1055,7 @@ struct Edge::Impl {
     const std::string from = absl::StrCat("<", aor, ">;tag=", d.from_tag);
     const std::string to = absl::StrCat("<", aor, ">");
     const std::string contact =
-        absl::StrCat("<sip:", p->device.icp_username, "@", IcpContactHost(), ";transport=tcp>");
+        absl::StrCat("<sip:", p->device.icp_username, "@", IcpContactHostName(), ";transport=tcp>");
     const std::string cseq = absl::StrCat(d.cseq, " REGISTER");
     const std::string expires = std::to_string(p->upstream_expires);
     msg_t* msg = nta_msg_create(icp_agent, 0);
@@ -1165,6 +1241,7 @@ struct Edge::Impl {
     if (m == sip_method_options && sip->sip_request->rq_url->url_user == nullptr) {
       return Reply(irq, method, SIP_200_OK, TAG_END());  // the iPBX's keep-alive to rwg
     }
+    if (Calls::IsCallMethod(m) && !forwarded) return calls->OnIcpRequest(irq, sip);
     if (m != sip_method_options && m != sip_method_notify && m != sip_method_message &&
         m != sip_method_info) {
       return Reply(irq, method, 501, "Not Implemented", TAG_END());

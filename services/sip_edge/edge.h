@@ -55,6 +55,11 @@ struct EdgeOptions {
   // answers none (or leaves data unacknowledged as long) is closed, and its phone marked
   // unreachable. 0: off.
   int tcp_keepalive_seconds = 60;
+  // Calls: the media relays' API token and CA (empty CA: plaintext gRPC), and the SRTP suite
+  // offered to phones.
+  std::string relay_token;
+  std::string relay_ca_file;
+  std::string set_srtp_suite = "AES_CM_128_HMAC_SHA1_80";
 };
 
 struct EdgeMetrics;

@@ -99,6 +99,13 @@ int Main(int argc, char** argv) {
   opts.Add("tcp-keepalive-seconds", edge.tcp_keepalive_seconds,
            "a phone's TCP/TLS connection silent this long is probed; one that answers no probe "
            "for 30 s more is closed and the phone marked unreachable (0: off)");
+  std::string relay_token_file;
+  opts.Add("relay-token-file", relay_token_file,
+           "file holding the media relays' API token (calls allocate media through them)");
+  opts.Add("relay-ca-file", edge.relay_ca_file,
+           "PEM CA of the media relays' API (empty: plaintext gRPC, development only)");
+  opts.Add("srtp-suite", edge.set_srtp_suite,
+           "SRTP suite offered to phones: AES_CM_128_HMAC_SHA1_80 or AES_CM_128_HMAC_SHA1_32");
   int ban_seconds = 300, window_seconds = 2, auth_window_seconds = 300, auth_ban_seconds = 600;
   opts.Add("pike-requests", edge.protection.requests,
            "requests a source may send per pike-window-seconds before it is banned");
@@ -118,6 +125,19 @@ int Main(int argc, char** argv) {
   if (edge.tcp_keepalive_seconds < 0 || edge.tcp_keepalive_seconds > 7200) {
     std::cerr << "sip-edge: tcp-keepalive-seconds: between 0 (off) and 7200\n";
     return 2;
+  }
+  if (edge.set_srtp_suite != "AES_CM_128_HMAC_SHA1_80" &&
+      edge.set_srtp_suite != "AES_CM_128_HMAC_SHA1_32") {
+    std::cerr << "sip-edge: srtp-suite: AES_CM_128_HMAC_SHA1_80 or AES_CM_128_HMAC_SHA1_32\n";
+    return 2;
+  }
+  if (!relay_token_file.empty()) {
+    absl::StatusOr<std::string> token = core::ReadFile(relay_token_file);
+    if (!token.ok()) {
+      std::cerr << "sip-edge: relay-token-file: " << token.status().message() << "\n";
+      return 2;
+    }
+    edge.relay_token = std::string(absl::StripTrailingAsciiWhitespace(*token));
   }
   edge.protection.window = absl::Seconds(window_seconds);
   edge.protection.ban = absl::Seconds(ban_seconds);

@@ -199,7 +199,8 @@ absl::StatusOr<AudioStream> ReadAudio(absl::string_view sdp, bool require_srtp) 
 }
 
 absl::StatusOr<std::string> RewriteAudio(absl::string_view sdp, const std::string& address,
-                                         int port, const std::optional<SdesCrypto>& crypto) {
+                                         int port, const std::optional<SdesCrypto>& crypto,
+                                         bool avp_with_crypto) {
   Home h;
   Parser parser;
   absl::StatusOr<sdp_session_t*> parsed = Parse(h.home, sdp, &parser);
@@ -223,8 +224,9 @@ absl::StatusOr<std::string> RewriteAudio(absl::string_view sdp, const std::strin
       continue;
     }
     m->m_port = static_cast<unsigned long>(port);
-    m->m_proto = crypto ? sdp_proto_srtp : sdp_proto_rtp;
-    m->m_proto_name = crypto ? "RTP/SAVP" : "RTP/AVP";
+    const bool savp = crypto.has_value() && !avp_with_crypto;
+    m->m_proto = savp ? sdp_proto_srtp : sdp_proto_rtp;
+    m->m_proto_name = savp ? "RTP/SAVP" : "RTP/AVP";
     while (sdp_attribute_remove(&m->m_attributes, "crypto") != nullptr) {
     }
     while (sdp_attribute_remove(&m->m_attributes, "rtcp") != nullptr) {

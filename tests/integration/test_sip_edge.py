@@ -32,6 +32,7 @@ class EdgeFixture(rwgtest.TempDirTest):
     """Redis, control, Kamailio as the iPBX and sip-edge, configured with three devices."""
     licences = 5
     edge_args = []
+    ipbx_credentials = IPBX_CREDENTIALS
 
     def setUp(self):
         super().setUp()
@@ -57,7 +58,7 @@ class EdgeFixture(rwgtest.TempDirTest):
 
         kdir = os.path.join(self.tmp, "kamailio")
         os.mkdir(kdir)
-        self.kamailio = rwgtest.Kamailio(kdir, "127.0.0.2", IPBX_CREDENTIALS).start()
+        self.kamailio = rwgtest.Kamailio(kdir, "127.0.0.2", self.ipbx_credentials).start()
         self.addCleanup(self.kamailio.stop)
         self.ctl.ok("config", "set", f"public_name={DOMAIN}", "icp.host=127.0.0.2",
                     f"icp.sip_port={self.kamailio.port}", "icp.sip_transports=tcp",
@@ -69,6 +70,7 @@ class EdgeFixture(rwgtest.TempDirTest):
         self.tls_port = rwgtest.free_port()
         self.tcp_port = rwgtest.free_port()
         self.icp_port = rwgtest.free_port()
+        self.before_edge()
         self.edge = rwgtest.Service("sip-edge", self.tmp, [
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--sip-tls-listen", f"127.0.0.1:{self.tls_port}",
@@ -79,6 +81,9 @@ class EdgeFixture(rwgtest.TempDirTest):
             + self.edge_args)
         self.edge.start()
         self.addCleanup(self.edge.stop)
+
+    def before_edge(self):
+        """Runs once Redis, control and Kamailio are up, before sip-edge starts."""
 
     def phone(self, tls=True):
         c = sipclient.SipConnection("127.0.0.1", self.tls_port if tls else self.tcp_port, tls=tls,

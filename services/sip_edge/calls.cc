@@ -1,0 +1,815 @@
+#include "services/sip_edge/calls.h"
+
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_tagarg.h>
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "services/core/log.h"
+#include "services/sip_edge/digest.h"
+#include "services/sip_edge/sdp.h"
+
+namespace rwg::sip_edge {
+
+struct Calls::Side {
+  bool set = false;  // the phone's side
+  bool uas = false;  // this side sent the INVITE that began the call
+  std::string call_id;
+  std::string local_uri;  // name-addr without tag
+  std::string remote_uri;
+  std::string local_tag;
+  std::string remote_tag;
+  uint32_t cseq = 0;         // our last CSeq on this side
+  uint32_t invite_cseq = 0;  // our INVITE's CSeq (its ACK carries it)
+  std::string remote_target;
+  std::vector<std::string> route;  // Route header values for our in-dialog requests
+  std::string contact;             // our Contact on this side
+  nta_incoming_t* irq = nullptr;   // the INVITE this side sent, until it is answered
+  nta_outgoing_t* orq = nullptr;   // our INVITE on this side, until its final answer
+  int auth_attempts = 0;
+  tport_t* tport = nullptr;          // set side: the phone's connection (referenced)
+  std::string route_url;             // set side over UDP: the phone's source
+  std::optional<AudioStream> media;  // what this side's last SDP said
+  std::string user;                  // set side: device; ICP side: the ICP-side username
+  std::string offer;                 // the SDP of our INVITE on this side
+};
+
+struct Calls::Call {
+  std::string id;
+  bool from_phone = true;  // outbound: phone -> iPBX
+  core::DeviceSecrets device;
+  std::string number;  // dialled (outbound) or calling (inbound)
+  Side set;
+  Side icp;
+  std::optional<RelaySession> media;
+  enum class State { kSetup, kEarly, kConfirmed, kEnded } state = State::kSetup;
+  absl::Time started;
+  absl::Time answered;
+  std::string end_reason;
+  bool relay_busy = false;  // a media relay request is in flight
+};
+
+namespace {
+
+// Which call an outgoing INVITE belongs to.
+struct Pending {
+  Calls* calls;
+  std::string call;
+  bool to_set;
+};
+
+std::string UrlText(su_home_t* home, const url_t* u) {
+  if (u == nullptr) return "";
+  char* s = url_as_string(home, u);
+  std::string out = s ? s : "";
+  su_free(home, s);
+  return out;
+}
+
+std::string NameAddr(su_home_t* home, const sip_addr_t* a) {
+  if (a == nullptr) return "";
+  std::string out;
+  if (a->a_display != nullptr && *a->a_display != '\0') out = absl::StrCat(a->a_display, " ");
+  return absl::StrCat(out, "<", UrlText(home, a->a_url), ">");
+}
+
+std::string PayloadOf(const sip_t* sip) {
+  if (sip == nullptr || sip->sip_payload == nullptr || sip->sip_payload->pl_len == 0) return "";
+  if (sip->sip_content_type != nullptr && sip->sip_content_type->c_type != nullptr &&
+      !absl::EqualsIgnoreCase(sip->sip_content_type->c_type, "application/sdp")) {
+    return "";
+  }
+  return std::string(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+}
+
+RelayRemote RemoteOf(const AudioStream& a) {
+  RelayRemote r;
+  r.suite = a.crypto.empty() ? "RTP" : a.crypto[0].suite;
+  r.key = a.crypto.empty() ? "" : a.crypto[0].key;
+  r.address = a.address;
+  r.port = a.port;
+  r.rtcp_port = a.rtcp_port == a.port + 1 ? 0 : a.rtcp_port;
+  return r;
+}
+
+int StatusFor(const absl::Status& s) { return absl::IsInvalidArgument(s) ? 400 : 488; }
+
+}  // namespace
+
+Calls::Calls(CallOptions options, CallHost& host, nta_agent_t* set_agent, nta_agent_t* icp_agent,
+             MediaRelays& relays, core::Clock& clock, core::Random& rng,
+             prometheus::Registry& registry)
+    : options_(std::move(options)),
+      host_(host),
+      set_agent_(set_agent),
+      icp_agent_(icp_agent),
+      relays_(relays),
+      clock_(clock),
+      rng_(rng),
+      active_(prometheus::BuildGauge()
+                  .Name("rwg_sip_edge_active_calls")
+                  .Help("Calls through this instance, from the first INVITE to the last BYE")
+                  .Register(registry)
+                  .Add({})),
+      attempts_(prometheus::BuildCounter()
+                    .Name("rwg_sip_edge_call_attempts_total")
+                    .Help("Calls begun, by direction (outbound: phone to iPBX)")
+                    .Register(registry)),
+      outcomes_(prometheus::BuildCounter()
+                    .Name("rwg_sip_edge_call_outcomes_total")
+                    .Help("Call setups finished, by direction and final code")
+                    .Register(registry)),
+      setup_time_(prometheus::BuildHistogram()
+                      .Name("rwg_sip_edge_call_setup_seconds")
+                      .Help("From the INVITE to its 200 OK")
+                      .Register(registry)
+                      .Add({}, prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                                                                       5, 10, 30, 60})) {}
+
+Calls::~Calls() { HangupAll("shutdown"); }
+
+bool Calls::IsCallMethod(sip_method_t m) {
+  return m == sip_method_invite || m == sip_method_ack || m == sip_method_bye ||
+         m == sip_method_cancel;
+}
+
+Calls::Side& Calls::Other(Call& call, Side& side) {
+  return &side == &call.set ? call.icp : call.set;
+}
+
+// -- entry points --------------------------------------------------------------------------
+
+int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
+                          const std::string& source) {
+  const sip_method_t m = sip->sip_request->rq_method;
+  const char* call_id = sip->sip_call_id ? sip->sip_call_id->i_id : "";
+  auto it = by_dialog_.find(absl::StrCat("s|", call_id));
+  if (it != by_dialog_.end() && sip->sip_to && sip->sip_to->a_tag) {
+    return InDialog(*it->second, it->second->set, irq, sip);
+  }
+  if (m == sip_method_ack) return 200;  // nothing to acknowledge here; ACKs get no answer
+  if (m != sip_method_invite || (sip->sip_to && sip->sip_to->a_tag)) {
+    host_.CountResponse(sip->sip_request->rq_method_name, 481);
+    return 481;
+  }
+  const char* user =
+      sip->sip_from && sip->sip_from->a_url->url_user ? sip->sip_from->a_url->url_user : "";
+  std::optional<CallPhone> phone = host_.PhoneOnConnection(tport, user, source);
+  if (!phone) {
+    // Calls are taken only over the connection a phone registered through.
+    nta_incoming_treply(
+        irq, SIP_403_FORBIDDEN,
+        SIPTAG_WARNING_STR("399 rwg \"register over this connection before calling\""), TAG_END());
+    host_.CountResponse("INVITE", 403);
+    return 403;
+  }
+  return NewCallFromPhone(irq, sip, *phone);
+}
+
+int Calls::OnIcpRequest(nta_incoming_t* irq, const sip_t* sip) {
+  const sip_method_t m = sip->sip_request->rq_method;
+  const char* call_id = sip->sip_call_id ? sip->sip_call_id->i_id : "";
+  auto it = by_dialog_.find(absl::StrCat("i|", call_id));
+  if (it != by_dialog_.end() && sip->sip_to && sip->sip_to->a_tag) {
+    return InDialog(*it->second, it->second->icp, irq, sip);
+  }
+  if (m == sip_method_ack) return 200;
+  if (m != sip_method_invite || (sip->sip_to && sip->sip_to->a_tag)) {
+    host_.CountResponse(sip->sip_request->rq_method_name, 481);
+    return 481;
+  }
+  return NewCallFromIcp(irq, sip);
+}
+
+// -- new calls -----------------------------------------------------------------------------
+
+int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone) {
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  const std::string sdp = PayloadOf(sip);
+  auto reply = [&](int status, const char* phrase, const std::string& why) {
+    const std::string warning = absl::StrCat("399 rwg \"", why, "\"");
+    nta_incoming_treply(irq, status, phrase,
+                        TAG_IF(!why.empty(), SIPTAG_WARNING_STR(warning.c_str())), TAG_END());
+    host_.CountResponse("INVITE", status);
+    su_home_deinit(home);
+    return status;
+  };
+  const char* number = sip->sip_request->rq_url->url_user;
+  if (number == nullptr || *number == '\0') return reply(SIP_404_NOT_FOUND, "no number dialled");
+  if (sdp.empty()) return reply(SIP_488_NOT_ACCEPTABLE, "an SDP offer is required");
+  absl::StatusOr<AudioStream> offer = ReadAudio(sdp, !phone.device.srtp_optional);
+  if (!offer.ok()) {
+    const int st = StatusFor(offer.status());
+    return reply(st, st == 400 ? "Bad Request" : "Not Acceptable Here",
+                 std::string(offer.status().message()));
+  }
+  auto view = host_.Config();
+  if (view->icp_host.empty()) return reply(SIP_503_SERVICE_UNAVAILABLE, "no iPBX configured");
+
+  auto call = std::make_unique<Call>();
+  Call& c = *call;
+  c.id = core::RandomHex(rng_, 8);
+  c.from_phone = true;
+  c.device = phone.device;
+  c.number = number;
+  c.started = clock_.Now();
+  // Set side: rwg is the phone's UAS.
+  c.set.set = true;
+  c.set.uas = true;
+  c.set.user = phone.device.set_username;
+  c.set.call_id = sip->sip_call_id->i_id;
+  c.set.remote_uri = NameAddr(home, sip->sip_from);
+  c.set.remote_tag = sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
+  c.set.local_uri = NameAddr(home, sip->sip_to);
+  c.set.local_tag = core::RandomHex(rng_, 6);
+  c.set.remote_target = sip->sip_contact ? UrlText(home, sip->sip_contact->m_url) : phone.contact;
+  for (const sip_record_route_t* rr = sip->sip_record_route; rr; rr = rr->r_next) {
+    c.set.route.push_back(absl::StrCat("<", UrlText(home, rr->r_url), ">"));
+  }
+  c.set.contact = host_.SetContact(phone.tport);
+  c.set.irq = irq;
+  c.set.tport = tport_ref(phone.tport);
+  c.set.route_url = phone.route;
+  c.set.media = *offer;
+  c.set.cseq = 0;
+  nta_incoming_tag(irq, c.set.local_tag.c_str());
+  nta_incoming_bind(irq, &Calls::OnCancel, reinterpret_cast<nta_incoming_magic_t*>(this));
+  // ICP side: rwg calls the iPBX as the device's ICP-side user.
+  c.icp.user = phone.device.icp_username;
+  c.icp.call_id = absl::StrCat(core::RandomHex(rng_, 12), "@rwg");
+  c.icp.local_uri = absl::StrCat("<sip:", phone.device.icp_username, "@", view->icp_host, ">");
+  c.icp.local_tag = core::RandomHex(rng_, 6);
+  c.icp.remote_uri = absl::StrCat("<sip:", number, "@", view->icp_host, ">");
+  c.icp.remote_target = absl::StrCat("sip:", number, "@", view->icp_host, ":", view->icp_port,
+                                     ";transport=", view->icp_transport);
+  c.icp.contact = absl::StrCat("<sip:", phone.device.icp_username, "@", host_.IcpContactHost(),
+                               ";transport=tcp>");
+  su_home_deinit(home);
+
+  by_dialog_[absl::StrCat("s|", c.set.call_id)] = &c;
+  by_dialog_[absl::StrCat("i|", c.icp.call_id)] = &c;
+  attempts_.Add({{"direction", "outbound"}}).Increment();
+  active_.Increment();
+  core::log::Info("call", {{"call", c.id},
+                           {"direction", "outbound"},
+                           {"device", c.device.set_username},
+                           {"number", c.number}});
+  const std::string id = c.id;
+  calls_[id] = std::move(call);
+
+  RelayRemote icp_remote;
+  icp_remote.suite = options_.icp_offer_crypto ? options_.set_suite : "RTP";
+  c.relay_busy = true;
+  relays_.Allocate(
+      id, RemoteOf(*offer), icp_remote, [this, id, sdp](absl::StatusOr<RelaySession> s) {
+        auto it = calls_.find(id);
+        if (it == calls_.end()) {
+          if (s.ok()) relays_.Delete(*s);
+          return;
+        }
+        Call& c = *it->second;
+        c.relay_busy = false;
+        if (!s.ok()) {
+          core::log::Warn("no media relay for the call",
+                          {{"call", id}, {"error", std::string(s.status().message())}});
+          Answer(c, c.set, 503, "Media Relay Unavailable", "");
+          return Forget(c);
+        }
+        c.media = *s;
+        if (c.state == Call::State::kEnded) return Forget(c);
+        int status = 0;
+        std::string phrase;
+        std::optional<std::string> offer = SdpFor(c, c.icp, sdp, true, &status, &phrase);
+        if (!offer) {
+          Answer(c, c.set, status, phrase.c_str(), "");
+          return Forget(c);
+        }
+        SendInvite(c, c.icp, *offer, nullptr, false);
+      });
+  return 0;
+}
+
+int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  const std::string sdp = PayloadOf(sip);
+  auto reply = [&](int status, const char* phrase, const std::string& why) {
+    const std::string warning = absl::StrCat("399 rwg \"", why, "\"");
+    nta_incoming_treply(irq, status, phrase,
+                        TAG_IF(!why.empty(), SIPTAG_WARNING_STR(warning.c_str())), TAG_END());
+    host_.CountResponse("INVITE", status);
+    su_home_deinit(home);
+    return status;
+  };
+  const char* icp_user = sip->sip_request->rq_url->url_user;
+  if (icp_user == nullptr) return reply(SIP_404_NOT_FOUND, "");
+  std::optional<CallPhone> phone = host_.PhoneForIcpUser(icp_user);
+  if (!phone) return reply(SIP_480_TEMPORARILY_UNAVAILABLE, "");
+  if (sdp.empty()) return reply(SIP_488_NOT_ACCEPTABLE, "an SDP offer is required");
+  absl::StatusOr<AudioStream> offer = ReadAudio(sdp, false);
+  if (!offer.ok()) {
+    const int st = StatusFor(offer.status());
+    return reply(st, st == 400 ? "Bad Request" : "Not Acceptable Here",
+                 std::string(offer.status().message()));
+  }
+  auto view = host_.Config();
+  auto call = std::make_unique<Call>();
+  Call& c = *call;
+  c.id = core::RandomHex(rng_, 8);
+  c.from_phone = false;
+  c.device = phone->device;
+  c.number = sip->sip_from && sip->sip_from->a_url->url_user ? sip->sip_from->a_url->url_user
+                                                             : "anonymous";
+  c.started = clock_.Now();
+  // ICP side: rwg is the iPBX's UAS.
+  c.icp.uas = true;
+  c.icp.user = phone->device.icp_username;
+  c.icp.call_id = sip->sip_call_id->i_id;
+  c.icp.remote_uri = NameAddr(home, sip->sip_from);
+  c.icp.remote_tag = sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
+  c.icp.local_uri = NameAddr(home, sip->sip_to);
+  c.icp.local_tag = core::RandomHex(rng_, 6);
+  c.icp.remote_target = sip->sip_contact ? UrlText(home, sip->sip_contact->m_url) : "";
+  for (const sip_record_route_t* rr = sip->sip_record_route; rr; rr = rr->r_next) {
+    c.icp.route.push_back(absl::StrCat("<", UrlText(home, rr->r_url), ">"));
+  }
+  c.icp.contact = absl::StrCat("<sip:", phone->device.icp_username, "@", host_.IcpContactHost(),
+                               ";transport=tcp>");
+  c.icp.irq = irq;
+  c.icp.media = *offer;
+  nta_incoming_tag(irq, c.icp.local_tag.c_str());
+  nta_incoming_bind(irq, &Calls::OnCancel, reinterpret_cast<nta_incoming_magic_t*>(this));
+  // Set side: rwg calls the phone over its connection, as the caller at the public name.
+  c.set.set = true;
+  c.set.user = phone->device.set_username;
+  c.set.call_id = absl::StrCat(core::RandomHex(rng_, 12), "@rwg");
+  const std::string display =
+      sip->sip_from && sip->sip_from->a_display ? absl::StrCat(sip->sip_from->a_display, " ") : "";
+  c.set.local_uri = absl::StrCat(display, "<sip:", c.number, "@", view->public_name, ">");
+  c.set.local_tag = core::RandomHex(rng_, 6);
+  c.set.remote_uri = absl::StrCat("<sip:", phone->device.set_username, "@", view->public_name, ">");
+  c.set.remote_target = phone->contact;
+  c.set.contact = host_.SetContact(phone->tport);
+  c.set.tport = tport_ref(phone->tport);
+  c.set.route_url = phone->route;
+  su_home_deinit(home);
+
+  by_dialog_[absl::StrCat("s|", c.set.call_id)] = &c;
+  by_dialog_[absl::StrCat("i|", c.icp.call_id)] = &c;
+  attempts_.Add({{"direction", "inbound"}}).Increment();
+  active_.Increment();
+  core::log::Info("call", {{"call", c.id},
+                           {"direction", "inbound"},
+                           {"device", c.device.set_username},
+                           {"number", c.number}});
+  const std::string id = c.id;
+  calls_[id] = std::move(call);
+
+  RelayRemote set_remote;
+  set_remote.suite = options_.set_suite;
+  c.relay_busy = true;
+  relays_.Allocate(
+      id, set_remote, RemoteOf(*offer), [this, id, sdp](absl::StatusOr<RelaySession> s) {
+        auto it = calls_.find(id);
+        if (it == calls_.end()) {
+          if (s.ok()) relays_.Delete(*s);
+          return;
+        }
+        Call& c = *it->second;
+        c.relay_busy = false;
+        if (!s.ok()) {
+          core::log::Warn("no media relay for the call",
+                          {{"call", id}, {"error", std::string(s.status().message())}});
+          Answer(c, c.icp, 503, "Media Relay Unavailable", "");
+          return Forget(c);
+        }
+        c.media = *s;
+        if (c.state == Call::State::kEnded) return Forget(c);
+        int status = 0;
+        std::string phrase;
+        std::optional<std::string> offer = SdpFor(c, c.set, sdp, true, &status, &phrase);
+        if (!offer) {
+          Answer(c, c.icp, status, phrase.c_str(), "");
+          return Forget(c);
+        }
+        SendInvite(c, c.set, *offer, nullptr, false);
+      });
+  return 0;
+}
+
+// -- SDP -------------------------------------------------------------------------------------
+
+// The SDP `side` receives, made from what the other side sent (`other_sdp`), with the relay's
+// address and key for `side`'s leg.
+std::optional<std::string> Calls::SdpFor(Call& call, Side& side, const std::string& other_sdp,
+                                         bool offer, int* status, std::string* phrase) {
+  const RelayLocal& leg = side.set ? call.media->set : call.media->icp;
+  std::optional<SdesCrypto> crypto;
+  bool avp_with_crypto = false;
+  if (side.set) {
+    if (offer) {
+      crypto = SdesCrypto{1, leg.suite, leg.key};
+    } else if (side.media && side.media->secure && !side.media->crypto.empty()) {
+      crypto = SdesCrypto{side.media->crypto[0].tag, leg.suite, leg.key};
+    }
+  } else {
+    if (offer) {
+      if (options_.icp_offer_crypto) {
+        crypto = SdesCrypto{1, leg.suite, leg.key};
+        avp_with_crypto = true;
+      }
+    } else if (side.media && !side.media->crypto.empty()) {
+      crypto = SdesCrypto{side.media->crypto[0].tag, leg.suite, leg.key};
+      avp_with_crypto = !side.media->secure;
+    }
+  }
+  if (crypto && crypto->key.size() != 30) crypto.reset();  // a plain RTP leg
+  absl::StatusOr<std::string> out =
+      RewriteAudio(other_sdp, leg.address, leg.port, crypto, avp_with_crypto);
+  if (!out.ok()) {
+    *status = StatusFor(out.status());
+    *phrase = *status == 400 ? "Bad Request" : "Not Acceptable Here";
+    core::log::Info("SDP refused",
+                    {{"call", call.id}, {"error", std::string(out.status().message())}});
+    return std::nullopt;
+  }
+  return *out;
+}
+
+// -- sending --------------------------------------------------------------------------------
+
+nta_outgoing_t* Calls::SendRequest(Call& call, Side& to, const char* method, uint32_t cseq,
+                                   const std::string& sdp, bool callback) {
+  nta_agent_t* agent = to.set ? set_agent_ : icp_agent_;
+  const std::string request = absl::StrCat(method, " ", to.remote_target, " SIP/2.0");
+  const std::string from = absl::StrCat(to.local_uri, ";tag=", to.local_tag);
+  const std::string dest =
+      to.remote_tag.empty() ? to.remote_uri : absl::StrCat(to.remote_uri, ";tag=", to.remote_tag);
+  const std::string cseq_text = absl::StrCat(cseq, " ", method);
+  const bool invite = std::string_view(method) == "INVITE";
+  msg_t* msg = nta_msg_create(agent, 0);
+  sip_t* out = sip_object(msg);
+  sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
+             SIPTAG_TO_STR(dest.c_str()), SIPTAG_CALL_ID_STR(to.call_id.c_str()),
+             SIPTAG_CSEQ_STR(cseq_text.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
+             TAG_IF(invite, SIPTAG_CONTACT_STR(to.contact.c_str())), SIPTAG_USER_AGENT_STR("rwg"),
+             TAG_END());
+  for (const std::string& r : to.route)
+    sip_add_tl(msg, out, SIPTAG_ROUTE_STR(r.c_str()), TAG_END());
+  if (!sdp.empty()) {
+    sip_add_tl(msg, out, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+               SIPTAG_PAYLOAD_STR(sdp.c_str()), TAG_END());
+  }
+  // Loose routing: the first Route's address; else the phone's NAT source (UDP); else the
+  // Request-URI.
+  std::string next_hop;
+  if (!to.route.empty()) {
+    next_hop = std::string(absl::StripSuffix(absl::StripPrefix(to.route[0], "<"), ">"));
+  } else if (to.set) {
+    next_hop = to.route_url;
+  }
+  nta_outgoing_t* orq = nullptr;
+  if (callback) {
+    auto* p = new Pending{this, call.id, to.set};
+    orq =
+        nta_outgoing_mcreate(agent, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p),
+                             next_hop.empty() ? nullptr : URL_STRING_MAKE(next_hop.c_str()), msg,
+                             TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
+    if (orq == nullptr) delete p;
+  } else {
+    orq = nta_outgoing_mcreate(agent, nullptr, nullptr,
+                               next_hop.empty() ? nullptr : URL_STRING_MAKE(next_hop.c_str()), msg,
+                               TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
+    if (orq != nullptr) nta_outgoing_destroy(orq);  // nta completes the transaction itself
+    orq = nullptr;
+  }
+  return orq;
+}
+
+void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char* authorization,
+                       bool proxy_auth) {
+  to.invite_cseq = ++to.cseq;
+  to.offer = sdp;
+  nta_agent_t* agent = to.set ? set_agent_ : icp_agent_;
+  const std::string request = absl::StrCat("INVITE ", to.remote_target, " SIP/2.0");
+  const std::string from = absl::StrCat(to.local_uri, ";tag=", to.local_tag);
+  const std::string cseq_text = absl::StrCat(to.invite_cseq, " INVITE");
+  msg_t* msg = nta_msg_create(agent, 0);
+  sip_t* out = sip_object(msg);
+  sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
+             SIPTAG_TO_STR(to.remote_uri.c_str()), SIPTAG_CALL_ID_STR(to.call_id.c_str()),
+             SIPTAG_CSEQ_STR(cseq_text.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
+             SIPTAG_CONTACT_STR(to.contact.c_str()), SIPTAG_USER_AGENT_STR("rwg"),
+             SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS"),
+             TAG_IF(authorization && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization)),
+             TAG_IF(authorization && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
+             SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp.c_str()),
+             TAG_END());
+  auto* p = new Pending{this, call.id, to.set};
+  const char* next_hop = to.set && !to.route_url.empty() ? to.route_url.c_str() : nullptr;
+  to.orq =
+      nta_outgoing_mcreate(agent, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p),
+                           next_hop ? URL_STRING_MAKE(next_hop) : nullptr, msg,
+                           TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
+  if (to.orq == nullptr) {
+    delete p;
+    Side& from_side = Other(call, to);
+    Answer(call, from_side, 503, "Service Unavailable", "");
+    Forget(call);
+    return;
+  }
+  // The SDP offered, for the answer to come.
+  call.state = Call::State::kSetup;
+}
+
+void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp) {
+  if (side.irq == nullptr) return;
+  const bool with_contact = status < 300 && status > 100;
+  nta_incoming_treply(
+      side.irq, status, phrase, TAG_IF(with_contact, SIPTAG_CONTACT_STR(side.contact.c_str())),
+      TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+      TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())),
+      TAG_IF(status >= 200 && status < 300, SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS")),
+      TAG_END());
+  if (status >= 200) {
+    host_.CountResponse("INVITE", status);
+    outcomes_
+        .Add({{"direction", call.from_phone ? "outbound" : "inbound"},
+              {"code", std::to_string(status)}})
+        .Increment();
+    nta_incoming_destroy(side.irq);
+    side.irq = nullptr;
+  }
+}
+
+// -- responses to our INVITEs -----------------------------------------------------------------
+
+int Calls::OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
+  auto* p = reinterpret_cast<Pending*>(magic);
+  Calls* self = p->calls;
+  const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+  auto it = self->calls_.find(p->call);
+  if (it == self->calls_.end()) {
+    if (status >= 200) {
+      nta_outgoing_destroy(orq);
+      delete p;
+    }
+    return 0;
+  }
+  Call& call = *it->second;
+  Side& to = p->to_set ? call.set : call.icp;
+  if (status >= 200) delete p;
+  if (to.orq != orq) {
+    // A BYE or another request of ours: nothing to do beyond finishing the transaction.
+    if (status >= 200) nta_outgoing_destroy(orq);
+    return 0;
+  }
+  self->OnInviteResponse(call, to, orq, sip);
+  return 0;
+}
+
+void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip) {
+  Side& from = Other(call, to);
+  const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+  const std::string phrase =
+      sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "Service Unavailable";
+  const std::string sdp = PayloadOf(sip);
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  if (sip && sip->sip_to && sip->sip_to->a_tag && status > 100) to.remote_tag = sip->sip_to->a_tag;
+  if (sip && sip->sip_contact && status > 100 && status < 300) {
+    to.remote_target = UrlText(home, sip->sip_contact->m_url);
+  }
+  if (sip && status > 100 && status < 300) {
+    to.route.clear();
+    for (const sip_record_route_t* rr = sip->sip_record_route; rr; rr = rr->r_next) {
+      to.route.insert(to.route.begin(), absl::StrCat("<", UrlText(home, rr->r_url), ">"));
+    }
+  }
+  su_home_deinit(home);
+
+  if (status < 200) {
+    if (status == 100 || call.state == Call::State::kEnded) return;
+    call.state = Call::State::kEarly;
+    if (sdp.empty()) return Answer(call, from, status, phrase.c_str(), "");
+    // Early media: the answer comes with the provisional response.
+    absl::StatusOr<AudioStream> answer = ReadAudio(sdp, to.set && !call.device.srtp_optional);
+    if (!answer.ok()) return Answer(call, from, status, phrase.c_str(), "");
+    to.media = *answer;
+    const std::string id = call.id;
+    RelayRemote remote = RemoteOf(*answer);
+    call.relay_busy = true;
+    relays_.Update(*call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false,
+                   false, [this, id, status, phrase, sdp](absl::StatusOr<RelaySession> s) {
+                     auto it = calls_.find(id);
+                     if (it == calls_.end() || !s.ok()) return;
+                     Call& c = *it->second;
+                     c.relay_busy = false;
+                     Side& to = c.from_phone ? c.icp : c.set;
+                     Side& from = Other(c, to);
+                     int st = 0;
+                     std::string ph;
+                     std::optional<std::string> out = SdpFor(c, from, sdp, false, &st, &ph);
+                     if (out) Answer(c, from, status, phrase.c_str(), *out);
+                   });
+    return;
+  }
+
+  // Final answers. The iPBX's challenge is answered with the device's ICP-side credentials.
+  if ((status == 401 || status == 407) && sip != nullptr && !to.set && to.auth_attempts < 2 &&
+      call.state != Call::State::kEnded) {
+    const msg_auth_t* ch = status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
+    su_home_t h[1] = {SU_HOME_INIT(h)};
+    char* text = ch ? sip_header_as_string(h, reinterpret_cast<const sip_header_t*>(ch)) : nullptr;
+    const std::string challenge = text ? text : "";
+    su_home_deinit(h);
+    ++to.auth_attempts;
+    absl::StatusOr<std::string> auth =
+        AnswerChallenge(challenge, call.device.icp_username, call.device.icp_password, "INVITE",
+                        to.remote_target, 1, rng_);
+    nta_outgoing_destroy(orq);
+    to.orq = nullptr;
+    if (auth.ok()) return SendInvite(call, to, to.offer, auth->c_str(), status == 407);
+    core::log::Warn("cannot answer the iPBX's challenge",
+                    {{"call", call.id}, {"error", std::string(auth.status().message())}});
+    Answer(call, from, 403, "Forbidden", "");
+    call.end_reason = "iPBX challenge";
+    return Forget(call);
+  }
+  nta_outgoing_destroy(orq);
+  to.orq = nullptr;
+  if (status >= 300) {
+    int st = status;
+    if (!to.set && (status == 401 || status == 407)) st = 403;  // our credentials failed
+    if (call.state != Call::State::kEnded) Answer(call, from, st, phrase.c_str(), "");
+    core::log::Info("call not answered", {{"call", call.id}, {"status", std::to_string(status)}});
+    call.end_reason = absl::StrCat(status, " ", phrase);
+    return Forget(call);
+  }
+  // 2xx: acknowledged at once (this side's dialog is confirmed), then answered on the other.
+  SendRequest(call, to, "ACK", to.invite_cseq, "", false);
+  if (call.state == Call::State::kEnded) {
+    SendRequest(call, to, "BYE", ++to.cseq, "", false);
+    return Forget(call);
+  }
+  absl::StatusOr<AudioStream> answer =
+      sdp.empty() ? absl::InvalidArgumentError("sdp: no answer in the 200 OK")
+                  : ReadAudio(sdp, to.set && !call.device.srtp_optional);
+  if (!answer.ok()) {
+    core::log::Info("answer refused",
+                    {{"call", call.id}, {"error", std::string(answer.status().message())}});
+    SendRequest(call, to, "BYE", ++to.cseq, "", false);
+    Answer(call, from, 488, "Not Acceptable Here", "");
+    call.end_reason = "unusable answer";
+    return Forget(call);
+  }
+  to.media = *answer;
+  call.state = Call::State::kConfirmed;
+  call.answered = clock_.Now();
+  setup_time_.Observe(absl::ToDoubleSeconds(call.answered - call.started));
+  const std::string id = call.id;
+  RelayRemote remote = RemoteOf(*answer);
+  call.relay_busy = true;
+  relays_.Update(*call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
+                 [this, id, sdp](absl::StatusOr<RelaySession> s) {
+                   auto it = calls_.find(id);
+                   if (it == calls_.end()) return;
+                   Call& c = *it->second;
+                   c.relay_busy = false;
+                   Side& to = c.from_phone ? c.icp : c.set;
+                   Side& from = Other(c, to);
+                   int st = 500;
+                   std::string ph = "Media Relay Unavailable";
+                   std::optional<std::string> out;
+                   if (s.ok()) out = SdpFor(c, from, sdp, false, &st, &ph);
+                   if (!out) {
+                     SendRequest(c, to, "BYE", ++to.cseq, "", false);
+                     Answer(c, from, st, ph.c_str(), "");
+                     c.end_reason = "media";
+                     return Forget(c);
+                   }
+                   Answer(c, from, 200, "OK", *out);
+                   core::log::Info("call answered", {{"call", c.id}});
+                 });
+}
+
+// -- in-dialog requests ----------------------------------------------------------------------
+
+int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip) {
+  (void)irq;
+  const sip_method_t m = sip->sip_request->rq_method;
+  if (sip->sip_from == nullptr || sip->sip_from->a_tag == nullptr ||
+      from.remote_tag != sip->sip_from->a_tag ||
+      (!from.local_tag.empty() && from.local_tag != sip->sip_to->a_tag)) {
+    if (m == sip_method_ack) return 200;
+    host_.CountResponse(sip->sip_request->rq_method_name, 481);
+    return 481;
+  }
+  switch (m) {
+    case sip_method_ack:
+      return 200;  // the ACK for our 200 OK: the dialog on this side is confirmed
+    case sip_method_bye:
+      call.end_reason = from.set ? "BYE from the phone" : "BYE from the iPBX";
+      Hangup(call, &from, call.end_reason.c_str());
+      host_.CountResponse("BYE", 200);
+      return 200;
+    default:
+      host_.CountResponse(sip->sip_request->rq_method_name, 501);
+      return 501;
+  }
+}
+
+int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t*) {
+  auto* self = reinterpret_cast<Calls*>(magic);
+  for (auto& [id, c] : self->calls_) {
+    Side* side = c->set.irq == irq ? &c->set : c->icp.irq == irq ? &c->icp : nullptr;
+    if (side == nullptr) continue;
+    c->end_reason = side->set ? "cancelled by the phone" : "cancelled by the iPBX";
+    self->Answer(*c, *side, 487, "Request Terminated", "");
+    self->Hangup(*c, side, c->end_reason.c_str());
+    return 0;
+  }
+  return 0;
+}
+
+void Calls::Hangup(Call& call, Side* except, const char* why) {
+  const bool was_ended = call.state == Call::State::kEnded;
+  call.state = Call::State::kEnded;
+  if (call.end_reason.empty()) call.end_reason = why;
+  bool waiting = false;
+  for (Side* s : {&call.set, &call.icp}) {
+    if (s == except) continue;
+    if (s->orq != nullptr) {
+      nta_outgoing_cancel(s->orq);  // its final answer ends the call (a 200 gets ACK and BYE)
+      waiting = true;
+    } else if (s->irq != nullptr) {
+      Answer(call, *s, s->set ? 480 : 487,
+             s->set ? "Temporarily Unavailable" : "Request Terminated", "");
+    } else if (!was_ended && !s->remote_tag.empty()) {
+      SendRequest(call, *s, "BYE", ++s->cseq, "", false);
+    }
+  }
+  // A relay request in flight finishes the call when it returns.
+  if (!waiting && !call.relay_busy) Forget(call);
+}
+
+void Calls::Forget(Call& call) {
+  by_dialog_.erase(absl::StrCat("s|", call.set.call_id));
+  by_dialog_.erase(absl::StrCat("i|", call.icp.call_id));
+  if (call.media) relays_.Delete(*call.media);
+  if (call.set.tport) tport_unref(call.set.tport);
+  call.set.tport = nullptr;
+  if (call.set.irq) {
+    nta_incoming_treply(call.set.irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+    nta_incoming_destroy(call.set.irq);
+  }
+  if (call.icp.irq) {
+    nta_incoming_treply(call.icp.irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+    nta_incoming_destroy(call.icp.irq);
+  }
+  const absl::Time now = clock_.Now();
+  core::log::Info("call ended", {{"call", call.id},
+                                 {"reason", call.end_reason.empty() ? "ended" : call.end_reason},
+                                 {"talk_seconds",
+                                  call.answered == absl::Time()
+                                      ? "0"
+                                      : absl::StrCat(absl::ToInt64Seconds(now - call.answered))}});
+  active_.Decrement();
+  calls_.erase(call.id);
+}
+
+nlohmann::json Calls::List() const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [id, c] : calls_) {
+    const char* state = c->state == Call::State::kSetup       ? "setup"
+                        : c->state == Call::State::kEarly     ? "early"
+                        : c->state == Call::State::kConfirmed ? "confirmed"
+                                                              : "ending";
+    out.push_back({{"id", id},
+                   {"direction", c->from_phone ? "outbound" : "inbound"},
+                   {"device", c->device.set_username},
+                   {"number", c->number},
+                   {"state", state},
+                   {"started_unix", absl::ToUnixSeconds(c->started)},
+                   {"relay_session", c->media ? c->media->id : ""},
+                   {"relay_instance", c->media ? c->media->instance : ""}});
+  }
+  return out;
+}
+
+void Calls::HangupAll(const char* reason) {
+  std::vector<std::string> ids;
+  for (const auto& [id, c] : calls_) ids.push_back(id);
+  for (const std::string& id : ids) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) continue;
+    Call& c = *it->second;
+    Hangup(c, nullptr, reason);
+    it = calls_.find(id);
+    if (it != calls_.end()) Forget(*it->second);
+  }
+}
+
+}  // namespace rwg::sip_edge

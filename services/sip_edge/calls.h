@@ -1,0 +1,132 @@
+// Calls through the gateway (R-SIP, R-MEDIA; SIP edge part 2): a back-to-back user agent with
+// one dialog toward the phone (set side) and one toward the iPBX (ICP side). A phone's INVITE
+// goes to the iPBX with the device's ICP-side identity (rwg answers the iPBX's challenges with
+// the ICP-side credentials); an iPBX INVITE for an ICP-side user goes to the phone over the
+// phone's own connection. Every offer and answer goes through a media relay session: the
+// phone sees the relay's set-side address and SRTP key, the iPBX the relay's ICP-side address
+// (RTP/AVP with an a=crypto key by default, plain RTP when the iPBX answers so).
+//
+// Runs on the SIP thread. The two dialogs share nothing but the call: Call-IDs, tags,
+// Contacts and Via/Record-Route of one side never reach the other.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <sofia-sip/nta.h>
+#include <sofia-sip/sip.h>
+#include <sofia-sip/tport.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "services/core/clock.h"
+#include "services/core/devices.h"
+#include "services/core/random.h"
+#include "services/sip_edge/gateway_config.h"
+#include "services/sip_edge/media_relays.h"
+
+namespace rwg::sip_edge {
+
+// A registered phone whose connection this instance holds.
+struct CallPhone {
+  core::DeviceSecrets device;
+  tport_t* tport = nullptr;  // its connection (not referenced here)
+  std::string contact;       // its registered Contact URI
+  std::string route;         // UDP: its source as a SIP URI; empty otherwise
+};
+
+// What calls need from the rest of the edge.
+class CallHost {
+ public:
+  virtual ~CallHost() = default;
+  // The phone registered through `tport` as `set_username`, when that is so.
+  // `source` is the request's source address ("ip:port").
+  virtual std::optional<CallPhone> PhoneOnConnection(tport_t* tport,
+                                                     const std::string& set_username,
+                                                     const std::string& source) = 0;
+  // The reachable phone of an ICP-side user whose connection this instance holds.
+  virtual std::optional<CallPhone> PhoneForIcpUser(const std::string& icp_username) = 0;
+  virtual std::shared_ptr<const GatewayView> Config() = 0;
+  // host:port of the listener the iPBX sends requests to (the ICP-side Contact).
+  virtual std::string IcpContactHost() = 0;
+  // The set-side Contact URI for a call over `tport` (the phone's in-dialog requests).
+  virtual std::string SetContact(tport_t* tport) = 0;
+  // Counts a final answer sent (for the edge's response metrics).
+  virtual void CountResponse(const char* method, int status) = 0;
+};
+
+struct CallOptions {
+  // The SRTP suite rwg offers phones (R-MEDIA: AES_CM_128_HMAC_SHA1_80 by default).
+  std::string set_suite = "AES_CM_128_HMAC_SHA1_80";
+  // Toward the iPBX: offer RTP/AVP with an a=crypto key (the iPBX may answer SRTP or RTP),
+  // or plain RTP only.
+  bool icp_offer_crypto = true;
+};
+
+class Calls {
+ public:
+  Calls(CallOptions options, CallHost& host, nta_agent_t* set_agent, nta_agent_t* icp_agent,
+        MediaRelays& relays, core::Clock& clock, core::Random& rng, prometheus::Registry& registry);
+  ~Calls();
+
+  // Requests that belong to calls: INVITE, ACK, BYE, CANCEL (and in-dialog requests).
+  static bool IsCallMethod(sip_method_t m);
+
+  // A call request from a phone (its connection is `tport`); returns what a leg callback
+  // returns (0: answered later).
+  int OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
+                     const std::string& source);
+  // A call request from the iPBX.
+  int OnIcpRequest(nta_incoming_t* irq, const sip_t* sip);
+
+  // Active calls, for `rwgctl call list`.
+  nlohmann::json List() const;
+  // Ends every call (shutdown).
+  void HangupAll(const char* reason);
+
+  struct Call;
+  struct Side;
+
+ private:
+  int NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
+  int NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip);
+  int InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);
+  void SendInvite(Call& call, Side& to, const std::string& sdp, const char* authorization,
+                  bool proxy_auth);
+  nta_outgoing_t* SendRequest(Call& call, Side& to, const char* method, uint32_t cseq,
+                              const std::string& sdp, bool callback);
+  void OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip);
+  void Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp);
+  void Hangup(Call& call, Side* except, const char* why);
+  void Forget(Call& call);
+  std::optional<std::string> SdpFor(Call& call, Side& side, const std::string& other_sdp,
+                                    bool offer, int* status, std::string* phrase);
+  Side& Other(Call& call, Side& side);
+
+  static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);
+  static int OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
+
+  CallOptions options_;
+  CallHost& host_;
+  nta_agent_t* set_agent_;
+  nta_agent_t* icp_agent_;
+  MediaRelays& relays_;
+  core::Clock& clock_;
+  core::Random& rng_;
+  std::map<std::string, std::unique_ptr<Call>> calls_;  // by rwg call id
+  std::map<std::string, Call*> by_dialog_;              // "s|" / "i|" + Call-ID
+
+  prometheus::Gauge& active_;
+  prometheus::Family<prometheus::Counter>& attempts_;
+  prometheus::Family<prometheus::Counter>& outcomes_;
+  prometheus::Histogram& setup_time_;
+};
+
+}  // namespace rwg::sip_edge

@@ -1,0 +1,211 @@
+#include "services/sip_edge/media_relays.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "rwg/relay/v1/relay.grpc.pb.h"
+#include "services/core/log.h"
+#include "services/sip_edge/async_redis.h"
+#include "services/sip_edge/loop_queue.h"
+
+namespace rwg::sip_edge {
+
+namespace relaypb = ::rwg::relay::v1;
+
+std::optional<RelayInstance> PickRelay(const std::vector<std::pair<std::string, std::string>>& rows,
+                                       absl::Time now, absl::Duration stale_after) {
+  std::optional<RelayInstance> best;
+  int64_t best_sessions = 0;
+  int64_t best_free = 0;
+  for (const auto& [name, value] : rows) {
+    nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
+    if (!j.is_object()) continue;
+    const int64_t seen = j.value("seen", int64_t{0});
+    const int64_t free = j.value("ports_free", int64_t{0});
+    const int64_t sessions = j.value("sessions", int64_t{0});
+    const std::string grpc = j.value("grpc", std::string());
+    // An address ending in :0 is a relay still starting (its port not known yet).
+    if (grpc.empty() || absl::EndsWith(grpc, ":0") || j.value("draining", false) || free < 4 ||
+        absl::FromUnixSeconds(seen) + stale_after < now) {
+      continue;
+    }
+    if (!best || sessions < best_sessions || (sessions == best_sessions && free > best_free)) {
+      best = RelayInstance{name, grpc};
+      best_sessions = sessions;
+      best_free = free;
+    }
+  }
+  return best;
+}
+
+namespace {
+
+absl::Status FromGrpc(const char* rpc, const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat("media relay ", rpc, ": ", s.error_message()));
+}
+
+void FillRemote(const RelayRemote& r, relaypb::LegRequest* leg) {
+  leg->set_suite(r.suite);
+  leg->set_remote_key(r.key);
+  leg->set_remote_address(r.address);
+  leg->set_remote_port(static_cast<uint32_t>(r.port));
+  leg->set_remote_rtcp_port(static_cast<uint32_t>(r.rtcp_port));
+}
+
+void FillUpdate(const RelayRemote& r, bool new_key, relaypb::LegUpdate* leg) {
+  leg->set_suite(r.suite);
+  leg->set_remote_key(r.key);
+  leg->set_remote_address(r.address);
+  leg->set_remote_port(static_cast<uint32_t>(r.port));
+  leg->set_remote_rtcp_port(static_cast<uint32_t>(r.rtcp_port));
+  leg->set_new_local_key(new_key);
+}
+
+RelayLocal LocalOf(const relaypb::Leg& l) {
+  return RelayLocal{l.local_address(), static_cast<int>(l.local_port()), l.suite(), l.local_key()};
+}
+
+class GrpcMediaRelays : public MediaRelays {
+ public:
+  GrpcMediaRelays(MediaRelaysOptions options, AsyncRedis& redis, LoopQueue& loop,
+                  core::Clock& clock)
+      : options_(std::move(options)), redis_(redis), loop_(loop), clock_(clock) {
+    if (!options_.ca_file.empty()) {
+      std::ifstream in(options_.ca_file);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      grpc::SslCredentialsOptions o;
+      o.pem_root_certs = ss.str();
+      creds_ = grpc::SslCredentials(o);
+    } else {
+      creds_ = grpc::InsecureChannelCredentials();
+    }
+  }
+
+  void Allocate(const std::string& call_id, const RelayRemote& set, const RelayRemote& icp,
+                Done done) override {
+    redis_.Command(
+        {"HGETALL", "rwg:relay:instances"},
+        [this, call_id, set, icp, done = std::move(done)](absl::StatusOr<core::RedisReply> r) {
+          if (!r.ok())
+            return done(absl::UnavailableError("media relays unknown: Redis unavailable"));
+          std::vector<std::pair<std::string, std::string>> rows;
+          for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+            rows.emplace_back(r->elements[i].str, r->elements[i + 1].str);
+          }
+          std::optional<RelayInstance> pick = PickRelay(rows, clock_.Now(), options_.stale_after);
+          if (!pick) return done(absl::UnavailableError("no media relay available"));
+          auto* call = new Call<relaypb::AllocateRequest, relaypb::Session>();
+          call->req.set_call_id(call_id);
+          FillRemote(set, call->req.mutable_set());
+          FillRemote(icp, call->req.mutable_icp());
+          Prepare(call->ctx);
+          const std::string instance = pick->name;
+          const std::string grpc = pick->grpc;
+          Stub(grpc)->async()->Allocate(
+              &call->ctx, &call->req, &call->resp,
+              [this, call, instance, grpc, done](grpc::Status s) {
+                loop_.Post([call, instance, grpc, done, s]() {
+                  std::unique_ptr<Call<relaypb::AllocateRequest, relaypb::Session>> owned(call);
+                  if (!s.ok()) return done(FromGrpc("Allocate", s));
+                  done(ToSession(call->resp, instance, grpc));
+                });
+              });
+        });
+  }
+
+  void Update(const RelaySession& session, const RelayRemote* set, const RelayRemote* icp,
+              bool new_set_key, bool new_icp_key, Done done) override {
+    auto* call = new Call<relaypb::UpdateRequest, relaypb::Session>();
+    call->req.set_id(session.id);
+    if (set != nullptr || new_set_key) {
+      FillUpdate(set ? *set : RelayRemote{}, new_set_key, call->req.mutable_set());
+    }
+    if (icp != nullptr || new_icp_key) {
+      FillUpdate(icp ? *icp : RelayRemote{}, new_icp_key, call->req.mutable_icp());
+    }
+    Prepare(call->ctx);
+    const std::string instance = session.instance;
+    const std::string grpc = session.grpc;
+    Stub(grpc)->async()->Update(
+        &call->ctx, &call->req, &call->resp, [this, call, instance, grpc, done](grpc::Status s) {
+          loop_.Post([call, instance, grpc, done, s]() {
+            std::unique_ptr<Call<relaypb::UpdateRequest, relaypb::Session>> owned(call);
+            if (!s.ok()) return done(FromGrpc("Update", s));
+            done(ToSession(call->resp, instance, grpc));
+          });
+        });
+  }
+
+  void Delete(const RelaySession& session) override {
+    auto* call = new Call<relaypb::DeleteRequest, relaypb::DeleteResponse>();
+    call->req.set_id(session.id);
+    Prepare(call->ctx);
+    const std::string id = session.id;
+    Stub(session.grpc)
+        ->async()
+        ->Delete(&call->ctx, &call->req, &call->resp, [call, id](grpc::Status s) {
+          std::unique_ptr<Call<relaypb::DeleteRequest, relaypb::DeleteResponse>> owned(call);
+          if (!s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND) {
+            core::log::Warn("cannot delete the media relay session",
+                            {{"session", id}, {"error", s.error_message()}});
+          }
+        });
+  }
+
+ private:
+  template <typename Req, typename Resp>
+  struct Call {
+    grpc::ClientContext ctx;
+    Req req;
+    Resp resp;
+  };
+
+  static RelaySession ToSession(const relaypb::Session& s, const std::string& instance,
+                                const std::string& grpc) {
+    RelaySession out;
+    out.id = s.id();
+    out.instance = instance;
+    out.grpc = grpc;
+    out.set = LocalOf(s.set());
+    out.icp = LocalOf(s.icp());
+    return out;
+  }
+
+  void Prepare(grpc::ClientContext& ctx) {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+    if (!options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
+  }
+
+  relaypb::RelayService::Stub* Stub(const std::string& address) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& stub = stubs_[address];
+    if (!stub) stub = relaypb::RelayService::NewStub(grpc::CreateChannel(address, creds_));
+    return stub.get();
+  }
+
+  MediaRelaysOptions options_;
+  AsyncRedis& redis_;
+  LoopQueue& loop_;
+  core::Clock& clock_;
+  std::shared_ptr<grpc::ChannelCredentials> creds_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<relaypb::RelayService::Stub>> stubs_;
+};
+
+}  // namespace
+
+std::unique_ptr<MediaRelays> NewMediaRelays(MediaRelaysOptions options, AsyncRedis& redis,
+                                            LoopQueue& loop, core::Clock& clock) {
+  return std::make_unique<GrpcMediaRelays>(std::move(options), redis, loop, clock);
+}
+
+}  // namespace rwg::sip_edge

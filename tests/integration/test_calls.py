@@ -1,0 +1,340 @@
+"""Integration: calls through the gateway (SIP edge part 2).
+
+Kamailio is the iPBX (registrar, digest auth, call proxy). Phone A is baresip registered
+through rwg over TLS with mandatory SRTP; phone B is baresip registered directly to Kamailio
+with plain RTP, as an office phone. Each plays its own tone; each records what it hears, and
+the test looks for the other side's tone in the recording (Goertzel filter). The media relay
+is the real service, allocated by sip-edge.
+"""
+import glob
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import time
+import unittest
+import urllib.request
+import wave
+
+import rwgtest
+import sipclient
+from test_sip_edge import DEVICES, IPBX_CREDENTIALS, EdgeFixture
+
+OFFICE_USER = "2000"
+OFFICE_PASSWORD = "office-pw-2000"
+TONE_A = 600.0   # what remote phone A plays
+TONE_B = 1400.0  # what office phone B plays
+TOKEN = "calls-test-relay-token"
+# The phones reach rwg at its public name: here an address, so that a phone can send its
+# in-dialog requests (BYE) to rwg's Contact without a DNS name.
+PUBLIC = "127.0.0.1"
+
+
+def write_tone(path, freq, seconds=20.0, rate=8000):
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        frames = bytearray()
+        for i in range(int(seconds * rate)):
+            frames += struct.pack("<h", int(9000 * math.sin(2 * math.pi * freq * i / rate)))
+        w.writeframes(bytes(frames))
+
+
+def goertzel_power(samples, rate, freq):
+    """Relative power of `freq` in `samples` (normalised by the signal's energy)."""
+    if not samples:
+        return 0.0
+    k = 2 * math.cos(2 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + k * s1 - s2, s1
+    power = s1 * s1 + s2 * s2 - k * s1 * s2
+    energy = sum(x * x for x in samples) or 1.0
+    return power / (energy * len(samples) / 2)
+
+
+def tones_heard(path):
+    """Goertzel power of both tones over the recording's loud part."""
+    with wave.open(path, "rb") as w:
+        rate = w.getframerate()
+        data = w.readframes(w.getnframes())
+        channels = w.getnchannels()
+    samples = struct.unpack(f"<{len(data) // 2}h", data)[::channels]
+    loud = [x for x in samples if abs(x) > 500]
+    start = samples.index(loud[0]) if loud else 0
+    window = list(samples[start:start + rate * 2])  # two seconds of audio
+    return (goertzel_power(window, rate, TONE_A), goertzel_power(window, rate, TONE_B),
+            max((abs(x) for x in window), default=0))
+
+
+class Baresip:
+    """A baresip phone controlled over its ctrl_tcp socket."""
+
+    def __init__(self, tmp, name, account, ca, tone, transport):
+        self.dir = os.path.join(tmp, name)
+        self.rec = os.path.join(self.dir, "rec")
+        os.makedirs(self.rec)
+        self.ctrl_port = rwgtest.free_port()
+        wav = os.path.join(self.dir, "tone.wav")
+        write_tone(wav, tone)
+        with open(os.path.join(self.dir, "config"), "w") as f:
+            f.write(f"""poll_method epoll
+sip_listen 127.0.0.1:{rwgtest.free_port()}
+sip_cafile {ca}
+sip_trans_def {transport}
+net_interface 127.0.0.1
+audio_player aubridge,nil
+audio_source aufile,{wav}
+ausrc_srate 8000
+auplay_srate 8000
+snd_path {self.rec}
+ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}
+module_path /usr/lib/baresip/modules
+module g711.so
+module aufile.so
+module aubridge.so
+module srtp.so
+module sndfile.so
+module ctrl_tcp.so
+module menu.so
+module_app account.so
+""")
+        with open(os.path.join(self.dir, "accounts"), "w") as f:
+            f.write(account + "\n")
+        self.log = open(os.path.join(self.dir, "baresip.log"), "wb")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["baresip", "-f", self.dir, "-v"], stdout=self.log,
+                                     stderr=self.log, stdin=subprocess.DEVNULL)
+        try:
+            rwgtest.wait_until("baresip control socket", self.ctrl_ready, timeout=10)
+        except AssertionError:
+            raise AssertionError("baresip has no control socket:\n" + self.read_log()[-3000:])
+        return self
+
+    def ctrl_ready(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def command(self, cmd, params=""):
+        body = json.dumps({"command": cmd, "params": params, "token": "t"}).encode()
+        with socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=5) as s:
+            s.sendall(str(len(body)).encode() + b":" + body + b",")
+            s.settimeout(5)
+            try:
+                return s.recv(65536).decode(errors="replace")
+            except (TimeoutError, socket.timeout):
+                return ""
+
+    def read_log(self):
+        self.log.flush()
+        with open(os.path.join(self.dir, "baresip.log"), errors="replace") as f:
+            return f.read()
+
+    def recordings(self, kind="dec"):
+        return sorted(glob.glob(os.path.join(self.rec, f"*{kind}*.wav")))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+def invite(conn, user, number, sdp, domain):
+    h, p = conn.local
+    tag = os.urandom(4).hex()
+    call_id = os.urandom(6).hex()
+    conn.send_raw(f"INVITE sip:{number}@{domain} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{tag}\r\n"
+                  f"From: <sip:{user}@{domain}>;tag={tag}\r\nTo: <sip:{number}@{domain}>\r\n"
+                  f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+                  f"Contact: <sip:{user}@{h}:{p};transport=tls>\r\n"
+                  f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+    while True:
+        r = conn.read_message()
+        if r is None or not r.startswith("SIP/2.0 1"):
+            break
+    if r and not r.startswith("SIP/2.0 2"):
+        to = re.search(r"(?im)^To: (.*)$", r).group(1).strip()
+        conn.send_raw(f"ACK sip:{number}@{domain} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{tag}\r\n"
+                      f"From: <sip:{user}@{domain}>;tag={tag}\r\nTo: {to}\r\n"
+                      f"Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\n"
+                      "Content-Length: 0\r\n\r\n")
+    return r
+
+
+def offer(media_line="m=audio 4000 RTP/SAVP 0", crypto="a=crypto:1 AES_CM_128_HMAC_SHA1_80 "
+          "inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0"):
+    lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0", media_line,
+             "a=rtpmap:0 PCMU/8000"] + ([crypto] if crypto else [])
+    return "\r\n".join(lines) + "\r\n"
+
+
+@unittest.skipUnless(shutil.which("baresip"), "baresip not installed")
+class CallsTest(EdgeFixture):
+    ipbx_credentials = dict(IPBX_CREDENTIALS, **{OFFICE_USER: OFFICE_PASSWORD})
+
+    def before_edge(self):
+        self.ctl.ok("config", "set", f"public_name={PUBLIC}")
+        token = os.path.join(self.tmp, "relay-token")
+        with open(token, "w") as f:
+            f.write(TOKEN + "\n")
+        self.relay_port_min = rwgtest.free_port() // 2 * 2
+        self.relay = rwgtest.Service("media-relay", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--api-token-file", token, "--bind-address", "127.0.0.1",
+            "--port-min", "40000", "--port-max", "40999", "--workers", "1"])
+        self.relay.start()
+        self.addCleanup(self.relay.stop)
+        self.edge_args = self.edge_args + ["--relay-token-file", token]
+
+    def relay_metrics(self):
+        return urllib.request.urlopen(
+            f"http://127.0.0.1:{self.relay.ports['metrics']}/metrics", timeout=5).read().decode()
+
+    def phones(self):
+        a = Baresip(self.tmp, "phone-a",
+                    f"<sip:1001@{PUBLIC};transport=tls>;auth_pass={DEVICES['1001'][0]};"
+                    f"outbound=\"sip:127.0.0.1:{self.tls_port};transport=tls\";regint=600;"
+                    "mediaenc=srtp-mand;answermode=auto;audio_codecs=PCMU",
+                    self.certs["ca"], TONE_A, "tls")
+        b = Baresip(self.tmp, "phone-b",
+                    f"<sip:{OFFICE_USER}@127.0.0.2;transport=tcp>;auth_pass={OFFICE_PASSWORD};"
+                    f"outbound=\"sip:127.0.0.2:{self.kamailio.port};transport=tcp\";regint=600;"
+                    "answermode=auto;audio_codecs=PCMU",
+                    self.certs["ca"], TONE_B, "tcp")
+        for p in (a, b):
+            self.addCleanup(p.stop)
+            p.start()
+        rwgtest.wait_until("both phones registered",
+                           lambda: self.kamailio.registered() >= {"21001", OFFICE_USER},
+                           timeout=20)
+        return a, b
+
+    def assert_heard(self, phone, tone, other):
+        recs = phone.recordings()
+        self.assertTrue(recs, f"no recording: {os.listdir(phone.rec)}\n" + phone.read_log()[-3000:])
+        pa, pb, peak = tones_heard(recs[-1])
+        heard, not_heard = (pa, pb) if tone == TONE_A else (pb, pa)
+        self.assertGreater(peak, 1000, f"{recs[-1]} is silent")
+        self.assertGreater(heard, 0.5, f"tone {tone} Hz not in {recs[-1]} ({pa:.3f}, {pb:.3f})")
+        self.assertLess(not_heard, 0.1, f"{recs[-1]} holds its own tone ({pa:.3f}, {pb:.3f})")
+
+    def talk(self, caller, callee, number):
+        caller.command("dial", number)
+        try:
+            rwgtest.wait_until("call answered", lambda: any(
+                c["state"] == "confirmed" for c in self.calls()), timeout=15)
+        except AssertionError:
+            raise AssertionError("call not answered" + self.dump(caller, callee))
+        time.sleep(3)
+        caller.command("hangup")
+        try:
+            rwgtest.wait_until("call ended", lambda: self.calls() == [], timeout=10)
+        except AssertionError:
+            raise AssertionError("call not ended" + self.dump(caller, callee))
+        for p in (caller, callee):  # recordings are complete once each phone ended its call
+            rwgtest.wait_until("phone ended the call", lambda: "terminated" in p.read_log(),
+                               timeout=10)
+        time.sleep(0.5)
+
+    def dump(self, caller, callee):
+        return ("\n--- edge\n" + self.edge.read_log()[-3000:] + "\n--- caller\n" +
+                self.trim(caller.read_log()) + "\n--- callee\n" + self.trim(callee.read_log()))
+
+    @staticmethod
+    def trim(log):
+        return "\n".join(l for l in log.splitlines() if "audio=" not in l)[-3000:]
+
+    def calls(self):
+        m = re.search(r"^rwg_sip_edge_active_calls (\S+)", self.metrics(), re.M)
+        n = int(float(m.group(1))) if m else 0
+        return [{"state": "confirmed"}] * n if self.answered() else [{"state": "setup"}] * n
+
+    def answered(self):
+        return "call answered" in self.edge.read_log()
+
+    def test_remote_phone_calls_office_phone_and_audio_crosses(self):
+        a, b = self.phones()
+        self.talk(a, b, OFFICE_USER)
+        self.assert_heard(b, TONE_A, TONE_B)
+        self.assert_heard(a, TONE_B, TONE_A)
+        self.assert_media(a, b)
+        self.assertIn("call ended", self.edge.read_log())
+
+    def assert_media(self, a, b):
+        """A's leg is SRTP (AES_CM_128_HMAC_SHA1_80: 10 more bytes per packet), B's plain RTP."""
+        self.assertIn("SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)", a.read_log())
+        self.assertNotIn("SRTP is Enabled", b.read_log())
+        m = self.relay_metrics()
+
+        def value(name, **labels):
+            for line in m.splitlines():
+                if line.startswith(name + "{") and all(f'{k}="{v}"' in line
+                                                       for k, v in labels.items()):
+                    return float(line.rsplit(" ", 1)[1])
+            return 0.0
+        to_a = value("rwg_media_relay_packets_total", leg="set", direction="out")
+        self.assertGreater(to_a, 100)
+        self.assertGreater(value("rwg_media_relay_packets_total", leg="set", direction="in"), 100)
+        self.assertEqual(value("rwg_media_relay_bytes_total", leg="set", direction="out"),
+                         value("rwg_media_relay_bytes_total", leg="icp", direction="in")
+                         + 10 * to_a)
+        # Only what the answerer sent before its answer reached the relay (its key was not
+        # known yet) fails authentication: a few packets at the start, never the stream.
+        for leg in ("set", "icp"):
+            self.assertLess(value("rwg_media_relay_dropped_total", leg=leg, reason="auth_failure"),
+                            10)
+
+    def test_office_phone_calls_remote_phone_and_audio_crosses(self):
+        a, b = self.phones()
+        self.talk(b, a, "21001")
+        self.assert_heard(a, TONE_B, TONE_A)
+        self.assert_heard(b, TONE_A, TONE_B)
+        self.assert_media(a, b)
+
+
+    def test_bad_offers_are_refused_and_leave_nothing(self):
+        conn = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(conn.close)
+        r = conn.register_with_auth("1001", DEVICES["1001"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        cases = [
+            ("plain RTP from a phone without srtp_optional",
+             offer("m=audio 4000 RTP/AVP 0", None), 488, "SRTP (RTP/SAVP) is required"),
+            ("SRTP without a key", offer(crypto=None), 488, "without a usable a=crypto"),
+            ("a key of the wrong length",
+             offer(crypto="a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ="), 400, "crypto"),
+            ("an unknown suite",
+             offer(crypto="a=crypto:1 F8_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u"
+                          "b3BxcnN0"), 488, "F8_128_HMAC_SHA1_80"),
+            ("no SDP at all", "", 488, "an SDP offer is required"),
+        ]
+        for what, sdp, code, warning in cases:
+            with self.subTest(what):
+                r = invite(conn, "1001", OFFICE_USER, sdp, PUBLIC)
+                self.assertEqual(sipclient.status(r), code, r)
+                self.assertRegex(r, r"(?m)^Warning: 399 rwg \".*" + re.escape(warning), r)
+        # Nothing was allocated, nothing is left.
+        self.assertRegex(self.relay_metrics(), r"(?m)^rwg_media_relay_sessions 0")
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 0")
+        # The same phone, with an offer rwg accepts, reaches the iPBX (nobody is registered
+        # as 2000 here: Kamailio answers 404), and the relay session goes with the call.
+        r = invite(conn, "1001", OFFICE_USER, offer(), PUBLIC)
+        self.assertEqual(sipclient.status(r), 404, r)
+        rwgtest.wait_until("the relay session deleted", lambda: re.search(
+            r"(?m)^rwg_media_relay_sessions 0", self.relay_metrics()), timeout=5)
