@@ -36,6 +36,7 @@ struct Calls::Side {
   std::optional<AudioStream> media;  // what this side's last SDP said
   std::string user;                  // set side: device; ICP side: the ICP-side username
   std::string offer;                 // the SDP of our INVITE on this side
+  void* invite_magic = nullptr;      // what `orq`'s callback gets (freed with it)
 };
 
 struct Calls::Call {
@@ -135,6 +136,13 @@ Calls::~Calls() { HangupAll("shutdown"); }
 bool Calls::IsCallMethod(sip_method_t m) {
   return m == sip_method_invite || m == sip_method_ack || m == sip_method_bye ||
          m == sip_method_cancel;
+}
+
+bool Calls::Owns(const sip_t* sip, bool set_side) const {
+  if (sip->sip_call_id == nullptr || sip->sip_to == nullptr || sip->sip_to->a_tag == nullptr) {
+    return false;
+  }
+  return by_dialog_.count(absl::StrCat(set_side ? "s|" : "i|", sip->sip_call_id->i_id)) > 0;
 }
 
 Calls::Side& Calls::Other(Call& call, Side& side) {
@@ -509,6 +517,7 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
              SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp.c_str()),
              TAG_END());
   auto* p = new Pending{this, call.id, to.set};
+  to.invite_magic = p;
   const char* next_hop = to.set && !to.route_url.empty() ? to.route_url.c_str() : nullptr;
   to.orq =
       nta_outgoing_mcreate(agent, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p),
@@ -516,6 +525,7 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
                            TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
   if (to.orq == nullptr) {
     delete p;
+    to.invite_magic = nullptr;
     Side& from_side = Other(call, to);
     Answer(call, from_side, 503, "Service Unavailable", "");
     Forget(call);
@@ -561,7 +571,10 @@ int Calls::OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const si
   }
   Call& call = *it->second;
   Side& to = p->to_set ? call.set : call.icp;
-  if (status >= 200) delete p;
+  if (status >= 200) {
+    if (to.invite_magic == p) to.invite_magic = nullptr;
+    delete p;
+  }
   if (to.orq != orq) {
     // A BYE or another request of ours: nothing to do beyond finishing the transaction.
     if (status >= 200) nta_outgoing_destroy(orq);
@@ -574,6 +587,9 @@ int Calls::OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const si
 void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip) {
   Side& from = Other(call, to);
   const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+  core::log::Debug(
+      "INVITE answered",
+      {{"call", call.id}, {"side", to.set ? "set" : "icp"}, {"status", std::to_string(status)}});
   const std::string phrase =
       sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "Service Unavailable";
   const std::string sdp = PayloadOf(sip);
@@ -715,14 +731,235 @@ int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* si
       Hangup(call, &from, call.end_reason.c_str());
       host_.CountResponse("BYE", 200);
       return 200;
+    case sip_method_invite:
+    case sip_method_update:
+    case sip_method_info:
+    case sip_method_message:
+    case sip_method_notify:
+    case sip_method_options:
+      return Forward(call, from, irq, sip);
     default:
       host_.CountResponse(sip->sip_request->rq_method_name, 501);
       return 501;
   }
 }
 
+// An in-dialog request relayed to the other side as a request of that side's dialog; an offer
+// (re-INVITE, UPDATE: hold, resume, new keys) goes through the media relay both ways.
+struct Calls::Forwarded {
+  Calls* calls;
+  std::string call;
+  bool to_set;
+  nta_incoming_t* irq;
+  std::string method;
+  uint32_t cseq;
+  bool offer;
+};
+
+int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip) {
+  const char* method = sip->sip_request->rq_method_name;
+  const sip_method_t m = sip->sip_request->rq_method;
+  if (call.state != Call::State::kConfirmed && m == sip_method_invite) {
+    host_.CountResponse(method, 491);
+    return 491;  // a re-INVITE while the call is still being set up
+  }
+  Side& to = Other(call, from);
+  const std::string sdp = PayloadOf(sip);
+  const bool offer = (m == sip_method_invite || m == sip_method_update) && !sdp.empty();
+  if ((m == sip_method_invite) && sdp.empty()) {
+    nta_incoming_treply(irq, SIP_488_NOT_ACCEPTABLE,
+                        SIPTAG_WARNING_STR("399 rwg \"an SDP offer is required\""), TAG_END());
+    host_.CountResponse(method, 488);
+    return 488;
+  }
+  auto* f = new Forwarded{this, call.id, to.set, irq, method, 0, offer};
+  if (!offer) {
+    SendForward(call, to, *f, sip, "");
+    return 0;
+  }
+  absl::StatusOr<AudioStream> media = ReadAudio(sdp, from.set && !call.device.srtp_optional);
+  if (!media.ok()) {
+    delete f;
+    const int st = StatusFor(media.status());
+    const std::string warning = absl::StrCat("399 rwg \"", media.status().message(), "\"");
+    nta_incoming_treply(irq, st, st == 400 ? "Bad Request" : "Not Acceptable Here",
+                        SIPTAG_WARNING_STR(warning.c_str()), TAG_END());
+    host_.CountResponse(method, st);
+    return st;
+  }
+  from.media = *media;
+  RelayRemote remote = RemoteOf(*media);
+  // The copy of the request the relay's answer is waiting for.
+  msg_t* msg = nta_incoming_getrequest(irq);
+  const std::string id = call.id;
+  call.relay_busy = true;
+  relays_.Update(*call.media, from.set ? &remote : nullptr, from.set ? nullptr : &remote, false,
+                 false, [this, id, f, msg, sdp](absl::StatusOr<RelaySession> s) {
+                   const sip_t* req = sip_object(msg);
+                   auto it = calls_.find(id);
+                   if (it == calls_.end()) {
+                     nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
+                     nta_incoming_destroy(f->irq);
+                     msg_destroy(msg);
+                     delete f;
+                     return;
+                   }
+                   Call& c = *it->second;
+                   c.relay_busy = false;
+                   Side& to = f->to_set ? c.set : c.icp;
+                   int st = 503;
+                   std::string ph = "Media Relay Unavailable";
+                   std::optional<std::string> out;
+                   if (s.ok() && c.state != Call::State::kEnded) {
+                     c.media = *s;
+                     out = SdpFor(c, to, sdp, true, &st, &ph);
+                   }
+                   if (!out) {
+                     nta_incoming_treply(f->irq, st, ph.c_str(), TAG_END());
+                     host_.CountResponse(f->method.c_str(), st);
+                     nta_incoming_destroy(f->irq);
+                     msg_destroy(msg);
+                     delete f;
+                     if (c.state == Call::State::kEnded && !c.set.orq && !c.icp.orq) Forget(c);
+                     return;
+                   }
+                   SendForward(c, to, *f, req, *out);
+                   msg_destroy(msg);
+                 });
+  return 0;
+}
+
+void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
+                        const std::string& sdp) {
+  f.cseq = ++to.cseq;
+  nta_agent_t* agent = to.set ? set_agent_ : icp_agent_;
+  const std::string request = absl::StrCat(f.method, " ", to.remote_target, " SIP/2.0");
+  const std::string from = absl::StrCat(to.local_uri, ";tag=", to.local_tag);
+  const std::string dest = absl::StrCat(to.remote_uri, ";tag=", to.remote_tag);
+  const std::string cseq_text = absl::StrCat(f.cseq, " ", f.method);
+  const bool target_refresh = f.method == "INVITE" || f.method == "UPDATE";
+  msg_t* msg = nta_msg_create(agent, 0);
+  sip_t* out = sip_object(msg);
+  sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
+             SIPTAG_TO_STR(dest.c_str()), SIPTAG_CALL_ID_STR(to.call_id.c_str()),
+             SIPTAG_CSEQ_STR(cseq_text.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
+             TAG_IF(target_refresh, SIPTAG_CONTACT_STR(to.contact.c_str())),
+             SIPTAG_USER_AGENT_STR("rwg"), TAG_END());
+  for (const std::string& r : to.route)
+    sip_add_tl(msg, out, SIPTAG_ROUTE_STR(r.c_str()), TAG_END());
+  if (!sdp.empty()) {
+    sip_add_tl(msg, out, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
+               SIPTAG_PAYLOAD_STR(sdp.c_str()), TAG_END());
+  } else if (sip != nullptr) {
+    // What the request carries (DTMF in INFO, a message, an event) goes on unchanged.
+    sip_add_tl(msg, out, SIPTAG_CONTENT_TYPE(sip->sip_content_type),
+               SIPTAG_PAYLOAD(sip->sip_payload), SIPTAG_EVENT(sip->sip_event),
+               SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state), TAG_END());
+  }
+  std::string next_hop;
+  if (!to.route.empty()) {
+    next_hop = std::string(absl::StripSuffix(absl::StripPrefix(to.route[0], "<"), ">"));
+  } else if (to.set) {
+    next_hop = to.route_url;
+  }
+  nta_outgoing_t* orq = nta_outgoing_mcreate(
+      agent, &Calls::OnForwardResponse, reinterpret_cast<nta_outgoing_magic_t*>(&f),
+      next_hop.empty() ? nullptr : URL_STRING_MAKE(next_hop.c_str()), msg,
+      TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
+  if (orq == nullptr) {
+    nta_incoming_treply(f.irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
+    host_.CountResponse(f.method.c_str(), 503);
+    nta_incoming_destroy(f.irq);
+    delete &f;
+  }
+}
+
+int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
+  auto* f = reinterpret_cast<Forwarded*>(magic);
+  Calls* self = f->calls;
+  const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+  if (status < 200) return 0;  // provisional answers of a re-INVITE stay here
+  const std::string phrase = sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "";
+  const std::string sdp = PayloadOf(sip);
+  std::unique_ptr<Forwarded> owned(f);
+  auto it = self->calls_.find(f->call);
+  if (it == self->calls_.end()) {
+    nta_outgoing_destroy(orq);
+    nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
+    nta_incoming_destroy(f->irq);
+    return 0;
+  }
+  Call& call = *it->second;
+  Side& to = f->to_set ? call.set : call.icp;
+  Side& from = self->Other(call, to);
+  if (f->method == "INVITE" && status < 300) {
+    self->SendRequest(call, to, "ACK", f->cseq, "", false);
+  }
+  if (sip && sip->sip_contact && status < 300 && (f->method == "INVITE" || f->method == "UPDATE")) {
+    su_home_t home[1] = {SU_HOME_INIT(home)};
+    to.remote_target = UrlText(home, sip->sip_contact->m_url);
+    su_home_deinit(home);
+  }
+  nta_outgoing_destroy(orq);
+  auto finish = [self, &from, f](int st, const char* ph, const std::string& body) {
+    const bool with_contact = st < 300 && (f->method == "INVITE" || f->method == "UPDATE");
+    nta_incoming_treply(f->irq, st, ph,
+                        TAG_IF(with_contact, SIPTAG_CONTACT_STR(from.contact.c_str())),
+                        TAG_IF(!body.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+                        TAG_IF(!body.empty(), SIPTAG_PAYLOAD_STR(body.c_str())), TAG_END());
+    self->host_.CountResponse(f->method.c_str(), st);
+    nta_incoming_destroy(f->irq);
+  };
+  if (!f->offer || status >= 300 || sdp.empty()) {
+    finish(status, phrase.c_str(), "");
+    return 0;
+  }
+  absl::StatusOr<AudioStream> answer = ReadAudio(sdp, to.set && !call.device.srtp_optional);
+  if (!answer.ok()) {
+    finish(488, "Not Acceptable Here", "");
+    return 0;
+  }
+  to.media = *answer;
+  RelayRemote remote = RemoteOf(*answer);
+  const std::string id = call.id;
+  auto* pending = owned.release();
+  call.relay_busy = true;
+  self->relays_.Update(
+      *call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
+      [self, id, pending, status, phrase, sdp](absl::StatusOr<RelaySession> s) {
+        std::unique_ptr<Forwarded> f(pending);
+        auto it = self->calls_.find(id);
+        std::optional<std::string> out;
+        int st = 503;
+        std::string ph = "Media Relay Unavailable";
+        if (it != self->calls_.end()) {
+          Call& c = *it->second;
+          c.relay_busy = false;
+          Side& to = f->to_set ? c.set : c.icp;
+          Side& from = self->Other(c, to);
+          if (s.ok()) {
+            c.media = *s;
+            out = self->SdpFor(c, from, sdp, false, &st, &ph);
+          }
+          nta_incoming_treply(f->irq, out ? status : st, out ? phrase.c_str() : ph.c_str(),
+                              SIPTAG_CONTACT_STR(from.contact.c_str()),
+                              TAG_IF(out.has_value(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+                              TAG_IF(out.has_value(), SIPTAG_PAYLOAD_STR(out ? out->c_str() : "")),
+                              TAG_END());
+          self->host_.CountResponse(f->method.c_str(), out ? status : st);
+          nta_incoming_destroy(f->irq);
+          if (c.state == Call::State::kEnded && !c.set.orq && !c.icp.orq) self->Forget(c);
+          return;
+        }
+        nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
+        nta_incoming_destroy(f->irq);
+      });
+  return 0;
+}
+
 int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t*) {
   auto* self = reinterpret_cast<Calls*>(magic);
+  core::log::Debug("CANCEL received", {});
   for (auto& [id, c] : self->calls_) {
     Side* side = c->set.irq == irq ? &c->set : c->icp.irq == irq ? &c->icp : nullptr;
     if (side == nullptr) continue;
@@ -738,12 +975,15 @@ void Calls::Hangup(Call& call, Side* except, const char* why) {
   const bool was_ended = call.state == Call::State::kEnded;
   call.state = Call::State::kEnded;
   if (call.end_reason.empty()) call.end_reason = why;
-  bool waiting = false;
   for (Side* s : {&call.set, &call.icp}) {
     if (s == except) continue;
     if (s->orq != nullptr) {
-      nta_outgoing_cancel(s->orq);  // its final answer ends the call (a 200 gets ACK and BYE)
-      waiting = true;
+      // sofia-sip sends the CANCEL and acknowledges the 487 itself; the call ends here.
+      nta_outgoing_cancel(s->orq);
+      nta_outgoing_destroy(s->orq);
+      s->orq = nullptr;
+      delete static_cast<Pending*>(s->invite_magic);
+      s->invite_magic = nullptr;
     } else if (s->irq != nullptr) {
       Answer(call, *s, s->set ? 480 : 487,
              s->set ? "Temporarily Unavailable" : "Request Terminated", "");
@@ -752,7 +992,7 @@ void Calls::Hangup(Call& call, Side* except, const char* why) {
     }
   }
   // A relay request in flight finishes the call when it returns.
-  if (!waiting && !call.relay_busy) Forget(call);
+  if (!call.relay_busy) Forget(call);
 }
 
 void Calls::Forget(Call& call) {

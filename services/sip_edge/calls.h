@@ -77,7 +77,11 @@ class Calls {
   ~Calls();
 
   // Requests that belong to calls: INVITE, ACK, BYE, CANCEL (and in-dialog requests).
+  // INVITE, ACK, BYE and CANCEL; and in-dialog UPDATE, INFO, MESSAGE, NOTIFY and OPTIONS of a
+  // call (`to_tag` set) go to calls too.
   static bool IsCallMethod(sip_method_t m);
+  // Whether `sip` is a request inside one of the calls' dialogs on that side.
+  bool Owns(const sip_t* sip, bool set_side) const;
 
   // A call request from a phone (its connection is `tport`); returns what a leg callback
   // returns (0: answered later).
@@ -93,11 +97,15 @@ class Calls {
 
   struct Call;
   struct Side;
+  struct Forwarded;
 
  private:
   int NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
   int NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip);
   int InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);
+  int Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);
+  void SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip, const std::string& sdp);
+  static int OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
   void SendInvite(Call& call, Side& to, const std::string& sdp, const char* authorization,
                   bool proxy_auth);
   nta_outgoing_t* SendRequest(Call& call, Side& to, const char* method, uint32_t cseq,

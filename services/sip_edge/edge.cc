@@ -710,7 +710,7 @@ struct Edge::Impl : public CallHost {
       metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();
       return st;
     }
-    if (Calls::IsCallMethod(sip->sip_request->rq_method)) {
+    if (Calls::IsCallMethod(sip->sip_request->rq_method) || calls->Owns(sip, true)) {
       tport_t* tp = nta_incoming_transport(nullptr, irq, nullptr);
       const int r = calls->OnPhoneRequest(irq, sip, tp, absl::StrCat(peer, ":", port));
       tport_unref(tp);
@@ -1241,7 +1241,9 @@ struct Edge::Impl : public CallHost {
     if (m == sip_method_options && sip->sip_request->rq_url->url_user == nullptr) {
       return Reply(irq, method, SIP_200_OK, TAG_END());  // the iPBX's keep-alive to rwg
     }
-    if (Calls::IsCallMethod(m) && !forwarded) return calls->OnIcpRequest(irq, sip);
+    if ((Calls::IsCallMethod(m) || calls->Owns(sip, false)) && !forwarded) {
+      return calls->OnIcpRequest(irq, sip);
+    }
     if (m != sip_method_options && m != sip_method_notify && m != sip_method_message &&
         m != sip_method_info) {
       return Reply(irq, method, 501, "Not Implemented", TAG_END());

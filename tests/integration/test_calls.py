@@ -58,16 +58,21 @@ def goertzel_power(samples, rate, freq):
     return power / (energy * len(samples) / 2)
 
 
-def tones_heard(path):
-    """Goertzel power of both tones over the recording's loud part."""
+def tones_heard(path, last=False):
+    """Goertzel power of both tones over two seconds of the recording's loud part (its first,
+    or with `last` its final two seconds)."""
     with wave.open(path, "rb") as w:
         rate = w.getframerate()
         data = w.readframes(w.getnframes())
         channels = w.getnchannels()
     samples = struct.unpack(f"<{len(data) // 2}h", data)[::channels]
-    loud = [x for x in samples if abs(x) > 500]
-    start = samples.index(loud[0]) if loud else 0
-    window = list(samples[start:start + rate * 2])  # two seconds of audio
+    loud = [i for i, x in enumerate(samples) if abs(x) > 500]
+    if last:
+        end = loud[-1] if loud else len(samples)
+        window = list(samples[max(0, end - rate * 2):end])
+    else:
+        start = loud[0] if loud else 0
+        window = list(samples[start:start + rate * 2])
     return (goertzel_power(window, rate, TONE_A), goertzel_power(window, rate, TONE_B),
             max((abs(x) for x in window), default=0))
 
@@ -186,6 +191,7 @@ def offer(media_line="m=audio 4000 RTP/SAVP 0", crypto="a=crypto:1 AES_CM_128_HM
 
 @unittest.skipUnless(shutil.which("baresip"), "baresip not installed")
 class CallsTest(EdgeFixture):
+    edge_args = ["--log-level", "debug"]
     ipbx_credentials = dict(IPBX_CREDENTIALS, **{OFFICE_USER: OFFICE_PASSWORD})
 
     def before_edge(self):
@@ -206,7 +212,7 @@ class CallsTest(EdgeFixture):
         return urllib.request.urlopen(
             f"http://127.0.0.1:{self.relay.ports['metrics']}/metrics", timeout=5).read().decode()
 
-    def phones(self):
+    def phones(self, b_answers=True):
         a = Baresip(self.tmp, "phone-a",
                     f"<sip:1001@{PUBLIC};transport=tls>;auth_pass={DEVICES['1001'][0]};"
                     f"outbound=\"sip:127.0.0.1:{self.tls_port};transport=tls\";regint=600;"
@@ -215,7 +221,7 @@ class CallsTest(EdgeFixture):
         b = Baresip(self.tmp, "phone-b",
                     f"<sip:{OFFICE_USER}@127.0.0.2;transport=tcp>;auth_pass={OFFICE_PASSWORD};"
                     f"outbound=\"sip:127.0.0.2:{self.kamailio.port};transport=tcp\";regint=600;"
-                    "answermode=auto;audio_codecs=PCMU",
+                    f"answermode={'auto' if b_answers else 'manual'};audio_codecs=PCMU",
                     self.certs["ca"], TONE_B, "tcp")
         for p in (a, b):
             self.addCleanup(p.stop)
@@ -225,16 +231,16 @@ class CallsTest(EdgeFixture):
                            timeout=20)
         return a, b
 
-    def assert_heard(self, phone, tone, other):
+    def assert_heard(self, phone, tone, other, last=False):
         recs = phone.recordings()
         self.assertTrue(recs, f"no recording: {os.listdir(phone.rec)}\n" + phone.read_log()[-3000:])
-        pa, pb, peak = tones_heard(recs[-1])
+        pa, pb, peak = tones_heard(recs[-1], last)
         heard, not_heard = (pa, pb) if tone == TONE_A else (pb, pa)
         self.assertGreater(peak, 1000, f"{recs[-1]} is silent")
         self.assertGreater(heard, 0.5, f"tone {tone} Hz not in {recs[-1]} ({pa:.3f}, {pb:.3f})")
         self.assertLess(not_heard, 0.1, f"{recs[-1]} holds its own tone ({pa:.3f}, {pb:.3f})")
 
-    def talk(self, caller, callee, number):
+    def talk(self, caller, callee, number, during=None, hangup_by=None):
         caller.command("dial", number)
         try:
             rwgtest.wait_until("call answered", lambda: any(
@@ -242,7 +248,9 @@ class CallsTest(EdgeFixture):
         except AssertionError:
             raise AssertionError("call not answered" + self.dump(caller, callee))
         time.sleep(3)
-        caller.command("hangup")
+        if during:
+            during()
+        (hangup_by or caller).command("hangup")
         try:
             rwgtest.wait_until("call ended", lambda: self.calls() == [], timeout=10)
         except AssertionError:
@@ -253,7 +261,12 @@ class CallsTest(EdgeFixture):
         time.sleep(0.5)
 
     def dump(self, caller, callee):
-        return ("\n--- edge\n" + self.edge.read_log()[-3000:] + "\n--- caller\n" +
+        counts = "\n".join(l for l in self.metrics().splitlines()
+                            if l.startswith(("rwg_sip_edge_requests_total",
+                                             "rwg_sip_edge_responses_total")))
+        kam = open(self.kamailio.log_path, errors="replace").read()[-3000:]
+        return ("\n--- edge\n" + self.edge.read_log()[-3000:] + "\n" + counts +
+                "\n--- kamailio\n" + kam + "\n--- caller\n" +
                 self.trim(caller.read_log()) + "\n--- callee\n" + self.trim(callee.read_log()))
 
     @staticmethod
@@ -338,3 +351,49 @@ class CallsTest(EdgeFixture):
         self.assertEqual(sipclient.status(r), 404, r)
         rwgtest.wait_until("the relay session deleted", lambda: re.search(
             r"(?m)^rwg_media_relay_sessions 0", self.relay_metrics()), timeout=5)
+
+    def test_hold_and_resume(self):
+        a, b = self.phones()
+
+        def hold_resume():
+            a.command("hold")
+            rwgtest.wait_until("B gets the hold", lambda: b.read_log().count(
+                "got re-INVITE") == 1, timeout=10)
+            time.sleep(1)
+            a.command("resume")
+            rwgtest.wait_until("B gets the resume", lambda: b.read_log().count(
+                "got re-INVITE") == 2, timeout=10)
+            time.sleep(3)
+        try:
+            self.talk(a, b, OFFICE_USER, during=hold_resume)
+        except AssertionError as e:
+            raise AssertionError(str(e) + self.dump(a, b))
+        # After the resume the audio crosses again, both ways.
+        self.assert_heard(b, TONE_A, TONE_B, last=True)
+        self.assert_heard(a, TONE_B, TONE_A, last=True)
+        self.assert_media(a, b)
+
+    def test_office_phone_hangs_up(self):
+        a, b = self.phones()
+        self.talk(a, b, OFFICE_USER, hangup_by=b)
+        self.assertIn("reason=\"BYE from the iPBX\"", self.edge.read_log())
+        self.assert_heard(b, TONE_A, TONE_B)
+
+    def test_cancel_before_answer(self):
+        a, b = self.phones(b_answers=False)
+        a.command("dial", OFFICE_USER)
+        rwgtest.wait_until("B rings", lambda: "Ringing" in a.read_log(), timeout=10)
+        a.command("hangup")
+        try:
+            rwgtest.wait_until("call ended", lambda: "call ended" in self.edge.read_log(),
+                               timeout=10)
+        except AssertionError:
+            raise AssertionError("not ended" + self.dump(a, b))
+        self.assertIn("reason=\"cancelled by the phone\"", self.edge.read_log())
+        rwgtest.wait_until("B stops ringing", lambda: "terminated" in b.read_log()
+                           or "closed" in b.read_log(), timeout=10)
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 0")
+        rwgtest.wait_until("the relay session deleted", lambda: re.search(
+            r"(?m)^rwg_media_relay_sessions 0", self.relay_metrics()), timeout=5)
+        self.assertRegex(self.metrics(),
+                         r'rwg_sip_edge_call_outcomes_total\{code="487",direction="outbound"\} 1')
