@@ -129,7 +129,12 @@ Calls::Calls(CallOptions options, CallHost& host, nta_agent_t* set_agent, nta_ag
                       .Help("From the INVITE to its 200 OK")
                       .Register(registry)
                       .Add({}, prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                                                                       5, 10, 30, 60})) {}
+                                                                       5, 10, 30, 60})),
+      emergency_(prometheus::BuildCounter()
+                     .Name("rwg_sip_edge_emergency_calls_total")
+                     .Help("Calls to a special number, rewritten for the caller's location")
+                     .Register(registry)
+                     .Add({})) {}
 
 Calls::~Calls() { HangupAll("shutdown"); }
 
@@ -217,13 +222,25 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   }
   auto view = host_.Config();
   if (view->icp_host.empty()) return reply(SIP_503_SERVICE_UNAVAILABLE, "no iPBX configured");
+  // Emergency numbers (R-EMERG): dialled as the table says for the device's location.
+  std::string dial = number;
+  std::optional<core::EmergencyRoute> emergency = host_.Emergency(phone.device.location, number);
+  if (emergency) {
+    dial = emergency->dial;
+    emergency_.Increment();
+    core::log::Warn("emergency call", {{"device", phone.device.set_username},
+                                       {"location", phone.device.location},
+                                       {"number", number},
+                                       {"route", emergency->location},
+                                       {"dial", dial}});
+  }
 
   auto call = std::make_unique<Call>();
   Call& c = *call;
   c.id = core::RandomHex(rng_, 8);
   c.from_phone = true;
   c.device = phone.device;
-  c.number = number;
+  c.number = dial;
   c.started = clock_.Now();
   // Set side: rwg is the phone's UAS.
   c.set.set = true;
@@ -251,8 +268,8 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   c.icp.call_id = absl::StrCat(core::RandomHex(rng_, 12), "@rwg");
   c.icp.local_uri = absl::StrCat("<sip:", phone.device.icp_username, "@", view->icp_host, ">");
   c.icp.local_tag = core::RandomHex(rng_, 6);
-  c.icp.remote_uri = absl::StrCat("<sip:", number, "@", view->icp_host, ">");
-  c.icp.remote_target = absl::StrCat("sip:", number, "@", view->icp_host, ":", view->icp_port,
+  c.icp.remote_uri = absl::StrCat("<sip:", dial, "@", view->icp_host, ">");
+  c.icp.remote_target = absl::StrCat("sip:", dial, "@", view->icp_host, ":", view->icp_port,
                                      ";transport=", view->icp_transport);
   c.icp.contact = absl::StrCat("<sip:", phone.device.icp_username, "@", host_.IcpContactHost(),
                                ";transport=tcp>");

@@ -28,6 +28,7 @@
 #include "nlohmann/json.hpp"
 #include "services/core/clock.h"
 #include "services/core/devices.h"
+#include "services/core/emergency.h"
 #include "services/core/random.h"
 #include "services/sip_edge/gateway_config.h"
 #include "services/sip_edge/media_relays.h"
@@ -60,6 +61,9 @@ class CallHost {
   virtual std::string SetContact(tport_t* tport) = 0;
   // Counts a final answer sent (for the edge's response metrics).
   virtual void CountResponse(const char* method, int status) = 0;
+  // The emergency route for a call from `location` to `number` (R-EMERG), if it is one.
+  virtual std::optional<core::EmergencyRoute> Emergency(const std::string& location,
+                                                        const std::string& number) = 0;
 };
 
 struct CallOptions {
@@ -135,6 +139,7 @@ class Calls {
   prometheus::Family<prometheus::Counter>& attempts_;
   prometheus::Family<prometheus::Counter>& outcomes_;
   prometheus::Histogram& setup_time_;
+  prometheus::Counter& emergency_;
 };
 
 }  // namespace rwg::sip_edge

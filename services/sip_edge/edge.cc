@@ -31,6 +31,7 @@
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "services/core/crypto.h"
+#include "services/core/emergency.h"
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/calls.h"
@@ -281,10 +282,12 @@ struct Edge::Impl : public CallHost {
   std::thread housekeeper;
   std::mutex hk_mu;
   std::condition_variable hk_cv;
-  bool hk_stop = false;                              // guarded by hk_mu
-  std::optional<std::vector<core::Ban>> fresh_bans;  // guarded by hk_mu
-  absl::Time fresh_bans_read_at;                     // guarded by hk_mu
-  std::map<std::string, std::string> instance_icp;   // guarded by hk_mu
+  bool hk_stop = false;                                                       // guarded by hk_mu
+  std::optional<std::vector<core::Ban>> fresh_bans;                           // guarded by hk_mu
+  absl::Time fresh_bans_read_at;                                              // guarded by hk_mu
+  std::map<std::string, std::string> instance_icp;                            // guarded by hk_mu
+  std::shared_ptr<const std::vector<core::EmergencyRoute>> emergency_routes;  // guarded by hk_mu
+  std::optional<std::string> emergency_revision;  // housekeeping thread only
   uint64_t next_connection = 1;
 
   // -- lifecycle (SIP thread) ------------------------------------------------------------------
@@ -441,6 +444,34 @@ struct Edge::Impl : public CallHost {
     const std::string port = listen.substr(listen.rfind(':') + 1);
     return absl::StrCat("<sip:", config.Get()->public_name, ":", port,
                         ";transport=", tls ? "tls" : (udp ? "udp" : "tcp"), ">");
+  }
+
+  std::optional<core::EmergencyRoute> Emergency(const std::string& location,
+                                                const std::string& number) override {
+    std::shared_ptr<const std::vector<core::EmergencyRoute>> routes;
+    {
+      std::lock_guard<std::mutex> lock(hk_mu);
+      routes = emergency_routes;
+    }
+    if (!routes) return std::nullopt;
+    return core::ResolveEmergency(*routes, location, number);
+  }
+
+  // An INVITE to a number that is special somewhere: never refused for rate reasons.
+  bool IsEmergencyCall(const sip_t* sip) {
+    if (sip->sip_request->rq_method != sip_method_invite ||
+        sip->sip_request->rq_url->url_user == nullptr) {
+      return false;
+    }
+    std::shared_ptr<const std::vector<core::EmergencyRoute>> routes;
+    {
+      std::lock_guard<std::mutex> lock(hk_mu);
+      routes = emergency_routes;
+    }
+    if (!routes) return false;
+    const std::string number = sip->sip_request->rq_url->url_user;
+    return std::any_of(routes->begin(), routes->end(),
+                       [&](const core::EmergencyRoute& r) { return r.number == number; });
   }
 
   void CountResponse(const char* method, int status) override {
@@ -642,7 +673,24 @@ struct Edge::Impl : public CallHost {
           if (j.is_object()) icp[inst->elements[i].str] = j.value("icp", "");
         }
       }
+      // The emergency table, read again whenever its revision changes.
+      std::optional<std::vector<core::EmergencyRoute>> routes;
+      absl::StatusOr<core::RedisReply> rev = redis.Command({"GET", core::kEmergencyRevisionKey});
+      if (rev.ok() && (!emergency_revision || *emergency_revision != rev->str)) {
+        absl::StatusOr<std::vector<core::EmergencyRoute>> list = core::EmergencyStore(redis).List();
+        if (list.ok()) {
+          routes = *std::move(list);
+          emergency_revision = rev->str;
+        } else {
+          core::log::Warn("cannot read the emergency numbers",
+                          {{"error", std::string(list.status().message())}});
+        }
+      }
       lock.lock();
+      if (routes) {
+        emergency_routes =
+            std::make_shared<const std::vector<core::EmergencyRoute>>(*std::move(routes));
+      }
       if (bans.ok()) {
         fresh_bans = *std::move(bans);
         fresh_bans_read_at = read_at;
@@ -699,10 +747,14 @@ struct Edge::Impl : public CallHost {
     metrics.requests.Add({{"method", method}, {"side", icp ? kIcpSide : kSetSide}}).Increment();
     if (icp) return HandleFromIcp(irq, sip, false);  // the iPBX is never banned
     if (ForwardedByPeer(sip)) return HandleFromIcp(irq, sip, true);
-    if (protection.SourceBanned(peer)) return Drop(irq);
-    if (std::optional<core::Ban> ban = protection.CountRequest(peer)) {
-      Impose(*ban);
-      return Drop(irq);
+    // Emergency calls are never refused for rate reasons (R-EMERG); a banned source's packets
+    // are dropped by the kernel before they get here, though.
+    if (!IsEmergencyCall(sip)) {
+      if (protection.SourceBanned(peer)) return Drop(irq);
+      if (std::optional<core::Ban> ban = protection.CountRequest(peer)) {
+        Impose(*ban);
+        return Drop(irq);
+      }
     }
     if (icp_listener) return Reply(irq, method, SIP_403_FORBIDDEN, TAG_END());
     // Extensions the phone requires that rwg does not support: 420 with Unsupported.

@@ -397,3 +397,29 @@ class CallsTest(EdgeFixture):
             r"(?m)^rwg_media_relay_sessions 0", self.relay_metrics()), timeout=5)
         self.assertRegex(self.metrics(),
                          r'rwg_sip_edge_call_outcomes_total\{code="487",direction="outbound"\} 1')
+
+    def test_emergency_number_is_dialled_for_the_callers_location(self):
+        # The office phone B stands for the Paris emergency desk; Berlin has its own number.
+        self.ctl.ok("emergency", "set", "FR/Paris", "112", OFFICE_USER)
+        self.ctl.ok("emergency", "set", "DE", "112", "2999")
+        a, b = self.phones()
+        time.sleep(1.5)  # the edge reads the table again within a second of a change
+        # Device 1001 is in FR/Paris: 112 reaches the Paris desk, and audio crosses.
+        self.talk(a, b, "112")
+        self.assert_heard(b, TONE_A, TONE_B)
+        log = self.edge.read_log()
+        self.assertRegex(log, r'msg="emergency call" device=1001 location=FR/Paris number=112 '
+                              r'route=FR/Paris dial=2000')
+        # Moved to Berlin, the same phone's 112 goes to Berlin's number (unknown to this iPBX:
+        # it answers 404, which the phone gets).
+        self.ctl.ok("device", "update", "1001", "--location", "DE/Berlin")
+        time.sleep(1.5)  # the edge sees device changes within a second
+        a.command("dial", "112")
+        rwgtest.wait_until("the Berlin call", lambda: "dial=2999" in self.edge.read_log(),
+                           timeout=10)
+        self.assertRegex(self.edge.read_log(),
+                         r'msg="emergency call" device=1001 location=DE/Berlin number=112 '
+                         r'route=DE dial=2999')
+        rwgtest.wait_until("the iPBX's 404 reached the phone",
+                           lambda: "404" in a.read_log(), timeout=10)
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_emergency_calls_total 2")
