@@ -2,6 +2,7 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
+#include <poll.h>
 #include <sys/time.h>
 
 #include "absl/strings/escaping.h"
@@ -107,6 +108,48 @@ absl::StatusOr<redisContext*> RedisClient::Acquire() {
     }
   }
   return c;
+}
+
+absl::Status RedisClient::Subscribe(const std::string& channel, const std::function<bool()>& stop,
+                                    const std::function<void(const std::string&)>& on_message,
+                                    absl::Duration poll_every) {
+  absl::StatusOr<redisContext*> acquired = Acquire();
+  if (!acquired.ok()) return acquired.status();
+  redisContext* c = *acquired;
+  auto fail = [&](const std::string& why) {
+    redisFree(c);  // a subscribed connection never goes back to the pool
+    return absl::UnavailableError(absl::StrCat("redis at ", options_.address, ": ", why));
+  };
+  auto* r =
+      static_cast<redisReply*>(redisCommand(c, "SUBSCRIBE %b", channel.data(), channel.size()));
+  if (r == nullptr) return fail(c->errstr);
+  freeReplyObject(r);
+  const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(poll_every));
+  while (!stop()) {
+    void* reply = nullptr;
+    // Replies already read come first; otherwise wait (at most `poll_every`) for more.
+    if (redisGetReplyFromReader(c, &reply) != REDIS_OK) return fail(c->errstr);
+    if (reply == nullptr) {
+      pollfd p{c->fd, POLLIN, 0};
+      const int n = ::poll(&p, 1, timeout_ms);
+      if (n < 0 && errno != EINTR) return fail("poll failed");
+      if (n <= 0) continue;
+      if (redisBufferRead(c) != REDIS_OK) return fail(c->errstr);
+      continue;
+    }
+    auto* m = static_cast<redisReply*>(reply);
+    if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 && m->element[0]->str != nullptr &&
+        absl::string_view(m->element[0]->str, m->element[0]->len) == "message" &&
+        m->element[2]->type == REDIS_REPLY_STRING) {
+      const std::string payload(m->element[2]->str, m->element[2]->len);
+      freeReplyObject(m);
+      on_message(payload);
+    } else {
+      freeReplyObject(m);
+    }
+  }
+  redisFree(c);
+  return absl::OkStatus();
 }
 
 void RedisClient::Release(redisContext* ctx, bool healthy) {

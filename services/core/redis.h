@@ -3,6 +3,7 @@
 // UNAVAILABLE; an error reply from Redis is absl::InternalError with Redis' message.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -56,6 +57,12 @@ class RedisClient {
   absl::StatusOr<RedisReply> Eval(const std::string& script, const std::vector<std::string>& keys,
                                   const std::vector<std::string>& args);
   absl::Status Ping();
+  // Listens on a pub/sub channel on a connection of its own: `on_message` gets each message's
+  // payload, until `stop` returns true (checked at least every `poll`) or the connection
+  // fails (Unavailable; the caller subscribes again).
+  absl::Status Subscribe(const std::string& channel, const std::function<bool()>& stop,
+                         const std::function<void(const std::string&)>& on_message,
+                         absl::Duration poll = absl::Seconds(1));
   const std::string& address() const { return options_.address; }
   const RedisOptions& options() const { return options_; }
 

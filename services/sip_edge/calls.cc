@@ -51,6 +51,7 @@ struct Calls::Call {
   absl::Time started;
   absl::Time answered;
   std::string end_reason;
+  std::string bye_reason;   // Reason header of the BYEs rwg sends, if any
   bool relay_busy = false;  // a media relay request is in flight
 };
 
@@ -134,7 +135,12 @@ Calls::Calls(CallOptions options, CallHost& host, nta_agent_t* set_agent, nta_ag
                      .Name("rwg_sip_edge_emergency_calls_total")
                      .Help("Calls to a special number, rewritten for the caller's location")
                      .Register(registry)
-                     .Add({})) {}
+                     .Add({})),
+      media_timeouts_(prometheus::BuildCounter()
+                          .Name("rwg_sip_edge_media_timeouts_total")
+                          .Help("Calls ended because their media stopped")
+                          .Register(registry)
+                          .Add({})) {}
 
 Calls::~Calls() { HangupAll("shutdown"); }
 
@@ -475,13 +481,15 @@ nta_outgoing_t* Calls::SendRequest(Call& call, Side& to, const char* method, uin
       to.remote_tag.empty() ? to.remote_uri : absl::StrCat(to.remote_uri, ";tag=", to.remote_tag);
   const std::string cseq_text = absl::StrCat(cseq, " ", method);
   const bool invite = std::string_view(method) == "INVITE";
+  const bool bye_reason = std::string_view(method) == "BYE" && !call.bye_reason.empty();
   msg_t* msg = nta_msg_create(agent, 0);
   sip_t* out = sip_object(msg);
   sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
              SIPTAG_TO_STR(dest.c_str()), SIPTAG_CALL_ID_STR(to.call_id.c_str()),
              SIPTAG_CSEQ_STR(cseq_text.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
-             TAG_IF(invite, SIPTAG_CONTACT_STR(to.contact.c_str())), SIPTAG_USER_AGENT_STR("rwg"),
-             TAG_END());
+             TAG_IF(invite, SIPTAG_CONTACT_STR(to.contact.c_str())),
+             TAG_IF(bye_reason, SIPTAG_REASON_STR(call.bye_reason.c_str())),
+             SIPTAG_USER_AGENT_STR("rwg"), TAG_END());
   for (const std::string& r : to.route)
     sip_add_tl(msg, out, SIPTAG_ROUTE_STR(r.c_str()), TAG_END());
   if (!sdp.empty()) {
@@ -1035,6 +1043,18 @@ void Calls::Forget(Call& call) {
                                       : absl::StrCat(absl::ToInt64Seconds(now - call.answered))}});
   active_.Decrement();
   calls_.erase(call.id);
+}
+
+void Calls::OnMediaIdle(const std::string& session) {
+  for (auto& [id, c] : calls_) {
+    if (!c->media || c->media->id != session || c->state == Call::State::kEnded) continue;
+    media_timeouts_.Increment();
+    core::log::Warn("media timeout", {{"call", id}, {"device", c->device.set_username}});
+    c->end_reason = "media timeout";
+    c->bye_reason = "SIP;cause=408;text=\"media timeout\"";
+    Hangup(*c, nullptr, "media timeout");
+    return;
+  }
 }
 
 nlohmann::json Calls::List() const {

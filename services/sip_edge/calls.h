@@ -94,6 +94,10 @@ class Calls {
   // A call request from the iPBX.
   int OnIcpRequest(nta_incoming_t* irq, const sip_t* sip);
 
+  // The media relay found `session` idle (no packet for its idle timeout): the call ends on
+  // both sides, with a Reason.
+  void OnMediaIdle(const std::string& session);
+
   // Active calls, for `rwgctl call list`.
   nlohmann::json List() const;
   // Ends every call (shutdown).
@@ -140,6 +144,7 @@ class Calls {
   prometheus::Family<prometheus::Counter>& outcomes_;
   prometheus::Histogram& setup_time_;
   prometheus::Counter& emergency_;
+  prometheus::Counter& media_timeouts_;
 };
 
 }  // namespace rwg::sip_edge

@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
 #include "services/core/crypto.h"
 #include "services/core/emergency.h"
@@ -276,6 +277,9 @@ struct Edge::Impl : public CallHost {
   std::unique_ptr<SourceFilter> source_filter;      // on the set-side listeners
   std::unique_ptr<AsyncRedis> async_redis;          // Redis on the SIP thread's loop
   std::unique_ptr<LoopQueue> loop_queue;            // other threads' results to the SIP thread
+  std::thread events_thread;                        // the media relays' events (Redis pub/sub)
+  std::mutex events_mu;
+  LoopQueue* events_queue = nullptr;  // guarded by events_mu
   std::unique_ptr<MediaRelays> relays;
   std::unique_ptr<Calls> calls;
   std::vector<core::Ban> recent_bans;  // imposed here in the last seconds
@@ -397,8 +401,40 @@ struct Edge::Impl : public CallHost {
     call_options.set_suite = options.set_srtp_suite;
     calls = std::make_unique<Calls>(call_options, *this, set_agent, icp_agent, *relays, clock, rng,
                                     registry);
+    {
+      std::lock_guard<std::mutex> lock(events_mu);
+      events_queue = loop_queue.get();
+    }
     Advertise();
     return absl::OkStatus();
+  }
+
+  // The media relays publish "idle <session>" on rwg:relay:events when a session's media
+  // stops; the call is ended on the SIP thread.
+  void RelayEvents() {
+    bool warned = false;
+    while (!stop.load()) {
+      absl::Status s = redis.Subscribe(
+          "rwg:relay:events", [this] { return stop.load(); },
+          [this](const std::string& m) {
+            absl::string_view v = m;
+            if (!absl::ConsumePrefix(&v, "idle ")) return;
+            std::string session(v);
+            std::lock_guard<std::mutex> lock(events_mu);
+            if (events_queue == nullptr) return;
+            events_queue->Post([this, session] {
+              if (calls) calls->OnMediaIdle(session);
+            });
+          });
+      if (!s.ok() && !warned) {
+        core::log::Warn("cannot follow the media relays' events",
+                        {{"error", std::string(s.message())}});
+      }
+      warned = !s.ok();
+      for (int i = 0; i < 10 && !stop.load() && !s.ok(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
   }
 
   // -- CallHost ------------------------------------------------------------------------------
@@ -491,6 +527,10 @@ struct Edge::Impl : public CallHost {
     if (calls) calls->HangupAll("shutdown");
     calls.reset();
     relays.reset();
+    {
+      std::lock_guard<std::mutex> lock(events_mu);
+      events_queue = nullptr;
+    }
     loop_queue.reset();
     for (auto& [user, b] : local) tport_unref(b.tport);
     local.clear();
@@ -1419,13 +1459,16 @@ absl::Status Edge::Start() {
   if (!s.ok()) {
     impl->thread.join();
     impl->StopHousekeeping();
+    return s;
   }
+  impl->events_thread = std::thread([impl]() { impl->RelayEvents(); });
   return s;
 }
 
 void Edge::Stop() {
   if (!impl_ || !impl_->thread.joinable()) return;
   impl_->stop = true;
+  if (impl_->events_thread.joinable()) impl_->events_thread.join();
   impl_->thread.join();
   impl_->StopHousekeeping();
 }

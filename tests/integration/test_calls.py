@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -203,7 +204,8 @@ class CallsTest(EdgeFixture):
         self.relay = rwgtest.Service("media-relay", self.tmp, [
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--api-token-file", token, "--bind-address", "127.0.0.1",
-            "--port-min", "40000", "--port-max", "40999", "--workers", "1"])
+            "--port-min", "40000", "--port-max", "40999", "--workers", "1",
+            "--idle-timeout-seconds", "3"])
         self.relay.start()
         self.addCleanup(self.relay.stop)
         self.edge_args = self.edge_args + ["--relay-token-file", token]
@@ -423,3 +425,27 @@ class CallsTest(EdgeFixture):
         rwgtest.wait_until("the iPBX's 404 reached the phone",
                            lambda: "404" in a.read_log(), timeout=10)
         self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_emergency_calls_total 2")
+
+    def test_media_timeout_ends_the_call_on_both_sides(self):
+        a, b = self.phones()
+        a.command("dial", OFFICE_USER)
+        rwgtest.wait_until("call answered", self.answered, timeout=15)
+        time.sleep(1)
+        # Both phones freeze: no more media. The relay reports the session idle after 3 s.
+        for p in (a, b):
+            p.proc.send_signal(signal.SIGSTOP)
+        try:
+            rwgtest.wait_until("media timeout", lambda: "call ended" in self.edge.read_log(),
+                               timeout=15)
+        finally:
+            for p in (a, b):
+                p.proc.send_signal(signal.SIGCONT)
+        log = self.edge.read_log()
+        self.assertIn('msg="media timeout"', log)
+        self.assertIn('reason="media timeout"', log)
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_media_timeouts_total 1")
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 0")
+        # Both phones got the BYE (with its Reason) and ended the call.
+        for p in (a, b):
+            rwgtest.wait_until("phone ended the call", lambda: "terminated" in p.read_log(),
+                               timeout=10)
