@@ -7,6 +7,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
@@ -15,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "services/control/device_csv.h"
 #include "services/control/validation.h"
+#include "services/core/calls.h"
 #include "services/core/devices.h"
 #include "services/core/log.h"
 #include "services/core/status.h"
@@ -69,6 +71,7 @@ AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& 
       registrations_(redis),
       bans_(redis),
       emergency_(redis),
+      redis_(redis),
       auth_(auth),
       box_(box),
       clock_(clock),
@@ -675,6 +678,97 @@ grpc::Status AdminServiceImpl::ResolveEmergency(grpc::ServerContext* ctx,
         core::ResolveEmergency(*all, req->location(), absl::StripAsciiWhitespace(req->number()));
     resp->set_found(r.has_value());
     if (r) ToProto(*r, resp->mutable_route());
+    return absl::OkStatus();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calls (records the sip-edge instances keep in Redis, services/core/calls.h)
+
+absl::StatusOr<std::optional<adminpb::Call>> AdminServiceImpl::LoadCall(const std::string& id) {
+  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", core::CallKey(id)});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::nullopt;
+  nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
+  if (!j.is_object()) return absl::DataLossError(absl::StrCat("call ", id, ": damaged record"));
+  adminpb::Call c;
+  c.set_id(j.value("id", id));
+  c.set_instance(j.value("instance", ""));
+  c.set_direction(j.value("direction", ""));
+  c.set_device(j.value("device", ""));
+  c.set_icp_username(j.value("icp_username", ""));
+  c.set_number(j.value("number", ""));
+  c.set_state(j.value("state", ""));
+  c.set_started_unix(j.value("started_unix", int64_t{0}));
+  c.set_answered_unix(j.value("answered_unix", int64_t{0}));
+  if (j.contains("relay") && j["relay"].is_object()) {
+    c.set_relay_session(j["relay"].value("id", ""));
+    c.set_relay_instance(j["relay"].value("instance", ""));
+  }
+  for (const char* side : {"set", "icp"}) {
+    if (!j.contains(side) || !j[side].is_object()) continue;
+    adminpb::CallLeg* leg = std::string(side) == "set" ? c.mutable_set() : c.mutable_icp();
+    leg->set_call_id(j[side].value("call_id", ""));
+    leg->set_remote_target(j[side].value("remote_target", ""));
+  }
+  return c;
+}
+
+grpc::Status AdminServiceImpl::ListCalls(grpc::ServerContext* ctx,
+                                         const adminpb::ListCallsRequest* req,
+                                         adminpb::ListCallsResponse* resp) {
+  return Run("ListCalls", ctx, false, [&](const std::string&) -> absl::Status {
+    absl::StatusOr<core::RedisReply> ids = redis_.Command({"SMEMBERS", core::kCallsKey});
+    if (!ids.ok()) return ids.status();
+    std::vector<adminpb::Call> calls;
+    const std::string needle = Lower(req->filter());
+    for (const core::RedisReply& e : ids->elements) {
+      absl::StatusOr<std::optional<adminpb::Call>> c = LoadCall(e.str);
+      if (!c.ok()) return c.status();
+      if (!c->has_value()) continue;  // ended since
+      const adminpb::Call& call = **c;
+      if (!needle.empty() && !absl::StrContains(Lower(call.device()), needle) &&
+          !absl::StrContains(Lower(call.number()), needle) &&
+          !absl::StrContains(Lower(call.instance()), needle)) {
+        continue;
+      }
+      calls.push_back(call);
+    }
+    std::sort(calls.begin(), calls.end(), [](const adminpb::Call& a, const adminpb::Call& b) {
+      return std::make_tuple(a.started_unix(), a.id()) < std::make_tuple(b.started_unix(), b.id());
+    });
+    for (adminpb::Call& c : calls) *resp->add_calls() = std::move(c);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::GetCall(grpc::ServerContext* ctx, const adminpb::GetCallRequest* req,
+                                       adminpb::Call* resp) {
+  return Run("GetCall", ctx, false, [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::optional<adminpb::Call>> c = LoadCall(req->id());
+    if (!c.ok()) return c.status();
+    if (!c->has_value()) return absl::NotFoundError(absl::StrCat("id: no call '", req->id(), "'"));
+    *resp = **c;
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::HangupCall(grpc::ServerContext* ctx,
+                                          const adminpb::HangupCallRequest* req,
+                                          adminpb::HangupCallResponse*) {
+  return Run("HangupCall", ctx, false, [&](const std::string& user) -> absl::Status {
+    absl::StatusOr<std::optional<adminpb::Call>> c = LoadCall(req->id());
+    if (!c.ok()) return c.status();
+    if (!c->has_value()) return absl::NotFoundError(absl::StrCat("id: no call '", req->id(), "'"));
+    absl::StatusOr<core::RedisReply> r =
+        redis_.Command({"PUBLISH", core::kEdgeEventsChannel, absl::StrCat("hangup ", req->id())});
+    if (!r.ok()) return r.status();
+    if (r->integer == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("no sip-edge instance is listening; call ", req->id(), " stays"));
+    }
+    core::log::Info("call hangup asked",
+                    {{"user", user}, {"call", req->id()}, {"instance", (*c)->instance()}});
     return absl::OkStatus();
   });
 }

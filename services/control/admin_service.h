@@ -59,6 +59,12 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
                         admin::v1::ListBansResponse*) override;
   grpc::Status DeleteBan(grpc::ServerContext*, const admin::v1::DeleteBanRequest*,
                          admin::v1::DeleteBanResponse*) override;
+  grpc::Status ListCalls(grpc::ServerContext*, const admin::v1::ListCallsRequest*,
+                         admin::v1::ListCallsResponse*) override;
+  grpc::Status GetCall(grpc::ServerContext*, const admin::v1::GetCallRequest*,
+                       admin::v1::Call*) override;
+  grpc::Status HangupCall(grpc::ServerContext*, const admin::v1::HangupCallRequest*,
+                          admin::v1::HangupCallResponse*) override;
   grpc::Status SetEmergencyRoute(grpc::ServerContext*, const admin::v1::SetEmergencyRouteRequest*,
                                  admin::v1::EmergencyRoute*) override;
   grpc::Status ListEmergencyRoutes(grpc::ServerContext*,
@@ -87,6 +93,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   absl::Status SealDevice(admin::v1::Device& d) const;
   absl::Status OpenDevice(admin::v1::Device& d, bool show_secrets) const;
   absl::StatusOr<admin::v1::HashKey> LoadHash();
+  absl::StatusOr<std::optional<admin::v1::Call>> LoadCall(const std::string& id);
   absl::StatusOr<admin::v1::HashKey> StoreHash(const std::string& key, bool must_be_new,
                                                const char* action, const std::string& user);
 
@@ -94,6 +101,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   core::BindingStore registrations_;
   core::BanStore bans_;
   core::EmergencyStore emergency_;
+  core::RedisClient& redis_;
   Authenticator& auth_;
   core::SecretBox& box_;
   core::Clock& clock_;

@@ -110,9 +110,10 @@ absl::StatusOr<redisContext*> RedisClient::Acquire() {
   return c;
 }
 
-absl::Status RedisClient::Subscribe(const std::string& channel, const std::function<bool()>& stop,
-                                    const std::function<void(const std::string&)>& on_message,
-                                    absl::Duration poll_every) {
+absl::Status RedisClient::Subscribe(
+    const std::vector<std::string>& channels, const std::function<bool()>& stop,
+    const std::function<void(const std::string&, const std::string&)>& on_message,
+    absl::Duration poll_every) {
   absl::StatusOr<redisContext*> acquired = Acquire();
   if (!acquired.ok()) return acquired.status();
   redisContext* c = *acquired;
@@ -120,10 +121,12 @@ absl::Status RedisClient::Subscribe(const std::string& channel, const std::funct
     redisFree(c);  // a subscribed connection never goes back to the pool
     return absl::UnavailableError(absl::StrCat("redis at ", options_.address, ": ", why));
   };
-  auto* r =
-      static_cast<redisReply*>(redisCommand(c, "SUBSCRIBE %b", channel.data(), channel.size()));
-  if (r == nullptr) return fail(c->errstr);
-  freeReplyObject(r);
+  for (const std::string& channel : channels) {
+    auto* r =
+        static_cast<redisReply*>(redisCommand(c, "SUBSCRIBE %b", channel.data(), channel.size()));
+    if (r == nullptr) return fail(c->errstr);
+    freeReplyObject(r);
+  }
   const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(poll_every));
   while (!stop()) {
     void* reply = nullptr;
@@ -141,9 +144,11 @@ absl::Status RedisClient::Subscribe(const std::string& channel, const std::funct
     if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 && m->element[0]->str != nullptr &&
         absl::string_view(m->element[0]->str, m->element[0]->len) == "message" &&
         m->element[2]->type == REDIS_REPLY_STRING) {
+      const std::string channel(m->element[1]->str ? m->element[1]->str : "",
+                                m->element[1]->str ? m->element[1]->len : 0);
       const std::string payload(m->element[2]->str, m->element[2]->len);
       freeReplyObject(m);
-      on_message(payload);
+      on_message(channel, payload);
     } else {
       freeReplyObject(m);
     }

@@ -57,12 +57,13 @@ class RedisClient {
   absl::StatusOr<RedisReply> Eval(const std::string& script, const std::vector<std::string>& keys,
                                   const std::vector<std::string>& args);
   absl::Status Ping();
-  // Listens on a pub/sub channel on a connection of its own: `on_message` gets each message's
-  // payload, until `stop` returns true (checked at least every `poll`) or the connection
-  // fails (Unavailable; the caller subscribes again).
-  absl::Status Subscribe(const std::string& channel, const std::function<bool()>& stop,
-                         const std::function<void(const std::string&)>& on_message,
-                         absl::Duration poll = absl::Seconds(1));
+  // Listens on pub/sub channels on a connection of its own: `on_message` gets each message's
+  // channel and payload, until `stop` returns true (checked at least every `poll`) or the
+  // connection fails (Unavailable; the caller subscribes again).
+  absl::Status Subscribe(
+      const std::vector<std::string>& channels, const std::function<bool()>& stop,
+      const std::function<void(const std::string& channel, const std::string& payload)>& on_message,
+      absl::Duration poll = absl::Seconds(1));
   const std::string& address() const { return options_.address; }
   const RedisOptions& options() const { return options_; }
 

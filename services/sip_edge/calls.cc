@@ -556,8 +556,7 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
     Forget(call);
     return;
   }
-  // The SDP offered, for the answer to come.
-  call.state = Call::State::kSetup;
+  Save(call);
 }
 
 void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp) {
@@ -709,6 +708,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
   to.media = *answer;
   call.state = Call::State::kConfirmed;
   call.answered = clock_.Now();
+  Save(call);
   setup_time_.Observe(absl::ToDoubleSeconds(call.answered - call.started));
   const std::string id = call.id;
   RelayRemote remote = RemoteOf(*answer);
@@ -857,6 +857,7 @@ int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip
 void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
                         const std::string& sdp) {
   f.cseq = ++to.cseq;
+  Save(call);
   nta_agent_t* agent = to.set ? set_agent_ : icp_agent_;
   const std::string request = absl::StrCat(f.method, " ", to.remote_target, " SIP/2.0");
   const std::string from = absl::StrCat(to.local_uri, ";tag=", to.local_tag);
@@ -1021,6 +1022,7 @@ void Calls::Hangup(Call& call, Side* except, const char* why) {
 }
 
 void Calls::Forget(Call& call) {
+  host_.DropCall(call.id);
   by_dialog_.erase(absl::StrCat("s|", call.set.call_id));
   by_dialog_.erase(absl::StrCat("i|", call.icp.call_id));
   if (call.media) relays_.Delete(*call.media);
@@ -1056,6 +1058,107 @@ void Calls::OnMediaIdle(const std::string& session) {
     return;
   }
 }
+
+namespace {
+
+nlohmann::json SideJson(const Calls::Side& s);
+
+}  // namespace
+
+void Calls::Save(const Call& c) {
+  const char* state = c.state == Call::State::kSetup       ? "setup"
+                      : c.state == Call::State::kEarly     ? "early"
+                      : c.state == Call::State::kConfirmed ? "confirmed"
+                                                           : "ending";
+  nlohmann::json j = {
+      {"id", c.id},
+      {"instance", host_.Instance()},
+      {"direction", c.from_phone ? "outbound" : "inbound"},
+      {"device", c.device.set_username},
+      {"icp_username", c.device.icp_username},
+      {"number", c.number},
+      {"state", state},
+      {"started_unix", absl::ToUnixSeconds(c.started)},
+      {"answered_unix", c.answered == absl::Time() ? 0 : absl::ToUnixSeconds(c.answered)},
+      {"set", SideJson(c.set)},
+      {"icp", SideJson(c.icp)}};
+  if (c.media) {
+    j["relay"] = {{"id", c.media->id}, {"instance", c.media->instance}, {"grpc", c.media->grpc}};
+  }
+  host_.SaveCall(c.id, j.dump());
+}
+
+bool Calls::HangupById(const std::string& id) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return false;
+  Call& c = *it->second;
+  core::log::Info("call hung up by the administrator", {{"call", id}});
+  c.end_reason = "ended by the administrator";
+  c.bye_reason = "Q.850;cause=16;text=\"ended by the administrator\"";
+  Hangup(c, nullptr, "ended by the administrator");
+  return true;
+}
+
+void Calls::EndOrphan(const nlohmann::json& j) {
+  Call c;
+  c.id = j.value("id", "");
+  c.bye_reason = "Q.850;cause=41;text=\"gateway instance lost\"";
+  auto load = [](const nlohmann::json& s, Side& side) {
+    if (!s.is_object()) return;
+    side.call_id = s.value("call_id", "");
+    side.local_uri = s.value("local_uri", "");
+    side.local_tag = s.value("local_tag", "");
+    side.remote_uri = s.value("remote_uri", "");
+    side.remote_tag = s.value("remote_tag", "");
+    side.remote_target = s.value("remote_target", "");
+    side.cseq = s.value("cseq", 0u) + 10;  // past anything the dead instance may have sent
+    if (s.contains("route") && s["route"].is_array()) {
+      for (const auto& r : s["route"]) {
+        if (r.is_string()) side.route.push_back(r.get<std::string>());
+      }
+    }
+  };
+  load(j.value("icp", nlohmann::json()), c.icp);
+  load(j.value("set", nlohmann::json()), c.set);
+  c.set.set = true;
+  int sent = 0;
+  if (!c.icp.remote_tag.empty() && !c.icp.remote_target.empty()) {
+    SendRequest(c, c.icp, "BYE", ++c.icp.cseq, "", false);
+    ++sent;
+  }
+  // The phone's connection died with the instance; if the phone has connected here since,
+  // it gets its BYE too.
+  std::optional<CallPhone> phone = host_.PhoneForIcpUser(j.value("icp_username", ""));
+  if (phone && !c.set.remote_tag.empty() && !c.set.remote_target.empty()) {
+    c.set.tport = phone->tport;
+    c.set.route_url = phone->route;
+    SendRequest(c, c.set, "BYE", ++c.set.cseq, "", false);
+    c.set.tport = nullptr;
+    ++sent;
+  }
+  if (j.contains("relay") && j["relay"].is_object()) {
+    RelaySession r;
+    r.id = j["relay"].value("id", "");
+    r.instance = j["relay"].value("instance", "");
+    r.grpc = j["relay"].value("grpc", "");
+    if (!r.id.empty() && !r.grpc.empty()) relays_.Delete(r);
+  }
+  host_.DropCall(c.id);
+  core::log::Warn(
+      "call of a lost instance ended",
+      {{"call", c.id}, {"instance", j.value("instance", "")}, {"byes", std::to_string(sent)}});
+}
+
+namespace {
+
+nlohmann::json SideJson(const Calls::Side& s) {
+  return {{"call_id", s.call_id},       {"local_uri", s.local_uri},
+          {"local_tag", s.local_tag},   {"remote_uri", s.remote_uri},
+          {"remote_tag", s.remote_tag}, {"remote_target", s.remote_target},
+          {"route", s.route},           {"cseq", s.cseq}};
+}
+
+}  // namespace
 
 nlohmann::json Calls::List() const {
   nlohmann::json out = nlohmann::json::array();

@@ -64,6 +64,10 @@ class CallHost {
   // The emergency route for a call from `location` to `number` (R-EMERG), if it is one.
   virtual std::optional<core::EmergencyRoute> Emergency(const std::string& location,
                                                         const std::string& number) = 0;
+  // Keeps (and forgets) a call's record in Redis (services/core/calls.h).
+  virtual void SaveCall(const std::string& id, const std::string& record) = 0;
+  virtual void DropCall(const std::string& id) = 0;
+  virtual std::string Instance() = 0;
 };
 
 struct CallOptions {
@@ -97,6 +101,12 @@ class Calls {
   // The media relay found `session` idle (no packet for its idle timeout): the call ends on
   // both sides, with a Reason.
   void OnMediaIdle(const std::string& session);
+  // `rwgctl call hangup`: ends the call on both sides; false when this instance has no such
+  // call.
+  bool HangupById(const std::string& id);
+  // Ends a call of an instance that died, from its record in Redis: BYE to the iPBX, and to
+  // the phone when it is connected here now; the relay session and the record are deleted.
+  void EndOrphan(const nlohmann::json& record);
 
   // Active calls, for `rwgctl call list`.
   nlohmann::json List() const;
@@ -125,6 +135,7 @@ class Calls {
   std::optional<std::string> SdpFor(Call& call, Side& side, const std::string& other_sdp,
                                     bool offer, int* status, std::string* phrase);
   Side& Other(Call& call, Side& side);
+  void Save(const Call& call);
 
   static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);
   static int OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);

@@ -31,6 +31,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "nlohmann/json.hpp"
+#include "services/core/calls.h"
 #include "services/core/crypto.h"
 #include "services/core/emergency.h"
 #include "services/core/log.h"
@@ -292,6 +293,7 @@ struct Edge::Impl : public CallHost {
   std::map<std::string, std::string> instance_icp;                            // guarded by hk_mu
   std::shared_ptr<const std::vector<core::EmergencyRoute>> emergency_routes;  // guarded by hk_mu
   std::optional<std::string> emergency_revision;  // housekeeping thread only
+  uint64_t orphan_round = 0;                      // housekeeping thread only
   uint64_t next_connection = 1;
 
   // -- lifecycle (SIP thread) ------------------------------------------------------------------
@@ -409,30 +411,69 @@ struct Edge::Impl : public CallHost {
     return absl::OkStatus();
   }
 
-  // The media relays publish "idle <session>" on rwg:relay:events when a session's media
-  // stops; the call is ended on the SIP thread.
-  void RelayEvents() {
+  // Events for calls, on Redis pub/sub: the media relays publish "idle <session>" on
+  // rwg:relay:events when a session's media stops; control publishes "hangup <call>" on
+  // rwg:edge:events (rwgctl call hangup). Each is handled on the SIP thread.
+  void CallEvents() {
     bool warned = false;
     while (!stop.load()) {
       absl::Status s = redis.Subscribe(
-          "rwg:relay:events", [this] { return stop.load(); },
-          [this](const std::string& m) {
+          {"rwg:relay:events", core::kEdgeEventsChannel}, [this] { return stop.load(); },
+          [this](const std::string&, const std::string& m) {
             absl::string_view v = m;
-            if (!absl::ConsumePrefix(&v, "idle ")) return;
-            std::string session(v);
+            std::function<void()> work;
+            if (absl::ConsumePrefix(&v, "idle ")) {
+              work = [this, session = std::string(v)] {
+                if (calls) calls->OnMediaIdle(session);
+              };
+            } else if (absl::ConsumePrefix(&v, "hangup ")) {
+              work = [this, id = std::string(v)] {
+                if (calls) calls->HangupById(id);
+              };
+            } else {
+              return;
+            }
             std::lock_guard<std::mutex> lock(events_mu);
-            if (events_queue == nullptr) return;
-            events_queue->Post([this, session] {
-              if (calls) calls->OnMediaIdle(session);
-            });
+            if (events_queue != nullptr) events_queue->Post(std::move(work));
           });
       if (!s.ok() && !warned) {
-        core::log::Warn("cannot follow the media relays' events",
-                        {{"error", std::string(s.message())}});
+        core::log::Warn("cannot follow call events", {{"error", std::string(s.message())}});
       }
       warned = !s.ok();
       for (int i = 0; i < 10 && !stop.load() && !s.ok(); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  }
+
+  // Calls of instances that stopped advertising themselves (dead): one surviving instance
+  // takes each over and ends it (BYE to the iPBX, and to the phone if it is connected here).
+  void EndOrphanCalls(const std::map<std::string, int64_t>& seen) {
+    const int64_t now = absl::ToUnixSeconds(clock.Now());
+    absl::StatusOr<core::RedisReply> ids = redis.Command({"SMEMBERS", core::kCallsKey});
+    if (!ids.ok()) return;
+    for (const core::RedisReply& e : ids->elements) {
+      const std::string& id = e.str;
+      absl::StatusOr<core::RedisReply> rec = redis.Command({"GET", core::CallKey(id)});
+      if (!rec.ok()) continue;
+      if (rec->is_nil()) {
+        (void)redis.Command({"SREM", core::kCallsKey, id});  // expired
+        continue;
+      }
+      nlohmann::json j = nlohmann::json::parse(rec->str, nullptr, false);
+      if (!j.is_object()) continue;
+      const std::string owner = j.value("instance", "");
+      if (owner == options.instance) continue;
+      auto it = seen.find(owner);
+      if (it != seen.end() && now - it->second <= 15) continue;  // alive
+      absl::StatusOr<core::RedisReply> claim = redis.Command(
+          {"SET", absl::StrCat(core::CallKey(id), ":end"), options.instance, "NX", "EX", "60"});
+      if (!claim.ok() || claim->is_nil()) continue;  // another instance took it
+      std::lock_guard<std::mutex> lock(events_mu);
+      if (events_queue != nullptr) {
+        events_queue->Post([this, j] {
+          if (calls) calls->EndOrphan(j);
+        });
       }
     }
   }
@@ -509,6 +550,20 @@ struct Edge::Impl : public CallHost {
     return std::any_of(routes->begin(), routes->end(),
                        [&](const core::EmergencyRoute& r) { return r.number == number; });
   }
+
+  void SaveCall(const std::string& id, const std::string& record) override {
+    async_redis->Command({"SET", core::CallKey(id), record, "EX", "86400"},
+                         [](absl::StatusOr<core::RedisReply>) {});
+    async_redis->Command({"SADD", core::kCallsKey, id}, [](absl::StatusOr<core::RedisReply>) {});
+  }
+
+  void DropCall(const std::string& id) override {
+    async_redis->Command({"DEL", core::CallKey(id), absl::StrCat(core::CallKey(id), ":end")},
+                         [](absl::StatusOr<core::RedisReply>) {});
+    async_redis->Command({"SREM", core::kCallsKey, id}, [](absl::StatusOr<core::RedisReply>) {});
+  }
+
+  std::string Instance() override { return options.instance; }
 
   void CountResponse(const char* method, int status) override {
     metrics.responses.Add({{"method", method}, {"code", std::to_string(status)}}).Increment();
@@ -706,12 +761,16 @@ struct Edge::Impl : public CallHost {
       const absl::Time read_at = clock.Now();
       absl::StatusOr<std::vector<core::Ban>> bans = banstore.List();
       std::map<std::string, std::string> icp;
+      std::map<std::string, int64_t> seen;
       absl::StatusOr<core::RedisReply> inst = redis.Command({"HGETALL", kInstancesKey});
       if (inst.ok()) {
         for (size_t i = 0; i + 1 < inst->elements.size(); i += 2) {
           nlohmann::json j = nlohmann::json::parse(inst->elements[i + 1].str, nullptr, false);
-          if (j.is_object()) icp[inst->elements[i].str] = j.value("icp", "");
+          if (!j.is_object()) continue;
+          icp[inst->elements[i].str] = j.value("icp", "");
+          seen[inst->elements[i].str] = j.value("seen", int64_t{0});
         }
+        if (++orphan_round % 5 == 0) EndOrphanCalls(seen);
       }
       // The emergency table, read again whenever its revision changes.
       std::optional<std::vector<core::EmergencyRoute>> routes;
@@ -1461,7 +1520,7 @@ absl::Status Edge::Start() {
     impl->StopHousekeeping();
     return s;
   }
-  impl->events_thread = std::thread([impl]() { impl->RelayEvents(); });
+  impl->events_thread = std::thread([impl]() { impl->CallEvents(); });
   return s;
 }
 

@@ -141,6 +141,11 @@ module_app account.so
             except (TimeoutError, socket.timeout):
                 return ""
 
+    def call_ended(self):
+        """The phone ended its call: hung up itself, or got a BYE or CANCEL."""
+        log = self.read_log()
+        return "terminated" in log or "session closed" in log
+
     def read_log(self):
         self.log.flush()
         with open(os.path.join(self.dir, "baresip.log"), errors="replace") as f:
@@ -258,7 +263,7 @@ class CallsTest(EdgeFixture):
         except AssertionError:
             raise AssertionError("call not ended" + self.dump(caller, callee))
         for p in (caller, callee):  # recordings are complete once each phone ended its call
-            rwgtest.wait_until("phone ended the call", lambda: "terminated" in p.read_log(),
+            rwgtest.wait_until("phone ended the call", lambda: p.call_ended(),
                                timeout=10)
         time.sleep(0.5)
 
@@ -392,7 +397,7 @@ class CallsTest(EdgeFixture):
         except AssertionError:
             raise AssertionError("not ended" + self.dump(a, b))
         self.assertIn("reason=\"cancelled by the phone\"", self.edge.read_log())
-        rwgtest.wait_until("B stops ringing", lambda: "terminated" in b.read_log()
+        rwgtest.wait_until("B stops ringing", lambda: b.call_ended()
                            or "closed" in b.read_log(), timeout=10)
         self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 0")
         rwgtest.wait_until("the relay session deleted", lambda: re.search(
@@ -447,5 +452,58 @@ class CallsTest(EdgeFixture):
         self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 0")
         # Both phones got the BYE (with its Reason) and ended the call.
         for p in (a, b):
-            rwgtest.wait_until("phone ended the call", lambda: "terminated" in p.read_log(),
+            rwgtest.wait_until("phone ended the call", lambda: p.call_ended(),
                                timeout=10)
+
+    def test_admin_sees_and_ends_a_call(self):
+        a, b = self.phones()
+        a.command("dial", OFFICE_USER)
+        rwgtest.wait_until("call answered", self.answered, timeout=15)
+        calls = self.ctl.json("call", "list")["calls"]
+        self.assertEqual(len(calls), 1, calls)
+        c = calls[0]
+        self.assertEqual((c["direction"], c["device"], c["number"], c["state"], c["instance"]),
+                         ("outbound", "1001", OFFICE_USER, "confirmed", "sip-edge-0"))
+        self.assertTrue(c["relay_session"])
+        shown = self.ctl.json("call", "show", c["id"])
+        self.assertEqual(shown["icp_username"], "21001")
+        self.assertTrue(shown["icp"]["call_id"].endswith("@rwg"))
+        self.assertIn(c["id"], self.ctl.ok("call", "list"))
+        self.ctl.ok("call", "hangup", c["id"])
+        try:
+            for p in (a, b):
+                rwgtest.wait_until("phone ended the call", lambda: p.call_ended(),
+                                   timeout=10)
+        except AssertionError:
+            raise AssertionError("not ended" + self.dump(a, b))
+        self.assertIn('reason="ended by the administrator"', self.edge.read_log())
+        rwgtest.wait_until("no call left", lambda: self.ctl.json("call", "list")["calls"] == [],
+                           timeout=5)
+        r = self.ctl.run("call", "show", c["id"])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(f"no call '{c['id']}'", r.stderr)
+        r = self.ctl.run("call", "hangup", "nosuchcall")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("no call 'nosuchcall'", r.stderr)
+
+    def test_calls_of_a_dead_instance_are_ended_by_another(self):
+        other = rwgtest.Service("sip-edge", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--sip-tls-listen", "", "--sip-tcp-listen", f"127.0.0.1:{rwgtest.free_port()}",
+            "--icp-listen", f"127.0.0.1:{rwgtest.free_port()}", "--instance", "sip-edge-1",
+            "--relay-token-file", os.path.join(self.tmp, "relay-token")])
+        other.log_path = os.path.join(self.tmp, "sip-edge-1.log")
+        other.start()
+        self.addCleanup(other.stop)
+        a, b = self.phones()
+        a.command("dial", OFFICE_USER)
+        rwgtest.wait_until("call answered", self.answered, timeout=15)
+        self.edge.proc.kill()  # the instance holding the call dies
+        self.edge.proc.wait()
+        # Within ~20 s (15 s without a heartbeat, then the next check) the other instance ends it.
+        rwgtest.wait_until("the office phone got its BYE", lambda: b.call_ended(),
+                           timeout=40)
+        self.assertIn("call of a lost instance ended", other.read_log())
+        self.assertEqual(self.ctl.json("call", "list")["calls"], [])
+        rwgtest.wait_until("the relay session deleted", lambda: re.search(
+            r"(?m)^rwg_media_relay_sessions 0", self.relay_metrics()), timeout=5)

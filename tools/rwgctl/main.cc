@@ -864,6 +864,70 @@ int main(int argc, char** argv) {
     PrintTable({"FIELD", "VALUE"}, rows);
   });
 
+  // call
+  auto* call = app.add_subcommand("call", "calls through the SIP edge");
+  call->require_subcommand(1);
+  std::string call_filter, call_id;
+  auto* call_list = call->add_subcommand("list", "active calls, all instances");
+  call_list->add_option("--filter", call_filter, "substring of device, number or instance");
+  call_list->callback([&]() {
+    adminpb::ListCallsRequest req;
+    req.set_filter(call_filter);
+    adminpb::ListCallsResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().ListCalls(ctx.get(), req, &resp));
+    if (g.output == "json") {
+      std::cout << ToJson(resp);
+      return;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& c : resp.calls()) {
+      rows.push_back({c.id(), c.direction(), c.device(), c.number(), c.state(), c.instance(),
+                      FormatTime(c.started_unix()),
+                      c.answered_unix() ? FormatTime(c.answered_unix()) : "-"});
+    }
+    PrintTable({"ID", "DIRECTION", "DEVICE", "NUMBER", "STATE", "INSTANCE", "STARTED", "ANSWERED"},
+               rows);
+    std::cout << resp.calls_size() << " call(s)\n";
+  });
+  auto* call_show = call->add_subcommand("show", "one call in full");
+  call_show->add_option("id", call_id, "the call's id (call list)")->required();
+  call_show->callback([&]() {
+    adminpb::GetCallRequest req;
+    req.set_id(call_id);
+    adminpb::Call c;
+    auto ctx = client.Context();
+    Check(client.Admin().GetCall(ctx.get(), req, &c));
+    if (g.output == "json") {
+      std::cout << ToJson(c);
+      return;
+    }
+    PrintTable({"FIELD", "VALUE"},
+               {{"id", c.id()},
+                {"direction", c.direction()},
+                {"device", c.device()},
+                {"icp_username", c.icp_username()},
+                {"number", c.number()},
+                {"state", c.state()},
+                {"instance", c.instance()},
+                {"started", FormatTime(c.started_unix())},
+                {"answered", c.answered_unix() ? FormatTime(c.answered_unix()) : "-"},
+                {"relay session", c.relay_session().empty() ? "-" : c.relay_session()},
+                {"relay instance", c.relay_instance().empty() ? "-" : c.relay_instance()},
+                {"phone side Call-ID", c.set().call_id()},
+                {"iPBX side Call-ID", c.icp().call_id()}});
+  });
+  auto* call_hangup = call->add_subcommand("hangup", "end a call on both sides");
+  call_hangup->add_option("id", call_id, "the call's id (call list)")->required();
+  call_hangup->callback([&]() {
+    adminpb::HangupCallRequest req;
+    req.set_id(call_id);
+    adminpb::HangupCallResponse resp;
+    auto ctx = client.Context();
+    Check(client.Admin().HangupCall(ctx.get(), req, &resp));
+    if (g.output != "json") std::cout << "call " << call_id << " is being ended\n";
+  });
+
   // ban
   auto* ban = app.add_subcommand("ban", "temporary bans of abusive SIP sources");
   ban->require_subcommand(1);

@@ -1,0 +1,21 @@
+// Calls through the SIP edge, as kept in Redis (SIP edge part 2): each active call's dialog
+// state, so that `rwgctl call list|show|hangup` sees every instance's calls and a surviving
+// instance can end the calls of one that died.
+//
+// Redis: rwg:call:<id> holds the call's JSON record (24 h expiry, rewritten at each change),
+// the set rwg:calls their ids; control asks the instance holding a call to end it by publishing
+// "hangup <id>" on rwg:edge:events.
+#pragma once
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace rwg::core {
+
+inline constexpr char kCallsKey[] = "rwg:calls";
+inline constexpr char kEdgeEventsChannel[] = "rwg:edge:events";
+
+inline std::string CallKey(const std::string& id) { return absl::StrCat("rwg:call:", id); }
+
+}  // namespace rwg::core
