@@ -507,3 +507,44 @@ class CallsTest(EdgeFixture):
         self.assertEqual(self.ctl.json("call", "list")["calls"], [])
         rwgtest.wait_until("the relay session deleted", lambda: re.search(
             r"(?m)^rwg_media_relay_sessions 0", self.relay_metrics()), timeout=5)
+
+    def test_dtmf_by_info_reaches_the_office_phone(self):
+        _, b = self.phones()
+        # A SIP phone of our own over TLS: registers, calls B, sends "5" in an INFO.
+        conn = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(conn.close)
+        r = conn.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        h, p = conn.local
+        tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
+        sdp = offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0 101").replace(
+            "a=rtpmap:0 PCMU/8000", "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000")
+
+        def request(method, cseq, to, uri, body="", ctype=""):
+            conn.send_raw(f"{method} {uri} SIP/2.0\r\n"
+                          f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                          f"From: <sip:1002@{PUBLIC}>;tag={tag}\r\nTo: {to}\r\n"
+                          f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+                          f"Contact: <sip:1002@{h}:{p};transport=tls>\r\n"
+                          + (f"Content-Type: {ctype}\r\n" if ctype else "")
+                          + f"Content-Length: {len(body)}\r\n\r\n{body}")
+        request("INVITE", 1, f"<sip:{OFFICE_USER}@{PUBLIC}>", f"sip:{OFFICE_USER}@{PUBLIC}", sdp,
+                "application/sdp")
+        while True:
+            r = conn.read_message()
+            if not r.startswith("SIP/2.0 1"):
+                break
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertIn("RTP/SAVP", r)
+        self.assertIn("telephone-event/8000", r, "RFC 4733 events are offered through")
+        to = re.search(r"(?im)^To: (.*)$", r).group(1).strip()
+        target = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+        request("ACK", 1, to, target)
+        request("INFO", 2, to, target, "Signal=5\r\nDuration=160\r\n", "application/dtmf-relay")
+        r = conn.read_message()
+        self.assertEqual(sipclient.status(r), 200, r)
+        rwgtest.wait_until("B got the digit", lambda: "received DTMF: '5'" in b.read_log(),
+                           timeout=5)
+        request("BYE", 3, to, target)
+        self.assertEqual(sipclient.status(conn.read_message()), 200)
+        rwgtest.wait_until("B's call ended", b.call_ended, timeout=10)
