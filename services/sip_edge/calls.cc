@@ -51,7 +51,14 @@ struct Calls::Call {
   absl::Time started;
   absl::Time answered;
   std::string end_reason;
-  std::string bye_reason;   // Reason header of the BYEs rwg sends, if any
+  std::string bye_reason;  // Reason header of the BYEs rwg sends, if any
+  // A subscription (SUBSCRIBE/NOTIFY: message waiting, BLF, ...) rather than a call: the same
+  // two dialogs, no media.
+  bool subscription = false;
+  std::string event;  // the SUBSCRIBE's Event and Accept
+  std::string accept;
+  int expires = 0;  // asked by the phone
+  absl::Time expires_at;
   bool relay_busy = false;  // a media relay request is in flight
 };
 
@@ -136,6 +143,11 @@ Calls::Calls(CallOptions options, CallHost& host, nta_agent_t* set_agent, nta_ag
                      .Help("Calls to a special number, rewritten for the caller's location")
                      .Register(registry)
                      .Add({})),
+      subscriptions_(prometheus::BuildGauge()
+                         .Name("rwg_sip_edge_subscriptions")
+                         .Help("Subscriptions of phones relayed to the iPBX (message waiting, BLF)")
+                         .Register(registry)
+                         .Add({})),
       media_timeouts_(prometheus::BuildCounter()
                           .Name("rwg_sip_edge_media_timeouts_total")
                           .Help("Calls ended because their media stopped")
@@ -146,7 +158,7 @@ Calls::~Calls() { HangupAll("shutdown"); }
 
 bool Calls::IsCallMethod(sip_method_t m) {
   return m == sip_method_invite || m == sip_method_ack || m == sip_method_bye ||
-         m == sip_method_cancel;
+         m == sip_method_cancel || m == sip_method_subscribe;
 }
 
 bool Calls::Owns(const sip_t* sip, bool set_side) const {
@@ -171,7 +183,8 @@ int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
     return InDialog(*it->second, it->second->set, irq, sip);
   }
   if (m == sip_method_ack) return 200;  // nothing to acknowledge here; ACKs get no answer
-  if (m != sip_method_invite || (sip->sip_to && sip->sip_to->a_tag)) {
+  if ((m != sip_method_invite && m != sip_method_subscribe) ||
+      (sip->sip_to && sip->sip_to->a_tag)) {
     host_.CountResponse(sip->sip_request->rq_method_name, 481);
     return 481;
   }
@@ -183,9 +196,10 @@ int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
     nta_incoming_treply(
         irq, SIP_403_FORBIDDEN,
         SIPTAG_WARNING_STR("399 rwg \"register over this connection before calling\""), TAG_END());
-    host_.CountResponse("INVITE", 403);
+    host_.CountResponse(sip->sip_request->rq_method_name, 403);
     return 403;
   }
+  if (m == sip_method_subscribe) return NewSubscriptionFromPhone(irq, sip, *phone);
   return NewCallFromPhone(irq, sip, *phone);
 }
 
@@ -197,6 +211,10 @@ int Calls::OnIcpRequest(nta_incoming_t* irq, const sip_t* sip) {
     return InDialog(*it->second, it->second->icp, irq, sip);
   }
   if (m == sip_method_ack) return 200;
+  if (m == sip_method_subscribe && !(sip->sip_to && sip->sip_to->a_tag)) {
+    host_.CountResponse("SUBSCRIBE", 501);
+    return 501;  // the iPBX subscribing to a phone's events: not relayed
+  }
   if (m != sip_method_invite || (sip->sip_to && sip->sip_to->a_tag)) {
     host_.CountResponse(sip->sip_request->rq_method_name, 481);
     return 481;
@@ -321,6 +339,73 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
         }
         SendInvite(c, c.icp, *offer, nullptr, false);
       });
+  return 0;
+}
+
+int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone) {
+  auto view = host_.Config();
+  const char* target = sip->sip_request->rq_url->url_user;
+  auto reply = [&](int status, const char* phrase) {
+    nta_incoming_treply(irq, status, phrase, TAG_END());
+    host_.CountResponse("SUBSCRIBE", status);
+    return status;
+  };
+  if (target == nullptr || *target == '\0') return reply(SIP_404_NOT_FOUND);
+  if (sip->sip_event == nullptr) return reply(SIP_489_BAD_EVENT);
+  if (view->icp_host.empty()) return reply(SIP_503_SERVICE_UNAVAILABLE);
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  // The phone's own user (message waiting for itself) is its ICP-side user at the iPBX.
+  std::string resource = target;
+  if (resource == phone.device.set_username) resource = phone.device.icp_username;
+  auto call = std::make_unique<Call>();
+  Call& c = *call;
+  c.id = core::RandomHex(rng_, 8);
+  c.subscription = true;
+  c.device = phone.device;
+  c.number = resource;
+  c.started = clock_.Now();
+  auto header = [&](const void* h) {
+    if (h == nullptr) return std::string();
+    char* text = sip_header_as_string(home, static_cast<const sip_header_t*>(h));
+    return std::string(text ? text : "");
+  };
+  c.event = header(sip->sip_event);
+  c.accept = header(sip->sip_accept);
+  c.expires = sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : 3600;
+  c.expires_at = clock_.Now() + absl::Seconds(c.expires);
+  c.set.set = true;
+  c.set.uas = true;
+  c.set.user = phone.device.set_username;
+  c.set.call_id = sip->sip_call_id->i_id;
+  c.set.remote_uri = NameAddr(home, sip->sip_from);
+  c.set.remote_tag = sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
+  c.set.local_uri = NameAddr(home, sip->sip_to);
+  c.set.local_tag = core::RandomHex(rng_, 6);
+  c.set.remote_target = sip->sip_contact ? UrlText(home, sip->sip_contact->m_url) : phone.contact;
+  c.set.contact = host_.SetContact(phone.tport);
+  c.set.irq = irq;
+  c.set.tport = tport_ref(phone.tport);
+  c.set.route_url = phone.route;
+  nta_incoming_tag(irq, c.set.local_tag.c_str());
+  c.icp.user = phone.device.icp_username;
+  c.icp.call_id = absl::StrCat(core::RandomHex(rng_, 12), "@rwg");
+  c.icp.local_uri = absl::StrCat("<sip:", phone.device.icp_username, "@", view->icp_host, ">");
+  c.icp.local_tag = core::RandomHex(rng_, 6);
+  c.icp.remote_uri = absl::StrCat("<sip:", resource, "@", view->icp_host, ">");
+  c.icp.remote_target = absl::StrCat("sip:", resource, "@", view->icp_host, ":", view->icp_port,
+                                     ";transport=", view->icp_transport);
+  c.icp.contact = absl::StrCat("<sip:", phone.device.icp_username, "@", host_.IcpContactHost(),
+                               ";transport=tcp>");
+  su_home_deinit(home);
+  by_dialog_[absl::StrCat("s|", c.set.call_id)] = &c;
+  by_dialog_[absl::StrCat("i|", c.icp.call_id)] = &c;
+  subscriptions_.Increment();
+  core::log::Debug("subscription", {{"id", c.id},
+                                    {"device", c.device.set_username},
+                                    {"resource", resource},
+                                    {"event", c.event}});
+  calls_[c.id] = std::move(call);
+  SendInvite(c, c.icp, "", nullptr, false);
   return 0;
 }
 
@@ -527,20 +612,26 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
   to.invite_cseq = ++to.cseq;
   to.offer = sdp;
   nta_agent_t* agent = to.set ? set_agent_ : icp_agent_;
-  const std::string request = absl::StrCat("INVITE ", to.remote_target, " SIP/2.0");
+  const char* method = call.subscription ? "SUBSCRIBE" : "INVITE";
+  const std::string request = absl::StrCat(method, " ", to.remote_target, " SIP/2.0");
   const std::string from = absl::StrCat(to.local_uri, ";tag=", to.local_tag);
-  const std::string cseq_text = absl::StrCat(to.invite_cseq, " INVITE");
+  const std::string cseq_text = absl::StrCat(to.invite_cseq, " ", method);
+  const std::string expires = std::to_string(call.expires);
   msg_t* msg = nta_msg_create(agent, 0);
   sip_t* out = sip_object(msg);
-  sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
-             SIPTAG_TO_STR(to.remote_uri.c_str()), SIPTAG_CALL_ID_STR(to.call_id.c_str()),
-             SIPTAG_CSEQ_STR(cseq_text.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
-             SIPTAG_CONTACT_STR(to.contact.c_str()), SIPTAG_USER_AGENT_STR("rwg"),
-             SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS"),
-             TAG_IF(authorization && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization)),
-             TAG_IF(authorization && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
-             SIPTAG_CONTENT_TYPE_STR("application/sdp"), SIPTAG_PAYLOAD_STR(sdp.c_str()),
-             TAG_END());
+  sip_add_tl(
+      msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
+      SIPTAG_TO_STR(to.remote_uri.c_str()), SIPTAG_CALL_ID_STR(to.call_id.c_str()),
+      SIPTAG_CSEQ_STR(cseq_text.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
+      SIPTAG_CONTACT_STR(to.contact.c_str()), SIPTAG_USER_AGENT_STR("rwg"),
+      SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS"),
+      TAG_IF(authorization && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization)),
+      TAG_IF(authorization && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
+      TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+      TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())),
+      TAG_IF(call.subscription, SIPTAG_EVENT_STR(call.event.c_str())),
+      TAG_IF(call.subscription && !call.accept.empty(), SIPTAG_ACCEPT_STR(call.accept.c_str())),
+      TAG_IF(call.subscription, SIPTAG_EXPIRES_STR(expires.c_str())), TAG_END());
   auto* p = new Pending{this, call.id, to.set};
   to.invite_magic = p;
   const char* next_hop = to.set && !to.route_url.empty() ? to.route_url.c_str() : nullptr;
@@ -629,6 +720,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
     }
   }
   su_home_deinit(home);
+  if (call.subscription) return OnSubscribeResponse(call, to, orq, sip, status, phrase);
 
   if (status < 200) {
     if (status == 100 || call.state == Call::State::kEnded) return;
@@ -736,11 +828,73 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
                  });
 }
 
+void Calls::OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip,
+                                int status, const std::string& phrase) {
+  if (status < 200) return;
+  Side& from = Other(call, to);
+  if ((status == 401 || status == 407) && sip != nullptr && to.auth_attempts < 2) {
+    const msg_auth_t* ch = status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
+    su_home_t h[1] = {SU_HOME_INIT(h)};
+    char* text = ch ? sip_header_as_string(h, reinterpret_cast<const sip_header_t*>(ch)) : nullptr;
+    const std::string challenge = text ? text : "";
+    su_home_deinit(h);
+    ++to.auth_attempts;
+    absl::StatusOr<std::string> auth =
+        AnswerChallenge(challenge, call.device.icp_username, call.device.icp_password, "SUBSCRIBE",
+                        to.remote_target, 1, rng_);
+    nta_outgoing_destroy(orq);
+    to.orq = nullptr;
+    if (auth.ok()) return SendInvite(call, to, "", auth->c_str(), status == 407);
+  } else {
+    nta_outgoing_destroy(orq);
+    to.orq = nullptr;
+  }
+  int st = status;
+  if (status == 401 || status == 407) st = 403;
+  int granted = call.expires;
+  if (sip && sip->sip_expires) granted = static_cast<int>(sip->sip_expires->ex_delta);
+  const std::string expires = std::to_string(granted);
+  if (from.irq != nullptr) {
+    nta_incoming_treply(from.irq, st, phrase.c_str(),
+                        TAG_IF(st < 300, SIPTAG_CONTACT_STR(from.contact.c_str())),
+                        TAG_IF(st < 300, SIPTAG_EXPIRES_STR(expires.c_str())), TAG_END());
+    host_.CountResponse("SUBSCRIBE", st);
+    nta_incoming_destroy(from.irq);
+    from.irq = nullptr;
+  }
+  if (st >= 300 || granted == 0 || call.state == Call::State::kEnded) {
+    // Refused, or an unsubscribe: a final NOTIFY may still come; nothing waits for it.
+    if (st >= 300 || call.state == Call::State::kEnded) return Forget(call);
+  }
+  call.state = Call::State::kConfirmed;
+  call.expires_at = clock_.Now() + absl::Seconds(granted);
+}
+
+void Calls::Sweep() {
+  const absl::Time now = clock_.Now();
+  std::vector<std::string> gone;
+  for (const auto& [id, c] : calls_) {
+    // A subscription the phone stopped refreshing (its final NOTIFY had time to pass).
+    if (c->subscription && c->expires_at + absl::Seconds(32) < now) gone.push_back(id);
+  }
+  for (const std::string& id : gone) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) continue;
+    if (it->second->icp.orq != nullptr) continue;
+    Forget(*it->second);
+  }
+}
+
 // -- in-dialog requests ----------------------------------------------------------------------
 
 int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip) {
   (void)irq;
   const sip_method_t m = sip->sip_request->rq_method;
+  // A NOTIFY may come before the 2xx of its SUBSCRIBE: it gives the dialog its tag.
+  if (call.subscription && !from.uas && from.remote_tag.empty() && m == sip_method_notify &&
+      sip->sip_from != nullptr && sip->sip_from->a_tag != nullptr) {
+    from.remote_tag = sip->sip_from->a_tag;
+  }
   if (sip->sip_from == nullptr || sip->sip_from->a_tag == nullptr ||
       from.remote_tag != sip->sip_from->a_tag ||
       (!from.local_tag.empty() && from.local_tag != sip->sip_to->a_tag)) {
@@ -762,6 +916,7 @@ int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* si
     case sip_method_message:
     case sip_method_notify:
     case sip_method_options:
+    case sip_method_subscribe:
       return Forward(call, from, irq, sip);
     default:
       host_.CountResponse(sip->sip_request->rq_method_name, 501);
@@ -779,6 +934,7 @@ struct Calls::Forwarded {
   std::string method;
   uint32_t cseq;
   bool offer;
+  bool terminates = false;  // a NOTIFY that ends its subscription
 };
 
 int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip) {
@@ -798,6 +954,9 @@ int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip
     return 488;
   }
   auto* f = new Forwarded{this, call.id, to.set, irq, method, 0, offer};
+  f->terminates = m == sip_method_notify && sip->sip_subscription_state != nullptr &&
+                  sip->sip_subscription_state->ss_substate != nullptr &&
+                  absl::EqualsIgnoreCase(sip->sip_subscription_state->ss_substate, "terminated");
   if (!offer) {
     SendForward(call, to, *f, sip, "");
     return 0;
@@ -880,7 +1039,8 @@ void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
     // What the request carries (DTMF in INFO, a message, an event) goes on unchanged.
     sip_add_tl(msg, out, SIPTAG_CONTENT_TYPE(sip->sip_content_type),
                SIPTAG_PAYLOAD(sip->sip_payload), SIPTAG_EVENT(sip->sip_event),
-               SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state), TAG_END());
+               SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state),
+               SIPTAG_EXPIRES(sip->sip_expires), SIPTAG_ACCEPT(sip->sip_accept), TAG_END());
   }
   std::string next_hop;
   if (!to.route.empty()) {
@@ -937,7 +1097,20 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
     nta_incoming_destroy(f->irq);
   };
   if (!f->offer || status >= 300 || sdp.empty()) {
+    if (f->method == "SUBSCRIBE" && status < 300) {
+      // A refresh (or an unsubscribe, Expires: 0): the phone learns what the iPBX granted.
+      const int granted =
+          sip && sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : call.expires;
+      call.expires_at = self->clock_.Now() + absl::Seconds(granted);
+      const std::string expires = std::to_string(granted);
+      nta_incoming_treply(f->irq, status, phrase.c_str(), SIPTAG_CONTACT_STR(from.contact.c_str()),
+                          SIPTAG_EXPIRES_STR(expires.c_str()), TAG_END());
+      self->host_.CountResponse("SUBSCRIBE", status);
+      nta_incoming_destroy(f->irq);
+      return 0;
+    }
     finish(status, phrase.c_str(), "");
+    if (call.subscription && f->terminates) self->Forget(call);
     return 0;
   }
   absl::StatusOr<AudioStream> answer = ReadAudio(sdp, to.set && !call.device.srtp_optional);
@@ -998,6 +1171,7 @@ int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_
 }
 
 void Calls::Hangup(Call& call, Side* except, const char* why) {
+  if (call.subscription) return Forget(call);
   const bool was_ended = call.state == Call::State::kEnded;
   call.state = Call::State::kEnded;
   if (call.end_reason.empty()) call.end_reason = why;
@@ -1022,6 +1196,23 @@ void Calls::Hangup(Call& call, Side* except, const char* why) {
 }
 
 void Calls::Forget(Call& call) {
+  if (call.subscription) {
+    by_dialog_.erase(absl::StrCat("s|", call.set.call_id));
+    by_dialog_.erase(absl::StrCat("i|", call.icp.call_id));
+    if (call.set.tport) tport_unref(call.set.tport);
+    if (call.set.irq) {
+      nta_incoming_treply(call.set.irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+      nta_incoming_destroy(call.set.irq);
+    }
+    if (call.icp.orq) {
+      nta_outgoing_destroy(call.icp.orq);
+      delete static_cast<Pending*>(call.icp.invite_magic);
+    }
+    subscriptions_.Decrement();
+    core::log::Debug("subscription ended", {{"id", call.id}});
+    calls_.erase(call.id);
+    return;
+  }
   host_.DropCall(call.id);
   by_dialog_.erase(absl::StrCat("s|", call.set.call_id));
   by_dialog_.erase(absl::StrCat("i|", call.icp.call_id));
@@ -1066,6 +1257,7 @@ nlohmann::json SideJson(const Calls::Side& s);
 }  // namespace
 
 void Calls::Save(const Call& c) {
+  if (c.subscription) return;  // not a call
   const char* state = c.state == Call::State::kSetup       ? "setup"
                       : c.state == Call::State::kEarly     ? "early"
                       : c.state == Call::State::kConfirmed ? "confirmed"
@@ -1163,6 +1355,7 @@ nlohmann::json SideJson(const Calls::Side& s) {
 nlohmann::json Calls::List() const {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [id, c] : calls_) {
+    if (c->subscription) continue;
     const char* state = c->state == Call::State::kSetup       ? "setup"
                         : c->state == Call::State::kEarly     ? "early"
                         : c->state == Call::State::kConfirmed ? "confirmed"

@@ -110,6 +110,8 @@ class Calls {
 
   // Active calls, for `rwgctl call list`.
   nlohmann::json List() const;
+  // Forgets subscriptions the phone stopped refreshing; called every second.
+  void Sweep();
   // Ends every call (shutdown).
   void HangupAll(const char* reason);
 
@@ -120,6 +122,9 @@ class Calls {
  private:
   int NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
   int NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip);
+  int NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
+  void OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip, int status,
+                           const std::string& phrase);
   int InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);
   int Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);
   void SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip, const std::string& sdp);
@@ -155,6 +160,7 @@ class Calls {
   prometheus::Family<prometheus::Counter>& outcomes_;
   prometheus::Histogram& setup_time_;
   prometheus::Counter& emergency_;
+  prometheus::Gauge& subscriptions_;
   prometheus::Counter& media_timeouts_;
 };
 

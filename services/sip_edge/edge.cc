@@ -603,6 +603,7 @@ struct Edge::Impl : public CallHost {
   static void OnSweep(su_root_magic_t*, su_timer_t*, su_timer_arg_t* arg) {
     auto* self = reinterpret_cast<Impl*>(arg);
     const absl::Time now = self->clock.Now();
+    if (self->calls) self->calls->Sweep();
     for (auto it = self->local.begin(); it != self->local.end();) {
       LocalBinding& b = it->second;
       if (b.expires_at <= now) {

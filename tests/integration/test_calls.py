@@ -198,7 +198,8 @@ def offer(media_line="m=audio 4000 RTP/SAVP 0", crypto="a=crypto:1 AES_CM_128_HM
 @unittest.skipUnless(shutil.which("baresip"), "baresip not installed")
 class CallsTest(EdgeFixture):
     edge_args = ["--log-level", "debug"]
-    ipbx_credentials = dict(IPBX_CREDENTIALS, **{OFFICE_USER: OFFICE_PASSWORD})
+    ipbx_credentials = dict(IPBX_CREDENTIALS, **{OFFICE_USER: OFFICE_PASSWORD,
+                                                 "voicemail": "voicemail-pw"})
 
     def before_edge(self):
         self.ctl.ok("config", "set", f"public_name={PUBLIC}")
@@ -548,3 +549,95 @@ class CallsTest(EdgeFixture):
         request("BYE", 3, to, target)
         self.assertEqual(sipclient.status(conn.read_message()), 200)
         rwgtest.wait_until("B's call ended", b.call_ended, timeout=10)
+
+    def test_message_waiting_subscription_through_rwg(self):
+        """A phone subscribes to its message waiting; the iPBX's voicemail server (registered
+        at Kamailio) accepts and notifies; the phone gets the NOTIFY; unsubscribing ends it."""
+        vm = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(vm.close)
+        r = vm.register_with_auth("voicemail", "voicemail-pw", "127.0.0.2")
+        self.assertEqual(sipclient.status(r), 200, r)
+        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(phone.close)
+        r = phone.register_with_auth("1001", DEVICES["1001"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        h, p = phone.local
+        tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
+
+        def subscribe(cseq, expires, to=f"<sip:1001@{PUBLIC}>", uri=f"sip:1001@{PUBLIC}"):
+            phone.send_raw(f"SUBSCRIBE {uri} SIP/2.0\r\n"
+                           f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                           f"From: <sip:1001@{PUBLIC}>;tag={tag}\r\nTo: {to}\r\n"
+                           f"Call-ID: {call_id}\r\nCSeq: {cseq} SUBSCRIBE\r\nMax-Forwards: 70\r\n"
+                           f"Contact: <sip:1001@{h}:{p};transport=tls>\r\n"
+                           "Event: message-summary\r\n"
+                           "Accept: application/simple-message-summary\r\n"
+                           f"Expires: {expires}\r\nContent-Length: 0\r\n\r\n")
+
+        def answer(conn, req, code, extra=""):
+            heads = [l for l in req.split("\r\n")
+                     if re.match(r"(?i)(via|record-route|from|to|call-id|cseq):", l)]
+            if code != 100 and not re.search(r"(?im)^To:.*;tag=", req):
+                heads = [l + ";tag=vm1" if l.lower().startswith("to:") else l for l in heads]
+            conn.send_raw(f"SIP/2.0 {code} OK\r\n" + "\r\n".join(heads) + "\r\n" + extra
+                          + "Content-Length: 0\r\n\r\n")
+
+        subscribe(1, 600)
+        sub = vm.read_message()
+        self.assertTrue(sub.startswith("SUBSCRIBE sip:voicemail@"), sub)
+        self.assertIn("To: <sip:21001@127.0.0.2>", sub, "the phone's own AOR, ICP side")
+        self.assertIn("Event: message-summary", sub)
+        self.assertNotIn(PUBLIC + ":" + str(p), sub, "nothing of the phone's addressing")
+        vm_contact = f"<sip:voicemail@{vm.local[0]}:{vm.local[1]};transport=tcp>"
+        answer(vm, sub, 202, f"Contact: {vm_contact}\r\nExpires: 600\r\n")
+        r = phone.read_message()
+        self.assertEqual(sipclient.status(r), 202, r)
+        self.assertIn("Expires: 600", r)
+        to = re.search(r"(?im)^To: (.*)$", r).group(1).strip()
+        target = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+        # The voicemail server notifies in the subscription's dialog, through Kamailio.
+        routes = re.findall(r"(?im)^Record-Route: (.*)$", sub)
+        sub_from = re.search(r"(?im)^From: (.*)$", sub).group(1).strip()
+        sub_to = re.search(r"(?im)^To: (.*)$", sub).group(1).strip() + ";tag=vm1"
+        sub_cid = re.search(r"(?im)^Call-ID: (.*)$", sub).group(1).strip()
+        sub_contact = re.search(r"(?im)^Contact: <([^>]*)>", sub).group(1)
+        body = "Messages-Waiting: yes\r\nVoice-Message: 3/1 (0/0)\r\n"
+
+        def notify(cseq, state):
+            vh, vp = vm.local
+            vm.send_raw(f"NOTIFY {sub_contact} SIP/2.0\r\n"
+                        f"Via: SIP/2.0/TCP {vh}:{vp};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                        + "".join(f"Route: {r_}\r\n" for r_ in routes)
+                        + f"From: {sub_to}\r\nTo: {sub_from}\r\nCall-ID: {sub_cid}\r\n"
+                        f"CSeq: {cseq} NOTIFY\r\nMax-Forwards: 70\r\nContact: {vm_contact}\r\n"
+                        f"Event: message-summary\r\nSubscription-State: {state}\r\n"
+                        "Content-Type: application/simple-message-summary\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n{body}")
+        notify(1, "active;expires=600")
+        n = phone.read_message()
+        self.assertTrue(n.startswith(f"NOTIFY sip:1001@{h}:{p}"), n)
+        self.assertIn("Messages-Waiting: yes", n)
+        self.assertIn("Subscription-State: active", n)
+        self.assertNotIn("127.0.0.2", n, "no iPBX address reaches the phone")
+        answer(phone, n, 200)
+        self.assertEqual(sipclient.status(vm.read_message()), 200)
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_subscriptions 1")
+        # Unsubscribe: the server's final NOTIFY ends the subscription in rwg.
+        subscribe(2, 0, to=to, uri=target)
+        try:
+            unsub = vm.read_message()
+        except TimeoutError:
+            raise AssertionError("no unsubscribe: phone got " + repr(phone.read_raw()) + "\n"
+                                 + "\n".join(l for l in self.metrics().splitlines()
+                                             if "SUBSCRIBE" in l) + self.edge.read_log()[-1500:])
+        self.assertIn("Expires: 0", unsub)
+        answer(vm, unsub, 200, "Expires: 0\r\n")
+        self.assertEqual(sipclient.status(phone.read_message()), 200)
+        notify(2, "terminated;reason=timeout")
+        n = phone.read_message()
+        self.assertIn("Subscription-State: terminated", n)
+        answer(phone, n, 200)
+        self.assertEqual(sipclient.status(vm.read_message()), 200)
+        rwgtest.wait_until("subscription gone", lambda: re.search(
+            r"(?m)^rwg_sip_edge_subscriptions 0", self.metrics()), timeout=5)
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 0")
