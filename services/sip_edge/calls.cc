@@ -6,8 +6,11 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "services/core/log.h"
 #include "services/sip_edge/digest.h"
@@ -93,6 +96,33 @@ std::string PayloadOf(const sip_t* sip) {
     return "";
   }
   return std::string(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+}
+
+std::string UrlDecode(absl::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    int v = 0;
+    if (in[i] == '%' && i + 2 < in.size() && absl::SimpleHexAtoi(in.substr(i + 1, 2), &v)) {
+      out.push_back(static_cast<char>(v));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+std::string UrlEncode(absl::string_view in) {
+  std::string out;
+  for (char ch : in) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' ||
+        ch == '_' || ch == '~') {
+      out.push_back(ch);
+    } else {
+      absl::StrAppend(&out, "%", absl::Hex(static_cast<unsigned char>(ch), absl::kZeroPad2));
+    }
+  }
+  return out;
 }
 
 RelayRemote RemoteOf(const AudioStream& a) {
@@ -917,6 +947,7 @@ int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* si
     case sip_method_notify:
     case sip_method_options:
     case sip_method_subscribe:
+    case sip_method_refer:
       return Forward(call, from, irq, sip);
     default:
       host_.CountResponse(sip->sip_request->rq_method_name, 501);
@@ -1041,6 +1072,13 @@ void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
                SIPTAG_PAYLOAD(sip->sip_payload), SIPTAG_EVENT(sip->sip_event),
                SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state),
                SIPTAG_EXPIRES(sip->sip_expires), SIPTAG_ACCEPT(sip->sip_accept), TAG_END());
+    if (sip->sip_refer_to != nullptr) {
+      // A transfer: the target in the other side's terms, the referrer being rwg's identity
+      // on that side.
+      const std::string refer_to = ReferTarget(to, sip->sip_refer_to->r_url);
+      sip_add_tl(msg, out, SIPTAG_REFER_TO_STR(refer_to.c_str()),
+                 SIPTAG_REFERRED_BY_STR(to.local_uri.c_str()), TAG_END());
+    }
   }
   std::string next_hop;
   if (!to.route.empty()) {
@@ -1058,6 +1096,38 @@ void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
     nta_incoming_destroy(f.irq);
     delete &f;
   }
+}
+
+// The Refer-To of a transfer relayed toward `to`: the target's user at the other side's host
+// (the iPBX for a phone's transfer, rwg's public name for the iPBX's). An attended transfer's
+// Replaces names a dialog of the referrer's side; it becomes the matching dialog on `to`'s side.
+std::string Calls::ReferTarget(const Side& to, const url_t* u) {
+  auto view = host_.Config();
+  const std::string host = to.set ? view->public_name : view->icp_host;
+  std::string out = absl::StrCat("sip:", u->url_user ? u->url_user : "", "@", host);
+  absl::string_view headers = u->url_headers ? u->url_headers : "";
+  std::string replaces;
+  for (absl::string_view h : absl::StrSplit(headers, '&')) {
+    if (absl::ConsumePrefix(&h, "Replaces=") || absl::ConsumePrefix(&h, "replaces=")) {
+      replaces = UrlDecode(h);
+    }
+  }
+  if (!replaces.empty()) {
+    // "<call-id>;to-tag=<x>;from-tag=<y>" of a call through rwg, on the referrer's side.
+    std::vector<std::string> parts = absl::StrSplit(replaces, ';');
+    const std::string other_id = parts[0];
+    for (const auto& [id, c] : calls_) {
+      const Side& mine = to.set ? c->icp : c->set;  // the referrer's side of that call
+      const Side& theirs = to.set ? c->set : c->icp;
+      if (c->subscription || mine.call_id != other_id) continue;
+      // On `to`'s side the party to be replaced is that dialog's remote end.
+      const std::string mapped = absl::StrCat(theirs.call_id, ";to-tag=", theirs.remote_tag,
+                                              ";from-tag=", theirs.local_tag);
+      absl::StrAppend(&out, "?Replaces=", UrlEncode(mapped));
+      break;
+    }
+  }
+  return absl::StrCat("<", out, ">");
 }
 
 int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {

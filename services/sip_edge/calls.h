@@ -140,6 +140,7 @@ class Calls {
   std::optional<std::string> SdpFor(Call& call, Side& side, const std::string& other_sdp,
                                     bool offer, int* status, std::string* phrase);
   Side& Other(Call& call, Side& side);
+  std::string ReferTarget(const Side& to, const url_t* refer_to);
   void Save(const Call& call);
 
   static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);

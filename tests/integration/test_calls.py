@@ -27,6 +27,8 @@ from test_sip_edge import DEVICES, IPBX_CREDENTIALS, EdgeFixture
 
 OFFICE_USER = "2000"
 OFFICE_PASSWORD = "office-pw-2000"
+OTHER_USER = "2001"  # a second office phone
+OTHER_PASSWORD = "office-pw-2001"
 TONE_A = 600.0   # what remote phone A plays
 TONE_B = 1400.0  # what office phone B plays
 TOKEN = "calls-test-relay-token"
@@ -199,6 +201,7 @@ def offer(media_line="m=audio 4000 RTP/SAVP 0", crypto="a=crypto:1 AES_CM_128_HM
 class CallsTest(EdgeFixture):
     edge_args = ["--log-level", "debug"]
     ipbx_credentials = dict(IPBX_CREDENTIALS, **{OFFICE_USER: OFFICE_PASSWORD,
+                                                 OTHER_USER: OTHER_PASSWORD,
                                                  "voicemail": "voicemail-pw"})
 
     def before_edge(self):
@@ -220,11 +223,22 @@ class CallsTest(EdgeFixture):
         return urllib.request.urlopen(
             f"http://127.0.0.1:{self.relay.ports['metrics']}/metrics", timeout=5).read().decode()
 
+    def office_phone(self, name, user, password, tone):
+        p = Baresip(self.tmp, name,
+                    f"<sip:{user}@127.0.0.2;transport=tcp>;auth_pass={password};"
+                    f"outbound=\"sip:127.0.0.2:{self.kamailio.port};transport=tcp\";regint=600;"
+                    "answermode=auto;audio_codecs=PCMU", self.certs["ca"], tone, "tcp")
+        self.addCleanup(p.stop)
+        p.start()
+        rwgtest.wait_until(f"{user} registered", lambda: user in self.kamailio.registered(),
+                           timeout=20)
+        return p
+
     def phones(self, b_answers=True):
         a = Baresip(self.tmp, "phone-a",
                     f"<sip:1001@{PUBLIC};transport=tls>;auth_pass={DEVICES['1001'][0]};"
                     f"outbound=\"sip:127.0.0.1:{self.tls_port};transport=tls\";regint=600;"
-                    "mediaenc=srtp-mand;answermode=auto;audio_codecs=PCMU",
+                    "mediaenc=srtp-mand;answermode=auto;audio_codecs=PCMU,telephone-event",
                     self.certs["ca"], TONE_A, "tls")
         b = Baresip(self.tmp, "phone-b",
                     f"<sip:{OFFICE_USER}@127.0.0.2;transport=tcp>;auth_pass={OFFICE_PASSWORD};"
@@ -641,3 +655,39 @@ class CallsTest(EdgeFixture):
         rwgtest.wait_until("subscription gone", lambda: re.search(
             r"(?m)^rwg_sip_edge_subscriptions 0", self.metrics()), timeout=5)
         self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 0")
+
+    def test_blind_transfer_by_the_remote_phone(self):
+        a, b = self.phones()
+        c = self.office_phone("phone-c", OTHER_USER, OTHER_PASSWORD, TONE_A)
+        a.command("dial", OFFICE_USER)
+        rwgtest.wait_until("call answered", self.answered, timeout=15)
+        time.sleep(1)
+        a.command("transfer", OTHER_USER)  # REFER through rwg: B calls C
+        try:
+            rwgtest.wait_until("C answered B", lambda: "Call established" in c.read_log(),
+                               timeout=15)
+        except AssertionError:
+            raise AssertionError("no transfer" + self.dump(a, b))
+        rwgtest.wait_until("A's call ended", a.call_ended, timeout=15)
+        self.assertRegex(self.metrics(), r'rwg_sip_edge_requests_total\{method="REFER",side="set"\} 1')
+        time.sleep(2)
+        b.command("hangup")
+        rwgtest.wait_until("C's call ended", c.call_ended, timeout=10)
+        time.sleep(0.5)
+        # C heard B: the transferred call is B <-> C, without rwg.
+        self.assert_heard(c, TONE_B, TONE_A)
+
+    def test_dtmf_by_rfc4733_reaches_the_office_phone(self):
+        a, b = self.phones()
+        a.command("dial", OFFICE_USER)
+        rwgtest.wait_until("call answered", self.answered, timeout=15)
+        time.sleep(1)
+        a.command("sndcode", "7")
+        try:
+            # An RFC 4733 event in B's media stream (B logs INFO digits as "received DTMF").
+            rwgtest.wait_until("B got the digit", lambda: "received event: '7'" in b.read_log(),
+                               timeout=5)
+        except AssertionError:
+            raise AssertionError("no digit" + self.dump(a, b))
+        a.command("hangup")
+        rwgtest.wait_until("B's call ended", b.call_ended, timeout=10)
