@@ -691,3 +691,30 @@ class CallsTest(EdgeFixture):
             raise AssertionError("no digit" + self.dump(a, b))
         a.command("hangup")
         rwgtest.wait_until("B's call ended", b.call_ended, timeout=10)
+
+    @unittest.skipUnless(shutil.which("sipp"), "sipp not installed")
+    def test_sipp_phone_with_bad_offers(self):
+        scenario = os.path.join(os.path.dirname(__file__), "../sip_edge/sipp-bad-offers.xml")
+        inf = os.path.join(self.tmp, "bad-offers.csv")
+        with open(inf, "w") as f:
+            f.write("SEQUENTIAL\n")
+            f.write(f"1002;[authentication username=1002 password={DEVICES['1002'][0]}];"
+                    f"{PUBLIC}\n")
+        log = os.path.join(self.tmp, "bad-offers-messages.log")
+        try:
+            r = subprocess.run(["sipp", "-sf", scenario, "-inf", inf, "-t", "t1", "-m", "1",
+                                "-i", "127.0.0.1", "-timeout", "20s", "-nostdin", "-trace_err",
+                                "-trace_msg", "-message_file", log, f"127.0.0.1:{self.tcp_port}"],
+                               capture_output=True, text=True, cwd=self.tmp, timeout=40)
+            code = r.returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+        with open(log, errors="replace") as f:
+            messages = f.read()
+        self.assertEqual(code, 0, messages[-4000:])
+        m = self.metrics()
+        self.assertRegex(m, r'rwg_sip_edge_responses_total\{code="488",method="INVITE"\} 2')
+        self.assertRegex(m, r'rwg_sip_edge_responses_total\{code="400",method="INVITE"\} 1')
+        self.assertRegex(m, r"(?m)^rwg_sip_edge_active_calls 0")
+        self.assertRegex(self.relay_metrics(), r"(?m)^rwg_media_relay_sessions 0")
+        self.assertRegex(self.relay_metrics(), r"(?m)^rwg_media_relay_ports_used 0")
