@@ -87,17 +87,24 @@ class Baresip:
         self.dir = os.path.join(tmp, name)
         self.rec = os.path.join(self.dir, "rec")
         os.makedirs(self.rec)
+        self.wav = os.path.join(self.dir, "tone.wav")
+        write_tone(self.wav, tone)
+        self.ca, self.transport = ca, transport
+        with open(os.path.join(self.dir, "accounts"), "w") as f:
+            f.write(account + "\n")
+        self.log = open(os.path.join(self.dir, "baresip.log"), "wb")
+        self.proc = None
+
+    def write_config(self):
         self.ctrl_port = rwgtest.free_port()
-        wav = os.path.join(self.dir, "tone.wav")
-        write_tone(wav, tone)
         with open(os.path.join(self.dir, "config"), "w") as f:
             f.write(f"""poll_method epoll
 sip_listen 127.0.0.1:{rwgtest.free_port()}
-sip_cafile {ca}
-sip_trans_def {transport}
+sip_cafile {self.ca}
+sip_trans_def {self.transport}
 net_interface 127.0.0.1
 audio_player aubridge,nil
-audio_source aufile,{wav}
+audio_source aufile,{self.wav}
 ausrc_srate 8000
 auplay_srate 8000
 snd_path {self.rec}
@@ -112,18 +119,22 @@ module ctrl_tcp.so
 module menu.so
 module_app account.so
 """)
-        with open(os.path.join(self.dir, "accounts"), "w") as f:
-            f.write(account + "\n")
-        self.log = open(os.path.join(self.dir, "baresip.log"), "wb")
-        self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(["baresip", "-f", self.dir, "-v"], stdout=self.log,
-                                     stderr=self.log, stdin=subprocess.DEVNULL)
-        try:
-            rwgtest.wait_until("baresip control socket", self.ctrl_ready, timeout=10)
-        except AssertionError:
-            raise AssertionError("baresip has no control socket:\n" + self.read_log()[-3000:])
+        # A free port can be taken by another process before baresip binds it: try others.
+        for attempt in range(3):
+            self.write_config()
+            self.proc = subprocess.Popen(["baresip", "-f", self.dir, "-v"], stdout=self.log,
+                                         stderr=self.log, stdin=subprocess.DEVNULL)
+            try:
+                rwgtest.wait_until("baresip control socket", self.ctrl_ready, timeout=10)
+                return self
+            except AssertionError:
+                if "Address already in use" not in self.read_log() or attempt == 2:
+                    raise AssertionError("baresip has no control socket:\n"
+                                         + self.read_log()[-3000:])
+                self.proc.kill()
+                self.proc.wait()
         return self
 
     def ctrl_ready(self):
