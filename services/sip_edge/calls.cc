@@ -221,6 +221,14 @@ int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
   const char* user =
       sip->sip_from && sip->sip_from->a_url->url_user ? sip->sip_from->a_url->url_user : "";
   std::optional<CallPhone> phone = host_.PhoneOnConnection(tport, user, source);
+  const char* number = sip->sip_request->rq_url->url_user;
+  if (!phone && m == sip_method_invite && number != nullptr && host_.IsEmergencyNumber(number)) {
+    // Emergency calls are never refused for licence reasons: a phone without a registration
+    // here (no licence left, or not registered yet) authenticates the call itself.
+    int answered = 0;
+    phone = host_.AuthenticateEmergencyCaller(irq, sip, tport, source, &answered);
+    if (!phone) return answered;
+  }
   if (!phone) {
     // Calls are taken only over the connection a phone registered through.
     nta_incoming_treply(

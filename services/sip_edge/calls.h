@@ -64,6 +64,15 @@ class CallHost {
   // The emergency route for a call from `location` to `number` (R-EMERG), if it is one.
   virtual std::optional<core::EmergencyRoute> Emergency(const std::string& location,
                                                         const std::string& number) = 0;
+  // Whether `number` is an emergency number for some location.
+  virtual bool IsEmergencyNumber(const std::string& number) = 0;
+  // An emergency INVITE from a connection no phone registered through: the caller proves its
+  // identity by digest (407). Either returns the device, or answers the INVITE itself (status
+  // in `answered`: the challenge, 403, 503).
+  virtual std::optional<CallPhone> AuthenticateEmergencyCaller(nta_incoming_t* irq,
+                                                               const sip_t* sip, tport_t* tport,
+                                                               const std::string& source,
+                                                               int* answered) = 0;
   // Keeps (and forgets) a call's record in Redis (services/core/calls.h).
   virtual void SaveCall(const std::string& id, const std::string& record) = 0;
   virtual void DropCall(const std::string& id) = 0;

@@ -534,6 +534,17 @@ struct Edge::Impl : public CallHost {
     return core::ResolveEmergency(*routes, location, number);
   }
 
+  bool IsEmergencyNumber(const std::string& number) override {
+    std::shared_ptr<const std::vector<core::EmergencyRoute>> routes;
+    {
+      std::lock_guard<std::mutex> lock(hk_mu);
+      routes = emergency_routes;
+    }
+    if (!routes) return false;
+    return std::any_of(routes->begin(), routes->end(),
+                       [&](const core::EmergencyRoute& r) { return r.number == number; });
+  }
+
   // An INVITE to a number that is special somewhere: never refused for rate reasons.
   bool IsEmergencyCall(const sip_t* sip) {
     if (sip->sip_request->rq_method != sip_method_invite ||
@@ -913,6 +924,79 @@ struct Edge::Impl : public CallHost {
     }
     return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c0.c_str()),
                  TAG_END());
+  }
+
+  // The emergency call of a phone that is not registered (e.g. refused a licence): it proves
+  // who it is with its set-side credentials (407, Proxy-Authorization), and its device's
+  // location applies (R-EMERG: never refused for licence reasons).
+  std::optional<CallPhone> AuthenticateEmergencyCaller(nta_incoming_t* irq, const sip_t* sip,
+                                                       tport_t* tport, const std::string& source,
+                                                       int* answered) override {
+    auto view = config.Get();
+    const std::string realm = view->public_name;
+    const std::string ip = source.substr(0, source.rfind(':'));
+    auto challenge = [&](bool stale) {
+      const std::vector<DigestAlgorithm> algs = ChallengeAlgorithms(sip);
+      std::string c0 = Challenge(algs[0], realm, stale);
+      std::string c1 = algs.size() > 1 ? Challenge(algs[1], realm, stale) : "";
+      *answered = Reply(irq, "INVITE", SIP_407_PROXY_AUTH_REQUIRED,
+                        SIPTAG_PROXY_AUTHENTICATE_STR(c0.c_str()),
+                        TAG_IF(!c1.empty(), SIPTAG_PROXY_AUTHENTICATE_STR(c1.c_str())), TAG_END());
+      return std::nullopt;
+    };
+    std::optional<DigestParams> creds;
+    for (const msg_auth_t* au = sip->sip_proxy_authorization; au != nullptr; au = au->au_next) {
+      if (au->au_scheme == nullptr || !absl::EqualsIgnoreCase(au->au_scheme, "Digest")) continue;
+      std::vector<std::string> params;
+      for (int i = 0; au->au_params && au->au_params[i]; ++i) params.push_back(au->au_params[i]);
+      absl::StatusOr<DigestParams> p = ParseDigestParams(params);
+      if (p.ok() && p->Get("realm") == realm) {
+        creds = *p;
+        break;
+      }
+    }
+    if (!creds) return challenge(false);
+    const std::string user = creds->Get("username");
+    const std::string nonce = creds->Get("nonce");
+    switch (nonces.Check(nonce)) {
+      case NonceKeeper::Verdict::kForged:
+        return challenge(false);
+      case NonceKeeper::Verdict::kStale:
+        return challenge(true);
+      case NonceKeeper::Verdict::kValid:
+        break;
+    }
+    std::optional<DigestAlgorithm> alg = ParseAlgorithm(creds->Get("algorithm"));
+    if (!alg || std::find(options.algorithms.begin(), options.algorithms.end(), *alg) ==
+                    options.algorithms.end()) {
+      return challenge(false);
+    }
+    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(user);
+    if (!dev.ok()) {
+      *answered = Reply(irq, "INVITE", 503, "Service Unavailable", TAG_END());
+      return std::nullopt;
+    }
+    const std::string qop = creds->Get("qop");
+    const std::string nc = creds->Get("nc");
+    const std::string password = dev->has_value() ? (*dev)->set_password : core::RandomHex(rng, 16);
+    const std::string expected =
+        DigestResponse(*alg, user, realm, password, "INVITE", creds->Get("uri"), nonce, nc,
+                       creds->Get("cnonce"), qop);
+    if (!dev->has_value() || !core::ConstantTimeEquals(expected, creds->Get("response")) ||
+        !nonces.AcceptCount(nonce, qop.empty() ? "" : nc)) {
+      metrics.auth_failures.Increment();
+      core::log::Info("emergency call refused", {{"user", user}, {"source", source}});
+      *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
+      return std::nullopt;
+    }
+    std::string contact;
+    if (sip->sip_contact != nullptr) contact = UrlString(home, sip->sip_contact->m_url);
+    std::string route;
+    if (tport_is_udp(tport)) {
+      route = absl::StrCat("sip:", absl::StrContains(ip, ':') ? absl::StrCat("[", ip, "]") : ip,
+                           ":", source.substr(source.rfind(':') + 1));
+    }
+    return CallPhone{**dev, tport, contact, route};
   }
 
   // Same answer for an unknown user and a wrong password.

@@ -14,11 +14,12 @@ def _h(alg, s):
     return hashlib.new("sha256" if alg.upper() == "SHA-256" else "md5", s.encode()).hexdigest()
 
 
-def parse_challenges(response):
-    """All WWW-Authenticate values of a response as dicts."""
+def parse_challenges(response, header="www-authenticate"):
+    """All WWW-Authenticate (or `header`, e.g. proxy-authenticate) values of a response as
+    dicts."""
     out = []
     for line in response.split("\r\n"):
-        if line.lower().startswith("www-authenticate:"):
+        if line.lower().startswith(header + ":"):
             value = line.split(":", 1)[1].strip()
             assert value.lower().startswith("digest")
             out.append(dict((k.lower(), v.strip('"')) for k, v in

@@ -729,3 +729,68 @@ class CallsTest(EdgeFixture):
         self.assertRegex(m, r"(?m)^rwg_sip_edge_active_calls 0")
         self.assertRegex(self.relay_metrics(), r"(?m)^rwg_media_relay_sessions 0")
         self.assertRegex(self.relay_metrics(), r"(?m)^rwg_media_relay_ports_used 0")
+
+    def test_emergency_call_without_a_licence(self):
+        """A phone refused a licence is not registered, yet its emergency call goes through:
+        it authenticates the INVITE itself, and its device's location applies."""
+        self.ctl.ok("emergency", "set", "FR/Paris", "112", OFFICE_USER)
+        self.ctl.ok("config", "set", "licences.teleworker=1")
+        _, b = self.phones()  # A (1001) takes the only licence
+        time.sleep(1.5)
+        conn = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(conn.close)
+        r = conn.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertTrue(r.startswith("SIP/2.0 403 Licence limit reached"), r)
+        h, p = conn.local
+        tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
+        uri = f"sip:112@{PUBLIC}"
+
+        def send_invite(cseq, auth=None):
+            sdp = offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0")
+            conn.send_raw(f"INVITE {uri} SIP/2.0\r\n"
+                          f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                          f"From: <sip:1002@{PUBLIC}>;tag={tag}\r\nTo: <{uri}>\r\n"
+                          f"Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nMax-Forwards: 70\r\n"
+                          f"Contact: <sip:1002@{h}:{p};transport=tls>\r\n"
+                          + (f"Proxy-Authorization: {auth}\r\n" if auth else "")
+                          + f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n"
+                          f"\r\n{sdp}")
+            while True:
+                r = conn.read_message()
+                if not r.startswith("SIP/2.0 1"):
+                    return r
+
+        def ack(cseq, r, target=uri):
+            to = re.search(r"(?im)^To: (.*)$", r).group(1).strip()
+            conn.send_raw(f"ACK {target} SIP/2.0\r\n"
+                          f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                          f"From: <sip:1002@{PUBLIC}>;tag={tag}\r\nTo: {to}\r\n"
+                          f"Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nMax-Forwards: 70\r\n"
+                          "Content-Length: 0\r\n\r\n")
+            return to
+
+        r = send_invite(1)
+        self.assertEqual(sipclient.status(r), 407, r)
+        ack(1, r)
+        ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
+        r = send_invite(2, sipclient.authorization(ch, "1002", "not-the-password", "INVITE", uri))
+        self.assertEqual(sipclient.status(r), 403, "a wrong password gets nowhere")
+        ack(2, r)
+        r = send_invite(3)
+        ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
+        ack(3, r)
+        r = send_invite(4, sipclient.authorization(ch, "1002", DEVICES["1002"][0], "INVITE",
+                                                    uri))
+        self.assertEqual(sipclient.status(r), 200, r)
+        target = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+        to = ack(4, r, target)
+        self.assertIn('msg="emergency call" device=1002 location=FR/Paris number=112',
+                      self.edge.read_log())
+        rwgtest.wait_until("B answered", lambda: "Call established" in b.read_log(), timeout=5)
+        conn.send_raw(f"BYE {target} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                      f"From: <sip:1002@{PUBLIC}>;tag={tag}\r\nTo: {to}\r\n"
+                      f"Call-ID: {call_id}\r\nCSeq: 5 BYE\r\nMax-Forwards: 70\r\n"
+                      "Content-Length: 0\r\n\r\n")
+        self.assertEqual(sipclient.status(conn.read_message()), 200)
+        rwgtest.wait_until("B's call ended", b.call_ended, timeout=10)
