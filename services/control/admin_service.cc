@@ -691,6 +691,14 @@ absl::StatusOr<std::optional<adminpb::Call>> AdminServiceImpl::LoadCall(const st
   if (r->is_nil()) return std::nullopt;
   nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
   if (!j.is_object()) return absl::DataLossError(absl::StrCat("call ", id, ": damaged record"));
+  try {
+    return std::optional<adminpb::Call>(CallFromJson(j, id));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(absl::StrCat("call ", id, ": damaged record: ", e.what()));
+  }
+}
+
+adminpb::Call AdminServiceImpl::CallFromJson(const nlohmann::json& j, const std::string& id) {
   adminpb::Call c;
   c.set_id(j.value("id", id));
   c.set_instance(j.value("instance", ""));

@@ -6,6 +6,7 @@
 #include <prometheus/registry.h>
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "rwg/admin/v1/admin.grpc.pb.h"
@@ -94,6 +95,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   absl::Status OpenDevice(admin::v1::Device& d, bool show_secrets) const;
   absl::StatusOr<admin::v1::HashKey> LoadHash();
   absl::StatusOr<std::optional<admin::v1::Call>> LoadCall(const std::string& id);
+  static admin::v1::Call CallFromJson(const nlohmann::json& j, const std::string& id);
   absl::StatusOr<admin::v1::HashKey> StoreHash(const std::string& key, bool must_be_new,
                                                const char* action, const std::string& user);
 

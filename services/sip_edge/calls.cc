@@ -1370,6 +1370,18 @@ bool Calls::HangupById(const std::string& id) {
 }
 
 void Calls::EndOrphan(const nlohmann::json& j) {
+  try {
+    EndOrphanCall(j);
+  } catch (const nlohmann::json::exception& e) {
+    // A damaged record: nothing can be sent for it; it goes.
+    const std::string id =
+        j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : "";
+    core::log::Warn("damaged call record dropped", {{"call", id}, {"error", e.what()}});
+    if (!id.empty()) host_.DropCall(id);
+  }
+}
+
+void Calls::EndOrphanCall(const nlohmann::json& j) {
   Call c;
   c.id = j.value("id", "");
   c.bye_reason = "Q.850;cause=41;text=\"gateway instance lost\"";

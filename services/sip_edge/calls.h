@@ -150,6 +150,7 @@ class Calls {
                                     bool offer, int* status, std::string* phrase);
   Side& Other(Call& call, Side& side);
   std::string ReferTarget(const Side& to, const url_t* refer_to);
+  void EndOrphanCall(const nlohmann::json& record);
   void Save(const Call& call);
 
   static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);

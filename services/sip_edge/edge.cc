@@ -461,8 +461,8 @@ struct Edge::Impl : public CallHost {
         continue;
       }
       nlohmann::json j = nlohmann::json::parse(rec->str, nullptr, false);
-      if (!j.is_object()) continue;
-      const std::string owner = j.value("instance", "");
+      if (!j.is_object() || !j.contains("instance") || !j["instance"].is_string()) continue;
+      const std::string owner = j["instance"].get<std::string>();
       if (owner == options.instance) continue;
       auto it = seen.find(owner);
       if (it != seen.end() && now - it->second <= 15) continue;  // alive
@@ -779,8 +779,12 @@ struct Edge::Impl : public CallHost {
         for (size_t i = 0; i + 1 < inst->elements.size(); i += 2) {
           nlohmann::json j = nlohmann::json::parse(inst->elements[i + 1].str, nullptr, false);
           if (!j.is_object()) continue;
-          icp[inst->elements[i].str] = j.value("icp", "");
-          seen[inst->elements[i].str] = j.value("seen", int64_t{0});
+          try {
+            icp[inst->elements[i].str] = j.value("icp", "");
+            seen[inst->elements[i].str] = j.value("seen", int64_t{0});
+          } catch (const nlohmann::json::exception&) {
+            continue;  // a damaged advertisement: that instance is not known
+          }
         }
         if (++orphan_round % 5 == 0) EndOrphanCalls(seen);
       }

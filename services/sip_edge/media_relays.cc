@@ -27,12 +27,20 @@ std::optional<RelayInstance> PickRelay(const std::vector<std::pair<std::string, 
   for (const auto& [name, value] : rows) {
     nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
     if (!j.is_object()) continue;
-    const int64_t seen = j.value("seen", int64_t{0});
-    const int64_t free = j.value("ports_free", int64_t{0});
-    const int64_t sessions = j.value("sessions", int64_t{0});
-    const std::string grpc = j.value("grpc", std::string());
+    int64_t seen = 0, free = 0, sessions = 0;
+    std::string grpc;
+    bool draining = false;
+    try {
+      seen = j.value("seen", int64_t{0});
+      free = j.value("ports_free", int64_t{0});
+      sessions = j.value("sessions", int64_t{0});
+      grpc = j.value("grpc", std::string());
+      draining = j.value("draining", false);
+    } catch (const nlohmann::json::exception&) {
+      continue;  // a heartbeat with fields of the wrong type: not an instance to use
+    }
     // An address ending in :0 is a relay still starting (its port not known yet).
-    if (grpc.empty() || absl::EndsWith(grpc, ":0") || j.value("draining", false) || free < 4 ||
+    if (grpc.empty() || absl::EndsWith(grpc, ":0") || draining || free < 4 ||
         absl::FromUnixSeconds(seen) + stale_after < now) {
       continue;
     }

@@ -56,5 +56,15 @@ TEST(PickRelayTest, StaleDrainingFullAndStartingInstancesAreSkipped) {
   EXPECT_FALSE(PickRelay(rows, kNow, absl::Seconds(15)).has_value());
 }
 
+TEST(PickRelayTest, FieldsOfTheWrongTypeAreSkippedNotFatal) {
+  const int64_t now = absl::ToUnixSeconds(kNow);
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"odd", R"({"grpc":7,"sessions":"many","ports_free":[],"seen":"today"})"},
+      {"ok", Beat("h:5", 1, 10, now)}};
+  auto pick = PickRelay(rows, kNow, absl::Seconds(15));
+  ASSERT_TRUE(pick.has_value());
+  EXPECT_EQ(pick->name, "ok");
+}
+
 }  // namespace
 }  // namespace rwg::sip_edge
