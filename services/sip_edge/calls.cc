@@ -337,46 +337,11 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
                                ";transport=tcp>");
   su_home_deinit(home);
 
-  by_dialog_[absl::StrCat("s|", c.set.call_id)] = &c;
-  by_dialog_[absl::StrCat("i|", c.icp.call_id)] = &c;
-  attempts_.Add({{"direction", "outbound"}}).Increment();
-  active_.Increment();
-  core::log::Info("call", {{"call", c.id},
-                           {"direction", "outbound"},
-                           {"device", c.device.set_username},
-                           {"number", c.number}});
-  const std::string id = c.id;
-  calls_[id] = std::move(call);
+  Adopt(std::move(call));
 
   RelayRemote icp_remote;
   icp_remote.suite = options_.icp_offer_crypto ? options_.set_suite : "RTP";
-  c.relay_busy = true;
-  relays_.Allocate(
-      id, RemoteOf(*offer), icp_remote, [this, id, sdp](absl::StatusOr<RelaySession> s) {
-        auto it = calls_.find(id);
-        if (it == calls_.end()) {
-          if (s.ok()) relays_.Delete(*s);
-          return;
-        }
-        Call& c = *it->second;
-        c.relay_busy = false;
-        if (!s.ok()) {
-          core::log::Warn("no media relay for the call",
-                          {{"call", id}, {"error", std::string(s.status().message())}});
-          Answer(c, c.set, 503, "Media Relay Unavailable", "");
-          return Forget(c);
-        }
-        c.media = *s;
-        if (c.state == Call::State::kEnded) return Forget(c);
-        int status = 0;
-        std::string phrase;
-        std::optional<std::string> offer = SdpFor(c, c.icp, sdp, true, &status, &phrase);
-        if (!offer) {
-          Answer(c, c.set, status, phrase.c_str(), "");
-          return Forget(c);
-        }
-        SendInvite(c, c.icp, *offer, nullptr, false);
-      });
+  AllocateAndInvite(c, RemoteOf(*offer), icp_remote, sdp);
   return 0;
 }
 
@@ -511,47 +476,83 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
   c.set.route_url = phone->route;
   su_home_deinit(home);
 
-  by_dialog_[absl::StrCat("s|", c.set.call_id)] = &c;
-  by_dialog_[absl::StrCat("i|", c.icp.call_id)] = &c;
-  attempts_.Add({{"direction", "inbound"}}).Increment();
-  active_.Increment();
-  core::log::Info("call", {{"call", c.id},
-                           {"direction", "inbound"},
-                           {"device", c.device.set_username},
-                           {"number", c.number}});
-  const std::string id = c.id;
-  calls_[id] = std::move(call);
+  Adopt(std::move(call));
 
   RelayRemote set_remote;
   set_remote.suite = options_.set_suite;
-  c.relay_busy = true;
-  relays_.Allocate(
-      id, set_remote, RemoteOf(*offer), [this, id, sdp](absl::StatusOr<RelaySession> s) {
-        auto it = calls_.find(id);
-        if (it == calls_.end()) {
-          if (s.ok()) relays_.Delete(*s);
-          return;
-        }
-        Call& c = *it->second;
-        c.relay_busy = false;
-        if (!s.ok()) {
-          core::log::Warn("no media relay for the call",
-                          {{"call", id}, {"error", std::string(s.status().message())}});
-          Answer(c, c.icp, 503, "Media Relay Unavailable", "");
-          return Forget(c);
-        }
-        c.media = *s;
-        if (c.state == Call::State::kEnded) return Forget(c);
-        int status = 0;
-        std::string phrase;
-        std::optional<std::string> offer = SdpFor(c, c.set, sdp, true, &status, &phrase);
-        if (!offer) {
-          Answer(c, c.icp, status, phrase.c_str(), "");
-          return Forget(c);
-        }
-        SendInvite(c, c.set, *offer, nullptr, false);
-      });
+  AllocateAndInvite(c, set_remote, RemoteOf(*offer), sdp);
   return 0;
+}
+
+// Makes a new call known: its dialogs, counts, log line.
+void Calls::Adopt(std::unique_ptr<Call> call) {
+  Call& c = *call;
+  const char* direction = c.from_phone ? "outbound" : "inbound";
+  by_dialog_[absl::StrCat("s|", c.set.call_id)] = &c;
+  by_dialog_[absl::StrCat("i|", c.icp.call_id)] = &c;
+  attempts_.Add({{"direction", direction}}).Increment();
+  active_.Increment();
+  core::log::Info("call", {{"call", c.id},
+                           {"direction", direction},
+                           {"device", c.device.set_username},
+                           {"number", c.number}});
+  calls_[c.id] = std::move(call);
+}
+
+// A new call's relay session; then the INVITE to the side called, with the relay's address
+// and key for it. The caller's INVITE gets the relay's or the SDP's failure.
+void Calls::AllocateAndInvite(Call& call, const RelayRemote& set, const RelayRemote& icp,
+                              const std::string& sdp) {
+  const std::string id = call.id;
+  call.relay_busy = true;
+  relays_.Allocate(id, set, icp, [this, id, sdp](absl::StatusOr<RelaySession> s) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) {
+      if (s.ok()) relays_.Delete(*s);
+      return;
+    }
+    Call& c = *it->second;
+    c.relay_busy = false;
+    Side& caller = c.from_phone ? c.set : c.icp;
+    Side& called = Other(c, caller);
+    if (!s.ok()) {
+      core::log::Warn("no media relay for the call",
+                      {{"call", id}, {"error", std::string(s.status().message())}});
+      Answer(c, caller, 503, "Media Relay Unavailable", "");
+      return Forget(c);
+    }
+    c.media = *s;
+    if (c.state == Call::State::kEnded) return Forget(c);
+    int status = 0;
+    std::string phrase;
+    std::optional<std::string> offer = SdpFor(c, called, sdp, true, &status, &phrase);
+    if (!offer) {
+      Answer(c, caller, status, phrase.c_str(), "");
+      return Forget(c);
+    }
+    SendInvite(c, called, *offer, nullptr, false);
+  });
+}
+
+// The Authorization (or Proxy-Authorization) answering the iPBX's 401/407 to our `method`
+// with the device's ICP-side credentials; none when the challenge cannot be answered.
+std::optional<std::string> Calls::AnswerIcpChallenge(const Call& call, const Side& to,
+                                                     const sip_t* sip, int status,
+                                                     const char* method) {
+  const msg_auth_t* ch = status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
+  su_home_t h[1] = {SU_HOME_INIT(h)};
+  char* text = ch ? sip_header_as_string(h, reinterpret_cast<const sip_header_t*>(ch)) : nullptr;
+  const std::string challenge = text ? text : "";
+  su_home_deinit(h);
+  absl::StatusOr<std::string> auth =
+      AnswerChallenge(challenge, call.device.icp_username, call.device.icp_password, method,
+                      to.remote_target, 1, rng_);
+  if (!auth.ok()) {
+    core::log::Warn("cannot answer the iPBX's challenge",
+                    {{"call", call.id}, {"error", std::string(auth.status().message())}});
+    return std::nullopt;
+  }
+  return *auth;
 }
 
 // -- SDP -------------------------------------------------------------------------------------
@@ -790,20 +791,11 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
   // Final answers. The iPBX's challenge is answered with the device's ICP-side credentials.
   if ((status == 401 || status == 407) && sip != nullptr && !to.set && to.auth_attempts < 2 &&
       call.state != Call::State::kEnded) {
-    const msg_auth_t* ch = status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
-    su_home_t h[1] = {SU_HOME_INIT(h)};
-    char* text = ch ? sip_header_as_string(h, reinterpret_cast<const sip_header_t*>(ch)) : nullptr;
-    const std::string challenge = text ? text : "";
-    su_home_deinit(h);
     ++to.auth_attempts;
-    absl::StatusOr<std::string> auth =
-        AnswerChallenge(challenge, call.device.icp_username, call.device.icp_password, "INVITE",
-                        to.remote_target, 1, rng_);
+    std::optional<std::string> auth = AnswerIcpChallenge(call, to, sip, status, "INVITE");
     nta_outgoing_destroy(orq);
     to.orq = nullptr;
-    if (auth.ok()) return SendInvite(call, to, to.offer, auth->c_str(), status == 407);
-    core::log::Warn("cannot answer the iPBX's challenge",
-                    {{"call", call.id}, {"error", std::string(auth.status().message())}});
+    if (auth) return SendInvite(call, to, to.offer, auth->c_str(), status == 407);
     Answer(call, from, 403, "Forbidden", "");
     call.end_reason = "iPBX challenge";
     return Forget(call);
@@ -871,18 +863,11 @@ void Calls::OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const
   if (status < 200) return;
   Side& from = Other(call, to);
   if ((status == 401 || status == 407) && sip != nullptr && to.auth_attempts < 2) {
-    const msg_auth_t* ch = status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
-    su_home_t h[1] = {SU_HOME_INIT(h)};
-    char* text = ch ? sip_header_as_string(h, reinterpret_cast<const sip_header_t*>(ch)) : nullptr;
-    const std::string challenge = text ? text : "";
-    su_home_deinit(h);
     ++to.auth_attempts;
-    absl::StatusOr<std::string> auth =
-        AnswerChallenge(challenge, call.device.icp_username, call.device.icp_password, "SUBSCRIBE",
-                        to.remote_target, 1, rng_);
+    std::optional<std::string> auth = AnswerIcpChallenge(call, to, sip, status, "SUBSCRIBE");
     nta_outgoing_destroy(orq);
     to.orq = nullptr;
-    if (auth.ok()) return SendInvite(call, to, "", auth->c_str(), status == 407);
+    if (auth) return SendInvite(call, to, "", auth->c_str(), status == 407);
   } else {
     nta_outgoing_destroy(orq);
     to.orq = nullptr;

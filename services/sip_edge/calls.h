@@ -150,6 +150,11 @@ class Calls {
                                     bool offer, int* status, std::string* phrase);
   Side& Other(Call& call, Side& side);
   std::string ReferTarget(const Side& to, const url_t* refer_to);
+  void Adopt(std::unique_ptr<Call> call);
+  void AllocateAndInvite(Call& call, const RelayRemote& set, const RelayRemote& icp,
+                         const std::string& sdp);
+  std::optional<std::string> AnswerIcpChallenge(const Call& call, const Side& to, const sip_t* sip,
+                                                int status, const char* method);
   void EndOrphanCall(const nlohmann::json& record);
   void Save(const Call& call);
 

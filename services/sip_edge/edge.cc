@@ -163,6 +163,18 @@ std::string UrlString(su_home_t* home, const url_t* u) {
   return out;
 }
 
+// The Digest credentials among `au` (Authorization or Proxy-Authorization) for `realm`.
+std::optional<DigestParams> CredentialsFor(const msg_auth_t* au, const std::string& realm) {
+  for (; au != nullptr; au = au->au_next) {
+    if (au->au_scheme == nullptr || !absl::EqualsIgnoreCase(au->au_scheme, "Digest")) continue;
+    std::vector<std::string> params;
+    for (int i = 0; au->au_params && au->au_params[i]; ++i) params.push_back(au->au_params[i]);
+    absl::StatusOr<DigestParams> p = ParseDigestParams(params);
+    if (p.ok() && p->Get("realm") == realm) return *p;
+  }
+  return std::nullopt;
+}
+
 std::string PeerAddress(msg_t* msg, std::string* port) {
   su_addrinfo_t* ai = msg_addrinfo(msg);
   if (ai == nullptr || ai->ai_addr == nullptr) return "";
@@ -948,17 +960,7 @@ struct Edge::Impl : public CallHost {
                         TAG_IF(!c1.empty(), SIPTAG_PROXY_AUTHENTICATE_STR(c1.c_str())), TAG_END());
       return std::nullopt;
     };
-    std::optional<DigestParams> creds;
-    for (const msg_auth_t* au = sip->sip_proxy_authorization; au != nullptr; au = au->au_next) {
-      if (au->au_scheme == nullptr || !absl::EqualsIgnoreCase(au->au_scheme, "Digest")) continue;
-      std::vector<std::string> params;
-      for (int i = 0; au->au_params && au->au_params[i]; ++i) params.push_back(au->au_params[i]);
-      absl::StatusOr<DigestParams> p = ParseDigestParams(params);
-      if (p.ok() && p->Get("realm") == realm) {
-        creds = *p;
-        break;
-      }
-    }
+    std::optional<DigestParams> creds = CredentialsFor(sip->sip_proxy_authorization, realm);
     if (!creds) return challenge(false);
     const std::string user = creds->Get("username");
     const std::string nonce = creds->Get("nonce");
@@ -1016,19 +1018,7 @@ struct Edge::Impl : public CallHost {
                      const std::string& source) {
     auto view = config.Get();
     const std::string realm = view->public_name;
-    // Find our realm's credentials.
-    const msg_auth_t* au = sip->sip_authorization;
-    std::optional<DigestParams> creds;
-    for (; au != nullptr; au = au->au_next) {
-      if (au->au_scheme == nullptr || !absl::EqualsIgnoreCase(au->au_scheme, "Digest")) continue;
-      std::vector<std::string> params;
-      for (int i = 0; au->au_params && au->au_params[i]; ++i) params.push_back(au->au_params[i]);
-      absl::StatusOr<DigestParams> p = ParseDigestParams(params);
-      if (p.ok() && p->Get("realm") == realm) {
-        creds = *p;
-        break;
-      }
-    }
+    std::optional<DigestParams> creds = CredentialsFor(sip->sip_authorization, realm);
     if (!creds) return SendChallenge(irq, sip, realm, false);
 
     const std::string user = creds->Get("username");
