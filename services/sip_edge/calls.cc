@@ -596,74 +596,63 @@ std::optional<std::string> Calls::SdpFor(Call& call, Side& side, const std::stri
 
 // -- sending --------------------------------------------------------------------------------
 
-nta_outgoing_t* Calls::SendRequest(Call& call, Side& to, const char* method, uint32_t cseq,
-                                   const std::string& sdp, bool callback) {
-  nta_agent_t* agent = to.set ? set_agent_ : icp_agent_;
+// A request of `to`'s dialog (or the first one, without the remote tag): request line, From,
+// To, Call-ID, CSeq, Max-Forwards, User-Agent, our Contact when asked, the route set.
+msg_t* Calls::DialogRequest(const Side& to, const std::string& method, uint32_t cseq,
+                            bool with_contact, bool first) {
   const std::string request = absl::StrCat(method, " ", to.remote_target, " SIP/2.0");
   const std::string from = absl::StrCat(to.local_uri, ";tag=", to.local_tag);
-  const std::string dest =
-      to.remote_tag.empty() ? to.remote_uri : absl::StrCat(to.remote_uri, ";tag=", to.remote_tag);
+  const std::string dest = first || to.remote_tag.empty()
+                               ? to.remote_uri
+                               : absl::StrCat(to.remote_uri, ";tag=", to.remote_tag);
   const std::string cseq_text = absl::StrCat(cseq, " ", method);
-  const bool invite = std::string_view(method) == "INVITE";
-  const bool bye_reason = std::string_view(method) == "BYE" && !call.bye_reason.empty();
-  msg_t* msg = nta_msg_create(agent, 0);
+  msg_t* msg = nta_msg_create(to.set ? set_agent_ : icp_agent_, 0);
   sip_t* out = sip_object(msg);
   sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
              SIPTAG_TO_STR(dest.c_str()), SIPTAG_CALL_ID_STR(to.call_id.c_str()),
              SIPTAG_CSEQ_STR(cseq_text.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
-             TAG_IF(invite, SIPTAG_CONTACT_STR(to.contact.c_str())),
-             TAG_IF(bye_reason, SIPTAG_REASON_STR(call.bye_reason.c_str())),
+             TAG_IF(with_contact, SIPTAG_CONTACT_STR(to.contact.c_str())),
              SIPTAG_USER_AGENT_STR("rwg"), TAG_END());
-  for (const std::string& r : to.route)
+  for (const std::string& r : to.route) {
     sip_add_tl(msg, out, SIPTAG_ROUTE_STR(r.c_str()), TAG_END());
-  if (!sdp.empty()) {
-    sip_add_tl(msg, out, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
-               SIPTAG_PAYLOAD_STR(sdp.c_str()), TAG_END());
   }
-  // Loose routing: the first Route's address; else the phone's NAT source (UDP); else the
-  // Request-URI.
+  return msg;
+}
+
+// Sends `msg` on `to`'s side: to the first Route's address (loose routing), else the phone's
+// NAT source (UDP), else the Request-URI; toward the phone over its own connection.
+nta_outgoing_t* Calls::Launch(const Side& to, msg_t* msg, nta_response_f* callback,
+                              nta_outgoing_magic_t* magic) {
   std::string next_hop;
   if (!to.route.empty()) {
     next_hop = std::string(absl::StripSuffix(absl::StripPrefix(to.route[0], "<"), ">"));
   } else if (to.set) {
     next_hop = to.route_url;
   }
-  nta_outgoing_t* orq = nullptr;
-  if (callback) {
-    auto* p = new Pending{this, call.id, to.set};
-    orq =
-        nta_outgoing_mcreate(agent, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p),
-                             next_hop.empty() ? nullptr : URL_STRING_MAKE(next_hop.c_str()), msg,
-                             TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
-    if (orq == nullptr) delete p;
-  } else {
-    orq = nta_outgoing_mcreate(agent, nullptr, nullptr,
-                               next_hop.empty() ? nullptr : URL_STRING_MAKE(next_hop.c_str()), msg,
-                               TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
-    if (orq != nullptr) nta_outgoing_destroy(orq);  // nta completes the transaction itself
-    orq = nullptr;
+  return nta_outgoing_mcreate(to.set ? set_agent_ : icp_agent_, callback, magic,
+                              next_hop.empty() ? nullptr : URL_STRING_MAKE(next_hop.c_str()), msg,
+                              TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
+}
+
+// ACK and BYE: nothing waits for their answer.
+void Calls::SendRequest(const Call& call, const Side& to, const char* method, uint32_t cseq) {
+  msg_t* msg = DialogRequest(to, method, cseq, false, false);
+  if (std::string_view(method) == "BYE" && !call.bye_reason.empty()) {
+    sip_add_tl(msg, sip_object(msg), SIPTAG_REASON_STR(call.bye_reason.c_str()), TAG_END());
   }
-  return orq;
+  nta_outgoing_t* orq = Launch(to, msg, nullptr, nullptr);
+  if (orq != nullptr) nta_outgoing_destroy(orq);  // sofia-sip completes the transaction itself
 }
 
 void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char* authorization,
                        bool proxy_auth) {
   to.invite_cseq = ++to.cseq;
   to.offer = sdp;
-  nta_agent_t* agent = to.set ? set_agent_ : icp_agent_;
   const char* method = call.subscription ? "SUBSCRIBE" : "INVITE";
-  const std::string request = absl::StrCat(method, " ", to.remote_target, " SIP/2.0");
-  const std::string from = absl::StrCat(to.local_uri, ";tag=", to.local_tag);
-  const std::string cseq_text = absl::StrCat(to.invite_cseq, " ", method);
   const std::string expires = std::to_string(call.expires);
-  msg_t* msg = nta_msg_create(agent, 0);
-  sip_t* out = sip_object(msg);
+  msg_t* msg = DialogRequest(to, method, to.invite_cseq, true, true);
   sip_add_tl(
-      msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
-      SIPTAG_TO_STR(to.remote_uri.c_str()), SIPTAG_CALL_ID_STR(to.call_id.c_str()),
-      SIPTAG_CSEQ_STR(cseq_text.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
-      SIPTAG_CONTACT_STR(to.contact.c_str()), SIPTAG_USER_AGENT_STR("rwg"),
-      SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS"),
+      msg, sip_object(msg), SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS"),
       TAG_IF(authorization && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization)),
       TAG_IF(authorization && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
       TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
@@ -673,11 +662,7 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
       TAG_IF(call.subscription, SIPTAG_EXPIRES_STR(expires.c_str())), TAG_END());
   auto* p = new Pending{this, call.id, to.set};
   to.invite_magic = p;
-  const char* next_hop = to.set && !to.route_url.empty() ? to.route_url.c_str() : nullptr;
-  to.orq =
-      nta_outgoing_mcreate(agent, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p),
-                           next_hop ? URL_STRING_MAKE(next_hop) : nullptr, msg,
-                           TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
+  to.orq = Launch(to, msg, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p));
   if (to.orq == nullptr) {
     delete p;
     to.invite_magic = nullptr;
@@ -748,7 +733,10 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
       sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "Service Unavailable";
   const std::string sdp = PayloadOf(sip);
   su_home_t home[1] = {SU_HOME_INIT(home)};
-  if (sip && sip->sip_to && sip->sip_to->a_tag && status > 100) to.remote_tag = sip->sip_to->a_tag;
+  // Only answers that create the dialog give its tag (a 407's To tag is not the dialog's).
+  if (sip && sip->sip_to && sip->sip_to->a_tag && status > 100 && status < 300) {
+    to.remote_tag = sip->sip_to->a_tag;
+  }
   if (sip && sip->sip_contact && status > 100 && status < 300) {
     to.remote_target = UrlText(home, sip->sip_contact->m_url);
   }
@@ -811,9 +799,9 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
     return Forget(call);
   }
   // 2xx: acknowledged at once (this side's dialog is confirmed), then answered on the other.
-  SendRequest(call, to, "ACK", to.invite_cseq, "", false);
+  SendRequest(call, to, "ACK", to.invite_cseq);
   if (call.state == Call::State::kEnded) {
-    SendRequest(call, to, "BYE", ++to.cseq, "", false);
+    SendRequest(call, to, "BYE", ++to.cseq);
     return Forget(call);
   }
   absl::StatusOr<AudioStream> answer =
@@ -822,7 +810,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
   if (!answer.ok()) {
     core::log::Info("answer refused",
                     {{"call", call.id}, {"error", std::string(answer.status().message())}});
-    SendRequest(call, to, "BYE", ++to.cseq, "", false);
+    SendRequest(call, to, "BYE", ++to.cseq);
     Answer(call, from, 488, "Not Acceptable Here", "");
     call.end_reason = "unusable answer";
     return Forget(call);
@@ -848,7 +836,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
                    std::optional<std::string> out;
                    if (s.ok()) out = SdpFor(c, from, sdp, false, &st, &ph);
                    if (!out) {
-                     SendRequest(c, to, "BYE", ++to.cseq, "", false);
+                     SendRequest(c, to, "BYE", ++to.cseq);
                      Answer(c, from, st, ph.c_str(), "");
                      c.end_reason = "media";
                      return Forget(c);
@@ -1041,21 +1029,9 @@ void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
                         const std::string& sdp) {
   f.cseq = ++to.cseq;
   Save(call);
-  nta_agent_t* agent = to.set ? set_agent_ : icp_agent_;
-  const std::string request = absl::StrCat(f.method, " ", to.remote_target, " SIP/2.0");
-  const std::string from = absl::StrCat(to.local_uri, ";tag=", to.local_tag);
-  const std::string dest = absl::StrCat(to.remote_uri, ";tag=", to.remote_tag);
-  const std::string cseq_text = absl::StrCat(f.cseq, " ", f.method);
   const bool target_refresh = f.method == "INVITE" || f.method == "UPDATE";
-  msg_t* msg = nta_msg_create(agent, 0);
+  msg_t* msg = DialogRequest(to, f.method, f.cseq, target_refresh, false);
   sip_t* out = sip_object(msg);
-  sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
-             SIPTAG_TO_STR(dest.c_str()), SIPTAG_CALL_ID_STR(to.call_id.c_str()),
-             SIPTAG_CSEQ_STR(cseq_text.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
-             TAG_IF(target_refresh, SIPTAG_CONTACT_STR(to.contact.c_str())),
-             SIPTAG_USER_AGENT_STR("rwg"), TAG_END());
-  for (const std::string& r : to.route)
-    sip_add_tl(msg, out, SIPTAG_ROUTE_STR(r.c_str()), TAG_END());
   if (!sdp.empty()) {
     sip_add_tl(msg, out, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                SIPTAG_PAYLOAD_STR(sdp.c_str()), TAG_END());
@@ -1073,16 +1049,8 @@ void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
                  SIPTAG_REFERRED_BY_STR(to.local_uri.c_str()), TAG_END());
     }
   }
-  std::string next_hop;
-  if (!to.route.empty()) {
-    next_hop = std::string(absl::StripSuffix(absl::StripPrefix(to.route[0], "<"), ">"));
-  } else if (to.set) {
-    next_hop = to.route_url;
-  }
-  nta_outgoing_t* orq = nta_outgoing_mcreate(
-      agent, &Calls::OnForwardResponse, reinterpret_cast<nta_outgoing_magic_t*>(&f),
-      next_hop.empty() ? nullptr : URL_STRING_MAKE(next_hop.c_str()), msg,
-      TAG_IF(to.set && to.tport, NTATAG_TPORT(to.tport)), TAG_END());
+  nta_outgoing_t* orq =
+      Launch(to, msg, &Calls::OnForwardResponse, reinterpret_cast<nta_outgoing_magic_t*>(&f));
   if (orq == nullptr) {
     nta_incoming_treply(f.irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
     host_.CountResponse(f.method.c_str(), 503);
@@ -1142,7 +1110,7 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
   Side& to = f->to_set ? call.set : call.icp;
   Side& from = self->Other(call, to);
   if (f->method == "INVITE" && status < 300) {
-    self->SendRequest(call, to, "ACK", f->cseq, "", false);
+    self->SendRequest(call, to, "ACK", f->cseq);
   }
   if (sip && sip->sip_contact && status < 300 && (f->method == "INVITE" || f->method == "UPDATE")) {
     su_home_t home[1] = {SU_HOME_INIT(home)};
@@ -1251,7 +1219,7 @@ void Calls::Hangup(Call& call, Side* except, const char* why) {
       Answer(call, *s, s->set ? 480 : 487,
              s->set ? "Temporarily Unavailable" : "Request Terminated", "");
     } else if (!was_ended && !s->remote_tag.empty()) {
-      SendRequest(call, *s, "BYE", ++s->cseq, "", false);
+      SendRequest(call, *s, "BYE", ++s->cseq);
     }
   }
   // A relay request in flight finishes the call when it returns.
@@ -1390,7 +1358,7 @@ void Calls::EndOrphanCall(const nlohmann::json& j) {
   c.set.set = true;
   int sent = 0;
   if (!c.icp.remote_tag.empty() && !c.icp.remote_target.empty()) {
-    SendRequest(c, c.icp, "BYE", ++c.icp.cseq, "", false);
+    SendRequest(c, c.icp, "BYE", ++c.icp.cseq);
     ++sent;
   }
   // The phone's connection died with the instance; if the phone has connected here since,
@@ -1399,7 +1367,7 @@ void Calls::EndOrphanCall(const nlohmann::json& j) {
   if (phone && !c.set.remote_tag.empty() && !c.set.remote_target.empty()) {
     c.set.tport = phone->tport;
     c.set.route_url = phone->route;
-    SendRequest(c, c.set, "BYE", ++c.set.cseq, "", false);
+    SendRequest(c, c.set, "BYE", ++c.set.cseq);
     c.set.tport = nullptr;
     ++sent;
   }

@@ -140,8 +140,11 @@ class Calls {
   static int OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
   void SendInvite(Call& call, Side& to, const std::string& sdp, const char* authorization,
                   bool proxy_auth);
-  nta_outgoing_t* SendRequest(Call& call, Side& to, const char* method, uint32_t cseq,
-                              const std::string& sdp, bool callback);
+  msg_t* DialogRequest(const Side& to, const std::string& method, uint32_t cseq, bool with_contact,
+                       bool first);
+  nta_outgoing_t* Launch(const Side& to, msg_t* msg, nta_response_f* callback,
+                         nta_outgoing_magic_t* magic);
+  void SendRequest(const Call& call, const Side& to, const char* method, uint32_t cseq);
   void OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip);
   void Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp);
   void Hangup(Call& call, Side* except, const char* why);
