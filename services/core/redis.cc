@@ -199,6 +199,49 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
   return out;
 }
 
+absl::StatusOr<std::vector<RedisReply>> RedisClient::Pipeline(
+    const std::vector<std::vector<std::string>>& commands) {
+  absl::StatusOr<redisContext*> ctx = Acquire();
+  if (!ctx.ok()) return ctx.status();
+  auto unavailable = [&] {
+    std::string why = (*ctx)->errstr;
+    Release(*ctx, false);
+    return absl::UnavailableError(
+        absl::StrCat("redis at ", options_.address, " is unavailable: ", why));
+  };
+  for (const std::vector<std::string>& args : commands) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    argv.reserve(args.size());
+    lens.reserve(args.size());
+    for (const std::string& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    if (redisAppendCommandArgv(*ctx, static_cast<int>(args.size()), argv.data(), lens.data()) !=
+        REDIS_OK) {
+      return unavailable();
+    }
+  }
+  std::vector<RedisReply> out;
+  out.reserve(commands.size());
+  absl::Status first_error;
+  // Every reply is read, errors included, so the connection stays in step for its next user.
+  for (size_t i = 0; i < commands.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(*ctx, &raw) != REDIS_OK || raw == nullptr) return unavailable();
+    auto* r = static_cast<redisReply*>(raw);
+    if (r->type == REDIS_REPLY_ERROR && first_error.ok()) {
+      first_error = ErrorReplyStatus(options_.address, std::string(r->str, r->len));
+    }
+    out.push_back(ConvertReply(r));
+    freeReplyObject(r);
+  }
+  Release(*ctx, true);
+  if (!first_error.ok()) return first_error;
+  return out;
+}
+
 absl::StatusOr<RedisReply> RedisClient::Eval(const std::string& script,
                                              const std::vector<std::string>& keys,
                                              const std::vector<std::string>& args) {

@@ -53,6 +53,10 @@ class RedisClient {
   RedisClient& operator=(const RedisClient&) = delete;
 
   absl::StatusOr<RedisReply> Command(const std::vector<std::string>& args);
+  // Sends the commands together and reads their replies (one round trip). The first error
+  // reply, or a failure to reach Redis, is the result; the replies otherwise, in order.
+  absl::StatusOr<std::vector<RedisReply>> Pipeline(
+      const std::vector<std::vector<std::string>>& commands);
   // Runs the script with the given keys and arguments (EVALSHA, EVAL when Redis lacks it).
   absl::StatusOr<RedisReply> Eval(const std::string& script, const std::vector<std::string>& keys,
                                   const std::vector<std::string>& args);

@@ -35,8 +35,9 @@ struct RelayMetrics {
   prometheus::Family<prometheus::Counter>& drops;
   prometheus::Counter& auth_failures;
   prometheus::Counter& idle;
-  // Totals of deleted sessions, so that the counters never go back.
-  std::map<std::string, uint64_t> last;
+  // The children of the families, looked up once: [leg][direction] and [leg][reason].
+  std::array<std::array<prometheus::Counter*, 2>, 2> packets_by{}, bytes_by{};
+  std::array<std::array<prometheus::Counter*, kDropReasons>, 2> drops_by{};
 
   explicit RelayMetrics(prometheus::Registry& r)
       : sessions(prometheus::BuildGauge()
@@ -75,13 +76,24 @@ struct RelayMetrics {
                  .Name("rwg_media_relay_idle_sessions_total")
                  .Help("Sessions that went idle (no packet for the idle timeout)")
                  .Register(r)
-                 .Add({})) {}
+                 .Add({})) {
+    for (int l = 0; l < 2; ++l) {
+      for (int d = 0; d < 2; ++d) {
+        const char* dir = d == 0 ? "in" : "out";
+        packets_by[l][d] = &packets.Add({{"leg", kLegNames[l]}, {"direction", dir}});
+        bytes_by[l][d] = &bytes.Add({{"leg", kLegNames[l]}, {"direction", dir}});
+      }
+      for (int r = 0; r < kDropReasons; ++r) {
+        drops_by[l][r] =
+            &drops.Add({{"leg", kLegNames[l]}, {"reason", DropName(static_cast<Drop>(r))}});
+      }
+    }
+  }
 
-  // Adds what a counter grew by since last time.
-  void Feed(prometheus::Counter& c, const std::string& key, uint64_t value) {
-    uint64_t& prev = last[key];
-    if (value > prev) c.Increment(static_cast<double>(value - prev));
-    prev = value;
+  // Adds what a counter grew by since it was last counted.
+  static void Feed(prometheus::Counter& c, uint64_t& counted, uint64_t value) {
+    if (value > counted) c.Increment(static_cast<double>(value - counted));
+    counted = value;
   }
 };
 
@@ -227,6 +239,8 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
     }
     s->legs[l].ports = *p;
   }
+  // The state to keep is copied before the worker sees the session (one hand-over only).
+  const SessionState state = CopyState(*s);
   Worker& w = LeastLoaded();
   absl::Status attached;
   w.Run([&] { attached = w.Attach(s.get()); });
@@ -235,7 +249,7 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
     return attached;
   }
-  if (absl::Status st = Persist(*s); !st.ok()) {
+  if (absl::Status st = WriteState(*s, state); !st.ok()) {
     w.Run([&] { w.Detach(s.get()); });
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
     return st;  // nothing half done: no session without its state in Redis
@@ -287,6 +301,7 @@ absl::StatusOr<relaypb::Session> Relay::Update(const relaypb::UpdateRequest& req
   const relaypb::LegUpdate* ups[2] = {req.has_set() ? &req.set() : nullptr,
                                       req.has_icp() ? &req.icp() : nullptr};
   absl::Status result;
+  SessionState state;
   Worker& w = *workers_[s.worker];
   w.Run([&] {
     // Both legs are checked before either changes: nothing is half applied.
@@ -321,9 +336,10 @@ absl::StatusOr<relaypb::Session> Relay::Update(const relaypb::UpdateRequest& req
         leg.latched_rtcp = {};
       }
     }
+    state = CopyState(s);
   });
   if (!result.ok()) return result;
-  if (absl::Status st = Persist(s); !st.ok()) return st;
+  if (absl::Status st = WriteState(s, state); !st.ok()) return st;
   core::log::Info("session updated", {{"session", s.id}, {"call_id", s.call_id}});
   return Snapshot(s);
 }
@@ -332,8 +348,7 @@ void Relay::DeleteLocked(std::unique_ptr<Session> s, const char* why) {
   Worker& w = *workers_[s->worker];
   w.Run([&] { w.Detach(s.get()); });
   for (Leg& leg : s->legs) pool_.Release(leg.ports);
-  (void)redis_.Command({"DEL", SessionKey(s->id)});
-  (void)redis_.Command({"SREM", IndexKey(options_.instance), s->id});
+  (void)redis_.Pipeline({{"DEL", SessionKey(s->id)}, {"SREM", IndexKey(options_.instance), s->id}});
   const LegCounters& a = s->legs[0].counters;
   const LegCounters& b = s->legs[1].counters;
   core::log::Info(
@@ -349,9 +364,6 @@ void Relay::DeleteLocked(std::unique_ptr<Session> s, const char* why) {
        {"set_auth_failures", std::to_string(a.drops[static_cast<int>(Drop::kAuthFailure)].Get())},
        {"set_foreign", std::to_string(a.drops[static_cast<int>(Drop::kForeignSource)].Get())}});
   CollectMetricsFor(*s);
-  // The session's last counter values are no longer needed.
-  metrics_->last.erase(metrics_->last.lower_bound(s->id),
-                       metrics_->last.lower_bound(s->id + "\x7f"));
 }
 
 absl::StatusOr<relaypb::Session> Relay::Delete(const std::string& id) {
@@ -459,32 +471,25 @@ Address AddressFrom(const nlohmann::json& j) {
 
 }  // namespace
 
-absl::Status Relay::Persist(Session& s) {
+Relay::SessionState Relay::CopyState(Session& s) {
+  s.dirty.store(false);
+  SessionState state;
+  for (int l = 0; l < 2; ++l) {
+    const Leg& leg = s.legs[l];
+    state[l] = {leg.ports.port, leg.suite,       leg.local_key,    leg.remote_key, leg.sdp_rtp,
+                leg.sdp_rtcp,   leg.latched_rtp, leg.latched_rtcp, leg.in_ssrcs,   leg.out_ssrcs};
+  }
+  return state;
+}
+
+absl::Status Relay::WriteState(const Session& s, const SessionState& state) {
   nlohmann::json j;
   j["id"] = s.id;
   j["call_id"] = s.call_id;
   j["instance"] = options_.instance;
   j["created"] = absl::ToUnixMillis(s.created);
-  // Only copying happens on the worker; JSON and sealing happen here, off the packet path.
-  struct LegCopy {
-    int port;
-    SrtpSuite suite;
-    std::string local_key, remote_key;
-    Address sdp_rtp, sdp_rtcp, latched_rtp, latched_rtcp;
-    std::array<SsrcState, kTrackedSsrcs> in, out;
-  } copies[2];
-  Worker& w = *workers_[s.worker];
-  w.Run([&] {
-    s.dirty.store(false);
-    for (int l = 0; l < 2; ++l) {
-      const Leg& leg = s.legs[l];
-      copies[l] = {leg.ports.port, leg.suite,    leg.local_key,   leg.remote_key,
-                   leg.sdp_rtp,    leg.sdp_rtcp, leg.latched_rtp, leg.latched_rtcp,
-                   leg.in_ssrcs,   leg.out_ssrcs};
-    }
-  });
   for (int l = 0; l < 2; ++l) {
-    const LegCopy& leg = copies[l];
+    const LegState& leg = state[l];
     const std::string ctx = absl::StrCat("relay:", s.id, ":", kLegNames[l]);
     nlohmann::json lj = {{"port", leg.port},
                          {"suite", SuiteLabel(leg.suite)},
@@ -498,10 +503,17 @@ absl::Status Relay::Persist(Session& s) {
     if (!leg.remote_key.empty()) lj["remote_key"] = box_.Seal(leg.remote_key, ctx + ":remote");
     j[kLegNames[l]] = lj;
   }
-  absl::StatusOr<core::RedisReply> r = redis_.Command({"SET", SessionKey(s.id), j.dump()});
-  if (!r.ok()) return r.status();
-  r = redis_.Command({"SADD", IndexKey(options_.instance), s.id});
-  return r.status();
+  // One round trip for both.
+  return redis_
+      .Pipeline({{"SET", SessionKey(s.id), j.dump()}, {"SADD", IndexKey(options_.instance), s.id}})
+      .status();
+}
+
+absl::Status Relay::Persist(Session& s) {
+  SessionState state;
+  Worker& w = *workers_[s.worker];
+  w.Run([&] { state = CopyState(s); });
+  return WriteState(s, state);
 }
 
 absl::Status Relay::Restore() {
@@ -652,24 +664,19 @@ void Relay::Heartbeat() {
 }
 
 void Relay::CollectMetricsFor(Session& s) {
+  RelayMetrics& m = *metrics_;
   for (int l = 0; l < 2; ++l) {
     const LegCounters& c = s.legs[l].counters;
-    const std::string leg = kLegNames[l];
-    const std::string k = s.id + leg;
-    auto feed = [&](const char* dir, const Counter& packets, const Counter& bytes) {
-      metrics_->Feed(metrics_->packets.Add({{"leg", leg}, {"direction", dir}}), k + dir + "p",
-                     packets.Get());
-      metrics_->Feed(metrics_->bytes.Add({{"leg", leg}, {"direction", dir}}), k + dir + "b",
-                     bytes.Get());
-    };
-    feed("in", c.rtp_in_packets, c.rtp_in_bytes);
-    feed("out", c.rtp_out_packets, c.rtp_out_bytes);
+    LegCounted& n = s.legs[l].counted;
+    RelayMetrics::Feed(*m.packets_by[l][0], n.in_packets, c.rtp_in_packets.Get());
+    RelayMetrics::Feed(*m.bytes_by[l][0], n.in_bytes, c.rtp_in_bytes.Get());
+    RelayMetrics::Feed(*m.packets_by[l][1], n.out_packets, c.rtp_out_packets.Get());
+    RelayMetrics::Feed(*m.bytes_by[l][1], n.out_bytes, c.rtp_out_bytes.Get());
     for (int d = 0; d < kDropReasons; ++d) {
-      const std::string reason = DropName(static_cast<Drop>(d));
-      metrics_->Feed(metrics_->drops.Add({{"leg", leg}, {"reason", reason}}), k + reason,
-                     c.drops[d].Get());
-      if (static_cast<Drop>(d) == Drop::kAuthFailure) {
-        metrics_->Feed(metrics_->auth_failures, k + "auth", c.drops[d].Get());
+      const uint64_t before = n.drops[d];
+      RelayMetrics::Feed(*m.drops_by[l][d], n.drops[d], c.drops[d].Get());
+      if (static_cast<Drop>(d) == Drop::kAuthFailure && n.drops[d] > before) {
+        m.auth_failures.Increment(static_cast<double>(n.drops[d] - before));
       }
     }
   }

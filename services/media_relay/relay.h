@@ -8,6 +8,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -80,6 +81,19 @@ class Relay {
   };
   absl::Status ApplyUpdate(const Leg& cur, const relaypb::LegUpdate& u, LegChange* next);
   relaypb::Session Snapshot(Session& s);
+  // A session's state as kept in Redis, copied where the session may be read: on its worker,
+  // or before it is attached to one. Written out (JSON, sealed keys) off the packet path.
+  struct LegState {
+    int port = 0;
+    SrtpSuite suite = SrtpSuite::kNone;
+    std::string local_key, remote_key;
+    Address sdp_rtp, sdp_rtcp, latched_rtp, latched_rtcp;
+    std::array<SsrcState, kTrackedSsrcs> in, out;
+  };
+  using SessionState = std::array<LegState, 2>;
+  static SessionState CopyState(Session& s);
+  absl::Status WriteState(const Session& s, const SessionState& state);
+  // CopyState on the session's worker, then WriteState.
   absl::Status Persist(Session& s);
   absl::Status Restore();
   void DeleteLocked(std::unique_ptr<Session> s, const char* why);

@@ -44,6 +44,13 @@ struct LegCounters {
   Counter fraction_lost, cumulative_lost, jitter;
 };
 
+// What of a leg's counters the Prometheus totals already hold (read by the control side
+// only).
+struct LegCounted {
+  uint64_t in_packets = 0, in_bytes = 0, out_packets = 0, out_bytes = 0;
+  std::array<uint64_t, kDropReasons> drops{};
+};
+
 // A socket address that fits IPv4 and IPv6.
 struct Address {
   sockaddr_storage ss{};
@@ -78,6 +85,7 @@ struct Leg {
   Address latched_rtp, latched_rtcp;  // learnt from packets
   std::array<SsrcState, kTrackedSsrcs> in_ssrcs, out_ssrcs;
   LegCounters counters;
+  LegCounted counted;
   // Packet path: what the worker knows a socket by.
   struct Tag {
     struct Session* session;

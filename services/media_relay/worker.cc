@@ -261,9 +261,11 @@ void Worker::Detach(Session* s) {
       for (Leg::Tag* tag : {&leg.rtp_tag, &leg.rtcp_tag}) {
         RecvSlot& r = slots_[tag->slot];
         if (r.tag != tag) continue;
+        // Found by its user data: a hash lookup in the kernel, where a match by file
+        // descriptor walks every armed receive of the ring (thousands with many sessions).
         io_uring_sync_cancel_reg reg{};
-        reg.fd = r.fd;
-        reg.flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL;
+        reg.addr = RecvData(tag->slot, r.gen);
+        reg.fd = -1;
         reg.timeout.tv_sec = 1;
         reg.timeout.tv_nsec = 0;
         int rc = io_uring_register_sync_cancel(&ring_, &reg);
