@@ -63,6 +63,7 @@ struct Calls::Call {
   int expires = 0;  // asked by the phone
   absl::Time expires_at;
   bool relay_busy = false;  // a media relay request is in flight
+  bool recorded = false;    // its record is in Redis (and its id in the set of calls)
 };
 
 namespace {
@@ -1028,7 +1029,9 @@ int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip
 void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
                         const std::string& sdp) {
   f.cseq = ++to.cseq;
-  Save(call);
+  // The record keeps the CSeq another instance would go on from; a BYE ends the call (and
+  // its record) itself.
+  if (f.method != "BYE") Save(call);
   const bool target_refresh = f.method == "INVITE" || f.method == "UPDATE";
   msg_t* msg = DialogRequest(to, f.method, f.cseq, target_refresh, false);
   sip_t* out = sip_object(msg);
@@ -1244,7 +1247,7 @@ void Calls::Forget(Call& call) {
     calls_.erase(call.id);
     return;
   }
-  host_.DropCall(call.id);
+  if (call.recorded) host_.DropCall(call.id);
   by_dialog_.erase(absl::StrCat("s|", call.set.call_id));
   by_dialog_.erase(absl::StrCat("i|", call.icp.call_id));
   if (call.media) relays_.Delete(*call.media);
@@ -1287,7 +1290,7 @@ nlohmann::json SideJson(const Calls::Side& s);
 
 }  // namespace
 
-void Calls::Save(const Call& c) {
+void Calls::Save(Call& c) {
   if (c.subscription) return;  // not a call
   const char* state = c.state == Call::State::kSetup       ? "setup"
                       : c.state == Call::State::kEarly     ? "early"
@@ -1308,7 +1311,8 @@ void Calls::Save(const Call& c) {
   if (c.media) {
     j["relay"] = {{"id", c.media->id}, {"instance", c.media->instance}, {"grpc", c.media->grpc}};
   }
-  host_.SaveCall(c.id, j.dump());
+  host_.SaveCall(c.id, j.dump(), !c.recorded);
+  c.recorded = true;
 }
 
 bool Calls::HangupById(const std::string& id) {

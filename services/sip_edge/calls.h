@@ -73,8 +73,9 @@ class CallHost {
                                                                const sip_t* sip, tport_t* tport,
                                                                const std::string& source,
                                                                int* answered) = 0;
-  // Keeps (and forgets) a call's record in Redis (services/core/calls.h).
-  virtual void SaveCall(const std::string& id, const std::string& record) = 0;
+  // Keeps (and forgets) a call's record in Redis (services/core/calls.h); `first`: the call
+  // is not in the set of calls yet.
+  virtual void SaveCall(const std::string& id, const std::string& record, bool first) = 0;
   virtual void DropCall(const std::string& id) = 0;
   virtual std::string Instance() = 0;
 };
@@ -159,7 +160,7 @@ class Calls {
   std::optional<std::string> AnswerIcpChallenge(const Call& call, const Side& to, const sip_t* sip,
                                                 int status, const char* method);
   void EndOrphanCall(const nlohmann::json& record);
-  void Save(const Call& call);
+  void Save(Call& call);
 
   static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);
   static int OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);

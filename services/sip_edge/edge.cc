@@ -574,10 +574,12 @@ struct Edge::Impl : public CallHost {
                        [&](const core::EmergencyRoute& r) { return r.number == number; });
   }
 
-  void SaveCall(const std::string& id, const std::string& record) override {
+  void SaveCall(const std::string& id, const std::string& record, bool first) override {
     async_redis->Command({"SET", core::CallKey(id), record, "EX", "86400"},
                          [](absl::StatusOr<core::RedisReply>) {});
-    async_redis->Command({"SADD", core::kCallsKey, id}, [](absl::StatusOr<core::RedisReply>) {});
+    if (first) {
+      async_redis->Command({"SADD", core::kCallsKey, id}, [](absl::StatusOr<core::RedisReply>) {});
+    }
   }
 
   void DropCall(const std::string& id) override {

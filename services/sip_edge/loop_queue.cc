@@ -23,12 +23,18 @@ LoopQueue::~LoopQueue() {
 }
 
 void LoopQueue::Post(std::function<void()> fn) {
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(fn));
+    // One write wakes the loop for everything posted until it runs the queue.
+    wake = !signaled_;
+    signaled_ = true;
   }
-  const uint64_t one = 1;
-  (void)!write(fd_, &one, sizeof(one));
+  if (wake) {
+    const uint64_t one = 1;
+    (void)!write(fd_, &one, sizeof(one));
+  }
 }
 
 int LoopQueue::OnWake(su_root_magic_t*, su_wait_t*, su_wakeup_arg_t* arg) {
@@ -44,6 +50,7 @@ void LoopQueue::RunAll() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(queue_);
+    signaled_ = false;
   }
   for (auto& fn : batch) fn();
 }

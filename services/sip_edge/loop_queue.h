@@ -30,6 +30,7 @@ class LoopQueue {
   int index_ = 0;
   std::mutex mu_;
   std::deque<std::function<void()>> queue_;  // guarded by mu_
+  bool signaled_ = false;                    // the eventfd was written since the last RunAll
 };
 
 }  // namespace rwg::sip_edge

@@ -19,11 +19,10 @@ namespace rwg::sip_edge {
 
 namespace relaypb = ::rwg::relay::v1;
 
-std::optional<RelayInstance> PickRelay(const std::vector<std::pair<std::string, std::string>>& rows,
-                                       absl::Time now, absl::Duration stale_after) {
-  std::optional<RelayInstance> best;
-  int64_t best_sessions = 0;
-  int64_t best_free = 0;
+std::vector<RelayCandidate> UsableRelays(
+    const std::vector<std::pair<std::string, std::string>>& rows, absl::Time now,
+    absl::Duration stale_after) {
+  std::vector<RelayCandidate> out;
   for (const auto& [name, value] : rows) {
     nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
     if (!j.is_object()) continue;
@@ -44,13 +43,29 @@ std::optional<RelayInstance> PickRelay(const std::vector<std::pair<std::string, 
         absl::FromUnixSeconds(seen) + stale_after < now) {
       continue;
     }
-    if (!best || sessions < best_sessions || (sessions == best_sessions && free > best_free)) {
-      best = RelayInstance{name, grpc};
-      best_sessions = sessions;
-      best_free = free;
+    out.push_back(RelayCandidate{RelayInstance{name, grpc}, sessions, free});
+  }
+  return out;
+}
+
+RelayCandidate* LeastLoaded(std::vector<RelayCandidate>& candidates) {
+  RelayCandidate* best = nullptr;
+  for (RelayCandidate& c : candidates) {
+    if (c.ports_free < 4) continue;  // full since it was read
+    if (!best || c.sessions < best->sessions ||
+        (c.sessions == best->sessions && c.ports_free > best->ports_free)) {
+      best = &c;
     }
   }
   return best;
+}
+
+std::optional<RelayInstance> PickRelay(const std::vector<std::pair<std::string, std::string>>& rows,
+                                       absl::Time now, absl::Duration stale_after) {
+  std::vector<RelayCandidate> usable = UsableRelays(rows, now, stale_after);
+  RelayCandidate* best = LeastLoaded(usable);
+  if (best == nullptr) return std::nullopt;
+  return best->instance;
 }
 
 namespace {
@@ -100,6 +115,9 @@ class GrpcMediaRelays : public MediaRelays {
 
   void Allocate(const std::string& call_id, const RelayRemote& set, const RelayRemote& icp,
                 Done done) override {
+    if (listed_ && clock_.Now() - listed_at_ < options_.refresh) {
+      return Place(call_id, set, icp, std::move(done));
+    }
     redis_.Command(
         {"HGETALL", "rwg:relay:instances"},
         [this, call_id, set, icp, done = std::move(done)](absl::StatusOr<core::RedisReply> r) {
@@ -109,24 +127,46 @@ class GrpcMediaRelays : public MediaRelays {
           for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
             rows.emplace_back(r->elements[i].str, r->elements[i + 1].str);
           }
-          std::optional<RelayInstance> pick = PickRelay(rows, clock_.Now(), options_.stale_after);
-          if (!pick) return done(absl::UnavailableError("no media relay available"));
-          auto* call = new Call<relaypb::AllocateRequest, relaypb::Session>();
-          call->req.set_call_id(call_id);
-          FillRemote(set, call->req.mutable_set());
-          FillRemote(icp, call->req.mutable_icp());
-          Prepare(call->ctx);
-          const std::string instance = pick->name;
-          const std::string grpc = pick->grpc;
-          Stub(grpc)->async()->Allocate(
-              &call->ctx, &call->req, &call->resp,
-              [this, call, instance, grpc, done](grpc::Status s) {
-                loop_.Post([call, instance, grpc, done, s]() {
-                  std::unique_ptr<Call<relaypb::AllocateRequest, relaypb::Session>> owned(call);
-                  if (!s.ok()) return done(FromGrpc("Allocate", s));
-                  done(ToSession(call->resp, instance, grpc));
-                });
-              });
+          candidates_ = UsableRelays(rows, clock_.Now(), options_.stale_after);
+          listed_ = true;
+          listed_at_ = clock_.Now();
+          Place(call_id, set, icp, done);
+        });
+  }
+
+  // Allocates the session on the least loaded instance known (on the loop thread).
+  void Place(const std::string& call_id, const RelayRemote& set, const RelayRemote& icp,
+             Done done) {
+    RelayCandidate* pick = LeastLoaded(candidates_);
+    if (pick == nullptr) {
+      listed_ = false;  // read again next time: an instance may have come up
+      return done(absl::UnavailableError("no media relay available"));
+    }
+    ++pick->sessions;
+    pick->ports_free -= 4;
+    auto* call = new Call<relaypb::AllocateRequest, relaypb::Session>();
+    call->req.set_call_id(call_id);
+    FillRemote(set, call->req.mutable_set());
+    FillRemote(icp, call->req.mutable_icp());
+    Prepare(call->ctx);
+    const std::string instance = pick->instance.name;
+    const std::string grpc = pick->instance.grpc;
+    Stub(grpc)->async()->Allocate(
+        &call->ctx, &call->req, &call->resp, [this, call, instance, grpc, done](grpc::Status s) {
+          loop_.Post([this, call, instance, grpc, done, s]() {
+            std::unique_ptr<Call<relaypb::AllocateRequest, relaypb::Session>> owned(call);
+            if (!s.ok()) {
+              // The list is read again for the next session: this instance may be gone or
+              // full.
+              if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                  s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                  s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+                listed_ = false;
+              }
+              return done(FromGrpc("Allocate", s));
+            }
+            done(ToSession(call->resp, instance, grpc));
+          });
         });
   }
 
@@ -205,6 +245,10 @@ class GrpcMediaRelays : public MediaRelays {
   LoopQueue& loop_;
   core::Clock& clock_;
   std::shared_ptr<grpc::ChannelCredentials> creds_;
+  // The instances last read from Redis (loop thread only).
+  std::vector<RelayCandidate> candidates_;
+  bool listed_ = false;
+  absl::Time listed_at_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<relaypb::RelayService::Stub>> stubs_;
 };

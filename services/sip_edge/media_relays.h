@@ -62,14 +62,29 @@ struct MediaRelaysOptions {
   std::string ca_file;  // the relays' API CA (PEM); empty: plaintext gRPC
   absl::Duration timeout = absl::Seconds(2);
   absl::Duration stale_after = absl::Seconds(15);  // heartbeat older: instance ignored
+  // How long the instances read from Redis serve new sessions before they are read again
+  // (the sessions placed meanwhile are counted on the instances picked).
+  absl::Duration refresh = absl::Seconds(1);
 };
 
-// The instance a new session should go to, from HGETALL rwg:relay:instances (field, value
-// pairs); empty when none is fresh, open and has ports left.
 struct RelayInstance {
   std::string name;
   std::string grpc;
 };
+// An instance as its heartbeat describes it.
+struct RelayCandidate {
+  RelayInstance instance;
+  int64_t sessions = 0;
+  int64_t ports_free = 0;
+};
+// The instances new sessions may go to, from HGETALL rwg:relay:instances (field, value
+// pairs): fresh, open, with ports left.
+std::vector<RelayCandidate> UsableRelays(
+    const std::vector<std::pair<std::string, std::string>>& rows, absl::Time now,
+    absl::Duration stale_after);
+// The least loaded of them (fewest sessions, then most ports free); nullptr when none.
+RelayCandidate* LeastLoaded(std::vector<RelayCandidate>& candidates);
+// The instance a new session should go to; empty when none is usable.
 std::optional<RelayInstance> PickRelay(const std::vector<std::pair<std::string, std::string>>& rows,
                                        absl::Time now, absl::Duration stale_after);
 

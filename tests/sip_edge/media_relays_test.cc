@@ -66,5 +66,27 @@ TEST(PickRelayTest, FieldsOfTheWrongTypeAreSkippedNotFatal) {
   EXPECT_EQ(pick->name, "ok");
 }
 
+TEST(PickRelayTest, SessionsPlacedBetweenReadsSpreadAndFillInstancesUp) {
+  // What the edge does between two reads of the heartbeats: each session placed counts on
+  // the instance that took it.
+  const int64_t now = absl::ToUnixSeconds(kNow);
+  std::vector<RelayCandidate> c =
+      UsableRelays({{"a", Beat("h:1", 10, 8, now)}, {"b", Beat("h:2", 11, 100, now)}}, kNow,
+                   absl::Seconds(15));
+  ASSERT_EQ(c.size(), 2u);
+  std::vector<std::string> placed;
+  for (int i = 0; i < 5; ++i) {
+    RelayCandidate* pick = LeastLoaded(c);
+    ASSERT_NE(pick, nullptr);
+    placed.push_back(pick->instance.name);
+    ++pick->sessions;
+    pick->ports_free -= 4;
+  }
+  // a (10 sessions) first; then b and a alternate until a has no ports left (8 = two sessions).
+  EXPECT_EQ(placed, (std::vector<std::string>{"a", "b", "a", "b", "b"}));
+  c[1].ports_free = 3;
+  EXPECT_EQ(LeastLoaded(c), nullptr);
+}
+
 }  // namespace
 }  // namespace rwg::sip_edge
