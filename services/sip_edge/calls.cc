@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "services/core/log.h"
@@ -62,8 +63,9 @@ struct Calls::Call {
   std::string accept;
   int expires = 0;  // asked by the phone
   absl::Time expires_at;
-  bool relay_busy = false;  // a media relay request is in flight
-  bool recorded = false;    // its record is in Redis (and its id in the set of calls)
+  bool relay_busy = false;    // a media relay request is in flight
+  bool recorded = false;      // its record is in Redis (and its id in the set of calls)
+  std::string timer_headers;  // the caller's session timer headers (TimerHeaders)
 };
 
 namespace {
@@ -97,6 +99,38 @@ std::string PayloadOf(const sip_t* sip) {
     return "";
   }
   return std::string(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
+}
+
+// The methods rwg relays within a call (PRACK is not among them).
+constexpr char kAllow[] =
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
+
+// Session timers (RFC 4028) are the endpoints' business: rwg carries their headers across
+// with INVITEs, UPDATEs and the answers (a 422's Min-SE included), and relays the refreshes.
+std::string TimerHeaders(const sip_t* sip) {
+  if (sip == nullptr) return "";
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  std::vector<std::string> lines;
+  auto add = [&](const char* name, const void* h) {
+    if (h == nullptr) return;
+    if (char* v = sip_header_as_string(home, static_cast<const sip_header_t*>(h))) {
+      lines.push_back(absl::StrCat(name, ": ", v));
+    }
+  };
+  add("Session-Expires", sip->sip_session_expires);
+  add("Min-SE", sip->sip_min_se);
+  auto has_timer = [](const msg_list_t* l) {
+    for (; l != nullptr; l = l->k_next) {
+      for (msg_param_t const* i = l->k_items; i != nullptr && *i != nullptr; ++i) {
+        if (absl::EqualsIgnoreCase(*i, "timer")) return true;
+      }
+    }
+    return false;
+  };
+  if (has_timer(sip->sip_require)) lines.push_back("Require: timer");
+  if (has_timer(sip->sip_supported)) lines.push_back("Supported: timer");
+  su_home_deinit(home);
+  return absl::StrJoin(lines, "\r\n");
 }
 
 std::string UrlDecode(absl::string_view in) {
@@ -324,6 +358,7 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   c.set.route_url = phone.route;
   c.set.media = *offer;
   c.set.cseq = 0;
+  c.timer_headers = TimerHeaders(sip);
   nta_incoming_tag(irq, c.set.local_tag.c_str());
   nta_incoming_bind(irq, &Calls::OnCancel, reinterpret_cast<nta_incoming_magic_t*>(this));
   // ICP side: rwg calls the iPBX as the device's ICP-side user.
@@ -460,6 +495,7 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
                                ";transport=tcp>");
   c.icp.irq = irq;
   c.icp.media = *offer;
+  c.timer_headers = TimerHeaders(sip);
   nta_incoming_tag(irq, c.icp.local_tag.c_str());
   nta_incoming_bind(irq, &Calls::OnCancel, reinterpret_cast<nta_incoming_magic_t*>(this));
   // Set side: rwg calls the phone over its connection, as the caller at the public name.
@@ -653,14 +689,16 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
   const std::string expires = std::to_string(call.expires);
   msg_t* msg = DialogRequest(to, method, to.invite_cseq, true, true);
   sip_add_tl(
-      msg, sip_object(msg), SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS"),
+      msg, sip_object(msg), SIPTAG_ALLOW_STR(kAllow),
       TAG_IF(authorization && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization)),
       TAG_IF(authorization && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
       TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
       TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())),
       TAG_IF(call.subscription, SIPTAG_EVENT_STR(call.event.c_str())),
       TAG_IF(call.subscription && !call.accept.empty(), SIPTAG_ACCEPT_STR(call.accept.c_str())),
-      TAG_IF(call.subscription, SIPTAG_EXPIRES_STR(expires.c_str())), TAG_END());
+      TAG_IF(call.subscription, SIPTAG_EXPIRES_STR(expires.c_str())),
+      TAG_IF(!call.timer_headers.empty(), SIPTAG_HEADER_STR(call.timer_headers.c_str())),
+      TAG_END());
   auto* p = new Pending{this, call.id, to.set};
   to.invite_magic = p;
   to.orq = Launch(to, msg, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p));
@@ -675,15 +713,16 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
   Save(call);
 }
 
-void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp) {
+void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp,
+                   const std::string& headers) {
   if (side.irq == nullptr) return;
   const bool with_contact = status < 300 && status > 100;
-  nta_incoming_treply(
-      side.irq, status, phrase, TAG_IF(with_contact, SIPTAG_CONTACT_STR(side.contact.c_str())),
-      TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-      TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())),
-      TAG_IF(status >= 200 && status < 300, SIPTAG_ALLOW_STR("INVITE, ACK, BYE, CANCEL, OPTIONS")),
-      TAG_END());
+  nta_incoming_treply(side.irq, status, phrase,
+                      TAG_IF(with_contact, SIPTAG_CONTACT_STR(side.contact.c_str())),
+                      TAG_IF(!headers.empty(), SIPTAG_HEADER_STR(headers.c_str())),
+                      TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+                      TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())),
+                      TAG_IF(status >= 200 && status < 300, SIPTAG_ALLOW_STR(kAllow)), TAG_END());
   if (status >= 200) {
     host_.CountResponse("INVITE", status);
     outcomes_
@@ -733,6 +772,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
   const std::string phrase =
       sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "Service Unavailable";
   const std::string sdp = PayloadOf(sip);
+  const std::string timers = status >= 200 ? TimerHeaders(sip) : "";
   su_home_t home[1] = {SU_HOME_INIT(home)};
   // Only answers that create the dialog give its tag (a 407's To tag is not the dialog's).
   if (sip && sip->sip_to && sip->sip_to->a_tag && status > 100 && status < 300) {
@@ -794,7 +834,9 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
   if (status >= 300) {
     int st = status;
     if (!to.set && (status == 401 || status == 407)) st = 403;  // our credentials failed
-    if (call.state != Call::State::kEnded) Answer(call, from, st, phrase.c_str(), "");
+    if (call.state != Call::State::kEnded) {
+      Answer(call, from, st, phrase.c_str(), "", timers);  // a 422's Min-SE
+    }
     core::log::Info("call not answered", {{"call", call.id}, {"status", std::to_string(status)}});
     call.end_reason = absl::StrCat(status, " ", phrase);
     return Forget(call);
@@ -825,7 +867,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
   RelayRemote remote = RemoteOf(*answer);
   call.relay_busy = true;
   relays_.Update(*call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
-                 [this, id, sdp](absl::StatusOr<RelaySession> s) {
+                 [this, id, sdp, timers](absl::StatusOr<RelaySession> s) {
                    auto it = calls_.find(id);
                    if (it == calls_.end()) return;
                    Call& c = *it->second;
@@ -842,7 +884,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
                      c.end_reason = "media";
                      return Forget(c);
                    }
-                   Answer(c, from, 200, "OK", *out);
+                   Answer(c, from, 200, "OK", *out, timers);
                    core::log::Info("call answered", {{"call", c.id}});
                  });
 }
@@ -1035,6 +1077,8 @@ void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
   const bool target_refresh = f.method == "INVITE" || f.method == "UPDATE";
   msg_t* msg = DialogRequest(to, f.method, f.cseq, target_refresh, false);
   sip_t* out = sip_object(msg);
+  const std::string timers = target_refresh ? TimerHeaders(sip) : "";
+  if (!timers.empty()) sip_add_tl(msg, out, SIPTAG_HEADER_STR(timers.c_str()), TAG_END());
   if (!sdp.empty()) {
     sip_add_tl(msg, out, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
                SIPTAG_PAYLOAD_STR(sdp.c_str()), TAG_END());
@@ -1120,11 +1164,14 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
     to.remote_target = UrlText(home, sip->sip_contact->m_url);
     su_home_deinit(home);
   }
+  const std::string timers =
+      f->method == "INVITE" || f->method == "UPDATE" ? TimerHeaders(sip) : "";
   nta_outgoing_destroy(orq);
-  auto finish = [self, &from, f](int st, const char* ph, const std::string& body) {
+  auto finish = [self, &from, f, timers](int st, const char* ph, const std::string& body) {
     const bool with_contact = st < 300 && (f->method == "INVITE" || f->method == "UPDATE");
     nta_incoming_treply(f->irq, st, ph,
                         TAG_IF(with_contact, SIPTAG_CONTACT_STR(from.contact.c_str())),
+                        TAG_IF(!timers.empty(), SIPTAG_HEADER_STR(timers.c_str())),
                         TAG_IF(!body.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
                         TAG_IF(!body.empty(), SIPTAG_PAYLOAD_STR(body.c_str())), TAG_END());
     self->host_.CountResponse(f->method.c_str(), st);

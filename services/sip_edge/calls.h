@@ -147,7 +147,8 @@ class Calls {
                          nta_outgoing_magic_t* magic);
   void SendRequest(const Call& call, const Side& to, const char* method, uint32_t cseq);
   void OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip);
-  void Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp);
+  void Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp,
+              const std::string& headers = "");
   void Hangup(Call& call, Side* except, const char* why);
   void Forget(Call& call);
   std::optional<std::string> SdpFor(Call& call, Side& side, const std::string& other_sdp,

@@ -667,6 +667,103 @@ class CallsTest(EdgeFixture):
             r"(?m)^rwg_sip_edge_subscriptions 0", self.metrics()), timeout=5)
         self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 0")
 
+    def test_session_timers_pass_through(self):
+        """RFC 4028 between the endpoints: rwg carries Session-Expires, Min-SE and the timer
+        option tag across with the INVITE, a 422, the 200 and a refreshing UPDATE."""
+        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(office.close)
+        r = office.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
+        self.assertEqual(sipclient.status(r), 200, r)
+        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(phone.close)
+        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        h, p = phone.local
+        oh, op = office.local
+        tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
+        sdp = offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0")
+
+        def request(method, cseq, to, uri, extra="", body=""):
+            phone.send_raw(f"{method} {uri} SIP/2.0\r\n"
+                           f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                           f"From: <sip:1002@{PUBLIC}>;tag={tag}\r\nTo: {to}\r\n"
+                           f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+                           f"Contact: <sip:1002@{h}:{p};transport=tls>\r\n" + extra
+                           + ("Content-Type: application/sdp\r\n" if body else "")
+                           + f"Content-Length: {len(body)}\r\n\r\n{body}")
+
+        def office_answer(req, code, phrase, extra="", body="", to_tag="o1"):
+            heads = [l for l in req.split("\r\n")
+                     if re.match(r"(?i)(via|record-route|from|to|call-id|cseq):", l)]
+            if not re.search(r"(?im)^To:.*;tag=", req):
+                heads = [l + f";tag={to_tag}" if l.lower().startswith("to:") else l for l in heads]
+            office.send_raw(f"SIP/2.0 {code} {phrase}\r\n" + "\r\n".join(heads) + "\r\n"
+                            + f"Contact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n" + extra
+                            + ("Content-Type: application/sdp\r\n" if body else "")
+                            + f"Content-Length: {len(body)}\r\n\r\n{body}")
+
+        def office_invite():
+            while True:
+                m = office.read_message()
+                if m.startswith("INVITE "):
+                    return m
+
+        def final(conn):
+            while True:
+                m = conn.read_message()
+                if not m.startswith("SIP/2.0 1"):
+                    return m
+
+        uri, to = f"sip:{OFFICE_USER}@{PUBLIC}", f"<sip:{OFFICE_USER}@{PUBLIC}>"
+        # A too short interval: the office asks for more with 422 and Min-SE.
+        request("INVITE", 1, to, uri, "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n"
+                "Min-SE: 90\r\n", sdp)
+        inv = office_invite()
+        self.assertRegex(inv, r"(?im)^Session-Expires: 90;refresher=uac\r$")
+        self.assertRegex(inv, r"(?im)^Min-SE: 90\r$")
+        self.assertRegex(inv, r"(?im)^Supported:.*\btimer\b")
+        office_answer(inv, 422, "Session Interval Too Small", "Min-SE: 1800\r\n")
+        ack = office.read_message()  # Kamailio acknowledges the failure hop by hop
+        self.assertTrue(ack.startswith("ACK "), ack)
+        r = final(phone)
+        self.assertEqual(sipclient.status(r), 422, r)
+        self.assertRegex(r, r"(?im)^Min-SE: 1800\r$")
+        # Again with the office's minimum; the office answers and the phone refreshes.
+        call_id = os.urandom(6).hex()
+        request("INVITE", 1, to, uri, "Supported: timer\r\nSession-Expires: 1800\r\n"
+                "Min-SE: 1800\r\n", sdp)
+        inv = office_invite()
+        self.assertRegex(inv, r"(?im)^Session-Expires: 1800\r$")
+        office_sdp = offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None).replace(
+            "127.0.0.1", "127.0.0.2")
+        office_answer(inv, 200, "OK", "Require: timer\r\nSession-Expires: 1800;refresher=uac\r\n",
+                      office_sdp)
+        r = final(phone)
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertRegex(r, r"(?im)^Session-Expires: 1800;refresher=uac\r$")
+        self.assertRegex(r, r"(?im)^Require:.*\btimer\b")
+        self.assertRegex(r, r"(?im)^Allow:.*\bUPDATE\b", "the phone may refresh with UPDATE")
+        to = re.search(r"(?im)^To: (.*)$", r).group(1).strip()
+        target = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+        request("ACK", 1, to, target)
+        # The office gets rwg's ACK of its 200.
+        self.assertTrue(office.read_message().startswith("ACK "))
+        # The refresh: an UPDATE without SDP, carried to the office and answered back.
+        request("UPDATE", 2, to, target, "Supported: timer\r\nSession-Expires: 1800;refresher=uac\r\n")
+        upd = office.read_message()
+        self.assertTrue(upd.startswith("UPDATE "), upd)
+        self.assertRegex(upd, r"(?im)^Session-Expires: 1800;refresher=uac\r$")
+        office_answer(upd, 200, "OK", "Require: timer\r\nSession-Expires: 1800;refresher=uac\r\n")
+        r = final(phone)
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertRegex(r, r"(?im)^CSeq: 2 UPDATE")
+        self.assertRegex(r, r"(?im)^Session-Expires: 1800;refresher=uac\r$")
+        request("BYE", 3, to, target)
+        bye = office.read_message()
+        self.assertTrue(bye.startswith("BYE "), bye)
+        office_answer(bye, 200, "OK")
+        self.assertEqual(sipclient.status(final(phone)), 200)
+
     def test_blind_transfer_by_the_remote_phone(self):
         a, b = self.phones()
         c = self.office_phone("phone-c", OTHER_USER, OTHER_PASSWORD, TONE_A)
