@@ -278,6 +278,7 @@ struct Edge::Impl : public CallHost {
   std::thread thread;
   std::atomic<bool> stop{false};
   su_home_t home[1] = {};
+  sip_supported_t* supported = nullptr;  // option tags phones may require (from home)
   su_root_t* root = nullptr;
   nta_agent_t* set_agent = nullptr;  // phones
   nta_agent_t* icp_agent = nullptr;  // the iPBX and the other instances
@@ -886,8 +887,10 @@ struct Edge::Impl : public CallHost {
       }
     }
     if (icp_listener) return Reply(irq, method, SIP_403_FORBIDDEN, TAG_END());
-    // Extensions the phone requires that rwg does not support: 420 with Unsupported.
-    if (int st = nta_check_required(irq, sip, nullptr, TAG_END()); st != 0) {
+    // Extensions the phone requires that rwg does not support: 420 with Unsupported. Session
+    // timers pass through to the other end (services/sip_edge/calls.cc, TimerHeaders).
+    if (supported == nullptr) supported = sip_supported_make(home, "timer");
+    if (int st = nta_check_required(irq, sip, supported, TAG_END()); st != 0) {
       metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();
       return st;
     }

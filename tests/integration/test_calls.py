@@ -715,6 +715,12 @@ class CallsTest(EdgeFixture):
                     return m
 
         uri, to = f"sip:{OFFICE_USER}@{PUBLIC}", f"<sip:{OFFICE_USER}@{PUBLIC}>"
+        # Reliable provisional answers are not relayed: a phone insisting on them hears so.
+        request("INVITE", 1, to, uri, "Require: 100rel\r\n", sdp)
+        r = final(phone)
+        self.assertEqual(sipclient.status(r), 420, r)
+        self.assertRegex(r, r"(?im)^Unsupported: 100rel\r$")
+        call_id = os.urandom(6).hex()
         # A too short interval: the office asks for more with 422 and Min-SE.
         request("INVITE", 1, to, uri, "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n"
                 "Min-SE: 90\r\n", sdp)
@@ -730,10 +736,11 @@ class CallsTest(EdgeFixture):
         self.assertRegex(r, r"(?im)^Min-SE: 1800\r$")
         # Again with the office's minimum; the office answers and the phone refreshes.
         call_id = os.urandom(6).hex()
-        request("INVITE", 1, to, uri, "Supported: timer\r\nSession-Expires: 1800\r\n"
-                "Min-SE: 1800\r\n", sdp)
+        request("INVITE", 1, to, uri, "Require: timer\r\nSupported: timer\r\n"
+                "Session-Expires: 1800\r\nMin-SE: 1800\r\n", sdp)
         inv = office_invite()
         self.assertRegex(inv, r"(?im)^Session-Expires: 1800\r$")
+        self.assertRegex(inv, r"(?im)^Require: timer\r$", "a phone may insist on timers")
         office_sdp = offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None).replace(
             "127.0.0.1", "127.0.0.2")
         office_answer(inv, 200, "OK", "Require: timer\r\nSession-Expires: 1800;refresher=uac\r\n",
