@@ -1075,7 +1075,8 @@ void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
   // its record) itself.
   if (f.method != "BYE") Save(call);
   const bool target_refresh = f.method == "INVITE" || f.method == "UPDATE";
-  msg_t* msg = DialogRequest(to, f.method, f.cseq, target_refresh, false);
+  // A REFER's Contact is where the referee's NOTIFYs about the transfer go (RFC 3515).
+  msg_t* msg = DialogRequest(to, f.method, f.cseq, target_refresh || f.method == "REFER", false);
   sip_t* out = sip_object(msg);
   const std::string timers = target_refresh ? TimerHeaders(sip) : "";
   if (!timers.empty()) sip_add_tl(msg, out, SIPTAG_HEADER_STR(timers.c_str()), TAG_END());

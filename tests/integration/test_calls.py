@@ -18,6 +18,7 @@ import struct
 import subprocess
 import time
 import unittest
+import urllib.parse
 import urllib.request
 import wave
 
@@ -770,6 +771,121 @@ class CallsTest(EdgeFixture):
         self.assertTrue(bye.startswith("BYE "), bye)
         office_answer(bye, 200, "OK")
         self.assertEqual(sipclient.status(final(phone)), 200)
+
+    def test_attended_transfer_refer_names_the_office_side_dialog(self):
+        """A (remote, through rwg) talks to B, calls C, then transfers B to C with
+        REFER Refer-To: C?Replaces=<A's dialog with C>. B must get the Replaces of the dialog C
+        knows (rwg's ICP-side dialog with C), and A the 202 and B's NOTIFY."""
+        offices = {}
+        for user, pw in ((OFFICE_USER, OFFICE_PASSWORD), (OTHER_USER, OTHER_PASSWORD)):
+            conn = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+            self.addCleanup(conn.close)
+            r = conn.register_with_auth(user, pw, "127.0.0.2")
+            self.assertEqual(sipclient.status(r), 200, r)
+            offices[user] = conn
+        b, c = offices[OFFICE_USER], offices[OTHER_USER]
+        a = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(a.close)
+        r = a.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        h, p = a.local
+
+        def send(method, d, cseq, extra="", body="", ctype="application/sdp"):
+            a.send_raw(f"{method} {d['target']} SIP/2.0\r\n"
+                       f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                       f"From: <sip:1002@{PUBLIC}>;tag={d['tag']}\r\nTo: {d['to']}\r\n"
+                       f"Call-ID: {d['call_id']}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+                       f"Contact: <sip:1002@{h}:{p};transport=tls>\r\n" + extra
+                       + (f"Content-Type: {ctype}\r\n" if body else "")
+                       + f"Content-Length: {len(body)}\r\n\r\n{body}")
+
+        def answer(conn, req, code, extra="", body="", tag=None):
+            heads = [l for l in req.split("\r\n")
+                     if re.match(r"(?i)(via|record-route|from|to|call-id|cseq):", l)]
+            if tag:
+                heads = [l + f";tag={tag}" if l.lower().startswith("to:") else l for l in heads]
+            lh, lp = conn.local
+            conn.send_raw(f"SIP/2.0 {code} OK\r\n" + "\r\n".join(heads) + "\r\n"
+                          + f"Contact: <sip:office@{lh}:{lp};transport=tcp>\r\n" + extra
+                          + ("Content-Type: application/sdp\r\n" if body else "")
+                          + f"Content-Length: {len(body)}\r\n\r\n{body}")
+
+        def next_request(conn, method):
+            while True:
+                m = conn.read_message()
+                if m.startswith(method + " "):
+                    return m
+
+        def final(conn):
+            while True:
+                m = conn.read_message()
+                if not m.startswith("SIP/2.0 1"):
+                    return m
+
+        def call(number, office, office_tag):
+            d = {"tag": os.urandom(4).hex(), "call_id": os.urandom(6).hex(),
+                 "to": f"<sip:{number}@{PUBLIC}>", "target": f"sip:{number}@{PUBLIC}"}
+            send("INVITE", d, 1, body=offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0"))
+            inv = next_request(office, "INVITE")
+            answer(office, inv, 200, body=offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0",
+                                                crypto=None), tag=office_tag)
+            r = final(a)
+            self.assertEqual(sipclient.status(r), 200, r)
+            d["to"] = re.search(r"(?im)^To: (.*)$", r).group(1).strip()
+            d["target"] = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+            d["rwg_tag"] = re.search(r";tag=([^;\s>]+)", d["to"]).group(1)
+            send("ACK", d, 1)
+            self.assertTrue(next_request(office, "ACK").startswith("ACK "))
+            # The office side of the dialog, as the office phone knows it.
+            d["office_call_id"] = re.search(r"(?im)^Call-ID: (.*)$", inv).group(1).strip()
+            d["office_from_tag"] = re.search(r"(?im)^From: .*;tag=([^;\s]+)", inv).group(1)
+            d["office_routes"] = re.findall(r"(?im)^Record-Route: (.*)$", inv)
+            return d
+
+        ab = call(OFFICE_USER, b, "b1")
+        ac = call(OTHER_USER, c, "c1")
+        replaces = urllib.parse.quote(
+            f"{ac['call_id']};to-tag={ac['rwg_tag']};from-tag={ac['tag']}", safe="")
+        send("REFER", ab, 2, f"Refer-To: <sip:{OTHER_USER}@{PUBLIC}?Replaces={replaces}>\r\n"
+             f"Referred-By: <sip:1002@{PUBLIC}>\r\n")
+        refer = next_request(b, "REFER")
+        refer_to = re.search(r"(?im)^Refer-To: (.*)$", refer).group(1).strip()
+        m = re.search(r"\?Replaces=([^>]*)>", refer_to)
+        self.assertIsNotNone(m, refer_to)
+        self.assertEqual(urllib.parse.unquote(m.group(1)),
+                         f"{ac['office_call_id']};to-tag=c1;from-tag={ac['office_from_tag']}",
+                         "B is told to replace the dialog C has (rwg's, ICP side)")
+        self.assertTrue(refer_to.startswith(f"<sip:{OTHER_USER}@127.0.0.2"), refer_to)
+        self.assertNotIn(ac["call_id"], refer, "nothing of the phone's side reaches the office")
+        answer(b, refer, 202)
+        r = final(a)
+        self.assertEqual(sipclient.status(r), 202, r)
+        self.assertRegex(r, r"(?im)^CSeq: 2 REFER")
+        # B reports the transfer's progress in the REFER's subscription; A gets it.
+        contact = re.search(r"(?im)^Contact: <([^>]*)>", refer).group(1)
+        frm = re.search(r"(?im)^From: (.*)$", refer).group(1).strip()
+        to = re.search(r"(?im)^To: (.*)$", refer).group(1).strip()
+        cid = re.search(r"(?im)^Call-ID: (.*)$", refer).group(1).strip()
+        bh, bp = b.local
+        frag = "SIP/2.0 200 OK\r\n"
+        b.send_raw(f"NOTIFY {contact} SIP/2.0\r\n"
+                   f"Via: SIP/2.0/TCP {bh}:{bp};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                   + "".join(f"Route: {r_}\r\n" for r_ in ab["office_routes"])
+                   + f"From: {to}\r\nTo: {frm}\r\nCall-ID: {cid}\r\nCSeq: 9 NOTIFY\r\n"
+                   f"Max-Forwards: 70\r\nContact: <sip:office@{bh}:{bp};transport=tcp>\r\n"
+                   "Event: refer\r\nSubscription-State: terminated;reason=noresource\r\n"
+                   "Content-Type: message/sipfrag\r\n"
+                   f"Content-Length: {len(frag)}\r\n\r\n{frag}")
+        n = next_request(a, "NOTIFY")
+        self.assertIn("Event: refer", n)
+        self.assertIn("SIP/2.0 200 OK", n)
+        answer(a, n, 200)
+        self.assertEqual(sipclient.status(final(b)), 200)
+        # Both calls end from A.
+        for d, office in ((ab, b), (ac, c)):
+            send("BYE", d, 3)
+            answer(office, next_request(office, "BYE"), 200)
+            self.assertEqual(sipclient.status(final(a)), 200)
 
     def test_blind_transfer_by_the_remote_phone(self):
         a, b = self.phones()
