@@ -887,13 +887,7 @@ struct Edge::Impl : public CallHost {
       }
     }
     if (icp_listener) return Reply(irq, method, SIP_403_FORBIDDEN, TAG_END());
-    // Extensions the phone requires that rwg does not support: 420 with Unsupported. Session
-    // timers pass through to the other end (services/sip_edge/calls.cc, TimerHeaders).
-    if (supported == nullptr) supported = sip_supported_make(home, "timer");
-    if (int st = nta_check_required(irq, sip, supported, TAG_END()); st != 0) {
-      metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();
-      return st;
-    }
+    if (int st = RefuseUnsupported(irq, sip, method); st != 0) return st;
     if (Calls::IsCallMethod(sip->sip_request->rq_method) || calls->Owns(sip, true)) {
       tport_t* tp = nta_incoming_transport(nullptr, irq, nullptr);
       const int r = calls->OnPhoneRequest(irq, sip, tp, absl::StrCat(peer, ":", port));
@@ -1468,6 +1462,18 @@ struct Edge::Impl : public CallHost {
     Done(p);
   }
 
+  // Extensions a request requires that rwg cannot carry end to end (100rel): answered 420
+  // with Unsupported; returns 0 when none. Session timers pass through to the other end
+  // (services/sip_edge/calls.cc, TimerHeaders).
+  int RefuseUnsupported(nta_incoming_t* irq, const sip_t* sip, const char* method) {
+    if (supported == nullptr) supported = sip_supported_make(home, "timer");
+    const int st = nta_check_required(irq, sip, supported, TAG_END());
+    if (st != 0) {
+      metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();
+    }
+    return st;
+  }
+
   // -- requests from the iPBX ---------------------------------------------------------------
 
   int HandleFromIcp(nta_incoming_t* irq, const sip_t* sip, bool forwarded) {
@@ -1477,6 +1483,7 @@ struct Edge::Impl : public CallHost {
       return Reply(irq, method, SIP_200_OK, TAG_END());  // the iPBX's keep-alive to rwg
     }
     if ((Calls::IsCallMethod(m) || calls->Owns(sip, false)) && !forwarded) {
+      if (int st = RefuseUnsupported(irq, sip, method); st != 0) return st;
       return calls->OnIcpRequest(irq, sip);
     }
     if (m != sip_method_options && m != sip_method_notify && m != sip_method_message &&

@@ -771,6 +771,28 @@ class CallsTest(EdgeFixture):
         self.assertTrue(bye.startswith("BYE "), bye)
         office_answer(bye, 200, "OK")
         self.assertEqual(sipclient.status(final(phone)), 200)
+        # The office calling the phone and requiring 100rel: rwg cannot keep that promise on
+        # the phone's side and says so.
+        o_uri, o_cid, o_tag = "sip:21002@127.0.0.2", os.urandom(6).hex(), os.urandom(4).hex()
+        o_sdp = offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None)
+
+        def office_invite_to_phone(cseq, auth=""):
+            office.send_raw(f"INVITE {o_uri} SIP/2.0\r\n"
+                            f"Via: SIP/2.0/TCP {oh}:{op};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                            f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={o_tag}\r\n"
+                            f"To: <{o_uri}>\r\nCall-ID: {o_cid}\r\nCSeq: {cseq} INVITE\r\n"
+                            f"Max-Forwards: 70\r\nContact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n"
+                            f"Require: 100rel\r\n{auth}Content-Type: application/sdp\r\n"
+                            f"Content-Length: {len(o_sdp)}\r\n\r\n{o_sdp}")
+        office_invite_to_phone(1)
+        r = final(office)
+        self.assertEqual(sipclient.status(r), 407, r)
+        ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
+        office_invite_to_phone(2, "Proxy-Authorization: " + sipclient.authorization(
+            ch, OFFICE_USER, OFFICE_PASSWORD, "INVITE", o_uri) + "\r\n")
+        r = final(office)
+        self.assertEqual(sipclient.status(r), 420, r)
+        self.assertRegex(r, r"(?im)^Unsupported: 100rel\r$")
 
     def test_attended_transfer_refer_names_the_office_side_dialog(self):
         """A (remote, through rwg) talks to B, calls C, then transfers B to C with
