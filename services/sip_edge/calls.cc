@@ -1241,12 +1241,20 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
 int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t*) {
   auto* self = reinterpret_cast<Calls*>(magic);
   core::log::Debug("CANCEL received", {});
-  for (auto& [id, c] : self->calls_) {
-    Side* side = c->set.irq == irq ? &c->set : c->icp.irq == irq ? &c->icp : nullptr;
+  // The cancelled INVITE's Call-ID finds the call (the INVITE came from either side).
+  msg_t* request = nta_incoming_getrequest(irq);
+  const sip_t* invite = request ? sip_object(request) : nullptr;
+  const std::string call_id = invite && invite->sip_call_id ? invite->sip_call_id->i_id : "";
+  msg_destroy(request);
+  for (const char* prefix : {"s|", "i|"}) {
+    auto it = self->by_dialog_.find(absl::StrCat(prefix, call_id));
+    if (it == self->by_dialog_.end()) continue;
+    Call& c = *it->second;
+    Side* side = c.set.irq == irq ? &c.set : c.icp.irq == irq ? &c.icp : nullptr;
     if (side == nullptr) continue;
-    c->end_reason = side->set ? "cancelled by the phone" : "cancelled by the iPBX";
-    self->Answer(*c, *side, 487, "Request Terminated", "");
-    self->Hangup(*c, side, c->end_reason.c_str());
+    c.end_reason = side->set ? "cancelled by the phone" : "cancelled by the iPBX";
+    self->Answer(c, *side, 487, "Request Terminated", "");
+    self->Hangup(c, side, c.end_reason.c_str());
     return 0;
   }
   return 0;
