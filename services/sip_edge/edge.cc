@@ -20,6 +20,7 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -279,6 +280,9 @@ struct Edge::Impl : public CallHost {
   std::atomic<bool> stop{false};
   su_home_t home[1] = {};
   sip_supported_t* supported = nullptr;  // option tags phones may require (from home)
+  // The ids of this instance's calls recorded in Redis (SIP thread writes, housekeeper reads).
+  std::mutex own_calls_mu;
+  std::unordered_set<std::string> own_calls;
   su_root_t* root = nullptr;
   nta_agent_t* set_agent = nullptr;  // phones
   nta_agent_t* icp_agent = nullptr;  // the iPBX and the other instances
@@ -465,29 +469,46 @@ struct Edge::Impl : public CallHost {
     const int64_t now = absl::ToUnixSeconds(clock.Now());
     absl::StatusOr<core::RedisReply> ids = redis.Command({"SMEMBERS", core::kCallsKey});
     if (!ids.ok()) return;
-    for (const core::RedisReply& e : ids->elements) {
-      const std::string& id = e.str;
-      absl::StatusOr<core::RedisReply> rec = redis.Command({"GET", core::CallKey(id)});
-      if (!rec.ok()) continue;
-      if (rec->is_nil()) {
-        (void)redis.Command({"SREM", core::kCallsKey, id});  // expired
-        continue;
+    // This instance's own calls are not read back; the others' records come in batches.
+    std::vector<std::string> others;
+    {
+      std::lock_guard<std::mutex> lock(own_calls_mu);
+      for (const core::RedisReply& e : ids->elements) {
+        if (!own_calls.contains(e.str)) others.push_back(e.str);
       }
-      nlohmann::json j = nlohmann::json::parse(rec->str, nullptr, false);
-      if (!j.is_object() || !j.contains("instance") || !j["instance"].is_string()) continue;
-      const std::string owner = j["instance"].get<std::string>();
-      if (owner == options.instance) continue;
-      auto it = seen.find(owner);
-      if (it != seen.end() && now - it->second <= 15) continue;  // alive
-      absl::StatusOr<core::RedisReply> claim = redis.Command(
-          {"SET", absl::StrCat(core::CallKey(id), ":end"), options.instance, "NX", "EX", "60"});
-      if (!claim.ok() || claim->is_nil()) continue;  // another instance took it
-      std::lock_guard<std::mutex> lock(events_mu);
-      if (events_queue != nullptr) {
-        events_queue->Post([this, j] {
-          if (calls) calls->EndOrphan(j);
-        });
-      }
+    }
+    constexpr size_t kBatch = 256;
+    for (size_t first = 0; first < others.size(); first += kBatch) {
+      const size_t n = std::min(kBatch, others.size() - first);
+      std::vector<std::string> mget = {"MGET"};
+      for (size_t i = 0; i < n; ++i) mget.push_back(core::CallKey(others[first + i]));
+      absl::StatusOr<core::RedisReply> recs = redis.Command(mget);
+      if (!recs.ok() || recs->elements.size() != n) return;
+      for (size_t i = 0; i < n; ++i) EndIfOrphan(others[first + i], recs->elements[i], seen, now);
+    }
+  }
+
+  // Ends another instance's call when that instance is gone (one instance takes each call).
+  void EndIfOrphan(const std::string& id, const core::RedisReply& rec,
+                   const std::map<std::string, int64_t>& seen, int64_t now) {
+    if (rec.is_nil()) {
+      (void)redis.Command({"SREM", core::kCallsKey, id});  // expired
+      return;
+    }
+    nlohmann::json j = nlohmann::json::parse(rec.str, nullptr, false);
+    if (!j.is_object() || !j.contains("instance") || !j["instance"].is_string()) return;
+    const std::string owner = j["instance"].get<std::string>();
+    if (owner == options.instance) return;
+    auto it = seen.find(owner);
+    if (it != seen.end() && now - it->second <= 15) return;  // alive
+    absl::StatusOr<core::RedisReply> claim = redis.Command(
+        {"SET", absl::StrCat(core::CallKey(id), ":end"), options.instance, "NX", "EX", "60"});
+    if (!claim.ok() || claim->is_nil()) return;  // another instance took it
+    std::lock_guard<std::mutex> lock(events_mu);
+    if (events_queue != nullptr) {
+      events_queue->Post([this, j] {
+        if (calls) calls->EndOrphan(j);
+      });
     }
   }
 
@@ -576,6 +597,10 @@ struct Edge::Impl : public CallHost {
   }
 
   void SaveCall(const std::string& id, const std::string& record, bool first) override {
+    if (first) {
+      std::lock_guard<std::mutex> lock(own_calls_mu);
+      own_calls.insert(id);
+    }
     async_redis->Command({"SET", core::CallKey(id), record, "EX", "86400"},
                          [](absl::StatusOr<core::RedisReply>) {});
     if (first) {
@@ -584,6 +609,10 @@ struct Edge::Impl : public CallHost {
   }
 
   void DropCall(const std::string& id) override {
+    {
+      std::lock_guard<std::mutex> lock(own_calls_mu);
+      own_calls.erase(id);
+    }
     async_redis->Command({"DEL", core::CallKey(id), absl::StrCat(core::CallKey(id), ":end")},
                          [](absl::StatusOr<core::RedisReply>) {});
     async_redis->Command({"SREM", core::kCallsKey, id}, [](absl::StatusOr<core::RedisReply>) {});
