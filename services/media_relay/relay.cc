@@ -226,33 +226,46 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
       return absl::InvalidArgumentError(absl::StrCat(kLegNames[l], ": ", st.message()));
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (options_.max_sessions > 0 && sessions_.size() >= static_cast<size_t>(options_.max_sessions)) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("session limit reached (", options_.max_sessions, ")"));
-  }
-  for (int l = 0; l < 2; ++l) {
-    absl::StatusOr<PortPair> p = pool_.Acquire();
-    if (!p.ok()) {
-      if (l == 1) pool_.Release(s->legs[0].ports);
-      return p.status();
+  // The lock covers the ports and the session table only: attaching to a worker and writing
+  // Redis happen outside it, so that requests do not queue behind each other's round trips.
+  Worker* w = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (options_.max_sessions > 0 &&
+        sessions_.size() + allocating_ >= static_cast<size_t>(options_.max_sessions)) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("session limit reached (", options_.max_sessions, ")"));
     }
-    s->legs[l].ports = *p;
+    for (int l = 0; l < 2; ++l) {
+      absl::StatusOr<PortPair> p = pool_.Acquire();
+      if (!p.ok()) {
+        if (l == 1) pool_.Release(s->legs[0].ports);
+        return p.status();
+      }
+      s->legs[l].ports = *p;
+    }
+    w = &LeastLoaded();
+    ++allocating_;
   }
-  // The state to keep is copied before the worker sees the session (one hand-over only).
-  const SessionState state = CopyState(*s);
-  Worker& w = LeastLoaded();
-  absl::Status attached;
-  w.Run([&] { attached = w.Attach(s.get()); });
-  if (!attached.ok()) {
-    w.Run([&] { w.Detach(s.get()); });
+  auto give_up = [&](absl::Status why) {
+    std::lock_guard<std::mutex> lock(mu_);
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
-    return attached;
+    --allocating_;
+    return why;
+  };
+  // The state to keep and the answer are taken before the worker sees the session (one
+  // hand-over only).
+  const SessionState state = CopyState(*s);
+  relaypb::Session out = SnapshotHere(*s);
+  absl::Status attached;
+  w->Run([&] { attached = w->Attach(s.get()); });
+  if (!attached.ok()) {
+    w->Run([&] { w->Detach(s.get()); });
+    return give_up(attached);
   }
   if (absl::Status st = WriteState(*s, state); !st.ok()) {
-    w.Run([&] { w.Detach(s.get()); });
-    for (Leg& leg : s->legs) pool_.Release(leg.ports);
-    return st;  // nothing half done: no session without its state in Redis
+    w->Run([&] { w->Detach(s.get()); });
+    return give_up(st);  // nothing half done: no session without its state in Redis
   }
   core::log::Info("session started", {{"session", s->id},
                                       {"call_id", s->call_id},
@@ -260,7 +273,8 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
                                       {"icp_port", std::to_string(s->legs[1].ports.port)},
                                       {"set_suite", SuiteLabel(s->legs[0].suite)},
                                       {"icp_suite", SuiteLabel(s->legs[1].suite)}});
-  relaypb::Session out = Snapshot(*s);
+  std::lock_guard<std::mutex> lock(mu_);
+  --allocating_;
   sessions_[s->id] = std::move(s);
   metrics_->sessions.Set(static_cast<double>(sessions_.size()));
   return out;
@@ -344,10 +358,16 @@ absl::StatusOr<relaypb::Session> Relay::Update(const relaypb::UpdateRequest& req
   return Snapshot(s);
 }
 
-void Relay::DeleteLocked(std::unique_ptr<Session> s, const char* why) {
+void Relay::Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session* final) {
   Worker& w = *workers_[s->worker];
-  w.Run([&] { w.Detach(s.get()); });
-  for (Leg& leg : s->legs) pool_.Release(leg.ports);
+  w.Run([&] {
+    if (final != nullptr) *final = SnapshotHere(*s);
+    w.Detach(s.get());
+  });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Leg& leg : s->legs) pool_.Release(leg.ports);
+  }
   (void)redis_.Pipeline({{"DEL", SessionKey(s->id)}, {"SREM", IndexKey(options_.instance), s->id}});
   const LegCounters& a = s->legs[0].counters;
   const LegCounters& b = s->legs[1].counters;
@@ -367,14 +387,17 @@ void Relay::DeleteLocked(std::unique_ptr<Session> s, const char* why) {
 }
 
 absl::StatusOr<relaypb::Session> Relay::Delete(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
-  relaypb::Session final = Snapshot(*it->second);
-  std::unique_ptr<Session> s = std::move(it->second);
-  sessions_.erase(it);
-  DeleteLocked(std::move(s), "deleted");
-  metrics_->sessions.Set(static_cast<double>(sessions_.size()));
+  std::unique_ptr<Session> s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
+    s = std::move(it->second);
+    sessions_.erase(it);
+    metrics_->sessions.Set(static_cast<double>(sessions_.size()));
+  }
+  relaypb::Session final;
+  Finish(std::move(s), "deleted", &final);
   return final;
 }
 
@@ -405,7 +428,13 @@ uint32_t Relay::Drain() {
 relaypb::Session Relay::Snapshot(Session& s) {
   relaypb::Session out;
   Worker& w = *workers_[s.worker];
-  w.Run([&] {
+  w.Run([&] { out = SnapshotHere(s); });
+  return out;
+}
+
+relaypb::Session Relay::SnapshotHere(Session& s) {
+  relaypb::Session out;
+  {
     out.set_id(s.id);
     out.set_call_id(s.call_id);
     out.set_instance(options_.instance);
@@ -441,7 +470,7 @@ relaypb::Session Relay::Snapshot(Session& s) {
       st->set_cumulative_lost(static_cast<int32_t>(c.cumulative_lost.Get()));
       st->set_jitter(static_cast<uint32_t>(c.jitter.Get()));
     }
-  });
+  }
   return out;
 }
 
@@ -689,6 +718,7 @@ void Relay::CollectMetrics() {
 }
 
 void Relay::Housekeeping() {
+  std::vector<std::unique_ptr<Session>> ended;  // orphans, finished outside the lock
   std::unique_lock<std::mutex> hk(hk_mu_);
   while (!hk_stop_) {
     hk.unlock();
@@ -712,13 +742,14 @@ void Relay::Housekeeping() {
       }
       for (const std::string& id : orphans) {
         auto it = sessions_.find(id);
-        std::unique_ptr<Session> s = std::move(it->second);
+        ended.push_back(std::move(it->second));
         sessions_.erase(it);
-        DeleteLocked(std::move(s), "orphaned");
       }
       metrics_->sessions.Set(static_cast<double>(sessions_.size()));
       CollectMetrics();
     }
+    for (std::unique_ptr<Session>& s : ended) Finish(std::move(s), "orphaned", nullptr);
+    ended.clear();
     Heartbeat();
     hk.lock();
     hk_cv_.wait_for(hk, std::chrono::seconds(1), [this] { return hk_stop_; });

@@ -80,7 +80,9 @@ class Relay {
     bool inbound = false, outbound = false, address = false;
   };
   absl::Status ApplyUpdate(const Leg& cur, const relaypb::LegUpdate& u, LegChange* next);
-  relaypb::Session Snapshot(Session& s);
+  relaypb::Session Snapshot(Session& s);  // on the session's worker
+  // The same where the session may be read: on its worker, or before it is attached.
+  relaypb::Session SnapshotHere(Session& s);
   // A session's state as kept in Redis, copied where the session may be read: on its worker,
   // or before it is attached to one. Written out (JSON, sealed keys) off the packet path.
   struct LegState {
@@ -96,7 +98,9 @@ class Relay {
   // CopyState on the session's worker, then WriteState.
   absl::Status Persist(Session& s);
   absl::Status Restore();
-  void DeleteLocked(std::unique_ptr<Session> s, const char* why);
+  // Ends a session already out of the table (without mu_ held): detaches it, frees its
+  // ports, forgets its state, logs; `final`, if given, gets its last snapshot.
+  void Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session* final);
   void Housekeeping();
   void Heartbeat();
   void CollectMetrics();
@@ -113,6 +117,7 @@ class Relay {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::mutex mu_;  // sessions_ and everything that allocates or frees ports
   std::map<std::string, std::unique_ptr<Session>> sessions_;
+  size_t allocating_ = 0;  // sessions being set up, not yet in sessions_ (guarded by mu_)
   std::atomic<bool> draining_{false};
   size_t restored_ = 0;
   std::thread housekeeper_;
