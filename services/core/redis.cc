@@ -168,19 +168,21 @@ void RedisClient::Release(redisContext* ctx, bool healthy) {
   redisFree(ctx);
 }
 
-absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& args) {
-  absl::StatusOr<redisContext*> ctx = Acquire();
-  if (!ctx.ok()) return ctx.status();
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
+RedisArgv::RedisArgv(const std::vector<std::string>& args) {
   argv.reserve(args.size());
   lens.reserve(args.size());
   for (const std::string& a : args) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(*ctx, static_cast<int>(args.size()), argv.data(), lens.data()));
+}
+
+absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& args) {
+  absl::StatusOr<redisContext*> ctx = Acquire();
+  if (!ctx.ok()) return ctx.status();
+  RedisArgv a(args);
+  auto* r =
+      static_cast<redisReply*>(redisCommandArgv(*ctx, a.argc(), a.argv.data(), a.lens.data()));
   if (r == nullptr) {
     std::string why = (*ctx)->errstr;
     Release(*ctx, false);
@@ -210,16 +212,8 @@ absl::StatusOr<std::vector<RedisReply>> RedisClient::Pipeline(
         absl::StrCat("redis at ", options_.address, " is unavailable: ", why));
   };
   for (const std::vector<std::string>& args : commands) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    argv.reserve(args.size());
-    lens.reserve(args.size());
-    for (const std::string& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    if (redisAppendCommandArgv(*ctx, static_cast<int>(args.size()), argv.data(), lens.data()) !=
-        REDIS_OK) {
+    RedisArgv a(args);
+    if (redisAppendCommandArgv(*ctx, a.argc(), a.argv.data(), a.lens.data()) != REDIS_OK) {
       return unavailable();
     }
   }

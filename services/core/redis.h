@@ -34,6 +34,15 @@ RedisReply ConvertReply(const redisReply* r);
 // its replica, Internal otherwise.
 absl::Status ErrorReplyStatus(const std::string& address, const std::string& message);
 
+// A command's arguments as hiredis' *Argv functions take them (pointers into `args`, which
+// must outlive it).
+struct RedisArgv {
+  explicit RedisArgv(const std::vector<std::string>& args);
+  int argc() const { return static_cast<int>(argv.size()); }
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+};
+
 // The SHA-1 (hex) that EVALSHA names `script` by.
 std::string ScriptSha(const std::string& script);
 

@@ -121,6 +121,8 @@ int Main(int argc, char** argv) {
 
   core::RedisOptions ro;
   ro.address = redis_address;
+  // One connection per request thread stays open (the gRPC server keeps up to 16 of them).
+  ro.max_idle_connections = 20;
   if (!redis_password_file.empty()) {
     absl::StatusOr<std::string> pw = core::ReadFile(redis_password_file);
     if (!pw.ok()) return Fail(absl::StrCat("redis-password-file: ", pw.status().message()));

@@ -22,8 +22,16 @@ grpc::Status RelayServiceImpl::Allocate(grpc::ServerContext* ctx,
                                         const relaypb::AllocateRequest* req,
                                         relaypb::Session* out) {
   if (grpc::Status a = Authorize(ctx); !a.ok()) return a;
+  // A caller that gave up (its deadline passed while the request queued) gets nothing
+  // allocated: under overload the relay does not spend itself on answers nobody reads.
+  if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "caller gave up");
   absl::StatusOr<relaypb::Session> s = relay_.Allocate(*req);
   if (!s.ok()) return core::ToGrpcStatus(s.status());
+  if (ctx->IsCancelled()) {
+    // Nobody will learn this session's id, so nobody would delete it: it goes at once.
+    (void)relay_.Delete(s->id());
+    return grpc::Status(grpc::StatusCode::CANCELLED, "caller gave up");
+  }
   *out = *std::move(s);
   return grpc::Status::OK;
 }

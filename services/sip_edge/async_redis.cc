@@ -117,16 +117,9 @@ void AsyncRedis::Send(Request* r, const std::vector<std::string>& args) {
         absl::StrCat("redis at ", options_.address, " is unavailable: ", last_error_)));
     return;
   }
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  argv.reserve(args.size());
-  lens.reserve(args.size());
-  for (const std::string& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  if (redisAsyncCommandArgv(ctx_, &AsyncRedis::OnReply, r, static_cast<int>(args.size()),
-                            argv.data(), lens.data()) != REDIS_OK) {
+  core::RedisArgv a(args);
+  if (redisAsyncCommandArgv(ctx_, &AsyncRedis::OnReply, r, a.argc(), a.argv.data(),
+                            a.lens.data()) != REDIS_OK) {
     Callback done = std::move(r->done);
     delete r;
     done(absl::UnavailableError(

@@ -209,6 +209,36 @@ def offer(media_line="m=audio 4000 RTP/SAVP 0", crypto="a=crypto:1 AES_CM_128_HM
     return "\r\n".join(lines) + "\r\n"
 
 
+def final_response(conn):
+    """The next final response read on a connection (provisional ones skipped)."""
+    while True:
+        m = conn.read_message()
+        if not m.startswith("SIP/2.0 1"):
+            return m
+
+
+def next_request(conn, method):
+    """The next `method` request read on a connection (anything else skipped)."""
+    while True:
+        m = conn.read_message()
+        if m.startswith(method + " "):
+            return m
+
+
+def reply(conn, req, code, phrase="OK", extra="", body="", tag=None, contact=True):
+    """Answers `req` on `conn` as a UA of our own (a To tag added when `tag` is given), with a
+    Contact at the connection's address and an SDP body if any."""
+    heads = [l for l in req.split("\r\n")
+             if re.match(r"(?i)(via|record-route|from|to|call-id|cseq):", l)]
+    if tag and not re.search(r"(?im)^To:.*;tag=", req):
+        heads = [l + f";tag={tag}" if l.lower().startswith("to:") else l for l in heads]
+    lh, lp = conn.local
+    conn.send_raw(f"SIP/2.0 {code} {phrase}\r\n" + "\r\n".join(heads) + "\r\n"
+                  + (f"Contact: <sip:ua@{lh}:{lp};transport=tcp>\r\n" if contact else "")
+                  + extra + ("Content-Type: application/sdp\r\n" if body else "")
+                  + f"Content-Length: {len(body)}\r\n\r\n{body}")
+
+
 @unittest.skipUnless(shutil.which("baresip"), "baresip not installed")
 class CallsTest(EdgeFixture):
     edge_args = ["--log-level", "debug"]
@@ -693,27 +723,13 @@ class CallsTest(EdgeFixture):
                            + ("Content-Type: application/sdp\r\n" if body else "")
                            + f"Content-Length: {len(body)}\r\n\r\n{body}")
 
-        def office_answer(req, code, phrase, extra="", body="", to_tag="o1"):
-            heads = [l for l in req.split("\r\n")
-                     if re.match(r"(?i)(via|record-route|from|to|call-id|cseq):", l)]
-            if not re.search(r"(?im)^To:.*;tag=", req):
-                heads = [l + f";tag={to_tag}" if l.lower().startswith("to:") else l for l in heads]
-            office.send_raw(f"SIP/2.0 {code} {phrase}\r\n" + "\r\n".join(heads) + "\r\n"
-                            + f"Contact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n" + extra
-                            + ("Content-Type: application/sdp\r\n" if body else "")
-                            + f"Content-Length: {len(body)}\r\n\r\n{body}")
+        def office_answer(req, code, phrase, extra="", body=""):
+            reply(office, req, code, phrase, extra, body, tag="o1")
 
         def office_invite():
-            while True:
-                m = office.read_message()
-                if m.startswith("INVITE "):
-                    return m
+            return next_request(office, "INVITE")
 
-        def final(conn):
-            while True:
-                m = conn.read_message()
-                if not m.startswith("SIP/2.0 1"):
-                    return m
+        final = final_response
 
         uri, to = f"sip:{OFFICE_USER}@{PUBLIC}", f"<sip:{OFFICE_USER}@{PUBLIC}>"
         # Reliable provisional answers are not relayed: a phone insisting on them hears so.
@@ -822,27 +838,9 @@ class CallsTest(EdgeFixture):
                        + f"Content-Length: {len(body)}\r\n\r\n{body}")
 
         def answer(conn, req, code, extra="", body="", tag=None):
-            heads = [l for l in req.split("\r\n")
-                     if re.match(r"(?i)(via|record-route|from|to|call-id|cseq):", l)]
-            if tag:
-                heads = [l + f";tag={tag}" if l.lower().startswith("to:") else l for l in heads]
-            lh, lp = conn.local
-            conn.send_raw(f"SIP/2.0 {code} OK\r\n" + "\r\n".join(heads) + "\r\n"
-                          + f"Contact: <sip:office@{lh}:{lp};transport=tcp>\r\n" + extra
-                          + ("Content-Type: application/sdp\r\n" if body else "")
-                          + f"Content-Length: {len(body)}\r\n\r\n{body}")
+            reply(conn, req, code, "OK", extra, body, tag)
 
-        def next_request(conn, method):
-            while True:
-                m = conn.read_message()
-                if m.startswith(method + " "):
-                    return m
-
-        def final(conn):
-            while True:
-                m = conn.read_message()
-                if not m.startswith("SIP/2.0 1"):
-                    return m
+        final = final_response
 
         def call(number, office, office_tag):
             d = {"tag": os.urandom(4).hex(), "call_id": os.urandom(6).hex(),
