@@ -276,11 +276,12 @@ class CallsTest(EdgeFixture):
                            timeout=20)
         return p
 
-    def phones(self, b_answers=True):
+    def phones(self, b_answers=True, a_answers=True):
         a = Baresip(self.tmp, "phone-a",
                     f"<sip:1001@{PUBLIC};transport=tls>;auth_pass={DEVICES['1001'][0]};"
                     f"outbound=\"sip:127.0.0.1:{self.tls_port};transport=tls\";regint=600;"
-                    "mediaenc=srtp-mand;answermode=auto;audio_codecs=PCMU,telephone-event",
+                    f"mediaenc=srtp-mand;answermode={'auto' if a_answers else 'manual'};"
+                    "audio_codecs=PCMU,telephone-event",
                     self.certs["ca"], TONE_A, "tls")
         b = Baresip(self.tmp, "phone-b",
                     f"<sip:{OFFICE_USER}@127.0.0.2;transport=tcp>;auth_pass={OFFICE_PASSWORD};"
@@ -461,6 +462,30 @@ class CallsTest(EdgeFixture):
             r"(?m)^rwg_media_relay_sessions 0", self.relay_metrics()), timeout=5)
         self.assertRegex(self.metrics(),
                          r'rwg_sip_edge_call_outcomes_total\{code="487",direction="outbound"\} 1')
+
+    def test_office_cancels_before_the_remote_phone_answers(self):
+        a, b = self.phones(a_answers=False)
+        b.command("dial", "21001")
+        try:
+            rwgtest.wait_until("A rings", lambda: any(
+                c["state"] == "early" or c["state"] == "setup" for c in self.calls())
+                and "Ringing" in b.read_log(), timeout=10)
+        except AssertionError:
+            raise AssertionError("A does not ring" + self.dump(b, a))
+        b.command("hangup")  # Kamailio sends rwg a CANCEL
+        try:
+            rwgtest.wait_until("call ended", lambda: "call ended" in self.edge.read_log(),
+                               timeout=10)
+        except AssertionError:
+            raise AssertionError("not ended" + self.dump(b, a))
+        self.assertIn("reason=\"cancelled by the iPBX\"", self.edge.read_log())
+        rwgtest.wait_until("A stops ringing", lambda: a.call_ended()
+                           or "closed" in a.read_log(), timeout=10)
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 0")
+        rwgtest.wait_until("the relay session deleted", lambda: re.search(
+            r"(?m)^rwg_media_relay_sessions 0", self.relay_metrics()), timeout=5)
+        self.assertRegex(self.metrics(),
+                         r'rwg_sip_edge_call_outcomes_total\{code="487",direction="inbound"\} 1')
 
     def test_emergency_number_is_dialled_for_the_callers_location(self):
         # The office phone B stands for the Paris emergency desk; Berlin has its own number.
