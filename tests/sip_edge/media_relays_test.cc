@@ -70,9 +70,8 @@ TEST(PickRelayTest, SessionsPlacedBetweenReadsSpreadAndFillInstancesUp) {
   // What the edge does between two reads of the heartbeats: each session placed counts on
   // the instance that took it.
   const int64_t now = absl::ToUnixSeconds(kNow);
-  std::vector<RelayCandidate> c =
-      UsableRelays({{"a", Beat("h:1", 10, 8, now)}, {"b", Beat("h:2", 11, 100, now)}}, kNow,
-                   absl::Seconds(15));
+  std::vector<RelayCandidate> c = UsableRelays(
+      {{"a", Beat("h:1", 10, 8, now)}, {"b", Beat("h:2", 11, 100, now)}}, kNow, absl::Seconds(15));
   ASSERT_EQ(c.size(), 2u);
   std::vector<std::string> placed;
   for (int i = 0; i < 5; ++i) {
