@@ -688,8 +688,13 @@ grpc::Status AdminServiceImpl::ResolveEmergency(grpc::ServerContext* ctx,
 absl::StatusOr<std::optional<adminpb::Call>> AdminServiceImpl::LoadCall(const std::string& id) {
   absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", core::CallKey(id)});
   if (!r.ok()) return r.status();
-  if (r->is_nil()) return std::nullopt;
-  nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
+  return CallFromRecord(*r, id);
+}
+
+absl::StatusOr<std::optional<adminpb::Call>> AdminServiceImpl::CallFromRecord(
+    const core::RedisReply& r, const std::string& id) {
+  if (r.is_nil()) return std::nullopt;
+  nlohmann::json j = nlohmann::json::parse(r.str, nullptr, false);
   if (!j.is_object()) return absl::DataLossError(absl::StrCat("call ", id, ": damaged record"));
   try {
     return std::optional<adminpb::Call>(CallFromJson(j, id));
@@ -726,12 +731,16 @@ grpc::Status AdminServiceImpl::ListCalls(grpc::ServerContext* ctx,
                                          const adminpb::ListCallsRequest* req,
                                          adminpb::ListCallsResponse* resp) {
   return Run("ListCalls", ctx, false, [&](const std::string&) -> absl::Status {
-    absl::StatusOr<core::RedisReply> ids = redis_.Command({"SMEMBERS", core::kCallsKey});
-    if (!ids.ok()) return ids.status();
+    absl::StatusOr<core::RedisReply> members = redis_.Command({"SMEMBERS", core::kCallsKey});
+    if (!members.ok()) return members.status();
+    std::vector<std::string> ids;
+    for (const core::RedisReply& e : members->elements) ids.push_back(e.str);
+    absl::StatusOr<std::vector<core::RedisReply>> records = core::ReadCallRecords(redis_, ids);
+    if (!records.ok()) return records.status();
     std::vector<adminpb::Call> calls;
     const std::string needle = Lower(req->filter());
-    for (const core::RedisReply& e : ids->elements) {
-      absl::StatusOr<std::optional<adminpb::Call>> c = LoadCall(e.str);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      absl::StatusOr<std::optional<adminpb::Call>> c = CallFromRecord((*records)[i], ids[i]);
       if (!c.ok()) return c.status();
       if (!c->has_value()) continue;  // ended since
       const adminpb::Call& call = **c;

@@ -95,6 +95,9 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   absl::Status OpenDevice(admin::v1::Device& d, bool show_secrets) const;
   absl::StatusOr<admin::v1::HashKey> LoadHash();
   absl::StatusOr<std::optional<admin::v1::Call>> LoadCall(const std::string& id);
+  // A call from its record (nil: ended since); DataLoss for a damaged record.
+  static absl::StatusOr<std::optional<admin::v1::Call>> CallFromRecord(const core::RedisReply& r,
+                                                                       const std::string& id);
   static admin::v1::Call CallFromJson(const nlohmann::json& j, const std::string& id);
   absl::StatusOr<admin::v1::HashKey> StoreHash(const std::string& key, bool must_be_new,
                                                const char* action, const std::string& user);

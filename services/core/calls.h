@@ -8,8 +8,11 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "services/core/redis.h"
 
 namespace rwg::core {
 
@@ -17,5 +20,10 @@ inline constexpr char kCallsKey[] = "rwg:calls";
 inline constexpr char kEdgeEventsChannel[] = "rwg:edge:events";
 
 inline std::string CallKey(const std::string& id) { return absl::StrCat("rwg:call:", id); }
+
+// The records of the calls `ids`, in order (nil for a call gone since), read a few hundred at
+// a time (MGET).
+absl::StatusOr<std::vector<RedisReply>> ReadCallRecords(RedisClient& redis,
+                                                        const std::vector<std::string>& ids);
 
 }  // namespace rwg::core

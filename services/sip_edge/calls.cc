@@ -68,6 +68,15 @@ struct Calls::Call {
   std::string timer_headers;  // the caller's session timer headers (TimerHeaders)
 };
 
+std::string HeaderText(const void* header) {
+  if (header == nullptr) return "";
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  char* text = sip_header_as_string(home, static_cast<const sip_header_t*>(header));
+  std::string out = text ? text : "";
+  su_home_deinit(home);
+  return out;
+}
+
 namespace {
 
 // Which call an outgoing INVITE belongs to.
@@ -109,13 +118,9 @@ constexpr char kAllow[] =
 // with INVITEs, UPDATEs and the answers (a 422's Min-SE included), and relays the refreshes.
 std::string TimerHeaders(const sip_t* sip) {
   if (sip == nullptr) return "";
-  su_home_t home[1] = {SU_HOME_INIT(home)};
   std::vector<std::string> lines;
   auto add = [&](const char* name, const void* h) {
-    if (h == nullptr) return;
-    if (char* v = sip_header_as_string(home, static_cast<const sip_header_t*>(h))) {
-      lines.push_back(absl::StrCat(name, ": ", v));
-    }
+    if (h != nullptr) lines.push_back(absl::StrCat(name, ": ", HeaderText(h)));
   };
   add("Session-Expires", sip->sip_session_expires);
   add("Min-SE", sip->sip_min_se);
@@ -129,7 +134,6 @@ std::string TimerHeaders(const sip_t* sip) {
   };
   if (has_timer(sip->sip_require)) lines.push_back("Require: timer");
   if (has_timer(sip->sip_supported)) lines.push_back("Supported: timer");
-  su_home_deinit(home);
   return absl::StrJoin(lines, "\r\n");
 }
 
@@ -297,16 +301,19 @@ int Calls::OnIcpRequest(nta_incoming_t* irq, const sip_t* sip) {
 
 // -- new calls -----------------------------------------------------------------------------
 
+int Calls::RefuseInvite(nta_incoming_t* irq, int status, const char* phrase,
+                        const std::string& why) {
+  const std::string warning = absl::StrCat("399 rwg \"", why, "\"");
+  nta_incoming_treply(irq, status, phrase,
+                      TAG_IF(!why.empty(), SIPTAG_WARNING_STR(warning.c_str())), TAG_END());
+  host_.CountResponse("INVITE", status);
+  return status;
+}
+
 int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone) {
-  su_home_t home[1] = {SU_HOME_INIT(home)};
   const std::string sdp = PayloadOf(sip);
   auto reply = [&](int status, const char* phrase, const std::string& why) {
-    const std::string warning = absl::StrCat("399 rwg \"", why, "\"");
-    nta_incoming_treply(irq, status, phrase,
-                        TAG_IF(!why.empty(), SIPTAG_WARNING_STR(warning.c_str())), TAG_END());
-    host_.CountResponse("INVITE", status);
-    su_home_deinit(home);
-    return status;
+    return RefuseInvite(irq, status, phrase, why);
   };
   const char* number = sip->sip_request->rq_url->url_user;
   if (number == nullptr || *number == '\0') return reply(SIP_404_NOT_FOUND, "no number dialled");
@@ -339,46 +346,53 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   c.device = phone.device;
   c.number = dial;
   c.started = clock_.Now();
-  // Set side: rwg is the phone's UAS.
-  c.set.set = true;
-  c.set.uas = true;
-  c.set.user = phone.device.set_username;
-  c.set.call_id = sip->sip_call_id->i_id;
-  c.set.remote_uri = NameAddr(home, sip->sip_from);
-  c.set.remote_tag = sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
-  c.set.local_uri = NameAddr(home, sip->sip_to);
-  c.set.local_tag = core::RandomHex(rng_, 6);
-  c.set.remote_target = sip->sip_contact ? UrlText(home, sip->sip_contact->m_url) : phone.contact;
-  for (const sip_record_route_t* rr = sip->sip_record_route; rr; rr = rr->r_next) {
-    c.set.route.push_back(absl::StrCat("<", UrlText(home, rr->r_url), ">"));
-  }
-  c.set.contact = host_.SetContact(phone.tport);
-  c.set.irq = irq;
-  c.set.tport = tport_ref(phone.tport);
-  c.set.route_url = phone.route;
+  PhoneSide(c.set, irq, sip, phone);
   c.set.media = *offer;
-  c.set.cseq = 0;
   c.timer_headers = TimerHeaders(sip);
-  nta_incoming_tag(irq, c.set.local_tag.c_str());
   nta_incoming_bind(irq, &Calls::OnCancel, reinterpret_cast<nta_incoming_magic_t*>(this));
-  // ICP side: rwg calls the iPBX as the device's ICP-side user.
-  c.icp.user = phone.device.icp_username;
-  c.icp.call_id = absl::StrCat(core::RandomHex(rng_, 12), "@rwg");
-  c.icp.local_uri = absl::StrCat("<sip:", phone.device.icp_username, "@", view->icp_host, ">");
-  c.icp.local_tag = core::RandomHex(rng_, 6);
-  c.icp.remote_uri = absl::StrCat("<sip:", dial, "@", view->icp_host, ">");
-  c.icp.remote_target = absl::StrCat("sip:", dial, "@", view->icp_host, ":", view->icp_port,
-                                     ";transport=", view->icp_transport);
-  c.icp.contact = absl::StrCat("<sip:", phone.device.icp_username, "@", host_.IcpContactHost(),
-                               ";transport=tcp>");
-  su_home_deinit(home);
-
+  IcpSideTo(c.icp, phone, dial, *view);
   Adopt(std::move(call));
 
   RelayRemote icp_remote;
   icp_remote.suite = options_.icp_offer_crypto ? options_.set_suite : "RTP";
   AllocateAndInvite(c, RemoteOf(*offer), icp_remote, sdp);
   return 0;
+}
+
+void Calls::PhoneSide(Side& s, nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone) {
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  s.set = true;
+  s.uas = true;
+  s.user = phone.device.set_username;
+  s.call_id = sip->sip_call_id->i_id;
+  s.remote_uri = NameAddr(home, sip->sip_from);
+  s.remote_tag = sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
+  s.local_uri = NameAddr(home, sip->sip_to);
+  s.local_tag = core::RandomHex(rng_, 6);
+  s.remote_target = sip->sip_contact ? UrlText(home, sip->sip_contact->m_url) : phone.contact;
+  for (const sip_record_route_t* rr = sip->sip_record_route; rr; rr = rr->r_next) {
+    s.route.push_back(absl::StrCat("<", UrlText(home, rr->r_url), ">"));
+  }
+  s.contact = host_.SetContact(phone.tport);
+  s.irq = irq;
+  s.tport = tport_ref(phone.tport);
+  s.route_url = phone.route;
+  s.cseq = 0;
+  nta_incoming_tag(irq, s.local_tag.c_str());
+  su_home_deinit(home);
+}
+
+void Calls::IcpSideTo(Side& s, const CallPhone& phone, const std::string& user,
+                      const GatewayView& view) {
+  s.user = phone.device.icp_username;
+  s.call_id = absl::StrCat(core::RandomHex(rng_, 12), "@rwg");
+  s.local_uri = absl::StrCat("<sip:", phone.device.icp_username, "@", view.icp_host, ">");
+  s.local_tag = core::RandomHex(rng_, 6);
+  s.remote_uri = absl::StrCat("<sip:", user, "@", view.icp_host, ">");
+  s.remote_target = absl::StrCat("sip:", user, "@", view.icp_host, ":", view.icp_port,
+                                 ";transport=", view.icp_transport);
+  s.contact = absl::StrCat("<sip:", phone.device.icp_username, "@", host_.IcpContactHost(),
+                           ";transport=tcp>");
 }
 
 int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone) {
@@ -392,7 +406,6 @@ int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const
   if (target == nullptr || *target == '\0') return reply(SIP_404_NOT_FOUND);
   if (sip->sip_event == nullptr) return reply(SIP_489_BAD_EVENT);
   if (view->icp_host.empty()) return reply(SIP_503_SERVICE_UNAVAILABLE);
-  su_home_t home[1] = {SU_HOME_INIT(home)};
   // The phone's own user (message waiting for itself) is its ICP-side user at the iPBX.
   std::string resource = target;
   if (resource == phone.device.set_username) resource = phone.device.icp_username;
@@ -403,39 +416,12 @@ int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const
   c.device = phone.device;
   c.number = resource;
   c.started = clock_.Now();
-  auto header = [&](const void* h) {
-    if (h == nullptr) return std::string();
-    char* text = sip_header_as_string(home, static_cast<const sip_header_t*>(h));
-    return std::string(text ? text : "");
-  };
-  c.event = header(sip->sip_event);
-  c.accept = header(sip->sip_accept);
+  c.event = HeaderText(sip->sip_event);
+  c.accept = HeaderText(sip->sip_accept);
   c.expires = sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : 3600;
   c.expires_at = clock_.Now() + absl::Seconds(c.expires);
-  c.set.set = true;
-  c.set.uas = true;
-  c.set.user = phone.device.set_username;
-  c.set.call_id = sip->sip_call_id->i_id;
-  c.set.remote_uri = NameAddr(home, sip->sip_from);
-  c.set.remote_tag = sip->sip_from->a_tag ? sip->sip_from->a_tag : "";
-  c.set.local_uri = NameAddr(home, sip->sip_to);
-  c.set.local_tag = core::RandomHex(rng_, 6);
-  c.set.remote_target = sip->sip_contact ? UrlText(home, sip->sip_contact->m_url) : phone.contact;
-  c.set.contact = host_.SetContact(phone.tport);
-  c.set.irq = irq;
-  c.set.tport = tport_ref(phone.tport);
-  c.set.route_url = phone.route;
-  nta_incoming_tag(irq, c.set.local_tag.c_str());
-  c.icp.user = phone.device.icp_username;
-  c.icp.call_id = absl::StrCat(core::RandomHex(rng_, 12), "@rwg");
-  c.icp.local_uri = absl::StrCat("<sip:", phone.device.icp_username, "@", view->icp_host, ">");
-  c.icp.local_tag = core::RandomHex(rng_, 6);
-  c.icp.remote_uri = absl::StrCat("<sip:", resource, "@", view->icp_host, ">");
-  c.icp.remote_target = absl::StrCat("sip:", resource, "@", view->icp_host, ":", view->icp_port,
-                                     ";transport=", view->icp_transport);
-  c.icp.contact = absl::StrCat("<sip:", phone.device.icp_username, "@", host_.IcpContactHost(),
-                               ";transport=tcp>");
-  su_home_deinit(home);
+  PhoneSide(c.set, irq, sip, phone);
+  IcpSideTo(c.icp, phone, resource, *view);
   by_dialog_[absl::StrCat("s|", c.set.call_id)] = &c;
   by_dialog_[absl::StrCat("i|", c.icp.call_id)] = &c;
   subscriptions_.Increment();
@@ -449,15 +435,9 @@ int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const
 }
 
 int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
-  su_home_t home[1] = {SU_HOME_INIT(home)};
   const std::string sdp = PayloadOf(sip);
   auto reply = [&](int status, const char* phrase, const std::string& why) {
-    const std::string warning = absl::StrCat("399 rwg \"", why, "\"");
-    nta_incoming_treply(irq, status, phrase,
-                        TAG_IF(!why.empty(), SIPTAG_WARNING_STR(warning.c_str())), TAG_END());
-    host_.CountResponse("INVITE", status);
-    su_home_deinit(home);
-    return status;
+    return RefuseInvite(irq, status, phrase, why);
   };
   const char* icp_user = sip->sip_request->rq_url->url_user;
   if (icp_user == nullptr) return reply(SIP_404_NOT_FOUND, "");
@@ -471,6 +451,7 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
                  std::string(offer.status().message()));
   }
   auto view = host_.Config();
+  su_home_t home[1] = {SU_HOME_INIT(home)};
   auto call = std::make_unique<Call>();
   Call& c = *call;
   c.id = core::RandomHex(rng_, 8);
@@ -577,10 +558,7 @@ std::optional<std::string> Calls::AnswerIcpChallenge(const Call& call, const Sid
                                                      const sip_t* sip, int status,
                                                      const char* method) {
   const msg_auth_t* ch = status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
-  su_home_t h[1] = {SU_HOME_INIT(h)};
-  char* text = ch ? sip_header_as_string(h, reinterpret_cast<const sip_header_t*>(ch)) : nullptr;
-  const std::string challenge = text ? text : "";
-  su_home_deinit(h);
+  const std::string challenge = HeaderText(ch);
   absl::StatusOr<std::string> auth =
       AnswerChallenge(challenge, call.device.icp_username, call.device.icp_password, method,
                       to.remote_target, 1, rng_);
@@ -916,10 +894,8 @@ void Calls::OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const
     nta_incoming_destroy(from.irq);
     from.irq = nullptr;
   }
-  if (st >= 300 || granted == 0 || call.state == Call::State::kEnded) {
-    // Refused, or an unsubscribe: a final NOTIFY may still come; nothing waits for it.
-    if (st >= 300 || call.state == Call::State::kEnded) return Forget(call);
-  }
+  // Refused (or ended meanwhile): gone. An unsubscribe (0 s) stays for its final NOTIFY.
+  if (st >= 300 || call.state == Call::State::kEnded) return Forget(call);
   call.state = Call::State::kConfirmed;
   call.expires_at = clock_.Now() + absl::Seconds(granted);
 }
@@ -1124,16 +1100,14 @@ std::string Calls::ReferTarget(const Side& to, const url_t* u) {
   if (!replaces.empty()) {
     // "<call-id>;to-tag=<x>;from-tag=<y>" of a call through rwg, on the referrer's side.
     std::vector<std::string> parts = absl::StrSplit(replaces, ';');
-    const std::string other_id = parts[0];
-    for (const auto& [id, c] : calls_) {
-      const Side& mine = to.set ? c->icp : c->set;  // the referrer's side of that call
-      const Side& theirs = to.set ? c->set : c->icp;
-      if (c->subscription || mine.call_id != other_id) continue;
+    // The referrer's side of that call is the side opposite `to`.
+    auto it = by_dialog_.find(absl::StrCat(to.set ? "i|" : "s|", parts[0]));
+    if (it != by_dialog_.end() && !it->second->subscription) {
       // On `to`'s side the party to be replaced is that dialog's remote end.
+      const Side& theirs = to.set ? it->second->set : it->second->icp;
       const std::string mapped = absl::StrCat(theirs.call_id, ";to-tag=", theirs.remote_tag,
                                               ";from-tag=", theirs.local_tag);
       absl::StrAppend(&out, "?Replaces=", UrlEncode(mapped));
-      break;
     }
   }
   return absl::StrCat("<", out, ">");

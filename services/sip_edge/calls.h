@@ -43,6 +43,9 @@ struct CallPhone {
   std::string route;         // UDP: its source as a SIP URI; empty otherwise
 };
 
+// A parsed header's value as text ("" for none).
+std::string HeaderText(const void* header);
+
 // What calls need from the rest of the edge.
 class CallHost {
  public:
@@ -130,9 +133,15 @@ class Calls {
   struct Forwarded;
 
  private:
+  // Answers a new INVITE with a failure, `why` in a Warning when given; returns `status`.
+  int RefuseInvite(nta_incoming_t* irq, int status, const char* phrase, const std::string& why);
   int NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
   int NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip);
   int NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
+  // The phone's side of a dialog it opens with `sip` (rwg its UAS).
+  void PhoneSide(Side& s, nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
+  // The iPBX's side of a dialog rwg opens toward `user` as the device's ICP-side user.
+  void IcpSideTo(Side& s, const CallPhone& phone, const std::string& user, const GatewayView& view);
   void OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip, int status,
                            const std::string& phrase);
   int InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);

@@ -148,14 +148,6 @@ std::string SofiaUrl(const std::string& listen, const char* scheme, const char* 
   return absl::StrCat(scheme, ":", host, ":", port, ";transport=", transport);
 }
 
-std::string HeaderString(su_home_t* home, const void* h) {
-  if (h == nullptr) return "";
-  char* s = sip_header_as_string(home, static_cast<const sip_header_t*>(h));
-  std::string out = s ? s : "";
-  su_free(home, s);
-  return out;
-}
-
 std::string UrlString(su_home_t* home, const url_t* u) {
   if (u == nullptr) return "";
   char* s = url_as_string(home, u);
@@ -477,15 +469,9 @@ struct Edge::Impl : public CallHost {
         if (!own_calls.contains(e.str)) others.push_back(e.str);
       }
     }
-    constexpr size_t kBatch = 256;
-    for (size_t first = 0; first < others.size(); first += kBatch) {
-      const size_t n = std::min(kBatch, others.size() - first);
-      std::vector<std::string> mget = {"MGET"};
-      for (size_t i = 0; i < n; ++i) mget.push_back(core::CallKey(others[first + i]));
-      absl::StatusOr<core::RedisReply> recs = redis.Command(mget);
-      if (!recs.ok() || recs->elements.size() != n) return;
-      for (size_t i = 0; i < n; ++i) EndIfOrphan(others[first + i], recs->elements[i], seen, now);
-    }
+    absl::StatusOr<std::vector<core::RedisReply>> recs = core::ReadCallRecords(redis, others);
+    if (!recs.ok()) return;
+    for (size_t i = 0; i < others.size(); ++i) EndIfOrphan(others[i], (*recs)[i], seen, now);
   }
 
   // Ends another instance's call when that instance is gone (one instance takes each call).
@@ -557,23 +543,21 @@ struct Edge::Impl : public CallHost {
                         ";transport=", tls ? "tls" : (udp ? "udp" : "tcp"), ">");
   }
 
+  // The emergency table as last read (none before the first read).
+  std::shared_ptr<const std::vector<core::EmergencyRoute>> EmergencyRoutes() {
+    std::lock_guard<std::mutex> lock(hk_mu);
+    return emergency_routes;
+  }
+
   std::optional<core::EmergencyRoute> Emergency(const std::string& location,
                                                 const std::string& number) override {
-    std::shared_ptr<const std::vector<core::EmergencyRoute>> routes;
-    {
-      std::lock_guard<std::mutex> lock(hk_mu);
-      routes = emergency_routes;
-    }
+    auto routes = EmergencyRoutes();
     if (!routes) return std::nullopt;
     return core::ResolveEmergency(*routes, location, number);
   }
 
   bool IsEmergencyNumber(const std::string& number) override {
-    std::shared_ptr<const std::vector<core::EmergencyRoute>> routes;
-    {
-      std::lock_guard<std::mutex> lock(hk_mu);
-      routes = emergency_routes;
-    }
+    auto routes = EmergencyRoutes();
     if (!routes) return false;
     return std::any_of(routes->begin(), routes->end(),
                        [&](const core::EmergencyRoute& r) { return r.number == number; });
@@ -581,19 +565,9 @@ struct Edge::Impl : public CallHost {
 
   // An INVITE to a number that is special somewhere: never refused for rate reasons.
   bool IsEmergencyCall(const sip_t* sip) {
-    if (sip->sip_request->rq_method != sip_method_invite ||
-        sip->sip_request->rq_url->url_user == nullptr) {
-      return false;
-    }
-    std::shared_ptr<const std::vector<core::EmergencyRoute>> routes;
-    {
-      std::lock_guard<std::mutex> lock(hk_mu);
-      routes = emergency_routes;
-    }
-    if (!routes) return false;
-    const std::string number = sip->sip_request->rq_url->url_user;
-    return std::any_of(routes->begin(), routes->end(),
-                       [&](const core::EmergencyRoute& r) { return r.number == number; });
+    const char* number = sip->sip_request->rq_url->url_user;
+    return sip->sip_request->rq_method == sip_method_invite && number != nullptr &&
+           IsEmergencyNumber(number);
   }
 
   void SaveCall(const std::string& id, const std::string& record, bool first) override {
@@ -1349,7 +1323,7 @@ struct Edge::Impl : public CallHost {
     if ((status == 401 || status == 407) && sip && p->attempts < 2) {
       const msg_auth_t* ch =
           status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
-      std::string challenge = HeaderString(home, ch);
+      std::string challenge = HeaderText(ch);
       auto view = config.Get();
       const std::string uri = absl::StrCat("sip:", view->icp_host, ":", view->icp_port,
                                            ";transport=", view->icp_transport);

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/calls.h"
 
 extern char** environ;
 
@@ -109,6 +110,27 @@ TEST_F(RedisTest, PipelineToARedisThatIsGoneIsUnavailable) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(r.status().message().find(absl::StrCat("127.0.0.1:", port_)), std::string::npos);
+}
+
+TEST_F(RedisTest, CallRecordsAreReadInOrderAcrossBatchesWithEndedCallsNil) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 600; ++i) {  // more than two batches
+    ids.push_back(absl::StrCat("c", i));
+    if (i % 7 != 0) {
+      ASSERT_TRUE(client_->Command({"SET", CallKey(ids.back()), ids.back()}).ok());
+    }
+  }
+  absl::StatusOr<std::vector<RedisReply>> r = ReadCallRecords(*client_, ids);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i % 7 == 0) {
+      EXPECT_TRUE((*r)[i].is_nil()) << i;
+    } else {
+      EXPECT_EQ((*r)[i].str, ids[i]);
+    }
+  }
+  EXPECT_TRUE(ReadCallRecords(*client_, {})->empty());
 }
 
 }  // namespace

@@ -209,6 +209,19 @@ def offer(media_line="m=audio 4000 RTP/SAVP 0", crypto="a=crypto:1 AES_CM_128_HM
     return "\r\n".join(lines) + "\r\n"
 
 
+def phone_request(conn, method, uri, user, tag, call_id, cseq, to, extra="", body="",
+                  ctype="application/sdp"):
+    """A request of a phone of our own (`user`) over its TLS connection to rwg."""
+    h, p = conn.local
+    conn.send_raw(f"{method} {uri} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                  f"From: <sip:{user}@{PUBLIC}>;tag={tag}\r\nTo: {to}\r\n"
+                  f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+                  f"Contact: <sip:{user}@{h}:{p};transport=tls>\r\n" + extra
+                  + (f"Content-Type: {ctype}\r\n" if body else "")
+                  + f"Content-Length: {len(body)}\r\n\r\n{body}")
+
+
 def final_response(conn):
     """The next final response read on a connection (provisional ones skipped)."""
     while True:
@@ -597,19 +610,13 @@ class CallsTest(EdgeFixture):
         self.addCleanup(conn.close)
         r = conn.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
         self.assertEqual(sipclient.status(r), 200, r)
-        h, p = conn.local
         tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
         sdp = offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0 101").replace(
             "a=rtpmap:0 PCMU/8000", "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000")
 
         def request(method, cseq, to, uri, body="", ctype=""):
-            conn.send_raw(f"{method} {uri} SIP/2.0\r\n"
-                          f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
-                          f"From: <sip:1002@{PUBLIC}>;tag={tag}\r\nTo: {to}\r\n"
-                          f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
-                          f"Contact: <sip:1002@{h}:{p};transport=tls>\r\n"
-                          + (f"Content-Type: {ctype}\r\n" if ctype else "")
-                          + f"Content-Length: {len(body)}\r\n\r\n{body}")
+            phone_request(conn, method, uri, "1002", tag, call_id, cseq, to, body=body,
+                          ctype=ctype)
         request("INVITE", 1, f"<sip:{OFFICE_USER}@{PUBLIC}>", f"sip:{OFFICE_USER}@{PUBLIC}", sdp,
                 "application/sdp")
         while True:
@@ -734,19 +741,13 @@ class CallsTest(EdgeFixture):
         self.addCleanup(phone.close)
         r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
         self.assertEqual(sipclient.status(r), 200, r)
-        h, p = phone.local
         oh, op = office.local
         tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
         sdp = offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0")
 
         def request(method, cseq, to, uri, extra="", body=""):
-            phone.send_raw(f"{method} {uri} SIP/2.0\r\n"
-                           f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
-                           f"From: <sip:1002@{PUBLIC}>;tag={tag}\r\nTo: {to}\r\n"
-                           f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
-                           f"Contact: <sip:1002@{h}:{p};transport=tls>\r\n" + extra
-                           + ("Content-Type: application/sdp\r\n" if body else "")
-                           + f"Content-Length: {len(body)}\r\n\r\n{body}")
+            # call_id changes between attempts: read at each request
+            phone_request(phone, method, uri, "1002", tag, call_id, cseq, to, extra, body)
 
         def office_answer(req, code, phrase, extra="", body=""):
             reply(office, req, code, phrase, extra, body, tag="o1")
@@ -851,16 +852,10 @@ class CallsTest(EdgeFixture):
         self.addCleanup(a.close)
         r = a.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
         self.assertEqual(sipclient.status(r), 200, r)
-        h, p = a.local
 
-        def send(method, d, cseq, extra="", body="", ctype="application/sdp"):
-            a.send_raw(f"{method} {d['target']} SIP/2.0\r\n"
-                       f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
-                       f"From: <sip:1002@{PUBLIC}>;tag={d['tag']}\r\nTo: {d['to']}\r\n"
-                       f"Call-ID: {d['call_id']}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
-                       f"Contact: <sip:1002@{h}:{p};transport=tls>\r\n" + extra
-                       + (f"Content-Type: {ctype}\r\n" if body else "")
-                       + f"Content-Length: {len(body)}\r\n\r\n{body}")
+        def send(method, d, cseq, extra="", body=""):
+            phone_request(a, method, d["target"], "1002", d["tag"], d["call_id"], cseq, d["to"],
+                          extra, body)
 
         def answer(conn, req, code, extra="", body="", tag=None):
             reply(conn, req, code, "OK", extra, body, tag)
