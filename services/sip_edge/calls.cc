@@ -41,6 +41,11 @@ struct Calls::Side {
   std::string user;                  // set side: device; ICP side: the ICP-side username
   std::string offer;                 // the SDP of our INVITE on this side
   void* invite_magic = nullptr;      // what `orq`'s callback gets (freed with it)
+  // Reliable provisional answers (RFC 3262), each side on its own: `reliable` when this
+  // side's INVITE required 100rel (rwg's provisionals to it go reliably, its PRACKs are
+  // answered by sofia-sip); `rseq` the last RSeq rwg acknowledged with a PRACK on this side.
+  bool reliable = false;
+  uint32_t rseq = 0;
 };
 
 struct Calls::Call {
@@ -66,6 +71,7 @@ struct Calls::Call {
   bool relay_busy = false;    // a media relay request is in flight
   bool recorded = false;      // its record is in Redis (and its id in the set of calls)
   std::string timer_headers;  // the caller's session timer headers (TimerHeaders)
+  bool rel100 = false;        // the caller supports 100rel: rwg's INVITE on the other side too
 };
 
 std::string HeaderText(const void* header) {
@@ -110,9 +116,17 @@ std::string PayloadOf(const sip_t* sip) {
   return std::string(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
 }
 
-// The methods rwg relays within a call (PRACK is not among them).
+// The methods rwg takes within a call (PRACK answered on each side, the others relayed).
 constexpr char kAllow[] =
-    "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
+
+bool HasOption(const sip_t* sip, const char* option) {
+  return sip != nullptr && ((sip->sip_require && sip_has_feature(sip->sip_require, option)) ||
+                            (sip->sip_supported && sip_has_feature(sip->sip_supported, option)));
+}
+bool RequiresOption(const sip_t* sip, const char* option) {
+  return sip != nullptr && sip->sip_require && sip_has_feature(sip->sip_require, option);
+}
 
 // Session timers (RFC 4028) are the endpoints' business: rwg carries their headers across
 // with INVITEs, UPDATEs and the answers (a 422's Min-SE included), and relays the refreshes.
@@ -349,6 +363,7 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   PhoneSide(c.set, irq, sip, phone);
   c.set.media = *offer;
   c.timer_headers = TimerHeaders(sip);
+  c.rel100 = HasOption(sip, "100rel");
   nta_incoming_bind(irq, &Calls::OnCancel, reinterpret_cast<nta_incoming_magic_t*>(this));
   IcpSideTo(c.icp, phone, dial, *view);
   Adopt(std::move(call));
@@ -378,6 +393,7 @@ void Calls::PhoneSide(Side& s, nta_incoming_t* irq, const sip_t* sip, const Call
   s.tport = tport_ref(phone.tport);
   s.route_url = phone.route;
   s.cseq = 0;
+  s.reliable = RequiresOption(sip, "100rel");
   nta_incoming_tag(irq, s.local_tag.c_str());
   su_home_deinit(home);
 }
@@ -476,7 +492,9 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
                                ";transport=tcp>");
   c.icp.irq = irq;
   c.icp.media = *offer;
+  c.icp.reliable = RequiresOption(sip, "100rel");
   c.timer_headers = TimerHeaders(sip);
+  c.rel100 = HasOption(sip, "100rel");
   nta_incoming_tag(irq, c.icp.local_tag.c_str());
   nta_incoming_bind(irq, &Calls::OnCancel, reinterpret_cast<nta_incoming_magic_t*>(this));
   // Set side: rwg calls the phone over its connection, as the caller at the public name.
@@ -676,7 +694,7 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
       TAG_IF(call.subscription && !call.accept.empty(), SIPTAG_ACCEPT_STR(call.accept.c_str())),
       TAG_IF(call.subscription, SIPTAG_EXPIRES_STR(expires.c_str())),
       TAG_IF(!call.timer_headers.empty(), SIPTAG_HEADER_STR(call.timer_headers.c_str())),
-      TAG_END());
+      TAG_IF(call.rel100 && !call.subscription, SIPTAG_SUPPORTED_STR("100rel")), TAG_END());
   auto* p = new Pending{this, call.id, to.set};
   to.invite_magic = p;
   to.orq = Launch(to, msg, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p));
@@ -695,12 +713,22 @@ void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const
                    const std::string& headers) {
   if (side.irq == nullptr) return;
   const bool with_contact = status < 300 && status > 100;
-  nta_incoming_treply(side.irq, status, phrase,
-                      TAG_IF(with_contact, SIPTAG_CONTACT_STR(side.contact.c_str())),
-                      TAG_IF(!headers.empty(), SIPTAG_HEADER_STR(headers.c_str())),
-                      TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-                      TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())),
-                      TAG_IF(status >= 200 && status < 300, SIPTAG_ALLOW_STR(kAllow)), TAG_END());
+  const tagi_t tags[] = {
+      {TAG_IF(with_contact, SIPTAG_CONTACT_STR(side.contact.c_str()))},
+      {TAG_IF(!headers.empty(), SIPTAG_HEADER_STR(headers.c_str()))},
+      {TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp"))},
+      {TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str()))},
+      {TAG_IF((status >= 200 && status < 300) || side.reliable, SIPTAG_ALLOW_STR(kAllow))},
+      {TAG_END()}};
+  // A side that required 100rel gets its provisional answers reliably (RSeq; sofia-sip
+  // retransmits them until the PRACK and holds a 2xx back until an SDP-carrying one is
+  // acknowledged).
+  if (status > 100 && status < 200 && side.reliable &&
+      nta_reliable_treply(side.irq, &Calls::OnPrack, reinterpret_cast<nta_reliable_magic_t*>(this),
+                          status, phrase, TAG_NEXT(tags)) != nullptr) {
+    return;
+  }
+  nta_incoming_treply(side.irq, status, phrase, TAG_NEXT(tags));
   if (status >= 200) {
     host_.CountResponse("INVITE", status);
     outcomes_
@@ -710,6 +738,37 @@ void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const
     nta_incoming_destroy(side.irq);
     side.irq = nullptr;
   }
+}
+
+// A PRACK for one of rwg's reliable provisional answers (matched by sofia-sip). rwg's
+// provisionals carry answers, never offers: a PRACK bringing an offer is refused.
+int Calls::OnPrack(nta_reliable_magic_t* magic, nta_reliable_t*, nta_incoming_t* prack,
+                   const sip_t* sip) {
+  auto* self = reinterpret_cast<Calls*>(magic);
+  if (sip != nullptr && sip->sip_payload != nullptr && sip->sip_payload->pl_len > 0) {
+    nta_incoming_treply(prack, SIP_488_NOT_ACCEPTABLE,
+                        SIPTAG_WARNING_STR("399 rwg \"no offer in PRACK\""), TAG_END());
+    nta_incoming_destroy(prack);
+    self->host_.CountResponse("PRACK", 488);
+    return 0;
+  }
+  self->host_.CountResponse("PRACK", 200);
+  return 200;
+}
+
+// Acknowledges a reliable provisional answer to rwg's INVITE on `to` (RFC 3262); false for a
+// retransmission of one already acknowledged (dropped: relayed once).
+bool Calls::Prack(Side& to, const sip_t* sip) {
+  if (sip->sip_rseq == nullptr || !RequiresOption(sip, "100rel")) return true;
+  const uint32_t rseq = sip->sip_rseq->rs_response;
+  if (to.rseq != 0 && rseq <= to.rseq) return false;
+  to.rseq = rseq;
+  msg_t* msg = DialogRequest(to, "PRACK", ++to.cseq, false, false);
+  const std::string rack = absl::StrCat(rseq, " ", to.invite_cseq, " INVITE");
+  sip_add_tl(msg, sip_object(msg), SIPTAG_RACK_STR(rack.c_str()), TAG_END());
+  nta_outgoing_t* orq = Launch(to, msg, nullptr, nullptr);
+  if (orq != nullptr) nta_outgoing_destroy(orq);
+  return true;
 }
 
 // -- responses to our INVITEs -----------------------------------------------------------------
@@ -770,6 +829,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
 
   if (status < 200) {
     if (status == 100 || call.state == Call::State::kEnded) return;
+    if (sip != nullptr && !Prack(to, sip)) return;
     call.state = Call::State::kEarly;
     if (sdp.empty()) return Answer(call, from, status, phrase.c_str(), "");
     // Early media: the answer comes with the provisional response.
@@ -949,6 +1009,9 @@ int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* si
     case sip_method_subscribe:
     case sip_method_refer:
       return Forward(call, from, irq, sip);
+    case sip_method_prack:  // sofia-sip takes those for rwg's reliable answers
+      host_.CountResponse("PRACK", 481);
+      return 481;
     default:
       host_.CountResponse(sip->sip_request->rq_method_name, 501);
       return 501;

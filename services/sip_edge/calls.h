@@ -173,6 +173,9 @@ class Calls {
   void Save(Call& call);
 
   static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);
+  static int OnPrack(nta_reliable_magic_t* magic, nta_reliable_t* rel, nta_incoming_t* prack,
+                     const sip_t* sip);
+  bool Prack(Side& to, const sip_t* sip);
   static int OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
 
   CallOptions options_;

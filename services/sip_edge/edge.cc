@@ -1465,11 +1465,11 @@ struct Edge::Impl : public CallHost {
     Done(p);
   }
 
-  // Extensions a request requires that rwg cannot carry end to end (100rel): answered 420
-  // with Unsupported; returns 0 when none. Session timers pass through to the other end
-  // (services/sip_edge/calls.cc, TimerHeaders).
+  // Extensions a request requires that rwg does not know: answered 420 with Unsupported;
+  // returns 0 when none. Session timers pass through to the other end and 100rel is kept on
+  // each side (services/sip_edge/calls.cc: TimerHeaders, Answer, Prack).
   int RefuseUnsupported(nta_incoming_t* irq, const sip_t* sip, const char* method) {
-    if (supported == nullptr) supported = sip_supported_make(home, "timer");
+    if (supported == nullptr) supported = sip_supported_make(home, "timer, 100rel");
     const int st = nta_check_required(irq, sip, supported, TAG_END());
     if (st != 0) {
       metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();

@@ -741,7 +741,6 @@ class CallsTest(EdgeFixture):
         self.addCleanup(phone.close)
         r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
         self.assertEqual(sipclient.status(r), 200, r)
-        oh, op = office.local
         tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
         sdp = offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0")
 
@@ -758,12 +757,6 @@ class CallsTest(EdgeFixture):
         final = final_response
 
         uri, to = f"sip:{OFFICE_USER}@{PUBLIC}", f"<sip:{OFFICE_USER}@{PUBLIC}>"
-        # Reliable provisional answers are not relayed: a phone insisting on them hears so.
-        request("INVITE", 1, to, uri, "Require: 100rel\r\n", sdp)
-        r = final(phone)
-        self.assertEqual(sipclient.status(r), 420, r)
-        self.assertRegex(r, r"(?im)^Unsupported: 100rel\r$")
-        call_id = os.urandom(6).hex()
         # A too short interval: the office asks for more with 422 and Min-SE.
         request("INVITE", 1, to, uri, "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n"
                 "Min-SE: 90\r\n", sdp)
@@ -813,8 +806,78 @@ class CallsTest(EdgeFixture):
         self.assertTrue(bye.startswith("BYE "), bye)
         office_answer(bye, 200, "OK")
         self.assertEqual(sipclient.status(final(phone)), 200)
-        # The office calling the phone and requiring 100rel: rwg cannot keep that promise on
-        # the phone's side and says so.
+
+    def test_reliable_provisional_answers_on_each_side(self):
+        """100rel (RFC 3262) hop by hop: a side that requires it gets rwg's provisional answers
+        reliably and its PRACKs answered; a side that sends reliable ones gets rwg's PRACKs
+        (once per RSeq, a retransmission is not acknowledged or relayed again)."""
+        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(office.close)
+        r = office.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
+        self.assertEqual(sipclient.status(r), 200, r)
+        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(phone.close)
+        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        header = lambda m, name: re.search(rf"(?im)^{name}: (.*)$", m).group(1).strip()
+        office_sdp = offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None).replace(
+            "127.0.0.1", "127.0.0.2")
+
+        # The remote phone calls the office and requires reliable provisional answers.
+        tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
+        uri, to = f"sip:{OFFICE_USER}@{PUBLIC}", f"<sip:{OFFICE_USER}@{PUBLIC}>"
+        phone_request(phone, "INVITE", uri, "1002", tag, call_id, 1, to,
+                      "Supported: 100rel\r\nRequire: 100rel\r\n",
+                      offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0"))
+        inv = next_request(office, "INVITE")
+        self.assertRegex(inv, r"(?im)^Supported:.*\b100rel\b", "the caller's support carried on")
+        self.assertNotRegex(inv, r"(?im)^Require:.*100rel", "rwg acknowledges for the phone")
+        # The office answers reliably with early media, then sends the same 183 again.
+        for _ in range(2):
+            reply(office, inv, 183, "Session Progress", "Require: 100rel\r\nRSeq: 1\r\n",
+                  office_sdp, tag="o1")
+        prack = next_request(office, "PRACK")
+        self.assertRegex(prack, rf"(?im)^RAck: 1 {header(inv, 'CSeq').split()[0]} INVITE\r$")
+        self.assertRegex(prack, r"(?im)^To: .*;tag=o1")
+        reply(office, prack, 200)
+        reply(office, inv, 180, "Ringing", "Require: 100rel\r\nRSeq: 2\r\n", tag="o1")
+        prack = next_request(office, "PRACK")
+        self.assertRegex(prack, r"(?im)^RAck: 2 ", "the retransmitted 183 is not acknowledged")
+        reply(office, prack, 200)
+        # The phone gets the 183 (rwg's SRTP answer) and the 180 reliably, one after the other.
+        rseqs = []
+        for code in (183, 180):
+            r = phone.read_message()
+            self.assertEqual(sipclient.status(r), code, r)
+            self.assertRegex(r, r"(?im)^Require:.*\b100rel\b")
+            rseqs.append(int(header(r, "RSeq")))
+            if code == 183:
+                self.assertRegex(r, r"(?m)^m=audio \d+ RTP/SAVP 0")
+                self.assertRegex(r, r"(?m)^a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+                self.assertNotIn("127.0.0.2", r, "nothing of the office's addressing")
+            to = header(r, "To")
+            target = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+            phone_request(phone, "PRACK", target, "1002", tag, call_id, len(rseqs) + 1, to,
+                          f"RAck: {rseqs[-1]} 1 INVITE\r\n")
+            r = phone.read_message()
+            self.assertEqual(sipclient.status(r), 200, r)
+            self.assertRegex(r, rf"(?im)^CSeq: {len(rseqs) + 1} PRACK")
+        self.assertEqual(rseqs[1], rseqs[0] + 1)
+        # A PRACK for nothing rwg sent reliably: no such response.
+        phone_request(phone, "PRACK", target, "1002", tag, call_id, 4,
+                      to, f"RAck: {rseqs[1] + 5} 1 INVITE\r\n")
+        self.assertEqual(sipclient.status(phone.read_message()), 481)
+        reply(office, inv, 200, "OK", body=office_sdp, tag="o1")
+        r = final_response(phone)
+        self.assertEqual(sipclient.status(r), 200, r)
+        phone_request(phone, "ACK", target, "1002", tag, call_id, 1, to)
+        next_request(office, "ACK")
+        phone_request(phone, "BYE", target, "1002", tag, call_id, 5, to)
+        reply(office, next_request(office, "BYE"), 200)
+        self.assertEqual(sipclient.status(final_response(phone)), 200)
+
+        # The office calls the phone and requires 100rel; the phone answers reliably too.
+        oh, op = office.local
         o_uri, o_cid, o_tag = "sip:21002@127.0.0.2", os.urandom(6).hex(), os.urandom(4).hex()
         o_sdp = offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None)
 
@@ -824,17 +887,46 @@ class CallsTest(EdgeFixture):
                             f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={o_tag}\r\n"
                             f"To: <{o_uri}>\r\nCall-ID: {o_cid}\r\nCSeq: {cseq} INVITE\r\n"
                             f"Max-Forwards: 70\r\nContact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n"
-                            f"Require: 100rel\r\n{auth}Content-Type: application/sdp\r\n"
+                            f"Supported: 100rel\r\nRequire: 100rel\r\n{auth}"
+                            f"Content-Type: application/sdp\r\n"
                             f"Content-Length: {len(o_sdp)}\r\n\r\n{o_sdp}")
         office_invite_to_phone(1)
-        r = final(office)
+        r = final_response(office)
         self.assertEqual(sipclient.status(r), 407, r)
         ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
         office_invite_to_phone(2, "Proxy-Authorization: " + sipclient.authorization(
             ch, OFFICE_USER, OFFICE_PASSWORD, "INVITE", o_uri) + "\r\n")
-        r = final(office)
-        self.assertEqual(sipclient.status(r), 420, r)
-        self.assertRegex(r, r"(?im)^Unsupported: 100rel\r$")
+        inv = next_request(phone, "INVITE")
+        self.assertRegex(inv, r"(?im)^Supported:.*\b100rel\b")
+        reply(phone, inv, 180, "Ringing", "Require: 100rel\r\nRSeq: 7\r\n", tag="p1")
+        prack = next_request(phone, "PRACK")
+        self.assertRegex(prack, rf"(?im)^RAck: 7 {header(inv, 'CSeq').split()[0]} INVITE\r$")
+        reply(phone, prack, 200)
+        r = office.read_message()
+        while sipclient.status(r) == 100:
+            r = office.read_message()
+        self.assertEqual(sipclient.status(r), 180, r)
+        self.assertRegex(r, r"(?im)^Require:.*\b100rel\b")
+        rseq = int(header(r, "RSeq"))
+        # The office's PRACK goes through Kamailio along the early dialog's route set.
+        routes = list(reversed(re.findall(r"(?im)^Record-Route: (.*)$", r)))
+        target = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+        office.send_raw(f"PRACK {target} SIP/2.0\r\n"
+                        f"Via: SIP/2.0/TCP {oh}:{op};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                        + "".join(f"Route: {x.strip()}\r\n" for x in routes)
+                        + f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={o_tag}\r\n"
+                        f"To: {header(r, 'To')}\r\nCall-ID: {o_cid}\r\nCSeq: 3 PRACK\r\n"
+                        f"Max-Forwards: 70\r\nRAck: {rseq} 2 INVITE\r\nContent-Length: 0\r\n\r\n")
+        r = office.read_message()
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertRegex(r, r"(?im)^CSeq: 3 PRACK")
+        # The phone is busy after all: the failure reaches the office.
+        reply(phone, inv, 486, "Busy Here", tag="p1", contact=False)
+        self.assertTrue(next_request(phone, "ACK").startswith("ACK "))
+        r = final_response(office)
+        self.assertEqual(sipclient.status(r), 486, r)
+        rwgtest.wait_until("calls gone", lambda: re.search(
+            r"(?m)^rwg_sip_edge_active_calls 0", self.metrics()), timeout=5)
 
     def test_attended_transfer_refer_names_the_office_side_dialog(self):
         """A (remote, through rwg) talks to B, calls C, then transfers B to C with
