@@ -46,6 +46,9 @@ struct Calls::Side {
   // answered by sofia-sip); `rseq` the last RSeq rwg acknowledged with a PRACK on this side.
   bool reliable = false;
   uint32_t rseq = 0;
+  // The caller's INVITE after rwg's 2xx carrying an offer (delayed offer): kept for its ACK,
+  // which brings the answer.
+  nta_incoming_t* ack_irq = nullptr;
 };
 
 struct Calls::Call {
@@ -72,6 +75,9 @@ struct Calls::Call {
   bool recorded = false;      // its record is in Redis (and its id in the set of calls)
   std::string timer_headers;  // the caller's session timer headers (TimerHeaders)
   bool rel100 = false;        // the caller supports 100rel: rwg's INVITE on the other side too
+  // The caller's INVITE had no offer: rwg offers on both sides (its own offer to the callee,
+  // the callee's codecs to the caller in the 2xx) and the caller answers in its ACK.
+  bool delayed_offer = false;
 };
 
 std::string HeaderText(const void* header) {
@@ -294,7 +300,7 @@ int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
   return NewCallFromPhone(irq, sip, *phone);
 }
 
-int Calls::OnIcpRequest(nta_incoming_t* irq, const sip_t* sip) {
+int Calls::OnIcpRequest(nta_incoming_t* irq, const sip_t* sip, bool forwarded) {
   const sip_method_t m = sip->sip_request->rq_method;
   const char* call_id = sip->sip_call_id ? sip->sip_call_id->i_id : "";
   auto it = by_dialog_.find(absl::StrCat("i|", call_id));
@@ -310,7 +316,7 @@ int Calls::OnIcpRequest(nta_incoming_t* irq, const sip_t* sip) {
     host_.CountResponse(sip->sip_request->rq_method_name, 481);
     return 481;
   }
-  return NewCallFromIcp(irq, sip);
+  return NewCallFromIcp(irq, sip, forwarded);
 }
 
 // -- new calls -----------------------------------------------------------------------------
@@ -331,8 +337,8 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   };
   const char* number = sip->sip_request->rq_url->url_user;
   if (number == nullptr || *number == '\0') return reply(SIP_404_NOT_FOUND, "no number dialled");
-  if (sdp.empty()) return reply(SIP_488_NOT_ACCEPTABLE, "an SDP offer is required");
-  absl::StatusOr<AudioStream> offer = ReadAudio(sdp, !phone.device.srtp_optional);
+  absl::StatusOr<AudioStream> offer =
+      sdp.empty() ? AudioStream{} : ReadAudio(sdp, !phone.device.srtp_optional);
   if (!offer.ok()) {
     const int st = StatusFor(offer.status());
     return reply(st, st == 400 ? "Bad Request" : "Not Acceptable Here",
@@ -361,16 +367,19 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   c.number = dial;
   c.started = clock_.Now();
   PhoneSide(c.set, irq, sip, phone);
-  c.set.media = *offer;
+  c.delayed_offer = sdp.empty();
+  if (!c.delayed_offer) c.set.media = *offer;
   c.timer_headers = TimerHeaders(sip);
   c.rel100 = HasOption(sip, "100rel");
   nta_incoming_bind(irq, &Calls::OnCancel, reinterpret_cast<nta_incoming_magic_t*>(this));
   IcpSideTo(c.icp, phone, dial, *view);
   Adopt(std::move(call));
 
+  RelayRemote set_remote;
+  set_remote.suite = options_.set_suite;  // until the phone answers in its ACK
   RelayRemote icp_remote;
   icp_remote.suite = options_.icp_offer_crypto ? options_.set_suite : "RTP";
-  AllocateAndInvite(c, RemoteOf(*offer), icp_remote, sdp);
+  AllocateAndInvite(c, c.delayed_offer ? set_remote : RemoteOf(*offer), icp_remote, sdp);
   return 0;
 }
 
@@ -450,7 +459,7 @@ int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const
   return 0;
 }
 
-int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
+int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip, bool forwarded) {
   const std::string sdp = PayloadOf(sip);
   auto reply = [&](int status, const char* phrase, const std::string& why) {
     return RefuseInvite(irq, status, phrase, why);
@@ -458,9 +467,13 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
   const char* icp_user = sip->sip_request->rq_url->url_user;
   if (icp_user == nullptr) return reply(SIP_404_NOT_FOUND, "");
   std::optional<CallPhone> phone = host_.PhoneForIcpUser(icp_user);
-  if (!phone) return reply(SIP_480_TEMPORARILY_UNAVAILABLE, "");
-  if (sdp.empty()) return reply(SIP_488_NOT_ACCEPTABLE, "an SDP offer is required");
-  absl::StatusOr<AudioStream> offer = ReadAudio(sdp, false);
+  if (!phone) {
+    // Another instance may hold the phone (it moved and the iPBX has not learnt so yet).
+    const int st = forwarded ? 480 : host_.ProxyInvite(irq, sip, icp_user);
+    if (st == 0) return 0;
+    return reply(st, sip_status_phrase(st), "");
+  }
+  absl::StatusOr<AudioStream> offer = sdp.empty() ? AudioStream{} : ReadAudio(sdp, false);
   if (!offer.ok()) {
     const int st = StatusFor(offer.status());
     return reply(st, st == 400 ? "Bad Request" : "Not Acceptable Here",
@@ -491,7 +504,8 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
   c.icp.contact = absl::StrCat("<sip:", phone->device.icp_username, "@", host_.IcpContactHost(),
                                ";transport=tcp>");
   c.icp.irq = irq;
-  c.icp.media = *offer;
+  c.delayed_offer = sdp.empty();
+  if (!c.delayed_offer) c.icp.media = *offer;
   c.icp.reliable = RequiresOption(sip, "100rel");
   c.timer_headers = TimerHeaders(sip);
   c.rel100 = HasOption(sip, "100rel");
@@ -516,7 +530,9 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip) {
 
   RelayRemote set_remote;
   set_remote.suite = options_.set_suite;
-  AllocateAndInvite(c, set_remote, RemoteOf(*offer), sdp);
+  RelayRemote icp_remote;  // until the iPBX answers in its ACK
+  icp_remote.suite = options_.icp_offer_crypto ? options_.set_suite : "RTP";
+  AllocateAndInvite(c, set_remote, c.delayed_offer ? icp_remote : RemoteOf(*offer), sdp);
   return 0;
 }
 
@@ -561,7 +577,8 @@ void Calls::AllocateAndInvite(Call& call, const RelayRemote& set, const RelayRem
     if (c.state == Call::State::kEnded) return Forget(c);
     int status = 0;
     std::string phrase;
-    std::optional<std::string> offer = SdpFor(c, called, sdp, true, &status, &phrase);
+    std::optional<std::string> offer =
+        SdpFor(c, called, c.delayed_offer ? OwnOffer() : sdp, true, &status, &phrase);
     if (!offer) {
       Answer(c, caller, status, phrase.c_str(), "");
       return Forget(c);
@@ -735,7 +752,11 @@ void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const
         .Add({{"direction", call.from_phone ? "outbound" : "inbound"},
               {"code", std::to_string(status)}})
         .Increment();
-    nta_incoming_destroy(side.irq);
+    if (call.delayed_offer && status < 300) {
+      side.ack_irq = side.irq;  // its ACK carries the answer to rwg's offer
+    } else {
+      nta_incoming_destroy(side.irq);
+    }
     side.irq = nullptr;
   }
 }
@@ -845,10 +866,13 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
                      if (it == calls_.end() || !s.ok()) return;
                      Call& c = *it->second;
                      c.relay_busy = false;
+                     if (c.state == Call::State::kEnded) return Forget(c);
                      Side& to = c.from_phone ? c.icp : c.set;
                      Side& from = Other(c, to);
                      int st = 0;
                      std::string ph;
+                     // With a delayed offer the caller gets rwg's offer in the 2xx, not here.
+                     if (c.delayed_offer) return Answer(c, from, status, phrase.c_str(), "");
                      std::optional<std::string> out = SdpFor(c, from, sdp, false, &st, &ph);
                      if (out) Answer(c, from, status, phrase.c_str(), *out);
                    });
@@ -910,12 +934,13 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
                    if (it == calls_.end()) return;
                    Call& c = *it->second;
                    c.relay_busy = false;
+                   if (c.state == Call::State::kEnded) return Forget(c);
                    Side& to = c.from_phone ? c.icp : c.set;
                    Side& from = Other(c, to);
                    int st = 500;
                    std::string ph = "Media Relay Unavailable";
                    std::optional<std::string> out;
-                   if (s.ok()) out = SdpFor(c, from, sdp, false, &st, &ph);
+                   if (s.ok()) out = SdpFor(c, from, sdp, c.delayed_offer, &st, &ph);
                    if (!out) {
                      SendRequest(c, to, "BYE", ++to.cseq);
                      Answer(c, from, st, ph.c_str(), "");
@@ -1275,8 +1300,13 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
   return 0;
 }
 
-int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t*) {
+int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip) {
   auto* self = reinterpret_cast<Calls*>(magic);
+  // After a 2xx with rwg's offer, the INVITE's ACK (or its absence) comes here too.
+  if (sip == nullptr || sip->sip_request->rq_method == sip_method_ack) {
+    self->OnAck(irq, sip);
+    return 0;
+  }
   core::log::Debug("CANCEL received", {});
   // The cancelled INVITE's Call-ID finds the call (the INVITE came from either side).
   msg_t* request = nta_incoming_getrequest(irq);
@@ -1295,6 +1325,55 @@ int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_
     return 0;
   }
   return 0;
+}
+
+// The caller's ACK of a 2xx that carried rwg's offer (delayed offer): its answer goes to the
+// relay. No usable answer, or no ACK at all (sip null: 32 s passed), ends the call.
+void Calls::OnAck(nta_incoming_t* irq, const sip_t* sip) {
+  msg_t* request = nta_incoming_getrequest(irq);
+  const sip_t* invite = request ? sip_object(request) : nullptr;
+  const std::string call_id = invite && invite->sip_call_id ? invite->sip_call_id->i_id : "";
+  msg_destroy(request);
+  nta_incoming_destroy(irq);
+  for (const char* prefix : {"s|", "i|"}) {
+    auto it = by_dialog_.find(absl::StrCat(prefix, call_id));
+    if (it == by_dialog_.end()) continue;
+    Call& c = *it->second;
+    Side* side = c.set.ack_irq == irq ? &c.set : c.icp.ack_irq == irq ? &c.icp : nullptr;
+    if (side == nullptr) continue;
+    side->ack_irq = nullptr;
+    if (c.state == Call::State::kEnded) return;
+    const std::string sdp = PayloadOf(sip);
+    absl::StatusOr<AudioStream> answer =
+        sip == nullptr ? absl::DeadlineExceededError("no ACK")
+        : sdp.empty()  ? absl::InvalidArgumentError("sdp: no answer in the ACK")
+                       : ReadAudio(sdp, side->set && !c.device.srtp_optional);
+    if (!answer.ok()) {
+      core::log::Info("answer refused",
+                      {{"call", c.id}, {"error", std::string(answer.status().message())}});
+      c.bye_reason = "SIP;cause=488;text=\"no usable answer in the ACK\"";
+      c.end_reason = "no usable answer in the ACK";
+      return Hangup(c, nullptr, c.end_reason.c_str());
+    }
+    side->media = *answer;
+    RelayRemote remote = RemoteOf(*answer);
+    const std::string id = c.id;
+    c.relay_busy = true;
+    relays_.Update(*c.media, side->set ? &remote : nullptr, side->set ? nullptr : &remote, false,
+                   false, [this, id](absl::StatusOr<RelaySession> s) {
+                     auto it = calls_.find(id);
+                     if (it == calls_.end()) return;
+                     Call& c = *it->second;
+                     c.relay_busy = false;
+                     if (c.state == Call::State::kEnded) return Forget(c);
+                     if (!s.ok()) {
+                       c.end_reason = "media";
+                       return Hangup(c, nullptr, "media");
+                     }
+                     c.media = *s;
+                   });
+    return;
+  }
 }
 
 void Calls::Hangup(Call& call, Side* except, const char* why) {
@@ -1353,6 +1432,10 @@ void Calls::Forget(Call& call) {
   if (call.icp.irq) {
     nta_incoming_treply(call.icp.irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
     nta_incoming_destroy(call.icp.irq);
+  }
+  for (Side* s : {&call.set, &call.icp}) {
+    if (s->ack_irq) nta_incoming_destroy(s->ack_irq);
+    s->ack_irq = nullptr;
   }
   const absl::Time now = clock_.Now();
   core::log::Info("call ended", {{"call", call.id},

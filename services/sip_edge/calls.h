@@ -57,6 +57,10 @@ class CallHost {
                                                      const std::string& source) = 0;
   // The reachable phone of an ICP-side user whose connection this instance holds.
   virtual std::optional<CallPhone> PhoneForIcpUser(const std::string& icp_username) = 0;
+  // A new call from the iPBX for an ICP-side user whose phone another instance holds: the
+  // INVITE is proxied there (0), or the status to answer it with (480: no instance holds it).
+  virtual int ProxyInvite(nta_incoming_t* irq, const sip_t* sip,
+                          const std::string& icp_username) = 0;
   virtual std::shared_ptr<const GatewayView> Config() = 0;
   // host:port of the listener the iPBX sends requests to (the ICP-side Contact).
   virtual std::string IcpContactHost() = 0;
@@ -108,8 +112,8 @@ class Calls {
   // returns (0: answered later).
   int OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
                      const std::string& source);
-  // A call request from the iPBX.
-  int OnIcpRequest(nta_incoming_t* irq, const sip_t* sip);
+  // A call request from the iPBX (`forwarded`: an INVITE another instance proxied here).
+  int OnIcpRequest(nta_incoming_t* irq, const sip_t* sip, bool forwarded = false);
 
   // The media relay found `session` idle (no packet for its idle timeout): the call ends on
   // both sides, with a Reason.
@@ -136,7 +140,7 @@ class Calls {
   // Answers a new INVITE with a failure, `why` in a Warning when given; returns `status`.
   int RefuseInvite(nta_incoming_t* irq, int status, const char* phrase, const std::string& why);
   int NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
-  int NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip);
+  int NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip, bool forwarded);
   int NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
   // The phone's side of a dialog it opens with `sip` (rwg its UAS).
   void PhoneSide(Side& s, nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
@@ -173,6 +177,7 @@ class Calls {
   void Save(Call& call);
 
   static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);
+  void OnAck(nta_incoming_t* irq, const sip_t* sip);
   static int OnPrack(nta_reliable_magic_t* magic, nta_reliable_t* rel, nta_incoming_t* prack,
                      const sip_t* sip);
   bool Prack(Side& to, const sip_t* sip);

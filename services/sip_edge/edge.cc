@@ -232,6 +232,12 @@ struct Edge::Impl : public CallHost {
     std::string method;
   };
 
+  struct ProxiedInvite {
+    Impl* impl;
+    nta_incoming_t* irq;
+    nta_outgoing_t* orq;
+  };
+
   struct UpstreamDialog {
     std::string call_id;
     std::string from_tag;
@@ -312,7 +318,7 @@ struct Edge::Impl : public CallHost {
                            bool server = true) {
     return nta_agent_create(
         root, URL_STRING_MAKE(url.c_str()), nullptr, nullptr,
-        NTATAG_SIP_T1X64(options.upstream_timeout_ms), NTATAG_UA(0), NTATAG_SERVER_RPORT(1),
+        NTATAG_SIP_T1X64(options.upstream_timeout_ms), NTATAG_UA(1), NTATAG_SERVER_RPORT(1),
         NTATAG_MAXSIZE(max_message), TPTAG_PONG2PING(1), TPTAG_SERVER(server),
         TAG_IF(tls, TPTAG_CERTIFICATE(options.tls_cert_dir.c_str())), TAG_END());
   }
@@ -1485,9 +1491,11 @@ struct Edge::Impl : public CallHost {
     if (m == sip_method_options && sip->sip_request->rq_url->url_user == nullptr) {
       return Reply(irq, method, SIP_200_OK, TAG_END());  // the iPBX's keep-alive to rwg
     }
-    if ((Calls::IsCallMethod(m) || calls->Owns(sip, false)) && !forwarded) {
+    // Of the requests another instance forwards, only a new call's INVITE belongs to calls.
+    if ((Calls::IsCallMethod(m) || calls->Owns(sip, false)) &&
+        (!forwarded || m == sip_method_invite)) {
       if (int st = RefuseUnsupported(irq, sip, method); st != 0) return st;
-      return calls->OnIcpRequest(irq, sip);
+      return calls->OnIcpRequest(irq, sip, forwarded);
     }
     if (m != sip_method_options && m != sip_method_notify && m != sip_method_message &&
         m != sip_method_info) {
@@ -1534,24 +1542,39 @@ struct Edge::Impl : public CallHost {
     return 0;
   }
 
-  // The phone's connection is held by another instance: relay the request there, signed.
-  int ForwardToPeer(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user) {
-    const char* method = sip->sip_request->rq_method_name;
+  // Where the reachable phone of `icp_user` is held when another instance holds it: that
+  // instance's name and ICP-side address; nullopt when none does.
+  struct Holder {
+    std::string device;
+    std::string instance;
+    std::string address;
+  };
+  std::optional<Holder> PeerHolding(const std::string& icp_user) {
     absl::StatusOr<std::optional<std::string>> user = bindings.SetUsernameForIcp(icp_user);
-    if (!user.ok() || !user->has_value()) {
-      return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
-    }
+    if (!user.ok() || !user->has_value()) return std::nullopt;
     absl::StatusOr<std::optional<core::Binding>> b = bindings.Get(**user);
     if (!b.ok() || !b->has_value() || (*b)->instance == options.instance || !(*b)->reachable ||
         (*b)->expires_at <= clock.Now()) {
-      return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+      return std::nullopt;
     }
-    const std::string peer = InstanceIcpAddress((*b)->instance);
-    if (peer.empty()) return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+    std::string address = InstanceIcpAddress((*b)->instance);
+    if (address.empty()) return std::nullopt;
+    return Holder{**user, (*b)->instance, std::move(address)};
+  }
+
+  std::string ForwardMark(const sip_t* sip) const {
+    return absl::StrCat(kForwardHeader, ": ", options.instance,
+                        ";sig=", Signature(options.instance, sip));
+  }
+
+  // The phone's connection is held by another instance: relay the request there, signed.
+  int ForwardToPeer(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user) {
+    const char* method = sip->sip_request->rq_method_name;
+    std::optional<Holder> holder = PeerHolding(icp_user);
+    if (!holder) return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     const std::string request =
-        absl::StrCat(method, " sip:", icp_user, "@", peer, ";transport=tcp SIP/2.0");
-    const std::string mark = absl::StrCat(kForwardHeader, ": ", options.instance,
-                                          ";sig=", Signature(options.instance, sip));
+        absl::StrCat(method, " sip:", icp_user, "@", holder->address, ";transport=tcp SIP/2.0");
+    const std::string mark = ForwardMark(sip);
     msg_t* msg = nta_msg_create(icp_agent, 0);
     sip_t* out = sip_object(msg);
     sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM(sip->sip_from),
@@ -1569,7 +1592,82 @@ struct Edge::Impl : public CallHost {
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     }
     core::log::Debug("forwarded to the instance holding the phone",
-                     {{"device", **user}, {"instance", (*b)->instance}});
+                     {{"device", holder->device}, {"instance", holder->instance}});
+    return 0;
+  }
+
+  // A new call from the iPBX for a phone another instance holds: this instance proxies the
+  // INVITE there (stateful, signed) and the call is that instance's. The iPBX's Via, Contact
+  // and Record-Route go along, so its answers carry the holder's Contact and the rest of the
+  // dialog (ACK of a 2xx, PRACK, BYE, re-INVITE) goes to the holder directly; a CANCEL comes
+  // here and is passed on. Returns 0 when proxied, else the status to answer.
+  int ProxyInvite(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user) override {
+    std::optional<Holder> holder = PeerHolding(icp_user);
+    if (!holder) return 480;
+    if (sip->sip_max_forwards != nullptr && sip->sip_max_forwards->mf_count <= 1) return 483;
+    msg_t* original = nta_incoming_getrequest(irq);
+    msg_t* msg = msg_dup(original);
+    msg_destroy(original);
+    if (msg == nullptr) return 500;
+    sip_t* out = sip_object(msg);
+    while (out->sip_route != nullptr) {
+      sip_header_remove(msg, out, reinterpret_cast<sip_header_t*>(out->sip_route));
+    }
+    const std::string request =
+        absl::StrCat("INVITE sip:", icp_user, "@", holder->address, ";transport=tcp SIP/2.0");
+    const std::string hops =
+        std::to_string(sip->sip_max_forwards != nullptr ? sip->sip_max_forwards->mf_count - 1 : 69);
+    const std::string mark = ForwardMark(sip);
+    sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_MAX_FORWARDS_STR(hops.c_str()),
+               SIPTAG_HEADER_STR(mark.c_str()), TAG_END());
+    auto* p = new ProxiedInvite{this, irq, nullptr};
+    p->orq =
+        nta_outgoing_mcreate(icp_agent, &Impl::OnProxiedResponse,
+                             reinterpret_cast<nta_outgoing_magic_t*>(p), nullptr, msg, TAG_END());
+    if (p->orq == nullptr) {
+      delete p;
+      return 503;
+    }
+    nta_incoming_bind(irq, &Impl::OnProxiedCancel, reinterpret_cast<nta_incoming_magic_t*>(p));
+    core::log::Debug("call proxied to the instance holding the phone",
+                     {{"device", holder->device}, {"instance", holder->instance}});
+    return 0;
+  }
+
+  static int OnProxiedCancel(nta_incoming_magic_t* magic, nta_incoming_t*, const sip_t* sip) {
+    auto* p = reinterpret_cast<ProxiedInvite*>(magic);
+    if (sip != nullptr && sip->sip_request != nullptr &&
+        sip->sip_request->rq_method == sip_method_cancel && p->orq != nullptr) {
+      nta_outgoing_cancel(p->orq);  // the holder answers its INVITE 487, relayed below
+    }
+    return 0;
+  }
+
+  // The holder's answers go to the iPBX as they are, less this instance's Via.
+  static int OnProxiedResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
+    auto* p = reinterpret_cast<ProxiedInvite*>(magic);
+    const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    if (status <= 100) return 0;
+    msg_t* response = sip != nullptr ? nta_outgoing_getresponse(orq) : nullptr;
+    msg_t* copy = response != nullptr ? msg_dup(response) : nullptr;
+    msg_destroy(response);
+    if (copy != nullptr) {
+      sip_t* s = sip_object(copy);
+      sip_header_remove(copy, s, reinterpret_cast<sip_header_t*>(s->sip_via));
+      if (s->sip_to != nullptr && s->sip_to->a_tag != nullptr) {
+        nta_incoming_tag(p->irq, s->sip_to->a_tag);
+      }
+      nta_incoming_mreply(p->irq, copy);
+    } else if (status >= 200) {  // no answer from the holder (timeout, connection lost)
+      nta_incoming_treply(p->irq, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
+    }
+    if (status < 200) return 0;
+    p->impl->metrics.responses.Add({{"method", "INVITE"}, {"code", std::to_string(status)}})
+        .Increment();
+    nta_incoming_bind(p->irq, nullptr, nullptr);
+    nta_incoming_destroy(p->irq);
+    nta_outgoing_destroy(orq);
+    delete p;
     return 0;
   }
 

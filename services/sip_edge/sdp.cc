@@ -249,4 +249,19 @@ absl::StatusOr<std::string> RewriteAudio(absl::string_view sdp, const std::strin
   return out;
 }
 
+std::string OwnOffer() {
+  return "v=0\r\n"
+         "o=rwg 1 1 IN IP4 0.0.0.0\r\n"
+         "s=rwg\r\n"
+         "c=IN IP4 0.0.0.0\r\n"
+         "t=0 0\r\n"
+         "m=audio 9 RTP/AVP 0 8 9 101\r\n"
+         "a=rtpmap:0 PCMU/8000\r\n"
+         "a=rtpmap:8 PCMA/8000\r\n"
+         "a=rtpmap:9 G722/8000\r\n"
+         "a=rtpmap:101 telephone-event/8000\r\n"
+         "a=fmtp:101 0-15\r\n"
+         "a=sendrecv\r\n";
+}
+
 }  // namespace rwg::sip_edge

@@ -58,4 +58,9 @@ absl::StatusOr<std::string> RewriteAudio(absl::string_view sdp, const std::strin
                                          int port, const std::optional<SdesCrypto>& crypto,
                                          bool avp_with_crypto = false);
 
+// rwg's own offer, for a call whose caller sent none (a delayed offer: the caller answers in
+// its ACK): one audio stream with G.711 µ-law and A-law, G.722 and telephone-event, at
+// 0.0.0.0 until RewriteAudio puts the relay's address in.
+std::string OwnOffer();
+
 }  // namespace rwg::sip_edge

@@ -252,8 +252,8 @@ def reply(conn, req, code, phrase="OK", extra="", body="", tag=None, contact=Tru
                   + f"Content-Length: {len(body)}\r\n\r\n{body}")
 
 
-@unittest.skipUnless(shutil.which("baresip"), "baresip not installed")
-class CallsTest(EdgeFixture):
+class RelayFixture(EdgeFixture):
+    """The edge fixture with a media relay and the office extensions on Kamailio."""
     edge_args = ["--log-level", "debug"]
     ipbx_credentials = dict(IPBX_CREDENTIALS, **{OFFICE_USER: OFFICE_PASSWORD,
                                                  OTHER_USER: OTHER_PASSWORD,
@@ -277,6 +277,10 @@ class CallsTest(EdgeFixture):
     def relay_metrics(self):
         return urllib.request.urlopen(
             f"http://127.0.0.1:{self.relay.ports['metrics']}/metrics", timeout=5).read().decode()
+
+
+@unittest.skipUnless(shutil.which("baresip"), "baresip not installed")
+class CallsTest(RelayFixture):
 
     def office_phone(self, name, user, password, tone):
         p = Baresip(self.tmp, name,
@@ -413,7 +417,6 @@ class CallsTest(EdgeFixture):
             ("an unknown suite",
              offer(crypto="a=crypto:1 F8_128_HMAC_SHA1_80 inline:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u"
                           "b3BxcnN0"), 488, "F8_128_HMAC_SHA1_80"),
-            ("no SDP at all", "", 488, "an SDP offer is required"),
         ]
         for what, sdp, code, warning in cases:
             with self.subTest(what):
@@ -928,6 +931,145 @@ class CallsTest(EdgeFixture):
         rwgtest.wait_until("calls gone", lambda: re.search(
             r"(?m)^rwg_sip_edge_active_calls 0", self.metrics()), timeout=5)
 
+    def test_offerless_invites_are_answered_in_the_ack(self):
+        """Delayed offer both ways: the caller's INVITE has no SDP, rwg offers to the callee,
+        the caller gets rwg's offer in the 200 and answers in its ACK; media then flows to the
+        address in that answer. An ACK without an answer ends the call on both sides."""
+        self.ctl.ok("device", "update", "1002", "--srtp-optional", "true")
+        time.sleep(1.5)  # the edge re-reads devices once a second
+        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(office.close)
+        r = office.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
+        self.assertEqual(sipclient.status(r), 200, r)
+        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(phone.close)
+        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        header = lambda m, name: re.search(rf"(?im)^{name}: (.*)$", m).group(1).strip()
+
+        def udp(host):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((host, 0))
+            sock.settimeout(0.5)  # the relay here ends a session idle for 3 s
+            self.addCleanup(sock.close)
+            return sock
+
+        def media_of(sdp):
+            addr = re.search(r"(?m)^c=IN IP4 (\S+)", sdp).group(1)
+            port = int(re.search(r"(?m)^m=audio (\d+) ", sdp).group(1))
+            return addr, port
+
+        def plain_answer(sock, host, pts="0"):
+            return offer(f"m=audio {sock.getsockname()[1]} RTP/AVP {pts}", crypto=None).replace(
+                "127.0.0.1", host)
+
+        def crosses(sender, to, receiver):
+            rtp = struct.pack("!BBHII", 0x80, 0, 7, 160, 0x1234abcd) + os.urandom(160)
+            for _ in range(20):  # the relay may still be taking the answer in
+                sender.sendto(rtp, to)
+                try:
+                    data, _ = receiver.recvfrom(2048)
+                    return data[12:] == rtp[12:]
+                except socket.timeout:
+                    continue
+            return False
+
+        # 1. The phone calls without an offer.
+        tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
+        uri, to = f"sip:{OFFICE_USER}@{PUBLIC}", f"<sip:{OFFICE_USER}@{PUBLIC}>"
+        phone_request(phone, "INVITE", uri, "1002", tag, call_id, 1, to)
+        inv = next_request(office, "INVITE")
+        self.assertRegex(inv, r"(?m)^m=audio \d+ RTP/AVP 0 8 9 101\r$", "rwg's own offer")
+        self.assertRegex(inv, r"(?m)^a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+        office_rtp = udp("127.0.0.2")
+        reply(office, inv, 200, "OK", body=plain_answer(office_rtp, "127.0.0.2"), tag="o1")
+        self.assertTrue(next_request(office, "ACK").startswith("ACK "))
+        r = final_response(phone)
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertRegex(r, r"(?m)^m=audio \d+ RTP/SAVP 0\r$", "the office's codec, offered")
+        self.assertRegex(r, r"(?m)^a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+        relay_set = media_of(r)
+        to = header(r, "To")
+        target = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+        phone_rtp = udp("127.0.0.1")
+        phone_request(phone, "ACK", target, "1002", tag, call_id, 1, to,
+                      body=plain_answer(phone_rtp, "127.0.0.1"))
+        # Only the ACK told the relay where the phone is: the office's audio reaches it.
+        self.assertTrue(crosses(office_rtp, media_of(inv), phone_rtp),
+                        "the office's RTP does not reach the phone")
+        self.assertTrue(crosses(phone_rtp, relay_set, office_rtp))
+        phone_request(phone, "BYE", target, "1002", tag, call_id, 2, to)
+        reply(office, next_request(office, "BYE"), 200)
+        self.assertEqual(sipclient.status(final_response(phone)), 200)
+
+        # 2. The office calls without an offer; the phone answers rwg's offer, the office
+        # answers the phone's codecs in its ACK.
+        oh, op = office.local
+        o_uri, o_cid, o_tag = "sip:21002@127.0.0.2", os.urandom(6).hex(), os.urandom(4).hex()
+
+        def office_invite_to_phone(cseq, auth=""):
+            office.send_raw(f"INVITE {o_uri} SIP/2.0\r\n"
+                            f"Via: SIP/2.0/TCP {oh}:{op};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                            f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={o_tag}\r\n"
+                            f"To: <{o_uri}>\r\nCall-ID: {o_cid}\r\nCSeq: {cseq} INVITE\r\n"
+                            f"Max-Forwards: 70\r\nContact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n"
+                            f"{auth}Content-Length: 0\r\n\r\n")
+        office_invite_to_phone(1)
+        r = final_response(office)
+        self.assertEqual(sipclient.status(r), 407, r)
+        ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
+        office_invite_to_phone(2, "Proxy-Authorization: " + sipclient.authorization(
+            ch, OFFICE_USER, OFFICE_PASSWORD, "INVITE", o_uri) + "\r\n")
+        inv = next_request(phone, "INVITE")
+        self.assertRegex(inv, r"(?m)^m=audio \d+ RTP/SAVP 0 8 9 101\r$")
+        phone_rtp = udp("127.0.0.1")
+        reply(phone, inv, 200, "OK", body=plain_answer(phone_rtp, "127.0.0.1", "8"), tag="p1")
+        self.assertTrue(next_request(phone, "ACK").startswith("ACK "))
+        r = final_response(office)
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertRegex(r, r"(?m)^m=audio \d+ RTP/AVP 8\r$")
+        self.assertRegex(r, r"(?m)^a=crypto:1 ", "AVP with a key toward the iPBX, as ever")
+        relay_icp = media_of(r)
+        routes = list(reversed(re.findall(r"(?im)^Record-Route: (.*)$", r)))
+        target = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+        o_to = header(r, "To")
+
+        def office_in_dialog(method, cseq, body=""):
+            office.send_raw(f"{method} {target} SIP/2.0\r\n"
+                            f"Via: SIP/2.0/TCP {oh}:{op};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                            + "".join(f"Route: {x.strip()}\r\n" for x in routes)
+                            + f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={o_tag}\r\n"
+                            f"To: {o_to}\r\nCall-ID: {o_cid}\r\nCSeq: {cseq} {method}\r\n"
+                            f"Max-Forwards: 70\r\n"
+                            + ("Content-Type: application/sdp\r\n" if body else "")
+                            + f"Content-Length: {len(body)}\r\n\r\n{body}")
+        office_rtp = udp("127.0.0.2")
+        office_in_dialog("ACK", 2, plain_answer(office_rtp, "127.0.0.2", "8"))
+        self.assertTrue(crosses(phone_rtp, media_of(inv), office_rtp),
+                        "the phone's RTP does not reach the office")
+        self.assertTrue(crosses(office_rtp, relay_icp, phone_rtp))
+        office_in_dialog("BYE", 3)
+        reply(phone, next_request(phone, "BYE"), 200)
+        self.assertEqual(sipclient.status(final_response(office)), 200)
+
+        # 3. An ACK without the answer: the call ends on both sides.
+        tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
+        to = f"<sip:{OFFICE_USER}@{PUBLIC}>"
+        phone_request(phone, "INVITE", uri, "1002", tag, call_id, 1, to)
+        inv = next_request(office, "INVITE")
+        reply(office, inv, 200, "OK", body=plain_answer(udp("127.0.0.2"), "127.0.0.2"), tag="o3")
+        r = final_response(phone)
+        self.assertEqual(sipclient.status(r), 200, r)
+        phone_request(phone, "ACK", re.search(r"(?im)^Contact: <([^>]*)>", r).group(1), "1002",
+                      tag, call_id, 1, header(r, "To"))
+        bye = next_request(office, "BYE")
+        self.assertIn("no usable answer in the ACK", bye)
+        reply(office, bye, 200)
+        bye = next_request(phone, "BYE")
+        reply(phone, bye, 200)
+        rwgtest.wait_until("calls gone", lambda: re.search(
+            r"(?m)^rwg_sip_edge_active_calls 0", self.metrics()), timeout=5)
+
     def test_attended_transfer_refer_names_the_office_side_dialog(self):
         """A (remote, through rwg) talks to B, calls C, then transfers B to C with
         REFER Refer-To: C?Replaces=<A's dialog with C>. B must get the Replaces of the dialog C
@@ -1146,3 +1288,122 @@ class CallsTest(EdgeFixture):
                       "Content-Length: 0\r\n\r\n")
         self.assertEqual(sipclient.status(conn.read_message()), 200)
         rwgtest.wait_until("B's call ended", b.call_ended, timeout=10)
+
+
+class CallOnAnotherInstanceTest(RelayFixture):
+    """Two sip-edge instances: the iPBX calls a phone at the instance that does not hold it
+    (the phone moved and the iPBX has not learnt so yet)."""
+
+    def setUp(self):
+        super().setUp()
+        self.b_icp = rwgtest.free_port()
+        self.edge_b = rwgtest.Service("sip-edge", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--sip-tls-listen", "", "--sip-tcp-listen", f"127.0.0.1:{rwgtest.free_port()}",
+            "--icp-listen", f"127.0.0.1:{self.b_icp}", "--instance", "sip-edge-1",
+            "--min-expires", "2", "--config-refresh-ms", "200"] + self.edge_args)
+        self.edge_b.log_path = os.path.join(self.tmp, "sip-edge-1.log")
+        self.edge_b.start()
+        self.addCleanup(self.edge_b.stop)
+
+    def ipbx(self, port):
+        c = sipclient.SipConnection("127.0.0.1", port, source="127.0.0.2")
+        self.addCleanup(c.close)
+        return c
+
+    def test_invite_at_the_other_instance_reaches_the_phone(self):
+        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(phone.close)
+        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        rwgtest.wait_until("both instances advertised", lambda: b"sip-edge-0" in self.redis.cmd(
+            "HKEYS", "rwg:edge:instances") and b"sip-edge-1" in self.redis.cmd(
+            "HKEYS", "rwg:edge:instances"), timeout=10)
+        time.sleep(1.5)  # B reads the instances once a second
+        b = self.ipbx(self.b_icp)
+        bh, bp = b.local
+        header = lambda m, name: re.search(rf"(?im)^{name}: (.*)$", m).group(1).strip()
+        sdp = offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None).replace(
+            "127.0.0.1", "127.0.0.2")
+
+        def invite(user, cid, tag, branch):
+            b.send_raw(f"INVITE sip:{user}@127.0.0.1:{self.b_icp};transport=tcp SIP/2.0\r\n"
+                       f"Via: SIP/2.0/TCP {bh}:{bp};branch={branch}\r\n"
+                       f"From: \"Office\" <sip:{OFFICE_USER}@127.0.0.2>;tag={tag}\r\n"
+                       f"To: <sip:{user}@127.0.0.2>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\n"
+                       f"Max-Forwards: 70\r\nContact: <sip:{OFFICE_USER}@{bh}:{bp};transport=tcp>\r\n"
+                       f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
+
+        def answer_from_b():
+            r = b.read_message()
+            while sipclient.status(r) == 100:
+                r = b.read_message()
+            return r
+
+        # Nobody holds 21001: B says so.
+        invite("21001", "nobody", "t0", "z9hG4bKnobody")
+        self.assertEqual(sipclient.status(answer_from_b()), 480)
+
+        invite("21002", "moved-1", "t1", "z9hG4bKmoved1")
+        inv = next_request(phone, "INVITE")
+        self.assertNotIn("127.0.0.2", inv, "nothing of the iPBX's addressing reaches the phone")
+        self.assertNotIn("X-Rwg-Forwarded", inv)
+        self.assertRegex(inv, r"(?m)^m=audio \d+ RTP/SAVP 0")
+        reply(phone, inv, 180, "Ringing", tag="p1")
+        r = answer_from_b()
+        self.assertEqual(sipclient.status(r), 180, r)
+        self.assertEqual(len(re.findall(r"(?im)^Via:", r)), 1, "only the iPBX's Via comes back")
+        self.assertIn(f"127.0.0.1:{self.icp_port}", header(r, "Contact"),
+                      "the rest of the dialog goes to the instance holding the phone")
+        phone_sdp = offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0")
+        reply(phone, inv, 200, "OK", body=phone_sdp, tag="p1")
+        r = answer_from_b()
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertRegex(r, r"(?m)^m=audio \d+ RTP/AVP 0")
+        self.assertNotIn("X-Rwg-Forwarded", r)
+        to = header(r, "To")
+        target = re.search(r"(?im)^Contact: <([^>]*)>", r).group(1)
+        # The iPBX continues the dialog with the holder (A) directly.
+        a = self.ipbx(self.icp_port)
+        ah, ap = a.local
+
+        def in_dialog(method, cseq, branch):
+            a.send_raw(f"{method} {target} SIP/2.0\r\n"
+                       f"Via: SIP/2.0/TCP {ah}:{ap};branch={branch}\r\n"
+                       f"From: \"Office\" <sip:{OFFICE_USER}@127.0.0.2>;tag=t1\r\nTo: {to}\r\n"
+                       f"Call-ID: moved-1\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+                       "Content-Length: 0\r\n\r\n")
+        in_dialog("ACK", 1, "z9hG4bKmoved1ack")
+        self.assertTrue(next_request(phone, "ACK").startswith("ACK "))
+        calls = self.ctl.json("call", "list")["calls"]
+        self.assertEqual([c["instance"] for c in calls], ["sip-edge-0"], calls)
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_active_calls 1")
+        in_dialog("BYE", 2, "z9hG4bKmoved1bye")
+        reply(phone, next_request(phone, "BYE"), 200)
+        r = a.read_message()
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertRegex(r, r"(?im)^CSeq: 2 BYE")
+
+        # Cancelled at B before the phone answers: the CANCEL follows the INVITE to A.
+        invite("21002", "moved-2", "t2", "z9hG4bKmoved2")
+        inv = next_request(phone, "INVITE")
+        reply(phone, inv, 180, "Ringing", tag="p2")
+        self.assertEqual(sipclient.status(answer_from_b()), 180)
+        b.send_raw(f"CANCEL sip:21002@127.0.0.1:{self.b_icp};transport=tcp SIP/2.0\r\n"
+                   f"Via: SIP/2.0/TCP {bh}:{bp};branch=z9hG4bKmoved2\r\n"
+                   f"From: \"Office\" <sip:{OFFICE_USER}@127.0.0.2>;tag=t2\r\n"
+                   f"To: <sip:21002@127.0.0.2>\r\nCall-ID: moved-2\r\nCSeq: 1 CANCEL\r\n"
+                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        cancel = next_request(phone, "CANCEL")
+        reply(phone, cancel, 200, contact=False)
+        reply(phone, inv, 487, "Request Terminated", tag="p2", contact=False)
+        try:
+            self.assertTrue(next_request(phone, "ACK").startswith("ACK "))
+        except Exception:
+            print(self.edge.read_log()[-6000:])
+            raise
+        got = sorted((header(m, "CSeq"), sipclient.status(m))
+                     for m in (b.read_message(), b.read_message()))
+        self.assertEqual(got, [("1 CANCEL", 200), ("1 INVITE", 487)])
+        rwgtest.wait_until("no call left", lambda: re.search(
+            r"(?m)^rwg_sip_edge_active_calls 0", self.metrics()), timeout=5)

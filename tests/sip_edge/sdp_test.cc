@@ -176,5 +176,24 @@ TEST(SdpTest, RewriteHidesTheOtherSideAndCarriesTheRelaysKey) {
   EXPECT_FALSE(absl::StrContains(*set, kKeyB64)) << "the phone's key never crosses: " << *set;
 }
 
+TEST(SdpTest, OwnOfferForADelayedOfferBecomesTheRelaysOffer) {
+  // rwg's own offer alone says nothing of where media goes.
+  absl::StatusOr<AudioStream> own = ReadAudio(OwnOffer(), false);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->payload_types, (std::vector<int>{0, 8, 9, 101}));
+  EXPECT_EQ(own->mode, "sendrecv");
+  const SdesCrypto key{1, "AES_CM_128_HMAC_SHA1_80", std::string(30, 'k')};
+  absl::StatusOr<std::string> set = RewriteAudio(OwnOffer(), "192.0.2.7", 20002, key);
+  ASSERT_TRUE(set.ok()) << set.status();
+  absl::StatusOr<AudioStream> a = ReadAudio(*set, true);
+  ASSERT_TRUE(a.ok()) << a.status() << "\n" << *set;
+  EXPECT_EQ(a->address, "192.0.2.7");
+  EXPECT_EQ(a->port, 20002);
+  EXPECT_TRUE(a->secure);
+  ASSERT_EQ(a->crypto.size(), 1u);
+  EXPECT_EQ(a->crypto[0], key);
+  EXPECT_FALSE(absl::StrContains(*set, "0.0.0.0")) << *set;
+}
+
 }  // namespace
 }  // namespace rwg::sip_edge
