@@ -196,6 +196,31 @@ RelayRemote RemoteOf(const AudioStream& a) {
 
 int StatusFor(const absl::Status& s) { return absl::IsInvalidArgument(s) ? 400 : 488; }
 
+// Reads what one side sent within that side's inbound policy (R-CFG): SRTP_ONLY needs a key
+// (RTP/SAVP from a phone, unless the device allows plain RTP; RTP/AVP with a key will do from
+// the iPBX), RTP_ONLY refuses RTP/SAVP and drops any key (answered plain), SRTP_OR_RTP takes
+// either.
+absl::StatusOr<AudioStream> ReadMedia(absl::string_view sdp, const GatewayView& view, bool set,
+                                      bool srtp_optional) {
+  std::string policy = set ? view.set_side_inbound : view.icp_side_inbound;
+  if (set && srtp_optional && policy == "SRTP_ONLY") policy = "SRTP_OR_RTP";
+  absl::StatusOr<AudioStream> a = ReadAudio(sdp, set && policy == "SRTP_ONLY");
+  if (!a.ok()) return a;
+  const char* side = set ? "set" : "ICP";
+  if (policy == "SRTP_ONLY" && a->crypto.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("sdp: m=audio: plain RTP where the ", side, "-side policy is SRTP_ONLY"));
+  }
+  if (policy == "RTP_ONLY") {
+    if (a->secure) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("sdp: m=audio: RTP/SAVP where the ", side, "-side policy is RTP_ONLY"));
+    }
+    a->crypto.clear();
+  }
+  return a;
+}
+
 }  // namespace
 
 Calls::Calls(CallOptions options, CallHost& host, nta_agent_t* set_agent, nta_agent_t* icp_agent,
@@ -338,7 +363,8 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   const char* number = sip->sip_request->rq_url->url_user;
   if (number == nullptr || *number == '\0') return reply(SIP_404_NOT_FOUND, "no number dialled");
   absl::StatusOr<AudioStream> offer =
-      sdp.empty() ? AudioStream{} : ReadAudio(sdp, !phone.device.srtp_optional);
+      sdp.empty() ? AudioStream{}
+                  : ReadMedia(sdp, *host_.Config(), true, phone.device.srtp_optional);
   if (!offer.ok()) {
     const int st = StatusFor(offer.status());
     return reply(st, st == 400 ? "Bad Request" : "Not Acceptable Here",
@@ -375,11 +401,9 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   IcpSideTo(c.icp, phone, dial, *view);
   Adopt(std::move(call));
 
-  RelayRemote set_remote;
-  set_remote.suite = options_.set_suite;  // until the phone answers in its ACK
-  RelayRemote icp_remote;
-  icp_remote.suite = options_.icp_offer_crypto ? options_.set_suite : "RTP";
-  AllocateAndInvite(c, c.delayed_offer ? set_remote : RemoteOf(*offer), icp_remote, sdp);
+  // With a delayed offer rwg offers to the phone too (in the 2xx); it answers in its ACK.
+  AllocateAndInvite(c, c.delayed_offer ? OfferedLeg(true) : RemoteOf(*offer), OfferedLeg(false),
+                    sdp);
   return 0;
 }
 
@@ -473,7 +497,8 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip, bool forwarded)
     if (st == 0) return 0;
     return reply(st, sip_status_phrase(st), "");
   }
-  absl::StatusOr<AudioStream> offer = sdp.empty() ? AudioStream{} : ReadAudio(sdp, false);
+  absl::StatusOr<AudioStream> offer =
+      sdp.empty() ? AudioStream{} : ReadMedia(sdp, *host_.Config(), false, false);
   if (!offer.ok()) {
     const int st = StatusFor(offer.status());
     return reply(st, st == 400 ? "Bad Request" : "Not Acceptable Here",
@@ -528,11 +553,8 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip, bool forwarded)
 
   Adopt(std::move(call));
 
-  RelayRemote set_remote;
-  set_remote.suite = options_.set_suite;
-  RelayRemote icp_remote;  // until the iPBX answers in its ACK
-  icp_remote.suite = options_.icp_offer_crypto ? options_.set_suite : "RTP";
-  AllocateAndInvite(c, set_remote, c.delayed_offer ? icp_remote : RemoteOf(*offer), sdp);
+  AllocateAndInvite(c, OfferedLeg(true), c.delayed_offer ? OfferedLeg(false) : RemoteOf(*offer),
+                    sdp);
   return 0;
 }
 
@@ -607,33 +629,44 @@ std::optional<std::string> Calls::AnswerIcpChallenge(const Call& call, const Sid
 
 // -- SDP -------------------------------------------------------------------------------------
 
+absl::StatusOr<AudioStream> Calls::ReadFrom(const Call& call, bool set_side,
+                                            absl::string_view sdp) {
+  return ReadMedia(sdp, *host_.Config(), set_side, call.device.srtp_optional);
+}
+
+RelayRemote Calls::OfferedLeg(bool set_side) {
+  auto view = host_.Config();
+  const std::string& outbound = set_side ? view->set_side_outbound : view->icp_side_outbound;
+  RelayRemote r;
+  r.suite = outbound == "RTP_ONLY"     ? "RTP"
+            : view->srtp_suite.empty() ? options_.set_suite
+                                       : view->srtp_suite;
+  return r;
+}
+
 // The SDP `side` receives, made from what the other side sent (`other_sdp`), with the relay's
 // address and key for `side`'s leg.
 std::optional<std::string> Calls::SdpFor(Call& call, Side& side, const std::string& other_sdp,
                                          bool offer, int* status, std::string* phrase) {
   const RelayLocal& leg = side.set ? call.media->set : call.media->icp;
+  auto view = host_.Config();
   std::optional<SdesCrypto> crypto;
   bool avp_with_crypto = false;
-  if (side.set) {
-    if (offer) {
-      crypto = SdesCrypto{1, leg.suite, leg.key};
-    } else if (side.media && side.media->secure && !side.media->crypto.empty()) {
-      crypto = SdesCrypto{side.media->crypto[0].tag, leg.suite, leg.key};
-    }
-  } else {
-    if (offer) {
-      if (options_.icp_offer_crypto) {
-        crypto = SdesCrypto{1, leg.suite, leg.key};
-        avp_with_crypto = true;
-      }
-    } else if (side.media && !side.media->crypto.empty()) {
-      crypto = SdesCrypto{side.media->crypto[0].tag, leg.suite, leg.key};
-      avp_with_crypto = !side.media->secure;
-    }
+  if (offer) {
+    // What rwg offers this side: its outbound policy (RTP/SAVP, RTP/AVP with a key, or RTP).
+    const std::string& outbound = side.set ? view->set_side_outbound : view->icp_side_outbound;
+    if (outbound != "RTP_ONLY") crypto = SdesCrypto{1, leg.suite, leg.key};
+    avp_with_crypto = outbound == "AVP_CRYPTO";
+  } else if (side.media && !side.media->crypto.empty()) {
+    // An answer in the offer's terms: its profile, and a key when it brought one.
+    crypto = SdesCrypto{side.media->crypto[0].tag, leg.suite, leg.key};
+    avp_with_crypto = !side.media->secure;
   }
   if (crypto && crypto->key.size() != 30) crypto.reset();  // a plain RTP leg
-  absl::StatusOr<std::string> out =
-      RewriteAudio(other_sdp, leg.address, leg.port, crypto, avp_with_crypto);
+  // The network profile's override (e.g. the public address in front of the relay).
+  const std::string& address = side.set ? view->rtp_set_side_address : view->rtp_icp_side_address;
+  absl::StatusOr<std::string> out = RewriteAudio(other_sdp, address.empty() ? leg.address : address,
+                                                 leg.port, crypto, avp_with_crypto);
   if (!out.ok()) {
     *status = StatusFor(out.status());
     *phrase = *status == 400 ? "Bad Request" : "Not Acceptable Here";
@@ -854,7 +887,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
     call.state = Call::State::kEarly;
     if (sdp.empty()) return Answer(call, from, status, phrase.c_str(), "");
     // Early media: the answer comes with the provisional response.
-    absl::StatusOr<AudioStream> answer = ReadAudio(sdp, to.set && !call.device.srtp_optional);
+    absl::StatusOr<AudioStream> answer = ReadFrom(call, to.set, sdp);
     if (!answer.ok()) return Answer(call, from, status, phrase.c_str(), "");
     to.media = *answer;
     const std::string id = call.id;
@@ -911,7 +944,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
   }
   absl::StatusOr<AudioStream> answer =
       sdp.empty() ? absl::InvalidArgumentError("sdp: no answer in the 200 OK")
-                  : ReadAudio(sdp, to.set && !call.device.srtp_optional);
+                  : ReadFrom(call, to.set, sdp);
   if (!answer.ok()) {
     core::log::Info("answer refused",
                     {{"call", call.id}, {"error", std::string(answer.status().message())}});
@@ -1080,7 +1113,7 @@ int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip
     SendForward(call, to, *f, sip, "");
     return 0;
   }
-  absl::StatusOr<AudioStream> media = ReadAudio(sdp, from.set && !call.device.srtp_optional);
+  absl::StatusOr<AudioStream> media = ReadFrom(call, from.set, sdp);
   if (!media.ok()) {
     delete f;
     const int st = StatusFor(media.status());
@@ -1257,7 +1290,7 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
     if (call.subscription && f->terminates) self->Forget(call);
     return 0;
   }
-  absl::StatusOr<AudioStream> answer = ReadAudio(sdp, to.set && !call.device.srtp_optional);
+  absl::StatusOr<AudioStream> answer = self->ReadFrom(call, to.set, sdp);
   if (!answer.ok()) {
     finish(488, "Not Acceptable Here", "");
     return 0;
@@ -1347,7 +1380,7 @@ void Calls::OnAck(nta_incoming_t* irq, const sip_t* sip) {
     absl::StatusOr<AudioStream> answer =
         sip == nullptr ? absl::DeadlineExceededError("no ACK")
         : sdp.empty()  ? absl::InvalidArgumentError("sdp: no answer in the ACK")
-                       : ReadAudio(sdp, side->set && !c.device.srtp_optional);
+                       : ReadFrom(c, side->set, sdp);
     if (!answer.ok()) {
       core::log::Info("answer refused",
                       {{"call", c.id}, {"error", std::string(answer.status().message())}});

@@ -32,6 +32,7 @@
 #include "services/core/random.h"
 #include "services/sip_edge/gateway_config.h"
 #include "services/sip_edge/media_relays.h"
+#include "services/sip_edge/sdp.h"
 
 namespace rwg::sip_edge {
 
@@ -88,11 +89,10 @@ class CallHost {
 };
 
 struct CallOptions {
-  // The SRTP suite rwg offers phones (R-MEDIA: AES_CM_128_HMAC_SHA1_80 by default).
+  // The SRTP suite rwg offers when the gateway configuration names none (R-MEDIA:
+  // AES_CM_128_HMAC_SHA1_80 by default). Profiles, policies and addresses come from the
+  // gateway configuration (GatewayView).
   std::string set_suite = "AES_CM_128_HMAC_SHA1_80";
-  // Toward the iPBX: offer RTP/AVP with an a=crypto key (the iPBX may answer SRTP or RTP),
-  // or plain RTP only.
-  bool icp_offer_crypto = true;
 };
 
 class Calls {
@@ -166,6 +166,10 @@ class Calls {
   void Forget(Call& call);
   std::optional<std::string> SdpFor(Call& call, Side& side, const std::string& other_sdp,
                                     bool offer, int* status, std::string* phrase);
+  // What one side sent, within that side's inbound policy (R-CFG).
+  absl::StatusOr<AudioStream> ReadFrom(const Call& call, bool set_side, absl::string_view sdp);
+  // The relay leg of a side rwg offers to (suite and no remote yet), per its outbound policy.
+  RelayRemote OfferedLeg(bool set_side);
   Side& Other(Call& call, Side& side);
   std::string ReferTarget(const Side& to, const url_t* refer_to);
   void Adopt(std::unique_ptr<Call> call);

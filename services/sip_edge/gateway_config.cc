@@ -11,11 +11,27 @@
 
 namespace rwg::sip_edge {
 
+namespace {
+
+absl::StatusOr<GatewayView> ReadView(const nlohmann::json& j);
+
+}  // namespace
+
 absl::StatusOr<GatewayView> ParseGatewayView(const std::string& text) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::DataLossError("rwg:config is not valid JSON");
   }
+  try {
+    return ReadView(j);
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong type
+    return absl::DataLossError(absl::StrCat("rwg:config: ", e.what()));
+  }
+}
+
+namespace {
+
+absl::StatusOr<GatewayView> ReadView(const nlohmann::json& j) {
   GatewayView v;
   v.public_name = j.value("public_name", v.public_name);
   const nlohmann::json icp = j.value("icp", nlohmann::json::object());
@@ -32,6 +48,14 @@ absl::StatusOr<GatewayView> ParseGatewayView(const std::string& text) {
   v.tls_exposure = sip.value("tls", v.tls_exposure);
   v.tcp_exposure = sip.value("tcp", v.tcp_exposure);
   v.udp_exposure = sip.value("udp", v.udp_exposure);
+  v.set_side_inbound = sip.value("set_side_inbound", v.set_side_inbound);
+  v.set_side_outbound = sip.value("set_side_outbound", v.set_side_outbound);
+  v.icp_side_inbound = sip.value("icp_side_inbound", v.icp_side_inbound);
+  v.icp_side_outbound = sip.value("icp_side_outbound", v.icp_side_outbound);
+  v.srtp_suite = sip.value("srtp_suite", v.srtp_suite);
+  const nlohmann::json network = j.value("network", nlohmann::json::object());
+  v.rtp_set_side_address = network.value("rtp_set_side_address", "");
+  v.rtp_icp_side_address = network.value("rtp_icp_side_address", "");
   const nlohmann::json ports = j.value("ports", nlohmann::json::object());
   v.tls_port = ports.value("sip_tls", v.tls_port);
   v.tcp_port = ports.value("sip_tcp", v.tcp_port);
@@ -54,6 +78,8 @@ absl::StatusOr<GatewayView> ParseGatewayView(const std::string& text) {
   }
   return v;
 }
+
+}  // namespace
 
 std::string ResolveListen(const std::string& option, const GatewayView& view, ListenerKind kind) {
   if (option != "config") return option;

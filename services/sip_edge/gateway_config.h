@@ -28,6 +28,17 @@ struct GatewayView {
   uint32_t tls_port = 5061;
   uint32_t tcp_port = 5060;
   uint32_t udp_port = 5060;
+  // Media (R-CFG network profile and SIP settings): the addresses written in SDP in place of
+  // the relay's own (empty: the relay's), what each side may send (inbound: SRTP_ONLY,
+  // SRTP_OR_RTP, RTP_ONLY) and what rwg offers it (outbound: SRTP_ONLY, AVP_CRYPTO,
+  // RTP_ONLY), and the SRTP suite rwg offers (empty: the edge's --srtp-suite).
+  std::string rtp_set_side_address;
+  std::string rtp_icp_side_address;
+  std::string set_side_inbound = "SRTP_ONLY";
+  std::string set_side_outbound = "SRTP_ONLY";
+  std::string icp_side_inbound = "SRTP_OR_RTP";
+  std::string icp_side_outbound = "AVP_CRYPTO";
+  std::string srtp_suite;
 };
 
 enum class ListenerKind { kTls, kTcp, kUdp };

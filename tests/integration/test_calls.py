@@ -1070,6 +1070,95 @@ class CallsTest(RelayFixture):
         rwgtest.wait_until("calls gone", lambda: re.search(
             r"(?m)^rwg_sip_edge_active_calls 0", self.metrics()), timeout=5)
 
+    def test_media_settings_of_the_gateway_configuration(self):
+        """R-CFG applies to calls without a restart: the override addresses are what each side
+        sees in SDP, each side's outbound profile is what rwg offers it, its inbound policy
+        what rwg accepts from it, and the SRTP suite is the configured one."""
+        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(office.close)
+        r = office.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
+        self.assertEqual(sipclient.status(r), 200, r)
+        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(phone.close)
+        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        oh, op = office.local
+
+        def configure(*settings):
+            self.ctl.ok("config", "set", *settings)
+            time.sleep(0.6)  # the edge re-reads the configuration every 200 ms here
+
+        def phone_calls_office():
+            """rwg's INVITE to the office for a phone's SRTP offer; the call is then cancelled
+            by the office's 486."""
+            tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
+            phone_request(phone, "INVITE", f"sip:{OFFICE_USER}@{PUBLIC}", "1002", tag, call_id,
+                          1, f"<sip:{OFFICE_USER}@{PUBLIC}>", body=offer(
+                              f"m=audio {rwgtest.free_port()} RTP/SAVP 0"))
+            inv = next_request(office, "INVITE")
+            reply(office, inv, 486, "Busy Here", tag="o1", contact=False)
+            next_request(office, "ACK")
+            self.assertEqual(sipclient.status(final_response(phone)), 486)
+            return inv
+
+        def office_calls_phone(sdp, refusal=False):
+            """The office's INVITE (with `sdp`) to the phone: what the phone gets, or rwg's
+            refusal when one is expected."""
+            cid, otag = os.urandom(6).hex(), os.urandom(4).hex()
+            uri = "sip:21002@127.0.0.2"
+
+            def send(cseq, auth=""):
+                office.send_raw(f"INVITE {uri} SIP/2.0\r\n"
+                                f"Via: SIP/2.0/TCP {oh}:{op};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                                f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={otag}\r\n"
+                                f"To: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} INVITE\r\n"
+                                f"Max-Forwards: 70\r\nContact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n"
+                                f"{auth}Content-Type: application/sdp\r\n"
+                                f"Content-Length: {len(sdp)}\r\n\r\n{sdp}")
+            send(1)
+            r = final_response(office)
+            ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
+            send(2, "Proxy-Authorization: " + sipclient.authorization(
+                ch, OFFICE_USER, OFFICE_PASSWORD, "INVITE", uri) + "\r\n")
+            if refusal:
+                return None, final_response(office)
+            inv = next_request(phone, "INVITE")
+            reply(phone, inv, 486, "Busy Here", tag="p1", contact=False)
+            next_request(phone, "ACK")
+            self.assertEqual(sipclient.status(final_response(office)), 486)
+            return inv, None
+
+        plain = offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None).replace(
+            "127.0.0.1", "127.0.0.2")
+        # Defaults: AVP with a key toward the iPBX, SRTP toward the phone, the relay's address.
+        inv = phone_calls_office()
+        self.assertRegex(inv, r"(?m)^m=audio \d+ RTP/AVP 0")
+        self.assertRegex(inv, r"(?m)^a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+        self.assertRegex(inv, r"(?m)^c=IN IP4 127\.0\.0\.1")
+        configure("network.rtp_set_side_address=198.51.100.7",
+                  "network.rtp_icp_side_address=10.9.8.7", "sip.icp_side_outbound=SRTP_ONLY",
+                  "sip.set_side_outbound=AVP_CRYPTO", "sip.srtp_suite=AES_CM_128_HMAC_SHA1_32")
+        inv = phone_calls_office()
+        self.assertRegex(inv, r"(?m)^m=audio \d+ RTP/SAVP 0")
+        self.assertRegex(inv, r"(?m)^a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:")
+        self.assertRegex(inv, r"(?m)^c=IN IP4 10\.9\.8\.7")
+        self.assertNotIn("127.0.0.1", inv.split("\r\n\r\n", 1)[1])
+        inv, refused = office_calls_phone(plain)
+        self.assertIsNone(refused, refused)
+        self.assertRegex(inv, r"(?m)^m=audio \d+ RTP/AVP 0")
+        self.assertRegex(inv, r"(?m)^a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:")
+        self.assertRegex(inv, r"(?m)^c=IN IP4 198\.51\.100\.7")
+        # Plain RTP only toward the iPBX; SRTP demanded from it.
+        configure("sip.icp_side_outbound=RTP_ONLY", "sip.icp_side_inbound=SRTP_ONLY")
+        inv = phone_calls_office()
+        self.assertRegex(inv, r"(?m)^m=audio \d+ RTP/AVP 0")
+        self.assertNotIn("a=crypto", inv)
+        _, refused = office_calls_phone(plain, refusal=True)
+        self.assertEqual(sipclient.status(refused), 488, refused)
+        self.assertIn("ICP-side policy is SRTP_ONLY", refused)
+        rwgtest.wait_until("no call left", lambda: re.search(
+            r"(?m)^rwg_sip_edge_active_calls 0", self.metrics()), timeout=5)
+
     def test_attended_transfer_refer_names_the_office_side_dialog(self):
         """A (remote, through rwg) talks to B, calls C, then transfers B to C with
         REFER Refer-To: C?Replaces=<A's dialog with C>. B must get the Replaces of the dialog C
