@@ -302,3 +302,8 @@ def _alive(pid):
         return True
     except ProcessLookupError:
         return False
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()

@@ -1,0 +1,105 @@
+// provisioning: the HTTPS download server phones fetch their configuration from (R-PROV).
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "services/core/crypto.h"
+#include "services/core/log.h"
+#include "services/core/options.h"
+#include "services/core/server.h"
+#include "services/provisioning/server.h"
+#include "services/provisioning/state.h"
+
+namespace {
+
+using namespace rwg;
+
+int Fail(const std::string& what) {
+  std::cerr << "provisioning: " << what << "\n";
+  return 2;
+}
+
+int Main(int argc, char** argv) {
+  core::BlockTerminationSignals();
+  core::ServerFlags server;
+  server.grpc_listen = "127.0.0.1:50054";
+  server.metrics_listen = "127.0.0.1:9464";
+  provisioning::ServerOptions o;
+  o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string redis_address = "127.0.0.1:6379";
+  std::string redis_password_file, secret_key_file, instance = "provisioning-0";
+  int ban_window_seconds = 60, ban_seconds = 600, idle_seconds = 30;
+  core::Options opts("provisioning", "rwg provisioning: phones' configuration over HTTPS");
+  server.Register(opts);
+  opts.Add("listen", o.listen, "host:port phones download from (HTTPS)");
+  opts.Add("https-cert-file", o.cert_file, "PEM certificate chain of the HTTPS port")->required();
+  opts.Add("https-key-file", o.key_file, "PEM private key of the HTTPS port")->required();
+  opts.Add("store-dir", o.store_dir, "directory of the files phones fetch")->required();
+  opts.Add("redis-address", redis_address, "Redis host:port or unix:/path");
+  opts.Add("redis-password-file", redis_password_file, "file holding the Redis password");
+  opts.Add("secret-key-file", secret_key_file, "key that opens the hash key kept by control")
+      ->required();
+  opts.Add("instance", instance, "name of this instance (in bans it makes)");
+  opts.Add("threads", o.threads, "HTTPS serving threads (default: one per core)");
+  opts.Add("ban-misses", o.ban_misses, "hash misses from one source that ban it");
+  opts.Add("ban-window-seconds", ban_window_seconds, "window the misses are counted in");
+  opts.Add("ban-seconds", ban_seconds, "how long a ban lasts");
+  opts.Add("idle-timeout-seconds", idle_seconds, "an idle connection is closed after this");
+  opts.Add("access-log", o.access_log, "one log line per request (true/false)");
+  int exit_code = 0;
+  absl::Status parsed = opts.Parse(argc, argv, &exit_code);
+  if (!parsed.ok()) {
+    if (exit_code != 0) std::cerr << "provisioning: " << parsed.message() << "\n";
+    return exit_code;
+  }
+  core::log::Init("provisioning", server.log_level);
+  if (o.threads < 1 || o.threads > 256) return Fail("threads: between 1 and 256");
+  if (o.ban_misses < 1) return Fail("ban-misses: 1 or more");
+  if (ban_window_seconds < 1 || ban_seconds < 1 || idle_seconds < 1) {
+    return Fail("ban-window-seconds, ban-seconds, idle-timeout-seconds: 1 or more");
+  }
+  o.ban_window = absl::Seconds(ban_window_seconds);
+  o.ban_length = absl::Seconds(ban_seconds);
+  o.idle_timeout = absl::Seconds(idle_seconds);
+
+  absl::StatusOr<std::string> key = core::SecretBox::LoadKeyFile(secret_key_file);
+  if (!key.ok()) return Fail(std::string(key.status().message()));
+  absl::StatusOr<std::unique_ptr<core::SecretBox>> box =
+      core::SecretBox::Create(*key, core::Random::System());
+  if (!box.ok()) return Fail(std::string(box.status().message()));
+  core::RedisOptions ro;
+  ro.address = redis_address;
+  if (!redis_password_file.empty()) {
+    absl::StatusOr<std::string> pw = core::ReadFile(redis_password_file);
+    if (!pw.ok()) return Fail(absl::StrCat("redis-password-file: ", pw.status().message()));
+    ro.password = std::string(absl::StripTrailingAsciiWhitespace(*pw));
+  }
+  core::RedisClient redis(ro);
+  provisioning::SharedState state(redis, **box, core::SystemClock::Get(), instance);
+  // Without the hash every request would be a miss: wait for Redis rather than serve 404s.
+  absl::Status ready = state.Start(absl::Seconds(1));
+  if (!ready.ok()) {
+    core::log::Warn("hash key not read yet; retrying every second",
+                    {{"error", std::string(ready.message())}});
+  }
+  core::ServiceHost host("provisioning", server);
+  provisioning::ProvisioningServer https(o, state, core::SystemClock::Get(), host.registry());
+  if (absl::Status s = https.Start(); !s.ok()) return Fail(std::string(s.message()));
+  if (absl::Status s = host.Start({}); !s.ok()) {
+    core::log::Error("cannot start", {{"error", std::string(s.message())}});
+    return 1;
+  }
+  core::log::Info("provisioning ready", {{"listen", o.listen},
+                                         {"port", std::to_string(https.port())},
+                                         {"store", o.store_dir},
+                                         {"threads", std::to_string(o.threads)}});
+  host.WatchHealth([&state]() { return state.last_status().ok(); });
+  host.WaitForTermination();
+  https.Stop();
+  state.Stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }

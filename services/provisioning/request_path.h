@@ -1,0 +1,40 @@
+// What a phone's request asks for (R-PROV, R-HASH): `/<hash>/ftp_67xxi/<file>` is a file of
+// the store, any other path under the hash goes to the iPBX's XML port. Everything about the
+// request target that can be judged without the store or the hash is judged here, so that a
+// hostile target never reaches the file system.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace rwg::provisioning {
+
+// The longest request target taken (longer ones get 400).
+inline constexpr size_t kMaxTarget = 2048;
+// The directory phones fetch their files from.
+inline constexpr char kFilesDir[] = "ftp_67xxi";
+
+struct RequestPath {
+  std::string hash;  // the first segment, as sent
+  enum class Kind { kFile, kProxy } kind = Kind::kFile;
+  // kFile: the store's name for the file (a MAC file's name in upper case).
+  std::string file;
+};
+
+// Parses an origin-form request target. InvalidArgument (400) for what no client should send
+// (not starting with '/', over kMaxTarget, a bad or NUL percent-escape, an encoded '/' or
+// '\', a raw '\' or control character); NotFound (404) for paths that cannot name anything
+// served (an empty, "." or ".." segment, a file name outside [A-Za-z0-9._-] or starting with
+// '.', a query on a file, a directory of the store).
+absl::StatusOr<RequestPath> ParseRequestPath(absl::string_view target);
+
+// `target` with its first segment (the hash) replaced by "<hash>", for logs.
+std::string RedactHash(absl::string_view target);
+
+// A MAC file name ("0800aabbccdd.cfg", any case) in the store's form ("0800AABBCCDD.cfg");
+// other names unchanged.
+std::string StoreName(absl::string_view file);
+
+}  // namespace rwg::provisioning

@@ -1,0 +1,564 @@
+#include "services/provisioning/server.h"
+
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <prometheus/counter.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/optional.hpp>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "services/core/crypto.h"
+#include "services/core/log.h"
+#include "services/provisioning/http_rules.h"
+#include "services/provisioning/misses.h"
+#include "services/provisioning/request_path.h"
+
+namespace rwg::provisioning {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// An open file of the store, closed when the last response using it is written.
+struct OpenFile {
+  explicit OpenFile(int f) : fd(f) {}
+  ~OpenFile() {
+    if (fd >= 0) ::close(fd);
+  }
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  int fd;
+};
+
+// A Beast body that sends `length` bytes of a file from `offset` (a whole file, or one
+// range of it), read with pread in 64 KiB pieces: nothing is loaded whole into memory.
+struct FileRangeBody {
+  struct value_type {
+    std::shared_ptr<OpenFile> file;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  static uint64_t size(const value_type& v) { return v.length; }
+
+  class writer {
+   public:
+    using const_buffers_type = asio::const_buffer;
+    template <bool isRequest, class Fields>
+    writer(const http::header<isRequest, Fields>&, const value_type& v) : v_(v) {}
+    void init(beast::error_code& ec) {
+      pos_ = v_.offset;
+      remain_ = v_.length;
+      ec = {};
+    }
+    boost::optional<std::pair<const_buffers_type, bool>> get(beast::error_code& ec) {
+      if (remain_ == 0) {
+        ec = {};
+        return boost::none;
+      }
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(remain_, sizeof(buf_)));
+      const ssize_t n = ::pread(v_.file->fd, buf_, want, static_cast<off_t>(pos_));
+      if (n <= 0) {  // the file shrank or failed under us: end the connection
+        ec = beast::errc::make_error_code(beast::errc::io_error);
+        return boost::none;
+      }
+      pos_ += static_cast<uint64_t>(n);
+      remain_ -= static_cast<uint64_t>(n);
+      ec = {};
+      return {{const_buffers_type(buf_, static_cast<size_t>(n)), remain_ > 0}};
+    }
+
+   private:
+    const value_type& v_;
+    uint64_t pos_ = 0;
+    uint64_t remain_ = 0;
+    char buf_[64 * 1024];
+  };
+};
+
+using Request = http::request<http::empty_body>;
+
+std::string PeerIp(const tcp::socket& s) {
+  beast::error_code ec;
+  tcp::endpoint ep = s.remote_endpoint(ec);
+  if (ec) return "";
+  asio::ip::address a = ep.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  }
+  return a.to_string();
+}
+
+}  // namespace
+
+class ProvisioningServer::Impl {
+ public:
+  Impl(ServerOptions options, SharedState& state, core::Clock& clock,
+       prometheus::Registry& registry)
+      : options_(std::move(options)),
+        state_(state),
+        clock_(clock),
+        misses_(options_.ban_misses, options_.ban_window, clock),
+        tls_(ssl::context::tls_server),
+        acceptor_(ioc_),
+        requests_(prometheus::BuildCounter()
+                      .Name("rwg_provisioning_requests_total")
+                      .Help("Requests answered, by status and file kind")
+                      .Register(registry)),
+        bytes_(prometheus::BuildCounter()
+                   .Name("rwg_provisioning_bytes_total")
+                   .Help("Body bytes sent")
+                   .Register(registry)
+                   .Add({})),
+        hash_misses_(prometheus::BuildCounter()
+                         .Name("rwg_provisioning_hash_misses_total")
+                         .Help("Requests under a wrong or missing hash")
+                         .Register(registry)
+                         .Add({})),
+        bans_(prometheus::BuildCounter()
+                  .Name("rwg_provisioning_bans_total")
+                  .Help("Sources banned for missing the hash too often")
+                  .Register(registry)
+                  .Add({})),
+        refused_(prometheus::BuildCounter()
+                     .Name("rwg_provisioning_refused_connections_total")
+                     .Help("Connections closed at once: banned source")
+                     .Register(registry)
+                     .Add({})) {}
+
+  absl::Status Start();
+  void Stop();
+  int port() const { return port_; }
+
+  class Session;
+
+  // The answer to one request: status, headers and a body of one of three kinds.
+  struct Answer {
+    http::status status = http::status::ok;
+    std::string kind = "other";
+    std::string text;  // error bodies
+    std::shared_ptr<OpenFile> file;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    std::vector<std::pair<http::field, std::string>> headers;
+    bool head = false;
+    bool close = false;  // end the connection after this answer
+  };
+  Answer Handle(const Request& req, const std::string& source);
+  void Count(const Answer& a, uint64_t body_bytes) {
+    requests_.Add({{"status", std::to_string(static_cast<int>(a.status))}, {"kind", a.kind}})
+        .Increment();
+    bytes_.Increment(static_cast<double>(body_bytes));
+  }
+  bool AccessLog() const { return options_.access_log; }
+  absl::Duration IdleTimeout() const { return options_.idle_timeout; }
+  ssl::context& tls() { return tls_; }
+  bool Banned(const std::string& ip) const { return state_.Banned(ip); }
+  void CountRefused() { refused_.Increment(); }
+
+ private:
+  void Accept();
+  Answer Error(http::status s, const char* text, const char* kind = "other") {
+    Answer a;
+    a.status = s;
+    a.kind = kind;
+    a.text = text;
+    return a;
+  }
+  Answer Miss(const std::string& source);
+  Answer ServeFile(const Request& req, const std::string& name);
+
+  ServerOptions options_;
+  SharedState& state_;
+  core::Clock& clock_;
+  MissCounter misses_;
+  asio::io_context ioc_;
+  ssl::context tls_;
+  tcp::acceptor acceptor_;
+  int store_fd_ = -1;
+  int port_ = 0;
+  std::vector<std::thread> threads_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Counter& bytes_;
+  prometheus::Counter& hash_misses_;
+  prometheus::Counter& bans_;
+  prometheus::Counter& refused_;
+};
+
+// One TLS connection: handshake, then requests one after the other (keep-alive).
+class ProvisioningServer::Impl::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Impl& server)
+      : server_(server), source_(PeerIp(socket)), stream_(std::move(socket), server.tls()) {}
+
+  void Run() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()]() { self->Handshake(); });
+  }
+
+ private:
+  void Handshake() {
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(10));
+    stream_.async_handshake(ssl::stream_base::server,
+                            [self = shared_from_this()](beast::error_code ec) {
+                              if (!ec) self->Read();
+                            });
+  }
+
+  void Read() {
+    parser_.emplace();
+    parser_->header_limit(8 * 1024);
+    parser_->body_limit(0);
+    beast::get_lowest_layer(stream_).expires_after(
+        std::chrono::milliseconds(absl::ToInt64Milliseconds(server_.IdleTimeout())));
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted) {
+      return Close();
+    }
+    started_ = absl::Now();
+    if (ec) {
+      // Malformed, oversized or with a body: answered 400 and the connection ends.
+      target_ = "<unparsed>";
+      method_ = "-";
+      Answer a;
+      a.status = http::status::bad_request;
+      a.text = "bad request\n";
+      a.close = true;
+      return Send(std::move(a), 11);
+    }
+    const Request& req = parser_->get();
+    method_ = std::string(req.method_string());
+    target_ = RedactHash(absl::string_view(req.target().data(), req.target().size()));
+    Answer a = server_.Handle(req, source_);
+    if (!req.keep_alive()) a.close = true;
+    Send(std::move(a), req.version());
+  }
+
+  void Send(Answer a, unsigned version) {
+    status_ = static_cast<int>(a.status);
+    const bool close = a.close;
+    auto common = [&](auto& res) {
+      for (auto& [f, v] : a.headers) res.set(f, v);
+      res.set(http::field::server, "rwg");
+      if (a.file == nullptr && !a.text.empty()) {
+        res.set(http::field::content_type, "text/plain; charset=utf-8");
+      }
+      res.keep_alive(!close);
+    };
+    if (a.head) {
+      // HEAD: the GET's headers (its Content-Length included), no body.
+      auto res = std::make_shared<http::response<http::empty_body>>(a.status, version);
+      common(*res);
+      if (a.status != http::status::not_modified) {
+        res->set(http::field::content_length,
+                 std::to_string(a.file != nullptr ? a.length : a.text.size()));
+      }
+      body_bytes_ = 0;
+      server_.Count(a, 0);
+      return Write(res, close);
+    }
+    if (a.file != nullptr) {
+      auto res = std::make_shared<http::response<FileRangeBody>>(a.status, version);
+      common(*res);
+      res->body() = FileRangeBody::value_type{a.file, a.offset, a.length};
+      res->content_length(a.length);
+      body_bytes_ = a.length;
+      server_.Count(a, a.length);
+      return Write(res, close);
+    }
+    auto res = std::make_shared<http::response<http::string_body>>(a.status, version);
+    common(*res);
+    res->body() = std::move(a.text);
+    res->prepare_payload();
+    body_bytes_ = res->body().size();
+    server_.Count(a, body_bytes_);
+    Write(res, close);
+  }
+
+  template <class Response>
+  void Write(std::shared_ptr<Response> res, bool close) {
+    if constexpr (std::is_same_v<Response, http::response<http::empty_body>>) {
+      // A HEAD answer: the serializer must not try to send the announced body.
+      auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+      sr->split(false);
+      http::async_write_header(
+          stream_, *sr, [self = shared_from_this(), res, sr, close](beast::error_code ec, size_t) {
+            self->OnWrite(ec, close);
+          });
+    } else {
+      http::async_write(stream_, *res,
+                        [self = shared_from_this(), res, close](beast::error_code ec, size_t) {
+                          self->OnWrite(ec, close);
+                        });
+    }
+  }
+
+  void OnWrite(beast::error_code ec, bool close) {
+    if (server_.AccessLog()) {
+      core::log::Info("request",
+                      {{"source", source_},
+                       {"method", method_},
+                       {"path", target_},
+                       {"status", std::to_string(status_)},
+                       {"bytes", std::to_string(body_bytes_)},
+                       {"ms", absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - started_))},
+                       {"error", ec ? ec.message() : ""}});
+    }
+    if (ec) return;
+    if (close) return Close();
+    Read();
+  }
+
+  void Close() {
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(5));
+    stream_.async_shutdown([self = shared_from_this()](beast::error_code) {
+      beast::error_code ignored;
+      beast::get_lowest_layer(self->stream_).socket().close(ignored);
+    });
+  }
+
+  Impl& server_;
+  std::string source_;
+  beast::ssl_stream<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
+  boost::optional<http::request_parser<http::empty_body>> parser_;
+  absl::Time started_;
+  std::string method_;
+  std::string target_;
+  int status_ = 0;
+  uint64_t body_bytes_ = 0;
+};
+
+ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Miss(const std::string& source) {
+  hash_misses_.Increment();
+  if (misses_.Miss(source)) {
+    state_.Ban(source,
+               absl::StrCat(options_.ban_misses, " hash misses within ",
+                            absl::FormatDuration(options_.ban_window)),
+               options_.ban_length);
+    bans_.Increment();
+    core::log::Warn("provisioning source banned",
+                    {{"source", source},
+                     {"misses", std::to_string(options_.ban_misses)},
+                     {"for", absl::FormatDuration(options_.ban_length)}});
+  }
+  return Error(http::status::not_found, "not found\n");
+}
+
+ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Handle(const Request& req,
+                                                                  const std::string& source) {
+  if (state_.Banned(source)) {
+    Answer a = Error(http::status::forbidden, "forbidden\n");
+    a.close = true;
+    return a;
+  }
+  const bool head = req.method() == http::verb::head;
+  if (req.method() != http::verb::get && !head) {
+    Answer a = Error(http::status::method_not_allowed, "method not allowed\n");
+    a.headers.push_back({http::field::allow, "GET, HEAD"});
+    return a;
+  }
+  const absl::string_view target(req.target().data(), req.target().size());
+  // The hash is judged first, in constant time, on the raw first segment: a wrong one gets
+  // the same 404 whatever the rest of the path.
+  std::shared_ptr<const std::string> key = state_.Hash();
+  const size_t end = target.size() > 1 ? target.find_first_of("/?", 1) : absl::string_view::npos;
+  const absl::string_view first =
+      target.size() > 1 && target[0] == '/'
+          ? target.substr(1, end == absl::string_view::npos ? absl::string_view::npos : end - 1)
+          : absl::string_view();
+  if (key == nullptr || key->empty() || !core::ConstantTimeEquals(first, *key)) {
+    Answer a = Miss(source);
+    a.head = head;
+    return a;
+  }
+  absl::StatusOr<RequestPath> path = ParseRequestPath(target);
+  if (!path.ok()) {
+    Answer a = absl::IsInvalidArgument(path.status())
+                   ? Error(http::status::bad_request, "bad request\n")
+                   : Error(http::status::not_found, "not found\n");
+    a.head = head;
+    return a;
+  }
+  if (path->kind == RequestPath::Kind::kProxy) {
+    Answer a = Error(http::status::bad_gateway, "the iPBX XML destination is not configured\n");
+    a.kind = "xml";
+    a.head = head;
+    return a;
+  }
+  Answer a = ServeFile(req, path->file);
+  a.head = head;
+  return a;
+}
+
+ProvisioningServer::Impl::Answer ProvisioningServer::Impl::ServeFile(const Request& req,
+                                                                     const std::string& name) {
+  const char* kind = FileKind(name);
+  // O_NOFOLLOW: a symbolic link in the store is never followed out of it.
+  const int fd = ::openat(store_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Error(http::status::not_found, "not found\n", kind);
+  auto file = std::make_shared<OpenFile>(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return Error(http::status::not_found, "not found\n", kind);
+  }
+  FileInfo info;
+  info.size = static_cast<uint64_t>(st.st_size);
+  info.inode = static_cast<uint64_t>(st.st_ino);
+  info.modified = absl::TimeFromTimespec(st.st_mtim);
+  const std::string etag = ETagFor(info);
+  Answer a;
+  a.kind = kind;
+  a.headers = {{http::field::etag, etag},
+               {http::field::last_modified, HttpDate(info.modified)},
+               {http::field::accept_ranges, "bytes"},
+               {http::field::cache_control, "no-cache"},
+               {http::field::date, HttpDate(clock_.Now())}};
+  auto header = [&](http::field f) {
+    auto it = req.find(f);
+    return it == req.end() ? absl::string_view()
+                           : absl::string_view(it->value().data(), it->value().size());
+  };
+  if (NotModified(header(http::field::if_none_match), header(http::field::if_modified_since), etag,
+                  info.modified)) {
+    a.status = http::status::not_modified;
+    return a;
+  }
+  ByteRange range;
+  switch (ParseRange(header(http::field::range), header(http::field::if_range), info.size, etag,
+                     info.modified, &range)) {
+    case RangeResult::kUnsatisfiable:
+      a.status = http::status::range_not_satisfiable;
+      a.headers.push_back({http::field::content_range, absl::StrCat("bytes */", info.size)});
+      return a;
+    case RangeResult::kPartial:
+      a.status = http::status::partial_content;
+      a.headers.push_back({http::field::content_range,
+                           absl::StrCat("bytes ", range.start, "-", range.start + range.length - 1,
+                                        "/", info.size)});
+      a.offset = range.start;
+      a.length = range.length;
+      break;
+    case RangeResult::kWhole:
+      a.length = info.size;
+      break;
+  }
+  a.headers.push_back({http::field::content_type, ContentTypeFor(name)});
+  a.file = std::move(file);
+  return a;
+}
+
+absl::Status ProvisioningServer::Impl::Start() {
+  store_fd_ = ::open(options_.store_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (store_fd_ < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("store-dir: cannot open '", options_.store_dir, "': ", strerror(errno)));
+  }
+  // TLS 1.2 and 1.3 only; OpenSSL's default ciphers, server preference.
+  SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
+  tls_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::single_dh_use);
+  SSL_CTX_set_options(tls_.native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
+  beast::error_code ec;
+  tls_.use_certificate_chain_file(options_.cert_file, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls-cert-file: '", options_.cert_file, "': ", ec.message()));
+  }
+  tls_.use_private_key_file(options_.key_file, ssl::context::pem, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tls-key-file: '", options_.key_file, "': ", ec.message()));
+  }
+  const size_t colon = options_.listen.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(options_.listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen: '", options_.listen, "' is not host:port"));
+  }
+  std::string host = options_.listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  asio::ip::address address = asio::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat("listen: '", host, "' is not an IP address"));
+  }
+  tcp::endpoint ep(address, static_cast<unsigned short>(port));
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("listen on ", options_.listen, ": ", ec.message()));
+  }
+  port_ = acceptor_.local_endpoint().port();
+  Accept();
+  for (int i = 0; i < std::max(1, options_.threads); ++i) {
+    threads_.emplace_back([this]() { ioc_.run(); });
+  }
+  return absl::OkStatus();
+}
+
+void ProvisioningServer::Impl::Accept() {
+  acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      const std::string ip = PeerIp(s);
+      if (state_.Banned(ip)) {
+        CountRefused();  // dropped before any TLS work
+        beast::error_code ignored;
+        s.close(ignored);
+      } else {
+        std::make_shared<Session>(std::move(s), *this)->Run();
+      }
+    }
+    Accept();
+  });
+}
+
+void ProvisioningServer::Impl::Stop() {
+  beast::error_code ignored;
+  asio::post(ioc_, [this]() {
+    beast::error_code e;
+    acceptor_.close(e);
+  });
+  ioc_.stop();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  if (store_fd_ >= 0) ::close(store_fd_);
+  store_fd_ = -1;
+}
+
+ProvisioningServer::ProvisioningServer(ServerOptions options, SharedState& state,
+                                       core::Clock& clock, prometheus::Registry& registry)
+    : impl_(std::make_unique<Impl>(std::move(options), state, clock, registry)) {}
+ProvisioningServer::~ProvisioningServer() { Stop(); }
+absl::Status ProvisioningServer::Start() { return impl_->Start(); }
+void ProvisioningServer::Stop() { impl_->Stop(); }
+int ProvisioningServer::port() const { return impl_->port(); }
+
+}  // namespace rwg::provisioning

@@ -1,0 +1,50 @@
+// The provisioning HTTPS server (R-PROV): phones fetch `/<hash>/ftp_67xxi/<file>` from the
+// file store over TLS 1.2+ with HTTP/1.1 keep-alive (Boost.Beast on Asio). A wrong hash gets
+// the same plain 404 whatever it is, and its source is counted; a source over the threshold
+// is banned (403 on open connections, new connections closed at once). One access log line
+// per request, the hash redacted.
+#pragma once
+
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "services/core/clock.h"
+#include "services/provisioning/state.h"
+
+namespace rwg::provisioning {
+
+struct ServerOptions {
+  std::string listen = "0.0.0.0:4445";
+  std::string cert_file;  // PEM chain
+  std::string key_file;   // PEM private key
+  std::string store_dir;  // the files phones fetch (a volume on Kubernetes)
+  int threads = 2;
+  int ban_misses = 20;  // hash misses from one source within ban_window bans it
+  absl::Duration ban_window = absl::Seconds(60);
+  absl::Duration ban_length = absl::Minutes(10);
+  absl::Duration idle_timeout = absl::Seconds(30);
+  bool access_log = true;
+};
+
+class ProvisioningServer {
+ public:
+  ProvisioningServer(ServerOptions options, SharedState& state, core::Clock& clock,
+                     prometheus::Registry& registry);
+  ~ProvisioningServer();
+  // Loads the certificate, opens the store and listens; serving threads start.
+  absl::Status Start();
+  // Stops accepting, closes connections, joins the threads.
+  void Stop();
+  int port() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rwg::provisioning

@@ -1,0 +1,113 @@
+#include "services/provisioning/state.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "services/core/log.h"
+
+namespace rwg::provisioning {
+
+std::string ProvisioningBanId(const std::string& ip) { return absl::StrCat("prov:", ip); }
+
+absl::Status SharedState::Refresh() {
+  std::vector<core::Ban> pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending.swap(to_store_);
+  }
+  for (const core::Ban& b : pending) {
+    if (absl::Status s = bans_.Put(b); !s.ok()) {
+      core::log::Warn("cannot store a ban", {{"ban", b.id}, {"error", std::string(s.message())}});
+    }
+  }
+  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", "rwg:hash"});
+  if (!r.ok()) return r.status();
+  std::shared_ptr<const std::string> hash;
+  if (!r->is_nil()) {
+    nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("key") || !j["key"].is_string()) {
+      return absl::DataLossError("rwg:hash is damaged");
+    }
+    absl::StatusOr<std::string> key = box_.Open(j["key"].get<std::string>(), "hash");
+    if (!key.ok()) return absl::DataLossError("rwg:hash does not open with this secret key");
+    hash = std::make_shared<const std::string>(*std::move(key));
+  }
+  absl::StatusOr<std::vector<core::Ban>> list = bans_.List();
+  if (!list.ok()) return list.status();
+  std::unordered_set<std::string> banned;
+  const absl::Time now = clock_.Now();
+  for (const core::Ban& b : *list) {
+    if (b.kind == "provisioning" && b.until > now) banned.insert(b.source);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  hash_ = std::move(hash);
+  // Bans made here and not yet stored stay in force.
+  for (const core::Ban& b : to_store_) banned.insert(b.source);
+  banned_ = std::move(banned);
+  return absl::OkStatus();
+}
+
+absl::Status SharedState::Start(absl::Duration period) {
+  absl::Status first = Refresh();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_ = first;
+  }
+  thread_ = std::thread([this, period]() {
+    bool was_ok = true;
+    while (!stop_.load()) {
+      for (absl::Duration waited; waited < period && !stop_.load();
+           waited += absl::Milliseconds(50)) {
+        absl::SleepFor(absl::Milliseconds(50));
+      }
+      absl::Status s = Refresh();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        last_ = s;
+      }
+      if (!s.ok() && was_ok) {
+        core::log::Warn("cannot refresh the hash key and bans",
+                        {{"error", std::string(s.message())}});
+      }
+      was_ok = s.ok();
+    }
+  });
+  return first;
+}
+
+void SharedState::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<const std::string> SharedState::Hash() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return hash_;
+}
+
+bool SharedState::Banned(const std::string& ip) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return banned_.count(ip) != 0;
+}
+
+void SharedState::Ban(const std::string& ip, const std::string& reason, absl::Duration length) {
+  core::Ban b;
+  b.id = ProvisioningBanId(ip);
+  b.kind = "provisioning";
+  b.source = ip;
+  b.reason = reason;
+  b.instance = instance_;
+  b.since = clock_.Now();
+  b.until = b.since + length;
+  std::lock_guard<std::mutex> lock(mu_);
+  banned_.insert(ip);
+  to_store_.push_back(std::move(b));
+}
+
+absl::Status SharedState::last_status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_;
+}
+
+}  // namespace rwg::provisioning

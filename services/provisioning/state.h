@@ -1,0 +1,61 @@
+// What every provisioning request consults, kept fresh from Redis by one background thread:
+// the current hash key (R-HASH, written by control; a regenerated key replaces the old one
+// within a second, no restart) and the bans of sources that missed the hash too often
+// (rwg:ban:prov:<ip>, listed and lifted with `rwgctl ban`).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "services/core/bans.h"
+#include "services/core/clock.h"
+#include "services/core/crypto.h"
+#include "services/core/redis.h"
+
+namespace rwg::provisioning {
+
+std::string ProvisioningBanId(const std::string& ip);
+
+class SharedState {
+ public:
+  SharedState(core::RedisClient& redis, const core::SecretBox& box, core::Clock& clock,
+              std::string instance)
+      : redis_(redis), bans_(redis), box_(box), clock_(clock), instance_(std::move(instance)) {}
+  ~SharedState() { Stop(); }
+
+  // Reads once (an error when Redis cannot be reached), then every `period`.
+  absl::Status Start(absl::Duration period);
+  void Stop();
+
+  // The current key; null when none has been generated yet.
+  std::shared_ptr<const std::string> Hash() const;
+  bool Banned(const std::string& ip) const;
+  // Bans `ip` at once here and, within a period, for every instance and `rwgctl ban list`.
+  void Ban(const std::string& ip, const std::string& reason, absl::Duration length);
+  // OK when the last refresh worked.
+  absl::Status last_status() const;
+
+ private:
+  absl::Status Refresh();
+  core::RedisClient& redis_;
+  core::BanStore bans_;
+  const core::SecretBox& box_;
+  core::Clock& clock_;
+  const std::string instance_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const std::string> hash_;
+  std::unordered_set<std::string> banned_;
+  std::vector<core::Ban> to_store_;
+  absl::Status last_ = absl::UnavailableError("not read yet");
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace rwg::provisioning

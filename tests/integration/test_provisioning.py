@@ -1,0 +1,242 @@
+"""Integration: the provisioning HTTPS service (R-PROV, R-HASH) against curl.
+
+Redis and control are real; the hash key is made with rwgctl; phones are played by curl over
+HTTPS with the test CA. The store is a directory of the files a phone fetches.
+"""
+import hashlib
+import os
+import re
+import subprocess
+import time
+import unittest
+import urllib.request
+
+import rwgtest
+
+ADMIN_PASSWORD = "provisioning-test-admin"
+MAC = "0800A1B2C3D4"
+
+
+class ProvisioningTest(rwgtest.TempDirTest):
+    ban_misses = 5
+
+    def setUp(self):
+        super().setUp()
+        self.certs = rwgtest.make_certs(self.tmp)
+        os.mkdir(os.path.join(self.tmp, "redis"))
+        self.redis = rwgtest.Redis(os.path.join(self.tmp, "redis")).start()
+        self.addCleanup(self.redis.kill)
+        self.key = os.path.join(self.tmp, "secret.key")
+        with open(self.key, "w") as f:
+            f.write(os.urandom(32).hex())
+        pw = os.path.join(self.tmp, "admin-password")
+        with open(pw, "w") as f:
+            f.write(ADMIN_PASSWORD)
+        self.control = rwgtest.Service("control", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--admin-password-file", pw, "--tls-cert-file", self.certs["cert"],
+            "--tls-key-file", self.certs["key"]]).start()
+        self.addCleanup(self.control.stop)
+        self.ctl = rwgtest.Rwgctl(self.control.grpc_address, self.certs["ca"],
+                                  os.path.join(self.tmp, "cli"))
+        rwgtest.wait_until("control", lambda: self.ctl.run("health").stdout.strip() == "SERVING")
+        self.ctl.ok("login", password=ADMIN_PASSWORD)
+        self.hash = self.ctl.json("hash", "generate")["key"]
+
+        self.store = os.path.join(self.tmp, "store")
+        os.mkdir(self.store)
+        self.files = {
+            "aastra.cfg": b"sip proxy ip: rwg.example.net\nsip proxy port: 5061\n",
+            "6867i.cfg": b"# model file\ntime server disabled: 0\n",
+            f"{MAC}.cfg": b"sip line1 user name: 1001\nsip line1 password: x\n" * 20,
+            "CA_Mitel.pem": rwgtest.read_bytes(self.certs["ca"]),
+            "6867i.st": os.urandom(3 * 1024 * 1024 + 17),
+        }
+        for name, data in self.files.items():
+            with open(os.path.join(self.store, name), "wb") as f:
+                f.write(data)
+        # Next to the store, never to be served.
+        with open(os.path.join(self.tmp, "outside.cfg"), "w") as f:
+            f.write("not for phones\n")
+        self.port = rwgtest.free_port()
+        self.prov = rwgtest.Service("provisioning", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--listen", f"127.0.0.1:{self.port}", "--https-cert-file", self.certs["cert"],
+            "--https-key-file", self.certs["key"], "--store-dir", self.store,
+            "--ban-misses", str(self.ban_misses), "--ban-window-seconds", "60",
+            "--ban-seconds", "4", "--threads", "2"]).start()
+        self.addCleanup(self.prov.stop)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def curl(self, path, *args, source=None, method=None):
+        """(status, headers, body) of one HTTPS request; status 0 when the connection failed."""
+        out = os.path.join(self.tmp, "body")
+        cmd = ["curl", "-s", "--path-as-is", "--cacert", self.certs["ca"], "-o", out,
+               "-D", "-", "-w", "\n%{size_download} %{http_code}", "--max-time", "10"]
+        if source:
+            cmd += ["--interface", source]
+        if method == "HEAD":
+            cmd += ["-I"]
+        cmd += list(args) + [f"https://localhost:{self.port}{path}"]
+        r = subprocess.run(cmd, capture_output=True, timeout=30)
+        text = r.stdout.decode(errors="replace")
+        headers, _, tail = text.rpartition("\n")
+        size, _, code = tail.partition(" ")
+        status = int(code) if code.isdigit() else 0
+        body = b""
+        if os.path.exists(out):
+            with open(out, "rb") as f:
+                body = f.read()
+            os.remove(out)
+        if method == "HEAD":
+            body = b"" if size == "0" else b"?" * int(size)  # -I writes the headers to -o
+        return status, headers, body
+
+    def header(self, headers, name):
+        m = re.search(rf"(?im)^{name}: (.*?)\r?$", headers)
+        return m.group(1) if m else None
+
+    def path(self, name, key=None):
+        return f"/{key or self.hash}/ftp_67xxi/{name}"
+
+    def metrics(self):
+        return urllib.request.urlopen(
+            f"http://127.0.0.1:{self.prov.ports['metrics']}/metrics", timeout=5).read().decode()
+
+    # -- tests -----------------------------------------------------------------------------
+
+    def test_each_file_kind_with_validators_head_and_ranges(self):
+        types = {"aastra.cfg": "text/plain", "6867i.cfg": "text/plain", f"{MAC}.cfg": "text/plain",
+                 "CA_Mitel.pem": "application/x-pem-file", "6867i.st": "application/octet-stream"}
+        for name, data in self.files.items():
+            with self.subTest(name):
+                status, headers, body = self.curl(self.path(name))
+                self.assertEqual(status, 200, headers)
+                self.assertEqual(hashlib.sha256(body).hexdigest(),
+                                 hashlib.sha256(data).hexdigest())
+                self.assertEqual(self.header(headers, "Content-Length"), str(len(data)))
+                self.assertTrue(self.header(headers, "Content-Type").startswith(types[name]))
+                self.assertIsNotNone(self.header(headers, "ETag"))
+                self.assertIsNotNone(self.header(headers, "Last-Modified"))
+        # A lower-case MAC file name is the same file.
+        status, _, body = self.curl(self.path(f"{MAC.lower()}.cfg"))
+        self.assertEqual((status, body), (200, self.files[f"{MAC}.cfg"]))
+        # HEAD: the headers of the GET, no body.
+        status, headers, body = self.curl(self.path("6867i.st"), method="HEAD")
+        self.assertEqual(status, 200)
+        self.assertEqual(self.header(headers, "Content-Length"), str(len(self.files["6867i.st"])))
+        self.assertEqual(body, b"")
+        # Conditional GETs.
+        _, headers, _ = self.curl(self.path("aastra.cfg"))
+        etag, modified = self.header(headers, "ETag"), self.header(headers, "Last-Modified")
+        status, _, body = self.curl(self.path("aastra.cfg"), "-H", f"If-None-Match: {etag}")
+        self.assertEqual((status, body), (304, b""))
+        status, _, _ = self.curl(self.path("aastra.cfg"), "-H", f"If-Modified-Since: {modified}")
+        self.assertEqual(status, 304)
+        status, _, _ = self.curl(self.path("aastra.cfg"), "-H", 'If-None-Match: "stale"')
+        self.assertEqual(status, 200)
+        # The file changes: a new validator, the new content.
+        time.sleep(0.01)
+        with open(os.path.join(self.store, "aastra.cfg"), "ab") as f:
+            f.write(b"sip proxy port: 5062\n")
+        status, headers, body = self.curl(self.path("aastra.cfg"), "-H", f"If-None-Match: {etag}")
+        self.assertEqual(status, 200)
+        self.assertNotEqual(self.header(headers, "ETag"), etag)
+        self.assertTrue(body.endswith(b"5062\n"))
+        # Ranges, for firmware downloads that resume.
+        fw = self.files["6867i.st"]
+        status, headers, body = self.curl(self.path("6867i.st"), "-r", "1000000-1000099")
+        self.assertEqual(status, 206)
+        self.assertEqual(body, fw[1000000:1000100])
+        self.assertEqual(self.header(headers, "Content-Range"),
+                         f"bytes 1000000-1000099/{len(fw)}")
+        status, _, body = self.curl(self.path("6867i.st"), "-r", "3145000-")
+        self.assertEqual((status, body), (206, fw[3145000:]))
+        status, headers, _ = self.curl(self.path("6867i.st"), "-r", f"{len(fw)}-")
+        self.assertEqual(status, 416)
+        self.assertEqual(self.header(headers, "Content-Range"), f"bytes */{len(fw)}")
+        # Keep-alive: several files over one connection.
+        out = subprocess.run(["curl", "-s", "-v", "--cacert", self.certs["ca"], "-o", "/dev/null",
+                              "-o", "/dev/null",
+                              f"https://localhost:{self.port}{self.path('aastra.cfg')}",
+                              f"https://localhost:{self.port}{self.path('6867i.cfg')}"],
+                             capture_output=True, timeout=30).stderr.decode()
+        self.assertIn("Re-using existing connection", out)
+        self.assertRegex(self.metrics(),
+                         r'rwg_provisioning_requests_total\{kind="firmware",status="206"\} 2')
+
+    def test_tls_below_1_2_is_refused(self):
+        for version in ("--tlsv1.1", "--tlsv1.0"):
+            status, _, _ = self.curl(self.path("aastra.cfg"), version, "--tls-max",
+                                     version[6:])
+            self.assertEqual(status, 0, version)
+        status, _, _ = self.curl(self.path("aastra.cfg"), "--tlsv1.2", "--tls-max", "1.2")
+        self.assertEqual(status, 200)
+
+    def test_wrong_hash_and_hostile_paths(self):
+        near = self.hash[:-1] + ("0" if self.hash[-1] != "0" else "1")
+        answers = set()
+        for path in (self.path("aastra.cfg", near), self.path("aastra.cfg", "x"),
+                     self.path("aastra.cfg", self.hash.upper()), "/ftp_67xxi/aastra.cfg", "/"):
+            status, _, body = self.curl(path, source="127.0.0.4")  # 5 misses: banned after
+            self.assertEqual(status, 404, path)
+            answers.add(body)
+        self.assertEqual(len(answers), 1, "the same 404 whatever the near-miss")
+        h = self.hash
+        hostile = [f"/{h}/ftp_67xxi/../outside.cfg", f"/{h}/ftp_67xxi/%2e%2e/outside.cfg",
+                   f"/{h}/ftp_67xxi/..%2foutside.cfg", f"/{h}/ftp_67xxi/%2E%2E%2Foutside.cfg",
+                   f"/{h}/ftp_67xxi/outside.cfg%00.cfg", f"/{h}/ftp_67xxi/..%5coutside.cfg",
+                   f"/{h}/ftp_67xxi/" + "a" * 3000, f"/{h}/ftp_67xxi/.", f"/{h}/ftp_67xxi/"]
+        os.symlink(os.path.join(self.tmp, "outside.cfg"), os.path.join(self.store, "link.cfg"))
+        hostile.append(f"/{h}/ftp_67xxi/link.cfg")
+        for path in hostile:
+            with self.subTest(path[len(h) + 1:60]):
+                status, _, body = self.curl(path)
+                self.assertIn(status, (400, 404), path)
+                self.assertNotIn(b"not for phones", body)
+        status, _, _ = self.curl(self.path("aastra.cfg"), "-X", "DELETE")
+        self.assertEqual(status, 405)
+        # The service is still up and serving.
+        self.assertEqual(self.curl(self.path("aastra.cfg"))[0], 200)
+        # The access log names the request without the hash.
+        log = self.prov.read_log()
+        self.assertRegex(log, r'path="?/<hash>/ftp_67xxi/aastra.cfg')
+        self.assertNotIn(self.hash, log)
+
+    def test_a_source_missing_the_hash_is_banned_then_released(self):
+        for _ in range(self.ban_misses):
+            self.assertEqual(self.curl(self.path("aastra.cfg", "guess"))[0], 404)
+        # Banned: even the right path is refused to this source...
+        self.assertIn(self.curl(self.path("aastra.cfg"))[0], (0, 403))
+        # ...while a phone elsewhere is not affected.
+        self.assertEqual(self.curl(self.path("aastra.cfg"), source="127.0.0.2")[0], 200)
+        rwgtest.wait_until("the ban stored", lambda: "prov:127.0.0.1" in self.ctl.ok(
+            "ban", "list"), timeout=5)
+        self.assertRegex(self.metrics(), r"(?m)^rwg_provisioning_bans_total 1")
+        self.assertRegex(self.metrics(), rf"(?m)^rwg_provisioning_hash_misses_total {self.ban_misses}")
+        # The admin lifts it.
+        self.ctl.ok("ban", "remove", "prov:127.0.0.1")
+        rwgtest.wait_until("lifted", lambda: self.curl(self.path("aastra.cfg"))[0] == 200,
+                           timeout=5)
+        # Banned again; this time the ban runs out by itself (4 s here).
+        for _ in range(self.ban_misses):
+            self.curl(self.path("aastra.cfg", "guess"))
+        self.assertIn(self.curl(self.path("aastra.cfg"))[0], (0, 403))
+        rwgtest.wait_until("expired", lambda: self.curl(self.path("aastra.cfg"))[0] == 200,
+                           timeout=10)
+
+    def test_regenerated_hash_applies_without_restart(self):
+        old = self.hash
+        self.assertEqual(self.curl(self.path("aastra.cfg"))[0], 200)
+        self.ctl.ok("hash", "regenerate", "--confirm", password=ADMIN_PASSWORD)
+        new = self.ctl.json("hash", "show")["key"]
+        self.assertNotEqual(new, old)
+        rwgtest.wait_until("the new key serves", lambda: self.curl(
+            self.path("aastra.cfg", new), source="127.0.0.3")[0] == 200, timeout=5)
+        self.assertEqual(self.curl(self.path("aastra.cfg", old), source="127.0.0.3")[0], 404)
+        self.assertIsNone(self.prov.proc.poll(), "no restart")
+
+
+if __name__ == "__main__":
+    unittest.main()

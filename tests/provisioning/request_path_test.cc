@@ -1,0 +1,82 @@
+#include "services/provisioning/request_path.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace rwg::provisioning {
+namespace {
+
+TEST(RequestPathTest, FilesOfTheStore) {
+  auto p = ParseRequestPath("/0123abcd/ftp_67xxi/aastra.cfg");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->hash, "0123abcd");
+  EXPECT_EQ(p->kind, RequestPath::Kind::kFile);
+  EXPECT_EQ(p->file, "aastra.cfg");
+  p = ParseRequestPath("/h/ftp_67xxi/6867i.st");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->file, "6867i.st");
+}
+
+TEST(RequestPathTest, MacFileNamesAreUpperCase) {
+  auto p = ParseRequestPath("/h/ftp_67xxi/0800a1b2c3d4.cfg");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->file, "0800A1B2C3D4.cfg");
+  EXPECT_EQ(StoreName("0800A1B2C3D4.CFG"), "0800A1B2C3D4.cfg");
+  EXPECT_EQ(StoreName("startup.cfg"), "startup.cfg");
+  EXPECT_EQ(StoreName("0800a1b2c3dz.cfg"), "0800a1b2c3dz.cfg");  // not hex: not a MAC
+}
+
+TEST(RequestPathTest, OtherPathsUnderTheHashAreProxied) {
+  auto p = ParseRequestPath("/h/omm.mghc/?key=20&na=1234");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->kind, RequestPath::Kind::kProxy);
+  p = ParseRequestPath("/h/scripts/keyboard.xml");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->kind, RequestPath::Kind::kProxy);
+}
+
+TEST(RequestPathTest, HostileTargetsAreRefused) {
+  struct Case {
+    const char* target;
+    absl::StatusCode code;
+  };
+  const Case cases[] = {
+      {"/h/ftp_67xxi/../../etc/passwd", absl::StatusCode::kNotFound},
+      {"/h/ftp_67xxi/%2e%2e/secret.key", absl::StatusCode::kNotFound},
+      {"/h/ftp_67xxi/..%2fsecret.key", absl::StatusCode::kInvalidArgument},
+      {"/h/ftp_67xxi/a%2Fb.cfg", absl::StatusCode::kInvalidArgument},
+      {"/h/ftp_67xxi/a%5cb.cfg", absl::StatusCode::kInvalidArgument},
+      {"/h/ftp_67xxi/a\\b.cfg", absl::StatusCode::kInvalidArgument},
+      {"/h/ftp_67xxi/a%00.cfg", absl::StatusCode::kInvalidArgument},
+      {"/h/ftp_67xxi/a%0a.cfg", absl::StatusCode::kInvalidArgument},
+      {"/h/ftp_67xxi/a%zz.cfg", absl::StatusCode::kInvalidArgument},
+      {"/h/ftp_67xxi/a%4", absl::StatusCode::kInvalidArgument},
+      {"/h/ftp_67xxi/.hidden", absl::StatusCode::kNotFound},
+      {"/h/ftp_67xxi/sub/dir.cfg", absl::StatusCode::kNotFound},
+      {"/h/ftp_67xxi/", absl::StatusCode::kNotFound},
+      {"/h/ftp_67xxi", absl::StatusCode::kNotFound},
+      {"/h/ftp_67xxi/a.cfg?x=1", absl::StatusCode::kNotFound},
+      {"/h//ftp_67xxi/a.cfg", absl::StatusCode::kNotFound},
+      {"/h/ftp_67xxi/a b.cfg", absl::StatusCode::kNotFound},
+      {"/h", absl::StatusCode::kNotFound},
+      {"h/ftp_67xxi/a.cfg", absl::StatusCode::kInvalidArgument},
+      {"", absl::StatusCode::kInvalidArgument},
+  };
+  for (const Case& c : cases) {
+    auto p = ParseRequestPath(c.target);
+    EXPECT_EQ(p.status().code(), c.code) << c.target << ": " << p.status();
+  }
+  const std::string longest = "/h/ftp_67xxi/" + std::string(kMaxTarget, 'a');
+  EXPECT_EQ(ParseRequestPath(longest).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RequestPathTest, LogsNeverShowTheHash) {
+  EXPECT_EQ(RedactHash("/s3cr3t/ftp_67xxi/aastra.cfg"), "/<hash>/ftp_67xxi/aastra.cfg");
+  EXPECT_EQ(RedactHash("/s3cr3t?x"), "/<hash>?x");
+  EXPECT_EQ(RedactHash("/s3cr3t"), "/<hash>");
+  EXPECT_EQ(RedactHash("garbage"), "<unparsed>");
+}
+
+}  // namespace
+}  // namespace rwg::provisioning
