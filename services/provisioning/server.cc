@@ -15,7 +15,9 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/optional.hpp>
 #include <chrono>
+#include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -52,7 +54,8 @@ struct OpenFile {
 // range of it), read with pread in 64 KiB pieces: nothing is loaded whole into memory.
 struct FileRangeBody {
   struct value_type {
-    std::shared_ptr<OpenFile> file;
+    std::shared_ptr<OpenFile> file;             // read from the file...
+    std::shared_ptr<const std::string> memory;  // ...or sent from memory (cached small files)
     uint64_t offset = 0;
     uint64_t length = 0;
   };
@@ -72,6 +75,11 @@ struct FileRangeBody {
       if (remain_ == 0) {
         ec = {};
         return boost::none;
+      }
+      if (v_.memory != nullptr) {
+        remain_ = 0;
+        ec = {};
+        return {{const_buffers_type(v_.memory->data() + v_.offset, v_.length), false}};
       }
       const size_t want = static_cast<size_t>(std::min<uint64_t>(remain_, sizeof(buf_)));
       const ssize_t n = ::pread(v_.file->fd, buf_, want, static_cast<off_t>(pos_));
@@ -104,6 +112,69 @@ std::string PeerIp(const tcp::socket& s) {
     a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
   }
   return a.to_string();
+}
+
+// Small files of the store kept in memory with their validators, checked against the file
+// system (one fstatat) on every request: a replaced or rewritten file is read again at once.
+class FileCache {
+ public:
+  static constexpr uint64_t kMaxFile = 256 * 1024;
+  static constexpr uint64_t kMaxTotal = 64 * 1024 * 1024;
+
+  struct Entry {
+    FileInfo info;
+    std::string etag;
+    std::string last_modified;
+    std::shared_ptr<const std::string> data;
+  };
+
+  std::shared_ptr<const Entry> Get(const std::string& name, const FileInfo& now) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return nullptr;
+    const FileInfo& was = it->second->info;
+    if (was.inode != now.inode || was.size != now.size || was.modified != now.modified) {
+      total_ -= it->second->info.size;
+      entries_.erase(it);
+      return nullptr;
+    }
+    return it->second;
+  }
+
+  void Put(const std::string& name, std::shared_ptr<const Entry> e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (total_ + e->info.size > kMaxTotal) {
+      entries_.clear();
+      total_ = 0;
+    }
+    auto [it, added] = entries_.try_emplace(name, e);
+    if (added) total_ += e->info.size;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const Entry>> entries_;
+  uint64_t total_ = 0;
+};
+
+// The Date header, formatted once a second per thread.
+const std::string& DateNow(absl::Time now) {
+  thread_local int64_t second = -1;
+  thread_local std::string text;
+  const int64_t s = absl::ToUnixSeconds(now);
+  if (s != second) {
+    second = s;
+    text = HttpDate(now);
+  }
+  return text;
+}
+
+FileInfo InfoOf(const struct stat& st) {
+  FileInfo info;
+  info.size = static_cast<uint64_t>(st.st_size);
+  info.inode = static_cast<uint64_t>(st.st_ino);
+  info.modified = absl::TimeFromTimespec(st.st_mtim);
+  return info;
 }
 
 }  // namespace
@@ -155,6 +226,7 @@ class ProvisioningServer::Impl {
     std::string kind = "other";
     std::string text;  // error bodies
     std::shared_ptr<OpenFile> file;
+    std::shared_ptr<const std::string> memory;
     uint64_t offset = 0;
     uint64_t length = 0;
     std::vector<std::pair<http::field, std::string>> headers;
@@ -163,8 +235,16 @@ class ProvisioningServer::Impl {
   };
   Answer Handle(const Request& req, const std::string& source);
   void Count(const Answer& a, uint64_t body_bytes) {
-    requests_.Add({{"status", std::to_string(static_cast<int>(a.status))}, {"kind", a.kind}})
-        .Increment();
+    // Each thread keeps the counters it used (Family::Add hashes the labels under a lock).
+    thread_local std::unordered_map<std::string, prometheus::Counter*> counters;
+    std::string key = absl::StrCat(static_cast<int>(a.status), "/", a.kind);
+    auto it = counters.find(key);
+    if (it == counters.end()) {
+      prometheus::Counter& c =
+          requests_.Add({{"status", std::to_string(static_cast<int>(a.status))}, {"kind", a.kind}});
+      it = counters.emplace(std::move(key), &c).first;
+    }
+    it->second->Increment();
     bytes_.Increment(static_cast<double>(body_bytes));
   }
   bool AccessLog() const { return options_.access_log; }
@@ -189,6 +269,7 @@ class ProvisioningServer::Impl {
   SharedState& state_;
   core::Clock& clock_;
   MissCounter misses_;
+  FileCache cache_;
   asio::io_context ioc_;
   ssl::context tls_;
   tcp::acceptor acceptor_;
@@ -262,7 +343,7 @@ class ProvisioningServer::Impl::Session : public std::enable_shared_from_this<Se
     auto common = [&](auto& res) {
       for (auto& [f, v] : a.headers) res.set(f, v);
       res.set(http::field::server, "rwg");
-      if (a.file == nullptr && !a.text.empty()) {
+      if (a.file == nullptr && a.memory == nullptr && !a.text.empty()) {
         res.set(http::field::content_type, "text/plain; charset=utf-8");
       }
       res.keep_alive(!close);
@@ -272,17 +353,18 @@ class ProvisioningServer::Impl::Session : public std::enable_shared_from_this<Se
       auto res = std::make_shared<http::response<http::empty_body>>(a.status, version);
       common(*res);
       if (a.status != http::status::not_modified) {
-        res->set(http::field::content_length,
-                 std::to_string(a.file != nullptr ? a.length : a.text.size()));
+        res->set(
+            http::field::content_length,
+            std::to_string(a.file != nullptr || a.memory != nullptr ? a.length : a.text.size()));
       }
       body_bytes_ = 0;
       server_.Count(a, 0);
       return Write(res, close);
     }
-    if (a.file != nullptr) {
+    if (a.file != nullptr || a.memory != nullptr) {
       auto res = std::make_shared<http::response<FileRangeBody>>(a.status, version);
       common(*res);
-      res->body() = FileRangeBody::value_type{a.file, a.offset, a.length};
+      res->body() = FileRangeBody::value_type{a.file, a.memory, a.offset, a.length};
       res->content_length(a.length);
       body_bytes_ = a.length;
       server_.Count(a, a.length);
@@ -416,26 +498,42 @@ ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Handle(const Request&
 ProvisioningServer::Impl::Answer ProvisioningServer::Impl::ServeFile(const Request& req,
                                                                      const std::string& name) {
   const char* kind = FileKind(name);
-  // O_NOFOLLOW: a symbolic link in the store is never followed out of it.
-  const int fd = ::openat(store_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return Error(http::status::not_found, "not found\n", kind);
-  auto file = std::make_shared<OpenFile>(fd);
+  // AT_SYMLINK_NOFOLLOW / O_NOFOLLOW: a symbolic link in the store is never followed out of it.
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstatat(store_fd_, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
     return Error(http::status::not_found, "not found\n", kind);
   }
-  FileInfo info;
-  info.size = static_cast<uint64_t>(st.st_size);
-  info.inode = static_cast<uint64_t>(st.st_ino);
-  info.modified = absl::TimeFromTimespec(st.st_mtim);
-  const std::string etag = ETagFor(info);
+  std::shared_ptr<const FileCache::Entry> cached = cache_.Get(name, InfoOf(st));
+  std::shared_ptr<OpenFile> file;
+  if (cached == nullptr) {
+    const int fd = ::openat(store_fd_, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return Error(http::status::not_found, "not found\n", kind);
+    file = std::make_shared<OpenFile>(fd);
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Error(http::status::not_found, "not found\n", kind);
+    }
+    auto e = std::make_shared<FileCache::Entry>();
+    e->info = InfoOf(st);
+    e->etag = ETagFor(e->info);
+    e->last_modified = HttpDate(e->info.modified);
+    if (e->info.size <= FileCache::kMaxFile) {
+      auto data = std::make_shared<std::string>(e->info.size, '\0');
+      if (::pread(fd, data->data(), data->size(), 0) == static_cast<ssize_t>(data->size())) {
+        e->data = std::move(data);
+        cache_.Put(name, e);
+      }
+    }
+    cached = std::move(e);
+  }
+  const FileInfo& info = cached->info;
+  const std::string& etag = cached->etag;
   Answer a;
   a.kind = kind;
   a.headers = {{http::field::etag, etag},
-               {http::field::last_modified, HttpDate(info.modified)},
+               {http::field::last_modified, cached->last_modified},
                {http::field::accept_ranges, "bytes"},
                {http::field::cache_control, "no-cache"},
-               {http::field::date, HttpDate(clock_.Now())}};
+               {http::field::date, DateNow(clock_.Now())}};
   auto header = [&](http::field f) {
     auto it = req.find(f);
     return it == req.end() ? absl::string_view()
@@ -466,7 +564,11 @@ ProvisioningServer::Impl::Answer ProvisioningServer::Impl::ServeFile(const Reque
       break;
   }
   a.headers.push_back({http::field::content_type, ContentTypeFor(name)});
-  a.file = std::move(file);
+  if (cached->data != nullptr) {
+    a.memory = cached->data;
+  } else {
+    a.file = std::move(file);
+  }
   return a;
 }
 
@@ -524,7 +626,7 @@ absl::Status ProvisioningServer::Impl::Start() {
 }
 
 void ProvisioningServer::Impl::Accept() {
-  acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
+  auto on_accept = [this](beast::error_code ec, tcp::socket s) {
     if (ec == asio::error::operation_aborted) return;
     if (!ec) {
       const std::string ip = PeerIp(s);
@@ -533,11 +635,19 @@ void ProvisioningServer::Impl::Accept() {
         beast::error_code ignored;
         s.close(ignored);
       } else {
+        beast::error_code ignored;
+        s.set_option(tcp::no_delay(true), ignored);  // answers leave at once, not after an ACK
         std::make_shared<Session>(std::move(s), *this)->Run();
       }
     }
     Accept();
-  });
+  };
+  // A connection's handlers run one at a time: on a strand when several threads serve.
+  if (options_.threads > 1) {
+    acceptor_.async_accept(asio::make_strand(ioc_), std::move(on_accept));
+  } else {
+    acceptor_.async_accept(ioc_.get_executor(), std::move(on_accept));
+  }
 }
 
 void ProvisioningServer::Impl::Stop() {
