@@ -46,6 +46,11 @@ int Main(int argc, char** argv) {
   opts.Add("ban-seconds", ban_seconds, "how long a ban lasts");
   opts.Add("idle-timeout-seconds", idle_seconds, "an idle connection is closed after this");
   opts.Add("access-log", o.access_log, "one log line per request (true/false)");
+  int xml_timeout_ms = 5000;
+  opts.Add("xml-timeout-ms", xml_timeout_ms,
+           "the iPBX's XML port must answer a proxied request within this (else 504)");
+  opts.Add("xml-ca-file", o.xml_ca_file,
+           "CA certificates to verify the iPBX's XML port with (default: not verified)");
   int exit_code = 0;
   absl::Status parsed = opts.Parse(argc, argv, &exit_code);
   if (!parsed.ok()) {
@@ -61,6 +66,10 @@ int Main(int argc, char** argv) {
   o.ban_window = absl::Seconds(ban_window_seconds);
   o.ban_length = absl::Seconds(ban_seconds);
   o.idle_timeout = absl::Seconds(idle_seconds);
+  if (xml_timeout_ms < 100 || xml_timeout_ms > 60000) {
+    return Fail("xml-timeout-ms: between 100 and 60000");
+  }
+  o.xml_timeout = absl::Milliseconds(xml_timeout_ms);
 
   absl::StatusOr<std::string> key = core::SecretBox::LoadKeyFile(secret_key_file);
   if (!key.ok()) return Fail(std::string(key.status().message()));

@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <openssl/ssl.h>
 #include <prometheus/counter.h>
+#include <prometheus/histogram.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -188,6 +190,7 @@ class ProvisioningServer::Impl {
         clock_(clock),
         misses_(options_.ban_misses, options_.ban_window, clock),
         tls_(ssl::context::tls_server),
+        client_tls_(ssl::context::tls_client),
         acceptor_(ioc_),
         requests_(prometheus::BuildCounter()
                       .Name("rwg_provisioning_requests_total")
@@ -212,7 +215,13 @@ class ProvisioningServer::Impl {
                      .Name("rwg_provisioning_refused_connections_total")
                      .Help("Connections closed at once: banned source")
                      .Register(registry)
-                     .Add({})) {}
+                     .Add({})),
+        upstream_seconds_(prometheus::BuildHistogram()
+                              .Name("rwg_provisioning_upstream_seconds")
+                              .Help("Time the iPBX's XML port took to answer a proxied request")
+                              .Register(registry)
+                              .Add({}, prometheus::Histogram::BucketBoundaries{
+                                           0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})) {}
 
   absl::Status Start();
   void Stop();
@@ -232,6 +241,7 @@ class ProvisioningServer::Impl {
     std::vector<std::pair<http::field, std::string>> headers;
     bool head = false;
     bool close = false;  // end the connection after this answer
+    bool proxy = false;  // to be answered by the iPBX's XML port (Session::Proxy)
   };
   Answer Handle(const Request& req, const std::string& source);
   void Count(const Answer& a, uint64_t body_bytes) {
@@ -251,6 +261,11 @@ class ProvisioningServer::Impl {
   absl::Duration IdleTimeout() const { return options_.idle_timeout; }
   ssl::context& tls() { return tls_; }
   bool Banned(const std::string& ip) const { return state_.Banned(ip); }
+  XmlUpstream Upstream() const { return state_.Upstream(); }
+  ssl::context& client_tls() { return client_tls_; }
+  bool VerifyUpstream() const { return !options_.xml_ca_file.empty(); }
+  absl::Duration XmlTimeout() const { return options_.xml_timeout; }
+  void ObserveUpstream(absl::Duration d) { upstream_seconds_.Observe(absl::ToDoubleSeconds(d)); }
   void CountRefused() { refused_.Increment(); }
 
  private:
@@ -272,6 +287,7 @@ class ProvisioningServer::Impl {
   FileCache cache_;
   asio::io_context ioc_;
   ssl::context tls_;
+  ssl::context client_tls_;
   tcp::acceptor acceptor_;
   int store_fd_ = -1;
   int port_ = 0;
@@ -281,6 +297,107 @@ class ProvisioningServer::Impl {
   prometheus::Counter& hash_misses_;
   prometheus::Counter& bans_;
   prometheus::Counter& refused_;
+  prometheus::Histogram& upstream_seconds_;
+};
+
+// One request to the iPBX's XML port over TLS, under one deadline for all of it.
+class XmlCall : public std::enable_shared_from_this<XmlCall> {
+ public:
+  using Answer = ProvisioningServer::Impl::Answer;
+  XmlCall(const asio::any_io_executor& ex, ProvisioningServer::Impl& server, XmlUpstream up,
+          std::shared_ptr<http::request<http::empty_body>> req, std::function<void(Answer)> done)
+      : server_(server),
+        up_(std::move(up)),
+        req_(std::move(req)),
+        done_(std::move(done)),
+        resolver_(ex),
+        stream_(ex, server.client_tls()) {}
+
+  void Run() {
+    started_ = absl::Now();
+    beast::get_lowest_layer(stream_).expires_after(
+        std::chrono::milliseconds(absl::ToInt64Milliseconds(server_.XmlTimeout())));
+    if (!SSL_set_tlsext_host_name(stream_.native_handle(), up_.host.c_str())) {
+      return Fail(
+          beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()));
+    }
+    if (server_.VerifyUpstream()) {
+      stream_.set_verify_mode(ssl::verify_peer);
+      stream_.set_verify_callback(ssl::host_name_verification(up_.host));
+    }
+    resolver_.async_resolve(
+        up_.host, std::to_string(up_.port),
+        [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
+          if (ec) return self->Fail(ec);
+          beast::get_lowest_layer(self->stream_)
+              .async_connect(r, [self](beast::error_code ec, const tcp::endpoint&) {
+                if (ec) return self->Fail(ec);
+                self->stream_.async_handshake(ssl::stream_base::client,
+                                              [self](beast::error_code ec) {
+                                                if (ec) return self->Fail(ec);
+                                                self->Write();
+                                              });
+              });
+        });
+  }
+
+ private:
+  void Write() {
+    http::async_write(stream_, *req_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->Fail(ec);
+      self->parser_.body_limit(1024 * 1024);
+      http::async_read(self->stream_, self->buffer_, self->parser_,
+                       [self](beast::error_code ec, size_t) {
+                         if (ec) return self->Fail(ec);
+                         self->Done();
+                       });
+    });
+  }
+
+  void Done() {
+    server_.ObserveUpstream(absl::Now() - started_);
+    const auto& res = parser_.get();
+    Answer a;
+    a.status = res.result();
+    a.kind = "xml";
+    a.text = res.body();
+    if (auto it = res.find(http::field::content_type); it != res.end()) {
+      a.headers.push_back({http::field::content_type, std::string(it->value())});
+    }
+    Finish(std::move(a));
+  }
+
+  void Fail(beast::error_code ec) {
+    server_.ObserveUpstream(absl::Now() - started_);
+    const bool timeout = ec == beast::error::timeout;
+    core::log::Warn("iPBX XML port did not answer",
+                    {{"upstream", absl::StrCat(up_.host, ":", up_.port)}, {"error", ec.message()}});
+    Answer a;
+    a.status = timeout ? http::status::gateway_timeout : http::status::bad_gateway;
+    a.kind = "xml";
+    a.text = timeout ? "the iPBX did not answer in time\n" : "the iPBX did not answer\n";
+    Finish(std::move(a));
+  }
+
+  void Finish(Answer a) {
+    beast::error_code ignored;
+    beast::get_lowest_layer(stream_).socket().close(ignored);
+    if (done_) {
+      auto done = std::move(done_);
+      done_ = nullptr;
+      done(std::move(a));
+    }
+  }
+
+  ProvisioningServer::Impl& server_;
+  XmlUpstream up_;
+  std::shared_ptr<http::request<http::empty_body>> req_;
+  std::function<void(Answer)> done_;
+  tcp::resolver resolver_;
+  beast::ssl_stream<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
+  http::response_parser<http::string_body> parser_;
+  absl::Time started_;
 };
 
 // One TLS connection: handshake, then requests one after the other (keep-alive).
@@ -334,7 +451,37 @@ class ProvisioningServer::Impl::Session : public std::enable_shared_from_this<Se
     target_ = RedactHash(absl::string_view(req.target().data(), req.target().size()));
     Answer a = server_.Handle(req, source_);
     if (!req.keep_alive()) a.close = true;
+    if (a.proxy) return Proxy(req, a.close);
     Send(std::move(a), req.version());
+  }
+
+  // An XML feature: the request goes to the iPBX's XML port with its path and query; its
+  // answer comes back (status, Content-Type, body).
+  void Proxy(const Request& req, bool close) {
+    XmlUpstream up = server_.Upstream();
+    const unsigned version = req.version();
+    if (up.host.empty()) {
+      Answer a;
+      a.status = http::status::bad_gateway;
+      a.kind = "xml";
+      a.text = "no iPBX XML destination is configured\n";
+      a.close = close;
+      return Send(std::move(a), version);
+    }
+    auto out = std::make_shared<http::request<http::empty_body>>(req.method(), req.target(), 11);
+    out->set(http::field::host, absl::StrCat(up.host, ":", up.port));
+    out->set("X-Forwarded-For", source_);
+    for (http::field f :
+         {http::field::user_agent, http::field::accept, http::field::accept_language}) {
+      if (auto it = req.find(f); it != req.end()) out->set(f, it->value());
+    }
+    out->keep_alive(false);
+    auto call = std::make_shared<XmlCall>(stream_.get_executor(), server_, std::move(up), out,
+                                          [self = shared_from_this(), close, version](Answer a) {
+                                            a.close = a.close || close;
+                                            self->Send(std::move(a), version);
+                                          });
+    call->Run();
   }
 
   void Send(Answer a, unsigned version) {
@@ -343,7 +490,8 @@ class ProvisioningServer::Impl::Session : public std::enable_shared_from_this<Se
     auto common = [&](auto& res) {
       for (auto& [f, v] : a.headers) res.set(f, v);
       res.set(http::field::server, "rwg");
-      if (a.file == nullptr && a.memory == nullptr && !a.text.empty()) {
+      if (a.file == nullptr && a.memory == nullptr && !a.text.empty() &&
+          res.find(http::field::content_type) == res.end()) {
         res.set(http::field::content_type, "text/plain; charset=utf-8");
       }
       res.keep_alive(!close);
@@ -485,9 +633,9 @@ ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Handle(const Request&
     return a;
   }
   if (path->kind == RequestPath::Kind::kProxy) {
-    Answer a = Error(http::status::bad_gateway, "the iPBX XML destination is not configured\n");
+    Answer a;
     a.kind = "xml";
-    a.head = head;
+    a.proxy = true;
     return a;
   }
   Answer a = ServeFile(req, path->file);
@@ -593,6 +741,14 @@ absl::Status ProvisioningServer::Impl::Start() {
   if (ec) {
     return absl::InvalidArgumentError(
         absl::StrCat("tls-key-file: '", options_.key_file, "': ", ec.message()));
+  }
+  SSL_CTX_set_min_proto_version(client_tls_.native_handle(), TLS1_2_VERSION);
+  if (!options_.xml_ca_file.empty()) {
+    client_tls_.load_verify_file(options_.xml_ca_file, ec);
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("xml-ca-file: '", options_.xml_ca_file, "': ", ec.message()));
+    }
   }
   const size_t colon = options_.listen.rfind(':');
   int port = 0;

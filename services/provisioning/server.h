@@ -28,6 +28,11 @@ struct ServerOptions {
   absl::Duration ban_length = absl::Minutes(10);
   absl::Duration idle_timeout = absl::Seconds(30);
   bool access_log = true;
+  // XML features under the hash are proxied to the iPBX's XML port over TLS; its answer must
+  // come within xml_timeout (else 504; no connection: 502). With xml_ca_file the iPBX's
+  // certificate is verified against it (and its host name), else it is not.
+  absl::Duration xml_timeout = absl::Seconds(5);
+  std::string xml_ca_file;
 };
 
 class ProvisioningServer {

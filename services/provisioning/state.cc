@@ -33,6 +33,20 @@ absl::Status SharedState::Refresh() {
     if (!key.ok()) return absl::DataLossError("rwg:hash does not open with this secret key");
     hash = std::make_shared<const std::string>(*std::move(key));
   }
+  XmlUpstream upstream;
+  absl::StatusOr<core::RedisReply> config = redis_.Command({"GET", core::kConfigKey});
+  if (!config.ok()) return config.status();
+  if (!config->is_nil()) {
+    nlohmann::json j = nlohmann::json::parse(config->str, nullptr, false);
+    if (j.is_object() && j.contains("icp") && j["icp"].is_object()) {
+      const nlohmann::json& icp = j["icp"];
+      if (icp.contains("host") && icp["host"].is_string()) upstream.host = icp["host"];
+      if (icp.contains("xml_destination_port") &&
+          icp["xml_destination_port"].is_number_unsigned()) {
+        upstream.port = icp["xml_destination_port"].get<int>();
+      }
+    }
+  }
   absl::StatusOr<std::vector<core::Ban>> list = bans_.List();
   if (!list.ok()) return list.status();
   std::unordered_set<std::string> banned;
@@ -42,6 +56,7 @@ absl::Status SharedState::Refresh() {
   }
   std::lock_guard<std::mutex> lock(mu_);
   hash_ = std::move(hash);
+  upstream_ = std::move(upstream);
   // Bans made here and not yet stored stay in force.
   for (const core::Ban& b : to_store_) banned.insert(b.source);
   banned_ = std::move(banned);
@@ -84,6 +99,11 @@ void SharedState::Stop() {
 std::shared_ptr<const std::string> SharedState::Hash() const {
   std::lock_guard<std::mutex> lock(mu_);
   return hash_;
+}
+
+XmlUpstream SharedState::Upstream() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return upstream_;
 }
 
 bool SharedState::Banned(const std::string& ip) const {

@@ -17,11 +17,19 @@
 #include "services/core/bans.h"
 #include "services/core/clock.h"
 #include "services/core/crypto.h"
+#include "services/core/devices.h"
 #include "services/core/redis.h"
 
 namespace rwg::provisioning {
 
 std::string ProvisioningBanId(const std::string& ip);
+
+// Where XML features are proxied to: the iPBX's XML destination port (R-CFG icp.host,
+// icp.xml_destination_port); host empty when none is configured.
+struct XmlUpstream {
+  std::string host;
+  int port = 4443;
+};
 
 class SharedState {
  public:
@@ -36,6 +44,7 @@ class SharedState {
 
   // The current key; null when none has been generated yet.
   std::shared_ptr<const std::string> Hash() const;
+  XmlUpstream Upstream() const;
   bool Banned(const std::string& ip) const;
   // Bans `ip` at once here and, within a period, for every instance and `rwgctl ban list`.
   void Ban(const std::string& ip, const std::string& reason, absl::Duration length);
@@ -51,6 +60,7 @@ class SharedState {
   const std::string instance_;
   mutable std::mutex mu_;
   std::shared_ptr<const std::string> hash_;
+  XmlUpstream upstream_;
   std::unordered_set<std::string> banned_;
   std::vector<core::Ban> to_store_;
   absl::Status last_ = absl::UnavailableError("not read yet");

@@ -3,10 +3,14 @@
 Redis and control are real; the hash key is made with rwgctl; phones are played by curl over
 HTTPS with the test CA. The store is a directory of the files a phone fetches.
 """
+import asyncio
 import hashlib
+import http.server
 import os
 import re
+import ssl
 import subprocess
+import threading
 import time
 import unittest
 import urllib.request
@@ -64,7 +68,7 @@ class ProvisioningTest(rwgtest.TempDirTest):
             "--listen", f"127.0.0.1:{self.port}", "--https-cert-file", self.certs["cert"],
             "--https-key-file", self.certs["key"], "--store-dir", self.store,
             "--ban-misses", str(self.ban_misses), "--ban-window-seconds", "60",
-            "--ban-seconds", "4", "--threads", "2"]).start()
+            "--ban-seconds", "4", "--threads", "2", "--xml-timeout-ms", "1000"]).start()
         self.addCleanup(self.prov.stop)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -225,6 +229,105 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertIn(self.curl(self.path("aastra.cfg"))[0], (0, 403))
         rwgtest.wait_until("expired", lambda: self.curl(self.path("aastra.cfg"))[0] == 200,
                            timeout=10)
+
+    def test_xml_features_are_proxied_to_the_ipbx(self):
+        """Paths under the hash other than the files go to the iPBX's XML port (TLS) with their
+        path and query; a slow iPBX gives 504, an absent one 502, both quickly."""
+        upstream_port = rwgtest.free_port()
+        seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, self.headers.get("X-Forwarded-For")))
+                if "slow" in self.path:
+                    time.sleep(3)
+                body = f"<AastraIPPhoneTextScreen><Text>{self.path}</Text>" \
+                       "</AastraIPPhoneTextScreen>".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", upstream_port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.certs["cert"], self.certs["key"])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        self.ctl.ok("config", "set", "icp.host=localhost",
+                    f"icp.xml_destination_port={upstream_port}")
+        target = f"/{self.hash}/omm.mghc/?key=20&na=1234"
+        rwgtest.wait_until("proxied", lambda: self.curl(target)[0] == 200, timeout=5)
+        status, headers, body = self.curl(target)
+        self.assertEqual(status, 200)
+        self.assertIn(f"<Text>{target}</Text>".encode(), body, "path and query kept")
+        self.assertTrue(self.header(headers, "Content-Type").startswith("text/xml"))
+        self.assertEqual(seen[-1][1], "127.0.0.1")
+        self.assertRegex(self.metrics(), r"rwg_provisioning_upstream_seconds_count [1-9]")
+        # A slow iPBX: 504 after the timeout (1 s here), not after its answer.
+        started = time.monotonic()
+        status, _, body = self.curl(f"/{self.hash}/slow/feature")
+        self.assertEqual(status, 504, body)
+        self.assertLess(time.monotonic() - started, 2.5)
+        self.assertIn(b"did not answer", body)
+        # No iPBX at all: 502 at once.
+        server.shutdown()
+        server.server_close()
+        started = time.monotonic()
+        status, _, body = self.curl(target)
+        self.assertEqual(status, 502)
+        self.assertLess(time.monotonic() - started, 1.5)
+        self.assertEqual(self.curl(self.path("aastra.cfg"))[0], 200, "files are still served")
+
+    def test_200_concurrent_firmware_downloads(self):
+        """200 phones fetch a 40 MB firmware at once, and 200 more their small files: every
+        download completes with the right checksum."""
+        firmware = os.urandom(40 * 1024 * 1024)
+        with open(os.path.join(self.store, "6869i.st"), "wb") as f:
+            f.write(firmware)
+        want = {"6869i.st": hashlib.sha256(firmware).hexdigest()}
+        for name in ("aastra.cfg", f"{MAC}.cfg", "CA_Mitel.pem"):
+            want[name] = hashlib.sha256(self.files[name]).hexdigest()
+        ctx = ssl.create_default_context(cafile=self.certs["ca"])
+
+        async def fetch(name):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", self.port, ssl=ctx, server_hostname="localhost")
+            writer.write(f"GET {self.path(name)} HTTP/1.1\r\nHost: localhost\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+            digest = hashlib.sha256()
+            left = length
+            while left:
+                chunk = await reader.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                left -= len(chunk)
+            writer.close()
+            return name, status, left, digest.hexdigest()
+
+        async def everyone():
+            names = ["6869i.st"] * 200 + [("aastra.cfg", f"{MAC}.cfg", "CA_Mitel.pem")[i % 3]
+                                          for i in range(200)]
+            return await asyncio.gather(*(fetch(n) for n in names))
+
+        started = time.monotonic()
+        results = asyncio.run(everyone())
+        elapsed = time.monotonic() - started
+        self.assertEqual(len(results), 400)
+        for name, status, left, digest in results:
+            self.assertEqual((status, left), (200, 0), name)
+            self.assertEqual(digest, want[name], name)
+        print(f"\n400 downloads (8 GB of firmware) in {elapsed:.1f} s")
+        self.assertIsNone(self.prov.proc.poll())
 
     def test_regenerated_hash_applies_without_restart(self):
         old = self.hash
