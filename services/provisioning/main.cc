@@ -9,6 +9,7 @@
 #include "services/core/server.h"
 #include "services/provisioning/server.h"
 #include "services/provisioning/state.h"
+#include "services/provisioning/store_service.h"
 
 namespace {
 
@@ -46,6 +47,13 @@ int Main(int argc, char** argv) {
   opts.Add("ban-seconds", ban_seconds, "how long a ban lasts");
   opts.Add("idle-timeout-seconds", idle_seconds, "an idle connection is closed after this");
   opts.Add("access-log", o.access_log, "one log line per request (true/false)");
+  std::string api_token_file;
+  opts.Add("api-token-file", api_token_file,
+           "file holding the token callers of rwg.provisioning.v1 present as 'authorization: "
+           "Bearer <token>'")
+      ->required();
+  int max_file_mb = 1024;
+  opts.Add("max-file-mb", max_file_mb, "largest file the store API takes, in MiB");
   int xml_timeout_ms = 5000;
   opts.Add("xml-timeout-ms", xml_timeout_ms,
            "the iPBX's XML port must answer a proxied request within this (else 504)");
@@ -71,6 +79,11 @@ int Main(int argc, char** argv) {
   }
   o.xml_timeout = absl::Milliseconds(xml_timeout_ms);
 
+  if (max_file_mb < 1) return Fail("max-file-mb: 1 or more");
+  absl::StatusOr<std::string> token = core::ReadFile(api_token_file);
+  if (!token.ok()) return Fail(absl::StrCat("api-token-file: ", token.status().message()));
+  const std::string api_token(absl::StripAsciiWhitespace(*token));
+  if (api_token.size() < 16) return Fail("api-token-file: the token needs 16 characters or more");
   absl::StatusOr<std::string> key = core::SecretBox::LoadKeyFile(secret_key_file);
   if (!key.ok()) return Fail(std::string(key.status().message()));
   absl::StatusOr<std::unique_ptr<core::SecretBox>> box =
@@ -94,7 +107,9 @@ int Main(int argc, char** argv) {
   core::ServiceHost host("provisioning", server);
   provisioning::ProvisioningServer https(o, state, core::SystemClock::Get(), host.registry());
   if (absl::Status s = https.Start(); !s.ok()) return Fail(std::string(s.message()));
-  if (absl::Status s = host.Start({}); !s.ok()) {
+  provisioning::StoreServiceImpl store(o.store_dir, api_token, core::Random::System(),
+                                       static_cast<uint64_t>(max_file_mb) << 20);
+  if (absl::Status s = host.Start({&store}); !s.ok()) {
     core::log::Error("cannot start", {{"error", std::string(s.message())}});
     return 1;
   }

@@ -47,7 +47,9 @@ absl::StatusOr<std::string> DecodeSegment(absl::string_view s) {
   return out;
 }
 
-bool FileNameOk(absl::string_view name) {
+}  // namespace
+
+bool IsStoreName(absl::string_view name) {
   if (name.empty() || name.size() > 255 || name[0] == '.') return false;
   for (char c : name) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
@@ -56,8 +58,6 @@ bool FileNameOk(absl::string_view name) {
   }
   return true;
 }
-
-}  // namespace
 
 std::string StoreName(absl::string_view file) {
   if (file.size() == 16 && absl::EndsWithIgnoreCase(file, ".cfg")) {
@@ -101,7 +101,7 @@ absl::StatusOr<RequestPath> ParseRequestPath(absl::string_view target) {
   out.hash = segments[0];
   if (out.hash.empty()) return absl::NotFoundError("request target: no hash");
   if (segments.size() >= 2 && segments[1] == kFilesDir) {
-    if (segments.size() != 3 || has_query || !FileNameOk(segments[2])) {
+    if (segments.size() != 3 || has_query || !IsStoreName(segments[2])) {
       return absl::NotFoundError("request target: not a file name of the store");
     }
     out.kind = RequestPath::Kind::kFile;

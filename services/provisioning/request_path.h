@@ -37,4 +37,8 @@ std::string RedactHash(absl::string_view target);
 // other names unchanged.
 std::string StoreName(absl::string_view file);
 
+// Whether `name` may be a file of the store: [A-Za-z0-9._-], not starting with '.' (names
+// starting with '.' are the store's own temporary files), 1 to 255 characters.
+bool IsStoreName(absl::string_view name);
+
 }  // namespace rwg::provisioning

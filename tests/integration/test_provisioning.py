@@ -62,11 +62,15 @@ class ProvisioningTest(rwgtest.TempDirTest):
         # Next to the store, never to be served.
         with open(os.path.join(self.tmp, "outside.cfg"), "w") as f:
             f.write("not for phones\n")
+        token = os.path.join(self.tmp, "store-token")
+        with open(token, "w") as f:
+            f.write("provisioning-store-token-0123456789\n")
         self.port = rwgtest.free_port()
         self.prov = rwgtest.Service("provisioning", self.tmp, [
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--listen", f"127.0.0.1:{self.port}", "--https-cert-file", self.certs["cert"],
             "--https-key-file", self.certs["key"], "--store-dir", self.store,
+            "--api-token-file", token,
             "--ban-misses", str(self.ban_misses), "--ban-window-seconds", "60",
             "--ban-seconds", "4", "--threads", "2", "--xml-timeout-ms", "1000"]).start()
         self.addCleanup(self.prov.stop)
