@@ -7,15 +7,7 @@
 namespace rwg::media_relay {
 
 grpc::Status RelayServiceImpl::Authorize(grpc::ServerContext* ctx) const {
-  auto it = ctx->client_metadata().find("authorization");
-  if (it == ctx->client_metadata().end()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing authorization metadata");
-  }
-  std::string value(it->second.data(), it->second.size());
-  if (!absl::StartsWith(value, "Bearer ") || !core::ConstantTimeEquals(value.substr(7), token_)) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong API token");
-  }
-  return grpc::Status::OK;
+  return core::CheckBearerToken(*ctx, token_);
 }
 
 grpc::Status RelayServiceImpl::Allocate(grpc::ServerContext* ctx,

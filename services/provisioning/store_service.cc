@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
+#include "services/core/status.h"
 #include "services/provisioning/request_path.h"
 
 namespace rwg::provisioning {
@@ -76,15 +77,7 @@ void Fill(const std::string& name, const struct stat& st, storepb::FileInfo* out
 }  // namespace
 
 grpc::Status StoreServiceImpl::Authorize(grpc::ServerContext* ctx) const {
-  auto it = ctx->client_metadata().find("authorization");
-  if (it == ctx->client_metadata().end()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing authorization metadata");
-  }
-  std::string value(it->second.data(), it->second.size());
-  if (!absl::StartsWith(value, "Bearer ") || !core::ConstantTimeEquals(value.substr(7), token_)) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong API token");
-  }
-  return grpc::Status::OK;
+  return core::CheckBearerToken(*ctx, token_);
 }
 
 grpc::Status StoreServiceImpl::Put(grpc::ServerContext* ctx,

@@ -307,3 +307,26 @@ def _alive(pid):
 def read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def start_control(test, admin_password):
+    """Redis, a secret key and control (TLS with the test CA) for `test` (a TempDirTest with
+    `certs`), logged in as admin; stopped at the test's end. Sets test.redis, test.key,
+    test.control and test.ctl."""
+    os.mkdir(os.path.join(test.tmp, "redis"))
+    test.redis = Redis(os.path.join(test.tmp, "redis")).start()
+    test.addCleanup(test.redis.kill)
+    test.key = os.path.join(test.tmp, "secret.key")
+    with open(test.key, "w") as f:
+        f.write(os.urandom(32).hex())
+    pw = os.path.join(test.tmp, "admin-password")
+    with open(pw, "w") as f:
+        f.write(admin_password)
+    test.control = Service("control", test.tmp, [
+        "--redis-address", f"127.0.0.1:{test.redis.port}", "--secret-key-file", test.key,
+        "--admin-password-file", pw, "--tls-cert-file", test.certs["cert"],
+        "--tls-key-file", test.certs["key"]]).start()
+    test.addCleanup(test.control.stop)
+    test.ctl = Rwgctl(test.control.grpc_address, test.certs["ca"], os.path.join(test.tmp, "cli"))
+    wait_until("control", lambda: test.ctl.run("health").stdout.strip() == "SERVING")
+    test.ctl.ok("login", password=admin_password)

@@ -279,6 +279,31 @@ class RelayFixture(EdgeFixture):
             f"http://127.0.0.1:{self.relay.ports['metrics']}/metrics", timeout=5).read().decode()
 
 
+def office_invite(office, icp_user, sdp="", extra=""):
+    """An INVITE from the office phone on `office` (a connection to Kamailio) to `icp_user`,
+    answering Kamailio's 407 as OFFICE_USER. Returns the INVITE's Call-ID, From tag and
+    Request-URI; what comes next is the caller's to read."""
+    oh, op = office.local
+    uri, cid, tag = f"sip:{icp_user}@127.0.0.2", os.urandom(6).hex(), os.urandom(4).hex()
+
+    def send(cseq, auth=""):
+        office.send_raw(f"INVITE {uri} SIP/2.0\r\n"
+                        f"Via: SIP/2.0/TCP {oh}:{op};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                        f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={tag}\r\n"
+                        f"To: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} INVITE\r\n"
+                        f"Max-Forwards: 70\r\nContact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n"
+                        + extra + auth
+                        + ("Content-Type: application/sdp\r\n" if sdp else "")
+                        + f"Content-Length: {len(sdp)}\r\n\r\n{sdp}")
+    send(1)
+    r = final_response(office)
+    assert sipclient.status(r) == 407, r
+    ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
+    send(2, "Proxy-Authorization: " + sipclient.authorization(
+        ch, OFFICE_USER, OFFICE_PASSWORD, "INVITE", uri) + "\r\n")
+    return cid, tag, uri
+
+
 @unittest.skipUnless(shutil.which("baresip"), "baresip not installed")
 class CallsTest(RelayFixture):
 
@@ -881,24 +906,9 @@ class CallsTest(RelayFixture):
 
         # The office calls the phone and requires 100rel; the phone answers reliably too.
         oh, op = office.local
-        o_uri, o_cid, o_tag = "sip:21002@127.0.0.2", os.urandom(6).hex(), os.urandom(4).hex()
-        o_sdp = offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None)
-
-        def office_invite_to_phone(cseq, auth=""):
-            office.send_raw(f"INVITE {o_uri} SIP/2.0\r\n"
-                            f"Via: SIP/2.0/TCP {oh}:{op};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
-                            f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={o_tag}\r\n"
-                            f"To: <{o_uri}>\r\nCall-ID: {o_cid}\r\nCSeq: {cseq} INVITE\r\n"
-                            f"Max-Forwards: 70\r\nContact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n"
-                            f"Supported: 100rel\r\nRequire: 100rel\r\n{auth}"
-                            f"Content-Type: application/sdp\r\n"
-                            f"Content-Length: {len(o_sdp)}\r\n\r\n{o_sdp}")
-        office_invite_to_phone(1)
-        r = final_response(office)
-        self.assertEqual(sipclient.status(r), 407, r)
-        ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
-        office_invite_to_phone(2, "Proxy-Authorization: " + sipclient.authorization(
-            ch, OFFICE_USER, OFFICE_PASSWORD, "INVITE", o_uri) + "\r\n")
+        o_cid, o_tag, _ = office_invite(
+            office, "21002", offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None),
+            "Supported: 100rel\r\nRequire: 100rel\r\n")
         inv = next_request(phone, "INVITE")
         self.assertRegex(inv, r"(?im)^Supported:.*\b100rel\b")
         reply(phone, inv, 180, "Ringing", "Require: 100rel\r\nRSeq: 7\r\n", tag="p1")
@@ -1005,21 +1015,7 @@ class CallsTest(RelayFixture):
         # 2. The office calls without an offer; the phone answers rwg's offer, the office
         # answers the phone's codecs in its ACK.
         oh, op = office.local
-        o_uri, o_cid, o_tag = "sip:21002@127.0.0.2", os.urandom(6).hex(), os.urandom(4).hex()
-
-        def office_invite_to_phone(cseq, auth=""):
-            office.send_raw(f"INVITE {o_uri} SIP/2.0\r\n"
-                            f"Via: SIP/2.0/TCP {oh}:{op};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
-                            f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={o_tag}\r\n"
-                            f"To: <{o_uri}>\r\nCall-ID: {o_cid}\r\nCSeq: {cseq} INVITE\r\n"
-                            f"Max-Forwards: 70\r\nContact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n"
-                            f"{auth}Content-Length: 0\r\n\r\n")
-        office_invite_to_phone(1)
-        r = final_response(office)
-        self.assertEqual(sipclient.status(r), 407, r)
-        ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
-        office_invite_to_phone(2, "Proxy-Authorization: " + sipclient.authorization(
-            ch, OFFICE_USER, OFFICE_PASSWORD, "INVITE", o_uri) + "\r\n")
+        o_cid, o_tag, _ = office_invite(office, "21002")
         inv = next_request(phone, "INVITE")
         self.assertRegex(inv, r"(?m)^m=audio \d+ RTP/SAVP 0 8 9 101\r$")
         phone_rtp = udp("127.0.0.1")
@@ -1082,7 +1078,6 @@ class CallsTest(RelayFixture):
         self.addCleanup(phone.close)
         r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
         self.assertEqual(sipclient.status(r), 200, r)
-        oh, op = office.local
 
         def configure(*settings):
             self.ctl.ok("config", "set", *settings)
@@ -1104,22 +1099,7 @@ class CallsTest(RelayFixture):
         def office_calls_phone(sdp, refusal=False):
             """The office's INVITE (with `sdp`) to the phone: what the phone gets, or rwg's
             refusal when one is expected."""
-            cid, otag = os.urandom(6).hex(), os.urandom(4).hex()
-            uri = "sip:21002@127.0.0.2"
-
-            def send(cseq, auth=""):
-                office.send_raw(f"INVITE {uri} SIP/2.0\r\n"
-                                f"Via: SIP/2.0/TCP {oh}:{op};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
-                                f"From: <sip:{OFFICE_USER}@127.0.0.2>;tag={otag}\r\n"
-                                f"To: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} INVITE\r\n"
-                                f"Max-Forwards: 70\r\nContact: <sip:{OFFICE_USER}@{oh}:{op};transport=tcp>\r\n"
-                                f"{auth}Content-Type: application/sdp\r\n"
-                                f"Content-Length: {len(sdp)}\r\n\r\n{sdp}")
-            send(1)
-            r = final_response(office)
-            ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
-            send(2, "Proxy-Authorization: " + sipclient.authorization(
-                ch, OFFICE_USER, OFFICE_PASSWORD, "INVITE", uri) + "\r\n")
+            office_invite(office, "21002", sdp)
             if refusal:
                 return None, final_response(office)
             inv = next_request(phone, "INVITE")

@@ -27,24 +27,7 @@ class ProvisioningTest(rwgtest.TempDirTest):
     def setUp(self):
         super().setUp()
         self.certs = rwgtest.make_certs(self.tmp)
-        os.mkdir(os.path.join(self.tmp, "redis"))
-        self.redis = rwgtest.Redis(os.path.join(self.tmp, "redis")).start()
-        self.addCleanup(self.redis.kill)
-        self.key = os.path.join(self.tmp, "secret.key")
-        with open(self.key, "w") as f:
-            f.write(os.urandom(32).hex())
-        pw = os.path.join(self.tmp, "admin-password")
-        with open(pw, "w") as f:
-            f.write(ADMIN_PASSWORD)
-        self.control = rwgtest.Service("control", self.tmp, [
-            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
-            "--admin-password-file", pw, "--tls-cert-file", self.certs["cert"],
-            "--tls-key-file", self.certs["key"]]).start()
-        self.addCleanup(self.control.stop)
-        self.ctl = rwgtest.Rwgctl(self.control.grpc_address, self.certs["ca"],
-                                  os.path.join(self.tmp, "cli"))
-        rwgtest.wait_until("control", lambda: self.ctl.run("health").stdout.strip() == "SERVING")
-        self.ctl.ok("login", password=ADMIN_PASSWORD)
+        rwgtest.start_control(self, ADMIN_PASSWORD)
         self.hash = self.ctl.json("hash", "generate")["key"]
 
         self.store = os.path.join(self.tmp, "store")
