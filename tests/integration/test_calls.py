@@ -338,6 +338,19 @@ class CallsTest(RelayFixture):
                            timeout=20)
         return a, b
 
+    def office_and_phone(self):
+        """The office extension registered straight to Kamailio (TCP) and remote phone 1002
+        registered through rwg over TLS, both as raw SIP connections of the test's own."""
+        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(office.close)
+        r = office.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
+        self.assertEqual(sipclient.status(r), 200, r)
+        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(phone.close)
+        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        return office, phone
+
     def assert_heard(self, phone, tone, other, last=False):
         recs = phone.recordings()
         self.assertTrue(recs, f"no recording: {os.listdir(phone.rec)}\n" + phone.read_log()[-3000:])
@@ -761,14 +774,7 @@ class CallsTest(RelayFixture):
     def test_session_timers_pass_through(self):
         """RFC 4028 between the endpoints: rwg carries Session-Expires, Min-SE and the timer
         option tag across with the INVITE, a 422, the 200 and a refreshing UPDATE."""
-        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
-        self.addCleanup(office.close)
-        r = office.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
-        self.assertEqual(sipclient.status(r), 200, r)
-        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
-        self.addCleanup(phone.close)
-        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
-        self.assertEqual(sipclient.status(r), 200, r)
+        office, phone = self.office_and_phone()
         tag, call_id = os.urandom(4).hex(), os.urandom(6).hex()
         sdp = offer(f"m=audio {rwgtest.free_port()} RTP/SAVP 0")
 
@@ -839,14 +845,7 @@ class CallsTest(RelayFixture):
         """100rel (RFC 3262) hop by hop: a side that requires it gets rwg's provisional answers
         reliably and its PRACKs answered; a side that sends reliable ones gets rwg's PRACKs
         (once per RSeq, a retransmission is not acknowledged or relayed again)."""
-        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
-        self.addCleanup(office.close)
-        r = office.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
-        self.assertEqual(sipclient.status(r), 200, r)
-        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
-        self.addCleanup(phone.close)
-        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
-        self.assertEqual(sipclient.status(r), 200, r)
+        office, phone = self.office_and_phone()
         header = lambda m, name: re.search(rf"(?im)^{name}: (.*)$", m).group(1).strip()
         office_sdp = offer(f"m=audio {rwgtest.free_port()} RTP/AVP 0", crypto=None).replace(
             "127.0.0.1", "127.0.0.2")
@@ -947,14 +946,7 @@ class CallsTest(RelayFixture):
         address in that answer. An ACK without an answer ends the call on both sides."""
         self.ctl.ok("device", "update", "1002", "--srtp-optional", "true")
         time.sleep(1.5)  # the edge re-reads devices once a second
-        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
-        self.addCleanup(office.close)
-        r = office.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
-        self.assertEqual(sipclient.status(r), 200, r)
-        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
-        self.addCleanup(phone.close)
-        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
-        self.assertEqual(sipclient.status(r), 200, r)
+        office, phone = self.office_and_phone()
         header = lambda m, name: re.search(rf"(?im)^{name}: (.*)$", m).group(1).strip()
 
         def udp(host):
@@ -1070,14 +1062,7 @@ class CallsTest(RelayFixture):
         """R-CFG applies to calls without a restart: the override addresses are what each side
         sees in SDP, each side's outbound profile is what rwg offers it, its inbound policy
         what rwg accepts from it, and the SRTP suite is the configured one."""
-        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
-        self.addCleanup(office.close)
-        r = office.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
-        self.assertEqual(sipclient.status(r), 200, r)
-        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
-        self.addCleanup(phone.close)
-        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
-        self.assertEqual(sipclient.status(r), 200, r)
+        office, phone = self.office_and_phone()
 
         def configure(*settings):
             self.ctl.ok("config", "set", *settings)
