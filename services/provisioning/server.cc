@@ -1,9 +1,16 @@
 #include "services/provisioning/server.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +25,7 @@
 #include <boost/optional.hpp>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -52,69 +60,7 @@ struct OpenFile {
   int fd;
 };
 
-// A Beast body that sends `length` bytes of a file from `offset` (a whole file, or one
-// range of it), read with pread in 64 KiB pieces: nothing is loaded whole into memory.
-struct FileRangeBody {
-  struct value_type {
-    std::shared_ptr<OpenFile> file;             // read from the file...
-    std::shared_ptr<const std::string> memory;  // ...or sent from memory (cached small files)
-    uint64_t offset = 0;
-    uint64_t length = 0;
-  };
-  static uint64_t size(const value_type& v) { return v.length; }
-
-  class writer {
-   public:
-    using const_buffers_type = asio::const_buffer;
-    template <bool isRequest, class Fields>
-    writer(const http::header<isRequest, Fields>&, const value_type& v) : v_(v) {}
-    void init(beast::error_code& ec) {
-      pos_ = v_.offset;
-      remain_ = v_.length;
-      ec = {};
-    }
-    boost::optional<std::pair<const_buffers_type, bool>> get(beast::error_code& ec) {
-      if (remain_ == 0) {
-        ec = {};
-        return boost::none;
-      }
-      if (v_.memory != nullptr) {
-        remain_ = 0;
-        ec = {};
-        return {{const_buffers_type(v_.memory->data() + v_.offset, v_.length), false}};
-      }
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(remain_, sizeof(buf_)));
-      const ssize_t n = ::pread(v_.file->fd, buf_, want, static_cast<off_t>(pos_));
-      if (n <= 0) {  // the file shrank or failed under us: end the connection
-        ec = beast::errc::make_error_code(beast::errc::io_error);
-        return boost::none;
-      }
-      pos_ += static_cast<uint64_t>(n);
-      remain_ -= static_cast<uint64_t>(n);
-      ec = {};
-      return {{const_buffers_type(buf_, static_cast<size_t>(n)), remain_ > 0}};
-    }
-
-   private:
-    const value_type& v_;
-    uint64_t pos_ = 0;
-    uint64_t remain_ = 0;
-    char buf_[64 * 1024];
-  };
-};
-
 using Request = http::request<http::empty_body>;
-
-std::string PeerIp(const tcp::socket& s) {
-  beast::error_code ec;
-  tcp::endpoint ep = s.remote_endpoint(ec);
-  if (ec) return "";
-  asio::ip::address a = ep.address();
-  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
-    a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
-  }
-  return a.to_string();
-}
 
 // Small files of the store kept in memory with their validators, checked against the file
 // system (one fstatat) on every request: a replaced or rewritten file is read again at once.
@@ -191,7 +137,6 @@ class ProvisioningServer::Impl {
         misses_(options_.ban_misses, options_.ban_window, clock),
         tls_(ssl::context::tls_server),
         client_tls_(ssl::context::tls_client),
-        acceptor_(ioc_),
         requests_(prometheus::BuildCounter()
                       .Name("rwg_provisioning_requests_total")
                       .Help("Requests answered, by status and file kind")
@@ -227,7 +172,7 @@ class ProvisioningServer::Impl {
   void Stop();
   int port() const { return port_; }
 
-  class Session;
+  class Worker;
 
   // The answer to one request: status, headers and a body of one of three kinds.
   struct Answer {
@@ -241,7 +186,7 @@ class ProvisioningServer::Impl {
     std::vector<std::pair<http::field, std::string>> headers;
     bool head = false;
     bool close = false;  // end the connection after this answer
-    bool proxy = false;  // to be answered by the iPBX's XML port (Session::Proxy)
+    bool proxy = false;  // to be answered by the iPBX's XML port (Worker::Proxy)
   };
   Answer Handle(const Request& req, const std::string& source);
   void Count(const Answer& a, uint64_t body_bytes) {
@@ -263,13 +208,13 @@ class ProvisioningServer::Impl {
   bool Banned(const std::string& ip) const { return state_.Banned(ip); }
   XmlUpstream Upstream() const { return state_.Upstream(); }
   ssl::context& client_tls() { return client_tls_; }
+  asio::any_io_executor proxy_executor() { return ioc_.get_executor(); }
   bool VerifyUpstream() const { return !options_.xml_ca_file.empty(); }
   absl::Duration XmlTimeout() const { return options_.xml_timeout; }
   void ObserveUpstream(absl::Duration d) { upstream_seconds_.Observe(absl::ToDoubleSeconds(d)); }
   void CountRefused() { refused_.Increment(); }
 
  private:
-  void Accept();
   Answer Error(http::status s, const char* text, const char* kind = "other") {
     Answer a;
     a.status = s;
@@ -285,13 +230,15 @@ class ProvisioningServer::Impl {
   core::Clock& clock_;
   MissCounter misses_;
   FileCache cache_;
-  asio::io_context ioc_;
+  asio::io_context ioc_;  // the XML proxy's client connections
   ssl::context tls_;
   ssl::context client_tls_;
-  tcp::acceptor acceptor_;
   int store_fd_ = -1;
   int port_ = 0;
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
+  std::thread proxy_thread_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> proxy_work_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Counter& bytes_;
   prometheus::Counter& hash_misses_;
@@ -400,185 +347,421 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
   absl::Time started_;
 };
 
-// One TLS connection: handshake, then requests one after the other (keep-alive).
-class ProvisioningServer::Impl::Session : public std::enable_shared_from_this<Session> {
+// One serving thread: its own listening socket (SO_REUSEPORT: the kernel spreads connections
+// over the threads) and epoll set, TLS by OpenSSL directly on each connection's socket, Beast's
+// parser fed with what SSL_read gives. Every connection belongs to one thread for its life.
+class ProvisioningServer::Impl::Worker {
  public:
-  Session(tcp::socket socket, Impl& server)
-      : server_(server), source_(PeerIp(socket)), stream_(std::move(socket), server.tls()) {}
+  Worker(Impl& server, int listen_fd) : server_(server), listen_fd_(listen_fd) {}
+  ~Worker() {
+    for (auto& [fd, c] : conns_) Free(*c);
+    if (ep_ >= 0) ::close(ep_);
+    if (wake_ >= 0) ::close(wake_);
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+  }
+
+  absl::Status Init() {
+    ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ep_ < 0 || wake_ < 0) return absl::InternalError("epoll/eventfd");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd_;
+    ::epoll_ctl(ep_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    ev.data.fd = wake_;
+    ::epoll_ctl(ep_, EPOLL_CTL_ADD, wake_, &ev);
+    return absl::OkStatus();
+  }
 
   void Run() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()]() { self->Handshake(); });
+    epoll_event events[256];
+    absl::Time swept = absl::Now();
+    while (!stop_.load(std::memory_order_relaxed)) {
+      const int n = ::epoll_wait(ep_, events, 256, 1000);
+      now_ = absl::Now();
+      for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        if (fd == listen_fd_) {
+          AcceptAll();
+        } else if (fd == wake_) {
+          uint64_t v;
+          (void)!::read(wake_, &v, sizeof(v));
+          TakeDelivered();
+        } else if (auto it = conns_.find(fd); it != conns_.end()) {
+          Drive(*it->second);
+        }
+      }
+      if (now_ - swept >= absl::Seconds(1)) {
+        swept = now_;
+        SweepIdle();
+      }
+    }
+  }
+
+  void Stop() {
+    stop_ = true;
+    Wake();
+  }
+
+  // A proxied request's answer, from the proxy's thread.
+  void Deliver(uint64_t id, Answer a) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      delivered_.emplace_back(id, std::move(a));
+    }
+    Wake();
   }
 
  private:
-  void Handshake() {
-    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(10));
-    stream_.async_handshake(ssl::stream_base::server,
-                            [self = shared_from_this()](beast::error_code ec) {
-                              if (!ec) self->Read();
-                            });
+  enum class State { kHandshake, kReading, kWaiting, kWriting };
+  struct Conn {
+    uint64_t id = 0;
+    int fd = -1;
+    SSL* ssl = nullptr;
+    std::string source;
+    State state = State::kHandshake;
+    std::string in;  // read and decrypted, not parsed yet
+    boost::optional<http::request_parser<http::empty_body>> parser;
+    std::string out;  // to encrypt and send
+    size_t out_pos = 0;
+    std::shared_ptr<OpenFile> file;  // a large file's body, read as it is sent
+    uint64_t file_pos = 0;
+    uint64_t file_left = 0;
+    bool close_after = false;
+    absl::Time active;
+    // For the access log.
+    absl::Time started;
+    std::string method;
+    std::string target;
+    int status = 0;
+    uint64_t body_bytes = 0;
+  };
+
+  void Wake() {
+    const uint64_t one = 1;
+    (void)!::write(wake_, &one, sizeof(one));
   }
 
-  void Read() {
-    parser_.emplace();
-    parser_->header_limit(8 * 1024);
-    parser_->body_limit(0);
-    beast::get_lowest_layer(stream_).expires_after(
-        std::chrono::milliseconds(absl::ToInt64Milliseconds(server_.IdleTimeout())));
-    http::async_read(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
-  }
-
-  void OnRead(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == asio::error::operation_aborted) {
-      return Close();
+  void AcceptAll() {
+    while (true) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof(ss);
+      const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) return;  // EAGAIN, or a connection that went away meanwhile
+      std::string ip = AddressText(ss);
+      if (server_.Banned(ip)) {
+        server_.CountRefused();  // dropped before any TLS work
+        ::close(fd);
+        continue;
+      }
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      auto c = std::make_unique<Conn>();
+      c->id = next_id_++;
+      c->fd = fd;
+      c->source = std::move(ip);
+      c->active = now_;
+      c->ssl = SSL_new(server_.tls().native_handle());
+      if (c->ssl == nullptr || SSL_set_fd(c->ssl, fd) != 1) {
+        if (c->ssl) SSL_free(c->ssl);
+        ::close(fd);
+        continue;
+      }
+      SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+      SSL_set_accept_state(c->ssl);
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
+      ev.data.fd = fd;
+      ::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+      Conn& ref = *c;
+      by_id_[c->id] = fd;
+      conns_[fd] = std::move(c);
+      Drive(ref);
     }
-    started_ = absl::Now();
-    if (ec) {
+  }
+
+  static std::string AddressText(const sockaddr_storage& ss) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (ss.ss_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(ss).sin_addr, buf, sizeof(buf));
+      return buf;
+    }
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&a)) {
+      ::inet_ntop(AF_INET, a.s6_addr + 12, buf, sizeof(buf));
+    } else {
+      ::inet_ntop(AF_INET6, &a, buf, sizeof(buf));
+    }
+    return buf;
+  }
+
+  // Moves a connection on as far as its socket allows.
+  void Drive(Conn& c) {
+    while (true) {
+      switch (c.state) {
+        case State::kHandshake: {
+          const int r = SSL_do_handshake(c.ssl);
+          if (r == 1) {
+            c.state = State::kReading;
+            continue;
+          }
+          if (!Retry(c, r)) return Close(c);
+          return;
+        }
+        case State::kReading: {
+          if (Parse(c)) continue;  // a request is answered (or being proxied)
+          if (c.state != State::kReading) return Close(c);  // a request too bad to go on
+          char buf[16 * 1024];
+          const int r = SSL_read(c.ssl, buf, sizeof(buf));
+          if (r > 0) {
+            c.in.append(buf, static_cast<size_t>(r));
+            c.active = now_;
+            continue;
+          }
+          if (!Retry(c, r)) return Close(c);
+          return;
+        }
+        case State::kWaiting:
+          return;
+        case State::kWriting: {
+          if (c.out_pos < c.out.size()) {
+            const int r =
+                SSL_write(c.ssl, c.out.data() + c.out_pos,
+                          static_cast<int>(std::min<size_t>(c.out.size() - c.out_pos, 1 << 30)));
+            if (r > 0) {
+              c.out_pos += static_cast<size_t>(r);
+              c.active = now_;
+              continue;
+            }
+            if (!Retry(c, r)) return Close(c);
+            return;
+          }
+          if (c.file_left > 0) {
+            const size_t want = static_cast<size_t>(std::min<uint64_t>(c.file_left, 64 * 1024));
+            c.out.resize(want);
+            const ssize_t n =
+                ::pread(c.file->fd, c.out.data(), want, static_cast<off_t>(c.file_pos));
+            if (n <= 0) return Close(c);  // the file shrank or failed under us
+            c.out.resize(static_cast<size_t>(n));
+            c.out_pos = 0;
+            c.file_pos += static_cast<uint64_t>(n);
+            c.file_left -= static_cast<uint64_t>(n);
+            continue;
+          }
+          Finished(c, "");
+          c.file.reset();
+          c.out.clear();
+          c.out_pos = 0;
+          if (c.close_after) return Close(c);
+          c.state = State::kReading;
+          continue;
+        }
+      }
+    }
+  }
+
+  // True when SSL's answer only means "wait for the socket".
+  bool Retry(Conn& c, int r) {
+    const int err = SSL_get_error(c.ssl, r);
+    ERR_clear_error();
+    return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE;
+  }
+
+  // Parses what was read; true when a request was taken (answered, or handed to the proxy).
+  bool Parse(Conn& c) {
+    if (c.in.empty()) return false;
+    if (!c.parser) {
+      c.parser.emplace();
+      c.parser->header_limit(8 * 1024);
+      c.parser->body_limit(0);
+      c.parser->eager(true);
+    }
+    beast::error_code ec;
+    const size_t used = c.parser->put(asio::buffer(c.in), ec);
+    c.in.erase(0, used);
+    if (ec == http::error::need_more) {
+      if (c.in.size() > 16 * 1024)
+        ec = http::error::header_limit;
+      else
+        return false;
+    }
+    c.started = now_;
+    if (ec || !c.parser->is_done()) {
       // Malformed, oversized or with a body: answered 400 and the connection ends.
-      target_ = "<unparsed>";
-      method_ = "-";
+      c.method = "-";
+      c.target = "<unparsed>";
+      c.parser.reset();
+      c.in.clear();
       Answer a;
       a.status = http::status::bad_request;
       a.text = "bad request\n";
       a.close = true;
-      return Send(std::move(a), 11);
+      Respond(c, std::move(a), 11);
+      return true;
     }
-    const Request& req = parser_->get();
-    method_ = std::string(req.method_string());
-    target_ = RedactHash(absl::string_view(req.target().data(), req.target().size()));
-    Answer a = server_.Handle(req, source_);
+    Request req = c.parser->release();
+    c.parser.reset();
+    c.method = std::string(req.method_string());
+    c.target = RedactHash(absl::string_view(req.target().data(), req.target().size()));
+    Answer a = server_.Handle(req, c.source);
     if (!req.keep_alive()) a.close = true;
-    if (a.proxy) return Proxy(req, a.close);
-    Send(std::move(a), req.version());
+    if (a.proxy) {
+      Proxy(c, req, a.close);
+      return true;
+    }
+    Respond(c, std::move(a), req.version());
+    return true;
   }
 
-  // An XML feature: the request goes to the iPBX's XML port with its path and query; its
-  // answer comes back (status, Content-Type, body).
-  void Proxy(const Request& req, bool close) {
+  void Proxy(Conn& c, const Request& req, bool close) {
+    c.state = State::kWaiting;
+    c.close_after = close;
     XmlUpstream up = server_.Upstream();
-    const unsigned version = req.version();
     if (up.host.empty()) {
       Answer a;
       a.status = http::status::bad_gateway;
       a.kind = "xml";
       a.text = "no iPBX XML destination is configured\n";
       a.close = close;
-      return Send(std::move(a), version);
+      return Respond(c, std::move(a), req.version());
     }
     auto out = std::make_shared<http::request<http::empty_body>>(req.method(), req.target(), 11);
     out->set(http::field::host, absl::StrCat(up.host, ":", up.port));
-    out->set("X-Forwarded-For", source_);
+    out->set("X-Forwarded-For", c.source);
     for (http::field f :
          {http::field::user_agent, http::field::accept, http::field::accept_language}) {
       if (auto it = req.find(f); it != req.end()) out->set(f, it->value());
     }
     out->keep_alive(false);
-    auto call = std::make_shared<XmlCall>(stream_.get_executor(), server_, std::move(up), out,
-                                          [self = shared_from_this(), close, version](Answer a) {
-                                            a.close = a.close || close;
-                                            self->Send(std::move(a), version);
-                                          });
-    call->Run();
+    const uint64_t id = c.id;
+    auto call = std::make_shared<XmlCall>(server_.proxy_executor(), server_, std::move(up), out,
+                                          [this, id](Answer a) { Deliver(id, std::move(a)); });
+    asio::post(server_.proxy_executor(), [call]() { call->Run(); });
   }
 
-  void Send(Answer a, unsigned version) {
-    status_ = static_cast<int>(a.status);
-    const bool close = a.close;
-    auto common = [&](auto& res) {
-      for (auto& [f, v] : a.headers) res.set(f, v);
-      res.set(http::field::server, "rwg");
-      if (a.file == nullptr && a.memory == nullptr && !a.text.empty() &&
-          res.find(http::field::content_type) == res.end()) {
-        res.set(http::field::content_type, "text/plain; charset=utf-8");
+  void TakeDelivered() {
+    std::vector<std::pair<uint64_t, Answer>> batch;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      batch.swap(delivered_);
+    }
+    for (auto& [id, a] : batch) {
+      auto it = by_id_.find(id);
+      if (it == by_id_.end()) continue;  // the phone went away meanwhile
+      Conn& c = *conns_[it->second];
+      if (c.state != State::kWaiting) continue;
+      a.close = a.close || c.close_after;
+      Respond(c, std::move(a), 11);
+      Drive(c);
+    }
+  }
+
+  // Renders the answer's head (and a body from memory) into `out`; a file is read as it goes.
+  void Respond(Conn& c, Answer a, unsigned version) {
+    c.status = static_cast<int>(a.status);
+    c.close_after = a.close;
+    std::string& o = c.out;
+    o.clear();
+    c.out_pos = 0;
+    absl::StrAppend(&o, version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", c.status, " ",
+                    absl::string_view(http::obsolete_reason(a.status).data(),
+                                      http::obsolete_reason(a.status).size()),
+                    "\r\nServer: rwg\r\n");
+    bool has_type = false;
+    for (const auto& [f, v] : a.headers) {
+      has_type = has_type || f == http::field::content_type;
+      const auto name = http::to_string(f);
+      absl::StrAppend(&o, absl::string_view(name.data(), name.size()), ": ", v, "\r\n");
+    }
+    const bool body_kind = a.file != nullptr || a.memory != nullptr;
+    if (!body_kind && !a.text.empty() && !has_type) {
+      o += "Content-Type: text/plain; charset=utf-8\r\n";
+    }
+    const uint64_t length = body_kind ? a.length : a.text.size();
+    if (a.status != http::status::not_modified) {
+      absl::StrAppend(&o, "Content-Length: ", length, "\r\n");
+    }
+    if (a.close) {
+      o += "Connection: close\r\n";
+    } else if (version == 10) {
+      o += "Connection: keep-alive\r\n";
+    }
+    o += "\r\n";
+    c.body_bytes = a.head || a.status == http::status::not_modified ? 0 : length;
+    if (!a.head && a.status != http::status::not_modified) {
+      if (a.memory != nullptr) {
+        o.append(a.memory->data() + a.offset, a.length);
+      } else if (a.file != nullptr) {
+        c.file = std::move(a.file);
+        c.file_pos = a.offset;
+        c.file_left = a.length;
+      } else {
+        o += a.text;
       }
-      res.keep_alive(!close);
-    };
-    if (a.head) {
-      // HEAD: the GET's headers (its Content-Length included), no body.
-      auto res = std::make_shared<http::response<http::empty_body>>(a.status, version);
-      common(*res);
-      if (a.status != http::status::not_modified) {
-        res->set(
-            http::field::content_length,
-            std::to_string(a.file != nullptr || a.memory != nullptr ? a.length : a.text.size()));
-      }
-      body_bytes_ = 0;
-      server_.Count(a, 0);
-      return Write(res, close);
     }
-    if (a.file != nullptr || a.memory != nullptr) {
-      auto res = std::make_shared<http::response<FileRangeBody>>(a.status, version);
-      common(*res);
-      res->body() = FileRangeBody::value_type{a.file, a.memory, a.offset, a.length};
-      res->content_length(a.length);
-      body_bytes_ = a.length;
-      server_.Count(a, a.length);
-      return Write(res, close);
-    }
-    auto res = std::make_shared<http::response<http::string_body>>(a.status, version);
-    common(*res);
-    res->body() = std::move(a.text);
-    res->prepare_payload();
-    body_bytes_ = res->body().size();
-    server_.Count(a, body_bytes_);
-    Write(res, close);
+    server_.Count(a, c.body_bytes);
+    c.state = State::kWriting;
   }
 
-  template <class Response>
-  void Write(std::shared_ptr<Response> res, bool close) {
-    if constexpr (std::is_same_v<Response, http::response<http::empty_body>>) {
-      // A HEAD answer: the serializer must not try to send the announced body.
-      auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
-      sr->split(false);
-      http::async_write_header(
-          stream_, *sr, [self = shared_from_this(), res, sr, close](beast::error_code ec, size_t) {
-            self->OnWrite(ec, close);
-          });
-    } else {
-      http::async_write(stream_, *res,
-                        [self = shared_from_this(), res, close](beast::error_code ec, size_t) {
-                          self->OnWrite(ec, close);
-                        });
-    }
-  }
-
-  void OnWrite(beast::error_code ec, bool close) {
+  void Finished(Conn& c, const std::string& error) {
+    if (c.status == 0) return;
     if (server_.AccessLog()) {
       core::log::Info("request",
-                      {{"source", source_},
-                       {"method", method_},
-                       {"path", target_},
-                       {"status", std::to_string(status_)},
-                       {"bytes", std::to_string(body_bytes_)},
-                       {"ms", absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - started_))},
-                       {"error", ec ? ec.message() : ""}});
+                      {{"source", c.source},
+                       {"method", c.method},
+                       {"path", c.target},
+                       {"status", std::to_string(c.status)},
+                       {"bytes", std::to_string(c.body_bytes)},
+                       {"ms", absl::StrCat(absl::ToDoubleMilliseconds(now_ - c.started))},
+                       {"error", error}});
     }
-    if (ec) return;
-    if (close) return Close();
-    Read();
+    c.status = 0;
   }
 
-  void Close() {
-    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(5));
-    stream_.async_shutdown([self = shared_from_this()](beast::error_code) {
-      beast::error_code ignored;
-      beast::get_lowest_layer(self->stream_).socket().close(ignored);
-    });
+  void Close(Conn& c) {
+    if (c.state == State::kWriting) Finished(c, "connection lost");
+    const int fd = c.fd;
+    Free(c);
+    by_id_.erase(c.id);
+    conns_.erase(fd);  // destroys c
+  }
+
+  static void Free(Conn& c) {
+    if (c.ssl != nullptr) {
+      SSL_set_quiet_shutdown(c.ssl, 0);
+      (void)SSL_shutdown(c.ssl);  // close_notify if the socket takes it; no waiting for the peer's
+      ERR_clear_error();
+      SSL_free(c.ssl);
+      c.ssl = nullptr;
+    }
+    if (c.fd >= 0) ::close(c.fd);
+    c.fd = -1;
+  }
+
+  void SweepIdle() {
+    const absl::Duration idle = server_.IdleTimeout();
+    std::vector<int> stale;
+    for (auto& [fd, c] : conns_) {
+      // A handshake gets 10 s; a connection waiting for the iPBX is the proxy's to end.
+      const absl::Duration limit =
+          c->state == State::kHandshake ? std::min(idle, absl::Seconds(10)) : idle;
+      if (c->state != State::kWaiting && now_ - c->active > limit) stale.push_back(fd);
+    }
+    for (int fd : stale) Close(*conns_[fd]);
   }
 
   Impl& server_;
-  std::string source_;
-  beast::ssl_stream<beast::tcp_stream> stream_;
-  beast::flat_buffer buffer_;
-  boost::optional<http::request_parser<http::empty_body>> parser_;
-  absl::Time started_;
-  std::string method_;
-  std::string target_;
-  int status_ = 0;
-  uint64_t body_bytes_ = 0;
+  int listen_fd_;
+  int ep_ = -1;
+  int wake_ = -1;
+  std::atomic<bool> stop_{false};
+  absl::Time now_ = absl::Now();
+  uint64_t next_id_ = 1;
+  std::unordered_map<int, std::unique_ptr<Conn>> conns_;  // by socket
+  std::unordered_map<uint64_t, int> by_id_;
+  std::mutex mu_;
+  std::vector<std::pair<uint64_t, Answer>> delivered_;  // guarded by mu_
 };
 
 ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Miss(const std::string& source) {
@@ -766,55 +949,47 @@ absl::Status ProvisioningServer::Impl::Start() {
     return absl::InvalidArgumentError(absl::StrCat("listen: '", host, "' is not an IP address"));
   }
   tcp::endpoint ep(address, static_cast<unsigned short>(port));
-  acceptor_.open(ep.protocol(), ec);
-  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(ep, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat("listen on ", options_.listen, ": ", ec.message()));
-  }
-  port_ = acceptor_.local_endpoint().port();
-  Accept();
+  // One listening socket per serving thread on the same address (SO_REUSEPORT).
   for (int i = 0; i < std::max(1, options_.threads); ++i) {
-    threads_.emplace_back([this]() { ioc_.run(); });
+    const int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    if (fd >= 0) {
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
+    tcp::endpoint bind_to(address, static_cast<unsigned short>(i == 0 ? port : port_));
+    if (fd < 0 || ::bind(fd, bind_to.data(), static_cast<socklen_t>(bind_to.size())) != 0 ||
+        ::listen(fd, SOMAXCONN) != 0) {
+      const std::string why = strerror(errno);
+      if (fd >= 0) ::close(fd);
+      workers_.clear();
+      return absl::UnavailableError(absl::StrCat("listen on ", options_.listen, ": ", why));
+    }
+    if (i == 0) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof(ss);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+      port_ = ntohs(ss.ss_family == AF_INET ? reinterpret_cast<sockaddr_in&>(ss).sin_port
+                                            : reinterpret_cast<sockaddr_in6&>(ss).sin6_port);
+    }
+    auto w = std::make_unique<Worker>(*this, fd);
+    if (absl::Status s = w->Init(); !s.ok()) return s;
+    workers_.push_back(std::move(w));
   }
+  for (auto& w : workers_) threads_.emplace_back([w = w.get()]() { w->Run(); });
+  proxy_work_.emplace(asio::make_work_guard(ioc_));
+  proxy_thread_ = std::thread([this]() { ioc_.run(); });
   return absl::OkStatus();
 }
 
-void ProvisioningServer::Impl::Accept() {
-  auto on_accept = [this](beast::error_code ec, tcp::socket s) {
-    if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      const std::string ip = PeerIp(s);
-      if (state_.Banned(ip)) {
-        CountRefused();  // dropped before any TLS work
-        beast::error_code ignored;
-        s.close(ignored);
-      } else {
-        beast::error_code ignored;
-        s.set_option(tcp::no_delay(true), ignored);  // answers leave at once, not after an ACK
-        std::make_shared<Session>(std::move(s), *this)->Run();
-      }
-    }
-    Accept();
-  };
-  // A connection's handlers run one at a time: on a strand when several threads serve.
-  if (options_.threads > 1) {
-    acceptor_.async_accept(asio::make_strand(ioc_), std::move(on_accept));
-  } else {
-    acceptor_.async_accept(ioc_.get_executor(), std::move(on_accept));
-  }
-}
-
 void ProvisioningServer::Impl::Stop() {
-  beast::error_code ignored;
-  asio::post(ioc_, [this]() {
-    beast::error_code e;
-    acceptor_.close(e);
-  });
-  ioc_.stop();
+  for (auto& w : workers_) w->Stop();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  proxy_work_.reset();
+  ioc_.stop();
+  if (proxy_thread_.joinable()) proxy_thread_.join();
+  workers_.clear();  // closes the connections left
   if (store_fd_ >= 0) ::close(store_fd_);
   store_fd_ = -1;
 }
