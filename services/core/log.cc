@@ -91,11 +91,25 @@ void Init(absl::string_view service, absl::string_view level) {
   logger.set_level(spdlog::level::from_str(std::string(level)));
 }
 
+// The timestamp, formatted once per millisecond per thread (busy services log many lines a
+// millisecond).
+static const std::string& Timestamp() {
+  thread_local int64_t last_ms = -1;
+  thread_local std::string text;
+  const absl::Time now = absl::Now();
+  const int64_t ms = absl::ToUnixMillis(now);
+  if (ms != last_ms) {
+    last_ms = ms;
+    text = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now, absl::UTCTimeZone());
+  }
+  return text;
+}
+
 std::string Format(absl::string_view level, absl::string_view msg,
                    std::initializer_list<Field> fields) {
-  std::string out = absl::StrCat(
-      "ts=", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-      " level=", level, " service=");
+  std::string out;
+  out.reserve(160);
+  absl::StrAppend(&out, "ts=", Timestamp(), " level=", level, " service=");
   {
     std::lock_guard<std::mutex> lock(g_mu);
     out.append(g_service);

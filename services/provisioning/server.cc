@@ -74,6 +74,10 @@ class FileCache {
     std::string etag;
     std::string last_modified;
     std::shared_ptr<const std::string> data;
+    // Header lines every answer for the file carries (ETag, Last-Modified, Accept-Ranges,
+    // Cache-Control), and its Content-Type line: rendered once.
+    std::string validators;
+    std::string type;
   };
 
   std::shared_ptr<const Entry> Get(const std::string& name, const FileInfo& now) {
@@ -181,6 +185,8 @@ class ProvisioningServer::Impl {
     std::string text;  // error bodies
     std::shared_ptr<OpenFile> file;
     std::shared_ptr<const std::string> memory;
+    std::shared_ptr<const FileCache::Entry> entry;  // a file's prebuilt header lines
+    bool with_type = false;                         // ...its Content-Type line too
     uint64_t offset = 0;
     uint64_t length = 0;
     std::vector<std::pair<http::field, std::string>> headers;
@@ -207,6 +213,7 @@ class ProvisioningServer::Impl {
   ssl::context& tls() { return tls_; }
   bool Banned(const std::string& ip) const { return state_.Banned(ip); }
   XmlUpstream Upstream() const { return state_.Upstream(); }
+  const std::string& Date() const { return DateNow(clock_.Now()); }
   ssl::context& client_tls() { return client_tls_; }
   asio::any_io_executor proxy_executor() { return ioc_.get_executor(); }
   bool VerifyUpstream() const { return !options_.xml_ca_file.empty(); }
@@ -667,8 +674,12 @@ class ProvisioningServer::Impl::Worker {
     absl::StrAppend(&o, version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", c.status, " ",
                     absl::string_view(http::obsolete_reason(a.status).data(),
                                       http::obsolete_reason(a.status).size()),
-                    "\r\nServer: rwg\r\n");
-    bool has_type = false;
+                    "\r\nServer: rwg\r\nDate: ", server_.Date(), "\r\n");
+    if (a.entry != nullptr) {
+      o += a.entry->validators;
+      if (a.with_type) o += a.entry->type;
+    }
+    bool has_type = a.with_type;
     for (const auto& [f, v] : a.headers) {
       has_type = has_type || f == http::field::content_type;
       const auto name = http::to_string(f);
@@ -847,6 +858,9 @@ ProvisioningServer::Impl::Answer ProvisioningServer::Impl::ServeFile(const Reque
     e->info = InfoOf(st);
     e->etag = ETagFor(e->info);
     e->last_modified = HttpDate(e->info.modified);
+    e->validators = absl::StrCat("ETag: ", e->etag, "\r\nLast-Modified: ", e->last_modified,
+                                 "\r\nAccept-Ranges: bytes\r\nCache-Control: no-cache\r\n");
+    e->type = absl::StrCat("Content-Type: ", ContentTypeFor(name), "\r\n");
     if (e->info.size <= FileCache::kMaxFile) {
       auto data = std::make_shared<std::string>(e->info.size, '\0');
       if (::pread(fd, data->data(), data->size(), 0) == static_cast<ssize_t>(data->size())) {
@@ -860,11 +874,7 @@ ProvisioningServer::Impl::Answer ProvisioningServer::Impl::ServeFile(const Reque
   const std::string& etag = cached->etag;
   Answer a;
   a.kind = kind;
-  a.headers = {{http::field::etag, etag},
-               {http::field::last_modified, cached->last_modified},
-               {http::field::accept_ranges, "bytes"},
-               {http::field::cache_control, "no-cache"},
-               {http::field::date, DateNow(clock_.Now())}};
+  a.entry = cached;
   auto header = [&](http::field f) {
     auto it = req.find(f);
     return it == req.end() ? absl::string_view()
@@ -894,7 +904,7 @@ ProvisioningServer::Impl::Answer ProvisioningServer::Impl::ServeFile(const Reque
       a.length = info.size;
       break;
   }
-  a.headers.push_back({http::field::content_type, ContentTypeFor(name)});
+  a.with_type = true;
   if (cached->data != nullptr) {
     a.memory = cached->data;
   } else {
