@@ -924,6 +924,9 @@ absl::Status ProvisioningServer::Impl::Start() {
   tls_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                    ssl::context::no_sslv3 | ssl::context::single_dh_use);
   SSL_CTX_set_options(tls_.native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // Resumption goes by session tickets (stateless), so no server-side session cache: it
+  // would cost an insertion per handshake and a sweep of the whole cache every 255.
+  SSL_CTX_set_session_cache_mode(tls_.native_handle(), SSL_SESS_CACHE_OFF);
   beast::error_code ec;
   tls_.use_certificate_chain_file(options_.cert_file, ec);
   if (ec) {
