@@ -1,4 +1,6 @@
 // provisioning: the HTTPS download server phones fetch their configuration from (R-PROV).
+#include <sys/resource.h>
+
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -42,6 +44,8 @@ int Main(int argc, char** argv) {
       ->required();
   opts.Add("instance", instance, "name of this instance (in bans it makes)");
   opts.Add("threads", o.threads, "HTTPS serving threads (default: one per core)");
+  opts.Add("max-connections", o.max_connections,
+           "open HTTPS connections at most; more are closed at once");
   opts.Add("ban-misses", o.ban_misses, "hash misses from one source that ban it");
   opts.Add("ban-window-seconds", ban_window_seconds, "window the misses are counted in");
   opts.Add("ban-seconds", ban_seconds, "how long a ban lasts");
@@ -68,6 +72,13 @@ int Main(int argc, char** argv) {
   core::log::Init("provisioning", server.log_level);
   if (o.threads < 1 || o.threads > 256) return Fail("threads: between 1 and 256");
   if (o.ban_misses < 1) return Fail("ban-misses: 1 or more");
+  if (o.max_connections < 1) return Fail("max-connections: 1 or more");
+  // Every connection is a descriptor: take what the hard limit allows.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   if (ban_window_seconds < 1 || ban_seconds < 1 || idle_seconds < 1) {
     return Fail("ban-window-seconds, ban-seconds, idle-timeout-seconds: 1 or more");
   }

@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <prometheus/counter.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -162,9 +163,13 @@ class ProvisioningServer::Impl {
                   .Add({})),
         refused_(prometheus::BuildCounter()
                      .Name("rwg_provisioning_refused_connections_total")
-                     .Help("Connections closed at once: banned source")
-                     .Register(registry)
-                     .Add({})),
+                     .Help("Connections closed at once, by reason (banned, limit)")
+                     .Register(registry)),
+        connections_(prometheus::BuildGauge()
+                         .Name("rwg_provisioning_connections")
+                         .Help("Open HTTPS connections")
+                         .Register(registry)
+                         .Add({})),
         upstream_seconds_(prometheus::BuildHistogram()
                               .Name("rwg_provisioning_upstream_seconds")
                               .Help("Time the iPBX's XML port took to answer a proxied request")
@@ -219,7 +224,11 @@ class ProvisioningServer::Impl {
   bool VerifyUpstream() const { return !options_.xml_ca_file.empty(); }
   absl::Duration XmlTimeout() const { return options_.xml_timeout; }
   void ObserveUpstream(absl::Duration d) { upstream_seconds_.Observe(absl::ToDoubleSeconds(d)); }
-  void CountRefused() { refused_.Increment(); }
+  void CountRefused(const char* reason) { refused_.Add({{"reason", reason}}).Increment(); }
+  prometheus::Gauge& connections() { return connections_; }
+  int ConnectionLimit() const {
+    return std::max(1, options_.max_connections / std::max(1, options_.threads));
+  }
 
  private:
   Answer Error(http::status s, const char* text, const char* kind = "other") {
@@ -250,7 +259,8 @@ class ProvisioningServer::Impl {
   prometheus::Counter& bytes_;
   prometheus::Counter& hash_misses_;
   prometheus::Counter& bans_;
-  prometheus::Counter& refused_;
+  prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Gauge& connections_;
   prometheus::Histogram& upstream_seconds_;
 };
 
@@ -361,7 +371,10 @@ class ProvisioningServer::Impl::Worker {
  public:
   Worker(Impl& server, int listen_fd) : server_(server), listen_fd_(listen_fd) {}
   ~Worker() {
-    for (auto& [fd, c] : conns_) Free(*c);
+    for (auto& [fd, c] : conns_) {
+      Free(*c);
+      server_.connections().Decrement();
+    }
     if (ep_ >= 0) ::close(ep_);
     if (wake_ >= 0) ::close(wake_);
     if (listen_fd_ >= 0) ::close(listen_fd_);
@@ -384,8 +397,9 @@ class ProvisioningServer::Impl::Worker {
     epoll_event events[256];
     absl::Time swept = absl::Now();
     while (!stop_.load(std::memory_order_relaxed)) {
-      const int n = ::epoll_wait(ep_, events, 256, 1000);
+      const int n = ::epoll_wait(ep_, events, 256, accept_paused_until_ ? 20 : 1000);
       now_ = absl::Now();
+      if (accept_paused_until_ && now_ >= *accept_paused_until_) ResumeAccepting();
       for (int i = 0; i < n; ++i) {
         const int fd = events[i].data.fd;
         if (fd == listen_fd_) {
@@ -455,10 +469,19 @@ class ProvisioningServer::Impl::Worker {
       socklen_t len = sizeof(ss);
       const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len,
                                SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;  // EAGAIN, or a connection that went away meanwhile
+      if (fd < 0) {
+        // Out of descriptors: stop accepting for a moment rather than spin on the socket.
+        if (errno == EMFILE || errno == ENFILE) PauseAccepting();
+        return;  // EAGAIN, or a connection that went away meanwhile
+      }
       std::string ip = AddressText(ss);
       if (server_.Banned(ip)) {
-        server_.CountRefused();  // dropped before any TLS work
+        server_.CountRefused("banned");  // dropped before any TLS work
+        ::close(fd);
+        continue;
+      }
+      if (static_cast<int>(conns_.size()) >= server_.ConnectionLimit()) {
+        server_.CountRefused("limit");
         ::close(fd);
         continue;
       }
@@ -484,8 +507,23 @@ class ProvisioningServer::Impl::Worker {
       Conn& ref = *c;
       by_id_[c->id] = fd;
       conns_[fd] = std::move(c);
+      server_.connections().Increment();
       Drive(ref);
     }
+  }
+
+  void PauseAccepting() {
+    ::epoll_ctl(ep_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+    accept_paused_until_ = now_ + absl::Milliseconds(100);
+    core::log::Warn("out of file descriptors; not accepting for 100 ms", {});
+  }
+
+  void ResumeAccepting() {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd_;
+    ::epoll_ctl(ep_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    accept_paused_until_.reset();
   }
 
   static std::string AddressText(const sockaddr_storage& ss) {
@@ -736,6 +774,7 @@ class ProvisioningServer::Impl::Worker {
     Free(c);
     by_id_.erase(c.id);
     conns_.erase(fd);  // destroys c
+    server_.connections().Decrement();
   }
 
   static void Free(Conn& c) {
@@ -769,6 +808,7 @@ class ProvisioningServer::Impl::Worker {
   std::atomic<bool> stop_{false};
   absl::Time now_ = absl::Now();
   uint64_t next_id_ = 1;
+  std::optional<absl::Time> accept_paused_until_;
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;  // by socket
   std::unordered_map<uint64_t, int> by_id_;
   std::mutex mu_;

@@ -23,7 +23,8 @@ struct ServerOptions {
   std::string key_file;   // PEM private key
   std::string store_dir;  // the files phones fetch (a volume on Kubernetes)
   int threads = 2;
-  int ban_misses = 20;  // hash misses from one source within ban_window bans it
+  int max_connections = 20000;  // open HTTPS connections; more are closed at once
+  int ban_misses = 20;          // hash misses from one source within ban_window bans it
   absl::Duration ban_window = absl::Seconds(60);
   absl::Duration ban_length = absl::Minutes(10);
   absl::Duration idle_timeout = absl::Seconds(30);

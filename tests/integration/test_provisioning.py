@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import os
 import re
+import socket
 import ssl
 import subprocess
 import threading
@@ -315,6 +316,40 @@ class ProvisioningTest(rwgtest.TempDirTest):
             self.assertEqual(digest, want[name], name)
         print(f"\n400 downloads (8 GB of firmware) in {elapsed:.1f} s")
         self.assertIsNone(self.prov.proc.poll())
+
+    def test_connections_over_the_limit_are_closed(self):
+        port = rwgtest.free_port()
+        small = rwgtest.Service("provisioning", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--listen", f"127.0.0.1:{port}", "--https-cert-file", self.certs["cert"],
+            "--https-key-file", self.certs["key"], "--store-dir", self.store,
+            "--api-token-file", os.path.join(self.tmp, "store-token"), "--threads", "1",
+            "--max-connections", "2"])
+        small.log_path = os.path.join(self.tmp, "provisioning-small.log")
+        small.start()
+        self.addCleanup(small.stop)
+        ctx = ssl.create_default_context(cafile=self.certs["ca"])
+        held = []
+        for _ in range(2):  # two idle phones hold their connections
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)),
+                                server_hostname="localhost")
+            self.addCleanup(s.close)
+            held.append(s)
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+            extra = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                                    server_hostname="localhost")
+            extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            if not extra.recv(100):
+                raise ConnectionError("closed")
+        metrics = urllib.request.urlopen(
+            f"http://127.0.0.1:{small.ports['metrics']}/metrics", timeout=5).read().decode()
+        self.assertRegex(metrics, r'rwg_provisioning_refused_connections_total\{reason="limit"\} [1-9]')
+        self.assertRegex(metrics, r"(?m)^rwg_provisioning_connections 2")
+        # A phone that lets go makes room.
+        held[0].close()
+        rwgtest.wait_until("room again", lambda: subprocess.run(
+            ["curl", "-sf", "--cacert", self.certs["ca"], "-o", "/dev/null",
+             f"https://localhost:{port}{self.path('aastra.cfg')}"]).returncode == 0, timeout=5)
 
     def test_regenerated_hash_applies_without_restart(self):
         old = self.hash
