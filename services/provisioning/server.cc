@@ -556,7 +556,6 @@ class ProvisioningServer::Impl::Worker {
         }
         case State::kReading: {
           if (Parse(c)) continue;  // a request is answered (or being proxied)
-          if (c.state != State::kReading) return Close(c);  // a request too bad to go on
           char buf[16 * 1024];
           const int r = SSL_read(c.ssl, buf, sizeof(buf));
           if (r > 0) {
@@ -967,6 +966,8 @@ absl::Status ProvisioningServer::Impl::Start() {
   // Resumption goes by session tickets (stateless), so no server-side session cache: it
   // would cost an insertion per handshake and a sweep of the whole cache every 255.
   SSL_CTX_set_session_cache_mode(tls_.native_handle(), SSL_SESS_CACHE_OFF);
+  // Read what the socket holds in one go, not a record header then its body.
+  SSL_CTX_set_read_ahead(tls_.native_handle(), 1);
   beast::error_code ec;
   tls_.use_certificate_chain_file(options_.cert_file, ec);
   if (ec) {
