@@ -15,11 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -73,7 +71,6 @@ class FileCache {
   struct Entry {
     FileInfo info;
     std::string etag;
-    std::string last_modified;
     std::shared_ptr<const std::string> data;
     // Header lines every answer for the file carries (ETag, Last-Modified, Accept-Ranges,
     // Cache-Control), and its Content-Type line: rendered once.
@@ -310,6 +307,7 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     http::async_write(stream_, *req_, [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->Fail(ec);
       self->parser_.body_limit(1024 * 1024);
+      self->parser_.skip(self->req_->method() == http::verb::head);  // no body follows
       http::async_read(self->stream_, self->buffer_, self->parser_,
                        [self](beast::error_code ec, size_t) {
                          if (ec) return self->Fail(ec);
@@ -325,6 +323,8 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     a.status = res.result();
     a.kind = "xml";
     a.text = res.body();
+    // A HEAD answer: no body, the length the iPBX announced.
+    if (parser_.content_length()) a.length = *parser_.content_length();
     if (auto it = res.find(http::field::content_type); it != res.end()) {
       a.headers.push_back({http::field::content_type, std::string(it->value())});
     }
@@ -449,6 +449,7 @@ class ProvisioningServer::Impl::Worker {
     uint64_t file_pos = 0;
     uint64_t file_left = 0;
     bool close_after = false;
+    unsigned version = 11;  // the request's HTTP version (10 or 11)
     absl::Time active;
     // For the access log.
     absl::Time started;
@@ -635,17 +636,19 @@ class ProvisioningServer::Impl::Worker {
       // Malformed, oversized or with a body: answered 400 and the connection ends.
       c.method = "-";
       c.target = "<unparsed>";
+      c.version = 11;
       c.parser.reset();
       c.in.clear();
       Answer a;
       a.status = http::status::bad_request;
       a.text = "bad request\n";
       a.close = true;
-      Respond(c, std::move(a), 11);
+      Respond(c, std::move(a));
       return true;
     }
     Request req = c.parser->release();
     c.parser.reset();
+    c.version = req.version();
     c.method = std::string(req.method_string());
     c.target = RedactHash(absl::string_view(req.target().data(), req.target().size()));
     Answer a = server_.Handle(req, c.source);
@@ -654,7 +657,7 @@ class ProvisioningServer::Impl::Worker {
       Proxy(c, req, a.close);
       return true;
     }
-    Respond(c, std::move(a), req.version());
+    Respond(c, std::move(a));
     return true;
   }
 
@@ -668,7 +671,8 @@ class ProvisioningServer::Impl::Worker {
       a.kind = "xml";
       a.text = "no iPBX XML destination is configured\n";
       a.close = close;
-      return Respond(c, std::move(a), req.version());
+      a.head = req.method() == http::verb::head;
+      return Respond(c, std::move(a));
     }
     auto out = std::make_shared<http::request<http::empty_body>>(req.method(), req.target(), 11);
     out->set(http::field::host, absl::StrCat(up.host, ":", up.port));
@@ -679,8 +683,12 @@ class ProvisioningServer::Impl::Worker {
     }
     out->keep_alive(false);
     const uint64_t id = c.id;
+    const bool head = req.method() == http::verb::head;
     auto call = std::make_shared<XmlCall>(server_.proxy_executor(), server_, std::move(up), out,
-                                          [this, id](Answer a) { Deliver(id, std::move(a)); });
+                                          [this, id, head](Answer a) {
+                                            a.head = head;  // the iPBX's headers, no body
+                                            Deliver(id, std::move(a));
+                                          });
     asio::post(server_.proxy_executor(), [call]() { call->Run(); });
   }
 
@@ -696,13 +704,14 @@ class ProvisioningServer::Impl::Worker {
       Conn& c = *conns_[it->second];
       if (c.state != State::kWaiting) continue;
       a.close = a.close || c.close_after;
-      Respond(c, std::move(a), 11);
+      Respond(c, std::move(a));
       Drive(c);
     }
   }
 
   // Renders the answer's head (and a body from memory) into `out`; a file is read as it goes.
-  void Respond(Conn& c, Answer a, unsigned version) {
+  void Respond(Conn& c, Answer a) {
+    const unsigned version = c.version;
     c.status = static_cast<int>(a.status);
     c.close_after = a.close;
     std::string& o = c.out;
@@ -726,7 +735,8 @@ class ProvisioningServer::Impl::Worker {
     if (!body_kind && !a.text.empty() && !has_type) {
       o += "Content-Type: text/plain; charset=utf-8\r\n";
     }
-    const uint64_t length = body_kind ? a.length : a.text.size();
+    // A text answer's length is its text's (a proxied HEAD answer's, the one the iPBX gave).
+    const uint64_t length = body_kind ? a.length : std::max<uint64_t>(a.text.size(), a.length);
     if (a.status != http::status::not_modified) {
       absl::StrAppend(&o, "Content-Length: ", length, "\r\n");
     }
@@ -896,9 +906,9 @@ ProvisioningServer::Impl::Answer ProvisioningServer::Impl::ServeFile(const Reque
     auto e = std::make_shared<FileCache::Entry>();
     e->info = InfoOf(st);
     e->etag = ETagFor(e->info);
-    e->last_modified = HttpDate(e->info.modified);
-    e->validators = absl::StrCat("ETag: ", e->etag, "\r\nLast-Modified: ", e->last_modified,
-                                 "\r\nAccept-Ranges: bytes\r\nCache-Control: no-cache\r\n");
+    e->validators =
+        absl::StrCat("ETag: ", e->etag, "\r\nLast-Modified: ", HttpDate(e->info.modified),
+                     "\r\nAccept-Ranges: bytes\r\nCache-Control: no-cache\r\n");
     e->type = absl::StrCat("Content-Type: ", ContentTypeFor(name), "\r\n");
     if (e->info.size <= FileCache::kMaxFile) {
       auto data = std::make_shared<std::string>(e->info.size, '\0');
@@ -972,12 +982,12 @@ absl::Status ProvisioningServer::Impl::Start() {
   tls_.use_certificate_chain_file(options_.cert_file, ec);
   if (ec) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tls-cert-file: '", options_.cert_file, "': ", ec.message()));
+        absl::StrCat("https-cert-file: '", options_.cert_file, "': ", ec.message()));
   }
   tls_.use_private_key_file(options_.key_file, ssl::context::pem, ec);
   if (ec) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tls-key-file: '", options_.key_file, "': ", ec.message()));
+        absl::StrCat("https-key-file: '", options_.key_file, "': ", ec.message()));
   }
   SSL_CTX_set_min_proto_version(client_tls_.native_handle(), TLS1_2_VERSION);
   if (!options_.xml_ca_file.empty()) {

@@ -235,7 +235,10 @@ class ProvisioningTest(rwgtest.TempDirTest):
                 self.send_header("Content-Type", "text/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET
 
             def log_message(self, *args):
                 pass
@@ -257,6 +260,12 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertTrue(self.header(headers, "Content-Type").startswith("text/xml"))
         self.assertEqual(seen[-1][1], "127.0.0.1")
         self.assertRegex(self.metrics(), r"rwg_provisioning_upstream_seconds_count [1-9]")
+        # HEAD: the iPBX's status and length, no body, no waiting for one.
+        status, headers, body = self.curl(target, method="HEAD")
+        self.assertEqual((status, body), (200, b""))
+        self.assertEqual(self.header(headers, "Content-Length"),
+                         str(len(f"<AastraIPPhoneTextScreen><Text>{target}</Text>"
+                                 "</AastraIPPhoneTextScreen>")))
         # A slow iPBX: 504 after the timeout (1 s here), not after its answer.
         started = time.monotonic()
         status, _, body = self.curl(f"/{self.hash}/slow/feature")
