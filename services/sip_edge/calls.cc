@@ -1341,72 +1341,70 @@ int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_
     return 0;
   }
   core::log::Debug("CANCEL received", {});
-  // The cancelled INVITE's Call-ID finds the call (the INVITE came from either side).
+  auto [c, side] = self->ByInvite(irq, false);
+  if (c == nullptr) return 0;
+  c->end_reason = side->set ? "cancelled by the phone" : "cancelled by the iPBX";
+  self->Answer(*c, *side, 487, "Request Terminated", "");
+  self->Hangup(*c, side, c->end_reason.c_str());
+  return 0;
+}
+
+// The call and side whose INVITE `irq` is, found by its Call-ID (the INVITE came from either
+// side); `ack`: among the INVITEs answered with rwg's offer and kept for their ACK.
+std::pair<Calls::Call*, Calls::Side*> Calls::ByInvite(nta_incoming_t* irq, bool ack) {
   msg_t* request = nta_incoming_getrequest(irq);
   const sip_t* invite = request ? sip_object(request) : nullptr;
   const std::string call_id = invite && invite->sip_call_id ? invite->sip_call_id->i_id : "";
   msg_destroy(request);
   for (const char* prefix : {"s|", "i|"}) {
-    auto it = self->by_dialog_.find(absl::StrCat(prefix, call_id));
-    if (it == self->by_dialog_.end()) continue;
+    auto it = by_dialog_.find(absl::StrCat(prefix, call_id));
+    if (it == by_dialog_.end()) continue;
     Call& c = *it->second;
-    Side* side = c.set.irq == irq ? &c.set : c.icp.irq == irq ? &c.icp : nullptr;
-    if (side == nullptr) continue;
-    c.end_reason = side->set ? "cancelled by the phone" : "cancelled by the iPBX";
-    self->Answer(c, *side, 487, "Request Terminated", "");
-    self->Hangup(c, side, c.end_reason.c_str());
-    return 0;
+    for (Side* side : {&c.set, &c.icp}) {
+      if ((ack ? side->ack_irq : side->irq) == irq) return {&c, side};
+    }
   }
-  return 0;
+  return {nullptr, nullptr};
 }
 
 // The caller's ACK of a 2xx that carried rwg's offer (delayed offer): its answer goes to the
 // relay. No usable answer, or no ACK at all (sip null: 32 s passed), ends the call.
 void Calls::OnAck(nta_incoming_t* irq, const sip_t* sip) {
-  msg_t* request = nta_incoming_getrequest(irq);
-  const sip_t* invite = request ? sip_object(request) : nullptr;
-  const std::string call_id = invite && invite->sip_call_id ? invite->sip_call_id->i_id : "";
-  msg_destroy(request);
+  auto [found, side] = ByInvite(irq, true);
   nta_incoming_destroy(irq);
-  for (const char* prefix : {"s|", "i|"}) {
-    auto it = by_dialog_.find(absl::StrCat(prefix, call_id));
-    if (it == by_dialog_.end()) continue;
-    Call& c = *it->second;
-    Side* side = c.set.ack_irq == irq ? &c.set : c.icp.ack_irq == irq ? &c.icp : nullptr;
-    if (side == nullptr) continue;
-    side->ack_irq = nullptr;
-    if (c.state == Call::State::kEnded) return;
-    const std::string sdp = PayloadOf(sip);
-    absl::StatusOr<AudioStream> answer =
-        sip == nullptr ? absl::DeadlineExceededError("no ACK")
-        : sdp.empty()  ? absl::InvalidArgumentError("sdp: no answer in the ACK")
-                       : ReadFrom(c, side->set, sdp);
-    if (!answer.ok()) {
-      core::log::Info("answer refused",
-                      {{"call", c.id}, {"error", std::string(answer.status().message())}});
-      c.bye_reason = "SIP;cause=488;text=\"no usable answer in the ACK\"";
-      c.end_reason = "no usable answer in the ACK";
-      return Hangup(c, nullptr, c.end_reason.c_str());
-    }
-    side->media = *answer;
-    RelayRemote remote = RemoteOf(*answer);
-    const std::string id = c.id;
-    c.relay_busy = true;
-    relays_.Update(*c.media, side->set ? &remote : nullptr, side->set ? nullptr : &remote, false,
-                   false, [this, id](absl::StatusOr<RelaySession> s) {
-                     auto it = calls_.find(id);
-                     if (it == calls_.end()) return;
-                     Call& c = *it->second;
-                     c.relay_busy = false;
-                     if (c.state == Call::State::kEnded) return Forget(c);
-                     if (!s.ok()) {
-                       c.end_reason = "media";
-                       return Hangup(c, nullptr, "media");
-                     }
-                     c.media = *s;
-                   });
-    return;
+  if (found == nullptr) return;
+  Call& c = *found;
+  side->ack_irq = nullptr;
+  if (c.state == Call::State::kEnded) return;
+  const std::string sdp = PayloadOf(sip);
+  absl::StatusOr<AudioStream> answer = sip == nullptr ? absl::DeadlineExceededError("no ACK")
+                                       : sdp.empty()
+                                           ? absl::InvalidArgumentError("sdp: no answer in the ACK")
+                                           : ReadFrom(c, side->set, sdp);
+  if (!answer.ok()) {
+    core::log::Info("answer refused",
+                    {{"call", c.id}, {"error", std::string(answer.status().message())}});
+    c.bye_reason = "SIP;cause=488;text=\"no usable answer in the ACK\"";
+    c.end_reason = "no usable answer in the ACK";
+    return Hangup(c, nullptr, c.end_reason.c_str());
   }
+  side->media = *answer;
+  RelayRemote remote = RemoteOf(*answer);
+  const std::string id = c.id;
+  c.relay_busy = true;
+  relays_.Update(*c.media, side->set ? &remote : nullptr, side->set ? nullptr : &remote, false,
+                 false, [this, id](absl::StatusOr<RelaySession> s) {
+                   auto it = calls_.find(id);
+                   if (it == calls_.end()) return;
+                   Call& c = *it->second;
+                   c.relay_busy = false;
+                   if (c.state == Call::State::kEnded) return Forget(c);
+                   if (!s.ok()) {
+                     c.end_reason = "media";
+                     return Hangup(c, nullptr, "media");
+                   }
+                   c.media = *s;
+                 });
 }
 
 void Calls::Hangup(Call& call, Side* except, const char* why) {

@@ -182,6 +182,7 @@ class Calls {
 
   static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);
   void OnAck(nta_incoming_t* irq, const sip_t* sip);
+  std::pair<Call*, Side*> ByInvite(nta_incoming_t* irq, bool ack);
   static int OnPrack(nta_reliable_magic_t* magic, nta_reliable_t* rel, nta_incoming_t* prack,
                      const sip_t* sip);
   bool Prack(Side& to, const sip_t* sip);
