@@ -330,3 +330,25 @@ def start_control(test, admin_password):
     test.ctl = Rwgctl(test.control.grpc_address, test.certs["ca"], os.path.join(test.tmp, "cli"))
     wait_until("control", lambda: test.ctl.run("health").stdout.strip() == "SERVING")
     test.ctl.ok("login", password=admin_password)
+
+
+def assert_old_tls_refused(test, port, first_bytes):
+    """Offers only TLS 1.0/1.1 to 127.0.0.1:`port` (security level 0, so that the client's own
+    OpenSSL does not refuse first) and asserts that the server refuses; skips when this Python
+    cannot offer TLS 1.1."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError):
+        test.skipTest("this Python cannot offer TLS 1.1")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with test.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
+            with ctx.wrap_socket(raw) as s:
+                s.sendall(first_bytes)
+                if not s.recv(10):
+                    raise ConnectionResetError("closed")

@@ -159,24 +159,8 @@ class ProvisioningTest(rwgtest.TempDirTest):
                          r'rwg_provisioning_requests_total\{kind="firmware",status="206"\} 2')
 
     def test_tls_below_1_2_is_refused(self):
-        # The client offers only TLS 1.0/1.1 (security level 0, so that its own OpenSSL does
-        # not refuse first): the server must refuse the handshake.
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        try:
-            ctx.minimum_version = ssl.TLSVersion.TLSv1
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-            ctx.set_ciphers("ALL:@SECLEVEL=0")
-        except (ValueError, ssl.SSLError):
-            self.skipTest("this Python cannot offer TLS 1.1")
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw:
-            with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
-                with ctx.wrap_socket(raw) as s:
-                    s.sendall(f"GET {self.path('aastra.cfg')} HTTP/1.1\r\nHost: x\r\n\r\n"
-                              .encode())
-                    if not s.recv(10):
-                        raise ConnectionResetError("closed")
+        rwgtest.assert_old_tls_refused(
+            self, self.port, f"GET {self.path('aastra.cfg')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         status, _, _ = self.curl(self.path("aastra.cfg"), "--tlsv1.2", "--tls-max", "1.2")
         self.assertEqual(status, 200)
 

@@ -372,23 +372,7 @@ class SipEdgeTest(EdgeFixture):
         self.assertEqual(sipclient.status(r), 200, r)
 
     def test_old_tls_versions_are_refused(self):
-        import ssl
-        import socket
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        try:
-            ctx.minimum_version = ssl.TLSVersion.TLSv1
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-            ctx.set_ciphers("ALL:@SECLEVEL=0")
-        except (ValueError, ssl.SSLError):
-            self.skipTest("this Python cannot offer TLS 1.1")
-        with socket.create_connection(("127.0.0.1", self.tls_port), timeout=5) as raw:
-            with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
-                with ctx.wrap_socket(raw) as s:
-                    s.sendall(b"\r\n\r\n")
-                    if not s.recv(10):
-                        raise ConnectionResetError("closed")
+        rwgtest.assert_old_tls_refused(self, self.tls_port, b"\r\n\r\n")
 
     @unittest.skipUnless(shutil.which("sipp"), "sipp not installed")
     def test_sipp_phone_registers(self):
