@@ -272,6 +272,9 @@ class RelayFixture(EdgeFixture):
             "--idle-timeout-seconds", "3"])
         self.relay.start()
         self.addCleanup(self.relay.stop)
+        # Calls need the relay to be advertised (the edge reads rwg:relay:instances).
+        rwgtest.wait_until("the relay advertised", lambda: b"grpc" in self.redis.cmd(
+            "HGETALL", "rwg:relay:instances"), timeout=10)
         self.edge_args = self.edge_args + ["--relay-token-file", token]
 
     def relay_metrics(self):
@@ -786,7 +789,16 @@ class CallsTest(RelayFixture):
             reply(office, req, code, phrase, extra, body, tag="o1")
 
         def office_invite():
-            return next_request(office, "INVITE")
+            try:
+                return next_request(office, "INVITE")
+            except TimeoutError:
+                phone.sock.settimeout(1)
+                try:
+                    got = phone.read_message()
+                except OSError:
+                    got = "(nothing)"
+                raise AssertionError("no INVITE at the office; the phone got: " + got
+                                     + "\n--- edge\n" + self.edge.read_log()[-3000:])
 
         final = final_response
 
