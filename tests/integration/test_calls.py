@@ -272,9 +272,9 @@ class RelayFixture(EdgeFixture):
             "--idle-timeout-seconds", "3"])
         self.relay.start()
         self.addCleanup(self.relay.stop)
-        # Calls need the relay to be advertised (the edge reads rwg:relay:instances).
-        rwgtest.wait_until("the relay advertised", lambda: b"grpc" in self.redis.cmd(
-            "HGETALL", "rwg:relay:instances"), timeout=10)
+        # Calls need the relay advertised with its API address (its first heartbeat has none yet).
+        rwgtest.wait_until("the relay advertised with its API address", lambda: b'"grpc":"127.'
+                           in self.redis.cmd("HGETALL", "rwg:relay:instances"), timeout=10)
         self.edge_args = self.edge_args + ["--relay-token-file", token]
 
     def relay_metrics(self):
