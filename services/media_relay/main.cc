@@ -11,6 +11,7 @@
 #include "services/core/log.h"
 #include "services/core/options.h"
 #include "services/core/server.h"
+#include "services/core/thread.h"
 #include "services/media_relay/relay.h"
 #include "services/media_relay/relay_service.h"
 #include "services/media_relay/session.h"
@@ -65,6 +66,15 @@ int Main(int argc, char** argv) {
   opts.Add("io", io,
            "how workers wait for packets: uring (io_uring, batches across sockets; falls back to "
            "epoll where the kernel refuses it) or epoll");
+  std::string worker_scheduling = "other";
+  opts.Add("worker-scheduling", worker_scheduling,
+           "scheduling policy of the packet workers: other (time sharing, --worker-priority is "
+           "a nice value -20..19), fifo or rr (real time, --worker-priority 1..99: packets go "
+           "ahead of every normal thread on the core). fifo/rr and nice values below 0 need "
+           "CAP_SYS_NICE; without it the workers keep the process's scheduling and the log "
+           "says so");
+  opts.Add("worker-priority", relay.worker_scheduling.priority,
+           "nice value (other) or real-time priority (fifo, rr) of the packet workers");
   opts.Add("max-sessions", relay.max_sessions, "session limit (0: what the pool allows)");
   opts.Add("idle-timeout-seconds", idle_seconds, "no packet this long: the session is idle");
   opts.Add("orphan-timeout-seconds", orphan_seconds,
@@ -88,6 +98,13 @@ int Main(int argc, char** argv) {
                              " is not a range of at least 2 ports within 1024-65535"));
   }
   if (relay.workers < 1 || relay.workers > 256) return Fail("workers: between 1 and 256");
+  absl::StatusOr<core::ThreadScheduling::Policy> policy =
+      core::ParseSchedulingPolicy(worker_scheduling);
+  if (!policy.ok()) return Fail(absl::StrCat("worker-scheduling: ", policy.status().message()));
+  relay.worker_scheduling.policy = *policy;
+  if (absl::Status s = relay.worker_scheduling.Validate(); !s.ok()) {
+    return Fail(absl::StrCat("worker-priority: ", s.message()));
+  }
   absl::StatusOr<media_relay::IoMode> io_mode = media_relay::ParseIoMode(io);
   if (!io_mode.ok()) return Fail(absl::StrCat("io: ", io_mode.status().message()));
   relay.io = *io_mode;
@@ -152,6 +169,7 @@ int Main(int argc, char** argv) {
                   {{"instance", relay.instance},
                    {"ports", absl::StrCat(relay.port_min, "-", relay.port_max)},
                    {"workers", std::to_string(relay.workers)},
+                   {"worker_scheduling", relay.worker_scheduling.ToString()},
                    {"srtp_engine", srtp_engine},
                    {"io", media_relay::IoModeName(relay_impl.io())},
                    {"restored", std::to_string(relay_impl.restored())}});

@@ -6,6 +6,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "services/core/log.h"
+#include "services/core/thread.h"
 #include "services/media_relay/rtp.h"
 
 namespace rwg::media_relay {
@@ -118,12 +119,17 @@ absl::Status Relay::Start() {
     hk_stop_ = false;
   }
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, options_.io));
+    workers_.push_back(std::make_unique<Worker>(i, options_.io, options_.worker_scheduling));
     if (absl::Status s = workers_.back()->Start(); !s.ok()) return s;
   }
   if (absl::Status s = Restore(); !s.ok()) return s;
   Heartbeat();
-  housekeeper_ = std::thread([this] { Housekeeping(); });
+  housekeeper_ = std::thread([this] {
+    core::NameThisThread("rwg-housekeep");
+    // Lowering a thread's priority needs no privilege.
+    (void)core::ScheduleThisThread({core::ThreadScheduling::Policy::kOther, kHousekeepingNice});
+    Housekeeping();
+  });
   return absl::OkStatus();
 }
 

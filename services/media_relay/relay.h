@@ -32,6 +32,8 @@ namespace rwg::media_relay {
 
 namespace relaypb = ::rwg::relay::v1;
 
+inline constexpr int kHousekeepingNice = 10;
+
 struct RelayOptions {
   std::string instance = "media-relay-0";
   std::string bind_address = "0.0.0.0";
@@ -41,7 +43,11 @@ struct RelayOptions {
   int port_max = 31000;
   int workers = 1;
   IoMode io = IoMode::kUring;  // how workers wait for packets
-  int max_sessions = 0;        // 0: as many as the pool allows
+  // Scheduling of the packet workers (a real-time policy or a nice value below 0 needs
+  // CAP_SYS_NICE). Housekeeping (idle checks, metrics, persisting, heartbeat) always runs at
+  // nice kHousekeepingNice, so that it yields the core to packets.
+  core::ThreadScheduling worker_scheduling;
+  int max_sessions = 0;  // 0: as many as the pool allows
   absl::Duration idle_timeout = absl::Seconds(60);
   absl::Duration orphan_timeout = absl::Hours(1);  // idle this long: deleted by the relay
 };

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/core/log.h"
+#include "services/core/thread.h"
 #include "services/media_relay/rtp.h"
 
 namespace rwg::media_relay {
@@ -113,7 +114,8 @@ uint64_t RecvData(uint32_t slot, uint32_t gen) {
 
 }  // namespace
 
-Worker::Worker(int index, IoMode io) : index_(index), io_(io) {
+Worker::Worker(int index, IoMode io, core::ThreadScheduling scheduling)
+    : index_(index), io_(io), scheduling_(scheduling) {
   for (int i = 0; i < kBatch; ++i) {
     rx_iov_[i] = {bufs_[i], kBufferSize};
     rx_[i].msg_hdr = {};
@@ -137,13 +139,17 @@ absl::Status Worker::Start() {
   if (evfd_ < 0) return absl::InternalError(absl::StrCat("worker ", index_, ": ", strerror(errno)));
   if (io_ == IoMode::kEpoll) {
     if (absl::Status s = EpollInit(); !s.ok()) return s;
-    thread_ = std::thread([this] { EpollLoop(); });
+    thread_ = std::thread([this] {
+      PrepareThread();
+      EpollLoop();
+    });
     return absl::OkStatus();
   }
   // The ring belongs to the worker's thread (single issuer): it is set up there.
   std::promise<absl::Status> ready;
   std::future<absl::Status> started = ready.get_future();
   thread_ = std::thread([this, &ready] {
+    PrepareThread();
     absl::Status s = UringInit();
     if (!s.ok()) {
       core::log::Warn("io_uring unavailable, packets go through epoll",
@@ -161,6 +167,17 @@ absl::Status Worker::Start() {
   absl::Status s = started.get();
   if (!s.ok()) thread_.join();
   return s;
+}
+
+void Worker::PrepareThread() {
+  core::NameThisThread(absl::StrCat("rwg-worker-", index_));
+  if (scheduling_.policy == core::ThreadScheduling::Policy::kOther && scheduling_.priority == 0) {
+    return;
+  }
+  if (absl::Status s = core::ScheduleThisThread(scheduling_); !s.ok()) {
+    core::log::Warn("packet worker keeps the process's scheduling",
+                    {{"worker", std::to_string(index_)}, {"error", std::string(s.message())}});
+  }
 }
 
 void Worker::Stop() {

@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "services/core/thread.h"
 #include "services/media_relay/session.h"
 
 namespace rwg::media_relay {
@@ -34,7 +35,9 @@ const char* IoModeName(IoMode m);
 class Worker {
  public:
   // `io`: kUring falls back to epoll (with a warning) when the kernel refuses io_uring.
-  explicit Worker(int index, IoMode io = IoMode::kUring);
+  // `scheduling`: the thread's (other:0 leaves the process's); one it may not take is warned
+  // about and the thread runs as the process's.
+  explicit Worker(int index, IoMode io = IoMode::kUring, core::ThreadScheduling scheduling = {});
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -82,9 +85,12 @@ class Worker {
   void Recycle(uint16_t bid);
 
   void RunQueued();
+  // On the worker's thread, first: its name and priority.
+  void PrepareThread();
 
   const int index_;
   IoMode io_;
+  const core::ThreadScheduling scheduling_;
   int epfd_ = -1;
   int evfd_ = -1;
   std::thread thread_;

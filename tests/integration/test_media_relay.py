@@ -362,6 +362,57 @@ class SrtpTest(RelayFixture):
         self.assertIn("rwg_media_relay_srtp_auth_failures_total 0", self.metrics())
 
 
+def thread_scheduling(pid, name):
+    """(policy, real-time priority, nice) of the thread of process `pid` called `name`."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            if f.read().strip() != name:
+                continue
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 of proc(5)
+        return int(fields[38]), int(fields[37]), int(fields[16])
+    raise AssertionError(f"no thread {name} in process {pid}")
+
+
+def may_use_real_time():
+    return subprocess.run(["chrt", "-f", "1", "true"], capture_output=True).returncode == 0
+
+
+class SchedulingTest(SrtpTest):
+    """Packet workers real-time (SCHED_FIFO), housekeeping below normal: media first."""
+    relay_args = ["--worker-scheduling", "fifo", "--worker-priority", "5"]
+
+    def test_workers_run_real_time_and_carry_media(self):
+        pid = self.relay.proc.pid
+        policy, rt_priority, _ = thread_scheduling(pid, "rwg-worker-0")
+        if may_use_real_time():
+            self.assertEqual((policy, rt_priority), (os.SCHED_FIFO, 5))
+            self.assertEqual(thread_scheduling(pid, "rwg-worker-1")[:2], (os.SCHED_FIFO, 5))
+        else:
+            # Without CAP_SYS_NICE: normal scheduling, and the log says why.
+            self.assertEqual(policy, os.SCHED_OTHER)
+            self.assertIn("CAP_SYS_NICE", self.relay.read_log())
+        self.assertEqual(thread_scheduling(pid, "rwg-housekeep")[2], 10)
+        r = self.peer("--streams", "2", "--packets", "500", "--interval-us", "2000")
+        self.assertTrue(r["ok"], r["failures"])
+        self.assert_intact(r, "set_to_icp", 1000)
+        self.assert_intact(r, "icp_to_set", 1000)
+
+    def test_bad_scheduling_is_refused_at_start(self):
+        for args, message in (
+                (["--worker-scheduling", "deadline"], "worker-scheduling: 'deadline' is not other"),
+                (["--worker-scheduling", "fifo"], "worker-priority: priority 0: a real-time "
+                                                  "priority (fifo) is 1..99"),
+                (["--worker-priority", "-30"], "worker-priority: priority -30: a nice value is "
+                                               "-20..19")):
+            bad = subprocess.run([os.path.join(rwgtest.BIN, "media-relay"), "--secret-key-file",
+                                  self.key, "--api-token-file", self.token, *args],
+                                 capture_output=True, text=True, timeout=10)
+            self.assertEqual(bad.returncode, 2, args)
+            self.assertIn(message, bad.stderr)
+
+
 class LibsrtpEngineTest(SrtpTest):
     """The relay on Debian's libsrtp2, the peer on rwg's OpenSSL engine: the two interoperate."""
     relay_args = ["--srtp-engine", "libsrtp"]

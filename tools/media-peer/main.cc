@@ -78,6 +78,7 @@ struct Flags {
   double max_loss = 0;
   int64_t drain_ms = 1000;
   double rate_report_s = 0;
+  bool busy_poll = false;
   int64_t timeout_ms = 5000;
   bool keep_sessions = false;
   bool json = false;
@@ -335,6 +336,7 @@ int Run(const Flags& f) {
   po.spoof_after = f.spoof_after;
   po.drain_ns = f.drain_ms * 1'000'000;
   po.rate_report_s = f.rate_report_s;
+  po.busy_poll = f.busy_poll;
   if (!f.quiet) {
     std::cerr << absl::StrFormat(
         "rwg-media-peer: %s %s: %d streams set up in %.0f ms (max %.1f ms each); %u packets "
@@ -484,6 +486,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{600000}));
   app.add_option("--rate-report-s", f.rate_report_s, "progress line on stderr every S seconds")
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--busy-poll", f.busy_poll,
+               "never sleep: poll the sockets in a loop (takes a whole core; the relay then "
+               "never pays for waking this peer, as on a real network)");
   app.add_flag("--json", f.json, "JSON result on stdout (always on; accepted for scripts)");
   app.add_flag("-q,--quiet", f.quiet, "no summary on stderr (the JSON only)");
 

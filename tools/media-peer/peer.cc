@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <bit>
 #include <iostream>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -44,70 +43,168 @@ int64_t ClockNs(clockid_t clock) {
 }
 int64_t MonoNs() { return ClockNs(CLOCK_MONOTONIC); }
 
-// Counters both threads update and the main thread reads for progress and the end of the run.
-struct Shared {
-  std::atomic<uint64_t> sent{0};
-  std::atomic<uint64_t> received{0};
-  std::atomic<uint64_t> rtcp_received{0};
-  std::atomic<uint64_t> expected_rtp{0};
-  std::atomic<uint64_t> expected_rtcp{0};
-  std::atomic<int64_t> drain_deadline{0};
-  std::atomic<bool> sender_done{false};
-};
-
-class Sender {
+// One thread plays every end: it sends each stream's packets at their deadlines and, between
+// them, receives on every socket (epoll + recvmmsg), decrypts and checks what arrives. With
+// `busy_poll` it never sleeps (it polls the sockets without waiting), so a relay never pays for
+// waking it: on loopback the relay's send runs the receiver's wake-up, which on a real network
+// would be the far machine's business. Without, it waits for packets until the next deadline.
+class Traffic {
  public:
-  Sender(const PeerOptions& options, std::vector<std::unique_ptr<Stream>>& streams,
-         UdpSocket* spoofer, const std::atomic<bool>& stop, Shared& shared)
-      : options_(options), streams_(streams), spoofer_(spoofer), stop_(stop), shared_(shared) {}
+  Traffic(const PeerOptions& options, std::vector<std::unique_ptr<Stream>>& streams,
+          UdpSocket* spoofer, const std::atomic<bool>& stop)
+      : options_(options), streams_(streams), spoofer_(spoofer), stop_(stop) {}
+
+  ~Traffic() {
+    if (epoll_fd_ >= 0) close(epoll_fd_);
+  }
+
+  absl::Status Init() {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) return absl::InternalError(absl::StrCat("epoll_create1: ", strerror(errno)));
+    for (size_t i = 0; i < streams_.size(); ++i) {
+      Stream& s = *streams_[i];
+      if (absl::Status st = Add(s.phone.rtp, &s, kPhoneRtp); !st.ok()) return st;
+      if (absl::Status st = Add(s.phone.rtcp, &s, kPhoneRtcp); !st.ok()) return st;
+      if (absl::Status st = Add(s.ipbx.rtp, &s, kIpbxRtp); !st.ok()) return st;
+      if (absl::Status st = Add(s.ipbx.rtcp, &s, kIpbxRtcp); !st.ok()) return st;
+    }
+    if (spoofer_ != nullptr) {
+      if (absl::Status st = Add(*spoofer_, nullptr, kSpoofer); !st.ok()) return st;
+    }
+    for (size_t i = 0; i < kBatch; ++i) {
+      iov_[i] = iovec{bufs_[i], kBufSize};
+    }
+    return absl::OkStatus();
+  }
 
   void Run(int64_t start_ns) {
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);  // 1 µs: wake close to each deadline
     const int64_t n = static_cast<int64_t>(streams_.size());
-    for (uint32_t k = 0; k < options_.packets && !stop_.load(std::memory_order_relaxed); ++k) {
-      for (int64_t i = 0; i < n; ++i) {
+    // Sends go out from this far before their deadline; with a busy poll, at the deadline.
+    const int64_t early_ns = options_.busy_poll ? 0 : kSleepThresholdNs;
+    uint32_t k = 0;  // packet index
+    int64_t i = 0;   // stream
+    bool sending = options_.packets > 0 && n > 0;
+    int64_t drain_deadline = sending ? INT64_MAX : MonoNs() + options_.drain_ns;
+    uint64_t expected_rtp = 0;
+    uint64_t expected_rtcp = 0;
+    Progress progress(options_.rate_report_s, start_ns);
+    epoll_event events[kMaxEvents];
+    while (true) {
+      int64_t now = MonoNs();
+      int64_t next_deadline = INT64_MAX;
+      while (sending) {
         const int64_t deadline = start_ns + static_cast<int64_t>(k) * options_.interval_ns +
                                  i * options_.interval_ns / n;
-        int64_t now = MonoNs();
-        if (deadline - now > kSleepThresholdNs) {
-          timespec ts{static_cast<time_t>(deadline / 1'000'000'000),
-                      static_cast<long>(deadline % 1'000'000'000)};
-          while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
-          }
-          now = MonoNs();
+        if (deadline - now > early_ns) {
+          next_deadline = deadline;
+          break;
         }
         const int64_t late = now - deadline;
         if (late > late_max_ns_) late_max_ns_ = late;
         if (late > options_.interval_ns) ++late_packets_;
-        Stream& s = *streams_[static_cast<size_t>(i)];
-        SendRtp(s, kSetToIcp, k);
-        SendRtp(s, kIcpToSet, k);
-        if (spoofer_ != nullptr && k >= options_.spoof_after) SendSpoof(s, k);
-        if (options_.rtcp_every != 0 && (k + 1) % options_.rtcp_every == 0) {
-          SendRtcp(s, kSetToIcp, k + 1);
-          SendRtcp(s, kIcpToSet, k + 1);
+        SendPacketsOf(*streams_[static_cast<size_t>(i)], k);
+        if (++i == n) {
+          i = 0;
+          if (++k == options_.packets || stop_.load(std::memory_order_relaxed)) {
+            sending = false;
+            for (const DirectionStats& d : stats) {
+              expected_rtp += d.sent;
+              expected_rtcp += d.rtcp_sent;
+            }
+            drain_deadline = MonoNs() + options_.drain_ns;
+          }
         }
+        now = MonoNs();
+      }
+      // Wait for packets until the next send (busy poll: not at all), or while draining
+      // until the drain deadline, in steps that keep the progress lines coming.
+      timespec timeout{0, 0};
+      if (!options_.busy_poll) {
+        const int64_t until = std::min(
+            {sending ? next_deadline : drain_deadline, now + kMaxWaitNs, progress.next_ns()});
+        const int64_t wait = std::max<int64_t>(0, until - now);
+        timeout = timespec{static_cast<time_t>(wait / 1'000'000'000),
+                           static_cast<long>(wait % 1'000'000'000)};
+      }
+      const int ready = epoll_pwait2(epoll_fd_, events, kMaxEvents, &timeout, nullptr);
+      if (ready > 0) {
+        // Kernel receive timestamps are CLOCK_REALTIME; the payload's send times monotonic.
+        const int64_t realtime_offset = ClockNs(CLOCK_REALTIME) - MonoNs();
+        for (int e = 0; e < ready; ++e) DrainSocket(events[e].data.u64, realtime_offset);
+      }
+      progress.Report(MonoNs(), sent_total(), received_);
+      if (!sending && ((received_ >= expected_rtp && rtcp_received_ >= expected_rtcp) ||
+                       MonoNs() >= drain_deadline)) {
+        break;
       }
     }
-    uint64_t rtp = 0;
-    uint64_t rtcp = 0;
-    for (const DirectionStats& d : stats) {
-      rtp += d.sent;
-      rtcp += d.rtcp_sent;
-    }
-    shared_.expected_rtp.store(rtp);
-    shared_.expected_rtcp.store(rtcp);
-    shared_.drain_deadline.store(MonoNs() + options_.drain_ns);
-    shared_.sender_done.store(true);
   }
 
   DirectionStats stats[2];
   uint64_t spoofed_sent = 0;
+  uint64_t spoof_socket_received = 0;
 
   int64_t late_max_ns() const { return late_max_ns_; }
   uint64_t late_packets() const { return late_packets_; }
 
  private:
+  // The longest single wait: keeps the loop looking at `stop` and the drain deadline.
+  static constexpr int64_t kMaxWaitNs = 20'000'000;
+
+  // Progress lines on stderr every `every_s` seconds (0: none).
+  class Progress {
+   public:
+    Progress(double every_s, int64_t start_ns)
+        : every_ns_(static_cast<int64_t>(every_s * 1e9)),
+          start_ns_(start_ns),
+          last_ns_(start_ns),
+          next_ns_(every_ns_ > 0 ? start_ns + every_ns_ : INT64_MAX) {}
+    int64_t next_ns() const { return next_ns_; }
+    void Report(int64_t now, uint64_t sent, uint64_t received) {
+      if (now < next_ns_) return;
+      const double dt = static_cast<double>(now - last_ns_) / 1e9;
+      std::cerr << absl::StrFormat(
+          "rwg-media-peer: %6.1f s  sent %llu (%.0f/s)  received %llu (%.0f/s)  in flight or "
+          "lost %lld\n",
+          static_cast<double>(now - start_ns_) / 1e9, static_cast<unsigned long long>(sent),
+          static_cast<double>(sent - last_sent_) / dt, static_cast<unsigned long long>(received),
+          static_cast<double>(received - last_received_) / dt,
+          static_cast<long long>(sent) - static_cast<long long>(received));
+      last_sent_ = sent;
+      last_received_ = received;
+      last_ns_ = now;
+      next_ns_ += every_ns_;
+    }
+
+   private:
+    int64_t every_ns_;
+    int64_t start_ns_;
+    int64_t last_ns_;
+    int64_t next_ns_;
+    uint64_t last_sent_ = 0;
+    uint64_t last_received_ = 0;
+  };
+
+  // What a socket is for; the epoll key is its index in sources_.
+  struct Source {
+    int fd;
+    Stream* stream;  // null for the spoofer
+    Role role;
+  };
+
+  uint64_t sent_total() const { return stats[kSetToIcp].sent + stats[kIcpToSet].sent; }
+
+  void SendPacketsOf(Stream& s, uint32_t k) {
+    SendRtp(s, kSetToIcp, k);
+    SendRtp(s, kIcpToSet, k);
+    if (spoofer_ != nullptr && k >= options_.spoof_after) SendSpoof(s, k);
+    if (options_.rtcp_every != 0 && (k + 1) % options_.rtcp_every == 0) {
+      SendRtcp(s, kSetToIcp, k + 1);
+      SendRtcp(s, kIcpToSet, k + 1);
+    }
+  }
+
   bool Send(int fd, const uint8_t* buf, size_t len, const SocketAddress& to) {
     while (true) {
       if (sendto(fd, buf, len, 0, to.sa(), to.len()) == static_cast<ssize_t>(len)) return true;
@@ -131,7 +228,6 @@ class Sender {
     }
     ++stats[d].sent;
     ++s.sent_count[d];
-    shared_.sent.fetch_add(1, std::memory_order_relaxed);
   }
 
   void SendSpoof(Stream& s, uint32_t index) {
@@ -157,72 +253,6 @@ class Sender {
     }
     ++stats[d].rtcp_sent;
   }
-
-  const PeerOptions& options_;
-  std::vector<std::unique_ptr<Stream>>& streams_;
-  UdpSocket* spoofer_;
-  const std::atomic<bool>& stop_;
-  Shared& shared_;
-  int64_t late_max_ns_ = 0;
-  uint64_t late_packets_ = 0;
-};
-
-class Receiver {
- public:
-  Receiver(const PeerOptions& options, std::vector<std::unique_ptr<Stream>>& streams,
-           UdpSocket* spoofer, Shared& shared)
-      : options_(options), streams_(streams), spoofer_(spoofer), shared_(shared) {}
-
-  ~Receiver() {
-    if (epoll_fd_ >= 0) close(epoll_fd_);
-  }
-
-  absl::Status Init() {
-    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epoll_fd_ < 0) return absl::InternalError(absl::StrCat("epoll_create1: ", strerror(errno)));
-    for (size_t i = 0; i < streams_.size(); ++i) {
-      Stream& s = *streams_[i];
-      if (absl::Status st = Add(s.phone.rtp, &s, kPhoneRtp); !st.ok()) return st;
-      if (absl::Status st = Add(s.phone.rtcp, &s, kPhoneRtcp); !st.ok()) return st;
-      if (absl::Status st = Add(s.ipbx.rtp, &s, kIpbxRtp); !st.ok()) return st;
-      if (absl::Status st = Add(s.ipbx.rtcp, &s, kIpbxRtcp); !st.ok()) return st;
-    }
-    if (spoofer_ != nullptr) {
-      if (absl::Status st = Add(*spoofer_, nullptr, kSpoofer); !st.ok()) return st;
-    }
-    for (size_t i = 0; i < kBatch; ++i) {
-      iov_[i] = iovec{bufs_[i], kBufSize};
-    }
-    return absl::OkStatus();
-  }
-
-  void Run() {
-    epoll_event events[kMaxEvents];
-    while (true) {
-      const int n = epoll_wait(epoll_fd_, events, kMaxEvents, 20);
-      // Kernel receive timestamps are CLOCK_REALTIME; the payload's send times monotonic.
-      const int64_t realtime_offset = ClockNs(CLOCK_REALTIME) - MonoNs();
-      for (int i = 0; i < n; ++i) DrainSocket(events[i].data.u64, realtime_offset);
-      if (shared_.sender_done.load()) {
-        if (shared_.received.load(std::memory_order_relaxed) >= shared_.expected_rtp.load() &&
-            shared_.rtcp_received.load(std::memory_order_relaxed) >= shared_.expected_rtcp.load()) {
-          break;
-        }
-        if (MonoNs() >= shared_.drain_deadline.load()) break;
-      }
-    }
-  }
-
-  DirectionStats stats[2];
-  uint64_t spoof_socket_received = 0;
-
- private:
-  // What a socket is for; the epoll key is its index in sources_.
-  struct Source {
-    int fd;
-    Stream* stream;  // null for the spoofer
-    Role role;
-  };
 
   absl::Status Add(UdpSocket& socket, Stream* stream, Role role) {
     if (absl::Status st = socket.EnableRxTimestamps(); !st.ok()) return st;
@@ -287,7 +317,7 @@ class Receiver {
         return;
       }
       ++st.rtcp_received;
-      shared_.rtcp_received.fetch_add(1, std::memory_order_relaxed);
+      ++rtcp_received_;
       return;
     }
     if (!(from == leg.rtp)) ++st.wrong_source;
@@ -322,7 +352,7 @@ class Receiver {
     }
     word |= bit;
     ++st.received;
-    shared_.received.fetch_add(1, std::memory_order_relaxed);
+    ++received_;
     if (static_cast<int64_t>(c.index) < s.highest[d]) {
       ++st.out_of_order;
     } else {
@@ -336,9 +366,13 @@ class Receiver {
   const PeerOptions& options_;
   std::vector<std::unique_ptr<Stream>>& streams_;
   UdpSocket* spoofer_;
-  Shared& shared_;
+  const std::atomic<bool>& stop_;
   int epoll_fd_ = -1;
   std::vector<Source> sources_;
+  uint64_t received_ = 0;
+  uint64_t rtcp_received_ = 0;
+  int64_t late_max_ns_ = 0;
+  uint64_t late_packets_ = 0;
   mmsghdr msgs_[kBatch]{};
   iovec iov_[kBatch]{};
   sockaddr_storage from_[kBatch]{};
@@ -378,53 +412,15 @@ absl::Status PrepareStream(Stream& s, uint32_t packets, bool spoof) {
 absl::StatusOr<RunResult> RunTraffic(const PeerOptions& options,
                                      std::vector<std::unique_ptr<Stream>>& streams,
                                      UdpSocket* spoofer, const std::atomic<bool>& stop) {
-  Shared shared;
-  auto receiver = std::make_unique<Receiver>(options, streams, spoofer, shared);
-  if (absl::Status st = receiver->Init(); !st.ok()) return st;
-  Sender sender(options, streams, spoofer, stop, shared);
-
-  std::thread rx([&] { receiver->Run(); });
-  // A short head start so that the receiver is waiting before the first packet.
-  const int64_t start_ns = MonoNs() + 20'000'000;
-  std::thread tx([&] { sender.Run(start_ns); });
-
-  int64_t next_report = options.rate_report_s > 0
-                            ? start_ns + static_cast<int64_t>(options.rate_report_s * 1e9)
-                            : INT64_MAX;
-  uint64_t last_sent = 0;
-  uint64_t last_received = 0;
-  int64_t last_report = start_ns;
-  while (!shared.sender_done.load()) {
-    timespec ts{0, 50'000'000};
-    nanosleep(&ts, nullptr);
-    const int64_t now = MonoNs();
-    if (now >= next_report) {
-      const uint64_t sent = shared.sent.load(std::memory_order_relaxed);
-      const uint64_t received = shared.received.load(std::memory_order_relaxed);
-      const double dt = static_cast<double>(now - last_report) / 1e9;
-      std::cerr << absl::StrFormat(
-          "rwg-media-peer: %6.1f s  sent %llu (%.0f/s)  received %llu (%.0f/s)  in flight or "
-          "lost %lld\n",
-          static_cast<double>(now - start_ns) / 1e9, static_cast<unsigned long long>(sent),
-          static_cast<double>(sent - last_sent) / dt, static_cast<unsigned long long>(received),
-          static_cast<double>(received - last_received) / dt,
-          static_cast<long long>(sent) - static_cast<long long>(received));
-      last_sent = sent;
-      last_received = received;
-      last_report = now;
-      next_report += static_cast<int64_t>(options.rate_report_s * 1e9);
-    }
-  }
-  tx.join();
-  rx.join();
+  auto traffic = std::make_unique<Traffic>(options, streams, spoofer, stop);
+  if (absl::Status st = traffic->Init(); !st.ok()) return st;
+  const int64_t start_ns = MonoNs();
+  traffic->Run(start_ns);
 
   RunResult result;
   result.elapsed_s = static_cast<double>(MonoNs() - start_ns) / 1e9;
   result.interrupted = stop.load();
-  for (int d = 0; d < 2; ++d) {
-    result.dir[d].Merge(sender.stats[d]);
-    result.dir[d].Merge(receiver->stats[d]);
-  }
+  for (int d = 0; d < 2; ++d) result.dir[d] = traffic->stats[d];
   for (const auto& s : streams) {
     for (int d = 0; d < 2; ++d) {
       uint64_t got = 0;
@@ -432,10 +428,10 @@ absl::StatusOr<RunResult> RunTraffic(const PeerOptions& options,
       if (got < s->sent_count[d]) ++result.dir[d].streams_with_loss;
     }
   }
-  result.spoofed_sent = sender.spoofed_sent;
-  result.spoof_socket_received = receiver->spoof_socket_received;
-  result.send_late_max_ns = sender.late_max_ns();
-  result.send_late_packets = sender.late_packets();
+  result.spoofed_sent = traffic->spoofed_sent;
+  result.spoof_socket_received = traffic->spoof_socket_received;
+  result.send_late_max_ns = traffic->late_max_ns();
+  result.send_late_packets = traffic->late_packets();
   return result;
 }
 

@@ -1,6 +1,6 @@
-// The two ends of every test call (the phone and the iPBX) and the traffic between them: one
-// thread paces all streams' packets to absolute deadlines, another receives on every socket
-// with epoll + recvmmsg, decrypts and checks what arrives.
+// The two ends of every test call (the phone and the iPBX) and the traffic between them, played
+// by one thread: it paces all streams' packets to absolute deadlines and, between them,
+// receives on every socket with epoll + recvmmsg, decrypts and checks what arrives.
 #pragma once
 
 #include <atomic>
@@ -22,6 +22,10 @@ struct PeerOptions {
   uint32_t spoof_after = 100;  // phone packets before the spoofer (if any) starts
   int64_t drain_ns = 1'000'000'000;
   double rate_report_s = 0;  // 0: no progress lines
+  // Poll the sockets without ever sleeping (a core of its own at 100%): the relay under test
+  // then never pays for waking the peer, and receive times are not delayed by the peer's own
+  // wake-ups.
+  bool busy_poll = false;
 };
 
 // One test call: its sockets, what the relay said, and the state of each end.
@@ -34,11 +38,11 @@ struct Stream {
   bool allocated = false;
   StreamParams params[2];  // indexed by Direction
 
-  // Sender thread only. out[kSetToIcp] is the phone's, out[kIcpToSet] the iPBX's.
+  // out[kSetToIcp] is the phone's, out[kIcpToSet] the iPBX's.
   std::unique_ptr<media_relay::SrtpContext> out[2];
   std::unique_ptr<media_relay::SrtpContext> spoof_out;  // with --spoof only
   uint32_t sent_count[2] = {0, 0};
-  // Receiver thread only. in[kSetToIcp] is the iPBX's (what the relay sends it),
+  // in[kSetToIcp] is the iPBX's (what the relay sends it),
   // in[kIcpToSet] the phone's.
   std::unique_ptr<media_relay::SrtpContext> in[2];
   std::vector<uint64_t> seen[2];  // bitmap of packet indexes received
