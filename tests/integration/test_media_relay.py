@@ -235,6 +235,38 @@ class PoolTest(RelayFixture):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("pool-part: '3/2' is not i/n", bad.stderr)
 
+    def test_instance_is_advertised_only_with_its_api_address(self):
+        # Every write of the instance record, seen from the start: a record without a usable
+        # API address would send the SIP edge's first calls nowhere (503 to the phone).
+        mon = socket.create_connection(("127.0.0.1", self.redis.port), timeout=5)
+        self.addCleanup(mon.close)
+        mon.sendall(b"MONITOR\r\n")
+        self.assertEqual(mon.recv(5), b"+OK\r\n")
+        other = rwgtest.Service("media-relay", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--api-token-file", self.token, "--bind-address", "127.0.0.1",
+            "--port-min", "43100", "--port-max", "43199", "--instance", "media-relay-9"])
+        other.log_path = os.path.join(self.tmp, "media-relay-9.log")
+        other.start()
+        self.addCleanup(other.stop)
+        rwgtest.wait_until("the instance record", lambda: "media-relay-9" in str(
+            self.redis.cmd("HKEYS", "rwg:relay:instances")), timeout=5)
+        mon.settimeout(0.5)
+        seen = b""
+        try:
+            while True:
+                chunk = mon.recv(65536)
+                if not chunk:
+                    break
+                seen += chunk
+        except socket.timeout:
+            pass
+        writes = [line for line in seen.decode(errors="replace").splitlines()
+                  if '"HSET" "rwg:relay:instances" "media-relay-9"' in line]
+        self.assertTrue(writes, seen[-500:])
+        for w in writes:
+            self.assertIn(f'\\"grpc\\":\\"{other.grpc_address}\\"', w)
+
     def metrics_eventually(self, needle):
         rwgtest.wait_until(needle, lambda: needle in self.metrics(), timeout=5)
         return self.metrics()
