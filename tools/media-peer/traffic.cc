@@ -49,11 +49,38 @@ uint64_t PatternSeed(const StreamParams& p, uint32_t index) {
   return (x ^ (x >> 31)) | 1;
 }
 
-uint8_t NextPatternByte(uint64_t& x) {
+uint64_t NextPatternWord(uint64_t& x) {
   x ^= x << 13;
   x ^= x >> 7;
   x ^= x << 17;
-  return static_cast<uint8_t>(x >> 24);
+  return x;
+}
+
+// Writes the pattern of `seed` into out[0..n), eight octets per step.
+void FillPattern(uint64_t seed, uint8_t* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint64_t w = NextPatternWord(seed);
+    std::memcpy(out + i, &w, 8);
+  }
+  if (i < n) {
+    const uint64_t w = NextPatternWord(seed);
+    std::memcpy(out + i, &w, n - i);
+  }
+}
+
+// Whether in[0..n) is the pattern of `seed`.
+bool IsPattern(uint64_t seed, const uint8_t* in, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint64_t w = NextPatternWord(seed);
+    if (std::memcmp(in + i, &w, 8) != 0) return false;
+  }
+  if (i < n) {
+    const uint64_t w = NextPatternWord(seed);
+    if (std::memcmp(in + i, &w, n - i) != 0) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -75,8 +102,10 @@ size_t BuildRtp(const StreamParams& p, uint32_t index, int64_t sent_ns, uint8_t 
   pl[13] = flags;
   Put16(pl + 14, 0);
   Put64(pl + 16, static_cast<uint64_t>(sent_ns));
-  uint64_t x = PatternSeed(p, index);
-  for (size_t i = kPayloadHeaderSize; i < p.payload_bytes; ++i) pl[i] = NextPatternByte(x);
+  if (p.payload_bytes > kPayloadHeaderSize) {
+    FillPattern(PatternSeed(p, index), pl + kPayloadHeaderSize,
+                p.payload_bytes - kPayloadHeaderSize);
+  }
   return media_relay::kRtpHeaderSize + p.payload_bytes;
 }
 
@@ -96,14 +125,9 @@ RtpCheck CheckRtp(const StreamParams& p, const uint8_t* pkt, size_t len) {
   size_t data_len = pl_len;
   if ((pkt[0] & 0x20) != 0 && pl_len > 0 && pkt[len - 1] <= pl_len) data_len -= pkt[len - 1];
   c.payload_ok = data_len == p.payload_bytes && Get16(pl + 14) == 0;
-  if (c.payload_ok) {
-    uint64_t x = PatternSeed(p, c.index);
-    for (size_t i = kPayloadHeaderSize; i < p.payload_bytes; ++i) {
-      if (pl[i] != NextPatternByte(x)) {
-        c.payload_ok = false;
-        break;
-      }
-    }
+  if (c.payload_ok && p.payload_bytes > kPayloadHeaderSize) {
+    c.payload_ok = IsPattern(PatternSeed(p, c.index), pl + kPayloadHeaderSize,
+                             p.payload_bytes - kPayloadHeaderSize);
   }
   const uint16_t seq = static_cast<uint16_t>(p.first_seq + c.index);
   c.header_ok = (pkt[1] & 0x7f) == kPayloadType && Get32(pkt + 8) == p.ssrc &&
