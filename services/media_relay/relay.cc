@@ -519,6 +519,12 @@ Relay::SessionState Relay::CopyState(Session& s) {
 }
 
 absl::Status Relay::WriteState(const Session& s, const SessionState& state) {
+  // One round trip for both.
+  return redis_.Pipeline(StateCommands(s, state)).status();
+}
+
+std::vector<std::vector<std::string>> Relay::StateCommands(const Session& s,
+                                                           const SessionState& state) const {
   nlohmann::json j;
   j["id"] = s.id;
   j["call_id"] = s.call_id;
@@ -539,17 +545,34 @@ absl::Status Relay::WriteState(const Session& s, const SessionState& state) {
     if (!leg.remote_key.empty()) lj["remote_key"] = box_.Seal(leg.remote_key, ctx + ":remote");
     j[kLegNames[l]] = lj;
   }
-  // One round trip for both.
-  return redis_
-      .Pipeline({{"SET", SessionKey(s.id), j.dump()}, {"SADD", IndexKey(options_.instance), s.id}})
-      .status();
+  return {{"SET", SessionKey(s.id), j.dump()}, {"SADD", IndexKey(options_.instance), s.id}};
 }
 
-absl::Status Relay::Persist(Session& s) {
-  SessionState state;
-  Worker& w = *workers_[s.worker];
-  w.Run([&] { state = CopyState(s); });
-  return WriteState(s, state);
+absl::Status Relay::PersistDirty(const std::vector<Session*>& dirty) {
+  if (dirty.empty()) return absl::OkStatus();
+  // One hand-over per worker for all of its sessions, one round trip for all.
+  std::vector<SessionState> states(dirty.size());
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    std::vector<size_t> mine;
+    for (size_t i = 0; i < dirty.size(); ++i) {
+      if (static_cast<size_t>(dirty[i]->worker) == w) mine.push_back(i);
+    }
+    if (mine.empty()) continue;
+    workers_[w]->Run([&] {
+      for (size_t i : mine) states[i] = CopyState(*dirty[i]);
+    });
+  }
+  std::vector<std::vector<std::string>> commands;
+  commands.reserve(dirty.size() * 2);
+  for (size_t i = 0; i < dirty.size(); ++i) {
+    for (auto& c : StateCommands(*dirty[i], states[i])) commands.push_back(std::move(c));
+  }
+  absl::Status st = redis_.Pipeline(commands).status();
+  if (!st.ok()) {
+    // Written at the next round, with whatever changed meanwhile.
+    for (Session* s : dirty) s->dirty.store(true);
+  }
+  return st;
 }
 
 absl::Status Relay::Restore() {
@@ -736,6 +759,7 @@ void Relay::Housekeeping() {
       std::lock_guard<std::mutex> lock(mu_);
       const absl::Time now = clock_.Now();
       std::vector<std::string> orphans;
+      std::vector<Session*> dirty;
       for (auto& [id, s] : sessions_) {
         const int64_t last_ns = s->last_packet_ns.load();
         const absl::Time last = last_ns ? absl::FromUnixNanos(last_ns) : s->created;
@@ -748,7 +772,12 @@ void Relay::Housekeeping() {
           s->idle.store(false);
         }
         if (now - last > options_.orphan_timeout) orphans.push_back(id);
-        if (s->dirty.load()) (void)Persist(*s);
+        if (s->dirty.load()) dirty.push_back(s.get());
+      }
+      if (absl::Status st = PersistDirty(dirty); !st.ok()) {
+        core::log::Warn(
+            "cannot save session state; retrying in a second",
+            {{"sessions", std::to_string(dirty.size())}, {"error", std::string(st.message())}});
       }
       for (const std::string& id : orphans) {
         auto it = sessions_.find(id);

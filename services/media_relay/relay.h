@@ -101,8 +101,12 @@ class Relay {
   using SessionState = std::array<LegState, 2>;
   static SessionState CopyState(Session& s);
   absl::Status WriteState(const Session& s, const SessionState& state);
-  // CopyState on the session's worker, then WriteState.
-  absl::Status Persist(Session& s);
+  // The Redis commands that save a session's state.
+  std::vector<std::vector<std::string>> StateCommands(const Session& s,
+                                                      const SessionState& state) const;
+  // Saves sessions whose state changed: CopyState on their workers (one hand-over each), then
+  // one pipelined round trip. On failure they stay dirty, for the next round.
+  absl::Status PersistDirty(const std::vector<Session*>& dirty);
   absl::Status Restore();
   // Ends a session already out of the table (without mu_ held): detaches it, frees its
   // ports, forgets its state, logs; `final`, if given, gets its last snapshot.

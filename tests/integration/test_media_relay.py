@@ -411,9 +411,11 @@ def may_use_real_time():
     return subprocess.run(["chrt", "-f", "1", "true"], capture_output=True).returncode == 0
 
 
-class SchedulingTest(SrtpTest):
+class SchedulingTest(RelayFixture):
     """Packet workers real-time (SCHED_FIFO), housekeeping below normal: media first."""
     relay_args = ["--worker-scheduling", "fifo", "--worker-priority", "5"]
+    peer = SrtpTest.peer
+    assert_intact = SrtpTest.assert_intact
 
     def test_workers_run_real_time_and_carry_media(self):
         pid = self.relay.proc.pid
