@@ -49,7 +49,8 @@ int Main(int argc, char** argv) {
   opts.Add("bind-address", relay.bind_address, "address the media ports are opened on");
   opts.Add("media-address", relay.media_address,
            "address given to the ends as the relay's (default: bind-address)");
-  opts.Add("advertise-grpc", relay.grpc_address,
+  std::string advertise_grpc;
+  opts.Add("advertise-grpc", advertise_grpc,
            "host:port the SIP edge reaches this instance's API at (default: grpc-listen)");
   opts.Add("port-min", relay.port_min, "lowest UDP port of this instance's pool");
   opts.Add("port-max", relay.port_max, "highest UDP port of this instance's pool");
@@ -88,7 +89,6 @@ int Main(int argc, char** argv) {
   core::log::Init("media-relay", server.log_level);
   relay.idle_timeout = absl::Seconds(idle_seconds);
   relay.orphan_timeout = absl::Seconds(orphan_seconds);
-  if (relay.grpc_address.empty()) relay.grpc_address = server.grpc_listen;
   media_relay::Address probe;
   if (!media_relay::Address::Parse(relay.bind_address, 1, &probe)) {
     return Fail(absl::StrCat("bind-address: '", relay.bind_address, "' is not an IP address"));
@@ -179,10 +179,16 @@ int Main(int argc, char** argv) {
     core::log::Error("cannot start", {{"error", std::string(started.message())}});
     return 1;
   }
-  if (absl::EndsWith(relay.grpc_address, ":0")) {
-    relay.grpc_address.resize(relay.grpc_address.size() - 1);
-    relay_impl.SetGrpcAddress(absl::StrCat(relay.grpc_address, host.grpc_port()));
+  // Advertised only now that the API listens (and, on port 0, its port is known): the SIP
+  // edge picks instances from the record and would get no answer before.
+  std::string advertised = advertise_grpc;
+  if (advertised.empty()) {
+    advertised = server.grpc_listen;
+    if (absl::EndsWith(advertised, ":0")) {
+      advertised = absl::StrCat(advertised.substr(0, advertised.size() - 1), host.grpc_port());
+    }
   }
+  relay_impl.SetGrpcAddress(advertised);
   host.WatchHealth([&redis] { return redis.Ping().ok(); });
   host.WaitForTermination();
   relay_impl.Stop();

@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/core/log.h"
 #include "services/core/thread.h"
@@ -712,9 +711,9 @@ void Relay::Heartbeat() {
     std::lock_guard<std::mutex> lock(hk_mu_);
     grpc = options_.grpc_address;
   }
-  // Not advertised before the API address is known (listening on port 0, the port comes once
-  // the gRPC server listens): the SIP edge would pick an instance it cannot reach.
-  if (grpc.empty() || absl::EndsWith(grpc, ":0")) return;
+  // Not advertised before the API listens (SetGrpcAddress): the SIP edge would pick an
+  // instance it cannot reach.
+  if (grpc.empty()) return;
   nlohmann::json j = {{"grpc", grpc},
                       {"media", options_.media_address},
                       {"ports_free", (pool_.total_pairs() - pool_.used_pairs()) * 2},

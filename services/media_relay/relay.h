@@ -38,7 +38,7 @@ struct RelayOptions {
   std::string instance = "media-relay-0";
   std::string bind_address = "0.0.0.0";
   std::string media_address;  // advertised in legs; empty: bind_address
-  std::string grpc_address;   // advertised for the SIP edge
+  std::string grpc_address;   // advertised for the SIP edge; empty: not yet (SetGrpcAddress)
   int port_min = 20000;
   int port_max = 31000;
   int workers = 1;
