@@ -93,7 +93,6 @@ ThreadScheduling ThisThreadScheduling() {
         policy == SCHED_FIFO ? ThreadScheduling::Policy::kFifo : ThreadScheduling::Policy::kRr;
     s.priority = param.sched_priority;
   } else {
-    errno = 0;
     s.priority = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
   }
   return s;

@@ -405,14 +405,11 @@ class SrtpTest(RelayFixture):
 
 def thread_scheduling(pid, name):
     """(policy, real-time priority, nice) of the thread of process `pid` called `name`."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
+    for tid in map(int, os.listdir(f"/proc/{pid}/task")):
         with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            if f.read().strip() != name:
-                continue
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
-            stat = f.read()
-        fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 of proc(5)
-        return int(fields[38]), int(fields[37]), int(fields[16])
+            if f.read().strip() == name:
+                return (os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority,
+                        os.getpriority(os.PRIO_PROCESS, tid))
     raise AssertionError(f"no thread {name} in process {pid}")
 
 
