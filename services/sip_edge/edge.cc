@@ -411,9 +411,10 @@ struct Edge::Impl : public CallHost {
     }
     loop_queue = std::make_unique<LoopQueue>(root);
     if (!loop_queue->ok()) return absl::InternalError("cannot watch the SIP thread's queue");
-    relays = NewMediaRelays(MediaRelaysOptions{options.relay_token, options.relay_ca_file,
-                                               absl::Seconds(2), absl::Seconds(15)},
-                            *async_redis, *loop_queue, clock);
+    relays = NewMediaRelays(
+        MediaRelaysOptions{options.relay_token, options.relay_ca_file, options.relay_plaintext,
+                           absl::Seconds(2), absl::Seconds(15)},
+        *async_redis, *loop_queue, clock);
     CallOptions call_options;
     call_options.set_suite = options.set_srtp_suite;
     calls = std::make_unique<Calls>(call_options, *this, set_agent, icp_agent, *relays, clock, rng,

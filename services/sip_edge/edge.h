@@ -58,7 +58,8 @@ struct EdgeOptions {
   // Calls: the media relays' API token and CA (empty CA: plaintext gRPC), and the SRTP suite
   // offered to phones.
   std::string relay_token;
-  std::string relay_ca_file;
+  std::string relay_ca_file;     // empty: the system's trusted CAs
+  bool relay_plaintext = false;  // development only
   std::string set_srtp_suite = "AES_CM_128_HMAC_SHA1_80";
 };
 

@@ -103,7 +103,11 @@ int Main(int argc, char** argv) {
   opts.Add("relay-token-file", relay_token_file,
            "file holding the media relays' API token (calls allocate media through them)");
   opts.Add("relay-ca-file", edge.relay_ca_file,
-           "PEM CA of the media relays' API (empty: plaintext gRPC, development only)");
+           "PEM CA of the media relays' API certificates (empty: the system's trusted CAs); "
+           "the certificate must name the address the relay advertises");
+  opts.Flag("relay-plaintext", edge.relay_plaintext,
+            "speak plaintext gRPC to the media relays (development only: the token and the "
+            "calls' SRTP keys cross unprotected)");
   opts.Add("srtp-suite", edge.set_srtp_suite,
            "SRTP suite offered to phones: AES_CM_128_HMAC_SHA1_80 or AES_CM_128_HMAC_SHA1_32");
   int ban_seconds = 300, window_seconds = 2, auth_window_seconds = 300, auth_ban_seconds = 600;
@@ -138,6 +142,26 @@ int Main(int argc, char** argv) {
       return 2;
     }
     edge.relay_token = std::string(absl::StripTrailingAsciiWhitespace(*token));
+  }
+  if (!edge.relay_ca_file.empty()) {
+    if (edge.relay_plaintext) {
+      std::cerr << "sip-edge: relay-ca-file and relay-plaintext exclude each other\n";
+      return 2;
+    }
+    absl::StatusOr<std::string> ca = core::ReadFile(edge.relay_ca_file);
+    if (!ca.ok()) {
+      std::cerr << "sip-edge: relay-ca-file: " << ca.status().message() << "\n";
+      return 2;
+    }
+  }
+  if (edge.relay_plaintext) {
+    core::log::Warn(
+        "plaintext gRPC to the media relays: the relay token and SRTP keys cross "
+        "the network unprotected; use it only on a development machine",
+        {{"option", "relay-plaintext"}});
+  }
+  if (edge.relay_token.empty()) {
+    core::log::Warn("no relay-token-file: the media relays will refuse every call's media", {});
   }
   edge.protection.window = absl::Seconds(window_seconds);
   edge.protection.ban = absl::Seconds(ban_seconds);

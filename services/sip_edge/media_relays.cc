@@ -101,15 +101,18 @@ class GrpcMediaRelays : public MediaRelays {
   GrpcMediaRelays(MediaRelaysOptions options, AsyncRedis& redis, LoopQueue& loop,
                   core::Clock& clock)
       : options_(std::move(options)), redis_(redis), loop_(loop), clock_(clock) {
-    if (!options_.ca_file.empty()) {
-      std::ifstream in(options_.ca_file);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      grpc::SslCredentialsOptions o;
-      o.pem_root_certs = ss.str();
-      creds_ = grpc::SslCredentials(o);
-    } else {
+    if (options_.plaintext) {
       creds_ = grpc::InsecureChannelCredentials();
+    } else {
+      // TLS with the relay's certificate verified: against the given CA, else the system's.
+      grpc::SslCredentialsOptions o;
+      if (!options_.ca_file.empty()) {
+        std::ifstream in(options_.ca_file);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        o.pem_root_certs = ss.str();
+      }
+      creds_ = grpc::SslCredentials(o);
     }
   }
 

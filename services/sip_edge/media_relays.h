@@ -58,8 +58,9 @@ class MediaRelays {
 };
 
 struct MediaRelaysOptions {
-  std::string token;    // the relays' API bearer token
-  std::string ca_file;  // the relays' API CA (PEM); empty: plaintext gRPC
+  std::string token;       // the relays' API bearer token
+  std::string ca_file;     // the relays' API CA (PEM); empty: the system's trusted CAs
+  bool plaintext = false;  // no TLS (development only)
   absl::Duration timeout = absl::Seconds(2);
   absl::Duration stale_after = absl::Seconds(15);  // heartbeat older: instance ignored
   // How long the instances read from Redis serve new sessions before they are read again

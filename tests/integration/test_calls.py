@@ -255,6 +255,7 @@ def reply(conn, req, code, phrase="OK", extra="", body="", tag=None, contact=Tru
 class RelayFixture(EdgeFixture):
     """The edge fixture with a media relay and the office extensions on Kamailio."""
     edge_args = ["--log-level", "debug"]
+    relay_idle_timeout = "3"  # seconds without media before the relay reports a call idle
     ipbx_credentials = dict(IPBX_CREDENTIALS, **{OFFICE_USER: OFFICE_PASSWORD,
                                                  OTHER_USER: OTHER_PASSWORD,
                                                  "voicemail": "voicemail-pw"})
@@ -269,13 +270,16 @@ class RelayFixture(EdgeFixture):
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--api-token-file", token, "--bind-address", "127.0.0.1",
             "--port-min", "40000", "--port-max", "40999", "--workers", "1",
-            "--idle-timeout-seconds", "3"])
+            "--idle-timeout-seconds", self.relay_idle_timeout,
+            "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]])
         self.relay.start()
         self.addCleanup(self.relay.stop)
         # Calls need the relay advertised with its API address (its first heartbeat has none yet).
         rwgtest.wait_until("the relay advertised with its API address", lambda: b'"grpc":"127.'
                            in self.redis.cmd("HGETALL", "rwg:relay:instances"), timeout=10)
-        self.edge_args = self.edge_args + ["--relay-token-file", token]
+        # The relay's API over TLS, its certificate verified against the test CA.
+        self.edge_args = self.edge_args + ["--relay-token-file", token,
+                                           "--relay-ca-file", self.certs["ca"]]
 
     def relay_metrics(self):
         return urllib.request.urlopen(
@@ -630,7 +634,8 @@ class CallsTest(RelayFixture):
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--sip-tls-listen", "", "--sip-tcp-listen", f"127.0.0.1:{rwgtest.free_port()}",
             "--icp-listen", f"127.0.0.1:{rwgtest.free_port()}", "--instance", "sip-edge-1",
-            "--relay-token-file", os.path.join(self.tmp, "relay-token")])
+            "--relay-token-file", os.path.join(self.tmp, "relay-token"),
+            "--relay-ca-file", self.certs["ca"]])
         other.log_path = os.path.join(self.tmp, "sip-edge-1.log")
         other.start()
         self.addCleanup(other.stop)

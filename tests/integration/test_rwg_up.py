@@ -1,0 +1,178 @@
+"""Integration: what the README tells a new user to do works as written.
+
+`./tools/rwg up` is run as it is (on ports and a state directory of the test's own), two real
+phones (baresip) register through it over TLS with the demo devices, one calls the other by
+its iPBX number, both hear each other, the caller hangs up; then `./tools/rwg down`. Nothing
+may be left behind: no call in `rwgctl call list`, no media relay session, no process.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import rwgtest
+from test_calls import TONE_A, TONE_B, Baresip, tones_heard
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+RWG = os.path.join(ROOT, "tools", "rwg")
+
+
+@unittest.skipUnless(shutil.which("baresip") and shutil.which("kamailio"),
+                     "baresip and kamailio are installed by tools/rwg deps")
+class RwgUpTest(unittest.TestCase):
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="rwg-up-")
+        self.tmp = self._tmp.name
+        self.addCleanup(self._tmp.cleanup)
+        self.state = os.path.join(self.tmp, "state")
+        port = rwgtest.free_port
+        relay_min = 30000 + (os.getpid() % 50) * 200
+        self.env = dict(os.environ)
+        for k in list(self.env):
+            if k.startswith("RWG_") and k != "RWG_BIN_DIR":
+                del self.env[k]
+        self.env.update({
+            "RWG_BUILD_DIR": os.path.dirname(os.path.abspath(rwgtest.BIN)),
+            "RWG_STATE_DIR": self.state,
+            "RWG_REDIS_PORT": str(port()),
+            "RWG_CONTROL_ADDR": f"127.0.0.1:{port()}",
+            "RWG_CONTROL_METRICS": f"127.0.0.1:{port()}",
+            "RWG_EDGE_TLS": f"127.0.0.1:{port()}",
+            "RWG_EDGE_TCP": f"127.0.0.1:{port()}",
+            "RWG_EDGE_ICP": f"127.0.0.1:{port()}",
+            "RWG_EDGE_GRPC": f"127.0.0.1:{port()}",
+            "RWG_EDGE_METRICS": f"127.0.0.1:{port()}",
+            "RWG_RELAY_GRPC": f"127.0.0.1:{port()}",
+            "RWG_RELAY_METRICS": f"127.0.0.1:{port()}",
+            "RWG_RELAY_PORTS": f"{relay_min}-{relay_min + 199}",
+            "RWG_PROV_HTTPS": f"127.0.0.1:{port()}",
+            "RWG_PROV_GRPC": f"127.0.0.1:{port()}",
+            "RWG_PROV_METRICS": f"127.0.0.1:{port()}",
+            "RWG_IPBX_PORT": str(port()),
+        })
+        self.out = open(os.path.join(self.tmp, "up.out"), "w+b")
+        self.up = subprocess.Popen([RWG, "up"], env=self.env, stdout=self.out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        self.addCleanup(self.cleanup)
+        rwgtest.wait_until("rwg up running", lambda: b"rwg is running" in self.output()
+                           or self.up.poll() is not None, timeout=240)
+        self.assertIsNone(self.up.poll(), "rwg up exited:\n" + self.output().decode()[-4000:])
+
+    def output(self):
+        self.out.flush()
+        with open(self.out.name, "rb") as f:
+            return f.read()
+
+    def cleanup(self):
+        if self.up.poll() is None:
+            subprocess.run([RWG, "down"], env=self.env, capture_output=True, timeout=120)
+            try:
+                self.up.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.up.pid, signal.SIGKILL)
+        self.out.close()
+
+    def log(self, name):
+        try:
+            with open(os.path.join(self.state, "log", f"{name}.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def metrics(self, var):
+        return urllib.request.urlopen(f"http://{self.env[var]}/metrics", timeout=5).read().decode()
+
+    def ctl(self, *args):
+        env = dict(self.env)
+        env.update({"RWG_SERVER": self.env["RWG_CONTROL_ADDR"],
+                    "RWG_CA_CERT": os.path.join(self.state, "dev", "ca.pem"),
+                    "RWG_CONFIG_DIR": os.path.join(self.tmp, "cli")})
+        with open(os.path.join(self.state, "dev", "admin-password")) as f:
+            env["RWG_PASSWORD"] = f.read().strip()
+        r = subprocess.run([os.path.join(rwgtest.BIN, "rwgctl"), "-o", "json", *args], env=env,
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"rwgctl {' '.join(args)}: {r.stderr}")
+        return r.stdout
+
+    def phone(self, name, user, tone):
+        tls = self.env["RWG_EDGE_TLS"]
+        p = Baresip(self.tmp, name,
+                    f"<sip:{user}@localhost;transport=tls>;auth_pass=demo-set-{user};"
+                    f"outbound=\"sip:{tls};transport=tls\";regint=600;mediaenc=srtp-mand;"
+                    "answermode=auto;audio_codecs=PCMU",
+                    os.path.join(self.state, "dev", "ca.pem"), tone, "tls")
+        self.addCleanup(p.stop)
+        return p.start()
+
+    def relay_sessions(self):
+        m = re.search(r"(?m)^rwg_media_relay_sessions (\S+)", self.metrics("RWG_RELAY_METRICS"))
+        return int(float(m.group(1))) if m else -1
+
+    def dump(self, *phones):
+        return ("\n--- sip-edge\n" + self.log("sip-edge")[-4000:] + "\n--- kamailio\n" +
+                self.log("kamailio")[-2000:] + "".join(
+                    f"\n--- {p.dir}\n" + p.read_log()[-3000:] for p in phones))
+
+    def test_two_demo_phones_call_each_other_through_rwg_up(self):
+        self.ctl("login")
+        a = self.phone("phone-1001", "1001", TONE_A)
+        b = self.phone("phone-1002", "1002", TONE_B)
+        registered = lambda: {r["set_username"] for r in
+                              json.loads(self.ctl("registration", "list"))["registrations"]}
+        try:
+            rwgtest.wait_until("both demo phones registered",
+                               lambda: registered() >= {"1001", "1002"}, timeout=30)
+        except AssertionError:
+            raise AssertionError("not registered" + self.dump(a, b))
+
+        # 1001 dials 1002's number at the iPBX: the call leaves rwg to the iPBX and comes back.
+        a.command("dial", "21002")
+        calls = lambda: json.loads(self.ctl("call", "list"))["calls"]
+        try:
+            rwgtest.wait_until("both legs confirmed", lambda: len(calls()) == 2 and all(
+                c["state"] == "confirmed" for c in calls()), timeout=20)
+        except AssertionError:
+            raise AssertionError(f"call not answered: {calls()}" + self.dump(a, b))
+        self.assertEqual(self.relay_sessions(), 2)
+        time.sleep(3)
+        a.command("hangup")
+        try:
+            rwgtest.wait_until("no call left", lambda: calls() == [], timeout=15)
+            rwgtest.wait_until("both phones ended the call",
+                               lambda: a.call_ended() and b.call_ended(), timeout=10)
+        except AssertionError:
+            raise AssertionError(f"call not ended: {calls()}" + self.dump(a, b))
+        rwgtest.wait_until("no relay session left", lambda: self.relay_sessions() == 0,
+                           timeout=10)
+        time.sleep(0.5)
+        for phone, own, other in ((a, TONE_A, TONE_B), (b, TONE_B, TONE_A)):
+            recs = phone.recordings()
+            self.assertTrue(recs, f"{phone.dir}: no recording")
+            pa, pb, peak = tones_heard(recs[-1])
+            heard, not_heard = (pa, pb) if other == TONE_A else (pb, pa)
+            self.assertGreater(peak, 1000, f"{recs[-1]} is silent")
+            self.assertGreater(heard, 0.5, f"{phone.dir} did not hear {other} Hz ({pa}, {pb})")
+            self.assertLess(not_heard, 0.1, f"{phone.dir} hears its own tone ({pa}, {pb})")
+        self.assertNotIn("Socket closed", self.log("sip-edge"))
+
+        # ./tools/rwg down stops everything `up` started; `up` returns.
+        r = subprocess.run([RWG, "down"], env=self.env, capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.up.wait(timeout=30), 0, self.output().decode()[-2000:])
+        for name in ("redis", "control", "kamailio", "sip-edge", "media-relay", "provisioning"):
+            self.assertFalse(os.path.exists(os.path.join(self.state, "run", f"{name}.pid")),
+                             f"{name} pid file left")
+
+
+if __name__ == "__main__":
+    unittest.main()
