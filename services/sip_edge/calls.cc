@@ -62,6 +62,7 @@ struct Calls::Call {
   enum class State { kSetup, kEarly, kConfirmed, kEnded } state = State::kSetup;
   absl::Time started;
   absl::Time answered;
+  absl::Time ended_at;
   std::string end_reason;
   std::string bye_reason;  // Reason header of the BYEs rwg sends, if any
   // A subscription (SUBSCRIBE/NOTIFY: message waiting, BLF, ...) rather than a call: the same
@@ -90,6 +91,10 @@ std::string HeaderText(const void* header) {
 }
 
 namespace {
+
+// How long an ended call may wait for its INVITEs' last answers: past 64 T1 (32 s, RFC 3261
+// timers B and C) with a margin.
+constexpr absl::Duration kEndedGrace = absl::Seconds(40);
 
 // Which call an outgoing INVITE belongs to.
 struct Pending {
@@ -279,7 +284,49 @@ bool Calls::Owns(const sip_t* sip, bool set_side) const {
   if (sip->sip_call_id == nullptr || sip->sip_to == nullptr || sip->sip_to->a_tag == nullptr) {
     return false;
   }
-  return by_dialog_.count(absl::StrCat(set_side ? "s|" : "i|", sip->sip_call_id->i_id)) > 0;
+  return FindDialog(set_side, sip) != nullptr;
+}
+
+// Dialogs are told apart by Call-ID and rwg's own tag on that side (RFC 3261 §12): both legs of
+// a call between two phones behind rwg share the iPBX's Call-ID, with rwg at each end.
+std::string Calls::DialogKey(bool set_side, absl::string_view call_id,
+                             absl::string_view local_tag) {
+  return absl::StrCat(set_side ? "s|" : "i|", call_id, "|", local_tag);
+}
+
+void Calls::Index(Call& call) {
+  by_dialog_[DialogKey(true, call.set.call_id, call.set.local_tag)] = &call;
+  by_dialog_[DialogKey(false, call.icp.call_id, call.icp.local_tag)] = &call;
+}
+
+void Calls::Unindex(Call& call) {
+  for (bool set_side : {true, false}) {
+    const Side& s = set_side ? call.set : call.icp;
+    auto it = by_dialog_.find(DialogKey(set_side, s.call_id, s.local_tag));
+    if (it != by_dialog_.end() && it->second == &call) by_dialog_.erase(it);
+  }
+}
+
+// The call whose dialog on that side an in-dialog request from the other end names: its
+// Call-ID and, as its To tag, rwg's tag; the From tag is checked against the remote's.
+Calls::Call* Calls::FindDialog(bool set_side, const sip_t* sip) const {
+  if (sip->sip_call_id == nullptr || sip->sip_to == nullptr || sip->sip_to->a_tag == nullptr) {
+    return nullptr;
+  }
+  auto it = by_dialog_.find(DialogKey(set_side, sip->sip_call_id->i_id, sip->sip_to->a_tag));
+  return it == by_dialog_.end() ? nullptr : it->second;
+}
+
+// Every call with a dialog of that Call-ID on that side (a CANCEL or an ACK names its INVITE's
+// transaction, not a dialog: its To has no tag of rwg's).
+std::vector<Calls::Call*> Calls::WithCallId(bool set_side, absl::string_view call_id) const {
+  std::vector<Call*> out;
+  const std::string prefix = absl::StrCat(set_side ? "s|" : "i|", call_id, "|");
+  for (auto it = by_dialog_.lower_bound(prefix);
+       it != by_dialog_.end() && absl::StartsWith(it->first, prefix); ++it) {
+    out.push_back(it->second);
+  }
+  return out;
 }
 
 Calls::Side& Calls::Other(Call& call, Side& side) {
@@ -291,11 +338,7 @@ Calls::Side& Calls::Other(Call& call, Side& side) {
 int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
                           const std::string& source) {
   const sip_method_t m = sip->sip_request->rq_method;
-  const char* call_id = sip->sip_call_id ? sip->sip_call_id->i_id : "";
-  auto it = by_dialog_.find(absl::StrCat("s|", call_id));
-  if (it != by_dialog_.end() && sip->sip_to && sip->sip_to->a_tag) {
-    return InDialog(*it->second, it->second->set, irq, sip);
-  }
+  if (Call* c = FindDialog(true, sip)) return InDialog(*c, c->set, irq, sip);
   if (m == sip_method_ack) return 200;  // nothing to acknowledge here; ACKs get no answer
   if ((m != sip_method_invite && m != sip_method_subscribe) ||
       (sip->sip_to && sip->sip_to->a_tag)) {
@@ -327,11 +370,7 @@ int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
 
 int Calls::OnIcpRequest(nta_incoming_t* irq, const sip_t* sip, bool forwarded) {
   const sip_method_t m = sip->sip_request->rq_method;
-  const char* call_id = sip->sip_call_id ? sip->sip_call_id->i_id : "";
-  auto it = by_dialog_.find(absl::StrCat("i|", call_id));
-  if (it != by_dialog_.end() && sip->sip_to && sip->sip_to->a_tag) {
-    return InDialog(*it->second, it->second->icp, irq, sip);
-  }
+  if (Call* c = FindDialog(false, sip)) return InDialog(*c, c->icp, irq, sip);
   if (m == sip_method_ack) return 200;
   if (m == sip_method_subscribe && !(sip->sip_to && sip->sip_to->a_tag)) {
     host_.CountResponse("SUBSCRIBE", 501);
@@ -471,8 +510,7 @@ int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const
   c.expires_at = clock_.Now() + absl::Seconds(c.expires);
   PhoneSide(c.set, irq, sip, phone);
   IcpSideTo(c.icp, phone, resource, *view);
-  by_dialog_[absl::StrCat("s|", c.set.call_id)] = &c;
-  by_dialog_[absl::StrCat("i|", c.icp.call_id)] = &c;
+  Index(c);
   subscriptions_.Increment();
   core::log::Debug("subscription", {{"id", c.id},
                                     {"device", c.device.set_username},
@@ -562,8 +600,7 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip, bool forwarded)
 void Calls::Adopt(std::unique_ptr<Call> call) {
   Call& c = *call;
   const char* direction = c.from_phone ? "outbound" : "inbound";
-  by_dialog_[absl::StrCat("s|", c.set.call_id)] = &c;
-  by_dialog_[absl::StrCat("i|", c.icp.call_id)] = &c;
+  Index(c);
   attempts_.Add({{"direction", direction}}).Increment();
   active_.Increment();
   core::log::Info("call", {{"call", c.id},
@@ -596,7 +633,7 @@ void Calls::AllocateAndInvite(Call& call, const RelayRemote& set, const RelayRem
       return Forget(c);
     }
     c.media = *s;
-    if (c.state == Call::State::kEnded) return Forget(c);
+    if (c.state == Call::State::kEnded) return Release(c);
     int status = 0;
     std::string phrase;
     std::optional<std::string> offer =
@@ -762,6 +799,12 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
 void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp,
                    const std::string& headers) {
   if (side.irq == nullptr) return;
+  if (nta_incoming_status(side.irq) >= 200) {
+    // sofia-sip answered it already (487 to a CANCEL, 500 on a timeout): nothing more to say.
+    nta_incoming_destroy(side.irq);
+    side.irq = nullptr;
+    return;
+  }
   const bool with_contact = status < 300 && status > 100;
   const tagi_t tags[] = {
       {TAG_IF(with_contact, SIPTAG_CONTACT_STR(side.contact.c_str()))},
@@ -899,7 +942,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
                      if (it == calls_.end() || !s.ok()) return;
                      Call& c = *it->second;
                      c.relay_busy = false;
-                     if (c.state == Call::State::kEnded) return Forget(c);
+                     if (c.state == Call::State::kEnded) return Release(c);
                      Side& to = c.from_phone ? c.icp : c.set;
                      Side& from = Other(c, to);
                      int st = 0;
@@ -933,7 +976,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
       Answer(call, from, st, phrase.c_str(), "", timers);  // a 422's Min-SE
     }
     core::log::Info("call not answered", {{"call", call.id}, {"status", std::to_string(status)}});
-    call.end_reason = absl::StrCat(status, " ", phrase);
+    if (call.end_reason.empty()) call.end_reason = absl::StrCat(status, " ", phrase);
     return Forget(call);
   }
   // 2xx: acknowledged at once (this side's dialog is confirmed), then answered on the other.
@@ -967,7 +1010,7 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
                    if (it == calls_.end()) return;
                    Call& c = *it->second;
                    c.relay_busy = false;
-                   if (c.state == Call::State::kEnded) return Forget(c);
+                   if (c.state == Call::State::kEnded) return Release(c);
                    Side& to = c.from_phone ? c.icp : c.set;
                    Side& from = Other(c, to);
                    int st = 500;
@@ -1021,9 +1064,20 @@ void Calls::OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const
 void Calls::Sweep() {
   const absl::Time now = clock_.Now();
   std::vector<std::string> gone;
+  std::vector<std::string> ended;
   for (const auto& [id, c] : calls_) {
     // A subscription the phone stopped refreshing (its final NOTIFY had time to pass).
     if (c->subscription && c->expires_at + absl::Seconds(32) < now) gone.push_back(id);
+    // An ended call whose cancelled INVITE or relay request never finished.
+    if (!c->subscription && c->state == Call::State::kEnded && c->ended_at + kEndedGrace < now) {
+      ended.push_back(id);
+    }
+  }
+  for (const std::string& id : ended) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) continue;
+    core::log::Warn("ended call released without its last answers", {{"call", id}});
+    Forget(*it->second);
   }
   for (const std::string& id : gone) {
     auto it = calls_.find(id);
@@ -1156,7 +1210,7 @@ int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip
                      nta_incoming_destroy(f->irq);
                      msg_destroy(msg);
                      delete f;
-                     if (c.state == Call::State::kEnded && !c.set.orq && !c.icp.orq) Forget(c);
+                     if (c.state == Call::State::kEnded) Release(c);
                      return;
                    }
                    SendForward(c, to, *f, req, *out);
@@ -1222,10 +1276,19 @@ std::string Calls::ReferTarget(const Side& to, const url_t* u) {
     // "<call-id>;to-tag=<x>;from-tag=<y>" of a call through rwg, on the referrer's side.
     std::vector<std::string> parts = absl::StrSplit(replaces, ';');
     // The referrer's side of that call is the side opposite `to`.
-    auto it = by_dialog_.find(absl::StrCat(to.set ? "i|" : "s|", parts[0]));
-    if (it != by_dialog_.end() && !it->second->subscription) {
+    // The referrer names the dialog by Call-ID and both tags; one of them is rwg's.
+    Call* found = nullptr;
+    for (size_t i = 1; i < parts.size() && found == nullptr; ++i) {
+      absl::string_view tag = parts[i];
+      if (!absl::ConsumePrefix(&tag, "to-tag=") && !absl::ConsumePrefix(&tag, "from-tag=")) {
+        continue;
+      }
+      auto it = by_dialog_.find(DialogKey(!to.set, parts[0], tag));
+      if (it != by_dialog_.end()) found = it->second;
+    }
+    if (found != nullptr && !found->subscription) {
       // On `to`'s side the party to be replaced is that dialog's remote end.
-      const Side& theirs = to.set ? it->second->set : it->second->icp;
+      const Side& theirs = to.set ? found->set : found->icp;
       const std::string mapped = absl::StrCat(theirs.call_id, ";to-tag=", theirs.remote_tag,
                                               ";from-tag=", theirs.local_tag);
       absl::StrAppend(&out, "?Replaces=", UrlEncode(mapped));
@@ -1324,7 +1387,7 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
                               TAG_END());
           self->host_.CountResponse(f->method.c_str(), out ? status : st);
           nta_incoming_destroy(f->irq);
-          if (c.state == Call::State::kEnded && !c.set.orq && !c.icp.orq) self->Forget(c);
+          if (c.state == Call::State::kEnded) self->Release(c);
           return;
         }
         nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
@@ -1356,12 +1419,10 @@ std::pair<Calls::Call*, Calls::Side*> Calls::ByInvite(nta_incoming_t* irq, bool 
   const sip_t* invite = request ? sip_object(request) : nullptr;
   const std::string call_id = invite && invite->sip_call_id ? invite->sip_call_id->i_id : "";
   msg_destroy(request);
-  for (const char* prefix : {"s|", "i|"}) {
-    auto it = by_dialog_.find(absl::StrCat(prefix, call_id));
-    if (it == by_dialog_.end()) continue;
-    Call& c = *it->second;
-    for (Side* side : {&c.set, &c.icp}) {
-      if ((ack ? side->ack_irq : side->irq) == irq) return {&c, side};
+  for (bool set_side : {true, false}) {
+    for (Call* c : WithCallId(set_side, call_id)) {
+      Side* side = set_side ? &c->set : &c->icp;
+      if ((ack ? side->ack_irq : side->irq) == irq) return {c, side};
     }
   }
   return {nullptr, nullptr};
@@ -1371,8 +1432,25 @@ std::pair<Calls::Call*, Calls::Side*> Calls::ByInvite(nta_incoming_t* irq, bool 
 // relay. No usable answer, or no ACK at all (sip null: 32 s passed), ends the call.
 void Calls::OnAck(nta_incoming_t* irq, const sip_t* sip) {
   auto [found, side] = ByInvite(irq, true);
+  if (found == nullptr) {
+    // An INVITE rwg has not answered yet, which sofia-sip answered itself (487 after a CANCEL
+    // no call matched, or 500 when its transaction timed out): the call is over on that
+    // side. The transaction stays rwg's until the call lets it go.
+    auto [pending, pending_side] = ByInvite(irq, false);
+    if (pending != nullptr) {
+      pending_side->irq = nullptr;
+      nta_incoming_destroy(irq);
+      if (pending->state != Call::State::kEnded) {
+        pending->end_reason =
+            pending_side->set ? "cancelled by the phone" : "cancelled by the iPBX";
+        Hangup(*pending, pending_side, pending->end_reason.c_str());
+      }
+      return;
+    }
+    nta_incoming_destroy(irq);
+    return;
+  }
   nta_incoming_destroy(irq);
-  if (found == nullptr) return;
   Call& c = *found;
   side->ack_irq = nullptr;
   if (c.state == Call::State::kEnded) return;
@@ -1398,7 +1476,7 @@ void Calls::OnAck(nta_incoming_t* irq, const sip_t* sip) {
                    if (it == calls_.end()) return;
                    Call& c = *it->second;
                    c.relay_busy = false;
-                   if (c.state == Call::State::kEnded) return Forget(c);
+                   if (c.state == Call::State::kEnded) return Release(c);
                    if (!s.ok()) {
                      c.end_reason = "media";
                      return Hangup(c, nullptr, "media");
@@ -1415,12 +1493,9 @@ void Calls::Hangup(Call& call, Side* except, const char* why) {
   for (Side* s : {&call.set, &call.icp}) {
     if (s == except) continue;
     if (s->orq != nullptr) {
-      // sofia-sip sends the CANCEL and acknowledges the 487 itself; the call ends here.
-      nta_outgoing_cancel(s->orq);
-      nta_outgoing_destroy(s->orq);
-      s->orq = nullptr;
-      delete static_cast<Pending*>(s->invite_magic);
-      s->invite_magic = nullptr;
+      // sofia-sip sends the CANCEL and acknowledges the 487 itself. The INVITE stays until
+      // its final answer: a 2xx crossing the CANCEL is acknowledged and ended with a BYE.
+      if (!was_ended) nta_outgoing_cancel(s->orq);
     } else if (s->irq != nullptr) {
       Answer(call, *s, s->set ? 480 : 487,
              s->set ? "Temporarily Unavailable" : "Request Terminated", "");
@@ -1428,31 +1503,44 @@ void Calls::Hangup(Call& call, Side* except, const char* why) {
       SendRequest(call, *s, "BYE", ++s->cseq);
     }
   }
-  // A relay request in flight finishes the call when it returns.
-  if (!call.relay_busy) Forget(call);
+  if (!was_ended) call.ended_at = clock_.Now();
+  Release(call);
+}
+
+// An ended call goes once nothing of it is in flight: its INVITEs' final answers and relay
+// requests (each of those releases it when it finishes).
+void Calls::Release(Call& call) {
+  if (call.set.orq != nullptr || call.icp.orq != nullptr || call.relay_busy) return;
+  Forget(call);
+}
+
+// Lets go of rwg's INVITEs still waiting for an answer.
+void Calls::DropInvites(Call& call) {
+  for (Side* s : {&call.set, &call.icp}) {
+    if (s->orq != nullptr) nta_outgoing_destroy(s->orq);
+    s->orq = nullptr;
+    delete static_cast<Pending*>(s->invite_magic);
+    s->invite_magic = nullptr;
+  }
 }
 
 void Calls::Forget(Call& call) {
   if (call.subscription) {
-    by_dialog_.erase(absl::StrCat("s|", call.set.call_id));
-    by_dialog_.erase(absl::StrCat("i|", call.icp.call_id));
+    Unindex(call);
     if (call.set.tport) tport_unref(call.set.tport);
     if (call.set.irq) {
       nta_incoming_treply(call.set.irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
       nta_incoming_destroy(call.set.irq);
     }
-    if (call.icp.orq) {
-      nta_outgoing_destroy(call.icp.orq);
-      delete static_cast<Pending*>(call.icp.invite_magic);
-    }
+    DropInvites(call);
     subscriptions_.Decrement();
     core::log::Debug("subscription ended", {{"id", call.id}});
     calls_.erase(call.id);
     return;
   }
   if (call.recorded) host_.DropCall(call.id);
-  by_dialog_.erase(absl::StrCat("s|", call.set.call_id));
-  by_dialog_.erase(absl::StrCat("i|", call.icp.call_id));
+  Unindex(call);
+  DropInvites(call);
   if (call.media) relays_.Delete(*call.media);
   if (call.set.tport) tport_unref(call.set.tport);
   call.set.tport = nullptr;

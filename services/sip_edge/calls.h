@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 #include "services/core/clock.h"
 #include "services/core/devices.h"
@@ -164,6 +165,8 @@ class Calls {
               const std::string& headers = "");
   void Hangup(Call& call, Side* except, const char* why);
   void Forget(Call& call);
+  void Release(Call& call);
+  void DropInvites(Call& call);
   std::optional<std::string> SdpFor(Call& call, Side& side, const std::string& other_sdp,
                                     bool offer, int* status, std::string* phrase);
   // What one side sent, within that side's inbound policy (R-CFG).
@@ -178,6 +181,12 @@ class Calls {
   std::optional<std::string> AnswerIcpChallenge(const Call& call, const Side& to, const sip_t* sip,
                                                 int status, const char* method);
   void EndOrphanCall(const nlohmann::json& record);
+  static std::string DialogKey(bool set_side, absl::string_view call_id,
+                               absl::string_view local_tag);
+  void Index(Call& call);
+  void Unindex(Call& call);
+  Call* FindDialog(bool set_side, const sip_t* sip) const;
+  std::vector<Call*> WithCallId(bool set_side, absl::string_view call_id) const;
   void Save(Call& call);
 
   static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);
@@ -196,7 +205,8 @@ class Calls {
   core::Clock& clock_;
   core::Random& rng_;
   std::map<std::string, std::unique_ptr<Call>> calls_;  // by rwg call id
-  std::map<std::string, Call*> by_dialog_;              // "s|" / "i|" + Call-ID
+  // "s|" / "i|" + Call-ID + "|" + rwg's tag on that side.
+  std::map<std::string, Call*> by_dialog_;
 
   prometheus::Gauge& active_;
   prometheus::Family<prometheus::Counter>& attempts_;

@@ -1,0 +1,228 @@
+"""Integration: the call-topology matrix.
+
+Every way a call meets rwg in a real deployment — a remote phone calling the office, the
+office calling a remote phone, two remote phones on one rwg instance, and two remote phones
+held by two instances — each with the endings a call has: answered and hung up by either side,
+refused (486), cancelled, a CANCEL crossing the callee's 200 and crossing its 486, hold and
+resume. The phones are scripted user agents (sipua) over real TLS/TCP connections; Kamailio is
+the iPBX, and it hands a call between two remote phones back to rwg with the same Call-ID.
+
+After each case nothing may be left: no call in `rwgctl call list`, no call record in Redis, no
+active call on any instance, no media relay session, every instance alive, and no file
+descriptor more than after the first case.
+"""
+import os
+import re
+import time
+import unittest
+import urllib.request
+
+import rwgtest
+import sipclient
+import sipua
+from test_calls import OFFICE_PASSWORD, OFFICE_USER, PUBLIC, RelayFixture
+from test_sip_edge import DEVICES, DOMAIN
+
+
+class TopologyTest(RelayFixture):
+    edge_args = ["--pike-requests", "100000"]
+    # The scripted phones send no media: calls must end by their own signalling, long before
+    # the relay would report them idle.
+    relay_idle_timeout = "60"
+
+    def setUp(self):
+        super().setUp()
+        self.edges = [self.edge]
+        self.fds = None
+
+    def second_edge(self):
+        """A second instance on the same Redis and relay; returns its TLS port."""
+        tls = rwgtest.free_port()
+        other = rwgtest.Service("sip-edge", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--sip-tls-listen", f"127.0.0.1:{tls}", "--sip-tcp-listen", "",
+            "--icp-listen", f"127.0.0.1:{rwgtest.free_port()}", "--instance", "sip-edge-1",
+            "--sip-tls-cert-file", self.certs["cert"], "--sip-tls-key-file", self.certs["key"],
+            "--min-expires", "2", "--config-refresh-ms", "200", "--pike-requests", "100000",
+            "--relay-token-file", os.path.join(self.tmp, "relay-token"),
+            "--relay-ca-file", self.certs["ca"]])
+        other.log_path = os.path.join(self.tmp, "sip-edge-1.log")
+        other.start()
+        self.addCleanup(other.stop)
+        self.edges.append(other)
+        return tls
+
+    # -- phones ----------------------------------------------------------------------------
+
+    def remote(self, user, tls_port=None):
+        conn = sipclient.SipConnection("127.0.0.1", tls_port or self.tls_port, tls=True,
+                                       ca=self.certs["ca"])
+        self.addCleanup(conn.close)
+        r = conn.register_with_auth(user, DEVICES[user][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        ua = sipua.UA(conn, user, PUBLIC, secure=True)
+        self.addCleanup(ua.close)
+        return ua
+
+    def office(self):
+        conn = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(conn.close)
+        r = conn.register_with_auth(OFFICE_USER, OFFICE_PASSWORD, "127.0.0.2")
+        self.assertEqual(sipclient.status(r), 200, r)
+        ua = sipua.UA(conn, OFFICE_USER, "127.0.0.2", secure=False,
+                      auth=(OFFICE_USER, OFFICE_PASSWORD))
+        self.addCleanup(ua.close)
+        return ua
+
+    # -- what is left ----------------------------------------------------------------------
+
+    def edge_metric(self, edge, name):
+        text = urllib.request.urlopen(edge.metrics_url, timeout=5).read().decode()
+        m = re.search(rf"(?m)^{name} (\S+)", text)
+        return float(m.group(1)) if m else None
+
+    def relay_sessions(self):
+        m = re.search(r"(?m)^rwg_media_relay_sessions (\S+)", self.relay_metrics())
+        return int(float(m.group(1))) if m else None
+
+    def fd_count(self):
+        return sum(len(os.listdir(f"/proc/{e.proc.pid}/fd")) for e in self.edges)
+
+    def leftovers(self):
+        left = []
+        calls = self.ctl.json("call", "list")["calls"]
+        if calls:
+            left.append(f"rwgctl call list: {calls}")
+        keys = self.redis.cmd("KEYS", "rwg:call:*")
+        if not keys.startswith(b"*0"):
+            left.append(f"Redis call records: {keys!r}")
+        if not self.redis.cmd("SCARD", "rwg:calls").startswith(b":0"):
+            left.append("Redis set of calls not empty")
+        for e in self.edges:
+            if not e.alive():
+                left.append(f"{e.log_path}: exited")
+            elif self.edge_metric(e, "rwg_sip_edge_active_calls") != 0:
+                left.append(f"{e.log_path}: active calls "
+                            f"{self.edge_metric(e, 'rwg_sip_edge_active_calls')}")
+        if self.relay_sessions() != 0:
+            left.append(f"relay sessions: {self.relay_sessions()}")
+        return left
+
+    def assert_clean(self, case, *uas):
+        try:
+            rwgtest.wait_until("nothing left", lambda: not self.leftovers(), timeout=15)
+        except AssertionError:
+            raise AssertionError(f"{case}: left behind: {self.leftovers()}\n" + self.logs())
+        for ua in uas:
+            self.assertEqual(ua.failures, [], case)
+        fds = self.fd_count()
+        if self.fds is None:
+            self.fds = fds
+        self.assertLessEqual(fds, self.fds + 2, f"{case}: file descriptors grew")
+
+    def logs(self):
+        return "".join(f"\n--- {e.log_path}\n" + e.read_log()[-3000:] for e in self.edges)
+
+    # -- the cases -------------------------------------------------------------------------
+
+    def run_matrix(self, caller, callee, number, host):
+        cases = [
+            ("answered, caller hangs up", lambda: self.answered(caller, callee, number, host, True)),
+            ("answered, callee hangs up", lambda: self.answered(caller, callee, number, host, False)),
+            ("refused 486", lambda: self.refused(caller, callee, number, host)),
+            ("cancelled", lambda: self.cancelled(caller, callee, number, host)),
+            ("CANCEL crossing 200", lambda: self.crossing(caller, callee, number, host, 200)),
+            ("CANCEL crossing 486", lambda: self.crossing(caller, callee, number, host, 486)),
+            ("hold and resume", lambda: self.hold(caller, callee, number, host)),
+        ]
+        for name, case in cases:
+            with self.subTest(case=name):
+                try:
+                    case()
+                except AssertionError as e:
+                    raise AssertionError(f"{name}: {e}\n" + self.logs()) from None
+                self.assert_clean(name, caller, callee)
+
+    def ringing(self, caller, callee, number, host):
+        out = caller.dial(number, host)
+        inc = callee.next_call()
+        callee.ring(inc)
+        caller.wait("180", lambda: "180 INVITE" in out.events)
+        return out, inc
+
+    def answered(self, caller, callee, number, host, caller_hangs_up):
+        out, inc = self.ringing(caller, callee, number, host)
+        callee.answer(inc)
+        caller.wait("200", lambda: out.status == 200)
+        callee.wait("ACK", lambda: "ACK<" in inc.events)
+        time.sleep(0.2)
+        if caller_hangs_up:
+            caller.bye(out)
+            callee.wait("BYE", lambda: "BYE<" in inc.events)
+            caller.wait("200 to BYE", lambda: "200 BYE" in out.events)
+        else:
+            callee.bye(inc)
+            caller.wait("BYE", lambda: "BYE<" in out.events)
+            callee.wait("200 to BYE", lambda: "200 BYE" in inc.events)
+
+    def refused(self, caller, callee, number, host):
+        out, inc = self.ringing(caller, callee, number, host)
+        callee.answer(inc, 486, "Busy Here")
+        caller.wait("486", lambda: out.status == 486)
+
+    def cancelled(self, caller, callee, number, host):
+        out, inc = self.ringing(caller, callee, number, host)
+        caller.cancel(out)
+        caller.wait("487", lambda: out.status == 487)
+        callee.wait("CANCEL", lambda: "CANCEL<" in inc.events and inc.status == 487)
+
+    def crossing(self, caller, callee, number, host, code):
+        out, inc = self.ringing(caller, callee, number, host)
+        # The callee's final answer and the caller's CANCEL leave at the same time.
+        callee.answer(inc, code, "OK" if code == 200 else "Busy Here")
+        caller.cancel(out)
+        caller.wait("the caller's call over", lambda: out.ended, timeout=15)
+        if code == 200:
+            # Whichever won, the callee's call ends: its 200 is acknowledged and ended with a
+            # BYE, or the CANCEL came first (then its 200 is the one ended by a BYE too).
+            callee.wait("the callee's call over", lambda: inc.ended or "BYE<" in inc.events,
+                        timeout=15)
+        self.assertIn(out.status, (200, 487, 486) if code == 486 else (200, 487))
+
+    def hold(self, caller, callee, number, host):
+        out, inc = self.ringing(caller, callee, number, host)
+        callee.answer(inc)
+        caller.wait("200", lambda: out.status == 200)
+        callee.wait("ACK", lambda: "ACK<" in inc.events)
+        caller.reinvite(out, "sendonly")
+        callee.wait("hold offer", lambda: "reinvite:recvonly" in inc.events)
+        caller.wait("hold answered", lambda: out.events.count("200 INVITE") >= 2)
+        caller.reinvite(out, "sendrecv")
+        callee.wait("resume offer", lambda: "reinvite:sendrecv" in inc.events)
+        caller.wait("resume answered", lambda: out.events.count("200 INVITE") >= 3)
+        self.assertEqual(self.relay_sessions(), 2 if callee.user != OFFICE_USER
+                         and caller.user != OFFICE_USER else 1)
+        callee.bye(inc)
+        caller.wait("BYE", lambda: "BYE<" in out.events)
+
+    # -- the topologies --------------------------------------------------------------------
+
+    def test_remote_phone_calls_the_office(self):
+        self.run_matrix(self.remote("1001"), self.office(), OFFICE_USER, PUBLIC)
+
+    def test_office_calls_a_remote_phone(self):
+        self.run_matrix(self.office(), self.remote("1002"), "21002", "127.0.0.2")
+
+    def test_remote_phone_calls_a_remote_phone_on_the_same_instance(self):
+        self.run_matrix(self.remote("1001"), self.remote("1002"), "21002", PUBLIC)
+
+    def test_remote_phones_on_two_instances_call_each_other(self):
+        other_tls = self.second_edge()
+        a = self.remote("1001")
+        b = self.remote("1002", other_tls)
+        self.run_matrix(a, b, "21002", PUBLIC)
+        self.run_matrix(b, a, "21001", PUBLIC)
+
+
+if __name__ == "__main__":
+    unittest.main()
