@@ -324,9 +324,15 @@ struct Edge::Impl : public CallHost {
   }
 
   bool AddTport(nta_agent_t* a, const std::string& url, bool tls, bool server) {
-    return nta_agent_add_tport(
-               a, URL_STRING_MAKE(url.c_str()), TPTAG_PONG2PING(1), TPTAG_SERVER(server),
-               TAG_IF(tls, TPTAG_CERTIFICATE(options.tls_cert_dir.c_str())), TAG_END()) == 0;
+    // As a TLS client (toward the iPBX) the peer's certificate must chain to cafile.pem and
+    // name the host rwg connects to, unless the administrator turned that off.
+    const unsigned verify = server || options.icp_tls_insecure ? TPTLS_VERIFY_NONE
+                                                               : TPTLS_VERIFY_SUBJECTS_OUT;
+    return nta_agent_add_tport(a, URL_STRING_MAKE(url.c_str()), TPTAG_PONG2PING(1),
+                               TPTAG_SERVER(server),
+                               TAG_IF(tls, TPTAG_CERTIFICATE(options.tls_cert_dir.c_str())),
+                               TAG_IF(tls, TPTAG_TLS_VERIFY_POLICY(verify)),
+                               TAG_IF(tls, TPTAG_TLS_VERIFY_DEPTH(8)), TAG_END()) == 0;
   }
 
   absl::Status Setup() {

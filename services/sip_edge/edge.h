@@ -60,6 +60,8 @@ struct EdgeOptions {
   std::string relay_token;
   std::string relay_ca_file;     // empty: the system's trusted CAs
   bool relay_plaintext = false;  // development only
+  std::string icp_ca_file;        // the iPBX's TLS CAs (empty: the system's)
+  bool icp_tls_insecure = false;  // no verification of the iPBX's certificate (lab only)
   std::string set_srtp_suite = "AES_CM_128_HMAC_SHA1_80";
 };
 

@@ -24,13 +24,27 @@ namespace {
 using namespace rwg;
 
 // sofia-sip reads its TLS identity from a directory: agent.pem (key and chain), cafile.pem.
-absl::StatusOr<std::string> MakeCertDir(const std::string& cert_file, const std::string& key_file) {
+// sofia-sip's TLS directory: agent.pem (key and chain, for the phones' listener and as rwg's
+// client certificate toward the iPBX) and cafile.pem (what the iPBX's certificate must chain
+// to: `ca_file`, else the system's trusted CAs).
+// Debian's bundle of the system's trusted CAs (package ca-certificates).
+constexpr char kSystemCaFile[] = "/etc/ssl/certs/ca-certificates.crt";
+
+absl::StatusOr<std::string> MakeCertDir(const std::string& cert_file, const std::string& key_file,
+                                        const std::string& ca_file) {
   absl::StatusOr<std::string> cert = core::ReadFile(cert_file);
   if (!cert.ok())
     return absl::InvalidArgumentError(absl::StrCat("sip-tls-cert-file: ", cert.status().message()));
   absl::StatusOr<std::string> key = core::ReadFile(key_file);
   if (!key.ok())
     return absl::InvalidArgumentError(absl::StrCat("sip-tls-key-file: ", key.status().message()));
+  absl::StatusOr<std::string> ca = core::ReadFile(ca_file.empty() ? kSystemCaFile : ca_file);
+  if (!ca.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ca_file.empty() ? absl::StrCat("the system's trusted CAs (", kSystemCaFile, ")")
+                                     : std::string("icp-ca-file"),
+                     ": ", ca.status().message()));
+  }
   char tmpl[] = "/tmp/rwg-sip-tls-XXXXXX";
   if (mkdtemp(tmpl) == nullptr)
     return absl::InternalError("cannot create a directory for TLS files");
@@ -38,8 +52,8 @@ absl::StatusOr<std::string> MakeCertDir(const std::string& cert_file, const std:
   {
     std::ofstream agent(dir + "/agent.pem", std::ios::trunc);
     agent << *key << "\n" << *cert;
-    std::ofstream ca(dir + "/cafile.pem", std::ios::trunc);
-    ca << *cert;
+    std::ofstream cafile(dir + "/cafile.pem", std::ios::trunc);
+    cafile << *ca;
   }
   chmod((dir + "/agent.pem").c_str(), 0600);
   return dir;
@@ -105,6 +119,12 @@ int Main(int argc, char** argv) {
   opts.Add("relay-ca-file", edge.relay_ca_file,
            "PEM CA of the media relays' API certificates (empty: the system's trusted CAs); "
            "the certificate must name the address the relay advertises");
+  opts.Add("icp-ca-file", edge.icp_ca_file,
+           "PEM CAs the iPBX's SIP/TLS certificate must chain to (empty: the system's trusted "
+           "CAs); its certificate must also name the iPBX's host");
+  opts.Flag("icp-tls-insecure", edge.icp_tls_insecure,
+            "accept any certificate from the iPBX over SIP/TLS (whoever sits in between then "
+            "reads the ICP-side digests and SRTP keys): for a lab only");
   opts.Flag("relay-plaintext", edge.relay_plaintext,
             "speak plaintext gRPC to the media relays (development only: the token and the "
             "calls' SRTP keys cross unprotected)");
@@ -144,7 +164,12 @@ int Main(int argc, char** argv) {
     edge.relay_token = std::string(absl::StripTrailingAsciiWhitespace(*token));
   }
   if (!edge.relay_ca_file.empty()) {
-    if (edge.relay_plaintext) {
+    if (edge.icp_tls_insecure) {
+    core::log::Warn("the iPBX's SIP/TLS certificate is not verified: whoever sits between rwg "
+                    "and the iPBX can read the ICP-side credentials and SRTP keys",
+                    {{"option", "icp-tls-insecure"}});
+  }
+  if (edge.relay_plaintext) {
       std::cerr << "sip-edge: relay-ca-file and relay-plaintext exclude each other\n";
       return 2;
     }
@@ -153,6 +178,11 @@ int Main(int argc, char** argv) {
       std::cerr << "sip-edge: relay-ca-file: " << ca.status().message() << "\n";
       return 2;
     }
+  }
+  if (edge.icp_tls_insecure) {
+    core::log::Warn("the iPBX's SIP/TLS certificate is not verified: whoever sits between rwg "
+                    "and the iPBX can read the ICP-side credentials and SRTP keys",
+                    {{"option", "icp-tls-insecure"}});
   }
   if (edge.relay_plaintext) {
     core::log::Warn(
@@ -247,7 +277,7 @@ int Main(int argc, char** argv) {
       std::cerr << "sip-edge: sip-tls-listen needs sip-tls-cert-file and sip-tls-key-file\n";
       return 2;
     }
-    absl::StatusOr<std::string> dir = MakeCertDir(sip_cert, sip_key);
+    absl::StatusOr<std::string> dir = MakeCertDir(sip_cert, sip_key, edge.icp_ca_file);
     if (!dir.ok()) {
       std::cerr << "sip-edge: " << dir.status().message() << "\n";
       return 2;

@@ -992,24 +992,79 @@ class ConfigListenersTest(EdgeFixture):
         self.assertIn("icp-advertise: required", r.stderr)
 
 
-class IcpTlsTest(EdgeFixture):
-    """rwg reaches the iPBX over TLS when the ICP's SIP capabilities include TLS."""
+class IcpTlsFixture(EdgeFixture):
+    """An iPBX (Kamailio) that takes SIP over TLS; `icp_args` are the edge's options for it
+    ("CA" stands for the test CA's file)."""
+    icp_args = ["--icp-ca-file", "CA"]
 
-    def test_upstream_registration_over_tls(self):
+    def before_edge(self):
+        self.edge_args = self.edge_args + [self.certs["ca"] if a == "CA" else a
+                                           for a in self.icp_args]
+
+    def tls_ipbx(self, certs=None):
         self.kamailio.stop()
-        kdir = os.path.join(self.tmp, "kamailio-tls")
+        kdir = os.path.join(self.tmp, f"kamailio-tls-{len(os.listdir(self.tmp))}")
         os.mkdir(kdir)
         self.kamailio = rwgtest.Kamailio(kdir, "127.0.0.2", IPBX_CREDENTIALS,
-                                         tls_certs=self.certs).start()
+                                         tls_certs=certs or self.certs).start()
         self.addCleanup(self.kamailio.stop)
         self.ctl.ok("config", "set", "icp.sip_transports=tcp,tls",
                     f"icp.sip_port={self.kamailio.tls_port}")
         time.sleep(0.6)  # re-read every 200 ms
+
+    def assert_refused(self):
+        _, r = self.register("1001")
+        self.assertNotEqual(sipclient.status(r), 200, r)
+        self.assertEqual(self.kamailio.registered(), set())
+
+
+class IcpTlsTest(IcpTlsFixture):
+    """rwg reaches the iPBX over TLS when the ICP's SIP capabilities include TLS, and only an
+    iPBX whose certificate chains to the configured CAs and names its host."""
+
+    def test_upstream_registration_over_tls(self):
+        self.tls_ipbx()
         _, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 200, r)
         self.assertEqual(self.kamailio.registered(), {"21001"})
         dump = self.kamailio.rpc("ul.dump") or ""
         self.assertIn(f"Socket: tls:127.0.0.2:{self.kamailio.tls_port}", dump)
+
+    def test_an_ipbx_certificate_for_another_host_is_refused(self):
+        d = os.path.join(self.tmp, "other-name")
+        os.mkdir(d)
+        run = lambda *a: subprocess.run(a, check=True, cwd=d, capture_output=True)
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-subj", "/CN=ipbx.other.test", "-keyout", "server.key", "-out", "server.csr")
+        with open(os.path.join(d, "ext"), "w") as f:
+            f.write("subjectAltName=DNS:ipbx.other.test\n")
+        run("openssl", "x509", "-req", "-in", "server.csr", "-CA", self.certs["ca"], "-CAkey",
+            os.path.join(self.tmp, "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", "ext",
+            "-out", "server.pem")
+        self.tls_ipbx({"cert": os.path.join(d, "server.pem"), "key": os.path.join(d, "server.key"),
+                       "ca": self.certs["ca"]})
+        self.assert_refused()
+
+
+class IcpTlsSystemCasTest(IcpTlsFixture):
+    """Without --icp-ca-file the system's CAs decide."""
+    icp_args = []
+
+    def test_an_ipbx_certificate_of_a_private_ca_is_refused(self):
+        self.tls_ipbx()
+        self.assert_refused()
+
+
+class IcpTlsInsecureTest(IcpTlsFixture):
+    """--icp-tls-insecure accepts any certificate, and says so at start."""
+    icp_args = ["--icp-tls-insecure"]
+
+    def test_any_certificate_is_accepted_with_a_warning(self):
+        self.assertIn("icp-tls-insecure", self.edge.read_log())
+        self.tls_ipbx()
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertEqual(self.kamailio.registered(), {"21001"})
 
 
 SIPP_DIR = os.path.join(os.path.dirname(__file__), "../sip_edge")
