@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "services/core/log.h"
+#include "services/sip_edge/guard.h"
 
 namespace rwg::sip_edge {
 
@@ -130,6 +131,10 @@ void AsyncRedis::Send(Request* r, const std::vector<std::string>& args) {
 }
 
 void AsyncRedis::OnReply(redisAsyncContext* c, void* reply, void* privdata) {
+  Guard("redis reply", [&] { HandleReply(c, reply, privdata); });
+}
+
+void AsyncRedis::HandleReply(redisAsyncContext* c, void* reply, void* privdata) {
   auto* r = static_cast<Request*>(privdata);
   AsyncRedis* self = r->self;
   if (!self->sent_at_.empty()) self->sent_at_.pop_front();

@@ -58,6 +58,7 @@ class AsyncRedis {
   void Send(Request* r, const std::vector<std::string>& args);
   void Drop(const std::string& why);
   static void OnReply(redisAsyncContext* c, void* reply, void* privdata);
+  static void HandleReply(redisAsyncContext* c, void* reply, void* privdata);
   static void OnConnect(const redisAsyncContext* c, int status);
   static void OnDisconnect(const redisAsyncContext* c, int status);
   static int OnEvent(su_root_magic_t*, su_wait_t* w, su_wakeup_arg_t* arg);

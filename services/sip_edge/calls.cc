@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "services/core/log.h"
 #include "services/sip_edge/digest.h"
+#include "services/sip_edge/guard.h"
 #include "services/sip_edge/sdp.h"
 
 namespace rwg::sip_edge {
@@ -80,6 +81,13 @@ struct Calls::Call {
   // the callee's codecs to the caller in the 2xx) and the caller answers in its ACK.
   bool delayed_offer = false;
 };
+
+std::string UdpRoute(const std::string& source) {
+  const size_t colon = source.rfind(':');
+  const std::string ip = source.substr(0, colon);
+  return absl::StrCat("sip:", absl::StrContains(ip, ':') ? absl::StrCat("[", ip, "]") : ip, ":",
+                      colon == std::string::npos ? "" : source.substr(colon + 1), ";transport=udp");
+}
 
 std::string HeaderText(const void* header) {
   if (header == nullptr) return "";
@@ -338,7 +346,27 @@ Calls::Side& Calls::Other(Call& call, Side& side) {
 int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
                           const std::string& source) {
   const sip_method_t m = sip->sip_request->rq_method;
-  if (Call* c = FindDialog(true, sip)) return InDialog(*c, c->set, irq, sip);
+  if (Call* c = FindDialog(true, sip)) {
+    // Only the phone itself speaks in its dialogs: over the call's connection, or over the
+    // one it registered through since (it reconnected; rwg's requests go there from now on).
+    const bool same =
+        c->set.tport == tport && (c->set.route_url.empty() || c->set.route_url == UdpRoute(source));
+    if (!same) {
+      std::optional<CallPhone> phone =
+          host_.PhoneOnConnection(tport, c->device.set_username, source);
+      if (!phone) {
+        if (m == sip_method_ack) return 200;
+        core::log::Info("in-dialog request from elsewhere refused",
+                        {{"call", c->id}, {"source", source}});
+        host_.CountResponse(sip->sip_request->rq_method_name, 403);
+        return 403;
+      }
+      if (c->set.tport != nullptr) tport_unref(c->set.tport);
+      c->set.tport = tport_ref(phone->tport);
+      c->set.route_url = phone->route;
+    }
+    return InDialog(*c, c->set, irq, sip);
+  }
   if (m == sip_method_ack) return 200;  // nothing to acknowledge here; ACKs get no answer
   if ((m != sip_method_invite && m != sip_method_subscribe) ||
       (sip->sip_to && sip->sip_to->a_tag)) {
@@ -411,9 +439,13 @@ int Calls::NewCallFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPho
   }
   auto view = host_.Config();
   if (view->icp_host.empty()) return reply(SIP_503_SERVICE_UNAVAILABLE, "no iPBX configured");
+  std::optional<core::EmergencyRoute> emergency = host_.Emergency(phone.device.location, number);
+  // Emergency calls go whatever the device has going on (R-EMERG).
+  if (!emergency && calls_of_[phone.device.set_username] >= options_.max_calls_per_device) {
+    return reply(SIP_486_BUSY_HERE, "too many calls for this device");
+  }
   // Emergency numbers (R-EMERG): dialled as the table says for the device's location.
   std::string dial = number;
-  std::optional<core::EmergencyRoute> emergency = host_.Emergency(phone.device.location, number);
   if (emergency) {
     dial = emergency->dial;
     emergency_.Increment();
@@ -493,6 +525,13 @@ int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const
   };
   if (target == nullptr || *target == '\0') return reply(SIP_404_NOT_FOUND);
   if (sip->sip_event == nullptr) return reply(SIP_489_BAD_EVENT);
+  if (subscriptions_of_[phone.device.set_username] >= options_.max_subscriptions_per_device) {
+    nta_incoming_treply(irq, SIP_403_FORBIDDEN,
+                        SIPTAG_WARNING_STR("399 rwg \"too many subscriptions for this device\""),
+                        TAG_END());
+    host_.CountResponse("SUBSCRIBE", 403);
+    return 403;
+  }
   if (view->icp_host.empty()) return reply(SIP_503_SERVICE_UNAVAILABLE);
   // The phone's own user (message waiting for itself) is its ICP-side user at the iPBX.
   std::string resource = target;
@@ -511,6 +550,7 @@ int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const
   PhoneSide(c.set, irq, sip, phone);
   IcpSideTo(c.icp, phone, resource, *view);
   Index(c);
+  ++subscriptions_of_[c.device.set_username];
   subscriptions_.Increment();
   core::log::Debug("subscription", {{"id", c.id},
                                     {"device", c.device.set_username},
@@ -534,6 +574,9 @@ int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip, bool forwarded)
     const int st = forwarded ? 480 : host_.ProxyInvite(irq, sip, icp_user);
     if (st == 0) return 0;
     return reply(st, sip_status_phrase(st), "");
+  }
+  if (calls_of_[phone->device.set_username] >= options_.max_calls_per_device) {
+    return reply(SIP_486_BUSY_HERE, "too many calls for this device");
   }
   absl::StatusOr<AudioStream> offer =
       sdp.empty() ? AudioStream{} : ReadMedia(sdp, *host_.Config(), false, false);
@@ -601,6 +644,7 @@ void Calls::Adopt(std::unique_ptr<Call> call) {
   Call& c = *call;
   const char* direction = c.from_phone ? "outbound" : "inbound";
   Index(c);
+  ++calls_of_[c.device.set_username];
   attempts_.Add({{"direction", direction}}).Increment();
   active_.Increment();
   core::log::Info("call", {{"call", c.id},
@@ -841,16 +885,18 @@ void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const
 // provisionals carry answers, never offers: a PRACK bringing an offer is refused.
 int Calls::OnPrack(nta_reliable_magic_t* magic, nta_reliable_t*, nta_incoming_t* prack,
                    const sip_t* sip) {
-  auto* self = reinterpret_cast<Calls*>(magic);
-  if (sip != nullptr && sip->sip_payload != nullptr && sip->sip_payload->pl_len > 0) {
-    nta_incoming_treply(prack, SIP_488_NOT_ACCEPTABLE,
-                        SIPTAG_WARNING_STR("399 rwg \"no offer in PRACK\""), TAG_END());
-    nta_incoming_destroy(prack);
-    self->host_.CountResponse("PRACK", 488);
-    return 0;
-  }
-  self->host_.CountResponse("PRACK", 200);
-  return 200;
+  return Guard("OnPrack", 500, [&]() -> int {
+    auto* self = reinterpret_cast<Calls*>(magic);
+    if (sip != nullptr && sip->sip_payload != nullptr && sip->sip_payload->pl_len > 0) {
+      nta_incoming_treply(prack, SIP_488_NOT_ACCEPTABLE,
+                          SIPTAG_WARNING_STR("399 rwg \"no offer in PRACK\""), TAG_END());
+      nta_incoming_destroy(prack);
+      self->host_.CountResponse("PRACK", 488);
+      return 0;
+    }
+    self->host_.CountResponse("PRACK", 200);
+    return 200;
+  });
 }
 
 // Acknowledges a reliable provisional answer to rwg's INVITE on `to` (RFC 3262); false for a
@@ -871,30 +917,32 @@ bool Calls::Prack(Side& to, const sip_t* sip) {
 // -- responses to our INVITEs -----------------------------------------------------------------
 
 int Calls::OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
-  auto* p = reinterpret_cast<Pending*>(magic);
-  Calls* self = p->calls;
-  const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
-  auto it = self->calls_.find(p->call);
-  if (it == self->calls_.end()) {
+  return Guard("OnOutgoing", 0, [&]() -> int {
+    auto* p = reinterpret_cast<Pending*>(magic);
+    Calls* self = p->calls;
+    const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    auto it = self->calls_.find(p->call);
+    if (it == self->calls_.end()) {
+      if (status >= 200) {
+        nta_outgoing_destroy(orq);
+        delete p;
+      }
+      return 0;
+    }
+    Call& call = *it->second;
+    Side& to = p->to_set ? call.set : call.icp;
     if (status >= 200) {
-      nta_outgoing_destroy(orq);
+      if (to.invite_magic == p) to.invite_magic = nullptr;
       delete p;
     }
+    if (to.orq != orq) {
+      // A BYE or another request of ours: nothing to do beyond finishing the transaction.
+      if (status >= 200) nta_outgoing_destroy(orq);
+      return 0;
+    }
+    self->OnInviteResponse(call, to, orq, sip);
     return 0;
-  }
-  Call& call = *it->second;
-  Side& to = p->to_set ? call.set : call.icp;
-  if (status >= 200) {
-    if (to.invite_magic == p) to.invite_magic = nullptr;
-    delete p;
-  }
-  if (to.orq != orq) {
-    // A BYE or another request of ours: nothing to do beyond finishing the transaction.
-    if (status >= 200) nta_outgoing_destroy(orq);
-    return 0;
-  }
-  self->OnInviteResponse(call, to, orq, sip);
-  return 0;
+  });
 }
 
 void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip) {
@@ -1298,118 +1346,124 @@ std::string Calls::ReferTarget(const Side& to, const url_t* u) {
 }
 
 int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
-  auto* f = reinterpret_cast<Forwarded*>(magic);
-  Calls* self = f->calls;
-  const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
-  if (status < 200) return 0;  // provisional answers of a re-INVITE stay here
-  const std::string phrase = sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "";
-  const std::string sdp = PayloadOf(sip);
-  std::unique_ptr<Forwarded> owned(f);
-  auto it = self->calls_.find(f->call);
-  if (it == self->calls_.end()) {
-    nta_outgoing_destroy(orq);
-    nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
-    nta_incoming_destroy(f->irq);
-    return 0;
-  }
-  Call& call = *it->second;
-  Side& to = f->to_set ? call.set : call.icp;
-  Side& from = self->Other(call, to);
-  if (f->method == "INVITE" && status < 300) {
-    self->SendRequest(call, to, "ACK", f->cseq);
-  }
-  if (sip && sip->sip_contact && status < 300 && (f->method == "INVITE" || f->method == "UPDATE")) {
-    su_home_t home[1] = {SU_HOME_INIT(home)};
-    to.remote_target = UrlText(home, sip->sip_contact->m_url);
-    su_home_deinit(home);
-  }
-  const std::string timers =
-      f->method == "INVITE" || f->method == "UPDATE" ? TimerHeaders(sip) : "";
-  nta_outgoing_destroy(orq);
-  auto finish = [self, &from, f, timers](int st, const char* ph, const std::string& body) {
-    const bool with_contact = st < 300 && (f->method == "INVITE" || f->method == "UPDATE");
-    nta_incoming_treply(f->irq, st, ph,
-                        TAG_IF(with_contact, SIPTAG_CONTACT_STR(from.contact.c_str())),
-                        TAG_IF(!timers.empty(), SIPTAG_HEADER_STR(timers.c_str())),
-                        TAG_IF(!body.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-                        TAG_IF(!body.empty(), SIPTAG_PAYLOAD_STR(body.c_str())), TAG_END());
-    self->host_.CountResponse(f->method.c_str(), st);
-    nta_incoming_destroy(f->irq);
-  };
-  if (!f->offer || status >= 300 || sdp.empty()) {
-    if (f->method == "SUBSCRIBE" && status < 300) {
-      // A refresh (or an unsubscribe, Expires: 0): the phone learns what the iPBX granted.
-      const int granted =
-          sip && sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : call.expires;
-      call.expires_at = self->clock_.Now() + absl::Seconds(granted);
-      const std::string expires = std::to_string(granted);
-      nta_incoming_treply(f->irq, status, phrase.c_str(), SIPTAG_CONTACT_STR(from.contact.c_str()),
-                          SIPTAG_EXPIRES_STR(expires.c_str()), TAG_END());
-      self->host_.CountResponse("SUBSCRIBE", status);
+  return Guard("OnForwardResponse", 0, [&]() -> int {
+    auto* f = reinterpret_cast<Forwarded*>(magic);
+    Calls* self = f->calls;
+    const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+    if (status < 200) return 0;  // provisional answers of a re-INVITE stay here
+    const std::string phrase = sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "";
+    const std::string sdp = PayloadOf(sip);
+    std::unique_ptr<Forwarded> owned(f);
+    auto it = self->calls_.find(f->call);
+    if (it == self->calls_.end()) {
+      nta_outgoing_destroy(orq);
+      nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
       nta_incoming_destroy(f->irq);
       return 0;
     }
-    finish(status, phrase.c_str(), "");
-    if (call.subscription && f->terminates) self->Forget(call);
-    return 0;
-  }
-  absl::StatusOr<AudioStream> answer = self->ReadFrom(call, to.set, sdp);
-  if (!answer.ok()) {
-    finish(488, "Not Acceptable Here", "");
-    return 0;
-  }
-  to.media = *answer;
-  RelayRemote remote = RemoteOf(*answer);
-  const std::string id = call.id;
-  auto* pending = owned.release();
-  call.relay_busy = true;
-  self->relays_.Update(
-      *call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
-      [self, id, pending, status, phrase, sdp](absl::StatusOr<RelaySession> s) {
-        std::unique_ptr<Forwarded> f(pending);
-        auto it = self->calls_.find(id);
-        std::optional<std::string> out;
-        int st = 503;
-        std::string ph = "Media Relay Unavailable";
-        if (it != self->calls_.end()) {
-          Call& c = *it->second;
-          c.relay_busy = false;
-          Side& to = f->to_set ? c.set : c.icp;
-          Side& from = self->Other(c, to);
-          if (s.ok()) {
-            c.media = *s;
-            out = self->SdpFor(c, from, sdp, false, &st, &ph);
-          }
-          nta_incoming_treply(f->irq, out ? status : st, out ? phrase.c_str() : ph.c_str(),
-                              SIPTAG_CONTACT_STR(from.contact.c_str()),
-                              TAG_IF(out.has_value(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-                              TAG_IF(out.has_value(), SIPTAG_PAYLOAD_STR(out ? out->c_str() : "")),
-                              TAG_END());
-          self->host_.CountResponse(f->method.c_str(), out ? status : st);
-          nta_incoming_destroy(f->irq);
-          if (c.state == Call::State::kEnded) self->Release(c);
-          return;
-        }
-        nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
+    Call& call = *it->second;
+    Side& to = f->to_set ? call.set : call.icp;
+    Side& from = self->Other(call, to);
+    if (f->method == "INVITE" && status < 300) {
+      self->SendRequest(call, to, "ACK", f->cseq);
+    }
+    if (sip && sip->sip_contact && status < 300 &&
+        (f->method == "INVITE" || f->method == "UPDATE")) {
+      su_home_t home[1] = {SU_HOME_INIT(home)};
+      to.remote_target = UrlText(home, sip->sip_contact->m_url);
+      su_home_deinit(home);
+    }
+    const std::string timers =
+        f->method == "INVITE" || f->method == "UPDATE" ? TimerHeaders(sip) : "";
+    nta_outgoing_destroy(orq);
+    auto finish = [self, &from, f, timers](int st, const char* ph, const std::string& body) {
+      const bool with_contact = st < 300 && (f->method == "INVITE" || f->method == "UPDATE");
+      nta_incoming_treply(f->irq, st, ph,
+                          TAG_IF(with_contact, SIPTAG_CONTACT_STR(from.contact.c_str())),
+                          TAG_IF(!timers.empty(), SIPTAG_HEADER_STR(timers.c_str())),
+                          TAG_IF(!body.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+                          TAG_IF(!body.empty(), SIPTAG_PAYLOAD_STR(body.c_str())), TAG_END());
+      self->host_.CountResponse(f->method.c_str(), st);
+      nta_incoming_destroy(f->irq);
+    };
+    if (!f->offer || status >= 300 || sdp.empty()) {
+      if (f->method == "SUBSCRIBE" && status < 300) {
+        // A refresh (or an unsubscribe, Expires: 0): the phone learns what the iPBX granted.
+        const int granted =
+            sip && sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : call.expires;
+        call.expires_at = self->clock_.Now() + absl::Seconds(granted);
+        const std::string expires = std::to_string(granted);
+        nta_incoming_treply(f->irq, status, phrase.c_str(),
+                            SIPTAG_CONTACT_STR(from.contact.c_str()),
+                            SIPTAG_EXPIRES_STR(expires.c_str()), TAG_END());
+        self->host_.CountResponse("SUBSCRIBE", status);
         nta_incoming_destroy(f->irq);
-      });
-  return 0;
+        return 0;
+      }
+      finish(status, phrase.c_str(), "");
+      if (call.subscription && f->terminates) self->Forget(call);
+      return 0;
+    }
+    absl::StatusOr<AudioStream> answer = self->ReadFrom(call, to.set, sdp);
+    if (!answer.ok()) {
+      finish(488, "Not Acceptable Here", "");
+      return 0;
+    }
+    to.media = *answer;
+    RelayRemote remote = RemoteOf(*answer);
+    const std::string id = call.id;
+    auto* pending = owned.release();
+    call.relay_busy = true;
+    self->relays_.Update(
+        *call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
+        [self, id, pending, status, phrase, sdp](absl::StatusOr<RelaySession> s) {
+          std::unique_ptr<Forwarded> f(pending);
+          auto it = self->calls_.find(id);
+          std::optional<std::string> out;
+          int st = 503;
+          std::string ph = "Media Relay Unavailable";
+          if (it != self->calls_.end()) {
+            Call& c = *it->second;
+            c.relay_busy = false;
+            Side& to = f->to_set ? c.set : c.icp;
+            Side& from = self->Other(c, to);
+            if (s.ok()) {
+              c.media = *s;
+              out = self->SdpFor(c, from, sdp, false, &st, &ph);
+            }
+            nta_incoming_treply(
+                f->irq, out ? status : st, out ? phrase.c_str() : ph.c_str(),
+                SIPTAG_CONTACT_STR(from.contact.c_str()),
+                TAG_IF(out.has_value(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+                TAG_IF(out.has_value(), SIPTAG_PAYLOAD_STR(out ? out->c_str() : "")), TAG_END());
+            self->host_.CountResponse(f->method.c_str(), out ? status : st);
+            nta_incoming_destroy(f->irq);
+            if (c.state == Call::State::kEnded) self->Release(c);
+            return;
+          }
+          nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
+          nta_incoming_destroy(f->irq);
+        });
+    return 0;
+  });
 }
 
 int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip) {
-  auto* self = reinterpret_cast<Calls*>(magic);
-  // After a 2xx with rwg's offer, the INVITE's ACK (or its absence) comes here too.
-  if (sip == nullptr || sip->sip_request->rq_method == sip_method_ack) {
-    self->OnAck(irq, sip);
+  return Guard("OnCancel", 0, [&]() -> int {
+    auto* self = reinterpret_cast<Calls*>(magic);
+    // After a 2xx with rwg's offer, the INVITE's ACK (or its absence) comes here too.
+    if (sip == nullptr || sip->sip_request->rq_method == sip_method_ack) {
+      self->OnAck(irq, sip);
+      return 0;
+    }
+    core::log::Debug("CANCEL received", {});
+    auto [c, side] = self->ByInvite(irq, false);
+    if (c == nullptr) return 0;
+    c->end_reason = side->set ? "cancelled by the phone" : "cancelled by the iPBX";
+    self->Answer(*c, *side, 487, "Request Terminated", "");
+    self->Hangup(*c, side, c->end_reason.c_str());
     return 0;
-  }
-  core::log::Debug("CANCEL received", {});
-  auto [c, side] = self->ByInvite(irq, false);
-  if (c == nullptr) return 0;
-  c->end_reason = side->set ? "cancelled by the phone" : "cancelled by the iPBX";
-  self->Answer(*c, *side, 487, "Request Terminated", "");
-  self->Hangup(*c, side, c->end_reason.c_str());
-  return 0;
+  });
 }
 
 // The call and side whose INVITE `irq` is, found by its Call-ID (the INVITE came from either
@@ -1514,6 +1568,11 @@ void Calls::Release(Call& call) {
   Forget(call);
 }
 
+void Calls::Uncount(std::map<std::string, int>& counts, const std::string& device) {
+  auto it = counts.find(device);
+  if (it != counts.end() && --it->second <= 0) counts.erase(it);
+}
+
 // Lets go of rwg's INVITEs still waiting for an answer.
 void Calls::DropInvites(Call& call) {
   for (Side* s : {&call.set, &call.icp}) {
@@ -1533,6 +1592,7 @@ void Calls::Forget(Call& call) {
       nta_incoming_destroy(call.set.irq);
     }
     DropInvites(call);
+    Uncount(subscriptions_of_, call.device.set_username);
     subscriptions_.Decrement();
     core::log::Debug("subscription ended", {{"id", call.id}});
     calls_.erase(call.id);
@@ -1541,6 +1601,7 @@ void Calls::Forget(Call& call) {
   if (call.recorded) host_.DropCall(call.id);
   Unindex(call);
   DropInvites(call);
+  Uncount(calls_of_, call.device.set_username);
   if (call.media) relays_.Delete(*call.media);
   if (call.set.tport) tport_unref(call.set.tport);
   call.set.tport = nullptr;

@@ -94,7 +94,14 @@ struct CallOptions {
   // AES_CM_128_HMAC_SHA1_80 by default). Profiles, policies and addresses come from the
   // gateway configuration (GatewayView).
   std::string set_suite = "AES_CM_128_HMAC_SHA1_80";
+  // At most this many calls and subscriptions of one device at a time (each call holds a
+  // relay session, two ports on each side): a phone cannot take the relay's ports alone.
+  int max_calls_per_device = 8;
+  int max_subscriptions_per_device = 200;
 };
+
+// Where requests for a phone registered over UDP go: its source ("ip:port") as a SIP URI.
+std::string UdpRoute(const std::string& source);
 
 class Calls {
  public:
@@ -166,6 +173,7 @@ class Calls {
   void Hangup(Call& call, Side* except, const char* why);
   void Forget(Call& call);
   void Release(Call& call);
+  static void Uncount(std::map<std::string, int>& counts, const std::string& device);
   void DropInvites(Call& call);
   std::optional<std::string> SdpFor(Call& call, Side& side, const std::string& other_sdp,
                                     bool offer, int* status, std::string* phrase);
@@ -205,6 +213,8 @@ class Calls {
   core::Clock& clock_;
   core::Random& rng_;
   std::map<std::string, std::unique_ptr<Call>> calls_;  // by rwg call id
+  std::map<std::string, int> calls_of_;                 // device -> its calls here
+  std::map<std::string, int> subscriptions_of_;         // device -> its subscriptions here
   // "s|" / "i|" + Call-ID + "|" + rwg's tag on that side.
   std::map<std::string, Call*> by_dialog_;
 

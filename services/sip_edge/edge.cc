@@ -17,12 +17,14 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <fstream>
 #include <mutex>
 #include <optional>
 #include <unordered_set>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -38,6 +40,7 @@
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/calls.h"
+#include "services/sip_edge/guard.h"
 #include "services/sip_edge/loop_queue.h"
 #include "services/sip_edge/media_relays.h"
 #include "services/sip_edge/source_filter.h"
@@ -57,6 +60,7 @@ struct EdgeMetrics {
   prometheus::Family<prometheus::Counter>& upstream_refreshes;
   prometheus::Gauge& filtered_sources;
   prometheus::Family<prometheus::Counter>& tls_keepalive;
+  prometheus::Counter& internal_errors;
 
   explicit EdgeMetrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
@@ -112,7 +116,14 @@ struct EdgeMetrics {
                           .Name("rwg_sip_edge_tls_keepalive_total")
                           .Help("RFC 5626 keep-alive over TLS: pings received, pongs sent, "
                                 "pings left unanswered (the connection's send side was busy)")
-                          .Register(r)) {
+                          .Register(r)),
+        internal_errors(prometheus::BuildCounter()
+                            .Name("rwg_sip_edge_internal_errors_total")
+                            .Help("Exceptions caught at the SIP stack's callbacks (each one a "
+                                  "request answered 500 or an event dropped); should stay 0")
+                            .Register(r)
+                            .Add({})) {
+    SetGuardCounter(&internal_errors);
     SetTlsKeepaliveCounters({&tls_keepalive.Add({{"event", "ping"}}),
                              &tls_keepalive.Add({{"event", "pong"}}),
                              &tls_keepalive.Add({{"event", "unanswered"}})});
@@ -127,6 +138,10 @@ constexpr Side kSetSide = "set";
 constexpr Side kIcpSide = "icp";
 constexpr char kInstancesKey[] = "rwg:edge:instances";
 constexpr char kForwardHeader[] = "X-Rwg-Forwarded";
+// How old (or how far ahead, for clocks apart) a forwarding mark may be, and how many marks
+// are remembered to refuse their replays.
+constexpr absl::Duration kForwardWindow = absl::Seconds(30);
+constexpr size_t kForwardSeenMax = 65536;
 // The largest SIP message a phone may send (R-SIP size limits).
 constexpr size_t kMaxPhoneMessage = 65536;
 
@@ -310,6 +325,9 @@ struct Edge::Impl : public CallHost {
   std::optional<std::string> emergency_revision;  // housekeeping thread only
   uint64_t orphan_round = 0;                      // housekeeping thread only
   uint64_t next_connection = 1;
+  // Forwarding marks taken in the last kForwardWindow (SIP thread).
+  absl::flat_hash_set<std::string> forward_seen;
+  std::deque<std::pair<absl::Time, std::string>> forward_seen_order;
 
   // -- lifecycle (SIP thread) ------------------------------------------------------------------
 
@@ -326,8 +344,8 @@ struct Edge::Impl : public CallHost {
   bool AddTport(nta_agent_t* a, const std::string& url, bool tls, bool server) {
     // As a TLS client (toward the iPBX) the peer's certificate must chain to cafile.pem and
     // name the host rwg connects to, unless the administrator turned that off.
-    const unsigned verify = server || options.icp_tls_insecure ? TPTLS_VERIFY_NONE
-                                                               : TPTLS_VERIFY_SUBJECTS_OUT;
+    const unsigned verify =
+        server || options.icp_tls_insecure ? TPTLS_VERIFY_NONE : TPTLS_VERIFY_SUBJECTS_OUT;
     return nta_agent_add_tport(a, URL_STRING_MAKE(url.c_str()), TPTAG_PONG2PING(1),
                                TPTAG_SERVER(server),
                                TAG_IF(tls, TPTAG_CERTIFICATE(options.tls_cert_dir.c_str())),
@@ -423,6 +441,8 @@ struct Edge::Impl : public CallHost {
         *async_redis, *loop_queue, clock);
     CallOptions call_options;
     call_options.set_suite = options.set_srtp_suite;
+    call_options.max_calls_per_device = options.max_calls_per_device;
+    call_options.max_subscriptions_per_device = options.max_subscriptions_per_device;
     calls = std::make_unique<Calls>(call_options, *this, set_agent, icp_agent, *relays, clock, rng,
                                     registry);
     {
@@ -522,7 +542,7 @@ struct Edge::Impl : public CallHost {
     const LocalBinding& b = it->second;
     if (b.tport != tport) return std::nullopt;
     // UDP: one socket for every phone; the phone is known by its source.
-    if (!b.route.empty() && !absl::StrContains(b.route, source)) return std::nullopt;
+    if (!b.route.empty() && b.route != UdpRoute(source)) return std::nullopt;
     return PhoneOf(b, set_username);
   }
 
@@ -577,6 +597,18 @@ struct Edge::Impl : public CallHost {
   }
 
   // An INVITE to a number that is special somewhere: never refused for rate reasons.
+  // Whether `sip` comes over the connection (and, over UDP, from the source) a phone
+  // registered through as its From user.
+  bool FromRegisteredPhone(nta_incoming_t* irq, const sip_t* sip, const std::string& source) {
+    const char* user =
+        sip->sip_from && sip->sip_from->a_url->url_user ? sip->sip_from->a_url->url_user : nullptr;
+    if (user == nullptr) return false;
+    tport_t* tp = nta_incoming_transport(nullptr, irq, nullptr);
+    const bool registered = PhoneOnConnection(tp, user, source).has_value();
+    tport_unref(tp);
+    return registered;
+  }
+
   bool IsEmergencyCall(const sip_t* sip) {
     const char* number = sip->sip_request->rq_url->url_user;
     return sip->sip_request->rq_method == sip_method_invite && number != nullptr &&
@@ -643,61 +675,64 @@ struct Edge::Impl : public CallHost {
   }
 
   static void OnSweep(su_root_magic_t*, su_timer_t*, su_timer_arg_t* arg) {
-    auto* self = reinterpret_cast<Impl*>(arg);
-    const absl::Time now = self->clock.Now();
-    if (self->calls) self->calls->Sweep();
-    for (auto it = self->local.begin(); it != self->local.end();) {
-      LocalBinding& b = it->second;
-      if (b.expires_at <= now) {
-        core::log::Info("registration expired", {{"device", it->first}});
-        if (b.upstream_expires_at > now) self->RegisterUpstreamInBackground(it->first, b, 0);
-        self->local_by_icp.erase(b.icp_username);
-        tport_unref(b.tport);
-        it = self->local.erase(it);
-        continue;
+    Guard("OnSweep", [&] {
+      auto* self = reinterpret_cast<Impl*>(arg);
+      const absl::Time now = self->clock.Now();
+      if (self->calls) self->calls->Sweep();
+      for (auto it = self->local.begin(); it != self->local.end();) {
+        LocalBinding& b = it->second;
+        if (b.expires_at <= now) {
+          core::log::Info("registration expired", {{"device", it->first}});
+          if (b.upstream_expires_at > now) self->RegisterUpstreamInBackground(it->first, b, 0);
+          self->local_by_icp.erase(b.icp_username);
+          tport_unref(b.tport);
+          it = self->local.erase(it);
+          continue;
+        }
+        if (b.reachable && (tport_is_closed(b.tport) || tport_is_shutdown(b.tport))) {
+          // The phone's connection is gone: requests cannot reach it until it reconnects and
+          // registers again; the iPBX's binding runs out at its expiry.
+          b.reachable = false;
+          core::log::Warn("phone connection lost", {{"device", it->first}});
+          self->async_redis->Command(
+              {"GET", core::BindingStore::Key(it->first)},
+              [self, connection = b.connection](absl::StatusOr<core::RedisReply> r) {
+                if (!r.ok() || r->is_nil()) return;
+                absl::StatusOr<core::Binding> b = core::BindingFromJson(r->str);
+                // Only the binding of the lost connection (not a newer registration).
+                if (!b.ok() || b->instance != self->options.instance ||
+                    b->connection != connection) {
+                  return;
+                }
+                b->reachable = false;
+                core::BindingStore::ScriptCall call =
+                    core::BindingStore::PutCall(*b, self->clock.Now());
+                self->async_redis->Eval(*call.script, call.keys, call.args,
+                                        [](absl::StatusOr<core::RedisReply>) {});
+              });
+        }
+        ++it;
       }
-      if (b.reachable && (tport_is_closed(b.tport) || tport_is_shutdown(b.tport))) {
-        // The phone's connection is gone: requests cannot reach it until it reconnects and
-        // registers again; the iPBX's binding runs out at its expiry.
-        b.reachable = false;
-        core::log::Warn("phone connection lost", {{"device", it->first}});
-        self->async_redis->Command(
-            {"GET", core::BindingStore::Key(it->first)},
-            [self, connection = b.connection](absl::StatusOr<core::RedisReply> r) {
-              if (!r.ok() || r->is_nil()) return;
-              absl::StatusOr<core::Binding> b = core::BindingFromJson(r->str);
-              // Only the binding of the lost connection (not a newer registration).
-              if (!b.ok() || b->instance != self->options.instance || b->connection != connection) {
-                return;
-              }
-              b->reachable = false;
-              core::BindingStore::ScriptCall call =
-                  core::BindingStore::PutCall(*b, self->clock.Now());
-              self->async_redis->Eval(*call.script, call.keys, call.args,
-                                      [](absl::StatusOr<core::RedisReply>) {});
-            });
-      }
-      ++it;
-    }
-    self->async_redis->CheckTimeouts();
-    self->RefreshUpstream(now);
-    {
-      std::lock_guard<std::mutex> lock(self->hk_mu);
-      if (self->fresh_bans) {
-        self->protection.SetBans(*self->fresh_bans);
-        self->fresh_bans.reset();
-        // Bans made here after that read began are not in it yet; older ones are (or were
-        // lifted by an admin since).
-        for (auto it = self->recent_bans.begin(); it != self->recent_bans.end();) {
-          if (it->since <= self->fresh_bans_read_at) {
-            it = self->recent_bans.erase(it);
-          } else {
-            self->protection.AddBan(*it++);
+      self->async_redis->CheckTimeouts();
+      self->RefreshUpstream(now);
+      {
+        std::lock_guard<std::mutex> lock(self->hk_mu);
+        if (self->fresh_bans) {
+          self->protection.SetBans(*self->fresh_bans);
+          self->fresh_bans.reset();
+          // Bans made here after that read began are not in it yet; older ones are (or were
+          // lifted by an admin since).
+          for (auto it = self->recent_bans.begin(); it != self->recent_bans.end();) {
+            if (it->since <= self->fresh_bans_read_at) {
+              it = self->recent_bans.erase(it);
+            } else {
+              self->protection.AddBan(*it++);
+            }
           }
         }
       }
-    }
-    self->ApplySourceFilter();
+      self->ApplySourceFilter();
+    });
   }
 
   void Impose(core::Ban ban) {
@@ -846,10 +881,16 @@ struct Edge::Impl : public CallHost {
     }
   }
 
-  std::string Signature(const std::string& instance, const sip_t* sip) const {
+  // The mark an instance puts on a request it relays to another: its name, when, and an HMAC
+  // (the instances' shared key) over those and what identifies the request (Call-ID, CSeq,
+  // method, From tag), so that it cannot be made up, moved to another request or kept for
+  // later (kForwardWindow, and each mark is taken once).
+  std::string Signature(const std::string& instance, const std::string& when,
+                        const sip_t* sip) const {
     const std::string data = absl::StrCat(
-        instance, "|", sip->sip_call_id ? sip->sip_call_id->i_id : "", "|",
-        sip->sip_cseq ? sip->sip_cseq->cs_seq : 0, "|", sip->sip_request->rq_method_name);
+        instance, "|", when, "|", sip->sip_call_id ? sip->sip_call_id->i_id : "", "|",
+        sip->sip_cseq ? sip->sip_cseq->cs_seq : 0, "|", sip->sip_request->rq_method_name, "|",
+        sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : "");
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     HMAC(EVP_sha256(), options.forward_key.data(), static_cast<int>(options.forward_key.size()),
@@ -857,14 +898,35 @@ struct Edge::Impl : public CallHost {
     return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), 16));
   }
 
-  // True when the request carries a valid X-Rwg-Forwarded header from another instance.
-  bool ForwardedByPeer(const sip_t* sip) const {
+  // True when the request carries a valid, fresh X-Rwg-Forwarded mark of another instance
+  // ("<instance>;ts=<unix seconds>;sig=<hex>") not seen before.
+  bool ForwardedByPeer(const sip_t* sip) {
     if (options.forward_key.empty()) return false;
     for (const sip_unknown_t* u = sip->sip_unknown; u != nullptr; u = u->un_next) {
       if (u->un_name == nullptr || !absl::EqualsIgnoreCase(u->un_name, kForwardHeader)) continue;
-      std::vector<std::string> parts = absl::StrSplit(u->un_value ? u->un_value : "", ";sig=");
-      if (parts.size() != 2 || parts[0] == options.instance) return false;
-      return core::ConstantTimeEquals(Signature(parts[0], sip), parts[1]);
+      std::vector<std::string> parts = absl::StrSplit(u->un_value ? u->un_value : "", ';');
+      if (parts.size() != 3 || parts[0] == options.instance || !absl::StartsWith(parts[1], "ts=") ||
+          !absl::StartsWith(parts[2], "sig=")) {
+        return false;
+      }
+      const std::string when = parts[1].substr(3);
+      int64_t ts = 0;
+      if (!absl::SimpleAtoi(when, &ts)) return false;
+      const absl::Time at = absl::FromUnixSeconds(ts);
+      const absl::Time now = clock.Now();
+      if (at < now - kForwardWindow || at > now + kForwardWindow) return false;
+      const std::string sig = parts[2].substr(4);
+      if (!core::ConstantTimeEquals(Signature(parts[0], when, sip), sig)) return false;
+      // Taken once: a copy replayed within the window is refused.
+      while (!forward_seen_order.empty() &&
+             (forward_seen_order.front().first < now - kForwardWindow ||
+              forward_seen_order.size() >= kForwardSeenMax)) {
+        forward_seen.erase(forward_seen_order.front().second);
+        forward_seen_order.pop_front();
+      }
+      if (!forward_seen.insert(sig).second) return false;
+      forward_seen_order.emplace_back(now, sig);
+      return true;
     }
     return false;
   }
@@ -873,12 +935,16 @@ struct Edge::Impl : public CallHost {
 
   static int OnSetRequest(nta_leg_magic_t* magic, nta_leg_t*, nta_incoming_t* irq,
                           const sip_t* sip) {
-    return reinterpret_cast<Impl*>(magic)->HandleRequest(irq, sip, false);
+    return Guard("OnSetRequest", 500, [&]() -> int {
+      return reinterpret_cast<Impl*>(magic)->HandleRequest(irq, sip, false);
+    });
   }
 
   static int OnIcpRequest(nta_leg_magic_t* magic, nta_leg_t*, nta_incoming_t* irq,
                           const sip_t* sip) {
-    return reinterpret_cast<Impl*>(magic)->HandleRequest(irq, sip, true);
+    return Guard("OnIcpRequest", 500, [&]() -> int {
+      return reinterpret_cast<Impl*>(magic)->HandleRequest(irq, sip, true);
+    });
   }
 
   // `icp_listener`: the request came to the listener for the iPBX, which serves only the iPBX
@@ -889,13 +955,16 @@ struct Edge::Impl : public CallHost {
     std::string port;
     std::string peer = PeerAddress(msg, &port);
     msg_destroy(msg);
-    const bool icp = FromIcp(peer);
+    // The iPBX and the other instances are recognised on the listener for the iPBX only: on
+    // the phones' listeners a source with the iPBX's address is a phone like any other.
+    const bool icp = icp_listener && FromIcp(peer);
     metrics.requests.Add({{"method", method}, {"side", icp ? kIcpSide : kSetSide}}).Increment();
     if (icp) return HandleFromIcp(irq, sip, false);  // the iPBX is never banned
-    if (ForwardedByPeer(sip)) return HandleFromIcp(irq, sip, true);
-    // Emergency calls are never refused for rate reasons (R-EMERG); a banned source's packets
-    // are dropped by the kernel before they get here, though.
-    if (!IsEmergencyCall(sip)) {
+    if (icp_listener && ForwardedByPeer(sip)) return HandleFromIcp(irq, sip, true);
+    // A registered phone's emergency call is never refused for rate reasons (R-EMERG); a
+    // banned source's packets are dropped by the kernel before they get here, though. An
+    // emergency INVITE from anyone else counts like any request.
+    if (!IsEmergencyCall(sip) || !FromRegisteredPhone(irq, sip, absl::StrCat(peer, ":", port))) {
       if (protection.SourceBanned(peer)) return Drop(irq);
       if (std::optional<core::Ban> ban = protection.CountRequest(peer)) {
         Impose(*ban);
@@ -979,6 +1048,11 @@ struct Edge::Impl : public CallHost {
     if (!creds) return challenge(false);
     const std::string user = creds->Get("username");
     const std::string nonce = creds->Get("nonce");
+    // Password guessing through emergency INVITEs meets the REGISTER's bans and counts.
+    if (protection.AuthBanned(ip, user)) {
+      *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
+      return std::nullopt;
+    }
     switch (nonces.Check(nonce)) {
       case NonceKeeper::Verdict::kForged:
         return challenge(false);
@@ -1006,6 +1080,7 @@ struct Edge::Impl : public CallHost {
     if (!dev->has_value() || !core::ConstantTimeEquals(expected, creds->Get("response")) ||
         !nonces.AcceptCount(nonce, qop.empty() ? "" : nc)) {
       metrics.auth_failures.Increment();
+      if (std::optional<core::Ban> ban = protection.CountAuthFailure(ip, user)) Impose(*ban);
       core::log::Info("emergency call refused", {{"user", user}, {"source", source}});
       *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
       return std::nullopt;
@@ -1013,10 +1088,7 @@ struct Edge::Impl : public CallHost {
     std::string contact;
     if (sip->sip_contact != nullptr) contact = UrlString(home, sip->sip_contact->m_url);
     std::string route;
-    if (tport_is_udp(tport)) {
-      route = absl::StrCat("sip:", absl::StrContains(ip, ':') ? absl::StrCat("[", ip, "]") : ip,
-                           ":", source.substr(source.rfind(':') + 1));
-    }
+    if (tport_is_udp(tport)) route = UdpRoute(source);
     return CallPhone{**dev, tport, contact, route};
   }
 
@@ -1131,9 +1203,7 @@ struct Edge::Impl : public CallHost {
     if (p->tport != nullptr && !tport_is_reliable(p->tport)) {
       // Over UDP requests for the phone go to where its REGISTER came from (behind NAT its
       // Contact is a private address), from the listener it used.
-      const std::string port = source.substr(source.rfind(':') + 1);
-      p->route = absl::StrCat("sip:", absl::StrContains(ip, ':') ? absl::StrCat("[", ip, "]") : ip,
-                              ":", port, ";transport=udp");
+      p->route = UdpRoute(source);
     }
     // A refresh of a binding this instance holds: its licence is counted until the binding's
     // expiry already, and the binding is known here, so Redis is only written at the end.
@@ -1323,8 +1393,10 @@ struct Edge::Impl : public CallHost {
 
   static int OnUpstreamResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq,
                                 const sip_t* sip) {
-    auto* p = reinterpret_cast<PendingRegister*>(magic);
-    return p->impl->HandleUpstreamResponse(p, orq, sip);
+    return Guard("OnUpstreamResponse", 0, [&]() -> int {
+      auto* p = reinterpret_cast<PendingRegister*>(magic);
+      return p->impl->HandleUpstreamResponse(p, orq, sip);
+    });
   }
 
   int HandleUpstreamResponse(PendingRegister* p, nta_outgoing_t* orq, const sip_t* sip) {
@@ -1570,8 +1642,9 @@ struct Edge::Impl : public CallHost {
   }
 
   std::string ForwardMark(const sip_t* sip) const {
-    return absl::StrCat(kForwardHeader, ": ", options.instance,
-                        ";sig=", Signature(options.instance, sip));
+    const std::string when = absl::StrCat(absl::ToUnixSeconds(clock.Now()));
+    return absl::StrCat(kForwardHeader, ": ", options.instance, ";ts=", when,
+                        ";sig=", Signature(options.instance, when, sip));
   }
 
   // The phone's connection is held by another instance: relay the request there, signed.
@@ -1642,52 +1715,58 @@ struct Edge::Impl : public CallHost {
   }
 
   static int OnProxiedCancel(nta_incoming_magic_t* magic, nta_incoming_t*, const sip_t* sip) {
-    auto* p = reinterpret_cast<ProxiedInvite*>(magic);
-    if (sip != nullptr && sip->sip_request != nullptr &&
-        sip->sip_request->rq_method == sip_method_cancel && p->orq != nullptr) {
-      nta_outgoing_cancel(p->orq);  // the holder answers its INVITE 487, relayed below
-    }
-    return 0;
+    return Guard("OnProxiedCancel", 0, [&]() -> int {
+      auto* p = reinterpret_cast<ProxiedInvite*>(magic);
+      if (sip != nullptr && sip->sip_request != nullptr &&
+          sip->sip_request->rq_method == sip_method_cancel && p->orq != nullptr) {
+        nta_outgoing_cancel(p->orq);  // the holder answers its INVITE 487, relayed below
+      }
+      return 0;
+    });
   }
 
   // The holder's answers go to the iPBX as they are, less this instance's Via.
   static int OnProxiedResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
-    auto* p = reinterpret_cast<ProxiedInvite*>(magic);
-    const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
-    if (status <= 100) return 0;
-    msg_t* response = sip != nullptr ? nta_outgoing_getresponse(orq) : nullptr;
-    msg_t* copy = response != nullptr ? msg_dup(response) : nullptr;
-    msg_destroy(response);
-    if (copy != nullptr) {
-      sip_t* s = sip_object(copy);
-      sip_header_remove(copy, s, reinterpret_cast<sip_header_t*>(s->sip_via));
-      if (s->sip_to != nullptr && s->sip_to->a_tag != nullptr) {
-        nta_incoming_tag(p->irq, s->sip_to->a_tag);
+    return Guard("OnProxiedResponse", 0, [&]() -> int {
+      auto* p = reinterpret_cast<ProxiedInvite*>(magic);
+      const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+      if (status <= 100) return 0;
+      msg_t* response = sip != nullptr ? nta_outgoing_getresponse(orq) : nullptr;
+      msg_t* copy = response != nullptr ? msg_dup(response) : nullptr;
+      msg_destroy(response);
+      if (copy != nullptr) {
+        sip_t* s = sip_object(copy);
+        sip_header_remove(copy, s, reinterpret_cast<sip_header_t*>(s->sip_via));
+        if (s->sip_to != nullptr && s->sip_to->a_tag != nullptr) {
+          nta_incoming_tag(p->irq, s->sip_to->a_tag);
+        }
+        nta_incoming_mreply(p->irq, copy);
+      } else if (status >= 200) {  // no answer from the holder (timeout, connection lost)
+        nta_incoming_treply(p->irq, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
       }
-      nta_incoming_mreply(p->irq, copy);
-    } else if (status >= 200) {  // no answer from the holder (timeout, connection lost)
-      nta_incoming_treply(p->irq, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
-    }
-    if (status < 200) return 0;
-    p->impl->metrics.responses.Add({{"method", "INVITE"}, {"code", std::to_string(status)}})
-        .Increment();
-    nta_incoming_bind(p->irq, nullptr, nullptr);
-    nta_incoming_destroy(p->irq);
-    nta_outgoing_destroy(orq);
-    delete p;
-    return 0;
+      if (status < 200) return 0;
+      p->impl->metrics.responses.Add({{"method", "INVITE"}, {"code", std::to_string(status)}})
+          .Increment();
+      nta_incoming_bind(p->irq, nullptr, nullptr);
+      nta_incoming_destroy(p->irq);
+      nta_outgoing_destroy(orq);
+      delete p;
+      return 0;
+    });
   }
 
   static int OnRelayResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
-    auto* r = reinterpret_cast<PendingRelay*>(magic);
-    const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
-    if (status < 200) return 0;
-    const char* phrase = sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "";
-    r->impl->Reply(r->irq, r->method.c_str(), status, phrase, TAG_END());
-    nta_incoming_destroy(r->irq);
-    nta_outgoing_destroy(orq);
-    delete r;
-    return 0;
+    return Guard("OnRelayResponse", 0, [&]() -> int {
+      auto* r = reinterpret_cast<PendingRelay*>(magic);
+      const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
+      if (status < 200) return 0;
+      const char* phrase = sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "";
+      r->impl->Reply(r->irq, r->method.c_str(), status, phrase, TAG_END());
+      nta_incoming_destroy(r->irq);
+      nta_outgoing_destroy(orq);
+      delete r;
+      return 0;
+    });
   }
 };
 

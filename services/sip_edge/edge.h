@@ -58,11 +58,13 @@ struct EdgeOptions {
   // Calls: the media relays' API token and CA (empty CA: plaintext gRPC), and the SRTP suite
   // offered to phones.
   std::string relay_token;
-  std::string relay_ca_file;     // empty: the system's trusted CAs
-  bool relay_plaintext = false;  // development only
+  std::string relay_ca_file;      // empty: the system's trusted CAs
+  bool relay_plaintext = false;   // development only
   std::string icp_ca_file;        // the iPBX's TLS CAs (empty: the system's)
   bool icp_tls_insecure = false;  // no verification of the iPBX's certificate (lab only)
   std::string set_srtp_suite = "AES_CM_128_HMAC_SHA1_80";
+  int max_calls_per_device = 8;
+  int max_subscriptions_per_device = 200;
 };
 
 struct EdgeMetrics;

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "services/sip_edge/guard.h"
+
 namespace rwg::sip_edge {
 
 LoopQueue::LoopQueue(su_root_t* root) : root_(root) {
@@ -52,7 +54,7 @@ void LoopQueue::RunAll() {
     batch.swap(queue_);
     signaled_ = false;
   }
-  for (auto& fn : batch) fn();
+  for (auto& fn : batch) Guard("queued work", [&] { fn(); });
 }
 
 }  // namespace rwg::sip_edge

@@ -40,10 +40,10 @@ absl::StatusOr<std::string> MakeCertDir(const std::string& cert_file, const std:
     return absl::InvalidArgumentError(absl::StrCat("sip-tls-key-file: ", key.status().message()));
   absl::StatusOr<std::string> ca = core::ReadFile(ca_file.empty() ? kSystemCaFile : ca_file);
   if (!ca.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(ca_file.empty() ? absl::StrCat("the system's trusted CAs (", kSystemCaFile, ")")
-                                     : std::string("icp-ca-file"),
-                     ": ", ca.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        ca_file.empty() ? absl::StrCat("the system's trusted CAs (", kSystemCaFile, ")")
+                        : std::string("icp-ca-file"),
+        ": ", ca.status().message()));
   }
   char tmpl[] = "/tmp/rwg-sip-tls-XXXXXX";
   if (mkdtemp(tmpl) == nullptr)
@@ -128,6 +128,11 @@ int Main(int argc, char** argv) {
   opts.Flag("relay-plaintext", edge.relay_plaintext,
             "speak plaintext gRPC to the media relays (development only: the token and the "
             "calls' SRTP keys cross unprotected)");
+  opts.Add("max-calls-per-device", edge.max_calls_per_device,
+           "calls one device may have through this instance at a time (more: 486 Busy Here; "
+           "emergency calls always go)");
+  opts.Add("max-subscriptions-per-device", edge.max_subscriptions_per_device,
+           "subscriptions (message waiting, BLF keys) one device may hold at a time (more: 403)");
   opts.Add("srtp-suite", edge.set_srtp_suite,
            "SRTP suite offered to phones: AES_CM_128_HMAC_SHA1_80 or AES_CM_128_HMAC_SHA1_32");
   int ban_seconds = 300, window_seconds = 2, auth_window_seconds = 300, auth_ban_seconds = 600;
@@ -150,6 +155,14 @@ int Main(int argc, char** argv) {
     std::cerr << "sip-edge: tcp-keepalive-seconds: between 0 (off) and 7200\n";
     return 2;
   }
+  if (edge.max_calls_per_device < 1 || edge.max_calls_per_device > 1000) {
+    std::cerr << "sip-edge: max-calls-per-device: between 1 and 1000\n";
+    return 2;
+  }
+  if (edge.max_subscriptions_per_device < 1 || edge.max_subscriptions_per_device > 10000) {
+    std::cerr << "sip-edge: max-subscriptions-per-device: between 1 and 10000\n";
+    return 2;
+  }
   if (edge.set_srtp_suite != "AES_CM_128_HMAC_SHA1_80" &&
       edge.set_srtp_suite != "AES_CM_128_HMAC_SHA1_32") {
     std::cerr << "sip-edge: srtp-suite: AES_CM_128_HMAC_SHA1_80 or AES_CM_128_HMAC_SHA1_32\n";
@@ -165,11 +178,12 @@ int Main(int argc, char** argv) {
   }
   if (!edge.relay_ca_file.empty()) {
     if (edge.icp_tls_insecure) {
-    core::log::Warn("the iPBX's SIP/TLS certificate is not verified: whoever sits between rwg "
-                    "and the iPBX can read the ICP-side credentials and SRTP keys",
-                    {{"option", "icp-tls-insecure"}});
-  }
-  if (edge.relay_plaintext) {
+      core::log::Warn(
+          "the iPBX's SIP/TLS certificate is not verified: whoever sits between rwg "
+          "and the iPBX can read the ICP-side credentials and SRTP keys",
+          {{"option", "icp-tls-insecure"}});
+    }
+    if (edge.relay_plaintext) {
       std::cerr << "sip-edge: relay-ca-file and relay-plaintext exclude each other\n";
       return 2;
     }
@@ -180,9 +194,10 @@ int Main(int argc, char** argv) {
     }
   }
   if (edge.icp_tls_insecure) {
-    core::log::Warn("the iPBX's SIP/TLS certificate is not verified: whoever sits between rwg "
-                    "and the iPBX can read the ICP-side credentials and SRTP keys",
-                    {{"option", "icp-tls-insecure"}});
+    core::log::Warn(
+        "the iPBX's SIP/TLS certificate is not verified: whoever sits between rwg "
+        "and the iPBX can read the ICP-side credentials and SRTP keys",
+        {{"option", "icp-tls-insecure"}});
   }
   if (edge.relay_plaintext) {
     core::log::Warn(

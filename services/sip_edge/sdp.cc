@@ -143,6 +143,13 @@ absl::StatusOr<AudioStream> ReadAudio(absl::string_view sdp, bool require_srtp) 
   sdp_media_t* m = FirstAudio(*session);
   if (m == nullptr) return absl::FailedPreconditionError("sdp: no m=audio stream");
   AudioStream a;
+  // One RTP port, 16-bit, with room for RTCP on the next one.
+  if (!m->m_rejected && (m->m_port > 65534 || m->m_number_of_ports > 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sdp: m=audio port ", m->m_port, m->m_number_of_ports > 1 ? "/" : "",
+                     m->m_number_of_ports > 1 ? absl::StrCat(m->m_number_of_ports) : "",
+                     ": not a single port up to 65534"));
+  }
   a.port = m->m_rejected ? 0 : static_cast<int>(m->m_port);
   if (m->m_proto == sdp_proto_srtp) {
     a.secure = true;

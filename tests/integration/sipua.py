@@ -204,17 +204,36 @@ class UA:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _read(self):
+    def _messages(self):
+        """Complete messages as they arrive; a read that times out mid-message keeps what it
+        had (the connection's buffer holds every byte until a whole message is there)."""
+        buf = self.conn.buf
+        self.conn.buf = b""
         self.conn.sock.settimeout(0.5)
         while not self.closed:
+            while True:
+                buf = buf.lstrip(b"\r\n")
+                if b"\r\n\r\n" not in buf:
+                    break
+                head, rest = buf.split(b"\r\n\r\n", 1)
+                m = re.search(rb"(?im)^(content-length|l)\s*:\s*(\d+)", head)
+                n = int(m.group(2)) if m else 0
+                if len(rest) < n:
+                    break
+                buf = rest[n:]
+                yield (head + b"\r\n\r\n" + rest[:n]).decode(errors="replace")
             try:
-                msg = self.conn.read_message()
+                chunk = self.conn.sock.recv(65536)
             except (socket.timeout, TimeoutError):
                 continue
             except (OSError, ValueError):
                 return
-            if msg is None:
+            if not chunk:
                 return
+            buf += chunk
+
+    def _read(self):
+        for msg in self._messages():
             try:
                 if msg.startswith("SIP/2.0 "):
                     self._on_response(msg)

@@ -3,6 +3,8 @@
 Kamailio listens on 127.0.0.2 (the iPBX's address), phones connect from 127.0.0.1.
 """
 import concurrent.futures
+import hashlib
+import hmac
 import os
 import re
 import signal
@@ -648,6 +650,97 @@ class AuthBanTest(EdgeFixture):
         self.assertIn("NOT_FOUND", self.ctl.run("ban", "remove", "auth:127.0.0.1|1001").stderr)
 
 
+def emergency_invite(conn, user, cseq, auth=None, call_id="emergency-guess", tag="eg1"):
+    """An emergency INVITE (112) from `user` over `conn`; returns the final answer."""
+    h, p = conn.local
+    uri = f"sip:112@{DOMAIN}"
+    conn.send_raw(f"INVITE {uri} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{os.urandom(5).hex()}\r\n"
+                  f"From: <sip:{user}@{DOMAIN}>;tag={tag}\r\nTo: <{uri}>\r\n"
+                  f"Call-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nMax-Forwards: 70\r\n"
+                  f"Contact: <sip:{user}@{h}:{p};transport=tls>\r\n"
+                  + (f"Proxy-Authorization: {auth}\r\n" if auth else "")
+                  + "Content-Length: 0\r\n\r\n")
+    while True:
+        r = conn.read_message()
+        if r is None or not r.startswith("SIP/2.0 1"):
+            return r
+
+
+class EmergencyGuessingTest(EdgeFixture):
+    """Emergency INVITEs from a connection no phone registered through are no way around the
+    limits: a wrong password is a failure that bans, a flood is a flood."""
+    edge_args = ["--auth-failures", "3", "--auth-ban-seconds", "60", "--pike-requests", "30",
+                 "--pike-window-seconds", "5", "--ban-seconds", "60"]
+
+    def setUp(self):
+        super().setUp()
+        self.ctl.ok("emergency", "set", "*", "112", "0112")
+        rwgtest.wait_until("emergency table read", lambda: sipclient.status(
+            emergency_invite(self.phone(), "1002", 1)) == 407, timeout=10)
+
+    def test_password_guessing_by_emergency_invite_is_banned(self):
+        conn = self.phone()
+        uri = f"sip:112@{DOMAIN}"
+        for i in range(3):
+            ch = sipclient.parse_challenges(emergency_invite(conn, "1002", 2 * i + 1),
+                                            "proxy-authenticate")[0]
+            r = emergency_invite(conn, "1002", 2 * i + 2, sipclient.authorization(
+                ch, "1002", f"guess-{i}", "INVITE", uri))
+            self.assertEqual(sipclient.status(r), 403, r)
+        bans = self.ctl.json("ban", "list")["bans"]
+        self.assertIn(("auth", "1002"), [(b["kind"], b["user"]) for b in bans])
+        # The right password now meets the ban: the same 403, the guesser learns nothing.
+        ch = sipclient.parse_challenges(emergency_invite(conn, "1002", 7), "proxy-authenticate")[0]
+        r = emergency_invite(conn, "1002", 8, sipclient.authorization(
+            ch, "1002", DEVICES["1002"][0], "INVITE", uri))
+        self.assertEqual(sipclient.status(r), 403, r)
+        self.assertIn("rwg_sip_edge_auth_failures_total 3", self.metrics())
+
+    def test_a_flood_of_unauthenticated_emergency_invites_bans_the_source(self):
+        conn = self.phone()
+        answered = 0
+        for i in range(60):
+            conn.send_raw(f"INVITE sip:112@{DOMAIN} SIP/2.0\r\n"
+                          f"Via: SIP/2.0/TLS {conn.local[0]}:{conn.local[1]};branch=z9hG4bKf{i}\r\n"
+                          f"From: <sip:x{i}@{DOMAIN}>;tag=f{i}\r\nTo: <sip:112@{DOMAIN}>\r\n"
+                          f"Call-ID: flood-{i}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+                          "Content-Length: 0\r\n\r\n")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            data = conn.read_raw(1.0)
+            if not data:
+                break
+            answered += data.count(b"SIP/2.0 407")
+        self.assertLess(answered, 40, "the flood was answered in full")
+        bans = self.ctl.json("ban", "list")["bans"]
+        self.assertIn("source", [b["kind"] for b in bans])
+        self.assertTrue(self.edge.alive())
+
+
+class IpbxAddressOnPhoneListenerTest(EdgeFixture):
+    """A source with the iPBX's address on the phones' listeners is a phone, not the iPBX: its
+    requests for registered users are not relayed to them."""
+    edge_args = ["--pike-requests", "100000"]
+
+    def test_ipbx_address_is_not_trusted_on_the_phones_listener(self):
+        conn, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        # From 127.0.0.2 (the iPBX's address) but to the phones' TCP listener.
+        r = ipbx_options("127.0.0.1", self.tcp_port, "21001", "spoof1")
+        self.assertNotEqual(sipclient.status(r), 200, r)
+        conn.sock.settimeout(1)
+        self.assertEqual(conn.read_raw(1.0), b"", "the phone got a request from a spoofer")
+        # The same from the iPBX's listener reaches the phone.
+        received = []
+        t = threading.Thread(target=answer_requests, args=(conn, received, 1))
+        t.start()
+        r = ipbx_options("127.0.0.1", self.icp_port, "21001", "real1")
+        t.join(5)
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertEqual(len(received), 1)
+
+
 def answer_requests(conn, received, count):
     """Answers `count` requests on a phone connection with 200, keeping them in `received`."""
     for _ in range(count):
@@ -696,6 +789,60 @@ class UdpTest(EdgeFixture):
         self.udp_port = rwgtest.free_port()
         self.edge_args = ["--sip-udp-listen", f"127.0.0.1:{self.udp_port}"]
         super().setUp()
+
+    def udp_register(self, sock, user):
+        """Registers `user` over UDP from `sock` (answering the challenge)."""
+        h, p = sock.getsockname()
+        call_id = os.urandom(6).hex()
+
+        def send(cseq, auth=None):
+            lines = [f"REGISTER sip:{DOMAIN} SIP/2.0",
+                     f"Via: SIP/2.0/UDP {h}:{p};branch=z9hG4bK{os.urandom(6).hex()};rport",
+                     f"From: <sip:{user}@{DOMAIN}>;tag=r{cseq}", f"To: <sip:{user}@{DOMAIN}>",
+                     f"Call-ID: {call_id}", f"CSeq: {cseq} REGISTER", "Max-Forwards: 70",
+                     f"Contact: <sip:{user}@{h}:{p};transport=udp>", "Expires: 600"] + (
+                         [f"Authorization: {auth}"] if auth else [])
+            sock.sendto(("\r\n".join(lines + ["Content-Length: 0", "", ""])).encode(),
+                        ("127.0.0.1", self.udp_port))
+            return sock.recvfrom(65535)[0].decode()
+        ch = [c for c in sipclient.parse_challenges(send(1))
+              if c.get("algorithm", "MD5") == "MD5"][0]
+        return send(2, sipclient.authorization(ch, user, DEVICES[user][0], "REGISTER",
+                                               f"sip:{DOMAIN}"))
+
+    def test_a_source_whose_address_is_part_of_a_phones_is_not_that_phone(self):
+        # The phone on a five-digit port, the impostor on the same address with the port's
+        # first four digits: "127.0.0.1:1234" is inside "sip:127.0.0.1:12345".
+        for _ in range(50):
+            phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            impostor = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                phone.bind(("127.0.0.1", 0))
+                port = phone.getsockname()[1]
+                if port < 10000:
+                    raise OSError("four-digit port")
+                impostor.bind(("127.0.0.1", port // 10))
+                break
+            except OSError:
+                phone.close()
+                impostor.close()
+        else:
+            self.fail("no pair of free ports")
+        self.addCleanup(phone.close)
+        self.addCleanup(impostor.close)
+        phone.settimeout(5)
+        impostor.settimeout(5)
+        r = self.udp_register(phone, "1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        h, p = impostor.getsockname()
+        impostor.sendto((f"SUBSCRIBE sip:1001@{DOMAIN} SIP/2.0\r\n"
+                         f"Via: SIP/2.0/UDP {h}:{p};branch=z9hG4bKimp;rport\r\n"
+                         f"From: <sip:1001@{DOMAIN}>;tag=imp\r\nTo: <sip:1001@{DOMAIN}>\r\n"
+                         f"Call-ID: impostor\r\nCSeq: 1 SUBSCRIBE\r\nMax-Forwards: 70\r\n"
+                         f"Event: message-summary\r\nContact: <sip:x@{h}:{p}>\r\n"
+                         "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", self.udp_port))
+        r = impostor.recvfrom(65535)[0].decode()
+        self.assertEqual(sipclient.status(r), 403, r)
 
     def test_phone_behind_nat_registers_over_udp_and_is_reached_at_its_source(self):
         phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -837,6 +984,48 @@ class TwoInstancesTest(EdgeFixture):
                    "X-Rwg-Forwarded: sip-edge-1;sig=00000000000000000000000000000000\r\n"
                    "Content-Length: 0\r\n\r\n")
         self.assertEqual(sipclient.status(c.read_message()), 501)
+
+    def forwarding_mark(self, when, call_id, cseq, method, from_tag, instance="sip-edge-1"):
+        """The mark instance `instance` puts on a request it relays (the instances' key is
+        derived from the shared secret key)."""
+        with open(self.key) as f:
+            secret = bytes.fromhex(f.read().strip())
+        key = hmac.new(secret, b"rwg sip-edge forwarding", hashlib.sha256).digest()
+        data = f"{instance}|{when}|{call_id}|{cseq}|{method}|{from_tag}".encode()
+        sig = hmac.new(key, data, hashlib.sha256).hexdigest()[:32]
+        return f"X-Rwg-Forwarded: {instance};ts={when};sig={sig}\r\n"
+
+    def test_forwarding_marks_are_taken_once_fresh_and_on_the_ipbx_listener_only(self):
+        conn, r = self.register("1001")  # held by instance A
+        self.assertEqual(sipclient.status(r), 200, r)
+        received = []
+        t = threading.Thread(target=answer_requests, args=(conn, received, 1))
+        t.start()
+
+        def options(port, call_id, when):
+            c = sipclient.SipConnection("127.0.0.1", port)
+            try:
+                h, p = c.local
+                c.send_raw(f"OPTIONS sip:21001@127.0.0.1 SIP/2.0\r\n"
+                           f"Via: SIP/2.0/TCP {h}:{p};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+                           f"From: <sip:office@127.0.0.2>;tag=ft1\r\nTo: <sip:21001@127.0.0.2>\r\n"
+                           f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                           + self.forwarding_mark(when, call_id, 1, "OPTIONS", "ft1")
+                           + "Content-Length: 0\r\n\r\n")
+                return sipclient.status(c.read_message())
+            finally:
+                c.close()
+
+        now = int(time.time())
+        # A valid mark on a phones' listener: a phone like any other.
+        self.assertEqual(options(self.tcp_port, "fw-public", now), 501)
+        # On the iPBX's listener, fresh and valid: relayed to the phone.
+        self.assertEqual(options(self.icp_port, "fw-good", now), 200)
+        t.join(10)
+        self.assertEqual(len(received), 1)
+        # The same request again (a replay): refused, as is a mark minutes old.
+        self.assertEqual(options(self.icp_port, "fw-good", now), 403)
+        self.assertEqual(options(self.icp_port, "fw-old", now - 300), 403)
 
     def test_instance_dies_phone_moves_nothing_stale(self):
         conn, r = self.register("1001")

@@ -24,7 +24,8 @@ from test_calls import OFFICE_PASSWORD, OFFICE_USER, PUBLIC, RelayFixture
 from test_sip_edge import DEVICES, DOMAIN
 
 
-class TopologyTest(RelayFixture):
+class TopologyFixture(RelayFixture):
+    """Redis, control, Kamailio, the media relay and sip-edge; scripted phones; what is left."""
     edge_args = ["--pike-requests", "100000"]
     # The scripted phones send no media: calls must end by their own signalling, long before
     # the relay would report them idle.
@@ -126,6 +127,9 @@ class TopologyTest(RelayFixture):
     # -- the cases -------------------------------------------------------------------------
 
     def run_matrix(self, caller, callee, number, host):
+        # Connections opened once per direction (the iPBX's toward an instance) are not leaks:
+        # file descriptors are counted from the first case of each matrix on.
+        self.fds = None
         cases = [
             ("answered, caller hangs up", lambda: self.answered(caller, callee, number, host, True)),
             ("answered, callee hangs up", lambda: self.answered(caller, callee, number, host, False)),
@@ -205,7 +209,9 @@ class TopologyTest(RelayFixture):
         callee.bye(inc)
         caller.wait("BYE", lambda: "BYE<" in out.events)
 
-    # -- the topologies --------------------------------------------------------------------
+
+
+class TopologyTest(TopologyFixture):
 
     def test_remote_phone_calls_the_office(self):
         self.run_matrix(self.remote("1001"), self.office(), OFFICE_USER, PUBLIC)
@@ -222,6 +228,54 @@ class TopologyTest(RelayFixture):
         b = self.remote("1002", other_tls)
         self.run_matrix(a, b, "21002", PUBLIC)
         self.run_matrix(b, a, "21001", PUBLIC)
+
+
+class PhoneLimitsTest(TopologyFixture):
+    """What one phone may do: a bounded number of calls, and only over its own connection."""
+    edge_args = TopologyFixture.edge_args + ["--max-calls-per-device", "2"]
+
+    def test_a_device_has_at_most_its_calls_and_gets_486_beyond(self):
+        a, office = self.remote("1001"), self.office()
+        calls = []
+        for _ in range(2):
+            out = a.dial(OFFICE_USER, PUBLIC)
+            inc = office.next_call()
+            office.ring(inc)
+            a.wait("180", lambda: "180 INVITE" in out.events)
+            calls.append((out, inc))
+        third = a.dial(OFFICE_USER, PUBLIC)
+        a.wait("refused", lambda: third.status is not None)
+        self.assertEqual(third.status, 486)
+        self.assertEqual(self.relay_sessions(), 2)
+        for out, inc in calls:
+            a.cancel(out)
+            a.wait("487", lambda: out.status == 487)
+        self.assert_clean("limit", a, office)
+        # Below the limit again: a new call goes.
+        self.answered(a, office, OFFICE_USER, PUBLIC, True)
+        self.assert_clean("after the limit", a, office)
+
+    def test_in_dialog_requests_come_from_the_phone_only(self):
+        a, office = self.remote("1001"), self.office()
+        other = self.remote("1002")  # another phone, registered, on its own connection
+        out = a.dial(OFFICE_USER, PUBLIC)
+        inc = office.next_call()
+        office.answer(inc)
+        a.wait("200", lambda: out.status == 200)
+        # 1002 knows the dialog (Call-ID and tags) and sends a BYE in it over its connection.
+        forged = sipua.Call(other, out.call_id, out.local_tag, False)
+        forged.local_uri, forged.remote_uri = out.local_uri, out.remote_uri
+        forged.remote_tag, forged.remote_target = out.remote_tag, out.remote_target
+        forged.cseq = 10
+        other.calls[out.call_id] = forged
+        other.bye(forged)
+        other.wait("refused", lambda: any(e.startswith("403 BYE") for e in forged.events))
+        time.sleep(0.3)
+        self.assertNotIn("BYE<", inc.events, "the office phone was hung up by another phone")
+        self.assertEqual(len(self.ctl.json("call", "list")["calls"]), 1)
+        a.bye(out)
+        office.wait("BYE", lambda: "BYE<" in inc.events)
+        self.assert_clean("forged BYE", a, office, other)
 
 
 if __name__ == "__main__":

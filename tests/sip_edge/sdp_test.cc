@@ -7,6 +7,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 
 namespace rwg::sip_edge {
@@ -193,6 +194,27 @@ TEST(SdpTest, OwnOfferForADelayedOfferBecomesTheRelaysOffer) {
   ASSERT_EQ(a->crypto.size(), 1u);
   EXPECT_EQ(a->crypto[0], key);
   EXPECT_FALSE(absl::StrContains(*set, "0.0.0.0")) << *set;
+}
+
+TEST(SdpTest, PortsBeyondSixteenBitsAreRefused) {
+  for (const char* port : {"65535", "65536", "2147483647", "4294967295", "99999999999", "4000/2"}) {
+    const std::string sdp = absl::StrCat(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=audio ",
+        port, " RTP/AVP 0\r\n");
+    absl::StatusOr<AudioStream> a = ReadAudio(sdp, false);
+    EXPECT_FALSE(a.ok()) << port;
+    if (!a.ok()) {
+      EXPECT_TRUE(absl::IsInvalidArgument(a.status())) << a.status();
+    }
+  }
+  const std::string highest =
+      "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+      "m=audio 65534 RTP/AVP 0\r\n";
+  absl::StatusOr<AudioStream> a = ReadAudio(highest, false);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->port, 65534);
+  EXPECT_EQ(a->rtcp_port, 65535);
 }
 
 }  // namespace
