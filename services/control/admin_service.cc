@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/control/device_csv.h"
+#include "services/control/rpc_guard.h"
 #include "services/control/validation.h"
 #include "services/core/calls.h"
 #include "services/core/devices.h"
@@ -88,42 +89,56 @@ AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& 
                           .Name("rwg_control_login_failures_total")
                           .Help("Failed admin logins")
                           .Register(registry)
-                          .Add({})) {}
+                          .Add({})),
+      exceptions_(prometheus::BuildCounter()
+                      .Name("rwg_control_rpc_exceptions_total")
+                      .Help("Admin API calls whose handler threw (answered INTERNAL), by method")
+                      .Register(registry)) {}
 
 grpc::Status AdminServiceImpl::Run(const char* method, grpc::ServerContext* ctx, bool public_rpc,
                                    const std::function<absl::Status(std::string&)>& fn) {
   absl::Time start = absl::Now();
   std::string user;
-  absl::Status st;
-  if (!public_rpc) {
-    auto md = ctx->client_metadata().find("authorization");
-    absl::string_view header;
-    if (md != ctx->client_metadata().end())
-      header = absl::string_view(md->second.data(), md->second.size());
-    absl::StatusOr<std::string> who = auth_.Check(header);
-    if (who.ok()) {
-      user = *who;
-    } else {
-      st = who.status();
-    }
-  }
-  if (st.ok()) st = fn(user);
-  const std::string code = absl::StatusCodeToString(st.code());
-  rpcs_.Add({{"method", method}, {"code", code}}).Increment();
-  latency_
-      .Add({{"method", method}},
-           prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5})
-      .Observe(absl::ToDoubleSeconds(absl::Now() - start));
-  if (!st.ok()) {
-    core::log::Info("rpc failed", {{"method", method},
-                                   {"user", user},
-                                   {"peer", ctx->peer()},
-                                   {"code", code},
-                                   {"error", std::string(st.message())}});
-  } else if (!absl::StartsWith(method, "Get") && !absl::StartsWith(method, "List") &&
-             !absl::StartsWith(method, "Export")) {
-    core::log::Info("rpc", {{"method", method}, {"user", user}, {"peer", ctx->peer()}});
-  }
+  auto count_throw = [&] { exceptions_.Add({{"method", method}}).Increment(); };
+  absl::Status st = RunCatching(
+      method,
+      [&]() -> absl::Status {
+        if (!public_rpc) {
+          auto md = ctx->client_metadata().find("authorization");
+          absl::string_view header;
+          if (md != ctx->client_metadata().end())
+            header = absl::string_view(md->second.data(), md->second.size());
+          absl::StatusOr<std::string> who = auth_.Check(header);
+          if (!who.ok()) return who.status();
+          user = *who;
+        }
+        return fn(user);
+      },
+      count_throw);
+  // Counting and logging must not throw out of the handler either.
+  absl::Status logged = RunCatching(
+      method,
+      [&]() -> absl::Status {
+        const std::string code = absl::StatusCodeToString(st.code());
+        rpcs_.Add({{"method", method}, {"code", code}}).Increment();
+        latency_
+            .Add({{"method", method}},
+                 prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5})
+            .Observe(absl::ToDoubleSeconds(absl::Now() - start));
+        if (!st.ok()) {
+          core::log::Info("rpc failed", {{"method", method},
+                                         {"user", user},
+                                         {"peer", ctx->peer()},
+                                         {"code", code},
+                                         {"error", std::string(st.message())}});
+        } else if (!absl::StartsWith(method, "Get") && !absl::StartsWith(method, "List") &&
+                   !absl::StartsWith(method, "Export")) {
+          core::log::Info("rpc", {{"method", method}, {"user", user}, {"peer", ctx->peer()}});
+        }
+        return absl::OkStatus();
+      },
+      count_throw);
+  if (!logged.ok()) return core::ToGrpcStatus(logged);
   return core::ToGrpcStatus(st);
 }
 
@@ -802,7 +817,8 @@ absl::StatusOr<adminpb::HashKey> AdminServiceImpl::LoadHash() {
         "the MiVoice 5000's (rwgctl hash import)");
   }
   nlohmann::json j = nlohmann::json::parse(**v, nullptr, false);
-  if (j.is_discarded() || !j["key"].is_string() || !j["create_time"].is_number_integer()) {
+  if (!j.is_object() || !j.contains("key") || !j["key"].is_string() || !j.contains("create_time") ||
+      !j["create_time"].is_number_integer()) {
     return absl::DataLossError("the stored hash key (rwg:hash) is damaged");
   }
   absl::StatusOr<std::string> key = box_.Open(j["key"].get<std::string>(), "hash");

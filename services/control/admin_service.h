@@ -86,7 +86,8 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
                              admin::v1::HashKey*) override;
 
  private:
-  // Authenticates (unless `public_rpc`), runs `fn`, counts and logs the outcome.
+  // Authenticates (unless `public_rpc`), runs `fn`, counts and logs the outcome. Whatever
+  // throws is answered INTERNAL, logged and counted (rpc_guard.h).
   grpc::Status Run(const char* method, grpc::ServerContext* ctx, bool public_rpc,
                    const std::function<absl::Status(std::string& user)>& fn);
 
@@ -114,6 +115,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Counter& login_failures_;
+  prometheus::Family<prometheus::Counter>& exceptions_;
 };
 
 }  // namespace rwg::control
