@@ -31,11 +31,16 @@ constexpr char kHashWarning[] =
     "every phone deployed with the previous key loses its configuration path: redeploy the "
     "phones (or their redirection) with the new download path";
 
-std::string ConfigToJson(const adminpb::GatewayConfig& c) {
+// InvalidArgument when the configuration cannot be written as JSON (validation refuses
+// invalid UTF-8 first; never store an empty configuration).
+absl::StatusOr<std::string> ConfigToJson(const adminpb::GatewayConfig& c) {
   pbu::JsonPrintOptions o;
   o.preserve_proto_field_names = true;
   std::string out;
-  (void)pbu::MessageToJsonString(c, &out, o);
+  auto s = pbu::MessageToJsonString(c, &out, o);
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("config: cannot be stored: ", s.ToString()));
+  }
   return out;
 }
 
@@ -184,7 +189,9 @@ absl::Status AdminServiceImpl::EnsureConfig(const std::string& public_name) {
   if (!public_name.empty()) c.set_public_name(public_name);
   std::vector<FieldError> errs = ValidateConfig(c);
   if (!errs.empty()) return absl::InvalidArgumentError(JoinErrors(errs));
-  absl::StatusOr<bool> set = store_.config().CompareAndSet("", ConfigToJson(c));
+  absl::StatusOr<std::string> json = ConfigToJson(c);
+  if (!json.ok()) return json.status();
+  absl::StatusOr<bool> set = store_.config().CompareAndSet("", *json);
   if (!set.ok()) return set.status();
   if (*set) core::log::Info("initial configuration written", {{"public_name", c.public_name()}});
   return absl::OkStatus();
@@ -245,7 +252,9 @@ grpc::Status AdminServiceImpl::UpdateConfig(grpc::ServerContext* ctx,
       }
       std::vector<FieldError> errs = ValidateConfig(after);
       if (!errs.empty()) return absl::InvalidArgumentError(JoinErrors(errs));
-      absl::StatusOr<bool> set = store_.config().CompareAndSet(raw, ConfigToJson(after));
+      absl::StatusOr<std::string> json = ConfigToJson(after);
+      if (!json.ok()) return json.status();
+      absl::StatusOr<bool> set = store_.config().CompareAndSet(raw, *json);
       if (!set.ok()) return set.status();
       if (!*set) continue;
       *resp->mutable_config() = after;
@@ -637,6 +646,11 @@ grpc::Status AdminServiceImpl::SetEmergencyRoute(grpc::ServerContext* ctx,
   return Run("SetEmergencyRoute", ctx, false, [&](const std::string& user) -> absl::Status {
     core::EmergencyRoute r = FromProto(req->route());
     std::vector<FieldError> errs;
+    for (const auto& [field, value] :
+         {std::pair{"location", &r.location}, std::pair{"description", &r.description}}) {
+      if (!IsValidUtf8(*value)) errs.push_back({field, "is not valid UTF-8"});
+    }
+    if (!errs.empty()) return absl::InvalidArgumentError(JoinErrors(errs));
     for (auto& [field, message] : core::NormalizeEmergencyRoute(r)) {
       errs.push_back({field, message});
     }
@@ -846,7 +860,8 @@ absl::StatusOr<adminpb::HashKey> AdminServiceImpl::StoreHash(const std::string& 
   }
   nlohmann::json j = {{"key", box_.Seal(key, "hash")},
                       {"create_time", absl::ToUnixSeconds(clock_.Now())}};
-  absl::StatusOr<bool> set = store_.hash().CompareAndSet(cur->value_or(""), j.dump());
+  absl::StatusOr<bool> set = store_.hash().CompareAndSet(
+      cur->value_or(""), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   if (!set.ok()) return set.status();
   if (!*set) return absl::AbortedError("the hash key changed concurrently; look and try again");
   core::log::Warn("hash key changed", {{"user", user}, {"action", action}});

@@ -107,7 +107,8 @@ class RedisControlStore final : public AdminStore, public SessionStore, public D
 };
 
 // Device <-> stored JSON (proto field names).
-std::string DeviceToJson(const admin::v1::Device& d);
+// InvalidArgument when the device cannot be written as JSON (invalid UTF-8).
+absl::StatusOr<std::string> DeviceToJson(const admin::v1::Device& d);
 absl::StatusOr<admin::v1::Device> DeviceFromJson(const std::string& json);
 
 }  // namespace rwg::control

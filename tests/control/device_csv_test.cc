@@ -81,6 +81,21 @@ TEST(DeviceCsvTest, EveryBadRowAndColumnIsListed) {
   EXPECT_THAT(m, HasSubstr("row 10: has 3 fields, the header has 9"));
 }
 
+TEST(DeviceCsvTest, InvalidUtf8IsRefusedNamingRowAndColumn) {
+  std::string csv = std::string(kHeader) +
+                    "1001,secret-1001,21001,pw,Desk \xC0\xAF,,,,\n"        // overlong
+                    "1002,secret-1002,21002,pw,,,Paris \xED\xA0\x80,,\n"   // surrogate
+                    "1003,secret-1003,21003,pw,,,,FR/\xF4\x90\x80\x80,\n"  // > U+10FFFF
+                    "1004,secret-\xC3\xA9,21004,pw,,,,,\n";                // not ASCII
+  auto r = ParseDeviceCsv(csv, true);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  std::string m = Message(r);
+  EXPECT_THAT(m, HasSubstr("row 2, column description: is not valid UTF-8"));
+  EXPECT_THAT(m, HasSubstr("row 3, column site: is not valid UTF-8"));
+  EXPECT_THAT(m, HasSubstr("row 4, column location: is not valid UTF-8"));
+  EXPECT_THAT(m, HasSubstr("row 5, column set_password: may hold only printable ASCII"));
+}
+
 TEST(DeviceCsvTest, MalformedQuotingIsRefused) {
   std::string csv = std::string(kHeader) + "1001,\"unterminated,21001,pw,,,,,\n";
   auto r = ParseDeviceCsv(csv, true);

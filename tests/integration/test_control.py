@@ -296,6 +296,23 @@ class ControlTest(rwgtest.TempDirTest):
         self.login()
         self.assertEqual(resolve("FR/Lyon", "112"), "0472999112")
 
+    def test_invalid_utf8_is_refused_naming_row_and_column(self):
+        self.login()
+        path = os.path.join(self.tmp, "bad.csv")
+        with open(path, "wb") as f:
+            f.write(b"set_username,set_password,icp_username,icp_password,description,site\n"
+                    b"1001,desk-1001-pw,21001,icp-1001,Reception,Paris\n"
+                    b"1002,desk-1002-pw,21002,icp-1002,Desk \xc0\xaf,Paris\n"      # overlong
+                    b"1003,desk-1003-pw,21003,icp-1003,Desk,Lyon \xed\xa0\x80\n")  # surrogate
+        r = self.ctl.run("device", "import", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT", r.stderr)
+        self.assertIn("row 3, column description: is not valid UTF-8", r.stderr)
+        self.assertIn("row 4, column site: is not valid UTF-8", r.stderr)
+        self.assertEqual(self.device_count(), 0, "nothing of a refused file is stored")
+        self.assertEqual(self.redis.cmd("HLEN", "rwg:devices"), b":0\r\n")
+        self.ctl.ok("device", "list")
+
     def test_a_handler_that_throws_answers_internal_and_control_keeps_running(self):
         self.login()
         # A damaged emergency route record (a number where a string belongs) makes the
