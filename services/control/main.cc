@@ -2,13 +2,13 @@
 #include <prometheus/gauge.h>
 
 #include <atomic>
-#include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "services/control/admin_service.h"
+#include "services/control/private_file.h"
 #include "services/core/log.h"
 #include "services/core/options.h"
 #include "services/core/redis.h"
@@ -115,10 +115,19 @@ int Main(int argc, char** argv) {
     }
     if (!generated.empty()) {
       if (!f.initial_admin_password_out.empty()) {
-        std::ofstream out(f.initial_admin_password_out, std::ios::trunc);
-        out << generated << "\n";
-        core::log::Info("first admin created; password written to file",
-                        {{"user", f.admin_user}, {"path", f.initial_admin_password_out}});
+        // Mode 0600 from the start, whatever the umask (private_file.h).
+        absl::Status written =
+            control::WritePrivateFile(f.initial_admin_password_out, generated + "\n");
+        if (written.ok()) {
+          core::log::Info("first admin created; password written to file",
+                          {{"user", f.admin_user}, {"path", f.initial_admin_password_out}});
+        } else {
+          // The account exists now and the password is shown nowhere else: say so loudly.
+          core::log::Error(
+              "first admin created but its password could not be written; "
+              "start again with --admin-password-file after deleting the account",
+              {{"user", f.admin_user}, {"error", std::string(written.message())}});
+        }
       } else {
         std::cerr << "\n*** rwg control: first admin account '" << f.admin_user
                   << "' created with password: " << generated

@@ -108,6 +108,36 @@ class ControlTest(rwgtest.TempDirTest):
         self.assertIn("UNAUTHENTICATED", self.ctl.run("login", password=ADMIN_PASSWORD).stderr)
         self.ctl.ok("login", password="new-pass-123")
 
+    def test_token_and_export_files_are_private(self):
+        # A link planted where rwgctl keeps its token is replaced, never written through.
+        os.makedirs(os.path.join(self.tmp, "cli"), mode=0o700)
+        victim = os.path.join(self.tmp, "victim")
+        with open(victim, "w") as f:
+            f.write("victim\n")
+        os.chmod(victim, 0o644)
+        token_file = os.path.join(self.tmp, "cli", "token")
+        os.symlink(victim, token_file)
+        old = os.umask(0)
+        try:
+            self.login()
+            self.ctl.ok("device", "add", "--set-username", "1001", "--set-password",
+                        "desk-1001-pw", "--icp-username", "21001", "--icp-password", "icp-1001")
+            export = os.path.join(self.tmp, "devices.csv")
+            os.symlink(victim, export)
+            self.ctl.ok("device", "export", "-f", export)
+        finally:
+            os.umask(old)
+        for path in (token_file, export):
+            self.assertFalse(os.path.islink(path), path)
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o600, path)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "victim\n")
+        self.assertEqual(os.stat(victim).st_mode & 0o777, 0o644)
+        with open(export) as f:
+            self.assertIn('"desk-1001-pw"', f.read())
+        self.assertEqual(sorted(os.listdir(os.path.join(self.tmp, "cli"))), ["token"],
+                         "no temporary file left")
+
     # -- configuration ----------------------------------------------------------------------
 
     def test_config_validation_and_restart_hints(self):
@@ -494,9 +524,17 @@ class FirstStartTest(rwgtest.TempDirTest):
         control = rwgtest.Service("control", self.tmp, [
             "--redis-address", f"127.0.0.1:{redis.port}", "--secret-key-file", key,
             "--initial-admin-password-out", out])
-        control.start()
+        old = os.umask(0)  # the worst umask: the file must still be the owner's only
+        try:
+            control.start()
+        finally:
+            os.umask(old)
         self.addCleanup(control.stop)
         rwgtest.wait_until("password file", lambda: os.path.exists(out))
+        self.assertEqual(os.stat(out).st_mode & 0o777, 0o600)
+        self.assertEqual(os.listdir(self.tmp).count("initial-password"), 1)
+        self.assertFalse([f for f in os.listdir(self.tmp) if f.startswith("initial-password.")],
+                         "no temporary file left")
         with open(out) as f:
             password = f.read().strip()
         self.assertGreaterEqual(len(password), 20)
