@@ -177,7 +177,9 @@ grpc::Status AdminServiceImpl::ChangePassword(grpc::ServerContext* ctx,
                                               const adminpb::ChangePasswordRequest* req,
                                               adminpb::ChangePasswordResponse*) {
   return Run("ChangePassword", ctx, false, [&](const std::string& user) {
-    return auth_.ChangePassword(user, req->current_password(), req->new_password());
+    auto md = ctx->client_metadata().find("authorization");
+    return auth_.ChangePassword(user, req->current_password(), req->new_password(),
+                                absl::string_view(md->second.data(), md->second.size()));
   });
 }
 

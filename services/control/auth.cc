@@ -48,7 +48,8 @@ absl::StatusOr<Token> Authenticator::Login(const std::string& user, const std::s
   }
   if (!core::VerifyPassword(password, **hash)) return Unauthenticated();
   Token t{core::RandomHex(rng_, 32), clock_.Now() + ttl_};
-  absl::Status put = sessions_.PutSession(core::Sha256Hex(t.token), {user, t.expires_at}, ttl_);
+  absl::Status put = sessions_.PutSession(core::Sha256Hex(t.token),
+                                          {user, t.expires_at, Credential(**hash)}, ttl_);
   if (!put.ok()) return put;
   return t;
 }
@@ -71,7 +72,17 @@ absl::StatusOr<std::string> Authenticator::Check(absl::string_view authorization
   if (!s->has_value() || (*s)->expires_at <= clock_.Now()) {
     return absl::UnauthenticatedError("token expired or revoked: log in again (rwgctl login)");
   }
+  absl::StatusOr<std::optional<std::string>> hash = admins_.GetAdminHash((*s)->username);
+  if (!hash.ok()) return hash.status();
+  if (!hash->has_value() || Credential(**hash) != (*s)->credential) {
+    return absl::UnauthenticatedError(
+        "token revoked: the password changed since it was issued; log in again (rwgctl login)");
+  }
   return (*s)->username;
+}
+
+std::string Authenticator::Credential(const std::string& hash) {
+  return core::Sha256Hex(hash).substr(0, 32);
 }
 
 absl::Status Authenticator::Logout(absl::string_view authorization) {
@@ -90,15 +101,31 @@ absl::Status Authenticator::VerifyPassword(const std::string& user, const std::s
 }
 
 absl::Status Authenticator::ChangePassword(const std::string& user, const std::string& current,
-                                           const std::string& fresh) {
+                                           const std::string& fresh,
+                                           absl::string_view authorization) {
   if (fresh.size() < 8 || fresh.size() > 128) {
     return absl::InvalidArgumentError("new_password: must be 8 to 128 characters long");
   }
+  absl::StatusOr<std::string> id = TokenId(authorization);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<std::optional<Session>> caller = sessions_.GetSession(*id);
+  if (!caller.ok()) return caller.status();
   absl::Status ok = VerifyPassword(user, current);
   if (!ok.ok()) return ok;
   absl::StatusOr<std::string> hash = core::HashPassword(fresh, rng_);
   if (!hash.ok()) return hash.status();
-  return admins_.SetAdminHash(user, *hash);
+  // From here on every session opened under the old hash is refused by Check.
+  absl::Status set = admins_.SetAdminHash(user, *hash);
+  if (!set.ok()) return set;
+  if (caller->has_value() && (*caller)->username == user) {
+    const absl::Duration left = (*caller)->expires_at - clock_.Now();
+    if (left > absl::ZeroDuration()) {
+      (*caller)->credential = Credential(*hash);
+      absl::Status kept = sessions_.PutSession(*id, **caller, left);
+      if (!kept.ok()) return kept;
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace rwg::control

@@ -34,16 +34,21 @@ class Authenticator {
   absl::StatusOr<Token> Login(const std::string& user, const std::string& password);
 
   // Checks the value of the `authorization` metadata ("Bearer <token>"); returns the user.
+  // A session begun before the user's password last changed is refused.
   absl::StatusOr<std::string> Check(absl::string_view authorization);
   absl::Status Logout(absl::string_view authorization);
 
   // OK when `password` is `user`'s current password; PERMISSION_DENIED otherwise.
   absl::Status VerifyPassword(const std::string& user, const std::string& password);
+  // Changing the password revokes every session of `user` except the caller's, the one
+  // `authorization` names, which stays valid until it expires.
   absl::Status ChangePassword(const std::string& user, const std::string& current,
-                              const std::string& fresh);
+                              const std::string& fresh, absl::string_view authorization);
 
  private:
   absl::StatusOr<std::string> TokenId(absl::string_view authorization);
+  // What a session records of the password hash it was opened under.
+  static std::string Credential(const std::string& hash);
 
   AdminStore& admins_;
   SessionStore& sessions_;

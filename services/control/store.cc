@@ -174,7 +174,8 @@ absl::Status RedisControlStore::SetAdminHash(const std::string& user, const std:
 
 absl::Status RedisControlStore::PutSession(const std::string& id, const Session& s,
                                            absl::Duration ttl) {
-  nlohmann::json j = {{"user", s.username}, {"exp", absl::ToUnixSeconds(s.expires_at)}};
+  nlohmann::json j = {
+      {"user", s.username}, {"exp", absl::ToUnixSeconds(s.expires_at)}, {"cred", s.credential}};
   int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl));
   return redis_
       .Command({"SET", kSessionPrefix + id,
@@ -192,7 +193,10 @@ absl::StatusOr<std::optional<Session>> RedisControlStore::GetSession(const std::
       !j["exp"].is_number_integer()) {
     return std::nullopt;  // a damaged session is no session
   }
-  return Session{j["user"].get<std::string>(), absl::FromUnixSeconds(j["exp"].get<int64_t>())};
+  std::string cred;
+  if (j.contains("cred") && j["cred"].is_string()) cred = j["cred"].get<std::string>();
+  return Session{j["user"].get<std::string>(), absl::FromUnixSeconds(j["exp"].get<int64_t>()),
+                 std::move(cred)};
 }
 
 absl::Status RedisControlStore::DeleteSession(const std::string& id) {

@@ -109,13 +109,52 @@ TEST_F(AuthTest, StoreDownIsUnavailableNotUnauthenticated) {
 }
 
 TEST_F(AuthTest, ChangePassword) {
-  EXPECT_EQ(auth_.ChangePassword("admin", "wrong", "new-password").code(),
+  auto t = auth_.Login("admin", "first-password");
+  ASSERT_TRUE(t.ok()) << t.status();
+  const std::string me = "Bearer " + t->token;
+  EXPECT_EQ(auth_.ChangePassword("admin", "wrong", "new-password", me).code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(auth_.ChangePassword("admin", "first-password", "short").code(),
+  EXPECT_EQ(auth_.ChangePassword("admin", "first-password", "short", me).code(),
             absl::StatusCode::kInvalidArgument);
-  ASSERT_TRUE(auth_.ChangePassword("admin", "first-password", "new-password").ok());
+  ASSERT_TRUE(auth_.ChangePassword("admin", "first-password", "new-password", me).ok());
   EXPECT_FALSE(auth_.Login("admin", "first-password").ok());
   EXPECT_TRUE(auth_.Login("admin", "new-password").ok());
+}
+
+TEST_F(AuthTest, ChangePasswordRevokesTheOtherSessions) {
+  std::string generated;
+  ASSERT_TRUE(auth_.Bootstrap("other", "other-password", &generated).ok());
+  auto mine = auth_.Login("admin", "first-password");
+  auto laptop = auth_.Login("admin", "first-password");
+  auto stolen = auth_.Login("admin", "first-password");
+  auto someone = auth_.Login("other", "other-password");
+  ASSERT_TRUE(mine.ok() && laptop.ok() && stolen.ok() && someone.ok());
+  ASSERT_TRUE(
+      auth_.ChangePassword("admin", "first-password", "new-password", "Bearer " + mine->token)
+          .ok());
+
+  // The session that changed the password goes on, until its own expiry.
+  auto who = auth_.Check("Bearer " + mine->token);
+  ASSERT_TRUE(who.ok()) << who.status();
+  EXPECT_EQ(*who, "admin");
+  for (const auto& t : {laptop, stolen}) {
+    auto r = auth_.Check("Bearer " + t->token);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_THAT(r.status().message(), HasSubstr("password changed"));
+  }
+  EXPECT_TRUE(auth_.Check("Bearer " + someone->token).ok()) << "other admins are not affected";
+  auto fresh = auth_.Login("admin", "new-password");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_TRUE(auth_.Check("Bearer " + fresh->token).ok());
+  clock_.Advance(absl::Minutes(60));
+  EXPECT_FALSE(auth_.Check("Bearer " + mine->token).ok()) << "expires when it would have";
+}
+
+TEST_F(AuthTest, SessionOfADeletedAccountIsRefused) {
+  auto t = auth_.Login("admin", "first-password");
+  ASSERT_TRUE(t.ok());
+  admins_.m.erase("admin");
+  EXPECT_EQ(auth_.Check("Bearer " + t->token).status().code(), absl::StatusCode::kUnauthenticated);
 }
 
 TEST(AuthBootstrapTest, GeneratesPasswordOnceOnly) {

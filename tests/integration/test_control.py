@@ -108,6 +108,27 @@ class ControlTest(rwgtest.TempDirTest):
         self.assertIn("UNAUTHENTICATED", self.ctl.run("login", password=ADMIN_PASSWORD).stderr)
         self.ctl.ok("login", password="new-pass-123")
 
+    def test_change_password_revokes_the_other_sessions(self):
+        self.login()
+        with open(os.path.join(self.tmp, "cli", "token")) as f:
+            first = f.read().strip()
+        laptop = rwgtest.Rwgctl(self.control.grpc_address, self.certs["ca"],
+                                os.path.join(self.tmp, "laptop"))
+        laptop.ok("login", password=ADMIN_PASSWORD)
+        self.assertEqual(self.ctl.run("config", "get", "public_name",
+                                      env={"RWG_TOKEN": first}).returncode, 0)
+
+        laptop.ok("passwd", password=ADMIN_PASSWORD, env={"RWG_NEW_PASSWORD": "new-pass-123"})
+        # The session that changed the password goes on; every other one is revoked.
+        laptop.ok("config", "get", "public_name")
+        r = self.ctl.run("config", "get", "public_name", env={"RWG_TOKEN": first})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAUTHENTICATED: token revoked: the password changed", r.stderr)
+        r = self.ctl.run("device", "list")  # the same session, from its token file
+        self.assertIn("UNAUTHENTICATED", r.stderr)
+        self.ctl.ok("login", password="new-pass-123")
+        self.ctl.ok("config", "get", "public_name")
+
     def test_token_and_export_files_are_private(self):
         # A link planted where rwgctl keeps its token is replaced, never written through.
         os.makedirs(os.path.join(self.tmp, "cli"), mode=0o700)
