@@ -70,6 +70,41 @@ bool IsHex32(absl::string_view s) {
 
 }  // namespace
 
+LoginMetrics::LoginMetrics(prometheus::Registry& registry)
+    : refusals_(prometheus::BuildCounter()
+                    .Name("rwg_control_login_refusals_total")
+                    .Help("Password checks refused without checking, by reason")
+                    .Register(registry)),
+      lockouts_(prometheus::BuildCounter()
+                    .Name("rwg_control_login_lockouts_total")
+                    .Help("Sources and user names locked out after repeated failed logins")
+                    .Register(registry)),
+      busy_(refusals_.Add({{"reason", "busy"}})),
+      source_locked_(refusals_.Add({{"reason", "source_locked"}})),
+      user_locked_(refusals_.Add({{"reason", "user_locked"}})),
+      source_lockouts_(lockouts_.Add({{"scope", "source"}})),
+      user_lockouts_(lockouts_.Add({{"scope", "user"}})) {}
+
+void LoginMetrics::Count(LoginEvent e) {
+  switch (e) {
+    case LoginEvent::kBusy:
+      busy_.Increment();
+      break;
+    case LoginEvent::kSourceLocked:
+      source_locked_.Increment();
+      break;
+    case LoginEvent::kUserLocked:
+      user_locked_.Increment();
+      break;
+    case LoginEvent::kSourceLockout:
+      source_lockouts_.Increment();
+      break;
+    case LoginEvent::kUserLockout:
+      user_lockouts_.Increment();
+      break;
+  }
+}
+
 AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& redis,
                                    Authenticator& auth, core::SecretBox& box, core::Clock& clock,
                                    core::Random& rng, prometheus::Registry& registry)
@@ -154,7 +189,8 @@ grpc::Status AdminServiceImpl::Login(grpc::ServerContext* ctx, const adminpb::Lo
                                      adminpb::LoginResponse* resp) {
   return Run("Login", ctx, true, [&](std::string& user) {
     user = req->username();
-    absl::StatusOr<Token> t = auth_.Login(req->username(), req->password());
+    absl::StatusOr<Token> t =
+        auth_.Login(req->username(), req->password(), LoginSourceKey(ctx->peer()));
     if (!t.ok()) {
       if (absl::IsUnauthenticated(t.status())) login_failures_.Increment();
       return t.status();
@@ -179,7 +215,8 @@ grpc::Status AdminServiceImpl::ChangePassword(grpc::ServerContext* ctx,
   return Run("ChangePassword", ctx, false, [&](const std::string& user) {
     auto md = ctx->client_metadata().find("authorization");
     return auth_.ChangePassword(user, req->current_password(), req->new_password(),
-                                absl::string_view(md->second.data(), md->second.size()));
+                                absl::string_view(md->second.data(), md->second.size()),
+                                LoginSourceKey(ctx->peer()));
   });
 }
 
@@ -901,7 +938,8 @@ grpc::Status AdminServiceImpl::RegenerateHashKey(grpc::ServerContext* ctx,
       return absl::FailedPreconditionError(
           absl::StrCat("confirm: must be set to regenerate the hash key: ", kHashWarning));
     }
-    absl::Status pw = auth_.VerifyPassword(user, req->current_password());
+    absl::Status pw =
+        auth_.VerifyPassword(user, req->current_password(), LoginSourceKey(ctx->peer()));
     if (!pw.ok()) return pw;
     absl::StatusOr<adminpb::HashKey> h =
         StoreHash(core::RandomHex(rng_, 16), false, "regenerate", user);
@@ -928,7 +966,8 @@ grpc::Status AdminServiceImpl::ImportHashKey(grpc::ServerContext* ctx,
         return absl::FailedPreconditionError(
             absl::StrCat("confirm: must be set to replace the existing hash key: ", kHashWarning));
       }
-      absl::Status pw = auth_.VerifyPassword(user, req->current_password());
+      absl::Status pw =
+          auth_.VerifyPassword(user, req->current_password(), LoginSourceKey(ctx->peer()));
       if (!pw.ok()) return pw;
     }
     absl::StatusOr<adminpb::HashKey> h = StoreHash(key, false, "import", user);

@@ -19,6 +19,23 @@
 
 namespace rwg::control {
 
+// Counters of the login guard's events: rwg_control_login_refusals_total{reason="busy"|
+// "source_locked"|"user_locked"} and rwg_control_login_lockouts_total{scope="source"|"user"}.
+class LoginMetrics {
+ public:
+  explicit LoginMetrics(prometheus::Registry& registry);
+  void Count(LoginEvent e);
+
+ private:
+  prometheus::Family<prometheus::Counter>& refusals_;
+  prometheus::Family<prometheus::Counter>& lockouts_;
+  prometheus::Counter& busy_;
+  prometheus::Counter& source_locked_;
+  prometheus::Counter& user_locked_;
+  prometheus::Counter& source_lockouts_;
+  prometheus::Counter& user_lockouts_;
+};
+
 class AdminServiceImpl final : public admin::v1::AdminService::Service {
  public:
   AdminServiceImpl(RedisControlStore& store, core::RedisClient& redis, Authenticator& auth,

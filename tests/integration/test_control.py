@@ -1,5 +1,6 @@
 """Integration: rwgctl -> control (gRPC over TLS) -> a real redis-server."""
 import glob
+import json
 import os
 import re
 import subprocess
@@ -528,6 +529,120 @@ class ControlTest(rwgtest.TempDirTest):
     def test_sigterm_drains_and_exits_zero(self):
         self.assertEqual(self.control.stop(), 0)
         self.assertIn("msg=terminating signal=SIGTERM", self.control.read_log())
+
+
+class DualStackControl(rwgtest.Service):
+    """control listening on every address, so that a test logs in from two sources:
+    127.0.0.1 and ::1. Plaintext gRPC."""
+
+    def start(self, expect_healthy=True):
+        port_file = os.path.join(self.workdir, f"{self.name}.ports")
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(rwgtest.BIN, "control"), "--grpc-listen", "[::]:0", "--metrics-listen",
+             "127.0.0.1:0", "--port-file", port_file] + self.args,
+            stdout=self.log, stderr=self.log)
+        rwgtest.wait_until("control port file",
+                           lambda: os.path.exists(port_file) or self.proc.poll() is not None)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"control exited: {self.read_log()}")
+        with open(port_file) as f:
+            self.ports = json.load(f)
+        return self
+
+    def peak_memory_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+
+
+class LoginLimitsTest(rwgtest.TempDirTest):
+    """Password checks are bounded in number at once, and repeated failures lock the source
+    (IPv4 address, IPv6 /64) or the username out for a while."""
+
+    def start(self, *args):
+        data = os.path.join(self.tmp, "redis")
+        os.mkdir(data)
+        self.redis = rwgtest.Redis(data).start()
+        self.addCleanup(self.redis.kill)
+        key = os.path.join(self.tmp, "secret.key")
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex())
+        pw = os.path.join(self.tmp, "admin-password")
+        with open(pw, "w") as f:
+            f.write(ADMIN_PASSWORD)
+        self.control = DualStackControl("control", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", key,
+            "--admin-password-file", pw, *args]).start()
+        self.addCleanup(self.control.stop)
+        port = self.control.ports["grpc"]
+        self.v4 = rwgtest.Rwgctl(f"127.0.0.1:{port}", "", os.path.join(self.tmp, "v4"))
+        self.v6 = rwgtest.Rwgctl(f"[::1]:{port}", "", os.path.join(self.tmp, "v6"))
+        for ctl in (self.v4, self.v6):
+            ctl.env["RWG_INSECURE"] = "1"
+        rwgtest.wait_until("control SERVING",
+                           lambda: self.v4.run("health").stdout.strip() == "SERVING")
+
+    def login(self, ctl, user, password):
+        r = ctl.run("login", "-u", user, password=password)
+        return r.stderr.strip() if r.returncode else "OK"
+
+    def metrics(self):
+        return urllib.request.urlopen(self.control.metrics_url, timeout=5).read().decode()
+
+    def test_parallel_wrong_logins_are_bounded(self):
+        self.start("--login-source-failures", "1000", "--login-user-failures", "1000")
+        self.assertEqual(self.login(self.v4, "admin", ADMIN_PASSWORD), "OK")
+        before = self.control.peak_memory_kib()
+        procs = [subprocess.Popen([os.path.join(rwgtest.BIN, "rwgctl"), "login", "-u",
+                                   f"guess{i}"],
+                                  env=dict(self.v4.env, RWG_PASSWORD="wrong-password"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(16)]
+        errors = [p.communicate(timeout=60)[1].strip() for p in procs]
+        busy = [e for e in errors if "RESOURCE_EXHAUSTED: busy: 2 password checks" in e]
+        wrong = [e for e in errors if "UNAUTHENTICATED: wrong username or password" in e]
+        self.assertEqual(len(busy) + len(wrong), 16, errors)
+        self.assertGreater(len(busy), 0, "16 checks at once: the ones beyond 2 are refused")
+        grown = self.control.peak_memory_kib() - before
+        self.assertLess(grown, 100 * 1024, "at most two 32 MiB checks at once")
+        self.assertIn(f'rwg_control_login_refusals_total{{reason="busy"}} {len(busy)}',
+                      self.metrics())
+        self.assertEqual(self.login(self.v4, "admin", ADMIN_PASSWORD), "OK")
+        self.assertTrue(self.control.alive())
+
+    def test_lockout_by_source_and_by_username(self):
+        self.start("--login-user-failures", "3", "--login-lockout-seconds", "8")
+        wrong = "UNAUTHENTICATED: wrong username or password"
+        # Three failures for a name that does not exist lock that name out, from anywhere.
+        for _ in range(3):
+            self.assertIn(wrong, self.login(self.v4, "nobody", "guess"))
+        self.assertIn("RESOURCE_EXHAUSTED: too many failed logins for this username",
+                      self.login(self.v4, "nobody", "guess"))
+        self.assertIn("for this username", self.login(self.v6, "nobody", "guess"))
+        # Two more from 127.0.0.1 (five in all) lock that address out, the right password too.
+        for _ in range(2):
+            self.assertIn(wrong, self.login(self.v4, "admin", "guess"))
+        locked = self.login(self.v4, "admin", ADMIN_PASSWORD)
+        self.assertRegex(locked, r"RESOURCE_EXHAUSTED: too many failed logins from this "
+                                 r"address; try again in \d+s")
+        # The admin logs in from another address meanwhile.
+        self.assertEqual(self.login(self.v6, "admin", ADMIN_PASSWORD), "OK")
+        self.v6.ok("config", "get", "public_name")
+        # After the back-off the address is let in again.
+        rwgtest.wait_until("the lockout ends", lambda: self.login(
+            self.v4, "admin", ADMIN_PASSWORD) == "OK", timeout=30)
+        self.v4.ok("config", "get", "public_name")
+
+        m = self.metrics()
+        self.assertIn('rwg_control_login_lockouts_total{scope="source"} 1', m)
+        self.assertIn('rwg_control_login_lockouts_total{scope="user"} 1', m)
+        self.assertIn('rwg_control_login_refusals_total{reason="user_locked"} 2', m)
+        self.assertRegex(m, r'rwg_control_login_refusals_total\{reason="source_locked"\} [1-9]')
+        self.assertIn("rwg_control_login_failures_total 5", m)
+        self.assertIn('rwg_control_login_tracked{table="user"}', m)
+        self.assertNotIn(ADMIN_PASSWORD, self.control.read_log())
 
 
 class FirstStartTest(rwgtest.TempDirTest):
