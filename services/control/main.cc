@@ -155,10 +155,11 @@ int Main(int argc, char** argv) {
           core::log::Info("first admin created; password written to file",
                           {{"user", f.admin_user}, {"path", f.initial_admin_password_out}});
         } else {
-          // The account exists now and the password is shown nowhere else: say so loudly.
+          // The account exists now and its password is shown nowhere else (not in the log,
+          // which may be collected): say how to start over.
           core::log::Error(
-              "first admin created but its password could not be written; "
-              "start again with --admin-password-file after deleting the account",
+              "first admin created but its password could not be written; remove the account "
+              "(redis-cli HDEL rwg:admins <user>) and start again",
               {{"user", f.admin_user}, {"error", std::string(written.message())}});
         }
       } else {

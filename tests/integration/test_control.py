@@ -687,6 +687,27 @@ class FirstStartTest(rwgtest.TempDirTest):
         self.assertFalse(os.path.exists(out), "no second password")
         ctl.ok("login", password=password)
 
+    def test_an_unwritable_password_file_is_reported(self):
+        data = os.path.join(self.tmp, "redis")
+        os.mkdir(data)
+        redis = rwgtest.Redis(data).start()
+        self.addCleanup(redis.kill)
+        key = os.path.join(self.tmp, "secret.key")
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex())
+        out = os.path.join(self.tmp, "no-such-dir", "initial-password")
+        control = rwgtest.Service("control", self.tmp, [
+            "--redis-address", f"127.0.0.1:{redis.port}", "--secret-key-file", key,
+            "--initial-admin-password-out", out]).start()
+        self.addCleanup(control.stop)
+        rwgtest.wait_until("the error logged",
+                           lambda: "its password could not be written" in control.read_log())
+        log = control.read_log()
+        self.assertIn("HDEL rwg:admins <user>", log)
+        self.assertIn(f"cannot write {out}", log)
+        self.assertFalse(os.path.exists(os.path.dirname(out)))
+        self.assertTrue(control.alive())
+
     def test_refuses_to_start_without_a_usable_secret_key(self):
         key = os.path.join(self.tmp, "bad.key")
         with open(key, "w") as f:
