@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/control/device_csv.h"
+#include "services/control/rpc_guard.h"
 #include "services/control/validation.h"
 #include "services/core/calls.h"
 #include "services/core/devices.h"
@@ -30,11 +31,16 @@ constexpr char kHashWarning[] =
     "every phone deployed with the previous key loses its configuration path: redeploy the "
     "phones (or their redirection) with the new download path";
 
-std::string ConfigToJson(const adminpb::GatewayConfig& c) {
+// InvalidArgument when the configuration cannot be written as JSON (validation refuses
+// invalid UTF-8 first; never store an empty configuration).
+absl::StatusOr<std::string> ConfigToJson(const adminpb::GatewayConfig& c) {
   pbu::JsonPrintOptions o;
   o.preserve_proto_field_names = true;
   std::string out;
-  (void)pbu::MessageToJsonString(c, &out, o);
+  auto s = pbu::MessageToJsonString(c, &out, o);
+  if (!s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("config: cannot be stored: ", s.ToString()));
+  }
   return out;
 }
 
@@ -64,6 +70,41 @@ bool IsHex32(absl::string_view s) {
 
 }  // namespace
 
+LoginMetrics::LoginMetrics(prometheus::Registry& registry)
+    : refusals_(prometheus::BuildCounter()
+                    .Name("rwg_control_login_refusals_total")
+                    .Help("Password checks refused without checking, by reason")
+                    .Register(registry)),
+      lockouts_(prometheus::BuildCounter()
+                    .Name("rwg_control_login_lockouts_total")
+                    .Help("Sources and user names locked out after repeated failed logins")
+                    .Register(registry)),
+      busy_(refusals_.Add({{"reason", "busy"}})),
+      source_locked_(refusals_.Add({{"reason", "source_locked"}})),
+      user_locked_(refusals_.Add({{"reason", "user_locked"}})),
+      source_lockouts_(lockouts_.Add({{"scope", "source"}})),
+      user_lockouts_(lockouts_.Add({{"scope", "user"}})) {}
+
+void LoginMetrics::Count(LoginEvent e) {
+  switch (e) {
+    case LoginEvent::kBusy:
+      busy_.Increment();
+      break;
+    case LoginEvent::kSourceLocked:
+      source_locked_.Increment();
+      break;
+    case LoginEvent::kUserLocked:
+      user_locked_.Increment();
+      break;
+    case LoginEvent::kSourceLockout:
+      source_lockouts_.Increment();
+      break;
+    case LoginEvent::kUserLockout:
+      user_lockouts_.Increment();
+      break;
+  }
+}
+
 AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& redis,
                                    Authenticator& auth, core::SecretBox& box, core::Clock& clock,
                                    core::Random& rng, prometheus::Registry& registry)
@@ -88,42 +129,56 @@ AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& 
                           .Name("rwg_control_login_failures_total")
                           .Help("Failed admin logins")
                           .Register(registry)
-                          .Add({})) {}
+                          .Add({})),
+      exceptions_(prometheus::BuildCounter()
+                      .Name("rwg_control_rpc_exceptions_total")
+                      .Help("Admin API calls whose handler threw (answered INTERNAL), by method")
+                      .Register(registry)) {}
 
 grpc::Status AdminServiceImpl::Run(const char* method, grpc::ServerContext* ctx, bool public_rpc,
                                    const std::function<absl::Status(std::string&)>& fn) {
   absl::Time start = absl::Now();
   std::string user;
-  absl::Status st;
-  if (!public_rpc) {
-    auto md = ctx->client_metadata().find("authorization");
-    absl::string_view header;
-    if (md != ctx->client_metadata().end())
-      header = absl::string_view(md->second.data(), md->second.size());
-    absl::StatusOr<std::string> who = auth_.Check(header);
-    if (who.ok()) {
-      user = *who;
-    } else {
-      st = who.status();
-    }
-  }
-  if (st.ok()) st = fn(user);
-  const std::string code = absl::StatusCodeToString(st.code());
-  rpcs_.Add({{"method", method}, {"code", code}}).Increment();
-  latency_
-      .Add({{"method", method}},
-           prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5})
-      .Observe(absl::ToDoubleSeconds(absl::Now() - start));
-  if (!st.ok()) {
-    core::log::Info("rpc failed", {{"method", method},
-                                   {"user", user},
-                                   {"peer", ctx->peer()},
-                                   {"code", code},
-                                   {"error", std::string(st.message())}});
-  } else if (!absl::StartsWith(method, "Get") && !absl::StartsWith(method, "List") &&
-             !absl::StartsWith(method, "Export")) {
-    core::log::Info("rpc", {{"method", method}, {"user", user}, {"peer", ctx->peer()}});
-  }
+  auto count_throw = [&] { exceptions_.Add({{"method", method}}).Increment(); };
+  absl::Status st = RunCatching(
+      method,
+      [&]() -> absl::Status {
+        if (!public_rpc) {
+          auto md = ctx->client_metadata().find("authorization");
+          absl::string_view header;
+          if (md != ctx->client_metadata().end())
+            header = absl::string_view(md->second.data(), md->second.size());
+          absl::StatusOr<std::string> who = auth_.Check(header);
+          if (!who.ok()) return who.status();
+          user = *who;
+        }
+        return fn(user);
+      },
+      count_throw);
+  // Counting and logging must not throw out of the handler either.
+  absl::Status logged = RunCatching(
+      method,
+      [&]() -> absl::Status {
+        const std::string code = absl::StatusCodeToString(st.code());
+        rpcs_.Add({{"method", method}, {"code", code}}).Increment();
+        latency_
+            .Add({{"method", method}},
+                 prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5})
+            .Observe(absl::ToDoubleSeconds(absl::Now() - start));
+        if (!st.ok()) {
+          core::log::Info("rpc failed", {{"method", method},
+                                         {"user", user},
+                                         {"peer", ctx->peer()},
+                                         {"code", code},
+                                         {"error", std::string(st.message())}});
+        } else if (!absl::StartsWith(method, "Get") && !absl::StartsWith(method, "List") &&
+                   !absl::StartsWith(method, "Export")) {
+          core::log::Info("rpc", {{"method", method}, {"user", user}, {"peer", ctx->peer()}});
+        }
+        return absl::OkStatus();
+      },
+      count_throw);
+  if (!logged.ok()) return core::ToGrpcStatus(logged);
   return core::ToGrpcStatus(st);
 }
 
@@ -134,7 +189,8 @@ grpc::Status AdminServiceImpl::Login(grpc::ServerContext* ctx, const adminpb::Lo
                                      adminpb::LoginResponse* resp) {
   return Run("Login", ctx, true, [&](std::string& user) {
     user = req->username();
-    absl::StatusOr<Token> t = auth_.Login(req->username(), req->password());
+    absl::StatusOr<Token> t =
+        auth_.Login(req->username(), req->password(), LoginSourceKey(ctx->peer()));
     if (!t.ok()) {
       if (absl::IsUnauthenticated(t.status())) login_failures_.Increment();
       return t.status();
@@ -157,7 +213,10 @@ grpc::Status AdminServiceImpl::ChangePassword(grpc::ServerContext* ctx,
                                               const adminpb::ChangePasswordRequest* req,
                                               adminpb::ChangePasswordResponse*) {
   return Run("ChangePassword", ctx, false, [&](const std::string& user) {
-    return auth_.ChangePassword(user, req->current_password(), req->new_password());
+    auto md = ctx->client_metadata().find("authorization");
+    return auth_.ChangePassword(user, req->current_password(), req->new_password(),
+                                absl::string_view(md->second.data(), md->second.size()),
+                                LoginSourceKey(ctx->peer()));
   });
 }
 
@@ -169,7 +228,9 @@ absl::Status AdminServiceImpl::EnsureConfig(const std::string& public_name) {
   if (!public_name.empty()) c.set_public_name(public_name);
   std::vector<FieldError> errs = ValidateConfig(c);
   if (!errs.empty()) return absl::InvalidArgumentError(JoinErrors(errs));
-  absl::StatusOr<bool> set = store_.config().CompareAndSet("", ConfigToJson(c));
+  absl::StatusOr<std::string> json = ConfigToJson(c);
+  if (!json.ok()) return json.status();
+  absl::StatusOr<bool> set = store_.config().CompareAndSet("", *json);
   if (!set.ok()) return set.status();
   if (*set) core::log::Info("initial configuration written", {{"public_name", c.public_name()}});
   return absl::OkStatus();
@@ -230,7 +291,9 @@ grpc::Status AdminServiceImpl::UpdateConfig(grpc::ServerContext* ctx,
       }
       std::vector<FieldError> errs = ValidateConfig(after);
       if (!errs.empty()) return absl::InvalidArgumentError(JoinErrors(errs));
-      absl::StatusOr<bool> set = store_.config().CompareAndSet(raw, ConfigToJson(after));
+      absl::StatusOr<std::string> json = ConfigToJson(after);
+      if (!json.ok()) return json.status();
+      absl::StatusOr<bool> set = store_.config().CompareAndSet(raw, *json);
       if (!set.ok()) return set.status();
       if (!*set) continue;
       *resp->mutable_config() = after;
@@ -622,6 +685,11 @@ grpc::Status AdminServiceImpl::SetEmergencyRoute(grpc::ServerContext* ctx,
   return Run("SetEmergencyRoute", ctx, false, [&](const std::string& user) -> absl::Status {
     core::EmergencyRoute r = FromProto(req->route());
     std::vector<FieldError> errs;
+    for (const auto& [field, value] :
+         {std::pair{"location", &r.location}, std::pair{"description", &r.description}}) {
+      if (!IsValidUtf8(*value)) errs.push_back({field, "is not valid UTF-8"});
+    }
+    if (!errs.empty()) return absl::InvalidArgumentError(JoinErrors(errs));
     for (auto& [field, message] : core::NormalizeEmergencyRoute(r)) {
       errs.push_back({field, message});
     }
@@ -802,7 +870,8 @@ absl::StatusOr<adminpb::HashKey> AdminServiceImpl::LoadHash() {
         "the MiVoice 5000's (rwgctl hash import)");
   }
   nlohmann::json j = nlohmann::json::parse(**v, nullptr, false);
-  if (j.is_discarded() || !j["key"].is_string() || !j["create_time"].is_number_integer()) {
+  if (!j.is_object() || !j.contains("key") || !j["key"].is_string() || !j.contains("create_time") ||
+      !j["create_time"].is_number_integer()) {
     return absl::DataLossError("the stored hash key (rwg:hash) is damaged");
   }
   absl::StatusOr<std::string> key = box_.Open(j["key"].get<std::string>(), "hash");
@@ -830,7 +899,8 @@ absl::StatusOr<adminpb::HashKey> AdminServiceImpl::StoreHash(const std::string& 
   }
   nlohmann::json j = {{"key", box_.Seal(key, "hash")},
                       {"create_time", absl::ToUnixSeconds(clock_.Now())}};
-  absl::StatusOr<bool> set = store_.hash().CompareAndSet(cur->value_or(""), j.dump());
+  absl::StatusOr<bool> set = store_.hash().CompareAndSet(
+      cur->value_or(""), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   if (!set.ok()) return set.status();
   if (!*set) return absl::AbortedError("the hash key changed concurrently; look and try again");
   core::log::Warn("hash key changed", {{"user", user}, {"action", action}});
@@ -868,7 +938,8 @@ grpc::Status AdminServiceImpl::RegenerateHashKey(grpc::ServerContext* ctx,
       return absl::FailedPreconditionError(
           absl::StrCat("confirm: must be set to regenerate the hash key: ", kHashWarning));
     }
-    absl::Status pw = auth_.VerifyPassword(user, req->current_password());
+    absl::Status pw =
+        auth_.VerifyPassword(user, req->current_password(), LoginSourceKey(ctx->peer()));
     if (!pw.ok()) return pw;
     absl::StatusOr<adminpb::HashKey> h =
         StoreHash(core::RandomHex(rng_, 16), false, "regenerate", user);
@@ -895,7 +966,8 @@ grpc::Status AdminServiceImpl::ImportHashKey(grpc::ServerContext* ctx,
         return absl::FailedPreconditionError(
             absl::StrCat("confirm: must be set to replace the existing hash key: ", kHashWarning));
       }
-      absl::Status pw = auth_.VerifyPassword(user, req->current_password());
+      absl::Status pw =
+          auth_.VerifyPassword(user, req->current_password(), LoginSourceKey(ctx->peer()));
       if (!pw.ok()) return pw;
     }
     absl::StatusOr<adminpb::HashKey> h = StoreHash(key, false, "import", user);

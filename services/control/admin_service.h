@@ -19,6 +19,23 @@
 
 namespace rwg::control {
 
+// Counters of the login guard's events: rwg_control_login_refusals_total{reason="busy"|
+// "source_locked"|"user_locked"} and rwg_control_login_lockouts_total{scope="source"|"user"}.
+class LoginMetrics {
+ public:
+  explicit LoginMetrics(prometheus::Registry& registry);
+  void Count(LoginEvent e);
+
+ private:
+  prometheus::Family<prometheus::Counter>& refusals_;
+  prometheus::Family<prometheus::Counter>& lockouts_;
+  prometheus::Counter& busy_;
+  prometheus::Counter& source_locked_;
+  prometheus::Counter& user_locked_;
+  prometheus::Counter& source_lockouts_;
+  prometheus::Counter& user_lockouts_;
+};
+
 class AdminServiceImpl final : public admin::v1::AdminService::Service {
  public:
   AdminServiceImpl(RedisControlStore& store, core::RedisClient& redis, Authenticator& auth,
@@ -86,7 +103,8 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
                              admin::v1::HashKey*) override;
 
  private:
-  // Authenticates (unless `public_rpc`), runs `fn`, counts and logs the outcome.
+  // Authenticates (unless `public_rpc`), runs `fn`, counts and logs the outcome. Whatever
+  // throws is answered INTERNAL, logged and counted (rpc_guard.h).
   grpc::Status Run(const char* method, grpc::ServerContext* ctx, bool public_rpc,
                    const std::function<absl::Status(std::string& user)>& fn);
 
@@ -114,6 +132,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Counter& login_failures_;
+  prometheus::Family<prometheus::Counter>& exceptions_;
 };
 
 }  // namespace rwg::control

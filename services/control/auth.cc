@@ -19,6 +19,38 @@ absl::Status Unauthenticated() { return absl::UnauthenticatedError("wrong userna
 
 }  // namespace
 
+Authenticator::Authenticator(AdminStore& admins, SessionStore& sessions, core::Clock& clock,
+                             core::Random& rng, absl::Duration token_ttl, LoginLimits limits,
+                             std::function<void(LoginEvent)> on_event, Verifier verify)
+    : admins_(admins),
+      sessions_(sessions),
+      clock_(clock),
+      rng_(rng),
+      ttl_(token_ttl),
+      guard_(clock, limits, std::move(on_event)),
+      verify_(verify ? std::move(verify) : Verifier([](const std::string& p, const std::string& h) {
+        return core::VerifyPassword(p, h);
+      })) {}
+
+absl::StatusOr<bool> Authenticator::CheckPassword(const std::string& user,
+                                                  const std::string& password,
+                                                  const std::optional<std::string>& hash,
+                                                  const std::string& source) {
+  absl::Status admitted = guard_.Admit(source, user);
+  if (!admitted.ok()) return admitted;
+  std::optional<LoginGuard::Slot> slot;
+  absl::Status acquired = guard_.Acquire(slot);
+  if (!acquired.ok()) return acquired;
+  // An unknown user costs the same check, and counts the same failure, as a wrong password.
+  const bool right = verify_(password, hash.value_or(DummyHash())) && hash.has_value();
+  if (right) {
+    guard_.Succeeded(source, user);
+  } else {
+    guard_.Failed(source, user);
+  }
+  return right;
+}
+
 absl::Status Authenticator::Bootstrap(const std::string& user, const std::string& password,
                                       std::string* generated) {
   absl::StatusOr<std::optional<std::string>> existing = admins_.GetAdminHash(user);
@@ -39,16 +71,16 @@ absl::Status Authenticator::Bootstrap(const std::string& user, const std::string
   return absl::OkStatus();
 }
 
-absl::StatusOr<Token> Authenticator::Login(const std::string& user, const std::string& password) {
+absl::StatusOr<Token> Authenticator::Login(const std::string& user, const std::string& password,
+                                           const std::string& source) {
   absl::StatusOr<std::optional<std::string>> hash = admins_.GetAdminHash(user);
   if (!hash.ok()) return hash.status();
-  if (!hash->has_value()) {
-    (void)core::VerifyPassword(password, DummyHash());
-    return Unauthenticated();
-  }
-  if (!core::VerifyPassword(password, **hash)) return Unauthenticated();
+  absl::StatusOr<bool> right = CheckPassword(user, password, *hash, source);
+  if (!right.ok()) return right.status();
+  if (!*right) return Unauthenticated();
   Token t{core::RandomHex(rng_, 32), clock_.Now() + ttl_};
-  absl::Status put = sessions_.PutSession(core::Sha256Hex(t.token), {user, t.expires_at}, ttl_);
+  absl::Status put = sessions_.PutSession(core::Sha256Hex(t.token),
+                                          {user, t.expires_at, Credential(**hash)}, ttl_);
   if (!put.ok()) return put;
   return t;
 }
@@ -71,7 +103,17 @@ absl::StatusOr<std::string> Authenticator::Check(absl::string_view authorization
   if (!s->has_value() || (*s)->expires_at <= clock_.Now()) {
     return absl::UnauthenticatedError("token expired or revoked: log in again (rwgctl login)");
   }
+  absl::StatusOr<std::optional<std::string>> hash = admins_.GetAdminHash((*s)->username);
+  if (!hash.ok()) return hash.status();
+  if (!hash->has_value() || Credential(**hash) != (*s)->credential) {
+    return absl::UnauthenticatedError(
+        "token revoked: the password changed since it was issued; log in again (rwgctl login)");
+  }
   return (*s)->username;
+}
+
+std::string Authenticator::Credential(const std::string& hash) {
+  return core::Sha256Hex(hash).substr(0, 32);
 }
 
 absl::Status Authenticator::Logout(absl::string_view authorization) {
@@ -80,25 +122,49 @@ absl::Status Authenticator::Logout(absl::string_view authorization) {
   return sessions_.DeleteSession(*id);
 }
 
-absl::Status Authenticator::VerifyPassword(const std::string& user, const std::string& password) {
+absl::Status Authenticator::VerifyPassword(const std::string& user, const std::string& password,
+                                           const std::string& source) {
   absl::StatusOr<std::optional<std::string>> hash = admins_.GetAdminHash(user);
   if (!hash.ok()) return hash.status();
-  if (!hash->has_value() || !core::VerifyPassword(password, **hash)) {
-    return absl::PermissionDeniedError("current_password: wrong password");
-  }
+  absl::StatusOr<bool> right = CheckPassword(user, password, *hash, source);
+  if (!right.ok()) return right.status();
+  if (!*right) return absl::PermissionDeniedError("current_password: wrong password");
   return absl::OkStatus();
 }
 
 absl::Status Authenticator::ChangePassword(const std::string& user, const std::string& current,
-                                           const std::string& fresh) {
+                                           const std::string& fresh,
+                                           absl::string_view authorization,
+                                           const std::string& source) {
   if (fresh.size() < 8 || fresh.size() > 128) {
     return absl::InvalidArgumentError("new_password: must be 8 to 128 characters long");
   }
-  absl::Status ok = VerifyPassword(user, current);
+  absl::StatusOr<std::string> id = TokenId(authorization);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<std::optional<Session>> caller = sessions_.GetSession(*id);
+  if (!caller.ok()) return caller.status();
+  absl::Status ok = VerifyPassword(user, current, source);
   if (!ok.ok()) return ok;
-  absl::StatusOr<std::string> hash = core::HashPassword(fresh, rng_);
+  absl::StatusOr<std::string> hash;
+  {
+    std::optional<LoginGuard::Slot> slot;  // hashing costs what a check does
+    absl::Status acquired = guard_.Acquire(slot);
+    if (!acquired.ok()) return acquired;
+    hash = core::HashPassword(fresh, rng_);
+  }
   if (!hash.ok()) return hash.status();
-  return admins_.SetAdminHash(user, *hash);
+  // From here on every session opened under the old hash is refused by Check.
+  absl::Status set = admins_.SetAdminHash(user, *hash);
+  if (!set.ok()) return set;
+  if (caller->has_value() && (*caller)->username == user) {
+    const absl::Duration left = (*caller)->expires_at - clock_.Now();
+    if (left > absl::ZeroDuration()) {
+      (*caller)->credential = Credential(*hash);
+      absl::Status kept = sessions_.PutSession(*id, **caller, left);
+      if (!kept.ok()) return kept;
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace rwg::control

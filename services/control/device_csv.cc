@@ -47,11 +47,34 @@ absl::StatusOr<bool> ParseBool(absl::string_view v) {
   return absl::InvalidArgumentError(absl::StrCat("'", v, "' is not true/false/yes/no/1/0"));
 }
 
+// A cell a spreadsheet would run as a formula starts with one of these (OWASP "CSV
+// injection"); tab and carriage return too, which some spreadsheets strip before looking.
+bool IsFormulaStart(char c) {
+  return c == '=' || c == '+' || c == '-' || c == '@' || c == '\t' || c == '\r';
+}
+
+// Quotes, then a formula start: "'=x", "''=x". Such a cell is escaped by one more quote.
+bool QuotesThenFormulaStart(absl::string_view v) {
+  size_t i = 0;
+  while (i < v.size() && v[i] == '\'') ++i;
+  return i < v.size() && IsFormulaStart(v[i]);
+}
+
 std::string RowCol(int row, absl::string_view col) {
   return absl::StrCat("row ", row, ", column ", col);
 }
 
 }  // namespace
+
+std::string EscapeCsvCell(absl::string_view v) {
+  if (QuotesThenFormulaStart(v)) return absl::StrCat("'", v);
+  return std::string(v);
+}
+
+std::string UnescapeCsvCell(absl::string_view v) {
+  if (!v.empty() && v[0] == '\'' && QuotesThenFormulaStart(v)) return std::string(v.substr(1));
+  return std::string(v);
+}
 
 absl::StatusOr<std::vector<CsvDevice>> ParseDeviceCsv(absl::string_view csv,
                                                       bool set_password_required, size_t max_rows) {
@@ -116,7 +139,7 @@ absl::StatusOr<std::vector<CsvDevice>> ParseDeviceCsv(absl::string_view csv,
 
   auto get = [&](const std::vector<std::string>& row, const char* name) -> std::string {
     auto it = col.find(name);
-    return it == col.end() ? std::string() : row[it->second];
+    return it == col.end() ? std::string() : UnescapeCsvCell(row[it->second]);
   };
 
   std::vector<CsvDevice> out;
@@ -174,7 +197,8 @@ absl::StatusOr<std::vector<CsvDevice>> ParseDeviceCsv(absl::string_view csv,
 
 std::string WriteDeviceCsv(const std::vector<adminpb::Device>& devices) {
   std::string out;
-  auto field = [&out](absl::string_view v, bool last) {
+  auto field = [&out](absl::string_view raw, bool last) {
+    const std::string v = EscapeCsvCell(raw);
     std::string buf(v.size() * 2 + 2, '\0');
     size_t n = csv_write(buf.data(), buf.size(), v.data(), v.size());
     out.append(buf.data(), n);

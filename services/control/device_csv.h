@@ -31,7 +31,17 @@ absl::StatusOr<std::vector<CsvDevice>> ParseDeviceCsv(absl::string_view csv,
                                                       bool set_password_required,
                                                       size_t max_rows = 100000);
 
-// Writes devices (secrets in clear) with the header row, in kDeviceCsvColumns order.
+// Writes devices (secrets in clear) with the header row, in kDeviceCsvColumns order. Every
+// cell goes through EscapeCsvCell.
 std::string WriteDeviceCsv(const std::vector<adminpb::Device>& devices);
+
+// Formula injection (OWASP "CSV injection"): a cell that starts with = + - @, tab or carriage
+// return, possibly after single quotes, is written with one more single quote in front, so
+// that a spreadsheet shows it as text instead of running it: "=HYPERLINK(...)" is written
+// "'=HYPERLINK(...)", "'=x" is written "''=x". Everything else is written as is.
+std::string EscapeCsvCell(absl::string_view value);
+// The inverse, applied to every imported cell: a cell of one or more single quotes then one
+// of those characters loses its first quote. Any other cell is taken as is ("'abc" stays).
+std::string UnescapeCsvCell(absl::string_view cell);
 
 }  // namespace rwg::control

@@ -2,13 +2,13 @@
 #include <prometheus/gauge.h>
 
 #include <atomic>
-#include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "services/control/admin_service.h"
+#include "services/control/private_file.h"
 #include "services/core/log.h"
 #include "services/core/options.h"
 #include "services/core/redis.h"
@@ -27,6 +27,10 @@ struct Flags {
   std::string admin_password_file;
   std::string initial_admin_password_out;
   int token_ttl_seconds = 3600;
+  control::LoginLimits login;
+  int login_window_seconds = 300;
+  int login_lockout_seconds = 300;
+  int login_table_size = 10000;
   std::string public_name;
 };
 
@@ -59,6 +63,24 @@ int Main(int argc, char** argv) {
            "write a generated first admin password to this file instead of stderr");
   opts.Add("token-ttl-seconds", f.token_ttl_seconds, "lifetime of an admin session token")
       ->check(CLI::Range(60, 86400));
+  opts.Add("login-max-concurrent", f.login.max_concurrent,
+           "password checks (32 MiB of scrypt each) at once; more are refused at once")
+      ->check(CLI::Range(1, 64));
+  opts.Add("login-source-failures", f.login.source_failures,
+           "failed logins from one address (IPv6: one /64) that lock it out")
+      ->check(CLI::Range(1, 1000000));
+  opts.Add("login-user-failures", f.login.user_failures,
+           "failed logins for one username, from any address, that lock it out")
+      ->check(CLI::Range(1, 1000000));
+  opts.Add("login-failure-window-seconds", f.login_window_seconds,
+           "failures count within this sliding window")
+      ->check(CLI::Range(1, 86400));
+  opts.Add("login-lockout-seconds", f.login_lockout_seconds,
+           "how long a locked-out address or username is refused")
+      ->check(CLI::Range(1, 86400));
+  opts.Add("login-table-size", f.login_table_size,
+           "addresses and usernames tracked each; the least recently failed make room")
+      ->check(CLI::Range(1, 10000000));
   opts.Add("public-name", f.public_name, "public host name written into the initial configuration");
   int exit_code = 0;
   absl::Status parsed = opts.Parse(argc, argv, &exit_code);
@@ -85,9 +107,14 @@ int Main(int argc, char** argv) {
   ro.password = ReadSecret(f.redis_password_file, "redis-password-file");
   core::RedisClient redis(ro);
   control::RedisControlStore store(redis);
-  control::Authenticator auth(store, store, core::SystemClock::Get(), core::Random::System(),
-                              absl::Seconds(f.token_ttl_seconds));
   core::ServiceHost host("control", f.server);
+  control::LoginMetrics login_metrics(host.registry());
+  f.login.window = absl::Seconds(f.login_window_seconds);
+  f.login.lockout = absl::Seconds(f.login_lockout_seconds);
+  f.login.max_entries = static_cast<size_t>(f.login_table_size);
+  control::Authenticator auth(store, store, core::SystemClock::Get(), core::Random::System(),
+                              absl::Seconds(f.token_ttl_seconds), f.login,
+                              [&](control::LoginEvent e) { login_metrics.Count(e); });
   control::AdminServiceImpl service(store, redis, auth, **box, core::SystemClock::Get(),
                                     core::Random::System(), host.registry());
 
@@ -96,6 +123,12 @@ int Main(int argc, char** argv) {
                        .Help("1 when Redis answers")
                        .Register(host.registry())
                        .Add({});
+  auto& tracked = prometheus::BuildGauge()
+                      .Name("rwg_control_login_tracked")
+                      .Help("Addresses and usernames with recent failed logins, by table")
+                      .Register(host.registry());
+  auto& tracked_sources = tracked.Add({{"table", "source"}});
+  auto& tracked_users = tracked.Add({{"table", "user"}});
   auto& devices = prometheus::BuildGauge()
                       .Name("rwg_control_devices")
                       .Help("SIP devices declared")
@@ -115,10 +148,20 @@ int Main(int argc, char** argv) {
     }
     if (!generated.empty()) {
       if (!f.initial_admin_password_out.empty()) {
-        std::ofstream out(f.initial_admin_password_out, std::ios::trunc);
-        out << generated << "\n";
-        core::log::Info("first admin created; password written to file",
-                        {{"user", f.admin_user}, {"path", f.initial_admin_password_out}});
+        // Mode 0600 from the start, whatever the umask (private_file.h).
+        absl::Status written =
+            control::WritePrivateFile(f.initial_admin_password_out, generated + "\n");
+        if (written.ok()) {
+          core::log::Info("first admin created; password written to file",
+                          {{"user", f.admin_user}, {"path", f.initial_admin_password_out}});
+        } else {
+          // The account exists now and its password is shown nowhere else (not in the log,
+          // which may be collected): say how to start over.
+          core::log::Error(
+              "first admin created but its password could not be written; remove the account "
+              "(redis-cli HDEL rwg:admins <user>) and start again",
+              {{"user", f.admin_user}, {"error", std::string(written.message())}});
+        }
       } else {
         std::cerr << "\n*** rwg control: first admin account '" << f.admin_user
                   << "' created with password: " << generated
@@ -143,6 +186,8 @@ int Main(int argc, char** argv) {
       const bool up = n.ok();
       host.SetServing(up && bootstrapped);
       redis_up.Set(up ? 1 : 0);
+      tracked_sources.Set(static_cast<double>(auth.guard().sources_tracked()));
+      tracked_users.Set(static_cast<double>(auth.guard().users_tracked()));
       if (up) devices.Set(static_cast<double>(*n));
       for (int i = 0; i < 20 && !stop.load(); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -125,11 +125,16 @@ class RedisValue final : public ValueStore {
 
 }  // namespace
 
-std::string DeviceToJson(const adminpb::Device& d) {
+absl::StatusOr<std::string> DeviceToJson(const adminpb::Device& d) {
   google::protobuf::util::JsonPrintOptions opts;
   opts.preserve_proto_field_names = true;
   std::string out;
-  (void)google::protobuf::util::MessageToJsonString(d, &out, opts);
+  auto s = google::protobuf::util::MessageToJsonString(d, &out, opts);
+  if (!s.ok()) {
+    // Validation refuses what JSON cannot hold (invalid UTF-8); never store an empty record.
+    return absl::InvalidArgumentError(
+        absl::StrCat("device ", d.set_username(), ": cannot be stored: ", s.ToString()));
+  }
   return out;
 }
 
@@ -169,9 +174,14 @@ absl::Status RedisControlStore::SetAdminHash(const std::string& user, const std:
 
 absl::Status RedisControlStore::PutSession(const std::string& id, const Session& s,
                                            absl::Duration ttl) {
-  nlohmann::json j = {{"user", s.username}, {"exp", absl::ToUnixSeconds(s.expires_at)}};
+  nlohmann::json j = {
+      {"user", s.username}, {"exp", absl::ToUnixSeconds(s.expires_at)}, {"cred", s.credential}};
   int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl));
-  return redis_.Command({"SET", kSessionPrefix + id, j.dump(), "PX", std::to_string(ms)}).status();
+  return redis_
+      .Command({"SET", kSessionPrefix + id,
+                j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "PX",
+                std::to_string(ms)})
+      .status();
 }
 
 absl::StatusOr<std::optional<Session>> RedisControlStore::GetSession(const std::string& id) {
@@ -183,7 +193,10 @@ absl::StatusOr<std::optional<Session>> RedisControlStore::GetSession(const std::
       !j["exp"].is_number_integer()) {
     return std::nullopt;  // a damaged session is no session
   }
-  return Session{j["user"].get<std::string>(), absl::FromUnixSeconds(j["exp"].get<int64_t>())};
+  std::string cred;
+  if (j.contains("cred") && j["cred"].is_string()) cred = j["cred"].get<std::string>();
+  return Session{j["user"].get<std::string>(), absl::FromUnixSeconds(j["exp"].get<int64_t>()),
+                 std::move(cred)};
 }
 
 absl::Status RedisControlStore::DeleteSession(const std::string& id) {
@@ -201,7 +214,9 @@ absl::StatusOr<DeviceWriteResult> RedisControlStore::PutDevices(
     args.push_back(d.set_username());
     args.push_back(d.mac());
     args.push_back(d.icp_username());
-    args.push_back(DeviceToJson(d));
+    absl::StatusOr<std::string> json = DeviceToJson(d);
+    if (!json.ok()) return json.status();
+    args.push_back(std::move(*json));
   }
   absl::StatusOr<RedisReply> r = redis_.Eval(
       kPutDevices, {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey}, args);

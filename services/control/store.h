@@ -8,7 +8,8 @@
 //   rwg:devices:mac          hash    MAC -> set_username
 //   rwg:devices:icp          hash    icp_username -> set_username
 //   rwg:admins               hash    username -> scrypt hash
-//   rwg:session:<sha256>     string  {"user": ..., "exp": unix}, expires with the session
+//   rwg:session:<sha256>     string  {"user": ..., "exp": unix, "cred": digest of the password
+//                                    hash}, expires with the session
 //   rwg:events               pub/sub channel: "config", "hash", "devices"
 #pragma once
 
@@ -26,6 +27,9 @@ namespace rwg::control {
 struct Session {
   std::string username;
   absl::Time expires_at;
+  // Digest of the admin's password hash when the session began: a session whose digest no
+  // longer matches the account (the password changed since) is revoked.
+  std::string credential;
 };
 
 class AdminStore {
@@ -107,7 +111,8 @@ class RedisControlStore final : public AdminStore, public SessionStore, public D
 };
 
 // Device <-> stored JSON (proto field names).
-std::string DeviceToJson(const admin::v1::Device& d);
+// InvalidArgument when the device cannot be written as JSON (invalid UTF-8).
+absl::StatusOr<std::string> DeviceToJson(const admin::v1::Device& d);
 absl::StatusOr<admin::v1::Device> DeviceFromJson(const std::string& json);
 
 }  // namespace rwg::control

@@ -29,20 +29,6 @@ bool HasControlChar(absl::string_view s) {
   return false;
 }
 
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
-    }
-    i += n;
-  }
-  return true;
-}
-
 void CheckPort(std::vector<FieldError>& errs, const std::string& field, uint32_t port) {
   if (port == 0 || port > 65535) {
     errs.push_back({field, absl::StrCat(port, " is not a port number (1-65535)")});
@@ -116,6 +102,41 @@ void CheckExposure(std::vector<FieldError>& errs, const std::string& field,
 }
 
 }  // namespace
+
+bool IsValidUtf8(absl::string_view s) {
+  // RFC 3629: shortest form only, no surrogates (U+D800..U+DFFF), nothing above U+10FFFF.
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;  // range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
+    } else {
+      return false;  // continuation byte first, overlong C0/C1, or F5..FF
+    }
+    if (i + n > s.size()) return false;
+    const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
+    if (c1 < lo || c1 > hi) return false;
+    for (size_t k = 2; k < n; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    }
+    i += n;
+  }
+  return true;
+}
 
 std::string JoinErrors(const std::vector<FieldError>& errors, absl::string_view prefix) {
   return absl::StrJoin(errors, "; ", [prefix](std::string* out, const FieldError& e) {

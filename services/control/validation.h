@@ -35,6 +35,10 @@ std::vector<FieldError> ValidateConfig(const adminpb::GatewayConfig& config);
 std::vector<std::string> RestartRequired(const adminpb::GatewayConfig& before,
                                          const adminpb::GatewayConfig& after);
 
+// Well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or code points above U+10FFFF,
+// which JSON encoders (nlohmann::json, protobuf) refuse.
+bool IsValidUtf8(absl::string_view s);
+
 bool IsIpAddress(absl::string_view s);
 // A DNS host name (RFC 1123) or an IP address.
 bool IsHost(absl::string_view s);

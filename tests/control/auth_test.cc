@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "services/core/crypto.h"
 
@@ -109,13 +112,155 @@ TEST_F(AuthTest, StoreDownIsUnavailableNotUnauthenticated) {
 }
 
 TEST_F(AuthTest, ChangePassword) {
-  EXPECT_EQ(auth_.ChangePassword("admin", "wrong", "new-password").code(),
+  auto t = auth_.Login("admin", "first-password");
+  ASSERT_TRUE(t.ok()) << t.status();
+  const std::string me = "Bearer " + t->token;
+  EXPECT_EQ(auth_.ChangePassword("admin", "wrong", "new-password", me).code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(auth_.ChangePassword("admin", "first-password", "short").code(),
+  EXPECT_EQ(auth_.ChangePassword("admin", "first-password", "short", me).code(),
             absl::StatusCode::kInvalidArgument);
-  ASSERT_TRUE(auth_.ChangePassword("admin", "first-password", "new-password").ok());
+  ASSERT_TRUE(auth_.ChangePassword("admin", "first-password", "new-password", me).ok());
   EXPECT_FALSE(auth_.Login("admin", "first-password").ok());
   EXPECT_TRUE(auth_.Login("admin", "new-password").ok());
+}
+
+TEST_F(AuthTest, ChangePasswordRevokesTheOtherSessions) {
+  std::string generated;
+  ASSERT_TRUE(auth_.Bootstrap("other", "other-password", &generated).ok());
+  auto mine = auth_.Login("admin", "first-password");
+  auto laptop = auth_.Login("admin", "first-password");
+  auto stolen = auth_.Login("admin", "first-password");
+  auto someone = auth_.Login("other", "other-password");
+  ASSERT_TRUE(mine.ok() && laptop.ok() && stolen.ok() && someone.ok());
+  ASSERT_TRUE(
+      auth_.ChangePassword("admin", "first-password", "new-password", "Bearer " + mine->token)
+          .ok());
+
+  // The session that changed the password goes on, until its own expiry.
+  auto who = auth_.Check("Bearer " + mine->token);
+  ASSERT_TRUE(who.ok()) << who.status();
+  EXPECT_EQ(*who, "admin");
+  for (const auto& t : {laptop, stolen}) {
+    auto r = auth_.Check("Bearer " + t->token);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_THAT(r.status().message(), HasSubstr("password changed"));
+  }
+  EXPECT_TRUE(auth_.Check("Bearer " + someone->token).ok()) << "other admins are not affected";
+  auto fresh = auth_.Login("admin", "new-password");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_TRUE(auth_.Check("Bearer " + fresh->token).ok());
+  clock_.Advance(absl::Minutes(60));
+  EXPECT_FALSE(auth_.Check("Bearer " + mine->token).ok()) << "expires when it would have";
+}
+
+TEST_F(AuthTest, SessionOfADeletedAccountIsRefused) {
+  auto t = auth_.Login("admin", "first-password");
+  ASSERT_TRUE(t.ok());
+  admins_.m.erase("admin");
+  EXPECT_EQ(auth_.Check("Bearer " + t->token).status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(AuthTest, FailedLoginsLockTheSourceOutUnknownUsersIncluded) {
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(auth_.Login("nobody-" + std::to_string(i), "guess", "198.51.100.7").status().code(),
+              absl::StatusCode::kUnauthenticated);
+  }
+  // Locked out: even the right password is refused, without being checked.
+  auto locked = auth_.Login("admin", "first-password", "198.51.100.7");
+  EXPECT_EQ(locked.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(locked.status().message(), HasSubstr("from this address"));
+  // Another source is not concerned.
+  EXPECT_TRUE(auth_.Login("admin", "first-password", "203.0.113.9").ok());
+  clock_.Advance(absl::Minutes(5));
+  EXPECT_TRUE(auth_.Login("admin", "first-password", "198.51.100.7").ok());
+}
+
+TEST_F(AuthTest, WrongCurrentPasswordsCountToo) {
+  auto t = auth_.Login("admin", "first-password", "198.51.100.7");
+  ASSERT_TRUE(t.ok());
+  const std::string me = "Bearer " + t->token;
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(auth_.VerifyPassword("admin", "guess", "198.51.100.7").code(),
+              absl::StatusCode::kPermissionDenied);
+  }
+  EXPECT_EQ(
+      auth_.ChangePassword("admin", "first-password", "new-password", me, "198.51.100.7").code(),
+      absl::StatusCode::kResourceExhausted);
+}
+
+// A verifier that holds every check until released, to see how many run at once.
+class HeldChecks {
+ public:
+  bool Verify() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++running_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+    --running_;
+    return false;
+  }
+  void WaitRunning(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return running_ == n; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  int calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+  void Count() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++calls_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int running_ = 0;
+  int calls_ = 0;
+  bool released_ = false;
+};
+
+TEST(AuthConcurrencyTest, ChecksBeyondTheLimitAreRefusedAtOnce) {
+  FakeAdmins admins;
+  admins.m["admin"] = "stored-hash";
+  FakeSessions sessions;
+  core::ManualClock clock;
+  HeldChecks held;
+  LoginLimits limits;
+  limits.max_concurrent = 2;
+  limits.source_failures = 1000;
+  limits.user_failures = 1000;
+  int busy = 0;
+  Authenticator auth(
+      admins, sessions, clock, core::Random::System(), absl::Minutes(5), limits,
+      [&](LoginEvent e) { busy += e == LoginEvent::kBusy; },
+      [&](const std::string&, const std::string&) {
+        held.Count();
+        return held.Verify();
+      });
+  std::vector<std::thread> running;
+  std::vector<absl::Status> results(2);
+  for (int i = 0; i < 2; ++i) {
+    running.emplace_back([&, i] { results[i] = auth.Login("admin", "guess", "").status(); });
+  }
+  held.WaitRunning(2);
+  for (int i = 0; i < 20; ++i) {
+    absl::Status s = auth.Login("admin", "guess", "").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_THAT(s.message(), HasSubstr("password checks in progress"));
+  }
+  EXPECT_EQ(busy, 20);
+  EXPECT_EQ(held.calls(), 2) << "refused attempts cost no check";
+  held.Release();
+  for (std::thread& t : running) t.join();
+  for (const absl::Status& s : results) EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated);
+  // Slots are given back.
+  EXPECT_EQ(auth.Login("admin", "guess", "").status().code(), absl::StatusCode::kUnauthenticated);
 }
 
 TEST(AuthBootstrapTest, GeneratesPasswordOnceOnly) {

