@@ -31,7 +31,7 @@ int Main(int argc, char** argv) {
   o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string redis_address = "127.0.0.1:6379";
   std::string redis_password_file, secret_key_file, instance = "provisioning-0";
-  int ban_window_seconds = 60, ban_seconds = 600, idle_seconds = 30;
+  int ban_window_seconds = 60, ban_seconds = 600, idle_seconds = 30, header_seconds = 10;
   core::Options opts("provisioning", "rwg provisioning: phones' configuration over HTTPS");
   server.Register(opts);
   opts.Add("listen", o.listen, "host:port phones download from (HTTPS)");
@@ -46,10 +46,18 @@ int Main(int argc, char** argv) {
   opts.Add("threads", o.threads, "HTTPS serving threads (default: one per core)");
   opts.Add("max-connections", o.max_connections,
            "open HTTPS connections at most; more are closed at once");
+  opts.Add("max-connections-per-source", o.max_connections_per_source,
+           "open HTTPS connections one source (an IPv4 address, an IPv6 /64) may hold; more are "
+           "closed at once");
   opts.Add("ban-misses", o.ban_misses, "hash misses from one source that ban it");
   opts.Add("ban-window-seconds", ban_window_seconds, "window the misses are counted in");
   opts.Add("ban-seconds", ban_seconds, "how long a ban lasts");
-  opts.Add("idle-timeout-seconds", idle_seconds, "an idle connection is closed after this");
+  opts.Add("idle-timeout-seconds", idle_seconds,
+           "a connection waiting for its next request, or not reading its response, is closed "
+           "after this");
+  opts.Add("header-timeout-seconds", header_seconds,
+           "a request's header must be complete within this of its first byte (of the "
+           "connection's start for the first request), however slowly it comes");
   opts.Add("access-log", o.access_log, "one log line per request (true/false)");
   std::string api_token_file;
   opts.Add("api-token-file", api_token_file,
@@ -73,18 +81,22 @@ int Main(int argc, char** argv) {
   if (o.threads < 1 || o.threads > 256) return Fail("threads: between 1 and 256");
   if (o.ban_misses < 1) return Fail("ban-misses: 1 or more");
   if (o.max_connections < 1) return Fail("max-connections: 1 or more");
+  if (o.max_connections_per_source < 1) return Fail("max-connections-per-source: 1 or more");
   // Every connection is a descriptor: take what the hard limit allows.
   rlimit nofile{};
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
-  if (ban_window_seconds < 1 || ban_seconds < 1 || idle_seconds < 1) {
-    return Fail("ban-window-seconds, ban-seconds, idle-timeout-seconds: 1 or more");
+  if (ban_window_seconds < 1 || ban_seconds < 1 || idle_seconds < 1 || header_seconds < 1) {
+    return Fail(
+        "ban-window-seconds, ban-seconds, idle-timeout-seconds, header-timeout-seconds: 1 or "
+        "more");
   }
   o.ban_window = absl::Seconds(ban_window_seconds);
   o.ban_length = absl::Seconds(ban_seconds);
   o.idle_timeout = absl::Seconds(idle_seconds);
+  o.header_timeout = absl::Seconds(header_seconds);
   if (xml_timeout_ms < 100 || xml_timeout_ms > 60000) {
     return Fail("xml-timeout-ms: between 100 and 60000");
   }

@@ -32,9 +32,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "services/core/address.h"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
 #include "services/provisioning/http_rules.h"
+#include "services/provisioning/limits.h"
 #include "services/provisioning/misses.h"
 #include "services/provisioning/request_path.h"
 
@@ -137,6 +139,8 @@ class ProvisioningServer::Impl {
         state_(state),
         clock_(clock),
         misses_(options_.ban_misses, options_.ban_window, clock),
+        per_source_(options_.max_connections_per_source,
+                    static_cast<size_t>(std::max(1, options_.max_connections))),
         tls_(ssl::context::tls_server),
         client_tls_(ssl::context::tls_client),
         requests_(prometheus::BuildCounter()
@@ -160,8 +164,14 @@ class ProvisioningServer::Impl {
                   .Add({})),
         refused_(prometheus::BuildCounter()
                      .Name("rwg_provisioning_refused_connections_total")
-                     .Help("Connections closed at once, by reason (banned, limit)")
+                     .Help("Connections closed at once, by reason (banned, limit, source_limit)")
                      .Register(registry)),
+        timeouts_(prometheus::BuildCounter()
+                      .Name("rwg_provisioning_timeouts_total")
+                      .Help("Connections closed for being too slow, by phase (handshake: TLS "
+                            "handshake; header: a request header not complete in time; idle: "
+                            "no next request, or a response not read)")
+                      .Register(registry)),
         connections_(prometheus::BuildGauge()
                          .Name("rwg_provisioning_connections")
                          .Help("Open HTTPS connections")
@@ -212,6 +222,7 @@ class ProvisioningServer::Impl {
   }
   bool AccessLog() const { return options_.access_log; }
   absl::Duration IdleTimeout() const { return options_.idle_timeout; }
+  absl::Duration HeaderTimeout() const { return options_.header_timeout; }
   ssl::context& tls() { return tls_; }
   bool Banned(const std::string& ip) const { return state_.Banned(ip); }
   XmlUpstream Upstream() const { return state_.Upstream(); }
@@ -222,6 +233,8 @@ class ProvisioningServer::Impl {
   absl::Duration XmlTimeout() const { return options_.xml_timeout; }
   void ObserveUpstream(absl::Duration d) { upstream_seconds_.Observe(absl::ToDoubleSeconds(d)); }
   void CountRefused(const char* reason) { refused_.Add({{"reason", reason}}).Increment(); }
+  void CountTimeout(const char* phase) { timeouts_.Add({{"phase", phase}}).Increment(); }
+  ConnectionsPerSource& per_source() { return per_source_; }
   prometheus::Gauge& connections() { return connections_; }
   int ConnectionLimit() const {
     return std::max(1, options_.max_connections / std::max(1, options_.threads));
@@ -242,6 +255,7 @@ class ProvisioningServer::Impl {
   SharedState& state_;
   core::Clock& clock_;
   MissCounter misses_;
+  ConnectionsPerSource per_source_;
   FileCache cache_;
   asio::io_context ioc_;  // the XML proxy's client connections
   ssl::context tls_;
@@ -257,6 +271,7 @@ class ProvisioningServer::Impl {
   prometheus::Counter& hash_misses_;
   prometheus::Counter& bans_;
   prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Family<prometheus::Counter>& timeouts_;
   prometheus::Gauge& connections_;
   prometheus::Histogram& upstream_seconds_;
 };
@@ -373,6 +388,7 @@ class ProvisioningServer::Impl::Worker {
   ~Worker() {
     for (auto& [fd, c] : conns_) {
       Free(*c);
+      server_.per_source().Release(c->key);
       server_.connections().Decrement();
     }
     if (ep_ >= 0) ::close(ep_);
@@ -439,7 +455,8 @@ class ProvisioningServer::Impl::Worker {
     uint64_t id = 0;
     int fd = -1;
     SSL* ssl = nullptr;
-    std::string source;
+    std::string source;  // the address, for logs and X-Forwarded-For
+    std::string key;     // what limits and bans go by (core::SourceKey: an IPv6 /64)
     State state = State::kHandshake;
     std::string in;  // read and decrypted, not parsed yet
     boost::optional<http::request_parser<http::empty_body>> parser;
@@ -450,7 +467,11 @@ class ProvisioningServer::Impl::Worker {
     uint64_t file_left = 0;
     bool close_after = false;
     unsigned version = 11;  // the request's HTTP version (10 or 11)
-    absl::Time active;
+    absl::Time accepted;
+    absl::Time active;  // the last read or write
+    // When the request being read began (its first byte; the connection's start for the
+    // first request): its header must be complete within the header timeout of this.
+    std::optional<absl::Time> request_began;
     // For the access log.
     absl::Time started;
     std::string method;
@@ -486,17 +507,27 @@ class ProvisioningServer::Impl::Worker {
         ::close(fd);
         continue;
       }
+      std::string key = core::SourceKey(ip);
+      if (!server_.per_source().Acquire(key)) {
+        server_.CountRefused("source_limit");  // this source holds its share already
+        ::close(fd);
+        continue;
+      }
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       auto c = std::make_unique<Conn>();
       c->id = next_id_++;
       c->fd = fd;
       c->source = std::move(ip);
+      c->key = std::move(key);
+      c->accepted = now_;
       c->active = now_;
+      c->request_began = now_;
       c->ssl = SSL_new(server_.tls().native_handle());
       if (c->ssl == nullptr || SSL_set_fd(c->ssl, fd) != 1) {
         if (c->ssl) SSL_free(c->ssl);
         ::close(fd);
+        server_.per_source().Release(c->key);
         continue;
       }
       SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -562,6 +593,7 @@ class ProvisioningServer::Impl::Worker {
           if (r > 0) {
             c.in.append(buf, static_cast<size_t>(r));
             c.active = now_;
+            if (!c.request_began) c.request_began = now_;
             continue;
           }
           if (!Retry(c, r)) return Close(c);
@@ -600,6 +632,10 @@ class ProvisioningServer::Impl::Worker {
           c.out_pos = 0;
           if (c.close_after) return Close(c);
           c.state = State::kReading;
+          // The next request's clock starts with its first byte (now, if it was pipelined);
+          // until then the connection is idle.
+          c.active = now_;
+          if (!c.in.empty()) c.request_began = now_;
           continue;
         }
       }
@@ -632,6 +668,7 @@ class ProvisioningServer::Impl::Worker {
         return false;
     }
     c.started = now_;
+    c.request_began.reset();
     if (ec || !c.parser->is_done()) {
       // Malformed, oversized or with a body: answered 400 and the connection ends.
       c.method = "-";
@@ -781,6 +818,7 @@ class ProvisioningServer::Impl::Worker {
     if (c.state == State::kWriting) Finished(c, "connection lost");
     const int fd = c.fd;
     Free(c);
+    server_.per_source().Release(c.key);
     by_id_.erase(c.id);
     conns_.erase(fd);  // destroys c
     server_.connections().Decrement();
@@ -798,16 +836,42 @@ class ProvisioningServer::Impl::Worker {
     c.fd = -1;
   }
 
+  // Closes the connections that are too slow. Deadlines are absolute: a request's header
+  // must be complete within the header timeout of its first byte however the bytes trickle
+  // in (a byte now and then does not keep a connection); only between requests, and while a
+  // response is being sent, does progress count (the idle timeout).
   void SweepIdle() {
     const absl::Duration idle = server_.IdleTimeout();
-    std::vector<int> stale;
+    const absl::Duration header = server_.HeaderTimeout();
+    std::vector<std::pair<int, const char*>> stale;
     for (auto& [fd, c] : conns_) {
-      // A handshake gets 10 s; a connection waiting for the iPBX is the proxy's to end.
-      const absl::Duration limit =
-          c->state == State::kHandshake ? std::min(idle, absl::Seconds(10)) : idle;
-      if (c->state != State::kWaiting && now_ - c->active > limit) stale.push_back(fd);
+      const char* phase = nullptr;
+      switch (c->state) {
+        case State::kHandshake:
+          // The handshake gets 10 s at most, and is part of the first request's header time.
+          if (now_ - c->accepted > std::min({idle, header, absl::Seconds(10)})) {
+            phase = "handshake";
+          }
+          break;
+        case State::kReading:
+          if (c->request_began) {
+            if (now_ - *c->request_began > header) phase = "header";
+          } else if (now_ - c->active > idle) {
+            phase = "idle";
+          }
+          break;
+        case State::kWriting:
+          if (now_ - c->active > idle) phase = "idle";
+          break;
+        case State::kWaiting:  // the proxy's deadline ends it
+          break;
+      }
+      if (phase != nullptr) stale.emplace_back(fd, phase);
     }
-    for (int fd : stale) Close(*conns_[fd]);
+    for (const auto& [fd, phase] : stale) {
+      server_.CountTimeout(phase);
+      Close(*conns_[fd]);
+    }
   }
 
   Impl& server_;

@@ -24,9 +24,18 @@ struct ServerOptions {
   std::string store_dir;  // the files phones fetch (a volume on Kubernetes)
   int threads = 2;
   int max_connections = 20000;  // open HTTPS connections; more are closed at once
-  int ban_misses = 20;          // hash misses from one source within ban_window bans it
+  // Open connections one source (an IPv4 address, an IPv6 /64) may hold; more are closed at
+  // once.
+  int max_connections_per_source = 32;
+  int ban_misses = 20;  // hash misses from one source within ban_window bans it
   absl::Duration ban_window = absl::Seconds(60);
   absl::Duration ban_length = absl::Minutes(10);
+  // A request's header must be complete within header_timeout of its first byte (of the
+  // connection's start for the first request, TLS handshake included), however the bytes
+  // trickle in.
+  absl::Duration header_timeout = absl::Seconds(10);
+  // A keep-alive connection waiting for its next request, or a response the client does not
+  // read, is closed after idle_timeout.
   absl::Duration idle_timeout = absl::Seconds(30);
   bool access_log = true;
   // XML features under the hash are proxied to the iPBX's XML port over TLS; its answer must

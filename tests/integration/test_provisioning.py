@@ -92,9 +92,62 @@ class ProvisioningTest(rwgtest.TempDirTest):
     def path(self, name, key=None):
         return f"/{key or self.hash}/ftp_67xxi/{name}"
 
-    def metrics(self):
+    def metrics(self, service=None):
+        service = service or self.prov
         return urllib.request.urlopen(
-            f"http://127.0.0.1:{self.prov.ports['metrics']}/metrics", timeout=5).read().decode()
+            f"http://127.0.0.1:{service.ports['metrics']}/metrics", timeout=5).read().decode()
+
+    def another(self, name, *args, host="127.0.0.1"):
+        """A second provisioning instance on the same Redis and store, with `args`; returns
+        (service, port)."""
+        port = rwgtest.free_port()
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        svc = rwgtest.Service("provisioning", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--listen", listen, "--https-cert-file", self.certs["cert"],
+            "--https-key-file", self.certs["key"], "--store-dir", self.store,
+            "--api-token-file", os.path.join(self.tmp, "store-token")] + list(args))
+        svc.log_path = os.path.join(self.tmp, f"provisioning-{name}.log")
+        svc.start()
+        self.addCleanup(svc.stop)
+        return svc, port
+
+    def tls(self, port, source=None, timeout=10):
+        """A TLS connection to the service, from `source` when given."""
+        ctx = ssl.create_default_context(cafile=self.certs["ca"])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                       source_address=(source, 0) if source else None)
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.addCleanup(s.close)
+        return s
+
+    def get(self, s, name):
+        """(status, body) of one keep-alive GET on the open connection `s`."""
+        s.sendall(f"GET {self.path(name)} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                return 0, b""
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+        while len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return int(head.split(b" ", 2)[1]), body
+
+    def closed_by_server(self, s):
+        """True when the server closed `s` (reads nothing, or fails)."""
+        try:
+            s.settimeout(5)
+            return s.recv(100) == b""
+        except TimeoutError:
+            return False
+        except (ssl.SSLError, ConnectionError, OSError):
+            return True
 
     # -- tests -----------------------------------------------------------------------------
 
@@ -290,9 +343,11 @@ class ProvisioningTest(rwgtest.TempDirTest):
             want[name] = hashlib.sha256(self.files[name]).hexdigest()
         ctx = ssl.create_default_context(cafile=self.certs["ca"])
 
-        async def fetch(name):
+        async def fetch(i, name):
+            # From 20 addresses, as phones are: one source holds 32 connections at most.
             reader, writer = await asyncio.open_connection(
-                "127.0.0.1", self.port, ssl=ctx, server_hostname="localhost")
+                "127.0.0.1", self.port, ssl=ctx, server_hostname="localhost",
+                local_addr=(f"127.0.1.{i % 20 + 1}", 0))
             writer.write(f"GET {self.path(name)} HTTP/1.1\r\nHost: localhost\r\n"
                          "Connection: close\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
@@ -312,7 +367,7 @@ class ProvisioningTest(rwgtest.TempDirTest):
         async def everyone():
             names = ["6869i.st"] * 200 + [("aastra.cfg", f"{MAC}.cfg", "CA_Mitel.pem")[i % 3]
                                           for i in range(200)]
-            return await asyncio.gather(*(fetch(n) for n in names))
+            return await asyncio.gather(*(fetch(i, n) for i, n in enumerate(names)))
 
         started = time.monotonic()
         results = asyncio.run(everyone())
@@ -353,6 +408,67 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertRegex(metrics, r'rwg_provisioning_refused_connections_total\{reason="limit"\} [1-9]')
         self.assertRegex(metrics, r"(?m)^rwg_provisioning_connections 2")
         # A phone that lets go makes room.
+        held[0].close()
+        rwgtest.wait_until("room again", lambda: subprocess.run(
+            ["curl", "-sf", "--cacert", self.certs["ca"], "-o", "/dev/null",
+             f"https://localhost:{port}{self.path('aastra.cfg')}"]).returncode == 0, timeout=5)
+
+    def test_slow_header_is_cut_off_at_its_deadline(self):
+        """A client dribbling its request header one byte a second is closed when the header
+        deadline (3 s here) passes, however regularly it sends; a client that sends its request
+        is served meanwhile, and a keep-alive connection may stay idle longer than that deadline
+        between requests."""
+        svc, port = self.another("slow", "--header-timeout-seconds", "3",
+                                 "--idle-timeout-seconds", "30", "--threads", "1")
+        slow = self.tls(port)
+        keep = self.tls(port, source="127.0.0.2")
+        self.assertEqual(self.get(keep, "aastra.cfg")[0], 200)
+        request = f"GET {self.path('aastra.cfg')} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+        started = time.monotonic()
+        cut_after = None
+        for i in range(len(request)):
+            try:
+                slow.sendall(request[i:i + 1])
+            except (ssl.SSLError, ConnectionError, OSError):
+                cut_after = time.monotonic() - started
+                break
+            if i == 1:  # served while the slow one dribbles
+                status, _, _ = self.curl(self.path("6867i.cfg"), source="127.0.0.3")
+                self.assertEqual(status, 200)
+            time.sleep(1)
+            if time.monotonic() - started > 8:
+                break
+        if cut_after is None and self.closed_by_server(slow):
+            cut_after = time.monotonic() - started
+        self.assertIsNotNone(cut_after, "the dribbling client is still connected")
+        self.assertLess(cut_after, 8)
+        self.assertRegex(self.metrics(svc), r'rwg_provisioning_timeouts_total\{phase="header"\} 1')
+        # The keep-alive connection, idle for longer than the header deadline, still serves.
+        self.assertEqual(self.get(keep, "6867i.cfg")[0], 200)
+        # A connection that sends nothing at all is closed at the deadline too.
+        silent = self.tls(port)
+        started = time.monotonic()
+        self.assertTrue(self.closed_by_server(silent))
+        self.assertLess(time.monotonic() - started, 6)
+
+    def test_one_source_cannot_hold_every_connection(self):
+        """--max-connections-per-source (3 here): a 4th connection from the same address is
+        closed at once, while another address is served; closing one makes room again."""
+        svc, port = self.another("per-source", "--max-connections-per-source", "3",
+                                 "--threads", "2")
+        held = [self.tls(port) for _ in range(3)]
+        for s in held:
+            self.assertEqual(self.get(s, "aastra.cfg")[0], 200)
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+            extra = self.tls(port, timeout=5)
+            if self.get(extra, "aastra.cfg")[0] == 0:
+                raise ConnectionError("closed")
+        other = self.tls(port, source="127.0.0.2")
+        self.assertEqual(self.get(other, "aastra.cfg")[0], 200)
+        metrics = self.metrics(svc)
+        self.assertRegex(metrics,
+                         r'rwg_provisioning_refused_connections_total\{reason="source_limit"\} 1')
+        self.assertRegex(metrics, r"(?m)^rwg_provisioning_connections 4")
         held[0].close()
         rwgtest.wait_until("room again", lambda: subprocess.run(
             ["curl", "-sf", "--cacert", self.certs["ca"], "-o", "/dev/null",
