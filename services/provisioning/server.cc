@@ -206,6 +206,7 @@ class ProvisioningServer::Impl {
     bool close = false;  // end the connection after this answer
     bool proxy = false;  // to be answered by the iPBX's XML port (Worker::Proxy)
   };
+  // `source` is the requester's core::SourceKey (what misses and bans go by).
   Answer Handle(const Request& req, const std::string& source);
   void Count(const Answer& a, uint64_t body_bytes) {
     // Each thread keeps the counters it used (Family::Add hashes the labels under a lock).
@@ -497,7 +498,8 @@ class ProvisioningServer::Impl::Worker {
         return;  // EAGAIN, or a connection that went away meanwhile
       }
       std::string ip = AddressText(ss);
-      if (server_.Banned(ip)) {
+      std::string key = core::SourceKey(ip);
+      if (server_.Banned(key)) {
         server_.CountRefused("banned");  // dropped before any TLS work
         ::close(fd);
         continue;
@@ -507,7 +509,6 @@ class ProvisioningServer::Impl::Worker {
         ::close(fd);
         continue;
       }
-      std::string key = core::SourceKey(ip);
       if (!server_.per_source().Acquire(key)) {
         server_.CountRefused("source_limit");  // this source holds its share already
         ::close(fd);
@@ -688,7 +689,7 @@ class ProvisioningServer::Impl::Worker {
     c.version = req.version();
     c.method = std::string(req.method_string());
     c.target = RedactHash(absl::string_view(req.target().data(), req.target().size()));
-    Answer a = server_.Handle(req, c.source);
+    Answer a = server_.Handle(req, c.key);
     if (!req.keep_alive()) a.close = true;
     if (a.proxy) {
       Proxy(c, req, a.close);

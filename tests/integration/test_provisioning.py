@@ -269,6 +269,30 @@ class ProvisioningTest(rwgtest.TempDirTest):
         rwgtest.wait_until("expired", lambda: self.curl(self.path("aastra.cfg"))[0] == 200,
                            timeout=10)
 
+    def test_ipv6_sources_are_banned_by_their_64(self):
+        """Over IPv6 the misses and the ban go by the source's /64 (::1 is in ::/64)."""
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+        svc, port = self.another("v6", "--ban-misses", "3", host="::1")
+        url = f"https://[::1]:{port}"
+
+        def get(path):
+            r = subprocess.run(["curl", "-s", "-k", "-o", "/dev/null", "-w", "%{http_code}",
+                                "--max-time", "10", url + path], capture_output=True, timeout=30)
+            return int(r.stdout or b"0")
+
+        self.assertEqual(get(self.path("aastra.cfg")), 200)
+        for _ in range(3):
+            self.assertEqual(get(self.path("aastra.cfg", "guess")), 404)
+        self.assertIn(get(self.path("aastra.cfg")), (0, 403))
+        rwgtest.wait_until("the ban stored", lambda: "prov:::/64" in self.ctl.ok(
+            "ban", "list"), timeout=5)
+        self.ctl.ok("ban", "remove", "prov:::/64")
+        rwgtest.wait_until("lifted", lambda: get(self.path("aastra.cfg")) == 200, timeout=5)
+
     def test_xml_features_are_proxied_to_the_ipbx(self):
         """Paths under the hash other than the files go to the iPBX's XML port (TLS) with their
         path and query; a slow iPBX gives 504, an absent one 502, both quickly."""
