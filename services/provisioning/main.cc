@@ -50,6 +50,9 @@ int Main(int argc, char** argv) {
            "open HTTPS connections one source (an IPv4 address, an IPv6 /64) may hold; more are "
            "closed at once");
   opts.Add("ban-misses", o.ban_misses, "hash misses from one source that ban it");
+  opts.Add("ban-mac-misses", o.ban_mac_misses,
+           "requests for different MAC files the store does not have (under the right hash) "
+           "from one source that ban it");
   opts.Add("ban-window-seconds", ban_window_seconds, "window the misses are counted in");
   opts.Add("ban-seconds", ban_seconds, "how long a ban lasts");
   opts.Add("idle-timeout-seconds", idle_seconds,
@@ -80,6 +83,7 @@ int Main(int argc, char** argv) {
   core::log::Init("provisioning", server.log_level);
   if (o.threads < 1 || o.threads > 256) return Fail("threads: between 1 and 256");
   if (o.ban_misses < 1) return Fail("ban-misses: 1 or more");
+  if (o.ban_mac_misses < 1) return Fail("ban-mac-misses: 1 or more");
   if (o.max_connections < 1) return Fail("max-connections: 1 or more");
   if (o.max_connections_per_source < 1) return Fail("max-connections-per-source: 1 or more");
   // Every connection is a descriptor: take what the hard limit allows.

@@ -109,6 +109,10 @@ class FileCache {
   uint64_t total_ = 0;
 };
 
+// Sources whose unknown-MAC requests are counted at once: each may hold up to
+// --ban-mac-misses MAC addresses, so fewer than the hash misses' 100,000.
+constexpr size_t kMaxMacMissSources = 10000;
+
 // The Date header, formatted once a second per thread.
 const std::string& DateNow(absl::Time now) {
   thread_local int64_t second = -1;
@@ -139,6 +143,7 @@ class ProvisioningServer::Impl {
         state_(state),
         clock_(clock),
         misses_(options_.ban_misses, options_.ban_window, clock),
+        mac_misses_(options_.ban_mac_misses, options_.ban_window, clock, kMaxMacMissSources),
         per_source_(options_.max_connections_per_source,
                     static_cast<size_t>(std::max(1, options_.max_connections))),
         tls_(ssl::context::tls_server),
@@ -157,9 +162,16 @@ class ProvisioningServer::Impl {
                          .Help("Requests under a wrong or missing hash")
                          .Register(registry)
                          .Add({})),
+        mac_misses_total_(prometheus::BuildCounter()
+                              .Name("rwg_provisioning_mac_misses_total")
+                              .Help("Requests under the hash for a MAC file the store does not "
+                                    "have")
+                              .Register(registry)
+                              .Add({})),
         bans_(prometheus::BuildCounter()
                   .Name("rwg_provisioning_bans_total")
-                  .Help("Sources banned for missing the hash too often")
+                  .Help("Sources banned for missing the hash, or asking for unknown MAC files, "
+                        "too often")
                   .Register(registry)
                   .Add({})),
         refused_(prometheus::BuildCounter()
@@ -250,12 +262,15 @@ class ProvisioningServer::Impl {
     return a;
   }
   Answer Miss(const std::string& source);
+  void MacMiss(const std::string& source, const std::string& mac);
+  void BanFor(const std::string& source, const std::string& reason);
   Answer ServeFile(const Request& req, const std::string& name);
 
   ServerOptions options_;
   SharedState& state_;
   core::Clock& clock_;
   MissCounter misses_;
+  MissCounter mac_misses_;
   ConnectionsPerSource per_source_;
   FileCache cache_;
   asio::io_context ioc_;  // the XML proxy's client connections
@@ -270,6 +285,7 @@ class ProvisioningServer::Impl {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Counter& bytes_;
   prometheus::Counter& hash_misses_;
+  prometheus::Counter& mac_misses_total_;
   prometheus::Counter& bans_;
   prometheus::Family<prometheus::Counter>& refused_;
   prometheus::Family<prometheus::Counter>& timeouts_;
@@ -889,20 +905,35 @@ class ProvisioningServer::Impl::Worker {
   std::vector<std::pair<uint64_t, Answer>> delivered_;  // guarded by mu_
 };
 
+void ProvisioningServer::Impl::BanFor(const std::string& source, const std::string& reason) {
+  state_.Ban(source, reason, options_.ban_length);
+  bans_.Increment();
+  core::log::Warn(
+      "provisioning source banned",
+      {{"source", source}, {"reason", reason}, {"for", absl::FormatDuration(options_.ban_length)}});
+}
+
 ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Miss(const std::string& source) {
   hash_misses_.Increment();
   if (misses_.Miss(source)) {
-    state_.Ban(source,
-               absl::StrCat(options_.ban_misses, " hash misses within ",
-                            absl::FormatDuration(options_.ban_window)),
-               options_.ban_length);
-    bans_.Increment();
-    core::log::Warn("provisioning source banned",
-                    {{"source", source},
-                     {"misses", std::to_string(options_.ban_misses)},
-                     {"for", absl::FormatDuration(options_.ban_length)}});
+    BanFor(source, absl::StrCat(options_.ban_misses, " hash misses within ",
+                                absl::FormatDuration(options_.ban_window)));
   }
   return Error(http::status::not_found, "not found\n");
+}
+
+// A MAC file the store does not have, asked for under the right hash: a phone that is not
+// provisioned yet asks for its own again and again (one miss), someone enumerating MAC
+// addresses for many (many misses). Files every phone asks for that a site may not have
+// (aastra.cfg, startup.cfg, <model>.cfg, security.tuz, firmware, certificates...) do not
+// carry a MAC and are not counted.
+void ProvisioningServer::Impl::MacMiss(const std::string& source, const std::string& mac) {
+  if (mac.empty()) return;
+  mac_misses_total_.Increment();
+  if (mac_misses_.Miss(source, mac)) {
+    BanFor(source, absl::StrCat(options_.ban_mac_misses, " unknown MAC files within ",
+                                absl::FormatDuration(options_.ban_window)));
+  }
 }
 
 ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Handle(const Request& req,
@@ -947,6 +978,7 @@ ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Handle(const Request&
     return a;
   }
   Answer a = ServeFile(req, path->file);
+  if (a.status == http::status::not_found) MacMiss(source, MacOfFile(path->file));
   a.head = head;
   return a;
 }

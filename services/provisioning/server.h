@@ -28,6 +28,9 @@ struct ServerOptions {
   // once.
   int max_connections_per_source = 32;
   int ban_misses = 20;  // hash misses from one source within ban_window bans it
+  // Requests under the right hash for different MAC files the store does not have (MAC
+  // enumeration) from one source within ban_window that ban it.
+  int ban_mac_misses = 50;
   absl::Duration ban_window = absl::Seconds(60);
   absl::Duration ban_length = absl::Minutes(10);
   // A request's header must be complete within header_timeout of its first byte (of the

@@ -24,6 +24,7 @@ MAC = "0800A1B2C3D4"
 
 class ProvisioningTest(rwgtest.TempDirTest):
     ban_misses = 5
+    ban_mac_misses = 4
 
     def setUp(self):
         super().setUp()
@@ -56,7 +57,8 @@ class ProvisioningTest(rwgtest.TempDirTest):
             "--https-key-file", self.certs["key"], "--store-dir", self.store,
             "--api-token-file", token,
             "--ban-misses", str(self.ban_misses), "--ban-window-seconds", "60",
-            "--ban-seconds", "4", "--threads", "2", "--xml-timeout-ms", "1000"]).start()
+            "--ban-seconds", "4", "--threads", "2", "--xml-timeout-ms", "1000",
+            "--ban-mac-misses", str(self.ban_mac_misses)]).start()
         self.addCleanup(self.prov.stop)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -268,6 +270,30 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertIn(self.curl(self.path("aastra.cfg"))[0], (0, 403))
         rwgtest.wait_until("expired", lambda: self.curl(self.path("aastra.cfg"))[0] == 200,
                            timeout=10)
+
+    def test_mac_enumeration_is_banned(self):
+        """Asking for many MAC files the store does not have bans the source (4 different ones
+        here); asking again for the same one, for files that exist, or for the common files a
+        site may not have (startup.cfg, <model>.cfg, security.tuz, ...) does not count."""
+        guesser, phone = "127.0.0.5", "127.0.0.6"
+        for _ in range(10):
+            for name in (f"{MAC}.cfg", f"{MAC.lower()}.cfg", "aastra.cfg", "startup.cfg",
+                         "6869i.cfg", "security.tuz", "6869i.st", "lang_fr.txt",
+                         "0800A1B2C3FF.cfg"):
+                self.assertIn(self.curl(self.path(name), source=phone)[0], (200, 404), name)
+        self.assertEqual(self.curl(self.path("aastra.cfg"), source=phone)[0], 200,
+                         "a phone asking for its own absent file is not banned")
+        for i in range(self.ban_mac_misses):
+            self.assertEqual(self.curl(self.path(f"0800A1B2C4{i:02X}.cfg"), source=guesser)[0],
+                             404)
+        self.assertIn(self.curl(self.path("aastra.cfg"), source=guesser)[0], (0, 403))
+        self.assertEqual(self.curl(self.path("aastra.cfg"), source=phone)[0], 200)
+        rwgtest.wait_until("the ban stored", lambda: "prov:127.0.0.5" in self.ctl.ok(
+            "ban", "list"), timeout=5)
+        metrics = self.metrics()
+        self.assertRegex(metrics, r"(?m)^rwg_provisioning_bans_total 1")
+        self.assertRegex(metrics, rf"(?m)^rwg_provisioning_mac_misses_total {10 + 4}")
+        self.assertRegex(metrics, r"(?m)^rwg_provisioning_hash_misses_total 0")
 
     def test_ipv6_sources_are_banned_by_their_64(self):
         """Over IPv6 the misses and the ban go by the source's /64 (::1 is in ::/64)."""
