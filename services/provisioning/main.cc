@@ -73,7 +73,10 @@ int Main(int argc, char** argv) {
   opts.Add("xml-timeout-ms", xml_timeout_ms,
            "the iPBX's XML port must answer a proxied request within this (else 504)");
   opts.Add("xml-ca-file", o.xml_ca_file,
-           "CA certificates to verify the iPBX's XML port with (default: not verified)");
+           "CA certificates to verify the iPBX's XML port with (default: the system's CA store)");
+  opts.Flag("xml-insecure-skip-verify", o.xml_insecure_skip_verify,
+            "do not verify the iPBX's XML port's certificate nor its host name (anyone on the "
+            "path can then impersonate the iPBX)");
   int exit_code = 0;
   absl::Status parsed = opts.Parse(argc, argv, &exit_code);
   if (!parsed.ok()) {
@@ -105,6 +108,9 @@ int Main(int argc, char** argv) {
     return Fail("xml-timeout-ms: between 100 and 60000");
   }
   o.xml_timeout = absl::Milliseconds(xml_timeout_ms);
+  if (o.xml_insecure_skip_verify && !o.xml_ca_file.empty()) {
+    return Fail("xml-insecure-skip-verify and xml-ca-file: one or the other");
+  }
 
   if (max_file_mb < 1) return Fail("max-file-mb: 1 or more");
   absl::StatusOr<std::string> token = core::ReadFile(api_token_file);
@@ -130,6 +136,12 @@ int Main(int argc, char** argv) {
   if (!ready.ok()) {
     core::log::Warn("hash key not read yet; retrying every second",
                     {{"error", std::string(ready.message())}});
+  }
+  if (o.xml_insecure_skip_verify) {
+    core::log::Warn(
+        "the iPBX's XML port is not verified (--xml-insecure-skip-verify): anyone on the path "
+        "can impersonate the iPBX to phones",
+        {});
   }
   core::ServiceHost host("provisioning", server);
   provisioning::ProvisioningServer https(o, state, core::SystemClock::Get(), host.registry());

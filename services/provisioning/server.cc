@@ -242,7 +242,7 @@ class ProvisioningServer::Impl {
   const std::string& Date() const { return DateNow(clock_.Now()); }
   ssl::context& client_tls() { return client_tls_; }
   asio::any_io_executor proxy_executor() { return ioc_.get_executor(); }
-  bool VerifyUpstream() const { return !options_.xml_ca_file.empty(); }
+  bool VerifyUpstream() const { return !options_.xml_insecure_skip_verify; }
   absl::Duration XmlTimeout() const { return options_.xml_timeout; }
   void ObserveUpstream(absl::Duration d) { upstream_seconds_.Observe(absl::ToDoubleSeconds(d)); }
   void CountRefused(const char* reason) { refused_.Add({{"reason", reason}}).Increment(); }
@@ -310,7 +310,10 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     started_ = absl::Now();
     beast::get_lowest_layer(stream_).expires_after(
         std::chrono::milliseconds(absl::ToInt64Milliseconds(server_.XmlTimeout())));
-    if (!SSL_set_tlsext_host_name(stream_.native_handle(), up_.host.c_str())) {
+    // Server name indication carries a host name, never an address (RFC 6066).
+    beast::error_code not_ip;
+    (void)asio::ip::make_address(up_.host, not_ip);
+    if (not_ip && !SSL_set_tlsext_host_name(stream_.native_handle(), up_.host.c_str())) {
       return Fail(
           beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()));
     }
@@ -1092,6 +1095,12 @@ absl::Status ProvisioningServer::Impl::Start() {
     if (ec) {
       return absl::InvalidArgumentError(
           absl::StrCat("xml-ca-file: '", options_.xml_ca_file, "': ", ec.message()));
+    }
+  } else if (!options_.xml_insecure_skip_verify) {
+    client_tls_.set_default_verify_paths(ec);
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the system's CA store (for the iPBX's XML port): ", ec.message()));
     }
   }
   const size_t colon = options_.listen.rfind(':');

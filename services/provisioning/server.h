@@ -42,10 +42,13 @@ struct ServerOptions {
   absl::Duration idle_timeout = absl::Seconds(30);
   bool access_log = true;
   // XML features under the hash are proxied to the iPBX's XML port over TLS; its answer must
-  // come within xml_timeout (else 504; no connection: 502). With xml_ca_file the iPBX's
-  // certificate is verified against it (and its host name), else it is not.
+  // come within xml_timeout (else 504; no connection: 502). The iPBX's certificate and host
+  // name are verified: against xml_ca_file when given, else the system's CA store; a
+  // certificate that does not verify gets 502. xml_insecure_skip_verify turns verification
+  // off (the iPBX can then be impersonated).
   absl::Duration xml_timeout = absl::Seconds(5);
   std::string xml_ca_file;
+  bool xml_insecure_skip_verify = false;
 };
 
 class ProvisioningServer {

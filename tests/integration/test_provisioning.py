@@ -58,12 +58,13 @@ class ProvisioningTest(rwgtest.TempDirTest):
             "--api-token-file", token,
             "--ban-misses", str(self.ban_misses), "--ban-window-seconds", "60",
             "--ban-seconds", "4", "--threads", "2", "--xml-timeout-ms", "1000",
-            "--ban-mac-misses", str(self.ban_mac_misses)]).start()
+            "--ban-mac-misses", str(self.ban_mac_misses),
+            "--xml-ca-file", self.certs["ca"]]).start()
         self.addCleanup(self.prov.stop)
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def curl(self, path, *args, source=None, method=None):
+    def curl(self, path, *args, source=None, method=None, port=None):
         """(status, headers, body) of one HTTPS request; status 0 when the connection failed."""
         out = os.path.join(self.tmp, "body")
         cmd = ["curl", "-s", "--path-as-is", "--cacert", self.certs["ca"], "-o", out,
@@ -72,7 +73,7 @@ class ProvisioningTest(rwgtest.TempDirTest):
             cmd += ["--interface", source]
         if method == "HEAD":
             cmd += ["-I"]
-        cmd += list(args) + [f"https://localhost:{self.port}{path}"]
+        cmd += list(args) + [f"https://localhost:{port or self.port}{path}"]
         r = subprocess.run(cmd, capture_output=True, timeout=30)
         text = r.stdout.decode(errors="replace")
         headers, _, tail = text.rpartition("\n")
@@ -150,6 +151,41 @@ class ProvisioningTest(rwgtest.TempDirTest):
             return False
         except (ssl.SSLError, ConnectionError, OSError):
             return True
+
+    def fake_ipbx(self, cert, key, seen=None):
+        """An HTTPS server standing for the iPBX's XML port, with `cert`; answers every path
+        with an XML screen naming it (after 3 s for paths with "slow"). Returns (server, port);
+        the requests' (path, X-Forwarded-For) are appended to `seen`."""
+        seen = [] if seen is None else seen
+        port = rwgtest.free_port()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, self.headers.get("X-Forwarded-For")))
+                if "slow" in self.path:
+                    time.sleep(3)
+                body = f"<AastraIPPhoneTextScreen><Text>{self.path}</Text>" \
+                       "</AastraIPPhoneTextScreen>".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        return server, port
 
     # -- tests -----------------------------------------------------------------------------
 
@@ -322,35 +358,8 @@ class ProvisioningTest(rwgtest.TempDirTest):
     def test_xml_features_are_proxied_to_the_ipbx(self):
         """Paths under the hash other than the files go to the iPBX's XML port (TLS) with their
         path and query; a slow iPBX gives 504, an absent one 502, both quickly."""
-        upstream_port = rwgtest.free_port()
         seen = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                seen.append((self.path, self.headers.get("X-Forwarded-For")))
-                if "slow" in self.path:
-                    time.sleep(3)
-                body = f"<AastraIPPhoneTextScreen><Text>{self.path}</Text>" \
-                       "</AastraIPPhoneTextScreen>".encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_HEAD = do_GET
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", upstream_port), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.certs["cert"], self.certs["key"])
-        server.socket = ctx.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.addCleanup(server.server_close)
-        self.addCleanup(server.shutdown)
+        server, upstream_port = self.fake_ipbx(self.certs["cert"], self.certs["key"], seen)
         self.ctl.ok("config", "set", "icp.host=localhost",
                     f"icp.xml_destination_port={upstream_port}")
         target = f"/{self.hash}/omm.mghc/?key=20&na=1234"
@@ -381,6 +390,43 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertEqual(status, 502)
         self.assertLess(time.monotonic() - started, 1.5)
         self.assertEqual(self.curl(self.path("aastra.cfg"))[0], 200, "files are still served")
+
+    def test_xml_proxy_verifies_the_ipbx(self):
+        """The iPBX's certificate and host name are verified: by default against the system's
+        CA store, so an iPBX with a certificate of a private CA is refused (502) unless that CA
+        is given with --xml-ca-file (as the other tests do); --xml-insecure-skip-verify turns
+        verification off and warns at start. A certificate for another name is refused even
+        with the right CA."""
+        _, upstream_port = self.fake_ipbx(self.certs["cert"], self.certs["key"])
+        self.ctl.ok("config", "set", "icp.host=localhost",
+                    f"icp.xml_destination_port={upstream_port}")
+        target = f"/{self.hash}/omm.mghc/?key=20&na=1234"
+        rwgtest.wait_until("proxied with the CA", lambda: self.curl(target)[0] == 200, timeout=5)
+        default, default_port = self.another("verify-default", "--xml-timeout-ms", "2000")
+        status, _, body = self.curl(target, port=default_port)
+        self.assertEqual(status, 502, body)
+        self.assertIn("certificate verify failed", default.read_log())
+        insecure, insecure_port = self.another("insecure", "--xml-insecure-skip-verify",
+                                               "--xml-timeout-ms", "2000")
+        self.assertRegex(insecure.read_log(), r"(?m)level=warn.*not verified.*xml-insecure")
+        self.assertEqual(self.curl(target, port=insecure_port)[0], 200)
+        self.assertEqual(self.curl(self.path("aastra.cfg"), port=default_port)[0], 200)
+
+        # A certificate of the right CA for another name.
+        def run(*args):
+            subprocess.run(args, check=True, cwd=self.tmp, capture_output=True)
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-subj", "/CN=other.example", "-keyout", "other.key", "-out", "other.csr")
+        with open(os.path.join(self.tmp, "other-ext"), "w") as f:
+            f.write("subjectAltName=DNS:other.example\n")
+        run("openssl", "x509", "-req", "-in", "other.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "other-ext", "-out", "other.pem")
+        _, other_port = self.fake_ipbx(os.path.join(self.tmp, "other.pem"),
+                                       os.path.join(self.tmp, "other.key"))
+        self.ctl.ok("config", "set", f"icp.xml_destination_port={other_port}")
+        rwgtest.wait_until("the name refused", lambda: self.curl(target)[0] == 502, timeout=5)
+        rwgtest.wait_until("insecure: proxied", lambda: self.curl(
+            target, port=insecure_port)[0] == 200, timeout=5)
 
     def test_200_concurrent_firmware_downloads(self):
         """200 phones fetch a 40 MB firmware at once, and 200 more their small files: every
