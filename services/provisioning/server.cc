@@ -23,6 +23,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/optional.hpp>
 #include <chrono>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -178,11 +179,18 @@ class ProvisioningServer::Impl {
                      .Name("rwg_provisioning_refused_connections_total")
                      .Help("Connections closed at once, by reason (banned, limit, source_limit)")
                      .Register(registry)),
+        internal_errors_(prometheus::BuildCounter()
+                             .Name("rwg_provisioning_internal_errors_total")
+                             .Help("Failures inside the service while serving (the request got "
+                                   "500, or its connection was closed); it keeps serving")
+                             .Register(registry)
+                             .Add({})),
         timeouts_(prometheus::BuildCounter()
                       .Name("rwg_provisioning_timeouts_total")
                       .Help("Connections closed for being too slow, by phase (handshake: TLS "
                             "handshake; header: a request header not complete in time; idle: "
-                            "no next request, or a response not read)")
+                            "no next request, or a response not read; proxy: no answer from "
+                            "the XML proxy)")
                       .Register(registry)),
         connections_(prometheus::BuildGauge()
                          .Name("rwg_provisioning_connections")
@@ -247,6 +255,33 @@ class ProvisioningServer::Impl {
   void ObserveUpstream(absl::Duration d) { upstream_seconds_.Observe(absl::ToDoubleSeconds(d)); }
   void CountRefused(const char* reason) { refused_.Add({{"reason", reason}}).Increment(); }
   void CountTimeout(const char* phase) { timeouts_.Add({{"phase", phase}}).Increment(); }
+  // Counts and logs what was thrown while serving (`where`); never throws itself.
+  void InternalError(const char* where, std::exception_ptr thrown) noexcept {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(thrown);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    try {
+      internal_errors_.Increment();
+      core::log::Error("internal error while serving", {{"where", where}, {"error", what}});
+    } catch (...) {
+    }
+  }
+  // The answer to a request whose handling threw: 500, and the connection ends.
+  Answer InternalErrorAnswer(const char* where, std::exception_ptr thrown, const char* kind) {
+    InternalError(where, std::move(thrown));
+    Answer a;
+    a.status = http::status::internal_server_error;
+    a.kind = kind;
+    a.text = "internal error\n";
+    a.close = true;
+    return a;
+  }
+  // The longest a connection waits for a proxied answer (the proxy ends it sooner).
+  absl::Duration ProxyWaitLimit() const { return options_.xml_timeout + absl::Seconds(5); }
   ConnectionsPerSource& per_source() { return per_source_; }
   prometheus::Gauge& connections() { return connections_; }
   int ConnectionLimit() const {
@@ -288,6 +323,7 @@ class ProvisioningServer::Impl {
   prometheus::Counter& mac_misses_total_;
   prometheus::Counter& bans_;
   prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Counter& internal_errors_;
   prometheus::Family<prometheus::Counter>& timeouts_;
   prometheus::Gauge& connections_;
   prometheus::Histogram& upstream_seconds_;
@@ -307,6 +343,21 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
         stream_(ex, server.client_tls()) {}
 
   void Run() {
+    Guard([this]() { Start(); });
+  }
+
+ private:
+  // Runs one step of the call; whatever it throws ends the call with a 500.
+  template <typename F>
+  void Guard(F&& step) {
+    try {
+      step();
+    } catch (...) {
+      Finish(server_.InternalErrorAnswer("xml proxy", std::current_exception(), "xml"));
+    }
+  }
+
+  void Start() {
     started_ = absl::Now();
     beast::get_lowest_layer(stream_).expires_after(
         std::chrono::milliseconds(absl::ToInt64Milliseconds(server_.XmlTimeout())));
@@ -324,30 +375,39 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     resolver_.async_resolve(
         up_.host, std::to_string(up_.port),
         [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
-          if (ec) return self->Fail(ec);
-          beast::get_lowest_layer(self->stream_)
-              .async_connect(r, [self](beast::error_code ec, const tcp::endpoint&) {
-                if (ec) return self->Fail(ec);
-                self->stream_.async_handshake(ssl::stream_base::client,
-                                              [self](beast::error_code ec) {
-                                                if (ec) return self->Fail(ec);
-                                                self->Write();
-                                              });
-              });
+          self->Guard([&]() {
+            if (ec) return self->Fail(ec);
+            beast::get_lowest_layer(self->stream_)
+                .async_connect(r, [self](beast::error_code ec, const tcp::endpoint&) {
+                  self->Guard([&]() {
+                    if (ec) return self->Fail(ec);
+                    self->stream_.async_handshake(ssl::stream_base::client,
+                                                  [self](beast::error_code ec) {
+                                                    self->Guard([&]() {
+                                                      if (ec) return self->Fail(ec);
+                                                      self->Write();
+                                                    });
+                                                  });
+                  });
+                });
+          });
         });
   }
 
- private:
   void Write() {
     http::async_write(stream_, *req_, [self = shared_from_this()](beast::error_code ec, size_t) {
-      if (ec) return self->Fail(ec);
-      self->parser_.body_limit(1024 * 1024);
-      self->parser_.skip(self->req_->method() == http::verb::head);  // no body follows
-      http::async_read(self->stream_, self->buffer_, self->parser_,
-                       [self](beast::error_code ec, size_t) {
-                         if (ec) return self->Fail(ec);
-                         self->Done();
-                       });
+      self->Guard([&]() {
+        if (ec) return self->Fail(ec);
+        self->parser_.body_limit(1024 * 1024);
+        self->parser_.skip(self->req_->method() == http::verb::head);  // no body follows
+        http::async_read(self->stream_, self->buffer_, self->parser_,
+                         [self](beast::error_code ec, size_t) {
+                           self->Guard([&]() {
+                             if (ec) return self->Fail(ec);
+                             self->Done();
+                           });
+                         });
+      });
     });
   }
 
@@ -384,7 +444,12 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     if (done_) {
       auto done = std::move(done_);
       done_ = nullptr;
-      done(std::move(a));
+      try {
+        done(std::move(a));
+      } catch (...) {
+        // The phone's connection ends at its wait limit (Worker::SweepIdle).
+        server_.InternalError("xml proxy answer", std::current_exception());
+      }
     }
   }
 
@@ -438,19 +503,30 @@ class ProvisioningServer::Impl::Worker {
       if (accept_paused_until_ && now_ >= *accept_paused_until_) ResumeAccepting();
       for (int i = 0; i < n; ++i) {
         const int fd = events[i].data.fd;
-        if (fd == listen_fd_) {
-          AcceptAll();
-        } else if (fd == wake_) {
-          uint64_t v;
-          (void)!::read(wake_, &v, sizeof(v));
-          TakeDelivered();
-        } else if (auto it = conns_.find(fd); it != conns_.end()) {
-          Drive(*it->second);
+        // Nothing thrown while serving leaves the thread: it is counted and logged, the
+        // connection it happened on is closed, and the others go on.
+        try {
+          if (fd == listen_fd_) {
+            AcceptAll();
+          } else if (fd == wake_) {
+            uint64_t v;
+            (void)!::read(wake_, &v, sizeof(v));
+            TakeDelivered();
+          } else if (auto it = conns_.find(fd); it != conns_.end()) {
+            Drive(*it->second);
+          }
+        } catch (...) {
+          server_.InternalError("connection", std::current_exception());
+          if (auto it = conns_.find(fd); it != conns_.end()) Close(*it->second);
         }
       }
       if (now_ - swept >= absl::Seconds(1)) {
         swept = now_;
-        SweepIdle();
+        try {
+          SweepIdle();
+        } catch (...) {
+          server_.InternalError("sweep", std::current_exception());
+        }
       }
     }
   }
@@ -516,51 +592,91 @@ class ProvisioningServer::Impl::Worker {
         if (errno == EMFILE || errno == ENFILE) PauseAccepting();
         return;  // EAGAIN, or a connection that went away meanwhile
       }
-      std::string ip = AddressText(ss);
-      std::string key = core::SourceKey(ip);
+      try {
+        Admit(fd, ss);
+      } catch (...) {
+        server_.InternalError("accept", std::current_exception());
+      }
+    }
+  }
+
+  // Closes an accepted socket at once when its source is banned or holds its share of
+  // connections already (or the thread holds its share), else opens a connection on it.
+  // Whatever happens, the socket is either closed or a connection's.
+  void Admit(int fd, const sockaddr_storage& ss) {
+    std::string ip, key;
+    try {
+      ip = AddressText(ss);
+      key = core::SourceKey(ip);
       if (server_.Banned(key)) {
         server_.CountRefused("banned");  // dropped before any TLS work
         ::close(fd);
-        continue;
+        return;
       }
       if (static_cast<int>(conns_.size()) >= server_.ConnectionLimit()) {
         server_.CountRefused("limit");
         ::close(fd);
-        continue;
+        return;
       }
       if (!server_.per_source().Acquire(key)) {
         server_.CountRefused("source_limit");  // this source holds its share already
         ::close(fd);
-        continue;
+        return;
       }
-      const int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      auto c = std::make_unique<Conn>();
-      c->id = next_id_++;
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    Open(fd, std::move(ip), std::move(key));
+  }
+
+  // Takes an accepted socket (whose source holds its per-source place already) as a
+  // connection; on any failure the socket is closed and the place given back.
+  void Open(int fd, std::string ip, std::string key) {
+    std::unique_ptr<Conn> c;
+    try {
+      c = std::make_unique<Conn>();
       c->fd = fd;
-      c->source = std::move(ip);
       c->key = std::move(key);
+      c->source = std::move(ip);
+      c->id = next_id_++;
       c->accepted = now_;
       c->active = now_;
       c->request_began = now_;
+      const int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
       c->ssl = SSL_new(server_.tls().native_handle());
       if (c->ssl == nullptr || SSL_set_fd(c->ssl, fd) != 1) {
-        if (c->ssl) SSL_free(c->ssl);
-        ::close(fd);
+        Free(*c);
         server_.per_source().Release(c->key);
-        continue;
+        return;
       }
       SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
       SSL_set_accept_state(c->ssl);
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
-      ev.data.fd = fd;
-      ::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
-      Conn& ref = *c;
       by_id_[c->id] = fd;
-      conns_[fd] = std::move(c);
-      server_.connections().Increment();
+      conns_.try_emplace(fd).first->second = std::move(c);
+    } catch (...) {
+      if (c != nullptr) {
+        by_id_.erase(c->id);
+        Free(*c);
+        server_.per_source().Release(c->key);
+      } else {
+        ::close(fd);
+        server_.per_source().Release(key);
+      }
+      throw;
+    }
+    Conn& ref = *conns_[fd];
+    server_.connections().Increment();
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
+    ev.data.fd = fd;
+    ::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+    try {
       Drive(ref);
+    } catch (...) {
+      server_.InternalError("connection", std::current_exception());
+      if (auto it = conns_.find(fd); it != conns_.end()) Close(*it->second);
     }
   }
 
@@ -708,11 +824,16 @@ class ProvisioningServer::Impl::Worker {
     c.version = req.version();
     c.method = std::string(req.method_string());
     c.target = RedactHash(absl::string_view(req.target().data(), req.target().size()));
-    Answer a = server_.Handle(req, c.key);
-    if (!req.keep_alive()) a.close = true;
-    if (a.proxy) {
-      Proxy(c, req, a.close);
-      return true;
+    Answer a;
+    try {
+      a = server_.Handle(req, c.key);
+      if (!req.keep_alive()) a.close = true;
+      if (a.proxy) {
+        Proxy(c, req, a.close);
+        return true;
+      }
+    } catch (...) {
+      a = server_.InternalErrorAnswer("request", std::current_exception(), a.kind.c_str());
     }
     Respond(c, std::move(a));
     return true;
@@ -721,6 +842,7 @@ class ProvisioningServer::Impl::Worker {
   void Proxy(Conn& c, const Request& req, bool close) {
     c.state = State::kWaiting;
     c.close_after = close;
+    c.active = now_;
     XmlUpstream up = server_.Upstream();
     if (up.host.empty()) {
       Answer a;
@@ -758,11 +880,17 @@ class ProvisioningServer::Impl::Worker {
     for (auto& [id, a] : batch) {
       auto it = by_id_.find(id);
       if (it == by_id_.end()) continue;  // the phone went away meanwhile
-      Conn& c = *conns_[it->second];
+      const int fd = it->second;
+      Conn& c = *conns_[fd];
       if (c.state != State::kWaiting) continue;
-      a.close = a.close || c.close_after;
-      Respond(c, std::move(a));
-      Drive(c);
+      try {
+        a.close = a.close || c.close_after;
+        Respond(c, std::move(a));
+        Drive(c);
+      } catch (...) {
+        server_.InternalError("connection", std::current_exception());
+        if (auto again = conns_.find(fd); again != conns_.end()) Close(*again->second);
+      }
     }
   }
 
@@ -835,7 +963,13 @@ class ProvisioningServer::Impl::Worker {
   }
 
   void Close(Conn& c) {
-    if (c.state == State::kWriting) Finished(c, "connection lost");
+    if (c.state == State::kWriting) {
+      try {
+        Finished(c, "connection lost");
+      } catch (...) {
+        // Only the access log line is lost; the connection is closed all the same.
+      }
+    }
     const int fd = c.fd;
     Free(c);
     server_.per_source().Release(c.key);
@@ -883,7 +1017,8 @@ class ProvisioningServer::Impl::Worker {
         case State::kWriting:
           if (now_ - c->active > idle) phase = "idle";
           break;
-        case State::kWaiting:  // the proxy's deadline ends it
+        case State::kWaiting:  // the proxy's deadline ends it; this is a safety net
+          if (now_ - c->active > server_.ProxyWaitLimit()) phase = "proxy";
           break;
       }
       if (phase != nullptr) stale.emplace_back(fd, phase);
@@ -1148,7 +1283,17 @@ absl::Status ProvisioningServer::Impl::Start() {
   }
   for (auto& w : workers_) threads_.emplace_back([w = w.get()]() { w->Run(); });
   proxy_work_.emplace(asio::make_work_guard(ioc_));
-  proxy_thread_ = std::thread([this]() { ioc_.run(); });
+  proxy_thread_ = std::thread([this]() {
+    // A handler that throws does not end the proxy: the error is counted and it runs on.
+    while (true) {
+      try {
+        ioc_.run();
+        return;
+      } catch (...) {
+        InternalError("xml proxy", std::current_exception());
+      }
+    }
+  });
   return absl::OkStatus();
 }
 

@@ -54,6 +54,8 @@ class SharedState {
 
  private:
   absl::Status Refresh();
+  // Refresh, with whatever it throws as an error status: the thread keeps running.
+  absl::Status SafeRefresh();
   core::RedisClient& redis_;
   core::BanStore bans_;
   const core::SecretBox& box_;
