@@ -415,7 +415,11 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     server_.ObserveUpstream(absl::Now() - started_);
     const auto& res = parser_.get();
     Answer a;
-    a.status = res.result();
+    // The iPBX's status as it is, even one Beast has no name for (it would make it 0); what
+    // is not a final status is a broken answer.
+    const unsigned code = res.result_int();
+    a.status =
+        code >= 200 && code <= 599 ? static_cast<http::status>(code) : http::status::bad_gateway;
     a.kind = "xml";
     a.text = res.body();
     // A HEAD answer: no body, the length the iPBX announced.

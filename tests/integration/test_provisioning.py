@@ -155,7 +155,8 @@ class ProvisioningTest(rwgtest.TempDirTest):
     def fake_ipbx(self, cert, key, seen=None):
         """An HTTPS server standing for the iPBX's XML port, with `cert`; answers every path
         with an XML screen naming it (after 3 s for paths with "slow"). Returns (server, port);
-        the requests' (path, X-Forwarded-For) are appended to `seen`."""
+        the requests' (path, X-Forwarded-For) are appended to `seen`. A path with "status<N>"
+        is answered with status N."""
         seen = [] if seen is None else seen
         port = rwgtest.free_port()
 
@@ -166,7 +167,8 @@ class ProvisioningTest(rwgtest.TempDirTest):
                     time.sleep(3)
                 body = f"<AastraIPPhoneTextScreen><Text>{self.path}</Text>" \
                        "</AastraIPPhoneTextScreen>".encode()
-                self.send_response(200)
+                code = re.search(r"status(\d+)", self.path)
+                self.send_response(int(code.group(1)) if code else 200)
                 self.send_header("Content-Type", "text/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -376,6 +378,10 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertEqual(self.header(headers, "Content-Length"),
                          str(len(f"<AastraIPPhoneTextScreen><Text>{target}</Text>"
                                  "</AastraIPPhoneTextScreen>")))
+        # The iPBX's status comes back as it is, even one without a name.
+        self.assertEqual(self.curl(f"/{self.hash}/status404/feature")[0], 404)
+        self.assertEqual(self.curl(f"/{self.hash}/status299/feature")[0], 299)
+        self.assertRegex(self.prov.read_log(), r"status=299")
         # A slow iPBX: 504 after the timeout (1 s here), not after its answer.
         started = time.monotonic()
         status, _, body = self.curl(f"/{self.hash}/slow/feature")
