@@ -31,7 +31,7 @@ int Main(int argc, char** argv) {
   o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string redis_address = "127.0.0.1:6379";
   std::string redis_password_file, secret_key_file, instance = "provisioning-0";
-  int ban_window_seconds = 60, ban_seconds = 600, idle_seconds = 30;
+  int ban_window_seconds = 60, ban_seconds = 600, idle_seconds = 30, header_seconds = 10;
   core::Options opts("provisioning", "rwg provisioning: phones' configuration over HTTPS");
   server.Register(opts);
   opts.Add("listen", o.listen, "host:port phones download from (HTTPS)");
@@ -46,10 +46,21 @@ int Main(int argc, char** argv) {
   opts.Add("threads", o.threads, "HTTPS serving threads (default: one per core)");
   opts.Add("max-connections", o.max_connections,
            "open HTTPS connections at most; more are closed at once");
+  opts.Add("max-connections-per-source", o.max_connections_per_source,
+           "open HTTPS connections one source (an IPv4 address, an IPv6 /64) may hold; more are "
+           "closed at once");
   opts.Add("ban-misses", o.ban_misses, "hash misses from one source that ban it");
+  opts.Add("ban-mac-misses", o.ban_mac_misses,
+           "requests for different MAC files the store does not have (under the right hash) "
+           "from one source that ban it");
   opts.Add("ban-window-seconds", ban_window_seconds, "window the misses are counted in");
   opts.Add("ban-seconds", ban_seconds, "how long a ban lasts");
-  opts.Add("idle-timeout-seconds", idle_seconds, "an idle connection is closed after this");
+  opts.Add("idle-timeout-seconds", idle_seconds,
+           "a connection waiting for its next request, or not reading its response, is closed "
+           "after this");
+  opts.Add("header-timeout-seconds", header_seconds,
+           "a request's header must be complete within this of its first byte (of the "
+           "connection's start for the first request), however slowly it comes");
   opts.Add("access-log", o.access_log, "one log line per request (true/false)");
   std::string api_token_file;
   opts.Add("api-token-file", api_token_file,
@@ -62,7 +73,10 @@ int Main(int argc, char** argv) {
   opts.Add("xml-timeout-ms", xml_timeout_ms,
            "the iPBX's XML port must answer a proxied request within this (else 504)");
   opts.Add("xml-ca-file", o.xml_ca_file,
-           "CA certificates to verify the iPBX's XML port with (default: not verified)");
+           "CA certificates to verify the iPBX's XML port with (default: the system's CA store)");
+  opts.Flag("xml-insecure-skip-verify", o.xml_insecure_skip_verify,
+            "do not verify the iPBX's XML port's certificate nor its host name (anyone on the "
+            "path can then impersonate the iPBX)");
   int exit_code = 0;
   absl::Status parsed = opts.Parse(argc, argv, &exit_code);
   if (!parsed.ok()) {
@@ -72,23 +86,31 @@ int Main(int argc, char** argv) {
   core::log::Init("provisioning", server.log_level);
   if (o.threads < 1 || o.threads > 256) return Fail("threads: between 1 and 256");
   if (o.ban_misses < 1) return Fail("ban-misses: 1 or more");
+  if (o.ban_mac_misses < 1) return Fail("ban-mac-misses: 1 or more");
   if (o.max_connections < 1) return Fail("max-connections: 1 or more");
+  if (o.max_connections_per_source < 1) return Fail("max-connections-per-source: 1 or more");
   // Every connection is a descriptor: take what the hard limit allows.
   rlimit nofile{};
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
-  if (ban_window_seconds < 1 || ban_seconds < 1 || idle_seconds < 1) {
-    return Fail("ban-window-seconds, ban-seconds, idle-timeout-seconds: 1 or more");
+  if (ban_window_seconds < 1 || ban_seconds < 1 || idle_seconds < 1 || header_seconds < 1) {
+    return Fail(
+        "ban-window-seconds, ban-seconds, idle-timeout-seconds, header-timeout-seconds: 1 or "
+        "more");
   }
   o.ban_window = absl::Seconds(ban_window_seconds);
   o.ban_length = absl::Seconds(ban_seconds);
   o.idle_timeout = absl::Seconds(idle_seconds);
+  o.header_timeout = absl::Seconds(header_seconds);
   if (xml_timeout_ms < 100 || xml_timeout_ms > 60000) {
     return Fail("xml-timeout-ms: between 100 and 60000");
   }
   o.xml_timeout = absl::Milliseconds(xml_timeout_ms);
+  if (o.xml_insecure_skip_verify && !o.xml_ca_file.empty()) {
+    return Fail("xml-insecure-skip-verify and xml-ca-file: one or the other");
+  }
 
   if (max_file_mb < 1) return Fail("max-file-mb: 1 or more");
   absl::StatusOr<std::string> token = core::ReadFile(api_token_file);
@@ -114,6 +136,12 @@ int Main(int argc, char** argv) {
   if (!ready.ok()) {
     core::log::Warn("hash key not read yet; retrying every second",
                     {{"error", std::string(ready.message())}});
+  }
+  if (o.xml_insecure_skip_verify) {
+    core::log::Warn(
+        "the iPBX's XML port is not verified (--xml-insecure-skip-verify): anyone on the path "
+        "can impersonate the iPBX to phones",
+        {});
   }
   core::ServiceHost host("provisioning", server);
   provisioning::ProvisioningServer https(o, state, core::SystemClock::Get(), host.registry());

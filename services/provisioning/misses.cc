@@ -2,16 +2,21 @@
 
 namespace rwg::provisioning {
 
-bool MissCounter::Miss(const std::string& source) {
+bool MissCounter::Miss(const std::string& source, absl::string_view what) {
   const absl::Time now = clock_.Now();
   std::lock_guard<std::mutex> lock(mu_);
   if (misses_.size() >= max_sources_ && misses_.find(source) == misses_.end()) Sweep(now);
   if (misses_.size() >= max_sources_ && misses_.find(source) == misses_.end()) {
     misses_.erase(misses_.begin());  // still full of live sources: one of them makes room
   }
-  std::deque<absl::Time>& q = misses_[source];
-  while (!q.empty() && now - q.front() >= window_) q.pop_front();
-  q.push_back(now);
+  std::deque<Seen>& q = misses_[source];
+  while (!q.empty() && now - q.front().at >= window_) q.pop_front();
+  if (!what.empty()) {
+    for (Seen& s : q) {
+      if (s.what == what) return false;  // already counted within the window
+    }
+  }
+  q.push_back(Seen{now, std::string(what)});
   if (static_cast<int>(q.size()) < threshold_) return false;
   misses_.erase(source);
   return true;
@@ -19,7 +24,7 @@ bool MissCounter::Miss(const std::string& source) {
 
 void MissCounter::Sweep(absl::Time now) {
   for (auto it = misses_.begin(); it != misses_.end();) {
-    if (it->second.empty() || now - it->second.back() >= window_) {
+    if (it->second.empty() || now - it->second.back().at >= window_) {
       it = misses_.erase(it);
     } else {
       ++it;

@@ -1,7 +1,9 @@
-// Hash misses per source address (R-PROV): a source that asks for too many paths under a
-// wrong hash within a window is to be banned. Only that source: phones elsewhere that know
-// the hash are never affected. Thread-safe; memory is bounded (sources whose misses are all
-// older than the window are forgotten, and at most `max_sources` are tracked).
+// Misses per source (R-PROV): a source that asks for too many paths under a wrong hash, or
+// for too many MAC files the store does not have, within a window is to be banned. Only that
+// source: phones elsewhere are never affected. Sources are keys of core::SourceKey (an IPv4
+// address, an IPv6 /64). Thread-safe; memory is bounded (sources whose misses are all older
+// than the window are forgotten, at most `max_sources` are tracked, and a source holds fewer
+// than `threshold` misses).
 #pragma once
 
 #include <deque>
@@ -9,6 +11,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "services/core/clock.h"
 
@@ -20,8 +23,10 @@ class MissCounter {
       : threshold_(threshold), window_(window), clock_(clock), max_sources_(max_sources) {}
 
   // Counts a miss from `source`; true when this one reaches the threshold within the window
-  // (the source's count starts again from zero then).
-  bool Miss(const std::string& source);
+  // (the source's count starts again from zero then). With a `what`, misses are counted once
+  // per distinct `what` within the window (a phone asking again for its own absent file is one
+  // miss, asking for many different ones is many).
+  bool Miss(const std::string& source, absl::string_view what = {});
   size_t tracked() const;
 
  private:
@@ -31,7 +36,11 @@ class MissCounter {
   core::Clock& clock_;
   const size_t max_sources_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::deque<absl::Time>> misses_;
+  struct Seen {
+    absl::Time at;
+    std::string what;
+  };
+  std::unordered_map<std::string, std::deque<Seen>> misses_;
 };
 
 }  // namespace rwg::provisioning

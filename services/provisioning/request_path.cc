@@ -69,6 +69,14 @@ std::string StoreName(absl::string_view file) {
   return std::string(file);
 }
 
+std::string MacOfFile(absl::string_view name) {
+  if (name.size() < 13 || (name[12] != '.' && name[12] != '-')) return "";
+  for (char c : name.substr(0, 12)) {
+    if (HexValue(c) < 0) return "";
+  }
+  return absl::AsciiStrToUpper(name.substr(0, 12));
+}
+
 absl::StatusOr<RequestPath> ParseRequestPath(absl::string_view target) {
   if (target.size() > kMaxTarget) return absl::InvalidArgumentError("request target too long");
   if (target.empty() || target[0] != '/') {

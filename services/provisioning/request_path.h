@@ -37,6 +37,11 @@ std::string RedactHash(absl::string_view target);
 // other names unchanged.
 std::string StoreName(absl::string_view file);
 
+// The MAC address a per-phone file name starts with, in upper case: 12 hex digits followed by
+// '.' or '-' ("0800a1b2c3d4.cfg", "0800A1B2C3D4.tuz", "0800A1B2C3D4-local.cfg" give
+// "0800A1B2C3D4"); empty for other names (aastra.cfg, 6867i.cfg, security.tuz, firmware...).
+std::string MacOfFile(absl::string_view name);
+
 // Whether `name` may be a file of the store: [A-Za-z0-9._-], not starting with '.' (names
 // starting with '.' are the store's own temporary files), 1 to 255 characters.
 bool IsStoreName(absl::string_view name);

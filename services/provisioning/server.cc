@@ -23,6 +23,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/optional.hpp>
 #include <chrono>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -32,9 +33,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "services/core/address.h"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
 #include "services/provisioning/http_rules.h"
+#include "services/provisioning/limits.h"
 #include "services/provisioning/misses.h"
 #include "services/provisioning/request_path.h"
 
@@ -107,6 +110,10 @@ class FileCache {
   uint64_t total_ = 0;
 };
 
+// Sources whose unknown-MAC requests are counted at once: each may hold up to
+// --ban-mac-misses MAC addresses, so fewer than the hash misses' 100,000.
+constexpr size_t kMaxMacMissSources = 10000;
+
 // The Date header, formatted once a second per thread.
 const std::string& DateNow(absl::Time now) {
   thread_local int64_t second = -1;
@@ -137,6 +144,9 @@ class ProvisioningServer::Impl {
         state_(state),
         clock_(clock),
         misses_(options_.ban_misses, options_.ban_window, clock),
+        mac_misses_(options_.ban_mac_misses, options_.ban_window, clock, kMaxMacMissSources),
+        per_source_(options_.max_connections_per_source,
+                    static_cast<size_t>(std::max(1, options_.max_connections))),
         tls_(ssl::context::tls_server),
         client_tls_(ssl::context::tls_client),
         requests_(prometheus::BuildCounter()
@@ -153,15 +163,35 @@ class ProvisioningServer::Impl {
                          .Help("Requests under a wrong or missing hash")
                          .Register(registry)
                          .Add({})),
+        mac_misses_total_(prometheus::BuildCounter()
+                              .Name("rwg_provisioning_mac_misses_total")
+                              .Help("Requests under the hash for a MAC file the store does not "
+                                    "have")
+                              .Register(registry)
+                              .Add({})),
         bans_(prometheus::BuildCounter()
                   .Name("rwg_provisioning_bans_total")
-                  .Help("Sources banned for missing the hash too often")
+                  .Help("Sources banned for missing the hash, or asking for unknown MAC files, "
+                        "too often")
                   .Register(registry)
                   .Add({})),
         refused_(prometheus::BuildCounter()
                      .Name("rwg_provisioning_refused_connections_total")
-                     .Help("Connections closed at once, by reason (banned, limit)")
+                     .Help("Connections closed at once, by reason (banned, limit, source_limit)")
                      .Register(registry)),
+        internal_errors_(prometheus::BuildCounter()
+                             .Name("rwg_provisioning_internal_errors_total")
+                             .Help("Failures inside the service while serving (the request got "
+                                   "500, or its connection was closed); it keeps serving")
+                             .Register(registry)
+                             .Add({})),
+        timeouts_(prometheus::BuildCounter()
+                      .Name("rwg_provisioning_timeouts_total")
+                      .Help("Connections closed for being too slow, by phase (handshake: TLS "
+                            "handshake; header: a request header not complete in time; idle: "
+                            "no next request, or a response not read; proxy: no answer from "
+                            "the XML proxy)")
+                      .Register(registry)),
         connections_(prometheus::BuildGauge()
                          .Name("rwg_provisioning_connections")
                          .Help("Open HTTPS connections")
@@ -196,6 +226,7 @@ class ProvisioningServer::Impl {
     bool close = false;  // end the connection after this answer
     bool proxy = false;  // to be answered by the iPBX's XML port (Worker::Proxy)
   };
+  // `source` is the requester's core::SourceKey (what misses and bans go by).
   Answer Handle(const Request& req, const std::string& source);
   void Count(const Answer& a, uint64_t body_bytes) {
     // Each thread keeps the counters it used (Family::Add hashes the labels under a lock).
@@ -212,16 +243,46 @@ class ProvisioningServer::Impl {
   }
   bool AccessLog() const { return options_.access_log; }
   absl::Duration IdleTimeout() const { return options_.idle_timeout; }
+  absl::Duration HeaderTimeout() const { return options_.header_timeout; }
   ssl::context& tls() { return tls_; }
   bool Banned(const std::string& ip) const { return state_.Banned(ip); }
   XmlUpstream Upstream() const { return state_.Upstream(); }
   const std::string& Date() const { return DateNow(clock_.Now()); }
   ssl::context& client_tls() { return client_tls_; }
   asio::any_io_executor proxy_executor() { return ioc_.get_executor(); }
-  bool VerifyUpstream() const { return !options_.xml_ca_file.empty(); }
+  bool VerifyUpstream() const { return !options_.xml_insecure_skip_verify; }
   absl::Duration XmlTimeout() const { return options_.xml_timeout; }
   void ObserveUpstream(absl::Duration d) { upstream_seconds_.Observe(absl::ToDoubleSeconds(d)); }
   void CountRefused(const char* reason) { refused_.Add({{"reason", reason}}).Increment(); }
+  void CountTimeout(const char* phase) { timeouts_.Add({{"phase", phase}}).Increment(); }
+  // Counts and logs what was thrown while serving (`where`); never throws itself.
+  void InternalError(const char* where, std::exception_ptr thrown) noexcept {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(thrown);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    try {
+      internal_errors_.Increment();
+      core::log::Error("internal error while serving", {{"where", where}, {"error", what}});
+    } catch (...) {
+    }
+  }
+  // The answer to a request whose handling threw: 500, and the connection ends.
+  Answer InternalErrorAnswer(const char* where, std::exception_ptr thrown, const char* kind) {
+    InternalError(where, std::move(thrown));
+    Answer a;
+    a.status = http::status::internal_server_error;
+    a.kind = kind;
+    a.text = "internal error\n";
+    a.close = true;
+    return a;
+  }
+  // The longest a connection waits for a proxied answer (the proxy ends it sooner).
+  absl::Duration ProxyWaitLimit() const { return options_.xml_timeout + absl::Seconds(5); }
+  ConnectionsPerSource& per_source() { return per_source_; }
   prometheus::Gauge& connections() { return connections_; }
   int ConnectionLimit() const {
     return std::max(1, options_.max_connections / std::max(1, options_.threads));
@@ -236,12 +297,16 @@ class ProvisioningServer::Impl {
     return a;
   }
   Answer Miss(const std::string& source);
+  void MacMiss(const std::string& source, const std::string& mac);
+  void BanFor(const std::string& source, const std::string& reason);
   Answer ServeFile(const Request& req, const std::string& name);
 
   ServerOptions options_;
   SharedState& state_;
   core::Clock& clock_;
   MissCounter misses_;
+  MissCounter mac_misses_;
+  ConnectionsPerSource per_source_;
   FileCache cache_;
   asio::io_context ioc_;  // the XML proxy's client connections
   ssl::context tls_;
@@ -255,8 +320,11 @@ class ProvisioningServer::Impl {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Counter& bytes_;
   prometheus::Counter& hash_misses_;
+  prometheus::Counter& mac_misses_total_;
   prometheus::Counter& bans_;
   prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Counter& internal_errors_;
+  prometheus::Family<prometheus::Counter>& timeouts_;
   prometheus::Gauge& connections_;
   prometheus::Histogram& upstream_seconds_;
 };
@@ -275,10 +343,28 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
         stream_(ex, server.client_tls()) {}
 
   void Run() {
+    Guard([this]() { Start(); });
+  }
+
+ private:
+  // Runs one step of the call; whatever it throws ends the call with a 500.
+  template <typename F>
+  void Guard(F&& step) {
+    try {
+      step();
+    } catch (...) {
+      Finish(server_.InternalErrorAnswer("xml proxy", std::current_exception(), "xml"));
+    }
+  }
+
+  void Start() {
     started_ = absl::Now();
     beast::get_lowest_layer(stream_).expires_after(
         std::chrono::milliseconds(absl::ToInt64Milliseconds(server_.XmlTimeout())));
-    if (!SSL_set_tlsext_host_name(stream_.native_handle(), up_.host.c_str())) {
+    // Server name indication carries a host name, never an address (RFC 6066).
+    beast::error_code not_ip;
+    (void)asio::ip::make_address(up_.host, not_ip);
+    if (not_ip && !SSL_set_tlsext_host_name(stream_.native_handle(), up_.host.c_str())) {
       return Fail(
           beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()));
     }
@@ -289,30 +375,39 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     resolver_.async_resolve(
         up_.host, std::to_string(up_.port),
         [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
-          if (ec) return self->Fail(ec);
-          beast::get_lowest_layer(self->stream_)
-              .async_connect(r, [self](beast::error_code ec, const tcp::endpoint&) {
-                if (ec) return self->Fail(ec);
-                self->stream_.async_handshake(ssl::stream_base::client,
-                                              [self](beast::error_code ec) {
-                                                if (ec) return self->Fail(ec);
-                                                self->Write();
-                                              });
-              });
+          self->Guard([&]() {
+            if (ec) return self->Fail(ec);
+            beast::get_lowest_layer(self->stream_)
+                .async_connect(r, [self](beast::error_code ec, const tcp::endpoint&) {
+                  self->Guard([&]() {
+                    if (ec) return self->Fail(ec);
+                    self->stream_.async_handshake(ssl::stream_base::client,
+                                                  [self](beast::error_code ec) {
+                                                    self->Guard([&]() {
+                                                      if (ec) return self->Fail(ec);
+                                                      self->Write();
+                                                    });
+                                                  });
+                  });
+                });
+          });
         });
   }
 
- private:
   void Write() {
     http::async_write(stream_, *req_, [self = shared_from_this()](beast::error_code ec, size_t) {
-      if (ec) return self->Fail(ec);
-      self->parser_.body_limit(1024 * 1024);
-      self->parser_.skip(self->req_->method() == http::verb::head);  // no body follows
-      http::async_read(self->stream_, self->buffer_, self->parser_,
-                       [self](beast::error_code ec, size_t) {
-                         if (ec) return self->Fail(ec);
-                         self->Done();
-                       });
+      self->Guard([&]() {
+        if (ec) return self->Fail(ec);
+        self->parser_.body_limit(1024 * 1024);
+        self->parser_.skip(self->req_->method() == http::verb::head);  // no body follows
+        http::async_read(self->stream_, self->buffer_, self->parser_,
+                         [self](beast::error_code ec, size_t) {
+                           self->Guard([&]() {
+                             if (ec) return self->Fail(ec);
+                             self->Done();
+                           });
+                         });
+      });
     });
   }
 
@@ -320,7 +415,11 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     server_.ObserveUpstream(absl::Now() - started_);
     const auto& res = parser_.get();
     Answer a;
-    a.status = res.result();
+    // The iPBX's status as it is, even one Beast has no name for (it would make it 0); what
+    // is not a final status is a broken answer.
+    const unsigned code = res.result_int();
+    a.status =
+        code >= 200 && code <= 599 ? static_cast<http::status>(code) : http::status::bad_gateway;
     a.kind = "xml";
     a.text = res.body();
     // A HEAD answer: no body, the length the iPBX announced.
@@ -349,7 +448,12 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     if (done_) {
       auto done = std::move(done_);
       done_ = nullptr;
-      done(std::move(a));
+      try {
+        done(std::move(a));
+      } catch (...) {
+        // The phone's connection ends at its wait limit (Worker::SweepIdle).
+        server_.InternalError("xml proxy answer", std::current_exception());
+      }
     }
   }
 
@@ -373,6 +477,7 @@ class ProvisioningServer::Impl::Worker {
   ~Worker() {
     for (auto& [fd, c] : conns_) {
       Free(*c);
+      server_.per_source().Release(c->key);
       server_.connections().Decrement();
     }
     if (ep_ >= 0) ::close(ep_);
@@ -402,19 +507,30 @@ class ProvisioningServer::Impl::Worker {
       if (accept_paused_until_ && now_ >= *accept_paused_until_) ResumeAccepting();
       for (int i = 0; i < n; ++i) {
         const int fd = events[i].data.fd;
-        if (fd == listen_fd_) {
-          AcceptAll();
-        } else if (fd == wake_) {
-          uint64_t v;
-          (void)!::read(wake_, &v, sizeof(v));
-          TakeDelivered();
-        } else if (auto it = conns_.find(fd); it != conns_.end()) {
-          Drive(*it->second);
+        // Nothing thrown while serving leaves the thread: it is counted and logged, the
+        // connection it happened on is closed, and the others go on.
+        try {
+          if (fd == listen_fd_) {
+            AcceptAll();
+          } else if (fd == wake_) {
+            uint64_t v;
+            (void)!::read(wake_, &v, sizeof(v));
+            TakeDelivered();
+          } else if (auto it = conns_.find(fd); it != conns_.end()) {
+            Drive(*it->second);
+          }
+        } catch (...) {
+          server_.InternalError("connection", std::current_exception());
+          if (auto it = conns_.find(fd); it != conns_.end()) Close(*it->second);
         }
       }
       if (now_ - swept >= absl::Seconds(1)) {
         swept = now_;
-        SweepIdle();
+        try {
+          SweepIdle();
+        } catch (...) {
+          server_.InternalError("sweep", std::current_exception());
+        }
       }
     }
   }
@@ -439,7 +555,8 @@ class ProvisioningServer::Impl::Worker {
     uint64_t id = 0;
     int fd = -1;
     SSL* ssl = nullptr;
-    std::string source;
+    std::string source;  // the address, for logs and X-Forwarded-For
+    std::string key;     // what limits and bans go by (core::SourceKey: an IPv6 /64)
     State state = State::kHandshake;
     std::string in;  // read and decrypted, not parsed yet
     boost::optional<http::request_parser<http::empty_body>> parser;
@@ -450,7 +567,11 @@ class ProvisioningServer::Impl::Worker {
     uint64_t file_left = 0;
     bool close_after = false;
     unsigned version = 11;  // the request's HTTP version (10 or 11)
-    absl::Time active;
+    absl::Time accepted;
+    absl::Time active;  // the last read or write
+    // When the request being read began (its first byte; the connection's start for the
+    // first request): its header must be complete within the header timeout of this.
+    std::optional<absl::Time> request_began;
     // For the access log.
     absl::Time started;
     std::string method;
@@ -475,41 +596,91 @@ class ProvisioningServer::Impl::Worker {
         if (errno == EMFILE || errno == ENFILE) PauseAccepting();
         return;  // EAGAIN, or a connection that went away meanwhile
       }
-      std::string ip = AddressText(ss);
-      if (server_.Banned(ip)) {
+      try {
+        Admit(fd, ss);
+      } catch (...) {
+        server_.InternalError("accept", std::current_exception());
+      }
+    }
+  }
+
+  // Closes an accepted socket at once when its source is banned or holds its share of
+  // connections already (or the thread holds its share), else opens a connection on it.
+  // Whatever happens, the socket is either closed or a connection's.
+  void Admit(int fd, const sockaddr_storage& ss) {
+    std::string ip, key;
+    try {
+      ip = AddressText(ss);
+      key = core::SourceKey(ip);
+      if (server_.Banned(key)) {
         server_.CountRefused("banned");  // dropped before any TLS work
         ::close(fd);
-        continue;
+        return;
       }
       if (static_cast<int>(conns_.size()) >= server_.ConnectionLimit()) {
         server_.CountRefused("limit");
         ::close(fd);
-        continue;
+        return;
       }
+      if (!server_.per_source().Acquire(key)) {
+        server_.CountRefused("source_limit");  // this source holds its share already
+        ::close(fd);
+        return;
+      }
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    Open(fd, std::move(ip), std::move(key));
+  }
+
+  // Takes an accepted socket (whose source holds its per-source place already) as a
+  // connection; on any failure the socket is closed and the place given back.
+  void Open(int fd, std::string ip, std::string key) {
+    std::unique_ptr<Conn> c;
+    try {
+      c = std::make_unique<Conn>();
+      c->fd = fd;
+      c->key = std::move(key);
+      c->source = std::move(ip);
+      c->id = next_id_++;
+      c->accepted = now_;
+      c->active = now_;
+      c->request_began = now_;
       const int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      auto c = std::make_unique<Conn>();
-      c->id = next_id_++;
-      c->fd = fd;
-      c->source = std::move(ip);
-      c->active = now_;
       c->ssl = SSL_new(server_.tls().native_handle());
       if (c->ssl == nullptr || SSL_set_fd(c->ssl, fd) != 1) {
-        if (c->ssl) SSL_free(c->ssl);
-        ::close(fd);
-        continue;
+        Free(*c);
+        server_.per_source().Release(c->key);
+        return;
       }
       SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
       SSL_set_accept_state(c->ssl);
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
-      ev.data.fd = fd;
-      ::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
-      Conn& ref = *c;
       by_id_[c->id] = fd;
-      conns_[fd] = std::move(c);
-      server_.connections().Increment();
+      conns_.try_emplace(fd).first->second = std::move(c);
+    } catch (...) {
+      if (c != nullptr) {
+        by_id_.erase(c->id);
+        Free(*c);
+        server_.per_source().Release(c->key);
+      } else {
+        ::close(fd);
+        server_.per_source().Release(key);
+      }
+      throw;
+    }
+    Conn& ref = *conns_[fd];
+    server_.connections().Increment();
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
+    ev.data.fd = fd;
+    ::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+    try {
       Drive(ref);
+    } catch (...) {
+      server_.InternalError("connection", std::current_exception());
+      if (auto it = conns_.find(fd); it != conns_.end()) Close(*it->second);
     }
   }
 
@@ -562,6 +733,7 @@ class ProvisioningServer::Impl::Worker {
           if (r > 0) {
             c.in.append(buf, static_cast<size_t>(r));
             c.active = now_;
+            if (!c.request_began) c.request_began = now_;
             continue;
           }
           if (!Retry(c, r)) return Close(c);
@@ -600,6 +772,10 @@ class ProvisioningServer::Impl::Worker {
           c.out_pos = 0;
           if (c.close_after) return Close(c);
           c.state = State::kReading;
+          // The next request's clock starts with its first byte (now, if it was pipelined);
+          // until then the connection is idle.
+          c.active = now_;
+          if (!c.in.empty()) c.request_began = now_;
           continue;
         }
       }
@@ -632,6 +808,7 @@ class ProvisioningServer::Impl::Worker {
         return false;
     }
     c.started = now_;
+    c.request_began.reset();
     if (ec || !c.parser->is_done()) {
       // Malformed, oversized or with a body: answered 400 and the connection ends.
       c.method = "-";
@@ -651,11 +828,16 @@ class ProvisioningServer::Impl::Worker {
     c.version = req.version();
     c.method = std::string(req.method_string());
     c.target = RedactHash(absl::string_view(req.target().data(), req.target().size()));
-    Answer a = server_.Handle(req, c.source);
-    if (!req.keep_alive()) a.close = true;
-    if (a.proxy) {
-      Proxy(c, req, a.close);
-      return true;
+    Answer a;
+    try {
+      a = server_.Handle(req, c.key);
+      if (!req.keep_alive()) a.close = true;
+      if (a.proxy) {
+        Proxy(c, req, a.close);
+        return true;
+      }
+    } catch (...) {
+      a = server_.InternalErrorAnswer("request", std::current_exception(), a.kind.c_str());
     }
     Respond(c, std::move(a));
     return true;
@@ -664,6 +846,7 @@ class ProvisioningServer::Impl::Worker {
   void Proxy(Conn& c, const Request& req, bool close) {
     c.state = State::kWaiting;
     c.close_after = close;
+    c.active = now_;
     XmlUpstream up = server_.Upstream();
     if (up.host.empty()) {
       Answer a;
@@ -701,11 +884,17 @@ class ProvisioningServer::Impl::Worker {
     for (auto& [id, a] : batch) {
       auto it = by_id_.find(id);
       if (it == by_id_.end()) continue;  // the phone went away meanwhile
-      Conn& c = *conns_[it->second];
+      const int fd = it->second;
+      Conn& c = *conns_[fd];
       if (c.state != State::kWaiting) continue;
-      a.close = a.close || c.close_after;
-      Respond(c, std::move(a));
-      Drive(c);
+      try {
+        a.close = a.close || c.close_after;
+        Respond(c, std::move(a));
+        Drive(c);
+      } catch (...) {
+        server_.InternalError("connection", std::current_exception());
+        if (auto again = conns_.find(fd); again != conns_.end()) Close(*again->second);
+      }
     }
   }
 
@@ -778,9 +967,16 @@ class ProvisioningServer::Impl::Worker {
   }
 
   void Close(Conn& c) {
-    if (c.state == State::kWriting) Finished(c, "connection lost");
+    if (c.state == State::kWriting) {
+      try {
+        Finished(c, "connection lost");
+      } catch (...) {
+        // Only the access log line is lost; the connection is closed all the same.
+      }
+    }
     const int fd = c.fd;
     Free(c);
+    server_.per_source().Release(c.key);
     by_id_.erase(c.id);
     conns_.erase(fd);  // destroys c
     server_.connections().Decrement();
@@ -798,16 +994,43 @@ class ProvisioningServer::Impl::Worker {
     c.fd = -1;
   }
 
+  // Closes the connections that are too slow. Deadlines are absolute: a request's header
+  // must be complete within the header timeout of its first byte however the bytes trickle
+  // in (a byte now and then does not keep a connection); only between requests, and while a
+  // response is being sent, does progress count (the idle timeout).
   void SweepIdle() {
     const absl::Duration idle = server_.IdleTimeout();
-    std::vector<int> stale;
+    const absl::Duration header = server_.HeaderTimeout();
+    std::vector<std::pair<int, const char*>> stale;
     for (auto& [fd, c] : conns_) {
-      // A handshake gets 10 s; a connection waiting for the iPBX is the proxy's to end.
-      const absl::Duration limit =
-          c->state == State::kHandshake ? std::min(idle, absl::Seconds(10)) : idle;
-      if (c->state != State::kWaiting && now_ - c->active > limit) stale.push_back(fd);
+      const char* phase = nullptr;
+      switch (c->state) {
+        case State::kHandshake:
+          // The handshake gets 10 s at most, and is part of the first request's header time.
+          if (now_ - c->accepted > std::min({idle, header, absl::Seconds(10)})) {
+            phase = "handshake";
+          }
+          break;
+        case State::kReading:
+          if (c->request_began) {
+            if (now_ - *c->request_began > header) phase = "header";
+          } else if (now_ - c->active > idle) {
+            phase = "idle";
+          }
+          break;
+        case State::kWriting:
+          if (now_ - c->active > idle) phase = "idle";
+          break;
+        case State::kWaiting:  // the proxy's deadline ends it; this is a safety net
+          if (now_ - c->active > server_.ProxyWaitLimit()) phase = "proxy";
+          break;
+      }
+      if (phase != nullptr) stale.emplace_back(fd, phase);
     }
-    for (int fd : stale) Close(*conns_[fd]);
+    for (const auto& [fd, phase] : stale) {
+      server_.CountTimeout(phase);
+      Close(*conns_[fd]);
+    }
   }
 
   Impl& server_;
@@ -824,20 +1047,35 @@ class ProvisioningServer::Impl::Worker {
   std::vector<std::pair<uint64_t, Answer>> delivered_;  // guarded by mu_
 };
 
+void ProvisioningServer::Impl::BanFor(const std::string& source, const std::string& reason) {
+  state_.Ban(source, reason, options_.ban_length);
+  bans_.Increment();
+  core::log::Warn(
+      "provisioning source banned",
+      {{"source", source}, {"reason", reason}, {"for", absl::FormatDuration(options_.ban_length)}});
+}
+
 ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Miss(const std::string& source) {
   hash_misses_.Increment();
   if (misses_.Miss(source)) {
-    state_.Ban(source,
-               absl::StrCat(options_.ban_misses, " hash misses within ",
-                            absl::FormatDuration(options_.ban_window)),
-               options_.ban_length);
-    bans_.Increment();
-    core::log::Warn("provisioning source banned",
-                    {{"source", source},
-                     {"misses", std::to_string(options_.ban_misses)},
-                     {"for", absl::FormatDuration(options_.ban_length)}});
+    BanFor(source, absl::StrCat(options_.ban_misses, " hash misses within ",
+                                absl::FormatDuration(options_.ban_window)));
   }
   return Error(http::status::not_found, "not found\n");
+}
+
+// A MAC file the store does not have, asked for under the right hash: a phone that is not
+// provisioned yet asks for its own again and again (one miss), someone enumerating MAC
+// addresses for many (many misses). Files every phone asks for that a site may not have
+// (aastra.cfg, startup.cfg, <model>.cfg, security.tuz, firmware, certificates...) do not
+// carry a MAC and are not counted.
+void ProvisioningServer::Impl::MacMiss(const std::string& source, const std::string& mac) {
+  if (mac.empty()) return;
+  mac_misses_total_.Increment();
+  if (mac_misses_.Miss(source, mac)) {
+    BanFor(source, absl::StrCat(options_.ban_mac_misses, " unknown MAC files within ",
+                                absl::FormatDuration(options_.ban_window)));
+  }
 }
 
 ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Handle(const Request& req,
@@ -882,6 +1120,7 @@ ProvisioningServer::Impl::Answer ProvisioningServer::Impl::Handle(const Request&
     return a;
   }
   Answer a = ServeFile(req, path->file);
+  if (a.status == http::status::not_found) MacMiss(source, MacOfFile(path->file));
   a.head = head;
   return a;
 }
@@ -996,6 +1235,12 @@ absl::Status ProvisioningServer::Impl::Start() {
       return absl::InvalidArgumentError(
           absl::StrCat("xml-ca-file: '", options_.xml_ca_file, "': ", ec.message()));
     }
+  } else if (!options_.xml_insecure_skip_verify) {
+    client_tls_.set_default_verify_paths(ec);
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the system's CA store (for the iPBX's XML port): ", ec.message()));
+    }
   }
   const size_t colon = options_.listen.rfind(':');
   int port = 0;
@@ -1042,7 +1287,17 @@ absl::Status ProvisioningServer::Impl::Start() {
   }
   for (auto& w : workers_) threads_.emplace_back([w = w.get()]() { w->Run(); });
   proxy_work_.emplace(asio::make_work_guard(ioc_));
-  proxy_thread_ = std::thread([this]() { ioc_.run(); });
+  proxy_thread_ = std::thread([this]() {
+    // A handler that throws does not end the proxy: the error is counted and it runs on.
+    while (true) {
+      try {
+        ioc_.run();
+        return;
+      } catch (...) {
+        InternalError("xml proxy", std::current_exception());
+      }
+    }
+  });
   return absl::OkStatus();
 }
 

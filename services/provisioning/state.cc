@@ -63,8 +63,18 @@ absl::Status SharedState::Refresh() {
   return absl::OkStatus();
 }
 
+absl::Status SharedState::SafeRefresh() {
+  try {
+    return Refresh();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("refresh failed: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("refresh failed");
+  }
+}
+
 absl::Status SharedState::Start(absl::Duration period) {
-  absl::Status first = Refresh();
+  absl::Status first = SafeRefresh();
   {
     std::lock_guard<std::mutex> lock(mu_);
     last_ = first;
@@ -76,7 +86,7 @@ absl::Status SharedState::Start(absl::Duration period) {
            waited += absl::Milliseconds(50)) {
         absl::SleepFor(absl::Milliseconds(50));
       }
-      absl::Status s = Refresh();
+      absl::Status s = SafeRefresh();
       {
         std::lock_guard<std::mutex> lock(mu_);
         last_ = s;

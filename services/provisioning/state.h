@@ -1,7 +1,8 @@
 // What every provisioning request consults, kept fresh from Redis by one background thread:
 // the current hash key (R-HASH, written by control; a regenerated key replaces the old one
 // within a second, no restart) and the bans of sources that missed the hash too often
-// (rwg:ban:prov:<ip>, listed and lifted with `rwgctl ban`).
+// (rwg:ban:prov:<source>, listed and lifted with `rwgctl ban`; a source is an IPv4 address or
+// an IPv6 /64, core::SourceKey).
 #pragma once
 
 #include <atomic>
@@ -53,6 +54,8 @@ class SharedState {
 
  private:
   absl::Status Refresh();
+  // Refresh, with whatever it throws as an error status: the thread keeps running.
+  absl::Status SafeRefresh();
   core::RedisClient& redis_;
   core::BanStore bans_;
   const core::SecretBox& box_;

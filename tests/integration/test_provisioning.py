@@ -24,6 +24,7 @@ MAC = "0800A1B2C3D4"
 
 class ProvisioningTest(rwgtest.TempDirTest):
     ban_misses = 5
+    ban_mac_misses = 4
 
     def setUp(self):
         super().setUp()
@@ -56,12 +57,14 @@ class ProvisioningTest(rwgtest.TempDirTest):
             "--https-key-file", self.certs["key"], "--store-dir", self.store,
             "--api-token-file", token,
             "--ban-misses", str(self.ban_misses), "--ban-window-seconds", "60",
-            "--ban-seconds", "4", "--threads", "2", "--xml-timeout-ms", "1000"]).start()
+            "--ban-seconds", "4", "--threads", "2", "--xml-timeout-ms", "1000",
+            "--ban-mac-misses", str(self.ban_mac_misses),
+            "--xml-ca-file", self.certs["ca"]]).start()
         self.addCleanup(self.prov.stop)
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def curl(self, path, *args, source=None, method=None):
+    def curl(self, path, *args, source=None, method=None, port=None):
         """(status, headers, body) of one HTTPS request; status 0 when the connection failed."""
         out = os.path.join(self.tmp, "body")
         cmd = ["curl", "-s", "--path-as-is", "--cacert", self.certs["ca"], "-o", out,
@@ -70,7 +73,7 @@ class ProvisioningTest(rwgtest.TempDirTest):
             cmd += ["--interface", source]
         if method == "HEAD":
             cmd += ["-I"]
-        cmd += list(args) + [f"https://localhost:{self.port}{path}"]
+        cmd += list(args) + [f"https://localhost:{port or self.port}{path}"]
         r = subprocess.run(cmd, capture_output=True, timeout=30)
         text = r.stdout.decode(errors="replace")
         headers, _, tail = text.rpartition("\n")
@@ -92,9 +95,99 @@ class ProvisioningTest(rwgtest.TempDirTest):
     def path(self, name, key=None):
         return f"/{key or self.hash}/ftp_67xxi/{name}"
 
-    def metrics(self):
+    def metrics(self, service=None):
+        service = service or self.prov
         return urllib.request.urlopen(
-            f"http://127.0.0.1:{self.prov.ports['metrics']}/metrics", timeout=5).read().decode()
+            f"http://127.0.0.1:{service.ports['metrics']}/metrics", timeout=5).read().decode()
+
+    def another(self, name, *args, host="127.0.0.1"):
+        """A second provisioning instance on the same Redis and store, with `args`; returns
+        (service, port)."""
+        port = rwgtest.free_port()
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        svc = rwgtest.Service("provisioning", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--listen", listen, "--https-cert-file", self.certs["cert"],
+            "--https-key-file", self.certs["key"], "--store-dir", self.store,
+            "--api-token-file", os.path.join(self.tmp, "store-token")] + list(args))
+        svc.log_path = os.path.join(self.tmp, f"provisioning-{name}.log")
+        svc.start()
+        self.addCleanup(svc.stop)
+        return svc, port
+
+    def tls(self, port, source=None, timeout=10):
+        """A TLS connection to the service, from `source` when given."""
+        ctx = ssl.create_default_context(cafile=self.certs["ca"])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                       source_address=(source, 0) if source else None)
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.addCleanup(s.close)
+        return s
+
+    def get(self, s, name):
+        """(status, body) of one keep-alive GET on the open connection `s`."""
+        s.sendall(f"GET {self.path(name)} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                return 0, b""
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+        while len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        return int(head.split(b" ", 2)[1]), body
+
+    def closed_by_server(self, s):
+        """True when the server closed `s` (reads nothing, or fails)."""
+        try:
+            s.settimeout(5)
+            return s.recv(100) == b""
+        except TimeoutError:
+            return False
+        except (ssl.SSLError, ConnectionError, OSError):
+            return True
+
+    def fake_ipbx(self, cert, key, seen=None):
+        """An HTTPS server standing for the iPBX's XML port, with `cert`; answers every path
+        with an XML screen naming it (after 3 s for paths with "slow"). Returns (server, port);
+        the requests' (path, X-Forwarded-For) are appended to `seen`. A path with "status<N>"
+        is answered with status N."""
+        seen = [] if seen is None else seen
+        port = rwgtest.free_port()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, self.headers.get("X-Forwarded-For")))
+                if "slow" in self.path:
+                    time.sleep(3)
+                body = f"<AastraIPPhoneTextScreen><Text>{self.path}</Text>" \
+                       "</AastraIPPhoneTextScreen>".encode()
+                code = re.search(r"status(\d+)", self.path)
+                self.send_response(int(code.group(1)) if code else 200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        return server, port
 
     # -- tests -----------------------------------------------------------------------------
 
@@ -216,38 +309,59 @@ class ProvisioningTest(rwgtest.TempDirTest):
         rwgtest.wait_until("expired", lambda: self.curl(self.path("aastra.cfg"))[0] == 200,
                            timeout=10)
 
+    def test_mac_enumeration_is_banned(self):
+        """Asking for many MAC files the store does not have bans the source (4 different ones
+        here); asking again for the same one, for files that exist, or for the common files a
+        site may not have (startup.cfg, <model>.cfg, security.tuz, ...) does not count."""
+        guesser, phone = "127.0.0.5", "127.0.0.6"
+        for _ in range(10):
+            for name in (f"{MAC}.cfg", f"{MAC.lower()}.cfg", "aastra.cfg", "startup.cfg",
+                         "6869i.cfg", "security.tuz", "6869i.st", "lang_fr.txt",
+                         "0800A1B2C3FF.cfg"):
+                self.assertIn(self.curl(self.path(name), source=phone)[0], (200, 404), name)
+        self.assertEqual(self.curl(self.path("aastra.cfg"), source=phone)[0], 200,
+                         "a phone asking for its own absent file is not banned")
+        for i in range(self.ban_mac_misses):
+            self.assertEqual(self.curl(self.path(f"0800A1B2C4{i:02X}.cfg"), source=guesser)[0],
+                             404)
+        self.assertIn(self.curl(self.path("aastra.cfg"), source=guesser)[0], (0, 403))
+        self.assertEqual(self.curl(self.path("aastra.cfg"), source=phone)[0], 200)
+        rwgtest.wait_until("the ban stored", lambda: "prov:127.0.0.5" in self.ctl.ok(
+            "ban", "list"), timeout=5)
+        metrics = self.metrics()
+        self.assertRegex(metrics, r"(?m)^rwg_provisioning_bans_total 1")
+        self.assertRegex(metrics, rf"(?m)^rwg_provisioning_mac_misses_total {10 + 4}")
+        self.assertRegex(metrics, r"(?m)^rwg_provisioning_hash_misses_total 0")
+
+    def test_ipv6_sources_are_banned_by_their_64(self):
+        """Over IPv6 the misses and the ban go by the source's /64 (::1 is in ::/64)."""
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+        svc, port = self.another("v6", "--ban-misses", "3", host="::1")
+        url = f"https://[::1]:{port}"
+
+        def get(path):
+            r = subprocess.run(["curl", "-s", "-k", "-o", "/dev/null", "-w", "%{http_code}",
+                                "--max-time", "10", url + path], capture_output=True, timeout=30)
+            return int(r.stdout or b"0")
+
+        self.assertEqual(get(self.path("aastra.cfg")), 200)
+        for _ in range(3):
+            self.assertEqual(get(self.path("aastra.cfg", "guess")), 404)
+        self.assertIn(get(self.path("aastra.cfg")), (0, 403))
+        rwgtest.wait_until("the ban stored", lambda: "prov:::/64" in self.ctl.ok(
+            "ban", "list"), timeout=5)
+        self.ctl.ok("ban", "remove", "prov:::/64")
+        rwgtest.wait_until("lifted", lambda: get(self.path("aastra.cfg")) == 200, timeout=5)
+
     def test_xml_features_are_proxied_to_the_ipbx(self):
         """Paths under the hash other than the files go to the iPBX's XML port (TLS) with their
         path and query; a slow iPBX gives 504, an absent one 502, both quickly."""
-        upstream_port = rwgtest.free_port()
         seen = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                seen.append((self.path, self.headers.get("X-Forwarded-For")))
-                if "slow" in self.path:
-                    time.sleep(3)
-                body = f"<AastraIPPhoneTextScreen><Text>{self.path}</Text>" \
-                       "</AastraIPPhoneTextScreen>".encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_HEAD = do_GET
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", upstream_port), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.certs["cert"], self.certs["key"])
-        server.socket = ctx.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.addCleanup(server.server_close)
-        self.addCleanup(server.shutdown)
+        server, upstream_port = self.fake_ipbx(self.certs["cert"], self.certs["key"], seen)
         self.ctl.ok("config", "set", "icp.host=localhost",
                     f"icp.xml_destination_port={upstream_port}")
         target = f"/{self.hash}/omm.mghc/?key=20&na=1234"
@@ -264,6 +378,10 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertEqual(self.header(headers, "Content-Length"),
                          str(len(f"<AastraIPPhoneTextScreen><Text>{target}</Text>"
                                  "</AastraIPPhoneTextScreen>")))
+        # The iPBX's status comes back as it is, even one without a name.
+        self.assertEqual(self.curl(f"/{self.hash}/status404/feature")[0], 404)
+        self.assertEqual(self.curl(f"/{self.hash}/status299/feature")[0], 299)
+        self.assertRegex(self.prov.read_log(), r"status=299")
         # A slow iPBX: 504 after the timeout (1 s here), not after its answer.
         started = time.monotonic()
         status, _, body = self.curl(f"/{self.hash}/slow/feature")
@@ -279,6 +397,43 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertLess(time.monotonic() - started, 1.5)
         self.assertEqual(self.curl(self.path("aastra.cfg"))[0], 200, "files are still served")
 
+    def test_xml_proxy_verifies_the_ipbx(self):
+        """The iPBX's certificate and host name are verified: by default against the system's
+        CA store, so an iPBX with a certificate of a private CA is refused (502) unless that CA
+        is given with --xml-ca-file (as the other tests do); --xml-insecure-skip-verify turns
+        verification off and warns at start. A certificate for another name is refused even
+        with the right CA."""
+        _, upstream_port = self.fake_ipbx(self.certs["cert"], self.certs["key"])
+        self.ctl.ok("config", "set", "icp.host=localhost",
+                    f"icp.xml_destination_port={upstream_port}")
+        target = f"/{self.hash}/omm.mghc/?key=20&na=1234"
+        rwgtest.wait_until("proxied with the CA", lambda: self.curl(target)[0] == 200, timeout=5)
+        default, default_port = self.another("verify-default", "--xml-timeout-ms", "2000")
+        status, _, body = self.curl(target, port=default_port)
+        self.assertEqual(status, 502, body)
+        self.assertIn("certificate verify failed", default.read_log())
+        insecure, insecure_port = self.another("insecure", "--xml-insecure-skip-verify",
+                                               "--xml-timeout-ms", "2000")
+        self.assertRegex(insecure.read_log(), r"(?m)level=warn.*not verified.*xml-insecure")
+        self.assertEqual(self.curl(target, port=insecure_port)[0], 200)
+        self.assertEqual(self.curl(self.path("aastra.cfg"), port=default_port)[0], 200)
+
+        # A certificate of the right CA for another name.
+        def run(*args):
+            subprocess.run(args, check=True, cwd=self.tmp, capture_output=True)
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-subj", "/CN=other.example", "-keyout", "other.key", "-out", "other.csr")
+        with open(os.path.join(self.tmp, "other-ext"), "w") as f:
+            f.write("subjectAltName=DNS:other.example\n")
+        run("openssl", "x509", "-req", "-in", "other.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "other-ext", "-out", "other.pem")
+        _, other_port = self.fake_ipbx(os.path.join(self.tmp, "other.pem"),
+                                       os.path.join(self.tmp, "other.key"))
+        self.ctl.ok("config", "set", f"icp.xml_destination_port={other_port}")
+        rwgtest.wait_until("the name refused", lambda: self.curl(target)[0] == 502, timeout=5)
+        rwgtest.wait_until("insecure: proxied", lambda: self.curl(
+            target, port=insecure_port)[0] == 200, timeout=5)
+
     def test_200_concurrent_firmware_downloads(self):
         """200 phones fetch a 40 MB firmware at once, and 200 more their small files: every
         download completes with the right checksum."""
@@ -290,9 +445,11 @@ class ProvisioningTest(rwgtest.TempDirTest):
             want[name] = hashlib.sha256(self.files[name]).hexdigest()
         ctx = ssl.create_default_context(cafile=self.certs["ca"])
 
-        async def fetch(name):
+        async def fetch(i, name):
+            # From 20 addresses, as phones are: one source holds 32 connections at most.
             reader, writer = await asyncio.open_connection(
-                "127.0.0.1", self.port, ssl=ctx, server_hostname="localhost")
+                "127.0.0.1", self.port, ssl=ctx, server_hostname="localhost",
+                local_addr=(f"127.0.1.{i % 20 + 1}", 0))
             writer.write(f"GET {self.path(name)} HTTP/1.1\r\nHost: localhost\r\n"
                          "Connection: close\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
@@ -312,7 +469,7 @@ class ProvisioningTest(rwgtest.TempDirTest):
         async def everyone():
             names = ["6869i.st"] * 200 + [("aastra.cfg", f"{MAC}.cfg", "CA_Mitel.pem")[i % 3]
                                           for i in range(200)]
-            return await asyncio.gather(*(fetch(n) for n in names))
+            return await asyncio.gather(*(fetch(i, n) for i, n in enumerate(names)))
 
         started = time.monotonic()
         results = asyncio.run(everyone())
@@ -353,6 +510,67 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertRegex(metrics, r'rwg_provisioning_refused_connections_total\{reason="limit"\} [1-9]')
         self.assertRegex(metrics, r"(?m)^rwg_provisioning_connections 2")
         # A phone that lets go makes room.
+        held[0].close()
+        rwgtest.wait_until("room again", lambda: subprocess.run(
+            ["curl", "-sf", "--cacert", self.certs["ca"], "-o", "/dev/null",
+             f"https://localhost:{port}{self.path('aastra.cfg')}"]).returncode == 0, timeout=5)
+
+    def test_slow_header_is_cut_off_at_its_deadline(self):
+        """A client dribbling its request header one byte a second is closed when the header
+        deadline (3 s here) passes, however regularly it sends; a client that sends its request
+        is served meanwhile, and a keep-alive connection may stay idle longer than that deadline
+        between requests."""
+        svc, port = self.another("slow", "--header-timeout-seconds", "3",
+                                 "--idle-timeout-seconds", "30", "--threads", "1")
+        slow = self.tls(port)
+        keep = self.tls(port, source="127.0.0.2")
+        self.assertEqual(self.get(keep, "aastra.cfg")[0], 200)
+        request = f"GET {self.path('aastra.cfg')} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+        started = time.monotonic()
+        cut_after = None
+        for i in range(len(request)):
+            try:
+                slow.sendall(request[i:i + 1])
+            except (ssl.SSLError, ConnectionError, OSError):
+                cut_after = time.monotonic() - started
+                break
+            if i == 1:  # served while the slow one dribbles
+                status, _, _ = self.curl(self.path("6867i.cfg"), source="127.0.0.3")
+                self.assertEqual(status, 200)
+            time.sleep(1)
+            if time.monotonic() - started > 8:
+                break
+        if cut_after is None and self.closed_by_server(slow):
+            cut_after = time.monotonic() - started
+        self.assertIsNotNone(cut_after, "the dribbling client is still connected")
+        self.assertLess(cut_after, 8)
+        self.assertRegex(self.metrics(svc), r'rwg_provisioning_timeouts_total\{phase="header"\} 1')
+        # The keep-alive connection, idle for longer than the header deadline, still serves.
+        self.assertEqual(self.get(keep, "6867i.cfg")[0], 200)
+        # A connection that sends nothing at all is closed at the deadline too.
+        silent = self.tls(port)
+        started = time.monotonic()
+        self.assertTrue(self.closed_by_server(silent))
+        self.assertLess(time.monotonic() - started, 6)
+
+    def test_one_source_cannot_hold_every_connection(self):
+        """--max-connections-per-source (3 here): a 4th connection from the same address is
+        closed at once, while another address is served; closing one makes room again."""
+        svc, port = self.another("per-source", "--max-connections-per-source", "3",
+                                 "--threads", "2")
+        held = [self.tls(port) for _ in range(3)]
+        for s in held:
+            self.assertEqual(self.get(s, "aastra.cfg")[0], 200)
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+            extra = self.tls(port, timeout=5)
+            if self.get(extra, "aastra.cfg")[0] == 0:
+                raise ConnectionError("closed")
+        other = self.tls(port, source="127.0.0.2")
+        self.assertEqual(self.get(other, "aastra.cfg")[0], 200)
+        metrics = self.metrics(svc)
+        self.assertRegex(metrics,
+                         r'rwg_provisioning_refused_connections_total\{reason="source_limit"\} 1')
+        self.assertRegex(metrics, r"(?m)^rwg_provisioning_connections 4")
         held[0].close()
         rwgtest.wait_until("room again", lambda: subprocess.run(
             ["curl", "-sf", "--cacert", self.certs["ca"], "-o", "/dev/null",

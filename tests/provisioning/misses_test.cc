@@ -40,5 +40,20 @@ TEST(MissCounterTest, MemoryIsBounded) {
   EXPECT_LE(m.tracked(), 100u);
 }
 
+TEST(MissCounterTest, DistinctMissesCountOnceWithinTheWindow) {
+  core::ManualClock clock;
+  MissCounter m(3, absl::Seconds(60), clock);
+  // A phone asking again and again for its own absent file is one miss.
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE(m.Miss("192.0.2.1", "0800A1B2C3D4"));
+  EXPECT_FALSE(m.Miss("192.0.2.1", "0800A1B2C3D5"));
+  EXPECT_TRUE(m.Miss("192.0.2.1", "0800A1B2C3D6"));  // the third different one
+  // Once out of the window, the same one counts again.
+  EXPECT_FALSE(m.Miss("192.0.2.2", "0800A1B2C3D4"));
+  clock.Advance(absl::Seconds(61));
+  EXPECT_FALSE(m.Miss("192.0.2.2", "0800A1B2C3D4"));
+  EXPECT_FALSE(m.Miss("192.0.2.2", "0800A1B2C3D5"));
+  EXPECT_TRUE(m.Miss("192.0.2.2", "0800A1B2C3D6"));
+}
+
 }  // namespace
 }  // namespace rwg::provisioning

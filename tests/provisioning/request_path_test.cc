@@ -78,5 +78,17 @@ TEST(RequestPathTest, LogsNeverShowTheHash) {
   EXPECT_EQ(RedactHash("garbage"), "<unparsed>");
 }
 
+TEST(RequestPathTest, MacOfPerPhoneFiles) {
+  EXPECT_EQ(MacOfFile("0800A1B2C3D4.cfg"), "0800A1B2C3D4");
+  EXPECT_EQ(MacOfFile("0800a1b2c3d4.cfg"), "0800A1B2C3D4");
+  EXPECT_EQ(MacOfFile("0800A1B2C3D4.tuz"), "0800A1B2C3D4");
+  EXPECT_EQ(MacOfFile("0800A1B2C3D4-local.cfg"), "0800A1B2C3D4");
+  for (const char* other :
+       {"aastra.cfg", "startup.cfg", "6867i.cfg", "security.tuz", "6869i.st", "CA_Mitel.pem",
+        "0800A1B2C3D4", "0800A1B2C3.cfg", "0800A1B2C3G4.cfg", "0800A1B2C3D4E5.cfg", ""}) {
+    EXPECT_EQ(MacOfFile(other), "") << other;
+  }
+}
+
 }  // namespace
 }  // namespace rwg::provisioning
