@@ -36,18 +36,18 @@ class SipviciousTest(TopologyFixture):
         self.phone_results = []
 
     def tool(self, *argv, timeout=120):
-        # The attacker's own address: 127.0.0.9 (the phone elsewhere uses 127.0.0.1).
-        r = subprocess.run([*argv, "-b", "127.0.0.9", f"udp://127.0.0.1:{self.udp_port}"],
+        # The attacker sends from 127.0.0.1; the phone elsewhere uses 127.0.0.5.
+        r = subprocess.run([*argv, f"udp://127.0.0.1:{self.udp_port}"],
                            capture_output=True, text=True, timeout=timeout,
                            cwd=self.tmp, env=dict(os.environ, HOME=self.tmp))
         return r.stdout + r.stderr
 
     def legitimate_phone(self, office):
-        """1002 over TLS from 127.0.0.1: registers and calls the office every second."""
+        """1002 over TLS from 127.0.0.5: registers and calls the office every second."""
         while not self.stop_phone.is_set():
             try:
                 conn = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True,
-                                               ca=self.certs["ca"])
+                                               ca=self.certs["ca"], source="127.0.0.5")
                 r = conn.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
                 ok = sipclient.status(r) == 200
                 if ok:
@@ -77,7 +77,10 @@ class SipviciousTest(TopologyFixture):
 
         # Extension enumeration: 1001 and 1002 exist, the others do not; REGISTER answers
         # must not tell them apart.
-        out = self.tool("svwar", "-e1000-1010", "-m", "REGISTER", timeout=120)
+        # Slow enough to stay under the flood limit: the answers alone must tell nothing.
+        out = self.tool("svwar", "-e1000-1010", "-m", "REGISTER", "-t", "0.25", "--force",
+                        timeout=120)
+        self.assertIn("found nothing", out)
         self.assertNotIn("1001", out.replace(f":{self.udp_port}", ""),
                          f"svwar learnt an extension:\n{out}")
         self.assertNotIn("1002 ", out, f"svwar learnt an extension:\n{out}")
@@ -87,11 +90,21 @@ class SipviciousTest(TopologyFixture):
         with open(words, "w") as f:
             f.write("\n".join([f"guess{i}" for i in range(9)] + [DEVICES["1001"][0]]
                               + [f"later{i}" for i in range(20)]) + "\n")
-        out = self.tool("svcrack", "-u1001", "-d", words, timeout=180)
+        out = self.tool("svcrack", "-u1001", "-d", words, "-t", "0.25", timeout=180)
         self.assertNotIn(DEVICES["1001"][0], out, f"svcrack found the password:\n{out}")
+        self.assertIn("found nothing", out)
         bans = self.ctl.json("ban", "list")["bans"]
-        self.assertTrue(any(b["id"].startswith(("auth:127.0.0.9", "src:127.0.0.9"))
-                            for b in bans), bans)
+        self.assertIn("auth:127.0.0.1|1001", [b["id"] for b in bans])
+
+        # svwar gives up by itself: "Bad user = SIP/2.0 401 - svwar will probably not work!".
+        self.assertIn("will probably not work", self.tool(
+            "svwar", "-e2000-2999", "-m", "REGISTER", "--force", timeout=120))
+        # Cracking at full speed is a flood: the source is banned (in the kernel too).
+        out = self.tool("svcrack", "-u1002", "-r1-400", timeout=120)
+        self.assertNotIn("| 1002", out)
+        bans = self.ctl.json("ban", "list")["bans"]
+        self.assertIn("src:127.0.0.1", [b["id"] for b in bans])
+        self.assertFalse(any("127.0.0.5" in b["id"] for b in bans), bans)
         self.assertTrue(self.edge.alive())
 
         time.sleep(3)
