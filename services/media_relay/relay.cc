@@ -36,6 +36,7 @@ struct RelayMetrics {
   prometheus::Family<prometheus::Counter>& drops;
   prometheus::Counter& auth_failures;
   prometheus::Counter& idle;
+  prometheus::Counter& internal_errors;
   // The children of the families, looked up once: [leg][direction] and [leg][reason].
   std::array<std::array<prometheus::Counter*, 2>, 2> packets_by{}, bytes_by{};
   std::array<std::array<prometheus::Counter*, kDropReasons>, 2> drops_by{};
@@ -77,7 +78,14 @@ struct RelayMetrics {
                  .Name("rwg_media_relay_idle_sessions_total")
                  .Help("Sessions that went idle (no packet for the idle timeout)")
                  .Register(r)
-                 .Add({})) {
+                 .Add({})),
+        internal_errors(prometheus::BuildCounter()
+                            .Name("rwg_media_relay_internal_errors_total")
+                            .Help("Exceptions caught on the packet path (the packet dropped) or "
+                                  "in an API handler (answered INTERNAL); should stay 0")
+                            .Register(r)
+                            .Add({})) {
+    SetPacketPathErrorCounter(&internal_errors);
     for (int l = 0; l < 2; ++l) {
       for (int d = 0; d < 2; ++d) {
         const char* dir = d == 0 ? "in" : "out";

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <poll.h>
+#include <prometheus/counter.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -396,7 +397,54 @@ void Worker::EpollLoop() {
   RunQueued();
 }
 
+namespace {
+std::atomic<prometheus::Counter*> g_packet_errors{nullptr};
+std::atomic<uint64_t> g_packet_error_count{0};
+
+void PacketPathError(const char* where, const char* what) noexcept {
+  try {
+    if (prometheus::Counter* c = g_packet_errors.load()) c->Increment();
+    const uint64_t n = ++g_packet_error_count;
+    if ((n & (n - 1)) == 0) {  // the 1st, 2nd, 4th, 8th...: a storm does not flood the log
+      core::log::Error("packet path error; the packet is dropped",
+                       {{"where", where}, {"error", what}, {"count", absl::StrCat(n)}});
+    }
+  } catch (...) {
+  }
+}
+}  // namespace
+
+void SetPacketPathErrorCounter(prometheus::Counter* counter) { g_packet_errors.store(counter); }
+
+void CountHandlerError(const char* rpc, const char* what) noexcept {
+  try {
+    if (prometheus::Counter* c = g_packet_errors.load()) c->Increment();
+    core::log::Error("API handler error; answered INTERNAL", {{"rpc", rpc}, {"error", what}});
+  } catch (...) {
+  }
+}
+
 void Worker::Readable(Leg::Tag* tag) {
+  try {
+    ReadableUnguarded(tag);
+  } catch (const std::exception& e) {
+    PacketPathError("readable", e.what());
+  } catch (...) {
+    PacketPathError("readable", "unknown exception");
+  }
+}
+
+void Worker::UringCompletion(const io_uring_cqe* cqe) {
+  try {
+    UringCompletionUnguarded(cqe);
+  } catch (const std::exception& e) {
+    PacketPathError("completion", e.what());
+  } catch (...) {
+    PacketPathError("completion", "unknown exception");
+  }
+}
+
+void Worker::ReadableUnguarded(Leg::Tag* tag) {
   Session* s = tag->session;
   Leg& in = s->legs[tag->leg];
   Leg& out = s->legs[1 - tag->leg];
@@ -558,7 +606,7 @@ void Worker::UringLoop() {
   buf_ring_ = nullptr;
 }
 
-void Worker::UringCompletion(const io_uring_cqe* cqe) {
+void Worker::UringCompletionUnguarded(const io_uring_cqe* cqe) {
   const uint64_t data = io_uring_cqe_get_data64(cqe);
   const uint64_t kind = data >> kKindShift;
   const bool has_buffer = (cqe->flags & IORING_CQE_F_BUFFER) != 0;

@@ -26,7 +26,17 @@
 #include "services/core/thread.h"
 #include "services/media_relay/session.h"
 
+namespace prometheus {
+class Counter;
+}
+
 namespace rwg::media_relay {
+
+// Exceptions caught on the packet path (the packet or queued change is dropped, the worker
+// goes on): counted in `counter` (rwg_media_relay_internal_errors_total), set once at start.
+void SetPacketPathErrorCounter(prometheus::Counter* counter);
+// An exception caught in an API handler: logged and counted in the same counter.
+void CountHandlerError(const char* rpc, const char* what) noexcept;
 
 enum class IoMode { kUring, kEpoll };
 absl::StatusOr<IoMode> ParseIoMode(const std::string& name);
@@ -74,11 +84,13 @@ class Worker {
   // epoll
   absl::Status EpollInit();
   void EpollLoop();
-  void Readable(Leg::Tag* tag);
+  void Readable(Leg::Tag* tag);  // guarded: nothing thrown leaves the packet path
+  void ReadableUnguarded(Leg::Tag* tag);
   // io_uring
   absl::Status UringInit();
   void UringLoop();
-  void UringCompletion(const io_uring_cqe* cqe);
+  void UringCompletion(const io_uring_cqe* cqe);  // guarded: nothing thrown leaves the packet path
+  void UringCompletionUnguarded(const io_uring_cqe* cqe);
   void UringArm(uint32_t slot);
   void UringArmEvents();
   io_uring_sqe* UringSqe();
