@@ -3,6 +3,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 
@@ -28,21 +30,84 @@ spdlog::logger& Logger() {
   return *g_logger;
 }
 
+// Values longer than this are cut (a hostile peer's 60 KB header stays a short line).
+constexpr size_t kMaxValueBytes = 1024;
+
 bool NeedsQuotes(absl::string_view v) {
-  if (v.empty()) return true;
+  if (v.empty() || v.size() > kMaxValueBytes) return true;
   for (unsigned char c : v) {
     if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f) return true;
   }
   return false;
 }
 
+void AppendHex(std::string& out, unsigned char c) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.append("\\x");
+  out.push_back(kHex[c >> 4]);
+  out.push_back(kHex[c & 15]);
+}
+
+// The length of the well-formed UTF-8 sequence at the start of `v` (RFC 3629: no overlong
+// forms, no surrogates, nothing above U+10FFFF), 0 when it is not one.
+size_t Utf8SequenceLength(absl::string_view v, uint32_t* code_point) {
+  const auto b = [&](size_t i) { return static_cast<unsigned char>(v[i]); };
+  const unsigned char c = b(0);
+  size_t n = 0;
+  uint32_t cp = 0;
+  unsigned char lo = 0x80, hi = 0xbf;  // the allowed range of the second byte
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+    cp = c & 0x1f;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    cp = c & 0x0f;
+    if (c == 0xe0) lo = 0xa0;  // overlong
+    if (c == 0xed) hi = 0x9f;  // surrogates
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    cp = c & 0x07;
+    if (c == 0xf0) lo = 0x90;  // overlong
+    if (c == 0xf4) hi = 0x8f;  // above U+10FFFF
+  } else {
+    return 0;
+  }
+  if (v.size() < n || b(1) < lo || b(1) > hi) return 0;
+  for (size_t i = 1; i < n; ++i) {
+    if ((b(i) & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (b(i) & 0x3f);
+  }
+  *code_point = cp;
+  return n;
+}
+
+// Quotes and escapes a value so that the record stays one line of valid UTF-8: control
+// characters (C0, DEL, C1, U+2028, U+2029) and bytes that are not UTF-8 become \xNN.
 void AppendValue(std::string& out, absl::string_view v) {
   if (!NeedsQuotes(v)) {
     out.append(v.data(), v.size());
     return;
   }
+  const size_t total = v.size();
+  if (v.size() > kMaxValueBytes) v = v.substr(0, kMaxValueBytes);
   out.push_back('"');
-  for (unsigned char c : v) {
+  for (size_t i = 0; i < v.size();) {
+    const unsigned char c = static_cast<unsigned char>(v[i]);
+    if (c >= 0x80) {
+      uint32_t cp = 0;
+      const size_t n = Utf8SequenceLength(v.substr(i), &cp);
+      if (n == 0 || cp < 0xa0 || cp == 0x2028 || cp == 0x2029) {
+        for (size_t k = 0; k < std::max<size_t>(n, 1); ++k) {
+          AppendHex(out, static_cast<unsigned char>(v[i + k]));
+        }
+        i += std::max<size_t>(n, 1);
+      } else {
+        out.append(v.data() + i, n);
+        i += n;
+      }
+      continue;
+    }
+    ++i;
     switch (c) {
       case '"':
         out.append("\\\"");
@@ -61,15 +126,13 @@ void AppendValue(std::string& out, absl::string_view v) {
         break;
       default:
         if (c < ' ' || c == 0x7f) {
-          static constexpr char kHex[] = "0123456789abcdef";
-          out.append("\\x");
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 15]);
+          AppendHex(out, c);
         } else {
           out.push_back(static_cast<char>(c));
         }
     }
   }
+  if (total > v.size()) absl::StrAppend(&out, "...(", total, " bytes)");
   out.push_back('"');
 }
 

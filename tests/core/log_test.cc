@@ -3,6 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <clocale>
+#include <cwchar>
+#include <string>
+
 namespace rwg::core::log {
 namespace {
 
@@ -22,6 +26,80 @@ TEST(LogFormatTest, QuotesAndEscapesHostileValues) {
   EXPECT_THAT(line, HasSubstr("peer=\"a b\\\"c\\nd=e\\x01\""));
   EXPECT_EQ(line.find('\n'), std::string::npos);
   EXPECT_THAT(Format("info", "x", {{"empty", ""}}), EndsWith("empty=\"\""));
+}
+
+// True when `s` is well-formed UTF-8 (checked independently of the logger's own decoder).
+bool ValidUtf8(const std::string& s) {
+  std::mbstate_t st{};
+  std::setlocale(LC_CTYPE, "C.UTF-8");
+  const char* p = s.data();
+  const char* end = s.data() + s.size();
+  while (p < end) {
+    wchar_t wc;
+    const size_t n = std::mbrtowc(&wc, p, static_cast<size_t>(end - p), &st);
+    if (n == static_cast<size_t>(-1) || n == static_cast<size_t>(-2)) return false;
+    p += n == 0 ? 1 : n;
+  }
+  return true;
+}
+
+TEST(LogFormatTest, BytesThatAreNotUtf8AreEscaped) {
+  std::string line = Format("info", "registration refused", {{"user", "\xff"}});
+  EXPECT_THAT(line, EndsWith("user=\"\\xff\""));
+  // Latin-1 "José", a lone continuation byte, a truncated sequence, an overlong '/', a
+  // surrogate and a code point above U+10FFFF.
+  line = Format("info", "x",
+                {{"name", "Jos\xe9"},
+                 {"a", "\x80z"},
+                 {"b", "\xe2\x82"},
+                 {"c", "\xc0\xaf"},
+                 {"d", "\xed\xa0\x80"},
+                 {"e", "\xf4\x90\x80\x80"}});
+  EXPECT_THAT(line, HasSubstr("name=\"Jos\\xe9\""));
+  EXPECT_THAT(line, HasSubstr("a=\"\\x80z\""));
+  EXPECT_THAT(line, HasSubstr("b=\"\\xe2\\x82\""));
+  EXPECT_THAT(line, HasSubstr("c=\"\\xc0\\xaf\""));
+  EXPECT_THAT(line, HasSubstr("d=\"\\xed\\xa0\\x80\""));
+  EXPECT_THAT(line, HasSubstr("e=\"\\xf4\\x90\\x80\\x80\""));
+  EXPECT_TRUE(ValidUtf8(line));
+}
+
+TEST(LogFormatTest, Utf8PassesThroughButLineBreaksDoNot) {
+  // é (2 bytes), € (3 bytes), 😀 (4 bytes) are kept as they are.
+  std::string line = Format("info", "x", {{"name", "Jos\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"}});
+  EXPECT_THAT(line, EndsWith("name=\"Jos\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""));
+  // NEL (U+0085), LINE SEPARATOR (U+2028) and PARAGRAPH SEPARATOR (U+2029) break lines in
+  // some viewers: escaped.
+  line = Format("info", "x",
+                {{"v",
+                  "a\xc2\x85"
+                  "b\xe2\x80\xa8"
+                  "c\xe2\x80\xa9"}});
+  EXPECT_THAT(line, EndsWith("v=\"a\\xc2\\x85b\\xe2\\x80\\xa8c\\xe2\\x80\\xa9\""));
+  EXPECT_TRUE(ValidUtf8(line));
+}
+
+TEST(LogFormatTest, LongValuesAreCut) {
+  const std::string huge(60000, 'a');
+  std::string line = Format("info", "x", {{"ua", huge}, {"next", "1"}});
+  EXPECT_LT(line.size(), 1200u);
+  EXPECT_THAT(line, HasSubstr("ua=\"" + std::string(1024, 'a') + "...(60000 bytes)\""));
+  EXPECT_THAT(line, EndsWith(" next=1"));
+  // Cut inside a UTF-8 sequence: the piece left is escaped, the line stays valid.
+  std::string cut = std::string(1023, 'a') + "\xc3\xa9";
+  line = Format("info", "x", {{"v", cut}});
+  EXPECT_THAT(line, HasSubstr("a\\xc3...(1025 bytes)\""));
+  EXPECT_TRUE(ValidUtf8(line));
+}
+
+TEST(LogFormatTest, EveryByteKeepsTheLineOneLineOfUtf8) {
+  std::string all;
+  for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
+  for (int i = 0; i < 256; ++i) all += std::string("\xe2") + static_cast<char>(i) + "\x80";
+  const std::string line = Format("info", all, {{"v", all}});
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  EXPECT_EQ(line.find('\r'), std::string::npos);
+  EXPECT_TRUE(ValidUtf8(line));
 }
 
 }  // namespace

@@ -1,0 +1,50 @@
+#include "services/core/json.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace rwg::core {
+namespace {
+
+TEST(JsonDumpTest, KeepsUtf8AndEscapesAsJson) {
+  nlohmann::json j = {{"name", "Jos\xc3\xa9 \xe2\x82\xac"}, {"n", 3}, {"q", "a\"b\n"}};
+  EXPECT_EQ(JsonDump(j), "{\"n\":3,\"name\":\"Jos\xc3\xa9 \xe2\x82\xac\",\"q\":\"a\\\"b\\n\"}");
+  EXPECT_EQ(JsonDump(j), j.dump());
+}
+
+TEST(JsonDumpTest, BytesThatAreNotUtf8BecomeReplacementCharacters) {
+  // What a phone may send: a Latin-1 display name, a lone 0xff.
+  nlohmann::json j = {{"user", "\xff"}, {"display", "Jos\xe9"}, {"list", {"ok", "\xc0\xaf"}}};
+  EXPECT_THROW((void)j.dump(), nlohmann::json::type_error);
+  std::string text;
+  ASSERT_NO_THROW(text = JsonDump(j));
+  std::optional<nlohmann::json> back = JsonObject(text);
+  ASSERT_TRUE(back.has_value()) << text;
+  EXPECT_EQ((*back)["user"], "\xef\xbf\xbd");
+  EXPECT_EQ((*back)["display"], "Jos\xef\xbf\xbd");
+  EXPECT_EQ((*back)["list"][0], "ok");
+  EXPECT_EQ(JsonDump(*back), text);
+}
+
+TEST(JsonDumpTest, KeysThatAreNotUtf8DoNotThrowEither) {
+  nlohmann::json j;
+  j["\xfe"] = 1;
+  std::string text;
+  ASSERT_NO_THROW(text = JsonDump(j));
+  EXPECT_TRUE(JsonObject(text).has_value()) << text;
+}
+
+TEST(JsonObjectTest, AnythingButAnObjectIsNullopt) {
+  EXPECT_FALSE(JsonObject("").has_value());
+  EXPECT_FALSE(JsonObject("not json").has_value());
+  EXPECT_FALSE(JsonObject("[1,2]").has_value());
+  EXPECT_FALSE(JsonObject("\"s\"").has_value());
+  EXPECT_FALSE(JsonObject("{\"a\":\"\xff\"}").has_value());  // not UTF-8: not JSON
+  EXPECT_FALSE(JsonObject("{\"a\":1").has_value());
+  EXPECT_TRUE(JsonObject("{\"a\":1}").has_value());
+}
+
+}  // namespace
+}  // namespace rwg::core
