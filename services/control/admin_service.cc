@@ -19,6 +19,7 @@
 #include "services/control/validation.h"
 #include "services/core/calls.h"
 #include "services/core/devices.h"
+#include "services/core/json.h"
 #include "services/core/log.h"
 #include "services/core/status.h"
 
@@ -809,7 +810,11 @@ grpc::Status AdminServiceImpl::ListCalls(grpc::ServerContext* ctx,
     const std::string needle = Lower(req->filter());
     for (size_t i = 0; i < ids.size(); ++i) {
       absl::StatusOr<std::optional<adminpb::Call>> c = CallFromRecord((*records)[i], ids[i]);
-      if (!c.ok()) return c.status();
+      if (!c.ok()) {  // one damaged record does not hide the other calls
+        core::log::Warn("damaged call record skipped",
+                        {{"call", ids[i]}, {"error", std::string(c.status().message())}});
+        continue;
+      }
       if (!c->has_value()) continue;  // ended since
       const adminpb::Call& call = **c;
       if (!needle.empty() && !absl::StrContains(Lower(call.device()), needle) &&
@@ -899,8 +904,7 @@ absl::StatusOr<adminpb::HashKey> AdminServiceImpl::StoreHash(const std::string& 
   }
   nlohmann::json j = {{"key", box_.Seal(key, "hash")},
                       {"create_time", absl::ToUnixSeconds(clock_.Now())}};
-  absl::StatusOr<bool> set = store_.hash().CompareAndSet(
-      cur->value_or(""), j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  absl::StatusOr<bool> set = store_.hash().CompareAndSet(cur->value_or(""), core::JsonDump(j));
   if (!set.ok()) return set.status();
   if (!*set) return absl::AbortedError("the hash key changed concurrently; look and try again");
   core::log::Warn("hash key changed", {{"user", user}, {"action", action}});

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/core/devices.h"
+#include "services/core/json.h"
 
 namespace rwg::control {
 namespace {
@@ -177,10 +178,7 @@ absl::Status RedisControlStore::PutSession(const std::string& id, const Session&
   nlohmann::json j = {
       {"user", s.username}, {"exp", absl::ToUnixSeconds(s.expires_at)}, {"cred", s.credential}};
   int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl));
-  return redis_
-      .Command({"SET", kSessionPrefix + id,
-                j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "PX",
-                std::to_string(ms)})
+  return redis_.Command({"SET", kSessionPrefix + id, core::JsonDump(j), "PX", std::to_string(ms)})
       .status();
 }
 

@@ -5,6 +5,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "services/core/crypto.h"
+#include "services/core/json.h"
+#include "services/core/log.h"
 
 namespace rwg::core {
 namespace {
@@ -13,7 +16,28 @@ constexpr char kPrefix[] = "rwg:ban:";
 
 std::string SourceBanId(const std::string& ip) { return absl::StrCat("src:", ip); }
 std::string AuthBanId(const std::string& ip, const std::string& user) {
-  return absl::StrCat("auth:", ip, "|", user);
+  return absl::StrCat("auth:", ip, "|", BanUserKey(user));
+}
+
+std::string BanUserKey(const std::string& user) {
+  const auto plain = [](unsigned char c) { return c > ' ' && c < 0x7f && c != '#' && c != '\\'; };
+  if (user.size() <= kBanUserPlainMax && std::all_of(user.begin(), user.end(), plain)) {
+    return user;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < user.size() && i < kBanUserPlainMax; ++i) {
+    const unsigned char c = static_cast<unsigned char>(user[i]);
+    if (plain(c)) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.append("\\x");
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  absl::StrAppend(&out, "#", Sha256Hex(user).substr(0, 16));
+  return out;
 }
 
 absl::Status BanStore::Put(const Ban& b) {
@@ -26,7 +50,7 @@ absl::Status BanStore::Put(const Ban& b) {
                       {"since", absl::ToUnixSeconds(b.since)},
                       {"until", absl::ToUnixSeconds(b.until)}};
   const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(b.until - b.since));
-  return redis_.Command({"SET", kPrefix + b.id, j.dump(), "PX", std::to_string(ms)}).status();
+  return redis_.Command({"SET", kPrefix + b.id, JsonDump(j), "PX", std::to_string(ms)}).status();
 }
 
 absl::StatusOr<std::vector<Ban>> BanStore::List() {
@@ -46,19 +70,28 @@ absl::StatusOr<std::vector<Ban>> BanStore::List() {
   mget.insert(mget.end(), keys.begin(), keys.end());
   absl::StatusOr<RedisReply> vals = redis_.Command(mget);
   if (!vals.ok()) return vals.status();
-  for (const RedisReply& v : vals->elements) {
-    if (v.is_nil()) continue;
-    nlohmann::json j = nlohmann::json::parse(v.str, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) continue;
+  for (size_t i = 0; i < vals->elements.size() && i < keys.size(); ++i) {
+    const RedisReply& v = vals->elements[i];
+    if (v.is_nil()) continue;  // lifted or ended since the SCAN
+    std::optional<nlohmann::json> j = JsonObject(v.str);
+    if (!j) {
+      log::Warn("damaged ban record skipped", {{"key", keys[i]}, {"error", "not a JSON object"}});
+      continue;
+    }
     Ban b;
-    b.id = j.value("id", "");
-    b.kind = j.value("kind", "");
-    b.source = j.value("source", "");
-    b.user = j.value("user", "");
-    b.reason = j.value("reason", "");
-    b.instance = j.value("instance", "");
-    b.since = absl::FromUnixSeconds(j.value("since", int64_t{0}));
-    b.until = absl::FromUnixSeconds(j.value("until", int64_t{0}));
+    b.id = keys[i].substr(sizeof(kPrefix) - 1);  // the key's: what removing the ban deletes
+    try {
+      b.kind = j->value("kind", "");
+      b.source = j->value("source", "");
+      b.user = j->value("user", "");
+      b.reason = j->value("reason", "");
+      b.instance = j->value("instance", "");
+      b.since = absl::FromUnixSeconds(j->value("since", int64_t{0}));
+      b.until = absl::FromUnixSeconds(j->value("until", int64_t{0}));
+    } catch (const nlohmann::json::exception& e) {
+      log::Warn("damaged ban record skipped", {{"key", keys[i]}, {"error", e.what()}});
+      continue;
+    }
     out.push_back(std::move(b));
   }
   std::sort(out.begin(), out.end(), [](const Ban& a, const Ban& b) { return a.id < b.id; });

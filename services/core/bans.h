@@ -2,7 +2,8 @@
 // by the admin (rwgctl ban). Redis: rwg:ban:<id> JSON, expiring with the ban. Ids:
 //   src:<ip>           every request from the address is dropped (request flood)
 //   auth:<ip>|<user>   REGISTERs for the user from the address are refused (password guessing);
-//                      other users behind the same address are not affected
+//                      other users behind the same address are not affected. <user> is
+//                      BanUserKey(digest username): bounded, whatever a phone sends
 #pragma once
 
 #include <string>
@@ -26,7 +27,16 @@ struct Ban {
 };
 
 std::string SourceBanId(const std::string& ip);
+// `user` is the digest username as received; the id holds BanUserKey(user).
 std::string AuthBanId(const std::string& ip, const std::string& user);
+
+// What a digest username is known by in bans and their counters: the name itself when it is
+// at most kBanUserPlainMax printable ASCII characters other than '#' and '\\'; otherwise its
+// first kBanUserPlainMax bytes (printable ASCII kept, other bytes as \xNN) then '#' and 16 hex
+// digits of the SHA-256 of the whole name. At most 4 * 32 + 17 bytes of ASCII, and two names
+// share a key only if their SHA-256 share 64 bits.
+inline constexpr size_t kBanUserPlainMax = 32;
+std::string BanUserKey(const std::string& user);
 
 class BanStore {
  public:

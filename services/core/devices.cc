@@ -1,8 +1,10 @@
 #include "services/core/devices.h"
 
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/json.h"
 
 namespace rwg::core {
 
@@ -30,20 +32,23 @@ absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::Load(const std::st
   absl::StatusOr<RedisReply> r = redis_.Command({"HGET", kDevicesKey, user});
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::nullopt;
-  nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::DataLossError(absl::StrCat("device record ", user, " is not valid JSON"));
-  }
+  std::optional<nlohmann::json> j = JsonObject(r->str);
+  if (!j) return absl::DataLossError(absl::StrCat("device record ", user, " is not valid JSON"));
   DeviceSecrets d;
   d.set_username = user;
-  d.icp_username = j.value("icp_username", "");
-  d.srtp_optional = j.value("srtp_optional", false);
-  d.location = j.value("location", "");
-  absl::StatusOr<std::string> sp =
-      box_.Open(j.value("set_password", ""), DeviceSecretContext(user, "set_password"));
+  std::string set_sealed, icp_sealed;
+  try {
+    d.icp_username = j->value("icp_username", "");
+    d.srtp_optional = j->value("srtp_optional", false);
+    d.location = j->value("location", "");
+    set_sealed = j->value("set_password", "");
+    icp_sealed = j->value("icp_password", "");
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong type
+    return absl::DataLossError(absl::StrCat("device record ", user, ": ", e.what()));
+  }
+  absl::StatusOr<std::string> sp = box_.Open(set_sealed, DeviceSecretContext(user, "set_password"));
   if (!sp.ok()) return sp.status();
-  absl::StatusOr<std::string> ip =
-      box_.Open(j.value("icp_password", ""), DeviceSecretContext(user, "icp_password"));
+  absl::StatusOr<std::string> ip = box_.Open(icp_sealed, DeviceSecretContext(user, "icp_password"));
   if (!ip.ok()) return ip.status();
   d.set_password = *std::move(sp);
   d.icp_password = *std::move(ip);

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "services/core/json.h"
 
 namespace rwg::core {
 namespace {
@@ -97,7 +98,7 @@ absl::Status EmergencyStore::Put(const EmergencyRoute& r) {
                       {"description", r.description}};
   return redis_
       .Command({"EVAL", kPutScript, "2", kEmergencyKey, kEmergencyRevisionKey,
-                Field(r.location, r.number), j.dump()})
+                Field(r.location, r.number), JsonDump(j)})
       .status();
 }
 
@@ -114,13 +115,17 @@ absl::StatusOr<std::vector<EmergencyRoute>> EmergencyStore::List() {
   if (!all.ok()) return all.status();
   std::vector<EmergencyRoute> out;
   for (size_t i = 0; i + 1 < all->elements.size(); i += 2) {
-    nlohmann::json j = nlohmann::json::parse(all->elements[i + 1].str, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      return absl::DataLossError(absl::StrCat("emergency route '", all->elements[i].str, "' in ",
-                                              kEmergencyKey, " is damaged"));
+    std::optional<nlohmann::json> j = JsonObject(all->elements[i + 1].str);
+    try {
+      if (j) {
+        out.push_back({j->value("location", ""), j->value("number", ""), j->value("dial", ""),
+                       j->value("description", "")});
+        continue;
+      }
+    } catch (const nlohmann::json::exception&) {  // a field of the wrong type
     }
-    out.push_back({j.value("location", ""), j.value("number", ""), j.value("dial", ""),
-                   j.value("description", "")});
+    return absl::DataLossError(absl::StrCat("emergency route '", all->elements[i].str, "' in ",
+                                            kEmergencyKey, " is damaged"));
   }
   std::sort(out.begin(), out.end(), [](const EmergencyRoute& a, const EmergencyRoute& b) {
     return std::tie(a.location, a.number) < std::tie(b.location, b.number);

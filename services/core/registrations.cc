@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/json.h"
+#include "services/core/log.h"
 
 namespace rwg::core {
 namespace {
@@ -51,27 +53,31 @@ std::string BindingToJson(const Binding& b) {
                       {"reachable", b.reachable},
                       {"since", absl::ToUnixSeconds(b.since)},
                       {"expires_at", absl::ToUnixSeconds(b.expires_at)}};
-  return j.dump();
+  return JsonDump(j);
 }
 
 absl::StatusOr<Binding> BindingFromJson(const std::string& json) {
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return absl::DataLossError("damaged binding record");
+  std::optional<nlohmann::json> j = JsonObject(json);
+  if (!j) return absl::DataLossError("damaged binding record");
   Binding b;
-  b.set_username = j.value("set_username", "");
-  b.icp_username = j.value("icp_username", "");
-  if (j.contains("contacts") && j["contacts"].is_array()) {
-    for (const auto& c : j["contacts"]) {
-      if (c.is_string()) b.contacts.push_back(c.get<std::string>());
+  try {
+    b.set_username = j->value("set_username", "");
+    b.icp_username = j->value("icp_username", "");
+    if (j->contains("contacts") && (*j)["contacts"].is_array()) {
+      for (const auto& c : (*j)["contacts"]) {
+        if (c.is_string()) b.contacts.push_back(c.get<std::string>());
+      }
     }
+    b.source = j->value("source", "");
+    b.transport = j->value("transport", "");
+    b.instance = j->value("instance", "");
+    b.connection = j->value("connection", "");
+    b.reachable = j->value("reachable", true);
+    b.since = absl::FromUnixSeconds(j->value("since", int64_t{0}));
+    b.expires_at = absl::FromUnixSeconds(j->value("expires_at", int64_t{0}));
+  } catch (const nlohmann::json::exception& e) {  // a field of the wrong type
+    return absl::DataLossError(absl::StrCat("damaged binding record: ", e.what()));
   }
-  b.source = j.value("source", "");
-  b.transport = j.value("transport", "");
-  b.instance = j.value("instance", "");
-  b.connection = j.value("connection", "");
-  b.reachable = j.value("reachable", true);
-  b.since = absl::FromUnixSeconds(j.value("since", int64_t{0}));
-  b.expires_at = absl::FromUnixSeconds(j.value("expires_at", int64_t{0}));
   return b;
 }
 
@@ -174,7 +180,11 @@ absl::StatusOr<std::vector<Binding>> BindingStore::ListActive(absl::Time now) {
   for (const RedisReply& r : records->elements) {
     if (r.is_nil()) continue;  // reserved for a registration in progress
     absl::StatusOr<Binding> b = BindingFromJson(r.str);
-    if (b.ok() && b->expires_at > now) out.push_back(*std::move(b));
+    if (!b.ok()) {
+      log::Warn("damaged binding record skipped", {{"error", std::string(b.status().message())}});
+      continue;
+    }
+    if (b->expires_at > now) out.push_back(*std::move(b));
   }
   std::sort(out.begin(), out.end(),
             [](const Binding& a, const Binding& b) { return a.set_username < b.set_username; });

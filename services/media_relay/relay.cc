@@ -5,6 +5,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "services/core/json.h"
 #include "services/core/log.h"
 #include "services/core/thread.h"
 #include "services/media_relay/rtp.h"
@@ -552,7 +553,8 @@ std::vector<std::vector<std::string>> Relay::StateCommands(const Session& s,
     if (!leg.remote_key.empty()) lj["remote_key"] = box_.Seal(leg.remote_key, ctx + ":remote");
     j[kLegNames[l]] = lj;
   }
-  return {{"SET", SessionKey(s.id), j.dump()}, {"SADD", IndexKey(options_.instance), s.id}};
+  return {{"SET", SessionKey(s.id), core::JsonDump(j)},
+          {"SADD", IndexKey(options_.instance), s.id}};
 }
 
 absl::Status Relay::PersistDirty(const std::vector<Session*>& dirty) {
@@ -606,83 +608,90 @@ absl::Status Relay::Restore() {
     }
     auto s = std::make_unique<Session>();
     s->id = id.str;
-    s->call_id = j.value("call_id", "");
-    s->created = absl::FromUnixMillis(j.value("created", int64_t{0}));
     std::string error;
     int bound = 0;
-    for (int l = 0; l < 2 && error.empty(); ++l) {
-      const nlohmann::json& lj = j[kLegNames[l]];
-      Leg& leg = s->legs[l];
-      if (!lj.is_object()) {
-        error = absl::StrCat(kLegNames[l], " leg missing");
-        break;
-      }
-      absl::StatusOr<SrtpSuite> suite = SuiteOf(lj.value("suite", ""));
-      if (!suite.ok()) {
-        error = std::string(suite.status().message());
-        break;
-      }
-      leg.suite = *suite;
-      const std::string ctx = absl::StrCat("relay:", s->id, ":", kLegNames[l]);
-      for (auto [field, dest] : {std::pair<const char*, std::string*>{"local_key", &leg.local_key},
-                                 {"remote_key", &leg.remote_key}}) {
-        if (!lj.contains(field)) continue;
-        absl::StatusOr<std::string> k =
-            box_.Open(lj.value(field, ""), ctx + (dest == &leg.local_key ? ":local" : ":remote"));
-        if (!k.ok()) {
-          error = absl::StrCat(field, ": ", k.status().message());
+    // A field of the wrong type throws before its leg's ports are taken: the session is
+    // forgotten like any other damaged record.
+    try {
+      s->call_id = j.value("call_id", "");
+      s->created = absl::FromUnixMillis(j.value("created", int64_t{0}));
+      for (int l = 0; l < 2 && error.empty(); ++l) {
+        const nlohmann::json& lj = j[kLegNames[l]];
+        Leg& leg = s->legs[l];
+        if (!lj.is_object()) {
+          error = absl::StrCat(kLegNames[l], " leg missing");
           break;
         }
-        *dest = *std::move(k);
-      }
-      if (!error.empty()) break;
-      leg.sdp_rtp = AddressFrom(lj["sdp_rtp"]);
-      leg.sdp_rtcp = AddressFrom(lj["sdp_rtcp"]);
-      leg.latched_rtp = AddressFrom(lj["latched_rtp"]);
-      leg.latched_rtcp = AddressFrom(lj["latched_rtcp"]);
-      if (absl::Status st = BuildContexts(leg, true, true); !st.ok()) {
-        error = std::string(st.message());
-        break;
-      }
-      // SRTP continues where it was: rollover counters, and SRTCP indexes moved past the
-      // ones already used (each protected RTCP packet advances the index by one).
-      auto restore = [&](const nlohmann::json& arr, bool inbound) {
-        if (!arr.is_array()) return;
-        int slot = 0;
-        for (const nlohmann::json& e : arr) {
-          if (slot >= kTrackedSsrcs) break;
-          SsrcState& st = inbound ? leg.in_ssrcs[slot] : leg.out_ssrcs[slot];
-          st.used = true;
-          st.ssrc = e.value("ssrc", 0u);
-          st.roc = e.value("roc", 0u);
-          st.srtcp_sent = e.value("srtcp", uint64_t{0});
-          st.last_seq = static_cast<uint16_t>(e.value("seq", 0));
-          ++slot;
-          SrtpContext* c = inbound ? leg.inbound.get() : leg.outbound.get();
-          if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
-          (void)c->SetRoc(st.ssrc, st.roc);
-          if (!inbound) {
-            alignas(16) uint8_t pkt[8 + kMaxTrailer] = {0x80, 201, 0, 1};
-            for (uint64_t n = 0; n < st.srtcp_sent; ++n) {
-              pkt[4] = static_cast<uint8_t>(st.ssrc >> 24);
-              pkt[5] = static_cast<uint8_t>(st.ssrc >> 16);
-              pkt[6] = static_cast<uint8_t>(st.ssrc >> 8);
-              pkt[7] = static_cast<uint8_t>(st.ssrc);
-              size_t len = 8;
-              (void)c->ProtectRtcp(pkt, &len, sizeof(pkt));
+        absl::StatusOr<SrtpSuite> suite = SuiteOf(lj.value("suite", ""));
+        if (!suite.ok()) {
+          error = std::string(suite.status().message());
+          break;
+        }
+        leg.suite = *suite;
+        const std::string ctx = absl::StrCat("relay:", s->id, ":", kLegNames[l]);
+        for (auto [field, dest] :
+             {std::pair<const char*, std::string*>{"local_key", &leg.local_key},
+              {"remote_key", &leg.remote_key}}) {
+          if (!lj.contains(field)) continue;
+          absl::StatusOr<std::string> k =
+              box_.Open(lj.value(field, ""), ctx + (dest == &leg.local_key ? ":local" : ":remote"));
+          if (!k.ok()) {
+            error = absl::StrCat(field, ": ", k.status().message());
+            break;
+          }
+          *dest = *std::move(k);
+        }
+        if (!error.empty()) break;
+        leg.sdp_rtp = AddressFrom(lj.value("sdp_rtp", nlohmann::json()));
+        leg.sdp_rtcp = AddressFrom(lj.value("sdp_rtcp", nlohmann::json()));
+        leg.latched_rtp = AddressFrom(lj.value("latched_rtp", nlohmann::json()));
+        leg.latched_rtcp = AddressFrom(lj.value("latched_rtcp", nlohmann::json()));
+        if (absl::Status st = BuildContexts(leg, true, true); !st.ok()) {
+          error = std::string(st.message());
+          break;
+        }
+        // SRTP continues where it was: rollover counters, and SRTCP indexes moved past the
+        // ones already used (each protected RTCP packet advances the index by one).
+        auto restore = [&](const nlohmann::json& arr, bool inbound) {
+          if (!arr.is_array()) return;
+          int slot = 0;
+          for (const nlohmann::json& e : arr) {
+            if (slot >= kTrackedSsrcs) break;
+            SsrcState& st = inbound ? leg.in_ssrcs[slot] : leg.out_ssrcs[slot];
+            st.used = true;
+            st.ssrc = e.value("ssrc", 0u);
+            st.roc = e.value("roc", 0u);
+            st.srtcp_sent = e.value("srtcp", uint64_t{0});
+            st.last_seq = static_cast<uint16_t>(e.value("seq", 0));
+            ++slot;
+            SrtpContext* c = inbound ? leg.inbound.get() : leg.outbound.get();
+            if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
+            (void)c->SetRoc(st.ssrc, st.roc);
+            if (!inbound) {
+              alignas(16) uint8_t pkt[8 + kMaxTrailer] = {0x80, 201, 0, 1};
+              for (uint64_t n = 0; n < st.srtcp_sent; ++n) {
+                pkt[4] = static_cast<uint8_t>(st.ssrc >> 24);
+                pkt[5] = static_cast<uint8_t>(st.ssrc >> 16);
+                pkt[6] = static_cast<uint8_t>(st.ssrc >> 8);
+                pkt[7] = static_cast<uint8_t>(st.ssrc);
+                size_t len = 8;
+                (void)c->ProtectRtcp(pkt, &len, sizeof(pkt));
+              }
             }
           }
+        };
+        restore(lj.value("in", nlohmann::json()), true);
+        restore(lj.value("out", nlohmann::json()), false);
+        absl::StatusOr<PortPair> p = pool_.AcquireExactly(lj.value("port", 0));
+        if (!p.ok()) {
+          error = std::string(p.status().message());
+          break;
         }
-      };
-      restore(lj["in"], true);
-      restore(lj["out"], false);
-      absl::StatusOr<PortPair> p = pool_.AcquireExactly(lj.value("port", 0));
-      if (!p.ok()) {
-        error = std::string(p.status().message());
-        break;
+        leg.ports = *p;
+        ++bound;
       }
-      leg.ports = *p;
-      ++bound;
+    } catch (const nlohmann::json::exception& e) {
+      error = e.what();
     }
     if (!error.empty()) {
       for (int l = 0; l < bound; ++l) pool_.Release(s->legs[l].ports);
@@ -729,7 +738,7 @@ void Relay::Heartbeat() {
                       {"sessions", metrics_->sessions.Value()},
                       {"draining", draining_.load()},
                       {"seen", absl::ToUnixSeconds(clock_.Now())}};
-  (void)redis_.Command({"HSET", kInstancesKey, options_.instance, j.dump()});
+  (void)redis_.Command({"HSET", kInstancesKey, options_.instance, core::JsonDump(j)});
 }
 
 void Relay::CollectMetricsFor(Session& s) {

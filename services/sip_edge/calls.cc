@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "services/core/json.h"
 #include "services/core/log.h"
 #include "services/sip_edge/digest.h"
 #include "services/sip_edge/guard.h"
@@ -1667,7 +1668,7 @@ void Calls::Save(Call& c) {
   if (c.media) {
     j["relay"] = {{"id", c.media->id}, {"instance", c.media->instance}, {"grpc", c.media->grpc}};
   }
-  host_.SaveCall(c.id, j.dump(), !c.recorded);
+  host_.SaveCall(c.id, core::JsonDump(j), !c.recorded);
   c.recorded = true;
 }
 

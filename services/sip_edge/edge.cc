@@ -37,6 +37,7 @@
 #include "services/core/calls.h"
 #include "services/core/crypto.h"
 #include "services/core/emergency.h"
+#include "services/core/json.h"
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/calls.h"
@@ -313,7 +314,7 @@ struct Edge::Impl : public CallHost {
   LoopQueue* events_queue = nullptr;  // guarded by events_mu
   std::unique_ptr<MediaRelays> relays;
   std::unique_ptr<Calls> calls;
-  std::vector<core::Ban> recent_bans;  // imposed here in the last seconds
+  std::deque<core::Ban> recent_bans;  // imposed here in the last seconds (bounded)
   std::thread housekeeper;
   std::mutex hk_mu;
   std::condition_variable hk_cv;
@@ -742,6 +743,7 @@ struct Edge::Impl : public CallHost {
         "ban", {{"id", ban.id}, {"reason", ban.reason}, {"until", absl::FormatTime(ban.until)}});
     absl::Status s = banstore.Put(ban);
     if (!s.ok()) core::log::Warn("cannot store the ban", {{"error", std::string(s.message())}});
+    if (recent_bans.size() >= Protection::kMaxBans) recent_bans.pop_front();  // Redis down long
     recent_bans.push_back(ban);
     if (ban.kind == "source") ApplySourceFilter();
   }
@@ -813,7 +815,7 @@ struct Edge::Impl : public CallHost {
 
   void Advertise() {
     nlohmann::json j = {{"icp", IcpContactHostName()}, {"seen", absl::ToUnixSeconds(clock.Now())}};
-    (void)redis.Command({"HSET", kInstancesKey, options.instance, j.dump()});
+    (void)redis.Command({"HSET", kInstancesKey, options.instance, core::JsonDump(j)});
   }
 
   // Where another instance takes requests from the iPBX (as of the last housekeeping round).

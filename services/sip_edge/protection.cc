@@ -56,7 +56,7 @@ std::optional<core::Ban> Protection::CountRequest(const std::string& address) {
               "",
               now,
               now + options_.ban};
-  bans_[b.id] = b.until;
+  KeepBan(b.id, b.until);
   return b;
 }
 
@@ -64,18 +64,20 @@ std::optional<core::Ban> Protection::CountAuthFailure(const std::string& address
                                                       const std::string& user) {
   const std::string ip = SourceKey(address);
   const absl::Time now = clock_.Now();
-  Window& w = failures_.At(absl::StrCat(ip, "|", user), now, options_.auth_window);
+  // Counted and banned by a bounded key, whatever the length of the name a phone sends.
+  const std::string user_key = core::BanUserKey(user);
+  Window& w = failures_.At(absl::StrCat(ip, "|", user_key), now, options_.auth_window);
   if (++w.count != options_.auth_failures) return std::nullopt;
   core::Ban b{core::AuthBanId(ip, user),
               "auth",
               ip,
-              user,
+              user_key,
               absl::StrCat(options_.auth_failures, " failed authentications in ",
                            absl::FormatDuration(options_.auth_window)),
               "",
               now,
               now + options_.auth_ban};
-  bans_[b.id] = b.until;
+  KeepBan(b.id, b.until);
   w.count = 0;  // counting starts again (the window ends before the ban does)
   return b;
 }
@@ -100,12 +102,29 @@ std::vector<std::string> Protection::BannedSources() const {
   return out;
 }
 
-void Protection::AddBan(const core::Ban& b) { bans_[b.id] = b.until; }
+void Protection::AddBan(const core::Ban& b) { KeepBan(b.id, b.until); }
 
 void Protection::SetBans(const std::vector<core::Ban>& bans) {
-  std::map<std::string, absl::Time> next;
-  for (const core::Ban& b : bans) next[b.id] = b.until;
-  bans_ = std::move(next);
+  bans_.clear();
+  by_end_.clear();
+  for (const core::Ban& b : bans) KeepBan(b.id, b.until);
+}
+
+void Protection::KeepBan(const std::string& id, absl::Time until) {
+  auto it = bans_.find(id);
+  if (it != bans_.end()) {
+    by_end_.erase({it->second, id});
+    it->second = until;
+  } else {
+    // Full: the bans that ended go first, then those that end first.
+    const absl::Time now = clock_.Now();
+    while (!by_end_.empty() && (bans_.size() >= kMaxBans || by_end_.begin()->first <= now)) {
+      bans_.erase(by_end_.begin()->second);
+      by_end_.erase(by_end_.begin());
+    }
+    it = bans_.emplace(id, until).first;
+  }
+  by_end_.emplace(until, id);
 }
 
 }  // namespace rwg::sip_edge

@@ -69,14 +69,20 @@ class Protection {
 
  public:
   static constexpr size_t kMaxCounted = 200000;
+  // At most this many bans are kept; beyond, those that end first are forgotten first.
+  static constexpr size_t kMaxBans = 200000;
   size_t counted() const { return requests_.size() + failures_.size(); }
+  size_t bans() const { return bans_.size(); }
 
  private:
+  void KeepBan(const std::string& id, absl::Time until);
+
   ProtectionOptions options_;
   core::Clock& clock_;
   Counts requests_;
   Counts failures_;
-  std::map<std::string, absl::Time> bans_;  // id -> until
+  std::map<std::string, absl::Time> bans_;               // id -> until
+  std::set<std::pair<absl::Time, std::string>> by_end_;  // (until, id) of every entry of bans_
 };
 
 }  // namespace rwg::sip_edge

@@ -15,7 +15,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/bans.h"
 #include "services/core/calls.h"
+#include "services/core/json.h"
+#include "services/core/registrations.h"
 
 extern char** environ;
 
@@ -131,6 +134,101 @@ TEST_F(RedisTest, CallRecordsAreReadInOrderAcrossBatchesWithEndedCallsNil) {
     }
   }
   EXPECT_TRUE(ReadCallRecords(*client_, {})->empty());
+}
+
+// Records holding what a hostile phone sends: bytes that are not UTF-8 are stored (as U+FFFD)
+// and read back; nothing throws.
+constexpr char kReplacement[] = "\xef\xbf\xbd";
+
+TEST_F(RedisTest, BanOfANonUtf8UserRoundTrips) {
+  BanStore bans(*client_);
+  const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  Ban b{AuthBanId("203.0.113.5", "\xff"),
+        "auth",
+        "203.0.113.5",
+        BanUserKey("\xff"),
+        "5 failed authentications in 5m \xe9",
+        "sip-edge-\xfe",
+        now,
+        now + absl::Minutes(10)};
+  ASSERT_TRUE(bans.Put(b).ok());
+  absl::StatusOr<std::vector<Ban>> list = bans.List();
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 1u);
+  const Ban& got = (*list)[0];
+  EXPECT_EQ(got.id, b.id);
+  EXPECT_EQ(got.user, b.user);
+  EXPECT_EQ(got.reason, absl::StrCat("5 failed authentications in 5m ", kReplacement));
+  EXPECT_EQ(got.instance, absl::StrCat("sip-edge-", kReplacement));
+  EXPECT_EQ(got.until, b.until);
+  absl::StatusOr<bool> removed = bans.Remove(got.id);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_TRUE(*removed);
+  EXPECT_TRUE(bans.List()->empty());
+}
+
+TEST_F(RedisTest, DamagedBanRecordsAreSkipped) {
+  BanStore bans(*client_);
+  ASSERT_TRUE(client_->Command({"SET", "rwg:ban:src:192.0.2.1", "not json"}).ok());
+  ASSERT_TRUE(client_->Command({"SET", "rwg:ban:src:192.0.2.2", "[1]"}).ok());
+  ASSERT_TRUE(client_->Command({"SET", "rwg:ban:src:192.0.2.3", R"({"until":"soon"})"}).ok());
+  ASSERT_TRUE(client_->Command({"SET", "rwg:ban:src:192.0.2.4", R"({"kind":"source"})"}).ok());
+  absl::StatusOr<std::vector<Ban>> list = bans.List();
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, "src:192.0.2.4");
+}
+
+TEST_F(RedisTest, BindingWithNonUtf8ContactRoundTrips) {
+  BindingStore store(*client_);
+  const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  Binding b;
+  b.set_username = "1001";
+  b.icp_username = "21001";
+  b.contacts = {"\"Jos\xe9\" <sip:\xff@192.0.2.7:5060;transport=tcp>"};
+  b.source = "192.0.2.7:5060";
+  b.transport = "tcp";
+  b.instance = "sip-edge-0";
+  b.connection = "c1";
+  b.since = now;
+  b.expires_at = now + absl::Minutes(10);
+  ASSERT_TRUE(store.Put(b).ok());
+  absl::StatusOr<std::optional<Binding>> got = store.Get("1001");
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(got->has_value());
+  ASSERT_EQ((*got)->contacts.size(), 1u);
+  EXPECT_EQ((*got)->contacts[0], absl::StrCat("\"Jos", kReplacement, "\" <sip:", kReplacement,
+                                              "@192.0.2.7:5060;transport=tcp>"));
+  EXPECT_EQ((*got)->expires_at, b.expires_at);
+  absl::StatusOr<std::vector<Binding>> active = store.ListActive(now);
+  ASSERT_TRUE(active.ok()) << active.status();
+  ASSERT_EQ(active->size(), 1u);
+  // A damaged record (a field of the wrong type): an error for that binding, skipped in lists.
+  ASSERT_TRUE(
+      client_->Command({"SET", BindingStore::Key("1001"), R"({"contacts":[],"since":"x"})"}).ok());
+  EXPECT_EQ(store.Get("1001").status().code(), absl::StatusCode::kDataLoss);
+  active = store.ListActive(now);
+  ASSERT_TRUE(active.ok()) << active.status();
+  EXPECT_TRUE(active->empty());
+}
+
+TEST_F(RedisTest, CallRecordWithNonUtf8FieldsRoundTrips) {
+  // As the SIP edge keeps a call: the phone's Call-ID and display name as they came.
+  nlohmann::json record = {{"id", "c1"},
+                           {"instance", "sip-edge-0"},
+                           {"set",
+                            {{"call_id", "\xff\xfe@192.0.2.7"},
+                             {"remote_uri", "\"M\xfcller\" <sip:1001@rwg.test>"},
+                             {"route", {"<sip:\xff>"}}}}};
+  ASSERT_TRUE(client_->Command({"SET", CallKey("c1"), JsonDump(record)}).ok());
+  absl::StatusOr<std::vector<RedisReply>> r = ReadCallRecords(*client_, {"c1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::optional<nlohmann::json> back = JsonObject((*r)[0].str);
+  ASSERT_TRUE(back.has_value()) << (*r)[0].str;
+  EXPECT_EQ((*back)["set"]["call_id"], absl::StrCat(kReplacement, kReplacement, "@192.0.2.7"));
+  EXPECT_EQ((*back)["set"]["remote_uri"],
+            absl::StrCat("\"M", kReplacement, "ller\" <sip:1001@rwg.test>"));
+  EXPECT_EQ((*back)["instance"], "sip-edge-0");
 }
 
 }  // namespace
