@@ -44,6 +44,7 @@
 #include "services/sip_edge/guard.h"
 #include "services/sip_edge/loop_queue.h"
 #include "services/sip_edge/media_relays.h"
+#include "services/sip_edge/sip_methods.h"
 #include "services/sip_edge/source_filter.h"
 #include "services/sip_edge/tls_keepalive.h"
 
@@ -641,7 +642,8 @@ struct Edge::Impl : public CallHost {
   std::string Instance() override { return options.instance; }
 
   void CountResponse(const char* method, int status) override {
-    metrics.responses.Add({{"method", method}, {"code", std::to_string(status)}}).Increment();
+    metrics.responses.Add({{"method", MethodLabel(method)}, {"code", std::to_string(status)}})
+        .Increment();
   }
 
   void StopHousekeeping() {
@@ -796,7 +798,8 @@ struct Edge::Impl : public CallHost {
     ta_start(ta, tag, value);
     nta_incoming_treply(irq, status, phrase, ta_tags(ta));
     ta_end(ta);
-    metrics.responses.Add({{"method", method}, {"code", std::to_string(status)}}).Increment();
+    metrics.responses.Add({{"method", MethodLabel(method)}, {"code", std::to_string(status)}})
+        .Increment();
     return status;
   }
 
@@ -960,7 +963,8 @@ struct Edge::Impl : public CallHost {
     // The iPBX and the other instances are recognised on the listener for the iPBX only: on
     // the phones' listeners a source with the iPBX's address is a phone like any other.
     const bool icp = icp_listener && FromIcp(peer);
-    metrics.requests.Add({{"method", method}, {"side", icp ? kIcpSide : kSetSide}}).Increment();
+    metrics.requests.Add({{"method", MethodLabel(method)}, {"side", icp ? kIcpSide : kSetSide}})
+        .Increment();
     if (icp) return HandleFromIcp(irq, sip, false);  // the iPBX is never banned
     if (icp_listener && ForwardedByPeer(sip)) return HandleFromIcp(irq, sip, true);
     // A registered phone's emergency call is never refused for rate reasons (R-EMERG); a
@@ -1559,7 +1563,8 @@ struct Edge::Impl : public CallHost {
     if (supported == nullptr) supported = sip_supported_make(home, "timer, 100rel");
     const int st = nta_check_required(irq, sip, supported, TAG_END());
     if (st != 0) {
-      metrics.responses.Add({{"method", method}, {"code", std::to_string(st)}}).Increment();
+      metrics.responses.Add({{"method", MethodLabel(method)}, {"code", std::to_string(st)}})
+          .Increment();
     }
     return st;
   }
