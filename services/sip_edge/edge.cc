@@ -41,6 +41,7 @@
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/calls.h"
+#include "services/sip_edge/connection_limit.h"
 #include "services/sip_edge/guard.h"
 #include "services/sip_edge/loop_queue.h"
 #include "services/sip_edge/media_relays.h"
@@ -63,6 +64,7 @@ struct EdgeMetrics {
   prometheus::Gauge& filtered_sources;
   prometheus::Family<prometheus::Counter>& tls_keepalive;
   prometheus::Counter& internal_errors;
+  prometheus::Counter& connection_limit;
 
   explicit EdgeMetrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
@@ -124,7 +126,13 @@ struct EdgeMetrics {
                             .Help("Exceptions caught at the SIP stack's callbacks (each one a "
                                   "request answered 500 or an event dropped); should stay 0")
                             .Register(r)
-                            .Add({})) {
+                            .Add({})),
+        connection_limit(prometheus::BuildCounter()
+                             .Name("rwg_sip_edge_connection_limit_refusals_total")
+                             .Help("Phone connections closed at once: their source (IPv4 "
+                                   "address or IPv6 /64) held the most connections allowed")
+                             .Register(r)
+                             .Add({})) {
     SetGuardCounter(&internal_errors);
     SetTlsKeepaliveCounters({&tls_keepalive.Add({{"event", "ping"}}),
                              &tls_keepalive.Add({{"event", "pong"}}),
@@ -422,6 +430,11 @@ struct Edge::Impl : public CallHost {
       (l == &options.udp_listen ? udp_ports : ports).push_back(port);
     }
     std::vector<int> fds = SourceFilter::FindListeners(ports);
+    SetConnectionLimit(fds, static_cast<size_t>(std::max(0, options.max_connections_per_source)),
+                       &metrics.connection_limit);
+    if (options.max_connections_per_source > 0 && !ConnectionLimitActive()) {
+      core::log::Warn("connections per source are not limited: accept() is not bound here");
+    }
     if (options.tcp_keepalive_seconds > 0) {
       // Phones' connections inherit these from the listening sockets.
       for (int fd : fds) {

@@ -55,6 +55,9 @@ struct EdgeOptions {
   // answers none (or leaves data unacknowledged as long) is closed, and its phone marked
   // unreachable. 0: off.
   int tcp_keepalive_seconds = 60;
+  // TCP and TLS connections one source (IPv4 address, IPv6 /64) may hold on the set-side
+  // listeners; beyond, a new connection is closed at once. 0: no limit.
+  int max_connections_per_source = 32;
   // Calls: the media relays' API token and CA (empty CA: plaintext gRPC), and the SRTP suite
   // offered to phones.
   std::string relay_token;

@@ -113,6 +113,9 @@ int Main(int argc, char** argv) {
   opts.Add("tcp-keepalive-seconds", edge.tcp_keepalive_seconds,
            "a phone's TCP/TLS connection silent this long is probed; one that answers no probe "
            "for 30 s more is closed and the phone marked unreachable (0: off)");
+  opts.Add("max-connections-per-source", edge.max_connections_per_source,
+           "TCP/TLS connections one source (IPv4 address or IPv6 /64) may hold open; beyond, "
+           "new ones are closed at once (0: no limit)");
   std::string relay_token_file;
   opts.Add("relay-token-file", relay_token_file,
            "file holding the media relays' API token (calls allocate media through them)");
@@ -161,6 +164,10 @@ int Main(int argc, char** argv) {
   }
   if (edge.max_subscriptions_per_device < 1 || edge.max_subscriptions_per_device > 10000) {
     std::cerr << "sip-edge: max-subscriptions-per-device: between 1 and 10000\n";
+    return 2;
+  }
+  if (edge.max_connections_per_source < 0) {
+    std::cerr << "sip-edge: max-connections-per-source: 0 (no limit) or more\n";
     return 2;
   }
   if (edge.set_srtp_suite != "AES_CM_128_HMAC_SHA1_80" &&

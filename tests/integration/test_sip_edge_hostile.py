@@ -6,6 +6,9 @@ names (the ban record), and made-up method names (the metrics' labels).
 """
 import os
 import re
+import socket
+import ssl
+import time
 import unittest
 
 import sipclient
@@ -297,6 +300,82 @@ class HostileCallTest(test_calls.RelayFixture):
         self.addCleanup(conn.close)
         _, r = self.register("1002", conn=conn)
         self.assertEqual(sipclient.status(r), 200, r)
+
+
+class ConnectionLimitTest(HostileInputFixture):
+    """Idle connections from one address beyond --max-connections-per-source are closed at
+    once; a phone at another address keeps registering meanwhile."""
+    limit = 8
+    edge_args = ["--max-connections-per-source", str(limit), "--pike-requests", "100000"]
+
+    def idle(self, tls, n):
+        """Opens `n` idle connections from 127.0.0.1; returns (kept, closed by the edge)."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        opened = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", self.tls_port if tls else self.tcp_port),
+                                         timeout=5, source_address=("127.0.0.1", 0))
+            if tls:
+                try:
+                    s = ctx.wrap_socket(s)
+                except (ssl.SSLError, OSError):
+                    s.close()
+                    opened.append(None)  # closed before the handshake
+                    continue
+            self.addCleanup(s.close)
+            opened.append(s)
+        kept, closed = [], 0
+        for s in opened:
+            if s is None or self.closed_by_edge(s):
+                closed += 1
+            else:
+                kept.append(s)
+        return kept, closed
+
+    @staticmethod
+    def closed_by_edge(s, wait=0.3):
+        s.settimeout(wait)
+        try:
+            return s.recv(1) == b""
+        except (socket.timeout, TimeoutError, ssl.SSLWantReadError):
+            return False
+        except OSError:
+            return True
+
+    def phone_registers(self, user="1001"):
+        conn = sipclient.SipConnection("127.0.0.1", self.tcp_port, source="127.0.0.3")
+        self.addCleanup(conn.close)
+        _, r = self.register(user, conn=conn)
+        return sipclient.status(r) == 200
+
+    def test_idle_connections_beyond_the_limit_are_closed(self):
+        total = 0
+        kept = []
+        for _ in range(4):
+            k, closed = self.idle(False, 60)
+            kept += k
+            total += closed
+            self.assertTrue(self.phone_registers(), "a phone at another address")
+        self.assertEqual(len(kept), self.limit)
+        self.assertEqual(total, 4 * 60 - self.limit)
+        # TLS and TCP count together: the address holds its limit already.
+        _, closed = self.idle(True, 5)
+        self.assertEqual(closed, 5)
+        self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_connection_limit_refusals_total "
+                                         rf"{4 * 60 - self.limit + 5}$")
+        # Connections that close make room again.
+        for s in kept:
+            s.close()
+        time.sleep(0.5)
+        kept, closed = self.idle(True, self.limit + 2)
+        self.assertEqual((len(kept), closed), (self.limit, 2))
+        self.assertTrue(self.phone_registers("1002"))
+        for s in kept:
+            s.close()
+        time.sleep(0.5)
+        self.assert_alive()
 
 
 if __name__ == "__main__":
