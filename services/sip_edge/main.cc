@@ -18,6 +18,7 @@
 #include "services/core/options.h"
 #include "services/core/server.h"
 #include "services/sip_edge/edge.h"
+#include "services/sip_edge/sofia_log.h"
 
 namespace {
 
@@ -154,6 +155,7 @@ int Main(int argc, char** argv) {
     return exit_code;
   }
   core::log::Init("sip-edge", server.log_level);
+  sip_edge::RedirectSofiaLogs();  // sofia-sip's diagnostics as log records too
   if (edge.tcp_keepalive_seconds < 0 || edge.tcp_keepalive_seconds > 7200) {
     std::cerr << "sip-edge: tcp-keepalive-seconds: between 0 (off) and 7200\n";
     return 2;

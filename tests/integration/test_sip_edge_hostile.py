@@ -88,12 +88,8 @@ class HostileInputFixture(base.EdgeFixture):
             self.assertLess(len(line), 16 * 1024, line[:300])
             self.assertNotIn("\u2028", line)
             self.assertNotIn("\r", line)
-            if not line.startswith("ts="):
-                # sofia-sip's own diagnostics (e.g. "tls_read: SSL_read: ..."), never a piece
-                # of a record cut by what a phone sent.
-                self.assertNotIn("level=", line)
-                for piece in ("Jos", "xxxxxxxx", "uuuuuuuu", "yyyyyyyy", "zzzzzzzz"):
-                    self.assertNotIn(piece, line)
+            if line:  # sofia-sip's own diagnostics are records too (msg=sofia-sip)
+                self.assertTrue(line.startswith("ts="), line[:300])
 
 
 class HostileUsernameBanTest(HostileInputFixture):
