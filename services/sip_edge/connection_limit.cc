@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "services/sip_edge/guard.h"
 #include "services/sip_edge/protection.h"
 
 namespace rwg::sip_edge {
@@ -141,31 +142,35 @@ extern "C" int accept(int listener, sockaddr* addr, socklen_t* addrlen) {
   const socklen_t capacity = *addrlen;
   const int fd = s.accept(listener, addr, addrlen);
   if (fd < 0) return fd;
-  std::string source;
-  if (capacity >= sizeof(sockaddr_in6)) source = rwg::sip_edge::SourceOf(addr);
-  if (source.empty()) {  // the caller's buffer could not hold the address
-    sockaddr_storage peer{};
-    socklen_t len = sizeof(peer);
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-      source = rwg::sip_edge::SourceOf(reinterpret_cast<sockaddr*>(&peer));
+  // Nothing thrown here (an allocation) unwinds into sofia-sip: the connection is then
+  // accepted uncounted.
+  return rwg::sip_edge::Guard("accept", fd, [&]() -> int {
+    std::string source;
+    if (capacity >= sizeof(sockaddr_in6)) source = rwg::sip_edge::SourceOf(addr);
+    if (source.empty()) {  // the caller's buffer could not hold the address
+      sockaddr_storage peer{};
+      socklen_t len = sizeof(peer);
+      if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+        source = rwg::sip_edge::SourceOf(reinterpret_cast<sockaddr*>(&peer));
+      }
     }
-  }
-  if (source.empty()) return fd;  // not an IP connection: nothing to count it by
-  const int saved_errno = errno;
-  std::lock_guard<std::mutex> lock(s.mu);
-  if (s.Open(source) >= s.limit) {
-    close(fd);
-    if (s.refused != nullptr) s.refused->Increment();
-    // sofia-sip reports an accept error unless errno is 0; the next pending connection (if
-    // any) is accepted at the next wake-up.
-    errno = 0;
-    return -1;
-  }
-  s.Forget(fd);  // the descriptor's former connection (of any source) is gone
-  s.by_fd[fd] = {source, rwg::sip_edge::State::InodeOf(fd)};
-  s.by_source[source].push_back(fd);
-  errno = saved_errno;
-  return fd;
+    if (source.empty()) return fd;  // not an IP connection: nothing to count it by
+    const int saved_errno = errno;
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.Open(source) >= s.limit) {
+      close(fd);
+      if (s.refused != nullptr) s.refused->Increment();
+      // sofia-sip reports an accept error unless errno is 0; the next pending connection (if
+      // any) is accepted at the next wake-up.
+      errno = 0;
+      return -1;
+    }
+    s.Forget(fd);  // the descriptor's former connection (of any source) is gone
+    s.by_fd[fd] = {source, rwg::sip_edge::State::InodeOf(fd)};
+    s.by_source[source].push_back(fd);
+    errno = saved_errno;
+    return fd;
+  });
 }
 
 namespace rwg::sip_edge {
