@@ -3,10 +3,9 @@
 // If-Modified-Since values and a file name, separated by newlines, after 8 bytes of file
 // size. Properties: a partial range lies inside the file and is not empty; a date rwg writes
 // parses back to itself.
-#include <fuzzer/FuzzedDataProvider.h>
-
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -17,9 +16,12 @@
 using namespace rwg::provisioning;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  FuzzedDataProvider in(data, size);
-  const uint64_t file_size = in.ConsumeIntegral<uint64_t>() >> (in.ConsumeIntegral<uint8_t>() % 64);
-  std::vector<std::string> f = absl::StrSplit(in.ConsumeRemainingBytesAsString(), '\n');
+  if (size < 9) return 0;
+  uint64_t file_size;
+  std::memcpy(&file_size, data, 8);
+  file_size >>= data[8] % 64;
+  std::vector<std::string> f =
+      absl::StrSplit(absl::string_view(reinterpret_cast<const char*>(data) + 9, size - 9), '\n');
   f.resize(5);
   const std::string &range = f[0], &if_range = f[1], &inm = f[2], &ims = f[3], &name = f[4];
 

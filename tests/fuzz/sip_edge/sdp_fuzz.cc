@@ -2,8 +2,6 @@
 // ParseCrypto on the a=crypto values, and RewriteAudio toward the other side. Property: what
 // RewriteAudio writes from an SDP that ReadAudio took reads back with the relay's address,
 // port and key, and the same payload types.
-#include <fuzzer/FuzzedDataProvider.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -15,9 +13,9 @@
 using namespace rwg::sip_edge;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  FuzzedDataProvider in(data, size);
-  const uint8_t mode = in.ConsumeIntegral<uint8_t>();
-  const std::string sdp = in.ConsumeRemainingBytesAsString();
+  if (size == 0) return 0;
+  const uint8_t mode = data[0];
+  const std::string sdp(reinterpret_cast<const char*>(data) + 1, size - 1);
 
   (void)ParseCrypto(sdp);  // the value of one a=crypto line
   absl::StatusOr<AudioStream> plain = ReadAudio(sdp, false);
