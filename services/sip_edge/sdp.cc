@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace rwg::sip_edge {
 namespace {
@@ -52,6 +53,7 @@ bool IsToken(absl::string_view s, bool slashes) {
 // bound, on some m= lines that break this grammar (e.g. "m=audio 1 m>;").
 absl::Status CheckMediaLines(absl::string_view text) {
   for (absl::string_view line : absl::StrSplit(text, absl::ByAnyChar("\r\n"), absl::SkipEmpty())) {
+    line = absl::StripLeadingAsciiWhitespace(line);  // sofia-sip skips it too
     if (!absl::ConsumePrefix(&line, "m=")) continue;
     std::vector<absl::string_view> f =
         absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());

@@ -142,7 +142,7 @@ TEST(SdpTest, OffersRwgCannotAcceptSayWhy) {
 TEST(SdpTest, MalformedMediaLinesAreRefusedBeforeParsing) {
   for (const std::string m :
        {"m=audio 1 m>;", "m=audio 1m<;", "m=audio 0m>;", "m=audio 1m,;", "m=audio 1 RTP/AVP 0;",
-        "m=audio 1 RTP/AVP", "m=audio 1/2/3 RTP/AVP 0"}) {
+        "m=audio 1 RTP/AVP", "m=audio 1/2/3 RTP/AVP 0", " m=audio 1 m>;", "\tm= audio\t1 m>;"}) {
     for (const std::string& sdp : {absl::StrCat("v=0\r\n", m), PhoneOffer("") + m + "\r\n"}) {
       absl::StatusOr<AudioStream> a = ReadAudio(sdp, false);
       EXPECT_TRUE(absl::IsInvalidArgument(a.status())) << m << ": " << a.status();
