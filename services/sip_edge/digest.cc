@@ -39,6 +39,18 @@ bool ParseItem(absl::string_view item, DigestParams& out) {
   return true;
 }
 
+// `v` as the inside of a quoted-string (RFC 3261 §25.1): '"' and '\\' escaped, so that a
+// value taken from a challenge cannot end its parameter early.
+std::string Quoted(absl::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* AlgorithmName(DigestAlgorithm a) {
@@ -60,9 +72,16 @@ absl::StatusOr<DigestParams> ParseDigest(absl::string_view header) {
   // Split on commas outside quotes.
   std::string cur;
   bool quoted = false;
+  bool escaped = false;  // the previous character was a quoted-pair's backslash
   for (size_t i = 0; i < header.size(); ++i) {
     char c = header[i];
-    if (c == '"' && (i == 0 || header[i - 1] != '\\')) quoted = !quoted;
+    if (escaped) {
+      escaped = false;
+    } else if (quoted && c == '\\') {
+      escaped = true;
+    } else if (c == '"') {
+      quoted = !quoted;
+    }
     if (c == ',' && !quoted) {
       if (!ParseItem(cur, out)) return absl::InvalidArgumentError("malformed digest parameter");
       cur.clear();
@@ -207,13 +226,14 @@ absl::StatusOr<std::string> AnswerChallenge(absl::string_view challenge, absl::s
   }
   const std::string cnonce = core::RandomHex(rng, 8);
   const std::string ncs = absl::StrCat(absl::Hex(nc, absl::kZeroPad8));
-  std::string out = absl::StrCat("Digest username=\"", user, "\", realm=\"", realm, "\", nonce=\"",
-                                 nonce, "\", uri=\"", uri, "\", response=\"",
-                                 DigestResponse(*alg, user, realm, password, method, uri, nonce,
-                                                qop.empty() ? "" : ncs, cnonce, qop),
-                                 "\", algorithm=", AlgorithmName(*alg));
+  std::string out =
+      absl::StrCat("Digest username=\"", Quoted(user), "\", realm=\"", Quoted(realm),
+                   "\", nonce=\"", Quoted(nonce), "\", uri=\"", Quoted(uri), "\", response=\"",
+                   DigestResponse(*alg, user, realm, password, method, uri, nonce,
+                                  qop.empty() ? "" : ncs, cnonce, qop),
+                   "\", algorithm=", AlgorithmName(*alg));
   if (!qop.empty()) absl::StrAppend(&out, ", qop=auth, nc=", ncs, ", cnonce=\"", cnonce, "\"");
-  if (p->Has("opaque")) absl::StrAppend(&out, ", opaque=\"", p->Get("opaque"), "\"");
+  if (p->Has("opaque")) absl::StrAppend(&out, ", opaque=\"", Quoted(p->Get("opaque")), "\"");
   return out;
 }
 

@@ -3,7 +3,9 @@
 #include <sofia-sip/sdp.h>
 #include <sofia-sip/su_alloc.h>
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -12,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace rwg::sip_edge {
 namespace {
@@ -34,8 +37,44 @@ struct ParserFree {
 };
 using Parser = std::unique_ptr<sdp_parser_t, ParserFree>;
 
+bool IsToken(absl::string_view s, bool slashes) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) &&
+        !absl::StrContains("!#$%&'*+-.^_`{|}~", c) && !(slashes && c == '/')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// RFC 4566 §5.14: m=<media> <port>[/<number of ports>] <proto> <fmt> ..., each a token.
+// Checked before sofia-sip sees the text: its parser (1.12.11) never returns, allocating without
+// bound, on some m= lines that break this grammar (e.g. "m=audio 1 m>;").
+absl::Status CheckMediaLines(absl::string_view text) {
+  for (absl::string_view line : absl::StrSplit(text, absl::ByAnyChar("\r\n"), absl::SkipEmpty())) {
+    line = absl::StripLeadingAsciiWhitespace(line);  // sofia-sip skips it too
+    if (!absl::ConsumePrefix(&line, "m=")) continue;
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    bool ok = f.size() >= 4 && IsToken(f[0], false) && IsToken(f[2], true);
+    std::vector<absl::string_view> port = absl::StrSplit(ok ? f[1] : "", '/');
+    for (absl::string_view p : port) {
+      ok = ok && port.size() <= 2 && !p.empty() && p.size() <= 9 &&
+           std::all_of(p.begin(), p.end(), [](char c) { return absl::ascii_isdigit(c); });
+    }
+    for (size_t i = 3; ok && i < f.size(); ++i) ok = IsToken(f[i], false);
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sdp: m=", line.substr(0, 80), ": not <media> <port> <proto> <fmt> ... (RFC 4566)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<sdp_session_t*> Parse(su_home_t* home, absl::string_view text, Parser* parser) {
   if (text.empty()) return absl::InvalidArgumentError("sdp: empty body");
+  if (absl::Status st = CheckMediaLines(text); !st.ok()) return st;
   parser->reset(sdp_parse(home, text.data(), static_cast<issize_t>(text.size()), 0));
   const char* error = sdp_parsing_error(parser->get());
   sdp_session_t* session = sdp_session(parser->get());
@@ -247,11 +286,14 @@ absl::StatusOr<std::string> RewriteAudio(absl::string_view sdp, const std::strin
     }
   }
   sdp_printer_t* printer = sdp_print(h.home, s, nullptr, 0, 0);
-  const char* error = sdp_printing_error(printer);
-  std::string out = error == nullptr && sdp_message(printer) ? sdp_message(printer) : "";
+  // The error text lives in the printer: copied before the printer is freed.
+  const char* error_text = sdp_printing_error(printer);
+  const std::string error = error_text != nullptr ? error_text : "";
+  std::string out = error_text == nullptr && sdp_message(printer) ? sdp_message(printer) : "";
   sdp_printer_free(printer);
-  if (error != nullptr || out.empty()) {
-    return absl::InternalError(absl::StrCat("sdp: cannot print: ", error ? error : "empty"));
+  if (!error.empty() || out.empty()) {
+    return absl::InternalError(
+        absl::StrCat("sdp: cannot print: ", error.empty() ? "empty" : error));
   }
   return out;
 }

@@ -136,5 +136,21 @@ TEST(AnswerChallengeTest, AnswersWhatAServerChecks) {
   EXPECT_THAT(unsupported.status().message(), HasSubstr("AKAv1-MD5"));
 }
 
+// Quotes and backslashes in a challenge's values stay inside their parameters in the answer
+// (found by tests/fuzz/sip_edge/digest_fuzz).
+TEST(AnswerChallengeTest, QuotesInTheChallengeAreEscapedInTheAnswer) {
+  auto header =
+      AnswerChallenge(R"(Digest realm="a\"b", nonce="n\\", opaque="x\", response=\"f")", "21001",
+                      "icp-pw", "REGISTER", "sip:127.0.0.2", 1, core::Random::System());
+  ASSERT_TRUE(header.ok()) << header.status();
+  auto p = ParseDigest(*header);
+  ASSERT_TRUE(p.ok()) << *header;
+  EXPECT_EQ(p->Get("realm"), R"(a"b)");
+  EXPECT_EQ(p->Get("nonce"), R"(n\)");
+  EXPECT_EQ(p->Get("opaque"), R"(x", response="f)");
+  EXPECT_EQ(p->Get("response"), DigestResponse(DigestAlgorithm::kMd5, "21001", R"(a"b)", "icp-pw",
+                                               "REGISTER", "sip:127.0.0.2", R"(n\)", "", "", ""));
+}
+
 }  // namespace
 }  // namespace rwg::sip_edge

@@ -137,6 +137,27 @@ TEST(SdpTest, OffersRwgCannotAcceptSayWhy) {
   }
 }
 
+// m= lines outside RFC 4566's grammar are refused before sofia-sip parses them: its parser
+// never returns on some (found by tests/fuzz/sip_edge/sdp_fuzz).
+TEST(SdpTest, MalformedMediaLinesAreRefusedBeforeParsing) {
+  for (const std::string m :
+       {"m=audio 1 m>;", "m=audio 1m<;", "m=audio 0m>;", "m=audio 1m,;", "m=audio 1 RTP/AVP 0;",
+        "m=audio 1 RTP/AVP", "m=audio 1/2/3 RTP/AVP 0", " m=audio 1 m>;", "\tm= audio\t1 m>;"}) {
+    for (const std::string& sdp : {absl::StrCat("v=0\r\n", m), PhoneOffer("") + m + "\r\n"}) {
+      absl::StatusOr<AudioStream> a = ReadAudio(sdp, false);
+      EXPECT_TRUE(absl::IsInvalidArgument(a.status())) << m << ": " << a.status();
+      absl::StatusOr<std::string> r = RewriteAudio(sdp, "10.0.0.1", 4000, std::nullopt);
+      EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << m << ": " << r.status();
+    }
+  }
+  // What the grammar allows still parses: a port count, several formats, extra spaces.
+  absl::StatusOr<AudioStream> a = ReadAudio(
+      "v=0\r\no=- 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\n"
+      "m=audio 5004  RTP/AVP 0 8 101 \r\nm=application 9 UDP/BFCP *\r\n",
+      false);
+  EXPECT_TRUE(a.ok()) << a.status();
+}
+
 TEST(SdpTest, RtcpAttributeAndMediaLevelAddress) {
   std::string offer =
       "v=0\r\no=- 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\n"

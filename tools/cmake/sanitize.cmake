@@ -1,0 +1,27 @@
+# Sanitizer and fuzzing builds (docs/fuzzing.md).
+#   -DRWG_SANITIZE=ON  everything built with AddressSanitizer and UndefinedBehaviorSanitizer
+#                      (g++ or clang); tools/rwg test --sanitize uses it.
+#   -DRWG_FUZZ=ON      clang only: everything instrumented for libFuzzer as well, and only the
+#                      harnesses of tests/fuzz registered with CTest (each replays its corpus);
+#                      tools/fuzz uses it.
+include_guard(GLOBAL)
+
+option(RWG_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
+option(RWG_FUZZ "Build the libFuzzer harnesses of tests/fuzz (clang only)" OFF)
+
+set(RWG_SANITIZER_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer
+                        -fno-sanitize-recover=undefined)
+
+if(RWG_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang" OR NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "RWG_FUZZ needs clang (CC=clang CXX=clang++)")
+  endif()
+  # The warnings stay on, but clang's differ from g++'s, by which the tree is kept clean.
+  list(APPEND RWG_WARNINGS -Wno-error)
+  # Coverage feedback in every library; the libFuzzer main only in the harnesses.
+  add_compile_options(-fsanitize=fuzzer-no-link ${RWG_SANITIZER_FLAGS})
+  add_link_options(-fsanitize=address,undefined)
+elseif(RWG_SANITIZE)
+  add_compile_options(${RWG_SANITIZER_FLAGS})
+  add_link_options(-fsanitize=address,undefined)
+endif()
