@@ -781,8 +781,8 @@ adminpb::Call AdminServiceImpl::CallFromJson(const nlohmann::json& j, const std:
   c.set_icp_username(j.value("icp_username", ""));
   c.set_number(j.value("number", ""));
   c.set_state(j.value("state", ""));
-  c.set_started_unix(j.value("started_unix", int64_t{0}));
-  c.set_answered_unix(j.value("answered_unix", int64_t{0}));
+  c.set_started_unix(core::JsonNumber<int64_t>(j, "started_unix", 0));
+  c.set_answered_unix(core::JsonNumber<int64_t>(j, "answered_unix", 0));
   if (j.contains("relay") && j["relay"].is_object()) {
     c.set_relay_session(j["relay"].value("id", ""));
     c.set_relay_instance(j["relay"].value("instance", ""));

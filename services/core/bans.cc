@@ -86,8 +86,8 @@ absl::StatusOr<std::vector<Ban>> BanStore::List() {
       b.user = j->value("user", "");
       b.reason = j->value("reason", "");
       b.instance = j->value("instance", "");
-      b.since = absl::FromUnixSeconds(j->value("since", int64_t{0}));
-      b.until = absl::FromUnixSeconds(j->value("until", int64_t{0}));
+      b.since = absl::FromUnixSeconds(JsonNumber<int64_t>(*j, "since", 0));
+      b.until = absl::FromUnixSeconds(JsonNumber<int64_t>(*j, "until", 0));
     } catch (const nlohmann::json::exception& e) {
       log::Warn("damaged ban record skipped", {{"key", keys[i]}, {"error", e.what()}});
       continue;

@@ -4,10 +4,14 @@
 // (type_error.316); these helpers never throw.
 #pragma once
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 
 namespace rwg::core {
 
@@ -17,5 +21,40 @@ std::string JsonDump(const nlohmann::json& j);
 
 // `text` parsed as a JSON object; nullopt when it is not JSON or not an object (never throws).
 std::optional<nlohmann::json> JsonObject(std::string_view text);
+
+// The number `j[key]` as a T, `fallback` when `j` is not an object or has no such key. A value
+// that is not a number, or does not fit in T, throws nlohmann::json::exception (the record is
+// damaged), as json::value() does for a wrong type; a float like 1e99 is never converted (that
+// would be undefined behaviour). A fraction is cut off.
+template <typename T>
+T JsonNumber(const nlohmann::json& j, const char* key, T fallback) {
+  static_assert(std::is_integral_v<T>);
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  if (!it->is_number()) {
+    throw nlohmann::json::type_error::create(302, std::string(key) + ": not a number", &*it);
+  }
+  bool fits = false;
+  T out{};
+  if (it->is_number_unsigned()) {
+    const auto v = it->get<uint64_t>();
+    fits = std::in_range<T>(v);
+    out = static_cast<T>(v);
+  } else if (it->is_number_integer()) {
+    const auto v = it->get<int64_t>();
+    fits = std::in_range<T>(v);
+    out = static_cast<T>(v);
+  } else {
+    const double d = it->get<double>();
+    fits = d >= static_cast<double>(std::numeric_limits<T>::min()) &&
+           d < static_cast<double>(std::numeric_limits<T>::max());
+    if (fits) out = static_cast<T>(d);
+  }
+  if (!fits) {
+    throw nlohmann::json::out_of_range::create(406, std::string(key) + ": out of range", &*it);
+  }
+  return out;
+}
 
 }  // namespace rwg::core

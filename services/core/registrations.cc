@@ -73,8 +73,8 @@ absl::StatusOr<Binding> BindingFromJson(const std::string& json) {
     b.instance = j->value("instance", "");
     b.connection = j->value("connection", "");
     b.reachable = j->value("reachable", true);
-    b.since = absl::FromUnixSeconds(j->value("since", int64_t{0}));
-    b.expires_at = absl::FromUnixSeconds(j->value("expires_at", int64_t{0}));
+    b.since = absl::FromUnixSeconds(JsonNumber<int64_t>(*j, "since", 0));
+    b.expires_at = absl::FromUnixSeconds(JsonNumber<int64_t>(*j, "expires_at", 0));
   } catch (const nlohmann::json::exception& e) {  // a field of the wrong type
     return absl::DataLossError(absl::StrCat("damaged binding record: ", e.what()));
   }

@@ -509,7 +509,7 @@ nlohmann::json AddressJson(const Address& a) {
 
 Address AddressFrom(const nlohmann::json& j) {
   Address a;
-  if (j.is_object()) Address::Parse(j.value("host", ""), j.value("port", 0), &a);
+  if (j.is_object()) Address::Parse(j.value("host", ""), core::JsonNumber<int>(j, "port", 0), &a);
   return a;
 }
 
@@ -614,7 +614,7 @@ absl::Status Relay::Restore() {
     // forgotten like any other damaged record.
     try {
       s->call_id = j.value("call_id", "");
-      s->created = absl::FromUnixMillis(j.value("created", int64_t{0}));
+      s->created = absl::FromUnixMillis(core::JsonNumber<int64_t>(j, "created", 0));
       for (int l = 0; l < 2 && error.empty(); ++l) {
         const nlohmann::json& lj = j[kLegNames[l]];
         Leg& leg = s->legs[l];
@@ -659,10 +659,10 @@ absl::Status Relay::Restore() {
             if (slot >= kTrackedSsrcs) break;
             SsrcState& st = inbound ? leg.in_ssrcs[slot] : leg.out_ssrcs[slot];
             st.used = true;
-            st.ssrc = e.value("ssrc", 0u);
-            st.roc = e.value("roc", 0u);
-            st.srtcp_sent = e.value("srtcp", uint64_t{0});
-            st.last_seq = static_cast<uint16_t>(e.value("seq", 0));
+            st.ssrc = core::JsonNumber<uint32_t>(e, "ssrc", 0);
+            st.roc = core::JsonNumber<uint32_t>(e, "roc", 0);
+            st.srtcp_sent = core::JsonNumber<uint64_t>(e, "srtcp", 0);
+            st.last_seq = core::JsonNumber<uint16_t>(e, "seq", 0);
             ++slot;
             SrtpContext* c = inbound ? leg.inbound.get() : leg.outbound.get();
             if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
@@ -682,7 +682,7 @@ absl::Status Relay::Restore() {
         };
         restore(lj.value("in", nlohmann::json()), true);
         restore(lj.value("out", nlohmann::json()), false);
-        absl::StatusOr<PortPair> p = pool_.AcquireExactly(lj.value("port", 0));
+        absl::StatusOr<PortPair> p = pool_.AcquireExactly(core::JsonNumber<int>(lj, "port", 0));
         if (!p.ok()) {
           error = std::string(p.status().message());
           break;

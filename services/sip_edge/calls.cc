@@ -1,5 +1,6 @@
 #include "services/sip_edge/calls.h"
 
+#include <sofia-sip/msg_header.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_tagarg.h>
@@ -92,11 +93,21 @@ std::string UdpRoute(const std::string& source) {
 
 std::string HeaderText(const void* header) {
   if (header == nullptr) return "";
-  su_home_t home[1] = {SU_HOME_INIT(home)};
-  char* text = sip_header_as_string(home, static_cast<const sip_header_t*>(header));
-  std::string out = text ? text : "";
-  su_home_deinit(home);
-  return out;
+  // Encoded into a buffer of ours and taken by the length sofia-sip returns: its
+  // sip_header_as_string() leaves some values (an Event with odd parameters) without their
+  // terminating NUL.
+  const auto* h = static_cast<const msg_header_t*>(header);
+  std::string buf(256, '\0');
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const issize_t n = msg_header_field_e(buf.data(), static_cast<isize_t>(buf.size()), h, 0);
+    if (n < 0) return "";
+    if (static_cast<size_t>(n) < buf.size()) {
+      buf.resize(static_cast<size_t>(n));
+      return buf;
+    }
+    buf.assign(static_cast<size_t>(n) + 1, '\0');
+  }
+  return "";
 }
 
 namespace {
@@ -1707,7 +1718,8 @@ void Calls::EndOrphanCall(const nlohmann::json& j) {
     side.remote_uri = s.value("remote_uri", "");
     side.remote_tag = s.value("remote_tag", "");
     side.remote_target = s.value("remote_target", "");
-    side.cseq = s.value("cseq", 0u) + 10;  // past anything the dead instance may have sent
+    side.cseq = core::JsonNumber<uint32_t>(s, "cseq", 0) +
+                10;  // past anything the dead instance may have sent
     if (s.contains("route") && s["route"].is_array()) {
       for (const auto& r : s["route"]) {
         if (r.is_string()) side.route.push_back(r.get<std::string>());

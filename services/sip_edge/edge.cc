@@ -865,7 +865,7 @@ struct Edge::Impl : public CallHost {
           if (!j.is_object()) continue;
           try {
             icp[inst->elements[i].str] = j.value("icp", "");
-            seen[inst->elements[i].str] = j.value("seen", int64_t{0});
+            seen[inst->elements[i].str] = core::JsonNumber<int64_t>(j, "seen", 0);
           } catch (const nlohmann::json::exception&) {
             continue;  // a damaged advertisement: that instance is not known
           }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "rwg/relay/v1/relay.grpc.pb.h"
+#include "services/core/json.h"
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/loop_queue.h"
@@ -30,9 +31,9 @@ std::vector<RelayCandidate> UsableRelays(
     std::string grpc;
     bool draining = false;
     try {
-      seen = j.value("seen", int64_t{0});
-      free = j.value("ports_free", int64_t{0});
-      sessions = j.value("sessions", int64_t{0});
+      seen = core::JsonNumber<int64_t>(j, "seen", 0);
+      free = core::JsonNumber<int64_t>(j, "ports_free", 0);
+      sessions = core::JsonNumber<int64_t>(j, "sessions", 0);
       grpc = j.value("grpc", std::string());
       draining = j.value("draining", false);
     } catch (const nlohmann::json::exception&) {

@@ -46,5 +46,19 @@ TEST(JsonObjectTest, AnythingButAnObjectIsNullopt) {
   EXPECT_TRUE(JsonObject("{\"a\":1}").has_value());
 }
 
+TEST(JsonNumberTest, NumbersThatDoNotFitAreDamagedRecords) {
+  const nlohmann::json j = nlohmann::json::parse(
+      R"({"small":7,"big":1e99,"neg":-5,"huge":18446744073709551615,"frac":12.9,"text":"9"})");
+  EXPECT_EQ(JsonNumber<int64_t>(j, "small", -1), 7);
+  EXPECT_EQ(JsonNumber<int64_t>(j, "frac", -1), 12);  // cut off
+  EXPECT_EQ(JsonNumber<int64_t>(j, "missing", 4), 4);
+  EXPECT_EQ(JsonNumber<int64_t>(nlohmann::json::array(), "small", 4), 4);
+  // Converting these would be undefined behaviour or wrong: the record is damaged.
+  EXPECT_THROW(JsonNumber<int64_t>(j, "big", -1), nlohmann::json::exception);
+  EXPECT_THROW(JsonNumber<uint32_t>(j, "neg", 3), nlohmann::json::exception);
+  EXPECT_THROW(JsonNumber<int64_t>(j, "huge", -1), nlohmann::json::exception);
+  EXPECT_THROW(JsonNumber<int64_t>(j, "text", -1), nlohmann::json::exception);
+}
+
 }  // namespace
 }  // namespace rwg::core
