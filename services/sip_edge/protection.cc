@@ -29,19 +29,6 @@ Protection::Window& Protection::Counts::At(const std::string& key, absl::Time no
   return it->second;
 }
 
-std::string SourceKey(const std::string& ip) {
-  in6_addr a6{};
-  if (inet_pton(AF_INET6, ip.c_str(), &a6) != 1) return ip;  // IPv4 (or not an address)
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (IN6_IS_ADDR_V4MAPPED(&a6)) {
-    inet_ntop(AF_INET, &a6.s6_addr[12], buf, sizeof(buf));
-    return buf;
-  }
-  std::memset(&a6.s6_addr[8], 0, 8);
-  inet_ntop(AF_INET6, &a6, buf, sizeof(buf));
-  return absl::StrCat(buf, "/64");
-}
-
 std::optional<core::Ban> Protection::CountRequest(const std::string& address) {
   const std::string ip = SourceKey(address);
   const absl::Time now = clock_.Now();

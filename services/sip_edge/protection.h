@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "services/core/address.h"
 #include "services/core/bans.h"
 #include "services/core/clock.h"
 
@@ -28,10 +29,9 @@ struct ProtectionOptions {
   absl::Duration auth_ban = absl::Minutes(10);
 };
 
-// What flood and guessing counters and bans are kept per: an IPv4 address, or the /64 of an
-// IPv6 address ("2001:db8:1:2::/64"), since a single IPv6 host can use every address of its
-// /64; an IPv4-mapped IPv6 address counts as its IPv4 address.
-std::string SourceKey(const std::string& ip);
+// What flood and guessing counters and bans are kept per: the same key as provisioning's
+// (services/core/address.h: an IPv4 address, or the /64 of an IPv6 address).
+using core::SourceKey;
 
 class Protection {
  public:
