@@ -1488,7 +1488,7 @@ struct Edge::Impl : public CallHost {
       const absl::Time now = clock.Now();
       if (status == 200) {
         b.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
-        b.upstream_refresh_at = now + absl::Seconds(p->upstream_expires) * 0.8;
+        b.upstream_refresh_at = now + UpstreamRefreshDelay(p->upstream_expires);
         metrics.upstream_refreshes.Add({{"result", "ok"}}).Increment();
         core::log::Debug("iPBX registration refreshed",
                          {{"device", user}, {"expires", std::to_string(p->upstream_expires)}});
@@ -1554,7 +1554,7 @@ struct Edge::Impl : public CallHost {
     lb.since = b.since;
     lb.route = p->route;
     lb.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
-    lb.upstream_refresh_at = now + absl::Seconds(p->upstream_expires) * 0.8;
+    lb.upstream_refresh_at = now + UpstreamRefreshDelay(p->upstream_expires);
     local[user] = std::move(lb);
     local_by_icp[b.icp_username] = user;
     std::string contact = ContactList(p->contacts, b.expires_at);
@@ -1791,6 +1791,12 @@ struct Edge::Impl : public CallHost {
 };
 
 // ---------------------------------------------------------------------------------------------
+
+absl::Duration UpstreamRefreshDelay(int granted_seconds) {
+  const absl::Duration granted = absl::Seconds(granted_seconds);
+  const absl::Duration early = std::min(std::max(granted * 0.2, absl::Seconds(3)), granted / 2);
+  return granted - early;
+}
 
 Edge::Edge(EdgeOptions options, core::RedisClient& redis, core::DeviceDirectory& devices,
            GatewayConfigWatcher& config, core::Clock& clock, core::Random& rng,

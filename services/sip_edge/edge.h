@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "services/core/clock.h"
 #include "services/core/devices.h"
 #include "services/core/random.h"
@@ -69,6 +70,11 @@ struct EdgeOptions {
   int max_calls_per_device = 8;
   int max_subscriptions_per_device = 200;
 };
+
+// How long after the iPBX granted `granted_seconds` rwg refreshes that registration: at 80%
+// of it, but at least 3 s early (the housekeeping tick is 1 s, and a registrar counts expiry in
+// whole seconds) and never before half of it.
+absl::Duration UpstreamRefreshDelay(int granted_seconds);
 
 struct EdgeMetrics;
 
