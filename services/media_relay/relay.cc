@@ -14,6 +14,10 @@ namespace rwg::media_relay {
 namespace {
 
 constexpr char kInstancesKey[] = "rwg:relay:instances";
+// SRTCP packets a restored outbound stream may have sent: 12 days of one report a second.
+// Beyond, the record is damaged (the index is restored by protecting that many packets).
+constexpr uint64_t kMaxRestoredSrtcp = uint64_t{1} << 20;
+
 std::string SessionKey(const std::string& id) { return absl::StrCat("rwg:relay:session:", id); }
 std::string IndexKey(const std::string& instance) {
   return absl::StrCat("rwg:relay:sessions:", instance);
@@ -664,6 +668,13 @@ absl::Status Relay::Restore() {
             st.srtcp_sent = core::JsonNumber<uint64_t>(e, "srtcp", 0);
             st.last_seq = core::JsonNumber<uint16_t>(e, "seq", 0);
             ++slot;
+            if (st.srtcp_sent > kMaxRestoredSrtcp) {
+              // The index is moved on packet by packet below: a damaged count must not hold up
+              // the start for ever.
+              error = absl::StrCat(kLegNames[l], ": srtcp: ", st.srtcp_sent, " is more than ",
+                                   kMaxRestoredSrtcp, " packets");
+              return;
+            }
             SrtpContext* c = inbound ? leg.inbound.get() : leg.outbound.get();
             if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
             (void)c->SetRoc(st.ssrc, st.roc);
@@ -681,7 +692,8 @@ absl::Status Relay::Restore() {
           }
         };
         restore(lj.value("in", nlohmann::json()), true);
-        restore(lj.value("out", nlohmann::json()), false);
+        if (error.empty()) restore(lj.value("out", nlohmann::json()), false);
+        if (!error.empty()) break;
         absl::StatusOr<PortPair> p = pool_.AcquireExactly(core::JsonNumber<int>(lj, "port", 0));
         if (!p.ok()) {
           error = std::string(p.status().message());
@@ -690,7 +702,9 @@ absl::Status Relay::Restore() {
         leg.ports = *p;
         ++bound;
       }
-    } catch (const nlohmann::json::exception& e) {
+    } catch (const std::exception& e) {
+      // A field of the wrong type (nlohmann::json::exception) or anything else the record
+      // makes a library throw: this record is damaged, the others are restored.
       error = e.what();
     }
     if (!error.empty()) {

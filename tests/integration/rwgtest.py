@@ -118,6 +118,13 @@ class Redis:
     def cmd(self, *args):
         return resp_command(self.port, *args)
 
+    def cli(self, *args):
+        """One command through redis-cli: the reply's lines (an array's elements; a nil or an
+        empty array gives no line)."""
+        r = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *map(str, args)],
+                           capture_output=True, text=True, timeout=10, check=True)
+        return [l for l in r.stdout.split("\n") if l]
+
 
 class Service:
     """An rwg service binary started with --port-file; logs go to a file."""

@@ -316,6 +316,56 @@ class RestartTest(RelayFixture):
         self.assertIn(b'"suite":"RTP"', raw)
 
 
+    def test_damaged_records_are_forgotten_and_the_rest_restored(self):
+        def srtp_session(call_id):
+            return self.allocate("--call-id", call_id, "--set-suite", "AES_CM_128_HMAC_SHA1_80",
+                                 "--icp-suite", "RTP")["id"]
+
+        good = srtp_session("good")
+        # Sessions damaged in place (keys are sealed for their own session id).
+        victims = {name: srtp_session(name) for name in ("srtcp", "type", "leg", "key")}
+        self.relay.stop()
+        indexes = self.redis.cli("KEYS", "rwg:relay:sessions:*")
+        self.assertEqual(len(indexes), 1)
+        index = indexes[0]
+
+        def damage(name, change):
+            key = f"rwg:relay:session:{victims[name]}"
+            r = json.loads(self.redis.cli("GET", key)[0])
+            change(r)
+            self.redis.cli("SET", key, json.dumps(r))
+
+        # An SRTCP count so large that moving the index on packet by packet would never end.
+        damage("srtcp", lambda r: r["set"].__setitem__(
+            "out", [{"ssrc": 7, "roc": 0, "srtcp": 10**15, "seq": 1}]))
+        damage("type", lambda r: r["icp"].__setitem__("in", [{"ssrc": "seven"}]))
+        damage("leg", lambda r: r.__setitem__("icp", 5))
+        damage("key", lambda r: r["set"].__setitem__("local_key", "not-sealed"))
+        victims["json"], victims["missing"] = "json", "missing"
+        self.redis.cli("SET", "rwg:relay:session:json", "{not json")
+        self.redis.cli("SADD", index, "json", "missing")
+
+        started = time.monotonic()
+        self.relay = self.start_relay()
+        self.ctl.env["RWG_SERVER"] = self.relay.grpc_address
+        self.assertLess(time.monotonic() - started, 15)
+        log = self.relay.read_log()
+        self.assertIn("restored=1", log)
+        for name, why in [("srtcp", "srtcp: 1000000000000000 is more than"),
+                          ("type", "ssrc: not a number"), ("leg", "icp leg missing"),
+                          ("key", "local_key"), ("json", "not JSON"),
+                          ("missing", "record missing")]:
+            sid = victims[name]
+            line = next((l for l in log.splitlines()
+                         if "cannot restore a session" in l and f"session={sid} " in l), "")
+            self.assertIn(why, line, name)
+            self.assertEqual(self.redis.cli("EXISTS", f"rwg:relay:session:{sid}"), ["0"], name)
+        self.assertEqual(self.redis.cli("SMEMBERS", index), [good])
+        shown = self.ctl.json("relay", "show", good)
+        self.assertEqual(shown["call_id"], "good")
+        self.assertEqual(self.ctl.json("relay", "list")["ports_used"], 4)
+
+
 class SrtpTest(RelayFixture):
     """SRTP on the phone's leg against rwg-media-peer's own libsrtp2 contexts."""
 
