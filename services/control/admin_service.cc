@@ -708,11 +708,18 @@ grpc::Status AdminServiceImpl::ListEmergencyRoutes(grpc::ServerContext* ctx,
                                                    const adminpb::ListEmergencyRoutesRequest* req,
                                                    adminpb::ListEmergencyRoutesResponse* resp) {
   return Run("ListEmergencyRoutes", ctx, false, [&](const std::string&) -> absl::Status {
-    absl::StatusOr<std::vector<core::EmergencyRoute>> all = emergency_.List();
+    absl::StatusOr<core::EmergencyTable> all = emergency_.List();
     if (!all.ok()) return all.status();
     const std::string location(absl::StripAsciiWhitespace(req->location()));
-    for (const core::EmergencyRoute& r : *all) {
+    for (const core::EmergencyRoute& r : all->routes) {
       if (location.empty() || r.location == location) ToProto(r, resp->add_routes());
+    }
+    for (const core::DamagedEmergencyRoute& d : all->damaged) {
+      if (!location.empty() && d.location != location) continue;
+      adminpb::DamagedEmergencyRoute* out = resp->add_damaged();
+      out->set_location(core::ValidUtf8(d.location));
+      out->set_number(core::ValidUtf8(d.number));
+      out->set_error(core::ValidUtf8(d.error));
     }
     return absl::OkStatus();
   });
@@ -740,11 +747,11 @@ grpc::Status AdminServiceImpl::ResolveEmergency(grpc::ServerContext* ctx,
                                                 const adminpb::ResolveEmergencyRequest* req,
                                                 adminpb::ResolveEmergencyResponse* resp) {
   return Run("ResolveEmergency", ctx, false, [&](const std::string&) -> absl::Status {
-    absl::StatusOr<std::vector<core::EmergencyRoute>> all = emergency_.List();
+    absl::StatusOr<core::EmergencyTable> all = emergency_.List();
     if (!all.ok()) return all.status();
     // A location without a route of its own (an empty one too) falls back to "*".
-    std::optional<core::EmergencyRoute> r =
-        core::ResolveEmergency(*all, req->location(), absl::StripAsciiWhitespace(req->number()));
+    std::optional<core::EmergencyRoute> r = core::ResolveEmergency(
+        all->routes, req->location(), absl::StripAsciiWhitespace(req->number()));
     resp->set_found(r.has_value());
     if (r) ToProto(*r, resp->mutable_route());
     return absl::OkStatus();

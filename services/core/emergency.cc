@@ -110,26 +110,49 @@ absl::StatusOr<bool> EmergencyStore::Remove(const std::string& location,
   return r->integer == 1;
 }
 
-absl::StatusOr<std::vector<EmergencyRoute>> EmergencyStore::List() {
+absl::StatusOr<EmergencyTable> EmergencyStore::List() {
   absl::StatusOr<RedisReply> all = redis_.Command({"HGETALL", kEmergencyKey});
   if (!all.ok()) return all.status();
-  std::vector<EmergencyRoute> out;
+  EmergencyTable out;
   for (size_t i = 0; i + 1 < all->elements.size(); i += 2) {
+    const std::string& field = all->elements[i].str;
+    const size_t nl = field.find('\n');
+    DamagedEmergencyRoute damaged{field.substr(0, nl),
+                                  nl == std::string::npos ? "" : field.substr(nl + 1), ""};
     std::optional<nlohmann::json> j = JsonObject(all->elements[i + 1].str);
-    try {
-      if (j) {
-        out.push_back({j->value("location", ""), j->value("number", ""), j->value("dial", ""),
-                       j->value("description", "")});
-        continue;
-      }
-    } catch (const nlohmann::json::exception&) {  // a field of the wrong type
+    if (!j) {
+      damaged.error = "the record is not a JSON object";
+      out.damaged.push_back(std::move(damaged));
+      continue;
     }
-    return absl::DataLossError(absl::StrCat("emergency route '", all->elements[i].str, "' in ",
-                                            kEmergencyKey, " is damaged"));
+    EmergencyRoute r;
+    try {
+      r = {j->value("location", ""), j->value("number", ""), j->value("dial", ""),
+           j->value("description", "")};
+    } catch (const nlohmann::json::exception&) {
+      damaged.error = "a field of the record is not a string";
+      out.damaged.push_back(std::move(damaged));
+      continue;
+    }
+    std::vector<std::pair<std::string, std::string>> errs = NormalizeEmergencyRoute(r);
+    if (errs.empty() && Field(r.location, r.number) != field) {
+      errs.push_back({"location", "the record does not match its key"});
+    }
+    if (!errs.empty()) {
+      damaged.error = absl::StrCat(errs[0].first, ": ", errs[0].second);
+      out.damaged.push_back(std::move(damaged));
+      continue;
+    }
+    out.routes.push_back(std::move(r));
   }
-  std::sort(out.begin(), out.end(), [](const EmergencyRoute& a, const EmergencyRoute& b) {
-    return std::tie(a.location, a.number) < std::tie(b.location, b.number);
-  });
+  std::sort(out.routes.begin(), out.routes.end(),
+            [](const EmergencyRoute& a, const EmergencyRoute& b) {
+              return std::tie(a.location, a.number) < std::tie(b.location, b.number);
+            });
+  std::sort(out.damaged.begin(), out.damaged.end(),
+            [](const DamagedEmergencyRoute& a, const DamagedEmergencyRoute& b) {
+              return std::tie(a.location, a.number) < std::tie(b.location, b.number);
+            });
   return out;
 }
 

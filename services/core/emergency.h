@@ -41,6 +41,21 @@ std::optional<EmergencyRoute> ResolveEmergency(const std::vector<EmergencyRoute>
                                                absl::string_view location,
                                                absl::string_view number);
 
+// A stored route that cannot be used: its record is not JSON, has a field of the wrong type, or
+// fails NormalizeEmergencyRoute (what a phone dials must never reach the iPBX unchecked).
+struct DamagedEmergencyRoute {
+  std::string location;  // from the record's key, as far as it can be read
+  std::string number;
+  std::string error;
+};
+
+// The whole table: the usable routes (sorted by location then number) and the damaged ones,
+// which routing leaves out; one damaged record does not take the others with it.
+struct EmergencyTable {
+  std::vector<EmergencyRoute> routes;
+  std::vector<DamagedEmergencyRoute> damaged;
+};
+
 class EmergencyStore {
  public:
   explicit EmergencyStore(RedisClient& redis) : redis_(redis) {}
@@ -48,8 +63,8 @@ class EmergencyStore {
   absl::Status Put(const EmergencyRoute& r);
   // False when there was no such route.
   absl::StatusOr<bool> Remove(const std::string& location, const std::string& number);
-  // Every route, sorted by location then number.
-  absl::StatusOr<std::vector<EmergencyRoute>> List();
+  // Every route.
+  absl::StatusOr<EmergencyTable> List();
 
  private:
   RedisClient& redis_;

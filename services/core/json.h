@@ -19,6 +19,10 @@ namespace rwg::core {
 // replacement character); everything else is kept exactly.
 std::string JsonDump(const nlohmann::json& j);
 
+// `s` with the bytes that are not UTF-8 replaced by U+FFFD: for protobuf string fields, which
+// must be UTF-8.
+std::string ValidUtf8(const std::string& s);
+
 // `text` parsed as a JSON object; nullopt when it is not JSON or not an object (never throws).
 std::optional<nlohmann::json> JsonObject(std::string_view text);
 

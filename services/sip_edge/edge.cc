@@ -876,9 +876,14 @@ struct Edge::Impl : public CallHost {
       std::optional<std::vector<core::EmergencyRoute>> routes;
       absl::StatusOr<core::RedisReply> rev = redis.Command({"GET", core::kEmergencyRevisionKey});
       if (rev.ok() && (!emergency_revision || *emergency_revision != rev->str)) {
-        absl::StatusOr<std::vector<core::EmergencyRoute>> list = core::EmergencyStore(redis).List();
+        absl::StatusOr<core::EmergencyTable> list = core::EmergencyStore(redis).List();
         if (list.ok()) {
-          routes = *std::move(list);
+          // Once per revision: the damaged routes are left out, the others work.
+          for (const core::DamagedEmergencyRoute& d : list->damaged) {
+            core::log::Error("emergency route damaged; calls to its number are not routed by it",
+                             {{"location", d.location}, {"number", d.number}, {"error", d.error}});
+          }
+          routes = std::move(list->routes);
           emergency_revision = rev->str;
         } else {
           core::log::Warn("cannot read the emergency numbers",

@@ -550,6 +550,8 @@ class CallsTest(RelayFixture):
 
     def test_emergency_number_is_dialled_for_the_callers_location(self):
         # The office phone B stands for the Paris emergency desk; Berlin has its own number.
+        # A record damaged in Redis is left out; the rest of the table still routes calls.
+        self.redis.cmd("HSET", "rwg:emergency", "FR\n112", json.dumps({"dial": ["2000"]}))
         self.ctl.ok("emergency", "set", "FR/Paris", "112", OFFICE_USER)
         self.ctl.ok("emergency", "set", "DE", "112", "2999")
         a, b = self.phones()
@@ -560,6 +562,8 @@ class CallsTest(RelayFixture):
         log = self.edge.read_log()
         self.assertRegex(log, r'msg="emergency call" device=1001 location=FR/Paris number=112 '
                               r'route=FR/Paris dial=2000')
+        self.assertRegex(log, r'level=error .*msg="emergency route damaged.*" location=FR '
+                              r'number=112 error="a field of the record is not a string"')
         # Moved to Berlin, the same phone's 112 goes to Berlin's number (unknown to this iPBX:
         # it answers 404, which the phone gets).
         self.ctl.ok("device", "update", "1001", "--location", "DE/Berlin")

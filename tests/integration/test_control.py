@@ -343,6 +343,25 @@ class ControlTest(rwgtest.TempDirTest):
         self.assertEqual(resolve("FR/Paris/15e", "112"), "+33100000112")
         self.assertIn("NOT_FOUND", self.ctl.run("emergency", "delete", "FR/Paris", "112").stderr)
         self.assertEqual(rev(), 6, "deleting nothing changes nothing")
+        # Records damaged in Redis: each is set apart with its error; the others keep working.
+        self.redis.cmd("HSET", "rwg:emergency", "FR/Nice\n112", "{bad")
+        self.redis.cmd("HSET", "rwg:emergency", "FR/Nice\n17", json.dumps(
+            {"location": "FR/Nice", "number": "17", "dial": "17;x=1@evil"}))
+        self.redis.cmd("HSET", "rwg:emergency", "FR/Nice\n18", json.dumps(
+            {"location": "FR/Lille", "number": "18", "dial": "18"}))
+        self.redis.cmd("HSET", "rwg:emergency", b"FR/\xffNice\n15", json.dumps({"dial": 15}))
+        listed = self.ctl.json("emergency", "list")
+        self.assertEqual(len(listed["routes"]), 3)
+        self.assertEqual([(d["location"], d["number"], d["error"]) for d in listed["damaged"]], [
+            ("FR/Nice", "112", "the record is not a JSON object"),
+            ("FR/Nice", "17", "dial: '17;x=1@evil' is not 1 to 32 digits, * or # (+ first only)"),
+            ("FR/Nice", "18", "location: the record does not match its key"),
+            ("FR/\ufffdNice", "15", "a field of the record is not a string")])
+        self.assertEqual(resolve("FR/Nice", "112"), "+33100000112")  # the fallback
+        self.assertEqual(resolve("FR/Nice", "18"), "0100000018")
+        self.assertIn("damaged, not used for calls", self.ctl.ok("emergency", "list"))
+        self.ctl.ok("emergency", "delete", "FR/Nice", "17")
+        self.assertEqual(len(self.ctl.json("emergency", "list")["damaged"]), 3)
         # The table survives a restart of control (it lives in Redis).
         self.restart_control()
         self.login()

@@ -1007,6 +1007,12 @@ int main(int argc, char** argv) {
     std::vector<const adminpb::EmergencyRoute*> routes;
     for (const auto& r : resp.routes()) routes.push_back(&r);
     em_print(routes);
+    if (!resp.damaged().empty()) {
+      std::cout << "\ndamaged, not used for calls (delete and set again):\n";
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& d : resp.damaged()) rows.push_back({d.location(), d.number(), d.error()});
+      PrintTable({"LOCATION", "NUMBER", "ERROR"}, rows);
+    }
   });
   auto* em_delete = emergency->add_subcommand("delete", "remove a location's route of a number");
   em_delete->add_option("location", em_location, "the route's location")->required();
