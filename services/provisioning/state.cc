@@ -51,14 +51,17 @@ absl::Status SharedState::Refresh() {
   if (!list.ok()) return list.status();
   std::unordered_set<std::string> banned;
   const absl::Time now = clock_.Now();
+  std::lock_guard<std::mutex> lock(mu_);
+  // Bans made here and not yet stored stay in force, first.
+  for (const core::Ban& b : to_store_) {
+    if (banned.size() < max_bans_) banned.insert(b.source);
+  }
   for (const core::Ban& b : *list) {
+    if (banned.size() >= max_bans_) break;
     if (b.kind == "provisioning" && b.until > now) banned.insert(b.source);
   }
-  std::lock_guard<std::mutex> lock(mu_);
   hash_ = std::move(hash);
   upstream_ = std::move(upstream);
-  // Bans made here and not yet stored stay in force.
-  for (const core::Ban& b : to_store_) banned.insert(b.source);
   banned_ = std::move(banned);
   return absl::OkStatus();
 }
@@ -131,8 +134,16 @@ void SharedState::Ban(const std::string& ip, const std::string& reason, absl::Du
   b.since = clock_.Now();
   b.until = b.since + length;
   std::lock_guard<std::mutex> lock(mu_);
+  if (banned_.size() >= max_bans_ && banned_.count(ip) == 0) banned_.erase(banned_.begin());
   banned_.insert(ip);
+  // Drained at every refresh; while Redis cannot be reached, the newest are kept.
+  if (to_store_.size() >= max_bans_) to_store_.erase(to_store_.begin());
   to_store_.push_back(std::move(b));
+}
+
+size_t SharedState::BannedCount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return banned_.size();
 }
 
 absl::Status SharedState::last_status() const {

@@ -5,6 +5,7 @@
 // an IPv6 /64, core::SourceKey).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -34,9 +35,18 @@ struct XmlUpstream {
 
 class SharedState {
  public:
+  // Sources banned at once in memory (the same bound as the SIP edge's): a new ban beyond it
+  // pushes out another one, which stays in Redis and comes back at a refresh if there is room.
+  static constexpr size_t kMaxBans = 200000;
+
   SharedState(core::RedisClient& redis, const core::SecretBox& box, core::Clock& clock,
-              std::string instance)
-      : redis_(redis), bans_(redis), box_(box), clock_(clock), instance_(std::move(instance)) {}
+              std::string instance, size_t max_bans = kMaxBans)
+      : redis_(redis),
+        bans_(redis),
+        box_(box),
+        clock_(clock),
+        instance_(std::move(instance)),
+        max_bans_(std::max<size_t>(1, max_bans)) {}
   ~SharedState() { Stop(); }
 
   // Reads once (an error when Redis cannot be reached), then every `period`.
@@ -47,6 +57,8 @@ class SharedState {
   std::shared_ptr<const std::string> Hash() const;
   XmlUpstream Upstream() const;
   bool Banned(const std::string& ip) const;
+  // Sources banned in memory now (at most the bound given at construction).
+  size_t BannedCount() const;
   // Bans `ip` at once here and, within a period, for every instance and `rwgctl ban list`.
   void Ban(const std::string& ip, const std::string& reason, absl::Duration length);
   // OK when the last refresh worked.
@@ -61,6 +73,7 @@ class SharedState {
   const core::SecretBox& box_;
   core::Clock& clock_;
   const std::string instance_;
+  const size_t max_bans_;
   mutable std::mutex mu_;
   std::shared_ptr<const std::string> hash_;
   XmlUpstream upstream_;
