@@ -797,8 +797,23 @@ msg_t* Calls::DialogRequest(const Side& to, const std::string& method, uint32_t 
 
 // Sends `msg` on `to`'s side: to the first Route's address (loose routing), else the phone's
 // NAT source (UDP), else the Request-URI; toward the phone over its own connection.
-nta_outgoing_t* Calls::Launch(const Side& to, msg_t* msg, nta_response_f* callback,
+// A phone whose connection dropped connects again and registers over the new one: rwg's
+// requests in its dialogs go there from then on (its own requests re-tie the call the same way,
+// OnPhoneRequest). A phone registered through another instance meanwhile is not followed.
+void Calls::FollowPhone(Side& to) {
+  if (!to.set || to.user.empty()) return;
+  std::optional<std::pair<tport_t*, std::string>> now = host_.PhoneConnection(to.user);
+  if (!now || (now->first == to.tport && now->second == to.route_url)) return;
+  if (to.tport != nullptr) tport_unref(to.tport);
+  to.tport = tport_ref(now->first);
+  to.route_url = now->second;
+  core::log::Info("dialog follows the phone to its new connection",
+                  {{"device", to.user}, {"call_id", to.call_id}});
+}
+
+nta_outgoing_t* Calls::Launch(Side& to, msg_t* msg, nta_response_f* callback,
                               nta_outgoing_magic_t* magic) {
+  FollowPhone(to);
   std::string next_hop;
   if (!to.route.empty()) {
     next_hop = std::string(absl::StripSuffix(absl::StripPrefix(to.route[0], "<"), ">"));
@@ -811,7 +826,7 @@ nta_outgoing_t* Calls::Launch(const Side& to, msg_t* msg, nta_response_f* callba
 }
 
 // ACK and BYE: nothing waits for their answer.
-void Calls::SendRequest(const Call& call, const Side& to, const char* method, uint32_t cseq) {
+void Calls::SendRequest(const Call& call, Side& to, const char* method, uint32_t cseq) {
   msg_t* msg = DialogRequest(to, method, cseq, false, false);
   if (std::string_view(method) == "BYE" && !call.bye_reason.empty()) {
     sip_add_tl(msg, sip_object(msg), SIPTAG_REASON_STR(call.bye_reason.c_str()), TAG_END());

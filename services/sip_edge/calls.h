@@ -59,6 +59,10 @@ class CallHost {
                                                      const std::string& source) = 0;
   // The reachable phone of an ICP-side user whose connection this instance holds.
   virtual std::optional<CallPhone> PhoneForIcpUser(const std::string& icp_username) = 0;
+  // The connection (and, over UDP, the source URI) a device's phone is reachable through on
+  // this instance now; no lookup of the device itself.
+  virtual std::optional<std::pair<tport_t*, std::string>> PhoneConnection(
+      const std::string& set_username) = 0;
   // A new call from the iPBX for an ICP-side user whose phone another instance holds: the
   // INVITE is proxied there (0), or the status to answer it with (480: no instance holds it).
   virtual int ProxyInvite(nta_incoming_t* irq, const sip_t* sip,
@@ -164,9 +168,12 @@ class Calls {
                   bool proxy_auth);
   msg_t* DialogRequest(const Side& to, const std::string& method, uint32_t cseq, bool with_contact,
                        bool first);
-  nta_outgoing_t* Launch(const Side& to, msg_t* msg, nta_response_f* callback,
+  // Sends toward `to` (a phone's side first follows the phone to the connection it registers
+  // through now, FollowPhone).
+  nta_outgoing_t* Launch(Side& to, msg_t* msg, nta_response_f* callback,
                          nta_outgoing_magic_t* magic);
-  void SendRequest(const Call& call, const Side& to, const char* method, uint32_t cseq);
+  void FollowPhone(Side& to);
+  void SendRequest(const Call& call, Side& to, const char* method, uint32_t cseq);
   void OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip);
   void Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp,
               const std::string& headers = "");

@@ -564,12 +564,18 @@ struct Edge::Impl : public CallHost {
   std::optional<CallPhone> PhoneForIcpUser(const std::string& icp_username) override {
     auto by_icp = local_by_icp.find(icp_username);
     if (by_icp == local_by_icp.end()) return std::nullopt;
-    auto it = local.find(by_icp->second);
+    if (!PhoneConnection(by_icp->second)) return std::nullopt;
+    return PhoneOf(local.at(by_icp->second), by_icp->second);
+  }
+
+  std::optional<std::pair<tport_t*, std::string>> PhoneConnection(
+      const std::string& set_username) override {
+    auto it = local.find(set_username);
     if (it == local.end() || !it->second.reachable || it->second.contacts.empty() ||
         it->second.tport == nullptr) {
       return std::nullopt;
     }
-    return PhoneOf(it->second, it->first);
+    return std::make_pair(it->second.tport, it->second.route);
   }
 
   std::optional<CallPhone> PhoneOf(const LocalBinding& b, const std::string& set_username) {

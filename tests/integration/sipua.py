@@ -83,6 +83,7 @@ class UA:
         self.lock = threading.RLock()
         self.inbox = queue.Queue()      # new INVITEs for the script
         self.failures = []              # what went wrong inside the reader
+        self.ignore_cancel = False      # answer a CANCEL 200 but never end the INVITE
         self.closed = False
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -317,6 +318,8 @@ class UA:
             return
         if method == "CANCEL":
             self.respond(msg, 200, "OK")
+            if self.ignore_cancel:
+                return
             with self.lock:
                 unanswered = call.status is None
                 if unanswered:

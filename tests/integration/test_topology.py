@@ -278,5 +278,60 @@ class PhoneLimitsTest(TopologyFixture):
         self.assert_clean("forged BYE", a, office, other)
 
 
+class PhoneMisbehavesTest(TopologyFixture):
+    """A phone that never ends a cancelled INVITE, and one whose connection drops mid-call."""
+
+    def test_a_cancelled_invite_the_phone_never_ends_is_released(self):
+        office, b = self.office(), self.remote("1002")
+        b.ignore_cancel = True
+        out, inc = self.ringing(office, b, "21002", "127.0.0.2")
+        office.cancel(out)
+        office.wait("487", lambda: out.status == 487)
+        b.wait("CANCEL", lambda: "CANCEL<" in inc.events)
+        # The phone never answers its INVITE: rwg waits past 64 T1 (32 s), then lets go.
+        time.sleep(5)
+        self.assertEqual(len(self.ctl.json("call", "list")["calls"]), 1,
+                         "the INVITE toward the phone is still open")
+        rwgtest.wait_until("released", lambda: not self.leftovers(), timeout=50)
+        self.assert_clean("never ended", office, b)
+        # The phone's connection still carries calls.
+        b.ignore_cancel = False
+        self.answered(office, b, "21002", "127.0.0.2", True)
+        self.assert_clean("after", office, b)
+
+    def reconnect(self, ua, call):
+        """The phone's connection drops; it connects again, registers, and keeps its call."""
+        ua.close()
+        again = self.remote(ua.user)
+        call.ua = again
+        again.calls[call.call_id] = call
+        return again
+
+    def test_the_office_hangs_up_a_phone_that_reconnected(self):
+        a, office = self.remote("1001"), self.office()
+        out, inc = self.ringing(a, office, OFFICE_USER, PUBLIC)
+        office.answer(inc)
+        a.wait("200", lambda: out.status == 200)
+        office.wait("ACK", lambda: "ACK<" in inc.events)
+        a = self.reconnect(a, out)
+        # rwg's BYE reaches the phone over its new connection.
+        office.bye(inc)
+        office.wait("200 to BYE", lambda: "200 BYE" in inc.events)
+        a.wait("BYE on the new connection", lambda: "BYE<" in out.events)
+        self.assert_clean("office hangs up", a, office)
+
+    def test_a_phone_that_reconnected_hangs_up(self):
+        a, office = self.remote("1001"), self.office()
+        out, inc = self.ringing(a, office, OFFICE_USER, PUBLIC)
+        office.answer(inc)
+        a.wait("200", lambda: out.status == 200)
+        office.wait("ACK", lambda: "ACK<" in inc.events)
+        a = self.reconnect(a, out)
+        a.bye(out)
+        a.wait("200 to BYE", lambda: "200 BYE" in out.events)
+        office.wait("BYE", lambda: "BYE<" in inc.events)
+        self.assert_clean("phone hangs up", a, office)
+
+
 if __name__ == "__main__":
     unittest.main()
