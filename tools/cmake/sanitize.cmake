@@ -1,9 +1,11 @@
 # Sanitizer and fuzzing builds (docs/fuzzing.md).
 #   -DRWG_SANITIZE=ON  everything built with AddressSanitizer and UndefinedBehaviorSanitizer
 #                      (g++ or clang); tools/rwg test --sanitize uses it.
-#   -DRWG_FUZZ=ON      clang only: everything instrumented for libFuzzer as well, and only the
-#                      harnesses of tests/fuzz registered with CTest (each replays its corpus);
-#                      tools/fuzz uses it.
+#   -DRWG_FUZZ=ON      clang only: the same sanitizers, everything instrumented for libFuzzer's
+#                      coverage as well, and the harnesses of tests/fuzz linked with libFuzzer;
+#                      every test is built too. tools/rwg test --sanitize and tools/fuzz share
+#                      this build (build-sanitize/): one instrumented build runs the suites
+#                      and fuzzes.
 include_guard(GLOBAL)
 
 option(RWG_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
