@@ -391,6 +391,11 @@ class ClosedConnectionsTest(base.EdgeFixture):
                     self.assertEqual(tls.recv(2), b"\r\n")
 
     def test_a_thousand_tls_connections_closed_leave_no_memory_behind(self):
+        if "ASAN_OPTIONS" in os.environ:
+            # AddressSanitizer keeps freed memory in quarantine: the resident size says nothing
+            # there. LeakSanitizer checks the same at the edge's exit instead (its report fails
+            # the sanitizer run).
+            self.skipTest("resident memory is not measurable under AddressSanitizer")
         self.handshakes(200)  # the allocator's and OpenSSL's caches warm up first
         time.sleep(1)
         before = self.rss_kib()
