@@ -53,12 +53,17 @@ wait_for() {
   local what=$1 seconds=$2 i
   shift 2
   for ((i = 0; i < seconds * 2; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
+    if "$@" >/dev/null 2>&1; then
+      say "$what ready (${K8S_T0:+$(since "$K8S_T0")s})"
+      return 0
+    fi
     sleep 0.5
   done
   say "$what not ready after ${seconds}s"
-  if [ -f "$K8S_LOG/$what.log" ]; then
-    tail -15 "$K8S_LOG/$what.log" >&2
+  local log=$K8S_LOG/$what.log
+  [ "$what" = node ] && log=$K8S_LOG/kubelet.log
+  if [ -f "$log" ]; then
+    tail -15 "$log" >&2
   fi
   die "start failed (logs in $K8S_LOG/; ./tools/rwg k8s down cleans up)"
 }
@@ -280,14 +285,19 @@ k8s_all_running() {
   done
 }
 
+# node_ready [SINCE]: the node is Ready, by a heartbeat of the kubelet at or after SINCE
+# (UTC, 2006-01-02T15:04:05Z): after a restart the node keeps its old Ready status for a while.
 node_ready() {
-  kubectl_ get node "$K8S_NODE" \
-    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
+  local status
+  status=$(kubectl_ get node "$K8S_NODE" -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}' 2>/dev/null) ||
+    return 1
+  [ "${status% *}" = True ] && [[ ! "${status#* }" < "${1:-}" ]]
 }
 
 k8s_up() {
   local t0 bin ip p
   t0=$(now)
+  K8S_T0=$t0
   [ "$(id -u)" -eq 0 ] || die "the cluster needs root"
   k8s_deps
   k8s_build
@@ -295,7 +305,7 @@ k8s_up() {
   PATH="$bin:$(k8s_client_dir):$PATH"
   export PATH
 
-  if k8s_all_running && node_ready; then
+  if k8s_all_running && node_ready ""; then
     say "already running"
     k8s_usage
     return 0
@@ -357,6 +367,8 @@ k8s_up() {
     --cert-dir="$K8S_DATA/scheduler"
 
   k8s_config_node "$ip"
+  local kubelet_start
+  kubelet_start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   # --pod-infra-container-image is ignored with a remote runtime: containerd's sandbox_image is
   # the one used.
   launch kubelet kubelet --config="$K8S_ETC/kubelet.yaml" \
@@ -379,7 +391,7 @@ k8s_up() {
   launch dns-sync "$K8S_TOOLS/dns-sync" "https://127.0.0.1:$K8S_API_PORT" \
     "$K8S_PKI/admin.token" "$K8S_PKI/ca.crt" "$K8S_RUN/dns/hosts" "$(pid_file dnsmasq)"
 
-  wait_for kubelet 180 node_ready
+  wait_for node 180 node_ready "$kubelet_start"
   local name
   for name in "${K8S_PROCESSES[@]}"; do
     running "$name" || { tail -5 "$K8S_LOG/$name.log" >&2; die "$name exited (log: $K8S_LOG/$name.log)"; }
