@@ -8,8 +8,9 @@
 # makes the kubelet pull.
 #
 #   oci_image_build ROOTFS NAME:TAG [OPTION...] [-- ENTRYPOINT [ARG...]]
-#       ROOTFS: a directory (packed as is, ownership kept: chown in it first if the image's
-#       user must own something) or an existing tar of one.
+#       ROOTFS: a directory (packed as is, ownership and modes kept: chown in it first if the
+#       image's user must own something; the directory itself is made 0755, the image's /)
+#       or an existing tar of one.
 #       --user USER[:GROUP]   the user the image runs as (name or number)
 #       --workdir DIR         working directory (default /)
 #       --env NAME=VALUE      one more environment variable (repeatable; PATH is set)
@@ -78,6 +79,8 @@ oci_image_build() {
     esac
   done
   [ -e "$rootfs" ] || die "oci_image_build: no rootfs $rootfs"
+  # The directory's own mode becomes that of the image's /: mktemp -d makes it 0700.
+  [ -d "$rootfs" ] && chmod 755 "$rootfs"
   if [ -z "$archive" ]; then
     mkdir -p "$OCI_ARCHIVE_DIR"
     archive=$OCI_ARCHIVE_DIR/$(echo "${ref#*/}" | tr '/:' '__').oci.tar
@@ -185,8 +188,11 @@ oci_rootfs_add() {
     [ -f "$f" ] || die "oci_rootfs_add: no file $f"
     install -D -m 755 "$f" "$r$f"
     # ldd's lines: "libx.so.1 => /path (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)".
+    # (modes kept: the dynamic loader must stay executable)
     while read -r lib; do
-      [ -e "$r$lib" ] || install -D -m 644 "$(readlink -f "$lib")" "$r$lib"
+      [ -e "$r$lib" ] && continue
+      mkdir -p "$r$(dirname "$lib")"
+      cp -L --preserve=mode "$lib" "$r$lib"
     done < <(ldd "$f" 2>/dev/null | grep -o '/[^ ]*' || true)
   done
 }
