@@ -9,7 +9,8 @@ It starts a cluster of its own (`./tools/rwg k8s up` with a temporary RWG_STATE_
 binaries come from the cache, built first if missing), builds a busybox image with
 tools/k8s/oci.sh and checks: the node is Ready; a pod of that image runs and answers on its
 pod address, through a NodePort on 127.0.0.1 and, from another pod, by its Service's DNS name;
-a hostNetwork pod answers on 127.0.0.1; logs and exec work. Then `down --purge` must leave the
+a pod of a curl image (the program and its shared libraries) reaches it too; a hostNetwork
+pod answers on 127.0.0.1; logs and exec work. Then `down --purge` must leave the
 host as it found it: no process, no pod network namespace, no cni0 or veth, no KUBE-/CNI-
 iptables chain, the same sysctls.
 """
@@ -25,6 +26,7 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 RWG = os.path.join(ROOT, "tools", "rwg")
 IMAGE = "rwg.local/smoke-busybox:1"
+CURL_IMAGE = "rwg.local/smoke-curl:1"
 NODE_PORT = 32080
 HOST_PORT = 18081
 SYSCTLS = ["net.ipv4.ip_forward", "net.ipv4.conf.all.route_localnet",
@@ -160,7 +162,12 @@ class K8sClusterTest(unittest.TestCase):
             oci_busybox_rootfs "$r"
             mkdir -p "$r/www"
             echo hello-from-rwg-smoke > "$r/www/index.html"
-            oci_image_build "$r" {IMAGE} --user 10001:10001 --workdir /www -- /bin/sh""",
+            oci_image_build "$r" {IMAGE} --user 10001:10001 --workdir /www -- /bin/sh
+            c=$(mktemp -d)
+            trap 'rm -rf "$r" "$c"' EXIT
+            oci_rootfs_init "$c"
+            oci_rootfs_add "$c" /usr/bin/curl
+            oci_image_build "$c" {CURL_IMAGE} --user 10001:10001 -- /usr/bin/curl""",
             env=self.env)
         print(f"image: {time.monotonic() - t:.1f}s")
 
@@ -197,6 +204,16 @@ class K8sClusterTest(unittest.TestCase):
         out = self.kubectl("-n", "smoke", "exec", "client", "--", "timeout", "5", "wget", "-qO-",
                            "http://web/")
         self.assertIn("hello-from-rwg-smoke", out)
+        # A dynamically linked program with its libraries (oci_rootfs_add), as the image's user.
+        self.kubectl("-n", "smoke", "run", "curl", f"--image={CURL_IMAGE}",
+                     "--image-pull-policy=Never", "--restart=Never", "--",
+                     "-sS", "--max-time", "5", "http://web.smoke.svc.cluster.local/")
+        deadline = time.monotonic() + 60
+        while self.kubectl("-n", "smoke", "get", "pod", "curl", "-o",
+                           "jsonpath={.status.phase}") not in ("Succeeded", "Failed"):
+            self.assertLess(time.monotonic(), deadline, "curl pod did not finish")
+            time.sleep(1)
+        self.assertIn("hello-from-rwg-smoke", self.kubectl("-n", "smoke", "logs", "curl"))
         out = self.kubectl("-n", "smoke", "exec", "web", "--", "id", "-u")
         self.assertEqual(out.strip(), "10001")
         self.kubectl("-n", "smoke", "logs", "web")
