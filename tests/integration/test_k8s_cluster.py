@@ -13,6 +13,10 @@ a pod of a curl image (the program and its shared libraries) reaches it too; a h
 pod answers on 127.0.0.1; logs and exec work. Then `down --purge` must leave the
 host as it found it: no process, no pod network namespace, no cni0 or veth, no KUBE-/CNI-
 iptables chain, the same sysctls.
+
+test_service_images (when build/bin has the four services: ./tools/rwg build) runs
+`./tools/rwg images` against that cluster and checks that a pod per image, running
+`<service> --help` as the image's user, reaches Completed with exit code 0 and prints its usage.
 """
 import json
 import os
@@ -224,6 +228,37 @@ class K8sClusterTest(unittest.TestCase):
         after = host_state()
         self.assertEqual(after, self.before)
         self.assertFalse(os.path.exists(self.kubeconfig))
+
+
+    def test_service_images(self):
+        services = ["control", "sip-edge", "media-relay", "provisioning"]
+        bindir = os.path.join(os.environ.get("RWG_BUILD_DIR", os.path.join(ROOT, "build")), "bin")
+        missing = [s for s in services if not os.access(os.path.join(bindir, s), os.X_OK)]
+        if missing:
+            self.skipTest(f"not built: {missing} (./tools/rwg build)")
+        env = dict(self.env, RWG_BUILD_DIR=os.path.dirname(bindir))
+        t = time.monotonic()
+        out = run(RWG, "images", env=env, timeout=600)
+        print(f"\nimages: {time.monotonic() - t:.1f}s")
+        self.assertIn("imported into the cluster's containerd", out)
+        with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
+            version = next(line.split("VERSION")[1].split()[0] for line in f
+                           if line.startswith("project(rwg VERSION"))
+        for s in services:
+            self.kubectl("run", f"img-{s}", f"--image=rwg/{s}:{version}",
+                         "--image-pull-policy=Never", "--restart=Never", "--", "--help")
+        deadline = time.monotonic() + 120
+        for s in services:
+            while True:
+                pod = json.loads(self.kubectl("get", "pod", f"img-{s}", "-o", "json"))
+                if pod["status"].get("phase") in ("Succeeded", "Failed"):
+                    break
+                self.assertLess(time.monotonic(), deadline, f"img-{s}: {pod['status']}")
+                time.sleep(1)
+            self.assertEqual(pod["status"]["phase"], "Succeeded", pod["status"])
+            state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+            self.assertEqual(state["exitCode"], 0, state)
+            self.assertIn(f"Usage: {s}", self.kubectl("logs", f"img-{s}"))
 
 
 if __name__ == "__main__":
