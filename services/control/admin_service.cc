@@ -761,25 +761,9 @@ grpc::Status AdminServiceImpl::ResolveEmergency(grpc::ServerContext* ctx,
 // ---------------------------------------------------------------------------------------------
 // Calls (records the sip-edge instances keep in Redis, services/core/calls.h)
 
-absl::StatusOr<std::optional<adminpb::Call>> AdminServiceImpl::LoadCall(const std::string& id) {
-  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", core::CallKey(id)});
-  if (!r.ok()) return r.status();
-  return CallFromRecord(*r, id);
-}
+namespace {
 
-absl::StatusOr<std::optional<adminpb::Call>> AdminServiceImpl::CallFromRecord(
-    const core::RedisReply& r, const std::string& id) {
-  if (r.is_nil()) return std::nullopt;
-  nlohmann::json j = nlohmann::json::parse(r.str, nullptr, false);
-  if (!j.is_object()) return absl::DataLossError(absl::StrCat("call ", id, ": damaged record"));
-  try {
-    return std::optional<adminpb::Call>(CallFromJson(j, id));
-  } catch (const nlohmann::json::exception& e) {
-    return absl::DataLossError(absl::StrCat("call ", id, ": damaged record: ", e.what()));
-  }
-}
-
-adminpb::Call AdminServiceImpl::CallFromJson(const nlohmann::json& j, const std::string& id) {
+adminpb::Call CallFromObject(const nlohmann::json& j, const std::string& id) {
   adminpb::Call c;
   c.set_id(j.value("id", id));
   c.set_instance(j.value("instance", ""));
@@ -801,6 +785,32 @@ adminpb::Call AdminServiceImpl::CallFromJson(const nlohmann::json& j, const std:
     leg->set_remote_target(j[side].value("remote_target", ""));
   }
   return c;
+}
+
+}  // namespace
+
+absl::StatusOr<adminpb::Call> CallFromJson(std::string_view json, const std::string& id) {
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
+  if (!j.is_object()) return absl::DataLossError(absl::StrCat("call ", id, ": damaged record"));
+  try {
+    return CallFromObject(j, id);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(absl::StrCat("call ", id, ": damaged record: ", e.what()));
+  }
+}
+
+absl::StatusOr<std::optional<adminpb::Call>> AdminServiceImpl::LoadCall(const std::string& id) {
+  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", core::CallKey(id)});
+  if (!r.ok()) return r.status();
+  return CallFromRecord(*r, id);
+}
+
+absl::StatusOr<std::optional<adminpb::Call>> AdminServiceImpl::CallFromRecord(
+    const core::RedisReply& r, const std::string& id) {
+  if (r.is_nil()) return std::nullopt;
+  absl::StatusOr<adminpb::Call> c = CallFromJson(r.str, id);
+  if (!c.ok()) return c.status();
+  return std::optional<adminpb::Call>(*std::move(c));
 }
 
 grpc::Status AdminServiceImpl::ListCalls(grpc::ServerContext* ctx,

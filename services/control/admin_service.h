@@ -8,6 +8,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "rwg/admin/v1/admin.grpc.pb.h"
 #include "services/control/auth.h"
@@ -35,6 +36,11 @@ class LoginMetrics {
   prometheus::Counter& source_lockouts_;
   prometheus::Counter& user_lockouts_;
 };
+
+// A call from the record a sip-edge instance keeps in Redis (services/core/calls.h), as
+// ListCalls/GetCall show it: the record's "id", else `id` (its key's). DataLoss for a damaged
+// record (not a JSON object, a field of the wrong type), never an exception.
+absl::StatusOr<admin::v1::Call> CallFromJson(std::string_view json, const std::string& id);
 
 class AdminServiceImpl final : public admin::v1::AdminService::Service {
  public:
@@ -116,7 +122,6 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   // A call from its record (nil: ended since); DataLoss for a damaged record.
   static absl::StatusOr<std::optional<admin::v1::Call>> CallFromRecord(const core::RedisReply& r,
                                                                        const std::string& id);
-  static admin::v1::Call CallFromJson(const nlohmann::json& j, const std::string& id);
   absl::StatusOr<admin::v1::HashKey> StoreHash(const std::string& key, bool must_be_new,
                                                const char* action, const std::string& user);
 

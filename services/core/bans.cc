@@ -40,7 +40,7 @@ std::string BanUserKey(const std::string& user) {
   return out;
 }
 
-absl::Status BanStore::Put(const Ban& b) {
+std::string BanToJson(const Ban& b) {
   nlohmann::json j = {{"id", b.id},
                       {"kind", b.kind},
                       {"source", b.source},
@@ -49,8 +49,30 @@ absl::Status BanStore::Put(const Ban& b) {
                       {"instance", b.instance},
                       {"since", absl::ToUnixSeconds(b.since)},
                       {"until", absl::ToUnixSeconds(b.until)}};
+  return JsonDump(j);
+}
+
+absl::StatusOr<Ban> BanFromJson(std::string_view json) {
+  std::optional<nlohmann::json> j = JsonObject(json);
+  if (!j) return absl::DataLossError("not a JSON object");
+  Ban b;
+  try {
+    b.kind = j->value("kind", "");
+    b.source = j->value("source", "");
+    b.user = j->value("user", "");
+    b.reason = j->value("reason", "");
+    b.instance = j->value("instance", "");
+    b.since = absl::FromUnixSeconds(JsonNumber<int64_t>(*j, "since", 0));
+    b.until = absl::FromUnixSeconds(JsonNumber<int64_t>(*j, "until", 0));
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(e.what());
+  }
+  return b;
+}
+
+absl::Status BanStore::Put(const Ban& b) {
   const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(b.until - b.since));
-  return redis_.Command({"SET", kPrefix + b.id, JsonDump(j), "PX", std::to_string(ms)}).status();
+  return redis_.Command({"SET", kPrefix + b.id, BanToJson(b), "PX", std::to_string(ms)}).status();
 }
 
 absl::StatusOr<std::vector<Ban>> BanStore::List() {
@@ -73,26 +95,14 @@ absl::StatusOr<std::vector<Ban>> BanStore::List() {
   for (size_t i = 0; i < vals->elements.size() && i < keys.size(); ++i) {
     const RedisReply& v = vals->elements[i];
     if (v.is_nil()) continue;  // lifted or ended since the SCAN
-    std::optional<nlohmann::json> j = JsonObject(v.str);
-    if (!j) {
-      log::Warn("damaged ban record skipped", {{"key", keys[i]}, {"error", "not a JSON object"}});
+    absl::StatusOr<Ban> b = BanFromJson(v.str);
+    if (!b.ok()) {
+      log::Warn("damaged ban record skipped",
+                {{"key", keys[i]}, {"error", std::string(b.status().message())}});
       continue;
     }
-    Ban b;
-    b.id = keys[i].substr(sizeof(kPrefix) - 1);  // the key's: what removing the ban deletes
-    try {
-      b.kind = j->value("kind", "");
-      b.source = j->value("source", "");
-      b.user = j->value("user", "");
-      b.reason = j->value("reason", "");
-      b.instance = j->value("instance", "");
-      b.since = absl::FromUnixSeconds(JsonNumber<int64_t>(*j, "since", 0));
-      b.until = absl::FromUnixSeconds(JsonNumber<int64_t>(*j, "until", 0));
-    } catch (const nlohmann::json::exception& e) {
-      log::Warn("damaged ban record skipped", {{"key", keys[i]}, {"error", e.what()}});
-      continue;
-    }
-    out.push_back(std::move(b));
+    b->id = keys[i].substr(sizeof(kPrefix) - 1);  // the key's: what removing the ban deletes
+    out.push_back(*std::move(b));
   }
   std::sort(out.begin(), out.end(), [](const Ban& a, const Ban& b) { return a.id < b.id; });
   return out;

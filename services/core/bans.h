@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -37,6 +38,13 @@ std::string AuthBanId(const std::string& ip, const std::string& user);
 // share a key only if their SHA-256 share 64 bits.
 inline constexpr size_t kBanUserPlainMax = 32;
 std::string BanUserKey(const std::string& user);
+
+// A ban record as BanStore writes it (JSON; `since`/`until` in Unix seconds) and reads it back.
+// BanFromJson leaves `id` empty: a listed ban's id is its key's, what removing it deletes. A
+// damaged record (not a JSON object, a field of the wrong type, a number out of range) is a
+// DataLoss error, never an exception.
+std::string BanToJson(const Ban& ban);
+absl::StatusOr<Ban> BanFromJson(std::string_view json);
 
 class BanStore {
  public:

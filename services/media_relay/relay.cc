@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -519,6 +520,61 @@ Address AddressFrom(const nlohmann::json& j) {
 
 }  // namespace
 
+absl::StatusOr<SessionRecord> SessionRecordFromJson(std::string_view json) {
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
+  if (!j.is_object()) return absl::DataLossError("record is not JSON");
+  SessionRecord r;
+  try {
+    r.call_id = j.value("call_id", "");
+    r.created = absl::FromUnixMillis(core::JsonNumber<int64_t>(j, "created", 0));
+    for (int l = 0; l < 2; ++l) {
+      const auto it = j.find(kLegNames[l]);
+      if (it == j.end() || !it->is_object()) {
+        return absl::DataLossError(absl::StrCat(kLegNames[l], " leg missing"));
+      }
+      const nlohmann::json& lj = *it;
+      LegRecord& leg = r.legs[l];
+      absl::StatusOr<SrtpSuite> suite = SuiteOf(lj.value("suite", ""));
+      if (!suite.ok()) return absl::DataLossError(suite.status().message());
+      leg.suite = *suite;
+      if (lj.contains("local_key")) leg.sealed_local_key = lj.value("local_key", "");
+      if (lj.contains("remote_key")) leg.sealed_remote_key = lj.value("remote_key", "");
+      leg.sdp_rtp = AddressFrom(lj.value("sdp_rtp", nlohmann::json()));
+      leg.sdp_rtcp = AddressFrom(lj.value("sdp_rtcp", nlohmann::json()));
+      leg.latched_rtp = AddressFrom(lj.value("latched_rtp", nlohmann::json()));
+      leg.latched_rtcp = AddressFrom(lj.value("latched_rtcp", nlohmann::json()));
+      for (bool inbound : {true, false}) {
+        const nlohmann::json arr = lj.value(inbound ? "in" : "out", nlohmann::json());
+        if (!arr.is_array()) continue;
+        int slot = 0;
+        for (const nlohmann::json& e : arr) {
+          if (slot >= kTrackedSsrcs) break;
+          SsrcState& st = inbound ? leg.in[slot] : leg.out[slot];
+          st.used = true;
+          st.ssrc = core::JsonNumber<uint32_t>(e, "ssrc", 0);
+          st.roc = core::JsonNumber<uint32_t>(e, "roc", 0);
+          st.srtcp_sent = core::JsonNumber<uint64_t>(e, "srtcp", 0);
+          st.last_seq = core::JsonNumber<uint16_t>(e, "seq", 0);
+          ++slot;
+          if (st.srtcp_sent > kMaxRestoredSrtcp) {
+            // The index is moved on packet by packet at the restore: a damaged count must not
+            // hold up the start for ever.
+            return absl::DataLossError(absl::StrCat(kLegNames[l], ": srtcp: ", st.srtcp_sent,
+                                                    " is more than ", kMaxRestoredSrtcp,
+                                                    " packets"));
+          }
+        }
+      }
+      leg.port = core::JsonNumber<int>(lj, "port", 0);
+    }
+  } catch (const std::exception& e) {
+    // A field of the wrong type (nlohmann::json::exception) or anything else the record makes
+    // a library throw.
+    return absl::DataLossError(e.what());
+  }
+  return r;
+}
+
 Relay::SessionState Relay::CopyState(Session& s) {
   s.dirty.store(false);
   SessionState state;
@@ -605,40 +661,30 @@ absl::Status Relay::Restore() {
       forget("record missing");
       continue;
     }
-    nlohmann::json j = nlohmann::json::parse(raw->str, nullptr, false);
-    if (!j.is_object()) {
-      forget("record is not JSON");
+    absl::StatusOr<SessionRecord> rec = SessionRecordFromJson(raw->str);
+    if (!rec.ok()) {
+      forget(std::string(rec.status().message()));
       continue;
     }
     auto s = std::make_unique<Session>();
     s->id = id.str;
     std::string error;
     int bound = 0;
-    // A field of the wrong type throws before its leg's ports are taken: the session is
-    // forgotten like any other damaged record.
     try {
-      s->call_id = j.value("call_id", "");
-      s->created = absl::FromUnixMillis(core::JsonNumber<int64_t>(j, "created", 0));
+      s->call_id = rec->call_id;
+      s->created = rec->created;
       for (int l = 0; l < 2 && error.empty(); ++l) {
-        const nlohmann::json& lj = j[kLegNames[l]];
+        const LegRecord& lr = rec->legs[l];
         Leg& leg = s->legs[l];
-        if (!lj.is_object()) {
-          error = absl::StrCat(kLegNames[l], " leg missing");
-          break;
-        }
-        absl::StatusOr<SrtpSuite> suite = SuiteOf(lj.value("suite", ""));
-        if (!suite.ok()) {
-          error = std::string(suite.status().message());
-          break;
-        }
-        leg.suite = *suite;
+        leg.suite = lr.suite;
         const std::string ctx = absl::StrCat("relay:", s->id, ":", kLegNames[l]);
-        for (auto [field, dest] :
-             {std::pair<const char*, std::string*>{"local_key", &leg.local_key},
-              {"remote_key", &leg.remote_key}}) {
-          if (!lj.contains(field)) continue;
+        for (auto [field, sealed, dest] :
+             {std::tuple<const char*, const std::optional<std::string>*, std::string*>{
+                  "local_key", &lr.sealed_local_key, &leg.local_key},
+              {"remote_key", &lr.sealed_remote_key, &leg.remote_key}}) {
+          if (!sealed->has_value()) continue;
           absl::StatusOr<std::string> k =
-              box_.Open(lj.value(field, ""), ctx + (dest == &leg.local_key ? ":local" : ":remote"));
+              box_.Open(**sealed, ctx + (dest == &leg.local_key ? ":local" : ":remote"));
           if (!k.ok()) {
             error = absl::StrCat(field, ": ", k.status().message());
             break;
@@ -646,55 +692,37 @@ absl::Status Relay::Restore() {
           *dest = *std::move(k);
         }
         if (!error.empty()) break;
-        leg.sdp_rtp = AddressFrom(lj.value("sdp_rtp", nlohmann::json()));
-        leg.sdp_rtcp = AddressFrom(lj.value("sdp_rtcp", nlohmann::json()));
-        leg.latched_rtp = AddressFrom(lj.value("latched_rtp", nlohmann::json()));
-        leg.latched_rtcp = AddressFrom(lj.value("latched_rtcp", nlohmann::json()));
+        leg.sdp_rtp = lr.sdp_rtp;
+        leg.sdp_rtcp = lr.sdp_rtcp;
+        leg.latched_rtp = lr.latched_rtp;
+        leg.latched_rtcp = lr.latched_rtcp;
         if (absl::Status st = BuildContexts(leg, true, true); !st.ok()) {
           error = std::string(st.message());
           break;
         }
         // SRTP continues where it was: rollover counters, and SRTCP indexes moved past the
         // ones already used (each protected RTCP packet advances the index by one).
-        auto restore = [&](const nlohmann::json& arr, bool inbound) {
-          if (!arr.is_array()) return;
-          int slot = 0;
-          for (const nlohmann::json& e : arr) {
-            if (slot >= kTrackedSsrcs) break;
-            SsrcState& st = inbound ? leg.in_ssrcs[slot] : leg.out_ssrcs[slot];
-            st.used = true;
-            st.ssrc = core::JsonNumber<uint32_t>(e, "ssrc", 0);
-            st.roc = core::JsonNumber<uint32_t>(e, "roc", 0);
-            st.srtcp_sent = core::JsonNumber<uint64_t>(e, "srtcp", 0);
-            st.last_seq = core::JsonNumber<uint16_t>(e, "seq", 0);
-            ++slot;
-            if (st.srtcp_sent > kMaxRestoredSrtcp) {
-              // The index is moved on packet by packet below: a damaged count must not hold up
-              // the start for ever.
-              error = absl::StrCat(kLegNames[l], ": srtcp: ", st.srtcp_sent, " is more than ",
-                                   kMaxRestoredSrtcp, " packets");
-              return;
-            }
-            SrtpContext* c = inbound ? leg.inbound.get() : leg.outbound.get();
-            if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
+        leg.in_ssrcs = lr.in;
+        leg.out_ssrcs = lr.out;
+        for (bool inbound : {true, false}) {
+          SrtpContext* c = inbound ? leg.inbound.get() : leg.outbound.get();
+          if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
+          for (const SsrcState& st : inbound ? leg.in_ssrcs : leg.out_ssrcs) {
+            if (!st.used) continue;
             (void)c->SetRoc(st.ssrc, st.roc);
-            if (!inbound) {
-              alignas(16) uint8_t pkt[8 + kMaxTrailer] = {0x80, 201, 0, 1};
-              for (uint64_t n = 0; n < st.srtcp_sent; ++n) {
-                pkt[4] = static_cast<uint8_t>(st.ssrc >> 24);
-                pkt[5] = static_cast<uint8_t>(st.ssrc >> 16);
-                pkt[6] = static_cast<uint8_t>(st.ssrc >> 8);
-                pkt[7] = static_cast<uint8_t>(st.ssrc);
-                size_t len = 8;
-                (void)c->ProtectRtcp(pkt, &len, sizeof(pkt));
-              }
+            if (inbound) continue;
+            alignas(16) uint8_t pkt[8 + kMaxTrailer] = {0x80, 201, 0, 1};
+            for (uint64_t n = 0; n < st.srtcp_sent; ++n) {
+              pkt[4] = static_cast<uint8_t>(st.ssrc >> 24);
+              pkt[5] = static_cast<uint8_t>(st.ssrc >> 16);
+              pkt[6] = static_cast<uint8_t>(st.ssrc >> 8);
+              pkt[7] = static_cast<uint8_t>(st.ssrc);
+              size_t len = 8;
+              (void)c->ProtectRtcp(pkt, &len, sizeof(pkt));
             }
           }
-        };
-        restore(lj.value("in", nlohmann::json()), true);
-        if (error.empty()) restore(lj.value("out", nlohmann::json()), false);
-        if (!error.empty()) break;
-        absl::StatusOr<PortPair> p = pool_.AcquireExactly(core::JsonNumber<int>(lj, "port", 0));
+        }
+        absl::StatusOr<PortPair> p = pool_.AcquireExactly(lr.port);
         if (!p.ok()) {
           error = std::string(p.status().message());
           break;
@@ -703,8 +731,8 @@ absl::Status Relay::Restore() {
         ++bound;
       }
     } catch (const std::exception& e) {
-      // A field of the wrong type (nlohmann::json::exception) or anything else the record
-      // makes a library throw: this record is damaged, the others are restored.
+      // Anything the record makes a library throw: this record is damaged, the others are
+      // restored.
       error = e.what();
     }
     if (!error.empty()) {

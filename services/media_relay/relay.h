@@ -14,7 +14,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -51,6 +53,26 @@ struct RelayOptions {
   absl::Duration idle_timeout = absl::Seconds(60);
   absl::Duration orphan_timeout = absl::Hours(1);  // idle this long: deleted by the relay
 };
+
+// A session record as the relay keeps it in Redis and Relay::Restore reads it back, parsed
+// without ports, sockets, SRTP contexts or the secret key: the keys are still sealed, the SRTP
+// state of each leg's streams (at most kTrackedSsrcs each way, the used slots first) is not yet
+// applied. DataLoss for a damaged record (not a JSON object, a leg missing, an unknown suite, a
+// field of the wrong type, a number out of range, an SRTCP count above the restore limit),
+// never an exception.
+struct LegRecord {
+  int port = 0;
+  SrtpSuite suite = SrtpSuite::kNone;
+  std::optional<std::string> sealed_local_key, sealed_remote_key;
+  Address sdp_rtp, sdp_rtcp, latched_rtp, latched_rtcp;
+  std::array<SsrcState, kTrackedSsrcs> in, out;
+};
+struct SessionRecord {
+  std::string call_id;
+  absl::Time created;
+  std::array<LegRecord, 2> legs;  // set, icp
+};
+absl::StatusOr<SessionRecord> SessionRecordFromJson(std::string_view json);
 
 struct RelayMetrics;
 
