@@ -307,13 +307,18 @@ class PhoneMisbehavesTest(TopologyFixture):
         again.calls[call.call_id] = call
         return again
 
-    def test_the_office_hangs_up_a_phone_that_reconnected(self):
+    def call_then_reconnect(self):
+        """1001 calls the office, the office answers, then 1001's connection drops and it
+        registers again over a new one."""
         a, office = self.remote("1001"), self.office()
         out, inc = self.ringing(a, office, OFFICE_USER, PUBLIC)
         office.answer(inc)
         a.wait("200", lambda: out.status == 200)
         office.wait("ACK", lambda: "ACK<" in inc.events)
-        a = self.reconnect(a, out)
+        return self.reconnect(a, out), office, out, inc
+
+    def test_the_office_hangs_up_a_phone_that_reconnected(self):
+        a, office, out, inc = self.call_then_reconnect()
         # rwg's BYE reaches the phone over its new connection.
         office.bye(inc)
         office.wait("200 to BYE", lambda: "200 BYE" in inc.events)
@@ -321,12 +326,7 @@ class PhoneMisbehavesTest(TopologyFixture):
         self.assert_clean("office hangs up", a, office)
 
     def test_a_phone_that_reconnected_hangs_up(self):
-        a, office = self.remote("1001"), self.office()
-        out, inc = self.ringing(a, office, OFFICE_USER, PUBLIC)
-        office.answer(inc)
-        a.wait("200", lambda: out.status == 200)
-        office.wait("ACK", lambda: "ACK<" in inc.events)
-        a = self.reconnect(a, out)
+        a, office, out, inc = self.call_then_reconnect()
         a.bye(out)
         a.wait("200 to BYE", lambda: "200 BYE" in out.events)
         office.wait("BYE", lambda: "BYE<" in inc.events)
