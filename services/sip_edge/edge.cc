@@ -145,8 +145,7 @@ struct EdgeMetrics {
                 .Name("rwg_sip_edge_upstream_registrations_total")
                 .Help("Registrations sent to the iPBX (phones' and rwg's own refreshes), by "
                       "result: ok (2xx), refused (401/403/404/407, or a challenge rwg cannot "
-                      "answer), failed "
-                      "(no answer, or any other status)")
+                      "answer), failed (no answer, not sent, or any other status)")
                 .Register(r)),
         licences(prometheus::BuildGauge()
                      .Name("rwg_sip_edge_licences")
@@ -849,7 +848,7 @@ struct Edge::Impl : public CallHost {
   // How many media relays new calls could use now, as the relay client would pick them.
   void UpdateRelaysGauge() {
     absl::StatusOr<core::RedisReply> r = redis.Command({"HGETALL", "rwg:relay:instances"});
-    if (!r.ok()) return;  // Redis down: the Redis alert says so; the last count stays
+    if (!r.ok()) return;  // the last count stays; rwg_sip_edge_redis_up says why
     std::vector<std::pair<std::string, std::string>> rows;
     for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
       rows.emplace_back(r->elements[i].str, r->elements[i + 1].str);
@@ -916,7 +915,7 @@ struct Edge::Impl : public CallHost {
       absl::StatusOr<core::RedisReply> inst = redis.Command({"HGETALL", kInstancesKey});
       metrics.redis_up.Set(inst.ok() ? 1 : 0);
       metrics.licences.Set(static_cast<double>(config.Get()->licences));
-      UpdateRelaysGauge();
+      if (inst.ok()) UpdateRelaysGauge();
       if (inst.ok()) {
         for (size_t i = 0; i + 1 < inst->elements.size(); i += 2) {
           nlohmann::json j = nlohmann::json::parse(inst->elements[i + 1].str, nullptr, false);
