@@ -11,6 +11,7 @@ rules must load and be evaluated without error: with the test's two-day certific
 certificate alerts fire, nothing else does until the media relay is stopped and Redis killed.
 """
 import glob
+import http.server
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import threading
 import time
 import unittest
 import urllib.parse
@@ -129,6 +131,7 @@ class ObservabilityTest(RelayFixture):
     answered = test_calls.CallsTest.answered
     dump = test_calls.CallsTest.dump
     trim = test_calls.CallsTest.__dict__["trim"]
+    assert_heard = test_calls.CallsTest.assert_heard
 
     def setUp(self):
         super().setUp()
@@ -161,8 +164,7 @@ class ObservabilityTest(RelayFixture):
         self.addCleanup(self.prov.stop)
 
     def fake_xml_port(self):
-        import http.server
-        import threading
+        """An HTTPS server on 127.0.0.2 standing for the iPBX's XML port; returns its port."""
         port = rwgtest.free_port()
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -275,8 +277,6 @@ class ObservabilityTest(RelayFixture):
         self.assert_heard(b, test_calls.TONE_A, test_calls.TONE_B)
         self.assert_heard(a, test_calls.TONE_B, test_calls.TONE_A)
         self.assertEqual(self.https_get(f"/{self.hash}/ftp_67xxi/aastra.cfg")[0], 200)
-
-    assert_heard = test_calls.CallsTest.assert_heard
 
     # -- tests ---------------------------------------------------------------------------
 
