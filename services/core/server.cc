@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/cert_metrics.h"
 #include "services/core/log.h"
 
 namespace rwg::core {
@@ -73,6 +74,7 @@ absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
       return absl::InvalidArgumentError(absl::StrCat("tls-key-file: ", key.status().message()));
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    (void)ExportCertificateExpiry(*registry_, "grpc", flags_.tls_cert_file);
     creds = grpc::SslServerCredentials(ssl);
   } else {
     log::Warn("gRPC port without TLS; set tls-cert-file and tls-key-file outside development");

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "services/core/cert_metrics.h"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
 #include "services/core/options.h"
@@ -144,6 +145,7 @@ int Main(int argc, char** argv) {
         {});
   }
   core::ServiceHost host("provisioning", server);
+  (void)core::ExportCertificateExpiry(host.registry(), "https", o.cert_file);
   provisioning::ProvisioningServer https(o, state, core::SystemClock::Get(), host.registry());
   if (absl::Status s = https.Start(); !s.ok()) return Fail(std::string(s.message()));
   provisioning::StoreServiceImpl store(o.store_dir, api_token, core::Random::System(),

@@ -202,7 +202,14 @@ class ProvisioningServer::Impl {
                               .Help("Time the iPBX's XML port took to answer a proxied request")
                               .Register(registry)
                               .Add({}, prometheus::Histogram::BucketBoundaries{
-                                           0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})) {}
+                                           0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})) {
+    // Every series an alert or a dashboard reads exists from the start, at 0.
+    for (const char* reason : {"banned", "limit", "source_limit"})
+      refused_.Add({{"reason", reason}});
+    for (const char* phase : {"handshake", "header", "idle", "proxy"}) {
+      timeouts_.Add({{"phase", phase}});
+    }
+  }
 
   absl::Status Start();
   void Stop();

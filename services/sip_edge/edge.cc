@@ -51,6 +51,9 @@
 
 namespace rwg::sip_edge {
 
+// A media relay whose heartbeat is older is not given new sessions.
+constexpr absl::Duration kRelayStaleAfter = absl::Seconds(15);
+
 struct EdgeMetrics {
   prometheus::Family<prometheus::Counter>& requests;
   prometheus::Family<prometheus::Counter>& responses;
@@ -65,6 +68,10 @@ struct EdgeMetrics {
   prometheus::Family<prometheus::Counter>& tls_keepalive;
   prometheus::Counter& internal_errors;
   prometheus::Counter& connection_limit;
+  prometheus::Family<prometheus::Counter>& upstream_registrations;
+  prometheus::Gauge& licences;
+  prometheus::Gauge& redis_up;
+  prometheus::Gauge& usable_relays;
 
   explicit EdgeMetrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
@@ -132,8 +139,37 @@ struct EdgeMetrics {
                              .Help("Phone connections closed at once: their source (IPv4 "
                                    "address or IPv6 /64) held the most connections allowed")
                              .Register(r)
-                             .Add({})) {
+                             .Add({})),
+        upstream_registrations(
+            prometheus::BuildCounter()
+                .Name("rwg_sip_edge_upstream_registrations_total")
+                .Help("Registrations sent to the iPBX (phones' and rwg's own refreshes), by "
+                      "result: ok (2xx), refused (401/403/404/407, or a challenge rwg cannot "
+                      "answer), failed (no answer, not sent, or any other status)")
+                .Register(r)),
+        licences(prometheus::BuildGauge()
+                     .Name("rwg_sip_edge_licences")
+                     .Help("Licences configured: the most phones registered at once")
+                     .Register(r)
+                     .Add({})),
+        redis_up(prometheus::BuildGauge()
+                     .Name("rwg_sip_edge_redis_up")
+                     .Help("1 when Redis answered the last housekeeping round, 0 otherwise")
+                     .Register(r)
+                     .Add({})),
+        usable_relays(prometheus::BuildGauge()
+                          .Name("rwg_sip_edge_media_relays_usable")
+                          .Help("Media relay instances new calls can use: heartbeat fresh, "
+                                "open, ports left")
+                          .Register(r)
+                          .Add({})) {
     SetGuardCounter(&internal_errors);
+    // Every series an alert or a dashboard reads exists from the start, at 0.
+    for (const char* kind : {"source", "auth"}) bans.Add({{"kind", kind}});
+    for (const char* result : {"ok", "failed"}) upstream_refreshes.Add({{"result", result}});
+    for (const char* result : {"ok", "refused", "failed"}) {
+      upstream_registrations.Add({{"result", result}});
+    }
     SetTlsKeepaliveCounters({&tls_keepalive.Add({{"event", "ping"}}),
                              &tls_keepalive.Add({{"event", "pong"}}),
                              &tls_keepalive.Add({{"event", "unanswered"}})});
@@ -452,7 +488,7 @@ struct Edge::Impl : public CallHost {
     if (!loop_queue->ok()) return absl::InternalError("cannot watch the SIP thread's queue");
     relays = NewMediaRelays(
         MediaRelaysOptions{options.relay_token, options.relay_ca_file, options.relay_plaintext,
-                           absl::Seconds(2), absl::Seconds(15)},
+                           absl::Seconds(2), kRelayStaleAfter},
         *async_redis, *loop_queue, clock);
     CallOptions call_options;
     call_options.set_suite = options.set_srtp_suite;
@@ -809,6 +845,18 @@ struct Edge::Impl : public CallHost {
     if (n.ok()) metrics.registered.Set(static_cast<double>(*n));
   }
 
+  // How many media relays new calls could use now, as the relay client would pick them.
+  void UpdateRelaysGauge() {
+    absl::StatusOr<core::RedisReply> r = redis.Command({"HGETALL", "rwg:relay:instances"});
+    if (!r.ok()) return;  // the last count stays; rwg_sip_edge_redis_up says why
+    std::vector<std::pair<std::string, std::string>> rows;
+    for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+      rows.emplace_back(r->elements[i].str, r->elements[i + 1].str);
+    }
+    metrics.usable_relays.Set(
+        static_cast<double>(UsableRelays(rows, clock.Now(), kRelayStaleAfter).size()));
+  }
+
   // -- helpers -----------------------------------------------------------------------------
 
   int Reply(nta_incoming_t* irq, const char* method, int status, const char* phrase, tag_type_t tag,
@@ -865,6 +913,9 @@ struct Edge::Impl : public CallHost {
       std::map<std::string, std::string> icp;
       std::map<std::string, int64_t> seen;
       absl::StatusOr<core::RedisReply> inst = redis.Command({"HGETALL", kInstancesKey});
+      metrics.redis_up.Set(inst.ok() ? 1 : 0);
+      metrics.licences.Set(static_cast<double>(config.Get()->licences));
+      if (inst.ok()) UpdateRelaysGauge();
       if (inst.ok()) {
         for (size_t i = 0; i + 1 < inst->elements.size(); i += 2) {
           nlohmann::json j = nlohmann::json::parse(inst->elements[i + 1].str, nullptr, false);
@@ -1329,6 +1380,7 @@ struct Edge::Impl : public CallHost {
       }
     }
     if (!SendUpstream(p, nullptr)) {
+      metrics.upstream_registrations.Add({{"result", "failed"}}).Increment();
       FinishRegister(p, 503, "iPBX unreachable");
     }
   }
@@ -1354,7 +1406,10 @@ struct Edge::Impl : public CallHost {
     p->expires = expires;
     p->upstream_expires = expires;
     p->started = clock.Now();
-    if (!SendUpstream(p, nullptr)) FinishRegister(p, 503, "iPBX unreachable");
+    if (!SendUpstream(p, nullptr)) {
+      metrics.upstream_registrations.Add({{"result", "failed"}}).Increment();
+      FinishRegister(p, 503, "iPBX unreachable");
+    }
   }
 
   // Called by the sweep: refreshes the iPBX registrations that are about to run out.
@@ -1450,10 +1505,12 @@ struct Edge::Impl : public CallHost {
         core::log::Warn("cannot answer the iPBX's challenge",
                         {{"device", p->device.set_username},
                          {"error", std::string(answer.status().message())}});
+        metrics.upstream_registrations.Add({{"result", "refused"}}).Increment();
         FinishRegister(p, 403, "Forbidden");
         return 0;
       }
       if (!SendUpstream(p, answer->c_str(), status == 407)) {
+        metrics.upstream_registrations.Add({{"result", "failed"}}).Increment();
         FinishRegister(p, 503, "iPBX unreachable");
       }
       return 0;
@@ -1474,14 +1531,17 @@ struct Edge::Impl : public CallHost {
     nta_outgoing_destroy(orq);
     sip = nullptr;
     if (status >= 200 && status < 300) {
+      metrics.upstream_registrations.Add({{"result", "ok"}}).Increment();
       p->upstream_expires = p->upstream_expires == 0 ? 0 : std::max(granted, 1);
       FinishRegister(p, 200, "OK");
     } else if (status == 401 || status == 403 || status == 404 || status == 407) {
+      metrics.upstream_registrations.Add({{"result", "refused"}}).Increment();
       core::log::Warn("iPBX refused the registration", {{"device", p->device.set_username},
                                                         {"icp_username", p->device.icp_username},
                                                         {"status", std::to_string(status)}});
       FinishRegister(p, 403, "Forbidden");
     } else {
+      metrics.upstream_registrations.Add({{"result", "failed"}}).Increment();
       core::log::Warn("iPBX did not accept the registration",
                       {{"device", p->device.set_username}, {"status", std::to_string(status)}});
       FinishRegister(p, 503, "iPBX unreachable");

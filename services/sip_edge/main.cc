@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "services/core/cert_metrics.h"
 #include "services/core/devices.h"
 #include "services/core/log.h"
 #include "services/core/options.h"
@@ -313,6 +314,8 @@ int Main(int argc, char** argv) {
   core::DeviceDirectory devices(redis, **box, /*cache=*/true);
 
   core::ServiceHost host("sip-edge", server);
+  if (!edge.tls_listen.empty())
+    (void)core::ExportCertificateExpiry(host.registry(), "sip_tls", sip_cert);
   sip_edge::Edge sip(edge, redis, devices, config, core::SystemClock::Get(), core::Random::System(),
                      host.registry());
   absl::Status started = sip.Start();

@@ -107,6 +107,13 @@ class SipEdgeTest(EdgeFixture):
         self.assertIn(b'"source":"127.0.0.1:', b)
         rwgtest.wait_until("registered gauge", lambda: "rwg_sip_edge_registered_devices 1"
                            in self.metrics(), timeout=5)
+        # What the licence, Redis and iPBX alerts read (helm/rwg/rules).
+        m = self.metrics()
+        self.assertIn(f"rwg_sip_edge_licences {self.licences}\n", m)
+        self.assertIn("rwg_sip_edge_redis_up 1\n", m)
+        self.assertRegex(m, r'rwg_sip_edge_upstream_registrations_total\{result="ok"\} 1\n')
+        self.assertRegex(m, r'rwg_certificate_expiry_timestamp_seconds\{certificate="sip_tls"\} '
+                            r'[0-9.e+]+\n')
         regs = self.ctl.json("registration", "list")
         self.assertEqual([r["set_username"] for r in regs["registrations"]], ["1001"])
         self.assertEqual(regs["registrations"][0]["transport"], "tls")
@@ -168,11 +175,16 @@ class SipEdgeTest(EdgeFixture):
         self.assertEqual(sipclient.status(r), 403, r)
         self.assertIsNone(self.binding("1003"))
         self.assertIn("iPBX refused the registration", self.edge.read_log())
+        self.assertRegex(self.metrics(), r'rwg_sip_edge_upstream_registrations_total\{result="refused"\} 1\n')
+        self.assertRegex(self.metrics(), r'rwg_sip_edge_upstream_registrations_total\{result="failed"\} 0\n')
         self.kamailio.stop()
         _, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 503, r)
         self.assertIn("Retry-After: 30", r)
         self.assertIsNone(self.binding("1001"))
+        # What the alert on registrations to the iPBX reads (helm/rwg/rules).
+        self.assertRegex(self.metrics(), r'rwg_sip_edge_upstream_registrations_total\{result="failed"\} 1\n')
+        self.assertRegex(self.metrics(), r'rwg_sip_edge_upstream_registrations_total\{result="ok"\} 0\n')
 
     def test_expiry_is_honoured_on_both_sides(self):
         conn, r = self.register("1002", expires=3)
@@ -322,6 +334,8 @@ class SipEdgeTest(EdgeFixture):
         self.assertLess(time.monotonic() - started, 5, "answered promptly, not hung")
         # A refresh of a binding held here needs Redis only to store it.
         self.assertRegex(self.edge.read_log(), "licence check failed|cannot store the binding")
+        rwgtest.wait_until("Redis down in the metrics",
+                           lambda: "rwg_sip_edge_redis_up 0\n" in self.metrics(), timeout=5)
         self.redis.start()
         # The edge reconnects by itself; the phone's next attempt works.
         def registers():
@@ -329,6 +343,8 @@ class SipEdgeTest(EdgeFixture):
             return sipclient.status(r) == 200
         rwgtest.wait_until("registration after Redis came back", registers, timeout=10)
         self.assertIsNotNone(self.binding("1001"))
+        rwgtest.wait_until("Redis up in the metrics",
+                           lambda: "rwg_sip_edge_redis_up 1\n" in self.metrics(), timeout=5)
         # A Redis that hangs: the registration is answered 503 after the command timeout (5 s),
         # and the edge keeps answering other requests meanwhile.
         os.kill(self.redis.proc.pid, signal.SIGSTOP)

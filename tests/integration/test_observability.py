@@ -1,0 +1,350 @@
+"""Integration: the Grafana dashboards and the alert rules against a real Prometheus.
+
+Every rwg service runs (control, sip-edge, media-relay, provisioning; Kamailio as the iPBX,
+with a stand-in of its XML port), scraped every second by Prometheus (Debian's `prometheus`)
+with the rules of helm/rwg/rules loaded. Under some load (phones registering, a call with
+audio through the relay, provisioning downloads, a 404), every query of every panel of every
+dashboard in helm/rwg/dashboards is evaluated through Prometheus' HTTP API over the test's
+time span and must return data. Every metric a dashboard or a rule names must be exported by a
+service; those the rules read must be exported from the start, before anything happens. The
+rules must load and be evaluated without error: with the test's two-day certificates the
+certificate alerts fire, nothing else does until the media relay is stopped and Redis killed.
+"""
+import glob
+import http.server
+import json
+import math
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+import unittest
+import urllib.parse
+import urllib.request
+
+import rwgtest
+import sipclient
+import test_calls
+from test_calls import OFFICE_USER, RelayFixture
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+DASHBOARDS = sorted(glob.glob(os.path.join(ROOT, "helm", "rwg", "dashboards", "*.json")))
+RULES = os.path.join(ROOT, "helm", "rwg", "rules", "rwg.rules.yaml")
+SCRAPE_SECONDS = 1
+# What Grafana puts in $__rate_interval for a 1 s step: max(step + scrape, 4 * scrape).
+RATE_INTERVAL = f"{4 * SCRAPE_SECONDS}s"
+METRIC = re.compile(r"\brwg_[a-z0-9_]+")
+
+
+def panels(board):
+    """Every panel of a dashboard, those inside rows included."""
+    for p in board.get("panels", []):
+        yield p
+        yield from p.get("panels", [])
+
+
+def dashboard_queries(board):
+    """(panel title, expr) of every query of every panel, and of the query variables."""
+    for p in panels(board):
+        for t in p.get("targets", []):
+            yield p["title"], t["expr"]
+    for v in board["templating"]["list"]:
+        if v["type"] == "query":
+            m = re.fullmatch(r"label_values\((\w+), *(\w+)\)", v["query"]["query"])
+            assert m, f"variable {v['name']}: unexpected query {v['query']}"
+            yield f"variable {v['name']}", f"count by ({m.group(2)}) ({m.group(1)})"
+
+
+def substitute(expr):
+    """The expression as Grafana sends it with every template variable at All."""
+    expr = (expr.replace("$__rate_interval", RATE_INTERVAL).replace("$__interval", "1s")
+            .replace("$instance", ".*"))
+    assert "$" not in expr, f"variable left in {expr}"
+    return expr
+
+
+def sys_promtool():
+    return shutil.which("promtool") or "promtool"
+
+
+def scrape_names(urls):
+    """Metric names (histograms' _bucket, _sum and _count lines included) on /metrics."""
+    names = set()
+    for url in urls:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+    return names
+
+
+class DashboardFilesTest(unittest.TestCase):
+    """What Grafana and the chart need of the dashboard files themselves."""
+
+    def test_dashboards_have_fixed_uids_and_a_datasource_variable(self):
+        self.assertEqual([os.path.basename(d) for d in DASHBOARDS],
+                         ["media-relay.json", "overview.json", "provisioning.json",
+                          "sip-edge.json"])
+        uids = set()
+        for path in DASHBOARDS:
+            with open(path) as f:
+                board = json.load(f)
+            name = os.path.basename(path)
+            self.assertEqual(board["uid"], "rwg-" + name[:-5], name)
+            uids.add(board["uid"])
+            self.assertIsNone(board.get("id"), f"{name}: no database id in a provisioned board")
+            ds = [v for v in board["templating"]["list"] if v["name"] == "datasource"]
+            self.assertEqual(len(ds), 1, name)
+            self.assertEqual((ds[0]["type"], ds[0]["query"]), ("datasource", "prometheus"), name)
+            queries = 0
+            for p in panels(board):
+                if p["type"] == "row":
+                    continue
+                self.assertIn(p["type"], ("timeseries", "stat"), f"{name}: {p['title']}")
+                self.assertEqual(p["datasource"]["uid"], "${datasource}", f"{name}: {p['title']}")
+                self.assertTrue(p["targets"], f"{name}: {p['title']} has no query")
+                for t in p["targets"]:
+                    self.assertEqual(t["datasource"]["uid"], "${datasource}")
+                    queries += 1
+            self.assertGreater(queries, 10, name)
+        self.assertEqual(len(uids), len(DASHBOARDS))
+
+    def test_rules_check(self):
+        r = subprocess.run([sys_promtool(), "check", "rules", RULES], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("SUCCESS", r.stdout)
+
+
+@unittest.skipUnless(shutil.which("prometheus") and shutil.which("baresip"),
+                     "prometheus and baresip are installed by tools/rwg deps")
+class ObservabilityTest(RelayFixture):
+    """All of rwg, its metrics scraped by a real Prometheus that evaluates the rules."""
+
+    # The phones and the call, as test_calls makes them.
+    phones = test_calls.CallsTest.phones
+    talk = test_calls.CallsTest.talk
+    calls = test_calls.CallsTest.calls
+    answered = test_calls.CallsTest.answered
+    dump = test_calls.CallsTest.dump
+    trim = test_calls.CallsTest.__dict__["trim"]
+    assert_heard = test_calls.CallsTest.assert_heard
+
+    def setUp(self):
+        super().setUp()
+        self.start_provisioning()
+        self.services = {"control": self.control, "sip-edge": self.edge,
+                         "media-relay": self.relay, "provisioning": self.prov}
+        self.start_prometheus()
+
+    # -- the deployment ------------------------------------------------------------------
+
+    def start_provisioning(self):
+        self.hash = self.ctl.json("hash", "generate")["key"]
+        store = os.path.join(self.tmp, "store")
+        os.mkdir(store)
+        with open(os.path.join(store, "aastra.cfg"), "w") as f:
+            f.write("sip proxy ip: 127.0.0.1\nsip proxy port: 5061\n")
+        token = os.path.join(self.tmp, "store-token")
+        with open(token, "w") as f:
+            f.write("observability-store-token-0123456789\n")
+        # The iPBX's XML port, on the iPBX's address (icp.host is 127.0.0.2).
+        self.xml_port = self.fake_xml_port()
+        self.ctl.ok("config", "set", f"icp.xml_destination_port={self.xml_port}")
+        self.https_port = rwgtest.free_port()
+        self.prov = rwgtest.Service("provisioning", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--listen", f"127.0.0.1:{self.https_port}", "--https-cert-file", self.certs["cert"],
+            "--https-key-file", self.certs["key"], "--store-dir", store,
+            "--api-token-file", token, "--xml-ca-file", self.certs["ca"],
+            "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]]).start()
+        self.addCleanup(self.prov.stop)
+
+    def fake_xml_port(self):
+        """An HTTPS server on 127.0.0.2 standing for the iPBX's XML port; returns its port."""
+        port = rwgtest.free_port()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"<AastraIPPhoneTextScreen><Text>rwg</Text></AastraIPPhoneTextScreen>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.2", port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.certs["cert"], self.certs["key"])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        return port
+
+    def start_prometheus(self):
+        pdir = os.path.join(self.tmp, "prometheus")
+        os.mkdir(pdir)
+        jobs = "".join(
+            f"  - job_name: {name}\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{s.ports['metrics']}']\n"
+            for name, s in self.services.items())
+        config = os.path.join(pdir, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write(f"global:\n  scrape_interval: {SCRAPE_SECONDS}s\n"
+                    f"  scrape_timeout: {SCRAPE_SECONDS}s\n"
+                    f"  evaluation_interval: {SCRAPE_SECONDS}s\n"
+                    f"rule_files:\n  - {RULES}\n"
+                    f"scrape_configs:\n{jobs}")
+        self.prom_port = rwgtest.free_port()
+        self.prom_log = open(os.path.join(pdir, "prometheus.log"), "wb")
+        self.addCleanup(self.prom_log.close)
+        self.prom = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={pdir}/data",
+             f"--web.listen-address=127.0.0.1:{self.prom_port}", "--log.level=warn"],
+            stdout=self.prom_log, stderr=self.prom_log)
+        self.addCleanup(self.stop_prometheus)
+        self.started = time.time()
+        rwgtest.wait_until("prometheus ready", self.prometheus_ready, timeout=30)
+        rwgtest.wait_until("every service scraped", lambda: self.targets_up() == set(
+            self.services), timeout=15)
+
+    def stop_prometheus(self):
+        if self.prom.poll() is None:
+            self.prom.terminate()
+            try:
+                self.prom.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.prom.kill()
+                self.prom.wait()
+
+    def prometheus_ready(self):
+        assert self.prom.poll() is None, "prometheus exited: " + self.prometheus_log()
+        try:
+            return urllib.request.urlopen(
+                f"http://127.0.0.1:{self.prom_port}/-/ready", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def prometheus_log(self):
+        with open(self.prom_log.name, errors="replace") as f:
+            return f.read()[-3000:]
+
+    def api(self, path, **params):
+        url = f"http://127.0.0.1:{self.prom_port}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=30) as r:
+            answer = json.load(r)
+        self.assertEqual(answer["status"], "success", answer)
+        return answer["data"]
+
+    def targets_up(self):
+        return {t["labels"]["job"] for t in self.api("targets")["activeTargets"]
+                if t["health"] == "up"}
+
+    def alerts(self):
+        """{(alert name, state, certificate label)} now."""
+        return {(a["labels"]["alertname"], a["state"], a["labels"].get("certificate", ""))
+                for a in self.api("alerts")["alerts"]}
+
+    # -- load ----------------------------------------------------------------------------
+
+    def https_get(self, path):
+        ctx = ssl.create_default_context(cafile=self.certs["ca"])
+        try:
+            with urllib.request.urlopen(f"https://localhost:{self.https_port}{path}",
+                                        context=ctx, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def load(self):
+        """Phones registering, a call with audio both ways through the relay, provisioning
+        downloads (a file, an XML feature through the iPBX, a MAC file the store lacks)."""
+        for _ in range(3):
+            self.assertEqual(self.https_get(f"/{self.hash}/ftp_67xxi/aastra.cfg")[0], 200)
+        self.assertEqual(self.https_get(f"/{self.hash}/omm.mghc/?key=20")[0], 200)
+        self.assertEqual(self.https_get(f"/{self.hash}/ftp_67xxi/08000f000001.cfg")[0], 404)
+        a, b = self.phones()
+        self.talk(a, b, OFFICE_USER)
+        self.assert_heard(b, test_calls.TONE_A, test_calls.TONE_B)
+        self.assert_heard(a, test_calls.TONE_B, test_calls.TONE_A)
+        self.assertEqual(self.https_get(f"/{self.hash}/ftp_67xxi/aastra.cfg")[0], 200)
+
+    # -- tests ---------------------------------------------------------------------------
+
+    def test_every_panel_of_every_dashboard_returns_data(self):
+        self.load()
+        time.sleep(3 * SCRAPE_SECONDS)  # the last of it scraped
+        exported = scrape_names(s.metrics_url for s in self.services.values())
+        end = time.time()
+        empty, unknown = [], []
+        for path in DASHBOARDS:
+            with open(path) as f:
+                board = json.load(f)
+            for title, expr in dashboard_queries(board):
+                where = f"{os.path.basename(path)}: {title}: {expr}"
+                unknown += [f"{where} ({m})" for m in METRIC.findall(expr) if m not in exported]
+                data = self.api("query_range", query=substitute(expr), start=self.started,
+                                end=end, step=f"{SCRAPE_SECONDS}s")
+                values = [float(v) for s in data["result"] for _, v in s["values"]]
+                if not any(not math.isnan(v) for v in values):
+                    empty.append(where)
+        self.assertEqual({"metrics no service exports": unknown, "queries without data": empty},
+                         {"metrics no service exports": [], "queries without data": []})
+
+    def test_rules_read_exported_metrics_and_fire_as_they_should(self):
+        # Before anything happened: every metric a rule reads is there already (at 0), so
+        # that an alert is never blind for want of a series.
+        exported = scrape_names(s.metrics_url for s in self.services.values())
+
+        # The rules as Prometheus loaded them, each evaluated without error.
+        def evaluated():
+            rules = [r for g in self.api("rules")["groups"] for r in g["rules"]]
+            return rules and all(r["health"] == "ok" and r.get("lastEvaluation", "").startswith(
+                "2") for r in rules) and rules
+        rules = rwgtest.wait_until("rules evaluated", evaluated, timeout=15)
+        check = subprocess.run([sys_promtool(), "check", "rules", RULES], capture_output=True,
+                               text=True, timeout=60)
+        self.assertIn(f"SUCCESS: {len(rules)} rules found", check.stdout)
+        missing = [f"{r['name']}: {m}" for r in rules for m in METRIC.findall(r["query"])
+                   if m not in exported]
+        self.assertEqual(missing, [], "rules read metrics not exported from the start")
+
+        # The test certificates (tests/integration/rwgtest.py) last two days: each service's
+        # certificate alerts fire at once, and nothing else.
+        expected = {(name, "firing", cert) for name in
+                    ("RwgCertificateExpiring", "RwgCertificateExpiringCritical")
+                    for cert in ("grpc", "sip_tls", "https")}
+        rwgtest.wait_until("certificate alerts", lambda: self.alerts() >= expected, timeout=15)
+        self.assertEqual(self.alerts(), expected)
+
+        # A phone registers: licences (1 of 5) and the iPBX are fine.
+        conn, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        time.sleep(3 * SCRAPE_SECONDS)
+        self.assertEqual(self.alerts(), expected)
+
+        # The only media relay stops: sip-edge sees none, the alert is pending (for: 1m).
+        self.relay.stop()
+        rwgtest.wait_until("RwgNoMediaRelay pending", lambda: (
+            "RwgNoMediaRelay", "pending", "") in self.alerts(), timeout=30)
+        # Redis dies: control and sip-edge say so.
+        self.redis.kill()
+        rwgtest.wait_until("RwgRedisUnreachable pending", lambda: len([
+            a for a in self.api("alerts")["alerts"]
+            if a["labels"]["alertname"] == "RwgRedisUnreachable"]) == 2, timeout=30)
+        jobs = {a["labels"]["job"] for a in self.api("alerts")["alerts"]
+                if a["labels"]["alertname"] == "RwgRedisUnreachable"}
+        self.assertEqual(jobs, {"control", "sip-edge"})
+
+
+if __name__ == "__main__":
+    unittest.main()
