@@ -227,3 +227,9 @@ loadBalancerSourceRanges: {{ toJson . }}
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* Pods restart when the secrets they are given change: the Secrets named in values, or the
+     generated ones' settings (generated contents stay the same across upgrades). */}}
+{{- define "rwg.secretsChecksum" -}}
+{{- toJson (list .Values.secrets .Values.tls.public.existingSecret .Values.tls.internal.existingSecret .Values.redis.auth .Values.redis.external.passwordSecret) | sha256sum | trunc 16 -}}
+{{- end -}}
