@@ -18,6 +18,8 @@ Kamailio on the node's address as the iPBX, then:
   registration), and a request from the iPBX reaching the phone with no pod address in it;
 - `helm upgrade` changing values (licences, the edge's log level): the configuration follows,
   sip-edge rolls, the phone registers again;
+- Redis backup and restore as docs/kubernetes.md says (a snapshot through a port-forward, the
+  Redis pod deleted, the snapshot piped back): the admin, the device and the hash key are back;
 - `helm uninstall`: nothing of the release is left in the namespace;
 then `down --purge`. Timings are printed.
 """
@@ -130,9 +132,9 @@ class K8sChartTest(unittest.TestCase):
             json.dump(v, f)
         return path
 
-    def port_forward(self):
-        p = subprocess.Popen([RWG, "k8s", "kubectl", "-n", NS, "port-forward", "svc/rwg-control",
-                              ":50051"], env=self.env, text=True, stdout=subprocess.PIPE,
+    def port_forward(self, service="rwg-control", port=50051):
+        p = subprocess.Popen([RWG, "k8s", "kubectl", "-n", NS, "port-forward", f"svc/{service}",
+                              f":{port}"], env=self.env, text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)
         self.addCleanup(lambda: (p.terminate(), p.wait(10), p.stdout.close()))
         line = p.stdout.readline()
@@ -236,6 +238,55 @@ class K8sChartTest(unittest.TestCase):
         phone, answer = self.phone_register()
         self.assertTrue(answer.startswith("SIP/2.0 200"), answer)
         phone.close()
+
+        # Redis backup and restore as docs/kubernetes.md says: a snapshot through a
+        # port-forward; the Redis pod deleted (emptyDir: its data is gone); the snapshot turned
+        # into commands by a local redis-server and piped back; the services restarted.
+        t = time.monotonic()
+        rport = self.port_forward("rwg-redis", 6379)
+        renv = dict(self.env, REDISCLI_AUTH=self.secret("rwg-redis", "password"))
+        backup = os.path.join(self.tmp, "backup.rdb")
+        run("redis-cli", "-p", str(rport), "--rdb", backup, env=renv)
+        self.kubectl("-n", NS, "delete", "pod", "rwg-redis-0", "--wait=true", timeout=120)
+        self.kubectl("-n", NS, "wait", "--for=condition=Ready", "pod/rwg-redis-0",
+                     "--timeout=120s", timeout=150)
+        rport = self.port_forward("rwg-redis", 6379)
+        rwgtest.wait_until("the new Redis empty", lambda: run(
+            "redis-cli", "-p", str(rport), "exists", "rwg:devices", env=renv,
+            check=False).strip() == "0", timeout=30)
+        local = os.path.join(self.tmp, "restore")
+        os.makedirs(local)
+        os.rename(backup, os.path.join(local, "dump.rdb"))
+        lport = rwgtest.free_port()
+        subprocess.run(["redis-server", "--port", str(lport), "--bind", "127.0.0.1", "--dir", local,
+                        "--save", "", "--daemonize", "yes"], check=True, timeout=30)
+        self.addCleanup(run, "redis-cli", "-p", str(lport), "shutdown", "nosave", check=False)
+        rwgtest.wait_until("local redis", lambda: run("redis-cli", "-p", str(lport), "ping",
+                                                      check=False).strip() == "PONG")
+        run("redis-cli", "-p", str(lport), "config", "set", "aof-use-rdb-preamble", "no")
+        run("redis-cli", "-p", str(lport), "config", "set", "appendonly", "yes")
+        base = os.path.join(local, "appendonlydir", "appendonly.aof.1.base.aof")
+        rwgtest.wait_until("the rewritten AOF", lambda: os.path.exists(base) and run(
+            "redis-cli", "-p", str(lport), "info", "persistence",
+            check=False).count("aof_rewrite_in_progress:0") == 1, timeout=30)
+        with open(base, "rb") as f:
+            p = subprocess.run(["redis-cli", "-p", str(rport), "--pipe"], env=renv, stdin=f,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        self.assertIn(b"errors: 0", p.stdout)
+        self.kubectl("-n", NS, "rollout", "restart", "deploy")
+        for d in ("rwg-control", "rwg-sip-edge", "rwg-provisioning"):
+            self.kubectl("-n", NS, "rollout", "status", f"deploy/{d}", "--timeout=180s",
+                         timeout=200)
+        self.timings["redis backup and restore"] = time.monotonic() - t
+        port = self.port_forward()
+        self.rwgctl(port, "login")  # the admin account came back with the data
+        self.assertIn("1001", self.rwgctl(port, "device", "list"))
+        self.assertEqual(json.loads(self.rwgctl(port, "-o", "json", "hash", "show"))["key"], key)
+        def registers():
+            phone, answer = self.phone_register()
+            phone.close()
+            return answer.startswith("SIP/2.0 200")
+        rwgtest.wait_until("the phone registers again", registers, timeout=60)
 
         # Uninstall: nothing of the release is left.
         t = time.monotonic()
