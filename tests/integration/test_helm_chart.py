@@ -165,7 +165,7 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
         for i in range(3):
             relay = next(t for k, n, t in d if n == f"r-rwg-media-relay-{i}")
             self.assertIn(f"--pool-part={i + 1}/3", relay)
-            self.assertIn(f"--grpc-listen=0.0.0.0:{50053 + i}", relay)
+            self.assertIn(f"--grpc-listen=0.0.0.0:{50100 + i}", relay)
             self.assertIn("--media-address=203.0.113.10", relay)
             self.assertIn('add: ["SYS_NICE"]', relay)
         sip = next(t for k, n, t in d if n == "r-rwg-sip")
@@ -182,6 +182,20 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
         job = next(t for k, n, t in d if k == "Job")
         self.assertIn("icp.host=10.1.2.3", job)
         self.assertIn("public_name=rwg.example.com", job)
+
+    def test_host_network_exposure(self):
+        d = self.template("expose.hostNetwork=true", "expose.type=NodePort", "sipEdge.replicas=1")
+        for name in ("r-rwg-sip-edge", "r-rwg-provisioning"):
+            t = next(t for k, n, t in d if k == "Deployment" and n == name)
+            self.assertIn("hostNetwork: true", t)
+            self.assertIn("dnsPolicy: ClusterFirstWithHostNet", t)
+            self.assertIn("podAntiAffinity", t)
+        for name in ("r-rwg-sip", "r-rwg-https"):
+            t = next(t for k, n, t in d if k == "Service" and n == name)
+            self.assertIn("type: ClusterIP", t)
+            self.assertNotIn("nodePort", t)
+        self.assertIn("sipEdge.grpcPort", self.refused("expose.hostNetwork=true",
+                                                       "sipEdge.grpcPort=50100"))
 
     def test_dashboards_and_rules_picked_up(self):
         chart = os.path.join(self.tmp, "rwg")

@@ -205,12 +205,15 @@ affinity: {{- toYaml . | nindent 2 }}
 
 {{/* The SIP/HTTPS Service port fields for the exposure type. */}}
 {{- define "rwg.nodePort" -}}
-{{- if eq .ctx.Values.expose.type "NodePort" }}
+{{- if and (eq .ctx.Values.expose.type "NodePort") (not .ctx.Values.expose.hostNetwork) }}
 nodePort: {{ .port }}
 {{- end }}
 {{- end -}}
 
 {{- define "rwg.exposeSpec" -}}
+{{- if .Values.expose.hostNetwork }}
+type: ClusterIP
+{{- else }}
 type: {{ .Values.expose.type }}
 {{- if ne .Values.expose.type "ClusterIP" }}
 externalTrafficPolicy: {{ .Values.expose.externalTrafficPolicy }}
@@ -224,6 +227,23 @@ loadBalancerIP: {{ . }}
 {{- end }}
 {{- with .Values.expose.loadBalancerSourceRanges }}
 loadBalancerSourceRanges: {{ toJson . }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Host network for the components phones reach (expose.hostNetwork): one pod per node. */}}
+{{- define "rwg.hostNetwork" -}}
+{{- if .ctx.Values.expose.hostNetwork }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- if not .v.affinity }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels: {{- include "rwg.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 12 }}
 {{- end }}
 {{- end }}
 {{- end -}}
