@@ -384,11 +384,14 @@ struct Edge::Impl : public CallHost {
     // hold (a backlog must never read as one oversized message and close the iPBX's link).
     std::vector<std::pair<std::string, bool>> set_urls;  // url, is tls
     if (!options.tcp_listen.empty())
-      set_urls.push_back({SofiaUrl(options.tcp_listen, "sip", "tcp", options.set_advertise_host), false});
+      set_urls.push_back(
+          {SofiaUrl(options.tcp_listen, "sip", "tcp", options.set_advertise_host), false});
     if (!options.tls_listen.empty())
-      set_urls.push_back({SofiaUrl(options.tls_listen, "sips", "tls", options.set_advertise_host), true});
+      set_urls.push_back(
+          {SofiaUrl(options.tls_listen, "sips", "tls", options.set_advertise_host), true});
     if (!options.udp_listen.empty())
-      set_urls.push_back({SofiaUrl(options.udp_listen, "sip", "udp", options.set_advertise_host), false});
+      set_urls.push_back(
+          {SofiaUrl(options.udp_listen, "sip", "udp", options.set_advertise_host), false});
     if (set_urls.empty())
       return absl::InvalidArgumentError("no SIP listener for phones configured");
     set_agent = CreateAgent(set_urls[0].first, set_urls[0].second, kMaxPhoneMessage);
