@@ -201,10 +201,18 @@ size_t IcpStreamLimit() {
   return std::min<size_t>(limit, UINT32_MAX);
 }
 
-std::string SofiaUrl(const std::string& listen, const char* scheme, const char* transport) {
+// With `advertise`, the URL names that host and binds the listener's address through maddr:
+// sofia-sip then writes `advertise` as the sent-by of its Via headers.
+std::string SofiaUrl(const std::string& listen, const char* scheme, const char* transport,
+                     const std::string& advertise = "") {
   size_t colon = listen.rfind(':');
   std::string host = listen.substr(0, colon);
   std::string port = listen.substr(colon + 1);
+  if (!advertise.empty()) {
+    if (host.empty() || host == "*") host = "0.0.0.0";
+    return absl::StrCat(scheme, ":", advertise, ":", port, ";transport=", transport,
+                        ";maddr=", host);
+  }
   if (host == "0.0.0.0" || host.empty()) host = "*";
   return absl::StrCat(scheme, ":", host, ":", port, ";transport=", transport);
 }
@@ -412,11 +420,14 @@ struct Edge::Impl : public CallHost {
     // hold (a backlog must never read as one oversized message and close the iPBX's link).
     std::vector<std::pair<std::string, bool>> set_urls;  // url, is tls
     if (!options.tcp_listen.empty())
-      set_urls.push_back({SofiaUrl(options.tcp_listen, "sip", "tcp"), false});
+      set_urls.push_back(
+          {SofiaUrl(options.tcp_listen, "sip", "tcp", options.set_advertise_host), false});
     if (!options.tls_listen.empty())
-      set_urls.push_back({SofiaUrl(options.tls_listen, "sips", "tls"), true});
+      set_urls.push_back(
+          {SofiaUrl(options.tls_listen, "sips", "tls", options.set_advertise_host), true});
     if (!options.udp_listen.empty())
-      set_urls.push_back({SofiaUrl(options.udp_listen, "sip", "udp"), false});
+      set_urls.push_back(
+          {SofiaUrl(options.udp_listen, "sip", "udp", options.set_advertise_host), false});
     if (set_urls.empty())
       return absl::InvalidArgumentError("no SIP listener for phones configured");
     set_agent = CreateAgent(set_urls[0].first, set_urls[0].second, kMaxPhoneMessage);

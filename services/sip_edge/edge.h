@@ -32,6 +32,9 @@ struct EdgeOptions {
   std::string tls_listen = "0.0.0.0:5061";  // set side; empty: off
   std::string tcp_listen = "0.0.0.0:5060";  // set side; empty: off
   std::string udp_listen;                   // set side; empty: off (the default)
+  // Host put in the Via of rwg's requests to phones (sent-by), in place of the address the
+  // set-side listeners bind: the public name or address (behind NAT, in a pod). Empty: theirs.
+  std::string set_advertise_host;
   std::string icp_listen = "0.0.0.0:5070";  // TCP listener the iPBX sends requests to
   std::string icp_advertise;                // host:port in the Contact sent to the iPBX
   std::string tls_cert_dir;                 // holds agent.pem (key + chain) and cafile.pem

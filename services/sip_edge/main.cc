@@ -95,6 +95,9 @@ int Main(int argc, char** argv) {
   opts.Add("redis-password-file", redis_password_file, "file holding the Redis password");
   opts.Add("sip-tls-cert-file", sip_cert, "PEM certificate chain for SIP over TLS");
   opts.Add("sip-tls-key-file", sip_key, "PEM private key for SIP over TLS");
+  opts.Add("sip-advertise-host", edge.set_advertise_host,
+           "host (public name or address) in the Via of requests to phones, in place of the "
+           "address the listeners bind (e.g. a pod's); empty: that address");
   opts.Add("icp-listen", edge.icp_listen, "TCP listener the iPBX sends requests to");
   opts.Add("icp-advertise", edge.icp_advertise,
            "host:port the iPBX reaches icp-listen at (default: icp-listen)");

@@ -422,6 +422,37 @@ TORTURE_VALID = {"wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "lo
                  "trws"}
 
 
+class AdvertiseHostTest(EdgeFixture):
+    """--sip-advertise-host: the Via of requests to phones names the public host, not the
+    address the listeners bind (in a pod, the pod's); the listeners still bind it."""
+    edge_args = ["--pike-requests", "100000", "--sip-advertise-host", "rwg.example.net"]
+
+    def test_via_toward_phones_names_the_advertised_host(self):
+        tcp = self.phone(tls=False)
+        self.assertEqual(sipclient.status(tcp.register("1002", DOMAIN)), 401)
+        conn, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+        office = sipclient.SipConnection("127.0.0.2", self.kamailio.port)
+        self.addCleanup(office.close)
+        host, port = office.local
+        office.send_raw(
+            f"OPTIONS sip:21001@127.0.0.2 SIP/2.0\r\n"
+            f"Via: SIP/2.0/TCP {host}:{port};branch=z9hG4bK{os.urandom(4).hex()}\r\n"
+            f"From: <sip:voicemail@127.0.0.2>;tag=vm1\r\nTo: <sip:21001@127.0.0.2>\r\n"
+            f"Call-ID: {os.urandom(4).hex()}@10.1.1.1\r\nCSeq: 7 OPTIONS\r\n"
+            f"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        m = conn.read_message()
+        self.assertTrue(m.startswith("OPTIONS sip:1001@127.0.0.1:"), m)
+        vias = [l for l in m.split("\r\n") if l.lower().startswith("via:")]
+        self.assertEqual(len(vias), 1, m)
+        self.assertTrue(vias[0].startswith(f"Via: SIP/2.0/TLS rwg.example.net:{self.tls_port};"),
+                        vias[0])
+        keep = [l for l in m.split("\r\n")
+                if l.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")]
+        conn.send_raw("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(sipclient.status(office.read_message()), 200)
+
+
 class TortureTest(EdgeFixture):
     """RFC 4475 / RFC 5118 messages over TCP and TLS: no crash, 4xx or dropped."""
 

@@ -1,0 +1,255 @@
+{{/* Names. */}}
+{{- define "rwg.fullname" -}}
+{{- if contains "rwg" .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-rwg" .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rwg.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" -}}
+{{- end -}}
+
+{{/* Labels: include "rwg.labels" (dict "ctx" $ "component" "control") */}}
+{{- define "rwg.selectorLabels" -}}
+app.kubernetes.io/name: rwg
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end -}}
+
+{{- define "rwg.labels" -}}
+{{ include "rwg.selectorLabels" . }}
+helm.sh/chart: {{ include "rwg.chart" .ctx }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: rwg
+{{- end -}}
+
+{{- define "rwg.image" -}}
+{{- printf "%s/%s:%s" .ctx.Values.image.repository .name (.ctx.Values.image.tag | default .ctx.Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* Secret names. */}}
+{{- define "rwg.secretName" -}}
+{{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "rwg.fullname" .)) -}}
+{{- end -}}
+{{- define "rwg.publicTlsName" -}}
+{{- .Values.tls.public.existingSecret | default (printf "%s-tls-public" (include "rwg.fullname" .)) -}}
+{{- end -}}
+{{- define "rwg.internalTlsName" -}}
+{{- .Values.tls.internal.existingSecret | default (printf "%s-tls-internal" (include "rwg.fullname" .)) -}}
+{{- end -}}
+
+{{/* Redis. */}}
+{{- define "rwg.redisAddress" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "%s-redis.%s.svc.cluster.local:6379" (include "rwg.fullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.redis.external.address -}}
+{{- end -}}
+{{- end -}}
+{{- define "rwg.redisPasswordSecret" -}}
+{{- if .Values.redis.enabled -}}
+{{- if .Values.redis.auth -}}{{ printf "%s-redis" (include "rwg.fullname" .) }}{{- end -}}
+{{- else -}}
+{{- .Values.redis.external.passwordSecret.name -}}
+{{- end -}}
+{{- end -}}
+{{- define "rwg.redisPasswordKey" -}}
+{{- if .Values.redis.enabled -}}password{{- else -}}{{ .Values.redis.external.passwordSecret.key | default "password" }}{{- end -}}
+{{- end -}}
+
+{{/* Service DNS names. */}}
+{{- define "rwg.svc" -}}
+{{- printf "%s-%s.%s.svc.cluster.local" (include "rwg.fullname" .ctx) .name .ctx.Release.Namespace -}}
+{{- end -}}
+
+{{/* The pod security context shared by rwg's pods. */}}
+{{- define "rwg.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* A container's security context; include with (dict "add" (list "SYS_NICE")). */}}
+{{- define "rwg.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+  {{- with .add }}
+  add: {{ toJson . }}
+  {{- end }}
+{{- end -}}
+
+{{/* Environment every rwg container gets: downward API and the probes' rwgctl settings. */}}
+{{- define "rwg.env" -}}
+- name: POD_NAME
+  valueFrom: {fieldRef: {fieldPath: metadata.name}}
+- name: POD_IP
+  valueFrom: {fieldRef: {fieldPath: status.podIP}}
+- name: NODE_IP
+  valueFrom: {fieldRef: {fieldPath: status.hostIP}}
+- name: RWG_CA_CERT
+  value: /etc/rwg/internal/ca.crt
+{{- end -}}
+
+{{/* Volumes every rwg service pod mounts. */}}
+{{- define "rwg.volumes" -}}
+- name: tmp
+  emptyDir: {medium: Memory, sizeLimit: 16Mi}
+- name: secrets
+  secret:
+    secretName: {{ include "rwg.secretName" . }}
+    defaultMode: 0440
+- name: internal-tls
+  secret:
+    secretName: {{ include "rwg.internalTlsName" . }}
+    defaultMode: 0440
+{{- with include "rwg.redisPasswordSecret" . }}
+- name: redis-password
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items: [{key: {{ include "rwg.redisPasswordKey" $ }}, path: password}]
+{{- end }}
+{{- end -}}
+
+{{- define "rwg.volumeMounts" -}}
+- {name: tmp, mountPath: /tmp}
+- {name: secrets, mountPath: /etc/rwg/secrets, readOnly: true}
+- {name: internal-tls, mountPath: /etc/rwg/internal, readOnly: true}
+{{- if include "rwg.redisPasswordSecret" . }}
+- {name: redis-password, mountPath: /etc/rwg/redis, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{/* Flags every service takes. */}}
+{{- define "rwg.commonArgs" -}}
+- --tls-cert-file=/etc/rwg/internal/tls.crt
+- --tls-key-file=/etc/rwg/internal/tls.key
+- --redis-address={{ include "rwg.redisAddress" . }}
+- --secret-key-file=/etc/rwg/secrets/secret-key
+{{- if include "rwg.redisPasswordSecret" . }}
+- --redis-password-file=/etc/rwg/redis/password
+{{- end }}
+{{- end -}}
+
+{{/* Probes: readiness asks grpc.health.v1 with the image's rwgctl (RWG_SERVER, RWG_CA_CERT
+     from the environment); liveness is the gRPC port accepting connections. */}}
+{{- define "rwg.probes" -}}
+readinessProbe:
+  exec:
+    command: [/usr/local/bin/rwgctl, --timeout, "4", health]
+  initialDelaySeconds: 2
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+livenessProbe:
+  tcpSocket:
+    port: {{ .port }}
+  initialDelaySeconds: 10
+  periodSeconds: 20
+  timeoutSeconds: 5
+  failureThreshold: 6
+{{- end -}}
+
+{{/* Topology spread over nodes for a component. */}}
+{{- define "rwg.topologySpread" -}}
+{{- if .ctx.Values.topologySpread.enabled }}
+topologySpreadConstraints:
+  - maxSkew: {{ .ctx.Values.topologySpread.maxSkew }}
+    topologyKey: {{ .ctx.Values.topologySpread.topologyKey }}
+    whenUnsatisfiable: {{ .ctx.Values.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "rwg.selectorLabels" . | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/* Scheduling values of a component: (dict "v" .Values.control) */}}
+{{- define "rwg.scheduling" -}}
+{{- with .v.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .v.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .v.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The PodDisruptionBudget API of this cluster. */}}
+{{- define "rwg.pdbApiVersion" -}}
+{{- if or (.Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget") (semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version) -}}policy/v1{{- else -}}policy/v1beta1{{- end -}}
+{{- end -}}
+
+{{/* The ICP's CIDRs for the NetworkPolicies. */}}
+{{- define "rwg.icpCidrs" -}}
+{{- if .Values.icp.cidrs -}}
+{{- toJson .Values.icp.cidrs -}}
+{{- else if regexMatch "^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$" .Values.icp.host -}}
+{{- toJson (list (printf "%s/32" .Values.icp.host)) -}}
+{{- else -}}
+["0.0.0.0/0"]
+{{- end -}}
+{{- end -}}
+
+{{/* The SIP/HTTPS Service port fields for the exposure type. */}}
+{{- define "rwg.nodePort" -}}
+{{- if and (eq .ctx.Values.expose.type "NodePort") (not .ctx.Values.expose.hostNetwork) }}
+nodePort: {{ .port }}
+{{- end }}
+{{- end -}}
+
+{{- define "rwg.exposeSpec" -}}
+{{- if .Values.expose.hostNetwork }}
+type: ClusterIP
+{{- else }}
+type: {{ .Values.expose.type }}
+{{- if ne .Values.expose.type "ClusterIP" }}
+externalTrafficPolicy: {{ .Values.expose.externalTrafficPolicy }}
+{{- end }}
+{{- with .Values.expose.externalIPs }}
+externalIPs: {{ toJson . }}
+{{- end }}
+{{- if eq .Values.expose.type "LoadBalancer" }}
+{{- with .Values.expose.loadBalancerIP }}
+loadBalancerIP: {{ . }}
+{{- end }}
+{{- with .Values.expose.loadBalancerSourceRanges }}
+loadBalancerSourceRanges: {{ toJson . }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Host network for the components phones reach (expose.hostNetwork): one pod per node. */}}
+{{- define "rwg.hostNetwork" -}}
+{{- if .ctx.Values.expose.hostNetwork }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- if not .v.affinity }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels: {{- include "rwg.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 12 }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Pods restart when the secrets they are given change: the Secrets named in values, or the
+     generated ones' settings (generated contents stay the same across upgrades). */}}
+{{- define "rwg.secretsChecksum" -}}
+{{- toJson (list .Values.secrets .Values.tls.public.existingSecret .Values.tls.internal.existingSecret .Values.redis.auth .Values.redis.external.passwordSecret) | sha256sum | trunc 16 -}}
+{{- end -}}

@@ -1,0 +1,249 @@
+"""The Helm chart helm/rwg without a cluster: `helm lint`, `helm template` with several value
+sets (what each must render), and values the schema or the chart's checks refuse, with the
+message they give.
+
+Needs the helm binary: RWG_HELM, else the one `./tools/rwg k8s deps` puts in the cache
+(${RWG_K8S_CACHE:-/var/cache/rwg/k8s}/client/*/helm), else helm on PATH; `./tools/rwg test` fetches it (`./tools/k8s/k8s client`).
+Installing on a real cluster: test_k8s_chart.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+CHART = os.path.join(ROOT, "helm", "rwg")
+
+
+def find_helm():
+    if os.environ.get("RWG_HELM"):
+        return os.environ["RWG_HELM"]
+    cache = os.environ.get("RWG_K8S_CACHE", "/var/cache/rwg/k8s")
+    found = sorted(glob.glob(os.path.join(cache, "client", "*", "helm")))
+    if found:
+        return found[-1]
+    return shutil.which("helm")
+
+
+HELM = find_helm()
+
+
+def docs(text):
+    """The rendered manifests as (kind, name, text) triples (no YAML parser needed)."""
+    out = []
+    for part in text.split("\n---\n"):
+        kind = name = None
+        for line in part.splitlines():
+            if line.startswith("kind:") and kind is None:
+                kind = line.split(":", 1)[1].strip()
+            if line.startswith("  name:") and name is None:
+                name = line.split(":", 1)[1].strip()
+        if kind:
+            out.append((kind, name, part))
+    return out
+
+
+class HelmChartTest(unittest.TestCase):
+
+    def helm(self, *args, check=True):
+        env = dict(os.environ, HELM_CACHE_HOME=self.tmp, HELM_CONFIG_HOME=self.tmp,
+                   HELM_DATA_HOME=self.tmp, KUBECONFIG=os.path.join(self.tmp, "none"))
+        p = subprocess.run([HELM, *args], env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=120)
+        if check and p.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} exited {p.returncode}:\n{p.stdout}")
+        return p
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="rwg-helm-")
+        self.tmp = self._tmp.name
+        self.addCleanup(self._tmp.cleanup)
+
+    def template(self, *sets, kube="1.20.2", values=None):
+        args = ["template", "r", CHART, "--namespace", "ns", "--kube-version", kube]
+        for s in sets:
+            args += ["--set", s]
+        if values:
+            path = os.path.join(self.tmp, "values.yaml")
+            with open(path, "w") as f:
+                f.write(values)
+            args += ["-f", path]
+        return docs(self.helm(*args).stdout)
+
+    def refused(self, *sets, values=None):
+        args = ["template", "r", CHART]
+        for s in sets:
+            args += ["--set", s]
+        if values:
+            path = os.path.join(self.tmp, "bad.yaml")
+            with open(path, "w") as f:
+                f.write(values)
+            args += ["-f", path]
+        p = self.helm(*args, check=False)
+        self.assertNotEqual(p.returncode, 0, f"accepted: {sets} {values}")
+        return p.stdout
+
+    def test_lint(self):
+        out = self.helm("lint", CHART).stdout
+        self.assertIn("0 chart(s) failed", out)
+        self.assertNotIn("[WARNING]", out)
+        self.assertNotIn("[ERROR]", out)
+        out = self.helm("lint", CHART, "--strict", "--set", "expose.type=NodePort", "--set",
+                        "ports.sipTls=30561", "--set", "ports.https=30445").stdout
+        self.assertIn("0 chart(s) failed", out)
+
+    def test_defaults(self):
+        d = self.template()
+        kinds = {(k, n) for k, n, _ in d}
+        for want in [("Deployment", "r-rwg-control"), ("Deployment", "r-rwg-sip-edge"),
+                     ("Deployment", "r-rwg-provisioning"), ("StatefulSet", "r-rwg-media-relay-0"),
+                     ("StatefulSet", "r-rwg-redis"), ("Service", "r-rwg-sip"),
+                     ("Service", "r-rwg-https"), ("Secret", "r-rwg-secrets"),
+                     ("Secret", "r-rwg-tls-public"), ("Secret", "r-rwg-tls-internal"),
+                     ("Secret", "r-rwg-redis"), ("PodDisruptionBudget", "r-rwg-sip-edge"),
+                     ("NetworkPolicy", "r-rwg-sip-edge"), ("Job", "r-rwg-configure"),
+                     ("Pod", "r-rwg-test-health"), ("Pod", "r-rwg-test-register"),
+                     ("Pod", "r-rwg-test-provisioning")]:
+            self.assertIn(want, kinds)
+        text = "\n".join(t for _, _, t in d)
+        # Kubernetes 1.20: the beta PodDisruptionBudget API; every port has its protocol.
+        self.assertIn("apiVersion: policy/v1beta1", text)
+        for line in text.splitlines():
+            if "containerPort:" in line:
+                self.assertIn("protocol:", line)
+        for kind, name, t in d:
+            if kind == "Service":
+                ports = t.split("ports:")[1]
+                self.assertEqual(ports.count("name:"), ports.count("protocol:"), f"{name}:\n{t}")
+        # No service exposes /metrics without a port named metrics.
+        for svc in ("control", "sip-edge", "provisioning", "media-relay"):
+            t = next(t for k, n, t in d if k == "Service" and n == f"r-rwg-{svc}")
+            self.assertIn("name: metrics", t)
+        # Generated: the at-rest key is 64 hex digits; no pod IP is advertised to phones.
+        edge = next(t for k, n, t in d if k == "Deployment" and n == "r-rwg-sip-edge")
+        self.assertIn("--sip-advertise-host=$(NODE_IP)", edge)
+        self.assertIn("type: LoadBalancer", next(t for k, n, t in d if n == "r-rwg-sip"))
+        relay = next(t for k, n, t in d if n == "r-rwg-media-relay-0")
+        self.assertIn("hostNetwork: true", relay)
+        self.assertIn("--media-address=$(NODE_IP)", relay)
+        self.assertIn("--pool-part=1/1", relay)
+        for kind, name, t in d:
+            if kind in ("Deployment", "StatefulSet"):
+                self.assertIn("readOnlyRootFilesystem: true", t, name)
+                self.assertIn("drop: [ALL]", t, name)
+                self.assertIn("runAsNonRoot: true", t, name)
+        # Observability is off but dashboards would be picked up.
+        self.assertNotIn("ServiceMonitor", {k for k, _, _ in d})
+
+    def test_current_kubernetes(self):
+        d = self.template(kube="1.30.0", values="control: {replicas: 2}\n")
+        text = "\n".join(t for _, _, t in d)
+        self.assertIn("apiVersion: policy/v1\n", text)
+        self.assertNotIn("policy/v1beta1", text)
+
+    def test_nodeport_relays_external_redis(self):
+        d = self.template(values="""
+publicName: rwg.example.com
+publicAddress: 203.0.113.10
+icp: {host: 10.1.2.3, sipPort: 5060}
+expose: {type: NodePort}
+ports: {sipTls: 30561, sipTcp: 30560, https: 30445}
+sipEdge: {tcp: true}
+mediaRelay: {instances: 3, portMin: 20000, portMax: 25999, realtime: true}
+redis: {enabled: false, external: {address: "redis.example:6379", passwordSecret: {name: rp}}}
+secrets: {existingSecret: mine}
+tls: {public: {existingSecret: pub}, internal: {existingSecret: int}}
+metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force: true}}
+""")
+        kinds = {(k, n) for k, n, _ in d}
+        self.assertNotIn(("StatefulSet", "r-rwg-redis"), kinds)
+        self.assertNotIn(("Secret", "r-rwg-secrets"), kinds)
+        self.assertNotIn(("Secret", "r-rwg-tls-public"), kinds)
+        for i in range(3):
+            relay = next(t for k, n, t in d if n == f"r-rwg-media-relay-{i}")
+            self.assertIn(f"--pool-part={i + 1}/3", relay)
+            self.assertIn(f"--grpc-listen=0.0.0.0:{50100 + i}", relay)
+            self.assertIn("--media-address=203.0.113.10", relay)
+            self.assertIn('add: ["SYS_NICE"]', relay)
+        sip = next(t for k, n, t in d if n == "r-rwg-sip")
+        self.assertIn("nodePort: 30561", sip)
+        self.assertIn("nodePort: 30560", sip)
+        self.assertIn("externalTrafficPolicy: Local", sip)
+        edge = next(t for k, n, t in d if n == "r-rwg-sip-edge" and k == "Deployment")
+        self.assertIn("--redis-address=redis.example:6379", edge)
+        self.assertIn("--sip-advertise-host=rwg.example.com", edge)
+        self.assertIn("secretName: mine", edge)
+        np = next(t for k, n, t in d if k == "NetworkPolicy" and n == "r-rwg-sip-edge")
+        self.assertIn("cidr: 10.1.2.3/32", np)
+        self.assertIn(("ServiceMonitor", "r-rwg"), kinds)
+        job = next(t for k, n, t in d if k == "Job")
+        self.assertIn("icp.host=10.1.2.3", job)
+        self.assertIn("public_name=rwg.example.com", job)
+
+    def test_host_network_exposure(self):
+        d = self.template("expose.hostNetwork=true", "expose.type=NodePort", "sipEdge.replicas=1")
+        for name in ("r-rwg-sip-edge", "r-rwg-provisioning"):
+            t = next(t for k, n, t in d if k == "Deployment" and n == name)
+            self.assertIn("hostNetwork: true", t)
+            self.assertIn("dnsPolicy: ClusterFirstWithHostNet", t)
+            self.assertIn("podAntiAffinity", t)
+        for name in ("r-rwg-sip", "r-rwg-https"):
+            t = next(t for k, n, t in d if k == "Service" and n == name)
+            self.assertIn("type: ClusterIP", t)
+            self.assertNotIn("nodePort", t)
+        self.assertIn("sipEdge.grpcPort", self.refused("expose.hostNetwork=true",
+                                                       "sipEdge.grpcPort=50100"))
+
+    def test_dashboards_and_rules_picked_up(self):
+        chart = os.path.join(self.tmp, "rwg")
+        shutil.copytree(CHART, chart)
+        os.makedirs(os.path.join(chart, "dashboards"), exist_ok=True)
+        os.makedirs(os.path.join(chart, "rules"), exist_ok=True)
+        with open(os.path.join(chart, "dashboards", "test_board.json"), "w") as f:
+            f.write('{"uid": "rwg-test", "title": "t", "panels": []}\n')
+        with open(os.path.join(chart, "rules", "rwg.rules.yaml"), "w") as f:
+            f.write("groups:\n  - name: rwg\n    rules:\n      - alert: RwgTest\n"
+                    "        expr: vector(1)\n")
+        out = self.helm("template", "r", chart, "--set", "metrics.prometheusRule.enabled=true",
+                        "--set", "metrics.prometheusRule.force=true").stdout
+        d = docs(out)
+        cm = next(t for k, n, t in d if k == "ConfigMap" and n == "r-rwg-dashboard-test-board")
+        self.assertIn('grafana_dashboard: "1"', cm)
+        self.assertIn('"uid": "rwg-test"', cm)
+        rule = next(t for k, n, t in d if k == "PrometheusRule")
+        self.assertIn("alert: RwgTest", rule)
+        # Without force, only where the API exists (not on a bare cluster).
+        out = self.helm("template", "r", chart, "--set",
+                        "metrics.prometheusRule.enabled=true").stdout
+        self.assertNotIn("kind: PrometheusRule", out)
+        out = self.helm("template", "r", chart, "--set", "metrics.dashboards.enabled=false").stdout
+        self.assertNotIn("grafana_dashboard", out)
+
+    def test_bad_values_refused(self):
+        cases = [
+            (["expose.type=Ingress"], "/expose/type"),
+            (["sipEdge.replica=3"], "additional properties 'replica' not allowed"),
+            (["mediaRelay.instances=0"], "/mediaRelay/instances"),
+            (["ports.sipTls=443"], "/ports/sipTls"),
+            (["expose.type=NodePort"], "/ports/sipTls"),
+            (["publicAddress=not-an-ip"], "/publicAddress"),
+            (["icp.sipTransports=sctp"], "/icp/sipTransports"),
+            (["icp.cidrs={10.0.0.0/33}"], "/icp/cidrs/0"),
+            (["redis.enabled=false"], "/redis/external/address"),
+            (["mediaRelay.srtpEngine=gnutls"], "/mediaRelay/srtpEngine"),
+            (["mediaRelay.instances=64", "mediaRelay.portMax=20100"],
+             "fewer than 2 for each of the 64 instances"),
+            (["mediaRelay.portMax=19000"], "portMax (19000) must be above portMin (20000)"),
+            (["provisioning.replicas=2"], "provisioning.replicas above 1 need a shared store"),
+            (["expose.type=NodePort", "ports.sipTls=30561", "ports.https=30445",
+              "sipEdge.tcp=true"], "must be within 30000-32767"),
+        ]
+        for sets, message in cases:
+            with self.subTest(sets=sets):
+                self.assertIn(message, self.refused(*sets))
+
+
+if __name__ == "__main__":
+    unittest.main()
