@@ -25,14 +25,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <prometheus/registry.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <prometheus/registry.h>
 
 #include <atomic>
 #include <chrono>
@@ -209,8 +208,8 @@ class StandInIpbx {
         std::string to = Header(head, "To");
         if (!absl::StrContains(to, ";tag=")) absl::StrAppend(&to, ";tag=ipbx");
         absl::StrAppend(&out, "From: ", Header(head, "From"), "\r\nTo: ", to,
-                        "\r\nCall-ID: ", Header(head, "Call-ID"), "\r\nCSeq: ", Header(head, "CSeq"),
-                        "\r\n");
+                        "\r\nCall-ID: ", Header(head, "Call-ID"),
+                        "\r\nCSeq: ", Header(head, "CSeq"), "\r\n");
         if (absl::StartsWith(head, "REGISTER ") && !Header(head, "Contact").empty()) {
           absl::StrAppend(&out, "Contact: ", Header(head, "Contact"), ";expires=600\r\n");
         }
@@ -312,10 +311,10 @@ void Must(const absl::StatusOr<rwg::core::RedisReply>& r, const char* what) {
 }
 
 void Populate(Fixture& f) {
-  const std::string config = absl::StrCat(
-      R"({"public_name":"rwg.fuzz.test","icp":{"host":"127.0.0.1","sip_port":)", f.ipbx_port,
-      R"(,"sip_transports":["TCP"]},"licences":{"teleworker":1000},)",
-      R"("sip":{"udp":"PUBLIC","tcp":"PUBLIC","tls":"DISABLED"}})");
+  const std::string config =
+      absl::StrCat(R"({"public_name":"rwg.fuzz.test","icp":{"host":"127.0.0.1","sip_port":)",
+                   f.ipbx_port, R"(,"sip_transports":["TCP"]},"licences":{"teleworker":1000},)",
+                   R"("sip":{"udp":"PUBLIC","tcp":"PUBLIC","tls":"DISABLED"}})");
   Must(f.redis->Command({"SET", "rwg:config", config}), "config");
   for (int i = 1; i <= 4; ++i) {
     const std::string user = absl::StrCat("2100", i);
@@ -392,9 +391,9 @@ void Barrier(Fixture& f) {
 void RefreshChallenge(Fixture& f) {
   const std::string id = SentinelId(++f.sentinel);
   const int port = UdpLocalPort(f.udp);
-  SendUdp(f, absl::StrCat("REGISTER sip:rwg.fuzz.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:",
-                          port, ";branch=z9hG4bK-", id, "\r\nMax-Forwards: 70\r\n",
-                          "From: <sip:", kUser, "@rwg.fuzz.test>;tag=c\r\nTo: <sip:", kUser,
+  SendUdp(f, absl::StrCat("REGISTER sip:rwg.fuzz.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:", port,
+                          ";branch=z9hG4bK-", id, "\r\nMax-Forwards: 70\r\n", "From: <sip:", kUser,
+                          "@rwg.fuzz.test>;tag=c\r\nTo: <sip:", kUser,
                           "@rwg.fuzz.test>\r\nCall-ID: ", id,
                           "\r\nCSeq: 1 REGISTER\r\nContact: <sip:", kUser, "@127.0.0.1:", port,
                           ">\r\nContent-Length: 0\r\n\r\n"));
@@ -455,9 +454,8 @@ Fixture& Setup() {
   o.relay_plaintext = true;  // no relay runs: calls end at the relay allocation
   o.upstream_timeout_ms = 2000;
   o.max_connections_per_source = 1000;
-  f->edge = std::make_unique<rwg::sip_edge::Edge>(o, *f->redis, *f->devices, *f->config,
-                                                  rwg::core::SystemClock::Get(), f->rng,
-                                                  *f->registry);
+  f->edge = std::make_unique<rwg::sip_edge::Edge>(
+      o, *f->redis, *f->devices, *f->config, rwg::core::SystemClock::Get(), f->rng, *f->registry);
   if (absl::Status s = f->edge->Start(); !s.ok()) Die(absl::StrCat("edge: ", s.message()));
 
   f->udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -481,9 +479,8 @@ std::string Authorize(Fixture& f, std::string msg) {
         absl::StrSplit(absl::string_view(msg).substr(0, line_end), ' ');
     if (request_line.size() < 2) continue;
     if (absl::Now() - f.challenge_at > absl::Seconds(30)) RefreshChallenge(f);
-    absl::StatusOr<std::string> answer =
-        rwg::sip_edge::AnswerChallenge(f.challenge, kUser, kPassword, request_line[0],
-                                       request_line[1], ++f.nc, f.rng);
+    absl::StatusOr<std::string> answer = rwg::sip_edge::AnswerChallenge(
+        f.challenge, kUser, kPassword, request_line[0], request_line[1], ++f.nc, f.rng);
     if (!answer.ok()) continue;
     const size_t value = at + h.size() - 4;
     msg.replace(value, 4, *answer);
