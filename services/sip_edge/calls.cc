@@ -1107,6 +1107,9 @@ void Calls::OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const
                                 int status, const std::string& phrase) {
   if (status < 200) return;
   Side& from = Other(call, to);
+  // Read from the response before its transaction (which owns `sip`) is destroyed below.
+  int granted = call.expires;
+  if (sip && sip->sip_expires) granted = static_cast<int>(sip->sip_expires->ex_delta);
   if ((status == 401 || status == 407) && sip != nullptr && to.auth_attempts < 2) {
     ++to.auth_attempts;
     std::optional<std::string> auth = AnswerIcpChallenge(call, to, sip, status, "SUBSCRIBE");
@@ -1119,8 +1122,6 @@ void Calls::OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const
   }
   int st = status;
   if (status == 401 || status == 407) st = 403;
-  int granted = call.expires;
-  if (sip && sip->sip_expires) granted = static_cast<int>(sip->sip_expires->ex_delta);
   const std::string expires = std::to_string(granted);
   if (from.irq != nullptr) {
     nta_incoming_treply(from.irq, st, phrase.c_str(),

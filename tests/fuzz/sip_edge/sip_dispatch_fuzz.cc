@@ -63,6 +63,8 @@
 #include "services/sip_edge/gateway_config.h"
 #include "tests/fuzz/fuzz_support.h"
 
+extern "C" __attribute__((weak)) void __lsan_do_leak_check();
+
 namespace {
 
 constexpr char kHarness[] = "sip_dispatch_fuzz";
@@ -264,8 +266,11 @@ struct Fixture {
 
 Fixture* fixture = nullptr;
 
-// At exit: the edge stops (its threads joined) before the logger and Redis go away.
+// At exit: the leak check runs while the edge still runs (requests still in flight are
+// reachable from their transactions, which stopping the edge destroys without a callback),
+// then the edge stops (its threads joined) before the logger and Redis go away.
 void StopRedis() {
+  if (__lsan_do_leak_check != nullptr) __lsan_do_leak_check();  // and none later at exit
   if (fixture != nullptr && fixture->edge != nullptr) fixture->edge->Stop();
   if (fixture != nullptr && fixture->config != nullptr) fixture->config->Stop();
   if (fixture != nullptr && fixture->redis_pid > 0) {
