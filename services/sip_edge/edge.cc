@@ -43,6 +43,7 @@
 #include "services/sip_edge/calls.h"
 #include "services/sip_edge/connection_limit.h"
 #include "services/sip_edge/guard.h"
+#include "services/sip_edge/in_flight.h"
 #include "services/sip_edge/loop_queue.h"
 #include "services/sip_edge/media_relays.h"
 #include "services/sip_edge/sip_methods.h"
@@ -356,6 +357,9 @@ struct Edge::Impl : public CallHost {
   nta_leg_t* set_leg = nullptr;
   nta_leg_t* icp_leg = nullptr;
   su_timer_t* sweeper = nullptr;
+  InFlight<PendingRegister> registers_in_flight;
+  InFlight<PendingRelay> relays_in_flight;
+  InFlight<ProxiedInvite> proxied_in_flight;
   std::map<std::string, LocalBinding> local;        // by set_username
   std::map<std::string, std::string> local_by_icp;  // icp_username -> set_username
   std::map<std::string, UpstreamDialog> upstream;   // by set_username
@@ -738,6 +742,10 @@ struct Edge::Impl : public CallHost {
     if (icp_leg) nta_leg_destroy(icp_leg);
     if (set_agent) nta_agent_destroy(set_agent);
     if (icp_agent) nta_agent_destroy(icp_agent);
+    // What sofia-sip dropped with the agents without calling back.
+    registers_in_flight.Clear();
+    relays_in_flight.Clear();
+    proxied_in_flight.Clear();
     if (root) su_root_destroy(root);
     su_home_deinit(home);
     su_deinit();
@@ -1280,7 +1288,7 @@ struct Edge::Impl : public CallHost {
     }
     expires = std::min(expires, options.max_expires);
 
-    auto* p = new PendingRegister();
+    auto* p = registers_in_flight.Add();
     p->impl = this;
     p->irq = irq;
     p->tport = nta_incoming_transport(nullptr, irq, nullptr);
@@ -1352,7 +1360,7 @@ struct Edge::Impl : public CallHost {
   void Done(PendingRegister* p) {
     nta_incoming_destroy(p->irq);
     if (p->tport) tport_unref(p->tport);
-    delete p;
+    registers_in_flight.Remove(p);
   }
 
   // Ends a phone's REGISTER that has not gone upstream yet.
@@ -1410,7 +1418,7 @@ struct Edge::Impl : public CallHost {
                       {{"device", user}});
       return;
     }
-    auto* p = new PendingRegister();
+    auto* p = registers_in_flight.Add();
     p->impl = this;
     p->device = **dev;
     p->contacts = b.contacts;
@@ -1582,7 +1590,7 @@ struct Edge::Impl : public CallHost {
                         {{"device", user}, {"status", std::to_string(status)}});
       }
     }
-    delete p;
+    registers_in_flight.Remove(p);
   }
 
   void FinishRegister(PendingRegister* p, int status, const char* phrase) {
@@ -1711,13 +1719,13 @@ struct Edge::Impl : public CallHost {
                SIPTAG_EVENT(sip->sip_event), SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state),
                SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
                TAG_END());
-    auto* relay = new PendingRelay{this, irq, method};
+    auto* relay = relays_in_flight.Add(this, irq, method);
     nta_outgoing_t* orq = nta_outgoing_mcreate(
         set_agent, &Impl::OnRelayResponse, reinterpret_cast<nta_outgoing_magic_t*>(relay),
         b.route.empty() ? nullptr : URL_STRING_MAKE(b.route.c_str()), msg, NTATAG_TPORT(b.tport),
         TAG_END());
     if (orq == nullptr) {
-      delete relay;
+      relays_in_flight.Remove(relay);
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     }
     return 0;
@@ -1765,12 +1773,12 @@ struct Edge::Impl : public CallHost {
                SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state),
                SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
                SIPTAG_HEADER_STR(mark.c_str()), TAG_END());
-    auto* relay = new PendingRelay{this, irq, method};
+    auto* relay = relays_in_flight.Add(this, irq, method);
     nta_outgoing_t* orq = nta_outgoing_mcreate(icp_agent, &Impl::OnRelayResponse,
                                                reinterpret_cast<nta_outgoing_magic_t*>(relay),
                                                nullptr, msg, TAG_END());
     if (orq == nullptr) {
-      delete relay;
+      relays_in_flight.Remove(relay);
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     }
     core::log::Debug("forwarded to the instance holding the phone",
@@ -1802,12 +1810,12 @@ struct Edge::Impl : public CallHost {
     const std::string mark = ForwardMark(sip);
     sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_MAX_FORWARDS_STR(hops.c_str()),
                SIPTAG_HEADER_STR(mark.c_str()), TAG_END());
-    auto* p = new ProxiedInvite{this, irq, nullptr};
+    auto* p = proxied_in_flight.Add(this, irq, nullptr);
     p->orq =
         nta_outgoing_mcreate(icp_agent, &Impl::OnProxiedResponse,
                              reinterpret_cast<nta_outgoing_magic_t*>(p), nullptr, msg, TAG_END());
     if (p->orq == nullptr) {
-      delete p;
+      proxied_in_flight.Remove(p);
       return 503;
     }
     nta_incoming_bind(irq, &Impl::OnProxiedCancel, reinterpret_cast<nta_incoming_magic_t*>(p));
@@ -1852,7 +1860,7 @@ struct Edge::Impl : public CallHost {
       nta_incoming_bind(p->irq, nullptr, nullptr);
       nta_incoming_destroy(p->irq);
       nta_outgoing_destroy(orq);
-      delete p;
+      p->impl->proxied_in_flight.Remove(p);
       return 0;
     });
   }
@@ -1866,7 +1874,7 @@ struct Edge::Impl : public CallHost {
       r->impl->Reply(r->irq, r->method.c_str(), status, phrase, TAG_END());
       nta_incoming_destroy(r->irq);
       nta_outgoing_destroy(orq);
-      delete r;
+      r->impl->relays_in_flight.Remove(r);
       return 0;
     });
   }

@@ -22,17 +22,20 @@
 // bans, counters) carries from one input to the next, as on a real edge.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <prometheus/registry.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -40,6 +43,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -48,6 +53,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -133,8 +139,38 @@ void SendAll(int fd, absl::string_view data) {
   }
 }
 
-// Reads from `fd` until `needle` was seen or `timeout` passed; returns whether it was seen.
-bool ReadUntil(int fd, absl::string_view needle, absl::Duration timeout, std::string* seen) {
+// Whether the edge has read everything sent on the connection `fd` to its port `edge_port`:
+// nothing of it is unacknowledged here nor unread in the edge's socket (its receive queue in
+// /proc/net/tcp; edge and harness are one process on loopback).
+bool EdgeReadAll(int fd, int edge_port) {
+  int unsent = 0;
+  if (ioctl(fd, SIOCOUTQ, &unsent) != 0 || unsent != 0) return false;
+  sockaddr_in me{};
+  socklen_t len = sizeof(me);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&me), &len) != 0) return false;
+  const std::string local = absl::StrFormat(":%04X ", edge_port);
+  const std::string remote = absl::StrFormat(":%04X ", ntohs(me.sin_port));
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  while (std::getline(table, line)) {
+    // sl local_address rem_address st tx_queue:rx_queue ...
+    const std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (f.size() < 5 || !absl::StrContains(absl::StrCat(f[1], " "), local) ||
+        !absl::StrContains(absl::StrCat(f[2], " "), remote)) {
+      continue;
+    }
+    const size_t colon = f[4].find(':');
+    return colon != absl::string_view::npos &&
+           f[4].substr(colon + 1).find_first_not_of('0') == absl::string_view::npos;
+  }
+  return true;  // the edge closed its socket: nothing more will be read
+}
+
+// Reads from `fd` until `needle` was seen, `done()` is true or `timeout` passed; returns
+// whether the needle was seen.
+bool ReadUntil(
+    int fd, absl::string_view needle, absl::Duration timeout, std::string* seen,
+    const std::function<bool()>& done = [] { return false; }) {
   const absl::Time end = absl::Now() + timeout;
   char buf[65536];
   while (true) {
@@ -142,7 +178,10 @@ bool ReadUntil(int fd, absl::string_view needle, absl::Duration timeout, std::st
     const absl::Duration left = end - absl::Now();
     if (left <= absl::ZeroDuration()) return false;
     pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1) <= 0) continue;
+    if (poll(&p, 1, std::min<int>(static_cast<int>(absl::ToInt64Milliseconds(left)) + 1, 2)) <= 0) {
+      if (done()) return false;
+      continue;
+    }
     const ssize_t n = recv(fd, buf, sizeof(buf), 0);
     if (n <= 0) return absl::StrContains(*seen, needle);
     seen->append(buf, static_cast<size_t>(n));
@@ -266,13 +305,13 @@ struct Fixture {
 
 Fixture* fixture = nullptr;
 
-// At exit: the leak check runs while the edge still runs (requests still in flight are
-// reachable from their transactions, which stopping the edge destroys without a callback),
-// then the edge stops (its threads joined) before the logger and Redis go away.
+// At exit: the edge stops (its threads joined, what was still in flight freed) before the
+// logger and Redis go away, then the leak check runs: anything of the edge's still allocated
+// and unreachable then is a leak, shutdown included.
 void StopRedis() {
-  if (__lsan_do_leak_check != nullptr) __lsan_do_leak_check();  // and none later at exit
   if (fixture != nullptr && fixture->edge != nullptr) fixture->edge->Stop();
   if (fixture != nullptr && fixture->config != nullptr) fixture->config->Stop();
+  if (__lsan_do_leak_check != nullptr) __lsan_do_leak_check();  // and none later at exit
   if (fixture != nullptr && fixture->redis_pid > 0) {
     kill(fixture->redis_pid, SIGKILL);
     waitpid(fixture->redis_pid, nullptr, 0);
@@ -495,10 +534,11 @@ std::string Authorize(Fixture& f, std::string msg) {
 
 std::vector<std::string> Messages(Fixture& f, absl::string_view data) {
   std::vector<std::string> out;
-  for (absl::string_view part : absl::StrSplit(data, "\n====\r\n")) {
-    if (part.empty()) continue;
-    std::string m(part);
-    if (part.size() < data.size()) m += "\n";  // the separator's line break ends the message
+  const std::vector<absl::string_view> parts = absl::StrSplit(data, "\n====\r\n");
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].empty()) continue;
+    std::string m(parts[i]);
+    if (i + 1 < parts.size()) m += "\n";  // the separator's line break ends the message
     out.push_back(Authorize(f, std::move(m)));
   }
   return out;
@@ -508,12 +548,14 @@ void OverTcp(Fixture& f, int port, const std::vector<std::string>& messages) {
   const int fd = ConnectTcp(port);
   if (fd < 0) Die("cannot connect to the edge");
   for (const std::string& m : messages) SendAll(fd, m);
-  // A sentinel on the same connection shows the edge read the input (unless the input left
-  // a message open, e.g. a Content-Length beyond its end; then the UDP barrier must do).
+  // A sentinel on the same connection shows the edge read the input. When the input left a
+  // message open (e.g. a Content-Length beyond its end) the sentinel is swallowed by it: the
+  // wait ends as soon as the edge has read every byte sent (the UDP barrier then shows that
+  // the edge has dealt with them and still serves).
   const std::string id = SentinelId(++f.sentinel);
   SendAll(fd, "\r\n" + Options(id, "TCP", 5060));
   std::string seen;
-  ReadUntil(fd, id, absl::Milliseconds(200), &seen);
+  ReadUntil(fd, id, absl::Milliseconds(200), &seen, [&] { return EdgeReadAll(fd, port); });
   close(fd);
 }
 
