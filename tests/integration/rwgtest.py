@@ -219,11 +219,6 @@ class Rwgctl:
                 del self.env[k]
         self.env.update({"RWG_SERVER": server, "RWG_CA_CERT": ca_cert,
                          "RWG_CONFIG_DIR": config_dir})
-        if "ASAN_OPTIONS" in self.env:
-            # The command line exits as soon as it has its answer, sometimes while gRPC's
-            # threads still hold a TLS handshake's OpenSSL objects: a leak at exit of a
-            # short-lived process, not one that grows. The services' leaks are checked.
-            self.env["ASAN_OPTIONS"] += ":detect_leaks=0"
 
     def run(self, *args, password=None, stdin=None, env=None, timeout=60):
         e = dict(self.env)

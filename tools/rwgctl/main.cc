@@ -44,10 +44,17 @@ struct Global {
   double timeout = 30;
 };
 
+// Ends the command with an exit code. Thrown rather than calling std::exit so that main
+// returns: the gRPC channel is destroyed and gRPC shuts down (its resolver and handshakes
+// freed) before the process exits.
+struct Exit {
+  int code;
+};
+
 // Exits with a one-line error.
 [[noreturn]] void Fail(const std::string& msg, int code = 1) {
   std::cerr << "rwgctl: " << msg << "\n";
-  std::exit(code);
+  throw Exit{code};
 }
 
 // The gRPC code's name (gRPC and absl share the numbering), e.g. "INVALID_ARGUMENT".
@@ -568,7 +575,7 @@ int main(int argc, char** argv) {
     auto ctx = client.Context(false);
     Check(stub->Check(ctx.get(), grpc::health::v1::HealthCheckRequest(), &resp));
     std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()) << "\n";
-    if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) std::exit(1);
+    if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) throw Exit{1};
   });
 
   auto* services = app.add_subcommand(
@@ -1193,7 +1200,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
-    Fail(e.what(), 2);
+    std::cerr << "rwgctl: " << e.what() << "\n";
+    return 2;
+  } catch (const Exit& e) {
+    return e.code;
   }
   return 0;
 }
