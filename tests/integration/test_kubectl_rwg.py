@@ -153,6 +153,7 @@ class KubectlRwgTest(unittest.TestCase):
         self.log = os.path.join(self.tmp, "log")
         self.pf = os.path.join(self.tmp, "pf.pid")
         self.world_file = os.path.join(self.tmp, "world.json")
+        self.addCleanup(self.stop_port_forward)
         secrets = {"rwg-ca": {"ca.crt": b64(CA)}, "rwg-admin": {"admin-password": b64(PASSWORD)}}
         self.world = {
             "current-context": "ctx-a",
@@ -188,6 +189,19 @@ class KubectlRwgTest(unittest.TestCase):
 
     def rwgctl_calls(self):
         return [r for r in self.records() if "rwgctl" in r]
+
+    def stop_port_forward(self):
+        """A fake port-forward the plugin left: stopped, so that a failure leaves nothing."""
+        if os.path.exists(self.pf):
+            with open(self.pf) as f:
+                pid = int(f.read())
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    ours = b"port-forward" in f.read()
+            except OSError:
+                ours = False
+            if ours and alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
     def assert_cleaned_up(self):
         self.assertEqual(os.listdir(self.scratch), [], "the private directory is left")
@@ -239,7 +253,8 @@ class KubectlRwgTest(unittest.TestCase):
             self.assertEqual(p.returncode, 0, (flags, p.stderr))
             self.assertEqual(self.rwgctl_calls()[1]["rwgctl"], ["call", "list"])
             for c in self.kubectl_calls():
-                self.assertEqual(sorted(c[:4]), sorted(["--context", "ctx-b", "--kubeconfig", cfg]), c)
+                self.assertEqual(sorted(c[:4]), sorted(["--context", "ctx-b", "--kubeconfig", cfg]),
+                                 c)
                 if c[4] != "config":
                     self.assertEqual(c[4:6], ["-n", "team"], c)
             self.assert_cleaned_up()
