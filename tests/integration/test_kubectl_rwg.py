@@ -14,8 +14,8 @@ that the port-forward and the private directory are gone afterwards, Ctrl-C incl
 import base64
 import json
 import os
+import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -307,6 +307,19 @@ class KubectlRwgTest(unittest.TestCase):
         self.assertIn("rwgctl is not on PATH", p.stderr)
         self.assertIn("build/bin", p.stderr)
         self.assertEqual(self.kubectl_calls(), [])
+        # The rwgctl next to the plugin (build/bin holds both).
+        beside = os.path.join(self.tmp, "beside")
+        os.makedirs(beside)
+        shutil.copy(PLUGIN, os.path.join(beside, "kubectl-rwg"))
+        shutil.copy(os.path.join(self.bin, "rwgctl"), os.path.join(beside, "rwgctl"))
+        p = subprocess.run([os.path.join(beside, "kubectl-rwg"), "device", "list"], text=True,
+                           env={"PATH": f"{bare}:/usr/bin:/bin", "HOME": self.tmp,
+                                "TMPDIR": self.scratch, "FAKE_WORLD": self.world_file,
+                                "FAKE_LOG": self.log, "FAKE_PF": self.pf,
+                                "FAKE_PASSWORD": PASSWORD},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, "1001 ok\n")
         # RWGCTL names it instead.
         p = self.run_plugin("device", "list", path=f"{bare}:/usr/bin:/bin",
                             env={"RWGCTL": os.path.join(self.bin, "rwgctl")})
