@@ -10,7 +10,9 @@ and imports the images (`./tools/rwg images`: the four services, Redis, the test
 Kamailio on the node's address as the iPBX, then:
 - `helm install --wait` (NodePort exposure: SIP/TLS and HTTPS on node ports, two relay
   instances with disjoint port pools), a device added with the host's rwgctl through
-  `kubectl port-forward` (what NOTES.txt says);
+  `kubectl port-forward` (what NOTES.txt says); `kubectl rwg` (tools/kubectl-rwg on PATH) adding,
+  showing and deleting a device in the release's namespace (-n, then the context's), rwgctl's
+  exit code through it, the message for a namespace without rwg, no port-forward left;
 - `helm test`: every service's health, a provisioning fetch through the hash, a REGISTER
   through the edge (registered at the iPBX);
 - from the host, as a phone: the file over HTTPS on the node's address through the hash (a
@@ -142,6 +144,69 @@ class K8sChartTest(unittest.TestCase):
         self.assertTrue(m, line)
         return int(m.group(1))
 
+    def kubectl_plugin(self):
+        """`kubectl rwg` (tools/kubectl-rwg on PATH, found by the cluster's kubectl as a
+        plugin): by itself the Service, the Secrets, the port-forward, the login."""
+        t = time.monotonic()
+        exports = dict(re.findall(r"^export (\w+)=(.*)$", run(RWG, "k8s", "env", env=self.env),
+                                  re.M))
+        client = exports["PATH"].split(":")[0]
+        plugins = os.path.join(self.tmp, "plugins")
+        scratch = os.path.join(self.tmp, "plugin-tmp")
+        os.makedirs(plugins)
+        os.makedirs(scratch)
+        os.symlink(os.path.join(ROOT, "tools", "kubectl-rwg"), os.path.join(plugins, "kubectl-rwg"))
+        env = {k: v for k, v in self.env.items() if not k.startswith("RWG_")}
+        env.update(KUBECONFIG=exports["KUBECONFIG"], TMPDIR=scratch,
+                   PATH=":".join([plugins, os.path.join(BUILD, "bin"), client, os.environ["PATH"]]))
+        kubectl = os.path.join(client, "kubectl")
+
+        def plugin(*args, env=env):
+            return subprocess.run([kubectl, "rwg", *args], env=env, text=True, timeout=60,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        p = plugin("-n", NS, "device", "add", "--set-username", "1002", "--set-password",
+                   "set-1002", "--icp-username", "21002", "--icp-password", "icp-1002")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = plugin("-n", NS, "device", "list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("1002", p.stdout)
+        self.assertIn("1001", p.stdout)
+        # The namespace of the kubeconfig's context when no -n is given, and -o json.
+        own = os.path.join(self.tmp, "kubeconfig-rwg")
+        with open(exports["KUBECONFIG"]) as src, open(own, "w") as dst:
+            dst.write(src.read())
+        run(kubectl, "--kubeconfig", own, "config", "set-context", "--current", f"--namespace={NS}")
+        p = plugin("-o", "json", "device", "get", "1002", env=dict(env, KUBECONFIG=own))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["icp_username"], "21002")
+        # rwgctl's exit code and message come through; the device goes.
+        p = plugin("-n", NS, "device", "get", "9999")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("NOT_FOUND", p.stderr)
+        p = plugin("-n", NS, "device", "delete", "1002")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("1002", plugin("-n", NS, "device", "list").stdout)
+        # A namespace without rwg: the message says where it looked.
+        context = run(kubectl, "config", "current-context", env=env).strip()
+        p = plugin("-n", "kube-system", "device", "list")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"no rwg control Service in namespace kube-system of context {context}",
+                      p.stderr)
+        # Nothing left behind: no port-forward of the plugin's, no private directory.
+        left = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if b"port-forward" in cmd and b"service/rwg-control" in cmd:
+                left.append(pid)
+        self.assertEqual(left, [])
+        self.assertEqual(os.listdir(scratch), [])
+        self.timings["kubectl rwg"] = time.monotonic() - t
+
     def phone_register(self):
         c = sipclient.SipConnection(self.node_ip, SIP_PORT, tls=True, ca=self.public_ca)
         r = c.register_with_auth("1001", "set-1001", self.node_ip, expires=300)
@@ -175,6 +240,7 @@ class K8sChartTest(unittest.TestCase):
                     "set-1001", "--icp-username", "21001", "--icp-password", "icp-1001")
         key = json.loads(self.rwgctl(port, "-o", "json", "hash", "show"))["key"]
         self.assertEqual(self.rwgctl(port, "config", "get", "icp.host").strip(), self.node_ip)
+        self.kubectl_plugin()
         # Two relays, disjoint halves of 21000-21999.
         relays = self.kubectl("-n", NS, "logs", "rwg-media-relay-0-0") + self.kubectl(
             "-n", NS, "logs", "rwg-media-relay-1-0")

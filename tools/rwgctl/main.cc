@@ -1,5 +1,5 @@
-// rwgctl: the command line over the rwg admin API (also installed as kubectl-rwg, so that
-// `kubectl rwg ...` works). Human tables by default, `-o json` for scripts; any failure prints
+// rwgctl: the command line over the rwg admin API (tools/kubectl-rwg runs it against a Helm
+// release: `kubectl rwg ...`). Human tables by default, `-o json` for scripts; any failure prints
 // one line on stderr and exits non-zero.
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
