@@ -299,23 +299,26 @@ class PhoneMisbehavesTest(TopologyFixture):
         self.answered(office, b, "21002", "127.0.0.2", True)
         self.assert_clean("after", office, b)
 
-    def reconnect(self, ua, call):
+    def reconnect(self, ua, call, tls_port=None):
         """The phone's connection drops; it connects again, registers, and keeps its call."""
         ua.close()
-        again = self.remote(ua.user)
+        again = self.remote(ua.user, tls_port)
         call.ua = again
         again.calls[call.call_id] = call
         return again
 
     def call_then_reconnect(self):
+        return self.call_then_reconnect_to(None)
+
+    def call_then_reconnect_to(self, tls_port):
         """1001 calls the office, the office answers, then 1001's connection drops and it
-        registers again over a new one."""
+        registers again over a new one (to `tls_port`: another instance)."""
         a, office = self.remote("1001"), self.office()
         out, inc = self.ringing(a, office, OFFICE_USER, PUBLIC)
         office.answer(inc)
         a.wait("200", lambda: out.status == 200)
         office.wait("ACK", lambda: "ACK<" in inc.events)
-        return self.reconnect(a, out), office, out, inc
+        return self.reconnect(a, out, tls_port), office, out, inc
 
     def test_the_office_hangs_up_a_phone_that_reconnected(self):
         a, office, out, inc = self.call_then_reconnect()
@@ -332,6 +335,20 @@ class PhoneMisbehavesTest(TopologyFixture):
         office.wait("BYE", lambda: "BYE<" in inc.events)
         self.assert_clean("phone hangs up", a, office)
 
+
+    def test_the_office_hangs_up_a_phone_that_moved_to_another_instance(self):
+        """The phone's connection drops mid-call and it registers again through another
+        instance. Requests in the call are not carried between instances (the holder cannot
+        reach the phone's new connection), but the call still ends cleanly when the office
+        hangs up: the office's BYE is answered, nothing is left on either instance."""
+        other = self.second_edge()
+        a, office, out, inc = self.call_then_reconnect_to(other)
+        office.bye(inc)
+        office.wait("200 to BYE", lambda: "200 BYE" in inc.events)
+        self.assert_clean("office hangs up a phone that moved", a, office)
+        # The phone, registered through the other instance, calls again.
+        self.answered(a, office, OFFICE_USER, PUBLIC, True)
+        self.assert_clean("a new call after the move", a, office)
 
 if __name__ == "__main__":
     unittest.main()
