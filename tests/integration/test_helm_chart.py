@@ -134,6 +134,7 @@ class HelmChartTest(unittest.TestCase):
                 self.assertIn("readOnlyRootFilesystem: true", t, name)
                 self.assertIn("drop: [ALL]", t, name)
                 self.assertIn("runAsNonRoot: true", t, name)
+                self.assertNotIn("runAsUser: 0", t, name)
         # Observability is off but dashboards would be picked up.
         self.assertNotIn("ServiceMonitor", {k for k, _, _ in d})
 
@@ -167,6 +168,11 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
             self.assertIn(f"--grpc-listen=0.0.0.0:{50100 + i}", relay)
             self.assertIn("--media-address=203.0.113.10", relay)
             self.assertIn('add: ["SYS_NICE"]', relay)
+            # SYS_NICE takes effect only for UID 0 (no ambient capabilities in Kubernetes).
+            self.assertIn("runAsUser: 0", relay)
+            self.assertIn("runAsNonRoot: false", relay)
+            self.assertIn("drop: [ALL]", relay)
+            self.assertIn("allowPrivilegeEscalation: false", relay)
         sip = next(t for k, n, t in d if n == "r-rwg-sip")
         self.assertIn("nodePort: 30561", sip)
         self.assertIn("nodePort: 30560", sip)

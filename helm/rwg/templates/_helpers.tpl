@@ -81,7 +81,14 @@ seccompProfile:
 {{- define "rwg.containerSecurityContext" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
+{{- if .root }}
+{{- /* Kubernetes grants a non-root process no capability (no ambient set): a capability a
+  container must use makes it UID 0, with every other capability dropped. */}}
+runAsUser: 0
+runAsNonRoot: false
+{{- else }}
 runAsNonRoot: true
+{{- end }}
 capabilities:
   drop: [ALL]
   {{- with .add }}
