@@ -756,6 +756,7 @@ struct Edge::Impl : public CallHost {
       auto* self = reinterpret_cast<Impl*>(arg);
       const absl::Time now = self->clock.Now();
       if (self->calls) self->calls->Sweep();
+      if (self->relays) self->relays->Sweep();
       for (auto it = self->local.begin(); it != self->local.end();) {
         LocalBinding& b = it->second;
         if (b.expires_at <= now) {

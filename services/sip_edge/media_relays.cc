@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -198,22 +199,83 @@ class GrpcMediaRelays : public MediaRelays {
   }
 
   void Delete(const RelaySession& session) override {
-    auto* call = new Call<relaypb::DeleteRequest, relaypb::DeleteResponse>();
-    call->req.set_id(session.id);
-    Prepare(call->ctx);
-    const std::string id = session.id;
-    Stub(session.grpc)
-        ->async()
-        ->Delete(&call->ctx, &call->req, &call->resp, [call, id](grpc::Status s) {
-          std::unique_ptr<Call<relaypb::DeleteRequest, relaypb::DeleteResponse>> owned(call);
-          if (!s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND) {
-            core::log::Warn("cannot delete the media relay session",
-                            {{"session", id}, {"error", s.error_message()}});
-          }
-        });
+    StartDelete(PendingDelete{session, clock_.Now(), absl::Seconds(2), absl::Time(), 0});
+  }
+
+  void Sweep() override {
+    const absl::Time now = clock_.Now();
+    std::vector<PendingDelete> failed;
+    {
+      std::lock_guard<std::mutex> lock(failed_->mu);
+      failed.swap(failed_->deletes);
+    }
+    for (PendingDelete& d : failed) {
+      if (now - d.first >= options_.delete_retry_for) {
+        core::log::Warn("cannot delete the media relay session; giving up",
+                        {{"session", d.session.id},
+                         {"instance", d.session.instance},
+                         {"attempts", std::to_string(d.attempts)}});
+        continue;
+      }
+      d.next = now + d.delay;
+      d.delay = std::min(d.delay * 2, absl::Seconds(30));
+      retries_.push_back(std::move(d));
+    }
+    std::vector<PendingDelete> due;
+    for (auto it = retries_.begin(); it != retries_.end();) {
+      if (it->next > now) {
+        ++it;
+        continue;
+      }
+      due.push_back(std::move(*it));
+      it = retries_.erase(it);
+    }
+    for (PendingDelete& d : due) StartDelete(std::move(d));
   }
 
  private:
+  struct PendingDelete {
+    RelaySession session;
+    absl::Time first;      // the first attempt
+    absl::Duration delay;  // before the next attempt
+    absl::Time next;
+    int attempts;
+  };
+  // Deletions that failed, handed from gRPC's threads to Sweep; shared with the calls in
+  // flight, which may complete after this client is gone (at shutdown).
+  struct FailedDeletes {
+    std::mutex mu;
+    std::vector<PendingDelete> deletes;
+  };
+
+  void StartDelete(PendingDelete d) {
+    ++d.attempts;
+    auto* call = new Call<relaypb::DeleteRequest, relaypb::DeleteResponse>();
+    call->req.set_id(d.session.id);
+    Prepare(call->ctx);
+    Stub(d.session.grpc)
+        ->async()
+        ->Delete(
+            &call->ctx, &call->req, &call->resp,
+            [failed = failed_, call, d](grpc::Status s) mutable {
+              std::unique_ptr<Call<relaypb::DeleteRequest, relaypb::DeleteResponse>> owned(call);
+              if (s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) return;
+              // Not reached (restarting) or no answer in time: asked again.
+              const bool again = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                                 s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+              if (d.attempts == 1 || !again) {
+                core::log::Warn(again ? "cannot delete the media relay session; trying again"
+                                      : "cannot delete the media relay session",
+                                {{"session", d.session.id},
+                                 {"instance", d.session.instance},
+                                 {"error", s.error_message()}});
+              }
+              if (!again) return;
+              std::lock_guard<std::mutex> lock(failed->mu);
+              failed->deletes.push_back(std::move(d));
+            });
+  }
+
   template <typename Req, typename Resp>
   struct Call {
     grpc::ClientContext ctx;
@@ -253,6 +315,8 @@ class GrpcMediaRelays : public MediaRelays {
   std::vector<RelayCandidate> candidates_;
   bool listed_ = false;
   absl::Time listed_at_;
+  std::vector<PendingDelete> retries_;  // deletions to try again (loop thread only)
+  std::shared_ptr<FailedDeletes> failed_ = std::make_shared<FailedDeletes>();
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<relaypb::RelayService::Stub>> stubs_;
 };

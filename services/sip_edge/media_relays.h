@@ -54,7 +54,13 @@ class MediaRelays {
   // Null: that leg stays as it is.
   virtual void Update(const RelaySession& s, const RelayRemote* set, const RelayRemote* icp,
                       bool new_set_key, bool new_icp_key, Done done) = 0;
+  // A session its instance cannot be asked to delete now (it is restarting: UNAVAILABLE, or
+  // no answer in time) is asked again by Sweep, until `delete_retry_for` has passed: a
+  // restarted instance restores its sessions from Redis, and would otherwise keep this one
+  // until it is an orphan.
   virtual void Delete(const RelaySession& s) = 0;
+  // Once a second, on the SIP thread: the deletions due again.
+  virtual void Sweep() {}
 };
 
 struct MediaRelaysOptions {
@@ -66,6 +72,9 @@ struct MediaRelaysOptions {
   // How long the instances read from Redis serve new sessions before they are read again
   // (the sessions placed meanwhile are counted on the instances picked).
   absl::Duration refresh = absl::Seconds(1);
+  // How long a deletion is tried again (every 2 s, doubling up to 30 s) when the instance
+  // cannot be reached.
+  absl::Duration delete_retry_for = absl::Minutes(5);
 };
 
 struct RelayInstance {

@@ -82,15 +82,17 @@ def tones_heard(path, last=False):
 
 
 class Baresip:
-    """A baresip phone controlled over its ctrl_tcp socket."""
+    """A baresip phone controlled over its ctrl_tcp socket; its SIP and media on `address`.
+    The phone hangs up when its `seconds` of tone end."""
 
-    def __init__(self, tmp, name, account, ca, tone, transport):
+    def __init__(self, tmp, name, account, ca, tone, transport, address="127.0.0.1",
+                 seconds=20.0):
         self.dir = os.path.join(tmp, name)
         self.rec = os.path.join(self.dir, "rec")
         os.makedirs(self.rec)
         self.wav = os.path.join(self.dir, "tone.wav")
-        write_tone(self.wav, tone)
-        self.ca, self.transport = ca, transport
+        write_tone(self.wav, tone, seconds)
+        self.ca, self.transport, self.address = ca, transport, address
         with open(os.path.join(self.dir, "accounts"), "w") as f:
             f.write(account + "\n")
         self.log = open(os.path.join(self.dir, "baresip.log"), "wb")
@@ -100,10 +102,10 @@ class Baresip:
         self.ctrl_port = rwgtest.free_port()
         with open(os.path.join(self.dir, "config"), "w") as f:
             f.write(f"""poll_method epoll
-sip_listen 127.0.0.1:{rwgtest.free_port()}
+sip_listen {self.address}:{rwgtest.free_port()}
 sip_cafile {self.ca}
 sip_trans_def {self.transport}
-net_interface 127.0.0.1
+net_interface {self.address}
 audio_player aubridge,nil
 audio_source aufile,{self.wav}
 ausrc_srate 8000

@@ -1,9 +1,13 @@
 """Integration: the Helm chart helm/rwg installed on the single-node cluster of tools/k8s.
 
-Not registered with CTest (a cold run builds Kubernetes). Run it by hand, as root, from
-tests/integration, after ./tools/rwg build, with no cluster running:
+CTest's integration_k8s_chart (label k8s, run alone, 2400 s: a cold run builds Kubernetes
+first), which sets RWG_K8S_TEST=1; by hand, as root, from tests/integration, after
+./tools/rwg build, with no cluster running:
 
     RWG_K8S_TEST=1 python3 -m unittest -v test_k8s_chart
+
+Without RWG_K8S_TEST=1 it is skipped; with it, whatever is missing (root, the binaries,
+kamailio, baresip, redis) fails it.
 
 It starts a cluster of its own (`./tools/rwg k8s up` with a temporary RWG_STATE_DIR), builds
 and imports the images (`./tools/rwg images`: the four services, Redis, the test image), runs
@@ -18,8 +22,23 @@ Kamailio on the node's address as the iPBX, then:
 - from the host, as a phone: the file over HTTPS on the node's address through the hash (a
   wrong hash: 404), a REGISTER over TLS through the node port (200, the iPBX has the ICP-side
   registration), and a request from the iPBX reaching the phone with no pod address in it;
+- calls with audio: two remote phones (baresip on the host: 1002 plays 600 Hz, 1003 1400 Hz,
+  registered over TLS through the node port, SRTP required) and an office phone registered
+  straight to the iPBX (1000 Hz, plain RTP). 1002 calls 1003 (out to the iPBX and back in: two
+  calls through rwg, two relay sessions), the office calls 1002. Each phone hears the other's
+  tone and not its own, the remote phones' media goes to the node's address and a relay port
+  (no pod address in what they were sent), and after the hang-up no call is left in
+  `rwgctl call list` and no session on either relay (their metrics, on the node's address);
+- a relay pod deleted during a call (the one holding the call's sessions): its StatefulSet
+  starts it again under the same name, it restores the sessions from Redis (`session
+  restored`), media flows through it again on both legs both ways, the call goes on, and
+  each phone hears the other in what it received after the pod was back;
+- the sip-edge pod holding 1002 deleted: the iPBX holds both phones' registrations
+  throughout (sampled every half second), the phones register again through the instances
+  left or started, and both calls work again;
 - `helm upgrade` changing values (licences, the edge's log level): the configuration follows,
-  sip-edge rolls, the phone registers again;
+  both sip-edge pods are replaced, the iPBX holds the registrations throughout, the phones
+  register again through the new pods and call each other; the raw phone registers again;
 - Redis backup and restore as docs/kubernetes.md says (a snapshot through a port-forward, the
   Redis pod deleted, the snapshot piped back): the admin, the device and the hash key are back;
 - `helm uninstall`: nothing of the release is left in the namespace;
@@ -28,24 +47,38 @@ then `down --purge`. Timings are printed.
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
 import urllib.request
+import wave
 
 import rwgtest
 import sipclient
+from test_calls import TONE_A, TONE_B, Baresip, goertzel_power
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 RWG = os.path.join(ROOT, "tools", "rwg")
 CHART = os.path.join(ROOT, "helm", "rwg")
-BUILD = os.environ.get("RWG_BUILD_DIR", os.path.join(ROOT, "build"))
+# CTest gives the binaries' directory (RWG_BIN_DIR); tools/k8s/images takes the build directory.
+BUILD = os.environ.get("RWG_BUILD_DIR") or (
+    os.path.dirname(os.path.abspath(os.environ["RWG_BIN_DIR"])) if os.environ.get("RWG_BIN_DIR")
+    else os.path.join(ROOT, "build"))
 NS = "rwg"
 SIP_PORT, HTTPS_PORT = 30561, 30445
+RELAY_METRICS = 9500  # mediaRelay.metricsPort: instance i on the node's address, port 9500 + i
+OFFICE, OFFICE_PASSWORD = "2000", "office-2000"
+TONE_O = 1000.0  # what the office phone plays
+# The phones register for 60 s (the SIP edge's shortest) and refresh before it ends: a phone
+# whose instance went away is registered again through another within a minute.
+REGINT = 60
 
 
 def run(*args, env=None, timeout=120, check=True, stdin=None):
@@ -56,15 +89,30 @@ def run(*args, env=None, timeout=120, check=True, stdin=None):
     return p.stdout
 
 
-@unittest.skipUnless(os.environ.get("RWG_K8S_TEST") == "1" and os.geteuid() == 0,
-                     "RWG_K8S_TEST=1 and root: builds Kubernetes when it is not cached")
+def tone_windows(path, freq, step=0.5):
+    """Per `step` seconds of a recording: whether `freq` is what is heard there (loud, most of
+    its power at that frequency)."""
+    with wave.open(path, "rb") as w:
+        rate, channels = w.getframerate(), w.getnchannels()
+        data = w.readframes(w.getnframes())
+    samples = struct.unpack(f"<{len(data) // 2}h", data)[::channels]
+    n = int(rate * step)
+    windows = (samples[i:i + n] for i in range(0, len(samples) - n + 1, n))
+    return [max(map(abs, w)) > 1000 and goertzel_power(w, rate, freq) > 0.5 for w in windows]
+
+
+@unittest.skipUnless(os.environ.get("RWG_K8S_TEST") == "1",
+                     "RWG_K8S_TEST=1 (CTest sets it): builds Kubernetes when it is not cached")
 class K8sChartTest(unittest.TestCase):
 
     def setUp(self):
+        # Asked for (CTest sets RWG_K8S_TEST): whatever is missing fails the test, never skips it.
+        self.assertEqual(os.geteuid(), 0, "the cluster needs root")
         missing = [b for b in ("control", "sip-edge", "media-relay", "provisioning", "rwgctl")
                    if not os.access(os.path.join(BUILD, "bin", b), os.X_OK)]
-        if missing:
-            self.skipTest(f"not built: {missing} (./tools/rwg build)")
+        self.assertEqual(missing, [], f"not built in {BUILD} (./tools/rwg build)")
+        for tool in ("kamailio", "kamcmd", "baresip", "redis-server", "redis-cli"):
+            self.assertTrue(shutil.which(tool), f"{tool} not installed (./tools/rwg deps)")
         self.timings = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="rwg-k8s-chart-")
         self.addCleanup(self._tmp.cleanup)
@@ -82,7 +130,9 @@ class K8sChartTest(unittest.TestCase):
         self.assertRegex(self.node_ip, r"^\d+\.\d+\.\d+\.\d+$")
         kam_dir = os.path.join(self.tmp, "kamailio")
         os.makedirs(kam_dir)
-        self.ipbx = rwgtest.Kamailio(kam_dir, self.node_ip, {"21001": "icp-1001"}).start()
+        self.ipbx = rwgtest.Kamailio(kam_dir, self.node_ip, {
+            "21001": "icp-1001", "21002": "icp-1002", "21003": "icp-1003",
+            OFFICE: OFFICE_PASSWORD}).start()
         self.addCleanup(self.ipbx.stop)
 
     def timed(self, what, *args, timeout=600):
@@ -212,6 +262,229 @@ class K8sChartTest(unittest.TestCase):
         r = c.register_with_auth("1001", "set-1001", self.node_ip, expires=300)
         return c, r
 
+    # -- phones with audio: baresip on the host ---------------------------------------------
+
+    def ctl_json(self, *args):
+        return json.loads(self.rwgctl(self.ctl_port, "-o", "json", *args))
+
+    def calls(self):
+        return self.ctl_json("call", "list")["calls"]
+
+    def registrations(self):
+        return {r["set_username"]: r for r in self.ctl_json("registration", "list")["registrations"]}
+
+    def relay_metrics(self, i):
+        """Relay instance i's metrics: on the host network, at the node's address."""
+        return urllib.request.urlopen(f"http://{self.node_ip}:{RELAY_METRICS + i}/metrics",
+                                      timeout=5).read().decode()
+
+    def relay_sessions(self):
+        """Sessions on each relay instance (None for one not answering)."""
+        out = []
+        for i in range(2):
+            try:
+                m = re.search(r"(?m)^rwg_media_relay_sessions (\S+)", self.relay_metrics(i))
+            except OSError:
+                m = None
+            out.append(int(float(m.group(1))) if m else None)
+        return out
+
+    def relay_packets(self, i):
+        """Packets relay instance i (its process) forwarded, per leg and direction."""
+        got = {}
+        for leg, direction, value in re.findall(
+                r'(?m)^rwg_media_relay_packets_total\{(?=[^}]*leg="(\w+)")(?=[^}]*direction="(\w+)")'
+                r'[^}]*\} (\S+)', self.relay_metrics(i)):
+            got[(leg, direction)] = got.get((leg, direction), 0) + float(value)
+        return got
+
+    def phones(self):
+        """Remote phones 1002 (A) and 1003 (B) registered over TLS through the node port with
+        mandatory SRTP, and office phone 2000 (O) registered straight to the iPBX over TCP with
+        plain RTP; each answers by itself and plays its own tone."""
+        for user in ("1002", "1003"):
+            self.rwgctl(self.ctl_port, "device", "add", "--set-username", user, "--set-password",
+                        f"set-{user}", "--icp-username", f"2{user}", "--icp-password",
+                        f"icp-{user}")
+        d = os.path.join(self.tmp, "phones")
+        common = f"regint={REGINT};answermode=auto;audio_codecs=PCMU"
+
+        def phone(name, account, tone, transport):
+            p = Baresip(d, name, account + common, self.public_ca, tone, transport,
+                        address=self.node_ip, seconds=300)
+            self.addCleanup(p.stop)
+            return p.start()
+        a, b = (phone(f"phone-{user}", f"<sip:{user}@{self.node_ip};transport=tls>;"
+                      f"auth_pass=set-{user};outbound=\"sip:{self.node_ip}:{SIP_PORT};"
+                      "transport=tls\";mediaenc=srtp-mand;", tone, "tls")
+                for user, tone in (("1002", TONE_A), ("1003", TONE_B)))
+        o = phone("office", f"<sip:{OFFICE}@{self.node_ip};transport=tcp>;auth_pass="
+                  f"{OFFICE_PASSWORD};outbound=\"sip:{self.node_ip}:{self.ipbx.port};"
+                  "transport=tcp\";", TONE_O, "tcp")
+        a.tone, b.tone, o.tone = TONE_A, TONE_B, TONE_O
+        rwgtest.wait_until("the three phones registered at the iPBX", lambda: self.ipbx.registered()
+                           >= {"21002", "21003", OFFICE}, timeout=30)
+        return a, b, o
+
+    def dump(self, *phones):
+        edges = self.kubectl("-n", NS, "logs", "-l", "app.kubernetes.io/component=sip-edge",
+                             "--tail=40", "--prefix", check=False)
+        with open(self.ipbx.log_path, errors="replace") as f:
+            kam = f.read()[-2000:]
+        return ("\n--- sip-edge\n" + edges + "\n--- kamailio\n" + kam + "".join(
+            f"\n--- {p.dir}\n" + "\n".join(l for l in p.read_log().splitlines()
+                                          if "audio=" not in l)[-3000:] for p in phones))
+
+    def answered(self, legs):
+        calls = self.calls()
+        return len(calls) == legs and all(c["state"] == "confirmed" for c in calls)
+
+    def call(self, caller, callee, number, legs, during=None):
+        """`caller` dials `number`; `callee` answers; after a few seconds (and `during`) the
+        caller hangs up. Both heard the other and not themselves, the remote phones' media
+        went to the node's address (a relay's port), and nothing is left: no call, no relay
+        session. `legs`: calls through rwg (2 from a remote phone to a remote phone)."""
+        ended = [p.read_log().count("terminated (duration") for p in (caller, callee)]
+        recordings = [len(p.recordings()) for p in (caller, callee)]
+        caller.command("dial", number)
+        try:
+            rwgtest.wait_until("the call answered", lambda: self.answered(legs), timeout=20)
+        except AssertionError:
+            raise AssertionError(f"not answered: {self.calls()}" + self.dump(caller, callee))
+        self.assertEqual(sum(n or 0 for n in self.relay_sessions()), legs)
+        time.sleep(3)
+        if during:
+            during()
+        caller.command("hangup")
+        try:
+            rwgtest.wait_until("no call left", lambda: self.calls() == [], timeout=15)
+            rwgtest.wait_until("both phones ended the call", lambda: all(
+                p.read_log().count("terminated (duration") > n
+                for p, n in zip((caller, callee), ended)), timeout=10)
+            rwgtest.wait_until("no relay session left", lambda: self.relay_sessions() == [0, 0],
+                               timeout=10)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {self.calls()} {self.relay_sessions()}"
+                                 + self.dump(caller, callee))
+        time.sleep(0.5)
+        for p, other, n in ((caller, callee, recordings[0]), (callee, caller, recordings[1])):
+            recs = p.recordings()
+            self.assertGreater(len(recs), n, f"{p.dir}: no recording of this call")
+            heard = tone_windows(recs[-1], other.tone)
+            self.assertGreaterEqual(sum(heard), 4, f"{p.dir} did not hear {other.tone} Hz")
+            self.assertFalse(any(tone_windows(recs[-1], p.tone)), f"{p.dir} hears itself")
+            if p.transport == "tls":
+                log = p.read_log()
+                media = re.findall(r"(?:remote|receiving from) (\d+\.\d+\.\d+\.\d+):(\d+)", log)
+                self.assertTrue(media, f"{p.dir}: no media address in its log")
+                for address, port in media:
+                    self.assertEqual(address, self.node_ip)
+                    self.assertTrue(21000 <= int(port) <= 21999, port)
+                self.assertNotRegex(log, r"10\.244\.\d+\.\d+")
+        return recs
+
+    def watch_ipbx(self):
+        """Samples the iPBX's registrations every half second from another thread until the
+        returned function is called, which asserts that 21002 and 21003 were always there."""
+        lost, stop = [], threading.Event()
+
+        def sample():
+            while not stop.wait(0.5):
+                missing = {"21002", "21003"} - self.ipbx.registered()
+                if missing:
+                    lost.append(missing)
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+
+        def done():
+            stop.set()
+            thread.join(10)
+            self.assertEqual(lost, [], "the iPBX lost a registration")
+        return done
+
+    def registered_again(self, gone, what):
+        """Waits until phones 1002 and 1003 are registered through instances other than
+        `gone` (reachable), the iPBX holding both ICP-side registrations all along."""
+        t = time.monotonic()
+
+        def moved():
+            held = self.ipbx.registered()
+            self.assertLessEqual({"21002", "21003"}, held, "the iPBX lost a registration")
+            regs = self.registrations()
+            return all(u in regs and regs[u]["instance"] not in gone and regs[u]["reachable"]
+                       for u in ("1002", "1003"))
+        try:
+            rwgtest.wait_until(what, moved, timeout=REGINT + 30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {self.registrations()}")
+        self.timings[what] = time.monotonic() - t
+
+    def relay_deleted_during_a_call(self, a, b):
+        """A calls B; the relay pod carrying the call is deleted; its StatefulSet starts it
+        again under the same name, it restores its sessions from Redis (the same ports and
+        keys) and the call's media flows again both ways; then A hangs up."""
+        a.command("dial", "21003")
+        try:
+            rwgtest.wait_until("the call answered", lambda: self.answered(2), timeout=20)
+        except AssertionError:
+            raise AssertionError(f"not answered: {self.calls()}" + self.dump(a, b))
+        time.sleep(2)
+        sessions = self.relay_sessions()
+        self.assertEqual(sum(sessions), 2, sessions)
+        i = 0 if sessions[0] else 1
+        pod = f"rwg-media-relay-{i}-0"
+        uid = self.kubectl("-n", NS, "get", "pod", pod, "-o", "jsonpath={.metadata.uid}")
+        t = time.monotonic()
+        self.kubectl("-n", NS, "delete", "pod", pod, "--wait=false")
+
+        def replaced():
+            try:
+                p = json.loads(self.kubectl("-n", NS, "get", "pod", pod, "-o", "json",
+                                            check=False))
+            except ValueError:
+                return False
+            return p["metadata"]["uid"] != uid and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions", []))
+        rwgtest.wait_until("the relay pod back", replaced, timeout=180)
+        ready = time.monotonic()
+        self.timings["relay pod deleted: Ready again"] = ready - t
+        # What the phones had recorded by then (a recording only grows with media received).
+        recorded = {p: os.path.getsize(p.recordings()[-1]) for p in (a, b)}
+
+        def flowing():
+            try:
+                got = self.relay_packets(i)
+            except OSError:
+                return False
+            return all(got.get((leg, d), 0) > 50 for leg in ("set", "icp") for d in ("in", "out"))
+        try:
+            rwgtest.wait_until("media through the restored relay", flowing, timeout=30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {self.relay_packets(i)}\n"
+                                 + self.kubectl("-n", NS, "logs", pod, check=False)[-3000:]
+                                 + self.dump(a, b))
+        self.timings["relay pod deleted: media again after Ready"] = time.monotonic() - ready
+        self.timings["relay pod deleted: media paused"] = time.monotonic() - t
+        self.assertIn("session restored", self.kubectl("-n", NS, "logs", pod))
+        self.assertTrue(self.answered(2), self.calls())  # the call went on
+        time.sleep(4)
+        a.command("hangup")
+        rwgtest.wait_until("no call left", lambda: self.calls() == [], timeout=15)
+        rwgtest.wait_until("no relay session left", lambda: self.relay_sessions() == [0, 0],
+                           timeout=10)
+        time.sleep(0.5)
+        # Each phone heard the other in what it received after the relay was back.
+        for p, other in ((a, b), (b, a)):
+            rec = p.recordings()[-1]
+            with wave.open(rec, "rb") as w:
+                rate = w.getframerate() * w.getsampwidth() * w.getnchannels()
+            after = (os.path.getsize(rec) - recorded[p]) / rate
+            self.assertGreater(after, 3, f"{p.dir}: {after:.1f} s received after the relay was back")
+            heard = tone_windows(rec, other.tone)[-int(after / 0.5):]
+            self.assertGreaterEqual(sum(heard), max(4, len(heard) * 0.6),
+                                    f"{p.dir}: {other.tone} Hz not heard after the relay was back")
+
     def test_chart(self):
         t = time.monotonic()
         self.helm("install", "rwg", CHART, "-n", NS, "--create-namespace", "-f", self.values(),
@@ -285,10 +558,37 @@ class K8sChartTest(unittest.TestCase):
         self.assertNotRegex(got, r"10\.244\.\d+\.\d+")
         phone.close()
 
+        # Calls with audio both ways through the relay pods: a remote phone calling another
+        # (out to the iPBX and back in), the office calling a remote phone.
+        self.ctl_port = port
+        a, b, o = self.phones()
+        t = time.monotonic()
+        self.call(a, b, "21003", 2)
+        self.call(o, a, "21002", 1)
+        self.timings["two calls (A to B, office to A)"] = time.monotonic() - t
+
+        # A relay pod deleted during a call: the call's media resumes.
+        t = time.monotonic()
+        self.relay_deleted_during_a_call(a, b)
+        self.timings["relay pod deleted during a call"] = time.monotonic() - t
+
+        # A sip-edge pod deleted (the one holding A): no registration is lost, A registers
+        # again through the other instance, and calls go both ways.
+        t = time.monotonic()
+        victim = self.registrations()["1002"]["instance"]
+        watched = self.watch_ipbx()
+        self.kubectl("-n", NS, "delete", "pod", victim, "--wait=false")
+        self.registered_again({victim}, "sip-edge pod deleted: phones registered elsewhere")
+        watched()
+        self.call(a, b, "21003", 2)
+        self.call(o, a, "21002", 1)
+        self.timings["sip-edge pod deleted, calls after"] = time.monotonic() - t
+
         # An upgrade changing values: the configuration follows, sip-edge rolls.
         before = set(self.kubectl("-n", NS, "get", "pods", "-l",
                                   "app.kubernetes.io/component=sip-edge", "-o",
                                   "jsonpath={.items[*].metadata.name}").split())
+        watched = self.watch_ipbx()
         t = time.monotonic()
         self.helm("upgrade", "rwg", CHART, "-n", NS,
                   "-f", self.values(licences=5, sipEdge={"logLevel": "debug"}),
@@ -301,6 +601,14 @@ class K8sChartTest(unittest.TestCase):
         rwgtest.wait_until("the old sip-edge pods gone", lambda: not before & set(self.kubectl(
             "-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=sip-edge", "-o",
             "jsonpath={.items[*].metadata.name}").split()), timeout=120)
+        # The phones registered again through the new pods, the iPBX holding their
+        # registrations all along; they call each other.
+        self.ctl_port = port
+        self.registered_again(before, "helm upgrade: phones registered again")
+        watched()
+        self.call(a, b, "21003", 2)
+        for p in (a, b, o):
+            p.stop()
         phone, answer = self.phone_register()
         self.assertTrue(answer.startswith("SIP/2.0 200"), answer)
         phone.close()

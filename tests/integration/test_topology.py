@@ -335,7 +335,6 @@ class PhoneMisbehavesTest(TopologyFixture):
         office.wait("BYE", lambda: "BYE<" in inc.events)
         self.assert_clean("phone hangs up", a, office)
 
-
     def test_the_office_hangs_up_a_phone_that_moved_to_another_instance(self):
         """The phone's connection drops mid-call and it registers again through another
         instance. Requests in the call are not carried between instances (the holder cannot
@@ -349,6 +348,37 @@ class PhoneMisbehavesTest(TopologyFixture):
         # The phone, registered through the other instance, calls again.
         self.answered(a, office, OFFICE_USER, PUBLIC, True)
         self.assert_clean("a new call after the move", a, office)
+
+
+class RelayRestartTest(TopologyFixture):
+    """A call that ends while its media relay is restarting: the relay restores the session
+    from Redis when it is back, and the SIP edge, whose first request to delete it was
+    refused, asks again then; the session is not left until it is an orphan (an hour)."""
+
+    def test_the_session_of_a_call_ended_meanwhile_is_deleted_when_the_relay_is_back(self):
+        a, office = self.remote("1001"), self.office()
+        out, inc = self.ringing(a, office, OFFICE_USER, PUBLIC)
+        office.answer(inc)
+        a.wait("200", lambda: out.status == 200)
+        office.wait("ACK", lambda: "ACK<" in inc.events)
+        self.assertEqual(self.relay_sessions(), 1)
+        grpc = self.relay.ports["grpc"]
+        self.relay.stop()
+        a.bye(out)
+        office.wait("BYE", lambda: "BYE<" in inc.events)
+        a.wait("200 to BYE", lambda: "200 BYE" in out.events)
+        rwgtest.wait_until("the deletion refused", lambda: "cannot delete the media relay "
+                           "session; trying again" in self.edge.read_log(), timeout=10)
+        time.sleep(3)  # asked again meanwhile, refused again
+        # Back on the same API address (as a relay pod under its StatefulSet's name is).
+        self.relay.grpc_listen = f"127.0.0.1:{grpc}"
+        self.relay.start()
+        self.assertIn("restored=1", self.relay.read_log())
+        rwgtest.wait_until("the restored session deleted", lambda: self.relay_sessions() == 0,
+                           timeout=40)
+        self.assertIn("reason=deleted", self.relay.read_log().rsplit("restored=1", 1)[1])
+        self.assert_clean("relay restarted", a, office)
+
 
 if __name__ == "__main__":
     unittest.main()
