@@ -1,4 +1,6 @@
 // rwgctl's own checks of what it is given, before any call, and the exit codes they end in.
+#include <algorithm>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -107,6 +109,11 @@ struct Result {
   std::string out, err;
 };
 Result RunRwgctl(std::vector<const char*> args) {
+  // Only what the test gives counts, not the environment it runs in.
+  for (const char* env : {"RWG_SERVER", "RWG_CA_CERT", "RWG_INSECURE", "RWG_TOKEN_FILE",
+                          "RWG_TOKEN", "RWG_USER", "RWG_PASSWORD"}) {
+    unsetenv(env);
+  }
   args.insert(args.begin(), "rwgctl");
   std::ostringstream out, err;
   int code = Run(static_cast<int>(args.size()), args.data(), out, err);
