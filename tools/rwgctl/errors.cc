@@ -19,7 +19,7 @@ absl::Status WithKind(absl::Status status, absl::string_view kind) {
 
 }  // namespace
 
-std::string CodeName(grpc::StatusCode code) {
+std::string CodeName(int code) {
   std::string name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
   return name.empty() ? "ERROR" : name;
 }
@@ -42,8 +42,7 @@ Outcome OutcomeOf(const absl::Status& status) {
   auto kind = status.GetPayload(kKindUrl);  // absl::optional<absl::Cord>
   if (!kind.has_value()) return {1, std::string(status.message())};
   if (*kind == kRpc) {
-    return {1, absl::StrCat(CodeName(static_cast<grpc::StatusCode>(status.raw_code())), ": ",
-                            status.message())};
+    return {1, absl::StrCat(CodeName(status.raw_code()), ": ", status.message())};
   }
   if (*kind == kArgument) return {2, std::string(status.message())};
   return {1, ""};

@@ -20,9 +20,9 @@
 
 namespace rwg::rwgctl {
 
-// The gRPC code's name (gRPC and absl share the numbering), e.g. "INVALID_ARGUMENT"; "ERROR"
-// for a code outside the numbering.
-std::string CodeName(grpc::StatusCode code);
+// The name of a gRPC code (gRPC and absl share the numbering), e.g. "INVALID_ARGUMENT"; "ERROR"
+// for a number outside it.
+std::string CodeName(int code);
 
 // An RPC's status: OK stays OK, a failure keeps its code and the server's message.
 absl::Status RpcError(const grpc::Status& status);
