@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/core/cert_metrics.h"
 #include "services/core/log.h"
+#include "services/core/service_main.h"
 
 namespace rwg::core {
 
@@ -66,14 +67,11 @@ ServiceHost::~ServiceHost() { StopHealth(); }
 absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (!flags_.tls_cert_file.empty() || !flags_.tls_key_file.empty()) {
-    absl::StatusOr<std::string> cert = ReadFile(flags_.tls_cert_file);
-    if (!cert.ok())
-      return absl::InvalidArgumentError(absl::StrCat("tls-cert-file: ", cert.status().message()));
-    absl::StatusOr<std::string> key = ReadFile(flags_.tls_key_file);
-    if (!key.ok())
-      return absl::InvalidArgumentError(absl::StrCat("tls-key-file: ", key.status().message()));
+    absl::StatusOr<TlsMaterial> tls =
+        LoadTlsMaterial("tls-cert-file", flags_.tls_cert_file, "tls-key-file", flags_.tls_key_file);
+    if (!tls.ok()) return tls.status();
     grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
     (void)ExportCertificateExpiry(*registry_, "grpc", flags_.tls_cert_file);
     creds = grpc::SslServerCredentials(ssl);
   } else {
