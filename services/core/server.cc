@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "services/core/cert_metrics.h"
 #include "services/core/log.h"
-#include "services/core/service_main.h"
 
 namespace rwg::core {
 
@@ -55,6 +54,21 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+absl::StatusOr<TlsMaterial> LoadTlsMaterial(absl::string_view cert_option,
+                                            const std::string& cert_file,
+                                            absl::string_view key_option,
+                                            const std::string& key_file) {
+  absl::StatusOr<std::string> cert = ReadFile(cert_file);
+  if (!cert.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(cert_option, ": ", cert.status().message()));
+  }
+  absl::StatusOr<std::string> key = ReadFile(key_file);
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(key_option, ": ", key.status().message()));
+  }
+  return TlsMaterial{*std::move(cert), *std::move(key)};
 }
 
 ServiceHost::ServiceHost(std::string service, ServerFlags flags)

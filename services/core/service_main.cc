@@ -103,17 +103,6 @@ absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config) {
   return ro;
 }
 
-absl::StatusOr<TlsMaterial> LoadTlsMaterial(absl::string_view cert_option,
-                                            const std::string& cert_file,
-                                            absl::string_view key_option,
-                                            const std::string& key_file) {
-  absl::StatusOr<std::string> cert = ReadFile(cert_file);
-  if (!cert.ok()) return OptionError(cert_option, cert.status().message());
-  absl::StatusOr<std::string> key = ReadFile(key_file);
-  if (!key.ok()) return OptionError(key_option, key.status().message());
-  return TlsMaterial{*std::move(cert), *std::move(key)};
-}
-
 absl::Status WaitForDependency(absl::string_view waiting,
                                const std::function<absl::Status()>& attempt,
                                const WaitOptions& options) {

@@ -87,16 +87,6 @@ absl::StatusOr<AtRestKey> LoadAtRestKey(const std::string& path, Random& rng);
 // Redis options from --redis-address and --redis-password-file.
 absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config);
 
-// A PEM certificate chain and its private key, each read from the file an option names.
-struct TlsMaterial {
-  std::string cert_pem;
-  std::string key_pem;
-};
-absl::StatusOr<TlsMaterial> LoadTlsMaterial(absl::string_view cert_option,
-                                            const std::string& cert_file,
-                                            absl::string_view key_option,
-                                            const std::string& key_file);
-
 // Waiting for a dependency (Redis, the gateway configuration) before the service can start.
 struct WaitOptions {
   absl::Duration interval = absl::Seconds(1);

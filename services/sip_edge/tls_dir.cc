@@ -9,7 +9,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/core/server.h"
-#include "services/core/service_main.h"
 
 namespace rwg::sip_edge {
 namespace {
