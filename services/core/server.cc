@@ -56,6 +56,21 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
+absl::StatusOr<TlsMaterial> LoadTlsMaterial(absl::string_view cert_option,
+                                            const std::string& cert_file,
+                                            absl::string_view key_option,
+                                            const std::string& key_file) {
+  absl::StatusOr<std::string> cert = ReadFile(cert_file);
+  if (!cert.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(cert_option, ": ", cert.status().message()));
+  }
+  absl::StatusOr<std::string> key = ReadFile(key_file);
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(key_option, ": ", key.status().message()));
+  }
+  return TlsMaterial{*std::move(cert), *std::move(key)};
+}
+
 ServiceHost::ServiceHost(std::string service, ServerFlags flags)
     : service_(std::move(service)),
       flags_(std::move(flags)),
@@ -66,14 +81,11 @@ ServiceHost::~ServiceHost() { StopHealth(); }
 absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (!flags_.tls_cert_file.empty() || !flags_.tls_key_file.empty()) {
-    absl::StatusOr<std::string> cert = ReadFile(flags_.tls_cert_file);
-    if (!cert.ok())
-      return absl::InvalidArgumentError(absl::StrCat("tls-cert-file: ", cert.status().message()));
-    absl::StatusOr<std::string> key = ReadFile(flags_.tls_key_file);
-    if (!key.ok())
-      return absl::InvalidArgumentError(absl::StrCat("tls-key-file: ", key.status().message()));
+    absl::StatusOr<TlsMaterial> tls =
+        LoadTlsMaterial("tls-cert-file", flags_.tls_cert_file, "tls-key-file", flags_.tls_key_file);
+    if (!tls.ok()) return tls.status();
     grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
     (void)ExportCertificateExpiry(*registry_, "grpc", flags_.tls_cert_file);
     creds = grpc::SslServerCredentials(ssl);
   } else {

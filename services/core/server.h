@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "services/core/options.h"
 
@@ -71,5 +72,15 @@ class ServiceHost {
 
 // Reads a whole file; NotFound naming the path when it cannot.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// A PEM certificate chain and its private key, each read from the file an option names.
+struct TlsMaterial {
+  std::string cert_pem;
+  std::string key_pem;
+};
+absl::StatusOr<TlsMaterial> LoadTlsMaterial(absl::string_view cert_option,
+                                            const std::string& cert_file,
+                                            absl::string_view key_option,
+                                            const std::string& key_file);
 
 }  // namespace rwg::core

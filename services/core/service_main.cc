@@ -1,0 +1,158 @@
+#include "services/core/service_main.h"
+
+#include <iostream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "services/core/log.h"
+
+namespace rwg::core {
+namespace {
+
+// Payload of a status whose error is to be logged under this message rather than printed.
+constexpr char kLogMessageUrl[] = "type.rwg/log-message";
+
+absl::Status WithLogMessage(absl::string_view log_message, absl::Status status) {
+  status.SetPayload(kLogMessageUrl, absl::Cord(log_message));
+  return status;
+}
+
+}  // namespace
+
+void CommonConfig::RegisterRedis(Options& o) {
+  o.Add("redis-address", redis_address, "Redis host:port or unix:/path");
+  o.Add("redis-password-file", redis_password_file, "file holding the Redis password");
+}
+
+void CommonConfig::RegisterSecretKey(Options& o, const std::string& help) {
+  o.Add("secret-key-file", secret_key_file, help)->required();
+}
+
+absl::Status CommonConfig::Validate() const {
+  if (secret_key_file.empty()) return OptionError("secret-key-file", "must name a file");
+  return absl::OkStatus();
+}
+
+absl::Status OptionError(absl::string_view option, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(option, ": ", message));
+}
+
+absl::Status StartError(absl::string_view log_message, const absl::Status& status) {
+  // Exit code 1 whatever the code: not the one of a configuration error (2) nor of a
+  // termination (0).
+  absl::StatusCode code = status.code();
+  if (code == absl::StatusCode::kOk || code == absl::StatusCode::kInvalidArgument ||
+      code == absl::StatusCode::kCancelled) {
+    code = absl::StatusCode::kFailedPrecondition;
+  }
+  absl::Status s(code, status.message());
+  return WithLogMessage(log_message, std::move(s));
+}
+
+absl::Status LoggedConfigError(absl::string_view log_message, const absl::Status& status) {
+  return WithLogMessage(log_message, absl::InvalidArgumentError(status.message()));
+}
+
+int ExitCodeFor(absl::string_view service, const absl::Status& result) {
+  if (result.ok() || absl::IsCancelled(result)) return kExitOk;
+  const int code = absl::IsInvalidArgument(result) ? kExitBadConfig : kExitCannotStart;
+  auto log_message = result.GetPayload(kLogMessageUrl);
+  if (log_message) {
+    log::Error(std::string(*log_message), {{"error", std::string(result.message())}});
+  } else if (code == kExitBadConfig) {
+    std::cerr << service << ": " << result.message() << "\n";
+  } else {
+    log::Error("cannot start", {{"error", std::string(result.message())}});
+  }
+  return code;
+}
+
+absl::StatusOr<std::string> ReadSecretFile(absl::string_view option, const std::string& path) {
+  if (path.empty()) return std::string();
+  absl::StatusOr<std::string> s = ReadFile(path);
+  if (!s.ok()) return OptionError(option, s.status().message());
+  return std::string(absl::StripTrailingAsciiWhitespace(*s));
+}
+
+absl::StatusOr<std::string> ReadTokenFile(absl::string_view option, const std::string& path) {
+  absl::StatusOr<std::string> s = ReadFile(path);
+  if (!s.ok()) return OptionError(option, s.status().message());
+  std::string token(absl::StripAsciiWhitespace(*s));
+  if (token.size() < 16) return OptionError(option, "the token needs 16 characters or more");
+  return token;
+}
+
+absl::StatusOr<AtRestKey> LoadAtRestKey(const std::string& path, Random& rng) {
+  // The key file's messages name it already ("secret key file <path> ...").
+  absl::StatusOr<std::string> key = SecretBox::LoadKeyFile(path);
+  if (!key.ok()) return absl::InvalidArgumentError(key.status().message());
+  absl::StatusOr<std::unique_ptr<SecretBox>> box = SecretBox::Create(*key, rng);
+  if (!box.ok()) return absl::InvalidArgumentError(box.status().message());
+  return AtRestKey{*std::move(key), *std::move(box)};
+}
+
+absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config) {
+  RedisOptions ro;
+  ro.address = config.redis_address;
+  absl::StatusOr<std::string> password =
+      ReadSecretFile("redis-password-file", config.redis_password_file);
+  if (!password.ok()) return password.status();
+  ro.password = *std::move(password);
+  return ro;
+}
+
+absl::Status WaitForDependency(absl::string_view waiting,
+                               const std::function<absl::Status()>& attempt,
+                               const WaitOptions& options) {
+  for (int i = 0;; ++i) {
+    absl::Status s = attempt();
+    if (s.ok() || !options.retryable(s)) return s;
+    if (options.log_every <= 1 || i % options.log_every == 0) {
+      log::Warn(waiting, {{"error", std::string(s.message())}});
+    }
+    if (options.terminated(options.interval)) {
+      return absl::CancelledError(absl::StrCat("terminated while ", waiting));
+    }
+  }
+}
+
+ServiceMain::ServiceMain(std::string name, std::string description, std::string grpc_listen,
+                         std::string metrics_listen)
+    : name_(std::move(name)), options_(name_, std::move(description)) {
+  BlockTerminationSignals();
+  common_.server.grpc_listen = std::move(grpc_listen);
+  common_.server.metrics_listen = std::move(metrics_listen);
+  common_.server.Register(options_);
+}
+
+std::optional<int> ServiceMain::Parse(int argc, char** argv) {
+  int exit_code = 0;
+  absl::Status parsed = options_.Parse(argc, argv, &exit_code);
+  if (!parsed.ok()) {
+    if (exit_code != 0) std::cerr << name_ << ": " << parsed.message() << "\n";
+    return exit_code;
+  }
+  log::Init(name_, common_.server.log_level);
+  return std::nullopt;
+}
+
+int ServiceMain::Main(int argc, char** argv, const std::function<absl::Status()>& validate,
+                      const std::function<absl::Status()>& run) {
+  if (std::optional<int> code = Parse(argc, argv)) return *code;
+  if (absl::Status s = common_.Validate(); !s.ok()) return ExitCodeFor(name_, s);
+  if (absl::Status s = validate(); !s.ok()) return ExitCodeFor(name_, s);
+  host_ = std::make_unique<ServiceHost>(name_, common_.server);
+  const int code = ExitCodeFor(name_, run());
+  host_.reset();
+  return code;
+}
+
+absl::Status ServiceMain::Start(const std::vector<grpc::Service*>& services) {
+  absl::Status s = host_->Start(services);
+  if (!s.ok()) return StartError("cannot start", s);
+  return absl::OkStatus();
+}
+
+}  // namespace rwg::core
