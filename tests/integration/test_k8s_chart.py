@@ -120,8 +120,10 @@ class K8sChartTest(unittest.TestCase):
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith("RWG_") or k in ("RWG_K8S_CACHE", "RWG_BUILD_DIR")}
         self.env["RWG_STATE_DIR"] = os.path.join(self.tmp, "state")
+        self.diagnosis = ""
         self.addCleanup(self.report)
         self.addCleanup(self.down)
+        self.addCleanup(self.diagnose)
         self.timed("k8s up", RWG, "k8s", "up", timeout=3600)
         self.timed("images", RWG, "images", timeout=900)
         self.node_ip = self.kubectl("get", "nodes", "-o",
@@ -143,6 +145,52 @@ class K8sChartTest(unittest.TestCase):
 
     def report(self):
         print("\ntimings: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+        if self.diagnosis:
+            print(self.diagnosis, flush=True)
+
+    def diagnose(self):
+        """After a failure, before the cluster goes: what the node, the pods and the runtime
+        say, short enough to be read at the end of a CI log (printed last, by report)."""
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None or outcome.success:
+            return
+        state = os.path.join(self.env["RWG_STATE_DIR"], "k8s")
+        out = ["", "=== cluster state at the failure"]
+
+        def sh(title, *args, lines=25):
+            try:
+                p = subprocess.run(args, env=self.env, timeout=60, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                text = p.stdout
+            except (OSError, subprocess.SubprocessError) as e:
+                text = f"({e})"
+            tail = [line[:300] for line in text.splitlines()[-lines:]]
+            out.append(f"--- {title}")
+            out.extend(tail)
+
+        k = (RWG, "k8s", "kubectl")
+        sh("node", *k, "get", "node", "-o", "jsonpath={range .items[*]}{.metadata.name} "
+           "taints={.spec.taints} {range .status.conditions[*]}{.type}={.status} {end}{end}")
+        sh("pods", *k, "get", "pods", "-A", "-o", "wide")
+        sh("events (newest last)", *k, "get", "events", "-A", "--sort-by=.lastTimestamp",
+           lines=30)
+        pods = run(*k, "get", "pods", "-n", NS, "-o", "jsonpath={range .items[*]}"
+                   "{.metadata.name} {.status.containerStatuses[*].ready}{\"\\n\"}{end}",
+                   env=self.env, check=False)
+        for line in pods.splitlines():
+            name, _, ready = line.partition(" ")
+            if name and (not ready.split() or "false" in ready.split()):
+                sh(f"describe {name} (events)", *k, "-n", NS, "describe", "pod", name,
+                   lines=12)
+                sh(f"logs {name}", *k, "-n", NS, "logs", name, "--all-containers",
+                   "--tail=10", lines=10)
+                break  # one such pod tells the story; the events above cover the rest
+        for log in ("containerd", "kubelet"):
+            sh(f"{log}.log errors", "sh", "-c", "grep -iE 'level=error|^E[0-9]{4}' \"$0\" "
+               "| tail -10", os.path.join(state, "log", f"{log}.log"), lines=10)
+        sh("disk", "df", "-h", self.tmp, "/var", lines=4)
+        sh("mounts", "findmnt", "-T", self.tmp, lines=3)
+        self.diagnosis = "\n".join(out)
 
     def down(self):
         run(RWG, "k8s", "down", "--purge", env=self.env, timeout=300, check=False)

@@ -396,8 +396,57 @@ k8s_up() {
   for name in "${K8S_PROCESSES[@]}"; do
     running "$name" || { tail -5 "$K8S_LOG/$name.log" >&2; die "$name exited (log: $K8S_LOG/$name.log)"; }
   done
-  say "cluster up in $(since "$t0")s: node $K8S_NODE Ready ($ip)"
+  k8s_smoke
+  say "cluster up in $(since "$t0")s: node $K8S_NODE Ready ($ip), a pod runs"
   k8s_usage
+}
+
+# k8s_smoke: a pod (the pause image, on the pod network) must start, or up fails and says why: a
+# Ready node alone does not prove that containerd, runc and the CNI plugins can run a pod.
+K8S_SMOKE_POD=rwg-smoke
+k8s_smoke_create() {
+  kubectl_ apply -f - <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: $K8S_SMOKE_POD, namespace: default, labels: {app: $K8S_SMOKE_POD}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 0
+  containers:
+    - {name: pause, image: "$K8S_PAUSE_IMAGE", imagePullPolicy: Never}
+EOF
+}
+k8s_smoke_ready() {
+  [ "$(kubectl_ get pod -n default "$K8S_SMOKE_POD" \
+        -o 'jsonpath={.status.containerStatuses[0].ready}' 2>/dev/null)" = true ]
+}
+k8s_smoke() {
+  local i
+  kubectl_ delete pod -n default "$K8S_SMOKE_POD" --ignore-not-found --grace-period=0 \
+    --force >/dev/null 2>&1 || true
+  # The namespace's default service account appears a moment after the controller manager.
+  for ((i = 0; i < 60; i++)); do
+    k8s_smoke_create >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  ((i < 60)) || { k8s_smoke_create >&2 || true; die "could not create a pod"; }
+  for ((i = 0; i < 180; i++)); do
+    if k8s_smoke_ready; then
+      kubectl_ delete pod -n default "$K8S_SMOKE_POD" --grace-period=0 --force --wait=false \
+        >/dev/null 2>&1 || true
+      say "pod ready (${K8S_T0:+$(since "$K8S_T0")s})"
+      return 0
+    fi
+    sleep 0.5
+  done
+  say "a pod did not start in 90 s:"
+  kubectl_ describe pod -n default "$K8S_SMOKE_POD" 2>&1 | sed -n '/^Events:/,$p' | tail -12 >&2
+  local log
+  for log in containerd kubelet; do
+    echo "--- $K8S_LOG/$log.log (errors)" >&2
+    grep -iE 'level=error|^E[0-9]{4}|fail' "$K8S_LOG/$log.log" | tail -8 | cut -c1-400 >&2
+  done
+  die "the cluster cannot run a pod (logs in $K8S_LOG/; ./tools/rwg k8s down cleans up)"
 }
 
 k8s_usage() {
