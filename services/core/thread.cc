@@ -1,12 +1,19 @@
 #include "services/core/thread.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace rwg::core {
@@ -24,8 +31,30 @@ const char* PolicyName(ThreadScheduling::Policy p) {
   return "other";
 }
 
+// Whether the process's effective capabilities include CAP_SYS_NICE (/proc/self/status).
+bool HoldsCapSysNice() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    uint64_t caps = 0;
+    if (!absl::SimpleHexAtoi(absl::StripAsciiWhitespace(line.substr(7)), &caps)) return false;
+    return (caps >> CAP_SYS_NICE) & 1U;
+  }
+  return false;
+}
+
 absl::Status Refused(const ThreadScheduling& s, int err, const char* call) {
   if (err == EACCES || err == EPERM) {
+    if (s.policy != ThreadScheduling::Policy::kOther && HoldsCapSysNice()) {
+      // The kernel's real-time group scheduling refuses real time to a task whose cgroup was
+      // given no real-time runtime (cpu.rt_runtime_us 0, as every new cgroup, a container's
+      // among them), whatever its capabilities.
+      return absl::PermissionDeniedError(absl::StrCat(
+          "scheduling ", s.ToString(),
+          " refused although the process has CAP_SYS_NICE: its cgroup has no real-time "
+          "runtime (real-time group scheduling; kernel.sched_rt_runtime_us=-1 lifts the limit)"));
+    }
     return absl::PermissionDeniedError(
         absl::StrCat("scheduling ", s.ToString(), " needs CAP_SYS_NICE"));
   }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <future>
@@ -176,8 +177,13 @@ void Worker::PrepareThread() {
     return;
   }
   if (absl::Status s = core::ScheduleThisThread(scheduling_); !s.ok()) {
-    core::log::Warn("packet worker keeps the process's scheduling",
-                    {{"worker", std::to_string(index_)}, {"error", std::string(s.message())}});
+    // Once per process: every worker meets the same refusal, and a relay waiting for Redis
+    // starts its workers again at each attempt.
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true)) {
+      core::log::Warn("packet worker keeps the process's scheduling",
+                      {{"worker", std::to_string(index_)}, {"error", std::string(s.message())}});
+    }
   }
 }
 

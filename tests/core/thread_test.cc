@@ -3,7 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string>
 #include <thread>
 
 namespace rwg::core {
@@ -64,6 +70,36 @@ TEST(ThreadTest, RealTimeIsAppliedOrRefusedNamingTheCapability) {
       EXPECT_EQ(ThisThreadScheduling().policy, Policy::kOther);
     }
   });
+}
+
+// With real-time group scheduling (cgroup v1's cpu.rt_runtime_us) a thread moved into a cgroup
+// given no real-time runtime, as a container's, is refused real time even with CAP_SYS_NICE:
+// the refusal says that, not that the capability is missing.
+TEST(ThreadTest, RealTimeRefusedForACgroupWithoutRuntimeSaysWhy) {
+  const std::string cpu = "/sys/fs/cgroup/cpu";
+  std::ifstream budget("/proc/sys/kernel/sched_rt_runtime_us");
+  long runtime = -1;
+  budget >> runtime;
+  if (geteuid() != 0 || runtime < 0 || access((cpu + "/cpu.rt_runtime_us").c_str(), F_OK) != 0) {
+    GTEST_SKIP() << "needs root, cgroup v1's cpu controller with real-time group scheduling "
+                    "and kernel.sched_rt_runtime_us >= 0";
+  }
+  const std::string group = cpu + "/rwg-thread-test-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(group.c_str(), 0755), 0) << strerror(errno);
+  OnOwnThread([&] {
+    {
+      std::ofstream tasks(group + "/tasks");
+      tasks << gettid() << std::flush;  // moves this thread only
+      ASSERT_TRUE(tasks.good());
+    }
+    const absl::Status s = ScheduleThisThread({Policy::kFifo, 3});
+    EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+    EXPECT_THAT(s.message(), HasSubstr("its cgroup has no real-time runtime"));
+    EXPECT_EQ(ThisThreadScheduling().policy, Policy::kOther);
+    std::ofstream back(cpu + "/tasks");
+    back << gettid() << std::flush;
+  });
+  EXPECT_EQ(rmdir(group.c_str()), 0) << strerror(errno);
 }
 
 TEST(ThreadTest, OutOfRangeIsRefusedBeforeTheKernelIsAsked) {

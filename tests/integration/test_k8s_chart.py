@@ -89,6 +89,14 @@ def run(*args, env=None, timeout=120, check=True, stdin=None):
     return p.stdout
 
 
+def rt_group_scheduling():
+    """Whether this kernel keeps real-time scheduling from tasks of cgroups that were given no
+    real-time budget (CONFIG_RT_GROUP_SCHED with throttling on), as containers are."""
+    with open("/proc/sys/kernel/sched_rt_runtime_us") as f:
+        throttled = int(f.read()) >= 0
+    return throttled and os.path.exists("/sys/fs/cgroup/cpu/cpu.rt_runtime_us")
+
+
 def tone_windows(path, freq, step=0.5):
     """Per `step` seconds of a recording: whether `freq` is what is heard there (loud, most of
     its power at that frequency)."""
@@ -188,6 +196,7 @@ class K8sChartTest(unittest.TestCase):
         for log in ("containerd", "kubelet"):
             sh(f"{log}.log errors", "sh", "-c", "grep -iE 'level=error|^E[0-9]{4}' \"$0\" "
                "| tail -10", os.path.join(state, "log", f"{log}.log"), lines=10)
+        sh("addresses and routes", "sh", "-c", "ip -4 -br addr; ip -4 route", lines=20)
         sh("disk", "df", "-h", self.tmp, "/var", lines=4)
         sh("mounts", "findmnt", "-T", self.tmp, lines=3)
         self.diagnosis = "\n".join(out)
@@ -222,7 +231,8 @@ class K8sChartTest(unittest.TestCase):
             "expose": {"type": "NodePort"},
             "ports": {"sipTls": SIP_PORT, "https": HTTPS_PORT},
             "tls": {"public": {"dnsNames": ["localhost"]}},
-            "mediaRelay": {"instances": 2, "portMin": 21000, "portMax": 21999},
+            "mediaRelay": {"instances": 2, "portMin": 21000, "portMax": 21999,
+                           "realtime": True, "workers": 2},
             "provisioning": {"files": {"aastra.cfg": f"sip proxy ip: {self.node_ip}\n"}},
             "tests": {"register": {"user": "1001", "password": "set-1001"}},
         }
@@ -467,6 +477,27 @@ class K8sChartTest(unittest.TestCase):
             raise AssertionError(f"{e}: {self.registrations()}")
         self.timings[what] = time.monotonic() - t
 
+    @staticmethod
+    def worker_policies():
+        """The scheduling policy of every packet worker thread (rwg-worker-N) of the relay
+        processes on this node, by (pool part, thread name)."""
+        out = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    args = f.read().decode(errors="replace").split("\0")
+                if not args[0].endswith("media-relay"):
+                    continue
+                part = next(a.split("=", 1)[1] for a in args if a.startswith("--pool-part="))
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                        name = f.read().strip()
+                    if name.startswith("rwg-worker-"):
+                        out[(part, name)] = os.sched_getscheduler(int(tid))
+            except (OSError, StopIteration):
+                continue
+        return out
+
     def relay_deleted_during_a_call(self, a, b):
         """A calls B; the relay pod carrying the call is deleted; its StatefulSet starts it
         again under the same name, it restores its sessions from Redis (the same ports and
@@ -514,7 +545,13 @@ class K8sChartTest(unittest.TestCase):
                                  + self.dump(a, b))
         self.timings["relay pod deleted: media again after Ready"] = time.monotonic() - ready
         self.timings["relay pod deleted: media paused"] = time.monotonic() - t
-        self.assertIn("session restored", self.kubectl("-n", NS, "logs", pod))
+        log = self.kubectl("-n", NS, "logs", pod)
+        self.assertIn("session restored", log)
+        # The restarted relay's workers are real-time (the node was prepared above).
+        self.assertNotIn("packet worker keeps the process's scheduling", log)
+        workers = {k: v for k, v in self.worker_policies().items() if k[0] == f"{i + 1}/2"}
+        self.assertTrue(workers, self.worker_policies())
+        self.assertEqual(set(workers.values()), {os.SCHED_FIFO}, workers)
         self.assertTrue(self.answered(2), self.calls())  # the call went on
         time.sleep(4)
         a.command("hangup")
@@ -567,6 +604,25 @@ class K8sChartTest(unittest.TestCase):
             "-n", NS, "logs", "rwg-media-relay-1-0")
         self.assertIn("ports=21000-21499", relays)
         self.assertIn("ports=21500-21999", relays)
+        # mediaRelay.realtime on a node whose kernel gives containers no real-time budget (RT
+        # group scheduling, kernel.sched_rt_runtime_us >= 0): the relays say so and run their
+        # workers at normal priority. The node prepared as docs/kubernetes.md says, a relay
+        # restarted later (the relay pod deletion below) gets SCHED_FIFO workers.
+        policies = self.worker_policies()
+        self.assertEqual(len(policies), 4, policies)  # two relays, two workers each
+        if rt_group_scheduling():
+            # Once per relay, naming the cause (each has CAP_SYS_NICE).
+            self.assertEqual(relays.count("packet worker keeps the process's scheduling"), 2,
+                             relays)
+            self.assertEqual(relays.count("its cgroup has no real-time runtime"), 2, relays)
+            self.assertEqual(set(policies.values()), {os.SCHED_OTHER}, policies)
+            with open("/proc/sys/kernel/sched_rt_runtime_us") as f:
+                budget = f.read().strip()
+            run("sysctl", "-qw", "kernel.sched_rt_runtime_us=-1")
+            self.addCleanup(run, "sysctl", "-qw", f"kernel.sched_rt_runtime_us={budget}")
+        else:
+            self.assertNotIn("packet worker keeps the process's scheduling", relays)
+            self.assertEqual(set(policies.values()), {os.SCHED_FIFO}, policies)
 
         t = time.monotonic()
         out = self.helm("test", "rwg", "-n", NS, "--timeout", "5m")
@@ -620,12 +676,35 @@ class K8sChartTest(unittest.TestCase):
         self.relay_deleted_during_a_call(a, b)
         self.timings["relay pod deleted during a call"] = time.monotonic() - t
 
-        # A sip-edge pod deleted (the one holding A): no registration is lost, A registers
-        # again through the other instance, and calls go both ways.
+        # A sip-edge pod deleted (the one holding A) during a call between A and B: the other
+        # instance ends the lost instance's call (B hears the BYE), its relay sessions are
+        # freed; no registration is lost, A registers again through the other instance, and
+        # calls go both ways.
         t = time.monotonic()
         victim = self.registrations()["1002"]["instance"]
+        ended_b = b.read_log().count("terminated (duration")
+        a.command("dial", "21003")
+        try:
+            rwgtest.wait_until("the call answered", lambda: self.answered(2), timeout=20)
+        except AssertionError:
+            raise AssertionError(f"not answered: {self.calls()}" + self.dump(a, b))
+        time.sleep(2)
         watched = self.watch_ipbx()
         self.kubectl("-n", NS, "delete", "pod", victim, "--wait=false")
+        try:
+            # The survivor notices the instance gone after 15 s and looks every 5 s.
+            rwgtest.wait_until("the lost instance's call ended", lambda: self.calls() == [],
+                               timeout=60)
+            rwgtest.wait_until("B told the call ended", lambda: b.read_log().count(
+                "terminated (duration") > ended_b, timeout=10)
+            rwgtest.wait_until("no relay session left", lambda: self.relay_sessions() == [0, 0],
+                               timeout=15)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {self.calls()} {self.relay_sessions()}" + self.dump(a, b))
+        self.timings["sip-edge pod deleted during a call: call ended"] = time.monotonic() - t
+        self.assertIn("call of a lost instance ended", self.kubectl(
+            "-n", NS, "logs", "-l", "app.kubernetes.io/component=sip-edge", "--tail=-1"))
+        a.command("hangup")  # A's end, if its dialog outlived its connection
         self.registered_again({victim}, "sip-edge pod deleted: phones registered elsewhere")
         watched()
         self.call(a, b, "21003", 2)

@@ -401,9 +401,12 @@ k8s_up() {
   k8s_usage
 }
 
-# k8s_smoke: a pod (the pause image, on the pod network) must start, or up fails and says why: a
-# Ready node alone does not prove that containerd, runc and the CNI plugins can run a pod.
+# k8s_smoke: a pod on the pod network must start and answer the kubelet's TCP probe from the
+# node, or up fails and says why: a Ready node alone does not prove that containerd, runc and
+# the CNI plugins can run a pod, nor that the node reaches pod addresses (every readiness
+# probe of the chart does that).
 K8S_SMOKE_POD=rwg-smoke
+K8S_SMOKE_IMAGE=$K8S_IMAGE_PREFIX/busybox:smoke
 k8s_smoke_create() {
   kubectl_ apply -f - <<EOF
 apiVersion: v1
@@ -413,7 +416,11 @@ spec:
   automountServiceAccountToken: false
   terminationGracePeriodSeconds: 0
   containers:
-    - {name: pause, image: "$K8S_PAUSE_IMAGE", imagePullPolicy: Never}
+    - name: httpd
+      image: "$K8S_SMOKE_IMAGE"
+      imagePullPolicy: Never
+      command: [/bin/httpd, -f, -p, "8080", -h, /tmp]
+      readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
 EOF
 }
 k8s_smoke_ready() {
@@ -424,6 +431,13 @@ k8s_smoke() {
   local i
   kubectl_ delete pod -n default "$K8S_SMOKE_POD" --ignore-not-found --grace-period=0 \
     --force >/dev/null 2>&1 || true
+  if ! oci_image_exists "$K8S_SMOKE_IMAGE"; then
+    local r
+    r=$(mktemp -d "${TMPDIR:-/var/tmp}/rwg-smoke.XXXXXX")
+    oci_busybox_rootfs "$r"
+    oci_image_build "$r" "$K8S_SMOKE_IMAGE" --user 65534:65534 >/dev/null
+    rm -rf "$r"
+  fi
   # The namespace's default service account appears a moment after the controller manager.
   for ((i = 0; i < 60; i++)); do
     k8s_smoke_create >/dev/null 2>&1 && break
@@ -439,7 +453,7 @@ k8s_smoke() {
     fi
     sleep 0.5
   done
-  say "a pod did not start in 90 s:"
+  say "a pod did not start, or the node could not reach it, in 90 s:"
   kubectl_ describe pod -n default "$K8S_SMOKE_POD" 2>&1 | sed -n '/^Events:/,$p' | tail -12 >&2
   local log
   for log in containerd kubelet; do
