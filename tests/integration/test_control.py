@@ -65,6 +65,20 @@ class ControlTest(rwgtest.TempDirTest):
 
     # -- authentication ---------------------------------------------------------------------
 
+    def test_login_answers_json_and_says_when_it_cannot_ask(self):
+        r = self.ctl.run("-o", "json", "login", password=ADMIN_PASSWORD)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        answer = json.loads(r.stdout)
+        self.assertEqual(answer["user"], "admin")
+        self.assertGreater(int(answer["expires_at_unix"]), time.time())
+        # No password in the environment and no terminal: the message names the prompt.
+        env = {k: v for k, v in self.ctl.env.items() if k != "RWG_PASSWORD"}
+        p = subprocess.run([os.path.join(rwgtest.BIN, "rwgctl"), "login"], env=env,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stderr.strip(), "rwgctl: no terminal for the prompt 'password': set "
+                         "RWG_PASSWORD or use --password-stdin")
+
     def test_calls_without_valid_token_are_refused(self):
         r = self.ctl.run("device", "list")
         self.assertEqual(r.returncode, 1)

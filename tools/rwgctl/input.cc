@@ -46,8 +46,8 @@ absl::StatusOr<std::string> ReadSecret(const char* env, const std::string& promp
   }
   if (const char* v = std::getenv(env)) return std::string(v);
   if (!isatty(STDIN_FILENO)) {
-    return absl::FailedPreconditionError(absl::StrCat("no terminal to ask for the ", prompt,
-                                                      "; set ", env, " or use --password-stdin"));
+    return absl::FailedPreconditionError(absl::StrCat("no terminal for the prompt '", prompt,
+                                                      "': set ", env, " or use --password-stdin"));
   }
   std::cerr << prompt << ": " << std::flush;
   termios old{};

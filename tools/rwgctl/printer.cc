@@ -80,17 +80,23 @@ std::string ToJson(const pb::Message& m) {
   return out;
 }
 
+size_t DisplayWidth(absl::string_view s) {
+  size_t n = 0;
+  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
 std::string RenderTable(const Table& table) {
   std::vector<size_t> w(table.header.size());
-  for (size_t i = 0; i < table.header.size(); ++i) w[i] = table.header[i].size();
+  for (size_t i = 0; i < table.header.size(); ++i) w[i] = DisplayWidth(table.header[i]);
   for (const auto& r : table.rows)
-    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+    for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], DisplayWidth(r[i]));
   std::string text;
   auto line = [&](const std::vector<std::string>& r) {
     std::string out;
     for (size_t i = 0; i < r.size(); ++i) {
       out += r[i];
-      if (i + 1 < r.size()) out += std::string(w[i] - r[i].size() + 2, ' ');
+      if (i + 1 < r.size()) out += std::string(w[i] - DisplayWidth(r[i]) + 2, ' ');
     }
     absl::StrAppend(&text, absl::StripTrailingAsciiWhitespace(out), "\n");
   };

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/string_view.h"
+
 namespace rwg::rwgctl {
 
 enum class Format { kTable, kJson };
@@ -28,6 +30,9 @@ using FieldRows = std::vector<std::pair<std::string, std::string>>;
 std::string ToJson(const google::protobuf::Message& m);
 
 // The aligned text of a table, one line per row, each ending in "\n".
+// Columns a cell takes on a terminal: its UTF-8 characters (a byte that does not continue a
+// character counts one), so that "Zürich" lines up with "Paris"; wide (CJK) characters count one.
+size_t DisplayWidth(absl::string_view s);
 std::string RenderTable(const Table& table);
 
 // Every field of `m` as text, nested messages flattened to "a.b" names; repeated strings and

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "google/protobuf/struct.pb.h"
 #include "rwg/admin/v1/admin.grpc.pb.h"
 #include "services/control/private_file.h"
 #include "tools/rwgctl/input.h"
@@ -45,8 +46,12 @@ absl::Status Login(Context& c, const LoginFlags& flags) {
   absl::Status written = rwg::control::WritePrivateFile(path, resp.token() + "\n");
   if (!written.ok()) return written;
   if (c.printer.json()) {
-    c.printer.out() << "{\"user\": \"" << flags.user
-                    << "\", \"expires_at_unix\": " << resp.expires_at_unix() << "}\n";
+    // As the other answers print: int64 as a string, the user escaped by the JSON printer.
+    google::protobuf::Struct answer;
+    (*answer.mutable_fields())["user"].set_string_value(flags.user);
+    (*answer.mutable_fields())["expires_at_unix"].set_string_value(
+        std::to_string(resp.expires_at_unix()));
+    c.printer.Json(answer);
   } else {
     c.printer.out() << "logged in as " << flags.user << " until "
                     << FormatTime(resp.expires_at_unix()) << "\n";

@@ -50,11 +50,16 @@ TEST(RwgctlTable, OverLongCellWidensItsColumnAndIsNotCut) {
   EXPECT_EQ(text, "NAME  NOTE" + std::string(298, ' ') + "N\na     " + long_text + "  1\n");
 }
 
-TEST(RwgctlTable, NonAsciiIsPrintedAsIsAndCountedInBytes) {
-  // "Zürich" is 7 bytes: the column is 7 wide, so on a terminal the next column of that row
-  // starts one place further left than the others.
+TEST(RwgctlTable, NonAsciiLinesUpByCharacters) {
+  // "Zürich" is 7 bytes but 6 characters: the next column starts at the same place on every
+  // row of a terminal.
   EXPECT_EQ(RenderTable({{"SITE", "N"}, {{"Zürich", "1"}, {"Paris", "2"}}}),
-            "SITE     N\nZürich  1\nParis    2\n");
+            "SITE    N\nZürich  1\nParis   2\n");
+  EXPECT_EQ(DisplayWidth("Zürich"), 6u);
+  EXPECT_EQ(DisplayWidth("\xE2\x82\xAC"), 1u);  // one three-byte character
+  EXPECT_EQ(DisplayWidth("a\xFF"
+                         "b"),
+            3u);  // not UTF-8: each byte counts
 }
 
 TEST(RwgctlJson, FieldNamesAsInTheProtoAndEveryField) {
