@@ -40,6 +40,7 @@
 #include "services/core/json.h"
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
+#include "services/sip_edge/authenticator.h"
 #include "services/sip_edge/calls.h"
 #include "services/sip_edge/connection_limit.h"
 #include "services/sip_edge/guard.h"
@@ -323,13 +324,16 @@ struct Edge::Impl : public CallHost {
         bindings(redis),
         clock(clock),
         rng(rng),
-        nonces(options.nonce_secret.empty() ? rng.Bytes(32) : options.nonce_secret, clock, rng,
-               absl::Minutes(5)),
         metrics(registry),
         registry(registry),
         redis(redis),
         protection(options.protection, clock),
-        banstore(redis) {}
+        banstore(redis),
+        authenticator(std::make_unique<Authenticator>(
+            AuthenticatorOptions{options.algorithms, options.md5_only_user_agents,
+                                 options.nonce_secret, absl::Minutes(5)},
+            [this](const std::string& user) { return this->devices.BySetUsername(user); },
+            protection, clock, rng)) {}
 
   EdgeOptions options;
   core::DeviceDirectory& devices;
@@ -337,12 +341,12 @@ struct Edge::Impl : public CallHost {
   core::BindingStore bindings;
   core::Clock& clock;
   core::Random& rng;
-  NonceKeeper nonces;
   EdgeMetrics metrics;
   prometheus::Registry& registry;
   core::RedisClient& redis;
   Protection protection;
   core::BanStore banstore;
+  std::unique_ptr<Authenticator> authenticator;  // phones' digest credentials
 
   std::thread thread;
   std::atomic<bool> stop{false};
@@ -1093,38 +1097,31 @@ struct Edge::Impl : public CallHost {
     }
   }
 
-  std::string Challenge(DigestAlgorithm a, const std::string& realm, bool stale) {
-    return absl::StrCat("Digest realm=\"", realm, "\", nonce=\"", nonces.Issue(),
-                        "\", algorithm=", AlgorithmName(a), ", qop=\"auth\"",
-                        stale ? ", stale=true" : "");
+  // The user agent a request names ("" for none).
+  static absl::string_view UserAgent(const sip_t* sip) {
+    return sip->sip_user_agent != nullptr && sip->sip_user_agent->g_string != nullptr
+               ? absl::string_view(sip->sip_user_agent->g_string)
+               : absl::string_view();
   }
 
-  // The algorithms a phone is challenged with: all configured ones, or MD5 alone for a phone
-  // whose SIP stack gives up on other algorithms.
-  std::vector<DigestAlgorithm> ChallengeAlgorithms(const sip_t* sip) const {
-    const bool has_md5 = std::find(options.algorithms.begin(), options.algorithms.end(),
-                                   DigestAlgorithm::kMd5) != options.algorithms.end();
-    if (has_md5 && sip->sip_user_agent != nullptr && sip->sip_user_agent->g_string != nullptr) {
-      const std::string agent = absl::AsciiStrToLower(sip->sip_user_agent->g_string);
-      for (const std::string& ua : options.md5_only_user_agents) {
-        if (!ua.empty() && absl::StrContains(agent, ua)) {
-          return {DigestAlgorithm::kMd5};
-        }
-      }
+  // Answers `irq` with a 401 (WWW-Authenticate) or a 407 (Proxy-Authenticate) challenge.
+  int SendChallenge(nta_incoming_t* irq, const sip_t* sip, const std::string& realm, bool stale,
+                    bool proxy) {
+    const std::vector<std::string> c = authenticator->Challenges(realm, stale, UserAgent(sip));
+    const std::string c1 = c.size() > 1 ? c[1] : "";
+    if (proxy) {
+      return Reply(irq, "INVITE", SIP_407_PROXY_AUTH_REQUIRED,
+                   SIPTAG_PROXY_AUTHENTICATE_STR(c[0].c_str()),
+                   TAG_IF(!c1.empty(), SIPTAG_PROXY_AUTHENTICATE_STR(c1.c_str())), TAG_END());
     }
-    return options.algorithms;
+    return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c[0].c_str()),
+                 TAG_IF(!c1.empty(), SIPTAG_WWW_AUTHENTICATE_STR(c1.c_str())), TAG_END());
   }
 
-  int SendChallenge(nta_incoming_t* irq, const sip_t* sip, const std::string& realm, bool stale) {
-    const std::vector<DigestAlgorithm> algs = ChallengeAlgorithms(sip);
-    std::string c0 = Challenge(algs[0], realm, stale);
-    if (algs.size() > 1) {
-      std::string c1 = Challenge(algs[1], realm, stale);
-      return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c0.c_str()),
-                   SIPTAG_WWW_AUTHENTICATE_STR(c1.c_str()), TAG_END());
-    }
-    return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c0.c_str()),
-                 TAG_END());
+  // A failed digest answer: counted, and banned past the threshold.
+  void CountAuthFailure(const std::string& ip, const std::string& user) {
+    metrics.auth_failures.Increment();
+    if (std::optional<core::Ban> ban = authenticator->CountFailure(ip, user)) Impose(*ban);
   }
 
   // The emergency call of a phone that is not registered (e.g. refused a licence): it proves
@@ -1133,71 +1130,41 @@ struct Edge::Impl : public CallHost {
   std::optional<CallPhone> AuthenticateEmergencyCaller(nta_incoming_t* irq, const sip_t* sip,
                                                        tport_t* tport, const std::string& source,
                                                        int* answered) override {
-    auto view = config.Get();
-    const std::string realm = view->public_name;
+    const std::string realm = config.Get()->public_name;
     const std::string ip = source.substr(0, source.rfind(':'));
-    auto challenge = [&](bool stale) {
-      const std::vector<DigestAlgorithm> algs = ChallengeAlgorithms(sip);
-      std::string c0 = Challenge(algs[0], realm, stale);
-      std::string c1 = algs.size() > 1 ? Challenge(algs[1], realm, stale) : "";
-      *answered = Reply(irq, "INVITE", SIP_407_PROXY_AUTH_REQUIRED,
-                        SIPTAG_PROXY_AUTHENTICATE_STR(c0.c_str()),
-                        TAG_IF(!c1.empty(), SIPTAG_PROXY_AUTHENTICATE_STR(c1.c_str())), TAG_END());
-      return std::nullopt;
-    };
-    std::optional<DigestParams> creds = CredentialsFor(sip->sip_proxy_authorization, realm);
-    if (!creds) return challenge(false);
-    const std::string user = creds->Get("username");
-    const std::string nonce = creds->Get("nonce");
     // Password guessing through emergency INVITEs meets the REGISTER's bans and counts.
-    if (protection.AuthBanned(ip, user)) {
-      *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
-      return std::nullopt;
-    }
-    switch (nonces.Check(nonce)) {
-      case NonceKeeper::Verdict::kForged:
-        return challenge(false);
-      case NonceKeeper::Verdict::kStale:
-        return challenge(true);
-      case NonceKeeper::Verdict::kValid:
+    AuthResult auth = authenticator->Check(CredentialsFor(sip->sip_proxy_authorization, realm),
+                                           "INVITE", realm, ip);
+    switch (auth.outcome) {
+      case AuthResult::Outcome::kChallenge:
+        *answered = SendChallenge(irq, sip, realm, auth.stale, true);
+        return std::nullopt;
+      case AuthResult::Outcome::kBanned:
+        *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
+        return std::nullopt;
+      case AuthResult::Outcome::kUnavailable:
+        *answered = Reply(irq, "INVITE", 503, "Service Unavailable", TAG_END());
+        return std::nullopt;
+      case AuthResult::Outcome::kRefused:
+      case AuthResult::Outcome::kReplayed:
+        CountAuthFailure(ip, auth.user);
+        core::log::Info("emergency call refused", {{"user", auth.user}, {"source", source}});
+        *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
+        return std::nullopt;
+      case AuthResult::Outcome::kAccepted:
         break;
-    }
-    std::optional<DigestAlgorithm> alg = ParseAlgorithm(creds->Get("algorithm"));
-    if (!alg || std::find(options.algorithms.begin(), options.algorithms.end(), *alg) ==
-                    options.algorithms.end()) {
-      return challenge(false);
-    }
-    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(user);
-    if (!dev.ok()) {
-      *answered = Reply(irq, "INVITE", 503, "Service Unavailable", TAG_END());
-      return std::nullopt;
-    }
-    const std::string qop = creds->Get("qop");
-    const std::string nc = creds->Get("nc");
-    const std::string password = dev->has_value() ? (*dev)->set_password : core::RandomHex(rng, 16);
-    const std::string expected =
-        DigestResponse(*alg, user, realm, password, "INVITE", creds->Get("uri"), nonce, nc,
-                       creds->Get("cnonce"), qop);
-    if (!dev->has_value() || !core::ConstantTimeEquals(expected, creds->Get("response")) ||
-        !nonces.AcceptCount(nonce, qop.empty() ? "" : nc)) {
-      metrics.auth_failures.Increment();
-      if (std::optional<core::Ban> ban = protection.CountAuthFailure(ip, user)) Impose(*ban);
-      core::log::Info("emergency call refused", {{"user", user}, {"source", source}});
-      *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
-      return std::nullopt;
     }
     std::string contact;
     if (sip->sip_contact != nullptr) contact = UrlString(home, sip->sip_contact->m_url);
     std::string route;
     if (tport_is_udp(tport)) route = UdpRoute(source);
-    return CallPhone{**dev, tport, contact, route};
+    return CallPhone{*auth.device, tport, contact, route};
   }
 
   // Same answer for an unknown user and a wrong password.
   int Forbidden(nta_incoming_t* irq, const std::string& ip, const std::string& user,
                 const std::string& source, const char* why) {
-    metrics.auth_failures.Increment();
-    if (std::optional<core::Ban> ban = protection.CountAuthFailure(ip, user)) Impose(*ban);
+    CountAuthFailure(ip, user);
     core::log::Info("registration refused", {{"user", user}, {"source", source}, {"reason", why}});
     return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
   }
@@ -1206,46 +1173,27 @@ struct Edge::Impl : public CallHost {
                      const std::string& source) {
     auto view = config.Get();
     const std::string realm = view->public_name;
-    std::optional<DigestParams> creds = CredentialsFor(sip->sip_authorization, realm);
-    if (!creds) return SendChallenge(irq, sip, realm, false);
-
-    const std::string user = creds->Get("username");
-    const std::string nonce = creds->Get("nonce");
-    if (protection.AuthBanned(ip, user)) {
-      // The same answer as a wrong password: a guesser learns nothing from the ban.
-      return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
-    }
-    switch (nonces.Check(nonce)) {
-      case NonceKeeper::Verdict::kForged:
-        return SendChallenge(irq, sip, realm, false);
-      case NonceKeeper::Verdict::kStale:
-        return SendChallenge(irq, sip, realm, true);
-      case NonceKeeper::Verdict::kValid:
+    AuthResult auth =
+        authenticator->Check(CredentialsFor(sip->sip_authorization, realm), "REGISTER", realm, ip);
+    const std::string& user = auth.user;
+    switch (auth.outcome) {
+      case AuthResult::Outcome::kChallenge:
+        return SendChallenge(irq, sip, realm, auth.stale, false);
+      case AuthResult::Outcome::kBanned:
+        // The same answer as a wrong password: a guesser learns nothing from the ban.
+        return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
+      case AuthResult::Outcome::kUnavailable:
+        core::log::Warn("device lookup failed", {{"error", std::string(auth.error.message())}});
+        return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
+                     TAG_END());
+      case AuthResult::Outcome::kRefused:
+        return Forbidden(irq, ip, user, source, auth.reason);
+      case AuthResult::Outcome::kReplayed:
+        return SendChallenge(irq, sip, realm, true, false);
+      case AuthResult::Outcome::kAccepted:
         break;
     }
-    std::optional<DigestAlgorithm> alg = ParseAlgorithm(creds->Get("algorithm"));
-    if (!alg || std::find(options.algorithms.begin(), options.algorithms.end(), *alg) ==
-                    options.algorithms.end()) {
-      return SendChallenge(irq, sip, realm, false);
-    }
-    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(user);
-    if (!dev.ok()) {
-      core::log::Warn("device lookup failed", {{"error", std::string(dev.status().message())}});
-      return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
-                   TAG_END());
-    }
-    const std::string qop = creds->Get("qop");
-    const std::string nc = creds->Get("nc");
-    // Unknown users are checked against a throwaway password so both paths cost the same.
-    const std::string password = dev->has_value() ? (*dev)->set_password : core::RandomHex(rng, 16);
-    const std::string expected =
-        DigestResponse(*alg, user, realm, password, "REGISTER", creds->Get("uri"), nonce, nc,
-                       creds->Get("cnonce"), qop);
-    if (!dev->has_value() || !core::ConstantTimeEquals(expected, creds->Get("response"))) {
-      return Forbidden(irq, ip, user, source, dev->has_value() ? "wrong password" : "unknown user");
-    }
-    if (!nonces.AcceptCount(nonce, qop.empty() ? "" : nc))
-      return SendChallenge(irq, sip, realm, true);
+    const std::optional<core::DeviceSecrets>& dev = auth.device;
     // The credentials may only register their own address of record.
     const url_t* to = sip->sip_to ? sip->sip_to->a_url : nullptr;
     if (to == nullptr || to->url_user == nullptr || user != to->url_user) {
@@ -1280,7 +1228,7 @@ struct Edge::Impl : public CallHost {
     }
     if (contacts.empty() && !wildcard) {
       // A query: answer with what is registered.
-      return ReplyBindings(irq, **dev);
+      return ReplyBindings(irq, *dev);
     }
     if (expires > 0 && expires < options.min_expires) {
       std::string min = std::to_string(options.min_expires);
@@ -1293,7 +1241,7 @@ struct Edge::Impl : public CallHost {
     p->impl = this;
     p->irq = irq;
     p->tport = nta_incoming_transport(nullptr, irq, nullptr);
-    p->device = **dev;
+    p->device = *dev;
     p->contacts = contacts;
     p->expires = expires;
     p->upstream_expires = UpstreamExpires(expires);
