@@ -1,3 +1,8 @@
+// Calls through the gateway (see calls.h). Longer than the other files of the edge: the
+// back-to-back user agent keeps both dialogs of a call in step here (new calls from either
+// side, offers and answers through the media relay, the in-dialog requests relayed between
+// the sides with PRACK, CANCEL and REFER, hangups, records and orphan calls). Subscriptions,
+// which share the dialogs, are in subscriptions.cc; the call state in call_state.h.
 #include "services/sip_edge/calls.h"
 
 #include <sofia-sip/msg_header.h>

@@ -1,3 +1,10 @@
+// The edge itself (Edge::Impl): start-up and shutdown of the two SIP stacks and their threads,
+// dispatch of requests, bans and the kernel source filter, the iPBX's out-of-dialog requests
+// relayed to phones. Longer than the other files of the edge because it also holds the
+// instance directory (advertising this instance, the signed forwarding of requests and calls
+// to the instance holding a phone) and the housekeeping thread (emergency table, orphan calls
+// of dead instances, gauges). The registrations are in registrar.cc and upstream_registrar.cc,
+// the digest check in authenticator.cc, calls in calls.cc.
 #include "services/sip_edge/edge.h"
 
 #include <arpa/inet.h>
