@@ -1,3 +1,8 @@
+// Calls through the gateway (see calls.h). Longer than the other files of the edge: the
+// back-to-back user agent keeps both dialogs of a call in step here (new calls from either
+// side, offers and answers through the media relay, the in-dialog requests relayed between
+// the sides with PRACK, CANCEL and REFER, hangups, records and orphan calls). Subscriptions,
+// which share the dialogs, are in subscriptions.cc; the call state in call_state.h.
 #include "services/sip_edge/calls.h"
 
 #include <sofia-sip/msg_header.h>
@@ -16,73 +21,12 @@
 #include "absl/strings/strip.h"
 #include "services/core/json.h"
 #include "services/core/log.h"
+#include "services/sip_edge/call_state.h"
 #include "services/sip_edge/digest.h"
 #include "services/sip_edge/guard.h"
 #include "services/sip_edge/sdp.h"
 
 namespace rwg::sip_edge {
-
-struct Calls::Side {
-  bool set = false;  // the phone's side
-  bool uas = false;  // this side sent the INVITE that began the call
-  std::string call_id;
-  std::string local_uri;  // name-addr without tag
-  std::string remote_uri;
-  std::string local_tag;
-  std::string remote_tag;
-  uint32_t cseq = 0;         // our last CSeq on this side
-  uint32_t invite_cseq = 0;  // our INVITE's CSeq (its ACK carries it)
-  std::string remote_target;
-  std::vector<std::string> route;  // Route header values for our in-dialog requests
-  std::string contact;             // our Contact on this side
-  nta_incoming_t* irq = nullptr;   // the INVITE this side sent, until it is answered
-  nta_outgoing_t* orq = nullptr;   // our INVITE on this side, until its final answer
-  int auth_attempts = 0;
-  tport_t* tport = nullptr;          // set side: the phone's connection (referenced)
-  std::string route_url;             // set side over UDP: the phone's source
-  std::optional<AudioStream> media;  // what this side's last SDP said
-  std::string user;                  // set side: device; ICP side: the ICP-side username
-  std::string offer;                 // the SDP of our INVITE on this side
-  void* invite_magic = nullptr;      // what `orq`'s callback gets (freed with it)
-  // Reliable provisional answers (RFC 3262), each side on its own: `reliable` when this
-  // side's INVITE required 100rel (rwg's provisionals to it go reliably, its PRACKs are
-  // answered by sofia-sip); `rseq` the last RSeq rwg acknowledged with a PRACK on this side.
-  bool reliable = false;
-  uint32_t rseq = 0;
-  // The caller's INVITE after rwg's 2xx carrying an offer (delayed offer): kept for its ACK,
-  // which brings the answer.
-  nta_incoming_t* ack_irq = nullptr;
-};
-
-struct Calls::Call {
-  std::string id;
-  bool from_phone = true;  // outbound: phone -> iPBX
-  core::DeviceSecrets device;
-  std::string number;  // dialled (outbound) or calling (inbound)
-  Side set;
-  Side icp;
-  std::optional<RelaySession> media;
-  enum class State { kSetup, kEarly, kConfirmed, kEnded } state = State::kSetup;
-  absl::Time started;
-  absl::Time answered;
-  absl::Time ended_at;
-  std::string end_reason;
-  std::string bye_reason;  // Reason header of the BYEs rwg sends, if any
-  // A subscription (SUBSCRIBE/NOTIFY: message waiting, BLF, ...) rather than a call: the same
-  // two dialogs, no media.
-  bool subscription = false;
-  std::string event;  // the SUBSCRIBE's Event and Accept
-  std::string accept;
-  int expires = 0;  // asked by the phone
-  absl::Time expires_at;
-  bool relay_busy = false;    // a media relay request is in flight
-  bool recorded = false;      // its record is in Redis (and its id in the set of calls)
-  std::string timer_headers;  // the caller's session timer headers (TimerHeaders)
-  bool rel100 = false;        // the caller supports 100rel: rwg's INVITE on the other side too
-  // The caller's INVITE had no offer: rwg offers on both sides (its own offer to the callee,
-  // the callee's codecs to the caller in the 2xx) and the caller answers in its ACK.
-  bool delayed_offer = false;
-};
 
 std::string UdpRoute(const std::string& source) {
   const size_t colon = source.rfind(':');
@@ -527,52 +471,6 @@ void Calls::IcpSideTo(Side& s, const CallPhone& phone, const std::string& user,
                            ";transport=tcp>");
 }
 
-int Calls::NewSubscriptionFromPhone(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone) {
-  auto view = host_.Config();
-  const char* target = sip->sip_request->rq_url->url_user;
-  auto reply = [&](int status, const char* phrase) {
-    nta_incoming_treply(irq, status, phrase, TAG_END());
-    host_.CountResponse("SUBSCRIBE", status);
-    return status;
-  };
-  if (target == nullptr || *target == '\0') return reply(SIP_404_NOT_FOUND);
-  if (sip->sip_event == nullptr) return reply(SIP_489_BAD_EVENT);
-  if (subscriptions_of_[phone.device.set_username] >= options_.max_subscriptions_per_device) {
-    nta_incoming_treply(irq, SIP_403_FORBIDDEN,
-                        SIPTAG_WARNING_STR("399 rwg \"too many subscriptions for this device\""),
-                        TAG_END());
-    host_.CountResponse("SUBSCRIBE", 403);
-    return 403;
-  }
-  if (view->icp_host.empty()) return reply(SIP_503_SERVICE_UNAVAILABLE);
-  // The phone's own user (message waiting for itself) is its ICP-side user at the iPBX.
-  std::string resource = target;
-  if (resource == phone.device.set_username) resource = phone.device.icp_username;
-  auto call = std::make_unique<Call>();
-  Call& c = *call;
-  c.id = core::RandomHex(rng_, 8);
-  c.subscription = true;
-  c.device = phone.device;
-  c.number = resource;
-  c.started = clock_.Now();
-  c.event = HeaderText(sip->sip_event);
-  c.accept = HeaderText(sip->sip_accept);
-  c.expires = sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : 3600;
-  c.expires_at = clock_.Now() + absl::Seconds(c.expires);
-  PhoneSide(c.set, irq, sip, phone);
-  IcpSideTo(c.icp, phone, resource, *view);
-  Index(c);
-  ++subscriptions_of_[c.device.set_username];
-  subscriptions_.Increment();
-  core::log::Debug("subscription", {{"id", c.id},
-                                    {"device", c.device.set_username},
-                                    {"resource", resource},
-                                    {"event", c.event}});
-  calls_[c.id] = std::move(call);
-  SendInvite(c, c.icp, "", nullptr, false);
-  return 0;
-}
-
 int Calls::NewCallFromIcp(nta_incoming_t* irq, const sip_t* sip, bool forwarded) {
   const std::string sdp = PayloadOf(sip);
   auto reply = [&](int status, const char* phrase, const std::string& why) {
@@ -840,7 +738,9 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
   to.invite_cseq = ++to.cseq;
   to.offer = sdp;
   const char* method = call.subscription ? "SUBSCRIBE" : "INVITE";
-  const std::string expires = std::to_string(call.expires);
+  const Subscription none;
+  const Subscription& sub = call.subscription ? *call.subscription : none;
+  const std::string expires = std::to_string(sub.expires);
   msg_t* msg = DialogRequest(to, method, to.invite_cseq, true, true);
   sip_add_tl(
       msg, sip_object(msg), SIPTAG_ALLOW_STR(kAllow),
@@ -848,8 +748,8 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
       TAG_IF(authorization && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
       TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
       TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())),
-      TAG_IF(call.subscription, SIPTAG_EVENT_STR(call.event.c_str())),
-      TAG_IF(call.subscription && !call.accept.empty(), SIPTAG_ACCEPT_STR(call.accept.c_str())),
+      TAG_IF(call.subscription, SIPTAG_EVENT_STR(sub.event.c_str())),
+      TAG_IF(call.subscription && !sub.accept.empty(), SIPTAG_ACCEPT_STR(sub.accept.c_str())),
       TAG_IF(call.subscription, SIPTAG_EXPIRES_STR(expires.c_str())),
       TAG_IF(!call.timer_headers.empty(), SIPTAG_HEADER_STR(call.timer_headers.c_str())),
       TAG_IF(call.rel100 && !call.subscription, SIPTAG_SUPPORTED_STR("100rel")), TAG_END());
@@ -973,88 +873,108 @@ int Calls::OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const si
 }
 
 void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip) {
-  Side& from = Other(call, to);
   const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
   core::log::Debug(
       "INVITE answered",
       {{"call", call.id}, {"side", to.set ? "set" : "icp"}, {"status", std::to_string(status)}});
   const std::string phrase =
       sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "Service Unavailable";
-  const std::string sdp = PayloadOf(sip);
-  const std::string timers = status >= 200 ? TimerHeaders(sip) : "";
-  su_home_t home[1] = {SU_HOME_INIT(home)};
-  // Only answers that create the dialog give its tag (a 407's To tag is not the dialog's).
-  if (sip && sip->sip_to && sip->sip_to->a_tag && status > 100 && status < 300) {
-    to.remote_tag = sip->sip_to->a_tag;
-  }
-  if (sip && sip->sip_contact && status > 100 && status < 300) {
-    to.remote_target = UrlText(home, sip->sip_contact->m_url);
-  }
-  if (sip && status > 100 && status < 300) {
-    to.route.clear();
-    for (const sip_record_route_t* rr = sip->sip_record_route; rr; rr = rr->r_next) {
-      to.route.insert(to.route.begin(), absl::StrCat("<", UrlText(home, rr->r_url), ">"));
-    }
-  }
-  su_home_deinit(home);
+  LearnDialog(to, sip, status);
   if (call.subscription) return OnSubscribeResponse(call, to, orq, sip, status, phrase);
-
-  if (status < 200) {
-    if (status == 100 || call.state == Call::State::kEnded) return;
-    if (sip != nullptr && !Prack(to, sip)) return;
-    call.state = Call::State::kEarly;
-    if (sdp.empty()) return Answer(call, from, status, phrase.c_str(), "");
-    // Early media: the answer comes with the provisional response.
-    absl::StatusOr<AudioStream> answer = ReadFrom(call, to.set, sdp);
-    if (!answer.ok()) return Answer(call, from, status, phrase.c_str(), "");
-    to.media = *answer;
-    const std::string id = call.id;
-    RelayRemote remote = RemoteOf(*answer);
-    call.relay_busy = true;
-    relays_.Update(*call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false,
-                   false, [this, id, status, phrase, sdp](absl::StatusOr<RelaySession> s) {
-                     auto it = calls_.find(id);
-                     if (it == calls_.end() || !s.ok()) return;
-                     Call& c = *it->second;
-                     c.relay_busy = false;
-                     if (c.state == Call::State::kEnded) return Release(c);
-                     Side& to = c.from_phone ? c.icp : c.set;
-                     Side& from = Other(c, to);
-                     int st = 0;
-                     std::string ph;
-                     // With a delayed offer the caller gets rwg's offer in the 2xx, not here.
-                     if (c.delayed_offer) return Answer(c, from, status, phrase.c_str(), "");
-                     std::optional<std::string> out = SdpFor(c, from, sdp, false, &st, &ph);
-                     if (out) Answer(c, from, status, phrase.c_str(), *out);
-                   });
-    return;
-  }
-
-  // Final answers. The iPBX's challenge is answered with the device's ICP-side credentials.
+  // What is needed of the response is read before its transaction (which owns it) goes.
+  const std::string sdp = PayloadOf(sip);
+  if (status < 200) return OnProvisional(call, to, sip, status, phrase, sdp);
   if ((status == 401 || status == 407) && sip != nullptr && !to.set && to.auth_attempts < 2 &&
       call.state != Call::State::kEnded) {
-    ++to.auth_attempts;
-    std::optional<std::string> auth = AnswerIcpChallenge(call, to, sip, status, "INVITE");
-    nta_outgoing_destroy(orq);
-    to.orq = nullptr;
-    if (auth) return SendInvite(call, to, to.offer, auth->c_str(), status == 407);
-    Answer(call, from, 403, "Forbidden", "");
-    call.end_reason = "iPBX challenge";
-    return Forget(call);
+    return OnIcpChallenge(call, to, orq, sip, status);
   }
+  const std::string timers = TimerHeaders(sip);
   nta_outgoing_destroy(orq);
   to.orq = nullptr;
-  if (status >= 300) {
-    int st = status;
-    if (!to.set && (status == 401 || status == 407)) st = 403;  // our credentials failed
-    if (call.state != Call::State::kEnded) {
-      Answer(call, from, st, phrase.c_str(), "", timers);  // a 422's Min-SE
-    }
-    core::log::Info("call not answered", {{"call", call.id}, {"status", std::to_string(status)}});
-    if (call.end_reason.empty()) call.end_reason = absl::StrCat(status, " ", phrase);
-    return Forget(call);
+  if (status >= 300) return OnInviteRefused(call, to, status, phrase, timers);
+  OnInviteAccepted(call, to, sdp, timers);
+}
+
+void Calls::LearnDialog(Side& to, const sip_t* sip, int status) {
+  if (sip == nullptr || status <= 100 || status >= 300) return;
+  su_home_t home[1] = {SU_HOME_INIT(home)};
+  // Only answers that create the dialog give its tag (a 407's To tag is not the dialog's).
+  if (sip->sip_to && sip->sip_to->a_tag) to.remote_tag = sip->sip_to->a_tag;
+  if (sip->sip_contact) to.remote_target = UrlText(home, sip->sip_contact->m_url);
+  to.route.clear();
+  for (const sip_record_route_t* rr = sip->sip_record_route; rr; rr = rr->r_next) {
+    to.route.insert(to.route.begin(), absl::StrCat("<", UrlText(home, rr->r_url), ">"));
   }
-  // 2xx: acknowledged at once (this side's dialog is confirmed), then answered on the other.
+  su_home_deinit(home);
+}
+
+void Calls::OnProvisional(Call& call, Side& to, const sip_t* sip, int status,
+                          const std::string& phrase, const std::string& sdp) {
+  Side& from = Other(call, to);
+  if (status == 100 || call.state == Call::State::kEnded) return;
+  if (sip != nullptr && !Prack(to, sip)) return;
+  call.state = Call::State::kEarly;
+  if (sdp.empty()) return Answer(call, from, status, phrase.c_str(), "");
+  // Early media: the answer comes with the provisional response.
+  absl::StatusOr<AudioStream> answer = ReadFrom(call, to.set, sdp);
+  if (!answer.ok()) return Answer(call, from, status, phrase.c_str(), "");
+  to.media = *answer;
+  const std::string id = call.id;
+  RelayRemote remote = RemoteOf(*answer);
+  call.relay_busy = true;
+  relays_.Update(*call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
+                 [this, id, status, phrase, sdp](absl::StatusOr<RelaySession> s) {
+                   OnEarlyMediaRelayed(id, status, phrase, sdp, s.ok());
+                 });
+}
+
+void Calls::OnEarlyMediaRelayed(const std::string& id, int status, const std::string& phrase,
+                                const std::string& sdp, bool relayed) {
+  auto it = calls_.find(id);
+  if (it == calls_.end() || !relayed) return;
+  Call& c = *it->second;
+  c.relay_busy = false;
+  if (c.state == Call::State::kEnded) return Release(c);
+  Side& to = c.from_phone ? c.icp : c.set;
+  Side& from = Other(c, to);
+  int st = 0;
+  std::string ph;
+  // With a delayed offer the caller gets rwg's offer in the 2xx, not here.
+  if (c.delayed_offer) return Answer(c, from, status, phrase.c_str(), "");
+  std::optional<std::string> out = SdpFor(c, from, sdp, false, &st, &ph);
+  if (out) Answer(c, from, status, phrase.c_str(), *out);
+}
+
+// The iPBX's challenge is answered with the device's ICP-side credentials.
+void Calls::OnIcpChallenge(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip,
+                           int status) {
+  ++to.auth_attempts;
+  std::optional<std::string> auth = AnswerIcpChallenge(call, to, sip, status, "INVITE");
+  nta_outgoing_destroy(orq);
+  to.orq = nullptr;
+  if (auth) return SendInvite(call, to, to.offer, auth->c_str(), status == 407);
+  Answer(call, Other(call, to), 403, "Forbidden", "");
+  call.end_reason = "iPBX challenge";
+  Forget(call);
+}
+
+void Calls::OnInviteRefused(Call& call, Side& to, int status, const std::string& phrase,
+                            const std::string& timers) {
+  int st = status;
+  if (!to.set && (status == 401 || status == 407)) st = 403;  // our credentials failed
+  if (call.state != Call::State::kEnded) {
+    Answer(call, Other(call, to), st, phrase.c_str(), "", timers);  // a 422's Min-SE
+  }
+  core::log::Info("call not answered", {{"call", call.id}, {"status", std::to_string(status)}});
+  if (call.end_reason.empty()) call.end_reason = absl::StrCat(status, " ", phrase);
+  Forget(call);
+}
+
+// 2xx: acknowledged at once (this side's dialog is confirmed), then answered on the other
+// once the relay knows this side's media.
+void Calls::OnInviteAccepted(Call& call, Side& to, const std::string& sdp,
+                             const std::string& timers) {
+  Side& from = Other(call, to);
   SendRequest(call, to, "ACK", to.invite_cseq);
   if (call.state == Call::State::kEnded) {
     SendRequest(call, to, "BYE", ++to.cseq);
@@ -1081,60 +1001,31 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
   call.relay_busy = true;
   relays_.Update(*call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
                  [this, id, sdp, timers](absl::StatusOr<RelaySession> s) {
-                   auto it = calls_.find(id);
-                   if (it == calls_.end()) return;
-                   Call& c = *it->second;
-                   c.relay_busy = false;
-                   if (c.state == Call::State::kEnded) return Release(c);
-                   Side& to = c.from_phone ? c.icp : c.set;
-                   Side& from = Other(c, to);
-                   int st = 500;
-                   std::string ph = "Media Relay Unavailable";
-                   std::optional<std::string> out;
-                   if (s.ok()) out = SdpFor(c, from, sdp, c.delayed_offer, &st, &ph);
-                   if (!out) {
-                     SendRequest(c, to, "BYE", ++to.cseq);
-                     Answer(c, from, st, ph.c_str(), "");
-                     c.end_reason = "media";
-                     return Forget(c);
-                   }
-                   Answer(c, from, 200, "OK", *out, timers);
-                   core::log::Info("call answered", {{"call", c.id}});
+                   OnAnswerRelayed(id, sdp, timers, s.ok());
                  });
 }
 
-void Calls::OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip,
-                                int status, const std::string& phrase) {
-  if (status < 200) return;
-  Side& from = Other(call, to);
-  // Read from the response before its transaction (which owns `sip`) is destroyed below.
-  int granted = call.expires;
-  if (sip && sip->sip_expires) granted = static_cast<int>(sip->sip_expires->ex_delta);
-  if ((status == 401 || status == 407) && sip != nullptr && to.auth_attempts < 2) {
-    ++to.auth_attempts;
-    std::optional<std::string> auth = AnswerIcpChallenge(call, to, sip, status, "SUBSCRIBE");
-    nta_outgoing_destroy(orq);
-    to.orq = nullptr;
-    if (auth) return SendInvite(call, to, "", auth->c_str(), status == 407);
-  } else {
-    nta_outgoing_destroy(orq);
-    to.orq = nullptr;
+void Calls::OnAnswerRelayed(const std::string& id, const std::string& sdp,
+                            const std::string& timers, bool relayed) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  Call& c = *it->second;
+  c.relay_busy = false;
+  if (c.state == Call::State::kEnded) return Release(c);
+  Side& to = c.from_phone ? c.icp : c.set;
+  Side& from = Other(c, to);
+  int st = 500;
+  std::string ph = "Media Relay Unavailable";
+  std::optional<std::string> out;
+  if (relayed) out = SdpFor(c, from, sdp, c.delayed_offer, &st, &ph);
+  if (!out) {
+    SendRequest(c, to, "BYE", ++to.cseq);
+    Answer(c, from, st, ph.c_str(), "");
+    c.end_reason = "media";
+    return Forget(c);
   }
-  int st = status;
-  if (status == 401 || status == 407) st = 403;
-  const std::string expires = std::to_string(granted);
-  if (from.irq != nullptr) {
-    nta_incoming_treply(from.irq, st, phrase.c_str(),
-                        TAG_IF(st < 300, SIPTAG_CONTACT_STR(from.contact.c_str())),
-                        TAG_IF(st < 300, SIPTAG_EXPIRES_STR(expires.c_str())), TAG_END());
-    host_.CountResponse("SUBSCRIBE", st);
-    nta_incoming_destroy(from.irq);
-    from.irq = nullptr;
-  }
-  // Refused (or ended meanwhile): gone. An unsubscribe (0 s) stays for its final NOTIFY.
-  if (st >= 300 || call.state == Call::State::kEnded) return Forget(call);
-  call.state = Call::State::kConfirmed;
-  call.expires_at = clock_.Now() + absl::Seconds(granted);
+  Answer(c, from, 200, "OK", *out, timers);
+  core::log::Info("call answered", {{"call", c.id}});
 }
 
 void Calls::Sweep() {
@@ -1143,7 +1034,9 @@ void Calls::Sweep() {
   std::vector<std::string> ended;
   for (const auto& [id, c] : calls_) {
     // A subscription the phone stopped refreshing (its final NOTIFY had time to pass).
-    if (c->subscription && c->expires_at + absl::Seconds(32) < now) gone.push_back(id);
+    if (c->subscription && c->subscription->expires_at + absl::Seconds(32) < now) {
+      gone.push_back(id);
+    }
     // An ended call whose cancelled INVITE or relay request never finished.
     if (!c->subscription && c->state == Call::State::kEnded && c->ended_at + kEndedGrace < now) {
       ended.push_back(id);
@@ -1417,9 +1310,12 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
     if (!f->offer || status >= 300 || sdp.empty()) {
       if (f->method == "SUBSCRIBE" && status < 300) {
         // A refresh (or an unsubscribe, Expires: 0): the phone learns what the iPBX granted.
-        const int granted =
-            sip && sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : call.expires;
-        call.expires_at = self->clock_.Now() + absl::Seconds(granted);
+        const int granted = sip && sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta)
+                            : call.subscription     ? call.subscription->expires
+                                                    : 0;
+        if (call.subscription) {
+          call.subscription->expires_at = self->clock_.Now() + absl::Seconds(granted);
+        }
         const std::string expires = std::to_string(granted);
         nta_incoming_treply(f->irq, status, phrase.c_str(),
                             SIPTAG_CONTACT_STR(from.contact.c_str()),

@@ -174,7 +174,23 @@ class Calls {
                          nta_outgoing_magic_t* magic);
   void FollowPhone(Side& to);
   void SendRequest(const Call& call, Side& to, const char* method, uint32_t cseq);
+  // A response to rwg's INVITE (or SUBSCRIBE) on `to`, in steps: what it says of the dialog,
+  // then a provisional answer, the iPBX's challenge, a refusal or the acceptance.
   void OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip);
+  // A 101-299 answer gives the dialog its remote tag, target and route set.
+  void LearnDialog(Side& to, const sip_t* sip, int status);
+  void OnProvisional(Call& call, Side& to, const sip_t* sip, int status, const std::string& phrase,
+                     const std::string& sdp);
+  // The relay took the early media of a provisional answer (`relayed`): the caller gets it.
+  void OnEarlyMediaRelayed(const std::string& id, int status, const std::string& phrase,
+                           const std::string& sdp, bool relayed);
+  void OnIcpChallenge(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip, int status);
+  void OnInviteRefused(Call& call, Side& to, int status, const std::string& phrase,
+                       const std::string& timers);
+  void OnInviteAccepted(Call& call, Side& to, const std::string& sdp, const std::string& timers);
+  // The relay took the callee's answer (`relayed`): the caller gets the 200, or both sides end.
+  void OnAnswerRelayed(const std::string& id, const std::string& sdp, const std::string& timers,
+                       bool relayed);
   void Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp,
               const std::string& headers = "");
   void Hangup(Call& call, Side* except, const char* why);

@@ -1,3 +1,10 @@
+// The edge itself (Edge::Impl): start-up and shutdown of the two SIP stacks and their threads,
+// dispatch of requests, bans and the kernel source filter, the iPBX's out-of-dialog requests
+// relayed to phones. Longer than the other files of the edge because it also holds the
+// instance directory (advertising this instance, the signed forwarding of requests and calls
+// to the instance holding a phone) and the housekeeping thread (emergency table, orphan calls
+// of dead instances, gauges). The registrations are in registrar.cc and upstream_registrar.cc,
+// the digest check in authenticator.cc, calls in calls.cc.
 #include "services/sip_edge/edge.h"
 
 #include <arpa/inet.h>
@@ -40,15 +47,18 @@
 #include "services/core/json.h"
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
+#include "services/sip_edge/authenticator.h"
 #include "services/sip_edge/calls.h"
 #include "services/sip_edge/connection_limit.h"
 #include "services/sip_edge/guard.h"
 #include "services/sip_edge/in_flight.h"
 #include "services/sip_edge/loop_queue.h"
 #include "services/sip_edge/media_relays.h"
+#include "services/sip_edge/registrar.h"
 #include "services/sip_edge/sip_methods.h"
 #include "services/sip_edge/source_filter.h"
 #include "services/sip_edge/tls_keepalive.h"
+#include "services/sip_edge/upstream_registrar.h"
 
 namespace rwg::sip_edge {
 
@@ -261,40 +271,7 @@ std::string PeerAddress(msg_t* msg, std::string* port) {
 
 // ---------------------------------------------------------------------------------------------
 
-struct Edge::Impl : public CallHost {
-  struct LocalBinding {
-    tport_t* tport = nullptr;  // referenced
-    std::vector<std::string> contacts;
-    std::string icp_username;
-    absl::Time expires_at;
-    bool reachable = true;
-    absl::Time upstream_expires_at;  // when the iPBX's registration runs out
-    absl::Time upstream_refresh_at;  // when rwg refreshes it (if the phone's binding lasts)
-    bool refreshing = false;         // an rwg refresh is waiting for the iPBX
-    std::string connection;          // the binding's connection id in Redis
-    absl::Time since;                // when the phone first registered (kept across refreshes)
-    std::string route;               // UDP: where the phone's REGISTER came from (its NAT)
-  };
-
-  // A phone's REGISTER waiting for the iPBX.
-  struct PendingRegister {
-    Impl* impl = nullptr;
-    nta_incoming_t* irq = nullptr;
-    tport_t* tport = nullptr;  // referenced
-    core::DeviceSecrets device;
-    std::vector<std::string> contacts;
-    int expires = 0;           // granted to the phone
-    int upstream_expires = 0;  // asked of the iPBX, then granted by it
-    bool new_reservation = false;
-    int attempts = 0;
-    absl::Time started;
-    std::string source;
-    std::string transport;
-    std::string stale_contact;  // the iPBX-side contact of another instance, to remove
-    absl::Time previous_since;  // when the binding that this one refreshes began
-    std::string route;          // UDP: the phone's source address as a SIP URI
-  };
-
+struct Edge::Impl : public CallHost, public RegistrarHost {
   // A request from the iPBX relayed to a phone.
   struct PendingRelay {
     Impl* impl;
@@ -308,12 +285,6 @@ struct Edge::Impl : public CallHost {
     nta_outgoing_t* orq;
   };
 
-  struct UpstreamDialog {
-    std::string call_id;
-    std::string from_tag;
-    uint32_t cseq = 0;
-  };
-
   Impl(EdgeOptions o, core::RedisClient& redis, core::DeviceDirectory& devices,
        GatewayConfigWatcher& config, core::Clock& clock, core::Random& rng,
        prometheus::Registry& registry)
@@ -323,13 +294,16 @@ struct Edge::Impl : public CallHost {
         bindings(redis),
         clock(clock),
         rng(rng),
-        nonces(options.nonce_secret.empty() ? rng.Bytes(32) : options.nonce_secret, clock, rng,
-               absl::Minutes(5)),
         metrics(registry),
         registry(registry),
         redis(redis),
         protection(options.protection, clock),
-        banstore(redis) {}
+        banstore(redis),
+        authenticator(std::make_unique<Authenticator>(
+            AuthenticatorOptions{options.algorithms, options.md5_only_user_agents,
+                                 options.nonce_secret, absl::Minutes(5)},
+            [this](const std::string& user) { return this->devices.BySetUsername(user); },
+            protection, clock, rng)) {}
 
   EdgeOptions options;
   core::DeviceDirectory& devices;
@@ -337,12 +311,12 @@ struct Edge::Impl : public CallHost {
   core::BindingStore bindings;
   core::Clock& clock;
   core::Random& rng;
-  NonceKeeper nonces;
   EdgeMetrics metrics;
   prometheus::Registry& registry;
   core::RedisClient& redis;
   Protection protection;
   core::BanStore banstore;
+  std::unique_ptr<Authenticator> authenticator;  // phones' digest credentials
 
   std::thread thread;
   std::atomic<bool> stop{false};
@@ -357,20 +331,18 @@ struct Edge::Impl : public CallHost {
   nta_leg_t* set_leg = nullptr;
   nta_leg_t* icp_leg = nullptr;
   su_timer_t* sweeper = nullptr;
-  InFlight<PendingRegister> registers_in_flight;
   InFlight<PendingRelay> relays_in_flight;
   InFlight<ProxiedInvite> proxied_in_flight;
-  std::map<std::string, LocalBinding> local;        // by set_username
-  std::map<std::string, std::string> local_by_icp;  // icp_username -> set_username
-  std::map<std::string, UpstreamDialog> upstream;   // by set_username
-  std::unique_ptr<SourceFilter> source_filter;      // on the set-side listeners
-  std::unique_ptr<AsyncRedis> async_redis;          // Redis on the SIP thread's loop
-  std::unique_ptr<LoopQueue> loop_queue;            // other threads' results to the SIP thread
-  std::thread events_thread;                        // the media relays' events (Redis pub/sub)
+  std::unique_ptr<SourceFilter> source_filter;  // on the set-side listeners
+  std::unique_ptr<AsyncRedis> async_redis;      // Redis on the SIP thread's loop
+  std::unique_ptr<LoopQueue> loop_queue;        // other threads' results to the SIP thread
+  std::thread events_thread;                    // the media relays' events (Redis pub/sub)
   std::mutex events_mu;
   LoopQueue* events_queue = nullptr;  // guarded by events_mu
   std::unique_ptr<MediaRelays> relays;
   std::unique_ptr<Calls> calls;
+  std::unique_ptr<UpstreamRegistrar> upstream_registrar;  // registrations toward the iPBX
+  std::unique_ptr<Registrar> registrar;                   // the phones' registrations
   std::deque<core::Ban> recent_bans;  // imposed here in the last seconds (bounded)
   std::thread housekeeper;
   std::mutex hk_mu;
@@ -382,7 +354,6 @@ struct Edge::Impl : public CallHost {
   std::shared_ptr<const std::vector<core::EmergencyRoute>> emergency_routes;  // guarded by hk_mu
   std::optional<std::string> emergency_revision;  // housekeeping thread only
   uint64_t orphan_round = 0;                      // housekeeping thread only
-  uint64_t next_connection = 1;
   // Forwarding marks taken in the last kForwardWindow (SIP thread).
   absl::flat_hash_set<std::string> forward_seen;
   std::deque<std::pair<absl::Time, std::string>> forward_seen_order;
@@ -456,6 +427,15 @@ struct Edge::Impl : public CallHost {
         !AddTport(icp_agent, "sips:*:*;transport=tls", true, false)) {
       return absl::InternalError("cannot set up TLS toward the iPBX");
     }
+    upstream_registrar = std::make_unique<UpstreamRegistrar>(
+        icp_agent, config, IcpContactHostName(), clock, rng, metrics.upstream_latency,
+        metrics.upstream_registrations);
+    registrar = std::make_unique<Registrar>(
+        RegistrarOptions{options.instance, options.min_expires, options.max_expires,
+                         options.default_expires, options.upstream_timeout_ms,
+                         options.upstream_expires},
+        *this, *upstream_registrar, *async_redis, bindings, devices, config, clock,
+        IcpContactHostName(), metrics.licence_refusals, metrics.upstream_refreshes);
     set_leg =
         nta_leg_tcreate(set_agent, &Impl::OnSetRequest, reinterpret_cast<nta_leg_magic_t*>(this),
                         NTATAG_NO_DIALOG(1), TAG_END());
@@ -601,11 +581,9 @@ struct Edge::Impl : public CallHost {
 
   std::optional<CallPhone> PhoneOnConnection(tport_t* tport, const std::string& set_username,
                                              const std::string& source) override {
-    auto it = local.find(set_username);
-    if (it == local.end() || !it->second.reachable || it->second.contacts.empty()) {
-      return std::nullopt;
-    }
-    const LocalBinding& b = it->second;
+    const LocalBinding* held = registrar->Find(set_username);
+    if (held == nullptr || !held->reachable || held->contacts.empty()) return std::nullopt;
+    const LocalBinding& b = *held;
     if (b.tport != tport) return std::nullopt;
     // UDP: one socket for every phone; the phone is known by its source.
     if (!b.route.empty() && b.route != UdpRoute(source)) return std::nullopt;
@@ -613,20 +591,18 @@ struct Edge::Impl : public CallHost {
   }
 
   std::optional<CallPhone> PhoneForIcpUser(const std::string& icp_username) override {
-    auto by_icp = local_by_icp.find(icp_username);
-    if (by_icp == local_by_icp.end()) return std::nullopt;
-    if (!PhoneConnection(by_icp->second)) return std::nullopt;
-    return PhoneOf(local.at(by_icp->second), by_icp->second);
+    std::optional<std::string> user = registrar->SetUsernameOf(icp_username);
+    if (!user || !PhoneConnection(*user)) return std::nullopt;
+    return PhoneOf(*registrar->Find(*user), *user);
   }
 
   std::optional<std::pair<tport_t*, std::string>> PhoneConnection(
       const std::string& set_username) override {
-    auto it = local.find(set_username);
-    if (it == local.end() || !it->second.reachable || it->second.contacts.empty() ||
-        it->second.tport == nullptr) {
+    const LocalBinding* b = registrar->Find(set_username);
+    if (b == nullptr || !b->reachable || b->contacts.empty() || b->tport == nullptr) {
       return std::nullopt;
     }
-    return std::make_pair(it->second.tport, it->second.route);
+    return std::make_pair(b->tport, b->route);
   }
 
   std::optional<CallPhone> PhoneOf(const LocalBinding& b, const std::string& set_username) {
@@ -734,8 +710,7 @@ struct Edge::Impl : public CallHost {
       events_queue = nullptr;
     }
     loop_queue.reset();
-    for (auto& [user, b] : local) tport_unref(b.tport);
-    local.clear();
+    if (registrar) registrar->ReleaseConnections();
     if (sweeper) su_timer_destroy(sweeper);
     async_redis.reset();  // what still waits on Redis is answered 503
     if (set_leg) nta_leg_destroy(set_leg);
@@ -743,7 +718,8 @@ struct Edge::Impl : public CallHost {
     if (set_agent) nta_agent_destroy(set_agent);
     if (icp_agent) nta_agent_destroy(icp_agent);
     // What sofia-sip dropped with the agents without calling back.
-    registers_in_flight.Clear();
+    registrar.reset();
+    upstream_registrar.reset();
     relays_in_flight.Clear();
     proxied_in_flight.Clear();
     if (root) su_root_destroy(root);
@@ -757,42 +733,9 @@ struct Edge::Impl : public CallHost {
       const absl::Time now = self->clock.Now();
       if (self->calls) self->calls->Sweep();
       if (self->relays) self->relays->Sweep();
-      for (auto it = self->local.begin(); it != self->local.end();) {
-        LocalBinding& b = it->second;
-        if (b.expires_at <= now) {
-          core::log::Info("registration expired", {{"device", it->first}});
-          if (b.upstream_expires_at > now) self->RegisterUpstreamInBackground(it->first, b, 0);
-          self->local_by_icp.erase(b.icp_username);
-          tport_unref(b.tport);
-          it = self->local.erase(it);
-          continue;
-        }
-        if (b.reachable && (tport_is_closed(b.tport) || tport_is_shutdown(b.tport))) {
-          // The phone's connection is gone: requests cannot reach it until it reconnects and
-          // registers again; the iPBX's binding runs out at its expiry.
-          b.reachable = false;
-          core::log::Warn("phone connection lost", {{"device", it->first}});
-          self->async_redis->Command(
-              {"GET", core::BindingStore::Key(it->first)},
-              [self, connection = b.connection](absl::StatusOr<core::RedisReply> r) {
-                if (!r.ok() || r->is_nil()) return;
-                absl::StatusOr<core::Binding> b = core::BindingFromJson(r->str);
-                // Only the binding of the lost connection (not a newer registration).
-                if (!b.ok() || b->instance != self->options.instance ||
-                    b->connection != connection) {
-                  return;
-                }
-                b->reachable = false;
-                core::BindingStore::ScriptCall call =
-                    core::BindingStore::PutCall(*b, self->clock.Now());
-                self->async_redis->Eval(*call.script, call.keys, call.args,
-                                        [](absl::StatusOr<core::RedisReply>) {});
-              });
-        }
-        ++it;
-      }
+      if (self->registrar) self->registrar->ExpireBindings(now);
       self->async_redis->CheckTimeouts();
-      self->RefreshUpstream(now);
+      if (self->registrar) self->registrar->RefreshUpstream(now);
       {
         std::lock_guard<std::mutex> lock(self->hk_mu);
         if (self->fresh_bans) {
@@ -850,16 +793,6 @@ struct Edge::Impl : public CallHost {
     return 0;
   }
 
-  // Forgets this instance's connection to the phone `user`.
-  void DropLocal(const std::string& user) {
-    auto it = local.find(user);
-    if (it == local.end()) return;
-    auto idx = local_by_icp.find(it->second.icp_username);
-    if (idx != local_by_icp.end() && idx->second == user) local_by_icp.erase(idx);
-    tport_unref(it->second.tport);
-    local.erase(it);
-  }
-
   void UpdateRegisteredGauge() {
     absl::StatusOr<int64_t> n = bindings.CountActive(clock.Now());
     if (n.ok()) metrics.registered.Set(static_cast<double>(*n));
@@ -909,7 +842,7 @@ struct Edge::Impl : public CallHost {
   }
 
   // Where another instance takes requests from the iPBX (as of the last housekeeping round).
-  std::string InstanceIcpAddress(const std::string& instance) {
+  std::string InstanceIcpAddress(const std::string& instance) override {
     std::lock_guard<std::mutex> lock(hk_mu);
     auto it = instance_icp.find(instance);
     return it == instance_icp.end() ? "" : it->second;
@@ -1093,38 +1026,31 @@ struct Edge::Impl : public CallHost {
     }
   }
 
-  std::string Challenge(DigestAlgorithm a, const std::string& realm, bool stale) {
-    return absl::StrCat("Digest realm=\"", realm, "\", nonce=\"", nonces.Issue(),
-                        "\", algorithm=", AlgorithmName(a), ", qop=\"auth\"",
-                        stale ? ", stale=true" : "");
+  // The user agent a request names ("" for none).
+  static absl::string_view UserAgent(const sip_t* sip) {
+    return sip->sip_user_agent != nullptr && sip->sip_user_agent->g_string != nullptr
+               ? absl::string_view(sip->sip_user_agent->g_string)
+               : absl::string_view();
   }
 
-  // The algorithms a phone is challenged with: all configured ones, or MD5 alone for a phone
-  // whose SIP stack gives up on other algorithms.
-  std::vector<DigestAlgorithm> ChallengeAlgorithms(const sip_t* sip) const {
-    const bool has_md5 = std::find(options.algorithms.begin(), options.algorithms.end(),
-                                   DigestAlgorithm::kMd5) != options.algorithms.end();
-    if (has_md5 && sip->sip_user_agent != nullptr && sip->sip_user_agent->g_string != nullptr) {
-      const std::string agent = absl::AsciiStrToLower(sip->sip_user_agent->g_string);
-      for (const std::string& ua : options.md5_only_user_agents) {
-        if (!ua.empty() && absl::StrContains(agent, ua)) {
-          return {DigestAlgorithm::kMd5};
-        }
-      }
+  // Answers `irq` with a 401 (WWW-Authenticate) or a 407 (Proxy-Authenticate) challenge.
+  int SendChallenge(nta_incoming_t* irq, const sip_t* sip, const std::string& realm, bool stale,
+                    bool proxy) {
+    const std::vector<std::string> c = authenticator->Challenges(realm, stale, UserAgent(sip));
+    const std::string c1 = c.size() > 1 ? c[1] : "";
+    if (proxy) {
+      return Reply(irq, "INVITE", SIP_407_PROXY_AUTH_REQUIRED,
+                   SIPTAG_PROXY_AUTHENTICATE_STR(c[0].c_str()),
+                   TAG_IF(!c1.empty(), SIPTAG_PROXY_AUTHENTICATE_STR(c1.c_str())), TAG_END());
     }
-    return options.algorithms;
+    return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c[0].c_str()),
+                 TAG_IF(!c1.empty(), SIPTAG_WWW_AUTHENTICATE_STR(c1.c_str())), TAG_END());
   }
 
-  int SendChallenge(nta_incoming_t* irq, const sip_t* sip, const std::string& realm, bool stale) {
-    const std::vector<DigestAlgorithm> algs = ChallengeAlgorithms(sip);
-    std::string c0 = Challenge(algs[0], realm, stale);
-    if (algs.size() > 1) {
-      std::string c1 = Challenge(algs[1], realm, stale);
-      return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c0.c_str()),
-                   SIPTAG_WWW_AUTHENTICATE_STR(c1.c_str()), TAG_END());
-    }
-    return Reply(irq, "REGISTER", SIP_401_UNAUTHORIZED, SIPTAG_WWW_AUTHENTICATE_STR(c0.c_str()),
-                 TAG_END());
+  // A failed digest answer: counted, and banned past the threshold.
+  void CountAuthFailure(const std::string& ip, const std::string& user) {
+    metrics.auth_failures.Increment();
+    if (std::optional<core::Ban> ban = authenticator->CountFailure(ip, user)) Impose(*ban);
   }
 
   // The emergency call of a phone that is not registered (e.g. refused a licence): it proves
@@ -1133,71 +1059,41 @@ struct Edge::Impl : public CallHost {
   std::optional<CallPhone> AuthenticateEmergencyCaller(nta_incoming_t* irq, const sip_t* sip,
                                                        tport_t* tport, const std::string& source,
                                                        int* answered) override {
-    auto view = config.Get();
-    const std::string realm = view->public_name;
+    const std::string realm = config.Get()->public_name;
     const std::string ip = source.substr(0, source.rfind(':'));
-    auto challenge = [&](bool stale) {
-      const std::vector<DigestAlgorithm> algs = ChallengeAlgorithms(sip);
-      std::string c0 = Challenge(algs[0], realm, stale);
-      std::string c1 = algs.size() > 1 ? Challenge(algs[1], realm, stale) : "";
-      *answered = Reply(irq, "INVITE", SIP_407_PROXY_AUTH_REQUIRED,
-                        SIPTAG_PROXY_AUTHENTICATE_STR(c0.c_str()),
-                        TAG_IF(!c1.empty(), SIPTAG_PROXY_AUTHENTICATE_STR(c1.c_str())), TAG_END());
-      return std::nullopt;
-    };
-    std::optional<DigestParams> creds = CredentialsFor(sip->sip_proxy_authorization, realm);
-    if (!creds) return challenge(false);
-    const std::string user = creds->Get("username");
-    const std::string nonce = creds->Get("nonce");
     // Password guessing through emergency INVITEs meets the REGISTER's bans and counts.
-    if (protection.AuthBanned(ip, user)) {
-      *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
-      return std::nullopt;
-    }
-    switch (nonces.Check(nonce)) {
-      case NonceKeeper::Verdict::kForged:
-        return challenge(false);
-      case NonceKeeper::Verdict::kStale:
-        return challenge(true);
-      case NonceKeeper::Verdict::kValid:
+    AuthResult auth = authenticator->Check(CredentialsFor(sip->sip_proxy_authorization, realm),
+                                           "INVITE", realm, ip);
+    switch (auth.outcome) {
+      case AuthResult::Outcome::kChallenge:
+        *answered = SendChallenge(irq, sip, realm, auth.stale, true);
+        return std::nullopt;
+      case AuthResult::Outcome::kBanned:
+        *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
+        return std::nullopt;
+      case AuthResult::Outcome::kUnavailable:
+        *answered = Reply(irq, "INVITE", 503, "Service Unavailable", TAG_END());
+        return std::nullopt;
+      case AuthResult::Outcome::kRefused:
+      case AuthResult::Outcome::kReplayed:
+        CountAuthFailure(ip, auth.user);
+        core::log::Info("emergency call refused", {{"user", auth.user}, {"source", source}});
+        *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
+        return std::nullopt;
+      case AuthResult::Outcome::kAccepted:
         break;
-    }
-    std::optional<DigestAlgorithm> alg = ParseAlgorithm(creds->Get("algorithm"));
-    if (!alg || std::find(options.algorithms.begin(), options.algorithms.end(), *alg) ==
-                    options.algorithms.end()) {
-      return challenge(false);
-    }
-    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(user);
-    if (!dev.ok()) {
-      *answered = Reply(irq, "INVITE", 503, "Service Unavailable", TAG_END());
-      return std::nullopt;
-    }
-    const std::string qop = creds->Get("qop");
-    const std::string nc = creds->Get("nc");
-    const std::string password = dev->has_value() ? (*dev)->set_password : core::RandomHex(rng, 16);
-    const std::string expected =
-        DigestResponse(*alg, user, realm, password, "INVITE", creds->Get("uri"), nonce, nc,
-                       creds->Get("cnonce"), qop);
-    if (!dev->has_value() || !core::ConstantTimeEquals(expected, creds->Get("response")) ||
-        !nonces.AcceptCount(nonce, qop.empty() ? "" : nc)) {
-      metrics.auth_failures.Increment();
-      if (std::optional<core::Ban> ban = protection.CountAuthFailure(ip, user)) Impose(*ban);
-      core::log::Info("emergency call refused", {{"user", user}, {"source", source}});
-      *answered = Reply(irq, "INVITE", SIP_403_FORBIDDEN, TAG_END());
-      return std::nullopt;
     }
     std::string contact;
     if (sip->sip_contact != nullptr) contact = UrlString(home, sip->sip_contact->m_url);
     std::string route;
     if (tport_is_udp(tport)) route = UdpRoute(source);
-    return CallPhone{**dev, tport, contact, route};
+    return CallPhone{*auth.device, tport, contact, route};
   }
 
   // Same answer for an unknown user and a wrong password.
   int Forbidden(nta_incoming_t* irq, const std::string& ip, const std::string& user,
-                const std::string& source, const char* why) {
-    metrics.auth_failures.Increment();
-    if (std::optional<core::Ban> ban = protection.CountAuthFailure(ip, user)) Impose(*ban);
+                const std::string& source, const char* why) override {
+    CountAuthFailure(ip, user);
     core::log::Info("registration refused", {{"user", user}, {"source", source}, {"reason", why}});
     return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
   }
@@ -1206,458 +1102,27 @@ struct Edge::Impl : public CallHost {
                      const std::string& source) {
     auto view = config.Get();
     const std::string realm = view->public_name;
-    std::optional<DigestParams> creds = CredentialsFor(sip->sip_authorization, realm);
-    if (!creds) return SendChallenge(irq, sip, realm, false);
-
-    const std::string user = creds->Get("username");
-    const std::string nonce = creds->Get("nonce");
-    if (protection.AuthBanned(ip, user)) {
-      // The same answer as a wrong password: a guesser learns nothing from the ban.
-      return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
-    }
-    switch (nonces.Check(nonce)) {
-      case NonceKeeper::Verdict::kForged:
-        return SendChallenge(irq, sip, realm, false);
-      case NonceKeeper::Verdict::kStale:
-        return SendChallenge(irq, sip, realm, true);
-      case NonceKeeper::Verdict::kValid:
+    AuthResult auth =
+        authenticator->Check(CredentialsFor(sip->sip_authorization, realm), "REGISTER", realm, ip);
+    const std::string& user = auth.user;
+    switch (auth.outcome) {
+      case AuthResult::Outcome::kChallenge:
+        return SendChallenge(irq, sip, realm, auth.stale, false);
+      case AuthResult::Outcome::kBanned:
+        // The same answer as a wrong password: a guesser learns nothing from the ban.
+        return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
+      case AuthResult::Outcome::kUnavailable:
+        core::log::Warn("device lookup failed", {{"error", std::string(auth.error.message())}});
+        return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
+                     TAG_END());
+      case AuthResult::Outcome::kRefused:
+        return Forbidden(irq, ip, user, source, auth.reason);
+      case AuthResult::Outcome::kReplayed:
+        return SendChallenge(irq, sip, realm, true, false);
+      case AuthResult::Outcome::kAccepted:
         break;
     }
-    std::optional<DigestAlgorithm> alg = ParseAlgorithm(creds->Get("algorithm"));
-    if (!alg || std::find(options.algorithms.begin(), options.algorithms.end(), *alg) ==
-                    options.algorithms.end()) {
-      return SendChallenge(irq, sip, realm, false);
-    }
-    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(user);
-    if (!dev.ok()) {
-      core::log::Warn("device lookup failed", {{"error", std::string(dev.status().message())}});
-      return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
-                   TAG_END());
-    }
-    const std::string qop = creds->Get("qop");
-    const std::string nc = creds->Get("nc");
-    // Unknown users are checked against a throwaway password so both paths cost the same.
-    const std::string password = dev->has_value() ? (*dev)->set_password : core::RandomHex(rng, 16);
-    const std::string expected =
-        DigestResponse(*alg, user, realm, password, "REGISTER", creds->Get("uri"), nonce, nc,
-                       creds->Get("cnonce"), qop);
-    if (!dev->has_value() || !core::ConstantTimeEquals(expected, creds->Get("response"))) {
-      return Forbidden(irq, ip, user, source, dev->has_value() ? "wrong password" : "unknown user");
-    }
-    if (!nonces.AcceptCount(nonce, qop.empty() ? "" : nc))
-      return SendChallenge(irq, sip, realm, true);
-    // The credentials may only register their own address of record.
-    const url_t* to = sip->sip_to ? sip->sip_to->a_url : nullptr;
-    if (to == nullptr || to->url_user == nullptr || user != to->url_user) {
-      return Forbidden(irq, ip, user, source, "To user differs from the authenticated user");
-    }
-
-    // Contacts and expiry.
-    bool wildcard = false;
-    std::vector<std::string> contacts;
-    int expires = -1;
-    const int header_expires = sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta) : -1;
-    for (const sip_contact_t* m = sip->sip_contact; m != nullptr; m = m->m_next) {
-      if (m->m_url->url_type == url_any) {
-        wildcard = true;
-        continue;
-      }
-      contacts.push_back(UrlString(home, m->m_url));
-      int e = header_expires;
-      if (m->m_expires) {
-        unsigned long v = 0;
-        if (absl::SimpleAtoi(m->m_expires, &v))
-          e = static_cast<int>(std::min<unsigned long>(v, 1u << 30));
-      }
-      if (e < 0) e = options.default_expires;
-      expires = expires < 0 ? e : std::min(expires, e);
-    }
-    if (wildcard) {
-      if (header_expires != 0 || !contacts.empty()) {
-        return Reply(irq, "REGISTER", 400, "Wildcard Contact needs Expires: 0", TAG_END());
-      }
-      expires = 0;
-    }
-    if (contacts.empty() && !wildcard) {
-      // A query: answer with what is registered.
-      return ReplyBindings(irq, **dev);
-    }
-    if (expires > 0 && expires < options.min_expires) {
-      std::string min = std::to_string(options.min_expires);
-      return Reply(irq, "REGISTER", SIP_423_INTERVAL_TOO_BRIEF, SIPTAG_MIN_EXPIRES_STR(min.c_str()),
-                   TAG_END());
-    }
-    expires = std::min(expires, options.max_expires);
-
-    auto* p = registers_in_flight.Add();
-    p->impl = this;
-    p->irq = irq;
-    p->tport = nta_incoming_transport(nullptr, irq, nullptr);
-    p->device = **dev;
-    p->contacts = contacts;
-    p->expires = expires;
-    p->upstream_expires = UpstreamExpires(expires);
-    p->started = clock.Now();
-    p->source = source;
-    const tp_name_t* tpn = p->tport ? tport_name(p->tport) : nullptr;
-    p->transport = tpn && tpn->tpn_proto ? tpn->tpn_proto : "";
-    if (p->tport != nullptr && !tport_is_reliable(p->tport)) {
-      // Over UDP requests for the phone go to where its REGISTER came from (behind NAT its
-      // Contact is a private address), from the listener it used.
-      p->route = UdpRoute(source);
-    }
-    // A refresh of a binding this instance holds: its licence is counted until the binding's
-    // expiry already, and the binding is known here, so Redis is only written at the end.
-    if (auto held = local.find(user);
-        expires > 0 && held != local.end() && held->second.expires_at > p->started) {
-      core::BindingStore::Reserved res;
-      res.reservation = core::BindingStore::Reservation::kExisting;
-      core::Binding prev;
-      prev.instance = options.instance;
-      prev.since = held->second.since;
-      prev.expires_at = held->second.expires_at;
-      res.previous = std::move(prev);
-      OnReserved(p, view->licences, std::move(res));
-      return 0;
-    }
-    // Redis answers later; the SIP thread goes on with other messages meanwhile.
-    if (expires > 0) {
-      const uint32_t licences = view->licences;
-      core::BindingStore::ScriptCall call = core::BindingStore::ReserveCall(
-          user, licences, p->started,
-          p->started + absl::Milliseconds(options.upstream_timeout_ms + 5000));
-      async_redis->Eval(*call.script, call.keys, call.args,
-                        [this, p, licences](absl::StatusOr<core::RedisReply> r) {
-                          absl::StatusOr<core::BindingStore::Reserved> res =
-                              r.ok() ? core::BindingStore::ParseReserved(*r)
-                                     : absl::StatusOr<core::BindingStore::Reserved>(r.status());
-                          OnReserved(p, licences, std::move(res));
-                        });
-    } else {
-      async_redis->Command({"GET", core::BindingStore::Key(user)},
-                           [this, p](absl::StatusOr<core::RedisReply> r) {
-                             core::BindingStore::Reserved res;
-                             res.reservation = core::BindingStore::Reservation::kExisting;
-                             if (r.ok() && !r->is_nil()) {
-                               absl::StatusOr<core::Binding> b = core::BindingFromJson(r->str);
-                               if (b.ok()) res.previous = *std::move(b);
-                             }
-                             OnReserved(p, 0, std::move(res));
-                           });
-    }
-    return 0;  // answered when Redis and the iPBX have answered
-  }
-
-  // A REGISTER refused; 503 tells the phone when to try again.
-  void ReplyFailure(nta_incoming_t* irq, int status, const char* phrase) {
-    if (status == 503) {
-      Reply(irq, "REGISTER", 503, phrase, SIPTAG_RETRY_AFTER_STR("30"), TAG_END());
-    } else {
-      Reply(irq, "REGISTER", status, phrase, TAG_END());
-    }
-  }
-
-  // The phone's REGISTER has its answer: the pending state goes.
-  void Done(PendingRegister* p) {
-    nta_incoming_destroy(p->irq);
-    if (p->tport) tport_unref(p->tport);
-    registers_in_flight.Remove(p);
-  }
-
-  // Ends a phone's REGISTER that has not gone upstream yet.
-  void Abandon(PendingRegister* p, int status, const char* phrase) {
-    ReplyFailure(p->irq, status, phrase);
-    Done(p);
-  }
-
-  // The licence is reserved (or refused), the previous binding known: on to the iPBX.
-  void OnReserved(PendingRegister* p, uint32_t licences,
-                  absl::StatusOr<core::BindingStore::Reserved> r) {
-    const std::string& user = p->device.set_username;
-    if (!r.ok()) {
-      core::log::Warn("licence check failed", {{"error", std::string(r.status().message())}});
-      return Abandon(p, 503, "Service Unavailable");
-    }
-    if (r->reservation == core::BindingStore::Reservation::kRefused) {
-      metrics.licence_refusals.Increment();
-      core::log::Warn("licence limit reached",
-                      {{"device", user}, {"licences", std::to_string(licences)}});
-      return Abandon(p, 403, "Licence limit reached");
-    }
-    p->new_reservation = r->reservation == core::BindingStore::Reservation::kNew;
-    const std::optional<core::Binding>& previous = r->previous;
-    // Registered through another instance before (it died, or the phone moved): remove that
-    // instance's contact at the iPBX so that nothing stale remains there.
-    p->previous_since =
-        previous.has_value() && previous->expires_at > p->started ? previous->since : p->started;
-    if (previous.has_value() && previous->instance != options.instance) {
-      const std::string addr = InstanceIcpAddress(previous->instance);
-      if (!addr.empty() && addr != IcpContactHost()) {
-        p->stale_contact =
-            absl::StrCat("<sip:", p->device.icp_username, "@", addr, ";transport=tcp>;expires=0");
-        core::log::Info("removing the iPBX contact of another instance",
-                        {{"device", user}, {"instance", previous->instance}});
-      }
-    }
-    if (!SendUpstream(p, nullptr)) {
-      metrics.upstream_registrations.Add({{"result", "failed"}}).Increment();
-      FinishRegister(p, 503, "iPBX unreachable");
-    }
-  }
-
-  int UpstreamExpires(int phone_expires) const {
-    if (options.upstream_expires <= 0 || phone_expires == 0) return phone_expires;
-    return std::min(phone_expires, options.upstream_expires);
-  }
-
-  // rwg's own REGISTER to the iPBX for a phone whose binding is held here: a refresh before
-  // the iPBX's registration runs out, or (expires 0) its removal when the phone's ended.
-  void RegisterUpstreamInBackground(const std::string& user, const LocalBinding& b, int expires) {
-    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(user);
-    if (!dev.ok() || !dev->has_value()) {
-      core::log::Warn("cannot refresh the iPBX registration: device unavailable",
-                      {{"device", user}});
-      return;
-    }
-    auto* p = registers_in_flight.Add();
-    p->impl = this;
-    p->device = **dev;
-    p->contacts = b.contacts;
-    p->expires = expires;
-    p->upstream_expires = expires;
-    p->started = clock.Now();
-    if (!SendUpstream(p, nullptr)) {
-      metrics.upstream_registrations.Add({{"result", "failed"}}).Increment();
-      FinishRegister(p, 503, "iPBX unreachable");
-    }
-  }
-
-  // Called by the sweep: refreshes the iPBX registrations that are about to run out.
-  void RefreshUpstream(absl::Time now) {
-    for (auto& [user, b] : local) {
-      if (b.refreshing || b.upstream_refresh_at > now || b.upstream_expires_at >= b.expires_at) {
-        continue;
-      }
-      b.refreshing = true;
-      const int left = static_cast<int>(absl::ToInt64Seconds(b.expires_at - now));
-      RegisterUpstreamInBackground(user, b, UpstreamExpires(std::max(left, 1)));
-    }
-  }
-
-  int ReplyBindings(nta_incoming_t* irq, const core::DeviceSecrets& dev) {
-    auto it = local.find(dev.set_username);
-    if (it == local.end()) return Reply(irq, "REGISTER", SIP_200_OK, TAG_END());
-    std::string contact = ContactList(it->second.contacts, it->second.expires_at);
-    return Reply(irq, "REGISTER", SIP_200_OK, SIPTAG_CONTACT_STR(contact.c_str()), TAG_END());
-  }
-
-  std::string ContactList(const std::vector<std::string>& contacts, absl::Time expires_at) {
-    int64_t left = std::max<int64_t>(0, absl::ToInt64Seconds(expires_at - clock.Now()));
-    std::vector<std::string> parts;
-    for (const std::string& c : contacts) parts.push_back(absl::StrCat("<", c, ">;expires=", left));
-    return absl::StrJoin(parts, ", ");
-  }
-
-  // Sends (or re-sends with credentials) the upstream REGISTER for `p`.
-  bool SendUpstream(PendingRegister* p, const char* authorization, bool proxy = false) {
-    auto view = config.Get();
-    if (view->icp_host.empty()) return false;
-    UpstreamDialog& d = upstream[p->device.set_username];
-    if (d.call_id.empty()) {
-      d.call_id = absl::StrCat(core::RandomHex(rng, 12), "@rwg");
-      d.from_tag = core::RandomHex(rng, 6);
-    }
-    ++d.cseq;
-    const std::string host = absl::StrCat(view->icp_host, ":", view->icp_port);
-    const std::string aor = absl::StrCat("sip:", p->device.icp_username, "@", view->icp_host);
-    const std::string request =
-        absl::StrCat("REGISTER sip:", host, ";transport=", view->icp_transport, " SIP/2.0");
-    const std::string from = absl::StrCat("<", aor, ">;tag=", d.from_tag);
-    const std::string to = absl::StrCat("<", aor, ">");
-    const std::string contact =
-        absl::StrCat("<sip:", p->device.icp_username, "@", IcpContactHostName(), ";transport=tcp>");
-    const std::string cseq = absl::StrCat(d.cseq, " REGISTER");
-    const std::string expires = std::to_string(p->upstream_expires);
-    msg_t* msg = nta_msg_create(icp_agent, 0);
-    sip_t* sip = sip_object(msg);
-    sip_add_tl(
-        msg, sip, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM_STR(from.c_str()),
-        SIPTAG_TO_STR(to.c_str()), SIPTAG_CALL_ID_STR(d.call_id.c_str()),
-        SIPTAG_CSEQ_STR(cseq.c_str()), SIPTAG_CONTACT_STR(contact.c_str()),
-        TAG_IF(!p->stale_contact.empty(), SIPTAG_CONTACT_STR(p->stale_contact.c_str())),
-        SIPTAG_EXPIRES_STR(expires.c_str()), SIPTAG_MAX_FORWARDS_STR("70"),
-        SIPTAG_USER_AGENT_STR("rwg"),
-        TAG_IF(authorization != nullptr && !proxy, SIPTAG_AUTHORIZATION_STR(authorization)),
-        TAG_IF(authorization != nullptr && proxy, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
-        TAG_END());
-    nta_outgoing_t* orq =
-        nta_outgoing_mcreate(icp_agent, &Impl::OnUpstreamResponse,
-                             reinterpret_cast<nta_outgoing_magic_t*>(p), nullptr, msg, TAG_END());
-    return orq != nullptr;
-  }
-
-  static int OnUpstreamResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq,
-                                const sip_t* sip) {
-    return Guard("OnUpstreamResponse", 0, [&]() -> int {
-      auto* p = reinterpret_cast<PendingRegister*>(magic);
-      return p->impl->HandleUpstreamResponse(p, orq, sip);
-    });
-  }
-
-  int HandleUpstreamResponse(PendingRegister* p, nta_outgoing_t* orq, const sip_t* sip) {
-    const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
-    if (status < 200) return 0;
-    if (p->irq != nullptr) {
-      metrics.upstream_latency.Observe(absl::ToDoubleSeconds(clock.Now() - p->started));
-    }
-    if ((status == 401 || status == 407) && sip && p->attempts < 2) {
-      const msg_auth_t* ch =
-          status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
-      std::string challenge = HeaderText(ch);
-      auto view = config.Get();
-      const std::string uri = absl::StrCat("sip:", view->icp_host, ":", view->icp_port,
-                                           ";transport=", view->icp_transport);
-      absl::StatusOr<std::string> answer = AnswerChallenge(
-          challenge, p->device.icp_username, p->device.icp_password, "REGISTER", uri, 1, rng);
-      nta_outgoing_destroy(orq);
-      ++p->attempts;
-      if (!answer.ok()) {
-        core::log::Warn("cannot answer the iPBX's challenge",
-                        {{"device", p->device.set_username},
-                         {"error", std::string(answer.status().message())}});
-        metrics.upstream_registrations.Add({{"result", "refused"}}).Increment();
-        FinishRegister(p, 403, "Forbidden");
-        return 0;
-      }
-      if (!SendUpstream(p, answer->c_str(), status == 407)) {
-        metrics.upstream_registrations.Add({{"result", "failed"}}).Increment();
-        FinishRegister(p, 503, "iPBX unreachable");
-      }
-      return 0;
-    }
-    // Everything needed from the response is read before the transaction (which owns the
-    // response) is destroyed.
-    int granted = p->upstream_expires;
-    if (status >= 200 && status < 300) {
-      if (sip && sip->sip_expires) granted = std::min<int>(granted, sip->sip_expires->ex_delta);
-      for (const sip_contact_t* m = sip ? sip->sip_contact : nullptr; m; m = m->m_next) {
-        unsigned long v = 0;
-        if (m->m_expires && m->m_url->url_user && p->device.icp_username == m->m_url->url_user &&
-            absl::SimpleAtoi(m->m_expires, &v)) {
-          granted = std::min<int>(granted, static_cast<int>(v));
-        }
-      }
-    }
-    nta_outgoing_destroy(orq);
-    sip = nullptr;
-    if (status >= 200 && status < 300) {
-      metrics.upstream_registrations.Add({{"result", "ok"}}).Increment();
-      p->upstream_expires = p->upstream_expires == 0 ? 0 : std::max(granted, 1);
-      FinishRegister(p, 200, "OK");
-    } else if (status == 401 || status == 403 || status == 404 || status == 407) {
-      metrics.upstream_registrations.Add({{"result", "refused"}}).Increment();
-      core::log::Warn("iPBX refused the registration", {{"device", p->device.set_username},
-                                                        {"icp_username", p->device.icp_username},
-                                                        {"status", std::to_string(status)}});
-      FinishRegister(p, 403, "Forbidden");
-    } else {
-      metrics.upstream_registrations.Add({{"result", "failed"}}).Increment();
-      core::log::Warn("iPBX did not accept the registration",
-                      {{"device", p->device.set_username}, {"status", std::to_string(status)}});
-      FinishRegister(p, 503, "iPBX unreachable");
-    }
-    return 0;
-  }
-
-  // The end of rwg's own refresh or removal of an iPBX registration.
-  void FinishBackgroundRegister(PendingRegister* p, int status) {
-    const std::string& user = p->device.set_username;
-    auto it = local.find(user);
-    if (p->expires > 0 && it != local.end()) {
-      LocalBinding& b = it->second;
-      b.refreshing = false;
-      const absl::Time now = clock.Now();
-      if (status == 200) {
-        b.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
-        b.upstream_refresh_at = now + UpstreamRefreshDelay(p->upstream_expires);
-        metrics.upstream_refreshes.Add({{"result", "ok"}}).Increment();
-        core::log::Debug("iPBX registration refreshed",
-                         {{"device", user}, {"expires", std::to_string(p->upstream_expires)}});
-      } else {
-        // Try again shortly; the iPBX's registration lasts until it runs out.
-        b.upstream_refresh_at = now + absl::Seconds(5);
-        metrics.upstream_refreshes.Add({{"result", "failed"}}).Increment();
-        core::log::Warn("iPBX registration refresh failed",
-                        {{"device", user}, {"status", std::to_string(status)}});
-      }
-    }
-    registers_in_flight.Remove(p);
-  }
-
-  void FinishRegister(PendingRegister* p, int status, const char* phrase) {
-    if (p->irq == nullptr) return FinishBackgroundRegister(p, status);
-    const std::string& user = p->device.set_username;
-    if (status == 200 && p->expires > 0) {
-      const absl::Time now = clock.Now();
-      core::Binding b;
-      b.set_username = user;
-      b.icp_username = p->device.icp_username;
-      b.contacts = p->contacts;
-      b.source = p->source;
-      b.transport = p->transport;
-      b.instance = options.instance;
-      b.since = p->previous_since;
-      b.expires_at = now + absl::Seconds(p->expires);
-      b.connection = std::to_string(next_connection++);
-      core::BindingStore::ScriptCall call = core::BindingStore::PutCall(b, now);
-      async_redis->Eval(
-          *call.script, call.keys, call.args,
-          [this, p, b](absl::StatusOr<core::RedisReply> r) { OnStored(p, b, r.status()); });
-      return;
-    } else if (status == 200) {  // de-registration
-      DropLocal(user);
-      (void)bindings.Remove(user, p->device.icp_username);
-      Reply(p->irq, "REGISTER", SIP_200_OK, TAG_END());
-      core::log::Info("unregistered", {{"device", user}, {"source", p->source}});
-    } else {
-      if (p->new_reservation) (void)bindings.Release(user);
-      ReplyFailure(p->irq, status, phrase);
-    }
-    Done(p);
-  }
-
-  // The binding is in Redis (or could not be stored): the phone gets its answer.
-  void OnStored(PendingRegister* p, const core::Binding& b, const absl::Status& put) {
-    const std::string& user = p->device.set_username;
-    const absl::Time now = clock.Now();
-    if (!put.ok()) {
-      core::log::Warn("cannot store the binding", {{"error", std::string(put.message())}});
-      ReplyFailure(p->irq, 503, "Service Unavailable");
-      return Done(p);
-    }
-    DropLocal(user);
-    LocalBinding lb;
-    lb.tport = tport_ref(p->tport);
-    lb.contacts = p->contacts;
-    lb.icp_username = b.icp_username;
-    lb.expires_at = b.expires_at;
-    lb.connection = b.connection;
-    lb.since = b.since;
-    lb.route = p->route;
-    lb.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
-    lb.upstream_refresh_at = now + UpstreamRefreshDelay(p->upstream_expires);
-    local[user] = std::move(lb);
-    local_by_icp[b.icp_username] = user;
-    std::string contact = ContactList(p->contacts, b.expires_at);
-    std::string exp = std::to_string(p->expires);
-    Reply(p->irq, "REGISTER", SIP_200_OK, SIPTAG_CONTACT_STR(contact.c_str()),
-          SIPTAG_EXPIRES_STR(exp.c_str()), TAG_END());
-    core::log::Info("registered", {{"device", user},
-                                   {"icp_username", b.icp_username},
-                                   {"source", p->source},
-                                   {"transport", p->transport},
-                                   {"expires", exp}});
-    Done(p);
+    return registrar->OnRegister(irq, sip, user, *auth.device, ip, source);
   }
 
   // Extensions a request requires that rwg does not know: answered 420 with Unsupported;
@@ -1693,14 +1158,14 @@ struct Edge::Impl : public CallHost {
     }
     const char* icp_user = sip->sip_request->rq_url->url_user;
     if (icp_user == nullptr) return Reply(irq, method, SIP_404_NOT_FOUND, TAG_END());
-    auto by_icp = local_by_icp.find(icp_user);
-    auto it = by_icp == local_by_icp.end() ? local.end() : local.find(by_icp->second);
-    if (it == local.end() && !forwarded) return ForwardToPeer(irq, sip, icp_user);
-    if (it == local.end() || it->second.contacts.empty() || !it->second.reachable) {
+    const std::optional<std::string> user = registrar->SetUsernameOf(icp_user);
+    const LocalBinding* held = user ? registrar->Find(*user) : nullptr;
+    if (held == nullptr && !forwarded) return ForwardToPeer(irq, sip, icp_user);
+    if (held == nullptr || held->contacts.empty() || !held->reachable) {
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     }
     auto view = config.Get();
-    const LocalBinding& b = it->second;
+    const LocalBinding& b = *held;
     // A fresh request: nothing of the iPBX's addressing reaches the phone.
     const std::string request = absl::StrCat(method, " ", b.contacts[0], " SIP/2.0");
     const char* from_user =
@@ -1708,7 +1173,7 @@ struct Edge::Impl : public CallHost {
     const std::string from = absl::StrCat(
         "<sip:", from_user, "@", view->public_name, ">;tag=",
         sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : core::RandomHex(rng, 6));
-    const std::string to = absl::StrCat("<sip:", it->first, "@", view->public_name, ">");
+    const std::string to = absl::StrCat("<sip:", *user, "@", view->public_name, ">");
     const std::string call_id = absl::StrCat(
         core::Sha256Hex(sip->sip_call_id ? sip->sip_call_id->i_id : "").substr(0, 24), "@rwg");
     const std::string cseq = absl::StrCat(sip->sip_cseq ? sip->sip_cseq->cs_seq : 1, " ", method);
@@ -1882,12 +1347,6 @@ struct Edge::Impl : public CallHost {
 };
 
 // ---------------------------------------------------------------------------------------------
-
-absl::Duration UpstreamRefreshDelay(int granted_seconds) {
-  const absl::Duration granted = absl::Seconds(granted_seconds);
-  const absl::Duration early = std::min(std::max(granted * 0.2, absl::Seconds(3)), granted / 2);
-  return granted - early;
-}
 
 Edge::Edge(EdgeOptions options, core::RedisClient& redis, core::DeviceDirectory& devices,
            GatewayConfigWatcher& config, core::Clock& clock, core::Random& rng,

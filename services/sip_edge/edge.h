@@ -74,11 +74,6 @@ struct EdgeOptions {
   int max_subscriptions_per_device = 200;
 };
 
-// How long after the iPBX granted `granted_seconds` rwg refreshes that registration: at 80%
-// of it, but at least 3 s early (the housekeeping tick is 1 s, and a registrar counts expiry in
-// whole seconds) and never before half of it.
-absl::Duration UpstreamRefreshDelay(int granted_seconds);
-
 struct EdgeMetrics;
 
 class Edge {

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "services/sip_edge/edge.h"
+#include "services/sip_edge/upstream_registrar.h"
 
 namespace rwg::sip_edge {
 namespace {

@@ -1,0 +1,86 @@
+// The state of one call through the gateway (and of one subscription, which goes through the
+// same two dialogs): what services/sip_edge/calls.cc and subscriptions.cc share. Internal to
+// the SIP edge's calls; SIP thread only.
+#pragma once
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/tport.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "services/core/devices.h"
+#include "services/sip_edge/calls.h"
+#include "services/sip_edge/media_relays.h"
+#include "services/sip_edge/sdp.h"
+
+namespace rwg::sip_edge {
+
+// A subscription of a phone (SUBSCRIBE/NOTIFY: message waiting, BLF, ...) relayed to the iPBX.
+struct Subscription {
+  std::string event;  // the SUBSCRIBE's Event and Accept
+  std::string accept;
+  int expires = 0;        // asked by the phone
+  absl::Time expires_at;  // when it runs out unless refreshed
+};
+
+struct Calls::Side {
+  bool set = false;  // the phone's side
+  bool uas = false;  // this side sent the INVITE that began the call
+  std::string call_id;
+  std::string local_uri;  // name-addr without tag
+  std::string remote_uri;
+  std::string local_tag;
+  std::string remote_tag;
+  uint32_t cseq = 0;         // our last CSeq on this side
+  uint32_t invite_cseq = 0;  // our INVITE's CSeq (its ACK carries it)
+  std::string remote_target;
+  std::vector<std::string> route;  // Route header values for our in-dialog requests
+  std::string contact;             // our Contact on this side
+  nta_incoming_t* irq = nullptr;   // the INVITE this side sent, until it is answered
+  nta_outgoing_t* orq = nullptr;   // our INVITE on this side, until its final answer
+  int auth_attempts = 0;
+  tport_t* tport = nullptr;          // set side: the phone's connection (referenced)
+  std::string route_url;             // set side over UDP: the phone's source
+  std::optional<AudioStream> media;  // what this side's last SDP said
+  std::string user;                  // set side: device; ICP side: the ICP-side username
+  std::string offer;                 // the SDP of our INVITE on this side
+  void* invite_magic = nullptr;      // what `orq`'s callback gets (freed with it)
+  // Reliable provisional answers (RFC 3262), each side on its own: `reliable` when this
+  // side's INVITE required 100rel (rwg's provisionals to it go reliably, its PRACKs are
+  // answered by sofia-sip); `rseq` the last RSeq rwg acknowledged with a PRACK on this side.
+  bool reliable = false;
+  uint32_t rseq = 0;
+  // The caller's INVITE after rwg's 2xx carrying an offer (delayed offer): kept for its ACK,
+  // which brings the answer.
+  nta_incoming_t* ack_irq = nullptr;
+};
+
+struct Calls::Call {
+  std::string id;
+  bool from_phone = true;  // outbound: phone -> iPBX
+  core::DeviceSecrets device;
+  std::string number;  // dialled (outbound) or calling (inbound)
+  Side set;
+  Side icp;
+  std::optional<RelaySession> media;
+  enum class State { kSetup, kEarly, kConfirmed, kEnded } state = State::kSetup;
+  absl::Time started;
+  absl::Time answered;
+  absl::Time ended_at;
+  std::string end_reason;
+  std::string bye_reason;  // Reason header of the BYEs rwg sends, if any
+  // Set for a subscription rather than a call: the same two dialogs, no media.
+  std::optional<Subscription> subscription;
+  bool relay_busy = false;    // a media relay request is in flight
+  bool recorded = false;      // its record is in Redis (and its id in the set of calls)
+  std::string timer_headers;  // the caller's session timer headers (TimerHeaders)
+  bool rel100 = false;        // the caller supports 100rel: rwg's INVITE on the other side too
+  // The caller's INVITE had no offer: rwg offers on both sides (its own offer to the callee,
+  // the callee's codecs to the caller in the 2xx) and the caller answers in its ACK.
+  bool delayed_offer = false;
+};
+
+}  // namespace rwg::sip_edge
