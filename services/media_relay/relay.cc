@@ -6,6 +6,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/json.h"
 #include "services/core/log.h"
 #include "services/core/thread.h"
@@ -120,7 +121,8 @@ Relay::Relay(RelayOptions options, core::RedisClient& redis, const core::SecretB
       clock_(clock),
       rng_(rng),
       metrics_(std::make_unique<RelayMetrics>(registry)),
-      pool_(options_.bind_address, options_.port_min, options_.port_max) {
+      pool_(options_.bind_address, options_.port_min, options_.port_max),
+      grpc_address_(options_.grpc_address) {
   if (options_.media_address.empty()) options_.media_address = options_.bind_address;
 }
 
@@ -129,7 +131,7 @@ Relay::~Relay() { Stop(); }
 absl::Status Relay::Start() {
   workers_.clear();
   {
-    std::lock_guard<std::mutex> lock(hk_mu_);
+    absl::MutexLock lock(&hk_mu_);
     hk_stop_ = false;
   }
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
@@ -149,14 +151,13 @@ absl::Status Relay::Start() {
 
 void Relay::Stop() {
   {
-    std::lock_guard<std::mutex> lock(hk_mu_);
-    hk_stop_ = true;
+    absl::MutexLock lock(&hk_mu_);
+    hk_stop_ = true;  // wakes the housekeeper's AwaitWithTimeout
   }
-  hk_cv_.notify_all();
   if (housekeeper_.joinable()) housekeeper_.join();
   for (auto& w : workers_) w->Stop();
   // Sessions stay in Redis: the next start of this instance restores them.
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (auto& [id, s] : sessions_) {
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
   }
@@ -250,7 +251,7 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
   // Redis happen outside it, so that requests do not queue behind each other's round trips.
   Worker* w = nullptr;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (options_.max_sessions > 0 &&
         sessions_.size() + allocating_ >= static_cast<size_t>(options_.max_sessions)) {
       return absl::ResourceExhaustedError(
@@ -268,7 +269,7 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
     ++allocating_;
   }
   auto give_up = [&](absl::Status why) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
     --allocating_;
     return why;
@@ -293,7 +294,7 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
                                       {"icp_port", std::to_string(s->legs[1].ports.port)},
                                       {"set_suite", SuiteLabel(s->legs[0].suite)},
                                       {"icp_suite", SuiteLabel(s->legs[1].suite)}});
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   --allocating_;
   sessions_[s->id] = std::move(s);
   metrics_->sessions.Set(static_cast<double>(sessions_.size()));
@@ -328,7 +329,7 @@ absl::Status Relay::ApplyUpdate(const Leg& cur, const relaypb::LegUpdate& u, Leg
 }
 
 absl::StatusOr<relaypb::Session> Relay::Update(const relaypb::UpdateRequest& req) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = sessions_.find(req.id());
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", req.id()));
   Session& s = *it->second;
@@ -385,7 +386,7 @@ void Relay::Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session
     w.Detach(s.get());
   });
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
   }
   (void)redis_.Pipeline({{"DEL", SessionKey(s->id)}, {"SREM", IndexKey(options_.instance), s->id}});
@@ -409,7 +410,7 @@ void Relay::Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session
 absl::StatusOr<relaypb::Session> Relay::Delete(const std::string& id) {
   std::unique_ptr<Session> s;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
     s = std::move(it->second);
@@ -422,14 +423,14 @@ absl::StatusOr<relaypb::Session> Relay::Delete(const std::string& id) {
 }
 
 absl::StatusOr<relaypb::Session> Relay::Get(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
   return Snapshot(*it->second);
 }
 
 relaypb::ListResponse Relay::List() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   relaypb::ListResponse out;
   for (auto& [id, s] : sessions_) *out.add_sessions() = Snapshot(*s);
   out.set_ports_used(static_cast<uint32_t>(pool_.used_pairs() * 2));
@@ -440,7 +441,7 @@ relaypb::ListResponse Relay::List() {
 
 uint32_t Relay::Drain() {
   draining_ = true;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   core::log::Info("draining", {{"sessions", std::to_string(sessions_.size())}});
   return static_cast<uint32_t>(sessions_.size());
 }
@@ -647,7 +648,7 @@ absl::Status Relay::PersistDirty(const std::vector<Session*>& dirty) {
 absl::Status Relay::Restore() {
   absl::StatusOr<core::RedisReply> ids = redis_.Command({"SMEMBERS", IndexKey(options_.instance)});
   if (!ids.ok()) return ids.status();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const core::RedisReply& id : ids->elements) {
     absl::StatusOr<core::RedisReply> raw = redis_.Command({"GET", SessionKey(id.str)});
     if (!raw.ok()) return raw.status();
@@ -758,8 +759,8 @@ absl::Status Relay::Restore() {
 
 void Relay::SetGrpcAddress(const std::string& address) {
   {
-    std::lock_guard<std::mutex> lock(hk_mu_);
-    options_.grpc_address = address;
+    absl::MutexLock lock(&hk_mu_);
+    grpc_address_ = address;
   }
   Heartbeat();  // the control plane learns the address at once, not at the next heartbeat
 }
@@ -767,8 +768,8 @@ void Relay::SetGrpcAddress(const std::string& address) {
 void Relay::Heartbeat() {
   std::string grpc;
   {
-    std::lock_guard<std::mutex> lock(hk_mu_);
-    grpc = options_.grpc_address;
+    absl::MutexLock lock(&hk_mu_);
+    grpc = grpc_address_;
   }
   // Not advertised before the API listens (SetGrpcAddress): the SIP edge would pick an
   // instance it cannot reach.
@@ -810,11 +811,11 @@ void Relay::CollectMetrics() {
 
 void Relay::Housekeeping() {
   std::vector<std::unique_ptr<Session>> ended;  // orphans, finished outside the lock
-  std::unique_lock<std::mutex> hk(hk_mu_);
+  hk_mu_.Lock();
   while (!hk_stop_) {
-    hk.unlock();
+    hk_mu_.Unlock();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       const absl::Time now = clock_.Now();
       std::vector<std::string> orphans;
       std::vector<Session*> dirty;
@@ -848,9 +849,10 @@ void Relay::Housekeeping() {
     for (std::unique_ptr<Session>& s : ended) Finish(std::move(s), "orphaned", nullptr);
     ended.clear();
     Heartbeat();
-    hk.lock();
-    hk_cv_.wait_for(hk, std::chrono::seconds(1), [this] { return hk_stop_; });
+    hk_mu_.Lock();
+    hk_mu_.AwaitWithTimeout(absl::Condition(&hk_stop_), absl::Seconds(1));
   }
+  hk_mu_.Unlock();
 }
 
 }  // namespace rwg::media_relay

@@ -14,6 +14,7 @@
 #include <future>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/log.h"
 #include "services/core/thread.h"
 #include "services/media_relay/rtp.h"
@@ -197,7 +198,7 @@ void Worker::Run(const std::function<void()>& fn) {
   std::promise<void> done;
   std::future<void> f = done.get_future();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     queue_.push_back([&fn, &done] {
       fn();
       done.set_value();
@@ -213,7 +214,7 @@ void Worker::RunQueued() {
   (void)!read(evfd_, &n, sizeof(n));
   std::vector<std::function<void()>> q;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     q.swap(queue_);
   }
   for (auto& fn : q) fn();

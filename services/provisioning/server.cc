@@ -24,15 +24,16 @@
 #include <boost/optional.hpp>
 #include <chrono>
 #include <exception>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/address.h"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
@@ -82,7 +83,7 @@ class FileCache {
   };
 
   std::shared_ptr<const Entry> Get(const std::string& name, const FileInfo& now) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = entries_.find(name);
     if (it == entries_.end()) return nullptr;
     const FileInfo& was = it->second->info;
@@ -95,7 +96,7 @@ class FileCache {
   }
 
   void Put(const std::string& name, std::shared_ptr<const Entry> e) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (total_ + e->info.size > kMaxTotal) {
       entries_.clear();
       total_ = 0;
@@ -105,9 +106,9 @@ class FileCache {
   }
 
  private:
-  std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<const Entry>> entries_;
-  uint64_t total_ = 0;
+  absl::Mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  uint64_t total_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Sources whose unknown-MAC requests are counted at once: each may hold up to
@@ -550,7 +551,7 @@ class ProvisioningServer::Impl::Worker {
   // A proxied request's answer, from the proxy's thread.
   void Deliver(uint64_t id, Answer a) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       delivered_.emplace_back(id, std::move(a));
     }
     Wake();
@@ -885,7 +886,7 @@ class ProvisioningServer::Impl::Worker {
   void TakeDelivered() {
     std::vector<std::pair<uint64_t, Answer>> batch;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       batch.swap(delivered_);
     }
     for (auto& [id, a] : batch) {
@@ -1050,8 +1051,8 @@ class ProvisioningServer::Impl::Worker {
   std::optional<absl::Time> accept_paused_until_;
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;  // by socket
   std::unordered_map<uint64_t, int> by_id_;
-  std::mutex mu_;
-  std::vector<std::pair<uint64_t, Answer>> delivered_;  // guarded by mu_
+  absl::Mutex mu_;
+  std::vector<std::pair<uint64_t, Answer>> delivered_ ABSL_GUARDED_BY(mu_);
 };
 
 void ProvisioningServer::Impl::BanFor(const std::string& source, const std::string& reason) {

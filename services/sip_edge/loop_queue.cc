@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "absl/synchronization/mutex.h"
 #include "services/sip_edge/guard.h"
 
 namespace rwg::sip_edge {
@@ -27,7 +28,7 @@ LoopQueue::~LoopQueue() {
 void LoopQueue::Post(std::function<void()> fn) {
   bool wake = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     queue_.push_back(std::move(fn));
     // One write wakes the loop for everything posted until it runs the queue.
     wake = !signaled_;
@@ -50,7 +51,7 @@ int LoopQueue::OnWake(su_root_magic_t*, su_wait_t*, su_wakeup_arg_t* arg) {
 void LoopQueue::RunAll() {
   std::deque<std::function<void()>> batch;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     batch.swap(queue_);
     signaled_ = false;
   }

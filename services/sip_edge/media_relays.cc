@@ -5,11 +5,12 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <sstream>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
 #include "rwg/relay/v1/relay.grpc.pb.h"
 #include "services/core/json.h"
@@ -206,7 +207,7 @@ class GrpcMediaRelays : public MediaRelays {
     const absl::Time now = clock_.Now();
     std::vector<PendingDelete> failed;
     {
-      std::lock_guard<std::mutex> lock(failed_->mu);
+      absl::MutexLock lock(&failed_->mu);
       failed.swap(failed_->deletes);
     }
     for (PendingDelete& d : failed) {
@@ -244,8 +245,8 @@ class GrpcMediaRelays : public MediaRelays {
   // Deletions that failed, handed from gRPC's threads to Sweep; shared with the calls in
   // flight, which may complete after this client is gone (at shutdown).
   struct FailedDeletes {
-    std::mutex mu;
-    std::vector<PendingDelete> deletes;
+    absl::Mutex mu;
+    std::vector<PendingDelete> deletes ABSL_GUARDED_BY(mu);
   };
 
   void StartDelete(PendingDelete d) {
@@ -271,7 +272,7 @@ class GrpcMediaRelays : public MediaRelays {
                                  {"error", s.error_message()}});
               }
               if (!again) return;
-              std::lock_guard<std::mutex> lock(failed->mu);
+              absl::MutexLock lock(&failed->mu);
               failed->deletes.push_back(std::move(d));
             });
   }
@@ -300,7 +301,7 @@ class GrpcMediaRelays : public MediaRelays {
   }
 
   relaypb::RelayService::Stub* Stub(const std::string& address) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto& stub = stubs_[address];
     if (!stub) stub = relaypb::RelayService::NewStub(grpc::CreateChannel(address, creds_));
     return stub.get();
@@ -317,8 +318,8 @@ class GrpcMediaRelays : public MediaRelays {
   absl::Time listed_at_;
   std::vector<PendingDelete> retries_;  // deletions to try again (loop thread only)
   std::shared_ptr<FailedDeletes> failed_ = std::make_shared<FailedDeletes>();
-  std::mutex mu_;
-  std::map<std::string, std::unique_ptr<relaypb::RelayService::Stub>> stubs_;
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<relaypb::RelayService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
