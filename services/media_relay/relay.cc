@@ -44,6 +44,7 @@ struct RelayMetrics {
   prometheus::Counter& auth_failures;
   prometheus::Counter& idle;
   prometheus::Counter& internal_errors;
+  prometheus::Counter& redis_write_failures;
   // The children of the families, looked up once: [leg][direction] and [leg][reason].
   std::array<std::array<prometheus::Counter*, 2>, 2> packets_by{}, bytes_by{};
   std::array<std::array<prometheus::Counter*, kDropReasons>, 2> drops_by{};
@@ -91,7 +92,13 @@ struct RelayMetrics {
                             .Help("Exceptions caught on the packet path (the packet dropped) or "
                                   "in an API handler (answered INTERNAL); should stay 0")
                             .Register(r)
-                            .Add({})) {
+                            .Add({})),
+        redis_write_failures(prometheus::BuildCounter()
+                                 .Name("rwg_media_relay_redis_write_failures_total")
+                                 .Help("Redis writes that failed: a session's removal, an idle "
+                                       "event, the heartbeat (tried again every second)")
+                                 .Register(r)
+                                 .Add({})) {
     SetPacketPathErrorCounter(&internal_errors);
     for (int l = 0; l < 2; ++l) {
       for (int d = 0; d < 2; ++d) {
@@ -142,7 +149,8 @@ absl::Status Relay::Start() {
   Heartbeat();
   housekeeper_ = std::thread([this] {
     core::NameThisThread("rwg-housekeep");
-    // Lowering a thread's priority needs no privilege.
+    // Lowering a thread's priority needs no privilege, so this does not fail; the
+    // housekeeper would work at any priority anyway.
     (void)core::ScheduleThisThread({core::ThreadScheduling::Policy::kOther, kHousekeepingNice});
     Housekeeping();
   });
@@ -389,7 +397,13 @@ void Relay::Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session
     absl::MutexLock lock(&mu_);
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
   }
-  (void)redis_.Pipeline({{"DEL", SessionKey(s->id)}, {"SREM", IndexKey(options_.instance), s->id}});
+  // A record left behind is restored by the next start of this instance, then ended as an
+  // orphan: the failure costs ports for a while, not a wrong answer.
+  if (absl::StatusOr<std::vector<core::RedisReply>> r = redis_.Pipeline(
+          {{"DEL", SessionKey(s->id)}, {"SREM", IndexKey(options_.instance), s->id}});
+      !r.ok()) {
+    RedisWriteFailed("cannot remove the session from Redis", s->id, r.status());
+  }
   const LegCounters& a = s->legs[0].counters;
   const LegCounters& b = s->legs[1].counters;
   core::log::Info(
@@ -655,8 +669,12 @@ absl::Status Relay::Restore() {
     auto forget = [&](const std::string& why) {
       core::log::Warn("cannot restore a session; forgetting it",
                       {{"session", id.str}, {"error", why}});
-      (void)redis_.Command({"SREM", IndexKey(options_.instance), id.str});
-      (void)redis_.Command({"DEL", SessionKey(id.str)});
+      // Left behind, the record is met (and forgotten) again at the next start.
+      if (absl::StatusOr<std::vector<core::RedisReply>> r = redis_.Pipeline(
+              {{"SREM", IndexKey(options_.instance), id.str}, {"DEL", SessionKey(id.str)}});
+          !r.ok()) {
+        RedisWriteFailed("cannot forget the session in Redis", id.str, r.status());
+      }
     };
     if (raw->is_nil()) {
       forget("record missing");
@@ -710,7 +728,14 @@ absl::Status Relay::Restore() {
           if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
           for (const SsrcState& st : inbound ? leg.in_ssrcs : leg.out_ssrcs) {
             if (!st.used) continue;
-            (void)c->SetRoc(st.ssrc, st.roc);
+            if (absl::Status roc = c->SetRoc(st.ssrc, st.roc); !roc.ok()) {
+              // The stream starts at rollover counter 0 instead: only packets sent after a
+              // rollover fail authentication, so the session is kept.
+              core::log::Warn("cannot restore an SRTP rollover counter",
+                              {{"session", id.str},
+                               {"ssrc", std::to_string(st.ssrc)},
+                               {"error", std::string(roc.message())}});
+            }
             if (inbound) continue;
             alignas(16) uint8_t pkt[8 + kMaxTrailer] = {0x80, 201, 0, 1};
             for (uint64_t n = 0; n < st.srtcp_sent; ++n) {
@@ -719,6 +744,7 @@ absl::Status Relay::Restore() {
               pkt[6] = static_cast<uint8_t>(st.ssrc >> 8);
               pkt[7] = static_cast<uint8_t>(st.ssrc);
               size_t len = 8;
+              // Only the index advance is wanted: the packet is thrown away.
               (void)c->ProtectRtcp(pkt, &len, sizeof(pkt));
             }
           }
@@ -781,7 +807,24 @@ void Relay::Heartbeat() {
                       {"sessions", metrics_->sessions.Value()},
                       {"draining", draining_.load()},
                       {"seen", absl::ToUnixSeconds(clock_.Now())}};
-  (void)redis_.Command({"HSET", kInstancesKey, options_.instance, core::JsonDump(j)});
+  absl::StatusOr<core::RedisReply> r =
+      redis_.Command({"HSET", kInstancesKey, options_.instance, core::JsonDump(j)});
+  // Tried again every second: counted each time, logged when it starts and stops failing.
+  if (!r.ok()) {
+    metrics_->redis_write_failures.Increment();
+    if (!heartbeat_failing_.exchange(true)) {
+      core::log::Warn("cannot advertise the instance in Redis; trying again every second",
+                      {{"error", std::string(r.status().message())}});
+    }
+  } else if (heartbeat_failing_.exchange(false)) {
+    core::log::Info("instance advertised in Redis again", {});
+  }
+}
+
+void Relay::RedisWriteFailed(const char* what, const std::string& session,
+                             const absl::Status& status) {
+  metrics_->redis_write_failures.Increment();
+  core::log::Warn(what, {{"session", session}, {"error", std::string(status.message())}});
 }
 
 void Relay::CollectMetricsFor(Session& s) {
@@ -826,7 +869,13 @@ void Relay::Housekeeping() {
         if (idle && !s->idle.exchange(true)) {
           metrics_->idle.Increment();
           core::log::Info("session idle", {{"session", id}, {"call_id", s->call_id}});
-          (void)redis_.Command({"PUBLISH", "rwg:relay:events", absl::StrCat("idle ", id)});
+          // Published once: without it the call stays up until a phone hangs up, and the
+          // session (still marked idle for Get) ends as an orphan if no packet comes.
+          if (absl::StatusOr<core::RedisReply> r =
+                  redis_.Command({"PUBLISH", "rwg:relay:events", absl::StrCat("idle ", id)});
+              !r.ok()) {
+            RedisWriteFailed("cannot publish the idle event", id, r.status());
+          }
         } else if (!idle) {
           s->idle.store(false);
         }

@@ -137,6 +137,8 @@ class Relay {
       ABSL_LOCKS_EXCLUDED(mu_);
   void Housekeeping();
   void Heartbeat();
+  // A Redis write that failed and is not tried again: counted and logged.
+  void RedisWriteFailed(const char* what, const std::string& session, const absl::Status& status);
   void CollectMetrics() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CollectMetricsFor(Session& s);
   Worker& LeastLoaded();
@@ -153,6 +155,7 @@ class Relay {
   std::map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
   size_t allocating_ ABSL_GUARDED_BY(mu_) = 0;  // sessions being set up, not yet in sessions_
   std::atomic<bool> draining_{false};
+  std::atomic<bool> heartbeat_failing_{false};  // the last heartbeat's write failed
   size_t restored_ = 0;
   std::thread housekeeper_;
   absl::Mutex hk_mu_;

@@ -186,7 +186,7 @@ void Worker::Stop() {
   if (!thread_.joinable()) return;
   stop_ = true;
   uint64_t one = 1;
-  (void)!write(evfd_, &one, sizeof(one));
+  (void)!write(evfd_, &one, sizeof(one));  // fails only on a full eventfd, which wakes anyway
   thread_.join();
 }
 
@@ -205,13 +205,13 @@ void Worker::Run(const std::function<void()>& fn) {
     });
   }
   uint64_t one = 1;
-  (void)!write(evfd_, &one, sizeof(one));
+  (void)!write(evfd_, &one, sizeof(one));  // fails only on a full eventfd, which wakes anyway
   f.wait();
 }
 
 void Worker::RunQueued() {
   uint64_t n = 0;
-  (void)!read(evfd_, &n, sizeof(n));
+  (void)!read(evfd_, &n, sizeof(n));  // resets the eventfd; EAGAIN: already reset
   std::vector<std::function<void()>> q;
   {
     absl::MutexLock lock(&mu_);

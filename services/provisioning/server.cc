@@ -371,7 +371,7 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
         std::chrono::milliseconds(absl::ToInt64Milliseconds(server_.XmlTimeout())));
     // Server name indication carries a host name, never an address (RFC 6066).
     beast::error_code not_ip;
-    (void)asio::ip::make_address(up_.host, not_ip);
+    (void)asio::ip::make_address(up_.host, not_ip);  // only the error is wanted: not an address
     if (not_ip && !SSL_set_tlsext_host_name(stream_.native_handle(), up_.host.c_str())) {
       return Fail(
           beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()));
@@ -522,7 +522,7 @@ class ProvisioningServer::Impl::Worker {
             AcceptAll();
           } else if (fd == wake_) {
             uint64_t v;
-            (void)!::read(wake_, &v, sizeof(v));
+            (void)!::read(wake_, &v, sizeof(v));  // resets the eventfd; EAGAIN: already reset
             TakeDelivered();
           } else if (auto it = conns_.find(fd); it != conns_.end()) {
             Drive(*it->second);
@@ -590,7 +590,7 @@ class ProvisioningServer::Impl::Worker {
 
   void Wake() {
     const uint64_t one = 1;
-    (void)!::write(wake_, &one, sizeof(one));
+    (void)!::write(wake_, &one, sizeof(one));  // a full eventfd wakes the loop as well
   }
 
   void AcceptAll() {

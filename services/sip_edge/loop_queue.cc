@@ -36,14 +36,14 @@ void LoopQueue::Post(std::function<void()> fn) {
   }
   if (wake) {
     const uint64_t one = 1;
-    (void)!write(fd_, &one, sizeof(one));
+    (void)!write(fd_, &one, sizeof(one));  // fails only on a full eventfd, which wakes anyway
   }
 }
 
 int LoopQueue::OnWake(su_root_magic_t*, su_wait_t*, su_wakeup_arg_t* arg) {
   auto* self = reinterpret_cast<LoopQueue*>(arg);
   uint64_t n = 0;
-  (void)!read(self->fd_, &n, sizeof(n));
+  (void)!read(self->fd_, &n, sizeof(n));  // resets the eventfd; EAGAIN: already reset
   self->RunAll();
   return 0;
 }
