@@ -1,5 +1,6 @@
 // Read access to the SIP devices that control stores in Redis (R-DEV), for the services that
-// need their secrets: sip-edge (digest passwords), sync and tma later. Only control writes.
+// need their secrets: sip-edge (digest passwords; the planned sync and tma services too). Only
+// control writes.
 #pragma once
 
 #include <optional>
