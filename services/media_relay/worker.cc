@@ -108,7 +108,7 @@ namespace {
 
 // io_uring completions: what user_data says.
 constexpr uint64_t kKindShift = 56;
-constexpr uint64_t kRecv = 1, kSend = 2, kEvents = 3, kIgnore = 4;
+constexpr uint64_t kRecv = 1, kSend = 2, kEvents = 3;
 
 uint64_t RecvData(uint32_t slot, uint32_t gen) {
   return (kRecv << kKindShift) | (static_cast<uint64_t>(gen & 0xffffff) << 32) | slot;

@@ -69,8 +69,8 @@ using Request = http::request<http::empty_body>;
 // system (one fstatat) on every request: a replaced or rewritten file is read again at once.
 class FileCache {
  public:
-  static constexpr uint64_t kMaxFile = 256 * 1024;
-  static constexpr uint64_t kMaxTotal = 64 * 1024 * 1024;
+  static constexpr uint64_t kMaxFile = uint64_t{256} * 1024;
+  static constexpr uint64_t kMaxTotal = uint64_t{64} * 1024 * 1024;
 
   struct Entry {
     FileInfo info;
@@ -205,8 +205,9 @@ class ProvisioningServer::Impl {
                               .Add({}, prometheus::Histogram::BucketBoundaries{
                                            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})) {
     // Every series an alert or a dashboard reads exists from the start, at 0.
-    for (const char* reason : {"banned", "limit", "source_limit"})
+    for (const char* reason : {"banned", "limit", "source_limit"}) {
       refused_.Add({{"reason", reason}});
+    }
     for (const char* phase : {"handshake", "header", "idle", "proxy"}) {
       timeouts_.Add({{"phase", phase}});
     }
@@ -264,7 +265,7 @@ class ProvisioningServer::Impl {
   void CountRefused(const char* reason) { refused_.Add({{"reason", reason}}).Increment(); }
   void CountTimeout(const char* phase) { timeouts_.Add({{"phase", phase}}).Increment(); }
   // Counts and logs what was thrown while serving (`where`); never throws itself.
-  void InternalError(const char* where, std::exception_ptr thrown) noexcept {
+  void InternalError(const char* where, const std::exception_ptr& thrown) noexcept {
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(thrown);
@@ -279,8 +280,9 @@ class ProvisioningServer::Impl {
     }
   }
   // The answer to a request whose handling threw: 500, and the connection ends.
-  Answer InternalErrorAnswer(const char* where, std::exception_ptr thrown, const char* kind) {
-    InternalError(where, std::move(thrown));
+  Answer InternalErrorAnswer(const char* where, const std::exception_ptr& thrown,
+                             const char* kind) {
+    InternalError(where, thrown);
     Answer a;
     a.status = http::status::internal_server_error;
     a.kind = kind;
@@ -406,7 +408,7 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     http::async_write(stream_, *req_, [self = shared_from_this()](beast::error_code ec, size_t) {
       self->Guard([&]() {
         if (ec) return self->Fail(ec);
-        self->parser_.body_limit(1024 * 1024);
+        self->parser_.body_limit(uint64_t{1024} * 1024);
         self->parser_.skip(self->req_->method() == http::verb::head);  // no body follows
         http::async_read(self->stream_, self->buffer_, self->parser_,
                          [self](beast::error_code ec, size_t) {
@@ -763,7 +765,8 @@ class ProvisioningServer::Impl::Worker {
             return;
           }
           if (c.file_left > 0) {
-            const size_t want = static_cast<size_t>(std::min<uint64_t>(c.file_left, 64 * 1024));
+            const size_t want =
+                static_cast<size_t>(std::min<uint64_t>(c.file_left, uint64_t{64} * 1024));
             c.out.resize(want);
             const ssize_t n =
                 ::pread(c.file->fd, c.out.data(), want, static_cast<off_t>(c.file_pos));
@@ -810,10 +813,11 @@ class ProvisioningServer::Impl::Worker {
     const size_t used = c.parser->put(asio::buffer(c.in), ec);
     c.in.erase(0, used);
     if (ec == http::error::need_more) {
-      if (c.in.size() > 16 * 1024)
+      if (c.in.size() > size_t{16} * 1024) {
         ec = http::error::header_limit;
-      else
+      } else {
         return false;
+      }
     }
     c.started = now_;
     c.request_began.reset();

@@ -122,13 +122,14 @@ class GrpcMediaRelays : public MediaRelays {
   void Allocate(const std::string& call_id, const RelayRemote& set, const RelayRemote& icp,
                 Done done) override {
     if (listed_ && clock_.Now() - listed_at_ < options_.refresh) {
-      return Place(call_id, set, icp, std::move(done));
+      return Place(call_id, set, icp, done);
     }
     redis_.Command(
         {"HGETALL", "rwg:relay:instances"},
         [this, call_id, set, icp, done = std::move(done)](absl::StatusOr<core::RedisReply> r) {
-          if (!r.ok())
+          if (!r.ok()) {
             return done(absl::UnavailableError("media relays unknown: Redis unavailable"));
+          }
           std::vector<std::pair<std::string, std::string>> rows;
           for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
             rows.emplace_back(r->elements[i].str, r->elements[i + 1].str);
@@ -142,7 +143,7 @@ class GrpcMediaRelays : public MediaRelays {
 
   // Allocates the session on the least loaded instance known (on the loop thread).
   void Place(const std::string& call_id, const RelayRemote& set, const RelayRemote& icp,
-             Done done) {
+             const Done& done) {
     RelayCandidate* pick = LeastLoaded(candidates_);
     if (pick == nullptr) {
       listed_ = false;  // read again next time: an instance may have come up
@@ -158,7 +159,8 @@ class GrpcMediaRelays : public MediaRelays {
     const std::string instance = pick->instance.name;
     const std::string grpc = pick->instance.grpc;
     Stub(grpc)->async()->Allocate(
-        &call->ctx, &call->req, &call->resp, [this, call, instance, grpc, done](grpc::Status s) {
+        &call->ctx, &call->req, &call->resp,
+        [this, call, instance, grpc, done](const grpc::Status& s) {
           loop_.Post([this, call, instance, grpc, done, s]() {
             std::unique_ptr<Call<relaypb::AllocateRequest, relaypb::Session>> owned(call);
             if (!s.ok()) {
@@ -190,7 +192,8 @@ class GrpcMediaRelays : public MediaRelays {
     const std::string instance = session.instance;
     const std::string grpc = session.grpc;
     Stub(grpc)->async()->Update(
-        &call->ctx, &call->req, &call->resp, [this, call, instance, grpc, done](grpc::Status s) {
+        &call->ctx, &call->req, &call->resp,
+        [this, call, instance, grpc, done](const grpc::Status& s) {
           loop_.Post([call, instance, grpc, done, s]() {
             std::unique_ptr<Call<relaypb::UpdateRequest, relaypb::Session>> owned(call);
             if (!s.ok()) return done(FromGrpc("Update", s));
@@ -258,7 +261,7 @@ class GrpcMediaRelays : public MediaRelays {
         ->async()
         ->Delete(
             &call->ctx, &call->req, &call->resp,
-            [failed = failed_, call, d](grpc::Status s) mutable {
+            [failed = failed_, call, d](const grpc::Status& s) mutable {
               std::unique_ptr<Call<relaypb::DeleteRequest, relaypb::DeleteResponse>> owned(call);
               if (s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) return;
               // Not reached (restarting) or no answer in time: asked again.

@@ -83,8 +83,9 @@ std::string ToJson(const pb::Message& m) {
 std::string RenderTable(const Table& table) {
   std::vector<size_t> w(table.header.size());
   for (size_t i = 0; i < table.header.size(); ++i) w[i] = table.header[i].size();
-  for (const auto& r : table.rows)
+  for (const auto& r : table.rows) {
     for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  }
   std::string text;
   auto line = [&](const std::vector<std::string>& r) {
     std::string out;
