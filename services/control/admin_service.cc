@@ -147,8 +147,9 @@ grpc::Status AdminServiceImpl::Run(const char* method, grpc::ServerContext* ctx,
         if (!public_rpc) {
           auto md = ctx->client_metadata().find("authorization");
           absl::string_view header;
-          if (md != ctx->client_metadata().end())
+          if (md != ctx->client_metadata().end()) {
             header = absl::string_view(md->second.data(), md->second.size());
+          }
           absl::StatusOr<std::string> who = auth_.Check(header);
           if (!who.ok()) return who.status();
           user = *who;

@@ -132,8 +132,9 @@ absl::StatusOr<std::vector<CsvDevice>> ParseDeviceCsv(absl::string_view csv,
   std::vector<std::string> required = {"set_username", "icp_username", "icp_password"};
   if (set_password_required) required.push_back("set_password");
   for (const std::string& r : required) {
-    if (!col.count(r))
+    if (!col.count(r)) {
       errors.push_back(absl::StrCat("row 1: required column '", r, "' is missing"));
+    }
   }
   if (!errors.empty()) return absl::InvalidArgumentError(absl::StrJoin(errors, "; "));
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 
 namespace rwg::control {
 namespace {
@@ -93,7 +94,7 @@ void FailureTable::Clear(const std::string& key) {
 
 LoginGuard::Slot::~Slot() {
   if (guard_ == nullptr) return;
-  std::lock_guard<std::mutex> lock(guard_->mu_);
+  absl::MutexLock lock(&guard_->mu_);
   --guard_->in_progress_;
 }
 
@@ -115,7 +116,7 @@ absl::Status LoginGuard::Admit(const std::string& source, const std::string& use
   LoginEvent event;
   std::string what;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!source.empty() && (until = sources_.LockedUntil(source, now))) {
       event = LoginEvent::kSourceLocked;
       what = "from this address";
@@ -133,7 +134,7 @@ absl::Status LoginGuard::Admit(const std::string& source, const std::string& use
 
 absl::Status LoginGuard::Acquire(std::optional<Slot>& slot) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (in_progress_ < limits_.max_concurrent) {
       ++in_progress_;
       slot.emplace(this);
@@ -149,7 +150,7 @@ void LoginGuard::Failed(const std::string& source, const std::string& user) {
   const absl::Time now = clock_.Now();
   bool source_locked = false, user_locked = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!source.empty()) source_locked = sources_.Fail(source, now);
     user_locked = users_.Fail(UserKey(user), now);
   }
@@ -158,18 +159,18 @@ void LoginGuard::Failed(const std::string& source, const std::string& user) {
 }
 
 void LoginGuard::Succeeded(const std::string& source, const std::string& user) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (!source.empty()) sources_.Clear(source);
   users_.Clear(UserKey(user));
 }
 
 size_t LoginGuard::sources_tracked() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return sources_.size();
 }
 
 size_t LoginGuard::users_tracked() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return users_.size();
 }
 

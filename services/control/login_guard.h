@@ -14,14 +14,15 @@
 #include <cstdint>
 #include <functional>
 #include <list>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/core/clock.h"
 
@@ -117,10 +118,10 @@ class LoginGuard {
   core::Clock& clock_;
   LoginLimits limits_;
   std::function<void(LoginEvent)> on_event_;
-  mutable std::mutex mu_;
-  int in_progress_ = 0;
-  FailureTable sources_;
-  FailureTable users_;
+  mutable absl::Mutex mu_;
+  int in_progress_ ABSL_GUARDED_BY(mu_) = 0;
+  FailureTable sources_ ABSL_GUARDED_BY(mu_);
+  FailureTable users_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rwg::control

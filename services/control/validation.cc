@@ -165,8 +165,9 @@ bool IsHost(absl::string_view s) {
   }
   // All-numeric names are mistyped IPv4 addresses, not host names.
   bool all_digits_or_dots = true;
-  for (char c : s)
+  for (char c : s) {
     all_digits_or_dots &= (absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.');
+  }
   return !all_digits_or_dots;
 }
 

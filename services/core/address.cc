@@ -10,7 +10,7 @@
 namespace rwg::core {
 
 std::string SourceKey(absl::string_view ip) {
-  const std::string text(ip);
+  std::string text(ip);
   in6_addr a6{};
   if (::inet_pton(AF_INET6, text.c_str(), &a6) != 1) return text;  // IPv4, or not an address
   char buf[INET6_ADDRSTRLEN] = {};

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/json.h"
 
 namespace rwg::core {
@@ -15,13 +16,13 @@ std::string DeviceSecretContext(absl::string_view set_username, absl::string_vie
 absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::BySetUsername(
     const std::string& user) {
   if (cache_enabled_) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = by_set_.find(user);
     if (it != by_set_.end()) return it->second;
   }
   absl::StatusOr<std::optional<DeviceSecrets>> d = Load(user);
   if (cache_enabled_ && d.ok() && d->has_value()) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     by_set_[user] = **d;
     set_by_icp_[(*d)->icp_username] = user;
   }
@@ -58,7 +59,7 @@ absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::Load(const std::st
 absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::ByIcpUsername(
     const std::string& icp_user) {
   if (cache_enabled_) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = set_by_icp_.find(icp_user);
     if (it != set_by_icp_.end()) {
       auto d = by_set_.find(it->second);
@@ -75,7 +76,7 @@ absl::Status DeviceDirectory::Revalidate() {
   if (!cache_enabled_) return absl::OkStatus();
   absl::StatusOr<RedisReply> r = redis_.Command({"GET", kDevicesRevisionKey});
   if (!r.ok()) return r.status();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (r->str != revision_) {
     revision_ = r->str;
     by_set_.clear();
@@ -85,7 +86,7 @@ absl::Status DeviceDirectory::Revalidate() {
 }
 
 size_t DeviceDirectory::cached() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return by_set_.size();
 }
 

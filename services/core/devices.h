@@ -1,14 +1,16 @@
 // Read access to the SIP devices that control stores in Redis (R-DEV), for the services that
-// need their secrets: sip-edge (digest passwords), sync and tma later. Only control writes.
+// need their secrets: sip-edge (digest passwords; the planned sync and tma services too). Only
+// control writes.
 #pragma once
 
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/crypto.h"
 #include "services/core/redis.h"
 
@@ -56,10 +58,10 @@ class DeviceDirectory {
   RedisClient& redis_;
   const SecretBox& box_;
   const bool cache_enabled_;
-  mutable std::mutex mu_;
-  std::string revision_;
-  std::unordered_map<std::string, DeviceSecrets> by_set_;
-  std::unordered_map<std::string, std::string> set_by_icp_;
+  mutable absl::Mutex mu_;
+  std::string revision_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, DeviceSecrets> by_set_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::string> set_by_icp_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rwg::core

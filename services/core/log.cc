@@ -6,21 +6,24 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 
+#include "absl/base/attributes.h"
+#include "absl/base/const_init.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace rwg::core::log {
 namespace {
 
-std::mutex g_mu;
-std::string g_service = "rwg";
-std::shared_ptr<spdlog::logger> g_logger;
+ABSL_CONST_INIT absl::Mutex g_mu(absl::kConstInit);
+std::string g_service ABSL_GUARDED_BY(g_mu) = "rwg";
+std::shared_ptr<spdlog::logger> g_logger ABSL_GUARDED_BY(g_mu);
 
 spdlog::logger& Logger() {
-  std::lock_guard<std::mutex> lock(g_mu);
+  absl::MutexLock lock(&g_mu);
   if (!g_logger) {
     g_logger =
         std::make_shared<spdlog::logger>("rwg", std::make_shared<spdlog::sinks::stderr_sink_mt>());
@@ -148,7 +151,7 @@ void Emit(spdlog::level::level_enum lvl, absl::string_view name, absl::string_vi
 void Init(absl::string_view service, absl::string_view level) {
   spdlog::logger& logger = Logger();
   {
-    std::lock_guard<std::mutex> lock(g_mu);
+    absl::MutexLock lock(&g_mu);
     g_service = std::string(service);
   }
   logger.set_level(spdlog::level::from_str(std::string(level)));
@@ -174,7 +177,7 @@ std::string Format(absl::string_view level, absl::string_view msg,
   out.reserve(160);
   absl::StrAppend(&out, "ts=", Timestamp(), " level=", level, " service=");
   {
-    std::lock_guard<std::mutex> lock(g_mu);
+    absl::MutexLock lock(&g_mu);
     out.append(g_service);
   }
   out.append(" msg=");

@@ -65,7 +65,8 @@ class YamlConfig final : public CLI::Config {
 
 }  // namespace
 
-Options::Options(std::string program, std::string description) : app_(description, program) {
+Options::Options(std::string program, std::string description)
+    : app_(std::move(description), std::move(program)) {
   app_.config_formatter(std::make_shared<YamlConfig>(&app_));
   app_.set_config("--config", "", "YAML file with options (same names as the flags)")
       ->envname("RWG_CONFIG");

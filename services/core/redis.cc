@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 
 namespace rwg::core {
 
@@ -62,7 +63,7 @@ RedisClient::~RedisClient() {
 
 absl::StatusOr<redisContext*> RedisClient::Acquire() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!idle_.empty()) {
       redisContext* c = idle_.back();
       idle_.pop_back();
@@ -159,7 +160,7 @@ absl::Status RedisClient::Subscribe(
 
 void RedisClient::Release(redisContext* ctx, bool healthy) {
   if (healthy) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (idle_.size() < options_.max_idle_connections) {
       idle_.push_back(ctx);
       return;
@@ -243,7 +244,7 @@ absl::StatusOr<RedisReply> RedisClient::Eval(const std::string& script,
   // Redis does not know it (first use, or after a restart or SCRIPT FLUSH).
   std::string sha;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = script_sha_.find(script);
     if (it == script_sha_.end()) it = script_sha_.emplace(script, ScriptSha(script)).first;
     sha = it->second;

@@ -5,12 +5,13 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 struct redisContext;
@@ -85,9 +86,10 @@ class RedisClient {
   void Release(redisContext* ctx, bool healthy);
 
   RedisOptions options_;
-  std::mutex mu_;
-  std::vector<redisContext*> idle_;
-  std::unordered_map<std::string, std::string> script_sha_;  // script -> SHA-1 hex
+  absl::Mutex mu_;
+  std::vector<redisContext*> idle_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::string> script_sha_
+      ABSL_GUARDED_BY(mu_);  // script -> SHA-1 hex
 };
 
 }  // namespace rwg::core

@@ -86,6 +86,7 @@ absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
     if (!tls.ok()) return tls.status();
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
+    // The gauge is only missing when the certificate cannot be read, which failed above.
     (void)ExportCertificateExpiry(*registry_, "grpc", flags_.tls_cert_file);
     creds = grpc::SslServerCredentials(ssl);
   } else {

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace rwg::media_relay {
 namespace {
@@ -72,7 +73,7 @@ absl::StatusOr<PortPair> PortPool::Bind(int port) {
 }
 
 absl::StatusOr<PortPair> PortPool::Acquire() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (size_t tried = 0; tried < total_; ++tried) {
     const int port = next_;
     next_ = next_ + 2 > max_ - 1 ? min_ : next_ + 2;
@@ -89,7 +90,7 @@ absl::StatusOr<PortPair> PortPool::Acquire() {
 }
 
 absl::StatusOr<PortPair> PortPool::AcquireExactly(int port) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (port < min_ || port + 1 > max_ || port % 2 != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("port ", port, " is not an RTP port of the pool ", min_, "-", max_));
@@ -104,12 +105,12 @@ void PortPool::Release(PortPair& pair) {
   if (pair.rtp_fd >= 0) close(pair.rtp_fd);
   if (pair.rtcp_fd >= 0) close(pair.rtcp_fd);
   pair.rtp_fd = pair.rtcp_fd = -1;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   used_.erase(pair.port);
 }
 
 size_t PortPool::used_pairs() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return used_.size();
 }
 

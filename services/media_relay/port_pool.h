@@ -2,11 +2,12 @@
 // (even port RTP, next odd port RTCP). Only allocated pairs have open sockets.
 #pragma once
 
-#include <mutex>
 #include <set>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace rwg::media_relay {
 
@@ -40,9 +41,9 @@ class PortPool {
   const int min_;
   const int max_;
   const size_t total_;
-  mutable std::mutex mu_;
-  std::set<int> used_;
-  int next_;
+  mutable absl::Mutex mu_;
+  std::set<int> used_ ABSL_GUARDED_BY(mu_);
+  int next_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rwg::media_relay

@@ -6,6 +6,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/json.h"
 #include "services/core/log.h"
 #include "services/core/thread.h"
@@ -43,6 +44,7 @@ struct RelayMetrics {
   prometheus::Counter& auth_failures;
   prometheus::Counter& idle;
   prometheus::Counter& internal_errors;
+  prometheus::Counter& redis_write_failures;
   // The children of the families, looked up once: [leg][direction] and [leg][reason].
   std::array<std::array<prometheus::Counter*, 2>, 2> packets_by{}, bytes_by{};
   std::array<std::array<prometheus::Counter*, kDropReasons>, 2> drops_by{};
@@ -90,7 +92,13 @@ struct RelayMetrics {
                             .Help("Exceptions caught on the packet path (the packet dropped) or "
                                   "in an API handler (answered INTERNAL); should stay 0")
                             .Register(r)
-                            .Add({})) {
+                            .Add({})),
+        redis_write_failures(prometheus::BuildCounter()
+                                 .Name("rwg_media_relay_redis_write_failures_total")
+                                 .Help("Redis writes that failed: a session's removal, an idle "
+                                       "event, the heartbeat (tried again every second)")
+                                 .Register(r)
+                                 .Add({})) {
     SetPacketPathErrorCounter(&internal_errors);
     for (int l = 0; l < 2; ++l) {
       for (int d = 0; d < 2; ++d) {
@@ -120,7 +128,8 @@ Relay::Relay(RelayOptions options, core::RedisClient& redis, const core::SecretB
       clock_(clock),
       rng_(rng),
       metrics_(std::make_unique<RelayMetrics>(registry)),
-      pool_(options_.bind_address, options_.port_min, options_.port_max) {
+      pool_(options_.bind_address, options_.port_min, options_.port_max),
+      grpc_address_(options_.grpc_address) {
   if (options_.media_address.empty()) options_.media_address = options_.bind_address;
 }
 
@@ -129,7 +138,7 @@ Relay::~Relay() { Stop(); }
 absl::Status Relay::Start() {
   workers_.clear();
   {
-    std::lock_guard<std::mutex> lock(hk_mu_);
+    absl::MutexLock lock(&hk_mu_);
     hk_stop_ = false;
   }
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
@@ -140,7 +149,8 @@ absl::Status Relay::Start() {
   Heartbeat();
   housekeeper_ = std::thread([this] {
     core::NameThisThread("rwg-housekeep");
-    // Lowering a thread's priority needs no privilege.
+    // Lowering a thread's priority needs no privilege, so this does not fail; the
+    // housekeeper would work at any priority anyway.
     (void)core::ScheduleThisThread({core::ThreadScheduling::Policy::kOther, kHousekeepingNice});
     Housekeeping();
   });
@@ -149,14 +159,13 @@ absl::Status Relay::Start() {
 
 void Relay::Stop() {
   {
-    std::lock_guard<std::mutex> lock(hk_mu_);
-    hk_stop_ = true;
+    absl::MutexLock lock(&hk_mu_);
+    hk_stop_ = true;  // wakes the housekeeper's AwaitWithTimeout
   }
-  hk_cv_.notify_all();
   if (housekeeper_.joinable()) housekeeper_.join();
   for (auto& w : workers_) w->Stop();
   // Sessions stay in Redis: the next start of this instance restores them.
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (auto& [id, s] : sessions_) {
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
   }
@@ -250,7 +259,7 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
   // Redis happen outside it, so that requests do not queue behind each other's round trips.
   Worker* w = nullptr;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (options_.max_sessions > 0 &&
         sessions_.size() + allocating_ >= static_cast<size_t>(options_.max_sessions)) {
       return absl::ResourceExhaustedError(
@@ -268,7 +277,7 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
     ++allocating_;
   }
   auto give_up = [&](absl::Status why) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
     --allocating_;
     return why;
@@ -293,7 +302,7 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
                                       {"icp_port", std::to_string(s->legs[1].ports.port)},
                                       {"set_suite", SuiteLabel(s->legs[0].suite)},
                                       {"icp_suite", SuiteLabel(s->legs[1].suite)}});
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   --allocating_;
   sessions_[s->id] = std::move(s);
   metrics_->sessions.Set(static_cast<double>(sessions_.size()));
@@ -328,7 +337,7 @@ absl::Status Relay::ApplyUpdate(const Leg& cur, const relaypb::LegUpdate& u, Leg
 }
 
 absl::StatusOr<relaypb::Session> Relay::Update(const relaypb::UpdateRequest& req) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = sessions_.find(req.id());
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", req.id()));
   Session& s = *it->second;
@@ -385,10 +394,16 @@ void Relay::Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session
     w.Detach(s.get());
   });
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (Leg& leg : s->legs) pool_.Release(leg.ports);
   }
-  (void)redis_.Pipeline({{"DEL", SessionKey(s->id)}, {"SREM", IndexKey(options_.instance), s->id}});
+  // A record left behind is restored by the next start of this instance, then ended as an
+  // orphan: the failure costs ports for a while, not a wrong answer.
+  if (absl::StatusOr<std::vector<core::RedisReply>> r = redis_.Pipeline(
+          {{"DEL", SessionKey(s->id)}, {"SREM", IndexKey(options_.instance), s->id}});
+      !r.ok()) {
+    RedisWriteFailed("cannot remove the session from Redis", s->id, r.status());
+  }
   const LegCounters& a = s->legs[0].counters;
   const LegCounters& b = s->legs[1].counters;
   core::log::Info(
@@ -409,7 +424,7 @@ void Relay::Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session
 absl::StatusOr<relaypb::Session> Relay::Delete(const std::string& id) {
   std::unique_ptr<Session> s;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
     s = std::move(it->second);
@@ -422,14 +437,14 @@ absl::StatusOr<relaypb::Session> Relay::Delete(const std::string& id) {
 }
 
 absl::StatusOr<relaypb::Session> Relay::Get(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return absl::NotFoundError(absl::StrCat("no session ", id));
   return Snapshot(*it->second);
 }
 
 relaypb::ListResponse Relay::List() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   relaypb::ListResponse out;
   for (auto& [id, s] : sessions_) *out.add_sessions() = Snapshot(*s);
   out.set_ports_used(static_cast<uint32_t>(pool_.used_pairs() * 2));
@@ -440,7 +455,7 @@ relaypb::ListResponse Relay::List() {
 
 uint32_t Relay::Drain() {
   draining_ = true;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   core::log::Info("draining", {{"sessions", std::to_string(sessions_.size())}});
   return static_cast<uint32_t>(sessions_.size());
 }
@@ -647,15 +662,19 @@ absl::Status Relay::PersistDirty(const std::vector<Session*>& dirty) {
 absl::Status Relay::Restore() {
   absl::StatusOr<core::RedisReply> ids = redis_.Command({"SMEMBERS", IndexKey(options_.instance)});
   if (!ids.ok()) return ids.status();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const core::RedisReply& id : ids->elements) {
     absl::StatusOr<core::RedisReply> raw = redis_.Command({"GET", SessionKey(id.str)});
     if (!raw.ok()) return raw.status();
     auto forget = [&](const std::string& why) {
       core::log::Warn("cannot restore a session; forgetting it",
                       {{"session", id.str}, {"error", why}});
-      (void)redis_.Command({"SREM", IndexKey(options_.instance), id.str});
-      (void)redis_.Command({"DEL", SessionKey(id.str)});
+      // Left behind, the record is met (and forgotten) again at the next start.
+      if (absl::StatusOr<std::vector<core::RedisReply>> r = redis_.Pipeline(
+              {{"SREM", IndexKey(options_.instance), id.str}, {"DEL", SessionKey(id.str)}});
+          !r.ok()) {
+        RedisWriteFailed("cannot forget the session in Redis", id.str, r.status());
+      }
     };
     if (raw->is_nil()) {
       forget("record missing");
@@ -709,7 +728,14 @@ absl::Status Relay::Restore() {
           if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
           for (const SsrcState& st : inbound ? leg.in_ssrcs : leg.out_ssrcs) {
             if (!st.used) continue;
-            (void)c->SetRoc(st.ssrc, st.roc);
+            if (absl::Status roc = c->SetRoc(st.ssrc, st.roc); !roc.ok()) {
+              // The stream starts at rollover counter 0 instead: only packets sent after a
+              // rollover fail authentication, so the session is kept.
+              core::log::Warn("cannot restore an SRTP rollover counter",
+                              {{"session", id.str},
+                               {"ssrc", std::to_string(st.ssrc)},
+                               {"error", std::string(roc.message())}});
+            }
             if (inbound) continue;
             alignas(16) uint8_t pkt[8 + kMaxTrailer] = {0x80, 201, 0, 1};
             for (uint64_t n = 0; n < st.srtcp_sent; ++n) {
@@ -718,6 +744,7 @@ absl::Status Relay::Restore() {
               pkt[6] = static_cast<uint8_t>(st.ssrc >> 8);
               pkt[7] = static_cast<uint8_t>(st.ssrc);
               size_t len = 8;
+              // Only the index advance is wanted: the packet is thrown away.
               (void)c->ProtectRtcp(pkt, &len, sizeof(pkt));
             }
           }
@@ -758,8 +785,8 @@ absl::Status Relay::Restore() {
 
 void Relay::SetGrpcAddress(const std::string& address) {
   {
-    std::lock_guard<std::mutex> lock(hk_mu_);
-    options_.grpc_address = address;
+    absl::MutexLock lock(&hk_mu_);
+    grpc_address_ = address;
   }
   Heartbeat();  // the control plane learns the address at once, not at the next heartbeat
 }
@@ -767,8 +794,8 @@ void Relay::SetGrpcAddress(const std::string& address) {
 void Relay::Heartbeat() {
   std::string grpc;
   {
-    std::lock_guard<std::mutex> lock(hk_mu_);
-    grpc = options_.grpc_address;
+    absl::MutexLock lock(&hk_mu_);
+    grpc = grpc_address_;
   }
   // Not advertised before the API listens (SetGrpcAddress): the SIP edge would pick an
   // instance it cannot reach.
@@ -780,7 +807,24 @@ void Relay::Heartbeat() {
                       {"sessions", metrics_->sessions.Value()},
                       {"draining", draining_.load()},
                       {"seen", absl::ToUnixSeconds(clock_.Now())}};
-  (void)redis_.Command({"HSET", kInstancesKey, options_.instance, core::JsonDump(j)});
+  absl::StatusOr<core::RedisReply> r =
+      redis_.Command({"HSET", kInstancesKey, options_.instance, core::JsonDump(j)});
+  // Tried again every second: counted each time, logged when it starts and stops failing.
+  if (!r.ok()) {
+    metrics_->redis_write_failures.Increment();
+    if (!heartbeat_failing_.exchange(true)) {
+      core::log::Warn("cannot advertise the instance in Redis; trying again every second",
+                      {{"error", std::string(r.status().message())}});
+    }
+  } else if (heartbeat_failing_.exchange(false)) {
+    core::log::Info("instance advertised in Redis again", {});
+  }
+}
+
+void Relay::RedisWriteFailed(const char* what, const std::string& session,
+                             const absl::Status& status) {
+  metrics_->redis_write_failures.Increment();
+  core::log::Warn(what, {{"session", session}, {"error", std::string(status.message())}});
 }
 
 void Relay::CollectMetricsFor(Session& s) {
@@ -810,11 +854,11 @@ void Relay::CollectMetrics() {
 
 void Relay::Housekeeping() {
   std::vector<std::unique_ptr<Session>> ended;  // orphans, finished outside the lock
-  std::unique_lock<std::mutex> hk(hk_mu_);
+  hk_mu_.Lock();
   while (!hk_stop_) {
-    hk.unlock();
+    hk_mu_.Unlock();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       const absl::Time now = clock_.Now();
       std::vector<std::string> orphans;
       std::vector<Session*> dirty;
@@ -825,7 +869,13 @@ void Relay::Housekeeping() {
         if (idle && !s->idle.exchange(true)) {
           metrics_->idle.Increment();
           core::log::Info("session idle", {{"session", id}, {"call_id", s->call_id}});
-          (void)redis_.Command({"PUBLISH", "rwg:relay:events", absl::StrCat("idle ", id)});
+          // Published once: without it the call stays up until a phone hangs up, and the
+          // session (still marked idle for Get) ends as an orphan if no packet comes.
+          if (absl::StatusOr<core::RedisReply> r =
+                  redis_.Command({"PUBLISH", "rwg:relay:events", absl::StrCat("idle ", id)});
+              !r.ok()) {
+            RedisWriteFailed("cannot publish the idle event", id, r.status());
+          }
         } else if (!idle) {
           s->idle.store(false);
         }
@@ -848,9 +898,10 @@ void Relay::Housekeeping() {
     for (std::unique_ptr<Session>& s : ended) Finish(std::move(s), "orphaned", nullptr);
     ended.clear();
     Heartbeat();
-    hk.lock();
-    hk_cv_.wait_for(hk, std::chrono::seconds(1), [this] { return hk_stop_; });
+    hk_mu_.Lock();
+    hk_mu_.AwaitWithTimeout(absl::Condition(&hk_stop_), absl::Seconds(1));
   }
+  hk_mu_.Unlock();
 }
 
 }  // namespace rwg::media_relay

@@ -10,7 +10,6 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,7 +19,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "rwg/relay/v1/relay.pb.h"
 #include "services/core/clock.h"
 #include "services/core/crypto.h"
@@ -132,10 +133,13 @@ class Relay {
   absl::Status Restore();
   // Ends a session already out of the table (without mu_ held): detaches it, frees its
   // ports, forgets its state, logs; `final`, if given, gets its last snapshot.
-  void Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session* final);
+  void Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session* final)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void Housekeeping();
   void Heartbeat();
-  void CollectMetrics();
+  // A Redis write that failed and is not tried again: counted and logged.
+  void RedisWriteFailed(const char* what, const std::string& session, const absl::Status& status);
+  void CollectMetrics() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CollectMetricsFor(Session& s);
   Worker& LeastLoaded();
 
@@ -147,15 +151,17 @@ class Relay {
   std::unique_ptr<RelayMetrics> metrics_;
   PortPool pool_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::mutex mu_;  // sessions_ and everything that allocates or frees ports
-  std::map<std::string, std::unique_ptr<Session>> sessions_;
-  size_t allocating_ = 0;  // sessions being set up, not yet in sessions_ (guarded by mu_)
+  absl::Mutex mu_;  // sessions_ and everything that allocates or frees ports
+  std::map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  size_t allocating_ ABSL_GUARDED_BY(mu_) = 0;  // sessions being set up, not yet in sessions_
   std::atomic<bool> draining_{false};
+  std::atomic<bool> heartbeat_failing_{false};  // the last heartbeat's write failed
   size_t restored_ = 0;
   std::thread housekeeper_;
-  std::mutex hk_mu_;
-  std::condition_variable hk_cv_;
-  bool hk_stop_ = false;
+  absl::Mutex hk_mu_;
+  bool hk_stop_ ABSL_GUARDED_BY(hk_mu_) = false;
+  // The API address advertised in Redis (options_.grpc_address, then SetGrpcAddress).
+  std::string grpc_address_ ABSL_GUARDED_BY(hk_mu_);
 };
 
 }  // namespace rwg::media_relay

@@ -43,6 +43,7 @@ grpc::Status RelayServiceImpl::Allocate(grpc::ServerContext* ctx,
     if (!s.ok()) return core::ToGrpcStatus(s.status());
     if (ctx->IsCancelled()) {
       // Nobody will learn this session's id, so nobody would delete it: it goes at once.
+      // Its only failure, NOT_FOUND, means that it is gone already.
       (void)relay_.Delete(s->id());
       return grpc::Status(grpc::StatusCode::CANCELLED, "caller gave up");
     }

@@ -379,8 +379,9 @@ class OpensslContext final : public SrtpContext {
 
   absl::StatusOr<uint32_t> DoGetRoc(uint32_t ssrc) const override {
     const Stream* stream = Find(ssrc);
-    if (stream == nullptr)
+    if (stream == nullptr) {
       return absl::NotFoundError(absl::StrCat("no SRTP stream for SSRC ", ssrc));
+    }
     if (stream->pending_roc != 0) return stream->pending_roc;
     return static_cast<uint32_t>(stream->rtp.top() >> 16);
   }

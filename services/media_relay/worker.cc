@@ -15,6 +15,7 @@
 #include <future>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/log.h"
 #include "services/core/thread.h"
 #include "services/media_relay/rtp.h"
@@ -108,7 +109,7 @@ namespace {
 
 // io_uring completions: what user_data says.
 constexpr uint64_t kKindShift = 56;
-constexpr uint64_t kRecv = 1, kSend = 2, kEvents = 3, kIgnore = 4;
+constexpr uint64_t kRecv = 1, kSend = 2, kEvents = 3;
 
 uint64_t RecvData(uint32_t slot, uint32_t gen) {
   return (kRecv << kKindShift) | (static_cast<uint64_t>(gen & 0xffffff) << 32) | slot;
@@ -191,7 +192,7 @@ void Worker::Stop() {
   if (!thread_.joinable()) return;
   stop_ = true;
   uint64_t one = 1;
-  (void)!write(evfd_, &one, sizeof(one));
+  (void)!write(evfd_, &one, sizeof(one));  // fails only on a full eventfd, which wakes anyway
   thread_.join();
 }
 
@@ -203,23 +204,23 @@ void Worker::Run(const std::function<void()>& fn) {
   std::promise<void> done;
   std::future<void> f = done.get_future();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     queue_.push_back([&fn, &done] {
       fn();
       done.set_value();
     });
   }
   uint64_t one = 1;
-  (void)!write(evfd_, &one, sizeof(one));
+  (void)!write(evfd_, &one, sizeof(one));  // fails only on a full eventfd, which wakes anyway
   f.wait();
 }
 
 void Worker::RunQueued() {
   uint64_t n = 0;
-  (void)!read(evfd_, &n, sizeof(n));
+  (void)!read(evfd_, &n, sizeof(n));  // resets the eventfd; EAGAIN: already reset
   std::vector<std::function<void()>> q;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     q.swap(queue_);
   }
   for (auto& fn : q) fn();

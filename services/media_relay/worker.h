@@ -16,13 +16,14 @@
 #include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/thread.h"
 #include "services/media_relay/session.h"
 
@@ -108,8 +109,8 @@ class Worker {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<int> sessions_{0};
-  std::mutex mu_;
-  std::vector<std::function<void()>> queue_;
+  absl::Mutex mu_;
+  std::vector<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   int64_t now_ns_ = 0;
 
   // epoll: batch buffers, reused for every read.

@@ -1,9 +1,11 @@
 #include "services/provisioning/limits.h"
 
+#include "absl/synchronization/mutex.h"
+
 namespace rwg::provisioning {
 
 bool ConnectionsPerSource::Acquire(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = open_.find(key);
   if (it == open_.end()) {
     if (open_.size() >= max_sources_ || limit_ < 1) return false;
@@ -16,20 +18,20 @@ bool ConnectionsPerSource::Acquire(const std::string& key) {
 }
 
 void ConnectionsPerSource::Release(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = open_.find(key);
   if (it == open_.end()) return;
   if (--it->second <= 0) open_.erase(it);
 }
 
 int ConnectionsPerSource::open(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = open_.find(key);
   return it == open_.end() ? 0 : it->second;
 }
 
 size_t ConnectionsPerSource::sources() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return open_.size();
 }
 

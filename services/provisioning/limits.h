@@ -5,9 +5,11 @@
 // most `max_sources` of them are tracked: the table is bounded by the connections themselves.
 #pragma once
 
-#include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace rwg::provisioning {
 
@@ -27,8 +29,8 @@ class ConnectionsPerSource {
  private:
   const int limit_;
   const size_t max_sources_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, int> open_;
+  mutable absl::Mutex mu_;
+  std::unordered_map<std::string, int> open_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rwg::provisioning

@@ -1,10 +1,12 @@
 #include "services/provisioning/misses.h"
 
+#include "absl/synchronization/mutex.h"
+
 namespace rwg::provisioning {
 
 bool MissCounter::Miss(const std::string& source, absl::string_view what) {
   const absl::Time now = clock_.Now();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (misses_.size() >= max_sources_ && misses_.find(source) == misses_.end()) Sweep(now);
   if (misses_.size() >= max_sources_ && misses_.find(source) == misses_.end()) {
     misses_.erase(misses_.begin());  // still full of live sources: one of them makes room
@@ -33,7 +35,7 @@ void MissCounter::Sweep(absl::Time now) {
 }
 
 size_t MissCounter::tracked() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return misses_.size();
 }
 

@@ -7,11 +7,12 @@
 #pragma once
 
 #include <deque>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/core/clock.h"
 
@@ -30,17 +31,17 @@ class MissCounter {
   size_t tracked() const;
 
  private:
-  void Sweep(absl::Time now);
+  void Sweep(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const int threshold_;
   const absl::Duration window_;
   core::Clock& clock_;
   const size_t max_sources_;
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   struct Seen {
     absl::Time at;
     std::string what;
   };
-  std::unordered_map<std::string, std::deque<Seen>> misses_;
+  std::unordered_map<std::string, std::deque<Seen>> misses_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rwg::provisioning

@@ -24,15 +24,16 @@
 #include <boost/optional.hpp>
 #include <chrono>
 #include <exception>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/address.h"
 #include "services/core/crypto.h"
 #include "services/core/log.h"
@@ -68,8 +69,8 @@ using Request = http::request<http::empty_body>;
 // system (one fstatat) on every request: a replaced or rewritten file is read again at once.
 class FileCache {
  public:
-  static constexpr uint64_t kMaxFile = 256 * 1024;
-  static constexpr uint64_t kMaxTotal = 64 * 1024 * 1024;
+  static constexpr uint64_t kMaxFile = uint64_t{256} * 1024;
+  static constexpr uint64_t kMaxTotal = uint64_t{64} * 1024 * 1024;
 
   struct Entry {
     FileInfo info;
@@ -82,7 +83,7 @@ class FileCache {
   };
 
   std::shared_ptr<const Entry> Get(const std::string& name, const FileInfo& now) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = entries_.find(name);
     if (it == entries_.end()) return nullptr;
     const FileInfo& was = it->second->info;
@@ -95,7 +96,7 @@ class FileCache {
   }
 
   void Put(const std::string& name, std::shared_ptr<const Entry> e) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (total_ + e->info.size > kMaxTotal) {
       entries_.clear();
       total_ = 0;
@@ -105,9 +106,9 @@ class FileCache {
   }
 
  private:
-  std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<const Entry>> entries_;
-  uint64_t total_ = 0;
+  absl::Mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  uint64_t total_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Sources whose unknown-MAC requests are counted at once: each may hold up to
@@ -204,8 +205,9 @@ class ProvisioningServer::Impl {
                               .Add({}, prometheus::Histogram::BucketBoundaries{
                                            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})) {
     // Every series an alert or a dashboard reads exists from the start, at 0.
-    for (const char* reason : {"banned", "limit", "source_limit"})
+    for (const char* reason : {"banned", "limit", "source_limit"}) {
       refused_.Add({{"reason", reason}});
+    }
     for (const char* phase : {"handshake", "header", "idle", "proxy"}) {
       timeouts_.Add({{"phase", phase}});
     }
@@ -263,7 +265,7 @@ class ProvisioningServer::Impl {
   void CountRefused(const char* reason) { refused_.Add({{"reason", reason}}).Increment(); }
   void CountTimeout(const char* phase) { timeouts_.Add({{"phase", phase}}).Increment(); }
   // Counts and logs what was thrown while serving (`where`); never throws itself.
-  void InternalError(const char* where, std::exception_ptr thrown) noexcept {
+  void InternalError(const char* where, const std::exception_ptr& thrown) noexcept {
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(thrown);
@@ -278,8 +280,9 @@ class ProvisioningServer::Impl {
     }
   }
   // The answer to a request whose handling threw: 500, and the connection ends.
-  Answer InternalErrorAnswer(const char* where, std::exception_ptr thrown, const char* kind) {
-    InternalError(where, std::move(thrown));
+  Answer InternalErrorAnswer(const char* where, const std::exception_ptr& thrown,
+                             const char* kind) {
+    InternalError(where, thrown);
     Answer a;
     a.status = http::status::internal_server_error;
     a.kind = kind;
@@ -370,7 +373,7 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
         std::chrono::milliseconds(absl::ToInt64Milliseconds(server_.XmlTimeout())));
     // Server name indication carries a host name, never an address (RFC 6066).
     beast::error_code not_ip;
-    (void)asio::ip::make_address(up_.host, not_ip);
+    (void)asio::ip::make_address(up_.host, not_ip);  // only the error is wanted: not an address
     if (not_ip && !SSL_set_tlsext_host_name(stream_.native_handle(), up_.host.c_str())) {
       return Fail(
           beast::error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()));
@@ -405,7 +408,7 @@ class XmlCall : public std::enable_shared_from_this<XmlCall> {
     http::async_write(stream_, *req_, [self = shared_from_this()](beast::error_code ec, size_t) {
       self->Guard([&]() {
         if (ec) return self->Fail(ec);
-        self->parser_.body_limit(1024 * 1024);
+        self->parser_.body_limit(uint64_t{1024} * 1024);
         self->parser_.skip(self->req_->method() == http::verb::head);  // no body follows
         http::async_read(self->stream_, self->buffer_, self->parser_,
                          [self](beast::error_code ec, size_t) {
@@ -521,7 +524,7 @@ class ProvisioningServer::Impl::Worker {
             AcceptAll();
           } else if (fd == wake_) {
             uint64_t v;
-            (void)!::read(wake_, &v, sizeof(v));
+            (void)!::read(wake_, &v, sizeof(v));  // resets the eventfd; EAGAIN: already reset
             TakeDelivered();
           } else if (auto it = conns_.find(fd); it != conns_.end()) {
             Drive(*it->second);
@@ -550,7 +553,7 @@ class ProvisioningServer::Impl::Worker {
   // A proxied request's answer, from the proxy's thread.
   void Deliver(uint64_t id, Answer a) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       delivered_.emplace_back(id, std::move(a));
     }
     Wake();
@@ -589,7 +592,7 @@ class ProvisioningServer::Impl::Worker {
 
   void Wake() {
     const uint64_t one = 1;
-    (void)!::write(wake_, &one, sizeof(one));
+    (void)!::write(wake_, &one, sizeof(one));  // a full eventfd wakes the loop as well
   }
 
   void AcceptAll() {
@@ -762,7 +765,8 @@ class ProvisioningServer::Impl::Worker {
             return;
           }
           if (c.file_left > 0) {
-            const size_t want = static_cast<size_t>(std::min<uint64_t>(c.file_left, 64 * 1024));
+            const size_t want =
+                static_cast<size_t>(std::min<uint64_t>(c.file_left, uint64_t{64} * 1024));
             c.out.resize(want);
             const ssize_t n =
                 ::pread(c.file->fd, c.out.data(), want, static_cast<off_t>(c.file_pos));
@@ -809,10 +813,11 @@ class ProvisioningServer::Impl::Worker {
     const size_t used = c.parser->put(asio::buffer(c.in), ec);
     c.in.erase(0, used);
     if (ec == http::error::need_more) {
-      if (c.in.size() > 16 * 1024)
+      if (c.in.size() > size_t{16} * 1024) {
         ec = http::error::header_limit;
-      else
+      } else {
         return false;
+      }
     }
     c.started = now_;
     c.request_began.reset();
@@ -885,7 +890,7 @@ class ProvisioningServer::Impl::Worker {
   void TakeDelivered() {
     std::vector<std::pair<uint64_t, Answer>> batch;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       batch.swap(delivered_);
     }
     for (auto& [id, a] : batch) {
@@ -1050,8 +1055,8 @@ class ProvisioningServer::Impl::Worker {
   std::optional<absl::Time> accept_paused_until_;
   std::unordered_map<int, std::unique_ptr<Conn>> conns_;  // by socket
   std::unordered_map<uint64_t, int> by_id_;
-  std::mutex mu_;
-  std::vector<std::pair<uint64_t, Answer>> delivered_;  // guarded by mu_
+  absl::Mutex mu_;
+  std::vector<std::pair<uint64_t, Answer>> delivered_ ABSL_GUARDED_BY(mu_);
 };
 
 void ProvisioningServer::Impl::BanFor(const std::string& source, const std::string& reason) {

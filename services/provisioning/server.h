@@ -1,8 +1,9 @@
 // The provisioning HTTPS server (R-PROV): phones fetch `/<hash>/ftp_67xxi/<file>` from the
-// file store over TLS 1.2+ with HTTP/1.1 keep-alive (Boost.Beast on Asio). A wrong hash gets
-// the same plain 404 whatever it is, and its source is counted; a source over the threshold
-// is banned (403 on open connections, new connections closed at once). One access log line
-// per request, the hash redacted.
+// file store over TLS 1.2+ with HTTP/1.1 keep-alive, served by epoll loops (one per thread,
+// OpenSSL on each connection, Beast's HTTP parser); only the XML proxy's connections to the
+// iPBX use Asio. A wrong hash gets the same plain 404 whatever it is, and its source is
+// counted; a source over the threshold is banned (403 on open connections, new connections
+// closed at once). One access log line per request, the hash redacted.
 #pragma once
 
 #include <prometheus/registry.h>

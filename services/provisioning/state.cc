@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/log.h"
 
 namespace rwg::provisioning {
@@ -13,7 +14,7 @@ std::string ProvisioningBanId(const std::string& ip) { return absl::StrCat("prov
 absl::Status SharedState::Refresh() {
   std::vector<core::Ban> pending;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     pending.swap(to_store_);
   }
   for (const core::Ban& b : pending) {
@@ -51,7 +52,7 @@ absl::Status SharedState::Refresh() {
   if (!list.ok()) return list.status();
   std::unordered_set<std::string> banned;
   const absl::Time now = clock_.Now();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   // Bans made here and not yet stored stay in force, first.
   for (const core::Ban& b : to_store_) {
     if (banned.size() < max_bans_) banned.insert(b.source);
@@ -79,7 +80,7 @@ absl::Status SharedState::SafeRefresh() {
 absl::Status SharedState::Start(absl::Duration period) {
   absl::Status first = SafeRefresh();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     last_ = first;
   }
   thread_ = std::thread([this, period]() {
@@ -91,7 +92,7 @@ absl::Status SharedState::Start(absl::Duration period) {
       }
       absl::Status s = SafeRefresh();
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         last_ = s;
       }
       if (!s.ok() && was_ok) {
@@ -110,17 +111,17 @@ void SharedState::Stop() {
 }
 
 std::shared_ptr<const std::string> SharedState::Hash() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return hash_;
 }
 
 XmlUpstream SharedState::Upstream() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return upstream_;
 }
 
 bool SharedState::Banned(const std::string& ip) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return banned_.count(ip) != 0;
 }
 
@@ -133,7 +134,7 @@ void SharedState::Ban(const std::string& ip, const std::string& reason, absl::Du
   b.instance = instance_;
   b.since = clock_.Now();
   b.until = b.since + length;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (banned_.size() >= max_bans_ && banned_.count(ip) == 0) banned_.erase(banned_.begin());
   banned_.insert(ip);
   // Drained at every refresh; while Redis cannot be reached, the newest are kept.
@@ -142,12 +143,12 @@ void SharedState::Ban(const std::string& ip, const std::string& reason, absl::Du
 }
 
 size_t SharedState::BannedCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return banned_.size();
 }
 
 absl::Status SharedState::last_status() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return last_;
 }
 

@@ -8,13 +8,14 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/core/bans.h"
 #include "services/core/clock.h"
@@ -74,12 +75,12 @@ class SharedState {
   core::Clock& clock_;
   const std::string instance_;
   const size_t max_bans_;
-  mutable std::mutex mu_;
-  std::shared_ptr<const std::string> hash_;
-  XmlUpstream upstream_;
-  std::unordered_set<std::string> banned_;
-  std::vector<core::Ban> to_store_;
-  absl::Status last_ = absl::UnavailableError("not read yet");
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const std::string> hash_ ABSL_GUARDED_BY(mu_);
+  XmlUpstream upstream_ ABSL_GUARDED_BY(mu_);
+  std::unordered_set<std::string> banned_ ABSL_GUARDED_BY(mu_);
+  std::vector<core::Ban> to_store_ ABSL_GUARDED_BY(mu_);
+  absl::Status last_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("not read yet");
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -142,8 +142,9 @@ grpc::Status StoreServiceImpl::Put(grpc::ServerContext* ctx,
       done += static_cast<size_t>(n);
     }
   }
-  if (ctx->IsCancelled())
+  if (ctx->IsCancelled()) {
     return discard(grpc::Status(grpc::StatusCode::CANCELLED, "put cancelled"));
+  }
   const std::string got_sha = sha.Hex();
   if (header.size() != 0 && size != header.size()) {
     return discard(grpc::Status(

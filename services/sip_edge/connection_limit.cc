@@ -11,11 +11,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "services/sip_edge/guard.h"
 #include "services/sip_edge/protection.h"
 
@@ -31,15 +32,15 @@ struct Accepted {
 
 struct State {
   AcceptFn accept = nullptr;
-  std::mutex mu;
-  std::unordered_set<int> listeners;
-  size_t limit = 0;
-  prometheus::Counter* refused = nullptr;
+  absl::Mutex mu;
+  std::unordered_set<int> listeners ABSL_GUARDED_BY(mu);
+  size_t limit ABSL_GUARDED_BY(mu) = 0;
+  prometheus::Counter* refused ABSL_GUARDED_BY(mu) = nullptr;
   // Every connection accepted on the listeners that may still be open, by descriptor (one
   // entry per descriptor number: the map is as large as the process's descriptors at most),
   // and the descriptors by source.
-  std::unordered_map<int, Accepted> by_fd;
-  std::unordered_map<std::string, std::vector<int>> by_source;
+  std::unordered_map<int, Accepted> by_fd ABSL_GUARDED_BY(mu);
+  std::unordered_map<std::string, std::vector<int>> by_source ABSL_GUARDED_BY(mu);
 
   State() {
     accept = reinterpret_cast<AcceptFn>(dlsym(RTLD_NEXT, "accept"));
@@ -59,7 +60,7 @@ struct State {
     return info.tcpi_state == TCP_ESTABLISHED;
   }
 
-  void Forget(int fd) {
+  void Forget(int fd) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto it = by_fd.find(fd);
     if (it == by_fd.end()) return;
     auto s = by_source.find(it->second.source);
@@ -71,7 +72,7 @@ struct State {
   }
 
   // The connections of `source` still open (those closed since are forgotten).
-  size_t Open(const std::string& source) {
+  size_t Open(const std::string& source) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto s = by_source.find(source);
     if (s == by_source.end()) return 0;
     std::vector<int> gone;
@@ -107,7 +108,7 @@ std::string SourceOf(const sockaddr* sa) {
 void SetConnectionLimit(const std::vector<int>& listeners, size_t limit,
                         prometheus::Counter* refused) {
   State& s = S();
-  std::lock_guard<std::mutex> lock(s.mu);
+  absl::MutexLock lock(&s.mu);
   s.listeners = std::unordered_set<int>(listeners.begin(), listeners.end());
   s.limit = limit;
   s.refused = refused;
@@ -119,7 +120,7 @@ void SetConnectionLimit(const std::vector<int>& listeners, size_t limit,
 
 size_t CountedConnections(const char* ip) {
   State& s = S();
-  std::lock_guard<std::mutex> lock(s.mu);
+  absl::MutexLock lock(&s.mu);
   return s.Open(SourceKey(ip));
 }
 
@@ -128,7 +129,7 @@ size_t CountedConnections(const char* ip) {
 extern "C" int accept(int listener, sockaddr* addr, socklen_t* addrlen) {
   auto& s = rwg::sip_edge::S();
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    absl::MutexLock lock(&s.mu);
     if (s.limit == 0 || s.listeners.count(listener) == 0) {
       return s.accept(listener, addr, addrlen);  // not a set-side listener (or no limit)
     }
@@ -156,7 +157,7 @@ extern "C" int accept(int listener, sockaddr* addr, socklen_t* addrlen) {
     }
     if (source.empty()) return fd;  // not an IP connection: nothing to count it by
     const int saved_errno = errno;
-    std::lock_guard<std::mutex> lock(s.mu);
+    absl::MutexLock lock(&s.mu);
     if (s.Open(source) >= s.limit) {
       close(fd);
       if (s.refused != nullptr) s.refused->Increment();

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/crypto.h"
 
 namespace rwg::sip_edge {
@@ -175,7 +176,7 @@ bool NonceKeeper::AcceptCount(absl::string_view nonce, absl::string_view nc) {
   } else if (nc.size() != 8 || !absl::SimpleHexAtoi(nc, &count) || count == 0) {
     return false;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   const absl::Time now = clock_.Now();
   // A count first used more than a lifetime ago belongs to a nonce that Check() now calls
   // stale: forget it. Over the limit, forget the oldest and refuse what was issued before.
@@ -200,7 +201,7 @@ bool NonceKeeper::AcceptCount(absl::string_view nonce, absl::string_view nc) {
 }
 
 size_t NonceKeeper::tracked() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return counts_.size();
 }
 

@@ -5,14 +5,15 @@
 
 #include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/core/clock.h"
 #include "services/core/random.h"
@@ -74,10 +75,12 @@ class NonceKeeper {
   core::Random& rng_;
   absl::Duration lifetime_;
   size_t max_tracked_;
-  std::mutex mu_;
-  std::unordered_map<std::string, uint64_t> counts_;      // nonce -> last nc
-  std::deque<std::pair<absl::Time, std::string>> order_;  // (first use, nonce), oldest first
-  absl::Time horizon_ = absl::InfinitePast();             // nonces issued up to this are refused
+  absl::Mutex mu_;
+  std::unordered_map<std::string, uint64_t> counts_ ABSL_GUARDED_BY(mu_);  // nonce -> last nc
+  // (first use, nonce), oldest first
+  std::deque<std::pair<absl::Time, std::string>> order_ ABSL_GUARDED_BY(mu_);
+  // Nonces issued up to this are refused.
+  absl::Time horizon_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 // Builds the Authorization header value answering `challenge` (a WWW-Authenticate or

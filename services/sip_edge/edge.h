@@ -1,7 +1,8 @@
-// The SIP edge (R-SIP, part 1): phones register over TLS/TCP with their set-side credentials;
-// rwg registers them upstream to the iPBX with their ICP-side credentials and relays the
-// iPBX's out-of-dialog requests (OPTIONS, NOTIFY, MESSAGE, INFO) to the phone over the
-// phone's own connection. Runs sofia-sip's transaction engine on one thread of its own.
+// The SIP edge (R-SIP): phones register over TLS/TCP with their set-side credentials; rwg
+// registers them upstream to the iPBX with their ICP-side credentials and relays the iPBX's
+// out-of-dialog requests (OPTIONS, NOTIFY, MESSAGE, INFO) to the phone over the phone's own
+// connection. Calls between phones and the iPBX, with their media through the media relays,
+// are calls.h's. Runs sofia-sip's transaction engine on one thread of its own.
 #pragma once
 
 #include <prometheus/counter.h>

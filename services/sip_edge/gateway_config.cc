@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/devices.h"
 #include "services/core/log.h"
 
@@ -101,7 +102,7 @@ absl::Status GatewayConfigWatcher::Refresh() {
   absl::StatusOr<GatewayView> v = ParseGatewayView(r->str);
   if (!v.ok()) return v.status();
   auto next = std::make_shared<const GatewayView>(*std::move(v));
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   view_ = std::move(next);
   return absl::OkStatus();
 }
@@ -109,7 +110,7 @@ absl::Status GatewayConfigWatcher::Refresh() {
 absl::Status GatewayConfigWatcher::Start(std::chrono::milliseconds period) {
   absl::Status first = Refresh();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     last_ = first;
   }
   thread_ = std::thread([this, period]() {
@@ -121,7 +122,7 @@ absl::Status GatewayConfigWatcher::Start(std::chrono::milliseconds period) {
       }
       absl::Status s = Refresh();
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         last_ = s;
       }
       if (!s.ok() && last_ok) {
@@ -140,12 +141,12 @@ void GatewayConfigWatcher::Stop() {
 }
 
 absl::Status GatewayConfigWatcher::last_status() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return last_;
 }
 
 std::shared_ptr<const GatewayView> GatewayConfigWatcher::Get() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return view_;
 }
 

@@ -4,12 +4,13 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/redis.h"
 
 namespace rwg::sip_edge {
@@ -65,9 +66,9 @@ class GatewayConfigWatcher {
  private:
   absl::Status Refresh();
   core::RedisClient& redis_;
-  mutable std::mutex mu_;
-  std::shared_ptr<const GatewayView> view_ = std::make_shared<GatewayView>();
-  absl::Status last_ = absl::UnavailableError("not read yet");
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const GatewayView> view_ ABSL_GUARDED_BY(mu_) = std::make_shared<GatewayView>();
+  absl::Status last_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("not read yet");
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "absl/synchronization/mutex.h"
 #include "services/sip_edge/guard.h"
 
 namespace rwg::sip_edge {
@@ -27,7 +28,7 @@ LoopQueue::~LoopQueue() {
 void LoopQueue::Post(std::function<void()> fn) {
   bool wake = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     queue_.push_back(std::move(fn));
     // One write wakes the loop for everything posted until it runs the queue.
     wake = !signaled_;
@@ -35,14 +36,14 @@ void LoopQueue::Post(std::function<void()> fn) {
   }
   if (wake) {
     const uint64_t one = 1;
-    (void)!write(fd_, &one, sizeof(one));
+    (void)!write(fd_, &one, sizeof(one));  // fails only on a full eventfd, which wakes anyway
   }
 }
 
 int LoopQueue::OnWake(su_root_magic_t*, su_wait_t*, su_wakeup_arg_t* arg) {
   auto* self = reinterpret_cast<LoopQueue*>(arg);
   uint64_t n = 0;
-  (void)!read(self->fd_, &n, sizeof(n));
+  (void)!read(self->fd_, &n, sizeof(n));  // resets the eventfd; EAGAIN: already reset
   self->RunAll();
   return 0;
 }
@@ -50,7 +51,7 @@ int LoopQueue::OnWake(su_root_magic_t*, su_wait_t*, su_wakeup_arg_t* arg) {
 void LoopQueue::RunAll() {
   std::deque<std::function<void()>> batch;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     batch.swap(queue_);
     signaled_ = false;
   }

@@ -6,7 +6,9 @@
 
 #include <deque>
 #include <functional>
-#include <mutex>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace rwg::sip_edge {
 
@@ -28,9 +30,9 @@ class LoopQueue {
   su_root_t* root_;
   int fd_ = -1;
   int index_ = 0;
-  std::mutex mu_;
-  std::deque<std::function<void()>> queue_;  // guarded by mu_
-  bool signaled_ = false;                    // the eventfd was written since the last RunAll
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  bool signaled_ ABSL_GUARDED_BY(mu_) = false;  // the eventfd was written since the last RunAll
 };
 
 }  // namespace rwg::sip_edge

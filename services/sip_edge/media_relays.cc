@@ -5,11 +5,12 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <sstream>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
 #include "rwg/relay/v1/relay.grpc.pb.h"
 #include "services/core/json.h"
@@ -121,13 +122,14 @@ class GrpcMediaRelays : public MediaRelays {
   void Allocate(const std::string& call_id, const RelayRemote& set, const RelayRemote& icp,
                 Done done) override {
     if (listed_ && clock_.Now() - listed_at_ < options_.refresh) {
-      return Place(call_id, set, icp, std::move(done));
+      return Place(call_id, set, icp, done);
     }
     redis_.Command(
         {"HGETALL", "rwg:relay:instances"},
         [this, call_id, set, icp, done = std::move(done)](absl::StatusOr<core::RedisReply> r) {
-          if (!r.ok())
+          if (!r.ok()) {
             return done(absl::UnavailableError("media relays unknown: Redis unavailable"));
+          }
           std::vector<std::pair<std::string, std::string>> rows;
           for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
             rows.emplace_back(r->elements[i].str, r->elements[i + 1].str);
@@ -141,7 +143,7 @@ class GrpcMediaRelays : public MediaRelays {
 
   // Allocates the session on the least loaded instance known (on the loop thread).
   void Place(const std::string& call_id, const RelayRemote& set, const RelayRemote& icp,
-             Done done) {
+             const Done& done) {
     RelayCandidate* pick = LeastLoaded(candidates_);
     if (pick == nullptr) {
       listed_ = false;  // read again next time: an instance may have come up
@@ -157,7 +159,8 @@ class GrpcMediaRelays : public MediaRelays {
     const std::string instance = pick->instance.name;
     const std::string grpc = pick->instance.grpc;
     Stub(grpc)->async()->Allocate(
-        &call->ctx, &call->req, &call->resp, [this, call, instance, grpc, done](grpc::Status s) {
+        &call->ctx, &call->req, &call->resp,
+        [this, call, instance, grpc, done](const grpc::Status& s) {
           loop_.Post([this, call, instance, grpc, done, s]() {
             std::unique_ptr<Call<relaypb::AllocateRequest, relaypb::Session>> owned(call);
             if (!s.ok()) {
@@ -189,7 +192,8 @@ class GrpcMediaRelays : public MediaRelays {
     const std::string instance = session.instance;
     const std::string grpc = session.grpc;
     Stub(grpc)->async()->Update(
-        &call->ctx, &call->req, &call->resp, [this, call, instance, grpc, done](grpc::Status s) {
+        &call->ctx, &call->req, &call->resp,
+        [this, call, instance, grpc, done](const grpc::Status& s) {
           loop_.Post([call, instance, grpc, done, s]() {
             std::unique_ptr<Call<relaypb::UpdateRequest, relaypb::Session>> owned(call);
             if (!s.ok()) return done(FromGrpc("Update", s));
@@ -206,7 +210,7 @@ class GrpcMediaRelays : public MediaRelays {
     const absl::Time now = clock_.Now();
     std::vector<PendingDelete> failed;
     {
-      std::lock_guard<std::mutex> lock(failed_->mu);
+      absl::MutexLock lock(&failed_->mu);
       failed.swap(failed_->deletes);
     }
     for (PendingDelete& d : failed) {
@@ -244,8 +248,8 @@ class GrpcMediaRelays : public MediaRelays {
   // Deletions that failed, handed from gRPC's threads to Sweep; shared with the calls in
   // flight, which may complete after this client is gone (at shutdown).
   struct FailedDeletes {
-    std::mutex mu;
-    std::vector<PendingDelete> deletes;
+    absl::Mutex mu;
+    std::vector<PendingDelete> deletes ABSL_GUARDED_BY(mu);
   };
 
   void StartDelete(PendingDelete d) {
@@ -257,7 +261,7 @@ class GrpcMediaRelays : public MediaRelays {
         ->async()
         ->Delete(
             &call->ctx, &call->req, &call->resp,
-            [failed = failed_, call, d](grpc::Status s) mutable {
+            [failed = failed_, call, d](const grpc::Status& s) mutable {
               std::unique_ptr<Call<relaypb::DeleteRequest, relaypb::DeleteResponse>> owned(call);
               if (s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) return;
               // Not reached (restarting) or no answer in time: asked again.
@@ -271,7 +275,7 @@ class GrpcMediaRelays : public MediaRelays {
                                  {"error", s.error_message()}});
               }
               if (!again) return;
-              std::lock_guard<std::mutex> lock(failed->mu);
+              absl::MutexLock lock(&failed->mu);
               failed->deletes.push_back(std::move(d));
             });
   }
@@ -300,7 +304,7 @@ class GrpcMediaRelays : public MediaRelays {
   }
 
   relaypb::RelayService::Stub* Stub(const std::string& address) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto& stub = stubs_[address];
     if (!stub) stub = relaypb::RelayService::NewStub(grpc::CreateChannel(address, creds_));
     return stub.get();
@@ -317,8 +321,8 @@ class GrpcMediaRelays : public MediaRelays {
   absl::Time listed_at_;
   std::vector<PendingDelete> retries_;  // deletions to try again (loop thread only)
   std::shared_ptr<FailedDeletes> failed_ = std::make_shared<FailedDeletes>();
-  std::mutex mu_;
-  std::map<std::string, std::unique_ptr<relaypb::RelayService::Stub>> stubs_;
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<relaypb::RelayService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -1,8 +1,8 @@
-// Flood and password-guessing protection for the set side (R-SIP, design.md §2), in the manner
-// of Kamailio's pike: a source sending more than `requests` in `window` is banned for
-// `ban`; `auth_failures` wrong digest answers for one user from one source within
-// `auth_window` ban that source+user pair for `auth_ban`. The normal first 401 is not a failure.
-// The iPBX's addresses are never banned (the caller does not ask for them).
+// Flood and password-guessing protection for the set side (R-SIP, docs/sip-edge.md §7), in the
+// manner of Kamailio's pike: a source sending more than `requests` in `window` is banned for `ban`;
+// `auth_failures` wrong digest answers for one user from one source within `auth_window` ban that
+// source+user pair for `auth_ban`. The normal first 401 is not a failure. The iPBX's addresses are
+// never banned (the caller does not ask for them).
 #pragma once
 
 #include <deque>

@@ -98,7 +98,7 @@ struct Parsed {
 // The i-th 32-bit word of an IPv6 address, in host order.
 uint32_t Word(const in6_addr& a, int i) {
   uint32_t w;
-  std::memcpy(&w, &a.s6_addr[4 * i], 4);
+  std::memcpy(&w, &a.s6_addr[static_cast<size_t>(i) * 4], 4);
   return ntohl(w);
 }
 

@@ -9,12 +9,13 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <mutex>
 #include <unordered_map>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 
 namespace rwg::sip_edge {
 
@@ -110,10 +111,10 @@ struct Hooks {
   WantWriteFn want_write = nullptr;
   FreeFn free = nullptr;
 
-  std::mutex mu;
-  std::unordered_map<const void*, Connection> connections;
-  bool in_want_write = false;
-  TlsKeepaliveCounters counters;
+  absl::Mutex mu;
+  std::unordered_map<const void*, Connection> connections ABSL_GUARDED_BY(mu);
+  bool in_want_write ABSL_GUARDED_BY(mu) = false;
+  TlsKeepaliveCounters counters ABSL_GUARDED_BY(mu);
 
   Hooks() {
     read_buffer = reinterpret_cast<ReadBufferFn>(dlsym(RTLD_NEXT, "tls_read_buffer"));
@@ -139,7 +140,7 @@ void Count(prometheus::Counter* c) {
 }  // namespace
 
 void SetTlsKeepaliveCounters(TlsKeepaliveCounters counters) {
-  std::lock_guard<std::mutex> lock(H().mu);
+  absl::MutexLock lock(&H().mu);
   H().counters = counters;
 }
 
@@ -181,7 +182,7 @@ extern "C" void* tls_read_buffer(void* tls, size_t n) {
   auto& h = rwg::sip_edge::H();
   void* data = h.read_buffer(tls, n);
   if (data == nullptr || n == 0) return data;
-  std::lock_guard<std::mutex> lock(h.mu);
+  absl::MutexLock lock(&h.mu);
   Connection& c = h.connections[tls];
   const int pings = c.incoming.Feed(std::string_view(static_cast<const char*>(data), n));
   const int saved_errno = errno;
@@ -206,37 +207,39 @@ extern "C" void* tls_read_buffer(void* tls, size_t n) {
 
 extern "C" ssize_t tls_write(void* tls, void* buf, size_t size) {
   auto& h = rwg::sip_edge::H();
-  std::unique_lock<std::mutex> lock(h.mu);
+  h.mu.Lock();
   if (h.in_want_write) {  // the retry inside tls_want_write: its wrapper keeps the state
-    lock.unlock();
+    h.mu.Unlock();
     return h.write(tls, buf, size);
   }
   auto it = h.connections.find(tls);
   if (it != h.connections.end() && it->second.write == Connection::Write::kPongBlocked) {
+    h.mu.Unlock();
     errno = EAGAIN;  // our pong goes first; sofia-sip waits for the socket like any block
     return -1;
   }
-  lock.unlock();
+  h.mu.Unlock();
   const ssize_t r = h.write(tls, buf, size);
   const int saved_errno = errno;
-  lock.lock();
+  h.mu.Lock();
   if (r < 0 && saved_errno == EAGAIN) {
     h.connections[tls].write = Connection::Write::kBlocked;
   } else if (it = h.connections.find(tls); it != h.connections.end()) {
     it->second.write = Connection::Write::kIdle;
   }
+  h.mu.Unlock();
   errno = saved_errno;
   return r;
 }
 
 extern "C" int tls_want_write(void* tls, int events) {
   auto& h = rwg::sip_edge::H();
-  std::unique_lock<std::mutex> lock(h.mu);
+  h.mu.Lock();
   h.in_want_write = true;
-  lock.unlock();
+  h.mu.Unlock();
   const int r = h.want_write(tls, events);
   const int saved_errno = errno;
-  lock.lock();
+  h.mu.Lock();
   h.in_want_write = false;
   auto it = h.connections.find(tls);
   if (r > 0 && it != h.connections.end()) {
@@ -250,6 +253,7 @@ extern "C" int tls_want_write(void* tls, int events) {
       it->second.write = Connection::Write::kRestored;
     }
   }
+  h.mu.Unlock();
   errno = saved_errno;
   return r;
 }
@@ -278,7 +282,7 @@ struct SofiaTlsHead {
 extern "C" void tls_free(void* tls) {
   auto& h = rwg::sip_edge::H();
   {
-    std::lock_guard<std::mutex> lock(h.mu);
+    absl::MutexLock lock(&h.mu);
     h.connections.erase(tls);
   }
   SSL* con = nullptr;

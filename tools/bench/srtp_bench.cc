@@ -182,7 +182,8 @@ Measurement Measure(SrtpEngine engine, size_t n) {
   elapsed += Clock::now() - segment_start;
   const uint64_t protect_allocs = g_openssl_allocs.load() - allocs_before - unmeasured_allocs;
   m.ops = ops;
-  m.protect_ns = std::chrono::duration<double, std::nano>(elapsed).count() / ops;
+  m.protect_ns =
+      std::chrono::duration<double, std::nano>(elapsed).count() / static_cast<double>(ops);
   auto teardown_start = Clock::now();
   Destroy(out);
   m.teardown_s = std::chrono::duration<double>(Clock::now() - teardown_start).count();
@@ -207,9 +208,11 @@ Measurement Measure(SrtpEngine engine, size_t n) {
   }
   const auto unprotect_elapsed = Clock::now() - start;
   const uint64_t unprotect_allocs = g_openssl_allocs.load() - allocs_before_unprotect;
-  m.unprotect_ns = std::chrono::duration<double, std::nano>(unprotect_elapsed).count() / ops;
+  m.unprotect_ns = std::chrono::duration<double, std::nano>(unprotect_elapsed).count() /
+                   static_cast<double>(ops);
   if (g_counting) {
-    m.allocs_per_packet = static_cast<double>(protect_allocs + unprotect_allocs) / (2.0 * ops);
+    m.allocs_per_packet =
+        static_cast<double>(protect_allocs + unprotect_allocs) / (2.0 * static_cast<double>(ops));
   }
   teardown_start = Clock::now();
   Destroy(in);

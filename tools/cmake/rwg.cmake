@@ -2,6 +2,12 @@
 include_guard(GLOBAL)
 
 set(RWG_WARNINGS -Wall -Wextra -Werror -Wno-unused-parameter)
+# clang checks the lock annotations (ABSL_GUARDED_BY and friends, absl::Mutex): a member read
+# or written without its mutex fails the build, in every clang build (build-sanitize/ too,
+# where other warnings do not).
+if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  list(APPEND RWG_WARNINGS -Wthread-safety -Werror=thread-safety)
+endif()
 
 # rwg_library(NAME SRCS ... DEPS ...)
 function(rwg_library name)

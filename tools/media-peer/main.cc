@@ -44,7 +44,6 @@
 namespace rwg::media_peer {
 namespace {
 
-using media_relay::SrtpKey;
 using media_relay::SrtpSuite;
 
 constexpr int kExitFailed = 1;
@@ -419,11 +418,7 @@ int Run(const Flags& f) {
   return failures.empty() ? 0 : kExitFailed;
 }
 
-}  // namespace
-}  // namespace rwg::media_peer
-
-int main(int argc, char** argv) {
-  using rwg::media_peer::Flags;
+int Main(int argc, char** argv) {
   Flags f;
   CLI::App app{
       "rwg-media-peer: plays the phone (SRTP) and the iPBX (RTP or SRTP) of N calls through a "
@@ -497,7 +492,23 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
     std::cerr << "rwg-media-peer: " << e.what() << "\n";
-    return rwg::media_peer::kExitSetup;
+    return kExitSetup;
   }
-  return rwg::media_peer::Run(f);
+  return Run(f);
+}
+
+}  // namespace
+}  // namespace rwg::media_peer
+
+// Whatever is thrown (a failed allocation) ends the run with a message and the setup-error
+// status rather than an abort.
+int main(int argc, char** argv) {
+  try {
+    return rwg::media_peer::Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "rwg-media-peer: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "rwg-media-peer: unknown exception\n";
+  }
+  return rwg::media_peer::kExitSetup;
 }

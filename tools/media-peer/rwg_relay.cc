@@ -160,7 +160,7 @@ class RwgRelay : public RelayControl {
     }
     // A relay bound to every address reports the wildcard; its API host is then the one
     // media can reach too.
-    std::string host = leg.local_address();
+    const std::string& host = leg.local_address();
     absl::StatusOr<SocketAddress> rtp = SocketAddress::FromNumeric(host, leg.local_port());
     if (host.empty() || (rtp.ok() && rtp->IsUnspecified())) {
       rtp = SocketAddress::Resolve(relay_host_, leg.local_port());
@@ -171,7 +171,7 @@ class RwgRelay : public RelayControl {
     out.rtp = *rtp;
     out.rtcp = *rtp;
     out.rtcp.SetPort(static_cast<uint16_t>(leg.local_port() + 1));
-    const std::string suite = leg.suite();
+    const std::string& suite = leg.suite();
     if (suite.empty() || absl::AsciiStrToUpper(suite) == "RTP") {
       out.key = SrtpKey{SrtpSuite::kNone, ""};
     } else {

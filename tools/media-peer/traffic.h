@@ -68,7 +68,9 @@ class Histogram {
   void Merge(const Histogram& other);
   uint64_t count() const { return count_; }
   int64_t max() const { return max_; }
-  double mean() const { return count_ == 0 ? 0 : static_cast<double>(sum_) / count_; }
+  double mean() const {
+    return count_ == 0 ? 0 : static_cast<double>(sum_) / static_cast<double>(count_);
+  }
   // The value at quantile q (0..1), e.g. 0.99; 0 when empty.
   int64_t Quantile(double q) const;
 

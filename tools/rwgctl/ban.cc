@@ -14,8 +14,10 @@ using Admin = adminpb::AdminService::Stub;
 
 absl::Status List(Context& c) {
   adminpb::ListBansResponse resp;
-  if (absl::Status s = c.client.Call(&Admin::ListBans, adminpb::ListBansRequest(), &resp); !s.ok())
+  if (absl::Status s = c.client.Call(&Admin::ListBans, adminpb::ListBansRequest(), &resp);
+      !s.ok()) {
     return s;
+  }
   c.printer.Show(resp, [&] { c.printer.Print(BansTable(resp)); });
   return absl::OkStatus();
 }

@@ -23,8 +23,9 @@ absl::StatusOr<int> ParseEnum(const pb::FieldDescriptor* f, const std::string& p
   const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByName(absl::AsciiStrToUpper(v));
   if (e == nullptr || e->number() == 0) {
     std::vector<std::string> names;
-    for (int k = 1; k < f->enum_type()->value_count(); ++k)
+    for (int k = 1; k < f->enum_type()->value_count(); ++k) {
       names.push_back(f->enum_type()->value(k)->name());
+    }
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": '", v, "' is not one of ", absl::StrJoin(names, ", ")));
   }
@@ -55,8 +56,9 @@ absl::Status SetField(pb::Message* m, const pb::FieldDescriptor* f, const std::s
       return absl::OkStatus();
     case pb::FieldDescriptor::CPPTYPE_UINT32: {
       uint32_t v;
-      if (!absl::SimpleAtoi(value, &v))
+      if (!absl::SimpleAtoi(value, &v)) {
         return absl::InvalidArgumentError(absl::StrCat(path, ": '", value, "' is not a number"));
+      }
       r->SetUInt32(m, f, v);
       return absl::OkStatus();
     }
@@ -87,8 +89,9 @@ absl::Status SetField(pb::Message* m, const pb::FieldDescriptor* f, const std::s
 absl::Status Get(Context& c, const std::string& field) {
   adminpb::GatewayConfig config;
   if (absl::Status s = c.client.Call(&Admin::GetConfig, adminpb::GetConfigRequest(), &config);
-      !s.ok())
+      !s.ok()) {
     return s;
+  }
   FieldRows rows = Flatten(config);
   if (!field.empty()) {
     for (const auto& [name, value] : rows) {
@@ -110,8 +113,9 @@ absl::Status Set(Context& c, const std::vector<std::string>& assignments) {
   if (absl::Status s = c.client.Call(&Admin::UpdateConfig, *req, &resp); !s.ok()) return s;
   c.printer.Show(resp, [&] {
     c.printer.out() << "configuration updated\n";
-    for (const std::string& r : resp.restart_required())
+    for (const std::string& r : resp.restart_required()) {
       c.printer.out() << "restart needed: " << r << "\n";
+    }
   });
   return absl::OkStatus();
 }
@@ -150,11 +154,13 @@ absl::StatusOr<adminpb::UpdateConfigRequest> ConfigUpdate(
   adminpb::UpdateConfigRequest req;
   for (const std::string& a : assignments) {
     size_t eq = a.find('=');
-    if (eq == std::string::npos)
+    if (eq == std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat("'", a, "' is not field=value"));
+    }
     std::string path(absl::StripAsciiWhitespace(a.substr(0, eq)));
-    if (absl::Status s = SetByPath(*req.mutable_config(), path, a.substr(eq + 1)); !s.ok())
+    if (absl::Status s = SetByPath(*req.mutable_config(), path, a.substr(eq + 1)); !s.ok()) {
       return s;
+    }
     req.mutable_update_mask()->add_paths(path);
   }
   return req;

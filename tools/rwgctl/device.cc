@@ -82,8 +82,9 @@ struct DeviceFlags {
 void PrintChanged(Context& c, const adminpb::Device& d, const char* verb) {
   c.printer.Show(d, [&] {
     c.printer.out() << "device " << d.set_username() << " " << verb << "\n";
-    if (!d.set_password().empty())
+    if (!d.set_password().empty()) {
       c.printer.out() << "set-side password: " << d.set_password() << "\n";
+    }
   });
 }
 
@@ -192,8 +193,9 @@ absl::Status Export(Context& c, const std::string& file) {
     c.printer.out() << resp.csv();
     return absl::OkStatus();
   }
-  if (absl::Status w = rwg::control::WritePrivateFile(file, resp.csv()); !w.ok())  // passwords
+  if (absl::Status w = rwg::control::WritePrivateFile(file, resp.csv()); !w.ok()) {  // passwords
     return w;
+  }
   c.printer.err() << resp.count() << " device(s) written to " << file << "\n";
   return absl::OkStatus();
 }

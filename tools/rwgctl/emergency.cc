@@ -43,8 +43,9 @@ absl::Status List(Context& c, const RouteFlags& flags) {
     if (!resp.damaged().empty()) {
       c.printer.out() << "\ndamaged, not used for calls (delete and set again):\n";
       Table damaged{{"LOCATION", "NUMBER", "ERROR"}, {}};
-      for (const auto& d : resp.damaged())
+      for (const auto& d : resp.damaged()) {
         damaged.rows.push_back({d.location(), d.number(), d.error()});
+      }
       c.printer.Print(damaged);
     }
   });
@@ -82,8 +83,9 @@ absl::Status Resolve(Context& c, const RouteFlags& flags) {
 
 Table RoutesTable(const std::vector<const adminpb::EmergencyRoute*>& routes) {
   Table t{{"LOCATION", "NUMBER", "DIAL", "DESCRIPTION"}, {}};
-  for (const auto* r : routes)
+  for (const auto* r : routes) {
     t.rows.push_back({r->location(), r->number(), r->dial(), OrDash(r->description())});
+  }
   return t;
 }
 

@@ -89,8 +89,9 @@ size_t DisplayWidth(absl::string_view s) {
 std::string RenderTable(const Table& table) {
   std::vector<size_t> w(table.header.size());
   for (size_t i = 0; i < table.header.size(); ++i) w[i] = DisplayWidth(table.header[i]);
-  for (const auto& r : table.rows)
+  for (const auto& r : table.rows) {
     for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], DisplayWidth(r[i]));
+  }
   std::string text;
   auto line = [&](const std::vector<std::string>& r) {
     std::string out;

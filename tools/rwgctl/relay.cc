@@ -44,8 +44,9 @@ absl::Status PrintSession(Context& c, const absl::Status& s, const relaypb::Sess
 
 absl::Status List(Context& c) {
   relaypb::ListResponse resp;
-  if (absl::Status s = c.client.Call(&Relay::List, relaypb::ListRequest(), &resp); !s.ok())
+  if (absl::Status s = c.client.Call(&Relay::List, relaypb::ListRequest(), &resp); !s.ok()) {
     return s;
+  }
   c.printer.Show(resp, [&] {
     c.printer.Print(SessionsTable(resp));
     c.printer.out() << "ports used " << resp.ports_used() << ", free " << resp.ports_free()
@@ -107,8 +108,9 @@ absl::Status Delete(Context& c, const std::string& id) {
 
 absl::Status Drain(Context& c) {
   relaypb::DrainResponse resp;
-  if (absl::Status s = c.client.Call(&Relay::Drain, relaypb::DrainRequest(), &resp); !s.ok())
+  if (absl::Status s = c.client.Call(&Relay::Drain, relaypb::DrainRequest(), &resp); !s.ok()) {
     return s;
+  }
   c.printer.out() << "draining; " << resp.sessions() << " sessions still open\n";
   return absl::OkStatus();
 }

@@ -61,8 +61,9 @@ absl::Status Login(Context& c, const LoginFlags& flags) {
 
 absl::Status Logout(Context& c) {
   adminpb::LogoutResponse resp;
-  if (absl::Status s = c.client.Call(&Admin::Logout, adminpb::LogoutRequest(), &resp); !s.ok())
+  if (absl::Status s = c.client.Call(&Admin::Logout, adminpb::LogoutRequest(), &resp); !s.ok()) {
     return s;
+  }
   std::remove(c.client.TokenFile().c_str());
   c.printer.out() << "logged out\n";
   return absl::OkStatus();
