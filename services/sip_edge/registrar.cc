@@ -100,8 +100,9 @@ int Registrar::OnRegister(nta_incoming_t* irq, const sip_t* sip, const std::stri
     int e = header_expires;
     if (m->m_expires) {
       unsigned long v = 0;
-      if (absl::SimpleAtoi(m->m_expires, &v))
+      if (absl::SimpleAtoi(m->m_expires, &v)) {
         e = static_cast<int>(std::min<unsigned long>(v, 1u << 30));
+      }
     }
     if (e < 0) e = options_.default_expires;
     expires = expires < 0 ? e : std::min(expires, e);
@@ -280,6 +281,7 @@ std::string Registrar::ContactList(const std::vector<std::string>& contacts,
                                    absl::Time expires_at) {
   int64_t left = std::max<int64_t>(0, absl::ToInt64Seconds(expires_at - clock_.Now()));
   std::vector<std::string> parts;
+  parts.reserve(contacts.size());
   for (const std::string& c : contacts) parts.push_back(absl::StrCat("<", c, ">;expires=", left));
   return absl::StrJoin(parts, ", ");
 }
@@ -323,8 +325,9 @@ void Registrar::FinishRegister(PendingRegister* p, int status, const char* phras
     b.expires_at = now + absl::Seconds(p->expires);
     b.connection = std::to_string(next_connection_++);
     core::BindingStore::ScriptCall call = core::BindingStore::PutCall(b, now);
-    redis_.Eval(*call.script, call.keys, call.args,
-                [this, p, b](absl::StatusOr<core::RedisReply> r) { OnStored(p, b, r.status()); });
+    redis_.Eval(
+        *call.script, call.keys, call.args,
+        [this, p, b](const absl::StatusOr<core::RedisReply>& r) { OnStored(p, b, r.status()); });
     return;
   } else if (status == 200) {  // de-registration
     DropLocal(user);
@@ -410,7 +413,7 @@ void Registrar::ExpireBindings(absl::Time now) {
             b->reachable = false;
             core::BindingStore::ScriptCall call = core::BindingStore::PutCall(*b, clock_.Now());
             redis_.Eval(*call.script, call.keys, call.args,
-                        [](absl::StatusOr<core::RedisReply>) {});
+                        [](const absl::StatusOr<core::RedisReply>&) {});
           });
     }
     ++it;

@@ -120,7 +120,10 @@ void UpstreamRegistrar::HandleResponse(Pending* p, nta_outgoing_t* orq, const si
   // response) is destroyed.
   int granted = p->registration.expires;
   if (status >= 200 && status < 300) {
-    if (sip && sip->sip_expires) granted = std::min<int>(granted, sip->sip_expires->ex_delta);
+    if (sip && sip->sip_expires) {
+      granted = static_cast<int>(std::min<sip_time_t>(static_cast<sip_time_t>(std::max(granted, 0)),
+                                                      sip->sip_expires->ex_delta));
+    }
     for (const sip_contact_t* m = sip ? sip->sip_contact : nullptr; m; m = m->m_next) {
       unsigned long v = 0;
       if (m->m_expires && m->m_url->url_user && device.icp_username == m->m_url->url_user &&
