@@ -31,8 +31,14 @@ absl::Status Run(core::ServiceMain& m, const media_relay::Config& c) {
   media_relay::Relay relay_impl(*relay, redis, *key->box, core::SystemClock::Get(),
                                 core::Random::System(), m.host().registry());
   // Restoring needs Redis: wait for it rather than start without this instance's sessions.
+  // First until it answers (the workers are not started for each try), then for the start
+  // itself, which stops what it began when Redis goes away half-way.
   core::WaitOptions wait;
   wait.retryable = [](const absl::Status& s) { return absl::IsUnavailable(s); };
+  absl::Status reachable = core::WaitForDependency(
+      "waiting for Redis to restore sessions", [&] { return redis.Ping(); }, wait);
+  if (absl::IsCancelled(reachable)) return reachable;
+  if (!reachable.ok()) return core::StartError("cannot reach Redis", reachable);
   absl::Status started = core::WaitForDependency(
       "waiting for Redis to restore sessions",
       [&] {

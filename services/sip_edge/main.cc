@@ -111,6 +111,10 @@ absl::Status Run(core::ServiceMain& m, const sip_edge::Config& c) {
   sip_edge::Edge sip(*edge, redis, devices, config, core::SystemClock::Get(),
                      core::Random::System(), host.registry());
   if (absl::Status s = sip.Start(); !s.ok()) return core::StartError("cannot start SIP", s);
+  // Every transport is created: sofia-sip holds the key, the certificates and the CAs in
+  // memory, and nothing reads the files again. The private key does not stay on disk (nor
+  // behind a process that is killed).
+  tls_dir.reset();
   if (absl::Status s = m.Start({}); !s.ok()) return s;
   // Health follows Redis: without it no phone can be authenticated.
   host.WatchHealth([&redis] { return redis.Ping().ok(); });

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "services/core/server.h"
@@ -31,9 +32,12 @@ absl::StatusOr<std::unique_ptr<SofiaTlsDir>> SofiaTlsDir::Create(const std::stri
                         : std::string("icp-ca-file"),
         ": ", ca.status().message()));
   }
-  char tmpl[] = "/tmp/rwg-sip-tls-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) {
-    return absl::InternalError("cannot create a directory for TLS files");
+  const char* tmp = std::getenv("TMPDIR");
+  std::string tmpl =
+      absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/rwg-sip-tls-XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot create a directory for TLS files under ",
+                                            tmpl.substr(0, tmpl.rfind('/'))));
   }
   std::unique_ptr<SofiaTlsDir> dir(new SofiaTlsDir(tmpl));
   {

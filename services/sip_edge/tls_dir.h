@@ -10,7 +10,9 @@
 
 namespace rwg::sip_edge {
 
-// A private temporary directory holding both files, removed with the object.
+// A private temporary directory (0700, under $TMPDIR or /tmp) holding both files, removed with
+// the object. sofia-sip reads them when it creates its transports, so the service removes the
+// directory as soon as the edge has started: the private key stays on disk only during start.
 class SofiaTlsDir {
  public:
   // Errors name the option of the file that cannot be read.

@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import subprocess
+import threading
 import time
 import unittest
 import urllib.request
@@ -63,12 +64,15 @@ class RelayFixture(rwgtest.TempDirTest):
         self.ctl = rwgtest.Rwgctl(self.relay.grpc_address, "", cli)
         self.ctl.env["RWG_INSECURE"] = "1"
 
-    def start_relay(self, name="media-relay"):
-        r = rwgtest.Service("media-relay", self.tmp, [
+    def relay_service(self):
+        return rwgtest.Service("media-relay", self.tmp, [
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--api-token-file", self.token, "--bind-address", "127.0.0.1",
             "--port-min", str(self.port_min), "--port-max", str(self.port_max),
             "--workers", "2"] + self.relay_args)
+
+    def start_relay(self, name="media-relay"):
+        r = self.relay_service()
         r.start()
         self.addCleanup(r.stop)
         return r
@@ -315,6 +319,47 @@ class RestartTest(RelayFixture):
         raw = self.redis.cmd("GET", f"rwg:relay:session:{s['id']}")
         self.assertIn(b'"suite":"RTP"', raw)
 
+
+    def test_started_before_redis_it_waits_then_restores(self):
+        """A relay that starts while Redis is down (a node reboot, a pod scheduled first) waits
+        for it with no packet worker running, then restores its sessions and relays."""
+        phone, pbx = udp(), udp()
+        s = self.allocate("--call-id", "early", "--set-suite", "RTP", "--set-remote",
+                          f"127.0.0.1:{phone.getsockname()[1]}", "--icp-suite", "RTP",
+                          "--icp-remote", f"127.0.0.1:{pbx.getsockname()[1]}")
+        self.relay.stop()
+        self.redis.stop()
+        relay = self.relay = self.relay_service()
+        self.addCleanup(relay.stop)
+        failed = []
+        starter = threading.Thread(target=lambda: self.run_or_note(relay.start, failed))
+        starter.start()
+        try:
+            rwgtest.wait_until("the relay waits for Redis", lambda: relay.proc is not None and
+                               "waiting for Redis" in relay.read_log())
+            pid = relay.proc.pid
+            for _ in range(40):  # 2 s
+                names = []
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                        names.append(f.read().strip())
+                self.assertFalse([n for n in names if n.startswith("rwg-worker")], names)
+                time.sleep(0.05)
+            self.redis.start()
+        finally:
+            starter.join()
+        self.assertEqual(failed, [])
+        self.ctl.env["RWG_SERVER"] = self.relay.grpc_address
+        self.assertIn("restored=1", self.relay.read_log())
+        phone.sendto(rtp(1, 1, b"z" * 20), ("127.0.0.1", s["set"]["local_port"]))
+        self.assertEqual(pbx.recvfrom(2048)[0], rtp(1, 1, b"z" * 20))
+
+    @staticmethod
+    def run_or_note(fn, failures):
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - reported by the test's thread
+            failures.append(e)
 
     def test_damaged_records_are_forgotten_and_the_rest_restored(self):
         def srtp_session(call_id):

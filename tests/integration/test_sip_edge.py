@@ -65,12 +65,17 @@ class EdgeFixture(rwgtest.TempDirTest):
             "--sip-tls-cert-file", self.certs["cert"], "--sip-tls-key-file", self.certs["key"],
             "--min-expires", "2", "--config-refresh-ms", "200", "--upstream-timeout-ms", "3000"]
             + self.edge_args)
-        self.edge.env = self.edge_env
+        # sofia-sip's TLS files are written under TMPDIR while sip-edge starts.
+        self.edge.env = {"TMPDIR": self.tmp, **self.edge_env}
         self.edge.start()
         self.addCleanup(self.edge.stop)
 
     def before_edge(self):
         """Runs once Redis, control and Kamailio are up, before sip-edge starts."""
+
+    def assert_no_tls_files(self):
+        """Once started, sip-edge leaves no copy of its TLS key on disk."""
+        self.assertEqual([n for n in os.listdir(self.tmp) if n.startswith("rwg-sip-tls-")], [])
 
     def phone(self, tls=True):
         c = sipclient.SipConnection("127.0.0.1", self.tls_port if tls else self.tcp_port, tls=tls,
@@ -96,6 +101,7 @@ class SipEdgeTest(EdgeFixture):
     edge_args = ["--pike-requests", "100000", "--max-connections-per-source", "0"]
 
     def test_tls_registration_reaches_ipbx_and_deregistration_removes_both(self):
+        self.assert_no_tls_files()
         conn, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 200, r)
         self.assertIn("Expires: 600", r)
@@ -1269,6 +1275,8 @@ class IcpTlsTest(IcpTlsFixture):
     iPBX whose certificate chains to the configured CAs and names its host."""
 
     def test_upstream_registration_over_tls(self):
+        # The iPBX's certificate is checked against the CA file after that file is gone.
+        self.assert_no_tls_files()
         self.tls_ipbx()
         _, r = self.register("1001")
         self.assertEqual(sipclient.status(r), 200, r)

@@ -21,7 +21,8 @@ k8s_enable_deb_src() {
        /\nSuites:/ && !/-security/ { sub(/Types: deb/, "Types: deb-src"); print }' \
     "$main" > "$K8S_SRC_LIST"
   [ -s "$K8S_SRC_LIST" ] || die "could not derive deb-src entries from $main"
-  say "added deb-src entries ($K8S_SRC_LIST)"
+  # On stderr: k8s_source_version's output is the version alone.
+  say "added deb-src entries ($K8S_SRC_LIST)" >&2
 }
 
 # Prints the newest version apt knows of the `kubernetes` source package.
@@ -30,7 +31,7 @@ k8s_source_version() {
   v=$(apt-cache showsrc kubernetes 2>/dev/null | awk '/^Version:/ { print $2 }' | sort -V | tail -1)
   if [ -z "$v" ]; then
     k8s_enable_deb_src
-    apt_get update -qq
+    apt_get update -qq >&2
     v=$(apt-cache showsrc kubernetes 2>/dev/null | awk '/^Version:/ { print $2 }' | sort -V | tail -1)
   fi
   [ -n "$v" ] || die "apt knows no 'kubernetes' source package"
