@@ -13,6 +13,10 @@ import subprocess
 import tempfile
 import unittest
 
+import yaml
+
+import netpol
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 CHART = os.path.join(ROOT, "helm", "rwg")
 
@@ -187,6 +191,88 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
         job = next(t for k, n, t in d if k == "Job")
         self.assertIn("icp.host=10.1.2.3", job)
         self.assertIn("public_name=rwg.example.com", job)
+
+    def pods_and_policies(self, *sets):
+        """The chart's pods by component (netpol.Pod) and its NetworkPolicies, rendered in
+        namespace ns."""
+        out = self.helm("template", "r", CHART, "--namespace", "ns", "--kube-version", "1.20.2",
+                        *[a for s in sets for a in ("--set", s)]).stdout
+        manifests = [m for m in yaml.safe_load_all(out) if m]
+        pods = {}
+        for m in manifests:
+            if m["kind"] not in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+                continue
+            t = m["spec"]["template"]
+            labels = t["metadata"]["labels"]
+            pods[labels["app.kubernetes.io/component"]] = netpol.Pod(
+                "ns", labels, {"kubernetes.io/metadata.name": "ns"},
+                bool(t["spec"].get("hostNetwork")))
+        return pods, netpol.Policies(manifests, "ns")
+
+    def test_network_policies_connection_by_connection(self):
+        """What the seed's port list allows, and nothing else, as a conforming CNI applies the
+        chart's NetworkPolicies (the test cluster's bridge CNI enforces none)."""
+        pods, np = self.pods_and_policies("icp.host=10.1.2.3", "mediaRelay.instances=2",
+                                          "networkPolicy.nodeCIDRs={192.168.50.0/24}")
+        edge, prov, control, redis = (pods[c] for c in ("sip-edge", "provisioning", "control",
+                                                          "redis"))
+        self.assertTrue(pods["media-relay"].host_network)
+        phone, ipbx = netpol.Outside("203.0.113.9"), netpol.Outside("10.1.2.3")
+        node, elsewhere = netpol.Outside("192.168.50.7"), netpol.Outside("198.51.100.1")
+        foreign = netpol.Pod("ns", {"app": "other"}, {"kubernetes.io/metadata.name": "ns"})
+        monitoring = netpol.Pod("monitoring", {"app": "prometheus"},
+                                {"kubernetes.io/metadata.name": "monitoring"})
+        dns = netpol.Pod("kube-system", {"k8s-app": "kube-dns"},
+                         {"kubernetes.io/metadata.name": "kube-system"})
+        cases = [
+            # From the internet: SIP over TLS and HTTPS only.
+            (phone, edge, 5061, "TCP", True), (phone, edge, 5060, "TCP", False),
+            (phone, edge, 5070, "TCP", False), (phone, edge, 50052, "TCP", False),
+            (phone, edge, 9462, "TCP", False), (phone, prov, 4445, "TCP", True),
+            (phone, prov, 50054, "TCP", False), (phone, control, 50051, "TCP", False),
+            (phone, redis, 6379, "TCP", False),
+            # The iPBX: its listener on the edge, nothing else inside.
+            (ipbx, edge, 5070, "TCP", True), (ipbx, control, 50051, "TCP", False),
+            (ipbx, redis, 6379, "TCP", False), (ipbx, prov, 50054, "TCP", False),
+            # Pods of the namespace that are not rwg's.
+            (foreign, control, 50051, "TCP", False), (foreign, redis, 6379, "TCP", False),
+            (foreign, edge, 5070, "TCP", False), (foreign, prov, 50054, "TCP", False),
+            # rwg's own traffic.
+            (pods["configure"], control, 50051, "TCP", True),
+            (edge, redis, 6379, "TCP", True), (prov, redis, 6379, "TCP", True),
+            (control, redis, 6379, "TCP", True), (node, redis, 6379, "TCP", True),
+            (edge, edge, 5070, "TCP", True), (edge, dns, 53, "UDP", True),
+            (edge, node, 50100, "TCP", True), (edge, node, 50101, "TCP", True),
+            (edge, node, 50102, "TCP", False),
+            # Out: SIP to the iPBX, XML to the iPBX; nothing to anywhere else.
+            (edge, ipbx, 5060, "TCP", True), (edge, ipbx, 5060, "UDP", True),
+            (edge, ipbx, 4443, "TCP", False), (edge, elsewhere, 5060, "TCP", False),
+            (edge, elsewhere, 443, "TCP", False), (prov, ipbx, 4443, "TCP", True),
+            (prov, ipbx, 5060, "TCP", False), (prov, elsewhere, 443, "TCP", False),
+            (control, elsewhere, 443, "TCP", False), (control, ipbx, 5060, "TCP", False),
+            (redis, elsewhere, 443, "TCP", False), (redis, control, 50051, "TCP", False),
+            # Metrics: scraped from any namespace by default.
+            (monitoring, edge, 9462, "TCP", True), (monitoring, control, 9461, "TCP", True),
+            (monitoring, prov, 9464, "TCP", True), (monitoring, redis, 6379, "TCP", False),
+            (monitoring, control, 50051, "TCP", False),
+        ]
+        wrong = [f"{netpol.name(s)} -> {netpol.name(d)}:{port}/{proto} should be "
+                 f"{'allowed' if want else 'denied'}" for s, d, port, proto, want in cases
+                 if np.allows(s, d, port, proto) != want]
+        self.assertEqual(wrong, [])
+        # SIP over TCP for phones when enabled; scraping only from the namespaces chosen.
+        pods, np = self.pods_and_policies(
+            "icp.host=10.1.2.3", "sipEdge.tcp=true",
+            "networkPolicy.metricsNamespaceSelector.matchLabels.name=monitoring")
+        watcher = netpol.Pod("monitoring", {"app": "prometheus"}, {"name": "monitoring"})
+        self.assertTrue(np.allows(phone, pods["sip-edge"], 5060))
+        self.assertTrue(np.allows(watcher, pods["sip-edge"], 9462))
+        self.assertFalse(np.allows(monitoring, pods["sip-edge"], 9462))
+        self.assertFalse(np.allows(foreign, pods["sip-edge"], 9462))
+        # Without policies everything is open: the evaluator is not what denies.
+        pods, np = self.pods_and_policies("icp.host=10.1.2.3", "networkPolicy.enabled=false")
+        self.assertTrue(np.allows(phone, pods["redis"], 6379))
+        self.assertTrue(np.allows(pods["sip-edge"], elsewhere, 443))
 
     def test_host_network_exposure(self):
         d = self.template("expose.hostNetwork=true", "expose.type=NodePort", "sipEdge.replicas=1")
