@@ -1,6 +1,7 @@
 // The state of one call through the gateway (and of one subscription, which goes through the
-// same two dialogs): what services/sip_edge/calls.cc and subscriptions.cc share. Internal to
-// the SIP edge's calls; SIP thread only.
+// same two dialogs), and the contexts of its requests in flight: what
+// services/sip_edge/calls.cc, forwarding.cc, call_records.cc and subscriptions.cc share. Internal
+// to the SIP edge's calls; SIP thread only.
 #pragma once
 
 #include <sofia-sip/nta.h>
@@ -26,6 +27,29 @@ struct Subscription {
   absl::Time expires_at;  // when it runs out unless refreshed
 };
 
+// Which call and side an outgoing INVITE (or SUBSCRIBE) of rwg's belongs to: its callback's
+// magic, owned by Calls::invites_ until its final answer or until the call drops it.
+struct Calls::Pending {
+  Calls* calls;
+  std::string call;
+  bool to_set;
+};
+
+// An in-dialog request relayed to the other side as a request of that side's dialog; an offer
+// (re-INVITE, UPDATE: hold, resume, new keys) goes through the media relay both ways. A plain
+// value, copied into the relay's callbacks; while its relayed transaction is out it is owned by
+// Calls::forwards_ (the transaction's magic).
+struct Calls::Forwarded {
+  Calls* calls;
+  std::string call;
+  bool to_set;
+  nta_incoming_t* irq;  // the request relayed, answered once the other side answered
+  std::string method;
+  uint32_t cseq;
+  bool offer;
+  bool terminates = false;  // a NOTIFY that ends its subscription
+};
+
 struct Calls::Side {
   bool set = false;  // the phone's side
   bool uas = false;  // this side sent the INVITE that began the call
@@ -47,7 +71,7 @@ struct Calls::Side {
   std::optional<AudioStream> media;  // what this side's last SDP said
   std::string user;                  // set side: device; ICP side: the ICP-side username
   std::string offer;                 // the SDP of our INVITE on this side
-  void* invite_magic = nullptr;      // what `orq`'s callback gets (freed with it)
+  Pending* pending = nullptr;        // what `orq`'s callback gets (Calls::invites_ owns it)
   // Reliable provisional answers (RFC 3262), each side on its own: `reliable` when this
   // side's INVITE required 100rel (rwg's provisionals to it go reliably, its PRACKs are
   // answered by sofia-sip); `rseq` the last RSeq rwg acknowledged with a PRACK on this side.

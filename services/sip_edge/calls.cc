@@ -1,8 +1,12 @@
-// Calls through the gateway (see calls.h). Longer than the other files of the edge: the
-// back-to-back user agent keeps both dialogs of a call in step here (new calls from either
-// side, offers and answers through the media relay, the in-dialog requests relayed between
-// the sides with PRACK, CANCEL and REFER, hangups, records and orphan calls). Subscriptions,
-// which share the dialogs, are in subscriptions.cc; the call state in call_state.h.
+// Calls through the gateway (see calls.h): the back-to-back user agent's set-up of a call and
+// its end. New calls from either side, the INVITE toward the side called and its answers
+// (provisional, early media, the iPBX's challenge, refusal, acceptance) with the offer and
+// answer through the media relay, the answers to the caller, hangups and the release of an
+// ended call, the dialogs' index, sending a dialog's requests (following a phone that
+// reconnected). Elsewhere: the in-dialog requests relayed between the sides with PRACK, CANCEL
+// and REFER in forwarding.cc; the calls' records in Redis, `rwgctl call list` and the orphan
+// calls of a lost instance in call_records.cc; subscriptions, which share the dialogs, in
+// subscriptions.cc; the SIP helpers in call_sip.{h,cc}; the call state in call_state.h.
 #include "services/sip_edge/calls.h"
 
 #include <sofia-sip/msg_header.h>
@@ -12,15 +16,11 @@
 
 #include <algorithm>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "services/core/json.h"
 #include "services/core/log.h"
+#include "services/sip_edge/call_sip.h"
 #include "services/sip_edge/call_state.h"
 #include "services/sip_edge/digest.h"
 #include "services/sip_edge/guard.h"
@@ -60,110 +60,9 @@ namespace {
 // timers B and C) with a margin.
 constexpr absl::Duration kEndedGrace = absl::Seconds(40);
 
-// Which call an outgoing INVITE belongs to.
-struct Pending {
-  Calls* calls;
-  std::string call;
-  bool to_set;
-};
-
-std::string UrlText(su_home_t* home, const url_t* u) {
-  if (u == nullptr) return "";
-  char* s = url_as_string(home, u);
-  std::string out = s ? s : "";
-  su_free(home, s);
-  return out;
-}
-
-std::string NameAddr(su_home_t* home, const sip_addr_t* a) {
-  if (a == nullptr) return "";
-  std::string out;
-  if (a->a_display != nullptr && *a->a_display != '\0') out = absl::StrCat(a->a_display, " ");
-  return absl::StrCat(out, "<", UrlText(home, a->a_url), ">");
-}
-
-std::string PayloadOf(const sip_t* sip) {
-  if (sip == nullptr || sip->sip_payload == nullptr || sip->sip_payload->pl_len == 0) return "";
-  if (sip->sip_content_type != nullptr && sip->sip_content_type->c_type != nullptr &&
-      !absl::EqualsIgnoreCase(sip->sip_content_type->c_type, "application/sdp")) {
-    return "";
-  }
-  return std::string(sip->sip_payload->pl_data, sip->sip_payload->pl_len);
-}
-
 // The methods rwg takes within a call (PRACK answered on each side, the others relayed).
 constexpr char kAllow[] =
     "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
-
-bool HasOption(const sip_t* sip, const char* option) {
-  return sip != nullptr && ((sip->sip_require && sip_has_feature(sip->sip_require, option)) ||
-                            (sip->sip_supported && sip_has_feature(sip->sip_supported, option)));
-}
-bool RequiresOption(const sip_t* sip, const char* option) {
-  return sip != nullptr && sip->sip_require && sip_has_feature(sip->sip_require, option);
-}
-
-// Session timers (RFC 4028) are the endpoints' business: rwg carries their headers across
-// with INVITEs, UPDATEs and the answers (a 422's Min-SE included), and relays the refreshes.
-std::string TimerHeaders(const sip_t* sip) {
-  if (sip == nullptr) return "";
-  std::vector<std::string> lines;
-  auto add = [&](const char* name, const void* h) {
-    if (h != nullptr) lines.push_back(absl::StrCat(name, ": ", HeaderText(h)));
-  };
-  add("Session-Expires", sip->sip_session_expires);
-  add("Min-SE", sip->sip_min_se);
-  auto has_timer = [](const msg_list_t* l) {
-    for (; l != nullptr; l = l->k_next) {
-      for (msg_param_t const* i = l->k_items; i != nullptr && *i != nullptr; ++i) {
-        if (absl::EqualsIgnoreCase(*i, "timer")) return true;
-      }
-    }
-    return false;
-  };
-  if (has_timer(sip->sip_require)) lines.push_back("Require: timer");
-  if (has_timer(sip->sip_supported)) lines.push_back("Supported: timer");
-  return absl::StrJoin(lines, "\r\n");
-}
-
-std::string UrlDecode(absl::string_view in) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    int v = 0;
-    if (in[i] == '%' && i + 2 < in.size() && absl::SimpleHexAtoi(in.substr(i + 1, 2), &v)) {
-      out.push_back(static_cast<char>(v));
-      i += 2;
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return out;
-}
-
-std::string UrlEncode(absl::string_view in) {
-  std::string out;
-  for (char ch : in) {
-    if (absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' ||
-        ch == '_' || ch == '~') {
-      out.push_back(ch);
-    } else {
-      absl::StrAppend(&out, "%", absl::Hex(static_cast<unsigned char>(ch), absl::kZeroPad2));
-    }
-  }
-  return out;
-}
-
-RelayRemote RemoteOf(const AudioStream& a) {
-  RelayRemote r;
-  r.suite = a.crypto.empty() ? "RTP" : a.crypto[0].suite;
-  r.key = a.crypto.empty() ? "" : a.crypto[0].key;
-  r.address = a.address;
-  r.port = a.port;
-  r.rtcp_port = a.rtcp_port == a.port + 1 ? 0 : a.rtcp_port;
-  return r;
-}
-
-int StatusFor(const absl::Status& s) { return absl::IsInvalidArgument(s) ? 400 : 488; }
 
 // Reads what one side sent within that side's inbound policy (R-CFG): SRTP_ONLY needs a key
 // (RTP/SAVP from a phone, unless the device allows plain RTP; RTP/AVP with a key will do from
@@ -753,12 +652,13 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
       TAG_IF(call.subscription, SIPTAG_EXPIRES_STR(expires.c_str())),
       TAG_IF(!call.timer_headers.empty(), SIPTAG_HEADER_STR(call.timer_headers.c_str())),
       TAG_IF(call.rel100 && !call.subscription, SIPTAG_SUPPORTED_STR("100rel")), TAG_END());
-  auto* p = new Pending{this, call.id, to.set};
-  to.invite_magic = p;
+  // An INVITE of this side still in flight would keep its own context (freed with its answer).
+  Pending* p = invites_.Add(this, call.id, to.set);
+  to.pending = p;
   to.orq = Launch(to, msg, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p));
   if (to.orq == nullptr) {
-    delete p;
-    to.invite_magic = nullptr;
+    invites_.Remove(p);
+    to.pending = nullptr;
     Side& from_side = Other(call, to);
     Answer(call, from_side, 503, "Service Unavailable", "");
     Forget(call);
@@ -808,39 +708,6 @@ void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const
   }
 }
 
-// A PRACK for one of rwg's reliable provisional answers (matched by sofia-sip). rwg's
-// provisionals carry answers, never offers: a PRACK bringing an offer is refused.
-int Calls::OnPrack(nta_reliable_magic_t* magic, nta_reliable_t*, nta_incoming_t* prack,
-                   const sip_t* sip) {
-  return Guard("OnPrack", 500, [&]() -> int {
-    auto* self = reinterpret_cast<Calls*>(magic);
-    if (sip != nullptr && sip->sip_payload != nullptr && sip->sip_payload->pl_len > 0) {
-      nta_incoming_treply(prack, SIP_488_NOT_ACCEPTABLE,
-                          SIPTAG_WARNING_STR("399 rwg \"no offer in PRACK\""), TAG_END());
-      nta_incoming_destroy(prack);
-      self->host_.CountResponse("PRACK", 488);
-      return 0;
-    }
-    self->host_.CountResponse("PRACK", 200);
-    return 200;
-  });
-}
-
-// Acknowledges a reliable provisional answer to rwg's INVITE on `to` (RFC 3262); false for a
-// retransmission of one already acknowledged (dropped: relayed once).
-bool Calls::Prack(Side& to, const sip_t* sip) {
-  if (sip->sip_rseq == nullptr || !RequiresOption(sip, "100rel")) return true;
-  const uint32_t rseq = sip->sip_rseq->rs_response;
-  if (to.rseq != 0 && rseq <= to.rseq) return false;
-  to.rseq = rseq;
-  msg_t* msg = DialogRequest(to, "PRACK", ++to.cseq, false, false);
-  const std::string rack = absl::StrCat(rseq, " ", to.invite_cseq, " INVITE");
-  sip_add_tl(msg, sip_object(msg), SIPTAG_RACK_STR(rack.c_str()), TAG_END());
-  nta_outgoing_t* orq = Launch(to, msg, nullptr, nullptr);
-  if (orq != nullptr) nta_outgoing_destroy(orq);
-  return true;
-}
-
 // -- responses to our INVITEs -----------------------------------------------------------------
 
 int Calls::OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
@@ -849,19 +716,20 @@ int Calls::OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const si
     Calls* self = p->calls;
     const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
     auto it = self->calls_.find(p->call);
-    if (it == self->calls_.end()) {
-      if (status >= 200) {
-        nta_outgoing_destroy(orq);
-        delete p;
-      }
+    Call* found = it == self->calls_.end() ? nullptr : it->second.get();
+    Side* side = found == nullptr ? nullptr : p->to_set ? &found->set : &found->icp;
+    if (status >= 200) {
+      // A final answer ends the INVITE: its context goes here, the one place that frees it
+      // while the call lives (DropInvites frees those of a call that goes first).
+      if (side != nullptr && side->pending == p) side->pending = nullptr;
+      self->invites_.Remove(p);
+    }
+    if (found == nullptr) {
+      if (status >= 200) nta_outgoing_destroy(orq);
       return 0;
     }
-    Call& call = *it->second;
-    Side& to = p->to_set ? call.set : call.icp;
-    if (status >= 200) {
-      if (to.invite_magic == p) to.invite_magic = nullptr;
-      delete p;
-    }
+    Call& call = *found;
+    Side& to = *side;
     if (to.orq != orq) {
       // A BYE or another request of ours: nothing to do beyond finishing the transaction.
       if (status >= 200) nta_outgoing_destroy(orq);
@@ -923,26 +791,39 @@ void Calls::OnProvisional(Call& call, Side& to, const sip_t* sip, int status,
   RelayRemote remote = RemoteOf(*answer);
   call.relay_busy = true;
   relays_.Update(*call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
-                 [this, id, status, phrase, sdp](absl::StatusOr<RelaySession> s) {
+                 [this, id, status, phrase, sdp](const absl::StatusOr<RelaySession>& s) {
                    OnEarlyMediaRelayed(id, status, phrase, sdp, s.ok());
                  });
 }
 
-void Calls::OnEarlyMediaRelayed(const std::string& id, int status, const std::string& phrase,
-                                const std::string& sdp, bool relayed) {
+Calls::Call* Calls::CalleeRelayed(const std::string& id, Side** to, Side** from) {
   auto it = calls_.find(id);
-  if (it == calls_.end() || !relayed) return;
+  if (it == calls_.end()) return nullptr;
   Call& c = *it->second;
   c.relay_busy = false;
-  if (c.state == Call::State::kEnded) return Release(c);
-  Side& to = c.from_phone ? c.icp : c.set;
-  Side& from = Other(c, to);
+  if (c.state == Call::State::kEnded) {
+    Release(c);
+    return nullptr;
+  }
+  *to = c.from_phone ? &c.icp : &c.set;
+  *from = &Other(c, **to);
+  return &c;
+}
+
+void Calls::OnEarlyMediaRelayed(const std::string& id, int status, const std::string& phrase,
+                                const std::string& sdp, bool relayed) {
+  if (!relayed) return;  // the caller goes on without early media
+  Side* to = nullptr;
+  Side* from = nullptr;
+  Call* call = CalleeRelayed(id, &to, &from);
+  if (call == nullptr) return;
+  Call& c = *call;
   int st = 0;
   std::string ph;
   // With a delayed offer the caller gets rwg's offer in the 2xx, not here.
-  if (c.delayed_offer) return Answer(c, from, status, phrase.c_str(), "");
-  std::optional<std::string> out = SdpFor(c, from, sdp, false, &st, &ph);
-  if (out) Answer(c, from, status, phrase.c_str(), *out);
+  if (c.delayed_offer) return Answer(c, *from, status, phrase.c_str(), "");
+  std::optional<std::string> out = SdpFor(c, *from, sdp, false, &st, &ph);
+  if (out) Answer(c, *from, status, phrase.c_str(), *out);
 }
 
 // The iPBX's challenge is answered with the device's ICP-side credentials.
@@ -1000,20 +881,20 @@ void Calls::OnInviteAccepted(Call& call, Side& to, const std::string& sdp,
   RelayRemote remote = RemoteOf(*answer);
   call.relay_busy = true;
   relays_.Update(*call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
-                 [this, id, sdp, timers](absl::StatusOr<RelaySession> s) {
+                 [this, id, sdp, timers](const absl::StatusOr<RelaySession>& s) {
                    OnAnswerRelayed(id, sdp, timers, s.ok());
                  });
 }
 
 void Calls::OnAnswerRelayed(const std::string& id, const std::string& sdp,
                             const std::string& timers, bool relayed) {
-  auto it = calls_.find(id);
-  if (it == calls_.end()) return;
-  Call& c = *it->second;
-  c.relay_busy = false;
-  if (c.state == Call::State::kEnded) return Release(c);
-  Side& to = c.from_phone ? c.icp : c.set;
-  Side& from = Other(c, to);
+  Side* callee = nullptr;
+  Side* caller = nullptr;
+  Call* call = CalleeRelayed(id, &callee, &caller);
+  if (call == nullptr) return;
+  Call& c = *call;
+  Side& to = *callee;
+  Side& from = *caller;
   int st = 500;
   std::string ph = "Media Relay Unavailable";
   std::optional<std::string> out;
@@ -1056,413 +937,6 @@ void Calls::Sweep() {
   }
 }
 
-// -- in-dialog requests ----------------------------------------------------------------------
-
-int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip) {
-  (void)irq;
-  const sip_method_t m = sip->sip_request->rq_method;
-  // A NOTIFY may come before the 2xx of its SUBSCRIBE: it gives the dialog its tag.
-  if (call.subscription && !from.uas && from.remote_tag.empty() && m == sip_method_notify &&
-      sip->sip_from != nullptr && sip->sip_from->a_tag != nullptr) {
-    from.remote_tag = sip->sip_from->a_tag;
-  }
-  if (sip->sip_from == nullptr || sip->sip_from->a_tag == nullptr ||
-      from.remote_tag != sip->sip_from->a_tag ||
-      (!from.local_tag.empty() && from.local_tag != sip->sip_to->a_tag)) {
-    if (m == sip_method_ack) return 200;
-    host_.CountResponse(sip->sip_request->rq_method_name, 481);
-    return 481;
-  }
-  switch (m) {
-    case sip_method_ack:
-      return 200;  // the ACK for our 200 OK: the dialog on this side is confirmed
-    case sip_method_bye:
-      call.end_reason = from.set ? "BYE from the phone" : "BYE from the iPBX";
-      Hangup(call, &from, call.end_reason.c_str());
-      host_.CountResponse("BYE", 200);
-      return 200;
-    case sip_method_invite:
-    case sip_method_update:
-    case sip_method_info:
-    case sip_method_message:
-    case sip_method_notify:
-    case sip_method_options:
-    case sip_method_subscribe:
-    case sip_method_refer:
-      return Forward(call, from, irq, sip);
-    case sip_method_prack:  // sofia-sip takes those for rwg's reliable answers
-      host_.CountResponse("PRACK", 481);
-      return 481;
-    default:
-      host_.CountResponse(sip->sip_request->rq_method_name, 501);
-      return 501;
-  }
-}
-
-// An in-dialog request relayed to the other side as a request of that side's dialog; an offer
-// (re-INVITE, UPDATE: hold, resume, new keys) goes through the media relay both ways.
-struct Calls::Forwarded {
-  Calls* calls;
-  std::string call;
-  bool to_set;
-  nta_incoming_t* irq;
-  std::string method;
-  uint32_t cseq;
-  bool offer;
-  bool terminates = false;  // a NOTIFY that ends its subscription
-};
-
-int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip) {
-  const char* method = sip->sip_request->rq_method_name;
-  const sip_method_t m = sip->sip_request->rq_method;
-  if (call.state != Call::State::kConfirmed && m == sip_method_invite) {
-    host_.CountResponse(method, 491);
-    return 491;  // a re-INVITE while the call is still being set up
-  }
-  Side& to = Other(call, from);
-  const std::string sdp = PayloadOf(sip);
-  const bool offer = (m == sip_method_invite || m == sip_method_update) && !sdp.empty();
-  if ((m == sip_method_invite) && sdp.empty()) {
-    nta_incoming_treply(irq, SIP_488_NOT_ACCEPTABLE,
-                        SIPTAG_WARNING_STR("399 rwg \"an SDP offer is required\""), TAG_END());
-    host_.CountResponse(method, 488);
-    return 488;
-  }
-  auto* f = new Forwarded{this, call.id, to.set, irq, method, 0, offer};
-  f->terminates = m == sip_method_notify && sip->sip_subscription_state != nullptr &&
-                  sip->sip_subscription_state->ss_substate != nullptr &&
-                  absl::EqualsIgnoreCase(sip->sip_subscription_state->ss_substate, "terminated");
-  if (!offer) {
-    SendForward(call, to, *f, sip, "");
-    return 0;
-  }
-  absl::StatusOr<AudioStream> media = ReadFrom(call, from.set, sdp);
-  if (!media.ok()) {
-    delete f;
-    const int st = StatusFor(media.status());
-    const std::string warning = absl::StrCat("399 rwg \"", media.status().message(), "\"");
-    nta_incoming_treply(irq, st, st == 400 ? "Bad Request" : "Not Acceptable Here",
-                        SIPTAG_WARNING_STR(warning.c_str()), TAG_END());
-    host_.CountResponse(method, st);
-    return st;
-  }
-  from.media = *media;
-  RelayRemote remote = RemoteOf(*media);
-  // The copy of the request the relay's answer is waiting for.
-  msg_t* msg = nta_incoming_getrequest(irq);
-  const std::string id = call.id;
-  call.relay_busy = true;
-  relays_.Update(*call.media, from.set ? &remote : nullptr, from.set ? nullptr : &remote, false,
-                 false, [this, id, f, msg, sdp](absl::StatusOr<RelaySession> s) {
-                   const sip_t* req = sip_object(msg);
-                   auto it = calls_.find(id);
-                   if (it == calls_.end()) {
-                     nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
-                     nta_incoming_destroy(f->irq);
-                     msg_destroy(msg);
-                     delete f;
-                     return;
-                   }
-                   Call& c = *it->second;
-                   c.relay_busy = false;
-                   Side& to = f->to_set ? c.set : c.icp;
-                   int st = 503;
-                   std::string ph = "Media Relay Unavailable";
-                   std::optional<std::string> out;
-                   if (s.ok() && c.state != Call::State::kEnded) {
-                     c.media = *s;
-                     out = SdpFor(c, to, sdp, true, &st, &ph);
-                   }
-                   if (!out) {
-                     nta_incoming_treply(f->irq, st, ph.c_str(), TAG_END());
-                     host_.CountResponse(f->method.c_str(), st);
-                     nta_incoming_destroy(f->irq);
-                     msg_destroy(msg);
-                     delete f;
-                     if (c.state == Call::State::kEnded) Release(c);
-                     return;
-                   }
-                   SendForward(c, to, *f, req, *out);
-                   msg_destroy(msg);
-                 });
-  return 0;
-}
-
-void Calls::SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip,
-                        const std::string& sdp) {
-  f.cseq = ++to.cseq;
-  // The record keeps the CSeq another instance would go on from; a BYE ends the call (and
-  // its record) itself.
-  if (f.method != "BYE") Save(call);
-  const bool target_refresh = f.method == "INVITE" || f.method == "UPDATE";
-  // A REFER's Contact is where the referee's NOTIFYs about the transfer go (RFC 3515).
-  msg_t* msg = DialogRequest(to, f.method, f.cseq, target_refresh || f.method == "REFER", false);
-  sip_t* out = sip_object(msg);
-  const std::string timers = target_refresh ? TimerHeaders(sip) : "";
-  if (!timers.empty()) sip_add_tl(msg, out, SIPTAG_HEADER_STR(timers.c_str()), TAG_END());
-  if (!sdp.empty()) {
-    sip_add_tl(msg, out, SIPTAG_CONTENT_TYPE_STR("application/sdp"),
-               SIPTAG_PAYLOAD_STR(sdp.c_str()), TAG_END());
-  } else if (sip != nullptr) {
-    // What the request carries (DTMF in INFO, a message, an event) goes on unchanged.
-    sip_add_tl(msg, out, SIPTAG_CONTENT_TYPE(sip->sip_content_type),
-               SIPTAG_PAYLOAD(sip->sip_payload), SIPTAG_EVENT(sip->sip_event),
-               SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state),
-               SIPTAG_EXPIRES(sip->sip_expires), SIPTAG_ACCEPT(sip->sip_accept), TAG_END());
-    if (sip->sip_refer_to != nullptr) {
-      // A transfer: the target in the other side's terms, the referrer being rwg's identity
-      // on that side.
-      const std::string refer_to = ReferTarget(to, sip->sip_refer_to->r_url);
-      sip_add_tl(msg, out, SIPTAG_REFER_TO_STR(refer_to.c_str()),
-                 SIPTAG_REFERRED_BY_STR(to.local_uri.c_str()), TAG_END());
-    }
-  }
-  nta_outgoing_t* orq =
-      Launch(to, msg, &Calls::OnForwardResponse, reinterpret_cast<nta_outgoing_magic_t*>(&f));
-  if (orq == nullptr) {
-    nta_incoming_treply(f.irq, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
-    host_.CountResponse(f.method.c_str(), 503);
-    nta_incoming_destroy(f.irq);
-    delete &f;
-  }
-}
-
-// The Refer-To of a transfer relayed toward `to`: the target's user at the other side's host
-// (the iPBX for a phone's transfer, rwg's public name for the iPBX's). An attended transfer's
-// Replaces names a dialog of the referrer's side; it becomes the matching dialog on `to`'s side.
-std::string Calls::ReferTarget(const Side& to, const url_t* u) {
-  auto view = host_.Config();
-  const std::string host = to.set ? view->public_name : view->icp_host;
-  std::string out = absl::StrCat("sip:", u->url_user ? u->url_user : "", "@", host);
-  absl::string_view headers = u->url_headers ? u->url_headers : "";
-  std::string replaces;
-  for (absl::string_view h : absl::StrSplit(headers, '&')) {
-    if (absl::ConsumePrefix(&h, "Replaces=") || absl::ConsumePrefix(&h, "replaces=")) {
-      replaces = UrlDecode(h);
-    }
-  }
-  if (!replaces.empty()) {
-    // "<call-id>;to-tag=<x>;from-tag=<y>" of a call through rwg, on the referrer's side.
-    std::vector<std::string> parts = absl::StrSplit(replaces, ';');
-    // The referrer's side of that call is the side opposite `to`.
-    // The referrer names the dialog by Call-ID and both tags; one of them is rwg's.
-    Call* found = nullptr;
-    for (size_t i = 1; i < parts.size() && found == nullptr; ++i) {
-      absl::string_view tag = parts[i];
-      if (!absl::ConsumePrefix(&tag, "to-tag=") && !absl::ConsumePrefix(&tag, "from-tag=")) {
-        continue;
-      }
-      auto it = by_dialog_.find(DialogKey(!to.set, parts[0], tag));
-      if (it != by_dialog_.end()) found = it->second;
-    }
-    if (found != nullptr && !found->subscription) {
-      // On `to`'s side the party to be replaced is that dialog's remote end.
-      const Side& theirs = to.set ? found->set : found->icp;
-      const std::string mapped = absl::StrCat(theirs.call_id, ";to-tag=", theirs.remote_tag,
-                                              ";from-tag=", theirs.local_tag);
-      absl::StrAppend(&out, "?Replaces=", UrlEncode(mapped));
-    }
-  }
-  return absl::StrCat("<", out, ">");
-}
-
-int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
-  return Guard("OnForwardResponse", 0, [&]() -> int {
-    auto* f = reinterpret_cast<Forwarded*>(magic);
-    Calls* self = f->calls;
-    const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
-    if (status < 200) return 0;  // provisional answers of a re-INVITE stay here
-    const std::string phrase = sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "";
-    const std::string sdp = PayloadOf(sip);
-    std::unique_ptr<Forwarded> owned(f);
-    auto it = self->calls_.find(f->call);
-    if (it == self->calls_.end()) {
-      nta_outgoing_destroy(orq);
-      nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
-      nta_incoming_destroy(f->irq);
-      return 0;
-    }
-    Call& call = *it->second;
-    Side& to = f->to_set ? call.set : call.icp;
-    Side& from = self->Other(call, to);
-    if (f->method == "INVITE" && status < 300) {
-      self->SendRequest(call, to, "ACK", f->cseq);
-    }
-    if (sip && sip->sip_contact && status < 300 &&
-        (f->method == "INVITE" || f->method == "UPDATE")) {
-      su_home_t home[1] = {SU_HOME_INIT(home)};
-      to.remote_target = UrlText(home, sip->sip_contact->m_url);
-      su_home_deinit(home);
-    }
-    const std::string timers =
-        f->method == "INVITE" || f->method == "UPDATE" ? TimerHeaders(sip) : "";
-    nta_outgoing_destroy(orq);
-    auto finish = [self, &from, f, timers](int st, const char* ph, const std::string& body) {
-      const bool with_contact = st < 300 && (f->method == "INVITE" || f->method == "UPDATE");
-      nta_incoming_treply(f->irq, st, ph,
-                          TAG_IF(with_contact, SIPTAG_CONTACT_STR(from.contact.c_str())),
-                          TAG_IF(!timers.empty(), SIPTAG_HEADER_STR(timers.c_str())),
-                          TAG_IF(!body.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-                          TAG_IF(!body.empty(), SIPTAG_PAYLOAD_STR(body.c_str())), TAG_END());
-      self->host_.CountResponse(f->method.c_str(), st);
-      nta_incoming_destroy(f->irq);
-    };
-    if (!f->offer || status >= 300 || sdp.empty()) {
-      if (f->method == "SUBSCRIBE" && status < 300) {
-        // A refresh (or an unsubscribe, Expires: 0): the phone learns what the iPBX granted.
-        const int granted = sip && sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta)
-                            : call.subscription     ? call.subscription->expires
-                                                    : 0;
-        if (call.subscription) {
-          call.subscription->expires_at = self->clock_.Now() + absl::Seconds(granted);
-        }
-        const std::string expires = std::to_string(granted);
-        nta_incoming_treply(f->irq, status, phrase.c_str(),
-                            SIPTAG_CONTACT_STR(from.contact.c_str()),
-                            SIPTAG_EXPIRES_STR(expires.c_str()), TAG_END());
-        self->host_.CountResponse("SUBSCRIBE", status);
-        nta_incoming_destroy(f->irq);
-        return 0;
-      }
-      finish(status, phrase.c_str(), "");
-      if (call.subscription && f->terminates) self->Forget(call);
-      return 0;
-    }
-    absl::StatusOr<AudioStream> answer = self->ReadFrom(call, to.set, sdp);
-    if (!answer.ok()) {
-      finish(488, "Not Acceptable Here", "");
-      return 0;
-    }
-    to.media = *answer;
-    RelayRemote remote = RemoteOf(*answer);
-    const std::string id = call.id;
-    auto* pending = owned.release();
-    call.relay_busy = true;
-    self->relays_.Update(
-        *call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
-        [self, id, pending, status, phrase, sdp](absl::StatusOr<RelaySession> s) {
-          std::unique_ptr<Forwarded> f(pending);
-          auto it = self->calls_.find(id);
-          std::optional<std::string> out;
-          int st = 503;
-          std::string ph = "Media Relay Unavailable";
-          if (it != self->calls_.end()) {
-            Call& c = *it->second;
-            c.relay_busy = false;
-            Side& to = f->to_set ? c.set : c.icp;
-            Side& from = self->Other(c, to);
-            if (s.ok()) {
-              c.media = *s;
-              out = self->SdpFor(c, from, sdp, false, &st, &ph);
-            }
-            nta_incoming_treply(
-                f->irq, out ? status : st, out ? phrase.c_str() : ph.c_str(),
-                SIPTAG_CONTACT_STR(from.contact.c_str()),
-                TAG_IF(out.has_value(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-                TAG_IF(out.has_value(), SIPTAG_PAYLOAD_STR(out ? out->c_str() : "")), TAG_END());
-            self->host_.CountResponse(f->method.c_str(), out ? status : st);
-            nta_incoming_destroy(f->irq);
-            if (c.state == Call::State::kEnded) self->Release(c);
-            return;
-          }
-          nta_incoming_treply(f->irq, SIP_481_NO_TRANSACTION, TAG_END());
-          nta_incoming_destroy(f->irq);
-        });
-    return 0;
-  });
-}
-
-int Calls::OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip) {
-  return Guard("OnCancel", 0, [&]() -> int {
-    auto* self = reinterpret_cast<Calls*>(magic);
-    // After a 2xx with rwg's offer, the INVITE's ACK (or its absence) comes here too.
-    if (sip == nullptr || sip->sip_request->rq_method == sip_method_ack) {
-      self->OnAck(irq, sip);
-      return 0;
-    }
-    core::log::Debug("CANCEL received", {});
-    auto [c, side] = self->ByInvite(irq, false);
-    if (c == nullptr) return 0;
-    c->end_reason = side->set ? "cancelled by the phone" : "cancelled by the iPBX";
-    self->Answer(*c, *side, 487, "Request Terminated", "");
-    self->Hangup(*c, side, c->end_reason.c_str());
-    return 0;
-  });
-}
-
-// The call and side whose INVITE `irq` is, found by its Call-ID (the INVITE came from either
-// side); `ack`: among the INVITEs answered with rwg's offer and kept for their ACK.
-std::pair<Calls::Call*, Calls::Side*> Calls::ByInvite(nta_incoming_t* irq, bool ack) {
-  msg_t* request = nta_incoming_getrequest(irq);
-  const sip_t* invite = request ? sip_object(request) : nullptr;
-  const std::string call_id = invite && invite->sip_call_id ? invite->sip_call_id->i_id : "";
-  msg_destroy(request);
-  for (bool set_side : {true, false}) {
-    for (Call* c : WithCallId(set_side, call_id)) {
-      Side* side = set_side ? &c->set : &c->icp;
-      if ((ack ? side->ack_irq : side->irq) == irq) return {c, side};
-    }
-  }
-  return {nullptr, nullptr};
-}
-
-// The caller's ACK of a 2xx that carried rwg's offer (delayed offer): its answer goes to the
-// relay. No usable answer, or no ACK at all (sip null: 32 s passed), ends the call.
-void Calls::OnAck(nta_incoming_t* irq, const sip_t* sip) {
-  auto [found, side] = ByInvite(irq, true);
-  if (found == nullptr) {
-    // An INVITE rwg has not answered yet, which sofia-sip answered itself (487 after a CANCEL
-    // no call matched, or 500 when its transaction timed out): the call is over on that
-    // side. The transaction stays rwg's until the call lets it go.
-    auto [pending, pending_side] = ByInvite(irq, false);
-    if (pending != nullptr) {
-      pending_side->irq = nullptr;
-      nta_incoming_destroy(irq);
-      if (pending->state != Call::State::kEnded) {
-        pending->end_reason =
-            pending_side->set ? "cancelled by the phone" : "cancelled by the iPBX";
-        Hangup(*pending, pending_side, pending->end_reason.c_str());
-      }
-      return;
-    }
-    nta_incoming_destroy(irq);
-    return;
-  }
-  nta_incoming_destroy(irq);
-  Call& c = *found;
-  side->ack_irq = nullptr;
-  if (c.state == Call::State::kEnded) return;
-  const std::string sdp = PayloadOf(sip);
-  absl::StatusOr<AudioStream> answer = sip == nullptr ? absl::DeadlineExceededError("no ACK")
-                                       : sdp.empty()
-                                           ? absl::InvalidArgumentError("sdp: no answer in the ACK")
-                                           : ReadFrom(c, side->set, sdp);
-  if (!answer.ok()) {
-    core::log::Info("answer refused",
-                    {{"call", c.id}, {"error", std::string(answer.status().message())}});
-    c.bye_reason = "SIP;cause=488;text=\"no usable answer in the ACK\"";
-    c.end_reason = "no usable answer in the ACK";
-    return Hangup(c, nullptr, c.end_reason.c_str());
-  }
-  side->media = *answer;
-  RelayRemote remote = RemoteOf(*answer);
-  const std::string id = c.id;
-  c.relay_busy = true;
-  relays_.Update(*c.media, side->set ? &remote : nullptr, side->set ? nullptr : &remote, false,
-                 false, [this, id](absl::StatusOr<RelaySession> s) {
-                   auto it = calls_.find(id);
-                   if (it == calls_.end()) return;
-                   Call& c = *it->second;
-                   c.relay_busy = false;
-                   if (c.state == Call::State::kEnded) return Release(c);
-                   if (!s.ok()) {
-                     c.end_reason = "media";
-                     return Hangup(c, nullptr, "media");
-                   }
-                   c.media = *s;
-                 });
-}
-
 void Calls::Hangup(Call& call, Side* except, const char* why) {
   if (call.subscription) return Forget(call);
   const bool was_ended = call.state == Call::State::kEnded;
@@ -1502,8 +976,8 @@ void Calls::DropInvites(Call& call) {
   for (Side* s : {&call.set, &call.icp}) {
     if (s->orq != nullptr) nta_outgoing_destroy(s->orq);
     s->orq = nullptr;
-    delete static_cast<Pending*>(s->invite_magic);
-    s->invite_magic = nullptr;
+    invites_.Remove(s->pending);
+    s->pending = nullptr;
   }
 }
 
@@ -1564,37 +1038,6 @@ void Calls::OnMediaIdle(const std::string& session) {
   }
 }
 
-namespace {
-
-nlohmann::json SideJson(const Calls::Side& s);
-
-}  // namespace
-
-void Calls::Save(Call& c) {
-  if (c.subscription) return;  // not a call
-  const char* state = c.state == Call::State::kSetup       ? "setup"
-                      : c.state == Call::State::kEarly     ? "early"
-                      : c.state == Call::State::kConfirmed ? "confirmed"
-                                                           : "ending";
-  nlohmann::json j = {
-      {"id", c.id},
-      {"instance", host_.Instance()},
-      {"direction", c.from_phone ? "outbound" : "inbound"},
-      {"device", c.device.set_username},
-      {"icp_username", c.device.icp_username},
-      {"number", c.number},
-      {"state", state},
-      {"started_unix", absl::ToUnixSeconds(c.started)},
-      {"answered_unix", c.answered == absl::Time() ? 0 : absl::ToUnixSeconds(c.answered)},
-      {"set", SideJson(c.set)},
-      {"icp", SideJson(c.icp)}};
-  if (c.media) {
-    j["relay"] = {{"id", c.media->id}, {"instance", c.media->instance}, {"grpc", c.media->grpc}};
-  }
-  host_.SaveCall(c.id, core::JsonDump(j), !c.recorded);
-  c.recorded = true;
-}
-
 bool Calls::HangupById(const std::string& id) {
   auto it = calls_.find(id);
   if (it == calls_.end()) return false;
@@ -1606,102 +1049,9 @@ bool Calls::HangupById(const std::string& id) {
   return true;
 }
 
-void Calls::EndOrphan(const nlohmann::json& j) {
-  try {
-    EndOrphanCall(j);
-  } catch (const nlohmann::json::exception& e) {
-    // A damaged record: nothing can be sent for it; it goes.
-    const std::string id =
-        j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : "";
-    core::log::Warn("damaged call record dropped", {{"call", id}, {"error", e.what()}});
-    if (!id.empty()) host_.DropCall(id);
-  }
-}
-
-void Calls::EndOrphanCall(const nlohmann::json& j) {
-  Call c;
-  c.id = j.value("id", "");
-  c.bye_reason = "Q.850;cause=41;text=\"gateway instance lost\"";
-  auto load = [](const nlohmann::json& s, Side& side) {
-    if (!s.is_object()) return;
-    side.call_id = s.value("call_id", "");
-    side.local_uri = s.value("local_uri", "");
-    side.local_tag = s.value("local_tag", "");
-    side.remote_uri = s.value("remote_uri", "");
-    side.remote_tag = s.value("remote_tag", "");
-    side.remote_target = s.value("remote_target", "");
-    side.cseq = core::JsonNumber<uint32_t>(s, "cseq", 0) +
-                10;  // past anything the dead instance may have sent
-    if (s.contains("route") && s["route"].is_array()) {
-      for (const auto& r : s["route"]) {
-        if (r.is_string()) side.route.push_back(r.get<std::string>());
-      }
-    }
-  };
-  load(j.value("icp", nlohmann::json()), c.icp);
-  load(j.value("set", nlohmann::json()), c.set);
-  c.set.set = true;
-  int sent = 0;
-  if (!c.icp.remote_tag.empty() && !c.icp.remote_target.empty()) {
-    SendRequest(c, c.icp, "BYE", ++c.icp.cseq);
-    ++sent;
-  }
-  // The phone's connection died with the instance; if the phone has connected here since,
-  // it gets its BYE too.
-  std::optional<CallPhone> phone = host_.PhoneForIcpUser(j.value("icp_username", ""));
-  if (phone && !c.set.remote_tag.empty() && !c.set.remote_target.empty()) {
-    c.set.tport = phone->tport;
-    c.set.route_url = phone->route;
-    SendRequest(c, c.set, "BYE", ++c.set.cseq);
-    c.set.tport = nullptr;
-    ++sent;
-  }
-  if (j.contains("relay") && j["relay"].is_object()) {
-    RelaySession r;
-    r.id = j["relay"].value("id", "");
-    r.instance = j["relay"].value("instance", "");
-    r.grpc = j["relay"].value("grpc", "");
-    if (!r.id.empty() && !r.grpc.empty()) relays_.Delete(r);
-  }
-  host_.DropCall(c.id);
-  core::log::Warn(
-      "call of a lost instance ended",
-      {{"call", c.id}, {"instance", j.value("instance", "")}, {"byes", std::to_string(sent)}});
-}
-
-namespace {
-
-nlohmann::json SideJson(const Calls::Side& s) {
-  return {{"call_id", s.call_id},       {"local_uri", s.local_uri},
-          {"local_tag", s.local_tag},   {"remote_uri", s.remote_uri},
-          {"remote_tag", s.remote_tag}, {"remote_target", s.remote_target},
-          {"route", s.route},           {"cseq", s.cseq}};
-}
-
-}  // namespace
-
-nlohmann::json Calls::List() const {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& [id, c] : calls_) {
-    if (c->subscription) continue;
-    const char* state = c->state == Call::State::kSetup       ? "setup"
-                        : c->state == Call::State::kEarly     ? "early"
-                        : c->state == Call::State::kConfirmed ? "confirmed"
-                                                              : "ending";
-    out.push_back({{"id", id},
-                   {"direction", c->from_phone ? "outbound" : "inbound"},
-                   {"device", c->device.set_username},
-                   {"number", c->number},
-                   {"state", state},
-                   {"started_unix", absl::ToUnixSeconds(c->started)},
-                   {"relay_session", c->media ? c->media->id : ""},
-                   {"relay_instance", c->media ? c->media->instance : ""}});
-  }
-  return out;
-}
-
 void Calls::HangupAll(const char* reason) {
   std::vector<std::string> ids;
+  ids.reserve(calls_.size());
   for (const auto& [id, c] : calls_) ids.push_back(id);
   for (const std::string& id : ids) {
     auto it = calls_.find(id);

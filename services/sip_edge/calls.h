@@ -32,6 +32,7 @@
 #include "services/core/emergency.h"
 #include "services/core/random.h"
 #include "services/sip_edge/gateway_config.h"
+#include "services/sip_edge/in_flight.h"
 #include "services/sip_edge/media_relays.h"
 #include "services/sip_edge/sdp.h"
 
@@ -146,6 +147,7 @@ class Calls {
 
   struct Call;
   struct Side;
+  struct Pending;
   struct Forwarded;
 
  private:
@@ -162,7 +164,8 @@ class Calls {
                            const std::string& phrase);
   int InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);
   int Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);
-  void SendForward(Call& call, Side& to, Forwarded& f, const sip_t* sip, const std::string& sdp);
+  // Relays `f`'s request (`sip`, with `sdp` for its body when not empty) toward `to`.
+  void SendForward(Call& call, Side& to, Forwarded f, const sip_t* sip, const std::string& sdp);
   static int OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
   void SendInvite(Call& call, Side& to, const std::string& sdp, const char* authorization,
                   bool proxy_auth);
@@ -184,6 +187,10 @@ class Calls {
   // The relay took the early media of a provisional answer (`relayed`): the caller gets it.
   void OnEarlyMediaRelayed(const std::string& id, int status, const std::string& phrase,
                            const std::string& sdp, bool relayed);
+  // What the relay's answer about the callee's media finds first: the call `id` with its relay
+  // request done and its callee's (`to`) and caller's (`from`) sides; none when the call is
+  // gone, or ended (released now).
+  Call* CalleeRelayed(const std::string& id, Side** to, Side** from);
   void OnIcpChallenge(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip, int status);
   void OnInviteRefused(Call& call, Side& to, int status, const std::string& phrase,
                        const std::string& timers);
@@ -240,6 +247,9 @@ class Calls {
   std::map<std::string, int> subscriptions_of_;         // device -> its subscriptions here
   // "s|" / "i|" + Call-ID + "|" + rwg's tag on that side.
   std::map<std::string, Call*> by_dialog_;
+  // The magic of rwg's INVITEs and relayed requests in flight (sofia-sip's callbacks get it).
+  InFlight<Pending> invites_;
+  InFlight<Forwarded> forwards_;
 
   prometheus::Gauge& active_;
   prometheus::Family<prometheus::Counter>& attempts_;

@@ -1,7 +1,7 @@
 // Subscriptions of phones (SUBSCRIBE/NOTIFY: message waiting, BLF, ...), relayed to the iPBX
 // through the same two dialogs as a call (services/sip_edge/call_state.h) but without media:
 // the SUBSCRIBE goes out like a new call's INVITE, and its NOTIFYs and refreshes are relayed
-// in the dialog (calls.cc: Forward).
+// in the dialog (forwarding.cc: Forward).
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_tagarg.h>
