@@ -1,15 +1,14 @@
 // The edge itself (Edge::Impl): start-up and shutdown of the two SIP stacks and their threads,
-// dispatch of requests, bans and the kernel source filter, the iPBX's out-of-dialog requests
-// relayed to phones. Longer than the other files of the edge because it also holds the
-// instance directory (advertising this instance, the signed forwarding of requests and calls
-// to the instance holding a phone) and the housekeeping thread (emergency table, orphan calls
-// of dead instances, gauges). The registrations are in registrar.cc and upstream_registrar.cc,
-// the digest check in authenticator.cc, calls in calls.cc.
+// dispatch of requests, the phones' digest challenges, bans and the kernel source filter, the
+// iPBX's out-of-dialog requests relayed to phones, and the SIP thread's sweep every second.
+// Around it: the instance directory and the marks of requests relayed between instances in
+// instances.cc, that forwarding itself in peer_forwarding.cc, the housekeeping thread (Redis
+// work of every second: advertising, gauges, bans, emergency table, orphan calls) in
+// housekeeping.cc, the metrics in edge_metrics.cc, the registrations in registrar.cc and
+// upstream_registrar.cc, the digest check in authenticator.cc, calls in calls.cc.
 #include "services/sip_edge/edge.h"
 
 #include <arpa/inet.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta.h>
 #include <sofia-sip/nta_tport.h>
@@ -23,26 +22,19 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <fstream>
-#include <mutex>
 #include <optional>
-#include <unordered_set>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
 #include "services/core/calls.h"
-#include "services/core/crypto.h"
 #include "services/core/emergency.h"
 #include "services/core/json.h"
 #include "services/core/log.h"
@@ -50,10 +42,14 @@
 #include "services/sip_edge/authenticator.h"
 #include "services/sip_edge/calls.h"
 #include "services/sip_edge/connection_limit.h"
+#include "services/sip_edge/edge_metrics.h"
 #include "services/sip_edge/guard.h"
+#include "services/sip_edge/housekeeping.h"
 #include "services/sip_edge/in_flight.h"
+#include "services/sip_edge/instances.h"
 #include "services/sip_edge/loop_queue.h"
 #include "services/sip_edge/media_relays.h"
+#include "services/sip_edge/peer_forwarding.h"
 #include "services/sip_edge/registrar.h"
 #include "services/sip_edge/sip_methods.h"
 #include "services/sip_edge/source_filter.h"
@@ -65,140 +61,11 @@ namespace rwg::sip_edge {
 // A media relay whose heartbeat is older is not given new sessions.
 constexpr absl::Duration kRelayStaleAfter = absl::Seconds(15);
 
-struct EdgeMetrics {
-  prometheus::Family<prometheus::Counter>& requests;
-  prometheus::Family<prometheus::Counter>& responses;
-  prometheus::Counter& auth_failures;
-  prometheus::Counter& licence_refusals;
-  prometheus::Gauge& registered;
-  prometheus::Histogram& upstream_latency;
-  prometheus::Family<prometheus::Counter>& bans;
-  prometheus::Counter& dropped_banned;
-  prometheus::Family<prometheus::Counter>& upstream_refreshes;
-  prometheus::Gauge& filtered_sources;
-  prometheus::Family<prometheus::Counter>& tls_keepalive;
-  prometheus::Counter& internal_errors;
-  prometheus::Counter& connection_limit;
-  prometheus::Family<prometheus::Counter>& upstream_registrations;
-  prometheus::Gauge& licences;
-  prometheus::Gauge& redis_up;
-  prometheus::Gauge& usable_relays;
-
-  explicit EdgeMetrics(prometheus::Registry& r)
-      : requests(prometheus::BuildCounter()
-                     .Name("rwg_sip_edge_requests_total")
-                     .Help("SIP requests received, by method and side")
-                     .Register(r)),
-        responses(prometheus::BuildCounter()
-                      .Name("rwg_sip_edge_responses_total")
-                      .Help("Final responses sent, by method and code")
-                      .Register(r)),
-        auth_failures(prometheus::BuildCounter()
-                          .Name("rwg_sip_edge_auth_failures_total")
-                          .Help("Digest responses that did not match (wrong password, unknown "
-                                "user)")
-                          .Register(r)
-                          .Add({})),
-        licence_refusals(prometheus::BuildCounter()
-                             .Name("rwg_sip_edge_licence_refusals_total")
-                             .Help("Registrations refused because every licence is in use")
-                             .Register(r)
-                             .Add({})),
-        registered(prometheus::BuildGauge()
-                       .Name("rwg_sip_edge_registered_devices")
-                       .Help("Devices registered through rwg (all instances)")
-                       .Register(r)
-                       .Add({})),
-        upstream_latency(
-            prometheus::BuildHistogram()
-                .Name("rwg_sip_edge_upstream_registration_seconds")
-                .Help("Time from a phone's authenticated REGISTER to the iPBX's final answer")
-                .Register(r)
-                .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1,
-                                                                 0.25, 0.5, 1, 2.5, 5, 10})),
-        bans(prometheus::BuildCounter()
-                 .Name("rwg_sip_edge_bans_total")
-                 .Help("Bans imposed by this instance, by kind (source flood, auth failures)")
-                 .Register(r)),
-        dropped_banned(prometheus::BuildCounter()
-                           .Name("rwg_sip_edge_dropped_total")
-                           .Help("Requests dropped unanswered, by reason")
-                           .Register(r)
-                           .Add({{"reason", "banned"}})),
-        upstream_refreshes(prometheus::BuildCounter()
-                               .Name("rwg_sip_edge_upstream_refreshes_total")
-                               .Help("iPBX registrations refreshed by rwg itself, by result")
-                               .Register(r)),
-        filtered_sources(prometheus::BuildGauge()
-                             .Name("rwg_sip_edge_filtered_sources")
-                             .Help("Banned addresses whose connections the kernel drops")
-                             .Register(r)
-                             .Add({})),
-        tls_keepalive(prometheus::BuildCounter()
-                          .Name("rwg_sip_edge_tls_keepalive_total")
-                          .Help("RFC 5626 keep-alive over TLS: pings received, pongs sent, "
-                                "pings left unanswered (the connection's send side was busy)")
-                          .Register(r)),
-        internal_errors(prometheus::BuildCounter()
-                            .Name("rwg_sip_edge_internal_errors_total")
-                            .Help("Exceptions caught at the SIP stack's callbacks (each one a "
-                                  "request answered 500 or an event dropped); should stay 0")
-                            .Register(r)
-                            .Add({})),
-        connection_limit(prometheus::BuildCounter()
-                             .Name("rwg_sip_edge_connection_limit_refusals_total")
-                             .Help("Phone connections closed at once: their source (IPv4 "
-                                   "address or IPv6 /64) held the most connections allowed")
-                             .Register(r)
-                             .Add({})),
-        upstream_registrations(
-            prometheus::BuildCounter()
-                .Name("rwg_sip_edge_upstream_registrations_total")
-                .Help("Registrations sent to the iPBX (phones' and rwg's own refreshes), by "
-                      "result: ok (2xx), refused (401/403/404/407, or a challenge rwg cannot "
-                      "answer), failed (no answer, not sent, or any other status)")
-                .Register(r)),
-        licences(prometheus::BuildGauge()
-                     .Name("rwg_sip_edge_licences")
-                     .Help("Licences configured: the most phones registered at once")
-                     .Register(r)
-                     .Add({})),
-        redis_up(prometheus::BuildGauge()
-                     .Name("rwg_sip_edge_redis_up")
-                     .Help("1 when Redis answered the last housekeeping round, 0 otherwise")
-                     .Register(r)
-                     .Add({})),
-        usable_relays(prometheus::BuildGauge()
-                          .Name("rwg_sip_edge_media_relays_usable")
-                          .Help("Media relay instances new calls can use: heartbeat fresh, "
-                                "open, ports left")
-                          .Register(r)
-                          .Add({})) {
-    SetGuardCounter(&internal_errors);
-    // Every series an alert or a dashboard reads exists from the start, at 0.
-    for (const char* kind : {"source", "auth"}) bans.Add({{"kind", kind}});
-    for (const char* result : {"ok", "failed"}) upstream_refreshes.Add({{"result", result}});
-    for (const char* result : {"ok", "refused", "failed"}) {
-      upstream_registrations.Add({{"result", result}});
-    }
-    SetTlsKeepaliveCounters({&tls_keepalive.Add({{"event", "ping"}}),
-                             &tls_keepalive.Add({{"event", "pong"}}),
-                             &tls_keepalive.Add({{"event", "unanswered"}})});
-  }
-  ~EdgeMetrics() { SetTlsKeepaliveCounters({}); }
-};
-
 namespace {
 
 using Side = const char*;
 constexpr Side kSetSide = "set";
 constexpr Side kIcpSide = "icp";
-constexpr char kInstancesKey[] = "rwg:edge:instances";
-constexpr char kForwardHeader[] = "X-Rwg-Forwarded";
-// How old (or how far ahead, for clocks apart) a forwarding mark may be, and how many marks
-// are remembered to refuse their replays.
-constexpr absl::Duration kForwardWindow = absl::Seconds(30);
-constexpr size_t kForwardSeenMax = 65536;
 // The largest SIP message a phone may send (R-SIP size limits).
 constexpr size_t kMaxPhoneMessage = 65536;
 
@@ -279,12 +146,6 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     std::string method;
   };
 
-  struct ProxiedInvite {
-    Impl* impl;
-    nta_incoming_t* irq;
-    nta_outgoing_t* orq;
-  };
-
   Impl(EdgeOptions o, core::RedisClient& redis, core::DeviceDirectory& devices,
        GatewayConfigWatcher& config, core::Clock& clock, core::Random& rng,
        prometheus::Registry& registry)
@@ -303,7 +164,8 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
             AuthenticatorOptions{options.algorithms, options.md5_only_user_agents,
                                  options.nonce_secret, absl::Minutes(5)},
             [this](const std::string& user) { return this->devices.BySetUsername(user); },
-            protection, clock, rng)) {}
+            protection, clock, rng)),
+        instances(NewInstanceDirectory(options.instance, IcpContactHostName(), redis, clock)) {}
 
   EdgeOptions options;
   core::DeviceDirectory& devices;
@@ -317,14 +179,12 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
   Protection protection;
   core::BanStore banstore;
   std::unique_ptr<Authenticator> authenticator;  // phones' digest credentials
+  std::unique_ptr<InstanceDirectory> instances;  // this instance and the others, in Redis
 
   std::thread thread;
   std::atomic<bool> stop{false};
   su_home_t home[1] = {};
   sip_supported_t* supported = nullptr;  // option tags phones may require (from home)
-  // The ids of this instance's calls recorded in Redis (SIP thread writes, housekeeper reads).
-  std::mutex own_calls_mu;
-  std::unordered_set<std::string> own_calls;
   su_root_t* root = nullptr;
   nta_agent_t* set_agent = nullptr;  // phones
   nta_agent_t* icp_agent = nullptr;  // the iPBX and the other instances
@@ -332,31 +192,20 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
   nta_leg_t* icp_leg = nullptr;
   su_timer_t* sweeper = nullptr;
   InFlight<PendingRelay> relays_in_flight;
-  InFlight<ProxiedInvite> proxied_in_flight;
+  std::unique_ptr<PeerForwarder> peers;         // requests for phones other instances hold
   std::unique_ptr<SourceFilter> source_filter;  // on the set-side listeners
   std::unique_ptr<AsyncRedis> async_redis;      // Redis on the SIP thread's loop
   std::unique_ptr<LoopQueue> loop_queue;        // other threads' results to the SIP thread
   std::thread events_thread;                    // the media relays' events (Redis pub/sub)
-  std::mutex events_mu;
-  LoopQueue* events_queue = nullptr;  // guarded by events_mu
+  absl::Mutex events_mu;
+  LoopQueue* events_queue ABSL_GUARDED_BY(events_mu) = nullptr;
   std::unique_ptr<MediaRelays> relays;
   std::unique_ptr<Calls> calls;
   std::unique_ptr<UpstreamRegistrar> upstream_registrar;  // registrations toward the iPBX
   std::unique_ptr<Registrar> registrar;                   // the phones' registrations
   std::deque<core::Ban> recent_bans;  // imposed here in the last seconds (bounded)
-  std::thread housekeeper;
-  std::mutex hk_mu;
-  std::condition_variable hk_cv;
-  bool hk_stop = false;                                                       // guarded by hk_mu
-  std::optional<std::vector<core::Ban>> fresh_bans;                           // guarded by hk_mu
-  absl::Time fresh_bans_read_at;                                              // guarded by hk_mu
-  std::map<std::string, std::string> instance_icp;                            // guarded by hk_mu
-  std::shared_ptr<const std::vector<core::EmergencyRoute>> emergency_routes;  // guarded by hk_mu
-  std::optional<std::string> emergency_revision;  // housekeeping thread only
-  uint64_t orphan_round = 0;                      // housekeeping thread only
-  // Forwarding marks taken in the last kForwardWindow (SIP thread).
-  absl::flat_hash_set<std::string> forward_seen;
-  std::deque<std::pair<absl::Time, std::string>> forward_seen_order;
+  // The Redis work of every second, on a thread of its own (from Edge::Start to Edge::Stop).
+  std::unique_ptr<Housekeeping> housekeeping;
 
   // -- lifecycle (SIP thread) ------------------------------------------------------------------
 
@@ -394,17 +243,21 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     // everything a TCP socket holds in one go, so their limit is above what a socket can
     // hold (a backlog must never read as one oversized message and close the iPBX's link).
     std::vector<std::pair<std::string, bool>> set_urls;  // url, is tls
-    if (!options.tcp_listen.empty())
-      set_urls.push_back(
-          {SofiaUrl(options.tcp_listen, "sip", "tcp", options.set_advertise_host), false});
-    if (!options.tls_listen.empty())
-      set_urls.push_back(
-          {SofiaUrl(options.tls_listen, "sips", "tls", options.set_advertise_host), true});
-    if (!options.udp_listen.empty())
-      set_urls.push_back(
-          {SofiaUrl(options.udp_listen, "sip", "udp", options.set_advertise_host), false});
-    if (set_urls.empty())
+    if (!options.tcp_listen.empty()) {
+      set_urls.emplace_back(SofiaUrl(options.tcp_listen, "sip", "tcp", options.set_advertise_host),
+                            false);
+    }
+    if (!options.tls_listen.empty()) {
+      set_urls.emplace_back(SofiaUrl(options.tls_listen, "sips", "tls", options.set_advertise_host),
+                            true);
+    }
+    if (!options.udp_listen.empty()) {
+      set_urls.emplace_back(SofiaUrl(options.udp_listen, "sip", "udp", options.set_advertise_host),
+                            false);
+    }
+    if (set_urls.empty()) {
       return absl::InvalidArgumentError("no SIP listener for phones configured");
+    }
     set_agent = CreateAgent(set_urls[0].first, set_urls[0].second, kMaxPhoneMessage);
     if (set_agent == nullptr) {
       return absl::UnavailableError(absl::StrCat("cannot listen on ", set_urls[0].first));
@@ -427,6 +280,8 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
         !AddTport(icp_agent, "sips:*:*;transport=tls", true, false)) {
       return absl::InternalError("cannot set up TLS toward the iPBX");
     }
+    peers = std::make_unique<PeerForwarder>(options.instance, options.forward_key, icp_agent,
+                                            bindings, *instances, clock, metrics.responses);
     upstream_registrar = std::make_unique<UpstreamRegistrar>(
         icp_agent, config, IcpContactHostName(), clock, rng, metrics.upstream_latency,
         metrics.upstream_registrations);
@@ -446,6 +301,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
       return absl::InternalError("cannot create the default SIP leg");
     }
     std::vector<std::string> urls;
+    urls.reserve(set_urls.size() + 1);
     for (const auto& u : set_urls) urls.push_back(u.first);
     if (!options.icp_listen.empty()) urls.push_back(icp_url);
     sweeper = su_timer_create(su_root_task(root), 1000);
@@ -492,10 +348,13 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     calls = std::make_unique<Calls>(call_options, *this, set_agent, icp_agent, *relays, clock, rng,
                                     registry);
     {
-      std::lock_guard<std::mutex> lock(events_mu);
+      absl::MutexLock lock(&events_mu);
       events_queue = loop_queue.get();
     }
-    Advertise();
+    if (absl::Status s = instances->Advertise(); !s.ok()) {
+      // The housekeeping advertises this instance again every second.
+      core::log::Warn("cannot advertise this instance", {{"error", std::string(s.message())}});
+    }
     return absl::OkStatus();
   }
 
@@ -521,8 +380,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
             } else {
               return;
             }
-            std::lock_guard<std::mutex> lock(events_mu);
-            if (events_queue != nullptr) events_queue->Post(std::move(work));
+            PostToSipThread(std::move(work));
           });
       if (!s.ok() && !warned) {
         core::log::Warn("cannot follow call events", {{"error", std::string(s.message())}});
@@ -534,47 +392,24 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     }
   }
 
-  // Calls of instances that stopped advertising themselves (dead): one surviving instance
-  // takes each over and ends it (BYE to the iPBX, and to the phone if it is connected here).
-  void EndOrphanCalls(const std::map<std::string, int64_t>& seen) {
-    const int64_t now = absl::ToUnixSeconds(clock.Now());
-    absl::StatusOr<core::RedisReply> ids = redis.Command({"SMEMBERS", core::kCallsKey});
-    if (!ids.ok()) return;
-    // This instance's own calls are not read back; the others' records come in batches.
-    std::vector<std::string> others;
-    {
-      std::lock_guard<std::mutex> lock(own_calls_mu);
-      for (const core::RedisReply& e : ids->elements) {
-        if (!own_calls.contains(e.str)) others.push_back(e.str);
-      }
-    }
-    absl::StatusOr<std::vector<core::RedisReply>> recs = core::ReadCallRecords(redis, others);
-    if (!recs.ok()) return;
-    for (size_t i = 0; i < others.size(); ++i) EndIfOrphan(others[i], (*recs)[i], seen, now);
+  // Runs `work` on the SIP thread (dropped once it is going away).
+  void PostToSipThread(std::function<void()> work) {
+    absl::MutexLock lock(&events_mu);
+    if (events_queue != nullptr) events_queue->Post(std::move(work));
   }
 
-  // Ends another instance's call when that instance is gone (one instance takes each call).
-  void EndIfOrphan(const std::string& id, const core::RedisReply& rec,
-                   const std::map<std::string, int64_t>& seen, int64_t now) {
-    if (rec.is_nil()) {
-      (void)redis.Command({"SREM", core::kCallsKey, id});  // expired
-      return;
-    }
-    nlohmann::json j = nlohmann::json::parse(rec.str, nullptr, false);
-    if (!j.is_object() || !j.contains("instance") || !j["instance"].is_string()) return;
-    const std::string owner = j["instance"].get<std::string>();
-    if (owner == options.instance) return;
-    auto it = seen.find(owner);
-    if (it != seen.end() && now - it->second <= 15) return;  // alive
-    absl::StatusOr<core::RedisReply> claim = redis.Command(
-        {"SET", absl::StrCat(core::CallKey(id), ":end"), options.instance, "NX", "EX", "60"});
-    if (!claim.ok() || claim->is_nil()) return;  // another instance took it
-    std::lock_guard<std::mutex> lock(events_mu);
-    if (events_queue != nullptr) {
-      events_queue->Post([this, j] {
-        if (calls) calls->EndOrphan(j);
-      });
-    }
+  void StartHousekeeping() {
+    housekeeping = sip_edge::StartHousekeeping(
+        HousekeepingOptions{options.instance, absl::Seconds(1), kRelayStaleAfter}, redis, devices,
+        config, bindings, banstore, *instances, clock,
+        HousekeepingGauges{metrics.redis_up, metrics.licences, metrics.registered,
+                           metrics.usable_relays},
+        // A call of a dead instance this one took over: ended on the SIP thread.
+        [this](nlohmann::json record) {
+          PostToSipThread([this, record = std::move(record)] {
+            if (calls) calls->EndOrphan(record);
+          });
+        });
   }
 
   // -- CallHost ------------------------------------------------------------------------------
@@ -626,8 +461,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
 
   // The emergency table as last read (none before the first read).
   std::shared_ptr<const std::vector<core::EmergencyRoute>> EmergencyRoutes() {
-    std::lock_guard<std::mutex> lock(hk_mu);
-    return emergency_routes;
+    return housekeeping ? housekeeping->EmergencyRoutes() : nullptr;
   }
 
   std::optional<core::EmergencyRoute> Emergency(const std::string& location,
@@ -663,26 +497,26 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
            IsEmergencyNumber(number);
   }
 
-  void SaveCall(const std::string& id, const std::string& record, bool first) override {
-    if (first) {
-      std::lock_guard<std::mutex> lock(own_calls_mu);
-      own_calls.insert(id);
-    }
-    async_redis->Command({"SET", core::CallKey(id), record, "EX", "86400"},
-                         [](absl::StatusOr<core::RedisReply>) {});
-    if (first) {
-      async_redis->Command({"SADD", core::kCallsKey, id}, [](absl::StatusOr<core::RedisReply>) {});
+  // What a write of a call's record came to. A failure is logged and the call goes on: the
+  // record is written again at the call's next change, an expired one is forgotten by the
+  // housekeeping, and Redis down shows in rwg_sip_edge_redis_up.
+  static void CallRecordWritten(const absl::StatusOr<core::RedisReply>& r) {
+    if (!r.ok()) {
+      core::log::Debug("call record not written", {{"error", std::string(r.status().message())}});
     }
   }
 
+  void SaveCall(const std::string& id, const std::string& record, bool first) override {
+    if (first && housekeeping) housekeeping->AddOwnCall(id);
+    async_redis->Command({"SET", core::CallKey(id), record, "EX", "86400"}, &CallRecordWritten);
+    if (first) async_redis->Command({"SADD", core::kCallsKey, id}, &CallRecordWritten);
+  }
+
   void DropCall(const std::string& id) override {
-    {
-      std::lock_guard<std::mutex> lock(own_calls_mu);
-      own_calls.erase(id);
-    }
+    if (housekeeping) housekeeping->DropOwnCall(id);
     async_redis->Command({"DEL", core::CallKey(id), absl::StrCat(core::CallKey(id), ":end")},
-                         [](absl::StatusOr<core::RedisReply>) {});
-    async_redis->Command({"SREM", core::kCallsKey, id}, [](absl::StatusOr<core::RedisReply>) {});
+                         &CallRecordWritten);
+    async_redis->Command({"SREM", core::kCallsKey, id}, &CallRecordWritten);
   }
 
   std::string Instance() override { return options.instance; }
@@ -692,21 +526,12 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
         .Increment();
   }
 
-  void StopHousekeeping() {
-    {
-      std::lock_guard<std::mutex> lock(hk_mu);
-      hk_stop = true;
-    }
-    hk_cv.notify_all();
-    if (housekeeper.joinable()) housekeeper.join();
-  }
-
   void Teardown() {
     if (calls) calls->HangupAll("shutdown");
     calls.reset();
     relays.reset();
     {
-      std::lock_guard<std::mutex> lock(events_mu);
+      absl::MutexLock lock(&events_mu);
       events_queue = nullptr;
     }
     loop_queue.reset();
@@ -721,7 +546,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     registrar.reset();
     upstream_registrar.reset();
     relays_in_flight.Clear();
-    proxied_in_flight.Clear();
+    peers.reset();
     if (root) su_root_destroy(root);
     su_home_deinit(home);
     su_deinit();
@@ -736,21 +561,9 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
       if (self->registrar) self->registrar->ExpireBindings(now);
       self->async_redis->CheckTimeouts();
       if (self->registrar) self->registrar->RefreshUpstream(now);
-      {
-        std::lock_guard<std::mutex> lock(self->hk_mu);
-        if (self->fresh_bans) {
-          self->protection.SetBans(*self->fresh_bans);
-          self->fresh_bans.reset();
-          // Bans made here after that read began are not in it yet; older ones are (or were
-          // lifted by an admin since).
-          for (auto it = self->recent_bans.begin(); it != self->recent_bans.end();) {
-            if (it->since <= self->fresh_bans_read_at) {
-              it = self->recent_bans.erase(it);
-            } else {
-              self->protection.AddBan(*it++);
-            }
-          }
-        }
+      if (std::optional<FreshBans> fresh =
+              self->housekeeping ? self->housekeeping->TakeFreshBans() : std::nullopt) {
+        MergeFreshBans(*fresh, self->protection, self->recent_bans);
       }
       self->ApplySourceFilter();
     });
@@ -793,23 +606,6 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     return 0;
   }
 
-  void UpdateRegisteredGauge() {
-    absl::StatusOr<int64_t> n = bindings.CountActive(clock.Now());
-    if (n.ok()) metrics.registered.Set(static_cast<double>(*n));
-  }
-
-  // How many media relays new calls could use now, as the relay client would pick them.
-  void UpdateRelaysGauge() {
-    absl::StatusOr<core::RedisReply> r = redis.Command({"HGETALL", "rwg:relay:instances"});
-    if (!r.ok()) return;  // the last count stays; rwg_sip_edge_redis_up says why
-    std::vector<std::pair<std::string, std::string>> rows;
-    for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
-      rows.emplace_back(r->elements[i].str, r->elements[i + 1].str);
-    }
-    metrics.usable_relays.Set(
-        static_cast<double>(UsableRelays(rows, clock.Now(), kRelayStaleAfter).size()));
-  }
-
   // -- helpers -----------------------------------------------------------------------------
 
   int Reply(nta_incoming_t* irq, const char* method, int status, const char* phrase, tag_type_t tag,
@@ -836,132 +632,9 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
 
   // -- instances ---------------------------------------------------------------------------
 
-  void Advertise() {
-    nlohmann::json j = {{"icp", IcpContactHostName()}, {"seen", absl::ToUnixSeconds(clock.Now())}};
-    (void)redis.Command({"HSET", kInstancesKey, options.instance, core::JsonDump(j)});
-  }
-
   // Where another instance takes requests from the iPBX (as of the last housekeeping round).
   std::string InstanceIcpAddress(const std::string& instance) override {
-    std::lock_guard<std::mutex> lock(hk_mu);
-    auto it = instance_icp.find(instance);
-    return it == instance_icp.end() ? "" : it->second;
-  }
-
-  // Redis work that runs once a second on a thread of its own, so that a slow or hung Redis
-  // never holds up the SIP thread: advertising this instance, the registered-devices gauge,
-  // device changes, bans and the other instances' addresses. Bans go to the SIP thread
-  // through `fresh_bans`.
-  void Housekeeping() {
-    std::unique_lock<std::mutex> lock(hk_mu);
-    while (!hk_stop) {
-      lock.unlock();
-      Advertise();
-      UpdateRegisteredGauge();
-      if (absl::Status s = devices.Revalidate(); !s.ok()) {
-        core::log::Warn("cannot check devices for changes", {{"error", std::string(s.message())}});
-      }
-      const absl::Time read_at = clock.Now();
-      absl::StatusOr<std::vector<core::Ban>> bans = banstore.List();
-      std::map<std::string, std::string> icp;
-      std::map<std::string, int64_t> seen;
-      absl::StatusOr<core::RedisReply> inst = redis.Command({"HGETALL", kInstancesKey});
-      metrics.redis_up.Set(inst.ok() ? 1 : 0);
-      metrics.licences.Set(static_cast<double>(config.Get()->licences));
-      if (inst.ok()) UpdateRelaysGauge();
-      if (inst.ok()) {
-        for (size_t i = 0; i + 1 < inst->elements.size(); i += 2) {
-          nlohmann::json j = nlohmann::json::parse(inst->elements[i + 1].str, nullptr, false);
-          if (!j.is_object()) continue;
-          try {
-            icp[inst->elements[i].str] = j.value("icp", "");
-            seen[inst->elements[i].str] = core::JsonNumber<int64_t>(j, "seen", 0);
-          } catch (const nlohmann::json::exception&) {
-            continue;  // a damaged advertisement: that instance is not known
-          }
-        }
-        if (++orphan_round % 5 == 0) EndOrphanCalls(seen);
-      }
-      // The emergency table, read again whenever its revision changes.
-      std::optional<std::vector<core::EmergencyRoute>> routes;
-      absl::StatusOr<core::RedisReply> rev = redis.Command({"GET", core::kEmergencyRevisionKey});
-      if (rev.ok() && (!emergency_revision || *emergency_revision != rev->str)) {
-        absl::StatusOr<core::EmergencyTable> list = core::EmergencyStore(redis).List();
-        if (list.ok()) {
-          // Once per revision: the damaged routes are left out, the others work.
-          for (const core::DamagedEmergencyRoute& d : list->damaged) {
-            core::log::Error("emergency route damaged; calls to its number are not routed by it",
-                             {{"location", d.location}, {"number", d.number}, {"error", d.error}});
-          }
-          routes = std::move(list->routes);
-          emergency_revision = rev->str;
-        } else {
-          core::log::Warn("cannot read the emergency numbers",
-                          {{"error", std::string(list.status().message())}});
-        }
-      }
-      lock.lock();
-      if (routes) {
-        emergency_routes =
-            std::make_shared<const std::vector<core::EmergencyRoute>>(*std::move(routes));
-      }
-      if (bans.ok()) {
-        fresh_bans = *std::move(bans);
-        fresh_bans_read_at = read_at;
-      }
-      if (inst.ok()) instance_icp = std::move(icp);
-      hk_cv.wait_for(lock, std::chrono::seconds(1), [this] { return hk_stop; });
-    }
-  }
-
-  // The mark an instance puts on a request it relays to another: its name, when, and an HMAC
-  // (the instances' shared key) over those and what identifies the request (Call-ID, CSeq,
-  // method, From tag), so that it cannot be made up, moved to another request or kept for
-  // later (kForwardWindow, and each mark is taken once).
-  std::string Signature(const std::string& instance, const std::string& when,
-                        const sip_t* sip) const {
-    const std::string data = absl::StrCat(
-        instance, "|", when, "|", sip->sip_call_id ? sip->sip_call_id->i_id : "", "|",
-        sip->sip_cseq ? sip->sip_cseq->cs_seq : 0, "|", sip->sip_request->rq_method_name, "|",
-        sip->sip_from && sip->sip_from->a_tag ? sip->sip_from->a_tag : "");
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    HMAC(EVP_sha256(), options.forward_key.data(), static_cast<int>(options.forward_key.size()),
-         reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
-    return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), 16));
-  }
-
-  // True when the request carries a valid, fresh X-Rwg-Forwarded mark of another instance
-  // ("<instance>;ts=<unix seconds>;sig=<hex>") not seen before.
-  bool ForwardedByPeer(const sip_t* sip) {
-    if (options.forward_key.empty()) return false;
-    for (const sip_unknown_t* u = sip->sip_unknown; u != nullptr; u = u->un_next) {
-      if (u->un_name == nullptr || !absl::EqualsIgnoreCase(u->un_name, kForwardHeader)) continue;
-      std::vector<std::string> parts = absl::StrSplit(u->un_value ? u->un_value : "", ';');
-      if (parts.size() != 3 || parts[0] == options.instance || !absl::StartsWith(parts[1], "ts=") ||
-          !absl::StartsWith(parts[2], "sig=")) {
-        return false;
-      }
-      const std::string when = parts[1].substr(3);
-      int64_t ts = 0;
-      if (!absl::SimpleAtoi(when, &ts)) return false;
-      const absl::Time at = absl::FromUnixSeconds(ts);
-      const absl::Time now = clock.Now();
-      if (at < now - kForwardWindow || at > now + kForwardWindow) return false;
-      const std::string sig = parts[2].substr(4);
-      if (!core::ConstantTimeEquals(Signature(parts[0], when, sip), sig)) return false;
-      // Taken once: a copy replayed within the window is refused.
-      while (!forward_seen_order.empty() &&
-             (forward_seen_order.front().first < now - kForwardWindow ||
-              forward_seen_order.size() >= kForwardSeenMax)) {
-        forward_seen.erase(forward_seen_order.front().second);
-        forward_seen_order.pop_front();
-      }
-      if (!forward_seen.insert(sig).second) return false;
-      forward_seen_order.emplace_back(now, sig);
-      return true;
-    }
-    return false;
+    return instances->Address(instance);
   }
 
   // -- requests ----------------------------------------------------------------------------
@@ -994,7 +667,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     metrics.requests.Add({{"method", MethodLabel(method)}, {"side", icp ? kIcpSide : kSetSide}})
         .Increment();
     if (icp) return HandleFromIcp(irq, sip, false);  // the iPBX is never banned
-    if (icp_listener && ForwardedByPeer(sip)) return HandleFromIcp(irq, sip, true);
+    if (icp_listener && peers->ForwardedByPeer(sip)) return HandleFromIcp(irq, sip, true);
     // A registered phone's emergency call is never refused for rate reasons (R-EMERG); a
     // banned source's packets are dropped by the kernel before they get here, though. An
     // emergency INVITE from anyone else counts like any request.
@@ -1127,7 +800,8 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
 
   // Extensions a request requires that rwg does not know: answered 420 with Unsupported;
   // returns 0 when none. Session timers pass through to the other end and 100rel is kept on
-  // each side (services/sip_edge/calls.cc: TimerHeaders, Answer, Prack).
+  // each side (services/sip_edge/: TimerHeaders in call_sip.cc, Answer in calls.cc, Prack in
+  // forwarding.cc).
   int RefuseUnsupported(nta_incoming_t* irq, const sip_t* sip, const char* method) {
     if (supported == nullptr) supported = sip_supported_make(home, "timer, 100rel");
     const int st = nta_check_required(irq, sip, supported, TAG_END());
@@ -1160,7 +834,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     if (icp_user == nullptr) return Reply(irq, method, SIP_404_NOT_FOUND, TAG_END());
     const std::optional<std::string> user = registrar->SetUsernameOf(icp_user);
     const LocalBinding* held = user ? registrar->Find(*user) : nullptr;
-    if (held == nullptr && !forwarded) return ForwardToPeer(irq, sip, icp_user);
+    if (held == nullptr && !forwarded) return peers->Forward(irq, sip, icp_user);
     if (held == nullptr || held->contacts.empty() || !held->reachable) {
       return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     }
@@ -1197,138 +871,9 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     return 0;
   }
 
-  // Where the reachable phone of `icp_user` is held when another instance holds it: that
-  // instance's name and ICP-side address; nullopt when none does.
-  struct Holder {
-    std::string device;
-    std::string instance;
-    std::string address;
-  };
-  std::optional<Holder> PeerHolding(const std::string& icp_user) {
-    absl::StatusOr<std::optional<std::string>> user = bindings.SetUsernameForIcp(icp_user);
-    if (!user.ok() || !user->has_value()) return std::nullopt;
-    absl::StatusOr<std::optional<core::Binding>> b = bindings.Get(**user);
-    if (!b.ok() || !b->has_value() || (*b)->instance == options.instance || !(*b)->reachable ||
-        (*b)->expires_at <= clock.Now()) {
-      return std::nullopt;
-    }
-    std::string address = InstanceIcpAddress((*b)->instance);
-    if (address.empty()) return std::nullopt;
-    return Holder{**user, (*b)->instance, std::move(address)};
-  }
-
-  std::string ForwardMark(const sip_t* sip) const {
-    const std::string when = absl::StrCat(absl::ToUnixSeconds(clock.Now()));
-    return absl::StrCat(kForwardHeader, ": ", options.instance, ";ts=", when,
-                        ";sig=", Signature(options.instance, when, sip));
-  }
-
-  // The phone's connection is held by another instance: relay the request there, signed.
-  int ForwardToPeer(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user) {
-    const char* method = sip->sip_request->rq_method_name;
-    std::optional<Holder> holder = PeerHolding(icp_user);
-    if (!holder) return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
-    const std::string request =
-        absl::StrCat(method, " sip:", icp_user, "@", holder->address, ";transport=tcp SIP/2.0");
-    const std::string mark = ForwardMark(sip);
-    msg_t* msg = nta_msg_create(icp_agent, 0);
-    sip_t* out = sip_object(msg);
-    sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_FROM(sip->sip_from),
-               SIPTAG_TO(sip->sip_to), SIPTAG_CALL_ID(sip->sip_call_id), SIPTAG_CSEQ(sip->sip_cseq),
-               SIPTAG_MAX_FORWARDS_STR("70"), SIPTAG_EVENT(sip->sip_event),
-               SIPTAG_SUBSCRIPTION_STATE(sip->sip_subscription_state),
-               SIPTAG_CONTENT_TYPE(sip->sip_content_type), SIPTAG_PAYLOAD(sip->sip_payload),
-               SIPTAG_HEADER_STR(mark.c_str()), TAG_END());
-    auto* relay = relays_in_flight.Add(this, irq, method);
-    nta_outgoing_t* orq = nta_outgoing_mcreate(icp_agent, &Impl::OnRelayResponse,
-                                               reinterpret_cast<nta_outgoing_magic_t*>(relay),
-                                               nullptr, msg, TAG_END());
-    if (orq == nullptr) {
-      relays_in_flight.Remove(relay);
-      return Reply(irq, method, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
-    }
-    core::log::Debug("forwarded to the instance holding the phone",
-                     {{"device", holder->device}, {"instance", holder->instance}});
-    return 0;
-  }
-
-  // A new call from the iPBX for a phone another instance holds: this instance proxies the
-  // INVITE there (stateful, signed) and the call is that instance's. The iPBX's Via, Contact
-  // and Record-Route go along, so its answers carry the holder's Contact and the rest of the
-  // dialog (ACK of a 2xx, PRACK, BYE, re-INVITE) goes to the holder directly; a CANCEL comes
-  // here and is passed on. Returns 0 when proxied, else the status to answer.
+  // A new call from the iPBX for a phone another instance holds (peer_forwarding.h).
   int ProxyInvite(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user) override {
-    std::optional<Holder> holder = PeerHolding(icp_user);
-    if (!holder) return 480;
-    if (sip->sip_max_forwards != nullptr && sip->sip_max_forwards->mf_count <= 1) return 483;
-    msg_t* original = nta_incoming_getrequest(irq);
-    msg_t* msg = msg_dup(original);
-    msg_destroy(original);
-    if (msg == nullptr) return 500;
-    sip_t* out = sip_object(msg);
-    while (out->sip_route != nullptr) {
-      sip_header_remove(msg, out, reinterpret_cast<sip_header_t*>(out->sip_route));
-    }
-    const std::string request =
-        absl::StrCat("INVITE sip:", icp_user, "@", holder->address, ";transport=tcp SIP/2.0");
-    const std::string hops =
-        std::to_string(sip->sip_max_forwards != nullptr ? sip->sip_max_forwards->mf_count - 1 : 69);
-    const std::string mark = ForwardMark(sip);
-    sip_add_tl(msg, out, SIPTAG_REQUEST_STR(request.c_str()), SIPTAG_MAX_FORWARDS_STR(hops.c_str()),
-               SIPTAG_HEADER_STR(mark.c_str()), TAG_END());
-    auto* p = proxied_in_flight.Add(this, irq, nullptr);
-    p->orq =
-        nta_outgoing_mcreate(icp_agent, &Impl::OnProxiedResponse,
-                             reinterpret_cast<nta_outgoing_magic_t*>(p), nullptr, msg, TAG_END());
-    if (p->orq == nullptr) {
-      proxied_in_flight.Remove(p);
-      return 503;
-    }
-    nta_incoming_bind(irq, &Impl::OnProxiedCancel, reinterpret_cast<nta_incoming_magic_t*>(p));
-    core::log::Debug("call proxied to the instance holding the phone",
-                     {{"device", holder->device}, {"instance", holder->instance}});
-    return 0;
-  }
-
-  static int OnProxiedCancel(nta_incoming_magic_t* magic, nta_incoming_t*, const sip_t* sip) {
-    return Guard("OnProxiedCancel", 0, [&]() -> int {
-      auto* p = reinterpret_cast<ProxiedInvite*>(magic);
-      if (sip != nullptr && sip->sip_request != nullptr &&
-          sip->sip_request->rq_method == sip_method_cancel && p->orq != nullptr) {
-        nta_outgoing_cancel(p->orq);  // the holder answers its INVITE 487, relayed below
-      }
-      return 0;
-    });
-  }
-
-  // The holder's answers go to the iPBX as they are, less this instance's Via.
-  static int OnProxiedResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
-    return Guard("OnProxiedResponse", 0, [&]() -> int {
-      auto* p = reinterpret_cast<ProxiedInvite*>(magic);
-      const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
-      if (status <= 100) return 0;
-      msg_t* response = sip != nullptr ? nta_outgoing_getresponse(orq) : nullptr;
-      msg_t* copy = response != nullptr ? msg_dup(response) : nullptr;
-      msg_destroy(response);
-      if (copy != nullptr) {
-        sip_t* s = sip_object(copy);
-        sip_header_remove(copy, s, reinterpret_cast<sip_header_t*>(s->sip_via));
-        if (s->sip_to != nullptr && s->sip_to->a_tag != nullptr) {
-          nta_incoming_tag(p->irq, s->sip_to->a_tag);
-        }
-        nta_incoming_mreply(p->irq, copy);
-      } else if (status >= 200) {  // no answer from the holder (timeout, connection lost)
-        nta_incoming_treply(p->irq, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
-      }
-      if (status < 200) return 0;
-      p->impl->metrics.responses.Add({{"method", "INVITE"}, {"code", std::to_string(status)}})
-          .Increment();
-      nta_incoming_bind(p->irq, nullptr, nullptr);
-      nta_incoming_destroy(p->irq);
-      nta_outgoing_destroy(orq);
-      p->impl->proxied_in_flight.Remove(p);
-      return 0;
-    });
+    return peers->ProxyInvite(irq, sip, icp_user);
   }
 
   static int OnRelayResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip) {
@@ -1360,7 +905,7 @@ absl::Status Edge::Start() {
   std::promise<absl::Status> ready;
   std::future<absl::Status> started = ready.get_future();
   Impl* impl = impl_.get();
-  impl->housekeeper = std::thread([impl]() { impl->Housekeeping(); });
+  impl->StartHousekeeping();
   impl->thread = std::thread([impl, &ready]() {
     absl::Status s = impl->Setup();
     const bool ok = s.ok();
@@ -1371,7 +916,7 @@ absl::Status Edge::Start() {
   absl::Status s = started.get();
   if (!s.ok()) {
     impl->thread.join();
-    impl->StopHousekeeping();
+    impl->housekeeping.reset();
     return s;
   }
   impl->events_thread = std::thread([impl]() { impl->CallEvents(); });
@@ -1383,7 +928,7 @@ void Edge::Stop() {
   impl_->stop = true;
   if (impl_->events_thread.joinable()) impl_->events_thread.join();
   impl_->thread.join();
-  impl_->StopHousekeeping();
+  impl_->housekeeping.reset();
 }
 
 }  // namespace rwg::sip_edge
