@@ -398,6 +398,14 @@ class K8sChartTest(unittest.TestCase):
         calls = self.calls()
         return len(calls) == legs and all(c["state"] == "confirmed" for c in calls)
 
+    def dial(self, caller, callee, number, legs):
+        """`caller` dials `number` and `callee` answers: `legs` confirmed calls through rwg."""
+        caller.command("dial", number)
+        try:
+            rwgtest.wait_until("the call answered", lambda: self.answered(legs), timeout=20)
+        except AssertionError:
+            raise AssertionError(f"not answered: {self.calls()}" + self.dump(caller, callee))
+
     def call(self, caller, callee, number, legs, during=None):
         """`caller` dials `number`; `callee` answers; after a few seconds (and `during`) the
         caller hangs up. Both heard the other and not themselves, the remote phones' media
@@ -405,11 +413,7 @@ class K8sChartTest(unittest.TestCase):
         session. `legs`: calls through rwg (2 from a remote phone to a remote phone)."""
         ended = [p.read_log().count("terminated (duration") for p in (caller, callee)]
         recordings = [len(p.recordings()) for p in (caller, callee)]
-        caller.command("dial", number)
-        try:
-            rwgtest.wait_until("the call answered", lambda: self.answered(legs), timeout=20)
-        except AssertionError:
-            raise AssertionError(f"not answered: {self.calls()}" + self.dump(caller, callee))
+        self.dial(caller, callee, number, legs)
         self.assertEqual(sum(n or 0 for n in self.relay_sessions()), legs)
         time.sleep(3)
         if during:
@@ -503,11 +507,7 @@ class K8sChartTest(unittest.TestCase):
         """A calls B; the relay pod carrying the call is deleted; its StatefulSet starts it
         again under the same name, it restores its sessions from Redis (the same ports and
         keys) and the call's media flows again both ways; then A hangs up."""
-        a.command("dial", "21003")
-        try:
-            rwgtest.wait_until("the call answered", lambda: self.answered(2), timeout=20)
-        except AssertionError:
-            raise AssertionError(f"not answered: {self.calls()}" + self.dump(a, b))
+        self.dial(a, b, "21003", 2)
         time.sleep(2)
         sessions = self.relay_sessions()
         self.assertEqual(sum(sessions), 2, sessions)
@@ -684,11 +684,7 @@ class K8sChartTest(unittest.TestCase):
         t = time.monotonic()
         victim = self.registrations()["1002"]["instance"]
         ended_b = b.read_log().count("terminated (duration")
-        a.command("dial", "21003")
-        try:
-            rwgtest.wait_until("the call answered", lambda: self.answered(2), timeout=20)
-        except AssertionError:
-            raise AssertionError(f"not answered: {self.calls()}" + self.dump(a, b))
+        self.dial(a, b, "21003", 2)
         time.sleep(2)
         watched = self.watch_ipbx()
         self.kubectl("-n", NS, "delete", "pod", victim, "--wait=false")
