@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/core/devices.h"
 #include "services/core/json.h"
+#include "services/core/keys.h"
 
 namespace rwg::control {
 namespace {
@@ -18,8 +19,6 @@ namespace adminpb = ::rwg::admin::v1;
 constexpr const char* kDevices = core::kDevicesKey;
 constexpr const char* kDevicesByMac = core::kDevicesByMacKey;
 constexpr const char* kDevicesByIcp = core::kDevicesByIcpKey;
-constexpr char kAdmins[] = "rwg:admins";
-constexpr char kSessionPrefix[] = "rwg:session:";
 
 // KEYS: key. ARGV: expected ('' = absent), value, event.
 constexpr char kCompareAndSet[] = R"lua(
@@ -152,11 +151,11 @@ absl::StatusOr<adminpb::Device> DeviceFromJson(const std::string& json) {
 RedisControlStore::RedisControlStore(core::RedisClient& redis)
     : redis_(redis),
       config_(std::make_unique<RedisValue>(redis, core::kConfigKey, "config")),
-      hash_(std::make_unique<RedisValue>(redis, "rwg:hash", "hash")) {}
+      hash_(std::make_unique<RedisValue>(redis, core::kHashKey, "hash")) {}
 
 absl::StatusOr<std::optional<std::string>> RedisControlStore::GetAdminHash(
     const std::string& user) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"HGET", kAdmins, user});
+  absl::StatusOr<RedisReply> r = redis_.Command({"HGET", core::kAdminsKey, user});
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::nullopt;
   return r->str;
@@ -164,13 +163,13 @@ absl::StatusOr<std::optional<std::string>> RedisControlStore::GetAdminHash(
 
 absl::StatusOr<bool> RedisControlStore::CreateAdmin(const std::string& user,
                                                     const std::string& hash) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"HSETNX", kAdmins, user, hash});
+  absl::StatusOr<RedisReply> r = redis_.Command({"HSETNX", core::kAdminsKey, user, hash});
   if (!r.ok()) return r.status();
   return r->integer == 1;
 }
 
 absl::Status RedisControlStore::SetAdminHash(const std::string& user, const std::string& hash) {
-  return redis_.Command({"HSET", kAdmins, user, hash}).status();
+  return redis_.Command({"HSET", core::kAdminsKey, user, hash}).status();
 }
 
 absl::Status RedisControlStore::PutSession(const std::string& id, const Session& s,
@@ -178,12 +177,13 @@ absl::Status RedisControlStore::PutSession(const std::string& id, const Session&
   nlohmann::json j = {
       {"user", s.username}, {"exp", absl::ToUnixSeconds(s.expires_at)}, {"cred", s.credential}};
   int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl));
-  return redis_.Command({"SET", kSessionPrefix + id, core::JsonDump(j), "PX", std::to_string(ms)})
+  return redis_
+      .Command({"SET", core::AdminSessionKey(id), core::JsonDump(j), "PX", std::to_string(ms)})
       .status();
 }
 
 absl::StatusOr<std::optional<Session>> RedisControlStore::GetSession(const std::string& id) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"GET", kSessionPrefix + id});
+  absl::StatusOr<RedisReply> r = redis_.Command({"GET", core::AdminSessionKey(id)});
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::nullopt;
   nlohmann::json j = nlohmann::json::parse(r->str, nullptr, false);
@@ -198,7 +198,7 @@ absl::StatusOr<std::optional<Session>> RedisControlStore::GetSession(const std::
 }
 
 absl::Status RedisControlStore::DeleteSession(const std::string& id) {
-  return redis_.Command({"DEL", kSessionPrefix + id}).status();
+  return redis_.Command({"DEL", core::AdminSessionKey(id)}).status();
 }
 
 absl::StatusOr<DeviceWriteResult> RedisControlStore::PutDevices(

@@ -7,12 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "services/core/crypto.h"
 #include "services/core/json.h"
+#include "services/core/keys.h"
 #include "services/core/log.h"
 
 namespace rwg::core {
-namespace {
-constexpr char kPrefix[] = "rwg:ban:";
-}
+namespace {}
 
 std::string SourceBanId(const std::string& ip) { return absl::StrCat("src:", ip); }
 std::string AuthBanId(const std::string& ip, const std::string& user) {
@@ -72,7 +71,8 @@ absl::StatusOr<Ban> BanFromJson(std::string_view json) {
 
 absl::Status BanStore::Put(const Ban& b) {
   const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(b.until - b.since));
-  return redis_.Command({"SET", kPrefix + b.id, BanToJson(b), "PX", std::to_string(ms)}).status();
+  return redis_.Command({"SET", kBanPrefix + b.id, BanToJson(b), "PX", std::to_string(ms)})
+      .status();
 }
 
 absl::StatusOr<std::vector<Ban>> BanStore::List() {
@@ -80,7 +80,7 @@ absl::StatusOr<std::vector<Ban>> BanStore::List() {
   std::string cursor = "0";
   do {
     absl::StatusOr<RedisReply> r =
-        redis_.Command({"SCAN", cursor, "MATCH", absl::StrCat(kPrefix, "*"), "COUNT", "500"});
+        redis_.Command({"SCAN", cursor, "MATCH", absl::StrCat(kBanPrefix, "*"), "COUNT", "500"});
     if (!r.ok()) return r.status();
     if (r->elements.size() != 2) return absl::InternalError("unexpected SCAN reply");
     cursor = r->elements[0].str;
@@ -101,7 +101,7 @@ absl::StatusOr<std::vector<Ban>> BanStore::List() {
                 {{"key", keys[i]}, {"error", std::string(b.status().message())}});
       continue;
     }
-    b->id = keys[i].substr(sizeof(kPrefix) - 1);  // the key's: what removing the ban deletes
+    b->id = keys[i].substr(sizeof(kBanPrefix) - 1);  // the key's: what removing the ban deletes
     out.push_back(*std::move(b));
   }
   std::sort(out.begin(), out.end(), [](const Ban& a, const Ban& b) { return a.id < b.id; });
@@ -109,7 +109,7 @@ absl::StatusOr<std::vector<Ban>> BanStore::List() {
 }
 
 absl::StatusOr<bool> BanStore::Remove(const std::string& id) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"DEL", kPrefix + id});
+  absl::StatusOr<RedisReply> r = redis_.Command({"DEL", kBanPrefix + id});
   if (!r.ok()) return r.status();
   return r->integer == 1;
 }

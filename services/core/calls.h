@@ -12,14 +12,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "services/core/keys.h"
 #include "services/core/redis.h"
 
 namespace rwg::core {
-
-inline constexpr char kCallsKey[] = "rwg:calls";
-inline constexpr char kEdgeEventsChannel[] = "rwg:edge:events";
-
-inline std::string CallKey(const std::string& id) { return absl::StrCat("rwg:call:", id); }
 
 // The records of the calls `ids`, in order (nil for a call gone since), read a few hundred at
 // a time (MGET).

@@ -12,17 +12,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "services/core/crypto.h"
+#include "services/core/keys.h"
 #include "services/core/redis.h"
 
 namespace rwg::core {
-
-// Redis keys shared with control (docs/architecture.md).
-inline constexpr char kDevicesKey[] = "rwg:devices";
-inline constexpr char kDevicesByMacKey[] = "rwg:devices:mac";
-inline constexpr char kDevicesByIcpKey[] = "rwg:devices:icp";
-inline constexpr char kConfigKey[] = "rwg:config";
-// Incremented by every device write: readers that cache devices compare it.
-inline constexpr char kDevicesRevisionKey[] = "rwg:devices:rev";
 
 // The additional authenticated data that binds a sealed device secret to its record.
 std::string DeviceSecretContext(absl::string_view set_username, absl::string_view field);

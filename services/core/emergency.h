@@ -15,12 +15,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "services/core/keys.h"
 #include "services/core/redis.h"
 
 namespace rwg::core {
 
-inline constexpr char kEmergencyKey[] = "rwg:emergency";
-inline constexpr char kEmergencyRevisionKey[] = "rwg:emergency:rev";
 inline constexpr char kAnyLocation[] = "*";
 
 struct EmergencyRoute {

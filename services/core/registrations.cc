@@ -5,14 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/core/json.h"
+#include "services/core/keys.h"
 #include "services/core/log.h"
 
 namespace rwg::core {
 namespace {
-
-constexpr char kActive[] = "rwg:reg:active";
-std::string BindingKey(const std::string& u) { return absl::StrCat("rwg:reg:", u); }
-std::string IcpKey(const std::string& u) { return absl::StrCat("rwg:reg:icp:", u); }
 
 // KEYS: active, binding. ARGV: set user, now ms, hold until ms, limit.
 const std::string kReserve = R"lua(
@@ -84,7 +81,7 @@ absl::StatusOr<Binding> BindingFromJson(const std::string& json) {
 BindingStore::ScriptCall BindingStore::ReserveCall(const std::string& user, uint32_t limit,
                                                    absl::Time now, absl::Time hold_until) {
   return {&kReserve,
-          {kActive, BindingKey(user)},
+          {kActiveBindingsKey, BindingKey(user)},
           {user, std::to_string(absl::ToUnixMillis(now)),
            std::to_string(absl::ToUnixMillis(hold_until)), std::to_string(limit)}};
 }
@@ -121,7 +118,7 @@ absl::StatusOr<BindingStore::Reserved> BindingStore::Reserve(const std::string& 
 std::string BindingStore::Key(const std::string& user) { return BindingKey(user); }
 
 absl::Status BindingStore::Release(const std::string& user) {
-  return redis_.Command({"ZREM", kActive, user}).status();
+  return redis_.Command({"ZREM", kActiveBindingsKey, user}).status();
 }
 
 BindingStore::ScriptCall BindingStore::PutCall(const Binding& b, absl::Time now) {
@@ -129,7 +126,7 @@ BindingStore::ScriptCall BindingStore::PutCall(const Binding& b, absl::Time now)
   const int64_t ttl_ms =
       std::max<int64_t>(1000, absl::ToInt64Milliseconds(b.expires_at - now) + 5000);
   return {&kPut,
-          {BindingKey(b.set_username), IcpKey(b.icp_username), kActive},
+          {BindingKey(b.set_username), IcpBindingKey(b.icp_username), kActiveBindingsKey},
           {BindingToJson(b), b.set_username, std::to_string(ttl_ms),
            std::to_string(absl::ToUnixMillis(b.expires_at))}};
 }
@@ -140,7 +137,9 @@ absl::Status BindingStore::Put(const Binding& b) {
 }
 
 absl::Status BindingStore::Remove(const std::string& user, const std::string& icp_user) {
-  return redis_.Eval(kRemove, {BindingKey(user), IcpKey(icp_user), kActive}, {user}).status();
+  return redis_
+      .Eval(kRemove, {BindingKey(user), IcpBindingKey(icp_user), kActiveBindingsKey}, {user})
+      .status();
 }
 
 absl::StatusOr<std::optional<Binding>> BindingStore::Get(const std::string& user) {
@@ -154,22 +153,22 @@ absl::StatusOr<std::optional<Binding>> BindingStore::Get(const std::string& user
 
 absl::StatusOr<std::optional<std::string>> BindingStore::SetUsernameForIcp(
     const std::string& icp_user) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"GET", IcpKey(icp_user)});
+  absl::StatusOr<RedisReply> r = redis_.Command({"GET", IcpBindingKey(icp_user)});
   if (!r.ok()) return r.status();
   if (r->is_nil()) return std::nullopt;
   return r->str;
 }
 
 absl::StatusOr<int64_t> BindingStore::CountActive(absl::Time now) {
-  absl::StatusOr<RedisReply> r =
-      redis_.Command({"ZCOUNT", kActive, std::to_string(absl::ToUnixMillis(now) + 1), "+inf"});
+  absl::StatusOr<RedisReply> r = redis_.Command(
+      {"ZCOUNT", kActiveBindingsKey, std::to_string(absl::ToUnixMillis(now) + 1), "+inf"});
   if (!r.ok()) return r.status();
   return r->integer;
 }
 
 absl::StatusOr<std::vector<Binding>> BindingStore::ListActive(absl::Time now) {
   absl::StatusOr<RedisReply> users = redis_.Command(
-      {"ZRANGEBYSCORE", kActive, std::to_string(absl::ToUnixMillis(now) + 1), "+inf"});
+      {"ZRANGEBYSCORE", kActiveBindingsKey, std::to_string(absl::ToUnixMillis(now) + 1), "+inf"});
   if (!users.ok()) return users.status();
   std::vector<Binding> out;
   if (users->elements.empty()) return out;

@@ -292,8 +292,9 @@ void Relay::Finish(std::unique_ptr<Session> s, const char* why, relaypb::Session
   }
   // A record left behind is restored by the next start of this instance, then ended as an
   // orphan: the failure costs ports for a while, not a wrong answer.
-  if (absl::StatusOr<std::vector<core::RedisReply>> r = redis_.Pipeline(
-          {{"DEL", SessionKey(s->id)}, {"SREM", IndexKey(options_.instance), s->id}});
+  if (absl::StatusOr<std::vector<core::RedisReply>> r =
+          redis_.Pipeline({{"DEL", core::RelaySessionKey(s->id)},
+                           {"SREM", core::RelaySessionIndexKey(options_.instance), s->id}});
       !r.ok()) {
     RedisWriteFailed("cannot remove the session from Redis", s->id, r.status());
   }
@@ -449,7 +450,7 @@ void Relay::Housekeeping() {
           // Published once: without it the call stays up until a phone hangs up, and the
           // session (still marked idle for Get) ends as an orphan if no packet comes.
           if (absl::StatusOr<core::RedisReply> r =
-                  redis_.Command({"PUBLISH", "rwg:relay:events", absl::StrCat("idle ", id)});
+                  redis_.Command({"PUBLISH", core::kRelayEventsChannel, absl::StrCat("idle ", id)});
               !r.ok()) {
             RedisWriteFailed("cannot publish the idle event", id, r.status());
           }

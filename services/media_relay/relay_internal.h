@@ -15,23 +15,17 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "services/core/keys.h"
 #include "services/media_relay/session.h"
 #include "services/media_relay/srtp.h"
 #include "services/media_relay/worker.h"
 
 namespace rwg::media_relay {
 
-inline constexpr char kInstancesKey[] = "rwg:relay:instances";
 // SRTCP packets a restored outbound stream may have sent: 12 days of one report a second.
 // Beyond, the record is damaged (the index is restored by protecting that many packets).
 inline constexpr uint64_t kMaxRestoredSrtcp = uint64_t{1} << 20;
 
-inline std::string SessionKey(const std::string& id) {
-  return absl::StrCat("rwg:relay:session:", id);
-}
-inline std::string IndexKey(const std::string& instance) {
-  return absl::StrCat("rwg:relay:sessions:", instance);
-}
 inline constexpr const char* kLegNames[2] = {"set", "icp"};
 
 inline absl::StatusOr<SrtpSuite> SuiteOf(const std::string& s) {

@@ -134,8 +134,8 @@ std::vector<std::vector<std::string>> Relay::StateCommands(const Session& s,
     if (!leg.remote_key.empty()) lj["remote_key"] = box_.Seal(leg.remote_key, ctx + ":remote");
     j[kLegNames[l]] = lj;
   }
-  return {{"SET", SessionKey(s.id), core::JsonDump(j)},
-          {"SADD", IndexKey(options_.instance), s.id}};
+  return {{"SET", core::RelaySessionKey(s.id), core::JsonDump(j)},
+          {"SADD", core::RelaySessionIndexKey(options_.instance), s.id}};
 }
 
 absl::Status Relay::PersistDirty(const std::vector<Session*>& dirty) {
@@ -166,18 +166,20 @@ absl::Status Relay::PersistDirty(const std::vector<Session*>& dirty) {
 }
 
 absl::Status Relay::Restore() {
-  absl::StatusOr<core::RedisReply> ids = redis_.Command({"SMEMBERS", IndexKey(options_.instance)});
+  absl::StatusOr<core::RedisReply> ids =
+      redis_.Command({"SMEMBERS", core::RelaySessionIndexKey(options_.instance)});
   if (!ids.ok()) return ids.status();
   absl::MutexLock lock(&mu_);
   for (const core::RedisReply& id : ids->elements) {
-    absl::StatusOr<core::RedisReply> raw = redis_.Command({"GET", SessionKey(id.str)});
+    absl::StatusOr<core::RedisReply> raw = redis_.Command({"GET", core::RelaySessionKey(id.str)});
     if (!raw.ok()) return raw.status();
     auto forget = [&](const std::string& why) {
       core::log::Warn("cannot restore a session; forgetting it",
                       {{"session", id.str}, {"error", why}});
       // Left behind, the record is met (and forgotten) again at the next start.
-      if (absl::StatusOr<std::vector<core::RedisReply>> r = redis_.Pipeline(
-              {{"SREM", IndexKey(options_.instance), id.str}, {"DEL", SessionKey(id.str)}});
+      if (absl::StatusOr<std::vector<core::RedisReply>> r =
+              redis_.Pipeline({{"SREM", core::RelaySessionIndexKey(options_.instance), id.str},
+                               {"DEL", core::RelaySessionKey(id.str)}});
           !r.ok()) {
         RedisWriteFailed("cannot forget the session in Redis", id.str, r.status());
       }
@@ -312,7 +314,7 @@ void Relay::Heartbeat() {
                       {"draining", draining_.load()},
                       {"seen", absl::ToUnixSeconds(clock_.Now())}};
   absl::StatusOr<core::RedisReply> r =
-      redis_.Command({"HSET", kInstancesKey, options_.instance, core::JsonDump(j)});
+      redis_.Command({"HSET", core::kRelayInstancesKey, options_.instance, core::JsonDump(j)});
   // Tried again every second: counted each time, logged when it starts and stops failing.
   if (!r.ok()) {
     metrics_->redis_write_failures.Increment();

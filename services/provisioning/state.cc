@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "services/core/keys.h"
 #include "services/core/log.h"
 
 namespace rwg::provisioning {
@@ -22,7 +23,7 @@ absl::Status SharedState::Refresh() {
       core::log::Warn("cannot store a ban", {{"ban", b.id}, {"error", std::string(s.message())}});
     }
   }
-  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", "rwg:hash"});
+  absl::StatusOr<core::RedisReply> r = redis_.Command({"GET", core::kHashKey});
   if (!r.ok()) return r.status();
   std::shared_ptr<const std::string> hash;
   if (!r->is_nil()) {

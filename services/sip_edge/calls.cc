@@ -669,9 +669,19 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
 
 void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp,
                    const std::string& headers) {
-  if (side.irq == nullptr) return;
+  if (side.irq == nullptr) {
+    if (status >= 200) {
+      core::log::Warn("final answer not sent: no transaction left to answer",
+                      {{"call", call.id}, {"status", std::to_string(status)}});
+    }
+    return;
+  }
   if (nta_incoming_status(side.irq) >= 200) {
     // sofia-sip answered it already (487 to a CANCEL, 500 on a timeout): nothing more to say.
+    core::log::Info("final answer not sent: answered already",
+                    {{"call", call.id},
+                     {"status", std::to_string(status)},
+                     {"answered", std::to_string(nta_incoming_status(side.irq))}});
     nta_incoming_destroy(side.irq);
     side.irq = nullptr;
     return;

@@ -365,7 +365,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     bool warned = false;
     while (!stop.load()) {
       absl::Status s = redis.Subscribe(
-          {"rwg:relay:events", core::kEdgeEventsChannel}, [this] { return stop.load(); },
+          {core::kRelayEventsChannel, core::kEdgeEventsChannel}, [this] { return stop.load(); },
           [this](const std::string&, const std::string& m) {
             absl::string_view v = m;
             std::function<void()> work;

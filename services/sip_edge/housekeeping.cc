@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "services/core/calls.h"
+#include "services/core/keys.h"
 #include "services/core/log.h"
 #include "services/sip_edge/media_relays.h"
 
@@ -133,7 +134,7 @@ class HousekeepingThread final : public Housekeeping {
 
   // How many media relays new calls could use now, as the relay client would pick them.
   void UpdateRelaysGauge() {
-    absl::StatusOr<core::RedisReply> r = redis_.Command({"HGETALL", "rwg:relay:instances"});
+    absl::StatusOr<core::RedisReply> r = redis_.Command({"HGETALL", core::kRelayInstancesKey});
     if (!r.ok()) return;  // the last count stays; rwg_sip_edge_redis_up says why
     std::vector<std::pair<std::string, std::string>> rows;
     rows.reserve(r->elements.size() / 2);

@@ -53,12 +53,13 @@ class RedisInstanceDirectory final : public InstanceDirectory {
 
   absl::Status Advertise() override {
     return redis_
-        .Command({"HSET", kInstancesKey, instance_, InstanceAdvertJson(icp_address_, clock_.Now())})
+        .Command({"HSET", core::kEdgeInstancesKey, instance_,
+                  InstanceAdvertJson(icp_address_, clock_.Now())})
         .status();
   }
 
   absl::Status Refresh() override {
-    absl::StatusOr<core::RedisReply> all = redis_.Command({"HGETALL", kInstancesKey});
+    absl::StatusOr<core::RedisReply> all = redis_.Command({"HGETALL", core::kEdgeInstancesKey});
     if (!all.ok()) return all.status();
     std::map<std::string, InstanceAdvert> adverts = ParseInstanceAdverts(all->elements);
     absl::MutexLock lock(&mu_);

@@ -21,12 +21,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/core/clock.h"
+#include "services/core/keys.h"
 #include "services/core/redis.h"
 
 namespace rwg::sip_edge {
 
 // The Redis hash of the advertisements: instance name -> {"icp": host:port, "seen": unix s}.
-inline constexpr char kInstancesKey[] = "rwg:edge:instances";
 // An instance whose advertisement is older is dead.
 inline constexpr absl::Duration kInstanceAliveFor = absl::Seconds(15);
 
@@ -37,8 +37,8 @@ struct InstanceAdvert {
 
 // This instance's advertisement, as stored.
 std::string InstanceAdvertJson(const std::string& icp_address, absl::Time now);
-// The advertisements of an HGETALL of kInstancesKey (name, value, name, value...); a damaged
-// one is left out (that instance is not known).
+// The advertisements of an HGETALL of core::kEdgeInstancesKey (name, value, name, value...); a
+// damaged one is left out (that instance is not known).
 std::map<std::string, InstanceAdvert> ParseInstanceAdverts(
     const std::vector<core::RedisReply>& hgetall);
 // Whether an instance last seen at `seen` is alive at `now`.

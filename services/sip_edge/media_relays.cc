@@ -14,6 +14,7 @@
 #include "nlohmann/json.hpp"
 #include "rwg/relay/v1/relay.grpc.pb.h"
 #include "services/core/json.h"
+#include "services/core/keys.h"
 #include "services/core/log.h"
 #include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/loop_queue.h"
@@ -125,7 +126,7 @@ class GrpcMediaRelays : public MediaRelays {
       return Place(call_id, set, icp, done);
     }
     redis_.Command(
-        {"HGETALL", "rwg:relay:instances"},
+        {"HGETALL", core::kRelayInstancesKey},
         [this, call_id, set, icp, done = std::move(done)](absl::StatusOr<core::RedisReply> r) {
           if (!r.ok()) {
             return done(absl::UnavailableError("media relays unknown: Redis unavailable"));

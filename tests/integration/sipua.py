@@ -85,6 +85,8 @@ class UA:
         self.failures = []              # what went wrong inside the reader
         self.ignore_cancel = False      # answer a CANCEL 200 but never end the INVITE
         self.closed = False
+        self.read_end = None            # why the reader stopped (when it did)
+        self.seen = []                  # the first line of every message read, in order
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -197,7 +199,9 @@ class UA:
             if fn():
                 return
             time.sleep(0.02)
-        raise AssertionError(f"{self.user}: timed out waiting for {what}")
+        reader = "reading" if self.thread.is_alive() else f"reader ended: {self.read_end}"
+        raise AssertionError(f"{self.user}: timed out waiting for {what} ({reader}; "
+                             f"read: {self.seen[-8:]})")
 
     def close(self):
         self.closed = True
@@ -227,14 +231,18 @@ class UA:
                 chunk = self.conn.sock.recv(65536)
             except (socket.timeout, TimeoutError):
                 continue
-            except (OSError, ValueError):
+            except (OSError, ValueError) as e:
+                self.read_end = f"{type(e).__name__}: {e}"
                 return
             if not chunk:
+                self.read_end = "connection closed by the peer"
                 return
             buf += chunk
 
     def _read(self):
         for msg in self._messages():
+            first = msg.split("\r\n", 1)[0]
+            self.seen.append(f"{first} ({header(msg, 'CSeq')})")
             try:
                 if msg.startswith("SIP/2.0 "):
                     self._on_response(msg)

@@ -1,0 +1,54 @@
+// Every Redis key and pub/sub channel rwg uses, in one place: the services name them from
+// here, never as literals of their own (docs/architecture.md §3 describes each value). Lua
+// scripts receive their keys as KEYS[] from these names; only a script's PUBLISH names a
+// channel itself (control's store.cc, on kEventsChannel).
+#pragma once
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+
+namespace rwg::core {
+
+// Written by control.
+inline constexpr char kConfigKey[] = "rwg:config";  // the gateway configuration
+inline constexpr char kHashKey[] = "rwg:hash";      // the provisioning hash key, sealed
+inline constexpr char kDevicesKey[] = "rwg:devices";
+inline constexpr char kDevicesByMacKey[] = "rwg:devices:mac";
+inline constexpr char kDevicesByIcpKey[] = "rwg:devices:icp";
+// Incremented by every device write: readers that cache devices compare it.
+inline constexpr char kDevicesRevisionKey[] = "rwg:devices:rev";
+inline constexpr char kEmergencyKey[] = "rwg:emergency";
+inline constexpr char kEmergencyRevisionKey[] = "rwg:emergency:rev";
+inline constexpr char kAdminsKey[] = "rwg:admins";
+inline std::string AdminSessionKey(absl::string_view token_digest) {
+  return absl::StrCat("rwg:session:", token_digest);
+}
+inline constexpr char kEventsChannel[] = "rwg:events";  // "config", "hash", "devices"
+
+// Written by sip-edge.
+inline std::string BindingKey(absl::string_view set_username) {
+  return absl::StrCat("rwg:reg:", set_username);
+}
+inline std::string IcpBindingKey(absl::string_view icp_username) {
+  return absl::StrCat("rwg:reg:icp:", icp_username);
+}
+inline constexpr char kActiveBindingsKey[] = "rwg:reg:active";  // licences held
+inline constexpr char kBanPrefix[] = "rwg:ban:";
+inline constexpr char kCallsKey[] = "rwg:calls";
+inline std::string CallKey(absl::string_view id) { return absl::StrCat("rwg:call:", id); }
+inline constexpr char kEdgeInstancesKey[] = "rwg:edge:instances";
+inline constexpr char kEdgeEventsChannel[] = "rwg:edge:events";
+
+// Written by media-relay.
+inline constexpr char kRelayInstancesKey[] = "rwg:relay:instances";
+inline std::string RelaySessionKey(absl::string_view session_id) {
+  return absl::StrCat("rwg:relay:session:", session_id);
+}
+inline std::string RelaySessionIndexKey(absl::string_view instance) {
+  return absl::StrCat("rwg:relay:sessions:", instance);
+}
+inline constexpr char kRelayEventsChannel[] = "rwg:relay:events";
+
+}  // namespace rwg::core
