@@ -10,6 +10,7 @@ re-INVITE with its own SDP. The test script drives the rest and reads what happe
 import os
 import queue
 import re
+import select
 import socket
 import threading
 import time
@@ -81,6 +82,7 @@ class UA:
         self.transport = "TLS" if conn.tls else "TCP"
         self.calls = {}
         self.lock = threading.RLock()
+        self.io_lock = threading.Lock()  # the connection's reads and writes, one at a time
         self.inbox = queue.Queue()      # new INVITEs for the script
         self.failures = []              # what went wrong inside the reader
         self.ignore_cancel = False      # answer a CANCEL 200 but never end the INVITE
@@ -101,7 +103,10 @@ class UA:
         return f"<sip:{self.user}@{h}:{p};transport={self.transport.lower()}>"
 
     def send(self, text):
-        with self.lock:
+        # An SSL connection is not to be read and written by two threads at once (OpenSSL's
+        # rule; Python's ssl module does not serialise them): the reader receives under the
+        # same lock.
+        with self.lock, self.io_lock:
             self.conn.send_raw(text)
 
     def request(self, call, method, body="", cseq=None, branch=None, extra=""):
@@ -228,7 +233,13 @@ class UA:
                 buf = rest[n:]
                 yield (head + b"\r\n\r\n" + rest[:n]).decode(errors="replace")
             try:
-                chunk = self.conn.sock.recv(65536)
+                # Waits for bytes without the lock, then reads under it (sends meanwhile).
+                sock = self.conn.sock
+                if not (self.conn.tls and sock.pending()) and \
+                        not select.select([sock], [], [], 0.5)[0]:
+                    continue
+                with self.io_lock:
+                    chunk = sock.recv(65536)
             except (socket.timeout, TimeoutError):
                 continue
             except (OSError, ValueError) as e:

@@ -267,7 +267,6 @@ class RelayFixture(EdgeFixture):
         token = os.path.join(self.tmp, "relay-token")
         with open(token, "w") as f:
             f.write(TOKEN + "\n")
-        self.relay_port_min = rwgtest.free_port() // 2 * 2
         self.relay = rwgtest.Service("media-relay", self.tmp, [
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--api-token-file", token, "--bind-address", "127.0.0.1",
