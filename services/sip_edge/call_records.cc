@@ -18,8 +18,14 @@ namespace rwg::sip_edge {
 namespace {
 
 core::CallLegRecord LegRecord(const Calls::Side& s) {
-  return {s.call_id,    s.local_uri,     s.local_tag, s.remote_uri,
-          s.remote_tag, s.remote_target, s.route,     s.cseq};
+  return {.call_id = s.call_id,
+          .local_uri = s.local_uri,
+          .local_tag = s.local_tag,
+          .remote_uri = s.remote_uri,
+          .remote_tag = s.remote_tag,
+          .remote_target = s.remote_target,
+          .route = s.route,
+          .cseq = s.cseq};
 }
 
 // The dialog of a leg of a dead instance's call: CSeq past anything that instance may have
@@ -65,7 +71,10 @@ void Calls::Save(Call& c) {
   r.answered_unix = c.answered == absl::Time() ? 0 : absl::ToUnixSeconds(c.answered);
   r.set = LegRecord(c.set);
   r.icp = LegRecord(c.icp);
-  if (c.media) r.relay = core::CallRelayRecord{c.media->id, c.media->instance, c.media->grpc};
+  if (c.media) {
+    r.relay = core::CallRelayRecord{
+        .id = c.media->id, .instance = c.media->instance, .grpc = c.media->grpc};
+  }
   host_.SaveCall(c.id, core::EncodeCallRecord(r), !c.recorded);
   c.recorded = true;
 }
