@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
 
@@ -215,40 +214,36 @@ grpc::Status AdminServiceImpl::ResolveEmergency(grpc::ServerContext* ctx,
 
 namespace {
 
-adminpb::Call CallFromObject(const nlohmann::json& j, const std::string& id) {
-  adminpb::Call c;
-  c.set_id(j.value("id", id));
-  c.set_instance(j.value("instance", ""));
-  c.set_direction(j.value("direction", ""));
-  c.set_device(j.value("device", ""));
-  c.set_icp_username(j.value("icp_username", ""));
-  c.set_number(j.value("number", ""));
-  c.set_state(j.value("state", ""));
-  c.set_started_unix(core::JsonNumber<int64_t>(j, "started_unix", 0));
-  c.set_answered_unix(core::JsonNumber<int64_t>(j, "answered_unix", 0));
-  if (j.contains("relay") && j["relay"].is_object()) {
-    c.set_relay_session(j["relay"].value("id", ""));
-    c.set_relay_instance(j["relay"].value("instance", ""));
-  }
-  for (const char* side : {"set", "icp"}) {
-    if (!j.contains(side) || !j[side].is_object()) continue;
-    adminpb::CallLeg* leg = std::string(side) == "set" ? c.mutable_set() : c.mutable_icp();
-    leg->set_call_id(j[side].value("call_id", ""));
-    leg->set_remote_target(j[side].value("remote_target", ""));
-  }
-  return c;
+void ToProto(const core::CallLegRecord& r, adminpb::CallLeg* leg) {
+  leg->set_call_id(r.call_id);
+  leg->set_remote_target(r.remote_target);
 }
 
 }  // namespace
 
 absl::StatusOr<adminpb::Call> CallFromJson(std::string_view json, const std::string& id) {
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
-  if (!j.is_object()) return absl::DataLossError(absl::StrCat("call ", id, ": damaged record"));
-  try {
-    return CallFromObject(j, id);
-  } catch (const nlohmann::json::exception& e) {
-    return absl::DataLossError(absl::StrCat("call ", id, ": damaged record: ", e.what()));
+  absl::StatusOr<core::CallRecord> r = core::DecodeCallRecord(json);
+  if (!r.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("call ", id, ": damaged record: ", r.status().message()));
   }
+  adminpb::Call c;
+  c.set_id(r->id.empty() ? id : r->id);
+  c.set_instance(r->instance);
+  c.set_direction(r->direction);
+  c.set_device(r->device);
+  c.set_icp_username(r->icp_username);
+  c.set_number(r->number);
+  c.set_state(r->state);
+  c.set_started_unix(r->started_unix);
+  c.set_answered_unix(r->answered_unix);
+  if (r->relay) {
+    c.set_relay_session(r->relay->id);
+    c.set_relay_instance(r->relay->instance);
+  }
+  ToProto(r->set, c.mutable_set());
+  ToProto(r->icp, c.mutable_icp());
+  return c;
 }
 
 absl::StatusOr<std::optional<adminpb::Call>> AdminServiceImpl::LoadCall(const std::string& id) {

@@ -37,9 +37,9 @@ class LoginMetrics {
   prometheus::Counter& user_lockouts_;
 };
 
-// A call from the record a sip-edge instance keeps in Redis (services/core/calls.h), as
-// ListCalls/GetCall show it: the record's "id", else `id` (its key's). DataLoss for a damaged
-// record (not a JSON object, a field of the wrong type), never an exception.
+// A call from the record a sip-edge instance keeps in Redis (core::DecodeCallRecord), as
+// ListCalls/GetCall show it: its id the record's "id", else (none or empty) `id`, the key's.
+// DataLoss for a damaged record (not a JSON object, a field of the wrong type, naming it).
 absl::StatusOr<admin::v1::Call> CallFromJson(std::string_view json, const std::string& id);
 
 class AdminServiceImpl final : public admin::v1::AdminService::Service {

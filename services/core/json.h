@@ -12,6 +12,9 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
 
 namespace rwg::core {
 
@@ -60,5 +63,49 @@ T JsonNumber(const nlohmann::json& j, const char* key, T fallback) {
   }
   return out;
 }
+
+// Reads the fields of one JSON object of a record (the object of a decoder), never throwing.
+// A missing field leaves its output as it is (its default); the first field of the wrong type
+// or range makes status() DataLoss naming it, as "<record>: <path><key>: not a string" (record
+// "call record", path "set."); reads after an error do nothing.
+class JsonFields {
+ public:
+  // `object` must be a JSON object and outlive this.
+  JsonFields(const nlohmann::json& object, std::string record, std::string path = "");
+
+  void Get(const char* key, std::string* out);
+  void Get(const char* key, bool* out);
+  void Get(const char* key, std::vector<std::string>* out);  // an array of strings
+  template <typename T>
+  requires(std::is_integral_v<T> && !std::is_same_v<T, bool>) void Get(const char* key, T* out) {
+    const nlohmann::json* v = Find(key);
+    if (v == nullptr) return;
+    if (!v->is_number()) return Fail(key, "not a number");
+    try {
+      *out = JsonNumber<T>(object_, key, *out);
+    } catch (const nlohmann::json::exception&) {
+      Fail(key, "out of range");
+    }
+  }
+  // The object `key`: nullptr when it is missing, or not an object (an error).
+  const nlohmann::json* Object(const char* key);
+  // The fields of the object `key` (`*present`: whether there is one), read into this
+  // reader's status; a missing object reads as an empty one.
+  JsonFields Nested(const char* key, bool* present = nullptr);
+  // Takes the error of `nested` when this reader has none.
+  void Merge(const JsonFields& nested);
+
+  const absl::Status& status() const { return status_; }
+
+ private:
+  // The value of `key`; nullptr when missing or after an error.
+  const nlohmann::json* Find(const char* key) const;
+  void Fail(const std::string& key, const std::string& what);
+
+  const nlohmann::json& object_;
+  std::string record_;
+  std::string path_;
+  absl::Status status_;
+};
 
 }  // namespace rwg::core

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "services/core/json.h"
 #include "services/core/log.h"
+#include "services/core/relay_instances.h"
 #include "services/media_relay/relay.h"
 #include "services/media_relay/relay_internal.h"
 #include "services/media_relay/rtp.h"
@@ -306,15 +307,16 @@ void Relay::Heartbeat() {
   // Not advertised before the API listens (SetGrpcAddress): the SIP edge would pick an
   // instance it cannot reach.
   if (grpc.empty()) return;
-  nlohmann::json j = {{"grpc", grpc},
-                      {"media", options_.media_address},
-                      {"ports_free", (pool_.total_pairs() - pool_.used_pairs()) * 2},
-                      {"ports_used", pool_.used_pairs() * 2},
-                      {"sessions", metrics_->sessions.Value()},
-                      {"draining", draining_.load()},
-                      {"seen", absl::ToUnixSeconds(clock_.Now())}};
-  absl::StatusOr<core::RedisReply> r =
-      redis_.Command({"HSET", core::kRelayInstancesKey, options_.instance, core::JsonDump(j)});
+  core::RelayHeartbeat h;
+  h.grpc = grpc;
+  h.media = options_.media_address;
+  h.ports_free = static_cast<int64_t>((pool_.total_pairs() - pool_.used_pairs()) * 2);
+  h.ports_used = static_cast<int64_t>(pool_.used_pairs() * 2);
+  h.sessions = static_cast<int64_t>(metrics_->sessions.Value());
+  h.draining = draining_.load();
+  h.seen_unix = absl::ToUnixSeconds(clock_.Now());
+  absl::StatusOr<core::RedisReply> r = redis_.Command(
+      {"HSET", core::kRelayInstancesKey, options_.instance, core::EncodeRelayHeartbeat(h)});
   // Tried again every second: counted each time, logged when it starts and stops failing.
   if (!r.ok()) {
     metrics_->redis_write_failures.Increment();

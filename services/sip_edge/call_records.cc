@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
-#include "services/core/json.h"
+#include "services/core/calls.h"
 #include "services/core/log.h"
 #include "services/sip_edge/call_state.h"
 #include "services/sip_edge/calls.h"
@@ -17,11 +17,28 @@ namespace rwg::sip_edge {
 
 namespace {
 
-nlohmann::json SideJson(const Calls::Side& s) {
-  return {{"call_id", s.call_id},       {"local_uri", s.local_uri},
-          {"local_tag", s.local_tag},   {"remote_uri", s.remote_uri},
-          {"remote_tag", s.remote_tag}, {"remote_target", s.remote_target},
-          {"route", s.route},           {"cseq", s.cseq}};
+core::CallLegRecord LegRecord(const Calls::Side& s) {
+  return {.call_id = s.call_id,
+          .local_uri = s.local_uri,
+          .local_tag = s.local_tag,
+          .remote_uri = s.remote_uri,
+          .remote_tag = s.remote_tag,
+          .remote_target = s.remote_target,
+          .route = s.route,
+          .cseq = s.cseq};
+}
+
+// The dialog of a leg of a dead instance's call: CSeq past anything that instance may have
+// sent.
+void LoadLeg(const core::CallLegRecord& r, Calls::Side& side) {
+  side.call_id = r.call_id;
+  side.local_uri = r.local_uri;
+  side.local_tag = r.local_tag;
+  side.remote_uri = r.remote_uri;
+  side.remote_tag = r.remote_tag;
+  side.remote_target = r.remote_target;
+  side.route = r.route;
+  side.cseq = r.cseq + 10;
 }
 
 const char* StateName(Calls::Call::State state) {
@@ -42,59 +59,32 @@ const char* StateName(Calls::Call::State state) {
 
 void Calls::Save(Call& c) {
   if (c.subscription) return;  // not a call
-  nlohmann::json j = {
-      {"id", c.id},
-      {"instance", host_.Instance()},
-      {"direction", c.from_phone ? "outbound" : "inbound"},
-      {"device", c.device.set_username},
-      {"icp_username", c.device.icp_username},
-      {"number", c.number},
-      {"state", StateName(c.state)},
-      {"started_unix", absl::ToUnixSeconds(c.started)},
-      {"answered_unix", c.answered == absl::Time() ? 0 : absl::ToUnixSeconds(c.answered)},
-      {"set", SideJson(c.set)},
-      {"icp", SideJson(c.icp)}};
+  core::CallRecord r;
+  r.id = c.id;
+  r.instance = host_.Instance();
+  r.direction = c.from_phone ? "outbound" : "inbound";
+  r.device = c.device.set_username;
+  r.icp_username = c.device.icp_username;
+  r.number = c.number;
+  r.state = StateName(c.state);
+  r.started_unix = absl::ToUnixSeconds(c.started);
+  r.answered_unix = c.answered == absl::Time() ? 0 : absl::ToUnixSeconds(c.answered);
+  r.set = LegRecord(c.set);
+  r.icp = LegRecord(c.icp);
   if (c.media) {
-    j["relay"] = {{"id", c.media->id}, {"instance", c.media->instance}, {"grpc", c.media->grpc}};
+    r.relay = core::CallRelayRecord{
+        .id = c.media->id, .instance = c.media->instance, .grpc = c.media->grpc};
   }
-  host_.SaveCall(c.id, core::JsonDump(j), !c.recorded);
+  host_.SaveCall(c.id, core::EncodeCallRecord(r), !c.recorded);
   c.recorded = true;
 }
 
-void Calls::EndOrphan(const nlohmann::json& j) {
-  try {
-    EndOrphanCall(j);
-  } catch (const nlohmann::json::exception& e) {
-    // A damaged record: nothing can be sent for it; it goes.
-    const std::string id =
-        j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : "";
-    core::log::Warn("damaged call record dropped", {{"call", id}, {"error", e.what()}});
-    if (!id.empty()) host_.DropCall(id);
-  }
-}
-
-void Calls::EndOrphanCall(const nlohmann::json& j) {
+void Calls::EndOrphan(const core::CallRecord& record) {
   Call c;
-  c.id = j.value("id", "");
+  c.id = record.id;
   c.bye_reason = "Q.850;cause=41;text=\"gateway instance lost\"";
-  auto load = [](const nlohmann::json& s, Side& side) {
-    if (!s.is_object()) return;
-    side.call_id = s.value("call_id", "");
-    side.local_uri = s.value("local_uri", "");
-    side.local_tag = s.value("local_tag", "");
-    side.remote_uri = s.value("remote_uri", "");
-    side.remote_tag = s.value("remote_tag", "");
-    side.remote_target = s.value("remote_target", "");
-    side.cseq = core::JsonNumber<uint32_t>(s, "cseq", 0) +
-                10;  // past anything the dead instance may have sent
-    if (s.contains("route") && s["route"].is_array()) {
-      for (const auto& r : s["route"]) {
-        if (r.is_string()) side.route.push_back(r.get<std::string>());
-      }
-    }
-  };
-  load(j.value("icp", nlohmann::json()), c.icp);
-  load(j.value("set", nlohmann::json()), c.set);
+  LoadLeg(record.icp, c.icp);
+  LoadLeg(record.set, c.set);
   c.set.set = true;
   int sent = 0;
   if (!c.icp.remote_tag.empty() && !c.icp.remote_target.empty()) {
@@ -103,7 +93,7 @@ void Calls::EndOrphanCall(const nlohmann::json& j) {
   }
   // The phone's connection died with the instance; if the phone has connected here since,
   // it gets its BYE too.
-  std::optional<CallPhone> phone = host_.PhoneForIcpUser(j.value("icp_username", ""));
+  std::optional<CallPhone> phone = host_.PhoneForIcpUser(record.icp_username);
   if (phone && !c.set.remote_tag.empty() && !c.set.remote_target.empty()) {
     c.set.tport = phone->tport;
     c.set.route_url = phone->route;
@@ -111,17 +101,16 @@ void Calls::EndOrphanCall(const nlohmann::json& j) {
     c.set.tport = nullptr;
     ++sent;
   }
-  if (j.contains("relay") && j["relay"].is_object()) {
+  if (record.relay && !record.relay->id.empty() && !record.relay->grpc.empty()) {
     RelaySession r;
-    r.id = j["relay"].value("id", "");
-    r.instance = j["relay"].value("instance", "");
-    r.grpc = j["relay"].value("grpc", "");
-    if (!r.id.empty() && !r.grpc.empty()) relays_.Delete(r);
+    r.id = record.relay->id;
+    r.instance = record.relay->instance;
+    r.grpc = record.relay->grpc;
+    relays_.Delete(r);
   }
   host_.DropCall(c.id);
-  core::log::Warn(
-      "call of a lost instance ended",
-      {{"call", c.id}, {"instance", j.value("instance", "")}, {"byes", std::to_string(sent)}});
+  core::log::Warn("call of a lost instance ended",
+                  {{"call", c.id}, {"instance", record.instance}, {"byes", std::to_string(sent)}});
 }
 
 nlohmann::json Calls::List() const {

@@ -27,6 +27,7 @@
 
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "services/core/calls.h"
 #include "services/core/clock.h"
 #include "services/core/devices.h"
 #include "services/core/emergency.h"
@@ -136,7 +137,7 @@ class Calls {
   bool HangupById(const std::string& id);
   // Ends a call of an instance that died, from its record in Redis: BYE to the iPBX, and to
   // the phone when it is connected here now; the relay session and the record are deleted.
-  void EndOrphan(const nlohmann::json& record);
+  void EndOrphan(const core::CallRecord& record);
 
   // Active calls, for `rwgctl call list`.
   nlohmann::json List() const;
@@ -218,7 +219,6 @@ class Calls {
                          const std::string& sdp);
   std::optional<std::string> AnswerIcpChallenge(const Call& call, const Side& to, const sip_t* sip,
                                                 int status, const char* method);
-  void EndOrphanCall(const nlohmann::json& record);
   static std::string DialogKey(bool set_side, absl::string_view call_id,
                                absl::string_view local_tag);
   void Index(Call& call);

@@ -405,7 +405,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
         HousekeepingGauges{metrics.redis_up, metrics.licences, metrics.registered,
                            metrics.usable_relays},
         // A call of a dead instance this one took over: ended on the SIP thread.
-        [this](nlohmann::json record) {
+        [this](core::CallRecord record) {
           PostToSipThread([this, record = std::move(record)] {
             if (calls) calls->EndOrphan(record);
           });

@@ -25,13 +25,15 @@ void MergeFreshBans(const FreshBans& fresh, Protection& protection, std::deque<c
   }
 }
 
-std::optional<nlohmann::json> OrphanCall(const std::string& record, const std::string& self,
-                                         const std::function<bool(const std::string&)>& alive) {
-  nlohmann::json j = nlohmann::json::parse(record, nullptr, false);
-  if (!j.is_object() || !j.contains("instance") || !j["instance"].is_string()) return std::nullopt;
-  const std::string owner = j["instance"].get<std::string>();
-  if (owner == self || alive(owner)) return std::nullopt;
-  return j;
+std::optional<absl::StatusOr<core::CallRecord>> OrphanCall(
+    const std::string& id, const std::string& record, const std::string& self,
+    const std::function<bool(const std::string&)>& alive) {
+  absl::StatusOr<core::CallRecord> r = core::DecodeCallRecord(record);
+  // A damaged record still names its instance, mostly: a live instance's stays.
+  const std::string owner = r.ok() ? r->instance : core::CallRecordOwner(record);
+  if (owner.empty() || owner == self || alive(owner)) return std::nullopt;
+  if (r.ok() && r->id.empty()) r->id = id;
+  return r;
 }
 
 namespace {
@@ -42,7 +44,7 @@ class HousekeepingThread final : public Housekeeping {
                      core::DeviceDirectory& devices, GatewayConfigWatcher& config,
                      core::BindingStore& bindings, core::BanStore& banstore,
                      InstanceDirectory& instances, core::Clock& clock, HousekeepingGauges gauges,
-                     std::function<void(nlohmann::json)> end_orphan)
+                     std::function<void(core::CallRecord)> end_orphan)
       : options_(std::move(options)),
         redis_(redis),
         devices_(devices),
@@ -193,12 +195,31 @@ class HousekeepingThread final : public Housekeeping {
         }
         continue;
       }
-      std::optional<nlohmann::json> orphan = OrphanCall((*recs)[i].str, options_.instance, alive);
+      std::optional<absl::StatusOr<core::CallRecord>> orphan =
+          OrphanCall(id, (*recs)[i].str, options_.instance, alive);
       if (!orphan) continue;
       absl::StatusOr<core::RedisReply> claim = redis_.Command(
           {"SET", absl::StrCat(core::CallKey(id), ":end"), options_.instance, "NX", "EX", "60"});
       if (!claim.ok() || claim->is_nil()) continue;  // another instance took it
-      end_orphan_(*std::move(orphan));
+      if (orphan->ok()) {
+        end_orphan_(**std::move(orphan));
+      } else {
+        DropDamagedCall(id, orphan->status());
+      }
+    }
+  }
+
+  // Nothing can be sent for a damaged record of a dead instance's call: it goes.
+  void DropDamagedCall(const std::string& id, const absl::Status& damage) {
+    core::log::Warn("damaged call record dropped",
+                    {{"call", id}, {"error", std::string(damage.message())}});
+    absl::Status s =
+        redis_.Command({"DEL", core::CallKey(id), absl::StrCat(core::CallKey(id), ":end")})
+            .status();
+    if (s.ok()) s = redis_.Command({"SREM", core::kCallsKey, id}).status();
+    if (!s.ok()) {
+      core::log::Debug("cannot drop a damaged call record",
+                       {{"call", id}, {"error", std::string(s.message())}});
     }
   }
 
@@ -211,7 +232,7 @@ class HousekeepingThread final : public Housekeeping {
   InstanceDirectory& instances_;
   core::Clock& clock_;
   const HousekeepingGauges gauges_;
-  const std::function<void(nlohmann::json)> end_orphan_;
+  const std::function<void(core::CallRecord)> end_orphan_;
 
   // The housekeeping thread's own.
   bool advertised_ = true;
@@ -234,7 +255,7 @@ std::unique_ptr<Housekeeping> StartHousekeeping(
     HousekeepingOptions options, core::RedisClient& redis, core::DeviceDirectory& devices,
     GatewayConfigWatcher& config, core::BindingStore& bindings, core::BanStore& banstore,
     InstanceDirectory& instances, core::Clock& clock, HousekeepingGauges gauges,
-    std::function<void(nlohmann::json)> end_orphan) {
+    std::function<void(core::CallRecord)> end_orphan) {
   return std::make_unique<HousekeepingThread>(std::move(options), redis, devices, config, bindings,
                                               banstore, instances, clock, gauges,
                                               std::move(end_orphan));

@@ -16,9 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "nlohmann/json.hpp"
 #include "services/core/bans.h"
+#include "services/core/calls.h"
 #include "services/core/clock.h"
 #include "services/core/devices.h"
 #include "services/core/emergency.h"
@@ -41,10 +42,13 @@ struct FreshBans {
 // an admin since) and are forgotten.
 void MergeFreshBans(const FreshBans& fresh, Protection& protection, std::deque<core::Ban>& recent);
 
-// The record of a call another instance owns (its JSON, as stored) when that instance is dead
-// (`alive` says it is not): to be ended here; nullopt otherwise (damaged, `self`'s, alive).
-std::optional<nlohmann::json> OrphanCall(const std::string& record, const std::string& self,
-                                         const std::function<bool(const std::string&)>& alive);
+// What to do with the record of the call `id` (`record`, as stored) another instance wrote,
+// when that instance is dead (`alive` says it is not): end the call here (the record decoded;
+// its id the key's when it has none), or drop the record when it is damaged (DataLoss). Nullopt
+// when the call is no orphan: `self`'s, its instance alive, or no instance can be read from it.
+std::optional<absl::StatusOr<core::CallRecord>> OrphanCall(
+    const std::string& id, const std::string& record, const std::string& self,
+    const std::function<bool(const std::string&)>& alive);
 
 struct HousekeepingGauges {
   prometheus::Gauge& redis_up;
@@ -73,11 +77,12 @@ class Housekeeping {
 };
 
 // Starts the housekeeping thread. `end_orphan` gets the record of each call of a dead instance
-// this instance took over, on the housekeeping thread.
+// this instance took over, on the housekeeping thread; a damaged record of a dead instance is
+// dropped there, with a warning.
 std::unique_ptr<Housekeeping> StartHousekeeping(
     HousekeepingOptions options, core::RedisClient& redis, core::DeviceDirectory& devices,
     GatewayConfigWatcher& config, core::BindingStore& bindings, core::BanStore& banstore,
     InstanceDirectory& instances, core::Clock& clock, HousekeepingGauges gauges,
-    std::function<void(nlohmann::json)> end_orphan);
+    std::function<void(core::CallRecord)> end_orphan);
 
 }  // namespace rwg::sip_edge

@@ -11,11 +11,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "nlohmann/json.hpp"
 #include "rwg/relay/v1/relay.grpc.pb.h"
-#include "services/core/json.h"
 #include "services/core/keys.h"
 #include "services/core/log.h"
+#include "services/core/relay_instances.h"
 #include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/loop_queue.h"
 
@@ -28,26 +27,15 @@ std::vector<RelayCandidate> UsableRelays(
     absl::Duration stale_after) {
   std::vector<RelayCandidate> out;
   for (const auto& [name, value] : rows) {
-    nlohmann::json j = nlohmann::json::parse(value, nullptr, false);
-    if (!j.is_object()) continue;
-    int64_t seen = 0, free = 0, sessions = 0;
-    std::string grpc;
-    bool draining = false;
-    try {
-      seen = core::JsonNumber<int64_t>(j, "seen", 0);
-      free = core::JsonNumber<int64_t>(j, "ports_free", 0);
-      sessions = core::JsonNumber<int64_t>(j, "sessions", 0);
-      grpc = j.value("grpc", std::string());
-      draining = j.value("draining", false);
-    } catch (const nlohmann::json::exception&) {
-      continue;  // a heartbeat with fields of the wrong type: not an instance to use
-    }
+    // A damaged heartbeat (not JSON, fields of the wrong type): not an instance to use.
+    absl::StatusOr<core::RelayHeartbeat> h = core::DecodeRelayHeartbeat(value);
+    if (!h.ok()) continue;
     // An address ending in :0 is a relay still starting (its port not known yet).
-    if (grpc.empty() || absl::EndsWith(grpc, ":0") || draining || free < 4 ||
-        absl::FromUnixSeconds(seen) + stale_after < now) {
+    if (h->grpc.empty() || absl::EndsWith(h->grpc, ":0") || h->draining || h->ports_free < 4 ||
+        absl::FromUnixSeconds(h->seen_unix) + stale_after < now) {
       continue;
     }
-    out.push_back(RelayCandidate{RelayInstance{name, grpc}, sessions, free});
+    out.push_back(RelayCandidate{RelayInstance{name, h->grpc}, h->sessions, h->ports_free});
   }
   return out;
 }

@@ -214,21 +214,20 @@ TEST_F(RedisTest, BindingWithNonUtf8ContactRoundTrips) {
 
 TEST_F(RedisTest, CallRecordWithNonUtf8FieldsRoundTrips) {
   // As the SIP edge keeps a call: the phone's Call-ID and display name as they came.
-  nlohmann::json record = {{"id", "c1"},
-                           {"instance", "sip-edge-0"},
-                           {"set",
-                            {{"call_id", "\xff\xfe@192.0.2.7"},
-                             {"remote_uri", "\"M\xfcller\" <sip:1001@rwg.test>"},
-                             {"route", {"<sip:\xff>"}}}}};
-  ASSERT_TRUE(client_->Command({"SET", CallKey("c1"), JsonDump(record)}).ok());
+  CallRecord record;
+  record.id = "c1";
+  record.instance = "sip-edge-0";
+  record.set.call_id = "\xff\xfe@192.0.2.7";
+  record.set.remote_uri = "\"M\xfcller\" <sip:1001@rwg.test>";
+  record.set.route = {"<sip:\xff>"};
+  ASSERT_TRUE(client_->Command({"SET", CallKey("c1"), EncodeCallRecord(record)}).ok());
   absl::StatusOr<std::vector<RedisReply>> r = ReadCallRecords(*client_, {"c1"});
   ASSERT_TRUE(r.ok()) << r.status();
-  std::optional<nlohmann::json> back = JsonObject((*r)[0].str);
-  ASSERT_TRUE(back.has_value()) << (*r)[0].str;
-  EXPECT_EQ((*back)["set"]["call_id"], absl::StrCat(kReplacement, kReplacement, "@192.0.2.7"));
-  EXPECT_EQ((*back)["set"]["remote_uri"],
-            absl::StrCat("\"M", kReplacement, "ller\" <sip:1001@rwg.test>"));
-  EXPECT_EQ((*back)["instance"], "sip-edge-0");
+  absl::StatusOr<CallRecord> back = DecodeCallRecord((*r)[0].str);
+  ASSERT_TRUE(back.ok()) << back.status() << " " << (*r)[0].str;
+  EXPECT_EQ(back->set.call_id, absl::StrCat(kReplacement, kReplacement, "@192.0.2.7"));
+  EXPECT_EQ(back->set.remote_uri, absl::StrCat("\"M", kReplacement, "ller\" <sip:1001@rwg.test>"));
+  EXPECT_EQ(back->instance, "sip-edge-0");
 }
 
 }  // namespace

@@ -644,6 +644,11 @@ class CallsTest(RelayFixture):
         other.log_path = os.path.join(self.tmp, "sip-edge-1.log")
         other.start()
         self.addCleanup(other.stop)
+        # A damaged record of a call of an instance long gone: nothing can be sent for it, it
+        # is dropped.
+        self.redis.cmd("SET", "rwg:call:c-damaged", json.dumps(
+            {"id": "c-damaged", "instance": "sip-edge-9", "set": {"cseq": "2"}}), "EX", "600")
+        self.redis.cmd("SADD", "rwg:calls", "c-damaged")
         a, b = self.phones()
         a.command("dial", OFFICE_USER)
         rwgtest.wait_until("call answered", self.answered, timeout=15)
@@ -654,6 +659,10 @@ class CallsTest(RelayFixture):
                            timeout=40)
         self.assertIn("call of a lost instance ended", other.read_log())
         self.assertEqual(self.ctl.json("call", "list")["calls"], [])
+        self.assertRegex(other.read_log() + self.edge.read_log(),
+                         r"damaged call record dropped.*c-damaged.*set\.cseq: not a number")
+        self.assertEqual(self.redis.cli("EXISTS", "rwg:call:c-damaged"), ["0"])
+        self.assertEqual(self.redis.cli("SISMEMBER", "rwg:calls", "c-damaged"), ["0"])
         rwgtest.wait_until("the relay session deleted", lambda: re.search(
             r"(?m)^rwg_media_relay_sessions 0", self.relay_metrics()), timeout=5)
 

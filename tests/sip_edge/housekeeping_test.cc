@@ -44,15 +44,38 @@ TEST(MergeFreshBansTest, BansMadeHereAfterTheReadStayInForce) {
 
 TEST(OrphanCallTest, OnlyTheCallsOfDeadInstancesAreOrphans) {
   const auto alive = [](const std::string& instance) { return instance == "sip-edge-1"; };
-  EXPECT_FALSE(OrphanCall("not json", "sip-edge-0", alive));
-  EXPECT_FALSE(OrphanCall(R"({"id":"c1"})", "sip-edge-0", alive));
-  EXPECT_FALSE(OrphanCall(R"({"id":"c1","instance":7})", "sip-edge-0", alive));
-  EXPECT_FALSE(OrphanCall(R"({"id":"c1","instance":"sip-edge-0"})", "sip-edge-0", alive));
-  EXPECT_FALSE(OrphanCall(R"({"id":"c1","instance":"sip-edge-1"})", "sip-edge-0", alive));
-  std::optional<nlohmann::json> orphan =
-      OrphanCall(R"({"id":"c1","instance":"sip-edge-2"})", "sip-edge-0", alive);
+  EXPECT_FALSE(OrphanCall("c1", "not json", "sip-edge-0", alive));
+  EXPECT_FALSE(OrphanCall("c1", R"({"id":"c1"})", "sip-edge-0", alive));
+  EXPECT_FALSE(OrphanCall("c1", R"({"id":"c1","instance":7})", "sip-edge-0", alive));
+  EXPECT_FALSE(OrphanCall("c1", R"({"id":"c1","instance":"sip-edge-0"})", "sip-edge-0", alive));
+  EXPECT_FALSE(OrphanCall("c1", R"({"id":"c1","instance":"sip-edge-1"})", "sip-edge-0", alive));
+  std::optional<absl::StatusOr<core::CallRecord>> orphan = OrphanCall(
+      "c1", R"({"id":"c1","instance":"sip-edge-2","icp":{"cseq":3}})", "sip-edge-0", alive);
   ASSERT_TRUE(orphan);
-  EXPECT_EQ((*orphan)["id"], "c1");
+  ASSERT_TRUE(orphan->ok()) << orphan->status();
+  EXPECT_EQ((*orphan)->id, "c1");
+  EXPECT_EQ((*orphan)->icp.cseq, 3u);
+}
+
+TEST(OrphanCallTest, TheIdIsTheKeysWhenTheRecordHasNone) {
+  const auto alive = [](const std::string&) { return false; };
+  std::optional<absl::StatusOr<core::CallRecord>> orphan =
+      OrphanCall("c-key", R"({"instance":"sip-edge-2"})", "sip-edge-0", alive);
+  ASSERT_TRUE(orphan && orphan->ok());
+  EXPECT_EQ((*orphan)->id, "c-key");
+}
+
+// A damaged record of a dead instance is to be dropped; a live instance's stays.
+TEST(OrphanCallTest, DamagedRecordsOfDeadInstancesAreDataLoss) {
+  const auto alive = [](const std::string& instance) { return instance == "sip-edge-1"; };
+  const std::string damaged = R"({"id":"c1","instance":"sip-edge-2","set":{"cseq":"2"}})";
+  std::optional<absl::StatusOr<core::CallRecord>> orphan =
+      OrphanCall("c1", damaged, "sip-edge-0", alive);
+  ASSERT_TRUE(orphan);
+  EXPECT_EQ(orphan->status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(orphan->status().message().find("set.cseq"), std::string::npos) << orphan->status();
+  EXPECT_FALSE(
+      OrphanCall("c1", R"({"id":"c1","instance":"sip-edge-1","set":[]})", "sip-edge-0", alive));
 }
 
 // Without Redis the rounds go on, say Redis is down, and stop with the object.
@@ -80,7 +103,7 @@ TEST(HousekeepingTest, WithoutRedisRoundsReportRedisDownAndStop) {
   int orphans = 0;
   auto housekeeping =
       StartHousekeeping(options, redis, devices, config, bindings, banstore, *instances, clock, g,
-                        [&](const nlohmann::json&) { ++orphans; });
+                        [&](const core::CallRecord&) { ++orphans; });
   for (int i = 0; i < 200 && g.redis_up.Value() != 0; ++i) {
     absl::SleepFor(absl::Milliseconds(10));
   }
