@@ -51,4 +51,9 @@ inline std::string RelaySessionIndexKey(absl::string_view instance) {
 }
 inline constexpr char kRelayEventsChannel[] = "rwg:relay:events";
 
+// Written by sync.
+inline std::string SyncNonceKey(absl::string_view digest) {
+  return absl::StrCat("rwg:sync:nonce:", digest);
+}
+
 }  // namespace rwg::core

@@ -47,6 +47,7 @@ TEST(KeysTest, EveryKeyIsInTheArchitectureDoc) {
       RelaySessionKey("<id>"),
       RelaySessionIndexKey("<instance>"),
       kRelayEventsChannel,
+      SyncNonceKey("<sha256>"),
   };
   for (const std::string& k : keys) {
     EXPECT_THAT(doc, testing::HasSubstr("`" + k + "`")) << k;
