@@ -776,8 +776,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     authenticator->Check(
         CredentialsFor(sip->sip_proxy_authorization, realm), "INVITE", realm, ip,
         [this, irq, sip, tport, state, realm, source, &phone](const AuthResult& auth) {
-          // `sip`, `tport` and `phone` are the caller's: used only before it
-          // returned.
+          // `sip`, `tport` and `phone` are the caller's: used only before it returned.
           if (!state->returned) {  // at once: the caller goes on with the phone
             int st = 0;
             phone = EmergencyCaller(irq, sip, tport, realm, source, auth, &st);

@@ -69,7 +69,7 @@ void PeerForwarder::PeerHolding(const std::string& icp_user,
         if (!user.ok() || !user->has_value()) return done(std::nullopt);
         core::BindingStore::Get(**user, redis_,
                                 [this, user = **user, done = std::move(done)](
-                                    absl::StatusOr<std::optional<core::Binding>> b) {
+                                    const absl::StatusOr<std::optional<core::Binding>>& b) {
                                   if (!b.ok() || !b->has_value() || (*b)->instance == instance_ ||
                                       !(*b)->reachable || (*b)->expires_at <= clock_.Now()) {
                                     return done(std::nullopt);
