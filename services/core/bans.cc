@@ -69,10 +69,18 @@ absl::StatusOr<Ban> BanFromJson(std::string_view json) {
   return b;
 }
 
-absl::Status BanStore::Put(const Ban& b) {
+std::vector<std::string> BanStore::PutCommand(const Ban& b) {
   const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(b.until - b.since));
-  return redis_.Command({"SET", kBanPrefix + b.id, BanToJson(b), "PX", std::to_string(ms)})
-      .status();
+  return {"SET", kBanPrefix + b.id, BanToJson(b), "PX", std::to_string(ms)};
+}
+
+absl::Status BanStore::Put(const Ban& b) { return redis_.Command(PutCommand(b)).status(); }
+
+void BanStore::Put(const Ban& b, AsyncRedisCommands& redis,
+                   std::function<void(absl::Status)> done) {
+  redis.Command(PutCommand(b), [done = std::move(done)](const absl::StatusOr<RedisReply>& r) {
+    done(r.status());
+  });
 }
 
 absl::StatusOr<std::vector<Ban>> BanStore::List() {

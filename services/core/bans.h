@@ -6,6 +6,7 @@
 //                      BanUserKey(digest username): bounded, whatever a phone sends
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,11 +51,17 @@ class BanStore {
  public:
   explicit BanStore(RedisClient& redis) : redis_(redis) {}
   absl::Status Put(const Ban& ban);
+  // Put without blocking: `done` gets what Redis answered, on `redis`' callback thread.
+  static void Put(const Ban& ban, AsyncRedisCommands& redis,
+                  std::function<void(absl::Status)> done);
   absl::StatusOr<std::vector<Ban>> List();
   // False when no such ban.
   absl::StatusOr<bool> Remove(const std::string& id);
 
  private:
+  // The command behind both forms of Put.
+  static std::vector<std::string> PutCommand(const Ban& ban);
+
   RedisClient& redis_;
 };
 

@@ -13,27 +13,59 @@ std::string DeviceSecretContext(absl::string_view set_username, absl::string_vie
   return absl::StrCat("device:", set_username, ":", field);
 }
 
+std::optional<DeviceSecrets> DeviceDirectory::Cached(const std::string& user) const {
+  if (!cache_enabled_) return std::nullopt;
+  absl::MutexLock lock(&mu_);
+  auto it = by_set_.find(user);
+  if (it == by_set_.end()) return std::nullopt;
+  return it->second;
+}
+
+uint64_t DeviceDirectory::generation() const {
+  absl::MutexLock lock(&mu_);
+  return generation_;
+}
+
+void DeviceDirectory::Remember(const DeviceSecrets& d, uint64_t generation) {
+  if (!cache_enabled_) return;
+  absl::MutexLock lock(&mu_);
+  if (generation != generation_) return;
+  by_set_[d.set_username] = d;
+  set_by_icp_[d.icp_username] = d.set_username;
+}
+
 absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::BySetUsername(
     const std::string& user) {
-  if (cache_enabled_) {
-    absl::MutexLock lock(&mu_);
-    auto it = by_set_.find(user);
-    if (it != by_set_.end()) return it->second;
-  }
-  absl::StatusOr<std::optional<DeviceSecrets>> d = Load(user);
-  if (cache_enabled_ && d.ok() && d->has_value()) {
-    absl::MutexLock lock(&mu_);
-    by_set_[user] = **d;
-    set_by_icp_[(*d)->icp_username] = user;
-  }
+  if (std::optional<DeviceSecrets> c = Cached(user)) return c;
+  const uint64_t gen = generation();
+  absl::StatusOr<RedisReply> r = redis_.Command(LoadCommand(user));
+  if (!r.ok()) return r.status();
+  absl::StatusOr<std::optional<DeviceSecrets>> d = Parse(user, *r);
+  if (d.ok() && d->has_value()) Remember(**d, gen);
   return d;
 }
 
-absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::Load(const std::string& user) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"HGET", kDevicesKey, user});
-  if (!r.ok()) return r.status();
-  if (r->is_nil()) return std::nullopt;
-  std::optional<nlohmann::json> j = JsonObject(r->str);
+void DeviceDirectory::BySetUsername(const std::string& user, AsyncRedisCommands& redis,
+                                    DeviceCallback done) {
+  if (std::optional<DeviceSecrets> c = Cached(user)) return done(std::move(c));
+  const uint64_t gen = generation();
+  redis.Command(LoadCommand(user),
+                [this, user, gen, done = std::move(done)](const absl::StatusOr<RedisReply>& r) {
+                  if (!r.ok()) return done(r.status());
+                  absl::StatusOr<std::optional<DeviceSecrets>> d = Parse(user, *r);
+                  if (d.ok() && d->has_value()) Remember(**d, gen);
+                  done(std::move(d));
+                });
+}
+
+std::vector<std::string> DeviceDirectory::LoadCommand(const std::string& user) {
+  return {"HGET", kDevicesKey, user};
+}
+
+absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::Parse(const std::string& user,
+                                                                    const RedisReply& r) const {
+  if (r.is_nil()) return std::nullopt;
+  std::optional<nlohmann::json> j = JsonObject(r.str);
   if (!j) return absl::DataLossError(absl::StrCat("device record ", user, " is not valid JSON"));
   DeviceSecrets d;
   d.set_username = user;
@@ -76,12 +108,33 @@ absl::Status DeviceDirectory::Revalidate() {
   if (!cache_enabled_) return absl::OkStatus();
   absl::StatusOr<RedisReply> r = redis_.Command({"GET", kDevicesRevisionKey});
   if (!r.ok()) return r.status();
-  absl::MutexLock lock(&mu_);
-  if (r->str != revision_) {
+  std::vector<std::string> users;
+  {
+    absl::MutexLock lock(&mu_);
+    if (r->str == revision_) return absl::OkStatus();
+    // Lookups under way from now on are not cached: they may have read the old devices.
     revision_ = r->str;
-    by_set_.clear();
-    set_by_icp_.clear();
+    ++generation_;
+    users.reserve(by_set_.size());
+    for (const auto& [user, d] : by_set_) users.push_back(user);
   }
+  // The devices cached are read again at once (one round trip), so that the lookups of the
+  // phones in use go on without Redis; those control removed or damaged drop out.
+  std::unordered_map<std::string, DeviceSecrets> fresh;
+  if (!users.empty()) {
+    std::vector<std::string> hmget = {"HMGET", kDevicesKey};
+    hmget.insert(hmget.end(), users.begin(), users.end());
+    absl::StatusOr<RedisReply> all = redis_.Command(hmget);
+    for (size_t i = 0; all.ok() && i < all->elements.size() && i < users.size(); ++i) {
+      absl::StatusOr<std::optional<DeviceSecrets>> d = Parse(users[i], all->elements[i]);
+      if (d.ok() && d->has_value()) fresh.emplace(users[i], **std::move(d));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  if (r->str != revision_) return absl::OkStatus();  // a newer revision was seen meanwhile
+  by_set_ = std::move(fresh);
+  set_by_icp_.clear();
+  for (const auto& [user, d] : by_set_) set_by_icp_[d.icp_username] = user;
   return absl::OkStatus();
 }
 

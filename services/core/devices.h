@@ -3,9 +3,11 @@
 // control writes.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -30,9 +32,10 @@ struct DeviceSecrets {
 };
 
 // Devices by set-side or ICP-side username. With `cache` set, devices found are kept in
-// memory (unsealed) until Revalidate() sees that control changed any device; a service that
-// calls Revalidate() every second serves a change within a second, without a Redis round trip
-// per lookup. Unknown users are never cached (a guesser cannot fill the memory).
+// memory (unsealed); when Revalidate() sees that control changed any device, it reads the
+// cached ones again. A service that calls Revalidate() every second serves a change within a
+// second, without a Redis round trip per lookup. Unknown users are never cached (a guesser
+// cannot fill the memory).
 class DeviceDirectory {
  public:
   DeviceDirectory(RedisClient& redis, const SecretBox& box, bool cache = false)
@@ -41,18 +44,35 @@ class DeviceDirectory {
   absl::StatusOr<std::optional<DeviceSecrets>> BySetUsername(const std::string& user);
   absl::StatusOr<std::optional<DeviceSecrets>> ByIcpUsername(const std::string& icp_user);
 
-  // Drops the cache when the devices' revision in Redis changed since the last call.
+  // BySetUsername without blocking: a cached device is handed to `done` before this returns;
+  // otherwise the device is read through `redis` and `done` runs with what it answered (on
+  // the thread that runs `redis`' callbacks).
+  using DeviceCallback = std::function<void(absl::StatusOr<std::optional<DeviceSecrets>>)>;
+  void BySetUsername(const std::string& user, AsyncRedisCommands& redis, DeviceCallback done);
+  // The cached device of `user`, without Redis (nullopt: not cached, or no cache).
+  std::optional<DeviceSecrets> Cached(const std::string& user) const;
+
+  // When the devices' revision in Redis changed since the last call, reads the cached devices
+  // again (one round trip; those removed or unreadable leave the cache).
   absl::Status Revalidate();
   size_t cached() const;
 
  private:
-  absl::StatusOr<std::optional<DeviceSecrets>> Load(const std::string& user);
+  // The read of `user`'s record and what its reply says, shared by both lookups.
+  static std::vector<std::string> LoadCommand(const std::string& user);
+  absl::StatusOr<std::optional<DeviceSecrets>> Parse(const std::string& user,
+                                                     const RedisReply& reply) const;
+  // Keeps a device read at cache generation `generation` (dropped when Revalidate cleared
+  // the cache since: it may predate control's change).
+  void Remember(const DeviceSecrets& d, uint64_t generation);
+  uint64_t generation() const;
 
   RedisClient& redis_;
   const SecretBox& box_;
   const bool cache_enabled_;
   mutable absl::Mutex mu_;
   std::string revision_ ABSL_GUARDED_BY(mu_);
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // cache clears so far
   std::unordered_map<std::string, DeviceSecrets> by_set_ ABSL_GUARDED_BY(mu_);
   std::unordered_map<std::string, std::string> set_by_icp_ ABSL_GUARDED_BY(mu_);
 };

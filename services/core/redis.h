@@ -55,6 +55,21 @@ struct RedisOptions {
   size_t max_idle_connections = 8;
 };
 
+// Redis without blocking the caller: each command's reply comes to a callback. sip-edge's
+// implementation runs on its SIP thread's event loop (services/sip_edge/async_redis.h); the
+// stores below take it to offer a non-blocking form of what they do on a RedisClient.
+class AsyncRedisCommands {
+ public:
+  using Callback = std::function<void(absl::StatusOr<RedisReply>)>;
+  virtual ~AsyncRedisCommands() = default;
+  // `done` is called exactly once with the reply, Unavailable when Redis cannot be reached in
+  // time (possibly before the call returns: no connection), or Internal for an error reply.
+  virtual void Command(const std::vector<std::string>& args, Callback done) = 0;
+  // The script with the given keys and arguments (EVALSHA, EVAL when Redis lacks it).
+  virtual void Eval(const std::string& script, const std::vector<std::string>& keys,
+                    const std::vector<std::string>& args, Callback done) = 0;
+};
+
 class RedisClient {
  public:
   explicit RedisClient(RedisOptions options);

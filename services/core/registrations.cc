@@ -30,7 +30,7 @@ return 1
 )lua";
 
 // KEYS: binding, icp index, active. ARGV: set user.
-constexpr char kRemove[] = R"lua(
+const std::string kRemove = R"lua(
 redis.call('DEL', KEYS[1])
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -117,8 +117,19 @@ absl::StatusOr<BindingStore::Reserved> BindingStore::Reserve(const std::string& 
 
 std::string BindingStore::Key(const std::string& user) { return BindingKey(user); }
 
+std::vector<std::string> BindingStore::ReleaseCommand(const std::string& user) {
+  return {"ZREM", kActiveBindingsKey, user};
+}
+
 absl::Status BindingStore::Release(const std::string& user) {
-  return redis_.Command({"ZREM", kActiveBindingsKey, user}).status();
+  return redis_.Command(ReleaseCommand(user)).status();
+}
+
+void BindingStore::Release(const std::string& user, AsyncRedisCommands& redis,
+                           std::function<void(absl::Status)> done) {
+  redis.Command(
+      ReleaseCommand(user),
+      [done = std::move(done)](const absl::StatusOr<RedisReply>& r) { done(r.status()); });
 }
 
 BindingStore::ScriptCall BindingStore::PutCall(const Binding& b, absl::Time now) {
@@ -136,27 +147,72 @@ absl::Status BindingStore::Put(const Binding& b) {
   return redis_.Eval(*c.script, c.keys, c.args).status();
 }
 
-absl::Status BindingStore::Remove(const std::string& user, const std::string& icp_user) {
-  return redis_
-      .Eval(kRemove, {BindingKey(user), IcpBindingKey(icp_user), kActiveBindingsKey}, {user})
-      .status();
+BindingStore::ScriptCall BindingStore::RemoveCall(const std::string& user,
+                                                  const std::string& icp_user) {
+  return {&kRemove, {BindingKey(user), IcpBindingKey(icp_user), kActiveBindingsKey}, {user}};
 }
 
-absl::StatusOr<std::optional<Binding>> BindingStore::Get(const std::string& user) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"GET", BindingKey(user)});
-  if (!r.ok()) return r.status();
-  if (r->is_nil()) return std::nullopt;
-  absl::StatusOr<Binding> b = BindingFromJson(r->str);
+absl::Status BindingStore::Remove(const std::string& user, const std::string& icp_user) {
+  ScriptCall c = RemoveCall(user, icp_user);
+  return redis_.Eval(*c.script, c.keys, c.args).status();
+}
+
+void BindingStore::Remove(const std::string& user, const std::string& icp_user,
+                          AsyncRedisCommands& redis, std::function<void(absl::Status)> done) {
+  ScriptCall c = RemoveCall(user, icp_user);
+  redis.Eval(*c.script, c.keys, c.args,
+             [done = std::move(done)](const absl::StatusOr<RedisReply>& r) { done(r.status()); });
+}
+
+std::vector<std::string> BindingStore::GetCommand(const std::string& user) {
+  return {"GET", BindingKey(user)};
+}
+
+absl::StatusOr<std::optional<Binding>> BindingStore::ParseGet(const RedisReply& r) {
+  if (r.is_nil()) return std::nullopt;
+  absl::StatusOr<Binding> b = BindingFromJson(r.str);
   if (!b.ok()) return b.status();
   return *b;
 }
 
+absl::StatusOr<std::optional<Binding>> BindingStore::Get(const std::string& user) {
+  absl::StatusOr<RedisReply> r = redis_.Command(GetCommand(user));
+  if (!r.ok()) return r.status();
+  return ParseGet(*r);
+}
+
+void BindingStore::Get(const std::string& user, AsyncRedisCommands& redis,
+                       std::function<void(absl::StatusOr<std::optional<Binding>>)> done) {
+  redis.Command(GetCommand(user), [done = std::move(done)](const absl::StatusOr<RedisReply>& r) {
+    if (!r.ok()) return done(r.status());
+    done(ParseGet(*r));
+  });
+}
+
+std::vector<std::string> BindingStore::IcpCommand(const std::string& icp_user) {
+  return {"GET", IcpBindingKey(icp_user)};
+}
+
+std::optional<std::string> BindingStore::ParseIcp(const RedisReply& r) {
+  if (r.is_nil()) return std::nullopt;
+  return r.str;
+}
+
 absl::StatusOr<std::optional<std::string>> BindingStore::SetUsernameForIcp(
     const std::string& icp_user) {
-  absl::StatusOr<RedisReply> r = redis_.Command({"GET", IcpBindingKey(icp_user)});
+  absl::StatusOr<RedisReply> r = redis_.Command(IcpCommand(icp_user));
   if (!r.ok()) return r.status();
-  if (r->is_nil()) return std::nullopt;
-  return r->str;
+  return ParseIcp(*r);
+}
+
+void BindingStore::SetUsernameForIcp(
+    const std::string& icp_user, AsyncRedisCommands& redis,
+    std::function<void(absl::StatusOr<std::optional<std::string>>)> done) {
+  redis.Command(IcpCommand(icp_user),
+                [done = std::move(done)](const absl::StatusOr<RedisReply>& r) {
+                  if (!r.ok()) return done(r.status());
+                  done(ParseIcp(*r));
+                });
 }
 
 absl::StatusOr<int64_t> BindingStore::CountActive(absl::Time now) {

@@ -4,6 +4,7 @@
 //   rwg:reg:active               sorted set: set_username scored by expiry (ms); licence count
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -60,6 +61,18 @@ class BindingStore {
   absl::Status Release(const std::string& set_username);
   absl::Status Put(const Binding& b);
   absl::Status Remove(const std::string& set_username, const std::string& icp_username);
+  // Release and Remove without blocking: `done` gets what Redis answered, on `redis`'
+  // callback thread.
+  static void Release(const std::string& set_username, AsyncRedisCommands& redis,
+                      std::function<void(absl::Status)> done);
+  static void Remove(const std::string& set_username, const std::string& icp_username,
+                     AsyncRedisCommands& redis, std::function<void(absl::Status)> done);
+  // Get and SetUsernameForIcp without blocking, likewise.
+  static void Get(const std::string& set_username, AsyncRedisCommands& redis,
+                  std::function<void(absl::StatusOr<std::optional<Binding>>)> done);
+  static void SetUsernameForIcp(
+      const std::string& icp_username, AsyncRedisCommands& redis,
+      std::function<void(absl::StatusOr<std::optional<std::string>>)> done);
   absl::StatusOr<std::optional<Binding>> Get(const std::string& set_username);
   absl::StatusOr<std::optional<std::string>> SetUsernameForIcp(const std::string& icp_username);
   absl::StatusOr<int64_t> CountActive(absl::Time now);
@@ -67,6 +80,14 @@ class BindingStore {
   absl::StatusOr<std::vector<Binding>> ListActive(absl::Time now);
 
  private:
+  // What both forms of each call send, and what their replies say.
+  static std::vector<std::string> ReleaseCommand(const std::string& set_username);
+  static ScriptCall RemoveCall(const std::string& set_username, const std::string& icp_username);
+  static std::vector<std::string> GetCommand(const std::string& set_username);
+  static absl::StatusOr<std::optional<Binding>> ParseGet(const RedisReply& reply);
+  static std::vector<std::string> IcpCommand(const std::string& icp_username);
+  static std::optional<std::string> ParseIcp(const RedisReply& reply);
+
   RedisClient& redis_;
 };
 

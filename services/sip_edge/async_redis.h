@@ -21,23 +21,21 @@ struct redisReply;
 
 namespace rwg::sip_edge {
 
-class AsyncRedis {
+class AsyncRedis : public core::AsyncRedisCommands {
  public:
-  using Callback = std::function<void(absl::StatusOr<core::RedisReply>)>;
-
   // Runs on `root`'s thread only. Connects on first use and again after a failure.
   AsyncRedis(su_root_t* root, core::RedisOptions options, core::Clock& clock);
-  ~AsyncRedis();
+  ~AsyncRedis() override;
   AsyncRedis(const AsyncRedis&) = delete;
   AsyncRedis& operator=(const AsyncRedis&) = delete;
 
-  // `done` is called exactly once, later, on the loop's thread: with the reply, with
-  // Unavailable when Redis cannot be reached or did not answer within the command timeout, or
-  // with Internal for an error reply.
-  void Command(const std::vector<std::string>& args, Callback done);
+  // `done` is called exactly once, on the loop's thread: with the reply, with Unavailable when
+  // Redis cannot be reached (at once when there is no connection) or did not answer within
+  // the command timeout, or with Internal for an error reply.
+  void Command(const std::vector<std::string>& args, Callback done) override;
   // EVALSHA of `script` (EVAL when Redis does not know the script yet).
   void Eval(const std::string& script, const std::vector<std::string>& keys,
-            const std::vector<std::string>& args, Callback done);
+            const std::vector<std::string>& args, Callback done) override;
 
   // Called periodically: drops the connection when the oldest command has waited longer than
   // the command timeout (its callbacks then get Unavailable).

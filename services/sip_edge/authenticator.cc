@@ -48,18 +48,16 @@ std::vector<std::string> Authenticator::Challenges(const std::string& realm, boo
   return out;
 }
 
-AuthResult Authenticator::Check(const std::optional<DigestParams>& credentials,
-                                absl::string_view method, const std::string& realm,
-                                const std::string& ip) {
+std::optional<AuthResult> Authenticator::Precheck(const std::optional<DigestParams>& credentials,
+                                                  const std::string& ip, DigestAlgorithm* alg) {
   AuthResult r;
   if (!credentials) return r;
   r.user = credentials->Get("username");
-  const std::string nonce = credentials->Get("nonce");
   if (protection_.AuthBanned(ip, r.user)) {
     r.outcome = AuthResult::Outcome::kBanned;
     return r;
   }
-  switch (nonces_.Check(nonce)) {
+  switch (nonces_.Check(credentials->Get("nonce"))) {
     case NonceKeeper::Verdict::kForged:
       return r;
     case NonceKeeper::Verdict::kStale:
@@ -68,21 +66,42 @@ AuthResult Authenticator::Check(const std::optional<DigestParams>& credentials,
     case NonceKeeper::Verdict::kValid:
       break;
   }
-  std::optional<DigestAlgorithm> alg = ParseAlgorithm(credentials->Get("algorithm"));
-  if (!alg || !Offered(*alg)) return r;
-  absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices_(r.user);
+  std::optional<DigestAlgorithm> a = ParseAlgorithm(credentials->Get("algorithm"));
+  if (!a || !Offered(*a)) return r;
+  *alg = *a;
+  return std::nullopt;
+}
+
+void Authenticator::Check(const std::optional<DigestParams>& credentials, absl::string_view method,
+                          const std::string& realm, const std::string& ip,
+                          std::function<void(AuthResult)> done) {
+  DigestAlgorithm alg = DigestAlgorithm::kMd5;
+  if (std::optional<AuthResult> r = Precheck(credentials, ip, &alg)) return done(*std::move(r));
+  devices_(credentials->Get("username"),
+           [this, credentials = *credentials, alg, method = std::string(method), realm,
+            done = std::move(done)](absl::StatusOr<std::optional<core::DeviceSecrets>> dev) {
+             done(Finish(credentials, alg, method, realm, std::move(dev)));
+           });
+}
+
+AuthResult Authenticator::Finish(const DigestParams& credentials, DigestAlgorithm alg,
+                                 absl::string_view method, const std::string& realm,
+                                 absl::StatusOr<std::optional<core::DeviceSecrets>> dev) {
+  AuthResult r;
+  r.user = credentials.Get("username");
   if (!dev.ok()) {
     r.outcome = AuthResult::Outcome::kUnavailable;
     r.error = dev.status();
     return r;
   }
-  const std::string qop = credentials->Get("qop");
-  const std::string nc = credentials->Get("nc");
+  const std::string nonce = credentials.Get("nonce");
+  const std::string qop = credentials.Get("qop");
+  const std::string nc = credentials.Get("nc");
   const std::string password = dev->has_value() ? (*dev)->set_password : core::RandomHex(rng_, 16);
   const std::string expected =
-      DigestResponse(*alg, r.user, realm, password, method, credentials->Get("uri"), nonce, nc,
-                     credentials->Get("cnonce"), qop);
-  if (!dev->has_value() || !core::ConstantTimeEquals(expected, credentials->Get("response"))) {
+      DigestResponse(alg, r.user, realm, password, method, credentials.Get("uri"), nonce, nc,
+                     credentials.Get("cnonce"), qop);
+  if (!dev->has_value() || !core::ConstantTimeEquals(expected, credentials.Get("response"))) {
     r.outcome = AuthResult::Outcome::kRefused;
     r.reason = dev->has_value() ? "wrong password" : "unknown user";
     return r;

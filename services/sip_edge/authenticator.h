@@ -32,10 +32,11 @@ struct AuthenticatorOptions {
   absl::Duration nonce_lifetime = absl::Minutes(5);
 };
 
-// A device by its set-side username: nullopt for an unknown user, an error when the devices
-// cannot be read.
+// Looks a device up by its set-side username and hands `done` nullopt for an unknown user, an
+// error when the devices cannot be read. `done` may run before the lookup returns (a cached
+// device) or later (read from Redis without blocking the SIP thread).
 using DeviceLookup =
-    std::function<absl::StatusOr<std::optional<core::DeviceSecrets>>(const std::string& user)>;
+    std::function<void(const std::string& user, core::DeviceDirectory::DeviceCallback done)>;
 
 struct AuthResult {
   enum class Outcome {
@@ -66,15 +67,23 @@ class Authenticator {
                                       absl::string_view user_agent);
 
   // Checks the Digest `credentials` a `method` request from `ip` carried for `realm` (nullopt:
-  // it carried none). An unknown user is checked against a throwaway password, so that both
-  // cost the same.
-  AuthResult Check(const std::optional<DigestParams>& credentials, absl::string_view method,
-                   const std::string& realm, const std::string& ip);
+  // it carried none) and hands `done` the result: before returning when no device lookup is
+  // needed or the lookup answers at once, later otherwise. An unknown user is checked
+  // against a throwaway password, so that both cost the same.
+  void Check(const std::optional<DigestParams>& credentials, absl::string_view method,
+             const std::string& realm, const std::string& ip, std::function<void(AuthResult)> done);
 
   // Counts a failed answer of `user` from `ip`; a new ban when this one crossed the threshold.
   std::optional<core::Ban> CountFailure(const std::string& ip, const std::string& user);
 
  private:
+  // What is decided before the device is known: a result, or nullopt and the algorithm.
+  std::optional<AuthResult> Precheck(const std::optional<DigestParams>& credentials,
+                                     const std::string& ip, DigestAlgorithm* alg);
+  // The rest, once the device lookup answered.
+  AuthResult Finish(const DigestParams& credentials, DigestAlgorithm alg, absl::string_view method,
+                    const std::string& realm,
+                    absl::StatusOr<std::optional<core::DeviceSecrets>> dev);
   std::vector<DigestAlgorithm> AlgorithmsFor(absl::string_view user_agent) const;
   bool Offered(DigestAlgorithm a) const;
 

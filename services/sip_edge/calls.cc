@@ -251,6 +251,10 @@ int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
   return NewCallFromPhone(irq, sip, *phone);
 }
 
+int Calls::NewEmergencyCall(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone) {
+  return NewCallFromPhone(irq, sip, phone);
+}
+
 int Calls::OnIcpRequest(nta_incoming_t* irq, const sip_t* sip, bool forwarded) {
   const sip_method_t m = sip->sip_request->rq_method;
   if (Call* c = FindDialog(false, sip)) return InDialog(*c, c->icp, irq, sip);

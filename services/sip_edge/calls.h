@@ -83,7 +83,8 @@ class CallHost {
   virtual bool IsEmergencyNumber(const std::string& number) = 0;
   // An emergency INVITE from a connection no phone registered through: the caller proves its
   // identity by digest (407). Either returns the device, or answers the INVITE itself (status
-  // in `answered`: the challenge, 403, 503).
+  // in `answered`: the challenge, 403, 503), or takes the INVITE (`answered` 0) while the
+  // device is read from Redis, and then starts the call itself (Calls::NewEmergencyCall).
   virtual std::optional<CallPhone> AuthenticateEmergencyCaller(nta_incoming_t* irq,
                                                                const sip_t* sip, tport_t* tport,
                                                                const std::string& source,
@@ -126,6 +127,10 @@ class Calls {
   // returns (0: answered later).
   int OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
                      const std::string& source);
+  // The emergency INVITE of a caller CallHost::AuthenticateEmergencyCaller authenticated
+  // after a device lookup: the call as OnPhoneRequest would have started it (0: it owns
+  // `irq` now; otherwise the status answered).
+  int NewEmergencyCall(nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
   // A call request from the iPBX (`forwarded`: an INVITE another instance proxied here).
   int OnIcpRequest(nta_incoming_t* irq, const sip_t* sip, bool forwarded = false);
 

@@ -25,6 +25,7 @@
 #include <deque>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -163,7 +164,9 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
         authenticator(std::make_unique<Authenticator>(
             AuthenticatorOptions{options.algorithms, options.md5_only_user_agents,
                                  options.nonce_secret, absl::Minutes(5)},
-            [this](const std::string& user) { return this->devices.BySetUsername(user); },
+            [this](const std::string& user, core::DeviceDirectory::DeviceCallback done) {
+              LookUpDevice(user, std::move(done));
+            },
             protection, clock, rng)),
         instances(NewInstanceDirectory(options.instance, IcpContactHostName(), redis, clock)) {}
 
@@ -203,7 +206,8 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
   std::unique_ptr<Calls> calls;
   std::unique_ptr<UpstreamRegistrar> upstream_registrar;  // registrations toward the iPBX
   std::unique_ptr<Registrar> registrar;                   // the phones' registrations
-  std::deque<core::Ban> recent_bans;  // imposed here in the last seconds (bounded)
+  std::deque<core::Ban> recent_bans;         // imposed here in the last seconds (bounded)
+  std::set<std::string> refreshing_devices;  // PhoneOf's device reads under way
   // The Redis work of every second, on a thread of its own (from Edge::Start to Edge::Stop).
   std::unique_ptr<Housekeeping> housekeeping;
 
@@ -281,7 +285,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
       return absl::InternalError("cannot set up TLS toward the iPBX");
     }
     peers = std::make_unique<PeerForwarder>(options.instance, options.forward_key, icp_agent,
-                                            bindings, *instances, clock, metrics.responses);
+                                            *async_redis, *instances, clock, metrics.responses);
     upstream_registrar = std::make_unique<UpstreamRegistrar>(
         icp_agent, config, IcpContactHostName(), clock, rng, metrics.upstream_latency,
         metrics.upstream_registrations);
@@ -289,8 +293,8 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
         RegistrarOptions{options.instance, options.min_expires, options.max_expires,
                          options.default_expires, options.upstream_timeout_ms,
                          options.upstream_expires},
-        *this, *upstream_registrar, *async_redis, bindings, devices, config, clock,
-        IcpContactHostName(), metrics.licence_refusals, metrics.upstream_refreshes);
+        *this, *upstream_registrar, *async_redis, devices, config, clock, IcpContactHostName(),
+        metrics.licence_refusals, metrics.upstream_refreshes);
     set_leg =
         nta_leg_tcreate(set_agent, &Impl::OnSetRequest, reinterpret_cast<nta_leg_magic_t*>(this),
                         NTATAG_NO_DIALOG(1), TAG_END());
@@ -440,10 +444,35 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     return std::make_pair(b->tport, b->route);
   }
 
+  // The phone's device as cached; on a miss (control changed a device since) the copy its
+  // binding keeps, while the device is read again without blocking (and a device control
+  // removed no longer makes calls once that read answers).
   std::optional<CallPhone> PhoneOf(const LocalBinding& b, const std::string& set_username) {
-    absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices.BySetUsername(set_username);
-    if (!dev.ok() || !dev->has_value()) return std::nullopt;
-    return CallPhone{**dev, b.tport, b.contacts[0], b.route};
+    std::optional<core::DeviceSecrets> dev = devices.Cached(set_username);
+    if (!dev) {
+      RefreshBindingDevice(set_username);
+      if (b.device_removed) return std::nullopt;
+      dev = b.device;
+    }
+    return CallPhone{*std::move(dev), b.tport, b.contacts[0], b.route};
+  }
+
+  void RefreshBindingDevice(const std::string& set_username) {
+    if (!refreshing_devices.insert(set_username).second) return;  // a read is under way
+    LookUpDevice(set_username, [this, set_username](
+                                   const absl::StatusOr<std::optional<core::DeviceSecrets>>& dev) {
+      refreshing_devices.erase(set_username);
+      if (dev.ok() && registrar) registrar->UpdateDevice(set_username, *dev);
+    });
+  }
+
+  // A device by set-side username without blocking the SIP thread: from the cache at once,
+  // or once the SIP thread's Redis connection answers.
+  void LookUpDevice(const std::string& user, core::DeviceDirectory::DeviceCallback done) {
+    if (!async_redis) {
+      return done(absl::UnavailableError("sip-edge is stopping: no Redis connection"));
+    }
+    devices.BySetUsername(user, *async_redis, std::move(done));
   }
 
   std::shared_ptr<const GatewayView> Config() override { return config.Get(); }
@@ -574,8 +603,15 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     metrics.bans.Add({{"kind", ban.kind}}).Increment();
     core::log::Warn(
         "ban", {{"id", ban.id}, {"reason", ban.reason}, {"until", absl::FormatTime(ban.until)}});
-    absl::Status s = banstore.Put(ban);
-    if (!s.ok()) core::log::Warn("cannot store the ban", {{"error", std::string(s.message())}});
+    // Stored without blocking the SIP thread; the ban holds here at once either way.
+    if (async_redis) {
+      core::BanStore::Put(ban, *async_redis, [id = ban.id](const absl::Status& s) {
+        if (!s.ok()) {
+          core::log::Warn("cannot store the ban",
+                          {{"id", id}, {"error", std::string(s.message())}});
+        }
+      });
+    }
     if (recent_bans.size() >= Protection::kMaxBans) recent_bans.pop_front();  // Redis down long
     recent_bans.push_back(ban);
     if (ban.kind == "source") ApplySourceFilter();
@@ -735,8 +771,40 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     const std::string realm = config.Get()->public_name;
     const std::string ip = source.substr(0, source.rfind(':'));
     // Password guessing through emergency INVITEs meets the REGISTER's bans and counts.
-    AuthResult auth = authenticator->Check(CredentialsFor(sip->sip_proxy_authorization, realm),
-                                           "INVITE", realm, ip);
+    auto state = std::make_shared<LateAnswer>();
+    std::optional<CallPhone> phone;
+    authenticator->Check(
+        CredentialsFor(sip->sip_proxy_authorization, realm), "INVITE", realm, ip,
+        [this, irq, sip, tport, state, realm, source, &phone](const AuthResult& auth) {
+          // `sip`, `tport` and `phone` are the caller's: used only before it returned.
+          if (!state->returned) {  // at once: the caller goes on with the phone
+            int st = 0;
+            phone = EmergencyCaller(irq, sip, tport, realm, source, auth, &st);
+            state->answered = true;
+            state->status = st;
+            return;
+          }
+          // Later: the call starts now, over the connection the INVITE came on.
+          Continue(irq, *state, "emergency INVITE", [&](const sip_t* request) -> int {
+            tport_t* tp = nta_incoming_transport(nullptr, irq, nullptr);
+            int st = 0;
+            std::optional<CallPhone> p =
+                EmergencyCaller(irq, request, tp, realm, source, auth, &st);
+            if (p) st = calls ? calls->NewEmergencyCall(irq, request, *p) : 503;  // 503: stopping
+            tport_unref(tp);
+            return st;
+          });
+        });
+    state->returned = true;
+    *answered = state->answered ? state->status : 0;
+    return phone;
+  }
+
+  // The emergency caller `auth` says, or nullopt with `*answered` the status answered.
+  std::optional<CallPhone> EmergencyCaller(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
+                                           const std::string& realm, const std::string& source,
+                                           const AuthResult& auth, int* answered) {
+    const std::string ip = source.substr(0, source.rfind(':'));
     switch (auth.outcome) {
       case AuthResult::Outcome::kChallenge:
         *answered = SendChallenge(irq, sip, realm, auth.stale, true);
@@ -771,12 +839,57 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
   }
 
+  // How a request whose handling waits on a lookup is answered: the status, when it was
+  // handled before its leg callback returned, goes back to sofia-sip.
+  struct LateAnswer {
+    bool returned = false;  // the leg callback has returned: the request is ours to end
+    bool answered = false;
+    int status = 0;
+  };
+
+  // Continues the handling of `irq` after a lookup: `body` handles its request and returns
+  // the status answered (0: something else now owns the transaction). Before the leg callback
+  // returned, that status is the callback's; after, the request is read back from the
+  // transaction (which the edge held on to), answered when `body` did not, and destroyed.
+  void Continue(nta_incoming_t* irq, LateAnswer& state, const char* where,
+                const std::function<int(const sip_t*)>& body) {
+    msg_t* msg = nta_incoming_getrequest(irq);
+    const sip_t* sip = sip_object(msg);
+    const int status = Guard(where, 500, [&] { return sip != nullptr ? body(sip) : 500; });
+    const char* method =
+        sip != nullptr && sip->sip_request ? sip->sip_request->rq_method_name : "REGISTER";
+    if (!state.returned) {
+      state.answered = true;
+      state.status = status;
+    } else if (status != 0) {
+      if (nta_incoming_status(irq) < 200) {
+        const char* phrase = sip_status_phrase(status);
+        Reply(irq, method, status, phrase != nullptr ? phrase : "", TAG_END());
+      }
+      nta_incoming_destroy(irq);
+    }
+    msg_destroy(msg);
+  }
+
+  // A REGISTER: its device is looked up without blocking the SIP thread (at once when
+  // cached); the REGISTER is answered once it is known.
   int HandleRegister(nta_incoming_t* irq, const sip_t* sip, const std::string& ip,
                      const std::string& source) {
     auto view = config.Get();
     const std::string realm = view->public_name;
-    AuthResult auth =
-        authenticator->Check(CredentialsFor(sip->sip_authorization, realm), "REGISTER", realm, ip);
+    auto state = std::make_shared<LateAnswer>();
+    authenticator->Check(CredentialsFor(sip->sip_authorization, realm), "REGISTER", realm, ip,
+                         [this, irq, state, realm, ip, source](const AuthResult& auth) {
+                           Continue(irq, *state, "REGISTER", [&](const sip_t* request) {
+                             return AnswerRegister(irq, request, auth, realm, ip, source);
+                           });
+                         });
+    state->returned = true;
+    return state->answered ? state->status : 0;
+  }
+
+  int AnswerRegister(nta_incoming_t* irq, const sip_t* sip, const AuthResult& auth,
+                     const std::string& realm, const std::string& ip, const std::string& source) {
     const std::string& user = auth.user;
     switch (auth.outcome) {
       case AuthResult::Outcome::kChallenge:

@@ -27,11 +27,11 @@ std::string ForwardIdentity(const sip_t* sip) {
 }  // namespace
 
 PeerForwarder::PeerForwarder(std::string instance, std::string forward_key, nta_agent_t* icp_agent,
-                             core::BindingStore& bindings, InstanceDirectory& instances,
+                             core::AsyncRedisCommands& redis, InstanceDirectory& instances,
                              core::Clock& clock, prometheus::Family<prometheus::Counter>& responses)
     : instance_(instance),
       icp_agent_(icp_agent),
-      bindings_(bindings),
+      redis_(redis),
       instances_(instances),
       clock_(clock),
       responses_(responses),
@@ -60,22 +60,53 @@ void PeerForwarder::CountResponse(const char* method, int status) {
   responses_.Add({{"method", MethodLabel(method)}, {"code", std::to_string(status)}}).Increment();
 }
 
-std::optional<PeerForwarder::Holder> PeerForwarder::PeerHolding(const std::string& icp_user) {
-  absl::StatusOr<std::optional<std::string>> user = bindings_.SetUsernameForIcp(icp_user);
-  if (!user.ok() || !user->has_value()) return std::nullopt;
-  absl::StatusOr<std::optional<core::Binding>> b = bindings_.Get(**user);
-  if (!b.ok() || !b->has_value() || (*b)->instance == instance_ || !(*b)->reachable ||
-      (*b)->expires_at <= clock_.Now()) {
-    return std::nullopt;
-  }
-  std::string address = instances_.Address((*b)->instance);
-  if (address.empty()) return std::nullopt;
-  return Holder{**user, (*b)->instance, std::move(address)};
+void PeerForwarder::PeerHolding(const std::string& icp_user,
+                                std::function<void(std::optional<Holder>)> done) {
+  core::BindingStore::SetUsernameForIcp(
+      icp_user, redis_,
+      [this,
+       done = std::move(done)](const absl::StatusOr<std::optional<std::string>>& user) mutable {
+        if (!user.ok() || !user->has_value()) return done(std::nullopt);
+        core::BindingStore::Get(**user, redis_,
+                                [this, user = **user, done = std::move(done)](
+                                    const absl::StatusOr<std::optional<core::Binding>>& b) {
+                                  if (!b.ok() || !b->has_value() || (*b)->instance == instance_ ||
+                                      !(*b)->reachable || (*b)->expires_at <= clock_.Now()) {
+                                    return done(std::nullopt);
+                                  }
+                                  std::string address = instances_.Address((*b)->instance);
+                                  if (address.empty()) return done(std::nullopt);
+                                  done(Holder{user, (*b)->instance, std::move(address)});
+                                });
+      });
 }
 
-int PeerForwarder::Forward(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user) {
+void PeerForwarder::Later(nta_incoming_t* irq, const char* where,
+                          const std::function<int(const sip_t*)>& body) {
+  msg_t* msg = nta_incoming_getrequest(irq);
+  const sip_t* sip = sip_object(msg);
+  const int status = Guard(where, 500, [&] { return sip != nullptr ? body(sip) : 500; });
+  if (status != 0) {
+    if (nta_incoming_status(irq) < 200) {
+      const char* phrase = sip_status_phrase(status);
+      nta_incoming_treply(irq, status, phrase != nullptr ? phrase : "", TAG_END());
+      CountResponse(sip != nullptr ? sip->sip_request->rq_method_name : "", status);
+    }
+    nta_incoming_destroy(irq);
+  }
+  msg_destroy(msg);
+}
+
+int PeerForwarder::Forward(nta_incoming_t* irq, const sip_t* /*sip*/, const std::string& icp_user) {
+  PeerHolding(icp_user, [this, irq, icp_user](const std::optional<Holder>& holder) {
+    Later(irq, "Forward", [&](const sip_t* sip) { return ForwardTo(irq, sip, icp_user, holder); });
+  });
+  return 0;
+}
+
+int PeerForwarder::ForwardTo(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user,
+                             const std::optional<Holder>& holder) {
   const char* method = sip->sip_request->rq_method_name;
-  std::optional<Holder> holder = PeerHolding(icp_user);
   if (!holder) {
     nta_incoming_treply(irq, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
     CountResponse(method, 480);
@@ -107,8 +138,17 @@ int PeerForwarder::Forward(nta_incoming_t* irq, const sip_t* sip, const std::str
   return 0;
 }
 
-int PeerForwarder::ProxyInvite(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user) {
-  std::optional<Holder> holder = PeerHolding(icp_user);
+int PeerForwarder::ProxyInvite(nta_incoming_t* irq, const sip_t* /*sip*/,
+                               const std::string& icp_user) {
+  PeerHolding(icp_user, [this, irq, icp_user](const std::optional<Holder>& holder) {
+    Later(irq, "ProxyInvite",
+          [&](const sip_t* sip) { return ProxyTo(irq, sip, icp_user, holder); });
+  });
+  return 0;
+}
+
+int PeerForwarder::ProxyTo(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user,
+                           const std::optional<Holder>& holder) {
   if (!holder) return 480;
   if (sip->sip_max_forwards != nullptr && sip->sip_max_forwards->mf_count <= 1) return 483;
   msg_t* original = nta_incoming_getrequest(irq);

@@ -11,6 +11,7 @@
 #include <sofia-sip/nta.h>
 #include <sofia-sip/sip.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -25,8 +26,9 @@ class PeerForwarder {
  public:
   // `icp_agent`: the transaction agent toward the iPBX and the other instances; `responses`
   // counts the final answers given to the iPBX (by method and code).
+  // `redis`: the SIP thread's (bindings are read without blocking it).
   PeerForwarder(std::string instance, std::string forward_key, nta_agent_t* icp_agent,
-                core::BindingStore& bindings, InstanceDirectory& instances, core::Clock& clock,
+                core::AsyncRedisCommands& redis, InstanceDirectory& instances, core::Clock& clock,
                 prometheus::Family<prometheus::Counter>& responses);
   // Frees what sofia-sip dropped without calling back: after the agent is destroyed.
   ~PeerForwarder();
@@ -39,14 +41,16 @@ class PeerForwarder {
 
   // The out-of-dialog request `irq` for `icp_user`, whose phone this instance does not hold:
   // relayed to the instance holding it, whose final answer is relayed to the iPBX; answered
-  // 480 when none does. Returns what a request handler returns (the status answered, or 0).
+  // 480 when none does. Returns what a request handler returns (the status answered, or 0:
+  // it is answered later, the binding read from Redis first).
   int Forward(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user);
 
   // A new call from the iPBX for a phone another instance holds: this instance proxies the
   // INVITE there (stateful, signed) and the call is that instance's. The iPBX's Via, Contact
   // and Record-Route go along, so its answers carry the holder's Contact and the rest of the
   // dialog (ACK of a 2xx, PRACK, BYE, re-INVITE) goes to the holder directly; a CANCEL comes
-  // here and is passed on. Returns 0 when proxied, else the status to answer.
+  // here and is passed on. Returns 0 when taken (proxied, or answered here once the binding is
+  // read from Redis), else the status to answer.
   int ProxyInvite(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user);
 
  private:
@@ -67,7 +71,16 @@ class PeerForwarder {
     std::string address;
   };
 
-  std::optional<Holder> PeerHolding(const std::string& icp_user);
+  // Hands `done` where another instance holds the reachable phone of `icp_user` (nullopt: none
+  // does, or Redis cannot tell), once Redis answered.
+  void PeerHolding(const std::string& icp_user, std::function<void(std::optional<Holder>)> done);
+  int ForwardTo(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user,
+                const std::optional<Holder>& holder);
+  int ProxyTo(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user,
+              const std::optional<Holder>& holder);
+  // Runs `body` on `irq`'s request once a binding is read: a status it returns is answered
+  // (when not yet) and ends the transaction.
+  void Later(nta_incoming_t* irq, const char* where, const std::function<int(const sip_t*)>& body);
   // The X-Rwg-Forwarded header line for `sip`, marked now.
   std::string Mark(const sip_t* sip) const;
   void CountResponse(const char* method, int status);
@@ -78,7 +91,7 @@ class PeerForwarder {
 
   const std::string instance_;
   nta_agent_t* const icp_agent_;
-  core::BindingStore& bindings_;
+  core::AsyncRedisCommands& redis_;
   InstanceDirectory& instances_;
   core::Clock& clock_;
   prometheus::Family<prometheus::Counter>& responses_;

@@ -27,19 +27,24 @@ std::string UrlText(const url_t* u) {
   return out;
 }
 
+// What a write that nothing waits for came to.
+void Logged(const char* what, const std::string& user, const absl::Status& s) {
+  if (!s.ok()) {
+    core::log::Warn(what, {{"device", user}, {"error", std::string(s.message())}});
+  }
+}
+
 }  // namespace
 
 Registrar::Registrar(RegistrarOptions options, RegistrarHost& host, UpstreamRegistrar& upstream,
-                     AsyncRedis& redis, core::BindingStore& bindings,
-                     core::DeviceDirectory& devices, GatewayConfigWatcher& config,
-                     core::Clock& clock, std::string icp_contact_host,
+                     AsyncRedis& redis, core::DeviceDirectory& devices,
+                     GatewayConfigWatcher& config, core::Clock& clock, std::string icp_contact_host,
                      prometheus::Counter& licence_refusals,
                      prometheus::Family<prometheus::Counter>& refreshes)
     : options_(std::move(options)),
       host_(host),
       upstream_(upstream),
       redis_(redis),
-      bindings_(bindings),
       devices_(devices),
       config_(config),
       clock_(clock),
@@ -246,16 +251,34 @@ int Registrar::UpstreamExpires(int phone_expires) const {
 
 // rwg's own REGISTER to the iPBX for a phone whose binding is held here: a refresh before
 // the iPBX's registration runs out, or (expires 0) its removal when the phone's ended.
+// The device is read without blocking the SIP thread (at once when cached).
 void Registrar::RegisterUpstreamInBackground(const std::string& user, int expires) {
-  absl::StatusOr<std::optional<core::DeviceSecrets>> dev = devices_.BySetUsername(user);
-  if (!dev.ok() || !dev->has_value()) {
-    core::log::Warn("cannot refresh the iPBX registration: device unavailable", {{"device", user}});
-    return;
-  }
-  upstream_.Register(UpstreamRegistration{**dev, expires, "", false},
-                     [this, user, expires](const UpstreamResult& r) {
-                       FinishBackgroundRegister(user, expires, r);
-                     });
+  devices_.BySetUsername(
+      user, redis_,
+      [this, user, expires](const absl::StatusOr<std::optional<core::DeviceSecrets>>& dev) {
+        if (!dev.ok() || !dev->has_value()) {
+          core::log::Warn("cannot refresh the iPBX registration: device unavailable",
+                          {{"device", user}});
+          // A refresh is tried again shortly (the binding may be gone meanwhile).
+          if (auto it = local_.find(user); expires > 0 && it != local_.end()) {
+            it->second.refreshing = false;
+            it->second.upstream_refresh_at = clock_.Now() + absl::Seconds(5);
+          }
+          return;
+        }
+        upstream_.Register(UpstreamRegistration{**dev, expires, "", false},
+                           [this, user, expires](const UpstreamResult& r) {
+                             FinishBackgroundRegister(user, expires, r);
+                           });
+      });
+}
+
+void Registrar::UpdateDevice(const std::string& user,
+                             const std::optional<core::DeviceSecrets>& device) {
+  auto it = local_.find(user);
+  if (it == local_.end()) return;
+  it->second.device_removed = !device.has_value();
+  if (device) it->second.device = *device;
 }
 
 // Called by the sweep: refreshes the iPBX registrations that are about to run out.
@@ -331,11 +354,17 @@ void Registrar::FinishRegister(PendingRegister* p, int status, const char* phras
     return;
   } else if (status == 200) {  // de-registration
     DropLocal(user);
-    (void)bindings_.Remove(user, p->device.icp_username);
+    core::BindingStore::Remove(user, p->device.icp_username, redis_, [user](const absl::Status& s) {
+      Logged("cannot remove the binding", user, s);
+    });
     Reply(p->irq, SIP_200_OK, TAG_END());
     core::log::Info("unregistered", {{"device", user}, {"source", p->source}});
   } else {
-    if (p->new_reservation) (void)bindings_.Release(user);
+    if (p->new_reservation) {
+      core::BindingStore::Release(user, redis_, [user](const absl::Status& s) {
+        Logged("cannot give the licence back", user, s);
+      });
+    }
     ReplyFailure(p->irq, status, phrase);
   }
   Done(p);
@@ -359,6 +388,7 @@ void Registrar::OnStored(PendingRegister* p, const core::Binding& b, const absl:
   lb.connection = b.connection;
   lb.since = b.since;
   lb.route = p->route;
+  lb.device = p->device;
   lb.upstream_expires_at = now + absl::Seconds(p->upstream_expires);
   lb.upstream_refresh_at = now + UpstreamRefreshDelay(p->upstream_expires);
   local_[user] = std::move(lb);

@@ -51,6 +51,10 @@ struct LocalBinding {
   std::string connection;          // the binding's connection id in Redis
   absl::Time since;                // when the phone first registered (kept across refreshes)
   std::string route;               // UDP: where the phone's REGISTER came from (its NAT)
+  // The device as of the registration, or as last read since (UpdateDevice): what calls use
+  // while the device cache misses, so that no call waits on Redis.
+  core::DeviceSecrets device;
+  bool device_removed = false;  // control removed the device since the registration
 };
 
 // What the registrar needs from the rest of the edge.
@@ -70,9 +74,8 @@ class Registrar {
  public:
   // `icp_contact_host`: host:port of this instance's listener for the iPBX.
   Registrar(RegistrarOptions options, RegistrarHost& host, UpstreamRegistrar& upstream,
-            AsyncRedis& redis, core::BindingStore& bindings, core::DeviceDirectory& devices,
-            GatewayConfigWatcher& config, core::Clock& clock, std::string icp_contact_host,
-            prometheus::Counter& licence_refusals,
+            AsyncRedis& redis, core::DeviceDirectory& devices, GatewayConfigWatcher& config,
+            core::Clock& clock, std::string icp_contact_host, prometheus::Counter& licence_refusals,
             prometheus::Family<prometheus::Counter>& refreshes);
   ~Registrar();
 
@@ -92,6 +95,11 @@ class Registrar {
   const LocalBinding* Find(const std::string& set_username) const;
   // The set-side username of the phone registered here as ICP-side user `icp_username`.
   std::optional<std::string> SetUsernameOf(const std::string& icp_username) const;
+
+  // What a read of the device of `set_username` found (nullopt: control removed it), for the
+  // binding's copy.
+  void UpdateDevice(const std::string& set_username,
+                    const std::optional<core::DeviceSecrets>& device);
 
   // Lets go of the phones' connections (shutdown).
   void ReleaseConnections();
@@ -134,7 +142,6 @@ class Registrar {
   RegistrarHost& host_;
   UpstreamRegistrar& upstream_;
   AsyncRedis& redis_;
-  core::BindingStore& bindings_;
   core::DeviceDirectory& devices_;
   GatewayConfigWatcher& config_;
   core::Clock& clock_;

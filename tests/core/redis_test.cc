@@ -11,12 +11,16 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <deque>
+#include <functional>
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "services/core/bans.h"
 #include "services/core/calls.h"
+#include "services/core/crypto.h"
+#include "services/core/devices.h"
 #include "services/core/json.h"
 #include "services/core/registrations.h"
 
@@ -36,6 +40,38 @@ int FreePort() {
   close(fd);
   return ntohs(a.sin_port);
 }
+
+// The asynchronous interface over a blocking client: each command runs at once, its reply is
+// handed over when the test calls Deliver (as a loop would, later).
+class DeferredRedis : public AsyncRedisCommands {
+ public:
+  explicit DeferredRedis(RedisClient& redis) : redis_(redis) {}
+  void Command(const std::vector<std::string>& args, Callback done) override {
+    commands_.push_back(args);
+    pending_.push_back([r = redis_.Command(args), done = std::move(done)]() mutable { done(r); });
+  }
+  void Eval(const std::string& script, const std::vector<std::string>& keys,
+            const std::vector<std::string>& args, Callback done) override {
+    commands_.push_back({"EVAL"});
+    pending_.push_back(
+        [r = redis_.Eval(script, keys, args), done = std::move(done)]() mutable { done(r); });
+  }
+  // Answers every command sent so far (and those their callbacks send).
+  void Deliver() {
+    while (!pending_.empty()) {
+      std::function<void()> next = std::move(pending_.front());
+      pending_.pop_front();
+      next();
+    }
+  }
+  size_t pending() const { return pending_.size(); }
+  const std::vector<std::vector<std::string>>& commands() const { return commands_; }
+
+ private:
+  RedisClient& redis_;
+  std::deque<std::function<void()>> pending_;
+  std::vector<std::vector<std::string>> commands_;
+};
 
 class RedisTest : public ::testing::Test {
  protected:
@@ -228,6 +264,146 @@ TEST_F(RedisTest, CallRecordWithNonUtf8FieldsRoundTrips) {
   EXPECT_EQ(back->set.call_id, absl::StrCat(kReplacement, kReplacement, "@192.0.2.7"));
   EXPECT_EQ(back->set.remote_uri, absl::StrCat("\"M", kReplacement, "ller\" <sip:1001@rwg.test>"));
   EXPECT_EQ(back->instance, "sip-edge-0");
+}
+
+TEST_F(RedisTest, BansAndBindingsWrittenWithoutBlockingAreTheSame) {
+  DeferredRedis async(*client_);
+  const absl::Time now = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  Ban ban{SourceBanId("198.51.100.4"), "source", "198.51.100.4", "", "flood", "sip-edge-0", now,
+          now + absl::Minutes(5)};
+  std::optional<absl::Status> put;
+  BanStore::Put(ban, async, [&](absl::Status s) { put = s; });
+  EXPECT_FALSE(put.has_value());  // answered once the reply is delivered
+  async.Deliver();
+  ASSERT_TRUE(put.has_value());
+  EXPECT_TRUE(put->ok()) << *put;
+  BanStore bans(*client_);
+  absl::StatusOr<std::vector<Ban>> list = bans.List();
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, ban.id);
+  EXPECT_EQ((*list)[0].until, ban.until);
+
+  BindingStore store(*client_);
+  Binding b;
+  b.set_username = "1002";
+  b.icp_username = "21002";
+  b.contacts = {"sip:1002@192.0.2.9"};
+  b.instance = "sip-edge-0";
+  b.since = now;
+  b.expires_at = now + absl::Minutes(10);
+  ASSERT_TRUE(store.Put(b).ok());
+  std::optional<absl::StatusOr<std::optional<std::string>>> user;
+  BindingStore::SetUsernameForIcp("21002", async, [&](auto r) { user = std::move(r); });
+  std::optional<absl::StatusOr<std::optional<Binding>>> got;
+  BindingStore::Get("1002", async, [&](auto r) { got = std::move(r); });
+  std::optional<absl::StatusOr<std::optional<Binding>>> none;
+  BindingStore::Get("9999", async, [&](auto r) { none = std::move(r); });
+  async.Deliver();
+  ASSERT_TRUE(user.has_value() && user->ok() && user->value().has_value());
+  EXPECT_EQ(*user->value(), "1002");
+  ASSERT_TRUE(got.has_value() && got->ok() && got->value().has_value());
+  EXPECT_EQ(got->value()->contacts, b.contacts);
+  EXPECT_EQ(got->value()->expires_at, b.expires_at);
+  ASSERT_TRUE(none.has_value() && none->ok());
+  EXPECT_FALSE(none->value().has_value());
+
+  // Removal and a licence given back, as the blocking forms do them.
+  absl::StatusOr<BindingStore::Reserved> r = store.Reserve("1003", 10, now, now + absl::Minutes(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(store.CountActive(now).value_or(-1), 2);
+  std::vector<absl::Status> done;
+  BindingStore::Remove("1002", "21002", async, [&](absl::Status s) { done.push_back(s); });
+  BindingStore::Release("1003", async, [&](absl::Status s) { done.push_back(s); });
+  async.Deliver();
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_TRUE(done[0].ok() && done[1].ok());
+  EXPECT_FALSE(store.Get("1002").value_or(b).has_value());
+  EXPECT_FALSE(store.SetUsernameForIcp("21002").value_or("x").has_value());
+  EXPECT_EQ(store.CountActive(now).value_or(-1), 0);
+}
+
+TEST_F(RedisTest, DeviceLookupWithoutBlockingFillsTheCacheLikeTheBlockingOne) {
+  Random& rng = Random::System();
+  absl::StatusOr<std::unique_ptr<SecretBox>> box = SecretBox::Create(std::string(32, 'k'), rng);
+  ASSERT_TRUE(box.ok()) << box.status();
+  auto record = [&](const std::string& user, const std::string& icp) {
+    return JsonDump(
+        {{"icp_username", icp},
+         {"location", "hq"},
+         {"set_password", (*box)->Seal("set-" + user, DeviceSecretContext(user, "set_password"))},
+         {"icp_password", (*box)->Seal("icp-" + user, DeviceSecretContext(user, "icp_password"))}});
+  };
+  ASSERT_TRUE(client_->Command({"HSET", kDevicesKey, "1001", record("1001", "21001")}).ok());
+  ASSERT_TRUE(client_->Command({"HSET", kDevicesKey, "1002", record("1002", "21002")}).ok());
+  ASSERT_TRUE(client_->Command({"SET", kDevicesRevisionKey, "1"}).ok());
+  DeviceDirectory devices(*client_, **box, /*cache=*/true);
+  ASSERT_TRUE(devices.Revalidate().ok());
+  DeferredRedis async(*client_);
+
+  using Result = absl::StatusOr<std::optional<DeviceSecrets>>;
+  std::optional<Result> found, unknown;
+  devices.BySetUsername("1001", async, [&](Result r) { found = std::move(r); });
+  devices.BySetUsername("nobody", async, [&](Result r) { unknown = std::move(r); });
+  EXPECT_FALSE(found.has_value());  // waits for Redis
+  EXPECT_FALSE(devices.Cached("1001").has_value());
+  async.Deliver();
+  ASSERT_TRUE(found.has_value() && found->ok() && found->value().has_value());
+  EXPECT_EQ(found->value()->set_password, "set-1001");
+  EXPECT_EQ(found->value()->icp_password, "icp-1001");
+  EXPECT_EQ(found->value()->icp_username, "21001");
+  EXPECT_EQ(found->value()->location, "hq");
+  ASSERT_TRUE(unknown.has_value() && unknown->ok());
+  EXPECT_FALSE(unknown->value().has_value());
+  EXPECT_EQ(devices.cached(), 1u);  // unknown users are never cached
+
+  // Cached now: answered at once, without Redis.
+  const size_t sent = async.commands().size();
+  std::optional<Result> again;
+  devices.BySetUsername("1001", async, [&](Result r) { again = std::move(r); });
+  ASSERT_TRUE(again.has_value() && again->ok() && again->value().has_value());
+  EXPECT_EQ(async.commands().size(), sent);
+  ASSERT_TRUE(devices.Cached("1001").has_value());
+  // The blocking form shares the cache.
+  EXPECT_EQ(devices.BySetUsername("1001").value_or(std::nullopt)->set_password, "set-1001");
+
+  // A read answered after control changed the devices is not cached: it may be older. The
+  // devices cached are read again by Revalidate, with control's change.
+  std::optional<Result> raced;
+  devices.BySetUsername("1002", async, [&](Result r) { raced = std::move(r); });
+  ASSERT_TRUE(client_->Command({"HSET", kDevicesKey, "1001", record("1001", "31001")}).ok());
+  ASSERT_TRUE(client_->Command({"SET", kDevicesRevisionKey, "2"}).ok());
+  ASSERT_TRUE(devices.Revalidate().ok());
+  async.Deliver();
+  ASSERT_TRUE(raced.has_value() && raced->ok() && raced->value().has_value());
+  EXPECT_FALSE(devices.Cached("1002").has_value());
+  EXPECT_EQ(devices.cached(), 1u);
+  ASSERT_TRUE(devices.Cached("1001").has_value());
+  EXPECT_EQ(devices.Cached("1001")->icp_username, "31001");
+  EXPECT_EQ(devices.ByIcpUsername("31001").value_or(std::nullopt)->set_username, "1001");
+  // A device control removed leaves the cache at the next change.
+  ASSERT_TRUE(client_->Command({"HDEL", kDevicesKey, "1001"}).ok());
+  ASSERT_TRUE(client_->Command({"SET", kDevicesRevisionKey, "3"}).ok());
+  ASSERT_TRUE(devices.Revalidate().ok());
+  EXPECT_EQ(devices.cached(), 0u);
+
+  // A damaged record is an error, not a device.
+  ASSERT_TRUE(client_->Command({"HSET", kDevicesKey, "1003", "not json"}).ok());
+  std::optional<Result> damaged;
+  devices.BySetUsername("1003", async, [&](Result r) { damaged = std::move(r); });
+  async.Deliver();
+  ASSERT_TRUE(damaged.has_value());
+  EXPECT_EQ(damaged->status().code(), absl::StatusCode::kDataLoss);
+
+  // Redis gone: Unavailable, as the blocking form says.
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+  std::optional<Result> down;
+  devices.BySetUsername("1002", async, [&](Result r) { down = std::move(r); });
+  async.Deliver();
+  ASSERT_TRUE(down.has_value());
+  EXPECT_TRUE(absl::IsUnavailable(down->status())) << down->status();
 }
 
 }  // namespace

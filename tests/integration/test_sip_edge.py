@@ -547,6 +547,52 @@ class TlsKeepaliveBusyTest(EdgeFixture):
         self.assertEqual(conn.read_raw(), b"\r\n")
 
 
+class SlowRedisTest(EdgeFixture):
+    """Redis answering slowly: the SIP thread waits on it for nobody."""
+
+    def test_a_registration_waiting_on_a_device_lookup_does_not_stall_other_phones(self):
+        conn_a, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)  # 1001 is cached; 1002 is not
+        conn_b = self.phone()
+        conn_b.sock.settimeout(10)
+        first = conn_b.register("1002", DOMAIN)
+        self.assertEqual(sipclient.status(first), 401, first)
+        ch = sipclient.parse_challenges(first)[0]
+        # Redis stops answering for 2 s (DEBUG SLEEP blocks its only thread).
+        sleeper = threading.Thread(target=lambda: self.redis.cmd("DEBUG", "SLEEP", "2"))
+        sleeper.start()
+        self.addCleanup(sleeper.join)
+        time.sleep(0.2)
+        started = time.monotonic()
+        conn_b.send_raw(conn_b.build_register("1002", DOMAIN, auth=sipclient.authorization(
+            ch, "1002", DEVICES["1002"][0], "REGISTER", f"sip:{DOMAIN}")))
+        # Meanwhile the registered phone is answered promptly, and the iPBX's requests reach it.
+        received = []
+        answering = threading.Thread(target=answer_requests, args=(conn_a, received, 3))
+        for i in range(3):
+            t0 = time.monotonic()
+            options = sipclient.SipConnection("127.0.0.1", self.tcp_port)
+            self.addCleanup(options.close)
+            r = ProtectionTest.options(self, options, user="1001")
+            self.assertEqual(sipclient.status(r), 200, r)
+            self.assertLess(time.monotonic() - t0, 0.5, "OPTIONS answered while Redis sleeps")
+        answering.start()
+        for i in range(3):
+            t0 = time.monotonic()
+            r = ipbx_options("127.0.0.1", self.icp_port, "21001", f"slow{i}")
+            self.assertEqual(sipclient.status(r), 200, r)
+            self.assertLess(time.monotonic() - t0, 0.5, "the iPBX's OPTIONS relayed meanwhile")
+        answering.join(timeout=5)
+        self.assertEqual(len(received), 3)
+        self.assertLess(time.monotonic() - started, 1.5, "all of it before Redis woke up")
+        # The waiting REGISTER is answered once Redis is back.
+        r = conn_b.read_message()
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertGreater(time.monotonic() - started, 1.0, "it did wait for its device")
+        rwgtest.wait_until("binding of 1002 stored", lambda: self.binding("1002") is not None,
+                           timeout=5)
+
+
 class ProtectionTest(EdgeFixture):
     edge_args = ["--pike-requests", "6", "--pike-window-seconds", "2", "--ban-seconds", "3"]
 

@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
+#include <vector>
 
 namespace rwg::sip_edge {
 namespace {
@@ -29,13 +31,32 @@ class AuthenticatorTest : public ::testing::Test {
     options.nonce_secret = "nonce-secret";
     return Authenticator(
         std::move(options),
-        [this](const std::string& user) -> absl::StatusOr<std::optional<core::DeviceSecrets>> {
-          if (!lookup_ok_) return absl::UnavailableError("redis down");
-          auto it = devices_.find(user);
-          if (it == devices_.end()) return std::optional<core::DeviceSecrets>();
-          return std::optional<core::DeviceSecrets>(it->second);
+        [this](const std::string& user, core::DeviceDirectory::DeviceCallback done) {
+          ++lookups_;
+          if (defer_) {
+            deferred_.push_back([this, user, done = std::move(done)] { done(Find(user)); });
+            return;
+          }
+          done(Find(user));
         },
         protection_, clock_, core::Random::System());
+  }
+
+  absl::StatusOr<std::optional<core::DeviceSecrets>> Find(const std::string& user) {
+    if (!lookup_ok_) return absl::UnavailableError("redis down");
+    auto it = devices_.find(user);
+    if (it == devices_.end()) return std::optional<core::DeviceSecrets>();
+    return std::optional<core::DeviceSecrets>(it->second);
+  }
+
+  // The result of a check whose lookup answers at once.
+  static AuthResult Check(Authenticator& auth, const std::optional<DigestParams>& credentials,
+                          absl::string_view method, const std::string& realm,
+                          const std::string& ip) {
+    std::optional<AuthResult> out;
+    auth.Check(credentials, method, realm, ip, [&](AuthResult r) { out = std::move(r); });
+    EXPECT_TRUE(out.has_value());
+    return out.value_or(AuthResult{});
   }
 
   // The credentials a phone sends answering `challenge` for `method`.
@@ -63,6 +84,9 @@ class AuthenticatorTest : public ::testing::Test {
   Protection protection_{ProtectionOptions{}, clock_};
   std::map<std::string, core::DeviceSecrets> devices_;
   bool lookup_ok_ = true;
+  bool defer_ = false;  // lookups answer when the test runs deferred_
+  std::vector<std::function<void()>> deferred_;
+  int lookups_ = 0;
 };
 
 TEST_F(AuthenticatorTest, ChallengesWithEveryAlgorithm) {
@@ -94,7 +118,7 @@ TEST_F(AuthenticatorTest, Md5AloneForListedUserAgents) {
 
 TEST_F(AuthenticatorTest, NoCredentialsIsAChallenge) {
   Authenticator auth = Make();
-  AuthResult r = auth.Check(std::nullopt, "REGISTER", kRealm, kIp);
+  AuthResult r = Check(auth, std::nullopt, "REGISTER", kRealm, kIp);
   EXPECT_EQ(r.outcome, Outcome::kChallenge);
   EXPECT_FALSE(r.stale);
 }
@@ -102,7 +126,7 @@ TEST_F(AuthenticatorTest, NoCredentialsIsAChallenge) {
 TEST_F(AuthenticatorTest, AcceptsTheRightPasswordWithEitherAlgorithm) {
   Authenticator auth = Make();
   for (const std::string& c : auth.Challenges(kRealm, false, "")) {
-    AuthResult r = auth.Check(Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
+    AuthResult r = Check(auth, Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
     ASSERT_EQ(r.outcome, Outcome::kAccepted) << c;
     EXPECT_EQ(r.user, "1001");
     ASSERT_TRUE(r.device.has_value());
@@ -113,19 +137,20 @@ TEST_F(AuthenticatorTest, AcceptsTheRightPasswordWithEitherAlgorithm) {
 TEST_F(AuthenticatorTest, TheMethodIsPartOfTheAnswer) {
   Authenticator auth = Make();
   const std::string c = auth.Challenges(kRealm, false, "")[0];
-  AuthResult r = auth.Check(Answer(c, "1001", "secret", "REGISTER"), "INVITE", kRealm, kIp);
+  AuthResult r = Check(auth, Answer(c, "1001", "secret", "REGISTER"), "INVITE", kRealm, kIp);
   EXPECT_EQ(r.outcome, Outcome::kRefused);
-  EXPECT_EQ(auth.Check(Answer(c, "1001", "secret", "INVITE"), "INVITE", kRealm, kIp).outcome,
+  EXPECT_EQ(Check(auth, Answer(c, "1001", "secret", "INVITE"), "INVITE", kRealm, kIp).outcome,
             Outcome::kAccepted);
 }
 
 TEST_F(AuthenticatorTest, WrongPasswordAndUnknownUserAreRefused) {
   Authenticator auth = Make();
   const std::string c = auth.Challenges(kRealm, false, "")[0];
-  AuthResult wrong = auth.Check(Answer(c, "1001", "guess", "REGISTER"), "REGISTER", kRealm, kIp);
+  AuthResult wrong = Check(auth, Answer(c, "1001", "guess", "REGISTER"), "REGISTER", kRealm, kIp);
   EXPECT_EQ(wrong.outcome, Outcome::kRefused);
   EXPECT_STREQ(wrong.reason, "wrong password");
-  AuthResult unknown = auth.Check(Answer(c, "9999", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
+  AuthResult unknown =
+      Check(auth, Answer(c, "9999", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
   EXPECT_EQ(unknown.outcome, Outcome::kRefused);
   EXPECT_STREQ(unknown.reason, "unknown user");
   EXPECT_EQ(unknown.user, "9999");
@@ -135,16 +160,19 @@ TEST_F(AuthenticatorTest, ForeignAndStaleNonces) {
   Authenticator auth = Make();
   Authenticator other(
       AuthenticatorOptions{{DigestAlgorithm::kMd5}, {}, "another-secret"},
-      [](const std::string&) { return std::optional<core::DeviceSecrets>(); }, protection_, clock_,
-      core::Random::System());
+      [](const std::string&, core::DeviceDirectory::DeviceCallback done) {
+        done(std::optional<core::DeviceSecrets>());
+      },
+      protection_, clock_, core::Random::System());
   const std::string foreign = other.Challenges(kRealm, false, "")[0];
-  AuthResult r = auth.Check(Answer(foreign, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
+  AuthResult r =
+      Check(auth, Answer(foreign, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
   EXPECT_EQ(r.outcome, Outcome::kChallenge);
   EXPECT_FALSE(r.stale);
 
   const std::string c = auth.Challenges(kRealm, false, "")[0];
   clock_.Advance(absl::Minutes(6));
-  r = auth.Check(Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
+  r = Check(auth, Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
   EXPECT_EQ(r.outcome, Outcome::kChallenge);
   EXPECT_TRUE(r.stale);
 }
@@ -160,25 +188,26 @@ TEST_F(AuthenticatorTest, AlgorithmNotOfferedIsAChallenge) {
   p.values["response"] =
       DigestResponse(DigestAlgorithm::kSha256, "1001", kRealm, "secret", "REGISTER", p.Get("uri"),
                      p.Get("nonce"), p.Get("nc"), p.Get("cnonce"), "auth");
-  EXPECT_EQ(auth.Check(p, "REGISTER", kRealm, kIp).outcome, Outcome::kChallenge);
+  EXPECT_EQ(Check(auth, p, "REGISTER", kRealm, kIp).outcome, Outcome::kChallenge);
 }
 
 TEST_F(AuthenticatorTest, ANonceCountIsTakenOnce) {
   Authenticator auth = Make();
   const std::string c = auth.Challenges(kRealm, false, "")[0];
   const DigestParams p = Answer(c, "1001", "secret", "REGISTER");
-  EXPECT_EQ(auth.Check(p, "REGISTER", kRealm, kIp).outcome, Outcome::kAccepted);
-  EXPECT_EQ(auth.Check(p, "REGISTER", kRealm, kIp).outcome, Outcome::kReplayed);
-  EXPECT_EQ(auth.Check(Answer(c, "1001", "secret", "REGISTER", "00000002"), "REGISTER", kRealm, kIp)
-                .outcome,
-            Outcome::kAccepted);
+  EXPECT_EQ(Check(auth, p, "REGISTER", kRealm, kIp).outcome, Outcome::kAccepted);
+  EXPECT_EQ(Check(auth, p, "REGISTER", kRealm, kIp).outcome, Outcome::kReplayed);
+  EXPECT_EQ(
+      Check(auth, Answer(c, "1001", "secret", "REGISTER", "00000002"), "REGISTER", kRealm, kIp)
+          .outcome,
+      Outcome::kAccepted);
 }
 
 TEST_F(AuthenticatorTest, UnreadableDevices) {
   Authenticator auth = Make();
   lookup_ok_ = false;
   const std::string c = auth.Challenges(kRealm, false, "")[0];
-  AuthResult r = auth.Check(Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
+  AuthResult r = Check(auth, Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
   EXPECT_EQ(r.outcome, Outcome::kUnavailable);
   EXPECT_TRUE(absl::IsUnavailable(r.error));
 }
@@ -191,17 +220,63 @@ TEST_F(AuthenticatorTest, FailuresLeadToABanThatHoldsEvenForTheRightPassword) {
   ASSERT_TRUE(ban.has_value());
   protection_.AddBan(*ban);
   const std::string c = auth.Challenges(kRealm, false, "")[0];
-  AuthResult r = auth.Check(Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
+  AuthResult r = Check(auth, Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp);
   EXPECT_EQ(r.outcome, Outcome::kBanned);
   EXPECT_EQ(r.user, "1001");
   // Another source is not concerned.
   EXPECT_EQ(
-      auth.Check(Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, "192.0.2.8").outcome,
+      Check(auth, Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, "192.0.2.8").outcome,
       Outcome::kAccepted);
   clock_.Advance(ProtectionOptions{}.auth_ban + absl::Seconds(1));
-  EXPECT_NE(auth.Check(Answer(c, "1001", "secret", "REGISTER", "00000002"), "REGISTER", kRealm, kIp)
-                .outcome,
-            Outcome::kBanned);
+  EXPECT_NE(
+      Check(auth, Answer(c, "1001", "secret", "REGISTER", "00000002"), "REGISTER", kRealm, kIp)
+          .outcome,
+      Outcome::kBanned);
+}
+
+TEST_F(AuthenticatorTest, ALookupThatAnswersLaterFinishesTheCheckThen) {
+  Authenticator auth = Make();
+  defer_ = true;
+  const std::string c = auth.Challenges(kRealm, false, "")[0];
+  std::vector<AuthResult> results;
+  auth.Check(Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp,
+             [&](AuthResult r) { results.push_back(std::move(r)); });
+  auth.Check(Answer(c, "9999", "secret", "REGISTER"), "REGISTER", kRealm, kIp,
+             [&](AuthResult r) { results.push_back(std::move(r)); });
+  EXPECT_TRUE(results.empty());  // both wait on their lookups
+  ASSERT_EQ(deferred_.size(), 2u);
+  for (auto& run : deferred_) run();
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].outcome, Outcome::kAccepted);
+  ASSERT_TRUE(results[0].device.has_value());
+  EXPECT_EQ(results[0].device->icp_username, "icp1001");
+  EXPECT_EQ(results[1].outcome, Outcome::kRefused);
+  EXPECT_STREQ(results[1].reason, "unknown user");
+}
+
+TEST_F(AuthenticatorTest, NoLookupWhenTheCredentialsAreDecidedWithoutTheDevice) {
+  Authenticator auth = Make();
+  defer_ = true;
+  std::optional<AuthResult> r;
+  auth.Check(std::nullopt, "REGISTER", kRealm, kIp, [&](AuthResult a) { r = std::move(a); });
+  ASSERT_TRUE(r.has_value());  // answered at once: a challenge
+  EXPECT_EQ(r->outcome, Outcome::kChallenge);
+  EXPECT_EQ(lookups_, 0);
+}
+
+TEST_F(AuthenticatorTest, ALateFailedLookupIsUnavailable) {
+  Authenticator auth = Make();
+  defer_ = true;
+  const std::string c = auth.Challenges(kRealm, false, "")[0];
+  std::optional<AuthResult> r;
+  auth.Check(Answer(c, "1001", "secret", "REGISTER"), "REGISTER", kRealm, kIp,
+             [&](AuthResult a) { r = std::move(a); });
+  lookup_ok_ = false;
+  ASSERT_EQ(deferred_.size(), 1u);
+  deferred_[0]();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->outcome, Outcome::kUnavailable);
+  EXPECT_TRUE(absl::IsUnavailable(r->error));
 }
 
 }  // namespace
