@@ -44,8 +44,7 @@ class AdminServiceTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<testing::ScratchRedis>> r = testing::ScratchRedis::Start();
     ASSERT_TRUE(r.ok()) << r.status();
     redis_ = *std::move(r);
-    client_ = std::make_unique<core::RedisClient>(redis_->options());
-    store_ = std::make_unique<RedisControlStore>(*client_);
+    store_ = std::make_unique<RedisControlStore>(redis_->client());
     // Plain comparison instead of scrypt: these tests are about the service, not hashing.
     auth_ = std::make_unique<Authenticator>(
         *store_, *store_, clock_, rng_, absl::Hours(1), LoginLimits{}, nullptr,
@@ -54,8 +53,8 @@ class AdminServiceTest : public ::testing::Test {
         core::SecretBox::Create(std::string(32, 'k'), rng_);
     ASSERT_TRUE(box.ok());
     box_ = *std::move(box);
-    service_ = std::make_unique<AdminServiceImpl>(*store_, *client_, *auth_, *box_, clock_, rng_,
-                                                  registry_);
+    service_ = std::make_unique<AdminServiceImpl>(*store_, redis_->client(), *auth_, *box_, clock_,
+                                                  rng_, registry_);
     ASSERT_TRUE(service_->EnsureConfig("rwg.example.com").ok());
     // The stored hash is what the test's verifier compares the password with.
     ASSERT_TRUE(store_->CreateAdmin("admin", "s3cret-pw").ok());
@@ -113,13 +112,12 @@ class AdminServiceTest : public ::testing::Test {
   }
 
   std::string HashField(const char* key, const std::string& field) {
-    absl::StatusOr<core::RedisReply> r = client_->Command({"HGET", key, field});
+    absl::StatusOr<core::RedisReply> r = redis_->client().Command({"HGET", key, field});
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? r->str : "";
   }
 
   std::unique_ptr<testing::ScratchRedis> redis_;
-  std::unique_ptr<core::RedisClient> client_;
   std::unique_ptr<RedisControlStore> store_;
   FakeClock clock_;
   FixedRandom rng_;
@@ -254,7 +252,7 @@ TEST_F(AdminServiceTest, DeletingADeviceRemovesItAndItsIndexes) {
 
 TEST_F(AdminServiceTest, RegistrationsAreListedFromTheEdgesBindings) {
   const std::string token = Login();
-  core::BindingStore bindings(*client_);
+  core::BindingStore bindings(redis_->client());
   core::Binding b;
   b.set_username = "1001";
   b.icp_username = "21001";

@@ -16,8 +16,7 @@ class BindingStoreTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<testing::ScratchRedis>> r = testing::ScratchRedis::Start();
     ASSERT_TRUE(r.ok()) << r.status();
     redis_ = *std::move(r);
-    client_ = std::make_unique<RedisClient>(redis_->options());
-    store_ = std::make_unique<BindingStore>(*client_);
+    store_ = std::make_unique<BindingStore>(redis_->client());
   }
 
   Binding MakeBinding(const std::string& user, const std::string& icp, absl::Duration left) {
@@ -41,7 +40,6 @@ class BindingStoreTest : public ::testing::Test {
   }
 
   std::unique_ptr<testing::ScratchRedis> redis_;
-  std::unique_ptr<RedisClient> client_;
   std::unique_ptr<BindingStore> store_;
 };
 
@@ -122,7 +120,7 @@ TEST_F(BindingStoreTest, RemovingKeepsAnIcpNameThatMovedToAnotherDevice) {
 TEST_F(BindingStoreTest, ADamagedRecordIsDataLossAndSkippedInLists) {
   ASSERT_TRUE(store_->Put(MakeBinding("1001", "21001", absl::Minutes(10))).ok());
   ASSERT_TRUE(store_->Put(MakeBinding("1002", "21002", absl::Minutes(10))).ok());
-  ASSERT_TRUE(client_->Command({"SET", BindingKey("1001"), "{\"contacts\": 5, \xff"}).ok());
+  ASSERT_TRUE(redis_->client().Command({"SET", BindingKey("1001"), "{\"contacts\": 5, \xff"}).ok());
   EXPECT_EQ(store_->Get("1001").status().code(), absl::StatusCode::kDataLoss);
   absl::StatusOr<std::vector<Binding>> list = store_->ListActive(absl::Now());
   ASSERT_TRUE(list.ok()) << list.status();

@@ -13,49 +13,13 @@
 
 #include "services/core/clock.h"
 #include "services/core/keys.h"
+#include "tests/media_relay/udp_end.h"
 #include "tests/testing/scratch_redis.h"
 
 namespace rwg::media_relay {
 namespace {
 
-// A UDP socket on 127.0.0.1 standing for a phone or the iPBX.
-class Peer {
- public:
-  Peer() {
-    fd_ = socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    timeval tv{2, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  }
-  ~Peer() { close(fd_); }
-  Peer(const Peer&) = delete;
-  Peer& operator=(const Peer&) = delete;
-
-  int port() const { return port_; }
-  void SendTo(int port, const std::string& data) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  }
-  // The next datagram (empty after 2 s without one).
-  std::string Receive() {
-    char buf[2048];
-    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
+using Peer = End;
 
 // An RTP packet (version 2, PCMU) with a recognisable payload.
 std::string Rtp(uint16_t seq, const std::string& payload) {
@@ -90,7 +54,6 @@ class RelayTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<testing::ScratchRedis>> r = testing::ScratchRedis::Start();
     ASSERT_TRUE(r.ok()) << r.status();
     redis_ = *std::move(r);
-    client_ = std::make_unique<core::RedisClient>(redis_->options());
     absl::StatusOr<std::unique_ptr<core::SecretBox>> box =
         core::SecretBox::Create(std::string(32, 'k'), core::Random::System());
     ASSERT_TRUE(box.ok());
@@ -113,7 +76,7 @@ class RelayTest : public ::testing::Test {
     o.port_max = port_min_ + 19;
     o.io = IoMode::kEpoll;
     registries_.push_back(std::make_unique<prometheus::Registry>());
-    auto relay = std::make_unique<Relay>(o, *client_, *box_, core::SystemClock::Get(),
+    auto relay = std::make_unique<Relay>(o, redis_->client(), *box_, core::SystemClock::Get(),
                                          core::Random::System(), *registries_.back());
     absl::Status s = relay->Start();
     EXPECT_TRUE(s.ok()) << s;
@@ -139,7 +102,6 @@ class RelayTest : public ::testing::Test {
   }
 
   std::unique_ptr<testing::ScratchRedis> redis_;
-  std::unique_ptr<core::RedisClient> client_;
   std::unique_ptr<core::SecretBox> box_;
   std::vector<std::unique_ptr<prometheus::Registry>> registries_;
   int port_min_ = 0;
@@ -154,8 +116,8 @@ TEST_F(RelayTest, ASessionIsKeptInRedisWhileItLivesAndRemovedWithIt) {
   const std::set<std::string> keys = Keys();
   EXPECT_TRUE(keys.count(core::RelaySessionKey(s.id()))) << "record of the session";
   EXPECT_TRUE(keys.count(core::RelaySessionIndexKey("media-relay-test")));
-  absl::StatusOr<core::RedisReply> member =
-      client_->Command({"SISMEMBER", core::RelaySessionIndexKey("media-relay-test"), s.id()});
+  absl::StatusOr<core::RedisReply> member = redis_->client().Command(
+      {"SISMEMBER", core::RelaySessionIndexKey("media-relay-test"), s.id()});
   ASSERT_TRUE(member.ok());
   EXPECT_EQ(member->integer, 1);
 
@@ -175,9 +137,9 @@ TEST_F(RelayTest, MediaCrossesBetweenTheLegsBothWays) {
   const int icp_port = static_cast<int>(s.icp().local_port());
   ASSERT_NE(set_port, icp_port);
   phone.SendTo(set_port, Rtp(1, "from the phone"));
-  EXPECT_EQ(ipbx.Receive(), Rtp(1, "from the phone"));
+  EXPECT_EQ(ipbx.Receive(2000), Rtp(1, "from the phone"));
   ipbx.SendTo(icp_port, Rtp(7, "from the iPBX"));
-  EXPECT_EQ(phone.Receive(), Rtp(7, "from the iPBX"));
+  EXPECT_EQ(phone.Receive(2000), Rtp(7, "from the iPBX"));
   relay->Stop();
 }
 
@@ -197,7 +159,7 @@ TEST_F(RelayTest, ARestartedInstanceRestoresItsSessionsOnTheSamePorts) {
   EXPECT_EQ(got->icp().local_port(), s.icp().local_port());
   EXPECT_EQ(got->call_id(), "call-1");
   phone.SendTo(static_cast<int>(s.set().local_port()), Rtp(2, "after the restart"));
-  EXPECT_EQ(ipbx.Receive(), Rtp(2, "after the restart"));
+  EXPECT_EQ(ipbx.Receive(2000), Rtp(2, "after the restart"));
   ASSERT_TRUE(again->Delete(s.id()).ok());
   EXPECT_FALSE(Keys().count(core::RelaySessionKey(s.id())));
   again->Stop();

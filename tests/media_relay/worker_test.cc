@@ -14,50 +14,10 @@
 #include "services/media_relay/port_pool.h"
 #include "services/media_relay/session.h"
 #include "services/media_relay/srtp.h"
+#include "tests/media_relay/udp_end.h"
 
 namespace rwg::media_relay {
 namespace {
-
-// A UDP end on 127.0.0.1 with a kernel-chosen port.
-class End {
- public:
-  End() {
-    fd_ = socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
-  ~End() { close(fd_); }
-  int port() const { return port_; }
-  Address address() const {
-    Address a;
-    Address::Parse("127.0.0.1", port_, &a);
-    return a;
-  }
-  void SendTo(int port, const std::string& data) {
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(static_cast<uint16_t>(port));
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
-  }
-  // One datagram within `ms`, or "" when none came.
-  std::string Receive(int ms = 500) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, ms) != 1) return "";
-    char buf[2048];
-    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-  }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
 
 std::string Rtp(uint16_t seq, uint32_t ssrc, const std::string& payload) {
   std::string p(12, '\0');

@@ -24,20 +24,18 @@ class ReplayGuardTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<testing::ScratchRedis>> r = testing::ScratchRedis::Start();
     ASSERT_TRUE(r.ok()) << r.status();
     redis_ = *std::move(r);
-    client_ = std::make_unique<core::RedisClient>(redis_->options());
   }
   std::string Now(int64_t delta = 0) {
     return std::to_string(absl::ToUnixSeconds(clock_.now_) + delta);
   }
 
   std::unique_ptr<testing::ScratchRedis> redis_;
-  std::unique_ptr<core::RedisClient> client_;
   FakeClock clock_;
 };
 
 TEST_F(ReplayGuardTest, ANonceWorksOnceOnEveryInstance) {
-  ReplayGuard a(*client_, clock_);
-  ReplayGuard b(*client_, clock_);  // another instance of the service, same Redis
+  ReplayGuard a(redis_->client(), clock_);
+  ReplayGuard b(redis_->client(), clock_);  // another instance of the service, same Redis
   EXPECT_TRUE(a.Check("MiVOAppSuite", "tok", Now(), "n1").ok());
   absl::Status again = a.Check("MiVOAppSuite", "tok", Now(), "n1");
   EXPECT_EQ(ProblemOf(again), "nonce_used") << again;
@@ -52,7 +50,7 @@ TEST_F(ReplayGuardTest, ANonceWorksOnceOnEveryInstance) {
 }
 
 TEST_F(ReplayGuardTest, TheClockWindowIsSixHundredSecondsEitherWayAndTheSkewIsNamed) {
-  ReplayGuard g(*client_, clock_);
+  ReplayGuard g(redis_->client(), clock_);
   EXPECT_TRUE(g.Check("c", "", Now(600), "a").ok());
   EXPECT_TRUE(g.Check("c", "", Now(-600), "b").ok());
   absl::Status ahead = g.Check("c", "", Now(700), "c");
@@ -68,7 +66,7 @@ TEST_F(ReplayGuardTest, TheClockWindowIsSixHundredSecondsEitherWayAndTheSkewIsNa
 }
 
 TEST_F(ReplayGuardTest, NoncesAreBoundedAndKeptOnlyWhileTheirTimestampIsAcceptable) {
-  ReplayGuard g(*client_, clock_);
+  ReplayGuard g(redis_->client(), clock_);
   EXPECT_EQ(ProblemOf(g.Check("c", "", Now(), "")), "parameter_absent");
   EXPECT_EQ(ProblemOf(g.Check("c", "", Now(), std::string(129, 'n'))), "parameter_rejected");
   ASSERT_TRUE(g.Check("c", "", Now(), std::string("\xff\x00\n", 3)).ok());
@@ -79,7 +77,7 @@ TEST_F(ReplayGuardTest, NoncesAreBoundedAndKeptOnlyWhileTheirTimestampIsAcceptab
   for (const std::string& k : *keys) {
     EXPECT_TRUE(absl::StartsWith(k, "rwg:sync:nonce:")) << k;
     EXPECT_EQ(k.size(), std::string("rwg:sync:nonce:").size() + 64) << k;  // a digest
-    absl::StatusOr<core::RedisReply> ttl = client_->Command({"PTTL", k});
+    absl::StatusOr<core::RedisReply> ttl = redis_->client().Command({"PTTL", k});
     ASSERT_TRUE(ttl.ok());
     // At most the window plus a second; the one 590 s old goes within about 11 s.
     EXPECT_GT(ttl->integer, 0);
@@ -88,7 +86,7 @@ TEST_F(ReplayGuardTest, NoncesAreBoundedAndKeptOnlyWhileTheirTimestampIsAcceptab
 }
 
 TEST_F(ReplayGuardTest, RedisGoneIsUnavailableNotAcceptance) {
-  ReplayGuard g(*client_, clock_);
+  ReplayGuard g(redis_->client(), clock_);
   redis_->Kill();
   absl::Status s = g.Check("c", "", Now(), "n");
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
