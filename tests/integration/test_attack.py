@@ -81,9 +81,10 @@ class SipviciousTest(TopologyFixture):
         out = self.tool("svwar", "-e1000-1010", "-m", "REGISTER", "-t", "0.25", "--force",
                         timeout=120)
         self.assertIn("found nothing", out)
-        self.assertNotIn("1001", out.replace(f":{self.udp_port}", ""),
-                         f"svwar learnt an extension:\n{out}")
-        self.assertNotIn("1002 ", out, f"svwar learnt an extension:\n{out}")
+        # What svwar learnt is in its result table ("| 1001 | reqauth |"); its log may quote
+        # whole answers, whose Call-ID is svwar's own random number (once "1001448098").
+        for ext in ("1001", "1002"):
+            self.assertNotRegex(out, rf"\|\s*{ext}\s*\|", f"svwar learnt an extension:\n{out}")
 
         # Password cracking with the right password in the list (10th word).
         words = os.path.join(self.tmp, "words.txt")
