@@ -21,7 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "services/provisioning/answer.h"
-#include "services/provisioning/limits.h"
+#include "services/core/connections_per_source.h"
 #include "services/provisioning/request_handler.h"
 #include "services/provisioning/worker.h"
 #include "services/provisioning/xml_proxy.h"
@@ -59,7 +59,7 @@ class ProvisioningServer::Impl {
   ServerOptions options_;
   InternalErrors errors_;
   RequestHandler handler_;
-  ConnectionsPerSource per_source_;
+  core::ConnectionsPerSource per_source_;
   ssl::context tls_;
   ConnectionMetrics metrics_;
   std::unique_ptr<XmlProxy> proxy_;

@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "services/core/clock.h"
 #include "services/provisioning/answer.h"
-#include "services/provisioning/limits.h"
+#include "services/core/connections_per_source.h"
 #include "services/provisioning/request_handler.h"
 #include "services/provisioning/server.h"
 #include "services/provisioning/state.h"
@@ -49,7 +49,7 @@ struct WorkerContext {
   RequestHandler& handler;
   XmlProxy& proxy;
   InternalErrors& errors;
-  ConnectionsPerSource& per_source;
+  core::ConnectionsPerSource& per_source;
   ConnectionMetrics& metrics;
 };
 

@@ -1,10 +1,10 @@
-#include "services/provisioning/limits.h"
+#include "services/core/connections_per_source.h"
 
 #include <gtest/gtest.h>
 
 #include "services/core/address.h"
 
-namespace rwg::provisioning {
+namespace rwg::core {
 namespace {
 
 TEST(ConnectionsPerSourceTest, OneSourceIsCappedOthersAreNot) {
@@ -56,4 +56,4 @@ TEST(ConnectionsPerSourceTest, AnIpv6Slash64IsOneSource) {
 }
 
 }  // namespace
-}  // namespace rwg::provisioning
+}  // namespace rwg::core

@@ -1,8 +1,8 @@
-#include "services/provisioning/limits.h"
+#include "services/core/connections_per_source.h"
 
 #include "absl/synchronization/mutex.h"
 
-namespace rwg::provisioning {
+namespace rwg::core {
 
 bool ConnectionsPerSource::Acquire(const std::string& key) {
   absl::MutexLock lock(&mu_);
@@ -35,4 +35,4 @@ size_t ConnectionsPerSource::sources() const {
   return open_.size();
 }
 
-}  // namespace rwg::provisioning
+}  // namespace rwg::core

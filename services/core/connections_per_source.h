@@ -1,8 +1,9 @@
-// Open HTTPS connections per source (R-PROV): one source, an IPv4 address or an IPv6 /64
-// (core::SourceKey), may hold at most `limit` connections at once, whatever serving thread
-// they landed on, so that it cannot take every connection the service has. Thread-safe. Only
-// sources with connections open have an entry (it goes when their count reaches zero), and at
-// most `max_sources` of them are tracked: the table is bounded by the connections themselves.
+// Open connections per source on rwg's HTTPS listeners (provisioning, sync): one source, an
+// IPv4 address or an IPv6 /64 (core::SourceKey), may hold at most `limit` connections at once,
+// whatever serving thread they landed on, so that it cannot take every connection the service has.
+// Thread-safe. Only sources with connections open have an entry (it goes when their count reaches
+// zero), and at most `max_sources` of them are tracked: the table is bounded by the connections
+// themselves.
 #pragma once
 
 #include <string>
@@ -11,7 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
-namespace rwg::provisioning {
+namespace rwg::core {
 
 class ConnectionsPerSource {
  public:
@@ -33,4 +34,4 @@ class ConnectionsPerSource {
   std::unordered_map<std::string, int> open_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace rwg::provisioning
+}  // namespace rwg::core
