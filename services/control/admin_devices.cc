@@ -1,7 +1,5 @@
 // rwg.admin.v1.AdminService: SIP devices (create, read, update, delete, list, CSV import and
 // export), their secrets sealed at rest with the at-rest key.
-#include <google/protobuf/util/field_mask_util.h>
-
 #include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -21,32 +19,11 @@
 #include "services/core/status.h"
 
 namespace rwg::control {
-namespace {
-
-namespace pbu = google::protobuf::util;
-
-std::string SealContext(const std::string& user, const char* field) {
-  return core::DeviceSecretContext(user, field);
-}
-
-// Maps the store's conflicts for one request.
-absl::Status ConflictError(const DeviceWriteResult& r) {
-  std::vector<std::string> parts;
-  for (const auto& [user, what] : r.conflicts) {
-    size_t tab = what.find('\t');
-    parts.push_back(absl::StrCat(what.substr(0, tab), ": ", what.substr(tab + 1)));
-  }
-  return absl::AlreadyExistsError(absl::StrJoin(parts, "; "));
-}
-
-}  // namespace
-
 // ---------------------------------------------------------------------------------------------
 // Devices
 
 absl::Status AdminServiceImpl::SealDevice(adminpb::Device& d) const {
-  d.set_set_password(box_.Seal(d.set_password(), SealContext(d.set_username(), "set_password")));
-  d.set_icp_password(box_.Seal(d.icp_password(), SealContext(d.set_username(), "icp_password")));
+  writes_.Seal(d);
   return absl::OkStatus();
 }
 
@@ -56,47 +33,21 @@ absl::Status AdminServiceImpl::OpenDevice(adminpb::Device& d, bool show_secrets)
     d.clear_icp_password();
     return absl::OkStatus();
   }
-  absl::StatusOr<std::string> sp =
-      box_.Open(d.set_password(), SealContext(d.set_username(), "set_password"));
-  absl::StatusOr<std::string> ip =
-      box_.Open(d.icp_password(), SealContext(d.set_username(), "icp_password"));
-  if (!sp.ok() || !ip.ok()) {
-    return absl::DataLossError(
-        absl::StrCat("device ", d.set_username(), ": ", (!sp.ok() ? sp : ip).status().message()));
-  }
-  d.set_set_password(*sp);
-  d.set_icp_password(*ip);
-  return absl::OkStatus();
+  return writes_.Open(d);
 }
 
 grpc::Status AdminServiceImpl::CreateDevice(grpc::ServerContext* ctx,
                                             const adminpb::CreateDeviceRequest* req,
                                             adminpb::Device* resp) {
   return Run("CreateDevice", ctx, false, [&](const std::string& user) -> absl::Status {
-    std::string raw;
-    absl::StatusOr<adminpb::GatewayConfig> cfg = LoadConfig(&raw);
+    absl::StatusOr<adminpb::GatewayConfig> cfg = LoadGatewayConfig(store_.config(), nullptr);
     if (!cfg.ok()) return cfg.status();
-    adminpb::Device d = req->device();
-    const bool generate = cfg->sso_mode() || req->generate_set_password();
-    if (cfg->sso_mode() && !d.set_password().empty()) {
-      return absl::InvalidArgumentError(
-          "device.set_password: must be empty in SSO mode (rwg generates it)");
-    }
-    if (generate) d.set_set_password(core::RandomPassword(rng_, 16));
-    std::vector<FieldError> errs = NormalizeAndValidateDevice(d, !generate);
-    if (!errs.empty()) return absl::InvalidArgumentError(JoinErrors(errs, "device."));
-    const int64_t now = absl::ToUnixSeconds(clock_.Now());
-    d.set_create_time_unix(now);
-    d.set_update_time_unix(now);
-    adminpb::Device clear = d;
-    absl::Status sealed = SealDevice(d);
-    if (!sealed.ok()) return sealed;
-    absl::StatusOr<DeviceWriteResult> w = store_.PutDevices({d}, WriteMode::kCreate, {true});
-    if (!w.ok()) return w.status();
-    if (!w->conflicts.empty()) return ConflictError(*w);
-    core::log::Info("device created", {{"user", user}, {"device", clear.set_username()}});
-    *resp = clear;
-    if (!generate) resp->clear_set_password();  // the admin typed it; echo only generated ones
+    const bool generated = cfg->sso_mode() || req->generate_set_password();
+    absl::StatusOr<adminpb::Device> d = writes_.Create(req->device(), req->generate_set_password());
+    if (!d.ok()) return d.status();
+    core::log::Info("device created", {{"user", user}, {"device", d->set_username()}});
+    *resp = *std::move(d);
+    if (!generated) resp->clear_set_password();  // the admin typed it; echo only generated ones
     resp->clear_icp_password();
     return absl::OkStatus();
   });
@@ -121,55 +72,15 @@ grpc::Status AdminServiceImpl::UpdateDevice(grpc::ServerContext* ctx,
                                             const adminpb::UpdateDeviceRequest* req,
                                             adminpb::Device* resp) {
   return Run("UpdateDevice", ctx, false, [&](const std::string& user) -> absl::Status {
-    static const std::set<std::string> kUpdatable = {"set_password", "icp_username", "icp_password",
-                                                     "description",  "mac",          "site",
-                                                     "location",     "srtp_optional"};
-    if (req->update_mask().paths().empty() && !req->generate_set_password()) {
-      return absl::InvalidArgumentError(absl::StrCat("update_mask: name the fields to change (",
-                                                     absl::StrJoin(kUpdatable, ", "), ")"));
-    }
-    for (const std::string& p : req->update_mask().paths()) {
-      if (!kUpdatable.count(p)) {
-        return absl::InvalidArgumentError(absl::StrCat("update_mask: '", p, "' cannot be changed (",
-                                                       absl::StrJoin(kUpdatable, ", "), ")"));
-      }
-    }
-    std::string raw;
-    absl::StatusOr<adminpb::GatewayConfig> cfg = LoadConfig(&raw);
-    if (!cfg.ok()) return cfg.status();
-    const bool sets_password = absl::c_linear_search(req->update_mask().paths(), "set_password");
-    if (cfg->sso_mode() && sets_password) {
-      return absl::InvalidArgumentError(
-          "device.set_password: cannot be set in SSO mode; use generate_set_password");
-    }
-    absl::StatusOr<std::optional<adminpb::Device>> cur =
-        store_.GetDevice(req->device().set_username());
-    if (!cur.ok()) return cur.status();
-    if (!cur->has_value()) {
-      return absl::NotFoundError(
-          absl::StrCat("device.set_username: no device '", req->device().set_username(), "'"));
-    }
-    adminpb::Device d = **cur;
-    absl::Status opened = OpenDevice(d, true);
-    if (!opened.ok()) return opened;
-    const std::string old_set_password = d.set_password();
-    pbu::FieldMaskUtil::MergeMessageTo(req->device(), req->update_mask(),
-                                       pbu::FieldMaskUtil::MergeOptions(), &d);
-    if (req->generate_set_password()) d.set_set_password(core::RandomPassword(rng_, 16));
-    std::vector<FieldError> errs = NormalizeAndValidateDevice(d, sets_password);
-    if (!errs.empty()) return absl::InvalidArgumentError(JoinErrors(errs, "device."));
-    d.set_update_time_unix(absl::ToUnixSeconds(clock_.Now()));
-    adminpb::Device clear = d;
-    absl::Status sealed = SealDevice(d);
-    if (!sealed.ok()) return sealed;
-    absl::StatusOr<DeviceWriteResult> w =
-        store_.PutDevices({d}, WriteMode::kUpdate, {clear.set_password() != old_set_password});
-    if (!w.ok()) return w.status();
-    if (!w->conflicts.empty()) return ConflictError(*w);
-    core::log::Info("device updated", {{"user", user},
-                                       {"device", clear.set_username()},
-                                       {"fields", absl::StrJoin(req->update_mask().paths(), ",")}});
-    *resp = clear;
+    const std::vector<std::string> mask(req->update_mask().paths().begin(),
+                                        req->update_mask().paths().end());
+    absl::StatusOr<adminpb::Device> d =
+        writes_.Update(req->device(), mask, req->generate_set_password());
+    if (!d.ok()) return d.status();
+    core::log::Info(
+        "device updated",
+        {{"user", user}, {"device", d->set_username()}, {"fields", absl::StrJoin(mask, ",")}});
+    *resp = *std::move(d);
     if (!req->generate_set_password()) resp->clear_set_password();
     resp->clear_icp_password();
     return absl::OkStatus();
@@ -180,12 +91,7 @@ grpc::Status AdminServiceImpl::DeleteDevice(grpc::ServerContext* ctx,
                                             const adminpb::DeleteDeviceRequest* req,
                                             adminpb::DeleteDeviceResponse*) {
   return Run("DeleteDevice", ctx, false, [&](const std::string& user) -> absl::Status {
-    absl::StatusOr<bool> deleted = store_.DeleteDevice(req->set_username());
-    if (!deleted.ok()) return deleted.status();
-    if (!*deleted) {
-      return absl::NotFoundError(
-          absl::StrCat("set_username: no device '", req->set_username(), "'"));
-    }
+    if (absl::Status s = writes_.Delete(req->set_username()); !s.ok()) return s;
     core::log::Info("device deleted", {{"user", user}, {"device", req->set_username()}});
     return absl::OkStatus();
   });

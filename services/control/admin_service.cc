@@ -107,6 +107,7 @@ AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& 
       box_(box),
       clock_(clock),
       rng_(rng),
+      writes_(store, box, clock, rng),
       rpcs_(prometheus::BuildCounter()
                 .Name("rwg_control_rpcs_total")
                 .Help("Admin API calls by method and gRPC status code")
@@ -228,20 +229,7 @@ absl::Status AdminServiceImpl::EnsureConfig(const std::string& public_name) {
 }
 
 absl::StatusOr<adminpb::GatewayConfig> AdminServiceImpl::LoadConfig(std::string* raw) {
-  absl::StatusOr<std::optional<std::string>> v = store_.config().Get();
-  if (!v.ok()) return v.status();
-  if (!v->has_value()) {
-    raw->clear();
-    return DefaultConfig();
-  }
-  *raw = **v;
-  adminpb::GatewayConfig c;
-  pbu::JsonParseOptions o;
-  o.ignore_unknown_fields = true;
-  if (!pbu::JsonStringToMessage(*raw, &c, o).ok()) {
-    return absl::DataLossError("the stored configuration (rwg:config) is not valid JSON");
-  }
-  return c;
+  return LoadGatewayConfig(store_.config(), raw);
 }
 
 grpc::Status AdminServiceImpl::GetConfig(grpc::ServerContext* ctx, const adminpb::GetConfigRequest*,

@@ -12,6 +12,7 @@
 
 #include "rwg/admin/v1/admin.grpc.pb.h"
 #include "services/control/auth.h"
+#include "services/control/device_writes.h"
 #include "services/control/store.h"
 #include "services/core/bans.h"
 #include "services/core/crypto.h"
@@ -157,6 +158,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   core::SecretBox& box_;
   core::Clock& clock_;
   core::Random& rng_;
+  DeviceWrites writes_;
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Counter& login_failures_;

@@ -7,6 +7,7 @@
 #include <prometheus/gauge.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -21,6 +23,8 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "services/control/device_writes.h"
+#include "services/control/store.h"
 #include "services/core/cidr.h"
 #include "services/core/device_changes.h"
 #include "services/core/json.h"
@@ -39,9 +43,20 @@ using core::SyncTokenKind;
 using core::SyncTokenState;
 
 // The endpoints, also the values of the metrics' endpoint label.
-enum class Endpoint { kRequestToken, kAccessToken, kRenew, kDevices, kDevicesCsv, kChanges };
+enum class Endpoint {
+  kRequestToken,
+  kAccessToken,
+  kRenew,
+  kDevices,
+  kDevicesCsv,
+  kChanges,
+  kDeviceCreate,
+  kDeviceUpdate,
+  kDeviceDelete
+};
 constexpr const char* kEndpointNames[] = {"request_token", "access_token",    "renew",
-                                          "devices",       "devices_mbg_csv", "changes"};
+                                          "devices",       "devices_mbg_csv", "changes",
+                                          "device_create", "device_update",   "device_delete"};
 
 struct Route {
   const char* method;
@@ -55,7 +70,10 @@ constexpr Route kRoutes[] = {
     {"GET", "/api/v1/devices", Endpoint::kDevices},
     {"GET", "/api/v1/devices_mbg.csv", Endpoint::kDevicesCsv},
     {"GET", "/api/v1/changes", Endpoint::kChanges},
+    {"POST", "/api/v1/devices", Endpoint::kDeviceCreate},
 };
+// /api/v1/devices/<set_username>
+constexpr char kDevicePrefix[] = "/api/v1/devices/";
 
 // The OAuth problems rwg reports (the label values of rwg_sync_refusals_total).
 constexpr const char* kProblems[] = {"parameter_absent",
@@ -161,6 +179,8 @@ class SyncApi::Impl {
         store_(redis, box),
         replay_(redis, clock, options_.window),
         devices_(redis, box),
+        control_store_(redis),
+        writes_(control_store_, box, clock, rng),
         requests_(prometheus::BuildCounter()
                       .Name("rwg_sync_requests_total")
                       .Help("Sync API requests, by endpoint and outcome")
@@ -227,6 +247,9 @@ class SyncApi::Impl {
   HttpResponse Renew(const Caller& caller);
   HttpResponse Devices(absl::string_view query);
   HttpResponse DevicesCsv();
+  // The iPBX declaring a device: created from the form's fields, changed (the fields given),
+  // deleted; the admin API's rules (control::DeviceWrites).
+  HttpResponse WriteDevice(Endpoint e, const Caller& caller, const std::string& set_username);
   // The answer to a changes request now; nullopt when there is nothing yet and it may wait.
   std::optional<HttpResponse> Changes(int64_t since, size_t limit, bool final_answer);
   void PollLoop();
@@ -238,6 +261,8 @@ class SyncApi::Impl {
   core::SyncStore store_;
   ReplayGuard replay_;
   DeviceReader devices_;
+  control::RedisControlStore control_store_;
+  control::DeviceWrites writes_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& refusals_;
   prometheus::Family<prometheus::Gauge>& expiry_;
@@ -288,6 +313,7 @@ HttpResponse SyncApi::Impl::Fail(const absl::Status& s) {
   if (absl::IsInvalidArgument(s)) return JsonError(400, std::string(s.message()));
   if (absl::IsNotFound(s)) return JsonError(404, std::string(s.message()));
   if (absl::IsResourceExhausted(s)) return JsonError(429, std::string(s.message()));
+  if (absl::IsAlreadyExists(s)) return JsonError(409, std::string(s.message()));
   core::log::Error("sync request failed", {{"error", s.ToString()}});
   return JsonError(500, "internal error");
 }
@@ -302,19 +328,27 @@ void SyncApi::Impl::Handle(HttpRequest request, const Respond& respond) {
   const absl::string_view query = q == std::string::npos
                                       ? absl::string_view()
                                       : absl::string_view(request.target).substr(q + 1);
-  const Route* route = nullptr;
+  std::optional<Endpoint> endpoint;
   bool path_known = false;
+  std::string device;  // of /api/v1/devices/<set_username>
   for (const Route& r : kRoutes) {
     if (path != r.path) continue;
     path_known = true;
-    if (request.method == r.method) route = &r;
+    if (request.method == r.method) endpoint = r.endpoint;
   }
-  if (route == nullptr) {
+  if (absl::StartsWith(path, kDevicePrefix) && path.size() > strlen(kDevicePrefix)) {
+    path_known = true;
+    absl::StatusOr<std::string> user = PercentDecode(path.substr(strlen(kDevicePrefix)), false);
+    device = user.ok() ? *user : "";
+    if (request.method == "PATCH") endpoint = Endpoint::kDeviceUpdate;
+    if (request.method == "DELETE") endpoint = Endpoint::kDeviceDelete;
+  }
+  if (!endpoint) {
     requests_.Add({{"endpoint", "unknown"}, {"outcome", "client_error"}}).Increment();
     respond(path_known ? JsonError(405, "method not allowed") : JsonError(404, "no such endpoint"));
     return;
   }
-  const Endpoint e = route->endpoint;
+  const Endpoint e = *endpoint;
   absl::StatusOr<Caller> caller = Authenticate(e, request, path, query);
   if (!caller.ok()) {
     if (!ProblemOf(caller.status()).empty()) {
@@ -341,6 +375,11 @@ void SyncApi::Impl::Handle(HttpRequest request, const Respond& respond) {
       return;
     case Endpoint::kDevicesCsv:
       Answer(e, respond, DevicesCsv());
+      return;
+    case Endpoint::kDeviceCreate:
+    case Endpoint::kDeviceUpdate:
+    case Endpoint::kDeviceDelete:
+      Answer(e, respond, WriteDevice(e, *caller, device));
       return;
     case Endpoint::kChanges:
       break;
@@ -707,6 +746,84 @@ HttpResponse SyncApi::Impl::DevicesCsv() {
   r.headers.emplace_back("Content-Disposition", "attachment; filename=\"devices_mbg.csv\"");
   r.headers.emplace_back("X-Rwg-Revision", std::to_string(snap->revision));
   r.body = MbgCsv(*snap);
+  return r;
+}
+
+HttpResponse SyncApi::Impl::WriteDevice(Endpoint e, const Caller& caller,
+                                        const std::string& set_username) {
+  if (e == Endpoint::kDeviceDelete) {
+    if (absl::Status s = writes_.Delete(set_username); !s.ok()) return Fail(s);
+    core::log::Info("device deleted through the sync API",
+                    {{"consumer", caller.consumer.name}, {"device", set_username}});
+    return Json(200, {{"deleted", set_username}});
+  }
+  // The fields come signed: from the form body (or the query), never from oauth_* names.
+  admin::v1::Device d;
+  std::vector<std::string> mask;
+  bool generate = false;
+  std::map<std::string, std::string> given;
+  for (const auto& [name, value] : caller.params.all) {
+    if (absl::StartsWith(name, "oauth_")) continue;
+    if (!given.emplace(name, value).second) {
+      return JsonError(400, absl::StrCat(name, ": given twice"));
+    }
+  }
+  for (const auto& [name, value] : given) {
+    if (name == "set_username" && e == Endpoint::kDeviceCreate) {
+      d.set_set_username(value);
+    } else if (name == "set_password") {
+      d.set_set_password(value);
+    } else if (name == "icp_username") {
+      d.set_icp_username(value);
+    } else if (name == "icp_password") {
+      d.set_icp_password(value);
+    } else if (name == "description") {
+      d.set_description(value);
+    } else if (name == "mac") {
+      d.set_mac(value);
+    } else if (name == "site") {
+      d.set_site(value);
+    } else if (name == "location") {
+      d.set_location(value);
+    } else if (name == "srtp_optional" || name == "generate_set_password") {
+      bool b = false;
+      if (value == "true" || value == "yes" || value == "1") {
+        b = true;
+      } else if (value != "false" && value != "no" && value != "0" && !value.empty()) {
+        return JsonError(400, absl::StrCat(name, ": true or false"));
+      }
+      if (name == "srtp_optional") {
+        d.set_srtp_optional(b);
+      } else {
+        generate = b;
+        continue;
+      }
+    } else {
+      return JsonError(400,
+                       absl::StrCat(name,
+                                    ": not a device field (set_username on create, set_password, "
+                                    "icp_username, icp_password, description, mac, site, location, "
+                                    "srtp_optional, generate_set_password)"));
+    }
+    if (name != "set_username") mask.push_back(name);
+  }
+  absl::StatusOr<admin::v1::Device> written;
+  if (e == Endpoint::kDeviceCreate) {
+    written = writes_.Create(d, generate);
+  } else {
+    d.set_set_username(set_username);
+    written = writes_.Update(d, mask, generate);
+  }
+  if (!written.ok()) return Fail(written.status());
+  core::log::Info(e == Endpoint::kDeviceCreate ? "device created through the sync API"
+                                               : "device updated through the sync API",
+                  {{"consumer", caller.consumer.name},
+                   {"device", written->set_username()},
+                   {"fields", absl::StrJoin(mask, ",")}});
+  written->clear_icp_password();
+  HttpResponse r;
+  r.status = e == Endpoint::kDeviceCreate ? 201 : 200;
+  r.body = absl::StrCat("{\"device\":", DeviceJson(*written), "}");
   return r;
 }
 

@@ -241,6 +241,54 @@ class SyncFlowTest(SyncFixture):
         self.assertEqual(len(r.text.splitlines()), 3)
 
 
+class SyncDeviceWriteTest(SyncFixture):
+    def test_the_ipbx_declares_changes_and_deletes_devices_with_the_admin_rules(self):
+        self.ctl.ok("device", "import", "-", stdin=devices_csv(1))
+        cid, secret = self.add_consumer("ipbx")
+        _, _, acc = self.link(cid, secret)
+        api = self.api(cid, secret, acc)
+        devices = self.base + "/api/v1/devices"
+        rev = api.get(devices).json()["revision"]
+        # Form fields are signed with the request (RFC 5849 §3.4.1.3).
+        r = api.post(devices, data={"set_username": "4001", "set_password": "Pw-4001-secret",
+                                    "icp_username": "24001", "icp_password": "icp-4001",
+                                    "mac": "00:08:5d:aa:bb:cc", "description": "déclaré"})
+        self.assertEqual(r.status_code, 201, r.text)
+        self.assertEqual(r.json()["device"]["mac"], "00085DAABBCC")
+        self.assertNotIn("icp_password", r.json()["device"])
+        shown = json.loads(self.ctl.ok("-o", "json", "device", "get", "4001", "--show-secrets"))
+        self.assertEqual((shown["icp_password"], shown["description"]), ("icp-4001", "déclaré"))
+        # Refused whole, naming the field: nothing is written.
+        for form, status, words in (
+                ({"set_username": "4002", "set_password": "Pw-4002-secret",
+                  "icp_username": "24002", "icp_password": "x", "mac": "nope"}, 400, "mac"),
+                ({"set_username": "4003", "set_password": "Pw-4003-secret",
+                  "icp_username": "24001", "icp_password": "x"}, 409, "icp_username"),
+                ({"set_username": "4004", "colour": "red"}, 400, "colour")):
+            r = api.post(devices, data=form)
+            self.assertEqual(r.status_code, status, r.text)
+            self.assertIn(words, r.json()["error"])
+        listed = {d["set_username"] for d in api.get(devices).json()["devices"]}
+        self.assertEqual(listed, {"s0", "4001"})
+        # A change of the set-side password is in the change feed as one.
+        r = api.patch(devices + "/4001", data={"set_password": "Pw-4001-changed"})
+        self.assertEqual(r.status_code, 200, r.text)
+        r = api.patch(devices + "/4001", data={"site": "Lyon"})
+        self.assertEqual(r.status_code, 200, r.text)
+        changes = api.get(self.base + f"/api/v1/changes?since={rev}").json()["changes"]
+        self.assertEqual([(c["set_username"], c["op"], c["set_password_changed"])
+                          for c in changes],
+                         [("4001", "created", True), ("4001", "updated", True),
+                          ("4001", "updated", False)])
+        self.assertEqual(api.patch(devices + "/nobody", data={"site": "x"}).status_code, 404)
+        r = api.delete(devices + "/4001")
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(api.delete(devices + "/4001").status_code, 404)
+        self.assertEqual(self.ctl.run("device", "get", "4001").returncode, 1)
+        self.assertIn("device created through the sync API", self.sync.read_log())
+        self.assertNotIn("Pw-4001", self.sync.read_log())
+
+
 class SyncRefusalTest(SyncFixture):
     def setUp(self):
         super().setUp()
