@@ -215,7 +215,8 @@ sync:
         self.assertNotIn("nodePort", public)
         self.assertNotIn("externalTrafficPolicy", public)
 
-        # Disabled: nothing of sync, and the tests do not look for it.
+        self.assertIn(("ConfigMap", "r-rwg-dashboard-sync"), kinds)
+        # Disabled: nothing of sync (its dashboard neither), and the tests do not look for it.
         d = self.template("sync.enabled=false", "sync.replicas=2")
         self.assertEqual([(k, n) for k, n, t in d if "sync" in (n or "")], [])
         health = next(t for k, n, t in d if k == "Pod" and n == "r-rwg-test-health")
