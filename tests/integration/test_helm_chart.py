@@ -163,6 +163,9 @@ class HelmChartTest(unittest.TestCase):
         self.assertIn("command: [/usr/local/bin/rwgctl, --timeout, \"4\", health]", sync)
         self.assertIn("type: RuntimeDefault", sync)
         self.assertIn("automountServiceAccountToken: false", sync)
+        # Of rwg's Secret, only the at-rest key: no admin password, no tokens.
+        self.assertIn("items: [{key: secret-key, path: secret-key}]", sync)
+        self.assertIn("mountPath: /etc/rwg/redis", sync)
         # The iPBX's Service: expose.type by default, the source address kept.
         public = next(t for k, n, t in d if k == "Service" and n == "r-rwg-sync-https")
         self.assertIn("type: LoadBalancer", public)
