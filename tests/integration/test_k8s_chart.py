@@ -306,7 +306,7 @@ class K8sChartTest(unittest.TestCase):
                    "MiVOAppSuite")
         self.assertEqual(p.returncode, 0, p.stderr)
         added = json.loads(p.stdout)
-        self.assertEqual(added["id"], "MiVOAppSuite")
+        self.assertEqual(added["consumer"]["id"], "MiVOAppSuite")
         self.assertEqual(len(added["secret"]), 40)
         p = plugin("-n", NS, "sync", "consumer", "list")
         self.assertEqual(p.returncode, 0, p.stderr)

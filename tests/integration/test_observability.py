@@ -305,7 +305,7 @@ class ObservabilityTest(RelayFixture):
             self.fail(f"{e}: run with /usr/bin/python3 (python3-requests-oauthlib)")
         base, ca = f"https://127.0.0.1:{self.sync_port}", self.certs["ca"]
         added = self.ctl.json("sync", "consumer", "add", "ipbx", "--source", "127.0.0.1")
-        cid, secret = added["id"], added["secret"]
+        cid, secret = added["consumer"]["id"], added["secret"]
         r = requests.get(base + "/api/v1/devices", verify=ca, timeout=10)
         self.assertEqual(r.status_code, 401, r.text)
         self.assertTrue(r.headers["WWW-Authenticate"].startswith("OAuth"), r.headers)
