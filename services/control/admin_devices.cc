@@ -91,7 +91,7 @@ grpc::Status AdminServiceImpl::CreateDevice(grpc::ServerContext* ctx,
     adminpb::Device clear = d;
     absl::Status sealed = SealDevice(d);
     if (!sealed.ok()) return sealed;
-    absl::StatusOr<DeviceWriteResult> w = store_.PutDevices({d}, WriteMode::kCreate);
+    absl::StatusOr<DeviceWriteResult> w = store_.PutDevices({d}, WriteMode::kCreate, {true});
     if (!w.ok()) return w.status();
     if (!w->conflicts.empty()) return ConflictError(*w);
     core::log::Info("device created", {{"user", user}, {"device", clear.set_username()}});
@@ -152,6 +152,7 @@ grpc::Status AdminServiceImpl::UpdateDevice(grpc::ServerContext* ctx,
     adminpb::Device d = **cur;
     absl::Status opened = OpenDevice(d, true);
     if (!opened.ok()) return opened;
+    const std::string old_set_password = d.set_password();
     pbu::FieldMaskUtil::MergeMessageTo(req->device(), req->update_mask(),
                                        pbu::FieldMaskUtil::MergeOptions(), &d);
     if (req->generate_set_password()) d.set_set_password(core::RandomPassword(rng_, 16));
@@ -161,7 +162,8 @@ grpc::Status AdminServiceImpl::UpdateDevice(grpc::ServerContext* ctx,
     adminpb::Device clear = d;
     absl::Status sealed = SealDevice(d);
     if (!sealed.ok()) return sealed;
-    absl::StatusOr<DeviceWriteResult> w = store_.PutDevices({d}, WriteMode::kUpdate);
+    absl::StatusOr<DeviceWriteResult> w =
+        store_.PutDevices({d}, WriteMode::kUpdate, {clear.set_password() != old_set_password});
     if (!w.ok()) return w.status();
     if (!w->conflicts.empty()) return ConflictError(*w);
     core::log::Info("device updated", {{"user", user},
@@ -241,10 +243,12 @@ grpc::Status AdminServiceImpl::ImportDevices(grpc::ServerContext* ctx,
     const int64_t now = absl::ToUnixSeconds(clock_.Now());
     std::map<std::string, int> row_of;
     std::vector<adminpb::Device> sealed;
+    std::vector<std::string> clear_set_passwords;
     sealed.reserve(rows->size());
     for (CsvDevice& r : *rows) {
       adminpb::Device& d = r.device;
       if (cfg->sso_mode()) d.set_set_password(core::RandomPassword(rng_, 16));
+      clear_set_passwords.push_back(d.set_password());
       d.set_create_time_unix(now);
       d.set_update_time_unix(now);
       row_of[d.set_username()] = r.row;
@@ -252,19 +256,29 @@ grpc::Status AdminServiceImpl::ImportDevices(grpc::ServerContext* ctx,
       if (!s.ok()) return s;
       sealed.push_back(std::move(d));
     }
+    // Whether each device that exists already gets another set-side password (for the
+    // device change log); a new device's is new anyway.
+    std::vector<bool> password_changed(sealed.size(), true);
     if (req->replace_existing()) {
       // Keep the creation time of devices that exist already.
       absl::StatusOr<std::vector<adminpb::Device>> existing = store_.ListDevices();
       if (!existing.ok()) return existing.status();
-      std::map<std::string, int64_t> created;
-      for (const adminpb::Device& e : *existing) created[e.set_username()] = e.create_time_unix();
-      for (adminpb::Device& d : sealed) {
-        auto it = created.find(d.set_username());
-        if (it != created.end()) d.set_create_time_unix(it->second);
+      std::map<std::string, adminpb::Device*> found;
+      for (adminpb::Device& e : *existing) found[e.set_username()] = &e;
+      for (size_t i = 0; i < sealed.size(); ++i) {
+        adminpb::Device& d = sealed[i];
+        auto it = found.find(d.set_username());
+        if (it == found.end()) continue;
+        adminpb::Device& e = *it->second;
+        d.set_create_time_unix(e.create_time_unix());
+        absl::Status opened = OpenDevice(e, true);
+        if (!opened.ok()) return opened;
+        password_changed[i] = e.set_password() != clear_set_passwords[i];
       }
     }
-    absl::StatusOr<DeviceWriteResult> w = store_.PutDevices(
-        sealed, req->replace_existing() ? WriteMode::kUpsert : WriteMode::kCreate);
+    absl::StatusOr<DeviceWriteResult> w =
+        store_.PutDevices(sealed, req->replace_existing() ? WriteMode::kUpsert : WriteMode::kCreate,
+                          password_changed);
     if (!w.ok()) return w.status();
     if (!w->conflicts.empty()) {
       std::vector<std::string> parts;

@@ -101,6 +101,7 @@ AdminServiceImpl::AdminServiceImpl(RedisControlStore& store, core::RedisClient& 
       registrations_(redis),
       bans_(redis),
       emergency_(redis),
+      sync_(redis, box),
       redis_(redis),
       auth_(auth),
       box_(box),

@@ -17,6 +17,7 @@
 #include "services/core/crypto.h"
 #include "services/core/emergency.h"
 #include "services/core/registrations.h"
+#include "services/core/sync_store.h"
 
 namespace rwg::control {
 
@@ -107,6 +108,27 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
                                  admin::v1::HashKey*) override;
   grpc::Status ImportHashKey(grpc::ServerContext*, const admin::v1::ImportHashKeyRequest*,
                              admin::v1::HashKey*) override;
+  grpc::Status AddSyncConsumer(grpc::ServerContext*, const admin::v1::AddSyncConsumerRequest*,
+                               admin::v1::AddSyncConsumerResponse*) override;
+  grpc::Status ListSyncConsumers(grpc::ServerContext*, const admin::v1::ListSyncConsumersRequest*,
+                                 admin::v1::ListSyncConsumersResponse*) override;
+  grpc::Status SetSyncConsumerEnabled(grpc::ServerContext*,
+                                      const admin::v1::SetSyncConsumerEnabledRequest*,
+                                      admin::v1::SyncConsumer*) override;
+  grpc::Status ResetSyncConsumer(grpc::ServerContext*, const admin::v1::ResetSyncConsumerRequest*,
+                                 admin::v1::ResetSyncConsumerResponse*) override;
+  grpc::Status DeleteSyncConsumer(grpc::ServerContext*, const admin::v1::DeleteSyncConsumerRequest*,
+                                  admin::v1::DeleteSyncConsumerResponse*) override;
+  grpc::Status ListSyncTokens(grpc::ServerContext*, const admin::v1::ListSyncTokensRequest*,
+                              admin::v1::ListSyncTokensResponse*) override;
+  grpc::Status ApproveSyncToken(grpc::ServerContext*, const admin::v1::ApproveSyncTokenRequest*,
+                                admin::v1::ApproveSyncTokenResponse*) override;
+  grpc::Status RejectSyncToken(grpc::ServerContext*, const admin::v1::RejectSyncTokenRequest*,
+                               admin::v1::SyncToken*) override;
+  grpc::Status RenewSyncToken(grpc::ServerContext*, const admin::v1::RenewSyncTokenRequest*,
+                              admin::v1::SyncToken*) override;
+  grpc::Status RevokeSyncToken(grpc::ServerContext*, const admin::v1::RevokeSyncTokenRequest*,
+                               admin::v1::SyncToken*) override;
 
  private:
   // Authenticates (unless `public_rpc`), runs `fn`, counts and logs the outcome. Whatever
@@ -129,6 +151,7 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   core::BindingStore registrations_;
   core::BanStore bans_;
   core::EmergencyStore emergency_;
+  core::SyncStore sync_;
   core::RedisClient& redis_;
   Authenticator& auth_;
   core::SecretBox& box_;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/device_changes.h"
 #include "services/core/devices.h"
 #include "services/core/json.h"
 #include "services/core/keys.h"
@@ -31,14 +32,30 @@ end
 return 0
 )lua";
 
-// KEYS: devices, by-mac, by-icp, revision. ARGV: mode, then (user, mac, icp, json) per device.
-// Checks everything first; writes only when nothing conflicts.
-constexpr char kPutDevices[] = R"lua(
+// Appends the device change log's entry for each device written (device_changes.h), then
+// keeps the newest `kept` entries, never part of a revision.
+constexpr char kLogChangesLua[] = R"lua(
+local function log_changes(key, rev, changes, kept)
+  for _, c in ipairs(changes) do
+    redis.call('ZADD', key, rev, cjson.encode({rev = rev, op = c[1], user = c[2], pw = c[3]}))
+  end
+  local excess = redis.call('ZCARD', key) - kept
+  if excess > 0 then
+    local last = redis.call('ZRANGE', key, excess - 1, excess - 1, 'WITHSCORES')
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', last[2])
+  end
+end
+)lua";
+
+// KEYS: devices, by-mac, by-icp, revision, changes. ARGV: mode, changes kept, then (user, mac,
+// icp, json, set-side password changed '1'|'0') per device. Checks everything first; writes
+// only when nothing conflicts.
+constexpr char kPutDevicesBody[] = R"lua(
 local mode = ARGV[1]
-local n = (#ARGV - 1) / 4
+local n = (#ARGV - 2) / 5
 local errs = {}
 for i = 0, n - 1 do
-  local u, mac, icp = ARGV[2 + i * 4], ARGV[3 + i * 4], ARGV[4 + i * 4]
+  local u, mac, icp = ARGV[3 + i * 5], ARGV[4 + i * 5], ARGV[5 + i * 5]
   local exists = redis.call('HEXISTS', KEYS[1], u) == 1
   if mode == 'create' and exists then
     table.insert(errs, u .. '\tset_username\tdevice already exists')
@@ -59,11 +76,13 @@ if #errs > 0 then
   return errs
 end
 local created, updated = 0, 0
+local changes = {}
 for i = 0, n - 1 do
-  local u, mac, icp, json = ARGV[2 + i * 4], ARGV[3 + i * 4], ARGV[4 + i * 4], ARGV[5 + i * 4]
+  local u, mac, icp, json = ARGV[3 + i * 5], ARGV[4 + i * 5], ARGV[5 + i * 5], ARGV[6 + i * 5]
   local old = redis.call('HGET', KEYS[1], u)
   if old then
     updated = updated + 1
+    table.insert(changes, {'updated', u, ARGV[7 + i * 5] == '1'})
     local o = cjson.decode(old)
     if o.mac and o.mac ~= mac and redis.call('HGET', KEYS[2], o.mac) == u then
       redis.call('HDEL', KEYS[2], o.mac)
@@ -73,18 +92,19 @@ for i = 0, n - 1 do
     end
   else
     created = created + 1
+    table.insert(changes, {'created', u, true})
   end
   redis.call('HSET', KEYS[1], u, json)
   if mac ~= '' then redis.call('HSET', KEYS[2], mac, u) end
   redis.call('HSET', KEYS[3], icp, u)
 end
-redis.call('INCR', KEYS[4])
+log_changes(KEYS[5], redis.call('INCR', KEYS[4]), changes, tonumber(ARGV[2]))
 redis.call('PUBLISH', 'rwg:events', 'devices')
 return {'ok', created, updated}
 )lua";
 
-// KEYS: devices, by-mac, by-icp, revision. ARGV: user.
-constexpr char kDeleteDevice[] = R"lua(
+// KEYS: devices, by-mac, by-icp, revision, changes. ARGV: user, changes kept.
+constexpr char kDeleteDeviceBody[] = R"lua(
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
 local o = cjson.decode(old)
@@ -93,10 +113,20 @@ if o.mac and redis.call('HGET', KEYS[2], o.mac) == ARGV[1] then redis.call('HDEL
 if o.icp_username and redis.call('HGET', KEYS[3], o.icp_username) == ARGV[1] then
   redis.call('HDEL', KEYS[3], o.icp_username)
 end
-redis.call('INCR', KEYS[4])
+log_changes(KEYS[5], redis.call('INCR', KEYS[4]), {{'deleted', ARGV[1], false}},
+            tonumber(ARGV[2]))
 redis.call('PUBLISH', 'rwg:events', 'devices')
 return 1
 )lua";
+
+const std::string& PutDevicesScript() {
+  static const auto* script = new std::string(absl::StrCat(kLogChangesLua, kPutDevicesBody));
+  return *script;
+}
+const std::string& DeleteDeviceScript() {
+  static const auto* script = new std::string(absl::StrCat(kLogChangesLua, kDeleteDeviceBody));
+  return *script;
+}
 
 class RedisValue final : public ValueStore {
  public:
@@ -202,22 +232,28 @@ absl::Status RedisControlStore::DeleteSession(const std::string& id) {
 }
 
 absl::StatusOr<DeviceWriteResult> RedisControlStore::PutDevices(
-    const std::vector<adminpb::Device>& devices, WriteMode mode) {
+    const std::vector<adminpb::Device>& devices, WriteMode mode,
+    const std::vector<bool>& set_password_changed) {
   std::vector<std::string> args;
-  args.reserve(1 + devices.size() * 4);
+  args.reserve(2 + devices.size() * 5);
   args.push_back(mode == WriteMode::kCreate   ? "create"
                  : mode == WriteMode::kUpdate ? "update"
                                               : "upsert");
-  for (const adminpb::Device& d : devices) {
+  args.push_back(std::to_string(core::kDeviceChangesKept));
+  for (size_t i = 0; i < devices.size(); ++i) {
+    const adminpb::Device& d = devices[i];
     args.push_back(d.set_username());
     args.push_back(d.mac());
     args.push_back(d.icp_username());
     absl::StatusOr<std::string> json = DeviceToJson(d);
     if (!json.ok()) return json.status();
     args.push_back(std::move(*json));
+    args.push_back(i < set_password_changed.size() && set_password_changed[i] ? "1" : "0");
   }
   absl::StatusOr<RedisReply> r = redis_.Eval(
-      kPutDevices, {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey}, args);
+      PutDevicesScript(),
+      {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey, core::kDeviceChangesKey},
+      args);
   if (!r.ok()) return r.status();
   DeviceWriteResult out;
   if (r->type != RedisReply::Type::kArray || r->elements.empty()) {
@@ -266,7 +302,9 @@ absl::StatusOr<std::vector<adminpb::Device>> RedisControlStore::ListDevices() {
 
 absl::StatusOr<bool> RedisControlStore::DeleteDevice(const std::string& user) {
   absl::StatusOr<RedisReply> r = redis_.Eval(
-      kDeleteDevice, {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey}, {user});
+      DeleteDeviceScript(),
+      {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey, core::kDeviceChangesKey},
+      {user, std::to_string(core::kDeviceChangesKept)});
   if (!r.ok()) return r.status();
   return r->integer == 1;
 }

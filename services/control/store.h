@@ -7,6 +7,8 @@
 //   rwg:devices              hash    set_username -> Device JSON, passwords sealed
 //   rwg:devices:mac          hash    MAC -> set_username
 //   rwg:devices:icp          hash    icp_username -> set_username
+//   rwg:devices:rev          integer incremented by every device write
+//   rwg:devices:changes      zset    the device change log (core/device_changes.h)
 //   rwg:admins               hash    username -> scrypt hash
 //   rwg:session:<sha256>     string  {"user": ..., "exp": unix, "cred": digest of the password
 //                                    hash}, expires with the session
@@ -72,9 +74,12 @@ struct DeviceWriteResult {
 class DeviceStore {
  public:
   virtual ~DeviceStore() = default;
-  // All or nothing. `devices` hold sealed passwords.
+  // All or nothing. `devices` hold sealed passwords. `set_password_changed[i]`: whether
+  // devices[i], when it exists already, gets a different set-side password (missing: no);
+  // each device written is an entry of the device change log (core/device_changes.h).
   virtual absl::StatusOr<DeviceWriteResult> PutDevices(
-      const std::vector<admin::v1::Device>& devices, WriteMode mode) = 0;
+      const std::vector<admin::v1::Device>& devices, WriteMode mode,
+      const std::vector<bool>& set_password_changed) = 0;
   virtual absl::StatusOr<std::optional<admin::v1::Device>> GetDevice(const std::string& user) = 0;
   // Sorted by set_username.
   virtual absl::StatusOr<std::vector<admin::v1::Device>> ListDevices() = 0;
@@ -94,8 +99,9 @@ class RedisControlStore final : public AdminStore, public SessionStore, public D
   absl::StatusOr<std::optional<Session>> GetSession(const std::string& id) override;
   absl::Status DeleteSession(const std::string& id) override;
 
-  absl::StatusOr<DeviceWriteResult> PutDevices(const std::vector<admin::v1::Device>& devices,
-                                               WriteMode mode) override;
+  absl::StatusOr<DeviceWriteResult> PutDevices(
+      const std::vector<admin::v1::Device>& devices, WriteMode mode,
+      const std::vector<bool>& set_password_changed) override;
   absl::StatusOr<std::optional<admin::v1::Device>> GetDevice(const std::string& user) override;
   absl::StatusOr<std::vector<admin::v1::Device>> ListDevices() override;
   absl::StatusOr<bool> DeleteDevice(const std::string& user) override;

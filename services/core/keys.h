@@ -51,6 +51,18 @@ inline std::string RelaySessionIndexKey(absl::string_view instance) {
 }
 inline constexpr char kRelayEventsChannel[] = "rwg:relay:events";
 
+// Written by control (consumers; approving, rejecting, renewing, revoking tokens) and sync
+// (creating and exchanging tokens): services/core/sync_store.h.
+inline constexpr char kSyncConsumersKey[] = "rwg:sync:consumers";
+inline constexpr char kSyncConsumersByIdKey[] = "rwg:sync:consumers:id";
+inline std::string SyncTokenKey(absl::string_view token) {
+  return absl::StrCat("rwg:sync:token:", token);
+}
+inline constexpr char kSyncTokensKey[] = "rwg:sync:tokens";
+// Device changes for the sync API (services/core/device_changes.h), appended by control's
+// device writes.
+inline constexpr char kDeviceChangesKey[] = "rwg:devices:changes";
+
 // Written by sync.
 inline std::string SyncNonceKey(absl::string_view digest) {
   return absl::StrCat("rwg:sync:nonce:", digest);

@@ -7,9 +7,14 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "services/core/device_changes.h"
 #include "services/core/keys.h"
 #include "services/core/registrations.h"
+#include "services/core/sync_store.h"
 #include "tests/testing/scratch_redis.h"
 
 namespace rwg::control {
@@ -278,6 +283,366 @@ TEST_F(AdminServiceTest, RedisGoneIsUnavailableAndTheServiceKeepsAnswering) {
   grpc::Status s = stub_->ListDevices(Ctx(token).get(), {}, &list);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   EXPECT_EQ(Create(token, Device("1001", "21001")).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The device change log (core/device_changes.h) written by the device RPCs
+
+class DeviceChangeLogTest : public AdminServiceTest {
+ protected:
+  // "op user pw" of each change after `since`.
+  std::vector<std::string> Changes(int64_t since = 0) {
+    absl::StatusOr<core::DeviceChangeLog> log =
+        core::ReadDeviceChanges(redis_->client(), since, 100);
+    EXPECT_TRUE(log.ok()) << log.status();
+    std::vector<std::string> out;
+    if (!log.ok()) return out;
+    for (const core::DeviceChange& c : log->changes) {
+      out.push_back(absl::StrCat(c.revision, " ", c.op, " ", c.set_username,
+                                 c.set_password_changed ? " pw" : ""));
+    }
+    return out;
+  }
+
+  grpc::Status Update(const std::string& token, const adminpb::Device& d,
+                      std::vector<std::string> mask, bool generate = false) {
+    adminpb::UpdateDeviceRequest req;
+    *req.mutable_device() = d;
+    for (const std::string& p : mask) req.mutable_update_mask()->add_paths(p);
+    req.set_generate_set_password(generate);
+    adminpb::Device resp;
+    return stub_->UpdateDevice(Ctx(token).get(), req, &resp);
+  }
+};
+
+TEST_F(DeviceChangeLogTest, EveryWriteAppendsOneEntryPerDeviceWithItsRevision) {
+  const std::string token = Login();
+  ASSERT_TRUE(Create(token, Device("1001", "21001")).ok());
+  adminpb::Device d = Device("1001", "21001");
+  d.set_description("desk");
+  ASSERT_TRUE(Update(token, d, {"description"}).ok());
+  d.set_set_password("another-password");
+  ASSERT_TRUE(Update(token, d, {"set_password"}).ok());
+  ASSERT_TRUE(Update(token, d, {"set_password"}).ok()) << "the same password again";
+  ASSERT_TRUE(Update(token, d, {}, true).ok());  // generated
+  adminpb::DeleteDeviceRequest del;
+  del.set_set_username("1001");
+  adminpb::DeleteDeviceResponse out;
+  ASSERT_TRUE(stub_->DeleteDevice(Ctx(token).get(), del, &out).ok());
+  EXPECT_EQ(Changes(),
+            (std::vector<std::string>{"1 created 1001 pw", "2 updated 1001", "3 updated 1001 pw",
+                                      "4 updated 1001", "5 updated 1001 pw", "6 deleted 1001"}));
+  EXPECT_EQ(Changes(4), (std::vector<std::string>{"5 updated 1001 pw", "6 deleted 1001"}));
+}
+
+TEST_F(DeviceChangeLogTest, AnImportIsOneRevisionAndSaysWhosePasswordChanged) {
+  const std::string token = Login();
+  adminpb::ImportDevicesRequest req;
+  req.set_csv(
+      "set_username,set_password,icp_username,icp_password\n"
+      "1001,pw-aaaaaaaa,21001,ipw-aaaaaaaa\n"
+      "1002,pw-bbbbbbbb,21002,ipw-bbbbbbbb\n");
+  adminpb::ImportDevicesResponse resp;
+  ASSERT_TRUE(stub_->ImportDevices(Ctx(token).get(), req, &resp).ok());
+  req.set_csv(
+      "set_username,set_password,icp_username,icp_password\n"
+      "1001,pw-aaaaaaaa,21001,ipw-changed1\n"
+      "1002,pw-changed2,21002,ipw-bbbbbbbb\n"
+      "1003,pw-cccccccc,21003,ipw-cccccccc\n");
+  req.set_replace_existing(true);
+  ASSERT_TRUE(stub_->ImportDevices(Ctx(token).get(), req, &resp).ok());
+  std::vector<std::string> changes = Changes();  // a revision's entries in no particular order
+  std::sort(changes.begin(), changes.end());
+  EXPECT_EQ(changes,
+            (std::vector<std::string>{"1 created 1001 pw", "1 created 1002 pw", "2 created 1003 pw",
+                                      "2 updated 1001", "2 updated 1002 pw"}));
+}
+
+TEST_F(DeviceChangeLogTest, ARefusedOrConflictingWriteAppendsNothing) {
+  const std::string token = Login();
+  ASSERT_TRUE(Create(token, Device("1001", "21001", "00085D0A0B0C")).ok());
+  EXPECT_EQ(Create(token, Device("1002", "21001")).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(Create(token, Device("1001", "21009")).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  adminpb::Device bad = Device("1003", "21003");
+  bad.set_mac("zz");
+  EXPECT_EQ(Create(token, bad).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Update(token, Device("1009", "21009"), {"description"}).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  adminpb::ImportDevicesRequest req;
+  req.set_csv(
+      "set_username,set_password,icp_username,icp_password,mac\n"
+      "1004,pw-aaaaaaaa,21004,ipw-aaaaaaaa,\n"
+      "1005,pw-bbbbbbbb,21005,ipw-bbbbbbbb,00085D0A0B0C\n");
+  adminpb::ImportDevicesResponse resp;
+  EXPECT_EQ(stub_->ImportDevices(Ctx(token).get(), req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  adminpb::DeleteDeviceRequest del;
+  del.set_set_username("1009");
+  adminpb::DeleteDeviceResponse out;
+  EXPECT_EQ(stub_->DeleteDevice(Ctx(token).get(), del, &out).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Changes(), (std::vector<std::string>{"1 created 1001 pw"}));
+  absl::StatusOr<core::RedisReply> rev =
+      redis_->client().Command({"GET", core::kDevicesRevisionKey});
+  ASSERT_TRUE(rev.ok());
+  EXPECT_EQ(rev->str, "1");
+}
+
+TEST_F(DeviceChangeLogTest, TheNewestEntriesAreKeptAndTheOldestRevisionWhole) {
+  // A full log: revision 1 of two devices, then one device per revision up to 9999.
+  std::vector<std::string> zadd = {"ZADD", core::kDeviceChangesKey};
+  auto entry = [&](int rev, const std::string& user) {
+    zadd.push_back(std::to_string(rev));
+    zadd.push_back(absl::StrCat("{\"rev\":", rev, ",\"op\":\"updated\",\"user\":\"", user,
+                                "\",\"pw\":false}"));
+  };
+  entry(1, "a");
+  entry(1, "b");
+  for (int rev = 2; rev <= 9999; ++rev) entry(rev, "a");
+  ASSERT_TRUE(redis_->client().Command(zadd).ok());
+  ASSERT_TRUE(redis_->client().Command({"SET", core::kDevicesRevisionKey, "9999"}).ok());
+  ASSERT_EQ(redis_->client().Command({"ZCARD", core::kDeviceChangesKey})->integer,
+            static_cast<long long>(core::kDeviceChangesKept));
+
+  const std::string token = Login();
+  ASSERT_TRUE(Create(token, Device("1001", "21001")).ok());
+  absl::StatusOr<core::DeviceChangeLog> log = core::ReadDeviceChanges(redis_->client(), 9998, 100);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ(log->revision, 10000);
+  EXPECT_EQ(log->oldest, 2) << "both entries of revision 1 dropped";
+  ASSERT_EQ(log->changes.size(), 2u);
+  EXPECT_EQ(log->changes[1].set_username, "1001");
+  EXPECT_EQ(redis_->client().Command({"ZCARD", core::kDeviceChangesKey})->integer, 9999);
+  log = core::ReadDeviceChanges(redis_->client(), 0, 100);
+  ASSERT_TRUE(log.ok());
+  EXPECT_TRUE(log->lost);
+  log = core::ReadDeviceChanges(redis_->client(), 1, 100);
+  ASSERT_TRUE(log.ok());
+  EXPECT_FALSE(log->lost);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sync API consumers and tokens
+
+class SyncAdminTest : public AdminServiceTest {
+ protected:
+  void SetUp() override {
+    AdminServiceTest::SetUp();
+    sync_ = std::make_unique<core::SyncStore>(redis_->client(), *box_);
+    token_ = Login();
+  }
+
+  grpc::Status Add(const std::string& name, const std::string& id,
+                   adminpb::AddSyncConsumerResponse* resp, std::vector<std::string> sources = {}) {
+    adminpb::AddSyncConsumerRequest req;
+    req.set_name(name);
+    req.set_id(id);
+    for (const std::string& s : sources) req.add_sources(s);
+    return stub_->AddSyncConsumer(Ctx(token_).get(), req, resp);
+  }
+
+  // A temporary token as the sync service writes it.
+  void Request(const std::string& token, const std::string& consumer) {
+    core::SyncToken t;
+    t.token = token;
+    t.secret = "secret-of-" + token;
+    t.consumer = consumer;
+    t.source = "192.0.2.10";
+    t.created = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+    t.expires = t.created + core::kSyncTemporaryTokenLife;
+    ASSERT_TRUE(sync_->PutToken(t).ok());
+  }
+
+  std::vector<adminpb::SyncConsumer> Consumers() {
+    adminpb::ListSyncConsumersResponse resp;
+    grpc::Status s = stub_->ListSyncConsumers(Ctx(token_).get(), {}, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return {resp.consumers().begin(), resp.consumers().end()};
+  }
+
+  std::vector<adminpb::SyncToken> Tokens() {
+    adminpb::ListSyncTokensResponse resp;
+    grpc::Status s = stub_->ListSyncTokens(Ctx(token_).get(), {}, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return {resp.tokens().begin(), resp.tokens().end()};
+  }
+
+  std::unique_ptr<core::SyncStore> sync_;
+  std::string token_;
+};
+
+TEST_F(SyncAdminTest, NothingWithoutASession) {
+  adminpb::ListSyncConsumersResponse resp;
+  EXPECT_EQ(stub_->ListSyncConsumers(Ctx("").get(), {}, &resp).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  adminpb::ApproveSyncTokenRequest req;
+  req.set_token("t");
+  adminpb::ApproveSyncTokenResponse out;
+  EXPECT_EQ(stub_->ApproveSyncToken(Ctx("").get(), req, &out).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(SyncAdminTest, AConsumerGetsAGeneratedSecretShownOnce) {
+  adminpb::AddSyncConsumerResponse added;
+  ASSERT_TRUE(Add("pbx1", "", &added, {"192.0.2.10"}).ok());
+  EXPECT_EQ(added.consumer().id(), "pbx1") << "the id defaults to the name";
+  EXPECT_EQ(added.secret().size(), core::kSyncConsumerSecretLength);
+  absl::StatusOr<std::optional<core::SyncConsumer>> stored = sync_->ConsumerById("pbx1");
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->secret, added.secret());
+  EXPECT_EQ((*stored)->sources, std::vector<std::string>{"192.0.2.10"});
+  EXPECT_FALSE(absl::StrContains(HashField(core::kSyncConsumersKey, "pbx1"), added.secret()));
+
+  adminpb::AddSyncConsumerResponse other;
+  ASSERT_TRUE(Add("pbx2", "MiVOAppSuite", &other).ok());
+  EXPECT_NE(other.secret(), added.secret());
+  std::vector<adminpb::SyncConsumer> all = Consumers();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1].id(), "MiVOAppSuite");
+  EXPECT_TRUE(all[1].enabled());
+}
+
+TEST_F(SyncAdminTest, BadConsumersAreRefusedNamingTheField) {
+  adminpb::AddSyncConsumerResponse resp;
+  ASSERT_TRUE(Add("forty", std::string(40, 'M'), &resp).ok());
+  grpc::Status s = Add("forty-one", std::string(41, 'M'), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message(), "id: 41 characters, at most 40");
+  s = Add("bad name", "", &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(s.error_message(), "name: ")) << s.error_message();
+  s = Add("pbx1", "", &resp, {"not-an-address"});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StartsWith(s.error_message(), "sources: ")) << s.error_message();
+  s = Add("other", std::string(40, 'M'), &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_TRUE(absl::StartsWith(s.error_message(), "id: ")) << s.error_message();
+  EXPECT_EQ(Consumers().size(), 1u);
+}
+
+TEST_F(SyncAdminTest, TheThreeLeggedSequenceAsTheAdminSeesIt) {
+  adminpb::AddSyncConsumerResponse added;
+  ASSERT_TRUE(Add("pbx1", "MiVOAppSuite", &added).ok());
+  Request("temp1", "pbx1");
+  Request("temp2", "pbx1");
+  std::vector<adminpb::SyncToken> tokens = Tokens();
+  ASSERT_EQ(tokens.size(), 2u);
+  EXPECT_EQ(tokens[0].kind(), "temporary");
+  EXPECT_EQ(tokens[0].state(), "pending");
+  EXPECT_EQ(tokens[0].consumer(), "pbx1");
+  EXPECT_EQ(tokens[0].source(), "192.0.2.10");
+  EXPECT_EQ(Consumers()[0].pending_tokens(), 2);
+
+  adminpb::ApproveSyncTokenRequest approve;
+  approve.set_token("temp1");
+  adminpb::ApproveSyncTokenResponse approved;
+  ASSERT_TRUE(stub_->ApproveSyncToken(Ctx(token_).get(), approve, &approved).ok());
+  EXPECT_EQ(approved.verifier().size(), 10u);
+  EXPECT_EQ(approved.verifier().find_first_not_of("23456789ABCDEFGHJKMNPQRSTUVWXYZ"),
+            std::string::npos)
+      << approved.verifier();
+  EXPECT_EQ(approved.token().state(), "approved");
+  absl::StatusOr<std::optional<core::SyncToken>> t = sync_->GetToken("temp1");
+  ASSERT_TRUE(t.ok() && t->has_value());
+  EXPECT_EQ((*t)->verifier, approved.verifier());
+  grpc::Status again = stub_->ApproveSyncToken(Ctx(token_).get(), approve, &approved);
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(absl::StartsWith(again.error_message(), "state: ")) << again.error_message();
+
+  adminpb::RejectSyncTokenRequest reject;
+  reject.set_token("temp2");
+  adminpb::SyncToken rejected;
+  ASSERT_TRUE(stub_->RejectSyncToken(Ctx(token_).get(), reject, &rejected).ok());
+  EXPECT_EQ(rejected.state(), "rejected");
+
+  // The iPBX exchanges temp1 (the sync service's part).
+  core::SyncToken access;
+  access.token = "access1";
+  access.secret = "access-secret";
+  access.kind = core::SyncTokenKind::kAccess;
+  access.state = core::SyncTokenState::kActive;
+  access.consumer = "pbx1";
+  access.created = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  access.expires = access.created + core::kSyncAccessTokenLife;
+  ASSERT_TRUE(sync_->ExchangeToken(**t, access).ok());
+  EXPECT_EQ(Consumers()[0].active_tokens(), 1);
+  EXPECT_EQ(Consumers()[0].pending_tokens(), 0);
+
+  clock_.Advance(absl::Hours(24 * 30));
+  token_ = Login();  // the session ended meanwhile
+  adminpb::RenewSyncTokenRequest renew;
+  renew.set_token("access1");
+  adminpb::SyncToken renewed;
+  ASSERT_TRUE(stub_->RenewSyncToken(Ctx(token_).get(), renew, &renewed).ok());
+  EXPECT_EQ(renewed.expire_time_unix(),
+            absl::ToUnixSeconds(clock_.Now() + core::kSyncAccessTokenLife));
+  renew.set_token("temp1");
+  EXPECT_EQ(stub_->RenewSyncToken(Ctx(token_).get(), renew, &renewed).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+
+  adminpb::RevokeSyncTokenRequest revoke;
+  revoke.set_token("access1");
+  adminpb::SyncToken revoked;
+  ASSERT_TRUE(stub_->RevokeSyncToken(Ctx(token_).get(), revoke, &revoked).ok());
+  EXPECT_EQ(revoked.state(), "revoked");
+  revoke.set_token("nope");
+  grpc::Status missing = stub_->RevokeSyncToken(Ctx(token_).get(), revoke, &revoked);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(absl::StartsWith(missing.error_message(), "token: ")) << missing.error_message();
+  revoke.set_token("");
+  EXPECT_EQ(stub_->RevokeSyncToken(Ctx(token_).get(), revoke, &revoked).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(SyncAdminTest, ResetGivesANewSecretAndRevokesEveryToken) {
+  adminpb::AddSyncConsumerResponse added;
+  ASSERT_TRUE(Add("pbx1", "", &added).ok());
+  Request("temp1", "pbx1");
+  Request("temp2", "pbx1");
+  adminpb::ResetSyncConsumerRequest req;
+  req.set_name("pbx1");
+  adminpb::ResetSyncConsumerResponse resp;
+  ASSERT_TRUE(stub_->ResetSyncConsumer(Ctx(token_).get(), req, &resp).ok());
+  EXPECT_EQ(resp.revoked_tokens(), 2);
+  EXPECT_EQ(resp.secret().size(), core::kSyncConsumerSecretLength);
+  EXPECT_NE(resp.secret(), added.secret());
+  for (const adminpb::SyncToken& t : Tokens()) EXPECT_EQ(t.state(), "revoked") << t.token();
+  absl::StatusOr<std::optional<core::SyncConsumer>> c = sync_->ConsumerByName("pbx1");
+  ASSERT_TRUE(c.ok() && c->has_value());
+  EXPECT_EQ((*c)->secret, resp.secret());
+  req.set_name("pbx9");
+  EXPECT_EQ(stub_->ResetSyncConsumer(Ctx(token_).get(), req, &resp).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(SyncAdminTest, EnableDisableAndDelete) {
+  adminpb::AddSyncConsumerResponse added;
+  ASSERT_TRUE(Add("pbx1", "", &added).ok());
+  Request("temp1", "pbx1");
+  adminpb::SetSyncConsumerEnabledRequest en;
+  en.set_name("pbx1");
+  en.set_enabled(false);
+  adminpb::SyncConsumer c;
+  ASSERT_TRUE(stub_->SetSyncConsumerEnabled(Ctx(token_).get(), en, &c).ok());
+  EXPECT_FALSE(c.enabled());
+  EXPECT_FALSE(Consumers()[0].enabled());
+  en.set_enabled(true);
+  ASSERT_TRUE(stub_->SetSyncConsumerEnabled(Ctx(token_).get(), en, &c).ok());
+  EXPECT_TRUE(c.enabled());
+  en.set_name("pbx9");
+  EXPECT_EQ(stub_->SetSyncConsumerEnabled(Ctx(token_).get(), en, &c).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  const std::vector<std::string> before = Keys();
+  adminpb::DeleteSyncConsumerRequest del;
+  del.set_name("pbx1");
+  adminpb::DeleteSyncConsumerResponse out;
+  ASSERT_TRUE(stub_->DeleteSyncConsumer(Ctx(token_).get(), del, &out).ok());
+  for (const std::string& k : Keys()) {
+    EXPECT_FALSE(absl::StartsWith(k, "rwg:sync:")) << k;
+  }
+  EXPECT_EQ(stub_->DeleteSyncConsumer(Ctx(token_).get(), del, &out).error_code(),
+            grpc::StatusCode::NOT_FOUND);
 }
 
 }  // namespace

@@ -48,6 +48,11 @@ TEST(KeysTest, EveryKeyIsInTheArchitectureDoc) {
       RelaySessionIndexKey("<instance>"),
       kRelayEventsChannel,
       SyncNonceKey("<sha256>"),
+      kSyncConsumersKey,
+      kSyncConsumersByIdKey,
+      SyncTokenKey("<token>"),
+      kSyncTokensKey,
+      kDeviceChangesKey,
   };
   for (const std::string& k : keys) {
     EXPECT_THAT(doc, testing::HasSubstr("`" + k + "`")) << k;
@@ -62,7 +67,9 @@ TEST(KeysTest, NamesAreDistinctAndInTheRwgNamespace) {
                                           kAdminsKey,         kEventsChannel,
                                           kActiveBindingsKey, kCallsKey,
                                           kEdgeInstancesKey,  kEdgeEventsChannel,
-                                          kRelayInstancesKey, kRelayEventsChannel};
+                                          kRelayInstancesKey, kRelayEventsChannel,
+                                          kSyncConsumersKey,  kSyncConsumersByIdKey,
+                                          kSyncTokensKey,     kDeviceChangesKey};
   for (size_t i = 0; i < names.size(); ++i) {
     EXPECT_EQ(names[i].rfind("rwg:", 0), 0U) << names[i];
     for (size_t j = i + 1; j < names.size(); ++j) EXPECT_NE(names[i], names[j]);

@@ -1,4 +1,5 @@
 """Integration: rwgctl -> control (gRPC over TLS) -> a real redis-server."""
+import base64
 import glob
 import json
 import os
@@ -34,8 +35,9 @@ class ControlTest(rwgtest.TempDirTest):
         self.redis = rwgtest.Redis(self.data).start()
         self.addCleanup(self.redis.kill)
         key = os.path.join(self.tmp, "secret.key")
+        self.secret_key = os.urandom(32)
         with open(key, "w") as f:
-            f.write(os.urandom(32).hex() + "\n")
+            f.write(self.secret_key.hex() + "\n")
         pw = os.path.join(self.tmp, "admin-password")
         with open(pw, "w") as f:
             f.write(ADMIN_PASSWORD + "\n")
@@ -311,6 +313,126 @@ class ControlTest(rwgtest.TempDirTest):
         # The MAC and the ICP username are free again.
         self.ctl.ok("device", "add", "--set-username", "dave", "--set-password", "dave-pw-123",
                     "--icp-username", "41001", "--icp-password", "x", "--mac", "00085D000001")
+
+    # -- sync API consumers and tokens (rwgctl sync) ---------------------------------------
+
+    def seal(self, plaintext, context):
+        """A secret sealed as core::SecretBox does (AES-256-GCM, the context as AAD)."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        nonce = os.urandom(12)
+        sealed = AESGCM(self.secret_key).encrypt(nonce, plaintext.encode(), context.encode())
+        return "v1:" + base64.b64encode(nonce + sealed).decode()
+
+    def unseal(self, sealed, context):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        raw = base64.b64decode(sealed[len("v1:"):])
+        return AESGCM(self.secret_key).decrypt(raw[:12], raw[12:], context.encode()).decode()
+
+    def request_token(self, token, consumer):
+        """A temporary token as the sync service writes it (POST /oauth/request_token)."""
+        now_ms = int(time.time() * 1000)
+        expires_ms = now_ms + 3600 * 1000
+        record = {"token": token, "secret": self.seal("ts-" + token, f"sync-token:{token}:secret"),
+                  "kind": "temporary", "state": "pending", "consumer": consumer,
+                  "source": "192.0.2.10", "created_ms": now_ms, "expires_ms": expires_ms,
+                  "verifier_failures": 0}
+        self.redis.cli("SET", f"rwg:sync:token:{token}", json.dumps(record))
+        self.redis.cli("PEXPIREAT", f"rwg:sync:token:{token}", expires_ms)
+        self.redis.cli("ZADD", "rwg:sync:tokens", expires_ms / 1000, token)
+
+    def test_sync_consumers_and_tokens(self):
+        self.login()
+        out = self.ctl.ok("sync", "consumer", "add", "pbx1", "--id", "MiVOAppSuite",
+                          "--source", "192.0.2.10", "--source", "198.51.100.0/24")
+        self.assertIn("consumer id (oauth_consumer_key): MiVOAppSuite", out)
+        self.assertIn("will not be shown again", out)
+        secret = re.search(r"shared secret: (\S+)", out).group(1)
+        self.assertEqual(len(secret), 40)
+        stored = self.redis.cli("HGET", "rwg:sync:consumers", "pbx1")[0]
+        self.assertNotIn(secret, stored)
+        self.assertEqual(self.unseal(json.loads(stored)["secret"], "sync-consumer:pbx1:secret"),
+                         secret)
+        added = self.ctl.json("sync", "consumer", "add", "pbx2")
+        self.assertEqual(added["consumer"]["id"], "pbx2")
+        self.assertEqual(len(added["secret"]), 40)
+
+        # The seed's limits: an id of 40 characters is fine, 41 is refused before any call.
+        self.ctl.ok("sync", "consumer", "add", "forty", "--id", "M" * 40)
+        r = self.ctl.run("sync", "consumer", "add", "forty-one", "--id", "M" * 41)
+        self.assertEqual((r.returncode, r.stderr), (2, "rwgctl: --id: 41 characters, at most 40\n"))
+        r = self.ctl.run("sync", "consumer", "add", "pbx3", "--id", "MiVOAppSuite")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("ALREADY_EXISTS: id: ", r.stderr)
+
+        listing = self.ctl.ok("sync", "consumer", "list")
+        self.assertIn("MiVOAppSuite", listing)
+        self.assertIn("192.0.2.10,198.51.100.0/24", listing)
+        self.assertNotIn(secret, listing)
+        consumers = self.ctl.json("sync", "consumer", "list")["consumers"]
+        self.assertEqual([c["name"] for c in consumers], ["forty", "pbx1", "pbx2"])
+        self.assertNotIn(secret, json.dumps(consumers))
+        self.ctl.ok("sync", "consumer", "disable", "pbx1")
+        self.assertFalse(self.ctl.json("sync", "consumer", "list")["consumers"][1]["enabled"])
+        self.ctl.ok("sync", "consumer", "enable", "pbx1")
+        self.assertTrue(self.ctl.json("sync", "consumer", "list")["consumers"][1]["enabled"])
+
+        # The iPBX asked for two temporary tokens; the admin approves one and rejects the other.
+        self.request_token("temp1", "pbx1")
+        self.request_token("temp2", "pbx1")
+        tokens = self.ctl.json("sync", "token", "list")["tokens"]
+        self.assertEqual(sorted((t["token"], t["state"], t["consumer"], t["source"])
+                                for t in tokens),
+                         [("temp1", "pending", "pbx1", "192.0.2.10"),
+                          ("temp2", "pending", "pbx1", "192.0.2.10")])
+        self.assertIn("temp1", self.ctl.ok("sync", "token", "list"))
+        out = self.ctl.ok("sync", "token", "approve", "temp1")
+        verifier = re.search(r"verifier: (\S+)", out).group(1)
+        self.assertRegex(verifier, r"^[2-9A-HJKMNP-Z]{10}$")
+        record = json.loads(self.redis.cli("GET", "rwg:sync:token:temp1")[0])
+        self.assertEqual(record["state"], "approved")
+        self.assertNotIn(verifier, json.dumps(record))
+        self.assertEqual(self.unseal(record["verifier"], "sync-token:temp1:verifier"), verifier)
+        r = self.ctl.run("sync", "token", "approve", "temp1")
+        self.assertIn("FAILED_PRECONDITION: state: ", r.stderr)
+        self.ctl.ok("sync", "token", "reject", "temp2")
+        self.assertEqual(json.loads(self.redis.cli("GET", "rwg:sync:token:temp2")[0])["state"],
+                         "rejected")
+        self.assertIn("NOT_FOUND: token: ", self.ctl.run("sync", "token", "approve", "nope").stderr)
+
+        # An access token (as the exchange writes it): renew, revoke.
+        now_ms = int(time.time() * 1000)
+        access = {"token": "acc1", "secret": self.seal("as", "sync-token:acc1:secret"),
+                  "kind": "access", "state": "active", "consumer": "pbx1", "source": "192.0.2.10",
+                  "created_ms": now_ms, "expires_ms": now_ms + 86400 * 1000}
+        self.redis.cli("SET", "rwg:sync:token:acc1", json.dumps(access), "PXAT",
+                       now_ms + 86400 * 1000)
+        self.redis.cli("ZADD", "rwg:sync:tokens", now_ms / 1000 + 86400, "acc1")
+        renewed = self.ctl.json("sync", "token", "renew", "acc1")
+        self.assertGreater(int(renewed["expire_time_unix"]), time.time() + 364 * 86400)
+        self.assertGreater(int(self.redis.cli("PTTL", "rwg:sync:token:acc1")[0]),
+                           364 * 86400 * 1000)
+        self.assertEqual(self.ctl.json("sync", "consumer", "list")["consumers"][1]
+                         ["active_tokens"], 1)
+        self.ctl.ok("sync", "token", "revoke", "acc1")
+        self.assertEqual(self.ctl.json("sync", "token", "list", "--consumer", "pbx1")["tokens"][0]
+                         ["state"], "revoked")
+
+        # Reset: a new secret, every token of the consumer revoked.
+        self.request_token("temp3", "pbx1")
+        out = self.ctl.ok("sync", "consumer", "reset", "pbx1")
+        self.assertIn("2 token(s) revoked", out)  # temp1 (approved) and temp3 (pending)
+        new_secret = re.search(r"shared secret: (\S+)", out).group(1)
+        self.assertNotEqual(new_secret, secret)
+        states = {t["token"]: t["state"] for t in self.ctl.json("sync", "token", "list")["tokens"]}
+        self.assertEqual(states, {"temp1": "revoked", "temp2": "rejected", "acc1": "revoked",
+                                  "temp3": "revoked"})
+
+        # Delete: the consumer, its id and its tokens are gone.
+        self.ctl.ok("sync", "consumer", "delete", "pbx1")
+        self.assertIn("NOT_FOUND", self.ctl.run("sync", "consumer", "delete", "pbx1").stderr)
+        self.assertEqual(self.redis.cli("HGET", "rwg:sync:consumers:id", "MiVOAppSuite"), [])
+        self.assertEqual(self.ctl.json("sync", "token", "list").get("tokens", []), [])
+        self.assertEqual(self.redis.cli("KEYS", "rwg:sync:token:*"), [])
 
     def test_emergency_numbers_by_location(self):
         self.login()

@@ -11,6 +11,7 @@
 #include "tools/rwgctl/relay.h"
 #include "tools/rwgctl/server.h"
 #include "tools/rwgctl/session.h"
+#include "tools/rwgctl/sync.h"
 
 namespace rwg::rwgctl {
 
@@ -55,6 +56,7 @@ void RegisterAll(CommandLine& cli) {
   RegisterEmergency(cli);
   RegisterRelay(cli);
   RegisterHash(cli);
+  RegisterSync(cli);
 }
 
 int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {

@@ -12,6 +12,7 @@
 #include "tools/rwgctl/config.h"
 #include "tools/rwgctl/errors.h"
 #include "tools/rwgctl/relay.h"
+#include "tools/rwgctl/sync.h"
 
 namespace rwg::rwgctl {
 namespace {
@@ -103,6 +104,59 @@ TEST(RwgctlRelayLeg, KeyMustBeBase64) {
   EXPECT_FALSE(RelayLegFlags().Given());
 }
 
+TEST(RwgctlSyncConsumerAdd, TheIdIsAtMost40PrintableCharacters) {
+  absl::StatusOr<adminpb::AddSyncConsumerRequest> r =
+      AddSyncConsumerRequestOf("pbx1", std::string(40, 'M'), {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->id(), std::string(40, 'M'));
+  r = AddSyncConsumerRequestOf("pbx1", std::string(41, 'M'), {});
+  EXPECT_EQ(OutcomeOf(r.status()).exit_code, 2);
+  EXPECT_EQ(r.status().message(), "--id: 41 characters, at most 40");
+  r = AddSyncConsumerRequestOf(std::string(41, 'p'), "", {});
+  EXPECT_EQ(r.status().message(), "name (the default id): 41 characters, at most 40");
+  r = AddSyncConsumerRequestOf("pbx1", "MiVO App", {});
+  EXPECT_EQ(r.status().message(), "--id: printable ASCII only (no spaces)");
+  r = AddSyncConsumerRequestOf("pbx1", "MiVO!App~Suite", {});
+  EXPECT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(AddSyncConsumerRequestOf("pbx1", "", {})->id(), "") << "the server defaults it";
+}
+
+TEST(RwgctlSyncConsumerAdd, SourcesAreAddressesOrCidrs) {
+  absl::StatusOr<adminpb::AddSyncConsumerRequest> r =
+      AddSyncConsumerRequestOf("pbx1", "", {"192.0.2.10", "198.51.100.0/24", "2001:db8::/48"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->sources_size(), 3);
+  for (const char* bad : {"pbx.example", "192.0.2.0/33", "192.0.2.0/", "2001:db8::/129"}) {
+    r = AddSyncConsumerRequestOf("pbx1", "", {"192.0.2.10", bad});
+    EXPECT_EQ(OutcomeOf(r.status()).exit_code, 2) << bad;
+    EXPECT_THAT(std::string(r.status().message()), StartsWith("--source: '")) << bad;
+  }
+}
+
+TEST(RwgctlSyncTables, NoSecretsAndTheIcpHostByDefault) {
+  adminpb::ListSyncConsumersResponse consumers;
+  adminpb::SyncConsumer* c = consumers.add_consumers();
+  c->set_name("pbx1");
+  c->set_id("MiVOAppSuite");
+  c->set_enabled(true);
+  c->set_active_tokens(1);
+  Table t = SyncConsumersTable(consumers);
+  ASSERT_EQ(t.rows.size(), 1u);
+  EXPECT_EQ(t.rows[0][0], "pbx1");
+  EXPECT_EQ(t.rows[0][5], "(ICP host)");
+  adminpb::ListSyncTokensResponse tokens;
+  adminpb::SyncToken* k = tokens.add_tokens();
+  k->set_token("tok");
+  k->set_kind("temporary");
+  k->set_state("pending");
+  k->set_consumer("pbx1");
+  k->set_source("192.0.2.10");
+  t = SyncTokensTable(tokens);
+  EXPECT_EQ(t.header, (std::vector<std::string>{"TOKEN", "KIND", "STATE", "CONSUMER", "SOURCE",
+                                                "CREATED", "EXPIRES"}));
+  EXPECT_EQ(t.rows[0][2], "pending");
+}
+
 // The whole program, without a server: what it prints and the exit code.
 struct Result {
   int code;
@@ -153,13 +207,26 @@ TEST(RwgctlRun, CommandLineThatDoesNotParseExitsTwo) {
   EXPECT_EQ(RunRwgctl({"device"}).code, 2);
   EXPECT_EQ(RunRwgctl({}).code, 2);
   EXPECT_EQ(RunRwgctl({"nonsense"}).code, 2);
+  EXPECT_EQ(RunRwgctl({"sync"}).code, 2);
+  EXPECT_EQ(RunRwgctl({"sync", "consumer"}).code, 2);
+  EXPECT_EQ(RunRwgctl({"sync", "consumer", "add"}).err, "rwgctl: name is required\n");
+  EXPECT_EQ(RunRwgctl({"sync", "token", "approve"}).err, "rwgctl: token is required\n");
+}
+
+TEST(RwgctlRun, SyncConsumerAddRefusesA41CharacterIdBeforeAnyCall) {
+  const std::string id(41, 'M');
+  Result r = RunRwgctl(
+      {"--insecure", "-s", "127.0.0.1:1", "sync", "consumer", "add", "pbx1", "--id", id.c_str()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "rwgctl: --id: 41 characters, at most 40\n");
+  EXPECT_EQ(r.out, "");
 }
 
 TEST(RwgctlRun, HelpListsEveryNoun) {
   Result r = RunRwgctl({"--help"});
   EXPECT_EQ(r.code, 0);
   for (const char* noun : {"login", "logout", "passwd", "health", "services", "config", "device",
-                           "registration", "call", "ban", "emergency", "relay", "hash"}) {
+                           "registration", "call", "ban", "emergency", "relay", "hash", "sync"}) {
     EXPECT_THAT(r.out, HasSubstr(std::string("\n  ") + noun + " ")) << noun;
   }
 }
