@@ -9,7 +9,8 @@ dashboard in helm/rwg/dashboards is evaluated through Prometheus' HTTP API over 
 time span and must return data. Every metric a dashboard or a rule names must be exported by a
 service; those the rules read must be exported from the start, before anything happens. The
 rules must load and be evaluated without error: with the test's two-day certificates the
-certificate alerts fire, nothing else does until the media relay is stopped and Redis killed.
+certificate alerts fire, nothing else does until the media relay is stopped, Redis killed and
+sync stopped.
 
 Run with Debian's python3 (/usr/bin/python3, as CTest does): the sync API's client is
 python3-requests-oauthlib.
@@ -297,7 +298,7 @@ class ObservabilityTest(RelayFixture):
         """The iPBX on the sync API, as docs/sync-api.md shows it with requests-oauthlib: a
         consumer added with rwgctl (calling from 127.0.0.1, not icp.host), the three legs, the
         device list, the CSV, a short long poll; an unsigned request and a bad signature
-        refused."""
+        refused. (verify= on every call: REQUESTS_CA_BUNDLE, when set, overrides a session's.)"""
         try:
             import requests
             from requests_oauthlib import OAuth1Session
@@ -309,28 +310,29 @@ class ObservabilityTest(RelayFixture):
         r = requests.get(base + "/api/v1/devices", verify=ca, timeout=10)
         self.assertEqual(r.status_code, 401, r.text)
         self.assertTrue(r.headers["WWW-Authenticate"].startswith("OAuth"), r.headers)
-        s = OAuth1Session(cid, client_secret=secret, callback_uri="oob")
-        temporary = s.fetch_request_token(base + "/oauth/request_token", verify=ca)
+        with OAuth1Session(cid, client_secret=secret, callback_uri="oob") as s:
+            temporary = s.fetch_request_token(base + "/oauth/request_token", verify=ca)
         verifier = self.ctl.json("sync", "token", "approve", temporary["oauth_token"])["verifier"]
-        s = OAuth1Session(cid, client_secret=secret, resource_owner_key=temporary["oauth_token"],
-                          resource_owner_secret=temporary["oauth_token_secret"], verifier=verifier)
-        access = s.fetch_access_token(base + "/oauth/access_token", verify=ca)
-        api = OAuth1Session(cid, client_secret=secret, resource_owner_key=access["oauth_token"],
-                            resource_owner_secret=access["oauth_token_secret"])
-        api.verify = ca
-        devices = api.get(base + "/api/v1/devices", timeout=10)
-        self.assertEqual(devices.status_code, 200, devices.text)
-        self.assertIn("1001", {d["set_username"] for d in devices.json()["devices"]})
-        csv = api.get(base + "/api/v1/devices_mbg.csv", timeout=10)
-        self.assertEqual(csv.status_code, 200, csv.text)
-        self.assertTrue(csv.text.startswith("Login,NA,Password"), csv.text[:80])
-        rev = devices.json()["revision"]
-        changes = api.get(base + f"/api/v1/changes?since={rev}&wait=1", timeout=10)
-        self.assertEqual(changes.status_code, 200, changes.text)
-        wrong = OAuth1Session(cid, client_secret="not-the-secret",
-                              resource_owner_key=access["oauth_token"],
-                              resource_owner_secret=access["oauth_token_secret"])
-        r = wrong.get(base + "/api/v1/devices", verify=ca, timeout=10)
+        with OAuth1Session(cid, client_secret=secret, resource_owner_key=temporary["oauth_token"],
+                           resource_owner_secret=temporary["oauth_token_secret"],
+                           verifier=verifier) as s:
+            access = s.fetch_access_token(base + "/oauth/access_token", verify=ca)
+        with OAuth1Session(cid, client_secret=secret, resource_owner_key=access["oauth_token"],
+                           resource_owner_secret=access["oauth_token_secret"]) as api:
+            devices = api.get(base + "/api/v1/devices", verify=ca, timeout=10)
+            self.assertEqual(devices.status_code, 200, devices.text)
+            self.assertIn("1001", {d["set_username"] for d in devices.json()["devices"]})
+            csv = api.get(base + "/api/v1/devices_mbg.csv", verify=ca, timeout=10)
+            self.assertEqual(csv.status_code, 200, csv.text)
+            self.assertTrue(csv.text.startswith("Login,NA,Password"), csv.text[:80])
+            rev = devices.json()["revision"]
+            changes = api.get(base + f"/api/v1/changes?since={rev}&wait=1", verify=ca,
+                              timeout=10)
+            self.assertEqual(changes.status_code, 200, changes.text)
+        with OAuth1Session(cid, client_secret="not-the-secret",
+                           resource_owner_key=access["oauth_token"],
+                           resource_owner_secret=access["oauth_token_secret"]) as wrong:
+            r = wrong.get(base + "/api/v1/devices", verify=ca, timeout=10)
         self.assertEqual(r.status_code, 401, r.text)
         self.assertIn("oauth_problem=signature_invalid", r.text)
 
@@ -402,6 +404,12 @@ class ObservabilityTest(RelayFixture):
         jobs = {a["labels"]["job"] for a in self.api("alerts")["alerts"]
                 if a["labels"]["alertname"] == "RwgRedisUnreachable"}
         self.assertEqual(jobs, {"control", "sip-edge"})
+        # The sync API stops: its scrapes fail, RwgSyncDown is pending (for: 5m) for job sync.
+        self.sync.stop()
+        rwgtest.wait_until("RwgSyncDown pending", lambda: (
+            "RwgSyncDown", "pending", "") in self.alerts(), timeout=30)
+        self.assertEqual({a["labels"]["job"] for a in self.api("alerts")["alerts"]
+                          if a["labels"]["alertname"] == "RwgSyncDown"}, {"sync"})
 
 
 if __name__ == "__main__":
