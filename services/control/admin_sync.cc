@@ -183,8 +183,9 @@ grpc::Status AdminServiceImpl::DeleteSyncConsumer(grpc::ServerContext* ctx,
     if (!s.ok()) return s;
     absl::StatusOr<bool> deleted = sync_.DeleteConsumer(req->name());
     if (!deleted.ok()) return deleted.status();
-    if (!*deleted)
+    if (!*deleted) {
       return absl::NotFoundError(absl::StrCat("name: no consumer '", req->name(), "'"));
+    }
     core::log::Info("sync consumer deleted", {{"user", user}, {"consumer", req->name()}});
     return absl::OkStatus();
   });

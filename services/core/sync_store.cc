@@ -509,8 +509,10 @@ absl::StatusOr<int> SyncStore::ChangeConsumer(
 
   // Every token, as read: the script checks that none changed and none was added.
   std::vector<std::string> members;
+  members.reserve((*read)[1].elements.size());
   for (const RedisReply& m : (*read)[1].elements) members.push_back(m.str);
   std::vector<std::vector<std::string>> gets;
+  gets.reserve(members.size());
   for (const std::string& m : members) gets.push_back({"GET", SyncTokenKey(m)});
   std::vector<RedisReply> records;
   if (!gets.empty()) {
@@ -599,6 +601,7 @@ absl::StatusOr<std::vector<SyncToken>> SyncStore::ListTokens() {
   absl::StatusOr<RedisReply> members = redis_.Eval(WithPrune(kListTokens), {kSyncTokensKey}, {});
   if (!members.ok()) return members.status();
   std::vector<std::vector<std::string>> gets;
+  gets.reserve(members->elements.size());
   for (const RedisReply& m : members->elements) gets.push_back({"GET", SyncTokenKey(m.str)});
   std::vector<SyncToken> out;
   if (gets.empty()) return out;

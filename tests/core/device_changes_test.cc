@@ -43,8 +43,9 @@ class DeviceChangesTest : public ::testing::Test {
 
   static std::vector<std::string> Users(const DeviceChangeLog& log) {
     std::vector<std::string> out;
-    for (const DeviceChange& c : log.changes)
+    for (const DeviceChange& c : log.changes) {
       out.push_back(absl::StrCat(c.revision, ":", c.set_username));
+    }
     return out;
   }
 

@@ -10,10 +10,12 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import rwgtest
@@ -55,6 +57,9 @@ class RwgUpTest(unittest.TestCase):
             "RWG_PROV_HTTPS": f"127.0.0.1:{port()}",
             "RWG_PROV_GRPC": f"127.0.0.1:{port()}",
             "RWG_PROV_METRICS": f"127.0.0.1:{port()}",
+            "RWG_SYNC_HTTPS": f"127.0.0.1:{port()}",
+            "RWG_SYNC_GRPC": f"127.0.0.1:{port()}",
+            "RWG_SYNC_METRICS": f"127.0.0.1:{port()}",
             "RWG_IPBX_PORT": str(port()),
         })
         self.out = open(os.path.join(self.tmp, "up.out"), "w+b")
@@ -164,12 +169,27 @@ class RwgUpTest(unittest.TestCase):
             self.assertLess(not_heard, 0.1, f"{phone.dir} hears its own tone ({pa}, {pb})")
         self.assertNotIn("Socket closed", self.log("sip-edge"))
 
+        # The sync API is up: a consumer is added as the banner says, and an unsigned call is
+        # refused the OAuth way (tests/integration/test_sync.py signs with real clients).
+        self.assertIn("rwgctl sync consumer add", self.output().decode())
+        consumer = json.loads(self.ctl("sync", "consumer", "add", "mivoice", "--source",
+                                       "127.0.0.1"))
+        self.assertEqual(len(consumer["secret"]), 40)
+        ctx = ssl.create_default_context(cafile=os.path.join(self.state, "dev", "ca.pem"))
+        with self.assertRaises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"https://{self.env['RWG_SYNC_HTTPS']}/api/v1/devices",
+                                   context=ctx, timeout=10)
+        self.assertEqual(refused.exception.code, 401)
+        self.assertTrue(refused.exception.headers["WWW-Authenticate"].startswith("OAuth"))
+        self.assertIn("oauth_problem=parameter_absent", refused.exception.read().decode())
+
         # ./tools/rwg down stops everything `up` started; `up` returns.
         r = subprocess.run([RWG, "down"], env=self.env, capture_output=True, text=True,
                            timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.up.wait(timeout=30), 0, self.output().decode()[-2000:])
-        for name in ("redis", "control", "kamailio", "sip-edge", "media-relay", "provisioning"):
+        for name in ("redis", "control", "kamailio", "sip-edge", "media-relay", "provisioning",
+                     "sync"):
             self.assertFalse(os.path.exists(os.path.join(self.state, "run", f"{name}.pid")),
                              f"{name} pid file left")
 

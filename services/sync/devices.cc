@@ -1,0 +1,164 @@
+#include "services/sync/devices.h"
+
+#include <csv.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "services/control/device_csv.h"
+#include "services/control/store.h"
+#include "services/core/devices.h"
+#include "services/core/keys.h"
+#include "services/core/log.h"
+
+namespace rwg::sync {
+
+namespace adminpb = ::rwg::admin::v1;
+
+namespace {
+
+// KEYS: revision, devices. The revision and every device record, read at one instant.
+constexpr char kReadAll[] = R"lua(
+return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2])}
+)lua";
+
+nlohmann::json DeviceObject(const adminpb::Device& d) {
+  return {{"id", d.set_username()},
+          {"set_username", d.set_username()},
+          {"set_password", d.set_password()},
+          {"icp_username", d.icp_username()},
+          {"description", d.description()},
+          {"mac", d.mac()},
+          {"site", d.site()},
+          {"location", d.location()},
+          {"updated", d.update_time_unix()}};
+}
+
+std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void CsvCell(std::string& out, const std::string& raw, bool last) {
+  const std::string v = control::EscapeCsvCell(raw);
+  std::string buf(v.size() * 2 + 2, '\0');
+  const size_t n = csv_write(buf.data(), buf.size(), v.data(), v.size());
+  out.append(buf.data(), n);
+  out.append(last ? "\r\n" : ",");
+}
+
+}  // namespace
+
+absl::StatusOr<adminpb::Device> DeviceReader::Open(const std::string& user,
+                                                   const std::string& json) const {
+  absl::StatusOr<adminpb::Device> d = control::DeviceFromJson(json);
+  if (!d.ok()) return d.status();
+  if (d->set_username() != user) {
+    return absl::DataLossError("the record's set_username is not its key");
+  }
+  absl::StatusOr<std::string> password =
+      box_.Open(d->set_password(), core::DeviceSecretContext(user, "set_password"));
+  if (!password.ok()) return absl::DataLossError("the set-side password does not open");
+  d->set_set_password(*password);
+  d->clear_icp_password();
+  return d;
+}
+
+absl::StatusOr<DeviceSnapshot> DeviceReader::Read() {
+  absl::StatusOr<core::RedisReply> r =
+      redis_.Eval(kReadAll, {core::kDevicesRevisionKey, core::kDevicesKey}, {});
+  if (!r.ok()) return r.status();
+  if (r->elements.size() != 2) return absl::InternalError("unexpected reply reading devices");
+  DeviceSnapshot s;
+  if (!absl::SimpleAtoi(r->elements[0].str, &s.revision)) {
+    return absl::DataLossError("rwg:devices:rev is not a number");
+  }
+  const std::vector<core::RedisReply>& kv = r->elements[1].elements;
+  for (size_t i = 0; i + 1 < kv.size(); i += 2) {
+    absl::StatusOr<adminpb::Device> d = Open(kv[i].str, kv[i + 1].str);
+    if (!d.ok()) {
+      ++s.damaged;
+      core::log::Error("device left out of the sync answer",
+                       {{"device", kv[i].str}, {"error", std::string(d.status().message())}});
+      continue;
+    }
+    s.devices.emplace(kv[i].str, *std::move(d));
+  }
+  return s;
+}
+
+absl::StatusOr<std::map<std::string, adminpb::Device>> DeviceReader::ReadSome(
+    const std::vector<std::string>& set_usernames) {
+  std::map<std::string, adminpb::Device> out;
+  if (set_usernames.empty()) return out;
+  std::vector<std::string> cmd = {"HMGET", core::kDevicesKey};
+  cmd.insert(cmd.end(), set_usernames.begin(), set_usernames.end());
+  absl::StatusOr<core::RedisReply> r = redis_.Command(cmd);
+  if (!r.ok()) return r.status();
+  for (size_t i = 0; i < set_usernames.size() && i < r->elements.size(); ++i) {
+    if (r->elements[i].is_nil()) continue;
+    absl::StatusOr<adminpb::Device> d = Open(set_usernames[i], r->elements[i].str);
+    if (!d.ok()) {
+      core::log::Error(
+          "device left out of the sync answer",
+          {{"device", set_usernames[i]}, {"error", std::string(d.status().message())}});
+      continue;
+    }
+    out.emplace(set_usernames[i], *std::move(d));
+  }
+  return out;
+}
+
+std::string DeviceJson(const adminpb::Device& d) { return Dump(DeviceObject(d)); }
+
+std::string DevicesJson(const DeviceSnapshot& s, const std::string& after, size_t page_size) {
+  nlohmann::json list = nlohmann::json::array();
+  auto it = after.empty() ? s.devices.begin() : s.devices.upper_bound(after);
+  for (; it != s.devices.end() && list.size() < page_size; ++it) {
+    list.push_back(DeviceObject(it->second));
+  }
+  nlohmann::json out = {{"revision", s.revision}, {"devices", std::move(list)}};
+  if (it != s.devices.end()) {
+    out["next_page_token"] = std::prev(it)->first;
+  }
+  return Dump(out);
+}
+
+std::string MbgCsv(const DeviceSnapshot& s) {
+  std::string out = "Login,NA,Password\r\n";
+  out.reserve(s.devices.size() * 48 + out.size());
+  for (const auto& [user, d] : s.devices) {
+    CsvCell(out, d.set_username(), false);
+    CsvCell(out, d.icp_username(), false);
+    CsvCell(out, d.set_password(), true);
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> ChangesJson(const core::DeviceChangeLog& log, DeviceReader& reader) {
+  std::vector<std::string> users;
+  users.reserve(log.changes.size());
+  for (const core::DeviceChange& c : log.changes) {
+    if (c.op != "deleted") users.push_back(c.set_username);
+  }
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  absl::StatusOr<std::map<std::string, adminpb::Device>> now = reader.ReadSome(users);
+  if (!now.ok()) return now.status();
+  nlohmann::json changes = nlohmann::json::array();
+  for (const core::DeviceChange& c : log.changes) {
+    nlohmann::json one = {{"revision", c.revision},
+                          {"op", c.op},
+                          {"set_username", c.set_username},
+                          {"set_password_changed", c.set_password_changed}};
+    auto d = now->find(c.set_username);
+    if (c.op != "deleted" && d != now->end()) one["device"] = DeviceObject(d->second);
+    changes.push_back(std::move(one));
+  }
+  const int64_t last = log.changes.empty() ? log.revision : log.changes.back().revision;
+  return Dump({{"revision", log.more ? last : log.revision},
+               {"changes", std::move(changes)},
+               {"more", log.more}});
+}
+
+}  // namespace rwg::sync

@@ -1,0 +1,471 @@
+"""Integration: the sync API (R-SYNC) as an iPBX uses it, with independent OAuth 1.0a clients:
+python3-requests-oauthlib / oauthlib (Debian) for the whole sequence, Perl's Net::OAuth
+(libnet-oauth-perl) for the access-token exchange and an API call. rwgctl -> control -> a real
+redis-server holds consumers, tokens and devices; the sync service answers over HTTPS.
+
+Run with Debian's python3 (/usr/bin/python3), which has those packages."""
+import csv
+import io
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import unittest
+import urllib.parse
+
+import requests
+from oauthlib import oauth1
+from requests_oauthlib import OAuth1, OAuth1Session
+
+import rwgtest
+
+ADMIN_PASSWORD = "it-admin-password-1"
+PERL_SIGN = r'''
+use strict; use warnings;
+use Net::OAuth; $Net::OAuth::PROTOCOL_VERSION = Net::OAuth::PROTOCOL_VERSION_1_0A;
+my ($kind, $url, $method, $ck, $cs, $tok, $ts, $verifier) = @ARGV;
+my %a = (consumer_key => $ck, consumer_secret => $cs, token => $tok, token_secret => $ts,
+         request_url => $url, request_method => $method, signature_method => 'HMAC-SHA1',
+         timestamp => time, nonce => join('', map { ('a'..'z')[rand 26] } 1..24));
+$a{verifier} = $verifier if $kind eq 'access token';
+my $r = Net::OAuth->request($kind)->new(%a);
+$r->sign; print $r->to_authorization_header('rwg'), "\n";
+'''
+
+
+def devices_csv(count, prefix="s"):
+    rows = ["set_username,set_password,icp_username,icp_password,description,mac,site,"
+            "location,srtp_optional"]
+    for i in range(count):
+        rows.append(f"{prefix}{i},pw-{prefix}-{i}-Secret,{prefix}n{i},icp-{i},desk {i},,site,FR,no")
+    return "\n".join(rows) + "\n"
+
+
+class SyncFixture(rwgtest.TempDirTest):
+    SYNC_ARGS = []
+
+    def setUp(self):
+        super().setUp()
+        self.certs = rwgtest.make_certs(self.tmp)
+        rwgtest.start_control(self, ADMIN_PASSWORD)
+        self.ctl.ok("config", "set", "icp.host=127.0.0.1")
+        self.port = rwgtest.free_port()
+        self.sync = rwgtest.Service("sync", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--https-cert-file", self.certs["cert"], "--https-key-file", self.certs["key"],
+            "--listen", f"127.0.0.1:{self.port}"] + self.SYNC_ARGS)
+        self.sync.start()
+        self.addCleanup(self.stop_sync)
+        self.base = f"https://127.0.0.1:{self.port}"
+        rwgtest.wait_until("sync listening", self.listening)
+
+    def stop_sync(self):
+        self.assertEqual(self.sync.stop(), 0, "sync must exit 0 on SIGTERM")
+
+    def listening(self):
+        try:
+            requests.get(self.base + "/", verify=self.certs["ca"], timeout=2)
+            return True
+        except requests.exceptions.ConnectionError:
+            return False
+
+    def add_consumer(self, name, *extra):
+        out = self.ctl.json("sync", "consumer", "add", name, *extra)
+        return out["consumer"]["id"], out["secret"]
+
+    def link(self, cid, secret):
+        """The three legs: request token, approval with rwgctl, access token."""
+        s = OAuth1Session(cid, client_secret=secret, callback_uri="oob")
+        tmp = s.fetch_request_token(self.base + "/oauth/request_token", verify=self.certs["ca"])
+        self.assertEqual(tmp.get("oauth_callback_confirmed"), "true")
+        verifier = self.ctl.json("sync", "token", "approve", tmp["oauth_token"])["verifier"]
+        s = OAuth1Session(cid, client_secret=secret, resource_owner_key=tmp["oauth_token"],
+                          resource_owner_secret=tmp["oauth_token_secret"], verifier=verifier)
+        acc = s.fetch_access_token(self.base + "/oauth/access_token", verify=self.certs["ca"])
+        return tmp, verifier, acc
+
+    def api(self, cid, secret, acc):
+        s = OAuth1Session(cid, client_secret=secret, resource_owner_key=acc["oauth_token"],
+                          resource_owner_secret=acc["oauth_token_secret"])
+        s.verify = self.certs["ca"]
+        s.trust_env = False  # else REQUESTS_CA_BUNDLE would override verify
+        return s
+
+    def problem(self, response):
+        self.assertIn(response.status_code, (401, 403), response.text)
+        self.assertTrue(response.headers.get("WWW-Authenticate", "").startswith("OAuth realm="))
+        return urllib.parse.parse_qs(response.text).get("oauth_problem", [""])[0]
+
+    def signed(self, cid, secret, url, method="GET", token=None, token_secret=None, **kw):
+        """Headers of a request signed by oauthlib's Client (to replay or alter it)."""
+        c = oauth1.Client(cid, client_secret=secret, resource_owner_key=token,
+                          resource_owner_secret=token_secret, **kw)
+        _, headers, _ = c.sign(url, method)
+        return headers
+
+    def metric(self, name, **labels):
+        text = requests.get(self.sync.metrics_url, timeout=5).text
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                series, value = line.rsplit(" ", 1)
+                if all(f'{k}="{v}"' in series for k, v in labels.items()):
+                    total += float(value)
+        return total
+
+
+class SyncFlowTest(SyncFixture):
+    def test_the_ipbx_links_pulls_its_devices_and_hears_of_a_password_change(self):
+        self.ctl.ok("device", "import", "-", stdin=devices_csv(5))
+        cid, secret = self.add_consumer("mivo", "--id", "MiVOAppSuite")
+        self.assertEqual(cid, "MiVOAppSuite")
+        self.assertEqual(len(secret), 40)
+
+        # Leg 1, and the admin's view of the waiting token.
+        s = OAuth1Session(cid, client_secret=secret, callback_uri="oob")
+        tmp = s.fetch_request_token(self.base + "/oauth/request_token", verify=self.certs["ca"])
+        tokens = self.ctl.json("sync", "token", "list")["tokens"]
+        mine = [t for t in tokens if t["token"] == tmp["oauth_token"]]
+        self.assertEqual(len(mine), 1, tokens)
+        self.assertEqual((mine[0]["consumer"], mine[0]["state"], mine[0]["source"]),
+                         ("mivo", "pending", "127.0.0.1"))
+        self.assertNotIn(tmp["oauth_token_secret"], json.dumps(tokens))
+
+        # Before approval the exchange is refused.
+        early = OAuth1Session(cid, client_secret=secret, resource_owner_key=tmp["oauth_token"],
+                              resource_owner_secret=tmp["oauth_token_secret"], verifier="x")
+        r = early.post(self.base + "/oauth/access_token", verify=self.certs["ca"])
+        self.assertEqual(self.problem(r), "permission_unknown")
+
+        # Leg 2: approval; leg 3: the exchange, giving a token valid a year.
+        verifier = self.ctl.json("sync", "token", "approve", tmp["oauth_token"])["verifier"]
+        s = OAuth1Session(cid, client_secret=secret, resource_owner_key=tmp["oauth_token"],
+                          resource_owner_secret=tmp["oauth_token_secret"], verifier=verifier)
+        acc = s.fetch_access_token(self.base + "/oauth/access_token", verify=self.certs["ca"])
+        self.assertAlmostEqual(int(acc["oauth_expires_in"]), 365 * 86400, delta=60)
+        self.assertIn("oauth_expires_at", acc)
+        # The temporary token and its verifier work once.
+        s = OAuth1Session(cid, client_secret=secret, resource_owner_key=tmp["oauth_token"],
+                          resource_owner_secret=tmp["oauth_token_secret"], verifier=verifier)
+        again = s.post(self.base + "/oauth/access_token", verify=self.certs["ca"])
+        self.assertEqual(self.problem(again), "token_used")
+
+        api = self.api(cid, secret, acc)
+        listed = api.get(self.base + "/api/v1/devices").json()
+        got = {d["set_username"]: (d["set_password"], d["icp_username"]) for d in listed["devices"]}
+        self.assertEqual(got, {f"s{i}": (f"pw-s-{i}-Secret", f"sn{i}") for i in range(5)})
+        self.assertNotIn("icp_password", listed["devices"][0])
+
+        r = api.get(self.base + "/api/v1/devices_mbg.csv")
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertTrue(r.headers["Content-Type"].startswith("text/csv"))
+        rows = list(csv.reader(io.StringIO(r.text)))
+        self.assertEqual(rows[0], ["Login", "NA", "Password"])
+        self.assertEqual(sorted(rows[1:]), sorted([f"s{i}", f"sn{i}", f"pw-s-{i}-Secret"]
+                                                  for i in range(5)))
+
+        # A long poll hears of a set-side password change within a second.
+        rev = listed["revision"]
+        answer = {}
+
+        def wait_for_change():
+            t0 = time.monotonic()
+            answer["r"] = api.get(self.base + f"/api/v1/changes?since={rev}&wait=20")
+            answer["at"] = time.monotonic()
+            answer["t0"] = t0
+        waiter = threading.Thread(target=wait_for_change)
+        waiter.start()
+        time.sleep(1.5)
+        self.assertNotIn("r", answer, "the long poll answered before any change")
+        self.ctl.ok("device", "update", "s3", "--set-password", "New-Password-33")
+        changed_at = time.monotonic()
+        waiter.join(timeout=25)
+        body = answer["r"].json()
+        self.assertLess(answer["at"] - changed_at, 1.0, "heard of the change within a second")
+        self.assertEqual([(c["set_username"], c["op"], c["set_password_changed"])
+                          for c in body["changes"]], [("s3", "updated", True)])
+        self.assertEqual(body["changes"][0]["device"]["set_password"], "New-Password-33")
+        self.assertGreater(body["revision"], rev)
+        # Nothing since then: an immediate empty answer without wait.
+        quiet = api.get(self.base + f"/api/v1/changes?since={body['revision']}").json()
+        self.assertEqual(quiet["changes"], [])
+
+        # Renew, then revoke: refused as revoked.
+        renewed = api.post(self.base + "/oauth/renew")
+        self.assertEqual(renewed.status_code, 200, renewed.text)
+        self.assertIn("oauth_expires_at", urllib.parse.parse_qs(renewed.text))
+        self.assertGreater(self.metric("rwg_sync_token_expiry_days", consumer="mivo"), 360)
+        self.ctl.ok("sync", "token", "revoke", acc["oauth_token"])
+        self.assertEqual(self.problem(api.get(self.base + "/api/v1/devices")), "token_revoked")
+
+        # Reset: every token of the consumer goes and the old secret no longer signs.
+        _, _, acc2 = self.link(cid, secret)
+        self.ctl.json("sync", "consumer", "reset", "mivo")
+        r = self.api(cid, secret, acc2).get(self.base + "/api/v1/devices")
+        self.assertIn(self.problem(r), ("token_revoked", "signature_invalid"))
+        self.assertGreater(self.metric("rwg_sync_refusals_total", problem="token_revoked"), 0)
+        self.assertGreater(self.metric("rwg_sync_requests_total", endpoint="devices",
+                                       outcome="ok"), 0)
+        log = self.sync.read_log()
+        self.assertNotIn(secret, log)
+        self.assertNotIn(acc["oauth_token_secret"], log)
+
+    def test_a_second_oauth_implementation_exchanges_and_calls(self):
+        """Perl's Net::OAuth signs the access-token exchange and an API call."""
+        self.ctl.ok("device", "import", "-", stdin=devices_csv(2))
+        cid, secret = self.add_consumer("perl")
+        s = OAuth1Session(cid, client_secret=secret, callback_uri="oob")
+        tmp = s.fetch_request_token(self.base + "/oauth/request_token", verify=self.certs["ca"])
+        verifier = self.ctl.json("sync", "token", "approve", tmp["oauth_token"])["verifier"]
+
+        def perl(kind, url, method, token, token_secret, verifier=""):
+            return subprocess.run(["perl", "-e", PERL_SIGN, kind, url, method, cid, secret, token,
+                                   token_secret, verifier], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        url = self.base + "/oauth/access_token"
+        header = perl("access token", url, "POST", tmp["oauth_token"], tmp["oauth_token_secret"],
+                      verifier)
+        r = requests.post(url, headers={"Authorization": header}, verify=self.certs["ca"])
+        self.assertEqual(r.status_code, 200, r.text)
+        acc = {k: v[0] for k, v in urllib.parse.parse_qs(r.text).items()}
+        url = self.base + "/api/v1/devices_mbg.csv"
+        header = perl("protected resource", url, "GET", acc["oauth_token"],
+                      acc["oauth_token_secret"])
+        r = requests.get(url, headers={"Authorization": header}, verify=self.certs["ca"])
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(r.text.splitlines()[0], "Login,NA,Password")
+        self.assertEqual(len(r.text.splitlines()), 3)
+
+
+class SyncRefusalTest(SyncFixture):
+    def setUp(self):
+        super().setUp()
+        self.cid, self.secret = self.add_consumer("ipbx")
+        _, _, self.acc = self.link(self.cid, self.secret)
+        self.url = self.base + "/api/v1/devices"
+
+    def get(self, headers):
+        return requests.get(self.url, headers=headers, verify=self.certs["ca"])
+
+    def sign(self, **kw):
+        return self.signed(self.cid, self.secret, self.url, token=self.acc["oauth_token"],
+                           token_secret=self.acc["oauth_token_secret"], **kw)
+
+    def test_a_captured_request_replayed_is_refused(self):
+        h = self.sign()
+        self.assertEqual(self.get(h).status_code, 200)
+        self.assertEqual(self.problem(self.get(h)), "nonce_used")
+
+    def test_clocks_700_seconds_apart_are_refused_saying_so(self):
+        for skew, word in ((700, "ahead of"), (-700, "behind")):
+            r = self.get(self.sign(timestamp=str(int(time.time()) + skew)))
+            self.assertEqual(self.problem(r), "timestamp_refused")
+            advice = urllib.parse.parse_qs(r.text)["oauth_problem_advice"][0]
+            self.assertIn(word, advice)
+
+    def test_bad_signatures_methods_and_parameters_are_refused(self):
+        h = self.sign()
+        auth = h["Authorization"]
+        sig = auth.split('oauth_signature="')[1].split('"')[0]
+        bad = auth.replace(sig, urllib.parse.quote("AAAA" + urllib.parse.unquote(sig)[4:], safe=""))
+        self.assertEqual(self.problem(self.get({"Authorization": bad})), "signature_invalid")
+        r = self.get(self.sign(signature_method=oauth1.SIGNATURE_PLAINTEXT))
+        self.assertEqual(self.problem(r), "signature_method_rejected")
+        r = self.get({"Authorization": auth.replace("HMAC-SHA1", "RSA-SHA1")})
+        self.assertEqual(self.problem(r), "signature_method_rejected")
+        dup = self.sign()["Authorization"] + ', oauth_nonce="again"'
+        self.assertEqual(self.problem(self.get({"Authorization": dup})), "parameter_rejected")
+        r = requests.get(self.url + "?oauth_version=1.0", headers=self.sign(),
+                         verify=self.certs["ca"])
+        self.assertEqual(self.problem(r), "parameter_rejected")
+        r = self.get({})
+        self.assertEqual(self.problem(r), "parameter_absent")
+
+    def test_unknown_disabled_and_misplaced_consumers_are_refused(self):
+        r = self.get(self.signed("nobody", "x", self.url))
+        self.assertEqual(self.problem(r), "consumer_key_unknown")
+        self.ctl.ok("sync", "consumer", "disable", "ipbx")
+        self.assertEqual(self.problem(self.get(self.sign())), "consumer_key_refused")
+        self.ctl.ok("sync", "consumer", "enable", "ipbx")
+        self.assertEqual(self.get(self.sign()).status_code, 200)
+        # Bound elsewhere: a call from 127.0.0.1 is refused.
+        cid, secret = self.add_consumer("far", "--source", "192.0.2.0/24")
+        s = OAuth1Session(cid, client_secret=secret, callback_uri="oob")
+        r = s.post(self.base + "/oauth/request_token", verify=self.certs["ca"])
+        self.assertEqual(r.status_code, 403, r.text)
+        self.assertEqual(self.problem(r), "consumer_key_refused")
+
+    def test_consumer_ids_of_40_characters_are_taken_and_41_refused(self):
+        id40 = "A" * 39 + "~"
+        cid, secret = self.add_consumer("forty", "--id", id40)
+        self.assertEqual(cid, id40)
+        _, _, acc = self.link(cid, secret)
+        self.assertEqual(self.api(cid, secret, acc).get(self.url).status_code, 200)
+        r = self.ctl.run("sync", "consumer", "add", "fortyone", "--id", "B" * 41)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("id", r.stderr)
+        self.assertIn("40", r.stderr)
+
+    def test_a_wrong_verifier_is_counted_and_voids_the_token(self):
+        s = OAuth1Session(self.cid, client_secret=self.secret, callback_uri="oob")
+        tmp = s.fetch_request_token(self.base + "/oauth/request_token", verify=self.certs["ca"])
+        self.ctl.json("sync", "token", "approve", tmp["oauth_token"])
+        problems = []
+        for i in range(5):
+            w = OAuth1Session(self.cid, client_secret=self.secret,
+                              resource_owner_key=tmp["oauth_token"],
+                              resource_owner_secret=tmp["oauth_token_secret"], verifier=f"bad{i}")
+            problems.append(self.problem(w.post(self.base + "/oauth/access_token",
+                                                verify=self.certs["ca"])))
+        self.assertEqual(problems, ["verifier_invalid"] * 5)
+        states = {t["token"]: t["state"] for t in self.ctl.json("sync", "token", "list")["tokens"]}
+        self.assertEqual(states[tmp["oauth_token"]], "rejected")
+
+    def test_a_temporary_token_cannot_call_the_api_nor_an_access_token_be_exchanged(self):
+        s = OAuth1Session(self.cid, client_secret=self.secret, callback_uri="oob")
+        tmp = s.fetch_request_token(self.base + "/oauth/request_token", verify=self.certs["ca"])
+        h = self.signed(self.cid, self.secret, self.url, token=tmp["oauth_token"],
+                        token_secret=tmp["oauth_token_secret"])
+        self.assertEqual(self.problem(self.get(h)), "token_rejected")
+        ex = OAuth1Session(self.cid, client_secret=self.secret,
+                           resource_owner_key=self.acc["oauth_token"],
+                           resource_owner_secret=self.acc["oauth_token_secret"], verifier="v")
+        r = ex.post(self.base + "/oauth/access_token", verify=self.certs["ca"])
+        self.assertEqual(self.problem(r), "token_rejected")
+
+
+class SyncRestartTest(SyncFixture):
+    def test_tokens_survive_restarts_of_sync_and_of_redis_and_redis_down_is_503(self):
+        self.ctl.ok("device", "import", "-", stdin=devices_csv(3))
+        cid, secret = self.add_consumer("ipbx")
+        _, _, acc = self.link(cid, secret)
+        api = self.api(cid, secret, acc)
+        url = self.base + "/api/v1/devices"
+        self.assertEqual(len(api.get(url).json()["devices"]), 3)
+        self.assertEqual(self.sync.stop(), 0)
+        self.sync.start()
+        rwgtest.wait_until("sync listening again", self.listening)
+        self.assertEqual(len(api.get(url).json()["devices"]), 3)
+        # Redis killed (AOF, fsync always): the token is still there after it comes back.
+        self.redis.kill()
+        r = api.get(url)
+        self.assertEqual(r.status_code, 503, r.text)
+        s = OAuth1Session(cid, client_secret=secret, callback_uri="oob")
+        r = s.post(self.base + "/oauth/request_token", verify=self.certs["ca"])
+        self.assertEqual(r.status_code, 503, r.text)
+        self.redis.start()
+        rwgtest.wait_until("served again", lambda: api.get(url).status_code == 200, timeout=30)
+        self.assertEqual(len(api.get(url).json()["devices"]), 3)
+        # Nothing was left half written by the refused request-token call.
+        # control's first call after Redis came back may find its pooled connection closed.
+        rwgtest.wait_until("control reads Redis again",
+                           lambda: self.ctl.run("sync", "token", "list").returncode == 0)
+        tokens = self.ctl.json("sync", "token", "list")["tokens"]
+        self.assertEqual(sorted((t["kind"], t["state"]) for t in tokens),
+                         [("access", "active"), ("temporary", "used")])
+        self.assertTrue(self.sync.alive())
+
+
+class SyncHostileTest(SyncFixture):
+    SYNC_ARGS = ["--max-connections-per-source", "4", "--request-timeout-seconds", "2"]
+
+    def tls(self):
+        ctx = ssl.create_default_context(cafile=self.certs["ca"])
+        return ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.port), timeout=5),
+                               server_hostname="localhost")
+
+    def closed(self, conn, within):
+        conn.settimeout(within)
+        try:
+            return conn.recv(1) == b""
+        except (ConnectionError, ssl.SSLError):
+            return True
+        except socket.timeout:
+            return False
+
+    def test_one_source_holds_few_connections_and_slow_requests_are_cut(self):
+        held = [self.tls() for _ in range(4)]
+        self.addCleanup(lambda: [c.close() for c in held])
+        with self.assertRaises((ConnectionError, ssl.SSLError, OSError)):
+            extra = self.tls()
+            extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(extra.recv(1), b"")
+            raise ConnectionError("closed")
+        # A header dripping in is cut at the request deadline (2 s here).
+        held[0].sendall(b"GET /api/v1/devices HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        t0 = time.monotonic()
+        for _ in range(6):
+            held[0].sendall(b"X: y\r\n")
+            time.sleep(0.5)
+            if self.closed(held[0], 0.01):
+                break
+        self.assertTrue(self.closed(held[0], 3), "the slow request's connection was closed")
+        self.assertLess(time.monotonic() - t0, 5)
+        for c in held:
+            c.close()
+        rwgtest.wait_until("connections released", lambda: self.metric(
+            "rwg_sync_connections_open") == 0)
+        self.assertGreater(self.metric("rwg_sync_connections_refused_total",
+                                       reason="per_source_limit"), 0)
+        self.assertGreater(self.metric("rwg_sync_connections_refused_total", reason="timeout"), 0)
+
+    def test_oversized_and_hostile_requests_get_clear_errors_and_it_keeps_serving(self):
+        url = self.base + "/api/v1/devices"
+        r = requests.get(url, headers={"X-Big": "a" * 20000}, verify=self.certs["ca"])
+        self.assertEqual(r.status_code, 431)
+        r = requests.post(self.base + "/oauth/request_token", data=b"a" * (1024 * 1024 + 10),
+                          verify=self.certs["ca"])
+        self.assertEqual(r.status_code, 413)
+        for auth in ('OAuth oauth_consumer_key="\xff\xfe", oauth_signature="x"',
+                     'OAuth oauth_consumer_key="%FF%FE", oauth_signature="x", oauth_nonce="' +
+                     "n" * 5000 + '"', "OAuth " + ",".join(f'a{i}="b"' for i in range(2000)),
+                     'OAuth oauth_consumer_key="a', "Basic YWRtaW46YWRtaW4="):
+            r = requests.get(url, headers={"Authorization": auth.encode("latin-1")},
+                             verify=self.certs["ca"])
+            self.assertIn(r.status_code, (400, 401, 431), r.text)
+        # Unique paths do not make unique metric series.
+        for i in range(50):
+            requests.get(self.base + f"/x{i}", verify=self.certs["ca"])
+        text = requests.get(self.sync.metrics_url, timeout=5).text
+        self.assertNotIn("/x1", text)
+        self.assertTrue(self.sync.alive())
+        self.assertEqual(requests.get(url, verify=self.certs["ca"]).status_code, 401)
+
+
+class SyncScaleTest(SyncFixture):
+    def test_ten_thousand_devices_are_listed_and_exported_quickly(self):
+        self.ctl.ok("device", "import", "-", stdin=devices_csv(10000, "d"), timeout=300)
+        cid, secret = self.add_consumer("big")
+        _, _, acc = self.link(cid, secret)
+        api = self.api(cid, secret, acc)
+        t0 = time.monotonic()
+        r = api.get(self.base + "/api/v1/devices_mbg.csv")
+        csv_s = time.monotonic() - t0
+        self.assertEqual(len(r.text.splitlines()), 10001)
+        t0 = time.monotonic()
+        r = api.get(self.base + "/api/v1/devices?page_size=10000")
+        list_s = time.monotonic() - t0
+        self.assertEqual(len(r.json()["devices"]), 10000)
+        print(f"\n10,000 devices: devices_mbg.csv {csv_s * 1000:.0f} ms, "
+              f"device list {list_s * 1000:.0f} ms")
+        self.assertLess(csv_s, 1.0)
+        self.assertLess(list_s, 1.0)
+        # Paging walks the whole list once.
+        seen, token = [], None
+        while True:
+            q = "?page_size=3000" + (f"&page_token={urllib.parse.quote(token)}" if token else "")
+            page = api.get(self.base + "/api/v1/devices" + q).json()
+            seen += [d["set_username"] for d in page["devices"]]
+            token = page.get("next_page_token")
+            if not token:
+                break
+        self.assertEqual(len(seen), 10000)
+        self.assertEqual(len(set(seen)), 10000)
+
+
+if __name__ == "__main__":
+    unittest.main()
