@@ -109,7 +109,10 @@ class HelmChartTest(unittest.TestCase):
                      ("Secret", "r-rwg-redis"), ("PodDisruptionBudget", "r-rwg-sip-edge"),
                      ("NetworkPolicy", "r-rwg-sip-edge"), ("Job", "r-rwg-configure"),
                      ("Pod", "r-rwg-test-health"), ("Pod", "r-rwg-test-register"),
-                     ("Pod", "r-rwg-test-provisioning")]:
+                     ("Pod", "r-rwg-test-provisioning"), ("Deployment", "r-rwg-sync"),
+                     ("Service", "r-rwg-sync"), ("Service", "r-rwg-sync-https"),
+                     ("Secret", "r-rwg-tls-sync"), ("NetworkPolicy", "r-rwg-sync"),
+                     ("Pod", "r-rwg-test-sync")]:
             self.assertIn(want, kinds)
         text = "\n".join(t for _, _, t in d)
         # Kubernetes 1.20: the beta PodDisruptionBudget API; every port has its protocol.
@@ -122,7 +125,7 @@ class HelmChartTest(unittest.TestCase):
                 ports = t.split("ports:")[1]
                 self.assertEqual(ports.count("name:"), ports.count("protocol:"), f"{name}:\n{t}")
         # No service exposes /metrics without a port named metrics.
-        for svc in ("control", "sip-edge", "provisioning", "media-relay"):
+        for svc in ("control", "sip-edge", "provisioning", "media-relay", "sync"):
             t = next(t for k, n, t in d if k == "Service" and n == f"r-rwg-{svc}")
             self.assertIn("name: metrics", t)
         # Generated: the at-rest key is 64 hex digits; no pod IP is advertised to phones.
@@ -141,6 +144,87 @@ class HelmChartTest(unittest.TestCase):
                 self.assertNotIn("runAsUser: 0", t, name)
         # Observability is off but dashboards would be picked up.
         self.assertNotIn("ServiceMonitor", {k for k, _, _ in d})
+
+    def test_sync(self):
+        d = self.template()
+        sync = next(t for k, n, t in d if k == "Deployment" and n == "r-rwg-sync")
+        for arg in ("--listen=0.0.0.0:8443", "--grpc-listen=0.0.0.0:50055",
+                    "--metrics-listen=0.0.0.0:9465", "--https-cert-file=/etc/rwg/sync-tls/tls.crt",
+                    "--https-key-file=/etc/rwg/sync-tls/tls.key",
+                    "--secret-key-file=/etc/rwg/secrets/secret-key",
+                    "--redis-password-file=/etc/rwg/redis/password",
+                    "--redis-address=r-rwg-redis.ns.svc.cluster.local:6379",
+                    "--tls-cert-file=/etc/rwg/internal/tls.crt"):
+            self.assertIn(arg, sync)
+        self.assertIn("image: rwg/sync:0.1.0", sync)
+        self.assertIn("replicas: 1\n", sync)
+        self.assertIn("secretName: r-rwg-tls-sync", sync)
+        self.assertIn("value: 127.0.0.1:50055", sync)  # rwgctl health of the probes
+        self.assertIn("command: [/usr/local/bin/rwgctl, --timeout, \"4\", health]", sync)
+        self.assertIn("type: RuntimeDefault", sync)
+        self.assertIn("automountServiceAccountToken: false", sync)
+        # Of rwg's Secret, only the at-rest key: no admin password, no tokens.
+        self.assertIn("items: [{key: secret-key, path: secret-key}]", sync)
+        self.assertIn("mountPath: /etc/rwg/redis", sync)
+        # The iPBX's Service: expose.type by default, the source address kept.
+        public = next(t for k, n, t in d if k == "Service" and n == "r-rwg-sync-https")
+        self.assertIn("type: LoadBalancer", public)
+        self.assertIn("externalTrafficPolicy: Local", public)
+        self.assertIn("port: 8443", public)
+        self.assertNotIn("metrics", public)
+        # Its own certificate, naming its Services; the internal one names its gRPC Service.
+        tls = next(t for k, n, t in d if k == "Secret" and n == "r-rwg-tls-sync")
+        self.assertIn("kubernetes.io/tls", tls)
+        self.assertIn("ca.crt:", tls)
+        health = next(t for k, n, t in d if k == "Pod" and n == "r-rwg-test-health")
+        self.assertIn("r-rwg-sync.ns.svc.cluster.local:50055", health)
+        test = next(t for k, n, t in d if k == "Pod" and n == "r-rwg-test-sync")
+        self.assertIn("https://r-rwg-sync-https.ns.svc.cluster.local:8443", test)
+        self.assertNotIn(("PodDisruptionBudget", "r-rwg-sync"), {(k, n) for k, n, _ in d})
+        # Scraped by the ServiceMonitor with the others.
+        d = self.template("metrics.serviceMonitor.enabled=true")
+        monitor = next(t for k, n, t in d if k == "ServiceMonitor")
+        self.assertIn("media-relay, sync]", monitor)
+
+        # Settings: a NodePort of its own, a given certificate, more replicas.
+        d = self.template(values="""
+sync:
+  replicas: 2
+  port: 9443
+  service: {type: NodePort, nodePort: 30843}
+  tls: {existingSecret: sync-cert}
+  allowedSources: [192.0.2.0/24]
+  extraArgs: [--max-wait-seconds=30]
+""")
+        kinds = {(k, n) for k, n, _ in d}
+        self.assertNotIn(("Secret", "r-rwg-tls-sync"), kinds)
+        self.assertIn(("PodDisruptionBudget", "r-rwg-sync"), kinds)
+        sync = next(t for k, n, t in d if k == "Deployment" and n == "r-rwg-sync")
+        self.assertIn("replicas: 2\n", sync)
+        self.assertIn("--listen=0.0.0.0:9443", sync)
+        self.assertIn("--max-wait-seconds=30", sync)
+        self.assertIn("secretName: sync-cert", sync)
+        public = next(t for k, n, t in d if k == "Service" and n == "r-rwg-sync-https")
+        self.assertIn("type: NodePort", public)
+        self.assertIn("nodePort: 30843", public)
+        self.assertIn("port: 9443", public)
+        np = next(t for k, n, t in d if k == "NetworkPolicy" and n == "r-rwg-sync")
+        self.assertIn("cidr: 192.0.2.0/24", np)
+        self.assertNotIn("0.0.0.0/0", np)
+        # ClusterIP (behind one's own proxy): no node port, no traffic policy.
+        d = self.template("sync.service.type=ClusterIP", "sync.service.nodePort=30843")
+        public = next(t for k, n, t in d if k == "Service" and n == "r-rwg-sync-https")
+        self.assertIn("type: ClusterIP", public)
+        self.assertNotIn("nodePort", public)
+        self.assertNotIn("externalTrafficPolicy", public)
+
+        self.assertIn(("ConfigMap", "r-rwg-dashboard-sync"), kinds)
+        # Disabled: nothing of sync (its dashboard neither), and the tests do not look for it.
+        d = self.template("sync.enabled=false", "sync.replicas=2")
+        self.assertEqual([(k, n) for k, n, t in d if "sync" in (n or "")], [])
+        health = next(t for k, n, t in d if k == "Pod" and n == "r-rwg-test-health")
+        self.assertNotIn("50055", health)
+        self.assertNotIn("component: sync", "\n".join(t for _, _, t in d))
 
     def test_current_kubernetes(self):
         d = self.template(kube="1.30.0", values="control: {replicas: 2}\n")
@@ -214,8 +298,8 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
         chart's NetworkPolicies (the test cluster's bridge CNI enforces none)."""
         pods, np = self.pods_and_policies("icp.host=10.1.2.3", "mediaRelay.instances=2",
                                           "networkPolicy.nodeCIDRs={192.168.50.0/24}")
-        edge, prov, control, redis = (pods[c] for c in ("sip-edge", "provisioning", "control",
-                                                          "redis"))
+        edge, prov, control, redis, sync = (pods[c] for c in (
+            "sip-edge", "provisioning", "control", "redis", "sync"))
         self.assertTrue(pods["media-relay"].host_network)
         phone, ipbx = netpol.Outside("203.0.113.9"), netpol.Outside("10.1.2.3")
         node, elsewhere = netpol.Outside("192.168.50.7"), netpol.Outside("198.51.100.1")
@@ -224,6 +308,9 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
                                 {"kubernetes.io/metadata.name": "monitoring"})
         dns = netpol.Pod("kube-system", {"k8s-app": "kube-dns"},
                          {"kubernetes.io/metadata.name": "kube-system"})
+        test = netpol.Pod("ns", {"app.kubernetes.io/name": "rwg", "app.kubernetes.io/instance": "r",
+                                 "app.kubernetes.io/component": "test"},
+                          {"kubernetes.io/metadata.name": "ns"})
         cases = [
             # From the internet: SIP over TLS and HTTPS only.
             (phone, edge, 5061, "TCP", True), (phone, edge, 5060, "TCP", False),
@@ -255,6 +342,20 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
             (monitoring, edge, 9462, "TCP", True), (monitoring, control, 9461, "TCP", True),
             (monitoring, prov, 9464, "TCP", True), (monitoring, redis, 6379, "TCP", False),
             (monitoring, control, 50051, "TCP", False),
+            # sync: its HTTPS API from the iPBX only (and the release's test pods); gRPC from
+            # the release's pods; metrics from the scraping namespaces; Redis and DNS out.
+            (ipbx, sync, 8443, "TCP", True), (phone, sync, 8443, "TCP", False),
+            (elsewhere, sync, 8443, "TCP", False), (node, sync, 8443, "TCP", False),
+            (foreign, sync, 8443, "TCP", False), (test, sync, 8443, "TCP", True),
+            (ipbx, sync, 50055, "TCP", False), (ipbx, sync, 9465, "TCP", False),
+            (phone, sync, 50055, "TCP", False), (foreign, sync, 50055, "TCP", False),
+            (test, sync, 50055, "TCP", True), (monitoring, sync, 9465, "TCP", True),
+            (monitoring, sync, 8443, "TCP", False), (monitoring, sync, 50055, "TCP", False),
+            (sync, redis, 6379, "TCP", True), (sync, dns, 53, "UDP", True),
+            (sync, dns, 53, "TCP", True), (sync, control, 50051, "TCP", False),
+            (sync, ipbx, 443, "TCP", False), (sync, ipbx, 8443, "TCP", False),
+            (sync, elsewhere, 443, "TCP", False), (sync, node, 50100, "TCP", False),
+            (sync, edge, 5070, "TCP", False),
         ]
         wrong = [f"{netpol.name(s)} -> {netpol.name(d)}:{port}/{proto} should be "
                  f"{'allowed' if want else 'denied'}" for s, d, port, proto, want in cases
@@ -269,6 +370,20 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
         self.assertTrue(np.allows(watcher, pods["sip-edge"], 9462))
         self.assertFalse(np.allows(monitoring, pods["sip-edge"], 9462))
         self.assertFalse(np.allows(foreign, pods["sip-edge"], 9462))
+        self.assertTrue(np.allows(watcher, pods["sync"], 9465))
+        self.assertFalse(np.allows(monitoring, pods["sync"], 9465))
+        self.assertFalse(np.allows(foreign, pods["sync"], 9465))
+        # sync.allowedSources replaces the iPBX's address; without an iPBX address, every
+        # address outside the cluster (as the iPBX's other rules).
+        pods, np = self.pods_and_policies("icp.host=10.1.2.3", "sync.allowedSources={192.0.2.0/24}")
+        self.assertTrue(np.allows(netpol.Outside("192.0.2.77"), pods["sync"], 8443))
+        self.assertFalse(np.allows(ipbx, pods["sync"], 8443))
+        self.assertFalse(np.allows(netpol.Outside("192.0.2.77"), pods["sync"], 50055))
+        pods, np = self.pods_and_policies("icp.cidrs={10.1.0.0/16}")
+        self.assertTrue(np.allows(netpol.Outside("10.1.9.9"), pods["sync"], 8443))
+        self.assertFalse(np.allows(phone, pods["sync"], 8443))
+        pods, np = self.pods_and_policies("sync.enabled=false")
+        self.assertNotIn("sync", pods)
         # Without policies everything is open: the evaluator is not what denies.
         pods, np = self.pods_and_policies("icp.host=10.1.2.3", "networkPolicy.enabled=false")
         self.assertTrue(np.allows(phone, pods["redis"], 6379))
@@ -329,6 +444,21 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
              "fewer than 2 for each of the 64 instances"),
             (["mediaRelay.portMax=19000"], "portMax (19000) must be above portMin (20000)"),
             (["provisioning.replicas=2"], "provisioning.replicas above 1 need a shared store"),
+            (["sync.service.type=Ingress"], "/sync/service/type"),
+            (["sync.port=443"], "/sync/port"),
+            (["sync.grpcPort=70000"], "/sync/grpcPort"),
+            (["sync.replicas=-1"], "/sync/replicas"),
+            (["sync.replica=2"], "additional properties 'replica' not allowed"),
+            (["sync.allowedSources={10.0.0.0/33}"], "/sync/allowedSources/0"),
+            (["sync.allowedSources={ipbx.example.com}"], "/sync/allowedSources/0"),
+            (["sync.service.nodePort=8443"], "/sync/service/nodePort"),
+            (["sync.service.externalTrafficPolicy=Any"], "/sync/service/externalTrafficPolicy"),
+            (["sync.tls.ipAddresses={not-an-ip}"], "/sync/tls/ipAddresses/0"),
+            (["sync.tls.days=0"], "/sync/tls/days"),
+            (["sync.logLevel=trace"], "/sync/logLevel"),
+            (["sync.enabled=yes"], "/sync/enabled"),
+            (["expose.type=NodePort", "ports.sipTls=30561", "ports.https=30445",
+              "sync.service.nodePort=30445"], "sync.service.nodePort 30445 is also a node port"),
             (["expose.type=NodePort", "ports.sipTls=30561", "ports.https=30445",
               "sipEdge.tcp=true"], "must be within 30000-32767"),
         ]

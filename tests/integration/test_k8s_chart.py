@@ -16,9 +16,12 @@ Kamailio on the node's address as the iPBX, then:
   instances with disjoint port pools), a device added with the host's rwgctl through
   `kubectl port-forward` (what NOTES.txt says); `kubectl rwg` (tools/kubectl-rwg on PATH) adding,
   showing and deleting a device in the release's namespace (-n, then the context's), rwgctl's
-  exit code through it, the message for a namespace without rwg, no port-forward left;
-- `helm test`: every service's health, a provisioning fetch through the hash, a REGISTER
-  through the edge (registered at the iPBX);
+  exit code through it, the message for a namespace without rwg, no port-forward left; a sync
+  consumer added with `kubectl rwg sync consumer add` (its id and secret shown, then listed);
+- the sync pod ready, its API answering an unsigned request from the host through its Service
+  (node port, its generated certificate verified) with 401 and `WWW-Authenticate: OAuth`;
+- `helm test`: every service's health (sync's too), a provisioning fetch through the hash, a
+  REGISTER through the edge (registered at the iPBX), the sync API's 401 through its Service;
 - from the host, as a phone: the file over HTTPS on the node's address through the hash (a
   wrong hash: 404), a REGISTER over TLS through the node port (200, the iPBX has the ICP-side
   registration), and a request from the iPBX reaching the phone with no pod address in it;
@@ -37,7 +40,7 @@ Kamailio on the node's address as the iPBX, then:
   throughout (sampled every half second), the phones register again through the instances
   left or started, and both calls work again;
 - `helm upgrade` changing values (licences, the edge's log level): the configuration follows,
-  both sip-edge pods are replaced, the iPBX holds the registrations throughout, the phones
+  the sync certificate is kept, both sip-edge pods are replaced, the iPBX holds the registrations throughout, the phones
   register again through the new pods and call each other; the raw phone registers again;
 - Redis backup and restore as docs/kubernetes.md says (a snapshot through a port-forward, the
   Redis pod deleted, the snapshot piped back): the admin, the device and the hash key are back;
@@ -72,7 +75,7 @@ BUILD = os.environ.get("RWG_BUILD_DIR") or (
     os.path.dirname(os.path.abspath(os.environ["RWG_BIN_DIR"])) if os.environ.get("RWG_BIN_DIR")
     else os.path.join(ROOT, "build"))
 NS = "rwg"
-SIP_PORT, HTTPS_PORT = 30561, 30445
+SIP_PORT, HTTPS_PORT, SYNC_PORT = 30561, 30445, 30843
 RELAY_METRICS = 9500  # mediaRelay.metricsPort: instance i on the node's address, port 9500 + i
 OFFICE, OFFICE_PASSWORD = "2000", "office-2000"
 TONE_O = 1000.0  # what the office phone plays
@@ -116,7 +119,8 @@ class K8sChartTest(unittest.TestCase):
     def setUp(self):
         # Asked for (CTest sets RWG_K8S_TEST): whatever is missing fails the test, never skips it.
         self.assertEqual(os.geteuid(), 0, "the cluster needs root")
-        missing = [b for b in ("control", "sip-edge", "media-relay", "provisioning", "rwgctl")
+        missing = [b for b in ("control", "sip-edge", "media-relay", "provisioning", "sync",
+                               "rwgctl")
                    if not os.access(os.path.join(BUILD, "bin", b), os.X_OK)]
         self.assertEqual(missing, [], f"not built in {BUILD} (./tools/rwg build)")
         for tool in ("kamailio", "kamcmd", "baresip", "redis-server", "redis-cli"):
@@ -236,6 +240,7 @@ class K8sChartTest(unittest.TestCase):
                            "realtime": True, "workers": 2},
             "provisioning": {"files": {"aastra.cfg": f"sip proxy ip: {self.node_ip}\n"}},
             "tests": {"register": {"user": "1001", "password": "set-1001"}},
+            "sync": {"service": {"nodePort": SYNC_PORT}},
         }
         v.update(extra)
         path = os.path.join(self.tmp, "values.json")
@@ -296,6 +301,17 @@ class K8sChartTest(unittest.TestCase):
         p = plugin("-n", NS, "device", "delete", "1002")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertNotIn("1002", plugin("-n", NS, "device", "list").stdout)
+        # A sync consumer for the iPBX, as NOTES.txt says: its secret shown once.
+        p = plugin("-n", NS, "-o", "json", "sync", "consumer", "add", "mivoice", "--id",
+                   "MiVOAppSuite")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        added = json.loads(p.stdout)
+        self.assertEqual(added["consumer"]["id"], "MiVOAppSuite")
+        self.assertEqual(len(added["secret"]), 40)
+        p = plugin("-n", NS, "sync", "consumer", "list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("MiVOAppSuite", p.stdout)
+        self.assertNotIn(added["secret"], p.stdout)
         # A namespace without rwg: the message says where it looked.
         context = run(kubectl, "config", "current-context", env=env).strip()
         p = plugin("-n", "kube-system", "device", "list")
@@ -315,6 +331,27 @@ class K8sChartTest(unittest.TestCase):
         self.assertEqual(left, [])
         self.assertEqual(os.listdir(scratch), [])
         self.timings["kubectl rwg"] = time.monotonic() - t
+
+    def sync_answers(self):
+        """The sync pod ready; an unsigned request from the host through its Service (the node
+        port; the generated certificate, which names publicName, verified against its CA):
+        401 with WWW-Authenticate: OAuth and an oauth_problem."""
+        pods = json.loads(self.kubectl("-n", NS, "get", "pods", "-l",
+                                       "app.kubernetes.io/component=sync", "-o", "json"))["items"]
+        self.assertEqual(len(pods), 1, [p["metadata"]["name"] for p in pods])
+        self.assertTrue(all(c["ready"] for c in pods[0]["status"]["containerStatuses"]),
+                        pods[0]["status"])
+        self.sync_ca = os.path.join(self.tmp, "sync-ca.pem")
+        with open(self.sync_ca, "w") as f:
+            f.write(self.secret("rwg-tls-sync", "ca.crt"))
+        ctx = ssl.create_default_context(cafile=self.sync_ca)
+        url = f"https://{self.node_ip}:{SYNC_PORT}/api/v1/devices"
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url, context=ctx, timeout=10)
+        self.assertEqual(e.exception.code, 401)
+        self.assertTrue(e.exception.headers.get("WWW-Authenticate", "").startswith("OAuth"),
+                        dict(e.exception.headers))
+        self.assertIn("oauth_problem=", e.exception.read().decode(errors="replace"))
 
     def phone_register(self):
         c = sipclient.SipConnection(self.node_ip, SIP_PORT, tls=True, ca=self.public_ca)
@@ -600,6 +637,7 @@ class K8sChartTest(unittest.TestCase):
         key = json.loads(self.rwgctl(port, "-o", "json", "hash", "show"))["key"]
         self.assertEqual(self.rwgctl(port, "config", "get", "icp.host").strip(), self.node_ip)
         self.kubectl_plugin()
+        self.sync_answers()
         # Two relays, disjoint halves of 21000-21999.
         relays = self.kubectl("-n", NS, "logs", "rwg-media-relay-0-0") + self.kubectl(
             "-n", NS, "logs", "rwg-media-relay-1-0")
@@ -628,7 +666,7 @@ class K8sChartTest(unittest.TestCase):
         t = time.monotonic()
         out = self.helm("test", "rwg", "-n", NS, "--timeout", "5m")
         self.timings["helm test"] = time.monotonic() - t
-        self.assertEqual(out.count("Phase:          Succeeded"), 3, out)
+        self.assertEqual(out.count("Phase:          Succeeded"), 4, out)  # sync's too
         self.assertNotIn("rwg-test-", self.kubectl("-n", NS, "get", "pods"))  # deleted on success
 
         # A phone on the host: its file through the hash over HTTPS on the node port...
@@ -716,6 +754,7 @@ class K8sChartTest(unittest.TestCase):
                                   "app.kubernetes.io/component=sip-edge", "-o",
                                   "jsonpath={.items[*].metadata.name}").split())
         watched = self.watch_ipbx()
+        sync_ca = self.secret("rwg-tls-sync", "ca.crt")
         t = time.monotonic()
         self.helm("upgrade", "rwg", CHART, "-n", NS,
                   "-f", self.values(licences=5, sipEdge={"logLevel": "debug"}),
@@ -725,6 +764,7 @@ class K8sChartTest(unittest.TestCase):
         port = self.port_forward()
         self.rwgctl(port, "login")
         self.assertEqual(self.rwgctl(port, "config", "get", "licences.teleworker").strip(), "5")
+        self.assertEqual(self.secret("rwg-tls-sync", "ca.crt"), sync_ca)  # kept
         rwgtest.wait_until("the old sip-edge pods gone", lambda: not before & set(self.kubectl(
             "-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=sip-edge", "-o",
             "jsonpath={.items[*].metadata.name}").split()), timeout=120)
@@ -775,7 +815,7 @@ class K8sChartTest(unittest.TestCase):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         self.assertIn(b"errors: 0", p.stdout)
         self.kubectl("-n", NS, "rollout", "restart", "deploy")
-        for d in ("rwg-control", "rwg-sip-edge", "rwg-provisioning"):
+        for d in ("rwg-control", "rwg-sip-edge", "rwg-provisioning", "rwg-sync"):
             self.kubectl("-n", NS, "rollout", "status", f"deploy/{d}", "--timeout=180s",
                          timeout=200)
         self.timings["redis backup and restore"] = time.monotonic() - t

@@ -1,14 +1,19 @@
 """Integration: the Grafana dashboards and the alert rules against a real Prometheus.
 
-Every rwg service runs (control, sip-edge, media-relay, provisioning; Kamailio as the iPBX,
-with a stand-in of its XML port), scraped every second by Prometheus (Debian's `prometheus`)
-with the rules of helm/rwg/rules loaded. Under some load (phones registering, a call with
-audio through the relay, provisioning downloads, a 404), every query of every panel of every
+Every rwg service runs (control, sip-edge, media-relay, provisioning, sync; Kamailio as the
+iPBX, with a stand-in of its XML port), scraped every second by Prometheus (Debian's
+`prometheus`) with the rules of helm/rwg/rules loaded. Under some load (phones registering, a
+call with audio through the relay, provisioning downloads, a 404, the iPBX linking to the sync
+API with requests-oauthlib and pulling its devices), every query of every panel of every
 dashboard in helm/rwg/dashboards is evaluated through Prometheus' HTTP API over the test's
 time span and must return data. Every metric a dashboard or a rule names must be exported by a
 service; those the rules read must be exported from the start, before anything happens. The
 rules must load and be evaluated without error: with the test's two-day certificates the
-certificate alerts fire, nothing else does until the media relay is stopped and Redis killed.
+certificate alerts fire, nothing else does until the media relay is stopped, Redis killed and
+sync stopped.
+
+Run with Debian's python3 (/usr/bin/python3, as CTest does): the sync API's client is
+python3-requests-oauthlib.
 """
 import glob
 import http.server
@@ -87,7 +92,7 @@ class DashboardFilesTest(unittest.TestCase):
     def test_dashboards_have_fixed_uids_and_a_datasource_variable(self):
         self.assertEqual([os.path.basename(d) for d in DASHBOARDS],
                          ["media-relay.json", "overview.json", "provisioning.json",
-                          "sip-edge.json"])
+                          "sip-edge.json", "sync.json"])
         uids = set()
         for path in DASHBOARDS:
             with open(path) as f:
@@ -136,8 +141,9 @@ class ObservabilityTest(RelayFixture):
     def setUp(self):
         super().setUp()
         self.start_provisioning()
+        self.start_sync()
         self.services = {"control": self.control, "sip-edge": self.edge,
-                         "media-relay": self.relay, "provisioning": self.prov}
+                         "media-relay": self.relay, "provisioning": self.prov, "sync": self.sync}
         self.start_prometheus()
 
     # -- the deployment ------------------------------------------------------------------
@@ -162,6 +168,15 @@ class ObservabilityTest(RelayFixture):
             "--api-token-file", token, "--xml-ca-file", self.certs["ca"],
             "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]]).start()
         self.addCleanup(self.prov.stop)
+
+    def start_sync(self):
+        self.sync_port = rwgtest.free_port()
+        self.sync = rwgtest.Service("sync", self.tmp, [
+            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--listen", f"127.0.0.1:{self.sync_port}", "--https-cert-file", self.certs["cert"],
+            "--https-key-file", self.certs["key"],
+            "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]]).start()
+        self.addCleanup(self.sync.stop)
 
     def fake_xml_port(self):
         """An HTTPS server on 127.0.0.2 standing for the iPBX's XML port; returns its port."""
@@ -277,6 +292,49 @@ class ObservabilityTest(RelayFixture):
         self.assert_heard(b, test_calls.TONE_A, test_calls.TONE_B)
         self.assert_heard(a, test_calls.TONE_B, test_calls.TONE_A)
         self.assertEqual(self.https_get(f"/{self.hash}/ftp_67xxi/aastra.cfg")[0], 200)
+        self.sync_load()
+
+    def sync_load(self):
+        """The iPBX on the sync API, as docs/sync-api.md shows it with requests-oauthlib: a
+        consumer added with rwgctl (calling from 127.0.0.1, not icp.host), the three legs, the
+        device list, the CSV, a short long poll; an unsigned request and a bad signature
+        refused. (verify= on every call: REQUESTS_CA_BUNDLE, when set, overrides a session's.)"""
+        try:
+            import requests
+            from requests_oauthlib import OAuth1Session
+        except ImportError as e:
+            self.fail(f"{e}: run with /usr/bin/python3 (python3-requests-oauthlib)")
+        base, ca = f"https://127.0.0.1:{self.sync_port}", self.certs["ca"]
+        added = self.ctl.json("sync", "consumer", "add", "ipbx", "--source", "127.0.0.1")
+        cid, secret = added["consumer"]["id"], added["secret"]
+        r = requests.get(base + "/api/v1/devices", verify=ca, timeout=10)
+        self.assertEqual(r.status_code, 401, r.text)
+        self.assertTrue(r.headers["WWW-Authenticate"].startswith("OAuth"), r.headers)
+        with OAuth1Session(cid, client_secret=secret, callback_uri="oob") as s:
+            temporary = s.fetch_request_token(base + "/oauth/request_token", verify=ca)
+        verifier = self.ctl.json("sync", "token", "approve", temporary["oauth_token"])["verifier"]
+        with OAuth1Session(cid, client_secret=secret, resource_owner_key=temporary["oauth_token"],
+                           resource_owner_secret=temporary["oauth_token_secret"],
+                           verifier=verifier) as s:
+            access = s.fetch_access_token(base + "/oauth/access_token", verify=ca)
+        with OAuth1Session(cid, client_secret=secret, resource_owner_key=access["oauth_token"],
+                           resource_owner_secret=access["oauth_token_secret"]) as api:
+            devices = api.get(base + "/api/v1/devices", verify=ca, timeout=10)
+            self.assertEqual(devices.status_code, 200, devices.text)
+            self.assertIn("1001", {d["set_username"] for d in devices.json()["devices"]})
+            csv = api.get(base + "/api/v1/devices_mbg.csv", verify=ca, timeout=10)
+            self.assertEqual(csv.status_code, 200, csv.text)
+            self.assertTrue(csv.text.startswith("Login,NA,Password"), csv.text[:80])
+            rev = devices.json()["revision"]
+            changes = api.get(base + f"/api/v1/changes?since={rev}&wait=1", verify=ca,
+                              timeout=10)
+            self.assertEqual(changes.status_code, 200, changes.text)
+        with OAuth1Session(cid, client_secret="not-the-secret",
+                           resource_owner_key=access["oauth_token"],
+                           resource_owner_secret=access["oauth_token_secret"]) as wrong:
+            r = wrong.get(base + "/api/v1/devices", verify=ca, timeout=10)
+        self.assertEqual(r.status_code, 401, r.text)
+        self.assertIn("oauth_problem=signature_invalid", r.text)
 
     # -- tests ---------------------------------------------------------------------------
 
@@ -314,8 +372,10 @@ class ObservabilityTest(RelayFixture):
         check = subprocess.run([sys_promtool(), "check", "rules", RULES], capture_output=True,
                                text=True, timeout=60)
         self.assertIn(f"SUCCESS: {len(rules)} rules found", check.stdout)
+        # (rwg_sync_token_expiry_days has a series per consumer holding an access token: none
+        # yet, and nothing to expire.)
         missing = [f"{r['name']}: {m}" for r in rules for m in METRIC.findall(r["query"])
-                   if m not in exported]
+                   if m not in exported and m != "rwg_sync_token_expiry_days"]
         self.assertEqual(missing, [], "rules read metrics not exported from the start")
 
         # The test certificates (tests/integration/rwgtest.py) last two days: each service's
@@ -344,6 +404,12 @@ class ObservabilityTest(RelayFixture):
         jobs = {a["labels"]["job"] for a in self.api("alerts")["alerts"]
                 if a["labels"]["alertname"] == "RwgRedisUnreachable"}
         self.assertEqual(jobs, {"control", "sip-edge"})
+        # The sync API stops: its scrapes fail, RwgSyncDown is pending (for: 5m) for job sync.
+        self.sync.stop()
+        rwgtest.wait_until("RwgSyncDown pending", lambda: (
+            "RwgSyncDown", "pending", "") in self.alerts(), timeout=30)
+        self.assertEqual({a["labels"]["job"] for a in self.api("alerts")["alerts"]
+                          if a["labels"]["alertname"] == "RwgSyncDown"}, {"sync"})
 
 
 if __name__ == "__main__":

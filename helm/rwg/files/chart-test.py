@@ -1,7 +1,10 @@
 # rwg chart tests (helm test), run by python3 in the rwg/chart-test image:
 #   chart-test.py health        grpc.health.v1 of control, sip-edge, provisioning, every relay
+#                               and sync
 #   chart-test.py provisioning  a file fetched over HTTPS through the hash; a wrong hash: 404
 #   chart-test.py register      a REGISTER over TLS through the public SIP Service
+#   chart-test.py sync          an unsigned sync API request through the iPBX's Service: 401
+#                               with WWW-Authenticate: OAuth and an oauth_problem
 # Settings come from the environment (the test pod's spec).
 import hashlib
 import json
@@ -103,6 +106,37 @@ def public_context():
     return ctx
 
 
+def sync():
+    ca = ENV.get("RWG_SYNC_CA")
+    if ca and not os.path.exists(ca):
+        ca = None  # an existing certificate Secret without ca.crt
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = False  # a given certificate need not name the Service
+    if not ca:
+        ctx.verify_mode = ssl.CERT_NONE
+    url = ENV["RWG_SYNC_URL"].rstrip("/") + "/api/v1/devices"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, context=ctx, timeout=10) as r:
+                fail(f"GET {url} unsigned: {r.status}, not 401")
+        except urllib.error.HTTPError as e:
+            status, headers, body = e.code, e.headers, e.read().decode(errors="replace")
+            break
+        except OSError as e:
+            if time.monotonic() > deadline:
+                fail(f"GET {url}: {e}")
+            time.sleep(2)
+    if status != 401:
+        fail(f"GET {url} unsigned: {status}, not 401")
+    challenge = headers.get("WWW-Authenticate", "")
+    if not challenge.startswith("OAuth"):
+        fail(f"401 without WWW-Authenticate: OAuth ({challenge!r})")
+    if "oauth_problem=" not in body:
+        fail(f"401 without an oauth_problem: {body[:200]!r}")
+    say(f"ok: an unsigned request is refused: 401, {challenge}, {body[:80]}")
+
+
 def md5(s):
     return hashlib.md5(s.encode()).hexdigest()
 
@@ -177,4 +211,5 @@ def register():
     say(f"ok: {user} unregistered")
 
 
-{"health": health, "provisioning": provisioning, "register": register}[sys.argv[1]]()
+{"health": health, "provisioning": provisioning, "register": register,
+ "sync": sync}[sys.argv[1]]()

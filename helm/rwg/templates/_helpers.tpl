@@ -39,6 +39,9 @@ app.kubernetes.io/part-of: rwg
 {{- define "rwg.publicTlsName" -}}
 {{- .Values.tls.public.existingSecret | default (printf "%s-tls-public" (include "rwg.fullname" .)) -}}
 {{- end -}}
+{{- define "rwg.syncTlsName" -}}
+{{- .Values.sync.tls.existingSecret | default (printf "%s-tls-sync" (include "rwg.fullname" .)) -}}
+{{- end -}}
 {{- define "rwg.internalTlsName" -}}
 {{- .Values.tls.internal.existingSecret | default (printf "%s-tls-internal" (include "rwg.fullname" .)) -}}
 {{- end -}}
