@@ -827,7 +827,9 @@ class K8sChartTest(unittest.TestCase):
             phone, answer = self.phone_register()
             phone.close()
             return answer.startswith("SIP/2.0 200")
-        rwgtest.wait_until("the phone registers again", registers, timeout=60)
+        # Every Deployment restarted at once on one loaded node (five of them with sync): the
+        # SIP edge's node port may take longer than a minute to answer again.
+        rwgtest.wait_until("the phone registers again", registers, timeout=180)
 
         # Uninstall: nothing of the release is left.
         t = time.monotonic()
