@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "services/core/log.h"
 #include "services/sip_edge/guard.h"
 #include "services/sip_edge/sip_methods.h"
 
@@ -15,6 +16,13 @@ namespace rwg::sip_edge {
 void HeldRequest::Resume(const char* where, const std::function<int(const sip_t*)>& body) {
   const char* method = nta_incoming_method_name(irq_);
   if (method == nullptr) method = "";
+  if (released_ && nta_incoming_status(irq_) >= 200) {
+    // Answered while it waited (a CANCEL): nothing of its handling happens any more.
+    core::log::Debug("held request answered meanwhile",
+                     {{"method", method}, {"status", std::to_string(nta_incoming_status(irq_))}});
+    nta_incoming_destroy(irq_);
+    return;
+  }
   msg_t* msg = nta_incoming_getrequest(irq_);
   const sip_t* sip = sip_object(msg);
   const int status = Guard(where, 500, [&] { return sip != nullptr ? body(sip) : 500; });

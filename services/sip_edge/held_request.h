@@ -28,8 +28,10 @@ class HeldRequest {
   // From the lookup's callback: `body` handles the request and returns the status it answered
   // (0: something else now owns the transaction). Before the leg callback returned, that
   // status is the callback's (Release). After, a status `body` did not send yet is answered,
-  // and the transaction destroyed. What `body` throws is counted (Guard, as `where`) and
-  // answered 500.
+  // and the transaction destroyed; and when the request was answered meanwhile (its INVITE
+  // cancelled: sofia-sip answered it 487), `body` does not run at all: an emergency call is
+  // not started, an INVITE not proxied to another instance. What `body` throws is counted
+  // (Guard, as `where`) and answered 500.
   void Resume(const char* where, const std::function<int(const sip_t*)>& body);
 
   // From the leg callback, once the lookup is started: what the callback returns (the status
