@@ -774,8 +774,16 @@ class CallsTest(RelayFixture):
         answer(phone, n, 200)
         self.assertEqual(sipclient.status(vm.read_message()), 200)
         self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_subscriptions 1")
+        # No session within a subscription's dialogs: an offer there is refused, nothing of it
+        # goes to the iPBX.
+        for cseq, method in ((2, "INVITE"), (3, "UPDATE")):
+            phone_request(phone, method, target, "1001", tag, call_id, cseq, to, body=offer())
+            r = phone.read_message()
+            self.assertEqual(sipclient.status(r), 405, r)
+            self.assertRegex(r, r"(?im)^Allow: .*SUBSCRIBE")
+        self.assertEqual(vm.read_raw(0.5), b"", "nothing of the offers reaches the iPBX")
         # Unsubscribe: the server's final NOTIFY ends the subscription in rwg.
-        subscribe(2, 0, to=to, uri=target)
+        subscribe(4, 0, to=to, uri=target)
         try:
             unsub = vm.read_message()
         except TimeoutError:
