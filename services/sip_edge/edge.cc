@@ -9,9 +9,9 @@
 // Why it is about 1,000 lines: Edge::Impl is the host (CallHost, RegistrarHost) every unit
 // above calls back into, and it owns the sofia-sip stacks whose callbacks must reach them all;
 // what remains here is that glue and the request dispatch, including the requests held while
-// Redis answers a device lookup (a request waits, never the SIP thread). A further split
-// would take the dispatch (HandleRequest, HandleFromIcp, the held requests) into a unit of its
-// own behind the host interface.
+// Redis answers a device lookup (a request waits, never the SIP thread; held_request.h). A further
+// split would take the dispatch (HandleRequest, HandleFromIcp, the held requests) into a unit of
+// its own behind the host interface.
 #include "services/sip_edge/edge.h"
 
 #include <arpa/inet.h>
