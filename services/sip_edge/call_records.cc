@@ -58,7 +58,6 @@ const char* StateName(Calls::Call::State state) {
 }  // namespace
 
 void Calls::Save(Call& c) {
-  if (c.subscription) return;  // not a call
   core::CallRecord r;
   r.id = c.id;
   r.instance = host_.Instance();
@@ -116,7 +115,6 @@ void Calls::EndOrphan(const core::CallRecord& record) {
 nlohmann::json Calls::List() const {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [id, c] : calls_) {
-    if (c->subscription) continue;
     out.push_back({{"id", id},
                    {"direction", c->from_phone ? "outbound" : "inbound"},
                    {"device", c->device.set_username},

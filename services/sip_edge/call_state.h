@@ -1,7 +1,7 @@
-// The state of one call through the gateway (and of one subscription, which goes through the
-// same two dialogs), and the contexts of its requests in flight: what
-// services/sip_edge/calls.cc, forwarding.cc, call_records.cc and subscriptions.cc share. Internal
-// to the SIP edge's calls; SIP thread only.
+// The state of one call through the gateway and of one subscription (each a pair of dialogs, one
+// per side), and the contexts of their requests in flight: what services/sip_edge/calls.cc,
+// forwarding.cc, call_records.cc and subscriptions.cc share. Internal to the SIP edge's calls;
+// SIP thread only.
 #pragma once
 
 #include <sofia-sip/nta.h>
@@ -19,19 +19,19 @@
 
 namespace rwg::sip_edge {
 
-// A subscription of a phone (SUBSCRIBE/NOTIFY: message waiting, BLF, ...) relayed to the iPBX.
-struct Subscription {
-  std::string event;  // the SUBSCRIBE's Event and Accept
-  std::string accept;
-  int expires = 0;        // asked by the phone
-  absl::Time expires_at;  // when it runs out unless refreshed
-};
+// The methods rwg takes within a call (PRACK answered on each side, the others relayed).
+inline constexpr char kAllow[] =
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
+// Within a subscription's dialogs: no offer, hence no INVITE, UPDATE or PRACK.
+inline constexpr char kSubscriptionAllow[] =
+    "ACK, BYE, OPTIONS, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
 
-// Which call and side an outgoing INVITE (or SUBSCRIBE) of rwg's belongs to: its callback's
-// magic, owned by Calls::invites_ until its final answer or until the call drops it.
+// Which call (or subscription) and side an outgoing INVITE (or SUBSCRIBE) of rwg's belongs to:
+// its callback's magic, owned by Calls::invites_ until its final answer or until the call
+// drops it.
 struct Calls::Pending {
   Calls* calls;
-  std::string call;
+  std::string call;  // the id of the call or subscription
   bool to_set;
 };
 
@@ -41,7 +41,7 @@ struct Calls::Pending {
 // Calls::forwards_ (the transaction's magic).
 struct Calls::Forwarded {
   Calls* calls;
-  std::string call;
+  std::string call;  // the id of the call or subscription
   bool to_set;
   nta_incoming_t* irq;  // the request relayed, answered once the other side answered
   std::string method;
@@ -82,22 +82,37 @@ struct Calls::Side {
   nta_incoming_t* ack_irq = nullptr;
 };
 
-struct Calls::Call {
+// The two dialogs rwg keeps for what a phone or the iPBX opens through it, one toward each end:
+// a call or a subscription. What is relayed within the dialogs (forwarding.cc) takes either.
+struct Calls::DialogPair {
+  enum class Kind { kCall, kSubscription };
+  enum class State { kSetup, kEarly, kConfirmed, kEnded };
+  explicit DialogPair(Kind k) : kind(k) {}
+  DialogPair(const DialogPair&) = delete;
+  DialogPair& operator=(const DialogPair&) = delete;
+
+  // The call or subscription this is; nullptr when it is the other.
+  Call* AsCall();
+  Subscription* AsSubscription();
+
+  const Kind kind;
   std::string id;
-  bool from_phone = true;  // outbound: phone -> iPBX
   core::DeviceSecrets device;
-  std::string number;  // dialled (outbound) or calling (inbound)
   Side set;
   Side icp;
-  std::optional<RelaySession> media;
-  enum class State { kSetup, kEarly, kConfirmed, kEnded } state = State::kSetup;
+  State state = State::kSetup;
   absl::Time started;
+};
+
+struct Calls::Call : DialogPair {
+  Call() : DialogPair(Kind::kCall) {}
+  bool from_phone = true;  // outbound: phone -> iPBX
+  std::string number;      // dialled (outbound) or calling (inbound)
+  std::optional<RelaySession> media;
   absl::Time answered;
   absl::Time ended_at;
   std::string end_reason;
-  std::string bye_reason;  // Reason header of the BYEs rwg sends, if any
-  // Set for a subscription rather than a call: the same two dialogs, no media.
-  std::optional<Subscription> subscription;
+  std::string bye_reason;     // Reason header of the BYEs rwg sends, if any
   bool relay_busy = false;    // a media relay request is in flight
   bool recorded = false;      // its record is in Redis (and its id in the set of calls)
   std::string timer_headers;  // the caller's session timer headers (TimerHeaders)
@@ -106,5 +121,24 @@ struct Calls::Call {
   // the callee's codecs to the caller in the 2xx) and the caller answers in its ACK.
   bool delayed_offer = false;
 };
+
+// A subscription of a phone (SUBSCRIBE/NOTIFY: message waiting, BLF, ...) relayed to the iPBX:
+// no media; rwg's SUBSCRIBE opens the ICP side as an INVITE would.
+struct Calls::Subscription : DialogPair {
+  Subscription() : DialogPair(Kind::kSubscription) {}
+  std::string resource;  // the user subscribed to, at the iPBX
+  std::string event;     // the SUBSCRIBE's Event and Accept
+  std::string accept;
+  int expires = 0;        // asked by the phone
+  absl::Time expires_at;  // when it runs out unless refreshed
+};
+
+inline Calls::Call* Calls::DialogPair::AsCall() {
+  return kind == Kind::kCall ? static_cast<Call*>(this) : nullptr;
+}
+
+inline Calls::Subscription* Calls::DialogPair::AsSubscription() {
+  return kind == Kind::kSubscription ? static_cast<Subscription*>(this) : nullptr;
+}
 
 }  // namespace rwg::sip_edge

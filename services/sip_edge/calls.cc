@@ -60,10 +60,6 @@ namespace {
 // timers B and C) with a margin.
 constexpr absl::Duration kEndedGrace = absl::Seconds(40);
 
-// The methods rwg takes within a call (PRACK answered on each side, the others relayed).
-constexpr char kAllow[] =
-    "INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE";
-
 // Reads what one side sent within that side's inbound policy (R-CFG): SRTP_ONLY needs a key
 // (RTP/SAVP from a phone, unless the device allows plain RTP; RTP/AVP with a key will do from
 // the iPBX), RTP_ONLY refuses RTP/SAVP and drops any key (answered plain), SRTP_OR_RTP takes
@@ -125,11 +121,12 @@ Calls::Calls(CallOptions options, CallHost& host, nta_agent_t* set_agent, nta_ag
                      .Help("Calls to a special number, rewritten for the caller's location")
                      .Register(registry)
                      .Add({})),
-      subscriptions_(prometheus::BuildGauge()
-                         .Name("rwg_sip_edge_subscriptions")
-                         .Help("Subscriptions of phones relayed to the iPBX (message waiting, BLF)")
-                         .Register(registry)
-                         .Add({})),
+      active_subscriptions_(prometheus::BuildGauge()
+                                .Name("rwg_sip_edge_subscriptions")
+                                .Help("Subscriptions of phones relayed to the iPBX (message "
+                                      "waiting, BLF)")
+                                .Register(registry)
+                                .Add({})),
       media_timeouts_(prometheus::BuildCounter()
                           .Name("rwg_sip_edge_media_timeouts_total")
                           .Help("Calls ended because their media stopped")
@@ -157,22 +154,23 @@ std::string Calls::DialogKey(bool set_side, absl::string_view call_id,
   return absl::StrCat(set_side ? "s|" : "i|", call_id, "|", local_tag);
 }
 
-void Calls::Index(Call& call) {
-  by_dialog_[DialogKey(true, call.set.call_id, call.set.local_tag)] = &call;
-  by_dialog_[DialogKey(false, call.icp.call_id, call.icp.local_tag)] = &call;
+void Calls::Index(DialogPair& pair) {
+  by_dialog_[DialogKey(true, pair.set.call_id, pair.set.local_tag)] = &pair;
+  by_dialog_[DialogKey(false, pair.icp.call_id, pair.icp.local_tag)] = &pair;
 }
 
-void Calls::Unindex(Call& call) {
+void Calls::Unindex(DialogPair& pair) {
   for (bool set_side : {true, false}) {
-    const Side& s = set_side ? call.set : call.icp;
+    const Side& s = set_side ? pair.set : pair.icp;
     auto it = by_dialog_.find(DialogKey(set_side, s.call_id, s.local_tag));
-    if (it != by_dialog_.end() && it->second == &call) by_dialog_.erase(it);
+    if (it != by_dialog_.end() && it->second == &pair) by_dialog_.erase(it);
   }
 }
 
-// The call whose dialog on that side an in-dialog request from the other end names: its
-// Call-ID and, as its To tag, rwg's tag; the From tag is checked against the remote's.
-Calls::Call* Calls::FindDialog(bool set_side, const sip_t* sip) const {
+// The call or subscription whose dialog on that side an in-dialog request from the other end
+// names: its Call-ID and, as its To tag, rwg's tag; the From tag is checked against the
+// remote's.
+Calls::DialogPair* Calls::FindDialog(bool set_side, const sip_t* sip) const {
   if (sip->sip_call_id == nullptr || sip->sip_to == nullptr || sip->sip_to->a_tag == nullptr) {
     return nullptr;
   }
@@ -182,8 +180,8 @@ Calls::Call* Calls::FindDialog(bool set_side, const sip_t* sip) const {
 
 // Every call with a dialog of that Call-ID on that side (a CANCEL or an ACK names its INVITE's
 // transaction, not a dialog: its To has no tag of rwg's).
-std::vector<Calls::Call*> Calls::WithCallId(bool set_side, absl::string_view call_id) const {
-  std::vector<Call*> out;
+std::vector<Calls::DialogPair*> Calls::WithCallId(bool set_side, absl::string_view call_id) const {
+  std::vector<DialogPair*> out;
   const std::string prefix = absl::StrCat(set_side ? "s|" : "i|", call_id, "|");
   for (auto it = by_dialog_.lower_bound(prefix);
        it != by_dialog_.end() && absl::StartsWith(it->first, prefix); ++it) {
@@ -192,8 +190,14 @@ std::vector<Calls::Call*> Calls::WithCallId(bool set_side, absl::string_view cal
   return out;
 }
 
-Calls::Side& Calls::Other(Call& call, Side& side) {
-  return &side == &call.set ? call.icp : call.set;
+Calls::DialogPair* Calls::FindPair(const std::string& id) const {
+  if (auto it = calls_.find(id); it != calls_.end()) return it->second.get();
+  if (auto it = subscriptions_.find(id); it != subscriptions_.end()) return it->second.get();
+  return nullptr;
+}
+
+Calls::Side& Calls::Other(DialogPair& pair, Side& side) {
+  return &side == &pair.set ? pair.icp : pair.set;
 }
 
 // -- entry points --------------------------------------------------------------------------
@@ -201,7 +205,7 @@ Calls::Side& Calls::Other(Call& call, Side& side) {
 int Calls::OnPhoneRequest(nta_incoming_t* irq, const sip_t* sip, tport_t* tport,
                           const std::string& source) {
   const sip_method_t m = sip->sip_request->rq_method;
-  if (Call* c = FindDialog(true, sip)) {
+  if (DialogPair* c = FindDialog(true, sip)) {
     // Only the phone itself speaks in its dialogs: over the call's connection, or over the
     // one it registered through since (it reconnected; rwg's requests go there from now on).
     const bool same =
@@ -257,7 +261,7 @@ int Calls::NewEmergencyCall(nta_incoming_t* irq, const sip_t* sip, const CallPho
 
 int Calls::OnIcpRequest(nta_incoming_t* irq, const sip_t* sip, bool forwarded) {
   const sip_method_t m = sip->sip_request->rq_method;
-  if (Call* c = FindDialog(false, sip)) return InDialog(*c, c->icp, irq, sip);
+  if (DialogPair* c = FindDialog(false, sip)) return InDialog(*c, c->icp, irq, sip);
   if (m == sip_method_ack) return 200;
   if (m == sip_method_subscribe && !(sip->sip_to && sip->sip_to->a_tag)) {
     host_.CountResponse("SUBSCRIBE", 501);
@@ -505,17 +509,17 @@ void Calls::AllocateAndInvite(Call& call, const RelayRemote& set, const RelayRem
 
 // The Authorization (or Proxy-Authorization) answering the iPBX's 401/407 to our `method`
 // with the device's ICP-side credentials; none when the challenge cannot be answered.
-std::optional<std::string> Calls::AnswerIcpChallenge(const Call& call, const Side& to,
+std::optional<std::string> Calls::AnswerIcpChallenge(const DialogPair& pair, const Side& to,
                                                      const sip_t* sip, int status,
                                                      const char* method) {
   const msg_auth_t* ch = status == 401 ? sip->sip_www_authenticate : sip->sip_proxy_authenticate;
   const std::string challenge = HeaderText(ch);
   absl::StatusOr<std::string> auth =
-      AnswerChallenge(challenge, call.device.icp_username, call.device.icp_password, method,
+      AnswerChallenge(challenge, pair.device.icp_username, pair.device.icp_password, method,
                       to.remote_target, 1, rng_);
   if (!auth.ok()) {
     core::log::Warn("cannot answer the iPBX's challenge",
-                    {{"call", call.id}, {"error", std::string(auth.status().message())}});
+                    {{"call", pair.id}, {"error", std::string(auth.status().message())}});
     return std::nullopt;
   }
   return *auth;
@@ -640,35 +644,31 @@ void Calls::SendInvite(Call& call, Side& to, const std::string& sdp, const char*
                        bool proxy_auth) {
   to.invite_cseq = ++to.cseq;
   to.offer = sdp;
-  const char* method = call.subscription ? "SUBSCRIBE" : "INVITE";
-  const Subscription none;
-  const Subscription& sub = call.subscription ? *call.subscription : none;
-  const std::string expires = std::to_string(sub.expires);
-  msg_t* msg = DialogRequest(to, method, to.invite_cseq, true, true);
-  sip_add_tl(
-      msg, sip_object(msg), SIPTAG_ALLOW_STR(kAllow),
-      TAG_IF(authorization && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization)),
-      TAG_IF(authorization && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
-      TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
-      TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())),
-      TAG_IF(call.subscription, SIPTAG_EVENT_STR(sub.event.c_str())),
-      TAG_IF(call.subscription && !sub.accept.empty(), SIPTAG_ACCEPT_STR(sub.accept.c_str())),
-      TAG_IF(call.subscription, SIPTAG_EXPIRES_STR(expires.c_str())),
-      TAG_IF(!call.timer_headers.empty(), SIPTAG_HEADER_STR(call.timer_headers.c_str())),
-      TAG_IF(call.rel100 && !call.subscription, SIPTAG_SUPPORTED_STR("100rel")), TAG_END());
-  // An INVITE of this side still in flight would keep its own context (freed with its answer).
-  Pending* p = invites_.Add(this, call.id, to.set);
-  to.pending = p;
-  to.orq = Launch(to, msg, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p));
-  if (to.orq == nullptr) {
-    invites_.Remove(p);
-    to.pending = nullptr;
-    Side& from_side = Other(call, to);
-    Answer(call, from_side, 503, "Service Unavailable", "");
+  msg_t* msg = DialogRequest(to, "INVITE", to.invite_cseq, true, true);
+  sip_add_tl(msg, sip_object(msg), SIPTAG_ALLOW_STR(kAllow),
+             TAG_IF(authorization && !proxy_auth, SIPTAG_AUTHORIZATION_STR(authorization)),
+             TAG_IF(authorization && proxy_auth, SIPTAG_PROXY_AUTHORIZATION_STR(authorization)),
+             TAG_IF(!sdp.empty(), SIPTAG_CONTENT_TYPE_STR("application/sdp")),
+             TAG_IF(!sdp.empty(), SIPTAG_PAYLOAD_STR(sdp.c_str())),
+             TAG_IF(!call.timer_headers.empty(), SIPTAG_HEADER_STR(call.timer_headers.c_str())),
+             TAG_IF(call.rel100, SIPTAG_SUPPORTED_STR("100rel")), TAG_END());
+  if (!LaunchFirst(call, to, msg)) {
+    Answer(call, Other(call, to), 503, "Service Unavailable", "");
     Forget(call);
     return;
   }
   Save(call);
+}
+
+bool Calls::LaunchFirst(DialogPair& pair, Side& to, msg_t* msg) {
+  // An INVITE of this side still in flight would keep its own context (freed with its answer).
+  Pending* p = invites_.Add(this, pair.id, to.set);
+  to.pending = p;
+  to.orq = Launch(to, msg, &Calls::OnOutgoing, reinterpret_cast<nta_outgoing_magic_t*>(p));
+  if (to.orq != nullptr) return true;
+  invites_.Remove(p);
+  to.pending = nullptr;
+  return false;
 }
 
 void Calls::Answer(Call& call, Side& side, int status, const char* phrase, const std::string& sdp,
@@ -729,8 +729,7 @@ int Calls::OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const si
     auto* p = reinterpret_cast<Pending*>(magic);
     Calls* self = p->calls;
     const int status = sip ? sip->sip_status->st_status : nta_outgoing_status(orq);
-    auto it = self->calls_.find(p->call);
-    Call* found = it == self->calls_.end() ? nullptr : it->second.get();
+    DialogPair* found = self->FindPair(p->call);
     Side* side = found == nullptr ? nullptr : p->to_set ? &found->set : &found->icp;
     if (status >= 200) {
       // A final answer ends the INVITE: its context goes here, the one place that frees it
@@ -742,14 +741,20 @@ int Calls::OnOutgoing(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const si
       if (status >= 200) nta_outgoing_destroy(orq);
       return 0;
     }
-    Call& call = *found;
     Side& to = *side;
     if (to.orq != orq) {
       // A BYE or another request of ours: nothing to do beyond finishing the transaction.
       if (status >= 200) nta_outgoing_destroy(orq);
       return 0;
     }
-    self->OnInviteResponse(call, to, orq, sip);
+    if (Subscription* sub = found->AsSubscription()) {
+      self->LearnDialog(to, sip, status);
+      const std::string phrase =
+          sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "Service Unavailable";
+      self->OnSubscribeResponse(*sub, to, orq, sip, status, phrase);
+      return 0;
+    }
+    self->OnInviteResponse(*found->AsCall(), to, orq, sip);
     return 0;
   });
 }
@@ -762,7 +767,6 @@ void Calls::OnInviteResponse(Call& call, Side& to, nta_outgoing_t* orq, const si
   const std::string phrase =
       sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "Service Unavailable";
   LearnDialog(to, sip, status);
-  if (call.subscription) return OnSubscribeResponse(call, to, orq, sip, status, phrase);
   // What is needed of the response is read before its transaction (which owns it) goes.
   const std::string sdp = PayloadOf(sip);
   if (status < 200) return OnProvisional(call, to, sip, status, phrase, sdp);
@@ -927,15 +931,13 @@ void Calls::Sweep() {
   const absl::Time now = clock_.Now();
   std::vector<std::string> gone;
   std::vector<std::string> ended;
-  for (const auto& [id, c] : calls_) {
+  for (const auto& [id, sub] : subscriptions_) {
     // A subscription the phone stopped refreshing (its final NOTIFY had time to pass).
-    if (c->subscription && c->subscription->expires_at + absl::Seconds(32) < now) {
-      gone.push_back(id);
-    }
+    if (sub->expires_at + absl::Seconds(32) < now) gone.push_back(id);
+  }
+  for (const auto& [id, c] : calls_) {
     // An ended call whose cancelled INVITE or relay request never finished.
-    if (!c->subscription && c->state == Call::State::kEnded && c->ended_at + kEndedGrace < now) {
-      ended.push_back(id);
-    }
+    if (c->state == Call::State::kEnded && c->ended_at + kEndedGrace < now) ended.push_back(id);
   }
   for (const std::string& id : ended) {
     auto it = calls_.find(id);
@@ -944,15 +946,14 @@ void Calls::Sweep() {
     Forget(*it->second);
   }
   for (const std::string& id : gone) {
-    auto it = calls_.find(id);
-    if (it == calls_.end()) continue;
+    auto it = subscriptions_.find(id);
+    if (it == subscriptions_.end()) continue;
     if (it->second->icp.orq != nullptr) continue;
-    Forget(*it->second);
+    EndSubscription(*it->second);
   }
 }
 
 void Calls::Hangup(Call& call, Side* except, const char* why) {
-  if (call.subscription) return Forget(call);
   const bool was_ended = call.state == Call::State::kEnded;
   call.state = Call::State::kEnded;
   if (call.end_reason.empty()) call.end_reason = why;
@@ -986,8 +987,8 @@ void Calls::Uncount(std::map<std::string, int>& counts, const std::string& devic
 }
 
 // Lets go of rwg's INVITEs still waiting for an answer.
-void Calls::DropInvites(Call& call) {
-  for (Side* s : {&call.set, &call.icp}) {
+void Calls::DropInvites(DialogPair& pair) {
+  for (Side* s : {&pair.set, &pair.icp}) {
     if (s->orq != nullptr) nta_outgoing_destroy(s->orq);
     s->orq = nullptr;
     invites_.Remove(s->pending);
@@ -996,20 +997,6 @@ void Calls::DropInvites(Call& call) {
 }
 
 void Calls::Forget(Call& call) {
-  if (call.subscription) {
-    Unindex(call);
-    if (call.set.tport) tport_unref(call.set.tport);
-    if (call.set.irq) {
-      nta_incoming_treply(call.set.irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
-      nta_incoming_destroy(call.set.irq);
-    }
-    DropInvites(call);
-    Uncount(subscriptions_of_, call.device.set_username);
-    subscriptions_.Decrement();
-    core::log::Debug("subscription ended", {{"id", call.id}});
-    calls_.erase(call.id);
-    return;
-  }
   if (call.recorded) host_.DropCall(call.id);
   Unindex(call);
   DropInvites(call);
@@ -1075,6 +1062,7 @@ void Calls::HangupAll(const char* reason) {
     it = calls_.find(id);
     if (it != calls_.end()) Forget(*it->second);
   }
+  while (!subscriptions_.empty()) EndSubscription(*subscriptions_.begin()->second);
 }
 
 }  // namespace rwg::sip_edge

@@ -6,6 +6,9 @@
 // phone sees the relay's set-side address and SRTP key, the iPBX the relay's ICP-side address
 // (RTP/AVP with an a=crypto key by default, plain RTP when the iPBX answers so).
 //
+// Phones' subscriptions (SUBSCRIBE/NOTIFY) go through a pair of dialogs the same way, without
+// media (Calls::Subscription; a call and a subscription are each a Calls::DialogPair).
+//
 // Runs on the SIP thread. The two dialogs share nothing but the call: Call-IDs, tags,
 // Contacts and Via/Record-Route of one side never reach the other.
 #pragma once
@@ -146,12 +149,15 @@ class Calls {
 
   // Active calls, for `rwgctl call list`.
   nlohmann::json List() const;
-  // Forgets subscriptions the phone stopped refreshing; called every second.
+  // Forgets subscriptions the phone stopped refreshing, and ended calls whose last answers
+  // never came; called every second.
   void Sweep();
-  // Ends every call (shutdown).
+  // Ends every call and subscription (shutdown).
   void HangupAll(const char* reason);
 
+  struct DialogPair;
   struct Call;
+  struct Subscription;
   struct Side;
   struct Pending;
   struct Forwarded;
@@ -166,13 +172,21 @@ class Calls {
   void PhoneSide(Side& s, nta_incoming_t* irq, const sip_t* sip, const CallPhone& phone);
   // The iPBX's side of a dialog rwg opens toward `user` as the device's ICP-side user.
   void IcpSideTo(Side& s, const CallPhone& phone, const std::string& user, const GatewayView& view);
-  void OnSubscribeResponse(Call& call, Side& to, nta_outgoing_t* orq, const sip_t* sip, int status,
-                           const std::string& phrase);
-  int InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);
-  int Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip);
+  // rwg's SUBSCRIBE toward the iPBX (again with credentials after a challenge).
+  void SendSubscribe(Subscription& sub, const char* authorization, bool proxy_auth);
+  void OnSubscribeResponse(Subscription& sub, Side& to, nta_outgoing_t* orq, const sip_t* sip,
+                           int status, const std::string& phrase);
+  // Lets a subscription go (it ended, or the phone stopped refreshing it).
+  void EndSubscription(Subscription& sub);
+  int InDialog(DialogPair& pair, Side& from, nta_incoming_t* irq, const sip_t* sip);
+  int Forward(DialogPair& pair, Side& from, nta_incoming_t* irq, const sip_t* sip);
   // Relays `f`'s request (`sip`, with `sdp` for its body when not empty) toward `to`.
-  void SendForward(Call& call, Side& to, Forwarded f, const sip_t* sip, const std::string& sdp);
+  void SendForward(DialogPair& pair, Side& to, Forwarded f, const sip_t* sip,
+                   const std::string& sdp);
   static int OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, const sip_t* sip);
+  // Launches `msg`, rwg's INVITE or SUBSCRIBE opening `to`'s dialog of `pair`; false when it
+  // could not be sent.
+  bool LaunchFirst(DialogPair& pair, Side& to, msg_t* msg);
   void SendInvite(Call& call, Side& to, const std::string& sdp, const char* authorization,
                   bool proxy_auth);
   msg_t* DialogRequest(const Side& to, const std::string& method, uint32_t cseq, bool with_contact,
@@ -210,26 +224,28 @@ class Calls {
   void Forget(Call& call);
   void Release(Call& call);
   static void Uncount(std::map<std::string, int>& counts, const std::string& device);
-  void DropInvites(Call& call);
+  void DropInvites(DialogPair& pair);
   std::optional<std::string> SdpFor(Call& call, Side& side, const std::string& other_sdp,
                                     bool offer, int* status, std::string* phrase);
   // What one side sent, within that side's inbound policy (R-CFG).
   absl::StatusOr<AudioStream> ReadFrom(const Call& call, bool set_side, absl::string_view sdp);
   // The relay leg of a side rwg offers to (suite and no remote yet), per its outbound policy.
   RelayRemote OfferedLeg(bool set_side);
-  Side& Other(Call& call, Side& side);
+  static Side& Other(DialogPair& pair, Side& side);
   std::string ReferTarget(const Side& to, const url_t* refer_to);
   void Adopt(std::unique_ptr<Call> call);
   void AllocateAndInvite(Call& call, const RelayRemote& set, const RelayRemote& icp,
                          const std::string& sdp);
-  std::optional<std::string> AnswerIcpChallenge(const Call& call, const Side& to, const sip_t* sip,
-                                                int status, const char* method);
+  std::optional<std::string> AnswerIcpChallenge(const DialogPair& pair, const Side& to,
+                                                const sip_t* sip, int status, const char* method);
   static std::string DialogKey(bool set_side, absl::string_view call_id,
                                absl::string_view local_tag);
-  void Index(Call& call);
-  void Unindex(Call& call);
-  Call* FindDialog(bool set_side, const sip_t* sip) const;
-  std::vector<Call*> WithCallId(bool set_side, absl::string_view call_id) const;
+  void Index(DialogPair& pair);
+  void Unindex(DialogPair& pair);
+  DialogPair* FindDialog(bool set_side, const sip_t* sip) const;
+  std::vector<DialogPair*> WithCallId(bool set_side, absl::string_view call_id) const;
+  // The call or subscription of that id (a Pending's or a Forwarded's), if still there.
+  DialogPair* FindPair(const std::string& id) const;
   void Save(Call& call);
 
   static int OnCancel(nta_incoming_magic_t* magic, nta_incoming_t* irq, const sip_t* sip);
@@ -247,11 +263,12 @@ class Calls {
   MediaRelays& relays_;
   core::Clock& clock_;
   core::Random& rng_;
-  std::map<std::string, std::unique_ptr<Call>> calls_;  // by rwg call id
-  std::map<std::string, int> calls_of_;                 // device -> its calls here
-  std::map<std::string, int> subscriptions_of_;         // device -> its subscriptions here
+  std::map<std::string, std::unique_ptr<Call>> calls_;                  // by rwg call id
+  std::map<std::string, std::unique_ptr<Subscription>> subscriptions_;  // by rwg id
+  std::map<std::string, int> calls_of_;                                 // device -> its calls here
+  std::map<std::string, int> subscriptions_of_;  // device -> its subscriptions here
   // "s|" / "i|" + Call-ID + "|" + rwg's tag on that side.
-  std::map<std::string, Call*> by_dialog_;
+  std::map<std::string, DialogPair*> by_dialog_;
   // The magic of rwg's INVITEs and relayed requests in flight (sofia-sip's callbacks get it).
   InFlight<Pending> invites_;
   InFlight<Forwarded> forwards_;
@@ -261,7 +278,7 @@ class Calls {
   prometheus::Family<prometheus::Counter>& outcomes_;
   prometheus::Histogram& setup_time_;
   prometheus::Counter& emergency_;
-  prometheus::Gauge& subscriptions_;
+  prometheus::Gauge& active_subscriptions_;
   prometheus::Counter& media_timeouts_;
 };
 

@@ -9,9 +9,9 @@
 // Why it is about 1,000 lines: Edge::Impl is the host (CallHost, RegistrarHost) every unit
 // above calls back into, and it owns the sofia-sip stacks whose callbacks must reach them all;
 // what remains here is that glue and the request dispatch, including the requests held while
-// Redis answers a device lookup (a request waits, never the SIP thread). A further split
-// would take the dispatch (HandleRequest, HandleFromIcp, the held requests) into a unit of its
-// own behind the host interface.
+// Redis answers a device lookup (a request waits, never the SIP thread; held_request.h). A further
+// split would take the dispatch (HandleRequest, HandleFromIcp, the held requests) into a unit of
+// its own behind the host interface.
 #include "services/sip_edge/edge.h"
 
 #include <arpa/inet.h>
@@ -51,6 +51,7 @@
 #include "services/sip_edge/connection_limit.h"
 #include "services/sip_edge/edge_metrics.h"
 #include "services/sip_edge/guard.h"
+#include "services/sip_edge/held_request.h"
 #include "services/sip_edge/housekeeping.h"
 #include "services/sip_edge/in_flight.h"
 #include "services/sip_edge/instances.h"
@@ -777,21 +778,22 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     const std::string realm = config.Get()->public_name;
     const std::string ip = source.substr(0, source.rfind(':'));
     // Password guessing through emergency INVITEs meets the REGISTER's bans and counts.
-    auto state = std::make_shared<LateAnswer>();
+    auto held = std::make_shared<HeldRequest>(irq, metrics.responses);
     std::optional<CallPhone> phone;
     authenticator->Check(
         CredentialsFor(sip->sip_proxy_authorization, realm), "INVITE", realm, ip,
-        [this, irq, sip, tport, state, realm, source, &phone](const AuthResult& auth) {
-          // `sip`, `tport` and `phone` are the caller's: used only before it returned.
-          if (!state->returned) {  // at once: the caller goes on with the phone
-            int st = 0;
-            phone = EmergencyCaller(irq, sip, tport, realm, source, auth, &st);
-            state->answered = true;
-            state->status = st;
+        [this, irq, sip, tport, held, realm, source, &phone](const AuthResult& auth) {
+          if (!held->held()) {  // at once: the caller goes on with the phone
+            // `sip`, `tport` and `phone` are the caller's: used only before it returned.
+            held->Resume("emergency INVITE", [&](const sip_t* /*request*/) {
+              int st = 0;
+              phone = EmergencyCaller(irq, sip, tport, realm, source, auth, &st);
+              return st;
+            });
             return;
           }
           // Later: the call starts now, over the connection the INVITE came on.
-          Continue(irq, *state, "emergency INVITE", [&](const sip_t* request) -> int {
+          held->Resume("emergency INVITE", [&](const sip_t* request) -> int {
             tport_t* tp = nta_incoming_transport(nullptr, irq, nullptr);
             int st = 0;
             std::optional<CallPhone> p =
@@ -801,8 +803,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
             return st;
           });
         });
-    state->returned = true;
-    *answered = state->answered ? state->status : 0;
+    *answered = held->Release();
     return phone;
   }
 
@@ -845,53 +846,20 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
   }
 
-  // How a request whose handling waits on a lookup is answered: the status, when it was
-  // handled before its leg callback returned, goes back to sofia-sip.
-  struct LateAnswer {
-    bool returned = false;  // the leg callback has returned: the request is ours to end
-    bool answered = false;
-    int status = 0;
-  };
-
-  // Continues the handling of `irq` after a lookup: `body` handles its request and returns
-  // the status answered (0: something else now owns the transaction). Before the leg callback
-  // returned, that status is the callback's; after, the request is read back from the
-  // transaction (which the edge held on to), answered when `body` did not, and destroyed.
-  void Continue(nta_incoming_t* irq, LateAnswer& state, const char* where,
-                const std::function<int(const sip_t*)>& body) {
-    msg_t* msg = nta_incoming_getrequest(irq);
-    const sip_t* sip = sip_object(msg);
-    const int status = Guard(where, 500, [&] { return sip != nullptr ? body(sip) : 500; });
-    const char* method =
-        sip != nullptr && sip->sip_request ? sip->sip_request->rq_method_name : "REGISTER";
-    if (!state.returned) {
-      state.answered = true;
-      state.status = status;
-    } else if (status != 0) {
-      if (nta_incoming_status(irq) < 200) {
-        const char* phrase = sip_status_phrase(status);
-        Reply(irq, method, status, phrase != nullptr ? phrase : "", TAG_END());
-      }
-      nta_incoming_destroy(irq);
-    }
-    msg_destroy(msg);
-  }
-
   // A REGISTER: its device is looked up without blocking the SIP thread (at once when
   // cached); the REGISTER is answered once it is known.
   int HandleRegister(nta_incoming_t* irq, const sip_t* sip, const std::string& ip,
                      const std::string& source) {
     auto view = config.Get();
     const std::string realm = view->public_name;
-    auto state = std::make_shared<LateAnswer>();
+    auto held = std::make_shared<HeldRequest>(irq, metrics.responses);
     authenticator->Check(CredentialsFor(sip->sip_authorization, realm), "REGISTER", realm, ip,
-                         [this, irq, state, realm, ip, source](const AuthResult& auth) {
-                           Continue(irq, *state, "REGISTER", [&](const sip_t* request) {
+                         [this, irq, held, realm, ip, source](const AuthResult& auth) {
+                           held->Resume("REGISTER", [&](const sip_t* request) {
                              return AnswerRegister(irq, request, auth, realm, ip, source);
                            });
                          });
-    state->returned = true;
-    return state->answered ? state->status : 0;
+    return held->Release();
   }
 
   int AnswerRegister(nta_incoming_t* irq, const sip_t* sip, const AuthResult& auth,

@@ -1,8 +1,8 @@
-// In-dialog requests of calls (see calls.h): a request inside one side's dialog relayed to the
-// other side as a request of that side's dialog (re-INVITE, UPDATE, INFO, MESSAGE, NOTIFY,
-// OPTIONS, SUBSCRIBE refreshes, REFER with its Refer-To and Replaces mapped), offers through the
-// media relay both ways, and the answer relayed back; BYE; CANCEL and the ACK of a 2xx that
-// carried rwg's offer; PRACK on each side (RFC 3262).
+// In-dialog requests of calls and subscriptions (see calls.h; both a Calls::DialogPair): a
+// request inside one side's dialog relayed to the other side as a request of that side's dialog
+// (re-INVITE, UPDATE, INFO, MESSAGE, NOTIFY, OPTIONS, SUBSCRIBE refreshes, REFER with its Refer-To
+// and Replaces mapped), offers through the media relay both ways, and the answer relayed back; BYE;
+// CANCEL and the ACK of a 2xx that carried rwg's offer; PRACK on each side (RFC 3262).
 //
 // Still members of Calls rather than a class of their own: every step needs the call's two
 // sides and most of what calls.cc does with them (the relay session, SDP for a side, the
@@ -65,10 +65,11 @@ std::string UrlEncode(absl::string_view in) {
 
 // -- in-dialog requests ----------------------------------------------------------------------
 
-int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip) {
+int Calls::InDialog(DialogPair& pair, Side& from, nta_incoming_t* irq, const sip_t* sip) {
   const sip_method_t m = sip->sip_request->rq_method;
+  Call* call = pair.AsCall();
   // A NOTIFY may come before the 2xx of its SUBSCRIBE: it gives the dialog its tag.
-  if (call.subscription && !from.uas && from.remote_tag.empty() && m == sip_method_notify &&
+  if (call == nullptr && !from.uas && from.remote_tag.empty() && m == sip_method_notify &&
       sip->sip_from != nullptr && sip->sip_from->a_tag != nullptr) {
     from.remote_tag = sip->sip_from->a_tag;
   }
@@ -83,8 +84,12 @@ int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* si
     case sip_method_ack:
       return 200;  // the ACK for our 200 OK: the dialog on this side is confirmed
     case sip_method_bye:
-      call.end_reason = from.set ? "BYE from the phone" : "BYE from the iPBX";
-      Hangup(call, &from, call.end_reason.c_str());
+      if (call != nullptr) {
+        call->end_reason = from.set ? "BYE from the phone" : "BYE from the iPBX";
+        Hangup(*call, &from, call->end_reason.c_str());
+      } else {
+        EndSubscription(*pair.AsSubscription());
+      }
       host_.CountResponse("BYE", 200);
       return 200;
     case sip_method_invite:
@@ -95,7 +100,7 @@ int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* si
     case sip_method_options:
     case sip_method_subscribe:
     case sip_method_refer:
-      return Forward(call, from, irq, sip);
+      return Forward(pair, from, irq, sip);
     case sip_method_prack:  // sofia-sip takes those for rwg's reliable answers
       host_.CountResponse("PRACK", 481);
       return 481;
@@ -107,14 +112,21 @@ int Calls::InDialog(Call& call, Side& from, nta_incoming_t* irq, const sip_t* si
 
 // An in-dialog request relayed to the other side as a request of that side's dialog; an offer
 // (re-INVITE, UPDATE: hold, resume, new keys) goes through the media relay first.
-int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip) {
+int Calls::Forward(DialogPair& pair, Side& from, nta_incoming_t* irq, const sip_t* sip) {
   const char* method = sip->sip_request->rq_method_name;
   const sip_method_t m = sip->sip_request->rq_method;
-  if (call.state != Call::State::kConfirmed && m == sip_method_invite) {
+  if (pair.AsCall() == nullptr && (m == sip_method_invite || m == sip_method_update)) {
+    // A subscription's dialogs carry no session: nothing to offer, no media relay to go through.
+    nta_incoming_treply(irq, SIP_405_METHOD_NOT_ALLOWED, SIPTAG_ALLOW_STR(kSubscriptionAllow),
+                        TAG_END());
+    host_.CountResponse(method, 405);
+    return 405;
+  }
+  if (pair.state != DialogPair::State::kConfirmed && m == sip_method_invite) {
     host_.CountResponse(method, 491);
     return 491;  // a re-INVITE while the call is still being set up
   }
-  Side& to = Other(call, from);
+  Side& to = Other(pair, from);
   const std::string sdp = PayloadOf(sip);
   const bool offer = (m == sip_method_invite || m == sip_method_update) && !sdp.empty();
   if ((m == sip_method_invite) && sdp.empty()) {
@@ -123,14 +135,15 @@ int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip
     host_.CountResponse(method, 488);
     return 488;
   }
-  Forwarded f{this, call.id, to.set, irq, method, 0, offer};
+  Forwarded f{this, pair.id, to.set, irq, method, 0, offer};
   f.terminates = m == sip_method_notify && sip->sip_subscription_state != nullptr &&
                  sip->sip_subscription_state->ss_substate != nullptr &&
                  absl::EqualsIgnoreCase(sip->sip_subscription_state->ss_substate, "terminated");
   if (!offer) {
-    SendForward(call, to, std::move(f), sip, "");
+    SendForward(pair, to, std::move(f), sip, "");
     return 0;
   }
+  Call& call = *pair.AsCall();
   absl::StatusOr<AudioStream> media = ReadFrom(call, from.set, sdp);
   if (!media.ok()) {
     const int st = StatusFor(media.status());
@@ -175,12 +188,12 @@ int Calls::Forward(Call& call, Side& from, nta_incoming_t* irq, const sip_t* sip
   return 0;
 }
 
-void Calls::SendForward(Call& call, Side& to, Forwarded f, const sip_t* sip,
+void Calls::SendForward(DialogPair& pair, Side& to, Forwarded f, const sip_t* sip,
                         const std::string& sdp) {
   f.cseq = ++to.cseq;
-  // The record keeps the CSeq another instance would go on from; a BYE ends the call (and
+  // A call's record keeps the CSeq another instance would go on from; a BYE ends the call (and
   // its record) itself.
-  if (f.method != "BYE") Save(call);
+  if (Call* call = pair.AsCall(); call != nullptr && f.method != "BYE") Save(*call);
   const bool target_refresh = f.method == "INVITE" || f.method == "UPDATE";
   // A REFER's Contact is where the referee's NOTIFYs about the transfer go (RFC 3515).
   msg_t* msg = DialogRequest(to, f.method, f.cseq, target_refresh || f.method == "REFER", false);
@@ -235,7 +248,7 @@ std::string Calls::ReferTarget(const Side& to, const url_t* u) {
     std::vector<std::string> parts = absl::StrSplit(replaces, ';');
     // The referrer's side of that call is the side opposite `to`.
     // The referrer names the dialog by Call-ID and both tags; one of them is rwg's.
-    Call* found = nullptr;
+    DialogPair* found = nullptr;
     for (size_t i = 1; i < parts.size() && found == nullptr; ++i) {
       absl::string_view tag = parts[i];
       if (!absl::ConsumePrefix(&tag, "to-tag=") && !absl::ConsumePrefix(&tag, "from-tag=")) {
@@ -244,7 +257,7 @@ std::string Calls::ReferTarget(const Side& to, const url_t* u) {
       auto it = by_dialog_.find(DialogKey(!to.set, parts[0], tag));
       if (it != by_dialog_.end()) found = it->second;
     }
-    if (found != nullptr && !found->subscription) {
+    if (found != nullptr && found->AsCall() != nullptr) {
       // On `to`'s side the party to be replaced is that dialog's remote end.
       const Side& theirs = to.set ? found->set : found->icp;
       const std::string mapped = absl::StrCat(theirs.call_id, ";to-tag=", theirs.remote_tag,
@@ -267,18 +280,19 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
     self->forwards_.Remove(in_flight);
     const std::string phrase = sip && sip->sip_status->st_phrase ? sip->sip_status->st_phrase : "";
     const std::string sdp = PayloadOf(sip);
-    auto it = self->calls_.find(f.call);
-    if (it == self->calls_.end()) {
+    DialogPair* pair = self->FindPair(f.call);
+    if (pair == nullptr) {
       nta_outgoing_destroy(orq);
       nta_incoming_treply(f.irq, SIP_481_NO_TRANSACTION, TAG_END());
       nta_incoming_destroy(f.irq);
       return 0;
     }
-    Call& call = *it->second;
-    Side& to = f.to_set ? call.set : call.icp;
-    Side& from = self->Other(call, to);
-    if (f.method == "INVITE" && status < 300) {
-      self->SendRequest(call, to, "ACK", f.cseq);
+    Call* call = pair->AsCall();
+    Subscription* sub = pair->AsSubscription();
+    Side& to = f.to_set ? pair->set : pair->icp;
+    Side& from = self->Other(*pair, to);
+    if (call != nullptr && f.method == "INVITE" && status < 300) {
+      self->SendRequest(*call, to, "ACK", f.cseq);
     }
     if (sip && sip->sip_contact && status < 300 && (f.method == "INVITE" || f.method == "UPDATE")) {
       su_home_t home[1] = {SU_HOME_INIT(home)};
@@ -298,15 +312,13 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
       self->host_.CountResponse(f.method.c_str(), st);
       nta_incoming_destroy(f.irq);
     };
-    if (!f.offer || status >= 300 || sdp.empty()) {
+    if (!f.offer || call == nullptr || status >= 300 || sdp.empty()) {
       if (f.method == "SUBSCRIBE" && status < 300) {
         // A refresh (or an unsubscribe, Expires: 0): the phone learns what the iPBX granted.
         const int granted = sip && sip->sip_expires ? static_cast<int>(sip->sip_expires->ex_delta)
-                            : call.subscription     ? call.subscription->expires
+                            : sub != nullptr        ? sub->expires
                                                     : 0;
-        if (call.subscription) {
-          call.subscription->expires_at = self->clock_.Now() + absl::Seconds(granted);
-        }
+        if (sub != nullptr) sub->expires_at = self->clock_.Now() + absl::Seconds(granted);
         const std::string expires = std::to_string(granted);
         nta_incoming_treply(f.irq, status, phrase.c_str(), SIPTAG_CONTACT_STR(from.contact.c_str()),
                             SIPTAG_EXPIRES_STR(expires.c_str()), TAG_END());
@@ -315,19 +327,19 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
         return 0;
       }
       finish(status, phrase.c_str(), "");
-      if (call.subscription && f.terminates) self->Forget(call);
+      if (sub != nullptr && f.terminates) self->EndSubscription(*sub);
       return 0;
     }
-    absl::StatusOr<AudioStream> answer = self->ReadFrom(call, to.set, sdp);
+    absl::StatusOr<AudioStream> answer = self->ReadFrom(*call, to.set, sdp);
     if (!answer.ok()) {
       finish(488, "Not Acceptable Here", "");
       return 0;
     }
     to.media = *answer;
     RelayRemote remote = RemoteOf(*answer);
-    call.relay_busy = true;
+    call->relay_busy = true;
     self->relays_.Update(
-        *call.media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
+        *call->media, to.set ? &remote : nullptr, to.set ? nullptr : &remote, false, false,
         [self, f, status, phrase, sdp](absl::StatusOr<RelaySession> s) {
           auto it = self->calls_.find(f.call);
           std::optional<std::string> out;
@@ -385,7 +397,9 @@ std::pair<Calls::Call*, Calls::Side*> Calls::ByInvite(nta_incoming_t* irq, bool 
   const std::string call_id = invite && invite->sip_call_id ? invite->sip_call_id->i_id : "";
   msg_destroy(request);
   for (bool set_side : {true, false}) {
-    for (Call* c : WithCallId(set_side, call_id)) {
+    for (DialogPair* pair : WithCallId(set_side, call_id)) {
+      Call* c = pair->AsCall();
+      if (c == nullptr) continue;  // a SUBSCRIBE: no CANCEL nor ACK of rwg's concern
       Side* side = set_side ? &c->set : &c->icp;
       if ((ack ? side->ack_irq : side->irq) == irq) return {c, side};
     }

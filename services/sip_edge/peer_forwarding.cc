@@ -4,12 +4,14 @@
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_tagarg.h>
 
+#include <memory>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/core/log.h"
 #include "services/sip_edge/guard.h"
+#include "services/sip_edge/held_request.h"
 #include "services/sip_edge/sip_methods.h"
 
 namespace rwg::sip_edge {
@@ -81,27 +83,13 @@ void PeerForwarder::PeerHolding(const std::string& icp_user,
       });
 }
 
-void PeerForwarder::Later(nta_incoming_t* irq, const char* where,
-                          const std::function<int(const sip_t*)>& body) {
-  msg_t* msg = nta_incoming_getrequest(irq);
-  const sip_t* sip = sip_object(msg);
-  const int status = Guard(where, 500, [&] { return sip != nullptr ? body(sip) : 500; });
-  if (status != 0) {
-    if (nta_incoming_status(irq) < 200) {
-      const char* phrase = sip_status_phrase(status);
-      nta_incoming_treply(irq, status, phrase != nullptr ? phrase : "", TAG_END());
-      CountResponse(sip != nullptr ? sip->sip_request->rq_method_name : "", status);
-    }
-    nta_incoming_destroy(irq);
-  }
-  msg_destroy(msg);
-}
-
 int PeerForwarder::Forward(nta_incoming_t* irq, const sip_t* /*sip*/, const std::string& icp_user) {
-  PeerHolding(icp_user, [this, irq, icp_user](const std::optional<Holder>& holder) {
-    Later(irq, "Forward", [&](const sip_t* sip) { return ForwardTo(irq, sip, icp_user, holder); });
+  auto held = std::make_shared<HeldRequest>(irq, responses_);
+  PeerHolding(icp_user, [this, irq, held, icp_user](const std::optional<Holder>& holder) {
+    held->Resume("Forward",
+                 [&](const sip_t* sip) { return ForwardTo(irq, sip, icp_user, holder); });
   });
-  return 0;
+  return held->Release();
 }
 
 int PeerForwarder::ForwardTo(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user,
@@ -140,11 +128,12 @@ int PeerForwarder::ForwardTo(nta_incoming_t* irq, const sip_t* sip, const std::s
 
 int PeerForwarder::ProxyInvite(nta_incoming_t* irq, const sip_t* /*sip*/,
                                const std::string& icp_user) {
-  PeerHolding(icp_user, [this, irq, icp_user](const std::optional<Holder>& holder) {
-    Later(irq, "ProxyInvite",
-          [&](const sip_t* sip) { return ProxyTo(irq, sip, icp_user, holder); });
+  auto held = std::make_shared<HeldRequest>(irq, responses_);
+  PeerHolding(icp_user, [this, irq, held, icp_user](const std::optional<Holder>& holder) {
+    held->Resume("ProxyInvite",
+                 [&](const sip_t* sip) { return ProxyTo(irq, sip, icp_user, holder); });
   });
-  return 0;
+  return held->Release();
 }
 
 int PeerForwarder::ProxyTo(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user,

@@ -78,9 +78,6 @@ class PeerForwarder {
                 const std::optional<Holder>& holder);
   int ProxyTo(nta_incoming_t* irq, const sip_t* sip, const std::string& icp_user,
               const std::optional<Holder>& holder);
-  // Runs `body` on `irq`'s request once a binding is read: a status it returns is answered
-  // (when not yet) and ends the transaction.
-  void Later(nta_incoming_t* irq, const char* where, const std::function<int(const sip_t*)>& body);
   // The X-Rwg-Forwarded header line for `sip`, marked now.
   std::string Mark(const sip_t* sip) const;
   void CountResponse(const char* method, int status);

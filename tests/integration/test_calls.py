@@ -16,6 +16,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 import unittest
 import urllib.parse
@@ -773,8 +774,16 @@ class CallsTest(RelayFixture):
         answer(phone, n, 200)
         self.assertEqual(sipclient.status(vm.read_message()), 200)
         self.assertRegex(self.metrics(), r"(?m)^rwg_sip_edge_subscriptions 1")
+        # No session within a subscription's dialogs: an offer there is refused, nothing of it
+        # goes to the iPBX.
+        for cseq, method in ((2, "INVITE"), (3, "UPDATE")):
+            phone_request(phone, method, target, "1001", tag, call_id, cseq, to, body=offer())
+            r = phone.read_message()
+            self.assertEqual(sipclient.status(r), 405, r)
+            self.assertRegex(r, r"(?im)^Allow: .*SUBSCRIBE")
+        self.assertEqual(vm.read_raw(0.5), b"", "nothing of the offers reaches the iPBX")
         # Unsubscribe: the server's final NOTIFY ends the subscription in rwg.
-        subscribe(2, 0, to=to, uri=target)
+        subscribe(4, 0, to=to, uri=target)
         try:
             unsub = vm.read_message()
         except TimeoutError:
@@ -1492,3 +1501,59 @@ class CallOnAnotherInstanceTest(RelayFixture):
         self.assertEqual(got, [("1 CANCEL", 200), ("1 INVITE", 487)])
         rwgtest.wait_until("no call left", lambda: re.search(
             r"(?m)^rwg_sip_edge_active_calls 0", self.metrics()), timeout=5)
+
+    def test_invite_cancelled_while_the_other_instance_reads_the_binding(self):
+        """B holds the iPBX's INVITE while Redis (asleep) says who holds the phone; the iPBX
+        cancels meanwhile. B answers 487, and once Redis answers the INVITE goes nowhere: A
+        gets nothing, the phone is not called."""
+        phone = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(phone.close)
+        r = phone.register_with_auth("1002", DEVICES["1002"][0], PUBLIC)
+        self.assertEqual(sipclient.status(r), 200, r)
+        rwgtest.wait_until("both instances advertised", lambda: b"sip-edge-0" in self.redis.cmd(
+            "HKEYS", "rwg:edge:instances") and b"sip-edge-1" in self.redis.cmd(
+            "HKEYS", "rwg:edge:instances"), timeout=10)
+        time.sleep(1.5)  # B reads the instances once a second
+        b = self.ipbx(self.b_icp)
+        bh, bp = b.local
+
+        def request(method, user, cid, branch, to_tag=""):
+            b.send_raw(f"{method} sip:{user}@127.0.0.1:{self.b_icp};transport=tcp SIP/2.0\r\n"
+                       f"Via: SIP/2.0/TCP {bh}:{bp};branch={branch}\r\n"
+                       f"From: \"Office\" <sip:{OFFICE_USER}@127.0.0.2>;tag=t-{cid}\r\n"
+                       f"To: <sip:{user}@127.0.0.2>{to_tag}\r\nCall-ID: {cid}\r\n"
+                       f"CSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
+                       f"Contact: <sip:{OFFICE_USER}@{bh}:{bp};transport=tcp>\r\n"
+                       "Content-Length: 0\r\n\r\n")
+
+        def final_from_b():
+            r = b.read_message()
+            while sipclient.status(r) < 200:
+                r = b.read_message()
+            return r
+
+        sleeper = threading.Thread(target=lambda: self.redis.cmd("DEBUG", "SLEEP", "2"))
+        sleeper.start()
+        self.addCleanup(sleeper.join)
+        time.sleep(0.2)
+        request("INVITE", "21002", "held-1", "z9hG4bKheld1")
+        time.sleep(0.3)
+        request("CANCEL", "21002", "held-1", "z9hG4bKheld1")
+        got = {}
+        for _ in range(2):
+            m = final_from_b()
+            got[re.search(r"(?im)^CSeq: *1 +(\w+)", m).group(1)] = m
+        self.assertEqual(sipclient.status(got["CANCEL"]), 200, got["CANCEL"])
+        self.assertEqual(sipclient.status(got["INVITE"]), 487, got["INVITE"])
+        to_tag = re.search(r"(?im)^To:.*(;tag=[^;\s]+)", got["INVITE"]).group(1)
+        request("ACK", "21002", "held-1", "z9hG4bKheld1", to_tag)
+        sleeper.join()
+        # B's Redis commands are answered in order: once two lookups issued one after the other
+        # are answered, the held INVITE's lookups are too.
+        for i in range(2):
+            request("INVITE", "21001", f"nobody-{i}", f"z9hG4bKnobody{i}")
+            self.assertEqual(sipclient.status(final_from_b()), 480)
+        self.assertEqual(phone.read_raw(1.0), b"", "the phone is not called")
+        self.assertEqual(self.ctl.json("call", "list")["calls"], [])
+        self.assertNotIn('msg="call proxied', self.edge_b.read_log())
+        self.assertNotIn('msg=call ', self.edge.read_log())

@@ -592,6 +592,77 @@ class SlowRedisTest(EdgeFixture):
         rwgtest.wait_until("binding of 1002 stored", lambda: self.binding("1002") is not None,
                            timeout=5)
 
+    def test_an_emergency_call_cancelled_while_its_device_is_read_never_starts(self):
+        """1002 is not registered: its emergency INVITE waits for its device (not cached) while
+        Redis sleeps; the phone cancels meanwhile. The INVITE is answered 487 and, once Redis
+        answers, nothing of the call happens: no emergency call, nothing to the iPBX."""
+        self.ctl.ok("emergency", "set", "*", "112", "0112")
+        conn = self.phone()
+
+        def table_read():  # at most a few requests a second: unregistered, they count (pike)
+            if sipclient.status(emergency_invite(conn, "1002", 1, "cancel-probe", "cp1")) == 407:
+                return True
+            time.sleep(0.3)
+        rwgtest.wait_until("emergency table read", table_read, timeout=10)
+        r = emergency_invite(conn, "1002", 1, call_id="cancelled-emergency", tag="ce1")
+        ch = sipclient.parse_challenges(r, "proxy-authenticate")[0]
+        # 1001's REGISTER is read after the INVITE's device: its answer says Redis answered both.
+        other = self.phone()
+        other.sock.settimeout(10)
+        first = other.register("1001", DOMAIN)
+        self.assertEqual(sipclient.status(first), 401, first)
+        ipbx_invites = self.ipbx_invites()
+
+        sleeper = threading.Thread(target=lambda: self.redis.cmd("DEBUG", "SLEEP", "2"))
+        sleeper.start()
+        self.addCleanup(sleeper.join)
+        time.sleep(0.2)
+        h, p = conn.local
+        uri = f"sip:112@{DOMAIN}"
+        auth = sipclient.authorization(ch, "1002", DEVICES["1002"][0], "INVITE", uri)
+        common = (f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bKcancelled\r\n"
+                  f"From: <sip:1002@{DOMAIN}>;tag=ce1\r\nCall-ID: cancelled-emergency\r\n"
+                  "Max-Forwards: 70\r\n")
+        conn.send_raw(f"INVITE {uri} SIP/2.0\r\n{common}To: <{uri}>\r\nCSeq: 2 INVITE\r\n"
+                      f"Contact: <sip:1002@{h}:{p};transport=tls>\r\n"
+                      f"Proxy-Authorization: {auth}\r\nContent-Length: 0\r\n\r\n")
+        other.send_raw(other.build_register("1001", DOMAIN, auth=sipclient.authorization(
+            sipclient.parse_challenges(first)[0], "1001", DEVICES["1001"][0], "REGISTER",
+            f"sip:{DOMAIN}")))
+        time.sleep(0.3)
+        conn.send_raw(f"CANCEL {uri} SIP/2.0\r\n{common}To: <{uri}>\r\nCSeq: 2 CANCEL\r\n"
+                      "Content-Length: 0\r\n\r\n")
+        answers = {}
+        while len(answers) < 2:
+            m = conn.read_message()
+            self.assertIsNotNone(m, "connection closed")
+            method = re.search(r"(?im)^CSeq: *\d+ +(\w+)", m).group(1)
+            if sipclient.status(m) >= 200:
+                self.assertNotIn(method, answers, m)
+                answers[method] = m
+        self.assertEqual(sipclient.status(answers["CANCEL"]), 200, answers["CANCEL"])
+        self.assertEqual(sipclient.status(answers["INVITE"]), 487, answers["INVITE"])
+        to = re.search(r"(?im)^To: (.*)$", answers["INVITE"]).group(1).strip()
+        conn.send_raw(f"ACK {uri} SIP/2.0\r\n{common}To: {to}\r\nCSeq: 2 ACK\r\n"
+                      "Content-Length: 0\r\n\r\n")
+
+        r = other.read_message()
+        self.assertEqual(sipclient.status(r), 200, r)
+        self.assertEqual(conn.read_raw(1.0), b"", "nothing more for the cancelled INVITE")
+        self.assertNotIn('msg="emergency call"', self.edge.read_log())
+        metrics = self.metrics()
+        self.assertNotIn("rwg_sip_edge_emergency_calls_total 1", metrics)
+        self.assertNotIn("rwg_sip_edge_call_attempts_total{", metrics)
+        self.assertEqual(self.ctl.json("call", "list").get("calls", []), [])
+        self.assertEqual(self.ipbx_invites(), ipbx_invites, "an INVITE reached the iPBX")
+
+    def ipbx_invites(self):
+        """How many INVITEs Kamailio (the iPBX) has received."""
+        out = self.kamailio.rpc("stats.get_statistics", "rcv_requests_invite") or ""
+        m = re.search(r"rcv_requests_invite = (\d+)", out)
+        self.assertIsNotNone(m, out)
+        return int(m.group(1))
+
 
 class ProtectionTest(EdgeFixture):
     edge_args = ["--pike-requests", "6", "--pike-window-seconds", "2", "--ban-seconds", "3"]
