@@ -1,6 +1,6 @@
-// The sync API's requests (api.h). One SyncApi::Impl holds the checks every request goes
-// through (Authenticate), the three OAuth legs, and the device calls with their long polls
-// (devices.cc holds how devices are read and written out).
+// The sync API's requests (api.h): routing, the checks every request goes through
+// (Authenticate), the long polls. The OAuth legs are in api_tokens.cc, the device calls in
+// api_devices.cc; api_internal.h declares what the three share.
 #include "services/sync/api.h"
 
 #include <netdb.h>
@@ -30,33 +30,13 @@
 #include "services/core/json.h"
 #include "services/core/keys.h"
 #include "services/core/log.h"
+#include "services/sync/api_internal.h"
 #include "services/sync/devices.h"
 #include "services/sync/oauth1.h"
 
 namespace rwg::sync {
 
 namespace {
-
-using core::SyncConsumer;
-using core::SyncToken;
-using core::SyncTokenKind;
-using core::SyncTokenState;
-
-// The endpoints, also the values of the metrics' endpoint label.
-enum class Endpoint {
-  kRequestToken,
-  kAccessToken,
-  kRenew,
-  kDevices,
-  kDevicesCsv,
-  kChanges,
-  kDeviceCreate,
-  kDeviceUpdate,
-  kDeviceDelete
-};
-constexpr const char* kEndpointNames[] = {"request_token", "access_token",    "renew",
-                                          "devices",       "devices_mbg_csv", "changes",
-                                          "device_create", "device_update",   "device_delete"};
 
 struct Route {
   const char* method;
@@ -93,6 +73,10 @@ constexpr const char* kProblems[] = {"parameter_absent",
                                      "permission_denied",
                                      "verifier_invalid",
                                      "other"};
+
+}  // namespace
+
+namespace api_internal {
 
 HttpResponse Json(int status, const nlohmann::json& body) {
   HttpResponse r;
@@ -159,129 +143,44 @@ std::optional<std::string> QueryValue(absl::string_view query, absl::string_view
   return std::nullopt;
 }
 
-// What checking a request found: the consumer, and the token it was signed with.
-struct Caller {
-  SyncConsumer consumer;
-  std::optional<SyncToken> token;
-  Parameters params;
-};
+}  // namespace api_internal
 
-}  // namespace
-
-class SyncApi::Impl {
- public:
-  Impl(SyncApiOptions options, core::RedisClient& redis, const core::SecretBox& box,
-       core::Clock& clock, core::Random& rng, prometheus::Registry& registry)
-      : options_(std::move(options)),
-        redis_(redis),
-        clock_(clock),
-        rng_(rng),
-        store_(redis, box),
-        replay_(redis, clock, options_.window),
-        devices_(redis, box),
-        control_store_(redis),
-        writes_(control_store_, box, clock, rng),
-        requests_(prometheus::BuildCounter()
-                      .Name("rwg_sync_requests_total")
-                      .Help("Sync API requests, by endpoint and outcome")
-                      .Register(registry)),
-        refusals_(prometheus::BuildCounter()
-                      .Name("rwg_sync_refusals_total")
-                      .Help("Sync API requests refused, by oauth_problem")
-                      .Register(registry)),
-        expiry_(prometheus::BuildGauge()
-                    .Name("rwg_sync_token_expiry_days")
-                    .Help("Days until the soonest expiry of a consumer's active access token")
+SyncApi::Impl::Impl(SyncApiOptions options, core::RedisClient& redis, const core::SecretBox& box,
+                    core::Clock& clock, core::Random& rng, prometheus::Registry& registry)
+    : options_(std::move(options)),
+      redis_(redis),
+      clock_(clock),
+      rng_(rng),
+      store_(redis, box),
+      replay_(redis, clock, options_.window),
+      devices_(redis, box),
+      control_store_(redis),
+      writes_(control_store_, box, clock, rng),
+      requests_(prometheus::BuildCounter()
+                    .Name("rwg_sync_requests_total")
+                    .Help("Sync API requests, by endpoint and outcome")
                     .Register(registry)),
-        waiting_(prometheus::BuildGauge()
-                     .Name("rwg_sync_long_polls_waiting")
-                     .Help("changes requests waiting for a change")
-                     .Register(registry)
-                     .Add({})) {
-    for (const char* e : kEndpointNames) {
-      for (const char* o : {"ok", "refused", "client_error", "unavailable", "error"}) {
-        requests_.Add({{"endpoint", e}, {"outcome", o}});
-      }
+      refusals_(prometheus::BuildCounter()
+                    .Name("rwg_sync_refusals_total")
+                    .Help("Sync API requests refused, by oauth_problem")
+                    .Register(registry)),
+      expiry_(prometheus::BuildGauge()
+                  .Name("rwg_sync_token_expiry_days")
+                  .Help("Days until the soonest expiry of a consumer's active access token")
+                  .Register(registry)),
+      waiting_(prometheus::BuildGauge()
+                   .Name("rwg_sync_long_polls_waiting")
+                   .Help("changes requests waiting for a change")
+                   .Register(registry)
+                   .Add({})) {
+  for (const char* e : kEndpointNames) {
+    for (const char* o : {"ok", "refused", "client_error", "unavailable", "error"}) {
+      requests_.Add({{"endpoint", e}, {"outcome", o}});
     }
-    requests_.Add({{"endpoint", "unknown"}, {"outcome", "client_error"}});
-    for (const char* p : kProblems) refusals_.Add({{"problem", p}});
   }
-
-  void Start() {
-    absl::MutexLock lock(&mu_);
-    stop_ = false;
-    poller_ = std::thread([this] { PollLoop(); });
-  }
-
-  void Stop() {
-    {
-      absl::MutexLock lock(&mu_);
-      if (stop_) return;
-      stop_ = true;
-    }
-    if (poller_.joinable()) poller_.join();
-  }
-
-  void Handle(HttpRequest request, const Respond& respond);
-  void RefreshTokenExpiry();
-
- private:
-  struct Waiter {
-    std::string consumer;
-    int64_t since = 0;
-    size_t limit = 0;
-    absl::Time deadline;
-    Respond respond;
-  };
-
-  // Answers and counts.
-  void Answer(Endpoint e, const Respond& respond, HttpResponse r);
-  HttpResponse Fail(const absl::Status& s);
-
-  absl::StatusOr<Caller> Authenticate(Endpoint e, const HttpRequest& request,
-                                      absl::string_view path, absl::string_view query);
-  absl::Status CheckSource(const SyncConsumer& c, const std::string& source);
-
-  HttpResponse RequestToken(const Caller& caller, const HttpRequest& request);
-  HttpResponse AccessToken(const Caller& caller);
-  HttpResponse Renew(const Caller& caller);
-  HttpResponse Devices(absl::string_view query);
-  HttpResponse DevicesCsv();
-  // The iPBX declaring a device: created from the form's fields, changed (the fields given),
-  // deleted; the admin API's rules (control::DeviceWrites).
-  HttpResponse WriteDevice(Endpoint e, const Caller& caller, const std::string& set_username);
-  // The answer to a changes request now; nullopt when there is nothing yet and it may wait.
-  std::optional<HttpResponse> Changes(int64_t since, size_t limit, bool final_answer);
-  void PollLoop();
-
-  SyncApiOptions options_;
-  core::RedisClient& redis_;
-  core::Clock& clock_;
-  core::Random& rng_;
-  core::SyncStore store_;
-  ReplayGuard replay_;
-  DeviceReader devices_;
-  control::RedisControlStore control_store_;
-  control::DeviceWrites writes_;
-  prometheus::Family<prometheus::Counter>& requests_;
-  prometheus::Family<prometheus::Counter>& refusals_;
-  prometheus::Family<prometheus::Gauge>& expiry_;
-  prometheus::Gauge& waiting_;
-
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = true;
-  std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mu_);
-  std::thread poller_;
-
-  // The iPBX's host resolved (the default source of a consumer), kept a minute.
-  absl::Mutex icp_mu_;
-  std::string icp_host_ ABSL_GUARDED_BY(icp_mu_);
-  std::vector<std::string> icp_addresses_ ABSL_GUARDED_BY(icp_mu_);
-  absl::Time icp_resolved_ ABSL_GUARDED_BY(icp_mu_) = absl::InfinitePast();
-
-  absl::Mutex expiry_mu_;
-  std::map<std::string, prometheus::Gauge*> expiry_gauges_ ABSL_GUARDED_BY(expiry_mu_);
-};
+  requests_.Add({{"endpoint", "unknown"}, {"outcome", "client_error"}});
+  for (const char* p : kProblems) refusals_.Add({{"problem", p}});
+}
 
 void SyncApi::Impl::Answer(Endpoint e, const Respond& respond, HttpResponse r) {
   const char* outcome = r.status < 300                       ? "ok"
@@ -619,260 +518,6 @@ absl::StatusOr<Caller> SyncApi::Impl::Authenticate(Endpoint e, const HttpRequest
   }
   caller.params = *std::move(params);
   return caller;
-}
-
-HttpResponse SyncApi::Impl::RequestToken(const Caller& caller, const HttpRequest& request) {
-  auto it = caller.params.oauth.find("oauth_callback");
-  if (it == caller.params.oauth.end()) {
-    return Fail(OAuthProblem("parameter_absent", "oauth_callback is missing (use oob)"));
-  }
-  if (it->second != "oob") {
-    return Fail(OAuthProblem("parameter_rejected",
-                             "oauth_callback must be oob: the administrator approves tokens and "
-                             "reads the verifier to the caller"));
-  }
-  absl::StatusOr<std::vector<SyncToken>> tokens = store_.ListTokens();
-  if (!tokens.ok()) return Fail(tokens.status());
-  const auto pending = std::count_if(tokens->begin(), tokens->end(), [&](const SyncToken& t) {
-    return t.consumer == caller.consumer.name && t.kind == SyncTokenKind::kTemporary &&
-           (t.state == SyncTokenState::kPending || t.state == SyncTokenState::kApproved);
-  });
-  if (pending >= options_.max_pending_tokens) {
-    return Fail(absl::ResourceExhaustedError(absl::StrCat(
-        "this consumer has ", pending,
-        " temporary tokens waiting already: approve, reject or let them expire (1 hour)")));
-  }
-  SyncToken t;
-  t.token = RandomToken(rng_, 32);
-  t.secret = RandomToken(rng_, 40);
-  t.kind = SyncTokenKind::kTemporary;
-  t.state = SyncTokenState::kPending;
-  t.consumer = caller.consumer.name;
-  t.source = request.source;
-  t.created = clock_.Now();
-  t.expires = t.created + core::kSyncTemporaryTokenLife;
-  if (absl::Status s = store_.PutToken(t); !s.ok()) return Fail(s);
-  core::log::Info("sync temporary token requested", {{"consumer", caller.consumer.name},
-                                                     {"token", t.token},
-                                                     {"source", request.source},
-                                                     {"expires", Rfc3339(t.expires)}});
-  return Form({{"oauth_token", t.token},
-               {"oauth_token_secret", t.secret},
-               {"oauth_callback_confirmed", "true"},
-               {"oauth_expires_in", std::to_string(absl::ToInt64Seconds(t.expires - t.created))}});
-}
-
-HttpResponse SyncApi::Impl::AccessToken(const Caller& caller) {
-  const SyncToken& temporary = *caller.token;
-  auto it = caller.params.oauth.find("oauth_verifier");
-  if (it == caller.params.oauth.end() || it->second.empty()) {
-    return Fail(OAuthProblem("parameter_absent", "oauth_verifier is missing"));
-  }
-  if (temporary.verifier.empty() || !core::ConstantTimeEquals(it->second, temporary.verifier)) {
-    absl::StatusOr<int> failures = store_.CountVerifierFailure(temporary.token);
-    if (!failures.ok()) return Fail(failures.status());
-    core::log::Warn("sync verifier refused", {{"consumer", caller.consumer.name},
-                                              {"token", temporary.token},
-                                              {"failures", std::to_string(*failures)}});
-    return Fail(OAuthProblem(
-        "verifier_invalid",
-        *failures >= core::kSyncVerifierAttempts
-            ? "wrong verifier; too many wrong verifiers: the token is void, request another"
-            : absl::StrCat("wrong verifier (", core::kSyncVerifierAttempts - *failures,
-                           " attempts left)")));
-  }
-  SyncToken access;
-  access.token = RandomToken(rng_, 32);
-  access.secret = RandomToken(rng_, 40);
-  access.kind = SyncTokenKind::kAccess;
-  access.state = SyncTokenState::kActive;
-  access.consumer = caller.consumer.name;
-  access.source = temporary.source;
-  access.created = clock_.Now();
-  access.expires = access.created + core::kSyncAccessTokenLife;
-  if (absl::Status s = store_.ExchangeToken(temporary, access); !s.ok()) {
-    if (absl::IsFailedPrecondition(s)) {
-      return Fail(OAuthProblem("token_used", "this temporary token was exchanged already"));
-    }
-    return Fail(s);
-  }
-  core::log::Info("sync access token issued", {{"consumer", caller.consumer.name},
-                                               {"token", access.token},
-                                               {"expires", Rfc3339(access.expires)}});
-  RefreshTokenExpiry();
-  return Form(
-      {{"oauth_token", access.token},
-       {"oauth_token_secret", access.secret},
-       {"oauth_expires_in", std::to_string(absl::ToInt64Seconds(access.expires - access.created))},
-       {"oauth_expires_at", Rfc3339(access.expires)}});
-}
-
-HttpResponse SyncApi::Impl::Renew(const Caller& caller) {
-  const absl::Time now = clock_.Now();
-  const absl::Time expires = now + core::kSyncAccessTokenLife;
-  if (absl::Status s = store_.RenewToken(caller.token->token, expires); !s.ok()) return Fail(s);
-  core::log::Info("sync access token renewed", {{"consumer", caller.consumer.name},
-                                                {"token", caller.token->token},
-                                                {"expires", Rfc3339(expires)}});
-  RefreshTokenExpiry();
-  return Form({{"oauth_token", caller.token->token},
-               {"oauth_expires_in", std::to_string(absl::ToInt64Seconds(expires - now))},
-               {"oauth_expires_at", Rfc3339(expires)}});
-}
-
-HttpResponse SyncApi::Impl::Devices(absl::string_view query) {
-  int page_size = 1000;
-  if (std::optional<std::string> p = QueryValue(query, "page_size")) {
-    if (!absl::SimpleAtoi(*p, &page_size) || page_size < 1 || page_size > 10000) {
-      return JsonError(400, "page_size: between 1 and 10000");
-    }
-  }
-  const std::string after = QueryValue(query, "page_token").value_or("");
-  absl::StatusOr<DeviceSnapshot> snap = devices_.Read();
-  if (!snap.ok()) return Fail(snap.status());
-  HttpResponse r;
-  r.status = 200;
-  r.content_type = "application/json";
-  r.body = DevicesJson(*snap, after, static_cast<size_t>(page_size));
-  return r;
-}
-
-HttpResponse SyncApi::Impl::DevicesCsv() {
-  absl::StatusOr<DeviceSnapshot> snap = devices_.Read();
-  if (!snap.ok()) return Fail(snap.status());
-  HttpResponse r;
-  r.status = 200;
-  r.content_type = "text/csv; charset=utf-8";
-  r.headers.emplace_back("Content-Disposition", "attachment; filename=\"devices_mbg.csv\"");
-  r.headers.emplace_back("X-Rwg-Revision", std::to_string(snap->revision));
-  r.body = MbgCsv(*snap);
-  return r;
-}
-
-HttpResponse SyncApi::Impl::WriteDevice(Endpoint e, const Caller& caller,
-                                        const std::string& set_username) {
-  if (e == Endpoint::kDeviceDelete) {
-    if (absl::Status s = writes_.Delete(set_username); !s.ok()) return Fail(s);
-    core::log::Info("device deleted through the sync API",
-                    {{"consumer", caller.consumer.name}, {"device", set_username}});
-    return Json(200, {{"deleted", set_username}});
-  }
-  // The fields come signed: from the form body (or the query), never from oauth_* names.
-  admin::v1::Device d;
-  std::vector<std::string> mask;
-  bool generate = false;
-  std::map<std::string, std::string> given;
-  for (const auto& [name, value] : caller.params.all) {
-    if (absl::StartsWith(name, "oauth_")) continue;
-    if (!given.emplace(name, value).second) {
-      return JsonError(400, absl::StrCat(name, ": given twice"));
-    }
-  }
-  for (const auto& [name, value] : given) {
-    if (name == "set_username" && e == Endpoint::kDeviceCreate) {
-      d.set_set_username(value);
-    } else if (name == "set_password") {
-      d.set_set_password(value);
-    } else if (name == "icp_username") {
-      d.set_icp_username(value);
-    } else if (name == "icp_password") {
-      d.set_icp_password(value);
-    } else if (name == "description") {
-      d.set_description(value);
-    } else if (name == "mac") {
-      d.set_mac(value);
-    } else if (name == "site") {
-      d.set_site(value);
-    } else if (name == "location") {
-      d.set_location(value);
-    } else if (name == "srtp_optional" || name == "generate_set_password") {
-      bool b = false;
-      if (value == "true" || value == "yes" || value == "1") {
-        b = true;
-      } else if (value != "false" && value != "no" && value != "0" && !value.empty()) {
-        return JsonError(400, absl::StrCat(name, ": true or false"));
-      }
-      if (name == "srtp_optional") {
-        d.set_srtp_optional(b);
-      } else {
-        generate = b;
-        continue;
-      }
-    } else {
-      return JsonError(400,
-                       absl::StrCat(name,
-                                    ": not a device field (set_username on create, set_password, "
-                                    "icp_username, icp_password, description, mac, site, location, "
-                                    "srtp_optional, generate_set_password)"));
-    }
-    if (name != "set_username") mask.push_back(name);
-  }
-  absl::StatusOr<admin::v1::Device> written;
-  if (e == Endpoint::kDeviceCreate) {
-    written = writes_.Create(d, generate);
-  } else {
-    d.set_set_username(set_username);
-    written = writes_.Update(d, mask, generate);
-  }
-  if (!written.ok()) return Fail(written.status());
-  core::log::Info(e == Endpoint::kDeviceCreate ? "device created through the sync API"
-                                               : "device updated through the sync API",
-                  {{"consumer", caller.consumer.name},
-                   {"device", written->set_username()},
-                   {"fields", absl::StrJoin(mask, ",")}});
-  written->clear_icp_password();
-  HttpResponse r;
-  r.status = e == Endpoint::kDeviceCreate ? 201 : 200;
-  r.body = absl::StrCat("{\"device\":", DeviceJson(*written), "}");
-  return r;
-}
-
-std::optional<HttpResponse> SyncApi::Impl::Changes(int64_t since, size_t limit, bool final_answer) {
-  absl::StatusOr<core::DeviceChangeLog> log = core::ReadDeviceChanges(redis_, since, limit);
-  if (!log.ok()) return Fail(log.status());
-  if (log->lost) {
-    return Json(
-        410, {{"error", absl::StrCat("changes since revision ", since, " are not kept (kept: from ",
-                                     log->oldest, " to ", log->revision,
-                                     "): read the whole list again (GET /api/v1/devices)")},
-              {"revision", log->revision}});
-  }
-  if (log->changes.empty() && !final_answer) return std::nullopt;
-  absl::StatusOr<std::string> body = ChangesJson(*log, devices_);
-  if (!body.ok()) return Fail(body.status());
-  HttpResponse r;
-  r.body = *std::move(body);
-  return r;
-}
-
-void SyncApi::Impl::RefreshTokenExpiry() {
-  absl::StatusOr<std::vector<SyncToken>> tokens = store_.ListTokens();
-  absl::StatusOr<std::vector<SyncConsumer>> consumers = store_.ListConsumers();
-  if (!tokens.ok() || !consumers.ok()) return;
-  const absl::Time now = clock_.Now();
-  std::map<std::string, absl::Time> soonest;
-  for (const SyncToken& t : *tokens) {
-    if (t.kind != SyncTokenKind::kAccess || t.state != SyncTokenState::kActive) continue;
-    auto [it, fresh] = soonest.emplace(t.consumer, t.expires);
-    if (!fresh && t.expires < it->second) it->second = t.expires;
-  }
-  absl::MutexLock lock(&expiry_mu_);
-  // One series per consumer holding an active access token (at most kSyncConsumersMax).
-  for (auto it = expiry_gauges_.begin(); it != expiry_gauges_.end();) {
-    if (soonest.count(it->first) == 0) {
-      expiry_.Remove(it->second);
-      it = expiry_gauges_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (const SyncConsumer& c : *consumers) {
-    auto s = soonest.find(c.name);
-    if (s == soonest.end()) continue;
-    prometheus::Gauge*& g = expiry_gauges_[c.name];
-    if (g == nullptr) g = &expiry_.Add({{"consumer", c.name}});
-    g->Set(absl::ToDoubleHours(s->second - now) / 24);
-  }
 }
 
 SyncApi::SyncApi(SyncApiOptions options, core::RedisClient& redis, const core::SecretBox& box,
