@@ -485,23 +485,22 @@ class SyncHostileTest(SyncFixture):
 
 
 class SyncScaleTest(SyncFixture):
-    def test_ten_thousand_devices_are_listed_and_exported_quickly(self):
+    """10,000 devices (the figure the issue asks for is tools/bench/sync's)."""
+
+    def test_ten_thousand_devices_are_listed_exported_and_paged_whole(self):
+        """Correctness at size; the time it takes is tools/bench/sync's figure."""
         self.ctl.ok("device", "import", "-", stdin=devices_csv(10000, "d"), timeout=300)
         cid, secret = self.add_consumer("big")
         _, _, acc = self.link(cid, secret)
         api = self.api(cid, secret, acc)
-        t0 = time.monotonic()
         r = api.get(self.base + "/api/v1/devices_mbg.csv")
-        csv_s = time.monotonic() - t0
-        self.assertEqual(len(r.text.splitlines()), 10001)
-        t0 = time.monotonic()
+        rows = list(csv.reader(io.StringIO(r.text)))
+        self.assertEqual(len(rows), 10001)
+        self.assertEqual({tuple(row) for row in rows[1:]},
+                         {(f"d{i}", f"dn{i}", f"pw-d-{i}-Secret") for i in range(10000)})
         r = api.get(self.base + "/api/v1/devices?page_size=10000")
-        list_s = time.monotonic() - t0
         self.assertEqual(len(r.json()["devices"]), 10000)
-        print(f"\n10,000 devices: devices_mbg.csv {csv_s * 1000:.0f} ms, "
-              f"device list {list_s * 1000:.0f} ms")
-        self.assertLess(csv_s, 1.0)
-        self.assertLess(list_s, 1.0)
+        self.assertNotIn("next_page_token", r.json())
         # Paging walks the whole list once.
         seen, token = [], None
         while True:
