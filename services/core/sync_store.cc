@@ -73,6 +73,22 @@ end
 return 1
 )lua";
 
+// A consumer's callback delivery status written, only while the consumer still has that URL
+// set at that revision (deleted or set again meanwhile: nothing is written).
+// KEYS: consumers, status. ARGV: name, url, from, delivered, failures, error, attempt_ms,
+// next_ms. Returns 1, or 0 when nothing was written.
+constexpr char kPutCallbackStatus[] = R"lua(
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local c = cjson.decode(raw)
+if c.callback_url ~= ARGV[2] or string.format('%d', c.callback_from or 0) ~= ARGV[3] then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'url', ARGV[2], 'from', ARGV[3], 'delivered', ARGV[4],
+           'failures', ARGV[5], 'error', ARGV[6], 'attempt_ms', ARGV[7], 'next_ms', ARGV[8])
+return 1
+)lua";
+
 // Drops the tokens whose expiry has passed (by Redis' clock) from the zset.
 constexpr char kPruneLua[] = R"lua(
 local function prune(zset)
@@ -605,12 +621,11 @@ absl::StatusOr<SyncCallbackStatus> SyncStore::CallbackStatus(const SyncConsumer&
 }
 
 absl::Status SyncStore::PutCallbackStatus(const SyncConsumer& c, const SyncCallbackStatus& st) {
-  absl::StatusOr<RedisReply> r = redis_.Command(
-      {"HSET", SyncCallbackKey(c.name), "url", c.callback_url, "from",
-       std::to_string(c.callback_from), "delivered", std::to_string(st.delivered_revision),
-       "failures", std::to_string(st.failures), "error", st.last_error, "attempt_ms",
-       std::to_string(UnixMillis(st.last_attempt)), "next_ms",
-       std::to_string(UnixMillis(st.next_attempt))});
+  absl::StatusOr<RedisReply> r = redis_.Eval(
+      kPutCallbackStatus, {kSyncConsumersKey, SyncCallbackKey(c.name)},
+      {c.name, c.callback_url, std::to_string(c.callback_from),
+       std::to_string(st.delivered_revision), std::to_string(st.failures), st.last_error,
+       std::to_string(UnixMillis(st.last_attempt)), std::to_string(UnixMillis(st.next_attempt))});
   return r.status();
 }
 
@@ -620,7 +635,7 @@ absl::StatusOr<bool> SyncStore::DeleteConsumer(const std::string& name) {
     if (absl::IsNotFound(n.status())) return false;
     if (!n.ok()) return n.status();
     if (*n >= 0) {
-      // Its callback status goes too (a late write by sync is ignored: it names this URL).
+      // Its callback status goes too (sync writes one only for a consumer that exists).
       (void)redis_.Command({"DEL", SyncCallbackKey(name)});
       return true;
     }

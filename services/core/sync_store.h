@@ -128,7 +128,8 @@ class SyncStore {
   // the device revision current now. NotFound when there is no such consumer.
   absl::Status SetConsumerCallback(const std::string& name, const std::string& url);
   // The delivery status of `c`'s callbacks (fresh at c.callback_from when none is recorded
-  // for its URL), and its replacement (recorded for c's URL and callback_from).
+  // for its URL), and its replacement (recorded for c's URL and callback_from; nothing is
+  // written once the consumer is deleted or its URL set again).
   absl::StatusOr<SyncCallbackStatus> CallbackStatus(const SyncConsumer& c);
   absl::Status PutCallbackStatus(const SyncConsumer& c, const SyncCallbackStatus& status);
   // Deletes the consumer and its tokens; false when there was none.

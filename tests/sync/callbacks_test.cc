@@ -255,5 +255,23 @@ TEST_F(CallbackDelivererTest, SettingTheUrlAgainStartsAfresh) {
   EXPECT_TRUE(absl::IsNotFound(store_->SetConsumerCallback("nobody", "")));
 }
 
+TEST_F(CallbackDelivererTest, NothingIsLeftOfADeletedConsumer) {
+  const core::SyncConsumer c = Add("https://127.0.0.1:9/notify");
+  Write({{"alice", true}});
+  poster_.answers = {500};
+  deliverer_->RunOnce();
+  EXPECT_EQ(redis_->client().Command({"EXISTS", core::SyncCallbackKey("pbx1")})->integer, 1);
+  ASSERT_TRUE(*store_->DeleteConsumer("pbx1"));
+  EXPECT_EQ(redis_->client().Command({"EXISTS", core::SyncCallbackKey("pbx1")})->integer, 0);
+  // A delivery round that read the consumer before it went writes nothing after.
+  EXPECT_TRUE(store_->PutCallbackStatus(c, core::SyncCallbackStatus{}).ok());
+  EXPECT_EQ(redis_->client().Command({"EXISTS", core::SyncCallbackKey("pbx1")})->integer, 0);
+  // Nor for a URL that is not the consumer's any more.
+  const core::SyncConsumer again = Add("https://127.0.0.1:9/notify");
+  ASSERT_TRUE(store_->SetConsumerCallback("pbx1", "https://127.0.0.1:9/other").ok());
+  EXPECT_TRUE(store_->PutCallbackStatus(again, core::SyncCallbackStatus{}).ok());
+  EXPECT_EQ(redis_->client().Command({"EXISTS", core::SyncCallbackKey("pbx1")})->integer, 0);
+}
+
 }  // namespace
 }  // namespace rwg::sync
