@@ -116,6 +116,9 @@ class AdminServiceImpl final : public admin::v1::AdminService::Service {
   grpc::Status SetSyncConsumerEnabled(grpc::ServerContext*,
                                       const admin::v1::SetSyncConsumerEnabledRequest*,
                                       admin::v1::SyncConsumer*) override;
+  grpc::Status SetSyncConsumerCallback(grpc::ServerContext*,
+                                       const admin::v1::SetSyncConsumerCallbackRequest*,
+                                       admin::v1::SyncConsumer*) override;
   grpc::Status ResetSyncConsumer(grpc::ServerContext*, const admin::v1::ResetSyncConsumerRequest*,
                                  admin::v1::ResetSyncConsumerResponse*) override;
   grpc::Status DeleteSyncConsumer(grpc::ServerContext*, const admin::v1::DeleteSyncConsumerRequest*,

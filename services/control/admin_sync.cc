@@ -4,8 +4,10 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "services/control/admin_service.h"
+#include "services/core/keys.h"
 #include "services/core/log.h"
 
 namespace rwg::control {
@@ -36,8 +38,24 @@ struct TokenCounts {
   int pending = 0;
 };
 
-adminpb::SyncConsumer ConsumerProto(const core::SyncConsumer& c, const TokenCounts& n) {
+adminpb::SyncConsumer ConsumerProto(const core::SyncConsumer& c, const TokenCounts& n,
+                                    const core::SyncCallbackStatus* cb = nullptr) {
   adminpb::SyncConsumer out;
+  out.set_callback_url(c.callback_url);
+  if (!c.callback_url.empty()) {
+    core::SyncCallbackStatus fresh;
+    fresh.delivered_revision = c.callback_from;
+    if (cb == nullptr) cb = &fresh;
+    out.set_callback_delivered_revision(cb->delivered_revision);
+    out.set_callback_failures(cb->failures);
+    out.set_callback_last_error(cb->last_error);
+    if (cb->last_attempt != absl::UnixEpoch()) {
+      out.set_callback_last_attempt_unix(absl::ToUnixSeconds(cb->last_attempt));
+    }
+    if (cb->next_attempt != absl::UnixEpoch()) {
+      out.set_callback_next_attempt_unix(absl::ToUnixSeconds(cb->next_attempt));
+    }
+  }
   out.set_name(c.name);
   out.set_id(c.id);
   out.set_enabled(c.enabled);
@@ -84,7 +102,9 @@ absl::StatusOr<adminpb::SyncConsumer> LoadConsumer(core::SyncStore& store,
   if (!c->has_value()) return absl::NotFoundError(absl::StrCat("name: no consumer '", name, "'"));
   absl::StatusOr<std::map<std::string, TokenCounts>> counts = CountTokens(store);
   if (!counts.ok()) return counts.status();
-  return ConsumerProto(**c, (*counts)[name]);
+  absl::StatusOr<core::SyncCallbackStatus> cb = store.CallbackStatus(**c);
+  if (!cb.ok()) return cb.status();
+  return ConsumerProto(**c, (*counts)[name], &*cb);
 }
 
 absl::StatusOr<adminpb::SyncToken> LoadToken(core::SyncStore& store, const std::string& token) {
@@ -111,6 +131,13 @@ grpc::Status AdminServiceImpl::AddSyncConsumer(grpc::ServerContext* ctx,
     c.name = req->name();
     c.id = req->id().empty() ? req->name() : req->id();
     c.sources.assign(req->sources().begin(), req->sources().end());
+    c.callback_url = req->callback_url();
+    if (!c.callback_url.empty()) {
+      // Notices start after the device revision current now: no backlog.
+      absl::StatusOr<core::RedisReply> rev = redis_.Command({"GET", core::kDevicesRevisionKey});
+      if (!rev.ok()) return rev.status();
+      if (!rev->is_nil()) (void)absl::SimpleAtoi(rev->str, &c.callback_from);
+    }
     c.enabled = true;
     c.created = absl::FromUnixSeconds(absl::ToUnixSeconds(clock_.Now()));
     c.secret = core::RandomPassword(rng_, core::kSyncConsumerSecretLength);
@@ -132,7 +159,9 @@ grpc::Status AdminServiceImpl::ListSyncConsumers(grpc::ServerContext* ctx,
     absl::StatusOr<std::map<std::string, TokenCounts>> counts = CountTokens(sync_);
     if (!counts.ok()) return counts.status();
     for (const core::SyncConsumer& c : *all) {
-      *resp->add_consumers() = ConsumerProto(c, (*counts)[c.name]);
+      absl::StatusOr<core::SyncCallbackStatus> cb = sync_.CallbackStatus(c);
+      if (!cb.ok()) return cb.status();
+      *resp->add_consumers() = ConsumerProto(c, (*counts)[c.name], &*cb);
     }
     return absl::OkStatus();
   });
@@ -147,6 +176,23 @@ grpc::Status AdminServiceImpl::SetSyncConsumerEnabled(
     if (!s.ok()) return s;
     core::log::Info(req->enabled() ? "sync consumer enabled" : "sync consumer disabled",
                     {{"user", user}, {"consumer", req->name()}});
+    absl::StatusOr<adminpb::SyncConsumer> c = LoadConsumer(sync_, req->name());
+    if (!c.ok()) return c.status();
+    *resp = *std::move(c);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::SetSyncConsumerCallback(
+    grpc::ServerContext* ctx, const adminpb::SetSyncConsumerCallbackRequest* req,
+    adminpb::SyncConsumer* resp) {
+  return Run("SetSyncConsumerCallback", ctx, false, [&](const std::string& user) -> absl::Status {
+    absl::Status s = RequireName(req->name(), "name");
+    if (s.ok()) s = sync_.SetConsumerCallback(req->name(), req->callback_url());
+    if (!s.ok()) return s;
+    core::log::Info(req->callback_url().empty() ? "sync consumer callback cleared"
+                                                : "sync consumer callback set",
+                    {{"user", user}, {"consumer", req->name()}, {"url", req->callback_url()}});
     absl::StatusOr<adminpb::SyncConsumer> c = LoadConsumer(sync_, req->name());
     if (!c.ok()) return c.status();
     *resp = *std::move(c);

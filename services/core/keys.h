@@ -63,7 +63,14 @@ inline constexpr char kSyncTokensKey[] = "rwg:sync:tokens";
 // device writes.
 inline constexpr char kDeviceChangesKey[] = "rwg:devices:changes";
 
-// Written by sync.
+// Written by sync: a consumer's change-callback delivery (services/core/sync_store.h,
+// services/sync/callbacks.h) and the short lock one instance holds while it delivers.
+inline std::string SyncCallbackKey(absl::string_view consumer) {
+  return absl::StrCat("rwg:sync:callback:", consumer);
+}
+inline std::string SyncCallbackLockKey(absl::string_view consumer) {
+  return absl::StrCat("rwg:sync:callback-lock:", consumer);
+}
 inline std::string SyncNonceKey(absl::string_view digest) {
   return absl::StrCat("rwg:sync:nonce:", digest);
 }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -69,6 +70,22 @@ for i = 1, n do
     redis.call('SET', KEYS[3 + i], action, 'KEEPTTL')
   end
 end
+return 1
+)lua";
+
+// A consumer's callback delivery status written, only while the consumer still has that URL
+// set at that revision (deleted or set again meanwhile: nothing is written).
+// KEYS: consumers, status. ARGV: name, url, from, delivered, failures, error, attempt_ms,
+// next_ms. Returns 1, or 0 when nothing was written.
+constexpr char kPutCallbackStatus[] = R"lua(
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local c = cjson.decode(raw)
+if c.callback_url ~= ARGV[2] or string.format('%d', c.callback_from or 0) ~= ARGV[3] then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'url', ARGV[2], 'from', ARGV[3], 'delivered', ARGV[4],
+           'failures', ARGV[5], 'error', ARGV[6], 'attempt_ms', ARGV[7], 'next_ms', ARGV[8])
 return 1
 )lua";
 
@@ -217,6 +234,10 @@ std::string EncodeConsumer(const SyncConsumer& c, const SecretBox& box) {
                       {"enabled", c.enabled},
                       {"sources", c.sources},
                       {"created_ms", UnixMillis(c.created)}};
+  if (!c.callback_url.empty()) {
+    j["callback_url"] = c.callback_url;
+    j["callback_from"] = c.callback_from;
+  }
   return JsonDump(j);
 }
 
@@ -235,6 +256,8 @@ absl::StatusOr<SyncConsumer> DecodeConsumer(const std::string& text, const std::
   f.Get("enabled", &c.enabled);
   f.Get("sources", &c.sources);
   f.Get("created_ms", &created_ms);
+  f.Get("callback_url", &c.callback_url);
+  f.Get("callback_from", &c.callback_from);
   if (!f.status().ok()) return f.status();
   if (c.name != key) return absl::DataLossError(absl::StrCat(record, ": name: not its key"));
   c.created = absl::FromUnixMillis(created_ms);
@@ -350,6 +373,68 @@ absl::string_view SyncTokenStateName(SyncTokenState state) {
   return "unknown";
 }
 
+absl::StatusOr<HttpsUrl> ParseSyncCallbackUrl(absl::string_view url) {
+  auto bad = [](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("callback_url: ", why));
+  };
+  if (url.size() > kSyncCallbackUrlMax) {
+    return bad(absl::StrCat(url.size(), " characters, at most ", kSyncCallbackUrlMax));
+  }
+  if (!IsPrintableAscii(url)) return bad("printable ASCII only (no spaces; percent-encode)");
+  constexpr absl::string_view kScheme = "https://";
+  if (url.size() < kScheme.size() ||
+      !absl::EqualsIgnoreCase(url.substr(0, kScheme.size()), kScheme)) {
+    return bad("must start with https:// (notices are sent over TLS only)");
+  }
+  if (url.find('#') != absl::string_view::npos) return bad("no fragment (#...)");
+  absl::string_view rest = url.substr(kScheme.size());
+  const size_t end = rest.find_first_of("/?");
+  absl::string_view authority = rest.substr(0, end);
+  absl::string_view target = end == absl::string_view::npos ? "" : rest.substr(end);
+  if (authority.find('@') != absl::string_view::npos) return bad("no user name or password");
+  HttpsUrl out;
+  absl::string_view port;
+  if (!authority.empty() && authority[0] == '[') {
+    const size_t close = authority.find(']');
+    if (close == absl::string_view::npos) return bad("unclosed '[' in the host");
+    out.host = std::string(authority.substr(1, close - 1));
+    unsigned char buf[16];
+    if (inet_pton(AF_INET6, out.host.c_str(), buf) != 1) return bad("not an IPv6 address in []");
+    absl::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad("junk after the IPv6 address");
+      port = after.substr(1);
+      if (port.empty()) return bad("empty port");
+    }
+  } else {
+    const size_t colon = authority.rfind(':');
+    out.host = std::string(authority.substr(0, colon));
+    if (colon != absl::string_view::npos) {
+      port = authority.substr(colon + 1);
+      if (port.empty()) return bad("empty port");
+    }
+    if (out.host.empty() || out.host.size() > 253 ||
+        !std::all_of(out.host.begin(), out.host.end(), [](char ch) {
+          return absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-';
+        })) {
+      return bad("the host must be a DNS name or an address");
+    }
+  }
+  if (!port.empty()) {
+    int p = 0;
+    if (port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(),
+                     [](char ch) { return absl::ascii_isdigit(static_cast<unsigned char>(ch)); }) ||
+        !absl::SimpleAtoi(port, &p) || p < 1 || p > 65535) {
+      return bad(absl::StrCat("port '", port, "': 1 to 65535"));
+    }
+    out.port = p;
+  }
+  out.target = target.empty() || target[0] == '?' ? absl::StrCat("/", target) : std::string(target);
+  out.host_header = std::string(authority);
+  return out;
+}
+
 absl::Status ValidateSyncConsumer(const SyncConsumer& c) {
   if (c.name.empty() || c.name.size() > 64 ||
       !std::all_of(c.name.begin(), c.name.end(), [](char ch) {
@@ -378,6 +463,10 @@ absl::Status ValidateSyncConsumer(const SyncConsumer& c) {
       return absl::InvalidArgumentError(
           absl::StrCat("sources: '", s, "' is not an IP address or CIDR (e.g. 192.0.2.0/24)"));
     }
+  }
+  if (!c.callback_url.empty()) {
+    absl::StatusOr<HttpsUrl> u = ParseSyncCallbackUrl(c.callback_url);
+    if (!u.ok()) return u.status();
   }
   return absl::OkStatus();
 }
@@ -483,12 +572,73 @@ absl::StatusOr<int> SyncStore::ResetConsumer(const std::string& name,
   return Lost(absl::StrCat("consumer ", name));
 }
 
+absl::Status SyncStore::SetConsumerCallback(const std::string& name, const std::string& url) {
+  if (!url.empty()) {
+    absl::StatusOr<HttpsUrl> u = ParseSyncCallbackUrl(url);
+    if (!u.ok()) return u.status();
+  }
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    absl::StatusOr<RedisReply> rev = redis_.Command({"GET", kDevicesRevisionKey});
+    if (!rev.ok()) return rev.status();
+    int64_t from = 0;
+    if (!rev->is_nil() && !absl::SimpleAtoi(rev->str, &from)) {
+      return absl::DataLossError(absl::StrCat(kDevicesRevisionKey, ": not a number"));
+    }
+    absl::StatusOr<int> n = ChangeConsumer(name, [&](SyncConsumer& c, std::vector<SyncToken>&) {
+      c.callback_url = url;
+      c.callback_from = url.empty() ? 0 : from;
+      return true;
+    });
+    if (!n.ok()) return n.status();
+    if (*n >= 0) return absl::OkStatus();
+  }
+  return Lost(absl::StrCat("consumer ", name));
+}
+
+absl::StatusOr<SyncCallbackStatus> SyncStore::CallbackStatus(const SyncConsumer& c) {
+  SyncCallbackStatus out;
+  out.delivered_revision = c.callback_from;
+  if (c.callback_url.empty()) return out;
+  absl::StatusOr<RedisReply> r = redis_.Command({"HGETALL", SyncCallbackKey(c.name)});
+  if (!r.ok()) return r.status();
+  std::map<std::string, std::string> f;
+  for (size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+    f[r->elements[i].str] = r->elements[i + 1].str;
+  }
+  if (f["url"] != c.callback_url || f["from"] != std::to_string(c.callback_from)) return out;
+  int64_t attempt_ms = 0, next_ms = 0;
+  if (!absl::SimpleAtoi(f["delivered"], &out.delivered_revision) ||
+      !absl::SimpleAtoi(f["failures"], &out.failures) ||
+      !absl::SimpleAtoi(f["attempt_ms"], &attempt_ms) ||
+      !absl::SimpleAtoi(f["next_ms"], &next_ms)) {
+    return absl::DataLossError(
+        absl::StrCat(SyncCallbackKey(c.name), ": a field is missing or not a number"));
+  }
+  out.last_error = f["error"];
+  out.last_attempt = absl::FromUnixMillis(attempt_ms);
+  out.next_attempt = absl::FromUnixMillis(next_ms);
+  return out;
+}
+
+absl::Status SyncStore::PutCallbackStatus(const SyncConsumer& c, const SyncCallbackStatus& st) {
+  absl::StatusOr<RedisReply> r = redis_.Eval(
+      kPutCallbackStatus, {kSyncConsumersKey, SyncCallbackKey(c.name)},
+      {c.name, c.callback_url, std::to_string(c.callback_from),
+       std::to_string(st.delivered_revision), std::to_string(st.failures), st.last_error,
+       std::to_string(UnixMillis(st.last_attempt)), std::to_string(UnixMillis(st.next_attempt))});
+  return r.status();
+}
+
 absl::StatusOr<bool> SyncStore::DeleteConsumer(const std::string& name) {
   for (int attempt = 0; attempt < kAttempts; ++attempt) {
     absl::StatusOr<int> n = ChangeConsumer(name, nullptr);
     if (absl::IsNotFound(n.status())) return false;
     if (!n.ok()) return n.status();
-    if (*n >= 0) return true;
+    if (*n >= 0) {
+      // Its callback status goes too (sync writes one only for a consumer that exists).
+      (void)redis_.Command({"DEL", SyncCallbackKey(name)});
+      return true;
+    }
   }
   return Lost(absl::StrCat("consumer ", name));
 }

@@ -10,6 +10,8 @@
 //                                         with the token
 //   rwg:sync:tokens               zset    token -> expiry (unix s): every token, for listing,
 //                                         reset and pruning
+//   rwg:sync:callback:<name>      hash    the consumer's change-callback delivery (written by
+//                                         sync; see SyncCallbackStatus)
 // Every multi-key change is one Lua script: nothing is half written when Redis fails.
 #pragma once
 
@@ -48,6 +50,36 @@ struct SyncConsumer {
   // configuration (icp.host).
   std::vector<std::string> sources;
   absl::Time created = absl::UnixEpoch();
+  // Where rwg POSTs a signed notice when a set-side password changes (docs/sync-api.md,
+  // "Change callbacks"): an https:// URL (ValidateSyncCallbackUrl), empty for none.
+  std::string callback_url;
+  // The device revision current when callback_url was set: notices start after it (no
+  // backlog), and a delivery status recorded for another (url, from) is not this one's.
+  int64_t callback_from = 0;
+};
+
+inline constexpr size_t kSyncCallbackUrlMax = 512;
+
+// An https:// URL split as a client needs it.
+struct HttpsUrl {
+  std::string host;  // name or address (an IPv6 address without its brackets)
+  int port = 443;
+  std::string target;       // path and query, at least "/"
+  std::string host_header;  // as the Host header and the signature want it: host[:port]
+};
+// Refuses (InvalidArgument naming "callback_url") anything but https://host[:port][/path][?q]
+// of at most kSyncCallbackUrlMax printable ASCII characters without user info or fragment.
+absl::StatusOr<HttpsUrl> ParseSyncCallbackUrl(absl::string_view url);
+
+// The delivery of a consumer's change callbacks, as sync last left it. A status recorded for
+// another URL or another callback_from (the URL was set again since) does not count: the
+// delivery starts afresh at callback_from.
+struct SyncCallbackStatus {
+  int64_t delivered_revision = 0;  // every notice up to this revision is delivered (or skipped)
+  int failures = 0;                // consecutive failed attempts
+  std::string last_error;          // of the last attempt that failed, or a skip; "" after a success
+  absl::Time last_attempt = absl::UnixEpoch();  // epoch: none yet
+  absl::Time next_attempt = absl::UnixEpoch();  // not before this after a failure
 };
 
 enum class SyncTokenKind { kTemporary, kAccess };
@@ -92,6 +124,14 @@ class SyncStore {
   // Replaces the secret and revokes every token of the consumer, in one step (the seed's
   // "change the login settings"); returns how many tokens were revoked.
   absl::StatusOr<int> ResetConsumer(const std::string& name, const std::string& new_secret);
+  // Sets (or, with "", clears) the consumer's callback URL, validated; notices start after
+  // the device revision current now. NotFound when there is no such consumer.
+  absl::Status SetConsumerCallback(const std::string& name, const std::string& url);
+  // The delivery status of `c`'s callbacks (fresh at c.callback_from when none is recorded
+  // for its URL), and its replacement (recorded for c's URL and callback_from; nothing is
+  // written once the consumer is deleted or its URL set again).
+  absl::StatusOr<SyncCallbackStatus> CallbackStatus(const SyncConsumer& c);
+  absl::Status PutCallbackStatus(const SyncConsumer& c, const SyncCallbackStatus& status);
   // Deletes the consumer and its tokens; false when there was none.
   absl::StatusOr<bool> DeleteConsumer(const std::string& name);
 

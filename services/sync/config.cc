@@ -24,6 +24,10 @@ void Config::Register(core::Options& o) {
   o.Add("max-wait-seconds", max_wait_seconds, "longest wait= of a changes request (long poll)");
   o.Add("max-waiting", max_waiters, "changes requests waiting at once; more are answered 503");
   o.Add("realm", realm, "the realm of WWW-Authenticate: OAuth in refusals");
+  o.Add("callback-ca-file", callback_ca_file,
+        "PEM CA certificates a consumer's callback server must chain to (default: the system's)");
+  o.Add("callback-timeout-seconds", callback_timeout_seconds,
+        "a change notice POSTed to a callback URL must be answered within this");
 }
 
 absl::Status Config::Validate() const {
@@ -43,6 +47,9 @@ absl::Status Config::Validate() const {
     return OptionError("max-wait-seconds", "between 0 and 300");
   }
   if (max_waiters < 1) return OptionError("max-waiting", "1 or more");
+  if (callback_timeout_seconds < 1 || callback_timeout_seconds > 60) {
+    return OptionError("callback-timeout-seconds", "between 1 and 60");
+  }
   if (realm.empty() || realm.find_first_of("\"\\\r\n") != std::string::npos) {
     return OptionError("realm", "a non-empty name without quotes, backslashes or line breaks");
   }
@@ -62,6 +69,13 @@ SyncApiOptions Config::Api() const {
   o.max_wait = absl::Seconds(max_wait_seconds);
   o.max_waiters = max_waiters;
   o.window = absl::Seconds(window_seconds);
+  return o;
+}
+
+HttpsPosterOptions Config::Callbacks() const {
+  HttpsPosterOptions o;
+  o.ca_file = callback_ca_file;
+  o.timeout = absl::Seconds(callback_timeout_seconds);
   return o;
 }
 

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "services/core/options.h"
 #include "services/sync/api.h"
+#include "services/sync/callbacks.h"
 #include "services/sync/http_server.h"
 
 namespace rwg::sync {
@@ -18,12 +19,15 @@ struct Config {
   int max_wait_seconds = 60;
   int max_waiters = 256;
   std::string realm = "rwg";
+  std::string callback_ca_file;
+  int callback_timeout_seconds = 5;
 
   void Register(core::Options& options);
   // Errors name the option.
   absl::Status Validate() const;
   HttpServerOptions Server() const;
   SyncApiOptions Api() const;
+  HttpsPosterOptions Callbacks() const;
 };
 
 }  // namespace rwg::sync

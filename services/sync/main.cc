@@ -6,6 +6,7 @@
 #include "services/core/log.h"
 #include "services/core/service_main.h"
 #include "services/sync/api.h"
+#include "services/sync/callbacks.h"
 #include "services/sync/config.h"
 #include "services/sync/http_server.h"
 
@@ -25,6 +26,10 @@ absl::Status Run(core::ServiceMain& m, const sync::Config& c) {
       !s.ok()) {
     return absl::IsCancelled(s) ? absl::OkStatus() : core::StartError("cannot start", s);
   }
+  // Exit code 2, as a bad option: the CA file is unusable.
+  absl::StatusOr<std::unique_ptr<sync::CallbackPoster>> poster =
+      sync::NewHttpsPoster(c.Callbacks());
+  if (!poster.ok()) return poster.status();
   const sync::HttpServerOptions o = c.Server();
   (void)core::ExportCertificateExpiry(m.host().registry(), "https", o.cert_file);
   sync::SyncApi api(c.Api(), redis, *key->box, core::SystemClock::Get(), core::Random::System(),
@@ -35,7 +40,11 @@ absl::Status Run(core::ServiceMain& m, const sync::Config& c) {
     return absl::IsInvalidArgument(s) ? s : core::StartError("cannot start", s);
   }
   api.Start();
+  sync::CallbackDeliverer callbacks({}, redis, *key->box, core::SystemClock::Get(),
+                                    core::Random::System(), **poster, m.host().registry());
+  callbacks.Start();
   if (absl::Status s = m.Start({}); !s.ok()) {
+    callbacks.Stop();
     api.Stop();
     https.Stop();
     return s;
@@ -48,6 +57,7 @@ absl::Status Run(core::ServiceMain& m, const sync::Config& c) {
     return redis.Ping().ok();
   });
   m.host().WaitForTermination();
+  callbacks.Stop();
   api.Stop();  // answers the long polls before their connections go
   https.Stop();
   return absl::OkStatus();

@@ -53,6 +53,8 @@ TEST(KeysTest, EveryKeyIsInTheArchitectureDoc) {
       SyncTokenKey("<token>"),
       kSyncTokensKey,
       kDeviceChangesKey,
+      SyncCallbackKey("<name>"),
+      SyncCallbackLockKey("<name>"),
   };
   for (const std::string& k : keys) {
     EXPECT_THAT(doc, testing::HasSubstr("`" + k + "`")) << k;

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import threading
 import time
+import types
 import unittest
 import urllib.parse
 
@@ -513,6 +514,170 @@ class SyncScaleTest(SyncFixture):
         self.assertEqual(len(seen), 10000)
         self.assertEqual(len(set(seen)), 10000)
 
+
+class CallbackServer:
+    """The iPBX's end of the change callbacks: HTTPS with the test CA's certificate, answering
+    from a script of statuses (then 200) and recording each notice with whether its OAuth
+    signature, checked with oauthlib's signature functions and `secret`, is right."""
+
+    def __init__(self, certs, answers):
+        import http.server
+        self.received = []
+        self.answers = list(answers)
+        self.secret = None  # the consumer's, once it is known
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+                outer.record(self.path, self.headers, body)
+                with outer.lock:
+                    status = outer.received[-1]["status"]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certs["cert"], certs["key"])
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def record(self, target, headers, body):
+        import hmac
+        from oauthlib.oauth1.rfc5849 import signature as sig
+        path, _, query = target.partition("?")
+        authorization = {"Authorization": headers.get("Authorization", "")}
+        params = sig.collect_parameters(
+            uri_query=query, body=urllib.parse.parse_qsl(body, keep_blank_values=True),
+            headers=authorization)
+        base = sig.signature_base_string(
+            "POST", sig.base_string_uri(f"https://{headers['Host']}{target}"),
+            sig.normalize_parameters(params))
+        oauth = dict(sig.collect_parameters(headers=authorization, exclude_oauth_signature=False))
+        with self.lock:
+            client = types.SimpleNamespace(client_secret=self.secret or "",
+                                           resource_owner_secret="")
+            want = sig.sign_hmac_sha1_with_client(base, client)
+            self.received.append({
+                "path": path, "query": query, "at": time.monotonic(),
+                "content_type": headers.get("Content-Type"),
+                "form": dict(urllib.parse.parse_qsl(body)),
+                "oauth": oauth,
+                "signature_ok": hmac.compare_digest(want, oauth.get("oauth_signature", "")),
+                "status": self.answers.pop(0) if self.answers else 200})
+
+    def count(self):
+        with self.lock:
+            return len(self.received)
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class SyncCallbackTest(SyncFixture):
+    @property
+    def SYNC_ARGS(self):  # noqa: N802 (the fixture's name)
+        return ["--callback-ca-file", self.certs["ca"]]
+
+    def consumer(self, name):
+        listed = self.ctl.json("sync", "consumer", "list")["consumers"]
+        return next(c for c in listed if c["name"] == name)
+
+    def test_a_password_change_is_posted_signed_retried_and_delivered(self):
+        self.ctl.ok("device", "import", "-", stdin=devices_csv(3))
+        server = CallbackServer(self.certs, [503, 503])
+        self.addCleanup(server.stop)
+        url = f"https://127.0.0.1:{server.port}/rwg/notify?pbx=1"
+        bad = self.ctl.run("sync", "consumer", "add", "plain", "--callback-url",
+                           "http://127.0.0.1/x")
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("https://", bad.stderr)
+        cid, secret = self.add_consumer("mivo", "--id", "MiVOAppSuite", "--callback-url", url)
+        with server.lock:
+            server.secret = secret
+        c = self.consumer("mivo")
+        self.assertEqual(c["callback_url"], url)
+        self.assertEqual(int(c["callback_failures"]), 0)
+        start = int(c["callback_delivered_revision"])
+        table = self.ctl.ok("sync", "consumer", "list")
+        self.assertIn(url, table)
+
+        # Not a password change: nothing is sent.
+        self.ctl.ok("device", "update", "s1", "--description", "moved desk")
+        time.sleep(2)
+        self.assertEqual(server.count(), 0, server.received)
+
+        # A password change: 503, 503 (failures listed), then 200 after the back-off (1 s, 2 s).
+        self.ctl.ok("device", "update", "s0", "--set-password", "New-Password-00")
+        rwgtest.wait_until("the first attempt", lambda: server.count() >= 1, timeout=10)
+        rwgtest.wait_until("the failure listed",
+                           lambda: self.consumer("mivo")["callback_last_error"] == "HTTP 503",
+                           timeout=10)
+        failed = self.consumer("mivo")
+        self.assertGreaterEqual(int(failed["callback_failures"]), 1)
+        self.assertEqual(int(failed["callback_delivered_revision"]), start + 1)
+        self.assertGreater(int(failed["callback_next_attempt_unix"]), 0)
+        rwgtest.wait_until("delivered",
+                           lambda: int(self.consumer("mivo")["callback_failures"]) == 0 and
+                           int(self.consumer("mivo")["callback_delivered_revision"]) == start + 2,
+                           timeout=20)
+        done = self.consumer("mivo")
+        self.assertEqual(done["callback_last_error"], "")
+        self.assertEqual(server.count(), 3, server.received)
+        got = server.received
+        self.assertEqual([r["status"] for r in got], [503, 503, 200])
+        self.assertGreaterEqual(got[1]["at"] - got[0]["at"], 0.9, "back-off of 1 s")
+        self.assertGreaterEqual(got[2]["at"] - got[1]["at"], 1.9, "then 2 s")
+        for r in got:
+            self.assertEqual((r["path"], r["query"]), ("/rwg/notify", "pbx=1"))
+            self.assertEqual(r["content_type"], "application/x-www-form-urlencoded")
+            self.assertEqual(r["form"], {"op": "updated", "set_username": "s0",
+                                         "revision": str(start + 2)})
+            self.assertEqual(r["oauth"]["oauth_consumer_key"], cid)
+            self.assertEqual(r["oauth"]["oauth_signature_method"], "HMAC-SHA1")
+            self.assertNotIn("oauth_token", r["oauth"])
+            self.assertTrue(r["signature_ok"], r)
+        self.assertEqual(len({r["oauth"]["oauth_nonce"] for r in got}), 3, "fresh nonces")
+        self.assertEqual(self.metric("rwg_sync_callbacks_total", consumer="mivo",
+                                     outcome="failed"), 2)
+        self.assertEqual(self.metric("rwg_sync_callbacks_total", consumer="mivo",
+                                     outcome="delivered"), 1)
+        self.assertEqual(self.metric("rwg_sync_callback_failures", consumer="mivo"), 0)
+
+        # Cleared: no more notices.
+        self.ctl.ok("sync", "consumer", "set-callback", "mivo")
+        self.assertEqual(self.consumer("mivo")["callback_url"], "")
+        self.ctl.ok("device", "update", "s2", "--set-password", "New-Password-22")
+        time.sleep(2)
+        self.assertEqual(server.count(), 3)
+
+    def test_a_server_whose_certificate_is_not_trusted_is_a_failure(self):
+        # sync trusts only the test CA; a server with a self-signed certificate is refused.
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", "self.key", "-out", "self.pem"],
+                       check=True, cwd=self.tmp, capture_output=True)
+        server = CallbackServer({"cert": os.path.join(self.tmp, "self.pem"),
+                                 "key": os.path.join(self.tmp, "self.key")}, [])
+        self.addCleanup(server.stop)
+        self.add_consumer("mivo")
+        self.ctl.ok("sync", "consumer", "set-callback", "mivo",
+                    f"https://127.0.0.1:{server.port}/n")
+        self.ctl.ok("device", "import", "-", stdin=devices_csv(1))
+        rwgtest.wait_until("the failure listed",
+                           lambda: int(self.consumer("mivo")["callback_failures"]) >= 1,
+                           timeout=10)
+        self.assertIn("TLS handshake", self.consumer("mivo")["callback_last_error"])
+        self.assertEqual(server.count(), 0)
 
 if __name__ == "__main__":
     unittest.main()

@@ -80,6 +80,25 @@ absl::Status SetEnabled(Context& c, const std::string& name, bool enabled) {
   return absl::OkStatus();
 }
 
+absl::Status SetCallback(Context& c, const std::string& name, const std::string& url) {
+  adminpb::SetSyncConsumerCallbackRequest req;
+  req.set_name(name);
+  req.set_callback_url(url);
+  adminpb::SyncConsumer resp;
+  if (absl::Status s = c.client.Call(&Admin::SetSyncConsumerCallback, req, &resp); !s.ok()) {
+    return s;
+  }
+  c.printer.Show(resp, [&] {
+    if (url.empty()) {
+      c.printer.out() << "consumer " << name << ": callback cleared\n";
+    } else {
+      c.printer.out() << "consumer " << name << ": password changes after revision "
+                      << resp.callback_delivered_revision() << " are POSTed to " << url << "\n";
+    }
+  });
+  return absl::OkStatus();
+}
+
 absl::Status Reset(Context& c, const std::string& name) {
   adminpb::ResetSyncConsumerRequest req;
   req.set_name(name);
@@ -149,7 +168,8 @@ absl::Status Change(Context& c, const std::string& token,
 }  // namespace
 
 absl::StatusOr<adminpb::AddSyncConsumerRequest> AddSyncConsumerRequestOf(
-    const std::string& name, const std::string& id, const std::vector<std::string>& sources) {
+    const std::string& name, const std::string& id, const std::vector<std::string>& sources,
+    const std::string& callback_url) {
   const std::string& effective = id.empty() ? name : id;
   if (effective.size() > kIdMax) {
     return ArgumentError(absl::StrCat(id.empty() ? "name (the default id)" : "--id", ": ",
@@ -171,16 +191,23 @@ absl::StatusOr<adminpb::AddSyncConsumerRequest> AddSyncConsumerRequestOf(
   req.set_name(name);
   req.set_id(id);
   for (const std::string& s : sources) req.add_sources(s);
+  req.set_callback_url(callback_url);  // checked by the server (core::ParseSyncCallbackUrl)
   return req;
 }
 
 Table SyncConsumersTable(const adminpb::ListSyncConsumersResponse& resp) {
-  Table t{{"NAME", "ID", "ENABLED", "ACTIVE TOKENS", "PENDING", "SOURCES", "CREATED"}, {}};
+  Table t{{"NAME", "ID", "ENABLED", "ACTIVE TOKENS", "PENDING", "SOURCES", "CREATED", "CALLBACK",
+           "DELIVERED", "FAILURES", "LAST ERROR"},
+          {}};
   for (const adminpb::SyncConsumer& c : resp.consumers()) {
+    const bool cb = !c.callback_url().empty();
     t.rows.push_back({c.name(), c.id(), c.enabled() ? "yes" : "no",
                       std::to_string(c.active_tokens()), std::to_string(c.pending_tokens()),
                       c.sources().empty() ? "(ICP host)" : absl::StrJoin(c.sources(), ","),
-                      FormatTime(c.create_time_unix())});
+                      FormatTime(c.create_time_unix()), OrDash(c.callback_url()),
+                      cb ? std::to_string(c.callback_delivered_revision()) : "-",
+                      cb ? std::to_string(c.callback_failures()) : "-",
+                      OrDash(c.callback_last_error())});
   }
   return t;
 }
@@ -200,7 +227,7 @@ void RegisterSync(CommandLine& cli) {
   CLI::App* consumer = sync->add_subcommand("consumer", "OAuth consumers of the sync API");
   consumer->require_subcommand(1);
   struct AddFlags {
-    std::string name, id;
+    std::string name, id, callback_url;
     std::vector<std::string> sources;
   };
   auto add = std::make_shared<AddFlags>();
@@ -212,9 +239,11 @@ void RegisterSync(CommandLine& cli) {
                       "consumer id (oauth_consumer_key, at most 40 characters; default: the name)");
   add_cmd->add_option("--source", add->sources,
                       "address or CIDR it may call from (repeatable; default: the ICP's host)");
+  add_cmd->add_option("--callback-url", add->callback_url,
+                      "https:// URL rwg POSTs a signed notice to when a set-side password changes");
   cli.On(add_cmd, [add](Context& c) -> absl::Status {
     absl::StatusOr<adminpb::AddSyncConsumerRequest> req =
-        AddSyncConsumerRequestOf(add->name, add->id, add->sources);
+        AddSyncConsumerRequestOf(add->name, add->id, add->sources, add->callback_url);
     if (!req.ok()) return req.status();
     return AddConsumer(c, *req);
   });
@@ -230,6 +259,12 @@ void RegisterSync(CommandLine& cli) {
          [name](Context& c) { return SetEnabled(c, *name, true); });
   cli.On(named("disable", "refuse a consumer's calls (its tokens are kept)"),
          [name](Context& c) { return SetEnabled(c, *name, false); });
+  auto url = std::make_shared<std::string>();
+  CLI::App* callback_cmd =
+      named("set-callback",
+            "set the https:// URL password-change notices are POSTed to (none given: clear it)");
+  callback_cmd->add_option("url", *url, "the callback URL; omitted or empty: no callbacks");
+  cli.On(callback_cmd, [name, url](Context& c) { return SetCallback(c, *name, *url); });
   cli.On(named("reset", "change the login settings: a new secret, every token revoked"),
          [name](Context& c) { return Reset(c, *name); });
   cli.On(named("delete", "delete a consumer and its tokens"),

@@ -17,7 +17,8 @@ void RegisterSync(CommandLine& cli);
 // flag: an id of more than 40 characters or not printable ASCII, a source that is not an IP
 // address or CIDR).
 absl::StatusOr<admin::v1::AddSyncConsumerRequest> AddSyncConsumerRequestOf(
-    const std::string& name, const std::string& id, const std::vector<std::string>& sources);
+    const std::string& name, const std::string& id, const std::vector<std::string>& sources,
+    const std::string& callback_url = "");
 
 Table SyncConsumersTable(const admin::v1::ListSyncConsumersResponse& resp);
 Table SyncTokensTable(const admin::v1::ListSyncTokensResponse& resp);
