@@ -20,8 +20,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "services/provisioning/answer.h"
 #include "services/core/connections_per_source.h"
+#include "services/provisioning/answer.h"
 #include "services/provisioning/request_handler.h"
 #include "services/provisioning/worker.h"
 #include "services/provisioning/xml_proxy.h"

@@ -15,8 +15,8 @@
 
 #include "absl/status/statusor.h"
 #include "services/core/clock.h"
-#include "services/provisioning/answer.h"
 #include "services/core/connections_per_source.h"
+#include "services/provisioning/answer.h"
 #include "services/provisioning/request_handler.h"
 #include "services/provisioning/server.h"
 #include "services/provisioning/state.h"
