@@ -874,14 +874,21 @@ class EmergencyGuessingTest(EdgeFixture):
         conn = self.phone()
         answered = 0
         for i in range(60):
-            conn.send_raw(f"INVITE sip:112@{DOMAIN} SIP/2.0\r\n"
-                          f"Via: SIP/2.0/TLS {conn.local[0]}:{conn.local[1]};branch=z9hG4bKf{i}\r\n"
-                          f"From: <sip:x{i}@{DOMAIN}>;tag=f{i}\r\nTo: <sip:112@{DOMAIN}>\r\n"
-                          f"Call-ID: flood-{i}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
-                          "Content-Length: 0\r\n\r\n")
+            try:
+                conn.send_raw(
+                    f"INVITE sip:112@{DOMAIN} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/TLS {conn.local[0]}:{conn.local[1]};branch=z9hG4bKf{i}\r\n"
+                    f"From: <sip:x{i}@{DOMAIN}>;tag=f{i}\r\nTo: <sip:112@{DOMAIN}>\r\n"
+                    f"Call-ID: flood-{i}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+                    "Content-Length: 0\r\n\r\n")
+            except OSError:  # ssl.SSLError too: the ban closed the connection mid-flood
+                break
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            data = conn.read_raw(1.0)
+            try:
+                data = conn.read_raw(1.0)
+            except OSError:
+                break
             if not data:
                 break
             answered += data.count(b"SIP/2.0 407")
