@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "services/core/cidr.h"
 #include "services/core/json.h"
 #include "services/core/keys.h"
 
@@ -173,28 +174,6 @@ std::string Score(absl::Time t) {
 
 bool IsPrintableAscii(absl::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x21 && c <= 0x7e; });
-}
-
-// An IPv4 or IPv6 address, optionally with a prefix length ("/24").
-bool IsAddressOrCidr(const std::string& s) {
-  std::vector<std::string> parts = absl::StrSplit(s, absl::MaxSplits('/', 1));
-  unsigned char buf[16];
-  int max_bits = 0;
-  if (inet_pton(AF_INET, parts[0].c_str(), buf) == 1) {
-    max_bits = 32;
-  } else if (inet_pton(AF_INET6, parts[0].c_str(), buf) == 1) {
-    max_bits = 128;
-  } else {
-    return false;
-  }
-  if (parts.size() == 1) return true;
-  int bits = -1;
-  if (parts[1].empty() || parts[1].size() > 3 ||
-      !std::all_of(parts[1].begin(), parts[1].end(), absl::ascii_isdigit) ||
-      !absl::SimpleAtoi(parts[1], &bits)) {
-    return false;
-  }
-  return bits >= 0 && bits <= max_bits;
 }
 
 std::optional<SyncTokenKind> KindFromName(absl::string_view s) {
@@ -458,10 +437,11 @@ absl::Status ValidateSyncConsumer(const SyncConsumer& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("secret: 1 to ", kSyncConsumerSecretLength, " printable ASCII characters"));
   }
+  // The same parser the sync service matches callers with: a source stored is one it can use.
   for (const std::string& s : c.sources) {
-    if (!IsAddressOrCidr(s)) {
+    if (absl::StatusOr<Cidr> range = ParseCidr(s); !range.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("sources: '", s, "' is not an IP address or CIDR (e.g. 192.0.2.0/24)"));
+          absl::StrCat("sources: ", range.status().message(), " (e.g. 192.0.2.0/24)"));
     }
   }
   if (!c.callback_url.empty()) {

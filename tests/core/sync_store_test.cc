@@ -174,7 +174,9 @@ TEST_F(SyncStoreTest, ValidationNamesTheField) {
   long_secret.secret = std::string(41, 's');
   EXPECT_EQ(field(long_secret), "secret");
   for (const char* bad : {"192.0.2.300", "192.0.2.0/33", "2001:db8::/129", "host.example",
-                          "192.0.2.0/", "192.0.2.0/-1"}) {
+                          "192.0.2.0/", "192.0.2.0/-1",
+                          // host bits beyond the prefix: the service would never match it
+                          "192.0.2.1/24"}) {
     SyncConsumer c = Consumer("pbx1");
     c.sources = {bad};
     EXPECT_EQ(field(c), "sources") << bad;
