@@ -75,4 +75,21 @@ inline std::string SyncNonceKey(absl::string_view digest) {
   return absl::StrCat("rwg:sync:nonce:", digest);
 }
 
+// Written by tma (services/tma/store.h): download servers, deployments (their record, plan,
+// files' content until done, the files done, the lease of the instance running one), the
+// events log, the inventory and what tma last wrote on each server.
+inline constexpr char kTmaServersKey[] = "rwg:tma:servers";
+inline constexpr char kTmaDeploymentsKey[] = "rwg:tma:deployments";    // zset id by time
+inline constexpr char kTmaActiveKey[] = "rwg:tma:deployments:active";  // set of ids to run
+inline constexpr char kTmaEventsKey[] = "rwg:tma:events";              // zset by seq
+inline constexpr char kTmaEventSeqKey[] = "rwg:tma:events:seq";
+inline constexpr char kTmaInventoryKey[] = "rwg:tma:inventory";  // hash MAC -> JSON
+inline std::string TmaDeploymentKey(absl::string_view id, absl::string_view part = "") {
+  return part.empty() ? absl::StrCat("rwg:tma:dep:", id)
+                      : absl::StrCat("rwg:tma:dep:", id, ":", part);
+}
+inline std::string TmaManifestKey(absl::string_view server) {
+  return absl::StrCat("rwg:tma:server:", server, ":files");
+}
+
 }  // namespace rwg::core

@@ -1,0 +1,260 @@
+#include "services/tma/runner.h"
+
+#include <deque>
+#include <exception>
+#include <map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "services/core/log.h"
+
+namespace rwg::tma {
+namespace {
+
+std::string Message(const absl::Status& s) { return std::string(s.message()); }
+
+}  // namespace
+
+Runner::Runner(TmaStore& store, TargetFactory targets, RunnerOptions options,
+               prometheus::Registry& registry)
+    : store_(store),
+      targets_(std::move(targets)),
+      options_(std::move(options)),
+      deployments_(prometheus::BuildCounter()
+                       .Name("rwg_tma_deployments_total")
+                       .Help("Deployments run to their end, by outcome (completed, failed)")
+                       .Register(registry)),
+      files_(prometheus::BuildCounter()
+                 .Name("rwg_tma_files_total")
+                 .Help("Files of deployments, by result (written, unchanged, failed)")
+                 .Register(registry)),
+      bytes_(prometheus::BuildCounter()
+                 .Name("rwg_tma_bytes_written_total")
+                 .Help("Bytes written to download servers")
+                 .Register(registry)
+                 .Add({})),
+      duration_(prometheus::BuildHistogram()
+                    .Name("rwg_tma_deployment_duration_seconds")
+                    .Help("Time from a deployment's start (or resumption) to its end")
+                    .Register(registry)
+                    .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.5, 1, 5, 10, 30, 60,
+                                                                     300, 900, 3600})) {
+  for (const char* o : {"completed", "failed"}) deployments_.Add({{"outcome", o}});
+  for (const char* r : {"written", "unchanged", "failed"}) files_.Add({{"result", r}});
+}
+
+Runner::~Runner() { Stop(); }
+
+void Runner::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Runner::Stop() {
+  stop_.store(true);
+  Wake();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Runner::Wake() {
+  absl::MutexLock lock(&mu_);
+  woken_ = true;
+}
+
+void Runner::Loop() {
+  while (!stop_.load()) {
+    try {
+      absl::StatusOr<std::vector<std::string>> active = store_.Active();
+      if (active.ok()) {
+        for (const std::string& id : *active) {
+          if (stop_.load()) break;
+          absl::StatusOr<bool> ran = RunOne(id);
+          if (!ran.ok()) {
+            core::log::Warn("deployment not run", {{"deployment", id}, {"error", Message(ran.status())}});
+          }
+        }
+      }
+    } catch (const std::exception& e) {
+      core::log::Warn("deployment runner error", {{"error", e.what()}});
+    }
+    absl::MutexLock lock(&mu_);
+    auto woken = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return woken_; };
+    mu_.AwaitWithTimeout(absl::Condition(&woken), options_.scan);
+    woken_ = false;
+  }
+}
+
+absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
+  absl::StatusOr<bool> leased = store_.TakeLease(id, options_.owner, options_.lease);
+  if (!leased.ok()) return leased.status();
+  if (!*leased) return false;
+  const absl::Time started = absl::Now();
+  auto release = [&] { (void)store_.ReleaseLease(id, options_.owner); };
+
+  absl::StatusOr<std::optional<pb::Deployment>> d = store_.GetDeployment(id);
+  if (!d.ok()) {
+    release();
+    return d.status();
+  }
+  if (!d->has_value() || (*d)->state() == pb::DEPLOYMENT_STATE_COMPLETED ||
+      (*d)->state() == pb::DEPLOYMENT_STATE_FAILED) {
+    // Gone or ended meanwhile: nothing to run.
+    (void)store_.Finish(id, d->has_value() ? (*d)->state() : pb::DEPLOYMENT_STATE_FAILED,
+                        d->has_value() ? (*d)->error() : "deployment record lost");
+    release();
+    return true;
+  }
+  const std::string server_name = (*d)->server();
+  auto fail = [&](const std::string& error) -> absl::StatusOr<bool> {
+    (void)store_.AddEvent(id, "deployment.failed", "", error);
+    absl::Status s = store_.Finish(id, pb::DEPLOYMENT_STATE_FAILED, error);
+    deployments_.Add({{"outcome", "failed"}}).Increment();
+    duration_.Observe(absl::ToDoubleSeconds(absl::Now() - started));
+    core::log::Warn("deployment failed", {{"deployment", id}, {"error", error}});
+    release();
+    if (!s.ok()) return s;
+    return true;
+  };
+
+  absl::StatusOr<std::optional<pb::Server>> server = store_.GetServer(server_name, true);
+  if (!server.ok()) {
+    release();
+    return server.status();
+  }
+  if (!server->has_value()) return fail(absl::StrCat("download server ", server_name, " no longer exists"));
+  absl::StatusOr<std::vector<PlannedFile>> plan = store_.Plan(id);
+  if (!plan.ok()) return fail(Message(plan.status()));
+  absl::StatusOr<std::set<std::string>> done = store_.DoneFiles(id);
+  if (!done.ok()) {
+    release();
+    return done.status();
+  }
+  if (absl::Status s = store_.SetRunning(id); !s.ok()) {
+    release();
+    return s;
+  }
+  (void)store_.AddEvent(id, (*d)->state() == pb::DEPLOYMENT_STATE_RUNNING ? "deployment.resumed"
+                                                                          : "deployment.started",
+                        "", absl::StrCat(done->size(), " of ", plan->size(), " files already done"));
+  core::log::Info("deployment running", {{"deployment", id},
+                                         {"server", server_name},
+                                         {"files", std::to_string(plan->size())},
+                                         {"done", std::to_string(done->size())}});
+
+  // What the server has and what tma last wrote there: a file listed with the size planned
+  // and last written with this SHA-256 is not written again.
+  std::vector<std::unique_ptr<Target>> targets;
+  const int n = std::max(1, options_.parallel);
+  for (int i = 0; i < n; ++i) targets.push_back(targets_(**server));
+  absl::StatusOr<std::vector<RemoteFile>> listed = targets[0]->List();
+  if (!listed.ok()) {
+    return fail(absl::StrCat("cannot list the server's directory: ", Message(listed.status())));
+  }
+  std::map<std::string, uint64_t> on_server;
+  for (const RemoteFile& f : *listed) on_server[f.name] = f.size;
+  absl::StatusOr<std::map<std::string, std::string>> manifest = store_.Manifest(server_name);
+  if (!manifest.ok()) {
+    release();
+    return manifest.status();
+  }
+
+  std::deque<PlannedFile> todo;
+  for (const PlannedFile& f : *plan) {
+    if (done->count(f.name) != 0) continue;
+    auto m = manifest->find(f.name);
+    auto l = on_server.find(f.name);
+    if (m != manifest->end() && m->second == f.sha256 && l != on_server.end() && l->second == f.size) {
+      absl::StatusOr<bool> counted = store_.FileDone(id, server_name, f, true);
+      if (!counted.ok()) return fail(Message(counted.status()));
+      files_.Add({{"result", "unchanged"}}).Increment();
+      continue;
+    }
+    todo.push_back(f);
+  }
+
+  absl::Mutex mu;
+  std::string error;  // the first failure
+  bool lost = false;  // the lease went to another instance
+  absl::Time renewed = absl::Now();
+  auto next = [&](PlannedFile* f) -> bool {
+    absl::MutexLock lock(&mu);
+    if (!error.empty() || lost || stop_.load() || todo.empty()) return false;
+    if (absl::Now() - renewed > options_.lease / 3) {
+      absl::StatusOr<bool> kept = store_.TakeLease(id, options_.owner, options_.lease);
+      if (kept.ok() && !*kept) {
+        lost = true;
+        return false;
+      }
+      renewed = absl::Now();
+    }
+    *f = std::move(todo.front());
+    todo.pop_front();
+    return true;
+  };
+  auto record_error = [&](const std::string& e) {
+    absl::MutexLock lock(&mu);
+    if (error.empty()) error = e;
+  };
+  auto work = [&](Target& target) {
+    PlannedFile f;
+    while (next(&f)) {
+      try {
+        absl::StatusOr<std::string> content = store_.Content(id, f.name);
+        if (!content.ok()) {
+          record_error(absl::StrCat(f.name, ": ", Message(content.status())));
+          return;
+        }
+        absl::Status put;
+        for (int attempt = 1; attempt <= std::max(1, options_.attempts); ++attempt) {
+          put = target.Put(f.name, *content);
+          if (put.ok() || !absl::IsUnavailable(put) || stop_.load()) break;
+          absl::SleepFor(options_.retry_delay * attempt);
+        }
+        if (!put.ok()) {
+          files_.Add({{"result", "failed"}}).Increment();
+          (void)store_.AddEvent(id, "file.failed", f.name, Message(put));
+          record_error(absl::StrCat(f.name, ": ", Message(put)));
+          return;
+        }
+        absl::StatusOr<bool> counted = store_.FileDone(id, server_name, f, false);
+        if (!counted.ok()) {
+          record_error(absl::StrCat(f.name, ": written, but not recorded: ",
+                                    Message(counted.status())));
+          return;
+        }
+        files_.Add({{"result", "written"}}).Increment();
+        bytes_.Increment(static_cast<double>(f.size));
+      } catch (const std::exception& e) {
+        record_error(absl::StrCat(f.name, ": internal error: ", e.what()));
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int i = 1; i < n; ++i) workers.emplace_back([&, i] { work(*targets[i]); });
+  work(*targets[0]);
+  for (std::thread& t : workers) t.join();
+
+  if (lost) {
+    core::log::Warn("deployment lease lost", {{"deployment", id}});
+    return true;
+  }
+  if (!error.empty()) return fail(error);
+  if (stop_.load()) {
+    // Stopping: the deployment stays to run; the next instance carries it on.
+    (void)store_.AddEvent(id, "deployment.paused", "", "tma stopping; carried on at its next start");
+    release();
+    return true;
+  }
+  if (absl::Status s = store_.Finish(id, pb::DEPLOYMENT_STATE_COMPLETED, ""); !s.ok()) {
+    release();
+    return s;
+  }
+  (void)store_.AddEvent(id, "deployment.completed", "", "Deployment completed");
+  deployments_.Add({{"outcome", "completed"}}).Increment();
+  duration_.Observe(absl::ToDoubleSeconds(absl::Now() - started));
+  core::log::Info("deployment completed", {{"deployment", id}, {"files", std::to_string(plan->size())}});
+  release();
+  return true;
+}
+
+}  // namespace rwg::tma

@@ -1,0 +1,368 @@
+// The deployment runner and the store under it, against a real redis-server and a download
+// server kept in memory (the FTP and store targets have their own tests against real servers).
+#include "services/tma/runner.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "services/core/crypto.h"
+#include "services/core/keys.h"
+#include "services/core/random.h"
+#include "services/tma/store.h"
+#include "tests/testing/scratch_redis.h"
+
+namespace rwg::tma {
+namespace {
+
+// A download server in memory, shared by the targets of one test; failures on demand.
+struct MemoryServer {
+  absl::Mutex mu;
+  std::map<std::string, std::string> files ABSL_GUARDED_BY(mu);
+  int puts ABSL_GUARDED_BY(mu) = 0;
+  // Puts after this many fail (-1: never), with this status.
+  int fail_after ABSL_GUARDED_BY(mu) = -1;
+  absl::Status failure = absl::UnavailableError("connection refused");
+  // Calls Stop on the runner after this many puts (-1: never).
+  int stop_after = -1;
+  Runner* runner = nullptr;
+};
+
+class MemoryTarget final : public Target {
+ public:
+  explicit MemoryTarget(MemoryServer& s) : s_(s) {}
+  absl::Status Put(const std::string& name, std::string_view content) override {
+    int n;
+    {
+      absl::MutexLock lock(&s_.mu);
+      if (s_.fail_after >= 0 && s_.puts >= s_.fail_after) return s_.failure;
+      s_.files[name] = std::string(content);
+      n = ++s_.puts;
+    }
+    if (s_.stop_after >= 0 && n == s_.stop_after && s_.runner != nullptr) {
+      // As SIGTERM does: the runner is told to stop while files are in flight.
+      std::thread([r = s_.runner] { r->Stop(); }).detach();
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> Get(const std::string& name) override {
+    absl::MutexLock lock(&s_.mu);
+    auto it = s_.files.find(name);
+    if (it == s_.files.end()) return absl::NotFoundError(name);
+    return it->second;
+  }
+  absl::Status Delete(const std::string& name) override {
+    absl::MutexLock lock(&s_.mu);
+    s_.files.erase(name);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<RemoteFile>> List() override {
+    absl::MutexLock lock(&s_.mu);
+    std::vector<RemoteFile> out;
+    for (const auto& [name, content] : s_.files) out.push_back({name, content.size()});
+    return out;
+  }
+
+ private:
+  MemoryServer& s_;
+};
+
+class RunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<testing::ScratchRedis>> r = testing::ScratchRedis::Start();
+    ASSERT_TRUE(r.ok()) << r.status();
+    redis_ = *std::move(r);
+    absl::StatusOr<std::unique_ptr<core::SecretBox>> box =
+        core::SecretBox::Create(std::string(32, 'k'), core::Random::System());
+    ASSERT_TRUE(box.ok());
+    box_ = *std::move(box);
+    store_ = std::make_unique<TmaStore>(redis_->client(), *box_, clock_);
+    pb::Server s;
+    s.set_name("mem");
+    s.set_kind(pb::SERVER_KIND_FTP);
+    s.set_address("ftp.example");
+    s.set_password("ftp-secret");
+    ASSERT_TRUE(*store_->AddServer(s));
+  }
+
+  std::unique_ptr<Runner> NewRunner(const std::string& owner, int parallel = 3) {
+    RunnerOptions o;
+    o.owner = owner;
+    o.parallel = parallel;
+    o.retry_delay = absl::Milliseconds(1);
+    o.lease = absl::Seconds(5);
+    return std::make_unique<Runner>(
+        *store_, [this](const pb::Server& s) -> std::unique_ptr<Target> {
+          EXPECT_EQ(s.password(), "ftp-secret");  // opened for the connection
+          return std::make_unique<MemoryTarget>(server_);
+        },
+        o, registry_);
+  }
+
+  // A deployment of `phones` phone files (content varying with `version`) and a certificate.
+  std::string Create(int phones, const std::string& version = "v1") {
+    std::vector<PlannedFile> plan;
+    std::vector<std::string> contents;
+    auto add = [&](PlannedFile f, std::string content) {
+      f.sha256 = core::Sha256Hex(content);
+      f.size = content.size();
+      plan.push_back(std::move(f));
+      contents.push_back(std::move(content));
+    };
+    add({"CA_Mitel.pem", "certificate"}, "-----BEGIN CERTIFICATE-----\n");
+    for (int i = 0; i < phones; ++i) {
+      const std::string mac = absl::StrCat("0800A1B2", absl::Hex(i, absl::kZeroPad4));
+      PlannedFile f{absl::StrCat(mac, ".cfg"), "phone"};
+      f.mac = mac;
+      f.device = absl::StrCat("u", i);
+      f.site = "paris";
+      add(f, absl::StrCat("sip line1 user name: u", i, "\n# ", version, "\n"));
+    }
+    pb::Deployment d;
+    d.set_id(absl::StrCat("dep", ++created_));
+    d.set_server("mem");
+    d.set_phones(phones);
+    EXPECT_TRUE(store_->CreateDeployment(d, plan, contents).ok());
+    return d.id();
+  }
+
+  pb::Deployment Get(const std::string& id) { return **store_->GetDeployment(id); }
+
+  std::map<std::string, std::string> Files() {
+    absl::MutexLock lock(&server_.mu);
+    return server_.files;
+  }
+
+  std::vector<std::string> Actions(const std::string& id) {
+    std::vector<std::string> out;
+    for (const pb::Event& e : *store_->Events(id, 0, 100000)) out.push_back(e.action());
+    return out;
+  }
+
+  core::ManualClock clock_{absl::FromUnixSeconds(1800000000)};
+  std::unique_ptr<testing::ScratchRedis> redis_;
+  std::unique_ptr<core::SecretBox> box_;
+  std::unique_ptr<TmaStore> store_;
+  MemoryServer server_;
+  prometheus::Registry registry_;
+  int created_ = 0;
+};
+
+TEST_F(RunnerTest, WritesEveryFileAndRecordsTheInventory) {
+  const std::string id = Create(20);
+  auto runner = NewRunner("a");
+  ASSERT_TRUE(*runner->RunOne(id));
+  pb::Deployment d = Get(id);
+  EXPECT_EQ(d.state(), pb::DEPLOYMENT_STATE_COMPLETED);
+  EXPECT_EQ(d.files_total(), 21);
+  EXPECT_EQ(d.files_done(), 21);
+  EXPECT_EQ(d.files_unchanged(), 0);
+  std::map<std::string, std::string> files = Files();
+  ASSERT_EQ(files.size(), 21u);
+  EXPECT_EQ(files["0800A1B20013.cfg"], "sip line1 user name: u19\n# v1\n");
+  std::vector<pb::InventoryEntry> inv = *store_->Inventory();
+  ASSERT_EQ(inv.size(), 20u);
+  EXPECT_EQ(inv[0].mac(), "0800A1B20000");
+  EXPECT_EQ(inv[0].device(), "u0");
+  EXPECT_EQ(inv[0].server(), "mem");
+  EXPECT_EQ(inv[0].deployment(), id);
+  EXPECT_EQ(inv[0].sha256(), core::Sha256Hex(files["0800A1B20000.cfg"]));
+  // Contents are dropped once done; the deployment is no longer to run.
+  EXPECT_TRUE(absl::IsNotFound(store_->Content(id, "CA_Mitel.pem").status()));
+  EXPECT_TRUE(store_->Active()->empty());
+  std::vector<std::string> actions = Actions(id);
+  EXPECT_EQ(actions.front(), "deployment.created");
+  EXPECT_EQ(actions.back(), "deployment.completed");
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "file.written"), 21);
+}
+
+TEST_F(RunnerTest, TheSameDeploymentAgainWritesNothing) {
+  auto runner = NewRunner("a");
+  ASSERT_TRUE(*runner->RunOne(Create(10)));
+  const int puts = [&] {
+    absl::MutexLock lock(&server_.mu);
+    return server_.puts;
+  }();
+  const std::string again = Create(10);
+  ASSERT_TRUE(*runner->RunOne(again));
+  pb::Deployment d = Get(again);
+  EXPECT_EQ(d.state(), pb::DEPLOYMENT_STATE_COMPLETED);
+  EXPECT_EQ(d.files_done(), 11);
+  EXPECT_EQ(d.files_unchanged(), 11);
+  absl::MutexLock lock(&server_.mu);
+  EXPECT_EQ(server_.puts, puts);
+}
+
+TEST_F(RunnerTest, OnlyWhatDiffersIsWritten) {
+  auto runner = NewRunner("a");
+  ASSERT_TRUE(*runner->RunOne(Create(10, "v1")));
+  // A file removed on the server behind tma's back is written again, though unchanged.
+  {
+    absl::MutexLock lock(&server_.mu);
+    server_.files.erase("0800A1B20003.cfg");
+    server_.puts = 0;
+  }
+  const std::string changed = Create(10, "v2");
+  ASSERT_TRUE(*runner->RunOne(changed));
+  EXPECT_EQ(Get(changed).files_unchanged(), 1);  // the certificate
+  {
+    absl::MutexLock lock(&server_.mu);
+    EXPECT_EQ(server_.puts, 10);
+  }
+  const std::string same = Create(10, "v2");
+  {
+    absl::MutexLock lock(&server_.mu);
+    server_.files.erase("0800A1B20003.cfg");
+    server_.puts = 0;
+  }
+  ASSERT_TRUE(*runner->RunOne(same));
+  EXPECT_EQ(Get(same).files_unchanged(), 10);
+  absl::MutexLock lock(&server_.mu);
+  EXPECT_EQ(server_.puts, 1);
+  EXPECT_EQ(server_.files["0800A1B20003.cfg"], "sip line1 user name: u3\n# v2\n");
+}
+
+TEST_F(RunnerTest, AServerDownFailsTheDeploymentWhichResumesWhereItStopped) {
+  {
+    absl::MutexLock lock(&server_.mu);
+    server_.fail_after = 5;
+  }
+  const std::string id = Create(20);
+  auto runner = NewRunner("a", 1);
+  ASSERT_TRUE(*runner->RunOne(id));
+  pb::Deployment d = Get(id);
+  EXPECT_EQ(d.state(), pb::DEPLOYMENT_STATE_FAILED);
+  EXPECT_EQ(d.files_done(), 5);
+  EXPECT_NE(d.error().find("connection refused"), std::string::npos) << d.error();
+  EXPECT_EQ(Files().size(), 5u);  // the files written are whole; the rest absent
+  EXPECT_EQ(store_->Inventory()->size(), 4u);
+  std::vector<std::string> actions = Actions(id);
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "file.failed"), 1);
+  EXPECT_EQ(actions.back(), "deployment.failed");
+
+  // Failed deployments are not run again by themselves.
+  ASSERT_TRUE(store_->Active()->empty());
+  {
+    absl::MutexLock lock(&server_.mu);
+    server_.fail_after = -1;
+    server_.puts = 0;
+  }
+  ASSERT_TRUE(*store_->Resume(id));
+  EXPECT_FALSE(*store_->Resume(id));  // only a failed one
+  ASSERT_TRUE(*runner->RunOne(id));
+  d = Get(id);
+  EXPECT_EQ(d.state(), pb::DEPLOYMENT_STATE_COMPLETED);
+  EXPECT_EQ(d.files_done(), 21);
+  EXPECT_EQ(Files().size(), 21u);
+  absl::MutexLock lock(&server_.mu);
+  EXPECT_EQ(server_.puts, 16);  // only what was left
+}
+
+TEST_F(RunnerTest, ADiskFullIsNotRetried) {
+  {
+    absl::MutexLock lock(&server_.mu);
+    server_.fail_after = 0;
+    server_.failure = absl::ResourceExhaustedError("552 disk full");
+  }
+  const std::string id = Create(3);
+  auto runner = NewRunner("a", 1);
+  ASSERT_TRUE(*runner->RunOne(id));
+  EXPECT_EQ(Get(id).state(), pb::DEPLOYMENT_STATE_FAILED);
+  EXPECT_NE(Get(id).error().find("CA_Mitel.pem: 552 disk full"), std::string::npos);
+}
+
+TEST_F(RunnerTest, AStoppedRunnerLeavesTheRestToTheNextWithoutCountingTwice) {
+  const std::string id = Create(200);
+  auto first = NewRunner("a", 2);
+  server_.runner = first.get();
+  server_.stop_after = 30;
+  ASSERT_TRUE(*first->RunOne(id));
+  pb::Deployment d = Get(id);
+  EXPECT_EQ(d.state(), pb::DEPLOYMENT_STATE_RUNNING);
+  EXPECT_LT(d.files_done(), 201);
+  EXPECT_GE(d.files_done(), 30);
+  EXPECT_EQ(*store_->Active(), std::vector<std::string>{id});
+  server_.runner = nullptr;
+  server_.stop_after = -1;
+  // The lease was released on the way out: another instance takes it at once.
+  auto second = NewRunner("b", 2);
+  ASSERT_TRUE(*second->RunOne(id));
+  d = Get(id);
+  EXPECT_EQ(d.state(), pb::DEPLOYMENT_STATE_COMPLETED);
+  EXPECT_EQ(d.files_done(), 201);
+  EXPECT_EQ(Files().size(), 201u);
+  std::vector<std::string> actions = Actions(id);
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "file.written"), 201);
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "deployment.paused"), 1);
+}
+
+TEST_F(RunnerTest, ADeploymentHeldByAnotherInstanceIsLeftAlone) {
+  const std::string id = Create(3);
+  ASSERT_TRUE(*store_->TakeLease(id, "other", absl::Seconds(30)));
+  auto runner = NewRunner("a");
+  EXPECT_FALSE(*runner->RunOne(id));
+  EXPECT_EQ(Get(id).state(), pb::DEPLOYMENT_STATE_PENDING);
+  EXPECT_TRUE(Files().empty());
+}
+
+TEST_F(RunnerTest, AServerDeletedMeanwhileFailsTheDeploymentClearly) {
+  const std::string id = Create(3);
+  ASSERT_TRUE(*store_->DeleteServer("mem"));
+  auto runner = NewRunner("a");
+  ASSERT_TRUE(*runner->RunOne(id));
+  EXPECT_EQ(Get(id).state(), pb::DEPLOYMENT_STATE_FAILED);
+  EXPECT_EQ(Get(id).error(), "download server mem no longer exists");
+}
+
+TEST_F(RunnerTest, StartRunsNewDeploymentsByItself) {
+  auto runner = NewRunner("a");
+  runner->Start();
+  const std::string id = Create(5);
+  runner->Wake();
+  for (int i = 0; i < 500 && Get(id).state() != pb::DEPLOYMENT_STATE_COMPLETED; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(Get(id).state(), pb::DEPLOYMENT_STATE_COMPLETED);
+  runner->Stop();
+}
+
+TEST_F(RunnerTest, ServerPasswordsAreSealedAndNeverListed) {
+  absl::StatusOr<core::RedisReply> raw =
+      redis_->client().Command({"HGET", core::kTmaServersKey, "mem"});
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw->str.find("ftp-secret"), std::string::npos);
+  std::vector<pb::Server> list = *store_->ListServers();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_TRUE(list[0].password().empty());
+  EXPECT_TRUE(list[0].has_password());
+  EXPECT_EQ((*store_->GetServer("mem", true))->password(), "ftp-secret");
+  EXPECT_TRUE((*store_->GetServer("mem", false))->password().empty());
+}
+
+TEST_F(RunnerTest, OldFinishedDeploymentsAreForgotten) {
+  store_ = std::make_unique<TmaStore>(redis_->client(), *box_, clock_, StoreLimits{3, 1000, 1000});
+  auto runner = NewRunner("a");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(Create(1));
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_TRUE(*runner->RunOne(ids.back()));
+  }
+  std::vector<pb::Deployment> list = *store_->ListDeployments();
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].id(), ids[4]);
+  std::vector<std::string> keys = *redis_->Keys();
+  for (const std::string& k : keys) {
+    EXPECT_EQ(k.find(absl::StrCat("rwg:tma:dep:", ids[0])), std::string::npos) << k;
+  }
+}
+
+}  // namespace
+}  // namespace rwg::tma
