@@ -6,6 +6,7 @@ Needs the helm binary: RWG_HELM, else the one `./tools/rwg k8s deps` puts in the
 (${RWG_K8S_CACHE:-/var/cache/rwg/k8s}/client/*/helm), else helm on PATH; `./tools/rwg test` fetches it (`./tools/k8s/k8s client`).
 Installing on a real cluster: test_k8s_chart.
 """
+import base64
 import glob
 import os
 import shutil
@@ -112,7 +113,9 @@ class HelmChartTest(unittest.TestCase):
                      ("Pod", "r-rwg-test-provisioning"), ("Deployment", "r-rwg-sync"),
                      ("Service", "r-rwg-sync"), ("Service", "r-rwg-sync-https"),
                      ("Secret", "r-rwg-tls-sync"), ("NetworkPolicy", "r-rwg-sync"),
-                     ("Pod", "r-rwg-test-sync")]:
+                     ("Pod", "r-rwg-test-sync"), ("Deployment", "r-rwg-tma"),
+                     ("Service", "r-rwg-tma"), ("NetworkPolicy", "r-rwg-tma"),
+                     ("ConfigMap", "r-rwg-dashboard-tma")]:
             self.assertIn(want, kinds)
         text = "\n".join(t for _, _, t in d)
         # Kubernetes 1.20: the beta PodDisruptionBudget API; every port has its protocol.
@@ -125,7 +128,7 @@ class HelmChartTest(unittest.TestCase):
                 ports = t.split("ports:")[1]
                 self.assertEqual(ports.count("name:"), ports.count("protocol:"), f"{name}:\n{t}")
         # No service exposes /metrics without a port named metrics.
-        for svc in ("control", "sip-edge", "provisioning", "media-relay", "sync"):
+        for svc in ("control", "sip-edge", "provisioning", "media-relay", "sync", "tma"):
             t = next(t for k, n, t in d if k == "Service" and n == f"r-rwg-{svc}")
             self.assertIn("name: metrics", t)
         # Generated: the at-rest key is 64 hex digits; no pod IP is advertised to phones.
@@ -184,7 +187,7 @@ class HelmChartTest(unittest.TestCase):
         # Scraped by the ServiceMonitor with the others.
         d = self.template("metrics.serviceMonitor.enabled=true")
         monitor = next(t for k, n, t in d if k == "ServiceMonitor")
-        self.assertIn("media-relay, sync]", monitor)
+        self.assertIn("media-relay, sync, tma]", monitor)
 
         # Settings: a NodePort of its own, a given certificate, more replicas.
         d = self.template(values="""
@@ -225,6 +228,79 @@ sync:
         health = next(t for k, n, t in d if k == "Pod" and n == "r-rwg-test-health")
         self.assertNotIn("50055", health)
         self.assertNotIn("component: sync", "\n".join(t for _, _, t in d))
+
+    def test_tma(self):
+        d = self.template()
+        tma = next(t for k, n, t in d if k == "Deployment" and n == "r-rwg-tma")
+        for arg in ("--grpc-listen=0.0.0.0:50056", "--metrics-listen=0.0.0.0:9466",
+                    "--tls-cert-file=/etc/rwg/internal/tls.crt",
+                    "--tls-key-file=/etc/rwg/internal/tls.key",
+                    "--secret-key-file=/etc/rwg/secrets/secret-key",
+                    "--redis-password-file=/etc/rwg/redis/password",
+                    "--redis-address=r-rwg-redis.ns.svc.cluster.local:6379",
+                    # Servers of kind local: provisioning's store API, its token, the internal CA.
+                    "--store-address=r-rwg-provisioning.ns.svc.cluster.local:50054",
+                    "--store-token-file=/etc/rwg/secrets/store-token",
+                    "--store-ca-file=/etc/rwg/internal/ca.crt",
+                    "--parallel-transfers=4", "--lease-seconds=30", "--log-level=info"):
+            self.assertIn(arg, tma)
+        self.assertIn("image: rwg/tma:0.1.0", tma)
+        self.assertIn("replicas: 1\n", tma)
+        self.assertIn("value: 127.0.0.1:50056", tma)  # rwgctl health of the probes
+        self.assertIn("command: [/usr/local/bin/rwgctl, --timeout, \"4\", health]", tma)
+        self.assertIn("port: grpc", tma)  # liveness
+        self.assertIn("type: RuntimeDefault", tma)
+        self.assertIn("readOnlyRootFilesystem: true", tma)
+        self.assertIn("drop: [ALL]", tma)
+        self.assertIn("automountServiceAccountToken: false", tma)
+        # Of rwg's Secret only the at-rest key and the store's token.
+        self.assertIn("items: [{key: secret-key, path: secret-key}, "
+                      "{key: store-token, path: store-token}]", tma)
+        self.assertNotIn("admin-password", tma)
+        self.assertNotIn("relay-token", tma)
+        svc = next(t for k, n, t in d if k == "Service" and n == "r-rwg-tma")
+        self.assertIn("type: ClusterIP", svc)
+        self.assertIn("{name: grpc, port: 50056, targetPort: grpc, protocol: TCP}", svc)
+        self.assertIn("{name: metrics, port: 9466, targetPort: metrics, protocol: TCP}", svc)
+        # helm test's health pod asks it; the internal certificate names its Service.
+        health = next(t for k, n, t in d if k == "Pod" and n == "r-rwg-test-health")
+        self.assertIn("r-rwg-tma.ns.svc.cluster.local:50056", health)
+        internal = next(t for k, n, t in d if k == "Secret" and n == "r-rwg-tls-internal")
+        cert = yaml.safe_load(internal)["data"]["tls.crt"]
+        text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=base64.b64decode(cert),
+                              stdout=subprocess.PIPE, check=True).stdout.decode()
+        for name in ("r-rwg-tma", "r-rwg-tma.ns.svc", "r-rwg-tma.ns.svc.cluster.local",
+                     "r-rwg-provisioning.ns.svc.cluster.local"):
+            self.assertIn(f"DNS:{name},", text)
+        self.assertNotIn(("PodDisruptionBudget", "r-rwg-tma"), {(k, n) for k, n, _ in d})
+        board = next(t for k, n, t in d if k == "ConfigMap" and n == "r-rwg-dashboard-tma")
+        self.assertIn('"uid": "rwg-tma"', board)
+
+        # Settings: more replicas (a PodDisruptionBudget), the runner's values, more flags.
+        d = self.template(values="""
+tma:
+  replicas: 3
+  parallelTransfers: 8
+  leaseSeconds: 60
+  logLevel: debug
+  extraArgs: [--ftp-connect-timeout-seconds=20, --max-file-mib=256]
+  resources: {limits: {memory: 1Gi}}
+""")
+        tma = next(t for k, n, t in d if k == "Deployment" and n == "r-rwg-tma")
+        self.assertIn("replicas: 3\n", tma)
+        for arg in ("--parallel-transfers=8", "--lease-seconds=60", "--log-level=debug",
+                    "--ftp-connect-timeout-seconds=20", "--max-file-mib=256", "memory: 1Gi"):
+            self.assertIn(arg, tma)
+        self.assertIn(("PodDisruptionBudget", "r-rwg-tma"), {(k, n) for k, n, _ in d})
+
+        # Disabled: nothing of tma, and neither the tests nor the dashboards look for it.
+        d = self.template("tma.enabled=false", "tma.replicas=2",
+                          "metrics.serviceMonitor.enabled=true")
+        self.assertEqual([(k, n) for k, n, t in d if "tma" in (n or "")], [])
+        health = next(t for k, n, t in d if k == "Pod" and n == "r-rwg-test-health")
+        self.assertNotIn("50056", health)
+        self.assertNotIn("component: tma", "\n".join(t for _, _, t in d))
+        self.assertIn(("ConfigMap", "r-rwg-dashboard-sync"), {(k, n) for k, n, _ in d})
 
     def test_current_kubernetes(self):
         d = self.template(kube="1.30.0", values="control: {replicas: 2}\n")
@@ -298,8 +374,8 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
         chart's NetworkPolicies (the test cluster's bridge CNI enforces none)."""
         pods, np = self.pods_and_policies("icp.host=10.1.2.3", "mediaRelay.instances=2",
                                           "networkPolicy.nodeCIDRs={192.168.50.0/24}")
-        edge, prov, control, redis, sync = (pods[c] for c in (
-            "sip-edge", "provisioning", "control", "redis", "sync"))
+        edge, prov, control, redis, sync, tma = (pods[c] for c in (
+            "sip-edge", "provisioning", "control", "redis", "sync", "tma"))
         self.assertTrue(pods["media-relay"].host_network)
         phone, ipbx = netpol.Outside("203.0.113.9"), netpol.Outside("10.1.2.3")
         node, elsewhere = netpol.Outside("192.168.50.7"), netpol.Outside("198.51.100.1")
@@ -356,6 +432,25 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
             (sync, ipbx, 443, "TCP", False), (sync, ipbx, 8443, "TCP", False),
             (sync, elsewhere, 443, "TCP", False), (sync, node, 50100, "TCP", False),
             (sync, edge, 5070, "TCP", False),
+            # tma: its API from the release's pods as control's (rwgctl through a port-forward
+            # arrives inside the pod); metrics from the scraping namespaces. Out: Redis, DNS,
+            # provisioning's store API and FTP/FTPS servers anywhere (any TCP port: passive
+            # data ports), nothing else of the cluster's.
+            (pods["configure"], tma, 50056, "TCP", True), (test, tma, 50056, "TCP", True),
+            (phone, tma, 50056, "TCP", False), (ipbx, tma, 50056, "TCP", False),
+            (node, tma, 50056, "TCP", False), (foreign, tma, 50056, "TCP", False),
+            (monitoring, tma, 50056, "TCP", False), (monitoring, tma, 9466, "TCP", True),
+            (phone, tma, 9466, "TCP", False), (foreign, tma, 21, "TCP", False),
+            (tma, redis, 6379, "TCP", True), (tma, dns, 53, "UDP", True),
+            (tma, dns, 53, "TCP", True), (tma, prov, 50054, "TCP", True),
+            (tma, prov, 4445, "TCP", False), (tma, control, 50051, "TCP", False),
+            (tma, sync, 50055, "TCP", False), (tma, edge, 5070, "TCP", False),
+            (tma, elsewhere, 21, "TCP", True), (tma, elsewhere, 50123, "TCP", True),
+            (tma, elsewhere, 990, "TCP", True), (tma, ipbx, 21, "TCP", True),
+            (tma, elsewhere, 21, "UDP", False), (tma, elsewhere, 69, "UDP", False),
+            (tma, foreign, 21, "TCP", False),
+            # The other services' egress does not name tma.
+            (prov, tma, 50056, "TCP", False), (sync, tma, 50056, "TCP", False),
         ]
         wrong = [f"{netpol.name(s)} -> {netpol.name(d)}:{port}/{proto} should be "
                  f"{'allowed' if want else 'denied'}" for s, d, port, proto, want in cases
@@ -384,6 +479,30 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
         self.assertFalse(np.allows(phone, pods["sync"], 8443))
         pods, np = self.pods_and_policies("sync.enabled=false")
         self.assertNotIn("sync", pods)
+        # tma.ftpEgress narrows where the FTP servers may be; empty: servers of kind local only.
+        pods, np = self.pods_and_policies("tma.ftpEgress={192.0.2.0/24,198.51.100.7/32}")
+        tma, prov = pods["tma"], pods["provisioning"]
+        self.assertTrue(np.allows(tma, netpol.Outside("192.0.2.21"), 21))
+        self.assertTrue(np.allows(tma, netpol.Outside("192.0.2.21"), 40000))
+        self.assertTrue(np.allows(tma, netpol.Outside("198.51.100.7"), 21))
+        self.assertFalse(np.allows(tma, netpol.Outside("198.51.100.8"), 21))
+        self.assertFalse(np.allows(tma, elsewhere, 21))
+        self.assertTrue(np.allows(tma, prov, 50054))
+        pods, np = self.pods_and_policies("tma.ftpEgress=null")
+        self.assertFalse(np.allows(pods["tma"], elsewhere, 21))
+        self.assertTrue(np.allows(pods["tma"], pods["provisioning"], 50054))
+        self.assertTrue(np.allows(pods["tma"], pods["redis"], 6379))
+        pods, np = self.pods_and_policies("tma.enabled=false")
+        self.assertNotIn("tma", pods)
+        # provisioning on the host network: its store API at the nodes' addresses.
+        pods, np = self.pods_and_policies("expose.hostNetwork=true", "expose.type=NodePort",
+                                          "ports.sipTls=30561", "ports.https=30445",
+                                          "networkPolicy.nodeCIDRs={192.168.50.0/24}",
+                                          "tma.ftpEgress={192.0.2.0/24}")
+        self.assertTrue(pods["provisioning"].host_network)
+        self.assertTrue(np.allows(pods["tma"], node, 50054))
+        self.assertFalse(np.allows(pods["tma"], node, 4445))
+        self.assertFalse(np.allows(pods["tma"], elsewhere, 50054))
         # Without policies everything is open: the evaluator is not what denies.
         pods, np = self.pods_and_policies("icp.host=10.1.2.3", "networkPolicy.enabled=false")
         self.assertTrue(np.allows(phone, pods["redis"], 6379))
@@ -459,6 +578,20 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
             (["sync.enabled=yes"], "/sync/enabled"),
             (["expose.type=NodePort", "ports.sipTls=30561", "ports.https=30445",
               "sync.service.nodePort=30445"], "sync.service.nodePort 30445 is also a node port"),
+            (["tma.enabled=yes"], "/tma/enabled"),
+            (["tma.replicas=-1"], "/tma/replicas"),
+            (["tma.replica=2"], "additional properties 'replica' not allowed"),
+            (["tma.grpcPort=80"], "/tma/grpcPort"),
+            (["tma.metricsPort=70000"], "/tma/metricsPort"),
+            (["tma.parallelTransfers=0"], "/tma/parallelTransfers"),
+            (["tma.parallelTransfers=33"], "/tma/parallelTransfers"),
+            (["tma.leaseSeconds=2"], "/tma/leaseSeconds"),
+            (["tma.leaseSeconds=3601"], "/tma/leaseSeconds"),
+            (["tma.ftpEgress={ftp.example.com}"], "/tma/ftpEgress/0"),
+            (["tma.ftpEgress={10.0.0.1}"], "/tma/ftpEgress/0"),
+            (["tma.ftpEgress={10.0.0.0/33}"], "/tma/ftpEgress/0"),
+            (["tma.logLevel=trace"], "/tma/logLevel"),
+            (["tma.storeAddress=x:1"], "additional properties 'storeAddress' not allowed"),
             (["expose.type=NodePort", "ports.sipTls=30561", "ports.https=30445",
               "sipEdge.tcp=true"], "must be within 30000-32767"),
         ]

@@ -42,6 +42,12 @@ SCRAPE_SECONDS = 1
 # What Grafana puts in $__rate_interval for a 1 s step: max(step + scrape, 4 * scrape).
 RATE_INTERVAL = f"{4 * SCRAPE_SECONDS}s"
 METRIC = re.compile(r"\brwg_[a-z0-9_]+")
+# Services with a dashboard and rules that this live run does not start yet: tma (the phone
+# deployment service, docs/tma.md) is not built with the others yet. Its dashboard and rules
+# are checked without it here (DashboardFilesTest: the queries parse, the metrics are those
+# docs/tma.md lists; tests/observability: the rules' promtool cases); the live checks skip
+# its metrics and its board until the run starts it under load.
+NOT_LIVE = {"tma.json": "rwg_tma_"}
 
 
 def panels(board):
@@ -92,7 +98,7 @@ class DashboardFilesTest(unittest.TestCase):
     def test_dashboards_have_fixed_uids_and_a_datasource_variable(self):
         self.assertEqual([os.path.basename(d) for d in DASHBOARDS],
                          ["media-relay.json", "overview.json", "provisioning.json",
-                          "sip-edge.json", "sync.json"])
+                          "sip-edge.json", "sync.json", "tma.json"])
         uids = set()
         for path in DASHBOARDS:
             with open(path) as f:
@@ -116,6 +122,38 @@ class DashboardFilesTest(unittest.TestCase):
                     queries += 1
             self.assertGreater(queries, 10, name)
         self.assertEqual(len(uids), len(DASHBOARDS))
+
+    def test_boards_not_run_live_parse_and_name_documented_metrics(self):
+        """The boards of NOT_LIVE: every query (as Grafana sends it) parses as PromQL
+        (promtool, as recording rules) and names only metrics the service's documentation
+        lists (a histogram by its _bucket, _sum and _count series)."""
+        with open(os.path.join(ROOT, "docs", "tma.md")) as f:
+            documented = set(re.findall(r"`(rwg_tma_[a-z0-9_]+)", f.read()))
+        self.assertIn("rwg_tma_deployment_duration_seconds", documented)
+        for board_name, prefix in NOT_LIVE.items():
+            with open(os.path.join(ROOT, "helm", "rwg", "dashboards", board_name)) as f:
+                board = json.load(f)
+            rules = []
+            for title, expr in dashboard_queries(board):
+                for m in METRIC.findall(expr):
+                    self.assertTrue(m.startswith(prefix), f"{board_name}: {title}: {m}")
+                    base = re.sub(r"_(bucket|sum|count)$", "", m)
+                    self.assertTrue(m in documented or base in documented,
+                                    f"{board_name}: {title}: {m} is not in docs/tma.md")
+                rules.append({"record": f"check:{len(rules)}", "expr": substitute(expr)})
+            self.assertGreater(len(rules), 10, board_name)
+            path = os.path.join(self.tmpdir(), "board.rules.yaml")
+            with open(path, "w") as f:
+                json.dump({"groups": [{"name": board_name, "rules": rules}]}, f)
+            r = subprocess.run([sys_promtool(), "check", "rules", path], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, f"{board_name}: {r.stdout}{r.stderr}")
+
+    def tmpdir(self):
+        import tempfile
+        d = tempfile.TemporaryDirectory(prefix="rwg-boards-")
+        self.addCleanup(d.cleanup)
+        return d.name
 
     def test_rules_check(self):
         r = subprocess.run([sys_promtool(), "check", "rules", RULES], capture_output=True,
@@ -345,6 +383,8 @@ class ObservabilityTest(RelayFixture):
         end = time.time()
         empty, unknown = [], []
         for path in DASHBOARDS:
+            if os.path.basename(path) in NOT_LIVE:
+                continue  # not started by this run: checked by DashboardFilesTest
             with open(path) as f:
                 board = json.load(f)
             for title, expr in dashboard_queries(board):
@@ -374,8 +414,10 @@ class ObservabilityTest(RelayFixture):
         self.assertIn(f"SUCCESS: {len(rules)} rules found", check.stdout)
         # (rwg_sync_token_expiry_days has a series per consumer holding an access token: none
         # yet, and nothing to expire.)
+        # (The metrics of services this run does not start, NOT_LIVE, neither.)
         missing = [f"{r['name']}: {m}" for r in rules for m in METRIC.findall(r["query"])
-                   if m not in exported and m != "rwg_sync_token_expiry_days"]
+                   if m not in exported and m != "rwg_sync_token_expiry_days"
+                   and not m.startswith(tuple(NOT_LIVE.values()))]
         self.assertEqual(missing, [], "rules read metrics not exported from the start")
 
         # The test certificates (tests/integration/rwgtest.py) last two days: each service's
