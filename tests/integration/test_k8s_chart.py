@@ -10,7 +10,7 @@ Without RWG_K8S_TEST=1 it is skipped; with it, whatever is missing (root, the bi
 kamailio, baresip, redis) fails it.
 
 It starts a cluster of its own (`./tools/rwg k8s up` with a temporary RWG_STATE_DIR), builds
-and imports the images (`./tools/rwg images`: the four services, Redis, the test image), runs
+and imports the images (`./tools/rwg images`: the services, Redis, the test image), runs
 Kamailio on the node's address as the iPBX, then:
 - `helm install --wait` (NodePort exposure: SIP/TLS and HTTPS on node ports, two relay
   instances with disjoint port pools), a device added with the host's rwgctl through
@@ -20,6 +20,8 @@ Kamailio on the node's address as the iPBX, then:
   consumer added with `kubectl rwg sync consumer add` (its id and secret shown, then listed);
 - the sync pod ready, its API answering an unsigned request from the host through its Service
   (node port, its generated certificate verified) with 401 and `WWW-Authenticate: OAuth`;
+- the tma pod ready, answering the host's `rwgctl health` (SERVING) through a port-forward to
+  its Service (the internal certificate verified);
 - `helm test`: every service's health (sync's too), a provisioning fetch through the hash, a
   REGISTER through the edge (registered at the iPBX), the sync API's 401 through its Service;
 - from the host, as a phone: the file over HTTPS on the node's address through the hash (a
@@ -120,7 +122,7 @@ class K8sChartTest(unittest.TestCase):
         # Asked for (CTest sets RWG_K8S_TEST): whatever is missing fails the test, never skips it.
         self.assertEqual(os.geteuid(), 0, "the cluster needs root")
         missing = [b for b in ("control", "sip-edge", "media-relay", "provisioning", "sync",
-                               "rwgctl")
+                               "tma", "rwgctl")
                    if not os.access(os.path.join(BUILD, "bin", b), os.X_OK)]
         self.assertEqual(missing, [], f"not built in {BUILD} (./tools/rwg build)")
         for tool in ("kamailio", "kamcmd", "baresip", "redis-server", "redis-cli"):
@@ -352,6 +354,17 @@ class K8sChartTest(unittest.TestCase):
         self.assertTrue(e.exception.headers.get("WWW-Authenticate", "").startswith("OAuth"),
                         dict(e.exception.headers))
         self.assertIn("oauth_problem=", e.exception.read().decode(errors="replace"))
+
+    def tma_answers(self):
+        """The tma pod ready; grpc.health.v1 SERVING through a port-forward to its Service,
+        over TLS verified with the internal CA (as NOTES.txt has rwgctl tma reach it)."""
+        pods = json.loads(self.kubectl("-n", NS, "get", "pods", "-l",
+                                       "app.kubernetes.io/component=tma", "-o", "json"))["items"]
+        self.assertEqual(len(pods), 1, [p["metadata"]["name"] for p in pods])
+        self.assertTrue(all(c["ready"] for c in pods[0]["status"]["containerStatuses"]),
+                        pods[0]["status"])
+        port = self.port_forward("rwg-tma", 50056)
+        self.assertEqual(self.rwgctl(port, "health").strip(), "SERVING")
 
     def phone_register(self):
         c = sipclient.SipConnection(self.node_ip, SIP_PORT, tls=True, ca=self.public_ca)
@@ -638,6 +651,7 @@ class K8sChartTest(unittest.TestCase):
         self.assertEqual(self.rwgctl(port, "config", "get", "icp.host").strip(), self.node_ip)
         self.kubectl_plugin()
         self.sync_answers()
+        self.tma_answers()
         # Two relays, disjoint halves of 21000-21999.
         relays = self.kubectl("-n", NS, "logs", "rwg-media-relay-0-0") + self.kubectl(
             "-n", NS, "logs", "rwg-media-relay-1-0")
@@ -815,7 +829,7 @@ class K8sChartTest(unittest.TestCase):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         self.assertIn(b"errors: 0", p.stdout)
         self.kubectl("-n", NS, "rollout", "restart", "deploy")
-        for d in ("rwg-control", "rwg-sip-edge", "rwg-provisioning", "rwg-sync"):
+        for d in ("rwg-control", "rwg-sip-edge", "rwg-provisioning", "rwg-sync", "rwg-tma"):
             self.kubectl("-n", NS, "rollout", "status", f"deploy/{d}", "--timeout=180s",
                          timeout=200)
         self.timings["redis backup and restore"] = time.monotonic() - t
@@ -827,7 +841,7 @@ class K8sChartTest(unittest.TestCase):
             phone, answer = self.phone_register()
             phone.close()
             return answer.startswith("SIP/2.0 200")
-        # Every Deployment restarted at once on one loaded node (five of them with sync): the
+        # Every Deployment restarted at once on one loaded node (six with sync and tma): the
         # SIP edge's node port may take longer than a minute to answer again.
         rwgtest.wait_until("the phone registers again", registers, timeout=180)
 
