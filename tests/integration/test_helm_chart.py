@@ -292,6 +292,23 @@ tma:
                     "--ftp-connect-timeout-seconds=20", "--max-file-mib=256", "memory: 1Gi"):
             self.assertIn(arg, tma)
         self.assertIn(("PodDisruptionBudget", "r-rwg-tma"), {(k, n) for k, n, _ in d})
+        self.assertNotIn("name: ftp-ca", tma)
+        self.assertNotIn(("ConfigMap", "r-rwg-tma-ftp-ca"), {(k, n) for k, n, _ in d})
+
+        # An ftps server's own CA: a ConfigMap mounted at /etc/rwg/ftp-ca, the pods restarted
+        # when it changes.
+        ca = ("tma:\n  caFiles:\n    lyon-ca.pem: |\n      -----BEGIN CERTIFICATE-----\n"
+              "      MIIB{}\n      -----END CERTIFICATE-----\n")
+        d = self.template(values=ca.format("aa"))
+        cm = next(t for k, n, t in d if k == "ConfigMap" and n == "r-rwg-tma-ftp-ca")
+        self.assertIn("lyon-ca.pem: |", cm)
+        tma = next(t for k, n, t in d if k == "Deployment" and n == "r-rwg-tma")
+        self.assertIn("{name: ftp-ca, mountPath: /etc/rwg/ftp-ca, readOnly: true}", tma)
+        self.assertIn("name: r-rwg-tma-ftp-ca", tma)
+        first = [line for line in tma.splitlines() if "checksum/ftp-ca" in line]
+        tma = next(t for k, n, t in self.template(values=ca.format("bb"))
+                   if k == "Deployment" and n == "r-rwg-tma")
+        self.assertNotEqual(first, [line for line in tma.splitlines() if "checksum/ftp-ca" in line])
 
         # Disabled: nothing of tma, and neither the tests nor the dashboards look for it.
         d = self.template("tma.enabled=false", "tma.replicas=2",
@@ -592,6 +609,8 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
             (["tma.ftpEgress={10.0.0.0/33}"], "/tma/ftpEgress/0"),
             (["tma.logLevel=trace"], "/tma/logLevel"),
             (["tma.storeAddress=x:1"], "additional properties 'storeAddress' not allowed"),
+            (["tma.caFiles.a/b=-----BEGIN CERTIFICATE-----"], "invalid propertyName 'a/b'"),
+            (["tma.caFiles.ca\\.pem=not a certificate"], "/tma/caFiles/ca.pem"),
             (["expose.type=NodePort", "ports.sipTls=30561", "ports.https=30445",
               "sipEdge.tcp=true"], "must be within 30000-32767"),
         ]
