@@ -51,6 +51,10 @@ inline std::string RelaySessionIndexKey(absl::string_view instance) {
 }
 inline constexpr char kRelayEventsChannel[] = "rwg:relay:events";
 
+// Written by provisioning: the last fetch of each phone's <MAC>.cfg
+// (services/core/phone_fetches.h), read by the deployment inventory (R-TMA).
+inline constexpr char kPhoneFetchesKey[] = "rwg:prov:fetched";
+
 // Written by control (consumers; approving, rejecting, renewing, revoking tokens) and sync
 // (creating and exchanging tokens): services/core/sync_store.h.
 inline constexpr char kSyncConsumersKey[] = "rwg:sync:consumers";

@@ -5,6 +5,7 @@
 #include "services/core/log.h"
 #include "services/core/service_main.h"
 #include "services/provisioning/config.h"
+#include "services/provisioning/fetch_recorder.h"
 #include "services/provisioning/server.h"
 #include "services/provisioning/state.h"
 #include "services/provisioning/store_service.h"
@@ -29,7 +30,10 @@ absl::Status Run(core::ServiceMain& m, const provisioning::Config& c) {
   absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common());
   if (!ro.ok()) return ro.status();
   core::RedisClient redis(*ro);
-  provisioning::SharedState state(redis, *key->box, core::SystemClock::Get(), c.instance);
+  // Phones' fetches of their <MAC>.cfg, written by the state's thread.
+  provisioning::FetchRecorder fetches(redis, core::SystemClock::Get(), m.host().registry());
+  provisioning::SharedState state(redis, *key->box, core::SystemClock::Get(), c.instance,
+                                  provisioning::SharedState::kMaxBans, &fetches);
   // Without the hash every request would be a miss: wait for Redis rather than serve 404s.
   absl::Status ready = state.Start(absl::Seconds(1));
   if (!ready.ok()) {

@@ -37,6 +37,12 @@ Answer Error(http::status s, const char* text, const char* kind = "other") {
   return a;
 }
 
+// Answers that give the phone its file: whole, a range of it, or "yours is current".
+bool Fetched(http::status s) {
+  return s == http::status::ok || s == http::status::partial_content ||
+         s == http::status::not_modified;
+}
+
 }  // namespace
 
 RequestHandler::RequestHandler(const ServerOptions& options, SharedState& state, core::Clock& clock,
@@ -133,7 +139,8 @@ void RequestHandler::MacMiss(const std::string& source, const std::string& mac) 
   }
 }
 
-Answer RequestHandler::Handle(const Request& req, const std::string& source) {
+Answer RequestHandler::Handle(const Request& req, const std::string& source,
+                              const std::string& address) {
   if (state_.Banned(source)) {
     Answer a = Error(http::status::forbidden, "forbidden\n");
     a.close = true;
@@ -174,7 +181,15 @@ Answer RequestHandler::Handle(const Request& req, const std::string& source) {
     return a;
   }
   Answer a = ServeFile(req, path->file);
-  if (a.status == http::status::not_found) MacMiss(source, MacOfFile(path->file));
+  if (a.status == http::status::not_found) {
+    MacMiss(source, MacOfFile(path->file));
+  } else if (!head && Fetched(a.status) && state_.fetches() != nullptr) {
+    // The phone has its configuration (a 304: the one it has is current). Noted in memory
+    // only: the state's thread writes it to Redis.
+    if (std::string mac = MacOfConfigFile(path->file); !mac.empty()) {
+      state_.fetches()->Fetched(mac, address);
+    }
+  }
   a.head = head;
   return a;
 }

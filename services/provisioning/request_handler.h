@@ -3,7 +3,8 @@
 // against its source; then the path's rules (request_path.h), and either the XML proxy or a
 // file of the store with its validators, conditions and ranges (http_rules.h, file_cache.h).
 // Unknown MAC files asked for under the right hash are counted too; a source over either
-// threshold is banned. No sockets here: the connection workers (worker.h) call it.
+// threshold is banned. A phone's fetch of its own <MAC>.cfg is noted for the deployment
+// inventory (fetch_recorder.h). No sockets here: the connection workers (worker.h) call it.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -35,8 +36,10 @@ class RequestHandler {
   absl::Status OpenStore();
   void CloseStore();
 
-  // `source` is the requester's core::SourceKey (what misses and bans go by).
-  Answer Handle(const Request& req, const std::string& source);
+  // `source` is the requester's core::SourceKey (what misses and bans go by), `address` its
+  // address. A GET of a phone's <MAC>.cfg answered with the file (200, 206, 304) is noted in
+  // the state's FetchRecorder with `address`; a HEAD is not a fetch.
+  Answer Handle(const Request& req, const std::string& source, const std::string& address);
   // Counts an answer written (rwg_provisioning_requests_total, _bytes_total).
   void Count(const Answer& a, uint64_t body_bytes);
 

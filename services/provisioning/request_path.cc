@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "services/core/phone_fetches.h"
 
 namespace rwg::provisioning {
 namespace {
@@ -75,6 +76,14 @@ std::string MacOfFile(absl::string_view name) {
     if (HexValue(c) < 0) return "";
   }
   return absl::AsciiStrToUpper(name.substr(0, 12));
+}
+
+std::string MacOfConfigFile(absl::string_view store_name) {
+  if (store_name.size() != 16 || !absl::EndsWith(store_name, ".cfg") ||
+      !core::IsPhoneFetchMac(store_name.substr(0, 12))) {
+    return "";
+  }
+  return std::string(store_name.substr(0, 12));
 }
 
 absl::StatusOr<RequestPath> ParseRequestPath(absl::string_view target) {

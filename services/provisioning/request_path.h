@@ -42,6 +42,11 @@ std::string StoreName(absl::string_view file);
 // "0800A1B2C3D4"); empty for other names (aastra.cfg, 6867i.cfg, security.tuz, firmware...).
 std::string MacOfFile(absl::string_view name);
 
+// The MAC address of a phone's own configuration file, given by its store name
+// ("0800A1B2C3D4.cfg", as StoreName makes it of "0800a1b2c3d4.cfg"): "0800A1B2C3D4"; empty
+// for any other name ("0800A1B2C3D4.tuz", "0800A1B2C3D4-local.cfg", "aastra.cfg"...).
+std::string MacOfConfigFile(absl::string_view store_name);
+
 // Whether `name` may be a file of the store: [A-Za-z0-9._-], not starting with '.' (names
 // starting with '.' are the store's own temporary files), 1 to 255 characters.
 bool IsStoreName(absl::string_view name);

@@ -1,5 +1,6 @@
 #include "services/provisioning/state.h"
 
+#include <exception>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
@@ -13,6 +14,8 @@ namespace rwg::provisioning {
 std::string ProvisioningBanId(const std::string& ip) { return absl::StrCat("prov:", ip); }
 
 absl::Status SharedState::Refresh() {
+  // Its failures are the recorder's to log; the hash and bans are read whatever they are.
+  if (fetches_ != nullptr) (void)fetches_->Flush();
   std::vector<core::Ban> pending;
   {
     absl::MutexLock lock(&mu_);
@@ -108,7 +111,16 @@ absl::Status SharedState::Start(absl::Duration period) {
 
 void SharedState::Stop() {
   stop_ = true;
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;
+  thread_.join();
+  if (fetches_ == nullptr) return;
+  try {
+    (void)fetches_->Flush();  // the last second's fetches
+  } catch (const std::exception& e) {
+    core::log::Warn("cannot write phone fetches", {{"error", e.what()}});
+  } catch (...) {
+    core::log::Warn("cannot write phone fetches", {});
+  }
 }
 
 std::shared_ptr<const std::string> SharedState::Hash() const {

@@ -2,7 +2,8 @@
 // the current hash key (R-HASH, written by control; a regenerated key replaces the old one
 // within a second, no restart) and the bans of sources that missed the hash too often
 // (rwg:ban:prov:<source>, listed and lifted with `rwgctl ban`; a source is an IPv4 address or
-// an IPv6 /64, core::SourceKey).
+// an IPv6 /64, core::SourceKey). The same thread writes what requests leave for Redis: the
+// bans made here, and the phones' fetches of their <MAC>.cfg (fetch_recorder.h).
 #pragma once
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "services/core/crypto.h"
 #include "services/core/devices.h"
 #include "services/core/redis.h"
+#include "services/provisioning/fetch_recorder.h"
 
 namespace rwg::provisioning {
 
@@ -40,19 +42,26 @@ class SharedState {
   // pushes out another one, which stays in Redis and comes back at a refresh if there is room.
   static constexpr size_t kMaxBans = 200000;
 
+  // `fetches`, when given, is flushed at every refresh and once more at Stop; it must outlive
+  // the state.
   SharedState(core::RedisClient& redis, const core::SecretBox& box, core::Clock& clock,
-              std::string instance, size_t max_bans = kMaxBans)
+              std::string instance, size_t max_bans = kMaxBans, FetchRecorder* fetches = nullptr)
       : redis_(redis),
         bans_(redis),
         box_(box),
         clock_(clock),
         instance_(std::move(instance)),
-        max_bans_(std::max<size_t>(1, max_bans)) {}
+        max_bans_(std::max<size_t>(1, max_bans)),
+        fetches_(fetches) {}
   ~SharedState() { Stop(); }
 
   // Reads once (an error when Redis cannot be reached), then every `period`.
   absl::Status Start(absl::Duration period);
+  // Stops the thread; then writes the fetches noted since its last refresh.
   void Stop();
+
+  // Where the serving threads note phones' fetches; null when they are not recorded.
+  FetchRecorder* fetches() const { return fetches_; }
 
   // The current key; null when none has been generated yet.
   std::shared_ptr<const std::string> Hash() const;
@@ -75,6 +84,7 @@ class SharedState {
   core::Clock& clock_;
   const std::string instance_;
   const size_t max_bans_;
+  FetchRecorder* const fetches_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const std::string> hash_ ABSL_GUARDED_BY(mu_);
   XmlUpstream upstream_ ABSL_GUARDED_BY(mu_);

@@ -441,7 +441,7 @@ class EpollWorker final : public Worker {
     c.target = RedactHash(absl::string_view(req.target().data(), req.target().size()));
     Answer a;
     try {
-      a = ctx_.handler.Handle(req, c.key);
+      a = ctx_.handler.Handle(req, c.key, c.source);
       if (!req.keep_alive()) a.close = true;
       if (a.proxy) {
         Proxy(c, req, a.close);

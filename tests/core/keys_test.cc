@@ -55,6 +55,7 @@ TEST(KeysTest, EveryKeyIsInTheArchitectureDoc) {
       kDeviceChangesKey,
       SyncCallbackKey("<name>"),
       SyncCallbackLockKey("<name>"),
+      kPhoneFetchesKey,
   };
   for (const std::string& k : keys) {
     EXPECT_THAT(doc, testing::HasSubstr("`" + k + "`")) << k;
@@ -71,7 +72,8 @@ TEST(KeysTest, NamesAreDistinctAndInTheRwgNamespace) {
                                           kEdgeInstancesKey,  kEdgeEventsChannel,
                                           kRelayInstancesKey, kRelayEventsChannel,
                                           kSyncConsumersKey,  kSyncConsumersByIdKey,
-                                          kSyncTokensKey,     kDeviceChangesKey};
+                                          kSyncTokensKey,     kDeviceChangesKey,
+                                          kPhoneFetchesKey};
   for (size_t i = 0; i < names.size(); ++i) {
     EXPECT_EQ(names[i].rfind("rwg:", 0), 0U) << names[i];
     for (size_t j = i + 1; j < names.size(); ++j) EXPECT_NE(names[i], names[j]);

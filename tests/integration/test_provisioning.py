@@ -333,6 +333,35 @@ class ProvisioningTest(rwgtest.TempDirTest):
         self.assertRegex(metrics, rf"(?m)^rwg_provisioning_mac_misses_total {10 + 4}")
         self.assertRegex(metrics, r"(?m)^rwg_provisioning_hash_misses_total 0")
 
+    def test_phone_fetches_are_recorded_for_the_inventory(self):
+        """A phone's GET of its <MAC>.cfg (the lower-case name too) is in rwg:prov:fetched
+        within 3 s: the time and the phone's address. A HEAD, other files and a 404 for a MAC
+        file the store does not have leave nothing."""
+        key, absent = "rwg:prov:fetched", "0800A1B2C3FF"
+        fetched = lambda: self.redis.cli("HGET", key, MAC)
+        before = int(time.time() * 1000)
+        self.assertEqual(self.curl(self.path(f"{MAC}.cfg"), source="127.0.0.7",
+                                   method="HEAD")[0], 200)
+        self.assertEqual(self.curl(self.path("aastra.cfg"), source="127.0.0.7")[0], 200)
+        self.assertEqual(self.curl(self.path(f"{absent}.cfg"), source="127.0.0.7")[0], 404)
+        self.assertEqual(self.curl(self.path(f"{MAC}.cfg"), source="127.0.0.8")[0], 200)
+        value = rwgtest.wait_until("the fetch recorded", fetched, timeout=3)[0]
+        ms, _, source = value.partition(",")
+        self.assertEqual(source, "127.0.0.8")
+        self.assertGreaterEqual(int(ms), before)
+        self.assertLessEqual(int(ms), int(time.time() * 1000))
+
+        # The lower-case name is the same phone's file.
+        self.assertEqual(self.curl(self.path(f"{MAC.lower()}.cfg"), source="127.0.0.9")[0], 200)
+        rwgtest.wait_until("the second fetch recorded",
+                           lambda: fetched()[0].endswith(",127.0.0.9"), timeout=3)
+        # Every note made before is written by now: only the phone's file is there.
+        self.assertEqual(self.redis.cli("HKEYS", key), [MAC])
+        self.assertEqual(self.redis.cli("HEXISTS", key, absent), ["0"])
+        metrics = self.metrics()
+        self.assertRegex(metrics, r"(?m)^rwg_provisioning_phone_fetches_total 2$")  # no HEAD
+        self.assertRegex(metrics, r"(?m)^rwg_provisioning_fetch_records_dropped_total 0$")
+
     def test_ipv6_sources_are_banned_by_their_64(self):
         """Over IPv6 the misses and the ban go by the source's /64 (::1 is in ::/64)."""
         try:

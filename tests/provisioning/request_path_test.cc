@@ -90,5 +90,18 @@ TEST(RequestPathTest, MacOfPerPhoneFiles) {
   }
 }
 
+TEST(RequestPathTest, MacOfPhonesConfigurationFiles) {
+  EXPECT_EQ(MacOfConfigFile("0800A1B2C3D4.cfg"), "0800A1B2C3D4");
+  // A request for the lower-case name has the store's name.
+  absl::StatusOr<RequestPath> p = ParseRequestPath("/h/ftp_67xxi/0800a1b2c3d4.CFG");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(MacOfConfigFile(p->file), "0800A1B2C3D4");
+  for (const char* other :
+       {"0800A1B2C3D4.tuz", "0800A1B2C3D4-local.cfg", "0800a1b2c3d4.cfg", "0800A1B2C3D4.CFG",
+        "aastra.cfg", "6867i.cfg", "0800A1B2C3G4.cfg", "0800A1B2C3D4E5.cfg", "0800A1B2C3D4", ""}) {
+    EXPECT_EQ(MacOfConfigFile(other), "") << other;
+  }
+}
+
 }  // namespace
 }  // namespace rwg::provisioning
