@@ -281,7 +281,8 @@ absl::StatusOr<tmapb::Deployment> Watch(Context& c, const std::string& id) {
   req.set_id(id);
   std::unique_ptr<grpc::ClientReader<tmapb::Deployment>> reader =
       (*stub)->WatchDeployment(context.get(), req);
-  ProgressView view(c.printer.err(), Terminal(STDERR_FILENO));
+  // The bar only where it is seen: standard error, a terminal.
+  ProgressView view(c.printer.err(), &c.printer.err() == &std::cerr && Terminal(STDERR_FILENO));
   tmapb::Deployment last;
   bool ended = false;
   while (!ended && reader->Read(&last)) {
