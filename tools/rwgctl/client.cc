@@ -26,14 +26,19 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Client::Channel() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.server, creds, args);
+  channel_ = grpc::CreateCustomChannel(address_, creds, args);
   return channel_;
 }
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(Auth auth) const {
-  auto context = std::make_unique<grpc::ClientContext>();
+  std::unique_ptr<grpc::ClientContext> context = NewStreamContext(auth);
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::milliseconds(static_cast<int64_t>(options_.timeout * 1000)));
+  return context;
+}
+
+std::unique_ptr<grpc::ClientContext> Client::NewStreamContext(Auth auth) const {
+  auto context = std::make_unique<grpc::ClientContext>();
   if (auth == Auth::kToken) {
     std::string token;
     if (const char* t = std::getenv("RWG_TOKEN")) {

@@ -1,6 +1,6 @@
-// The connection to an rwg gRPC API (control's admin API, or a media relay's) and the one way
-// rwgctl calls it: a context with the --timeout deadline and the session token, the call, and
-// its status as an absl::Status (errors.h).
+// The connection to an rwg gRPC API (control's admin API, a media relay's or the tma service's)
+// and the one way rwgctl calls it: a context with the --timeout deadline and the session token, the
+// call, and its status as an absl::Status (errors.h).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -10,6 +10,7 @@
 #include <string>
 #include <type_traits>
 #include <typeindex>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -20,6 +21,7 @@ namespace rwg::rwgctl {
 // The global options (command_line.cc registers them).
 struct Options {
   std::string server = "127.0.0.1:50051";
+  std::string tma_server = "127.0.0.1:50056";  // the tma service (`rwgctl tma ...`)
   std::string ca_cert;
   bool insecure = false;
   std::string token_file;
@@ -32,7 +34,10 @@ enum class Auth { kNone, kToken };
 
 class Client {
  public:
-  explicit Client(const Options& options) : options_(options) {}
+  // A client of --server; with `address`, of that address (same TLS options and token).
+  explicit Client(const Options& options) : Client(options, options.server) {}
+  Client(const Options& options, std::string address)
+      : options_(options), address_(std::move(address)) {}
 
   // The channel, made on first use (TLS unless --insecure; --ca-cert read then).
   absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel();
@@ -51,6 +56,9 @@ class Client {
 
   // A context with the deadline (--timeout from now) and, with Auth::kToken, the token.
   std::unique_ptr<grpc::ClientContext> NewContext(Auth auth) const;
+  // The same without a deadline: for streams that last as long as what they carry (an upload,
+  // a deployment being watched).
+  std::unique_ptr<grpc::ClientContext> NewStreamContext(Auth auth) const;
 
   // Calls a unary RPC, e.g. Call(&AdminService::Stub::GetConfig, request, &config).
   template <typename Stub, typename Request, typename Response>
@@ -68,6 +76,7 @@ class Client {
 
  private:
   const Options& options_;
+  std::string address_;
   std::shared_ptr<grpc::Channel> channel_;
   std::map<std::type_index, std::shared_ptr<void>> stubs_;
 };

@@ -12,6 +12,7 @@
 #include "tools/rwgctl/server.h"
 #include "tools/rwgctl/session.h"
 #include "tools/rwgctl/sync.h"
+#include "tools/rwgctl/tma.h"
 
 namespace rwg::rwgctl {
 
@@ -19,6 +20,10 @@ CommandLine::CommandLine() : app_("rwgctl: administer an rwg Remote Worker Gatew
   app_.require_subcommand(1);
   app_.add_option("-s,--server", options_.server, "admin API address host:port")
       ->envname("RWG_SERVER")
+      ->capture_default_str();
+  app_.add_option("--tma-server", options_.tma_server,
+                  "tma service address host:port (`rwgctl tma ...`)")
+      ->envname("RWG_TMA_SERVER")
       ->capture_default_str();
   app_.add_option("--ca-cert", options_.ca_cert,
                   "PEM CA certificate that signed the server's certificate")
@@ -42,7 +47,10 @@ CLI::App* CommandLine::Noun(const std::string& name, const std::string& descript
 }
 
 void CommandLine::On(CLI::App* command, Action action) {
-  command->callback([this, action = std::move(action)]() { chosen_ = action; });
+  // CLI11 runs a subcommand's callback before its parent's: the first to choose wins.
+  command->callback([this, action = std::move(action)]() {
+    if (!chosen_) chosen_ = action;
+  });
 }
 
 void RegisterAll(CommandLine& cli) {
@@ -57,6 +65,7 @@ void RegisterAll(CommandLine& cli) {
   RegisterRelay(cli);
   RegisterHash(cli);
   RegisterSync(cli);
+  RegisterTma(cli);
 }
 
 int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -72,10 +81,11 @@ int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     return 2;
   }
   if (!cli.chosen()) return 0;
-  // The client (and its channel) ends before Run returns, so gRPC shuts down before exit.
+  // The clients (and their channels) end before Run returns, so gRPC shuts down before exit.
   Client client(cli.options());
+  Client tma(cli.options(), cli.options().tma_server);
   Printer printer(cli.options().output == "json" ? Format::kJson : Format::kTable, out, err);
-  Context context{cli.options(), client, printer};
+  Context context{cli.options(), client, tma, printer};
   Outcome outcome = OutcomeOf(cli.chosen()(context));
   if (!outcome.message.empty()) err << "rwgctl: " << outcome.message << "\n";
   return outcome.exit_code;

@@ -17,6 +17,7 @@ namespace rwg::rwgctl {
 struct Context {
   const Options& options;
   Client& client;
+  Client& tma;  // the tma service (--tma-server)
   Printer& printer;
 };
 
@@ -36,7 +37,8 @@ class CommandLine {
   // A noun: a subcommand of the app that needs one verb.
   CLI::App* Noun(const std::string& name, const std::string& description);
 
-  // `action` runs once parsing is done if `command` is the one given.
+  // `action` runs once parsing is done if `command` is the one given; of a command and one of
+  // its subcommands given together, the subcommand's.
   void On(CLI::App* command, Action action);
 
   // The action of the command given; empty before parsing.

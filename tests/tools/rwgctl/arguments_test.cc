@@ -164,8 +164,8 @@ struct Result {
 };
 Result RunRwgctl(std::vector<const char*> args) {
   // Only what the test gives counts, not the environment it runs in.
-  for (const char* env : {"RWG_SERVER", "RWG_CA_CERT", "RWG_INSECURE", "RWG_TOKEN_FILE",
-                          "RWG_TOKEN", "RWG_USER", "RWG_PASSWORD"}) {
+  for (const char* env : {"RWG_SERVER", "RWG_TMA_SERVER", "RWG_CA_CERT", "RWG_INSECURE",
+                          "RWG_TOKEN_FILE", "RWG_TOKEN", "RWG_USER", "RWG_PASSWORD"}) {
     unsetenv(env);
   }
   args.insert(args.begin(), "rwgctl");
@@ -225,10 +225,58 @@ TEST(RwgctlRun, SyncConsumerAddRefusesA41CharacterIdBeforeAnyCall) {
 TEST(RwgctlRun, HelpListsEveryNoun) {
   Result r = RunRwgctl({"--help"});
   EXPECT_EQ(r.code, 0);
-  for (const char* noun : {"login", "logout", "passwd", "health", "services", "config", "device",
-                           "registration", "call", "ban", "emergency", "relay", "hash", "sync"}) {
+  for (const char* noun :
+       {"login", "logout", "passwd", "health", "services", "config", "device", "registration",
+        "call", "ban", "emergency", "relay", "hash", "sync", "tma"}) {
     EXPECT_THAT(r.out, HasSubstr(std::string("\n  ") + noun + " ")) << noun;
   }
+}
+
+TEST(RwgctlRun, TmaRefusesBadFlagsBeforeAnyCall) {
+  // --tma-server points nowhere: the answers below come before any call.
+  Result r = RunRwgctl({"--insecure", "--tma-server", "127.0.0.1:1", "tma", "server", "add", "rw",
+                        "--kind", "sftp"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "rwgctl: --kind: sftp not in {local,ftp,ftps}\n");
+  r = RunRwgctl({"--insecure", "--tma-server", "127.0.0.1:1", "tma", "server", "add", "rw",
+                 "--kind", "ftp", "--address", "192.0.2.21", "--port", "65536"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "rwgctl: --port: 65536 is not a port (1-65535)\n");
+  r = RunRwgctl({"--insecure", "--tma-server", "127.0.0.1:1", "tma", "server", "add", "rw",
+                 "--kind", "ftps", "--address", "192.0.2.21"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err,
+            "rwgctl: an ftps server needs a password: --password-file FILE or --password-stdin\n");
+  r = RunRwgctl({"--insecure", "--tma-server", "127.0.0.1:1", "tma", "server", "modify", "rw",
+                 "--port", "2121"});
+  EXPECT_EQ(r.code, 1) << "checked, then refused by nothing listening";
+  EXPECT_THAT(r.err, StartsWith("rwgctl: UNAVAILABLE: "));
+  r = RunRwgctl({"--insecure", "--tma-server", "127.0.0.1:1", "tma", "deploy", "--server", "local",
+                 "--csv", "/dev/null", "--certificate", "/nonexistent/CA_Mitel.pem"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err,
+            "rwgctl: --certificate: cannot read /nonexistent/CA_Mitel.pem: No such file or "
+            "directory\n");
+  r = RunRwgctl({"--insecure", "--tma-server", "127.0.0.1:1", "tma", "deploy", "--server", "local",
+                 "--csv", "/nonexistent/rw.csv"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "rwgctl: --csv: cannot read /nonexistent/rw.csv\n");
+  // `inventory delete`, not `inventory` (the list), is the command run.
+  r = RunRwgctl({"--insecure", "--tma-server", "127.0.0.1:1", "tma", "inventory", "delete"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "rwgctl: which phones? give --mac, --site, --device, --state, or --all\n");
+  r = RunRwgctl({"tma", "inventory", "--state", "gone"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "rwgctl: --state: gone not in {deployed,fetched,connected}\n");
+  EXPECT_EQ(RunRwgctl({"tma", "deploy", "--server", "local"}).err, "rwgctl: --csv is required\n");
+}
+
+TEST(RwgctlRun, TmaCallsGoToTheTmaServer) {
+  Result r = RunRwgctl({"--insecure", "-s", "127.0.0.1:1", "--tma-server", "127.0.0.1:2",
+                        "--timeout", "5", "tma", "server", "list"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("127.0.0.1:2"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("127.0.0.1:1")));
 }
 
 }  // namespace
