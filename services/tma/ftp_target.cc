@@ -305,11 +305,12 @@ class FtpTarget final : public Target {
   absl::Status Usable() const {
     if (curl_ == nullptr) return absl::InternalError("libcurl could not make a handle");
     if (options_.host.empty()) return absl::InvalidArgumentError("ftp target: no host");
-    for (const std::string* s : {&options_.host, &options_.directory, &options_.login}) {
+    for (const std::string* s :
+         {&options_.host, &options_.directory, &options_.login, &options_.password}) {
       if (std::any_of(s->begin(), s->end(),
                       [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
         return absl::InvalidArgumentError(
-            "ftp target: a control character in the host, directory or login");
+            "ftp target: a control character in the host, directory, login or password");
       }
     }
     return absl::OkStatus();
@@ -351,12 +352,14 @@ class FtpTarget final : public Target {
     }
   }
 
-  // The size the server gives for the file at `url` (SIZE); -1 when it does not say.
+  // The size the server gives for the file at `url` (SIZE); -1 when it does not say (no SIZE
+  // command, or a 550 for it: the rename that follows finds out whether the file is there).
   absl::StatusOr<int64_t> Size(const std::string& url) {
     Prepare();
     curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
     curl_easy_setopt(curl_, CURLOPT_NOBODY, 1L);
     const CURLcode rc = curl_easy_perform(curl_);
+    if (rc == CURLE_REMOTE_FILE_NOT_FOUND) return -1;
     if (rc != CURLE_OK) return Error(rc, "size");
     curl_off_t size = -1;
     curl_easy_getinfo(curl_, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &size);

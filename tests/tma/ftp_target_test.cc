@@ -420,6 +420,11 @@ TEST(FtpTargetTest, BadNamesAreRefusedBeforeTheNetwork) {
     EXPECT_EQ(t->Get(name).status().code(), absl::StatusCode::kInvalidArgument) << name;
     EXPECT_EQ(t->Delete(name).code(), absl::StatusCode::kInvalidArgument) << name;
   }
+  // A password that would end the PASS command early: refused, and not repeated.
+  o.password = "pw\r\nDELE 6867i.st";
+  absl::Status s = NewFtpTarget(o)->Put("a.cfg", "x");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_FALSE(absl::StrContains(s.message(), "DELE")) << s;
 }
 
 }  // namespace
