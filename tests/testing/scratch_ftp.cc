@@ -114,17 +114,27 @@ absl::StatusOr<std::unique_ptr<ScratchFtp>> ScratchFtp::Start(const ScratchFtpOp
 
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0) return absl::FailedPreconditionError("pipe failed");
+  // Its stdin: the server exits when this end closes, with the object or with the process.
+  int in[2];
+  if (pipe2(in, O_CLOEXEC) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return absl::FailedPreconditionError("pipe failed");
+  }
+  f->stdin_ = in[1];
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   posix_spawn_file_actions_t files;
   posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_adddup2(&files, in[0], 0);
   posix_spawn_file_actions_adddup2(&files, out[1], 1);
   posix_spawn_file_actions_addopen(&files, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
   const int spawned = posix_spawn(&f->pid_, argv[0], &files, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&files);
   ::close(out[1]);
+  ::close(in[0]);
   if (spawned != 0) {
     ::close(out[0]);
     f->pid_ = -1;
@@ -163,6 +173,7 @@ void ScratchFtp::Kill() {
 
 ScratchFtp::~ScratchFtp() {
   Kill();
+  if (stdin_ >= 0) ::close(stdin_);
   std::error_code ignored;  // a directory that cannot be removed is left in TMPDIR
   std::filesystem::remove_all(dir_, ignored);
 }

@@ -1,6 +1,7 @@
 // A private FTP / FTPS server for a unit test: pyftpdlib (tests/testing/scratch_ftp.py, run by
 // Debian's python3 with python3-pyftpdlib and python3-openssl) on 127.0.0.1 and a port of its
-// own, serving a directory of its own to one user; killed and removed with the object. The
+// own, serving a directory of its own to one user; killed and removed with the object (and
+// gone with the test process, however that ends). The
 // download targets' unit tests run against it rather than an imitation of an FTP server.
 #pragma once
 
@@ -56,6 +57,7 @@ class ScratchFtp {
   ScratchFtp() = default;
 
   pid_t pid_ = -1;
+  int stdin_ = -1;  // the server's stdin: it exits when this closes
   int port_ = 0;
   std::string dir_;
   std::string files_dir_;

@@ -2,13 +2,16 @@
 """A scratch FTP / FTPS server for rwg's unit tests (tests/testing/scratch_ftp.h).
 
 pyftpdlib's FTPServer on 127.0.0.1, port 0, with one user whose home is --dir; prints
-"PORT <n>" on stdout once listening, then serves until killed. Options make it behave like
+"PORT <n>" on stdout once listening, then serves until killed or until its stdin closes (the
+test that started it is gone, however it ended). Options make it behave like
 the servers rwg meets: explicit TLS required on both channels, no MLSD (LIST only), a disk
 that fills up (552, as RFC 959 says), a refused rename, a slow upload channel.
 """
 
 import argparse
 import os
+import sys
+import threading
 
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.filesystems import AbstractedFS
@@ -103,6 +106,11 @@ def main():
 
     from pyftpdlib.servers import FTPServer
     server = FTPServer(("127.0.0.1", 0), Handler)
+    def exit_with_parent():
+        sys.stdin.buffer.read()
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
     print("PORT %d" % server.address[1], flush=True)
     server.serve_forever(handle_exit=True)
 
