@@ -241,4 +241,33 @@ grpc::Status StoreServiceImpl::Delete(grpc::ServerContext* ctx, const storepb::D
   return grpc::Status::OK;
 }
 
+grpc::Status StoreServiceImpl::Get(grpc::ServerContext* ctx, const storepb::GetRequest* req,
+                                   grpc::ServerWriter<storepb::GetResponse>* writer) {
+  if (grpc::Status a = Authorize(ctx); !a.ok()) return a;
+  std::string name;
+  if (grpc::Status s = CheckName("name", req->name(), &name); !s.ok()) return s;
+  Fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Fd fd(dir.get() < 0 ? -1 : ::openat(dir.get(), name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  struct stat st {};
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("name: no file '", name, "'"));
+  }
+  // The open descriptor reads the file as it was when opened: a put renaming a new file into
+  // place meanwhile does not mix the two.
+  storepb::GetResponse msg;
+  std::string& buf = *msg.mutable_chunk();
+  for (;;) {
+    buf.resize(size_t{64} * 1024);
+    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "cannot read the file");
+    if (n == 0) break;
+    buf.resize(static_cast<size_t>(n));
+    if (!writer->Write(msg)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the caller went away");
+    }
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace rwg::provisioning

@@ -1,4 +1,4 @@
-// rwg.provisioning.v1.FileStore (R-PROV): puts, lists, stats and deletes the files of the
+// rwg.provisioning.v1.FileStore (R-PROV): puts, gets, lists, stats and deletes the files of the
 // store that the HTTPS server serves. A put is written to a temporary file of the store
 // (".put-<random>", never served), checked against its header, flushed to disk and renamed
 // into place: phones see the old file or the new one, never part of one.
@@ -31,6 +31,8 @@ class StoreServiceImpl final : public storepb::FileStore::Service {
                     storepb::ListResponse* out) override;
   grpc::Status Delete(grpc::ServerContext* ctx, const storepb::DeleteRequest* req,
                       storepb::DeleteResponse* out) override;
+  grpc::Status Get(grpc::ServerContext* ctx, const storepb::GetRequest* req,
+                   grpc::ServerWriter<storepb::GetResponse>* writer) override;
 
  private:
   grpc::Status Authorize(grpc::ServerContext* ctx) const;

@@ -22,8 +22,10 @@ struct RemoteFile {
 // One connection's worth of work against one server; not thread-safe (one per worker).
 // Errors: UNAVAILABLE when the server cannot be reached or the connection broke (worth a
 // retry), PERMISSION_DENIED for a refused login or write, RESOURCE_EXHAUSTED for a full disk
-// or quota, INVALID_ARGUMENT for a name the server refuses; the message says what the server
-// answered, never the password.
+// or quota, INVALID_ARGUMENT for a name the server refuses (or one outside [A-Za-z0-9._-],
+// starting with '.', refused before any network), FAILED_PRECONDITION for a TLS certificate
+// that does not verify or a server without TLS when TLS is asked; the message says what the
+// server answered, never the password.
 class Target {
  public:
   virtual ~Target() = default;
@@ -43,11 +45,17 @@ class Target {
 struct FtpTargetOptions {
   std::string host;
   int port = 21;
-  std::string directory = "/";
+  std::string directory = "/";  // absolute, or from the login directory when not starting '/'
   std::string login = "mngt_ftp_67xxi";
   std::string password;
   bool tls = false;     // explicit TLS (AUTH TLS), control and data channels protected
   std::string ca_file;  // PEM; the system's CAs when empty; the certificate is always verified
+  // TLS 1.2 or 1.3; false: TLS 1.2 only. A TLS 1.3 server sends session tickets on each data
+  // connection, which libcurl does not read on an upload: closing it then resets the
+  // connection and the server may lose the upload's tail (curl issue #6149). Such a put
+  // fails UNAVAILABLE (the stored size is checked before the rename), never leaves half a
+  // file; with servers where that keeps happening, set false.
+  bool tls13 = true;
   absl::Duration connect_timeout = absl::Seconds(10);
   absl::Duration transfer_timeout = absl::Seconds(120);  // per file
 };
@@ -56,9 +64,9 @@ struct FtpTargetOptions {
 std::unique_ptr<Target> NewFtpTarget(const FtpTargetOptions& options);
 
 struct StoreTargetOptions {
-  std::string address;     // provisioning's gRPC address, host:port
-  std::string token;       // the store's API token
-  std::string ca_file;     // TLS with this CA when set; plaintext otherwise
+  std::string address;  // provisioning's gRPC address, host:port
+  std::string token;    // the store's API token
+  std::string ca_file;  // TLS with this CA when set; plaintext otherwise
   absl::Duration timeout = absl::Seconds(30);
 };
 std::unique_ptr<Target> NewStoreTarget(const StoreTargetOptions& options);

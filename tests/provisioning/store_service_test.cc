@@ -79,6 +79,24 @@ class StoreServiceTest : public ::testing::Test {
     return w->Finish();
   }
 
+  // Get's chunks, each checked to be at most 64 KiB.
+  grpc::Status Get(const std::string& name, std::string* out, size_t* chunks = nullptr,
+                   const char* token = kToken) {
+    auto ctx = Ctx(token);
+    storepb::GetRequest req;
+    req.set_name(name);
+    auto r = stub_->Get(ctx.get(), req);
+    out->clear();
+    size_t n = 0;
+    for (storepb::GetResponse msg; r->Read(&msg);) {
+      EXPECT_LE(msg.chunk().size(), 64u * 1024);
+      out->append(msg.chunk());
+      ++n;
+    }
+    if (chunks != nullptr) *chunks = n;
+    return r->Finish();
+  }
+
   // Names in the store directory (temporary files included).
   std::vector<std::string> OnDisk() {
     std::vector<std::string> out;
@@ -139,6 +157,41 @@ TEST_F(StoreServiceTest, PutStatListDelete) {
   ctx = Ctx();
   EXPECT_EQ(stub_->Stat(ctx.get(), sr, &info).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(OnDisk(), std::vector<std::string>{"0800A1B2C3D4.cfg"});
+}
+
+TEST_F(StoreServiceTest, GetStreamsTheContentInChunks) {
+  std::string firmware(200 * 1024 + 3, '\0');
+  for (size_t i = 0; i < firmware.size(); ++i) firmware[i] = static_cast<char>(i * 131 + 1);
+  storepb::FileInfo info;
+  ASSERT_TRUE(Put("6867i.st", firmware, "", 0, &info).ok());
+  ASSERT_TRUE(Put("0800a1b2c3d4.cfg", "mac file\n", "", 0, &info).ok());
+  ASSERT_TRUE(Put("empty.cfg", "", "", 0, &info).ok());
+  std::string got;
+  size_t chunks = 0;
+  ASSERT_TRUE(Get("6867i.st", &got, &chunks).ok());
+  EXPECT_EQ(got, firmware);
+  EXPECT_EQ(chunks, 4u);
+  // A MAC file is found under either case, as for a put.
+  ASSERT_TRUE(Get("0800a1b2c3d4.cfg", &got).ok());
+  EXPECT_EQ(got, "mac file\n");
+  ASSERT_TRUE(Get("empty.cfg", &got, &chunks).ok());
+  EXPECT_EQ(got, "");
+  EXPECT_EQ(chunks, 0u);
+
+  grpc::Status s = Get("absent.cfg", &got);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("absent.cfg"), std::string::npos) << s.error_message();
+  for (const char* name : {"../etc/passwd", ".hidden", "a/b.cfg", ""}) {
+    s = Get(name, &got);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+    EXPECT_NE(s.error_message().find("name"), std::string::npos) << s.error_message();
+  }
+  // A directory is not a file.
+  std::filesystem::create_directory(dir_ / "subdir");
+  EXPECT_EQ(Get("subdir", &got).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Get("6867i.st", &got, nullptr, "wrong-token-wrong-token").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(got.empty());
 }
 
 TEST_F(StoreServiceTest, AFailedPutLeavesTheOldFileAndNothingElse) {
