@@ -118,9 +118,10 @@ std::string Shown(std::string_view text) {
 // ---- Reading the rows with libcsv ----
 
 struct RawRow {
-  int line = 0;                   // where the row starts
-  size_t cells = 0;               // how many the row has; at most max_columns + 1 are kept
-  std::vector<std::string> text;  // each at most max_cell + 1 bytes: enough to see it is over
+  int line = 0;      // where the row starts
+  size_t cells = 0;  // how many the row has; at most max_columns + 1 are kept
+  // Each at most Kept() bytes: enough to see that a cell is over the limit or to show a header.
+  std::vector<std::string> text;
 };
 
 struct Reader {
@@ -132,6 +133,8 @@ struct Reader {
   bool too_many = false;
 };
 
+size_t Kept(const CsvLimits& limits) { return std::max<size_t>(limits.max_cell, 128) + 1; }
+
 void OnField(void* data, size_t len, void* ctx) {
   auto* r = static_cast<Reader*>(ctx);
   ++r->current.cells;
@@ -139,8 +142,7 @@ void OnField(void* data, size_t len, void* ctx) {
   if (len == 0) {
     r->current.text.emplace_back();
   } else {
-    r->current.text.emplace_back(static_cast<const char*>(data),
-                                 std::min(len, r->limits->max_cell + 1));
+    r->current.text.emplace_back(static_cast<const char*>(data), std::min(len, Kept(*r->limits)));
   }
 }
 
@@ -195,10 +197,17 @@ std::optional<CsvProblem> ReadRows(std::string_view csv, Reader& reader) {
   csv_free(&parser);
   if (ok) return std::nullopt;
   const int row = reader.between_rows ? failed_line : reader.current.line;
-  std::string what =
-      error == CSV_EPARSE && pos >= csv.size()
-          ? "a quoted cell is not closed"
-          : absl::StrCat("malformed CSV on line ", failed_line, " (", csv_strerror(error), ")");
+  std::string what;
+  if (error != CSV_EPARSE) {
+    what = absl::StrCat("the CSV cannot be read on line ", failed_line, " (", csv_strerror(error),
+                        ")");
+  } else if (pos >= csv.size()) {
+    what = "a quoted cell is not closed";
+  } else {
+    what = absl::StrCat("malformed CSV on line ", failed_line,
+                        ": a quote inside a cell that is not quoted, or text after the closing "
+                        "quote of one that is");
+  }
   return CsvProblem{row, "",
                     absl::StrCat(what,
                                  "; a cell with a comma, a quote or a line break must be quoted, "

@@ -54,8 +54,9 @@ struct DeviceFacts {
   std::string mac;  // may be empty
   std::string site;
   // "sip line1 auth name" in an export: the login in SSO mode, the number (ICP-side user name)
-  // otherwise (seed §6.3). Empty: set_username.
-  std::string auth_name;
+  // otherwise (seed §6.3). Empty: set_username. (Initialized so that `{user, password, mac,
+  // site}` stays a complete initializer for -Wmissing-field-initializers.)
+  std::string auth_name = {};
 };
 // The device whose set-side user name is `user`, if declared.
 using DeviceLookup = std::function<std::optional<DeviceFacts>(const std::string& user)>;
