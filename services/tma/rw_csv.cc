@@ -447,7 +447,7 @@ CheckedCsv CheckRemoteWorkerCsv(std::string_view csv, const SystemData& system,
         if (!device->mac.empty() && !phone.mac.empty() && ComparableMac(device->mac) != phone.mac) {
           problems.Add(row, mac_col, columns[mac_col].header,
                        absl::StrCat("the device '", phone.user, "' is declared with MAC ",
-                                    Shown(device->mac), ", not ", phone.mac),
+                                    ComparableMac(device->mac), ", not ", phone.mac),
                        /*warning=*/true);
         }
       }
