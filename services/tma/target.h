@@ -56,9 +56,9 @@ struct FtpTargetOptions {
 std::unique_ptr<Target> NewFtpTarget(const FtpTargetOptions& options);
 
 struct StoreTargetOptions {
-  std::string address;  // provisioning's gRPC address, host:port
-  std::string token;    // the store's API token
-  std::string ca_file;  // TLS with this CA when set; plaintext otherwise
+  std::string address;     // provisioning's gRPC address, host:port
+  std::string token;       // the store's API token
+  std::string ca_file;     // TLS with this CA when set; plaintext otherwise
   absl::Duration timeout = absl::Seconds(30);
 };
 std::unique_ptr<Target> NewStoreTarget(const StoreTargetOptions& options);
