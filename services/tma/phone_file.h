@@ -29,14 +29,18 @@ struct PhoneFileOptions {
   std::string comment;
 };
 
-// One phone's file: the fixed Remote Worker parameters (transport TLS, ports, SRTP, download
-// protocol HTTPS, contact rcs 0), then `params` in order (the CSV's columns, system data
-// included, with their locks). A parameter of `params` replaces the fixed one of the same
-// name. Values never contain a line break (the CSV check refuses them).
+// One phone's file: the comment, the fixed Remote Worker parameters (transport TLS, ports,
+// SRTP, download protocol HTTPS, contact rcs 0, the certificates), all locked, then `params`
+// in order (the CSV's columns, system data included, with their locks). A parameter of
+// `params` replaces the fixed one of the same name (the fixed line is left out). Values never
+// contain a line break (the CSV check refuses them); one that did would be written with a
+// space in its place, never as a second line. Lines end with LF.
 std::string RenderPhoneFile(const std::vector<Param>& params, const PhoneFileOptions& options);
 
 // Reads a configuration file back: every parameter line in order; blank lines and comments
-// skipped. INVALID_ARGUMENT naming the line for a line that is neither.
+// ('#' first on the line) skipped; CRLF and a UTF-8 BOM accepted; names and values trimmed of
+// whitespace around them. INVALID_ARGUMENT naming the line for a line that is neither (a
+// '^' reset line included: Param cannot say it).
 absl::StatusOr<std::vector<Param>> ParsePhoneFile(std::string_view text);
 
 // True when `name` can be a phone parameter name: lower-case letters, digits and single
