@@ -49,7 +49,8 @@ absl::Status Run(core::ServiceMain& m, const tma::Config& c) {
   control::RedisControlStore control(redis);
   control::Authenticator auth(control, control, core::SystemClock::Get(), core::Random::System(),
                               absl::Hours(1));
-  tma::TargetFactory targets = [&c, store_token](const tma::pb::Server& s) -> std::unique_ptr<tma::Target> {
+  tma::TargetFactory targets =
+      [&c, store_token](const tma::pb::Server& s) -> std::unique_ptr<tma::Target> {
     if (s.kind() == tma::pb::SERVER_KIND_LOCAL) {
       if (c.store_address.empty()) {
         return std::make_unique<RefusingTarget>(absl::FailedPreconditionError(
@@ -77,7 +78,8 @@ absl::Status Run(core::ServiceMain& m, const tma::Config& c) {
   tma::RunnerOptions runner_options;
   char host[256] = {};
   (void)gethostname(host, sizeof(host) - 1);
-  runner_options.owner = absl::StrCat(host, ":", getpid(), ":", core::RandomHex(core::Random::System(), 4));
+  runner_options.owner =
+      absl::StrCat(host, ":", getpid(), ":", core::RandomHex(core::Random::System(), 4));
   runner_options.parallel = c.parallel_transfers;
   runner_options.lease = absl::Seconds(c.lease_seconds);
   tma::Runner runner(store, targets, runner_options, m.host().registry());

@@ -3,6 +3,7 @@
 #include <deque>
 #include <exception>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -69,7 +70,8 @@ void Runner::Loop() {
           if (stop_.load()) break;
           absl::StatusOr<bool> ran = RunOne(id);
           if (!ran.ok()) {
-            core::log::Warn("deployment not run", {{"deployment", id}, {"error", Message(ran.status())}});
+            core::log::Warn("deployment not run",
+                            {{"deployment", id}, {"error", Message(ran.status())}});
           }
         }
       }
@@ -120,7 +122,8 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     release();
     return server.status();
   }
-  if (!server->has_value()) return fail(absl::StrCat("download server ", server_name, " no longer exists"));
+  if (!server->has_value())
+    return fail(absl::StrCat("download server ", server_name, " no longer exists"));
   absl::StatusOr<std::vector<PlannedFile>> plan = store_.Plan(id);
   if (!plan.ok()) return fail(Message(plan.status()));
   absl::StatusOr<std::set<std::string>> done = store_.DoneFiles(id);
@@ -132,9 +135,10 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     release();
     return s;
   }
-  (void)store_.AddEvent(id, (*d)->state() == pb::DEPLOYMENT_STATE_RUNNING ? "deployment.resumed"
-                                                                          : "deployment.started",
-                        "", absl::StrCat(done->size(), " of ", plan->size(), " files already done"));
+  (void)store_.AddEvent(
+      id,
+      (*d)->state() == pb::DEPLOYMENT_STATE_RUNNING ? "deployment.resumed" : "deployment.started",
+      "", absl::StrCat(done->size(), " of ", plan->size(), " files already done"));
   core::log::Info("deployment running", {{"deployment", id},
                                          {"server", server_name},
                                          {"files", std::to_string(plan->size())},
@@ -151,6 +155,21 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   }
   std::map<std::string, uint64_t> on_server;
   for (const RemoteFile& f : *listed) on_server[f.name] = f.size;
+  // Temporary files of this deployment's files left by an instance that died mid-upload
+  // (the rename never came): removed before anything else, so none stays behind.
+  std::set<std::string> planned;
+  for (const PlannedFile& f : *plan) planned.insert(f.name);
+  for (const RemoteFile& f : *listed) {
+    const size_t tmp = f.name.find(".rwg-tmp-");
+    if (tmp == std::string::npos || planned.count(f.name.substr(0, tmp)) == 0) continue;
+    if (absl::Status s = targets[0]->Delete(f.name); s.ok()) {
+      (void)store_.AddEvent(id, "file.cleaned", f.name,
+                            "a temporary file left by an interrupted upload");
+    } else {
+      core::log::Warn("cannot remove a temporary file",
+                      {{"deployment", id}, {"file", f.name}, {"error", Message(s)}});
+    }
+  }
   absl::StatusOr<std::map<std::string, std::string>> manifest = store_.Manifest(server_name);
   if (!manifest.ok()) {
     release();
@@ -162,7 +181,8 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     if (done->count(f.name) != 0) continue;
     auto m = manifest->find(f.name);
     auto l = on_server.find(f.name);
-    if (m != manifest->end() && m->second == f.sha256 && l != on_server.end() && l->second == f.size) {
+    if (m != manifest->end() && m->second == f.sha256 && l != on_server.end() &&
+        l->second == f.size) {
       absl::StatusOr<bool> counted = store_.FileDone(id, server_name, f, true);
       if (!counted.ok()) return fail(Message(counted.status()));
       files_.Add({{"result", "unchanged"}}).Increment();
@@ -217,8 +237,8 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
         }
         absl::StatusOr<bool> counted = store_.FileDone(id, server_name, f, false);
         if (!counted.ok()) {
-          record_error(absl::StrCat(f.name, ": written, but not recorded: ",
-                                    Message(counted.status())));
+          record_error(
+              absl::StrCat(f.name, ": written, but not recorded: ", Message(counted.status())));
           return;
         }
         files_.Add({{"result", "written"}}).Increment();
@@ -241,7 +261,8 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   if (!error.empty()) return fail(error);
   if (stop_.load()) {
     // Stopping: the deployment stays to run; the next instance carries it on.
-    (void)store_.AddEvent(id, "deployment.paused", "", "tma stopping; carried on at its next start");
+    (void)store_.AddEvent(id, "deployment.paused", "",
+                          "tma stopping; carried on at its next start");
     release();
     return true;
   }
@@ -252,7 +273,8 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   (void)store_.AddEvent(id, "deployment.completed", "", "Deployment completed");
   deployments_.Add({{"outcome", "completed"}}).Increment();
   duration_.Observe(absl::ToDoubleSeconds(absl::Now() - started));
-  core::log::Info("deployment completed", {{"deployment", id}, {"files", std::to_string(plan->size())}});
+  core::log::Info("deployment completed",
+                  {{"deployment", id}, {"files", std::to_string(plan->size())}});
   release();
   return true;
 }

@@ -30,7 +30,7 @@ struct RunnerOptions {
   int parallel = 4;   // connections to the server per deployment
   absl::Duration lease = absl::Seconds(30);
   absl::Duration scan = absl::Seconds(2);  // looks for deployments to run this often
-  int attempts = 3;  // per file, for UNAVAILABLE
+  int attempts = 3;                        // per file, for UNAVAILABLE
   absl::Duration retry_delay = absl::Seconds(1);
 };
 

@@ -369,7 +369,12 @@ CheckedCsv CheckRemoteWorkerCsv(std::string_view csv, const SystemData& system,
   }
 
   const std::vector<Column> columns = ReadHeader(reader.rows[0], limits, problems);
-  if (problems.has_errors()) return Done(std::move(problems));
+  // A bad header still lets the rows be checked, so that one refusal names every problem;
+  // without the required columns (or any column) the rows cannot be read.
+  if (columns.empty() || !Find(columns, kMacColumn) || !Find(columns, kUserColumn) ||
+      !Find(columns, kAuthColumn) || !Find(columns, kPasswordColumn)) {
+    return Done(std::move(problems));
+  }
   if (reader.rows.size() == 1) {
     problems.Add(0, -1, "", "the file has no phone rows, only the header");
     return Done(std::move(problems));

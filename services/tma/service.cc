@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -15,6 +15,7 @@
 #include "services/core/devices.h"
 #include "services/core/keys.h"
 #include "services/core/log.h"
+#include "services/core/phone_fetches.h"
 #include "services/core/registrations.h"
 #include "services/core/status.h"
 #include "services/tma/mac.h"
@@ -31,13 +32,13 @@ bool IsNameChar(char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' 
 
 // A file name phones and servers take: [A-Za-z0-9._-], not starting with '.', 1..255.
 bool IsFileName(const std::string& n) {
-  return !n.empty() && n.size() <= 255 && n[0] != '.' && std::all_of(n.begin(), n.end(), IsNameChar);
+  return !n.empty() && n.size() <= 255 && n[0] != '.' &&
+         std::all_of(n.begin(), n.end(), IsNameChar);
 }
 
 bool IsPrintable(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
-  });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f; });
 }
 
 pb::CsvProblem ToProto(const CsvProblem& p) {
@@ -63,7 +64,8 @@ absl::Status CsvRefusal(const CheckedCsv& c) {
     if (p.warning) continue;
     if (++errors <= kListedProblems) lines.push_back(Describe(p));
   }
-  if (errors > kListedProblems) lines.push_back(absl::StrCat("and ", errors - kListedProblems, " more"));
+  if (errors > kListedProblems)
+    lines.push_back(absl::StrCat("and ", errors - kListedProblems, " more"));
   return absl::InvalidArgumentError(
       absl::StrCat("the CSV has ", errors, errors == 1 ? " error" : " errors",
                    "; nothing deployed:\n", absl::StrJoin(lines, "\n")));
@@ -73,8 +75,10 @@ absl::Status CsvRefusal(const CheckedCsv& c) {
 SystemData Merge(const pb::SystemData& given, const SystemData& defaults) {
   SystemData s = defaults;
   if (!given.sip_proxy_ip().empty()) s.sip_proxy_ip = given.sip_proxy_ip();
-  if (!given.sip_registrar_ip().empty()) s.sip_registrar_ip = given.sip_registrar_ip();
-  else if (!given.sip_proxy_ip().empty()) s.sip_registrar_ip = given.sip_proxy_ip();
+  if (!given.sip_registrar_ip().empty())
+    s.sip_registrar_ip = given.sip_registrar_ip();
+  else if (!given.sip_proxy_ip().empty())
+    s.sip_registrar_ip = given.sip_proxy_ip();
   if (!given.https_server().empty()) s.https_server = given.https_server();
   if (!given.https_path().empty()) s.https_path = given.https_path();
   if (!given.keyboard_script().empty()) s.keyboard_script = given.keyboard_script();
@@ -83,8 +87,10 @@ SystemData Merge(const pb::SystemData& given, const SystemData& defaults) {
 
 absl::Status CheckSystem(const pb::SystemData& s) {
   const std::pair<const char*, const std::string*> fields[] = {
-      {"system.sip_proxy_ip", &s.sip_proxy_ip()},   {"system.sip_registrar_ip", &s.sip_registrar_ip()},
-      {"system.https_server", &s.https_server()},   {"system.https_path", &s.https_path()},
+      {"system.sip_proxy_ip", &s.sip_proxy_ip()},
+      {"system.sip_registrar_ip", &s.sip_registrar_ip()},
+      {"system.https_server", &s.https_server()},
+      {"system.https_path", &s.https_path()},
       {"system.keyboard_script", &s.keyboard_script()}};
   for (const auto& [name, value] : fields) {
     if (value->size() > 1024 || !IsPrintable(*value)) {
@@ -112,7 +118,8 @@ bool EmptyFilter(const pb::InventoryFilter& f) {
 }  // namespace
 
 absl::Status ValidateServer(const pb::Server& s) {
-  if (s.name().empty() || s.name().size() > 64 || !std::all_of(s.name().begin(), s.name().end(), IsNameChar)) {
+  if (s.name().empty() || s.name().size() > 64 ||
+      !std::all_of(s.name().begin(), s.name().end(), IsNameChar)) {
     return absl::InvalidArgumentError("name: 1 to 64 characters of [A-Za-z0-9._-]");
   }
   const bool ftp = s.kind() == pb::SERVER_KIND_FTP || s.kind() == pb::SERVER_KIND_FTPS;
@@ -155,7 +162,8 @@ absl::Status ValidateServer(const pb::Server& s) {
     if (site.empty() || site.size() > 64 || !IsPrintable(site)) {
       return absl::InvalidArgumentError("sites: each 1 to 64 printable characters");
     }
-    if (!seen.insert(site).second) return absl::InvalidArgumentError(absl::StrCat("sites: ", site, " twice"));
+    if (!seen.insert(site).second)
+      return absl::InvalidArgumentError(absl::StrCat("sites: ", site, " twice"));
   }
   return absl::OkStatus();
 }
@@ -247,7 +255,8 @@ absl::StatusOr<TmaServiceImpl::Gateway> TmaServiceImpl::LoadGateway() {
     }
   }
   if (c->ports().sip_tls() != 0) g.file.sip_port = static_cast<int>(c->ports().sip_tls());
-  if (c->icp().xml_listen_port() != 0) g.file.https_port = static_cast<int>(c->icp().xml_listen_port());
+  if (c->icp().xml_listen_port() != 0)
+    g.file.https_port = static_cast<int>(c->icp().xml_listen_port());
   switch (c->sip().set_side_inbound()) {
     case adminpb::SRTP_OR_RTP:
       g.file.srtp_mode = 1;
@@ -300,7 +309,8 @@ grpc::Status TmaServiceImpl::AddServer(grpc::ServerContext* ctx, const pb::AddSe
     s.set_update_time_unix(now);
     absl::StatusOr<bool> added = store_.AddServer(s);
     if (!added.ok()) return added.status();
-    if (!*added) return absl::AlreadyExistsError(absl::StrCat("download server ", s.name(), " exists"));
+    if (!*added)
+      return absl::AlreadyExistsError(absl::StrCat("download server ", s.name(), " exists"));
     absl::StatusOr<std::optional<pb::Server>> back = store_.GetServer(s.name(), false);
     if (!back.ok()) return back.status();
     if (back->has_value()) *resp = **back;
@@ -324,14 +334,23 @@ grpc::Status TmaServiceImpl::UpdateServer(grpc::ServerContext* ctx,
     pb::Server s = **cur;
     const pb::Server& in = req->server();
     for (const std::string& f : req->update_mask()) {
-      if (f == "address") s.set_address(in.address());
-      else if (f == "port") s.set_port(in.port() == 0 && s.kind() != pb::SERVER_KIND_LOCAL ? 21 : in.port());
-      else if (f == "directory") s.set_directory(in.directory().empty() && s.kind() != pb::SERVER_KIND_LOCAL ? "/" : in.directory());
-      else if (f == "login") s.set_login(in.login().empty() ? kDefaultLogin : in.login());
-      else if (f == "password") s.set_password(in.password());
-      else if (f == "sites") *s.mutable_sites() = in.sites();
-      else if (f == "ca_file") s.set_ca_file(in.ca_file());
-      else return absl::InvalidArgumentError(absl::StrCat("update_mask: ", f, " cannot be changed"));
+      if (f == "address")
+        s.set_address(in.address());
+      else if (f == "port")
+        s.set_port(in.port() == 0 && s.kind() != pb::SERVER_KIND_LOCAL ? 21 : in.port());
+      else if (f == "directory")
+        s.set_directory(
+            in.directory().empty() && s.kind() != pb::SERVER_KIND_LOCAL ? "/" : in.directory());
+      else if (f == "login")
+        s.set_login(in.login().empty() ? kDefaultLogin : in.login());
+      else if (f == "password")
+        s.set_password(in.password());
+      else if (f == "sites")
+        *s.mutable_sites() = in.sites();
+      else if (f == "ca_file")
+        s.set_ca_file(in.ca_file());
+      else
+        return absl::InvalidArgumentError(absl::StrCat("update_mask: ", f, " cannot be changed"));
     }
     if (absl::Status v = ValidateServer(s); !v.ok()) return v;
     s.set_has_password(!s.password().empty());
@@ -389,7 +408,8 @@ grpc::Status TmaServiceImpl::ExportCsv(grpc::ServerContext* ctx, const pb::Expor
     for (DeviceFacts& d : *all) {
       if (d.site == req->site()) site.push_back(std::move(d));
     }
-    if (site.empty()) return absl::NotFoundError(absl::StrCat("site ", req->site(), ": no devices"));
+    if (site.empty())
+      return absl::NotFoundError(absl::StrCat("site ", req->site(), ": no devices"));
     ExportedCsv out = ExportRemoteWorkerCsv(site, g->system, req->system_columns());
     resp->set_csv(out.csv);
     for (const std::string& user : out.skipped) {
@@ -426,9 +446,9 @@ grpc::Status TmaServiceImpl::CheckCsv(grpc::ServerContext* ctx, const pb::CheckC
 // ---------------------------------------------------------------------------------------------
 // Deployments
 
-grpc::Status TmaServiceImpl::CreateDeployment(grpc::ServerContext* ctx,
-                                              grpc::ServerReader<pb::CreateDeploymentRequest>* reader,
-                                              pb::Deployment* resp) {
+grpc::Status TmaServiceImpl::CreateDeployment(
+    grpc::ServerContext* ctx, grpc::ServerReader<pb::CreateDeploymentRequest>* reader,
+    pb::Deployment* resp) {
   return Run("CreateDeployment", ctx, [&]() -> absl::Status {
     pb::CreateDeploymentRequest msg;
     if (!reader->Read(&msg) || !msg.has_header()) {
@@ -446,23 +466,24 @@ grpc::Status TmaServiceImpl::CreateDeployment(grpc::ServerContext* ctx,
     while (reader->Read(&msg)) {
       if (msg.has_file()) {
         if (!extras.empty() && extras.back().content.size() != extras.back().size) {
-          return absl::InvalidArgumentError(absl::StrCat("file ", extras.back().name, ": ",
-                                                         extras.back().content.size(), " bytes sent, ",
-                                                         extras.back().size, " announced"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("file ", extras.back().name, ": ", extras.back().content.size(),
+                           " bytes sent, ", extras.back().size, " announced"));
         }
         const pb::FileStart& f = msg.file();
         if (!IsFileName(f.name())) {
           return absl::InvalidArgumentError(absl::StrCat(
-              "file \"", f.name(), "\": not a file name phones can fetch ([A-Za-z0-9._-], not starting with '.')"));
+              "file \"", f.name(),
+              "\": not a file name phones can fetch ([A-Za-z0-9._-], not starting with '.')"));
         }
         static const std::set<std::string> kRoles = {"global", "firmware", "certificate", "other"};
         if (kRoles.count(f.role()) == 0) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("file ", f.name(), ": role must be global, firmware, certificate or other"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "file ", f.name(), ": role must be global, firmware, certificate or other"));
         }
         if (f.size() > limits_.max_file_bytes) {
-          return absl::ResourceExhaustedError(absl::StrCat("file ", f.name(), ": over ",
-                                                           limits_.max_file_bytes, " bytes"));
+          return absl::ResourceExhaustedError(
+              absl::StrCat("file ", f.name(), ": over ", limits_.max_file_bytes, " bytes"));
         }
         if (extras.size() >= limits_.max_extra_files) {
           return absl::ResourceExhaustedError(
@@ -479,8 +500,8 @@ grpc::Status TmaServiceImpl::CreateDeployment(grpc::ServerContext* ctx,
         if (extras.empty()) return absl::InvalidArgumentError("content before any file");
         Extra& e = extras.back();
         if (e.content.size() + msg.chunk().size() > e.size) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("file ", e.name, ": more content than its announced ", e.size, " bytes"));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "file ", e.name, ": more content than its announced ", e.size, " bytes"));
         }
         total += msg.chunk().size();
         if (total > limits_.max_total_bytes) {
@@ -511,8 +532,8 @@ grpc::Status TmaServiceImpl::CreateDeployment(grpc::ServerContext* ctx,
       if (e.role == "global") {
         ++globals;
         if (!header.global_file().empty() && e.name != header.global_file()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("file ", e.name, ": the global data file is named ", header.global_file()));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "file ", e.name, ": the global data file is named ", header.global_file()));
         }
         if (e.name != "aastra.cfg" && e.name != "startup.cfg") {
           return absl::InvalidArgumentError(
@@ -525,7 +546,8 @@ grpc::Status TmaServiceImpl::CreateDeployment(grpc::ServerContext* ctx,
     absl::StatusOr<std::optional<pb::Server>> server = store_.GetServer(header.server(), false);
     if (!server.ok()) return server.status();
     if (!server->has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat("server: no download server ", header.server()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("server: no download server ", header.server()));
     }
     absl::StatusOr<Gateway> g = LoadGateway();
     if (!g.ok()) return g.status();
@@ -590,8 +612,9 @@ grpc::Status TmaServiceImpl::CreateDeployment(grpc::ServerContext* ctx,
       auto d = by_user.find(phone.user);
       if (d != by_user.end()) f.site = d->second.site;
       if (!server_sites.empty() && server_sites.count(f.site) == 0) {
-        CsvProblem w{phone.row, "", absl::StrCat("device ", phone.user, " is of site \"", f.site,
-                                                 "\", which server ", header.server(), " does not serve"),
+        CsvProblem w{phone.row, "",
+                     absl::StrCat("device ", phone.user, " is of site \"", f.site,
+                                  "\", which server ", header.server(), " does not serve"),
                      true};
         *record.add_warnings() = ToProto(w);
       }
@@ -672,9 +695,9 @@ grpc::Status TmaServiceImpl::ResumeDeployment(grpc::ServerContext* ctx,
     absl::StatusOr<bool> resumed = store_.Resume(req->id());
     if (!resumed.ok()) return resumed.status();
     if (!*resumed) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "deployment ", req->id(), " is ", pb::DeploymentState_Name((*d)->state()),
-          "; only a failed deployment is resumed"));
+      return absl::FailedPreconditionError(absl::StrCat("deployment ", req->id(), " is ",
+                                                        pb::DeploymentState_Name((*d)->state()),
+                                                        "; only a failed deployment is resumed"));
     }
     (void)store_.AddEvent(req->id(), "deployment.resume", "", "asked by an admin");
     runner_.Wake();
@@ -716,19 +739,13 @@ absl::StatusOr<std::vector<pb::InventoryEntry>> TmaServiceImpl::Inventory(
   absl::StatusOr<std::vector<pb::InventoryEntry>> all = store_.Inventory();
   if (!all.ok()) return all.status();
   // Fetched: provisioning's record of each MAC file served; connected: registered now.
-  std::vector<std::string> args = {"HMGET", core::kPhoneFetchesKey};
-  for (const pb::InventoryEntry& e : *all) args.push_back(e.mac());
+  std::vector<std::string> all_macs;
+  for (const pb::InventoryEntry& e : *all) all_macs.push_back(e.mac());
+  absl::StatusOr<std::map<std::string, core::PhoneFetch>> fetches =
+      core::PhoneFetches(redis_).Get(all_macs);
+  if (!fetches.ok()) return fetches.status();
   std::map<std::string, int64_t> fetched;
-  if (!all->empty()) {
-    absl::StatusOr<core::RedisReply> r = redis_.Command(args);
-    if (!r.ok()) return r.status();
-    for (size_t i = 0; i < r->elements.size() && i < all->size(); ++i) {
-      if (r->elements[i].is_nil()) continue;
-      int64_t ms = 0;
-      const std::string& v = r->elements[i].str;
-      if (absl::SimpleAtoi(v.substr(0, v.find(',')), &ms)) fetched[(*all)[i].mac()] = ms;
-    }
-  }
+  for (const auto& [mac, f] : *fetches) fetched[mac] = absl::ToUnixMillis(f.time);
   core::BindingStore bindings(redis_);
   absl::StatusOr<std::vector<core::Binding>> active = bindings.ListActive(clock_.Now());
   if (!active.ok()) return active.status();
@@ -785,7 +802,8 @@ grpc::Status TmaServiceImpl::DeleteInventory(grpc::ServerContext* ctx,
       }
       if (t->second != nullptr) {
         if (absl::Status d = t->second->Delete(e.file()); !d.ok()) {
-          resp->add_errors(absl::StrCat(e.mac(), ": ", e.file(), " on ", e.server(), ": ", d.message()));
+          resp->add_errors(
+              absl::StrCat(e.mac(), ": ", e.file(), " on ", e.server(), ": ", d.message()));
           continue;
         }
       }
@@ -798,11 +816,7 @@ grpc::Status TmaServiceImpl::DeleteInventory(grpc::ServerContext* ctx,
       if (absl::Status s = store_.ForgetFiles(server, files); !s.ok()) return s;
     }
     if (absl::Status s = store_.DeleteInventory(macs); !s.ok()) return s;
-    if (!macs.empty()) {
-      std::vector<std::string> hdel = {"HDEL", core::kPhoneFetchesKey};
-      hdel.insert(hdel.end(), macs.begin(), macs.end());
-      (void)redis_.Command(hdel);
-    }
+    if (absl::Status s = core::PhoneFetches(redis_).Forget(macs); !s.ok()) return s;
     resp->set_deleted(static_cast<int32_t>(macs.size()));
     return absl::OkStatus();
   });
@@ -813,9 +827,12 @@ void TmaServiceImpl::RefreshInventoryGauge() {
   if (!list.ok()) return;
   std::map<std::string, double> n = {{"deployed", 0}, {"fetched", 0}, {"connected", 0}};
   for (const pb::InventoryEntry& e : *list) {
-    if (e.state() == pb::PHONE_STATE_CONNECTED) ++n["connected"];
-    else if (e.state() == pb::PHONE_STATE_FETCHED) ++n["fetched"];
-    else ++n["deployed"];
+    if (e.state() == pb::PHONE_STATE_CONNECTED)
+      ++n["connected"];
+    else if (e.state() == pb::PHONE_STATE_FETCHED)
+      ++n["fetched"];
+    else
+      ++n["deployed"];
   }
   for (const auto& [state, count] : n) inventory_.Add({{"state", state}}).Set(count);
 }

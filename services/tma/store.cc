@@ -60,9 +60,7 @@ std::optional<PlannedFile> PlannedFrom(const std::string& text) {
   return f;
 }
 
-std::string StateName(pb::DeploymentState s) {
-  return pb::DeploymentState_Name(s);
-}
+std::string StateName(pb::DeploymentState s) { return pb::DeploymentState_Name(s); }
 
 pb::DeploymentState StateFrom(const std::string& s) {
   pb::DeploymentState v = pb::DEPLOYMENT_STATE_UNSPECIFIED;
@@ -188,8 +186,8 @@ absl::StatusOr<std::optional<pb::Server>> TmaStore::GetServer(const std::string&
 }
 
 absl::StatusOr<bool> TmaStore::DeleteServer(const std::string& name) {
-  absl::StatusOr<std::vector<RedisReply>> r = redis_.Pipeline(
-      {{"HDEL", core::kTmaServersKey, name}, {"DEL", core::TmaManifestKey(name)}});
+  absl::StatusOr<std::vector<RedisReply>> r =
+      redis_.Pipeline({{"HDEL", core::kTmaServersKey, name}, {"DEL", core::TmaManifestKey(name)}});
   if (!r.ok()) return r.status();
   return (*r)[0].integer == 1;
 }
@@ -257,8 +255,8 @@ absl::Status TmaStore::CreateDeployment(const pb::Deployment& record,
     if (absl::StatusOr<RedisReply> x = redis_.Command(c); !x.ok()) {
       // Nothing half created: what was written goes.
       (void)redis_.Command({"DEL", core::TmaDeploymentKey(id, "content"),
-                            core::TmaDeploymentKey(id, "order"),
-                            core::TmaDeploymentKey(id, "plan"), core::TmaDeploymentKey(id)});
+                            core::TmaDeploymentKey(id, "order"), core::TmaDeploymentKey(id, "plan"),
+                            core::TmaDeploymentKey(id)});
       (void)redis_.Command({"SREM", core::kTmaActiveKey, id});
       (void)redis_.Command({"ZREM", core::kTmaDeploymentsKey, id});
       return x.status();
@@ -282,11 +280,10 @@ absl::Status TmaStore::ForgetOldDeployments() {
     // A deployment still to run is never forgotten.
     absl::StatusOr<RedisReply> active = redis_.Command({"SISMEMBER", core::kTmaActiveKey, e.str});
     if (!active.ok() || active->integer == 1) continue;
-    (void)redis_.Command({"DEL", core::TmaDeploymentKey(e.str), core::TmaDeploymentKey(e.str, "plan"),
-                          core::TmaDeploymentKey(e.str, "order"),
-                          core::TmaDeploymentKey(e.str, "content"),
-                          core::TmaDeploymentKey(e.str, "done"),
-                          core::TmaDeploymentKey(e.str, "events")});
+    (void)redis_.Command(
+        {"DEL", core::TmaDeploymentKey(e.str), core::TmaDeploymentKey(e.str, "plan"),
+         core::TmaDeploymentKey(e.str, "order"), core::TmaDeploymentKey(e.str, "content"),
+         core::TmaDeploymentKey(e.str, "done"), core::TmaDeploymentKey(e.str, "events")});
     (void)redis_.Command({"ZREM", core::kTmaDeploymentsKey, e.str});
   }
   return absl::OkStatus();
@@ -313,7 +310,8 @@ absl::StatusOr<std::optional<pb::Deployment>> TmaStore::GetDeployment(const std:
 }
 
 absl::StatusOr<std::vector<pb::Deployment>> TmaStore::ListDeployments() {
-  absl::StatusOr<RedisReply> ids = redis_.Command({"ZREVRANGE", core::kTmaDeploymentsKey, "0", "-1"});
+  absl::StatusOr<RedisReply> ids =
+      redis_.Command({"ZREVRANGE", core::kTmaDeploymentsKey, "0", "-1"});
   if (!ids.ok()) return ids.status();
   std::vector<pb::Deployment> out;
   for (const RedisReply& e : ids->elements) {
@@ -376,9 +374,8 @@ absl::StatusOr<std::vector<std::string>> TmaStore::Active() {
 
 absl::StatusOr<bool> TmaStore::TakeLease(const std::string& id, const std::string& owner,
                                          absl::Duration ttl) {
-  absl::StatusOr<RedisReply> r =
-      redis_.Eval(kLeaseScript, {core::TmaDeploymentKey(id, "lease")},
-                  {owner, absl::StrCat(absl::ToInt64Milliseconds(ttl))});
+  absl::StatusOr<RedisReply> r = redis_.Eval(kLeaseScript, {core::TmaDeploymentKey(id, "lease")},
+                                             {owner, absl::StrCat(absl::ToInt64Milliseconds(ttl))});
   if (!r.ok()) return r.status();
   return r->integer == 1;
 }
@@ -389,7 +386,8 @@ absl::Status TmaStore::ReleaseLease(const std::string& id, const std::string& ow
 
 absl::Status TmaStore::SetRunning(const std::string& id) {
   return redis_
-      .Command({"HSET", core::TmaDeploymentKey(id), "state", StateName(pb::DEPLOYMENT_STATE_RUNNING)})
+      .Command(
+          {"HSET", core::TmaDeploymentKey(id), "state", StateName(pb::DEPLOYMENT_STATE_RUNNING)})
       .status();
 }
 
@@ -413,8 +411,7 @@ absl::StatusOr<bool> TmaStore::Resume(const std::string& id) {
 }
 
 absl::StatusOr<std::string> TmaStore::EventJson(const std::string& deployment,
-                                                const std::string& action,
-                                                const std::string& file,
+                                                const std::string& action, const std::string& file,
                                                 const std::string& detail) const {
   pb::Event e;
   e.set_time_unix_ms(absl::ToUnixMillis(clock_.Now()));
@@ -438,10 +435,9 @@ absl::StatusOr<bool> TmaStore::FileDone(const std::string& id, const std::string
                      {"deployed_unix_ms", absl::ToUnixMillis(clock_.Now())}}
                     .dump();
   }
-  absl::StatusOr<std::string> event =
-      EventJson(id, unchanged ? "file.unchanged" : "file.written", f.name,
-                unchanged ? "already on the server with this content"
-                          : absl::StrCat(f.size, " bytes"));
+  absl::StatusOr<std::string> event = EventJson(
+      id, unchanged ? "file.unchanged" : "file.written", f.name,
+      unchanged ? "already on the server with this content" : absl::StrCat(f.size, " bytes"));
   if (!event.ok()) return event.status();
   absl::StatusOr<RedisReply> r = redis_.Eval(
       kFileDoneScript,

@@ -35,8 +35,8 @@ struct PlannedFile {
 };
 
 struct StoreLimits {
-  size_t max_deployments = 100;      // kept; the oldest finished ones are forgotten
-  size_t max_events = 200000;        // in the whole log
+  size_t max_deployments = 100;  // kept; the oldest finished ones are forgotten
+  size_t max_events = 200000;    // in the whole log
   size_t max_events_per_deployment = 50000;
 };
 
@@ -49,8 +49,7 @@ class TmaStore {
   // it only with `with_password`.
   absl::StatusOr<bool> AddServer(const pb::Server& s);  // false: the name exists
   absl::Status ReplaceServer(const pb::Server& s);      // the server exists (checked by caller)
-  absl::StatusOr<std::optional<pb::Server>> GetServer(const std::string& name,
-                                                      bool with_password);
+  absl::StatusOr<std::optional<pb::Server>> GetServer(const std::string& name, bool with_password);
   absl::StatusOr<bool> DeleteServer(const std::string& name);
   absl::StatusOr<std::vector<pb::Server>> ListServers();
 

@@ -50,12 +50,13 @@ struct FtpTargetOptions {
   std::string password;
   bool tls = false;     // explicit TLS (AUTH TLS), control and data channels protected
   std::string ca_file;  // PEM; the system's CAs when empty; the certificate is always verified
-  // TLS 1.2 or 1.3; false: TLS 1.2 only. A TLS 1.3 server sends session tickets on each data
-  // connection, which libcurl does not read on an upload: closing it then resets the
-  // connection and the server may lose the upload's tail (curl issue #6149). Such a put
-  // fails UNAVAILABLE (the stored size is checked before the rename), never leaves half a
-  // file; with servers where that keeps happening, set false.
-  bool tls13 = true;
+  // false (default): TLS 1.2 only; true: TLS 1.2 or 1.3. A TLS 1.3 server sends session
+  // tickets on each data connection, which libcurl 7.88 does not read on an upload: closing
+  // it then resets the connection and the server loses the upload's tail (curl issue #6149;
+  // every upload of 300 KB to pyftpdlib with TLS 1.3 was cut). The stored size is checked
+  // before the rename, so such a put fails UNAVAILABLE and never leaves half a file, but it
+  // keeps failing: TLS 1.2 is the default until the library reads the tickets.
+  bool tls13 = false;
   absl::Duration connect_timeout = absl::Seconds(10);
   absl::Duration transfer_timeout = absl::Seconds(120);  // per file
 };

@@ -60,6 +60,8 @@ class RwgUpTest(unittest.TestCase):
             "RWG_SYNC_HTTPS": f"127.0.0.1:{port()}",
             "RWG_SYNC_GRPC": f"127.0.0.1:{port()}",
             "RWG_SYNC_METRICS": f"127.0.0.1:{port()}",
+            "RWG_TMA_GRPC": f"127.0.0.1:{port()}",
+            "RWG_TMA_METRICS": f"127.0.0.1:{port()}",
             "RWG_IPBX_PORT": str(port()),
         })
         self.out = open(os.path.join(self.tmp, "up.out"), "w+b")
@@ -95,23 +97,24 @@ class RwgUpTest(unittest.TestCase):
     def metrics(self, var):
         return urllib.request.urlopen(f"http://{self.env[var]}/metrics", timeout=5).read().decode()
 
-    def ctl(self, *args):
+    def ctl(self, *args, output="json"):
         env = dict(self.env)
         env.update({"RWG_SERVER": self.env["RWG_CONTROL_ADDR"],
+                    "RWG_TMA_SERVER": self.env["RWG_TMA_GRPC"],
                     "RWG_CA_CERT": os.path.join(self.state, "dev", "ca.pem"),
                     "RWG_CONFIG_DIR": os.path.join(self.tmp, "cli")})
         with open(os.path.join(self.state, "dev", "admin-password")) as f:
             env["RWG_PASSWORD"] = f.read().strip()
-        r = subprocess.run([os.path.join(rwgtest.BIN, "rwgctl"), "-o", "json", *args], env=env,
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run([os.path.join(rwgtest.BIN, "rwgctl"), "-o", output, *args], env=env,
+                           capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
-            raise AssertionError(f"rwgctl {' '.join(args)}: {r.stderr}")
+            raise AssertionError(f"rwgctl {' '.join(args)}: {r.stdout} {r.stderr}")
         return r.stdout
 
-    def phone(self, name, user, tone):
+    def phone(self, name, user, tone, password=None):
         tls = self.env["RWG_EDGE_TLS"]
         p = Baresip(self.tmp, name,
-                    f"<sip:{user}@localhost;transport=tls>;auth_pass=demo-set-{user};"
+                    f"<sip:{user}@localhost;transport=tls>;auth_pass={password or 'demo-set-' + user};"
                     f"outbound=\"sip:{tls};transport=tls\";regint=600;mediaenc=srtp-mand;"
                     "answermode=auto;audio_codecs=PCMU",
                     os.path.join(self.state, "dev", "ca.pem"), tone, "tls")
@@ -127,10 +130,48 @@ class RwgUpTest(unittest.TestCase):
                 self.log("kamailio")[-2000:] + "".join(
                     f"\n--- {p.dir}\n" + p.read_log()[-3000:] for p in phones))
 
+    def deploy_demo_phones(self):
+        """The seed's flow on up's stack: the demo site's CSV from the declared devices, deployed
+        to the local store with the CA certificate; each phone (curl) fetches its <MAC>.cfg over
+        HTTPS under the hash. Returns {user: the file's parameters}."""
+        csv_text = self.ctl("tma", "csv", "--site", "demo", output="table")
+        self.assertIn("08000F001001", csv_text)
+        csv_path = os.path.join(self.tmp, "rw.csv")
+        with open(csv_path, "w") as f:
+            f.write(csv_text)
+        cert = os.path.join(self.tmp, "CA_Mitel.pem")
+        shutil.copy(os.path.join(self.state, "dev", "ca.pem"), cert)
+        out = self.ctl("tma", "deploy", "--server", "local", "--csv", csv_path, "--certificate",
+                       cert, output="table")
+        self.assertIn("Deployment completed", out)
+        key = json.loads(self.ctl("hash", "show"))["key"]
+        params = {}
+        for user in ("1001", "1002"):
+            got = subprocess.run(
+                ["curl", "-sS", "--fail", "--cacert", os.path.join(self.state, "dev", "ca.pem"),
+                 f"https://{self.env['RWG_PROV_HTTPS']}/{key}/ftp_67xxi/08000F00{user}.cfg"],
+                capture_output=True, text=True, timeout=30)
+            self.assertEqual(got.returncode, 0, got.stderr)
+            p = {}
+            for line in got.stdout.splitlines():
+                if line.strip() and not line.startswith("#"):
+                    name, _, value = line.lstrip("!").partition(":")
+                    p[name.strip()] = value.strip()
+            self.assertEqual(p["sip line1 user name"], user)
+            self.assertEqual(p["sip line1 auth name"], user)
+            self.assertEqual(p["https path"], f"{key}/ftp_67xxi")
+            self.assertEqual(p["sip transport protocol"], "4")
+            params[user] = p
+        return params
+
     def test_two_demo_phones_call_each_other_through_rwg_up(self):
         self.ctl("login")
-        a = self.phone("phone-1001", "1001", TONE_A)
-        b = self.phone("phone-1002", "1002", TONE_B)
+        cfg = self.deploy_demo_phones()
+        # The phones register with what their files say.
+        a = self.phone("phone-1001", cfg["1001"]["sip line1 auth name"], TONE_A,
+                       cfg["1001"]["sip line1 password"])
+        b = self.phone("phone-1002", cfg["1002"]["sip line1 auth name"], TONE_B,
+                       cfg["1002"]["sip line1 password"])
         registered = lambda: {r["set_username"] for r in
                               json.loads(self.ctl("registration", "list"))["registrations"]}
         try:
@@ -138,6 +179,17 @@ class RwgUpTest(unittest.TestCase):
                                lambda: registered() >= {"1001", "1002"}, timeout=30)
         except AssertionError:
             raise AssertionError("not registered" + self.dump(a, b))
+        # The inventory knows they fetched their files (provisioning writes fetches to Redis
+        # once a second) and are registered now.
+        inventory = lambda: json.loads(self.ctl("tma", "inventory"))["entries"]
+        rwgtest.wait_until("the inventory shows both phones fetched", lambda: all(
+            int(e["fetched_unix_ms"]) >= int(e["deployed_unix_ms"]) for e in inventory()),
+            timeout=10)
+        entries = inventory()
+        self.assertEqual(sorted(e["device"] for e in entries), ["1001", "1002"])
+        for e in entries:
+            self.assertEqual(e["state"], "PHONE_STATE_CONNECTED", entries)
+            self.assertTrue(e["connected"])
 
         # 1001 dials 1002's number at the iPBX: the call leaves rwg to the iPBX and comes back.
         a.command("dial", "21002")
@@ -189,7 +241,7 @@ class RwgUpTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.up.wait(timeout=30), 0, self.output().decode()[-2000:])
         for name in ("redis", "control", "kamailio", "sip-edge", "media-relay", "provisioning",
-                     "sync"):
+                     "sync", "tma"):
             self.assertFalse(os.path.exists(os.path.join(self.state, "run", f"{name}.pid")),
                              f"{name} pid file left")
 

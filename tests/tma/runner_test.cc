@@ -99,7 +99,8 @@ class RunnerTest : public ::testing::Test {
     o.retry_delay = absl::Milliseconds(1);
     o.lease = absl::Seconds(5);
     return std::make_unique<Runner>(
-        *store_, [this](const pb::Server& s) -> std::unique_ptr<Target> {
+        *store_,
+        [this](const pb::Server& s) -> std::unique_ptr<Target> {
           EXPECT_EQ(s.password(), "ftp-secret");  // opened for the connection
           return std::make_unique<MemoryTarget>(server_);
         },
@@ -116,10 +117,15 @@ class RunnerTest : public ::testing::Test {
       plan.push_back(std::move(f));
       contents.push_back(std::move(content));
     };
-    add({"CA_Mitel.pem", "certificate"}, "-----BEGIN CERTIFICATE-----\n");
+    PlannedFile cert;
+    cert.name = "CA_Mitel.pem";
+    cert.role = "certificate";
+    add(cert, "-----BEGIN CERTIFICATE-----\n");
     for (int i = 0; i < phones; ++i) {
       const std::string mac = absl::StrCat("0800A1B2", absl::Hex(i, absl::kZeroPad4));
-      PlannedFile f{absl::StrCat(mac, ".cfg"), "phone"};
+      PlannedFile f;
+      f.name = absl::StrCat(mac, ".cfg");
+      f.role = "phone";
       f.mac = mac;
       f.device = absl::StrCat("u", i);
       f.site = "paris";
@@ -142,7 +148,9 @@ class RunnerTest : public ::testing::Test {
 
   std::vector<std::string> Actions(const std::string& id) {
     std::vector<std::string> out;
-    for (const pb::Event& e : *store_->Events(id, 0, 100000)) out.push_back(e.action());
+    absl::StatusOr<std::vector<pb::Event>> events = store_->Events(id, 0, 100000);
+    if (!events.ok()) return out;
+    for (const pb::Event& e : *events) out.push_back(e.action());
     return out;
   }
 
@@ -358,10 +366,33 @@ TEST_F(RunnerTest, OldFinishedDeploymentsAreForgotten) {
   std::vector<pb::Deployment> list = *store_->ListDeployments();
   ASSERT_EQ(list.size(), 3u);
   EXPECT_EQ(list[0].id(), ids[4]);
-  std::vector<std::string> keys = *redis_->Keys();
-  for (const std::string& k : keys) {
+  absl::StatusOr<std::vector<std::string>> keys = redis_->Keys();
+  ASSERT_TRUE(keys.ok());
+  for (const std::string& k : *keys) {
     EXPECT_EQ(k.find(absl::StrCat("rwg:tma:dep:", ids[0])), std::string::npos) << k;
   }
+}
+
+}  // namespace
+}  // namespace rwg::tma
+
+namespace rwg::tma {
+namespace {
+
+TEST_F(RunnerTest, TemporaryFilesOfAnInterruptedUploadAreRemoved) {
+  const std::string id = Create(2);
+  {
+    absl::MutexLock lock(&server_.mu);
+    server_.files["0800A1B20001.cfg.rwg-tmp-0011223344556677"] = "half";
+    server_.files["OTHER.cfg.rwg-tmp-8899aabbccddeeff"] = "another deployment's";
+  }
+  auto runner = NewRunner("a");
+  ASSERT_TRUE(*runner->RunOne(id));
+  std::map<std::string, std::string> files = Files();
+  EXPECT_EQ(files.count("0800A1B20001.cfg.rwg-tmp-0011223344556677"), 0u);
+  EXPECT_EQ(files.count("OTHER.cfg.rwg-tmp-8899aabbccddeeff"), 1u);  // not this one's to touch
+  std::vector<std::string> actions = Actions(id);
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "file.cleaned"), 1);
 }
 
 }  // namespace
