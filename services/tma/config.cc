@@ -41,8 +41,9 @@ absl::Status Config::Validate() const {
   if (ftp_transfer_timeout_seconds < 1 || ftp_transfer_timeout_seconds > 3600) {
     return OptionError("ftp-transfer-timeout-seconds", "between 1 and 3600");
   }
-  if (max_file_mib < 1 || max_file_mib > 400)
+  if (max_file_mib < 1 || max_file_mib > 400) {
     return OptionError("max-file-mib", "between 1 and 400");
+  }
   return absl::OkStatus();
 }
 

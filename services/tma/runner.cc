@@ -122,8 +122,9 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     release();
     return server.status();
   }
-  if (!server->has_value())
+  if (!server->has_value()) {
     return fail(absl::StrCat("download server ", server_name, " no longer exists"));
+  }
   absl::StatusOr<std::vector<PlannedFile>> plan = store_.Plan(id);
   if (!plan.ok()) return fail(Message(plan.status()));
   absl::StatusOr<std::set<std::string>> done = store_.DoneFiles(id);
@@ -148,6 +149,7 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   // and last written with this SHA-256 is not written again.
   std::vector<std::unique_ptr<Target>> targets;
   const int n = std::max(1, options_.parallel);
+  targets.reserve(n);
   for (int i = 0; i < n; ++i) targets.push_back(targets_(**server));
   absl::StatusOr<std::vector<RemoteFile>> listed = targets[0]->List();
   if (!listed.ok()) {

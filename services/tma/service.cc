@@ -64,8 +64,9 @@ absl::Status CsvRefusal(const CheckedCsv& c) {
     if (p.warning) continue;
     if (++errors <= kListedProblems) lines.push_back(Describe(p));
   }
-  if (errors > kListedProblems)
+  if (errors > kListedProblems) {
     lines.push_back(absl::StrCat("and ", errors - kListedProblems, " more"));
+  }
   return absl::InvalidArgumentError(
       absl::StrCat("the CSV has ", errors, errors == 1 ? " error" : " errors",
                    "; nothing deployed:\n", absl::StrJoin(lines, "\n")));
@@ -75,10 +76,11 @@ absl::Status CsvRefusal(const CheckedCsv& c) {
 SystemData Merge(const pb::SystemData& given, const SystemData& defaults) {
   SystemData s = defaults;
   if (!given.sip_proxy_ip().empty()) s.sip_proxy_ip = given.sip_proxy_ip();
-  if (!given.sip_registrar_ip().empty())
+  if (!given.sip_registrar_ip().empty()) {
     s.sip_registrar_ip = given.sip_registrar_ip();
-  else if (!given.sip_proxy_ip().empty())
+  } else if (!given.sip_proxy_ip().empty()) {
     s.sip_registrar_ip = given.sip_proxy_ip();
+  }
   if (!given.https_server().empty()) s.https_server = given.https_server();
   if (!given.https_path().empty()) s.https_path = given.https_path();
   if (!given.keyboard_script().empty()) s.keyboard_script = given.keyboard_script();
@@ -162,8 +164,9 @@ absl::Status ValidateServer(const pb::Server& s) {
     if (site.empty() || site.size() > 64 || !IsPrintable(site)) {
       return absl::InvalidArgumentError("sites: each 1 to 64 printable characters");
     }
-    if (!seen.insert(site).second)
+    if (!seen.insert(site).second) {
       return absl::InvalidArgumentError(absl::StrCat("sites: ", site, " twice"));
+    }
   }
   return absl::OkStatus();
 }
@@ -255,8 +258,9 @@ absl::StatusOr<TmaServiceImpl::Gateway> TmaServiceImpl::LoadGateway() {
     }
   }
   if (c->ports().sip_tls() != 0) g.file.sip_port = static_cast<int>(c->ports().sip_tls());
-  if (c->icp().xml_listen_port() != 0)
+  if (c->icp().xml_listen_port() != 0) {
     g.file.https_port = static_cast<int>(c->icp().xml_listen_port());
+  }
   switch (c->sip().set_side_inbound()) {
     case adminpb::SRTP_OR_RTP:
       g.file.srtp_mode = 1;
@@ -309,8 +313,9 @@ grpc::Status TmaServiceImpl::AddServer(grpc::ServerContext* ctx, const pb::AddSe
     s.set_update_time_unix(now);
     absl::StatusOr<bool> added = store_.AddServer(s);
     if (!added.ok()) return added.status();
-    if (!*added)
+    if (!*added) {
       return absl::AlreadyExistsError(absl::StrCat("download server ", s.name(), " exists"));
+    }
     absl::StatusOr<std::optional<pb::Server>> back = store_.GetServer(s.name(), false);
     if (!back.ok()) return back.status();
     if (back->has_value()) *resp = **back;
@@ -334,23 +339,24 @@ grpc::Status TmaServiceImpl::UpdateServer(grpc::ServerContext* ctx,
     pb::Server s = **cur;
     const pb::Server& in = req->server();
     for (const std::string& f : req->update_mask()) {
-      if (f == "address")
+      if (f == "address") {
         s.set_address(in.address());
-      else if (f == "port")
+      } else if (f == "port") {
         s.set_port(in.port() == 0 && s.kind() != pb::SERVER_KIND_LOCAL ? 21 : in.port());
-      else if (f == "directory")
+      } else if (f == "directory") {
         s.set_directory(
             in.directory().empty() && s.kind() != pb::SERVER_KIND_LOCAL ? "/" : in.directory());
-      else if (f == "login")
+      } else if (f == "login") {
         s.set_login(in.login().empty() ? kDefaultLogin : in.login());
-      else if (f == "password")
+      } else if (f == "password") {
         s.set_password(in.password());
-      else if (f == "sites")
+      } else if (f == "sites") {
         *s.mutable_sites() = in.sites();
-      else if (f == "ca_file")
+      } else if (f == "ca_file") {
         s.set_ca_file(in.ca_file());
-      else
+      } else {
         return absl::InvalidArgumentError(absl::StrCat("update_mask: ", f, " cannot be changed"));
+      }
     }
     if (absl::Status v = ValidateServer(s); !v.ok()) return v;
     s.set_has_password(!s.password().empty());
@@ -408,8 +414,9 @@ grpc::Status TmaServiceImpl::ExportCsv(grpc::ServerContext* ctx, const pb::Expor
     for (DeviceFacts& d : *all) {
       if (d.site == req->site()) site.push_back(std::move(d));
     }
-    if (site.empty())
+    if (site.empty()) {
       return absl::NotFoundError(absl::StrCat("site ", req->site(), ": no devices"));
+    }
     ExportedCsv out = ExportRemoteWorkerCsv(site, g->system, req->system_columns());
     resp->set_csv(out.csv);
     for (const std::string& user : out.skipped) {
@@ -827,12 +834,13 @@ void TmaServiceImpl::RefreshInventoryGauge() {
   if (!list.ok()) return;
   std::map<std::string, double> n = {{"deployed", 0}, {"fetched", 0}, {"connected", 0}};
   for (const pb::InventoryEntry& e : *list) {
-    if (e.state() == pb::PHONE_STATE_CONNECTED)
+    if (e.state() == pb::PHONE_STATE_CONNECTED) {
       ++n["connected"];
-    else if (e.state() == pb::PHONE_STATE_FETCHED)
+    } else if (e.state() == pb::PHONE_STATE_FETCHED) {
       ++n["fetched"];
-    else
+    } else {
       ++n["deployed"];
+    }
   }
   for (const auto& [state, count] : n) inventory_.Add({{"state", state}}).Set(count);
 }
