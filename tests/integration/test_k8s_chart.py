@@ -357,7 +357,7 @@ class K8sChartTest(unittest.TestCase):
 
     def tma_answers(self):
         """The tma pod ready; grpc.health.v1 SERVING through a port-forward to its Service,
-        over TLS verified with the internal CA (as NOTES.txt has rwgctl tma reach it)."""
+        over TLS verified with the internal CA (as `kubectl rwg tma` reaches it)."""
         pods = json.loads(self.kubectl("-n", NS, "get", "pods", "-l",
                                        "app.kubernetes.io/component=tma", "-o", "json"))["items"]
         self.assertEqual(len(pods), 1, [p["metadata"]["name"] for p in pods])

@@ -9,7 +9,10 @@ namespace of the context is the default, --release picks among several releases,
 arguments and exit code pass through, the login uses the Deployment's admin and the Secret's
 password (never on a command line nor printed), the messages when no control Service is
 found, when several releases are, when rwgctl is missing and when the port-forward fails, and
-that the port-forward and the private directory are gone afterwards, Ctrl-C included.
+that the port-forward and the private directory are gone afterwards, Ctrl-C included. For
+`kubectl rwg tma ...`: a second port-forward to the release's tma Service whose port rwgctl
+gets as RWG_TMA_SERVER (none for other commands), both stopped afterwards, the message when the
+release has no tma Service and when that port-forward fails.
 """
 import base64
 import json
@@ -44,16 +47,19 @@ if rest[:2] == ["config", "current-context"]:
 if rest[:2] == ["config", "view"]:
     sys.stdout.write(world["contexts"].get(context, "")); sys.exit(0)
 space = world["namespaces"].get(f"{context}/{ns}", {})
-def match(release, sel):
+def match(release, sel, component="control"):
     return all(s in (f"app.kubernetes.io/instance={release}", "app.kubernetes.io/name=rwg",
-                     "app.kubernetes.io/component=control") for s in sel.split(","))
+                     f"app.kubernetes.io/component={component}") for s in sel.split(","))
 if rest[:2] == ["get", "services"]:
-    for release in space.get("releases", []):
-        if match(release, opt("-l")):
-            print(f"{release}-rwg-control {release}")
+    # Every release has a tma Service unless the namespace lists those that do ("tma").
+    for component, releases in (("control", space.get("releases", [])),
+                                ("tma", space.get("tma", space.get("releases", [])))):
+        for release in releases:
+            if match(release, opt("-l"), component):
+                print(f"{release}-rwg-{component} {release}")
     sys.exit(0)
 if rest[:2] == ["get", "service"]:
-    sys.stdout.write("50051"); sys.exit(0)
+    sys.stdout.write("50056" if rest[2].endswith("-tma") else "50051"); sys.exit(0)
 if rest[:2] == ["get", "deployments"]:
     r = [x for x in space.get("releases", []) if match(x, opt("-l"))]
     if not r:
@@ -69,13 +75,18 @@ if rest[:2] == ["get", "secret"]:
     key = opt("-o").split("{.data.")[1].rstrip("}").replace("\\.", ".")
     sys.stdout.write(secret[key]); sys.exit(0)
 if rest[:1] == ["port-forward"]:
-    with open(os.environ["FAKE_PF"], "w") as f:
-        f.write(str(os.getpid()))
-    if world.get("port-forward-fails"):
+    # One pid a line: the plugin may run two port-forwards.
+    with open(os.environ["FAKE_PF"], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    fails = world.get("port-forward-fails")  # true: every one; a Service's name: that one
+    if fails is True or fails == rest[-2]:
         sys.stderr.write("error: unable to forward port because pod is not running. "
                          "Current status=Pending\n")
         sys.exit(1)
     s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+    with open(os.environ["FAKE_LOG"], "a") as f:
+        f.write(json.dumps({"port-forward": rest[-2], "port": s.getsockname()[1],
+                            "pid": os.getpid()}) + "\n")
     print(f"Forwarding from 127.0.0.1:{s.getsockname()[1]} -> {rest[-1][1:]}", flush=True)
     while True:
         c, _ = s.accept(); c.sendall(b"pf"); c.close()
@@ -86,7 +97,8 @@ FAKE_RWGCTL = r'''
 import json, os, socket, sys, time
 args = sys.argv[1:]
 rec = {"rwgctl": args}
-for k in ("RWG_SERVER", "RWG_CA_CERT", "RWG_TOKEN_FILE", "RWG_CONFIG_DIR", "RWG_INSECURE"):
+for k in ("RWG_SERVER", "RWG_TMA_SERVER", "RWG_CA_CERT", "RWG_TOKEN_FILE", "RWG_CONFIG_DIR",
+          "RWG_INSECURE"):
     rec[k] = os.environ.get(k)
 if os.environ.get("RWG_CA_CERT"):
     rec["ca"] = open(os.environ["RWG_CA_CERT"]).read()
@@ -95,6 +107,10 @@ if os.environ.get("RWG_CA_CERT"):
 host, port = os.environ["RWG_SERVER"].rsplit(":", 1)
 with socket.create_connection((host, int(port)), timeout=5) as c:
     rec["forwarded"] = c.recv(2).decode()
+if os.environ.get("RWG_TMA_SERVER"):
+    host, port = os.environ["RWG_TMA_SERVER"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as c:
+        rec["tma_forwarded"] = c.recv(2).decode()
 token = os.environ["RWG_TOKEN_FILE"]
 if "login" in args:
     rec["password"] = sys.stdin.read()
@@ -165,6 +181,7 @@ class KubectlRwgTest(unittest.TestCase):
                     "green-ca": {"ca.crt": b64(CA)},
                     "green-admin": {"admin-password": b64(PASSWORD)}}},
                 "ctx-a/nosecret": {"releases": ["rwg"], "secrets": {}},
+                "ctx-a/notma": {"releases": ["rwg"], "tma": [], "secrets": secrets},
             },
         }
 
@@ -190,11 +207,20 @@ class KubectlRwgTest(unittest.TestCase):
     def rwgctl_calls(self):
         return [r for r in self.records() if "rwgctl" in r]
 
+    def port_forwards(self):
+        """The port-forwards started (their pids), in order."""
+        if not os.path.exists(self.pf):
+            return []
+        with open(self.pf) as f:
+            return [int(line) for line in f if line.strip()]
+
+    def forwarded(self):
+        """The port-forwards that listened: {"port-forward": service, "port", "pid"}."""
+        return [r for r in self.records() if "port-forward" in r]
+
     def stop_port_forward(self):
-        """A fake port-forward the plugin left: stopped, so that a failure leaves nothing."""
-        if os.path.exists(self.pf):
-            with open(self.pf) as f:
-                pid = int(f.read())
+        """Fake port-forwards the plugin left: stopped, so that a failure leaves nothing."""
+        for pid in self.port_forwards():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     ours = b"port-forward" in f.read()
@@ -205,9 +231,7 @@ class KubectlRwgTest(unittest.TestCase):
 
     def assert_cleaned_up(self):
         self.assertEqual(os.listdir(self.scratch), [], "the private directory is left")
-        if os.path.exists(self.pf):
-            with open(self.pf) as f:
-                pid = int(f.read())
+        for pid in self.port_forwards():
             deadline = time.monotonic() + 5
             while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -335,6 +359,98 @@ class KubectlRwgTest(unittest.TestCase):
         self.assertEqual(self.rwgctl_calls(), [])
         self.assert_cleaned_up()
 
+    def test_tma_opens_a_second_port_forward(self):
+        p = self.run_plugin("tma", "server", "list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, "1001 ok\n")
+        control, tma = self.forwarded()
+        self.assertEqual(control["port-forward"], "service/rwg-rwg-control")
+        self.assertEqual(tma["port-forward"], "service/rwg-rwg-tma")
+        self.assertNotEqual(control["port"], tma["port"])
+        login, cmd, logout = self.rwgctl_calls()
+        self.assertEqual(cmd["rwgctl"], ["tma", "server", "list"])
+        self.assertEqual(cmd["token"], "tok\n")
+        self.assertEqual(logout["rwgctl"][-1], "logout")
+        for r in (login, cmd, logout):
+            self.assertEqual(r["RWG_SERVER"], f"127.0.0.1:{control['port']}")
+            self.assertEqual(r["RWG_TMA_SERVER"], f"127.0.0.1:{tma['port']}")
+            self.assertEqual(r["forwarded"], "pf")
+            self.assertEqual(r["tma_forwarded"], "pf")
+            self.assertEqual(r["ca"], CA)
+        calls = self.kubectl_calls()
+        self.assertIn(["-n", "default", "get", "services", "-l",
+                       "app.kubernetes.io/name=rwg,app.kubernetes.io/component=tma,"
+                       "app.kubernetes.io/instance=rwg", "-o",
+                       "jsonpath={range .items[*]}{.metadata.name}{\" \"}"
+                       "{.metadata.labels.app\\.kubernetes\\.io/instance}{\"\\n\"}{end}"],
+                      calls)
+        pfs = [c for c in calls if "port-forward" in c]
+        self.assertEqual(pfs, [
+            ["-n", "default", "port-forward", "--address", "127.0.0.1",
+             "service/rwg-rwg-control", ":50051"],
+            ["-n", "default", "port-forward", "--address", "127.0.0.1",
+             "service/rwg-rwg-tma", ":50056"]])
+        self.assertEqual(self.port_forwards(), [control["pid"], tma["pid"]])
+        self.assert_cleaned_up()
+        # With several releases, the chosen one's tma; rwgctl's options before `tma`.
+        os.remove(self.log)
+        p = self.run_plugin("-n", "two", "--release", "green", "-o", "json", "tma", "server",
+                            "list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([r["port-forward"] for r in self.forwarded()],
+                         ["service/green-rwg-control", "service/green-rwg-tma"])
+        self.assertEqual(self.rwgctl_calls()[1]["rwgctl"], ["-o", "json", "tma", "server",
+                                                            "list"])
+        self.assertEqual(self.rwgctl_calls()[1]["RWG_TMA_SERVER"],
+                         f"127.0.0.1:{self.forwarded()[1]['port']}")
+        self.assert_cleaned_up()
+
+    def test_tma_not_enabled(self):
+        p = self.run_plugin("-n", "notma", "tma", "server", "list")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("tma is not enabled in release rwg (tma.enabled)", p.stderr)
+        self.assertIn("namespace notma of context ctx-a", p.stderr)
+        self.assertEqual(self.rwgctl_calls(), [])
+        self.assertFalse(any("service/rwg-rwg-tma" in c for c in self.kubectl_calls()))
+        self.assert_cleaned_up()
+        # Other commands do not need it.
+        p = self.run_plugin("-n", "notma", "device", "list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assert_cleaned_up()
+
+    def test_other_commands_open_one_port_forward(self):
+        p = self.run_plugin("device", "list", env={"RWG_TMA_SERVER": "192.0.2.1:50056"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([r["port-forward"] for r in self.forwarded()],
+                         ["service/rwg-rwg-control"])
+        self.assertEqual(len(self.port_forwards()), 1)
+        calls = self.kubectl_calls()
+        self.assertFalse(any("component=tma" in " ".join(c) for c in calls), calls)
+        for r in self.rwgctl_calls():
+            self.assertIsNone(r["RWG_TMA_SERVER"])
+        self.assert_cleaned_up()
+        # `tma` as an argument, not the command, is not the tma command.
+        os.remove(self.log)
+        p = self.run_plugin("device", "get", "tma")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(self.forwarded()), 1)
+        self.assert_cleaned_up()
+
+    def test_tma_port_forward_fails(self):
+        self.world["port-forward-fails"] = "service/rwg-rwg-tma"
+        p = self.run_plugin("tma", "server", "list")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("kubectl port-forward to service/rwg-rwg-tma:50056 in namespace "
+                      "default of context ctx-a failed: error: unable to forward port because "
+                      "pod is not running", p.stderr)
+        self.assertEqual(self.rwgctl_calls(), [])
+        # The first one was running: stopped.
+        (control,) = self.forwarded()
+        self.assertEqual(control["port-forward"], "service/rwg-rwg-control")
+        self.assertEqual(len(self.port_forwards()), 2)
+        self.assert_cleaned_up()
+        self.assertFalse(alive(control["pid"]))
+
     def test_exit_code_passes_through(self):
         p = self.run_plugin("device", "get", "fail")
         self.assertEqual(p.returncode, 3)
@@ -372,7 +488,8 @@ class KubectlRwgTest(unittest.TestCase):
         p = self.run_plugin("--help")
         self.assertEqual(p.returncode, 0)
         self.assertIn("--release NAME", p.stdout)
-        for bad in (["--server", "x:1"], ["--insecure"], ["--ca-cert=/x"], ["-s", "x:1"]):
+        for bad in (["--server", "x:1"], ["--insecure"], ["--ca-cert=/x"], ["-s", "x:1"],
+                    ["--tma-server", "x:1"], ["--tma-server=x:1"]):
             p = self.run_plugin(*bad, "device", "list")
             self.assertEqual(p.returncode, 2, bad)
             self.assertIn("the plugin sets the server", p.stderr)
@@ -390,17 +507,21 @@ class KubectlRwgTest(unittest.TestCase):
         env = {"PATH": f"{self.bin}:/usr/bin:/bin", "HOME": self.tmp, "TMPDIR": self.scratch,
                "FAKE_WORLD": self.world_file, "FAKE_LOG": self.log, "FAKE_PF": self.pf,
                "FAKE_PASSWORD": PASSWORD}
-        p = subprocess.Popen([PLUGIN, "hang"], env=env, start_new_session=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(self.log + ".hang") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertTrue(os.path.exists(self.log + ".hang"))
-        self.assertTrue(os.listdir(self.scratch))
-        os.killpg(p.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
-        p.communicate(timeout=20)
-        self.assertEqual(p.returncode, 130)
-        self.assert_cleaned_up()
+        for command in (["hang"], ["tma", "hang"]):  # one port-forward, then two
+            if os.path.exists(self.log + ".hang"):
+                os.remove(self.log + ".hang")
+            p = subprocess.Popen([PLUGIN, *command], env=env, start_new_session=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 20
+            while not os.path.exists(self.log + ".hang") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(os.path.exists(self.log + ".hang"))
+            self.assertTrue(os.listdir(self.scratch))
+            os.killpg(p.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+            p.communicate(timeout=20)
+            self.assertEqual(p.returncode, 130)
+            self.assert_cleaned_up()
+        self.assertEqual(len(self.port_forwards()), 3)
 
 
 if __name__ == "__main__":
