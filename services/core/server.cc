@@ -164,7 +164,7 @@ void ServiceHost::StopHealth() {
   if (health_.joinable()) health_.join();
 }
 
-void ServiceHost::WaitForTermination() {
+void ServiceHost::WaitForTermination(const std::function<void()>& before_drain) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -175,6 +175,7 @@ void ServiceHost::WaitForTermination() {
                             {"drain_seconds", absl::StrCat(flags_.drain_seconds)}});
   StopHealth();
   SetServing(false);
+  if (before_drain) before_drain();
   server_->Shutdown(std::chrono::system_clock::now() +
                     std::chrono::milliseconds(static_cast<int64_t>(flags_.drain_seconds * 1000)));
   server_->Wait();

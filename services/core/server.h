@@ -55,7 +55,9 @@ class ServiceHost {
   // Until termination, sets the health status from `healthy()` once a second.
   void WatchHealth(std::function<bool()> healthy);
   // Waits for SIGTERM/SIGINT, then stops accepting and drains in-flight calls.
-  void WaitForTermination();
+  // `before_drain` runs first: ends calls that would otherwise last the whole drain (streams
+  // that follow something until it ends).
+  void WaitForTermination(const std::function<void()>& before_drain = {});
   int grpc_port() const { return grpc_port_; }
 
  private:

@@ -96,8 +96,9 @@ absl::Status Run(core::ServiceMain& m, const tma::Config& c) {
     if (++tick % 10 == 1) service.RefreshInventoryGauge();
     return redis.Ping().ok();
   });
-  m.host().WaitForTermination();
-  service.Shutdown();
+  // Watches end at once (the client watches again after the restart); the drain then waits
+  // only for calls that finish by themselves.
+  m.host().WaitForTermination([&service] { service.Shutdown(); });
   runner.Stop();
   return absl::OkStatus();
 }

@@ -398,6 +398,39 @@ class FtpDeploymentTest(TmaFixture):
         self.assertEqual(len(set(written)), 2000)
         self.assertEqual(len(self.ctl.json("tma", "inventory").get("entries", [])), 2000)
 
+    def test_sigterm_mid_deployment_ends_watches_and_the_next_start_carries_on(self):
+        phones = self.declare(1500)
+        csv_path = self.write("rw.csv", self.ctl.ok("tma", "csv", "--site", "paris"))
+        dep = self.ctl.json("tma", "deploy", "--server", "remote", "--csv", csv_path,
+                            "--detach")["id"]
+        watch = subprocess.Popen(
+            [os.path.join(rwgtest.BIN, "rwgctl"), "tma", "deployment", "watch", dep],
+            env=self.ctl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: watch.poll() is None and watch.kill())
+        rwgtest.wait_until("some files written",
+                           lambda: len(os.listdir(self.ftp_root)) > 100, timeout=60)
+        started = time.monotonic()
+        self.assertEqual(self.tma.stop(), 0, "tma must exit 0 on SIGTERM")
+        # The watch does not hold the drain (10 s): it is ended at once, with a reason.
+        self.assertLess(time.monotonic() - started, 8)
+        out, err = watch.communicate(timeout=30)
+        self.assertNotEqual(watch.returncode, 0)
+        self.assertIn("stopping", err)
+        # Left for the next start (tma is down: read where it keeps it).
+        self.assertEqual(self.redis.cli("HGET", f"rwg:tma:dep:{dep}", "state"),
+                         ["DEPLOYMENT_STATE_RUNNING"])
+        self.no_temp_files(self.ftp_root)  # files in flight finished
+        self.start_tma()
+        rwgtest.wait_until("deployment carried on", lambda: self.ctl.json(
+            "tma", "deployment", "show", dep).get("state") == "DEPLOYMENT_STATE_COMPLETED",
+            timeout=180)
+        self.assertEqual(set(os.listdir(self.ftp_root)), self.expected(phones))
+        events = self.ctl.json("tma", "events", "--deployment", dep)["events"]
+        actions = [e["action"] for e in events]
+        self.assertEqual(actions.count("file.written"), 1500)
+        self.assertIn("deployment.paused", actions)
+        self.assertIn("deployment.resumed", actions)
+
     def scratch_ftps(self, root):
         """An FTPS server (explicit TLS required on both channels): pyftpdlib as
         tests/testing/scratch_ftp.py runs it, with its fix for TLS data channels (pyftpdlib
