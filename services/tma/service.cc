@@ -112,6 +112,27 @@ bool Matches(const pb::InventoryEntry& e, const pb::InventoryFilter& f,
   return true;
 }
 
+// Deployment ids are what CreateDeployment makes (RandomHex of 8 bytes); anything else is
+// refused before it becomes part of a Redis key.
+absl::Status CheckDeploymentId(const char* field, const std::string& id) {
+  if (id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
+        return absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
+      })) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": a deployment id (16 lower-case hex digits)"));
+}
+
+// The declared devices by set-side user name, as the CSV check looks them up.
+DeviceLookup LookupIn(const std::map<std::string, DeviceFacts>& by_user) {
+  return [&by_user](const std::string& u) -> std::optional<DeviceFacts> {
+    auto it = by_user.find(u);
+    if (it == by_user.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
 bool EmptyFilter(const pb::InventoryFilter& f) {
   return f.site().empty() && f.macs().empty() && f.device().empty() &&
          f.state() == pb::PHONE_STATE_UNSPECIFIED;
@@ -436,14 +457,8 @@ grpc::Status TmaServiceImpl::CheckCsv(grpc::ServerContext* ctx, const pb::CheckC
     if (!devices.ok()) return devices.status();
     std::map<std::string, DeviceFacts> by_user;
     for (DeviceFacts& d : *devices) by_user[d.set_username] = std::move(d);
-    CheckedCsv c = CheckRemoteWorkerCsv(
-        req->csv(), Merge(req->system(), g->system),
-        [&](const std::string& u) -> std::optional<DeviceFacts> {
-          auto it = by_user.find(u);
-          if (it == by_user.end()) return std::nullopt;
-          return it->second;
-        },
-        limits_.csv);
+    CheckedCsv c = CheckRemoteWorkerCsv(req->csv(), Merge(req->system(), g->system),
+                                        LookupIn(by_user), limits_.csv);
     resp->set_phones(c.ok() ? static_cast<int32_t>(c.phones.size()) : 0);
     for (const CsvProblem& p : c.problems) *resp->add_problems() = ToProto(p);
     return absl::OkStatus();
@@ -563,14 +578,7 @@ grpc::Status TmaServiceImpl::CreateDeployment(
     if (!devices.ok()) return devices.status();
     std::map<std::string, DeviceFacts> by_user;
     for (DeviceFacts& d : *devices) by_user[d.set_username] = std::move(d);
-    CheckedCsv c = CheckRemoteWorkerCsv(
-        header.csv(), system,
-        [&](const std::string& u) -> std::optional<DeviceFacts> {
-          auto it = by_user.find(u);
-          if (it == by_user.end()) return std::nullopt;
-          return it->second;
-        },
-        limits_.csv);
+    CheckedCsv c = CheckRemoteWorkerCsv(header.csv(), system, LookupIn(by_user), limits_.csv);
     if (!c.ok()) return CsvRefusal(c);
     if (system.https_path.empty()) {
       return absl::FailedPreconditionError(
@@ -645,6 +653,7 @@ grpc::Status TmaServiceImpl::GetDeployment(grpc::ServerContext* ctx,
                                            const pb::GetDeploymentRequest* req,
                                            pb::Deployment* resp) {
   return Run("GetDeployment", ctx, [&]() -> absl::Status {
+    if (absl::Status v = CheckDeploymentId("id", req->id()); !v.ok()) return v;
     absl::StatusOr<std::optional<pb::Deployment>> d = store_.GetDeployment(req->id());
     if (!d.ok()) return d.status();
     if (!d->has_value()) return absl::NotFoundError(absl::StrCat("no deployment ", req->id()));
@@ -671,6 +680,7 @@ grpc::Status TmaServiceImpl::WatchDeployment(grpc::ServerContext* ctx,
                                              const pb::WatchDeploymentRequest* req,
                                              grpc::ServerWriter<pb::Deployment>* writer) {
   return Run("WatchDeployment", ctx, [&]() -> absl::Status {
+    if (absl::Status v = CheckDeploymentId("id", req->id()); !v.ok()) return v;
     std::string last;
     while (!ctx->IsCancelled()) {
       absl::StatusOr<std::optional<pb::Deployment>> d = store_.GetDeployment(req->id());
@@ -696,6 +706,7 @@ grpc::Status TmaServiceImpl::ResumeDeployment(grpc::ServerContext* ctx,
                                               const pb::ResumeDeploymentRequest* req,
                                               pb::Deployment* resp) {
   return Run("ResumeDeployment", ctx, [&]() -> absl::Status {
+    if (absl::Status v = CheckDeploymentId("id", req->id()); !v.ok()) return v;
     absl::StatusOr<std::optional<pb::Deployment>> d = store_.GetDeployment(req->id());
     if (!d.ok()) return d.status();
     if (!d->has_value()) return absl::NotFoundError(absl::StrCat("no deployment ", req->id()));
@@ -721,8 +732,8 @@ grpc::Status TmaServiceImpl::ListEvents(grpc::ServerContext* ctx, const pb::List
     if (req->limit() < 0 || req->limit() > 10000) {
       return absl::InvalidArgumentError("limit: 0 (1000) to 10000");
     }
-    if (!req->deployment().empty() && !IsFileName(req->deployment())) {
-      return absl::InvalidArgumentError("deployment: not a deployment id");
+    if (!req->deployment().empty()) {
+      if (absl::Status v = CheckDeploymentId("deployment", req->deployment()); !v.ok()) return v;
     }
     absl::StatusOr<std::vector<pb::Event>> events =
         store_.Events(req->deployment(), req->after_seq(), req->limit() == 0 ? 1000 : req->limit());

@@ -450,10 +450,6 @@ absl::StatusOr<bool> TmaStore::FileDone(const std::string& id, const std::string
   return r->integer == 1;
 }
 
-absl::Status TmaStore::SetCurrentFile(const std::string& id, const std::string& name) {
-  return redis_.Command({"HSET", core::TmaDeploymentKey(id), "current_file", name}).status();
-}
-
 absl::Status TmaStore::AddEvent(const std::string& deployment, const std::string& action,
                                 const std::string& file, const std::string& detail) {
   absl::StatusOr<std::string> event = EventJson(deployment, action, file, detail);

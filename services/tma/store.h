@@ -81,7 +81,6 @@ class TmaStore {
   // inventory for a phone file, and an event, in one step. False: already counted.
   absl::StatusOr<bool> FileDone(const std::string& id, const std::string& server,
                                 const PlannedFile& f, bool unchanged);
-  absl::Status SetCurrentFile(const std::string& id, const std::string& name);
 
   absl::Status AddEvent(const std::string& deployment, const std::string& action,
                         const std::string& file, const std::string& detail);

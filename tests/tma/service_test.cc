@@ -350,6 +350,25 @@ TEST_F(TmaServiceTest, FilesMustBeWhatTheyAnnounce) {
   EXPECT_TRUE(Keys("rwg:tma:dep").empty());
 }
 
+TEST_F(TmaServiceTest, DeploymentIdsAreCheckedBeforeTheyBecomeKeys) {
+  pb::Deployment d;
+  for (const std::string id : {"", "0123456789abcdef:plan", "0123456789ABCDEF", "x"}) {
+    pb::GetDeploymentRequest get;
+    get.set_id(id);
+    grpc::Status s = stub_->GetDeployment(Ctx().get(), get, &d);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << id;
+    EXPECT_EQ(s.error_message().rfind("id:", 0), 0u) << s.error_message();
+    pb::ResumeDeploymentRequest resume;
+    resume.set_id(id);
+    EXPECT_EQ(stub_->ResumeDeployment(Ctx().get(), resume, &d).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  pb::GetDeploymentRequest absent;
+  absent.set_id("0123456789abcdef");
+  EXPECT_EQ(stub_->GetDeployment(Ctx().get(), absent, &d).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
 TEST_F(TmaServiceTest, InventoryDeleteNeedsAFilterOrAll) {
   pb::DeleteInventoryRequest req;
   pb::DeleteInventoryResponse resp;
