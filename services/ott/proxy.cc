@@ -1,0 +1,1255 @@
+#include "services/ott/proxy.h"
+
+// Asio's C++20 coroutines (GCC enables them by itself; clang-based tools need telling).
+#include <utility>
+#ifndef BOOST_ASIO_HAS_CO_AWAIT
+#define BOOST_ASIO_HAS_CO_AWAIT 1
+#endif
+#ifndef BOOST_ASIO_HAS_STD_COROUTINE
+#define BOOST_ASIO_HAS_STD_COROUTINE 1
+#endif
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "services/core/address.h"
+#include "services/core/connections_per_source.h"
+#include "services/core/log.h"
+#include "services/ott/login_page.h"
+#include "services/ott/paths.h"
+
+namespace rwg::ott {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+
+void ConfigureServerTls(SSL_CTX* ctx) {
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION |
+                               SSL_OP_NO_RENEGOTIATION | SSL_OP_SINGLE_DH_USE);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_read_ahead(ctx, 1);
+}
+
+namespace {
+
+const std::string kCookie = "__Host-rwg-ott";
+const std::string kLoginPath = "/.rwg/login";
+const std::string kLogoutPath = "/.rwg/logout";
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+Headers Redirect(const std::string& location) { return {{"Location", location}}; }
+
+Headers RedirectWithCookie(const std::string& location, const std::string& cookie) {
+  return {{"Location", location}, {"Set-Cookie", cookie}};
+}
+
+Headers LoginPageHeaders() {
+  return {{"Content-Security-Policy",
+           "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+           "frame-ancestors 'none'"},
+          {"X-Frame-Options", "DENY"}};
+}
+
+std::chrono::steady_clock::duration Chrono(absl::Duration d) {
+  return absl::ToChronoNanoseconds(d);
+}
+
+bool IsTimeout(const beast::error_code& ec) {
+  return ec == beast::error::timeout || ec == asio::error::timed_out;
+}
+
+bool IsClosed(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::eof ||
+         ec == asio::ssl::error::stream_truncated || ec == asio::error::connection_reset ||
+         ec == asio::error::broken_pipe || ec == http::error::partial_message;
+}
+
+// Headers that belong to one connection (RFC 9110 §7.6.1) or that rwg sets itself.
+bool DroppedRequestField(http::field f, beast::string_view name) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::proxy_authenticate:
+    case http::field::proxy_authorization:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::upgrade:
+    case http::field::forwarded:
+    case http::field::host:
+    case http::field::cookie:
+      return true;
+    default:
+      break;
+  }
+  return beast::iequals(name, "x-forwarded-for") || beast::iequals(name, "x-forwarded-proto") ||
+         beast::iequals(name, "x-forwarded-host") || beast::iequals(name, "x-real-ip");
+}
+
+bool DroppedResponseField(http::field f) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::proxy_authenticate:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::upgrade:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The tokens of the Connection header: the fields they name are hop-by-hop too.
+std::vector<std::string> ConnectionTokens(beast::string_view value) {
+  std::vector<std::string> out;
+  for (absl::string_view t : absl::StrSplit(absl::string_view(value.data(), value.size()), ',')) {
+    t = absl::StripAsciiWhitespace(t);
+    if (!t.empty() && out.size() < 16) out.push_back(absl::AsciiStrToLower(t));
+  }
+  return out;
+}
+
+// The Cookie header without rwg's own cookie; the value of rwg's cookie in `ours`.
+std::string StripOurCookie(beast::string_view header, std::string* ours) {
+  std::vector<absl::string_view> kept;
+  for (absl::string_view pair :
+       absl::StrSplit(absl::string_view(header.data(), header.size()), ';')) {
+    absl::string_view p = absl::StripAsciiWhitespace(pair);
+    if (p.empty()) continue;
+    if (absl::StartsWith(p, kCookie) && p.size() > kCookie.size() && p[kCookie.size()] == '=') {
+      if (ours != nullptr) *ours = std::string(p.substr(kCookie.size() + 1));
+      continue;
+    }
+    kept.push_back(p);
+  }
+  return absl::StrJoin(kept, "; ");
+}
+
+std::string StatusClass(unsigned code) { return absl::StrCat(code / 100, "xx"); }
+
+// A local path to go back to after the login: "/" for anything else (an absolute URL,
+// "//host", a back-slash, control characters).
+std::string SafeNext(absl::string_view next) {
+  if (next.empty() || next.front() != '/' || absl::StartsWith(next, "//") || next.size() > 2048) {
+    return "/";
+  }
+  for (char c : next) {
+    if (c == '\\' || static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
+      return "/";
+    }
+  }
+  return std::string(next);
+}
+
+std::string UrlEncode(absl::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (absl::ascii_isalnum(u) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+      out.push_back(c);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
+    }
+  }
+  return out;
+}
+
+// application/x-www-form-urlencoded → name/value pairs (at most 16).
+std::vector<std::pair<std::string, std::string>> ParseForm(absl::string_view body) {
+  auto decode = [](absl::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '+') {
+        out.push_back(' ');
+      } else if (s[i] == '%' && i + 2 < s.size()) {
+        int v = 0;
+        if (absl::SimpleHexAtoi(s.substr(i + 1, 2), &v)) {
+          out.push_back(static_cast<char>(v));
+          i += 2;
+        } else {
+          out.push_back('%');
+        }
+      } else {
+        out.push_back(s[i]);
+      }
+    }
+    return out;
+  };
+  std::vector<std::pair<std::string, std::string>> out;
+  for (absl::string_view kv : absl::StrSplit(body, '&')) {
+    if (kv.empty()) continue;
+    if (out.size() >= 16) break;
+    const size_t eq = kv.find('=');
+    out.emplace_back(decode(kv.substr(0, eq)),
+                     eq == absl::string_view::npos ? "" : decode(kv.substr(eq + 1)));
+  }
+  return out;
+}
+
+std::string FormValue(const std::vector<std::pair<std::string, std::string>>& form,
+                      absl::string_view name) {
+  for (const auto& [k, v] : form) {
+    if (k == name) return v;
+  }
+  return "";
+}
+
+// The query string of a request target, with its '?', or "".
+std::string QueryOf(beast::string_view target) {
+  absl::string_view t(target.data(), target.size());
+  const size_t hash = t.find('#');
+  t = t.substr(0, hash);
+  const size_t q = t.find('?');
+  return q == absl::string_view::npos ? "" : std::string(t.substr(q));
+}
+
+struct Metrics {
+  explicit Metrics(prometheus::Registry& r)
+      : requests(prometheus::BuildCounter()
+                     .Name("rwg_ott_requests_total")
+                     .Help("Requests answered, by domain (from the list), service and status "
+                           "class")
+                     .Register(r)),
+        duration(prometheus::BuildHistogram()
+                     .Name("rwg_ott_request_duration_seconds")
+                     .Help("From a request's header to the end of its answer, by service")
+                     .Register(r)),
+        refused(prometheus::BuildCounter()
+                    .Name("rwg_ott_refused_total")
+                    .Help("Connections and requests refused, by reason")
+                    .Register(r)),
+        backend_errors(prometheus::BuildCounter()
+                           .Name("rwg_ott_backend_errors_total")
+                           .Help("Requests the application did not answer, by domain and "
+                                 "reason (connect, tls, timeout, protocol)")
+                           .Register(r)),
+        logins(prometheus::BuildCounter()
+                   .Name("rwg_ott_logins_total")
+                   .Help("Logins on rwg's login page, by result")
+                   .Register(r)),
+        connections(prometheus::BuildGauge()
+                        .Name("rwg_ott_connections_open")
+                        .Help("HTTPS connections open")
+                        .Register(r)
+                        .Add({})),
+        websockets(prometheus::BuildGauge()
+                       .Name("rwg_ott_websockets_open")
+                       .Help("WebSocket connections being relayed")
+                       .Register(r)
+                       .Add({})),
+        exceptions(prometheus::BuildCounter()
+                       .Name("rwg_ott_internal_errors_total")
+                       .Help("Connections ended by an unexpected error in rwg (logged)")
+                       .Register(r)
+                       .Add({})) {
+    for (const char* reason :
+         {"tls_handshake", "connection_limit", "source_limit", "banned", "rate", "bad_request",
+          "timeout", "unknown_host", "misdirected", "path", "login_failed"}) {
+      refused.Add({{"reason", reason}});
+    }
+    for (const char* result : {"ok", "bad_credentials", "locked", "disabled", "error"}) {
+      logins.Add({{"result", result}});
+    }
+  }
+  prometheus::Family<prometheus::Counter>& requests;
+  prometheus::Family<prometheus::Histogram>& duration;
+  prometheus::Family<prometheus::Counter>& refused;
+  prometheus::Family<prometheus::Counter>& backend_errors;
+  prometheus::Family<prometheus::Counter>& logins;
+  prometheus::Gauge& connections;
+  prometheus::Gauge& websockets;
+  prometheus::Counter& exceptions;
+  void Refused(const char* reason) { refused.Add({{"reason", reason}}).Increment(); }
+};
+
+const prometheus::Histogram::BucketBoundaries& DurationBuckets() {
+  static const prometheus::Histogram::BucketBoundaries b = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                            0.5,   1,    2.5,   5,    10,  30};
+  return b;
+}
+
+using ClientStream = beast::ssl_stream<beast::tcp_stream>;
+
+// A connection to an application, plain or TLS.
+struct Upstream {
+  std::string key;
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  absl::Time idle_since;
+  bool reused = false;
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+};
+
+// What the access log and the metrics say of one request.
+struct Outcome {
+  unsigned status = 0;
+  uint64_t bytes = 0;
+  std::string account;
+  bool keep_alive = false;
+};
+
+}  // namespace
+
+class Proxy::Impl {
+ public:
+  Impl(ProxyOptions options, OttState& state, OttStore& store, core::Clock& clock,
+       prometheus::Registry& registry)
+      : o_(std::move(options)),
+        state_(state),
+        store_(store),
+        clock_(clock),
+        metrics_(registry),
+        per_source_(o_.max_connections_per_source, static_cast<size_t>(o_.max_connections)),
+        listener_tls_(ssl::context::tls_server),
+        blocking_(static_cast<size_t>(std::max(1, o_.blocking_threads))) {}
+  ~Impl() { Stop(); }
+
+  absl::Status Start();
+  void Stop();
+  int port() const { return port_; }
+
+ private:
+  struct Worker {
+    asio::io_context io{1};
+    std::optional<tcp::acceptor> acceptor;
+    std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> idle;
+    std::thread thread;
+  };
+
+  static int OnServerName(SSL* ssl, int* alert, void* arg);
+  awaitable<void> Accept(Worker& w);
+  awaitable<void> Serve(Worker& w, tcp::socket socket, std::string source, std::string key);
+  awaitable<Outcome> Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf,
+                            http::request_parser<http::buffer_body>& parser,
+                            const std::string& fqdn, const std::string& source,
+                            std::shared_ptr<const DomainEntry>& entry);
+  awaitable<Outcome> Forward(Worker& w, ClientStream& client, beast::flat_buffer& buf,
+                             http::request_parser<http::buffer_body>& parser,
+                             const DomainEntry& entry, const std::string& target,
+                             const std::string& source, std::string account);
+  awaitable<Outcome> LoginPage(ClientStream& client, beast::flat_buffer& buf,
+                               http::request_parser<http::buffer_body>& parser,
+                               const std::string& path, const std::string& source);
+  awaitable<unsigned> Simple(ClientStream& client, unsigned status, unsigned version,
+                             bool keep_alive, const std::string& content_type, std::string body,
+                             Headers headers = {});
+  awaitable<std::unique_ptr<Upstream>> Connect(Worker& w, const DomainEntry& entry,
+                                               const std::string& key, std::string* reason);
+  std::unique_ptr<Upstream> TakeIdle(Worker& w, const std::string& key);
+  void GiveBack(Worker& w, std::unique_ptr<Upstream> up);
+  std::shared_ptr<ssl::context> BackendTls(const std::string& ca_file, std::string* error);
+
+  // Runs `f` on the blocking pool; the coroutine resumes on its own thread.
+  template <class F>
+  awaitable<std::invoke_result_t<F>> Blocking(F f) {
+    using R = std::invoke_result_t<F>;
+    co_return co_await asio::co_spawn(
+        blocking_, [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); }, use_awaitable);
+  }
+
+  ProxyOptions o_;
+  OttState& state_;
+  OttStore& store_;
+  core::Clock& clock_;
+  Metrics metrics_;
+  core::ConnectionsPerSource per_source_;
+  ssl::context listener_tls_;
+  asio::thread_pool blocking_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<int> connections_{0};
+  std::atomic<bool> stopping_{false};
+  int port_ = 0;
+  bool started_ = false;
+  bool stopped_ = false;
+  absl::Mutex tls_mu_;
+  std::map<std::string, std::shared_ptr<ssl::context>> backend_tls_ ABSL_GUARDED_BY(tls_mu_);
+};
+
+int Proxy::Impl::OnServerName(SSL* ssl, int* alert, void* arg) {
+  try {
+    auto* self = static_cast<Impl*>(arg);
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    *alert = SSL_AD_UNRECOGNIZED_NAME;
+    if (name == nullptr) {
+      return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    std::string fqdn = absl::AsciiStrToLower(absl::StripSuffix(name, "."));
+    std::shared_ptr<const Snapshot> snap = self->state_.Get();
+    const DomainEntry* e = snap->Find(fqdn);
+    if (e == nullptr || !e->domain.enabled()) return SSL_TLSEXT_ERR_ALERT_FATAL;
+    SSL_CTX* ctx = self->state_.certs().Get(fqdn);
+    if (ctx == nullptr) return SSL_TLSEXT_ERR_ALERT_FATAL;
+    SSL_set_SSL_CTX(ssl, ctx);
+    SSL_CTX_free(ctx);  // SSL_set_SSL_CTX holds its own reference
+    return SSL_TLSEXT_ERR_OK;
+  } catch (...) {
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+}
+
+absl::Status Proxy::Impl::Start() {
+  ConfigureServerTls(listener_tls_.native_handle());
+  SSL_CTX_set_tlsext_servername_callback(listener_tls_.native_handle(), &Impl::OnServerName);
+  SSL_CTX_set_tlsext_servername_arg(listener_tls_.native_handle(), this);
+  const size_t colon = o_.listen.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(o_.listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("listen: '", o_.listen, "' is not host:port"));
+  }
+  std::string host = o_.listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  beast::error_code ec;
+  const asio::ip::address address = asio::ip::make_address(host.empty() ? "::" : host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat("listen: '", host, "' is not an IP address"));
+  }
+  for (int i = 0; i < std::max(1, o_.threads); ++i) {
+    auto w = std::make_unique<Worker>();
+    w->acceptor.emplace(w->io);
+    const tcp::endpoint ep(address, static_cast<uint16_t>(port_ != 0 ? port_ : port));
+    w->acceptor->open(ep.protocol(), ec);
+    if (!ec) w->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      const int one = 1;
+      if (::setsockopt(w->acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) !=
+          0) {
+        ec = beast::error_code(errno, beast::system_category());
+      }
+    }
+    if (!ec) w->acceptor->bind(ep, ec);
+    if (!ec) w->acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", o_.listen, ": ", ec.message()));
+    }
+    port_ = w->acceptor->local_endpoint().port();
+    workers_.push_back(std::move(w));
+  }
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    asio::co_spawn(wp->io, Accept(*wp), asio::detached);
+    wp->thread = std::thread([this, wp] {
+      for (;;) {
+        try {
+          wp->io.run();
+          return;
+        } catch (const std::exception& e) {
+          metrics_.exceptions.Increment();
+          core::log::Error("ott serving thread: unexpected error", {{"error", e.what()}});
+        } catch (...) {
+          metrics_.exceptions.Increment();
+          core::log::Error("ott serving thread: unexpected error", {});
+        }
+      }
+    });
+  }
+  started_ = true;
+  return absl::OkStatus();
+}
+
+void Proxy::Impl::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  stopping_.store(true);
+  for (auto& w : workers_) {
+    asio::post(w->io, [wp = w.get()] {
+      beast::error_code ignored;
+      if (wp->acceptor) wp->acceptor->close(ignored);
+    });
+  }
+  // Requests in flight finish; kept-alive connections end after their current request.
+  const absl::Time until = absl::Now() + o_.drain;
+  while (connections_.load() > 0 && absl::Now() < until) absl::SleepFor(absl::Milliseconds(50));
+  for (auto& w : workers_) w->io.stop();
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  blocking_.join();
+}
+
+awaitable<void> Proxy::Impl::Accept(Worker& w) {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket = co_await w.acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !w.acceptor->is_open()) co_return;
+    if (ec) {
+      // EMFILE and the like: a moment for descriptors to come back.
+      asio::steady_timer t(w.io, std::chrono::milliseconds(20));
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    beast::error_code peer_ec;
+    const tcp::endpoint peer = socket.remote_endpoint(peer_ec);
+    if (peer_ec) continue;
+    std::string source = peer.address().to_string();
+    if (peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
+      source = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).to_string();
+    }
+    std::string key = core::SourceKey(source);
+    if (state_.Banned(key)) {
+      metrics_.Refused("banned");
+      continue;
+    }
+    if (connections_.fetch_add(1) >= o_.max_connections) {
+      connections_.fetch_sub(1);
+      metrics_.Refused("connection_limit");
+      continue;
+    }
+    if (!per_source_.Acquire(key)) {
+      connections_.fetch_sub(1);
+      metrics_.Refused("source_limit");
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), peer_ec);
+    asio::co_spawn(w.io, Serve(w, std::move(socket), std::move(source), std::move(key)),
+                   asio::detached);
+  }
+}
+
+awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string source,
+                                   std::string key) {
+  metrics_.connections.Increment();
+  struct Release {
+    Impl* self;
+    const std::string& key;
+    ~Release() {
+      self->per_source_.Release(key);
+      self->connections_.fetch_sub(1);
+      self->metrics_.connections.Decrement();
+    }
+  } release{this, key};
+  ClientStream client(std::move(socket), listener_tls_);
+  try {
+    beast::error_code ec;
+    beast::get_lowest_layer(client).expires_after(Chrono(o_.header_timeout));
+    co_await client.async_handshake(ssl::stream_base::server,
+                                    asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      metrics_.Refused("tls_handshake");
+      co_return;
+    }
+    const char* sni = SSL_get_servername(client.native_handle(), TLSEXT_NAMETYPE_host_name);
+    const std::string fqdn =
+        absl::AsciiStrToLower(absl::StripSuffix(sni == nullptr ? "" : sni, "."));
+    beast::flat_buffer buf;
+    bool first = true;
+    while (!stopping_.load()) {
+      http::request_parser<http::buffer_body> parser;
+      parser.header_limit(static_cast<uint32_t>(o_.max_header_bytes));
+      parser.body_limit(o_.max_request_body_bytes);
+      beast::get_lowest_layer(client).expires_after(
+          Chrono(first ? o_.header_timeout : o_.idle_timeout));
+      co_await http::async_read_header(client, buf, parser,
+                                       asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (IsTimeout(ec)) {
+          if (buf.size() > 0 || parser.got_some()) metrics_.Refused("timeout");
+        } else if (!IsClosed(ec) && ec != asio::error::operation_aborted) {
+          metrics_.Refused("bad_request");
+          const unsigned status = ec == http::error::header_limit ? 431 : 400;
+          (void)co_await Simple(
+              client, status, 11, false, "text/plain",
+              status == 431 ? "request header too large\n" : "malformed request\n");
+        }
+        break;
+      }
+      first = false;
+      const absl::Time start = clock_.Now();
+      const std::string method(parser.get().method_string());
+      std::string path(parser.get().target().substr(0, 256));
+      path = path.substr(0, path.find('?'));
+      std::shared_ptr<const DomainEntry> entry;
+      Outcome out = co_await Handle(w, client, buf, parser, fqdn, source, entry);
+      const double seconds = absl::ToDoubleSeconds(clock_.Now() - start);
+      const std::string domain = entry != nullptr ? entry->domain.fqdn() : "unknown";
+      const std::string service = entry != nullptr ? entry->service : "none";
+      metrics_.requests
+          .Add({{"domain", domain}, {"service", service}, {"code", StatusClass(out.status)}})
+          .Increment();
+      metrics_.duration.Add({{"service", service}}, DurationBuckets()).Observe(seconds);
+      if (o_.access_log) {
+        core::log::Info("ott request", {{"source", source},
+                                        {"domain", domain},
+                                        {"service", service},
+                                        {"method", method.substr(0, 16)},
+                                        {"path", path},
+                                        {"status", absl::StrCat(out.status)},
+                                        {"bytes", absl::StrCat(out.bytes)},
+                                        {"ms", absl::StrCat(static_cast<int64_t>(seconds * 1000))},
+                                        {"account", out.account}});
+      }
+      if (!out.keep_alive) break;
+    }
+    beast::get_lowest_layer(client).expires_after(std::chrono::seconds(2));
+    co_await client.async_shutdown(asio::redirect_error(use_awaitable, ec));
+  } catch (const std::exception& e) {
+    metrics_.exceptions.Increment();
+    core::log::Error("ott connection failed", {{"source", source}, {"error", e.what()}});
+  } catch (...) {
+    metrics_.exceptions.Increment();
+    core::log::Error("ott connection failed", {{"source", source}});
+  }
+  beast::error_code ignored;
+  beast::get_lowest_layer(client).socket().close(ignored);
+}
+
+awaitable<unsigned> Proxy::Impl::Simple(ClientStream& client, unsigned status, unsigned version,
+                                        bool keep_alive, const std::string& content_type,
+                                        std::string body, Headers headers) {
+  http::response<http::string_body> res{static_cast<http::status>(status), version};
+  res.set(http::field::server, "rwg-ott");
+  res.set(http::field::content_type, content_type);
+  res.set(http::field::cache_control, "no-store");
+  res.set("X-Content-Type-Options", "nosniff");
+  for (const auto& [name, value] : headers) res.insert(name, value);
+  res.keep_alive(keep_alive);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  beast::error_code ec;
+  beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+  co_await http::async_write(client, res, asio::redirect_error(use_awaitable, ec));
+  co_return status;
+}
+
+awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf,
+                                       http::request_parser<http::buffer_body>& parser,
+                                       const std::string& fqdn, const std::string& source,
+                                       std::shared_ptr<const DomainEntry>& entry) {
+  auto& req = parser.get();
+  const unsigned version = req.version() == 10 ? 10 : 11;
+  // A request whose body is not read leaves the connection unusable.
+  const bool body_pending = !parser.is_done();
+  const bool keep = req.keep_alive() && !body_pending && !stopping_.load();
+  Outcome out;
+  auto refuse = [&](unsigned status, const char* reason, std::string text,
+                    bool count) -> awaitable<Outcome> {
+    metrics_.Refused(reason);
+    if (count) (void)state_.Refused(core::SourceKey(source), reason);
+    Outcome o;
+    o.status = co_await Simple(client, status, version, keep && status != 429, "text/plain",
+                               std::move(text));
+    o.keep_alive = keep && status != 429;
+    co_return o;
+  };
+  const std::string key = core::SourceKey(source);
+  if (state_.Banned(key)) {
+    metrics_.Refused("banned");
+    out.status = co_await Simple(client, 403, version, false, "text/plain", "forbidden\n");
+    co_return out;
+  }
+  if (!state_.AllowRequest(key)) {
+    co_return co_await refuse(429, "rate", "too many requests\n", false);
+  }
+  beast::string_view host_header = req[http::field::host];
+  absl::string_view host(host_header.data(), host_header.size());
+  if (!host.empty() && host.front() != '[') host = host.substr(0, host.find(':'));
+  if (req.count(http::field::host) != 1 || absl::AsciiStrToLower(host) != fqdn) {
+    co_return co_await refuse(421, "misdirected", "misdirected request\n", true);
+  }
+  std::shared_ptr<const Snapshot> snap = state_.Get();
+  std::shared_ptr<const DomainEntry> e = snap->FindShared(fqdn);
+  if (e == nullptr || !e->domain.enabled()) {
+    co_return co_await refuse(421, "unknown_host", "misdirected request\n", true);
+  }
+  entry = e;
+  // Request smuggling: one framing only, and only chunked as a transfer coding.
+  if (req.count(http::field::transfer_encoding) > 0 &&
+      (req.count(http::field::content_length) > 0 || !req.chunked())) {
+    co_return co_await refuse(400, "bad_request", "bad transfer-encoding\n", false);
+  }
+  absl::StatusOr<std::string> path =
+      NormalizePath(absl::string_view(req.target().data(), req.target().size()));
+  if (!path.ok()) {
+    co_return co_await refuse(400, "bad_request", absl::StrCat(path.status().message(), "\n"),
+                              true);
+  }
+  const std::string target = *path + QueryOf(req.target());
+  if (absl::StartsWith(*path, "/.rwg/")) {
+    co_return co_await LoginPage(client, buf, parser, *path, source);
+  }
+  const Access access = Classify(e->paths, *path);
+  if (access == Access::kRefused) {
+    co_return co_await refuse(404, "path", "not found\n", true);
+  }
+  std::string account;
+  if (access == Access::kAdmin) {
+    std::string cookie;
+    (void)StripOurCookie(req[http::field::cookie], &cookie);
+    std::optional<std::string> who;
+    if (!cookie.empty()) {
+      absl::StatusOr<std::optional<std::string>> s =
+          co_await Blocking([this, cookie] { return store_.SessionAccount(cookie); });
+      if (!s.ok()) {
+        out.status = co_await Simple(client, 503, version, false, "text/plain",
+                                     "rwg cannot check the session now\n");
+        co_return out;
+      }
+      who = *s;
+    }
+    snap = state_.Get();
+    if (!who.has_value() || snap->enabled_accounts.count(*who) == 0) {
+      if (req.method() == http::verb::get || req.method() == http::verb::head) {
+        out.status =
+            co_await Simple(client, 303, version, keep, "text/plain", "rwg login required\n",
+                            Redirect(absl::StrCat(kLoginPath, "?next=", UrlEncode(target))));
+      } else {
+        out.status =
+            co_await Simple(client, 401, version, keep, "text/plain", "rwg login required\n");
+      }
+      out.keep_alive = keep;
+      co_return out;
+    }
+    account = *who;
+  }
+  co_return co_await Forward(w, client, buf, parser, *e, target, source, std::move(account));
+}
+
+awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buffer& buf,
+                                          http::request_parser<http::buffer_body>& parser,
+                                          const std::string& path, const std::string& source) {
+  auto& req = parser.get();
+  const unsigned version = req.version() == 10 ? 10 : 11;
+  Outcome out;
+  const std::string key = core::SourceKey(source);
+  const std::string next_param = [&] {
+    const std::string q = QueryOf(req.target());
+    for (const auto& [k, v] : ParseForm(absl::string_view(q).substr(q.empty() ? 0 : 1))) {
+      if (k == "next") return SafeNext(v);
+    }
+    return std::string("/");
+  }();
+  if (path == kLoginPath && (req.method() == http::verb::get || req.method() == http::verb::head)) {
+    out.keep_alive = req.keep_alive() && parser.is_done();
+    out.status = co_await Simple(client, 200, version, out.keep_alive, "text/html; charset=utf-8",
+                                 LoginHtml(next_param, ""), LoginPageHeaders());
+    co_return out;
+  }
+  if ((path != kLoginPath && path != kLogoutPath) || req.method() != http::verb::post) {
+    metrics_.Refused("path");
+    out.status = co_await Simple(client, 404, version, false, "text/plain", "not found\n");
+    co_return out;
+  }
+  // A small form: read it whole.
+  std::string body;
+  std::array<char, 4096> chunk{};
+  beast::error_code ec;
+  while (!parser.is_done()) {
+    req.body().data = chunk.data();
+    req.body().size = chunk.size();
+    beast::get_lowest_layer(client).expires_after(Chrono(o_.header_timeout));
+    co_await http::async_read(client, buf, parser, asio::redirect_error(use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) co_return out;
+    body.append(chunk.data(), chunk.size() - req.body().size);
+    if (body.size() > 4096) {
+      metrics_.Refused("bad_request");
+      out.status = co_await Simple(client, 413, version, false, "text/plain", "form too large\n");
+      co_return out;
+    }
+  }
+  const bool keep = req.keep_alive() && !stopping_.load();
+  if (path == kLogoutPath) {
+    std::string cookie;
+    (void)StripOurCookie(req[http::field::cookie], &cookie);
+    if (!cookie.empty()) {
+      (void)co_await Blocking([this, cookie] { return store_.DeleteSession(cookie); });
+    }
+    out.keep_alive = keep;
+    out.status =
+        co_await Simple(client, 303, version, keep, "text/plain", "logged out\n",
+                        RedirectWithCookie(kLoginPath, absl::StrCat(kCookie,
+                                                                    "=; Path=/; Secure; HttpOnly; "
+                                                                    "SameSite=Lax; Max-Age=0")));
+    co_return out;
+  }
+  const auto form = ParseForm(body);
+  const std::string name = FormValue(form, "name");
+  const std::string password = FormValue(form, "password");
+  const std::string next = SafeNext(FormValue(form, "next"));
+  const LoginPolicy policy = o_.login;
+  absl::StatusOr<LoginResult> result = co_await Blocking(
+      [this, name, password, policy] { return store_.Login(name, password, policy); });
+  if (!result.ok()) {
+    metrics_.logins.Add({{"result", "error"}}).Increment();
+    out.status = co_await Simple(client, 503, version, false, "text/plain",
+                                 "rwg cannot check the login now\n");
+    co_return out;
+  }
+  if (*result == LoginResult::kOk) {
+    absl::StatusOr<std::string> cookie = co_await Blocking(
+        [this, name, policy] { return store_.CreateSession(name, policy.session); });
+    if (!cookie.ok()) {
+      metrics_.logins.Add({{"result", "error"}}).Increment();
+      out.status = co_await Simple(client, 503, version, false, "text/plain",
+                                   "rwg cannot open a session now\n");
+      co_return out;
+    }
+    metrics_.logins.Add({{"result", "ok"}}).Increment();
+    core::log::Info("ott login", {{"source", source}, {"account", name}});
+    out.account = name;
+    out.keep_alive = keep;
+    out.status = co_await Simple(
+        client, 303, version, keep, "text/plain", "logged in\n",
+        RedirectWithCookie(next, absl::StrCat(kCookie, "=", *cookie,
+                                              "; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=",
+                                              absl::ToInt64Seconds(policy.session))));
+    co_return out;
+  }
+  const char* result_name = *result == LoginResult::kLocked     ? "locked"
+                            : *result == LoginResult::kDisabled ? "disabled"
+                                                                : "bad_credentials";
+  metrics_.logins.Add({{"result", result_name}}).Increment();
+  metrics_.Refused("login_failed");
+  (void)state_.Refused(key, "login");
+  core::log::Info("ott login refused",
+                  {{"source", source}, {"account", name.substr(0, 64)}, {"result", result_name}});
+  out.keep_alive = keep;
+  out.status = co_await Simple(client, 401, version, keep, "text/html; charset=utf-8",
+                               LoginHtml(next,
+                                         "The name or the password is wrong, or the "
+                                         "account is locked for a while."),
+                               LoginPageHeaders());
+  co_return out;
+}
+
+std::shared_ptr<ssl::context> Proxy::Impl::BackendTls(const std::string& ca_file,
+                                                      std::string* error) {
+  absl::MutexLock lock(&tls_mu_);
+  auto it = backend_tls_.find(ca_file);
+  if (it != backend_tls_.end()) return it->second;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  ctx->set_verify_mode(ssl::verify_peer);
+  beast::error_code ec;
+  if (ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    ctx->load_verify_file(ca_file, ec);
+  }
+  if (ec) {
+    *error = absl::StrCat("backend.ca_file '", ca_file, "': ", ec.message());
+    return nullptr;
+  }
+  backend_tls_[ca_file] = ctx;
+  return ctx;
+}
+
+std::unique_ptr<Upstream> Proxy::Impl::TakeIdle(Worker& w, const std::string& key) {
+  auto it = w.idle.find(key);
+  if (it == w.idle.end()) return nullptr;
+  const absl::Time now = clock_.Now();
+  while (!it->second.empty()) {
+    std::unique_ptr<Upstream> up = std::move(it->second.back());
+    it->second.pop_back();
+    if (now - up->idle_since < o_.backend_idle_timeout) {
+      up->reused = true;
+      return up;
+    }
+  }
+  return nullptr;
+}
+
+void Proxy::Impl::GiveBack(Worker& w, std::unique_ptr<Upstream> up) {
+  if (stopping_.load()) return;
+  std::vector<std::unique_ptr<Upstream>>& list = w.idle[up->key];
+  if (list.size() >= o_.max_idle_backend_connections) list.erase(list.begin());
+  up->idle_since = clock_.Now();
+  up->lowest().expires_never();
+  list.push_back(std::move(up));
+}
+
+awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const DomainEntry& entry,
+                                                          const std::string& key,
+                                                          std::string* reason) {
+  const pb::Backend& b = entry.domain.backend();
+  const uint16_t port = static_cast<uint16_t>(b.port() != 0 ? b.port() : (b.tls() ? 443 : 80));
+  beast::error_code ec;
+  tcp::resolver resolver(w.io);
+  auto endpoints = co_await resolver.async_resolve(b.host(), std::to_string(port),
+                                                   asio::redirect_error(use_awaitable, ec));
+  if (ec) {
+    *reason = "connect";
+    co_return nullptr;
+  }
+  auto up = std::make_unique<Upstream>();
+  up->key = key;
+  std::shared_ptr<ssl::context> tls;
+  if (b.tls()) {
+    std::string error;
+    tls = BackendTls(b.ca_file(), &error);
+    if (tls == nullptr) {
+      core::log::Warn("ott backend TLS", {{"domain", entry.domain.fqdn()}, {"error", error}});
+      *reason = "tls";
+      co_return nullptr;
+    }
+    up->tls.emplace(w.io, *tls);
+  } else {
+    up->plain.emplace(w.io);
+  }
+  up->lowest().expires_after(Chrono(o_.backend_connect_timeout));
+  co_await up->lowest().async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
+  if (ec) {
+    *reason = IsTimeout(ec) ? "connect_timeout" : "connect";
+    co_return nullptr;
+  }
+  up->lowest().socket().set_option(tcp::no_delay(true), ec);
+  if (up->tls) {
+    const std::string name = b.server_name().empty() ? b.host() : b.server_name();
+    SSL_set_tlsext_host_name(up->tls->native_handle(), name.c_str());
+    up->tls->set_verify_callback(ssl::host_name_verification(name));
+    co_await up->tls->async_handshake(ssl::stream_base::client,
+                                      asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      core::log::Warn("ott backend TLS handshake failed",
+                      {{"domain", entry.domain.fqdn()}, {"error", ec.message()}});
+      *reason = "tls";
+      co_return nullptr;
+    }
+  }
+  co_return up;
+}
+
+namespace {
+
+// Copies what `from` gives to `to` until either fails; `leftover` (already read) goes first.
+template <class From, class To>
+awaitable<void> Pump(From& from, To& to, beast::flat_buffer& leftover, beast::tcp_stream& timer,
+                     absl::Duration idle) {
+  beast::error_code ec;
+  if (leftover.size() > 0) {
+    co_await asio::async_write(to, leftover.data(), asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    leftover.consume(leftover.size());
+  }
+  std::array<char, 16384> b{};
+  for (;;) {
+    timer.expires_after(Chrono(idle));
+    const size_t n =
+        co_await from.async_read_some(asio::buffer(b), asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+    co_await asio::async_write(to, asio::buffer(b.data(), n),
+                               asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+  }
+}
+
+}  // namespace
+
+awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::flat_buffer& buf,
+                                        http::request_parser<http::buffer_body>& parser,
+                                        const DomainEntry& entry, const std::string& target,
+                                        const std::string& source, std::string account) {
+  auto& req = parser.get();
+  const unsigned version = req.version() == 10 ? 10 : 11;
+  const std::string& fqdn = entry.domain.fqdn();
+  Outcome out;
+  out.account = std::move(account);
+  const bool websocket = beast::websocket::is_upgrade(req);
+  // The request as the application gets it.
+  http::request<http::buffer_body> up_req;
+  up_req.method(req.method());
+  if (req.method() == http::verb::unknown) up_req.method_string(req.method_string());
+  up_req.target(target);
+  up_req.version(11);
+  const std::vector<std::string> named = ConnectionTokens(req[http::field::connection]);
+  for (const auto& f : req) {
+    if (DroppedRequestField(f.name(), f.name_string())) continue;
+    if (!named.empty()) {
+      const std::string lower =
+          absl::AsciiStrToLower(absl::string_view(f.name_string().data(), f.name_string().size()));
+      if (std::find(named.begin(), named.end(), lower) != named.end() &&
+          lower != "content-length" && lower != "transfer-encoding") {
+        continue;
+      }
+    }
+    up_req.insert(f.name_string(), f.value());
+  }
+  up_req.set(http::field::host, fqdn);
+  if (req.count(http::field::cookie) > 0) {
+    std::string cookies;
+    for (const auto& f : req) {
+      if (f.name() != http::field::cookie) continue;
+      std::string kept = StripOurCookie(f.value(), nullptr);
+      if (kept.empty()) continue;
+      if (!cookies.empty()) cookies += "; ";
+      cookies += kept;
+    }
+    if (!cookies.empty()) up_req.set(http::field::cookie, cookies);
+  }
+  up_req.set("X-Forwarded-For", source);
+  up_req.set("X-Forwarded-Proto", "https");
+  up_req.set("X-Forwarded-Host", fqdn);
+  const bool v6 = source.find(':') != std::string::npos;
+  up_req.set(http::field::forwarded,
+             absl::StrCat("for=", v6 ? absl::StrCat("\"[", source, "]\"") : source,
+                          ";proto=https;host=", fqdn));
+  if (websocket) {
+    up_req.set(http::field::connection, "Upgrade");
+    up_req.set(http::field::upgrade, req[http::field::upgrade]);
+  }
+  const bool has_body = !parser.is_done();
+  const std::string key = absl::StrCat(
+      entry.domain.backend().host(), ":", entry.domain.backend().port(), ":",
+      entry.domain.backend().tls() ? "tls:" : "plain:", entry.domain.backend().ca_file(), ":",
+      entry.domain.backend().server_name());
+  auto fail = [&](unsigned status, const char* reason) -> awaitable<Outcome> {
+    metrics_.backend_errors.Add({{"domain", fqdn}, {"reason", reason}}).Increment();
+    Outcome o;
+    o.account = out.account;
+    o.status = co_await Simple(
+        client, status, version, false, "text/plain",
+        status == 504
+            ? absl::StrCat("504 the application behind ", fqdn, " did not answer in time\n")
+            : absl::StrCat("502 the application behind ", fqdn, " did not answer\n"));
+    co_return o;
+  };
+  beast::error_code ec;
+  std::unique_ptr<Upstream> up;
+  std::optional<http::response_parser<http::buffer_body>> rp;
+  // A kept-alive connection the application closed meanwhile fails at once: the request goes
+  // again on a new one when nothing of its body has been read.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    up = websocket ? nullptr : TakeIdle(w, key);
+    if (up == nullptr) {
+      std::string reason;
+      up = co_await Connect(w, entry, key, &reason);
+      if (up == nullptr)
+        co_return co_await fail(reason == "connect_timeout" ? 504 : 502, reason.c_str());
+    }
+    const bool reused = up->reused;
+    http::request_serializer<http::buffer_body> sr{up_req};
+    up_req.body().data = nullptr;
+    up_req.body().size = 0;
+    up_req.body().more = has_body;
+    std::array<char, 16384> chunk{};
+    auto write_up = [&](auto& stream) -> awaitable<beast::error_code> {
+      beast::error_code wec;
+      up->lowest().expires_after(Chrono(o_.backend_timeout));
+      co_await http::async_write_header(stream, sr, asio::redirect_error(use_awaitable, wec));
+      if (wec) co_return wec;
+      while (has_body && !parser.is_done()) {
+        req.body().data = chunk.data();
+        req.body().size = chunk.size();
+        beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+        co_await http::async_read(client, buf, parser, asio::redirect_error(use_awaitable, wec));
+        if (wec == http::error::need_buffer) wec = {};
+        if (wec) co_return beast::error_code(http::error::partial_message);
+        up_req.body().data = chunk.data();
+        up_req.body().size = chunk.size() - req.body().size;
+        up_req.body().more = !parser.is_done();
+        up->lowest().expires_after(Chrono(o_.backend_timeout));
+        co_await http::async_write(stream, sr, asio::redirect_error(use_awaitable, wec));
+        if (wec == http::error::need_buffer) wec = {};
+        if (wec) co_return wec;
+      }
+      if (has_body && !sr.is_done()) {
+        up_req.body().data = nullptr;
+        up_req.body().size = 0;
+        up_req.body().more = false;
+        co_await http::async_write(stream, sr, asio::redirect_error(use_awaitable, wec));
+        if (wec == http::error::need_buffer) wec = {};
+      }
+      co_return wec;
+    };
+    ec = up->tls ? co_await write_up(*up->tls) : co_await write_up(*up->plain);
+    if (ec == http::error::partial_message) {
+      // The client stopped sending its body.
+      co_return out;
+    }
+    if (ec) {
+      if (reused && !has_body) continue;
+      co_return co_await fail(IsTimeout(ec) ? 504 : 502, IsTimeout(ec) ? "timeout" : "protocol");
+    }
+    rp.emplace();
+    rp->body_limit(boost::none);
+    rp->header_limit(64 * 1024);
+    if (req.method() == http::verb::head) rp->skip(true);
+    up->lowest().expires_after(Chrono(o_.backend_timeout));
+    if (up->tls) {
+      co_await http::async_read_header(*up->tls, up->buffer, *rp,
+                                       asio::redirect_error(use_awaitable, ec));
+    } else {
+      co_await http::async_read_header(*up->plain, up->buffer, *rp,
+                                       asio::redirect_error(use_awaitable, ec));
+    }
+    if (ec && reused && !has_body && !rp->got_some() && IsClosed(ec)) continue;
+    break;
+  }
+  if (ec) {
+    co_return co_await fail(IsTimeout(ec) ? 504 : 502, IsTimeout(ec) ? "timeout" : "protocol");
+  }
+  auto& res = rp->get();
+  // The answer as the client gets it.
+  http::response<http::buffer_body> down;
+  down.result(res.result_int());
+  down.reason(res.reason());
+  down.version(version);
+  for (const auto& f : res) {
+    if (DroppedResponseField(f.name())) continue;
+    down.insert(f.name_string(), f.value());
+  }
+  if (websocket && res.result() == http::status::switching_protocols) {
+    down.set(http::field::connection, "Upgrade");
+    down.set(http::field::upgrade, res[http::field::upgrade]);
+    http::response<http::empty_body> head{down.base()};
+    head.set(http::field::connection, "Upgrade");
+    beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+    http::response_serializer<http::empty_body> hs{head};
+    co_await http::async_write_header(client, hs, asio::redirect_error(use_awaitable, ec));
+    out.status = 101;
+    if (ec) co_return out;
+    metrics_.websockets.Increment();
+    // Both directions at once; the one that ends first closes both, then waits for the other.
+    asio::steady_timer done(w.io, std::chrono::steady_clock::time_point::max());
+    bool other_done = false;
+    Upstream* u = up.get();
+    auto upward = [&]() -> awaitable<void> {
+      try {
+        if (u->tls) {
+          co_await Pump(client, *u->tls, buf, beast::get_lowest_layer(client),
+                        o_.websocket_idle_timeout);
+        } else {
+          co_await Pump(client, *u->plain, buf, beast::get_lowest_layer(client),
+                        o_.websocket_idle_timeout);
+        }
+      } catch (...) {
+      }
+      other_done = true;
+      done.cancel();
+    };
+    asio::co_spawn(w.io, upward(), asio::detached);
+    try {
+      if (u->tls) {
+        co_await Pump(*u->tls, client, u->buffer, u->lowest(), o_.websocket_idle_timeout);
+      } else {
+        co_await Pump(*u->plain, client, u->buffer, u->lowest(), o_.websocket_idle_timeout);
+      }
+    } catch (...) {
+    }
+    beast::error_code ignored;
+    beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    u->lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(client).cancel();
+    u->lowest().cancel();
+    if (!other_done) co_await done.async_wait(asio::redirect_error(use_awaitable, ignored));
+    metrics_.websockets.Decrement();
+    co_return out;
+  }
+  const bool body_expected = !rp->is_done();
+  if (body_expected && !res.has_content_length() && !res.chunked()) {
+    // Read until the application closes: chunked to an HTTP/1.1 client, else close.
+    if (version == 11) {
+      down.chunked(true);
+    }
+  }
+  const bool client_keep = req.keep_alive() && parser.is_done() && !stopping_.load() &&
+                           (version == 11 || res.has_content_length() || !body_expected);
+  down.keep_alive(client_keep);
+  http::response_serializer<http::buffer_body> ds{down};
+  down.body().data = nullptr;
+  down.body().size = 0;
+  down.body().more = body_expected;
+  beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+  co_await http::async_write_header(client, ds, asio::redirect_error(use_awaitable, ec));
+  out.status = res.result_int();
+  if (ec) co_return out;
+  std::array<char, 16384> chunk{};
+  while (body_expected && !rp->is_done()) {
+    res.body().data = chunk.data();
+    res.body().size = chunk.size();
+    up->lowest().expires_after(Chrono(o_.backend_timeout));
+    if (up->tls) {
+      co_await http::async_read(*up->tls, up->buffer, *rp, asio::redirect_error(use_awaitable, ec));
+    } else {
+      co_await http::async_read(*up->plain, up->buffer, *rp,
+                                asio::redirect_error(use_awaitable, ec));
+    }
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      metrics_.backend_errors
+          .Add({{"domain", fqdn}, {"reason", IsTimeout(ec) ? "timeout" : "protocol"}})
+          .Increment();
+      co_return out;  // cut mid-body: the client sees the connection close
+    }
+    down.body().data = chunk.data();
+    down.body().size = chunk.size() - res.body().size;
+    down.body().more = !rp->is_done();
+    out.bytes += down.body().size;
+    beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+    co_await http::async_write(client, ds, asio::redirect_error(use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) co_return out;
+  }
+  if (body_expected && !ds.is_done()) {
+    down.body().data = nullptr;
+    down.body().size = 0;
+    down.body().more = false;
+    co_await http::async_write(client, ds, asio::redirect_error(use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) co_return out;
+  }
+  if (res.keep_alive() && rp->is_done() && !websocket) GiveBack(w, std::move(up));
+  out.keep_alive = client_keep;
+  co_return out;
+}
+
+Proxy::Proxy(ProxyOptions options, OttState& state, OttStore& store, core::Clock& clock,
+             prometheus::Registry& registry)
+    : impl_(std::make_unique<Impl>(std::move(options), state, store, clock, registry)) {}
+Proxy::~Proxy() = default;
+absl::Status Proxy::Start() { return impl_->Start(); }
+void Proxy::Stop() { impl_->Stop(); }
+int Proxy::port() const { return impl_->port(); }
+
+}  // namespace rwg::ott
