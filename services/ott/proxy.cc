@@ -34,6 +34,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <chrono>
 #include <exception>
+#include <limits>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -386,12 +387,13 @@ class Proxy::Impl {
   void GiveBack(Worker& w, std::unique_ptr<Upstream> up);
   std::shared_ptr<ssl::context> BackendTls(const std::string& ca_file, std::string* error);
 
-  // Runs `f` on the blocking pool; the coroutine resumes on its own thread.
+  // Runs `f` on the blocking pool; the coroutine resumes on its own thread. Not a coroutine
+  // itself: GCC 12 destroys a coroutine's by-value parameters twice once moved from.
   template <class F>
-  awaitable<std::invoke_result_t<F>> Blocking(F f) {
+  awaitable<std::invoke_result_t<F>> Blocking(const F& f) {
     using R = std::invoke_result_t<F>;
-    co_return co_await asio::co_spawn(
-        blocking_, [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); }, use_awaitable);
+    return asio::co_spawn(
+        blocking_, [f]() mutable -> awaitable<R> { co_return f(); }, use_awaitable);
   }
 
   ProxyOptions o_;
@@ -598,9 +600,8 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
         } else if (!IsClosed(ec) && ec != asio::error::operation_aborted) {
           metrics_.Refused("bad_request");
           const unsigned status = ec == http::error::header_limit ? 431 : 400;
-          (void)co_await Simple(
-              client, status, 11, false, "text/plain",
-              status == 431 ? "request header too large\n" : "malformed request\n");
+          std::string text = status == 431 ? "request header too large\n" : "malformed request\n";
+          (void)co_await Simple(client, status, 11, false, "text/plain", std::move(text));
         }
         break;
       }
@@ -728,8 +729,10 @@ awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::f
     (void)StripOurCookie(req[http::field::cookie], &cookie);
     std::optional<std::string> who;
     if (!cookie.empty()) {
-      absl::StatusOr<std::optional<std::string>> s =
-          co_await Blocking([this, cookie] { return store_.SessionAccount(cookie); });
+      // Lambdas are named, never temporaries of a co_await expression: GCC 12 destroys such
+      // temporaries twice.
+      const auto check = [this, cookie] { return store_.SessionAccount(cookie); };
+      absl::StatusOr<std::optional<std::string>> s = co_await Blocking(check);
       if (!s.ok()) {
         out.status = co_await Simple(client, 503, version, false, "text/plain",
                                      "rwg cannot check the session now\n");
@@ -803,7 +806,8 @@ awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buff
     std::string cookie;
     (void)StripOurCookie(req[http::field::cookie], &cookie);
     if (!cookie.empty()) {
-      (void)co_await Blocking([this, cookie] { return store_.DeleteSession(cookie); });
+      const auto end = [this, cookie] { return store_.DeleteSession(cookie); };
+      (void)co_await Blocking(end);
     }
     out.keep_alive = keep;
     out.status =
@@ -818,8 +822,10 @@ awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buff
   const std::string password = FormValue(form, "password");
   const std::string next = SafeNext(FormValue(form, "next"));
   const LoginPolicy policy = o_.login;
-  absl::StatusOr<LoginResult> result = co_await Blocking(
-      [this, name, password, policy] { return store_.Login(name, password, policy); });
+  const auto login = [this, name, password, policy] {
+    return store_.Login(name, password, policy);
+  };
+  absl::StatusOr<LoginResult> result = co_await Blocking(login);
   if (!result.ok()) {
     metrics_.logins.Add({{"result", "error"}}).Increment();
     out.status = co_await Simple(client, 503, version, false, "text/plain",
@@ -827,8 +833,8 @@ awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buff
     co_return out;
   }
   if (*result == LoginResult::kOk) {
-    absl::StatusOr<std::string> cookie = co_await Blocking(
-        [this, name, policy] { return store_.CreateSession(name, policy.session); });
+    const auto open = [this, name, policy] { return store_.CreateSession(name, policy.session); };
+    absl::StatusOr<std::string> cookie = co_await Blocking(open);
     if (!cookie.ok()) {
       metrics_.logins.Add({{"result", "error"}}).Increment();
       out.status = co_await Simple(client, 503, version, false, "text/plain",
@@ -1043,18 +1049,20 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       entry.domain.backend().host(), ":", entry.domain.backend().port(), ":",
       entry.domain.backend().tls() ? "tls:" : "plain:", entry.domain.backend().ca_file(), ":",
       entry.domain.backend().server_name());
+  beast::error_code ec;
   auto fail = [&](unsigned status, const char* reason) -> awaitable<Outcome> {
     metrics_.backend_errors.Add({{"domain", fqdn}, {"reason", reason}}).Increment();
+    core::log::Warn("ott application did not answer",
+                    {{"domain", fqdn}, {"reason", reason}, {"error", ec ? ec.message() : ""}});
     Outcome o;
     o.account = out.account;
-    o.status = co_await Simple(
-        client, status, version, false, "text/plain",
-        status == 504
-            ? absl::StrCat("504 the application behind ", fqdn, " did not answer in time\n")
-            : absl::StrCat("502 the application behind ", fqdn, " did not answer\n"));
+    // Built before the co_await: GCC 12 destroys class temporaries of a conditional expression
+    // inside a co_await expression twice.
+    std::string text = absl::StrCat(status, " the application behind ", fqdn, " did not answer",
+                                    status == 504 ? " in time\n" : "\n");
+    o.status = co_await Simple(client, status, version, false, "text/plain", std::move(text));
     co_return o;
   };
-  beast::error_code ec;
   std::unique_ptr<Upstream> up;
   std::optional<http::response_parser<http::buffer_body>> rp;
   // A kept-alive connection the application closed meanwhile fails at once: the request goes
@@ -1102,7 +1110,12 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       }
       co_return wec;
     };
-    ec = up->tls ? co_await write_up(*up->tls) : co_await write_up(*up->plain);
+    // (Not a conditional expression: GCC 12 evaluates co_await operands of ?: wrongly.)
+    if (up->tls) {
+      ec = co_await write_up(*up->tls);
+    } else {
+      ec = co_await write_up(*up->plain);
+    }
     if (ec == http::error::partial_message) {
       // The client stopped sending its body.
       co_return out;
@@ -1112,7 +1125,9 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       co_return co_await fail(IsTimeout(ec) ? 504 : 502, IsTimeout(ec) ? "timeout" : "protocol");
     }
     rp.emplace();
-    rp->body_limit(boost::none);
+    // No limit (boost::none would be one of 0 in Beast 1.74: it compares a length with the
+    // empty optional).
+    rp->body_limit(std::numeric_limits<std::uint64_t>::max());
     rp->header_limit(64 * 1024);
     if (req.method() == http::verb::head) rp->skip(true);
     up->lowest().expires_after(Chrono(o_.backend_timeout));
