@@ -28,10 +28,13 @@ void CommonConfig::RegisterRedis(Options& o) {
 
 void CommonConfig::RegisterSecretKey(Options& o, const std::string& help) {
   o.Add("secret-key-file", secret_key_file, help)->required();
+  has_secret_key = true;
 }
 
 absl::Status CommonConfig::Validate() const {
-  if (secret_key_file.empty()) return OptionError("secret-key-file", "must name a file");
+  if (has_secret_key && secret_key_file.empty()) {
+    return OptionError("secret-key-file", "must name a file");
+  }
   return absl::OkStatus();
 }
 

@@ -45,6 +45,8 @@ struct CommonConfig {
   std::string redis_address = "127.0.0.1:6379";
   std::string redis_password_file;
   std::string secret_key_file;
+  // Whether the service has an at-rest key (RegisterSecretKey was called).
+  bool has_secret_key = false;
 
   // --redis-address and --redis-password-file.
   void RegisterRedis(Options& options);

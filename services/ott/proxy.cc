@@ -74,6 +74,8 @@ void ConfigureServerTls(SSL_CTX* ctx) {
 namespace {
 
 const std::string kCookie = "__Host-rwg-ott";
+// The chunk of a body relayed at once.
+constexpr size_t kScratch = size_t{32} * 1024;
 const std::string kLoginPath = "/.rwg/login";
 const std::string kLogoutPath = "/.rwg/logout";
 
@@ -367,12 +369,12 @@ class Proxy::Impl {
   static int OnServerName(SSL* ssl, int* alert, void* arg);
   awaitable<void> Accept(Worker& w);
   awaitable<void> Serve(Worker& w, tcp::socket socket, std::string source, std::string key);
-  awaitable<Outcome> Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf,
+  awaitable<Outcome> Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf, char* scratch,
                             http::request_parser<http::buffer_body>& parser,
                             const std::string& fqdn, const std::string& source,
                             std::shared_ptr<const DomainEntry>& entry);
   awaitable<Outcome> Forward(Worker& w, ClientStream& client, beast::flat_buffer& buf,
-                             http::request_parser<http::buffer_body>& parser,
+                             char* scratch, http::request_parser<http::buffer_body>& parser,
                              const DomainEntry& entry, const std::string& target,
                              const std::string& source, std::string account);
   awaitable<Outcome> LoginPage(ClientStream& client, beast::flat_buffer& buf,
@@ -585,6 +587,10 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
     const std::string fqdn =
         absl::AsciiStrToLower(absl::StripSuffix(sni == nullptr ? "" : sni, "."));
     beast::flat_buffer buf;
+    buf.reserve(16384);  // Beast reads what the buffer's capacity leaves (512 bytes at first)
+    // Bodies cross through this, the request's then the answer's (not zero-filled: each chunk
+    // is written before it is read).
+    std::unique_ptr<char[]> scratch(new char[kScratch]);
     bool first = true;
     while (!stopping_.load()) {
       http::request_parser<http::buffer_body> parser;
@@ -611,7 +617,7 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
       std::string path(parser.get().target().substr(0, 256));
       path = path.substr(0, path.find('?'));
       std::shared_ptr<const DomainEntry> entry;
-      Outcome out = co_await Handle(w, client, buf, parser, fqdn, source, entry);
+      Outcome out = co_await Handle(w, client, buf, scratch.get(), parser, fqdn, source, entry);
       const double seconds = absl::ToDoubleSeconds(clock_.Now() - start);
       const std::string domain = entry != nullptr ? entry->domain.fqdn() : "unknown";
       const std::string service = entry != nullptr ? entry->service : "none";
@@ -664,6 +670,7 @@ awaitable<unsigned> Proxy::Impl::Simple(ClientStream& client, unsigned status, u
 }
 
 awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf,
+                                       char* scratch,
                                        http::request_parser<http::buffer_body>& parser,
                                        const std::string& fqdn, const std::string& source,
                                        std::shared_ptr<const DomainEntry>& entry) {
@@ -755,7 +762,8 @@ awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::f
     }
     account = *who;
   }
-  co_return co_await Forward(w, client, buf, parser, *e, target, source, std::move(account));
+  co_return co_await Forward(w, client, buf, scratch, parser, *e, target, source,
+                             std::move(account));
 }
 
 awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buffer& buf,
@@ -909,7 +917,7 @@ std::unique_ptr<Upstream> Proxy::Impl::TakeIdle(Worker& w, const std::string& ke
 void Proxy::Impl::GiveBack(Worker& w, std::unique_ptr<Upstream> up) {
   if (stopping_.load()) return;
   std::vector<std::unique_ptr<Upstream>>& list = w.idle[up->key];
-  if (list.size() >= o_.max_idle_backend_connections) list.erase(list.begin());
+  if (list.size() >= o_.max_idle_backend_connections) return;  // closed
   up->idle_since = clock_.Now();
   up->lowest().expires_never();
   list.push_back(std::move(up));
@@ -930,6 +938,7 @@ awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const Domai
   }
   auto up = std::make_unique<Upstream>();
   up->key = key;
+  up->buffer.reserve(kScratch);  // the answer's header and first bytes in one read
   std::shared_ptr<ssl::context> tls;
   if (b.tls()) {
     std::string error;
@@ -993,6 +1002,7 @@ awaitable<void> Pump(From& from, To& to, beast::flat_buffer& leftover, beast::tc
 }  // namespace
 
 awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::flat_buffer& buf,
+                                        char* scratch,
                                         http::request_parser<http::buffer_body>& parser,
                                         const DomainEntry& entry, const std::string& target,
                                         const std::string& source, std::string account) {
@@ -1045,10 +1055,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     up_req.set(http::field::upgrade, req[http::field::upgrade]);
   }
   const bool has_body = !parser.is_done();
-  const std::string key = absl::StrCat(
-      entry.domain.backend().host(), ":", entry.domain.backend().port(), ":",
-      entry.domain.backend().tls() ? "tls:" : "plain:", entry.domain.backend().ca_file(), ":",
-      entry.domain.backend().server_name());
+  const std::string& key = entry.backend_key;
   beast::error_code ec;
   auto fail = [&](unsigned status, const char* reason) -> awaitable<Outcome> {
     metrics_.backend_errors.Add({{"domain", fqdn}, {"reason", reason}}).Increment();
@@ -1072,29 +1079,29 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     if (up == nullptr) {
       std::string reason;
       up = co_await Connect(w, entry, key, &reason);
-      if (up == nullptr)
+      if (up == nullptr) {
         co_return co_await fail(reason == "connect_timeout" ? 504 : 502, reason.c_str());
+      }
     }
     const bool reused = up->reused;
     http::request_serializer<http::buffer_body> sr{up_req};
     up_req.body().data = nullptr;
     up_req.body().size = 0;
     up_req.body().more = has_body;
-    std::array<char, 16384> chunk{};
     auto write_up = [&](auto& stream) -> awaitable<beast::error_code> {
       beast::error_code wec;
       up->lowest().expires_after(Chrono(o_.backend_timeout));
       co_await http::async_write_header(stream, sr, asio::redirect_error(use_awaitable, wec));
       if (wec) co_return wec;
       while (has_body && !parser.is_done()) {
-        req.body().data = chunk.data();
-        req.body().size = chunk.size();
+        req.body().data = scratch;
+        req.body().size = kScratch;
         beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
         co_await http::async_read(client, buf, parser, asio::redirect_error(use_awaitable, wec));
         if (wec == http::error::need_buffer) wec = {};
         if (wec) co_return beast::error_code(http::error::partial_message);
-        up_req.body().data = chunk.data();
-        up_req.body().size = chunk.size() - req.body().size;
+        up_req.body().data = scratch;
+        up_req.body().size = kScratch - req.body().size;
         up_req.body().more = !parser.is_done();
         up->lowest().expires_after(Chrono(o_.backend_timeout));
         co_await http::async_write(stream, sr, asio::redirect_error(use_awaitable, wec));
@@ -1197,7 +1204,9 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     u->lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
     beast::get_lowest_layer(client).cancel();
     u->lowest().cancel();
-    if (!other_done) co_await done.async_wait(asio::redirect_error(use_awaitable, ignored));
+    if (!other_done) {
+      co_await done.async_wait(asio::redirect_error(use_awaitable, ignored));
+    }
     metrics_.websockets.Decrement();
     co_return out;
   }
@@ -1215,14 +1224,17 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   down.body().data = nullptr;
   down.body().size = 0;
   down.body().more = body_expected;
-  beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
-  co_await http::async_write_header(client, ds, asio::redirect_error(use_awaitable, ec));
-  out.status = res.result_int();
-  if (ec) co_return out;
-  std::array<char, 16384> chunk{};
+  if (!body_expected) {
+    beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+    co_await http::async_write_header(client, ds, asio::redirect_error(use_awaitable, ec));
+    out.status = res.result_int();
+    if (ec) co_return out;
+  }
+  // With a body, the header goes out with its first chunk (one TLS record for a small answer).
+  bool sent = !body_expected;
   while (body_expected && !rp->is_done()) {
-    res.body().data = chunk.data();
-    res.body().size = chunk.size();
+    res.body().data = scratch;
+    res.body().size = kScratch;
     up->lowest().expires_after(Chrono(o_.backend_timeout));
     if (up->tls) {
       co_await http::async_read(*up->tls, up->buffer, *rp, asio::redirect_error(use_awaitable, ec));
@@ -1232,17 +1244,24 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     }
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
+      // Nothing sent yet: the client gets an answer that says so; else the connection closes
+      // mid-body.
+      if (!sent) {
+        co_return co_await fail(IsTimeout(ec) ? 504 : 502, IsTimeout(ec) ? "timeout" : "protocol");
+      }
       metrics_.backend_errors
           .Add({{"domain", fqdn}, {"reason", IsTimeout(ec) ? "timeout" : "protocol"}})
           .Increment();
-      co_return out;  // cut mid-body: the client sees the connection close
+      co_return out;
     }
-    down.body().data = chunk.data();
-    down.body().size = chunk.size() - res.body().size;
+    down.body().data = scratch;
+    down.body().size = kScratch - res.body().size;
     down.body().more = !rp->is_done();
     out.bytes += down.body().size;
     beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
     co_await http::async_write(client, ds, asio::redirect_error(use_awaitable, ec));
+    sent = true;
+    out.status = res.result_int();
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return out;
   }

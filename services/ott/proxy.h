@@ -31,7 +31,7 @@ struct ProxyOptions {
   absl::Duration backend_timeout = absl::Seconds(30);
   // A WebSocket with nothing crossing it either way this long is closed.
   absl::Duration websocket_idle_timeout = absl::Hours(1);
-  size_t max_header_bytes = 16 * 1024;
+  size_t max_header_bytes = size_t{16} * 1024;
   uint64_t max_request_body_bytes = uint64_t{64} << 20;
   // Idle connections kept to one application per serving thread.
   size_t max_idle_backend_connections = 32;

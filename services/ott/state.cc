@@ -153,8 +153,9 @@ OttState::OttState(OttStore& store, core::RedisClient& redis, CertStore& certs, 
                      .Register(registry)
                      .Add({})),
       snapshot_(std::make_shared<Snapshot>()) {
-  for (const char* s : {"enabled", "disabled", "no_certificate"})
+  for (const char* s : {"enabled", "disabled", "no_certificate"}) {
     domains_gauge_.Add({{"state", s}});
+  }
 }
 
 absl::Status OttState::Refresh() {
@@ -195,6 +196,9 @@ absl::Status OttState::Refresh() {
       auto e = std::make_shared<DomainEntry>();
       e->paths = EffectivePaths(d);
       e->service = std::string(ServiceName(d.service()));
+      const pb::Backend& b = d.backend();
+      e->backend_key = absl::StrCat(b.host(), "|", b.port(), "|", b.tls() ? "tls" : "plain", "|",
+                                    b.ca_file(), "|", b.server_name());
       const std::string fqdn = d.fqdn();
       e->domain = std::move(d);
       next->domains[fqdn] = std::move(e);

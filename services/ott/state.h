@@ -37,6 +37,8 @@ struct DomainEntry {
   pb::Domain domain;
   pb::PathLists paths;  // effective
   std::string service;  // ServiceName
+  // What identifies the application's connections (host, port, TLS, CA, name) in the pool.
+  std::string backend_key;
 };
 
 // One reading of the domain list and the accounts.

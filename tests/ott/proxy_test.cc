@@ -72,7 +72,7 @@ class Application {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    (void)::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
     ::listen(fd_, 64);
     socklen_t len = sizeof(a);
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
@@ -191,7 +191,7 @@ class ProxyTest : public ::testing::Test {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    (void)::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
     socklen_t len = sizeof(a);
     ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
     ::close(s);
