@@ -92,6 +92,10 @@ TEST(ServiceMainTest, BadOptionEndsWithCodeTwoAndHelpWithZero) {
 
 TEST(CommonConfigTest, ValidateNamesTheOption) {
   CommonConfig c;
+  // A service without an at-rest key (ott) does not need the file.
+  EXPECT_TRUE(c.Validate().ok());
+  Options o("svc", "a service");
+  c.RegisterSecretKey(o, "key");
   absl::Status s = c.Validate();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), StartsWith("secret-key-file: "));
