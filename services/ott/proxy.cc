@@ -122,6 +122,7 @@ bool DroppedRequestField(http::field f, beast::string_view name) {
     case http::field::forwarded:
     case http::field::host:
     case http::field::cookie:
+    case http::field::expect:  // rwg answers 100-continue itself
       return true;
     default:
       break;
@@ -1055,6 +1056,16 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     up_req.set(http::field::upgrade, req[http::field::upgrade]);
   }
   const bool has_body = !parser.is_done();
+  // A client waiting for "100 Continue" before its body gets it from rwg (the application
+  // gets the body without the wait).
+  if (has_body && beast::iequals(req[http::field::expect], "100-continue")) {
+    static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    beast::error_code cec;
+    beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+    co_await asio::async_write(client, asio::buffer(kContinue, sizeof(kContinue) - 1),
+                               asio::redirect_error(use_awaitable, cec));
+    if (cec) co_return out;
+  }
   const std::string& key = entry.backend_key;
   beast::error_code ec;
   auto fail = [&](unsigned status, const char* reason) -> awaitable<Outcome> {

@@ -316,6 +316,17 @@ TEST_F(ProxyTest, PostBodiesReachTheApplication) {
   EXPECT_NE(a.body.find(body), std::string::npos);
 }
 
+TEST_F(ProxyTest, AClientWaitingFor100ContinueGetsItFromRwg) {
+  const std::string body(5000, 'c');
+  Answer a = Get("portal.test", "/portal/upload", {"Expect: 100-continue"}, &body);
+  ASSERT_EQ(a.error, CURLE_OK);
+  EXPECT_EQ(a.status, 200);
+  EXPECT_TRUE(absl::StartsWith(a.headers, "HTTP/1.1 100 Continue\r\n")) << a.headers;
+  // The application gets the body, without the expectation.
+  EXPECT_NE(a.body.find(body), std::string::npos);
+  EXPECT_EQ(absl::AsciiStrToLower(a.body).find("expect:"), std::string::npos) << a.body;
+}
+
 TEST_F(ProxyTest, RefusesWhatIsNotInTheList) {
   EXPECT_EQ(Get("portal.test", "/elsewhere").status, 404);
   EXPECT_EQ(Get("portal.test", "/portal/../admin").status, 400);
