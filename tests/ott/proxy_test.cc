@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -325,6 +326,43 @@ TEST_F(ProxyTest, AClientWaitingFor100ContinueGetsItFromRwg) {
   // The application gets the body, without the expectation.
   EXPECT_NE(a.body.find(body), std::string::npos);
   EXPECT_EQ(absl::AsciiStrToLower(a.body).find("expect:"), std::string::npos) << a.body;
+}
+
+TEST_F(ProxyTest, ARenewedCertificateIsServedWithoutARestart) {
+  // A new connection to portal.test trusting only `ca`.
+  auto handshake = [&](const std::string& ca) {
+    CURL* c = curl_easy_init();
+    std::string body;
+    curl_slist* resolve = curl_slist_append(
+        nullptr, absl::StrCat("portal.test:", proxy_->port(), ":127.0.0.1").c_str());
+    const std::string url = absl::StrCat("https://portal.test:", proxy_->port(), "/portal/");
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca.c_str());
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Append);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    const CURLcode r = curl_easy_perform(c);
+    curl_slist_free_all(resolve);
+    curl_easy_cleanup(c);
+    return r;
+  };
+  const std::string old_pem = (dir_ / "old.crt").string();
+  const std::string new_pem = (dir_ / "new.crt").string();
+  fs::copy_file(dir_ / "portal.test" / "tls.crt", old_pem);
+  EXPECT_EQ(handshake(old_pem), CURLE_OK);
+  // A new pair written as a renewal does (new files renamed over the old ones).
+  const fs::path next = dir_ / "next";
+  WriteCertificate(next, "portal.test");
+  fs::copy_file(next / "portal.test" / "tls.crt", new_pem);
+  fs::rename(next / "portal.test" / "tls.key", dir_ / "portal.test" / "tls.key");
+  fs::rename(next / "portal.test" / "tls.crt", dir_ / "portal.test" / "tls.crt");
+  certs_->Reload();
+  EXPECT_EQ(handshake(new_pem), CURLE_OK);
+  EXPECT_NE(handshake(old_pem), CURLE_OK);
+  // A pair that does not load leaves the one in service.
+  std::ofstream(dir_ / "portal.test" / "tls.crt") << "not a certificate";
+  certs_->Reload();
+  EXPECT_EQ(handshake(new_pem), CURLE_OK);
 }
 
 TEST_F(ProxyTest, RefusesWhatIsNotInTheList) {
