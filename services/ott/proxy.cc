@@ -369,6 +369,8 @@ class Proxy::Impl {
 
   static int OnServerName(SSL* ssl, int* alert, void* arg);
   awaitable<void> Accept(Worker& w);
+  // Accepts one connection and starts serving it.
+  awaitable<void> AcceptOne(Worker& w);
   awaitable<void> Serve(Worker& w, tcp::socket socket, std::string source, std::string key);
   awaitable<Outcome> Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf, char* scratch,
                             http::request_parser<http::buffer_body>& parser,
@@ -409,6 +411,8 @@ class Proxy::Impl {
   asio::thread_pool blocking_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<int> connections_{0};
+  std::atomic<int> logins_in_flight_{0};
+  static constexpr int kMaxLoginsInFlight = 64;
   std::atomic<bool> stopping_{false};
   int port_ = 0;
   bool started_ = false;
@@ -521,45 +525,60 @@ void Proxy::Impl::Stop() {
     if (w->thread.joinable()) w->thread.join();
   }
   blocking_.join();
+  // The connections' frames go now, while what they refer to is still there.
+  workers_.clear();
 }
 
 awaitable<void> Proxy::Impl::Accept(Worker& w) {
   for (;;) {
-    beast::error_code ec;
-    tcp::socket socket = co_await w.acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted || !w.acceptor->is_open()) co_return;
-    if (ec) {
-      // EMFILE and the like: a moment for descriptors to come back.
-      asio::steady_timer t(w.io, std::chrono::milliseconds(20));
-      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
-      continue;
+    try {
+      co_await AcceptOne(w);
+    } catch (const std::exception& e) {
+      metrics_.exceptions.Increment();
+      core::log::Error("ott accept: unexpected error", {{"error", e.what()}});
+    } catch (...) {
+      metrics_.exceptions.Increment();
+      core::log::Error("ott accept: unexpected error", {});
     }
-    beast::error_code peer_ec;
-    const tcp::endpoint peer = socket.remote_endpoint(peer_ec);
-    if (peer_ec) continue;
-    std::string source = peer.address().to_string();
-    if (peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
-      source = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).to_string();
-    }
-    std::string key = core::SourceKey(source);
-    if (state_.Banned(key)) {
-      metrics_.Refused("banned");
-      continue;
-    }
-    if (connections_.fetch_add(1) >= o_.max_connections) {
-      connections_.fetch_sub(1);
-      metrics_.Refused("connection_limit");
-      continue;
-    }
-    if (!per_source_.Acquire(key)) {
-      connections_.fetch_sub(1);
-      metrics_.Refused("source_limit");
-      continue;
-    }
-    socket.set_option(tcp::no_delay(true), peer_ec);
-    asio::co_spawn(w.io, Serve(w, std::move(socket), std::move(source), std::move(key)),
-                   asio::detached);
+    if (!w.acceptor->is_open()) co_return;
   }
+}
+
+awaitable<void> Proxy::Impl::AcceptOne(Worker& w) {
+  beast::error_code ec;
+  tcp::socket socket = co_await w.acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
+  if (ec == asio::error::operation_aborted || !w.acceptor->is_open()) co_return;
+  if (ec) {
+    // EMFILE and the like: a moment for descriptors to come back.
+    asio::steady_timer t(w.io, std::chrono::milliseconds(20));
+    co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_return;
+  }
+  beast::error_code peer_ec;
+  const tcp::endpoint peer = socket.remote_endpoint(peer_ec);
+  if (peer_ec) co_return;
+  std::string source = peer.address().to_string();
+  if (peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
+    source = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()).to_string();
+  }
+  std::string key = core::SourceKey(source);
+  if (state_.Banned(key)) {
+    metrics_.Refused("banned");
+    co_return;
+  }
+  if (connections_.fetch_add(1) >= o_.max_connections) {
+    connections_.fetch_sub(1);
+    metrics_.Refused("connection_limit");
+    co_return;
+  }
+  if (!per_source_.Acquire(key)) {
+    connections_.fetch_sub(1);
+    metrics_.Refused("source_limit");
+    co_return;
+  }
+  socket.set_option(tcp::no_delay(true), peer_ec);
+  asio::co_spawn(w.io, Serve(w, std::move(socket), std::move(source), std::move(key)),
+                 asio::detached);
 }
 
 awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string source,
@@ -831,6 +850,18 @@ awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buff
   const std::string password = FormValue(form, "password");
   const std::string next = SafeNext(FormValue(form, "next"));
   const LoginPolicy policy = o_.login;
+  // Password checks cost memory and time (scrypt): a bounded number wait at once.
+  if (logins_in_flight_.fetch_add(1) >= kMaxLoginsInFlight) {
+    logins_in_flight_.fetch_sub(1);
+    metrics_.logins.Add({{"result", "error"}}).Increment();
+    out.status = co_await Simple(client, 503, version, false, "text/plain",
+                                 "too many logins at once; try again\n");
+    co_return out;
+  }
+  struct InFlight {
+    std::atomic<int>& n;
+    ~InFlight() { n.fetch_sub(1); }
+  } in_flight{logins_in_flight_};
   const auto login = [this, name, password, policy] {
     return store_.Login(name, password, policy);
   };
@@ -1142,19 +1173,25 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       if (reused && !has_body) continue;
       co_return co_await fail(IsTimeout(ec) ? 504 : 502, IsTimeout(ec) ? "timeout" : "protocol");
     }
-    rp.emplace();
-    // No limit (boost::none would be one of 0 in Beast 1.74: it compares a length with the
-    // empty optional).
-    rp->body_limit(std::numeric_limits<std::uint64_t>::max());
-    rp->header_limit(64 * 1024);
-    if (req.method() == http::verb::head) rp->skip(true);
-    up->lowest().expires_after(Chrono(o_.backend_timeout));
-    if (up->tls) {
-      co_await http::async_read_header(*up->tls, up->buffer, *rp,
-                                       asio::redirect_error(use_awaitable, ec));
-    } else {
-      co_await http::async_read_header(*up->plain, up->buffer, *rp,
-                                       asio::redirect_error(use_awaitable, ec));
+    // Interim answers (1xx other than 101: 100 Continue, 103 Early Hints) are skipped: the
+    // client gets the final one.
+    for (int interim = 0; interim < 8; ++interim) {
+      rp.emplace();
+      // No limit (boost::none would be one of 0 in Beast 1.74: it compares a length with the
+      // empty optional).
+      rp->body_limit(std::numeric_limits<std::uint64_t>::max());
+      rp->header_limit(64 * 1024);
+      if (req.method() == http::verb::head) rp->skip(true);
+      up->lowest().expires_after(Chrono(o_.backend_timeout));
+      if (up->tls) {
+        co_await http::async_read_header(*up->tls, up->buffer, *rp,
+                                         asio::redirect_error(use_awaitable, ec));
+      } else {
+        co_await http::async_read_header(*up->plain, up->buffer, *rp,
+                                         asio::redirect_error(use_awaitable, ec));
+      }
+      const unsigned code = ec ? 0 : rp->get().result_int();
+      if (code < 100 || code >= 200 || code == 101) break;
     }
     if (ec && reused && !has_body && !rp->got_some() && IsClosed(ec)) continue;
     break;
