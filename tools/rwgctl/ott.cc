@@ -264,16 +264,21 @@ struct DomainCommand {
                 "backend_server_name");
     const char* replaces = update ? " (repeatable; replaces that list, '' for none)"
                                   : " (repeatable; the service's defaults when no path is given)";
-    options.Add(cmd->add_option(
-                    "--user-path", flags.user_paths,
+    // One path per flag, the flag repeated: a path never takes the FQDN's place.
+    auto path_option = [&](const char* name, std::vector<std::string>& paths,
+                           const std::string& help) {
+      return cmd->add_option(name, paths, help)->allow_extra_args(false);
+    };
+    options.Add(
+        path_option("--user-path", flags.user_paths,
                     absl::StrCat("a path for end users, a prefix when it ends with /", replaces)),
-                "user_paths");
-    options.Add(cmd->add_option("--admin-path", flags.admin_paths,
-                                absl::StrCat("a path behind rwg's login", replaces)),
+        "user_paths");
+    options.Add(path_option("--admin-path", flags.admin_paths,
+                            absl::StrCat("a path behind rwg's login", replaces)),
                 "admin_paths");
-    options.Add(cmd->add_option("--common-path", flags.common_paths,
-                                absl::StrCat("a path for both", replaces)),
-                "common_paths");
+    options.Add(
+        path_option("--common-path", flags.common_paths, absl::StrCat("a path for both", replaces)),
+        "common_paths");
     if (update) {
       options.Add(cmd->add_flag("--enable", flags.enable, "serve the domain"), "enable");
       options.Add(cmd->add_flag("--disable", flags.disable, "refuse the domain (TLS alert)"),

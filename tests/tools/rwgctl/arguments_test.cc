@@ -292,6 +292,12 @@ TEST(RwgctlRun, OttRefusesBadFlagsBeforeAnyCall) {
                  "portal.example.com", "--service", "web-client", "--backend", "m:99999"});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.err, "rwgctl: --backend: 'm:99999' has no port: '99999' is not 1-65535\n");
+  // One path per flag: the FQDN after a path is the FQDN.
+  r = RunRwgctl({"--insecure", "--ott-server", "127.0.0.1:1", "ott", "domain", "add", "--user-path",
+                 "/userportal/", "portal.example.com", "--service", "web-client", "--backend",
+                 "m:80", "--backend-ca", "ca.pem"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "rwgctl: --backend-ca: for an HTTPS backend only\n");
   r = RunRwgctl({"--insecure", "--ott-server", "127.0.0.1:1", "ott", "domain", "update",
                  "portal.example.com"});
   EXPECT_EQ(r.code, 2);
