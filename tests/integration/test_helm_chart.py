@@ -345,11 +345,14 @@ metrics: {serviceMonitor: {enabled: true}}
                     "--grpc-listen=0.0.0.0:50057", "--metrics-listen=0.0.0.0:9467",
                     "--tls-cert-file=/etc/rwg/internal/tls.crt",
                     "--tls-key-file=/etc/rwg/internal/tls.key",
-                    "--secret-key-file=/etc/rwg/secrets/secret-key",
                     "--redis-password-file=/etc/rwg/redis/password",
                     "--redis-address=r-rwg-redis.ns.svc.cluster.local:6379",
                     "--threads=2", "--log-level=info"):
             self.assertIn(arg, ott)
+        # None of rwg's Secret: ott takes no at-rest key (it would refuse the flag).
+        self.assertNotIn("--secret-key-file", ott)
+        self.assertNotIn("r-rwg-secrets", ott)
+        self.assertNotIn("admin-password", ott)
         self.assertIn("image: rwg/ott:0.1.0", ott)
         self.assertIn("replicas: 1\n", ott)
         self.assertIn("value: 127.0.0.1:50057", ott)  # rwgctl health of the probes
@@ -360,10 +363,6 @@ metrics: {serviceMonitor: {enabled: true}}
         self.assertIn("readOnlyRootFilesystem: true", ott)
         self.assertIn("drop: [ALL]", ott)
         self.assertIn("automountServiceAccountToken: false", ott)
-        # Of rwg's Secret only the at-rest key.
-        self.assertIn("items: [{key: secret-key, path: secret-key}]", ott)
-        self.assertNotIn("admin-password", ott)
-        self.assertNotIn("store-token", ott)
         # Each certificate's Secret at /etc/rwg/ott-certs/<fqdn>/tls.crt and tls.key: a
         # projected volume (no subPath), so that a renewed Secret reaches the running pods.
         pod = yaml.safe_load(ott)["spec"]["template"]["spec"]
