@@ -187,7 +187,7 @@ class HelmChartTest(unittest.TestCase):
         # Scraped by the ServiceMonitor with the others.
         d = self.template("metrics.serviceMonitor.enabled=true")
         monitor = next(t for k, n, t in d if k == "ServiceMonitor")
-        self.assertIn("media-relay, sync, tma]", monitor)
+        self.assertIn("media-relay, sync, tma, ott]", monitor)
 
         # Settings: a NodePort of its own, a given certificate, more replicas.
         d = self.template(values="""
@@ -318,6 +318,145 @@ tma:
         self.assertNotIn("50056", health)
         self.assertNotIn("component: tma", "\n".join(t for _, _, t in d))
         self.assertIn(("ConfigMap", "r-rwg-dashboard-sync"), {(k, n) for k, n, _ in d})
+
+    def test_ott(self):
+        # Off by default: nothing of ott, and neither the tests nor the dashboards look for it.
+        d = self.template("metrics.serviceMonitor.enabled=true")
+        self.assertEqual([(k, n) for k, n, t in d if "ott" in (n or "")], [])
+        self.assertNotIn("component: ott", "\n".join(t for _, _, t in d))
+        health = next(t for k, n, t in d if k == "Pod" and n == "r-rwg-test-health")
+        self.assertNotIn("50057", health)
+
+        d = self.template(values="""
+ott:
+  enabled: true
+  certificates:
+    - {fqdn: portal.example.com, secretName: portal-tls}
+    - {fqdn: webclient.example.com, secretName: webclient-tls}
+metrics: {serviceMonitor: {enabled: true}}
+""")
+        kinds = {(k, n) for k, n, _ in d}
+        for want in [("Deployment", "r-rwg-ott"), ("Service", "r-rwg-ott"),
+                     ("Service", "r-rwg-ott-https"), ("NetworkPolicy", "r-rwg-ott"),
+                     ("ConfigMap", "r-rwg-dashboard-ott")]:
+            self.assertIn(want, kinds)
+        ott = next(t for k, n, t in d if k == "Deployment" and n == "r-rwg-ott")
+        for arg in ("--listen=0.0.0.0:8443", "--cert-dir=/etc/rwg/ott-certs",
+                    "--grpc-listen=0.0.0.0:50057", "--metrics-listen=0.0.0.0:9467",
+                    "--tls-cert-file=/etc/rwg/internal/tls.crt",
+                    "--tls-key-file=/etc/rwg/internal/tls.key",
+                    "--redis-password-file=/etc/rwg/redis/password",
+                    "--redis-address=r-rwg-redis.ns.svc.cluster.local:6379",
+                    "--threads=2", "--log-level=info"):
+            self.assertIn(arg, ott)
+        # None of rwg's Secret: ott takes no at-rest key (it would refuse the flag).
+        self.assertNotIn("--secret-key-file", ott)
+        self.assertNotIn("r-rwg-secrets", ott)
+        self.assertNotIn("admin-password", ott)
+        self.assertIn("image: rwg/ott:0.1.0", ott)
+        self.assertIn("replicas: 1\n", ott)
+        self.assertIn("value: 127.0.0.1:50057", ott)  # rwgctl health of the probes
+        self.assertIn("command: [/usr/local/bin/rwgctl, --timeout, \"4\", health]", ott)
+        self.assertIn("port: grpc", ott)  # liveness
+        self.assertIn("{name: https, containerPort: 8443, protocol: TCP}", ott)
+        self.assertIn("type: RuntimeDefault", ott)
+        self.assertIn("readOnlyRootFilesystem: true", ott)
+        self.assertIn("drop: [ALL]", ott)
+        self.assertIn("automountServiceAccountToken: false", ott)
+        # Each certificate's Secret at /etc/rwg/ott-certs/<fqdn>/tls.crt and tls.key: a
+        # projected volume (no subPath), so that a renewed Secret reaches the running pods.
+        pod = yaml.safe_load(ott)["spec"]["template"]["spec"]
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "ott-certs")
+        self.assertEqual(mount, {"name": "ott-certs", "mountPath": "/etc/rwg/ott-certs",
+                                 "readOnly": True})
+        volume = next(v for v in pod["volumes"] if v["name"] == "ott-certs")
+        self.assertEqual(volume["projected"]["sources"], [
+            {"secret": {"name": "portal-tls", "items": [
+                {"key": "tls.crt", "path": "portal.example.com/tls.crt"},
+                {"key": "tls.key", "path": "portal.example.com/tls.key"}]}},
+            {"secret": {"name": "webclient-tls", "items": [
+                {"key": "tls.crt", "path": "webclient.example.com/tls.crt"},
+                {"key": "tls.key", "path": "webclient.example.com/tls.key"}]}}])
+        # Browsers reach 443 of the public Service (expose.type, the browser's address kept);
+        # the admin API and the metrics only the ClusterIP Service, the one kubectl rwg finds.
+        public = yaml.safe_load(next(t for k, n, t in d if k == "Service" and
+                                     n == "r-rwg-ott-https"))
+        self.assertEqual(public["spec"]["type"], "LoadBalancer")
+        self.assertEqual(public["spec"]["externalTrafficPolicy"], "Local")
+        self.assertEqual(public["spec"]["ports"], [{"name": "https", "port": 443,
+                                                    "targetPort": "https", "protocol": "TCP"}])
+        self.assertEqual(public["metadata"]["labels"]["app.kubernetes.io/component"], "ott-https")
+        self.assertEqual(public["spec"]["selector"]["app.kubernetes.io/component"], "ott")
+        svc = next(t for k, n, t in d if k == "Service" and n == "r-rwg-ott")
+        self.assertIn("type: ClusterIP", svc)
+        self.assertIn("app.kubernetes.io/component: ott\n", svc)
+        self.assertIn("{name: grpc, port: 50057, targetPort: grpc, protocol: TCP}", svc)
+        self.assertIn("{name: metrics, port: 9467, targetPort: metrics, protocol: TCP}", svc)
+        # helm test's health pod asks it; the internal certificate names its Service; the
+        # ServiceMonitor scrapes it; its dashboard is there.
+        health = next(t for k, n, t in d if k == "Pod" and n == "r-rwg-test-health")
+        self.assertIn("r-rwg-ott.ns.svc.cluster.local:50057", health)
+        internal = next(t for k, n, t in d if k == "Secret" and n == "r-rwg-tls-internal")
+        cert = yaml.safe_load(internal)["data"]["tls.crt"]
+        text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=base64.b64decode(cert),
+                              stdout=subprocess.PIPE, check=True).stdout.decode()
+        for name in ("r-rwg-ott", "r-rwg-ott.ns.svc", "r-rwg-ott.ns.svc.cluster.local"):
+            self.assertIn(f"DNS:{name},", text)
+        monitor = next(t for k, n, t in d if k == "ServiceMonitor")
+        self.assertIn("sync, tma, ott]", monitor)
+        board = next(t for k, n, t in d if k == "ConfigMap" and n == "r-rwg-dashboard-ott")
+        self.assertIn('"uid": "rwg-ott"', board)
+        self.assertNotIn(("PodDisruptionBudget", "r-rwg-ott"), kinds)
+        notes = self.helm("install", "r", CHART, "--namespace", "ns", "--dry-run",
+                          "--set", "ott.enabled=true", "--set",
+                          "ott.certificates[0].fqdn=portal.example.com", "--set",
+                          "ott.certificates[0].secretName=portal-tls").stdout
+        self.assertIn("kubectl rwg -n ns ott domain list", notes)
+        self.assertIn("portal.example.com (portal-tls)", notes)
+
+        # Settings: replicas (a PodDisruptionBudget), a NodePort, the applications' CAs, more
+        # flags; no certificate yet: an empty directory.
+        ca = """
+ott:
+  enabled: true
+  replicas: 2
+  threads: 4
+  logLevel: debug
+  extraArgs: [--session-minutes=240]
+  service: {type: NodePort, nodePort: 30443, annotations: {a: b}}
+  caFiles:
+    manager-ca.pem: |
+      -----BEGIN CERTIFICATE-----
+      MIIBxx
+      -----END CERTIFICATE-----
+"""
+        d = self.template(values=ca.replace("xx", "aa"))
+        ott = next(t for k, n, t in d if k == "Deployment" and n == "r-rwg-ott")
+        self.assertIn("replicas: 2\n", ott)
+        for arg in ("--threads=4", "--log-level=debug", "--session-minutes=240",
+                    "{name: ott-ca, mountPath: /etc/rwg/ott-ca, readOnly: true}",
+                    "name: r-rwg-ott-ca"):
+            self.assertIn(arg, ott)
+        pod = yaml.safe_load(ott)["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "ott-certs")
+        self.assertIn("emptyDir", volume)
+        self.assertIn(("PodDisruptionBudget", "r-rwg-ott"), {(k, n) for k, n, _ in d})
+        cm = next(t for k, n, t in d if k == "ConfigMap" and n == "r-rwg-ott-ca")
+        self.assertIn("manager-ca.pem: |", cm)
+        public = yaml.safe_load(next(t for k, n, t in d if k == "Service" and
+                                     n == "r-rwg-ott-https"))
+        self.assertEqual(public["spec"]["type"], "NodePort")
+        self.assertEqual(public["spec"]["ports"][0]["nodePort"], 30443)
+        self.assertEqual(public["metadata"]["annotations"], {"a": "b"})
+        first = [line for line in ott.splitlines() if "checksum/ott-ca" in line]
+        ott = next(t for k, n, t in self.template(values=ca.replace("xx", "bb"))
+                   if k == "Deployment" and n == "r-rwg-ott")
+        self.assertNotEqual(first, [line for line in ott.splitlines() if "checksum/ott-ca" in line])
+        # The same FQDN twice is refused.
+        self.assertIn("ott.certificates: portal.example.com is listed twice", self.refused(
+            values="ott:\n  enabled: true\n  certificates:\n"
+                   "    - {fqdn: portal.example.com, secretName: a}\n"
+                   "    - {fqdn: portal.example.com, secretName: b}\n"))
 
     def test_current_kubernetes(self):
         d = self.template(kube="1.30.0", values="control: {replicas: 2}\n")
@@ -511,6 +650,42 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
         self.assertTrue(np.allows(pods["tma"], pods["redis"], 6379))
         pods, np = self.pods_and_policies("tma.enabled=false")
         self.assertNotIn("tma", pods)
+        self.assertNotIn("ott", pods)  # off by default
+        # ott: HTTPS from anywhere; its admin API from the release's pods as control's;
+        # metrics from the scraping namespaces. Out: Redis, DNS and ott.backendEgress (by
+        # default anywhere on 80 and 443), nothing else of the cluster's.
+        pods, np = self.pods_and_policies("ott.enabled=true")
+        ott, control, redis = pods["ott"], pods["control"], pods["redis"]
+        cases = [
+            (phone, ott, 8443, "TCP", True), (elsewhere, ott, 8443, "TCP", True),
+            (node, ott, 8443, "TCP", True), (foreign, ott, 8443, "TCP", True),
+            (phone, ott, 50057, "TCP", False), (phone, ott, 9467, "TCP", False),
+            (foreign, ott, 50057, "TCP", False), (node, ott, 50057, "TCP", False),
+            (pods["configure"], ott, 50057, "TCP", True), (test, ott, 50057, "TCP", True),
+            (monitoring, ott, 9467, "TCP", True), (monitoring, ott, 50057, "TCP", False),
+            (ott, redis, 6379, "TCP", True), (ott, dns, 53, "UDP", True),
+            (ott, elsewhere, 443, "TCP", True), (ott, elsewhere, 80, "TCP", True),
+            (ott, ipbx, 443, "TCP", True), (ott, elsewhere, 8080, "TCP", False),
+            (ott, elsewhere, 443, "UDP", False), (ott, control, 50051, "TCP", False),
+            (ott, pods["provisioning"], 50054, "TCP", False),
+            (control, ott, 8443, "TCP", False),  # control's egress does not name ott
+        ]
+        wrong = [f"{netpol.name(s)} -> {netpol.name(d)}:{port}/{proto} should be "
+                 f"{'allowed' if want else 'denied'}" for s, d, port, proto, want in cases
+                 if np.allows(s, d, port, proto) != want]
+        self.assertEqual(wrong, [])
+        pods, np = self.pods_and_policies("ott.enabled=true",
+                                          "ott.backendEgress.cidrs={10.1.0.0/16}",
+                                          "ott.backendEgress.ports={443,4443}")
+        self.assertTrue(np.allows(pods["ott"], netpol.Outside("10.1.2.3"), 4443))
+        self.assertTrue(np.allows(pods["ott"], netpol.Outside("10.1.2.3"), 443))
+        self.assertFalse(np.allows(pods["ott"], netpol.Outside("10.1.2.3"), 80))
+        self.assertFalse(np.allows(pods["ott"], elsewhere, 443))
+        pods, np = self.pods_and_policies("ott.enabled=true", "ott.backendEgress.ports=null")
+        self.assertTrue(np.allows(pods["ott"], elsewhere, 8080))
+        pods, np = self.pods_and_policies("ott.enabled=true", "ott.backendEgress.cidrs=null")
+        self.assertFalse(np.allows(pods["ott"], elsewhere, 443))
+        self.assertTrue(np.allows(pods["ott"], pods["redis"], 6379))
         # provisioning on the host network: its store API at the nodes' addresses.
         pods, np = self.pods_and_policies("expose.hostNetwork=true", "expose.type=NodePort",
                                           "ports.sipTls=30561", "ports.https=30445",
@@ -611,6 +786,25 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
             (["tma.storeAddress=x:1"], "additional properties 'storeAddress' not allowed"),
             (["tma.caFiles.a/b=-----BEGIN CERTIFICATE-----"], "invalid propertyName 'a/b'"),
             (["tma.caFiles.ca\\.pem=not a certificate"], "/tma/caFiles/ca.pem"),
+            (["ott.enabled=yes"], "/ott/enabled"),
+            (["ott.replicas=-1"], "/ott/replicas"),
+            (["ott.replica=2"], "additional properties 'replica' not allowed"),
+            (["ott.httpsPort=443"], "/ott/httpsPort"),
+            (["ott.grpcPort=80"], "/ott/grpcPort"),
+            (["ott.port=0"], "/ott/port"),
+            (["ott.threads=0"], "/ott/threads"),
+            (["ott.service.type=Ingress"], "/ott/service/type"),
+            (["ott.service.nodePort=443"], "/ott/service/nodePort"),
+            (["ott.certificates[0].fqdn=Portal.Example.com",
+              "ott.certificates[0].secretName=a"], "/ott/certificates/0/fqdn"),
+            (["ott.certificates[0].fqdn=portal.example.com"], "secretName"),
+            (["ott.certificates[0].fqdn=portal.example.com",
+              "ott.certificates[0].secretName=Bad_Name"], "/ott/certificates/0/secretName"),
+            (["ott.backendEgress.cidrs={manager.lan}"], "/ott/backendEgress/cidrs/0"),
+            (["ott.backendEgress.ports={0}"], "/ott/backendEgress/ports/0"),
+            (["ott.backendEgress.hosts={a}"], "additional properties 'hosts' not allowed"),
+            (["ott.caFiles.ca\\.pem=not a certificate"], "/ott/caFiles/ca.pem"),
+            (["ott.logLevel=trace"], "/ott/logLevel"),
             (["expose.type=NodePort", "ports.sipTls=30561", "ports.https=30445",
               "sipEdge.tcp=true"], "must be within 30000-32767"),
         ]

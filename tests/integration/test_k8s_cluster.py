@@ -231,7 +231,7 @@ class K8sClusterTest(unittest.TestCase):
 
 
     def test_service_images(self):
-        services = ["control", "sip-edge", "media-relay", "provisioning", "sync", "tma"]
+        services = ["control", "sip-edge", "media-relay", "provisioning", "sync", "tma", "ott"]
         bindir = os.path.join(os.environ.get("RWG_BUILD_DIR", os.path.join(ROOT, "build")), "bin")
         missing = [s for s in services if not os.access(os.path.join(bindir, s), os.X_OK)]
         if missing:

@@ -12,7 +12,8 @@ found, when several releases are, when rwgctl is missing and when the port-forwa
 that the port-forward and the private directory are gone afterwards, Ctrl-C included. For
 `kubectl rwg tma ...`: a second port-forward to the release's tma Service whose port rwgctl
 gets as RWG_TMA_SERVER (none for other commands), both stopped afterwards, the message when the
-release has no tma Service and when that port-forward fails.
+release has no tma Service and when that port-forward fails; `kubectl rwg ott ...` the same with
+the ott Service and RWG_OTT_SERVER.
 """
 import base64
 import json
@@ -51,15 +52,18 @@ def match(release, sel, component="control"):
     return all(s in (f"app.kubernetes.io/instance={release}", "app.kubernetes.io/name=rwg",
                      f"app.kubernetes.io/component={component}") for s in sel.split(","))
 if rest[:2] == ["get", "services"]:
-    # Every release has a tma Service unless the namespace lists those that do ("tma").
+    # Every release has a tma and an ott Service unless the namespace lists those that do
+    # ("tma", "ott").
     for component, releases in (("control", space.get("releases", [])),
-                                ("tma", space.get("tma", space.get("releases", [])))):
+                                ("tma", space.get("tma", space.get("releases", []))),
+                                ("ott", space.get("ott", space.get("releases", [])))):
         for release in releases:
             if match(release, opt("-l"), component):
                 print(f"{release}-rwg-{component} {release}")
     sys.exit(0)
 if rest[:2] == ["get", "service"]:
-    sys.stdout.write("50056" if rest[2].endswith("-tma") else "50051"); sys.exit(0)
+    sys.stdout.write({"tma": "50056", "ott": "50057"}.get(rest[2].rsplit("-", 1)[1], "50051"))
+    sys.exit(0)
 if rest[:2] == ["get", "deployments"]:
     r = [x for x in space.get("releases", []) if match(x, opt("-l"))]
     if not r:
@@ -97,7 +101,7 @@ FAKE_RWGCTL = r'''
 import json, os, socket, sys, time
 args = sys.argv[1:]
 rec = {"rwgctl": args}
-for k in ("RWG_SERVER", "RWG_TMA_SERVER", "RWG_CA_CERT", "RWG_TOKEN_FILE", "RWG_CONFIG_DIR",
+for k in ("RWG_SERVER", "RWG_TMA_SERVER", "RWG_OTT_SERVER", "RWG_CA_CERT", "RWG_TOKEN_FILE", "RWG_CONFIG_DIR",
           "RWG_INSECURE"):
     rec[k] = os.environ.get(k)
 if os.environ.get("RWG_CA_CERT"):
@@ -111,6 +115,10 @@ if os.environ.get("RWG_TMA_SERVER"):
     host, port = os.environ["RWG_TMA_SERVER"].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as c:
         rec["tma_forwarded"] = c.recv(2).decode()
+if os.environ.get("RWG_OTT_SERVER"):
+    host, port = os.environ["RWG_OTT_SERVER"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as c:
+        rec["ott_forwarded"] = c.recv(2).decode()
 token = os.environ["RWG_TOKEN_FILE"]
 if "login" in args:
     rec["password"] = sys.stdin.read()
@@ -182,6 +190,7 @@ class KubectlRwgTest(unittest.TestCase):
                     "green-admin": {"admin-password": b64(PASSWORD)}}},
                 "ctx-a/nosecret": {"releases": ["rwg"], "secrets": {}},
                 "ctx-a/notma": {"releases": ["rwg"], "tma": [], "secrets": secrets},
+                "ctx-a/noott": {"releases": ["rwg"], "ott": [], "secrets": secrets},
             },
         }
 
@@ -418,8 +427,52 @@ class KubectlRwgTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assert_cleaned_up()
 
+    def test_ott_opens_a_second_port_forward(self):
+        p = self.run_plugin("ott", "domain", "list", env={"RWG_TMA_SERVER": "192.0.2.1:50056"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, "1001 ok\n")
+        control, ott = self.forwarded()
+        self.assertEqual(control["port-forward"], "service/rwg-rwg-control")
+        self.assertEqual(ott["port-forward"], "service/rwg-rwg-ott")
+        login, cmd, logout = self.rwgctl_calls()
+        self.assertEqual(cmd["rwgctl"], ["ott", "domain", "list"])
+        self.assertEqual(cmd["token"], "tok\n")
+        for r in (login, cmd, logout):
+            self.assertEqual(r["RWG_SERVER"], f"127.0.0.1:{control['port']}")
+            self.assertEqual(r["RWG_OTT_SERVER"], f"127.0.0.1:{ott['port']}")
+            self.assertIsNone(r["RWG_TMA_SERVER"])
+            self.assertEqual(r["ott_forwarded"], "pf")
+        calls = self.kubectl_calls()
+        self.assertIn(["-n", "default", "get", "services", "-l",
+                       "app.kubernetes.io/name=rwg,app.kubernetes.io/component=ott,"
+                       "app.kubernetes.io/instance=rwg", "-o",
+                       "jsonpath={range .items[*]}{.metadata.name}{\" \"}"
+                       "{.metadata.labels.app\\.kubernetes\\.io/instance}{\"\\n\"}{end}"],
+                      calls)
+        self.assertIn(["-n", "default", "port-forward", "--address", "127.0.0.1",
+                       "service/rwg-rwg-ott", ":50057"], calls)
+        self.assertFalse(any("component=tma" in " ".join(c) for c in calls), calls)
+        self.assertEqual(self.port_forwards(), [control["pid"], ott["pid"]])
+        self.assert_cleaned_up()
+
+    def test_ott_not_enabled(self):
+        p = self.run_plugin("-n", "noott", "ott", "domain", "list")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("ott is not enabled in release rwg (ott.enabled)", p.stderr)
+        self.assertEqual(self.rwgctl_calls(), [])
+        self.assertFalse(any("port-forward" in c for c in self.kubectl_calls()))
+        self.assert_cleaned_up()
+        self.world["port-forward-fails"] = "service/rwg-rwg-ott"
+        p = self.run_plugin("ott", "account", "list")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("kubectl port-forward to service/rwg-rwg-ott:50057 in namespace "
+                      "default of context ctx-a failed", p.stderr)
+        self.assertEqual(self.rwgctl_calls(), [])
+        self.assert_cleaned_up()
+
     def test_other_commands_open_one_port_forward(self):
-        p = self.run_plugin("device", "list", env={"RWG_TMA_SERVER": "192.0.2.1:50056"})
+        p = self.run_plugin("device", "list", env={"RWG_TMA_SERVER": "192.0.2.1:50056",
+                                                   "RWG_OTT_SERVER": "192.0.2.1:50057"})
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual([r["port-forward"] for r in self.forwarded()],
                          ["service/rwg-rwg-control"])
@@ -428,6 +481,7 @@ class KubectlRwgTest(unittest.TestCase):
         self.assertFalse(any("component=tma" in " ".join(c) for c in calls), calls)
         for r in self.rwgctl_calls():
             self.assertIsNone(r["RWG_TMA_SERVER"])
+            self.assertIsNone(r["RWG_OTT_SERVER"])
         self.assert_cleaned_up()
         # `tma` as an argument, not the command, is not the tma command.
         os.remove(self.log)
@@ -489,7 +543,8 @@ class KubectlRwgTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0)
         self.assertIn("--release NAME", p.stdout)
         for bad in (["--server", "x:1"], ["--insecure"], ["--ca-cert=/x"], ["-s", "x:1"],
-                    ["--tma-server", "x:1"], ["--tma-server=x:1"]):
+                    ["--tma-server", "x:1"], ["--tma-server=x:1"], ["--ott-server", "x:1"],
+                    ["--ott-server=x:1"]):
             p = self.run_plugin(*bad, "device", "list")
             self.assertEqual(p.returncode, 2, bad)
             self.assertIn("the plugin sets the server", p.stderr)

@@ -2,7 +2,9 @@
 
 `./tools/rwg up` is run as it is (on ports and a state directory of the test's own), two real
 phones (baresip) register through it over TLS with the demo devices, one calls the other by
-its iPBX number, both hear each other, the caller hangs up; then `./tools/rwg down`. Nothing
+its iPBX number, both hear each other, the caller hangs up; the sync API and the ott service
+(OTT access: a domain added and listed with rwgctl, its FQDN refused at the TLS handshake
+while it has no certificate) answer; then `./tools/rwg down`. Nothing
 may be left behind: no call in `rwgctl call list`, no media relay session, no process.
 """
 import json
@@ -10,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -62,6 +65,9 @@ class RwgUpTest(unittest.TestCase):
             "RWG_SYNC_METRICS": f"127.0.0.1:{port()}",
             "RWG_TMA_GRPC": f"127.0.0.1:{port()}",
             "RWG_TMA_METRICS": f"127.0.0.1:{port()}",
+            "RWG_OTT_HTTPS": f"127.0.0.1:{port()}",
+            "RWG_OTT_GRPC": f"127.0.0.1:{port()}",
+            "RWG_OTT_METRICS": f"127.0.0.1:{port()}",
             "RWG_IPBX_PORT": str(port()),
         })
         self.out = open(os.path.join(self.tmp, "up.out"), "w+b")
@@ -101,6 +107,7 @@ class RwgUpTest(unittest.TestCase):
         env = dict(self.env)
         env.update({"RWG_SERVER": self.env["RWG_CONTROL_ADDR"],
                     "RWG_TMA_SERVER": self.env["RWG_TMA_GRPC"],
+                    "RWG_OTT_SERVER": self.env["RWG_OTT_GRPC"],
                     "RWG_CA_CERT": os.path.join(self.state, "dev", "ca.pem"),
                     "RWG_CONFIG_DIR": os.path.join(self.tmp, "cli")})
         with open(os.path.join(self.state, "dev", "admin-password")) as f:
@@ -235,13 +242,36 @@ class RwgUpTest(unittest.TestCase):
         self.assertTrue(refused.exception.headers["WWW-Authenticate"].startswith("OAuth"))
         self.assertIn("oauth_problem=parameter_absent", refused.exception.read().decode())
 
+        # ott runs, reached as the banner says: a domain is added and listed through its admin
+        # API; without a certificate in the state's ott-certs its FQDN gets no TLS session.
+        out = self.output().decode()
+        self.assertIn(self.env["RWG_OTT_HTTPS"], out)
+        self.assertIn("rwgctl ott domain list", out)
+        self.assertTrue(os.path.isdir(os.path.join(self.state, "ott-certs")))
+        self.assertEqual(json.loads(self.ctl("ott", "domain", "list")).get("domains", []), [])
+        self.ctl("ott", "domain", "add", "portal.example.com", "--service", "user-portal",
+                 "--backend", "127.0.0.1:1", output="table")
+        domains = json.loads(self.ctl("ott", "domain", "list"))["domains"]
+        self.assertEqual([(d["fqdn"], d["service"], d["enabled"], d["has_certificate"])
+                          for d in domains],
+                         [("portal.example.com", "SERVICE_USER_PORTAL", True, False)])
+        self.assertIn("user-portal", self.ctl("ott", "service", "list", output="table"))
+        host, port = self.env["RWG_OTT_HTTPS"].rsplit(":", 1)
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            with socket.create_connection((host, int(port)), timeout=10) as raw:
+                with ssl.create_default_context().wrap_socket(
+                        raw, server_hostname="portal.example.com"):
+                    pass
+        self.ctl("ott", "domain", "delete", "portal.example.com", output="table")
+        self.assertIn("rwg_ott_connections_open", self.metrics("RWG_OTT_METRICS"))
+
         # ./tools/rwg down stops everything `up` started; `up` returns.
         r = subprocess.run([RWG, "down"], env=self.env, capture_output=True, text=True,
                            timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.up.wait(timeout=30), 0, self.output().decode()[-2000:])
         for name in ("redis", "control", "kamailio", "sip-edge", "media-relay", "provisioning",
-                     "sync", "tma"):
+                     "sync", "tma", "ott"):
             self.assertFalse(os.path.exists(os.path.join(self.state, "run", f"{name}.pid")),
                              f"{name} pid file left")
 

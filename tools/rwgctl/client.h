@@ -1,4 +1,5 @@
-// The connection to an rwg gRPC API (control's admin API, a media relay's or the tma service's)
+// The connection to an rwg gRPC API (control's admin API, a media relay's, the tma or the ott
+// service's)
 // and the one way rwgctl calls it: a context with the --timeout deadline and the session token, the
 // call, and its status as an absl::Status (errors.h).
 #pragma once
@@ -22,6 +23,7 @@ namespace rwg::rwgctl {
 struct Options {
   std::string server = "127.0.0.1:50051";
   std::string tma_server = "127.0.0.1:50056";  // the tma service (`rwgctl tma ...`)
+  std::string ott_server = "127.0.0.1:50057";  // the ott service (`rwgctl ott ...`)
   std::string ca_cert;
   bool insecure = false;
   std::string token_file;

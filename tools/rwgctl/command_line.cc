@@ -7,6 +7,7 @@
 #include "tools/rwgctl/emergency.h"
 #include "tools/rwgctl/errors.h"
 #include "tools/rwgctl/hash.h"
+#include "tools/rwgctl/ott.h"
 #include "tools/rwgctl/registration.h"
 #include "tools/rwgctl/relay.h"
 #include "tools/rwgctl/server.h"
@@ -24,6 +25,10 @@ CommandLine::CommandLine() : app_("rwgctl: administer an rwg Remote Worker Gatew
   app_.add_option("--tma-server", options_.tma_server,
                   "tma service address host:port (`rwgctl tma ...`)")
       ->envname("RWG_TMA_SERVER")
+      ->capture_default_str();
+  app_.add_option("--ott-server", options_.ott_server,
+                  "ott service address host:port (`rwgctl ott ...`)")
+      ->envname("RWG_OTT_SERVER")
       ->capture_default_str();
   app_.add_option("--ca-cert", options_.ca_cert,
                   "PEM CA certificate that signed the server's certificate")
@@ -66,6 +71,7 @@ void RegisterAll(CommandLine& cli) {
   RegisterHash(cli);
   RegisterSync(cli);
   RegisterTma(cli);
+  RegisterOtt(cli);
 }
 
 int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -84,8 +90,9 @@ int Run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   // The clients (and their channels) end before Run returns, so gRPC shuts down before exit.
   Client client(cli.options());
   Client tma(cli.options(), cli.options().tma_server);
+  Client ott(cli.options(), cli.options().ott_server);
   Printer printer(cli.options().output == "json" ? Format::kJson : Format::kTable, out, err);
-  Context context{cli.options(), client, tma, printer};
+  Context context{cli.options(), client, tma, ott, printer};
   Outcome outcome = OutcomeOf(cli.chosen()(context));
   if (!outcome.message.empty()) err << "rwgctl: " << outcome.message << "\n";
   return outcome.exit_code;

@@ -18,6 +18,7 @@ struct Context {
   const Options& options;
   Client& client;
   Client& tma;  // the tma service (--tma-server)
+  Client& ott;  // the ott service (--ott-server)
   Printer& printer;
 };
 

@@ -1,6 +1,6 @@
 # rwg chart tests (helm test), run by python3 in the rwg/chart-test image:
 #   chart-test.py health        grpc.health.v1 of control, sip-edge, provisioning, every relay,
-#                               sync and tma
+#                               sync, tma and ott
 #   chart-test.py provisioning  a file fetched over HTTPS through the hash; a wrong hash: 404
 #   chart-test.py register      a REGISTER over TLS through the public SIP Service
 #   chart-test.py sync          an unsigned sync API request through the iPBX's Service: 401

@@ -164,8 +164,9 @@ struct Result {
 };
 Result RunRwgctl(std::vector<const char*> args) {
   // Only what the test gives counts, not the environment it runs in.
-  for (const char* env : {"RWG_SERVER", "RWG_TMA_SERVER", "RWG_CA_CERT", "RWG_INSECURE",
-                          "RWG_TOKEN_FILE", "RWG_TOKEN", "RWG_USER", "RWG_PASSWORD"}) {
+  for (const char* env :
+       {"RWG_SERVER", "RWG_TMA_SERVER", "RWG_OTT_SERVER", "RWG_CA_CERT", "RWG_INSECURE",
+        "RWG_TOKEN_FILE", "RWG_TOKEN", "RWG_USER", "RWG_PASSWORD"}) {
     unsetenv(env);
   }
   args.insert(args.begin(), "rwgctl");
@@ -227,7 +228,7 @@ TEST(RwgctlRun, HelpListsEveryNoun) {
   EXPECT_EQ(r.code, 0);
   for (const char* noun :
        {"login", "logout", "passwd", "health", "services", "config", "device", "registration",
-        "call", "ban", "emergency", "relay", "hash", "sync", "tma"}) {
+        "call", "ban", "emergency", "relay", "hash", "sync", "tma", "ott"}) {
     EXPECT_THAT(r.out, HasSubstr(std::string("\n  ") + noun + " ")) << noun;
   }
 }
@@ -276,6 +277,47 @@ TEST(RwgctlRun, TmaCallsGoToTheTmaServer) {
                         "--timeout", "5", "tma", "server", "list"});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("127.0.0.1:2"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("127.0.0.1:1")));
+}
+
+TEST(RwgctlRun, OttRefusesBadFlagsBeforeAnyCall) {
+  // --ott-server points nowhere: the answers below come before any call.
+  Result r = RunRwgctl({"--insecure", "--ott-server", "127.0.0.1:1", "ott", "domain", "add",
+                        "portal.example.com", "--service", "webmail", "--backend", "m:443"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err,
+            "rwgctl: --service: webmail not in "
+            "{user-portal,web-client,embedded-user-portal,web-admin}\n");
+  r = RunRwgctl({"--insecure", "--ott-server", "127.0.0.1:1", "ott", "domain", "add",
+                 "portal.example.com", "--service", "web-client", "--backend", "m:99999"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "rwgctl: --backend: 'm:99999' has no port: '99999' is not 1-65535\n");
+  // One path per flag: the FQDN after a path is the FQDN.
+  r = RunRwgctl({"--insecure", "--ott-server", "127.0.0.1:1", "ott", "domain", "add", "--user-path",
+                 "/userportal/", "portal.example.com", "--service", "web-client", "--backend",
+                 "m:80", "--backend-ca", "ca.pem"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "rwgctl: --backend-ca: for an HTTPS backend only\n");
+  r = RunRwgctl({"--insecure", "--ott-server", "127.0.0.1:1", "ott", "domain", "update",
+                 "portal.example.com"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, StartsWith("rwgctl: nothing to change: "));
+  r = RunRwgctl({"--insecure", "--ott-server", "127.0.0.1:1", "ott", "account", "add", "alice"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "rwgctl: a password is required: --password-file FILE or --password-stdin\n");
+  r = RunRwgctl({"ott", "account", "add", "alice", "--password", "secret"});
+  EXPECT_EQ(r.code, 2) << "no password on the command line";
+  r = RunRwgctl({"--insecure", "--ott-server", "127.0.0.1:1", "ott", "account", "update", "alice",
+                 "--enable"});
+  EXPECT_EQ(r.code, 1) << "checked, then refused by nothing listening";
+  EXPECT_THAT(r.err, StartsWith("rwgctl: UNAVAILABLE: "));
+}
+
+TEST(RwgctlRun, OttCallsGoToTheOttServer) {
+  Result r = RunRwgctl({"--insecure", "-s", "127.0.0.1:1", "--ott-server", "127.0.0.1:3",
+                        "--timeout", "5", "ott", "domain", "list"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("127.0.0.1:3"));
   EXPECT_THAT(r.err, ::testing::Not(HasSubstr("127.0.0.1:1")));
 }
 
