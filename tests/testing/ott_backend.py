@@ -23,7 +23,7 @@ same endpoints can be reached under a user, an admin or a common path:
                       JSON
   .../echo            POST/PUT: the body back, chunked, a chunk per piece read
   .../setcookie       sets an application cookie "app-session"
-  anything else       404
+  anything else       200, the request as .../headers gives it, with "endpoint": "other"
 """
 
 import argparse
@@ -178,7 +178,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif name == "setcookie":
             self.send_json({"set": True}, extra=[("Set-Cookie", "app-session=abc123; Path=/")])
         else:
-            self.send_json({"error": "not found"}, status=404)
+            self.send_json({**self.request_info(), "endpoint": "other"})
 
     def do_HEAD(self):
         self.send_response(200)
@@ -211,8 +211,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.read_body(piece)
             self.wfile.write(b"0\r\n\r\n")
         else:
-            self.read_body()
-            self.send_json({"error": "not found"}, status=404)
+            body, _ = self.read_body()
+            self.send_json({**self.request_info(body), "endpoint": "other"})
 
     do_PUT = do_POST
 
