@@ -41,6 +41,8 @@ ACCOUNT_PASSWORD = "alice-ott-password-1"
 COOKIE = "__Host-rwg-ott"
 LOGIN_FAILURES = 3
 BACKEND_TIMEOUT = 2
+HEADER_TIMEOUT = 3
+IDLE_TIMEOUT = 4
 # Idle kept-alive connections to the applications ott may hold beyond those it held when the
 # case began (connections to the applications are kept alive and reused, docs/ott.md).
 POOL_SLACK = 8
@@ -282,8 +284,6 @@ class OttFixture(rwgtest.TempDirTest):
         self.addCleanup(lambda: self.app.stop())
         self.plain_app = Backend().start()
         self.addCleanup(lambda: self.plain_app.stop())
-        self.port = rwgtest.free_port()
-        self.start_ott()
         grpc = self.pb.grpc
         with open(self.certs["ca"], "rb") as f:
             creds = grpc.ssl_channel_credentials(f.read())
@@ -292,7 +292,10 @@ class OttFixture(rwgtest.TempDirTest):
         token = self.pb.admin_grpc.AdminServiceStub(channel).Login(
             self.pb.admin.LoginRequest(username="admin", password=ADMIN_PASSWORD),
             timeout=10).token
+        self.assertTrue(token)
         self.md = [("authorization", f"Bearer {token}")]
+        self.port = rwgtest.free_port()
+        self.start_ott()
         self.ott_channel = grpc.secure_channel(self.ott.grpc_address, creds)
         self.addCleanup(self.ott_channel.close)
         self.api = self.pb.ott_grpc.OttServiceStub(self.ott_channel)
@@ -316,6 +319,8 @@ class OttFixture(rwgtest.TempDirTest):
             "--listen", f"127.0.0.1:{self.port}", "--cert-dir", self.cert_dir,
             "--login-failures", str(LOGIN_FAILURES), "--lockout-minutes", "1",
             "--backend-timeout-seconds", str(BACKEND_TIMEOUT),
+            "--header-timeout-seconds", str(HEADER_TIMEOUT),
+            "--idle-timeout-seconds", str(IDLE_TIMEOUT),
             # Every case makes refusals and many requests from 127.0.0.1 on purpose: only the
             # ban case lowers these.
             "--ban-refusals", "100000", "--requests-per-source", "100000"]
@@ -550,6 +555,11 @@ class ProxyTest(OttFixture):
         self.assertEqual(r.status, 200, r)
         self.assertFalse(r.json()["tls"])
         self.assertTrue(self.request(PORTAL, path="/userportal/headers").json()["tls"])
+        # Connections to the application are kept alive and reused: requests one after the
+        # other, each from a new connection of the browser, share connections to it.
+        seen = [self.request(PORTAL, path="/userportal/headers").json() for _ in range(6)]
+        self.assertLess(len({s["connection"] for s in seen}), 6, seen)
+        self.assertGreater(max(s["requests_on_connection"] for s in seen), 1)
         # Answers' own headers reach the browser: the application's cookie.
         r = self.request(PORTAL, path="/userportal/setcookie")
         self.assertEqual(r.header("Set-Cookie"), ["app-session=abc123; Path=/"])
@@ -1050,7 +1060,62 @@ class BanTest(OttFixture):
                            lambda: self.redis.cli("EXISTS", "rwg:ban:ott:127.0.0.1") == ["1"],
                            timeout=5)
         self.assertNotEqual(self.status(PORTAL), 200, "a banned source is served")
-        self.redis.cli("DEL", "rwg:ban:ott:127.0.0.1")
+
+
+class LimitsTest(OttFixture):
+    def test_connections_per_source_are_limited(self):
+        self.stop_ott()
+        self.start_ott(["--max-connections-per-source", "4"])
+        rwgtest.wait_until("served", lambda: self.status(PORTAL) == 200, timeout=15)
+        held = [self.tls(PORTAL) for _ in range(4)]
+        try:
+            for s in held:  # each of the four carries a request
+                s.sendall(b"GET /userportal/headers HTTP/1.1\r\nHost: portal.rwg.test\r\n\r\n")
+                self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200"))
+            self.assertNotEqual(self.status(PORTAL), 200,
+                                "a fifth connection from the source served")
+        finally:
+            for s in held:
+                s.close()
+        rwgtest.wait_until("served again", lambda: self.status(PORTAL) == 200, timeout=10)
+        self.settled()
+
+    def test_requests_per_source_are_limited(self):
+        self.stop_ott()
+        self.start_ott(["--requests-per-source", "5"])
+        rwgtest.wait_until("served", lambda: self.status(PORTAL) == 200, timeout=15)
+        statuses = [self.status(PORTAL) for _ in range(40)]
+        self.assertIn(200, statuses)
+        self.assertTrue(any(s != 200 for s in statuses), f"40 requests at once all served")
+        time.sleep(2)
+        self.assertEqual(self.status(PORTAL), 200, "served again once the rate is back")
+        self.settled()
+
+    def test_unfinished_header_and_idle_connections_are_closed(self):
+        with self.tls(PORTAL) as s:
+            s.sendall(b"GET /userportal/headers HTTP/1.1\r\nHost: por")
+            s.settimeout(HEADER_TIMEOUT + 10)
+            try:
+                while s.recv(4096):
+                    pass
+            except (ConnectionError, ssl.SSLError):
+                pass
+            except socket.timeout:
+                self.fail("a request's header never finished: the connection stays open")
+        with self.tls(PORTAL) as s:
+            s.sendall(b"GET /userportal/headers HTTP/1.1\r\nHost: portal.rwg.test\r\n\r\n")
+            r = http.client.HTTPResponse(s)
+            r.begin()
+            self.assertEqual(r.status, 200)
+            r.read()
+            s.settimeout(IDLE_TIMEOUT + 10)
+            try:
+                self.assertEqual(s.recv(4096), b"", "ott sent more after the answer")
+            except (ConnectionError, ssl.SSLError):
+                pass
+            except socket.timeout:
+                self.fail("an idle kept-alive connection stays open")
+        self.settled(check_fds=True)
 
 
 class ApiTest(OttFixture):
