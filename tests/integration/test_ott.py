@@ -314,7 +314,7 @@ class OttFixture(rwgtest.TempDirTest):
 
     def start_ott(self, extra=()):
         self.ott = rwgtest.Service("ott", self.tmp, [
-            "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
+            "--redis-address", f"127.0.0.1:{self.redis.port}",
             "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"],
             "--listen", f"127.0.0.1:{self.port}", "--cert-dir", self.cert_dir,
             "--login-failures", str(LOGIN_FAILURES), "--lockout-minutes", "1",
@@ -1086,7 +1086,7 @@ class LimitsTest(OttFixture):
         rwgtest.wait_until("served", lambda: self.status(PORTAL) == 200, timeout=15)
         statuses = [self.status(PORTAL) for _ in range(40)]
         self.assertIn(200, statuses)
-        self.assertTrue(any(s != 200 for s in statuses), f"40 requests at once all served")
+        self.assertIn(429, statuses, "40 requests at once all served")
         time.sleep(2)
         self.assertEqual(self.status(PORTAL), 200, "served again once the rate is back")
         self.settled()
