@@ -269,7 +269,6 @@ def ws_read(f):
 
 
 class OttFixture(rwgtest.TempDirTest):
-    OTT_ARGS = []
 
     def setUp(self):
         super().setUp()
@@ -313,18 +312,21 @@ class OttFixture(rwgtest.TempDirTest):
         self.baseline_fds = self.fds()
 
     def start_ott(self, extra=()):
-        self.ott = rwgtest.Service("ott", self.tmp, [
-            "--redis-address", f"127.0.0.1:{self.redis.port}",
-            "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"],
-            "--listen", f"127.0.0.1:{self.port}", "--cert-dir", self.cert_dir,
-            "--login-failures", str(LOGIN_FAILURES), "--lockout-minutes", "1",
-            "--backend-timeout-seconds", str(BACKEND_TIMEOUT),
-            "--header-timeout-seconds", str(HEADER_TIMEOUT),
-            "--idle-timeout-seconds", str(IDLE_TIMEOUT),
+        """ott with the fixture's flags; `extra` (flag, value, ...) replaces or adds some."""
+        flags = {
+            "--redis-address": f"127.0.0.1:{self.redis.port}",
+            "--tls-cert-file": self.certs["cert"], "--tls-key-file": self.certs["key"],
+            "--listen": f"127.0.0.1:{self.port}", "--cert-dir": self.cert_dir,
+            "--login-failures": str(LOGIN_FAILURES), "--lockout-minutes": "1",
+            "--backend-timeout-seconds": str(BACKEND_TIMEOUT),
+            "--header-timeout-seconds": str(HEADER_TIMEOUT),
+            "--idle-timeout-seconds": str(IDLE_TIMEOUT),
             # Every case makes refusals and many requests from 127.0.0.1 on purpose: only the
-            # ban case lowers these.
-            "--ban-refusals", "100000", "--requests-per-source", "100000"]
-            + self.OTT_ARGS + list(extra))
+            # cases on limits lower these.
+            "--ban-refusals": "100000", "--requests-per-source": "100000"}
+        extra = list(extra)
+        flags.update(zip(extra[::2], extra[1::2]))
+        self.ott = rwgtest.Service("ott", self.tmp, [x for kv in flags.items() for x in kv])
         self.ott.start()
         self.addCleanup(self.stop_ott)
 
@@ -617,7 +619,7 @@ class ProxyTest(OttFixture):
     def test_paths_off_the_lists_get_404_and_are_counted(self):
         before = self.metric("rwg_ott_refused_total", {"reason": "path"}) or 0
         refused = ["/", "/other/headers", "/userportalx/headers", "/favicon.ico/more",
-                   "/Admin/headers", "/favicon.icox"]
+                   "/favicon.icox", "/commonx/headers"]
         for path in refused:
             r = self.request(PORTAL, path=path)
             self.assertEqual(r.status, 404, f"{path}: {r}")
@@ -880,6 +882,10 @@ class ProxyTest(OttFixture):
         ]
         for what, data in cases:
             r = self.raw(data)
+            if what == "bad chunk size" and r is None:
+                # The request went on its way before its body broke: closing is the answer.
+                self.still_serving()
+                continue
             self.assertIsNotNone(r, f"{what}: ott closed without an answer")
             self.assertTrue(400 <= r.status < 500 or (what == "bad version" and r.status == 505),
                             f"{what}: {r}")
