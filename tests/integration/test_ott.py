@@ -931,12 +931,17 @@ class ProxyTest(OttFixture):
             with self.tls(PORTAL) as s:  # a download abandoned
                 s.sendall(b"GET /userportal/big HTTP/1.1\r\nHost: portal.rwg.test\r\n\r\n")
                 s.recv(65536)
-            with self.tls(CLIENT) as s:  # a WebSocket dropped
+            with self.tls(CLIENT) as s:  # a WebSocket closed (dropped ones: the WebSocket case)
                 s.sendall((f"GET /userportal/ws HTTP/1.1\r\nHost: {CLIENT}\r\n"
                            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                            f"Sec-WebSocket-Key: {ws_handshake_key()}\r\n"
                            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-                s.recv(100)
+                f = s.makefile("rb")
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                s.sendall(ws_frame(0x8, struct.pack(">H", 1000)))
+                self.assertEqual(ws_read(f), (0x8, struct.pack(">H", 1000)))
+                f.close()
             with self.tls(PORTAL) as s:  # a request never finished
                 s.sendall(b"GET /userportal/headers HTTP/1.1\r\nHost: por")
             self.raw(b"GET /userportal/\xff HTTP/1.1\r\nHost: portal.rwg.test\r\n\r\n")
