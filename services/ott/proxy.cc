@@ -1224,6 +1224,14 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     asio::steady_timer done(w.io, std::chrono::steady_clock::time_point::max());
     bool other_done = false;
     Upstream* u = up.get();
+    // Whichever direction ends first (a close, an error, the idle timeout) ends the other.
+    auto close_both = [&client, u] {
+      beast::error_code ignored;
+      beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_both, ignored);
+      u->lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+      beast::get_lowest_layer(client).cancel();
+      u->lowest().cancel();
+    };
     auto upward = [&]() -> awaitable<void> {
       try {
         if (u->tls) {
@@ -1235,6 +1243,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
         }
       } catch (...) {
       }
+      close_both();
       other_done = true;
       done.cancel();
     };
@@ -1247,11 +1256,8 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       }
     } catch (...) {
     }
+    close_both();
     beast::error_code ignored;
-    beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_both, ignored);
-    u->lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
-    beast::get_lowest_layer(client).cancel();
-    u->lowest().cancel();
     if (!other_done) {
       co_await done.async_wait(asio::redirect_error(use_awaitable, ignored));
     }
