@@ -21,7 +21,7 @@ Kamailio on the node's address as the iPBX, then:
 - the sync pod ready, its API answering an unsigned request from the host through its Service
   (node port, its generated certificate verified) with 401 and `WWW-Authenticate: OAuth`;
 - the tma pod ready, answering the host's `rwgctl health` (SERVING) through a port-forward to
-  its Service (the internal certificate verified); the ott pod (ott.enabled) the same way;
+  its Service (the internal certificate verified);
 - `helm test`: every service's health (sync's too), a provisioning fetch through the hash, a
   REGISTER through the edge (registered at the iPBX), the sync API's 401 through its Service;
 - from the host, as a phone: the file over HTTPS on the node's address through the hash (a
@@ -122,7 +122,7 @@ class K8sChartTest(unittest.TestCase):
         # Asked for (CTest sets RWG_K8S_TEST): whatever is missing fails the test, never skips it.
         self.assertEqual(os.geteuid(), 0, "the cluster needs root")
         missing = [b for b in ("control", "sip-edge", "media-relay", "provisioning", "sync",
-                               "tma", "ott", "rwgctl")
+                               "tma", "rwgctl")
                    if not os.access(os.path.join(BUILD, "bin", b), os.X_OK)]
         self.assertEqual(missing, [], f"not built in {BUILD} (./tools/rwg build)")
         for tool in ("kamailio", "kamcmd", "baresip", "redis-server", "redis-cli"):
@@ -243,7 +243,6 @@ class K8sChartTest(unittest.TestCase):
             "provisioning": {"files": {"aastra.cfg": f"sip proxy ip: {self.node_ip}\n"}},
             "tests": {"register": {"user": "1001", "password": "set-1001"}},
             "sync": {"service": {"nodePort": SYNC_PORT}},
-            "ott": {"enabled": True},
         }
         v.update(extra)
         path = os.path.join(self.tmp, "values.json")
@@ -365,17 +364,6 @@ class K8sChartTest(unittest.TestCase):
         self.assertTrue(all(c["ready"] for c in pods[0]["status"]["containerStatuses"]),
                         pods[0]["status"])
         port = self.port_forward("rwg-tma", 50056)
-        self.assertEqual(self.rwgctl(port, "health").strip(), "SERVING")
-
-    def ott_answers(self):
-        """The ott pod ready; grpc.health.v1 SERVING through a port-forward to its Service, over
-        TLS verified with the internal CA (as `kubectl rwg ott` reaches it)."""
-        pods = json.loads(self.kubectl("-n", NS, "get", "pods", "-l",
-                                       "app.kubernetes.io/component=ott", "-o", "json"))["items"]
-        self.assertEqual(len(pods), 1, [p["metadata"]["name"] for p in pods])
-        self.assertTrue(all(c["ready"] for c in pods[0]["status"]["containerStatuses"]),
-                        pods[0]["status"])
-        port = self.port_forward("rwg-ott", 50057)
         self.assertEqual(self.rwgctl(port, "health").strip(), "SERVING")
 
     def phone_register(self):
@@ -664,7 +652,6 @@ class K8sChartTest(unittest.TestCase):
         self.kubectl_plugin()
         self.sync_answers()
         self.tma_answers()
-        self.ott_answers()
         # Two relays, disjoint halves of 21000-21999.
         relays = self.kubectl("-n", NS, "logs", "rwg-media-relay-0-0") + self.kubectl(
             "-n", NS, "logs", "rwg-media-relay-1-0")
@@ -842,8 +829,7 @@ class K8sChartTest(unittest.TestCase):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         self.assertIn(b"errors: 0", p.stdout)
         self.kubectl("-n", NS, "rollout", "restart", "deploy")
-        for d in ("rwg-control", "rwg-sip-edge", "rwg-provisioning", "rwg-sync", "rwg-tma",
-                  "rwg-ott"):
+        for d in ("rwg-control", "rwg-sip-edge", "rwg-provisioning", "rwg-sync", "rwg-tma"):
             self.kubectl("-n", NS, "rollout", "status", f"deploy/{d}", "--timeout=180s",
                          timeout=200)
         self.timings["redis backup and restore"] = time.monotonic() - t
@@ -855,7 +841,7 @@ class K8sChartTest(unittest.TestCase):
             phone, answer = self.phone_register()
             phone.close()
             return answer.startswith("SIP/2.0 200")
-        # Every Deployment restarted at once on one loaded node (seven with sync, tma, ott): the
+        # Every Deployment restarted at once on one loaded node (six with sync and tma): the
         # SIP edge's node port may take longer than a minute to answer again.
         rwgtest.wait_until("the phone registers again", registers, timeout=180)
 
