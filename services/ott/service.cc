@@ -9,9 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "services/control/rpc_guard.h"
-#include "services/core/log.h"
-#include "services/core/status.h"
 #include "services/ott/paths.h"
 
 namespace rwg::ott {
@@ -47,55 +44,7 @@ std::string NormalizeFqdn(const std::string& fqdn) {
 
 OttServiceImpl::OttServiceImpl(OttStore& store, CertStore& certs, control::Authenticator& auth,
                                prometheus::Registry& registry)
-    : store_(store),
-      certs_(certs),
-      auth_(auth),
-      rpcs_(prometheus::BuildCounter()
-                .Name("rwg_ott_rpcs_total")
-                .Help("OTT admin API calls by method and status code")
-                .Register(registry)),
-      exceptions_(prometheus::BuildCounter()
-                      .Name("rwg_ott_rpc_exceptions_total")
-                      .Help("OTT admin API calls whose handler threw (answered INTERNAL)")
-                      .Register(registry)) {}
-
-grpc::Status OttServiceImpl::Run(const char* method, grpc::ServerContext* ctx,
-                                 const std::function<absl::Status()>& fn) {
-  std::string user;
-  auto count_throw = [&] { exceptions_.Add({{"method", method}}).Increment(); };
-  absl::Status st = control::RunCatching(
-      method,
-      [&]() -> absl::Status {
-        auto md = ctx->client_metadata().find("authorization");
-        absl::string_view header;
-        if (md != ctx->client_metadata().end()) {
-          header = absl::string_view(md->second.data(), md->second.size());
-        }
-        absl::StatusOr<std::string> who = auth_.Check(header);
-        if (!who.ok()) return who.status();
-        user = *who;
-        return fn();
-      },
-      count_throw);
-  (void)control::RunCatching(
-      method,
-      [&]() -> absl::Status {
-        const std::string code = absl::StatusCodeToString(st.code());
-        rpcs_.Add({{"method", method}, {"code", code}}).Increment();
-        if (!st.ok()) {
-          core::log::Info("rpc failed", {{"method", method},
-                                         {"user", user},
-                                         {"peer", ctx->peer()},
-                                         {"code", code},
-                                         {"error", std::string(st.message())}});
-        } else if (!absl::StartsWith(method, "List")) {
-          core::log::Info("rpc", {{"method", method}, {"user", user}, {"peer", ctx->peer()}});
-        }
-        return absl::OkStatus();
-      },
-      count_throw);
-  return core::ToGrpcStatus(st);
-}
+    : store_(store), certs_(certs), rpc_(auth, registry, "rwg_ott", "OTT admin API") {}
 
 pb::Domain OttServiceImpl::Shown(pb::Domain d) const {
   *d.mutable_effective_paths() = EffectivePaths(d);
@@ -105,7 +54,7 @@ pb::Domain OttServiceImpl::Shown(pb::Domain d) const {
 
 grpc::Status OttServiceImpl::AddDomain(grpc::ServerContext* ctx, const pb::AddDomainRequest* req,
                                        pb::Domain* resp) {
-  return Run("AddDomain", ctx, [&]() -> absl::Status {
+  return rpc_.Run("AddDomain", ctx, [&]() -> absl::Status {
     pb::Domain d = req->domain();
     d.set_fqdn(NormalizeFqdn(d.fqdn()));
     if (absl::Status s = ValidateDomain(d); !s.ok()) return s;
@@ -118,7 +67,7 @@ grpc::Status OttServiceImpl::AddDomain(grpc::ServerContext* ctx, const pb::AddDo
 
 grpc::Status OttServiceImpl::UpdateDomain(grpc::ServerContext* ctx,
                                           const pb::UpdateDomainRequest* req, pb::Domain* resp) {
-  return Run("UpdateDomain", ctx, [&]() -> absl::Status {
+  return rpc_.Run("UpdateDomain", ctx, [&]() -> absl::Status {
     absl::StatusOr<std::set<std::string>> mask =
         Mask(req->update_mask(), {"service", "backend", "enabled", "paths"});
     if (!mask.ok()) return mask.status();
@@ -145,7 +94,7 @@ grpc::Status OttServiceImpl::UpdateDomain(grpc::ServerContext* ctx,
 grpc::Status OttServiceImpl::DeleteDomain(grpc::ServerContext* ctx,
                                           const pb::DeleteDomainRequest* req,
                                           pb::DeleteDomainResponse*) {
-  return Run("DeleteDomain", ctx, [&]() -> absl::Status {
+  return rpc_.Run("DeleteDomain", ctx, [&]() -> absl::Status {
     const std::string fqdn = NormalizeFqdn(req->fqdn());
     absl::StatusOr<bool> deleted = store_.DeleteDomain(fqdn);
     if (!deleted.ok()) return deleted.status();
@@ -159,7 +108,7 @@ grpc::Status OttServiceImpl::DeleteDomain(grpc::ServerContext* ctx,
 
 grpc::Status OttServiceImpl::ListDomains(grpc::ServerContext* ctx, const pb::ListDomainsRequest*,
                                          pb::ListDomainsResponse* resp) {
-  return Run("ListDomains", ctx, [&]() -> absl::Status {
+  return rpc_.Run("ListDomains", ctx, [&]() -> absl::Status {
     absl::StatusOr<std::vector<pb::Domain>> list = store_.ListDomains();
     if (!list.ok()) return list.status();
     for (pb::Domain& d : *list) *resp->add_domains() = Shown(std::move(d));
@@ -169,7 +118,7 @@ grpc::Status OttServiceImpl::ListDomains(grpc::ServerContext* ctx, const pb::Lis
 
 grpc::Status OttServiceImpl::ListServices(grpc::ServerContext* ctx, const pb::ListServicesRequest*,
                                           pb::ListServicesResponse* resp) {
-  return Run("ListServices", ctx, [&]() -> absl::Status {
+  return rpc_.Run("ListServices", ctx, [&]() -> absl::Status {
     for (pb::ServiceInfo& i : Services()) *resp->add_services() = std::move(i);
     return absl::OkStatus();
   });
@@ -177,7 +126,7 @@ grpc::Status OttServiceImpl::ListServices(grpc::ServerContext* ctx, const pb::Li
 
 grpc::Status OttServiceImpl::AddAccount(grpc::ServerContext* ctx, const pb::AddAccountRequest* req,
                                         pb::Account* resp) {
-  return Run("AddAccount", ctx, [&]() -> absl::Status {
+  return rpc_.Run("AddAccount", ctx, [&]() -> absl::Status {
     absl::StatusOr<pb::Account> a = store_.AddAccount(
         req->account().name(), req->account().password(), req->account().enabled());
     if (!a.ok()) return a.status();
@@ -188,7 +137,7 @@ grpc::Status OttServiceImpl::AddAccount(grpc::ServerContext* ctx, const pb::AddA
 
 grpc::Status OttServiceImpl::UpdateAccount(grpc::ServerContext* ctx,
                                            const pb::UpdateAccountRequest* req, pb::Account* resp) {
-  return Run("UpdateAccount", ctx, [&]() -> absl::Status {
+  return rpc_.Run("UpdateAccount", ctx, [&]() -> absl::Status {
     absl::StatusOr<std::set<std::string>> mask =
         Mask(req->update_mask(), {"password", "enabled", "unlock"});
     if (!mask.ok()) return mask.status();
@@ -207,7 +156,7 @@ grpc::Status OttServiceImpl::UpdateAccount(grpc::ServerContext* ctx,
 grpc::Status OttServiceImpl::DeleteAccount(grpc::ServerContext* ctx,
                                            const pb::DeleteAccountRequest* req,
                                            pb::DeleteAccountResponse*) {
-  return Run("DeleteAccount", ctx, [&]() -> absl::Status {
+  return rpc_.Run("DeleteAccount", ctx, [&]() -> absl::Status {
     absl::StatusOr<bool> deleted = store_.DeleteAccount(req->name());
     if (!deleted.ok()) return deleted.status();
     if (!*deleted) {
@@ -220,7 +169,7 @@ grpc::Status OttServiceImpl::DeleteAccount(grpc::ServerContext* ctx,
 
 grpc::Status OttServiceImpl::ListAccounts(grpc::ServerContext* ctx, const pb::ListAccountsRequest*,
                                           pb::ListAccountsResponse* resp) {
-  return Run("ListAccounts", ctx, [&]() -> absl::Status {
+  return rpc_.Run("ListAccounts", ctx, [&]() -> absl::Status {
     absl::StatusOr<std::vector<pb::Account>> list = store_.ListAccounts();
     if (!list.ok()) return list.status();
     for (pb::Account& a : *list) *resp->add_accounts() = std::move(a);

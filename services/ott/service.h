@@ -9,6 +9,7 @@
 #include "prometheus/family.h"
 #include "prometheus/registry.h"
 #include "rwg/ott/v1/ott.grpc.pb.h"
+#include "services/control/admin_rpc.h"
 #include "services/control/auth.h"
 #include "services/ott/state.h"
 #include "services/ott/store.h"
@@ -40,16 +41,12 @@ class OttServiceImpl final : public pb::OttService::Service {
                             pb::ListAccountsResponse*) override;
 
  private:
-  grpc::Status Run(const char* method, grpc::ServerContext* ctx,
-                   const std::function<absl::Status()>& fn);
   // The domain as the API shows it: effective paths and whether a certificate is loaded.
   pb::Domain Shown(pb::Domain d) const;
 
   OttStore& store_;
   CertStore& certs_;
-  control::Authenticator& auth_;
-  prometheus::Family<prometheus::Counter>& rpcs_;
-  prometheus::Family<prometheus::Counter>& exceptions_;
+  control::AdminRpc rpc_;
 };
 
 }  // namespace rwg::ott

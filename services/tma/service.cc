@@ -11,13 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "services/control/device_writes.h"
-#include "services/control/rpc_guard.h"
 #include "services/core/devices.h"
 #include "services/core/keys.h"
-#include "services/core/log.h"
 #include "services/core/phone_fetches.h"
 #include "services/core/registrations.h"
-#include "services/core/status.h"
 #include "services/tma/mac.h"
 
 namespace rwg::tma {
@@ -201,66 +198,16 @@ TmaServiceImpl::TmaServiceImpl(TmaStore& store, Runner& runner, TargetFactory ta
       runner_(runner),
       targets_(std::move(targets)),
       control_(control),
-      auth_(auth),
       redis_(redis),
       box_(box),
       clock_(clock),
       rng_(rng),
       limits_(limits),
-      rpcs_(prometheus::BuildCounter()
-                .Name("rwg_tma_rpcs_total")
-                .Help("Deployment API calls by method and gRPC status code")
-                .Register(registry)),
-      exceptions_(prometheus::BuildCounter()
-                      .Name("rwg_tma_rpc_exceptions_total")
-                      .Help("Deployment API calls whose handler threw (answered INTERNAL)")
-                      .Register(registry)),
+      rpc_(auth, registry, "rwg_tma", "Deployment API"),
       inventory_(prometheus::BuildGauge()
                      .Name("rwg_tma_inventory_phones")
                      .Help("Phones in the inventory by state (deployed, fetched, connected)")
                      .Register(registry)) {}
-
-grpc::Status TmaServiceImpl::Run(const char* method, grpc::ServerContext* ctx,
-                                 const std::function<absl::Status()>& fn) {
-  std::string user;
-  auto count_throw = [&] { exceptions_.Add({{"method", method}}).Increment(); };
-  absl::Status st = control::RunCatching(
-      method,
-      [&]() -> absl::Status {
-        auto md = ctx->client_metadata().find("authorization");
-        absl::string_view header;
-        if (md != ctx->client_metadata().end()) {
-          header = absl::string_view(md->second.data(), md->second.size());
-        }
-        absl::StatusOr<std::string> who = auth_.Check(header);
-        if (!who.ok()) return who.status();
-        user = *who;
-        return fn();
-      },
-      count_throw);
-  (void)control::RunCatching(
-      method,
-      [&]() -> absl::Status {
-        const std::string code = absl::StatusCodeToString(st.code());
-        rpcs_.Add({{"method", method}, {"code", code}}).Increment();
-        if (!st.ok()) {
-          // The first line only: a CSV refusal lists rows for the caller, not for the log.
-          std::string error(st.message().substr(0, st.message().find('\n')));
-          core::log::Info("rpc failed", {{"method", method},
-                                         {"user", user},
-                                         {"peer", ctx->peer()},
-                                         {"code", code},
-                                         {"error", error}});
-        } else if (!absl::StartsWith(method, "Get") && !absl::StartsWith(method, "List") &&
-                   !absl::StartsWith(method, "Watch") && !absl::StartsWith(method, "Export") &&
-                   !absl::StartsWith(method, "Check")) {
-          core::log::Info("rpc", {{"method", method}, {"user", user}, {"peer", ctx->peer()}});
-        }
-        return absl::OkStatus();
-      },
-      count_throw);
-  return core::ToGrpcStatus(st);
-}
 
 absl::StatusOr<TmaServiceImpl::Gateway> TmaServiceImpl::LoadGateway() {
   absl::StatusOr<adminpb::GatewayConfig> c = control::LoadGatewayConfig(control_.config(), nullptr);
@@ -318,7 +265,7 @@ absl::StatusOr<std::vector<DeviceFacts>> TmaServiceImpl::Devices() {
 
 grpc::Status TmaServiceImpl::AddServer(grpc::ServerContext* ctx, const pb::AddServerRequest* req,
                                        pb::Server* resp) {
-  return Run("AddServer", ctx, [&]() -> absl::Status {
+  return rpc_.Run("AddServer", ctx, [&]() -> absl::Status {
     pb::Server s = req->server();
     s.clear_has_password();
     s.clear_create_time_unix();
@@ -346,7 +293,7 @@ grpc::Status TmaServiceImpl::AddServer(grpc::ServerContext* ctx, const pb::AddSe
 
 grpc::Status TmaServiceImpl::UpdateServer(grpc::ServerContext* ctx,
                                           const pb::UpdateServerRequest* req, pb::Server* resp) {
-  return Run("UpdateServer", ctx, [&]() -> absl::Status {
+  return rpc_.Run("UpdateServer", ctx, [&]() -> absl::Status {
     if (req->update_mask().empty()) {
       return absl::InvalidArgumentError(
           "update_mask: name the fields to change (address, port, directory, login, password, "
@@ -393,7 +340,7 @@ grpc::Status TmaServiceImpl::UpdateServer(grpc::ServerContext* ctx,
 grpc::Status TmaServiceImpl::DeleteServer(grpc::ServerContext* ctx,
                                           const pb::DeleteServerRequest* req,
                                           pb::DeleteServerResponse*) {
-  return Run("DeleteServer", ctx, [&]() -> absl::Status {
+  return rpc_.Run("DeleteServer", ctx, [&]() -> absl::Status {
     absl::StatusOr<std::vector<std::string>> active = store_.Active();
     if (!active.ok()) return active.status();
     for (const std::string& id : *active) {
@@ -412,7 +359,7 @@ grpc::Status TmaServiceImpl::DeleteServer(grpc::ServerContext* ctx,
 
 grpc::Status TmaServiceImpl::ListServers(grpc::ServerContext* ctx, const pb::ListServersRequest*,
                                          pb::ListServersResponse* resp) {
-  return Run("ListServers", ctx, [&]() -> absl::Status {
+  return rpc_.Run("ListServers", ctx, [&]() -> absl::Status {
     absl::StatusOr<std::vector<pb::Server>> list = store_.ListServers();
     if (!list.ok()) return list.status();
     for (pb::Server& s : *list) *resp->add_servers() = std::move(s);
@@ -425,7 +372,7 @@ grpc::Status TmaServiceImpl::ListServers(grpc::ServerContext* ctx, const pb::Lis
 
 grpc::Status TmaServiceImpl::ExportCsv(grpc::ServerContext* ctx, const pb::ExportCsvRequest* req,
                                        pb::ExportCsvResponse* resp) {
-  return Run("ExportCsv", ctx, [&]() -> absl::Status {
+  return rpc_.Run("ExportCsv", ctx, [&]() -> absl::Status {
     if (req->site().empty()) return absl::InvalidArgumentError("site: required");
     absl::StatusOr<Gateway> g = LoadGateway();
     if (!g.ok()) return g.status();
@@ -449,7 +396,7 @@ grpc::Status TmaServiceImpl::ExportCsv(grpc::ServerContext* ctx, const pb::Expor
 
 grpc::Status TmaServiceImpl::CheckCsv(grpc::ServerContext* ctx, const pb::CheckCsvRequest* req,
                                       pb::CheckCsvResponse* resp) {
-  return Run("CheckCsv", ctx, [&]() -> absl::Status {
+  return rpc_.Run("CheckCsv", ctx, [&]() -> absl::Status {
     if (absl::Status s = CheckSystem(req->system()); !s.ok()) return s;
     absl::StatusOr<Gateway> g = LoadGateway();
     if (!g.ok()) return g.status();
@@ -471,7 +418,7 @@ grpc::Status TmaServiceImpl::CheckCsv(grpc::ServerContext* ctx, const pb::CheckC
 grpc::Status TmaServiceImpl::CreateDeployment(
     grpc::ServerContext* ctx, grpc::ServerReader<pb::CreateDeploymentRequest>* reader,
     pb::Deployment* resp) {
-  return Run("CreateDeployment", ctx, [&]() -> absl::Status {
+  return rpc_.Run("CreateDeployment", ctx, [&]() -> absl::Status {
     pb::CreateDeploymentRequest msg;
     if (!reader->Read(&msg) || !msg.has_header()) {
       return absl::InvalidArgumentError("the first message must be the deployment's header");
@@ -652,7 +599,7 @@ grpc::Status TmaServiceImpl::CreateDeployment(
 grpc::Status TmaServiceImpl::GetDeployment(grpc::ServerContext* ctx,
                                            const pb::GetDeploymentRequest* req,
                                            pb::Deployment* resp) {
-  return Run("GetDeployment", ctx, [&]() -> absl::Status {
+  return rpc_.Run("GetDeployment", ctx, [&]() -> absl::Status {
     if (absl::Status v = CheckDeploymentId("id", req->id()); !v.ok()) return v;
     absl::StatusOr<std::optional<pb::Deployment>> d = store_.GetDeployment(req->id());
     if (!d.ok()) return d.status();
@@ -665,7 +612,7 @@ grpc::Status TmaServiceImpl::GetDeployment(grpc::ServerContext* ctx,
 grpc::Status TmaServiceImpl::ListDeployments(grpc::ServerContext* ctx,
                                              const pb::ListDeploymentsRequest*,
                                              pb::ListDeploymentsResponse* resp) {
-  return Run("ListDeployments", ctx, [&]() -> absl::Status {
+  return rpc_.Run("ListDeployments", ctx, [&]() -> absl::Status {
     absl::StatusOr<std::vector<pb::Deployment>> list = store_.ListDeployments();
     if (!list.ok()) return list.status();
     for (pb::Deployment& d : *list) {
@@ -679,7 +626,7 @@ grpc::Status TmaServiceImpl::ListDeployments(grpc::ServerContext* ctx,
 grpc::Status TmaServiceImpl::WatchDeployment(grpc::ServerContext* ctx,
                                              const pb::WatchDeploymentRequest* req,
                                              grpc::ServerWriter<pb::Deployment>* writer) {
-  return Run("WatchDeployment", ctx, [&]() -> absl::Status {
+  return rpc_.Run("WatchDeployment", ctx, [&]() -> absl::Status {
     if (absl::Status v = CheckDeploymentId("id", req->id()); !v.ok()) return v;
     std::string last;
     while (!ctx->IsCancelled()) {
@@ -705,7 +652,7 @@ grpc::Status TmaServiceImpl::WatchDeployment(grpc::ServerContext* ctx,
 grpc::Status TmaServiceImpl::ResumeDeployment(grpc::ServerContext* ctx,
                                               const pb::ResumeDeploymentRequest* req,
                                               pb::Deployment* resp) {
-  return Run("ResumeDeployment", ctx, [&]() -> absl::Status {
+  return rpc_.Run("ResumeDeployment", ctx, [&]() -> absl::Status {
     if (absl::Status v = CheckDeploymentId("id", req->id()); !v.ok()) return v;
     absl::StatusOr<std::optional<pb::Deployment>> d = store_.GetDeployment(req->id());
     if (!d.ok()) return d.status();
@@ -728,7 +675,7 @@ grpc::Status TmaServiceImpl::ResumeDeployment(grpc::ServerContext* ctx,
 
 grpc::Status TmaServiceImpl::ListEvents(grpc::ServerContext* ctx, const pb::ListEventsRequest* req,
                                         pb::ListEventsResponse* resp) {
-  return Run("ListEvents", ctx, [&]() -> absl::Status {
+  return rpc_.Run("ListEvents", ctx, [&]() -> absl::Status {
     if (req->limit() < 0 || req->limit() > 10000) {
       return absl::InvalidArgumentError("limit: 0 (1000) to 10000");
     }
@@ -791,7 +738,7 @@ absl::StatusOr<std::vector<pb::InventoryEntry>> TmaServiceImpl::Inventory(
 grpc::Status TmaServiceImpl::ListInventory(grpc::ServerContext* ctx,
                                            const pb::ListInventoryRequest* req,
                                            pb::ListInventoryResponse* resp) {
-  return Run("ListInventory", ctx, [&]() -> absl::Status {
+  return rpc_.Run("ListInventory", ctx, [&]() -> absl::Status {
     absl::StatusOr<std::vector<pb::InventoryEntry>> list = Inventory(req->filter());
     if (!list.ok()) return list.status();
     for (pb::InventoryEntry& e : *list) *resp->add_entries() = std::move(e);
@@ -802,7 +749,7 @@ grpc::Status TmaServiceImpl::ListInventory(grpc::ServerContext* ctx,
 grpc::Status TmaServiceImpl::DeleteInventory(grpc::ServerContext* ctx,
                                              const pb::DeleteInventoryRequest* req,
                                              pb::DeleteInventoryResponse* resp) {
-  return Run("DeleteInventory", ctx, [&]() -> absl::Status {
+  return rpc_.Run("DeleteInventory", ctx, [&]() -> absl::Status {
     if (EmptyFilter(req->filter()) && !req->all()) {
       return absl::InvalidArgumentError("filter: empty; set all to delete the whole inventory");
     }

@@ -11,6 +11,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 #include "rwg/tma/v1/tma.grpc.pb.h"
+#include "services/control/admin_rpc.h"
 #include "services/control/auth.h"
 #include "services/control/store.h"
 #include "services/core/clock.h"
@@ -72,8 +73,6 @@ class TmaServiceImpl final : public pb::TmaService::Service {
   void RefreshInventoryGauge();
 
  private:
-  grpc::Status Run(const char* method, grpc::ServerContext* ctx,
-                   const std::function<absl::Status()>& fn);
   // The gateway's defaults for the system data and the phone files' fixed parameters.
   struct Gateway {
     SystemData system;
@@ -88,7 +87,6 @@ class TmaServiceImpl final : public pb::TmaService::Service {
   Runner& runner_;
   TargetFactory targets_;
   control::RedisControlStore& control_;
-  control::Authenticator& auth_;
   core::RedisClient& redis_;
   const core::SecretBox& box_;
   core::Clock& clock_;
@@ -96,8 +94,7 @@ class TmaServiceImpl final : public pb::TmaService::Service {
   ServiceLimits limits_;
   std::atomic<bool> shutting_down_{false};
 
-  prometheus::Family<prometheus::Counter>& rpcs_;
-  prometheus::Family<prometheus::Counter>& exceptions_;
+  control::AdminRpc rpc_;
   prometheus::Family<prometheus::Gauge>& inventory_;
 };
 
