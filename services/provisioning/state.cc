@@ -71,49 +71,11 @@ absl::Status SharedState::Refresh() {
   return absl::OkStatus();
 }
 
-absl::Status SharedState::SafeRefresh() {
-  try {
-    return Refresh();
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("refresh failed: ", e.what()));
-  } catch (...) {
-    return absl::InternalError("refresh failed");
-  }
-}
-
-absl::Status SharedState::Start(absl::Duration period) {
-  absl::Status first = SafeRefresh();
-  {
-    absl::MutexLock lock(&mu_);
-    last_ = first;
-  }
-  thread_ = std::thread([this, period]() {
-    bool was_ok = true;
-    while (!stop_.load()) {
-      for (absl::Duration waited; waited < period && !stop_.load();
-           waited += absl::Milliseconds(50)) {
-        absl::SleepFor(absl::Milliseconds(50));
-      }
-      absl::Status s = SafeRefresh();
-      {
-        absl::MutexLock lock(&mu_);
-        last_ = s;
-      }
-      if (!s.ok() && was_ok) {
-        core::log::Warn("cannot refresh the hash key and bans",
-                        {{"error", std::string(s.message())}});
-      }
-      was_ok = s.ok();
-    }
-  });
-  return first;
-}
+absl::Status SharedState::Start(absl::Duration period) { return refresher_.Start(period); }
 
 void SharedState::Stop() {
-  stop_ = true;
-  if (!thread_.joinable()) return;
-  thread_.join();
-  if (fetches_ == nullptr) return;
+  refresher_.Stop();
+  if (stopped_.exchange(true) || fetches_ == nullptr) return;
   try {
     (void)fetches_->Flush();  // the last second's fetches
   } catch (const std::exception& e) {
@@ -160,9 +122,6 @@ size_t SharedState::BannedCount() const {
   return banned_.size();
 }
 
-absl::Status SharedState::last_status() const {
-  absl::MutexLock lock(&mu_);
-  return last_;
-}
+absl::Status SharedState::last_status() const { return refresher_.last_status(); }
 
 }  // namespace rwg::provisioning

@@ -23,6 +23,7 @@
 #include "services/core/crypto.h"
 #include "services/core/devices.h"
 #include "services/core/redis.h"
+#include "services/core/refresher.h"
 #include "services/provisioning/fetch_recorder.h"
 
 namespace rwg::provisioning {
@@ -76,8 +77,6 @@ class SharedState {
 
  private:
   absl::Status Refresh();
-  // Refresh, with whatever it throws as an error status: the thread keeps running.
-  absl::Status SafeRefresh();
   core::RedisClient& redis_;
   core::BanStore bans_;
   const core::SecretBox& box_;
@@ -90,9 +89,8 @@ class SharedState {
   XmlUpstream upstream_ ABSL_GUARDED_BY(mu_);
   std::unordered_set<std::string> banned_ ABSL_GUARDED_BY(mu_);
   std::vector<core::Ban> to_store_ ABSL_GUARDED_BY(mu_);
-  absl::Status last_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("not read yet");
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  std::atomic<bool> stopped_{false};
+  core::Refresher refresher_{"the hash key and bans", [this] { return Refresh(); }};
 };
 
 }  // namespace rwg::provisioning
