@@ -242,48 +242,9 @@ absl::Status OttState::Refresh() {
   return absl::OkStatus();
 }
 
-absl::Status OttState::SafeRefresh() {
-  try {
-    return Refresh();
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("refresh failed: ", e.what()));
-  } catch (...) {
-    return absl::InternalError("refresh failed");
-  }
-}
+absl::Status OttState::Start() { return refresher_.Start(options_.refresh); }
 
-absl::Status OttState::Start() {
-  absl::Status first = SafeRefresh();
-  {
-    absl::MutexLock lock(&mu_);
-    last_ = first;
-  }
-  thread_ = std::thread([this]() {
-    bool was_ok = true;
-    while (!stop_.load()) {
-      for (absl::Duration waited; waited < options_.refresh && !stop_.load();
-           waited += absl::Milliseconds(50)) {
-        absl::SleepFor(absl::Milliseconds(50));
-      }
-      absl::Status s = SafeRefresh();
-      {
-        absl::MutexLock lock(&mu_);
-        last_ = s;
-      }
-      if (!s.ok() && was_ok) {
-        core::log::Warn("cannot read the domains, accounts and bans",
-                        {{"error", std::string(s.message())}});
-      }
-      was_ok = s.ok();
-    }
-  });
-  return first;
-}
-
-void OttState::Stop() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
-}
+void OttState::Stop() { refresher_.Stop(); }
 
 std::shared_ptr<const Snapshot> OttState::Get() const {
   absl::MutexLock lock(&mu_);
@@ -295,10 +256,7 @@ bool OttState::Banned(const std::string& source) const {
   return banned_.count(source) != 0;
 }
 
-absl::Status OttState::last_status() const {
-  absl::MutexLock lock(&mu_);
-  return last_;
-}
+absl::Status OttState::last_status() const { return refresher_.last_status(); }
 
 bool OttState::AllowRequest(const std::string& source) {
   const absl::Time now = clock_.Now();
@@ -357,6 +315,8 @@ bool OttState::Refused(const std::string& source, const std::string& why) {
   core::log::Warn("source banned", {{"source", source}, {"reason", ban.reason}});
   absl::MutexLock lock(&mu_);
   if (banned_.size() < options_.max_bans) banned_.insert(source);
+  // Drained at every refresh; while Redis cannot be reached, the newest are kept.
+  if (to_store_.size() >= options_.max_bans) to_store_.erase(to_store_.begin());
   to_store_.push_back(std::move(ban));
   return true;
 }
