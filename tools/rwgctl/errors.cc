@@ -35,6 +35,10 @@ absl::Status ArgumentError(absl::string_view message) {
   return WithKind(absl::InvalidArgumentError(message), kArgument);
 }
 
+absl::Status FlagError(absl::string_view flag, absl::string_view message) {
+  return ArgumentError(absl::StrCat(flag, ": ", message));
+}
+
 absl::Status QuietFailure() { return WithKind(absl::UnknownError(""), kQuiet); }
 
 Outcome OutcomeOf(const absl::Status& status) {

@@ -29,6 +29,8 @@ absl::Status RpcError(const grpc::Status& status);
 
 // A value given on the command line that rwgctl refuses itself; `message` names the flag.
 absl::Status ArgumentError(absl::string_view message);
+// "<flag>: <message>" as an ArgumentError.
+absl::Status FlagError(absl::string_view flag, absl::string_view message);
 
 // A failure already shown by the command's own output.
 absl::Status QuietFailure();

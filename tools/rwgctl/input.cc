@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "tools/rwgctl/errors.h"
 
 namespace rwg::rwgctl {
 namespace {
@@ -60,6 +61,33 @@ absl::StatusOr<std::string> ReadSecret(const char* env, const std::string& promp
   tcsetattr(STDIN_FILENO, TCSANOW, &old);
   std::cerr << "\n";
   return line;
+}
+
+absl::StatusOr<std::optional<std::string>> ReadPasswordFlags(const std::string& password_file,
+                                                             bool password_stdin) {
+  if (!password_file.empty() && password_stdin) {
+    return ArgumentError("--password-file and --password-stdin: give one");
+  }
+  std::string password;
+  if (!password_file.empty()) {
+    absl::StatusOr<std::string> text = ReadFile(password_file);
+    if (!text.ok()) {
+      return absl::NotFoundError(absl::StrCat("--password-file: ", text.status().message()));
+    }
+    password = text->substr(0, text->find('\n'));
+  } else if (password_stdin) {
+    std::string line;
+    std::getline(std::cin, line);
+    password = std::move(line);
+  } else {
+    return std::nullopt;
+  }
+  password = std::string(absl::StripSuffix(password, "\r"));
+  if (password.empty()) {
+    return FlagError(password_stdin ? "--password-stdin" : "--password-file",
+                     "the password is empty");
+  }
+  return password;
 }
 
 }  // namespace rwg::rwgctl

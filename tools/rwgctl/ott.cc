@@ -25,11 +25,6 @@ using Ott = ottpb::OttService::Stub;
 constexpr size_t kMinPassword = 12;
 constexpr size_t kMaxPassword = 256;
 
-// "--flag: message" as an argument error.
-absl::Status FlagError(absl::string_view flag, absl::string_view message) {
-  return ArgumentError(absl::StrCat(flag, ": ", message));
-}
-
 bool Contains(const std::vector<std::string>& given, absl::string_view flag) {
   return std::find(given.begin(), given.end(), flag) != given.end();
 }
@@ -57,31 +52,17 @@ absl::Status CheckBackendTls(const ottpb::Backend& b) {
   return absl::OkStatus();
 }
 
-// The password of `ott account add|update`: the first line of --password-file, or a line of
-// standard input; none when neither is given.
+// The password of `ott account add|update`: "" when none is given; else 12 to 256 bytes.
 absl::StatusOr<std::string> ReadAccountPassword(const OttAccountFlags& f) {
-  if (!f.password_file.empty() && f.password_stdin) {
-    return ArgumentError("--password-file and --password-stdin: give one");
-  }
-  std::string password;
-  const char* flag = f.password_stdin ? "--password-stdin" : "--password-file";
-  if (!f.password_file.empty()) {
-    absl::StatusOr<std::string> text = ReadFile(f.password_file);
-    if (!text.ok()) {
-      return absl::NotFoundError(absl::StrCat("--password-file: ", text.status().message()));
-    }
-    password = text->substr(0, text->find('\n'));
-  } else if (f.password_stdin) {
-    absl::StatusOr<std::string> line = ReadSecret("RWG_OTT_PASSWORD", "password", true);
-    if (!line.ok()) return line.status();
-    password = *std::move(line);
-  } else {
-    return password;
-  }
-  password = std::string(absl::StripSuffix(password, "\r"));
+  absl::StatusOr<std::optional<std::string>> p =
+      ReadPasswordFlags(f.password_file, f.password_stdin);
+  if (!p.ok()) return p.status();
+  if (!p->has_value()) return std::string();
+  const std::string& password = **p;
   if (password.size() < kMinPassword || password.size() > kMaxPassword) {
-    return FlagError(flag, absl::StrCat("the password has ", password.size(), " bytes, not ",
-                                        kMinPassword, " to ", kMaxPassword));
+    return FlagError(f.password_stdin ? "--password-stdin" : "--password-file",
+                     absl::StrCat("the password has ", password.size(), " bytes, not ",
+                                  kMinPassword, " to ", kMaxPassword));
   }
   return password;
 }

@@ -39,32 +39,12 @@ std::string ShortName(const std::string& name, absl::string_view prefix) {
 
 std::string FormatTimeMs(int64_t unix_ms) { return FormatTime(unix_ms / 1000); }
 
-// "--flag: message" as an argument error.
-absl::Status FlagError(absl::string_view flag, absl::string_view message) {
-  return ArgumentError(absl::StrCat(flag, ": ", message));
-}
-
-// The password of `tma server add|modify`: the first line of --password-file, or one line of
-// standard input; none when neither is given.
+// The password of `tma server add|modify`: "" when none is given.
 absl::StatusOr<std::string> ReadServerPassword(const TmaServerFlags& f) {
-  std::string password;
-  if (!f.password_file.empty()) {
-    absl::StatusOr<std::string> text = ReadFile(f.password_file);
-    if (!text.ok()) {
-      return absl::NotFoundError(absl::StrCat("--password-file: ", text.status().message()));
-    }
-    password = text->substr(0, text->find('\n'));
-  } else if (f.password_stdin) {
-    absl::StatusOr<std::string> line = ReadSecret("RWG_TMA_PASSWORD", "password", true);
-    if (!line.ok()) return line.status();
-    password = *std::move(line);
-  }
-  password = std::string(absl::StripSuffix(password, "\r"));
-  if ((!f.password_file.empty() || f.password_stdin) && password.empty()) {
-    return FlagError(f.password_file.empty() ? "--password-stdin" : "--password-file",
-                     "the password is empty");
-  }
-  return password;
+  absl::StatusOr<std::optional<std::string>> p =
+      ReadPasswordFlags(f.password_file, f.password_stdin);
+  if (!p.ok()) return p.status();
+  return p->value_or("");
 }
 
 // The checks add and modify share; `kind` is the server's kind when known (add), else
@@ -72,9 +52,6 @@ absl::StatusOr<std::string> ReadServerPassword(const TmaServerFlags& f) {
 absl::Status CheckServerFlags(const TmaServerFlags& f, tmapb::ServerKind kind) {
   if (f.Given("port") && (f.port < 1 || f.port > 65535)) {
     return FlagError("--port", absl::StrCat(f.port, " is not a port (1-65535)"));
-  }
-  if (!f.password_file.empty() && f.password_stdin) {
-    return ArgumentError("--password-file and --password-stdin: give one");
   }
   if (kind == tmapb::SERVER_KIND_LOCAL) {
     for (const auto& [field, flag] :
