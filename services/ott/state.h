@@ -26,6 +26,7 @@
 #include "prometheus/registry.h"
 #include "services/core/bans.h"
 #include "services/core/clock.h"
+#include "services/core/refresher.h"
 #include "services/ott/paths.h"
 #include "services/ott/store.h"
 
@@ -115,7 +116,6 @@ class OttState {
 
  private:
   absl::Status Refresh();
-  absl::Status SafeRefresh();
 
   OttStore& store_;
   core::BanStore bans_;
@@ -129,7 +129,6 @@ class OttState {
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   std::unordered_set<std::string> banned_ ABSL_GUARDED_BY(mu_);
   std::vector<core::Ban> to_store_ ABSL_GUARDED_BY(mu_);
-  absl::Status last_ ABSL_GUARDED_BY(mu_) = absl::UnavailableError("not read yet");
   absl::Time last_cert_reload_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_full_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 
@@ -146,8 +145,8 @@ class OttState {
   std::unordered_map<std::string, Refusals> refusals_ ABSL_GUARDED_BY(tables_mu_);
   absl::Time last_sweep_ ABSL_GUARDED_BY(tables_mu_) = absl::InfinitePast();
 
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  // Last: stopped (its thread joined) before the members Refresh uses go.
+  core::Refresher refresher_{"the domains, accounts and bans", [this] { return Refresh(); }};
 };
 
 }  // namespace rwg::ott
