@@ -210,17 +210,24 @@ class Load:
             t.join(timeout=30)
 
 
+POOL = None
+_pool_dir = None
+
+
+def setUpModule():
+    global POOL, _pool_dir
+    _pool_dir = tempfile.TemporaryDirectory(prefix="rwg-it-certs-")
+    POOL = Pool(_pool_dir.name)
+
+
+def tearDownModule():
+    _pool_dir.cleanup()
+
+
 class CertReloadTest(rwgtest.TempDirTest):
-    pool = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls._pool_dir = tempfile.TemporaryDirectory(prefix="rwg-it-certs-")
-        cls.pool = Pool(cls._pool_dir.name)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls._pool_dir.cleanup()
+    @property
+    def pool(self):
+        return POOL
 
     # -- fixture -----------------------------------------------------------------------------
 
@@ -513,6 +520,248 @@ class CertReloadTest(rwgtest.TempDirTest):
             self.assertLess(s, 20, f"{name}: RSS grows {s:.1f} KiB per swap: {rss[name]}")
         self.assert_healthy_then_stop()
 
+    def log_offsets(self):
+        return {name: len(svc.read_log()) for name, svc in self.services().items()}
+
+    def logs_since(self, offsets):
+        return {name: svc.read_log()[offsets[name]:] for name, svc in self.services().items()}
+
+    def test_broken_pairs_are_refused_and_the_one_in_use_stays(self):
+        cert, key, _ = self.pool.leaves[101]
+        broken = [
+            ("a key that is not the certificate's", cert, self.pool.leaves[102][1],
+             "the private key is not the certificate's"),
+            ("an expired certificate", self.pool.expired, self.pool.leaves[0][1],
+             "expired on 2020-01-02T00:00:00Z"),
+            ("a certificate not valid yet", self.pool.future, self.pool.leaves[0][1],
+             "not valid before 2099-01-01T00:00:00Z"),
+            ("a truncated certificate", cert[:len(cert) // 2], key, "no PEM certificate"),
+            ("a garbage key", cert, b"-----BEGIN PRIVATE KEY-----\nnot base64 at all\n"
+             b"-----END PRIVATE KEY-----\n", "no PEM private key"),
+            ("an empty key file", cert, b"", "no PEM private key"),
+        ]
+        labels = {"control": ["grpc"], "sip-edge": ["sip_tls", "grpc"],
+                  "provisioning": ["https", "grpc"]}
+        for n, (what, bad_cert, bad_key, error) in enumerate(broken):
+            with self.subTest(what):
+                refused_before = self.counters("refused")
+                loaded_before = self.counters("loaded")
+                offsets = self.log_offsets()
+                self.secret.swap(bad_cert, bad_key)
+                want = {k: v + 1 for k, v in refused_before.items()}
+                try:
+                    rwgtest.wait_until(f"{what}: refused by every endpoint",
+                                       lambda: self.counters("refused") == want, timeout=5)
+                except AssertionError:
+                    self.fail(f"{what}: refused counters {self.counters('refused')}, want "
+                              f"{want}; logs: {self.logs_since(offsets)}")
+                if n == 0:
+                    # Refused once, not again at every poll while the files stay the same.
+                    time.sleep(2.2)
+                    self.assertEqual(self.counters("refused"), want, f"{what}: refused again")
+                logs = self.logs_since(offsets)
+                for name, ls in labels.items():
+                    for label in ls:
+                        lines = re.findall(
+                            r'.*msg="new certificate refused; the one in use stays" '
+                            rf'certificate={label} .*', logs[name])
+                        self.assertEqual(len(lines), 1, f"{what}: {name} {label}: {logs[name]}")
+                        self.assertIn("level=error", lines[0])
+                        self.assertIn(error, lines[0], f"{what}: {name} {label}")
+                        self.assertIn(f"in_use={self.pool.leaves[self.leaf][2][:16]}", lines[0])
+                self.assertEqual(self.counters("loaded"), loaded_before, what)
+                served = self.served()
+                self.assertEqual(served, {k: self.pool.leaves[self.leaf][2] for k in served},
+                                 f"{what}: not the pair in use any more")
+                self.assertIsNone(self.register_once(), f"{what}: a TLS registration")
+                self.assertIsNone(self.download_once(), f"{what}: an HTTPS download")
+                for name, svc in self.services().items():
+                    self.assertIsNone(self.grpc_health_once(svc), f"{what}: {name} gRPC")
+                for name, svc in self.services().items():
+                    m = self.metrics(svc)
+                    for label in labels[name]:
+                        days = m[("rwg_certificate_expiry_days",
+                                  frozenset({("certificate", label)}))]
+                        self.assertTrue(1 < days <= 2, f"{what}: {name} {label}: the expiry "
+                                        f"gauge follows the pair in use (2 days), not {days}")
+        # A good pair after them all is taken.
+        loaded_before = self.counters("loaded")
+        self.swap_leaf(101)
+        took = self.assert_all_present(101, "a good pair after the broken ones")
+        print("\n  good pair after broken ones served after "
+              + ", ".join(f"{n} {t:.2f}s" for n, t in took.items()))
+        self.leaf = 101
+        rwgtest.wait_until("loaded counters", lambda: self.counters("loaded") == {
+            k: v + 1 for k, v in loaded_before.items()}, timeout=3)
+        self.assert_healthy_then_stop()
+
+    def same_size_leaf(self):
+        cert, key, _ = self.pool.leaves[self.leaf]
+        for i in list(range(101, LEAVES)) + list(range(100)):
+            c, k, _ = self.pool.leaves[i]
+            if len(c) == len(cert) and len(k) == len(key):
+                return i
+        self.skipTest("no pool pair with the sizes of the one in use")
+
+    def test_sighup_reads_the_certificates_at_once(self):
+        # Rewritten in place with the same size, inode and modification time: the stat stamp
+        # the watchers poll stays the same, so only SIGHUP can make them read the new pair.
+        j = self.same_size_leaf()
+        stamp = lambda p: (lambda st: (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))(
+            os.stat(p))
+        before = [stamp(p) for p in (self.secret.cert, self.secret.key)]
+        for path, data in ((self.secret.cert, self.pool.leaves[j][0]),
+                           (self.secret.key, self.pool.leaves[j][1])):
+            st = os.stat(path)
+            with open(path, "r+b") as f:
+                f.write(data)
+                f.truncate()
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        self.assertEqual([stamp(p) for p in (self.secret.cert, self.secret.key)], before)
+        loaded_before = self.counters("loaded")
+        offsets = self.log_offsets()
+        for svc in self.services().values():
+            svc.proc.send_signal(signal.SIGHUP)
+        took = self.assert_all_present(j, "after SIGHUP", timeout=3)
+        self.leaf = j
+        print("\n  after SIGHUP the new pair is served after "
+              + ", ".join(f"{n} {t:.2f}s" for n, t in took.items()))
+        for name in ("sip-edge SIP/TLS", "provisioning HTTPS"):
+            self.assertLess(took[name], 1.0, f"{name}: SIGHUP reads at once")
+        rwgtest.wait_until("loaded counters", lambda: self.counters("loaded") == {
+            k: v + 1 for k, v in loaded_before.items()}, timeout=3)
+        logs = self.logs_since(offsets)
+        for name, svc in self.services().items():
+            self.assertTrue(svc.alive(), f"{name} exited on SIGHUP: {logs[name]}")
+            self.assertRegex(logs[name], r'msg="SIGHUP: reading the certificates again"[^\n]*\n'
+                             r'(.*\n)*.*msg="certificate loaded"', name)
+            self.assertIn(f"fingerprint={self.pool.leaves[j][2][:16]}", logs[name], name)
+        # SIGHUP with nothing changed: read, found the same, nothing loaded.
+        loaded_before = self.counters("loaded")
+        offsets = self.log_offsets()
+        for svc in self.services().values():
+            svc.proc.send_signal(signal.SIGHUP)
+        rwgtest.wait_until("certificate unchanged logged", lambda: all(
+            'msg="certificate unchanged"' in t for t in self.logs_since(offsets).values()),
+            timeout=5)
+        self.assertEqual(self.counters("loaded"), loaded_before)
+        self.assertEqual(self.served(), {n: self.pool.leaves[j][2] for n in self.served()})
+        self.assert_healthy_then_stop()
+
+    def test_reloads_keep_no_memory(self):
+        """60 pairs loaded (swap + SIGHUP, no client load): RSS per reload."""
+        pids = {"sip-edge": self.edge.proc.pid, "provisioning": self.prov.proc.pid,
+                "control": self.control.proc.pid}
+        rss = {name: [(0, rss_kib(pid))] for name, pid in pids.items()}
+        loaded_before = self.counters("loaded")
+        for i in range(60):
+            self.swap_leaf(i)
+            for svc in self.services().values():
+                svc.proc.send_signal(signal.SIGHUP)
+            want = {k: v + i + 1 for k, v in loaded_before.items()}
+            rwgtest.wait_until(f"reload {i + 1}", lambda: self.counters("loaded") == want,
+                               timeout=5)
+            if (i + 1) % 10 == 0:
+                for name, pid in pids.items():
+                    rss[name].append((i + 1, rss_kib(pid)))
+        self.leaf = 59
+        self.assert_all_present(59, "after 60 reloads")
+        slopes = {name: slope([p for p in points if p[0] >= 10]) for name, points in rss.items()}
+        for name, points in rss.items():
+            print(f"\n  RSS {name} (KiB at reload 0,10,..,60): {[v for _, v in points]}; "
+                  f"slope after reload 10: {slopes[name]:.1f} KiB/reload", end="")
+        print()
+        for name, s in slopes.items():
+            self.assertLess(s, 20, f"{name}: RSS grows {s:.1f} KiB per reload: {rss[name]}")
+        self.assert_healthy_then_stop()
+
+
+class BadPairAtStartTest(rwgtest.TempDirTest):
+    """A service given a bad pair does not start: exit code 2, the option named."""
+
+    def setUp(self):
+        super().setUp()
+        self.pool = POOL
+        good_cert, good_key = self.pool.leaf_files(0)
+        self.certs = {"ca": self.pool.ca, "cert": good_cert, "key": good_key}
+        # sip-edge reads its certificates once the gateway configuration is there.
+        rwgtest.start_control(self, ADMIN_PASSWORD)
+        self.ctl.ok("config", "set", f"public_name={DOMAIN}", "icp.host=127.0.0.2",
+                    f"icp.sip_port={rwgtest.free_port()}", "icp.sip_transports=tcp")
+        self.store = os.path.join(self.tmp, "store")
+        os.mkdir(self.store)
+        self.token = os.path.join(self.tmp, "token")
+        with open(self.token, "w") as f:
+            f.write("provisioning-store-token-0123456789\n")
+        self.expired = os.path.join(self.tmp, "expired.crt")
+        with open(self.expired, "wb") as f:
+            f.write(self.pool.expired)
+
+    def edge(self, cert, key):
+        return ["--sip-tls-listen", f"127.0.0.1:{rwgtest.free_port()}",
+                "--sip-tcp-listen", f"127.0.0.1:{rwgtest.free_port()}",
+                "--icp-listen", f"127.0.0.1:{rwgtest.free_port()}",
+                "--sip-tls-cert-file", cert, "--sip-tls-key-file", key]
+
+    def prov(self, cert, key):
+        return ["--listen", f"127.0.0.1:{rwgtest.free_port()}", "--https-cert-file", cert,
+                "--https-key-file", key, "--store-dir", self.store, "--api-token-file",
+                self.token]
+
+    def check(self, cases):
+        for binary, args, option, error in cases:
+            with self.subTest(f"{binary} {option} {error}"):
+                code, out = self.start(binary, args)
+                self.assertEqual(code, 2, f"{binary} {option}: exit code; output: {out}")
+                self.assertIn(option, out, out)
+                self.assertIn(error, out, out)
+
+    def start(self, binary, args):
+        before = grpc_dirs()
+        r = subprocess.run([os.path.join(rwgtest.BIN, binary), "--grpc-listen", "127.0.0.1:0",
+                            "--metrics-listen", "127.0.0.1:0", "--redis-address",
+                            f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key]
+                           + args, capture_output=True, text=True, timeout=30,
+                           env={**os.environ, "TMPDIR": self.tmp})
+        good = self.pool.leaves[0][0]
+        left = set()
+        for d in grpc_dirs() - before:
+            try:
+                if rwgtest.read_bytes(os.path.join(d, "current", "tls.crt")) == good:
+                    left.add(d)
+            except OSError:
+                pass
+        self.assertEqual(left, set(), f"{binary}: gRPC certificate copies left behind")
+        return r.returncode, r.stdout + r.stderr
+
+    def test_bad_tls_pairs_stop_the_start(self):
+        good_cert, good_key = self.pool.leaf_files(0)
+        _, other_key = self.pool.leaf_files(1)
+        grpc_ok = ["--tls-cert-file", good_cert, "--tls-key-file", good_key]
+        self.check([
+            ("sip-edge", self.edge(good_cert, other_key) + grpc_ok, "sip-tls-key-file",
+             "not the certificate's"),
+            ("sip-edge", self.edge(self.expired, good_key) + grpc_ok, "sip-tls-cert-file",
+             "expired on"),
+            ("provisioning", self.prov(good_cert, other_key) + grpc_ok, "https-key-file",
+             "not the certificate's"),
+            ("provisioning", self.prov(self.expired, good_key) + grpc_ok, "https-cert-file",
+             "expired on"),
+        ])
+
+    def test_bad_grpc_pairs_stop_the_start(self):
+        good_cert, good_key = self.pool.leaf_files(0)
+        _, other_key = self.pool.leaf_files(1)
+        self.check([
+            ("sip-edge", self.edge(good_cert, good_key) + [
+                "--tls-cert-file", good_cert, "--tls-key-file", other_key],
+             "tls-key-file", "not the certificate's"),
+            ("provisioning", self.prov(good_cert, good_key) + [
+                "--tls-cert-file", self.expired, "--tls-key-file", good_key],
+             "tls-cert-file", "expired on"),
+            ("control", ["--admin-password-file", self.token, "--tls-cert-file", good_cert,
+                         "--tls-key-file", other_key], "tls-key-file", "not the certificate's"),
+        ])
 
 if __name__ == "__main__":
     unittest.main()
