@@ -34,6 +34,7 @@ DEVICES = {"1001": ("phone-pw-1001", "21001", "icp-pw-21001"),
            "1002": ("phone-pw-1002", "21002", "icp-pw-21002")}
 IPBX_CREDENTIALS = {"21001": "icp-pw-21001", "21002": "icp-pw-21002"}
 PROV_FILE = ("aastra.cfg", b"sip proxy ip: rwg.example.net\nsip proxy port: 5061\n")
+RELOADS = 150  # pairs loaded in a row by test_reloads_keep_no_memory
 LEAVES = 110  # distinct server pairs: 100 for the swaps, the rest for the other cases
 SAN = "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2,DNS:127.0.0.2\n"
 HEALTH_SERVING = b"\x08\x01"  # grpc.health.v1.HealthCheckResponse{status: SERVING}
@@ -514,10 +515,12 @@ class CertReloadTest(rwgtest.TempDirTest):
             fps = re.findall(r'msg="certificate loaded" .*?fingerprint=(\w+)', svc.read_log())
             self.assertTrue(set(fps) <= pool_fps, f"{name}: unknown fingerprints loaded")
             self.assertEqual(fps[-1], self.pool.leaves[99][2][:16], f"{name}: last loaded")
-        # No memory kept per pair read: a leak of a whole SSL_CTX/X509 per reload (tens of KiB)
-        # times ~storm/2 loads would show; allocator noise under load stays well below.
-        for name, s in slopes.items():
-            self.assertLess(s, 20, f"{name}: RSS grows {s:.1f} KiB per swap: {rss[name]}")
+        # Measured 3.6-4.4 KiB/swap on sip-edge, provisioning and control alike: the client
+        # traffic's (control, with only its gRPC pair loaded ~16 times, grows as much);
+        # test_reloads_keep_no_memory measures reloads alone. 20 KiB/swap is ~5 times that.
+        if "ASAN_OPTIONS" not in os.environ:
+            for name, s in slopes.items():
+                self.assertLess(s, 20, f"{name}: RSS grows {s:.1f} KiB per swap: {rss[name]}")
         self.assert_healthy_then_stop()
 
     def log_offsets(self):
@@ -649,13 +652,14 @@ class CertReloadTest(rwgtest.TempDirTest):
         self.assert_healthy_then_stop()
 
     def test_reloads_keep_no_memory(self):
-        """60 pairs loaded (swap + SIGHUP, no client load): RSS per reload."""
+        """RELOADS (150) pairs loaded in a row (swap + SIGHUP, no client load): RSS per
+        reload."""
         pids = {"sip-edge": self.edge.proc.pid, "provisioning": self.prov.proc.pid,
                 "control": self.control.proc.pid}
         rss = {name: [(0, rss_kib(pid))] for name, pid in pids.items()}
         loaded_before = self.counters("loaded")
-        for i in range(60):
-            self.swap_leaf(i)
+        for i in range(RELOADS):
+            self.swap_leaf(i % 100)
             for svc in self.services().values():
                 svc.proc.send_signal(signal.SIGHUP)
             want = {k: v + i + 1 for k, v in loaded_before.items()}
@@ -664,15 +668,22 @@ class CertReloadTest(rwgtest.TempDirTest):
             if (i + 1) % 10 == 0:
                 for name, pid in pids.items():
                     rss[name].append((i + 1, rss_kib(pid)))
-        self.leaf = 59
-        self.assert_all_present(59, "after 60 reloads")
-        slopes = {name: slope([p for p in points if p[0] >= 10]) for name, points in rss.items()}
+        self.leaf = (RELOADS - 1) % 100
+        self.assert_all_present(self.leaf, f"after {RELOADS} reloads")
+        slopes = {name: slope([p for p in points if p[0] >= 30]) for name, points in rss.items()}
         for name, points in rss.items():
-            print(f"\n  RSS {name} (KiB at reload 0,10,..,60): {[v for _, v in points]}; "
-                  f"slope after reload 10: {slopes[name]:.1f} KiB/reload", end="")
+            print(f"\n  RSS {name} (KiB at reload 0,10,..,{RELOADS}): {[v for _, v in points]}; "
+                  f"slope after reload 30: {slopes[name]:.2f} KiB/reload", end="")
         print()
-        for name, s in slopes.items():
-            self.assertLess(s, 20, f"{name}: RSS grows {s:.1f} KiB per reload: {rss[name]}")
+        # Measured 0.5-1.0 KiB/reload on the three services, of which 0.3-0.65 KiB also
+        # without any new pair (the same loop with SIGHUP on unchanged files: log lines,
+        # metrics scrapes, allocator growth). One parsed pair kept per reload (X509, EC key,
+        # the two PEM texts: several KiB) or an SSL_CTX (tens of KiB) would pass 2.5 KiB.
+        # Under AddressSanitizer freed memory sits in quarantine: RSS says nothing there
+        # (its leak check does).
+        if "ASAN_OPTIONS" not in os.environ:
+            for name, s in slopes.items():
+                self.assertLess(s, 2.5, f"{name}: RSS grows {s:.2f} KiB per reload: {rss[name]}")
         self.assert_healthy_then_stop()
 
 
