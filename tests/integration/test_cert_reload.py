@@ -391,6 +391,48 @@ class CertReloadTest(rwgtest.TempDirTest):
         finally:
             c.close()
 
+    def https_connection(self):
+        ctx = ssl.create_default_context(cafile=self.pool.ca)
+        raw = socket.create_connection(("127.0.0.1", self.prov_port), timeout=10)
+        return ctx.wrap_socket(raw, server_hostname="localhost")
+
+    def keepalive_get(self, s):
+        """One GET on the open connection `s`; None or what went wrong."""
+        s.sendall(f"GET /{self.hash}/ftp_67xxi/{PROV_FILE[0]} HTTP/1.1\r\nHost: localhost\r\n"
+                  "\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                return "the server closed the connection"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        m = re.search(rb"(?i)content-length: (\d+)", head)
+        length = int(m.group(1)) if m else 0
+        while len(body) < length:
+            chunk = s.recv(65536)
+            if not chunk:
+                return "the server closed the connection mid-body"
+            body += chunk
+        if not head.startswith(b"HTTP/1.1 200") or body != PROV_FILE[1]:
+            status_line = head.split(b"\r\n")[0]
+            return f"{status_line!r}, {len(body)} bytes"
+        return None
+
+    @staticmethod
+    def clients_of(port):
+        """Local ports of the established TCP connections to 127.0.0.1:`port` (gRPC's client
+        sockets are IPv6 ones with the IPv4-mapped address)."""
+        out = set()
+        for table, ip in (("/proc/net/tcp", "0100007F"),
+                          ("/proc/net/tcp6", "0000000000000000FFFF00000100007F")):
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    local, remote, state = line.split()[1:4]
+                    if state == "01" and remote == f"{ip}:{port:04X}":
+                        out.add(int(local.split(":")[1], 16))
+        return out
+
     def grpc_health_once(self, service):
         """A new channel (its own subchannel, so a new TLS handshake verifying the CA) and one
         grpc.health.v1.Health/Check."""
@@ -446,7 +488,35 @@ class CertReloadTest(rwgtest.TempDirTest):
                                                   expires=600)
             return None if sipclient.status(r) == 200 else f"answer {(r or 'closed')[:60]!r}"
 
+        # An HTTPS keep-alive connection and a gRPC channel (one HTTP/2 connection) opened
+        # before the first swap and used throughout: established connections keep working.
+        https = self.https_connection()
+        self.addCleanup(https.close)
+        self.assertIsNone(self.keepalive_get(https))
+        with open(self.pool.ca, "rb") as f:
+            channel = grpc.secure_channel(self.control.grpc_address, grpc.ssl_channel_credentials(
+                root_certificates=f.read()), options=[
+                    ("grpc.use_local_subchannel_pool", 1),
+                    ("grpc.ssl_target_name_override", "localhost")])
+        self.addCleanup(channel.close)
+        health = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                     request_serializer=lambda b: b,
+                                     response_deserializer=lambda b: b)
+        self.assertEqual(health(b"", timeout=5), HEALTH_SERVING)
+        grpc_port = self.control.ports["grpc"]
+        grpc_conns = self.clients_of(grpc_port)
+        self.assertEqual(len(grpc_conns), 1, f"connections to control's gRPC port: {grpc_conns}")
+
+        def channel_call():
+            try:
+                answer = health(b"", timeout=5)
+                return None if answer == HEALTH_SERVING else f"health answer {answer!r}"
+            except grpc.RpcError as e:
+                return f"{e.code()}: {e.details()}"
+
         load.add("registration", self.register_once, 0.02)
+        load.add("https keep-alive", lambda: self.keepalive_get(https), 0.5)
+        load.add("grpc long-lived channel", channel_call, 0.5)
         load.add("long-lived refresh", refresh, 0.5)
         load.add("download", self.download_once, 0.02)
         load.add("grpc control", lambda: self.grpc_health_once(self.control), 0.05)
@@ -478,6 +548,8 @@ class CertReloadTest(rwgtest.TempDirTest):
         load.finish()
         with lock:
             r = long_lived.register_with_auth("1002", DEVICES["1002"][0], DOMAIN, expires=600)
+        self.assertIsNone(self.keepalive_get(https), "the keep-alive HTTPS connection after")
+        self.assertIsNone(channel_call(), "the long-lived gRPC channel after")
         loaded = {k: v - loaded_before[k] for k, v in self.counters("loaded").items()}
         refused = {k: v - refused_before[k] for k, v in self.counters("refused").items()}
 
@@ -486,7 +558,7 @@ class CertReloadTest(rwgtest.TempDirTest):
         print("  clients ok/failed: " + ", ".join(
             f"{n} {load.ok.get(n, 0)}/{load.failed.get(n, 0)}" for n in
             ("registration", "long-lived refresh", "download", "grpc control",
-             "grpc provisioning")))
+             "grpc provisioning", "https keep-alive", "grpc long-lived channel")))
         print("  pairs loaded: " + ", ".join(f"{n} {int(v)}" for (n, _), v in loaded.items())
               + "; refused: " + ", ".join(f"{n} {int(v)}" for (n, _), v in refused.items()))
         slopes = {}
@@ -495,11 +567,15 @@ class CertReloadTest(rwgtest.TempDirTest):
             print(f"  RSS {name} (KiB at swap 0,10,..,100): {[v for _, v in points]}; "
                   f"slope after swap 20: {slopes[name]:.1f} KiB/swap")
 
-        self.assertEqual(load.failed, {}, f"client failures during the swaps: "
+        self.assertEqual(load.failed, {}, "client failures during the swaps: "
                          + "; ".join(f"{n}: {len(e)}, first {e[:3]}"
                                      for n, e in load.errors.items()))
+        # The channel's connection is the one it opened before the storm: still there, so
+        # the calls did not go over a new one.
+        self.assertLessEqual(grpc_conns, self.clients_of(grpc_port),
+                             "the gRPC channel's connection to control was replaced")
         for name in ("registration", "long-lived refresh", "download", "grpc control",
-                     "grpc provisioning"):
+                     "grpc provisioning", "https keep-alive", "grpc long-lived channel"):
             self.assertGreater(load.ok.get(name, 0), 10, f"{name}: too few requests to mean "
                                "anything")
         self.assertEqual(sipclient.status(r), 200, f"the long-lived connection after: {r!r}")
