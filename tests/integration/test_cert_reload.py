@@ -591,7 +591,7 @@ class CertReloadTest(rwgtest.TempDirTest):
             fps = re.findall(r'msg="certificate loaded" .*?fingerprint=(\w+)', svc.read_log())
             self.assertTrue(set(fps) <= pool_fps, f"{name}: unknown fingerprints loaded")
             self.assertEqual(fps[-1], self.pool.leaves[99][2][:16], f"{name}: last loaded")
-        # Measured 3.6-4.4 KiB/swap on sip-edge, provisioning and control alike: the client
+        # Measured 3.6-6.0 KiB/swap on sip-edge, provisioning and control alike: the client
         # traffic's (control, with only its gRPC pair loaded ~16 times, grows as much);
         # test_reloads_keep_no_memory measures reloads alone. 20 KiB/swap is ~5 times that.
         if "ASAN_OPTIONS" not in os.environ:
@@ -746,12 +746,23 @@ class CertReloadTest(rwgtest.TempDirTest):
                     rss[name].append((i + 1, rss_kib(pid)))
         self.leaf = (RELOADS - 1) % 100
         self.assert_all_present(self.leaf, f"after {RELOADS} reloads")
+        # gRPC's copies: the pair in use and the one before it, nothing older, private.
+        for d in self.our_grpc_dirs:
+            entries = sorted(os.listdir(d))
+            self.assertEqual(entries, ["current", f"v{RELOADS}", f"v{RELOADS + 1}"], d)
+            self.assertEqual(os.readlink(os.path.join(d, "current")), f"v{RELOADS + 1}", d)
+            self.assertEqual(rwgtest.read_bytes(os.path.join(d, "current", "tls.key")),
+                             self.pool.leaves[self.leaf][1], d)
+            for v in entries[1:]:
+                for f in ("tls.crt", "tls.key"):
+                    mode = os.stat(os.path.join(d, v, f)).st_mode & 0o777
+                    self.assertEqual(mode, 0o600, f"{d}/{v}/{f}")
         slopes = {name: slope([p for p in points if p[0] >= 30]) for name, points in rss.items()}
         for name, points in rss.items():
             print(f"\n  RSS {name} (KiB at reload 0,10,..,{RELOADS}): {[v for _, v in points]}; "
                   f"slope after reload 30: {slopes[name]:.2f} KiB/reload", end="")
         print()
-        # Measured 0.5-1.0 KiB/reload on the three services, of which 0.3-0.65 KiB also
+        # Measured 0.5-1.1 KiB/reload on the three services, of which 0.3-0.65 KiB also
         # without any new pair (the same loop with SIGHUP on unchanged files: log lines,
         # metrics scrapes, allocator growth). One parsed pair kept per reload (X509, EC key,
         # the two PEM texts: several KiB) or an SSL_CTX (tens of KiB) would pass 2.5 KiB.
