@@ -59,13 +59,9 @@ absl::Status Run(core::ServiceMain& m, const control::Config& c) {
   absl::StatusOr<core::AtRestKey> key =
       core::LoadAtRestKey(m.common().secret_key_file, core::Random::System());
   if (!key.ok()) return core::LoggedConfigError("secret key unusable", key.status());
-  core::RedisOptions ro;
-  ro.address = m.common().redis_address;
-  absl::StatusOr<std::string> redis_password =
-      ReadSecret("redis-password-file", m.common().redis_password_file);
-  if (!redis_password.ok()) return redis_password.status();
-  ro.password = *redis_password;
-  core::RedisClient redis(ro);
+  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common(), &m.host().registry());
+  if (!ro.ok()) return ro.status();
+  core::RedisClient redis(*ro);
   control::RedisControlStore store(redis);
   core::ServiceHost& host = m.host();
   control::LoginMetrics login_metrics(host.registry());

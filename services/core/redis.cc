@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "services/core/redis_sentinel.h"
 
 namespace rwg::core {
 
@@ -42,8 +43,10 @@ RedisReply ConvertReply(const redisReply* r) {
 
 absl::Status ErrorReplyStatus(const std::string& address, const std::string& msg) {
   // A server that is loading its data set or lost its replica is unavailable, not broken.
+  // READONLY: a master demoted to a replica by a failover.
   if (absl::StartsWith(msg, "LOADING") || absl::StartsWith(msg, "MASTERDOWN") ||
-      absl::StartsWith(msg, "BUSY") || absl::StartsWith(msg, "MISCONF")) {
+      absl::StartsWith(msg, "BUSY") || absl::StartsWith(msg, "MISCONF") ||
+      absl::StartsWith(msg, "READONLY")) {
     return absl::UnavailableError(absl::StrCat("redis at ", address, " is unavailable: ", msg));
   }
   return absl::InternalError(absl::StrCat("redis error: ", msg));
@@ -61,66 +64,94 @@ RedisClient::~RedisClient() {
   for (redisContext* c : idle_) redisFree(c);
 }
 
-absl::StatusOr<redisContext*> RedisClient::Acquire() {
+absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& args) {
+  uint64_t generation = 0;
+  absl::StatusOr<RedisReply> r = CommandOnce(args, &generation);
+  // The master failed under the command (or was demoted): once more on the new one.
+  if (!r.ok() && FollowFailover(r.status(), generation)) {
+    RetryCounted();
+    r = CommandOnce(args, &generation);
+  }
+  return r;
+}
+
+absl::StatusOr<std::vector<RedisReply>> RedisClient::Pipeline(
+    const std::vector<std::vector<std::string>>& commands) {
+  uint64_t generation = 0;
+  absl::StatusOr<std::vector<RedisReply>> r = PipelineOnce(commands, &generation);
+  if (!r.ok() && FollowFailover(r.status(), generation)) {
+    RetryCounted();
+    r = PipelineOnce(commands, &generation);
+  }
+  return r;
+}
+
+void RedisClient::RetryCounted() {
+  if (options_.retries != nullptr) options_.retries->Increment();
+}
+
+absl::StatusOr<redisContext*> RedisClient::Acquire(uint64_t* generation) {
+  std::string address = options_.address;
+  uint64_t gen = 0;
+  if (options_.locator != nullptr) {
+    MasterLocator::Master m = options_.locator->Current();
+    if (m.address.empty()) m = options_.locator->WaitForMaster(options_.connect_timeout);
+    if (m.address.empty()) {
+      return absl::UnavailableError(
+          absl::StrCat("redis: no master known (", options_.locator->Describe(), ")"));
+    }
+    address = m.address;
+    gen = m.generation;
+  }
+  if (generation != nullptr) *generation = gen;
   {
     absl::MutexLock lock(&mu_);
+    if (gen != idle_generation_) {
+      // The master changed: connections to the previous one are not used again.
+      for (redisContext* c : idle_) redisFree(c);
+      idle_.clear();
+      idle_generation_ = gen;
+    }
     if (!idle_.empty()) {
       redisContext* c = idle_.back();
       idle_.pop_back();
+      generation_of_[c] = gen;
       return c;
     }
   }
-  timeval tv = absl::ToTimeval(options_.connect_timeout);
-  redisContext* c = nullptr;
-  absl::string_view addr = options_.address;
-  if (absl::ConsumePrefix(&addr, "unix:")) {
-    c = redisConnectUnixWithTimeout(std::string(addr).c_str(), tv);
-  } else {
-    size_t colon = addr.rfind(':');
-    int port = 0;
-    if (colon == absl::string_view::npos || !absl::SimpleAtoi(addr.substr(colon + 1), &port)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("redis address '", options_.address, "' is not host:port or unix:/path"));
-    }
-    std::string host(addr.substr(0, colon));
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
-    }
-    c = redisConnectWithTimeout(host.c_str(), port, tv);
-  }
-  if (c == nullptr) return absl::UnavailableError("redis: out of memory");
-  if (c->err) {
-    std::string why = c->errstr;
-    redisFree(c);
-    return absl::UnavailableError(
-        absl::StrCat("redis at ", options_.address, " is unavailable: ", why));
-  }
-  timeval ctv = absl::ToTimeval(options_.command_timeout);
-  redisSetTimeout(c, ctv);
-  if (!options_.password.empty()) {
-    auto* r = static_cast<redisReply*>(
-        redisCommand(c, "AUTH %b", options_.password.data(), options_.password.size()));
-    bool ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
-    if (r) freeReplyObject(r);
-    if (!ok) {
-      redisFree(c);
-      return absl::UnavailableError(
-          absl::StrCat("redis at ", options_.address, " refused the password"));
-    }
+  absl::StatusOr<redisContext*> c =
+      ConnectRedis(address, options_.password, options_.connect_timeout, options_.command_timeout);
+  if (c.ok()) {
+    absl::MutexLock lock(&mu_);
+    generation_of_[*c] = gen;
   }
   return c;
+}
+
+std::string RedisClient::Where() const {
+  if (options_.locator == nullptr) return options_.address;
+  const MasterLocator::Master m = options_.locator->Current();
+  return m.address.empty() ? options_.locator->Describe() : m.address;
+}
+
+bool RedisClient::FollowFailover(const absl::Status& failed, uint64_t generation) {
+  if (options_.locator == nullptr || !absl::IsUnavailable(failed)) return false;
+  options_.locator->Suspect(generation);
+  const MasterLocator::Master m =
+      options_.locator->WaitForChange(generation, options_.failover_wait);
+  return m.generation != generation && !m.address.empty();
 }
 
 absl::Status RedisClient::Subscribe(
     const std::vector<std::string>& channels, const std::function<bool()>& stop,
     const std::function<void(const std::string&, const std::string&)>& on_message,
     absl::Duration poll_every) {
-  absl::StatusOr<redisContext*> acquired = Acquire();
+  absl::StatusOr<redisContext*> acquired = Acquire(nullptr);
   if (!acquired.ok()) return acquired.status();
   redisContext* c = *acquired;
   auto fail = [&](const std::string& why) {
     redisFree(c);  // a subscribed connection never goes back to the pool
-    return absl::UnavailableError(absl::StrCat("redis at ", options_.address, ": ", why));
+    return absl::UnavailableError(absl::StrCat("redis at ", Where(), ": ", why));
   };
   for (const std::string& channel : channels) {
     auto* r =
@@ -159,9 +190,12 @@ absl::Status RedisClient::Subscribe(
 }
 
 void RedisClient::Release(redisContext* ctx, bool healthy) {
-  if (healthy) {
+  {
     absl::MutexLock lock(&mu_);
-    if (idle_.size() < options_.max_idle_connections) {
+    auto it = generation_of_.find(ctx);
+    const uint64_t gen = it == generation_of_.end() ? 0 : it->second;
+    if (it != generation_of_.end()) generation_of_.erase(it);
+    if (healthy && gen == idle_generation_ && idle_.size() < options_.max_idle_connections) {
       idle_.push_back(ctx);
       return;
     }
@@ -178,8 +212,9 @@ RedisArgv::RedisArgv(const std::vector<std::string>& args) {
   }
 }
 
-absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& args) {
-  absl::StatusOr<redisContext*> ctx = Acquire();
+absl::StatusOr<RedisReply> RedisClient::CommandOnce(const std::vector<std::string>& args,
+                                                    uint64_t* generation) {
+  absl::StatusOr<redisContext*> ctx = Acquire(generation);
   if (!ctx.ok()) return ctx.status();
   RedisArgv a(args);
   auto* r =
@@ -187,14 +222,13 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
   if (r == nullptr) {
     std::string why = (*ctx)->errstr;
     Release(*ctx, false);
-    return absl::UnavailableError(
-        absl::StrCat("redis at ", options_.address, " is unavailable: ", why));
+    return absl::UnavailableError(absl::StrCat("redis at ", Where(), " is unavailable: ", why));
   }
   if (r->type == REDIS_REPLY_ERROR) {
     std::string msg(r->str, r->len);
     freeReplyObject(r);
     Release(*ctx, true);
-    return ErrorReplyStatus(options_.address, msg);
+    return ErrorReplyStatus(Where(), msg);
   }
   RedisReply out = ConvertReply(r);
   freeReplyObject(r);
@@ -202,15 +236,14 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
   return out;
 }
 
-absl::StatusOr<std::vector<RedisReply>> RedisClient::Pipeline(
-    const std::vector<std::vector<std::string>>& commands) {
-  absl::StatusOr<redisContext*> ctx = Acquire();
+absl::StatusOr<std::vector<RedisReply>> RedisClient::PipelineOnce(
+    const std::vector<std::vector<std::string>>& commands, uint64_t* generation) {
+  absl::StatusOr<redisContext*> ctx = Acquire(generation);
   if (!ctx.ok()) return ctx.status();
   auto unavailable = [&] {
     std::string why = (*ctx)->errstr;
     Release(*ctx, false);
-    return absl::UnavailableError(
-        absl::StrCat("redis at ", options_.address, " is unavailable: ", why));
+    return absl::UnavailableError(absl::StrCat("redis at ", Where(), " is unavailable: ", why));
   };
   for (const std::vector<std::string>& args : commands) {
     RedisArgv a(args);
@@ -227,7 +260,7 @@ absl::StatusOr<std::vector<RedisReply>> RedisClient::Pipeline(
     if (redisGetReply(*ctx, &raw) != REDIS_OK || raw == nullptr) return unavailable();
     auto* r = static_cast<redisReply*>(raw);
     if (r->type == REDIS_REPLY_ERROR && first_error.ok()) {
-      first_error = ErrorReplyStatus(options_.address, std::string(r->str, r->len));
+      first_error = ErrorReplyStatus(Where(), std::string(r->str, r->len));
     }
     out.push_back(ConvertReply(r));
     freeReplyObject(r);

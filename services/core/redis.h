@@ -3,6 +3,9 @@
 // UNAVAILABLE; an error reply from Redis is absl::InternalError with Redis' message.
 #pragma once
 
+#include <prometheus/counter.h>
+
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -47,9 +50,16 @@ struct RedisArgv {
 // The SHA-1 (hex) that EVALSHA names `script` by.
 std::string ScriptSha(const std::string& script);
 
+class MasterLocator;
+
 struct RedisOptions {
   std::string address = "127.0.0.1:6379";  // host:port or unix:/path
   std::string password;                    // AUTH on connect when set; never logged
+  // With Sentinel: where the master is now (address is then unused). A command whose master
+  // fails under it is sent once more to the new master, waiting for it up to failover_wait.
+  std::shared_ptr<MasterLocator> locator;
+  absl::Duration failover_wait = absl::Seconds(2);
+  prometheus::Counter* retries = nullptr;  // commands sent again after a failover
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration command_timeout = absl::Seconds(5);
   size_t max_idle_connections = 8;
@@ -97,12 +107,26 @@ class RedisClient {
   const RedisOptions& options() const { return options_; }
 
  private:
-  absl::StatusOr<redisContext*> Acquire();
+  // A connection to the master of the moment; `generation` (may be null) gets its generation
+  // (0 without Sentinel).
+  absl::StatusOr<redisContext*> Acquire(uint64_t* generation);
   void Release(redisContext* ctx, bool healthy);
+  absl::StatusOr<RedisReply> CommandOnce(const std::vector<std::string>& args,
+                                         uint64_t* generation);
+  absl::StatusOr<std::vector<RedisReply>> PipelineOnce(
+      const std::vector<std::vector<std::string>>& commands, uint64_t* generation);
+  // Whether `failed` (on a connection of `generation`) is worth sending again: Sentinel is in
+  // use, Redis was unavailable, and a new master became known within failover_wait.
+  bool FollowFailover(const absl::Status& failed, uint64_t generation);
+  void RetryCounted();
+  // The address in use, for messages.
+  std::string Where() const;
 
   RedisOptions options_;
   absl::Mutex mu_;
   std::vector<redisContext*> idle_ ABSL_GUARDED_BY(mu_);
+  uint64_t idle_generation_ ABSL_GUARDED_BY(mu_) = 0;  // of every idle connection
+  std::unordered_map<redisContext*, uint64_t> generation_of_ ABSL_GUARDED_BY(mu_);  // in use
   std::unordered_map<std::string, std::string> script_sha_
       ABSL_GUARDED_BY(mu_);  // script -> SHA-1 hex
 };

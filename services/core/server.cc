@@ -9,7 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/core/cert_metrics.h"
+#include "services/core/grpc_identity.h"
 #include "services/core/log.h"
+#include "services/core/tls_identity.h"
 
 namespace rwg::core {
 
@@ -31,6 +33,7 @@ void BlockTerminationSignals() {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);  // taken by WaitForTermination: read the certificates again
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
@@ -81,14 +84,19 @@ ServiceHost::~ServiceHost() { StopHealth(); }
 absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (!flags_.tls_cert_file.empty() || !flags_.tls_key_file.empty()) {
-    absl::StatusOr<TlsMaterial> tls =
-        LoadTlsMaterial("tls-cert-file", flags_.tls_cert_file, "tls-key-file", flags_.tls_key_file);
-    if (!tls.ok()) return tls.status();
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
-    // The gauge is only missing when the certificate cannot be read, which failed above.
-    (void)ExportCertificateExpiry(*registry_, "grpc", flags_.tls_cert_file);
-    creds = grpc::SslServerCredentials(ssl);
+    CertificateWatcher::Options o;
+    o.endpoint = "grpc";
+    o.cert_file = flags_.tls_cert_file;
+    o.key_file = flags_.tls_key_file;
+    absl::StatusOr<std::unique_ptr<CertificateWatcher>> watcher =
+        CertificateWatcher::Create(std::move(o), *registry_);
+    if (!watcher.ok()) return watcher.status();
+    tls_watcher_ = *std::move(watcher);
+    absl::StatusOr<std::unique_ptr<GrpcIdentityFiles>> files =
+        GrpcIdentityFiles::Create(*tls_watcher_);
+    if (!files.ok()) return files.status();
+    tls_files_ = *std::move(files);
+    creds = tls_files_->credentials();
   } else {
     log::Warn("gRPC port without TLS; set tls-cert-file and tls-key-file outside development");
     creds = grpc::InsecureServerCredentials();
@@ -169,8 +177,14 @@ void ServiceHost::WaitForTermination(const std::function<void()>& before_drain) 
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   int sig = 0;
-  sigwait(&set, &sig);
+  for (;;) {
+    sigwait(&set, &sig);
+    if (sig != SIGHUP) break;
+    log::Info("SIGHUP: reading the certificates again");
+    ReloadAllCertificates();
+  }
   log::Info("terminating", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
                             {"drain_seconds", absl::StrCat(flags_.drain_seconds)}});
   StopHealth();

@@ -20,6 +20,11 @@
 #include "services/core/options.h"
 
 namespace rwg::core {
+class CertificateWatcher;
+class GrpcIdentityFiles;
+}  // namespace rwg::core
+
+namespace rwg::core {
 
 struct ServerFlags {
   std::string grpc_listen = "127.0.0.1:50051";
@@ -33,8 +38,9 @@ struct ServerFlags {
   void Register(Options& options);
 };
 
-// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later, so that
-// ServiceHost::WaitForTermination can take them, and ignores SIGPIPE. Call first thing in main().
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and every thread it starts later, so
+// that ServiceHost::WaitForTermination can take them, and ignores SIGPIPE. Call first thing in
+// main().
 void BlockTerminationSignals();
 
 // Waits up to `wait` for SIGTERM/SIGINT (blocked by BlockTerminationSignals); true when one
@@ -54,7 +60,8 @@ class ServiceHost {
   void SetServing(bool serving);
   // Until termination, sets the health status from `healthy()` once a second.
   void WatchHealth(std::function<bool()> healthy);
-  // Waits for SIGTERM/SIGINT, then stops accepting and drains in-flight calls.
+  // Waits for SIGTERM/SIGINT, then stops accepting and drains in-flight calls. SIGHUP meanwhile
+  // makes every certificate of the process be read again (ReloadAllCertificates).
   // `before_drain` runs first: ends calls that would otherwise last the whole drain (streams
   // that follow something until it ends).
   void WaitForTermination(const std::function<void()>& before_drain = {});
@@ -64,6 +71,9 @@ class ServiceHost {
   std::string service_;
   ServerFlags flags_;
   std::shared_ptr<prometheus::Registry> registry_;
+  // The gRPC port's certificate (stopped after the server, before the registry).
+  std::unique_ptr<GrpcIdentityFiles> tls_files_;
+  std::unique_ptr<CertificateWatcher> tls_watcher_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<grpc::Server> server_;
   int grpc_port_ = 0;

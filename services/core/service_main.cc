@@ -5,8 +5,14 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "services/core/log.h"
+#include "services/core/redis_sentinel.h"
+#include "services/core/tls_identity.h"
 
 namespace rwg::core {
 namespace {
@@ -24,6 +30,12 @@ absl::Status WithLogMessage(absl::string_view log_message, absl::Status status) 
 void CommonConfig::RegisterRedis(Options& o) {
   o.Add("redis-address", redis_address, "Redis host:port or unix:/path");
   o.Add("redis-password-file", redis_password_file, "file holding the Redis password");
+  o.Add("redis-sentinels", redis_sentinels,
+        "Redis Sentinel addresses host:port,host:port,...: the master is asked of them and "
+        "followed through failovers (redis-address is then unused)");
+  o.Add("redis-master-name", redis_master_name, "the master's name in the sentinels");
+  o.Add("redis-sentinel-password-file", redis_sentinel_password_file,
+        "file holding the sentinels' password (when they require one)");
 }
 
 void CommonConfig::RegisterSecretKey(Options& o, const std::string& help) {
@@ -34,6 +46,19 @@ void CommonConfig::RegisterSecretKey(Options& o, const std::string& help) {
 absl::Status CommonConfig::Validate() const {
   if (has_secret_key && secret_key_file.empty()) {
     return OptionError("secret-key-file", "must name a file");
+  }
+  // The gRPC port's pair, before the service waits for anything or opens another port.
+  if (!server.tls_cert_file.empty() || !server.tls_key_file.empty()) {
+    if (server.tls_cert_file.empty())
+      return OptionError("tls-cert-file", "needed with tls-key-file");
+    if (server.tls_key_file.empty())
+      return OptionError("tls-key-file", "needed with tls-cert-file");
+    absl::StatusOr<std::shared_ptr<const TlsIdentity>> id =
+        LoadTlsIdentity(server.tls_cert_file, server.tls_key_file, absl::Now());
+    if (!id.ok()) {
+      const bool key = absl::StartsWith(id.status().message(), server.tls_key_file);
+      return OptionError(key ? "tls-key-file" : "tls-cert-file", id.status().message());
+    }
   }
   return absl::OkStatus();
 }
@@ -96,13 +121,45 @@ absl::StatusOr<AtRestKey> LoadAtRestKey(const std::string& path, Random& rng) {
   return AtRestKey{*std::move(key), *std::move(box)};
 }
 
-absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config) {
+absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config,
+                                              prometheus::Registry* registry) {
   RedisOptions ro;
   ro.address = config.redis_address;
   absl::StatusOr<std::string> password =
       ReadSecretFile("redis-password-file", config.redis_password_file);
   if (!password.ok()) return password.status();
   ro.password = *std::move(password);
+  if (config.redis_sentinels.empty()) return ro;
+  SentinelOptions so;
+  for (absl::string_view a : absl::StrSplit(config.redis_sentinels, ',', absl::SkipWhitespace())) {
+    a = absl::StripAsciiWhitespace(a);
+    const size_t colon = a.rfind(':');
+    int port = 0;
+    if (colon == absl::string_view::npos || colon == 0 ||
+        !absl::SimpleAtoi(a.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+      return OptionError("redis-sentinels", absl::StrCat("'", a, "' is not host:port"));
+    }
+    so.sentinels.emplace_back(a);
+  }
+  if (so.sentinels.empty()) return OptionError("redis-sentinels", "names no sentinel");
+  if (config.redis_master_name.empty())
+    return OptionError("redis-master-name", "must not be empty");
+  so.master_name = config.redis_master_name;
+  absl::StatusOr<std::string> sentinel_password =
+      ReadSecretFile("redis-sentinel-password-file", config.redis_sentinel_password_file);
+  if (!sentinel_password.ok()) return sentinel_password.status();
+  so.sentinel_password = *std::move(sentinel_password);
+  so.redis_password = ro.password;
+  ro.locator = MasterLocator::Start(std::move(so), registry);
+  if (registry != nullptr) {
+    ro.retries = &prometheus::BuildCounter()
+                      .Name("rwg_redis_failover_retries_total")
+                      .Help(
+                          "Redis commands sent again to a new master after the previous one "
+                          "failed under them")
+                      .Register(*registry)
+                      .Add({});
+  }
   return ro;
 }
 
@@ -154,6 +211,9 @@ int ServiceMain::Main(int argc, char** argv, const std::function<absl::Status()>
 
 absl::Status ServiceMain::Start(const std::vector<grpc::Service*>& services) {
   absl::Status s = host_->Start(services);
+  // A certificate or key file that cannot be used is a bad option (exit code 2), as it is for
+  // every other file an option names; anything else is a failure to start.
+  if (absl::IsInvalidArgument(s)) return s;
   if (!s.ok()) return StartError("cannot start", s);
   return absl::OkStatus();
 }

@@ -44,11 +44,14 @@ struct CommonConfig {
   ServerFlags server;  // grpc-listen, metrics-listen, tls-*, port-file, drain-seconds, log-level
   std::string redis_address = "127.0.0.1:6379";
   std::string redis_password_file;
+  std::string redis_sentinels;  // host:port,... (Sentinel instead of redis_address)
+  std::string redis_master_name = "rwg";
+  std::string redis_sentinel_password_file;
   std::string secret_key_file;
   // Whether the service has an at-rest key (RegisterSecretKey was called).
   bool has_secret_key = false;
 
-  // --redis-address and --redis-password-file.
+  // --redis-address, --redis-password-file and the Sentinel options.
   void RegisterRedis(Options& options);
   // --secret-key-file (required); `help` says what the key is for in this service.
   void RegisterSecretKey(Options& options, const std::string& help);
@@ -86,8 +89,11 @@ struct AtRestKey {
 };
 absl::StatusOr<AtRestKey> LoadAtRestKey(const std::string& path, Random& rng);
 
-// Redis options from --redis-address and --redis-password-file.
-absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config);
+// Redis options from --redis-address and --redis-password-file, or from --redis-sentinels,
+// --redis-master-name and --redis-sentinel-password-file (a MasterLocator then starts asking
+// the sentinels; `registry`, when given, gets its metrics). Errors name the option.
+absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config,
+                                              prometheus::Registry* registry = nullptr);
 
 // Waiting for a dependency (Redis, the gateway configuration) before the service can start.
 struct WaitOptions {

@@ -22,7 +22,7 @@ absl::Status Run(core::ServiceMain& m, const media_relay::Config& c) {
   if (!key.ok()) return key.status();
   absl::StatusOr<std::string> api_token = core::ReadTokenFile("api-token-file", c.api_token_file);
   if (!api_token.ok()) return api_token.status();
-  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common());
+  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common(), &m.host().registry());
   if (!ro.ok()) return ro.status();
   // One connection per request thread stays open (the gRPC server keeps up to 16 of them).
   ro->max_idle_connections = 20;

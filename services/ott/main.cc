@@ -18,7 +18,7 @@ namespace {
 using namespace rwg;
 
 absl::Status Run(core::ServiceMain& m, const ott::Config& c) {
-  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common());
+  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common(), &m.host().registry());
   if (!ro.ok()) return ro.status();
   core::RedisClient redis(*ro);
   if (absl::Status s = core::WaitForDependency("waiting for Redis", [&] { return redis.Ping(); });

@@ -43,14 +43,28 @@ CertStore::CertStore(std::string dir, void (*configure)(SSL_CTX*), prometheus::R
                     .Help("Certificate/key pairs under --cert-dir that did not load (the "
                           "previous one, if any, is kept)")
                     .Register(registry)
-                    .Add({})) {}
+                    .Add({})),
+      reloads_loaded_(prometheus::BuildCounter()
+                          .Name("rwg_certificate_reloads_total")
+                          .Help("New certificate/key pairs read from an endpoint's files: loaded, "
+                                "or refused (the previous pair stays in use)")
+                          .Register(registry)
+                          .Add({{"certificate", "ott"}, {"result", "loaded"}})),
+      reloads_refused_(prometheus::BuildCounter()
+                           .Name("rwg_certificate_reloads_total")
+                           .Help("New certificate/key pairs read from an endpoint's files: "
+                                 "loaded, or refused (the previous pair stays in use)")
+                           .Register(registry)
+                           .Add({{"certificate", "ott"}, {"result", "refused"}})) {}
 
 CertStore::~CertStore() {
   absl::MutexLock lock(&mu_);
   for (auto& [fqdn, l] : certs_) SSL_CTX_free(l.ctx);
 }
 
-void CertStore::Reload() {
+void CertStore::Reload(bool force) {
+  absl::MutexLock reload(&reload_mu_);
+  if (force) refused_.clear();
   std::map<std::string, std::string> found;  // fqdn → stamp
   std::error_code ec;
   if (!dir_.empty()) {
@@ -82,31 +96,37 @@ void CertStore::Reload() {
   // What changed or is new: loaded outside the lock.
   std::map<std::string, Loaded> failed_keep;
   for (const auto& [fqdn, stamp] : found) {
+    auto refused = refused_.find(fqdn);
+    if (refused != refused_.end() && refused->second == stamp) continue;  // logged already
     const std::string crt = absl::StrCat(dir_, "/", fqdn, "/tls.crt");
     const std::string key = absl::StrCat(dir_, "/", fqdn, "/tls.key");
-    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    absl::StatusOr<std::shared_ptr<const core::TlsIdentity>> id =
+        core::LoadTlsIdentity(crt, key, absl::Now());
+    SSL_CTX* ctx = nullptr;
     std::string error;
-    if (ctx == nullptr) {
+    if (!id.ok()) {
+      error = std::string(id.status().message());
+    } else if ((ctx = SSL_CTX_new(TLS_server_method())) == nullptr) {
       error = OpenSslError();
     } else {
       configure_(ctx);
-      if (SSL_CTX_use_certificate_chain_file(ctx, crt.c_str()) != 1) {
-        error = absl::StrCat("tls.crt: ", OpenSslError());
-      } else if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
-        error = absl::StrCat("tls.key: ", OpenSslError());
-      } else if (SSL_CTX_check_private_key(ctx) != 1) {
-        error = "tls.key does not match tls.crt";
-      }
+      if (!(*id)->UseOn(ctx)) error = OpenSslError();
     }
     if (!error.empty()) {
       SSL_CTX_free(ctx);
       failures_.Increment();
-      core::log::Warn("cannot load a certificate",
-                      {{"fqdn", fqdn}, {"dir", absl::StrCat(dir_, "/", fqdn)}, {"error", error}});
+      reloads_refused_.Increment();
+      refused_[fqdn] = stamp;
+      core::log::Error("new certificate refused; the one in use stays",
+                       {{"certificate", "ott"}, {"fqdn", fqdn}, {"error", error}});
       continue;
     }
+    refused_.erase(fqdn);
     (void)core::ExportCertificateExpiry(registry_, absl::StrCat("ott_", fqdn), crt);
-    core::log::Info("certificate loaded", {{"fqdn", fqdn}});
+    reloads_loaded_.Increment();
+    core::log::Info("certificate loaded", {{"certificate", "ott"},
+                                           {"fqdn", fqdn},
+                                           {"fingerprint", (*id)->fingerprint().substr(0, 16)}});
     next[fqdn] = Loaded{ctx, stamp};
   }
   absl::MutexLock lock(&mu_);

@@ -27,6 +27,7 @@
 #include "services/core/bans.h"
 #include "services/core/clock.h"
 #include "services/core/refresher.h"
+#include "services/core/tls_identity.h"
 #include "services/ott/paths.h"
 #include "services/ott/store.h"
 
@@ -63,9 +64,10 @@ class CertStore {
   // `configure` sets a new context's TLS settings (versions, ciphers) before its certificate.
   CertStore(std::string dir, void (*configure)(SSL_CTX*), prometheus::Registry& registry);
   ~CertStore();
-  // Reads the directory again: new or changed files are loaded (a pair that does not load
-  // keeps the previous one and is logged), removed ones dropped.
-  void Reload();
+  // Reads the directory again: new or changed files are loaded (a pair that does not load,
+  // whose key is not the certificate's or that is outside its validity keeps the previous one
+  // and is logged once), removed ones dropped. `force` (SIGHUP) reads a refused pair again.
+  void Reload(bool force = false);
   // A new reference to the FQDN's context (SSL_CTX_free it), or null.
   SSL_CTX* Get(const std::string& fqdn) const;
   bool Has(const std::string& fqdn) const;
@@ -79,13 +81,19 @@ class CertStore {
   void (*const configure_)(SSL_CTX*);
   prometheus::Registry& registry_;
   prometheus::Counter& failures_;
+  prometheus::Counter& reloads_loaded_;
+  prometheus::Counter& reloads_refused_;
+  absl::Mutex reload_mu_;  // one reload at a time
   mutable absl::Mutex mu_;
   std::map<std::string, Loaded> certs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> refused_ ABSL_GUARDED_BY(reload_mu_);  // fqdn → stamp
+  // Last: gone before the rest while a SIGHUP may run Reload.
+  core::CertificateReloadHook hook_{[this] { Reload(/*force=*/true); }};
 };
 
 struct StateOptions {
   absl::Duration refresh = absl::Seconds(1);
-  absl::Duration cert_reload = absl::Seconds(10);
+  absl::Duration cert_reload = absl::Seconds(1);
   size_t max_bans = 200000;
   size_t max_sources = 100000;      // per-source tables (rate, refusals)
   double requests_per_second = 50;  // per source; bursts of twice as many

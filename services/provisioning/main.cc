@@ -1,9 +1,9 @@
 // provisioning: the HTTPS download server phones fetch their configuration from (R-PROV).
 #include <sys/resource.h>
 
-#include "services/core/cert_metrics.h"
 #include "services/core/log.h"
 #include "services/core/service_main.h"
+#include "services/core/tls_identity.h"
 #include "services/provisioning/config.h"
 #include "services/provisioning/fetch_recorder.h"
 #include "services/provisioning/server.h"
@@ -27,7 +27,7 @@ absl::Status Run(core::ServiceMain& m, const provisioning::Config& c) {
   absl::StatusOr<core::AtRestKey> key =
       core::LoadAtRestKey(m.common().secret_key_file, core::Random::System());
   if (!key.ok()) return key.status();
-  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common());
+  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common(), &m.host().registry());
   if (!ro.ok()) return ro.status();
   core::RedisClient redis(*ro);
   // Phones' fetches of their <MAC>.cfg, written by the state's thread.
@@ -46,8 +46,6 @@ absl::Status Run(core::ServiceMain& m, const provisioning::Config& c) {
         "can impersonate the iPBX to phones",
         {});
   }
-  // The gauge is only missing when the certificate cannot be read; Start says why then.
-  (void)core::ExportCertificateExpiry(m.host().registry(), "https", o.cert_file);
   provisioning::ProvisioningServer https(o, state, core::SystemClock::Get(), m.host().registry());
   // Exit code 2, as a bad option: the certificate, the key or the store is unusable.
   if (absl::Status s = https.Start(); !s.ok()) return absl::InvalidArgumentError(s.message());

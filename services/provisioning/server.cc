@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "services/core/connections_per_source.h"
+#include "services/core/tls_identity.h"
 #include "services/provisioning/answer.h"
 #include "services/provisioning/request_handler.h"
 #include "services/provisioning/worker.h"
@@ -43,6 +44,7 @@ class ProvisioningServer::Impl {
         per_source_(options_.max_connections_per_source,
                     static_cast<size_t>(std::max(1, options_.max_connections))),
         tls_(ssl::context::tls_server),
+        registry_(registry),
         metrics_(registry),
         proxy_(NewXmlProxy({.timeout = options_.xml_timeout,
                             .ca_file = options_.xml_ca_file,
@@ -60,7 +62,10 @@ class ProvisioningServer::Impl {
   InternalErrors errors_;
   RequestHandler handler_;
   core::ConnectionsPerSource per_source_;
+  // The certificate, read again when its files change; outlives the context that calls it.
+  std::unique_ptr<core::CertificateWatcher> certificate_;
   ssl::context tls_;
+  prometheus::Registry& registry_;
   ConnectionMetrics metrics_;
   std::unique_ptr<XmlProxy> proxy_;
   WorkerContext context_;
@@ -81,17 +86,16 @@ absl::Status ProvisioningServer::Impl::Start() {
   SSL_CTX_set_session_cache_mode(tls_.native_handle(), SSL_SESS_CACHE_OFF);
   // Read what the socket holds in one go, not a record header then its body.
   SSL_CTX_set_read_ahead(tls_.native_handle(), 1);
-  beast::error_code ec;
-  tls_.use_certificate_chain_file(options_.cert_file, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("https-cert-file: '", options_.cert_file, "': ", ec.message()));
-  }
-  tls_.use_private_key_file(options_.key_file, ssl::context::pem, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("https-key-file: '", options_.key_file, "': ", ec.message()));
-  }
+  absl::StatusOr<std::unique_ptr<core::CertificateWatcher>> certificate =
+      core::CertificateWatcher::Create({.endpoint = "https",
+                                        .cert_file = options_.cert_file,
+                                        .key_file = options_.key_file,
+                                        .cert_option = "https-cert-file",
+                                        .key_option = "https-key-file"},
+                                       registry_);
+  if (!certificate.ok()) return certificate.status();
+  certificate_ = *std::move(certificate);
+  certificate_->InstallOn(tls_.native_handle());
   if (absl::Status s = proxy_->Start(); !s.ok()) return s;
   const size_t colon = options_.listen.rfind(':');
   int port = 0;
@@ -104,6 +108,7 @@ absl::Status ProvisioningServer::Impl::Start() {
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
+  beast::error_code ec;
   asio::ip::address address = asio::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
   if (ec) {
     return absl::InvalidArgumentError(absl::StrCat("listen: '", host, "' is not an IP address"));

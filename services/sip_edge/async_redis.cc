@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "services/core/log.h"
+#include "services/core/redis_sentinel.h"
 #include "services/sip_edge/guard.h"
 
 namespace rwg::sip_edge {
@@ -32,7 +33,17 @@ AsyncRedis::~AsyncRedis() {
 }
 
 bool AsyncRedis::Connect() {
-  absl::string_view addr = options_.address;
+  address_ = options_.address;
+  if (options_.locator != nullptr) {
+    const core::MasterLocator::Master m = options_.locator->Current();
+    if (m.address.empty()) {
+      last_error_ = absl::StrCat("no master known (", options_.locator->Describe(), ")");
+      return false;
+    }
+    address_ = m.address;
+    generation_ = m.generation;
+  }
+  absl::string_view addr = address_;
   redisAsyncContext* c = nullptr;
   if (absl::ConsumePrefix(&addr, "unix:")) {
     c = redisAsyncConnectUnix(std::string(addr).c_str());
@@ -115,7 +126,7 @@ void AsyncRedis::Send(Request* r, const std::vector<std::string>& args) {
     Callback done = std::move(r->done);
     delete r;
     done(absl::UnavailableError(
-        absl::StrCat("redis at ", options_.address, " is unavailable: ", last_error_)));
+        absl::StrCat("redis at ", address_, " is unavailable: ", last_error_)));
     return;
   }
   core::RedisArgv a(args);
@@ -124,7 +135,7 @@ void AsyncRedis::Send(Request* r, const std::vector<std::string>& args) {
     Callback done = std::move(r->done);
     delete r;
     done(absl::UnavailableError(
-        absl::StrCat("redis at ", options_.address, " is unavailable: connection closing")));
+        absl::StrCat("redis at ", address_, " is unavailable: connection closing")));
     return;
   }
   sent_at_.push_back(clock_.Now());
@@ -145,7 +156,7 @@ void AsyncRedis::HandleReply(redisAsyncContext* c, void* reply, void* privdata) 
     std::string why = c->errstr != nullptr && c->err ? c->errstr : self->last_error_;
     if (why.empty()) why = "connection lost";
     done(absl::UnavailableError(
-        absl::StrCat("redis at ", self->options_.address, " is unavailable: ", why)));
+        absl::StrCat("redis at ", self->address_, " is unavailable: ", why)));
     return;
   }
   if (rep->type == REDIS_REPLY_ERROR) {
@@ -158,7 +169,11 @@ void AsyncRedis::HandleReply(redisAsyncContext* c, void* reply, void* privdata) 
     }
     Callback done = std::move(r->done);
     delete r;
-    done(core::ErrorReplyStatus(self->options_.address, msg));
+    // A master demoted by a failover: the locator looks for the new one now.
+    if (absl::StartsWith(msg, "READONLY") && self->options_.locator != nullptr) {
+      self->options_.locator->Suspect(self->generation_);
+    }
+    done(core::ErrorReplyStatus(self->address_, msg));
     return;
   }
   core::RedisReply out = core::ConvertReply(rep);
@@ -171,8 +186,9 @@ void AsyncRedis::OnConnect(const redisAsyncContext* c, int status) {
   auto* self = static_cast<AsyncRedis*>(c->data);
   if (status != REDIS_OK) {
     self->last_error_ = c->errstr ? c->errstr : "connect failed";
+    if (self->options_.locator != nullptr) self->options_.locator->Suspect(self->generation_);
     core::log::Warn("redis connection failed",
-                    {{"address", self->options_.address}, {"error", self->last_error_}});
+                    {{"address", self->address_}, {"error", self->last_error_}});
     // hiredis frees the context next, without a disconnect callback for a connection that
     // never was: forget it now.
     if (self->ctx_ == c) {
@@ -185,6 +201,9 @@ void AsyncRedis::OnConnect(const redisAsyncContext* c, int status) {
 void AsyncRedis::OnDisconnect(const redisAsyncContext* c, int status) {
   auto* self = static_cast<AsyncRedis*>(c->data);
   if (status != REDIS_OK && c->errstr != nullptr) self->last_error_ = c->errstr;
+  if (status != REDIS_OK && self->options_.locator != nullptr) {
+    self->options_.locator->Suspect(self->generation_);
+  }
   if (self->ctx_ == c) {
     self->ctx_ = nullptr;  // hiredis frees the context after this call
     self->sent_at_.clear();
@@ -194,8 +213,7 @@ void AsyncRedis::OnDisconnect(const redisAsyncContext* c, int status) {
 void AsyncRedis::Drop(const std::string& why) {
   if (ctx_ == nullptr) return;
   last_error_ = why;
-  core::log::Warn("dropping the redis connection",
-                  {{"address", options_.address}, {"reason", why}});
+  core::log::Warn("dropping the redis connection", {{"address", address_}, {"reason", why}});
   redisAsyncContext* c = ctx_;
   ctx_ = nullptr;
   redisAsyncFree(c);  // every pending callback gets "unavailable"
@@ -203,6 +221,12 @@ void AsyncRedis::Drop(const std::string& why) {
 }
 
 void AsyncRedis::CheckTimeouts() {
+  // Sentinel named another master: commands go there from now on.
+  if (ctx_ != nullptr && options_.locator != nullptr &&
+      options_.locator->Current().generation != generation_) {
+    Drop("the Redis master changed");
+    return;
+  }
   if (ctx_ != nullptr && !sent_at_.empty() &&
       clock_.Now() - sent_at_.front() > options_.command_timeout) {
     Drop(absl::StrCat("no answer within ", absl::FormatDuration(options_.command_timeout)));

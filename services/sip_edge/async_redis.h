@@ -71,6 +71,8 @@ class AsyncRedis : public core::AsyncRedisCommands {
   core::RedisOptions options_;
   core::Clock& clock_;
   redisAsyncContext* ctx_ = nullptr;
+  std::string address_;      // of the connection (the master of generation_ with Sentinel)
+  uint64_t generation_ = 0;  // the master's, with Sentinel
   bool closing_ = false;
   std::deque<absl::Time> sent_at_;  // Redis answers in order: the front is the oldest
   std::string last_error_;

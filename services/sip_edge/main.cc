@@ -2,14 +2,15 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "services/core/cert_metrics.h"
 #include "services/core/devices.h"
 #include "services/core/log.h"
 #include "services/core/service_main.h"
+#include "services/core/tls_identity.h"
 #include "services/sip_edge/config.h"
 #include "services/sip_edge/edge.h"
 #include "services/sip_edge/sofia_log.h"
 #include "services/sip_edge/tls_dir.h"
+#include "services/sip_edge/tls_keepalive.h"
 
 namespace {
 
@@ -61,7 +62,22 @@ absl::Status Run(core::ServiceMain& m, const sip_edge::Config& c) {
       core::LoadAtRestKey(m.common().secret_key_file, core::Random::System());
   if (!key.ok()) return key.status();
   edge->forward_key = ForwardKey(key->raw);
-  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common());
+  // The TLS transports' certificate, toward phones and as rwg's client certificate toward the
+  // iPBX: read again when its files change or on SIGHUP. Checked before anything waits or
+  // listens, so that a bad pair stops the start at once.
+  std::unique_ptr<core::CertificateWatcher> sip_certificate;
+  if (!c.sip_cert_file.empty() && !c.sip_key_file.empty()) {
+    absl::StatusOr<std::unique_ptr<core::CertificateWatcher>> w =
+        core::CertificateWatcher::Create({.endpoint = "sip_tls",
+                                          .cert_file = c.sip_cert_file,
+                                          .key_file = c.sip_key_file,
+                                          .cert_option = "sip-tls-cert-file",
+                                          .key_option = "sip-tls-key-file"},
+                                         m.host().registry());
+    if (!w.ok()) return w.status();
+    sip_certificate = *std::move(w);
+  }
+  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common(), &m.host().registry());
   if (!ro.ok()) return ro.status();
   core::RedisClient redis(*ro);
 
@@ -104,13 +120,15 @@ absl::Status Run(core::ServiceMain& m, const sip_edge::Config& c) {
   // Devices are cached; the edge's 1 s sweep drops the cache when control changed a device.
   core::DeviceDirectory devices(redis, *key->box, /*cache=*/true);
   core::ServiceHost& host = m.host();
-  if (!edge->tls_listen.empty()) {
-    // The gauge is only missing when the certificate cannot be read, which failed above.
-    (void)core::ExportCertificateExpiry(host.registry(), "sip_tls", c.sip_cert_file);
-  }
+  if (!edge->tls_listen.empty()) sip_edge::ServeTlsCertificate(sip_certificate.get());
   sip_edge::Edge sip(*edge, redis, devices, config, core::SystemClock::Get(),
                      core::Random::System(), host.registry());
   if (absl::Status s = sip.Start(); !s.ok()) return core::StartError("cannot start SIP", s);
+  if (!edge->tls_listen.empty() && sip_edge::TlsTransportsServed() == 0) {
+    core::log::Warn(
+        "the SIP TLS certificate will not be read again without a restart: "
+        "sofia-sip's TLS transports were not reachable");
+  }
   // Every transport is created: sofia-sip holds the key, the certificates and the CAs in
   // memory, and nothing reads the files again. The private key does not stay on disk (nor
   // behind a process that is killed).
@@ -120,6 +138,7 @@ absl::Status Run(core::ServiceMain& m, const sip_edge::Config& c) {
   host.WatchHealth([&redis] { return redis.Ping().ok(); });
   host.WaitForTermination();
   sip.Stop();
+  sip_edge::ServeTlsCertificate(nullptr);
   config.Stop();
   return absl::OkStatus();
 }

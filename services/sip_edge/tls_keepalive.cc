@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "services/core/log.h"
 
 namespace rwg::sip_edge {
 
@@ -105,24 +106,29 @@ struct Hooks {
   using WriteFn = ssize_t (*)(void*, void*, size_t);
   using WantWriteFn = int (*)(void*, int);
   using FreeFn = void (*)(void*);
+  using InitMasterFn = void* (*)(void*);
 
   ReadBufferFn read_buffer = nullptr;
   WriteFn write = nullptr;
   WantWriteFn want_write = nullptr;
   FreeFn free = nullptr;
+  InitMasterFn init_master = nullptr;
 
   absl::Mutex mu;
   std::unordered_map<const void*, Connection> connections ABSL_GUARDED_BY(mu);
   bool in_want_write ABSL_GUARDED_BY(mu) = false;
   TlsKeepaliveCounters counters ABSL_GUARDED_BY(mu);
+  core::CertificateWatcher* certificate ABSL_GUARDED_BY(mu) = nullptr;
+  int masters_served ABSL_GUARDED_BY(mu) = 0;
 
   Hooks() {
     read_buffer = reinterpret_cast<ReadBufferFn>(dlsym(RTLD_NEXT, "tls_read_buffer"));
     write = reinterpret_cast<WriteFn>(dlsym(RTLD_NEXT, "tls_write"));
     want_write = reinterpret_cast<WantWriteFn>(dlsym(RTLD_NEXT, "tls_want_write"));
     free = reinterpret_cast<FreeFn>(dlsym(RTLD_NEXT, "tls_free"));
+    init_master = reinterpret_cast<InitMasterFn>(dlsym(RTLD_NEXT, "tls_init_master"));
     // Only reachable when sofia-sip itself calls these, so they exist.
-    if (!read_buffer || !write || !want_write || !free) std::abort();
+    if (!read_buffer || !write || !want_write || !free || !init_master) std::abort();
   }
 };
 
@@ -142,6 +148,16 @@ void Count(prometheus::Counter* c) {
 void SetTlsKeepaliveCounters(TlsKeepaliveCounters counters) {
   absl::MutexLock lock(&H().mu);
   H().counters = counters;
+}
+
+void ServeTlsCertificate(core::CertificateWatcher* watcher) {
+  absl::MutexLock lock(&H().mu);
+  H().certificate = watcher;
+}
+
+int TlsTransportsServed() {
+  absl::MutexLock lock(&H().mu);
+  return H().masters_served;
 }
 
 }  // namespace rwg::sip_edge
@@ -299,4 +315,26 @@ extern "C" void tls_free(void* tls) {
   }
   h.free(tls);
   if (con != nullptr) SSL_free(con);
+}
+
+// sofia-sip makes one master TLS context per TLS transport (the phones' listener, the iPBX
+// side) when the transport is created, before any connection uses it; every connection's SSL
+// is made from it. The certificate watcher is installed on it here, so that each new handshake
+// presents the pair of the moment (docs/operations.md, "Certificate rotation").
+extern "C" void* tls_init_master(void* issues) {
+  auto& h = rwg::sip_edge::H();
+  void* tls = h.init_master(issues);
+  if (tls == nullptr) return tls;
+  absl::MutexLock lock(&h.mu);
+  if (h.certificate == nullptr) return tls;
+  const auto* head = static_cast<const SofiaTlsHead*>(tls);
+  if (head->ctx == nullptr || head->con != nullptr || head->type != 0) {
+    rwg::core::log::Error(
+        "sofia-sip's TLS context is not laid out as expected; certificates "
+        "will not be read again without a restart");
+    return tls;
+  }
+  h.certificate->InstallOn(head->ctx);
+  ++h.masters_served;
+  return tls;
 }

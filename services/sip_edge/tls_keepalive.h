@@ -15,6 +15,8 @@
 #include <string>
 #include <string_view>
 
+#include "services/core/tls_identity.h"
+
 namespace rwg::sip_edge {
 
 // Follows one direction of a SIP byte stream (RFC 3261 §18.3 framing: headers up to the empty
@@ -45,6 +47,13 @@ struct TlsKeepaliveCounters {
 
 // Where the hooks count; the counters must outlive all TLS traffic (null: not counted).
 void SetTlsKeepaliveCounters(TlsKeepaliveCounters counters);
+
+// The certificate sofia-sip's TLS transports present from their next handshake on: installed on
+// every TLS transport created after this call (null: the transports keep what they read at
+// start). The watcher must outlive the transports.
+void ServeTlsCertificate(core::CertificateWatcher* watcher);
+// How many TLS transports ServeTlsCertificate's watcher was installed on.
+int TlsTransportsServed();
 
 // Whether sofia-sip's TLS transport calls into the hooks (the dynamic linker bound them).
 bool TlsKeepaliveActive();

@@ -25,6 +25,7 @@
 #include "services/core/address.h"
 #include "services/core/connections_per_source.h"
 #include "services/core/log.h"
+#include "services/core/tls_identity.h"
 
 namespace rwg::sync {
 
@@ -254,6 +255,7 @@ class HttpServer::Impl {
  public:
   Impl(const HttpServerOptions& options, HttpHandler& handler, prometheus::Registry& registry)
       : shared_(std::make_shared<Shared>(options, handler, registry)),
+        registry_(registry),
         tls_(ssl::context::tls_server),
         acceptor_(asio::make_strand(io_)),
         workers_(static_cast<size_t>(std::max(1, options.worker_threads))) {}
@@ -268,6 +270,9 @@ class HttpServer::Impl {
 
   std::shared_ptr<Shared> shared_;
   asio::io_context io_;
+  prometheus::Registry& registry_;
+  // The certificate, read again when its files change; outlives the context that calls it.
+  std::unique_ptr<core::CertificateWatcher> certificate_;
   ssl::context tls_;
   tcp::acceptor acceptor_;
   asio::thread_pool workers_;
@@ -282,17 +287,16 @@ absl::Status HttpServer::Impl::Start() {
   tls_.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                    ssl::context::no_sslv3 | ssl::context::single_dh_use);
   SSL_CTX_set_options(tls_.native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
-  beast::error_code ec;
-  tls_.use_certificate_chain_file(o.cert_file, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("https-cert-file: '", o.cert_file, "': ", ec.message()));
-  }
-  tls_.use_private_key_file(o.key_file, ssl::context::pem, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("https-key-file: '", o.key_file, "': ", ec.message()));
-  }
+  absl::StatusOr<std::unique_ptr<core::CertificateWatcher>> certificate =
+      core::CertificateWatcher::Create({.endpoint = "https",
+                                        .cert_file = o.cert_file,
+                                        .key_file = o.key_file,
+                                        .cert_option = "https-cert-file",
+                                        .key_option = "https-key-file"},
+                                       registry_);
+  if (!certificate.ok()) return certificate.status();
+  certificate_ = *std::move(certificate);
+  certificate_->InstallOn(tls_.native_handle());
   const size_t colon = o.listen.rfind(':');
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(o.listen.substr(colon + 1), &port) ||
@@ -303,6 +307,7 @@ absl::Status HttpServer::Impl::Start() {
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
+  beast::error_code ec;
   const asio::ip::address address = asio::ip::make_address(host.empty() ? "::" : host, ec);
   if (ec) {
     return absl::InvalidArgumentError(absl::StrCat("listen: '", host, "' is not an IP address"));

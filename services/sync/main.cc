@@ -2,9 +2,9 @@
 // devices in step through (R-SYNC, docs/sync-api.md).
 #include <thread>
 
-#include "services/core/cert_metrics.h"
 #include "services/core/log.h"
 #include "services/core/service_main.h"
+#include "services/core/tls_identity.h"
 #include "services/sync/api.h"
 #include "services/sync/callbacks.h"
 #include "services/sync/config.h"
@@ -18,7 +18,7 @@ absl::Status Run(core::ServiceMain& m, const sync::Config& c) {
   absl::StatusOr<core::AtRestKey> key =
       core::LoadAtRestKey(m.common().secret_key_file, core::Random::System());
   if (!key.ok()) return key.status();
-  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common());
+  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common(), &m.host().registry());
   if (!ro.ok()) return ro.status();
   core::RedisClient redis(*ro);
   // Every request needs Redis: wait for it rather than answer 503s from the start.
@@ -31,7 +31,6 @@ absl::Status Run(core::ServiceMain& m, const sync::Config& c) {
       sync::NewHttpsPoster(c.Callbacks());
   if (!poster.ok()) return poster.status();
   const sync::HttpServerOptions o = c.Server();
-  (void)core::ExportCertificateExpiry(m.host().registry(), "https", o.cert_file);
   sync::SyncApi api(c.Api(), redis, *key->box, core::SystemClock::Get(), core::Random::System(),
                     m.host().registry());
   sync::HttpServer https(o, api, m.host().registry());

@@ -33,7 +33,7 @@ absl::Status Run(core::ServiceMain& m, const tma::Config& c) {
   absl::StatusOr<core::AtRestKey> key =
       core::LoadAtRestKey(m.common().secret_key_file, core::Random::System());
   if (!key.ok()) return key.status();
-  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common());
+  absl::StatusOr<core::RedisOptions> ro = core::RedisOptionsFrom(m.common(), &m.host().registry());
   if (!ro.ok()) return ro.status();
   std::string store_token;
   if (!c.store_address.empty()) {
