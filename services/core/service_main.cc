@@ -49,10 +49,12 @@ absl::Status CommonConfig::Validate() const {
   }
   // The gRPC port's pair, before the service waits for anything or opens another port.
   if (!server.tls_cert_file.empty() || !server.tls_key_file.empty()) {
-    if (server.tls_cert_file.empty())
+    if (server.tls_cert_file.empty()) {
       return OptionError("tls-cert-file", "needed with tls-key-file");
-    if (server.tls_key_file.empty())
+    }
+    if (server.tls_key_file.empty()) {
       return OptionError("tls-key-file", "needed with tls-cert-file");
+    }
     absl::StatusOr<std::shared_ptr<const TlsIdentity>> id =
         LoadTlsIdentity(server.tls_cert_file, server.tls_key_file, absl::Now());
     if (!id.ok()) {
@@ -142,8 +144,9 @@ absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config,
     so.sentinels.emplace_back(a);
   }
   if (so.sentinels.empty()) return OptionError("redis-sentinels", "names no sentinel");
-  if (config.redis_master_name.empty())
+  if (config.redis_master_name.empty()) {
     return OptionError("redis-master-name", "must not be empty");
+  }
   so.master_name = config.redis_master_name;
   absl::StatusOr<std::string> sentinel_password =
       ReadSecretFile("redis-sentinel-password-file", config.redis_sentinel_password_file);
