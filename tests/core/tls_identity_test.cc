@@ -26,6 +26,7 @@ using ::testing::HasSubstr;
 
 // The ManualClock's start, 2027-01-15T08:00:00Z.
 constexpr time_t kNow = 1'800'000'000;
+constexpr time_t kDay = 86400;
 
 struct Pair {
   std::string cert;
@@ -53,8 +54,8 @@ std::string Pem(EVP_PKEY* key) {
 }
 
 // A self-signed pair named `cn`, valid from `not_before` to `not_after` (Unix seconds).
-Pair MakePair(const std::string& cn, time_t not_before = kNow - 86400,
-              time_t not_after = kNow + 30 * 86400) {
+Pair MakePair(const std::string& cn, time_t not_before = kNow - kDay,
+              time_t not_after = kNow + 30 * kDay) {
   EVP_PKEY* key = EVP_EC_gen("P-256");
   X509* cert = X509_new();
   ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
@@ -100,7 +101,7 @@ TEST(TlsIdentityTest, ParsesAPairAndSaysWhenItExpires) {
   absl::StatusOr<std::shared_ptr<const TlsIdentity>> id =
       TlsIdentity::Parse(p.cert, p.key, absl::FromUnixSeconds(kNow));
   ASSERT_TRUE(id.ok()) << id.status();
-  EXPECT_EQ((*id)->not_after(), absl::FromUnixSeconds(kNow + 30 * 86400));
+  EXPECT_EQ((*id)->not_after(), absl::FromUnixSeconds(kNow + 30 * kDay));
   EXPECT_EQ((*id)->fingerprint().size(), 64u);
 }
 
@@ -113,13 +114,13 @@ TEST(TlsIdentityTest, RefusesAKeyOfAnotherCertificate) {
 }
 
 TEST(TlsIdentityTest, RefusesACertificateOutsideItsValidity) {
-  const Pair old = MakePair("old", kNow - 10 * 86400, kNow - 86400);
+  const Pair old = MakePair("old", kNow - 10 * kDay, kNow - kDay);
   absl::StatusOr<std::shared_ptr<const TlsIdentity>> id =
       TlsIdentity::Parse(old.cert, old.key, absl::FromUnixSeconds(kNow));
   ASSERT_FALSE(id.ok());
   EXPECT_THAT(id.status().message(), HasSubstr("expired on 2027-01-14T08:00:00Z"));
 
-  const Pair future = MakePair("future", kNow + 86400, kNow + 10 * 86400);
+  const Pair future = MakePair("future", kNow + kDay, kNow + 10 * kDay);
   id = TlsIdentity::Parse(future.cert, future.key, absl::FromUnixSeconds(kNow));
   ASSERT_FALSE(id.ok());
   EXPECT_THAT(id.status().message(), HasSubstr("not valid before 2027-01-16T08:00:00Z"));
@@ -234,7 +235,7 @@ TEST_F(WatcherTest, TakesANewPairAndKeepsTheOldOneWhenTheNewOneIsBad) {
   EXPECT_EQ(w->Current()->cert_pem(), second.cert);
   EXPECT_TRUE(w->CheckNow().ok());  // the same bad files are not read again
   // An expired pair, then an unreadable one: refused too.
-  Put(MakePair("expired", kNow - 10 * 86400, kNow - 1));
+  Put(MakePair("expired", kNow - 10 * kDay, kNow - 1));
   EXPECT_THAT(w->CheckNow().message(), HasSubstr("expired on"));
   std::filesystem::remove(dir_ / "tls.crt");
   EXPECT_THAT(w->CheckNow().message(), HasSubstr("cannot read"));
@@ -298,13 +299,13 @@ TEST_F(WatcherTest, ForcedCheckReadsTheFilesAndCountsOnlyAChange) {
 }
 
 TEST_F(WatcherTest, ExportsTheExpiryAndTheDaysLeft) {
-  Put(MakePair("first", kNow - 86400, kNow + 10 * 86400));
+  Put(MakePair("first", kNow - kDay, kNow + 10 * kDay));
   std::unique_ptr<CertificateWatcher> w = Watch();
   ASSERT_NE(w, nullptr);
   EXPECT_THAT(
       Scrape(registry_),
       HasSubstr(absl::StrCat("rwg_certificate_expiry_timestamp_seconds{certificate=\"sip_tls\"} ",
-                             kNow + 10 * 86400)));
+                             kNow + 10 * kDay)));
   EXPECT_THAT(Scrape(registry_),
               HasSubstr("rwg_certificate_expiry_days{certificate=\"sip_tls\"} 10"));
   clock_.Advance(absl::Hours(24 * 4));
@@ -347,7 +348,7 @@ TEST_F(WatcherTest, NewHandshakesPresentTheNewPairAndEstablishedOnesKeepTheirs) 
   // Real time here: OpenSSL checks nothing about validity on the server side, and the pairs
   // are valid now as well as at kNow.
   const time_t now = time(nullptr);
-  const Pair first = MakePair("first", now - 86400, kNow + 86400);
+  const Pair first = MakePair("first", now - kDay, kNow + kDay);
   Put(first);
   std::unique_ptr<CertificateWatcher> w = Watch();
   ASSERT_NE(w, nullptr);
@@ -357,7 +358,7 @@ TEST_F(WatcherTest, NewHandshakesPresentTheNewPairAndEstablishedOnesKeepTheirs) 
   SSL* established = nullptr;
   EXPECT_EQ(Handshake(ctx, &established), first.cert);
 
-  const Pair second = MakePair("second", now - 86400, kNow + 86400);
+  const Pair second = MakePair("second", now - kDay, kNow + kDay);
   Put(second);
   ASSERT_TRUE(w->CheckNow().ok());
   SSL* next = nullptr;
