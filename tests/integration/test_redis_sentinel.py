@@ -26,7 +26,7 @@ DOMAIN = "rwg.test"
 LOAD = [str(1001 + i) for i in range(6)]
 # Devices that register once each, at known instants before the kill, and never again: whether
 # their bindings survive the failover tells which acknowledged writes the design keeps.
-WITNESS = [str(1101 + i) for i in range(12)]
+WITNESS = [str(1101 + i) for i in range(20)]
 DEVICES = {u: (f"phone-pw-{u}", f"2{u}", f"icp-pw-2{u}") for u in LOAD + WITNESS}
 DOWN_AFTER_MS = 1000
 # The longest a failure window may last: down-after (1 s), the sentinels' agreement on ODOWN
@@ -154,7 +154,10 @@ class Load:
     def start(self):
         for u in LOAD:
             self.threads.append(threading.Thread(target=self.phone, args=(u,), daemon=True))
-        self.threads.append(threading.Thread(target=self.control, daemon=True))
+        # A reader and a writer, each on its own: a call waiting for a failover does not hold
+        # back the other.
+        for cmd in (("device", "list"), ("config", "set", "licences.teleworker=30")):
+            self.threads.append(threading.Thread(target=self.control, args=(cmd,), daemon=True))
         for t in self.threads:
             t.start()
 
@@ -184,11 +187,8 @@ class Load:
         if conn:
             conn.close()
 
-    def control(self):
-        i = 0
+    def control(self, cmd):
         while not self.stop_flag.is_set():
-            i += 1
-            cmd = ("device", "list") if i % 2 else ("config", "set", "licences.teleworker=30")
             t0 = time.monotonic()
             r = self.t.ctl.run(*cmd, timeout=30)
             t1 = time.monotonic()
@@ -294,16 +294,25 @@ class RedisSentinelTest(rwgtest.TempDirTest):
         self.addCleanup(self.edge.stop)
 
     def register_once(self, user):
+        """(status, the phone's source port, when answered): each on a new connection, so that
+        the binding written for it names that port."""
         c = sipclient.SipConnection("127.0.0.1", self.tcp_port, timeout=10)
         try:
-            return sipclient.status(c.register_with_auth(user, DEVICES[user][0], DOMAIN,
-                                                         expires=600))
+            st = sipclient.status(c.register_with_auth(user, DEVICES[user][0], DOMAIN,
+                                                       expires=600))
+            return st, c.local[1], time.monotonic()
         finally:
             c.close()
 
-    def binding_present(self, port, user):
-        r = cli(port, "EXISTS", f"rwg:reg:{user}")
-        return r == ["1"]
+    def binding_has(self, port, user, source_port):
+        r = cli(port, "GET", f"rwg:reg:{user}")
+        return bool(r) and f'"source":"127.0.0.1:{source_port}"' in r[0]
+
+    def lost_witnesses(self, acks, redis_port, t_ref):
+        """Acknowledged witness registrations whose binding is not on the Redis at redis_port:
+        (user, seconds between the ack and t_ref, positive = before)."""
+        return [(u, round(t_ref - t, 3)) for u, (st, sport, t) in acks.items()
+                if st == 200 and not self.binding_has(redis_port, u, sport)]
 
     def healthy(self):
         return self.ctl.run("health").stdout.strip() == "SERVING"
@@ -318,8 +327,7 @@ class RedisSentinelTest(rwgtest.TempDirTest):
             w.mark()
         acks = {}
         for k, user in enumerate(witnesses):
-            st = self.register_once(user)
-            acks[user] = (st, time.monotonic())
+            acks[user] = self.register_once(user)
             # Spread over ~2.4 s, denser towards the kill.
             time.sleep(max(0.0, 0.6 * (1 - k / max(1, len(witnesses) - 1)) ** 2))
         t_kill = time.monotonic()
@@ -348,7 +356,9 @@ class RedisSentinelTest(rwgtest.TempDirTest):
             "ctl_failures": [(round(x[0] - t_kill, 2), x[2], x[4][:160]) for x in ctl_fail],
             "regs_after": len([r for r in regs if r[0] > t_kill]),
             "ctls_after": len([x for x in ctls if x[0] > t_kill]),
-            "t_kill": t_kill, "acks": acks, "survivor": survivor,
+            "t_kill": t_kill, "acks": acks, "survivor": survivor, "victim": victim,
+            "slowest_reg_s": round(max((r[1] - r[0] for r in regs if r[0] >= t_kill - 1),
+                                       default=0), 2),
             "last_ok_after": {u: max((r[1] for r in regs if r[2] == u and r[3] == 200),
                                      default=0) - t_kill for u in LOAD},
         }
@@ -356,7 +366,8 @@ class RedisSentinelTest(rwgtest.TempDirTest):
                   f"{res['promoted_s']}s; 'Redis master changed' logged by control after "
                   f"{res['control_log_s']}s, by sip-edge after {res['edge_log_s']}s")
         self.note(f"{label}: registrations after the kill {res['regs_after']}, failed "
-                  f"{len(reg_fail)}, window {res['reg_window']} s: {res['reg_failures']}")
+                  f"{len(reg_fail)}, window {res['reg_window']} s, slowest answer "
+                  f"{res['slowest_reg_s']}s: {res['reg_failures']}")
         self.note(f"{label}: rwgctl calls after the kill {res['ctls_after']}, failed "
                   f"{len(ctl_fail)}, window {res['ctl_window']} s: {res['ctl_failures']}")
         return res
@@ -368,6 +379,8 @@ class RedisSentinelTest(rwgtest.TempDirTest):
             self.assertIsNotNone(res["edge_line"], "sip-edge never logged it")
             self.assertIn(new, res["control_line"])
             self.assertIn(new, res["edge_line"])
+            self.assertIn(f"from=127.0.0.1:{self.cluster.ports[res['victim']]}",
+                          res["control_line"])
         with self.subTest(f"{label}: failure windows bounded"):
             for w in (res["reg_window"], res["ctl_window"]):
                 if w is not None:
@@ -381,9 +394,87 @@ class RedisSentinelTest(rwgtest.TempDirTest):
         with self.subTest(f"{label}: services healthy"):
             self.assertTrue(self.healthy())
             self.assertTrue(self.control.alive() and self.edge.alive())
+            self.assertEqual(metric(self.edge, "rwg_sip_edge_redis_up"), 1)
         self.note(f"{label}: rwg_redis_failover_retries_total control="
                   f"{metric(self.control, 'rwg_redis_failover_retries_total')} sip-edge="
                   f"{metric(self.edge, 'rwg_redis_failover_retries_total')}")
+
+    def wait_replica_usable(self):
+        """Until every sentinel knows a replica in sync that it could promote."""
+        c = self.cluster
+
+        def usable():
+            for p in c.sentinel_ports:
+                r = pairs(cli(p, "SENTINEL", "replicas", "rwg") or [])
+                if r.get("flags") != "slave" or r.get("master-link-status") != "ok":
+                    return False
+            return True
+        t0 = time.monotonic()
+        rwgtest.wait_until("sentinels know an usable replica", usable, timeout=40)
+        self.note(f"replica usable for every sentinel after {time.monotonic() - t0:.1f}s")
+
+    def switchover(self, load, changes):
+        c = self.cluster
+        old = c.master_port()
+        new = [p for p in c.ports.values() if p != old][0]
+        watches = [LogWatch(s) for s in (self.control, self.edge)]
+        for w in watches:
+            w.mark()
+        acks = {}
+
+        def witnesses():
+            for user in WITNESS:
+                acks[user] = self.register_once(user)
+                time.sleep(0.15)  # 20 of them cover the 3 s after the command
+        wt = threading.Thread(target=witnesses)
+        t_start = time.monotonic()
+        wt.start()
+        time.sleep(0.15)
+        t_cmd = time.monotonic()
+        self.assertEqual(cli(c.sentinel_ports[0], "SENTINEL", "FAILOVER", "rwg"), ["OK"])
+        rwgtest.wait_until("switchover", lambda: c.master_port() == new, timeout=30)
+        t_promoted = time.monotonic()
+        seen = [w.wait(r'msg="Redis master changed; following it"[^\n]*', timeout=20)[1]
+                for w in watches]
+        wt.join(timeout=60)
+        time.sleep(2.0)
+        regs, ctls = load.snapshot()
+        reg_fail = [r for r in regs if r[0] >= t_start and r[3] != 200]
+        ctl_fail = [x for x in ctls if x[0] >= t_start and x[3] != 0]
+        old_role = cli(old, "ROLE")
+        lost = self.lost_witnesses(acks, new, t_cmd)
+        # Where those went: the old master, still a writable master until the sentinels next
+        # look at it (their replicas are resynchronised from the new master: gone for good).
+        on_old = [u for u, _ in lost if self.binding_has(old, u, acks[u][1])]
+        self.note(f"switchover: SENTINEL FAILOVER -> promoted after {t_promoted - t_cmd:.2f}s; "
+                  f"'Redis master changed' by control after "
+                  f"{None if seen[0] is None else round(seen[0] - t_cmd, 2)}s, by sip-edge after "
+                  f"{None if seen[1] is None else round(seen[1] - t_cmd, 2)}s; old master's "
+                  f"ROLE {old_role[:1] if old_role else None} "
+                  f"{time.monotonic() - t_cmd:.1f}s after the command")
+        self.note("switchover: witnesses acked at (s after the command): " + ", ".join(
+            f"{u}:{a[2] - t_cmd:.2f}/{a[0]}" for u, a in acks.items()))
+        self.note(f"switchover: acknowledged witness registrations missing on the new master "
+                  f"(user, s after the command): {[(u, -d) for u, d in lost]}")
+        self.note(f"switchover: of those, present on the old master (still ROLE master): "
+                  f"{on_old}")
+        self.note(f"switchover: failed registrations {[(round(r[0] - t_cmd, 2), r[2], r[3]) for r in reg_fail]}, "
+                  f"failed rwgctl {[(round(x[0] - t_cmd, 2), x[2], x[4][:120]) for x in ctl_fail]}")
+        with self.subTest("switchover: both services follow"):
+            self.assertNotIn(None, seen)
+            for s in (self.control, self.edge):
+                self.assertEqual(metric(s, "rwg_redis_master_changes_total"), changes, s.name)
+        with self.subTest("switchover: no request fails"):
+            self.assertEqual(reg_fail, [])
+            self.assertEqual(ctl_fail, [])
+        with self.subTest("switchover: registrations acknowledged before the command survive"):
+            self.assertEqual([l for l in lost if l[1] > 0], [])
+        # What phones are owed: an acknowledged registration stays. Writes that reach the old
+        # master between the replica's promotion and rwg following the new one are lost.
+        with self.subTest("switchover: every acknowledged witness registration is on the new "
+                          "master"):
+            self.assertEqual([u for u, a in acks.items() if a[0] != 200], [])
+            self.assertEqual(lost, [])
 
     def test_failovers_under_load(self):
         c = self.cluster
@@ -391,7 +482,7 @@ class RedisSentinelTest(rwgtest.TempDirTest):
         for s in (self.control, self.edge):
             self.assertIn('msg="Redis master found"', s.read_log(), s.name)
             self.assertIn(f"master=127.0.0.1:{c.ports['a']}", s.read_log(), s.name)
-        self.assertEqual(self.register_once(LOAD[0]), 200)
+        self.assertEqual(self.register_once(LOAD[0])[0], 200)
         keys = cli(c.ports["a"], "KEYS", "rwg:*")
         self.note(f"keys on the master before the kill: {sorted(keys)[:12]} ... ({len(keys)})")
         self.assertIn(f"rwg:reg:{LOAD[0]}", keys)
@@ -408,13 +499,10 @@ class RedisSentinelTest(rwgtest.TempDirTest):
         res = self.failover("failover 1", "a", load, witnesses=WITNESS)
         self.check_failover("failover 1", res, 1)
         new_port = c.ports[res["survivor"]]
-        lost = []
-        for user, (st, t_ack) in res["acks"].items():
-            self.assertEqual(st, 200, f"witness {user}")
-            if not self.binding_present(new_port, user):
-                lost.append((user, round(res["t_kill"] - t_ack, 3)))
+        self.assertEqual([u for u, a in res["acks"].items() if a[0] != 200], [], res["acks"])
+        lost = self.lost_witnesses(res["acks"], new_port, res["t_kill"])
         self.note("witness bindings acked before the kill at (s before kill): " + ", ".join(
-            f"{u}:{res['t_kill'] - t:.3f}" for u, (_, t) in res["acks"].items()))
+            f"{u}:{res['t_kill'] - a[2]:.3f}" for u, a in res["acks"].items()))
         self.note(f"witness bindings lost on the new master: {lost}")
         with self.subTest("bindings acknowledged more than 1 s before the kill survive"):
             self.assertEqual([l for l in lost if l[1] > 1.0], [])
@@ -449,14 +537,16 @@ class RedisSentinelTest(rwgtest.TempDirTest):
                 self.assertEqual(metric(s, "rwg_redis_master_changes_total"), 1, s.name)
             self.assertNotIn("READONLY", self.edge.read_log() + self.control.read_log())
         self.assertIsNotNone(converted, "the sentinels never made the old master a replica")
-        # The sentinels must know the returned replica before they can promote it.
-        rwgtest.wait_until("sentinels see the returned replica as usable", lambda: all(
-            "s_down" not in "\n".join(cli(p, "SENTINEL", "replicas", "rwg") or ["s_down"])
-            for p in c.sentinel_ports), timeout=30)
+        self.wait_replica_usable()
 
-        # A second failover: the new master is killed too.
-        res2 = self.failover("failover 2", res["survivor"], load)
-        self.check_failover("failover 2", res2, 2)
+        # A planned switchover (SENTINEL FAILOVER): the master stays up; the sentinels promote
+        # the replica at once and demote the old master only when they next look at it.
+        self.switchover(load, changes=2)
+        self.wait_replica_usable()
+
+        # A second crash: the master of the moment is killed too.
+        res2 = self.failover("failover 2", c.name_of(c.master_port()), load)
+        self.check_failover("failover 2", res2, 3)
         load.finish()
         regs, ctls = load.snapshot()
         self.note(f"totals: {len(regs)} registrations, {len(ctls)} rwgctl calls")
@@ -464,6 +554,10 @@ class RedisSentinelTest(rwgtest.TempDirTest):
         with self.subTest("SIGTERM exits 0"):
             self.assertEqual(self.edge.stop(), 0)
             self.assertEqual(self.control.stop(), 0)
+        for s in (self.control, self.edge):
+            for line in s.read_log().splitlines():
+                if "master" in line.lower() or "sentinel" in line.lower():
+                    self.note(f"{s.name} log: {line}")
         print("\n".join(["", "=== sentinel report ==="] + self.report), flush=True)
 
     def test_bad_options(self):
