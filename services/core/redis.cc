@@ -43,10 +43,11 @@ RedisReply ConvertReply(const redisReply* r) {
 
 absl::Status ErrorReplyStatus(const std::string& address, const std::string& msg) {
   // A server that is loading its data set or lost its replica is unavailable, not broken.
-  // READONLY: a master demoted to a replica by a failover.
+  // READONLY: a master demoted to a replica by a failover; NOREPLICAS: a master that lost its
+  // replicas (min-replicas-to-write), as an old master cut off by a failover does.
   if (absl::StartsWith(msg, "LOADING") || absl::StartsWith(msg, "MASTERDOWN") ||
       absl::StartsWith(msg, "BUSY") || absl::StartsWith(msg, "MISCONF") ||
-      absl::StartsWith(msg, "READONLY")) {
+      absl::StartsWith(msg, "READONLY") || absl::StartsWith(msg, "NOREPLICAS")) {
     return absl::UnavailableError(absl::StrCat("redis at ", address, " is unavailable: ", msg));
   }
   return absl::InternalError(absl::StrCat("redis error: ", msg));

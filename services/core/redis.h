@@ -58,7 +58,9 @@ struct RedisOptions {
   // With Sentinel: where the master is now (address is then unused). A command whose master
   // fails under it is sent once more to the new master, waiting for it up to failover_wait.
   std::shared_ptr<MasterLocator> locator;
-  absl::Duration failover_wait = absl::Seconds(2);
+  // Long enough for the sentinels to agree the master is down and promote a replica
+  // (down-after-milliseconds plus about a second).
+  absl::Duration failover_wait = absl::Seconds(5);
   prometheus::Counter* retries = nullptr;  // commands sent again after a failover
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration command_timeout = absl::Seconds(5);

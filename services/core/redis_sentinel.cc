@@ -1,8 +1,12 @@
 #include "services/core/redis_sentinel.h"
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <sys/time.h>
 
+#include <algorithm>
+
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -99,6 +103,7 @@ MasterLocator::~MasterLocator() {
     stop_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  if (subscribed_ != nullptr) redisFree(subscribed_);
 }
 
 std::string MasterLocator::Describe() const {
@@ -216,16 +221,80 @@ void MasterLocator::Run() {
         log::Warn("no Redis master known from the sentinels; asking again",
                   {{"name", options_.master_name}, {"error", why}});
       }
-      // Suspected (a client lost the master) or none known: ask again soon, else every poll
-      // (or as soon as a client suspects the master).
-      if (suspected_ || current_.address.empty()) {
-        mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Milliseconds(100));
-      } else {
-        auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || suspected_; };
-        mu_.AwaitWithTimeout(absl::Condition(&wake), options_.poll);
-      }
-      if (stop_) return;
     }
+    // Until the next question: a poll period (100 ms while a client suspects the master or none
+    // is known), cut short by a client's suspicion, by stop, or by a sentinel announcing a
+    // switch (+switch-master on the subscribed connection): a switchover is then followed in
+    // milliseconds, not at the next poll.
+    absl::Duration wait;
+    {
+      absl::MutexLock lock(&mu_);
+      wait = suspected_ || current_.address.empty() ? absl::Milliseconds(100) : options_.poll;
+    }
+    if (WaitForNews(wait)) return;
+  }
+}
+
+void MasterLocator::SubscribeToSwitches() {
+  if (options_.sentinels.empty()) return;
+  const std::string& sentinel = options_.sentinels[first_sentinel_ % options_.sentinels.size()];
+  absl::StatusOr<redisContext*> c = ConnectRedis(
+      sentinel, options_.sentinel_password, options_.connect_timeout, options_.connect_timeout);
+  if (!c.ok()) return;
+  redisReply* r = Call(*c, {"SUBSCRIBE", "+switch-master"});
+  const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY;
+  if (r != nullptr) freeReplyObject(r);
+  if (!ok) {
+    redisFree(*c);
+    return;
+  }
+  subscribed_ = *c;
+}
+
+bool MasterLocator::WaitForNews(absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  if (subscribed_ == nullptr) SubscribeToSwitches();
+  bool was_suspected = false;
+  {
+    absl::MutexLock lock(&mu_);
+    was_suspected = suspected_;
+  }
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) return true;
+      if (suspected_ && !was_suspected) return false;  // a client just lost the master
+    }
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    const absl::Duration slice = std::min(left, absl::Milliseconds(50));
+    if (subscribed_ == nullptr) {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || suspected_; };
+      mu_.AwaitWithTimeout(absl::Condition(&wake), slice);
+      continue;
+    }
+    pollfd p{subscribed_->fd, POLLIN, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(slice)) + 1);
+    if (n <= 0) continue;
+    if (redisBufferRead(subscribed_) != REDIS_OK) {  // the sentinel went: another next time
+      redisFree(subscribed_);
+      subscribed_ = nullptr;
+      continue;
+    }
+    bool news = false;
+    void* reply = nullptr;
+    while (redisGetReplyFromReader(subscribed_, &reply) == REDIS_OK && reply != nullptr) {
+      const auto* m = static_cast<const redisReply*>(reply);
+      // ["message", "+switch-master", "<name> <old ip> <old port> <new ip> <new port>"]
+      if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
+          absl::StartsWith(Text(m->element[2]), options_.master_name + " ")) {
+        news = true;
+      }
+      freeReplyObject(reply);
+      reply = nullptr;
+    }
+    if (news) return false;
   }
 }
 

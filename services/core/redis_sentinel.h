@@ -70,6 +70,11 @@ class MasterLocator {
   void Run();
   // What the sentinels say the master is, checked with ROLE; empty when none could tell.
   std::string Ask(std::string* why);
+  // Subscribes to +switch-master on the sentinel that answered last (best effort).
+  void SubscribeToSwitches();
+  // Waits up to `wait` for a reason to ask again (a switch announced, a client's suspicion);
+  // true when the locator stops.
+  bool WaitForNews(absl::Duration wait);
 
   const SentinelOptions options_;
   prometheus::Counter* changes_ = nullptr;
@@ -77,8 +82,9 @@ class MasterLocator {
   Master current_ ABSL_GUARDED_BY(mu_);
   bool suspected_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  size_t first_sentinel_ = 0;  // the one that answered last (the thread's own)
-  std::string last_error_;     // logged once per outage (the thread's own)
+  size_t first_sentinel_ = 0;           // the one that answered last (the thread's own)
+  std::string last_error_;              // logged once per outage (the thread's own)
+  redisContext* subscribed_ = nullptr;  // to +switch-master (the thread's own)
   std::thread thread_;
 };
 

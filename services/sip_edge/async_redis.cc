@@ -122,6 +122,11 @@ void AsyncRedis::Eval(const std::string& script, const std::vector<std::string>&
 }
 
 void AsyncRedis::Send(Request* r, const std::vector<std::string>& args) {
+  // Sentinel named another master: nothing more is written to the previous one.
+  if (ctx_ != nullptr && options_.locator != nullptr &&
+      options_.locator->Current().generation != generation_) {
+    Drop("the Redis master changed");
+  }
   if (ctx_ == nullptr && (closing_ || !Connect())) {
     Callback done = std::move(r->done);
     delete r;
