@@ -5,6 +5,10 @@
 #include <poll.h>
 #include <sys/time.h>
 
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -65,13 +69,78 @@ RedisClient::~RedisClient() {
   for (redisContext* c : idle_) redisFree(c);
 }
 
+namespace {
+
+// Commands that change nothing: sent again after their reply was lost, they cannot be applied
+// twice.
+bool ReadOnly(const std::vector<std::string>& args) {
+  static const auto* kReads = new absl::flat_hash_set<std::string>{"GET",
+                                                                   "MGET",
+                                                                   "HGET",
+                                                                   "HMGET",
+                                                                   "HGETALL",
+                                                                   "HEXISTS",
+                                                                   "HLEN",
+                                                                   "HKEYS",
+                                                                   "HVALS",
+                                                                   "HSCAN",
+                                                                   "EXISTS",
+                                                                   "TTL",
+                                                                   "PTTL",
+                                                                   "TYPE",
+                                                                   "SCAN",
+                                                                   "SMEMBERS",
+                                                                   "SISMEMBER",
+                                                                   "SCARD",
+                                                                   "SSCAN",
+                                                                   "ZRANGE",
+                                                                   "ZRANGEBYSCORE",
+                                                                   "ZREVRANGE",
+                                                                   "ZREVRANGEBYSCORE",
+                                                                   "ZSCORE",
+                                                                   "ZCARD",
+                                                                   "ZCOUNT",
+                                                                   "ZSCAN",
+                                                                   "LRANGE",
+                                                                   "LLEN",
+                                                                   "LINDEX",
+                                                                   "STRLEN",
+                                                                   "PING",
+                                                                   "KEYS",
+                                                                   "XRANGE",
+                                                                   "XREVRANGE",
+                                                                   "XLEN",
+                                                                   "GETRANGE",
+                                                                   "DBSIZE",
+                                                                   "ROLE"};
+  return !args.empty() && kReads->contains(absl::AsciiStrToUpper(args[0]));
+}
+
+}  // namespace
+
+bool RedisClient::SafeToSendAgain(Failure how, bool read_only) {
+  switch (how) {
+    case Failure::kNotSent:  // no connection to the master: nothing was sent
+    case Failure::kRefused:  // READONLY/NOREPLICAS: a demoted master applied nothing
+      return true;
+    case Failure::kReplyLost:  // it may have been applied: only a read is sent again
+      return read_only;
+    case Failure::kNone:
+    case Failure::kOther:
+      return false;
+  }
+  return false;
+}
+
 absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& args) {
   uint64_t generation = 0;
-  absl::StatusOr<RedisReply> r = CommandOnce(args, &generation);
-  // The master failed under the command (or was demoted): once more on the new one.
-  if (!r.ok() && FollowFailover(r.status(), generation)) {
+  Failure how = Failure::kNone;
+  absl::StatusOr<RedisReply> r = CommandOnce(args, &generation, &how);
+  // The master failed under the command, or was demoted: once more on the new one, when the
+  // command cannot have been applied (or changes nothing).
+  if (!r.ok() && SafeToSendAgain(how, ReadOnly(args)) && FollowFailover(r.status(), generation)) {
     RetryCounted();
-    r = CommandOnce(args, &generation);
+    r = CommandOnce(args, &generation, &how);
   }
   return r;
 }
@@ -79,10 +148,14 @@ absl::StatusOr<RedisReply> RedisClient::Command(const std::vector<std::string>& 
 absl::StatusOr<std::vector<RedisReply>> RedisClient::Pipeline(
     const std::vector<std::vector<std::string>>& commands) {
   uint64_t generation = 0;
-  absl::StatusOr<std::vector<RedisReply>> r = PipelineOnce(commands, &generation);
-  if (!r.ok() && FollowFailover(r.status(), generation)) {
+  Failure how = Failure::kNone;
+  absl::StatusOr<std::vector<RedisReply>> r = PipelineOnce(commands, &generation, &how);
+  // A demoted master may have applied the first writes of a pipeline before refusing the
+  // next: a pipeline is sent again only when nothing was sent or it only reads.
+  const bool reads = std::all_of(commands.begin(), commands.end(), ReadOnly);
+  if (!r.ok() && (how == Failure::kNotSent || reads) && FollowFailover(r.status(), generation)) {
     RetryCounted();
-    r = PipelineOnce(commands, &generation);
+    r = PipelineOnce(commands, &generation, &how);
   }
   return r;
 }
@@ -116,13 +189,13 @@ absl::StatusOr<redisContext*> RedisClient::Acquire(uint64_t* generation) {
     if (!idle_.empty()) {
       redisContext* c = idle_.back();
       idle_.pop_back();
-      generation_of_[c] = gen;
+      if (generation != nullptr) generation_of_[c] = gen;  // not Subscribe's (never released)
       return c;
     }
   }
   absl::StatusOr<redisContext*> c =
       ConnectRedis(address, options_.password, options_.connect_timeout, options_.command_timeout);
-  if (c.ok()) {
+  if (c.ok() && generation != nullptr) {
     absl::MutexLock lock(&mu_);
     generation_of_[*c] = gen;
   }
@@ -147,6 +220,8 @@ absl::Status RedisClient::Subscribe(
     const std::vector<std::string>& channels, const std::function<bool()>& stop,
     const std::function<void(const std::string&, const std::string&)>& on_message,
     absl::Duration poll_every) {
+  const uint64_t generation =
+      options_.locator == nullptr ? 0 : options_.locator->Current().generation;
   absl::StatusOr<redisContext*> acquired = Acquire(nullptr);
   if (!acquired.ok()) return acquired.status();
   redisContext* c = *acquired;
@@ -162,6 +237,11 @@ absl::Status RedisClient::Subscribe(
   }
   const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(poll_every));
   while (!stop()) {
+    // A master that went away without closing the connection sends nothing more: the caller
+    // subscribes again, on the new master.
+    if (options_.locator != nullptr && options_.locator->Current().generation != generation) {
+      return fail("the Redis master changed");
+    }
     void* reply = nullptr;
     // Replies already read come first; otherwise wait (at most `poll_every`) for more.
     if (redisGetReplyFromReader(c, &reply) != REDIS_OK) return fail(c->errstr);
@@ -214,23 +294,29 @@ RedisArgv::RedisArgv(const std::vector<std::string>& args) {
 }
 
 absl::StatusOr<RedisReply> RedisClient::CommandOnce(const std::vector<std::string>& args,
-                                                    uint64_t* generation) {
+                                                    uint64_t* generation, Failure* how) {
+  *how = Failure::kNotSent;
   absl::StatusOr<redisContext*> ctx = Acquire(generation);
   if (!ctx.ok()) return ctx.status();
   RedisArgv a(args);
   auto* r =
       static_cast<redisReply*>(redisCommandArgv(*ctx, a.argc(), a.argv.data(), a.lens.data()));
   if (r == nullptr) {
+    *how = Failure::kReplyLost;
     std::string why = (*ctx)->errstr;
     Release(*ctx, false);
     return absl::UnavailableError(absl::StrCat("redis at ", Where(), " is unavailable: ", why));
   }
   if (r->type == REDIS_REPLY_ERROR) {
     std::string msg(r->str, r->len);
+    *how = absl::StartsWith(msg, "READONLY") || absl::StartsWith(msg, "NOREPLICAS")
+               ? Failure::kRefused
+               : Failure::kOther;
     freeReplyObject(r);
     Release(*ctx, true);
     return ErrorReplyStatus(Where(), msg);
   }
+  *how = Failure::kNone;
   RedisReply out = ConvertReply(r);
   freeReplyObject(r);
   Release(*ctx, true);
@@ -238,9 +324,11 @@ absl::StatusOr<RedisReply> RedisClient::CommandOnce(const std::vector<std::strin
 }
 
 absl::StatusOr<std::vector<RedisReply>> RedisClient::PipelineOnce(
-    const std::vector<std::vector<std::string>>& commands, uint64_t* generation) {
+    const std::vector<std::vector<std::string>>& commands, uint64_t* generation, Failure* how) {
+  *how = Failure::kNotSent;
   absl::StatusOr<redisContext*> ctx = Acquire(generation);
   if (!ctx.ok()) return ctx.status();
+  *how = Failure::kReplyLost;
   auto unavailable = [&] {
     std::string why = (*ctx)->errstr;
     Release(*ctx, false);
@@ -267,6 +355,7 @@ absl::StatusOr<std::vector<RedisReply>> RedisClient::PipelineOnce(
     freeReplyObject(r);
   }
   Release(*ctx, true);
+  *how = first_error.ok() ? Failure::kNone : Failure::kOther;
   if (!first_error.ok()) return first_error;
   return out;
 }

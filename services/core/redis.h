@@ -56,7 +56,9 @@ struct RedisOptions {
   std::string address = "127.0.0.1:6379";  // host:port or unix:/path
   std::string password;                    // AUTH on connect when set; never logged
   // With Sentinel: where the master is now (address is then unused). A command whose master
-  // fails under it is sent once more to the new master, waiting for it up to failover_wait.
+  // failed under it is sent once more to the new master (waiting for it up to failover_wait)
+  // when it cannot have been applied: no connection, refused by a demoted master (READONLY,
+  // NOREPLICAS), or a read whose reply was lost. A write whose reply was lost is not repeated.
   std::shared_ptr<MasterLocator> locator;
   // Long enough for the sentinels to agree the master is down and promote a replica
   // (down-after-milliseconds plus about a second).
@@ -113,10 +115,13 @@ class RedisClient {
   // (0 without Sentinel).
   absl::StatusOr<redisContext*> Acquire(uint64_t* generation);
   void Release(redisContext* ctx, bool healthy);
-  absl::StatusOr<RedisReply> CommandOnce(const std::vector<std::string>& args,
-                                         uint64_t* generation);
+  // How a command failed: whether it can have been applied.
+  enum class Failure { kNone, kNotSent, kRefused, kReplyLost, kOther };
+  static bool SafeToSendAgain(Failure how, bool read_only);
+  absl::StatusOr<RedisReply> CommandOnce(const std::vector<std::string>& args, uint64_t* generation,
+                                         Failure* how);
   absl::StatusOr<std::vector<RedisReply>> PipelineOnce(
-      const std::vector<std::vector<std::string>>& commands, uint64_t* generation);
+      const std::vector<std::vector<std::string>>& commands, uint64_t* generation, Failure* how);
   // Whether `failed` (on a connection of `generation`) is worth sending again: Sentinel is in
   // use, Redis was unavailable, and a new master became known within failover_wait.
   bool FollowFailover(const absl::Status& failed, uint64_t generation);

@@ -195,6 +195,18 @@ std::string MasterLocator::Ask(std::string* why) {
 
 void MasterLocator::Run() {
   for (;;) {
+    try {
+      if (Step()) return;
+    } catch (const std::exception& e) {
+      log::Error("Redis master lookup failed", {{"error", e.what()}});
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::Seconds(1))) return;
+    }
+  }
+}
+
+bool MasterLocator::Step() {
+  {
     std::string why;
     const std::string found = Ask(&why);
     {
@@ -231,7 +243,7 @@ void MasterLocator::Run() {
       absl::MutexLock lock(&mu_);
       wait = suspected_ || current_.address.empty() ? absl::Milliseconds(100) : options_.poll;
     }
-    if (WaitForNews(wait)) return;
+    return WaitForNews(wait);
   }
 }
 
@@ -270,7 +282,9 @@ bool MasterLocator::WaitForNews(absl::Duration wait) {
     const absl::Duration slice = std::min(left, absl::Milliseconds(50));
     if (subscribed_ == nullptr) {
       absl::MutexLock lock(&mu_);
-      auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || suspected_; };
+      auto wake = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stop_ || (suspected_ && !was_suspected);
+      };
       mu_.AwaitWithTimeout(absl::Condition(&wake), slice);
       continue;
     }

@@ -68,6 +68,8 @@ class MasterLocator {
  private:
   MasterLocator(SentinelOptions options, prometheus::Registry* registry);
   void Run();
+  // One question to the sentinels and the wait after it; true when the locator stops.
+  bool Step();
   // What the sentinels say the master is, checked with ROLE; empty when none could tell.
   std::string Ask(std::string* why);
   // Subscribes to +switch-master on the sentinel that answered last (best effort).

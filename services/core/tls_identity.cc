@@ -81,7 +81,11 @@ absl::Time NewestChange(const std::string& a, const std::string& b) {
 
 int CertCallback(SSL* ssl, void* arg) {
   std::shared_ptr<const TlsIdentity> id = static_cast<CertificateWatcher*>(arg)->Current();
-  return id != nullptr && id->UseOn(ssl) ? 1 : 0;
+  if (id == nullptr) return 0;
+  // Only the pair of the moment: the context's own (the first pair) would otherwise stay in
+  // its key type's slot and be chosen after a rotation to another key type.
+  SSL_certs_clear(ssl);
+  return id->UseOn(ssl) ? 1 : 0;
 }
 
 }  // namespace
@@ -367,7 +371,13 @@ CertificateReloadHook::~CertificateReloadHook() {
 
 void ReloadAllCertificates() {
   absl::MutexLock lock(&WatchersMu());
-  for (CertificateWatcher* w : Watchers()) (void)w->CheckNow(/*force=*/true);
+  for (CertificateWatcher* w : Watchers()) {
+    try {
+      (void)w->CheckNow(/*force=*/true);
+    } catch (const std::exception& e) {
+      log::Error("certificate reload failed", {{"error", e.what()}});
+    }
+  }
   for (std::function<void()>* f : Hooks()) {
     try {
       (*f)();

@@ -58,6 +58,7 @@ CertStore::CertStore(std::string dir, void (*configure)(SSL_CTX*), prometheus::R
                            .Add({{"certificate", "ott"}, {"result", "refused"}})) {}
 
 CertStore::~CertStore() {
+  hook_.reset();
   absl::MutexLock lock(&mu_);
   for (auto& [fqdn, l] : certs_) SSL_CTX_free(l.ctx);
 }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -87,8 +88,9 @@ class CertStore {
   mutable absl::Mutex mu_;
   std::map<std::string, Loaded> certs_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> refused_ ABSL_GUARDED_BY(reload_mu_);  // fqdn → stamp
-  // Last: gone before the rest while a SIGHUP may run Reload.
-  core::CertificateReloadHook hook_{[this] { Reload(/*force=*/true); }};
+  // Reset first thing in the destructor: no SIGHUP runs Reload while the contexts go.
+  std::optional<core::CertificateReloadHook> hook_{std::in_place,
+                                                   [this] { Reload(/*force=*/true); }};
 };
 
 struct StateOptions {
