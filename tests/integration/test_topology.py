@@ -388,7 +388,9 @@ class RelayRestartTest(TopologyFixture):
         self.assertIn("restored=1", self.relay.read_log())
         rwgtest.wait_until("the restored session deleted", lambda: self.relay_sessions() == 0,
                            timeout=40)
-        self.assertIn("reason=deleted", self.relay.read_log().rsplit("restored=1", 1)[1])
+        # The session count drops before the relay removes the record and logs the end.
+        rwgtest.wait_until("the deletion logged", lambda: "reason=deleted" in
+                           self.relay.read_log().rsplit("restored=1", 1)[1], timeout=10)
         self.assert_clean("relay restarted", a, office)
 
 
