@@ -76,8 +76,8 @@ absl::Status DeviceWrites::Open(adminpb::Device& d) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<adminpb::Device> DeviceWrites::Create(adminpb::Device d,
-                                                     bool generate_set_password) {
+absl::StatusOr<adminpb::Device> DeviceWrites::Create(adminpb::Device d, bool generate_set_password,
+                                                     int64_t* revision) {
   absl::StatusOr<adminpb::GatewayConfig> cfg = LoadGatewayConfig(store_.config(), nullptr);
   if (!cfg.ok()) return cfg.status();
   const bool generate = cfg->sso_mode() || generate_set_password;
@@ -96,12 +96,14 @@ absl::StatusOr<adminpb::Device> DeviceWrites::Create(adminpb::Device d,
   absl::StatusOr<DeviceWriteResult> w = store_.PutDevices({sealed}, WriteMode::kCreate, {true});
   if (!w.ok()) return w.status();
   if (!w->conflicts.empty()) return ConflictError(*w);
+  if (revision != nullptr) *revision = w->revision;
   return d;
 }
 
 absl::StatusOr<adminpb::Device> DeviceWrites::Update(const adminpb::Device& changes,
                                                      const std::vector<std::string>& mask,
-                                                     bool generate_set_password) {
+                                                     bool generate_set_password,
+                                                     int64_t* revision) {
   const std::vector<std::string>& updatable = UpdatableDeviceFields();
   if (mask.empty() && !generate_set_password) {
     return absl::InvalidArgumentError(absl::StrCat("update_mask: name the fields to change (",
@@ -142,6 +144,7 @@ absl::StatusOr<adminpb::Device> DeviceWrites::Update(const adminpb::Device& chan
       store_.PutDevices({sealed}, WriteMode::kUpdate, {d.set_password() != old_set_password});
   if (!w.ok()) return w.status();
   if (!w->conflicts.empty()) return ConflictError(*w);
+  if (revision != nullptr) *revision = w->revision;
   return d;
 }
 

@@ -32,13 +32,15 @@ class DeviceWrites {
       : store_(store), box_(box), clock_(clock), rng_(rng) {}
 
   // The new device, in clear (passwords included). InvalidArgument naming the field
-  // ("device.mac: ..."), AlreadyExists for a conflict.
-  absl::StatusOr<admin::v1::Device> Create(admin::v1::Device d, bool generate_set_password);
+  // ("device.mac: ..."), AlreadyExists for a conflict. `revision`, when given, gets the device
+  // revision of the write.
+  absl::StatusOr<admin::v1::Device> Create(admin::v1::Device d, bool generate_set_password,
+                                           int64_t* revision = nullptr);
   // `changes.set_username` selects the device; the fields named in `mask` (of
   // UpdatableDeviceFields) take `changes`' values. NotFound when there is no such device.
   absl::StatusOr<admin::v1::Device> Update(const admin::v1::Device& changes,
                                            const std::vector<std::string>& mask,
-                                           bool generate_set_password);
+                                           bool generate_set_password, int64_t* revision = nullptr);
   // NotFound when there is no such device.
   absl::Status Delete(const std::string& set_username);
 

@@ -47,9 +47,9 @@ local function log_changes(key, rev, changes, kept)
 end
 )lua";
 
-// KEYS: devices, by-mac, by-icp, revision, changes. ARGV: mode, changes kept, then (user, mac,
-// icp, json, set-side password changed '1'|'0') per device. Checks everything first; writes
-// only when nothing conflicts.
+// KEYS: devices, by-mac, by-icp, revision, changes, revisions. ARGV: mode, changes kept, then
+// (user, mac, icp, json, set-side password changed '1'|'0') per device. Checks everything
+// first; writes only when nothing conflicts. Returns {'ok', created, updated, revision}.
 constexpr char kPutDevicesBody[] = R"lua(
 local mode = ARGV[1]
 local n = (#ARGV - 2) / 5
@@ -77,6 +77,7 @@ if #errs > 0 then
 end
 local created, updated = 0, 0
 local changes = {}
+local rev = redis.call('INCR', KEYS[4])
 for i = 0, n - 1 do
   local u, mac, icp, json = ARGV[3 + i * 5], ARGV[4 + i * 5], ARGV[5 + i * 5], ARGV[6 + i * 5]
   local old = redis.call('HGET', KEYS[1], u)
@@ -97,18 +98,20 @@ for i = 0, n - 1 do
   redis.call('HSET', KEYS[1], u, json)
   if mac ~= '' then redis.call('HSET', KEYS[2], mac, u) end
   redis.call('HSET', KEYS[3], icp, u)
+  redis.call('HSET', KEYS[6], u, rev)
 end
-log_changes(KEYS[5], redis.call('INCR', KEYS[4]), changes, tonumber(ARGV[2]))
+log_changes(KEYS[5], rev, changes, tonumber(ARGV[2]))
 redis.call('PUBLISH', 'rwg:events', 'devices')
-return {'ok', created, updated}
+return {'ok', created, updated, rev}
 )lua";
 
-// KEYS: devices, by-mac, by-icp, revision, changes. ARGV: user, changes kept.
+// KEYS: devices, by-mac, by-icp, revision, changes, revisions. ARGV: user, changes kept.
 constexpr char kDeleteDeviceBody[] = R"lua(
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
 local o = cjson.decode(old)
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
 if o.mac and redis.call('HGET', KEYS[2], o.mac) == ARGV[1] then redis.call('HDEL', KEYS[2], o.mac) end
 if o.icp_username and redis.call('HGET', KEYS[3], o.icp_username) == ARGV[1] then
   redis.call('HDEL', KEYS[3], o.icp_username)
@@ -250,10 +253,11 @@ absl::StatusOr<DeviceWriteResult> RedisControlStore::PutDevices(
     args.push_back(std::move(*json));
     args.push_back(i < set_password_changed.size() && set_password_changed[i] ? "1" : "0");
   }
-  absl::StatusOr<RedisReply> r = redis_.Eval(
-      PutDevicesScript(),
-      {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey, core::kDeviceChangesKey},
-      args);
+  absl::StatusOr<RedisReply> r =
+      redis_.Eval(PutDevicesScript(),
+                  {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey,
+                   core::kDeviceChangesKey, core::kDeviceRevisionsKey},
+                  args);
   if (!r.ok()) return r.status();
   DeviceWriteResult out;
   if (r->type != RedisReply::Type::kArray || r->elements.empty()) {
@@ -267,9 +271,10 @@ absl::StatusOr<DeviceWriteResult> RedisControlStore::PutDevices(
     }
     return out;
   }
-  if (r->elements.size() == 3) {
+  if (r->elements.size() == 4) {
     out.created = static_cast<int>(r->elements[1].integer);
     out.updated = static_cast<int>(r->elements[2].integer);
+    out.revision = r->elements[3].integer;
   }
   return out;
 }
@@ -301,10 +306,11 @@ absl::StatusOr<std::vector<adminpb::Device>> RedisControlStore::ListDevices() {
 }
 
 absl::StatusOr<bool> RedisControlStore::DeleteDevice(const std::string& user) {
-  absl::StatusOr<RedisReply> r = redis_.Eval(
-      DeleteDeviceScript(),
-      {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey, core::kDeviceChangesKey},
-      {user, std::to_string(core::kDeviceChangesKept)});
+  absl::StatusOr<RedisReply> r =
+      redis_.Eval(DeleteDeviceScript(),
+                  {kDevices, kDevicesByMac, kDevicesByIcp, core::kDevicesRevisionKey,
+                   core::kDeviceChangesKey, core::kDeviceRevisionsKey},
+                  {user, std::to_string(core::kDeviceChangesKept)});
   if (!r.ok()) return r.status();
   return r->integer == 1;
 }

@@ -69,6 +69,7 @@ struct DeviceWriteResult {
   std::vector<std::pair<std::string, std::string>> conflicts;
   int created = 0;
   int updated = 0;
+  int64_t revision = 0;  // of the device revision the write made (core::kDevicesRevisionKey)
 };
 
 class DeviceStore {

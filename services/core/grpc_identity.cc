@@ -1,9 +1,12 @@
 #include "services/core/grpc_identity.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -54,16 +57,67 @@ std::string PrivateBase() {
   return tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
 }
 
+constexpr char kDirPrefix[] = "rwg-grpc-tls-";
+constexpr char kLockName[] = ".lock";
+
 }  // namespace
+
+int GrpcIdentityFiles::RemoveAbandoned(const std::string& base) {
+  DIR* d = opendir(base.c_str());
+  if (d == nullptr) return 0;
+  int removed = 0;
+  const time_t now = time(nullptr);
+  while (const dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.rfind(kDirPrefix, 0) != 0) continue;
+    const std::string dir = absl::StrCat(base, "/", name);
+    struct stat st = {};
+    if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) continue;
+    const int fd = open((dir + "/" + kLockName).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    bool abandoned = false;
+    if (fd >= 0) {
+      // Its process would hold the lock; it takes it an instant after making the directory,
+      // and a directory that young is left alone.
+      abandoned = now - st.st_mtime > 10 && flock(fd, LOCK_EX | LOCK_NB) == 0;
+    } else if (errno == ENOENT) {
+      // Being made this instant by another process, or left by a version without locks.
+      abandoned = now - st.st_mtime > 60;
+    }
+    if (abandoned) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+      if (!ec) ++removed;
+    }
+    if (fd >= 0) close(fd);
+  }
+  closedir(d);
+  if (removed > 0) {
+    log::Info("removed certificate copies left by services that were killed",
+              {{"directory", base}, {"count", std::to_string(removed)}});
+  }
+  return removed;
+}
 
 absl::StatusOr<std::unique_ptr<GrpcIdentityFiles>> GrpcIdentityFiles::Create(
     CertificateWatcher& watcher) {
-  std::string templ = PrivateBase() + "/rwg-grpc-tls-XXXXXX";
+  const std::string base = PrivateBase();
+  RemoveAbandoned(base);
+  std::string templ = absl::StrCat(base, "/", kDirPrefix, "XXXXXX");
   if (mkdtemp(templ.data()) == nullptr) {
     return absl::InternalError(absl::StrCat(
         "cannot create a private directory for the gRPC certificate: ", strerror(errno)));
   }
-  std::unique_ptr<GrpcIdentityFiles> files(new GrpcIdentityFiles(templ));
+  const int lock_fd =
+      open((templ + "/" + kLockName).c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    if (lock_fd >= 0) close(lock_fd);
+    std::error_code ec;
+    std::filesystem::remove_all(templ, ec);
+    return absl::InternalError(
+        absl::StrCat("cannot lock the gRPC certificate's directory: ", strerror(e)));
+  }
+  std::unique_ptr<GrpcIdentityFiles> files(new GrpcIdentityFiles(templ, lock_fd));
   {
     absl::MutexLock lock(&files->mu_);
     absl::Status s = files->Write(*watcher.Current());
@@ -119,6 +173,7 @@ absl::Status GrpcIdentityFiles::Write(const TlsIdentity& identity) {
 GrpcIdentityFiles::~GrpcIdentityFiles() {
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);
+  close(lock_fd_);
 }
 
 }  // namespace rwg::core

@@ -19,6 +19,9 @@ inline constexpr char kDevicesByMacKey[] = "rwg:devices:mac";
 inline constexpr char kDevicesByIcpKey[] = "rwg:devices:icp";
 // Incremented by every device write: readers that cache devices compare it.
 inline constexpr char kDevicesRevisionKey[] = "rwg:devices:rev";
+// Set-side username -> the revision of the device's last write (the sync API gives it out);
+// written and deleted with the device, in the same script.
+inline constexpr char kDeviceRevisionsKey[] = "rwg:devices:revs";
 inline constexpr char kEmergencyKey[] = "rwg:emergency";
 inline constexpr char kEmergencyRevisionKey[] = "rwg:emergency:rev";
 inline constexpr char kAdminsKey[] = "rwg:admins";

@@ -6,6 +6,7 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <map>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -15,9 +16,79 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "services/core/log.h"
 #include "services/core/redis_sentinel.h"
 
 namespace rwg::core {
+
+namespace {
+
+// hiredis' own functions, copied from a reader before the first bounded one is made.
+const redisReplyObjectFunctions& HiredisFunctions() {
+  static const redisReplyObjectFunctions functions = [] {
+    redisReader* r = redisReaderCreate();
+    redisReplyObjectFunctions f = *r->fn;
+    redisReaderFree(r);
+    return f;
+  }();
+  return functions;
+}
+
+// The reader's budget: privdata of every task (hiredis copies the reader's privdata into each).
+struct ReplyBound {
+  int max_elements;
+};
+
+// An array counts against the reply's budget: the root array's own size, and for a nested one
+// the running total kept in the root reply's `integer` field (unused for an array).
+void* CreateBoundedArray(const redisReadTask* task, int elements) {
+  const auto* bound = static_cast<const ReplyBound*>(task->privdata);
+  if (bound != nullptr && elements > 0) {
+    const redisReadTask* root = task;
+    while (root->parent != nullptr) root = root->parent;
+    auto* root_reply = task == root ? nullptr : static_cast<redisReply*>(root->obj);
+    const long long used = root_reply == nullptr
+                               ? 0
+                               : static_cast<long long>(root_reply->elements) + root_reply->integer;
+    if (used + elements > bound->max_elements) {
+      log::Warn("redis reply refused: it announces more array elements than rwg takes in one reply",
+                {{"elements", std::to_string(used + elements)},
+                 {"limit", std::to_string(bound->max_elements)}});
+      return nullptr;  // the reader fails the reply; the connection is dropped
+    }
+    if (root_reply != nullptr) root_reply->integer += elements;
+  }
+  return HiredisFunctions().createArray(task, elements);
+}
+
+// An idle connection expects nothing from Redis: anything to read (an end of stream, an
+// error) means Redis closed it, and a command sent on it would fail after the send, when
+// whether Redis applied it can no longer be known.
+bool IdleConnectionAlive(const redisContext* c) {
+  pollfd p{c->fd, POLLIN | POLLRDHUP, 0};
+  return c->err == 0 && ::poll(&p, 1, 0) == 0;
+}
+
+}  // namespace
+
+void BoundRedisReplies(redisReader* reader, int max_elements) {
+  if (reader == nullptr) return;
+  static redisReplyObjectFunctions bounded = [] {
+    redisReplyObjectFunctions f = HiredisFunctions();
+    f.createArray = &CreateBoundedArray;
+    return f;
+  }();
+  // One bound per distinct limit, alive for the process (readers keep a pointer to it).
+  static absl::Mutex mu;
+  static auto* bounds = new std::map<int, ReplyBound>();
+  ReplyBound* bound = nullptr;
+  {
+    absl::MutexLock lock(&mu);
+    bound = &bounds->try_emplace(max_elements, ReplyBound{max_elements}).first->second;
+  }
+  reader->fn = &bounded;
+  reader->privdata = bound;
+}
 
 RedisReply ConvertReply(const redisReply* r) {
   RedisReply out;
@@ -178,20 +249,29 @@ absl::StatusOr<redisContext*> RedisClient::Acquire(uint64_t* generation) {
     gen = m.generation;
   }
   if (generation != nullptr) *generation = gen;
-  {
-    absl::MutexLock lock(&mu_);
-    if (gen != idle_generation_) {
-      // The master changed: connections to the previous one are not used again.
-      for (redisContext* c : idle_) redisFree(c);
-      idle_.clear();
-      idle_generation_ = gen;
-    }
-    if (!idle_.empty()) {
-      redisContext* c = idle_.back();
+  for (;;) {
+    redisContext* c = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (gen != idle_generation_) {
+        // The master changed: connections to the previous one are not used again.
+        for (redisContext* old : idle_) redisFree(old);
+        idle_.clear();
+        idle_generation_ = gen;
+      }
+      if (idle_.empty()) break;
+      c = idle_.back();
       idle_.pop_back();
-      if (generation != nullptr) generation_of_[c] = gen;  // not Subscribe's (never released)
-      return c;
     }
+    if (!IdleConnectionAlive(c)) {
+      redisFree(c);  // closed by Redis (restarted, timeout, killed): a new one instead
+      continue;
+    }
+    if (generation != nullptr) {
+      absl::MutexLock lock(&mu_);
+      generation_of_[c] = gen;  // not Subscribe's (never released)
+    }
+    return c;
   }
   absl::StatusOr<redisContext*> c =
       ConnectRedis(address, options_.password, options_.connect_timeout, options_.command_timeout);

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 
 struct redisContext;
+struct redisReader;
 struct redisReply;
 
 namespace rwg::core {
@@ -31,6 +32,17 @@ struct RedisReply {
 
   bool is_nil() const { return type == Type::kNil; }
 };
+
+// The most array elements, nested ones included, that one reply from Redis may announce. A
+// multi-bulk header makes hiredis allocate its element table before any element arrives, so
+// a garbled or hostile reply of a few bytes ("*2147483647") would otherwise reserve 16 GiB.
+// 4 Mi elements hold the largest replies rwg reads (HGETALL of the device table: two per
+// device) for two million devices.
+inline constexpr int kMaxRedisReplyElements = 4 << 20;
+// Makes `reader` (a context's, or one of its own) refuse a reply that announces more than
+// `max_elements` array elements in all: the reader fails with a protocol error, as for bytes
+// that are not RESP, and the connection is dropped.
+void BoundRedisReplies(redisReader* reader, int max_elements = kMaxRedisReplyElements);
 
 // A hiredis reply as a RedisReply (for clients built on hiredis' other APIs).
 RedisReply ConvertReply(const redisReply* r);

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "services/core/log.h"
+#include "services/core/redis.h"
 
 namespace rwg::core {
 
@@ -63,6 +64,7 @@ absl::StatusOr<redisContext*> ConnectRedis(const std::string& address, const std
     redisFree(c);
     return absl::UnavailableError(absl::StrCat("redis at ", address, " is unavailable: ", why));
   }
+  BoundRedisReplies(c->reader);
   const timeval ctv = absl::ToTimeval(command_timeout);
   redisSetTimeout(c, ctv);
   if (!password.empty()) {

@@ -69,6 +69,7 @@ bool AsyncRedis::Connect() {
     redisAsyncFree(c);
     return false;
   }
+  core::BoundRedisReplies(c->c.reader);
   auto* conn = new Conn{this};
   conn->fd = c->c.fd;
   c->data = this;

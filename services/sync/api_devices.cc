@@ -103,11 +103,12 @@ HttpResponse SyncApi::Impl::WriteDevice(Endpoint e, const Caller& caller,
     if (name != "set_username") mask.push_back(name);
   }
   absl::StatusOr<admin::v1::Device> written;
+  int64_t revision = 0;
   if (e == Endpoint::kDeviceCreate) {
-    written = writes_.Create(d, generate);
+    written = writes_.Create(d, generate, &revision);
   } else {
     d.set_set_username(set_username);
-    written = writes_.Update(d, mask, generate);
+    written = writes_.Update(d, mask, generate, &revision);
   }
   if (!written.ok()) return Fail(written.status());
   core::log::Info(e == Endpoint::kDeviceCreate ? "device created through the sync API"
@@ -118,7 +119,7 @@ HttpResponse SyncApi::Impl::WriteDevice(Endpoint e, const Caller& caller,
   written->clear_icp_password();
   HttpResponse r;
   r.status = e == Endpoint::kDeviceCreate ? 201 : 200;
-  r.body = absl::StrCat("{\"device\":", DeviceJson(*written), "}");
+  r.body = absl::StrCat("{\"device\":", DeviceJson(SyncDevice{*std::move(written), revision}), "}");
   return r;
 }
 

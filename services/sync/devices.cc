@@ -18,12 +18,20 @@ namespace adminpb = ::rwg::admin::v1;
 
 namespace {
 
-// KEYS: revision, devices. The revision and every device record, read at one instant.
+// KEYS: revision, devices, revisions. The revision, every device record and every device's
+// revision, read at one instant.
 constexpr char kReadAll[] = R"lua(
-return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2])}
+return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2]),
+        redis.call('HGETALL', KEYS[3])}
 )lua";
 
-nlohmann::json DeviceObject(const adminpb::Device& d) {
+int64_t RevisionOf(const core::RedisReply& r) {
+  int64_t rev = 0;
+  return r.type == core::RedisReply::Type::kString && absl::SimpleAtoi(r.str, &rev) ? rev : 0;
+}
+
+nlohmann::json DeviceObject(const SyncDevice& s) {
+  const adminpb::Device& d = s.device;
   return {{"id", d.set_username()},
           {"set_username", d.set_username()},
           {"set_password", d.set_password()},
@@ -32,7 +40,8 @@ nlohmann::json DeviceObject(const adminpb::Device& d) {
           {"mac", d.mac()},
           {"site", d.site()},
           {"location", d.location()},
-          {"updated", d.update_time_unix()}};
+          {"updated", d.update_time_unix()},
+          {"revision", s.revision}};
 }
 
 std::string Dump(const nlohmann::json& j) {
@@ -65,10 +74,10 @@ absl::StatusOr<adminpb::Device> DeviceReader::Open(const std::string& user,
 }
 
 absl::StatusOr<DeviceSnapshot> DeviceReader::Read() {
-  absl::StatusOr<core::RedisReply> r =
-      redis_.Eval(kReadAll, {core::kDevicesRevisionKey, core::kDevicesKey}, {});
+  absl::StatusOr<core::RedisReply> r = redis_.Eval(
+      kReadAll, {core::kDevicesRevisionKey, core::kDevicesKey, core::kDeviceRevisionsKey}, {});
   if (!r.ok()) return r.status();
-  if (r->elements.size() != 2) return absl::InternalError("unexpected reply reading devices");
+  if (r->elements.size() != 3) return absl::InternalError("unexpected reply reading devices");
   DeviceSnapshot s;
   if (!absl::SimpleAtoi(r->elements[0].str, &s.revision)) {
     return absl::DataLossError("rwg:devices:rev is not a number");
@@ -82,34 +91,49 @@ absl::StatusOr<DeviceSnapshot> DeviceReader::Read() {
                        {{"device", kv[i].str}, {"error", std::string(d.status().message())}});
       continue;
     }
-    s.devices.emplace(kv[i].str, *std::move(d));
+    s.devices.emplace(kv[i].str, SyncDevice{*std::move(d), 0});
+  }
+  const std::vector<core::RedisReply>& revs = r->elements[2].elements;
+  for (size_t i = 0; i + 1 < revs.size(); i += 2) {
+    auto it = s.devices.find(revs[i].str);
+    if (it != s.devices.end()) it->second.revision = RevisionOf(revs[i + 1]);
   }
   return s;
 }
 
-absl::StatusOr<std::map<std::string, adminpb::Device>> DeviceReader::ReadSome(
+absl::StatusOr<std::map<std::string, SyncDevice>> DeviceReader::ReadSome(
     const std::vector<std::string>& set_usernames) {
-  std::map<std::string, adminpb::Device> out;
+  std::map<std::string, SyncDevice> out;
   if (set_usernames.empty()) return out;
-  std::vector<std::string> cmd = {"HMGET", core::kDevicesKey};
-  cmd.insert(cmd.end(), set_usernames.begin(), set_usernames.end());
-  absl::StatusOr<core::RedisReply> r = redis_.Command(cmd);
-  if (!r.ok()) return r.status();
-  for (size_t i = 0; i < set_usernames.size() && i < r->elements.size(); ++i) {
-    if (r->elements[i].is_nil()) continue;
-    absl::StatusOr<adminpb::Device> d = Open(set_usernames[i], r->elements[i].str);
+  std::vector<std::string> records = {"HMGET", core::kDevicesKey};
+  records.insert(records.end(), set_usernames.begin(), set_usernames.end());
+  std::vector<std::string> revisions = {"HMGET", core::kDeviceRevisionsKey};
+  revisions.insert(revisions.end(), set_usernames.begin(), set_usernames.end());
+  // MULTI/EXEC: the records and their revisions of one instant.
+  absl::StatusOr<std::vector<core::RedisReply>> got =
+      redis_.Pipeline({{"MULTI"}, records, revisions, {"EXEC"}});
+  if (!got.ok()) return got.status();
+  if (got->size() != 4 || got->back().elements.size() != 2) {
+    return absl::InternalError("unexpected reply reading devices");
+  }
+  const core::RedisReply& rec = got->back().elements[0];
+  const core::RedisReply& rev = got->back().elements[1];
+  for (size_t i = 0; i < set_usernames.size() && i < rec.elements.size(); ++i) {
+    if (rec.elements[i].is_nil()) continue;
+    absl::StatusOr<adminpb::Device> d = Open(set_usernames[i], rec.elements[i].str);
     if (!d.ok()) {
       core::log::Error(
           "device left out of the sync answer",
           {{"device", set_usernames[i]}, {"error", std::string(d.status().message())}});
       continue;
     }
-    out.emplace(set_usernames[i], *std::move(d));
+    const int64_t revision = i < rev.elements.size() ? RevisionOf(rev.elements[i]) : 0;
+    out.emplace(set_usernames[i], SyncDevice{*std::move(d), revision});
   }
   return out;
 }
 
-std::string DeviceJson(const adminpb::Device& d) { return Dump(DeviceObject(d)); }
+std::string DeviceJson(const SyncDevice& d) { return Dump(DeviceObject(d)); }
 
 std::string DevicesJson(const DeviceSnapshot& s, const std::string& after, size_t page_size) {
   nlohmann::json list = nlohmann::json::array();
@@ -127,7 +151,8 @@ std::string DevicesJson(const DeviceSnapshot& s, const std::string& after, size_
 std::string MbgCsv(const DeviceSnapshot& s) {
   std::string out = "Login,NA,Password\r\n";
   out.reserve(s.devices.size() * 48 + out.size());
-  for (const auto& [user, d] : s.devices) {
+  for (const auto& [user, entry] : s.devices) {
+    const adminpb::Device& d = entry.device;
     CsvCell(out, d.set_username(), false);
     CsvCell(out, d.icp_username(), false);
     CsvCell(out, d.set_password(), true);
@@ -143,7 +168,7 @@ absl::StatusOr<std::string> ChangesJson(const core::DeviceChangeLog& log, Device
   }
   std::sort(users.begin(), users.end());
   users.erase(std::unique(users.begin(), users.end()), users.end());
-  absl::StatusOr<std::map<std::string, adminpb::Device>> now = reader.ReadSome(users);
+  absl::StatusOr<std::map<std::string, SyncDevice>> now = reader.ReadSome(users);
   if (!now.ok()) return now.status();
   nlohmann::json changes = nlohmann::json::array();
   for (const core::DeviceChange& c : log.changes) {

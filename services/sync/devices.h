@@ -15,10 +15,18 @@
 
 namespace rwg::sync {
 
+// A device as the API gives it out: set_password in clear, icp_password cleared (never given
+// out), and the revision of its last write (0: last written before rwg kept revisions per
+// device).
+struct SyncDevice {
+  admin::v1::Device device;
+  int64_t revision = 0;
+};
+
 struct DeviceSnapshot {
   int64_t revision = 0;
-  // By set-side username; set_password in clear, icp_password cleared (never given out).
-  std::map<std::string, admin::v1::Device> devices;
+  // By set-side username.
+  std::map<std::string, SyncDevice> devices;
   // Records that could not be read (damaged, or a password that does not open): left out and
   // logged, never fatal to the whole list.
   int damaged = 0;
@@ -30,7 +38,7 @@ class DeviceReader {
   // Every device and the revision they are at (one Redis script: consistent).
   absl::StatusOr<DeviceSnapshot> Read();
   // The devices named (those still there), for a changes answer.
-  absl::StatusOr<std::map<std::string, admin::v1::Device>> ReadSome(
+  absl::StatusOr<std::map<std::string, SyncDevice>> ReadSome(
       const std::vector<std::string>& set_usernames);
 
  private:
@@ -42,8 +50,8 @@ class DeviceReader {
 };
 
 // One device as JSON: id (the set-side username), set_username, set_password, icp_username,
-// description, mac, site, location, updated (unix seconds).
-std::string DeviceJson(const admin::v1::Device& d);
+// description, mac, site, location, updated (unix seconds), revision.
+std::string DeviceJson(const SyncDevice& d);
 // {"revision": N, "devices": [...], "next_page_token": "..."}: at most `page_size` devices
 // after the set-side username `after` ("" from the start), in username order.
 std::string DevicesJson(const DeviceSnapshot& s, const std::string& after, size_t page_size);

@@ -2,6 +2,7 @@
 #include "services/core/redis.h"
 
 #include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -139,6 +140,24 @@ TEST_F(RedisTest, AnErrorReplyFailsThePipelineAndTheConnectionStaysInStep) {
   absl::StatusOr<RedisReply> a = client_->Command({"GET", "a"});
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(a->str, "1");
+}
+
+TEST_F(RedisTest, AConnectionRedisClosedWhileIdleIsNotUsed) {
+  // Both connections of the pool go idle, then Redis closes them (as a restart, a client
+  // timeout or CLIENT KILL does): the next commands get new connections, none fails.
+  ASSERT_TRUE(client_->Pipeline({{"SET", "k", "1"}, {"GET", "k"}}).ok());
+  RedisOptions o;
+  o.address = absl::StrCat("127.0.0.1:", port_);
+  RedisClient admin(o);
+  absl::StatusOr<RedisReply> killed = admin.Command({"CLIENT", "KILL", "TYPE", "normal"});
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  EXPECT_GE(killed->integer, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<RedisReply> r = client_->Command({"INCR", "k"});
+    ASSERT_TRUE(r.ok()) << "command " << i << ": " << r.status();
+    EXPECT_EQ(r->integer, 2 + i);
+  }
 }
 
 TEST_F(RedisTest, PipelineToARedisThatIsGoneIsUnavailable) {
@@ -404,6 +423,112 @@ TEST_F(RedisTest, DeviceLookupWithoutBlockingFillsTheCacheLikeTheBlockingOne) {
   async.Deliver();
   ASSERT_TRUE(down.has_value());
   EXPECT_TRUE(absl::IsUnavailable(down->status())) << down->status();
+}
+
+enum class Read { kParsed, kIncomplete, kRefused };
+
+// What a bounded reader makes of `bytes`: a reply, nothing yet (it waits for more bytes), or
+// an error.
+Read ReadWithBound(const std::string& bytes, int max_elements) {
+  redisReader* reader = redisReaderCreate();
+  BoundRedisReplies(reader, max_elements);
+  void* reply = nullptr;
+  Read out = Read::kRefused;
+  if (redisReaderFeed(reader, bytes.data(), bytes.size()) == REDIS_OK &&
+      redisReaderGetReply(reader, &reply) == REDIS_OK) {
+    out = reply != nullptr ? Read::kParsed : Read::kIncomplete;
+  }
+  if (reply != nullptr) freeReplyObject(reply);
+  redisReaderFree(reader);
+  return out;
+}
+
+TEST(RedisReplyBoundTest, AnArrayWithinTheBoundParsesAndOneBeyondItIsRefused) {
+  EXPECT_EQ(ReadWithBound("*3\r\n:1\r\n:2\r\n:3\r\n", 3), Read::kParsed);
+  EXPECT_EQ(ReadWithBound("*4\r\n:1\r\n:2\r\n:3\r\n:4\r\n", 3), Read::kRefused);
+}
+
+TEST(RedisReplyBoundTest, NestedArraysCountTogether) {
+  // 2 + 2 + 2 = 6 elements in one reply (HGETALL-like pairs inside an array).
+  const std::string nested = "*2\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n*2\r\n$1\r\nc\r\n$1\r\nd\r\n";
+  EXPECT_EQ(ReadWithBound(nested, 6), Read::kParsed);
+  EXPECT_EQ(ReadWithBound(nested, 5), Read::kRefused);
+}
+
+TEST(RedisReplyBoundTest, EachReplyHasItsOwnBudget) {
+  redisReader* reader = redisReaderCreate();
+  BoundRedisReplies(reader, 2);
+  const std::string two = "*2\r\n:1\r\n:2\r\n";
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(redisReaderFeed(reader, two.data(), two.size()), REDIS_OK);
+    void* reply = nullptr;
+    ASSERT_EQ(redisReaderGetReply(reader, &reply), REDIS_OK) << "reply " << i;
+    ASSERT_NE(reply, nullptr);
+    EXPECT_EQ(static_cast<redisReply*>(reply)->elements, 2U);
+    freeReplyObject(reply);
+  }
+  redisReaderFree(reader);
+}
+
+TEST(RedisReplyBoundTest, AnArrayHeaderBeyondTheBoundIsRefusedBeforeItsElementsCome) {
+  // Unbounded, hiredis reserves the table and waits for the elements (kIncomplete): 5 Mi
+  // pointers here, 16 GiB for *2147483647.
+  EXPECT_EQ(ReadWithBound("*5000000\r\n", kMaxRedisReplyElements), Read::kRefused);
+  EXPECT_EQ(ReadWithBound("*2147483647\r\n", kMaxRedisReplyElements), Read::kRefused);
+  EXPECT_EQ(ReadWithBound("*3\r\n*4194304\r\n", kMaxRedisReplyElements), Read::kRefused);
+  // Within it, the same header waits for its elements.
+  EXPECT_EQ(ReadWithBound("*4194304\r\n", kMaxRedisReplyElements), Read::kIncomplete);
+}
+
+// A server that answers any command with `reply` (one connection).
+class OneReplyServer {
+ public:
+  explicit OneReplyServer(std::string reply) : reply_(std::move(reply)) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    listen(fd_, 4);
+    socklen_t len = sizeof(a);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      const int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[512];
+      if (read(c, buf, sizeof(buf)) > 0) {
+        (void)!write(c, reply_.data(), reply_.size());
+      }
+      char drain[64];
+      while (read(c, drain, sizeof(drain)) > 0) {
+      }
+      close(c);
+    });
+  }
+  ~OneReplyServer() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  std::string reply_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST(RedisReplyBoundTest, TheClientAnswersAHugeArrayFromTheServerWithAnError) {
+  OneReplyServer server("*2147483647\r\n");
+  RedisOptions o;
+  o.address = absl::StrCat("127.0.0.1:", server.port());
+  o.command_timeout = absl::Seconds(2);
+  RedisClient client(o);
+  absl::StatusOr<RedisReply> r = client.Command({"HGETALL", "rwg:devices"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
 }
 
 }  // namespace

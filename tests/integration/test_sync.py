@@ -95,6 +95,10 @@ class SyncFixture(rwgtest.TempDirTest):
         s.trust_env = False  # else REQUESTS_CA_BUNDLE would override verify
         return s
 
+    def redis_cli(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.redis.port), "--raw", *args],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+
     def problem(self, response):
         self.assertIn(response.status_code, (401, 403), response.text)
         self.assertTrue(response.headers.get("WWW-Authenticate", "").startswith("OAuth realm="))
@@ -160,6 +164,10 @@ class SyncFlowTest(SyncFixture):
         got = {d["set_username"]: (d["set_password"], d["icp_username"]) for d in listed["devices"]}
         self.assertEqual(got, {f"s{i}": (f"pw-s-{i}-Secret", f"sn{i}") for i in range(5)})
         self.assertNotIn("icp_password", listed["devices"][0])
+        # Each device carries the revision of its last write: the import, one revision for all.
+        revisions = {d["revision"] for d in listed["devices"]}
+        self.assertEqual(len(revisions), 1, listed["devices"])
+        self.assertTrue(0 < revisions.pop() <= listed["revision"], listed)
 
         r = api.get(self.base + "/api/v1/devices_mbg.csv")
         self.assertEqual(r.status_code, 200, r.text)
@@ -191,6 +199,14 @@ class SyncFlowTest(SyncFixture):
                           for c in body["changes"]], [("s3", "updated", True)])
         self.assertEqual(body["changes"][0]["device"]["set_password"], "New-Password-33")
         self.assertGreater(body["revision"], rev)
+        # The changed device's own revision moved to the change's; the others' stayed.
+        after = {d["set_username"]: d["revision"]
+                 for d in api.get(self.base + "/api/v1/devices").json()["devices"]}
+        self.assertEqual(after["s3"], body["changes"][0]["revision"])
+        self.assertEqual(body["changes"][0]["device"]["revision"], after["s3"])
+        self.assertEqual({u: r for u, r in after.items() if u != "s3"},
+                         {d["set_username"]: d["revision"] for d in listed["devices"]
+                          if d["set_username"] != "s3"})
         # Nothing since then: an immediate empty answer without wait.
         quiet = api.get(self.base + f"/api/v1/changes?since={body['revision']}").json()
         self.assertEqual(quiet["changes"], [])
@@ -255,6 +271,8 @@ class SyncDeviceWriteTest(SyncFixture):
                                     "icp_username": "24001", "icp_password": "icp-4001",
                                     "mac": "00:08:5d:aa:bb:cc", "description": "déclaré"})
         self.assertEqual(r.status_code, 201, r.text)
+        created_rev = r.json()["device"]["revision"]
+        self.assertGreater(created_rev, rev)
         self.assertEqual(r.json()["device"]["mac"], "00085DAABBCC")
         self.assertNotIn("icp_password", r.json()["device"])
         shown = json.loads(self.ctl.ok("-o", "json", "device", "get", "4001", "--show-secrets"))
@@ -276,15 +294,22 @@ class SyncDeviceWriteTest(SyncFixture):
         self.assertEqual(r.status_code, 200, r.text)
         r = api.patch(devices + "/4001", data={"site": "Lyon"})
         self.assertEqual(r.status_code, 200, r.text)
+        last_rev = r.json()["device"]["revision"]
         changes = api.get(self.base + f"/api/v1/changes?since={rev}").json()["changes"]
         self.assertEqual([(c["set_username"], c["op"], c["set_password_changed"])
                           for c in changes],
                          [("4001", "created", True), ("4001", "updated", True),
                           ("4001", "updated", False)])
+        # The answers' revisions are the change log's; the list gives each device its last.
+        self.assertEqual((changes[0]["revision"], changes[2]["revision"]), (created_rev, last_rev))
+        listed = {d["set_username"]: d["revision"] for d in api.get(devices).json()["devices"]}
+        self.assertEqual(listed["4001"], last_rev)
+        self.assertLessEqual(listed["s0"], rev)
         self.assertEqual(api.patch(devices + "/nobody", data={"site": "x"}).status_code, 404)
         r = api.delete(devices + "/4001")
         self.assertEqual(r.status_code, 200, r.text)
         self.assertEqual(api.delete(devices + "/4001").status_code, 404)
+        self.assertEqual(self.redis_cli("HEXISTS", "rwg:devices:revs", "4001"), "0")
         self.assertEqual(self.ctl.run("device", "get", "4001").returncode, 1)
         self.assertIn("device created through the sync API", self.sync.read_log())
         self.assertNotIn("Pw-4001", self.sync.read_log())

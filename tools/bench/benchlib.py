@@ -48,3 +48,122 @@ def sipp_totals(stat_path):
         return dict(zip(rows[0], rows[-1]))
     except (OSError, IndexError):
         return {}
+
+
+class RwgCallStack:
+    """rwg carrying remote phones' calls to an iPBX, as tools/bench/calls and tools/soak run it.
+
+    Redis (AOF every second), control, the iPBX (Kamailio: authentication, location,
+    record-route) with an office extension behind it (sipp answering with plain RTP), `phones`
+    devices u<i> (set-side password spw-<i>-secret, ICP-side n<i>/ipw-<i>), then the media relay
+    and the SIP edge pinned to CPU `edge_cpu`; everything else on `load_cpu`. Each started
+    process's stop function is appended to `procs` (the caller stops them in reverse)."""
+
+    def __init__(self, tmp, procs, phones, domain, office_number, office_scenario,
+                 relay_token, port_min, port_max, edge_cpu=0, load_cpu=1, edge_args=()):
+        import rwgtest
+        self.tmp, self.phones, self.domain = tmp, phones, domain
+        self.certs = rwgtest.make_certs(tmp)
+        os.mkdir(os.path.join(tmp, "redis"))
+        self.redis = rwgtest.Redis(os.path.join(tmp, "redis"), fsync="everysec").start()
+        procs.append(self.redis.kill)
+        pin(self.redis.proc.pid, load_cpu)
+        self.key = os.path.join(tmp, "secret.key")
+        with open(self.key, "w") as f:
+            f.write(os.urandom(32).hex())
+        pw = os.path.join(tmp, "admin-password")
+        with open(pw, "w") as f:
+            f.write("bench-admin-password")
+        self.token = os.path.join(tmp, "relay-token")
+        with open(self.token, "w") as f:
+            f.write(relay_token + "\n")
+        redis_address = f"127.0.0.1:{self.redis.port}"
+        self.control = rwgtest.Service("control", tmp, [
+            "--redis-address", redis_address, "--secret-key-file", self.key,
+            "--admin-password-file", pw, "--tls-cert-file", self.certs["cert"],
+            "--tls-key-file", self.certs["key"]]).start()
+        procs.append(self.control.stop)
+        pin(self.control.proc.pid, load_cpu)
+        self.ctl = rwgtest.Rwgctl(self.control.grpc_address, self.certs["ca"],
+                                  os.path.join(tmp, "cli"))
+        rwgtest.wait_until("control", lambda: self.ctl.run("health").stdout.strip() == "SERVING")
+        self.ctl.ok("login", password="bench-admin-password")
+
+        # The iPBX, and the office extension behind it.
+        ipbx_dir = os.path.join(tmp, "ipbx")
+        os.mkdir(ipbx_dir)
+        self.ipbx = rwgtest.Kamailio(ipbx_dir, "127.0.0.2",
+                                     {f"n{i}": f"ipw-{i}" for i in range(phones)},
+                                     extra_args=["-m", "512", "-M", "64"]).start()
+        procs.append(self.ipbx.stop)
+        for pid in kamailio_pids(self.ipbx.pid_file):
+            pin(pid, load_cpu)
+        office_port = rwgtest.free_port()
+        office = subprocess.Popen(pinned(load_cpu, [
+            "sipp", "-sf", office_scenario, "-i", "127.0.0.4", "-p", str(office_port), "-t", "u1",
+            "-nostdin", "-mp", "6000"]), cwd=tmp, stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(tmp, "office.err"), "w"))
+        procs.append(lambda: (office.kill(), office.wait()))
+        self.office = office
+        self.ipbx.rpc("ul.add", "location", f"s:{office_number}",
+                      f"sip:office@127.0.0.4:{office_port}", "86400", "1.0", "s:0", "0", "0", "0")
+        if office_number not in self.ipbx.registered():
+            raise RuntimeError("the iPBX did not take the office extension's contact")
+
+        self.ctl.ok("config", "set", f"public_name={domain}", "icp.host=127.0.0.2",
+                    f"icp.sip_port={self.ipbx.port}", "icp.sip_transports=tcp",
+                    f"licences.teleworker={phones + 10}")
+        rows = ["set_username,set_password,icp_username,icp_password"]
+        rows += [f"u{i},spw-{i}-secret,n{i},ipw-{i}" for i in range(phones)]
+        with open(os.path.join(tmp, "devices.csv"), "w") as f:
+            f.write("\n".join(rows) + "\n")
+        self.ctl.ok("device", "import", os.path.join(tmp, "devices.csv"))
+
+        # rwg: media relay and SIP edge.
+        self.relay = rwgtest.Service("media-relay", tmp, [
+            "--redis-address", redis_address, "--secret-key-file", self.key,
+            "--api-token-file", self.token, "--bind-address", "127.0.0.1", "--port-min", port_min,
+            "--port-max", port_max, "--workers", "1", "--log-level", "warn"]).start()
+        procs.append(self.relay.stop)
+        pin(self.relay.proc.pid, edge_cpu)
+        self.tls_port = rwgtest.free_port()
+        self.edge = rwgtest.Service("sip-edge", tmp, [
+            "--redis-address", redis_address, "--secret-key-file", self.key,
+            "--sip-tls-listen", f"127.0.0.1:{self.tls_port}", "--sip-tcp-listen", "",
+            "--icp-listen", f"127.0.0.1:{rwgtest.free_port()}",
+            "--sip-tls-cert-file", self.certs["cert"], "--sip-tls-key-file", self.certs["key"],
+            # rtpengine's control protocol is plaintext: rwg's relay API is too, here.
+            "--relay-token-file", self.token, "--relay-plaintext", "--pike-requests", "1000000000",
+            "--max-connections-per-source", "0",
+            # Each of the few scripted phones stands for many: up to a hundred calls at once
+            # each at the top steps (a real phone has a handful).
+            "--max-calls-per-device", "1000",
+            "--log-level", "warn", *edge_args]).start()
+        procs.append(self.edge.stop)
+        pin(self.edge.proc.pid, edge_cpu)
+
+    def phones_file(self, name, number):
+        """A sipp injection file of the devices: user; authentication; domain; `number`."""
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write("SEQUENTIAL\n")
+            for i in range(self.phones):
+                f.write(f"u{i};[authentication username=u{i} password=spw-{i}-secret];"
+                        f"{self.domain};{number}\n")
+        return path
+
+    def tunnel(self, procs, cpu=1):
+        """An stunnel carrying sipp's TCP into TLS toward the edge; its local port."""
+        import rwgtest
+        import time
+        port = rwgtest.free_port()
+        conf = os.path.join(self.tmp, f"stunnel-{port}.conf")
+        with open(conf, "w") as f:
+            f.write(f"foreground = yes\npid =\ndebug = 3\n\n[rwg]\nclient = yes\n"
+                    f"accept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{self.tls_port}\n"
+                    "sslVersionMin = TLSv1.2\n")
+        stunnel = subprocess.Popen(pinned(cpu, ["stunnel4", conf]), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        procs.append(stunnel.kill)
+        time.sleep(0.5)
+        return port

@@ -1,4 +1,5 @@
-// Replies from Redis as the services take them: RESP bytes parsed by hiredis' reader, turned
+// Replies from Redis as the services take them: RESP bytes parsed by hiredis' reader (bounded
+// as the services' connections are: BoundRedisReplies), turned
 // into RedisReply (ConvertReply), then read as a registration reservation (ParseReserved,
 // which holds the previous binding's JSON) and as an error status.
 #include <hiredis/hiredis.h>
@@ -13,6 +14,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   redisReader* reader = redisReaderCreate();
   if (reader == nullptr) return 0;
+  rwg::core::BoundRedisReplies(reader);  // as every connection of the services
   if (redisReaderFeed(reader, reinterpret_cast<const char*>(data), size) == REDIS_OK) {
     void* reply = nullptr;
     for (int i = 0; i < 16 && redisReaderGetReply(reader, &reply) == REDIS_OK && reply; ++i) {
