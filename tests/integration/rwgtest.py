@@ -6,10 +6,12 @@ process a test starts is stopped by the test.
 import json
 import re
 import os
+import selectors
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -77,6 +79,221 @@ def resp_command(port, *args, timeout=5.0):
             while len(data) < need:
                 data += s.recv(65536)
         return data
+
+
+def _resp_read(f):
+    """One RESP reply from the buffered socket file `f`, as Python values (bytes, int, None,
+    lists; an error reply raises)."""
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise RuntimeError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RuntimeError(f"unexpected RESP reply {line!r}")
+
+
+def _resp_encode(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(b), b)
+    return out
+
+
+class RedisQuery:
+    """A connection to Redis for reading its state in tests: query() returns the reply
+    parsed (nested arrays included)."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.f = self.sock.makefile("rb")
+
+    def query(self, *args):
+        self.sock.sendall(_resp_encode(args))
+        return _resp_read(self.f)
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def resp_command_end(buf, start=0):
+    """Where the client->server RESP command starting at `start` ends in `buf`, or None when
+    it has not all arrived. A command is an array of bulk strings ("*N\r\n" then N times
+    "$len\r\n<bytes>\r\n"), as hiredis sends; an inline command is one line."""
+    if start >= len(buf):
+        return None
+    eol = buf.find(b"\r\n", start)
+    if eol < 0:
+        return None
+    if buf[start:start + 1] != b"*":
+        return eol + 2
+    pos = eol + 2
+    for _ in range(int(buf[start + 1:eol])):
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        if buf[pos:pos + 1] != b"$":
+            raise ValueError(f"not a bulk string at {pos}: {buf[pos:pos + 20]!r}")
+        pos = eol + 2 + int(buf[pos + 1:eol]) + 2
+        if pos > len(buf):
+            return None
+    return pos
+
+
+class RedisCutProxy:
+    """A TCP proxy between services and redis-server that makes Redis fail in the middle of
+    a request. It relays bytes both ways and counts the commands clients send (on every
+    connection; a pipeline is several). Armed with K, it relays the next K commands (and
+    their replies), then, at the command after them, closes every connection and closes new
+    ones at once, until disarmed."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.budget = None  # None: not armed; else commands still relayed before the cut
+        self.cut = False    # cut: every connection closed, new ones closed at once
+        self.relayed = 0    # commands relayed since arming
+        self.cuts = 0
+        self.commands = 0   # commands relayed in all
+        self.peer = {}      # socket -> the other end of its pair
+        self.pending = {}   # client socket -> bytes of a command not all arrived
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.listener, selectors.EVENT_READ)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True, name="redis-cut-proxy")
+        self.thread.start()
+
+    def arm(self, k):
+        with self.lock:
+            self.budget, self.relayed, self.cut = k, 0, False
+
+    def disarm(self):
+        """Relays everything again; returns the commands relayed while armed."""
+        with self.lock:
+            relayed = self.relayed
+            self.budget, self.cut = None, False
+        return relayed
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        for s in list(self.peer):
+            s.close()
+        self.listener.close()
+
+    def _close_pair(self, s):
+        other = self.peer.pop(s, None)
+        for x in (s, other):
+            if x is None:
+                continue
+            self.peer.pop(x, None)
+            self.pending.pop(x, None)
+            try:
+                self.sel.unregister(x)
+            except (KeyError, ValueError):
+                pass
+            x.close()
+
+    def _cut_all(self):
+        self.cut = True
+        self.cuts += 1
+        for s in list(self.peer):
+            if s in self.peer:
+                self._close_pair(s)
+
+    def _accept(self):
+        client, _ = self.listener.accept()
+        with self.lock:
+            if self.cut:
+                client.close()
+                return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(5)
+        client.settimeout(5)
+        self.peer[client], self.peer[upstream] = upstream, client
+        self.pending[client] = b""
+        self.sel.register(client, selectors.EVENT_READ, "client")
+        self.sel.register(upstream, selectors.EVENT_READ, "upstream")
+
+    def _from_client(self, s):
+        data = s.recv(65536)
+        if not data:
+            self._close_pair(s)
+            return
+        buf = self.pending[s] + data
+        start = 0
+        with self.lock:
+            while True:
+                end = resp_command_end(buf, start)
+                if end is None:
+                    break
+                if self.budget is not None:
+                    if self.budget == 0:
+                        self._cut_all()
+                        return
+                    self.budget -= 1
+                    self.relayed += 1
+                self.commands += 1
+                try:
+                    self.peer[s].sendall(buf[start:end])
+                except OSError:
+                    self._close_pair(s)
+                    return
+                start = end
+        self.pending[s] = buf[start:]
+
+    def _from_upstream(self, s):
+        data = s.recv(65536)
+        if not data:
+            self._close_pair(s)
+            return
+        try:
+            self.peer[s].sendall(data)
+        except OSError:
+            self._close_pair(s)
+
+    def _run(self):
+        while not self.stopping:
+            for key, _ in self.sel.select(timeout=0.1):
+                s = key.fileobj
+                try:
+                    if s is self.listener:
+                        self._accept()
+                    elif s in self.peer:
+                        (self._from_client if key.data == "client" else self._from_upstream)(s)
+                except OSError:
+                    if s is not self.listener and s in self.peer:
+                        self._close_pair(s)
 
 
 class Redis:
