@@ -452,6 +452,7 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
         self.cid, self.secret = self.add_consumer("ipbx")
         _, _, self.acc = self.link(self.cid, self.secret)
         self.client = self.api(self.cid, self.secret, self.acc)
+        self.addCleanup(self.client.close)
         self.devices = self.base + "/api/v1/devices"
         self.after_cut_503s = 0  # 503s of requests sent once Redis was back (stale connections)
 
@@ -518,6 +519,11 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
             self.assertEqual(devs.get(u, {}).get("icp_username"), icp,
                              f"{what}: orphan ICP username {icp} -> {u}")
         rev = int(self.r("GET", "rwg:devices:rev") or 0)
+        # Each device's last revision (when this version of rwg keeps them).
+        revs = {u: int(v) for u, v in _pairs(self.r("HGETALL", "rwg:devices:revs")).items()}
+        for u, v in revs.items():
+            self.assertIn(u, devs, f"{what}: the revision of a device that is not there")
+            self.assertLessEqual(v, rev, f"{what}: {u}'s revision")
         last = self.r("ZRANGE", "rwg:devices:changes", -1, -1, "WITHSCORES")
         if last:
             self.assertEqual(int(float(last[1])), rev, f"{what}: the change log's last revision")
@@ -579,7 +585,7 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
     def report(self, what, k):
         import sys
         print(f"\n  {what}: 503 and nothing written for K=0..{k - 1}, whole at K={k}; "
-              f"{self.after_cut_503s} 503s once Redis was back", file=sys.stderr, end="")
+              f"{self.after_cut_503s} 503s once Redis was back", file=sys.stderr)
 
     def served(self, send):
         """send() again (a new nonce) while sync answers 503 (Redis just back)."""
@@ -600,14 +606,19 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
     def last_change(self):
         return json.loads(self.r("ZRANGE", "rwg:devices:changes", -1, -1)[0])
 
-    def assert_one_device_write(self, before, after, step, keys):
-        self.assertTrue(self.changed(before, after) <= set(keys), step)
-        self.assertEqual(int(after["rwg:devices:rev"][1]),
-                         int(before["rwg:devices:rev"][1]) + 1, f"{step}: one revision")
+    def assert_one_device_write(self, before, after, step, keys, user, deleted=False):
+        self.assertLessEqual(self.changed(before, after), set(keys) | {"rwg:devices:revs"}, step)
+        rev = int(after["rwg:devices:rev"][1])
+        self.assertEqual(rev, int(before["rwg:devices:rev"][1]) + 1, f"{step}: one revision")
+        if "rwg:devices:revs" in after:
+            got = after["rwg:devices:revs"][1].get(user)
+            self.assertEqual(got, None if deleted else str(rev).encode(),
+                             f"{step}: the device's revision")
 
     def new_temporary(self):
-        s = OAuth1Session(self.cid, client_secret=self.secret, callback_uri="oob")
-        r = self.served(lambda: s.post(self.base + "/oauth/request_token", verify=self.certs["ca"]))
+        with OAuth1Session(self.cid, client_secret=self.secret, callback_uri="oob") as s:
+            r = self.served(lambda: s.post(self.base + "/oauth/request_token",
+                                           verify=self.certs["ca"]))
         self.assertEqual(r.status_code, 200, r.text)
         tmp = {k: v[0] for k, v in urllib.parse.parse_qs(r.text).items()}
         verifier = self.ctl.json("sync", "token", "approve", tmp["oauth_token"])["verifier"]
@@ -620,11 +631,11 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
 
         def send():
             tmp = pending["tmp"]
-            s = OAuth1Session(self.cid, client_secret=self.secret,
-                              resource_owner_key=tmp["oauth_token"],
-                              resource_owner_secret=tmp["oauth_token_secret"],
-                              verifier=pending["verifier"])
-            return s.post(self.base + "/oauth/access_token", verify=self.certs["ca"])
+            with OAuth1Session(self.cid, client_secret=self.secret,
+                               resource_owner_key=tmp["oauth_token"],
+                               resource_owner_secret=tmp["oauth_token_secret"],
+                               verifier=pending["verifier"]) as s:
+                return s.post(self.base + "/oauth/access_token", verify=self.certs["ca"])
 
         def check_done(r, before, after, step):
             acc = {k: v[0] for k, v in urllib.parse.parse_qs(r.text).items()}
@@ -637,8 +648,9 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
                              step)
             self.assertEqual(json.loads(after[akey][1])["state"], "active", step)
             # The new token calls the API; the temporary one is spent.
-            api = self.api(self.cid, self.secret, acc)
-            self.assertEqual(self.served(lambda: api.get(self.devices)).status_code, 200, step)
+            with self.api(self.cid, self.secret, acc) as api:
+                self.assertEqual(self.served(lambda: api.get(self.devices)).status_code, 200,
+                                 step)
             self.assertEqual(self.problem(self.served(send)), "token_used", step)
             issued.append(acc)
 
@@ -658,8 +670,8 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
         rwgtest.wait_until("sync listening again", self.listening)
         self.assert_unchanged(before, self.snapshot(), "after restarts of Redis and sync")
         for acc in issued + [self.acc]:
-            api = self.api(self.cid, self.secret, acc)
-            r = self.served(lambda: api.get(self.devices))
+            with self.api(self.cid, self.secret, acc) as api:
+                r = self.served(lambda: api.get(self.devices))
             self.assertEqual(r.status_code, 200, r.text)
 
     def test_renew_is_whole_or_not_at_all(self):
@@ -693,7 +705,7 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
         def check_done(r, before, after, step):
             self.assert_one_device_write(before, after, step, (
                 "rwg:devices", "rwg:devices:mac", "rwg:devices:icp", "rwg:devices:rev",
-                "rwg:devices:changes"))
+                "rwg:devices:changes"), "5001")
             self.assertEqual(after["rwg:devices:mac"][1].get("00085D005001"), b"5001", step)
             self.assertEqual(after["rwg:devices:icp"][1].get("25001"), b"5001", step)
             self.assertEqual(r.json()["device"]["mac"], "00085D005001")
@@ -721,7 +733,7 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
 
         def check_done(r, before, after, step):
             self.assert_one_device_write(before, after, step, (
-                "rwg:devices", "rwg:devices:rev", "rwg:devices:changes"))
+                "rwg:devices", "rwg:devices:rev", "rwg:devices:changes"), "5001")
             want = f"Pw-5001-changed-{attempt['n']}"
             self.assertEqual(r.json()["device"]["set_password"], want, step)
             change = self.last_change()
@@ -746,11 +758,11 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
         def check_done(r, before, after, step):
             self.assert_one_device_write(before, after, step, (
                 "rwg:devices", "rwg:devices:mac", "rwg:devices:icp", "rwg:devices:rev",
-                "rwg:devices:changes"))
+                "rwg:devices:changes"), "5001", deleted=True)
             self.assertEqual(r.json(), {"deleted": "5001"})
-            self.assertNotIn("5001", after["rwg:devices"][1], step)
-            self.assertNotIn("00085D005001", after["rwg:devices:mac"][1], step)
-            self.assertNotIn("25001", after["rwg:devices:icp"][1], step)
+            for key, field in (("rwg:devices", "5001"), ("rwg:devices:mac", "00085D005001"),
+                               ("rwg:devices:icp", "25001")):
+                self.assertNotIn(field, after.get(key, (None, {}))[1], step)
             change = self.last_change()
             self.assertEqual((change["op"], change["user"]), ("deleted", "5001"), step)
             self.assertIsNone(self.device("5001"), step)
