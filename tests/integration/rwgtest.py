@@ -161,12 +161,38 @@ def resp_command_end(buf, start=0):
     return pos
 
 
+def resp_reply_end(buf, start=0):
+    """Where the server->client RESP reply starting at `start` ends in `buf`, or None when it
+    has not all arrived (RESP2, and RESP3's types)."""
+    if start >= len(buf):
+        return None
+    eol = buf.find(b"\r\n", start)
+    if eol < 0:
+        return None
+    kind, pos = buf[start:start + 1], eol + 2
+    if kind in (b"$", b"=", b"!"):
+        n = int(buf[start + 1:eol])
+        if n < 0:
+            return pos
+        return pos + n + 2 if pos + n + 2 <= len(buf) else None
+    if kind in (b"*", b"~", b">", b"%", b"|"):
+        n = int(buf[start + 1:eol])
+        for _ in range(max(n, 0) * (2 if kind in (b"%", b"|") else 1)):
+            pos = resp_reply_end(buf, pos)
+            if pos is None:
+                return None
+        return pos
+    return pos  # + - : _ , # ( : one line
+
+
 class RedisCutProxy:
     """A TCP proxy between services and redis-server that makes Redis fail in the middle of
     a request. It relays bytes both ways and counts the commands clients send (on every
-    connection; a pipeline is several). Armed with K, it relays the next K commands (and
-    their replies), then, at the command after them, closes every connection and closes new
-    ones at once, until disarmed."""
+    connection; a pipeline is several). Armed with K, it relays the next K commands and their
+    replies; at the command after them it closes every connection (each as soon as the
+    replies of what it relayed on it are relayed) and closes new ones at once, until
+    disarmed. Armed with lose_reply, that command after them reaches Redis (and is applied)
+    but its reply is lost: Redis failing just after a write."""
 
     def __init__(self, upstream_port):
         self.upstream_port = upstream_port
@@ -177,26 +203,30 @@ class RedisCutProxy:
         self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
         self.budget = None  # None: not armed; else commands still relayed before the cut
-        self.cut = False    # cut: every connection closed, new ones closed at once
-        self.relayed = 0    # commands relayed since arming
+        self.lose_reply = False
+        self.cut = False    # cut: connections closed, new ones closed at once
+        self.relayed = []   # the commands' names relayed since arming, then the one cut at
         self.cuts = 0
-        self.commands = 0   # commands relayed in all
         self.peer = {}      # socket -> the other end of its pair
+        self.is_client = {}  # socket -> True for the service's end
         self.pending = {}   # client socket -> bytes of a command not all arrived
+        self.replies = {}   # upstream socket -> bytes of a reply not all arrived
+        self.outstanding = {}  # client socket -> commands relayed whose replies were not
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.listener, selectors.EVENT_READ)
         self.stopping = False
         self.thread = threading.Thread(target=self._run, daemon=True, name="redis-cut-proxy")
         self.thread.start()
 
-    def arm(self, k):
+    def arm(self, k, lose_reply=False):
         with self.lock:
-            self.budget, self.relayed, self.cut = k, 0, False
+            self.budget, self.lose_reply, self.relayed, self.cut = k, lose_reply, [], False
 
     def disarm(self):
-        """Relays everything again; returns the commands relayed while armed."""
+        """Relays everything again; returns the names of the commands relayed while armed
+        (and of the one cut at, last, marked with a '!')."""
         with self.lock:
-            relayed = self.relayed
+            relayed = list(self.relayed)
             self.budget, self.cut = None, False
         return relayed
 
@@ -213,18 +243,22 @@ class RedisCutProxy:
             if x is None:
                 continue
             self.peer.pop(x, None)
+            self.is_client.pop(x, None)
             self.pending.pop(x, None)
+            self.replies.pop(x, None)
+            self.outstanding.pop(x, None)
             try:
                 self.sel.unregister(x)
             except (KeyError, ValueError):
                 pass
             x.close()
 
-    def _cut_all(self):
+    def _cut(self):
+        """Every connection closed, but those still owed replies: when they are relayed."""
         self.cut = True
         self.cuts += 1
-        for s in list(self.peer):
-            if s in self.peer:
+        for s in [x for x, c in list(self.is_client.items()) if c]:
+            if s in self.peer and self.outstanding.get(s, 0) == 0:
                 self._close_pair(s)
 
     def _accept(self):
@@ -241,9 +275,23 @@ class RedisCutProxy:
         upstream.settimeout(5)
         client.settimeout(5)
         self.peer[client], self.peer[upstream] = upstream, client
-        self.pending[client] = b""
-        self.sel.register(client, selectors.EVENT_READ, "client")
-        self.sel.register(upstream, selectors.EVENT_READ, "upstream")
+        self.is_client[client], self.is_client[upstream] = True, False
+        self.pending[client], self.replies[upstream], self.outstanding[client] = b"", b"", 0
+        self.sel.register(client, selectors.EVENT_READ)
+        self.sel.register(upstream, selectors.EVENT_READ)
+
+    def _lose_reply_of(self, s, command):
+        """`command` sent to Redis, its reply read and dropped, then everything cut."""
+        up = self.peer[s]
+        up.sendall(command)
+        buf = self.replies[up]
+        while resp_reply_end(buf) is None:
+            data = up.recv(65536)
+            if not data:
+                break
+            buf += data
+        self._close_pair(s)
+        self._cut()
 
     def _from_client(self, s):
         data = s.recv(65536)
@@ -257,18 +305,29 @@ class RedisCutProxy:
                 end = resp_command_end(buf, start)
                 if end is None:
                     break
+                command = buf[start:end]
+                name = command.split(b"\r\n")[2][:16].decode(errors="replace") \
+                    if command.startswith(b"*") else command[:16].decode(errors="replace")
+                if self.cut:
+                    # Nothing more reaches Redis; the connection goes once owed nothing.
+                    if self.outstanding.get(s, 0) == 0:
+                        self._close_pair(s)
+                    else:
+                        self.pending[s] = b""
+                    return
                 if self.budget is not None:
                     if self.budget == 0:
-                        self._cut_all()
+                        self.relayed.append("!" + name)
+                        if self.lose_reply:
+                            self._lose_reply_of(s, command)
+                        else:
+                            self.pending[s] = b""
+                            self._cut()
                         return
                     self.budget -= 1
-                    self.relayed += 1
-                self.commands += 1
-                try:
-                    self.peer[s].sendall(buf[start:end])
-                except OSError:
-                    self._close_pair(s)
-                    return
+                    self.relayed.append(name)
+                self.peer[s].sendall(command)
+                self.outstanding[s] += 1
                 start = end
         self.pending[s] = buf[start:]
 
@@ -277,10 +336,19 @@ class RedisCutProxy:
         if not data:
             self._close_pair(s)
             return
-        try:
-            self.peer[s].sendall(data)
-        except OSError:
-            self._close_pair(s)
+        client = self.peer[s]
+        client.sendall(data)
+        buf, start = self.replies[s] + data, 0
+        while True:
+            end = resp_reply_end(buf, start)
+            if end is None:
+                break
+            self.outstanding[client] = max(0, self.outstanding[client] - 1)
+            start = end
+        self.replies[s] = buf[start:]
+        with self.lock:
+            if self.cut and self.outstanding[client] == 0:
+                self._close_pair(s)
 
     def _run(self):
         while not self.stopping:
@@ -290,8 +358,8 @@ class RedisCutProxy:
                     if s is self.listener:
                         self._accept()
                     elif s in self.peer:
-                        (self._from_client if key.data == "client" else self._from_upstream)(s)
-                except OSError:
+                        (self._from_client if self.is_client[s] else self._from_upstream)(s)
+                except (OSError, ValueError, IndexError):
                     if s is not self.listener and s in self.peer:
                         self._close_pair(s)
 

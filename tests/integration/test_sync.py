@@ -558,13 +558,13 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
     def sweep(self, what, send, ok_status, check_done, restore=None):
         """Cuts Redis after K = 0, 1, 2, … commands until the request succeeds; returns K."""
         for k in range(self.CAP):
-            step = f"{what}, Redis cut after {k} commands"
             before = self.snapshot()
             self.proxy.arm(k)
             try:
                 r = send()
             finally:
-                self.proxy.disarm()
+                relayed = self.proxy.disarm()
+            step = f"{what}, Redis cut after {k} commands ({' '.join(relayed)})"
             after = self.snapshot()
             if r.status_code == ok_status:
                 check_done(r, before, after, step)
