@@ -569,6 +569,7 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
             if r.status_code == ok_status:
                 check_done(r, before, after, step)
                 self.assert_consistent(step)
+                self.commands_sent = relayed
                 return k
             self.assertEqual(r.status_code, 503, f"{step}: {r.text}")
             self.assertIn("error", r.json(), step)
@@ -584,8 +585,9 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
 
     def report(self, what, k):
         import sys
-        print(f"\n  {what}: 503 and nothing written for K=0..{k - 1}, whole at K={k}; "
-              f"{self.after_cut_503s} 503s once Redis was back", file=sys.stderr)
+        print(f"\n  {what}: 503 and nothing written for K=0..{k - 1}, whole at K={k} "
+              f"({' '.join(self.commands_sent)}); {self.after_cut_503s} 503s once Redis was "
+              "back", file=sys.stderr)
 
     def served(self, send):
         """send() again (a new nonce) while sync answers 503 (Redis just back)."""
@@ -694,6 +696,121 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
         k = self.sweep("POST /oauth/renew", send, 200, check_done, restore)
         self.report("renew", k)
         self.assertGreater(k, 0)
+
+    def lost_reply_sweep(self, what, send, ok_status, written, restore_written):
+        """Redis fails just after the (K+1)th command: it is applied, its reply lost. Sync
+        then answers 503 with nothing written, or with the request's write whole (Redis took
+        it); returns the K of the first success and the K at which a 503 came with the
+        write applied."""
+        applied = []
+        for k in range(self.CAP):
+            before = self.snapshot()
+            self.proxy.arm(k, lose_reply=True)
+            try:
+                r = send()
+            finally:
+                relayed = self.proxy.disarm()
+            step = f"{what}, the reply to command {k + 1} lost ({' '.join(relayed)})"
+            after = self.snapshot()
+            self.assert_consistent(step)
+            if r.status_code == ok_status:
+                return k, applied
+            self.assertEqual(r.status_code, 503, f"{step}: {r.text}")
+            if self.changed(before, after):
+                written(before, after, step)
+                applied.append(k)
+                restore_written()
+            self.assertTrue(self.sync.alive(), step)
+            self.assertEqual(self.call("get", self.devices).status_code, 200, f"{step}: served")
+        self.fail(f"{what}: still failing with replies lost after {self.CAP} commands")
+
+    def test_a_write_redis_applied_but_could_not_answer_is_whole(self):
+        """The write's own reply lost: never half of it; a 503 then may come with the write
+        done (a client cannot tell; see the report)."""
+        results = {}
+        # The access-token exchange.
+        pending = {}
+        pending["tmp"], pending["verifier"] = self.new_temporary()
+
+        def exchange():
+            tmp = pending["tmp"]
+            with OAuth1Session(self.cid, client_secret=self.secret,
+                               resource_owner_key=tmp["oauth_token"],
+                               resource_owner_secret=tmp["oauth_token_secret"],
+                               verifier=pending["verifier"]) as s:
+                return s.post(self.base + "/oauth/access_token", verify=self.certs["ca"])
+
+        def exchanged(before, after, step):
+            tkey = "rwg:sync:token:" + pending["tmp"]["oauth_token"]
+            used = json.loads(after[tkey][1])
+            self.assertEqual(used["state"], "used", step)
+            akey = "rwg:sync:token:" + used["access_token"]
+            self.assertEqual(self.changed(before, after), {tkey, akey, "rwg:sync:tokens"}, step)
+            self.assertEqual(json.loads(after[akey][1])["state"], "active", step)
+
+        def new_temporary():
+            pending["tmp"], pending["verifier"] = self.new_temporary()
+
+        results["access token exchange"] = self.lost_reply_sweep(
+            "POST /oauth/access_token", exchange, 200, exchanged, new_temporary)
+        # Renew.
+        tkey = "rwg:sync:token:" + self.acc["oauth_token"]
+
+        def renewed(before, after, step):
+            self.assertLessEqual(self.changed(before, after), {tkey, "rwg:sync:tokens"}, step)
+            self.assertGreater(after[tkey][2], before[tkey][2], f"{step}: expiry moved on")
+
+        results["renew"] = self.lost_reply_sweep(
+            "POST /oauth/renew", lambda: self.client.post(self.base + "/oauth/renew"), 200,
+            renewed, lambda: time.sleep(0.002))
+        # Device create, set-side password change, delete.
+        all_keys = ("rwg:devices", "rwg:devices:mac", "rwg:devices:icp", "rwg:devices:rev",
+                    "rwg:devices:changes")
+
+        def created(before, after, step):
+            self.assert_one_device_write(before, after, step, all_keys, "5001")
+            self.assertEqual(after["rwg:devices:mac"][1].get("00085D005001"), b"5001", step)
+            self.assertEqual(self.last_change()["op"], "created", step)
+
+        def delete():
+            self.assertEqual(self.call("delete", self.devices + "/5001").status_code, 200)
+
+        results["device create"] = self.lost_reply_sweep(
+            "POST /api/v1/devices", lambda: self.client.post(self.devices, data=self.CREATED),
+            201, created, delete)
+        attempt = {"n": 0}
+
+        def patch():
+            attempt["n"] += 1
+            return self.client.patch(self.devices + "/5001",
+                                     data={"set_password": f"Pw-5001-changed-{attempt['n']}"})
+
+        def patched(before, after, step):
+            self.assert_one_device_write(before, after, step, all_keys, "5001")
+            change = self.last_change()
+            self.assertEqual((change["op"], change["pw"]), ("updated", True), step)
+            self.assertEqual(self.device("5001")["set_password"],
+                             f"Pw-5001-changed-{attempt['n']}", step)
+
+        results["set-side password change"] = self.lost_reply_sweep(
+            "PATCH /api/v1/devices/5001", patch, 200, patched, lambda: None)
+
+        def deleted(before, after, step):
+            self.assert_one_device_write(before, after, step, all_keys, "5001", deleted=True)
+            self.assertNotIn("5001", after["rwg:devices"][1], step)
+            self.assertEqual(self.last_change()["op"], "deleted", step)
+
+        def create():
+            self.assertEqual(self.call("post", self.devices, data=self.CREATED).status_code, 201)
+
+        results["device delete"] = self.lost_reply_sweep(
+            "DELETE /api/v1/devices/5001", lambda: self.client.delete(self.devices + "/5001"),
+            200, deleted, create)
+        import sys
+        for what, (k, applied) in results.items():
+            print(f"\n  {what}, reply lost: whole at K={k}; 503 with the write done at K="
+                  f"{applied}", file=sys.stderr)
+            self.assertGreater(k, 0)
 
     CREATED = {"set_username": "5001", "set_password": "Pw-5001-secret", "icp_username": "25001",
                "icp_password": "icp-5001", "mac": "00:08:5d:00:50:01", "description": "made"}
