@@ -6,10 +6,12 @@ process a test starts is stopped by the test.
 import json
 import re
 import os
+import selectors
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -77,6 +79,289 @@ def resp_command(port, *args, timeout=5.0):
             while len(data) < need:
                 data += s.recv(65536)
         return data
+
+
+def _resp_read(f):
+    """One RESP reply from the buffered socket file `f`, as Python values (bytes, int, None,
+    lists; an error reply raises)."""
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise RuntimeError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RuntimeError(f"unexpected RESP reply {line!r}")
+
+
+def _resp_encode(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(b), b)
+    return out
+
+
+class RedisQuery:
+    """A connection to Redis for reading its state in tests: query() returns the reply
+    parsed (nested arrays included)."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.f = self.sock.makefile("rb")
+
+    def query(self, *args):
+        self.sock.sendall(_resp_encode(args))
+        return _resp_read(self.f)
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def resp_command_end(buf, start=0):
+    """Where the client->server RESP command starting at `start` ends in `buf`, or None when
+    it has not all arrived. A command is an array of bulk strings ("*N\r\n" then N times
+    "$len\r\n<bytes>\r\n"), as hiredis sends; an inline command is one line."""
+    if start >= len(buf):
+        return None
+    eol = buf.find(b"\r\n", start)
+    if eol < 0:
+        return None
+    if buf[start:start + 1] != b"*":
+        return eol + 2
+    pos = eol + 2
+    for _ in range(int(buf[start + 1:eol])):
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        if buf[pos:pos + 1] != b"$":
+            raise ValueError(f"not a bulk string at {pos}: {buf[pos:pos + 20]!r}")
+        pos = eol + 2 + int(buf[pos + 1:eol]) + 2
+        if pos > len(buf):
+            return None
+    return pos
+
+
+def resp_reply_end(buf, start=0):
+    """Where the server->client RESP reply starting at `start` ends in `buf`, or None when it
+    has not all arrived (RESP2, and RESP3's types)."""
+    if start >= len(buf):
+        return None
+    eol = buf.find(b"\r\n", start)
+    if eol < 0:
+        return None
+    kind, pos = buf[start:start + 1], eol + 2
+    if kind in (b"$", b"=", b"!"):
+        n = int(buf[start + 1:eol])
+        if n < 0:
+            return pos
+        return pos + n + 2 if pos + n + 2 <= len(buf) else None
+    if kind in (b"*", b"~", b">", b"%", b"|"):
+        n = int(buf[start + 1:eol])
+        for _ in range(max(n, 0) * (2 if kind in (b"%", b"|") else 1)):
+            pos = resp_reply_end(buf, pos)
+            if pos is None:
+                return None
+        return pos
+    return pos  # + - : _ , # ( : one line
+
+
+class RedisCutProxy:
+    """A TCP proxy between services and redis-server that makes Redis fail in the middle of
+    a request. It relays bytes both ways and counts the commands clients send (on every
+    connection; a pipeline is several). Armed with K, it relays the next K commands and their
+    replies; at the command after them it closes every connection (each as soon as the
+    replies of what it relayed on it are relayed) and closes new ones at once, until
+    disarmed. Armed with lose_reply, that command after them reaches Redis (and is applied)
+    but its reply is lost: Redis failing just after a write."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.budget = None  # None: not armed; else commands still relayed before the cut
+        self.lose_reply = False
+        self.cut = False    # cut: connections closed, new ones closed at once
+        self.relayed = []   # the commands' names relayed since arming, then the one cut at
+        self.cuts = 0
+        self.peer = {}      # socket -> the other end of its pair
+        self.is_client = {}  # socket -> True for the service's end
+        self.pending = {}   # client socket -> bytes of a command not all arrived
+        self.replies = {}   # upstream socket -> bytes of a reply not all arrived
+        self.outstanding = {}  # client socket -> commands relayed whose replies were not
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.listener, selectors.EVENT_READ)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True, name="redis-cut-proxy")
+        self.thread.start()
+
+    def arm(self, k, lose_reply=False):
+        with self.lock:
+            self.budget, self.lose_reply, self.relayed, self.cut = k, lose_reply, [], False
+
+    def disarm(self):
+        """Relays everything again; returns the names of the commands relayed while armed
+        (and of the one cut at, last, marked with a '!')."""
+        with self.lock:
+            relayed = list(self.relayed)
+            self.budget, self.cut = None, False
+        return relayed
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        for s in list(self.peer):
+            s.close()
+        self.listener.close()
+
+    def _close_pair(self, s):
+        other = self.peer.pop(s, None)
+        for x in (s, other):
+            if x is None:
+                continue
+            self.peer.pop(x, None)
+            self.is_client.pop(x, None)
+            self.pending.pop(x, None)
+            self.replies.pop(x, None)
+            self.outstanding.pop(x, None)
+            try:
+                self.sel.unregister(x)
+            except (KeyError, ValueError):
+                pass
+            x.close()
+
+    def _cut(self):
+        """Every connection closed, but those still owed replies: when they are relayed."""
+        self.cut = True
+        self.cuts += 1
+        for s in [x for x, c in list(self.is_client.items()) if c]:
+            if s in self.peer and self.outstanding.get(s, 0) == 0:
+                self._close_pair(s)
+
+    def _accept(self):
+        client, _ = self.listener.accept()
+        with self.lock:
+            if self.cut:
+                client.close()
+                return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(5)
+        client.settimeout(5)
+        self.peer[client], self.peer[upstream] = upstream, client
+        self.is_client[client], self.is_client[upstream] = True, False
+        self.pending[client], self.replies[upstream], self.outstanding[client] = b"", b"", 0
+        self.sel.register(client, selectors.EVENT_READ)
+        self.sel.register(upstream, selectors.EVENT_READ)
+
+    def _lose_reply_of(self, s, command):
+        """`command` sent to Redis, its reply read and dropped, then everything cut."""
+        up = self.peer[s]
+        up.sendall(command)
+        buf = self.replies[up]
+        while resp_reply_end(buf) is None:
+            data = up.recv(65536)
+            if not data:
+                break
+            buf += data
+        self._close_pair(s)
+        self._cut()
+
+    def _from_client(self, s):
+        data = s.recv(65536)
+        if not data:
+            self._close_pair(s)
+            return
+        buf = self.pending[s] + data
+        start = 0
+        with self.lock:
+            while True:
+                end = resp_command_end(buf, start)
+                if end is None:
+                    break
+                command = buf[start:end]
+                name = command.split(b"\r\n")[2][:16].decode(errors="replace") \
+                    if command.startswith(b"*") else command[:16].decode(errors="replace")
+                if self.cut:
+                    # Nothing more reaches Redis; the connection goes once owed nothing.
+                    if self.outstanding.get(s, 0) == 0:
+                        self._close_pair(s)
+                    else:
+                        self.pending[s] = b""
+                    return
+                if self.budget is not None:
+                    if self.budget == 0:
+                        self.relayed.append("!" + name)
+                        if self.lose_reply:
+                            self._lose_reply_of(s, command)
+                        else:
+                            self.pending[s] = b""
+                            self._cut()
+                        return
+                    self.budget -= 1
+                    self.relayed.append(name)
+                self.peer[s].sendall(command)
+                self.outstanding[s] += 1
+                start = end
+        self.pending[s] = buf[start:]
+
+    def _from_upstream(self, s):
+        data = s.recv(65536)
+        if not data:
+            self._close_pair(s)
+            return
+        client = self.peer[s]
+        client.sendall(data)
+        buf, start = self.replies[s] + data, 0
+        while True:
+            end = resp_reply_end(buf, start)
+            if end is None:
+                break
+            self.outstanding[client] = max(0, self.outstanding[client] - 1)
+            start = end
+        self.replies[s] = buf[start:]
+        with self.lock:
+            if self.cut and self.outstanding[client] == 0:
+                self._close_pair(s)
+
+    def _run(self):
+        while not self.stopping:
+            for key, _ in self.sel.select(timeout=0.1):
+                s = key.fileobj
+                try:
+                    if s is self.listener:
+                        self._accept()
+                    elif s in self.peer:
+                        (self._from_client if self.is_client[s] else self._from_upstream)(s)
+                except (OSError, ValueError, IndexError):
+                    if s is not self.listener and s in self.peer:
+                        self._close_pair(s)
 
 
 class Redis:
