@@ -19,7 +19,8 @@ fixtures of test_topology/test_calls. Under a steady load, each component is SIG
    unexpired at the kill is missing afterwards (Redis and `rwgctl registration list`), nor
    after A is back; A's calls are ended on both sides (office and phone, the phone having moved
    to B) by B, which sees A's heartbeat stop (kInstanceAliveFor, 15 s): the time is measured.
-   B's calls and their media go on. A is started again.
+   B's calls and their media go on. A is started again: the bindings are still there, and the
+   iPBX's call to a witness (its phone gone with A) gets a final answer.
 2. kill -9 the relay, started again on the same API address: it restores its sessions from
    Redis and media resumes; the gap of each call and of the SRTP streams is measured (goal
    <= 1 s, asserted <= MAX_MEDIA_GAP_S).
@@ -535,8 +536,19 @@ class ChaosTest(TopologyFixture):
             "HKEYS", "rwg:edge:instances"), timeout=10)
         time.sleep(2.0)
         missing = self.missing_bindings(acks)
+        listed = self.registration_list()
         self.note(f"sip-edge A back after {time.monotonic() - t_back:.1f}s; witness bindings "
-                  f"missing: {missing}")
+                  f"missing: {missing}; as listed (instance, reachable): "
+                  f"{ {u: (listed.get(u, {}).get('instance'), listed.get(u, {}).get('reachable')) for u in acks} }")
+        # The iPBX calls a witness: its phone is gone with A's connections; the call must get
+        # a final answer (not hang), whatever the binding still says.
+        t_dial = time.monotonic()
+        probe = self.office_ua.dial(DEVICES[WITNESS_EDGE[0]][1], "127.0.0.2")
+        self.office_ua.wait("a final answer", lambda: probe.status is not None, timeout=20)
+        self.note(f"sip-edge A back: the iPBX's call to witness {WITNESS_EDGE[0]} (its connection "
+                  f"died with A) answered {probe.status} after {time.monotonic() - t_dial:.2f}s")
+        with self.subTest("a call to a phone lost with A is refused"):
+            self.assertGreaterEqual(probe.status, 400)
         with self.subTest("A back: no binding lost"):
             self.assertEqual(missing, [])
             self.assertEqual([u for u, _, _ in LOAD if self.binding(u) is None], [])
