@@ -19,6 +19,7 @@ fixtures of test_topology/test_calls. Under a steady load, each component is SIG
    unexpired at the kill is missing afterwards (Redis and `rwgctl registration list`), nor
    after A is back; A's calls are ended on both sides (office and phone, the phone having moved
    to B) by B, which sees A's heartbeat stop (kInstanceAliveFor, 15 s): the time is measured.
+   They are not kept: no instance takes over a lost instance's dialogs.
    B's calls and their media go on. A is started again: the bindings are still there, and the
    iPBX's call to a witness (its phone gone with A) gets a final answer.
 2. kill -9 the relay, started again on the same API address: it restores its sessions from
