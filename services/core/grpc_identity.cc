@@ -74,19 +74,13 @@ int GrpcIdentityFiles::RemoveAbandoned(const std::string& base) {
     struct stat st = {};
     if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) continue;
     const int fd = open((dir + "/" + kLockName).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    bool abandoned = false;
-    if (fd >= 0) {
-      // Its process would hold the lock; it takes it an instant after making the directory,
-      // and a directory that young is left alone.
-      abandoned = now - st.st_mtime > 10 && flock(fd, LOCK_EX | LOCK_NB) == 0;
-    } else if (errno == ENOENT) {
-      // Being made this instant by another process, or left by a version without locks.
-      abandoned = now - st.st_mtime > 60;
-    }
+    // Its process would hold the lock; it takes it an instant after making the directory,
+    // and a directory that young is left alone. One without a lock file is being made, or is
+    // a service's of a version without locks, maybe still running: left alone too.
+    const bool abandoned = fd >= 0 && now - st.st_mtime > 10 && flock(fd, LOCK_EX | LOCK_NB) == 0;
     if (abandoned) {
       std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-      if (!ec) ++removed;
+      if (std::filesystem::remove_all(dir, ec) > 0 && !ec) ++removed;
     }
     if (fd >= 0) close(fd);
   }

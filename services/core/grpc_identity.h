@@ -31,8 +31,8 @@ class GrpcIdentityFiles {
   // pair of the moment on each new connection (TLS 1.2+, no client certificate asked for).
   static absl::StatusOr<std::unique_ptr<GrpcIdentityFiles>> Create(CertificateWatcher& watcher);
   ~GrpcIdentityFiles();  // removes the directory
-  // Removes the directories under `base` left by processes that are gone (their lock free; an
-  // older directory without a lock file, more than a minute old). Returns how many.
+  // Removes the directories under `base` left by processes that are gone (their lock file not
+  // locked). Returns how many.
   static int RemoveAbandoned(const std::string& base);
   GrpcIdentityFiles(const GrpcIdentityFiles&) = delete;
   GrpcIdentityFiles& operator=(const GrpcIdentityFiles&) = delete;

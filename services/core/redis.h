@@ -36,12 +36,14 @@ struct RedisReply {
 // The most array elements, nested ones included, that one reply from Redis may announce. A
 // multi-bulk header makes hiredis allocate its element table before any element arrives, so
 // a garbled or hostile reply of a few bytes ("*2147483647") would otherwise reserve 16 GiB.
-// 4 Mi elements hold the largest replies rwg reads (HGETALL of the device table: two per
-// device) for two million devices.
-inline constexpr int kMaxRedisReplyElements = 4 << 20;
+// 8 Mi elements (tables of at most 64 MiB) hold the largest reply rwg reads, the sync API's
+// whole device list (the device table's and the device revisions' HGETALL in one reply: four
+// elements per device), for two million devices.
+inline constexpr int kMaxRedisReplyElements = 8 << 20;
 // Makes `reader` (a context's, or one of its own) refuse a reply that announces more than
-// `max_elements` array elements in all: the reader fails with a protocol error, as for bytes
-// that are not RESP, and the connection is dropped.
+// `max_elements` array elements in all: the reader fails (hiredis reports it as "Out of
+// memory"), the command is Unavailable and the connection is dropped. Readers replaced by
+// redisReconnect would lose the bound: rwg makes a new context instead.
 void BoundRedisReplies(redisReader* reader, int max_elements = kMaxRedisReplyElements);
 
 // A hiredis reply as a RedisReply (for clients built on hiredis' other APIs).

@@ -76,10 +76,24 @@ TEST_F(GrpcIdentityDirsTest, AYoungDirectoryStaysLockedOrNot) {
   EXPECT_TRUE(Exists(bare));
 }
 
-TEST_F(GrpcIdentityDirsTest, AnOldDirectoryWithoutALockIsRemoved) {
-  const std::string old = Make("rwg-grpc-tls-old001", false, false, 120);
-  EXPECT_EQ(GrpcIdentityFiles::RemoveAbandoned(base_), 1);
-  EXPECT_FALSE(Exists(old));
+TEST_F(GrpcIdentityDirsTest, ADirectoryWithoutALockIsLeftAlone) {
+  // A service of a version without locks may still be using it.
+  const std::string old = Make("rwg-grpc-tls-old001", false, false, 3600);
+  EXPECT_EQ(GrpcIdentityFiles::RemoveAbandoned(base_), 0);
+  EXPECT_TRUE(Exists(old + "/v1"));
+}
+
+TEST_F(GrpcIdentityDirsTest, ALinkNamedLikeADirectoryIsNotFollowed) {
+  char t[] = "/tmp/rwg-grpc-elsewhere-XXXXXX";
+  ASSERT_NE(mkdtemp(t), nullptr);
+  const std::string elsewhere = t;
+  close(open((elsewhere + "/.lock").c_str(), O_RDWR | O_CREAT, 0600));
+  const timespec old[2] = {{time(nullptr) - 120, 0}, {time(nullptr) - 120, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, elsewhere.c_str(), old, 0), 0);
+  ASSERT_EQ(symlink(elsewhere.c_str(), (base_ + "/rwg-grpc-tls-link01").c_str()), 0);
+  EXPECT_EQ(GrpcIdentityFiles::RemoveAbandoned(base_), 0);
+  EXPECT_TRUE(Exists(elsewhere + "/.lock"));
+  std::filesystem::remove_all(elsewhere);
 }
 
 TEST_F(GrpcIdentityDirsTest, OtherDirectoriesAndFilesAreLeftAlone) {

@@ -30,6 +30,7 @@ TEST(KeysTest, EveryKeyIsInTheArchitectureDoc) {
       kDevicesByMacKey,
       kDevicesByIcpKey,
       kDevicesRevisionKey,
+      kDeviceRevisionsKey,
       kEmergencyKey,
       kEmergencyRevisionKey,
       kAdminsKey,
@@ -63,17 +64,17 @@ TEST(KeysTest, EveryKeyIsInTheArchitectureDoc) {
 }
 
 TEST(KeysTest, NamesAreDistinctAndInTheRwgNamespace) {
-  const std::vector<std::string> names = {kConfigKey,         kHashKey,
-                                          kDevicesKey,        kDevicesByMacKey,
-                                          kDevicesByIcpKey,   kDevicesRevisionKey,
-                                          kEmergencyKey,      kEmergencyRevisionKey,
-                                          kAdminsKey,         kEventsChannel,
-                                          kActiveBindingsKey, kCallsKey,
-                                          kEdgeInstancesKey,  kEdgeEventsChannel,
-                                          kRelayInstancesKey, kRelayEventsChannel,
-                                          kSyncConsumersKey,  kSyncConsumersByIdKey,
-                                          kSyncTokensKey,     kDeviceChangesKey,
-                                          kPhoneFetchesKey};
+  const std::vector<std::string> names = {kConfigKey,          kHashKey,
+                                          kDevicesKey,         kDevicesByMacKey,
+                                          kDevicesByIcpKey,    kDevicesRevisionKey,
+                                          kEmergencyKey,       kEmergencyRevisionKey,
+                                          kAdminsKey,          kEventsChannel,
+                                          kActiveBindingsKey,  kCallsKey,
+                                          kEdgeInstancesKey,   kEdgeEventsChannel,
+                                          kRelayInstancesKey,  kRelayEventsChannel,
+                                          kSyncConsumersKey,   kSyncConsumersByIdKey,
+                                          kSyncTokensKey,      kDeviceChangesKey,
+                                          kDeviceRevisionsKey, kPhoneFetchesKey};
   for (size_t i = 0; i < names.size(); ++i) {
     EXPECT_EQ(names[i].rfind("rwg:", 0), 0U) << names[i];
     for (size_t j = i + 1; j < names.size(); ++j) EXPECT_NE(names[i], names[j]);

@@ -143,8 +143,8 @@ TEST_F(RedisTest, AnErrorReplyFailsThePipelineAndTheConnectionStaysInStep) {
 }
 
 TEST_F(RedisTest, AConnectionRedisClosedWhileIdleIsNotUsed) {
-  // Both connections of the pool go idle, then Redis closes them (as a restart, a client
-  // timeout or CLIENT KILL does): the next commands get new connections, none fails.
+  // The pool's connection goes idle, then Redis closes it (as a restart, a client
+  // timeout or CLIENT KILL does): the next commands get a new connection, none fails.
   ASSERT_TRUE(client_->Pipeline({{"SET", "k", "1"}, {"GET", "k"}}).ok());
   RedisOptions o;
   o.address = absl::StrCat("127.0.0.1:", port_);
@@ -453,31 +453,40 @@ TEST(RedisReplyBoundTest, NestedArraysCountTogether) {
   const std::string nested = "*2\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n*2\r\n$1\r\nc\r\n$1\r\nd\r\n";
   EXPECT_EQ(ReadWithBound(nested, 6), Read::kParsed);
   EXPECT_EQ(ReadWithBound(nested, 5), Read::kRefused);
+  // Three levels: 1 + 1 + 2, counted against the reply, not the parent.
+  const std::string deep = "*1\r\n*1\r\n*2\r\n:1\r\n:2\r\n";
+  EXPECT_EQ(ReadWithBound(deep, 4), Read::kParsed);
+  EXPECT_EQ(ReadWithBound(deep, 3), Read::kRefused);
+  // Nil and empty arrays inside count nothing.
+  EXPECT_EQ(ReadWithBound("*3\r\n*-1\r\n*0\r\n*1\r\n:1\r\n", 4), Read::kParsed);
 }
 
 TEST(RedisReplyBoundTest, EachReplyHasItsOwnBudget) {
+  // Two nested elements per reply, three replies on one reader, and on another reader
+  // between them: each within the bound of 2.
   redisReader* reader = redisReaderCreate();
   BoundRedisReplies(reader, 2);
-  const std::string two = "*2\r\n:1\r\n:2\r\n";
+  const std::string nested = "*1\r\n*1\r\n:1\r\n";
   for (int i = 0; i < 3; ++i) {
-    ASSERT_EQ(redisReaderFeed(reader, two.data(), two.size()), REDIS_OK);
+    ASSERT_EQ(redisReaderFeed(reader, nested.data(), nested.size()), REDIS_OK);
     void* reply = nullptr;
     ASSERT_EQ(redisReaderGetReply(reader, &reply), REDIS_OK) << "reply " << i;
     ASSERT_NE(reply, nullptr);
-    EXPECT_EQ(static_cast<redisReply*>(reply)->elements, 2U);
+    EXPECT_EQ(static_cast<redisReply*>(reply)->elements, 1U);
     freeReplyObject(reply);
+    EXPECT_EQ(ReadWithBound(nested, 2), Read::kParsed);
   }
   redisReaderFree(reader);
 }
 
 TEST(RedisReplyBoundTest, AnArrayHeaderBeyondTheBoundIsRefusedBeforeItsElementsCome) {
-  // Unbounded, hiredis reserves the table and waits for the elements (kIncomplete): 5 Mi
-  // pointers here, 16 GiB for *2147483647.
-  EXPECT_EQ(ReadWithBound("*5000000\r\n", kMaxRedisReplyElements), Read::kRefused);
+  // Unbounded, hiredis reserves the table and waits for the elements (kIncomplete): 72 MB
+  // here, 16 GiB for *2147483647.
+  EXPECT_EQ(ReadWithBound("*9000000\r\n", kMaxRedisReplyElements), Read::kRefused);
   EXPECT_EQ(ReadWithBound("*2147483647\r\n", kMaxRedisReplyElements), Read::kRefused);
-  EXPECT_EQ(ReadWithBound("*3\r\n*4194304\r\n", kMaxRedisReplyElements), Read::kRefused);
+  EXPECT_EQ(ReadWithBound("*3\r\n*8388608\r\n", kMaxRedisReplyElements), Read::kRefused);
   // Within it, the same header waits for its elements.
-  EXPECT_EQ(ReadWithBound("*4194304\r\n", kMaxRedisReplyElements), Read::kIncomplete);
+  EXPECT_EQ(ReadWithBound("*8388608\r\n", kMaxRedisReplyElements), Read::kIncomplete);
 }
 
 // A server that answers any command with `reply` (one connection).
@@ -520,15 +529,19 @@ class OneReplyServer {
   std::thread thread_;
 };
 
-TEST(RedisReplyBoundTest, TheClientAnswersAHugeArrayFromTheServerWithAnError) {
-  OneReplyServer server("*2147483647\r\n");
+TEST(RedisReplyBoundTest, TheClientAnswersAHugeArrayFromTheServerWithAnErrorAtOnce) {
+  // Unbounded, the client would reserve the table and wait for the elements until its
+  // command timeout.
+  OneReplyServer server("*9000000\r\n");
   RedisOptions o;
   o.address = absl::StrCat("127.0.0.1:", server.port());
-  o.command_timeout = absl::Seconds(2);
+  o.command_timeout = absl::Seconds(10);
   RedisClient client(o);
+  const absl::Time start = absl::Now();
   absl::StatusOr<RedisReply> r = client.Command({"HGETALL", "rwg:devices"});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << r.status();
 }
 
 }  // namespace

@@ -746,9 +746,10 @@ class CertReloadTest(rwgtest.TempDirTest):
                     rss[name].append((i + 1, rss_kib(pid)))
         self.leaf = (RELOADS - 1) % 100
         self.assert_all_present(self.leaf, f"after {RELOADS} reloads")
-        # gRPC's copies: the pair in use and the one before it, nothing older, private.
+        # gRPC's copies: the pair in use and the one before it, nothing older, private (and
+        # the lock file the service holds while it runs).
         for d in self.our_grpc_dirs:
-            entries = sorted(os.listdir(d))
+            entries = sorted(e for e in os.listdir(d) if e != ".lock")
             self.assertEqual(entries, ["current", f"v{RELOADS}", f"v{RELOADS + 1}"], d)
             self.assertEqual(os.readlink(os.path.join(d, "current")), f"v{RELOADS + 1}", d)
             self.assertEqual(rwgtest.read_bytes(os.path.join(d, "current", "tls.key")),

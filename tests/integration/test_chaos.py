@@ -672,7 +672,10 @@ class ChaosTest(TopologyFixture):
                 self.assertFalse(c["out"].ended or c["inc"].ended, c["label"])
             for label, g in gaps.items():
                 self.assertLess(max(g.values()), MAX_MEDIA_GAP_S, (label, g))
-        return acks
+        # Those whose survival AOF everysec guarantees: a write acknowledged in the last second
+        # may not have reached the file (Redis puts its write off while a slow fsync runs; seen
+        # once on a loaded machine: a registration acknowledged at the kill instant, lost).
+        return {u: a for u, a in acks.items() if t_kill - a[1] > 1.0}
 
 
 if __name__ == "__main__":
