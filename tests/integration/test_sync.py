@@ -651,18 +651,22 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
         verifier = self.ctl.json("sync", "token", "approve", tmp["oauth_token"])["verifier"]
         return tmp, verifier
 
+    def exchange(self, pending):
+        """POST /oauth/access_token with the temporary token and verifier in `pending`."""
+        tmp = pending["tmp"]
+        with OAuth1Session(self.cid, client_secret=self.secret,
+                           resource_owner_key=tmp["oauth_token"],
+                           resource_owner_secret=tmp["oauth_token_secret"],
+                           verifier=pending["verifier"]) as s:
+            return s.post(self.base + "/oauth/access_token", verify=self.certs["ca"])
+
     def test_the_access_token_exchange_is_whole_or_not_at_all_and_survives_restarts(self):
         pending = {}
         pending["tmp"], pending["verifier"] = self.new_temporary()
         issued = []
 
         def send():
-            tmp = pending["tmp"]
-            with OAuth1Session(self.cid, client_secret=self.secret,
-                               resource_owner_key=tmp["oauth_token"],
-                               resource_owner_secret=tmp["oauth_token_secret"],
-                               verifier=pending["verifier"]) as s:
-                return s.post(self.base + "/oauth/access_token", verify=self.certs["ca"])
+            return self.exchange(pending)
 
         def check_done(r, before, after, step):
             acc = {k: v[0] for k, v in urllib.parse.parse_qs(r.text).items()}
@@ -751,19 +755,14 @@ class SyncRedisFailsMidRequestTest(SyncFixture):
 
     def test_a_write_redis_applied_but_could_not_answer_is_whole(self):
         """The write's own reply lost: never half of it; a 503 then may come with the write
-        done (a client cannot tell; see the report)."""
+        done, which the client cannot tell from a write not done (docs/sync-api.md)."""
         results = {}
         # The access-token exchange.
         pending = {}
         pending["tmp"], pending["verifier"] = self.new_temporary()
 
         def exchange():
-            tmp = pending["tmp"]
-            with OAuth1Session(self.cid, client_secret=self.secret,
-                               resource_owner_key=tmp["oauth_token"],
-                               resource_owner_secret=tmp["oauth_token_secret"],
-                               verifier=pending["verifier"]) as s:
-                return s.post(self.base + "/oauth/access_token", verify=self.certs["ca"])
+            return self.exchange(pending)
 
         def exchanged(before, after, step):
             tkey = "rwg:sync:token:" + pending["tmp"]["oauth_token"]
