@@ -21,6 +21,29 @@ BIN = os.environ.get("RWG_BIN_DIR", os.path.join(os.path.dirname(__file__), "../
 _handed_out = set()
 
 
+def shard_tests(tests):
+    """The tests of this shard when RWG_TEST_SHARD is "K/N" (K of N, from 1): the module's tests
+    sorted by id and dealt in turn, so that N ctest entries run one module in parallel and a
+    test added later falls in one of them. Without it, every test."""
+    spec = os.environ.get("RWG_TEST_SHARD", "")
+    flat = []
+
+    def walk(suite):
+        for t in suite:
+            if isinstance(t, unittest.TestSuite):
+                walk(t)
+            else:
+                flat.append(t)
+    walk(tests)
+    if not spec:
+        return tests
+    k, n = (int(x) for x in spec.split("/"))
+    if not 1 <= k <= n:
+        raise ValueError(f"RWG_TEST_SHARD={spec}: K/N with 1 <= K <= N")
+    flat.sort(key=lambda t: t.id())
+    return unittest.TestSuite(t for i, t in enumerate(flat) if i % n == k - 1)
+
+
 def free_port():
     """A free TCP port, never one this process was given before: ports are often chosen
     several at a time before anything listens on them, and the kernel may offer the same one

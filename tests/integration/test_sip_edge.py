@@ -21,6 +21,11 @@ import urllib.request
 import rwgtest
 import sipclient
 
+
+def load_tests(loader, tests, pattern):
+    return rwgtest.shard_tests(tests)
+
+
 ADMIN_PASSWORD = "it-admin-password-1"
 DOMAIN = "rwg.test"
 DEVICES = {"1001": ("phone-pw-1001", "21001", "icp-pw-21001"),

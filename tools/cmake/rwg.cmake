@@ -2,6 +2,26 @@
 include_guard(GLOBAL)
 
 set(RWG_WARNINGS -Wall -Wextra -Werror -Wno-unused-parameter)
+
+# Debug information: line tables and function names (-g1), which is what backtraces, perf and
+# the sanitizers' reports use. Full -g (variables, types) costs about a third more compile time
+# for this tree's template-heavy code (gRPC, absl); a build that wants it sets
+# -DRWG_FULL_DEBUG_INFO=ON.
+option(RWG_FULL_DEBUG_INFO "Full debug information (-g) instead of line tables (-g1)" OFF)
+if(NOT RWG_FULL_DEBUG_INFO)
+  add_compile_options($<$<CONFIG:RelWithDebInfo,Debug>:-g1>)
+endif()
+
+# lld links the ~150 executables (tests, fuzzers, services) three times faster than ld.bfd.
+find_program(RWG_LLD ld.lld)
+if(RWG_LLD)
+  add_link_options(-fuse-ld=lld)
+endif()
+
+# The code of the tests themselves (not the libraries they test, which keep the build's
+# optimisation) is compiled without optimisation: it is a third of the tree's sources, and -O0
+# halves their compile time.
+set(RWG_TEST_CODE_OPTIONS -O0)
 # clang checks the lock annotations (ABSL_GUARDED_BY and friends, absl::Mutex): a member read
 # or written without its mutex fails the build, in every clang build (build-sanitize/ too,
 # where other warnings do not).
@@ -31,7 +51,7 @@ endfunction()
 function(rwg_test name)
   cmake_parse_arguments(ARG "" "" "SRCS;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
-  target_compile_options(${name} PRIVATE ${RWG_WARNINGS})
+  target_compile_options(${name} PRIVATE ${RWG_WARNINGS} ${RWG_TEST_CODE_OPTIONS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS unit)
