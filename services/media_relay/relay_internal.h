@@ -10,12 +10,15 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "services/core/crypto.h"
 #include "services/core/keys.h"
+#include "services/media_relay/relay.h"
 #include "services/media_relay/session.h"
 #include "services/media_relay/srtp.h"
 #include "services/media_relay/worker.h"
@@ -36,6 +39,15 @@ inline std::string SuiteLabel(SrtpSuite s) { return s == SrtpSuite::kNone ? "RTP
 
 // New SRTP contexts for a leg from its keys (plain legs get pass-through contexts).
 absl::Status BuildContexts(Leg& leg, bool inbound, bool outbound);
+
+// A leg as Relay::Restore takes it back from its record (`context`: "relay:<id>:<leg name>",
+// what its keys were sealed with), without its ports: the keys opened, the addresses, new SRTP
+// contexts, each used stream's rollover counter (`roc_failed` hears of one the context refuses;
+// the stream then starts at 0) and SRTCP index (advanced by protecting that many packets).
+// DataLoss naming the key that does not open; BuildContexts' error for keys it refuses.
+absl::Status RestoreLegState(const LegRecord& lr, const core::SecretBox& box,
+                             const std::string& context, Leg& leg,
+                             const std::function<void(uint32_t, const absl::Status&)>& roc_failed);
 
 struct RelayMetrics {
   prometheus::Gauge& sessions;

@@ -166,6 +166,51 @@ absl::Status Relay::PersistDirty(const std::vector<Session*>& dirty) {
   return st;
 }
 
+absl::Status RestoreLegState(const LegRecord& lr, const core::SecretBox& box,
+                             const std::string& context, Leg& leg,
+                             const std::function<void(uint32_t, const absl::Status&)>& roc_failed) {
+  leg.suite = lr.suite;
+  for (auto [field, sealed, dest] :
+       {std::tuple<const char*, const std::optional<std::string>*, std::string*>{
+            "local_key", &lr.sealed_local_key, &leg.local_key},
+        {"remote_key", &lr.sealed_remote_key, &leg.remote_key}}) {
+    if (!sealed->has_value()) continue;
+    absl::StatusOr<std::string> k =
+        box.Open(**sealed, context + (dest == &leg.local_key ? ":local" : ":remote"));
+    if (!k.ok()) return absl::DataLossError(absl::StrCat(field, ": ", k.status().message()));
+    *dest = *std::move(k);
+  }
+  leg.sdp_rtp = lr.sdp_rtp;
+  leg.sdp_rtcp = lr.sdp_rtcp;
+  leg.latched_rtp = lr.latched_rtp;
+  leg.latched_rtcp = lr.latched_rtcp;
+  if (absl::Status st = BuildContexts(leg, true, true); !st.ok()) return st;
+  // SRTP continues where it was: rollover counters, and SRTCP indexes moved past the ones
+  // already used (each protected RTCP packet advances the index by one).
+  leg.in_ssrcs = lr.in;
+  leg.out_ssrcs = lr.out;
+  for (bool inbound : {true, false}) {
+    SrtpContext* c = inbound ? leg.inbound.get() : leg.outbound.get();
+    if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
+    for (const SsrcState& st : inbound ? leg.in_ssrcs : leg.out_ssrcs) {
+      if (!st.used) continue;
+      if (absl::Status roc = c->SetRoc(st.ssrc, st.roc); !roc.ok()) roc_failed(st.ssrc, roc);
+      if (inbound) continue;
+      alignas(16) uint8_t pkt[8 + kMaxTrailer] = {0x80, 201, 0, 1};
+      for (uint64_t n = 0; n < st.srtcp_sent; ++n) {
+        pkt[4] = static_cast<uint8_t>(st.ssrc >> 24);
+        pkt[5] = static_cast<uint8_t>(st.ssrc >> 16);
+        pkt[6] = static_cast<uint8_t>(st.ssrc >> 8);
+        pkt[7] = static_cast<uint8_t>(st.ssrc);
+        size_t len = 8;
+        // Only the index advance is wanted: the packet is thrown away.
+        (void)c->ProtectRtcp(pkt, &len, sizeof(pkt));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Relay::Restore() {
   absl::StatusOr<core::RedisReply> ids =
       redis_.Command({"SMEMBERS", core::RelaySessionIndexKey(options_.instance)});
@@ -204,59 +249,19 @@ absl::Status Relay::Restore() {
       for (int l = 0; l < 2 && error.empty(); ++l) {
         const LegRecord& lr = rec->legs[l];
         Leg& leg = s->legs[l];
-        leg.suite = lr.suite;
-        const std::string ctx = absl::StrCat("relay:", s->id, ":", kLegNames[l]);
-        for (auto [field, sealed, dest] :
-             {std::tuple<const char*, const std::optional<std::string>*, std::string*>{
-                  "local_key", &lr.sealed_local_key, &leg.local_key},
-              {"remote_key", &lr.sealed_remote_key, &leg.remote_key}}) {
-          if (!sealed->has_value()) continue;
-          absl::StatusOr<std::string> k =
-              box_.Open(**sealed, ctx + (dest == &leg.local_key ? ":local" : ":remote"));
-          if (!k.ok()) {
-            error = absl::StrCat(field, ": ", k.status().message());
-            break;
-          }
-          *dest = *std::move(k);
-        }
-        if (!error.empty()) break;
-        leg.sdp_rtp = lr.sdp_rtp;
-        leg.sdp_rtcp = lr.sdp_rtcp;
-        leg.latched_rtp = lr.latched_rtp;
-        leg.latched_rtcp = lr.latched_rtcp;
-        if (absl::Status st = BuildContexts(leg, true, true); !st.ok()) {
+        absl::Status st =
+            RestoreLegState(lr, box_, absl::StrCat("relay:", s->id, ":", kLegNames[l]), leg,
+                            [&](uint32_t ssrc, const absl::Status& roc) {
+                              // The stream starts at rollover counter 0 instead: only packets sent
+                              // after a rollover fail authentication, so the session is kept.
+                              core::log::Warn("cannot restore an SRTP rollover counter",
+                                              {{"session", id.str},
+                                               {"ssrc", std::to_string(ssrc)},
+                                               {"error", std::string(roc.message())}});
+                            });
+        if (!st.ok()) {
           error = std::string(st.message());
           break;
-        }
-        // SRTP continues where it was: rollover counters, and SRTCP indexes moved past the
-        // ones already used (each protected RTCP packet advances the index by one).
-        leg.in_ssrcs = lr.in;
-        leg.out_ssrcs = lr.out;
-        for (bool inbound : {true, false}) {
-          SrtpContext* c = inbound ? leg.inbound.get() : leg.outbound.get();
-          if (c == nullptr || leg.suite == SrtpSuite::kNone) continue;
-          for (const SsrcState& st : inbound ? leg.in_ssrcs : leg.out_ssrcs) {
-            if (!st.used) continue;
-            if (absl::Status roc = c->SetRoc(st.ssrc, st.roc); !roc.ok()) {
-              // The stream starts at rollover counter 0 instead: only packets sent after a
-              // rollover fail authentication, so the session is kept.
-              core::log::Warn("cannot restore an SRTP rollover counter",
-                              {{"session", id.str},
-                               {"ssrc", std::to_string(st.ssrc)},
-                               {"error", std::string(roc.message())}});
-            }
-            if (inbound) continue;
-            alignas(16) uint8_t pkt[8 + kMaxTrailer] = {0x80, 201, 0, 1};
-            for (uint64_t n = 0; n < st.srtcp_sent; ++n) {
-              pkt[4] = static_cast<uint8_t>(st.ssrc >> 24);
-              pkt[5] = static_cast<uint8_t>(st.ssrc >> 16);
-              pkt[6] = static_cast<uint8_t>(st.ssrc >> 8);
-              pkt[7] = static_cast<uint8_t>(st.ssrc);
-              size_t len = 8;
-              // Only the index advance is wanted: the packet is thrown away.
-              (void)c->ProtectRtcp(pkt, &len, sizeof(pkt));
-            }
-          }
         }
         absl::StatusOr<PortPair> p = pool_.AcquireExactly(lr.port);
         if (!p.ok()) {

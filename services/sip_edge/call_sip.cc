@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -24,7 +25,21 @@ std::string UrlText(su_home_t* home, const url_t* u) {
 std::string NameAddr(su_home_t* home, const sip_addr_t* a) {
   if (a == nullptr) return "";
   std::string out;
-  if (a->a_display != nullptr && *a->a_display != '\0') out = absl::StrCat(a->a_display, " ");
+  if (a->a_display != nullptr && *a->a_display != '\0') {
+    // sofia keeps a folded display name as it came ("Al<CRLF> ice"): each line break with the
+    // white space around it is one space (RFC 3261 §7.3.1), so that the name is one line in
+    // the other side's headers, the call record and the logs.
+    for (const char* p = a->a_display; *p != '\0'; ++p) {
+      if (*p == '\r' || *p == '\n') {
+        while (!out.empty() && (out.back() == ' ' || out.back() == '\t')) out.pop_back();
+        while (p[1] == '\r' || p[1] == '\n' || p[1] == ' ' || p[1] == '\t') ++p;
+        out.push_back(' ');
+      } else {
+        out.push_back(*p);
+      }
+    }
+    out.push_back(' ');
+  }
   return absl::StrCat(out, "<", UrlText(home, a->a_url), ">");
 }
 
@@ -74,6 +89,40 @@ RelayRemote RemoteOf(const AudioStream& a) {
   r.port = a.port;
   r.rtcp_port = a.rtcp_port == a.port + 1 ? 0 : a.rtcp_port;
   return r;
+}
+
+std::string PercentEncode(absl::string_view in) {
+  std::string out;
+  for (char ch : in) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' ||
+        ch == '_' || ch == '~') {
+      out.push_back(ch);
+    } else {
+      absl::StrAppend(&out, "%", absl::Hex(static_cast<unsigned char>(ch), absl::kZeroPad2));
+    }
+  }
+  return out;
+}
+
+std::string PercentDecode(absl::string_view in) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    // Two hexadecimal digits exactly: not a sign, a space or "0x" as a number parser takes.
+    if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
 }
 
 int StatusFor(const absl::Status& s) { return absl::IsInvalidArgument(s) ? 400 : 488; }

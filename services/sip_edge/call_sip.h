@@ -10,6 +10,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "services/sip_edge/media_relays.h"
 #include "services/sip_edge/sdp.h"
 
@@ -31,6 +32,12 @@ bool RequiresOption(const sip_t* sip, const char* option);
 std::string TimerHeaders(const sip_t* sip);
 // The relay leg toward what an SDP named (address, ports, suite and key).
 RelayRemote RemoteOf(const AudioStream& a);
+// RFC 3986 percent-encoding of a URI header's value (a REFER's Replaces): everything but
+// letters, digits and - . _ ~ is encoded.
+std::string PercentEncode(absl::string_view in);
+// Its reverse: "%" and two hexadecimal digits is that byte; anything else (a "%" not followed
+// by two hexadecimal digits included) is itself.
+std::string PercentDecode(absl::string_view in);
 // The answer to an SDP rwg cannot use: 400 for a malformed one, 488 otherwise.
 int StatusFor(const absl::Status& s);
 

@@ -19,9 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "services/core/log.h"
@@ -31,37 +29,6 @@
 #include "services/sip_edge/guard.h"
 
 namespace rwg::sip_edge {
-
-namespace {
-
-std::string UrlDecode(absl::string_view in) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    int v = 0;
-    if (in[i] == '%' && i + 2 < in.size() && absl::SimpleHexAtoi(in.substr(i + 1, 2), &v)) {
-      out.push_back(static_cast<char>(v));
-      i += 2;
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return out;
-}
-
-std::string UrlEncode(absl::string_view in) {
-  std::string out;
-  for (char ch : in) {
-    if (absl::ascii_isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' ||
-        ch == '_' || ch == '~') {
-      out.push_back(ch);
-    } else {
-      absl::StrAppend(&out, "%", absl::Hex(static_cast<unsigned char>(ch), absl::kZeroPad2));
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 // -- in-dialog requests ----------------------------------------------------------------------
 
@@ -240,7 +207,7 @@ std::string Calls::ReferTarget(const Side& to, const url_t* u) {
   std::string replaces;
   for (absl::string_view h : absl::StrSplit(headers, '&')) {
     if (absl::ConsumePrefix(&h, "Replaces=") || absl::ConsumePrefix(&h, "replaces=")) {
-      replaces = UrlDecode(h);
+      replaces = PercentDecode(h);
     }
   }
   if (!replaces.empty()) {
@@ -262,7 +229,7 @@ std::string Calls::ReferTarget(const Side& to, const url_t* u) {
       const Side& theirs = to.set ? found->set : found->icp;
       const std::string mapped = absl::StrCat(theirs.call_id, ";to-tag=", theirs.remote_tag,
                                               ";from-tag=", theirs.local_tag);
-      absl::StrAppend(&out, "?Replaces=", UrlEncode(mapped));
+      absl::StrAppend(&out, "?Replaces=", PercentEncode(mapped));
     }
   }
   return absl::StrCat("<", out, ">");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -49,8 +50,17 @@ enum class ListenerKind { kTls, kTcp, kUdp };
 // used as it is ("" turns the listener off).
 std::string ResolveListen(const std::string& option, const GatewayView& view, ListenerKind kind);
 
-// Parses rwg:config JSON; resolves the ICP host.
-absl::StatusOr<GatewayView> ParseGatewayView(const std::string& json);
+// The addresses of a host name (numeric, as text; empty when it does not resolve).
+using HostResolver = std::function<std::vector<std::string>(const std::string& host)>;
+// getaddrinfo.
+std::vector<std::string> ResolveHost(const std::string& host);
+
+// Parses rwg:config JSON (written by control, read again by every instance every few seconds)
+// and resolves the ICP host with `resolve`. Each value is checked as control checks it: a
+// field of the wrong type, a port outside 1-65535, an unknown exposure or media mode, a name
+// longer than 253 bytes is an error naming the field (DATA_LOSS), and the view in use stays.
+absl::StatusOr<GatewayView> ParseGatewayView(const std::string& json,
+                                             const HostResolver& resolve = ResolveHost);
 
 class GatewayConfigWatcher {
  public:
