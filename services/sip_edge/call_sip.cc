@@ -98,7 +98,10 @@ std::string PercentEncode(absl::string_view in) {
         ch == '_' || ch == '~') {
       out.push_back(ch);
     } else {
-      absl::StrAppend(&out, "%", absl::Hex(static_cast<unsigned char>(ch), absl::kZeroPad2));
+      // Upper-case digits, as RFC 3986 §2.1 asks of producers.
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      const auto byte = static_cast<unsigned char>(ch);
+      out += {'%', kHex[byte >> 4], kHex[byte & 0xF]};
     }
   }
   return out;

@@ -33,7 +33,7 @@ std::string TimerHeaders(const sip_t* sip);
 // The relay leg toward what an SDP named (address, ports, suite and key).
 RelayRemote RemoteOf(const AudioStream& a);
 // RFC 3986 percent-encoding of a URI header's value (a REFER's Replaces): everything but
-// letters, digits and - . _ ~ is encoded.
+// letters, digits and - . _ ~ is encoded, with upper-case hexadecimal digits.
 std::string PercentEncode(absl::string_view in);
 // Its reverse: "%" and two hexadecimal digits is that byte; anything else (a "%" not followed
 // by two hexadecimal digits included) is itself.
