@@ -14,10 +14,36 @@
 
 namespace rwg::sip_edge {
 
+namespace {
+
+// sofia keeps a folded line inside a quoted string as it came (a display name "Al<CRLF> ice", a
+// URI parameter x="a<CRLF> b", a Session-Expires parameter): each line break with the white
+// space around it becomes one space (RFC 3261 §7.3.1), so that what is copied into the other
+// side's headers, the call record and the logs is one line.
+std::string Unfold(absl::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '\r' || in[i] == '\n') {
+      while (!out.empty() && (out.back() == ' ' || out.back() == '\t')) out.pop_back();
+      while (i + 1 < in.size() &&
+             (in[i + 1] == '\r' || in[i + 1] == '\n' || in[i + 1] == ' ' || in[i + 1] == '\t')) {
+        ++i;
+      }
+      out.push_back(' ');
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string UrlText(su_home_t* home, const url_t* u) {
   if (u == nullptr) return "";
   char* s = url_as_string(home, u);
-  std::string out = s ? s : "";
+  std::string out = s ? Unfold(s) : "";
   su_free(home, s);
   return out;
 }
@@ -26,19 +52,7 @@ std::string NameAddr(su_home_t* home, const sip_addr_t* a) {
   if (a == nullptr) return "";
   std::string out;
   if (a->a_display != nullptr && *a->a_display != '\0') {
-    // sofia keeps a folded display name as it came ("Al<CRLF> ice"): each line break with the
-    // white space around it is one space (RFC 3261 §7.3.1), so that the name is one line in
-    // the other side's headers, the call record and the logs.
-    for (const char* p = a->a_display; *p != '\0'; ++p) {
-      if (*p == '\r' || *p == '\n') {
-        while (!out.empty() && (out.back() == ' ' || out.back() == '\t')) out.pop_back();
-        while (p[1] == '\r' || p[1] == '\n' || p[1] == ' ' || p[1] == '\t') ++p;
-        out.push_back(' ');
-      } else {
-        out.push_back(*p);
-      }
-    }
-    out.push_back(' ');
+    out = absl::StrCat(Unfold(a->a_display), " ");
   }
   return absl::StrCat(out, "<", UrlText(home, a->a_url), ">");
 }
@@ -64,7 +78,7 @@ std::string TimerHeaders(const sip_t* sip) {
   if (sip == nullptr) return "";
   std::vector<std::string> lines;
   auto add = [&](const char* name, const void* h) {
-    if (h != nullptr) lines.push_back(absl::StrCat(name, ": ", HeaderText(h)));
+    if (h != nullptr) lines.push_back(absl::StrCat(name, ": ", Unfold(HeaderText(h))));
   };
   add("Session-Expires", sip->sip_session_expires);
   add("Min-SE", sip->sip_min_se);

@@ -76,6 +76,19 @@ TEST(CallSipTest, AFoldedDisplayNameIsOneLine) {
   EXPECT_EQ(NameAddr(p.home(), p.sip()->sip_from), "\"Alice Martin\" <sip:1001@rwg.example.com>");
 }
 
+TEST(CallSipTest, FoldsInQuotedParametersAreOneLine) {
+  // sofia keeps these folds too: in a URI's quoted parameter and in Session-Expires'.
+  std::string text = Invite("Session-Expires: 90;x=\"a\r\n b\"\r\n");
+  text.replace(text.find("<sip:1001@192.0.2.7:5061;transport=tls>"), 39,
+               "<sip:1001@192.0.2.7:5061;transport=tls;x=\"q\r\n\tr\">");
+  Parsed folded(text);
+  ASSERT_NE(folded.sip(), nullptr);
+  ASSERT_NE(folded.sip()->sip_contact, nullptr);
+  EXPECT_EQ(UrlText(folded.home(), folded.sip()->sip_contact->m_url),
+            "sip:1001@192.0.2.7:5061;transport=tls;x=\"q r\"");
+  EXPECT_EQ(TimerHeaders(folded.sip()), "Session-Expires: 90;x=\"a b\"");
+}
+
 TEST(CallSipTest, PayloadIsTheSdpBodyOnly) {
   const std::string sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.7\r\ns=-\r\n";
   Parsed with_sdp(Invite("Content-Type: application/SDP\r\n", sdp));
