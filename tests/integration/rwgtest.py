@@ -26,6 +26,12 @@ def shard_tests(tests):
     sorted by id and dealt in turn, so that N ctest entries run one module in parallel and a
     test added later falls in one of them. Without it, every test."""
     spec = os.environ.get("RWG_TEST_SHARD", "")
+    if not spec:
+        return tests
+    m = re.fullmatch(r"([1-9][0-9]*)/([1-9][0-9]*)", spec)
+    if m is None or int(m.group(1)) > int(m.group(2)):
+        raise ValueError(f"RWG_TEST_SHARD={spec!r}: expected K/N with 1 <= K <= N")
+    k, n = int(m.group(1)), int(m.group(2))
     flat = []
 
     def walk(suite):
@@ -35,11 +41,6 @@ def shard_tests(tests):
             else:
                 flat.append(t)
     walk(tests)
-    if not spec:
-        return tests
-    k, n = (int(x) for x in spec.split("/"))
-    if not 1 <= k <= n:
-        raise ValueError(f"RWG_TEST_SHARD={spec}: K/N with 1 <= K <= N")
     flat.sort(key=lambda t: t.id())
     return unittest.TestSuite(t for i, t in enumerate(flat) if i % n == k - 1)
 

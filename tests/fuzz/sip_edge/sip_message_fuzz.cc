@@ -18,7 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "services/sip_edge/call_sip.h"
 #include "services/sip_edge/calls.h"
