@@ -38,6 +38,12 @@ function(rwg_library name)
   target_link_libraries(${name} PUBLIC ${ARG_DEPS})
 endfunction()
 
+# Every program of bin/ (the services and tools the integration suites start). The whole test
+# run's instrumented build makes only these and the fuzzers (tools/rwg, sanitize_build).
+if(NOT TARGET rwg_programs)
+  add_custom_target(rwg_programs)
+endif()
+
 # rwg_binary(NAME SRCS ... DEPS ...)
 function(rwg_binary name)
   cmake_parse_arguments(ARG "" "" "SRCS;DEPS" ${ARGN})
@@ -45,6 +51,7 @@ function(rwg_binary name)
   target_compile_options(${name} PRIVATE ${RWG_WARNINGS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bin)
+  add_dependencies(rwg_programs ${name})
 endfunction()
 
 # rwg_test(NAME SRCS ... DEPS ...): a GoogleTest binary registered with CTest.
