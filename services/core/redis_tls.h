@@ -13,6 +13,9 @@
 // Redis certificates. A client certificate is presented when Redis asks for one
 // (`tls-auth-clients`). The CA file and the client pair are read for every new connection, so
 // rotated files are used from the next connection on without a restart.
+//
+// The process must ignore SIGPIPE (rwg's services do): a write toward a Redis that has just
+// closed its end would raise it.
 #pragma once
 
 #include <memory>
