@@ -77,10 +77,11 @@ absl::StatusOr<redisContext*> ConnectRedis(const std::string& address, const std
   const timeval ctv = absl::ToTimeval(command_timeout);
   redisSetTimeout(c, ctv);
   if (!password.empty() || tls != nullptr) {
-    // Through TLS the first answer is also the proof that the handshake went through.
+    // Through TLS the first answer is also the proof that the handshake went through. An error
+    // answer to PING (NOAUTH: a password is required) is the next command's to report.
     redisReply* r = password.empty() ? Call(c, {"PING"}) : Call(c, {"AUTH", password});
     const bool answered = r != nullptr;
-    const bool ok = answered && r->type != REDIS_REPLY_ERROR;
+    const bool ok = answered && (password.empty() || r->type != REDIS_REPLY_ERROR);
     if (r) freeReplyObject(r);
     if (!answered) {
       std::string why = tls != nullptr ? tls->LastError(address) : std::string();
