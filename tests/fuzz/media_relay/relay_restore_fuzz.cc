@@ -5,8 +5,10 @@
 // meet SecretBox::Open) and with the text of each sealed key sealed properly first, so that key
 // bytes of any length and content reach the SRTP contexts. SRTCP counts are capped at 64 here:
 // only the length of a loop depends on them (the record's own limit is checked by
-// relay_session_record_fuzz). Properties: a restored leg has both SRTP contexts; one that
-// fails is an error, never an exception or a crash.
+// relay_session_record_fuzz). Properties: a restored leg has its outbound SRTP context, and
+// its inbound one exactly when it can decrypt (plain RTP, or the peer's key known: a session
+// restored between offer and answer has none yet, and its packets are dropped until the key
+// comes); one that fails is an error, never an exception or a crash.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -35,7 +37,9 @@ void Restore(const LegRecord& lr, const std::string& context) {
   Leg leg;
   absl::Status st = RestoreLegState(lr, Box(), context, leg, [](uint32_t, const absl::Status&) {});
   if (!st.ok()) return;
-  RWG_FUZZ_CHECK("relay_restore", leg.inbound != nullptr && leg.outbound != nullptr);
+  RWG_FUZZ_CHECK("relay_restore", leg.outbound != nullptr);
+  RWG_FUZZ_CHECK("relay_restore", (leg.inbound != nullptr) ==
+                                      (lr.suite == SrtpSuite::kNone || !leg.remote_key.empty()));
   RWG_FUZZ_CHECK("relay_restore", leg.suite == lr.suite);
 }
 
