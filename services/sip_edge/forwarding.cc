@@ -14,8 +14,9 @@
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_tagarg.h>
 
+#include <algorithm>
+#include <climits>
 #include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -271,9 +272,10 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
         f.method == "INVITE" || f.method == "UPDATE" ? TimerHeaders(sip) : "";
     // What the iPBX granted a SUBSCRIBE, read like the rest before the transaction (which owns
     // the answer) is destroyed.
-    const std::optional<int> expires_granted =
-        sip && sip->sip_expires ? std::optional<int>(static_cast<int>(sip->sip_expires->ex_delta))
-                                : std::nullopt;
+    const bool has_expires = sip != nullptr && sip->sip_expires != nullptr;
+    const int expires_granted =
+        has_expires ? static_cast<int>(std::min<sip_time_t>(sip->sip_expires->ex_delta, INT_MAX))
+                    : 0;
     nta_outgoing_destroy(orq);
     auto finish = [self, &from, &f, &timers](int st, const char* ph, const std::string& body) {
       const bool with_contact = st < 300 && (f.method == "INVITE" || f.method == "UPDATE");
@@ -288,7 +290,7 @@ int Calls::OnForwardResponse(nta_outgoing_magic_t* magic, nta_outgoing_t* orq, c
     if (!f.offer || call == nullptr || status >= 300 || sdp.empty()) {
       if (f.method == "SUBSCRIBE" && status < 300) {
         // A refresh (or an unsubscribe, Expires: 0): the phone learns what the iPBX granted.
-        const int granted = expires_granted ? *expires_granted : sub != nullptr ? sub->expires : 0;
+        const int granted = has_expires ? expires_granted : sub != nullptr ? sub->expires : 0;
         if (sub != nullptr) sub->expires_at = self->clock_.Now() + absl::Seconds(granted);
         const std::string expires = std::to_string(granted);
         nta_incoming_treply(f.irq, status, phrase.c_str(), SIPTAG_CONTACT_STR(from.contact.c_str()),
