@@ -274,7 +274,8 @@ absl::StatusOr<redisContext*> RedisClient::Acquire(uint64_t* generation) {
     return c;
   }
   absl::StatusOr<redisContext*> c =
-      ConnectRedis(address, options_.password, options_.connect_timeout, options_.command_timeout);
+      ConnectRedis(address, options_.password, options_.connect_timeout, options_.command_timeout,
+                   options_.tls.get());
   if (c.ok() && generation != nullptr) {
     absl::MutexLock lock(&mu_);
     generation_of_[*c] = gen;

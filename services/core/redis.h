@@ -65,6 +65,7 @@ struct RedisArgv {
 std::string ScriptSha(const std::string& script);
 
 class MasterLocator;
+class RedisTlsTunnel;
 
 struct RedisOptions {
   std::string address = "127.0.0.1:6379";  // host:port or unix:/path
@@ -74,6 +75,9 @@ struct RedisOptions {
   // when it cannot have been applied: no connection, refused by a demoted master (READONLY,
   // NOREPLICAS), or a read whose reply was lost. A write whose reply was lost is not repeated.
   std::shared_ptr<MasterLocator> locator;
+  // Redis over TLS (services/core/redis_tls.h): every connection to a host:port goes through
+  // it. Unix socket addresses never do.
+  std::shared_ptr<RedisTlsTunnel> tls;
   // Long enough for the sentinels to agree the master is down and promote a replica
   // (down-after-milliseconds plus about a second).
   absl::Duration failover_wait = absl::Seconds(5);

@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "services/core/log.h"
 #include "services/core/redis.h"
+#include "services/core/redis_tls.h"
 
 namespace rwg::core {
 
@@ -39,10 +40,18 @@ redisReply* Call(redisContext* c, const std::vector<std::string>& args) {
 
 absl::StatusOr<redisContext*> ConnectRedis(const std::string& address, const std::string& password,
                                            absl::Duration connect_timeout,
-                                           absl::Duration command_timeout) {
+                                           absl::Duration command_timeout, RedisTlsTunnel* tls) {
   const timeval tv = absl::ToTimeval(connect_timeout);
   redisContext* c = nullptr;
-  absl::string_view addr = address;
+  std::string dial = address;
+  if (tls != nullptr && !absl::StartsWith(address, "unix:")) {
+    absl::StatusOr<std::string> local = tls->LocalAddress(address);
+    if (!local.ok()) return local.status();
+    dial = *std::move(local);
+  } else {
+    tls = nullptr;
+  }
+  absl::string_view addr = dial;
   if (absl::ConsumePrefix(&addr, "unix:")) {
     c = redisConnectUnixWithTimeout(std::string(addr).c_str(), tv);
   } else {
@@ -67,10 +76,19 @@ absl::StatusOr<redisContext*> ConnectRedis(const std::string& address, const std
   BoundRedisReplies(c->reader);
   const timeval ctv = absl::ToTimeval(command_timeout);
   redisSetTimeout(c, ctv);
-  if (!password.empty()) {
-    redisReply* r = Call(c, {"AUTH", password});
-    const bool ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
+  if (!password.empty() || tls != nullptr) {
+    // Through TLS the first answer is also the proof that the handshake went through. An error
+    // answer to PING (NOAUTH: a password is required) is the next command's to report.
+    redisReply* r = password.empty() ? Call(c, {"PING"}) : Call(c, {"AUTH", password});
+    const bool answered = r != nullptr;
+    const bool ok = answered && (password.empty() || r->type != REDIS_REPLY_ERROR);
     if (r) freeReplyObject(r);
+    if (!answered) {
+      std::string why = tls != nullptr ? tls->LastError(address) : std::string();
+      if (why.empty()) why = c->errstr[0] != '\0' ? c->errstr : "no answer";
+      redisFree(c);
+      return absl::UnavailableError(absl::StrCat("redis at ", address, " is unavailable: ", why));
+    }
     if (!ok) {
       redisFree(c);
       return absl::UnavailableError(absl::StrCat("redis at ", address, " refused the password"));
@@ -146,8 +164,9 @@ std::string MasterLocator::Ask(std::string* why) {
   for (size_t k = 0; k < n; ++k) {
     const size_t i = (first_sentinel_ + k) % n;
     const std::string& sentinel = options_.sentinels[i];
-    absl::StatusOr<redisContext*> c = ConnectRedis(
-        sentinel, options_.sentinel_password, options_.connect_timeout, options_.connect_timeout);
+    absl::StatusOr<redisContext*> c =
+        ConnectRedis(sentinel, options_.sentinel_password, options_.connect_timeout,
+                     options_.connect_timeout, options_.tls.get());
     if (!c.ok()) {
       errors.push_back(std::string(c.status().message()));
       continue;
@@ -171,8 +190,9 @@ std::string MasterLocator::Ask(std::string* why) {
     redisFree(*c);
     if (candidate.empty()) continue;
     // A sentinel may still name a master that is gone or demoted: the server says what it is.
-    absl::StatusOr<redisContext*> m = ConnectRedis(
-        candidate, options_.redis_password, options_.connect_timeout, options_.connect_timeout);
+    absl::StatusOr<redisContext*> m =
+        ConnectRedis(candidate, options_.redis_password, options_.connect_timeout,
+                     options_.connect_timeout, options_.tls.get());
     if (!m.ok()) {
       errors.push_back(
           absl::StrCat("sentinel ", sentinel, " names ", candidate, ": ", m.status().message()));
@@ -252,8 +272,9 @@ bool MasterLocator::Step() {
 void MasterLocator::SubscribeToSwitches() {
   if (options_.sentinels.empty()) return;
   const std::string& sentinel = options_.sentinels[first_sentinel_ % options_.sentinels.size()];
-  absl::StatusOr<redisContext*> c = ConnectRedis(
-      sentinel, options_.sentinel_password, options_.connect_timeout, options_.connect_timeout);
+  absl::StatusOr<redisContext*> c =
+      ConnectRedis(sentinel, options_.sentinel_password, options_.connect_timeout,
+                   options_.connect_timeout, options_.tls.get());
   if (!c.ok()) return;
   redisReply* r = Call(*c, {"SUBSCRIBE", "+switch-master"});
   const bool ok = r != nullptr && r->type == REDIS_REPLY_ARRAY;

@@ -25,20 +25,26 @@ struct redisContext;
 
 namespace rwg::core {
 
+class RedisTlsTunnel;
+
 struct SentinelOptions {
   std::vector<std::string> sentinels;  // host:port of each sentinel
   std::string master_name = "rwg";
-  std::string sentinel_password;  // AUTH toward the sentinels when set; never logged
-  std::string redis_password;     // AUTH toward the master (to check its role)
+  std::string sentinel_password;        // AUTH toward the sentinels when set; never logged
+  std::string redis_password;           // AUTH toward the master (to check its role)
+  std::shared_ptr<RedisTlsTunnel> tls;  // sentinels and master over TLS when set
   absl::Duration connect_timeout = absl::Milliseconds(500);
   absl::Duration poll = absl::Seconds(1);
 };
 
-// A connection to `address` (host:port, [v6]:port or unix:/path) with AUTH `password` when set.
-// Unavailable naming the address when it cannot be made.
+// A connection to `address` (host:port, [v6]:port or unix:/path) with AUTH `password` when set,
+// through `tls` (when not null) for a host:port; it is then checked with a first command
+// (AUTH or PING) so that a failed handshake is reported here, with its reason. Unavailable
+// naming the address when it cannot be made.
 absl::StatusOr<redisContext*> ConnectRedis(const std::string& address, const std::string& password,
                                            absl::Duration connect_timeout,
-                                           absl::Duration command_timeout);
+                                           absl::Duration command_timeout,
+                                           RedisTlsTunnel* tls = nullptr);
 
 class MasterLocator {
  public:

@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "services/core/log.h"
 #include "services/core/redis_sentinel.h"
+#include "services/core/redis_tls.h"
 #include "services/core/tls_identity.h"
 
 namespace rwg::core {
@@ -36,6 +37,16 @@ void CommonConfig::RegisterRedis(Options& o) {
   o.Add("redis-master-name", redis_master_name, "the master's name in the sentinels");
   o.Add("redis-sentinel-password-file", redis_sentinel_password_file,
         "file holding the sentinels' password (when they require one)");
+  o.Flag("redis-tls", redis_tls,
+         "reach Redis and the sentinels over TLS (on too when any redis-ca/cert/key file is set)");
+  o.Add("redis-ca-file", redis_ca_file,
+        "PEM CAs Redis's certificate must chain to (default: the system's trust store)");
+  o.Add("redis-cert-file", redis_cert_file,
+        "PEM client certificate presented to Redis (tls-auth-clients), with redis-key-file");
+  o.Add("redis-key-file", redis_key_file, "the private key of redis-cert-file");
+  o.Add("redis-tls-server-name", redis_tls_server_name,
+        "the name Redis's certificate must carry (default: the host of the address; set it "
+        "with Sentinel, whose master addresses are IP addresses)");
 }
 
 void CommonConfig::RegisterSecretKey(Options& o, const std::string& help) {
@@ -131,6 +142,20 @@ absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config,
       ReadSecretFile("redis-password-file", config.redis_password_file);
   if (!password.ok()) return password.status();
   ro.password = *std::move(password);
+  if (config.redis_tls || !config.redis_ca_file.empty() || !config.redis_cert_file.empty() ||
+      !config.redis_key_file.empty()) {
+    RedisTlsOptions to;
+    to.ca_file = config.redis_ca_file;
+    to.cert_file = config.redis_cert_file;
+    to.key_file = config.redis_key_file;
+    to.server_name = config.redis_tls_server_name;
+    to.handshake_timeout = ro.connect_timeout;
+    absl::StatusOr<std::shared_ptr<RedisTlsTunnel>> tls = RedisTlsTunnel::Start(std::move(to));
+    if (!tls.ok()) return absl::InvalidArgumentError(tls.status().message());
+    ro.tls = *std::move(tls);
+  } else if (!config.redis_tls_server_name.empty()) {
+    return OptionError("redis-tls-server-name", "only with redis-tls");
+  }
   if (config.redis_sentinels.empty()) return ro;
   SentinelOptions so;
   for (absl::string_view a : absl::StrSplit(config.redis_sentinels, ',', absl::SkipWhitespace())) {
@@ -153,6 +178,7 @@ absl::StatusOr<RedisOptions> RedisOptionsFrom(const CommonConfig& config,
   if (!sentinel_password.ok()) return sentinel_password.status();
   so.sentinel_password = *std::move(sentinel_password);
   so.redis_password = ro.password;
+  so.tls = ro.tls;
   ro.locator = MasterLocator::Start(std::move(so), registry);
   if (registry != nullptr) {
     ro.retries = &prometheus::BuildCounter()

@@ -47,11 +47,17 @@ struct CommonConfig {
   std::string redis_sentinels;  // host:port,... (Sentinel instead of redis_address)
   std::string redis_master_name = "rwg";
   std::string redis_sentinel_password_file;
+  // Redis (and the sentinels) over TLS: on with redis_tls or any of the files below.
+  bool redis_tls = false;
+  std::string redis_ca_file;    // CAs of Redis's certificate (default: the system's)
+  std::string redis_cert_file;  // client certificate, when Redis requires one
+  std::string redis_key_file;
+  std::string redis_tls_server_name;  // the name in Redis's certificate (default: the host)
   std::string secret_key_file;
   // Whether the service has an at-rest key (RegisterSecretKey was called).
   bool has_secret_key = false;
 
-  // --redis-address, --redis-password-file and the Sentinel options.
+  // --redis-address, --redis-password-file, the Sentinel and the TLS options.
   void RegisterRedis(Options& options);
   // --secret-key-file (required); `help` says what the key is for in this service.
   void RegisterSecretKey(Options& options, const std::string& help);

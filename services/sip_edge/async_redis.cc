@@ -9,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "services/core/log.h"
 #include "services/core/redis_sentinel.h"
+#include "services/core/redis_tls.h"
 #include "services/sip_edge/guard.h"
 
 namespace rwg::sip_edge {
@@ -43,7 +44,16 @@ bool AsyncRedis::Connect() {
     address_ = m.address;
     generation_ = m.generation;
   }
-  absl::string_view addr = address_;
+  std::string dial = address_;
+  if (options_.tls != nullptr && !absl::StartsWith(address_, "unix:")) {
+    absl::StatusOr<std::string> local = options_.tls->LocalAddress(address_);
+    if (!local.ok()) {
+      last_error_ = std::string(local.status().message());
+      return false;
+    }
+    dial = *std::move(local);
+  }
+  absl::string_view addr = dial;
   redisAsyncContext* c = nullptr;
   if (absl::ConsumePrefix(&addr, "unix:")) {
     c = redisAsyncConnectUnix(std::string(addr).c_str());
@@ -191,7 +201,8 @@ void AsyncRedis::HandleReply(redisAsyncContext* c, void* reply, void* privdata) 
 void AsyncRedis::OnConnect(const redisAsyncContext* c, int status) {
   auto* self = static_cast<AsyncRedis*>(c->data);
   if (status != REDIS_OK) {
-    self->last_error_ = c->errstr ? c->errstr : "connect failed";
+    self->last_error_ = self->TlsError();
+    if (self->last_error_.empty()) self->last_error_ = c->errstr ? c->errstr : "connect failed";
     if (self->options_.locator != nullptr) self->options_.locator->Suspect(self->generation_);
     core::log::Warn("redis connection failed",
                     {{"address", self->address_}, {"error", self->last_error_}});
@@ -206,7 +217,10 @@ void AsyncRedis::OnConnect(const redisAsyncContext* c, int status) {
 
 void AsyncRedis::OnDisconnect(const redisAsyncContext* c, int status) {
   auto* self = static_cast<AsyncRedis*>(c->data);
-  if (status != REDIS_OK && c->errstr != nullptr) self->last_error_ = c->errstr;
+  if (status != REDIS_OK) {
+    self->last_error_ = self->TlsError();
+    if (self->last_error_.empty() && c->errstr != nullptr) self->last_error_ = c->errstr;
+  }
   if (status != REDIS_OK && self->options_.locator != nullptr) {
     self->options_.locator->Suspect(self->generation_);
   }
@@ -214,6 +228,11 @@ void AsyncRedis::OnDisconnect(const redisAsyncContext* c, int status) {
     self->ctx_ = nullptr;  // hiredis frees the context after this call
     self->sent_at_.clear();
   }
+}
+
+std::string AsyncRedis::TlsError() const {
+  if (options_.tls == nullptr || absl::StartsWith(address_, "unix:")) return "";
+  return options_.tls->LastError(address_);
 }
 
 void AsyncRedis::Drop(const std::string& why) {

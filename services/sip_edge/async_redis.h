@@ -59,6 +59,8 @@ class AsyncRedis : public core::AsyncRedisCommands {
   static void HandleReply(redisAsyncContext* c, void* reply, void* privdata);
   static void OnConnect(const redisAsyncContext* c, int status);
   static void OnDisconnect(const redisAsyncContext* c, int status);
+  // Why the TLS tunnel's last connection to address_ failed, when Redis is reached through one.
+  std::string TlsError() const;
   static int OnEvent(su_root_magic_t*, su_wait_t* w, su_wakeup_arg_t* arg);
   static void AddRead(void* p);
   static void DelRead(void* p);

@@ -508,6 +508,47 @@ metrics: {serviceMonitor: {enabled: true}, prometheusRule: {enabled: true, force
         self.assertIn("icp.host=10.1.2.3", job)
         self.assertIn("public_name=rwg.example.com", job)
 
+    def test_external_redis_over_tls(self):
+        """Every service that reaches Redis gets the TLS flags and the two Secrets, mounted
+        whole (a rotated certificate reaches the pods); the chart's own Redis has no TLS."""
+        d = self.template(values="""
+redis:
+  enabled: false
+  external:
+    address: "redis.example:6380"
+    passwordSecret: {name: rp}
+    tls: {enabled: true, caSecret: {name: redis-ca, key: ca.pem}, clientSecret: redis-client,
+          serverName: redis.example}
+sync: {enabled: true}
+tma: {enabled: true}
+ott: {enabled: true}
+""")
+        workloads = [(k, n, t) for k, n, t in d
+                     if k in ("Deployment", "StatefulSet") and "--redis-address" in t]
+        names = {n for _, n, _ in workloads}
+        for c in ("control", "sip-edge", "provisioning", "sync", "tma", "ott",
+                  "media-relay-0"):
+            self.assertIn(f"r-rwg-{c}", names)
+        for _, n, t in workloads:
+            for flag in ("--redis-address=redis.example:6380", "--redis-tls",
+                         "--redis-ca-file=/etc/rwg/redis-tls/ca/ca.crt",
+                         "--redis-cert-file=/etc/rwg/redis-tls/client/tls.crt",
+                         "--redis-key-file=/etc/rwg/redis-tls/client/tls.key",
+                         "--redis-tls-server-name=redis.example",
+                         "--redis-password-file=/etc/rwg/redis/password"):
+                self.assertIn(flag, t, n)
+            self.assertIn("secretName: redis-ca", t, n)
+            self.assertIn("items: [{key: ca.pem, path: ca.crt}]", t, n)
+            self.assertIn("secretName: redis-client", t, n)
+            self.assertIn("mountPath: /etc/rwg/redis-tls/client", t, n)
+            self.assertNotIn("subPath", t, n)
+        # TLS is for an external Redis only: with the chart's Redis the flags are not given.
+        d = self.template(values="redis: {external: {tls: {enabled: true}}}\n")
+        self.assertFalse(any("--redis-tls" in t for _, _, t in d))
+        self.assertIn("/redis/external/tls/serverName", self.refused(
+            values="redis: {enabled: false, external: {address: 'r:1', "
+                   "tls: {enabled: true, serverName: 'a b'}}}\n"))
+
     def pods_and_policies(self, *sets):
         """The chart's pods by component (netpol.Pod) and its NetworkPolicies, rendered in
         namespace ns."""

@@ -61,6 +61,10 @@ app.kubernetes.io/part-of: rwg
 {{- .Values.redis.external.passwordSecret.name -}}
 {{- end -}}
 {{- end -}}
+{{/* "true" when the services reach an external Redis over TLS (the chart's own Redis has none). */}}
+{{- define "rwg.redisTls" -}}
+{{- if and (not .Values.redis.enabled) .Values.redis.external.tls.enabled -}}true{{- end -}}
+{{- end -}}
 {{- define "rwg.redisPasswordKey" -}}
 {{- if .Values.redis.enabled -}}password{{- else -}}{{ .Values.redis.external.passwordSecret.key | default "password" }}{{- end -}}
 {{- end -}}
@@ -123,6 +127,18 @@ capabilities:
   secret:
     secretName: {{ include "rwg.internalTlsName" . }}
     defaultMode: 0440
+{{- include "rwg.redisVolumes" . }}
+{{- end -}}
+
+{{- define "rwg.volumeMounts" -}}
+- {name: tmp, mountPath: /tmp}
+- {name: secrets, mountPath: /etc/rwg/secrets, readOnly: true}
+- {name: internal-tls, mountPath: /etc/rwg/internal, readOnly: true}
+{{- include "rwg.redisVolumeMounts" . }}
+{{- end -}}
+
+{{/* Redis: the volumes, mounts and flags of every service that reaches it. */}}
+{{- define "rwg.redisVolumes" -}}
 {{- with include "rwg.redisPasswordSecret" . }}
 - name: redis-password
   secret:
@@ -130,14 +146,58 @@ capabilities:
     defaultMode: 0440
     items: [{key: {{ include "rwg.redisPasswordKey" $ }}, path: password}]
 {{- end }}
+{{- if include "rwg.redisTls" . }}
+{{- with .Values.redis.external.tls }}
+{{- if .caSecret.name }}
+- name: redis-tls-ca
+  secret:
+    secretName: {{ .caSecret.name }}
+    defaultMode: 0440
+    items: [{key: {{ .caSecret.key | default "ca.crt" }}, path: ca.crt}]
+{{- end }}
+{{- if .clientSecret }}
+- name: redis-tls-client
+  secret:
+    secretName: {{ .clientSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
-{{- define "rwg.volumeMounts" -}}
-- {name: tmp, mountPath: /tmp}
-- {name: secrets, mountPath: /etc/rwg/secrets, readOnly: true}
-- {name: internal-tls, mountPath: /etc/rwg/internal, readOnly: true}
+{{- define "rwg.redisVolumeMounts" -}}
 {{- if include "rwg.redisPasswordSecret" . }}
 - {name: redis-password, mountPath: /etc/rwg/redis, readOnly: true}
+{{- end }}
+{{- if include "rwg.redisTls" . }}
+{{- if .Values.redis.external.tls.caSecret.name }}
+- {name: redis-tls-ca, mountPath: /etc/rwg/redis-tls/ca, readOnly: true}
+{{- end }}
+{{- if .Values.redis.external.tls.clientSecret }}
+- {name: redis-tls-client, mountPath: /etc/rwg/redis-tls/client, readOnly: true}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "rwg.redisArgs" -}}
+- --redis-address={{ include "rwg.redisAddress" . }}
+{{- if include "rwg.redisPasswordSecret" . }}
+- --redis-password-file=/etc/rwg/redis/password
+{{- end }}
+{{- if include "rwg.redisTls" . }}
+- --redis-tls
+{{- with .Values.redis.external.tls }}
+{{- if .caSecret.name }}
+- --redis-ca-file=/etc/rwg/redis-tls/ca/ca.crt
+{{- end }}
+{{- if .clientSecret }}
+- --redis-cert-file=/etc/rwg/redis-tls/client/tls.crt
+- --redis-key-file=/etc/rwg/redis-tls/client/tls.key
+{{- end }}
+{{- if .serverName }}
+- --redis-tls-server-name={{ .serverName }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -145,11 +205,8 @@ capabilities:
 {{- define "rwg.commonArgs" -}}
 - --tls-cert-file=/etc/rwg/internal/tls.crt
 - --tls-key-file=/etc/rwg/internal/tls.key
-- --redis-address={{ include "rwg.redisAddress" . }}
 - --secret-key-file=/etc/rwg/secrets/secret-key
-{{- if include "rwg.redisPasswordSecret" . }}
-- --redis-password-file=/etc/rwg/redis/password
-{{- end }}
+{{ include "rwg.redisArgs" . }}
 {{- end -}}
 
 {{/* Probes: readiness asks grpc.health.v1 with the image's rwgctl (RWG_SERVER, RWG_CA_CERT
@@ -261,5 +318,5 @@ affinity:
 {{/* Pods restart when the secrets they are given change: the Secrets named in values, or the
      generated ones' settings (generated contents stay the same across upgrades). */}}
 {{- define "rwg.secretsChecksum" -}}
-{{- toJson (list .Values.secrets .Values.tls.public.existingSecret .Values.tls.internal.existingSecret .Values.redis.auth .Values.redis.external.passwordSecret) | sha256sum | trunc 16 -}}
+{{- toJson (list .Values.secrets .Values.tls.public.existingSecret .Values.tls.internal.existingSecret .Values.redis.auth .Values.redis.external.passwordSecret .Values.redis.external.tls) | sha256sum | trunc 16 -}}
 {{- end -}}
