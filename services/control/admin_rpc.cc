@@ -49,6 +49,7 @@ grpc::Status AdminRpc::Run(const char* method, grpc::ServerContext* ctx,
         return fn();
       },
       count_throw);
+  // Only the accounting below runs here; what it could throw is counted by RunCatching itself.
   (void)RunCatching(
       method,
       [&]() -> absl::Status {

@@ -136,6 +136,7 @@ grpc::Status AdminServiceImpl::AddSyncConsumer(grpc::ServerContext* ctx,
       // Notices start after the device revision current now: no backlog.
       absl::StatusOr<core::RedisReply> rev = redis_.Command({"GET", core::kDevicesRevisionKey});
       if (!rev.ok()) return rev.status();
+      // A revision that is not a number (never written so) leaves 0: notices from the start.
       if (!rev->is_nil()) (void)absl::SimpleAtoi(rev->str, &c.callback_from);
     }
     c.enabled = true;

@@ -31,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "services/core/log.h"
+#include "services/core/openssl_error.h"
 #include "services/core/thread.h"
 #include "services/core/tls_identity.h"
 
@@ -73,15 +74,6 @@ struct SslFree {
 };
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
 using SslPtr = std::unique_ptr<SSL, SslFree>;
-
-std::string OpenSslError() {
-  const unsigned long e = ERR_get_error();  // NOLINT(google-runtime-int): OpenSSL's type
-  ERR_clear_error();
-  if (e == 0) return "unknown TLS error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
-}
 
 bool IsIpLiteral(const std::string& host) {
   in6_addr a6;
@@ -190,19 +182,87 @@ class Tunnel final : public RedisTlsTunnel {
   }
 
   absl::StatusOr<std::string> LocalAddress(const std::string& address) override {
+    std::unique_ptr<Target> retired;
+    absl::StatusOr<std::string> local = LocalAddressLocked(address, &retired);
+    if (retired != nullptr) {
+      // Its acceptor stops and goes; its socket with it (outside the lock, which the acceptor
+      // takes).
+      const uint64_t one = 1;
+      (void)!write(retired->stop.get(), &one, sizeof(one));  // readable from now on
+      if (retired->acceptor.joinable()) retired->acceptor.join();
+      unlink(retired->path.c_str());
+    }
+    return local;
+  }
+
+  std::string LastError(const std::string& address) const override {
     absl::MutexLock lock(&mu_);
+    auto it = errors_.find(address);
+    return it == errors_.end() ? std::string() : it->second;
+  }
+
+  size_t addresses() const override {
+    absl::MutexLock lock(&mu_);
+    return targets_.size();
+  }
+
+ private:
+  // One Redis address: immutable once made, but for the acceptor thread joined at the end and
+  // its use.
+  struct Target {
+    std::string address;
+    std::string host;
+    int port = 0;
+    std::string path;
+    UniqueFd listener;
+    UniqueFd stop;  // an eventfd, readable once this address is retired
+    std::thread acceptor;
+    std::atomic<bool> retired{false};   // set under mu_
+    std::atomic<uint64_t> last_use{0};  // the LocalAddress call that last gave it (LRU)
+  };
+  struct Connection {
+    const Target* target = nullptr;
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+
+  absl::StatusOr<std::string> LocalAddressLocked(const std::string& address,
+                                                 std::unique_ptr<Target>* retired) {
+    absl::MutexLock lock(&mu_);
+    ++uses_;
     if (auto it = targets_.find(address); it != targets_.end()) {
+      it->second->last_use = uses_;
       return absl::StrCat("unix:", it->second->path);
     }
     auto t = std::make_unique<Target>();
     t->address = address;
     if (absl::Status s = SplitHostPort(address, &t->host, &t->port); !s.ok()) return s;
     if (targets_.size() >= options_.max_addresses) {
-      return absl::ResourceExhaustedError(absl::StrCat("redis TLS: more than ",
-                                                       options_.max_addresses, " Redis addresses; ",
-                                                       address, " is not connected"));
+      // Full: the address used least recently that no connection uses goes (with Sentinel,
+      // masters of the past: every restarted Redis pod is a new address).
+      auto victim = targets_.end();
+      for (auto it = targets_.begin(); it != targets_.end(); ++it) {
+        if (InUseLocked(*it->second)) continue;
+        if (victim == targets_.end() ||
+            it->second->last_use.load() < victim->second->last_use.load()) {
+          victim = it;
+        }
+      }
+      if (victim == targets_.end()) {
+        return absl::ResourceExhaustedError(absl::StrCat("redis TLS: ", options_.max_addresses,
+                                                         " Redis addresses in use at once; ",
+                                                         address, " is not connected"));
+      }
+      victim->second->retired = true;
+      errors_.erase(victim->first);
+      log::Info("Redis TLS address retired", {{"address", victim->first}});
+      *retired = std::move(victim->second);
+      targets_.erase(victim);
     }
-    t->path = absl::StrCat(dir_, "/", targets_.size(), ".sock");
+    t->last_use = uses_;
+    // Never a path used before: a client still holding a retired address's path must not
+    // reach another Redis through it.
+    t->path = absl::StrCat(dir_, "/", next_path_++, ".sock");
     sockaddr_un sa{};
     sa.sun_family = AF_UNIX;
     if (t->path.size() >= sizeof(sa.sun_path)) {
@@ -217,6 +277,11 @@ class Tunnel final : public RedisTlsTunnel {
       return absl::UnavailableError(
           absl::StrCat("redis TLS: cannot listen on ", t->path, ": ", std::strerror(errno)));
     }
+    t->stop = UniqueFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (t->stop.get() < 0) {
+      unlink(t->path.c_str());
+      return absl::InternalError(absl::StrCat("redis TLS: eventfd: ", std::strerror(errno)));
+    }
     Target* raw = t.get();
     t->acceptor = std::thread([this, raw] { Accept(raw); });
     std::string local = absl::StrCat("unix:", t->path);
@@ -224,36 +289,22 @@ class Tunnel final : public RedisTlsTunnel {
     return local;
   }
 
-  std::string LastError(const std::string& address) const override {
-    absl::MutexLock lock(&mu_);
-    auto it = errors_.find(address);
-    return it == errors_.end() ? std::string() : it->second;
+  // Whether a connection to `t` is still being carried.
+  bool InUseLocked(const Target& t) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return std::any_of(connections_.begin(), connections_.end(),
+                       [&](const Connection& c) { return c.target == &t && !c.done.load(); });
   }
-
- private:
-  // One Redis address: immutable once made, but for the acceptor thread joined at the end.
-  struct Target {
-    std::string address;
-    std::string host;
-    int port = 0;
-    std::string path;
-    UniqueFd listener;
-    std::thread acceptor;
-  };
-  struct Connection {
-    std::thread thread;
-    std::atomic<bool> done{false};
-  };
 
   void Accept(Target* t) {
     NameThisThread("redis-tls-acc");
     for (;;) {
-      pollfd p[2] = {{t->listener.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-      if (poll(p, 2, -1) < 0) {
+      pollfd p[3] = {
+          {t->listener.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}, {t->stop.get(), POLLIN, 0}};
+      if (poll(p, 3, -1) < 0) {
         if (errno == EINTR) continue;
         return;
       }
-      if (p[1].revents != 0) return;
+      if (p[1].revents != 0 || p[2].revents != 0) return;
       const int fd = accept4(t->listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -263,6 +314,10 @@ class Tunnel final : public RedisTlsTunnel {
         continue;
       }
       absl::MutexLock lock(&mu_);
+      if (t->retired) {  // retired while this connection was being accepted
+        close(fd);
+        return;
+      }
       for (auto it = connections_.begin(); it != connections_.end();) {
         if (it->done.load()) {
           it->thread.join();
@@ -278,6 +333,7 @@ class Tunnel final : public RedisTlsTunnel {
         continue;
       }
       Connection& c = connections_.emplace_back();
+      c.target = t;
       c.thread = std::thread([this, t, fd, &c] {
         Carry(*t, UniqueFd(fd));
         c.done.store(true);
@@ -508,6 +564,8 @@ class Tunnel final : public RedisTlsTunnel {
   std::map<std::string, std::unique_ptr<Target>> targets_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> errors_ ABSL_GUARDED_BY(mu_);
   std::list<Connection> connections_ ABSL_GUARDED_BY(mu_);
+  uint64_t uses_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_path_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

@@ -33,7 +33,7 @@ struct RedisTlsOptions {
   std::string server_name;  // the name Redis's certificate must carry; empty: the host
   absl::Duration handshake_timeout = absl::Seconds(5);  // TCP connect + TLS handshake
   size_t max_connections = 256;                         // at once, every address together
-  size_t max_addresses = 64;  // distinct Redis addresses (Sentinel, failovers)
+  size_t max_addresses = 64;  // Redis addresses known at once (Sentinel, failovers)
 };
 
 class RedisTlsTunnel {
@@ -44,9 +44,14 @@ class RedisTlsTunnel {
   virtual ~RedisTlsTunnel() = default;
 
   // "unix:<socket>" that carries a connection to `address` (host:port or [v6]:port) over TLS.
-  // The same address always gives the same socket. InvalidArgument for a malformed address,
-  // ResourceExhausted past max_addresses.
+  // The same address gives the same socket while it is known. With max_addresses known, a new
+  // one retires the address used least recently that carries no connection (its socket goes;
+  // a new socket never takes a retired one's name). InvalidArgument for a malformed address,
+  // ResourceExhausted when all max_addresses carry connections.
   virtual absl::StatusOr<std::string> LocalAddress(const std::string& address) = 0;
+
+  // How many addresses are known (each has a socket and a thread waiting on it).
+  virtual size_t addresses() const = 0;
 
   // Why the last connection to `address` failed (connect, handshake, verification), or empty
   // when the last one succeeded or none was tried. For the errors clients report: hiredis

@@ -1,3 +1,10 @@
+// The sync API's records in Redis (see sync_store.h): consumers, their callback status, and the
+// OAuth 1.0a tokens through their life (temporary, approved, exchanged, renewed, revoked).
+// Why it is about 900 lines: each change is a Lua script run as one step in Redis (a consumer
+// and its id index, a token and its consumer's count), written here next to the C++ that
+// calls it and decodes its answer, so that a script and its caller are read together; the
+// codecs of the two records come first.
+
 #include "services/core/sync_store.h"
 
 #include <arpa/inet.h>
@@ -615,7 +622,10 @@ absl::StatusOr<bool> SyncStore::DeleteConsumer(const std::string& name) {
     if (absl::IsNotFound(n.status())) return false;
     if (!n.ok()) return n.status();
     if (*n >= 0) {
-      // Its callback status goes too (sync writes one only for a consumer that exists).
+      // Its callback status goes too (sync writes one only for a consumer that exists). The
+      // consumer is deleted already; a status Redis could not delete stays unread, since a
+      // consumer added again under this name ignores it (CallbackStatus reads a status only for
+      // the same URL and starting revision).
       (void)redis_.Command({"DEL", SyncCallbackKey(name)});
       return true;
     }

@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/core/log.h"
+#include "services/core/openssl_error.h"
 #include "services/core/server.h"
 
 namespace rwg::core {
@@ -24,15 +25,6 @@ using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
 
 BioPtr MemBio(const std::string& s) {
   return BioPtr(BIO_new_mem_buf(s.data(), static_cast<int>(s.size())), &BIO_free);
-}
-
-std::string OpenSslError() {
-  const unsigned long e = ERR_get_error();  // NOLINT(google-runtime-int): OpenSSL's type
-  ERR_clear_error();
-  if (e == 0) return "unknown error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
 }
 
 absl::StatusOr<absl::Time> AsnTime(const ASN1_TIME* t) {

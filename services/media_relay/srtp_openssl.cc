@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/openssl_error.h"
 #include "services/media_relay/rtp.h"
 
 namespace rwg::media_relay {
@@ -70,11 +71,7 @@ using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 using MacCtx = std::unique_ptr<EVP_MAC_CTX, MacCtxFree>;
 
 absl::Status OpensslError(absl::string_view what) {
-  const unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  char reason[256] = "no OpenSSL error queued";
-  if (code != 0) ERR_error_string_n(code, reason, sizeof(reason));
-  return absl::InternalError(absl::StrCat(what, " failed: ", reason));
+  return absl::InternalError(absl::StrCat(what, " failed: ", core::OpenSslError()));
 }
 
 // Acceptance of packet indexes already seen: `top` is the highest index accepted, and bit `age`

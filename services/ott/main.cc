@@ -31,6 +31,7 @@ absl::Status Run(core::ServiceMain& m, const ott::Config& c) {
   ott::OttStore store(redis, core::SystemClock::Get(), core::Random::System());
   ott::CertStore certs(c.cert_dir, &ott::ConfigureServerTls, m.host().registry());
   char host[256] = {};
+  // Fails only on a too-long name, which it cuts: the name is a label, the pid tells apart.
   (void)gethostname(host, sizeof(host) - 1);
   ott::OttState state(store, redis, certs, core::SystemClock::Get(),
                       absl::StrCat(host, ":", getpid()), c.State(), m.host().registry());

@@ -1,3 +1,16 @@
+// The OTT reverse proxy (see proxy.h): TLS with a certificate per FQDN chosen by SNI, the
+// request's checks (host, path lists, limits, bans), rwg's own login for admin paths, and the
+// forwarding to the application with its headers, bodies streamed both ways, WebSocket
+// upgrades, timeouts and kept-alive application connections.
+// Why it is about 1,350 lines: every step above runs inside one Asio coroutine per client
+// connection (Serve → Handle → LoginPage | Forward), and the steps share that coroutine's
+// streams, buffers and outcome; GCC 12 miscompiles some coroutine patterns (see the comments
+// where they are avoided), so the code is kept in one place where that care is visible. The
+// parts without coroutines are units of their own: paths (paths.cc), domains and accounts
+// (store.cc), certificates, limits and bans (state.cc). The next split would take the header
+// helpers at the top (request/response field filtering, cookies, forms) into a unit with unit
+// tests of its own.
+
 #include "services/ott/proxy.h"
 
 // Asio's C++20 coroutines (GCC enables them by itself; clang-based tools need telling).
@@ -627,6 +640,7 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
           metrics_.Refused("bad_request");
           const unsigned status = ec == http::error::header_limit ? 431 : 400;
           std::string text = status == 431 ? "request header too large\n" : "malformed request\n";
+          // The connection closes after this answer whether or not it could be written.
           (void)co_await Simple(client, status, 11, false, "text/plain", std::move(text));
         }
         break;
@@ -703,6 +717,7 @@ awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::f
   auto refuse = [&](unsigned status, const char* reason, std::string text,
                     bool count) -> awaitable<Outcome> {
     metrics_.Refused(reason);
+    // A ban that this refusal completes applies from the source's next connection on.
     if (count) (void)state_.Refused(core::SourceKey(source), reason);
     Outcome o;
     o.status = co_await Simple(client, status, version, keep && status != 429, "text/plain",
@@ -753,6 +768,7 @@ awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::f
   std::string account;
   if (access == Access::kAdmin) {
     std::string cookie;
+    // Only rwg's cookie is wanted here; the header without it is built when forwarding.
     (void)StripOurCookie(req[http::field::cookie], &cookie);
     std::optional<std::string> who;
     if (!cookie.empty()) {
@@ -832,9 +848,12 @@ awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buff
   const bool keep = req.keep_alive() && !stopping_.load();
   if (path == kLogoutPath) {
     std::string cookie;
+    // Only rwg's cookie is wanted: a logout is answered by rwg, never forwarded.
     (void)StripOurCookie(req[http::field::cookie], &cookie);
     if (!cookie.empty()) {
       const auto end = [this, cookie] { return store_.DeleteSession(cookie); };
+      // The browser's cookie is cleared by the answer either way; a session Redis could not
+      // delete now ends at its expiry.
       (void)co_await Blocking(end);
     }
     out.keep_alive = keep;
@@ -897,6 +916,7 @@ awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buff
                                                                 : "bad_credentials";
   metrics_.logins.Add({{"result", result_name}}).Increment();
   metrics_.Refused("login_failed");
+  // A ban that this failure completes applies from the source's next request on.
   (void)state_.Refused(key, "login");
   core::log::Info("ott login refused",
                   {{"source", source}, {"account", name.substr(0, 64)}, {"result", result_name}});

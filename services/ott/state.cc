@@ -10,6 +10,7 @@
 #include "services/core/address.h"
 #include "services/core/cert_metrics.h"
 #include "services/core/log.h"
+#include "services/core/openssl_error.h"
 
 namespace rwg::ott {
 
@@ -21,15 +22,6 @@ std::string Stamp(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return "";
   return absl::StrCat(st.st_size, "@", st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, "#", st.st_ino);
-}
-
-std::string OpenSslError() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof(buf));
-  return buf;
 }
 
 }  // namespace
@@ -108,10 +100,10 @@ void CertStore::Reload(bool force) {
     if (!id.ok()) {
       error = std::string(id.status().message());
     } else if ((ctx = SSL_CTX_new(TLS_server_method())) == nullptr) {
-      error = OpenSslError();
+      error = core::OpenSslError();
     } else {
       configure_(ctx);
-      if (!(*id)->UseOn(ctx)) error = OpenSslError();
+      if (!(*id)->UseOn(ctx)) error = core::OpenSslError();
     }
     if (!error.empty()) {
       SSL_CTX_free(ctx);
@@ -123,6 +115,8 @@ void CertStore::Reload(bool force) {
       continue;
     }
     refused_.erase(fqdn);
+    // The pair was just loaded from these files, so its expiry reads; were it not to, the gauge
+    // would only keep its last value, and the certificate is in use either way.
     (void)core::ExportCertificateExpiry(registry_, absl::StrCat("ott_", fqdn), crt);
     reloads_loaded_.Increment();
     core::log::Info("certificate loaded", {{"certificate", "ott"},

@@ -284,7 +284,8 @@ absl::StatusOr<bool> OttStore::DeleteAccount(const std::string& name) {
   if (r->integer == 0) return false;
   absl::StatusOr<core::RedisReply> d = redis_.Command({"DEL", LockKey(name), FailKey(name)});
   if (!d.ok()) return d.status();
-  (void)redis_.Command({"HDEL", kLastLoginKey, name});
+  absl::StatusOr<core::RedisReply> l = redis_.Command({"HDEL", kLastLoginKey, name});
+  if (!l.ok()) return l.status();
   if (absl::Status s = Bump(); !s.ok()) return s;
   return true;
 }
@@ -338,6 +339,7 @@ absl::StatusOr<LoginResult> OttStore::Login(const std::string& name, const std::
     known = !r->is_nil() && a.ParseFromString(r->str);
   }
   if (!known) {
+    // Only its time is wanted: an unknown name costs what a known one does.
     (void)core::VerifyPassword(password, DummyHash());
     return LoginResult::kBadCredentials;
   }

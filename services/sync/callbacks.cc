@@ -372,6 +372,7 @@ void CallbackDeliverer::DeliverTo(const core::SyncConsumer& c) {
       SetFailures(c.name, s.failures);
     }
   }
+  // A lock Redis could not release lapses by itself at its expiry.
   (void)redis_.Eval(kUnlock, {lock_key}, {holder});
 }
 

@@ -225,6 +225,8 @@ class FtpTarget final : public Target {
     if (rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
         rc != CURLE_LOGIN_DENIED && rc != CURLE_PEER_FAILED_VERIFICATION &&
         rc != CURLE_SSL_CONNECT_ERROR && rc != CURLE_USE_SSL_FAILED) {
+      // The failure reported is the upload's; a temporary file this cannot remove is removed
+      // by the deployment's next run (Runner::RunOne cleans `.rwg-tmp-` files first).
       (void)Quote({"DELE " + prefix_ + temp});
     }
     return failed;

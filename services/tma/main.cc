@@ -77,6 +77,7 @@ absl::Status Run(core::ServiceMain& m, const tma::Config& c) {
   tma::TmaStore store(redis, *key->box, core::SystemClock::Get());
   tma::RunnerOptions runner_options;
   char host[256] = {};
+  // Fails only on a too-long name, which it cuts: the name is a label, the pid tells apart.
   (void)gethostname(host, sizeof(host) - 1);
   runner_options.owner =
       absl::StrCat(host, ":", getpid(), ":", core::RandomHex(core::Random::System(), 4));

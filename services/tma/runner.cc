@@ -90,6 +90,7 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   if (!leased.ok()) return leased.status();
   if (!*leased) return false;
   const absl::Time started = absl::Now();
+  // A lease Redis could not release lapses by itself after options_.lease.
   auto release = [&] { (void)store_.ReleaseLease(id, options_.owner); };
 
   absl::StatusOr<std::optional<pb::Deployment>> d = store_.GetDeployment(id);
@@ -99,7 +100,8 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   }
   if (!d->has_value() || (*d)->state() == pb::DEPLOYMENT_STATE_COMPLETED ||
       (*d)->state() == pb::DEPLOYMENT_STATE_FAILED) {
-    // Gone or ended meanwhile: nothing to run.
+    // Gone or ended meanwhile: nothing to run. Finish only takes it off the active set; if Redis
+    // fails here, the next pass finds it the same way and tries again.
     (void)store_.Finish(id, d->has_value() ? (*d)->state() : pb::DEPLOYMENT_STATE_FAILED,
                         d->has_value() ? (*d)->error() : "deployment record lost");
     release();
@@ -107,7 +109,7 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   }
   const std::string server_name = (*d)->server();
   auto fail = [&](const std::string& error) -> absl::StatusOr<bool> {
-    (void)store_.AddEvent(id, "deployment.failed", "", error);
+    store_.RecordEvent(id, "deployment.failed", "", error);
     absl::Status s = store_.Finish(id, pb::DEPLOYMENT_STATE_FAILED, error);
     deployments_.Add({{"outcome", "failed"}}).Increment();
     duration_.Observe(absl::ToDoubleSeconds(absl::Now() - started));
@@ -136,7 +138,7 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     release();
     return s;
   }
-  (void)store_.AddEvent(
+  store_.RecordEvent(
       id,
       (*d)->state() == pb::DEPLOYMENT_STATE_RUNNING ? "deployment.resumed" : "deployment.started",
       "", absl::StrCat(done->size(), " of ", plan->size(), " files already done"));
@@ -165,8 +167,8 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     const size_t tmp = f.name.find(".rwg-tmp-");
     if (tmp == std::string::npos || planned.count(f.name.substr(0, tmp)) == 0) continue;
     if (absl::Status s = targets[0]->Delete(f.name); s.ok()) {
-      (void)store_.AddEvent(id, "file.cleaned", f.name,
-                            "a temporary file left by an interrupted upload");
+      store_.RecordEvent(id, "file.cleaned", f.name,
+                         "a temporary file left by an interrupted upload");
     } else {
       core::log::Warn("cannot remove a temporary file",
                       {{"deployment", id}, {"file", f.name}, {"error", Message(s)}});
@@ -233,7 +235,7 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
         }
         if (!put.ok()) {
           files_.Add({{"result", "failed"}}).Increment();
-          (void)store_.AddEvent(id, "file.failed", f.name, Message(put));
+          store_.RecordEvent(id, "file.failed", f.name, Message(put));
           record_error(absl::StrCat(f.name, ": ", Message(put)));
           return;
         }
@@ -263,8 +265,7 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   if (!error.empty()) return fail(error);
   if (stop_.load()) {
     // Stopping: the deployment stays to run; the next instance carries it on.
-    (void)store_.AddEvent(id, "deployment.paused", "",
-                          "tma stopping; carried on at its next start");
+    store_.RecordEvent(id, "deployment.paused", "", "tma stopping; carried on at its next start");
     release();
     return true;
   }
@@ -272,7 +273,7 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     release();
     return s;
   }
-  (void)store_.AddEvent(id, "deployment.completed", "", "Deployment completed");
+  store_.RecordEvent(id, "deployment.completed", "", "Deployment completed");
   deployments_.Add({{"outcome", "completed"}}).Increment();
   duration_.Observe(absl::ToDoubleSeconds(absl::Now() - started));
   core::log::Info("deployment completed",

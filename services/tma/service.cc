@@ -1,3 +1,9 @@
+// rwg.tma.v1.TmaService (see service.h): download servers, the Remote Worker CSV (export and
+// check), deployments (create, watch, resume), events and the inventory. About 800 lines
+// because CreateDeployment checks a whole deployment before anything is written (servers,
+// CSV, files, the gateway's settings, the devices) and each check names what is wrong; the
+// CSV's rules are in rw_csv.cc, the phone files in phone_file.cc, the work in runner.cc.
+
 #include "services/tma/service.h"
 
 #include <algorithm>
@@ -664,7 +670,7 @@ grpc::Status TmaServiceImpl::ResumeDeployment(grpc::ServerContext* ctx,
                                                         pb::DeploymentState_Name((*d)->state()),
                                                         "; only a failed deployment is resumed"));
     }
-    (void)store_.AddEvent(req->id(), "deployment.resume", "", "asked by an admin");
+    store_.RecordEvent(req->id(), "deployment.resume", "", "asked by an admin");
     runner_.Wake();
     d = store_.GetDeployment(req->id());
     if (!d.ok()) return d.status();
@@ -774,8 +780,8 @@ grpc::Status TmaServiceImpl::DeleteInventory(grpc::ServerContext* ctx,
       }
       forgotten[e.server()].push_back(e.file());
       macs.push_back(e.mac());
-      (void)store_.AddEvent("", "inventory.deleted", e.file(),
-                            absl::StrCat(e.mac(), " (", e.device(), ") from ", e.server()));
+      store_.RecordEvent("", "inventory.deleted", e.file(),
+                         absl::StrCat(e.mac(), " (", e.device(), ") from ", e.server()));
     }
     for (const auto& [server, files] : forgotten) {
       if (absl::Status s = store_.ForgetFiles(server, files); !s.ok()) return s;

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "services/core/keys.h"
+#include "services/core/log.h"
 
 namespace rwg::tma {
 namespace {
@@ -253,16 +254,24 @@ absl::Status TmaStore::CreateDeployment(const pb::Deployment& record,
   cmds.push_back({"SADD", core::kTmaActiveKey, id});
   for (const std::vector<std::string>& c : cmds) {
     if (absl::StatusOr<RedisReply> x = redis_.Command(c); !x.ok()) {
-      // Nothing half created: what was written goes.
-      (void)redis_.Command({"DEL", core::TmaDeploymentKey(id, "content"),
-                            core::TmaDeploymentKey(id, "order"), core::TmaDeploymentKey(id, "plan"),
-                            core::TmaDeploymentKey(id)});
-      (void)redis_.Command({"SREM", core::kTmaActiveKey, id});
-      (void)redis_.Command({"ZREM", core::kTmaDeploymentsKey, id});
+      // Nothing half created: what was written goes. When Redis cannot take that either, the
+      // record (written last) is not there, so nothing runs; the rest is logged.
+      absl::StatusOr<std::vector<RedisReply>> undone = redis_.Pipeline(
+          {{"DEL", core::TmaDeploymentKey(id, "content"), core::TmaDeploymentKey(id, "order"),
+            core::TmaDeploymentKey(id, "plan"), core::TmaDeploymentKey(id)},
+           {"SREM", core::kTmaActiveKey, id},
+           {"ZREM", core::kTmaDeploymentsKey, id}});
+      if (!undone.ok()) {
+        core::log::Warn("a deployment's partial records are left in Redis",
+                        {{"deployment", id}, {"error", std::string(undone.status().message())}});
+      }
       return x.status();
     }
   }
-  (void)ForgetOldDeployments();
+  if (absl::Status s = ForgetOldDeployments(); !s.ok()) {
+    // The new deployment stands; the oldest ended ones go at the next creation.
+    core::log::Warn("old deployments not forgotten", {{"error", std::string(s.message())}});
+  }
   return AddEvent(id, "deployment.created", "",
                   absl::StrCat(plan.size(), " files for ", record.phones(), " phones to server ",
                                record.server()));
@@ -279,12 +288,14 @@ absl::Status TmaStore::ForgetOldDeployments() {
   for (const RedisReply& e : old->elements) {
     // A deployment still to run is never forgotten.
     absl::StatusOr<RedisReply> active = redis_.Command({"SISMEMBER", core::kTmaActiveKey, e.str});
-    if (!active.ok() || active->integer == 1) continue;
-    (void)redis_.Command(
-        {"DEL", core::TmaDeploymentKey(e.str), core::TmaDeploymentKey(e.str, "plan"),
-         core::TmaDeploymentKey(e.str, "order"), core::TmaDeploymentKey(e.str, "content"),
-         core::TmaDeploymentKey(e.str, "done"), core::TmaDeploymentKey(e.str, "events")});
-    (void)redis_.Command({"ZREM", core::kTmaDeploymentsKey, e.str});
+    if (!active.ok()) return active.status();
+    if (active->integer == 1) continue;
+    absl::StatusOr<std::vector<RedisReply>> gone = redis_.Pipeline(
+        {{"DEL", core::TmaDeploymentKey(e.str), core::TmaDeploymentKey(e.str, "plan"),
+          core::TmaDeploymentKey(e.str, "order"), core::TmaDeploymentKey(e.str, "content"),
+          core::TmaDeploymentKey(e.str, "done"), core::TmaDeploymentKey(e.str, "events")},
+         {"ZREM", core::kTmaDeploymentsKey, e.str}});
+    if (!gone.ok()) return gone.status();
   }
   return absl::OkStatus();
 }
@@ -448,6 +459,16 @@ absl::StatusOr<bool> TmaStore::FileDone(const std::string& id, const std::string
        absl::StrCat(limits_.max_events), absl::StrCat(limits_.max_events_per_deployment)});
   if (!r.ok()) return r.status();
   return r->integer == 1;
+}
+
+void TmaStore::RecordEvent(const std::string& deployment, const std::string& action,
+                           const std::string& file, const std::string& detail) {
+  if (absl::Status s = AddEvent(deployment, action, file, detail); !s.ok()) {
+    core::log::Warn("event not recorded", {{"deployment", deployment},
+                                           {"action", action},
+                                           {"file", file},
+                                           {"error", std::string(s.message())}});
+  }
 }
 
 absl::Status TmaStore::AddEvent(const std::string& deployment, const std::string& action,

@@ -84,6 +84,10 @@ class TmaStore {
 
   absl::Status AddEvent(const std::string& deployment, const std::string& action,
                         const std::string& file, const std::string& detail);
+  // AddEvent where the work it records goes on whether or not Redis took the event: a failure
+  // is logged (the work's own outcome is in the deployment's record).
+  void RecordEvent(const std::string& deployment, const std::string& action,
+                   const std::string& file, const std::string& detail);
   absl::StatusOr<std::vector<pb::Event>> Events(const std::string& deployment, uint64_t after_seq,
                                                 size_t limit);
 

@@ -24,31 +24,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/core/redis.h"
+#include "tests/testing/wait.h"
 
 extern char** environ;
 
 namespace rwg::core {
 namespace {
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  (void)bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  (void)getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-bool Eventually(const std::function<bool()>& f, int tenths = 400) {
-  for (int i = 0; i < tenths; ++i) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return f();
-}
+// Sentinel judges a master down and promotes a replica in seconds; a slow machine takes longer.
+constexpr absl::Duration kFailover = absl::Seconds(40);
 
 // The value of `key` as `c` reads it; a connection closed under it is made again (a sentinel
 // promoting a replica closes that server's client connections).
@@ -64,9 +48,9 @@ class SentinelTest : public ::testing::Test {
     char dir[] = "/tmp/rwg-sentinel-test-XXXXXX";
     ASSERT_NE(mkdtemp(dir), nullptr);
     dir_ = dir;
-    master_port_ = FreePort();
-    replica_port_ = FreePort();
-    sentinel_port_ = FreePort();
+    master_port_ = testing::FreeTcpPort();
+    replica_port_ = testing::FreeTcpPort();
+    sentinel_port_ = testing::FreeTcpPort();
     Spawn({"redis-server", "--port", std::to_string(master_port_), "--bind", "127.0.0.1", "--save",
            "", "--appendonly", "no", "--dir", dir_});
     Spawn({"redis-server", "--port", std::to_string(replica_port_), "--bind", "127.0.0.1", "--save",
@@ -84,10 +68,13 @@ class SentinelTest : public ::testing::Test {
     sentinel_ = Client(absl::StrCat("127.0.0.1:", sentinel_port_));
     // The sentinel knows the replica (it learns it from the master's INFO) before a failover
     // can promote it.
-    ASSERT_TRUE(Eventually([&] {
-      absl::StatusOr<RedisReply> r = sentinel_->Command({"SENTINEL", "replicas", "rwg"});
-      return r.ok() && r->elements.size() == 1;
-    })) << "the sentinel never saw the replica";
+    ASSERT_TRUE(testing::Eventually(
+        [&] {
+          absl::StatusOr<RedisReply> r = sentinel_->Command({"SENTINEL", "replicas", "rwg"});
+          return r.ok() && r->elements.size() == 1;
+        },
+        kFailover))
+        << "the sentinel never saw the replica";
   }
   void TearDown() override {
     for (pid_t pid : pids_) {
@@ -111,18 +98,23 @@ class SentinelTest : public ::testing::Test {
     RedisOptions o;
     o.address = address;
     auto c = std::make_unique<RedisClient>(o);
-    Eventually([&] { return c->Ping().ok(); }, 100);
+    testing::Eventually([&] { return c->Ping().ok(); });
     return c;
   }
   // SENTINEL FAILOVER, again while the sentinel refuses it (NOGOODSLAVE: it has not yet judged
   // the replica fit, a few seconds after it first saw it).
   bool Failover() {
-    return Eventually([&] { return sentinel_->Command({"SENTINEL", "FAILOVER", "rwg"}).ok(); });
+    return testing::Eventually(
+        [&] {
+          return sentinel_->Command({"SENTINEL", "FAILOVER", "rwg"}).ok();
+        },
+        kFailover);
   }
   SentinelOptions Options() const {
     SentinelOptions o;
-    o.sentinels = {absl::StrCat("127.0.0.1:", FreePort()),  // nobody there: the next is asked
-                   absl::StrCat("127.0.0.1:", sentinel_port_)};
+    o.sentinels = {
+        absl::StrCat("127.0.0.1:", testing::FreeTcpPort()),  // nobody there: the next is asked
+        absl::StrCat("127.0.0.1:", sentinel_port_)};
     o.master_name = "rwg";
     return o;
   }
@@ -146,12 +138,13 @@ TEST_F(SentinelTest, FindsTheMasterAndFollowsAFailover) {
   EXPECT_EQ(first.address, absl::StrCat("127.0.0.1:", master_port_));
   // The write went to the master, and reaches the replica.
   EXPECT_EQ(Value(*master_, "before"), "1");
-  ASSERT_TRUE(Eventually([&] { return Value(*replica_, "before") == "1"; }));
+  ASSERT_TRUE(testing::Eventually([&] { return Value(*replica_, "before") == "1"; }, kFailover));
 
   ASSERT_TRUE(Failover());
-  ASSERT_TRUE(Eventually([&] {
-    return locator->Current().address == absl::StrCat("127.0.0.1:", replica_port_);
-  })) << "the locator did not follow the failover";
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return locator->Current().address == absl::StrCat("127.0.0.1:", replica_port_); },
+      kFailover))
+      << "the locator did not follow the failover";
   EXPECT_GT(locator->Current().generation, first.generation);
 
   // The client's pooled connection to the old master (now a replica, which would answer
@@ -170,10 +163,12 @@ TEST_F(SentinelTest, WritesGoToTheNewMasterOnceTheOldOneIsAReplica) {
   // Once the sentinel has turned the old master into a replica (it answers READONLY to
   // writes), a client made now writes to the new master.
   ASSERT_TRUE(Failover());
-  ASSERT_TRUE(Eventually([&] {
-    absl::StatusOr<RedisReply> role = master_->Command({"ROLE"});
-    return role.ok() && !role->elements.empty() && role->elements[0].str == "slave";
-  }));
+  ASSERT_TRUE(testing::Eventually(
+      [&] {
+        absl::StatusOr<RedisReply> role = master_->Command({"ROLE"});
+        return role.ok() && !role->elements.empty() && role->elements[0].str == "slave";
+      },
+      kFailover));
   prometheus::Registry registry;
   prometheus::Counter& retries =
       prometheus::BuildCounter().Name("retries").Help("h").Register(registry).Add({});
@@ -189,7 +184,7 @@ TEST_F(SentinelTest, WritesGoToTheNewMasterOnceTheOldOneIsAReplica) {
 
 TEST_F(SentinelTest, NoSentinelAnsweringIsUnavailableNamingThem) {
   SentinelOptions o;
-  o.sentinels = {absl::StrCat("127.0.0.1:", FreePort())};
+  o.sentinels = {absl::StrCat("127.0.0.1:", testing::FreeTcpPort())};
   o.master_name = "rwg";
   std::shared_ptr<MasterLocator> locator = MasterLocator::Start(o, nullptr);
   RedisOptions ro;

@@ -24,23 +24,12 @@
 #include "services/core/devices.h"
 #include "services/core/json.h"
 #include "services/core/registrations.h"
+#include "tests/testing/wait.h"
 
 extern char** environ;
 
 namespace rwg::core {
 namespace {
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 // The asynchronous interface over a blocking client: each command runs at once, its reply is
 // handed over when the test calls Deliver (as a loop would, later).
@@ -77,7 +66,7 @@ class DeferredRedis : public AsyncRedisCommands {
 class RedisTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    port_ = FreePort();
+    port_ = testing::FreeTcpPort();
     char dir[] = "/tmp/rwg-redis-test-XXXXXX";
     ASSERT_NE(mkdtemp(dir), nullptr);
     dir_ = dir;

@@ -26,31 +26,12 @@
 #include "absl/strings/str_cat.h"
 #include "services/core/redis.h"
 #include "services/core/redis_sentinel.h"
+#include "tests/testing/wait.h"
 
 extern char** environ;
 
 namespace rwg::core {
 namespace {
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  (void)bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));  // 0: the kernel picks
-  socklen_t len = sizeof(a);
-  (void)getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);  // a failure gives port 0
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-bool Eventually(const std::function<bool()>& f, int tenths = 100) {
-  for (int i = 0; i < tenths; ++i) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return f();
-}
 
 int OpenFds() {
   int n = 0;
@@ -97,7 +78,7 @@ class RedisTlsTest : public ::testing::Test {
 
   // A redis-server listening only with TLS on a free port, which it returns.
   int StartRedis(const std::vector<std::string>& extra = {}) {
-    const int port = FreePort();
+    const int port = testing::FreeTcpPort();
     std::vector<std::string> args = {"redis-server",
                                      "--port",
                                      "0",
@@ -160,7 +141,7 @@ TEST_F(RedisTlsTest, CommandsPipelinesAndLargeValuesCrossTheTunnel) {
   absl::StatusOr<std::shared_ptr<RedisTlsTunnel>> tls = RedisTlsTunnel::Start(Tls());
   ASSERT_TRUE(tls.ok()) << tls.status();
   RedisClient client(Through(*tls, port));
-  ASSERT_TRUE(Eventually([&] { return client.Ping().ok(); }))
+  ASSERT_TRUE(testing::Eventually([&] { return client.Ping().ok(); }))
       << (*tls)->LastError(absl::StrCat("127.0.0.1:", port));
 
   ASSERT_TRUE(client.Command({"SET", "k", "v"}).ok());
@@ -193,7 +174,7 @@ TEST_F(RedisTlsTest, ThePasswordIsSentOverTls) {
   ASSERT_TRUE(tls.ok()) << tls.status();
   RedisOptions o = Through(*tls, port);
   RedisClient without(o);
-  ASSERT_TRUE(Eventually([&] {
+  ASSERT_TRUE(testing::Eventually([&] {
     absl::StatusOr<RedisReply> r = without.Command({"PING"});
     return !r.ok() && absl::StrContains(r.status().message(), "NOAUTH");
   }));
@@ -210,7 +191,7 @@ TEST_F(RedisTlsTest, AnUntrustedCertificateIsRefusedWithItsReason) {
   ASSERT_TRUE(tls.ok()) << tls.status();
   const std::string address = absl::StrCat("127.0.0.1:", port);
   std::string message;
-  ASSERT_TRUE(Eventually([&] {
+  ASSERT_TRUE(testing::Eventually([&] {
     absl::StatusOr<redisContext*> c =
         ConnectRedis(address, "", absl::Seconds(2), absl::Seconds(3), tls->get());
     if (c.ok()) {
@@ -237,7 +218,7 @@ TEST_F(RedisTlsTest, TheNameIsChecked) {
   ASSERT_TRUE(tls.ok()) << tls.status();
   RedisClient wrong(Through(*tls, port));
   absl::StatusOr<RedisReply> r;
-  ASSERT_TRUE(Eventually([&] {
+  ASSERT_TRUE(testing::Eventually([&] {
     r = wrong.Command({"PING"});
     return !r.ok() && absl::StrContains(r.status().message(), "redis.example");
   })) << r.status();
@@ -257,7 +238,7 @@ TEST_F(RedisTlsTest, AClientCertificateWhenRedisRequiresOne) {
   // Redis is up (the tunnel connects) but refuses a client without a certificate, and the
   // reason is what the tunnel reports.
   absl::StatusOr<RedisReply> r;
-  ASSERT_TRUE(Eventually([&] {
+  ASSERT_TRUE(testing::Eventually([&] {
     r = refused.Command({"PING"});
     return !r.ok() && absl::StrContains(r.status().message(), "TLS");
   })) << r.status();
@@ -268,19 +249,19 @@ TEST_F(RedisTlsTest, AClientCertificateWhenRedisRequiresOne) {
   absl::StatusOr<std::shared_ptr<RedisTlsTunnel>> tls = RedisTlsTunnel::Start(o);
   ASSERT_TRUE(tls.ok()) << tls.status();
   RedisClient client(Through(*tls, port));
-  ASSERT_TRUE(Eventually([&] { return client.Ping().ok(); }));
+  ASSERT_TRUE(testing::Eventually([&] { return client.Ping().ok(); }));
   EXPECT_TRUE(client.Command({"SET", "k", "v"}).ok());
 }
 
 TEST_F(RedisTlsTest, APlaintextRedisIsAnErrorNotAHang) {
-  const int port = FreePort();
+  const int port = testing::FreeTcpPort();
   Spawn({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", dir_});
   absl::StatusOr<std::shared_ptr<RedisTlsTunnel>> tls = RedisTlsTunnel::Start(Tls());
   ASSERT_TRUE(tls.ok()) << tls.status();
   RedisClient client(Through(*tls, port));
   const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(Eventually([&] {
+  ASSERT_TRUE(testing::Eventually([&] {
     return !client.Command({"PING"}).ok() &&
            !(*tls)->LastError(absl::StrCat("127.0.0.1:", port)).empty();
   }));
@@ -318,15 +299,63 @@ TEST_F(RedisTlsTest, MalformedAndTooManyAddresses) {
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_TRUE(absl::StartsWith(*a, "unix:/"));
   EXPECT_EQ(*(*tls)->LocalAddress("127.0.0.1:7000"), *a);  // the same socket again
-  ASSERT_TRUE((*tls)->LocalAddress("[::1]:7000").ok());
-  EXPECT_EQ((*tls)->LocalAddress("127.0.0.1:7001").status().code(),
-            absl::StatusCode::kResourceExhausted);
+  absl::StatusOr<std::string> v6 = (*tls)->LocalAddress("[::1]:7000");
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  // Full, no connection anywhere: the address used least recently (7000) is retired, its
+  // socket removed, and the new one never gets its name.
+  absl::StatusOr<std::string> c = (*tls)->LocalAddress("127.0.0.1:7001");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*tls)->addresses(), 2U);
+  EXPECT_NE(*c, *a);
+  EXPECT_NE(*c, *v6);
+  struct stat gone {};
+  EXPECT_NE(stat(a->substr(5).c_str(), &gone), 0) << "the retired socket is still there";
+  EXPECT_EQ(*(*tls)->LocalAddress("[::1]:7000"), *v6);  // the one kept keeps its socket
   // Only this user can reach the sockets.
   struct stat st {};
   const std::string socket_path = a->substr(5);
   const std::string socket_dir = socket_path.substr(0, socket_path.rfind('/'));
   ASSERT_EQ(stat(socket_dir.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700U);
+}
+
+// Sentinel on Kubernetes: every restarted Redis pod is a new master address. Past the limit,
+// the tunnel lets go of addresses nothing uses any more, never of one carrying a connection.
+TEST_F(RedisTlsTest, MastersInTurnPastTheAddressLimit) {
+  RedisTlsOptions o = Tls();
+  o.max_addresses = 2;
+  absl::StatusOr<std::shared_ptr<RedisTlsTunnel>> tls = RedisTlsTunnel::Start(o);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  const int ports[3] = {StartRedis(), StartRedis(), StartRedis()};
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 3; ++i) {  // the master moves: 1, 2, 3, 1, 2, 3
+      RedisClient client(Through(*tls, ports[i]));
+      ASSERT_TRUE(testing::Eventually([&] { return client.Ping().ok(); }))
+          << "master " << i << " in round " << round << ": "
+          << (*tls)->LastError(absl::StrCat("127.0.0.1:", ports[i]));
+      absl::StatusOr<RedisReply> r = client.Command({"INCR", "writes"});
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->integer, round + 1) << "each master is reached, not another through its socket";
+      EXPECT_LE((*tls)->addresses(), 2U);
+    }
+  }
+  // Two connections held open: a third address is refused, neither held one is retired.
+  absl::StatusOr<redisContext*> held0 = ConnectRedis(
+      absl::StrCat("127.0.0.1:", ports[0]), "", absl::Seconds(2), absl::Seconds(3), tls->get());
+  ASSERT_TRUE(held0.ok()) << held0.status();
+  absl::StatusOr<redisContext*> held1 = ConnectRedis(
+      absl::StrCat("127.0.0.1:", ports[1]), "", absl::Seconds(2), absl::Seconds(3), tls->get());
+  ASSERT_TRUE(held1.ok()) << held1.status();
+  absl::StatusOr<std::string> third = (*tls)->LocalAddress(absl::StrCat("127.0.0.1:", ports[2]));
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+  auto* reply = static_cast<redisReply*>(redisCommand(*held0, "PING"));
+  ASSERT_NE(reply, nullptr) << "a held connection was cut";
+  freeReplyObject(reply);
+  redisFree(*held0);
+  redisFree(*held1);
+  // Once one is closed, its address can go.
+  EXPECT_TRUE(testing::Eventually(
+      [&] { return (*tls)->LocalAddress(absl::StrCat("127.0.0.1:", ports[2])).ok(); }));
 }
 
 TEST_F(RedisTlsTest, NothingIsLeftBehind) {
@@ -340,7 +369,7 @@ TEST_F(RedisTlsTest, NothingIsLeftBehind) {
     ASSERT_TRUE(local.ok());
     socket_dir = local->substr(5, local->rfind('/') - 5);
     RedisClient client(Through(*tls, port));
-    ASSERT_TRUE(Eventually([&] { return client.Ping().ok(); }));
+    ASSERT_TRUE(testing::Eventually([&] { return client.Ping().ok(); }));
     for (int i = 0; i < 50; ++i) {  // connections made and closed
       absl::StatusOr<redisContext*> c = ConnectRedis(
           absl::StrCat("127.0.0.1:", port), "", absl::Seconds(2), absl::Seconds(3), tls->get());
@@ -355,7 +384,7 @@ TEST_F(RedisTlsTest, NothingIsLeftBehind) {
 
 TEST_F(RedisTlsTest, SentinelAndMasterOverTls) {
   const int master = StartRedis();
-  const int sentinel = FreePort();
+  const int sentinel = testing::FreeTcpPort();
   const std::string conf = File("sentinel.conf");
   std::ofstream(conf) << "port 0\ntls-port " << sentinel << "\nbind 127.0.0.1\ndir " << dir_
                       << "\ntls-cert-file " << File("server.crt") << "\ntls-key-file "
