@@ -549,6 +549,86 @@ ott: {enabled: true}
             values="redis: {enabled: false, external: {address: 'r:1', "
                    "tls: {enabled: true, serverName: 'a b'}}}\n"))
 
+    def test_redis_with_sentinel(self):
+        """redis.sentinel: Redis pods (a master and its replicas, each by DNS name) and the
+        sentinels; every service asks the sentinels (with the Redis password) instead of one
+        address; each pod's role and each sentinel's writable configuration come from an init
+        step that asks the sentinels first; the NetworkPolicies let exactly that through."""
+        d = self.template(values="""
+redis:
+  sentinel: {enabled: true, replicas: 2, sentinels: 5, quorum: 3, masterName: office}
+sync: {enabled: true}
+tma: {enabled: true}
+ott: {enabled: true}
+""")
+        sentinels = ",".join(
+            f"r-rwg-redis-sentinel-{i}.r-rwg-redis-sentinel.ns.svc.cluster.local:26379"
+            for i in range(5))
+        workloads = {n: t for k, n, t in d if k in ("Deployment", "StatefulSet")
+                     and "--redis-sentinels" in t}
+        for c in ("control", "sip-edge", "provisioning", "sync", "tma", "ott", "media-relay-0"):
+            t = workloads[f"r-rwg-{c}"]
+            self.assertIn(f"--redis-sentinels={sentinels}", t, c)
+            self.assertIn("--redis-master-name=office", t, c)
+            self.assertIn("--redis-password-file=/etc/rwg/redis/password", t, c)
+            self.assertNotIn("--redis-address", t, c)
+        redis = yaml.safe_load(next(t for k, n, t in d if k == "StatefulSet" and n == "r-rwg-redis"))
+        self.assertEqual(redis["spec"]["replicas"], 3)
+        self.assertEqual(redis["spec"]["serviceName"], "r-rwg-redis-headless")
+        role = redis["spec"]["template"]["spec"]["initContainers"][0]
+        self.assertEqual(role["command"], ["/usr/bin/busybox", "sh", "-c"])
+        self.assertIn("SENTINEL get-master-addr-by-name office", role["args"][0])
+        self.assertIn("replicaof r-rwg-redis-0.r-rwg-redis-headless.ns.svc.cluster.local 6379",
+                      role["args"][0])
+        self.assertEqual(redis["spec"]["template"]["spec"]["containers"][0]["args"][0],
+                         "/conf/redis.conf")
+        sentinel = yaml.safe_load(next(
+            t for k, n, t in d if k == "StatefulSet" and n == "r-rwg-redis-sentinel"))
+        self.assertEqual(sentinel["spec"]["replicas"], 5)
+        script = sentinel["spec"]["template"]["spec"]["initContainers"][0]["args"][0]
+        self.assertIn('echo "sentinel monitor office $master 3"', script)
+        self.assertIn("sentinel auth-pass office $PASSWORD", script)
+        self.assertEqual(sentinel["spec"]["template"]["spec"]["containers"][0]["args"],
+                         ["/conf/sentinel.conf", "--sentinel"])
+        for pod in (redis, sentinel):
+            for c in (pod["spec"]["template"]["spec"]["containers"]
+                      + pod["spec"]["template"]["spec"]["initContainers"]):
+                self.assertTrue(c["securityContext"]["readOnlyRootFilesystem"], c["name"])
+        services = {n: yaml.safe_load(t) for k, n, t in d if k == "Service"}
+        self.assertNotIn("r-rwg-redis", services)  # no Service that could reach a replica
+        for n in ("r-rwg-redis-headless", "r-rwg-redis-sentinel"):
+            self.assertEqual(services[n]["spec"]["clusterIP"], "None")
+            self.assertTrue(services[n]["spec"]["publishNotReadyAddresses"])
+        secret = yaml.safe_load(next(t for k, n, t in d if k == "Secret" and n == "r-rwg-redis"))
+        conf = base64.b64decode(secret["data"]["redis.conf"]).decode()
+        password = base64.b64decode(secret["data"]["password"]).decode()
+        self.assertEqual(conf, f"requirepass {password}\nmasterauth {password}\n")
+
+        pods, np = self.pods_and_policies("redis.sentinel.enabled=true",
+                                          "networkPolicy.nodeCIDRs={192.168.50.0/24}")
+        redis, sentinel, edge = pods["redis"], pods["redis-sentinel"], pods["sip-edge"]
+        node, elsewhere = netpol.Outside("192.168.50.7"), netpol.Outside("198.51.100.1")
+        foreign = netpol.Pod("ns", {"app": "other"}, {"kubernetes.io/metadata.name": "ns"})
+        dns = netpol.Pod("kube-system", {"k8s-app": "kube-dns"},
+                         {"kubernetes.io/metadata.name": "kube-system"})
+        cases = [
+            (edge, sentinel, 26379, True), (pods["control"], sentinel, 26379, True),
+            (node, sentinel, 26379, True), (edge, redis, 6379, True),
+            (redis, redis, 6379, True), (redis, sentinel, 26379, True), (redis, dns, 53, True),
+            (sentinel, redis, 6379, True), (sentinel, sentinel, 26379, True),
+            (sentinel, dns, 53, True),
+            (foreign, sentinel, 26379, False), (elsewhere, sentinel, 26379, False),
+            (sentinel, elsewhere, 443, False), (redis, elsewhere, 6379, False),
+            (sentinel, edge, 5070, False), (redis, pods["control"], 50051, False),
+            (edge, sentinel, 6379, False),
+        ]
+        wrong = [f"{netpol.name(s)} -> {netpol.name(t)}:{port} should be "
+                 f"{'allowed' if want else 'denied'}" for s, t, port, want in cases
+                 if np.allows(s, t, port, "TCP" if port != 53 else "UDP") != want]
+        self.assertEqual(wrong, [])
+        self.assertIn("/redis/sentinel/sentinels", self.refused(
+            values="redis: {sentinel: {enabled: true, sentinels: 2}}\n"))
+
     def pods_and_policies(self, *sets):
         """The chart's pods by component (netpol.Pod) and its NetworkPolicies, rendered in
         namespace ns."""

@@ -48,6 +48,12 @@ Kamailio on the node's address as the iPBX, then:
   Redis pod deleted, the snapshot piped back): the admin, the device and the hash key are back;
 - `helm uninstall`: nothing of the release is left in the namespace;
 then `down --purge`. Timings are printed.
+
+test_redis_sentinel, on a cluster of its own: the release installed with redis.sentinel (two
+Redis pods, three sentinels; sync and tma off, one pod per service), a phone registered, the
+master's pod deleted: the sentinels promote the replica, sip-edge follows it (its log), the
+binding and the device are still there, the phone registers again, and the deleted pod comes
+back as a replica of the new master (its init step asked the sentinels).
 """
 import json
 import os
@@ -250,8 +256,8 @@ class K8sChartTest(unittest.TestCase):
             json.dump(v, f)
         return path
 
-    def port_forward(self, service="rwg-control", port=50051):
-        p = subprocess.Popen([RWG, "k8s", "kubectl", "-n", NS, "port-forward", f"svc/{service}",
+    def port_forward(self, service="rwg-control", port=50051, kind="svc"):
+        p = subprocess.Popen([RWG, "k8s", "kubectl", "-n", NS, "port-forward", f"{kind}/{service}",
                               f":{port}"], env=self.env, text=True, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT)
         self.addCleanup(lambda: (p.terminate(), p.wait(10), p.stdout.close()))
@@ -621,6 +627,83 @@ class K8sChartTest(unittest.TestCase):
             self.assertGreaterEqual(sum(heard), max(4, len(heard) * 0.6),
                                     f"{p.dir}: {other.tone} Hz not heard after the relay was back")
 
+    def sentinel_master(self):
+        """The master's host as the first sentinel answering names it ("" when none does)."""
+        password = self.secret("rwg-redis", "password")
+        for i in range(3):
+            port = self.port_forward(f"rwg-redis-sentinel-{i}", 26379, kind="pod")
+            out = run("redis-cli", "-p", str(port), "--no-auth-warning", "-a", password,
+                      "SENTINEL", "get-master-addr-by-name", "rwg", check=False)
+            if out.strip() and "rwg-redis-" in out:
+                return out.split()[0]
+        return ""
+
+    def redis_role(self, pod):
+        port = self.port_forward(pod, 6379, kind="pod")
+        return run("redis-cli", "-p", str(port), "--no-auth-warning", "-a",
+                   self.secret("rwg-redis", "password"), "ROLE", check=False).split()
+
+    def test_redis_sentinel(self):
+        """redis.sentinel: two Redis pods and three sentinels. A phone registers; the master's
+        pod is deleted; the sentinels promote the replica; the services follow it; the binding
+        written before is still there and the phone registers again; the deleted pod comes back
+        as a replica of the new master (its init step asked the sentinels)."""
+        t = time.monotonic()
+        self.helm("install", "rwg", CHART, "-n", NS, "--create-namespace", "-f", self.values(
+            redis={"sentinel": {"enabled": True, "downAfterMilliseconds": 2000,
+                                "failoverTimeoutMilliseconds": 10000}},
+            sync={"enabled": False}, tma={"enabled": False},
+            sipEdge={"replicas": 1}, control={"replicas": 1}, provisioning={"replicas": 1},
+            mediaRelay={"instances": 1, "portMin": 21000, "portMax": 21499, "workers": 1}),
+            "--wait", "--timeout", "8m")
+        self.timings["helm install with Sentinel --wait"] = time.monotonic() - t
+        first = self.sentinel_master()
+        self.assertTrue(first.startswith("rwg-redis-0.rwg-redis-headless."), first)
+        self.assertEqual(self.redis_role("rwg-redis-1")[0], "slave")
+        self.internal_ca = os.path.join(self.tmp, "internal-ca.pem")
+        with open(self.internal_ca, "w") as f:
+            f.write(self.secret("rwg-tls-internal", "ca.crt"))
+        self.public_ca = os.path.join(self.tmp, "public-ca.pem")
+        with open(self.public_ca, "w") as f:
+            f.write(self.secret("rwg-tls-public", "ca.crt"))
+        self.ctl_port = self.port_forward()
+        self.rwgctl(self.ctl_port, "login")
+        self.rwgctl(self.ctl_port, "device", "add", "--set-username", "1001", "--set-password",
+                    "set-1001", "--icp-username", "21001", "--icp-password", "icp-1001")
+        phone, answer = self.phone_register()
+        self.assertTrue(answer.startswith("SIP/2.0 200"), answer)
+        phone.close()
+        self.assertIn("1001", self.registrations())
+        time.sleep(2)  # replicated (and past Redis's once-a-second AOF write)
+
+        t = time.monotonic()
+        self.kubectl("-n", NS, "delete", "pod", "rwg-redis-0", "--wait=false")
+        rwgtest.wait_until("the replica promoted", lambda: self.sentinel_master().startswith(
+            "rwg-redis-1."), timeout=90)
+        self.timings["Redis master deleted: replica promoted"] = time.monotonic() - t
+
+        def registers():
+            phone, answer = self.phone_register()
+            phone.close()
+            return answer.startswith("SIP/2.0 200")
+        rwgtest.wait_until("the phone registers through the new master", registers, timeout=60)
+        self.timings["Redis master deleted: phone registered again"] = time.monotonic() - t
+        self.ctl_port = self.port_forward()
+        self.rwgctl(self.ctl_port, "login")
+        self.assertIn("1001", self.registrations())
+        self.assertIn("1001", self.rwgctl(self.ctl_port, "device", "list"))
+        edge = self.kubectl("-n", NS, "logs", "deploy/rwg-sip-edge")
+        self.assertIn("Redis master changed; following it", edge)
+        self.kubectl("-n", NS, "wait", "--for=condition=Ready", "pod/rwg-redis-0",
+                     "--timeout=180s", timeout=200)
+        role = self.redis_role("rwg-redis-0")
+        self.assertEqual(role[0], "slave", role)
+        self.assertTrue(role[1].startswith("rwg-redis-1."), role)
+        # Its init step asked the sentinels: it started as the new master's replica.
+        self.assertIn("replicaof rwg-redis-1.", self.kubectl("-n", NS, "logs", "rwg-redis-0",
+                                                             "-c", "role"))
+        self.helm("uninstall", "rwg", "-n", NS, "--wait", "--timeout", "5m")
+
     def test_chart(self):
         t = time.monotonic()
         self.helm("install", "rwg", CHART, "-n", NS, "--create-namespace", "-f", self.values(),
@@ -695,7 +778,7 @@ class K8sChartTest(unittest.TestCase):
         # ...then REGISTER over TLS through the node port, registered at the iPBX.
         phone, answer = self.phone_register()
         self.assertTrue(answer.startswith("SIP/2.0 200"), answer)
-        self.assertIn(f"<sip:1001@", answer)
+        self.assertIn("<sip:1001@", answer)
         rwgtest.wait_until("ICP-side registration", lambda: "21001" in str(
             self.ipbx.registered()), timeout=20)
         # A request from the iPBX reaches the phone over its connection: no pod address in it.

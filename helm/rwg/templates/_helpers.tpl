@@ -61,6 +61,50 @@ app.kubernetes.io/part-of: rwg
 {{- .Values.redis.external.passwordSecret.name -}}
 {{- end -}}
 {{- end -}}
+{{/* "true" when the chart deploys Redis with Sentinel. */}}
+{{- define "rwg.redisSentinel" -}}
+{{- if and .Values.redis.enabled .Values.redis.sentinel.enabled -}}true{{- end -}}
+{{- end -}}
+{{/* The DNS name of Redis pod N (headless Service), and of sentinel N. */}}
+{{- define "rwg.redisPodHost" -}}
+{{- printf "%s-redis-%d.%s-redis-headless.%s.svc.cluster.local" (include "rwg.fullname" .ctx) (int .n) (include "rwg.fullname" .ctx) .ctx.Release.Namespace -}}
+{{- end -}}
+{{- define "rwg.sentinelHosts" -}}
+{{- $full := include "rwg.fullname" . -}}
+{{- $hosts := list -}}
+{{- range $i := until (int .Values.redis.sentinel.sentinels) -}}
+{{- $hosts = append $hosts (printf "%s-redis-sentinel-%d.%s-redis-sentinel.%s.svc.cluster.local:26379" $full $i $full $.Release.Namespace) -}}
+{{- end -}}
+{{- join "," $hosts -}}
+{{- end -}}
+{{/* Shell functions of the Redis and sentinel pods' init containers (busybox from the Redis
+image): ask_master prints "host port" of the master the sentinels name now (nothing when none
+answers), ask_replicas how many replicas they know (0 when none answers). */}}
+{{- define "rwg.sentinelShell" -}}
+mkdir -p /tmp/bin && /usr/bin/busybox --install -s /tmp/bin && export PATH=/tmp/bin
+PASSWORD=""
+if [ -f /etc/redis-auth/password ]; then PASSWORD=$(cat /etc/redis-auth/password); fi
+SENTINELS="{{ range $i, $h := splitList "," (include "rwg.sentinelHosts" .) }}{{ if $i }} {{ end }}{{ trimSuffix ":26379" $h }}{{ end }}"
+sentinel_cmd() {
+  { if [ -n "$PASSWORD" ]; then printf 'AUTH %s\r\n' "$PASSWORD"; fi; printf '%s\r\nQUIT\r\n' "$2"; } |
+    timeout 3 nc "$1" 26379 2>/dev/null | tr -d '\r'
+}
+ask_master() {
+  for s in $SENTINELS; do
+    r=$(sentinel_cmd "$s" "SENTINEL get-master-addr-by-name {{ .Values.redis.sentinel.masterName }}" |
+      awk '/^\*2$/ {getline; getline h; getline; getline p; print h " " p; exit}')
+    if [ -n "$r" ]; then echo "$r"; return; fi
+  done
+}
+ask_replicas() {
+  for s in $SENTINELS; do
+    r=$(sentinel_cmd "$s" "SENTINEL replicas {{ .Values.redis.sentinel.masterName }}" |
+      awk '/^\*[0-9]+$/ {print substr($0, 2); exit}')
+    if [ -n "$r" ]; then echo "$r"; return; fi
+  done
+  echo 0
+}
+{{- end -}}
 {{/* "true" when the services reach an external Redis over TLS (the chart's own Redis has none). */}}
 {{- define "rwg.redisTls" -}}
 {{- if and (not .Values.redis.enabled) .Values.redis.external.tls.enabled -}}true{{- end -}}
@@ -180,7 +224,12 @@ capabilities:
 {{- end -}}
 
 {{- define "rwg.redisArgs" -}}
+{{- if include "rwg.redisSentinel" . }}
+- --redis-sentinels={{ include "rwg.sentinelHosts" . }}
+- --redis-master-name={{ .Values.redis.sentinel.masterName }}
+{{- else }}
 - --redis-address={{ include "rwg.redisAddress" . }}
+{{- end }}
 {{- if include "rwg.redisPasswordSecret" . }}
 - --redis-password-file=/etc/rwg/redis/password
 {{- end }}

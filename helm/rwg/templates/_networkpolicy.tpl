@@ -11,6 +11,13 @@
         matchLabels: {{- include "rwg.selectorLabels" (dict "ctx" . "component" "redis") | nindent 10 }}
   ports:
     - {port: 6379, protocol: TCP}
+{{- if include "rwg.redisSentinel" . }}
+- to:
+    - podSelector:
+        matchLabels: {{- include "rwg.selectorLabels" (dict "ctx" . "component" "redis-sentinel") | nindent 10 }}
+  ports:
+    - {port: 26379, protocol: TCP}
+{{- end }}
 {{- else }}
 - ports:
     - {port: {{ splitList ":" .Values.redis.external.address | last | int }}, protocol: TCP}
