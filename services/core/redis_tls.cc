@@ -237,10 +237,11 @@ class Tunnel final : public RedisTlsTunnel {
     auto t = std::make_unique<Target>();
     t->address = address;
     if (absl::Status s = SplitHostPort(address, &t->host, &t->port); !s.ok()) return s;
+    auto victim = targets_.end();
     if (targets_.size() >= options_.max_addresses) {
       // Full: the address used least recently that no connection uses goes (with Sentinel,
-      // masters of the past: every restarted Redis pod is a new address).
-      auto victim = targets_.end();
+      // masters of the past: every restarted Redis pod is a new address), once the new one's
+      // socket is made.
       for (auto it = targets_.begin(); it != targets_.end(); ++it) {
         if (InUseLocked(*it->second)) continue;
         if (victim == targets_.end() ||
@@ -253,11 +254,6 @@ class Tunnel final : public RedisTlsTunnel {
                                                          " Redis addresses in use at once; ",
                                                          address, " is not connected"));
       }
-      victim->second->retired = true;
-      errors_.erase(victim->first);
-      log::Info("Redis TLS address retired", {{"address", victim->first}});
-      *retired = std::move(victim->second);
-      targets_.erase(victim);
     }
     t->last_use = uses_;
     // Never a path used before: a client still holding a retired address's path must not
@@ -281,6 +277,13 @@ class Tunnel final : public RedisTlsTunnel {
     if (t->stop.get() < 0) {
       unlink(t->path.c_str());
       return absl::InternalError(absl::StrCat("redis TLS: eventfd: ", std::strerror(errno)));
+    }
+    if (victim != targets_.end()) {
+      victim->second->retired = true;
+      errors_.erase(victim->first);
+      log::Info("Redis TLS address retired", {{"address", victim->first}});
+      *retired = std::move(victim->second);
+      targets_.erase(victim);
     }
     Target* raw = t.get();
     t->acceptor = std::thread([this, raw] { Accept(raw); });
@@ -308,8 +311,8 @@ class Tunnel final : public RedisTlsTunnel {
       const int fd = accept4(t->listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-          pollfd s = {stop_.get(), POLLIN, 0};
-          poll(&s, 1, 100);  // out of descriptors: do not spin
+          pollfd s[2] = {{stop_.get(), POLLIN, 0}, {t->stop.get(), POLLIN, 0}};
+          poll(s, 2, 100);  // out of descriptors: do not spin
         }
         continue;
       }

@@ -2,6 +2,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <signal.h>
 
 #include <fstream>
@@ -14,6 +15,15 @@
 #include "services/core/tls_identity.h"
 
 namespace rwg::core {
+
+namespace {
+
+// Threads handling gRPC requests at once, per process (sip-edge and control make a few hundred
+// requests per second each taking milliseconds; a long stream such as a deployment being
+// watched holds one for its length).
+constexpr int kMaxRequestThreads = 256;
+
+}  // namespace
 
 void ServerFlags::Register(Options& o) {
   o.Add("grpc-listen", grpc_listen, "gRPC listen address host:port (port 0 picks a free one)");
@@ -114,6 +124,13 @@ absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 16);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 1000);
+  // A thread per request being handled, at most kMaxRequestThreads: gRPC's synchronous server
+  // otherwise starts one for every request that arrives while the others are busy. Under more
+  // calls than a media relay could handle it had started 32,000 (the kernel's limit of memory
+  // maps) and then failed; a request beyond the bound is answered RESOURCE_EXHAUSTED at once.
+  grpc::ResourceQuota quota(absl::StrCat("rwg-", service_));
+  quota.SetMaxThreads(kMaxRequestThreads);
+  builder.SetResourceQuota(quota);
   for (grpc::Service* s : services) builder.RegisterService(s);
   server_ = builder.BuildAndStart();
   if (!server_ || grpc_port_ == 0) {

@@ -254,8 +254,9 @@ absl::Status TmaStore::CreateDeployment(const pb::Deployment& record,
   cmds.push_back({"SADD", core::kTmaActiveKey, id});
   for (const std::vector<std::string>& c : cmds) {
     if (absl::StatusOr<RedisReply> x = redis_.Command(c); !x.ok()) {
-      // Nothing half created: what was written goes. When Redis cannot take that either, the
-      // record (written last) is not there, so nothing runs; the rest is logged.
+      // Nothing half created: what was written goes. When Redis cannot take that either, it is
+      // logged: a deployment is run only from the active set (written last), so what is left
+      // never runs.
       absl::StatusOr<std::vector<RedisReply>> undone = redis_.Pipeline(
           {{"DEL", core::TmaDeploymentKey(id, "content"), core::TmaDeploymentKey(id, "order"),
             core::TmaDeploymentKey(id, "plan"), core::TmaDeploymentKey(id)},

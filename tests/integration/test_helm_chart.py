@@ -571,6 +571,8 @@ ott: {enabled: true}
             self.assertIn(f"--redis-sentinels={sentinels}", t, c)
             self.assertIn("--redis-master-name=office", t, c)
             self.assertIn("--redis-password-file=/etc/rwg/redis/password", t, c)
+            # The sentinels require the same password.
+            self.assertIn("--redis-sentinel-password-file=/etc/rwg/redis/password", t, c)
             self.assertNotIn("--redis-address", t, c)
         redis = yaml.safe_load(next(t for k, n, t in d if k == "StatefulSet" and n == "r-rwg-redis"))
         self.assertEqual(redis["spec"]["replicas"], 3)
@@ -578,8 +580,11 @@ ott: {enabled: true}
         role = redis["spec"]["template"]["spec"]["initContainers"][0]
         self.assertEqual(role["command"], ["/usr/bin/busybox", "sh", "-c"])
         self.assertIn("SENTINEL get-master-addr-by-name office", role["args"][0])
-        self.assertIn("replicaof r-rwg-redis-0.r-rwg-redis-headless.ns.svc.cluster.local 6379",
+        self.assertIn('master="r-rwg-redis-0.r-rwg-redis-headless.ns.svc.cluster.local 6379"',
                       role["args"][0])
+        self.assertIn('REDIS_PODS="' + " ".join(
+            f"r-rwg-redis-{i}.r-rwg-redis-headless.ns.svc.cluster.local" for i in range(3)) + '"',
+            role["args"][0])
         self.assertEqual(redis["spec"]["template"]["spec"]["containers"][0]["args"][0],
                          "/conf/redis.conf")
         sentinel = yaml.safe_load(next(
@@ -588,6 +593,9 @@ ott: {enabled: true}
         script = sentinel["spec"]["template"]["spec"]["initContainers"][0]["args"][0]
         self.assertIn('echo "sentinel monitor office $master 3"', script)
         self.assertIn("sentinel auth-pass office $PASSWORD", script)
+        self.assertIn("sentinel myid $(printf '%s' 'ns/'\"$POD_NAME\" | sha1sum", script)
+        # A copy of the mounted (read-only, 0440) configuration that the step can append to.
+        self.assertIn("cat /etc/redis/redis.conf > /conf/redis.conf", role["args"][0])
         self.assertEqual(sentinel["spec"]["template"]["spec"]["containers"][0]["args"],
                          ["/conf/sentinel.conf", "--sentinel"])
         for pod in (redis, sentinel):
@@ -628,6 +636,8 @@ ott: {enabled: true}
         self.assertEqual(wrong, [])
         self.assertIn("/redis/sentinel/sentinels", self.refused(
             values="redis: {sentinel: {enabled: true, sentinels: 2}}\n"))
+        self.assertIn("quorum (4) above the number of sentinels (3)", self.refused(
+            values="redis: {sentinel: {enabled: true, quorum: 4}}\n"))
 
     def pods_and_policies(self, *sets):
         """The chart's pods by component (netpol.Pod) and its NetworkPolicies, rendered in

@@ -79,15 +79,23 @@ app.kubernetes.io/part-of: rwg
 {{- end -}}
 {{/* Shell functions of the Redis and sentinel pods' init containers (busybox from the Redis
 image): ask_master prints "host port" of the master the sentinels name now (nothing when none
-answers), ask_replicas how many replicas they know (0 when none answers). */}}
+answers), ask_replicas how many replicas they know (0 when none answers), ask_redis_master
+"host port" of a Redis pod that says it is a master (nothing when none does). */}}
 {{- define "rwg.sentinelShell" -}}
 mkdir -p /tmp/bin && /usr/bin/busybox --install -s /tmp/bin && export PATH=/tmp/bin
 PASSWORD=""
 if [ -f /etc/redis-auth/password ]; then PASSWORD=$(cat /etc/redis-auth/password); fi
 SENTINELS="{{ range $i, $h := splitList "," (include "rwg.sentinelHosts" .) }}{{ if $i }} {{ end }}{{ trimSuffix ":26379" $h }}{{ end }}"
-sentinel_cmd() {
-  { if [ -n "$PASSWORD" ]; then printf 'AUTH %s\r\n' "$PASSWORD"; fi; printf '%s\r\nQUIT\r\n' "$2"; } |
-    timeout 3 nc "$1" 26379 2>/dev/null | tr -d '\r'
+REDIS_PODS="{{ range $i := until (int (add 1 .Values.redis.sentinel.replicas)) }}{{ if $i }} {{ end }}{{ include "rwg.redisPodHost" (dict "ctx" $ "n" $i) }}{{ end }}"
+redis_cmd() {
+  { if [ -n "$PASSWORD" ]; then printf 'AUTH %s\r\n' "$PASSWORD"; fi; printf '%s\r\n' "$3"; } |
+    timeout 3 nc "$1" "$2" 2>/dev/null | tr -d '\r'
+}
+sentinel_cmd() { redis_cmd "$1" 26379 "$2"; }
+ask_redis_master() {
+  for h in $REDIS_PODS; do
+    if redis_cmd "$h" 6379 ROLE | grep -qx master; then echo "$h 6379"; return; fi
+  done
 }
 ask_master() {
   for s in $SENTINELS; do
@@ -227,6 +235,9 @@ capabilities:
 {{- if include "rwg.redisSentinel" . }}
 - --redis-sentinels={{ include "rwg.sentinelHosts" . }}
 - --redis-master-name={{ .Values.redis.sentinel.masterName }}
+{{- if include "rwg.redisPasswordSecret" . }}
+- --redis-sentinel-password-file=/etc/rwg/redis/password
+{{- end }}
 {{- else }}
 - --redis-address={{ include "rwg.redisAddress" . }}
 {{- end }}

@@ -1,0 +1,107 @@
+// The gRPC server every service runs (core::ServiceHost): its request threads are bounded.
+#include "services/core/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "rwg/relay/v1/relay.grpc.pb.h"
+#include "tests/testing/wait.h"
+
+namespace rwg::core {
+namespace {
+
+namespace pb = ::rwg::relay::v1;
+
+int Threads() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+// A service whose Allocate waits until released: a relay slower than its callers.
+class SlowRelay final : public pb::RelayService::Service {
+ public:
+  grpc::Status Allocate(grpc::ServerContext*, const pb::AllocateRequest*, pb::Session*) override {
+    ++waiting_;
+    release_.WaitForNotificationWithTimeout(absl::Seconds(30));
+    --waiting_;
+    return grpc::Status::OK;
+  }
+  void Release() { release_.Notify(); }
+  int waiting() const { return waiting_.load(); }
+
+ private:
+  absl::Notification release_;
+  std::atomic<int> waiting_{0};
+};
+
+TEST(ServiceHostTest, RequestThreadsAreBoundedWhenRequestsPileUp) {
+  ServerFlags flags;
+  flags.grpc_listen = "127.0.0.1:0";
+  flags.metrics_listen = "127.0.0.1:0";
+  ServiceHost host("server-test", flags);
+  SlowRelay relay;
+  ASSERT_TRUE(host.Start({&relay}).ok());
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", host.grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = pb::RelayService::NewStub(channel);
+  const int before = Threads();
+
+  // 2,000 requests at once, far more than the bound.
+  constexpr int kRequests = 2000;
+  struct Call {
+    grpc::ClientContext ctx;
+    pb::AllocateRequest request;
+    pb::Session session;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  std::atomic<int> done{0};
+  for (int i = 0; i < kRequests; ++i) {
+    auto c = std::make_unique<Call>();
+    c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    Call* raw = c.get();
+    stub->async()->Allocate(&raw->ctx, &raw->request, &raw->session, [raw, &done](grpc::Status s) {
+      raw->status = std::move(s);
+      ++done;
+    });
+    calls.push_back(std::move(c));
+  }
+  // The server takes what it can; the rest are refused at once.
+  ASSERT_TRUE(testing::Eventually([&] { return relay.waiting() + done.load() >= kRequests; },
+                                  absl::Seconds(30)))
+      << relay.waiting() << " waiting, " << done.load() << " answered";
+  const int during = Threads();
+  EXPECT_LE(relay.waiting(), 256);
+  EXPECT_GT(relay.waiting(), 8) << "requests are still handled side by side";
+  EXPECT_LT(during - before, 256 + 64) << before << " threads before, " << during << " during";
+  relay.Release();
+  ASSERT_TRUE(testing::Eventually([&] { return done.load() == kRequests; }, absl::Seconds(30)));
+  int ok = 0;
+  int refused = 0;
+  for (const auto& c : calls) {
+    if (c->status.ok()) ++ok;
+    if (c->status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) ++refused;
+  }
+  EXPECT_GT(ok, 8);
+  EXPECT_EQ(ok + refused, kRequests) << "every request answered or refused, none lost";
+  // The server still serves.
+  grpc::ClientContext ctx;
+  pb::Session session;
+  EXPECT_TRUE(stub->Allocate(&ctx, pb::AllocateRequest(), &session).ok());
+}
+
+}  // namespace
+}  // namespace rwg::core
