@@ -36,7 +36,8 @@ int OpenUdp(const std::string& address, int port, std::string* error) {
   int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *error = strerror(errno);
-    return -1;
+    // Out of descriptors or memory: no other port would do better.
+    return errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM ? -2 : -1;
   }
   int size = 1 << 20;  // room for bursts
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
@@ -63,11 +64,13 @@ absl::StatusOr<PortPair> PortPool::Bind(int port) {
   PortPair p;
   p.port = port;
   p.rtp_fd = OpenUdp(bind_address_, port, &error);
+  if (p.rtp_fd == -2) return absl::ResourceExhaustedError(absl::StrCat("port ", port, ": ", error));
   if (p.rtp_fd < 0) return absl::UnavailableError(absl::StrCat("port ", port, ": ", error));
   p.rtcp_fd = OpenUdp(bind_address_, port + 1, &error);
   if (p.rtcp_fd < 0) {
     close(p.rtp_fd);
-    return absl::UnavailableError(absl::StrCat("port ", port + 1, ": ", error));
+    const std::string why = absl::StrCat("port ", port + 1, ": ", error);
+    return p.rtcp_fd == -2 ? absl::ResourceExhaustedError(why) : absl::UnavailableError(why);
   }
   return p;
 }
@@ -80,7 +83,11 @@ absl::StatusOr<PortPair> PortPool::Acquire() {
     if (used_.count(port)) continue;
     absl::StatusOr<PortPair> p = Bind(port);
     if (!p.ok()) {
-      if (absl::IsInvalidArgument(p.status())) return p.status();
+      // Out of descriptors: every other pair would fail the same way (and trying them all,
+      // under the relay's lock, would hold every other request behind this one).
+      if (absl::IsInvalidArgument(p.status()) || absl::IsResourceExhausted(p.status())) {
+        return p.status();
+      }
       continue;  // taken by something else: try the next pair
     }
     used_.insert(port);

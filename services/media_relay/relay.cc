@@ -5,6 +5,8 @@
 // after a restart and the heartbeat's advert are in relay_redis.cc.
 #include "services/media_relay/relay.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 
 #include "absl/strings/escaping.h"
@@ -28,6 +30,16 @@ Relay::Relay(RelayOptions options, core::RedisClient& redis, const core::SecretB
       pool_(options_.bind_address, options_.port_min, options_.port_max),
       grpc_address_(options_.grpc_address) {
   if (options_.media_address.empty()) options_.media_address = options_.bind_address;
+  // A session holds four descriptors (RTP and RTCP of two legs): without a limit of its own the
+  // relay takes no more sessions than its descriptor limit leaves room for (past it, every
+  // allocation would fail on the first socket anyway).
+  rlimit files{};
+  if (options_.max_sessions == 0 && getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+      files.rlim_cur != RLIM_INFINITY) {
+    const rlim_t reserve = 512;  // gRPC, Redis, io_uring, metrics, logs
+    options_.max_sessions =
+        files.rlim_cur > reserve + 4 ? static_cast<int>((files.rlim_cur - reserve) / 4) : 1;
+  }
 }
 
 Relay::~Relay() { Stop(); }

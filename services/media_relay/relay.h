@@ -50,7 +50,7 @@ struct RelayOptions {
   // CAP_SYS_NICE). Housekeeping (idle checks, metrics, persisting, heartbeat) always runs at
   // nice kHousekeepingNice, so that it yields the core to packets.
   core::ThreadScheduling worker_scheduling;
-  int max_sessions = 0;  // 0: as many as the pool allows
+  int max_sessions = 0;  // 0: as many as the pool and the descriptor limit allow
   absl::Duration idle_timeout = absl::Seconds(60);
   absl::Duration orphan_timeout = absl::Hours(1);  // idle this long: deleted by the relay
 };

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -59,6 +60,32 @@ TEST(PortPoolTest, SkipsPairsTakenByOthers) {
   EXPECT_TRUE(absl::IsResourceExhausted(pool.Acquire().status()));
   pool.Release(*p);
   close(blocker);
+}
+
+// Out of descriptors, the pool says so at once (every other pair would fail the same way, and
+// walking them all happens under the relay's lock): the soak's relay at its descriptor limit
+// had every allocation try all 10,000 pairs and the requests pile up behind it.
+TEST(PortPoolTest, OutOfDescriptorsIsReportedAtOnce) {
+  PortPool pool("127.0.0.1", 44200, 45199);
+  rlimit before{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &before), 0);
+  const int next = dup(0);  // the lowest free descriptor: the limit goes just below it
+  ASSERT_GE(next, 0);
+  close(next);
+  rlimit low = before;
+  low.rlim_cur = static_cast<rlim_t>(next);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  absl::StatusOr<PortPair> p = pool.Acquire();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &before), 0);
+  EXPECT_TRUE(absl::IsResourceExhausted(p.status())) << p.status();
+  EXPECT_NE(p.status().message().find("port 44200: Too many open files"), std::string::npos)
+      << p.status();
+  EXPECT_EQ(pool.used_pairs(), 0u);
+  // With descriptors again, the same pair is handed out.
+  absl::StatusOr<PortPair> q = pool.Acquire();
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->port, 44202);  // the pool had moved on by one pair
+  pool.Release(*q);
 }
 
 TEST(PortPoolTest, ExactPairForRestores) {
