@@ -50,7 +50,8 @@ void Config::Register(core::Options& o) {
         "says so");
   o.Add("worker-priority", relay.worker_scheduling.priority,
         "nice value (other) or real-time priority (fifo, rr) of the packet workers");
-  o.Add("max-sessions", relay.max_sessions, "session limit (0: what the pool and the descriptor limit allow)");
+  o.Add("max-sessions", relay.max_sessions,
+        "session limit (0: what the pool and the descriptor limit allow)");
   o.Add("idle-timeout-seconds", idle_seconds, "no packet this long: the session is idle");
   o.Add("orphan-timeout-seconds", orphan_seconds,
         "idle this long: the relay deletes the session itself");
