@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/base/attributes.h"
 #include "absl/base/const_init.h"
@@ -139,11 +141,29 @@ void AppendValue(std::string& out, absl::string_view v) {
   out.push_back('"');
 }
 
+std::string FormatRange(absl::string_view level, absl::string_view msg, const Field* begin,
+                        const Field* end);
+
 void Emit(spdlog::level::level_enum lvl, absl::string_view name, absl::string_view msg,
           std::initializer_list<Field> fields) {
   spdlog::logger& logger = Logger();
   if (!logger.should_log(lvl)) return;
-  logger.log(lvl, "{}", Format(name, msg, fields));
+  logger.log(lvl, "{}", FormatRange(name, msg, fields.begin(), fields.end()));
+}
+
+void EmitLimited(Limiter& limiter, spdlog::level::level_enum lvl, absl::string_view name,
+                 absl::string_view msg, std::initializer_list<Field> fields) {
+  spdlog::logger& logger = Logger();
+  if (!logger.should_log(lvl)) return;
+  int64_t left_out = 0;
+  if (!limiter.Admit(&left_out)) return;
+  if (left_out == 0) {
+    logger.log(lvl, "{}", FormatRange(name, msg, fields.begin(), fields.end()));
+    return;
+  }
+  std::vector<Field> all(fields.begin(), fields.end());
+  all.emplace_back("left_out", std::to_string(left_out));
+  logger.log(lvl, "{}", FormatRange(name, msg, all.data(), all.data() + all.size()));
 }
 
 }  // namespace
@@ -173,6 +193,12 @@ static const std::string& Timestamp() {
 
 std::string Format(absl::string_view level, absl::string_view msg,
                    std::initializer_list<Field> fields) {
+  return FormatRange(level, msg, fields.begin(), fields.end());
+}
+
+namespace {
+std::string FormatRange(absl::string_view level, absl::string_view msg, const Field* begin,
+                        const Field* end) {
   std::string out;
   out.reserve(160);
   absl::StrAppend(&out, "ts=", Timestamp(), " level=", level, " service=");
@@ -182,14 +208,15 @@ std::string Format(absl::string_view level, absl::string_view msg,
   }
   out.append(" msg=");
   AppendValue(out, msg);
-  for (const Field& f : fields) {
+  for (const Field* f = begin; f != end; ++f) {
     out.push_back(' ');
-    out.append(f.first.data(), f.first.size());
+    out.append(f->first.data(), f->first.size());
     out.push_back('=');
-    AppendValue(out, f.second);
+    AppendValue(out, f->second);
   }
   return out;
 }
+}  // namespace
 
 void Debug(absl::string_view msg, std::initializer_list<Field> f) {
   Emit(spdlog::level::debug, "debug", msg, f);
@@ -202,6 +229,31 @@ void Warn(absl::string_view msg, std::initializer_list<Field> f) {
 }
 void Error(absl::string_view msg, std::initializer_list<Field> f) {
   Emit(spdlog::level::err, "error", msg, f);
+}
+
+bool Limiter::Admit(int64_t* left_out) {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  if (now - window_start_ >= interval_ || now < window_start_) {
+    window_start_ = now;
+    written_ = 0;
+  }
+  if (written_ >= burst_) {
+    ++left_out_;
+    *left_out = 0;
+    return false;
+  }
+  ++written_;
+  *left_out = left_out_;
+  left_out_ = 0;
+  return true;
+}
+
+void Info(Limiter& limiter, absl::string_view msg, std::initializer_list<Field> f) {
+  EmitLimited(limiter, spdlog::level::info, "info", msg, f);
+}
+void Warn(Limiter& limiter, absl::string_view msg, std::initializer_list<Field> f) {
+  EmitLimited(limiter, spdlog::level::warn, "warn", msg, f);
 }
 
 }  // namespace rwg::core::log

@@ -16,15 +16,6 @@
 
 namespace rwg::core {
 
-namespace {
-
-// Threads handling gRPC requests at once, per process (sip-edge and control make a few hundred
-// requests per second each taking milliseconds; a long stream such as a deployment being
-// watched holds one for its length).
-constexpr int kMaxRequestThreads = 256;
-
-}  // namespace
-
 void ServerFlags::Register(Options& o) {
   o.Add("grpc-listen", grpc_listen, "gRPC listen address host:port (port 0 picks a free one)");
   o.Add("metrics-listen", metrics_listen, "Prometheus /metrics listen address host:port");
@@ -32,6 +23,9 @@ void ServerFlags::Register(Options& o) {
   o.Add("tls-key-file", tls_key_file, "PEM private key for the gRPC port");
   o.Add("port-file", port_file, "write the bound ports here as JSON once listening");
   o.Add("drain-seconds", drain_seconds, "time allowed for in-flight calls on SIGTERM");
+  o.Add("grpc-max-threads", grpc_max_threads,
+        "gRPC requests handled at once; one beyond is answered RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(8, 4096));
   o.Add("log-level", log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
 }
@@ -124,12 +118,12 @@ absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 2);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 16);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::CQ_TIMEOUT_MSEC, 1000);
-  // A thread per request being handled, at most kMaxRequestThreads: gRPC's synchronous server
+  // A thread per request being handled, at most grpc-max-threads: gRPC's synchronous server
   // otherwise starts one for every request that arrives while the others are busy. Under more
   // calls than a media relay could handle it had started 32,000 (the kernel's limit of memory
   // maps) and then failed; a request beyond the bound is answered RESOURCE_EXHAUSTED at once.
   grpc::ResourceQuota quota(absl::StrCat("rwg-", service_));
-  quota.SetMaxThreads(kMaxRequestThreads);
+  quota.SetMaxThreads(flags_.grpc_max_threads);
   builder.SetResourceQuota(quota);
   for (grpc::Service* s : services) builder.RegisterService(s);
   server_ = builder.BuildAndStart();

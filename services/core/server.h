@@ -33,6 +33,9 @@ struct ServerFlags {
   std::string tls_key_file;
   std::string port_file;  // written as {"grpc":N,"metrics":M} once listening
   double drain_seconds = 10;
+  // Threads handling gRPC requests at once (sip-edge and control make a few hundred requests per
+  // second, each taking milliseconds; a watched deployment holds one for its length).
+  int grpc_max_threads = 256;
   std::string log_level = "info";
 
   void Register(Options& options);

@@ -86,6 +86,7 @@ absl::StatusOr<PortPair> PortPool::Acquire() {
       // Out of descriptors: every other pair would fail the same way (and trying them all,
       // under the relay's lock, would hold every other request behind this one).
       if (absl::IsInvalidArgument(p.status()) || absl::IsResourceExhausted(p.status())) {
+        next_ = port;  // this pair was not tried: the next allocation starts with it
         return p.status();
       }
       continue;  // taken by something else: try the next pair

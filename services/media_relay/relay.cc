@@ -39,6 +39,7 @@ Relay::Relay(RelayOptions options, core::RedisClient& redis, const core::SecretB
     const rlim_t reserve = 512;  // gRPC, Redis, io_uring, metrics, logs
     options_.max_sessions =
         files.rlim_cur > reserve + 4 ? static_cast<int>((files.rlim_cur - reserve) / 4) : 1;
+    limit_from_descriptors_ = true;
   }
 }
 
@@ -167,8 +168,11 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
     absl::MutexLock lock(&mu_);
     if (options_.max_sessions > 0 &&
         sessions_.size() + allocating_ >= static_cast<size_t>(options_.max_sessions)) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("session limit reached (", options_.max_sessions, ")"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "session limit reached (", options_.max_sessions,
+          limit_from_descriptors_
+              ? ", from the descriptor limit: raise RLIMIT_NOFILE or set --max-sessions)"
+              : ")"));
     }
     for (int l = 0; l < 2; ++l) {
       absl::StatusOr<PortPair> p = pool_.Acquire();

@@ -150,6 +150,8 @@ class Relay {
   core::Random& rng_;
   std::unique_ptr<RelayMetrics> metrics_;
   PortPool pool_;
+  // The session limit was derived from RLIMIT_NOFILE, not given: its refusal says so.
+  bool limit_from_descriptors_ = false;
   std::vector<std::unique_ptr<Worker>> workers_;
   absl::Mutex mu_;  // sessions_ and everything that allocates or frees ports
   std::map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);

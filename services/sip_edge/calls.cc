@@ -488,7 +488,7 @@ void Calls::AllocateAndInvite(Call& call, const RelayRemote& set, const RelayRem
     Side& caller = c.from_phone ? c.set : c.icp;
     Side& called = Other(c, caller);
     if (!s.ok()) {
-      core::log::Warn("no media relay for the call",
+      core::log::Warn(no_relay_log_, "no media relay for the call",
                       {{"call", id}, {"error", std::string(s.status().message())}});
       Answer(c, caller, 503, "Media Relay Unavailable", "");
       return Forget(c);
@@ -518,7 +518,7 @@ std::optional<std::string> Calls::AnswerIcpChallenge(const DialogPair& pair, con
       AnswerChallenge(challenge, pair.device.icp_username, pair.device.icp_password, method,
                       to.remote_target, 1, rng_);
   if (!auth.ok()) {
-    core::log::Warn("cannot answer the iPBX's challenge",
+    core::log::Warn(challenge_log_, "cannot answer the iPBX's challenge",
                     {{"call", pair.id}, {"error", std::string(auth.status().message())}});
     return std::nullopt;
   }

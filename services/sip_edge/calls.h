@@ -34,6 +34,7 @@
 #include "services/core/clock.h"
 #include "services/core/devices.h"
 #include "services/core/emergency.h"
+#include "services/core/log.h"
 #include "services/core/random.h"
 #include "services/sip_edge/gateway_config.h"
 #include "services/sip_edge/in_flight.h"
@@ -263,6 +264,9 @@ class Calls {
   MediaRelays& relays_;
   core::Clock& clock_;
   core::Random& rng_;
+  // Failures that repeat for every call while a relay or the iPBX is overloaded.
+  core::log::Limiter no_relay_log_{clock_};
+  core::log::Limiter challenge_log_{clock_};
   std::map<std::string, std::unique_ptr<Call>> calls_;                  // by rwg call id
   std::map<std::string, std::unique_ptr<Subscription>> subscriptions_;  // by rwg id
   std::map<std::string, int> calls_of_;                                 // device -> its calls here

@@ -183,6 +183,9 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
   core::BindingStore bindings;
   core::Clock& clock;
   core::Random& rng;
+  // Lines that a guesser, or Redis gone, would otherwise write for every REGISTER.
+  core::log::Limiter refused_log{clock};
+  core::log::Limiter lookup_log{clock};
   EdgeMetrics metrics;
   prometheus::Registry& registry;
   core::RedisClient& redis;
@@ -842,7 +845,8 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
   int Forbidden(nta_incoming_t* irq, const std::string& ip, const std::string& user,
                 const std::string& source, const char* why) override {
     CountAuthFailure(ip, user);
-    core::log::Info("registration refused", {{"user", user}, {"source", source}, {"reason", why}});
+    core::log::Info(refused_log, "registration refused",
+                    {{"user", user}, {"source", source}, {"reason", why}});
     return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
   }
 
@@ -872,7 +876,8 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
         // The same answer as a wrong password: a guesser learns nothing from the ban.
         return Reply(irq, "REGISTER", SIP_403_FORBIDDEN, TAG_END());
       case AuthResult::Outcome::kUnavailable:
-        core::log::Warn("device lookup failed", {{"error", std::string(auth.error.message())}});
+        core::log::Warn(lookup_log, "device lookup failed",
+                        {{"error", std::string(auth.error.message())}});
         return Reply(irq, "REGISTER", 503, "Service Unavailable", SIPTAG_RETRY_AFTER_STR("30"),
                      TAG_END());
       case AuthResult::Outcome::kRefused:

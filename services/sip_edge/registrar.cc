@@ -213,7 +213,8 @@ void Registrar::OnReserved(PendingRegister* p, uint32_t licences,
                            absl::StatusOr<core::BindingStore::Reserved> r) {
   const std::string& user = p->device.set_username;
   if (!r.ok()) {
-    core::log::Warn("licence check failed", {{"error", std::string(r.status().message())}});
+    core::log::Warn(licence_log_, "licence check failed",
+                    {{"error", std::string(r.status().message())}});
     return Abandon(p, 503, "Service Unavailable");
   }
   if (r->reservation == core::BindingStore::Reservation::kRefused) {
@@ -327,7 +328,7 @@ void Registrar::FinishBackgroundRegister(const std::string& user, int expires,
       // Try again shortly; the iPBX's registration lasts until it runs out.
       b.upstream_refresh_at = now + absl::Seconds(5);
       refreshes_.Add({{"result", "failed"}}).Increment();
-      core::log::Warn("iPBX registration refresh failed",
+      core::log::Warn(refresh_log_, "iPBX registration refresh failed",
                       {{"device", user}, {"status", std::to_string(r.status)}});
     }
   }
@@ -375,7 +376,8 @@ void Registrar::OnStored(PendingRegister* p, const core::Binding& b, const absl:
   const std::string& user = p->device.set_username;
   const absl::Time now = clock_.Now();
   if (!put.ok()) {
-    core::log::Warn("cannot store the binding", {{"error", std::string(put.message())}});
+    core::log::Warn(store_log_, "cannot store the binding",
+                    {{"error", std::string(put.message())}});
     ReplyFailure(p->irq, 503, "Service Unavailable");
     return Done(p);
   }

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "services/core/clock.h"
 #include "services/core/devices.h"
+#include "services/core/log.h"
 #include "services/core/registrations.h"
 #include "services/sip_edge/async_redis.h"
 #include "services/sip_edge/gateway_config.h"
@@ -145,6 +146,10 @@ class Registrar {
   core::DeviceDirectory& devices_;
   GatewayConfigWatcher& config_;
   core::Clock& clock_;
+  // Failures that repeat for every REGISTER while Redis or the iPBX is failing.
+  core::log::Limiter licence_log_{clock_};
+  core::log::Limiter store_log_{clock_};
+  core::log::Limiter refresh_log_{clock_};
   std::string icp_contact_host_;
   prometheus::Counter& licence_refusals_;
   prometheus::Family<prometheus::Counter>& refreshes_;  // rwg's own refreshes, by result

@@ -13,6 +13,7 @@ namespace {
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 
 TEST(LogFormatTest, OneLineWithFields) {
   Init("control", "info");
@@ -100,6 +101,41 @@ TEST(LogFormatTest, EveryByteKeepsTheLineOneLineOfUtf8) {
   EXPECT_EQ(line.find('\n'), std::string::npos);
   EXPECT_EQ(line.find('\r'), std::string::npos);
   EXPECT_TRUE(ValidUtf8(line));
+}
+
+TEST(LogLimiterTest, AFloodWritesABurstPerIntervalAndCountsTheRest) {
+  ManualClock clock;
+  Limiter limiter(clock, 3, absl::Seconds(10));
+  int64_t left_out = -1;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(limiter.Admit(&left_out)) << i;
+    EXPECT_EQ(left_out, 0);
+  }
+  for (int i = 0; i < 400; ++i) EXPECT_FALSE(limiter.Admit(&left_out)) << i;
+  clock.Advance(absl::Seconds(9));
+  EXPECT_FALSE(limiter.Admit(&left_out));
+  clock.Advance(absl::Seconds(1));
+  ASSERT_TRUE(limiter.Admit(&left_out));
+  EXPECT_EQ(left_out, 401);  // the first line of the next interval says how many were left out
+  EXPECT_TRUE(limiter.Admit(&left_out));
+  EXPECT_EQ(left_out, 0);
+}
+
+TEST(LogLimiterTest, TheLineWrittenAfterALullCarriesTheCount) {
+  Init("sip-edge", "info");
+  ManualClock clock;
+  Limiter limiter(clock, 1, absl::Seconds(10));
+  testing::internal::CaptureStderr();
+  Warn(limiter, "no media relay for the call", {{"call", "c1"}});
+  Warn(limiter, "no media relay for the call", {{"call", "c2"}});
+  Warn(limiter, "no media relay for the call", {{"call", "c3"}});
+  clock.Advance(absl::Seconds(11));
+  Warn(limiter, "no media relay for the call", {{"call", "c4"}});
+  const std::string out = testing::internal::GetCapturedStderr();
+  EXPECT_THAT(out, HasSubstr("call=c1\n"));
+  EXPECT_THAT(out, Not(HasSubstr("call=c2")));
+  EXPECT_THAT(out, Not(HasSubstr("call=c3")));
+  EXPECT_THAT(out, HasSubstr("call=c4 left_out=2\n"));
 }
 
 }  // namespace

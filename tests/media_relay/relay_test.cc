@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -187,6 +188,26 @@ TEST_F(RelayTest, TheLastPortPairTakenIsResourceExhaustedAndFreedByADelete) {
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
   ASSERT_TRUE(relay->Delete(ids[0]).ok());
   EXPECT_TRUE(relay->Allocate(req).ok());
+  relay->Stop();
+}
+
+TEST_F(RelayTest, WithoutALimitOfItsOwnTheDescriptorLimitCapsSessionsAndTheRefusalSaysSo) {
+  rlimit before{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &before), 0);
+  rlimit low = before;
+  low.rlim_cur = 520;  // 512 kept back, 4 descriptors a session: room for 2
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::unique_ptr<Relay> relay = StartRelay();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &before), 0);
+  Allocate(*relay, 40000, 40002);
+  Allocate(*relay, 40000, 40002);
+  relay::v1::AllocateRequest req;
+  req.set_call_id("third");
+  absl::StatusOr<relay::v1::Session> refused = relay->Allocate(req);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_NE(refused.status().message().find("session limit reached (2, from the descriptor limit"),
+            std::string::npos)
+      << refused.status();
   relay->Stop();
 }
 
