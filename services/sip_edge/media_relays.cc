@@ -203,8 +203,8 @@ class GrpcMediaRelays : public MediaRelays {
       failed.swap(failed_->deletes);
     }
     for (PendingDelete& d : failed) {
-      if (now - d.first >= options_.delete_retry_for) {
-        core::log::Warn("cannot delete the media relay session; giving up",
+      if (now - d.first >= options_.delete_retry_for || retries_.size() >= kMaxRetries) {
+        core::log::Warn(failed_->log, "cannot delete the media relay session; giving up",
                         {{"session", d.session.id},
                          {"instance", d.session.instance},
                          {"attempts", std::to_string(d.attempts)}});
@@ -237,9 +237,15 @@ class GrpcMediaRelays : public MediaRelays {
   // Deletions that failed, handed from gRPC's threads to Sweep; shared with the calls in
   // flight, which may complete after this client is gone (at shutdown).
   struct FailedDeletes {
+    explicit FailedDeletes(core::Clock& clock) : log(clock) {}
     absl::Mutex mu;
     std::vector<PendingDelete> deletes ABSL_GUARDED_BY(mu);
+    // A relay overloaded or restarting refuses every deletion: a few lines, not one each.
+    core::log::Limiter log;
   };
+  // Deletions waiting to be asked again, at most (about 40 MiB; a relay gone for 5 minutes
+  // at 300 calls a second): beyond, the relay ends the session as an orphan.
+  static constexpr size_t kMaxRetries = 200'000;
 
   void StartDelete(PendingDelete d) {
     ++d.attempts;
@@ -253,11 +259,14 @@ class GrpcMediaRelays : public MediaRelays {
             [failed = failed_, call, d](const grpc::Status& s) mutable {
               std::unique_ptr<Call<relaypb::DeleteRequest, relaypb::DeleteResponse>> owned(call);
               if (s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) return;
-              // Not reached (restarting) or no answer in time: asked again.
+              // Not reached (restarting), no answer in time, or too busy to take the request
+              // (its request threads all taken): asked again.
               const bool again = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                                 s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+                                 s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                                 s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
               if (d.attempts == 1 || !again) {
-                core::log::Warn(again ? "cannot delete the media relay session; trying again"
+                core::log::Warn(failed->log,
+                                again ? "cannot delete the media relay session; trying again"
                                       : "cannot delete the media relay session",
                                 {{"session", d.session.id},
                                  {"instance", d.session.instance},
@@ -309,7 +318,7 @@ class GrpcMediaRelays : public MediaRelays {
   bool listed_ = false;
   absl::Time listed_at_;
   std::vector<PendingDelete> retries_;  // deletions to try again (loop thread only)
-  std::shared_ptr<FailedDeletes> failed_ = std::make_shared<FailedDeletes>();
+  std::shared_ptr<FailedDeletes> failed_ = std::make_shared<FailedDeletes>(clock_);
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<relaypb::RelayService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };

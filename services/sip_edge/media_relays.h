@@ -54,10 +54,10 @@ class MediaRelays {
   // Null: that leg stays as it is.
   virtual void Update(const RelaySession& s, const RelayRemote* set, const RelayRemote* icp,
                       bool new_set_key, bool new_icp_key, Done done) = 0;
-  // A session its instance cannot be asked to delete now (it is restarting: UNAVAILABLE, or
-  // no answer in time) is asked again by Sweep, until `delete_retry_for` has passed: a
-  // restarted instance restores its sessions from Redis, and would otherwise keep this one
-  // until it is an orphan.
+  // A session its instance cannot be asked to delete now (it is restarting: UNAVAILABLE; no
+  // answer in time; too busy: RESOURCE_EXHAUSTED) is asked again by Sweep, until `delete_retry_for`
+  // has passed: a restarted instance restores its sessions from Redis, and would otherwise keep
+  // this one until it is an orphan.
   virtual void Delete(const RelaySession& s) = 0;
   // Once a second, on the SIP thread: the deletions due again.
   virtual void Sweep() {}

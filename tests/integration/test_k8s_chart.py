@@ -229,11 +229,23 @@ class K8sChartTest(unittest.TestCase):
         data = self.kubectl("-n", NS, "get", "secret", name, "-o", "json")
         return base64.b64decode(json.loads(data)["data"][key]).decode()
 
+    def save_cas(self):
+        """The release's internal and public CAs, as NOTES.txt tells an admin to take them."""
+        self.internal_ca = os.path.join(self.tmp, "internal-ca.pem")
+        with open(self.internal_ca, "w") as f:
+            f.write(self.secret("rwg-tls-internal", "ca.crt"))
+        self.public_ca = os.path.join(self.tmp, "public-ca.pem")
+        with open(self.public_ca, "w") as f:
+            f.write(self.secret("rwg-tls-public", "ca.crt"))
+
+    def rwgctl_env(self, port):
+        return dict(self.env, RWG_SERVER=f"localhost:{port}", RWG_CA_CERT=self.internal_ca,
+                    RWG_TOKEN_FILE=os.path.join(self.tmp, "token"),
+                    RWG_PASSWORD=self.secret("rwg-secrets", "admin-password"))
+
     def rwgctl(self, port, *args):
-        env = dict(self.env, RWG_SERVER=f"localhost:{port}", RWG_CA_CERT=self.internal_ca,
-                   RWG_TOKEN_FILE=os.path.join(self.tmp, "token"),
-                   RWG_PASSWORD=self.secret("rwg-secrets", "admin-password"))
-        return run(os.path.join(BUILD, "bin", "rwgctl"), *args, env=env, timeout=60)
+        return run(os.path.join(BUILD, "bin", "rwgctl"), *args, env=self.rwgctl_env(port),
+                   timeout=60)
 
     def values(self, **extra):
         v = {
@@ -663,12 +675,7 @@ class K8sChartTest(unittest.TestCase):
         first = self.sentinel_master()
         self.assertTrue(first.startswith("rwg-redis-0.rwg-redis-headless."), first)
         self.assertEqual(self.redis_role("rwg-redis-1")[0], "slave")
-        self.internal_ca = os.path.join(self.tmp, "internal-ca.pem")
-        with open(self.internal_ca, "w") as f:
-            f.write(self.secret("rwg-tls-internal", "ca.crt"))
-        self.public_ca = os.path.join(self.tmp, "public-ca.pem")
-        with open(self.public_ca, "w") as f:
-            f.write(self.secret("rwg-tls-public", "ca.crt"))
+        self.save_cas()
         self.ctl_port = self.port_forward()
         self.rwgctl(self.ctl_port, "login")
         self.rwgctl(self.ctl_port, "device", "add", "--set-username", "1001", "--set-password",
@@ -690,11 +697,9 @@ class K8sChartTest(unittest.TestCase):
 
         def binding_kept():
             p = subprocess.run([os.path.join(BUILD, "bin", "rwgctl"), "-o", "json",
-                                "registration", "list"], env=dict(
-                self.env, RWG_SERVER=f"localhost:{self.ctl_port}", RWG_CA_CERT=self.internal_ca,
-                RWG_TOKEN_FILE=os.path.join(self.tmp, "token"),
-                RWG_PASSWORD=self.secret("rwg-secrets", "admin-password")),
-                text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+                                "registration", "list"], env=self.rwgctl_env(self.ctl_port),
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               timeout=60)
             if p.returncode != 0:
                 return False  # control not on the new master yet (UNAVAILABLE)
             return any(r["set_username"] == "1001" for r in json.loads(p.stdout)["registrations"])
@@ -719,6 +724,103 @@ class K8sChartTest(unittest.TestCase):
                                                              "-c", "role"))
         self.helm("uninstall", "rwg", "-n", NS, "--wait", "--timeout", "5m")
 
+    def redis_over_tls(self):
+        """redis-server on the node's address, TLS only, client certificates required: a CA, a
+        server certificate for the node's address, a client certificate. Returns (port,
+        password, redis-cli's TLS arguments)."""
+        d = os.path.join(self.tmp, "redis-tls")
+        os.makedirs(d)
+
+        def ossl(*args):
+            subprocess.run(["openssl", *args], check=True, cwd=d, capture_output=True)
+        ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-days", "2", "-subj", "/CN=redis test CA", "-keyout", "ca.key", "-out", "ca.crt")
+        for name, ext in (("server", f"subjectAltName=IP:{self.node_ip}\n"),
+                          ("client", "extendedKeyUsage=clientAuth\n")):
+            ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-subj", f"/CN=rwg redis {name}", "-keyout", f"{name}.key", "-out",
+                 f"{name}.csr")
+            with open(os.path.join(d, f"{name}.ext"), "w") as f:
+                f.write(ext)
+            ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", f"{name}.ext", "-out",
+                 f"{name}.crt")
+        password = "redis-tls-" + os.urandom(8).hex()
+        with socket.socket() as probe:
+            probe.bind((self.node_ip, 0))
+            port = probe.getsockname()[1]
+        redis = subprocess.Popen([
+            "redis-server", "--port", "0", "--tls-port", str(port), "--bind", self.node_ip,
+            "--tls-cert-file", "server.crt", "--tls-key-file", "server.key",
+            "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "yes",
+            "--requirepass", password, "--save", "", "--appendonly", "no", "--dir", d],
+            cwd=d, stdout=open(os.path.join(d, "redis.log"), "w"), stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: (redis.terminate(), redis.wait(10)))
+        cli = ["redis-cli", "-h", self.node_ip, "-p", str(port), "--tls", "--cacert",
+               os.path.join(d, "ca.crt"), "--cert", os.path.join(d, "client.crt"), "--key",
+               os.path.join(d, "client.key"), "--no-auth-warning", "-a", password]
+        rwgtest.wait_until("redis-server over TLS", lambda: subprocess.run(
+            cli + ["PING"], capture_output=True, text=True).stdout.strip() == "PONG", timeout=20)
+        # Without a client certificate Redis refuses the handshake.
+        plain = subprocess.run(cli[:8] + ["--no-auth-warning", "-a", password, "PING"],
+                               capture_output=True, text=True)
+        self.assertNotEqual(plain.stdout.strip(), "PONG", plain)
+        self.kubectl("create", "namespace", NS)
+        self.kubectl("-n", NS, "create", "secret", "generic", "redis-ca",
+                     f"--from-file=ca.crt={os.path.join(d, 'ca.crt')}")
+        self.kubectl("-n", NS, "create", "secret", "tls", "redis-client",
+                     f"--cert={os.path.join(d, 'client.crt')}",
+                     f"--key={os.path.join(d, 'client.key')}")
+        self.kubectl("-n", NS, "create", "secret", "generic", "redis-password",
+                     f"--from-literal=password={password}")
+        return port, password, cli
+
+    def test_external_redis_over_tls(self):
+        """redis.external with TLS: every service reaches a Redis outside the cluster (on the
+        node, TLS only, client certificates required) through its TLS tunnel; a device added
+        and a phone's binding are read back from that Redis over TLS; the Redis has no
+        plaintext port."""
+        port, password, cli = self.redis_over_tls()
+        t = time.monotonic()
+        self.helm("install", "rwg", CHART, "-n", NS, "-f", self.values(
+            redis={"enabled": False, "external": {
+                "address": f"{self.node_ip}:{port}",
+                "passwordSecret": {"name": "redis-password", "key": "password"},
+                "tls": {"enabled": True, "caSecret": {"name": "redis-ca", "key": "ca.crt"},
+                        "clientSecret": "redis-client"}}},
+            sipEdge={"replicas": 1}, control={"replicas": 1}, provisioning={"replicas": 1},
+            mediaRelay={"instances": 1, "portMin": 21000, "portMax": 21499, "workers": 1}),
+            "--wait", "--timeout", "8m")
+        self.timings["helm install with an external Redis over TLS --wait"] = time.monotonic() - t
+        self.save_cas()
+        self.ctl_port = self.port_forward()
+        self.rwgctl(self.ctl_port, "login")
+        self.rwgctl(self.ctl_port, "device", "add", "--set-username", "1001", "--set-password",
+                    "set-1001", "--icp-username", "21001", "--icp-password", "icp-1001")
+        phone, answer = self.phone_register()
+        self.assertTrue(answer.startswith("SIP/2.0 200"), answer)
+        phone.close()
+        self.assertIn("1001", self.registrations())
+        keys = subprocess.run(cli + ["--raw", "KEYS", "rwg:*"], capture_output=True,
+                              text=True, check=True).stdout.split()
+        self.assertTrue(any("1001" in k for k in keys), keys)
+        # Every service holds connections to it (each through its own TLS tunnel).
+        clients = subprocess.run(cli + ["CLIENT", "LIST"], capture_output=True, text=True,
+                                 check=True).stdout
+        # (control, sip-edge, provisioning, sync and tma from their pods' addresses; the media
+        # relay and redis-cli from the node's).
+        peers = set(re.findall(r"\baddr=(\S+):\d+ ", clients))
+        self.assertGreaterEqual(len(peers), 6, clients)
+        pods = json.loads(self.kubectl("-n", NS, "get", "pods", "-o", "json"))["items"]
+        for p in pods:
+            for c in p["spec"]["containers"]:
+                if "--redis-tls" in c.get("args", []):
+                    self.assertIn("--redis-cert-file=/etc/rwg/redis-tls/client/tls.crt",
+                                  c["args"])
+        for deploy in ("rwg-sip-edge", "rwg-control", "rwg-provisioning"):
+            self.assertNotIn(password, self.kubectl("-n", NS, "logs", f"deploy/{deploy}"))
+        self.helm("uninstall", "rwg", "-n", NS, "--wait", "--timeout", "5m")
+
     def test_chart(self):
         t = time.monotonic()
         self.helm("install", "rwg", CHART, "-n", NS, "--create-namespace", "-f", self.values(),
@@ -735,12 +837,7 @@ class K8sChartTest(unittest.TestCase):
                 self.assertEqual(c["securityContext"]["capabilities"]["drop"], ["ALL"])
 
         # The admin API as NOTES.txt says: the internal CA, the generated password, a port-forward.
-        self.internal_ca = os.path.join(self.tmp, "internal-ca.pem")
-        with open(self.internal_ca, "w") as f:
-            f.write(self.secret("rwg-tls-internal", "ca.crt"))
-        self.public_ca = os.path.join(self.tmp, "public-ca.pem")
-        with open(self.public_ca, "w") as f:
-            f.write(self.secret("rwg-tls-public", "ca.crt"))
+        self.save_cas()
         port = self.port_forward()
         self.rwgctl(port, "login")
         self.rwgctl(port, "device", "add", "--set-username", "1001", "--set-password",

@@ -1,10 +1,21 @@
 #include "services/sip_edge/media_relays.h"
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sofia-sip/su.h>
+#include <sofia-sip/su_wait.h>
 
+#include <atomic>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "rwg/relay/v1/relay.grpc.pb.h"
+#include "services/core/clock.h"
+#include "services/sip_edge/async_redis.h"
+#include "services/sip_edge/loop_queue.h"
+#include "tests/testing/wait.h"
 
 namespace rwg::sip_edge {
 namespace {
@@ -85,6 +96,81 @@ TEST(PickRelayTest, SessionsPlacedBetweenReadsSpreadAndFillInstancesUp) {
   EXPECT_EQ(placed, (std::vector<std::string>{"a", "b", "a", "b", "b"}));
   c[1].ports_free = 3;
   EXPECT_EQ(LeastLoaded(c), nullptr);
+}
+
+// A relay whose request threads are all taken: it refuses the first deletions with
+// RESOURCE_EXHAUSTED, as gRPC's bounded server does, then takes them.
+class BusyRelay final : public relay::v1::RelayService::Service {
+ public:
+  explicit BusyRelay(int refusals) : refusals_(refusals) {}
+  grpc::Status Delete(grpc::ServerContext*, const relay::v1::DeleteRequest* req,
+                      relay::v1::DeleteResponse*) override {
+    absl::MutexLock lock(&mu_);
+    if (refused_ < refusals_) {
+      ++refused_;
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED, "Server Threadpool Exhausted"};
+    }
+    deleted_.push_back(req->id());
+    return grpc::Status::OK;
+  }
+  std::vector<std::string> deleted() {
+    absl::MutexLock lock(&mu_);
+    return deleted_;
+  }
+  int refused() {
+    absl::MutexLock lock(&mu_);
+    return refused_;
+  }
+
+ private:
+  const int refusals_;
+  absl::Mutex mu_;
+  int refused_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> deleted_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(MediaRelaysTest, ADeletionABusyRelayRefusedIsAskedAgain) {
+  BusyRelay relay(2);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&relay);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+
+  ASSERT_EQ(su_init(), 0);
+  su_root_t* root = su_root_create(nullptr);
+  ASSERT_NE(root, nullptr);
+  core::ManualClock clock;
+  {
+    LoopQueue loop(root);
+    AsyncRedis redis(root, core::RedisOptions{}, clock);
+    MediaRelaysOptions o;
+    o.token = "relay-token";
+    o.plaintext = true;
+    std::unique_ptr<MediaRelays> relays = NewMediaRelays(o, redis, loop, clock);
+    RelaySession s;
+    s.id = "session-1";
+    s.instance = "media-relay-0";
+    s.grpc = "127.0.0.1:" + std::to_string(port);
+    relays->Delete(s);
+    // Refused twice, then deleted: each Sweep after the retry delay asks again.
+    EXPECT_TRUE(testing::Eventually(
+        [&] {
+          clock.Advance(absl::Seconds(5));
+          relays->Sweep();
+          return relay.deleted().size() == 1;
+        },
+        absl::Seconds(20)))
+        << relay.refused() << " refused";
+    EXPECT_EQ(relay.refused(), 2);
+    EXPECT_EQ(relay.deleted(), std::vector<std::string>{"session-1"});
+    // The server first, while the client's channel is still there (gRPC's callback queue
+    // shutting down under a server being shut down was seen to crash).
+    server->Shutdown();
+  }
+  su_root_destroy(root);
+  su_deinit();
 }
 
 }  // namespace
