@@ -749,13 +749,14 @@ class K8sChartTest(unittest.TestCase):
         with socket.socket() as probe:
             probe.bind((self.node_ip, 0))
             port = probe.getsockname()[1]
+        log = open(os.path.join(d, "redis.log"), "w")
         redis = subprocess.Popen([
             "redis-server", "--port", "0", "--tls-port", str(port), "--bind", self.node_ip,
             "--tls-cert-file", "server.crt", "--tls-key-file", "server.key",
             "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "yes",
             "--requirepass", password, "--save", "", "--appendonly", "no", "--dir", d],
-            cwd=d, stdout=open(os.path.join(d, "redis.log"), "w"), stderr=subprocess.STDOUT)
-        self.addCleanup(lambda: (redis.terminate(), redis.wait(10)))
+            cwd=d, stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: (redis.terminate(), redis.wait(10), log.close()))
         cli = ["redis-cli", "-h", self.node_ip, "-p", str(port), "--tls", "--cacert",
                os.path.join(d, "ca.crt"), "--cert", os.path.join(d, "client.crt"), "--key",
                os.path.join(d, "client.key"), "--no-auth-warning", "-a", password]
