@@ -232,13 +232,15 @@ void Error(absl::string_view msg, std::initializer_list<Field> f) {
 }
 
 bool Limiter::Admit(int64_t* left_out) {
-  const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
-  if (now - window_start_ >= interval_ || now < window_start_) {
+  // Read under the lock, so that the times seen are in order; a clock set back by more than
+  // an interval starts a new window rather than holding lines back until it catches up.
+  const absl::Time now = clock_.Now();
+  if (now - window_start_ >= interval_ || now < window_start_ - interval_) {
     window_start_ = now;
     written_ = 0;
   }
-  if (written_ >= burst_) {
+  if (written_ >= std::max(burst_, 1)) {
     ++left_out_;
     *left_out = 0;
     return false;

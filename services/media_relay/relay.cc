@@ -170,9 +170,8 @@ absl::StatusOr<relaypb::Session> Relay::Allocate(const relaypb::AllocateRequest&
         sessions_.size() + allocating_ >= static_cast<size_t>(options_.max_sessions)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "session limit reached (", options_.max_sessions,
-          limit_from_descriptors_
-              ? ", from the descriptor limit: raise RLIMIT_NOFILE or set --max-sessions)"
-              : ")"));
+          limit_from_descriptors_ ? ", from the descriptor limit: raise RLIMIT_NOFILE for more)"
+                                  : ")"));
     }
     for (int l = 0; l < 2; ++l) {
       absl::StatusOr<PortPair> p = pool_.Acquire();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -203,26 +204,25 @@ class GrpcMediaRelays : public MediaRelays {
       failed.swap(failed_->deletes);
     }
     for (PendingDelete& d : failed) {
-      if (now - d.first >= options_.delete_retry_for || retries_.size() >= kMaxRetries) {
-        core::log::Warn(failed_->log, "cannot delete the media relay session; giving up",
+      const bool expired = now - d.first >= options_.delete_retry_for;
+      if (expired || retries_.size() >= kMaxRetries) {
+        core::log::Warn(failed_->giving_up_log, "cannot delete the media relay session; giving up",
                         {{"session", d.session.id},
                          {"instance", d.session.instance},
-                         {"attempts", std::to_string(d.attempts)}});
+                         {"attempts", std::to_string(d.attempts)},
+                         {"reason", expired ? "tried for delete-retry-for" : "too many waiting"}});
         continue;
       }
       d.next = now + d.delay;
       d.delay = std::min(d.delay * 2, absl::Seconds(30));
       retries_.push_back(std::move(d));
     }
-    std::vector<PendingDelete> due;
-    for (auto it = retries_.begin(); it != retries_.end();) {
-      if (it->next > now) {
-        ++it;
-        continue;
-      }
-      due.push_back(std::move(*it));
-      it = retries_.erase(it);
-    }
+    // The due ones moved to the end and taken from there, in one pass.
+    auto first_due = std::stable_partition(retries_.begin(), retries_.end(),
+                                           [now](const PendingDelete& d) { return d.next > now; });
+    std::vector<PendingDelete> due(std::make_move_iterator(first_due),
+                                   std::make_move_iterator(retries_.end()));
+    retries_.erase(first_due, retries_.end());
     for (PendingDelete& d : due) StartDelete(std::move(d));
   }
 
@@ -237,14 +237,15 @@ class GrpcMediaRelays : public MediaRelays {
   // Deletions that failed, handed from gRPC's threads to Sweep; shared with the calls in
   // flight, which may complete after this client is gone (at shutdown).
   struct FailedDeletes {
-    explicit FailedDeletes(core::Clock& clock) : log(clock) {}
     absl::Mutex mu;
     std::vector<PendingDelete> deletes ABSL_GUARDED_BY(mu);
-    // A relay overloaded or restarting refuses every deletion: a few lines, not one each.
-    core::log::Limiter log;
+    // A relay overloaded or restarting refuses every deletion: a few lines, not one each. On
+    // the system clock: the callbacks that log may outlive the client and its clock.
+    core::log::Limiter refused_log{core::SystemClock::Get()};
+    core::log::Limiter giving_up_log{core::SystemClock::Get()};
   };
-  // Deletions waiting to be asked again, at most (about 40 MiB; a relay gone for 5 minutes
-  // at 300 calls a second): beyond, the relay ends the session as an orphan.
+  // Deletions waiting to be asked again, at most (some 50 MiB; a relay gone for 5 minutes
+  // at 600 calls a second): beyond, the relay ends the session as an orphan.
   static constexpr size_t kMaxRetries = 200'000;
 
   void StartDelete(PendingDelete d) {
@@ -265,7 +266,7 @@ class GrpcMediaRelays : public MediaRelays {
                                  s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
                                  s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
               if (d.attempts == 1 || !again) {
-                core::log::Warn(failed->log,
+                core::log::Warn(failed->refused_log,
                                 again ? "cannot delete the media relay session; trying again"
                                       : "cannot delete the media relay session",
                                 {{"session", d.session.id},
@@ -318,7 +319,7 @@ class GrpcMediaRelays : public MediaRelays {
   bool listed_ = false;
   absl::Time listed_at_;
   std::vector<PendingDelete> retries_;  // deletions to try again (loop thread only)
-  std::shared_ptr<FailedDeletes> failed_ = std::make_shared<FailedDeletes>(clock_);
+  std::shared_ptr<FailedDeletes> failed_ = std::make_shared<FailedDeletes>();
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<relaypb::RelayService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };

@@ -813,11 +813,11 @@ class K8sChartTest(unittest.TestCase):
         peers = set(re.findall(r"\baddr=(\S+):\d+ ", clients))
         self.assertGreaterEqual(len(peers), 6, clients)
         pods = json.loads(self.kubectl("-n", NS, "get", "pods", "-o", "json"))["items"]
-        for p in pods:
-            for c in p["spec"]["containers"]:
-                if "--redis-tls" in c.get("args", []):
-                    self.assertIn("--redis-cert-file=/etc/rwg/redis-tls/client/tls.crt",
-                                  c["args"])
+        tls = [c for p in pods for c in p["spec"]["containers"]
+               if "--redis-tls" in c.get("args", [])]
+        self.assertGreaterEqual(len(tls), 6, [c["name"] for c in tls])
+        for c in tls:
+            self.assertIn("--redis-cert-file=/etc/rwg/redis-tls/client/tls.crt", c["args"])
         for deploy in ("rwg-sip-edge", "rwg-control", "rwg-provisioning"):
             self.assertNotIn(password, self.kubectl("-n", NS, "logs", f"deploy/{deploy}"))
         self.helm("uninstall", "rwg", "-n", NS, "--wait", "--timeout", "5m")

@@ -205,7 +205,8 @@ TEST_F(RelayTest, WithoutALimitOfItsOwnTheDescriptorLimitCapsSessionsAndTheRefus
   req.set_call_id("third");
   absl::StatusOr<relay::v1::Session> refused = relay->Allocate(req);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
-  EXPECT_NE(refused.status().message().find("session limit reached (2, from the descriptor limit"),
+  EXPECT_NE(refused.status().message().find(
+                "session limit reached (2, from the descriptor limit: raise RLIMIT_NOFILE"),
             std::string::npos)
       << refused.status();
   relay->Stop();

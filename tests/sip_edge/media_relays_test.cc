@@ -148,6 +148,7 @@ TEST(MediaRelaysTest, ADeletionABusyRelayRefusedIsAskedAgain) {
     MediaRelaysOptions o;
     o.token = "relay-token";
     o.plaintext = true;
+    o.delete_retry_for = absl::Hours(1);  // the clock moves 5 s each poll
     std::unique_ptr<MediaRelays> relays = NewMediaRelays(o, redis, loop, clock);
     RelaySession s;
     s.id = "session-1";
