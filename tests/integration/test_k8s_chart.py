@@ -389,6 +389,19 @@ class K8sChartTest(unittest.TestCase):
         r = c.register_with_auth("1001", "set-1001", self.node_ip, expires=300)
         return c, r
 
+    def phone_1001_registered(self):
+        """As an admin would after installing: the CAs, a port-forward, a login, device 1001
+        added; then its phone registers over TLS and control lists the binding."""
+        self.save_cas()
+        self.ctl_port = self.port_forward()
+        self.rwgctl(self.ctl_port, "login")
+        self.rwgctl(self.ctl_port, "device", "add", "--set-username", "1001", "--set-password",
+                    "set-1001", "--icp-username", "21001", "--icp-password", "icp-1001")
+        phone, answer = self.phone_register()
+        self.assertTrue(answer.startswith("SIP/2.0 200"), answer)
+        phone.close()
+        self.assertIn("1001", self.registrations())
+
     # -- phones with audio: baresip on the host ---------------------------------------------
 
     def ctl_json(self, *args):
@@ -675,15 +688,7 @@ class K8sChartTest(unittest.TestCase):
         first = self.sentinel_master()
         self.assertTrue(first.startswith("rwg-redis-0.rwg-redis-headless."), first)
         self.assertEqual(self.redis_role("rwg-redis-1")[0], "slave")
-        self.save_cas()
-        self.ctl_port = self.port_forward()
-        self.rwgctl(self.ctl_port, "login")
-        self.rwgctl(self.ctl_port, "device", "add", "--set-username", "1001", "--set-password",
-                    "set-1001", "--icp-username", "21001", "--icp-password", "icp-1001")
-        phone, answer = self.phone_register()
-        self.assertTrue(answer.startswith("SIP/2.0 200"), answer)
-        phone.close()
-        self.assertIn("1001", self.registrations())
+        self.phone_1001_registered()
         time.sleep(2)  # replicated (and past Redis's once-a-second AOF write)
 
         t = time.monotonic()
@@ -793,15 +798,7 @@ class K8sChartTest(unittest.TestCase):
             mediaRelay={"instances": 1, "portMin": 21000, "portMax": 21499, "workers": 1}),
             "--wait", "--timeout", "8m")
         self.timings["helm install with an external Redis over TLS --wait"] = time.monotonic() - t
-        self.save_cas()
-        self.ctl_port = self.port_forward()
-        self.rwgctl(self.ctl_port, "login")
-        self.rwgctl(self.ctl_port, "device", "add", "--set-username", "1001", "--set-password",
-                    "set-1001", "--icp-username", "21001", "--icp-password", "icp-1001")
-        phone, answer = self.phone_register()
-        self.assertTrue(answer.startswith("SIP/2.0 200"), answer)
-        phone.close()
-        self.assertIn("1001", self.registrations())
+        self.phone_1001_registered()
         keys = subprocess.run(cli + ["--raw", "KEYS", "rwg:*"], capture_output=True,
                               text=True, check=True).stdout.split()
         self.assertTrue(any("1001" in k for k in keys), keys)
