@@ -1,5 +1,7 @@
 #include "services/tma/runner.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <deque>
 #include <exception>
 #include <map>
@@ -13,6 +15,13 @@ namespace rwg::tma {
 namespace {
 
 std::string Message(const absl::Status& s) { return std::string(s.message()); }
+
+// Files whose contents one connection reads from Redis at once, and their bytes at most.
+constexpr size_t kFetchBatch = 32;
+constexpr uint64_t kFetchBytes = uint64_t{1} << 20;
+// Files written that are recorded in Redis together, and how long the first of them waits.
+constexpr size_t kRecordBatch = 16;
+constexpr absl::Duration kRecordAfter = absl::Milliseconds(100);
 
 }  // namespace
 
@@ -59,6 +68,23 @@ void Runner::Stop() {
 void Runner::Wake() {
   absl::MutexLock lock(&mu_);
   woken_ = true;
+}
+
+void Runner::Ended() {
+  absl::MutexLock lock(&ends_mu_);
+  ++ends_;
+}
+
+uint64_t Runner::Ends() {
+  absl::MutexLock lock(&ends_mu_);
+  return ends_;
+}
+
+uint64_t Runner::AwaitEnd(uint64_t seen, absl::Duration timeout) {
+  absl::MutexLock lock(&ends_mu_);
+  auto ended = [this, seen]() ABSL_SHARED_LOCKS_REQUIRED(ends_mu_) { return ends_ != seen; };
+  ends_mu_.AwaitWithTimeout(absl::Condition(&ended), timeout);
+  return ends_;
 }
 
 void Runner::Loop() {
@@ -111,6 +137,7 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   auto fail = [&](const std::string& error) -> absl::StatusOr<bool> {
     store_.RecordEvent(id, "deployment.failed", "", error);
     absl::Status s = store_.Finish(id, pb::DEPLOYMENT_STATE_FAILED, error);
+    Ended();
     deployments_.Add({{"outcome", "failed"}}).Increment();
     duration_.Observe(absl::ToDoubleSeconds(absl::Now() - started));
     core::log::Warn("deployment failed", {{"deployment", id}, {"error", error}});
@@ -181,27 +208,36 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   }
 
   std::deque<PlannedFile> todo;
+  std::vector<TmaStore::Done> unchanged;
   for (const PlannedFile& f : *plan) {
     if (done->count(f.name) != 0) continue;
     auto m = manifest->find(f.name);
     auto l = on_server.find(f.name);
     if (m != manifest->end() && m->second == f.sha256 && l != on_server.end() &&
         l->second == f.size) {
-      absl::StatusOr<bool> counted = store_.FileDone(id, server_name, f, true);
-      if (!counted.ok()) return fail(Message(counted.status()));
-      files_.Add({{"result", "unchanged"}}).Increment();
+      unchanged.push_back({&f, true});
       continue;
     }
     todo.push_back(f);
+  }
+  for (size_t at = 0; at < unchanged.size(); at += kRecordBatch) {
+    const std::vector<TmaStore::Done> some(
+        unchanged.begin() + static_cast<std::ptrdiff_t>(at),
+        unchanged.begin() +
+            static_cast<std::ptrdiff_t>(std::min(unchanged.size(), at + kRecordBatch)));
+    absl::StatusOr<size_t> counted = store_.FilesDone(id, server_name, some);
+    if (!counted.ok()) return fail(Message(counted.status()));
+    files_.Add({{"result", "unchanged"}}).Increment(static_cast<double>(some.size()));
   }
 
   absl::Mutex mu;
   std::string error;  // the first failure
   bool lost = false;  // the lease went to another instance
   absl::Time renewed = absl::Now();
-  auto next = [&](PlannedFile* f) -> bool {
+  // Whether to go on with another file: no failure, lease kept (renewed when due), not stopping.
+  auto going = [&]() -> bool {
     absl::MutexLock lock(&mu);
-    if (!error.empty() || lost || stop_.load() || todo.empty()) return false;
+    if (!error.empty() || lost || stop_.load()) return false;
     if (absl::Now() - renewed > options_.lease / 3) {
       absl::StatusOr<bool> kept = store_.TakeLease(id, options_.owner, options_.lease);
       if (kept.ok() && !*kept) {
@@ -210,47 +246,85 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
       }
       renewed = absl::Now();
     }
-    *f = std::move(todo.front());
-    todo.pop_front();
     return true;
+  };
+  // The next files for one connection: up to kFetchBatch of them and kFetchBytes together (at
+  // least one), so that their contents come from Redis in one round trip.
+  auto next = [&](std::vector<PlannedFile>* batch) -> bool {
+    batch->clear();
+    if (!going()) return false;
+    absl::MutexLock lock(&mu);
+    uint64_t bytes = 0;
+    while (!todo.empty() && batch->size() < kFetchBatch &&
+           (batch->empty() || bytes + todo.front().size <= kFetchBytes)) {
+      bytes += todo.front().size;
+      batch->push_back(std::move(todo.front()));
+      todo.pop_front();
+    }
+    return !batch->empty();
   };
   auto record_error = [&](const std::string& e) {
     absl::MutexLock lock(&mu);
     if (error.empty()) error = e;
   };
+  // Files written and not yet recorded, recorded together: when kRecordBatch are waiting, the
+  // oldest has waited kRecordAfter, or the connection has nothing more to write. A file
+  // written and not recorded when tma dies is written again by the next run (counted once).
+  auto record = [&](std::vector<TmaStore::Done>& written) -> bool {
+    if (written.empty()) return true;
+    absl::StatusOr<size_t> counted = store_.FilesDone(id, server_name, written);
+    if (!counted.ok()) {
+      record_error(absl::StrCat(written.front().file->name,
+                                ": written, but not recorded: ", Message(counted.status())));
+      written.clear();
+      return false;
+    }
+    files_.Add({{"result", "written"}}).Increment(static_cast<double>(written.size()));
+    for (const TmaStore::Done& d : written) bytes_.Increment(static_cast<double>(d.file->size));
+    written.clear();
+    return true;
+  };
   auto work = [&](Target& target) {
-    PlannedFile f;
-    while (next(&f)) {
-      try {
-        absl::StatusOr<std::string> content = store_.Content(id, f.name);
-        if (!content.ok()) {
-          record_error(absl::StrCat(f.name, ": ", Message(content.status())));
-          return;
+    std::vector<PlannedFile> batch;
+    std::vector<TmaStore::Done> written;
+    absl::Time oldest;
+    try {
+      while (next(&batch)) {
+        std::vector<std::string> names;
+        names.reserve(batch.size());
+        for (const PlannedFile& f : batch) names.push_back(f.name);
+        absl::StatusOr<std::vector<std::string>> contents = store_.Contents(id, names);
+        if (!contents.ok()) {
+          record_error(absl::StrCat(names.front(), ": ", Message(contents.status())));
+          break;
         }
-        absl::Status put;
-        for (int attempt = 1; attempt <= std::max(1, options_.attempts); ++attempt) {
-          put = target.Put(f.name, *content);
-          if (put.ok() || !absl::IsUnavailable(put) || stop_.load()) break;
-          absl::SleepFor(options_.retry_delay * attempt);
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (i > 0 && !going()) break;
+          const PlannedFile& f = batch[i];
+          absl::Status put;
+          for (int attempt = 1; attempt <= std::max(1, options_.attempts); ++attempt) {
+            put = target.Put(f.name, (*contents)[i]);
+            if (put.ok() || !absl::IsUnavailable(put) || stop_.load()) break;
+            absl::SleepFor(options_.retry_delay * attempt);
+          }
+          if (!put.ok()) {
+            files_.Add({{"result", "failed"}}).Increment();
+            store_.RecordEvent(id, "file.failed", f.name, Message(put));
+            record_error(absl::StrCat(f.name, ": ", Message(put)));
+            break;
+          }
+          if (written.empty()) oldest = absl::Now();
+          written.push_back({&f, false});
+          if (written.size() >= kRecordBatch || absl::Now() - oldest >= kRecordAfter) {
+            if (!record(written)) break;
+          }
         }
-        if (!put.ok()) {
-          files_.Add({{"result", "failed"}}).Increment();
-          store_.RecordEvent(id, "file.failed", f.name, Message(put));
-          record_error(absl::StrCat(f.name, ": ", Message(put)));
-          return;
-        }
-        absl::StatusOr<bool> counted = store_.FileDone(id, server_name, f, false);
-        if (!counted.ok()) {
-          record_error(
-              absl::StrCat(f.name, ": written, but not recorded: ", Message(counted.status())));
-          return;
-        }
-        files_.Add({{"result", "written"}}).Increment();
-        bytes_.Increment(static_cast<double>(f.size));
-      } catch (const std::exception& e) {
-        record_error(absl::StrCat(f.name, ": internal error: ", e.what()));
-        return;
+        // The batch's files are referred to by `written`: recorded before the next batch.
+        if (!record(written)) break;
       }
+      (void)record(written);
+    } catch (const std::exception& e) {
+      record_error(absl::StrCat("internal error: ", e.what()));
     }
   };
   std::vector<std::thread> workers;
@@ -274,6 +348,7 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     return s;
   }
   store_.RecordEvent(id, "deployment.completed", "", "Deployment completed");
+  Ended();
   deployments_.Add({{"outcome", "completed"}}).Increment();
   duration_.Observe(absl::ToDoubleSeconds(absl::Now() - started));
   core::log::Info("deployment completed",

@@ -49,8 +49,15 @@ class Runner {
   // Exposed for tests; Start's thread calls it.
   absl::StatusOr<bool> RunOne(const std::string& id);
 
+  // A count of the runs this instance ended (completed or failed), for watches: a watch
+  // learns of the end at once rather than at its next look.
+  uint64_t Ends();
+  // Waits until the count is no longer `seen`, at most `timeout`; the count then.
+  uint64_t AwaitEnd(uint64_t seen, absl::Duration timeout);
+
  private:
   void Loop();
+  void Ended();
 
   TmaStore& store_;
   TargetFactory targets_;
@@ -59,6 +66,8 @@ class Runner {
   absl::Mutex mu_;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
+  absl::Mutex ends_mu_;
+  uint64_t ends_ ABSL_GUARDED_BY(ends_mu_) = 0;
 
   prometheus::Family<prometheus::Counter>& deployments_;
   prometheus::Family<prometheus::Counter>& files_;

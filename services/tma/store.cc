@@ -89,26 +89,36 @@ end
 return s
 )lua";
 
-// A file done. KEYS: deployment, its done set, inventory, manifest, seq, log, deployment's
-// log. ARGV: file, unchanged (0/1), bytes, mac, inventory JSON, sha256, event JSON, caps.
-constexpr char kFileDoneScript[] = R"lua(
+// Files done. KEYS: deployment, its done set, inventory, manifest, seq, log, deployment's
+// log. ARGV: the two caps of the logs, then 7 per file: file, unchanged (0/1), bytes, mac,
+// inventory JSON, sha256, event JSON. Returns how many were newly counted (a file already in
+// the done set is not counted, nor logged, again).
+constexpr char kFilesDoneScript[] = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'files_done', 1)
-if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[1], 'files_unchanged', 1)
-else redis.call('HINCRBY', KEYS[1], 'bytes_written', ARGV[3]) end
-redis.call('HSET', KEYS[1], 'current_file', ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[6])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[4], ARGV[5]) end
-local s = redis.call('INCR', KEYS[5])
-local m = s .. ' ' .. ARGV[7]
-redis.call('ZADD', KEYS[6], s, m)
+local counted, unchanged, bytes, last = 0, 0, 0, nil
+for i = 3, #ARGV, 7 do
+  if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
+    counted = counted + 1
+    last = ARGV[i]
+    if ARGV[i + 1] == '1' then unchanged = unchanged + 1 else bytes = bytes + tonumber(ARGV[i + 2]) end
+    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 5])
+    if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[3], ARGV[i + 3], ARGV[i + 4]) end
+    local s = redis.call('INCR', KEYS[5])
+    local m = s .. ' ' .. ARGV[i + 6]
+    redis.call('ZADD', KEYS[6], s, m)
+    redis.call('ZADD', KEYS[7], s, m)
+  end
+end
+if counted == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'files_done', counted)
+if unchanged > 0 then redis.call('HINCRBY', KEYS[1], 'files_unchanged', unchanged) end
+if bytes > 0 then redis.call('HINCRBY', KEYS[1], 'bytes_written', bytes) end
+redis.call('HSET', KEYS[1], 'current_file', last)
 local n = redis.call('ZCARD', KEYS[6])
-if n > tonumber(ARGV[8]) then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, n - tonumber(ARGV[8]) - 1) end
-redis.call('ZADD', KEYS[7], s, m)
+if n > tonumber(ARGV[1]) then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, n - tonumber(ARGV[1]) - 1) end
 n = redis.call('ZCARD', KEYS[7])
-if n > tonumber(ARGV[9]) then redis.call('ZREMRANGEBYRANK', KEYS[7], 0, n - tonumber(ARGV[9]) - 1) end
-return 1
+if n > tonumber(ARGV[2]) then redis.call('ZREMRANGEBYRANK', KEYS[7], 0, n - tonumber(ARGV[2]) - 1) end
+return counted
 )lua";
 
 // KEYS: lease. ARGV: owner, ttl ms. Taken when free or already the owner's (then renewed).
@@ -375,6 +385,28 @@ absl::StatusOr<std::string> TmaStore::Content(const std::string& id, const std::
   return r->str;
 }
 
+absl::StatusOr<std::vector<std::string>> TmaStore::Contents(const std::string& id,
+                                                            const std::vector<std::string>& names) {
+  if (names.empty()) return std::vector<std::string>{};
+  std::vector<std::string> cmd = {"HMGET", core::TmaDeploymentKey(id, "content")};
+  cmd.insert(cmd.end(), names.begin(), names.end());
+  absl::StatusOr<RedisReply> r = redis_.Command(cmd);
+  if (!r.ok()) return r.status();
+  if (r->elements.size() != names.size()) {
+    return absl::InternalError(absl::StrCat("deployment ", id, ": HMGET answered ",
+                                            r->elements.size(), " of ", names.size()));
+  }
+  std::vector<std::string> out;
+  out.reserve(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (r->elements[i].is_nil()) {
+      return absl::NotFoundError(absl::StrCat("deployment ", id, ": no content for ", names[i]));
+    }
+    out.push_back(std::move(r->elements[i].str));
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<std::string>> TmaStore::Active() {
   absl::StatusOr<RedisReply> r = redis_.Command({"SMEMBERS", core::kTmaActiveKey});
   if (!r.ok()) return r.status();
@@ -436,30 +468,49 @@ absl::StatusOr<std::string> TmaStore::EventJson(const std::string& deployment,
 
 absl::StatusOr<bool> TmaStore::FileDone(const std::string& id, const std::string& server,
                                         const PlannedFile& f, bool unchanged) {
-  std::string inventory;
-  if (!f.mac.empty()) {
-    inventory = Json{{"site", f.site},
-                     {"device", f.device},
-                     {"deployment", id},
-                     {"server", server},
-                     {"file", f.name},
-                     {"sha256", f.sha256},
-                     {"deployed_unix_ms", absl::ToUnixMillis(clock_.Now())}}
-                    .dump();
+  absl::StatusOr<size_t> n = FilesDone(id, server, {{&f, unchanged}});
+  if (!n.ok()) return n.status();
+  return *n == 1;
+}
+
+absl::StatusOr<size_t> TmaStore::FilesDone(const std::string& id, const std::string& server,
+                                           const std::vector<Done>& files) {
+  if (files.empty()) return 0;
+  std::vector<std::string> args = {absl::StrCat(limits_.max_events),
+                                   absl::StrCat(limits_.max_events_per_deployment)};
+  args.reserve(2 + 7 * files.size());
+  const int64_t now_ms = absl::ToUnixMillis(clock_.Now());
+  for (const Done& d : files) {
+    const PlannedFile& f = *d.file;
+    std::string inventory;
+    if (!f.mac.empty()) {
+      inventory = Json{{"site", f.site},
+                       {"device", f.device},
+                       {"deployment", id},
+                       {"server", server},
+                       {"file", f.name},
+                       {"sha256", f.sha256},
+                       {"deployed_unix_ms", now_ms}}
+                      .dump();
+    }
+    absl::StatusOr<std::string> event = EventJson(
+        id, d.unchanged ? "file.unchanged" : "file.written", f.name,
+        d.unchanged ? "already on the server with this content" : absl::StrCat(f.size, " bytes"));
+    if (!event.ok()) return event.status();
+    for (std::string& a :
+         std::vector<std::string>{f.name, d.unchanged ? "1" : "0", absl::StrCat(f.size), f.mac,
+                                  std::move(inventory), f.sha256, std::move(*event)}) {
+      args.push_back(std::move(a));
+    }
   }
-  absl::StatusOr<std::string> event = EventJson(
-      id, unchanged ? "file.unchanged" : "file.written", f.name,
-      unchanged ? "already on the server with this content" : absl::StrCat(f.size, " bytes"));
-  if (!event.ok()) return event.status();
-  absl::StatusOr<RedisReply> r = redis_.Eval(
-      kFileDoneScript,
-      {core::TmaDeploymentKey(id), core::TmaDeploymentKey(id, "done"), core::kTmaInventoryKey,
-       core::TmaManifestKey(server), core::kTmaEventSeqKey, core::kTmaEventsKey,
-       core::TmaDeploymentKey(id, "events")},
-      {f.name, unchanged ? "1" : "0", absl::StrCat(f.size), f.mac, inventory, f.sha256, *event,
-       absl::StrCat(limits_.max_events), absl::StrCat(limits_.max_events_per_deployment)});
+  absl::StatusOr<RedisReply> r =
+      redis_.Eval(kFilesDoneScript,
+                  {core::TmaDeploymentKey(id), core::TmaDeploymentKey(id, "done"),
+                   core::kTmaInventoryKey, core::TmaManifestKey(server), core::kTmaEventSeqKey,
+                   core::kTmaEventsKey, core::TmaDeploymentKey(id, "events")},
+                  args);
   if (!r.ok()) return r.status();
-  return r->integer == 1;
+  return static_cast<size_t>(r->integer);
 }
 
 void TmaStore::RecordEvent(const std::string& deployment, const std::string& action,

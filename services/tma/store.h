@@ -63,6 +63,9 @@ class TmaStore {
   absl::StatusOr<std::set<std::string>> DoneFiles(const std::string& id);
   // NOT_FOUND once the deployment completed (contents are dropped then).
   absl::StatusOr<std::string> Content(const std::string& id, const std::string& name);
+  // Several files' contents in one round trip, in the order of `names`; NOT_FOUND as above.
+  absl::StatusOr<std::vector<std::string>> Contents(const std::string& id,
+                                                    const std::vector<std::string>& names);
   absl::StatusOr<std::vector<std::string>> Active();
 
   // The lease of the instance running a deployment: taken when free or already `owner`'s.
@@ -81,6 +84,13 @@ class TmaStore {
   // inventory for a phone file, and an event, in one step. False: already counted.
   absl::StatusOr<bool> FileDone(const std::string& id, const std::string& server,
                                 const PlannedFile& f, bool unchanged);
+  // FileDone for several files in one step (one round trip); how many were newly counted.
+  struct Done {
+    const PlannedFile* file;
+    bool unchanged;
+  };
+  absl::StatusOr<size_t> FilesDone(const std::string& id, const std::string& server,
+                                   const std::vector<Done>& files);
 
   absl::Status AddEvent(const std::string& deployment, const std::string& action,
                         const std::string& file, const std::string& detail);

@@ -18,14 +18,20 @@ import rwgtest
 ADMIN_PASSWORD = "it-admin-password-1"
 
 FTP_SERVER = r'''
-import sys
+import sys, time
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
 from pyftpdlib.servers import FTPServer
-root, port, user, password, cert, key = sys.argv[1:7]
+root, port, user, password, cert, key, delay = sys.argv[1:8]
 authorizer = DummyAuthorizer()
 authorizer.add_user(user, password, root, perm="elradfmwMT")
-handler = TLS_FTPHandler if cert else FTPHandler
+base = TLS_FTPHandler if cert else FTPHandler
+class handler(base):
+    def ftp_RNTO(self, path):
+        # A server as slow as one across a WAN: the whole (one-threaded) server waits.
+        if float(delay) > 0:
+            time.sleep(float(delay))
+        return super().ftp_RNTO(path)
 if cert:
     handler.certfile = cert
     handler.keyfile = key
@@ -40,8 +46,11 @@ server.serve_forever()
 
 class FtpServer:
     def __init__(self, root, user="mngt_ftp_67xxi", password="ftp-pass-1", tls_certs=None,
-                 port=None):
+                 port=None, rename_delay=0.0):
+        """rename_delay: seconds the server waits before each rename (each file tma puts),
+        so that a test can interrupt a deployment part-way however fast tma is."""
         self.root, self.user, self.password, self.tls = root, user, password, tls_certs
+        self.rename_delay = rename_delay
         self.port = port or rwgtest.free_port()
         self.proc = None
 
@@ -51,7 +60,7 @@ class FtpServer:
         key = self.tls["key"] if self.tls else ""
         self.proc = subprocess.Popen(
             [sys.executable, "-c", FTP_SERVER, self.root, str(self.port), self.user,
-             self.password, cert, key], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             self.password, cert, key, str(self.rename_delay)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rwgtest.wait_until("ftp server", self.listening)
         return self
 
@@ -306,6 +315,12 @@ class FtpDeploymentTest(TmaFixture):
     def expected(self, phones):
         return {f"{m}.cfg" for _, _, m in phones}
 
+    def slow_server(self):
+        """The server again on its port, taking 4 ms per file (at most 250 files/s), so that
+        a deployment of 1,500 lasts seconds and can be interrupted part-way."""
+        self.ftp.stop()
+        self.ftp = FtpServer(self.ftp_root, port=self.ftp.port, rename_delay=0.004).start()
+
     def test_files_land_byte_for_byte_and_passwords_stay_secret(self):
         phones = self.declare(5)
         csv_path = self.write("rw.csv", self.ctl.ok("tma", "csv", "--site", "paris"))
@@ -331,6 +346,7 @@ class FtpDeploymentTest(TmaFixture):
         self.assertEqual(self.ctl.json("tma", "inventory").get("entries", []), [])
 
     def test_ftp_server_stopped_mid_deployment_then_resumed(self):
+        self.slow_server()
         phones = self.declare(1500)
         csv_path = self.write("rw.csv", self.ctl.ok("tma", "csv", "--site", "paris"))
         out = self.ctl.json("tma", "deploy", "--server", "remote", "--csv", csv_path, "--detach")
@@ -366,6 +382,7 @@ class FtpDeploymentTest(TmaFixture):
         self.no_temp_files(self.ftp_root)
 
     def test_tma_killed_mid_deployment_carries_on_without_duplicates(self):
+        self.slow_server()
         phones = self.declare(2000)
         csv_path = self.write("rw.csv", self.ctl.ok("tma", "csv", "--site", "paris"))
         dep = self.ctl.json("tma", "deploy", "--server", "remote", "--csv", csv_path,
@@ -400,6 +417,7 @@ class FtpDeploymentTest(TmaFixture):
         self.assertEqual(len(self.ctl.json("tma", "inventory").get("entries", [])), 2000)
 
     def test_sigterm_mid_deployment_ends_watches_and_the_next_start_carries_on(self):
+        self.slow_server()
         phones = self.declare(1500)
         csv_path = self.write("rw.csv", self.ctl.ok("tma", "csv", "--site", "paris"))
         dep = self.ctl.json("tma", "deploy", "--server", "remote", "--csv", csv_path,

@@ -4,9 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -309,6 +312,80 @@ TEST_F(RunnerTest, AStoppedRunnerLeavesTheRestToTheNextWithoutCountingTwice) {
   std::vector<std::string> actions = Actions(id);
   EXPECT_EQ(std::count(actions.begin(), actions.end(), "file.written"), 201);
   EXPECT_EQ(std::count(actions.begin(), actions.end(), "deployment.paused"), 1);
+}
+
+// Files are recorded in Redis several at a time: each is still counted, logged and put in the
+// inventory and manifest once, however often it comes, and its bytes added once.
+TEST_F(RunnerTest, FilesRecordedTogetherAreEachCountedOnce) {
+  const std::string id = Create(3);
+  std::vector<PlannedFile> plan = *store_->Plan(id);
+  ASSERT_EQ(plan.size(), 4u);
+  ASSERT_EQ(*store_->FilesDone(id, "mem", {{&plan[0], false}, {&plan[1], false}}), 2u);
+  // Again, with one more: only the new one counts.
+  ASSERT_EQ(*store_->FilesDone(id, "mem", {{&plan[1], false}, {&plan[2], true}, {&plan[1], false}}),
+            1u);
+  EXPECT_EQ(*store_->FilesDone(id, "mem", {}), 0u);
+  pb::Deployment d = Get(id);
+  EXPECT_EQ(d.files_done(), 3);
+  EXPECT_EQ(d.files_unchanged(), 1);
+  EXPECT_EQ(d.bytes_written(), plan[0].size + plan[1].size);
+  EXPECT_EQ(d.current_file(), plan[2].name);
+  std::vector<std::string> actions = Actions(id);
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "file.written"), 2);
+  EXPECT_EQ(std::count(actions.begin(), actions.end(), "file.unchanged"), 1);
+  EXPECT_EQ(store_->Inventory()->size(), 2u);  // plan[0] is the certificate
+  std::map<std::string, std::string> manifest = *store_->Manifest("mem");
+  EXPECT_EQ(manifest.size(), 3u);
+  EXPECT_EQ(manifest[plan[2].name], plan[2].sha256);
+
+  // Contents come several at a time, in the order asked; a name not planned is NOT_FOUND.
+  std::vector<std::string> got = *store_->Contents(id, {plan[2].name, plan[0].name});
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], *store_->Content(id, plan[2].name));
+  EXPECT_EQ(got[1], "-----BEGIN CERTIFICATE-----\n");
+  EXPECT_TRUE(absl::IsNotFound(store_->Contents(id, {plan[0].name, "nope.cfg"}).status()));
+}
+
+// A file that fails stops the deployment with the files written before it recorded, also
+// when several connections have files written and not yet recorded.
+TEST_F(RunnerTest, AFailureRecordsWhatWasWrittenBeforeIt) {
+  {
+    absl::MutexLock lock(&server_.mu);
+    server_.fail_after = 77;
+    server_.failure = absl::ResourceExhaustedError("552 disk full");
+  }
+  const std::string id = Create(300);
+  auto runner = NewRunner("a", 4);
+  ASSERT_TRUE(*runner->RunOne(id));
+  pb::Deployment d = Get(id);
+  EXPECT_EQ(d.state(), pb::DEPLOYMENT_STATE_FAILED);
+  EXPECT_EQ(d.files_done(), 77);
+  EXPECT_EQ(Files().size(), 77u);
+  EXPECT_EQ(store_->DoneFiles(id)->size(), 77u);
+}
+
+// A watch waits for the runner's end rather than polling for it: AwaitEnd returns when a
+// deployment this instance runs ends, not at its timeout.
+TEST_F(RunnerTest, TheEndOfARunIsSignalledAtOnce) {
+  const std::string id = Create(5);
+  auto runner = NewRunner("a", 1);
+  const uint64_t seen = runner->Ends();
+  std::atomic<uint64_t> after{seen};
+  absl::Time woke;
+  std::thread watcher([&] {
+    after = runner->AwaitEnd(seen, absl::Seconds(60));
+    woke = absl::Now();
+  });
+  absl::SleepFor(absl::Milliseconds(100));  // the watcher waits meanwhile
+  EXPECT_EQ(after.load(), seen);
+  ASSERT_TRUE(*runner->RunOne(id));
+  const absl::Time ended = absl::Now();
+  watcher.join();
+  EXPECT_EQ(after.load(), seen + 1);
+  EXPECT_LT(woke - ended, absl::Seconds(30));  // not the 60 s timeout
+  EXPECT_EQ(Get(id).state(), pb::DEPLOYMENT_STATE_COMPLETED);
+  // Nothing new: the wait lasts its timeout.
+  EXPECT_EQ(runner->AwaitEnd(seen + 1, absl::Milliseconds(10)), seen + 1);
 }
 
 TEST_F(RunnerTest, ADeploymentHeldByAnotherInstanceIsLeftAlone) {
