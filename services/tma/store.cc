@@ -92,33 +92,44 @@ return s
 // Files done. KEYS: deployment, its done set, inventory, manifest, seq, log, deployment's
 // log. ARGV: the two caps of the logs, then 7 per file: file, unchanged (0/1), bytes, mac,
 // inventory JSON, sha256, event JSON. Returns how many were newly counted (a file already in
-// the done set is not counted, nor logged, again).
+// the done set is not counted, nor logged, again). One command per file (the SADD that tells
+// whether it is new), the rest one per batch (at most kFilesPerScript files: Lua's unpack).
+constexpr size_t kFilesPerScript = 256;
 constexpr char kFilesDoneScript[] = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local counted, unchanged, bytes, last = 0, 0, 0, nil
+local fresh = {}
 for i = 3, #ARGV, 7 do
-  if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
-    counted = counted + 1
-    last = ARGV[i]
-    if ARGV[i + 1] == '1' then unchanged = unchanged + 1 else bytes = bytes + tonumber(ARGV[i + 2]) end
-    redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 5])
-    if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[3], ARGV[i + 3], ARGV[i + 4]) end
-    local s = redis.call('INCR', KEYS[5])
-    local m = s .. ' ' .. ARGV[i + 6]
-    redis.call('ZADD', KEYS[6], s, m)
-    redis.call('ZADD', KEYS[7], s, m)
-  end
+  if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then fresh[#fresh + 1] = i end
 end
-if counted == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'files_done', counted)
+local n = #fresh
+if n == 0 then return 0 end
+local manifest, inventory, events = {}, {}, {}
+local unchanged, bytes = 0, 0
+local first = redis.call('INCRBY', KEYS[5], n) - n
+for k, i in ipairs(fresh) do
+  manifest[#manifest + 1] = ARGV[i]
+  manifest[#manifest + 1] = ARGV[i + 5]
+  if ARGV[i + 3] ~= '' then
+    inventory[#inventory + 1] = ARGV[i + 3]
+    inventory[#inventory + 1] = ARGV[i + 4]
+  end
+  if ARGV[i + 1] == '1' then unchanged = unchanged + 1 else bytes = bytes + tonumber(ARGV[i + 2]) end
+  events[#events + 1] = first + k
+  events[#events + 1] = (first + k) .. ' ' .. ARGV[i + 6]
+end
+redis.call('HSET', KEYS[4], unpack(manifest))
+if #inventory > 0 then redis.call('HSET', KEYS[3], unpack(inventory)) end
+redis.call('ZADD', KEYS[6], unpack(events))
+redis.call('ZADD', KEYS[7], unpack(events))
+redis.call('HINCRBY', KEYS[1], 'files_done', n)
 if unchanged > 0 then redis.call('HINCRBY', KEYS[1], 'files_unchanged', unchanged) end
 if bytes > 0 then redis.call('HINCRBY', KEYS[1], 'bytes_written', bytes) end
-redis.call('HSET', KEYS[1], 'current_file', last)
-local n = redis.call('ZCARD', KEYS[6])
-if n > tonumber(ARGV[1]) then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, n - tonumber(ARGV[1]) - 1) end
-n = redis.call('ZCARD', KEYS[7])
-if n > tonumber(ARGV[2]) then redis.call('ZREMRANGEBYRANK', KEYS[7], 0, n - tonumber(ARGV[2]) - 1) end
-return counted
+redis.call('HSET', KEYS[1], 'current_file', ARGV[fresh[n]])
+local c = redis.call('ZCARD', KEYS[6])
+if c > tonumber(ARGV[1]) then redis.call('ZREMRANGEBYRANK', KEYS[6], 0, c - tonumber(ARGV[1]) - 1) end
+c = redis.call('ZCARD', KEYS[7])
+if c > tonumber(ARGV[2]) then redis.call('ZREMRANGEBYRANK', KEYS[7], 0, c - tonumber(ARGV[2]) - 1) end
+return n
 )lua";
 
 // KEYS: lease. ARGV: owner, ttl ms. Taken when free or already the owner's (then renewed).
@@ -475,6 +486,18 @@ absl::StatusOr<bool> TmaStore::FileDone(const std::string& id, const std::string
 
 absl::StatusOr<size_t> TmaStore::FilesDone(const std::string& id, const std::string& server,
                                            const std::vector<Done>& files) {
+  if (files.size() > kFilesPerScript) {
+    size_t counted = 0;
+    for (size_t at = 0; at < files.size(); at += kFilesPerScript) {
+      const auto from = files.begin() + static_cast<std::ptrdiff_t>(at);
+      const auto to =
+          files.begin() + static_cast<std::ptrdiff_t>(std::min(files.size(), at + kFilesPerScript));
+      absl::StatusOr<size_t> n = FilesDone(id, server, std::vector<Done>(from, to));
+      if (!n.ok()) return n.status();
+      counted += *n;
+    }
+    return counted;
+  }
   if (files.empty()) return 0;
   std::vector<std::string> args = {absl::StrCat(limits_.max_events),
                                    absl::StrCat(limits_.max_events_per_deployment)};

@@ -344,6 +344,25 @@ TEST_F(RunnerTest, FilesRecordedTogetherAreEachCountedOnce) {
   EXPECT_EQ(got[0], *store_->Content(id, plan[2].name));
   EXPECT_EQ(got[1], "-----BEGIN CERTIFICATE-----\n");
   EXPECT_TRUE(absl::IsNotFound(store_->Contents(id, {plan[0].name, "nope.cfg"}).status()));
+
+  // More files than one script takes: all counted, each event once, in order.
+  const std::string big = Create(700);
+  std::vector<PlannedFile> all = *store_->Plan(big);
+  std::vector<TmaStore::Done> every;
+  for (const PlannedFile& f : all) every.push_back({&f, false});
+  ASSERT_EQ(*store_->FilesDone(big, "mem", every), 701u);
+  EXPECT_EQ(*store_->FilesDone(big, "mem", every), 0u);
+  EXPECT_EQ(Get(big).files_done(), 701);
+  std::vector<pb::Event> events = *store_->Events(big, 0, 100000);
+  std::vector<std::string> written;
+  uint64_t seq = 0;
+  for (const pb::Event& e : events) {
+    EXPECT_GT(e.seq(), seq);
+    seq = e.seq();
+    if (e.action() == "file.written") written.push_back(e.file());
+  }
+  ASSERT_EQ(written.size(), 701u);
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(written[i], all[i].name);
 }
 
 // A file that fails stops the deployment with the files written before it recorded, also
