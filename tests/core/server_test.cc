@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <atomic>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "rwg/relay/v1/relay.grpc.pb.h"
+#include "services/core/options.h"
 #include "tests/testing/wait.h"
 
 namespace rwg::core {
@@ -28,6 +30,41 @@ int Threads() {
     if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
   }
   return -1;
+}
+
+// --grpc-max-threads (and RWG_GRPC_MAX_THREADS) within 8..4096; outside, a refusal naming it.
+absl::Status ParseFlags(ServerFlags& flags, std::vector<std::string> args) {
+  Options o("svc", "test");
+  flags.Register(o);
+  args.insert(args.begin(), "svc");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  int code = 0;
+  return o.Parse(static_cast<int>(argv.size()), argv.data(), &code);
+}
+
+TEST(ServerFlagsTest, RequestThreadsAreBoundedToASaneRange) {
+  unsetenv("RWG_GRPC_MAX_THREADS");
+  ServerFlags flags;
+  ASSERT_TRUE(ParseFlags(flags, {}).ok());
+  EXPECT_EQ(flags.grpc_max_threads, 256);
+  ASSERT_TRUE(ParseFlags(flags, {"--grpc-max-threads", "8"}).ok());
+  EXPECT_EQ(flags.grpc_max_threads, 8);
+  ASSERT_TRUE(ParseFlags(flags, {"--grpc-max-threads", "4096"}).ok());
+  EXPECT_EQ(flags.grpc_max_threads, 4096);
+  for (const char* bad : {"7", "4097", "0", "-1", "many", "99999999999"}) {
+    ServerFlags f;
+    const absl::Status s = ParseFlags(f, {"--grpc-max-threads", bad});
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("grpc-max-threads"), absl::string_view::npos) << s;
+  }
+  setenv("RWG_GRPC_MAX_THREADS", "64", 1);
+  ServerFlags from_env;
+  EXPECT_TRUE(ParseFlags(from_env, {}).ok());
+  EXPECT_EQ(from_env.grpc_max_threads, 64);
+  setenv("RWG_GRPC_MAX_THREADS", "5", 1);
+  EXPECT_FALSE(ParseFlags(from_env, {}).ok());
+  unsetenv("RWG_GRPC_MAX_THREADS");
 }
 
 // A service whose Allocate waits until released: a relay slower than its callers.

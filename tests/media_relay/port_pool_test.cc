@@ -74,6 +74,11 @@ TEST(PortPoolTest, OutOfDescriptorsIsReportedAtOnce) {
   close(next);
   rlimit low = before;
   low.rlim_cur = static_cast<rlim_t>(next);
+  // The limit comes back however this test ends (later tests in the process need it).
+  struct Restore {
+    rlimit saved;
+    ~Restore() { setrlimit(RLIMIT_NOFILE, &saved); }
+  } restore{before};
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
   absl::StatusOr<PortPair> p = pool.Acquire();
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &before), 0);

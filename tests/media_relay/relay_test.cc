@@ -196,6 +196,11 @@ TEST_F(RelayTest, WithoutALimitOfItsOwnTheDescriptorLimitCapsSessionsAndTheRefus
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &before), 0);
   rlimit low = before;
   low.rlim_cur = 520;  // 512 kept back, 4 descriptors a session: room for 2
+  // The limit comes back however this test ends (later tests in the process need it).
+  struct Restore {
+    rlimit saved;
+    ~Restore() { setrlimit(RLIMIT_NOFILE, &saved); }
+  } restore{before};
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
   std::unique_ptr<Relay> relay = StartRelay();
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &before), 0);
