@@ -249,13 +249,15 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     return true;
   };
   // The next files for one connection: up to kFetchBatch of them and kFetchBytes together (at
-  // least one), so that their contents come from Redis in one round trip.
+  // least one), so that their contents come from Redis in one round trip; never more than its
+  // share of what is left, so that a small deployment still uses every connection.
   auto next = [&](std::vector<PlannedFile>* batch) -> bool {
     batch->clear();
     if (!going()) return false;
     absl::MutexLock lock(&mu);
+    const size_t share = std::min(kFetchBatch, (todo.size() + n - 1) / static_cast<size_t>(n));
     uint64_t bytes = 0;
-    while (!todo.empty() && batch->size() < kFetchBatch &&
+    while (!todo.empty() && batch->size() < share &&
            (batch->empty() || bytes + todo.front().size <= kFetchBytes)) {
       bytes += todo.front().size;
       batch->push_back(std::move(todo.front()));
@@ -286,8 +288,13 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
   };
   auto work = [&](Target& target) {
     std::vector<PlannedFile> batch;
-    std::vector<TmaStore::Done> written;
+    std::vector<TmaStore::Done> written;  // points into batch: recorded before it changes
     absl::Time oldest;
+    // Recorded when the first waiting has waited kRecordAfter (a slow server, a retry).
+    auto record_due = [&]() -> bool {
+      return written.empty() || absl::Now() - oldest < kRecordAfter || record(written);
+    };
+    std::string current;  // the file being handled, for an error thrown meanwhile
     try {
       while (next(&batch)) {
         std::vector<std::string> names;
@@ -295,19 +302,30 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
         for (const PlannedFile& f : batch) names.push_back(f.name);
         absl::StatusOr<std::vector<std::string>> contents = store_.Contents(id, names);
         if (!contents.ok()) {
-          record_error(absl::StrCat(names.front(), ": ", Message(contents.status())));
+          record_error(Message(contents.status()));
           break;
         }
         for (size_t i = 0; i < batch.size(); ++i) {
           if (i > 0 && !going()) break;
           const PlannedFile& f = batch[i];
+          current = f.name;
+          if (!record_due()) break;
           absl::Status put;
+          bool recorded = true;
           for (int attempt = 1; attempt <= std::max(1, options_.attempts); ++attempt) {
             put = target.Put(f.name, (*contents)[i]);
-            if (put.ok() || !absl::IsUnavailable(put) || stop_.load()) break;
+            if (put.ok() || !absl::IsUnavailable(put) || stop_.load() ||
+                attempt == std::max(1, options_.attempts)) {
+              break;
+            }
+            recorded = record_due();  // before waiting to try again
+            if (!recorded) break;
             absl::SleepFor(options_.retry_delay * attempt);
           }
+          if (!recorded) break;
           if (!put.ok()) {
+            // What was written before it is recorded (and logged) first.
+            (void)record(written);
             files_.Add({{"result", "failed"}}).Increment();
             store_.RecordEvent(id, "file.failed", f.name, Message(put));
             record_error(absl::StrCat(f.name, ": ", Message(put)));
@@ -315,16 +333,21 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
           }
           if (written.empty()) oldest = absl::Now();
           written.push_back({&f, false});
-          if (written.size() >= kRecordBatch || absl::Now() - oldest >= kRecordAfter) {
-            if (!record(written)) break;
-          }
+          if (written.size() >= kRecordBatch && !record(written)) break;
+          if (!record_due()) break;
         }
-        // The batch's files are referred to by `written`: recorded before the next batch.
         if (!record(written)) break;
       }
       (void)record(written);
     } catch (const std::exception& e) {
-      record_error(absl::StrCat("internal error: ", e.what()));
+      record_error(
+          absl::StrCat(current.empty() ? "" : current + ": ", "internal error: ", e.what()));
+      // The files written before it are on the server: recorded if that can still be done.
+      try {
+        (void)record(written);
+      } catch (const std::exception&) {
+        written.clear();  // left to the next run, which writes them again
+      }
     }
   };
   std::vector<std::thread> workers;

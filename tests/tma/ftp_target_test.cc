@@ -173,7 +173,8 @@ TEST(FtpTargetTest, NoPutWaitsASecondForItsDataConnection) {
   }
   done = true;
   for (std::thread& b : busy) b.join();
-  EXPECT_EQ(slow, 0) << "the slowest put took " << slowest;
+  // One is allowed for a scheduling pause of the busy machine; the stall came 3 to 8 times.
+  EXPECT_LE(slow, 1) << "the slowest put took " << slowest;
   EXPECT_EQ(OnDisk(ftp->files_dir()).size(), 2000u);
   EXPECT_EQ(ftp->Connections(), 1);
 }
