@@ -392,9 +392,9 @@ TEST_F(RunnerTest, AFailureRecordsWhatWasWrittenBeforeIt) {
 }
 
 // Files are handed out several at a time, but a small deployment still goes through every
-// connection: 20 files and 4 connections to a server taking 20 ms a file.
+// connection: 20 files and 4 connections to a server taking 50 ms a file.
 TEST_F(RunnerTest, ASmallDeploymentUsesEveryConnection) {
-  server_.put_delay = absl::Milliseconds(20);
+  server_.put_delay = absl::Milliseconds(50);
   const std::string id = Create(19);
   auto runner = NewRunner("a", 4);
   ASSERT_TRUE(*runner->RunOne(id));
