@@ -3,12 +3,14 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
+#include <grpcpp/support/server_interceptor.h>
 #include <signal.h>
 
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "prometheus/gauge.h"
 #include "services/core/cert_metrics.h"
 #include "services/core/grpc_identity.h"
 #include "services/core/log.h"
@@ -78,6 +80,38 @@ absl::StatusOr<TlsMaterial> LoadTlsMaterial(absl::string_view cert_option,
   return TlsMaterial{*std::move(cert), *std::move(key)};
 }
 
+namespace {
+
+// Counts the gRPC requests being handled: gRPC makes one interceptor per request when it starts
+// handling it and destroys it when the request is done.
+class InFlight final : public grpc::experimental::Interceptor {
+ public:
+  explicit InFlight(prometheus::Gauge& gauge) : gauge_(gauge) { gauge_.Increment(); }
+  ~InFlight() override { gauge_.Decrement(); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+
+ private:
+  prometheus::Gauge& gauge_;
+};
+
+class InFlightFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit InFlightFactory(prometheus::Gauge& gauge) : gauge_(gauge) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* /*info*/) override {
+    return new InFlight(gauge_);  // owned and deleted by gRPC
+  }
+
+ private:
+  prometheus::Gauge& gauge_;
+};
+
+}  // namespace
+
 ServiceHost::ServiceHost(std::string service, ServerFlags flags)
     : service_(std::move(service)),
       flags_(std::move(flags)),
@@ -125,6 +159,22 @@ absl::Status ServiceHost::Start(const std::vector<grpc::Service*>& services) {
   grpc::ResourceQuota quota(absl::StrCat("rwg-", service_));
   quota.SetMaxThreads(flags_.grpc_max_threads);
   builder.SetResourceQuota(quota);
+  // How many of them are taken, against the bound: a request refused RESOURCE_EXHAUSTED
+  // means the first reached the second.
+  prometheus::BuildGauge()
+      .Name("rwg_grpc_max_threads")
+      .Help("gRPC requests handled at once at most (--grpc-max-threads)")
+      .Register(*registry_)
+      .Add({})
+      .Set(flags_.grpc_max_threads);
+  prometheus::Gauge& in_flight = prometheus::BuildGauge()
+                                     .Name("rwg_grpc_requests_in_flight")
+                                     .Help("gRPC requests being handled now")
+                                     .Register(*registry_)
+                                     .Add({});
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counters;
+  counters.push_back(std::make_unique<InFlightFactory>(in_flight));
+  builder.experimental().SetInterceptorCreators(std::move(counters));
   for (grpc::Service* s : services) builder.RegisterService(s);
   server_ = builder.BuildAndStart();
   if (!server_ || grpc_port_ == 0) {

@@ -67,6 +67,14 @@ TEST(ServerFlagsTest, RequestThreadsAreBoundedToASaneRange) {
   unsetenv("RWG_GRPC_MAX_THREADS");
 }
 
+// A gauge's value in the host's registry (-1 when absent).
+double Gauge(ServiceHost& host, const std::string& name) {
+  for (const prometheus::MetricFamily& f : host.registry().Collect()) {
+    if (f.name == name && !f.metric.empty()) return f.metric[0].gauge.value;
+  }
+  return -1;
+}
+
 // A service whose Allocate waits until released: a relay slower than its callers.
 class SlowRelay final : public pb::RelayService::Service {
  public:
@@ -122,6 +130,9 @@ TEST(ServiceHostTest, RequestThreadsAreBoundedWhenRequestsPileUp) {
                                   absl::Seconds(30)))
       << relay.waiting() << " waiting, " << done.load() << " answered";
   const int during = Threads();
+  // The gauge of requests being handled says so, against its bound.
+  EXPECT_EQ(Gauge(host, "rwg_grpc_requests_in_flight"), relay.waiting());
+  EXPECT_EQ(Gauge(host, "rwg_grpc_max_threads"), 64);
   EXPECT_LE(relay.waiting(), 64);
   EXPECT_GT(relay.waiting(), 8) << "requests are still handled side by side";
   EXPECT_LT(during - before, 64 + 64) << before << " threads before, " << during << " during";
@@ -139,6 +150,9 @@ TEST(ServiceHostTest, RequestThreadsAreBoundedWhenRequestsPileUp) {
   grpc::ClientContext ctx;
   pb::Session session;
   EXPECT_TRUE(stub->Allocate(&ctx, pb::AllocateRequest(), &session).ok());
+  EXPECT_TRUE(testing::Eventually([&] { return Gauge(host, "rwg_grpc_requests_in_flight") == 0; },
+                                  absl::Seconds(10)))
+      << Gauge(host, "rwg_grpc_requests_in_flight") << " still counted";
 }
 
 }  // namespace
