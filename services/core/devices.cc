@@ -1,5 +1,6 @@
 #include "services/core/devices.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -12,6 +13,16 @@ namespace rwg::core {
 std::string DeviceSecretContext(absl::string_view set_username, absl::string_view field) {
   return absl::StrCat("device:", set_username, ":", field);
 }
+
+namespace {
+
+// A secret that does not open, with the device and field it belongs to.
+absl::Status NameDevice(const std::string& user, const char* field, const absl::Status& s) {
+  return absl::Status(s.code(),
+                      absl::StrCat("device record ", user, ", ", field, ": ", s.message()));
+}
+
+}  // namespace
 
 std::optional<DeviceSecrets> DeviceDirectory::Cached(const std::string& user) const {
   if (!cache_enabled_) return std::nullopt;
@@ -74,18 +85,43 @@ absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::Parse(const std::s
     d.icp_username = j->value("icp_username", "");
     d.srtp_optional = j->value("srtp_optional", false);
     d.location = j->value("location", "");
+    d.mac = j->value("mac", "");
+    d.site = j->value("site", "");
     set_sealed = j->value("set_password", "");
     icp_sealed = j->value("icp_password", "");
   } catch (const nlohmann::json::exception& e) {  // a field of the wrong type
     return absl::DataLossError(absl::StrCat("device record ", user, ": ", e.what()));
   }
   absl::StatusOr<std::string> sp = box_.Open(set_sealed, DeviceSecretContext(user, "set_password"));
-  if (!sp.ok()) return sp.status();
+  if (!sp.ok()) return NameDevice(user, "set_password", sp.status());
   absl::StatusOr<std::string> ip = box_.Open(icp_sealed, DeviceSecretContext(user, "icp_password"));
-  if (!ip.ok()) return ip.status();
+  if (!ip.ok()) return NameDevice(user, "icp_password", ip.status());
   d.set_password = *std::move(sp);
   d.icp_password = *std::move(ip);
   return d;
+}
+
+absl::StatusOr<std::vector<std::optional<DeviceSecrets>>> DeviceDirectory::BySetUsernames(
+    const std::vector<std::string>& users) {
+  std::vector<std::optional<DeviceSecrets>> out;
+  out.reserve(users.size());
+  for (size_t first = 0; first < users.size(); first += kBatch) {
+    const size_t n = std::min(kBatch, users.size() - first);
+    std::vector<std::string> hmget = {"HMGET", kDevicesKey};
+    hmget.insert(hmget.end(), users.begin() + static_cast<ptrdiff_t>(first),
+                 users.begin() + static_cast<ptrdiff_t>(first + n));
+    absl::StatusOr<RedisReply> r = redis_.Command(hmget);
+    if (!r.ok()) return r.status();
+    if (r->type != RedisReply::Type::kArray || r->elements.size() != n) {
+      return absl::InternalError("unexpected reply to HMGET of the devices");
+    }
+    for (size_t i = 0; i < n; ++i) {
+      absl::StatusOr<std::optional<DeviceSecrets>> d = Parse(users[first + i], r->elements[i]);
+      if (!d.ok()) return d.status();
+      out.push_back(*std::move(d));
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::ByIcpUsername(

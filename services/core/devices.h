@@ -29,6 +29,8 @@ struct DeviceSecrets {
   std::string icp_password;
   bool srtp_optional = false;
   std::string location;
+  std::string mac;  // as declared (may be empty)
+  std::string site;
 };
 
 // Devices by set-side or ICP-side username. With `cache` set, devices found are kept in
@@ -43,6 +45,12 @@ class DeviceDirectory {
 
   absl::StatusOr<std::optional<DeviceSecrets>> BySetUsername(const std::string& user);
   absl::StatusOr<std::optional<DeviceSecrets>> ByIcpUsername(const std::string& icp_user);
+  // BySetUsername for many users, read from Redis (never from the cache) in round trips of
+  // at most kBatch users: one answer per user, in order. A record that cannot be read (not
+  // JSON, a secret that does not open) fails the whole call.
+  static constexpr size_t kBatch = 512;
+  absl::StatusOr<std::vector<std::optional<DeviceSecrets>>> BySetUsernames(
+      const std::vector<std::string>& users);
 
   // BySetUsername without blocking: a cached device is handed to `done` before this returns;
   // otherwise the device is read through `redis` and `done` runs with what it answered (on

@@ -220,14 +220,11 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     }
     todo.push_back(f);
   }
-  for (size_t at = 0; at < unchanged.size(); at += kRecordBatch) {
-    const std::vector<TmaStore::Done> some(
-        unchanged.begin() + static_cast<std::ptrdiff_t>(at),
-        unchanged.begin() +
-            static_cast<std::ptrdiff_t>(std::min(unchanged.size(), at + kRecordBatch)));
-    absl::StatusOr<size_t> counted = store_.FilesDone(id, server_name, some);
+  // Files the server already has are recorded at once (FilesDone takes them in batches).
+  if (!unchanged.empty()) {
+    absl::StatusOr<size_t> counted = store_.FilesDone(id, server_name, unchanged);
     if (!counted.ok()) return fail(Message(counted.status()));
-    files_.Add({{"result", "unchanged"}}).Increment(static_cast<double>(some.size()));
+    files_.Add({{"result", "unchanged"}}).Increment(static_cast<double>(unchanged.size()));
   }
 
   absl::Mutex mu;

@@ -387,42 +387,54 @@ CheckedCsv CheckRemoteWorkerCsv(std::string_view csv, const SystemData& system,
   std::vector<std::optional<int>> system_col;
   for (const SystemField& f : kSystemFields) system_col.push_back(Find(columns, f.name));
 
-  CheckedCsv out;
+  // First the rows' own checks, collecting the user names to look up all at once.
+  struct Row {
+    Phone phone;
+    std::vector<std::string_view> cells;
+    std::vector<bool> usable;
+    bool looked_up = false;  // the first row of its user: the device is checked on it
+  };
+  std::vector<Row> rows;
+  rows.reserve(reader.rows.size() - 1);
+  std::vector<std::string> lookups;
   std::map<std::string, int> macs;   // normalized MAC → row
   std::map<std::string, int> users;  // user name → row
   for (size_t r = 1; r < reader.rows.size(); ++r) {
     const RawRow& raw = reader.rows[r];
-    const int row = raw.line;
+    const int line = raw.line;
     if (raw.cells != columns.size()) {
       problems.Add(
-          row, -1, "",
+          line, -1, "",
           absl::StrCat("the row has ", raw.cells, " cells, the header has ", columns.size()));
       continue;
     }
-    std::vector<std::string_view> cells(columns.size());
-    std::vector<bool> usable(columns.size(), true);
+    Row& row = rows.emplace_back();
+    row.cells.resize(columns.size());
+    row.usable.assign(columns.size(), true);
+    std::vector<std::string_view>& cells = row.cells;
+    std::vector<bool>& usable = row.usable;
     for (size_t i = 0; i < columns.size(); ++i) {
       cells[i] = TrimSpaces(raw.text[i]);
       if (std::optional<std::string> bad = CellProblem(cells[i], limits.max_cell)) {
-        problems.Add(row, static_cast<int>(i), columns[i].header, *std::move(bad));
+        problems.Add(line, static_cast<int>(i), columns[i].header, *std::move(bad));
         usable[i] = false;
       }
     }
     for (int i : mandatory) {
       if (usable[i] && cells[i].empty()) {
-        problems.Add(row, i, columns[i].header, "the cell is empty; it is required");
+        problems.Add(line, i, columns[i].header, "the cell is empty; it is required");
         usable[i] = false;
       }
     }
 
-    Phone phone;
-    phone.row = row;
+    Phone& phone = row.phone;
+    phone.row = line;
     if (usable[mac_col]) {
       absl::StatusOr<std::string> mac = NormalizeMac(cells[mac_col]);
       if (!mac.ok()) {
-        problems.Add(row, mac_col, columns[mac_col].header, std::string(mac.status().message()));
-      } else if (auto [it, fresh] = macs.emplace(*mac, row); !fresh) {
-        problems.Add(row, mac_col, columns[mac_col].header,
+        problems.Add(line, mac_col, columns[mac_col].header, std::string(mac.status().message()));
+      } else if (auto [it, fresh] = macs.emplace(*mac, line); !fresh) {
+        problems.Add(line, mac_col, columns[mac_col].header,
                      absl::StrCat("MAC ", *mac, " is also on row ", it->second));
       } else {
         phone.mac = *std::move(mac);
@@ -430,54 +442,72 @@ CheckedCsv CheckRemoteWorkerCsv(std::string_view csv, const SystemData& system,
     }
     if (usable[user_col]) {
       phone.user = std::string(cells[user_col]);
-      std::optional<DeviceFacts> device;
-      if (auto [it, fresh] = users.emplace(phone.user, row); !fresh) {
-        problems.Add(row, user_col, columns[user_col].header,
+      if (auto [it, fresh] = users.emplace(phone.user, line); !fresh) {
+        problems.Add(line, user_col, columns[user_col].header,
                      absl::StrCat("the user '", phone.user, "' is also on row ", it->second));
       } else {
-        if (devices) device = devices(phone.user);
-        if (!device.has_value()) {
-          problems.Add(
-              row, user_col, columns[user_col].header,
-              absl::StrCat("no declared device has the set-side user name '", phone.user, "'"));
-        }
-      }
-      if (device.has_value()) {
-        if (usable[password_col] && cells[password_col] != device->set_password) {
-          problems.Add(row, password_col, columns[password_col].header,
-                       absl::StrCat("differs from the set-side password of the device '",
-                                    phone.user, "': the phone will not register"),
-                       /*warning=*/true);
-        }
-        if (!device->mac.empty() && !phone.mac.empty() && ComparableMac(device->mac) != phone.mac) {
-          problems.Add(row, mac_col, columns[mac_col].header,
-                       absl::StrCat("the device '", phone.user, "' is declared with MAC ",
-                                    ComparableMac(device->mac), ", not ", phone.mac),
-                       /*warning=*/true);
-        }
+        row.looked_up = true;
+        lookups.push_back(phone.user);
       }
     }
-    if (problems.has_errors()) continue;  // no phone is returned: save the work
+  }
 
-    for (size_t i = 0; i < columns.size(); ++i) {
-      const Column& c = columns[i];
-      if (c.mac) continue;
-      std::string value(cells[i]);
-      if (value.empty()) {
-        for (size_t f = 0; f < std::size(kSystemFields); ++f) {
-          if (system_col[f] == static_cast<int>(i)) value = system.*kSystemFields[f].value;
+  // Then the devices, in one lookup.
+  std::vector<std::optional<DeviceFacts>> found;
+  if (devices && !lookups.empty()) found = devices(lookups);
+  size_t next = 0;
+  for (const Row& row : rows) {
+    if (!row.looked_up) continue;
+    const size_t k = next++;
+    const Phone& phone = row.phone;
+    const int line = phone.row;
+    if (k >= found.size() || !found[k].has_value()) {
+      problems.Add(
+          line, user_col, columns[user_col].header,
+          absl::StrCat("no declared device has the set-side user name '", phone.user, "'"));
+      continue;
+    }
+    const DeviceFacts& device = *found[k];
+    if (row.usable[password_col] && row.cells[password_col] != device.set_password) {
+      problems.Add(line, password_col, columns[password_col].header,
+                   absl::StrCat("differs from the set-side password of the device '", phone.user,
+                                "': the phone will not register"),
+                   /*warning=*/true);
+    }
+    if (!device.mac.empty() && !phone.mac.empty() && ComparableMac(device.mac) != phone.mac) {
+      problems.Add(line, mac_col, columns[mac_col].header,
+                   absl::StrCat("the device '", phone.user, "' is declared with MAC ",
+                                ComparableMac(device.mac), ", not ", phone.mac),
+                   /*warning=*/true);
+    }
+  }
+
+  // Last, when nothing is wrong, the parameters each phone's file is written with.
+  CheckedCsv out;
+  if (!problems.has_errors()) {
+    out.phones.reserve(rows.size());
+    for (Row& row : rows) {
+      Phone& phone = row.phone;
+      for (size_t i = 0; i < columns.size(); ++i) {
+        const Column& c = columns[i];
+        if (c.mac) continue;
+        std::string value(row.cells[i]);
+        if (value.empty()) {
+          for (size_t f = 0; f < std::size(kSystemFields); ++f) {
+            if (system_col[f] == static_cast<int>(i)) value = system.*kSystemFields[f].value;
+          }
+        }
+        if (!value.empty()) phone.params.push_back({c.name, std::move(value), c.locked});
+      }
+      for (size_t f = 0; f < std::size(kSystemFields); ++f) {
+        const std::string& value = system.*kSystemFields[f].value;
+        if (!system_col[f].has_value() && !value.empty()) {
+          phone.params.push_back(
+              {std::string(kSystemFields[f].name), value, kSystemFields[f].locked});
         }
       }
-      if (!value.empty()) phone.params.push_back({c.name, std::move(value), c.locked});
+      out.phones.push_back(std::move(phone));
     }
-    for (size_t f = 0; f < std::size(kSystemFields); ++f) {
-      const std::string& value = system.*kSystemFields[f].value;
-      if (!system_col[f].has_value() && !value.empty()) {
-        phone.params.push_back(
-            {std::string(kSystemFields[f].name), value, kSystemFields[f].locked});
-      }
-    }
-    out.phones.push_back(std::move(phone));
   }
   out.problems = std::move(problems).Sorted();
   if (!out.ok()) out.phones.clear();

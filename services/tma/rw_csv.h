@@ -58,8 +58,10 @@ struct DeviceFacts {
   // site}` stays a complete initializer for -Wmissing-field-initializers.)
   std::string auth_name = {};
 };
-// The device whose set-side user name is `user`, if declared.
-using DeviceLookup = std::function<std::optional<DeviceFacts>(const std::string& user)>;
+// The declared devices among `users` (set-side user names, each asked once), all at once:
+// one answer per name, in the same order; nullopt: not declared.
+using DeviceLookup =
+    std::function<std::vector<std::optional<DeviceFacts>>(const std::vector<std::string>& users)>;
 
 struct CsvLimits {
   size_t max_bytes = 16 << 20;
@@ -86,7 +88,8 @@ struct CheckedCsv {
 // - the whole file: empty, UTF-16, no rows, malformed CSV (an unclosed quote, a quote inside
 //   an unquoted cell), over the limits (then nothing else is reported).
 // Rows whose cells are all empty are skipped (spreadsheets write them). Every problem is
-// reported, not only the first. A null `devices` declares no device.
+// reported, not only the first. `devices` is asked once, for every user name the rows give (none
+// when the file itself is refused); a null `devices` declares no device.
 CheckedCsv CheckRemoteWorkerCsv(std::string_view csv, const SystemData& system,
                                 const DeviceLookup& devices, const CsvLimits& limits = {});
 

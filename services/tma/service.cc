@@ -127,12 +127,32 @@ absl::Status CheckDeploymentId(const char* field, const std::string& id) {
       absl::StrCat(field, ": a deployment id (16 lower-case hex digits)"));
 }
 
-// The declared devices by set-side user name, as the CSV check looks them up.
-DeviceLookup LookupIn(const std::map<std::string, DeviceFacts>& by_user) {
-  return [&by_user](const std::string& u) -> std::optional<DeviceFacts> {
-    auto it = by_user.find(u);
-    if (it == by_user.end()) return std::nullopt;
-    return it->second;
+// The devices a CSV names, as its check looks them up: read from Redis in batches (only
+// those named: a deployment of a few phones does not read every device), kept in `found` by
+// set-side user name; a failure to read them is kept in `failure` (the check then finds
+// none, and the caller answers with the failure instead).
+DeviceLookup LookupIn(core::DeviceDirectory& directory, std::map<std::string, DeviceFacts>& found,
+                      absl::Status& failure) {
+  return [&](const std::vector<std::string>& users) {
+    std::vector<std::optional<DeviceFacts>> answers(users.size());
+    absl::StatusOr<std::vector<std::optional<core::DeviceSecrets>>> read =
+        directory.BySetUsernames(users);
+    if (!read.ok()) {
+      failure = read.status();
+      return answers;
+    }
+    for (size_t i = 0; i < users.size() && i < read->size(); ++i) {
+      std::optional<core::DeviceSecrets>& d = (*read)[i];
+      if (!d.has_value()) continue;
+      DeviceFacts f;
+      f.set_username = users[i];
+      f.set_password = std::move(d->set_password);
+      f.mac = std::move(d->mac);
+      f.site = std::move(d->site);
+      answers[i] = f;
+      found[users[i]] = std::move(f);
+    }
+    return answers;
   };
 }
 
@@ -206,6 +226,7 @@ TmaServiceImpl::TmaServiceImpl(TmaStore& store, Runner& runner, TargetFactory ta
       control_(control),
       redis_(redis),
       box_(box),
+      directory_(redis, box),
       clock_(clock),
       rng_(rng),
       limits_(limits),
@@ -406,12 +427,11 @@ grpc::Status TmaServiceImpl::CheckCsv(grpc::ServerContext* ctx, const pb::CheckC
     if (absl::Status s = CheckSystem(req->system()); !s.ok()) return s;
     absl::StatusOr<Gateway> g = LoadGateway();
     if (!g.ok()) return g.status();
-    absl::StatusOr<std::vector<DeviceFacts>> devices = Devices();
-    if (!devices.ok()) return devices.status();
     std::map<std::string, DeviceFacts> by_user;
-    for (DeviceFacts& d : *devices) by_user[d.set_username] = std::move(d);
+    absl::Status failure;
     CheckedCsv c = CheckRemoteWorkerCsv(req->csv(), Merge(req->system(), g->system),
-                                        LookupIn(by_user), limits_.csv);
+                                        LookupIn(directory_, by_user, failure), limits_.csv);
+    if (!failure.ok()) return failure;
     resp->set_phones(c.ok() ? static_cast<int32_t>(c.phones.size()) : 0);
     for (const CsvProblem& p : c.problems) *resp->add_problems() = ToProto(p);
     return absl::OkStatus();
@@ -527,11 +547,11 @@ grpc::Status TmaServiceImpl::CreateDeployment(
     absl::StatusOr<Gateway> g = LoadGateway();
     if (!g.ok()) return g.status();
     const SystemData system = Merge(header.system(), g->system);
-    absl::StatusOr<std::vector<DeviceFacts>> devices = Devices();
-    if (!devices.ok()) return devices.status();
     std::map<std::string, DeviceFacts> by_user;
-    for (DeviceFacts& d : *devices) by_user[d.set_username] = std::move(d);
-    CheckedCsv c = CheckRemoteWorkerCsv(header.csv(), system, LookupIn(by_user), limits_.csv);
+    absl::Status failure;
+    CheckedCsv c = CheckRemoteWorkerCsv(header.csv(), system,
+                                        LookupIn(directory_, by_user, failure), limits_.csv);
+    if (!failure.ok()) return failure;
     if (!c.ok()) return CsvRefusal(c);
     if (system.https_path.empty()) {
       return absl::FailedPreconditionError(

@@ -16,6 +16,7 @@
 #include "services/control/store.h"
 #include "services/core/clock.h"
 #include "services/core/crypto.h"
+#include "services/core/devices.h"
 #include "services/core/random.h"
 #include "services/core/redis.h"
 #include "services/tma/runner.h"
@@ -89,6 +90,7 @@ class TmaServiceImpl final : public pb::TmaService::Service {
   control::RedisControlStore& control_;
   core::RedisClient& redis_;
   const core::SecretBox& box_;
+  core::DeviceDirectory directory_;  // the devices a CSV names (no cache: read when asked)
   core::Clock& clock_;
   core::Random& rng_;
   ServiceLimits limits_;

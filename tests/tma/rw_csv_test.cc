@@ -66,11 +66,15 @@ class RwCsvTest : public ::testing::Test {
   void Declare(const DeviceFacts& d) { devices_[d.set_username] = d; }
 
   DeviceLookup Lookup() {
-    return [this](const std::string& user) -> std::optional<DeviceFacts> {
-      ++lookups_;
-      auto it = devices_.find(user);
-      if (it == devices_.end()) return std::nullopt;
-      return it->second;
+    return [this](const std::vector<std::string>& users) {
+      ++calls_;
+      std::vector<std::optional<DeviceFacts>> out;
+      for (const std::string& user : users) {
+        ++lookups_;
+        auto it = devices_.find(user);
+        out.push_back(it == devices_.end() ? std::nullopt : std::optional(it->second));
+      }
+      return out;
     };
   }
 
@@ -88,7 +92,8 @@ class RwCsvTest : public ::testing::Test {
   }
 
   std::map<std::string, DeviceFacts> devices_;
-  int lookups_ = 0;
+  int lookups_ = 0;  // user names asked
+  int calls_ = 0;    // times the lookup was called
 };
 
 TEST_F(RwCsvTest, AcceptsAGoodFile) {
@@ -318,6 +323,7 @@ TEST_F(RwCsvTest, UserDeclaredTwice) {
                                               "080000000003,1001,1001,pw-1001\n"),
               ElementsAre(Error(4, kUser, "the user '1001' is also on row 2")));
   EXPECT_EQ(lookups_, 2);
+  EXPECT_EQ(calls_, 1);
 }
 
 TEST_F(RwCsvTest, UnknownUser) {
@@ -531,10 +537,13 @@ TEST(RwCsvRoundTripTest, ExportCheckRenderParse) {
   };
   std::map<std::string, DeviceFacts> by_user;
   for (const DeviceFacts& d : devices) by_user[d.set_username] = d;
-  DeviceLookup lookup = [&](const std::string& user) -> std::optional<DeviceFacts> {
-    auto it = by_user.find(user);
-    if (it == by_user.end()) return std::nullopt;
-    return it->second;
+  DeviceLookup lookup = [&](const std::vector<std::string>& users) {
+    std::vector<std::optional<DeviceFacts>> out;
+    for (const std::string& user : users) {
+      auto it = by_user.find(user);
+      out.push_back(it == by_user.end() ? std::nullopt : std::optional(it->second));
+    }
+    return out;
   };
   SystemData system;
   system.sip_proxy_ip = "rw.example.com";

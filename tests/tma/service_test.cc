@@ -2,11 +2,13 @@
 // a real redis-server, and download servers kept in memory.
 #include "services/tma/service.h"
 
+#include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +22,8 @@ namespace rwg::tma {
 namespace {
 
 namespace adminpb = ::rwg::admin::v1;
+using ::testing::HasSubstr;
+using ::testing::UnorderedElementsAre;
 
 struct Shelf {
   absl::Mutex mu;
@@ -323,6 +327,53 @@ TEST_F(TmaServiceTest, ADeploymentWritesEachPhonesFileAndTheFilesGiven) {
   EXPECT_EQ(p["https path"], hash + "/ftp_67xxi");
   EXPECT_EQ(p["sip proxy ip"], "rwg.example.com");
   EXPECT_EQ(p["sips trusted certificates"], "CA_Mitel.pem");
+}
+
+TEST_F(TmaServiceTest, OnlyTheDevicesTheCsvNamesAreRead) {
+  Device("1001", "0800A1000001", "paris");
+  Device("1002", "0800A1000002", "lyon");
+  Device("1003", "0800A1000003", "paris");
+  Hash();
+  ASSERT_TRUE(AddServer(LocalServer({"paris"})).ok());
+  // Other devices' records are damaged: a deployment that does not name them goes on.
+  absl::StatusOr<core::RedisReply> rec = redis_->client().Command({"HGET", "rwg:devices", "1003"});
+  ASSERT_TRUE(rec.ok() && !rec->is_nil());
+  nlohmann::json j = nlohmann::json::parse(rec->str);
+  j["set_password"] = "AAAA" + j["set_password"].get<std::string>().substr(4);
+  ASSERT_TRUE(redis_->client().Command({"HSET", "rwg:devices", "1003", j.dump()}).ok());
+  // And one is not even JSON any more.
+  Device("1004", "0800A1000004", "paris");
+  ASSERT_TRUE(redis_->client().Command({"HSET", "rwg:devices", "1004", "{\"set_pass"}).ok());
+
+  const std::string header =
+      "MAC ADDRESS,!sip line1 user name,!sip line1 auth name,sip line1 password\n";
+  pb::Deployment d;
+  grpc::Status s = Deploy(header +
+                              "08:00:A1:00:00:01,1001,1001,set-1001-pw\n"
+                              "08:00:A1:00:00:02,1002,1002,wrong\n",
+                          &d);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(d.phones(), 2);
+  // What was read of each device is what the check and the warnings say: 1002's password and
+  // site.
+  std::vector<std::string> warnings;
+  for (const pb::CsvProblem& w : d.warnings()) warnings.push_back(w.message());
+  EXPECT_THAT(warnings,
+              UnorderedElementsAre(HasSubstr("set-side password of the device '1002'"),
+                                   HasSubstr("device 1002 is of site \"lyon\", which server "
+                                             "shelf does not serve")));
+
+  // Naming it fails the deployment with the device and field named, and stores nothing more.
+  const size_t deployments = Keys("rwg:tma:dep").size();
+  s = Deploy(header + "08:00:A1:00:00:03,1003,1003,set-1003-pw\n", &d);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("device record 1003, set_password"));
+  EXPECT_EQ(Keys("rwg:tma:dep").size(), deployments);
+  pb::CheckCsvRequest check;
+  check.set_csv(header + "08:00:A1:00:00:03,1003,1003,set-1003-pw\n");
+  pb::CheckCsvResponse checked;
+  s = stub_->CheckCsv(Ctx().get(), check, &checked);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
 }
 
 TEST_F(TmaServiceTest, FilesMustBeWhatTheyAnnounce) {

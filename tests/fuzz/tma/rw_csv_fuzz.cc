@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,7 @@ bool IsUtf8(const std::string& s) { return rwg::core::ValidUtf8(s) == s; }
 
 // Declared devices: user names starting with a digit, password "pw-<user>"; those ending in
 // '9' have a MAC.
-std::optional<DeviceFacts> Declared(const std::string& user) {
+std::optional<DeviceFacts> DeclaredOne(const std::string& user) {
   if (user.empty() || !absl::ascii_isdigit(static_cast<unsigned char>(user[0]))) {
     return std::nullopt;
   }
@@ -41,6 +42,16 @@ std::optional<DeviceFacts> Declared(const std::string& user) {
   d.set_password = "pw-" + user;
   if (user.back() == '9') d.mac = "08:00:0f:00:00:09";
   return d;
+}
+
+// The check asks for each user name once, all in one call.
+std::vector<std::optional<DeviceFacts>> Declared(const std::vector<std::string>& users) {
+  RWG_FUZZ_CHECK(kHarness, !users.empty());
+  RWG_FUZZ_CHECK(kHarness,
+                 std::set<std::string>(users.begin(), users.end()).size() == users.size());
+  std::vector<std::optional<DeviceFacts>> out;
+  for (const std::string& user : users) out.push_back(DeclaredOne(user));
+  return out;
 }
 
 const Param* Find(const Phone& phone, const std::string& name) {
@@ -133,10 +144,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   roomy.max_bytes = 64 << 20;
   const CheckedCsv again = rwg::tma::CheckRemoteWorkerCsv(
       exported.csv, system_columns ? rwg::tma::SystemData{} : system,
-      [&by_user](const std::string& u) -> std::optional<DeviceFacts> {
-        auto it = by_user.find(u);
-        if (it == by_user.end()) return std::nullopt;
-        return it->second;
+      [&by_user](const std::vector<std::string>& users) {
+        std::vector<std::optional<DeviceFacts>> out;
+        for (const std::string& u : users) {
+          auto it = by_user.find(u);
+          out.push_back(it == by_user.end() ? std::nullopt : std::optional(it->second));
+        }
+        return out;
       },
       roomy);
   RWG_FUZZ_CHECK(kHarness, again.ok() && again.problems.empty());
