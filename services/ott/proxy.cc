@@ -29,6 +29,7 @@
 #include <prometheus/histogram.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
@@ -373,12 +374,23 @@ class Proxy::Impl {
   int port() const { return port_; }
 
  private:
+  // A domain's and service's request metrics, found once per worker (not by their labels on
+  // every request: the families never drop a child, so the pointers stay valid).
+  struct RequestMetrics {
+    std::array<prometheus::Counter*, 10> by_class{};  // by status / 100 (0: nothing answered)
+    prometheus::Histogram* duration = nullptr;
+  };
   struct Worker {
     asio::io_context io{1};
     std::optional<tcp::acceptor> acceptor;
     std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> idle;
+    // By domain and service ("<domain> <service>"): as many as domains were configured.
+    std::unordered_map<std::string, RequestMetrics> request_metrics;
     std::thread thread;
   };
+  // Counts one request of `domain` and `service` answered with `status` in `seconds`.
+  void CountRequest(Worker& w, const std::string& domain, const std::string& service,
+                    unsigned status, double seconds);
 
   static int OnServerName(SSL* ssl, int* alert, void* arg);
   awaitable<void> Accept(Worker& w);
@@ -655,10 +667,7 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
       const double seconds = absl::ToDoubleSeconds(clock_.Now() - start);
       const std::string domain = entry != nullptr ? entry->domain.fqdn() : "unknown";
       const std::string service = entry != nullptr ? entry->service : "none";
-      metrics_.requests
-          .Add({{"domain", domain}, {"service", service}, {"code", StatusClass(out.status)}})
-          .Increment();
-      metrics_.duration.Add({{"service", service}}, DurationBuckets()).Observe(seconds);
+      CountRequest(w, domain, service, out.status, seconds);
       if (o_.access_log) {
         core::log::Info("ott request", {{"source", source},
                                         {"domain", domain},
@@ -683,6 +692,21 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
   }
   beast::error_code ignored;
   beast::get_lowest_layer(client).socket().close(ignored);
+}
+
+void Proxy::Impl::CountRequest(Worker& w, const std::string& domain, const std::string& service,
+                               unsigned status, double seconds) {
+  RequestMetrics& m = w.request_metrics[absl::StrCat(domain, " ", service)];
+  const size_t c = std::min<size_t>(status / 100, m.by_class.size() - 1);
+  if (m.by_class[c] == nullptr) {
+    m.by_class[c] = &metrics_.requests.Add(
+        {{"domain", domain}, {"service", service}, {"code", StatusClass(status)}});
+  }
+  if (m.duration == nullptr) {
+    m.duration = &metrics_.duration.Add({{"service", service}}, DurationBuckets());
+  }
+  m.by_class[c]->Increment();
+  m.duration->Observe(seconds);
 }
 
 awaitable<unsigned> Proxy::Impl::Simple(ClientStream& client, unsigned status, unsigned version,

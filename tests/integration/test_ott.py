@@ -618,6 +618,9 @@ class ProxyTest(OttFixture):
 
     def test_paths_off_the_lists_get_404_and_are_counted(self):
         before = self.metric("rwg_ott_refused_total", {"reason": "path"}) or 0
+        count = {c: self.metric("rwg_ott_requests_total", {"domain": PORTAL, "code": c}) or 0
+                 for c in ("2xx", "4xx")}
+        timed = self.metric("rwg_ott_request_duration_seconds_count") or 0
         refused = ["/", "/other/headers", "/userportalx/headers", "/favicon.ico/more",
                    "/favicon.icox", "/commonx/headers"]
         for path in refused:
@@ -627,11 +630,21 @@ class ProxyTest(OttFixture):
         self.assertEqual(self.metric("rwg_ott_refused_total", {"reason": "path"}),
                          before + len(refused))
         # Prefixes and the exact path go through, user and common alike, without a login.
-        for path in ("/userportal/headers", "/userportal/deeper/still/headers",
-                     "/common/headers", "/favicon.ico"):
+        passed = ("/userportal/headers", "/userportal/deeper/still/headers", "/common/headers",
+                  "/favicon.ico")
+        for path in passed:
             r = self.request(PORTAL, path=path)
             self.assertEqual(r.status, 200, f"{path}: {r}")
             self.assertEqual(urllib.parse.urlsplit(r.json()["target"]).path, path)
+        # Each request counted once, by domain and class of answer, and timed.
+        self.assertEqual(
+            self.metric("rwg_ott_requests_total", {"domain": PORTAL, "code": "4xx"}),
+            count["4xx"] + len(refused))
+        self.assertEqual(
+            self.metric("rwg_ott_requests_total", {"domain": PORTAL, "code": "2xx"}),
+            count["2xx"] + len(passed))
+        self.assertEqual(self.metric("rwg_ott_request_duration_seconds_count"),
+                         timed + len(refused) + len(passed))
         # A domain's own lists replace the service's defaults: with only /other/ as user
         # path, /userportal/ is refused.
         self.update_domain(PORTAL, ["paths"],
