@@ -1,5 +1,5 @@
 // Read access to the SIP devices that control stores in Redis (R-DEV), for the services that
-// need their secrets: sip-edge (digest passwords; the planned sync and tma services too). Only
+// need their secrets: sip-edge (digest passwords) and tma (the devices a CSV names). Only
 // control writes.
 #pragma once
 

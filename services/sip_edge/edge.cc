@@ -68,6 +68,8 @@ namespace rwg::sip_edge {
 
 // A media relay whose heartbeat is older is not given new sessions.
 constexpr absl::Duration kRelayStaleAfter = absl::Seconds(15);
+// The period of the loop's lag probe (rwg_sip_edge_loop_lag_seconds).
+constexpr int kLoopProbeMs = 100;
 
 namespace {
 
@@ -204,6 +206,9 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
   nta_leg_t* set_leg = nullptr;
   nta_leg_t* icp_leg = nullptr;
   su_timer_t* sweeper = nullptr;
+  // The loop's lag probe: a one-shot timer re-armed each time, due kLoopProbeMs after it was set.
+  su_timer_t* probe = nullptr;
+  absl::Time probe_due;
   InFlight<PendingRelay> relays_in_flight;
   std::unique_ptr<PeerForwarder> peers;         // requests for phones other instances hold
   std::unique_ptr<SourceFilter> source_filter;  // on the set-side listeners
@@ -320,6 +325,8 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     if (!options.icp_listen.empty()) urls.push_back(icp_url);
     sweeper = su_timer_create(su_root_task(root), 1000);
     su_timer_set_for_ever(sweeper, &Impl::OnSweep, reinterpret_cast<su_timer_arg_t*>(this));
+    probe = su_timer_create(su_root_task(root), kLoopProbeMs);
+    ArmProbe();
     for (const auto& u : urls) core::log::Info("SIP listening", {{"url", u}});
     if (!options.tls_listen.empty() && !TlsKeepaliveActive()) {
       core::log::Warn("RFC 5626 pings over TLS go unanswered: the TLS hooks are not bound");
@@ -576,6 +583,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     loop_queue.reset();
     if (registrar) registrar->ReleaseConnections();
     if (sweeper) su_timer_destroy(sweeper);
+    if (probe) su_timer_destroy(probe);
     async_redis.reset();  // what still waits on Redis is answered 503
     if (set_leg) nta_leg_destroy(set_leg);
     if (icp_leg) nta_leg_destroy(icp_leg);
@@ -589,6 +597,20 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     if (root) su_root_destroy(root);
     su_home_deinit(home);
     su_deinit();
+  }
+
+  void ArmProbe() {
+    probe_due = clock.Now() + absl::Milliseconds(kLoopProbeMs);
+    su_timer_set(probe, &Impl::OnProbe, reinterpret_cast<su_timer_arg_t*>(this));
+  }
+
+  static void OnProbe(su_root_magic_t*, su_timer_t*, su_timer_arg_t* arg) {
+    Guard("OnProbe", [&] {
+      auto* self = reinterpret_cast<Impl*>(arg);
+      const absl::Duration late = self->clock.Now() - self->probe_due;
+      self->metrics.loop_lag.Observe(std::max(0.0, absl::ToDoubleSeconds(late)));
+      self->ArmProbe();
+    });
   }
 
   static void OnSweep(su_root_magic_t*, su_timer_t*, su_timer_arg_t* arg) {

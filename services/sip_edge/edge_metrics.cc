@@ -94,7 +94,14 @@ EdgeMetrics::EdgeMetrics(prometheus::Registry& r)
                         .Help("Media relay instances new calls can use: heartbeat fresh, "
                               "open, ports left")
                         .Register(r)
-                        .Add({})) {
+                        .Add({})),
+      loop_lag(prometheus::BuildHistogram()
+                   .Name("rwg_sip_edge_loop_lag_seconds")
+                   .Help("How late the SIP thread ran a timer due every 100 ms: the time any "
+                         "SIP message waited for the thread then")
+                   .Register(r)
+                   .Add({}, prometheus::Histogram::BucketBoundaries{
+                                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})) {
   SetGuardCounter(&internal_errors);
   // Every series an alert or a dashboard reads exists from the start, at 0.
   for (const char* kind : {"source", "auth"}) bans.Add({{"kind", kind}});

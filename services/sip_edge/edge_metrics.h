@@ -27,6 +27,8 @@ struct EdgeMetrics {
   prometheus::Gauge& licences;
   prometheus::Gauge& redis_up;
   prometheus::Gauge& usable_relays;
+  // How late the SIP thread runs a timer due every 100 ms: what any message waited then.
+  prometheus::Histogram& loop_lag;
 
   explicit EdgeMetrics(prometheus::Registry& r);
   ~EdgeMetrics();

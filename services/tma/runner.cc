@@ -220,7 +220,9 @@ absl::StatusOr<bool> Runner::RunOne(const std::string& id) {
     }
     todo.push_back(f);
   }
-  // Files the server already has are recorded at once (FilesDone takes them in batches).
+  // Files the server already has are recorded at once (FilesDone takes them in batches; if one
+  // fails, those of the batches before are recorded but not counted in the metric, and the
+  // deployment fails).
   if (!unchanged.empty()) {
     absl::StatusOr<size_t> counted = store_.FilesDone(id, server_name, unchanged);
     if (!counted.ok()) return fail(Message(counted.status()));

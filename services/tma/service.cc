@@ -281,7 +281,12 @@ absl::StatusOr<std::vector<DeviceFacts>> TmaServiceImpl::Devices() {
     f.site = d.site();
     absl::StatusOr<std::string> p =
         box_.Open(d.set_password(), core::DeviceSecretContext(d.set_username(), "set_password"));
-    if (p.ok()) f.set_password = *p;
+    if (!p.ok()) {
+      return absl::Status(p.status().code(),
+                          absl::StrCat("device record ", d.set_username(),
+                                       ", set_password: ", p.status().message()));
+    }
+    f.set_password = *std::move(p);
     out.push_back(std::move(f));
   }
   return out;

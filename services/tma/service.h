@@ -80,7 +80,8 @@ class TmaServiceImpl final : public pb::TmaService::Service {
     PhoneFileOptions file;
   };
   absl::StatusOr<Gateway> LoadGateway();
-  // The declared devices, set-side passwords opened.
+  // The declared devices, set-side passwords opened (DATA_LOSS naming the device when one
+  // does not open).
   absl::StatusOr<std::vector<DeviceFacts>> Devices();
   absl::StatusOr<std::vector<pb::InventoryEntry>> Inventory(const pb::InventoryFilter& filter);
 

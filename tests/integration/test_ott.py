@@ -636,15 +636,17 @@ class ProxyTest(OttFixture):
             r = self.request(PORTAL, path=path)
             self.assertEqual(r.status, 200, f"{path}: {r}")
             self.assertEqual(urllib.parse.urlsplit(r.json()["target"]).path, path)
-        # Each request counted once, by domain and class of answer, and timed.
-        self.assertEqual(
-            self.metric("rwg_ott_requests_total", {"domain": PORTAL, "code": "4xx"}),
-            count["4xx"] + len(refused))
-        self.assertEqual(
-            self.metric("rwg_ott_requests_total", {"domain": PORTAL, "code": "2xx"}),
-            count["2xx"] + len(passed))
-        self.assertEqual(self.metric("rwg_ott_request_duration_seconds_count"),
-                         timed + len(refused) + len(passed))
+        # Each request counted once, by domain and class of answer, and timed (once its answer
+        # is written: the last may be counted just after the client has it).
+        def counted():
+            return (self.metric("rwg_ott_requests_total", {"domain": PORTAL, "code": "4xx"}),
+                    self.metric("rwg_ott_requests_total", {"domain": PORTAL, "code": "2xx"}),
+                    self.metric("rwg_ott_request_duration_seconds_count"))
+        expected = (count["4xx"] + len(refused), count["2xx"] + len(passed),
+                    timed + len(refused) + len(passed))
+        rwgtest.wait_until("the requests counted", lambda: counted() == expected, timeout=5)
+        time.sleep(0.3)
+        self.assertEqual(counted(), expected)  # and not more
         # A domain's own lists replace the service's defaults: with only /other/ as user
         # path, /userportal/ is refused.
         self.update_domain(PORTAL, ["paths"],

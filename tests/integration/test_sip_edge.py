@@ -148,6 +148,36 @@ class SipEdgeTest(EdgeFixture):
             self.assertNotIn(pw_set, log)
             self.assertNotIn(pw_icp, log)
 
+    def test_a_stalled_sip_thread_shows_in_the_loop_lag(self):
+        def lag():
+            """{le: count} of rwg_sip_edge_loop_lag_seconds, and its count."""
+            m = self.metrics()
+            buckets = {le: float(v) for le, v in re.findall(
+                r'^rwg_sip_edge_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', m, re.M)}
+            count = float(re.search(r"^rwg_sip_edge_loop_lag_seconds_count (\S+)$", m,
+                                    re.M).group(1))
+            return buckets, count
+        _, first = lag()
+        time.sleep(1)
+        buckets, count = lag()
+        # Probed every 100 ms.
+        self.assertGreaterEqual(count - first, 5)
+        late = count - buckets["0.5"]
+        # The whole process stopped for 0.8 s: the probe due meanwhile ran that late.
+        os.kill(self.edge.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(0.8)
+        finally:
+            os.kill(self.edge.proc.pid, signal.SIGCONT)
+        rwgtest.wait_until("the late probe counted",
+                           lambda: lag()[1] - lag()[0]["0.5"] > late, timeout=5)
+        buckets, count = lag()
+        self.assertGreaterEqual(count - buckets["0.5"], late + 1, buckets)  # 0.5 s late or more
+        self.assertEqual(count - buckets["2.5"], 0, buckets)  # and not absurdly
+        # And phones are served again at once.
+        _, r = self.register("1001")
+        self.assertEqual(sipclient.status(r), 200, r)
+
     def test_challenge_offers_md5_and_sha256(self):
         r = self.phone().register("1001", DOMAIN)
         self.assertEqual(sipclient.status(r), 401)

@@ -339,7 +339,10 @@ TEST_F(TmaServiceTest, OnlyTheDevicesTheCsvNamesAreRead) {
   absl::StatusOr<core::RedisReply> rec = redis_->client().Command({"HGET", "rwg:devices", "1003"});
   ASSERT_TRUE(rec.ok() && !rec->is_nil());
   nlohmann::json j = nlohmann::json::parse(rec->str);
-  j["set_password"] = "AAAA" + j["set_password"].get<std::string>().substr(4);
+  std::string sealed = j["set_password"].get<std::string>();  // "v1:" and base64
+  char& c = sealed[sealed.size() / 2];
+  c = c == 'A' ? 'B' : 'A';
+  j["set_password"] = sealed;
   ASSERT_TRUE(redis_->client().Command({"HSET", "rwg:devices", "1003", j.dump()}).ok());
   // And one is not even JSON any more.
   Device("1004", "0800A1000004", "paris");
@@ -368,6 +371,7 @@ TEST_F(TmaServiceTest, OnlyTheDevicesTheCsvNamesAreRead) {
   s = Deploy(header + "08:00:A1:00:00:03,1003,1003,set-1003-pw\n", &d);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("device record 1003, set_password"));
+  EXPECT_THAT(s.error_message(), HasSubstr("does not authenticate"));
   EXPECT_EQ(Keys("rwg:tma:dep").size(), deployments);
   pb::CheckCsvRequest check;
   check.set_csv(header + "08:00:A1:00:00:03,1003,1003,set-1003-pw\n");
