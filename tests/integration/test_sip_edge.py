@@ -1317,8 +1317,18 @@ class BaresipTest(EdgeFixture):
         phone = subprocess.Popen(["baresip", "-f", conf], stdout=log, stderr=log,
                                  stdin=subprocess.DEVNULL)
         self.addCleanup(lambda: phone.poll() is None and phone.kill())
-        rwgtest.wait_until("baresip registered", lambda: "1001" in [
-            r["set_username"] for r in self.ctl.json("registration", "list")["registrations"]])
+        # baresip tries again up to a minute after a failed REGISTER (libre's first back-off):
+        # a first attempt lost on a loaded machine still registers within 75 s. What it
+        # printed is shown if it never does.
+        try:
+            rwgtest.wait_until("baresip registered", lambda: "1001" in [
+                r["set_username"] for r in self.ctl.json("registration", "list")["registrations"]],
+                timeout=75)
+        except AssertionError:
+            log.flush()
+            with open(os.path.join(self.tmp, "baresip.log"), "rb") as f:
+                printed = f.read()[-3000:].decode(errors="replace")
+            raise AssertionError(f"baresip did not register; it printed:\n{printed}")
         reg = self.ctl.json("registration", "show", "1001")
         self.assertEqual(reg["transport"], "tls")
         self.assertEqual(self.kamailio.registered(), {"21001"})
