@@ -207,8 +207,10 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
   nta_leg_t* icp_leg = nullptr;
   su_timer_t* sweeper = nullptr;
   // The loop's lag probe: a one-shot timer re-armed each time, due kLoopProbeMs after it was set.
+  // Timed by the monotonic clock, not the injected one: the lag is real elapsed time (a wall
+  // clock stepped by NTP, or a test's manual clock, would show as lag or hide it).
   su_timer_t* probe = nullptr;
-  absl::Time probe_due;
+  std::chrono::steady_clock::time_point probe_due;
   InFlight<PendingRelay> relays_in_flight;
   std::unique_ptr<PeerForwarder> peers;         // requests for phones other instances hold
   std::unique_ptr<SourceFilter> source_filter;  // on the set-side listeners
@@ -326,7 +328,6 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     sweeper = su_timer_create(su_root_task(root), 1000);
     su_timer_set_for_ever(sweeper, &Impl::OnSweep, reinterpret_cast<su_timer_arg_t*>(this));
     probe = su_timer_create(su_root_task(root), kLoopProbeMs);
-    ArmProbe();
     for (const auto& u : urls) core::log::Info("SIP listening", {{"url", u}});
     if (!options.tls_listen.empty() && !TlsKeepaliveActive()) {
       core::log::Warn("RFC 5626 pings over TLS go unanswered: the TLS hooks are not bound");
@@ -376,6 +377,7 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
       // The housekeeping advertises this instance again every second.
       core::log::Warn("cannot advertise this instance", {{"error", std::string(s.message())}});
     }
+    ArmProbe();  // last: the set-up above is not the loop's lag
     return absl::OkStatus();
   }
 
@@ -600,15 +602,15 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
   }
 
   void ArmProbe() {
-    probe_due = clock.Now() + absl::Milliseconds(kLoopProbeMs);
+    probe_due = std::chrono::steady_clock::now() + std::chrono::milliseconds(kLoopProbeMs);
     su_timer_set(probe, &Impl::OnProbe, reinterpret_cast<su_timer_arg_t*>(this));
   }
 
   static void OnProbe(su_root_magic_t*, su_timer_t*, su_timer_arg_t* arg) {
     Guard("OnProbe", [&] {
       auto* self = reinterpret_cast<Impl*>(arg);
-      const absl::Duration late = self->clock.Now() - self->probe_due;
-      self->metrics.loop_lag.Observe(std::max(0.0, absl::ToDoubleSeconds(late)));
+      const std::chrono::duration<double> late = std::chrono::steady_clock::now() - self->probe_due;
+      self->metrics.loop_lag.Observe(std::max(0.0, late.count()));
       self->ArmProbe();
     });
   }
