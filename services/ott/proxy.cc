@@ -24,6 +24,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -33,6 +34,7 @@
 #include <array>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -66,6 +68,7 @@
 #include "services/core/log.h"
 #include "services/ott/login_page.h"
 #include "services/ott/paths.h"
+#include "services/ott/stream.h"
 
 namespace rwg::ott {
 
@@ -332,17 +335,17 @@ const prometheus::Histogram::BucketBoundaries& DurationBuckets() {
   return b;
 }
 
-using ClientStream = beast::ssl_stream<beast::tcp_stream>;
+using ClientStream = Stream;
 
 // A connection to an application, plain or TLS.
 struct Upstream {
   std::string key;
-  std::optional<beast::tcp_stream> plain;
-  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+  std::shared_ptr<ssl::context> tls;  // the backend's TLS settings, while the SSL lives
+  std::unique_ptr<Stream> stream;
   beast::flat_buffer buffer;
   absl::Time idle_since;
   bool reused = false;
-  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  Stream& lowest() { return *stream; }
 };
 
 // What the access log and the metrics say of one request.
@@ -381,7 +384,10 @@ class Proxy::Impl {
     prometheus::Histogram* duration = nullptr;
   };
   struct Worker {
+    // Before the io_context: the streams its handlers hold leave the sweep when it goes.
+    Sweep sweep;
     asio::io_context io{1};
+    std::optional<asio::steady_timer> sweep_timer;
     std::optional<tcp::acceptor> acceptor;
     std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> idle;
     // By domain and service ("<domain> <service>"): as many as domains were configured.
@@ -393,6 +399,8 @@ class Proxy::Impl {
                     unsigned status, double seconds);
 
   static int OnServerName(SSL* ssl, int* alert, void* arg);
+  // Expires the worker's streams past their deadline, every 100 ms.
+  void SweepEvery(Worker& w);
   awaitable<void> Accept(Worker& w);
   // Accepts one connection and starts serving it.
   awaitable<void> AcceptOne(Worker& w);
@@ -513,6 +521,8 @@ absl::Status Proxy::Impl::Start() {
   for (auto& w : workers_) {
     Worker* wp = w.get();
     asio::co_spawn(wp->io, Accept(*wp), asio::detached);
+    wp->sweep_timer.emplace(wp->io);
+    SweepEvery(*wp);
     wp->thread = std::thread([this, wp] {
       for (;;) {
         try {
@@ -552,6 +562,15 @@ void Proxy::Impl::Stop() {
   blocking_.join();
   // The connections' frames go now, while what they refer to is still there.
   workers_.clear();
+}
+
+void Proxy::Impl::SweepEvery(Worker& w) {
+  w.sweep_timer->expires_after(std::chrono::milliseconds(100));
+  w.sweep_timer->async_wait([this, &w](const beast::error_code& ec) {
+    if (ec) return;
+    w.sweep.Run(std::chrono::steady_clock::now());
+    SweepEvery(w);
+  });
 }
 
 awaitable<void> Proxy::Impl::Accept(Worker& w) {
@@ -618,12 +637,12 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
       self->metrics_.connections.Decrement();
     }
   } release{this, key};
-  ClientStream client(std::move(socket), listener_tls_);
+  ClientStream client(w.sweep, std::move(socket), listener_tls_.native_handle(),
+                      Stream::Role::kServer);
   try {
     beast::error_code ec;
-    beast::get_lowest_layer(client).expires_after(Chrono(o_.header_timeout));
-    co_await client.async_handshake(ssl::stream_base::server,
-                                    asio::redirect_error(use_awaitable, ec));
+    client.expires_after(Chrono(o_.header_timeout));
+    co_await client.async_handshake(asio::redirect_error(use_awaitable, ec));
     if (ec) {
       metrics_.Refused("tls_handshake");
       co_return;
@@ -641,8 +660,7 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
       http::request_parser<http::buffer_body> parser;
       parser.header_limit(static_cast<uint32_t>(o_.max_header_bytes));
       parser.body_limit(o_.max_request_body_bytes);
-      beast::get_lowest_layer(client).expires_after(
-          Chrono(first ? o_.header_timeout : o_.idle_timeout));
+      client.expires_after(Chrono(first ? o_.header_timeout : o_.idle_timeout));
       co_await http::async_read_header(client, buf, parser,
                                        asio::redirect_error(use_awaitable, ec));
       if (ec) {
@@ -681,8 +699,17 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
       }
       if (!out.keep_alive) break;
     }
-    beast::get_lowest_layer(client).expires_after(std::chrono::seconds(2));
-    co_await client.async_shutdown(asio::redirect_error(use_awaitable, ec));
+    // The TLS close, then what the client still sends is read and dropped (up to 2 s) until
+    // its own close: closing on unread bytes would reset the connection, and the client could
+    // lose the answer it has not read yet.
+    client.SendCloseNotify();
+    client.expires_after(std::chrono::seconds(2));
+    std::array<char, 1024> discard;
+    for (int i = 0; i < 64; ++i) {
+      co_await client.async_read_some(asio::buffer(discard),
+                                      asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+    }
   } catch (const std::exception& e) {
     metrics_.exceptions.Increment();
     core::log::Error("ott connection failed", {{"source", source}, {"error", e.what()}});
@@ -690,8 +717,7 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string so
     metrics_.exceptions.Increment();
     core::log::Error("ott connection failed", {{"source", source}});
   }
-  beast::error_code ignored;
-  beast::get_lowest_layer(client).socket().close(ignored);
+  client.Close();
 }
 
 void Proxy::Impl::CountRequest(Worker& w, const std::string& domain, const std::string& service,
@@ -722,7 +748,7 @@ awaitable<unsigned> Proxy::Impl::Simple(ClientStream& client, unsigned status, u
   res.body() = std::move(body);
   res.prepare_payload();
   beast::error_code ec;
-  beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+  client.expires_after(Chrono(o_.idle_timeout));
   co_await http::async_write(client, res, asio::redirect_error(use_awaitable, ec));
   co_return status;
 }
@@ -858,7 +884,7 @@ awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buff
   while (!parser.is_done()) {
     req.body().data = chunk.data();
     req.body().size = chunk.size();
-    beast::get_lowest_layer(client).expires_after(Chrono(o_.header_timeout));
+    client.expires_after(Chrono(o_.header_timeout));
     co_await http::async_read(client, buf, parser, asio::redirect_error(use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return out;
@@ -1015,32 +1041,57 @@ awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const Domai
   auto up = std::make_unique<Upstream>();
   up->key = key;
   up->buffer.reserve(kScratch);  // the answer's header and first bytes in one read
-  std::shared_ptr<ssl::context> tls;
   if (b.tls()) {
     std::string error;
-    tls = BackendTls(b.ca_file(), &error);
-    if (tls == nullptr) {
+    up->tls = BackendTls(b.ca_file(), &error);
+    if (up->tls == nullptr) {
       core::log::Warn("ott backend TLS", {{"domain", entry.domain.fqdn()}, {"error", error}});
       *reason = "tls";
       co_return nullptr;
     }
-    up->tls.emplace(w.io, *tls);
-  } else {
-    up->plain.emplace(w.io);
   }
-  up->lowest().expires_after(Chrono(o_.backend_connect_timeout));
-  co_await up->lowest().async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
+  // The connection is made on a socket of its own; the stream takes it once connected.
+  tcp::socket socket(w.io);
+  {
+    // A stream for the deadline while connecting (Asio's connect on the bare socket).
+    asio::steady_timer deadline(w.io, Chrono(o_.backend_connect_timeout));
+    bool timed_out = false;
+    deadline.async_wait([&socket, &timed_out](const beast::error_code& tec) {
+      if (tec) return;
+      timed_out = true;
+      beast::error_code ignored;
+      socket.close(ignored);
+    });
+    co_await asio::async_connect(socket, endpoints, asio::redirect_error(use_awaitable, ec));
+    deadline.cancel();
+    if (timed_out) ec = beast::error::timeout;
+  }
   if (ec) {
     *reason = IsTimeout(ec) ? "connect_timeout" : "connect";
     co_return nullptr;
   }
-  up->lowest().socket().set_option(tcp::no_delay(true), ec);
+  socket.set_option(tcp::no_delay(true), ec);
+  up->stream =
+      std::make_unique<Stream>(w.sweep, std::move(socket),
+                               up->tls ? up->tls->native_handle() : nullptr, Stream::Role::kClient);
   if (up->tls) {
     const std::string name = b.server_name().empty() ? b.host() : b.server_name();
-    SSL_set_tlsext_host_name(up->tls->native_handle(), name.c_str());
-    up->tls->set_verify_callback(ssl::host_name_verification(name));
-    co_await up->tls->async_handshake(ssl::stream_base::client,
-                                      asio::redirect_error(use_awaitable, ec));
+    SSL* ssl = up->stream->native_handle();
+    if (ssl != nullptr) {
+      SSL_set_tlsext_host_name(ssl, name.c_str());
+      SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      beast::error_code ip_ec;
+      (void)asio::ip::make_address(name, ip_ec);
+      if (!ip_ec) {
+        X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+      } else {
+        X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
+      }
+    }
+    up->lowest().expires_after(Chrono(o_.backend_connect_timeout));
+    co_await up->stream->async_handshake(asio::redirect_error(use_awaitable, ec));
     if (ec) {
       core::log::Warn("ott backend TLS handshake failed",
                       {{"domain", entry.domain.fqdn()}, {"error", ec.message()}});
@@ -1055,7 +1106,7 @@ namespace {
 
 // Copies what `from` gives to `to` until either fails; `leftover` (already read) goes first.
 template <class From, class To>
-awaitable<void> Pump(From& from, To& to, beast::flat_buffer& leftover, beast::tcp_stream& timer,
+awaitable<void> Pump(From& from, To& to, beast::flat_buffer& leftover, Stream& timer,
                      absl::Duration idle) {
   beast::error_code ec;
   if (leftover.size() > 0) {
@@ -1136,7 +1187,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   if (has_body && beast::iequals(req[http::field::expect], "100-continue")) {
     static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
     beast::error_code cec;
-    beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+    client.expires_after(Chrono(o_.idle_timeout));
     co_await asio::async_write(client, asio::buffer(kContinue, sizeof(kContinue) - 1),
                                asio::redirect_error(use_awaitable, cec));
     if (cec) co_return out;
@@ -1182,7 +1233,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       while (has_body && !parser.is_done()) {
         req.body().data = scratch;
         req.body().size = kScratch;
-        beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+        client.expires_after(Chrono(o_.idle_timeout));
         co_await http::async_read(client, buf, parser, asio::redirect_error(use_awaitable, wec));
         if (wec == http::error::need_buffer) wec = {};
         if (wec) co_return beast::error_code(http::error::partial_message);
@@ -1203,12 +1254,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       }
       co_return wec;
     };
-    // (Not a conditional expression: GCC 12 evaluates co_await operands of ?: wrongly.)
-    if (up->tls) {
-      ec = co_await write_up(*up->tls);
-    } else {
-      ec = co_await write_up(*up->plain);
-    }
+    ec = co_await write_up(*up->stream);
     if (ec == http::error::partial_message) {
       // The client stopped sending its body.
       co_return out;
@@ -1227,13 +1273,8 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       rp->header_limit(64 * 1024);
       if (req.method() == http::verb::head) rp->skip(true);
       up->lowest().expires_after(Chrono(o_.backend_timeout));
-      if (up->tls) {
-        co_await http::async_read_header(*up->tls, up->buffer, *rp,
-                                         asio::redirect_error(use_awaitable, ec));
-      } else {
-        co_await http::async_read_header(*up->plain, up->buffer, *rp,
-                                         asio::redirect_error(use_awaitable, ec));
-      }
+      co_await http::async_read_header(*up->stream, up->buffer, *rp,
+                                       asio::redirect_error(use_awaitable, ec));
       const unsigned code = ec ? 0 : rp->get().result_int();
       if (code < 100 || code >= 200 || code == 101) break;
     }
@@ -1258,7 +1299,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     down.set(http::field::upgrade, res[http::field::upgrade]);
     http::response<http::empty_body> head{down.base()};
     head.set(http::field::connection, "Upgrade");
-    beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+    client.expires_after(Chrono(o_.idle_timeout));
     http::response_serializer<http::empty_body> hs{head};
     co_await http::async_write_header(client, hs, asio::redirect_error(use_awaitable, ec));
     out.status = 101;
@@ -1271,20 +1312,14 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     // Whichever direction ends first (a close, an error, the idle timeout) ends the other.
     auto close_both = [&client, u] {
       beast::error_code ignored;
-      beast::get_lowest_layer(client).socket().shutdown(tcp::socket::shutdown_both, ignored);
+      client.socket().shutdown(tcp::socket::shutdown_both, ignored);
       u->lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
-      beast::get_lowest_layer(client).cancel();
+      client.cancel();
       u->lowest().cancel();
     };
     auto upward = [&]() -> awaitable<void> {
       try {
-        if (u->tls) {
-          co_await Pump(client, *u->tls, buf, beast::get_lowest_layer(client),
-                        o_.websocket_idle_timeout);
-        } else {
-          co_await Pump(client, *u->plain, buf, beast::get_lowest_layer(client),
-                        o_.websocket_idle_timeout);
-        }
+        co_await Pump(client, *u->stream, buf, client, o_.websocket_idle_timeout);
       } catch (...) {
       }
       close_both();
@@ -1293,11 +1328,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     };
     asio::co_spawn(w.io, upward(), asio::detached);
     try {
-      if (u->tls) {
-        co_await Pump(*u->tls, client, u->buffer, u->lowest(), o_.websocket_idle_timeout);
-      } else {
-        co_await Pump(*u->plain, client, u->buffer, u->lowest(), o_.websocket_idle_timeout);
-      }
+      co_await Pump(*u->stream, client, u->buffer, u->lowest(), o_.websocket_idle_timeout);
     } catch (...) {
     }
     close_both();
@@ -1323,7 +1354,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   down.body().size = 0;
   down.body().more = body_expected;
   if (!body_expected) {
-    beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+    client.expires_after(Chrono(o_.idle_timeout));
     co_await http::async_write_header(client, ds, asio::redirect_error(use_awaitable, ec));
     out.status = res.result_int();
     if (ec) co_return out;
@@ -1334,12 +1365,8 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     res.body().data = scratch;
     res.body().size = kScratch;
     up->lowest().expires_after(Chrono(o_.backend_timeout));
-    if (up->tls) {
-      co_await http::async_read(*up->tls, up->buffer, *rp, asio::redirect_error(use_awaitable, ec));
-    } else {
-      co_await http::async_read(*up->plain, up->buffer, *rp,
-                                asio::redirect_error(use_awaitable, ec));
-    }
+    co_await http::async_read(*up->stream, up->buffer, *rp,
+                              asio::redirect_error(use_awaitable, ec));
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
       // Nothing sent yet: the client gets an answer that says so; else the connection closes
@@ -1356,7 +1383,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     down.body().size = kScratch - res.body().size;
     down.body().more = !rp->is_done();
     out.bytes += down.body().size;
-    beast::get_lowest_layer(client).expires_after(Chrono(o_.idle_timeout));
+    client.expires_after(Chrono(o_.idle_timeout));
     co_await http::async_write(client, ds, asio::redirect_error(use_awaitable, ec));
     sent = true;
     out.status = res.result_int();

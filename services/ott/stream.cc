@@ -1,0 +1,221 @@
+// The ott proxy's connections (see stream.h): OpenSSL or the plain socket, one attempt at a
+// time, and the sweep of their deadlines.
+#include "services/ott/stream.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <boost/asio/error.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+namespace rwg::ott {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+namespace {
+
+// A TLS record's largest plaintext: small writes are gathered up to this.
+constexpr size_t kRecord = 16384;
+
+beast::error_code SystemError(int e) { return {e, boost::system::system_category()}; }
+
+}  // namespace
+
+void Sweep::Add(Stream* s) {
+  s->prev_ = nullptr;
+  s->next_ = head_;
+  if (head_ != nullptr) head_->prev_ = s;
+  head_ = s;
+  ++size_;
+}
+
+void Sweep::Remove(Stream* s) {
+  if (s->prev_ != nullptr) {
+    s->prev_->next_ = s->next_;
+  } else {
+    head_ = s->next_;
+  }
+  if (s->next_ != nullptr) s->next_->prev_ = s->prev_;
+  s->prev_ = s->next_ = nullptr;
+  --size_;
+}
+
+void Sweep::Run(std::chrono::steady_clock::time_point now) {
+  for (Stream* s = head_; s != nullptr; s = s->next_) {
+    if (s->pending_ > 0 && s->deadline_ <= now) s->Expire();
+  }
+}
+
+Stream::Stream(Sweep& sweep, asio::ip::tcp::socket socket, SSL_CTX* tls, Role role)
+    : sweep_(sweep), socket_(std::move(socket)) {
+  sweep_.Add(this);
+  boost::system::error_code ignored;
+  socket_.non_blocking(true, ignored);
+  if (tls == nullptr) return;
+  ssl_ = SSL_new(tls);
+  if (ssl_ == nullptr) {
+    no_ssl_ = true;  // the handshake fails
+    return;
+  }
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                         SSL_MODE_RELEASE_BUFFERS);
+  SSL_set_fd(ssl_, socket_.native_handle());
+  if (role == Role::kServer) {
+    SSL_set_accept_state(ssl_);
+  } else {
+    SSL_set_connect_state(ssl_);
+  }
+  stage_.reset(new char[kRecord]);
+}
+
+Stream::~Stream() {
+  sweep_.Remove(this);
+  if (ssl_ != nullptr) SSL_free(ssl_);
+}
+
+void Stream::SendCloseNotify() {
+  if (ssl_ != nullptr && socket_.is_open() && SSL_is_init_finished(ssl_) == 1 &&
+      (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) == 0) {
+    ERR_clear_error();
+    (void)SSL_shutdown(ssl_);
+    ERR_clear_error();
+  }
+}
+
+void Stream::Close() {
+  SendCloseNotify();
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+}
+
+void Stream::Expire() {
+  timed_out_ = true;
+  deadline_ = Clock::time_point::max();
+  cancel();
+}
+
+beast::error_code Stream::WaitError(const beast::error_code& ec) const {
+  if (ec == asio::error::operation_aborted && timed_out_) return beast::error::timeout;
+  return ec;
+}
+
+namespace {
+
+// What an SSL call that returned `rc` means for the stream.
+template <class Io, class Want>
+Io SslResult(SSL* ssl, int rc) {
+  const int saved_errno = errno;
+  switch (SSL_get_error(ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+      return Io{0, Want::kRead, {}};
+    case SSL_ERROR_WANT_WRITE:
+      return Io{0, Want::kWrite, {}};
+    case SSL_ERROR_ZERO_RETURN:
+      return Io{0, Want::kNone, asio::error::eof};
+    case SSL_ERROR_SYSCALL: {
+      ERR_clear_error();
+      if (saved_errno != 0) return Io{0, Want::kNone, SystemError(saved_errno)};
+      return Io{0, Want::kNone, asio::ssl::error::stream_truncated};
+    }
+    default: {
+      const unsigned long e = ERR_peek_last_error();  // NOLINT(google-runtime-int): OpenSSL's type
+      ERR_clear_error();
+      if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        return Io{0, Want::kNone, asio::ssl::error::stream_truncated};
+      }
+      return Io{0, Want::kNone,
+                beast::error_code(static_cast<int>(e), asio::error::get_ssl_category())};
+    }
+  }
+}
+
+}  // namespace
+
+Stream::Io Stream::Handshake() {
+  if (ssl_ == nullptr) {
+    return Io{0, Want::kNone,
+              no_ssl_ ? beast::error_code(asio::error::no_memory) : beast::error_code{}};
+  }
+  ERR_clear_error();
+  errno = 0;
+  const int rc = SSL_do_handshake(ssl_);
+  if (rc == 1) return Io{};
+  return SslResult<Io, Want>(ssl_, rc);
+}
+
+Stream::Io Stream::ReadSome(void* data, size_t size) {
+  const size_t n = std::min<size_t>(size, INT_MAX);
+  if (ssl_ != nullptr) {
+    ERR_clear_error();
+    errno = 0;
+    const int rc = SSL_read(ssl_, data, static_cast<int>(n));
+    if (rc > 0) return Io{static_cast<size_t>(rc), Want::kNone, {}};
+    return SslResult<Io, Want>(ssl_, rc);
+  }
+  for (;;) {
+    const ssize_t rc = ::recv(socket_.native_handle(), data, n, 0);
+    if (rc > 0) return Io{static_cast<size_t>(rc), Want::kNone, {}};
+    if (rc == 0) return Io{0, Want::kNone, asio::error::eof};
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Io{0, Want::kRead, {}};
+    return Io{0, Want::kNone, SystemError(errno)};
+  }
+}
+
+Stream::Io Stream::WriteSome(const asio::const_buffer* parts, size_t count, bool retry) {
+  if (count == 0) return Io{};
+  if (ssl_ != nullptr) {
+    const void* data = nullptr;
+    size_t size = 0;
+    if (parts[0].size() >= kRecord) {
+      // A large buffer goes as it is (OpenSSL cuts it into records).
+      data = parts[0].data();
+      size = std::min<size_t>(parts[0].size(), INT_MAX);
+    } else {
+      if (!retry || staged_ == 0) {
+        staged_ = 0;
+        for (size_t i = 0; i < count && staged_ < kRecord; ++i) {
+          const size_t take = std::min(parts[i].size(), kRecord - staged_);
+          std::memcpy(stage_.get() + staged_, parts[i].data(), take);
+          staged_ += take;
+        }
+      }
+      data = stage_.get();
+      size = staged_;
+    }
+    ERR_clear_error();
+    errno = 0;
+    const int rc = SSL_write(ssl_, data, static_cast<int>(size));
+    if (rc > 0) {
+      staged_ = 0;
+      return Io{static_cast<size_t>(rc), Want::kNone, {}};
+    }
+    Io io = SslResult<Io, Want>(ssl_, rc);
+    if (io.want == Want::kNone) staged_ = 0;
+    return io;
+  }
+  std::array<iovec, kMaxGather> iov{};
+  for (size_t i = 0; i < count; ++i) {
+    iov[i].iov_base = const_cast<void*>(parts[i].data());  // NOLINT: sendmsg only reads it
+    iov[i].iov_len = parts[i].size();
+  }
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = count;
+  for (;;) {
+    const ssize_t rc = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+    if (rc >= 0) return Io{static_cast<size_t>(rc), Want::kNone, {}};
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Io{0, Want::kWrite, {}};
+    return Io{0, Want::kNone, SystemError(errno)};
+  }
+}
+
+}  // namespace rwg::ott

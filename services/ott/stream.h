@@ -1,0 +1,208 @@
+// A TCP connection of the ott proxy, plain or with OpenSSL straight on its socket, as an
+// Asio/Beast asynchronous stream. Each operation first tries the socket (SSL_read/SSL_write
+// or recv/sendmsg on the non-blocking descriptor) and waits for readiness only when the
+// socket has nothing or is full: no memory BIO between OpenSSL and the socket, no composed
+// TLS engine, small TLS writes gathered into one record. Deadlines are not a timer per
+// operation: a stream's deadline is a time its worker's `Sweep` compares, every 100 ms, for
+// the streams that have an operation pending; an operation it expires fails with
+// beast::error::timeout, and so does one started after its stream's deadline.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <array>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/error.hpp>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+
+namespace rwg::ott {
+
+class Stream;
+
+// The streams of one serving thread, for their deadlines. Used on that thread only.
+class Sweep {
+ public:
+  Sweep() = default;
+  Sweep(const Sweep&) = delete;
+  Sweep& operator=(const Sweep&) = delete;
+  // Expires the pending operations of every stream whose deadline is at or before `now`.
+  void Run(std::chrono::steady_clock::time_point now);
+  size_t size() const { return size_; }
+
+ private:
+  friend class Stream;
+  void Add(Stream* s);
+  void Remove(Stream* s);
+  Stream* head_ = nullptr;
+  size_t size_ = 0;
+};
+
+class Stream {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+  using Clock = std::chrono::steady_clock;
+  enum class Role { kServer, kClient };
+
+  // `tls` null: a plain connection. Else an SSL of `tls` on the socket, in `role`.
+  Stream(Sweep& sweep, boost::asio::ip::tcp::socket socket, SSL_CTX* tls, Role role);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  executor_type get_executor() noexcept { return socket_.get_executor(); }
+  boost::asio::ip::tcp::socket& socket() { return socket_; }
+  // The connection's SSL (null when plain).
+  SSL* native_handle() { return ssl_; }
+  bool tls() const { return ssl_ != nullptr; }
+
+  // Operations pending when `d` has passed (or started after) fail with a timeout.
+  void expires_after(Clock::duration d) {
+    deadline_ = Clock::now() + d;
+    timed_out_ = false;
+  }
+  void expires_never() {
+    deadline_ = Clock::time_point::max();
+    timed_out_ = false;
+  }
+  // Ends the pending operations with operation_aborted.
+  void cancel() {
+    boost::system::error_code ignored;
+    socket_.cancel(ignored);
+  }
+  // Sends the TLS close_notify if the socket takes it now (nothing when plain or sent).
+  void SendCloseNotify();
+  // SendCloseNotify, then closes the socket.
+  void Close();
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    auto fn = [buffers](Stream& s, bool /*retry*/) {
+      for (auto it = boost::asio::buffer_sequence_begin(buffers);
+           it != boost::asio::buffer_sequence_end(buffers); ++it) {
+        boost::asio::mutable_buffer b(*it);
+        if (b.size() > 0) return s.ReadSome(b.data(), b.size());
+      }
+      return Io{};
+    };
+    return boost::asio::async_compose<Token, void(boost::beast::error_code, size_t)>(
+        Op<decltype(fn)>{this, std::move(fn)}, token, socket_);
+  }
+
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    auto fn = [buffers](Stream& s, bool retry) {
+      std::array<boost::asio::const_buffer, kMaxGather> parts;
+      size_t n = 0;
+      for (auto it = boost::asio::buffer_sequence_begin(buffers);
+           it != boost::asio::buffer_sequence_end(buffers) && n < parts.size(); ++it) {
+        boost::asio::const_buffer b(*it);
+        if (b.size() > 0) parts[n++] = b;
+      }
+      return s.WriteSome(parts.data(), n, retry);
+    };
+    return boost::asio::async_compose<Token, void(boost::beast::error_code, size_t)>(
+        Op<decltype(fn)>{this, std::move(fn)}, token, socket_);
+  }
+
+  // The TLS handshake in the stream's role (nothing to do when plain).
+  template <class Token>
+  auto async_handshake(Token&& token) {
+    auto fn = [](Stream& s, bool /*retry*/) { return s.Handshake(); };
+    return boost::asio::async_compose<Token, void(boost::beast::error_code, size_t)>(
+        Op<decltype(fn)>{this, std::move(fn)}, token, socket_);
+  }
+
+ private:
+  friend class Sweep;
+  static constexpr size_t kMaxGather = 16;
+  enum class Want { kNone, kRead, kWrite };
+  // What one attempt gave: bytes, or a wait for the socket, or an error.
+  struct Io {
+    size_t n = 0;
+    Want want = Want::kNone;
+    boost::beast::error_code ec;
+  };
+  Io ReadSome(void* data, size_t size);
+  // `retry`: the same write again after a wait (a TLS write goes again from the same
+  // gathered record).
+  Io WriteSome(const boost::asio::const_buffer* parts, size_t count, bool retry);
+  Io Handshake();
+  // What an operation reports when its wait ended with `ec`.
+  boost::beast::error_code WaitError(const boost::beast::error_code& ec) const;
+  bool Expired() const {
+    return deadline_ != Clock::time_point::max() && Clock::now() >= deadline_;
+  }
+  void Expire();
+
+  // One operation: attempts `fn` until it gives bytes or an error, waiting for the socket in
+  // between. An attempt that succeeds at once completes through a post (never inside the
+  // call that started the operation).
+  template <class Fn>
+  struct Op {
+    Stream* s;
+    Fn fn;
+    enum class State { kStart, kWaiting, kPosted } state = State::kStart;
+    Io result{};
+
+    template <class Self>
+    void operator()(Self& self, boost::beast::error_code ec = {}) {
+      switch (state) {
+        case State::kPosted:
+          return Finish(self);
+        case State::kWaiting:
+          if (ec) {
+            result = Io{0, Want::kNone, s->WaitError(ec)};
+            return Finish(self);
+          }
+          break;
+        case State::kStart:
+          ++s->pending_;
+          if (s->Expired()) {
+            result = Io{0, Want::kNone, boost::beast::error::timeout};
+            state = State::kPosted;
+            return boost::asio::post(s->get_executor(), std::move(self));
+          }
+          break;
+      }
+      result = fn(*s, state == State::kWaiting);
+      if (result.want != Want::kNone) {
+        state = State::kWaiting;
+        s->socket_.async_wait(result.want == Want::kRead ? boost::asio::ip::tcp::socket::wait_read
+                                                         : boost::asio::ip::tcp::socket::wait_write,
+                              std::move(self));
+        return;
+      }
+      if (state == State::kStart) {
+        state = State::kPosted;
+        return boost::asio::post(s->get_executor(), std::move(self));
+      }
+      Finish(self);
+    }
+    template <class Self>
+    void Finish(Self& self) {
+      --s->pending_;
+      self.complete(result.ec, result.n);
+    }
+  };
+
+  Sweep& sweep_;
+  boost::asio::ip::tcp::socket socket_;
+  SSL* ssl_ = nullptr;
+  bool no_ssl_ = false;  // TLS wanted, but OpenSSL could not make the SSL
+  Clock::time_point deadline_ = Clock::time_point::max();
+  bool timed_out_ = false;
+  int pending_ = 0;
+  // Small TLS writes gathered into one record; kept as they were while a write waits.
+  std::unique_ptr<char[]> stage_;
+  size_t staged_ = 0;
+  // The sweep's list.
+  Stream* prev_ = nullptr;
+  Stream* next_ = nullptr;
+};
+
+}  // namespace rwg::ott

@@ -1,0 +1,285 @@
+// ott's Stream over real loopback TCP connections: TLS both ways (OpenSSL on the sockets),
+// plain, large writes that must wait for the socket, small writes gathered, deadlines expired
+// by the sweep, and the ends of a connection (close_notify, a bare close, a reset).
+#include "services/ott/stream.h"
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rwg::ott {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using std::chrono::milliseconds;
+
+// A server context with a fresh self-signed P-256 certificate, and a client context that
+// trusts anything (the tests are about the stream, not about verification).
+struct Contexts {
+  SSL_CTX* server = SSL_CTX_new(TLS_server_method());
+  SSL_CTX* client = SSL_CTX_new(TLS_client_method());
+  Contexts() {
+    EVP_PKEY* key = EVP_EC_gen("P-256");
+    X509* cert = X509_new();
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME* name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("stream.test"), -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509_sign(cert, key, EVP_sha256());
+    SSL_CTX_use_certificate(server, cert);
+    SSL_CTX_use_PrivateKey(server, key);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    // No session tickets: a client that closes never leaves one unread (a reset, not a close).
+    SSL_CTX_set_num_tickets(server, 0);
+    SSL_CTX_set_verify(client, SSL_VERIFY_NONE, nullptr);
+  }
+  ~Contexts() {
+    SSL_CTX_free(server);
+    SSL_CTX_free(client);
+  }
+};
+
+class StreamTest : public ::testing::Test {
+ protected:
+  // A connected pair of sockets on loopback.
+  std::pair<tcp::socket, tcp::socket> Pair() {
+    tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp::socket a(io_);
+    a.connect(acceptor.local_endpoint());
+    tcp::socket b = acceptor.accept();
+    return {std::move(a), std::move(b)};
+  }
+  // Client and server streams, TLS or plain; with TLS, both handshakes done.
+  void Connect(bool tls) {
+    auto [a, b] = Pair();
+    client_ = std::make_unique<Stream>(sweep_, std::move(a), tls ? ctx_.client : nullptr,
+                                       Stream::Role::kClient);
+    server_ = std::make_unique<Stream>(sweep_, std::move(b), tls ? ctx_.server : nullptr,
+                                       Stream::Role::kServer);
+    int done = 0;
+    beast::error_code cec, sec;
+    client_->async_handshake([&](beast::error_code ec, size_t) {
+      cec = ec;
+      ++done;
+    });
+    server_->async_handshake([&](beast::error_code ec, size_t) {
+      sec = ec;
+      ++done;
+    });
+    RunUntil([&] { return done == 2; });
+    ASSERT_FALSE(cec) << cec.message();
+    ASSERT_FALSE(sec) << sec.message();
+  }
+  // Runs the loop (and the sweep every 20 ms) until `done` or 10 s.
+  void RunUntil(const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < until) {
+      io_.run_for(milliseconds(20));
+      sweep_.Run(std::chrono::steady_clock::now());
+      if (io_.stopped()) io_.restart();
+    }
+    ASSERT_TRUE(done()) << "not done within 10 s";
+  }
+  // Reads from `s` until `n` bytes or an error; returns what came and the error.
+  std::pair<std::string, beast::error_code> ReadAll(Stream& s, size_t n) {
+    std::string got;
+    beast::error_code error;
+    bool done = false;
+    auto buf = std::make_shared<std::vector<char>>(65536);
+    std::function<void()> next = [&] {
+      s.async_read_some(asio::buffer(*buf), [&, buf](beast::error_code ec, size_t k) {
+        got.append(buf->data(), k);
+        if (ec || got.size() >= n) {
+          error = ec;
+          done = true;
+          return;
+        }
+        next();
+      });
+    };
+    next();
+    RunUntil([&] { return done; });
+    return {got, error};
+  }
+
+  asio::io_context io_{1};
+  Sweep sweep_;
+  Contexts ctx_;
+  std::unique_ptr<Stream> client_;
+  std::unique_ptr<Stream> server_;
+};
+
+std::string Pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  return s;
+}
+
+TEST_F(StreamTest, TlsCarriesALargeWriteThatWaitsForTheSocket) {
+  Connect(true);
+  // More than loopback's socket buffers take at once: the write waits for the reader.
+  const std::string data = Pattern(size_t{24} << 20);
+  bool written = false;
+  beast::error_code wec;
+  size_t wn = 0;
+  asio::async_write(*client_, asio::buffer(data), [&](beast::error_code ec, size_t n) {
+    wec = ec;
+    wn = n;
+    written = true;
+  });
+  auto [got, rec] = ReadAll(*server_, data.size());
+  RunUntil([&] { return written; });
+  EXPECT_FALSE(wec) << wec.message();
+  EXPECT_EQ(wn, data.size());
+  EXPECT_FALSE(rec) << rec.message();
+  EXPECT_TRUE(got == data) << "got " << got.size() << " bytes, not the same";
+}
+
+TEST_F(StreamTest, SmallTlsWritesAreGatheredIntoOneRecord) {
+  Connect(true);
+  const std::string a = "HTTP/1.1 200 OK\r\n", b = "Content-Length: 5\r\n\r\n", c = "hello";
+  std::vector<asio::const_buffer> parts{asio::buffer(a), asio::buffer(b), asio::buffer(c)};
+  size_t wn = 0;
+  bool written = false;
+  client_->async_write_some(parts, [&](beast::error_code ec, size_t n) {
+    EXPECT_FALSE(ec);
+    wn = n;
+    written = true;
+  });
+  RunUntil([&] { return written; });
+  // All three parts in one write_some: one record, one system call.
+  EXPECT_EQ(wn, a.size() + b.size() + c.size());
+  auto [got, ec] = ReadAll(*server_, wn);
+  EXPECT_EQ(got, a + b + c);
+}
+
+TEST_F(StreamTest, PlainCarriesDataBothWays) {
+  Connect(false);
+  const std::string up = Pattern(size_t{8} << 20);
+  bool written = false;
+  asio::async_write(*client_, asio::buffer(up), [&](beast::error_code ec, size_t) {
+    EXPECT_FALSE(ec);
+    written = true;
+  });
+  auto [got, ec] = ReadAll(*server_, up.size());
+  RunUntil([&] { return written; });
+  EXPECT_TRUE(got == up);
+  const std::string down = "answer";
+  asio::write(server_->socket(), asio::buffer(down));
+  auto [back, ec2] = ReadAll(*client_, down.size());
+  EXPECT_EQ(back, down);
+}
+
+TEST_F(StreamTest, APendingReadPastItsDeadlineTimesOut) {
+  Connect(true);
+  server_->expires_after(milliseconds(300));
+  const auto start = std::chrono::steady_clock::now();
+  auto [got, ec] = ReadAll(*server_, 1);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(ec, beast::error::timeout) << ec.message();
+  EXPECT_GE(took, milliseconds(300));
+  EXPECT_LT(took, milliseconds(2000));
+  // The connection's other operations are not touched by a deadline that is not theirs.
+  client_->expires_after(std::chrono::seconds(30));
+  bool written = false;
+  asio::async_write(*client_, asio::buffer(std::string("x")), [&](beast::error_code wec, size_t) {
+    EXPECT_FALSE(wec);
+    written = true;
+  });
+  RunUntil([&] { return written; });
+}
+
+TEST_F(StreamTest, AnOperationStartedAfterTheDeadlineFailsAtOnce) {
+  Connect(false);
+  server_->expires_after(milliseconds(0));
+  auto [got, ec] = ReadAll(*server_, 1);
+  EXPECT_EQ(ec, beast::error::timeout);
+  // A new deadline makes the stream usable again.
+  server_->expires_never();
+  asio::write(client_->socket(), asio::buffer(std::string("y")));
+  auto [again, ec2] = ReadAll(*server_, 1);
+  EXPECT_FALSE(ec2);
+  EXPECT_EQ(again, "y");
+}
+
+TEST_F(StreamTest, CancelEndsAPendingReadAsAborted) {
+  Connect(true);
+  bool done = false;
+  beast::error_code error;
+  std::array<char, 16> b{};
+  server_->async_read_some(asio::buffer(b), [&](beast::error_code ec, size_t) {
+    error = ec;
+    done = true;
+  });
+  io_.run_for(milliseconds(50));
+  server_->cancel();
+  RunUntil([&] { return done; });
+  EXPECT_EQ(error, asio::error::operation_aborted);
+}
+
+TEST_F(StreamTest, TheEndsOfAConnection) {
+  // close_notify: the reader sees the end of the stream.
+  Connect(true);
+  client_->Close();
+  auto [got, ec] = ReadAll(*server_, 1);
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+  // A TLS peer that closes its socket without close_notify: a truncated stream.
+  Connect(true);
+  client_->socket().close();
+  auto [got2, ec2] = ReadAll(*server_, 1);
+  EXPECT_EQ(ec2, asio::ssl::error::stream_truncated) << ec2.message();
+  // Plain: the end of the stream.
+  Connect(false);
+  client_->Close();
+  auto [got3, ec3] = ReadAll(*server_, 1);
+  EXPECT_EQ(ec3, asio::error::eof) << ec3.message();
+}
+
+TEST_F(StreamTest, AHandshakeWithSomethingElseThanTlsFails) {
+  auto [a, b] = Pair();
+  server_ = std::make_unique<Stream>(sweep_, std::move(b), ctx_.server, Stream::Role::kServer);
+  asio::write(a, asio::buffer(std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n")));
+  bool done = false;
+  beast::error_code error;
+  server_->async_handshake([&](beast::error_code ec, size_t) {
+    error = ec;
+    done = true;
+  });
+  RunUntil([&] { return done; });
+  EXPECT_TRUE(error);
+}
+
+TEST_F(StreamTest, TheSweepKnowsItsStreams) {
+  EXPECT_EQ(sweep_.size(), 0U);
+  Connect(false);
+  EXPECT_EQ(sweep_.size(), 2U);
+  client_.reset();
+  EXPECT_EQ(sweep_.size(), 1U);
+  server_.reset();
+  EXPECT_EQ(sweep_.size(), 0U);
+}
+
+}  // namespace
+}  // namespace rwg::ott
