@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "services/core/log.h"
 #include "services/core/redis_sentinel.h"
 #include "services/core/redis_tls.h"
@@ -211,6 +212,12 @@ ServiceMain::ServiceMain(std::string name, std::string description, std::string 
                          std::string metrics_listen)
     : name_(std::move(name)), options_(name_, std::move(description)) {
   BlockTerminationSignals();
+#ifdef NDEBUG
+  // Debian's Abseil is built to check the lock order on every Mutex lock (a graph of all
+  // locks, behind one process-wide lock): a debugging aid the services turn off. Unit tests, which
+  // do not start here, keep it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   common_.server.grpc_listen = std::move(grpc_listen);
   common_.server.metrics_listen = std::move(metrics_listen);
   common_.server.Register(options_);

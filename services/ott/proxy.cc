@@ -77,8 +77,17 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
-using asio::use_awaitable;
+// Everything runs on its serving thread's io_context, named by its own executor type: no
+// type-erased executor copied, compared and dispatched through on every operation.
+using Executor = asio::io_context::executor_type;
+template <class T>
+using awaitable = asio::awaitable<T, Executor>;
+constexpr asio::use_awaitable_t<Executor> use_awaitable;
+using Socket = Stream::Socket;
+using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using Resolver = asio::ip::basic_resolver<tcp, Executor>;
 
 void ConfigureServerTls(SSL_CTX* ctx) {
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -387,8 +396,8 @@ class Proxy::Impl {
     // Before the io_context: the streams its handlers hold leave the sweep when it goes.
     Sweep sweep;
     asio::io_context io{1};
-    std::optional<asio::steady_timer> sweep_timer;
-    std::optional<tcp::acceptor> acceptor;
+    std::optional<Timer> sweep_timer;
+    std::optional<Acceptor> acceptor;
     std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> idle;
     // By domain and service ("<domain> <service>"): as many as domains were configured.
     std::unordered_map<std::string, RequestMetrics> request_metrics;
@@ -404,7 +413,7 @@ class Proxy::Impl {
   awaitable<void> Accept(Worker& w);
   // Accepts one connection and starts serving it.
   awaitable<void> AcceptOne(Worker& w);
-  awaitable<void> Serve(Worker& w, tcp::socket socket, std::string source, std::string key);
+  awaitable<void> Serve(Worker& w, Socket socket, std::string source, std::string key);
   awaitable<Outcome> Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf, char* scratch,
                             http::request_parser<http::buffer_body>& parser,
                             const std::string& fqdn, const std::string& source,
@@ -431,7 +440,7 @@ class Proxy::Impl {
   awaitable<std::invoke_result_t<F>> Blocking(const F& f) {
     using R = std::invoke_result_t<F>;
     return asio::co_spawn(
-        blocking_, [f]() mutable -> awaitable<R> { co_return f(); }, use_awaitable);
+        blocking_, [f]() mutable -> asio::awaitable<R> { co_return f(); }, use_awaitable);
   }
 
   ProxyOptions o_;
@@ -590,11 +599,11 @@ awaitable<void> Proxy::Impl::Accept(Worker& w) {
 
 awaitable<void> Proxy::Impl::AcceptOne(Worker& w) {
   beast::error_code ec;
-  tcp::socket socket = co_await w.acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
+  Socket socket = co_await w.acceptor->async_accept(asio::redirect_error(use_awaitable, ec));
   if (ec == asio::error::operation_aborted || !w.acceptor->is_open()) co_return;
   if (ec) {
     // EMFILE and the like: a moment for descriptors to come back.
-    asio::steady_timer t(w.io, std::chrono::milliseconds(20));
+    Timer t(w.io, std::chrono::milliseconds(20));
     co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
     co_return;
   }
@@ -625,8 +634,7 @@ awaitable<void> Proxy::Impl::AcceptOne(Worker& w) {
                  asio::detached);
 }
 
-awaitable<void> Proxy::Impl::Serve(Worker& w, tcp::socket socket, std::string source,
-                                   std::string key) {
+awaitable<void> Proxy::Impl::Serve(Worker& w, Socket socket, std::string source, std::string key) {
   metrics_.connections.Increment();
   struct Release {
     Impl* self;
@@ -1031,7 +1039,7 @@ awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const Domai
   const pb::Backend& b = entry.domain.backend();
   const uint16_t port = static_cast<uint16_t>(b.port() != 0 ? b.port() : (b.tls() ? 443 : 80));
   beast::error_code ec;
-  tcp::resolver resolver(w.io);
+  Resolver resolver(w.io);
   auto endpoints = co_await resolver.async_resolve(b.host(), std::to_string(port),
                                                    asio::redirect_error(use_awaitable, ec));
   if (ec) {
@@ -1051,10 +1059,10 @@ awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const Domai
     }
   }
   // The connection is made on a socket of its own; the stream takes it once connected.
-  tcp::socket socket(w.io);
+  Socket socket(w.io);
   {
     // A stream for the deadline while connecting (Asio's connect on the bare socket).
-    asio::steady_timer deadline(w.io, Chrono(o_.backend_connect_timeout));
+    Timer deadline(w.io, Chrono(o_.backend_connect_timeout));
     bool timed_out = false;
     deadline.async_wait([&socket, &timed_out](const beast::error_code& tec) {
       if (tec) return;
@@ -1306,7 +1314,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     if (ec) co_return out;
     metrics_.websockets.Increment();
     // Both directions at once; the one that ends first closes both, then waits for the other.
-    asio::steady_timer done(w.io, std::chrono::steady_clock::time_point::max());
+    Timer done(w.io, std::chrono::steady_clock::time_point::max());
     bool other_done = false;
     Upstream* u = up.get();
     // Whichever direction ends first (a close, an error, the idle timeout) ends the other.

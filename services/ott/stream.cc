@@ -53,7 +53,7 @@ void Sweep::Run(std::chrono::steady_clock::time_point now) {
   }
 }
 
-Stream::Stream(Sweep& sweep, asio::ip::tcp::socket socket, SSL_CTX* tls, Role role)
+Stream::Stream(Sweep& sweep, Socket socket, SSL_CTX* tls, Role role)
     : sweep_(sweep), socket_(std::move(socket)) {
   sweep_.Add(this);
   boost::system::error_code ignored;

@@ -44,18 +44,19 @@ class Sweep {
 
 class Stream {
  public:
-  using executor_type = boost::asio::any_io_executor;
+  using executor_type = boost::asio::io_context::executor_type;
+  using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, executor_type>;
   using Clock = std::chrono::steady_clock;
   enum class Role { kServer, kClient };
 
   // `tls` null: a plain connection. Else an SSL of `tls` on the socket, in `role`.
-  Stream(Sweep& sweep, boost::asio::ip::tcp::socket socket, SSL_CTX* tls, Role role);
+  Stream(Sweep& sweep, Socket socket, SSL_CTX* tls, Role role);
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
   executor_type get_executor() noexcept { return socket_.get_executor(); }
-  boost::asio::ip::tcp::socket& socket() { return socket_; }
+  Socket& socket() { return socket_; }
   // The connection's SSL (null when plain).
   SSL* native_handle() { return ssl_; }
   bool tls() const { return ssl_ != nullptr; }
@@ -191,7 +192,7 @@ class Stream {
   };
 
   Sweep& sweep_;
-  boost::asio::ip::tcp::socket socket_;
+  Socket socket_;
   SSL* ssl_ = nullptr;
   bool no_ssl_ = false;  // TLS wanted, but OpenSSL could not make the SSL
   Clock::time_point deadline_ = Clock::time_point::max();

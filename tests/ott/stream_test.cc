@@ -64,11 +64,12 @@ struct Contexts {
 class StreamTest : public ::testing::Test {
  protected:
   // A connected pair of sockets on loopback.
-  std::pair<tcp::socket, tcp::socket> Pair() {
-    tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    tcp::socket a(io_);
+  std::pair<Stream::Socket, Stream::Socket> Pair() {
+    asio::basic_socket_acceptor<tcp, Stream::executor_type> acceptor(
+        io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    Stream::Socket a(io_);
     a.connect(acceptor.local_endpoint());
-    tcp::socket b = acceptor.accept();
+    Stream::Socket b = acceptor.accept();
     return {std::move(a), std::move(b)};
   }
   // Client and server streams, TLS or plain; with TLS, both handshakes done.
