@@ -198,6 +198,16 @@ std::string StripOurCookie(beast::string_view header, std::string* ours) {
   return absl::StrJoin(kept, "; ");
 }
 
+// An answer's status line and fields as they go on the wire.
+std::string HeaderText(const http::response_header<>& h) {
+  auto sv = [](beast::string_view v) { return absl::string_view(v.data(), v.size()); };
+  std::string s = absl::StrCat("HTTP/", h.version() / 10, ".", h.version() % 10, " ",
+                               h.result_int(), " ", sv(h.reason()), "\r\n");
+  for (const auto& f : h) absl::StrAppend(&s, sv(f.name_string()), ": ", sv(f.value()), "\r\n");
+  s += "\r\n";
+  return s;
+}
+
 std::string StatusClass(unsigned code) { return absl::StrCat(code / 100, "xx"); }
 
 // A local path to go back to after the login: "/" for anything else (an absolute URL,
@@ -1357,6 +1367,47 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   const bool client_keep = req.keep_alive() && parser.is_done() && !stopping_.load() &&
                            (version == 11 || res.has_content_length() || !body_expected);
   down.keep_alive(client_keep);
+  // A long answer of known length (a download) goes past the parser: read from the
+  // application's socket into one buffer and written to the client from there.
+  if (body_expected && res.has_content_length() && !res.chunked() &&
+      rp->content_length_remaining().value_or(0) > kScratch) {
+    uint64_t left = *rp->content_length_remaining();
+    const std::string head = HeaderText(down);
+    // The header and the body's first bytes, read with it: one TLS record.
+    const size_t first = static_cast<size_t>(std::min<uint64_t>(up->buffer.size(), left));
+    const std::array<asio::const_buffer, 2> parts{asio::buffer(head),
+                                                  asio::buffer(up->buffer.data().data(), first)};
+    client.expires_after(Chrono(o_.idle_timeout));
+    co_await asio::async_write(client, parts, asio::redirect_error(use_awaitable, ec));
+    out.status = res.result_int();
+    if (ec) co_return out;
+    up->buffer.consume(first);
+    left -= first;
+    out.bytes += first;
+    while (left > 0) {
+      up->lowest().expires_after(Chrono(o_.backend_timeout));
+      const size_t n = co_await up->stream->async_read_some(
+          asio::buffer(scratch, static_cast<size_t>(std::min<uint64_t>(kScratch, left))),
+          asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        // Part of the answer is sent: the client's connection closes mid-body.
+        metrics_.backend_errors
+            .Add({{"domain", fqdn}, {"reason", IsTimeout(ec) ? "timeout" : "protocol"}})
+            .Increment();
+        co_return out;
+      }
+      left -= n;
+      client.expires_after(Chrono(o_.idle_timeout));
+      co_await asio::async_write(client, asio::buffer(scratch, n),
+                                 asio::redirect_error(use_awaitable, ec));
+      if (ec) co_return out;
+      out.bytes += n;
+    }
+    // Nothing after the answer: the connection can carry the next request.
+    if (res.keep_alive() && up->buffer.size() == 0) GiveBack(w, std::move(up));
+    out.keep_alive = client_keep;
+    co_return out;
+  }
   http::response_serializer<http::buffer_body> ds{down};
   down.body().data = nullptr;
   down.body().size = 0;
