@@ -2,7 +2,9 @@
 // request's checks (host, path lists, limits, bans), rwg's own login for admin paths, and the
 // forwarding to the application with its headers, bodies streamed both ways, WebSocket
 // upgrades, timeouts and kept-alive application connections.
-// Why it is about 1,350 lines: every step above runs inside one Asio coroutine per client
+// The connections themselves are ott::Stream (stream.h): OpenSSL on the socket, deadlines
+// checked by each serving thread's sweep.
+// Why it is about 1,450 lines: every step above runs inside one Asio coroutine per client
 // connection (Serve → Handle → LoginPage | Forward), and the steps share that coroutine's
 // streams, buffers and outcome; GCC 12 miscompiles some coroutine patterns (see the comments
 // where they are avoided), so the code is kept in one place where that care is visible. The
