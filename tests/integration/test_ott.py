@@ -12,6 +12,7 @@ import base64
 import hashlib
 import html.parser
 import http.client
+import importlib
 import json
 import os
 import re
@@ -24,7 +25,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import urllib.parse
@@ -66,8 +66,8 @@ def protos():
     if _pb:
         return _pb
     try:
-        import grpc  # noqa: F401  (Debian's python3-grpcio)
-        import google.protobuf  # noqa: F401  (Debian's python3-protobuf)
+        importlib.import_module("grpc")  # Debian's python3-grpcio
+        importlib.import_module("google.protobuf")  # Debian's python3-protobuf
     except ImportError as e:
         raise AssertionError(
             f"the gRPC client is missing ({e}): install Debian's python3-grpcio and "
@@ -782,6 +782,51 @@ class ProxyTest(OttFixture):
             got = 0
             while got < (4 << 20):
                 got += len(s.recv(65536))
+        self.still_serving()
+        self.settled(check_fds=True)
+
+    def test_a_download_the_application_breaks_off_ends_the_client_connection(self):
+        """The answer's header and part of its body have gone to the client when the application
+        closes its connection, or stops sending for longer than the timeout: the client's
+        connection is closed short of the promised length (never a hang, never another
+        answer's bytes), the break is counted, and ott goes on."""
+        size = 4 << 20
+        for case, query, reason in (
+                ("closed", f"size={size}&after={1 << 20}", "protocol"),
+                ("stalled", f"size={size}&after={1 << 20}&stall={BACKEND_TIMEOUT + 2}",
+                 "timeout")):
+            with self.subTest(case):
+                before = self.metric("rwg_ott_backend_errors_total",
+                                     {"domain": PORTAL, "reason": reason}) or 0
+                start = time.monotonic()
+                with self.tls(PORTAL, timeout=BACKEND_TIMEOUT + 10) as s:
+                    s.sendall(f"GET /userportal/cut?{query} HTTP/1.1\r\n"
+                              "Host: portal.rwg.test\r\n\r\n".encode())
+                    data = b""
+                    while True:
+                        try:
+                            piece = s.recv(65536)
+                        except (ssl.SSLError, ConnectionResetError):
+                            break
+                        if not piece:
+                            break
+                        data += piece
+                took = time.monotonic() - start
+                head, _, body = data.partition(b"\r\n\r\n")
+                self.assertIn(f"content-length: {size}".encode(), head.lower())
+                # All the application sent, and nothing more, then the close.
+                self.assertEqual(len(body), 1 << 20)
+                # The stand-in's first block of data (tests/testing/ott_backend.py, block(0)).
+                pattern = hashlib.sha256(b"rwg ott stand-in").digest() * ((1 << 20) // 32)
+                self.assertEqual(body, struct.pack(">Q", 0) + pattern[8:])
+                if case == "stalled":
+                    self.assertGreaterEqual(took, BACKEND_TIMEOUT - 0.2)
+                    self.assertLess(took, BACKEND_TIMEOUT + 2)
+                rwgtest.wait_until(
+                    f"the break ({reason}) counted",
+                    lambda: (self.metric("rwg_ott_backend_errors_total",
+                                         {"domain": PORTAL, "reason": reason}) or 0) > before,
+                    timeout=10)
         self.still_serving()
         self.settled(check_fds=True)
 

@@ -19,6 +19,9 @@ same endpoints can be reached under a user, an admin or a common path:
   .../big?size=N      N bytes (default 64 MiB) of deterministic data, Content-Length, their
                       SHA-256 in the header X-Content-Sha256
   .../slow?seconds=N  answers after N seconds (default 5)
+  .../cut?size=N&after=M&stall=S
+                      promises N bytes (Content-Length), sends the first M of .../big's data,
+                      waits S seconds (default 0) and closes the connection
   .../upload          POST/PUT: the body's length and SHA-256 and whether it came chunked, as
                       JSON
   .../echo            POST/PUT: the body back, chunked, a chunk per piece read
@@ -172,6 +175,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.websocket()
         elif name == "big":
             self.big(int(query.get("size", [64 << 20])[0]))
+        elif name == "cut":
+            size, after = int(query["size"][0]), int(query["after"][0])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            sent, i = 0, 0
+            while sent < after:
+                b = block(i)[:after - sent]
+                self.wfile.write(b)
+                sent += len(b)
+                i += 1
+            self.wfile.flush()
+            time.sleep(float(query.get("stall", ["0"])[0]))
+            self.close_connection = True
         elif name == "slow":
             time.sleep(float(query.get("seconds", ["5"])[0]))
             self.send_json({"slept": True})
