@@ -1073,18 +1073,25 @@ awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const Domai
   // The connection is made on a socket of its own; the stream takes it once connected.
   Socket socket(w.io);
   {
-    // A stream for the deadline while connecting (Asio's connect on the bare socket).
+    // The connect's own deadline (Asio's connect on the bare socket). The timer's handler may
+    // already be queued when the connect completes: it touches the socket only while the
+    // connect is still pending (`done` is shared, the socket lives as long as that).
+    struct Connecting {
+      bool done = false;
+      bool timed_out = false;
+    };
+    auto state = std::make_shared<Connecting>();
     Timer deadline(w.io, Chrono(o_.backend_connect_timeout));
-    bool timed_out = false;
-    deadline.async_wait([&socket, &timed_out](const beast::error_code& tec) {
-      if (tec) return;
-      timed_out = true;
+    deadline.async_wait([&socket, state](const beast::error_code& tec) {
+      if (tec || state->done) return;
+      state->timed_out = true;
       beast::error_code ignored;
       socket.close(ignored);
     });
     co_await asio::async_connect(socket, endpoints, asio::redirect_error(use_awaitable, ec));
+    state->done = true;
     deadline.cancel();
-    if (timed_out) ec = beast::error::timeout;
+    if (state->timed_out) ec = beast::error::timeout;
   }
   if (ec) {
     *reason = IsTimeout(ec) ? "connect_timeout" : "connect";
@@ -1406,7 +1413,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       out.bytes += n;
     }
     // Nothing after the answer: the connection can carry the next request.
-    if (res.keep_alive() && up->buffer.size() == 0) GiveBack(w, std::move(up));
+    if (res.keep_alive() && up->buffer.size() == 0 && !websocket) GiveBack(w, std::move(up));
     out.keep_alive = client_keep;
     co_return out;
   }

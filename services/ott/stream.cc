@@ -49,7 +49,7 @@ void Sweep::Remove(Stream* s) {
 
 void Sweep::Run(std::chrono::steady_clock::time_point now) {
   for (Stream* s = head_; s != nullptr; s = s->next_) {
-    if (s->pending_ > 0 && s->deadline_ <= now) s->Expire();
+    if (s->pending_ > 0 && !s->timed_out_ && s->deadline_ <= now) s->Expire();
   }
 }
 
@@ -81,7 +81,7 @@ Stream::~Stream() {
 }
 
 void Stream::SendCloseNotify() {
-  if (ssl_ != nullptr && socket_.is_open() && SSL_is_init_finished(ssl_) == 1 &&
+  if (ssl_ != nullptr && !ssl_failed_ && socket_.is_open() && SSL_is_init_finished(ssl_) == 1 &&
       (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) == 0) {
     ERR_clear_error();
     (void)SSL_shutdown(ssl_);
@@ -97,12 +97,11 @@ void Stream::Close() {
 
 void Stream::Expire() {
   timed_out_ = true;
-  deadline_ = Clock::time_point::max();
   cancel();
 }
 
 beast::error_code Stream::WaitError(const beast::error_code& ec) const {
-  if (ec == asio::error::operation_aborted && timed_out_) return beast::error::timeout;
+  if (timed_out_) return beast::error::timeout;
   return ec;
 }
 
@@ -138,6 +137,12 @@ Io SslResult(SSL* ssl, int rc) {
 
 }  // namespace
 
+Stream::Io Stream::SslResultOf(int rc) {
+  Io io = SslResult<Io, Want>(ssl_, rc);
+  if (io.ec && io.ec != asio::error::eof) ssl_failed_ = true;
+  return io;
+}
+
 Stream::Io Stream::Handshake() {
   if (ssl_ == nullptr) {
     return Io{0, Want::kNone,
@@ -147,7 +152,7 @@ Stream::Io Stream::Handshake() {
   errno = 0;
   const int rc = SSL_do_handshake(ssl_);
   if (rc == 1) return Io{};
-  return SslResult<Io, Want>(ssl_, rc);
+  return SslResultOf(rc);
 }
 
 Stream::Io Stream::ReadSome(void* data, size_t size) {
@@ -157,7 +162,7 @@ Stream::Io Stream::ReadSome(void* data, size_t size) {
     errno = 0;
     const int rc = SSL_read(ssl_, data, static_cast<int>(n));
     if (rc > 0) return Io{static_cast<size_t>(rc), Want::kNone, {}};
-    return SslResult<Io, Want>(ssl_, rc);
+    return SslResultOf(rc);
   }
   for (;;) {
     const ssize_t rc = ::recv(socket_.native_handle(), data, n, 0);
@@ -197,7 +202,7 @@ Stream::Io Stream::WriteSome(const asio::const_buffer* parts, size_t count, bool
       staged_ = 0;
       return Io{static_cast<size_t>(rc), Want::kNone, {}};
     }
-    Io io = SslResult<Io, Want>(ssl_, rc);
+    Io io = SslResultOf(rc);
     if (io.want == Want::kNone) staged_ = 0;
     return io;
   }

@@ -61,7 +61,8 @@ class Stream {
   SSL* native_handle() { return ssl_; }
   bool tls() const { return ssl_ != nullptr; }
 
-  // Operations pending when `d` has passed (or started after) fail with a timeout.
+  // Operations pending when `d` has passed (or started after) fail with a timeout, and so does
+  // every later one until the next expires_after/expires_never.
   void expires_after(Clock::duration d) {
     deadline_ = Clock::now() + d;
     timed_out_ = false;
@@ -79,6 +80,8 @@ class Stream {
   void SendCloseNotify();
   // SendCloseNotify, then closes the socket.
   void Close();
+  // OpenSSL writes to the socket with write(): the process must ignore SIGPIPE (services do,
+  // core::ServiceMain).
 
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
@@ -133,6 +136,8 @@ class Stream {
   // gathered record).
   Io WriteSome(const boost::asio::const_buffer* parts, size_t count, bool retry);
   Io Handshake();
+  // What an SSL call that returned `rc` means; a fatal error is remembered.
+  Io SslResultOf(int rc);
   // What an operation reports when its wait ended with `ec`.
   boost::beast::error_code WaitError(const boost::beast::error_code& ec) const;
   bool Expired() const {
@@ -156,14 +161,16 @@ class Stream {
         case State::kPosted:
           return Finish(self);
         case State::kWaiting:
-          if (ec) {
+          // A timeout is final: a wait the sweep's cancel missed (its wake-up already queued)
+          // ends the operation all the same.
+          if (ec || s->timed_out_) {
             result = Io{0, Want::kNone, s->WaitError(ec)};
             return Finish(self);
           }
           break;
         case State::kStart:
           ++s->pending_;
-          if (s->Expired()) {
+          if (s->timed_out_ || s->Expired()) {
             result = Io{0, Want::kNone, boost::beast::error::timeout};
             state = State::kPosted;
             return boost::asio::post(s->get_executor(), std::move(self));
@@ -194,7 +201,8 @@ class Stream {
   Sweep& sweep_;
   Socket socket_;
   SSL* ssl_ = nullptr;
-  bool no_ssl_ = false;  // TLS wanted, but OpenSSL could not make the SSL
+  bool no_ssl_ = false;      // TLS wanted, but OpenSSL could not make the SSL
+  bool ssl_failed_ = false;  // a fatal TLS or socket error: no close_notify after it
   Clock::time_point deadline_ = Clock::time_point::max();
   bool timed_out_ = false;
   int pending_ = 0;

@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <csignal>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -63,6 +64,8 @@ struct Contexts {
 
 class StreamTest : public ::testing::Test {
  protected:
+  // OpenSSL writes with write(): a peer gone makes SIGPIPE, which the services ignore.
+  static void SetUpTestSuite() { std::signal(SIGPIPE, SIG_IGN); }
   // A connected pair of sockets on loopback.
   std::pair<Stream::Socket, Stream::Socket> Pair() {
     asio::basic_socket_acceptor<tcp, Stream::executor_type> acceptor(
@@ -202,6 +205,24 @@ TEST_F(StreamTest, APendingReadPastItsDeadlineTimesOut) {
   EXPECT_EQ(ec, beast::error::timeout) << ec.message();
   EXPECT_GE(took, milliseconds(300));
   EXPECT_LT(took, milliseconds(2000));
+  // The timeout is final: the stream's next operation fails too, until a new deadline.
+  bool refused = false;
+  asio::async_write(*server_, asio::buffer(std::string("late")),
+                    [&](beast::error_code wec, size_t) {
+                      EXPECT_EQ(wec, beast::error::timeout) << wec.message();
+                      refused = true;
+                    });
+  RunUntil([&] { return refused; });
+  server_->expires_never();
+  bool sent = false;
+  asio::async_write(*server_, asio::buffer(std::string("again")),
+                    [&](beast::error_code wec, size_t) {
+                      EXPECT_FALSE(wec) << wec.message();
+                      sent = true;
+                    });
+  RunUntil([&] { return sent; });
+  auto [again, aec] = ReadAll(*client_, 5);
+  EXPECT_EQ(again, "again");
   // The connection's other operations are not touched by a deadline that is not theirs.
   client_->expires_after(std::chrono::seconds(30));
   bool written = false;
