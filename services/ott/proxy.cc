@@ -51,9 +51,11 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <chrono>
+#include <cstdio>
 #include <exception>
 #include <limits>
 #include <optional>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -71,6 +73,13 @@
 #include "services/ott/login_page.h"
 #include "services/ott/paths.h"
 #include "services/ott/stream.h"
+
+// GCC 12 at -O2, inlining one coroutine into another, pairs the global operator new inside
+// Asio's frame allocator (thread_info_base::allocate) with the frame's class operator delete,
+// which hands the block back to that same allocator: a matched pair it reports as mismatched.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 
 namespace rwg::ott {
 
@@ -198,16 +207,6 @@ std::string StripOurCookie(beast::string_view header, std::string* ours) {
     kept.push_back(p);
   }
   return absl::StrJoin(kept, "; ");
-}
-
-// An answer's status line and fields as they go on the wire.
-std::string HeaderText(const http::response_header<>& h) {
-  auto sv = [](beast::string_view v) { return absl::string_view(v.data(), v.size()); };
-  std::string s = absl::StrCat("HTTP/", h.version() / 10, ".", h.version() % 10, " ",
-                               h.result_int(), " ", sv(h.reason()), "\r\n");
-  for (const auto& f : h) absl::StrAppend(&s, sv(f.name_string()), ": ", sv(f.value()), "\r\n");
-  s += "\r\n";
-  return s;
 }
 
 std::string StatusClass(unsigned code) { return absl::StrCat(code / 100, "xx"); }
@@ -375,6 +374,99 @@ struct Outcome {
   uint64_t bytes = 0;
   std::string account;
   bool keep_alive = false;
+};
+
+// The most of a body's framing (a chunk's size line with its extensions) held unparsed.
+constexpr size_t kMaxUnparsed = size_t{16} * 1024;
+
+// How much one read from a connection asks for: what the buffer has room for, at least 4 KiB.
+size_t ReadSize(const beast::flat_buffer& buf) {
+  return std::max<size_t>(buf.capacity() - buf.size(), 4096);
+}
+
+// Reads until `parser` holds a whole header: what `buf` already has is parsed first, then one
+// read of the stream at a time, parsed in place. The error is Beast's for the same cases:
+// end_of_stream for a close before anything, partial_message for a close mid-header.
+template <bool isRequest>
+awaitable<beast::error_code> ReadHeader(Stream& stream, beast::flat_buffer& buf,
+                                        http::basic_parser<isRequest>& parser) {
+  beast::error_code ec;
+  for (;;) {
+    if (buf.size() > 0) {
+      const size_t used = parser.put(buf.data(), ec);
+      buf.consume(used);
+      if (parser.is_header_done()) co_return beast::error_code{};
+      if (ec && ec != http::error::need_more) co_return ec;
+      ec = {};
+    }
+    const size_t n = co_await stream.async_read_some(buf.prepare(ReadSize(buf)),
+                                                     asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::eof) {
+      co_return (parser.got_some() || buf.size() > 0) ? http::error::partial_message
+                                                      : http::error::end_of_stream;
+    }
+    if (ec) co_return ec;
+    buf.commit(n);
+  }
+}
+
+// Reads the body of `parser`'s message into its buffer (body().data, body().size) and returns
+// when the message is done, the buffer is full, or some of the body arrived and nothing more
+// is at hand: a streamed answer goes on as it comes, not once 32 KiB have gathered.
+template <bool isRequest>
+awaitable<beast::error_code> ReadBody(Stream& stream, beast::flat_buffer& buf,
+                                      http::parser<isRequest, http::buffer_body>& parser) {
+  auto& body = parser.get().body();
+  const size_t room = body.size;
+  beast::error_code ec;
+  for (;;) {
+    if (parser.is_done() || body.size == 0) co_return beast::error_code{};
+    if (buf.size() > 0) {
+      const size_t used = parser.put(buf.data(), ec);
+      buf.consume(used);
+      if (parser.is_done() || ec == http::error::need_buffer) co_return beast::error_code{};
+      if (ec && ec != http::error::need_more) co_return ec;
+      ec = {};
+      // Something arrived and the rest needs another read: it goes on first.
+      if (body.size < room && (buf.size() == 0 || used == 0)) co_return beast::error_code{};
+      if (used > 0 && buf.size() > 0) continue;
+      // What the parser cannot use grows only by a chunk's size line: a line that never ends
+      // (an endless chunk extension) ends the message instead of the buffer growing.
+      if (buf.size() > kMaxUnparsed) co_return beast::error_code(http::error::bad_chunk);
+    }
+    const size_t n = co_await stream.async_read_some(buf.prepare(ReadSize(buf)),
+                                                     asio::redirect_error(use_awaitable, ec));
+    // A close without TLS's close_notify counts as a close here: it ends an answer read until
+    // the close (many servers never send close_notify), and a sized or chunked one is then cut
+    // short whichever it was.
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+      // The end of an answer read until the close, or a message cut short.
+      beast::error_code eof;
+      parser.put_eof(eof);
+      co_return eof ? beast::error_code(http::error::partial_message) : beast::error_code{};
+    }
+    if (ec) co_return ec;
+    buf.commit(n);
+  }
+}
+
+absl::string_view Sv(beast::string_view v) { return {v.data(), v.size()}; }
+
+// One piece of a body as it goes on the wire, chunked or as it is: parts[0..count).
+struct Framed {
+  std::array<char, 24> size_line{};
+  std::array<asio::const_buffer, 4> parts;
+  size_t count = 0;
+  void Set(const char* data, size_t n, bool chunked, bool last) {
+    count = 0;
+    if (chunked && n > 0) {
+      const int len = std::snprintf(size_line.data(), size_line.size(), "%zx\r\n", n);
+      parts[count++] = asio::buffer(size_line.data(), static_cast<size_t>(len));
+    }
+    if (n > 0) parts[count++] = asio::buffer(data, n);
+    if (chunked && n > 0) parts[count++] = asio::buffer("\r\n", 2);
+    if (chunked && last) parts[count++] = asio::buffer("0\r\n\r\n", 5);
+  }
 };
 
 }  // namespace
@@ -681,8 +773,7 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, Socket socket, std::string source,
       parser.header_limit(static_cast<uint32_t>(o_.max_header_bytes));
       parser.body_limit(o_.max_request_body_bytes);
       client.expires_after(Chrono(first ? o_.header_timeout : o_.idle_timeout));
-      co_await http::async_read_header(client, buf, parser,
-                                       asio::redirect_error(use_awaitable, ec));
+      ec = co_await ReadHeader(client, buf, parser);
       if (ec) {
         if (IsTimeout(ec)) {
           if (buf.size() > 0 || parser.got_some()) metrics_.Refused("timeout");
@@ -905,8 +996,7 @@ awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buff
     req.body().data = chunk.data();
     req.body().size = chunk.size();
     client.expires_after(Chrono(o_.header_timeout));
-    co_await http::async_read(client, buf, parser, asio::redirect_error(use_awaitable, ec));
-    if (ec == http::error::need_buffer) ec = {};
+    ec = co_await ReadBody(client, buf, parser);
     if (ec) co_return out;
     body.append(chunk.data(), chunk.size() - req.body().size);
     if (body.size() > 4096) {
@@ -1166,49 +1256,46 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   Outcome out;
   out.account = std::move(account);
   const bool websocket = beast::websocket::is_upgrade(req);
-  // The request as the application gets it.
-  http::request<http::buffer_body> up_req;
-  up_req.method(req.method());
-  if (req.method() == http::verb::unknown) up_req.method_string(req.method_string());
-  up_req.target(target);
-  up_req.version(11);
+  const bool has_body = !parser.is_done();
+  // A body goes up as it came: chunked or of the length the client gave (the only framings
+  // Handle lets through).
+  const bool chunked_up = has_body && req.chunked();
+  // The request as the application gets it, written as one string.
+  std::string head;
+  head.reserve(1024);
+  absl::StrAppend(&head, Sv(req.method_string()), " ", target, " HTTP/1.1\r\n");
   const std::vector<std::string> named = ConnectionTokens(req[http::field::connection]);
+  std::string cookies;
   for (const auto& f : req) {
+    if (f.name() == http::field::cookie) {
+      std::string kept = StripOurCookie(f.value(), nullptr);
+      if (kept.empty()) continue;
+      if (!cookies.empty()) cookies += "; ";
+      cookies += kept;
+      continue;
+    }
     if (DroppedRequestField(f.name(), f.name_string())) continue;
     if (!named.empty()) {
-      const std::string lower =
-          absl::AsciiStrToLower(absl::string_view(f.name_string().data(), f.name_string().size()));
+      const std::string lower = absl::AsciiStrToLower(Sv(f.name_string()));
       if (std::find(named.begin(), named.end(), lower) != named.end() &&
           lower != "content-length" && lower != "transfer-encoding") {
         continue;
       }
     }
-    up_req.insert(f.name_string(), f.value());
+    absl::StrAppend(&head, Sv(f.name_string()), ": ", Sv(f.value()), "\r\n");
   }
-  up_req.set(http::field::host, fqdn);
-  if (req.count(http::field::cookie) > 0) {
-    std::string cookies;
-    for (const auto& f : req) {
-      if (f.name() != http::field::cookie) continue;
-      std::string kept = StripOurCookie(f.value(), nullptr);
-      if (kept.empty()) continue;
-      if (!cookies.empty()) cookies += "; ";
-      cookies += kept;
-    }
-    if (!cookies.empty()) up_req.set(http::field::cookie, cookies);
-  }
-  up_req.set("X-Forwarded-For", source);
-  up_req.set("X-Forwarded-Proto", "https");
-  up_req.set("X-Forwarded-Host", fqdn);
   const bool v6 = source.find(':') != std::string::npos;
-  up_req.set(http::field::forwarded,
-             absl::StrCat("for=", v6 ? absl::StrCat("\"[", source, "]\"") : source,
-                          ";proto=https;host=", fqdn));
+  absl::StrAppend(&head, "Host: ", fqdn, "\r\n");
+  if (!cookies.empty()) absl::StrAppend(&head, "Cookie: ", cookies, "\r\n");
+  absl::StrAppend(&head, "X-Forwarded-For: ", source, "\r\nX-Forwarded-Proto: https\r\n",
+                  "X-Forwarded-Host: ", fqdn,
+                  "\r\nForwarded: for=", v6 ? absl::StrCat("\"[", source, "]\"") : source,
+                  ";proto=https;host=", fqdn, "\r\n");
   if (websocket) {
-    up_req.set(http::field::connection, "Upgrade");
-    up_req.set(http::field::upgrade, req[http::field::upgrade]);
+    absl::StrAppend(&head, "Connection: Upgrade\r\nUpgrade: ", Sv(req[http::field::upgrade]),
+                    "\r\n");
   }
-  const bool has_body = !parser.is_done();
+  head += "\r\n";
   // A client waiting for "100 Continue" before its body gets it from rwg (the application
   // gets the body without the wait).
   if (has_body && beast::iequals(req[http::field::expect], "100-continue")) {
@@ -1236,6 +1323,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   };
   std::unique_ptr<Upstream> up;
   std::optional<http::response_parser<http::buffer_body>> rp;
+  Framed framed;
   // A kept-alive connection the application closed meanwhile fails at once: the request goes
   // again on a new one when nothing of its body has been read.
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -1248,36 +1336,26 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       }
     }
     const bool reused = up->reused;
-    http::request_serializer<http::buffer_body> sr{up_req};
-    up_req.body().data = nullptr;
-    up_req.body().size = 0;
-    up_req.body().more = has_body;
-    auto write_up = [&](auto& stream) -> awaitable<beast::error_code> {
+    auto write_up = [&](Stream& stream) -> awaitable<beast::error_code> {
       beast::error_code wec;
-      up->lowest().expires_after(Chrono(o_.backend_timeout));
-      co_await http::async_write_header(stream, sr, asio::redirect_error(use_awaitable, wec));
+      stream.expires_after(Chrono(o_.backend_timeout));
+      co_await asio::async_write(stream, asio::buffer(head),
+                                 asio::redirect_error(use_awaitable, wec));
       if (wec) co_return wec;
       while (has_body && !parser.is_done()) {
         req.body().data = scratch;
         req.body().size = kScratch;
         client.expires_after(Chrono(o_.idle_timeout));
-        co_await http::async_read(client, buf, parser, asio::redirect_error(use_awaitable, wec));
-        if (wec == http::error::need_buffer) wec = {};
+        wec = co_await ReadBody(client, buf, parser);
         if (wec) co_return beast::error_code(http::error::partial_message);
-        up_req.body().data = scratch;
-        up_req.body().size = kScratch - req.body().size;
-        up_req.body().more = !parser.is_done();
-        up->lowest().expires_after(Chrono(o_.backend_timeout));
-        co_await http::async_write(stream, sr, asio::redirect_error(use_awaitable, wec));
-        if (wec == http::error::need_buffer) wec = {};
+        const size_t n = kScratch - req.body().size;
+        framed.Set(scratch, n, chunked_up, parser.is_done());
+        if (framed.count == 0) continue;
+        stream.expires_after(Chrono(o_.backend_timeout));
+        co_await asio::async_write(
+            stream, std::span<const asio::const_buffer>(framed.parts.data(), framed.count),
+            asio::redirect_error(use_awaitable, wec));
         if (wec) co_return wec;
-      }
-      if (has_body && !sr.is_done()) {
-        up_req.body().data = nullptr;
-        up_req.body().size = 0;
-        up_req.body().more = false;
-        co_await http::async_write(stream, sr, asio::redirect_error(use_awaitable, wec));
-        if (wec == http::error::need_buffer) wec = {};
       }
       co_return wec;
     };
@@ -1300,8 +1378,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       rp->header_limit(64 * 1024);
       if (req.method() == http::verb::head) rp->skip(true);
       up->lowest().expires_after(Chrono(o_.backend_timeout));
-      co_await http::async_read_header(*up->stream, up->buffer, *rp,
-                                       asio::redirect_error(use_awaitable, ec));
+      ec = co_await ReadHeader(*up->stream, up->buffer, *rp);
       const unsigned code = ec ? 0 : rp->get().result_int();
       if (code < 100 || code >= 200 || code == 101) break;
     }
@@ -1312,24 +1389,38 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     co_return co_await fail(IsTimeout(ec) ? 504 : 502, IsTimeout(ec) ? "timeout" : "protocol");
   }
   auto& res = rp->get();
-  // The answer as the client gets it.
-  http::response<http::buffer_body> down;
-  down.result(res.result_int());
-  down.reason(res.reason());
-  down.version(version);
+  const bool upgraded = websocket && res.result() == http::status::switching_protocols;
+  const bool body_expected = !rp->is_done() && !upgraded;
+  // An answer without a length (chunked, or read until the application closes) goes chunked
+  // to an HTTP/1.1 client; an HTTP/1.0 client, which knows no chunks, gets the bytes as they
+  // are and the connection's close after them.
+  const bool until_close = body_expected && !res.has_content_length() && !res.chunked();
+  const bool chunked_down = body_expected && version == 11 && (res.chunked() || until_close);
+  const bool client_keep = req.keep_alive() && parser.is_done() && !stopping_.load() &&
+                           (version == 11 || res.has_content_length() || !body_expected);
+  // The answer's header as the client gets it.
+  head.clear();
+  absl::StrAppend(&head, "HTTP/1.", version % 10, " ", res.result_int(), " ", Sv(res.reason()),
+                  "\r\n");
   for (const auto& f : res) {
     if (DroppedResponseField(f.name())) continue;
-    down.insert(f.name_string(), f.value());
+    if (f.name() == http::field::transfer_encoding && !chunked_down) continue;
+    absl::StrAppend(&head, Sv(f.name_string()), ": ", Sv(f.value()), "\r\n");
   }
-  if (websocket && res.result() == http::status::switching_protocols) {
-    down.set(http::field::connection, "Upgrade");
-    down.set(http::field::upgrade, res[http::field::upgrade]);
-    http::response<http::empty_body> head{down.base()};
-    head.set(http::field::connection, "Upgrade");
+  if (upgraded) {
+    absl::StrAppend(&head, "Connection: Upgrade\r\nUpgrade: ", Sv(res[http::field::upgrade]),
+                    "\r\n");
+  } else if (version == 11 && !client_keep) {
+    head += "Connection: close\r\n";
+  } else if (version == 10 && client_keep) {
+    head += "Connection: keep-alive\r\n";
+  }
+  if (chunked_down && !res.chunked()) head += "Transfer-Encoding: chunked\r\n";
+  head += "\r\n";
+  out.status = res.result_int();
+  if (upgraded) {
     client.expires_after(Chrono(o_.idle_timeout));
-    http::response_serializer<http::empty_body> hs{head};
-    co_await http::async_write_header(client, hs, asio::redirect_error(use_awaitable, ec));
-    out.status = 101;
+    co_await asio::async_write(client, asio::buffer(head), asio::redirect_error(use_awaitable, ec));
     if (ec) co_return out;
     metrics_.websockets.Increment();
     // Both directions at once; the one that ends first closes both, then waits for the other.
@@ -1366,29 +1457,25 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     metrics_.websockets.Decrement();
     co_return out;
   }
-  const bool body_expected = !rp->is_done();
-  if (body_expected && !res.has_content_length() && !res.chunked()) {
-    // Read until the application closes: chunked to an HTTP/1.1 client, else close.
-    if (version == 11) {
-      down.chunked(true);
-    }
+  if (!body_expected) {
+    client.expires_after(Chrono(o_.idle_timeout));
+    co_await asio::async_write(client, asio::buffer(head), asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return out;
+    if (res.keep_alive() && !websocket) GiveBack(w, std::move(up));
+    out.keep_alive = client_keep;
+    co_return out;
   }
-  const bool client_keep = req.keep_alive() && parser.is_done() && !stopping_.load() &&
-                           (version == 11 || res.has_content_length() || !body_expected);
-  down.keep_alive(client_keep);
   // A long answer of known length (a download) goes past the parser: read from the
   // application's socket into one buffer and written to the client from there.
-  if (body_expected && res.has_content_length() && !res.chunked() &&
+  if (res.has_content_length() && !res.chunked() &&
       rp->content_length_remaining().value_or(0) > kScratch) {
     uint64_t left = *rp->content_length_remaining();
-    const std::string head = HeaderText(down);
     // The header and the body's first bytes, read with it: one TLS record.
     const size_t first = static_cast<size_t>(std::min<uint64_t>(up->buffer.size(), left));
     const std::array<asio::const_buffer, 2> parts{asio::buffer(head),
                                                   asio::buffer(up->buffer.data().data(), first)};
     client.expires_after(Chrono(o_.idle_timeout));
     co_await asio::async_write(client, parts, asio::redirect_error(use_awaitable, ec));
-    out.status = res.result_int();
     if (ec) co_return out;
     up->buffer.consume(first);
     left -= first;
@@ -1417,25 +1504,14 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     out.keep_alive = client_keep;
     co_return out;
   }
-  http::response_serializer<http::buffer_body> ds{down};
-  down.body().data = nullptr;
-  down.body().size = 0;
-  down.body().more = body_expected;
-  if (!body_expected) {
-    client.expires_after(Chrono(o_.idle_timeout));
-    co_await http::async_write_header(client, ds, asio::redirect_error(use_awaitable, ec));
-    out.status = res.result_int();
-    if (ec) co_return out;
-  }
-  // With a body, the header goes out with its first chunk (one TLS record for a small answer).
-  bool sent = !body_expected;
-  while (body_expected && !rp->is_done()) {
+  // Otherwise the body as it is parsed, each piece framed for the client; the header goes out
+  // with the first piece (one TLS record for a small answer).
+  bool sent = false;
+  while (!rp->is_done() || !sent) {
     res.body().data = scratch;
     res.body().size = kScratch;
     up->lowest().expires_after(Chrono(o_.backend_timeout));
-    co_await http::async_read(*up->stream, up->buffer, *rp,
-                              asio::redirect_error(use_awaitable, ec));
-    if (ec == http::error::need_buffer) ec = {};
+    ec = co_await ReadBody(*up->stream, up->buffer, *rp);
     if (ec) {
       // Nothing sent yet: the client gets an answer that says so; else the connection closes
       // mid-body.
@@ -1447,26 +1523,21 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
           .Increment();
       co_return out;
     }
-    down.body().data = scratch;
-    down.body().size = kScratch - res.body().size;
-    down.body().more = !rp->is_done();
-    out.bytes += down.body().size;
+    const size_t n = kScratch - res.body().size;
+    framed.Set(scratch, n, chunked_down, rp->is_done());
+    std::array<asio::const_buffer, 5> parts;
+    size_t count = 0;
+    if (!sent) parts[count++] = asio::buffer(head);
+    for (size_t i = 0; i < framed.count; ++i) parts[count++] = framed.parts[i];
+    if (count == 0) continue;
     client.expires_after(Chrono(o_.idle_timeout));
-    co_await http::async_write(client, ds, asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(client, std::span<const asio::const_buffer>(parts.data(), count),
+                               asio::redirect_error(use_awaitable, ec));
     sent = true;
-    out.status = res.result_int();
-    if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return out;
+    out.bytes += n;
   }
-  if (body_expected && !ds.is_done()) {
-    down.body().data = nullptr;
-    down.body().size = 0;
-    down.body().more = false;
-    co_await http::async_write(client, ds, asio::redirect_error(use_awaitable, ec));
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) co_return out;
-  }
-  if (res.keep_alive() && rp->is_done() && !websocket) GiveBack(w, std::move(up));
+  if (res.keep_alive() && !websocket) GiveBack(w, std::move(up));
   out.keep_alive = client_keep;
   co_return out;
 }

@@ -830,6 +830,47 @@ class ProxyTest(OttFixture):
         self.still_serving()
         self.settled(check_fds=True)
 
+    def test_a_streamed_answer_reaches_the_client_as_it_comes(self):
+        """The application sends its answer in two pieces, 1.5 s apart, chunked or (as HTTP/1.0
+        does) until its close: the client has the first piece before the second is sent, and
+        then the whole answer, chunked (it speaks HTTP/1.1) on a connection kept alive."""
+        for framing in ("chunked", "close"):
+            with self.subTest(framing=framing), self.tls(PORTAL, 15) as s:
+                s.sendall(b"GET /userportal/trickle?framing=%s&pause=1.5 HTTP/1.1\r\n"
+                          b"Host: portal.rwg.test\r\n\r\n" % framing.encode())
+                start = time.monotonic()
+                got = bytearray()
+                while b"piece-1" not in got:
+                    piece = s.recv(65536)
+                    self.assertTrue(piece, bytes(got))
+                    got += piece
+                self.assertLess(time.monotonic() - start, 1.2, bytes(got))
+                self.assertNotIn(b"piece-2", got)
+                while not answer_complete(got):
+                    piece = s.recv(65536)
+                    self.assertTrue(piece, bytes(got))
+                    got += piece
+                r = parse_answer(bytes(got))
+                self.assertEqual((r.status, r.body), (200, b"piece-1\npiece-2\n"), r)
+                self.assertEqual(r.header("Transfer-Encoding"), ["chunked"], r)
+                self.assertEqual(r.header("Connection"), [], r)
+                # The same connection takes the next request.
+                s.sendall(b"GET /userportal/page HTTP/1.1\r\nHost: portal.rwg.test\r\n\r\n")
+                got = bytearray()
+                while not answer_complete(got):
+                    piece = s.recv(65536)
+                    self.assertTrue(piece, bytes(got))
+                    got += piece
+                self.assertEqual(parse_answer(bytes(got)).status, 200)
+        # An HTTP/1.0 client knows no chunks: it gets the bytes, then the close.
+        for framing in ("chunked", "close"):
+            r = self.raw(b"GET /userportal/trickle?framing=%s&pause=0.2 HTTP/1.0\r\n"
+                         b"Host: portal.rwg.test\r\n\r\n" % framing.encode())
+            self.assertIsNotNone(r, framing)
+            self.assertEqual((r.status, r.body), (200, b"piece-1\npiece-2\n"), (framing, r))
+            self.assertEqual(r.header("Transfer-Encoding"), [], (framing, r))
+        self.settled(check_fds=True)
+
     def test_chunked_and_sized_uploads_stream_through(self):
         data = os.urandom(3 << 20)
         path = os.path.join(self.tmp, "upload.bin")
@@ -937,12 +978,15 @@ class ProxyTest(OttFixture):
              b"Connection: close\r\n\r\nabcde"),
             ("bad chunk size", b"POST /userportal/upload HTTP/1.1\r\nHost: portal.rwg.test\r\n"
              b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
+            ("endless chunk extension", b"POST /userportal/upload HTTP/1.1\r\n"
+             b"Host: portal.rwg.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+             b"\r\n5;ext=" + b"e" * 300000 + b"\r\nhello\r\n0\r\n\r\n"),
             ("not HTTP", b"HELLO THERE\r\n\r\n"),
             ("bad version", b"GET /userportal/headers HTTP/9.9\r\nHost: portal.rwg.test\r\n\r\n"),
         ]
         for what, data in cases:
             r = self.raw(data)
-            if what == "bad chunk size" and r is None:
+            if what in ("bad chunk size", "endless chunk extension") and r is None:
                 # The request went on its way before its body broke: closing is the answer.
                 self.still_serving()
                 continue

@@ -190,6 +190,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(float(query.get("stall", ["0"])[0]))
             self.close_connection = True
+        elif name == "trickle":
+            # Two pieces with a pause between them: chunked, or as HTTP/1.0 does, until the
+            # close (no length).
+            pause = float(query.get("pause", ["3"])[0])
+            chunked = query.get("framing", ["chunked"])[0] == "chunked"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i, piece in enumerate((b"piece-1\n", b"piece-2\n")):
+                if i > 0:
+                    time.sleep(pause)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                self.wfile.flush()
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.close_connection = True
         elif name == "slow":
             time.sleep(float(query.get("seconds", ["5"])[0]))
             self.send_json({"slept": True})
