@@ -992,10 +992,11 @@ awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buff
   std::string body;
   std::array<char, 4096> chunk{};
   beast::error_code ec;
+  // One deadline for the whole form (the sender may not be logged in).
+  client.expires_after(Chrono(o_.header_timeout));
   while (!parser.is_done()) {
     req.body().data = chunk.data();
     req.body().size = chunk.size();
-    client.expires_after(Chrono(o_.header_timeout));
     ec = co_await ReadBody(client, buf, parser);
     if (ec) co_return out;
     body.append(chunk.data(), chunk.size() - req.body().size);
@@ -1391,20 +1392,36 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   auto& res = rp->get();
   const bool upgraded = websocket && res.result() == http::status::switching_protocols;
   const bool body_expected = !rp->is_done() && !upgraded;
+  // The framing as the parser read it (every Transfer-Encoding line, not only the first).
+  const bool chunked_in = rp->chunked();
+  const bool sized = rp->content_length().has_value();
   // An answer without a length (chunked, or read until the application closes) goes chunked
   // to an HTTP/1.1 client; an HTTP/1.0 client, which knows no chunks, gets the bytes as they
   // are and the connection's close after them.
-  const bool until_close = body_expected && !res.has_content_length() && !res.chunked();
-  const bool chunked_down = body_expected && version == 11 && (res.chunked() || until_close);
+  const bool until_close = body_expected && !sized && !chunked_in;
+  const bool chunked_down = body_expected && version == 11 && (chunked_in || until_close);
   const bool client_keep = req.keep_alive() && parser.is_done() && !stopping_.load() &&
-                           (version == 11 || res.has_content_length() || !body_expected);
+                           (version == 11 || sized || !body_expected);
+  // The application's connection carries the next request only after a whole answer that
+  // did not end with its close, with nothing read past it, and never after an upgrade.
+  auto reusable = [&](bool whole) {
+    return whole && rp->keep_alive() && up->buffer.size() == 0 && !websocket;
+  };
   // The answer's header as the client gets it.
+  beast::string_view reason = res.reason();
+  if (reason.empty() && http::int_to_status(res.result_int()) != http::status::unknown) {
+    reason = http::obsolete_reason(res.result());
+  }
   head.clear();
-  absl::StrAppend(&head, "HTTP/1.", version % 10, " ", res.result_int(), " ", Sv(res.reason()),
-                  "\r\n");
+  absl::StrAppend(&head, "HTTP/1.", version % 10, " ", res.result_int(), " ", Sv(reason), "\r\n");
+  // Where rwg frames the body, the application's Transfer-Encoding lines become one line.
+  std::string codings;
   for (const auto& f : res) {
     if (DroppedResponseField(f.name())) continue;
-    if (f.name() == http::field::transfer_encoding && !chunked_down) continue;
+    if (f.name() == http::field::transfer_encoding && body_expected) {
+      absl::StrAppend(&codings, codings.empty() ? "" : ", ", Sv(f.value()));
+      continue;
+    }
     absl::StrAppend(&head, Sv(f.name_string()), ": ", Sv(f.value()), "\r\n");
   }
   if (upgraded) {
@@ -1415,7 +1432,12 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   } else if (version == 10 && client_keep) {
     head += "Connection: keep-alive\r\n";
   }
-  if (chunked_down && !res.chunked()) head += "Transfer-Encoding: chunked\r\n";
+  if (chunked_down) {
+    // The application's codings, ending in chunked (only chunked when it had none).
+    if (codings.empty()) codings = "chunked";
+    if (!chunked_in && codings != "chunked") codings += ", chunked";
+    absl::StrAppend(&head, "Transfer-Encoding: ", codings, "\r\n");
+  }
   head += "\r\n";
   out.status = res.result_int();
   if (upgraded) {
@@ -1461,14 +1483,13 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     client.expires_after(Chrono(o_.idle_timeout));
     co_await asio::async_write(client, asio::buffer(head), asio::redirect_error(use_awaitable, ec));
     if (ec) co_return out;
-    if (res.keep_alive() && !websocket) GiveBack(w, std::move(up));
+    if (reusable(true)) GiveBack(w, std::move(up));
     out.keep_alive = client_keep;
     co_return out;
   }
   // A long answer of known length (a download) goes past the parser: read from the
   // application's socket into one buffer and written to the client from there.
-  if (res.has_content_length() && !res.chunked() &&
-      rp->content_length_remaining().value_or(0) > kScratch) {
+  if (sized && !chunked_in && rp->content_length_remaining().value_or(0) > kScratch) {
     uint64_t left = *rp->content_length_remaining();
     // The header and the body's first bytes, read with it: one TLS record.
     const size_t first = static_cast<size_t>(std::min<uint64_t>(up->buffer.size(), left));
@@ -1499,8 +1520,8 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       if (ec) co_return out;
       out.bytes += n;
     }
-    // Nothing after the answer: the connection can carry the next request.
-    if (res.keep_alive() && up->buffer.size() == 0 && !websocket) GiveBack(w, std::move(up));
+    // The whole answer is read (past the parser).
+    if (reusable(true)) GiveBack(w, std::move(up));
     out.keep_alive = client_keep;
     co_return out;
   }
@@ -1537,7 +1558,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     if (ec) co_return out;
     out.bytes += n;
   }
-  if (res.keep_alive() && !websocket) GiveBack(w, std::move(up));
+  if (reusable(rp->is_done())) GiveBack(w, std::move(up));
   out.keep_alive = client_keep;
   co_return out;
 }

@@ -9,6 +9,7 @@ is Debian's `chromium`, the test CA trusted through an NSS database (libnss3-too
 browser's screenshots are kept in $RWG_ARTIFACT_DIR/ott (the temporary directory's
 rwg-artifacts/ott without it)."""
 import base64
+import gzip
 import hashlib
 import html.parser
 import http.client
@@ -862,6 +863,23 @@ class ProxyTest(OttFixture):
                     self.assertTrue(piece, bytes(got))
                     got += piece
                 self.assertEqual(parse_answer(bytes(got)).status, 200)
+        # The application's connection that ended an answer with its close is not used again:
+        # a request with a body (which cannot be sent twice) gets its answer.
+        r = self.raw(b"GET /userportal/trickle?framing=close&pause=0 HTTP/1.1\r\n"
+                     b"Host: portal.rwg.test\r\nConnection: close\r\n\r\n")
+        self.assertEqual((r.status, r.body), (200, b"piece-1\npiece-2\n"), r)
+        r = self.raw(b"POST /userportal/upload HTTP/1.1\r\nHost: portal.rwg.test\r\n"
+                     b"Content-Length: 5\r\nConnection: close\r\n\r\nhello")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["length"], 5, r)
+        # Two Transfer-Encoding lines (gzip, then chunked) reach the client as one, the body
+        # chunked once.
+        r = self.raw(b"GET /userportal/codings HTTP/1.1\r\nHost: portal.rwg.test\r\n"
+                     b"Connection: close\r\n\r\n")
+        self.assertEqual(r.header("Transfer-Encoding"), ["gzip, chunked"], r)
+        size, _, rest = r.body.partition(b"\r\n")
+        self.assertEqual(rest[int(size, 16):], b"\r\n0\r\n\r\n", r)
+        self.assertEqual(gzip.decompress(rest[:int(size, 16)]), b"hello through two codings")
         # An HTTP/1.0 client knows no chunks: it gets the bytes, then the close.
         for framing in ("chunked", "close"):
             r = self.raw(b"GET /userportal/trickle?framing=%s&pause=0.2 HTTP/1.0\r\n"
@@ -1242,6 +1260,24 @@ class LimitsTest(OttFixture):
                 pass
             except socket.timeout:
                 self.fail("an idle kept-alive connection stays open")
+        # rwg's login form sent a byte a second: the header timeout covers the whole form.
+        with self.tls(PORTAL) as s:
+            s.sendall(b"POST /.rwg/login HTTP/1.1\r\nHost: portal.rwg.test\r\n"
+                      b"Content-Type: application/x-www-form-urlencoded\r\n"
+                      b"Content-Length: 4000\r\n\r\n")
+            start = time.monotonic()
+            s.settimeout(1)
+            closed = False
+            while not closed and time.monotonic() - start < HEADER_TIMEOUT + 10:
+                try:
+                    s.sendall(b"a")
+                    closed = s.recv(4096) == b""
+                except socket.timeout:
+                    pass
+                except (ConnectionError, ssl.SSLError):
+                    closed = True
+            self.assertTrue(closed, "a form sent a byte at a time holds the connection")
+            self.assertLess(time.monotonic() - start, HEADER_TIMEOUT + 2)
         self.settled(check_fds=True)
 
 

@@ -31,6 +31,7 @@ same endpoints can be reached under a user, an admin or a common path:
 
 import argparse
 import base64
+import gzip
 import hashlib
 import http.server
 import itertools
@@ -190,6 +191,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(float(query.get("stall", ["0"])[0]))
             self.close_connection = True
+        elif name == "codings":
+            # A transfer coding besides chunked, on two Transfer-Encoding lines.
+            body = gzip.compress(b"hello through two codings")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "gzip")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
         elif name == "trickle":
             # Two pieces with a pause between them: chunked, or as HTTP/1.0 does, until the
             # close (no length).
