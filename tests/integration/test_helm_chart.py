@@ -17,6 +17,7 @@ import unittest
 import yaml
 
 import netpol
+import rwgtest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 CHART = os.path.join(ROOT, "helm", "rwg")
@@ -50,7 +51,8 @@ def docs(text):
     return out
 
 
-class HelmChartTest(unittest.TestCase):
+class ChartCase(unittest.TestCase):
+    """helm run with a private home, and `helm template` of the chart."""
 
     def helm(self, *args, check=True):
         env = dict(os.environ, HELM_CACHE_HOME=self.tmp, HELM_CONFIG_HOME=self.tmp,
@@ -76,6 +78,9 @@ class HelmChartTest(unittest.TestCase):
                 f.write(values)
             args += ["-f", path]
         return docs(self.helm(*args).stdout)
+
+
+class HelmChartTest(ChartCase):
 
     def refused(self, *sets, values=None):
         args = ["template", "r", CHART]
@@ -612,6 +617,18 @@ ott: {enabled: true}
         password = base64.b64decode(secret["data"]["password"]).decode()
         self.assertEqual(conf, f"requirepass {password}\nmasterauth {password}\n")
 
+        # redis.auth false: no password for Redis nor the sentinels, nowhere.
+        d = self.template("redis.sentinel.enabled=true", "redis.auth=false")
+        self.assertNotIn("r-rwg-redis", [n for k, n, _ in d if k == "Secret"])
+        for k, n, t in d:
+            if k in ("Deployment", "StatefulSet") and "redis" in t:
+                self.assertNotIn("--redis-password-file", t, n)
+                self.assertNotIn("--redis-sentinel-password-file", t, n)
+                self.assertNotIn("secretName: r-rwg-redis\n", t, n)
+        sentinel = yaml.safe_load(next(
+            t for k, n, t in d if k == "StatefulSet" and n == "r-rwg-redis-sentinel"))
+        self.assertNotIn("password", str(sentinel["spec"]["template"]["spec"]["volumes"]))
+
         pods, np = self.pods_and_policies("redis.sentinel.enabled=true",
                                           "networkPolicy.nodeCIDRs={192.168.50.0/24}")
         redis, sentinel, edge = pods["redis"], pods["redis-sentinel"], pods["sip-edge"]
@@ -942,6 +959,237 @@ ott: {enabled: true}
         for sets, message in cases:
             with self.subTest(sets=sets):
                 self.assertIn(message, self.refused(*sets))
+
+
+
+class SentinelInitStepsTest(ChartCase):
+    """The init steps of Redis with Sentinel (templates/redis.yaml), as the chart renders them,
+    run by busybox sh against real redis-server processes and sentinels: each pod is a loopback
+    address here (its DNS name in the scripts replaced by the address, its /conf, /data and
+    /etc/redis by directories), and a pod started again gets new empty ones, as an emptyDir.
+    The paths a cluster reaches only by bad luck are run on purpose: a master started again
+    while the sentinels still name it, and the master going with every sentinel at once."""
+
+    PODS = 3
+    SENTINELS = 3
+    AUTH = True  # redis.auth
+
+    @staticmethod
+    def ip(i):
+        return f"127.0.1.{10 + i}"
+
+    @staticmethod
+    def sentinel_ip(i):
+        return f"127.0.1.{20 + i}"
+
+    def setUp(self):
+        super().setUp()
+        for tool in ("redis-server", "redis-cli", "busybox"):
+            self.assertTrue(shutil.which(tool), f"{tool} not installed (./tools/rwg deps)")
+        self.busybox = shutil.which("busybox")
+        out = self.template("redis.sentinel.enabled=true",
+                            f"redis.sentinel.replicas={self.PODS - 1}",
+                            f"redis.sentinel.sentinels={self.SENTINELS}",
+                            "redis.sentinel.downAfterMilliseconds=1000",
+                            "redis.sentinel.failoverTimeoutMilliseconds=5000",
+                            "redis.sentinel.emptyMasterWaitSeconds=10",
+                            f"redis.auth={str(self.AUTH).lower()}")
+        sets = {n: yaml.safe_load(t)["spec"]["template"]["spec"]
+                for k, n, t in out if k == "StatefulSet" and n.startswith("r-rwg-redis")}
+        self.role_script = sets["r-rwg-redis"]["initContainers"][0]["args"][0]
+        self.redis_args = sets["r-rwg-redis"]["containers"][0]["args"]
+        self.config_script = sets["r-rwg-redis-sentinel"]["initContainers"][0]["args"][0]
+        secrets = [yaml.safe_load(t) for k, n, t in out if k == "Secret" and n == "r-rwg-redis"]
+        self.assertEqual(len(secrets), int(self.AUTH))
+        self.password = (base64.b64decode(secrets[0]["data"]["password"]).decode()
+                         if self.AUTH else "")
+        self.redis = {}
+        self.sentinels = {}
+        self.addCleanup(self.stop_all)
+
+    def stop_all(self):
+        for p in list(self.redis.values()) + list(self.sentinels.values()):
+            p.kill()
+            p.wait(10)
+
+    def local(self, script, pod):
+        """The script with the cluster's names and paths replaced by this pod's."""
+        s = script
+        for name in ("r-rwg-redis-headless", "r-rwg-redis-sentinel"):
+            s = s.replace(f"$POD_NAME.{name}.ns.svc.cluster.local", "$ADDRESS")
+        for i in range(self.PODS):
+            s = s.replace(f"r-rwg-redis-{i}.r-rwg-redis-headless.ns.svc.cluster.local", self.ip(i))
+        for i in range(self.SENTINELS):
+            s = s.replace(f"r-rwg-redis-sentinel-{i}.r-rwg-redis-sentinel.ns.svc.cluster.local",
+                          self.sentinel_ip(i))
+        self.assertNotIn("cluster.local", s)
+        s = s.replace('nslookup "${master% *}"', "true")  # addresses need no resolving here
+        s = s.replace("/usr/bin/busybox", self.busybox).replace("/tmp/bin", f"{pod}/bin")
+        for d in ("conf", "data", "etc/redis-auth", "etc/redis"):
+            s = s.replace(f"/{d}/", f"{pod}/{d}/")
+        return s
+
+    def new_pod(self, name):
+        """A pod's directories, empty (its emptyDirs, and the Secret's files)."""
+        pod = os.path.join(self.tmp, name)
+        shutil.rmtree(pod, ignore_errors=True)
+        for d in ("bin", "conf", "data", "etc/redis-auth", "etc/redis"):
+            os.makedirs(os.path.join(pod, d))
+        if self.AUTH:  # the Secret's files, mounted
+            with open(os.path.join(pod, "etc/redis-auth/password"), "w") as f:
+                f.write(self.password)
+            with open(os.path.join(pod, "etc/redis/redis.conf"), "w") as f:
+                f.write(f"requirepass {self.password}\nmasterauth {self.password}\n")
+        return pod
+
+    def init_step(self, script, name, address):
+        pod = self.new_pod(name)
+        p = subprocess.run([self.busybox, "sh", "-c", self.local(script, pod)], text=True,
+                           env={"POD_NAME": name, "ADDRESS": address, "PATH": "/usr/bin:/bin"},
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        return pod, p.returncode, p.stdout
+
+    def start_redis(self, i):
+        """Pod i of the Redis StatefulSet: its init step, then redis-server as the container runs
+        it. Returns the init step's output."""
+        pod, rc, out = self.init_step(self.role_script, f"r-rwg-redis-{i}", self.ip(i))
+        self.assertEqual(rc, 0, out)
+        args = [a.replace("/conf/", f"{pod}/conf/") for a in self.redis_args]
+        args = [{"0.0.0.0": self.ip(i), "/data": f"{pod}/data"}.get(a, a) for a in args]
+        self.redis[i] = subprocess.Popen(["redis-server", *args, "--logfile", f"{pod}/log"])
+        rwgtest.wait_until(f"Redis pod {i} up", lambda: self.cli(self.ip(i), 6379, "PING",
+                                                                  check=False) == "PONG")
+        return out
+
+    def start_sentinel(self, i):
+        pod, rc, out = self.init_step(self.config_script, f"r-rwg-redis-sentinel-{i}",
+                                      self.sentinel_ip(i))
+        self.assertEqual(rc, 0, out)
+        self.sentinels[i] = subprocess.Popen(["redis-server", f"{pod}/conf/sentinel.conf",
+                                              "--sentinel", "--bind", self.sentinel_ip(i),
+                                              "--logfile", f"{pod}/log"])
+        rwgtest.wait_until(f"sentinel {i} up", lambda: self.cli(
+            self.sentinel_ip(i), 26379, "PING", check=False) == "PONG")
+        return out
+
+    @staticmethod
+    def kill(table, i):
+        p = table.pop(i)
+        p.kill()
+        p.wait(10)
+
+    def cli(self, host, port, *args, check=True):
+        auth = ["--no-auth-warning", "-a", self.password] if self.AUTH else []
+        p = subprocess.run(["redis-cli", "-h", host, "-p", str(port), *auth, *args], text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        if check:
+            self.assertEqual(p.returncode, 0, p.stdout)
+        return p.stdout.strip()
+
+    def named_master(self):
+        """The master's address if every running sentinel names the same one, else None."""
+        named = {self.cli(self.sentinel_ip(i), 26379, "SENTINEL", "get-master-addr-by-name",
+                          "rwg", check=False).split("\n")[0] for i in self.sentinels}
+        return named.pop() if len(named) == 1 else None
+
+    def sentinels_down_after(self, ms):
+        for i in self.sentinels:
+            self.cli(self.sentinel_ip(i), 26379, "SENTINEL", "SET", "rwg",
+                     "down-after-milliseconds", str(ms))
+
+    def logs(self):
+        """The last lines of every sentinel's log."""
+        out = []
+        for i in range(self.SENTINELS):
+            path = os.path.join(self.tmp, f"r-rwg-redis-sentinel-{i}", "log")
+            if os.path.exists(path):
+                with open(path, errors="replace") as f:
+                    out += [f"sentinel {i}: {line.rstrip()}" for line in f.readlines()[-8:]]
+        return "\n".join(out)
+
+    def role(self, i):
+        return self.cli(self.ip(i), 6379, "ROLE").split("\n")
+
+    def keys_everywhere(self, want):
+        return all(self.cli(self.ip(i), 6379, "DBSIZE") == str(want) for i in self.redis)
+
+    def test_no_failure_starts_an_empty_master(self):
+        # First start, everything at once: pod 0 is the master, the others its replicas.
+        for i in range(self.SENTINELS):
+            self.assertIn(f"monitoring {self.ip(0)} 6379", self.start_sentinel(i))
+        self.assertNotIn("replicaof", self.start_redis(0))
+        for i in (1, 2):
+            self.assertIn(f"replicaof {self.ip(0)} 6379", self.start_redis(i))
+        for i in range(50):
+            self.cli(self.ip(0), 6379, "SET", f"binding:{i}", "x")
+        rwgtest.wait_until("replicated", lambda: self.keys_everywhere(50), timeout=10)
+        try:
+            rwgtest.wait_until("both replicas seen by the sentinels", lambda: all(
+                self.cli(self.sentinel_ip(i), 26379, "SENTINEL", "replicas", "rwg").count(
+                    "\nflags\nslave\n") == 2 for i in self.sentinels), timeout=30)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: " + self.cli(self.sentinel_ip(0), 26379, "SENTINEL",
+                                                     "replicas", "rwg")) from None
+
+        # The master's pod is started again (its data was in its emptyDir) while the sentinels
+        # still name it: its init step waits for a failover, and when none comes it fails
+        # rather than start an empty master that the replicas would copy.
+        self.sentinels_down_after(600000)
+        self.kill(self.redis, 0)
+        _, rc, out = self.init_step(self.role_script, "r-rwg-redis-0", self.ip(0))
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("waiting for a failover", out)
+        self.assertIn("not starting as an empty master", out)
+        self.assertTrue(self.keys_everywhere(50))
+        # Once the sentinels fail over, the same step makes it a replica of the new master.
+        # (Not straight back to 1 s: Sentinel promotes no replica whose link to the master has
+        # been down for longer than ten times that plus the time the master was seen down.)
+        self.sentinels_down_after(10000)
+        try:
+            rwgtest.wait_until("a replica promoted", lambda: self.named_master() not in (
+                None, self.ip(0)), timeout=60)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.logs()}") from None
+        first = self.named_master()
+        self.sentinels_down_after(1000)
+        self.assertIn(f"replicaof {first} 6379", self.start_redis(0))
+        rwgtest.wait_until("pod 0 holds the data again", lambda: self.keys_everywhere(50),
+                           timeout=20)
+
+        # The master and every sentinel go at once (a node lost, a careless delete). Nobody
+        # names a master: the replica holding the most is promoted, not an empty pod 0.
+        m = next(i for i in self.redis if self.ip(i) == first)
+        other = next(i for i in self.redis if i != m and i != 0)
+        self.cli(first, 6379, "SET", "binding:last", "x")
+        self.cli(first, 6379, "WAIT", "2", "2000")
+        for i in list(self.sentinels):
+            self.kill(self.sentinels, i)
+        self.kill(self.redis, m)
+        self.assertEqual(self.cli(self.ip(0), 6379, "DBSIZE"), "51")
+        self.assertEqual(self.cli(self.ip(other), 6379, "DBSIZE"), "51")
+        out = self.start_redis(m)
+        self.assertIn("promoting the replica holding the most", out)
+        promoted = next(i for i in (0, other) if self.role(i)[0] == "master")
+        self.assertIn(f"replicaof {self.ip(promoted)} 6379", out)
+        for i in range(self.SENTINELS):
+            self.assertIn(f"monitoring {self.ip(promoted)} 6379", self.start_sentinel(i))
+        rwgtest.wait_until("every Redis pod following the promoted one", lambda: all(
+            self.role(i)[0] == "slave" and self.role(i)[1] == self.ip(promoted)
+            for i in self.redis if i != promoted), timeout=20)
+        self.cli(self.ip(promoted), 6379, "SET", "binding:after", "x")
+        rwgtest.wait_until("nothing lost, written everywhere", lambda: self.keys_everywhere(52),
+                           timeout=20)
+        self.assertEqual(self.named_master(), self.ip(promoted))
+        if self.AUTH:  # Redis and the sentinels refuse a client without the password
+            for host, port in ((self.ip(promoted), 6379), (self.sentinel_ip(0), 26379)):
+                p = subprocess.run(["redis-cli", "-h", host, "-p", str(port), "PING"], text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+                self.assertIn("NOAUTH", p.stdout)
+
+
+class SentinelInitStepsWithoutAuthTest(SentinelInitStepsTest):
+    """The same with redis.auth false: no password anywhere, the steps' commands unauthenticated."""
+    AUTH = False
 
 
 if __name__ == "__main__":

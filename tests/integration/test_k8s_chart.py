@@ -652,52 +652,88 @@ class K8sChartTest(unittest.TestCase):
             self.assertGreaterEqual(sum(heard), max(4, len(heard) * 0.6),
                                     f"{p.dir}: {other.tone} Hz not heard after the relay was back")
 
-    def sentinel_master(self):
-        """The master's host as the first sentinel answering names it ("" when none does)."""
-        if not hasattr(self, "sentinel_ports"):  # one port-forward per sentinel pod, kept
-            self.redis_password = self.secret("rwg-redis", "password")
-            self.sentinel_ports = [self.port_forward(f"rwg-redis-sentinel-{i}", 26379, kind="pod")
-                                   for i in range(3)]
-        for port in self.sentinel_ports:
-            out = run("redis-cli", "-p", str(port), "--no-auth-warning", "-a",
-                      self.redis_password, "SENTINEL", "get-master-addr-by-name", "rwg",
-                      check=False, timeout=10)
-            if out.strip() and "rwg-redis-" in out:
-                return out.split()[0]
-        return ""
+    def redis_ask(self, pod, *command, port=6379):
+        """One command to a Redis pod (port 6379) or a sentinel (26379), sent from inside the pod
+        (kubectl exec, busybox nc: nothing to keep open across the pod's restarts). The reply's
+        lines without RESP's type and length lines; [] when nothing answers."""
+        container = "sentinel" if port == 26379 else "redis"
+        auth = f"AUTH {self.redis_password}\r\n" if self.redis_password else ""
+        out = self.kubectl("-n", NS, "exec", pod, "-c", container, "--", "/usr/bin/busybox",
+                           "sh", "-c", f'printf "%s" "$0" | /usr/bin/busybox timeout 3 '
+                           f'/usr/bin/busybox nc 127.0.0.1 {port}',
+                           auth + " ".join(command) + "\r\n", check=False, timeout=30)
+        lines = out.replace("\r", "").split("\n")
+        if auth and lines and lines[0] == "+OK":
+            lines = lines[1:]
+        return [line.lstrip("+:") for line in lines if line and line[0] not in "*$"]
+
+    def sentinel_master(self, everyone=False):
+        """The master's pod as the first sentinel answering names it ("rwg-redis-N"; "" when
+        none does). everyone: only when all three answer and agree."""
+        named = set()
+        for i in range(3):
+            got = self.redis_ask(f"rwg-redis-sentinel-{i}", "SENTINEL", "get-master-addr-by-name",
+                                 "rwg", port=26379)
+            host = got[0].split(".")[0] if got and got[0].startswith("rwg-redis-") else ""
+            if host and not everyone:
+                return host
+            named.add(host)
+        return named.pop() if len(named) == 1 else ""
 
     def redis_role(self, pod):
-        port = self.port_forward(pod, 6379, kind="pod")
-        return run("redis-cli", "-p", str(port), "--no-auth-warning", "-a",
-                   self.secret("rwg-redis", "password"), "ROLE", check=False).split()
+        """ROLE of a Redis pod: ["master", ...] or ["slave", "<master's pod>", ...]."""
+        role = self.redis_ask(pod, "ROLE")
+        if len(role) > 1 and role[0] == "slave":
+            role[1] = role[1].split(".")[0]
+        return role
+
+    def sentinels_set(self, option, value):
+        for i in range(3):
+            self.assertEqual(self.redis_ask(f"rwg-redis-sentinel-{i}", "SENTINEL", "SET", "rwg",
+                                            option, value, port=26379), ["OK"])
+
+    def pod_back(self, pod, uid, timeout=180):
+        """Waits until `pod` is a new pod (not `uid`), Ready."""
+        def ready():
+            try:
+                p = json.loads(self.kubectl("-n", NS, "get", "pod", pod, "-o", "json",
+                                            check=False))
+            except ValueError:
+                return False
+            return p["metadata"]["uid"] != uid and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions", []))
+        rwgtest.wait_until(f"{pod} back", ready, timeout=timeout)
+
+    def uid(self, pod):
+        return self.kubectl("-n", NS, "get", "pod", pod, "-o", "jsonpath={.metadata.uid}")
 
     def test_redis_sentinel(self):
-        """redis.sentinel: two Redis pods and three sentinels. A phone registers; the master's
-        pod is deleted; the sentinels promote the replica; the services follow it; the binding
-        written before is still there and the phone registers again; the deleted pod comes back
-        as a replica of the new master (its init step asked the sentinels)."""
+        """redis.sentinel: three Redis pods and three sentinels. A phone registers, then:
+        - the master's pod is deleted: the sentinels promote a replica; the services follow it;
+          the binding written before is still there and the phone registers again; the deleted
+          pod comes back as a replica of the new master (its init step asked the sentinels);
+        - the new master's pod is deleted while the sentinels are slow to notice: it comes back
+          empty and named the master, and waits for the failover instead of starting as an
+          empty master its replicas would copy;
+        - that master's pod and all three sentinels are deleted at once: nobody names a master
+          any more, the replica holding the data is promoted (not an empty pod), and the
+          binding is still there."""
         t = time.monotonic()
         self.helm("install", "rwg", CHART, "-n", NS, "--create-namespace", "-f", self.values(
-            redis={"sentinel": {"enabled": True, "downAfterMilliseconds": 2000,
+            redis={"sentinel": {"enabled": True, "replicas": 2, "downAfterMilliseconds": 2000,
                                 "failoverTimeoutMilliseconds": 10000}},
             sync={"enabled": False}, tma={"enabled": False},
             sipEdge={"replicas": 1}, control={"replicas": 1}, provisioning={"replicas": 1},
             mediaRelay={"instances": 1, "portMin": 21000, "portMax": 21499, "workers": 1}),
             "--wait", "--timeout", "8m")
         self.timings["helm install with Sentinel --wait"] = time.monotonic() - t
-        first = self.sentinel_master()
-        self.assertTrue(first.startswith("rwg-redis-0.rwg-redis-headless."), first)
-        self.assertEqual(self.redis_role("rwg-redis-1")[0], "slave")
+        self.redis_password = self.secret("rwg-redis", "password")
+        self.assertEqual(self.sentinel_master(everyone=True), "rwg-redis-0")
+        for pod in ("rwg-redis-1", "rwg-redis-2"):
+            self.assertEqual(self.redis_role(pod)[:2], ["slave", "rwg-redis-0"])
         self.phone_1001_registered()
         time.sleep(2)  # replicated (and past Redis's once-a-second AOF write)
-
-        t = time.monotonic()
-        self.kubectl("-n", NS, "delete", "pod", "rwg-redis-0", "--wait=false")
-        rwgtest.wait_until("the replica promoted", lambda: self.sentinel_master().startswith(
-            "rwg-redis-1."), timeout=90)
-        self.timings["Redis master deleted: replica promoted"] = time.monotonic() - t
-        # The binding written before the master went, read through the new master (control
-        # follows it too), before the phone registers again.
         self.ctl_port = self.port_forward()
 
         def binding_kept():
@@ -708,25 +744,78 @@ class K8sChartTest(unittest.TestCase):
             if p.returncode != 0:
                 return False  # control not on the new master yet (UNAVAILABLE)
             return any(r["set_username"] == "1001" for r in json.loads(p.stdout)["registrations"])
-        rwgtest.wait_until("the binding read through the new master", binding_kept, timeout=60)
 
         def registers():
             phone, answer = self.phone_register()
             phone.close()
             return answer.startswith("SIP/2.0 200")
+
+        # 1. The master's pod deleted.
+        t = time.monotonic()
+        uid = self.uid("rwg-redis-0")
+        self.kubectl("-n", NS, "delete", "pod", "rwg-redis-0", "--wait=false")
+        rwgtest.wait_until("a replica promoted", lambda: self.sentinel_master() in (
+            "rwg-redis-1", "rwg-redis-2"), timeout=90)
+        first = self.sentinel_master()
+        self.timings["Redis master deleted: replica promoted"] = time.monotonic() - t
+        # The binding written before the master went, read through the new master (control
+        # follows it too), before the phone registers again.
+        rwgtest.wait_until("the binding read through the new master", binding_kept, timeout=60)
         rwgtest.wait_until("the phone registers through the new master", registers, timeout=60)
         self.timings["Redis master deleted: phone registered again"] = time.monotonic() - t
         self.assertIn("1001", self.rwgctl(self.ctl_port, "device", "list"))
         edge = self.kubectl("-n", NS, "logs", "deploy/rwg-sip-edge")
         self.assertIn("Redis master changed; following it", edge)
-        self.kubectl("-n", NS, "wait", "--for=condition=Ready", "pod/rwg-redis-0",
-                     "--timeout=180s", timeout=200)
-        role = self.redis_role("rwg-redis-0")
-        self.assertEqual(role[0], "slave", role)
-        self.assertTrue(role[1].startswith("rwg-redis-1."), role)
+        self.pod_back("rwg-redis-0", uid)
+        self.assertEqual(self.redis_role("rwg-redis-0")[:2], ["slave", first])
         # Its init step asked the sentinels: it started as the new master's replica.
-        self.assertIn("replicaof rwg-redis-1.", self.kubectl("-n", NS, "logs", "rwg-redis-0",
-                                                             "-c", "role"))
+        self.assertIn(f"replicaof {first}.", self.kubectl("-n", NS, "logs", "rwg-redis-0",
+                                                           "-c", "role"))
+
+        # 2. The new master's pod deleted while the sentinels take long to call it down: it
+        # comes back empty, still named the master, and waits.
+        self.sentinels_set("down-after-milliseconds", "600000")
+        uid = self.uid(first)
+        self.kubectl("-n", NS, "delete", "pod", first, "--wait=false")
+        rwgtest.wait_until("the emptied master waiting for a failover", lambda: (
+            "waiting for a failover" in self.kubectl("-n", NS, "logs", first, "-c", "role",
+                                                     check=False)), timeout=120)
+        self.assertEqual(self.sentinel_master(everyone=True), first)
+        t = time.monotonic()
+        # (Not straight back to 2 s: Sentinel promotes no replica whose link to the master has
+        # been down for longer than ten times that plus the time the master was seen down.)
+        self.sentinels_set("down-after-milliseconds", "15000")
+        rwgtest.wait_until("another replica promoted", lambda: self.sentinel_master(
+            everyone=True) not in ("", first), timeout=90)
+        second = self.sentinel_master()
+        self.sentinels_set("down-after-milliseconds", "2000")
+        self.pod_back(first, uid)
+        self.timings["emptied master waited: back as a replica"] = time.monotonic() - t
+        self.assertEqual(self.redis_role(first)[:2], ["slave", second])
+        rwgtest.wait_until("the binding read through the new master", binding_kept, timeout=60)
+
+        # 3. That master and every sentinel deleted at once.
+        t = time.monotonic()
+        uids = {p: self.uid(p) for p in (second, *(f"rwg-redis-sentinel-{i}" for i in range(3)))}
+        self.kubectl("-n", NS, "delete", "pod", *uids, "--wait=false")
+        for pod, uid in uids.items():
+            self.pod_back(pod, uid)
+        rwgtest.wait_until("the sentinels agreeing on a master", lambda: self.sentinel_master(
+            everyone=True) not in ("", second), timeout=90)
+        third = self.sentinel_master()
+        self.timings["master and sentinels deleted: a master again"] = time.monotonic() - t
+        logs = "".join(self.kubectl("-n", NS, "logs", p, "-c", c, check=False)
+                       for p, c in ((second, "role"), *((f"rwg-redis-sentinel-{i}", "config")
+                                                        for i in range(3))))
+        self.assertIn(f"promoting the replica holding the most, {third}.", logs)
+        for pod in {"rwg-redis-0", "rwg-redis-1", "rwg-redis-2"} - {third}:
+            rwgtest.wait_until(f"{pod} a replica of {third}", lambda: self.redis_role(
+                pod)[:2] == ["slave", third], timeout=60)
+        rwgtest.wait_until("the binding read through the promoted replica", binding_kept,
+                           timeout=90)
+        rwgtest.wait_until("the phone registers through it", registers, timeout=60)
+        self.timings["master and sentinels deleted: phone registered again"] = (
+            time.monotonic() - t)
         self.helm("uninstall", "rwg", "-n", NS, "--wait", "--timeout", "5m")
 
     def redis_over_tls(self):

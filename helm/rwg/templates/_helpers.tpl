@@ -79,8 +79,9 @@ app.kubernetes.io/part-of: rwg
 {{- end -}}
 {{/* Shell functions of the Redis and sentinel pods' init containers (busybox from the Redis
 image): ask_master prints "host port" of the master the sentinels name now (nothing when none
-answers), ask_replicas how many replicas they know (0 when none answers), ask_redis_master
-"host port" of a Redis pod that says it is a master (nothing when none does). */}}
+answers), ask_live_replicas how many replicas they see up (0 when none answers),
+ask_redis_master "host port" of a Redis pod that says it is a master (nothing when none does),
+find_master "host port" of the master this pod should follow (nothing on a first start). */}}
 {{- define "rwg.sentinelShell" -}}
 mkdir -p /tmp/bin && /usr/bin/busybox --install -s /tmp/bin && export PATH=/tmp/bin
 PASSWORD=""
@@ -104,13 +105,48 @@ ask_master() {
     if [ -n "$r" ]; then echo "$r"; return; fi
   done
 }
-ask_replicas() {
+# Replicas a failover could promote: not down and linked to the sentinels.
+ask_live_replicas() {
   for s in $SENTINELS; do
-    r=$(sentinel_cmd "$s" "SENTINEL replicas {{ .Values.redis.sentinel.masterName }}" |
-      awk '/^\*[0-9]+$/ {print substr($0, 2); exit}')
-    if [ -n "$r" ]; then echo "$r"; return; fi
+    r=$(sentinel_cmd "$s" "SENTINEL replicas {{ .Values.redis.sentinel.masterName }}")
+    if echo "$r" | grep -q '^\*'; then  # an array: this sentinel answered
+      echo "$r" | awk '/^[*$+]/ {next} k == "flags" {if ($0 !~ /s_down|o_down|disconnected/) n++}
+        {k = $0} END {print n + 0}'
+      return
+    fi
   done
   echo 0
+}
+# The Redis pod holding data as a replica with the highest replication offset ("host port").
+best_replica() {
+  best=""; most=-1
+  for h in $REDIS_PODS; do
+    off=$(redis_cmd "$h" 6379 INFO | awk -F: '/^role:/ {r = $2} /^slave_repl_offset:/ {o = $2}
+      /^db[0-9]+:keys=/ {k = 1} END {if (r == "slave" && k) print o}')
+    if [ -n "$off" ] && [ "$off" -gt "$most" ]; then best=$h; most=$off; fi
+  done
+  if [ -n "$best" ]; then echo "$best 6379"; fi
+}
+# The master the sentinels name; when none answers, a Redis pod that says it is the master.
+# When neither (the master and every sentinel went together), the replica holding the most
+# data is promoted, as a failover would, and the other replicas are pointed to it: a master
+# started empty (pod 0's fallback) would empty them. Nothing: a first start.
+find_master() {
+  m=$(ask_master)
+  if [ -z "$m" ]; then m=$(ask_redis_master); fi
+  if [ -z "$m" ]; then
+    m=$(best_replica)
+    if [ -n "$m" ]; then
+      echo "no sentinel and no master answers: promoting the replica holding the most, ${m% *}" >&2
+      redis_cmd "${m% *}" 6379 "REPLICAOF NO ONE" >&2
+      for h in $REDIS_PODS; do
+        if [ "$h" != "${m% *}" ] && redis_cmd "$h" 6379 ROLE | grep -qx slave; then
+          redis_cmd "$h" 6379 "REPLICAOF $m" >&2
+        fi
+      done
+    fi
+  fi
+  echo "$m"
 }
 {{- end -}}
 {{/* "true" when the services reach an external Redis over TLS (the chart's own Redis has none). */}}
