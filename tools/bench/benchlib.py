@@ -1,7 +1,39 @@
-"""Helpers shared by the SIP benchmarks in tools/bench (sip-register, calls)."""
+"""Helpers shared by the benchmarks in tools/bench."""
 import csv
 import os
+import statistics
 import subprocess
+
+# A comparison repeated in rounds is "not measurable" when its rounds' ratios spread wider than
+# this (highest - lowest, over the median): the machine's noise, not the two programs, would
+# decide the figure.
+MAX_SPREAD = 0.5
+
+
+def summary(values):
+    """(median, lowest, highest, spread) of repeated measurements; spread is (highest - lowest)
+    / median (0 for one value)."""
+    med = statistics.median(values)
+    lo, hi = min(values), max(values)
+    return med, lo, hi, ((hi - lo) / med if med else float("inf"))
+
+
+def result_line(name, label, ratios, why_not=""):
+    """The RESULT line of a comparison repeated in rounds: the median of the rounds' ratios,
+    their spread and range. A round that could not give a ratio is None: when none did, or the
+    spread is over MAX_SPREAD, the figure is `not-measurable` (followed by what was seen),
+    never a ratio of 0."""
+    got = [r for r in ratios if r is not None]
+    tail = f"rounds={len(got)}/{len(ratios)}"
+    if not got:
+        return f"RESULT {name} {label}=not-measurable {tail}" + (f" ({why_not})" if why_not else "")
+    med, lo, hi, spread = summary(got)
+    figures = f"spread={100 * spread:.0f}% range={lo:.2f}-{hi:.2f} {tail}"
+    if spread > MAX_SPREAD or len(got) * 2 <= len(ratios):
+        return (f"RESULT {name} {label}=not-measurable median={med:.2f} {figures} (the rounds "
+                f"disagree beyond {100 * MAX_SPREAD:.0f}%, or most gave no figure"
+                + (f"; {why_not}" if why_not else "") + ")")
+    return f"RESULT {name} {label}={med:.2f} {figures}"
 
 
 def pinned(cpu, argv):
