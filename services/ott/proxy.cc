@@ -183,10 +183,13 @@ bool DroppedResponseField(http::field f) {
   }
 }
 
+// Beast's string_view as Abseil's.
+absl::string_view Sv(beast::string_view v) { return {v.data(), v.size()}; }
+
 // The tokens of the Connection header: the fields they name are hop-by-hop too.
 std::vector<std::string> ConnectionTokens(beast::string_view value) {
   std::vector<std::string> out;
-  for (absl::string_view t : absl::StrSplit(absl::string_view(value.data(), value.size()), ',')) {
+  for (absl::string_view t : absl::StrSplit(Sv(value), ',')) {
     t = absl::StripAsciiWhitespace(t);
     if (!t.empty() && out.size() < 16) out.push_back(absl::AsciiStrToLower(t));
   }
@@ -196,8 +199,7 @@ std::vector<std::string> ConnectionTokens(beast::string_view value) {
 // The Cookie header without rwg's own cookie; the value of rwg's cookie in `ours`.
 std::string StripOurCookie(beast::string_view header, std::string* ours) {
   std::vector<absl::string_view> kept;
-  for (absl::string_view pair :
-       absl::StrSplit(absl::string_view(header.data(), header.size()), ';')) {
+  for (absl::string_view pair : absl::StrSplit(Sv(header), ';')) {
     absl::string_view p = absl::StripAsciiWhitespace(pair);
     if (p.empty()) continue;
     if (absl::StartsWith(p, kCookie) && p.size() > kCookie.size() && p[kCookie.size()] == '=') {
@@ -449,8 +451,6 @@ awaitable<beast::error_code> ReadBody(Stream& stream, beast::flat_buffer& buf,
     buf.commit(n);
   }
 }
-
-absl::string_view Sv(beast::string_view v) { return {v.data(), v.size()}; }
 
 // One piece of a body as it goes on the wire, chunked or as it is: parts[0..count).
 struct Framed {
@@ -912,8 +912,7 @@ awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::f
       (req.count(http::field::content_length) > 0 || !req.chunked())) {
     co_return co_await refuse(400, "bad_request", "bad transfer-encoding\n", false);
   }
-  absl::StatusOr<std::string> path =
-      NormalizePath(absl::string_view(req.target().data(), req.target().size()));
+  absl::StatusOr<std::string> path = NormalizePath(Sv(req.target()));
   if (!path.ok()) {
     co_return co_await refuse(400, "bad_request", absl::StrCat(path.status().message(), "\n"),
                               true);

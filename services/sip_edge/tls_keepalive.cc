@@ -325,10 +325,17 @@ extern "C" void* tls_init_master(void* issues) {
   auto& h = rwg::sip_edge::H();
   void* tls = h.init_master(issues);
   if (tls == nullptr) return tls;
+  const auto* head = static_cast<const SofiaTlsHead*>(tls);
+  const bool laid_out = head->ctx != nullptr && head->con == nullptr && head->type == 0;
+  if (laid_out) {
+    // A connection holds no record buffers while it is idle (a phone between two
+    // re-registrations): OpenSSL frees each when it is empty and takes it again for the next
+    // record, as nginx has it.
+    SSL_CTX_set_mode(head->ctx, SSL_MODE_RELEASE_BUFFERS);
+  }
   absl::MutexLock lock(&h.mu);
   if (h.certificate == nullptr) return tls;
-  const auto* head = static_cast<const SofiaTlsHead*>(tls);
-  if (head->ctx == nullptr || head->con != nullptr || head->type != 0) {
+  if (!laid_out) {
     rwg::core::log::Error(
         "sofia-sip's TLS context is not laid out as expected; certificates "
         "will not be read again without a restart");

@@ -8,6 +8,7 @@ import re
 import os
 import selectors
 import signal
+import random
 import socket
 import subprocess
 import tempfile
@@ -45,17 +46,38 @@ def shard_tests(tests):
     return unittest.TestSuite(t for i, t in enumerate(flat) if i % n == k - 1)
 
 
+def _port_range():
+    """Where free_port chooses: below the kernel's ephemeral ports, which outgoing connections
+    (of this test or of another one running beside it) take; below rwg's default media ports
+    (20000-31000: control refuses a SIP port in them) and Kubernetes' NodePorts; above the
+    cluster's own (etcd, kubelet: 2379-10259)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return 12000, min(low, 20000)
+
+
 def free_port():
-    """A free TCP port, never one this process was given before: ports are often chosen
-    several at a time before anything listens on them, and the kernel may offer the same one
-    twice."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    """A free TCP and UDP port, never one this process was given before: ports are often
+    chosen several at a time before anything listens on them. Chosen at random outside the
+    ephemeral range: a port the kernel offered for bind(0) was often taken, before the service
+    listened on it, by an outgoing connection of a test running beside."""
+    low, high = _port_range()
+    for _ in range(10000):
+        port = random.randrange(low, high)
+        if port in _handed_out:
+            continue
+        try:
+            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
+    raise AssertionError(f"no free port left in {low}-{high}")
 
 
 def process_cpu_seconds(pids):
