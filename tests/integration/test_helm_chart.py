@@ -7,6 +7,7 @@ Needs the helm binary: RWG_HELM, else the one `./tools/rwg k8s deps` puts in the
 Installing on a real cluster: test_k8s_chart.
 """
 import base64
+import concurrent.futures
 import glob
 import os
 import shutil
@@ -1049,10 +1050,10 @@ class SentinelInitStepsTest(ChartCase):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
         return pod, p.returncode, p.stdout
 
-    def start_redis(self, i):
-        """Pod i of the Redis StatefulSet: its init step, then redis-server as the container runs
-        it. Returns the init step's output."""
-        pod, rc, out = self.init_step(self.role_script, f"r-rwg-redis-{i}", self.ip(i))
+    def start_redis(self, i, init=None):
+        """Pod i of the Redis StatefulSet: its init step (unless `init`, its result, is given),
+        then redis-server as the container runs it. Returns the init step's output."""
+        pod, rc, out = init or self.init_step(self.role_script, f"r-rwg-redis-{i}", self.ip(i))
         self.assertEqual(rc, 0, out)
         args = [a.replace("/conf/", f"{pod}/conf/") for a in self.redis_args]
         args = [{"0.0.0.0": self.ip(i), "/data": f"{pod}/data"}.get(a, a) for a in args]
@@ -1061,9 +1062,9 @@ class SentinelInitStepsTest(ChartCase):
                                                                   check=False) == "PONG")
         return out
 
-    def start_sentinel(self, i):
-        pod, rc, out = self.init_step(self.config_script, f"r-rwg-redis-sentinel-{i}",
-                                      self.sentinel_ip(i))
+    def start_sentinel(self, i, init=None):
+        pod, rc, out = init or self.init_step(self.config_script, f"r-rwg-redis-sentinel-{i}",
+                                              self.sentinel_ip(i))
         self.assertEqual(rc, 0, out)
         self.sentinels[i] = subprocess.Popen(["redis-server", f"{pod}/conf/sentinel.conf",
                                               "--sentinel", "--bind", self.sentinel_ip(i),
@@ -1167,12 +1168,23 @@ class SentinelInitStepsTest(ChartCase):
         self.kill(self.redis, m)
         self.assertEqual(self.cli(self.ip(0), 6379, "DBSIZE"), "51")
         self.assertEqual(self.cli(self.ip(other), 6379, "DBSIZE"), "51")
-        out = self.start_redis(m)
-        self.assertIn("promoting the replica holding the most", out)
+        # The pod's and the three sentinels' init steps all run at once, as they do when the
+        # pods come back together: they must choose the same replica, and promote only it.
+        with concurrent.futures.ThreadPoolExecutor(1 + self.SENTINELS) as pool:
+            role = pool.submit(self.init_step, self.role_script, f"r-rwg-redis-{m}", self.ip(m))
+            configs = [pool.submit(self.init_step, self.config_script,
+                                   f"r-rwg-redis-sentinel-{i}", self.sentinel_ip(i))
+                       for i in range(self.SENTINELS)]
+            role, configs = role.result(), [c.result() for c in configs]
+        out = self.start_redis(m, init=role)
         promoted = next(i for i in (0, other) if self.role(i)[0] == "master")
+        self.assertEqual([i for i in (0, other) if self.role(i)[0] == "master"], [promoted])
+        self.assertIn(f"promoting the replica holding the most, {self.ip(promoted)}",
+                      out + "".join(c[2] for c in configs))
         self.assertIn(f"replicaof {self.ip(promoted)} 6379", out)
         for i in range(self.SENTINELS):
-            self.assertIn(f"monitoring {self.ip(promoted)} 6379", self.start_sentinel(i))
+            self.assertIn(f"monitoring {self.ip(promoted)} 6379",
+                          self.start_sentinel(i, init=configs[i]))
         rwgtest.wait_until("every Redis pod following the promoted one", lambda: all(
             self.role(i)[0] == "slave" and self.role(i)[1] == self.ip(promoted)
             for i in self.redis if i != promoted), timeout=20)

@@ -79,11 +79,11 @@ app.kubernetes.io/part-of: rwg
 {{- end -}}
 {{/* Shell functions of the Redis and sentinel pods' init containers (busybox from the Redis
 image): ask_master prints "host port" of the master the sentinels name now (nothing when none
-answers), ask_live_replicas how many replicas they see up (0 when none answers),
-ask_redis_master "host port" of a Redis pod that says it is a master (nothing when none does),
-find_master "host port" of the master this pod should follow (nothing on a first start). */}}
+answers), ask_live_replicas how many replicas the sentinels see up (the most any of them
+sees; 0 when none answers), scan_redis what the Redis pods say (below), find_master
+"host port" of the master this pod should follow (nothing on a first start). */}}
 {{- define "rwg.sentinelShell" -}}
-mkdir -p /tmp/bin && /usr/bin/busybox --install -s /tmp/bin && export PATH=/tmp/bin
+mkdir -p /tmp/bin && /usr/bin/busybox --install -s /tmp/bin && export PATH=/tmp/bin || exit 1
 PASSWORD=""
 if [ -f /etc/redis-auth/password ]; then PASSWORD=$(cat /etc/redis-auth/password); fi
 SENTINELS="{{ range $i, $h := splitList "," (include "rwg.sentinelHosts" .) }}{{ if $i }} {{ end }}{{ trimSuffix ":26379" $h }}{{ end }}"
@@ -93,11 +93,6 @@ redis_cmd() {
     timeout 3 nc "$1" "$2" 2>/dev/null | tr -d '\r'
 }
 sentinel_cmd() { redis_cmd "$1" 26379 "$2"; }
-ask_redis_master() {
-  for h in $REDIS_PODS; do
-    if redis_cmd "$h" 6379 ROLE | grep -qx master; then echo "$h 6379"; return; fi
-  done
-}
 ask_master() {
   for s in $SENTINELS; do
     r=$(sentinel_cmd "$s" "SENTINEL get-master-addr-by-name {{ .Values.redis.sentinel.masterName }}" |
@@ -105,47 +100,72 @@ ask_master() {
     if [ -n "$r" ]; then echo "$r"; return; fi
   done
 }
-# Replicas a failover could promote: not down and linked to the sentinels.
+# Replicas a failover could promote: not down and linked to the sentinels. The most any
+# sentinel sees (one just restarted knows none yet).
 ask_live_replicas() {
+  most=0
   for s in $SENTINELS; do
     r=$(sentinel_cmd "$s" "SENTINEL replicas {{ .Values.redis.sentinel.masterName }}")
     if echo "$r" | grep -q '^\*'; then  # an array: this sentinel answered
-      echo "$r" | awk '/^[*$+]/ {next} k == "flags" {if ($0 !~ /s_down|o_down|disconnected/) n++}
-        {k = $0} END {print n + 0}'
-      return
+      n=$(echo "$r" | awk '/^[*$+]/ {next} k == "flags" {if ($0 !~ /s_down|o_down|disconnected/) n++}
+        {k = $0} END {print n + 0}')
+      if [ "$n" -gt "$most" ]; then most=$n; fi
     fi
   done
-  echo 0
+  echo "$most"
 }
-# The Redis pod holding data as a replica with the highest replication offset ("host port").
-best_replica() {
+# What one Redis pod says: "master", "live <host> <port>" (a replica linked to its master,
+# which is alive), "data <offset>" (a replica holding data, its master gone), or nothing.
+redis_state() {
+  redis_cmd "$1" 6379 INFO | awk -F: '/^role:/ {r = $2} /^master_host:/ {h = $2}
+    /^master_port:/ {p = $2} /^master_link_status:/ {l = $2} /^slave_repl_offset:/ {o = $2}
+    /^db[0-9]+:keys=/ {k = 1}
+    END {if (r == "master") print "master"; else if (r == "slave" && l == "up") print "live " h " " p;
+      else if (r == "slave" && k) print "data " o}'
+}
+# One pass over the Redis pods: "master <host> <port>" when one says it is the master or a
+# replica is linked to a live one; else "replica <host> <port>", the replica holding data with
+# the highest replication offset (the first on a tie); else nothing. Steps running at once
+# choose alike: with the master gone the offsets stand still, and a replica already promoted
+# by another step, or pointed to it, reads as a master.
+scan_redis() {
   best=""; most=-1
   for h in $REDIS_PODS; do
-    off=$(redis_cmd "$h" 6379 INFO | awk -F: '/^role:/ {r = $2} /^slave_repl_offset:/ {o = $2}
-      /^db[0-9]+:keys=/ {k = 1} END {if (r == "slave" && k) print o}')
-    if [ -n "$off" ] && [ "$off" -gt "$most" ]; then best=$h; most=$off; fi
+    st=$(redis_state "$h")
+    case "$st" in
+      master) echo "master $h 6379"; return ;;
+      live\ *) echo "master ${st#live }"; return ;;
+      data\ *) if [ "${st#data }" -gt "$most" ]; then best=$h; most=${st#data }; fi ;;
+    esac
   done
-  if [ -n "$best" ]; then echo "$best 6379"; fi
+  if [ -n "$best" ]; then echo "replica $best 6379"; fi
 }
-# The master the sentinels name; when none answers, a Redis pod that says it is the master.
-# When neither (the master and every sentinel went together), the replica holding the most
-# data is promoted, as a failover would, and the other replicas are pointed to it: a master
-# started empty (pod 0's fallback) would empty them. Nothing: a first start.
+# The master the sentinels name; when none answers, what the Redis pods say. When no master
+# is left (it went with every sentinel), the replica holding the most data is promoted, as a
+# failover would, and the other replicas are pointed to it: a master started empty (pod 0's
+# fallback) would empty them. Nothing: a first start (or a promotion that failed).
 find_master() {
   m=$(ask_master)
-  if [ -z "$m" ]; then m=$(ask_redis_master); fi
-  if [ -z "$m" ]; then
-    m=$(best_replica)
-    if [ -n "$m" ]; then
-      echo "no sentinel and no master answers: promoting the replica holding the most, ${m% *}" >&2
-      redis_cmd "${m% *}" 6379 "REPLICAOF NO ONE" >&2
-      for h in $REDIS_PODS; do
-        if [ "$h" != "${m% *}" ] && redis_cmd "$h" 6379 ROLE | grep -qx slave; then
-          redis_cmd "$h" 6379 "REPLICAOF $m" >&2
-        fi
-      done
-    fi
+  if [ -n "$m" ]; then echo "$m"; return; fi
+  s=$(scan_redis)
+  case "$s" in
+    master\ *) echo "${s#master }"; return ;;
+    replica\ *) m=${s#replica } ;;
+    *) return ;;
+  esac
+  # Once more, that replica alone, just before: another step may have pointed it elsewhere.
+  st=$(redis_state "${m% *}")
+  case "$st" in live\ *) echo "${st#live }"; return ;; esac
+  echo "no sentinel and no master answers: promoting the replica holding the most, ${m% *}" >&2
+  if ! redis_cmd "${m% *}" 6379 "REPLICAOF NO ONE" | tail -n 1 | grep -qx '+OK'; then
+    echo "${m% *} refused or did not answer REPLICAOF NO ONE" >&2
+    return
   fi
+  for h in $REDIS_PODS; do
+    if [ "$h" != "${m% *}" ] && redis_cmd "$h" 6379 ROLE | grep -qx slave; then
+      redis_cmd "$h" 6379 "REPLICAOF $m" >/dev/null
+    fi
+  done
   echo "$m"
 }
 {{- end -}}
