@@ -594,20 +594,10 @@ class K8sChartTest(unittest.TestCase):
         self.assertEqual(sum(sessions), 2, sessions)
         i = 0 if sessions[0] else 1
         pod = f"rwg-media-relay-{i}-0"
-        uid = self.kubectl("-n", NS, "get", "pod", pod, "-o", "jsonpath={.metadata.uid}")
+        uid = self.uid(pod)
         t = time.monotonic()
         self.kubectl("-n", NS, "delete", "pod", pod, "--wait=false")
-
-        def replaced():
-            try:
-                p = json.loads(self.kubectl("-n", NS, "get", "pod", pod, "-o", "json",
-                                            check=False))
-            except ValueError:
-                return False
-            return p["metadata"]["uid"] != uid and any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in p["status"].get("conditions", []))
-        rwgtest.wait_until("the relay pod back", replaced, timeout=180)
+        self.pod_back(pod, uid)
         ready = time.monotonic()
         self.timings["relay pod deleted: Ready again"] = ready - t
         # What the phones had recorded by then (a recording only grows with media received).
