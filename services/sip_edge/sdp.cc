@@ -269,7 +269,10 @@ absl::StatusOr<std::string> RewriteAudio(absl::string_view sdp, const std::strin
       m->m_rejected = 1;
       continue;
     }
-    m->m_port = static_cast<unsigned long>(port);
+    // One port (RTCP on the next). A stream the other side refused (port 0) stays refused
+    // (RFC 3264 §6, §8.2): the relay's port would invite media nobody sends or takes.
+    if (!m->m_rejected && m->m_port != 0) m->m_port = static_cast<unsigned long>(port);
+    m->m_number_of_ports = 0;
     const bool savp = crypto.has_value() && !avp_with_crypto;
     m->m_proto = savp ? sdp_proto_srtp : sdp_proto_rtp;
     m->m_proto_name = savp ? "RTP/SAVP" : "RTP/AVP";

@@ -52,6 +52,7 @@ absl::StatusOr<AudioStream> ReadAudio(absl::string_view sdp, bool require_srtp);
 // The session description for the other side: the same codecs and direction, the first audio
 // stream at `address`:`port` (RTCP on port + 1), RTP/SAVP with `crypto` or RTP/AVP without,
 // the origin's address replaced and its version increased, no other stream's address kept.
+// An audio stream refused with port 0 stays refused (port 0).
 // `avp_with_crypto`: RTP/AVP with the a=crypto line (best-effort SRTP: the answerer may take
 // the key or answer plain RTP), the MiVoice way toward the iPBX.
 absl::StatusOr<std::string> RewriteAudio(absl::string_view sdp, const std::string& address,

@@ -238,5 +238,29 @@ TEST(SdpTest, PortsBeyondSixteenBitsAreRefused) {
   EXPECT_EQ(a->rtcp_port, 65535);
 }
 
+TEST(SdpTest, ARefusedAudioStreamStaysRefused) {
+  // Port 0 (with or without a number of ports): the stream is refused, and the other side
+  // must see it refused, not the relay's port (RFC 3264 §6).
+  for (const char* port : {"0", "0/2"}) {
+    const std::string answer = absl::StrCat(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=audio ",
+        port, " RTP/AVP 0\r\n");
+    absl::StatusOr<std::string> out = RewriteAudio(answer, "10.0.0.5", 21000, std::nullopt);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_TRUE(absl::StrContains(*out, "m=audio 0 RTP/AVP 0\r\n")) << *out;
+    absl::StatusOr<AudioStream> a = ReadAudio(*out, false);
+    ASSERT_TRUE(a.ok()) << a.status() << "\n" << *out;
+    EXPECT_EQ(a->port, 0);
+  }
+  // A stream in use given as "<port>/1" comes out as the relay's single port.
+  const std::string one =
+      "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+      "m=audio 4000/1 RTP/AVP 0\r\n";
+  absl::StatusOr<std::string> out = RewriteAudio(one, "10.0.0.5", 21000, std::nullopt);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(absl::StrContains(*out, "m=audio 21000 RTP/AVP 0\r\n")) << *out;
+}
+
 }  // namespace
 }  // namespace rwg::sip_edge
