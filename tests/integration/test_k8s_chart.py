@@ -196,16 +196,32 @@ class K8sChartTest(unittest.TestCase):
         sh("events (newest last)", *k, "get", "events", "-A", "--sort-by=.lastTimestamp",
            lines=30)
         pods = run(*k, "get", "pods", "-n", NS, "-o", "jsonpath={range .items[*]}"
-                   "{.metadata.name} {.status.containerStatuses[*].ready}{\"\\n\"}{end}",
+                   "{.metadata.name} {.status.containerStatuses[*].restartCount} "
+                   "{.status.containerStatuses[*].ready}{\"\\n\"}{end}",
                    env=self.env, check=False)
+        # The pods not ready, those restarted first (Redis down makes every service not ready;
+        # the restarted pod is the cause, the others follow).
+        unready = []
         for line in pods.splitlines():
-            name, _, ready = line.partition(" ")
-            if name and (not ready.split() or "false" in ready.split()):
-                sh(f"describe {name} (events)", *k, "-n", NS, "describe", "pod", name,
-                   lines=12)
-                sh(f"logs {name}", *k, "-n", NS, "logs", name, "--all-containers",
-                   "--tail=10", lines=10)
-                break  # one such pod tells the story; the events above cover the rest
+            name, *fields = line.split()
+            restarts = sum(int(f) for f in fields if f.isdigit())
+            if name and (not fields or "false" in fields):
+                unready.append((-restarts, name))
+        for restarts, name in sorted(unready)[:2]:
+            sh(f"describe {name} (events)", *k, "-n", NS, "describe", "pod", name, lines=12)
+            sh(f"logs {name}", *k, "-n", NS, "logs", name, "--all-containers", "--tail=10",
+               lines=10)
+            if restarts:
+                sh(f"logs {name}, before its restart", *k, "-n", NS, "logs", name,
+                   "--all-containers", "--previous", "--tail=10", lines=10)
+                sh(f"{name}: its address and last state", *k, "-n", NS, "get", "pod", name,
+                   "-o", "jsonpath={.status.podIP} {.status.containerStatuses[*].lastState}",
+                   lines=5)
+                ip = run(*k, "-n", NS, "get", "pod", name, "-o", "jsonpath={.status.podIP}",
+                         env=self.env, check=False).strip()
+                if ip:
+                    sh(f"{name}: the route to it and the neighbour", "sh", "-c",
+                       'ip route get "$0"; ip neigh show "$0"; bridge link', ip, lines=12)
         for log in ("containerd", "kubelet"):
             sh(f"{log}.log errors", "sh", "-c", "grep -iE 'level=error|^E[0-9]{4}' \"$0\" "
                "| tail -10", os.path.join(state, "log", f"{log}.log"), lines=10)
