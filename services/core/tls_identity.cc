@@ -71,9 +71,24 @@ absl::Time NewestChange(const std::string& a, const std::string& b) {
   return newest;
 }
 
+}  // namespace
+
+// What a context's certificate callback reads: the watcher, and the pair the context itself
+// was given (each connection starts with a copy of it).
+struct CertificateWatcher::Installed {
+  const CertificateWatcher* watcher;
+  std::shared_ptr<const TlsIdentity> own;
+};
+
+namespace {
+
 int CertCallback(SSL* ssl, void* arg) {
-  std::shared_ptr<const TlsIdentity> id = static_cast<CertificateWatcher*>(arg)->Current();
+  const auto* installed = static_cast<const CertificateWatcher::Installed*>(arg);
+  std::shared_ptr<const TlsIdentity> id = installed->watcher->Current();
   if (id == nullptr) return 0;
+  // The context's own pair is already the connection's: setting it again would cost every
+  // handshake a copy of the chain and a key check.
+  if (id == installed->own) return 1;
   // Only the pair of the moment: the context's own (the first pair) would otherwise stay in
   // its key type's slot and be chosen after a rotation to another key type.
   SSL_certs_clear(ssl);
@@ -270,8 +285,11 @@ void CertificateWatcher::OnChange(
 }
 
 void CertificateWatcher::InstallOn(SSL_CTX* ctx) {
-  (void)Current()->UseOn(ctx);
-  SSL_CTX_set_cert_cb(ctx, &CertCallback, this);
+  auto installed = std::make_unique<Installed>(Installed{this, Current()});
+  (void)installed->own->UseOn(ctx);
+  SSL_CTX_set_cert_cb(ctx, &CertCallback, installed.get());
+  absl::MutexLock lock(&mu_);
+  installed_.push_back(std::move(installed));
 }
 
 std::string CertificateWatcher::Stamp() const {

@@ -118,6 +118,8 @@ class CertificateWatcher {
   // pair too); `ctx` must not outlive the watcher.
   void InstallOn(SSL_CTX* ctx);
 
+  struct Installed;  // one per context InstallOn was given
+
  private:
   CertificateWatcher(Options options, prometheus::Registry& registry, const Clock& clock);
   // What the files are now: device, inode, size and modification time of both, through links.
@@ -134,6 +136,7 @@ class CertificateWatcher {
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const TlsIdentity> current_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Installed>> installed_ ABSL_GUARDED_BY(mu_);
   std::vector<std::function<void(const std::shared_ptr<const TlsIdentity>&)>> listeners_
       ABSL_GUARDED_BY(mu_);
 
