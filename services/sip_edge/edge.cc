@@ -332,6 +332,11 @@ struct Edge::Impl : public CallHost, public RegistrarHost {
     if (!options.tls_listen.empty() && !TlsKeepaliveActive()) {
       core::log::Warn("RFC 5626 pings over TLS go unanswered: the TLS hooks are not bound");
     }
+    if (!options.tls_listen.empty() && !TlsReadBuffersShared()) {
+      core::log::Warn(
+          "each TLS connection keeps a 16 KiB read buffer while idle: the TLS read hooks are "
+          "not bound");
+    }
     std::vector<int> ports, udp_ports;
     for (const std::string* l : {&options.tls_listen, &options.tcp_listen, &options.udp_listen}) {
       int port = 0;

@@ -9,6 +9,8 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <memory>
+#include <string>
 #include <unordered_map>
 
 #include "absl/base/thread_annotations.h"
@@ -99,6 +101,10 @@ struct Connection {
   // in its TLS context until the retry (tls_want_write) and the caller's next tls_write have
   // gone through; nothing else may be written in between.
   enum class Write { kIdle, kBlocked, kRestored, kPongBlocked } write = Write::kIdle;
+  // The connection's read buffer is rwg's (tls_init_secondary): sofia-sip's 16 KiB one was
+  // released, and a read's bytes are held here, sized to the read, until the next read.
+  bool own_read_buffer = false;
+  std::string held;
 };
 
 struct Hooks {
@@ -107,12 +113,16 @@ struct Hooks {
   using WantWriteFn = int (*)(void*, int);
   using FreeFn = void (*)(void*);
   using InitMasterFn = void* (*)(void*);
+  using InitSecondaryFn = void* (*)(void*, int, int);
+  using ReadFn = ssize_t (*)(void*);
 
   ReadBufferFn read_buffer = nullptr;
   WriteFn write = nullptr;
   WantWriteFn want_write = nullptr;
   FreeFn free = nullptr;
   InitMasterFn init_master = nullptr;
+  InitSecondaryFn init_secondary = nullptr;
+  ReadFn read = nullptr;
 
   absl::Mutex mu;
   std::unordered_map<const void*, Connection> connections ABSL_GUARDED_BY(mu);
@@ -127,8 +137,13 @@ struct Hooks {
     want_write = reinterpret_cast<WantWriteFn>(dlsym(RTLD_NEXT, "tls_want_write"));
     free = reinterpret_cast<FreeFn>(dlsym(RTLD_NEXT, "tls_free"));
     init_master = reinterpret_cast<InitMasterFn>(dlsym(RTLD_NEXT, "tls_init_master"));
+    init_secondary = reinterpret_cast<InitSecondaryFn>(dlsym(RTLD_NEXT, "tls_init_secondary"));
+    read = reinterpret_cast<ReadFn>(dlsym(RTLD_NEXT, "tls_read"));
     // Only reachable when sofia-sip itself calls these, so they exist.
-    if (!read_buffer || !write || !want_write || !free || !init_master) std::abort();
+    if (!read_buffer || !write || !want_write || !free || !init_master || !init_secondary ||
+        !read) {
+      std::abort();
+    }
   }
 };
 
@@ -165,6 +180,8 @@ int TlsTransportsServed() {
 // The hooks, with sofia-sip's signatures (tport_tls.h); tls_get_socket is sofia-sip's own.
 extern "C" {
 int tls_get_socket(void* tls);
+ssize_t tls_read(void* tls);
+void* tls_init_secondary(void* master, int sock, int accept);
 void* tls_read_buffer(void* tls, size_t n);
 ssize_t tls_write(void* tls, void* buf, size_t size);
 int tls_want_write(void* tls, int events);
@@ -188,6 +205,13 @@ bool SendRoom(void* tls) {
 bool TlsKeepaliveActive() {
   return dlsym(RTLD_DEFAULT, "tls_write") == reinterpret_cast<void*>(&::tls_write) &&
          dlsym(RTLD_DEFAULT, "tls_read_buffer") == reinterpret_cast<void*>(&::tls_read_buffer);
+}
+
+bool TlsReadBuffersShared() {
+  static const bool bound =
+      dlsym(RTLD_DEFAULT, "tls_read") == reinterpret_cast<void*>(&::tls_read) &&
+      dlsym(RTLD_DEFAULT, "tls_init_secondary") == reinterpret_cast<void*>(&::tls_init_secondary);
+  return bound;
 }
 
 }  // namespace rwg::sip_edge
@@ -277,16 +301,82 @@ extern "C" int tls_want_write(void* tls, int events) {
 namespace {
 
 // The head of sofia-sip's private TLS context (struct tls_s in tport_tls.c, unchanged since
-// 1.12.11): its allocation home, the OpenSSL objects, then flags whose first is the type.
+// 1.12.11): its allocation home, the OpenSSL objects, flags whose first is the type, then the
+// receiving side: what the last read waits for, its buffer and the bytes it holds.
 struct SofiaTlsHead {
   su_home_t home[1];
   SSL_CTX* ctx;
   SSL* con;
   BIO* bio_con;
   unsigned int type : 1;  // 0 master, 1 slave; a connection's copies its master's (0)
+  int read_events;
+  void* read_buffer;       // tls_buffer_size (16 KiB), from the home, for the connection's life
+  size_t read_buffer_len;  // bytes read and not yet taken by tls_read_buffer
 };
 
+// The size sofia-sip's tls_read reads at most (its tls_buffer_size).
+constexpr size_t kSofiaReadSize = 16384;
+
+// Where a read lands before it is copied to its connection: one per thread that reads.
+char* ReadScratch() {
+  thread_local std::unique_ptr<char[]> scratch(new char[kSofiaReadSize]);
+  return scratch.get();
+}
+
 }  // namespace
+
+// sofia-sip gives every TLS connection a 16 KiB read buffer for its whole life, half of what a
+// phone holding its connection costs. Here a connection keeps none while idle: the buffer is
+// released when the connection is made, each read lands in a per-thread buffer and is copied
+// to one the size of the read, which is kept only until the connection's next read (the
+// transport copies the bytes out in between, tls_read_buffer).
+extern "C" void* tls_init_secondary(void* master, int sock, int accept) {
+  auto& h = rwg::sip_edge::H();
+  void* tls = h.init_secondary(master, sock, accept);
+  if (tls == nullptr || !rwg::sip_edge::TlsReadBuffersShared()) return tls;
+  auto* head = static_cast<SofiaTlsHead*>(tls);
+  const auto* master_head = static_cast<const SofiaTlsHead*>(master);
+  // Only when the layout is the one described: the connection's SSL comes from the master's
+  // context, and nothing has been read yet.
+  if (head->con == nullptr || head->ctx != master_head->ctx ||
+      SSL_get_SSL_CTX(head->con) != head->ctx || head->read_buffer == nullptr ||
+      head->read_buffer_len != 0) {
+    return tls;
+  }
+  su_free(head->home, head->read_buffer);
+  head->read_buffer = nullptr;
+  absl::MutexLock lock(&h.mu);
+  h.connections[tls].own_read_buffer = true;
+  return tls;
+}
+
+extern "C" ssize_t tls_read(void* tls) {
+  auto& h = rwg::sip_edge::H();
+  auto* head = static_cast<SofiaTlsHead*>(tls);
+  if (tls == nullptr || head->read_buffer_len != 0) return h.read(tls);  // bytes not yet taken
+  Connection* c = nullptr;
+  {
+    absl::MutexLock lock(&h.mu);
+    auto it = h.connections.find(tls);
+    if (it != h.connections.end() && it->second.own_read_buffer) c = &it->second;
+  }
+  if (c == nullptr) return h.read(tls);
+  // (The entry stays where it is: a connection is read and freed on one thread, and other
+  // connections' entries coming and going do not move it.)
+  // The previous read was taken: its bytes go, the next land in this thread's buffer.
+  std::string().swap(c->held);
+  head->read_buffer = ReadScratch();
+  const ssize_t n = h.read(tls);
+  const int saved_errno = errno;
+  if (n > 0) {
+    c->held.assign(static_cast<const char*>(head->read_buffer), static_cast<size_t>(n));
+    head->read_buffer = c->held.data();
+  } else {
+    head->read_buffer = nullptr;
+  }
+  errno = saved_errno;
+  return n;
+}
 
 // sofia-sip's tls_free shuts the connection's SSL down and frees its BIO, but never frees the
 // SSL itself: every TLS connection closed left ~25 KiB (its SSL, buffers and session) behind

@@ -58,4 +58,8 @@ int TlsTransportsServed();
 // Whether sofia-sip's TLS transport calls into the hooks (the dynamic linker bound them).
 bool TlsKeepaliveActive();
 
+// Whether TLS connections hold no 16 KiB read buffer while idle (the hooks on sofia-sip's
+// tls_init_secondary and tls_read are bound).
+bool TlsReadBuffersShared();
+
 }  // namespace rwg::sip_edge

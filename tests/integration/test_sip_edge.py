@@ -586,6 +586,68 @@ class TlsKeepaliveBusyTest(EdgeFixture):
         self.assertEqual(conn.read_raw(), b"\r\n")
 
 
+class TlsReadTest(EdgeFixture):
+    """What phones send over TLS reaches the edge whole however it is cut: across records and
+    reads, larger than one read, several messages and a ping in one record, two phones'
+    pieces interleaved (a connection holds no read buffer of its own while idle; reads land
+    in one buffer per thread and are copied to the connection)."""
+    edge_args = ["--pike-requests", "100000"]
+
+    def options(self, conn, call_id, name="p"):
+        h, p = conn.local
+        return (f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+                f"Via: SIP/2.0/TLS {h}:{p};branch=z9hG4bK{call_id}\r\n"
+                f"From: \"{name}\" <sip:p@{DOMAIN}>;tag=1\r\nTo: <sip:{DOMAIN}>\r\n"
+                f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\n"
+                "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+
+    def answer(self, conn, call_id, name="p"):
+        r = conn.read_message()
+        self.assertIsNotNone(r, f"no answer to {call_id}")
+        self.assertEqual(sipclient.status(r), 200, r[:300])
+        self.assertIn(f"Call-ID: {call_id}", r)
+        self.assertIn(f'"{name}"', r)  # the From header came back whole
+
+    def test_messages_cut_anywhere_arrive_whole(self):
+        self.assertNotIn("TLS read hooks are not bound", self.edge.read_log())
+        a = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        b = sipclient.SipConnection("127.0.0.1", self.tls_port, tls=True, ca=self.certs["ca"])
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        # One message in three records, each read on its own.
+        m = self.options(a, "split")
+        for piece in (m[:7], m[7:120], m[120:]):
+            a.send_raw(piece)
+            time.sleep(0.2)
+        self.answer(a, "split")
+        # Larger than one read (16 KiB): 40,000 bytes of display name echoed back.
+        big = "x" * 40000
+        a.send_raw(self.options(a, "big", big))
+        self.answer(a, "big", big)
+        # Two messages and a ping in one record: both answered, then the pong.
+        a.send_raw(self.options(a, "two-1") + self.options(a, "two-2") + b"\r\n\r\n")
+        self.answer(a, "two-1")
+        self.answer(a, "two-2")
+        rwgtest.wait_until("the pong", lambda: re.search(
+            r'rwg_sip_edge_tls_keepalive_total\{event="pong"\} 1', self.metrics()), timeout=5)
+        # Two phones' pieces interleaved: each connection's bytes stay its own.
+        ma, mb = self.options(a, "inter-a", "a" * 3000), self.options(b, "inter-b", "b" * 3000)
+        a.send_raw(ma[:1500])
+        time.sleep(0.2)
+        b.send_raw(mb[:2000])
+        time.sleep(0.2)
+        a.send_raw(ma[1500:])
+        time.sleep(0.2)
+        b.send_raw(mb[2000:])
+        self.answer(a, "inter-a", "a" * 3000)
+        self.answer(b, "inter-b", "b" * 3000)
+        # Idle a moment, then used again.
+        time.sleep(1)
+        b.send_raw(self.options(b, "again"))
+        self.answer(b, "again")
+        self.assertTrue(self.edge.alive())
+
+
 class SlowRedisTest(EdgeFixture):
     """Redis answering slowly: the SIP thread waits on it for nobody."""
 
