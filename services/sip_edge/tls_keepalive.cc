@@ -8,8 +8,10 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 #include <unordered_map>
 
@@ -140,10 +142,9 @@ struct Hooks {
     init_secondary = reinterpret_cast<InitSecondaryFn>(dlsym(RTLD_NEXT, "tls_init_secondary"));
     read = reinterpret_cast<ReadFn>(dlsym(RTLD_NEXT, "tls_read"));
     // Only reachable when sofia-sip itself calls these, so they exist.
-    if (!read_buffer || !write || !want_write || !free || !init_master || !init_secondary ||
-        !read) {
-      std::abort();
-    }
+    if (!read_buffer || !write || !want_write || !free || !init_master) std::abort();
+    // init_secondary and read may be missing from another sofia-sip build: then sofia-sip
+    // never calls these hooks, and connections keep its own read buffer.
   }
 };
 
@@ -209,6 +210,7 @@ bool TlsKeepaliveActive() {
 
 bool TlsReadBuffersShared() {
   static const bool bound =
+      H().read != nullptr && H().init_secondary != nullptr &&
       dlsym(RTLD_DEFAULT, "tls_read") == reinterpret_cast<void*>(&::tls_read) &&
       dlsym(RTLD_DEFAULT, "tls_init_secondary") == reinterpret_cast<void*>(&::tls_init_secondary);
   return bound;
@@ -314,6 +316,11 @@ struct SofiaTlsHead {
   size_t read_buffer_len;  // bytes read and not yet taken by tls_read_buffer
 };
 
+// Where sofia-sip 1.12.11's own code has them (tls_read, tls_read_buffer).
+static_assert(offsetof(SofiaTlsHead, read_events) == 0x34);
+static_assert(offsetof(SofiaTlsHead, read_buffer) == 0x38);
+static_assert(offsetof(SofiaTlsHead, read_buffer_len) == 0x40);
+
 // The size sofia-sip's tls_read reads at most (its tls_buffer_size).
 constexpr size_t kSofiaReadSize = 16384;
 
@@ -343,10 +350,16 @@ extern "C" void* tls_init_secondary(void* master, int sock, int accept) {
       head->read_buffer_len != 0) {
     return tls;
   }
+  // Nothing thrown may reach sofia-sip's C frames: without memory for the entry, the
+  // connection keeps sofia-sip's buffer.
+  try {
+    absl::MutexLock lock(&h.mu);
+    h.connections[tls].own_read_buffer = true;
+  } catch (const std::bad_alloc&) {
+    return tls;
+  }
   su_free(head->home, head->read_buffer);
   head->read_buffer = nullptr;
-  absl::MutexLock lock(&h.mu);
-  h.connections[tls].own_read_buffer = true;
   return tls;
 }
 
@@ -365,17 +378,32 @@ extern "C" ssize_t tls_read(void* tls) {
   // connections' entries coming and going do not move it.)
   // The previous read was taken: its bytes go, the next land in this thread's buffer.
   std::string().swap(c->held);
-  head->read_buffer = ReadScratch();
+  try {
+    head->read_buffer = ReadScratch();
+  } catch (const std::bad_alloc&) {
+    errno = ENOMEM;  // sofia-sip closes the connection
+    return -1;
+  }
   const ssize_t n = h.read(tls);
-  const int saved_errno = errno;
+  int saved_errno = errno;
+  ssize_t r = n;
   if (n > 0) {
-    c->held.assign(static_cast<const char*>(head->read_buffer), static_cast<size_t>(n));
-    head->read_buffer = c->held.data();
+    try {
+      c->held.assign(static_cast<const char*>(head->read_buffer), static_cast<size_t>(n));
+      head->read_buffer = c->held.data();
+    } catch (const std::bad_alloc&) {
+      // The bytes cannot be kept: the connection fails (sofia-sip closes it) rather than
+      // read another's.
+      head->read_buffer = nullptr;
+      head->read_buffer_len = 0;
+      saved_errno = ENOMEM;
+      r = -1;
+    }
   } else {
     head->read_buffer = nullptr;
   }
   errno = saved_errno;
-  return n;
+  return r;
 }
 
 // sofia-sip's tls_free shuts the connection's SSL down and frees its BIO, but never frees the
