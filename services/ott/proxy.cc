@@ -54,6 +54,8 @@
 #include <cstdio>
 #include <exception>
 #include <limits>
+#include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <thread>
@@ -113,6 +115,9 @@ namespace {
 const std::string kCookie = "__Host-rwg-ott";
 // The chunk of a body relayed at once.
 constexpr size_t kScratch = size_t{32} * 1024;
+// A download's piece, read from the application and sent on at once: four TLS records, which
+// the client's stream sends with one system call.
+constexpr size_t kBulk = size_t{64} * 1024;
 const std::string kLoginPath = "/.rwg/login";
 const std::string kLogoutPath = "/.rwg/logout";
 
@@ -1500,10 +1505,14 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     up->buffer.consume(first);
     left -= first;
     out.bytes += first;
+    // The download's own buffer while it lasts (the connection's scratch is smaller).
+    std::unique_ptr<char[]> bulk(new (std::nothrow) char[kBulk]);
+    char* piece = bulk != nullptr ? bulk.get() : scratch;
+    const size_t piece_size = bulk != nullptr ? kBulk : kScratch;
     while (left > 0) {
       up->lowest().expires_after(Chrono(o_.backend_timeout));
       const size_t n = co_await up->stream->async_read_some(
-          asio::buffer(scratch, static_cast<size_t>(std::min<uint64_t>(kScratch, left))),
+          asio::buffer(piece, static_cast<size_t>(std::min<uint64_t>(piece_size, left))),
           asio::redirect_error(use_awaitable, ec));
       if (ec) {
         // Part of the answer is sent: the client's connection closes mid-body.
@@ -1514,7 +1523,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       }
       left -= n;
       client.expires_after(Chrono(o_.idle_timeout));
-      co_await asio::async_write(client, asio::buffer(scratch, n),
+      co_await asio::async_write(client, asio::buffer(piece, n),
                                  asio::redirect_error(use_awaitable, ec));
       if (ec) co_return out;
       out.bytes += n;

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <new>
 
 namespace rwg::ott {
 
@@ -23,6 +24,33 @@ namespace {
 
 // A TLS record's largest plaintext: small writes are gathered up to this.
 constexpr size_t kRecord = 16384;
+// A large write's plaintext sent with one system call, and the room its records take (a
+// record adds at most 256 bytes to its plaintext, RFC 8446 5.2, and a 5-byte header).
+constexpr size_t kBatch = 4 * kRecord;
+constexpr size_t kRecordRoom = kRecord + 512;
+constexpr size_t kBatchRoom = (kBatch / kRecord) * kRecordRoom;
+
+// The BIO that OpenSSL writes a large write's records into: a sink in the stream's memory
+// (see Stream::WriteBatch), never "would block".
+const BIO_METHOD* BatchMethod(int (*write)(BIO*, const char*, size_t, size_t*)) {
+  static BIO_METHOD* const method = [write] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rwg ott batch");
+    if (m == nullptr) return m;
+    BIO_meth_set_write_ex(m, write);
+    // OpenSSL flushes after a handshake message; nothing else is asked of this BIO.
+    BIO_meth_set_ctrl(m,
+                      [](BIO* /*bio*/, int cmd, long /*num*/,
+                         void* /*ptr*/) -> long {  // NOLINT(google-runtime-int): OpenSSL's type
+                        return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+                      });
+    BIO_meth_set_create(m, [](BIO* bio) {
+      BIO_set_init(bio, 1);
+      return 1;
+    });
+    return m;
+  }();
+  return method;
+}
 
 beast::error_code SystemError(int e) { return {e, boost::system::system_category()}; }
 
@@ -67,6 +95,10 @@ Stream::Stream(Sweep& sweep, Socket socket, SSL_CTX* tls, Role role)
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                          SSL_MODE_RELEASE_BUFFERS);
   SSL_set_fd(ssl_, socket_.native_handle());
+  if (const BIO_METHOD* m = BatchMethod(&Stream::BatchBioWrite); m != nullptr) {
+    batch_bio_ = BIO_new(m);
+    if (batch_bio_ != nullptr) BIO_set_data(batch_bio_, this);
+  }
   if (role == Role::kServer) {
     SSL_set_accept_state(ssl_);
   } else {
@@ -78,11 +110,13 @@ Stream::Stream(Sweep& sweep, Socket socket, SSL_CTX* tls, Role role)
 Stream::~Stream() {
   sweep_.Remove(this);
   if (ssl_ != nullptr) SSL_free(ssl_);
+  if (batch_bio_ != nullptr) BIO_free(batch_bio_);
 }
 
 void Stream::SendCloseNotify() {
-  if (ssl_ != nullptr && !ssl_failed_ && socket_.is_open() && SSL_is_init_finished(ssl_) == 1 &&
-      (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) == 0) {
+  // Not ahead of records still waiting in the batch: the peer would take what it got as all.
+  if (ssl_ != nullptr && !ssl_failed_ && batch_size_ == 0 && socket_.is_open() &&
+      SSL_is_init_finished(ssl_) == 1 && (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) == 0) {
     ERR_clear_error();
     (void)SSL_shutdown(ssl_);
     ERR_clear_error();
@@ -174,9 +208,77 @@ Stream::Io Stream::ReadSome(void* data, size_t size) {
   }
 }
 
+int Stream::BatchBioWrite(BIO* bio, const char* data, size_t size, size_t* written) {
+  auto* s = static_cast<Stream*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  if (s == nullptr || s->batch_ == nullptr || size > kBatchRoom - s->batch_size_) return 0;
+  std::memcpy(s->batch_.get() + s->batch_size_, data, size);
+  s->batch_size_ += size;
+  *written = size;
+  return 1;
+}
+
+Stream::Io Stream::WriteBatch(const char* data, size_t size) {
+  if (batch_ == nullptr) batch_.reset(new (std::nothrow) char[kBatchRoom]);
+  if (batch_ == nullptr) return Io{0, Want::kNone, asio::error::no_memory};
+  // OpenSSL writes a record per SSL_write (partial writes are on), into the batch; the
+  // socket's BIO is the connection's again before anything else can write.
+  BIO* socket_bio = SSL_get_wbio(ssl_);
+  BIO_up_ref(socket_bio);
+  BIO_up_ref(batch_bio_);
+  SSL_set0_wbio(ssl_, batch_bio_);
+  size_t taken = 0;
+  Io failed{};
+  const size_t want = std::min(size, kBatch);
+  while (taken < want && kBatchRoom - batch_size_ >= kRecordRoom) {
+    ERR_clear_error();
+    errno = 0;
+    const int rc = SSL_write(ssl_, data + taken, static_cast<int>(want - taken));
+    if (rc <= 0) {
+      failed = SslResultOf(rc);
+      if (!failed.ec) failed.ec = asio::error::fault;  // the batch never makes OpenSSL wait
+      break;
+    }
+    taken += static_cast<size_t>(rc);
+  }
+  SSL_set0_wbio(ssl_, socket_bio);
+  if (failed.ec) {
+    ssl_failed_ = true;
+    return Io{0, Want::kNone, failed.ec};
+  }
+  batch_taken_ = taken;
+  batch_sent_ = 0;
+  return FlushBatch();
+}
+
+Stream::Io Stream::FlushBatch() {
+  while (batch_sent_ < batch_size_) {
+    const ssize_t rc = ::send(socket_.native_handle(), batch_.get() + batch_sent_,
+                              batch_size_ - batch_sent_, MSG_NOSIGNAL);
+    if (rc >= 0) {
+      batch_sent_ += static_cast<size_t>(rc);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Io{0, Want::kWrite, {}};
+    ssl_failed_ = true;
+    return Io{0, Want::kNone, SystemError(errno)};
+  }
+  const size_t taken = batch_taken_;
+  batch_size_ = batch_sent_ = batch_taken_ = 0;
+  batch_.reset();
+  return Io{taken, Want::kNone, {}};
+}
+
 Stream::Io Stream::WriteSome(const asio::const_buffer* parts, size_t count, bool retry) {
   if (count == 0) return Io{};
   if (ssl_ != nullptr) {
+    // A batch waiting for the socket goes first (the write waited for it).
+    if (batch_size_ > 0) return FlushBatch();
+    if (parts[0].size() >= 2 * kRecord && batch_bio_ != nullptr &&
+        SSL_is_init_finished(ssl_) == 1) {
+      return WriteBatch(static_cast<const char*>(parts[0].data()), parts[0].size());
+    }
     const void* data = nullptr;
     size_t size = 0;
     if (parts[0].size() >= kRecord) {

@@ -161,6 +161,64 @@ TEST_F(StreamTest, TlsCarriesALargeWriteThatWaitsForTheSocket) {
   EXPECT_TRUE(got == data) << "got " << got.size() << " bytes, not the same";
 }
 
+TEST_F(StreamTest, LargeAndSmallTlsWritesArriveInOrder) {
+  Connect(true);
+  // A large write goes as a batch of records with one system call, a small one as a record
+  // of its own: pieces of both kinds, one after the other, arrive whole and in order.
+  const std::string all = Pattern(size_t{1} << 20);
+  const std::vector<size_t> sizes{100000, 7, 40000, 16384, 65536, 5, 200000, 32768, 1};
+  std::string sent;
+  size_t at = 0;
+  for (size_t n : sizes) {
+    bool written = false;
+    beast::error_code wec;
+    asio::async_write(*client_, asio::buffer(all.data() + at, n),
+                      [&](beast::error_code ec, size_t) {
+                        wec = ec;
+                        written = true;
+                      });
+    RunUntil([&] { return written; });
+    ASSERT_FALSE(wec) << wec.message();
+    sent.append(all, at, n);
+    at += n;
+  }
+  auto [got, ec] = ReadAll(*server_, sent.size());
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(got == sent) << "got " << got.size() << " of " << sent.size() << " bytes";
+}
+
+TEST_F(StreamTest, AWriteCutShortIsNotEndedCleanly) {
+  Connect(true);
+  // The reader does not read: the write waits with records the socket has not taken. Closing
+  // the writer then ends the stream as cut short, and what came is the start of what was sent
+  // (close_notify is not sent ahead of the records left: at a record's end, the reader would
+  // take the part it got as the whole).
+  const std::string data = Pattern(size_t{24} << 20);
+  bool written = false;
+  beast::error_code wec;
+  asio::async_write(*client_, asio::buffer(data), [&](beast::error_code ec, size_t) {
+    wec = ec;
+    written = true;
+  });
+  io_.run_for(milliseconds(200));
+  ASSERT_FALSE(written);
+  client_->cancel();
+  RunUntil([&] { return written; });
+  EXPECT_EQ(wec, asio::error::operation_aborted);
+  // The reader takes all there is: the socket has room for close_notify again.
+  server_->expires_after(milliseconds(300));
+  auto [first, ec1] = ReadAll(*server_, data.size());
+  ASSERT_EQ(ec1, beast::error::timeout) << ec1.message();
+  ASSERT_GT(first.size(), 0U);
+  server_->expires_never();
+  client_->Close();
+  auto [rest, ec] = ReadAll(*server_, data.size());
+  const std::string got = first + rest;
+  EXPECT_EQ(ec, asio::ssl::error::stream_truncated) << ec.message();
+  EXPECT_LT(got.size(), data.size());
+  EXPECT_TRUE(got == data.substr(0, got.size())) << "what came is not the start of what was sent";
+}
+
 TEST_F(StreamTest, SmallTlsWritesAreGatheredIntoOneRecord) {
   Connect(true);
   const std::string a = "HTTP/1.1 200 OK\r\n", b = "Content-Length: 5\r\n\r\n", c = "hello";
