@@ -118,6 +118,9 @@ constexpr size_t kScratch = size_t{32} * 1024;
 // A download's piece, read from the application and sent on at once: four TLS records, which
 // the client's stream sends with one system call.
 constexpr size_t kBulk = size_t{64} * 1024;
+// How long an application's resolved addresses are used, and how many names a worker keeps.
+constexpr absl::Duration kResolvedFor = absl::Seconds(30);
+constexpr size_t kMaxResolved = 1024;
 const std::string kLoginPath = "/.rwg/login";
 const std::string kLogoutPath = "/.rwg/logout";
 
@@ -508,6 +511,12 @@ class Proxy::Impl {
     std::optional<Timer> sweep_timer;
     std::optional<Acceptor> acceptor;
     std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>> idle;
+    // The applications' addresses by "<host> <port>", as resolved (see Resolve).
+    struct Resolved {
+      Resolver::results_type endpoints;
+      absl::Time until;
+    };
+    std::unordered_map<std::string, Resolved> resolved;
     // By domain and service ("<domain> <service>"): as many as domains were configured.
     std::unordered_map<std::string, RequestMetrics> request_metrics;
     std::thread thread;
@@ -520,6 +529,11 @@ class Proxy::Impl {
   // Expires the worker's streams past their deadline, every 100 ms.
   void SweepEvery(Worker& w);
   awaitable<void> Accept(Worker& w);
+  // The addresses of `host`: an address as it is; a name from the worker's cache, resolved
+  // again once kResolvedFor has passed or after a connection to it failed (`forget`).
+  awaitable<Resolver::results_type> Resolve(Worker& w, const std::string& host, uint16_t port,
+                                            beast::error_code& ec);
+  static void Forget(Worker& w, const std::string& host, uint16_t port);
   // Accepts one connection and starts serving it.
   awaitable<void> AcceptOne(Worker& w);
   awaitable<void> Serve(Worker& w, Socket socket, std::string source, std::string key);
@@ -1140,15 +1154,44 @@ void Proxy::Impl::GiveBack(Worker& w, std::unique_ptr<Upstream> up) {
   list.push_back(std::move(up));
 }
 
+awaitable<Resolver::results_type> Proxy::Impl::Resolve(Worker& w, const std::string& host,
+                                                       uint16_t port, beast::error_code& ec) {
+  ec = {};
+  const std::string service = std::to_string(port);
+  beast::error_code literal;
+  const asio::ip::address address = asio::ip::make_address(host, literal);
+  if (!literal) {
+    co_return Resolver::results_type::create(tcp::endpoint(address, port), host, service);
+  }
+  const std::string key = absl::StrCat(host, " ", port);
+  const absl::Time now = clock_.Now();
+  if (auto it = w.resolved.find(key); it != w.resolved.end() && now < it->second.until) {
+    co_return it->second.endpoints;
+  }
+  Resolver resolver(w.io);
+  auto endpoints =
+      co_await resolver.async_resolve(host, service, asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return endpoints;
+  // One entry per application name in use; stale ones go when the cache is full.
+  if (w.resolved.size() >= kMaxResolved) {
+    std::erase_if(w.resolved, [now](const auto& e) { return now >= e.second.until; });
+    if (w.resolved.size() >= kMaxResolved) w.resolved.clear();
+  }
+  w.resolved[key] = Worker::Resolved{endpoints, now + kResolvedFor};
+  co_return endpoints;
+}
+
+void Proxy::Impl::Forget(Worker& w, const std::string& host, uint16_t port) {
+  w.resolved.erase(absl::StrCat(host, " ", port));
+}
+
 awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const DomainEntry& entry,
                                                           const std::string& key,
                                                           std::string* reason) {
   const pb::Backend& b = entry.domain.backend();
   const uint16_t port = static_cast<uint16_t>(b.port() != 0 ? b.port() : (b.tls() ? 443 : 80));
   beast::error_code ec;
-  Resolver resolver(w.io);
-  auto endpoints = co_await resolver.async_resolve(b.host(), std::to_string(port),
-                                                   asio::redirect_error(use_awaitable, ec));
+  auto endpoints = co_await Resolve(w, b.host(), port, ec);
   if (ec) {
     *reason = "connect";
     co_return nullptr;
@@ -1190,6 +1233,7 @@ awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const Domai
   }
   if (ec) {
     *reason = IsTimeout(ec) ? "connect_timeout" : "connect";
+    Forget(w, b.host(), port);
     co_return nullptr;
   }
   socket.set_option(tcp::no_delay(true), ec);
