@@ -280,7 +280,8 @@ absl::StatusOr<std::string> RewriteAudio(absl::string_view sdp, const std::strin
     }
     while (sdp_attribute_remove(&m->m_attributes, "rtcp") != nullptr) {
     }
-    if (crypto) {
+    // A refused stream carries no key: nothing will be encrypted with it.
+    if (crypto && !m->m_rejected && m->m_port != 0) {
       auto* a = static_cast<sdp_attribute_t*>(su_zalloc(home, sizeof(sdp_attribute_t)));
       a->a_size = sizeof(sdp_attribute_t);
       a->a_name = "crypto";

@@ -253,6 +253,18 @@ TEST(SdpTest, ARefusedAudioStreamStaysRefused) {
     ASSERT_TRUE(a.ok()) << a.status() << "\n" << *out;
     EXPECT_EQ(a->port, 0);
   }
+  // Refused with SRTP on the other side: still refused, and no key goes with it.
+  const std::string srtp =
+      "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+      "m=audio 0 RTP/AVP 0\r\n";
+  SdesCrypto key;
+  key.tag = 1;
+  key.suite = "AES_CM_128_HMAC_SHA1_80";
+  key.key = std::string(30, 'k');
+  absl::StatusOr<std::string> refused = RewriteAudio(srtp, "10.0.0.5", 21000, key);
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_TRUE(absl::StrContains(*refused, "m=audio 0 ")) << *refused;
+  EXPECT_FALSE(absl::StrContains(*refused, "a=crypto")) << *refused;
   // A stream in use given as "<port>/1" comes out as the relay's single port.
   const std::string one =
       "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
