@@ -74,7 +74,8 @@ std::vector<std::string> DeviceDirectory::LoadCommand(const std::string& user) {
 }
 
 absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::Parse(const std::string& user,
-                                                                    const RedisReply& r) const {
+                                                                    const RedisReply& r,
+                                                                    bool icp_password) const {
   if (r.is_nil()) return std::nullopt;
   std::optional<nlohmann::json> j = JsonObject(r.str);
   if (!j) return absl::DataLossError(absl::StrCat("device record ", user, " is not valid JSON"));
@@ -94,15 +95,16 @@ absl::StatusOr<std::optional<DeviceSecrets>> DeviceDirectory::Parse(const std::s
   }
   absl::StatusOr<std::string> sp = box_.Open(set_sealed, DeviceSecretContext(user, "set_password"));
   if (!sp.ok()) return NameDevice(user, "set_password", sp.status());
+  d.set_password = *std::move(sp);
+  if (!icp_password) return d;
   absl::StatusOr<std::string> ip = box_.Open(icp_sealed, DeviceSecretContext(user, "icp_password"));
   if (!ip.ok()) return NameDevice(user, "icp_password", ip.status());
-  d.set_password = *std::move(sp);
   d.icp_password = *std::move(ip);
   return d;
 }
 
 absl::StatusOr<std::vector<std::optional<DeviceSecrets>>> DeviceDirectory::BySetUsernames(
-    const std::vector<std::string>& users) {
+    const std::vector<std::string>& users, bool icp_passwords) {
   std::vector<std::optional<DeviceSecrets>> out;
   out.reserve(users.size());
   for (size_t first = 0; first < users.size(); first += kBatch) {
@@ -116,7 +118,8 @@ absl::StatusOr<std::vector<std::optional<DeviceSecrets>>> DeviceDirectory::BySet
       return absl::InternalError("unexpected reply to HMGET of the devices");
     }
     for (size_t i = 0; i < n; ++i) {
-      absl::StatusOr<std::optional<DeviceSecrets>> d = Parse(users[first + i], r->elements[i]);
+      absl::StatusOr<std::optional<DeviceSecrets>> d =
+          Parse(users[first + i], r->elements[i], icp_passwords);
       if (!d.ok()) return d.status();
       out.push_back(*std::move(d));
     }

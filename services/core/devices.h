@@ -47,10 +47,12 @@ class DeviceDirectory {
   absl::StatusOr<std::optional<DeviceSecrets>> ByIcpUsername(const std::string& icp_user);
   // BySetUsername for many users, read from Redis (never from the cache) in round trips of
   // at most kBatch users: one answer per user, in order. A record that cannot be read (not
-  // JSON, a secret that does not open) fails the whole call.
+  // JSON, a secret that does not open) fails the whole call. Without `icp_passwords` the
+  // ICP-side passwords stay sealed and the answers' icp_password empty (a caller that does not
+  // need them never holds them).
   static constexpr size_t kBatch = 512;
   absl::StatusOr<std::vector<std::optional<DeviceSecrets>>> BySetUsernames(
-      const std::vector<std::string>& users);
+      const std::vector<std::string>& users, bool icp_passwords = true);
 
   // BySetUsername without blocking: a cached device is handed to `done` before this returns;
   // otherwise the device is read through `redis` and `done` runs with what it answered (on
@@ -69,7 +71,8 @@ class DeviceDirectory {
   // The read of `user`'s record and what its reply says, shared by both lookups.
   static std::vector<std::string> LoadCommand(const std::string& user);
   absl::StatusOr<std::optional<DeviceSecrets>> Parse(const std::string& user,
-                                                     const RedisReply& reply) const;
+                                                     const RedisReply& reply,
+                                                     bool icp_password = true) const;
   // Keeps a device read at cache generation `generation` (dropped when Revalidate cleared
   // the cache since: it may predate control's change).
   void Remember(const DeviceSecrets& d, uint64_t generation);

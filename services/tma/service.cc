@@ -136,7 +136,7 @@ DeviceLookup LookupIn(core::DeviceDirectory& directory, std::map<std::string, De
   return [&](const std::vector<std::string>& users) {
     std::vector<std::optional<DeviceFacts>> answers(users.size());
     absl::StatusOr<std::vector<std::optional<core::DeviceSecrets>>> read =
-        directory.BySetUsernames(users);
+        directory.BySetUsernames(users, /*icp_passwords=*/false);
     if (!read.ok()) {
       failure = read.status();
       return answers;

@@ -331,6 +331,47 @@ TEST_F(RedisTest, BansAndBindingsWrittenWithoutBlockingAreTheSame) {
   EXPECT_EQ(store.CountActive(now).value_or(-1), 0);
 }
 
+TEST_F(RedisTest, DevicesReadInBatchesOpenTheIcpPasswordOnlyWhenAsked) {
+  Random& rng = Random::System();
+  absl::StatusOr<std::unique_ptr<SecretBox>> box = SecretBox::Create(std::string(32, 'k'), rng);
+  ASSERT_TRUE(box.ok()) << box.status();
+  const std::string set_sealed =
+      (*box)->Seal("set-1001", DeviceSecretContext("1001", "set_password"));
+  const std::string icp_sealed =
+      (*box)->Seal("icp-1001", DeviceSecretContext("1001", "icp_password"));
+  ASSERT_TRUE(client_
+                  ->Command({"HSET", kDevicesKey, "1001",
+                             JsonDump({{"icp_username", "21001"},
+                                       {"set_password", set_sealed},
+                                       {"icp_password", icp_sealed}})})
+                  .ok());
+  // A record whose ICP-side secret does not open: only a reader that opens it fails.
+  ASSERT_TRUE(
+      client_
+          ->Command(
+              {"HSET", kDevicesKey, "1002",
+               JsonDump({{"icp_username", "21002"},
+                         {"set_password",
+                          (*box)->Seal("set-1002", DeviceSecretContext("1002", "set_password"))},
+                         {"icp_password", "not sealed"}})})
+          .ok());
+  DeviceDirectory devices(*client_, **box);
+  auto all = devices.BySetUsernames({"1001", "nobody"});
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  ASSERT_TRUE((*all)[0].has_value());
+  EXPECT_EQ((*all)[0]->set_password, "set-1001");
+  EXPECT_EQ((*all)[0]->icp_password, "icp-1001");
+  EXPECT_FALSE((*all)[1].has_value());
+  auto set_side = devices.BySetUsernames({"1001", "1002"}, /*icp_passwords=*/false);
+  ASSERT_TRUE(set_side.ok()) << set_side.status();
+  ASSERT_TRUE((*set_side)[0].has_value() && (*set_side)[1].has_value());
+  EXPECT_EQ((*set_side)[0]->set_password, "set-1001");
+  EXPECT_EQ((*set_side)[0]->icp_password, "");
+  EXPECT_EQ((*set_side)[1]->set_password, "set-1002");
+  EXPECT_FALSE(devices.BySetUsernames({"1002"}).ok());
+}
+
 TEST_F(RedisTest, DeviceLookupWithoutBlockingFillsTheCacheLikeTheBlockingOne) {
   Random& rng = Random::System();
   absl::StatusOr<std::unique_ptr<SecretBox>> box = SecretBox::Create(std::string(32, 'k'), rng);
