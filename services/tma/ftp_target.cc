@@ -30,6 +30,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -323,7 +324,9 @@ class FtpTarget final : public Target {
 
   // The operation set up on curl_, to its end, through multi_ (see the top of the file).
   CURLcode Perform() {
-    if (curl_multi_add_handle(multi_, curl_) != CURLM_OK) return CURLE_FAILED_INIT;
+    if (const CURLMcode added = curl_multi_add_handle(multi_, curl_); added != CURLM_OK) {
+      return MultiFailed(added);
+    }
     int running = 1;
     int idle = 0;  // passes in a row where libcurl had no socket to wait on
     CURLMcode mc = CURLM_OK;
@@ -348,13 +351,28 @@ class FtpTarget final : public Target {
       if (max_fd >= 0) idle = 0;
       mc = curl_multi_poll(multi_, nullptr, 0, static_cast<int>(wait), nullptr);
     }
-    CURLcode result = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT;
+    bool done = false;
+    CURLcode result = CURLE_OK;
     int left = 0;
     while (CURLMsg* m = curl_multi_info_read(multi_, &left)) {
-      if (m->msg == CURLMSG_DONE && m->easy_handle == curl_) result = m->data.result;
+      if (m->msg == CURLMSG_DONE && m->easy_handle == curl_) {
+        result = m->data.result;
+        done = true;
+      }
     }
     curl_multi_remove_handle(multi_, curl_);
+    if (!done) return MultiFailed(mc);
     return result;
+  }
+
+  // An operation that libcurl's multi interface could not run (not the transfer's own
+  // failure): the error says so in libcurl's words, not as a failed initialisation.
+  CURLcode MultiFailed(CURLMcode mc) {
+    if (error_[0] == '\0') {
+      absl::SNPrintF(error_, sizeof(error_), "libcurl could not run the transfer: %s",
+                     mc == CURLM_OK ? "it ended without a result" : curl_multi_strerror(mc));
+    }
+    return mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT;
   }
 
   absl::Status Usable() const {
