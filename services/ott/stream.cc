@@ -273,8 +273,14 @@ Stream::Io Stream::FlushBatch() {
 Stream::Io Stream::WriteSome(const asio::const_buffer* parts, size_t count, bool retry) {
   if (count == 0) return Io{};
   if (ssl_ != nullptr) {
-    // A batch waiting for the socket goes first (the write waited for it).
-    if (batch_size_ > 0) return FlushBatch();
+    // A batch waiting for the socket goes first (the write waited for it). A new write while
+    // one is left (its write was cancelled or timed out) cannot follow a record cut in two:
+    // the connection is unusable.
+    if (batch_size_ > 0) {
+      if (retry) return FlushBatch();
+      ssl_failed_ = true;
+      return Io{0, Want::kNone, asio::error::connection_aborted};
+    }
     if (parts[0].size() >= 2 * kRecord && batch_bio_ != nullptr &&
         SSL_is_init_finished(ssl_) == 1) {
       return WriteBatch(static_cast<const char*>(parts[0].data()), parts[0].size());

@@ -205,6 +205,16 @@ TEST_F(StreamTest, AWriteCutShortIsNotEndedCleanly) {
   client_->cancel();
   RunUntil([&] { return written; });
   EXPECT_EQ(wec, asio::error::operation_aborted);
+  // A new write cannot follow the records left: it fails, and sends nothing.
+  bool again = false;
+  beast::error_code aec;
+  const std::string more = Pattern(100);
+  asio::async_write(*client_, asio::buffer(more), [&](beast::error_code ec, size_t) {
+    aec = ec;
+    again = true;
+  });
+  RunUntil([&] { return again; });
+  EXPECT_EQ(aec, asio::error::connection_aborted) << aec.message();
   // The reader takes all there is: the socket has room for close_notify again.
   server_->expires_after(milliseconds(300));
   auto [first, ec1] = ReadAll(*server_, data.size());
