@@ -94,7 +94,12 @@ Stream::Stream(Sweep& sweep, Socket socket, SSL_CTX* tls, Role role)
   }
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                          SSL_MODE_RELEASE_BUFFERS);
-  SSL_set_fd(ssl_, socket_.native_handle());
+  if (SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+    no_ssl_ = true;  // the handshake fails
+    return;
+  }
   if (const BIO_METHOD* m = BatchMethod(&Stream::BatchBioWrite); m != nullptr) {
     batch_bio_ = BIO_new(m);
     if (batch_bio_ != nullptr) BIO_set_data(batch_bio_, this);
@@ -110,12 +115,13 @@ Stream::Stream(Sweep& sweep, Socket socket, SSL_CTX* tls, Role role)
 Stream::~Stream() {
   sweep_.Remove(this);
   if (ssl_ != nullptr) SSL_free(ssl_);
+  if (held_socket_bio_ != nullptr) BIO_free(held_socket_bio_);
   if (batch_bio_ != nullptr) BIO_free(batch_bio_);
 }
 
 void Stream::SendCloseNotify() {
   // Not ahead of records still waiting in the batch: the peer would take what it got as all.
-  if (ssl_ != nullptr && !ssl_failed_ && batch_size_ == 0 && socket_.is_open() &&
+  if (ssl_ != nullptr && !ssl_failed_ && !batch_held_ && socket_.is_open() &&
       SSL_is_init_finished(ssl_) == 1 && (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) == 0) {
     ERR_clear_error();
     (void)SSL_shutdown(ssl_);
@@ -211,6 +217,12 @@ Stream::Io Stream::ReadSome(void* data, size_t size) {
 int Stream::BatchBioWrite(BIO* bio, const char* data, size_t size, size_t* written) {
   auto* s = static_cast<Stream*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
+  if (s != nullptr && s->batch_held_) {
+    // Records of the batch still wait for the socket: what OpenSSL writes now (an alert
+    // while reading) waits behind them, as OpenSSL keeps it until its next write.
+    BIO_set_retry_write(bio);
+    return 0;
+  }
   if (s == nullptr || s->batch_ == nullptr || size > kBatchRoom - s->batch_size_) return 0;
   std::memcpy(s->batch_.get() + s->batch_size_, data, size);
   s->batch_size_ += size;
@@ -219,12 +231,12 @@ int Stream::BatchBioWrite(BIO* bio, const char* data, size_t size, size_t* writt
 }
 
 Stream::Io Stream::WriteBatch(const char* data, size_t size) {
-  if (batch_ == nullptr) batch_.reset(new (std::nothrow) char[kBatchRoom]);
-  if (batch_ == nullptr) return Io{0, Want::kNone, asio::error::no_memory};
-  // OpenSSL writes a record per SSL_write (partial writes are on), into the batch; the
-  // socket's BIO is the connection's again before anything else can write.
+  // OpenSSL writes a record per SSL_write (partial writes are on), into the batch. The
+  // socket's BIO is the connection's write BIO again once the socket has taken the batch;
+  // until then the batch's BIO holds back anything else OpenSSL would write (FlushBatch).
   BIO* socket_bio = SSL_get_wbio(ssl_);
   BIO_up_ref(socket_bio);
+  held_socket_bio_ = socket_bio;
   BIO_up_ref(batch_bio_);
   SSL_set0_wbio(ssl_, batch_bio_);
   size_t taken = 0;
@@ -241,7 +253,7 @@ Stream::Io Stream::WriteBatch(const char* data, size_t size) {
     }
     taken += static_cast<size_t>(rc);
   }
-  SSL_set0_wbio(ssl_, socket_bio);
+  batch_held_ = true;
   if (failed.ec) {
     ssl_failed_ = true;
     return Io{0, Want::kNone, failed.ec};
@@ -267,6 +279,9 @@ Stream::Io Stream::FlushBatch() {
   const size_t taken = batch_taken_;
   batch_size_ = batch_sent_ = batch_taken_ = 0;
   batch_.reset();
+  batch_held_ = false;
+  SSL_set0_wbio(ssl_, held_socket_bio_);  // takes the reference WriteBatch kept
+  held_socket_bio_ = nullptr;
   return Io{taken, Want::kNone, {}};
 }
 
@@ -276,14 +291,20 @@ Stream::Io Stream::WriteSome(const asio::const_buffer* parts, size_t count, bool
     // A batch waiting for the socket goes first (the write waited for it). A new write while
     // one is left (its write was cancelled or timed out) cannot follow a record cut in two:
     // the connection is unusable.
-    if (batch_size_ > 0) {
-      if (retry) return FlushBatch();
+    // So for a new write after one cancelled while OpenSSL held part of its record: OpenSSL
+    // would send that part as the new write's first bytes.
+    if (batch_held_ || (ssl_write_pending_ && !retry)) {
+      if (batch_size_ > 0 && retry) return FlushBatch();
       ssl_failed_ = true;
       return Io{0, Want::kNone, asio::error::connection_aborted};
     }
-    if (parts[0].size() >= 2 * kRecord && batch_bio_ != nullptr &&
+    if (parts[0].size() >= 2 * kRecord && batch_bio_ != nullptr && !ssl_write_pending_ &&
         SSL_is_init_finished(ssl_) == 1) {
-      return WriteBatch(static_cast<const char*>(parts[0].data()), parts[0].size());
+      // Without memory for the batch, the write goes a record at a time.
+      if (batch_ == nullptr) batch_.reset(new (std::nothrow) char[kBatchRoom]);
+      if (batch_ != nullptr) {
+        return WriteBatch(static_cast<const char*>(parts[0].data()), parts[0].size());
+      }
     }
     const void* data = nullptr;
     size_t size = 0;
@@ -308,10 +329,12 @@ Stream::Io Stream::WriteSome(const asio::const_buffer* parts, size_t count, bool
     const int rc = SSL_write(ssl_, data, static_cast<int>(size));
     if (rc > 0) {
       staged_ = 0;
+      ssl_write_pending_ = false;
       return Io{static_cast<size_t>(rc), Want::kNone, {}};
     }
     Io io = SslResultOf(rc);
     if (io.want == Want::kNone) staged_ = 0;
+    ssl_write_pending_ = io.want != Want::kNone;
     return io;
   }
   std::array<iovec, kMaxGather> iov{};

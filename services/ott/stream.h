@@ -225,6 +225,12 @@ class Stream {
   size_t batch_size_ = 0;   // bytes of records in batch_
   size_t batch_sent_ = 0;   // of which the socket has taken
   size_t batch_taken_ = 0;  // the caller's bytes the batch's records hold
+  // While the batch waits for the socket, its BIO stays the SSL's write BIO and refuses
+  // ("retry") what OpenSSL writes meanwhile; the socket's BIO, with a reference, is kept here.
+  bool batch_held_ = false;
+  BIO* held_socket_bio_ = nullptr;
+  // OpenSSL holds part of a record of a write that must be retried before any other write.
+  bool ssl_write_pending_ = false;
   // The sweep's list.
   Stream* prev_ = nullptr;
   Stream* next_ = nullptr;

@@ -229,6 +229,37 @@ TEST_F(StreamTest, AWriteCutShortIsNotEndedCleanly) {
   EXPECT_TRUE(got == data.substr(0, got.size())) << "what came is not the start of what was sent";
 }
 
+TEST_F(StreamTest, AWriteAfterOneCancelledMidRecordFails) {
+  Connect(true);
+  // Writes of one record and a bit (not batched) until one waits: OpenSSL then holds part of
+  // a record. Cancelled, that write's record must not go out as the next write's bytes.
+  const std::string piece = Pattern(20000);
+  bool written = true;
+  beast::error_code wec;
+  for (int i = 0; i < 4096 && written; ++i) {
+    written = false;
+    asio::async_write(*client_, asio::buffer(piece), [&](beast::error_code ec, size_t) {
+      wec = ec;
+      written = true;
+    });
+    io_.run_for(milliseconds(i < 2 ? 20 : 2));
+    if (io_.stopped()) io_.restart();
+    ASSERT_FALSE(wec) << wec.message();
+  }
+  ASSERT_FALSE(written) << "the socket never filled";
+  client_->cancel();
+  RunUntil([&] { return written; });
+  EXPECT_EQ(wec, asio::error::operation_aborted);
+  bool again = false;
+  beast::error_code aec;
+  asio::async_write(*client_, asio::buffer(piece.data(), 100), [&](beast::error_code ec, size_t) {
+    aec = ec;
+    again = true;
+  });
+  RunUntil([&] { return again; });
+  EXPECT_EQ(aec, asio::error::connection_aborted) << aec.message();
+}
+
 TEST_F(StreamTest, SmallTlsWritesAreGatheredIntoOneRecord) {
   Connect(true);
   const std::string a = "HTTP/1.1 200 OK\r\n", b = "Content-Length: 5\r\n\r\n", c = "hello";
