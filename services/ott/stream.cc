@@ -30,28 +30,6 @@ constexpr size_t kBatch = 4 * kRecord;
 constexpr size_t kRecordRoom = kRecord + 512;
 constexpr size_t kBatchRoom = (kBatch / kRecord) * kRecordRoom;
 
-// The BIO that OpenSSL writes a large write's records into: a sink in the stream's memory
-// (see Stream::WriteBatch), never "would block".
-const BIO_METHOD* BatchMethod(int (*write)(BIO*, const char*, size_t, size_t*)) {
-  static BIO_METHOD* const method = [write] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rwg ott batch");
-    if (m == nullptr) return m;
-    BIO_meth_set_write_ex(m, write);
-    // OpenSSL flushes after a handshake message; nothing else is asked of this BIO.
-    BIO_meth_set_ctrl(m,
-                      [](BIO* /*bio*/, int cmd, long /*num*/,
-                         void* /*ptr*/) -> long {  // NOLINT(google-runtime-int): OpenSSL's type
-                        return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-                      });
-    BIO_meth_set_create(m, [](BIO* bio) {
-      BIO_set_init(bio, 1);
-      return 1;
-    });
-    return m;
-  }();
-  return method;
-}
-
 beast::error_code SystemError(int e) { return {e, boost::system::system_category()}; }
 
 }  // namespace
@@ -100,7 +78,7 @@ Stream::Stream(Sweep& sweep, Socket socket, SSL_CTX* tls, Role role)
     no_ssl_ = true;  // the handshake fails
     return;
   }
-  if (const BIO_METHOD* m = BatchMethod(&Stream::BatchBioWrite); m != nullptr) {
+  if (const BIO_METHOD* m = BatchMethod(); m != nullptr) {
     batch_bio_ = BIO_new(m);
     if (batch_bio_ != nullptr) BIO_set_data(batch_bio_, this);
   }
@@ -214,6 +192,26 @@ Stream::Io Stream::ReadSome(void* data, size_t size) {
   }
 }
 
+const BIO_METHOD* Stream::BatchMethod() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rwg ott batch");
+    if (m == nullptr) return m;
+    BIO_meth_set_write_ex(m, &Stream::BatchBioWrite);
+    // OpenSSL flushes after a handshake message; nothing else is asked of this BIO.
+    BIO_meth_set_ctrl(m,
+                      [](BIO* /*bio*/, int cmd, long /*num*/,
+                         void* /*ptr*/) -> long {  // NOLINT(google-runtime-int): OpenSSL's type
+                        return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+                      });
+    BIO_meth_set_create(m, [](BIO* bio) {
+      BIO_set_init(bio, 1);
+      return 1;
+    });
+    return m;
+  }();
+  return method;
+}
+
 int Stream::BatchBioWrite(BIO* bio, const char* data, size_t size, size_t* written) {
   auto* s = static_cast<Stream*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
@@ -289,10 +287,9 @@ Stream::Io Stream::WriteSome(const asio::const_buffer* parts, size_t count, bool
   if (count == 0) return Io{};
   if (ssl_ != nullptr) {
     // A batch waiting for the socket goes first (the write waited for it). A new write while
-    // one is left (its write was cancelled or timed out) cannot follow a record cut in two:
-    // the connection is unusable.
-    // So for a new write after one cancelled while OpenSSL held part of its record: OpenSSL
-    // would send that part as the new write's first bytes.
+    // a batch is left, or while OpenSSL holds part of a record (the write that made it was
+    // cancelled or timed out), cannot follow that record cut in two: OpenSSL would send the
+    // rest as the new write's first bytes. The connection is unusable.
     if (batch_held_ || (ssl_write_pending_ && !retry)) {
       if (batch_size_ > 0 && retry) return FlushBatch();
       ssl_failed_ = true;

@@ -141,7 +141,8 @@ class Stream {
   Io WriteBatch(const char* data, size_t size);
   // Sends what is left of the batch; when all is sent, the bytes its records hold.
   Io FlushBatch();
-  // batch_bio_'s write: appends a record to the batch.
+  // The method of batch_bio_ (made once), and its write: appends a record to the batch.
+  static const BIO_METHOD* BatchMethod();
   static int BatchBioWrite(BIO* bio, const char* data, size_t size, size_t* written);
   Io Handshake();
   // What an SSL call that returned `rc` means; a fatal error is remembered.
