@@ -29,6 +29,10 @@ constexpr size_t kRecord = 16384;
 constexpr size_t kBatch = 4 * kRecord;
 constexpr size_t kRecordRoom = kRecord + 512;
 constexpr size_t kBatchRoom = (kBatch / kRecord) * kRecordRoom;
+// What a TLS stream receives into: first room for a request or a page's records; a receive
+// that fills it makes it a record's room, for a stream that carries more.
+constexpr size_t kInFirst = 4096;
+constexpr size_t kInLarge = kRecordRoom;
 
 beast::error_code SystemError(int e) { return {e, boost::system::system_category()}; }
 
@@ -56,6 +60,10 @@ void Sweep::Remove(Stream* s) {
 void Sweep::Run(std::chrono::steady_clock::time_point now) {
   for (Stream* s = head_; s != nullptr; s = s->next_) {
     if (s->pending_ > 0 && !s->timed_out_ && s->deadline_ <= now) s->Expire();
+    if (s->ssl_ != nullptr && s->quiet_sweeps_ < 2 && ++s->quiet_sweeps_ == 2 &&
+        SSL_is_init_finished(s->ssl_) == 1) {
+      (void)SSL_free_buffers(s->ssl_);  // 0: a record is half read or written; kept
+    }
   }
 }
 
@@ -70,14 +78,25 @@ Stream::Stream(Sweep& sweep, Socket socket, SSL_CTX* tls, Role role)
     no_ssl_ = true;  // the handshake fails
     return;
   }
-  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                         SSL_MODE_RELEASE_BUFFERS);
-  if (SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+  // Buffers are kept while in use, freed by the sweep when quiet.
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Only a read makes OpenSSL read (see the operation's receive).
+  SSL_set_options(ssl_, SSL_OP_NO_RENEGOTIATION);
+  // OpenSSL reads what the stream received, and writes to the socket.
+  in_.reset(new (std::nothrow) char[kInFirst]);
+  in_size_ = in_ != nullptr ? kInFirst : 0;
+  const BIO_METHOD* rm = ReadMethod();
+  BIO* rbio = rm != nullptr && in_ != nullptr ? BIO_new(rm) : nullptr;
+  BIO* wbio = rbio != nullptr ? BIO_new_socket(socket_.native_handle(), BIO_NOCLOSE) : nullptr;
+  if (wbio == nullptr) {
+    if (rbio != nullptr) BIO_free(rbio);
     SSL_free(ssl_);
     ssl_ = nullptr;
     no_ssl_ = true;  // the handshake fails
     return;
   }
+  BIO_set_data(rbio, this);
+  SSL_set_bio(ssl_, rbio, wbio);
   if (const BIO_METHOD* m = BatchMethod(); m != nullptr) {
     batch_bio_ = BIO_new(m);
     if (batch_bio_ != nullptr) BIO_set_data(batch_bio_, this);
@@ -166,6 +185,7 @@ Stream::Io Stream::Handshake() {
     return Io{0, Want::kNone,
               no_ssl_ ? beast::error_code(asio::error::no_memory) : beast::error_code{}};
   }
+  quiet_sweeps_ = 0;
   ERR_clear_error();
   errno = 0;
   const int rc = SSL_do_handshake(ssl_);
@@ -174,22 +194,105 @@ Stream::Io Stream::Handshake() {
 }
 
 Stream::Io Stream::ReadSome(void* data, size_t size) {
-  const size_t n = std::min<size_t>(size, INT_MAX);
   if (ssl_ != nullptr) {
+    quiet_sweeps_ = 0;
     ERR_clear_error();
     errno = 0;
-    const int rc = SSL_read(ssl_, data, static_cast<int>(n));
+    const int rc = SSL_read(ssl_, data, static_cast<int>(std::min<size_t>(size, INT_MAX)));
     if (rc > 0) return Io{static_cast<size_t>(rc), Want::kNone, {}};
     return SslResultOf(rc);
   }
-  for (;;) {
-    const ssize_t rc = ::recv(socket_.native_handle(), data, n, 0);
-    if (rc > 0) return Io{static_cast<size_t>(rc), Want::kNone, {}};
-    if (rc == 0) return Io{0, Want::kNone, asio::error::eof};
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Io{0, Want::kRead, {}};
-    return Io{0, Want::kNone, SystemError(errno)};
+  // The receive goes straight into the caller's buffer (the socket is tried at once when the
+  // last receive may have left bytes, else when the descriptor says it has some).
+  return Io{0, Want::kRead, {}, data, size};
+}
+
+const BIO_METHOD* Stream::ReadMethod() {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rwg ott in");
+    if (m == nullptr) return m;
+    BIO_meth_set_read_ex(m, &Stream::ReadBioRead);
+    BIO_meth_set_ctrl(m, &Stream::ReadBioCtrl);
+    BIO_meth_set_create(m, [](BIO* bio) {
+      BIO_set_init(bio, 1);
+      return 1;
+    });
+    return m;
+  }();
+  return method;
+}
+
+int Stream::ReadBioRead(BIO* bio, char* data, size_t size, size_t* read) {
+  auto* s = static_cast<Stream*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  if (s == nullptr) return 0;
+  const size_t have = s->in_end_ - s->in_at_;
+  if (have == 0) {
+    // Nothing received yet: OpenSSL waits for the stream's receive (wants read); after the
+    // peer's end, the end of the stream.
+    if (!s->in_eof_) BIO_set_retry_read(bio);
+    return 0;
   }
+  const size_t n = std::min(have, size);
+  std::memcpy(data, s->in_.get() + s->in_at_, n);
+  s->in_at_ += n;
+  if (s->in_at_ == s->in_end_) s->in_at_ = s->in_end_ = 0;
+  *read = n;
+  return 1;
+}
+
+long Stream::ReadBioCtrl(BIO* bio, int cmd, long /*num*/,  // NOLINT(google-runtime-int)
+                         void* /*ptr*/) {
+  const auto* s = static_cast<const Stream*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;
+    case BIO_CTRL_PENDING:
+      return s != nullptr ? static_cast<long>(s->in_end_ - s->in_at_)  // NOLINT(google-runtime-int)
+                          : 0;
+    case BIO_CTRL_EOF:
+      return s != nullptr && s->in_eof_ && s->in_at_ == s->in_end_ ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+asio::mutable_buffer Stream::InRoom() {
+  // A receive is asked for when OpenSSL has taken all there was; what is left, if ever, moves
+  // to the front.
+  if (in_at_ > 0) {
+    std::memmove(in_.get(), in_.get() + in_at_, in_end_ - in_at_);
+    in_end_ -= in_at_;
+    in_at_ = 0;
+  }
+  return asio::buffer(in_.get() + in_end_, in_size_ - in_end_);
+}
+
+beast::error_code Stream::Received(const beast::error_code& ec, size_t n) {
+  receiving_ = false;
+  // A receive into no room gives nothing and no error: OpenSSL wanted more with the buffer
+  // full of what it did not take. Not a state to wait in.
+  if (n == 0 && !ec) return asio::error::no_buffer_space;
+  in_end_ += n;
+  if (n > 0 && in_end_ == in_size_ && in_size_ < kInLarge) {
+    // Filled: more is likely to follow, in records of up to 16 KiB. Without the memory, the
+    // stream goes on with what it has.
+    if (std::unique_ptr<char[]> larger(new (std::nothrow) char[kInLarge]); larger != nullptr) {
+      std::memcpy(larger.get(), in_.get() + in_at_, in_end_ - in_at_);
+      in_end_ -= in_at_;
+      in_at_ = 0;
+      in_ = std::move(larger);
+      in_size_ = kInLarge;
+    }
+  }
+  if (ec == asio::error::eof) {
+    in_eof_ = true;  // OpenSSL says how the stream ended (close_notify, or cut short)
+  } else if (ec) {
+    if (ec != asio::error::operation_aborted) ssl_failed_ = true;
+    return WaitError(ec);
+  }
+  if (timed_out_) return beast::error::timeout;
+  return {};
 }
 
 const BIO_METHOD* Stream::BatchMethod() {
@@ -286,6 +389,7 @@ Stream::Io Stream::FlushBatch() {
 Stream::Io Stream::WriteSome(const asio::const_buffer* parts, size_t count, bool retry) {
   if (count == 0) return Io{};
   if (ssl_ != nullptr) {
+    quiet_sweeps_ = 0;
     // A batch waiting for the socket goes first (the write waited for it). A new write while
     // a batch is left, or while OpenSSL holds part of a record (the write that made it was
     // cancelled or timed out), cannot follow that record cut in two: OpenSSL would send the

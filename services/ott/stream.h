@@ -1,10 +1,18 @@
-// A TCP connection of the ott proxy, plain or with OpenSSL straight on its socket, as an
-// Asio/Beast asynchronous stream. Each operation first tries the socket (SSL_read/SSL_write
-// or recv/sendmsg on the non-blocking descriptor) and waits for readiness only when the
-// socket has nothing or is full: no memory BIO between OpenSSL and the socket, no composed
-// TLS engine, small TLS writes gathered into one record, a large one's records sent with one
-// system call (up to 64 KiB of them: a quarter of the system calls and of the wake-ups of the
-// reader that a record per call makes). Deadlines are not a timer per
+// A TCP connection of the ott proxy, plain or with OpenSSL on its socket, as an Asio/Beast
+// asynchronous stream: no composed TLS engine, small TLS writes gathered into one record, a
+// large one's records sent with one system call (up to 64 KiB of them: a quarter of the
+// system calls and of the wake-ups of the reader that a record per call makes).
+//
+// Reading is the reactor's: bytes are received by an Asio receive on the socket, which
+// tries the socket at once only when the last receive may have left some, and otherwise
+// waits on the descriptor's standing edge-triggered registration. A plain read receives
+// into the caller's buffer; a TLS stream receives into a buffer of its own that OpenSSL's
+// read BIO takes from. So a read that has to wait costs one system call when the bytes come,
+// not a failed read, a re-arm of the descriptor (`epoll_ctl`) and the read again. Writes go
+// to the non-blocking socket at once (OpenSSL's socket BIO, or sendmsg) and wait for room
+// only when it is full. OpenSSL keeps its record buffers while a connection is in use (no
+// allocation per read or write); the sweep gives them back once it has been quiet for two
+// sweeps (100-200 ms). Deadlines are not a timer per
 // operation: a stream's deadline is a time its worker's `Sweep` compares, every 100 ms, for
 // the streams that have an operation pending; an operation it expires fails with
 // beast::error::timeout, and so does one started after its stream's deadline.
@@ -32,7 +40,8 @@ class Sweep {
   Sweep() = default;
   Sweep(const Sweep&) = delete;
   Sweep& operator=(const Sweep&) = delete;
-  // Expires the pending operations of every stream whose deadline is at or before `now`.
+  // Expires the pending operations of every stream whose deadline is at or before `now`, and
+  // frees OpenSSL's buffers of the TLS streams quiet since the sweep before.
   void Run(std::chrono::steady_clock::time_point now);
   size_t size() const { return size_; }
 
@@ -127,11 +136,15 @@ class Stream {
   friend class Sweep;
   static constexpr size_t kMaxGather = 16;
   enum class Want { kNone, kRead, kWrite };
-  // What one attempt gave: bytes, or a wait for the socket, or an error.
+  // What one attempt gave: bytes, or a wait for the socket, or an error. A plain read that
+  // waits names the caller's buffer (`into`): the bytes the socket gives are the result. Any
+  // other wait to read receives into the stream's own buffer, then the attempt is made again.
   struct Io {
     size_t n = 0;
     Want want = Want::kNone;
     boost::beast::error_code ec;
+    void* into = nullptr;
+    size_t into_size = 0;
   };
   Io ReadSome(void* data, size_t size);
   // `retry`: the same write again after a wait (a TLS write goes again from the same
@@ -144,6 +157,16 @@ class Stream {
   // The method of batch_bio_ (made once), and its write: appends a record to the batch.
   static const BIO_METHOD* BatchMethod();
   static int BatchBioWrite(BIO* bio, const char* data, size_t size, size_t* written);
+  // OpenSSL's read BIO (made once): it takes from `in_`, and says "retry" when that is empty.
+  static const BIO_METHOD* ReadMethod();
+  static int ReadBioRead(BIO* bio, char* data, size_t size, size_t* read);
+  static long ReadBioCtrl(BIO* bio, int cmd, long num,  // NOLINT(google-runtime-int): OpenSSL's
+                          void* ptr);
+  // Where a receive for OpenSSL puts its bytes (in_ emptied, or grown when the last filled it).
+  boost::asio::mutable_buffer InRoom();
+  // A receive for OpenSSL ended with `ec` after `n` bytes: the error the operation ends with,
+  // or none when it is to try again.
+  boost::beast::error_code Received(const boost::beast::error_code& ec, size_t n);
   Io Handshake();
   // What an SSL call that returned `rc` means; a fatal error is remembered.
   Io SslResultOf(int rc);
@@ -161,14 +184,37 @@ class Stream {
   struct Op {
     Stream* s;
     Fn fn;
-    enum class State { kStart, kWaiting, kPosted } state = State::kStart;
+    // kWaiting: for room to write; kReceiving: a receive for OpenSSL; kReceivingInto: a
+    // receive into the caller's buffer.
+    enum class State {
+      kStart,
+      kWaiting,
+      kReceiving,
+      kReceivingInto,
+      kPosted
+    } state = State::kStart;
     Io result{};
 
     template <class Self>
-    void operator()(Self& self, boost::beast::error_code ec = {}) {
+    void operator()(Self& self, boost::beast::error_code ec = {}, size_t n = 0) {
       switch (state) {
         case State::kPosted:
           return Finish(self);
+        case State::kReceivingInto:
+          // Bytes received are the caller's even when the deadline passed meanwhile (the
+          // next operation fails); the end of the stream is asio's eof.
+          if (n > 0) {
+            result = Io{n, Want::kNone, {}};
+          } else {
+            result = Io{0, Want::kNone, s->WaitError(ec ? ec : boost::asio::error::eof)};
+          }
+          return Finish(self);
+        case State::kReceiving:
+          if (auto e = s->Received(ec, n)) {
+            result = Io{0, Want::kNone, e};
+            return Finish(self);
+          }
+          break;
         case State::kWaiting:
           // A timeout is final: a wait the sweep's cancel missed (its wake-up already queued)
           // ends the operation all the same.
@@ -186,12 +232,26 @@ class Stream {
           }
           break;
       }
-      result = fn(*s, state == State::kWaiting);
-      if (result.want != Want::kNone) {
+      result = fn(*s, state != State::kStart);
+      if (result.want == Want::kRead && result.into != nullptr) {
+        state = State::kReceivingInto;
+        s->socket_.async_receive(boost::asio::buffer(result.into, result.into_size),
+                                 std::move(self));
+        return;
+      }
+      if (result.want == Want::kRead && !s->receiving_) {
+        state = State::kReceiving;
+        s->receiving_ = true;
+        s->socket_.async_receive(s->InRoom(), std::move(self));
+        return;
+      }
+      if (result.want == Want::kRead) {
+        // Another operation's receive is pending: only a read makes OpenSSL read (no
+        // renegotiation), and a stream has one read at a time.
+        result = Io{0, Want::kNone, boost::asio::error::in_progress};
+      } else if (result.want == Want::kWrite) {
         state = State::kWaiting;
-        s->socket_.async_wait(result.want == Want::kRead ? boost::asio::ip::tcp::socket::wait_read
-                                                         : boost::asio::ip::tcp::socket::wait_write,
-                              std::move(self));
+        s->socket_.async_wait(boost::asio::ip::tcp::socket::wait_write, std::move(self));
         return;
       }
       if (state == State::kStart) {
@@ -232,6 +292,18 @@ class Stream {
   BIO* held_socket_bio_ = nullptr;
   // OpenSSL holds part of a record of a write that must be retried before any other write.
   bool ssl_write_pending_ = false;
+  // What the socket gave OpenSSL's read BIO: in_[in_at_, in_end_) not yet taken. It starts
+  // small (requests, pages) and grows to a record's size once a receive fills it.
+  std::unique_ptr<char[]> in_;
+  size_t in_size_ = 0;
+  size_t in_at_ = 0;
+  size_t in_end_ = 0;
+  bool in_eof_ = false;     // the peer ended the connection after in_'s bytes
+  bool receiving_ = false;  // a receive into in_ is pending
+  // Sweeps since the last attempt to read, write or handshake; OpenSSL's record buffers are
+  // freed at the second (SSL_free_buffers: only when they hold nothing), and made again by
+  // OpenSSL when needed.
+  int quiet_sweeps_ = 0;
   // The sweep's list.
   Stream* prev_ = nullptr;
   Stream* next_ = nullptr;
