@@ -118,8 +118,9 @@ constexpr size_t kScratch = size_t{32} * 1024;
 // A download's piece, read from the application and sent on at once: four TLS records, which
 // the client's stream sends with one system call.
 constexpr size_t kBulk = size_t{64} * 1024;
-// How long an application's resolved addresses are used, and how many names a worker keeps.
-constexpr absl::Duration kResolvedFor = absl::Seconds(30);
+// How long an application's resolved addresses are used (on the monotonic clock: a wall clock
+// stepped back does not keep them longer), and how many names a worker keeps.
+constexpr std::chrono::seconds kResolvedFor{30};
 constexpr size_t kMaxResolved = 1024;
 const std::string kLoginPath = "/.rwg/login";
 const std::string kLogoutPath = "/.rwg/logout";
@@ -514,7 +515,7 @@ class Proxy::Impl {
     // The applications' addresses by "<host> <port>", as resolved (see Resolve).
     struct Resolved {
       Resolver::results_type endpoints;
-      absl::Time until;
+      std::chrono::steady_clock::time_point until;
     };
     std::unordered_map<std::string, Resolved> resolved;
     // By domain and service ("<domain> <service>"): as many as domains were configured.
@@ -1154,6 +1155,12 @@ void Proxy::Impl::GiveBack(Worker& w, std::unique_ptr<Upstream> up) {
   list.push_back(std::move(up));
 }
 
+namespace {
+std::string ResolvedKey(const std::string& host, uint16_t port) {
+  return absl::StrCat(host, " ", port);
+}
+}  // namespace
+
 awaitable<Resolver::results_type> Proxy::Impl::Resolve(Worker& w, const std::string& host,
                                                        uint16_t port, beast::error_code& ec) {
   ec = {};
@@ -1163,8 +1170,8 @@ awaitable<Resolver::results_type> Proxy::Impl::Resolve(Worker& w, const std::str
   if (!literal) {
     co_return Resolver::results_type::create(tcp::endpoint(address, port), host, service);
   }
-  const std::string key = absl::StrCat(host, " ", port);
-  const absl::Time now = clock_.Now();
+  const std::string key = ResolvedKey(host, port);
+  const auto now = std::chrono::steady_clock::now();
   if (auto it = w.resolved.find(key); it != w.resolved.end() && now < it->second.until) {
     co_return it->second.endpoints;
   }
@@ -1182,7 +1189,7 @@ awaitable<Resolver::results_type> Proxy::Impl::Resolve(Worker& w, const std::str
 }
 
 void Proxy::Impl::Forget(Worker& w, const std::string& host, uint16_t port) {
-  w.resolved.erase(absl::StrCat(host, " ", port));
+  w.resolved.erase(ResolvedKey(host, port));
 }
 
 awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const DomainEntry& entry,
@@ -1271,21 +1278,25 @@ awaitable<std::unique_ptr<Upstream>> Proxy::Impl::Connect(Worker& w, const Domai
 namespace {
 
 // Copies what `from` gives to `to` until either fails; `leftover` (already read) goes first.
-template <class From, class To>
-awaitable<void> Pump(From& from, To& to, beast::flat_buffer& leftover, Stream& timer,
-                     absl::Duration idle) {
+// A read may wait `idle`; a write, `stuck` (a peer that takes nothing fails the write even
+// while bytes keep coming the other way). The other direction's pump reads `to` and writes
+// `from` at the same time: each sets only its own kind of deadline.
+awaitable<void> Pump(Stream& from, Stream& to, beast::flat_buffer& leftover, absl::Duration idle,
+                     absl::Duration stuck) {
   beast::error_code ec;
   if (leftover.size() > 0) {
+    to.write_expires_after(Chrono(stuck));
     co_await asio::async_write(to, leftover.data(), asio::redirect_error(use_awaitable, ec));
     if (ec) co_return;
     leftover.consume(leftover.size());
   }
   std::array<char, 16384> b{};
   for (;;) {
-    timer.expires_after(Chrono(idle));
+    from.read_expires_after(Chrono(idle));
     const size_t n =
         co_await from.async_read_some(asio::buffer(b), asio::redirect_error(use_awaitable, ec));
     if (ec) co_return;
+    to.write_expires_after(Chrono(stuck));
     co_await asio::async_write(to, asio::buffer(b.data(), n),
                                asio::redirect_error(use_awaitable, ec));
     if (ec) co_return;
@@ -1507,7 +1518,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     };
     auto upward = [&]() -> awaitable<void> {
       try {
-        co_await Pump(client, *u->stream, buf, client, o_.websocket_idle_timeout);
+        co_await Pump(client, *u->stream, buf, o_.websocket_idle_timeout, o_.idle_timeout);
       } catch (...) {
       }
       close_both();
@@ -1516,7 +1527,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     };
     asio::co_spawn(w.io, upward(), asio::detached);
     try {
-      co_await Pump(*u->stream, client, u->buffer, u->lowest(), o_.websocket_idle_timeout);
+      co_await Pump(*u->stream, client, u->buffer, o_.websocket_idle_timeout, o_.idle_timeout);
     } catch (...) {
     }
     close_both();

@@ -59,7 +59,10 @@ void Sweep::Remove(Stream* s) {
 
 void Sweep::Run(std::chrono::steady_clock::time_point now) {
   for (Stream* s = head_; s != nullptr; s = s->next_) {
-    if (s->pending_ > 0 && !s->timed_out_ && s->deadline_ <= now) s->Expire();
+    if (!s->timed_out_ && ((s->pending_reads_ > 0 && s->read_deadline_ <= now) ||
+                           (s->pending_writes_ > 0 && s->write_deadline_ <= now))) {
+      s->Expire();
+    }
     if (s->ssl_ != nullptr && s->quiet_sweeps_ < 2 && ++s->quiet_sweeps_ == 2 &&
         SSL_is_init_finished(s->ssl_) == 1) {
       (void)SSL_free_buffers(s->ssl_);  // 0: a record is half read or written; kept

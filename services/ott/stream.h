@@ -12,10 +12,10 @@
 // to the non-blocking socket at once (OpenSSL's socket BIO, or sendmsg) and wait for room
 // only when it is full. OpenSSL keeps its record buffers while a connection is in use (no
 // allocation per read or write); the sweep gives them back once it has been quiet for two
-// sweeps (100-200 ms). Deadlines are not a timer per
-// operation: a stream's deadline is a time its worker's `Sweep` compares, every 100 ms, for
-// the streams that have an operation pending; an operation it expires fails with
-// beast::error::timeout, and so does one started after its stream's deadline.
+// sweeps (100-200 ms). Deadlines are not a timer per operation: a stream has a deadline for
+// its reads and one for its writes, times its worker's `Sweep` compares, every 100 ms, for
+// the streams with an operation of that kind pending; the operations it expires fail with
+// beast::error::timeout, and so does one started after its kind's deadline.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -73,13 +73,25 @@ class Stream {
   bool tls() const { return ssl_ != nullptr; }
 
   // Operations pending when `d` has passed (or started after) fail with a timeout, and so does
-  // every later one until the next expires_after/expires_never.
+  // every later one until the next expires_after/expires_never. A deadline passed ends every
+  // pending operation of the stream (the connection is not usable after a timeout).
   void expires_after(Clock::duration d) {
-    deadline_ = Clock::now() + d;
+    read_deadline_ = write_deadline_ = Clock::now() + d;
     timed_out_ = false;
   }
   void expires_never() {
-    deadline_ = Clock::time_point::max();
+    read_deadline_ = write_deadline_ = Clock::time_point::max();
+    timed_out_ = false;
+  }
+  // The deadline of reads (and the handshake) alone, or of writes alone: for a stream read
+  // and written at once (a WebSocket), so that the bytes coming one way do not keep alive a
+  // write the peer does not take the other way.
+  void read_expires_after(Clock::duration d) {
+    read_deadline_ = Clock::now() + d;
+    timed_out_ = false;
+  }
+  void write_expires_after(Clock::duration d) {
+    write_deadline_ = Clock::now() + d;
     timed_out_ = false;
   }
   // Ends the pending operations with operation_aborted.
@@ -105,7 +117,7 @@ class Stream {
       return Io{};
     };
     return boost::asio::async_compose<Token, void(boost::beast::error_code, size_t)>(
-        Op<decltype(fn)>{this, std::move(fn)}, token, socket_);
+        Op<decltype(fn)>{this, std::move(fn), false}, token, socket_);
   }
 
   template <class ConstBuffers, class Token>
@@ -121,7 +133,7 @@ class Stream {
       return s.WriteSome(parts.data(), n, retry);
     };
     return boost::asio::async_compose<Token, void(boost::beast::error_code, size_t)>(
-        Op<decltype(fn)>{this, std::move(fn)}, token, socket_);
+        Op<decltype(fn)>{this, std::move(fn), true}, token, socket_);
   }
 
   // The TLS handshake in the stream's role (nothing to do when plain).
@@ -129,7 +141,7 @@ class Stream {
   auto async_handshake(Token&& token) {
     auto fn = [](Stream& s, bool /*retry*/) { return s.Handshake(); };
     return boost::asio::async_compose<Token, void(boost::beast::error_code, size_t)>(
-        Op<decltype(fn)>{this, std::move(fn)}, token, socket_);
+        Op<decltype(fn)>{this, std::move(fn), false}, token, socket_);
   }
 
  private:
@@ -172,8 +184,9 @@ class Stream {
   Io SslResultOf(int rc);
   // What an operation reports when its wait ended with `ec`.
   boost::beast::error_code WaitError(const boost::beast::error_code& ec) const;
-  bool Expired() const {
-    return deadline_ != Clock::time_point::max() && Clock::now() >= deadline_;
+  bool Expired(bool write) const {
+    const Clock::time_point d = write ? write_deadline_ : read_deadline_;
+    return d != Clock::time_point::max() && Clock::now() >= d;
   }
   void Expire();
 
@@ -184,6 +197,7 @@ class Stream {
   struct Op {
     Stream* s;
     Fn fn;
+    bool write;  // under the write deadline (else the read one)
     // kWaiting: for room to write; kReceiving: a receive for OpenSSL; kReceivingInto: a
     // receive into the caller's buffer.
     enum class State {
@@ -224,8 +238,8 @@ class Stream {
           }
           break;
         case State::kStart:
-          ++s->pending_;
-          if (s->timed_out_ || s->Expired()) {
+          ++(write ? s->pending_writes_ : s->pending_reads_);
+          if (s->timed_out_ || s->Expired(write)) {
             result = Io{0, Want::kNone, boost::beast::error::timeout};
             state = State::kPosted;
             return boost::asio::post(s->get_executor(), std::move(self));
@@ -262,7 +276,7 @@ class Stream {
     }
     template <class Self>
     void Finish(Self& self) {
-      --s->pending_;
+      --(write ? s->pending_writes_ : s->pending_reads_);
       self.complete(result.ec, result.n);
     }
   };
@@ -272,9 +286,11 @@ class Stream {
   SSL* ssl_ = nullptr;
   bool no_ssl_ = false;      // TLS wanted, but OpenSSL could not make the SSL
   bool ssl_failed_ = false;  // a fatal TLS or socket error: no close_notify after it
-  Clock::time_point deadline_ = Clock::time_point::max();
+  Clock::time_point read_deadline_ = Clock::time_point::max();
+  Clock::time_point write_deadline_ = Clock::time_point::max();
   bool timed_out_ = false;
-  int pending_ = 0;
+  int pending_reads_ = 0;
+  int pending_writes_ = 0;
   // Small TLS writes gathered into one record; kept as they were while a write waits.
   std::unique_ptr<char[]> stage_;
   size_t staged_ = 0;

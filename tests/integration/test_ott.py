@@ -764,6 +764,48 @@ class ProxyTest(OttFixture):
             self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 101"))
         self.settled(check_fds=True)
 
+    def test_a_websocket_client_that_reads_nothing_is_closed(self):
+        """A browser that keeps a WebSocket but stops reading it: what rwg has for it cannot
+        be written. After the idle timeout (not the WebSocket's hour) rwg closes both sides,
+        though the client's own frames kept coming until its socket was full."""
+        with self.tls(CLIENT, timeout=2) as s:
+            s.sendall((f"GET /userportal/ws HTTP/1.1\r\nHost: {CLIENT}\r\n"
+                       "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       f"Sec-WebSocket-Key: {ws_handshake_key()}\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+            self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 101"))
+            # Binary frames of 1 MiB (masked with a zero key), echoed by the application and
+            # never read here, until the sockets on the way are full.
+            payload = os.urandom(1 << 20)
+            frame = bytes([0x82, 0x80 | 127]) + struct.pack(">Q", len(payload)) + bytes(4) + \
+                payload
+            sent = 0
+            try:
+                while sent < (256 << 20):
+                    s.sendall(frame)
+                    sent += len(frame)
+            except (socket.timeout, TimeoutError):
+                pass
+            self.assertLess(sent, 256 << 20, "the sockets on the way never filled")
+            # rwg's write to this client has waited since before the send above blocked.
+            time.sleep(IDLE_TIMEOUT + 2)
+            # Reading now drains what was held, then meets the end rwg made.
+            s.settimeout(10)
+            closed = False
+            until = time.monotonic() + 30
+            try:
+                while time.monotonic() < until:
+                    if not s.recv(1 << 20):
+                        closed = True
+                        break
+            except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
+                closed = True
+            except (socket.timeout, TimeoutError):
+                pass
+            self.assertTrue(closed, "rwg kept the WebSocket of a client that read nothing")
+        self.still_serving()
+        self.settled(check_fds=True)
+
     def test_large_download_arrives_whole(self):
         out = os.path.join(self.tmp, "big.bin")
         r = self.curl("-D", "-", "-o", out, self.url(PORTAL, "/userportal/big"))

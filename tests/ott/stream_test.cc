@@ -378,6 +378,53 @@ TEST_F(StreamTest, APendingReadPastItsDeadlineTimesOut) {
   RunUntil([&] { return written; });
 }
 
+TEST_F(StreamTest, AWriteThePeerDoesNotTakeTimesOutWhileReadsGoOn) {
+  Connect(true);
+  // As a WebSocket: the client writes what the server never reads, while it reads what the
+  // server keeps sending, each read with a fresh read deadline. The write's own deadline
+  // ends it, though bytes keep coming the other way.
+  const std::string data = Pattern(size_t{24} << 20);
+  bool written = false;
+  beast::error_code wec;
+  client_->write_expires_after(milliseconds(500));
+  const auto start = std::chrono::steady_clock::now();
+  asio::async_write(*client_, asio::buffer(data), [&](beast::error_code ec, size_t) {
+    wec = ec;
+    written = true;
+  });
+  std::array<char, 64> b{};
+  int reads = 0;
+  while (!written && std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+    bool sent = false;
+    asio::async_write(*server_, asio::buffer(std::string("tick")),
+                      [&](beast::error_code ec, size_t) {
+                        EXPECT_FALSE(ec) << ec.message();
+                        sent = true;
+                      });
+    RunUntil([&] { return sent; });
+    client_->read_expires_after(std::chrono::seconds(2));
+    bool read = false;
+    beast::error_code rec;
+    client_->async_read_some(asio::buffer(b), [&](beast::error_code ec, size_t) {
+      rec = ec;
+      read = true;
+    });
+    RunUntil([&] { return read || written; });
+    if (written) break;
+    ASSERT_FALSE(rec) << rec.message();
+    ++reads;
+    io_.run_for(milliseconds(50));
+    sweep_.Run(std::chrono::steady_clock::now());
+    if (io_.stopped()) io_.restart();
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(written) << "the write never ended";
+  EXPECT_EQ(wec, beast::error::timeout) << wec.message();
+  EXPECT_GE(took, milliseconds(500));
+  EXPECT_LT(took, milliseconds(2500));
+  EXPECT_GE(reads, 3) << "the reads did not go on while the write waited";
+}
+
 TEST_F(StreamTest, AnOperationStartedAfterTheDeadlineFailsAtOnce) {
   Connect(false);
   server_->expires_after(milliseconds(0));
