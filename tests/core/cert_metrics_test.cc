@@ -13,6 +13,8 @@
 #include <fstream>
 #include <string>
 
+#include "tests/testing/self_signed.h"
+
 namespace rwg::core {
 namespace {
 
@@ -21,26 +23,11 @@ using ::testing::Not;
 
 // A self-signed certificate valid until `not_after` (Unix seconds), as PEM.
 std::string CertificatePem(time_t not_after) {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  X509* cert = X509_new();
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
-  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-  ASN1_TIME_set(X509_getm_notAfter(cert), not_after);
-  X509_set_pubkey(cert, key);
-  X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("rwg.example"), -1, -1, 0);
-  X509_set_issuer_name(cert, name);
-  X509_sign(cert, key, EVP_sha256());
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(bio, cert);
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  X509_free(cert);
-  EVP_PKEY_free(key);
-  return pem;
+  rwg::testing::SelfSignedOptions o;
+  o.cn = "rwg.example";
+  o.not_after = not_after;
+  o.serial = 7;
+  return rwg::testing::MakeSelfSigned(o).cert_pem;
 }
 
 std::string WriteTemp(const std::string& text) {

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/core/clock.h"
+#include "tests/testing/self_signed.h"
 
 namespace rwg::core {
 namespace {
@@ -43,34 +44,16 @@ std::string Pem(X509* cert) {
   return pem;
 }
 
-std::string Pem(EVP_PKEY* key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(bio, &data);  // NOLINT(google-runtime-int)
-  std::string pem(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  return pem;
-}
-
 // A self-signed pair named `cn`, valid from `not_before` to `not_after` (Unix seconds).
 Pair MakePair(const std::string& cn, time_t not_before = kNow - kDay,
               time_t not_after = kNow + 30 * kDay) {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  X509* cert = X509_new();
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
-  ASN1_TIME_set(X509_getm_notBefore(cert), not_before);
-  ASN1_TIME_set(X509_getm_notAfter(cert), not_after);
-  X509_set_pubkey(cert, key);
-  X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(cert, name);
-  X509_sign(cert, key, EVP_sha256());
-  Pair p{Pem(cert), Pem(key)};
-  X509_free(cert);
-  EVP_PKEY_free(key);
-  return p;
+  rwg::testing::SelfSignedOptions o;
+  o.cn = cn;
+  o.not_before = not_before;
+  o.not_after = not_after;
+  o.serial = 7;
+  const rwg::testing::SelfSigned made = rwg::testing::MakeSelfSigned(o);
+  return Pair{made.cert_pem, made.key_pem};
 }
 
 std::string Scrape(prometheus::Registry& r) {

@@ -28,6 +28,7 @@
 #include "prometheus/registry.h"
 #include "services/core/random.h"
 #include "tests/testing/scratch_redis.h"
+#include "tests/testing/self_signed.h"
 
 namespace rwg::ott {
 namespace {
@@ -37,32 +38,12 @@ namespace fs = std::filesystem;
 // A self-signed P-256 certificate for `fqdn` (CN and subjectAltName) in <dir>/<fqdn>/.
 void WriteCertificate(const fs::path& dir, const std::string& fqdn) {
   fs::create_directories(dir / fqdn);
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  ASSERT_NE(key, nullptr);
-  X509* cert = X509_new();
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
-  X509_set_pubkey(cert, key);
-  X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(fqdn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(cert, name);
-  X509V3_CTX ctx;
-  X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* san =
-      X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, absl::StrCat("DNS:", fqdn).c_str());
-  X509_add_ext(cert, san, -1);
-  X509_EXTENSION_free(san);
-  ASSERT_GT(X509_sign(cert, key, EVP_sha256()), 0);
-  FILE* f = std::fopen((dir / fqdn / "tls.crt").c_str(), "w");
-  PEM_write_X509(f, cert);
-  std::fclose(f);
-  f = std::fopen((dir / fqdn / "tls.key").c_str(), "w");
-  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
-  std::fclose(f);
-  X509_free(cert);
-  EVP_PKEY_free(key);
+  rwg::testing::SelfSignedOptions o;
+  o.cn = fqdn;
+  o.dns_san = true;
+  ASSERT_TRUE(rwg::testing::WriteSelfSigned(rwg::testing::MakeSelfSigned(o),
+                                            (dir / fqdn / "tls.crt").string(),
+                                            (dir / fqdn / "tls.key").string()));
 }
 
 // The application: answers every request with 200 and the request's header as its body,

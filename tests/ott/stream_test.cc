@@ -5,9 +5,7 @@
 #include "services/ott/stream.h"
 
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include <array>
 #include <boost/asio/buffer.hpp>
@@ -19,11 +17,14 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <csignal>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "tests/testing/self_signed.h"
 
 namespace rwg::ott {
 namespace {
@@ -39,21 +40,10 @@ struct Contexts {
   SSL_CTX* server = SSL_CTX_new(TLS_server_method());
   SSL_CTX* client = SSL_CTX_new(TLS_client_method());
   Contexts() {
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    X509* cert = X509_new();
-    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-    X509_set_pubkey(cert, key);
-    X509_NAME* name = X509_get_subject_name(cert);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("stream.test"), -1, -1, 0);
-    X509_set_issuer_name(cert, name);
-    X509_sign(cert, key, EVP_sha256());
-    SSL_CTX_use_certificate(server, cert);
-    SSL_CTX_use_PrivateKey(server, key);
-    X509_free(cert);
-    EVP_PKEY_free(key);
+    rwg::testing::SelfSignedOptions o;
+    o.cn = "stream.test";
+    o.not_after = std::time(nullptr) + 3600;
+    EXPECT_TRUE(rwg::testing::UseSelfSigned(server, rwg::testing::MakeSelfSigned(o)));
     // No session tickets: a client that closes never leaves one unread (a reset, not a close).
     SSL_CTX_set_num_tickets(server, 0);
     SSL_CTX_set_verify(client, SSL_VERIFY_NONE, nullptr);

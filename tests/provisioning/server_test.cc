@@ -24,6 +24,7 @@
 #include "services/core/random.h"
 #include "services/core/redis.h"
 #include "services/provisioning/state.h"
+#include "tests/testing/self_signed.h"
 
 namespace rwg::provisioning {
 namespace {
@@ -43,26 +44,8 @@ class FailingClock final : public core::Clock {
 
 // A self-signed P-256 certificate and its key, as PEM files in `dir`.
 void WriteCertificate(const std::filesystem::path& dir) {
-  EVP_PKEY* key = EVP_EC_gen("P-256");
-  ASSERT_NE(key, nullptr);
-  X509* cert = X509_new();
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
-  X509_set_pubkey(cert, key);
-  X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-  X509_set_issuer_name(cert, name);
-  ASSERT_GT(X509_sign(cert, key, EVP_sha256()), 0);
-  FILE* f = std::fopen((dir / "cert.pem").c_str(), "w");
-  PEM_write_X509(f, cert);
-  std::fclose(f);
-  f = std::fopen((dir / "key.pem").c_str(), "w");
-  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
-  std::fclose(f);
-  X509_free(cert);
-  EVP_PKEY_free(key);
+  ASSERT_TRUE(rwg::testing::WriteSelfSigned(
+      rwg::testing::MakeSelfSigned(), (dir / "cert.pem").string(), (dir / "key.pem").string()));
 }
 
 class ServerTest : public ::testing::Test {
