@@ -1,11 +1,11 @@
 #include "services/core/log.h"
 
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,17 +22,41 @@ namespace {
 
 ABSL_CONST_INIT absl::Mutex g_mu(absl::kConstInit);
 std::string g_service ABSL_GUARDED_BY(g_mu) = "rwg";
-std::shared_ptr<spdlog::logger> g_logger ABSL_GUARDED_BY(g_mu);
 
-spdlog::logger& Logger() {
-  absl::MutexLock lock(&g_mu);
-  if (!g_logger) {
-    g_logger =
-        std::make_shared<spdlog::logger>("rwg", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-    g_logger->set_pattern("%v");
-    g_logger->flush_on(spdlog::level::trace);
+// Levels, lowest first; a line is written when its level is at least the one set.
+enum Level : int { kTrace, kDebug, kInfo, kWarn, kError, kCritical, kOff };
+std::atomic<int> g_level{kInfo};
+
+// The name Init gets: trace, debug, info, warn(ing), err(or), critical or off; anything else
+// writes nothing (as "off").
+int LevelNamed(absl::string_view name) {
+  if (name == "trace") return kTrace;
+  if (name == "debug") return kDebug;
+  if (name == "info") return kInfo;
+  if (name == "warn" || name == "warning") return kWarn;
+  if (name == "err" || name == "error") return kError;
+  if (name == "critical") return kCritical;
+  return kOff;
+}
+
+// Lines go to standard error, each with one write(2) (whole even when several threads log:
+// the writes are in turn). A write that fails drops the line; the service goes on.
+ABSL_CONST_INIT absl::Mutex g_write_mu(absl::kConstInit);
+void WriteLine(const std::string& line) {
+  absl::MutexLock lock(&g_write_mu);
+  const char* p = line.data();
+  size_t left = line.size();
+  while (left > 0) {
+    const ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n > 0) {
+      p += n;
+      left -= static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return;
+    }
   }
-  return *g_logger;
 }
 
 // Values longer than this are cut (a hostile peer's 60 KB header stays a short line).
@@ -141,40 +165,52 @@ void AppendValue(std::string& out, absl::string_view v) {
   out.push_back('"');
 }
 
-std::string FormatRange(absl::string_view level, absl::string_view msg, const Field* begin,
-                        const Field* end);
+void AppendRange(std::string& out, absl::string_view level, absl::string_view msg,
+                 const Field* begin, const Field* end);
 
-void Emit(spdlog::level::level_enum lvl, absl::string_view name, absl::string_view msg,
-          std::initializer_list<Field> fields) {
-  spdlog::logger& logger = Logger();
-  if (!logger.should_log(lvl)) return;
-  logger.log(lvl, "{}", FormatRange(name, msg, fields.begin(), fields.end()));
+bool Enabled(int lvl) { return lvl >= g_level.load(std::memory_order_relaxed); }
+
+// Formats the line in a buffer the thread keeps (no allocation once it has grown), then
+// writes it.
+void EmitRange(absl::string_view name, absl::string_view msg, const Field* begin,
+               const Field* end) {
+  thread_local std::string line;
+  line.clear();
+  AppendRange(line, name, msg, begin, end);
+  line.push_back('\n');
+  WriteLine(line);
+  // A rare very long line does not keep its memory in every thread that wrote one.
+  if (line.capacity() > 16384) std::string().swap(line);
 }
 
-void EmitLimited(Limiter& limiter, spdlog::level::level_enum lvl, absl::string_view name,
-                 absl::string_view msg, std::initializer_list<Field> fields) {
-  spdlog::logger& logger = Logger();
-  if (!logger.should_log(lvl)) return;
+void Emit(int lvl, absl::string_view name, absl::string_view msg,
+          std::initializer_list<Field> fields) {
+  if (!Enabled(lvl)) return;
+  EmitRange(name, msg, fields.begin(), fields.end());
+}
+
+void EmitLimited(Limiter& limiter, int lvl, absl::string_view name, absl::string_view msg,
+                 std::initializer_list<Field> fields) {
+  if (!Enabled(lvl)) return;
   int64_t left_out = 0;
   if (!limiter.Admit(&left_out)) return;
   if (left_out == 0) {
-    logger.log(lvl, "{}", FormatRange(name, msg, fields.begin(), fields.end()));
+    EmitRange(name, msg, fields.begin(), fields.end());
     return;
   }
   std::vector<Field> all(fields.begin(), fields.end());
   all.emplace_back("left_out", std::to_string(left_out));
-  logger.log(lvl, "{}", FormatRange(name, msg, all.data(), all.data() + all.size()));
+  EmitRange(name, msg, all.data(), all.data() + all.size());
 }
 
 }  // namespace
 
 void Init(absl::string_view service, absl::string_view level) {
-  spdlog::logger& logger = Logger();
   {
     absl::MutexLock lock(&g_mu);
     g_service = std::string(service);
   }
-  logger.set_level(spdlog::level::from_str(std::string(level)));
+  g_level.store(LevelNamed(level), std::memory_order_relaxed);
 }
 
 // The timestamp, formatted once per millisecond per thread (busy services log many lines a
@@ -193,14 +229,15 @@ static const std::string& Timestamp() {
 
 std::string Format(absl::string_view level, absl::string_view msg,
                    std::initializer_list<Field> fields) {
-  return FormatRange(level, msg, fields.begin(), fields.end());
+  std::string out;
+  out.reserve(160);
+  AppendRange(out, level, msg, fields.begin(), fields.end());
+  return out;
 }
 
 namespace {
-std::string FormatRange(absl::string_view level, absl::string_view msg, const Field* begin,
-                        const Field* end) {
-  std::string out;
-  out.reserve(160);
+void AppendRange(std::string& out, absl::string_view level, absl::string_view msg,
+                 const Field* begin, const Field* end) {
   absl::StrAppend(&out, "ts=", Timestamp(), " level=", level, " service=");
   {
     absl::MutexLock lock(&g_mu);
@@ -214,22 +251,13 @@ std::string FormatRange(absl::string_view level, absl::string_view msg, const Fi
     out.push_back('=');
     AppendValue(out, f->second);
   }
-  return out;
 }
 }  // namespace
 
-void Debug(absl::string_view msg, std::initializer_list<Field> f) {
-  Emit(spdlog::level::debug, "debug", msg, f);
-}
-void Info(absl::string_view msg, std::initializer_list<Field> f) {
-  Emit(spdlog::level::info, "info", msg, f);
-}
-void Warn(absl::string_view msg, std::initializer_list<Field> f) {
-  Emit(spdlog::level::warn, "warn", msg, f);
-}
-void Error(absl::string_view msg, std::initializer_list<Field> f) {
-  Emit(spdlog::level::err, "error", msg, f);
-}
+void Debug(absl::string_view msg, std::initializer_list<Field> f) { Emit(kDebug, "debug", msg, f); }
+void Info(absl::string_view msg, std::initializer_list<Field> f) { Emit(kInfo, "info", msg, f); }
+void Warn(absl::string_view msg, std::initializer_list<Field> f) { Emit(kWarn, "warn", msg, f); }
+void Error(absl::string_view msg, std::initializer_list<Field> f) { Emit(kError, "error", msg, f); }
 
 bool Limiter::Admit(int64_t* left_out) {
   absl::MutexLock lock(&mu_);
@@ -252,10 +280,10 @@ bool Limiter::Admit(int64_t* left_out) {
 }
 
 void Info(Limiter& limiter, absl::string_view msg, std::initializer_list<Field> f) {
-  EmitLimited(limiter, spdlog::level::info, "info", msg, f);
+  EmitLimited(limiter, kInfo, "info", msg, f);
 }
 void Warn(Limiter& limiter, absl::string_view msg, std::initializer_list<Field> f) {
-  EmitLimited(limiter, spdlog::level::warn, "warn", msg, f);
+  EmitLimited(limiter, kWarn, "warn", msg, f);
 }
 
 }  // namespace rwg::core::log

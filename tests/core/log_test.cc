@@ -1,11 +1,18 @@
 #include "services/core/log.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <clocale>
+#include <cstdlib>
 #include <cwchar>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace rwg::core::log {
 namespace {
@@ -14,6 +21,83 @@ using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::Not;
+
+// What the code in `fn` writes to standard error (fd 2), read back from a file.
+template <class Fn>
+std::string CapturedStderr(Fn fn) {
+  char path[] = "/tmp/rwg-log-test-XXXXXX";
+  const int fd = ::mkstemp(path);
+  EXPECT_GE(fd, 0);
+  const int saved = ::dup(STDERR_FILENO);
+  ::dup2(fd, STDERR_FILENO);
+  fn();
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  ::close(fd);
+  std::ifstream f(path);
+  std::stringstream text;
+  text << f.rdbuf();
+  ::unlink(path);
+  return text.str();
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST(LogOutputTest, ALineGoesToStandardErrorWhenItsLevelIsOn) {
+  const std::string got = CapturedStderr([] {
+    Init("media-relay", "warn");
+    Info("not written", {{"a", "1"}});
+    Debug("not written either");
+    Warn("port pool low", {{"free", "12"}});
+    Error("relay gone", {{"instance", "relay-2"}});
+    Init("media-relay", "off");
+    Error("not written when off");
+    Init("media-relay", "info");
+  });
+  const std::vector<std::string> lines = Lines(got);
+  ASSERT_EQ(lines.size(), 2U) << got;
+  EXPECT_THAT(got, EndsWith("\n"));
+  EXPECT_THAT(lines[0], MatchesRegex("ts=[0-9T:.-]+Z level=warn service=media-relay "
+                                     "msg=\"port pool low\" free=12"));
+  EXPECT_THAT(lines[1], MatchesRegex("ts=[0-9T:.-]+Z level=error service=media-relay "
+                                     "msg=\"relay gone\" instance=relay-2"));
+}
+
+TEST(LogOutputTest, LinesFromManyThreadsStayWhole) {
+  const std::string value(3000, 'v');
+  constexpr int kThreads = 4;
+  constexpr int kEach = 300;
+  const std::string got = CapturedStderr([&] {
+    Init("sip-edge", "info");
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kEach; ++i) {
+          Info("call", {{"thread", std::to_string(t)}, {"n", std::to_string(i)}, {"v", value}});
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+  });
+  const std::vector<std::string> lines = Lines(got);
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kThreads * kEach));
+  std::vector<int> next(kThreads, 0);
+  for (const std::string& line : lines) {
+    ASSERT_THAT(line, MatchesRegex("ts=[0-9T:.-]+Z level=info service=sip-edge msg=call "
+                                   "thread=[0-9] n=[0-9]+ v=\"v{1024}\\.\\.\\.\\(3000 "
+                                   "bytes\\)\""))
+        << line.substr(0, 200);
+    const int t = line[line.find("thread=") + 7] - '0';
+    const int n = std::atoi(line.c_str() + line.find(" n=") + 3);
+    EXPECT_EQ(n, next[t]) << "a thread's lines out of order";
+    next[t] = n + 1;
+  }
+}
 
 TEST(LogFormatTest, OneLineWithFields) {
   Init("control", "info");
