@@ -2,6 +2,7 @@
 // time, and the sweep of their deadlines.
 #include "services/ott/stream.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
@@ -57,15 +58,27 @@ void Sweep::Remove(Stream* s) {
   --size_;
 }
 
+namespace {
+// Before OpenSSL 3.0.14 (CVE-2024-4741), SSL_free_buffers could free a read buffer that still
+// held the unread part of a decrypted record: buffers are then kept.
+bool FreeingBuffersIsSafe() {
+  static const bool safe = OpenSSL_version_num() >= 0x300000e0UL;
+  return safe;
+}
+}  // namespace
+
 void Sweep::Run(std::chrono::steady_clock::time_point now) {
   for (Stream* s = head_; s != nullptr; s = s->next_) {
     if (!s->timed_out_ && ((s->pending_reads_ > 0 && s->read_deadline_ <= now) ||
                            (s->pending_writes_ > 0 && s->write_deadline_ <= now))) {
       s->Expire();
     }
-    if (s->ssl_ != nullptr && s->quiet_sweeps_ < 2 && ++s->quiet_sweeps_ == 2 &&
-        SSL_is_init_finished(s->ssl_) == 1) {
-      (void)SSL_free_buffers(s->ssl_);  // 0: a record is half read or written; kept
+    if (s->ssl_ != nullptr && !s->buffers_freed_) {
+      if (s->quiet_sweeps_ < 2) ++s->quiet_sweeps_;
+      if (s->quiet_sweeps_ == 2 && SSL_is_init_finished(s->ssl_) == 1 && FreeingBuffersIsSafe()) {
+        // 0: a record is half read or written; kept, and tried again at the next sweep.
+        s->buffers_freed_ = SSL_free_buffers(s->ssl_) == 1;
+      }
     }
   }
 }
@@ -189,6 +202,7 @@ Stream::Io Stream::Handshake() {
               no_ssl_ ? beast::error_code(asio::error::no_memory) : beast::error_code{}};
   }
   quiet_sweeps_ = 0;
+  buffers_freed_ = false;
   ERR_clear_error();
   errno = 0;
   const int rc = SSL_do_handshake(ssl_);
@@ -199,14 +213,16 @@ Stream::Io Stream::Handshake() {
 Stream::Io Stream::ReadSome(void* data, size_t size) {
   if (ssl_ != nullptr) {
     quiet_sweeps_ = 0;
+    buffers_freed_ = false;
     ERR_clear_error();
     errno = 0;
     const int rc = SSL_read(ssl_, data, static_cast<int>(std::min<size_t>(size, INT_MAX)));
     if (rc > 0) return Io{static_cast<size_t>(rc), Want::kNone, {}};
     return SslResultOf(rc);
   }
-  // The receive goes straight into the caller's buffer (the socket is tried at once when the
-  // last receive may have left bytes, else when the descriptor says it has some).
+  // After the stream's end or a failed receive, that again (no readiness will come for it).
+  if (read_end_) return Io{0, Want::kNone, read_end_};
+  // The receive goes straight into the caller's buffer.
   return Io{0, Want::kRead, {}, data, size};
 }
 
@@ -232,8 +248,15 @@ int Stream::ReadBioRead(BIO* bio, char* data, size_t size, size_t* read) {
   const size_t have = s->in_end_ - s->in_at_;
   if (have == 0) {
     // Nothing received yet: OpenSSL waits for the stream's receive (wants read); after the
-    // peer's end, the end of the stream.
-    if (!s->in_eof_) BIO_set_retry_read(bio);
+    // peer's end, the end of the stream; after a failed receive, its error (as a socket's
+    // read would give it: OpenSSL's SSL_ERROR_SYSCALL with errno).
+    if (s->in_eof_) return 0;
+    if (s->read_end_) {
+      errno =
+          s->read_end_.category() == boost::system::system_category() ? s->read_end_.value() : EIO;
+      return -1;
+    }
+    BIO_set_retry_read(bio);
     return 0;
   }
   const size_t n = std::min(have, size);
@@ -291,7 +314,10 @@ beast::error_code Stream::Received(const beast::error_code& ec, size_t n) {
   if (ec == asio::error::eof) {
     in_eof_ = true;  // OpenSSL says how the stream ended (close_notify, or cut short)
   } else if (ec) {
-    if (ec != asio::error::operation_aborted) ssl_failed_ = true;
+    if (ec != asio::error::operation_aborted) {
+      ssl_failed_ = true;
+      read_end_ = ec;
+    }
     return WaitError(ec);
   }
   if (timed_out_) return beast::error::timeout;
@@ -393,6 +419,7 @@ Stream::Io Stream::WriteSome(const asio::const_buffer* parts, size_t count, bool
   if (count == 0) return Io{};
   if (ssl_ != nullptr) {
     quiet_sweeps_ = 0;
+    buffers_freed_ = false;
     // A batch waiting for the socket goes first (the write waited for it). A new write while
     // a batch is left, or while OpenSSL holds part of a record (the write that made it was
     // cancelled or timed out), cannot follow that record cut in two: OpenSSL would send the

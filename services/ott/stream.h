@@ -3,12 +3,14 @@
 // large one's records sent with one system call (up to 64 KiB of them: a quarter of the
 // system calls and of the wake-ups of the reader that a record per call makes).
 //
-// Reading is the reactor's: bytes are received by an Asio receive on the socket, which
-// tries the socket at once only when the last receive may have left some, and otherwise
+// Reading is the reactor's: bytes are received by an Asio receive on the socket, which tries
+// the socket at once (Boost 1.74 does, unless the last receive met the end) and otherwise
 // waits on the descriptor's standing edge-triggered registration. A plain read receives
 // into the caller's buffer; a TLS stream receives into a buffer of its own that OpenSSL's
-// read BIO takes from. So a read that has to wait costs one system call when the bytes come,
-// not a failed read, a re-arm of the descriptor (`epoll_ctl`) and the read again. Writes go
+// read BIO takes from. So a read that has to wait costs the failed try and the receive when
+// the bytes come, without the re-arm of the descriptor (`epoll_ctl`) that Asio's
+// `async_wait` makes each time. How reading ended (the peer's end, a reset) is kept: later
+// reads get it at once. Writes go
 // to the non-blocking socket at once (OpenSSL's socket BIO, or sendmsg) and wait for room
 // only when it is full. OpenSSL keeps its record buffers while a connection is in use (no
 // allocation per read or write); the sweep gives them back once it has been quiet for two
@@ -85,15 +87,10 @@ class Stream {
   }
   // The deadline of reads (and the handshake) alone, or of writes alone: for a stream read
   // and written at once (a WebSocket), so that the bytes coming one way do not keep alive a
-  // write the peer does not take the other way.
-  void read_expires_after(Clock::duration d) {
-    read_deadline_ = Clock::now() + d;
-    timed_out_ = false;
-  }
-  void write_expires_after(Clock::duration d) {
-    write_deadline_ = Clock::now() + d;
-    timed_out_ = false;
-  }
+  // write the peer does not take the other way. A timeout stays (only expires_after and
+  // expires_never end it): one direction's new deadline does not revive the other.
+  void read_expires_after(Clock::duration d) { read_deadline_ = Clock::now() + d; }
+  void write_expires_after(Clock::duration d) { write_deadline_ = Clock::now() + d; }
   // Ends the pending operations with operation_aborted.
   void cancel() {
     boost::system::error_code ignored;
@@ -216,11 +213,14 @@ class Stream {
           return Finish(self);
         case State::kReceivingInto:
           // Bytes received are the caller's even when the deadline passed meanwhile (the
-          // next operation fails); the end of the stream is asio's eof.
+          // next operation fails); the end of the stream is asio's eof, and stays the
+          // answer of every later read.
           if (n > 0) {
             result = Io{n, Want::kNone, {}};
           } else {
-            result = Io{0, Want::kNone, s->WaitError(ec ? ec : boost::asio::error::eof)};
+            const boost::beast::error_code end = ec ? ec : boost::asio::error::eof;
+            if (end != boost::asio::error::operation_aborted) s->read_end_ = end;
+            result = Io{0, Want::kNone, s->WaitError(end)};
           }
           return Finish(self);
         case State::kReceiving:
@@ -314,12 +314,16 @@ class Stream {
   size_t in_size_ = 0;
   size_t in_at_ = 0;
   size_t in_end_ = 0;
-  bool in_eof_ = false;     // the peer ended the connection after in_'s bytes
+  bool in_eof_ = false;  // the peer ended the connection after in_'s bytes
+  // How reading the socket ended (a reset, or the end of a plain stream): every later read
+  // gets it at once (the reactor has no new readiness to report).
+  boost::beast::error_code read_end_;
   bool receiving_ = false;  // a receive into in_ is pending
-  // Sweeps since the last attempt to read, write or handshake; OpenSSL's record buffers are
-  // freed at the second (SSL_free_buffers: only when they hold nothing), and made again by
-  // OpenSSL when needed.
+  // Sweeps since the last attempt to read, write or handshake; from the second on, OpenSSL's
+  // record buffers are freed (SSL_free_buffers: only when they hold nothing; tried again at
+  // each sweep until it did), and made again by OpenSSL when needed.
   int quiet_sweeps_ = 0;
+  bool buffers_freed_ = false;
   // The sweep's list.
   Stream* prev_ = nullptr;
   Stream* next_ = nullptr;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <boost/asio/buffer.hpp>
@@ -24,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "tests/testing/self_signed.h"
 
 namespace rwg::ott {
@@ -459,6 +461,39 @@ TEST_F(StreamTest, TheEndsOfAConnection) {
   client_->Close();
   auto [got3, ec3] = ReadAll(*server_, 1);
   EXPECT_EQ(ec3, asio::error::eof) << ec3.message();
+}
+
+TEST_F(StreamTest, AReadAfterTheEndOrAResetFailsAtOnce) {
+  // A read after a connection's end or reset fails at once, with the same error: the stream
+  // keeps how its reading ended (the reactor reports it once; a receive after it is not
+  // owed a new readiness).
+  for (const bool tls : {false, true}) {
+    for (const bool reset : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(tls ? "tls" : "plain", reset ? ", reset" : ", closed"));
+      Connect(tls);
+      if (reset) {
+        ::linger l{1, 0};  // a close that sends RST
+        ASSERT_EQ(
+            ::setsockopt(client_->socket().native_handle(), SOL_SOCKET, SO_LINGER, &l, sizeof(l)),
+            0);
+        client_->socket().close();
+      } else {
+        client_->Close();
+      }
+      server_->expires_never();
+      auto [first, ec1] = ReadAll(*server_, 1);
+      EXPECT_TRUE(ec1) << "the first read after the end succeeded";
+      const auto start = std::chrono::steady_clock::now();
+      auto [again, ec2] = ReadAll(*server_, 1);
+      EXPECT_TRUE(ec2) << "the read after it succeeded";
+      EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000));
+      if (!reset) {
+        EXPECT_EQ(ec2, asio::error::eof) << ec2.message();
+      } else {
+        EXPECT_EQ(ec2, asio::error::connection_reset) << ec2.message();
+      }
+    }
+  }
 }
 
 TEST_F(StreamTest, AHandshakeWithSomethingElseThanTlsFails) {
