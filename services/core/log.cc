@@ -121,6 +121,18 @@ void AppendValue(std::string& out, absl::string_view v) {
   if (v.size() > kMaxValueBytes) v = v.substr(0, kMaxValueBytes);
   out.push_back('"');
   for (size_t i = 0; i < v.size();) {
+    // A run of printable ASCII other than the quote and the backslash goes as it is, at once.
+    size_t run = i;
+    while (run < v.size()) {
+      const unsigned char r = static_cast<unsigned char>(v[run]);
+      if (r < ' ' || r >= 0x7f || r == '"' || r == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out.append(v.data() + i, run - i);
+      i = run;
+      continue;
+    }
     const unsigned char c = static_cast<unsigned char>(v[i]);
     if (c >= 0x80) {
       uint32_t cp = 0;
@@ -213,17 +225,27 @@ void Init(absl::string_view service, absl::string_view level) {
   g_level.store(LevelNamed(level), std::memory_order_relaxed);
 }
 
-// The timestamp, formatted once per millisecond per thread (busy services log many lines a
-// millisecond).
+// The timestamp (2026-12-07T21:30:05.123Z): the date and time formatted once per second per
+// thread, the milliseconds put in by hand (busy services log many lines a millisecond).
 static const std::string& Timestamp() {
+  thread_local int64_t last_s = INT64_MIN;
   thread_local int64_t last_ms = -1;
   thread_local std::string text;
   const absl::Time now = absl::Now();
   const int64_t ms = absl::ToUnixMillis(now);
-  if (ms != last_ms) {
-    last_ms = ms;
-    text = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", now, absl::UTCTimeZone());
+  if (ms == last_ms) return text;
+  last_ms = ms;
+  const int64_t s = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;  // floor, before 1970 too
+  if (s != last_s) {
+    last_s = s;
+    text =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%S.000Z", absl::FromUnixSeconds(s), absl::UTCTimeZone());
   }
+  const int64_t milli = ms - s * 1000;
+  char* digits = text.data() + text.size() - 4;  // the "000" before the Z
+  digits[0] = static_cast<char>('0' + milli / 100);
+  digits[1] = static_cast<char>('0' + milli / 10 % 10);
+  digits[2] = static_cast<char>('0' + milli % 10);
   return text;
 }
 

@@ -72,6 +72,7 @@
 #include "services/core/address.h"
 #include "services/core/connections_per_source.h"
 #include "services/core/log.h"
+#include "services/ott/field_arena.h"
 #include "services/ott/login_page.h"
 #include "services/ott/paths.h"
 #include "services/ott/stream.h"
@@ -93,6 +94,9 @@ using tcp = asio::ip::tcp;
 // Everything runs on its serving thread's io_context, named by its own executor type: no
 // type-erased executor copied, compared and dispatched through on every operation.
 using Executor = asio::io_context::executor_type;
+// Parsers whose header fields live in a FieldArena.
+using RequestParser = http::request_parser<http::buffer_body, ArenaAllocator<char>>;
+using ResponseParser = http::response_parser<http::buffer_body, ArenaAllocator<char>>;
 template <class T>
 using awaitable = asio::awaitable<T, Executor>;
 constexpr asio::use_awaitable_t<Executor> use_awaitable;
@@ -395,70 +399,117 @@ size_t ReadSize(const beast::flat_buffer& buf) {
   return std::max<size_t>(buf.capacity() - buf.size(), 4096);
 }
 
-// Reads until `parser` holds a whole header: what `buf` already has is parsed first, then one
-// read of the stream at a time, parsed in place. The error is Beast's for the same cases:
-// end_of_stream for a close before anything, partial_message for a close mid-header.
+// Reading a message is a loop of a synchronous step (parse what the buffer holds) and, when
+// the step asks for it, one read of the stream. The hot callers write the loop in place (a
+// coroutine per header or body would cost a frame each time):
+//   while (HeaderStep(buf, parser, ec) == Step::kRead) {
+//     const size_t n = co_await stream.async_read_some(buf.prepare(ReadSize(buf)), ...ec);
+//     if (HeaderReadEnds(ec, n, buf, parser)) break;
+//   }
+// and `ec` then says how it ended (nothing: the header is whole).
+enum class Step { kDone, kRead };
+
+// Parses what `buf` holds into `parser`'s header. kDone: the header is whole (`ec` cleared),
+// or `ec` says what is wrong with it; kRead: another read is needed.
 template <bool isRequest>
-awaitable<beast::error_code> ReadHeader(Stream& stream, beast::flat_buffer& buf,
-                                        http::basic_parser<isRequest>& parser) {
-  beast::error_code ec;
-  for (;;) {
-    if (buf.size() > 0) {
-      const size_t used = parser.put(buf.data(), ec);
-      buf.consume(used);
-      if (parser.is_header_done()) co_return beast::error_code{};
-      if (ec && ec != http::error::need_more) co_return ec;
+Step HeaderStep(beast::flat_buffer& buf, http::basic_parser<isRequest>& parser,
+                beast::error_code& ec) {
+  ec = {};
+  if (buf.size() > 0) {
+    const size_t used = parser.put(buf.data(), ec);
+    buf.consume(used);
+    if (parser.is_header_done()) {
       ec = {};
+      return Step::kDone;
     }
-    const size_t n = co_await stream.async_read_some(buf.prepare(ReadSize(buf)),
-                                                     asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::eof) {
-      co_return (parser.got_some() || buf.size() > 0) ? http::error::partial_message
-                                                      : http::error::end_of_stream;
+    if (ec && ec != http::error::need_more) return Step::kDone;
+    ec = {};
+  }
+  return Step::kRead;
+}
+
+// After a read of `n` bytes for a header with outcome `ec`: true when reading ends here, with
+// Beast's error for the same cases (end_of_stream for a close before anything,
+// partial_message for a close mid-header); else the bytes are committed to `buf`.
+template <bool isRequest>
+bool HeaderReadEnds(beast::error_code& ec, size_t n, beast::flat_buffer& buf,
+                    const http::basic_parser<isRequest>& parser) {
+  if (ec == asio::error::eof) {
+    ec = (parser.got_some() || buf.size() > 0) ? http::error::partial_message
+                                               : http::error::end_of_stream;
+    return true;
+  }
+  if (ec) return true;
+  buf.commit(n);
+  return false;
+}
+
+// Parses what `buf` holds into the body buffer of `parser`'s message (body().data, `room`
+// bytes when the step began). kDone when the message is done, the buffer is full, or some of
+// the body arrived and the rest needs another read (a streamed answer goes on as it comes,
+// not once 32 KiB have gathered), or `ec` says what is wrong; kRead: nothing to pass on yet.
+template <bool isRequest, class Allocator>
+Step BodyStep(beast::flat_buffer& buf,
+              http::parser<isRequest, http::buffer_body, Allocator>& parser, size_t room,
+              beast::error_code& ec) {
+  auto& body = parser.get().body();
+  ec = {};
+  for (;;) {
+    if (parser.is_done() || body.size == 0) return Step::kDone;
+    if (buf.size() == 0) return Step::kRead;
+    const size_t used = parser.put(buf.data(), ec);
+    buf.consume(used);
+    if (parser.is_done() || ec == http::error::need_buffer) {
+      ec = {};
+      return Step::kDone;
     }
-    if (ec) co_return ec;
-    buf.commit(n);
+    if (ec && ec != http::error::need_more) return Step::kDone;
+    ec = {};
+    // Something arrived and the rest needs another read: it goes on first.
+    if (body.size < room && (buf.size() == 0 || used == 0)) return Step::kDone;
+    if (used > 0 && buf.size() > 0) continue;
+    // What the parser cannot use grows only by a chunk's size line: a line that never ends
+    // (an endless chunk extension) ends the message instead of the buffer growing.
+    if (buf.size() > kMaxUnparsed) {
+      ec = http::error::bad_chunk;
+      return Step::kDone;
+    }
+    return Step::kRead;
   }
 }
 
-// Reads the body of `parser`'s message into its buffer (body().data, body().size) and returns
-// when the message is done, the buffer is full, or some of the body arrived and nothing more
-// is at hand: a streamed answer goes on as it comes, not once 32 KiB have gathered.
-template <bool isRequest>
-awaitable<beast::error_code> ReadBody(Stream& stream, beast::flat_buffer& buf,
-                                      http::parser<isRequest, http::buffer_body>& parser) {
-  auto& body = parser.get().body();
-  const size_t room = body.size;
+// After a read of `n` bytes for a body with outcome `ec`: true when reading ends here (`ec`:
+// how; nothing when the close ended an answer read until the close); else the bytes are
+// committed to `buf`. A close without TLS's close_notify counts as a close: it ends an answer
+// read until the close (many servers never send close_notify), and a sized or chunked one is
+// then cut short whichever it was.
+template <bool isRequest, class Allocator>
+bool BodyReadEnds(beast::error_code& ec, size_t n, beast::flat_buffer& buf,
+                  http::parser<isRequest, http::buffer_body, Allocator>& parser) {
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+    beast::error_code eof;
+    parser.put_eof(eof);
+    ec = eof ? beast::error_code(http::error::partial_message) : beast::error_code{};
+    return true;
+  }
+  if (ec) return true;
+  buf.commit(n);
+  return false;
+}
+
+// The body step and its reads, as one coroutine (where a frame more does not matter).
+template <bool isRequest, class Allocator>
+awaitable<beast::error_code> ReadBody(
+    Stream& stream, beast::flat_buffer& buf,
+    http::parser<isRequest, http::buffer_body, Allocator>& parser) {
+  const size_t room = parser.get().body().size;
   beast::error_code ec;
-  for (;;) {
-    if (parser.is_done() || body.size == 0) co_return beast::error_code{};
-    if (buf.size() > 0) {
-      const size_t used = parser.put(buf.data(), ec);
-      buf.consume(used);
-      if (parser.is_done() || ec == http::error::need_buffer) co_return beast::error_code{};
-      if (ec && ec != http::error::need_more) co_return ec;
-      ec = {};
-      // Something arrived and the rest needs another read: it goes on first.
-      if (body.size < room && (buf.size() == 0 || used == 0)) co_return beast::error_code{};
-      if (used > 0 && buf.size() > 0) continue;
-      // What the parser cannot use grows only by a chunk's size line: a line that never ends
-      // (an endless chunk extension) ends the message instead of the buffer growing.
-      if (buf.size() > kMaxUnparsed) co_return beast::error_code(http::error::bad_chunk);
-    }
+  while (BodyStep(buf, parser, room, ec) == Step::kRead) {
     const size_t n = co_await stream.async_read_some(buf.prepare(ReadSize(buf)),
                                                      asio::redirect_error(use_awaitable, ec));
-    // A close without TLS's close_notify counts as a close here: it ends an answer read until
-    // the close (many servers never send close_notify), and a sized or chunked one is then cut
-    // short whichever it was.
-    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
-      // The end of an answer read until the close, or a message cut short.
-      beast::error_code eof;
-      parser.put_eof(eof);
-      co_return eof ? beast::error_code(http::error::partial_message) : beast::error_code{};
-    }
-    if (ec) co_return ec;
-    buf.commit(n);
+    if (BodyReadEnds(ec, n, buf, parser)) break;
   }
+  co_return ec;
 }
 
 // One piece of a body as it goes on the wire, chunked or as it is: parts[0..count).
@@ -520,11 +571,12 @@ class Proxy::Impl {
     std::unordered_map<std::string, Resolved> resolved;
     // By domain and service ("<domain> <service>"): as many as domains were configured.
     std::unordered_map<std::string, RequestMetrics> request_metrics;
+    std::string metrics_key;  // CountRequest's key, built here
     std::thread thread;
   };
   // Counts one request of `domain` and `service` answered with `status` in `seconds`.
-  void CountRequest(Worker& w, const std::string& domain, const std::string& service,
-                    unsigned status, double seconds);
+  void CountRequest(Worker& w, absl::string_view domain, absl::string_view service, unsigned status,
+                    double seconds);
 
   static int OnServerName(SSL* ssl, int* alert, void* arg);
   // Expires the worker's streams past their deadline, every 100 ms.
@@ -539,15 +591,13 @@ class Proxy::Impl {
   awaitable<void> AcceptOne(Worker& w);
   awaitable<void> Serve(Worker& w, Socket socket, std::string source, std::string key);
   awaitable<Outcome> Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf, char* scratch,
-                            http::request_parser<http::buffer_body>& parser,
-                            const std::string& fqdn, const std::string& source,
-                            std::shared_ptr<const DomainEntry>& entry);
+                            RequestParser& parser, const std::string& fqdn,
+                            const std::string& source, std::shared_ptr<const DomainEntry>& entry);
   awaitable<Outcome> Forward(Worker& w, ClientStream& client, beast::flat_buffer& buf,
-                             char* scratch, http::request_parser<http::buffer_body>& parser,
-                             const DomainEntry& entry, const std::string& target,
-                             const std::string& source, std::string account);
-  awaitable<Outcome> LoginPage(ClientStream& client, beast::flat_buffer& buf,
-                               http::request_parser<http::buffer_body>& parser,
+                             char* scratch, RequestParser& parser, const DomainEntry& entry,
+                             const std::string& target, const std::string& source,
+                             std::string account);
+  awaitable<Outcome> LoginPage(ClientStream& client, beast::flat_buffer& buf, RequestParser& parser,
                                const std::string& path, const std::string& source);
   awaitable<unsigned> Simple(ClientStream& client, unsigned status, unsigned version,
                              bool keep_alive, const std::string& content_type, std::string body,
@@ -787,13 +837,21 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, Socket socket, std::string source,
     // Bodies cross through this, the request's then the answer's (not zero-filled: each chunk
     // is written before it is read).
     std::unique_ptr<char[]> scratch(new char[kScratch]);
+    // Before the parsers that use it (one per request, below).
+    FieldArena request_fields;
     bool first = true;
     while (!stopping_.load()) {
-      http::request_parser<http::buffer_body> parser;
+      // The header's fields go to the connection's arena (none is allocated for a usual one).
+      RequestParser parser(std::piecewise_construct, std::make_tuple(),
+                           std::make_tuple(ArenaAllocator<char>(request_fields)));
       parser.header_limit(static_cast<uint32_t>(o_.max_header_bytes));
       parser.body_limit(o_.max_request_body_bytes);
       client.expires_after(Chrono(first ? o_.header_timeout : o_.idle_timeout));
-      ec = co_await ReadHeader(client, buf, parser);
+      while (HeaderStep(buf, parser, ec) == Step::kRead) {
+        const size_t n = co_await client.async_read_some(buf.prepare(ReadSize(buf)),
+                                                         asio::redirect_error(use_awaitable, ec));
+        if (HeaderReadEnds(ec, n, buf, parser)) break;
+      }
       if (ec) {
         if (IsTimeout(ec)) {
           if (buf.size() > 0 || parser.got_some()) metrics_.Refused("timeout");
@@ -814,13 +872,16 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, Socket socket, std::string source,
       std::shared_ptr<const DomainEntry> entry;
       Outcome out = co_await Handle(w, client, buf, scratch.get(), parser, fqdn, source, entry);
       const double seconds = absl::ToDoubleSeconds(clock_.Now() - start);
-      const std::string domain = entry != nullptr ? entry->domain.fqdn() : "unknown";
-      const std::string service = entry != nullptr ? entry->service : "none";
+      // Views into the entry, which `entry` keeps.
+      const absl::string_view domain =
+          entry != nullptr ? absl::string_view(entry->domain.fqdn()) : absl::string_view("unknown");
+      const absl::string_view service =
+          entry != nullptr ? absl::string_view(entry->service) : absl::string_view("none");
       CountRequest(w, domain, service, out.status, seconds);
       if (o_.access_log) {
         core::log::Info("ott request", {{"source", source},
-                                        {"domain", domain},
-                                        {"service", service},
+                                        {"domain", std::string(domain)},
+                                        {"service", std::string(service)},
                                         {"method", method.substr(0, 16)},
                                         {"path", path},
                                         {"status", absl::StrCat(out.status)},
@@ -851,16 +912,25 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, Socket socket, std::string source,
   client.Close();
 }
 
-void Proxy::Impl::CountRequest(Worker& w, const std::string& domain, const std::string& service,
+void Proxy::Impl::CountRequest(Worker& w, absl::string_view domain, absl::string_view service,
                                unsigned status, double seconds) {
-  RequestMetrics& m = w.request_metrics[absl::StrCat(domain, " ", service)];
+  // The key is built in the worker's own string: no allocation once the map holds it.
+  w.metrics_key.assign(domain.data(), domain.size())
+      .append(" ")
+      .append(service.data(), service.size());
+  auto it = w.request_metrics.find(w.metrics_key);
+  if (it == w.request_metrics.end()) {
+    it = w.request_metrics.emplace(w.metrics_key, RequestMetrics{}).first;
+  }
+  RequestMetrics& m = it->second;
   const size_t c = std::min<size_t>(status / 100, m.by_class.size() - 1);
   if (m.by_class[c] == nullptr) {
-    m.by_class[c] = &metrics_.requests.Add(
-        {{"domain", domain}, {"service", service}, {"code", StatusClass(status)}});
+    m.by_class[c] = &metrics_.requests.Add({{"domain", std::string(domain)},
+                                            {"service", std::string(service)},
+                                            {"code", StatusClass(status)}});
   }
   if (m.duration == nullptr) {
-    m.duration = &metrics_.duration.Add({{"service", service}}, DurationBuckets());
+    m.duration = &metrics_.duration.Add({{"service", std::string(service)}}, DurationBuckets());
   }
   m.by_class[c]->Increment();
   m.duration->Observe(seconds);
@@ -885,8 +955,7 @@ awaitable<unsigned> Proxy::Impl::Simple(ClientStream& client, unsigned status, u
 }
 
 awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf,
-                                       char* scratch,
-                                       http::request_parser<http::buffer_body>& parser,
+                                       char* scratch, RequestParser& parser,
                                        const std::string& fqdn, const std::string& source,
                                        std::shared_ptr<const DomainEntry>& entry) {
   auto& req = parser.get();
@@ -918,7 +987,7 @@ awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::f
   beast::string_view host_header = req[http::field::host];
   absl::string_view host(host_header.data(), host_header.size());
   if (!host.empty() && host.front() != '[') host = host.substr(0, host.find(':'));
-  if (req.count(http::field::host) != 1 || absl::AsciiStrToLower(host) != fqdn) {
+  if (req.count(http::field::host) != 1 || !absl::EqualsIgnoreCase(host, fqdn)) {
     co_return co_await refuse(421, "misdirected", "misdirected request\n", true);
   }
   std::shared_ptr<const Snapshot> snap = state_.Get();
@@ -983,8 +1052,8 @@ awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::f
 }
 
 awaitable<Outcome> Proxy::Impl::LoginPage(ClientStream& client, beast::flat_buffer& buf,
-                                          http::request_parser<http::buffer_body>& parser,
-                                          const std::string& path, const std::string& source) {
+                                          RequestParser& parser, const std::string& path,
+                                          const std::string& source) {
   auto& req = parser.get();
   const unsigned version = req.version() == 10 ? 10 : 11;
   Outcome out;
@@ -1306,8 +1375,7 @@ awaitable<void> Pump(Stream& from, Stream& to, beast::flat_buffer& leftover, abs
 }  // namespace
 
 awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::flat_buffer& buf,
-                                        char* scratch,
-                                        http::request_parser<http::buffer_body>& parser,
+                                        char* scratch, RequestParser& parser,
                                         const DomainEntry& entry, const std::string& target,
                                         const std::string& source, std::string account) {
   auto& req = parser.get();
@@ -1382,7 +1450,9 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     co_return o;
   };
   std::unique_ptr<Upstream> up;
-  std::optional<http::response_parser<http::buffer_body>> rp;
+  // Before the parser: the answer's fields are kept there (none allocated for a usual header).
+  FieldArena response_fields;
+  std::optional<ResponseParser> rp;
   Framed framed;
   // A kept-alive connection the application closed meanwhile fails at once: the request goes
   // again on a new one when nothing of its body has been read.
@@ -1396,30 +1466,29 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       }
     }
     const bool reused = up->reused;
-    auto write_up = [&](Stream& stream) -> awaitable<beast::error_code> {
-      beast::error_code wec;
-      stream.expires_after(Chrono(o_.backend_timeout));
-      co_await asio::async_write(stream, asio::buffer(head),
-                                 asio::redirect_error(use_awaitable, wec));
-      if (wec) co_return wec;
-      while (has_body && !parser.is_done()) {
-        req.body().data = scratch;
-        req.body().size = kScratch;
-        client.expires_after(Chrono(o_.idle_timeout));
-        wec = co_await ReadBody(client, buf, parser);
-        if (wec) co_return beast::error_code(http::error::partial_message);
-        const size_t n = kScratch - req.body().size;
-        framed.Set(scratch, n, chunked_up, parser.is_done());
-        if (framed.count == 0) continue;
-        stream.expires_after(Chrono(o_.backend_timeout));
-        co_await asio::async_write(
-            stream, std::span<const asio::const_buffer>(framed.parts.data(), framed.count),
-            asio::redirect_error(use_awaitable, wec));
-        if (wec) co_return wec;
+    // The request's header, then its body as it comes (written here, not in a coroutine of
+    // its own: a frame each time).
+    Stream& upstream = *up->stream;
+    upstream.expires_after(Chrono(o_.backend_timeout));
+    co_await asio::async_write(upstream, asio::buffer(head),
+                               asio::redirect_error(use_awaitable, ec));
+    while (!ec && has_body && !parser.is_done()) {
+      req.body().data = scratch;
+      req.body().size = kScratch;
+      client.expires_after(Chrono(o_.idle_timeout));
+      ec = co_await ReadBody(client, buf, parser);
+      if (ec) {
+        ec = http::error::partial_message;
+        break;
       }
-      co_return wec;
-    };
-    ec = co_await write_up(*up->stream);
+      const size_t n = kScratch - req.body().size;
+      framed.Set(scratch, n, chunked_up, parser.is_done());
+      if (framed.count == 0) continue;
+      upstream.expires_after(Chrono(o_.backend_timeout));
+      co_await asio::async_write(
+          upstream, std::span<const asio::const_buffer>(framed.parts.data(), framed.count),
+          asio::redirect_error(use_awaitable, ec));
+    }
     if (ec == http::error::partial_message) {
       // The client stopped sending its body.
       co_return out;
@@ -1431,14 +1500,20 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     // Interim answers (1xx other than 101: 100 Continue, 103 Early Hints) are skipped: the
     // client gets the final one.
     for (int interim = 0; interim < 8; ++interim) {
-      rp.emplace();
+      rp.reset();  // the interim answer's fields go back to the arena first
+      rp.emplace(std::piecewise_construct, std::make_tuple(),
+                 std::make_tuple(ArenaAllocator<char>(response_fields)));
       // No limit (boost::none would be one of 0 in Beast 1.74: it compares a length with the
       // empty optional).
       rp->body_limit(std::numeric_limits<std::uint64_t>::max());
       rp->header_limit(64 * 1024);
       if (req.method() == http::verb::head) rp->skip(true);
       up->lowest().expires_after(Chrono(o_.backend_timeout));
-      ec = co_await ReadHeader(*up->stream, up->buffer, *rp);
+      while (HeaderStep(up->buffer, *rp, ec) == Step::kRead) {
+        const size_t n = co_await up->stream->async_read_some(
+            up->buffer.prepare(ReadSize(up->buffer)), asio::redirect_error(use_awaitable, ec));
+        if (HeaderReadEnds(ec, n, up->buffer, *rp)) break;
+      }
       const unsigned code = ec ? 0 : rp->get().result_int();
       if (code < 100 || code >= 200 || code == 101) break;
     }
@@ -1595,7 +1670,11 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     res.body().data = scratch;
     res.body().size = kScratch;
     up->lowest().expires_after(Chrono(o_.backend_timeout));
-    ec = co_await ReadBody(*up->stream, up->buffer, *rp);
+    while (BodyStep(up->buffer, *rp, kScratch, ec) == Step::kRead) {
+      const size_t n = co_await up->stream->async_read_some(
+          up->buffer.prepare(ReadSize(up->buffer)), asio::redirect_error(use_awaitable, ec));
+      if (BodyReadEnds(ec, n, up->buffer, *rp)) break;
+    }
     if (ec) {
       // Nothing sent yet: the client gets an answer that says so; else the connection closes
       // mid-body.

@@ -9,10 +9,14 @@
 #include <cstdlib>
 #include <cwchar>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace rwg::core::log {
 namespace {
@@ -104,6 +108,33 @@ TEST(LogFormatTest, OneLineWithFields) {
   std::string line = Format("info", "device created", {{"user", "admin"}, {"device", "1001"}});
   EXPECT_THAT(line, MatchesRegex("ts=[0-9T:.-]+Z level=info service=control .*"));
   EXPECT_THAT(line, EndsWith("msg=\"device created\" user=admin device=1001"));
+}
+
+// The line's time is when it was written, to the millisecond, across second boundaries
+// (the date and time part is formatted once a second, the milliseconds each time).
+TEST(LogFormatTest, TheTimestampIsTheTimeOfTheLineToTheMillisecond) {
+  const absl::Time end = absl::Now() + absl::Milliseconds(1200);
+  int lines = 0;
+  std::set<int64_t> seconds;
+  while (absl::Now() < end) {
+    const int64_t before = absl::ToUnixMillis(absl::Now());
+    const std::string line = Format("info", "x", {});
+    const int64_t after = absl::ToUnixMillis(absl::Now());
+    ASSERT_THAT(line, MatchesRegex("ts=[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                                   "\\.[0-9]{3}Z level=info .*"));
+    absl::Time t;
+    std::string error;
+    ASSERT_TRUE(absl::ParseTime("%Y-%m-%dT%H:%M:%E3SZ", line.substr(3, 24), &t, &error))
+        << error << ": " << line;
+    const int64_t ms = absl::ToUnixMillis(t);
+    ASSERT_GE(ms, before) << line;
+    ASSERT_LE(ms, after) << line;
+    seconds.insert(ms / 1000);
+    ++lines;
+    absl::SleepFor(absl::Microseconds(300));
+  }
+  EXPECT_GE(seconds.size(), 2u) << "the run crossed no second boundary";
+  EXPECT_GT(lines, 100);
 }
 
 TEST(LogFormatTest, QuotesAndEscapesHostileValues) {

@@ -478,6 +478,7 @@ class Service:
         self.ports = None
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.env = {}  # added to the environment of the process
+        self.prefix = []  # what the binary runs under (valgrind, ...)
         self.grpc_listen = "127.0.0.1:0"  # a fixed port to start again on the same address
 
     def start(self, expect_healthy=True):
@@ -486,7 +487,7 @@ class Service:
             os.remove(port_file)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, self.name), "--grpc-listen", self.grpc_listen, "--metrics-listen",
+            self.prefix + [os.path.join(BIN, self.name), "--grpc-listen", self.grpc_listen, "--metrics-listen",
              "127.0.0.1:0", "--port-file", port_file] + self.args,
             stdout=self.log, stderr=self.log, env={**os.environ, **self.env} if self.env else None)
         wait_until(f"{self.name} port file",

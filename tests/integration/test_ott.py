@@ -645,7 +645,10 @@ class ProxyTest(OttFixture):
                     self.metric("rwg_ott_request_duration_seconds_count"))
         expected = (count["4xx"] + len(refused), count["2xx"] + len(passed),
                     timed + len(refused) + len(passed))
-        rwgtest.wait_until("the requests counted", lambda: counted() == expected, timeout=5)
+        try:
+            rwgtest.wait_until("the requests counted", lambda: counted() == expected, timeout=5)
+        except AssertionError:
+            self.fail(f"counted (4xx, 2xx, timed) {counted()}, expected {expected}")
         time.sleep(0.3)
         self.assertEqual(counted(), expected)  # and not more
         # A domain's own lists replace the service's defaults: with only /other/ as user
