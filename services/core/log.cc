@@ -260,7 +260,10 @@ std::string Format(absl::string_view level, absl::string_view msg,
 namespace {
 void AppendRange(std::string& out, absl::string_view level, absl::string_view msg,
                  const Field* begin, const Field* end) {
-  absl::StrAppend(&out, "ts=", Timestamp(), " level=", level, " service=");
+  // Appended piece by piece (absl::StrAppend zero-fills what it appends first).
+  const std::string& ts = Timestamp();
+  out.append("ts=").append(ts).append(" level=").append(level.data(), level.size());
+  out.append(" service=");
   {
     absl::MutexLock lock(&g_mu);
     out.append(g_service);

@@ -145,6 +145,24 @@ absl::Status ValidatePathEntry(absl::string_view entry, absl::string_view field)
   return absl::OkStatus();
 }
 
+namespace {
+// True when `path` (starting with '/') is its own normal form: printable ASCII without '\\'
+// or '%', no empty segment ("//") and no "." or ".." segment. What the loop below makes of
+// such a path is the path itself, and most requests' paths are such.
+bool IsNormal(absl::string_view path) {
+  for (size_t i = 0; i < path.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(path[i]);
+    if (c <= 0x20 || c >= 0x7f || c == '\\' || c == '%') return false;
+    if (c != '/') continue;
+    const absl::string_view next = path.substr(i + 1);
+    if (absl::StartsWith(next, "/")) return false;
+    const absl::string_view segment = next.substr(0, next.find('/'));
+    if (segment == "." || segment == "..") return false;
+  }
+  return true;
+}
+}  // namespace
+
 absl::StatusOr<std::string> NormalizePath(absl::string_view target, size_t max_length) {
   if (target.size() > max_length) {
     return absl::InvalidArgumentError(absl::StrCat("path longer than ", max_length, " bytes"));
@@ -154,6 +172,7 @@ absl::StatusOr<std::string> NormalizePath(absl::string_view target, size_t max_l
   }
   const size_t end = target.find_first_of("?#");
   const absl::string_view raw = target.substr(0, end);
+  if (IsNormal(raw)) return std::string(raw);
   std::string out;
   out.reserve(raw.size());
   for (size_t i = 0; i < raw.size(); ++i) {

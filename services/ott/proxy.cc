@@ -394,6 +394,11 @@ struct Outcome {
 // The most of a body's framing (a chunk's size line with its extensions) held unparsed.
 constexpr size_t kMaxUnparsed = size_t{16} * 1024;
 
+// Appends `pieces` to `out` (absl::StrAppend zero-fills what it appends first).
+void Append(std::string& out, std::initializer_list<absl::string_view> pieces) {
+  for (absl::string_view p : pieces) out.append(p.data(), p.size());
+}
+
 // How much one read from a connection asks for: what the buffer has room for, at least 4 KiB.
 size_t ReadSize(const beast::flat_buffer& buf) {
   return std::max<size_t>(buf.capacity() - buf.size(), 4096);
@@ -1391,7 +1396,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   // The request as the application gets it, written as one string.
   std::string head;
   head.reserve(1024);
-  absl::StrAppend(&head, Sv(req.method_string()), " ", target, " HTTP/1.1\r\n");
+  Append(head, {Sv(req.method_string()), " ", target, " HTTP/1.1\r\n"});
   const std::vector<std::string> named = ConnectionTokens(req[http::field::connection]);
   std::string cookies;
   for (const auto& f : req) {
@@ -1410,18 +1415,16 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
         continue;
       }
     }
-    absl::StrAppend(&head, Sv(f.name_string()), ": ", Sv(f.value()), "\r\n");
+    Append(head, {Sv(f.name_string()), ": ", Sv(f.value()), "\r\n"});
   }
   const bool v6 = source.find(':') != std::string::npos;
-  absl::StrAppend(&head, "Host: ", fqdn, "\r\n");
-  if (!cookies.empty()) absl::StrAppend(&head, "Cookie: ", cookies, "\r\n");
-  absl::StrAppend(&head, "X-Forwarded-For: ", source, "\r\nX-Forwarded-Proto: https\r\n",
-                  "X-Forwarded-Host: ", fqdn,
-                  "\r\nForwarded: for=", v6 ? absl::StrCat("\"[", source, "]\"") : source,
-                  ";proto=https;host=", fqdn, "\r\n");
+  Append(head, {"Host: ", fqdn, "\r\n"});
+  if (!cookies.empty()) Append(head, {"Cookie: ", cookies, "\r\n"});
+  Append(head, {"X-Forwarded-For: ", source, "\r\nX-Forwarded-Proto: https\r\n",
+                "X-Forwarded-Host: ", fqdn, "\r\nForwarded: for=", v6 ? "\"[" : "", source,
+                v6 ? "]\"" : "", ";proto=https;host=", fqdn, "\r\n"});
   if (websocket) {
-    absl::StrAppend(&head, "Connection: Upgrade\r\nUpgrade: ", Sv(req[http::field::upgrade]),
-                    "\r\n");
+    Append(head, {"Connection: Upgrade\r\nUpgrade: ", Sv(req[http::field::upgrade]), "\r\n"});
   }
   head += "\r\n";
   // A client waiting for "100 Continue" before its body gets it from rwg (the application
@@ -1547,7 +1550,8 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     reason = http::obsolete_reason(res.result());
   }
   head.clear();
-  absl::StrAppend(&head, "HTTP/1.", version % 10, " ", res.result_int(), " ", Sv(reason), "\r\n");
+  Append(head, {version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", absl::AlphaNum(res.result_int()).Piece(),
+                " ", Sv(reason), "\r\n"});
   // Where rwg frames the body, the application's Transfer-Encoding lines become one line.
   std::string codings;
   for (const auto& f : res) {
@@ -1556,11 +1560,10 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       absl::StrAppend(&codings, codings.empty() ? "" : ", ", Sv(f.value()));
       continue;
     }
-    absl::StrAppend(&head, Sv(f.name_string()), ": ", Sv(f.value()), "\r\n");
+    Append(head, {Sv(f.name_string()), ": ", Sv(f.value()), "\r\n"});
   }
   if (upgraded) {
-    absl::StrAppend(&head, "Connection: Upgrade\r\nUpgrade: ", Sv(res[http::field::upgrade]),
-                    "\r\n");
+    Append(head, {"Connection: Upgrade\r\nUpgrade: ", Sv(res[http::field::upgrade]), "\r\n"});
   } else if (version == 11 && !client_keep) {
     head += "Connection: close\r\n";
   } else if (version == 10 && client_keep) {
@@ -1570,7 +1573,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     // The application's codings, ending in chunked (only chunked when it had none).
     if (codings.empty()) codings = "chunked";
     if (!chunked_in && codings != "chunked") codings += ", chunked";
-    absl::StrAppend(&head, "Transfer-Encoding: ", codings, "\r\n");
+    Append(head, {"Transfer-Encoding: ", codings, "\r\n"});
   }
   head += "\r\n";
   out.status = res.result_int();

@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
+
 namespace rwg::ott {
 namespace {
 
@@ -23,6 +29,60 @@ TEST(NormalizePath, RefusesTraversalAndEncodedSeparators) {
         "/a\\b", "/a%zz", "/a%4", "/a%", "a/b", "", "http://x/", "/a\x80", "/a b", "/a\tb"}) {
     EXPECT_FALSE(NormalizePath(bad).ok()) << bad;
   }
+}
+
+TEST(NormalizePath, APathAlreadyNormalIsKeptAndNearMissesAreNot) {
+  for (const char* same : {"/app/page.html", "/a/.b/..c/.../b.", "/a/b/", "/~x-y_z.html"}) {
+    EXPECT_EQ(*NormalizePath(same), same);
+  }
+  EXPECT_EQ(*NormalizePath("/a//b/"), "/a/b/");
+  EXPECT_EQ(*NormalizePath("//a"), "/a");
+  for (const char* bad : {"/.", "/a/.", "/a/..", "/./a", "/../a", "/a/./", "/a/../"}) {
+    EXPECT_FALSE(NormalizePath(bad).ok()) << bad;
+  }
+}
+
+// Whatever a path normalizes to is its own normal form (random paths over the characters the
+// rules are about).
+TEST(NormalizePath, TheNormalFormIsStable) {
+  const std::string alphabet = "/./a%2eF5c\\ ~?";
+  uint32_t seed = 12345;
+  const auto next = [&seed] {
+    seed = seed * 1103515245u + 12345u;
+    return seed >> 16;
+  };
+  int normalized = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string path = "/";
+    const size_t length = next() % 14;
+    for (size_t k = 0; k < length; ++k) path += alphabet[next() % alphabet.size()];
+    absl::StatusOr<std::string> once = NormalizePath(path);
+    if (!once.ok()) continue;
+    ++normalized;
+    // A normal form: no empty, "." or ".." segment, printable ASCII without '\\', and an
+    // escape only for what is not unreserved, in upper case.
+    const std::string& n = *once;
+    EXPECT_EQ(n.find("//"), std::string::npos) << path << " -> " << n;
+    for (absl::string_view segment : absl::StrSplit(absl::string_view(n).substr(1), '/')) {
+      EXPECT_TRUE(segment != "." && segment != "..") << path << " -> " << n;
+    }
+    for (size_t k = 0; k < n.size(); ++k) {
+      const unsigned char c = static_cast<unsigned char>(n[k]);
+      EXPECT_TRUE(c > 0x20 && c < 0x7f && c != '\\') << path << " -> " << n;
+      if (c != '%') continue;
+      ASSERT_LE(k + 2, n.size() - 1) << path << " -> " << n;
+      const std::string hex = n.substr(k + 1, 2);
+      EXPECT_EQ(hex, absl::AsciiStrToUpper(hex)) << path << " -> " << n;
+      const char decoded = static_cast<char>(std::stoi(hex, nullptr, 16));
+      EXPECT_FALSE(absl::ascii_isalnum(static_cast<unsigned char>(decoded)) || decoded == '-' ||
+                   decoded == '_' || decoded == '~' || decoded == '.')
+          << path << " -> " << n;
+    }
+    absl::StatusOr<std::string> twice = NormalizePath(*once);
+    ASSERT_TRUE(twice.ok()) << path << " -> " << *once << ": " << twice.status();
+    EXPECT_EQ(*twice, *once) << path;
+  }
+  EXPECT_GT(normalized, 1000);
 }
 
 TEST(NormalizePath, RefusesOverLongPaths) {
