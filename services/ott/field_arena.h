@@ -1,7 +1,8 @@
 // Memory for one HTTP message's header as Beast's parser stores it (a field list node per
 // field, the method, target and reason strings): taken from a block the connection keeps, so
 // that a usual header costs no allocation, and from the heap beyond the block (a header can be
-// up to the parser's header limit).
+// up to the parser's header limit). The block is 2 KiB of the connection's memory for its whole
+// life (a client connection's one, in its coroutine frame).
 #pragma once
 
 #include <array>
@@ -34,9 +35,12 @@ class FieldArena {
   // given back (Beast frees a message's fields when the message goes); the latest piece at
   // once, so that a string that grows step by step does not use the block up.
   void Deallocate(void* p, size_t bytes, size_t align) {
-    auto* b = static_cast<std::byte*>(p);
-    if (b >= block_.data() && b < block_.data() + kBlockBytes) {
-      if (b + bytes == block_.data() + used_) used_ = static_cast<size_t>(b - block_.data());
+    // Compared as integers: the order of unrelated pointers is not specified.
+    const auto at = reinterpret_cast<uintptr_t>(p);
+    const auto begin = reinterpret_cast<uintptr_t>(block_.data());
+    if (at >= begin && at - begin < kBlockBytes) {
+      const size_t offset = at - begin;
+      if (offset + bytes == used_) used_ = offset;
       if (--live_ == 0) used_ = 0;
       return;
     }
