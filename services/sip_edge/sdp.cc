@@ -82,6 +82,17 @@ absl::StatusOr<sdp_session_t*> Parse(su_home_t* home, absl::string_view text, Pa
     return absl::InvalidArgumentError(
         absl::StrCat("sdp: ", error != nullptr ? error : "does not parse"));
   }
+  // sofia-sip takes some malformed a=rtpmap lines (e.g. a form feed where the space belongs)
+  // as a map without an encoding name, which it would print as "(null)/0". A payload type
+  // listed on the m= line without an a=rtpmap is a predefined entry with an empty name: fine.
+  for (const sdp_media_t* m = session->sdp_media; m != nullptr; m = m->m_next) {
+    for (const sdp_rtpmap_t* r = m->m_rtpmaps; r != nullptr; r = r->rm_next) {
+      if (r->rm_encoding == nullptr || (!r->rm_predef && *r->rm_encoding == '\0')) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("sdp: a=rtpmap:", r->rm_pt, ": no <encoding name> (RFC 4566)"));
+      }
+    }
+  }
   return session;
 }
 

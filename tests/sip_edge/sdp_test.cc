@@ -274,5 +274,26 @@ TEST(SdpTest, ARefusedAudioStreamStaysRefused) {
   EXPECT_TRUE(absl::StrContains(*out, "m=audio 21000 RTP/AVP 0\r\n")) << *out;
 }
 
+TEST(SdpTest, AnRtpmapWithoutAnEncodingNameIsRefused) {
+  // A form feed where the space belongs in a=rtpmap (found by sdp_fuzz): sofia-sip parses it
+  // as a map without an encoding name; rwg refuses it rather than forward "(null)/0".
+  for (const char* rtpmap : {"a=rtpmap:101\f\f0lephone-event/8000", "a=rtpmap:0\f\fPCMU/8000"}) {
+    const std::string offer = absl::StrCat(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n"
+        "m=audio 30000 RTP/AVP 8 0 101\r\nc=IN IP4 192.0.2.1\r\n",
+        rtpmap, "\r\na=sendonly\r\n");
+    absl::StatusOr<AudioStream> in = ReadAudio(offer, false);
+    EXPECT_TRUE(absl::IsInvalidArgument(in.status())) << absl::CEscape(rtpmap);
+    EXPECT_TRUE(absl::StrContains(in.status().message(), "a=rtpmap:")) << in.status();
+    absl::StatusOr<std::string> out = RewriteAudio(offer, "10.0.0.5", 21000, std::nullopt);
+    EXPECT_TRUE(absl::IsInvalidArgument(out.status())) << (out.ok() ? *out : "");
+    // In another stream too: every stream is printed in the rewrite.
+    const std::string video = PhoneOffer(Crypto(1, "AES_CM_128_HMAC_SHA1_80", kKeyB64)) +
+                              "m=video 3002 RTP/AVP 0 101\r\n" + rtpmap + "\r\n";
+    EXPECT_TRUE(
+        absl::IsInvalidArgument(RewriteAudio(video, "10.0.0.5", 21000, std::nullopt).status()));
+  }
+}
+
 }  // namespace
 }  // namespace rwg::sip_edge
