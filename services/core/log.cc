@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -62,10 +63,22 @@ void WriteLine(const std::string& line) {
 // Values longer than this are cut (a hostile peer's 60 KB header stays a short line).
 constexpr size_t kMaxValueBytes = 1024;
 
+// Per byte: 1 when a value holding it is quoted (space, '"', '=', '\\', controls, DEL and
+// every byte of 0x80 and above); 2 when, inside quotes, it cannot go as it is (controls, DEL,
+// '"', '\\' and 0x80 and above, which are checked as UTF-8). One table look-up per byte.
+constexpr std::array<uint8_t, 256> kByteClass = [] {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    const bool plain = c >= ' ' && c < 0x7f && c != '"' && c != '\\';
+    t[c] = static_cast<uint8_t>((plain && c != ' ' && c != '=' ? 0 : 1) | (plain ? 0 : 2));
+  }
+  return t;
+}();
+
 bool NeedsQuotes(absl::string_view v) {
   if (v.empty() || v.size() > kMaxValueBytes) return true;
   for (unsigned char c : v) {
-    if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f) return true;
+    if ((kByteClass[c] & 1) != 0) return true;
   }
   return false;
 }
@@ -123,11 +136,7 @@ void AppendValue(std::string& out, absl::string_view v) {
   for (size_t i = 0; i < v.size();) {
     // A run of printable ASCII other than the quote and the backslash goes as it is, at once.
     size_t run = i;
-    while (run < v.size()) {
-      const unsigned char r = static_cast<unsigned char>(v[run]);
-      if (r < ' ' || r >= 0x7f || r == '"' || r == '\\') break;
-      ++run;
-    }
+    while (run < v.size() && (kByteClass[static_cast<unsigned char>(v[run])] & 2) == 0) ++run;
     if (run > i) {
       out.append(v.data() + i, run - i);
       i = run;

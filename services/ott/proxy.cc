@@ -52,6 +52,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <memory>
@@ -394,10 +395,44 @@ struct Outcome {
 // The most of a body's framing (a chunk's size line with its extensions) held unparsed.
 constexpr size_t kMaxUnparsed = size_t{16} * 1024;
 
-// Appends `pieces` to `out` (absl::StrAppend zero-fills what it appends first).
-void Append(std::string& out, std::initializer_list<absl::string_view> pieces) {
-  for (absl::string_view p : pieces) out.append(p.data(), p.size());
-}
+// A message header being written up: pieces copied in with one room check per line and no
+// zero-filling (a std::string checks and terminates at every piece, and cannot grow without
+// writing zeros first). One allocation for a usual header.
+class HeadText {
+ public:
+  void Append(std::initializer_list<absl::string_view> pieces) {
+    size_t n = 0;
+    for (absl::string_view p : pieces) n += p.size();
+    char* d = Room(n);
+    for (absl::string_view p : pieces) {
+      std::memcpy(d, p.data(), p.size());
+      d += p.size();
+    }
+    size_ += n;
+  }
+  HeadText& operator+=(absl::string_view p) {
+    Append({p});
+    return *this;
+  }
+  void clear() { size_ = 0; }
+  asio::const_buffer buffer() const { return {data_.get(), size_}; }
+
+ private:
+  // Where `n` more bytes go.
+  char* Room(size_t n) {
+    if (cap_ - size_ < n) {
+      const size_t cap = std::max({size_t{1024}, 2 * cap_, size_ + n});
+      std::unique_ptr<char[]> grown(new char[cap]);
+      if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
+      data_ = std::move(grown);
+      cap_ = cap;
+    }
+    return data_.get() + size_;
+  }
+  std::unique_ptr<char[]> data_;
+  size_t size_ = 0;
+  size_t cap_ = 0;
+};
 
 // How much one read from a connection asks for: what the buffer has room for, at least 4 KiB.
 size_t ReadSize(const beast::flat_buffer& buf) {
@@ -597,7 +632,8 @@ class Proxy::Impl {
   awaitable<void> Serve(Worker& w, Socket socket, std::string source, std::string key);
   awaitable<Outcome> Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf, char* scratch,
                             RequestParser& parser, const std::string& fqdn,
-                            const std::string& source, std::shared_ptr<const DomainEntry>& entry);
+                            const std::string& source, const std::string& key,
+                            std::shared_ptr<const DomainEntry>& entry);
   awaitable<Outcome> Forward(Worker& w, ClientStream& client, beast::flat_buffer& buf,
                              char* scratch, RequestParser& parser, const DomainEntry& entry,
                              const std::string& target, const std::string& source,
@@ -872,10 +908,11 @@ awaitable<void> Proxy::Impl::Serve(Worker& w, Socket socket, std::string source,
       first = false;
       const absl::Time start = clock_.Now();
       const std::string method(parser.get().method_string());
-      std::string path(parser.get().target().substr(0, 256));
-      path = path.substr(0, path.find('?'));
+      const beast::string_view full_target = parser.get().target();
+      const std::string path(full_target.substr(0, std::min<size_t>(full_target.find('?'), 256)));
       std::shared_ptr<const DomainEntry> entry;
-      Outcome out = co_await Handle(w, client, buf, scratch.get(), parser, fqdn, source, entry);
+      Outcome out =
+          co_await Handle(w, client, buf, scratch.get(), parser, fqdn, source, key, entry);
       const double seconds = absl::ToDoubleSeconds(clock_.Now() - start);
       // Views into the entry, which `entry` keeps.
       const absl::string_view domain =
@@ -962,6 +999,7 @@ awaitable<unsigned> Proxy::Impl::Simple(ClientStream& client, unsigned status, u
 awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::flat_buffer& buf,
                                        char* scratch, RequestParser& parser,
                                        const std::string& fqdn, const std::string& source,
+                                       const std::string& key,
                                        std::shared_ptr<const DomainEntry>& entry) {
   auto& req = parser.get();
   const unsigned version = req.version() == 10 ? 10 : 11;
@@ -973,14 +1011,13 @@ awaitable<Outcome> Proxy::Impl::Handle(Worker& w, ClientStream& client, beast::f
                     bool count) -> awaitable<Outcome> {
     metrics_.Refused(reason);
     // A ban that this refusal completes applies from the source's next connection on.
-    if (count) (void)state_.Refused(core::SourceKey(source), reason);
+    if (count) (void)state_.Refused(key, reason);
     Outcome o;
     o.status = co_await Simple(client, status, version, keep && status != 429, "text/plain",
                                std::move(text));
     o.keep_alive = keep && status != 429;
     co_return o;
   };
-  const std::string key = core::SourceKey(source);
   if (state_.Banned(key)) {
     metrics_.Refused("banned");
     out.status = co_await Simple(client, 403, version, false, "text/plain", "forbidden\n");
@@ -1394,9 +1431,8 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   // Handle lets through).
   const bool chunked_up = has_body && req.chunked();
   // The request as the application gets it, written as one string.
-  std::string head;
-  head.reserve(1024);
-  Append(head, {Sv(req.method_string()), " ", target, " HTTP/1.1\r\n"});
+  HeadText head;
+  head.Append({Sv(req.method_string()), " ", target, " HTTP/1.1\r\n"});
   const std::vector<std::string> named = ConnectionTokens(req[http::field::connection]);
   std::string cookies;
   for (const auto& f : req) {
@@ -1415,16 +1451,16 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
         continue;
       }
     }
-    Append(head, {Sv(f.name_string()), ": ", Sv(f.value()), "\r\n"});
+    head.Append({Sv(f.name_string()), ": ", Sv(f.value()), "\r\n"});
   }
   const bool v6 = source.find(':') != std::string::npos;
-  Append(head, {"Host: ", fqdn, "\r\n"});
-  if (!cookies.empty()) Append(head, {"Cookie: ", cookies, "\r\n"});
-  Append(head, {"X-Forwarded-For: ", source, "\r\nX-Forwarded-Proto: https\r\n",
-                "X-Forwarded-Host: ", fqdn, "\r\nForwarded: for=", v6 ? "\"[" : "", source,
-                v6 ? "]\"" : "", ";proto=https;host=", fqdn, "\r\n"});
+  head.Append({"Host: ", fqdn, "\r\n"});
+  if (!cookies.empty()) head.Append({"Cookie: ", cookies, "\r\n"});
+  head.Append({"X-Forwarded-For: ", source, "\r\nX-Forwarded-Proto: https\r\n",
+               "X-Forwarded-Host: ", fqdn, "\r\nForwarded: for=", v6 ? "\"[" : "", source,
+               v6 ? "]\"" : "", ";proto=https;host=", fqdn, "\r\n"});
   if (websocket) {
-    Append(head, {"Connection: Upgrade\r\nUpgrade: ", Sv(req[http::field::upgrade]), "\r\n"});
+    head.Append({"Connection: Upgrade\r\nUpgrade: ", Sv(req[http::field::upgrade]), "\r\n"});
   }
   head += "\r\n";
   // A client waiting for "100 Continue" before its body gets it from rwg (the application
@@ -1473,8 +1509,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     // its own: a frame each time).
     Stream& upstream = *up->stream;
     upstream.expires_after(Chrono(o_.backend_timeout));
-    co_await asio::async_write(upstream, asio::buffer(head),
-                               asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(upstream, head.buffer(), asio::redirect_error(use_awaitable, ec));
     while (!ec && has_body && !parser.is_done()) {
       req.body().data = scratch;
       req.body().size = kScratch;
@@ -1503,7 +1538,6 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     // Interim answers (1xx other than 101: 100 Continue, 103 Early Hints) are skipped: the
     // client gets the final one.
     for (int interim = 0; interim < 8; ++interim) {
-      rp.reset();  // the interim answer's fields go back to the arena first
       rp.emplace(std::piecewise_construct, std::make_tuple(),
                  std::make_tuple(ArenaAllocator<char>(response_fields)));
       // No limit (boost::none would be one of 0 in Beast 1.74: it compares a length with the
@@ -1550,8 +1584,8 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     reason = http::obsolete_reason(res.result());
   }
   head.clear();
-  Append(head, {version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", absl::AlphaNum(res.result_int()).Piece(),
-                " ", Sv(reason), "\r\n"});
+  head.Append({version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", absl::AlphaNum(res.result_int()).Piece(),
+               " ", Sv(reason), "\r\n"});
   // Where rwg frames the body, the application's Transfer-Encoding lines become one line.
   std::string codings;
   for (const auto& f : res) {
@@ -1560,10 +1594,10 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
       absl::StrAppend(&codings, codings.empty() ? "" : ", ", Sv(f.value()));
       continue;
     }
-    Append(head, {Sv(f.name_string()), ": ", Sv(f.value()), "\r\n"});
+    head.Append({Sv(f.name_string()), ": ", Sv(f.value()), "\r\n"});
   }
   if (upgraded) {
-    Append(head, {"Connection: Upgrade\r\nUpgrade: ", Sv(res[http::field::upgrade]), "\r\n"});
+    head.Append({"Connection: Upgrade\r\nUpgrade: ", Sv(res[http::field::upgrade]), "\r\n"});
   } else if (version == 11 && !client_keep) {
     head += "Connection: close\r\n";
   } else if (version == 10 && client_keep) {
@@ -1573,13 +1607,13 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     // The application's codings, ending in chunked (only chunked when it had none).
     if (codings.empty()) codings = "chunked";
     if (!chunked_in && codings != "chunked") codings += ", chunked";
-    Append(head, {"Transfer-Encoding: ", codings, "\r\n"});
+    head.Append({"Transfer-Encoding: ", codings, "\r\n"});
   }
   head += "\r\n";
   out.status = res.result_int();
   if (upgraded) {
     client.expires_after(Chrono(o_.idle_timeout));
-    co_await asio::async_write(client, asio::buffer(head), asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(client, head.buffer(), asio::redirect_error(use_awaitable, ec));
     if (ec) co_return out;
     metrics_.websockets.Increment();
     // Both directions at once; the one that ends first closes both, then waits for the other.
@@ -1618,7 +1652,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
   }
   if (!body_expected) {
     client.expires_after(Chrono(o_.idle_timeout));
-    co_await asio::async_write(client, asio::buffer(head), asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(client, head.buffer(), asio::redirect_error(use_awaitable, ec));
     if (ec) co_return out;
     if (reusable(true)) GiveBack(w, std::move(up));
     out.keep_alive = client_keep;
@@ -1630,7 +1664,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     uint64_t left = *rp->content_length_remaining();
     // The header and the body's first bytes, read with it: one TLS record.
     const size_t first = static_cast<size_t>(std::min<uint64_t>(up->buffer.size(), left));
-    const std::array<asio::const_buffer, 2> parts{asio::buffer(head),
+    const std::array<asio::const_buffer, 2> parts{head.buffer(),
                                                   asio::buffer(up->buffer.data().data(), first)};
     client.expires_after(Chrono(o_.idle_timeout));
     co_await asio::async_write(client, parts, asio::redirect_error(use_awaitable, ec));
@@ -1693,7 +1727,7 @@ awaitable<Outcome> Proxy::Impl::Forward(Worker& w, ClientStream& client, beast::
     framed.Set(scratch, n, chunked_down, rp->is_done());
     std::array<asio::const_buffer, 5> parts;
     size_t count = 0;
-    if (!sent) parts[count++] = asio::buffer(head);
+    if (!sent) parts[count++] = head.buffer();
     for (size_t i = 0; i < framed.count; ++i) parts[count++] = framed.parts[i];
     if (count == 0) continue;
     client.expires_after(Chrono(o_.idle_timeout));
