@@ -4,9 +4,11 @@
 
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 namespace rwg::ott {
 namespace {
@@ -89,6 +91,44 @@ TEST(FieldArenaTest, PiecesComeBackInAnyOrder) {
   arena.Deallocate(z, 0, 8);
   arena.Deallocate(o, 64, 64);
   arena.Deallocate(big, FieldArena::kBlockBytes + 1, 8);
+}
+
+TEST(FieldArenaTest, AnIdleArenaHoldsNoBlockAndTheNextMessageReusesIt) {
+  // Between requests a kept-alive connection holds no block: the block goes back to the
+  // thread's pool with the last piece and the next message, on any connection, takes it again.
+  FieldArena first;
+  FieldArena second;
+  EXPECT_FALSE(first.holds_block());
+  void* a = first.Allocate(100, 8);
+  EXPECT_TRUE(first.holds_block());
+  const size_t pooled = FieldArena::pooled();
+  first.Deallocate(a, 100, 8);
+  EXPECT_FALSE(first.holds_block());
+  EXPECT_EQ(FieldArena::pooled(), pooled + 1);
+  void* b = second.Allocate(100, 8);
+  EXPECT_EQ(b, a) << "the pooled block is taken again";
+  EXPECT_EQ(FieldArena::pooled(), pooled);
+  {
+    Parser p(std::piecewise_construct, std::make_tuple(),
+             std::make_tuple(ArenaAllocator<char>(first)));
+    Parse(p, Header(5, 10));
+    EXPECT_TRUE(first.holds_block());
+    EXPECT_GT(first.live(), 0u);
+  }
+  EXPECT_FALSE(first.holds_block());
+  EXPECT_EQ(first.used(), 0u);
+  second.Deallocate(b, 100, 8);
+  // The pool is bounded: arenas that all hold a block at once give back at most its size.
+  {
+    std::vector<std::unique_ptr<FieldArena>> many;
+    std::vector<void*> pieces;
+    for (size_t i = 0; i < FieldArena::kPoolBlocks + 10; ++i) {
+      many.push_back(std::make_unique<FieldArena>());
+      pieces.push_back(many.back()->Allocate(64, 8));
+    }
+    for (size_t i = 0; i < many.size(); ++i) many[i]->Deallocate(pieces[i], 64, 8);
+    EXPECT_EQ(FieldArena::pooled(), FieldArena::kPoolBlocks);
+  }
 }
 
 }  // namespace
