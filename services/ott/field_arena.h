@@ -6,6 +6,7 @@
 // idle kept-alive connection holds none.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -77,27 +78,28 @@ class FieldArena {
   };
   using Blocks = std::vector<std::unique_ptr<Block>>;
 
-  // Room for every block kept from the start: giving one back never allocates.
   static Blocks& Pool() {
-    thread_local Blocks pool = [] {
-      Blocks b;
-      b.reserve(kPoolBlocks);
-      return b;
-    }();
+    thread_local Blocks pool;
     return pool;
   }
+  // Room for every block the pool keeps is made here, where an allocation may fail: giving a
+  // block back (in Deallocate or the destructor) never allocates.
   static Block* Take() {
     Blocks& pool = Pool();
-    if (pool.empty()) return new Block;  // NOLINT(cppcoreguidelines-owning-memory)
+    if (pool.empty()) {
+      if (pool.capacity() < kPoolBlocks) pool.reserve(kPoolBlocks);
+      return new Block;  // NOLINT(cppcoreguidelines-owning-memory)
+    }
     Block* b = pool.back().release();
     pool.pop_back();
     return b;
   }
-  // A block goes to the pool of the thread that frees it (any thread's pool takes it).
+  // A block goes to the pool of the thread that frees it when that pool has room (a thread
+  // that never took a block has none: the block is freed).
   static void GiveBack(Block* block) {
     std::unique_ptr<Block> b(block);
     Blocks& pool = Pool();
-    if (pool.size() < kPoolBlocks) pool.push_back(std::move(b));
+    if (pool.size() < std::min(pool.capacity(), kPoolBlocks)) pool.push_back(std::move(b));
   }
 
   Block* block_ = nullptr;

@@ -405,6 +405,8 @@ class HeadText {
     for (absl::string_view p : pieces) n += p.size();
     char* d = Room(n);
     for (absl::string_view p : pieces) {
+      // An empty piece may have no data at all (Beast's empty reason or missing field).
+      if (p.empty()) continue;
       std::memcpy(d, p.data(), p.size());
       d += p.size();
     }
