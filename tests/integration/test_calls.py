@@ -271,7 +271,7 @@ class RelayFixture(EdgeFixture):
         self.relay = rwgtest.Service("media-relay", self.tmp, [
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--api-token-file", token, "--bind-address", "127.0.0.1",
-            "--port-min", "40000", "--port-max", "40999", "--workers", "1",
+            "--port-min", "25000", "--port-max", "25999", "--workers", "1",
             "--idle-timeout-seconds", self.relay_idle_timeout,
             "--tls-cert-file", self.certs["cert"], "--tls-key-file", self.certs["key"]])
         self.relay.start()

@@ -41,8 +41,11 @@ def udp_pair():
 
 
 class RelayFixture(rwgtest.TempDirTest):
-    port_min = 42000
-    port_max = 42099
+    # The relays' ranges are below the kernel's ephemeral ports (32768 and up here): a UDP
+    # socket of another test running beside, bound to port 0, could take a port of the range
+    # while a relay restarts, and the restored session would lose it.
+    port_min = 24000
+    port_max = 24099
     relay_args = []
 
     def setUp(self):
@@ -192,8 +195,8 @@ class PlainRelayTest(RelayFixture):
 
 
 class PoolTest(RelayFixture):
-    port_min = 43000
-    port_max = 43011  # six pairs: three sessions
+    port_min = 24200
+    port_max = 24211  # six pairs: three sessions
 
     def test_exhaustion_and_only_allocated_ports_are_open(self):
         ids = []
@@ -218,7 +221,7 @@ class PoolTest(RelayFixture):
         self.assertIn("rwg_media_relay_ports_used 8", self.metrics_eventually("ports_used 8"))
 
     def test_pool_part_gives_disjoint_ranges(self):
-        # Instance 2 of 2 on the same range takes the upper half: 43006-43011.
+        # Instance 2 of 2 on the same range takes the upper half: 24206-24211.
         other = rwgtest.Service("media-relay", self.tmp, [
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--api-token-file", self.token, "--bind-address", "127.0.0.1",
@@ -230,7 +233,7 @@ class PoolTest(RelayFixture):
         ctl = rwgtest.Rwgctl(other.grpc_address, "", os.path.join(self.tmp, "cli"))
         ctl.env["RWG_INSECURE"] = "1"
         s = ctl.json("relay", "allocate")
-        self.assertEqual((s["set"]["local_port"], s["icp"]["local_port"]), (43006, 43008))
+        self.assertEqual((s["set"]["local_port"], s["icp"]["local_port"]), (24206, 24208))
         self.assertEqual(s["instance"], "media-relay-1")
         self.assertIn("RESOURCE_EXHAUSTED", ctl.run("relay", "allocate").stderr)
         bad = subprocess.run([os.path.join(rwgtest.BIN, "media-relay"), "--secret-key-file",
@@ -249,7 +252,7 @@ class PoolTest(RelayFixture):
         other = rwgtest.Service("media-relay", self.tmp, [
             "--redis-address", f"127.0.0.1:{self.redis.port}", "--secret-key-file", self.key,
             "--api-token-file", self.token, "--bind-address", "127.0.0.1",
-            "--port-min", "43100", "--port-max", "43199", "--instance", "media-relay-9"])
+            "--port-min", "24300", "--port-max", "24399", "--instance", "media-relay-9"])
         other.log_path = os.path.join(self.tmp, "media-relay-9.log")
         other.start()
         self.addCleanup(other.stop)
