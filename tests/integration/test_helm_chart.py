@@ -1162,7 +1162,10 @@ class SentinelInitStepsTest(ChartCase):
         m = next(i for i in self.redis if self.ip(i) == first)
         other = next(i for i in self.redis if i != m and i != 0)
         self.cli(first, 6379, "SET", "binding:last", "x")
-        self.cli(first, 6379, "WAIT", "2", "2000")
+        # Both replicas hold the last key before the master goes (WAIT's 2 s were not always
+        # enough on a loaded machine: pod 0 then still had 50 keys).
+        rwgtest.wait_until("the last key on both replicas", lambda: all(
+            self.cli(self.ip(i), 6379, "DBSIZE") == "51" for i in (0, other)), timeout=20)
         for i in list(self.sentinels):
             self.kill(self.sentinels, i)
         self.kill(self.redis, m)
